@@ -1,0 +1,115 @@
+//! Normalised claims: what a verifier says about evidence, in names common to every TEE.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::Hex;
+
+/// The kind of trusted execution environment that produced evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum TeeKind {
+    /// Arm Confidential Compute Architecture realm.
+    Cca,
+    /// Hygon China Secure Virtualization.
+    Csv,
+    /// AWS Nitro Enclaves.
+    Nitro,
+    /// NVIDIA Hopper confidential-computing GPU.
+    Nvidia,
+    /// Intel SGX enclave.
+    Sgx,
+    /// The simulated TEE: development only, never trustworthy.
+    Sim,
+    /// AMD SEV-SNP confidential VM.
+    Snp,
+    /// Intel TDX trust domain.
+    Tdx,
+}
+
+impl TeeKind {
+    /// The lowercase name used on the wire and in policies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeeKind::Cca => "cca",
+            TeeKind::Csv => "csv",
+            TeeKind::Nitro => "nitro",
+            TeeKind::Nvidia => "nvidia",
+            TeeKind::Sgx => "sgx",
+            TeeKind::Sim => "sim",
+            TeeKind::Snp => "snp",
+            TeeKind::Tdx => "tdx",
+        }
+    }
+}
+
+impl fmt::Display for TeeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The TCB (trusted computing base) status a vendor's collateral assigns to the platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TcbStatus {
+    /// Fully patched.
+    UpToDate,
+    /// Patched, but software mitigations are needed.
+    SWHardeningNeeded,
+    /// Patched, but the platform configuration needs changes.
+    ConfigurationNeeded,
+    /// Both of the above.
+    ConfigurationAndSWHardeningNeeded,
+    /// Missing security updates.
+    OutOfDate,
+    /// Missing updates and needs configuration changes.
+    OutOfDateConfigurationNeeded,
+    /// The platform's keys have been revoked.
+    Revoked,
+    /// No collateral was available to judge the TCB; signatures were still checked.
+    #[serde(rename = "unknown")]
+    Unknown,
+    /// The simulated TEE has no TCB at all.
+    #[serde(rename = "simulated")]
+    Simulated,
+}
+
+/// Claims about one piece of verified evidence, in common names plus the vendor's own fields.
+///
+/// Only a verifier builds these from evidence; everything downstream (policy, certificates, key
+/// release) reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Which TEE produced the evidence.
+    pub tee: TeeKind,
+    /// The launch measurement of the code (MRENCLAVE, MRTD, SNP measurement, PCR0, …).
+    pub measurement: Hex,
+    /// The identity of whoever signed the code, where the TEE has one (MRSIGNER, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<Hex>,
+    /// The product identifier, where the TEE has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<u64>,
+    /// The security version number of the code, where the TEE has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub svn: Option<u64>,
+    /// Whether the TEE runs in debug mode (its memory is then readable by the host).
+    pub debug: bool,
+    /// The 64 bytes the attester bound into the evidence.
+    pub report_data: Hex,
+    /// The platform's TCB status.
+    pub tcb_status: TcbStatus,
+    /// Security advisories that apply to the platform's TCB.
+    #[serde(default)]
+    pub advisories: Vec<String>,
+    /// A stable identifier of the platform, where the TEE has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_id: Option<Hex>,
+    /// The vendor's raw fields, under the TEE's name (for example `{"sim": {...}}`).
+    #[serde(flatten)]
+    pub vendor: BTreeMap<String, serde_json::Value>,
+}

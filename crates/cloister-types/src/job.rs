@@ -1,0 +1,127 @@
+//! Jobs, the grants owners sign to authorise them, and the receipts workers sign when done.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{CanonicalJsonError, canonical_json};
+use crate::encoding::Hex;
+
+/// What a job does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum JobKind {
+    /// Run a model over every row of a data set.
+    BatchInference,
+}
+
+/// The role an input plays in a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputRole {
+    /// The data set.
+    Data,
+    /// The model.
+    Model,
+}
+
+/// A sealed object a job reads, and who owns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRef {
+    /// The object's id in the worker's object store.
+    pub object_id: String,
+    /// SHA-256 of the sealed object's bytes (the ciphertext).
+    pub sha256: Hex,
+    /// The owner's party public key (text form); only the owner's grant authorises its use.
+    pub owner: String,
+}
+
+/// A job as submitted: the thing every owner's grant names by digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// Unique job id.
+    pub id: String,
+    /// What the job does.
+    pub kind: JobKind,
+    /// The sealed model.
+    pub model: InputRef,
+    /// The sealed data set.
+    pub data: InputRef,
+    /// The envelope public keys (text form) the outputs are sealed to.
+    pub output_recipients: Vec<String>,
+}
+
+impl JobSpec {
+    /// SHA-256 over the canonical JSON of the job: what grants and receipts name.
+    pub fn digest(&self) -> Result<Hex, CanonicalJsonError> {
+        Ok(Hex(Sha256::digest(canonical_json(self)?).to_vec()))
+    }
+}
+
+/// An owner's authorisation for one job to use one of its objects (signed as a JWS by the owner).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The job's id.
+    pub job_id: String,
+    /// The job's digest ([`JobSpec::digest`]); a grant is void for any other job.
+    pub job_digest: Hex,
+    /// Which input of the job this grant covers.
+    pub role: InputRole,
+    /// The object this grant lets the job use.
+    pub object_id: String,
+    /// SHA-256 of the sealed object.
+    pub object_sha256: Hex,
+    /// Enclave measurements the owner accepts for this job.
+    pub allowed_measurements: Vec<Hex>,
+    /// Envelope public keys the owner allows results to be sealed to.
+    pub result_recipients: Vec<String>,
+}
+
+/// What a worker attests it did for a job (signed as a JWS with the enclave's receipt key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The job's id.
+    pub job_id: String,
+    /// The job's digest.
+    pub job_digest: Hex,
+    /// What was read.
+    pub inputs: Vec<ReceiptInput>,
+    /// What was written.
+    pub outputs: Vec<ReceiptOutput>,
+    /// SHA-256 of the EAR token the worker held while running the job.
+    pub attestation_result_sha256: Hex,
+    /// The enclave's measurement.
+    pub measurement: Hex,
+    /// What the worker erased when the job ended.
+    pub erased: Vec<String>,
+    /// Rows processed.
+    pub rows: u64,
+    /// Unix seconds when the job started and finished.
+    pub started_at: i64,
+    /// Unix seconds when the job finished.
+    pub finished_at: i64,
+}
+
+/// One input in a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptInput {
+    /// Model or data.
+    pub role: InputRole,
+    /// Object id.
+    pub object_id: String,
+    /// SHA-256 of the sealed object.
+    pub ciphertext_sha256: Hex,
+    /// SHA-256 of the plaintext the worker decrypted.
+    pub plaintext_sha256: Hex,
+}
+
+/// One output in a receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptOutput {
+    /// Object id of the sealed output.
+    pub object_id: String,
+    /// SHA-256 of the sealed output.
+    pub ciphertext_sha256: Hex,
+    /// Who it was sealed to.
+    pub recipients: Vec<String>,
+}

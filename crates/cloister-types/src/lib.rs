@@ -1,0 +1,21 @@
+//! Wire types shared by every Cloister party: unified evidence, normalised claims, EAR attestation
+//! results, jobs, grants, receipts and API bodies.
+//!
+//! This crate does no I/O and no cryptography beyond hashing: it defines what crosses a process
+//! boundary and how it is encoded (canonical JSON, lowercase hex, unpadded base64url), so that the
+//! attestation service, the enclave worker and every client agree byte for byte.
+
+pub mod api;
+pub mod canonical;
+pub mod claims;
+pub mod ear;
+pub mod encoding;
+pub mod evidence;
+pub mod job;
+
+pub use canonical::{CanonicalJsonError, canonical_json};
+pub use claims::{Claims, TcbStatus, TeeKind};
+pub use ear::{EarAppraisal, EarBody, EarStatus};
+pub use encoding::{Base64Url, Hex};
+pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
+pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, Receipt};

@@ -1,0 +1,1 @@
+//! ML engines that run inside the enclave worker.

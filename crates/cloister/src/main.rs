@@ -1,0 +1,2 @@
+//! The `cloister` command.
+fn main() {}
