@@ -1,1 +1,188 @@
-//! cloister-authority.
+//! The Cloister attestation service: issues single-use challenges, verifies unified evidence,
+//! appraises the claims with the instance's Rego policy, and returns a signed EAR attestation
+//! result with a short-lived enclave certificate issued by the instance CA.
+//!
+//! [`Authority`] is the service's logic with an explicit clock; [`http::router`] puts it behind
+//! axum. This crate holds one attestation instance configured from a file; persistence and
+//! multi-tenancy come later.
+
+pub mod config;
+pub mod http;
+mod issue;
+mod nonce;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cloister_policy::{Appraisal, AppraisalPolicy};
+use cloister_sign::SigningKey;
+use cloister_types::api::{AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo};
+use cloister_types::ear::{EAR_PROFILE, VerifierId};
+use cloister_types::{EarAppraisal, EarBody, EarStatus, Hex};
+use cloister_verify::TrustAnchors;
+use sha2::{Digest, Sha256};
+
+pub use config::InstanceConfig;
+pub use issue::{CertificateAuthority, IssueError};
+pub use nonce::NonceError;
+
+use crate::nonce::NonceStore;
+
+/// Why an attestation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// The nonce is unknown, used or expired.
+    #[error(transparent)]
+    Nonce(#[from] NonceError),
+    /// The evidence did not verify.
+    #[error("evidence verification failed: {0}")]
+    Verify(#[from] cloister_verify::VerifyError),
+    /// The TLS key offered for the certificate is not the one bound into the evidence.
+    #[error("the TLS public key does not match tls_spki_sha256 in the runtime data")]
+    TlsKeyMismatch,
+    /// The policy could not be evaluated.
+    #[error("policy evaluation failed: {0}")]
+    Policy(#[from] cloister_policy::PolicyError),
+    /// The policy judged the evidence untrustworthy.
+    #[error("the appraisal policy {policy_id} rejected the evidence: {}", reasons.join("; "))]
+    Rejected {
+        /// The policy that decided.
+        policy_id: String,
+        /// The policy's reasons.
+        reasons: Vec<String>,
+    },
+    /// Signing the token or issuing the certificate failed.
+    #[error("could not issue the attestation result: {0}")]
+    Issue(String),
+}
+
+/// The keys an instance signs with: the EAR token key and the enclave-certificate CA.
+pub struct InstanceKeys {
+    /// Signs EAR tokens.
+    pub token_key: SigningKey,
+    /// Issues enclave certificates.
+    pub ca: CertificateAuthority,
+}
+
+/// One attestation instance: policy, reference values, trust anchors and keys.
+pub struct Authority {
+    name: String,
+    policy: AppraisalPolicy,
+    reference_values: serde_json::Value,
+    anchors: TrustAnchors,
+    keys: InstanceKeys,
+    token_kid: String,
+    nonces: NonceStore,
+    token_ttl: Duration,
+    cert_ttl: Duration,
+}
+
+impl Authority {
+    /// Builds the instance from its configuration and keys.
+    pub fn new(config: InstanceConfig, keys: InstanceKeys) -> Self {
+        let key_text = keys.token_key.public_key().to_text();
+        let token_kid = format!("ear-{}", &hex::encode(Sha256::digest(key_text.as_bytes()))[..16]);
+        Authority {
+            name: config.name,
+            policy: config.policy,
+            reference_values: config.reference_values,
+            anchors: config.trust_anchors,
+            keys,
+            token_kid,
+            nonces: NonceStore::new(config.nonce_ttl),
+            token_ttl: config.token_ttl,
+            cert_ttl: config.cert_ttl,
+        }
+    }
+
+    /// Issues a fresh single-use nonce.
+    pub fn challenge(&self, now: u64) -> Result<ChallengeResponse, NonceError> {
+        self.nonces.issue(now)
+    }
+
+    /// Verifies evidence, appraises it and issues an EAR token and an enclave certificate.
+    ///
+    /// The nonce is consumed first, so a replay fails even when the first use was rejected.
+    pub fn attest(&self, request: &AttestRequest, now: u64) -> Result<AttestResponse, AttestError> {
+        let evidence = &request.evidence;
+        self.nonces.consume(&evidence.runtime_data.nonce, now)?;
+        let verified = cloister_verify::verify(evidence, &self.anchors, now as i64)?;
+        let spki_digest = Sha256::digest(request.tls_spki.as_bytes());
+        if verified.runtime_data().tls_spki_sha256.as_bytes() != spki_digest.as_slice() {
+            return Err(AttestError::TlsKeyMismatch);
+        }
+        let Appraisal { status, trustworthiness_vector, reasons } =
+            self.policy.appraise(verified.claims(), &self.reference_values)?;
+        let policy_id = self.policy.policy_id();
+        if !matches!(status, EarStatus::Affirming | EarStatus::Warning) {
+            return Err(AttestError::Rejected { policy_id, reasons });
+        }
+        let (claims, runtime_data) = verified.into_parts();
+        let body = EarBody {
+            eat_profile: EAR_PROFILE.to_owned(),
+            verifier_id: VerifierId {
+                developer: "cloister".to_owned(),
+                build: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            eat_nonce: runtime_data.nonce.clone(),
+            submods: BTreeMap::from([(
+                "cpu0".to_owned(),
+                EarAppraisal {
+                    status,
+                    trustworthiness_vector,
+                    appraisal_policy_id: policy_id.clone(),
+                    claims: claims.clone(),
+                    runtime_data: runtime_data.clone(),
+                    reasons,
+                },
+            )]),
+        };
+        let ear = self
+            .keys
+            .token_key
+            .sign("EAR attestation result", &body, now, self.token_ttl)
+            .map_err(|e| AttestError::Issue(e.to_string()))?;
+        let leaf = self
+            .keys
+            .ca
+            .issue_enclave_certificate(
+                request.tls_spki.as_bytes(),
+                &cloister_types::EnclaveClaimsExtension {
+                    version: cloister_types::cert::ENCLAVE_CLAIMS_VERSION,
+                    ear_status: status,
+                    policy_id,
+                    claims,
+                    runtime_data,
+                    ear: ear.clone(),
+                },
+                now,
+                self.cert_ttl,
+            )
+            .map_err(|e| AttestError::Issue(e.to_string()))?;
+        Ok(AttestResponse {
+            ear,
+            certificate_chain_pem: format!("{leaf}{}", self.keys.ca.certificate_pem()),
+        })
+    }
+
+    /// What relying parties need to check this instance's results.
+    pub fn info(&self) -> InstanceInfo {
+        InstanceInfo {
+            name: self.name.clone(),
+            ca_certificate_pem: self.keys.ca.certificate_pem().to_owned(),
+            jwks: self.jwks(),
+            policy_id: self.policy.policy_id(),
+        }
+    }
+
+    /// The JWKS that verifies this instance's EAR tokens.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.keys.token_key.public_key().to_jwk(&self.token_kid)] })
+    }
+
+    /// SHA-256 of the CA certificate, for logs and pinning.
+    pub fn ca_fingerprint(&self) -> Hex {
+        self.keys.ca.fingerprint()
+    }
+}

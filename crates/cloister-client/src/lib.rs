@@ -1,1 +1,14 @@
-//! cloister-client.
+//! What Cloister parties run: check an enclave's certificate and claims against their own
+//! expectations, talk to the attestation service and to an enclave worker over attested TLS, sign
+//! grants and verify receipts.
+//!
+//! **Nothing is sent to a worker before its certificate chain and claims are verified**: the TLS
+//! verifier in [`tls`] runs the same [`enclave::verify_enclave_certificate`] check on every
+//! handshake, so a worker whose attestation changes is refused before any byte of a request leaves.
+
+pub mod enclave;
+pub mod http;
+pub mod tls;
+
+pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
+pub use http::{AuthorityClient, ClientError, WorkerClient};

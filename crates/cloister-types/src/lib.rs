@@ -7,12 +7,14 @@
 
 pub mod api;
 pub mod canonical;
+pub mod cert;
 pub mod claims;
 pub mod ear;
 pub mod encoding;
 pub mod evidence;
 pub mod job;
 
+pub use cert::EnclaveClaimsExtension;
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use claims::{Claims, TcbStatus, TeeKind};
 pub use ear::{EarAppraisal, EarBody, EarStatus};

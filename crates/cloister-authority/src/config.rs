@@ -1,0 +1,135 @@
+//! The instance configuration file (TOML).
+//!
+//! ```toml
+//! name = "demo"
+//! policy = "dev-sim"            # "default", "dev-sim", or a path in policy_file
+//! # policy_file = "my.rego"     # read by the binary, not by this crate
+//! token_ttl_secs = 3600
+//! cert_ttl_secs = 3600
+//! nonce_ttl_secs = 120
+//!
+//! [reference_values]
+//! measurements = ["<sha384 hex>"]
+//!
+//! [trust_anchors]
+//! sim_platform_keys = ["cloister-sim-platform-p256:..."]
+//! ```
+
+use std::time::Duration;
+
+use cloister_policy::AppraisalPolicy;
+use cloister_verify::{SimPlatformPublicKey, TrustAnchors};
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The TOML does not parse or has unknown fields.
+    #[error("the instance configuration is not valid: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The policy name is unknown or its Rego does not compile.
+    #[error("the appraisal policy is not usable: {0}")]
+    Policy(String),
+    /// A trust anchor does not parse.
+    #[error("trust anchor {index} in sim_platform_keys is not a sim platform key: {reason}")]
+    TrustAnchor {
+        /// Position in the list.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: String,
+    #[serde(default = "default_policy")]
+    policy: String,
+    #[serde(default)]
+    policy_rego: Option<String>,
+    #[serde(default = "hour")]
+    token_ttl_secs: u64,
+    #[serde(default = "hour")]
+    cert_ttl_secs: u64,
+    #[serde(default = "two_minutes")]
+    nonce_ttl_secs: u64,
+    #[serde(default)]
+    reference_values: toml::Table,
+    #[serde(default)]
+    trust_anchors: RawAnchors,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAnchors {
+    #[serde(default)]
+    sim_platform_keys: Vec<String>,
+}
+
+fn default_policy() -> String {
+    "default".to_owned()
+}
+
+fn hour() -> u64 {
+    3600
+}
+
+fn two_minutes() -> u64 {
+    120
+}
+
+/// A parsed, checked instance configuration.
+pub struct InstanceConfig {
+    /// Instance name.
+    pub name: String,
+    /// The appraisal policy.
+    pub policy: AppraisalPolicy,
+    /// Reference values handed to the policy.
+    pub reference_values: serde_json::Value,
+    /// Trust anchors handed to the verifiers.
+    pub trust_anchors: TrustAnchors,
+    /// Lifetime of EAR tokens.
+    pub token_ttl: Duration,
+    /// Lifetime of enclave certificates.
+    pub cert_ttl: Duration,
+    /// Lifetime of challenges.
+    pub nonce_ttl: Duration,
+}
+
+impl InstanceConfig {
+    /// Parses TOML. The policy is `policy = "default" | "dev-sim" | "custom"`; `custom` takes the
+    /// Rego text from `policy_rego` (the binary fills it from `policy_file`).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)?;
+        let policy = match (raw.policy.as_str(), raw.policy_rego) {
+            ("default", None) => AppraisalPolicy::production_default(),
+            ("dev-sim", None) => AppraisalPolicy::development_sim(),
+            ("custom", Some(rego)) => AppraisalPolicy::new("custom", 1, &rego)
+                .map_err(|e| ConfigError::Policy(e.to_string()))?,
+            (other, _) => {
+                return Err(ConfigError::Policy(format!(
+                    "unknown policy {other:?} (use \"default\", \"dev-sim\", or \"custom\" with policy_rego)"
+                )));
+            }
+        };
+        let mut anchors = TrustAnchors::new();
+        for (index, text) in raw.trust_anchors.sim_platform_keys.iter().enumerate() {
+            let key = SimPlatformPublicKey::from_text(text)
+                .map_err(|e| ConfigError::TrustAnchor { index, reason: e.to_string() })?;
+            anchors = anchors.with_sim_platform_key(key);
+        }
+        let reference_values = serde_json::to_value(raw.reference_values)
+            .map_err(|e| ConfigError::Policy(format!("reference values are not JSON: {e}")))?;
+        Ok(InstanceConfig {
+            name: raw.name,
+            policy,
+            reference_values,
+            trust_anchors: anchors,
+            token_ttl: Duration::from_secs(raw.token_ttl_secs),
+            cert_ttl: Duration::from_secs(raw.cert_ttl_secs),
+            nonce_ttl: Duration::from_secs(raw.nonce_ttl_secs),
+        })
+    }
+}

@@ -1,0 +1,264 @@
+//! Verifying an enclave certificate: the chain to the instance CA, the validity window, the claims
+//! extension, the binding of the enclave's keys, and the party's own expectations.
+
+use cloister_seal::RecipientPublicKey;
+use cloister_sign::VerifyingKey;
+use cloister_types::cert::{ENCLAVE_CLAIMS_OID_DOTTED, ENCLAVE_CLAIMS_VERSION};
+use cloister_types::{Claims, EarStatus, EnclaveClaimsExtension, Hex, RuntimeData, TeeKind};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Why an enclave was not trusted. Each message names the check that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnclaveError {
+    /// PEM or DER could not be read.
+    #[error("the enclave certificate chain cannot be read: {0}")]
+    Malformed(String),
+    /// The chain does not lead to the instance CA, or a certificate is outside its validity.
+    #[error("the enclave certificate does not verify against the instance CA: {0}")]
+    Chain(String),
+    /// The claims extension is missing or unreadable.
+    #[error("the enclave certificate has no readable Cloister claims extension ({ENCLAVE_CLAIMS_OID_DOTTED}): {0}")]
+    Extension(String),
+    /// The certified TLS key is not the one bound into the evidence.
+    #[error("the certificate's public key is not the TLS key bound into the enclave's evidence")]
+    TlsKeyNotBound,
+    /// `report_data` in the claims is not the digest of the runtime data.
+    #[error("report_data in the claims does not match the runtime data (keys not bound to the evidence)")]
+    ReportDataMismatch,
+    /// The TEE kind is not one the party accepts.
+    #[error("the enclave runs in a {0} TEE, which is not in the accepted list")]
+    TeeNotAccepted(TeeKind),
+    /// The measurement is not on the party's allow-list.
+    #[error("the enclave's measurement {0} is not on the allow-list")]
+    MeasurementNotAllowed(Hex),
+    /// The enclave runs in debug mode.
+    #[error("the enclave runs in debug mode; its memory is readable by the host")]
+    Debug,
+    /// The attestation verdict is not good enough.
+    #[error("the attestation verdict is {0:?}, which is not accepted")]
+    Status(EarStatus),
+    /// A key in the runtime data cannot be parsed.
+    #[error("the enclave's {which} key in the runtime data is not valid: {reason}")]
+    BadKey {
+        /// Which key.
+        which: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a party requires of an enclave before trusting it with anything.
+#[derive(Clone, Debug)]
+pub struct Expectations {
+    /// DER of the instance CA certificate the party trusts.
+    pub ca_der: Vec<u8>,
+    /// Measurements the party accepts; an empty list accepts none.
+    pub allowed_measurements: Vec<Hex>,
+    /// TEE kinds the party accepts. `sim` must be listed explicitly to be accepted.
+    pub accepted_tees: Vec<TeeKind>,
+}
+
+impl Expectations {
+    /// Expectations from a PEM CA certificate.
+    pub fn from_ca_pem(
+        ca_pem: &str,
+        allowed_measurements: Vec<Hex>,
+        accepted_tees: Vec<TeeKind>,
+    ) -> Result<Self, EnclaveError> {
+        let ca_der = pem_certificates(ca_pem)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EnclaveError::Malformed("no CERTIFICATE block in the CA PEM".into()))?;
+        Ok(Expectations { ca_der, allowed_measurements, accepted_tees })
+    }
+}
+
+/// An enclave whose certificate and claims passed a party's expectations.
+#[derive(Clone, Debug)]
+pub struct VerifiedEnclave {
+    /// The verified claims.
+    pub claims: Claims,
+    /// The runtime data bound into the evidence.
+    pub runtime_data: RuntimeData,
+    /// The enclave's envelope key: seal inputs to it.
+    pub hpke_pk: RecipientPublicKey,
+    /// The enclave's receipt key: receipts must verify with it.
+    pub receipt_pk: VerifyingKey,
+    /// The attestation verdict.
+    pub ear_status: EarStatus,
+    /// The policy that produced it.
+    pub policy_id: String,
+    /// The EAR token the certificate was issued with.
+    pub ear: String,
+    /// The leaf certificate's DER.
+    pub certificate_der: Vec<u8>,
+}
+
+/// Verifies an enclave certificate chain (leaf first, DER) at `now` (Unix seconds).
+pub fn verify_enclave_certificate(
+    chain: &[Vec<u8>],
+    expectations: &Expectations,
+    now: u64,
+) -> Result<VerifiedEnclave, EnclaveError> {
+    let leaf_der = chain.first().ok_or_else(|| EnclaveError::Malformed("empty chain".into()))?;
+    verify_chain(leaf_der, &chain[1..], &expectations.ca_der, now)?;
+    let (_, leaf) = X509Certificate::from_der(leaf_der)
+        .map_err(|e| EnclaveError::Malformed(e.to_string()))?;
+    let extension = read_claims_extension(&leaf)?;
+
+    let spki_digest = Sha256::digest(leaf.public_key().raw);
+    if extension.runtime_data.tls_spki_sha256.as_bytes() != spki_digest.as_slice() {
+        return Err(EnclaveError::TlsKeyNotBound);
+    }
+    let expected = extension
+        .runtime_data
+        .report_data()
+        .map_err(|e| EnclaveError::Extension(e.to_string()))?;
+    if extension.claims.report_data.as_bytes() != expected.0.as_slice() {
+        return Err(EnclaveError::ReportDataMismatch);
+    }
+    check_expectations(&extension, expectations)?;
+
+    let hpke_pk = RecipientPublicKey::from_text(&extension.runtime_data.hpke_pk)
+        .map_err(|e| EnclaveError::BadKey { which: "envelope", reason: e.to_string() })?;
+    let receipt_pk = VerifyingKey::from_text(&extension.runtime_data.receipt_pk)
+        .map_err(|e| EnclaveError::BadKey { which: "receipt", reason: e.to_string() })?;
+    Ok(VerifiedEnclave {
+        claims: extension.claims,
+        runtime_data: extension.runtime_data,
+        hpke_pk,
+        receipt_pk,
+        ear_status: extension.ear_status,
+        policy_id: extension.policy_id,
+        ear: extension.ear,
+        certificate_der: leaf_der.clone(),
+    })
+}
+
+fn check_expectations(
+    extension: &EnclaveClaimsExtension,
+    expectations: &Expectations,
+) -> Result<(), EnclaveError> {
+    let claims = &extension.claims;
+    if !expectations.accepted_tees.contains(&claims.tee) {
+        return Err(EnclaveError::TeeNotAccepted(claims.tee));
+    }
+    if claims.debug {
+        return Err(EnclaveError::Debug);
+    }
+    if !expectations.allowed_measurements.contains(&claims.measurement) {
+        return Err(EnclaveError::MeasurementNotAllowed(claims.measurement.clone()));
+    }
+    // Only the simulated TEE may carry a warning verdict, and only because the party accepted
+    // `sim` explicitly above; real TEEs must be affirmed.
+    match (extension.ear_status, claims.tee) {
+        (EarStatus::Affirming, _) | (EarStatus::Warning, TeeKind::Sim) => Ok(()),
+        (status, _) => Err(EnclaveError::Status(status)),
+    }
+}
+
+fn verify_chain(
+    leaf: &[u8],
+    intermediates: &[Vec<u8>],
+    ca_der: &[u8],
+    now: u64,
+) -> Result<(), EnclaveError> {
+    let ca = CertificateDer::from(ca_der);
+    let anchor = webpki::anchor_from_trusted_cert(&ca)
+        .map_err(|e| EnclaveError::Chain(format!("the CA certificate is unusable: {e:?}")))?;
+    let leaf = CertificateDer::from(leaf);
+    let end_entity = webpki::EndEntityCert::try_from(&leaf)
+        .map_err(|e| EnclaveError::Chain(format!("the leaf certificate is malformed: {e:?}")))?;
+    // The CA itself may be sent along in the chain; the trust anchor is what counts.
+    let intermediates: Vec<CertificateDer<'_>> = intermediates
+        .iter()
+        .filter(|der| der.as_slice() != ca_der)
+        .map(|der| CertificateDer::from(der.as_slice()))
+        .collect();
+    end_entity
+        .verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &[anchor],
+            &intermediates,
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(now)),
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| EnclaveError::Chain(describe_webpki(&e)))?;
+    Ok(())
+}
+
+fn describe_webpki(error: &webpki::Error) -> String {
+    match error {
+        webpki::Error::CertExpired { not_after, .. } => {
+            format!("the certificate expired at unix time {}", not_after.as_secs())
+        }
+        webpki::Error::CertNotValidYet { not_before, .. } => {
+            format!("the certificate is not valid before unix time {}", not_before.as_secs())
+        }
+        webpki::Error::UnknownIssuer => "it was not issued by the trusted instance CA".into(),
+        webpki::Error::InvalidSignatureForPublicKey => {
+            "a signature in the chain does not verify".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// Reads the claims extension of a certificate WITHOUT verifying anything; for an enclave reading
+/// back its own certificate, never for deciding whether to trust one.
+pub fn read_claims_unverified(leaf_der: &[u8]) -> Result<EnclaveClaimsExtension, EnclaveError> {
+    let (_, leaf) =
+        X509Certificate::from_der(leaf_der).map_err(|e| EnclaveError::Malformed(e.to_string()))?;
+    read_claims_extension(&leaf)
+}
+
+fn read_claims_extension(leaf: &X509Certificate<'_>) -> Result<EnclaveClaimsExtension, EnclaveError> {
+    let extension = leaf
+        .extensions()
+        .iter()
+        .find(|ext| ext.oid.to_id_string() == ENCLAVE_CLAIMS_OID_DOTTED)
+        .ok_or_else(|| EnclaveError::Extension("the extension is absent".into()))?;
+    let (rest, octets) = x509_parser::der_parser::der::parse_der_octetstring(extension.value)
+        .map_err(|e| EnclaveError::Extension(format!("not a DER OCTET STRING: {e}")))?;
+    if !rest.is_empty() {
+        return Err(EnclaveError::Extension("trailing bytes after the OCTET STRING".into()));
+    }
+    let bytes = octets
+        .as_slice()
+        .map_err(|e| EnclaveError::Extension(format!("not a DER OCTET STRING: {e}")))?;
+    let parsed: EnclaveClaimsExtension = serde_json::from_slice(bytes)
+        .map_err(|e| EnclaveError::Extension(format!("not valid claims JSON: {e}")))?;
+    if parsed.version != ENCLAVE_CLAIMS_VERSION {
+        return Err(EnclaveError::Extension(format!("unsupported version {}", parsed.version)));
+    }
+    Ok(parsed)
+}
+
+/// Every CERTIFICATE block of a PEM text, as DER, in order.
+pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, EnclaveError> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find(BEGIN) {
+        let after = &rest[start + BEGIN.len()..];
+        let end = after
+            .find(END)
+            .ok_or_else(|| EnclaveError::Malformed("unterminated CERTIFICATE block".into()))?;
+        let body: String = after[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|e| EnclaveError::Malformed(format!("bad base64 in PEM: {e}")))?;
+        out.push(der);
+        rest = &after[end + END.len()..];
+    }
+    if out.is_empty() {
+        return Err(EnclaveError::Malformed("no CERTIFICATE block found".into()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,180 @@
+//! HTTP clients for the attestation service and for enclave workers (over attested TLS).
+
+use std::sync::Arc;
+
+use cloister_types::api::{
+    AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, IdentityResponse, InstanceInfo,
+    JobDone, ObjectStored, SubmitJob,
+};
+use serde::de::DeserializeOwned;
+
+use crate::enclave::{EnclaveError, Expectations, VerifiedEnclave};
+use crate::tls::{AttestedServerVerifier, client_config};
+
+/// Why a request to a service failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The connection failed (including an enclave that failed attestation during the TLS
+    /// handshake; the reason is in the message).
+    #[error("cannot reach {url}: {reason}")]
+    Transport {
+        /// Where.
+        url: String,
+        /// Why (the whole error chain).
+        reason: String,
+    },
+    /// The service answered with an error.
+    #[error("{url} refused the request ({status}): {message}")]
+    Refused {
+        /// Where.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// The service's public message.
+        message: String,
+    },
+    /// The answer could not be decoded.
+    #[error("{url} sent an answer that cannot be read: {reason}")]
+    BadAnswer {
+        /// Where.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The enclave failed verification.
+    #[error(transparent)]
+    Enclave(#[from] EnclaveError),
+}
+
+fn transport(url: &str, error: reqwest::Error) -> ClientError {
+    let mut reason = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    ClientError::Transport { url: url.to_owned(), reason }
+}
+
+async fn decode<T: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<T, ClientError> {
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| transport(url, e))?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| body.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+        return Err(ClientError::Refused { url: url.to_owned(), status: status.as_u16(), message });
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::BadAnswer { url: url.to_owned(), reason: e.to_string() })
+}
+
+/// A client of the attestation service.
+#[derive(Clone, Debug)]
+pub struct AuthorityClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl AuthorityClient {
+    /// A client for the service at `base` (for example `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| transport(base, e))?;
+        Ok(AuthorityClient { base: base.trim_end_matches('/').to_owned(), http })
+    }
+
+    /// Requests a fresh nonce.
+    pub async fn challenge(&self) -> Result<ChallengeResponse, ClientError> {
+        let url = format!("{}/v1/challenge", self.base);
+        let response = self.http.post(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Submits evidence for appraisal.
+    pub async fn attest(&self, request: &AttestRequest) -> Result<AttestResponse, ClientError> {
+        let url = format!("{}/v1/attest", self.base);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Fetches the instance's CA, JWKS and policy id.
+    pub async fn instance(&self) -> Result<InstanceInfo, ClientError> {
+        let url = format!("{}/v1/instance", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+}
+
+/// A client of one enclave worker over attested TLS.
+#[derive(Clone, Debug)]
+pub struct WorkerClient {
+    base: String,
+    http: reqwest::Client,
+    verifier: Arc<AttestedServerVerifier>,
+}
+
+impl WorkerClient {
+    /// A client that will only complete TLS handshakes with enclaves meeting `expectations`.
+    pub fn new(base: &str, expectations: Expectations) -> Result<Self, ClientError> {
+        let verifier = Arc::new(AttestedServerVerifier::new(expectations));
+        let tls = client_config(verifier.clone()).map_err(|e| ClientError::Transport {
+            url: base.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .https_only(true)
+            .build()
+            .map_err(|e| transport(base, e))?;
+        Ok(WorkerClient { base: base.trim_end_matches('/').to_owned(), http, verifier })
+    }
+
+    /// Connects, verifies the enclave and returns what was verified. Nothing else is sent first.
+    pub async fn attest(&self) -> Result<(VerifiedEnclave, IdentityResponse), ClientError> {
+        let url = format!("{}/v1/identity", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        let identity: IdentityResponse = decode(&url, response).await?;
+        let verified = self.verifier.last_verified().ok_or_else(|| ClientError::Transport {
+            url: url.clone(),
+            reason: "no attested handshake was recorded".into(),
+        })?;
+        if identity.runtime_data != verified.runtime_data {
+            return Err(ClientError::BadAnswer {
+                url,
+                reason: "the identity document does not match the attested certificate".into(),
+            });
+        }
+        Ok((verified, identity))
+    }
+
+    /// Uploads a sealed object.
+    pub async fn put_object(&self, object_id: &str, sealed: Vec<u8>) -> Result<ObjectStored, ClientError> {
+        let url = format!("{}/v1/objects/{object_id}", self.base);
+        let response =
+            self.http.put(&url).body(sealed).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Downloads a sealed object.
+    pub async fn get_object(&self, object_id: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}/v1/objects/{object_id}", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return decode::<serde_json::Value>(&url, response).await.map(|_| Vec::new());
+        }
+        Ok(response.bytes().await.map_err(|e| transport(&url, e))?.to_vec())
+    }
+
+    /// Submits a job with its grants and waits for it to finish.
+    pub async fn submit_job(&self, job: &SubmitJob) -> Result<JobDone, ClientError> {
+        let url = format!("{}/v1/jobs", self.base);
+        let response = self.http.post(&url).json(job).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+}

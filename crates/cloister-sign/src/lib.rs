@@ -1,0 +1,326 @@
+//! Party signing keys and the compact JWS (ES256, RFC 7515) that carries EAR tokens, grants and
+//! receipts.
+//!
+//! Every signed object in Cloister is a JWT whose custom claims are one of the `cloister-types`
+//! structures. Verification is strict: the algorithm must be ES256, the signature must verify
+//! with the key the caller names, and the token must be within its validity window at the time
+//! the caller gives (never the wall clock implicitly).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jwt_simple::prelude::{
+    Clock, ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, ES256KeyPair, ES256PublicKey, JWTClaims,
+    UnixTimeStamp, VerificationOptions,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+const PUBLIC_PREFIX: &str = "cloister-es256:";
+const SECRET_PREFIX: &str = "cloister-es256-secret:";
+
+/// Why a key or token was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// A key's text form is wrong.
+    #[error("not a Cloister ES256 {kind} key (expected the prefix `{prefix}` and a P-256 key)")]
+    BadKey {
+        /// "public" or "secret".
+        kind: &'static str,
+        /// The expected prefix.
+        prefix: &'static str,
+    },
+    /// Signing failed.
+    #[error("could not sign the {what}: {reason}")]
+    Sign {
+        /// What was being signed.
+        what: &'static str,
+        /// The library's reason.
+        reason: String,
+    },
+    /// The token's signature, algorithm, structure or validity window is wrong.
+    #[error("the {what} does not verify with {key}: {reason}")]
+    Verify {
+        /// What was being verified.
+        what: &'static str,
+        /// The key it was checked against (public text form).
+        key: String,
+        /// The library's reason.
+        reason: String,
+    },
+}
+
+/// A party's secret signing key (P-256 ECDSA). Its `Debug` never shows the secret.
+pub struct SigningKey(ES256KeyPair);
+
+impl SigningKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        SigningKey(ES256KeyPair::generate())
+    }
+
+    /// The public half.
+    pub fn public_key(&self) -> VerifyingKey {
+        VerifyingKey(self.0.public_key())
+    }
+
+    /// Text form for a key file: `cloister-es256-secret:` + base64url of the 32-byte scalar.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        let raw = Zeroizing::new(self.0.to_bytes());
+        Zeroizing::new(format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(&*raw)))
+    }
+
+    /// Parses [`SigningKey::to_text`] output (surrounding white space is ignored).
+    pub fn from_text(text: &str) -> Result<Self, SignError> {
+        let bad = || SignError::BadKey { kind: "secret", prefix: SECRET_PREFIX };
+        let body = text.trim().strip_prefix(SECRET_PREFIX).ok_or_else(bad)?;
+        let raw = Zeroizing::new(URL_SAFE_NO_PAD.decode(body).map_err(|_| bad())?);
+        ES256KeyPair::from_bytes(&raw).map(SigningKey).map_err(|_| bad())
+    }
+
+    /// Signs `claims` as a compact JWS valid from `issued_at` for `valid_for`.
+    pub fn sign<T: Serialize>(
+        &self,
+        what: &'static str,
+        claims: T,
+        issued_at: u64,
+        valid_for: Duration,
+    ) -> Result<String, SignError> {
+        let jwt = JWTClaims {
+            issued_at: Some(UnixTimeStamp::from_secs(issued_at)),
+            expires_at: Some(UnixTimeStamp::from_secs(issued_at + valid_for.as_secs())),
+            invalid_before: Some(UnixTimeStamp::from_secs(issued_at)),
+            issuer: Some(self.public_key().to_text()),
+            subject: None,
+            audiences: None,
+            jwt_id: None,
+            nonce: None,
+            custom: claims,
+        };
+        self.0
+            .sign(jwt)
+            .map_err(|e| SignError::Sign { what, reason: e.to_string() })
+    }
+
+    /// Like [`SigningKey::sign`] with a key id in the JWS header (for JWKS lookup).
+    pub fn with_key_id(self, kid: &str) -> Self {
+        SigningKey(self.0.with_key_id(kid))
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({})", self.public_key())
+    }
+}
+
+/// A party's public verifying key (P-256 ECDSA).
+#[derive(Clone)]
+pub struct VerifyingKey(ES256PublicKey);
+
+impl VerifyingKey {
+    /// Text form: `cloister-es256:` + base64url of the SEC1 compressed point.
+    pub fn to_text(&self) -> String {
+        format!("{PUBLIC_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.0.to_bytes()))
+    }
+
+    /// Parses [`VerifyingKey::to_text`] output.
+    pub fn from_text(text: &str) -> Result<Self, SignError> {
+        let bad = || SignError::BadKey { kind: "public", prefix: PUBLIC_PREFIX };
+        let body = text.trim().strip_prefix(PUBLIC_PREFIX).ok_or_else(bad)?;
+        let raw = URL_SAFE_NO_PAD.decode(body).map_err(|_| bad())?;
+        ES256PublicKey::from_bytes(&raw).map(VerifyingKey).map_err(|_| bad())
+    }
+
+    /// The key as a JWK (with `alg`, `use` and the given key id).
+    pub fn to_jwk(&self, kid: &str) -> serde_json::Value {
+        let text = self.0.clone().with_key_id(kid).to_jwk();
+        // The library produces JSON it can parse back; failing here would be a library bug.
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Parses a JWK (`kty: EC`, `crv: P-256`).
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, SignError> {
+        ES256PublicKey::from_jwk(&jwk.to_string())
+            .map(VerifyingKey)
+            .map_err(|_| SignError::BadKey { kind: "public", prefix: "JWK" })
+    }
+
+    /// Verifies a compact JWS made by [`SigningKey::sign`] at time `now` (Unix seconds) and returns
+    /// its claims. The issuer must be this key, and `now` must be within the validity window
+    /// (one minute of clock skew is tolerated).
+    pub fn verify<T: DeserializeOwned + Serialize>(
+        &self,
+        what: &'static str,
+        token: &str,
+        now: u64,
+    ) -> Result<Signed<T>, SignError> {
+        let options = VerificationOptions {
+            artificial_time: Some(UnixTimeStamp::from_secs(now)),
+            time_tolerance: Some(jwt_simple::prelude::Duration::from_secs(60)),
+            allowed_issuers: Some([self.to_text()].into_iter().collect()),
+            ..VerificationOptions::default()
+        };
+        let fail = |reason: String| SignError::Verify { what, key: self.to_text(), reason };
+        let claims = self
+            .0
+            .verify_token::<T>(token, Some(options))
+            .map_err(|e| fail(e.to_string()))?;
+        let (Some(iat), Some(exp)) = (claims.issued_at, claims.expires_at) else {
+            return Err(fail("the token has no issue or expiry time".into()));
+        };
+        Ok(Signed {
+            claims: claims.custom,
+            issued_at: iat.as_secs(),
+            expires_at: exp.as_secs(),
+            token_sha256: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+}
+
+impl fmt::Display for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_text())
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({})", self.to_text())
+    }
+}
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bytes() == other.0.to_bytes()
+    }
+}
+
+impl Eq for VerifyingKey {}
+
+impl FromStr for VerifyingKey {
+    type Err = SignError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        VerifyingKey::from_text(s)
+    }
+}
+
+/// Claims whose signature verified, with the token's validity window.
+#[derive(Clone, Debug)]
+pub struct Signed<T> {
+    /// The verified claims.
+    pub claims: T,
+    /// Unix seconds the token was issued.
+    pub issued_at: u64,
+    /// Unix seconds the token expires.
+    pub expires_at: u64,
+    /// SHA-256 of the compact token text (what receipts name).
+    pub token_sha256: [u8; 32],
+}
+
+/// The key id (`kid`) named in a compact JWS header, read without verifying anything; use it only
+/// to choose which key to verify with.
+pub fn peek_key_id(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(header).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("kid")?.as_str().map(str::to_owned)
+}
+
+/// The current Unix time in seconds, for callers that verify "now".
+pub fn unix_now() -> u64 {
+    Clock::now_since_epoch().as_secs()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Body {
+        job: String,
+    }
+
+    fn body() -> Body {
+        Body { job: "j1".into() }
+    }
+
+    #[test]
+    fn sign_then_verify_round_trips() {
+        let key = SigningKey::generate();
+        let token = key.sign("grant", body(), 1_000, Duration::from_secs(600)).unwrap();
+        let signed = key.public_key().verify::<Body>("grant", &token, 1_100).unwrap();
+        assert_eq!(signed.claims, body());
+        assert_eq!((signed.issued_at, signed.expires_at), (1_000, 1_600));
+    }
+
+    #[test]
+    fn another_key_is_refused() {
+        let key = SigningKey::generate();
+        let token = key.sign("grant", body(), 1_000, Duration::from_secs(600)).unwrap();
+        let err = SigningKey::generate()
+            .public_key()
+            .verify::<Body>("grant", &token, 1_100)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("the grant does not verify with cloister-es256:"));
+    }
+
+    #[test]
+    fn expired_and_not_yet_valid_tokens_are_refused() {
+        let key = SigningKey::generate();
+        let token = key.sign("receipt", body(), 1_000, Duration::from_secs(600)).unwrap();
+        assert!(key.public_key().verify::<Body>("receipt", &token, 1_700).is_err());
+        assert!(key.public_key().verify::<Body>("receipt", &token, 800).is_err());
+    }
+
+    #[test]
+    fn any_changed_character_is_refused() {
+        let key = SigningKey::generate();
+        let token = key.sign("receipt", body(), 1_000, Duration::from_secs(600)).unwrap();
+        for i in 0..token.len() {
+            let mut bytes = token.clone().into_bytes();
+            bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            if tampered != token {
+                assert!(
+                    key.public_key().verify::<Body>("receipt", &tampered, 1_100).is_err(),
+                    "position {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let key = SigningKey::generate();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(
+            format!(r#"{{"iat":1000,"exp":2000,"iss":"{}","job":"j1"}}"#, key.public_key())
+                .as_bytes(),
+        );
+        let token = format!("{header}.{claims}.");
+        assert!(key.public_key().verify::<Body>("grant", &token, 1_100).is_err());
+    }
+
+    #[test]
+    fn key_text_forms_round_trip() {
+        let key = SigningKey::generate();
+        let again = SigningKey::from_text(&key.to_text()).unwrap();
+        assert_eq!(again.public_key(), key.public_key());
+        let public = VerifyingKey::from_text(&key.public_key().to_text()).unwrap();
+        assert_eq!(public, key.public_key());
+        assert!(VerifyingKey::from_text("cloister-es256:AAAA").is_err());
+        assert!(format!("{key:?}").starts_with("SigningKey(cloister-es256:"));
+        let jwk = key.public_key().to_jwk("k1");
+        assert_eq!(VerifyingKey::from_jwk(&jwk).unwrap(), key.public_key());
+    }
+}

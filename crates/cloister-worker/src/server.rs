@@ -1,0 +1,205 @@
+//! The worker's API over attested TLS: the server certificate is the enclave certificate, so a
+//! client that verifies it has verified the enclave before sending a byte.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | liveness |
+//! | `GET /v1/identity` | certificate chain, EAR token and runtime data |
+//! | `PUT /v1/objects/{id}` | store a sealed object |
+//! | `GET /v1/objects/{id}` | fetch a sealed object |
+//! | `POST /v1/jobs` | run a job with its grants; answers with the outputs and the receipt |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use cloister_types::api::{ErrorBody, IdentityResponse, JobDone, ObjectStored, SubmitJob};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::identity::EnclaveIdentity;
+use crate::jobs::{JobError, run_job};
+use crate::store::{ObjectStore, StoreError};
+
+/// Largest sealed object accepted in one request.
+const MAX_OBJECT: usize = 1 << 30;
+
+/// The worker's state: its identity and its object store.
+#[derive(Debug)]
+pub struct Worker {
+    /// The enclave identity.
+    pub identity: EnclaveIdentity,
+    /// Sealed objects.
+    pub store: ObjectStore,
+}
+
+/// The worker's routes.
+pub fn router(worker: Arc<Worker>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/identity", get(identity))
+        .route("/v1/objects/{id}", put(put_object).get(get_object))
+        .route("/v1/jobs", axum::routing::post(submit_job))
+        .layer(DefaultBodyLimit::max(MAX_OBJECT))
+        .with_state(worker)
+}
+
+/// Serves the API over TLS on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Result<()> {
+    let chain: Vec<CertificateDer<'static>> = worker
+        .identity
+        .certificate_chain_der()
+        .iter()
+        .map(|der| CertificateDer::from(der.clone()))
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(worker.identity.tls_key_pkcs8().to_vec()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+    .map_err(std::io::Error::other)?;
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let app = router(worker);
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move { serve_connection(acceptor, tcp, peer, app).await });
+    }
+}
+
+async fn serve_connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+) {
+    let tls = match acceptor.accept(tcp).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+    };
+    let service = TowerToHyperService::new(app);
+    if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+async fn identity(State(worker): State<Arc<Worker>>) -> Json<IdentityResponse> {
+    Json(IdentityResponse {
+        certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
+        ear: worker.identity.ear().to_owned(),
+        runtime_data: worker.identity.runtime_data().clone(),
+    })
+}
+
+async fn put_object(
+    State(worker): State<Arc<Worker>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ObjectStored>, ApiError> {
+    let size = body.len() as u64;
+    let store = worker.store.clone();
+    let object_id = id.clone();
+    let sha256 = tokio::task::spawn_blocking(move || store.put(&object_id, &body))
+        .await
+        .map_err(|_| ApiError::Internal)??;
+    tracing::info!(object = %id, size, "stored sealed object");
+    Ok(Json(ObjectStored { object_id: id, sha256, size }))
+}
+
+async fn get_object(
+    State(worker): State<Arc<Worker>>,
+    Path(id): Path<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let store = worker.store.clone();
+    Ok(tokio::task::spawn_blocking(move || store.get(&id)).await.map_err(|_| ApiError::Internal)??)
+}
+
+async fn submit_job(
+    State(worker): State<Arc<Worker>>,
+    Json(job): Json<SubmitJob>,
+) -> Result<Json<JobDone>, ApiError> {
+    let job_id = job.spec.id.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        run_job(&worker.identity, &worker.store, &job.spec, &job.grants)
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    match outcome {
+        Ok(outcome) => {
+            tracing::info!(job = %job_id, "job finished");
+            Ok(Json(JobDone { job_id, outputs: outcome.outputs, receipt: outcome.receipt }))
+        }
+        Err(error) => {
+            tracing::warn!(job = %job_id, %error, "job refused or failed");
+            Err(ApiError::Job(error))
+        }
+    }
+}
+
+/// A worker failure as an HTTP response. Messages never contain plaintext: job and store errors
+/// describe the request, not the data.
+#[derive(Debug)]
+pub enum ApiError {
+    /// A job was refused or failed.
+    Job(JobError),
+    /// Storage refused.
+    Store(StoreError),
+    /// A task panicked.
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::Store(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ApiError::Job(JobError::Store(StoreError::NotFound(_)))
+            | ApiError::Store(StoreError::NotFound(_)) => {
+                (StatusCode::NOT_FOUND, "not_found", self.message())
+            }
+            ApiError::Store(StoreError::Exists(_)) => (StatusCode::CONFLICT, "exists", self.message()),
+            ApiError::Store(StoreError::BadId(_)) => (StatusCode::BAD_REQUEST, "bad_id", self.message()),
+            ApiError::Job(
+                JobError::MissingGrant { .. } | JobError::RecipientNotApproved(_),
+            ) => (StatusCode::FORBIDDEN, "not_authorised", self.message()),
+            ApiError::Job(JobError::BadSpec(_)) => (StatusCode::BAD_REQUEST, "bad_job", self.message()),
+            ApiError::Job(_) => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed", self.message()),
+            ApiError::Store(StoreError::Io { .. }) | ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the worker failed internally; see its log".to_owned(),
+            ),
+        };
+        (status, Json(ErrorBody { code: code.to_owned(), message })).into_response()
+    }
+}
+
+impl ApiError {
+    fn message(&self) -> String {
+        match self {
+            ApiError::Job(e) => e.to_string(),
+            ApiError::Store(e) => e.to_string(),
+            ApiError::Internal => "internal error".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The worker's object store: sealed objects as files in one directory, immutable once written.
+//!
+//! Only ciphertext ever reaches this store; it is the compute provider's storage.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use cloister_types::Hex;
+use sha2::{Digest, Sha256};
+
+/// Why an object could not be stored or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The id has characters outside `[A-Za-z0-9._-]` or is too long.
+    #[error("object id {0:?} is not valid (1 to 128 characters from A-Z a-z 0-9 . _ -, not starting with '.')")]
+    BadId(String),
+    /// Objects are immutable.
+    #[error("object {0} already exists; objects are immutable")]
+    Exists(String),
+    /// No such object.
+    #[error("object {0} does not exist")]
+    NotFound(String),
+    /// The file system failed.
+    #[error("object store I/O failed for {id}: {source}")]
+    Io {
+        /// Which object.
+        id: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A directory of immutable sealed objects.
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    root: PathBuf,
+}
+
+impl ObjectStore {
+    /// Opens (and creates) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(root).map_err(|source| StoreError::Io { id: String::new(), source })?;
+        Ok(ObjectStore { root: root.to_owned() })
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
+        let valid = !id.is_empty()
+            && id.len() <= 128
+            && !id.starts_with('.')
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid {
+            return Err(StoreError::BadId(id.to_owned()));
+        }
+        Ok(self.root.join(id))
+    }
+
+    /// Stores `bytes` under `id` atomically; returns their SHA-256.
+    pub fn put(&self, id: &str, bytes: &[u8]) -> Result<Hex, StoreError> {
+        let path = self.path(id)?;
+        if path.exists() {
+            return Err(StoreError::Exists(id.to_owned()));
+        }
+        let io = |source| StoreError::Io { id: id.to_owned(), source };
+        let tmp = self.root.join(format!(".{id}.partial"));
+        let mut file = fs::File::create(&tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::hard_link(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                StoreError::Exists(id.to_owned())
+            } else {
+                io(e)
+            }
+        })?;
+        fs::remove_file(&tmp).map_err(io)?;
+        Ok(Hex(Sha256::digest(bytes).to_vec()))
+    }
+
+    /// Reads the object `id`.
+    pub fn get(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.path(id)?;
+        fs::read(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound(id.to_owned())
+            } else {
+                StoreError::Io { id: id.to_owned(), source }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_immutable_and_ids_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::open(dir.path()).unwrap();
+        let digest = store.put("a-1.sealed", b"xyz").unwrap();
+        assert_eq!(digest.to_string(), hex::encode(Sha256::digest(b"xyz")));
+        assert_eq!(store.get("a-1.sealed").unwrap(), b"xyz");
+        assert!(matches!(store.put("a-1.sealed", b"q"), Err(StoreError::Exists(_))));
+        assert!(matches!(store.get("nope"), Err(StoreError::NotFound(_))));
+        for bad in ["", "../x", ".hidden", "a/b", &"x".repeat(129)] {
+            assert!(matches!(store.put(bad, b""), Err(StoreError::BadId(_))), "{bad}");
+        }
+    }
+}
