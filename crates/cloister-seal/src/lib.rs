@@ -1,1 +1,585 @@
-//! cloister-seal.
+//! The Cloister sealed envelope: HPKE (RFC 9180) recipients and a chunked STREAM AES-256-GCM body.
+//!
+//! An envelope is a header (magic, version, cipher suite, chunk size, nonce prefix,
+//! authenticated metadata, recipients) followed by the body: the plaintext split into chunks,
+//! each sealed with AES-256-GCM under a key derived from a random per-envelope data-encryption
+//! key (DEK), with nonce `prefix ‖ BE32(counter) ‖ last-flag` and AAD = SHA-256(header). Each
+//! recipient gets the DEK wrapped with HPKE Base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+//! AES-256-GCM (suite 0x0020/0x0001/0x0002). The byte layout is specified in
+//! `docs/formats/sealed-envelope.md`.
+//!
+//! Sealing and opening stream in constant memory (one chunk buffered). [`open`] writes a chunk's
+//! plaintext only after that chunk authenticated, but truncation of the whole body is only
+//! detectable at its end: **a streaming consumer must discard everything written when [`open`]
+//! returns an error** (write to a temporary file and rename it only on success).
+//!
+//! The crate does no I/O beyond the `Read`/`Write` it is given.
+//!
+//! ```
+//! use cloister_seal::{Metadata, RecipientSecretKey, open_to_vec, seal_to_vec};
+//! let key = RecipientSecretKey::generate();
+//! let meta = Metadata { content_type: "text/plain".into(), ..Metadata::default() };
+//! let envelope = seal_to_vec(&[key.public_key()], &meta, b"hello").unwrap();
+//! let (header, plaintext) = open_to_vec(&key, &envelope).unwrap();
+//! assert_eq!(header.metadata(), &meta);
+//! assert_eq!(plaintext.as_slice(), b"hello");
+//! ```
+
+mod error;
+mod header;
+mod keys;
+mod stream;
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::io::{self, Read, Write};
+
+use hpke::aead::AeadTag;
+use hpke::inout::InOutBuf;
+use hpke::rand_core::{TryCryptoRng, TryRng};
+use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
+use zeroize::{Zeroize as _, Zeroizing};
+
+pub use error::{KeyError, OpenError, SealError};
+pub use header::{
+    AEAD_ID, DEFAULT_CHUNK_SIZE, ENC_LEN, HPKE_X25519_ENTRY_LEN, Header, KDF_ID, KEM_ID, MAGIC,
+    MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_ATTRIBUTES, MAX_CHUNK_SIZE, MAX_FIELD_LEN,
+    MAX_HEADER_LEN, MAX_RECIPIENT_ENTRY_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, MIN_HEADER_LEN,
+    Metadata, NONCE_PREFIX_LEN, PAYLOAD_ID, PREAMBLE_LEN, RECIPIENT_KIND_HPKE_X25519,
+    RecipientEntry, VERSION, WRAPPED_DEK_LEN,
+};
+pub use keys::{
+    KEY_ID_LEN, KeyId, PUBLIC_KEY_PREFIX, RecipientPublicKey, RecipientSecretKey, SECRET_KEY_PREFIX,
+};
+pub use stream::TAG_LEN;
+
+use header::HeaderBuilder;
+use stream::ChunkCipher;
+
+pub(crate) type HpkeKem = hpke::kem::X25519HkdfSha256;
+pub(crate) type HpkeKdf = hpke::kdf::HkdfSha256;
+pub(crate) type HpkeAead = hpke::aead::AesGcm256;
+
+/// HPKE `info` for wrapping the DEK (domain separation, includes the format version).
+pub const HPKE_INFO: &[u8] = b"cloister-seal v1 dek wrap";
+
+/// Fills `buf` from the operating system's random number generator.
+pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), SealError> {
+    use ring::rand::SecureRandom as _;
+    ring::rand::SystemRandom::new().fill(buf).map_err(|_| SealError::Randomness)
+}
+
+/// Options for sealing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealOptions {
+    chunk_size: u32,
+}
+
+impl Default for SealOptions {
+    fn default() -> Self {
+        Self { chunk_size: DEFAULT_CHUNK_SIZE }
+    }
+}
+
+impl SealOptions {
+    /// Sets the plaintext bytes per chunk ([`MIN_CHUNK_SIZE`]..=[`MAX_CHUNK_SIZE`]; checked when
+    /// sealing). Both sides buffer one chunk.
+    #[must_use]
+    pub fn with_chunk_size(mut self, chunk_size: u32) -> Self {
+        self.chunk_size = chunk_size;
+        self
+    }
+
+    /// The chunk size.
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+}
+
+/// What [`seal`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealSummary {
+    /// Plaintext bytes read.
+    pub plaintext_bytes: u64,
+    /// Envelope bytes written (header and body).
+    pub ciphertext_bytes: u64,
+}
+
+/// What [`open`] read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenSummary {
+    /// The envelope's header.
+    pub header: Header,
+    /// Plaintext bytes written.
+    pub plaintext_bytes: u64,
+}
+
+/// The random (or, for test vectors, fixed) inputs of one sealing.
+struct SealSecrets {
+    dek: Zeroizing<[u8; 32]>,
+    ephemeral_seeds: Zeroizing<Vec<[u8; 32]>>,
+    nonce_prefix: [u8; NONCE_PREFIX_LEN],
+}
+
+impl SealSecrets {
+    fn random(recipients: usize) -> Result<Self, SealError> {
+        let mut s = Self {
+            dek: Zeroizing::new([0; 32]),
+            ephemeral_seeds: Zeroizing::new(vec![[0; 32]; recipients]),
+            nonce_prefix: [0; NONCE_PREFIX_LEN],
+        };
+        random_bytes(s.dek.as_mut_slice())?;
+        for seed in s.ephemeral_seeds.iter_mut() {
+            random_bytes(seed)?;
+        }
+        random_bytes(&mut s.nonce_prefix)?;
+        Ok(s)
+    }
+}
+
+/// Feeds a fixed 32-byte seed to HPKE's ephemeral key generation, which is
+/// `DeriveKeyPair(32 random bytes)` for X25519. The seed itself comes from the OS RNG (or, for
+/// test vectors, is fixed).
+struct SeedRng<'a> {
+    seed: &'a [u8; 32],
+    offset: usize,
+}
+
+impl TryRng for SeedRng<'_> {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        // HPKE asks for exactly one 32-byte ikm per encapsulation.
+        assert!(
+            self.offset + dst.len() <= 32,
+            "HPKE asked for more ephemeral randomness than one X25519 seed"
+        );
+        dst.copy_from_slice(&self.seed[self.offset..self.offset + dst.len()]);
+        self.offset += dst.len();
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for SeedRng<'_> {}
+
+fn build_header(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    chunk_size: u32,
+    secrets: &SealSecrets,
+) -> Result<Header, SealError> {
+    if recipients.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(SealError::TooManyRecipients { count: recipients.len(), max: MAX_RECIPIENTS });
+    }
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
+        return Err(SealError::InvalidChunkSize {
+            size: chunk_size,
+            min: MIN_CHUNK_SIZE,
+            max: MAX_CHUNK_SIZE,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for r in recipients {
+        if !seen.insert(r.key_id()) {
+            return Err(SealError::DuplicateRecipient(r.key_id()));
+        }
+    }
+    assert_eq!(secrets.ephemeral_seeds.len(), recipients.len());
+    let builder = HeaderBuilder::new(metadata, chunk_size, secrets.nonce_prefix, recipients.len())
+        .map_err(SealError::InvalidMetadata)?;
+    let mut entries = Vec::with_capacity(recipients.len());
+    for (r, seed) in recipients.iter().zip(secrets.ephemeral_seeds.iter()) {
+        let mut wrapped = Zeroizing::new([0u8; WRAPPED_DEK_LEN]);
+        wrapped[..32].copy_from_slice(secrets.dek.as_slice());
+        let mut rng = SeedRng { seed, offset: 0 };
+        let (enc, tag) =
+            hpke::single_shot_seal_inout_detached_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
+                &OpModeS::Base,
+                &r.hpke_public_key(),
+                HPKE_INFO,
+                InOutBuf::from(&mut wrapped[..32]),
+                builder.prefix(),
+                &mut rng,
+            )
+            .map_err(|_| SealError::Encapsulation(r.key_id()))?;
+        wrapped[32..].copy_from_slice(&tag.to_bytes());
+        entries.push(RecipientEntry::hpke_x25519(r.key_id(), &enc.to_bytes(), wrapped.as_slice()));
+    }
+    Ok(builder.finish(entries))
+}
+
+/// Recovers the DEK with `key`.
+fn unwrap_dek(key: &RecipientSecretKey, header: &Header) -> Result<Zeroizing<[u8; 32]>, OpenError> {
+    let id = key.key_id();
+    let Some(entry) = header.recipients().iter().find(|e| e.key_id() == Some(id)) else {
+        return Err(OpenError::NotARecipient);
+    };
+    let (enc, wrapped) = entry.hpke_parts().ok_or(OpenError::RecipientDecryptFailed)?;
+    let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(enc)
+        .map_err(|_| OpenError::RecipientDecryptFailed)?;
+    let tag = AeadTag::<HpkeAead>::from_bytes(&wrapped[32..])
+        .map_err(|_| OpenError::RecipientDecryptFailed)?;
+    let mut dek = Zeroizing::new([0u8; 32]);
+    dek.copy_from_slice(&wrapped[..32]);
+    hpke::single_shot_open_inout_detached::<HpkeAead, HpkeKdf, HpkeKem>(
+        &OpModeR::Base,
+        &key.hpke_private_key(),
+        &enc,
+        HPKE_INFO,
+        InOutBuf::from(&mut dek[..]),
+        header.prefix_bytes(),
+        &tag,
+    )
+    .map_err(|_| OpenError::RecipientDecryptFailed)?;
+    Ok(dek)
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Seals `input` to `recipients` with the default options, streaming to `output`.
+pub fn seal<R: Read, W: Write>(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    input: R,
+    output: W,
+) -> Result<SealSummary, SealError> {
+    seal_with_options(recipients, metadata, &SealOptions::default(), input, output)
+}
+
+/// Seals `input` to `recipients`, streaming to `output` in constant memory.
+pub fn seal_with_options<R: Read, W: Write>(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    options: &SealOptions,
+    input: R,
+    output: W,
+) -> Result<SealSummary, SealError> {
+    let secrets = SealSecrets::random(recipients.len())?;
+    seal_stream(recipients, metadata, options.chunk_size, &secrets, input, output)
+}
+
+fn seal_stream<R: Read, W: Write>(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    chunk_size: u32,
+    secrets: &SealSecrets,
+    mut input: R,
+    mut output: W,
+) -> Result<SealSummary, SealError> {
+    let header = build_header(recipients, metadata, chunk_size, secrets)?;
+    output.write_all(header.as_bytes()).map_err(SealError::Write)?;
+    let cipher = ChunkCipher::new(&secrets.dek, header.nonce_prefix(), header.digest());
+    let cs = chunk_size as usize;
+    // One chunk plus its tag; the byte at `cs` doubles as a one-byte look-ahead that tells
+    // whether a full chunk is the last one.
+    let mut buf = Zeroizing::new(vec![0u8; cs + TAG_LEN]);
+    let mut have = 0usize;
+    let mut index: u32 = 0;
+    let mut plaintext_bytes = 0u64;
+    let mut ciphertext_bytes = header.len() as u64;
+    loop {
+        have += read_full(&mut input, &mut buf[have..=cs]).map_err(SealError::Read)?;
+        let last = have <= cs;
+        let n = have.min(cs);
+        let carry = buf[cs];
+        let tag = cipher.seal(index, last, &mut buf[..n]);
+        buf[n..n + TAG_LEN].copy_from_slice(&tag);
+        output.write_all(&buf[..n + TAG_LEN]).map_err(SealError::Write)?;
+        plaintext_bytes += n as u64;
+        ciphertext_bytes += (n + TAG_LEN) as u64;
+        if last {
+            break;
+        }
+        buf[0] = carry;
+        have = 1;
+        index = index.checked_add(1).ok_or(SealError::TooManyChunks)?;
+    }
+    output.flush().map_err(SealError::Write)?;
+    Ok(SealSummary { plaintext_bytes, ciphertext_bytes })
+}
+
+/// Seals `plaintext` in memory (one copy: plaintext is copied into the output and encrypted
+/// there in place).
+pub fn seal_to_vec(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    seal_to_vec_with_options(recipients, metadata, &SealOptions::default(), plaintext)
+}
+
+/// [`seal_to_vec`] with options.
+pub fn seal_to_vec_with_options(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    options: &SealOptions,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let secrets = SealSecrets::random(recipients.len())?;
+    seal_slice(recipients, metadata, options.chunk_size, &secrets, plaintext)
+}
+
+fn seal_slice(
+    recipients: &[RecipientPublicKey],
+    metadata: &Metadata,
+    chunk_size: u32,
+    secrets: &SealSecrets,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let header = build_header(recipients, metadata, chunk_size, secrets)?;
+    let cs = chunk_size as usize;
+    let chunks = plaintext.len().div_ceil(cs).max(1);
+    if chunks as u64 > 1 << 32 {
+        return Err(SealError::TooManyChunks);
+    }
+    let mut out = Vec::with_capacity(header.len() + plaintext.len() + chunks * TAG_LEN);
+    out.extend_from_slice(header.as_bytes());
+    let cipher = ChunkCipher::new(&secrets.dek, header.nonce_prefix(), header.digest());
+    for i in 0..chunks {
+        let start = (i * cs).min(plaintext.len());
+        let end = (start + cs).min(plaintext.len());
+        let at = out.len();
+        out.extend_from_slice(&plaintext[start..end]);
+        let tag = cipher.seal(i as u32, i + 1 == chunks, &mut out[at..]);
+        out.extend_from_slice(&tag);
+    }
+    Ok(out)
+}
+
+/// Reads and parses the header from `input` without a key, consuming exactly the header bytes.
+pub fn read_header<R: Read>(mut input: R) -> Result<Header, OpenError> {
+    let mut pre = [0u8; PREAMBLE_LEN];
+    let got = read_full(&mut input, &mut pre).map_err(OpenError::Read)?;
+    let len = header::check_preamble(&pre[..got])?;
+    // `len` is bounded by MAX_HEADER_LEN (checked above) before this allocation.
+    let mut bytes = vec![0u8; len];
+    bytes[..PREAMBLE_LEN].copy_from_slice(&pre);
+    let got = read_full(&mut input, &mut bytes[PREAMBLE_LEN..]).map_err(OpenError::Read)?;
+    if got < len - PREAMBLE_LEN {
+        return Err(OpenError::HeaderTruncated);
+    }
+    header::parse_header(&bytes)
+}
+
+/// Opens an envelope from `input` with `key`, streaming plaintext to `output` in constant
+/// memory.
+///
+/// Each chunk is written only after it authenticated, but the envelope may still turn out to be
+/// truncated or extended at its end: **if this returns an error, discard all output** (write to
+/// a temporary file and rename it on success).
+pub fn open<R: Read, W: Write>(
+    key: &RecipientSecretKey,
+    mut input: R,
+    mut output: W,
+) -> Result<OpenSummary, OpenError> {
+    let header = read_header(&mut input)?;
+    let dek = unwrap_dek(key, &header)?;
+    let cipher = ChunkCipher::new(&dek, header.nonce_prefix(), header.digest());
+    drop(dek);
+    let cs = header.chunk_size() as usize;
+    let full = cs + TAG_LEN;
+    // One sealed chunk plus one byte of look-ahead that tells whether it is the last.
+    let mut buf = Zeroizing::new(vec![0u8; full + 1]);
+    let mut have = 0usize;
+    let mut index: u64 = 0;
+    let mut plaintext_bytes = 0u64;
+    loop {
+        have += read_full(&mut input, &mut buf[have..]).map_err(OpenError::Read)?;
+        let counter = u32::try_from(index).map_err(|_| OpenError::TooManyChunks)?;
+        if have == full + 1 {
+            // More data follows, so this must be a non-final chunk.
+            let carry = buf[full];
+            let (data, tag) = buf[..full].split_at_mut(cs);
+            if !cipher.open(counter, false, data, tag) {
+                return Err(OpenError::ChunkAuthentication { index });
+            }
+            output.write_all(data).map_err(OpenError::Write)?;
+            plaintext_bytes += cs as u64;
+            buf[0] = carry;
+            have = 1;
+            index += 1;
+            continue;
+        }
+        // The input ended: this must be the final chunk.
+        if have < TAG_LEN {
+            return Err(OpenError::Truncated);
+        }
+        let n = have - TAG_LEN;
+        // A full-size chunk that fails as final may be a non-final chunk whose successors were
+        // cut off; keep its ciphertext (once per envelope) to tell the two apart.
+        let backup = (have == full).then(|| Zeroizing::new(buf[..full].to_vec()));
+        let (data, tag) = buf[..have].split_at_mut(n);
+        if cipher.open(counter, true, data, tag) {
+            if n == 0 && index > 0 {
+                return Err(OpenError::EmptyFinalChunk { index });
+            }
+            output.write_all(data).map_err(OpenError::Write)?;
+            plaintext_bytes += n as u64;
+            break;
+        }
+        if let Some(mut b) = backup {
+            let (d, t) = b.split_at_mut(cs);
+            if cipher.open(counter, false, d, t) {
+                d.zeroize();
+                return Err(OpenError::Truncated);
+            }
+        }
+        return Err(OpenError::ChunkAuthentication { index });
+    }
+    output.flush().map_err(OpenError::Write)?;
+    Ok(OpenSummary { header, plaintext_bytes })
+}
+
+/// Opens an envelope held in memory (one copy: each chunk's ciphertext is copied into the
+/// output and decrypted there in place). The plaintext is zeroized when dropped.
+pub fn open_to_vec(
+    key: &RecipientSecretKey,
+    envelope: &[u8],
+) -> Result<(Header, Zeroizing<Vec<u8>>), OpenError> {
+    let (header, header_len) = header::parse_header_prefix(envelope)?;
+    let dek = unwrap_dek(key, &header)?;
+    let cipher = ChunkCipher::new(&dek, header.nonce_prefix(), header.digest());
+    drop(dek);
+    let body = &envelope[header_len..];
+    let cs = header.chunk_size() as usize;
+    let full = cs + TAG_LEN;
+    // Exact capacity up front, so the plaintext is never reallocated (and left behind).
+    let mut out = Zeroizing::new(Vec::with_capacity(body.len()));
+    let mut pos = 0usize;
+    let mut index: u64 = 0;
+    loop {
+        let counter = u32::try_from(index).map_err(|_| OpenError::TooManyChunks)?;
+        let rest = &body[pos..];
+        if rest.len() > full {
+            let (ct, tag) = rest[..full].split_at(cs);
+            let at = out.len();
+            out.extend_from_slice(ct);
+            if !cipher.open(counter, false, &mut out[at..], tag) {
+                out.truncate(at);
+                // Tell "data appended after a full final chunk" from plain corruption.
+                let mut probe = Zeroizing::new(ct.to_vec());
+                if cipher.open(counter, true, &mut probe, tag) {
+                    return Err(OpenError::TrailingData);
+                }
+                return Err(OpenError::ChunkAuthentication { index });
+            }
+            pos += full;
+            index += 1;
+            continue;
+        }
+        if rest.len() < TAG_LEN {
+            return Err(OpenError::Truncated);
+        }
+        let n = rest.len() - TAG_LEN;
+        let (ct, tag) = rest.split_at(n);
+        let at = out.len();
+        out.extend_from_slice(ct);
+        if cipher.open(counter, true, &mut out[at..], tag) {
+            if n == 0 && index > 0 {
+                return Err(OpenError::EmptyFinalChunk { index });
+            }
+            break;
+        }
+        out.truncate(at);
+        if rest.len() == full {
+            let mut probe = Zeroizing::new(ct.to_vec());
+            if cipher.open(counter, false, &mut probe, tag) {
+                return Err(OpenError::Truncated);
+            }
+        }
+        return Err(OpenError::ChunkAuthentication { index });
+    }
+    Ok((header, out))
+}
+
+/// Internals exposed for fuzzing, test vectors and benchmarks. Not a stable API.
+#[doc(hidden)]
+pub mod internal {
+    use super::{Metadata, RecipientPublicKey, SealError, SealSecrets};
+    use zeroize::Zeroizing;
+
+    pub use crate::header::{parse_header, parse_header_prefix};
+    pub use crate::stream::{PAYLOAD_KEY_INFO, derive_payload_key};
+
+    /// Fixed inputs that replace the randomness of sealing (for reproducible test vectors only:
+    /// reusing them across envelopes destroys confidentiality).
+    pub struct FixedSealInputs {
+        /// The data-encryption key.
+        pub dek: [u8; 32],
+        /// One X25519 `DeriveKeyPair` seed per recipient (the HPKE ephemeral keys).
+        pub ephemeral_seeds: Vec<[u8; 32]>,
+        /// The STREAM nonce prefix.
+        pub nonce_prefix: [u8; 7],
+        /// Plaintext bytes per chunk.
+        pub chunk_size: u32,
+    }
+
+    /// Seals with fixed inputs instead of randomness; same output as [`crate::seal_to_vec`]
+    /// would produce had the RNG returned these values.
+    pub fn seal_deterministic(
+        recipients: &[RecipientPublicKey],
+        metadata: &Metadata,
+        inputs: &FixedSealInputs,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        if inputs.ephemeral_seeds.len() != recipients.len() {
+            return Err(SealError::InvalidMetadata(
+                "one ephemeral seed per recipient is required".to_string(),
+            ));
+        }
+        let secrets = SealSecrets {
+            dek: Zeroizing::new(inputs.dek),
+            ephemeral_seeds: Zeroizing::new(inputs.ephemeral_seeds.clone()),
+            nonce_prefix: inputs.nonce_prefix,
+        };
+        super::seal_slice(recipients, metadata, inputs.chunk_size, &secrets, plaintext)
+    }
+
+    /// The streaming sealer with fixed inputs (to check it against [`seal_deterministic`]).
+    pub fn seal_stream_deterministic<R: std::io::Read, W: std::io::Write>(
+        recipients: &[RecipientPublicKey],
+        metadata: &Metadata,
+        inputs: &FixedSealInputs,
+        input: R,
+        output: W,
+    ) -> Result<super::SealSummary, SealError> {
+        if inputs.ephemeral_seeds.len() != recipients.len() {
+            return Err(SealError::InvalidMetadata(
+                "one ephemeral seed per recipient is required".to_string(),
+            ));
+        }
+        let secrets = SealSecrets {
+            dek: Zeroizing::new(inputs.dek),
+            ephemeral_seeds: Zeroizing::new(inputs.ephemeral_seeds.clone()),
+            nonce_prefix: inputs.nonce_prefix,
+        };
+        super::seal_stream(recipients, metadata, inputs.chunk_size, &secrets, input, output)
+    }
+}
