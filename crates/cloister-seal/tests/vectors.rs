@@ -1,0 +1,166 @@
+//! Committed envelope test vectors (`docs/formats/vectors/`): re-derived byte for byte with
+//! fixed randomness, then opened with every recipient key.
+//!
+//! To regenerate after a deliberate format change: `CLOISTER_SEAL_WRITE_VECTORS=1 cargo test -p
+//! cloister-seal --test vectors` (and bump the format version).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use cloister_seal::internal::{FixedSealInputs, seal_deterministic, seal_stream_deterministic};
+use cloister_seal::{Metadata, RecipientSecretKey, open, open_to_vec, read_header};
+use serde_json::{Value, json};
+
+fn vectors_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/formats/vectors")
+}
+
+/// A recipient secret whose bytes are `i, i+1, ..., i+31`.
+fn recipient(i: u8) -> RecipientSecretKey {
+    let mut b = [0u8; 32];
+    for (j, x) in b.iter_mut().enumerate() {
+        *x = i.wrapping_add(j as u8);
+    }
+    RecipientSecretKey::from_bytes(&b)
+}
+
+struct Case {
+    name: &'static str,
+    description: &'static str,
+    recipients: Vec<u8>,
+    metadata: Metadata,
+    chunk_size: u32,
+    plaintext: Vec<u8>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut attrs = BTreeMap::new();
+    attrs.insert("owner".to_string(), "hospital-a".to_string());
+    attrs.insert("purpose".to_string(), "fine-tuning".to_string());
+    vec![
+        Case {
+            name: "v1-empty",
+            description: "empty plaintext: one final, empty chunk; one recipient; default chunk size",
+            recipients: vec![0x10],
+            metadata: Metadata::default(),
+            chunk_size: 65536,
+            plaintext: Vec::new(),
+        },
+        Case {
+            name: "v1-hello-two-recipients",
+            description: "short plaintext, metadata with attributes, two recipients",
+            recipients: vec![0x10, 0x40],
+            metadata: Metadata {
+                content_type: "text/plain".into(),
+                object_id: "obj-0001".into(),
+                attributes: attrs,
+            },
+            chunk_size: 65536,
+            plaintext: b"Hello, Cloister!\n".to_vec(),
+        },
+        Case {
+            name: "v1-multi-chunk",
+            description: "200 bytes in 64-byte chunks: three full chunks and a final 8-byte chunk",
+            recipients: vec![0x10],
+            metadata: Metadata {
+                content_type: "application/octet-stream".into(),
+                object_id: "obj-0002".into(),
+                attributes: BTreeMap::new(),
+            },
+            chunk_size: 64,
+            plaintext: (0..200u32).map(|i| (i % 251) as u8).collect(),
+        },
+        Case {
+            name: "v1-exact-chunks",
+            description: "128 bytes in 64-byte chunks: the final chunk is full (no extra empty chunk)",
+            recipients: vec![0x40],
+            metadata: Metadata::default(),
+            chunk_size: 64,
+            plaintext: (0..128u32).map(|i| (i * 7 % 256) as u8).collect(),
+        },
+    ]
+}
+
+fn fixed_inputs(case: &Case) -> FixedSealInputs {
+    let mut dek = [0u8; 32];
+    for (i, b) in dek.iter_mut().enumerate() {
+        *b = 0xd0 ^ i as u8;
+    }
+    FixedSealInputs {
+        dek,
+        ephemeral_seeds: (0..case.recipients.len()).map(|r| [0xe0 + r as u8; 32]).collect(),
+        nonce_prefix: [0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6],
+        chunk_size: case.chunk_size,
+    }
+}
+
+fn build(case: &Case) -> Value {
+    let keys: Vec<_> = case.recipients.iter().map(|&i| recipient(i)).collect();
+    let publics: Vec<_> = keys.iter().map(RecipientSecretKey::public_key).collect();
+    let inputs = fixed_inputs(case);
+    let envelope = seal_deterministic(&publics, &case.metadata, &inputs, &case.plaintext)
+        .expect("deterministic seal");
+    let mut streamed = Vec::new();
+    seal_stream_deterministic(
+        &publics,
+        &case.metadata,
+        &inputs,
+        case.plaintext.as_slice(),
+        &mut streamed,
+    )
+    .expect("deterministic streaming seal");
+    assert_eq!(streamed, envelope, "{}: streaming and in-memory sealers differ", case.name);
+    let header = read_header(envelope.as_slice()).expect("header");
+    json!({
+        "name": case.name,
+        "description": case.description,
+        "recipient_secret_keys": keys.iter().map(|k| k.to_text().to_string()).collect::<Vec<_>>(),
+        "recipient_public_keys": publics.iter().map(|p| p.to_text()).collect::<Vec<_>>(),
+        "recipient_key_ids": header.recipient_key_ids().iter().map(|k| k.to_hex()).collect::<Vec<_>>(),
+        "metadata": case.metadata,
+        "chunk_size": case.chunk_size,
+        "dek": hex::encode(inputs.dek),
+        "payload_key": hex::encode(*cloister_seal::internal::derive_payload_key(&inputs.dek)),
+        "ephemeral_seeds": inputs.ephemeral_seeds.iter().map(hex::encode).collect::<Vec<_>>(),
+        "nonce_prefix": hex::encode(inputs.nonce_prefix),
+        "plaintext": hex::encode(&case.plaintext),
+        "header_length": header.len(),
+        "header_sha256": hex::encode(header.digest()),
+        "envelope": hex::encode(&envelope),
+    })
+}
+
+#[test]
+fn committed_vectors_rederive_and_open() {
+    let dir = vectors_dir();
+    let write = std::env::var_os("CLOISTER_SEAL_WRITE_VECTORS").is_some();
+    for case in cases() {
+        let built = build(&case);
+        let path = dir.join(format!("{}.json", case.name));
+        if write {
+            std::fs::create_dir_all(&dir).expect("create vectors dir");
+            let text = serde_json::to_string_pretty(&built).expect("json") + "\n";
+            std::fs::write(&path, text).expect("write vector");
+        }
+        let committed: Value = serde_json::from_str(
+            &std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("read {}: {e}", path.display())),
+        )
+        .expect("vector json");
+        assert_eq!(committed, built, "{} no longer re-derives byte for byte", case.name);
+
+        // Open the committed bytes (not the re-derived ones) with every listed secret key.
+        let envelope = hex::decode(committed["envelope"].as_str().expect("envelope")).expect("hex");
+        let plaintext = hex::decode(committed["plaintext"].as_str().expect("pt")).expect("hex");
+        for sk in committed["recipient_secret_keys"].as_array().expect("keys") {
+            let key = RecipientSecretKey::from_text(sk.as_str().expect("key")).expect("key text");
+            let (header, pt) = open_to_vec(&key, &envelope).expect("open committed vector");
+            assert_eq!(pt.as_slice(), plaintext.as_slice());
+            assert_eq!(header.metadata(), &case.metadata);
+            let mut out = Vec::new();
+            open(&key, envelope.as_slice(), &mut out).expect("streaming open");
+            assert_eq!(out, plaintext);
+        }
+        assert!(open_to_vec(&recipient(0x77), &envelope).is_err());
+    }
+}
