@@ -1,0 +1,156 @@
+//! `cloister keygen`, `seal` and `open`: the sealed envelope as a tool of its own.
+//!
+//! `-` means standard input or output. `open` writes to a temporary file beside `--output` and
+//! renames it only after the whole envelope authenticated, so a failed open leaves nothing there.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal as _, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use cloister_client::{Expectations, verify_enclave_certificate};
+use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
+use cloister_sign::unix_now;
+use cloister_types::{Hex, TeeKind};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::testbed::write_secret;
+
+/// Files larger than this get a progress bar (on a terminal).
+const PROGRESS_THRESHOLD: u64 = 64 << 20;
+
+/// Writes a new key pair.
+pub fn keygen(secret: &Path, public: &Path) -> Result<()> {
+    if secret.exists() {
+        bail!("{} already exists; refusing to overwrite a secret key", secret.display());
+    }
+    let key = RecipientSecretKey::generate();
+    write_secret(secret, format!("{}\n", &*key.to_text()).as_bytes())?;
+    std::fs::write(public, format!("{}\n", key.public_key()))
+        .with_context(|| format!("writing {}", public.display()))?;
+    eprintln!("public key: {}", key.public_key());
+    Ok(())
+}
+
+/// How enclave-certificate recipients are checked before anything is sealed to them.
+pub struct CertificatePolicy {
+    /// The instance CA (PEM file).
+    pub ca: Option<PathBuf>,
+    /// Accepted measurements.
+    pub measurements: Vec<Hex>,
+    /// Accepted TEE kinds.
+    pub tees: Vec<TeeKind>,
+}
+
+/// Reads a recipient: an envelope public key, or an enclave certificate chain (PEM) that must
+/// verify against `policy` first.
+pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<RecipientPublicKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        let Some(ca) = &policy.ca else {
+            bail!(
+                "{} is an enclave certificate: give the instance CA with --ca and the accepted \
+                 measurements with --measurement so it can be verified",
+                path.display()
+            );
+        };
+        let ca_pem = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let expectations =
+            Expectations::from_ca_pem(&ca_pem, policy.measurements.clone(), policy.tees.clone())?;
+        let chain = cloister_client::enclave::pem_certificates(&text)?;
+        let enclave = verify_enclave_certificate(&chain, &expectations, unix_now())
+            .with_context(|| format!("refusing to seal to {}", path.display()))?;
+        eprintln!(
+            "recipient {}: verified {} enclave, measurement {}",
+            path.display(),
+            enclave.claims.tee,
+            enclave.claims.measurement
+        );
+        return Ok(enclave.hpke_pk);
+    }
+    RecipientPublicKey::from_text(&text).with_context(|| format!("reading the public key in {}", path.display()))
+}
+
+fn progress(len: Option<u64>, verb: &str) -> ProgressBar {
+    match len {
+        Some(len) if len >= PROGRESS_THRESHOLD && io::stderr().is_terminal() => {
+            let bar = ProgressBar::new(len).with_message(verb.to_owned());
+            if let Ok(style) =
+                ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}")
+            {
+                bar.set_style(style);
+            }
+            bar
+        }
+        _ => ProgressBar::hidden(),
+    }
+}
+
+fn input(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
+    if path == Path::new("-") {
+        return Ok((Box::new(io::stdin().lock()), None));
+    }
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file.metadata().ok().map(|m| m.len());
+    Ok((Box::new(BufReader::with_capacity(1 << 20, file)), len))
+}
+
+/// Seals `input` to every recipient.
+pub fn seal(recipients: &[RecipientPublicKey], input_path: &Path, output: &Path) -> Result<()> {
+    if recipients.is_empty() {
+        bail!("give at least one --recipient");
+    }
+    let (reader, len) = input(input_path)?;
+    let bar = progress(len, "sealing");
+    let metadata = Metadata::default();
+    let reader = bar.wrap_read(reader);
+    with_output(output, |writer| {
+        cloister_seal::seal(recipients, &metadata, reader, writer).map(|_| ()).map_err(Into::into)
+    })?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Opens an envelope; on any failure nothing is left at `output`.
+pub fn open(key: &RecipientSecretKey, input_path: &Path, output: &Path) -> Result<()> {
+    let (reader, len) = input(input_path)?;
+    let bar = progress(len, "opening");
+    let reader = bar.wrap_read(reader);
+    with_output(output, |writer| {
+        cloister_seal::open(key, reader, writer).map(|_| ()).map_err(Into::into)
+    })
+    .with_context(|| format!("could not open {}", input_path.display()))?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Reads a secret key file.
+pub fn read_secret(path: &Path) -> Result<RecipientSecretKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Ok(RecipientSecretKey::from_text(&text)?)
+}
+
+/// Runs `write` against `output`: stdout for `-`, else a temporary file beside `output` that is
+/// renamed into place only if `write` succeeds (and removed otherwise).
+fn with_output(output: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    if output == Path::new("-") {
+        let stdout = io::stdout();
+        let mut writer = BufWriter::with_capacity(1 << 20, stdout.lock());
+        write(&mut writer)?;
+        writer.flush()?;
+        return Ok(());
+    }
+    let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".cloister-partial-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, tmp);
+    write(&mut writer)?;
+    let tmp = writer.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(output).with_context(|| format!("writing {}", output.display()))?;
+    Ok(())
+}

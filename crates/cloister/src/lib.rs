@@ -1,0 +1,8 @@
+//! The internals of the `cloister` command: the parties' actions, the in-process test bed, the
+//! demo, the sealed-envelope commands and the plaintext scanner. Only `main.rs` parses arguments.
+
+pub mod demo;
+pub mod envelope;
+pub mod parties;
+pub mod scan;
+pub mod testbed;

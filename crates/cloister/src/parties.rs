@@ -1,0 +1,157 @@
+//! What a data or model provider does: hold keys, verify the enclave, seal and upload, sign grants,
+//! verify receipts, open results. Used by `cloister demo` and the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use cloister_client::{Expectations, VerifiedEnclave, WorkerClient};
+use cloister_seal::{Metadata, RecipientSecretKey};
+use cloister_sign::{SigningKey, unix_now};
+use cloister_types::{Grant, Hex, InputRef, InputRole, JobSpec, Receipt, TeeKind};
+use sha2::{Digest, Sha256};
+
+use crate::testbed::write_secret;
+
+/// How long grants stay valid.
+const GRANT_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// One organisation taking part: its signing key (grants), its envelope key (results), and the
+/// directory where it keeps them.
+pub struct Party {
+    /// A human name for messages.
+    pub name: String,
+    /// The party's directory.
+    pub dir: PathBuf,
+    /// Signs grants.
+    pub signing: SigningKey,
+    /// Opens results sealed to the party.
+    pub envelope: RecipientSecretKey,
+}
+
+impl Party {
+    /// Creates a party with fresh keys, written under `dir`.
+    pub fn create(name: &str, dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let party = Party {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            signing: SigningKey::generate(),
+            envelope: RecipientSecretKey::generate(),
+        };
+        write_secret(&dir.join("signing.key"), party.signing.to_text().as_bytes())?;
+        std::fs::write(dir.join("signing.pub"), party.signing.public_key().to_text() + "\n")?;
+        write_secret(&dir.join("envelope.key"), party.envelope.to_text().as_bytes())?;
+        std::fs::write(dir.join("envelope.pub"), party.envelope.public_key().to_text() + "\n")?;
+        Ok(party)
+    }
+
+    /// The party's public signing key, text form.
+    pub fn id(&self) -> String {
+        self.signing.public_key().to_text()
+    }
+
+    /// Connects to a worker, verifying its certificate chain and claims against the party's own
+    /// expectations before anything is sent.
+    pub async fn attest_worker(
+        &self,
+        worker_url: &str,
+        ca_pem: &str,
+        allowed_measurements: &[Hex],
+        accepted_tees: &[TeeKind],
+    ) -> Result<(WorkerClient, VerifiedEnclave)> {
+        let expectations = Expectations::from_ca_pem(
+            ca_pem,
+            allowed_measurements.to_vec(),
+            accepted_tees.to_vec(),
+        )?;
+        let client = WorkerClient::new(worker_url, expectations)?;
+        let (enclave, _) = client
+            .attest()
+            .await
+            .with_context(|| format!("{} refuses to use the worker", self.name))?;
+        Ok((client, enclave))
+    }
+
+    /// Seals `plaintext` to the enclave and uploads it; returns the reference a job uses.
+    pub async fn seal_and_upload(
+        &self,
+        client: &WorkerClient,
+        enclave: &VerifiedEnclave,
+        object_id: &str,
+        content_type: &str,
+        plaintext: &[u8],
+    ) -> Result<InputRef> {
+        let metadata = Metadata {
+            content_type: content_type.to_owned(),
+            object_id: object_id.to_owned(),
+            attributes: [("owner".to_owned(), self.id())].into_iter().collect(),
+        };
+        let sealed = cloister_seal::seal_to_vec(&[enclave.hpke_pk.clone()], &metadata, plaintext)?;
+        let digest = Hex(Sha256::digest(&sealed).to_vec());
+        let stored = client.put_object(object_id, sealed).await?;
+        ensure!(stored.sha256 == digest, "the worker stored different bytes than were uploaded");
+        Ok(InputRef { object_id: object_id.to_owned(), sha256: digest, owner: self.id() })
+    }
+
+    /// Signs a grant letting `spec` use this party's `input` in `role`, in enclaves with one of
+    /// `measurements`, with results sealed only to `result_recipients`.
+    pub fn grant(
+        &self,
+        spec: &JobSpec,
+        role: InputRole,
+        measurements: &[Hex],
+        result_recipients: &[String],
+    ) -> Result<String> {
+        let input = match role {
+            InputRole::Data => &spec.data,
+            InputRole::Model => &spec.model,
+        };
+        ensure!(input.owner == self.id(), "{} does not own the {role:?} input", self.name);
+        let grant = Grant {
+            job_id: spec.id.clone(),
+            job_digest: spec.digest()?,
+            role,
+            object_id: input.object_id.clone(),
+            object_sha256: input.sha256.clone(),
+            allowed_measurements: measurements.to_vec(),
+            result_recipients: result_recipients.to_vec(),
+        };
+        Ok(self.signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
+    }
+}
+
+/// Verifies a receipt: signed by the attested enclave's receipt key, for this job, naming the
+/// inputs as uploaded, the output as downloaded and the attestation result the party checked.
+pub fn verify_receipt(
+    token: &str,
+    enclave: &VerifiedEnclave,
+    spec: &JobSpec,
+    output_ciphertext: &[u8],
+) -> Result<Receipt> {
+    let receipt = enclave.receipt_pk.verify::<Receipt>("receipt", token, unix_now())?.claims;
+    ensure!(receipt.job_id == spec.id, "the receipt is for job {}", receipt.job_id);
+    ensure!(receipt.job_digest == spec.digest()?, "the receipt names another job digest");
+    ensure!(
+        receipt.measurement == enclave.claims.measurement,
+        "the receipt names measurement {}, not the attested one",
+        receipt.measurement
+    );
+    ensure!(
+        receipt.attestation_result_sha256.as_bytes() == Sha256::digest(enclave.ear.as_bytes()).as_slice(),
+        "the receipt names a different attestation result than the one verified"
+    );
+    for input in [&spec.model, &spec.data] {
+        let Some(found) = receipt.inputs.iter().find(|i| i.object_id == input.object_id) else {
+            bail!("the receipt does not mention input {}", input.object_id);
+        };
+        ensure!(found.ciphertext_sha256 == input.sha256, "input {} digest differs", input.object_id);
+    }
+    let digest = Hex(Sha256::digest(output_ciphertext).to_vec());
+    ensure!(
+        receipt.outputs.iter().any(|o| o.ciphertext_sha256 == digest),
+        "the receipt does not name the output that was downloaded"
+    );
+    ensure!(!receipt.erased.is_empty(), "the receipt confirms no erasure");
+    Ok(receipt)
+}

@@ -1,0 +1,339 @@
+//! End-to-end tests over real loopback servers: the attestation service and the enclave worker
+//! run on ephemeral ports, the parties talk to them exactly as `cloister demo` does, and every
+//! refusal the first issue lists is checked with its message.
+
+use std::path::Path;
+
+use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
+use cloister::parties::{Party, verify_receipt};
+use cloister::scan::{Secret, scan};
+use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, RunningWorker};
+use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
+use cloister_client::{AuthorityClient, Expectations, verify_enclave_certificate};
+use cloister_sign::unix_now;
+use cloister_types::api::{AttestRequest, SubmitJob};
+use cloister_types::{Base64Url, Hex, InputRef, InputRole, JobKind, JobSpec, RuntimeData, TeeKind};
+use sha2::{Digest, Sha256};
+
+const MEASUREMENT: [u8; 48] = [0x5a; 48];
+
+struct Bed {
+    dirs: ComputeDirs,
+    authority: RunningAuthority,
+    worker: RunningWorker,
+    ca_pem: String,
+    model_provider: Party,
+    data_provider: Party,
+    _tmp: tempfile::TempDir,
+}
+
+fn measurement() -> Hex {
+    Hex(MEASUREMENT.to_vec())
+}
+
+async fn bed() -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
+    let key = testbed::sim_platform_key(&dirs).unwrap();
+    let authority =
+        testbed::start_authority(&dirs, InstancePolicy::DevSim, &[measurement()], &key.public_key())
+            .await
+            .unwrap();
+    let attester = SimAttester::new(key, MEASUREMENT);
+    let worker = testbed::start_worker(&dirs, &attester, &authority.url).await.unwrap();
+    let ca_pem = AuthorityClient::new(&authority.url).unwrap().instance().await.unwrap().ca_certificate_pem;
+    let model_provider = Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
+    let data_provider = Party::create("data provider", &tmp.path().join("data-provider")).unwrap();
+    Bed { dirs, authority, worker, ca_pem, model_provider, data_provider, _tmp: tmp }
+}
+
+/// Uploads `model` and `data`, builds the job and both grants.
+async fn prepare(bed: &Bed, model: &[u8], data: &[u8]) -> (JobSpec, Vec<String>, cloister_client::WorkerClient, cloister_client::VerifiedEnclave) {
+    let (client, enclave) = bed
+        .data_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4();
+    let model_ref = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, &format!("model-{id}"), "application/onnx", model)
+        .await
+        .unwrap();
+    let data_ref = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, &format!("data-{id}"), "text/csv", data)
+        .await
+        .unwrap();
+    let to = vec![bed.data_provider.envelope.public_key().to_text()];
+    let spec = JobSpec {
+        id: format!("job-{id}"),
+        kind: JobKind::BatchInference,
+        model: model_ref,
+        data: data_ref,
+        output_recipients: to.clone(),
+    };
+    let grants = vec![
+        bed.model_provider.grant(&spec, InputRole::Model, &[measurement()], &to).unwrap(),
+        bed.data_provider.grant(&spec, InputRole::Data, &[measurement()], &to).unwrap(),
+    ];
+    (spec, grants, client, enclave)
+}
+
+fn features() -> Vec<u8> {
+    split_labels(BREAST_CANCER_CSV).unwrap().features_csv
+}
+
+async fn refused(client: &cloister_client::WorkerClient, spec: &JobSpec, grants: Vec<String>) -> String {
+    client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap_err().to_string()
+}
+
+fn assert_worker_holds_no_output(dirs: &ComputeDirs, spec: &JobSpec) {
+    assert!(!dirs.objects.join(format!("{}-predictions", spec.id)).exists());
+}
+
+#[tokio::test]
+async fn a_granted_job_yields_correct_sealed_predictions_and_a_valid_receipt() {
+    let bed = bed().await;
+    let (spec, grants, client, enclave) = prepare(&bed, DEMO_MODEL_ONNX, &features()).await;
+    let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    let receipt = verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    assert_eq!(receipt.rows, 569);
+    // Only the data provider can open the predictions.
+    assert!(cloister_seal::open_to_vec(&bed.model_provider.envelope, &sealed).is_err());
+    let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
+    let predicted = cloister_worker::engine::Predictions::from_csv(&plain).unwrap().argmax();
+    let labels = split_labels(BREAST_CANCER_CSV).unwrap().labels;
+    let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
+    assert!(correct as f64 / 569.0 > 0.95, "accuracy {correct}/569");
+    // The compute side holds ciphertext only.
+    let secrets = [
+        Secret::sampled("data set", &features(), 32, 48),
+        Secret::sampled("model", DEMO_MODEL_ONNX, 32, 48),
+        Secret::sampled("predictions", &plain, 32, 48),
+    ];
+    let findings = scan(&bed.dirs.root, &secrets).unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+    // A tampered receipt or one checked against another job is refused.
+    let mut other = spec.clone();
+    other.id.push('x');
+    assert!(verify_receipt(&done.receipt, &enclave, &other, &sealed).is_err());
+    assert!(verify_receipt(&done.receipt, &enclave, &spec, b"other bytes").is_err());
+}
+
+#[tokio::test]
+async fn providers_refuse_an_enclave_with_an_unexpected_measurement() {
+    let bed = bed().await;
+    let err = bed
+        .model_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[Hex(vec![1; 48])], &[TeeKind::Sim])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("is not on the allow-list"), "{err:#}");
+}
+
+#[tokio::test]
+async fn providers_refuse_sim_unless_they_accept_it_explicitly() {
+    let bed = bed().await;
+    let err = bed
+        .model_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Tdx])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("sim TEE, which is not in the accepted list"), "{err:#}");
+}
+
+#[tokio::test]
+async fn enclave_certificates_that_expired_or_come_from_another_ca_are_refused() {
+    let bed = bed().await;
+    let chain = bed.worker.worker.identity.certificate_chain_der().to_vec();
+    let ok = Expectations::from_ca_pem(&bed.ca_pem, vec![measurement()], vec![TeeKind::Sim]).unwrap();
+    verify_enclave_certificate(&chain, &ok, unix_now()).unwrap();
+    let err = verify_enclave_certificate(&chain, &ok, unix_now() + 2 * 3600).unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+    let other = cloister_authority::CertificateAuthority::generate("other", unix_now()).unwrap();
+    let wrong = Expectations::from_ca_pem(other.certificate_pem(), vec![measurement()], vec![TeeKind::Sim]).unwrap();
+    let err = verify_enclave_certificate(&chain, &wrong, unix_now()).unwrap_err();
+    assert!(err.to_string().contains("not issued by the trusted instance CA"), "{err}");
+}
+
+/// Collects sim evidence for a fresh nonce and a fresh TLS key; returns the request.
+async fn evidence(bed: &Bed, client: &AuthorityClient) -> AttestRequest {
+    let key = SimPlatformKey::load_or_create(&bed.dirs.worker.join("sim-platform-key.pem")).unwrap();
+    let attester = SimAttester::new(key, MEASUREMENT);
+    let tls = rcgen_spki();
+    let runtime_data = RuntimeData {
+        nonce: client.challenge().await.unwrap().nonce,
+        hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
+        tls_spki_sha256: Hex(Sha256::digest(&tls).to_vec()),
+        receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
+        extra: Default::default(),
+    };
+    AttestRequest { evidence: attester.attest(&runtime_data).unwrap(), tls_spki: Base64Url(tls) }
+}
+
+fn rcgen_spki() -> Vec<u8> {
+    // Any valid P-256 SubjectPublicKeyInfo will do: take the one from a fresh enclave certificate
+    // of the CA crate's own tests' kind.
+    let ca = cloister_authority::CertificateAuthority::generate("spki", unix_now()).unwrap();
+    let der = cloister_client::enclave::pem_certificates(ca.certificate_pem()).unwrap().remove(0);
+    let (_, cert) = <x509_parser::certificate::X509Certificate<'_> as x509_parser::prelude::FromDer<'_, _>>::from_der(&der).unwrap();
+    cert.public_key().raw.to_vec()
+}
+
+#[tokio::test]
+async fn the_attestation_service_refuses_replays_unbound_evidence_and_foreign_keys() {
+    let bed = bed().await;
+    let client = AuthorityClient::new(&bed.authority.url).unwrap();
+
+    let request = evidence(&bed, &client).await;
+    client.attest(&request).await.unwrap();
+    let err = client.attest(&request).await.unwrap_err().to_string();
+    assert!(err.contains("already been used (replay)"), "{err}");
+
+    let mut request = evidence(&bed, &client).await;
+    request.evidence.runtime_data.hpke_pk =
+        cloister_seal::RecipientSecretKey::generate().public_key().to_text();
+    let err = client.attest(&request).await.unwrap_err().to_string();
+    assert!(err.contains("does not match the runtime data"), "{err}");
+
+    let mut request = evidence(&bed, &client).await;
+    request.tls_spki = Base64Url(rcgen_spki());
+    let err = client.attest(&request).await.unwrap_err().to_string();
+    assert!(err.contains("TLS public key does not match"), "{err}");
+}
+
+#[tokio::test]
+async fn sim_evidence_is_rejected_by_a_policy_that_does_not_name_sim() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ComputeDirs::create(tmp.path()).unwrap();
+    let key = testbed::sim_platform_key(&dirs).unwrap();
+    let authority = testbed::start_authority(
+        &dirs,
+        InstancePolicy::ProductionDefault,
+        &[measurement()],
+        &key.public_key(),
+    )
+    .await
+    .unwrap();
+    let err = testbed::start_worker(&dirs, &SimAttester::new(key, MEASUREMENT), &authority.url)
+        .await
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("simulated TEE is not accepted"), "{err:#}");
+}
+
+#[tokio::test]
+async fn jobs_without_every_owners_grant_for_this_job_are_refused() {
+    let bed = bed().await;
+    let (spec, grants, client, _) = prepare(&bed, DEMO_MODEL_ONNX, &features()).await;
+
+    let err = refused(&client, &spec, vec![grants[0].clone()]).await;
+    assert!(err.contains("no valid grant from the Data owner"), "{err}");
+    let err = refused(&client, &spec, vec![]).await;
+    assert!(err.contains("no valid grant from the Model owner"), "{err}");
+
+    // A data grant for another job does not authorise this one.
+    let mut other = spec.clone();
+    other.id = "job-other".into();
+    let to = spec.output_recipients.clone();
+    let foreign = bed.data_provider.grant(&other, InputRole::Data, &[measurement()], &to).unwrap();
+    let err = refused(&client, &spec, vec![grants[0].clone(), foreign]).await;
+    assert!(err.contains("names job job-other instead of this job"), "{err}");
+
+    // A grant signed by someone else than the owner does not count.
+    let forged = bed.model_provider.signing.sign(
+        "grant",
+        &serde_json::json!({}),
+        unix_now(),
+        std::time::Duration::from_secs(60),
+    );
+    let err = refused(&client, &spec, vec![grants[0].clone(), forged.unwrap()]).await;
+    assert!(err.contains("no valid grant from the Data owner"), "{err}");
+
+    // Results may only go where every owner allowed.
+    let mut widened = spec.clone();
+    widened.output_recipients.push(bed.model_provider.envelope.public_key().to_text());
+    let err = refused(&client, &widened, grants.clone()).await;
+    assert!(err.contains("no valid grant"), "{err}");
+    assert_worker_holds_no_output(&bed.dirs, &spec);
+}
+
+#[tokio::test]
+async fn tampered_ciphertext_in_storage_fails_the_job_and_the_worker_stays_up() {
+    let bed = bed().await;
+    let (spec, grants, client, _) = prepare(&bed, DEMO_MODEL_ONNX, &features()).await;
+    let path = bed.dirs.objects.join(&spec.data.object_id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("does not match the digest in the job (modified in storage)"), "{err}");
+    assert_worker_holds_no_output(&bed.dirs, &spec);
+    assert!(bed.worker.is_running());
+    let (again, _) = bed
+        .data_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    again.attest().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_model_that_does_not_load_and_a_data_set_of_the_wrong_shape_fail_cleanly() {
+    let bed = bed().await;
+    let (spec, grants, client, _) = prepare(&bed, b"this is not an ONNX model at all", &features()).await;
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.to_lowercase().contains("model"), "{err}");
+    assert_worker_holds_no_output(&bed.dirs, &spec);
+
+    let narrow: Vec<u8> = String::from_utf8(features())
+        .unwrap()
+        .lines()
+        .map(|line| line.rsplit_once(',').unwrap().0.to_owned() + "\n")
+        .collect::<String>()
+        .into_bytes();
+    let (spec, grants, client, _) = prepare(&bed, DEMO_MODEL_ONNX, &narrow).await;
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("29") && err.contains("30"), "{err}");
+    assert_worker_holds_no_output(&bed.dirs, &spec);
+}
+
+#[test]
+fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["demo", "--workdir"])
+        .arg(tmp.path())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    let accuracy: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(accuracy > 0.95, "{accuracy}");
+    assert!(stdout.contains("verdict: every step verified"));
+    for party in ["data-provider", "model-provider", "compute"] {
+        assert!(tmp.path().join(party).is_dir(), "{party}");
+    }
+    let predictions = std::fs::read(tmp.path().join("data-provider/predictions.csv")).unwrap();
+    let secrets = [
+        Secret::sampled("data set", &features(), 64, 40),
+        Secret::sampled("model", DEMO_MODEL_ONNX, 64, 40),
+        Secret::sampled("predictions", &predictions, 64, 40),
+    ];
+    let findings = scan(&tmp.path().join("compute"), &secrets).unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+    // The scanner does find the plaintext where it is allowed to be.
+    assert!(!scan(&tmp.path().join("data-provider"), &secrets).unwrap().is_empty());
+    let _ = Path::new(".");
+    let _: Option<InputRef> = None;
+}

