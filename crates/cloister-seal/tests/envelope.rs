@@ -558,3 +558,33 @@ proptest! {
         let _ = open_to_vec(&key, &with_magic);
     }
 }
+
+#[test]
+fn read_header_consumes_exactly_the_header() {
+    let key = RecipientSecretKey::generate();
+    let env = seal_to_vec(&[key.public_key()], &meta(), b"payload").unwrap();
+    let mut reader = env.as_slice();
+    let header = read_header(&mut reader).unwrap();
+    assert_eq!(reader.len(), env.len() - header.len());
+    assert_eq!(header.as_bytes(), &env[..header.len()]);
+    assert_eq!(reader.len(), b"payload".len() + TAG_LEN);
+}
+
+#[test]
+fn streams_from_a_non_slice_reader_in_chunks() {
+    // 3 MiB + 5 bytes from a generated reader, default 64 KiB chunks, through a writer that
+    // only ever sees whole chunks.
+    let key = RecipientSecretKey::generate();
+    let n: usize = (3 << 20) + 5;
+    let input = std::io::repeat(0xab).take(n as u64);
+    let mut env = Vec::new();
+    let s = seal(&[key.public_key()], &meta(), input, &mut env).unwrap();
+    assert_eq!(s.plaintext_bytes, n as u64);
+    let chunks = n.div_ceil(cloister_seal::DEFAULT_CHUNK_SIZE as usize);
+    let hlen = read_header(env.as_slice()).unwrap().len();
+    assert_eq!(env.len(), hlen + n + chunks * TAG_LEN);
+    let mut out = Vec::new();
+    let o = open(&key, env.as_slice(), &mut out).unwrap();
+    assert_eq!(o.plaintext_bytes, n as u64);
+    assert!(out.len() == n && out.iter().all(|&b| b == 0xab));
+}
