@@ -1,1 +1,26 @@
 //! ML engines that run inside the enclave worker.
+//!
+//! The ONNX engine (pure Rust, [`tract_onnx`]) runs a model with one float32 input of shape
+//! `[N, d1, d2, …]` over a numeric [`Table`]: each table row holds exactly `d1*d2*…` values and
+//! becomes one sample; rows are run in batches and the first output is collected into
+//! [`Predictions`].
+//!
+//! ```no_run
+//! use cloister_worker::engine::{run_batch, OnnxModel, Table};
+//! # fn main() -> Result<(), cloister_worker::engine::EngineError> {
+//! let model = OnnxModel::load(&std::fs::read("model.onnx").unwrap_or_default())?;
+//! let table = Table::from_csv(b"a,b\n1,2\n3,4\n")?;
+//! let predictions = run_batch(&model, &table, 64, &mut |done| eprintln!("{done} rows"))?;
+//! let csv = predictions.to_csv();
+//! # let _ = csv; Ok(()) }
+//! ```
+
+mod error;
+mod onnx;
+mod predictions;
+mod table;
+
+pub use error::EngineError;
+pub use onnx::{OnnxModel, TensorSchema, run_batch};
+pub use predictions::Predictions;
+pub use table::Table;

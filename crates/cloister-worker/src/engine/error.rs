@@ -1,0 +1,27 @@
+//! The engine's error type.
+
+/// Everything that can go wrong when parsing data, loading a model or running it.
+///
+/// Each variant carries a human-readable explanation meant for the job's owner.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The data set (CSV or raw values) is malformed: ragged rows, non-numeric cells, empty.
+    #[error("invalid data set: {0}")]
+    InvalidData(String),
+    /// The model bytes do not parse as ONNX, or tract cannot type/optimize the graph.
+    #[error("the model could not be loaded: {0}")]
+    ModelLoad(String),
+    /// The model parses but is outside what the engine runs (several inputs, non-float input, …).
+    #[error("unsupported model: {0}")]
+    UnsupportedModel(String),
+    /// The data set does not fit the model's input.
+    #[error("the data set does not fit the model: {0}")]
+    SchemaMismatch(String),
+    /// The model failed while running on the data.
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// A caller-supplied argument is out of range (e.g. a batch size of zero).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
