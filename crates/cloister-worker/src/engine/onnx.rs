@@ -10,6 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid as _;
 use zeroize::Zeroize;
 
 use super::{EngineError, Predictions, Table};
@@ -81,6 +82,20 @@ impl OnnxModel {
         if n_inputs != 1 {
             return Err(EngineError::UnsupportedModel(format!(
                 "the model has {n_inputs} inputs; only models with exactly one input are supported"
+            )));
+        }
+        // Check the declared element type before typing: a non-float input usually makes the
+        // float graph fail to type, which would hide the real reason.
+        let declared = inference.input_fact(0).map_err(load)?.datum_type.concretize();
+        if let Some(dt) = declared.filter(|dt| *dt != DatumType::F32) {
+            let name = inference
+                .input_outlets()
+                .ok()
+                .and_then(|o| o.first().copied())
+                .and_then(|o| inference.outlet_label(o).map(str::to_owned))
+                .unwrap_or_default();
+            return Err(EngineError::UnsupportedModel(format!(
+                "model input '{name}' is of type {dt:?}; only float32 inputs are supported"
             )));
         }
         let typed = inference.into_typed().map_err(load)?;
