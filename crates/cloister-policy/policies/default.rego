@@ -1,0 +1,143 @@
+# Cloister production default appraisal policy (`AppraisalPolicy::production_default()`).
+#
+# Accepts hardware TEE evidence only:
+# - never the simulated TEE (`sim`);
+# - never debug mode;
+# - TCB status `UpToDate`, or one listed in `reference_values.allowed_tcb_statuses` (warning);
+# - every advisory listed in `reference_values.allowed_advisories` (warning when any is present);
+# - a measurement listed in `reference_values.measurements` (lowercase hex); none configured
+#   means nothing is accepted.
+#
+# Trustworthiness vector: AR4SI claims with EAR tier codes (draft-ietf-rats-ar4si):
+#   2..31 affirming, 32..95 warning, 96..127 contraindicated, 0 no claim (omitted).
+#   instance-identity  2 hardware TEE            96 simulated TEE (no platform identity)
+#   configuration      2 production, up to date  32 accepted TCB caveat   96 debug or TCB refused
+#   executables        2 reference measurement   33 unrecognised measurement
+#   hardware           2 genuine, up to date     32 known issues allowed  97 simulated or refused
+#   runtime-opaque     2 memory encrypted        96 visible to the host (debug mode, simulated)
+# file-system, storage-opaque and sourced-data are not asserted.
+package cloister.appraisal
+
+claims := input.claims
+
+reference_values := rv if {
+	rv := input.reference_values
+	is_object(rv)
+} else := {}
+
+# A configured list, or an empty one when missing or not a list.
+configured(name) := list if {
+	list := reference_values[name]
+	is_array(list)
+} else := []
+
+measurements := configured("measurements")
+
+allowed_tcb_statuses := configured("allowed_tcb_statuses")
+
+allowed_advisories := configured("allowed_advisories")
+
+tee_is_sim if input.tee == "sim"
+
+up_to_date if claims.tcb_status == "UpToDate"
+
+tcb_accepted if up_to_date
+
+tcb_accepted if claims.tcb_status in allowed_tcb_statuses
+
+measurement_known if {
+	some m in measurements
+	is_string(m)
+	lower(m) == claims.measurement
+}
+
+has_advisories if count(claims.advisories) > 0
+
+# Why the evidence is refused; any entry makes the result contraindicated.
+rejections contains "the simulated TEE is not accepted by this policy" if tee_is_sim
+
+rejections contains "the TEE runs in debug mode, so the host can read its memory" if claims.debug == true
+
+rejections contains msg if {
+	not tcb_accepted
+	msg := sprintf("TCB status %v is neither UpToDate nor in allowed_tcb_statuses", [claims.tcb_status])
+}
+
+rejections contains msg if {
+	some a in claims.advisories
+	not a in allowed_advisories
+	msg := sprintf("advisory %v is not in allowed_advisories", [a])
+}
+
+rejections contains "no reference measurements are configured" if count(measurements) == 0
+
+rejections contains msg if {
+	count(measurements) > 0
+	not measurement_known
+	msg := sprintf("measurement %v is not one of the reference measurements", [claims.measurement])
+}
+
+# Caveats of an accepted result; any entry makes it a warning.
+cautions contains msg if {
+	not up_to_date
+	tcb_accepted
+	msg := sprintf("TCB status %v is accepted because allowed_tcb_statuses lists it", [claims.tcb_status])
+}
+
+cautions contains msg if {
+	some a in claims.advisories
+	a in allowed_advisories
+	msg := sprintf("advisory %v applies and is accepted by allowed_advisories", [a])
+}
+
+default status := "contraindicated"
+
+status := "affirming" if {
+	count(rejections) == 0
+	count(cautions) == 0
+}
+
+status := "warning" if {
+	count(rejections) == 0
+	count(cautions) > 0
+}
+
+instance_identity := 96 if tee_is_sim else := 2
+
+configuration := 96 if {
+	claims.debug == true
+} else := 96 if {
+	not tcb_accepted
+} else := 32 if {
+	not up_to_date
+} else := 2
+
+executables := 2 if measurement_known else := 33
+
+hardware := 97 if {
+	tee_is_sim
+} else := 97 if {
+	not tcb_accepted
+} else := 32 if {
+	not up_to_date
+} else := 32 if {
+	has_advisories
+} else := 2
+
+runtime_opaque := 96 if {
+	tee_is_sim
+} else := 96 if {
+	claims.debug == true
+} else := 2
+
+result := {
+	"status": status,
+	"trustworthiness_vector": {
+		"instance-identity": instance_identity,
+		"configuration": configuration,
+		"executables": executables,
+		"hardware": hardware,
+		"runtime-opaque": runtime_opaque,
+	},
+	"reasons": array.concat(sort(rejections), sort(cautions)),
+}

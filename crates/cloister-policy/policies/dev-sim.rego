@@ -1,0 +1,160 @@
+# Cloister development policy that accepts the simulated TEE (`AppraisalPolicy::development_sim()`).
+#
+# For development instances only. It names `sim` explicitly: simulated evidence is accepted when
+# its measurement is listed in `reference_values.measurements` and debug is off, and then its
+# status is always `warning`, never `affirming`, with the reason
+# "simulated TEE: development only, no hardware protection". Evidence of every other TEE is
+# judged exactly as by the production default (`default.rego`): no debug, TCB `UpToDate` or
+# listed in `allowed_tcb_statuses`, advisories listed in `allowed_advisories`, a reference
+# measurement.
+#
+# Trustworthiness vector: AR4SI claims with EAR tier codes (draft-ietf-rats-ar4si):
+#   2..31 affirming, 32..95 warning, 96..127 contraindicated, 0 no claim (omitted).
+#   instance-identity  2 hardware TEE            32 simulated platform key (no hardware identity)
+#   configuration      2 production, up to date  32 accepted TCB caveat   96 debug or TCB refused
+#   executables        2 reference measurement   33 unrecognised measurement
+#   hardware           2 genuine, up to date     32 simulated, or known issues allowed
+#                                                97 TCB refused
+#   runtime-opaque     2 memory encrypted        32 simulated (not protected)  96 debug mode
+# file-system, storage-opaque and sourced-data are not asserted.
+package cloister.appraisal
+
+claims := input.claims
+
+reference_values := rv if {
+	rv := input.reference_values
+	is_object(rv)
+} else := {}
+
+# A configured list, or an empty one when missing or not a list.
+configured(name) := list if {
+	list := reference_values[name]
+	is_array(list)
+} else := []
+
+measurements := configured("measurements")
+
+allowed_tcb_statuses := configured("allowed_tcb_statuses")
+
+allowed_advisories := configured("allowed_advisories")
+
+tee_is_sim if input.tee == "sim"
+
+# The simulated TEE has no TCB: its status is "simulated", which only this policy accepts.
+sim_tcb if {
+	tee_is_sim
+	claims.tcb_status == "simulated"
+}
+
+up_to_date if {
+	not tee_is_sim
+	claims.tcb_status == "UpToDate"
+}
+
+tcb_accepted if up_to_date
+
+tcb_accepted if sim_tcb
+
+tcb_accepted if {
+	not tee_is_sim
+	claims.tcb_status in allowed_tcb_statuses
+}
+
+measurement_known if {
+	some m in measurements
+	is_string(m)
+	lower(m) == claims.measurement
+}
+
+has_advisories if count(claims.advisories) > 0
+
+# Why the evidence is refused; any entry makes the result contraindicated.
+rejections contains "the TEE runs in debug mode, so the host can read its memory" if claims.debug == true
+
+rejections contains msg if {
+	not tcb_accepted
+	msg := sprintf("TCB status %v is neither UpToDate nor in allowed_tcb_statuses", [claims.tcb_status])
+}
+
+rejections contains msg if {
+	some a in claims.advisories
+	not a in allowed_advisories
+	msg := sprintf("advisory %v is not in allowed_advisories", [a])
+}
+
+rejections contains "no reference measurements are configured" if count(measurements) == 0
+
+rejections contains msg if {
+	count(measurements) > 0
+	not measurement_known
+	msg := sprintf("measurement %v is not one of the reference measurements", [claims.measurement])
+}
+
+# Caveats of an accepted result; any entry makes it a warning.
+cautions contains "simulated TEE: development only, no hardware protection" if tee_is_sim
+
+cautions contains msg if {
+	not tee_is_sim
+	not up_to_date
+	tcb_accepted
+	msg := sprintf("TCB status %v is accepted because allowed_tcb_statuses lists it", [claims.tcb_status])
+}
+
+cautions contains msg if {
+	some a in claims.advisories
+	a in allowed_advisories
+	msg := sprintf("advisory %v applies and is accepted by allowed_advisories", [a])
+}
+
+default status := "contraindicated"
+
+status := "affirming" if {
+	count(rejections) == 0
+	count(cautions) == 0
+}
+
+status := "warning" if {
+	count(rejections) == 0
+	count(cautions) > 0
+}
+
+instance_identity := 32 if tee_is_sim else := 2
+
+configuration := 96 if {
+	claims.debug == true
+} else := 96 if {
+	not tcb_accepted
+} else := 32 if {
+	not tee_is_sim
+	not up_to_date
+} else := 2
+
+executables := 2 if measurement_known else := 33
+
+hardware := 97 if {
+	not tcb_accepted
+} else := 32 if {
+	tee_is_sim
+} else := 32 if {
+	not up_to_date
+} else := 32 if {
+	has_advisories
+} else := 2
+
+runtime_opaque := 96 if {
+	claims.debug == true
+} else := 32 if {
+	tee_is_sim
+} else := 2
+
+result := {
+	"status": status,
+	"trustworthiness_vector": {
+		"instance-identity": instance_identity,
+		"configuration": configuration,
+		"executables": executables,
+		"hardware": hardware,
+		"runtime-opaque": runtime_opaque,
+	},
+	"reasons": array.concat(sort(rejections), sort(cautions)),
+}

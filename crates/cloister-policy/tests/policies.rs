@@ -1,0 +1,315 @@
+//! Every rule of the built-in policies, and the fail-closed handling of custom ones.
+
+use std::collections::BTreeMap;
+
+use cloister_policy::{Appraisal, AppraisalPolicy, PolicyError};
+use cloister_types::{Claims, EarStatus, Hex, TcbStatus, TeeKind};
+use serde_json::json;
+
+const MEASUREMENT: [u8; 48] = [0xab; 48];
+
+fn claims(tee: TeeKind) -> Claims {
+    Claims {
+        tee,
+        measurement: Hex(MEASUREMENT.to_vec()),
+        signer: None,
+        product_id: None,
+        svn: Some(1),
+        debug: false,
+        report_data: Hex(vec![0; 64]),
+        tcb_status: if tee == TeeKind::Sim { TcbStatus::Simulated } else { TcbStatus::UpToDate },
+        advisories: Vec::new(),
+        platform_id: None,
+        vendor: BTreeMap::new(),
+    }
+}
+
+fn listed() -> serde_json::Value {
+    json!({"measurements": [hex(&MEASUREMENT)]})
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn has_reason(a: &Appraisal, needle: &str) -> bool {
+    a.reasons.iter().any(|r| r.contains(needle))
+}
+
+// ---- production default ----
+
+#[test]
+fn default_affirms_up_to_date_hardware_with_a_reference_measurement() {
+    let a =
+        AppraisalPolicy::production_default().appraise(&claims(TeeKind::Tdx), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+    assert!(a.reasons.is_empty(), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["executables"], 2);
+    assert_eq!(a.trustworthiness_vector["hardware"], 2);
+    assert_eq!(a.trustworthiness_vector["runtime-opaque"], 2);
+    assert_eq!(a.trustworthiness_vector["configuration"], 2);
+    assert_eq!(a.trustworthiness_vector["instance-identity"], 2);
+}
+
+#[test]
+fn default_rejects_sim_even_with_a_reference_measurement() {
+    let a =
+        AppraisalPolicy::production_default().appraise(&claims(TeeKind::Sim), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "the simulated TEE is not accepted by this policy"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["hardware"], 97);
+}
+
+#[test]
+fn default_rejects_debug() {
+    let mut c = claims(TeeKind::Snp);
+    c.debug = true;
+    let a = AppraisalPolicy::production_default().appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "debug mode"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["runtime-opaque"], 96);
+}
+
+#[test]
+fn default_rejects_unknown_measurement() {
+    let mut c = claims(TeeKind::Tdx);
+    c.measurement = Hex(vec![0xcd; 48]);
+    let a = AppraisalPolicy::production_default().appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(
+        has_reason(&a, &format!("measurement {} is not one of the reference", hex(&[0xcd; 48]))),
+        "{a:?}"
+    );
+    assert_eq!(a.trustworthiness_vector["executables"], 33);
+}
+
+#[test]
+fn default_rejects_when_no_measurements_are_configured() {
+    let policy = AppraisalPolicy::production_default();
+    for rv in [json!({}), json!({"measurements": []}), json!({"measurements": "x"}), json!(null)] {
+        let a = policy.appraise(&claims(TeeKind::Tdx), &rv).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{rv}");
+        assert!(has_reason(&a, "no reference measurements are configured"), "{a:?}");
+    }
+}
+
+#[test]
+fn reference_measurements_match_case_insensitively() {
+    let rv = json!({"measurements": [hex(&MEASUREMENT).to_uppercase()]});
+    let a = AppraisalPolicy::production_default().appraise(&claims(TeeKind::Tdx), &rv).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+}
+
+#[test]
+fn default_rejects_out_of_date_tcb_unless_allowed() {
+    let policy = AppraisalPolicy::production_default();
+    let mut c = claims(TeeKind::Tdx);
+    c.tcb_status = TcbStatus::OutOfDate;
+    let a = policy.appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "TCB status OutOfDate is neither"), "{a:?}");
+
+    let rv = json!({"measurements": [hex(&MEASUREMENT)], "allowed_tcb_statuses": ["OutOfDate"]});
+    let a = policy.appraise(&c, &rv).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "accepted because allowed_tcb_statuses"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["hardware"], 32);
+}
+
+#[test]
+fn default_requires_advisories_to_be_allowed() {
+    let policy = AppraisalPolicy::production_default();
+    let mut c = claims(TeeKind::Tdx);
+    c.advisories = vec!["INTEL-SA-00837".into()];
+    let a = policy.appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "advisory INTEL-SA-00837 is not in allowed_advisories"), "{a:?}");
+
+    let rv = json!({"measurements": [hex(&MEASUREMENT)], "allowed_advisories": ["INTEL-SA-00837"]});
+    let a = policy.appraise(&c, &rv).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+}
+
+#[test]
+fn default_rejects_revoked_even_with_everything_else_right() {
+    let mut c = claims(TeeKind::Snp);
+    c.tcb_status = TcbStatus::Revoked;
+    let a = AppraisalPolicy::production_default().appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+}
+
+// ---- development sim ----
+
+#[test]
+fn dev_sim_accepts_sim_as_warning_only() {
+    let a = AppraisalPolicy::development_sim().appraise(&claims(TeeKind::Sim), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "simulated TEE: development only, no hardware protection"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["executables"], 2);
+    assert_eq!(a.trustworthiness_vector["hardware"], 32);
+    assert_eq!(a.trustworthiness_vector["runtime-opaque"], 32);
+}
+
+#[test]
+fn dev_sim_rejects_sim_with_unknown_measurement_or_debug() {
+    let policy = AppraisalPolicy::development_sim();
+    let mut c = claims(TeeKind::Sim);
+    c.measurement = Hex(vec![1; 48]);
+    let a = policy.appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "is not one of the reference measurements"), "{a:?}");
+
+    let mut c = claims(TeeKind::Sim);
+    c.debug = true;
+    let a = policy.appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "debug mode"), "{a:?}");
+
+    let a = policy.appraise(&claims(TeeKind::Sim), &json!({})).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "no reference measurements are configured"), "{a:?}");
+}
+
+#[test]
+fn dev_sim_does_not_let_a_hardware_tee_claim_the_simulated_tcb() {
+    let mut c = claims(TeeKind::Tdx);
+    c.tcb_status = TcbStatus::Simulated;
+    let a = AppraisalPolicy::development_sim().appraise(&c, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+}
+
+#[test]
+fn dev_sim_judges_other_tees_like_the_default() {
+    let dev = AppraisalPolicy::development_sim();
+    let prod = AppraisalPolicy::production_default();
+    let mut out_of_date = claims(TeeKind::Tdx);
+    out_of_date.tcb_status = TcbStatus::OutOfDate;
+    let mut debug = claims(TeeKind::Snp);
+    debug.debug = true;
+    let rv_allow =
+        json!({"measurements": [hex(&MEASUREMENT)], "allowed_tcb_statuses": ["OutOfDate"]});
+    for (c, rv) in [
+        (claims(TeeKind::Tdx), listed()),
+        (out_of_date.clone(), listed()),
+        (out_of_date, rv_allow),
+        (debug, listed()),
+        (claims(TeeKind::Tdx), json!({})),
+    ] {
+        assert_eq!(dev.appraise(&c, &rv).unwrap(), prod.appraise(&c, &rv).unwrap(), "{c:?} {rv}");
+    }
+}
+
+// ---- custom policies and fail-closed handling ----
+
+#[test]
+fn undefined_result_is_contraindicated() {
+    let policy = AppraisalPolicy::new(
+        "never",
+        1,
+        "package cloister.appraisal\n\nresult := {\"status\": \"affirming\", \"trustworthiness_vector\": {}, \"reasons\": []} if input.tee == \"nothing\"\n",
+    )
+    .unwrap();
+    let a = policy.appraise(&claims(TeeKind::Tdx), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "undefined"), "{a:?}");
+    assert!(has_reason(&a, "never@v1"), "{a:?}");
+}
+
+#[test]
+fn malformed_results_are_contraindicated() {
+    let bodies = [
+        r#"{"status": "trusted", "trustworthiness_vector": {}, "reasons": []}"#,
+        r#"{"status": "none", "trustworthiness_vector": {}, "reasons": []}"#,
+        r#"{"status": "affirming", "trustworthiness_vector": {}}"#,
+        r#"{"status": "affirming", "trustworthiness_vector": {}, "reasons": "ok"}"#,
+        r#"{"status": "affirming", "trustworthiness_vector": {"hardware": 300}, "reasons": []}"#,
+        r#"{"status": "affirming", "trustworthiness_vector": {"vibes": 2}, "reasons": []}"#,
+        r#"{"status": "affirming", "trustworthiness_vector": {}, "reasons": [], "extra": 1}"#,
+        r#""affirming""#,
+        "true",
+    ];
+    for body in bodies {
+        let rego = format!("package cloister.appraisal\n\nresult := {body}\n");
+        let policy = AppraisalPolicy::new("bad", 3, &rego).unwrap();
+        let a = policy.appraise(&claims(TeeKind::Tdx), &listed()).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{body}: {a:?}");
+        assert!(has_reason(&a, "bad@v3 produced no usable decision"), "{body}: {a:?}");
+    }
+}
+
+#[test]
+fn status_is_never_better_than_the_worst_tier() {
+    let rego = r#"package cloister.appraisal
+
+result := {"status": "affirming", "trustworthiness_vector": {"hardware": 97, "executables": 2}, "reasons": []}
+"#;
+    let a = AppraisalPolicy::new("liar", 1, rego)
+        .unwrap()
+        .appraise(&claims(TeeKind::Tdx), &listed())
+        .unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated);
+    assert!(has_reason(&a, "hardware has tier 97"), "{a:?}");
+}
+
+#[test]
+fn sim_is_never_affirming_whatever_the_policy_says() {
+    let rego = r#"package cloister.appraisal
+
+result := {"status": "affirming", "trustworthiness_vector": {}, "reasons": []}
+"#;
+    let a = AppraisalPolicy::new("permissive", 1, rego)
+        .unwrap()
+        .appraise(&claims(TeeKind::Sim), &listed())
+        .unwrap();
+    assert_eq!(a.status, EarStatus::Warning);
+    assert!(has_reason(&a, "simulated TEE"), "{a:?}");
+}
+
+#[test]
+fn invalid_rego_is_rejected_with_regorus_message() {
+    let err = AppraisalPolicy::new("broken", 1, "package cloister.appraisal\n\nresult := {\n")
+        .unwrap_err();
+    match &err {
+        PolicyError::Invalid { policy_id, message } => {
+            assert_eq!(policy_id, "broken@v1");
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_package_or_missing_result_is_invalid() {
+    let err = AppraisalPolicy::new("p", 1, "package other\n\nresult := 1\n").unwrap_err();
+    assert!(matches!(err, PolicyError::Invalid { .. }), "{err}");
+    assert!(err.to_string().contains("package cloister.appraisal"), "{err}");
+
+    let err =
+        AppraisalPolicy::new("p", 1, "package cloister.appraisal\n\nallow := true\n").unwrap_err();
+    assert!(err.to_string().contains("does not define the rule `result`"), "{err}");
+}
+
+#[test]
+fn policy_ids_are_checked_and_versioned() {
+    assert!(matches!(
+        AppraisalPolicy::new("", 1, "package cloister.appraisal\nresult := 1\n"),
+        Err(PolicyError::InvalidId(_))
+    ));
+    assert!(matches!(
+        AppraisalPolicy::new("a@b", 1, "package cloister.appraisal\nresult := 1\n"),
+        Err(PolicyError::InvalidId(_))
+    ));
+    assert_eq!(AppraisalPolicy::production_default().policy_id(), "cloister-default@v1");
+    assert_eq!(AppraisalPolicy::development_sim().policy_id(), "cloister-dev-sim@v1");
+    let p =
+        AppraisalPolicy::new("tenant.a", 7, "package cloister.appraisal\nresult := 1\n").unwrap();
+    assert_eq!(p.policy_id(), "tenant.a@v7");
+    assert_eq!(p.version(), 7);
+    assert!(p.rego().contains("result := 1"));
+}
+
+#[test]
+fn policies_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<AppraisalPolicy>();
+}
