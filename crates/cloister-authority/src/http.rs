@@ -47,7 +47,7 @@ async fn attest(
     let tee = request.evidence.tee;
     let result = authority.attest(&request, unix_now());
     match &result {
-        Ok(_) => tracing::info!(%tee, "attestation affirmed"),
+        Ok(_) => tracing::info!(%tee, "attestation passed the appraisal policy"),
         Err(error) => tracing::warn!(%tee, %error, "attestation refused"),
     }
     Ok(Json(result?).into_response())

@@ -10,7 +10,7 @@ use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
 use cloister_types::api::AttestRequest;
 use cloister_types::{Base64Url, Claims, Hex, RuntimeData};
-use rcgen::KeyPair;
+use rcgen::{KeyPair, PublicKeyData as _};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -57,7 +57,7 @@ impl EnclaveIdentity {
         let hpke = RecipientSecretKey::generate();
         let receipt_key = SigningKey::generate();
         let tls_key = KeyPair::generate().map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
-        let tls_spki = tls_key.public_key_der();
+        let tls_spki = tls_key.subject_public_key_info();
 
         let challenge = authority.challenge().await?;
         let runtime_data = RuntimeData {

@@ -85,7 +85,9 @@ pub fn run_job(
     grants: &[String],
 ) -> Result<JobOutcome, JobError> {
     let started_at = unix_now();
-    let JobKind::BatchInference = spec.kind;
+    if spec.kind != JobKind::BatchInference {
+        return Err(JobError::BadSpec(format!("job kind {:?} is not supported", spec.kind)));
+    }
     let digest = spec.digest().map_err(|e| JobError::BadSpec(e.to_string()))?;
     if spec.output_recipients.is_empty() {
         return Err(JobError::BadSpec("the job names no output recipient".into()));

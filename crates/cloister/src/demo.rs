@@ -206,7 +206,8 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
 
     say(
         "6. The data provider opens the results, scores them and verifies the receipt",
-        "",
+        "The receipt must be signed by the enclave's attested receipt key and name the job, the\n\
+         inputs as uploaded, the output as downloaded and the attestation result checked.",
     );
     let output = done.outputs.first().context("the job produced no output")?;
     let sealed = data_client.get_object(&output.object_id).await?;
