@@ -53,7 +53,9 @@ async fn attest(
     Ok(Json(result?).into_response())
 }
 
-async fn instance(State(authority): State<Arc<Authority>>) -> Json<cloister_types::api::InstanceInfo> {
+async fn instance(
+    State(authority): State<Arc<Authority>>,
+) -> Json<cloister_types::api::InstanceInfo> {
     Json(authority.info())
 }
 

@@ -60,7 +60,8 @@ impl CertificateAuthority {
     /// Loads a CA from its certificate and PKCS#8 key, both PEM.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, IssueError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| IssueError::Ca(e.to_string()))?;
-        let der = pem_body(cert_pem).ok_or_else(|| IssueError::Ca("no CERTIFICATE block".into()))?;
+        let der =
+            pem_body(cert_pem).ok_or_else(|| IssueError::Ca("no CERTIFICATE block".into()))?;
         let issuer =
             Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| IssueError::Ca(e.to_string()))?;
         Ok(CertificateAuthority { issuer, cert_pem: cert_pem.to_owned(), cert_der: der })
@@ -112,7 +113,9 @@ impl CertificateAuthority {
         params.not_after = at(now + ttl.as_secs());
         params.use_authority_key_identifier_extension = true;
         let content = der_octet_string(&canonical_json(claims)?);
-        params.custom_extensions.push(CustomExtension::from_oid_content(ENCLAVE_CLAIMS_OID, content));
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(ENCLAVE_CLAIMS_OID, content));
         let cert = params
             .signed_by(&subject_key, &self.issuer)
             .map_err(|e| IssueError::Ca(e.to_string()))?;

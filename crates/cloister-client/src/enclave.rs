@@ -20,13 +20,17 @@ pub enum EnclaveError {
     #[error("the enclave certificate does not verify against the instance CA: {0}")]
     Chain(String),
     /// The claims extension is missing or unreadable.
-    #[error("the enclave certificate has no readable Cloister claims extension ({ENCLAVE_CLAIMS_OID_DOTTED}): {0}")]
+    #[error(
+        "the enclave certificate has no readable Cloister claims extension ({ENCLAVE_CLAIMS_OID_DOTTED}): {0}"
+    )]
     Extension(String),
     /// The certified TLS key is not the one bound into the evidence.
     #[error("the certificate's public key is not the TLS key bound into the enclave's evidence")]
     TlsKeyNotBound,
     /// `report_data` in the claims is not the digest of the runtime data.
-    #[error("report_data in the claims does not match the runtime data (keys not bound to the evidence)")]
+    #[error(
+        "report_data in the claims does not match the runtime data (keys not bound to the evidence)"
+    )]
     ReportDataMismatch,
     /// The TEE kind is not one the party accepts.
     #[error("the enclave runs in a {0} TEE, which is not in the accepted list")]
@@ -105,18 +109,16 @@ pub fn verify_enclave_certificate(
 ) -> Result<VerifiedEnclave, EnclaveError> {
     let leaf_der = chain.first().ok_or_else(|| EnclaveError::Malformed("empty chain".into()))?;
     verify_chain(leaf_der, &chain[1..], &expectations.ca_der, now)?;
-    let (_, leaf) = X509Certificate::from_der(leaf_der)
-        .map_err(|e| EnclaveError::Malformed(e.to_string()))?;
+    let (_, leaf) =
+        X509Certificate::from_der(leaf_der).map_err(|e| EnclaveError::Malformed(e.to_string()))?;
     let extension = read_claims_extension(&leaf)?;
 
     let spki_digest = Sha256::digest(leaf.public_key().raw);
     if extension.runtime_data.tls_spki_sha256.as_bytes() != spki_digest.as_slice() {
         return Err(EnclaveError::TlsKeyNotBound);
     }
-    let expected = extension
-        .runtime_data
-        .report_data()
-        .map_err(|e| EnclaveError::Extension(e.to_string()))?;
+    let expected =
+        extension.runtime_data.report_data().map_err(|e| EnclaveError::Extension(e.to_string()))?;
     if extension.claims.report_data.as_bytes() != expected.0.as_slice() {
         return Err(EnclaveError::ReportDataMismatch);
     }
@@ -216,7 +218,9 @@ pub fn read_claims_unverified(leaf_der: &[u8]) -> Result<EnclaveClaimsExtension,
     read_claims_extension(&leaf)
 }
 
-fn read_claims_extension(leaf: &X509Certificate<'_>) -> Result<EnclaveClaimsExtension, EnclaveError> {
+fn read_claims_extension(
+    leaf: &X509Certificate<'_>,
+) -> Result<EnclaveClaimsExtension, EnclaveError> {
     let extension = leaf
         .extensions()
         .iter()

@@ -58,7 +58,10 @@ fn transport(url: &str, error: reqwest::Error) -> ClientError {
     ClientError::Transport { url: url.to_owned(), reason }
 }
 
-async fn decode<T: DeserializeOwned>(url: &str, response: reqwest::Response) -> Result<T, ClientError> {
+async fn decode<T: DeserializeOwned>(
+    url: &str,
+    response: reqwest::Response,
+) -> Result<T, ClientError> {
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| transport(url, e))?;
     if !status.is_success() {
@@ -81,9 +84,7 @@ pub struct AuthorityClient {
 impl AuthorityClient {
     /// A client for the service at `base` (for example `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .build()
-            .map_err(|e| transport(base, e))?;
+        let http = reqwest::Client::builder().build().map_err(|e| transport(base, e))?;
         Ok(AuthorityClient { base: base.trim_end_matches('/').to_owned(), http })
     }
 
@@ -122,10 +123,8 @@ impl WorkerClient {
     /// A client that will only complete TLS handshakes with enclaves meeting `expectations`.
     pub fn new(base: &str, expectations: Expectations) -> Result<Self, ClientError> {
         let verifier = Arc::new(AttestedServerVerifier::new(expectations));
-        let tls = client_config(verifier.clone()).map_err(|e| ClientError::Transport {
-            url: base.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let tls = client_config(verifier.clone())
+            .map_err(|e| ClientError::Transport { url: base.to_owned(), reason: e.to_string() })?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
@@ -153,7 +152,11 @@ impl WorkerClient {
     }
 
     /// Uploads a sealed object.
-    pub async fn put_object(&self, object_id: &str, sealed: Vec<u8>) -> Result<ObjectStored, ClientError> {
+    pub async fn put_object(
+        &self,
+        object_id: &str,
+        sealed: Vec<u8>,
+    ) -> Result<ObjectStored, ClientError> {
         let url = format!("{}/v1/objects/{object_id}", self.base);
         let response =
             self.http.put(&url).body(sealed).send().await.map_err(|e| transport(&url, e))?;
@@ -174,7 +177,8 @@ impl WorkerClient {
     /// Submits a job with its grants and waits for it to finish.
     pub async fn submit_job(&self, job: &SubmitJob) -> Result<JobDone, ClientError> {
         let url = format!("{}/v1/jobs", self.base);
-        let response = self.http.post(&url).json(job).send().await.map_err(|e| transport(&url, e))?;
+        let response =
+            self.http.post(&url).json(job).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await
     }
 }

@@ -85,7 +85,9 @@ pub fn provider() -> CryptoProvider {
 }
 
 /// A rustls client configuration that only talks to enclaves meeting `verifier`'s expectations.
-pub fn client_config(verifier: Arc<AttestedServerVerifier>) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn client_config(
+    verifier: Arc<AttestedServerVerifier>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .dangerous()

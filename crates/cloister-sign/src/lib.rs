@@ -103,9 +103,7 @@ impl SigningKey {
             nonce: None,
             custom: claims,
         };
-        self.0
-            .sign(jwt)
-            .map_err(|e| SignError::Sign { what, reason: e.to_string() })
+        self.0.sign(jwt).map_err(|e| SignError::Sign { what, reason: e.to_string() })
     }
 
     /// Like [`SigningKey::sign`] with a key id in the JWS header (for JWKS lookup).
@@ -168,10 +166,8 @@ impl VerifyingKey {
             ..VerificationOptions::default()
         };
         let fail = |reason: String| SignError::Verify { what, key: self.to_text(), reason };
-        let claims = self
-            .0
-            .verify_token::<T>(token, Some(options))
-            .map_err(|e| fail(e.to_string()))?;
+        let claims =
+            self.0.verify_token::<T>(token, Some(options)).map_err(|e| fail(e.to_string()))?;
         let (Some(iat), Some(exp)) = (claims.issued_at, claims.expires_at) else {
             return Err(fail("the token has no issue or expiry time".into()));
         };
@@ -267,10 +263,8 @@ mod tests {
     fn another_key_is_refused() {
         let key = SigningKey::generate();
         let token = key.sign("grant", body(), 1_000, Duration::from_secs(600)).unwrap();
-        let err = SigningKey::generate()
-            .public_key()
-            .verify::<Body>("grant", &token, 1_100)
-            .unwrap_err();
+        let err =
+            SigningKey::generate().public_key().verify::<Body>("grant", &token, 1_100).unwrap_err();
         assert!(err.to_string().starts_with("the grant does not verify with cloister-es256:"));
     }
 

@@ -65,9 +65,7 @@ pub struct ReportData(pub [u8; 64]);
 impl ReportData {
     /// Takes exactly 64 bytes; any other length is an error, never padded or truncated.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ReportDataLengthError> {
-        <[u8; 64]>::try_from(bytes)
-            .map(ReportData)
-            .map_err(|_| ReportDataLengthError(bytes.len()))
+        <[u8; 64]>::try_from(bytes).map(ReportData).map_err(|_| ReportDataLengthError(bytes.len()))
     }
 
     /// The bytes as a [`Hex`] value for claims.

@@ -14,8 +14,8 @@ pub mod encoding;
 pub mod evidence;
 pub mod job;
 
-pub use cert::EnclaveClaimsExtension;
 pub use canonical::{CanonicalJsonError, canonical_json};
+pub use cert::EnclaveClaimsExtension;
 pub use claims::{Claims, TcbStatus, TeeKind};
 pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};

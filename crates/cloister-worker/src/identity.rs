@@ -56,7 +56,8 @@ impl EnclaveIdentity {
     ) -> Result<Self, IdentityError> {
         let hpke = RecipientSecretKey::generate();
         let receipt_key = SigningKey::generate();
-        let tls_key = KeyPair::generate().map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+        let tls_key =
+            KeyPair::generate().map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
         let tls_spki = tls_key.subject_public_key_info();
 
         let challenge = authority.challenge().await?;
@@ -68,13 +69,13 @@ impl EnclaveIdentity {
             extra: Default::default(),
         };
         let evidence = attester.attest(&runtime_data)?;
-        let response = authority
-            .attest(&AttestRequest { evidence, tls_spki: Base64Url(tls_spki) })
-            .await?;
+        let response =
+            authority.attest(&AttestRequest { evidence, tls_spki: Base64Url(tls_spki) }).await?;
 
         let chain = pem_certificates(&response.certificate_chain_pem)
             .map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
-        let leaf = chain.first().ok_or_else(|| IdentityError::WrongCertificate("empty chain".into()))?;
+        let leaf =
+            chain.first().ok_or_else(|| IdentityError::WrongCertificate("empty chain".into()))?;
         let extension = read_claims_unverified(leaf)
             .map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
         if extension.runtime_data != runtime_data {

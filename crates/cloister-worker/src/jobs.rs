@@ -41,7 +41,9 @@ pub enum JobError {
     #[error("output recipient {0} is not approved by every owner's grant")]
     RecipientNotApproved(String),
     /// The stored ciphertext is not what the job and grants name.
-    #[error("the sealed {role:?} object {object_id} in storage does not match the digest in the job (modified in storage)")]
+    #[error(
+        "the sealed {role:?} object {object_id} in storage does not match the digest in the job (modified in storage)"
+    )]
     CiphertextMismatch {
         /// Which input.
         role: InputRole,
@@ -102,8 +104,10 @@ pub fn run_job(
         .collect::<Result<Vec<_>, _>>()?;
 
     let measurement = &identity.claims().measurement;
-    let model_grant = find_grant(spec, &digest, &spec.model, InputRole::Model, grants, measurement, started_at)?;
-    let data_grant = find_grant(spec, &digest, &spec.data, InputRole::Data, grants, measurement, started_at)?;
+    let model_grant =
+        find_grant(spec, &digest, &spec.model, InputRole::Model, grants, measurement, started_at)?;
+    let data_grant =
+        find_grant(spec, &digest, &spec.data, InputRole::Data, grants, measurement, started_at)?;
     for recipient in &spec.output_recipients {
         if !model_grant.result_recipients.contains(recipient)
             || !data_grant.result_recipients.contains(recipient)
@@ -185,7 +189,11 @@ fn receipt_input(input: &InputRef, role: InputRole, plaintext: &[u8]) -> Receipt
     }
 }
 
-fn read_checked(store: &ObjectStore, input: &InputRef, role: InputRole) -> Result<Vec<u8>, JobError> {
+fn read_checked(
+    store: &ObjectStore,
+    input: &InputRef,
+    role: InputRole,
+) -> Result<Vec<u8>, JobError> {
     let bytes = store.get(&input.object_id)?;
     if Sha256::digest(&bytes).as_slice() != input.sha256.as_bytes() {
         return Err(JobError::CiphertextMismatch { role, object_id: input.object_id.clone() });
@@ -204,7 +212,8 @@ fn find_grant(
     measurement: &Hex,
     now: u64,
 ) -> Result<Grant, JobError> {
-    let missing = |detail: String| JobError::MissingGrant { role, owner: input.owner.clone(), detail };
+    let missing =
+        |detail: String| JobError::MissingGrant { role, owner: input.owner.clone(), detail };
     let owner = VerifyingKey::from_text(&input.owner)
         .map_err(|e| JobError::BadSpec(format!("the {role:?} owner key: {e}")))?;
     let mut problems = Vec::new();

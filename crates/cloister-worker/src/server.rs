@@ -60,7 +60,8 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Resul
         .iter()
         .map(|der| CertificateDer::from(der.clone()))
         .collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(worker.identity.tls_key_pkcs8().to_vec()));
+    let key =
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(worker.identity.tls_key_pkcs8().to_vec()));
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -127,7 +128,9 @@ async fn get_object(
     Path(id): Path<String>,
 ) -> Result<Vec<u8>, ApiError> {
     let store = worker.store.clone();
-    Ok(tokio::task::spawn_blocking(move || store.get(&id)).await.map_err(|_| ApiError::Internal)??)
+    Ok(tokio::task::spawn_blocking(move || store.get(&id))
+        .await
+        .map_err(|_| ApiError::Internal)??)
 }
 
 async fn submit_job(
@@ -177,12 +180,18 @@ impl IntoResponse for ApiError {
             | ApiError::Store(StoreError::NotFound(_)) => {
                 (StatusCode::NOT_FOUND, "not_found", self.message())
             }
-            ApiError::Store(StoreError::Exists(_)) => (StatusCode::CONFLICT, "exists", self.message()),
-            ApiError::Store(StoreError::BadId(_)) => (StatusCode::BAD_REQUEST, "bad_id", self.message()),
-            ApiError::Job(
-                JobError::MissingGrant { .. } | JobError::RecipientNotApproved(_),
-            ) => (StatusCode::FORBIDDEN, "not_authorised", self.message()),
-            ApiError::Job(JobError::BadSpec(_)) => (StatusCode::BAD_REQUEST, "bad_job", self.message()),
+            ApiError::Store(StoreError::Exists(_)) => {
+                (StatusCode::CONFLICT, "exists", self.message())
+            }
+            ApiError::Store(StoreError::BadId(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_id", self.message())
+            }
+            ApiError::Job(JobError::MissingGrant { .. } | JobError::RecipientNotApproved(_)) => {
+                (StatusCode::FORBIDDEN, "not_authorised", self.message())
+            }
+            ApiError::Job(JobError::BadSpec(_)) => {
+                (StatusCode::BAD_REQUEST, "bad_job", self.message())
+            }
             ApiError::Job(_) => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed", self.message()),
             ApiError::Store(StoreError::Io { .. }) | ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 #[non_exhaustive]
 pub enum StoreError {
     /// The id has characters outside `[A-Za-z0-9._-]` or is too long.
-    #[error("object id {0:?} is not valid (1 to 128 characters from A-Z a-z 0-9 . _ -, not starting with '.')")]
+    #[error(
+        "object id {0:?} is not valid (1 to 128 characters from A-Z a-z 0-9 . _ -, not starting with '.')"
+    )]
     BadId(String),
     /// Objects are immutable.
     #[error("object {0} already exists; objects are immutable")]

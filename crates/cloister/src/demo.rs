@@ -57,9 +57,8 @@ pub fn split_labels(csv: &[u8]) -> Result<LabelledTable> {
     let mut features_csv = Vec::with_capacity(csv.len());
     let mut labels = Vec::with_capacity(rows);
     for (index, line) in lines.filter(|l| !l.trim().is_empty()).enumerate() {
-        let (features, label) = line
-            .rsplit_once(',')
-            .with_context(|| format!("line {} has no label", index + 2))?;
+        let (features, label) =
+            line.rsplit_once(',').with_context(|| format!("line {} has no label", index + 2))?;
         ensure!(
             features.split(',').count() == columns,
             "line {} has {} features, the header says {columns}",
@@ -104,7 +103,9 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     println!("A model provider and a data provider let a model score a medical data set inside an");
     println!("attested enclave; the compute provider that runs it never sees the model, the data");
     println!("or the results. The TEE here is SIMULATED (`sim`): development only, no hardware");
-    println!("protection; every real step (keys, evidence, policy, envelopes, grants) is the same.");
+    println!(
+        "protection; every real step (keys, evidence, policy, envelopes, grants) is the same."
+    );
     println!("Work directory: {}", workdir.display());
 
     say(
@@ -118,9 +119,13 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let attester = SimAttester::for_current_executable(platform_key)?;
     // The measurement a reproducible build would publish; here we measure the binary we run.
     let published = Hex(attester.measurement().to_vec());
-    let authority =
-        testbed::start_authority(&dirs, InstancePolicy::DevSim, &[published.clone()], &platform_public)
-            .await?;
+    let authority = testbed::start_authority(
+        &dirs,
+        InstancePolicy::DevSim,
+        &[published.clone()],
+        &platform_public,
+    )
+    .await?;
     ok(&format!("attestation service listening on {}", authority.url));
     let worker = testbed::start_worker(&dirs, &attester, &authority.url).await?;
     let claims = worker.worker.identity.claims();
@@ -131,10 +136,8 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
         authority.authority.info().policy_id
     ));
     ok(&format!("worker serves attested TLS on {}", worker.url));
-    let ca_pem = cloister_client::AuthorityClient::new(&authority.url)?
-        .instance()
-        .await?
-        .ca_certificate_pem;
+    let ca_pem =
+        cloister_client::AuthorityClient::new(&authority.url)?.instance().await?.ca_certificate_pem;
 
     say(
         "2. The model provider checks the enclave, then seals and uploads its model",
@@ -145,9 +148,8 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let model_provider = Party::create("the model provider", &model_dir)?;
     std::fs::write(model_dir.join("breast_cancer_classifier.onnx"), DEMO_MODEL_ONNX)?;
     let accepted = [TeeKind::Sim];
-    let (model_client, enclave) = model_provider
-        .attest_worker(&worker.url, &ca_pem, &[published.clone()], &accepted)
-        .await?;
+    let (model_client, enclave) =
+        model_provider.attest_worker(&worker.url, &ca_pem, &[published.clone()], &accepted).await?;
     ok(&format!(
         "enclave verified: chain to the instance CA, measurement on the allow-list, keys bound (verdict {:?})",
         enclave.ear_status
@@ -155,7 +157,10 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let model_ref = model_provider
         .seal_and_upload(&model_client, &enclave, "demo-model", "application/onnx", DEMO_MODEL_ONNX)
         .await?;
-    ok(&format!("model sealed to the enclave and uploaded ({} bytes of plaintext)", DEMO_MODEL_ONNX.len()));
+    ok(&format!(
+        "model sealed to the enclave and uploaded ({} bytes of plaintext)",
+        DEMO_MODEL_ONNX.len()
+    ));
 
     say(
         "3. The data provider does the same with its data set and keeps the labels",
@@ -165,9 +170,8 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     std::fs::write(data_dir.join("breast_cancer.csv"), BREAST_CANCER_CSV)?;
     let table = split_labels(BREAST_CANCER_CSV)?;
     std::fs::write(data_dir.join("features.csv"), &table.features_csv)?;
-    let (data_client, data_enclave) = data_provider
-        .attest_worker(&worker.url, &ca_pem, &[published.clone()], &accepted)
-        .await?;
+    let (data_client, data_enclave) =
+        data_provider.attest_worker(&worker.url, &ca_pem, &[published.clone()], &accepted).await?;
     ok("enclave verified independently by the data provider");
     let data_ref = data_provider
         .seal_and_upload(&data_client, &data_enclave, "demo-data", "text/csv", &table.features_csv)
@@ -221,7 +225,12 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     std::fs::write(data_dir.join("predictions.csv"), &*plaintext)?;
     let predictions = cloister_worker::engine::Predictions::from_csv(&plaintext)?;
     let predicted = predictions.argmax();
-    ensure!(predicted.len() == table.labels.len(), "got {} predictions for {} rows", predicted.len(), table.labels.len());
+    ensure!(
+        predicted.len() == table.labels.len(),
+        "got {} predictions for {} rows",
+        predicted.len(),
+        table.labels.len()
+    );
     let correct = predicted.iter().zip(&table.labels).filter(|(p, l)| p == l).count();
     let accuracy = correct as f64 / table.labels.len() as f64;
     ok(&format!("{correct} of {} diagnoses right", table.labels.len()));
@@ -239,7 +248,12 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let findings = scan(&dirs.root, &secrets)?;
     if !findings.is_empty() {
         for finding in &findings {
-            println!("   ✘ {} found ({}) in {}", finding.secret, finding.encoding, finding.path.display());
+            println!(
+                "   ✘ {} found ({}) in {}",
+                finding.secret,
+                finding.encoding,
+                finding.path.display()
+            );
         }
         bail!("plaintext found on the compute provider's side");
     }

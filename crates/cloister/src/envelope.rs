@@ -45,7 +45,8 @@ pub struct CertificatePolicy {
 /// Reads a recipient: an envelope public key, or an enclave certificate chain (PEM) that must
 /// verify against `policy` first.
 pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<RecipientPublicKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if text.contains("-----BEGIN CERTIFICATE-----") {
         let Some(ca) = &policy.ca else {
             bail!(
@@ -54,7 +55,8 @@ pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipie
                 path.display()
             );
         };
-        let ca_pem = std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+        let ca_pem =
+            std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
         let expectations =
             Expectations::from_ca_pem(&ca_pem, policy.measurements.clone(), policy.tees.clone())?;
         let chain = cloister_client::enclave::pem_certificates(&text)?;
@@ -68,16 +70,17 @@ pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipie
         );
         return Ok(enclave.hpke_pk);
     }
-    RecipientPublicKey::from_text(&text).with_context(|| format!("reading the public key in {}", path.display()))
+    RecipientPublicKey::from_text(&text)
+        .with_context(|| format!("reading the public key in {}", path.display()))
 }
 
 fn progress(len: Option<u64>, verb: &str) -> ProgressBar {
     match len {
         Some(len) if len >= PROGRESS_THRESHOLD && io::stderr().is_terminal() => {
             let bar = ProgressBar::new(len).with_message(verb.to_owned());
-            if let Ok(style) =
-                ProgressStyle::with_template("{msg} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}")
-            {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+            ) {
                 bar.set_style(style);
             }
             bar

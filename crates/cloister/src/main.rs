@@ -114,7 +114,14 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
                 .collect::<Result<Vec<_>>>()?;
-            let mut tees = vec![TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Csv, TeeKind::Cca, TeeKind::Nitro];
+            let mut tees = vec![
+                TeeKind::Sgx,
+                TeeKind::Tdx,
+                TeeKind::Snp,
+                TeeKind::Csv,
+                TeeKind::Cca,
+                TeeKind::Nitro,
+            ];
             if accept_sim {
                 tees.push(TeeKind::Sim);
             }
@@ -166,10 +173,8 @@ fn demo(workdir: Option<PathBuf>) -> Result<()> {
 /// Structured logs to `dir/cloister.log`; they never carry plaintext, keys or tokens.
 fn init_logging(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("cloister.log"))?;
+    let file =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join("cloister.log"))?;
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -185,7 +190,8 @@ fn serve_attestation(listen: &str, config: &Path, state_dir: &Path) -> Result<()
     use cloister_authority::{Authority, CertificateAuthority, InstanceConfig, InstanceKeys};
     use cloister_sign::{SigningKey, unix_now};
 
-    let text = std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let config = InstanceConfig::from_toml(&text)?;
     std::fs::create_dir_all(state_dir)?;
     let (ca_path, ca_key_path, token_path) =
@@ -195,7 +201,8 @@ fn serve_attestation(listen: &str, config: &Path, state_dir: &Path) -> Result<()
             &std::fs::read_to_string(&ca_path)?,
             &zeroize::Zeroizing::new(std::fs::read_to_string(&ca_key_path)?),
         )?;
-        let token = SigningKey::from_text(&zeroize::Zeroizing::new(std::fs::read_to_string(&token_path)?))?;
+        let token =
+            SigningKey::from_text(&zeroize::Zeroizing::new(std::fs::read_to_string(&token_path)?))?;
         (ca, token)
     } else {
         let ca = CertificateAuthority::generate(&config.name, unix_now())?;
@@ -208,7 +215,9 @@ fn serve_attestation(listen: &str, config: &Path, state_dir: &Path) -> Result<()
     tracing_subscriber::fmt().with_writer(std::io::stderr).try_init().ok();
     let authority = Arc::new(Authority::new(config, InstanceKeys { token_key, ca }));
     runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
         eprintln!("attestation service listening on http://{}", listener.local_addr()?);
         axum::serve(listener, cloister_authority::http::router(authority)).await?;
         Ok(())

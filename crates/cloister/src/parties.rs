@@ -138,14 +138,19 @@ pub fn verify_receipt(
         receipt.measurement
     );
     ensure!(
-        receipt.attestation_result_sha256.as_bytes() == Sha256::digest(enclave.ear.as_bytes()).as_slice(),
+        receipt.attestation_result_sha256.as_bytes()
+            == Sha256::digest(enclave.ear.as_bytes()).as_slice(),
         "the receipt names a different attestation result than the one verified"
     );
     for input in [&spec.model, &spec.data] {
         let Some(found) = receipt.inputs.iter().find(|i| i.object_id == input.object_id) else {
             bail!("the receipt does not mention input {}", input.object_id);
         };
-        ensure!(found.ciphertext_sha256 == input.sha256, "input {} digest differs", input.object_id);
+        ensure!(
+            found.ciphertext_sha256 == input.sha256,
+            "input {} digest differs",
+            input.object_id
+        );
     }
     let digest = Hex(Sha256::digest(output_ciphertext).to_vec());
     ensure!(

@@ -20,9 +20,7 @@ impl<'a> Secret<'a> {
     pub fn sampled(name: &'a str, bytes: &[u8], count: usize, len: usize) -> Self {
         let len = len.min(bytes.len());
         let step = (bytes.len() - len) / count.max(1);
-        let samples = (0..count)
-            .map(|i| bytes[i * step..i * step + len].to_vec())
-            .collect();
+        let samples = (0..count).map(|i| bytes[i * step..i * step + len].to_vec()).collect();
         Secret { name, samples }
     }
 }
@@ -65,7 +63,9 @@ pub fn scan(root: &Path, secrets: &[Secret<'_>]) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+        {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_dir() {
@@ -74,7 +74,11 @@ pub fn scan(root: &Path, secrets: &[Secret<'_>]) -> Result<Vec<Finding>> {
                 let bytes = std::fs::read(entry.path())?;
                 for (name, encoding, needle) in &needles {
                     if contains(&bytes, needle) {
-                        findings.push(Finding { path: entry.path(), secret: name.clone(), encoding });
+                        findings.push(Finding {
+                            path: entry.path(),
+                            secret: name.clone(),
+                            encoding,
+                        });
                     }
                 }
             }
@@ -97,11 +101,17 @@ mod tests {
         let secret = b"17.99,10.38,122.8,1001,0.1184,0.2776,0.3001".to_vec();
         std::fs::write(dir.path().join("raw"), [b"xx".as_slice(), &secret].concat()).unwrap();
         std::fs::write(dir.path().join("hex"), hex::encode(&secret)).unwrap();
-        std::fs::write(dir.path().join("b64"), format!("k={}", STANDARD.encode([b"q".as_slice(), &secret].concat()))).unwrap();
+        std::fs::write(
+            dir.path().join("b64"),
+            format!("k={}", STANDARD.encode([b"q".as_slice(), &secret].concat())),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("clean"), b"nothing to see here at all, really").unwrap();
         let found = scan(dir.path(), &[Secret::sampled("data", &secret, 1, 40)]).unwrap();
-        let files: std::collections::BTreeSet<String> =
-            found.iter().map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let files: std::collections::BTreeSet<String> = found
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(files, ["b64", "hex", "raw"].iter().map(|s| s.to_string()).collect());
     }
 }

@@ -33,20 +33,30 @@ async fn bed() -> Bed {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
     let key = testbed::sim_platform_key(&dirs).unwrap();
-    let authority =
-        testbed::start_authority(&dirs, InstancePolicy::DevSim, &[measurement()], &key.public_key())
-            .await
-            .unwrap();
+    let authority = testbed::start_authority(
+        &dirs,
+        InstancePolicy::DevSim,
+        &[measurement()],
+        &key.public_key(),
+    )
+    .await
+    .unwrap();
     let attester = SimAttester::new(key, MEASUREMENT);
     let worker = testbed::start_worker(&dirs, &attester, &authority.url).await.unwrap();
-    let ca_pem = AuthorityClient::new(&authority.url).unwrap().instance().await.unwrap().ca_certificate_pem;
-    let model_provider = Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
+    let ca_pem =
+        AuthorityClient::new(&authority.url).unwrap().instance().await.unwrap().ca_certificate_pem;
+    let model_provider =
+        Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
     let data_provider = Party::create("data provider", &tmp.path().join("data-provider")).unwrap();
     Bed { dirs, authority, worker, ca_pem, model_provider, data_provider, _tmp: tmp }
 }
 
 /// Uploads `model` and `data`, builds the job and both grants.
-async fn prepare(bed: &Bed, model: &[u8], data: &[u8]) -> (JobSpec, Vec<String>, cloister_client::WorkerClient, cloister_client::VerifiedEnclave) {
+async fn prepare(
+    bed: &Bed,
+    model: &[u8],
+    data: &[u8],
+) -> (JobSpec, Vec<String>, cloister_client::WorkerClient, cloister_client::VerifiedEnclave) {
     let (client, enclave) = bed
         .data_provider
         .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
@@ -82,7 +92,11 @@ fn features() -> Vec<u8> {
     split_labels(BREAST_CANCER_CSV).unwrap().features_csv
 }
 
-async fn refused(client: &cloister_client::WorkerClient, spec: &JobSpec, grants: Vec<String>) -> String {
+async fn refused(
+    client: &cloister_client::WorkerClient,
+    spec: &JobSpec,
+    grants: Vec<String>,
+) -> String {
     client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap_err().to_string()
 }
 
@@ -146,19 +160,23 @@ async fn providers_refuse_sim_unless_they_accept_it_explicitly() {
 async fn enclave_certificates_that_expired_or_come_from_another_ca_are_refused() {
     let bed = bed().await;
     let chain = bed.worker.worker.identity.certificate_chain_der().to_vec();
-    let ok = Expectations::from_ca_pem(&bed.ca_pem, vec![measurement()], vec![TeeKind::Sim]).unwrap();
+    let ok =
+        Expectations::from_ca_pem(&bed.ca_pem, vec![measurement()], vec![TeeKind::Sim]).unwrap();
     verify_enclave_certificate(&chain, &ok, unix_now()).unwrap();
     let err = verify_enclave_certificate(&chain, &ok, unix_now() + 2 * 3600).unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");
     let other = cloister_authority::CertificateAuthority::generate("other", unix_now()).unwrap();
-    let wrong = Expectations::from_ca_pem(other.certificate_pem(), vec![measurement()], vec![TeeKind::Sim]).unwrap();
+    let wrong =
+        Expectations::from_ca_pem(other.certificate_pem(), vec![measurement()], vec![TeeKind::Sim])
+            .unwrap();
     let err = verify_enclave_certificate(&chain, &wrong, unix_now()).unwrap_err();
     assert!(err.to_string().contains("not issued by the trusted instance CA"), "{err}");
 }
 
 /// Collects sim evidence for a fresh nonce and a fresh TLS key; returns the request.
 async fn evidence(bed: &Bed, client: &AuthorityClient) -> AttestRequest {
-    let key = SimPlatformKey::load_or_create(&bed.dirs.worker.join("sim-platform-key.pem")).unwrap();
+    let key =
+        SimPlatformKey::load_or_create(&bed.dirs.worker.join("sim-platform-key.pem")).unwrap();
     let attester = SimAttester::new(key, MEASUREMENT);
     let tls = rcgen_spki();
     let runtime_data = RuntimeData {
@@ -278,7 +296,8 @@ async fn tampered_ciphertext_in_storage_fails_the_job_and_the_worker_stays_up() 
 #[tokio::test]
 async fn a_model_that_does_not_load_and_a_data_set_of_the_wrong_shape_fail_cleanly() {
     let bed = bed().await;
-    let (spec, grants, client, _) = prepare(&bed, b"this is not an ONNX model at all", &features()).await;
+    let (spec, grants, client, _) =
+        prepare(&bed, b"this is not an ONNX model at all", &features()).await;
     let err = refused(&client, &spec, grants).await;
     assert!(err.to_lowercase().contains("model"), "{err}");
     assert_worker_holds_no_output(&bed.dirs, &spec);
@@ -305,7 +324,11 @@ fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side()
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let accuracy: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("accuracy: "))
