@@ -1,6 +1,9 @@
 //! The simulated attester: its evidence verifies with cloister-verify, files are measured with
 //! SHA-384, and the platform key persists.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 

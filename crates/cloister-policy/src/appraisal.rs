@@ -255,14 +255,14 @@ fn apply_guards(mut appraisal: Appraisal, tee: TeeKind) -> Appraisal {
         .iter()
         .filter_map(|(claim, &value)| tier_status(value).map(|s| (claim, value, s)))
         .max_by_key(|&(_, _, s)| severity(s));
-    if let Some((claim, value, worst)) = worst {
-        if severity(worst) > severity(appraisal.status) {
-            appraisal.reasons.push(format!(
-                "status lowered to {} because trustworthiness claim {claim} has tier {value}",
-                status_name(worst)
-            ));
-            appraisal.status = worst;
-        }
+    if let Some((claim, value, worst)) = worst
+        && severity(worst) > severity(appraisal.status)
+    {
+        appraisal.reasons.push(format!(
+            "status lowered to {} because trustworthiness claim {claim} has tier {value}",
+            status_name(worst)
+        ));
+        appraisal.status = worst;
     }
     if tee == TeeKind::Sim && appraisal.status == EarStatus::Affirming {
         appraisal.status = EarStatus::Warning;

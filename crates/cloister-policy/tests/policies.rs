@@ -1,5 +1,8 @@
 //! Every rule of the built-in policies, and the fail-closed handling of custom ones.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use cloister_policy::{Appraisal, AppraisalPolicy, PolicyError};

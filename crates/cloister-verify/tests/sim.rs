@@ -1,5 +1,8 @@
 //! Verification of simulated-TEE evidence: the happy path and one negative test per check.
 
+// Helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use cloister_types::{Base64Url, Hex, RuntimeData, TcbStatus, TeeKind, UnifiedEvidence};
@@ -410,7 +413,7 @@ fn platform_key_text_round_trips_and_is_strict() {
     assert_eq!(serde_json::from_str::<SimPlatformPublicKey>(&json).unwrap(), key);
 
     assert!(SimPlatformPublicKey::from_text(&text["cloister-sim-platform-p256:".len()..]).is_err());
-    let uncompressed = Base64Url::encode(&key.verifying_key().to_sec1_point(false).as_bytes());
+    let uncompressed = Base64Url::encode(key.verifying_key().to_sec1_point(false).as_bytes());
     assert!(
         SimPlatformPublicKey::from_text(&format!("cloister-sim-platform-p256:{uncompressed}"))
             .is_err()
