@@ -122,7 +122,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let authority = testbed::start_authority(
         &dirs,
         InstancePolicy::DevSim,
-        &[published.clone()],
+        std::slice::from_ref(&published),
         &platform_public,
     )
     .await?;
@@ -148,8 +148,9 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let model_provider = Party::create("the model provider", &model_dir)?;
     std::fs::write(model_dir.join("breast_cancer_classifier.onnx"), DEMO_MODEL_ONNX)?;
     let accepted = [TeeKind::Sim];
-    let (model_client, enclave) =
-        model_provider.attest_worker(&worker.url, &ca_pem, &[published.clone()], &accepted).await?;
+    let (model_client, enclave) = model_provider
+        .attest_worker(&worker.url, &ca_pem, std::slice::from_ref(&published), &accepted)
+        .await?;
     ok(&format!(
         "enclave verified: chain to the instance CA, measurement on the allow-list, keys bound (verdict {:?})",
         enclave.ear_status
@@ -170,8 +171,9 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     std::fs::write(data_dir.join("breast_cancer.csv"), BREAST_CANCER_CSV)?;
     let table = split_labels(BREAST_CANCER_CSV)?;
     std::fs::write(data_dir.join("features.csv"), &table.features_csv)?;
-    let (data_client, data_enclave) =
-        data_provider.attest_worker(&worker.url, &ca_pem, &[published.clone()], &accepted).await?;
+    let (data_client, data_enclave) = data_provider
+        .attest_worker(&worker.url, &ca_pem, std::slice::from_ref(&published), &accepted)
+        .await?;
     ok("enclave verified independently by the data provider");
     let data_ref = data_provider
         .seal_and_upload(&data_client, &data_enclave, "demo-data", "text/csv", &table.features_csv)
@@ -192,8 +194,18 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
         output_recipients: results_to.clone(),
     };
     let grants = vec![
-        model_provider.grant(&spec, InputRole::Model, &[published.clone()], &results_to)?,
-        data_provider.grant(&spec, InputRole::Data, &[published.clone()], &results_to)?,
+        model_provider.grant(
+            &spec,
+            InputRole::Model,
+            std::slice::from_ref(&published),
+            &results_to,
+        )?,
+        data_provider.grant(
+            &spec,
+            InputRole::Data,
+            std::slice::from_ref(&published),
+            &results_to,
+        )?,
     ];
     ok(&format!("job {} granted by both owners", spec.id));
 

@@ -87,7 +87,11 @@ impl Party {
             object_id: object_id.to_owned(),
             attributes: [("owner".to_owned(), self.id())].into_iter().collect(),
         };
-        let sealed = cloister_seal::seal_to_vec(&[enclave.hpke_pk.clone()], &metadata, plaintext)?;
+        let sealed = cloister_seal::seal_to_vec(
+            std::slice::from_ref(&enclave.hpke_pk),
+            &metadata,
+            plaintext,
+        )?;
         let digest = Hex(Sha256::digest(&sealed).to_vec());
         let stored = client.put_object(object_id, sealed).await?;
         ensure!(stored.sha256 == digest, "the worker stored different bytes than were uploaded");

@@ -2,6 +2,9 @@
 //! run on ephemeral ports, the parties talk to them exactly as `cloister demo` does, and every
 //! refusal the first issue lists is checked with its message.
 
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
 use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
 use cloister::parties::{Party, verify_receipt};
 use cloister::scan::{Secret, scan};
@@ -257,7 +260,7 @@ async fn jobs_without_every_owners_grant_for_this_job_are_refused() {
     // A grant signed by someone else than the owner does not count.
     let forged = bed.model_provider.signing.sign(
         "grant",
-        &serde_json::json!({}),
+        serde_json::json!({}),
         unix_now(),
         std::time::Duration::from_secs(60),
     );
