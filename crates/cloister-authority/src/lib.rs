@@ -81,14 +81,15 @@ pub struct Authority {
 impl Authority {
     /// Builds the instance from its configuration and keys.
     pub fn new(config: InstanceConfig, keys: InstanceKeys) -> Self {
-        let key_text = keys.token_key.public_key().to_text();
+        let InstanceKeys { token_key, ca } = keys;
+        let key_text = token_key.public_key().to_text();
         let token_kid = format!("ear-{}", &hex::encode(Sha256::digest(key_text.as_bytes()))[..16]);
         Authority {
             name: config.name,
             policy: config.policy,
             reference_values: config.reference_values,
             anchors: config.trust_anchors,
-            keys,
+            keys: InstanceKeys { token_key: token_key.with_key_id(&token_kid), ca },
             token_kid,
             nonces: NonceStore::new(config.nonce_ttl),
             token_ttl: config.token_ttl,

@@ -130,6 +130,24 @@ async fn a_granted_job_yields_correct_sealed_predictions_and_a_valid_receipt() {
     ];
     let findings = scan(&bed.dirs.root, &secrets).unwrap();
     assert!(findings.is_empty(), "{findings:?}");
+    // The EAR token verifies with the instance's published JWKS and says what the certificate says.
+    let info = AuthorityClient::new(&bed.authority.url).unwrap().instance().await.unwrap();
+    let kid = cloister_sign::peek_key_id(&enclave.ear).unwrap();
+    let jwk =
+        info.jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap();
+    let ear_key = cloister_sign::VerifyingKey::from_jwk(jwk).unwrap();
+    let ear =
+        ear_key.verify::<cloister_types::EarBody>("EAR", &enclave.ear, unix_now()).unwrap().claims;
+    assert_eq!(ear.eat_profile, cloister_types::ear::EAR_PROFILE);
+    assert_eq!(ear.eat_nonce, enclave.runtime_data.nonce);
+    let cpu0 = &ear.submods["cpu0"];
+    assert_eq!(cpu0.status, cloister_types::EarStatus::Warning);
+    assert_eq!(cpu0.claims.measurement, measurement());
+    assert_eq!(cpu0.appraisal_policy_id, info.policy_id);
+    assert!(
+        ear_key.verify::<cloister_types::EarBody>("EAR", &enclave.ear, unix_now() + 7200).is_err()
+    );
+
     // A tampered receipt or one checked against another job is refused.
     let mut other = spec.clone();
     other.id.push('x');

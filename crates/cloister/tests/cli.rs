@@ -1,0 +1,268 @@
+//! The sealed-envelope commands exactly as users and scripts run them: `cloister keygen`, `seal`
+//! and `open`, with files and with `-` for standard input and output, and every kind of tampering
+//! refused with a non-zero exit, a message naming the check, and nothing left at `--output`.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use cloister::testbed::{self, ComputeDirs, InstancePolicy};
+use cloister_attest::SimAttester;
+
+fn cloister(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister")).args(args).current_dir(dir).output().unwrap()
+}
+
+fn cloister_with_stdin(args: &[&str], dir: &Path, stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn keygen(dir: &Path, name: &str) {
+    let out = cloister(
+        &["keygen", "--secret", &format!("{name}.key"), "--public", &format!("{name}.pub")],
+        dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A plaintext of a few chunks with no repeating pattern.
+fn plaintext(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    keygen(&dir, "alice");
+    keygen(&dir, "bob");
+    let data = plaintext(200_000);
+    std::fs::write(dir.join("plain.bin"), &data).unwrap();
+    let out = cloister(
+        &[
+            "seal",
+            "--recipient",
+            "alice.pub",
+            "--recipient",
+            "bob.pub",
+            "--input",
+            "plain.bin",
+            "--output",
+            "sealed.bin",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    (tmp, dir, data)
+}
+
+#[test]
+fn seal_and_open_round_trip_for_every_recipient_with_files_and_pipes() {
+    let (_tmp, dir, data) = setup();
+    for who in ["alice", "bob"] {
+        let out = cloister(
+            &[
+                "open",
+                "--secret",
+                &format!("{who}.key"),
+                "--input",
+                "sealed.bin",
+                "--output",
+                "out.bin",
+            ],
+            &dir,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(std::fs::read(dir.join("out.bin")).unwrap(), data);
+        std::fs::remove_file(dir.join("out.bin")).unwrap();
+    }
+    // stdin to stdout both ways.
+    let sealed = cloister_with_stdin(
+        &["seal", "--recipient", "alice.pub", "--input", "-", "--output", "-"],
+        &dir,
+        &data,
+    );
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    assert_ne!(sealed.stdout, data);
+    let opened = cloister_with_stdin(
+        &["open", "--secret", "alice.key", "--input", "-", "--output", "-"],
+        &dir,
+        &sealed.stdout,
+    );
+    assert!(opened.status.success(), "{}", stderr(&opened));
+    assert_eq!(opened.stdout, data);
+    // The secret key file is private and keygen never overwrites it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("alice.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = cloister(&["keygen", "--secret", "alice.key", "--public", "x.pub"], &dir);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+}
+
+#[test]
+fn a_key_that_is_not_a_recipient_cannot_open() {
+    let (_tmp, dir, _) = setup();
+    keygen(&dir, "mallory");
+    let out = cloister(
+        &["open", "--secret", "mallory.key", "--input", "sealed.bin", "--output", "out.bin"],
+        &dir,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not one of the envelope's recipients"), "{}", stderr(&out));
+    assert!(!dir.join("out.bin").exists());
+}
+
+/// Opens `bytes` as alice; asserts failure with `expect` in the message and no output left.
+fn assert_refused(dir: &Path, bytes: &[u8], expect: &str) {
+    std::fs::write(dir.join("tampered.bin"), bytes).unwrap();
+    let out = cloister(
+        &["open", "--secret", "alice.key", "--input", "tampered.bin", "--output", "out.bin"],
+        dir,
+    );
+    assert!(!out.status.success(), "tampering was not detected ({expect})");
+    assert!(
+        stderr(&out).to_lowercase().contains(expect),
+        "expected {expect:?} in: {}",
+        stderr(&out)
+    );
+    assert!(!dir.join("out.bin").exists(), "partial plaintext left behind ({expect})");
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".cloister-partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary file left behind");
+}
+
+#[test]
+fn modified_truncated_extended_reordered_or_reheaded_ciphertext_is_refused() {
+    let (_tmp, dir, _) = setup();
+    let sealed = std::fs::read(dir.join("sealed.bin")).unwrap();
+    let header_len = {
+        let header = cloister_seal::read_header(sealed.as_slice()).unwrap();
+        header.len()
+    };
+
+    let mut flipped = sealed.clone();
+    let last = flipped.len() - 10;
+    flipped[last] ^= 0x01;
+    assert_refused(&dir, &flipped, "failed authentication");
+
+    let mut flipped_header = sealed.clone();
+    flipped_header[header_len - 3] ^= 0x01;
+    assert_refused(&dir, &flipped_header, "");
+
+    // 200,000 bytes = three full 64 KiB chunks and a final chunk of 3,392 bytes (+16-byte tags).
+    let final_chunk = 200_000 - 3 * 65_536 + 16;
+    assert_refused(&dir, &sealed[..sealed.len() - final_chunk], "truncated");
+    assert_refused(&dir, &sealed[..sealed.len() - 65_000], "failed authentication");
+    assert_refused(&dir, &sealed[..header_len + 100], "");
+
+    let mut extended = sealed.clone();
+    extended.extend_from_slice(&[0u8; 40]);
+    assert_refused(&dir, &extended, "");
+
+    // Swap the first two 64 KiB chunks (each is 64 KiB + a 16-byte tag on the wire).
+    let chunk = 65_536 + 16;
+    let mut swapped = sealed[..header_len].to_vec();
+    swapped.extend_from_slice(&sealed[header_len + chunk..header_len + 2 * chunk]);
+    swapped.extend_from_slice(&sealed[header_len..header_len + chunk]);
+    swapped.extend_from_slice(&sealed[header_len + 2 * chunk..]);
+    assert_eq!(swapped.len(), sealed.len());
+    assert_refused(&dir, &swapped, "failed authentication");
+
+    // Another envelope's header on this body.
+    let other = cloister(
+        &["seal", "--recipient", "alice.pub", "--input", "plain.bin", "--output", "other.bin"],
+        &dir,
+    );
+    assert!(other.status.success());
+    let other = std::fs::read(dir.join("other.bin")).unwrap();
+    let other_header_len = cloister_seal::read_header(other.as_slice()).unwrap().len();
+    let mut reheaded = other[..other_header_len].to_vec();
+    reheaded.extend_from_slice(&sealed[header_len..]);
+    assert_refused(&dir, &reheaded, "");
+
+    assert_refused(&dir, b"definitely not an envelope", "not a cloister sealed envelope");
+}
+
+#[tokio::test]
+async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let dirs = ComputeDirs::create(&dir.join("compute")).unwrap();
+    let key = testbed::sim_platform_key(&dirs).unwrap();
+    let measurement = [0x33u8; 48];
+    let authority = testbed::start_authority(
+        &dirs,
+        InstancePolicy::DevSim,
+        &[cloister_types::Hex(measurement.to_vec())],
+        &key.public_key(),
+    )
+    .await
+    .unwrap();
+    let worker = testbed::start_worker(&dirs, &SimAttester::new(key, measurement), &authority.url)
+        .await
+        .unwrap();
+    std::fs::write(dir.join("enclave.pem"), worker.worker.identity.certificate_chain_pem())
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), authority.authority.info().ca_certificate_pem).unwrap();
+    std::fs::write(dir.join("plain.bin"), plaintext(1000)).unwrap();
+    let m = hex::encode(measurement);
+
+    let run = |args: &[&str]| cloister(args, &dir);
+    let base = ["seal", "--recipient", "enclave.pem", "--input", "plain.bin", "--output", "s.bin"];
+
+    let out = run(&base);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("give the instance CA with --ca"), "{}", stderr(&out));
+
+    let out = run(&[&base[..], &["--ca", "ca.pem", "--measurement", &m]].concat());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("sim TEE, which is not in the accepted list"),
+        "{}",
+        stderr(&out)
+    );
+
+    let wrong = hex::encode([0x44u8; 48]);
+    let out =
+        run(&[&base[..], &["--ca", "ca.pem", "--measurement", &wrong, "--accept-sim"]].concat());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not on the allow-list"), "{}", stderr(&out));
+    assert!(!dir.join("s.bin").exists());
+
+    let out = run(&[&base[..], &["--ca", "ca.pem", "--measurement", &m, "--accept-sim"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = std::fs::read(dir.join("s.bin")).unwrap();
+    let (_, opened) =
+        cloister_seal::open_to_vec(worker.worker.identity.hpke_secret(), &sealed).unwrap();
+    assert_eq!(opened.as_slice(), plaintext(1000).as_slice());
+}
