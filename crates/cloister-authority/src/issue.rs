@@ -60,11 +60,11 @@ impl CertificateAuthority {
     /// Loads a CA from its certificate and PKCS#8 key, both PEM.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, IssueError> {
         let key = KeyPair::from_pem(key_pem).map_err(|e| IssueError::Ca(e.to_string()))?;
-        let der =
-            pem_body(cert_pem).ok_or_else(|| IssueError::Ca("no CERTIFICATE block".into()))?;
+        let mut der = cloister_types::pem_certificates(cert_pem)
+            .map_err(|e| IssueError::Ca(e.to_string()))?;
         let issuer =
             Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| IssueError::Ca(e.to_string()))?;
-        Ok(CertificateAuthority { issuer, cert_pem: cert_pem.to_owned(), cert_der: der })
+        Ok(CertificateAuthority { issuer, cert_pem: cert_pem.to_owned(), cert_der: der.remove(0) })
     }
 
     /// The CA's PKCS#8 private key, PEM; for the instance's key file only.
@@ -125,14 +125,6 @@ impl CertificateAuthority {
 
 fn at(unix: u64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn pem_body(pem: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = pem[start..].find("-----END CERTIFICATE-----")? + start;
-    let body: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
 /// DER-encodes an OCTET STRING (tag 0x04, definite length).

@@ -4,6 +4,7 @@
 use cloister_seal::RecipientPublicKey;
 use cloister_sign::VerifyingKey;
 use cloister_types::cert::{ENCLAVE_CLAIMS_OID_DOTTED, ENCLAVE_CLAIMS_VERSION};
+pub use cloister_types::pem_certificates;
 use cloister_types::{Claims, EarStatus, EnclaveClaimsExtension, Hex, RuntimeData, TeeKind};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256};
@@ -72,7 +73,8 @@ impl Expectations {
         allowed_measurements: Vec<Hex>,
         accepted_tees: Vec<TeeKind>,
     ) -> Result<Self, EnclaveError> {
-        let ca_der = pem_certificates(ca_pem)?
+        let ca_der = pem_certificates(ca_pem)
+            .map_err(|e| EnclaveError::Malformed(e.to_string()))?
             .into_iter()
             .next()
             .ok_or_else(|| EnclaveError::Malformed("no CERTIFICATE block in the CA PEM".into()))?;
@@ -240,29 +242,4 @@ fn read_claims_extension(
         return Err(EnclaveError::Extension(format!("unsupported version {}", parsed.version)));
     }
     Ok(parsed)
-}
-
-/// Every CERTIFICATE block of a PEM text, as DER, in order.
-pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, EnclaveError> {
-    use base64::Engine as _;
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    let mut out = Vec::new();
-    let mut rest = pem;
-    while let Some(start) = rest.find(BEGIN) {
-        let after = &rest[start + BEGIN.len()..];
-        let end = after
-            .find(END)
-            .ok_or_else(|| EnclaveError::Malformed("unterminated CERTIFICATE block".into()))?;
-        let body: String = after[..end].chars().filter(|c| !c.is_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|e| EnclaveError::Malformed(format!("bad base64 in PEM: {e}")))?;
-        out.push(der);
-        rest = &after[end + END.len()..];
-    }
-    if out.is_empty() {
-        return Err(EnclaveError::Malformed("no CERTIFICATE block found".into()));
-    }
-    Ok(out)
 }

@@ -13,6 +13,7 @@ pub mod ear;
 pub mod encoding;
 pub mod evidence;
 pub mod job;
+pub mod pem;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use cert::EnclaveClaimsExtension;
@@ -21,3 +22,4 @@ pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};
 pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
 pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, Receipt};
+pub use pem::{PemError, pem_certificates};
