@@ -246,6 +246,10 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let correct = predicted.iter().zip(&table.labels).filter(|(p, l)| p == l).count();
     let accuracy = correct as f64 / table.labels.len() as f64;
     ok(&format!("{correct} of {} diagnoses right", table.labels.len()));
+    println!(
+        "     (the demo model was trained on 80% of these rows; on the held-out 20% it scores\n\
+         \x20     0.974, see assets/README.md)"
+    );
 
     say(
         "7. Nothing the compute provider holds contains plaintext",
