@@ -549,17 +549,25 @@ pub mod internal {
         inputs: &FixedSealInputs,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, SealError> {
+        let secrets = fixed_secrets(recipients, inputs)?;
+        super::seal_slice(recipients, metadata, inputs.chunk_size, &secrets, plaintext)
+    }
+
+    /// The secrets a sealer would draw from the RNG, taken from `inputs` instead.
+    fn fixed_secrets(
+        recipients: &[RecipientPublicKey],
+        inputs: &FixedSealInputs,
+    ) -> Result<SealSecrets, SealError> {
         if inputs.ephemeral_seeds.len() != recipients.len() {
             return Err(SealError::InvalidMetadata(
                 "one ephemeral seed per recipient is required".to_string(),
             ));
         }
-        let secrets = SealSecrets {
+        Ok(SealSecrets {
             dek: Zeroizing::new(inputs.dek),
             ephemeral_seeds: Zeroizing::new(inputs.ephemeral_seeds.clone()),
             nonce_prefix: inputs.nonce_prefix,
-        };
-        super::seal_slice(recipients, metadata, inputs.chunk_size, &secrets, plaintext)
+        })
     }
 
     /// The streaming sealer with fixed inputs (to check it against [`seal_deterministic`]).
@@ -570,16 +578,7 @@ pub mod internal {
         input: R,
         output: W,
     ) -> Result<super::SealSummary, SealError> {
-        if inputs.ephemeral_seeds.len() != recipients.len() {
-            return Err(SealError::InvalidMetadata(
-                "one ephemeral seed per recipient is required".to_string(),
-            ));
-        }
-        let secrets = SealSecrets {
-            dek: Zeroizing::new(inputs.dek),
-            ephemeral_seeds: Zeroizing::new(inputs.ephemeral_seeds.clone()),
-            nonce_prefix: inputs.nonce_prefix,
-        };
+        let secrets = fixed_secrets(recipients, inputs)?;
         super::seal_stream(recipients, metadata, inputs.chunk_size, &secrets, input, output)
     }
 }
