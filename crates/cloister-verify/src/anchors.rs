@@ -6,7 +6,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use cloister_types::Base64Url;
+use std::collections::BTreeMap;
+
+use cloister_types::{Base64Url, TeeKind};
 use p256::ecdsa::VerifyingKey;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,6 +22,7 @@ pub const SIM_PLATFORM_KEY_PREFIX: &str = "cloister-sim-platform-p256:";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustAnchors {
     sim_platform_keys: Vec<SimPlatformPublicKey>,
+    roots: BTreeMap<TeeKind, Vec<Vec<u8>>>,
 }
 
 impl TrustAnchors {
@@ -42,6 +45,24 @@ impl TrustAnchors {
     /// The simulated platform keys this instance trusts (empty in production).
     pub fn sim_platform_keys(&self) -> &[SimPlatformPublicKey] {
         &self.sim_platform_keys
+    }
+
+    /// Also trusts `anchor` for evidence of `tee`, in addition to the vendor roots the driver
+    /// has built in. What the bytes may be is the driver's to say (an X.509 root certificate in
+    /// DER or PEM, a CCA CPAK as a JWK or PEM public key, …); a driver refuses anchors it cannot
+    /// read rather than ignoring them.
+    #[must_use]
+    pub fn with_root(mut self, tee: TeeKind, anchor: Vec<u8>) -> Self {
+        let list = self.roots.entry(tee).or_default();
+        if !list.contains(&anchor) {
+            list.push(anchor);
+        }
+        self
+    }
+
+    /// The extra anchors this instance lists for `tee`, as given to [`Self::with_root`].
+    pub fn roots(&self, tee: TeeKind) -> &[Vec<u8>] {
+        self.roots.get(&tee).map(Vec::as_slice).unwrap_or(&[])
     }
 }
 

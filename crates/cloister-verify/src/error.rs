@@ -3,6 +3,7 @@
 use cloister_types::{CanonicalJsonError, TeeKind};
 
 use crate::anchors::{SimPlatformKeyTextError, SimPlatformPublicKey};
+use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError};
 
 /// Evidence did not verify. Every variant is final: the evidence must not be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,38 @@ pub enum VerifyError {
     /// A check of the simulated TEE's evidence failed.
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// A check of an Intel SGX or TDX quote failed.
+    #[error(transparent)]
+    Dcap(#[from] DcapError),
+    /// A check of an AMD SEV-SNP report failed.
+    #[error(transparent)]
+    Snp(#[from] SnpError),
+    /// A check of a Hygon CSV report failed.
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    /// A check of an Arm CCA token failed.
+    #[error(transparent)]
+    Cca(#[from] CcaError),
+    /// A check of an AWS Nitro attestation document failed.
+    #[error(transparent)]
+    Nitro(#[from] NitroError),
+    /// A check of NVIDIA GPU evidence failed.
+    #[error(transparent)]
+    Nvidia(#[from] NvidiaError),
+    /// The unified evidence's `collateral` object is not in the expected shape.
+    #[error(
+        "unified evidence collateral is malformed: {0} (expected {{\"documents\": [base64url…], \
+         \"certificates\": [base64url…]}})"
+    )]
+    CollateralShape(String),
+    /// The evidence says it is from one TEE, its driver found another.
+    #[error("evidence is declared as {declared} but the verifier found {found} evidence")]
+    TeeMismatch {
+        /// The TEE named in the unified evidence.
+        declared: TeeKind,
+        /// The TEE the driver's claims name.
+        found: TeeKind,
+    },
     /// The runtime data cannot be hashed, so the expected `report_data` is unknown.
     #[error("runtime data has no canonical JSON form, so its report_data cannot be computed: {0}")]
     RuntimeData(#[source] CanonicalJsonError),

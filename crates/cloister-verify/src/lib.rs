@@ -10,12 +10,23 @@
 //! is no way to skip a check, and a [`VerifiedEvidence`] exists only as the result of one that
 //! passed.
 //!
-//! Drivers: `sim` (the simulated TEE, development only). Every other TEE is refused with
-//! [`VerifyError::UnsupportedTee`] until its driver exists.
+//! Drivers: `sim` (the simulated TEE, development only), `sgx` and `tdx` (Intel DCAP quotes),
+//! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `nitro` (AWS Nitro Enclaves) and
+//! `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a CPU TEE).
+//! [`verify_vendor_evidence`] runs one driver alone, for people who debug attestation: its
+//! claims are not bound to any key and are never a [`VerifiedEvidence`].
 
 mod anchors;
+pub mod cca;
+pub mod csv;
+pub mod dcap;
 mod error;
+mod inputs;
+pub mod nitro;
+pub mod nvidia;
 pub mod sim;
+pub mod snp;
+pub mod x509;
 
 use cloister_types::{
     Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence, evidence::UNIFIED_EVIDENCE_VERSION,
@@ -25,7 +36,14 @@ use subtle::ConstantTimeEq as _;
 pub use crate::anchors::{
     SIM_PLATFORM_KEY_PREFIX, SimPlatformKeyTextError, SimPlatformPublicKey, TrustAnchors,
 };
+pub use crate::cca::CcaError;
+pub use crate::csv::CsvError;
+pub use crate::dcap::DcapError;
 pub use crate::error::{SimError, VerifyError};
+pub use crate::inputs::{Collateral, InputEncoding, Inputs, decode_input};
+pub use crate::nitro::NitroError;
+pub use crate::nvidia::NvidiaError;
+pub use crate::snp::SnpError;
 
 /// Evidence that passed every check of [`verify`], with the claims it supports.
 ///
@@ -70,6 +88,17 @@ pub fn verify(
     anchors: &TrustAnchors,
     now_unix: i64,
 ) -> Result<VerifiedEvidence, VerifyError> {
+    verify_with_collateral(evidence, anchors, &Collateral::new(), now_unix)
+}
+
+/// Like [`verify`], with collateral the caller holds (a cache, an offline bundle) in addition to
+/// what the evidence carries.
+pub fn verify_with_collateral(
+    evidence: &UnifiedEvidence,
+    anchors: &TrustAnchors,
+    cached: &Collateral,
+    now_unix: i64,
+) -> Result<VerifiedEvidence, VerifyError> {
     if evidence.version != UNIFIED_EVIDENCE_VERSION {
         return Err(VerifyError::UnsupportedVersion(evidence.version));
     }
@@ -79,9 +108,30 @@ pub fn verify(
             evidence.additional_evidence.keys().cloned().collect(),
         ));
     }
-    let claims = driver.verify(evidence, anchors, now_unix)?;
+    let mut collateral = Collateral::from_unified(&evidence.collateral)?;
+    collateral.extend(cached);
+    let inputs = Inputs { collateral: &collateral, anchors, now_unix };
+    let claims = driver.verify(evidence.evidence.as_bytes(), &inputs)?;
+    if claims.tee != evidence.tee {
+        return Err(VerifyError::TeeMismatch { declared: evidence.tee, found: claims.tee });
+    }
     check_binding(&claims, &evidence.runtime_data)?;
     Ok(VerifiedEvidence { claims, runtime_data: evidence.runtime_data.clone() })
+}
+
+/// Runs the driver of `tee` alone on vendor evidence bytes and returns its claims.
+///
+/// This is for inspecting evidence (`cloister evidence verify`): the signature chain, structure
+/// and TCB are checked exactly as in [`verify`], but nothing binds the evidence to runtime data,
+/// so the result is plain [`Claims`], never a [`VerifiedEvidence`], and must not be used to
+/// release keys or issue certificates.
+pub fn verify_vendor_evidence(
+    tee: TeeKind,
+    evidence: &[u8],
+    inputs: &Inputs<'_>,
+) -> Result<Claims, VerifyError> {
+    let driver = driver_for(tee).ok_or(VerifyError::UnsupportedTee(tee))?;
+    driver.verify(evidence, inputs)
 }
 
 /// The binding check every piece of evidence goes through, whatever its TEE.
@@ -102,18 +152,20 @@ fn check_binding(claims: &Claims, runtime_data: &RuntimeData) -> Result<(), Veri
 /// the evidence, and returns claims whose `tee` is its own TEE. It does not check the binding to
 /// the runtime data: [`verify`] does that for every driver.
 pub(crate) trait Driver: Sync {
-    fn verify(
-        &self,
-        evidence: &UnifiedEvidence,
-        anchors: &TrustAnchors,
-        now_unix: i64,
-    ) -> Result<Claims, VerifyError>;
+    fn verify(&self, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, VerifyError>;
 }
 
 /// The registry of drivers: adding a TEE means adding one arm here.
 fn driver_for(tee: TeeKind) -> Option<&'static dyn Driver> {
     match tee {
         TeeKind::Sim => Some(&sim::SimDriver),
+        TeeKind::Sgx => Some(&dcap::SgxDriver),
+        TeeKind::Tdx => Some(&dcap::TdxDriver),
+        TeeKind::Snp => Some(&snp::SnpDriver),
+        TeeKind::Csv => Some(&csv::CsvDriver),
+        TeeKind::Cca => Some(&cca::CcaDriver),
+        TeeKind::Nitro => Some(&nitro::NitroDriver),
+        TeeKind::Nvidia => Some(&nvidia::NvidiaDriver),
         _ => None,
     }
 }
@@ -126,5 +178,19 @@ pub mod internal {
         bytes: &[u8],
     ) -> Result<crate::sim::ParsedSimEvidence, crate::SimError> {
         crate::sim::parse(bytes)
+    }
+
+    /// Parses vendor evidence of `tee` without any trust decision; must never panic.
+    pub fn parse_vendor_evidence(tee: cloister_types::TeeKind, bytes: &[u8]) {
+        use cloister_types::TeeKind;
+        match tee {
+            TeeKind::Sgx | TeeKind::Tdx => crate::dcap::parse_for_fuzz(bytes),
+            TeeKind::Snp => crate::snp::parse_for_fuzz(bytes),
+            TeeKind::Csv => crate::csv::parse_for_fuzz(bytes),
+            TeeKind::Cca => crate::cca::parse_for_fuzz(bytes),
+            TeeKind::Nitro => crate::nitro::parse_for_fuzz(bytes),
+            TeeKind::Nvidia => crate::nvidia::parse_for_fuzz(bytes),
+            _ => {}
+        }
     }
 }

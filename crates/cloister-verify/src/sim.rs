@@ -15,14 +15,15 @@
 use std::collections::BTreeMap;
 
 use cloister_types::{
-    Base64Url, CanonicalJsonError, Claims, Hex, TcbStatus, TeeKind, UnifiedEvidence, canonical_json,
+    Base64Url, CanonicalJsonError, Claims, Hex, TcbStatus, TeeKind, canonical_json,
 };
 use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier as _;
 use serde::{Deserialize, Serialize};
 
-use crate::anchors::{SimPlatformPublicKey, TrustAnchors};
+use crate::anchors::SimPlatformPublicKey;
 use crate::error::{SimError, VerifyError};
+use crate::inputs::Inputs;
 
 /// The `format` of every sim report this version understands.
 pub const SIM_REPORT_FORMAT: &str = "cloister-sim-report-v1";
@@ -121,18 +122,14 @@ pub fn parse(bytes: &[u8]) -> Result<ParsedSimEvidence, SimError> {
 pub(crate) struct SimDriver;
 
 impl crate::Driver for SimDriver {
-    fn verify(
-        &self,
-        evidence: &UnifiedEvidence,
-        anchors: &TrustAnchors,
-        now_unix: i64,
-    ) -> Result<Claims, VerifyError> {
+    fn verify(&self, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, VerifyError> {
+        let now_unix = inputs.now_unix;
         // An instance without sim anchors rejects sim evidence before even parsing it.
-        let trusted = anchors.sim_platform_keys();
+        let trusted = inputs.anchors.sim_platform_keys();
         if trusted.is_empty() {
             return Err(VerifyError::SimNotTrusted);
         }
-        let parsed = parse(evidence.evidence.as_bytes())?;
+        let parsed = parse(evidence)?;
         if !trusted.contains(&parsed.platform_key) {
             return Err(SimError::UntrustedPlatformKey(parsed.platform_key).into());
         }

@@ -1,0 +1,514 @@
+//! X.509 certificate chains of vendor evidence: tolerant parsing, signatures, validity, pinned roots.
+//!
+//! Vendor chains (Intel PCK, AMD VCEK/VLEK, AWS Nitro, NVIDIA device certificates) are checked
+//! explicitly here rather than with a TLS path builder: the issuer of each certificate is known,
+//! the roots are pinned by SHA-256 fingerprint, and the verification time is a parameter.
+//! Certificates are parsed with x509-cert's `Raw` profile because some vendor certificates (AMD
+//! VCEKs) carry serial numbers that strict RFC 5280 parsing refuses; signatures are always
+//! checked over the exact to-be-signed bytes as received, never over a re-encoding.
+
+use std::fmt;
+
+use der::{Decode as _, Encode as _, Reader as _};
+use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use x509_cert::certificate::{CertificateInner, Raw};
+
+/// A certificate as received, with its parsed form.
+#[derive(Clone)]
+pub struct Cert {
+    der: Vec<u8>,
+    parsed: CertificateInner<Raw>,
+}
+
+/// A public key found in a certificate or evidence.
+#[derive(Clone, Debug)]
+pub enum PublicKey {
+    /// ECDSA over NIST P-256.
+    P256(p256::ecdsa::VerifyingKey),
+    /// ECDSA over NIST P-384.
+    P384(p384::ecdsa::VerifyingKey),
+    /// RSA (PKCS#1 v1.5 or PSS signatures).
+    Rsa(rsa::PublicKey),
+}
+
+/// A signature algorithm, as named by an X.509 `AlgorithmIdentifier`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureAlgorithm {
+    /// ECDSA with SHA-256; the signature is DER-encoded.
+    EcdsaSha256,
+    /// ECDSA with SHA-384; the signature is DER-encoded.
+    EcdsaSha384,
+    /// RSA PKCS#1 v1.5 with SHA-256.
+    RsaPkcs1Sha256,
+    /// RSA PKCS#1 v1.5 with SHA-384.
+    RsaPkcs1Sha384,
+    /// RSASSA-PSS with SHA-384 (AMD's ARK, ASK and ASVK).
+    RsaPssSha384,
+    /// RSASSA-PSS with SHA-256.
+    RsaPssSha256,
+}
+
+/// A certificate or chain check failed. Messages name the certificate by its subject CN.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The bytes are not a DER X.509 certificate.
+    #[error("certificate is not valid DER X.509: {0}")]
+    Parse(String),
+    /// A PEM block could not be decoded.
+    #[error("PEM certificate block is malformed: {0}")]
+    Pem(String),
+    /// The certificate is used before its validity period.
+    #[error("{subject} certificate is not valid before {not_before}")]
+    NotYetValid {
+        /// The certificate's subject CN.
+        subject: String,
+        /// Start of validity, RFC 3339.
+        not_before: String,
+    },
+    /// The certificate has expired.
+    #[error("{subject} certificate expired at {not_after}")]
+    Expired {
+        /// The certificate's subject CN.
+        subject: String,
+        /// End of validity, RFC 3339.
+        not_after: String,
+    },
+    /// The certificate's issuer name is not its supposed issuer's subject.
+    #[error("{subject} certificate names issuer {issuer}, not {expected}")]
+    IssuerMismatch {
+        /// The certificate's subject CN.
+        subject: String,
+        /// The issuer it names.
+        issuer: String,
+        /// The subject of the certificate offered as its issuer.
+        expected: String,
+    },
+    /// The signature does not verify with the issuer's key.
+    #[error("{subject} certificate signature does not verify with the key of {issuer}")]
+    BadSignature {
+        /// The certificate's subject CN.
+        subject: String,
+        /// The issuer's subject CN.
+        issuer: String,
+    },
+    /// The signature or key algorithm is not one vendor chains use.
+    #[error("{subject} certificate uses an unsupported algorithm: {what}")]
+    UnsupportedAlgorithm {
+        /// The certificate's subject CN.
+        subject: String,
+        /// What was not supported.
+        what: String,
+    },
+    /// The chain does not end in a root this verifier trusts.
+    #[error(
+        "certificate chain ends at {subject} (SHA-256 {fingerprint}), which is not a trusted root"
+    )]
+    UntrustedRoot {
+        /// The top certificate's subject CN.
+        subject: String,
+        /// Its SHA-256 fingerprint, lowercase hex.
+        fingerprint: String,
+    },
+    /// The chain is empty.
+    #[error("certificate chain is empty")]
+    EmptyChain,
+}
+
+impl Cert {
+    /// Parses one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let parsed =
+            CertificateInner::<Raw>::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        // Refuse trailing bytes: the signed bytes must be exactly what was parsed.
+        tbs_range(der)?;
+        Ok(Self { der: der.to_vec(), parsed })
+    }
+
+    /// Parses every certificate in `bytes`: one DER certificate, or one or more PEM blocks.
+    pub fn parse_many(bytes: &[u8]) -> Result<Vec<Self>, CertError> {
+        split_certificates(bytes)?.iter().map(|der| Self::from_der(der)).collect()
+    }
+
+    /// The DER bytes as received.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The parsed certificate.
+    pub fn parsed(&self) -> &CertificateInner<Raw> {
+        &self.parsed
+    }
+
+    /// The subject's common name (or the whole subject when it has none), for messages.
+    pub fn subject_cn(&self) -> String {
+        common_name(self.parsed.tbs_certificate().subject())
+    }
+
+    /// The issuer's common name (or the whole issuer name when it has none).
+    pub fn issuer_cn(&self) -> String {
+        common_name(self.parsed.tbs_certificate().issuer())
+    }
+
+    /// SHA-256 over the DER certificate.
+    pub fn sha256_fingerprint(&self) -> [u8; 32] {
+        Sha256::digest(&self.der).into()
+    }
+
+    /// Start of validity, unix seconds.
+    pub fn not_before(&self) -> i64 {
+        unix(self.parsed.tbs_certificate().validity().not_before.to_unix_duration())
+    }
+
+    /// End of validity, unix seconds.
+    pub fn not_after(&self) -> i64 {
+        unix(self.parsed.tbs_certificate().validity().not_after.to_unix_duration())
+    }
+
+    /// Fails unless `now_unix` is inside the validity period.
+    pub fn check_validity(&self, now_unix: i64) -> Result<(), CertError> {
+        if now_unix < self.not_before() {
+            return Err(CertError::NotYetValid {
+                subject: self.subject_cn(),
+                not_before: rfc3339(self.not_before()),
+            });
+        }
+        if now_unix > self.not_after() {
+            return Err(CertError::Expired {
+                subject: self.subject_cn(),
+                not_after: rfc3339(self.not_after()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The subject public key.
+    pub fn public_key(&self) -> Result<PublicKey, CertError> {
+        let spki = self.parsed.tbs_certificate().subject_public_key_info();
+        let der = spki.to_der().map_err(|e| CertError::Parse(e.to_string()))?;
+        PublicKey::from_spki_der(&der)
+            .map_err(|what| CertError::UnsupportedAlgorithm { subject: self.subject_cn(), what })
+    }
+
+    /// The raw value (the OCTET STRING's content) of the extension `oid`, if present.
+    pub fn extension(&self, oid: &str) -> Option<&[u8]> {
+        let oid = der::oid::ObjectIdentifier::new(oid).ok()?;
+        self.parsed
+            .tbs_certificate()
+            .extensions()?
+            .iter()
+            .find(|ext| ext.extn_id == oid)
+            .map(|ext| ext.extn_value.as_bytes())
+    }
+
+    /// The certificate's signature algorithm.
+    pub fn signature_algorithm(&self) -> Result<SignatureAlgorithm, CertError> {
+        let alg = self.parsed.signature_algorithm();
+        let params = alg.parameters.as_ref().and_then(|p| p.to_der().ok()).unwrap_or_default();
+        SignatureAlgorithm::from_oid(&alg.oid.to_string(), &params).ok_or_else(|| {
+            CertError::UnsupportedAlgorithm {
+                subject: self.subject_cn(),
+                what: format!("signature algorithm {}", alg.oid),
+            }
+        })
+    }
+
+    /// Checks that `issuer` issued this certificate: names match and the signature verifies.
+    pub fn verify_issued_by(&self, issuer: &Cert) -> Result<(), CertError> {
+        if self.parsed.tbs_certificate().issuer() != issuer.parsed.tbs_certificate().subject() {
+            return Err(CertError::IssuerMismatch {
+                subject: self.subject_cn(),
+                issuer: self.issuer_cn(),
+                expected: issuer.subject_cn(),
+            });
+        }
+        let algorithm = self.signature_algorithm()?;
+        let signature = self.parsed.signature().raw_bytes();
+        let (start, end) = tbs_range(&self.der)?;
+        let key = issuer.public_key()?;
+        key.verify(algorithm, &self.der[start..end], signature).map_err(|_| {
+            CertError::BadSignature { subject: self.subject_cn(), issuer: issuer.subject_cn() }
+        })
+    }
+}
+
+impl fmt::Debug for Cert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cert({})", self.subject_cn())
+    }
+}
+
+impl SignatureAlgorithm {
+    /// Maps an algorithm OID (dotted) and its DER parameters to an algorithm.
+    pub fn from_oid(oid: &str, params_der: &[u8]) -> Option<Self> {
+        // SHA-384 and SHA-256 OIDs as they appear inside RSASSA-PSS parameters.
+        const SHA384_OID: &[u8] =
+            &[0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+        const SHA256_OID: &[u8] =
+            &[0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
+        match oid {
+            "1.2.840.10045.4.3.2" => Some(Self::EcdsaSha256),
+            "1.2.840.10045.4.3.3" => Some(Self::EcdsaSha384),
+            "1.2.840.113549.1.1.11" => Some(Self::RsaPkcs1Sha256),
+            "1.2.840.113549.1.1.12" => Some(Self::RsaPkcs1Sha384),
+            "1.2.840.113549.1.1.10" => {
+                if contains(params_der, SHA384_OID) {
+                    Some(Self::RsaPssSha384)
+                } else if contains(params_der, SHA256_OID) {
+                    Some(Self::RsaPssSha256)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Why a signature did not verify (the caller names what was being checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadSignature;
+
+impl PublicKey {
+    /// Parses a DER SubjectPublicKeyInfo (EC P-256, EC P-384 or RSA); the error says what is
+    /// unsupported.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| e.to_string())?;
+        let key_bytes = spki.subject_public_key.raw_bytes();
+        match spki.algorithm.oid.to_string().as_str() {
+            "1.2.840.10045.2.1" => {
+                let curve = spki
+                    .algorithm
+                    .parameters
+                    .and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok())
+                    .map(|oid| oid.to_string())
+                    .unwrap_or_default();
+                match curve.as_str() {
+                    "1.2.840.10045.3.1.7" => p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map(Self::P256)
+                        .map_err(|_| "P-256 public key is not a valid point".to_owned()),
+                    "1.3.132.0.34" => p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .map(Self::P384)
+                        .map_err(|_| "P-384 public key is not a valid point".to_owned()),
+                    other => Err(format!("elliptic curve {other}")),
+                }
+            }
+            "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => {
+                use rsa::pkcs1::DecodeRsaPublicKey as _;
+                rsa::PublicKey::from_pkcs1_der(key_bytes)
+                    .map(Self::Rsa)
+                    .map_err(|e| format!("RSA public key: {e}"))
+            }
+            other => Err(format!("public key algorithm {other}")),
+        }
+    }
+
+    /// Verifies `signature` over `message` with `algorithm`. ECDSA signatures are DER here; use
+    /// [`PublicKey::verify_ecdsa_raw`] for fixed-size `r || s` signatures.
+    pub fn verify(
+        &self,
+        algorithm: SignatureAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), BadSignature> {
+        use SignatureAlgorithm as A;
+        match (self, algorithm) {
+            (Self::P256(key), A::EcdsaSha256 | A::EcdsaSha384) => {
+                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| BadSignature)?;
+                key.verify_prehash(&ecdsa_digest(algorithm, message), &sig)
+                    .map_err(|_| BadSignature)
+            }
+            (Self::P384(key), A::EcdsaSha256 | A::EcdsaSha384) => {
+                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| BadSignature)?;
+                key.verify_prehash(&ecdsa_digest(algorithm, message), &sig)
+                    .map_err(|_| BadSignature)
+            }
+            (Self::Rsa(key), A::RsaPssSha384) => {
+                use rsa::signature::Verifier as _;
+                let sig = rsa::pss::Signature::try_from(signature).map_err(|_| BadSignature)?;
+                rsa::pss::VerifyingKey::<Sha384>::new(key.clone())
+                    .verify(message, &sig)
+                    .map_err(|_| BadSignature)
+            }
+            (Self::Rsa(key), A::RsaPssSha256) => {
+                use rsa::signature::Verifier as _;
+                let sig = rsa::pss::Signature::try_from(signature).map_err(|_| BadSignature)?;
+                rsa::pss::VerifyingKey::<Sha256>::new(key.clone())
+                    .verify(message, &sig)
+                    .map_err(|_| BadSignature)
+            }
+            (Self::Rsa(key), A::RsaPkcs1Sha256) => {
+                use rsa::signature::Verifier as _;
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| BadSignature)?;
+                rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone())
+                    .verify(message, &sig)
+                    .map_err(|_| BadSignature)
+            }
+            (Self::Rsa(key), A::RsaPkcs1Sha384) => {
+                use rsa::signature::Verifier as _;
+                let sig =
+                    rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| BadSignature)?;
+                rsa::pkcs1v15::VerifyingKey::<Sha384>::new(key.clone())
+                    .verify(message, &sig)
+                    .map_err(|_| BadSignature)
+            }
+            _ => Err(BadSignature),
+        }
+    }
+
+    /// Verifies a fixed-size big-endian `r || s` ECDSA signature over `message`, hashed with
+    /// SHA-256 (`sha384 == false`) or SHA-384.
+    pub fn verify_ecdsa_raw(
+        &self,
+        sha384: bool,
+        message: &[u8],
+        r_s: &[u8],
+    ) -> Result<(), BadSignature> {
+        let algorithm =
+            if sha384 { SignatureAlgorithm::EcdsaSha384 } else { SignatureAlgorithm::EcdsaSha256 };
+        let digest = ecdsa_digest(algorithm, message);
+        match self {
+            Self::P256(key) => {
+                let sig = p256::ecdsa::Signature::from_slice(r_s).map_err(|_| BadSignature)?;
+                key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
+            }
+            Self::P384(key) => {
+                let sig = p384::ecdsa::Signature::from_slice(r_s).map_err(|_| BadSignature)?;
+                key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
+            }
+            Self::Rsa(_) => Err(BadSignature),
+        }
+    }
+}
+
+/// Checks a chain given leaf first: each certificate is issued by the next and valid at
+/// `now_unix`, and the last one is self-signed with a SHA-256 fingerprint in `pinned_roots`.
+pub fn verify_chain(
+    chain: &[Cert],
+    pinned_roots: &[[u8; 32]],
+    now_unix: i64,
+) -> Result<(), CertError> {
+    let root = chain.last().ok_or(CertError::EmptyChain)?;
+    if !pinned_roots.contains(&root.sha256_fingerprint()) {
+        return Err(CertError::UntrustedRoot {
+            subject: root.subject_cn(),
+            fingerprint: hex::encode(root.sha256_fingerprint()),
+        });
+    }
+    root.verify_issued_by(root)?;
+    for pair in chain.windows(2) {
+        pair[0].verify_issued_by(&pair[1])?;
+    }
+    for cert in chain {
+        cert.check_validity(now_unix)?;
+    }
+    Ok(())
+}
+
+/// Splits certificate input into DER blobs: PEM (one or more `CERTIFICATE` blocks) or one DER
+/// certificate as is.
+pub fn split_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) if text.contains("-----BEGIN ") => text,
+        _ => return Ok(vec![bytes.to_vec()]),
+    };
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let block = &rest[start..];
+        let end_marker =
+            block.find("-----END ").ok_or_else(|| CertError::Pem("no END line".into()))?;
+        let after_end = block[end_marker + 9..]
+            .find("-----")
+            .map(|i| end_marker + 9 + i + 5)
+            .ok_or_else(|| CertError::Pem("unterminated END line".into()))?;
+        let (label, der) = pem_rfc7468_decode(&block[..after_end])?;
+        if label == "CERTIFICATE" {
+            out.push(der);
+        }
+        rest = &block[after_end..];
+    }
+    if out.is_empty() {
+        return Err(CertError::Pem("no CERTIFICATE block".into()));
+    }
+    Ok(out)
+}
+
+fn pem_rfc7468_decode(block: &str) -> Result<(String, Vec<u8>), CertError> {
+    use base64::Engine as _;
+    let mut lines = block.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let label = first
+        .strip_prefix("-----BEGIN ")
+        .and_then(|l| l.strip_suffix("-----"))
+        .ok_or_else(|| CertError::Pem("malformed BEGIN line".into()))?
+        .to_owned();
+    let body: String = lines.take_while(|l| !l.starts_with("-----END ")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .map_err(|e| CertError::Pem(format!("base64: {e}")))?;
+    Ok((label, der))
+}
+
+/// The byte range of the TBSCertificate inside a DER certificate.
+fn tbs_range(der: &[u8]) -> Result<(usize, usize), CertError> {
+    let malformed = |e: der::Error| CertError::Parse(e.to_string());
+    let mut reader = der::SliceReader::new(der).map_err(malformed)?;
+    let outer = der::Header::decode(&mut reader).map_err(malformed)?;
+    let outer_len = usize::try_from(outer.length()).map_err(malformed)?;
+    let body_start = usize::try_from(reader.position()).map_err(malformed)?;
+    if body_start + outer_len != der.len() {
+        return Err(CertError::Parse(format!(
+            "certificate has {} bytes after its DER encoding",
+            der.len().saturating_sub(body_start + outer_len)
+        )));
+    }
+    let tbs = der::Header::decode(&mut reader).map_err(malformed)?;
+    let tbs_body = usize::try_from(tbs.length()).map_err(malformed)?;
+    let tbs_end = usize::try_from(reader.position()).map_err(malformed)? + tbs_body;
+    if tbs_end > der.len() {
+        return Err(CertError::Parse("TBSCertificate runs past the end".into()));
+    }
+    Ok((body_start, tbs_end))
+}
+
+fn ecdsa_digest(algorithm: SignatureAlgorithm, message: &[u8]) -> Vec<u8> {
+    match algorithm {
+        SignatureAlgorithm::EcdsaSha256 => Sha256::digest(message).to_vec(),
+        SignatureAlgorithm::EcdsaSha384 => Sha384::digest(message).to_vec(),
+        _ => Sha512::digest(message).to_vec(),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn common_name(name: &x509_cert::name::Name) -> String {
+    // 2.5.4.3 = commonName
+    for atv in name.iter() {
+        if atv.oid.to_string() == "2.5.4.3" {
+            if let Ok(s) = atv.value.decode_as::<der::asn1::Utf8StringRef<'_>>() {
+                return s.as_str().to_owned();
+            }
+            if let Ok(s) = atv.value.decode_as::<der::asn1::PrintableStringRef<'_>>() {
+                return s.as_str().to_owned();
+            }
+        }
+    }
+    name.to_string()
+}
+
+fn unix(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Formats unix seconds as RFC 3339 UTC (`2029-09-20T13:20:31Z`).
+pub fn rfc3339(unix_secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{unix_secs} (unix seconds)"))
+}
