@@ -15,13 +15,25 @@ pub enum VerifyError {
     /// No driver exists for this TEE yet.
     #[error("verification of {0} evidence is not implemented yet")]
     UnsupportedTee(TeeKind),
-    /// The evidence carries device evidence (for example `gpu0`) that cannot be verified yet;
-    /// it is refused rather than silently ignored.
+    /// Device evidence (for example `gpu0`) failed; the whole evidence is refused.
+    #[error("additional evidence {name}: {source}")]
+    AdditionalEvidence {
+        /// The entry's name.
+        name: String,
+        /// Why it failed.
+        source: Box<VerifyError>,
+    },
+    /// An `additional_evidence` entry is not `{"tee", "evidence", "collateral"?}`.
+    #[error("additional evidence is malformed: {0}")]
+    AdditionalEvidenceShape(String),
+    /// The main evidence must come from a CPU TEE.
     #[error(
-        "additional evidence ({}) cannot be verified yet; refusing it rather than ignoring it",
-        .0.join(", ")
+        "{0} evidence cannot be the main evidence; send it as additional evidence of a CPU TEE"
     )]
-    UnsupportedAdditionalEvidence(Vec<String>),
+    NotACpuTee(TeeKind),
+    /// Only devices can be additional evidence.
+    #[error("{0} is not a device TEE and cannot be additional evidence")]
+    NotADevice(TeeKind),
     /// The instance lists no simulated platform key, so it accepts no sim evidence at all.
     #[error(
         "sim evidence is not accepted: this instance lists no sim platform key as a trust anchor"

@@ -109,10 +109,14 @@ pub enum InputEncoding {
 
 /// Decodes evidence given as raw binary, hex text or base64 text, detected from the content.
 ///
-/// Text that is entirely hex digits (and whitespace) with an even count is hex; text that is
-/// entirely base64 or base64url characters is base64; anything else (binary, JSON, PEM) is
-/// returned unchanged.
+/// PEM text is returned unchanged. Otherwise text that is entirely hex digits (and whitespace)
+/// with an even count is hex; text that is entirely base64 or base64url characters is base64;
+/// anything else (binary, JSON) is returned unchanged.
 pub fn decode_input(bytes: &[u8]) -> (Vec<u8>, InputEncoding) {
+    // PEM stays as it is: its dashes would otherwise pass for base64url.
+    if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return (bytes.to_vec(), InputEncoding::Binary);
+    }
     let compact: Vec<u8> = bytes.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     if compact.is_empty() {
         return (bytes.to_vec(), InputEncoding::Binary);
@@ -152,6 +156,8 @@ mod tests {
         assert_eq!(decode_input(b"AAD_EA"), (vec![0, 0, 0xff, 0x10], InputEncoding::Base64));
         let binary = vec![0x00, 0x01, 0xfe, 0x80];
         assert_eq!(decode_input(&binary), (binary.clone(), InputEncoding::Binary));
+        let pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec();
+        assert_eq!(decode_input(&pem), (pem.clone(), InputEncoding::Binary));
         let json = br#"{"tcbInfo":{}}"#.to_vec();
         assert_eq!(decode_input(&json), (json.clone(), InputEncoding::Binary));
     }

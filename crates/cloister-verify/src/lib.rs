@@ -28,9 +28,14 @@ pub mod sim;
 pub mod snp;
 pub mod x509;
 
+use std::collections::BTreeMap;
+
 use cloister_types::{
-    Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence, evidence::UNIFIED_EVIDENCE_VERSION,
+    Base64Url, Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence,
+    evidence::UNIFIED_EVIDENCE_VERSION,
 };
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 pub use crate::anchors::{
@@ -54,6 +59,7 @@ pub use crate::snp::SnpError;
 pub struct VerifiedEvidence {
     claims: Claims,
     runtime_data: RuntimeData,
+    additional: BTreeMap<String, Claims>,
 }
 
 impl VerifiedEvidence {
@@ -70,6 +76,12 @@ impl VerifiedEvidence {
     /// Which TEE produced the evidence.
     pub fn tee(&self) -> TeeKind {
         self.claims.tee
+    }
+
+    /// Claims of the devices attached to the TEE (for example `gpu0`), each verified by its own
+    /// driver and bound to the same runtime data.
+    pub fn additional_claims(&self) -> &BTreeMap<String, Claims> {
+        &self.additional
     }
 
     /// The claims and the runtime data, by value.
@@ -103,10 +115,8 @@ pub fn verify_with_collateral(
         return Err(VerifyError::UnsupportedVersion(evidence.version));
     }
     let driver = driver_for(evidence.tee).ok_or(VerifyError::UnsupportedTee(evidence.tee))?;
-    if !evidence.additional_evidence.is_empty() {
-        return Err(VerifyError::UnsupportedAdditionalEvidence(
-            evidence.additional_evidence.keys().cloned().collect(),
-        ));
+    if !matches!(evidence.tee, TeeKind::Sim) && !is_cpu_tee(evidence.tee) {
+        return Err(VerifyError::NotACpuTee(evidence.tee));
     }
     let mut collateral = Collateral::from_unified(&evidence.collateral)?;
     collateral.extend(cached);
@@ -116,7 +126,83 @@ pub fn verify_with_collateral(
         return Err(VerifyError::TeeMismatch { declared: evidence.tee, found: claims.tee });
     }
     check_binding(&claims, &evidence.runtime_data)?;
-    Ok(VerifiedEvidence { claims, runtime_data: evidence.runtime_data.clone() })
+    let mut additional = BTreeMap::new();
+    for (name, value) in &evidence.additional_evidence {
+        let device =
+            verify_additional(name, value, &evidence.runtime_data, anchors, cached, now_unix)
+                .map_err(|source| VerifyError::AdditionalEvidence {
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?;
+        additional.insert(name.clone(), device);
+    }
+    Ok(VerifiedEvidence { claims, runtime_data: evidence.runtime_data.clone(), additional })
+}
+
+/// One entry of `additional_evidence`: device evidence of its own TEE kind.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdditionalEvidence {
+    tee: TeeKind,
+    evidence: Base64Url,
+    #[serde(default)]
+    collateral: BTreeMap<String, serde_json::Value>,
+}
+
+/// Whether `tee` is a CPU TEE that can carry the main evidence (devices cannot).
+fn is_cpu_tee(tee: TeeKind) -> bool {
+    matches!(
+        tee,
+        TeeKind::Sgx | TeeKind::Tdx | TeeKind::Snp | TeeKind::Csv | TeeKind::Cca | TeeKind::Nitro
+    )
+}
+
+/// Verifies device evidence (composite attestation) and its binding to the same runtime data.
+///
+/// Devices with a 64-byte `report_data` must carry exactly the CPU evidence's value; devices
+/// with a 32-byte nonce (NVIDIA SPDM) must carry SHA-256 of it.
+fn verify_additional(
+    name: &str,
+    value: &serde_json::Value,
+    runtime_data: &RuntimeData,
+    anchors: &TrustAnchors,
+    cached: &Collateral,
+    now_unix: i64,
+) -> Result<Claims, VerifyError> {
+    let name_ok = name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name != "cpu0";
+    if !name_ok {
+        return Err(VerifyError::AdditionalEvidenceShape(
+            "names are lowercase letters then digits (gpu0, gpu1, …), and cpu0 is the main \
+             evidence"
+                .to_owned(),
+        ));
+    }
+    let entry: AdditionalEvidence = serde_json::from_value(value.clone())
+        .map_err(|e| VerifyError::AdditionalEvidenceShape(e.to_string()))?;
+    if entry.tee != TeeKind::Nvidia {
+        return Err(VerifyError::NotADevice(entry.tee));
+    }
+    let driver = driver_for(entry.tee).ok_or(VerifyError::UnsupportedTee(entry.tee))?;
+    let mut collateral = Collateral::from_unified(&entry.collateral)?;
+    collateral.extend(cached);
+    let inputs = Inputs { collateral: &collateral, anchors, now_unix };
+    let claims = driver.verify(entry.evidence.as_bytes(), &inputs)?;
+    if claims.tee != entry.tee {
+        return Err(VerifyError::TeeMismatch { declared: entry.tee, found: claims.tee });
+    }
+    let expected = runtime_data.report_data().map_err(VerifyError::RuntimeData)?;
+    let bound = match claims.report_data.as_bytes().len() {
+        64 => bool::from(claims.report_data.as_bytes().ct_eq(&expected.0)),
+        32 => bool::from(claims.report_data.as_bytes().ct_eq(&Sha256::digest(expected.0))),
+        other => return Err(VerifyError::ReportDataLength(other)),
+    };
+    if !bound {
+        return Err(VerifyError::ReportDataMismatch);
+    }
+    Ok(claims)
 }
 
 /// Runs the driver of `tee` alone on vendor evidence bytes and returns its claims.

@@ -349,31 +349,45 @@ fn version_2_is_rejected() {
 }
 
 #[test]
-fn tees_without_a_driver_are_rejected() {
+fn sim_evidence_declared_as_another_tee_is_refused_by_that_driver() {
     let platform = Platform::new();
     let rd = runtime_data();
-    for tee in [TeeKind::Tdx, TeeKind::Snp, TeeKind::Sgx, TeeKind::Nvidia] {
+    for tee in
+        [TeeKind::Tdx, TeeKind::Snp, TeeKind::Sgx, TeeKind::Csv, TeeKind::Cca, TeeKind::Nitro]
+    {
         let mut evidence = platform.evidence(&rd);
         evidence.tee = tee;
         let err = verify(&evidence, &platform.anchors(), NOW).unwrap_err();
-        assert!(matches!(err, VerifyError::UnsupportedTee(t) if t == tee), "{err}");
+        assert!(!matches!(err, VerifyError::Sim(_)), "{tee}: {err}");
     }
+    // A GPU cannot carry the main evidence.
     let mut evidence = platform.evidence(&rd);
-    evidence.tee = TeeKind::Tdx;
-    assert_eq!(
-        verify(&evidence, &platform.anchors(), NOW).unwrap_err().to_string(),
-        "verification of tdx evidence is not implemented yet"
-    );
+    evidence.tee = TeeKind::Nvidia;
+    let err = verify(&evidence, &platform.anchors(), NOW).unwrap_err();
+    assert!(matches!(err, VerifyError::NotACpuTee(TeeKind::Nvidia)), "{err}");
 }
 
 #[test]
-fn additional_evidence_is_refused_not_ignored() {
+fn malformed_additional_evidence_is_refused_not_ignored() {
     let platform = Platform::new();
     let rd = runtime_data();
-    let mut evidence = platform.evidence(&rd);
-    evidence.additional_evidence.insert("gpu0".into(), serde_json::json!({"tee": "nvidia"}));
-    let err = verify(&evidence, &platform.anchors(), NOW).unwrap_err();
-    assert!(matches!(err, VerifyError::UnsupportedAdditionalEvidence(_)), "{err}");
+    let cases = [
+        ("gpu0", serde_json::json!({"tee": "nvidia"})),
+        ("gpu0", serde_json::json!({"tee": "nvidia", "evidence": "", "extra": 1})),
+        ("gpu0", serde_json::json!({"tee": "tdx", "evidence": ""})),
+        ("cpu0", serde_json::json!({"tee": "nvidia", "evidence": ""})),
+        ("GPU", serde_json::json!({"tee": "nvidia", "evidence": ""})),
+        ("gpu0", serde_json::json!({"tee": "nvidia", "evidence": "AAAA"})),
+    ];
+    for (name, value) in cases {
+        let mut evidence = platform.evidence(&rd);
+        evidence.additional_evidence.insert(name.into(), value.clone());
+        let err = verify(&evidence, &platform.anchors(), NOW).unwrap_err();
+        assert!(
+            matches!(&err, VerifyError::AdditionalEvidence { name: n, .. } if n == name),
+            "{name} {value}: {err}"
+        );
+    }
 }
 
 #[test]
