@@ -3,7 +3,9 @@
 # Accepts hardware TEE evidence only:
 # - never the simulated TEE (`sim`);
 # - never debug mode;
-# - TCB status `UpToDate`, or one listed in `reference_values.allowed_tcb_statuses` (warning);
+# - a current TCB as judged per TEE by the policy library (lib.rego: Intel's `UpToDate`, an SNP
+#   minimum TCB, RIM-matched GPU measurements, …), or a status listed in
+#   `reference_values.allowed_tcb_statuses` (warning);
 # - every advisory listed in `reference_values.allowed_advisories` (warning when any is present);
 # - a measurement listed in `reference_values.measurements` (lowercase hex); none configured
 #   means nothing is accepted.
@@ -18,38 +20,22 @@
 # file-system, storage-opaque and sourced-data are not asserted.
 package cloister.appraisal
 
+import data.cloister.lib
+
 claims := input.claims
 
-reference_values := rv if {
-	rv := input.reference_values
-	is_object(rv)
-} else := {}
+measurements := lib.measurements
 
-# A configured list, or an empty one when missing or not a list.
-configured(name) := list if {
-	list := reference_values[name]
-	is_array(list)
-} else := []
-
-measurements := configured("measurements")
-
-allowed_tcb_statuses := configured("allowed_tcb_statuses")
-
-allowed_advisories := configured("allowed_advisories")
+allowed_advisories := lib.allowed_advisories
 
 tee_is_sim if input.tee == "sim"
 
-up_to_date if claims.tcb_status == "UpToDate"
+# Per-TEE TCB judgements live in the policy library (lib.rego).
+up_to_date if lib.tcb_current
 
-tcb_accepted if up_to_date
+tcb_accepted if lib.tcb_accepted
 
-tcb_accepted if claims.tcb_status in allowed_tcb_statuses
-
-measurement_known if {
-	some m in measurements
-	is_string(m)
-	lower(m) == claims.measurement
-}
+measurement_known if lib.measurement_known
 
 has_advisories if count(claims.advisories) > 0
 
@@ -58,10 +44,7 @@ rejections contains "the simulated TEE is not accepted by this policy" if tee_is
 
 rejections contains "the TEE runs in debug mode, so the host can read its memory" if claims.debug == true
 
-rejections contains msg if {
-	not tcb_accepted
-	msg := sprintf("TCB status %v is neither UpToDate nor in allowed_tcb_statuses", [claims.tcb_status])
-}
+rejections contains msg if some msg in lib.tcb_rejections
 
 rejections contains msg if {
 	some a in claims.advisories
@@ -69,7 +52,10 @@ rejections contains msg if {
 	msg := sprintf("advisory %v is not in allowed_advisories", [a])
 }
 
-rejections contains "no reference measurements are configured" if count(measurements) == 0
+rejections contains "no reference measurements are configured" if {
+	count(measurements) == 0
+	not measurement_known
+}
 
 rejections contains msg if {
 	count(measurements) > 0
@@ -78,11 +64,7 @@ rejections contains msg if {
 }
 
 # Caveats of an accepted result; any entry makes it a warning.
-cautions contains msg if {
-	not up_to_date
-	tcb_accepted
-	msg := sprintf("TCB status %v is accepted because allowed_tcb_statuses lists it", [claims.tcb_status])
-}
+cautions contains msg if some msg in lib.tcb_cautions
 
 cautions contains msg if {
 	some a in claims.advisories

@@ -19,24 +19,13 @@
 # file-system, storage-opaque and sourced-data are not asserted.
 package cloister.appraisal
 
+import data.cloister.lib
+
 claims := input.claims
 
-reference_values := rv if {
-	rv := input.reference_values
-	is_object(rv)
-} else := {}
+measurements := lib.measurements
 
-# A configured list, or an empty one when missing or not a list.
-configured(name) := list if {
-	list := reference_values[name]
-	is_array(list)
-} else := []
-
-measurements := configured("measurements")
-
-allowed_tcb_statuses := configured("allowed_tcb_statuses")
-
-allowed_advisories := configured("allowed_advisories")
+allowed_advisories := lib.allowed_advisories
 
 tee_is_sim if input.tee == "sim"
 
@@ -46,25 +35,14 @@ sim_tcb if {
 	claims.tcb_status == "simulated"
 }
 
-up_to_date if {
-	not tee_is_sim
-	claims.tcb_status == "UpToDate"
-}
+# Per-TEE TCB judgements of hardware TEEs live in the policy library (lib.rego).
+up_to_date if lib.tcb_current
 
-tcb_accepted if up_to_date
+tcb_accepted if lib.tcb_accepted
 
 tcb_accepted if sim_tcb
 
-tcb_accepted if {
-	not tee_is_sim
-	claims.tcb_status in allowed_tcb_statuses
-}
-
-measurement_known if {
-	some m in measurements
-	is_string(m)
-	lower(m) == claims.measurement
-}
+measurement_known if lib.measurement_known
 
 has_advisories if count(claims.advisories) > 0
 
@@ -72,8 +50,14 @@ has_advisories if count(claims.advisories) > 0
 rejections contains "the TEE runs in debug mode, so the host can read its memory" if claims.debug == true
 
 rejections contains msg if {
-	not tcb_accepted
-	msg := sprintf("TCB status %v is neither UpToDate nor in allowed_tcb_statuses", [claims.tcb_status])
+	not tee_is_sim
+	some msg in lib.tcb_rejections
+}
+
+rejections contains msg if {
+	tee_is_sim
+	not sim_tcb
+	msg := sprintf("sim evidence must have TCB status simulated, not %v", [claims.tcb_status])
 }
 
 rejections contains msg if {
@@ -82,7 +66,10 @@ rejections contains msg if {
 	msg := sprintf("advisory %v is not in allowed_advisories", [a])
 }
 
-rejections contains "no reference measurements are configured" if count(measurements) == 0
+rejections contains "no reference measurements are configured" if {
+	count(measurements) == 0
+	not measurement_known
+}
 
 rejections contains msg if {
 	count(measurements) > 0
@@ -93,12 +80,7 @@ rejections contains msg if {
 # Caveats of an accepted result; any entry makes it a warning.
 cautions contains "simulated TEE: development only, no hardware protection" if tee_is_sim
 
-cautions contains msg if {
-	not tee_is_sim
-	not up_to_date
-	tcb_accepted
-	msg := sprintf("TCB status %v is accepted because allowed_tcb_statuses lists it", [claims.tcb_status])
-}
+cautions contains msg if some msg in lib.tcb_cautions
 
 cautions contains msg if {
 	some a in claims.advisories

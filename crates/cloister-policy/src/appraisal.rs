@@ -28,6 +28,8 @@ pub const AR4SI_CLAIMS: [&str; 8] = [
 ];
 
 const DEFAULT_REGO: &str = include_str!("../policies/default.rego");
+/// The policy library (`data.cloister.lib`), loaded beside every policy.
+const LIBRARY_REGO: &str = include_str!("../policies/lib.rego");
 const DEV_SIM_REGO: &str = include_str!("../policies/dev-sim.rego");
 
 /// The outcome of appraising claims.
@@ -89,6 +91,9 @@ impl AppraisalPolicy {
 
         let source_name = format!("{id}.rego");
         let mut engine = Engine::new();
+        engine
+            .add_policy("cloister-lib.rego".to_owned(), LIBRARY_REGO.to_owned())
+            .map_err(|e| invalid(format!("the policy library does not load: {e:#}")))?;
         let package = engine
             .add_policy(source_name.clone(), rego.to_owned())
             .map_err(|e| invalid(format!("{e:#}")))?;

@@ -316,3 +316,102 @@ fn policies_can_be_shared_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<AppraisalPolicy>();
 }
+
+// ---- per-TEE TCB judgements (policy library) ----
+
+fn with_vendor(mut c: Claims, tee: &str, fields: serde_json::Value) -> Claims {
+    c.tcb_status = TcbStatus::Unknown;
+    c.vendor.insert(tee.to_owned(), fields);
+    c
+}
+
+fn snp_claims(bootloader: u64, microcode: u64) -> Claims {
+    with_vendor(
+        claims(TeeKind::Snp),
+        "snp",
+        json!({"reported_tcb": {"bootloader": bootloader, "tee": 0, "snp": 8, "microcode": microcode}}),
+    )
+}
+
+#[test]
+fn snp_needs_a_configured_minimum_tcb() {
+    let policy = AppraisalPolicy::production_default();
+    let a = policy.appraise(&snp_claims(3, 115), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "snp_minimum_tcb is not configured"), "{a:?}");
+
+    let minimum = json!({"measurements": [hex(&MEASUREMENT)],
+        "snp_minimum_tcb": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}});
+    let a = policy.appraise(&snp_claims(3, 115), &minimum).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+    assert_eq!(a.trustworthiness_vector["hardware"], 2);
+
+    let a = policy.appraise(&snp_claims(3, 114), &minimum).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "below the minimum"), "{a:?}");
+}
+
+#[test]
+fn nitro_has_no_tcb_claim_and_is_judged_by_measurement() {
+    let policy = AppraisalPolicy::production_default();
+    let nitro = with_vendor(claims(TeeKind::Nitro), "nitro", json!({}));
+    let a = policy.appraise(&nitro, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+    let a = policy.appraise(&nitro, &json!({"measurements": ["00"]})).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+}
+
+#[test]
+fn cca_and_csv_are_accepted_with_a_caution_about_the_missing_tcb_status() {
+    let policy = AppraisalPolicy::production_default();
+    for (tee, name) in [(TeeKind::Cca, "cca"), (TeeKind::Csv, "csv")] {
+        let c = with_vendor(claims(tee), name, json!({}));
+        let a = policy.appraise(&c, &listed()).unwrap();
+        assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+        assert!(has_reason(&a, "publishes no TCB status"), "{a:?}");
+        let mut debug = c.clone();
+        debug.debug = true;
+        let a = policy.appraise(&debug, &listed()).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    }
+}
+
+#[test]
+fn gpu_measurements_are_appraised_against_rims_not_listed() {
+    let policy = AppraisalPolicy::production_default();
+    let matched =
+        with_vendor(claims(TeeKind::Nvidia), "nvidia", json!({"measurements_appraised": true}));
+    let a = policy.appraise(&matched, &json!({})).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+    let unappraised =
+        with_vendor(claims(TeeKind::Nvidia), "nvidia", json!({"measurements_appraised": false}));
+    let a = policy.appraise(&unappraised, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "not appraised against reference integrity manifests"), "{a:?}");
+}
+
+#[test]
+fn custom_policies_can_use_the_library() {
+    let rego = r#"
+package cloister.appraisal
+
+import data.cloister.lib
+
+result := {"status": "affirming", "trustworthiness_vector": {}, "reasons": []} if {
+	lib.tcb_current
+	lib.measurement_known
+}
+
+result := {"status": "contraindicated", "trustworthiness_vector": {}, "reasons": ["no"]} if {
+	not lib.tcb_current
+}
+"#;
+    let policy = AppraisalPolicy::new("uses-lib", 1, rego).unwrap();
+    assert_eq!(
+        policy.appraise(&claims(TeeKind::Tdx), &listed()).unwrap().status,
+        EarStatus::Affirming
+    );
+    let mut old = claims(TeeKind::Tdx);
+    old.tcb_status = TcbStatus::OutOfDate;
+    assert_eq!(policy.appraise(&old, &listed()).unwrap().status, EarStatus::Contraindicated);
+}

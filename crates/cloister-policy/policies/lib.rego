@@ -1,0 +1,128 @@
+# Cloister policy library: judgements shared by the built-in policies, loaded beside every
+# appraisal policy (built-in or custom) as `data.cloister.lib`.
+#
+# Vendors say different things about a platform's patch level, so "is the TCB current?" is
+# answered per TEE here, once:
+#   sgx, tdx  the TCB status from Intel's collateral is `UpToDate`;
+#   snp       AMD publishes no status: every component of the reported TCB is at least
+#             `reference_values.snp_minimum_tcb`, e.g. {"bootloader": 3, "tee": 0, "snp": 8,
+#             "microcode": 115}; without a configured minimum the TCB cannot be judged;
+#   nitro     the platform is managed by AWS and makes no TCB claim: current;
+#   nvidia    (a GPU attached to a CPU TEE) its measurements matched the vendor's RIMs;
+#   cca, csv  no vendor TCB status exists: accepted, with a caution that says so.
+# A status listed in `reference_values.allowed_tcb_statuses` is accepted with a caution.
+package cloister.lib
+
+claims := input.claims
+
+reference_values := rv if {
+	rv := input.reference_values
+	is_object(rv)
+} else := {}
+
+# A configured list, or an empty one when missing or not a list.
+configured(name) := list if {
+	list := reference_values[name]
+	is_array(list)
+} else := []
+
+measurements := configured("measurements")
+
+allowed_tcb_statuses := configured("allowed_tcb_statuses")
+
+allowed_advisories := configured("allowed_advisories")
+
+hardware if input.tee != "sim"
+
+snp_minimum_tcb := m if {
+	m := reference_values.snp_minimum_tcb
+	is_object(m)
+	count(m) > 0
+}
+
+snp_tcb_meets_minimum if {
+	input.tee == "snp"
+	reported := claims.snp.reported_tcb
+	every field, minimum in snp_minimum_tcb {
+		reported[field] >= minimum
+	}
+}
+
+gpu_rims_matched if {
+	input.tee == "nvidia"
+	claims.nvidia.measurements_appraised == true
+}
+
+# The hardware TCB is current.
+tcb_current if {
+	hardware
+	claims.tcb_status == "UpToDate"
+}
+
+tcb_current if snp_tcb_meets_minimum
+
+tcb_current if input.tee == "nitro"
+
+tcb_current if gpu_rims_matched
+
+no_vendor_tcb_status if input.tee in {"cca", "csv"}
+
+# The hardware TCB is acceptable, perhaps with a caution.
+tcb_accepted if tcb_current
+
+tcb_accepted if {
+	hardware
+	claims.tcb_status in allowed_tcb_statuses
+}
+
+tcb_accepted if no_vendor_tcb_status
+
+measurement_known if {
+	some m in measurements
+	is_string(m)
+	lower(m) == claims.measurement
+}
+
+# A GPU's measurements are appraised against RIMs by the verifier, not listed by hand.
+measurement_known if gpu_rims_matched
+
+# Why a hardware TCB is refused.
+tcb_rejections contains msg if {
+	hardware
+	not tcb_accepted
+	not input.tee in {"snp", "nvidia"}
+	msg := sprintf("TCB status %v is neither UpToDate nor in allowed_tcb_statuses", [claims.tcb_status])
+}
+
+tcb_rejections contains "snp: reference_values.snp_minimum_tcb is not configured, so the reported TCB cannot be judged" if {
+	input.tee == "snp"
+	not tcb_accepted
+	not snp_minimum_tcb
+}
+
+tcb_rejections contains msg if {
+	input.tee == "snp"
+	not tcb_accepted
+	snp_minimum_tcb
+	msg := sprintf("snp: reported TCB %v is below the minimum %v", [claims.snp.reported_tcb, snp_minimum_tcb])
+}
+
+tcb_rejections contains "nvidia: GPU measurements were not appraised against reference integrity manifests (RIMs)" if {
+	input.tee == "nvidia"
+	not tcb_accepted
+}
+
+# Caveats of an accepted hardware TCB.
+tcb_cautions contains msg if {
+	hardware
+	tcb_accepted
+	not tcb_current
+	not no_vendor_tcb_status
+	msg := sprintf("TCB status %v is accepted because allowed_tcb_statuses lists it", [claims.tcb_status])
+}
+
+tcb_cautions contains msg if {
+	no_vendor_tcb_status
+	not tcb_current
+	msg := sprintf("%v publishes no TCB status; the platform's patch level is not appraised", [input.tee])
+}
