@@ -13,11 +13,17 @@
 //!
 //! [trust_anchors]
 //! sim_platform_keys = ["cloister-sim-platform-p256:..."]
+//!
+//! # Extra roots per TEE, as text (PEM certificate, PEM public key, or JWK JSON), on top of
+//! # the vendor roots the verifiers pin. Arm CCA has no vendor root: list the CPAKs here.
+//! [trust_anchors.roots]
+//! cca = ["""{"kty":"EC","crv":"P-384","x":"...","y":"..."}"""]
 //! ```
 
 use std::time::Duration;
 
 use cloister_policy::AppraisalPolicy;
+use cloister_types::TeeKind;
 use cloister_verify::{SimPlatformPublicKey, TrustAnchors};
 use serde::Deserialize;
 
@@ -31,6 +37,9 @@ pub enum ConfigError {
     /// The policy name is unknown or its Rego does not compile.
     #[error("the appraisal policy is not usable: {0}")]
     Policy(String),
+    /// A hardware trust anchor is listed under an unknown TEE.
+    #[error("{0}")]
+    Root(String),
     /// A trust anchor does not parse.
     #[error("trust anchor {index} in sim_platform_keys is not a sim platform key: {reason}")]
     TrustAnchor {
@@ -66,6 +75,8 @@ struct RawConfig {
 struct RawAnchors {
     #[serde(default)]
     sim_platform_keys: Vec<String>,
+    #[serde(default)]
+    roots: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 fn default_policy() -> String {
@@ -119,6 +130,33 @@ impl InstanceConfig {
             let key = SimPlatformPublicKey::from_text(text)
                 .map_err(|e| ConfigError::TrustAnchor { index, reason: e.to_string() })?;
             anchors = anchors.with_sim_platform_key(key);
+        }
+        for (tee, list) in raw.trust_anchors.roots {
+            let tee = match tee.as_str() {
+                "sgx" => TeeKind::Sgx,
+                "tdx" => TeeKind::Tdx,
+                "snp" => TeeKind::Snp,
+                "csv" => TeeKind::Csv,
+                "cca" => TeeKind::Cca,
+                "nitro" => TeeKind::Nitro,
+                "nvidia" => TeeKind::Nvidia,
+                other => {
+                    return Err(ConfigError::Root(format!(
+                        "[trust_anchors.roots] names {other:?}, not one of sgx, tdx, snp, csv, \
+                         cca, nitro, nvidia"
+                    )));
+                }
+            };
+            for text in list {
+                // A PEM file of certificates becomes one anchor per certificate.
+                let blocks = match cloister_verify::x509::split_certificates(text.as_bytes()) {
+                    Ok(blocks) if text.contains("-----BEGIN CERTIFICATE-----") => blocks,
+                    _ => vec![text.into_bytes()],
+                };
+                for block in blocks {
+                    anchors = anchors.with_root(tee, block);
+                }
+            }
         }
         let reference_values = serde_json::to_value(raw.reference_values)
             .map_err(|e| ConfigError::Policy(format!("reference values are not JSON: {e}")))?;

@@ -6,6 +6,7 @@
 //! axum. This crate holds one attestation instance configured from a file; persistence and
 //! multi-tenancy come later.
 
+pub mod collateral;
 pub mod config;
 pub mod http;
 mod issue;
@@ -22,6 +23,7 @@ use cloister_types::{EarAppraisal, EarBody, EarStatus, Hex};
 use cloister_verify::TrustAnchors;
 use sha2::{Digest, Sha256};
 
+pub use collateral::{CollateralCache, CollateralFetcher, FetchError};
 pub use config::InstanceConfig;
 pub use issue::{CertificateAuthority, IssueError};
 pub use nonce::NonceError;
@@ -74,6 +76,7 @@ pub struct Authority {
     keys: InstanceKeys,
     token_kid: String,
     nonces: NonceStore,
+    collateral: CollateralCache,
     token_ttl: Duration,
     cert_ttl: Duration,
 }
@@ -92,6 +95,7 @@ impl Authority {
             keys: InstanceKeys { token_key: token_key.with_key_id(&token_kid), ca },
             token_kid,
             nonces: NonceStore::new(config.nonce_ttl),
+            collateral: CollateralCache::new(),
             token_ttl: config.token_ttl,
             cert_ttl: config.cert_ttl,
         }
@@ -108,18 +112,50 @@ impl Authority {
     pub fn attest(&self, request: &AttestRequest, now: u64) -> Result<AttestResponse, AttestError> {
         let evidence = &request.evidence;
         self.nonces.consume(&evidence.runtime_data.nonce, now)?;
-        let verified = cloister_verify::verify(evidence, &self.anchors, now as i64)?;
+        let cached = self.collateral.snapshot();
+        let verified =
+            cloister_verify::verify_with_collateral(evidence, &self.anchors, &cached, now as i64)?;
         let spki_digest = Sha256::digest(request.tls_spki.as_bytes());
         if verified.runtime_data().tls_spki_sha256.as_bytes() != spki_digest.as_slice() {
             return Err(AttestError::TlsKeyMismatch);
         }
-        let Appraisal { status, trustworthiness_vector, reasons } =
-            self.policy.appraise(verified.claims(), &self.reference_values)?;
+        // Every component is appraised by the instance's policy: the CPU TEE as `cpu0`, each
+        // attached device under its own name. One refusal refuses the whole attestation.
         let policy_id = self.policy.policy_id();
-        if !matches!(status, EarStatus::Affirming | EarStatus::Warning) {
-            return Err(AttestError::Rejected { policy_id, reasons });
+        let mut appraisals = BTreeMap::new();
+        let components = std::iter::once(("cpu0", verified.claims())).chain(
+            verified.additional_claims().iter().map(|(name, claims)| (name.as_str(), claims)),
+        );
+        for (name, claims) in components {
+            let appraisal = self.policy.appraise(claims, &self.reference_values)?;
+            if !matches!(appraisal.status, EarStatus::Affirming | EarStatus::Warning) {
+                let reasons =
+                    appraisal.reasons.iter().map(|reason| format!("{name}: {reason}")).collect();
+                return Err(AttestError::Rejected { policy_id, reasons });
+            }
+            appraisals.insert(name.to_owned(), (appraisal, claims.clone()));
         }
-        let (claims, runtime_data) = verified.into_parts();
+        let status = if appraisals.values().all(|(a, _)| a.status == EarStatus::Affirming) {
+            EarStatus::Affirming
+        } else {
+            EarStatus::Warning
+        };
+        let (claims, runtime_data) = (verified.claims().clone(), verified.runtime_data().clone());
+        let submods = appraisals
+            .into_iter()
+            .map(|(name, (appraisal, claims))| {
+                let Appraisal { status, trustworthiness_vector, reasons } = appraisal;
+                let submod = EarAppraisal {
+                    status,
+                    trustworthiness_vector,
+                    appraisal_policy_id: policy_id.clone(),
+                    claims,
+                    runtime_data: runtime_data.clone(),
+                    reasons,
+                };
+                (name, submod)
+            })
+            .collect();
         let body = EarBody {
             eat_profile: EAR_PROFILE.to_owned(),
             verifier_id: VerifierId {
@@ -127,17 +163,7 @@ impl Authority {
                 build: env!("CARGO_PKG_VERSION").to_owned(),
             },
             eat_nonce: runtime_data.nonce.clone(),
-            submods: BTreeMap::from([(
-                "cpu0".to_owned(),
-                EarAppraisal {
-                    status,
-                    trustworthiness_vector,
-                    appraisal_policy_id: policy_id.clone(),
-                    claims: claims.clone(),
-                    runtime_data: runtime_data.clone(),
-                    reasons,
-                },
-            )]),
+            submods,
         };
         let ear = self
             .keys
@@ -165,6 +191,11 @@ impl Authority {
             ear,
             certificate_chain_pem: format!("{leaf}{}", self.keys.ca.certificate_pem()),
         })
+    }
+
+    /// The instance's collateral cache: preload an offline bundle here, or let a fetcher fill it.
+    pub fn collateral(&self) -> &CollateralCache {
+        &self.collateral
     }
 
     /// What relying parties need to check this instance's results.

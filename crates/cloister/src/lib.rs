@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod envelope;
+pub mod evidence;
 pub mod parties;
 pub mod scan;
 pub mod testbed;

@@ -73,9 +73,46 @@ enum Command {
         /// The executable (defaults to this one).
         file: Option<PathBuf>,
     },
+    /// Inspect TEE evidence.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// Run a service.
     #[command(subcommand)]
     Serve(Serve),
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Verify vendor evidence of one TEE and print its normalised claims as JSON.
+    ///
+    /// Checks the whole signature chain to the vendor root, the structure and the TCB, exactly
+    /// as the attestation service does, but binds the evidence to nothing: use it to debug
+    /// attestation, not to decide whom to trust. Files may be raw binary, hex or base64.
+    Verify {
+        /// sgx, tdx, snp, csv, cca, nitro or nvidia.
+        #[arg(long)]
+        tee: String,
+        /// The vendor evidence (quote, report, token, attestation document, SPDM transcript).
+        #[arg(long)]
+        evidence: PathBuf,
+        /// Collateral: a DCAP bundle, Intel PCS/PCCS responses, CRLs, NVIDIA RIMs. Repeatable.
+        #[arg(long)]
+        collateral: Vec<PathBuf>,
+        /// Certificates: VCEK/VLEK/ASK/ARK, Hygon HRK/HSK/CEK, NVIDIA chains (PEM, DER or
+        /// concatenated PEM). Repeatable.
+        #[arg(long)]
+        cert: Vec<PathBuf>,
+        /// Extra trust anchors: root certificates, CCA platform keys (CPAK). Repeatable.
+        #[arg(long)]
+        trust_anchor: Vec<PathBuf>,
+        /// Verification time (RFC 3339); defaults to now. Collateral and short-lived
+        /// certificates are time-bound, so pin it when re-checking old evidence.
+        #[arg(long)]
+        at: Option<String>,
+        /// Print one compact JSON line, also on failure (`{"error": "…"}`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +128,10 @@ enum Serve {
         /// Where the instance keeps its CA and token keys (created on first start).
         #[arg(long)]
         state_dir: PathBuf,
+        /// Preload vendor collateral from an offline bundle (JSON; see
+        /// `cloister_authority::collateral`), for services without network access.
+        #[arg(long)]
+        collateral_bundle: Option<PathBuf>,
     },
 }
 
@@ -144,8 +185,46 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", hex::encode(cloister_attest::measure_file(&file)?));
             Ok(())
         }
-        Command::Serve(Serve::Attestation { listen, config, state_dir }) => {
-            serve_attestation(&listen, &config, &state_dir)
+        Command::Evidence(EvidenceCommand::Verify {
+            tee,
+            evidence,
+            collateral,
+            cert,
+            trust_anchor,
+            at,
+            json,
+        }) => {
+            let request = cloister::evidence::VerifyRequest {
+                tee: cloister::evidence::parse_tee(&tee)?,
+                evidence,
+                collateral,
+                certs: cert,
+                trust_anchors: trust_anchor,
+                at_unix: match at {
+                    Some(text) => cloister::evidence::parse_time(&text)?,
+                    None => cloister_sign::unix_now() as i64,
+                },
+            };
+            match cloister::evidence::verify(&request)? {
+                cloister::evidence::Outcome::Verified(claims) => {
+                    if json {
+                        println!("{claims}");
+                    } else {
+                        println!("{}", serde_json::to_string_pretty(&claims)?);
+                    }
+                    Ok(())
+                }
+                cloister::evidence::Outcome::Refused(reason) => {
+                    if json {
+                        println!("{}", serde_json::json!({ "error": reason }));
+                    }
+                    eprintln!("{reason}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Serve(Serve::Attestation { listen, config, state_dir, collateral_bundle }) => {
+            serve_attestation(&listen, &config, &state_dir, collateral_bundle.as_deref())
         }
     }
 }
@@ -186,7 +265,12 @@ fn init_logging(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn serve_attestation(listen: &str, config: &Path, state_dir: &Path) -> Result<()> {
+fn serve_attestation(
+    listen: &str,
+    config: &Path,
+    state_dir: &Path,
+    collateral_bundle: Option<&Path>,
+) -> Result<()> {
     use cloister_authority::{Authority, CertificateAuthority, InstanceConfig, InstanceKeys};
     use cloister_sign::{SigningKey, unix_now};
 
@@ -214,6 +298,14 @@ fn serve_attestation(listen: &str, config: &Path, state_dir: &Path) -> Result<()
     };
     tracing_subscriber::fmt().with_writer(std::io::stderr).try_init().ok();
     let authority = Arc::new(Authority::new(config, InstanceKeys { token_key, ca }));
+    if let Some(path) = collateral_bundle {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let count = authority
+            .collateral()
+            .load_bundle(&bytes)
+            .with_context(|| format!("loading the collateral bundle {}", path.display()))?;
+        eprintln!("preloaded {count} collateral items from {}", path.display());
+    }
     runtime()?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -1,0 +1,98 @@
+//! `cloister evidence verify`: run one TEE's verifier on evidence files, for people who debug
+//! attestation.
+//!
+//! Files may be raw binary, hex text or base64 text (detected from the content). The claims are
+//! printed as JSON; they are not bound to any key (there is no runtime data here), so this
+//! command is for inspection only: the attestation service is what releases keys.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use cloister_types::TeeKind;
+use cloister_verify::{Collateral, Inputs, TrustAnchors, decode_input, verify_vendor_evidence};
+
+/// What `cloister evidence verify` was asked to do.
+#[derive(Debug)]
+pub struct VerifyRequest {
+    /// Which TEE's driver to run.
+    pub tee: TeeKind,
+    /// The vendor evidence file.
+    pub evidence: PathBuf,
+    /// Collateral documents (DCAP bundles, PCS responses, CRLs, RIMs).
+    pub collateral: Vec<PathBuf>,
+    /// Certificate files (PEM, DER, concatenated PEM, vendor binary formats).
+    pub certs: Vec<PathBuf>,
+    /// Extra trust anchors (root certificates, CCA CPAKs).
+    pub trust_anchors: Vec<PathBuf>,
+    /// The verification time, unix seconds.
+    pub at_unix: i64,
+}
+
+/// The outcome: the claims as JSON, or the verifier's one-line reason.
+pub enum Outcome {
+    /// Every check passed.
+    Verified(serde_json::Value),
+    /// A check failed; the message names it.
+    Refused(String),
+}
+
+/// Reads the files and runs the verifier. I/O problems are errors; a verification failure is
+/// an [`Outcome::Refused`].
+pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
+    let (evidence, _) = decode_input(&read(&request.evidence)?);
+    let mut collateral = Collateral::new();
+    for path in &request.collateral {
+        collateral = collateral.with_document(read(path)?);
+    }
+    for path in &request.certs {
+        let (bytes, _) = decode_input(&read(path)?);
+        collateral = collateral.with_certificates(&bytes);
+    }
+    let mut anchors = TrustAnchors::new();
+    for path in &request.trust_anchors {
+        let bytes = read(path)?;
+        match cloister_verify::x509::split_certificates(&bytes) {
+            // A PEM file of certificates: one anchor per certificate.
+            Ok(blocks) if is_pem(&bytes) => {
+                for block in blocks {
+                    anchors = anchors.with_root(request.tee, block);
+                }
+            }
+            _ => anchors = anchors.with_root(request.tee, bytes),
+        }
+    }
+    let inputs = Inputs { collateral: &collateral, anchors: &anchors, now_unix: request.at_unix };
+    match verify_vendor_evidence(request.tee, &evidence, &inputs) {
+        Ok(claims) => Ok(Outcome::Verified(serde_json::to_value(&claims)?)),
+        Err(error) => Ok(Outcome::Refused(error.to_string())),
+    }
+}
+
+/// Parses `--tee`: the hardware TEEs only (sim evidence needs an instance's sim anchors).
+pub fn parse_tee(text: &str) -> Result<TeeKind> {
+    Ok(match text {
+        "sgx" => TeeKind::Sgx,
+        "tdx" => TeeKind::Tdx,
+        "snp" => TeeKind::Snp,
+        "csv" => TeeKind::Csv,
+        "cca" => TeeKind::Cca,
+        "nitro" => TeeKind::Nitro,
+        "nvidia" => TeeKind::Nvidia,
+        other => bail!("--tee {other:?} is not one of sgx, tdx, snp, csv, cca, nitro, nvidia"),
+    })
+}
+
+/// Parses `--at` (RFC 3339) into unix seconds.
+pub fn parse_time(text: &str) -> Result<i64> {
+    let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--at {text:?} is not an RFC 3339 time (2025-06-20T00:00:00Z)"))?;
+    Ok(time.unix_timestamp())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn is_pem(bytes: &[u8]) -> bool {
+    bytes.windows(11).any(|w| w == b"-----BEGIN ")
+}
