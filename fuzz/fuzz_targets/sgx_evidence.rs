@@ -1,0 +1,14 @@
+//! Fuzz target: arbitrary bytes through the sgx evidence parser, and through the sgx driver with
+//! no collateral. Nothing may panic, and nothing random may verify.
+#![no_main]
+
+use cloister_types::TeeKind;
+use cloister_verify::{Collateral, Inputs, TrustAnchors};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    cloister_verify::internal::parse_vendor_evidence(TeeKind::Sgx, data);
+    let (collateral, anchors) = (Collateral::new(), TrustAnchors::new());
+    let inputs = Inputs { collateral: &collateral, anchors: &anchors, now_unix: 1_750_000_000 };
+    assert!(cloister_verify::verify_vendor_evidence(TeeKind::Sgx, data, &inputs).is_err());
+});
