@@ -637,3 +637,31 @@ mod synthetic {
         assert!(matches!(error, CcaError::UnsupportedHash { token: TokenPart::Realm, .. }));
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            cloister_verify::internal::parse_vendor_evidence(TeeKind::Cca, &bytes);
+        }
+
+        #[test]
+        fn random_collections_never_panic_and_never_verify(
+            platform in proptest::collection::vec(any::<u8>(), 0..512),
+            realm in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            use coset::CborSerializable as _;
+            use coset::cbor::value::Value;
+            let collection = Value::Map(vec![
+                (Value::Integer(44234.into()), Value::Bytes(platform)),
+                (Value::Integer(44241.into()), Value::Bytes(realm)),
+            ]);
+            let bytes = Value::Tag(399, Box::new(collection)).to_vec().unwrap();
+            cloister_verify::internal::parse_vendor_evidence(TeeKind::Cca, &bytes);
+            prop_assert!(verify(&bytes, &anchors(&["trustee_cpak-pub.json"])).is_err());
+        }
+    }
+}
