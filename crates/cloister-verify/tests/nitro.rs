@@ -263,7 +263,7 @@ fn document_time_checks_pass_at_the_leaf_first_second() {
     // The NSM issues the leaf a few seconds before the document, so from the leaf's first second
     // on the document's timestamp is within the tolerated clock skew. (The refusals of a
     // timestamp outside the leaf's validity or ahead of the clock need a document signed by a
-    // test chain; see the synthetic-chain tests.)
+    // test chain; see the synthetic-chain tests below.)
     let doc = vector(VALID);
     let claims = verify(&doc, at(VALID_AT)).unwrap();
     let (_, not_before, _) = leaf_validity(&claims);
@@ -554,4 +554,282 @@ fn parser_never_panics_on_prefixes_and_flips() {
     let mut tagged = CoseSign1::from_slice(&vector(VALID)).unwrap().to_tagged_vec().unwrap();
     tagged[0] = 0xd1;
     assert!(document::parse(&tagged).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documents signed by a test chain (a root listed as a trust anchor, and a leaf), for the checks
+// a real document cannot reach: the timestamp checks, PCR-derived claims, the anchor path.
+
+mod synthetic {
+    use super::*;
+    use p384::ecdsa::signature::Signer as _;
+    use p384::ecdsa::{Signature, SigningKey};
+    use p384::elliptic_curve::Generate as _;
+
+    /// The test's "now": 2030-01-01T00:00:00Z.
+    pub(super) const NOW: i64 = 1_893_456_000;
+
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    fn seq(parts: &[Vec<u8>]) -> Vec<u8> {
+        tlv(0x30, &parts.concat())
+    }
+
+    fn name(cn: &str) -> Vec<u8> {
+        let cn_oid = tlv(0x06, &[0x55, 0x04, 0x03]);
+        tlv(0x30, &tlv(0x31, &seq(&[cn_oid, tlv(0x0c, cn.as_bytes())])))
+    }
+
+    fn utc_time(unix: i64) -> Vec<u8> {
+        let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+        let text = format!(
+            "{:02}{:02}{:02}{:02}{:02}{:02}Z",
+            t.year() % 100,
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        tlv(0x17, text.as_bytes())
+    }
+
+    fn ecdsa_sha384() -> Vec<u8> {
+        seq(&[tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03])])
+    }
+
+    fn spki_p384(key: &SigningKey) -> Vec<u8> {
+        let ec = tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
+        let p384 = tlv(0x06, &[0x2b, 0x81, 0x04, 0x00, 0x22]);
+        let point = key.verifying_key().to_sec1_point(false);
+        seq(&[seq(&[ec, p384]), tlv(0x03, &[&[0u8][..], point.as_bytes()].concat())])
+    }
+
+    /// A certificate for `subject_key` named `subject`, signed by `issuer_key` as `issuer`.
+    pub(super) fn certificate(
+        subject: &str,
+        subject_spki: Vec<u8>,
+        issuer: &str,
+        issuer_key: &SigningKey,
+        validity: (i64, i64),
+    ) -> Vec<u8> {
+        let tbs = seq(&[
+            tlv(0xa0, &tlv(0x02, &[2])),
+            tlv(0x02, &[0x01, 0x23]),
+            ecdsa_sha384(),
+            name(issuer),
+            seq(&[utc_time(validity.0), utc_time(validity.1)]),
+            name(subject),
+            subject_spki,
+        ]);
+        let signature: Signature = issuer_key.sign(&tbs);
+        let der_sig = signature.to_der();
+        seq(&[tbs, ecdsa_sha384(), tlv(0x03, &[&[0u8][..], der_sig.as_bytes()].concat())])
+    }
+
+    pub(super) struct TestPki {
+        pub(super) root: Vec<u8>,
+        pub(super) leaf: Vec<u8>,
+        leaf_key: SigningKey,
+    }
+
+    impl TestPki {
+        /// A root valid 2029..2031 and a leaf valid over `leaf_validity`.
+        pub(super) fn new(leaf_validity: (i64, i64)) -> Self {
+            let root_key = SigningKey::generate();
+            let leaf_key = SigningKey::generate();
+            let root = certificate(
+                "test-nitro-root",
+                spki_p384(&root_key),
+                "test-nitro-root",
+                &root_key,
+                (NOW - 86_400 * 365, NOW + 86_400 * 365),
+            );
+            let leaf = certificate(
+                "test-enclave",
+                spki_p384(&leaf_key),
+                "test-nitro-root",
+                &root_key,
+                leaf_validity,
+            );
+            Self { root, leaf, leaf_key }
+        }
+
+        pub(super) fn anchors(&self) -> TrustAnchors {
+            TrustAnchors::new().with_root(TeeKind::Nitro, self.root.clone())
+        }
+
+        /// A signed document with these PCRs, timestamp and user_data.
+        pub(super) fn document(
+            &self,
+            pcrs: &[(u8, [u8; 48])],
+            timestamp_ms: u64,
+            user_data: Option<&[u8]>,
+        ) -> Vec<u8> {
+            let text = |t: &str| Value::Text(t.to_owned());
+            let pcrs = pcrs
+                .iter()
+                .map(|(i, v)| (Value::Integer((*i).into()), Value::Bytes(v.to_vec())))
+                .collect();
+            let payload = Value::Map(vec![
+                (text("module_id"), text("i-0123456789abcdef0-enc0123456789abcdef")),
+                (text("digest"), text("SHA384")),
+                (text("timestamp"), Value::Integer(timestamp_ms.into())),
+                (text("pcrs"), Value::Map(pcrs)),
+                (text("certificate"), Value::Bytes(self.leaf.clone())),
+                (text("cabundle"), Value::Array(vec![Value::Bytes(self.root.clone())])),
+                (text("public_key"), Value::Null),
+                (text("user_data"), user_data.map_or(Value::Null, |u| Value::Bytes(u.to_vec()))),
+                (text("nonce"), Value::Null),
+            ]);
+            let mut payload_bytes = Vec::new();
+            ciborium::ser::into_writer(&payload, &mut payload_bytes).unwrap();
+            let protected = coset::HeaderBuilder::new().algorithm(iana::Algorithm::ES384).build();
+            coset::CoseSign1Builder::new()
+                .protected(protected)
+                .payload(payload_bytes)
+                .create_signature(&[], |tbs| {
+                    let signature: Signature = self.leaf_key.sign(tbs);
+                    signature.to_bytes().to_vec()
+                })
+                .build()
+                .to_vec()
+                .unwrap()
+        }
+    }
+
+    pub(super) fn standard_pcrs(pcr8: [u8; 48]) -> Vec<(u8, [u8; 48])> {
+        vec![(0, [0xa0; 48]), (1, [0xa1; 48]), (2, [0xa2; 48]), (4, [0xa4; 48]), (8, pcr8)]
+    }
+}
+
+use synthetic::{NOW, TestPki, standard_pcrs};
+
+fn now_ms() -> u64 {
+    u64::try_from(NOW).unwrap() * 1000
+}
+
+#[test]
+fn document_under_an_anchor_root_verifies_only_with_the_anchor() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let report_data = [0x5a; 64];
+    let doc = pki.document(&standard_pcrs([0x88; 48]), now_ms(), Some(&report_data));
+    let claims = verify_with(&doc, &pki.anchors(), NOW).unwrap();
+    assert_eq!(claims.measurement.as_bytes(), &[0xa0; 48]);
+    assert_eq!(claims.signer.as_ref().unwrap().as_bytes(), &[0x88; 48]);
+    assert_eq!(claims.report_data.as_bytes(), &report_data);
+    assert!(!claims.debug);
+    let root_fp = hex::encode(Cert::from_der(&pki.root).unwrap().sha256_fingerprint());
+    assert_eq!(nitro_fields(&claims)["root_sha256"], root_fp.as_str());
+
+    // Without the anchor the built-in AWS pin refuses it, naming the fingerprint.
+    let err = verify(&doc, NOW).unwrap_err();
+    assert!(err.to_string().contains(&format!("(SHA-256 {root_fp}")), "{err}");
+}
+
+#[test]
+fn zero_or_absent_pcr8_means_no_signer() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms(), None);
+    let claims = verify_with(&doc, &pki.anchors(), NOW).unwrap();
+    assert_eq!(claims.signer, None);
+    assert_eq!(claims.report_data.as_bytes(), b"");
+    let doc = pki.document(&[(0, [1; 48]), (1, [1; 48]), (2, [1; 48])], now_ms(), None);
+    let claims = verify_with(&doc, &pki.anchors(), NOW).unwrap();
+    assert_eq!(claims.signer, None);
+}
+
+#[test]
+fn debug_needs_all_of_pcr0_to_pcr2_zero() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let zero = [(0, [0; 48]), (1, [0; 48]), (2, [0; 48])];
+    let claims = verify_with(&pki.document(&zero, now_ms(), None), &pki.anchors(), NOW).unwrap();
+    assert!(claims.debug);
+    let mut one_set = zero;
+    one_set[2].1[47] = 1;
+    let doc = pki.document(&one_set, now_ms(), None);
+    assert!(!verify_with(&doc, &pki.anchors(), NOW).unwrap().debug);
+}
+
+#[test]
+fn document_without_pcr0_to_pcr2_is_refused() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let doc = pki.document(&[(0, [1; 48]), (2, [1; 48])], now_ms(), None);
+    let err = verify_with(&doc, &pki.anchors(), NOW).unwrap_err();
+    assert!(matches!(err, NitroError::MissingPcr(1)), "{err}");
+}
+
+#[test]
+fn timestamp_outside_the_leaf_validity_is_refused() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let before_leaf = now_ms() - 7_200_000;
+    let doc = pki.document(&standard_pcrs([0; 48]), before_leaf, None);
+    let err = verify_with(&doc, &pki.anchors(), NOW).unwrap_err();
+    assert!(matches!(err, NitroError::TimestampOutsideCertificate { .. }), "{err}");
+    assert!(err.to_string().contains("outside the enclave certificate's validity"), "{err}");
+}
+
+#[test]
+fn timestamp_ahead_of_the_clock_is_refused() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms() + 61_000, None);
+    let err = verify_with(&doc, &pki.anchors(), NOW).unwrap_err();
+    assert!(matches!(err, NitroError::TimestampInFuture { .. }), "{err}");
+    // Within the 60 s skew it verifies.
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms() + 60_000, None);
+    verify_with(&doc, &pki.anchors(), NOW).unwrap();
+}
+
+#[test]
+fn synthetic_leaf_expiry_names_the_leaf() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms(), None);
+    let err = verify_with(&doc, &pki.anchors(), NOW + 3601).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "nitro: certificate chain: test-enclave certificate expired at 2030-01-01T01:00:00Z"
+    );
+}
+
+#[test]
+fn unified_evidence_binds_user_data_to_the_runtime_data() {
+    use cloister_types::{Base64Url, Hex, RuntimeData, UnifiedEvidence};
+    use std::collections::BTreeMap;
+
+    let runtime_data = RuntimeData {
+        nonce: "nonce-1".into(),
+        hpke_pk: "hpke-pk".into(),
+        tls_spki_sha256: Hex(vec![7; 32]),
+        receipt_pk: "receipt-pk".into(),
+        extra: BTreeMap::new(),
+    };
+    let report_data = runtime_data.report_data().unwrap();
+    let pki = TestPki::new((NOW - 3600, NOW + 3600));
+    let unified = |user_data: &[u8]| UnifiedEvidence {
+        version: 1,
+        tee: TeeKind::Nitro,
+        evidence: Base64Url(pki.document(&standard_pcrs([0; 48]), now_ms(), Some(user_data))),
+        runtime_data: runtime_data.clone(),
+        collateral: BTreeMap::new(),
+        additional_evidence: BTreeMap::new(),
+    };
+    let bound = report_data.to_hex();
+    let verified =
+        cloister_verify::verify(&unified(bound.as_bytes()), &pki.anchors(), NOW).unwrap();
+    assert_eq!(verified.tee(), TeeKind::Nitro);
+    // Other user_data: not bound.
+    let err = cloister_verify::verify(&unified(&[0; 64]), &pki.anchors(), NOW).unwrap_err();
+    assert!(matches!(err, VerifyError::ReportDataMismatch), "{err}");
 }
