@@ -617,54 +617,112 @@ mod synthetic {
         seq(&[seq(&[ec, p384]), tlv(0x03, &[&[0u8][..], point.as_bytes()].concat())])
     }
 
-    /// A certificate for `subject_key` named `subject`, signed by `issuer_key` as `issuer`.
+    /// basicConstraints (critical) with cA and an optional path length.
+    pub(super) fn basic_constraints(ca: bool, path_len: Option<u8>) -> Vec<u8> {
+        let mut value = Vec::new();
+        if ca {
+            value.extend(tlv(0x01, &[0xff]));
+        }
+        if let Some(n) = path_len {
+            value.extend(tlv(0x02, &[n]));
+        }
+        extension(&[0x55, 0x1d, 0x13], &tlv(0x30, &value))
+    }
+
+    /// keyUsage (critical): keyCertSign and cRLSign.
+    pub(super) fn key_usage_ca() -> Vec<u8> {
+        extension(&[0x55, 0x1d, 0x0f], &tlv(0x03, &[0x01, 0x06]))
+    }
+
+    /// keyUsage (critical): digitalSignature only.
+    pub(super) fn key_usage_signing() -> Vec<u8> {
+        extension(&[0x55, 0x1d, 0x0f], &tlv(0x03, &[0x07, 0x80]))
+    }
+
+    fn extension(oid: &[u8], value: &[u8]) -> Vec<u8> {
+        seq(&[tlv(0x06, oid), tlv(0x01, &[0xff]), tlv(0x04, value)])
+    }
+
+    /// A certificate for `subject_spki` named `subject`, signed by `issuer_key` as `issuer`.
     pub(super) fn certificate(
         subject: &str,
         subject_spki: Vec<u8>,
-        issuer: &str,
-        issuer_key: &SigningKey,
+        issuer: (&str, &SigningKey),
         validity: (i64, i64),
+        extensions: &[Vec<u8>],
     ) -> Vec<u8> {
-        let tbs = seq(&[
+        let mut tbs_parts = vec![
             tlv(0xa0, &tlv(0x02, &[2])),
             tlv(0x02, &[0x01, 0x23]),
             ecdsa_sha384(),
-            name(issuer),
+            name(issuer.0),
             seq(&[utc_time(validity.0), utc_time(validity.1)]),
             name(subject),
             subject_spki,
-        ]);
-        let signature: Signature = issuer_key.sign(&tbs);
+        ];
+        if !extensions.is_empty() {
+            tbs_parts.push(tlv(0xa3, &seq(extensions)));
+        }
+        let tbs = seq(&tbs_parts);
+        let signature: Signature = issuer.1.sign(&tbs);
         let der_sig = signature.to_der();
         seq(&[tbs, ecdsa_sha384(), tlv(0x03, &[&[0u8][..], der_sig.as_bytes()].concat())])
     }
 
     pub(super) struct TestPki {
         pub(super) root: Vec<u8>,
+        /// Intermediates, from the root's child toward the leaf (cabundle order).
+        pub(super) intermediates: Vec<Vec<u8>>,
         pub(super) leaf: Vec<u8>,
         leaf_key: SigningKey,
     }
 
     impl TestPki {
-        /// A root valid 2029..2031 and a leaf valid over `leaf_validity`.
+        /// A CA root valid 2029..2031 and a signing leaf valid over `leaf_validity`.
         pub(super) fn new(leaf_validity: (i64, i64)) -> Self {
-            let root_key = SigningKey::generate();
-            let leaf_key = SigningKey::generate();
-            let root = certificate(
-                "test-nitro-root",
-                spki_p384(&root_key),
-                "test-nitro-root",
-                &root_key,
-                (NOW - 86_400 * 365, NOW + 86_400 * 365),
-            );
-            let leaf = certificate(
-                "test-enclave",
-                spki_p384(&leaf_key),
-                "test-nitro-root",
-                &root_key,
+            Self::build(
                 leaf_validity,
+                &[basic_constraints(true, None), key_usage_ca()],
+                None,
+                &[basic_constraints(false, None), key_usage_signing()],
+            )
+        }
+
+        /// Root (with `root_ext`) → optional intermediate (with these extensions) → leaf (with
+        /// `leaf_ext`).
+        pub(super) fn build(
+            leaf_validity: (i64, i64),
+            root_ext: &[Vec<u8>],
+            intermediate_ext: Option<&[Vec<u8>]>,
+            leaf_ext: &[Vec<u8>],
+        ) -> Self {
+            let year = (NOW - 86_400 * 365, NOW + 86_400 * 365);
+            let root_key = SigningKey::generate();
+            let root_name = "test-nitro-root";
+            let root = certificate(
+                root_name,
+                spki_p384(&root_key),
+                (root_name, &root_key),
+                year,
+                root_ext,
             );
-            Self { root, leaf, leaf_key }
+            let mut intermediates = Vec::new();
+            let mid_key = SigningKey::generate();
+            let mut issuer = (root_name, &root_key);
+            if let Some(ext) = intermediate_ext {
+                intermediates.push(certificate(
+                    "test-nitro-intermediate",
+                    spki_p384(&mid_key),
+                    issuer,
+                    year,
+                    ext,
+                ));
+                issuer = ("test-nitro-intermediate", &mid_key);
+            }
+            let leaf_key = SigningKey::generate();
+            let leaf =
+                certificate("test-enclave", spki_p384(&leaf_key), issuer, leaf_validity, leaf_ext);
+            Self { root, intermediates, leaf, leaf_key }
         }
 
         pub(super) fn anchors(&self) -> TrustAnchors {
@@ -689,7 +747,15 @@ mod synthetic {
                 (text("timestamp"), Value::Integer(timestamp_ms.into())),
                 (text("pcrs"), Value::Map(pcrs)),
                 (text("certificate"), Value::Bytes(self.leaf.clone())),
-                (text("cabundle"), Value::Array(vec![Value::Bytes(self.root.clone())])),
+                (
+                    text("cabundle"),
+                    Value::Array(
+                        std::iter::once(&self.root)
+                            .chain(&self.intermediates)
+                            .map(|c| Value::Bytes(c.clone()))
+                            .collect(),
+                    ),
+                ),
                 (text("public_key"), Value::Null),
                 (text("user_data"), user_data.map_or(Value::Null, |u| Value::Bytes(u.to_vec()))),
                 (text("nonce"), Value::Null),
@@ -715,7 +781,7 @@ mod synthetic {
     }
 }
 
-use synthetic::{NOW, TestPki, standard_pcrs};
+use synthetic::{NOW, TestPki, basic_constraints, key_usage_ca, key_usage_signing, standard_pcrs};
 
 fn now_ms() -> u64 {
     u64::try_from(NOW).unwrap() * 1000
@@ -832,4 +898,77 @@ fn unified_evidence_binds_user_data_to_the_runtime_data() {
     // Other user_data: not bound.
     let err = cloister_verify::verify(&unified(&[0; 64]), &pki.anchors(), NOW).unwrap_err();
     assert!(matches!(err, VerifyError::ReportDataMismatch), "{err}");
+}
+
+#[test]
+fn synthetic_chain_with_an_intermediate_verifies() {
+    let ca = [basic_constraints(true, None), key_usage_ca()];
+    let pki = TestPki::build(
+        (NOW - 3600, NOW + 3600),
+        &ca,
+        Some(&[basic_constraints(true, Some(0)), key_usage_ca()]),
+        &[key_usage_signing()],
+    );
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms(), None);
+    verify_with(&doc, &pki.anchors(), NOW).unwrap();
+}
+
+fn role_error(pki: &TestPki) -> (String, String) {
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms(), None);
+    match verify_with(&doc, &pki.anchors(), NOW).unwrap_err() {
+        NitroError::CertificateRole { subject, reason } => (subject, reason),
+        other => panic!("not a role error: {other}"),
+    }
+}
+
+#[test]
+fn issuer_that_is_not_a_ca_is_refused() {
+    let ca = [basic_constraints(true, None), key_usage_ca()];
+    // No basicConstraints at all.
+    let pki = TestPki::build((NOW - 3600, NOW + 3600), &ca, Some(&[]), &[]);
+    let (subject, reason) = role_error(&pki);
+    assert_eq!(
+        (subject.as_str(), reason.as_str()),
+        ("test-nitro-intermediate", "it issues a certificate but is not a CA")
+    );
+    // cA false.
+    let pki =
+        TestPki::build((NOW - 3600, NOW + 3600), &ca, Some(&[basic_constraints(false, None)]), &[]);
+    assert_eq!(role_error(&pki).0, "test-nitro-intermediate");
+    // A CA without keyCertSign.
+    let pki = TestPki::build(
+        (NOW - 3600, NOW + 3600),
+        &ca,
+        Some(&[basic_constraints(true, None), key_usage_signing()]),
+        &[],
+    );
+    assert_eq!(role_error(&pki).1, "keyUsage lacks keyCertSign");
+    // A root without basicConstraints cannot issue the leaf either.
+    let pki = TestPki::build((NOW - 3600, NOW + 3600), &[], None, &[]);
+    assert_eq!(role_error(&pki).0, "test-nitro-root");
+}
+
+#[test]
+fn path_length_is_enforced() {
+    let pki = TestPki::build(
+        (NOW - 3600, NOW + 3600),
+        &[basic_constraints(true, Some(0)), key_usage_ca()],
+        Some(&[basic_constraints(true, None), key_usage_ca()]),
+        &[],
+    );
+    let (subject, reason) = role_error(&pki);
+    assert_eq!(subject, "test-nitro-root");
+    assert_eq!(reason, "its path length 0 does not allow 1 CAs below it");
+}
+
+#[test]
+fn enclave_certificate_that_is_a_ca_or_cannot_sign_is_refused() {
+    let ca = [basic_constraints(true, None), key_usage_ca()];
+    let pki = TestPki::build((NOW - 3600, NOW + 3600), &ca, None, &[basic_constraints(true, None)]);
+    assert_eq!(
+        role_error(&pki),
+        ("test-enclave".to_owned(), "the enclave certificate is a CA".to_owned())
+    );
+    let pki = TestPki::build((NOW - 3600, NOW + 3600), &ca, None, &[key_usage_ca()]);
+    assert_eq!(role_error(&pki).1, "keyUsage lacks digitalSignature");
 }

@@ -15,6 +15,8 @@
 //! 4. Chain: leaf ← `cabundle[n-1]` ← … ← `cabundle[0]`, each issued by the next (names and
 //!    signatures), the root self-signed, and every certificate valid at `inputs.now_unix`.
 //!    Leaf certificates live about three hours, so a document is only verifiable in that window.
+//!    Every issuer must be a CA (basicConstraints cA, path length, keyCertSign) and the leaf must
+//!    not be one (and may sign, when it has a key usage).
 //! 5. The COSE signature (ES384, 96 bytes `r || s`) verifies with the leaf's P-384 key over the
 //!    Sig_structure `["Signature1", protected, h'', payload]`.
 //! 6. The document's timestamp lies inside the leaf's validity and is not more than
@@ -138,6 +140,14 @@ pub enum NitroError {
     /// The certificate chain from the leaf to the root does not verify.
     #[error("nitro: certificate chain: {0}")]
     Chain(#[source] CertError),
+    /// A certificate of the chain is used in a role its extensions do not allow.
+    #[error("nitro: certificate chain: {subject} certificate cannot be used here: {reason}")]
+    CertificateRole {
+        /// The certificate's subject CN.
+        subject: String,
+        /// Which constraint fails.
+        reason: String,
+    },
     /// The enclave certificate's key cannot verify ES384.
     #[error("nitro: enclave certificate key is not an ECDSA P-384 key: {0}")]
     LeafKey(String),
@@ -275,6 +285,7 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
     chain.push(leaf.clone());
     chain.extend(bundle.iter().rev().cloned());
     verify_chain(&chain, &[root_fingerprint], inputs.now_unix).map_err(NitroError::Chain)?;
+    check_certificate_roles(&chain)?;
 
     // The COSE signature with the leaf's key.
     let key = leaf.public_key().map_err(|e| NitroError::LeafKey(e.to_string()))?;
@@ -305,6 +316,64 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
         });
     }
     Ok(Verified { doc, leaf, root_fingerprint })
+}
+
+/// X.509 roles along the chain (leaf first): every issuer is a CA (basicConstraints cA, a path
+/// length that allows the CAs below it, keyCertSign when key usage is given), and the leaf is
+/// not a CA and may sign (digitalSignature when key usage is given). Without this, any holder of
+/// a certificate under the root could issue an enclave certificate.
+fn check_certificate_roles(chain: &[Cert]) -> Result<(), NitroError> {
+    use der::Decode as _;
+    use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
+
+    const BASIC_CONSTRAINTS: &str = "2.5.29.19";
+    const KEY_USAGE: &str = "2.5.29.15";
+    let role = |cert: &Cert, reason: String| NitroError::CertificateRole {
+        subject: cert.subject_cn(),
+        reason,
+    };
+    for (position, cert) in chain.iter().enumerate() {
+        let constraints = match cert.extension(BASIC_CONSTRAINTS) {
+            Some(raw) => Some(
+                BasicConstraints::from_der(raw)
+                    .map_err(|e| role(cert, format!("basicConstraints is malformed: {e}")))?,
+            ),
+            None => None,
+        };
+        let usage = match cert.extension(KEY_USAGE) {
+            Some(raw) => Some(
+                KeyUsage::from_der(raw)
+                    .map_err(|e| role(cert, format!("keyUsage is malformed: {e}")))?,
+            ),
+            None => None,
+        };
+        if position == 0 {
+            if constraints.is_some_and(|c| c.ca) {
+                return Err(role(cert, "the enclave certificate is a CA".to_owned()));
+            }
+            if usage.is_some_and(|u| !u.digital_signature()) {
+                return Err(role(cert, "keyUsage lacks digitalSignature".to_owned()));
+            }
+            continue;
+        }
+        let Some(constraints) = constraints.filter(|c| c.ca) else {
+            return Err(role(cert, "it issues a certificate but is not a CA".to_owned()));
+        };
+        // CAs strictly between this one and the leaf.
+        let cas_below = position.saturating_sub(1);
+        if let Some(limit) = constraints.path_len_constraint
+            && cas_below > usize::from(limit)
+        {
+            return Err(role(
+                cert,
+                format!("its path length {limit} does not allow {cas_below} CAs below it"),
+            ));
+        }
+        if usage.is_some_and(|u| !u.key_cert_sign()) {
+            return Err(role(cert, "keyUsage lacks keyCertSign".to_owned()));
+        }
+    }
+    Ok(())
 }
 
 fn parse_cert(which: String, der: &[u8]) -> Result<Cert, NitroError> {
