@@ -675,6 +675,7 @@ mod synthetic {
         pub(super) intermediates: Vec<Vec<u8>>,
         pub(super) leaf: Vec<u8>,
         leaf_key: SigningKey,
+        root_key: SigningKey,
     }
 
     impl TestPki {
@@ -722,7 +723,20 @@ mod synthetic {
             let leaf_key = SigningKey::generate();
             let leaf =
                 certificate("test-enclave", spki_p384(&leaf_key), issuer, leaf_validity, leaf_ext);
-            Self { root, intermediates, leaf, leaf_key }
+            Self { root, intermediates, leaf, leaf_key, root_key }
+        }
+
+        /// Re-issues the leaf (directly under the root) for another public key.
+        pub(super) fn with_leaf_spki(mut self, spki: Vec<u8>) -> Self {
+            self.intermediates.clear();
+            self.leaf = certificate(
+                "test-enclave",
+                spki,
+                ("test-nitro-root", &self.root_key),
+                (NOW - 3600, NOW + 3600),
+                &[],
+            );
+            self
         }
 
         pub(super) fn anchors(&self) -> TrustAnchors {
@@ -776,12 +790,23 @@ mod synthetic {
         }
     }
 
+    /// A P-256 SubjectPublicKeyInfo.
+    pub(super) fn spki_p256() -> Vec<u8> {
+        let key = p256::ecdsa::SigningKey::generate();
+        let ec = tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01]);
+        let p256 = tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]);
+        let point = key.verifying_key().to_sec1_point(false);
+        seq(&[seq(&[ec, p256]), tlv(0x03, &[&[0u8][..], point.as_bytes()].concat())])
+    }
+
     pub(super) fn standard_pcrs(pcr8: [u8; 48]) -> Vec<(u8, [u8; 48])> {
         vec![(0, [0xa0; 48]), (1, [0xa1; 48]), (2, [0xa2; 48]), (4, [0xa4; 48]), (8, pcr8)]
     }
 }
 
-use synthetic::{NOW, TestPki, basic_constraints, key_usage_ca, key_usage_signing, standard_pcrs};
+use synthetic::{
+    NOW, TestPki, basic_constraints, key_usage_ca, key_usage_signing, spki_p256, standard_pcrs,
+};
 
 fn now_ms() -> u64 {
     u64::try_from(NOW).unwrap() * 1000
@@ -971,4 +996,16 @@ fn enclave_certificate_that_is_a_ca_or_cannot_sign_is_refused() {
     );
     let pki = TestPki::build((NOW - 3600, NOW + 3600), &ca, None, &[key_usage_ca()]);
     assert_eq!(role_error(&pki).1, "keyUsage lacks digitalSignature");
+}
+
+#[test]
+fn enclave_certificate_with_a_p256_key_is_refused() {
+    let pki = TestPki::new((NOW - 3600, NOW + 3600)).with_leaf_spki(spki_p256());
+    let doc = pki.document(&standard_pcrs([0; 48]), now_ms(), None);
+    let err = verify_with(&doc, &pki.anchors(), NOW).unwrap_err();
+    assert!(matches!(err, NitroError::LeafKey(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "nitro: enclave certificate key is not an ECDSA P-384 key: it is a P-256 key"
+    );
 }

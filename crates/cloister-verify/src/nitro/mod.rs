@@ -289,8 +289,10 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
 
     // The COSE signature with the leaf's key.
     let key = leaf.public_key().map_err(|e| NitroError::LeafKey(e.to_string()))?;
-    if !matches!(key, PublicKey::P384(_)) {
-        return Err(NitroError::LeafKey(format!("{key:?}")));
+    match key {
+        PublicKey::P384(_) => {}
+        PublicKey::P256(_) => return Err(NitroError::LeafKey("it is a P-256 key".to_owned())),
+        _ => return Err(NitroError::LeafKey("it is not an elliptic-curve key".to_owned())),
     }
     if doc.cose.signature.len() != 96 {
         return Err(NitroError::SignatureLength(doc.cose.signature.len()));
