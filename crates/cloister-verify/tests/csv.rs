@@ -1,0 +1,358 @@
+//! Hygon CSV driver tests against real reports and certificates from /work/shared/vectors/csv.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use cloister_types::{TcbStatus, TeeKind};
+use cloister_verify::{
+    Collateral, CsvError, Inputs, TrustAnchors, VerifyError, verify_vendor_evidence,
+};
+use common::{assert_golden, at, vector};
+
+/// Any time: Hygon certificates have no validity period.
+fn now() -> i64 {
+    at("2026-01-01T00:00:00Z")
+}
+
+fn legacy_report() -> Vec<u8> {
+    vector("csv/csvrs_report.cert")
+}
+
+fn trustee_evidence() -> Vec<u8> {
+    vector("csv/trustee_csv_evidence.json")
+}
+
+/// HRK, HSK and CEK, in an order that is not the chain's.
+fn full_collateral() -> Collateral {
+    Collateral::new()
+        .with_certificates(&vector("csv/csvrs_cek.cert"))
+        .with_certificates(&vector("csv/hygon_hrk.cert"))
+        .with_certificates(&vector("csv/csvrs_hsk.cert"))
+}
+
+fn run(
+    evidence: &[u8],
+    collateral: &Collateral,
+    anchors: &TrustAnchors,
+) -> Result<cloister_types::Claims, CsvError> {
+    let inputs = Inputs { collateral, anchors, now_unix: now() };
+    match verify_vendor_evidence(TeeKind::Csv, evidence, &inputs) {
+        Ok(claims) => Ok(claims),
+        Err(VerifyError::Csv(e)) => Err(e),
+        Err(other) => panic!("not a csv error: {other}"),
+    }
+}
+
+fn verify_legacy(evidence: &[u8]) -> Result<cloister_types::Claims, CsvError> {
+    run(evidence, &full_collateral(), &TrustAnchors::new())
+}
+
+fn expected_report_data() -> Vec<u8> {
+    let mut data = b"user data".to_vec();
+    data.resize(64, 0);
+    data
+}
+
+#[test]
+fn legacy_report_verifies_hrk_hsk_cek_pek_report() {
+    let claims = verify_legacy(&legacy_report()).unwrap();
+    assert_eq!(claims.tee, TeeKind::Csv);
+    assert_eq!(
+        hex::encode(claims.measurement.as_bytes()),
+        "1178dadbf826ec7a07444ba358376d81c312cb53d703f9da83b26c1eee2ea052"
+    );
+    assert_eq!(claims.report_data.as_bytes(), &expected_report_data()[..]);
+    assert_eq!(claims.tcb_status, TcbStatus::Unknown);
+    assert!(claims.advisories.is_empty());
+    assert!(!claims.debug, "policy 0x40000001 has NODBG set");
+    assert_eq!(claims.platform_id.as_ref().unwrap().as_bytes(), b"NZA9T14052605");
+    let csv = &claims.vendor["csv"];
+    assert_eq!(csv["mnonce"], "67c6697351ff4aec29cdbaabf2fbe346");
+    assert_eq!(csv["chip_id"], "NZA9T14052605");
+    assert_eq!(csv["anonce"], 0x1291_429b);
+    assert_eq!(csv["report_format"], "legacy");
+    assert_eq!(csv["evidence_encoding"], "raw");
+    assert_eq!(csv["signer_mac_verified"], true);
+    assert_eq!(csv["policy"]["raw"], 0x4000_0001);
+    assert_eq!(csv["policy"]["nodbg"], true);
+    assert_eq!(csv["hsk_key_id"], "6e1009311eb0e448f7320da5ce2d4d47");
+    assert_eq!(csv["hrk_key_id"], "3ae86a9701355cce333a589de21583d7");
+    assert_eq!(claims.vendor.len(), 1);
+    assert_golden("csv_csvrs_report", &claims);
+}
+
+#[test]
+fn legacy_report_padded_to_a_page_and_wrapped_verifies() {
+    let mut page = legacy_report();
+    page.resize(4096, 0);
+    let claims = verify_legacy(&page).unwrap();
+    assert_eq!(claims.vendor["csv"]["evidence_encoding"], "page");
+    let mut wrapper = vec![0u8; 20];
+    wrapper.extend_from_slice(&page);
+    let claims = verify_legacy(&wrapper).unwrap();
+    assert_eq!(claims.vendor["csv"]["evidence_encoding"], "wrapper");
+    let mut ext = b"ATTESTATION_EXT\0".to_vec();
+    ext.extend_from_slice(&0u32.to_le_bytes());
+    ext.extend_from_slice(&page);
+    assert!(verify_legacy(&ext).is_ok());
+}
+
+#[test]
+fn kds_hsk_cek_file_is_recognised() {
+    let mut hsk_cek = vector("csv/csvrs_hsk.cert");
+    hsk_cek.extend_from_slice(&vector("csv/csvrs_cek.cert"));
+    let collateral = Collateral::new()
+        .with_certificates(&hsk_cek)
+        .with_certificates(&vector("csv/hygon_hrk.cert"));
+    assert!(run(&legacy_report(), &collateral, &TrustAnchors::new()).is_ok());
+}
+
+#[test]
+fn hrk_as_instance_anchor_verifies_without_collateral_hrk() {
+    let collateral = Collateral::new()
+        .with_certificates(&vector("csv/csvrs_hsk.cert"))
+        .with_certificates(&vector("csv/csvrs_cek.cert"));
+    let anchors = TrustAnchors::new().with_root(TeeKind::Csv, vector("csv/hygon_hrk.cert"));
+    assert!(run(&legacy_report(), &collateral, &anchors).is_ok());
+}
+
+// ---- negative tests: one per check ----
+
+#[test]
+fn flipped_signed_body_byte_fails_report_signature() {
+    let mut report = legacy_report();
+    report[70] ^= 1; // inside report_data, masked, signed
+    assert!(matches!(verify_legacy(&report), Err(CsvError::BadReportSignature(_))));
+}
+
+#[test]
+fn flipped_signature_byte_fails_report_signature() {
+    let mut report = legacy_report();
+    report[192] ^= 1; // r
+    let err = verify_legacy(&report).unwrap_err();
+    assert!(matches!(err, CsvError::BadReportSignature(_)), "{err}");
+    assert!(err.to_string().starts_with("csv: report signature does not verify with the PEK"));
+    let mut report = legacy_report();
+    report[264 + 5] ^= 0x80; // s
+    assert!(matches!(verify_legacy(&report), Err(CsvError::BadReportSignature(_))));
+}
+
+#[test]
+fn signature_with_high_bytes_set_is_malformed() {
+    let mut report = legacy_report();
+    report[192 + 40] = 1; // r is a 72-byte field holding a 256-bit value
+    assert!(matches!(verify_legacy(&report), Err(CsvError::BadReportSignature(_))));
+}
+
+#[test]
+fn altered_pek_fails_mac() {
+    let mut report = legacy_report();
+    report[336 + 30] ^= 1; // inside the (masked) PEK public key
+    assert!(matches!(verify_legacy(&report), Err(CsvError::BadMac)));
+    let mut report = legacy_report();
+    report[2420] ^= 1; // chip serial
+    assert!(matches!(verify_legacy(&report), Err(CsvError::BadMac)));
+}
+
+#[test]
+fn wrong_anonce_fails_unmasking() {
+    let mut report = legacy_report();
+    report[188] ^= 0x10;
+    let err = verify_legacy(&report).unwrap_err();
+    assert!(matches!(err, CsvError::Malformed(_)), "{err}");
+    assert!(err.to_string().contains("wrong anonce"), "{err}");
+}
+
+#[test]
+fn hsk_not_signed_by_hrk_fails() {
+    // Swap: the HSK's signature replaced by the HRK's self-signature.
+    let mut hsk = vector("csv/csvrs_hsk.cert");
+    let hrk = vector("csv/hygon_hrk.cert");
+    hsk[576..720].copy_from_slice(&hrk[576..720]);
+    let collateral = Collateral::new()
+        .with_certificates(&hrk)
+        .with_certificates(&hsk)
+        .with_certificates(&vector("csv/csvrs_cek.cert"));
+    let err = run(&legacy_report(), &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::HskNotSignedByHrk(_)), "{err}");
+    // A flipped byte in the HSK body.
+    let mut hsk = vector("csv/csvrs_hsk.cert");
+    hsk[0x50] ^= 1;
+    let collateral = Collateral::new()
+        .with_certificates(&hrk)
+        .with_certificates(&hsk)
+        .with_certificates(&vector("csv/csvrs_cek.cert"));
+    let err = run(&legacy_report(), &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::HskNotSignedByHrk(_)), "{err}");
+}
+
+#[test]
+fn cek_not_signed_by_hsk_fails() {
+    let mut cek = vector("csv/csvrs_cek.cert");
+    cek[40] ^= 1; // public key of the CEK
+    let collateral = Collateral::new()
+        .with_certificates(&vector("csv/hygon_hrk.cert"))
+        .with_certificates(&vector("csv/csvrs_hsk.cert"))
+        .with_certificates(&cek);
+    let err = run(&legacy_report(), &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::CekNotSignedByHsk(_)), "{err}");
+}
+
+#[test]
+fn missing_cek_names_chip_and_kds() {
+    let collateral = Collateral::new()
+        .with_certificates(&vector("csv/hygon_hrk.cert"))
+        .with_certificates(&vector("csv/csvrs_hsk.cert"));
+    let err = run(&legacy_report(), &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::MissingHskCek { missing: "CEK", .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "csv: no CEK certificate for chip NZA9T14052605 (fetch them from the Hygon KDS: \
+         https://cert.hygon.cn/hsk_cek?snumber=NZA9T14052605)"
+    );
+}
+
+#[test]
+fn missing_hrk_fails() {
+    let collateral = Collateral::new()
+        .with_certificates(&vector("csv/csvrs_hsk.cert"))
+        .with_certificates(&vector("csv/csvrs_cek.cert"));
+    assert!(matches!(
+        run(&legacy_report(), &collateral, &TrustAnchors::new()),
+        Err(CsvError::MissingRoot)
+    ));
+}
+
+#[test]
+fn untrusted_hrk_fails() {
+    // A different (unpinned) HRK: one reserved byte changed, so the fingerprint differs.
+    let mut hrk = vector("csv/hygon_hrk.cert");
+    hrk[831] ^= 1;
+    let collateral = Collateral::new()
+        .with_certificates(&hrk)
+        .with_certificates(&vector("csv/csvrs_hsk.cert"))
+        .with_certificates(&vector("csv/csvrs_cek.cert"));
+    let err = run(&legacy_report(), &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::UntrustedRoot(_)), "{err}");
+}
+
+#[test]
+fn anchor_that_is_not_an_hrk_is_refused() {
+    let anchors = TrustAnchors::new().with_root(TeeKind::Csv, vector("csv/csvrs_hsk.cert"));
+    let err = run(&legacy_report(), &full_collateral(), &anchors).unwrap_err();
+    assert!(matches!(err, CsvError::BadAnchor { index: 0, .. }), "{err}");
+    let mut hrk = vector("csv/hygon_hrk.cert");
+    hrk[0x50] ^= 1; // breaks the self-signature
+    let anchors = TrustAnchors::new().with_root(TeeKind::Csv, hrk);
+    let err = run(&legacy_report(), &full_collateral(), &anchors).unwrap_err();
+    assert!(matches!(err, CsvError::BadAnchor { index: 0, .. }), "{err}");
+}
+
+#[test]
+fn truncated_report_and_certificates_fail() {
+    let report = legacy_report();
+    for len in [0, 1, 180, 336, 2547] {
+        let err = verify_legacy(&report[..len]).unwrap_err();
+        assert!(matches!(err, CsvError::Malformed(_)), "{len}: {err}");
+    }
+    let mut long = report.clone();
+    long.push(0);
+    assert!(matches!(verify_legacy(&long), Err(CsvError::Malformed(_))));
+    // Truncated certificates are not recognised, so the chain is incomplete.
+    let cek = vector("csv/csvrs_cek.cert");
+    let collateral = Collateral::new()
+        .with_certificates(&vector("csv/hygon_hrk.cert"))
+        .with_certificates(&vector("csv/csvrs_hsk.cert")[..831])
+        .with_certificates(&cek[..2000]);
+    let err = run(&report, &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::MissingHskCek { missing: "HSK/CEK", .. }), "{err}");
+}
+
+#[test]
+fn page_with_trailing_data_and_extended_wrapper_are_refused() {
+    let mut page = legacy_report();
+    page.resize(4096, 0);
+    page[4000] = 1;
+    assert!(matches!(verify_legacy(&page), Err(CsvError::UnsupportedFormat(_))));
+    let mut ext = b"ATTESTATION_EXT\0".to_vec();
+    ext.extend_from_slice(&1u32.to_le_bytes());
+    ext.extend_from_slice(&[0u8; 4096]);
+    let err = verify_legacy(&ext).unwrap_err();
+    assert!(matches!(err, CsvError::UnsupportedFormat(_)), "{err}");
+}
+
+// ---- trustee evidence: partial ----
+
+#[test]
+fn trustee_evidence_verifies_report_signature_then_stops_at_missing_hsk_cek() {
+    // Steps 1-4 (parsing, unmasking, PEK, report signature by the PEK) pass; the chain cannot be
+    // completed offline because this chip's HSK/CEK are only on the Hygon KDS.
+    let collateral = Collateral::new().with_certificates(&vector("csv/hygon_hrk.cert"));
+    let err = run(&trustee_evidence(), &collateral, &TrustAnchors::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "csv: no HSK/CEK certificate for chip KPA64911240507 (fetch them from the Hygon KDS: \
+         https://cert.hygon.cn/hsk_cek?snumber=KPA64911240507)"
+    );
+    // The csvrs chain (another chip) does not sign this chip's PEK.
+    let err = run(&trustee_evidence(), &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::PekNotSignedByCek(_)), "{err}");
+}
+
+#[test]
+fn trustee_evidence_report_signature_is_checked() {
+    let mut json: serde_json::Value = serde_json::from_slice(&trustee_evidence()).unwrap();
+    let data = &mut json["attestation_report"]["data"];
+    data[100] = (data[100].as_u64().unwrap() ^ 1).into(); // inside report_data
+    let bytes = serde_json::to_vec(&json).unwrap();
+    let err = run(&bytes, &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::BadReportSignature(_)), "{err}");
+}
+
+#[test]
+fn trustee_evidence_raw_report_gives_the_same_outcome() {
+    let json: serde_json::Value = serde_json::from_slice(&trustee_evidence()).unwrap();
+    let page: Vec<u8> = json["attestation_report"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(page.len(), 4096);
+    let err = run(&page, &Collateral::new(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::MissingRoot), "{err}");
+    let collateral = Collateral::new().with_certificates(&vector("csv/hygon_hrk.cert"));
+    let err = run(&page, &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::MissingHskCek { missing: "HSK/CEK", .. }), "{err}");
+}
+
+#[test]
+fn trustee_json_inconsistent_with_report_is_refused() {
+    let mut json: serde_json::Value = serde_json::from_slice(&trustee_evidence()).unwrap();
+    json["serial_number"][0] = 0x4c.into();
+    let err = run(&serde_json::to_vec(&json).unwrap(), &full_collateral(), &TrustAnchors::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("serial_number differs"), "{err}");
+    let mut json: serde_json::Value = serde_json::from_slice(&trustee_evidence()).unwrap();
+    json["cert_chain"]["pek"]["body"]["data"]["pubkey"]["key"]["x"][0] = 0.into();
+    let err = run(&serde_json::to_vec(&json).unwrap(), &full_collateral(), &TrustAnchors::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("cert_chain.pek differs"), "{err}");
+    let mut json: serde_json::Value = serde_json::from_slice(&trustee_evidence()).unwrap();
+    json["extra"] = 1.into();
+    let err = run(&serde_json::to_vec(&json).unwrap(), &full_collateral(), &TrustAnchors::new())
+        .unwrap_err();
+    assert!(matches!(err, CsvError::Malformed(_)), "{err}");
+}
+
+#[test]
+fn parser_never_panics_on_mutations() {
+    let report = legacy_report();
+    for i in (0..report.len()).step_by(7) {
+        let mut bytes = report.clone();
+        bytes[i] ^= 0xa5;
+        cloister_verify::internal::parse_vendor_evidence(TeeKind::Csv, &bytes);
+        let _ = verify_legacy(&bytes);
+    }
+}
