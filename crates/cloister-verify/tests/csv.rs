@@ -356,3 +356,121 @@ fn parser_never_panics_on_mutations() {
         let _ = verify_legacy(&bytes);
     }
 }
+
+// ---- trustee JSON carrying the HSK and CEK (built from the csv-rs vectors) ----
+
+fn le32(bytes: &[u8], at: usize) -> serde_json::Value {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()).into()
+}
+
+fn le16(bytes: &[u8], at: usize) -> serde_json::Value {
+    u16::from_le_bytes(bytes[at..at + 2].try_into().unwrap()).into()
+}
+
+fn arr(bytes: &[u8], at: usize, len: usize) -> serde_json::Value {
+    bytes[at..at + len].iter().map(|&b| serde_json::Value::from(b)).collect()
+}
+
+/// A CSV-format certificate as csv-rs's serde writes it.
+fn csv_cert_json(c: &[u8]) -> serde_json::Value {
+    let sig = |at: usize| {
+        serde_json::json!({
+            "usage": le32(c, at), "algo": le32(c, at + 4),
+            "signature": {"r": arr(c, at + 8, 72), "s": arr(c, at + 80, 72)},
+            "_reserved": arr(c, at + 152, 368),
+        })
+    };
+    serde_json::json!({
+        "body": {"ver": le32(c, 0), "data": {
+            "firmware": {"major": c[4], "minor": c[5]}, "reserved1": le16(c, 6),
+            "pubkey": {"usage": le32(c, 8), "algo": le32(c, 12),
+                       "key": {"g": le32(c, 16), "x": arr(c, 20, 72), "y": arr(c, 92, 72)}},
+            "uid_size": le16(c, 164), "user_id": arr(c, 166, 254), "sid": arr(c, 420, 16),
+            "reserved2": arr(c, 436, 608),
+        }},
+        "sigs": [sig(1044), sig(1564)],
+    })
+}
+
+/// A CA-format certificate as csv-rs's serde writes it.
+fn ca_cert_json(c: &[u8]) -> serde_json::Value {
+    serde_json::json!({
+        "body": {
+            "preamble": {"ver": le32(c, 0), "data": {
+                "kid": arr(c, 4, 16), "sid": arr(c, 20, 16), "usage": le32(c, 36),
+                "reserved": arr(c, 40, 24)}},
+            "pubkey": {"g": le32(c, 64), "x": arr(c, 68, 72), "y": arr(c, 140, 72)},
+            "uid_size": le16(c, 212), "user_id": arr(c, 214, 254), "reserved": arr(c, 468, 108),
+        },
+        "signature": {"r": arr(c, 576, 72), "s": arr(c, 648, 72)},
+        "_reserved": arr(c, 720, 112),
+    })
+}
+
+#[test]
+fn trustee_json_with_embedded_hsk_cek_verifies_fully() {
+    let report = legacy_report();
+    let mut page = report.clone();
+    page.resize(4096, 0);
+    // The PEK beside the report is the unmasked one.
+    let anonce = &report[188..192];
+    let pek: Vec<u8> =
+        report[336..2420].iter().enumerate().map(|(i, b)| b ^ anonce[i % 4]).collect();
+    let serial: Vec<u8> =
+        report[2420..2484].iter().enumerate().map(|(i, b)| b ^ anonce[i % 4]).collect();
+    let json = serde_json::json!({
+        "attestation_report": {"magic": arr(&[0; 16], 0, 16), "flags": 0, "data": arr(&page, 0, 4096)},
+        "cert_chain": {
+            "pek": csv_cert_json(&pek),
+            "hsk_cek": {
+                "hsk": ca_cert_json(&vector("csv/csvrs_hsk.cert")),
+                "cek": csv_cert_json(&vector("csv/csvrs_cek.cert")),
+            },
+        },
+        "serial_number": arr(&serial, 0, 64),
+        "cc_eventlog": null,
+    });
+    let bytes = serde_json::to_vec(&json).unwrap();
+    let collateral = Collateral::new().with_certificates(&vector("csv/hygon_hrk.cert"));
+    let claims = run(&bytes, &collateral, &TrustAnchors::new()).unwrap();
+    assert_eq!(claims.vendor["csv"]["evidence_encoding"], "trustee-json");
+    assert_eq!(claims.vendor["csv"]["signer_mac_verified"], true);
+    assert_eq!(claims.report_data.as_bytes(), &expected_report_data()[..]);
+    // Without the root, still refused.
+    let err = run(&bytes, &Collateral::new(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::MissingRoot), "{err}");
+}
+
+fn hmac_sm3(key: &[u8], msg: &[u8]) -> Vec<u8> {
+    use sm3::Digest as _;
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let inner = sm3::Sm3::new().chain_update(block.map(|b| b ^ 0x36)).chain_update(msg).finalize();
+    sm3::Sm3::new().chain_update(block.map(|b| b ^ 0x5c)).chain_update(inner).finalize().to_vec()
+}
+
+#[test]
+fn anonce_is_unsigned_so_only_the_report_data_binding_catches_a_remasked_report() {
+    // Known limit of the legacy format: the signature covers the masked bytes [0, 180) but not
+    // anonce. Re-masking the unsigned fields, the PEK and the serial with another anonce and
+    // recomputing the MAC (keyed with the unmasked mnonce, which the report itself reveals)
+    // gives a report that still verifies, with every unmasked field XOR-shifted. The
+    // report_data binding of `cloister_verify::verify` then fails, since report_data shifted.
+    let report = legacy_report();
+    let old = u32::from_le_bytes(report[188..192].try_into().unwrap());
+    let new = old ^ 0x0000_0100;
+    let delta = (old ^ new).to_le_bytes();
+    let mut forged = report.clone();
+    for i in (180..188).chain(336..2484) {
+        forged[i] ^= delta[i % 4];
+    }
+    forged[188..192].copy_from_slice(&new.to_le_bytes());
+    // Without a new MAC, the MAC check catches it.
+    assert!(matches!(verify_legacy(&forged), Err(CsvError::BadMac)));
+    let mnonce: Vec<u8> = (128..144).map(|i| forged[i] ^ new.to_le_bytes()[i % 4]).collect();
+    let mac = hmac_sm3(&mnonce, &forged[336..2516]);
+    forged[2516..2548].copy_from_slice(&mac);
+    let claims = verify_legacy(&forged).unwrap();
+    assert_ne!(claims.report_data.as_bytes(), &expected_report_data()[..]);
+    assert_ne!(claims.measurement, verify_legacy(&report).unwrap().measurement);
+}
