@@ -270,7 +270,7 @@ fn truncated_report_and_certificates_fail() {
 }
 
 #[test]
-fn page_with_trailing_data_and_extended_wrapper_are_refused() {
+fn page_with_trailing_data_and_empty_extended_wrapper_are_refused() {
     let mut page = legacy_report();
     page.resize(4096, 0);
     page[4000] = 1;
@@ -279,7 +279,7 @@ fn page_with_trailing_data_and_extended_wrapper_are_refused() {
     ext.extend_from_slice(&1u32.to_le_bytes());
     ext.extend_from_slice(&[0u8; 4096]);
     let err = verify_legacy(&ext).unwrap_err();
-    assert!(matches!(err, CsvError::UnsupportedFormat(_)), "{err}");
+    assert!(matches!(err, CsvError::Malformed(_)), "{err}");
 }
 
 // ---- trustee evidence: partial ----
@@ -419,7 +419,9 @@ fn trustee_json_with_embedded_hsk_cek_verifies_fully() {
     let serial: Vec<u8> =
         report[2420..2484].iter().enumerate().map(|(i, b)| b ^ anonce[i % 4]).collect();
     let json = serde_json::json!({
-        "attestation_report": {"magic": arr(&[0; 16], 0, 16), "flags": 0, "data": arr(&page, 0, 4096)},
+        "attestation_report": {
+            "magic": arr(&[0; 16], 0, 16), "flags": 0, "data": arr(&page, 0, 4096),
+        },
         "cert_chain": {
             "pek": csv_cert_json(&pek),
             "hsk_cek": {
@@ -473,4 +475,124 @@ fn anonce_is_unsigned_so_only_the_report_data_binding_catches_a_remasked_report(
     let claims = verify_legacy(&forged).unwrap();
     assert_ne!(claims.report_data.as_bytes(), &expected_report_data()[..]);
     assert_ne!(claims.measurement, verify_legacy(&report).unwrap().measurement);
+}
+
+// ---- extended report (synthetic: no real one is available) ----
+
+/// A big-endian 32-byte value in a 72-byte little-endian field.
+fn le72(be: &[u8]) -> Vec<u8> {
+    let mut field: Vec<u8> = be.iter().rev().copied().collect();
+    field.resize(72, 0);
+    field
+}
+
+/// A synthetic extended report in its wrapper, signed by a test PEK (whose certificate carries
+/// a well-formed but false CEK signature).
+fn synthetic_extended() -> Vec<u8> {
+    use sm2::dsa::signature::Signer as _;
+    let key = sm2::dsa::SigningKey::from_slice("HYGON-SSD-PEK", &[0x42; 32]).unwrap();
+    let point = key.verifying_key().to_sec1_bytes();
+    let mut pek = vec![0u8; 2084];
+    pek[0] = 1; // version
+    pek[4..6].copy_from_slice(&[1, 4]); // firmware 1.4
+    pek[8..12].copy_from_slice(&0x1002u32.to_le_bytes());
+    pek[12..16].copy_from_slice(&4u32.to_le_bytes());
+    pek[16..20].copy_from_slice(&3u32.to_le_bytes());
+    pek[20..92].copy_from_slice(&le72(&point[1..33]));
+    pek[92..164].copy_from_slice(&le72(&point[33..65]));
+    pek[164..166].copy_from_slice(&13u16.to_le_bytes());
+    pek[166..179].copy_from_slice(b"HYGON-SSD-PEK");
+    pek[1044..1048].copy_from_slice(&0x1004u32.to_le_bytes());
+    pek[1048..1052].copy_from_slice(&4u32.to_le_bytes());
+    pek[1052] = 1; // r = 1
+    pek[1124] = 1; // s = 1
+
+    let mut report = vec![0u8; 3380];
+    report[64..128].copy_from_slice(&[0xab; 64]); // report_data
+    report[128..144].copy_from_slice(&[0x11; 16]); // mnonce
+    report[144..176].copy_from_slice(&[0x22; 32]); // measure
+    report[176..180].copy_from_slice(&0x0000_0045u32.to_le_bytes()); // policy: NODBG, ES, CSV3
+    report[180..184].copy_from_slice(&0x1002u32.to_le_bytes());
+    report[184..188].copy_from_slice(&4u32.to_le_bytes());
+    report[188..192].copy_from_slice(&2024u32.to_le_bytes()); // build
+    report[192..194].copy_from_slice(&1u16.to_le_bytes()); // rtmr_version
+    for index in 0..5 {
+        let at = 208 + 32 * index;
+        report[at..at + 32].copy_from_slice(&[0x30 + index as u8; 32]);
+    }
+    let sig = key.sign(&report[..1024]).to_bytes();
+    report[1024..1096].copy_from_slice(&le72(&sig[..32]));
+    report[1096..1168].copy_from_slice(&le72(&sig[32..]));
+    report[1168..3252].copy_from_slice(&pek);
+    report[3252..3263].copy_from_slice(b"TESTCHIP001");
+    let mac = hmac_sm3(&[0x11; 16], &report[1168..3348]);
+    report[3348..3380].copy_from_slice(&mac);
+
+    let mut wrapper = b"ATTESTATION_EXT\0".to_vec();
+    wrapper.extend_from_slice(&1u32.to_le_bytes());
+    wrapper.extend_from_slice(&report);
+    wrapper.resize(4116, 0);
+    wrapper
+}
+
+#[test]
+fn synthetic_extended_report_verifies_up_to_the_pek_certificate() {
+    let wrapper = synthetic_extended();
+    // Parsing, MAC and report signature pass; the chain stops at the missing HSK/CEK ...
+    let collateral = Collateral::new().with_certificates(&vector("csv/hygon_hrk.cert"));
+    let err = run(&wrapper, &collateral, &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::MissingHskCek { .. }), "{err}");
+    assert!(err.to_string().contains("chip TESTCHIP001"), "{err}");
+    // ... or at the test PEK, which no real CEK signed.
+    let err = run(&wrapper, &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::PekNotSignedByCek(_)), "{err}");
+}
+
+#[test]
+fn synthetic_extended_report_signature_and_mac_are_checked() {
+    let mut wrapper = synthetic_extended();
+    wrapper[20 + 500] ^= 1; // reserved1, inside the signed [0, 1024)
+    let err = run(&wrapper, &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::BadReportSignature(_)), "{err}");
+    let mut wrapper = synthetic_extended();
+    wrapper[20 + 1024] ^= 1; // r
+    let err = run(&wrapper, &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::BadReportSignature(_)), "{err}");
+    let mut wrapper = synthetic_extended();
+    wrapper[20 + 3340] = 7; // reserved of the signer section, under the MAC
+    let err = run(&wrapper, &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::BadMac), "{err}");
+    let mut wrapper = synthetic_extended();
+    wrapper[20 + 3500] = 7; // padding after the report
+    let err = run(&wrapper, &full_collateral(), &TrustAnchors::new()).unwrap_err();
+    assert!(matches!(err, CsvError::UnsupportedFormat(_)), "{err}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_bytes_of_hygon_sizes_never_panic(
+        size in proptest::sample::select(vec![832usize, 2084, 2548, 2916, 3380, 4096, 4116]),
+        seed in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+    ) {
+        let bytes: Vec<u8> = seed.iter().cycle().take(size).copied().collect();
+        cloister_verify::internal::parse_vendor_evidence(TeeKind::Csv, &bytes);
+        let collateral = Collateral::new().with_certificates(&bytes);
+        let anchors = TrustAnchors::new().with_root(TeeKind::Csv, bytes.clone());
+        let _ = run(&bytes, &collateral, &anchors);
+    }
+
+    #[test]
+    fn mutated_reports_never_verify_with_changed_signed_bytes(
+        at in 0usize..180, flip in 1u8..=255,
+    ) {
+        let mut report = legacy_report();
+        report[at] ^= flip;
+        // mnonce (bytes 128..144) is also the MAC key, so the MAC check may fail first.
+        let result = verify_legacy(&report);
+        proptest::prop_assert!(
+            matches!(result, Err(CsvError::BadReportSignature(_) | CsvError::BadMac)),
+            "{:?}",
+            result
+        );
+    }
 }

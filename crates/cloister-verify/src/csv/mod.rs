@@ -2,14 +2,17 @@
 //! signer's user id in the Z value) and SM3.
 //!
 //! Evidence is the legacy attestation report (2548 bytes, or zero-padded to a 4096-byte page),
-//! csv-rs's 4116-byte wrapper around it, or trustee's JSON evidence (layouts in `report.rs`). The
-//! extended report (magic `ATTESTATION_EXT`, flags 1) is refused as not supported yet.
+//! csv-rs's 4116-byte wrapper around a legacy or an extended report (magic `ATTESTATION_EXT`,
+//! flags 1), or trustee's JSON evidence holding that wrapper (layouts in `report.rs`). The
+//! extended layout is tested with a synthetic report only; its RTMRs are reported as claims,
+//! and an event log beside them is not replayed.
 //!
 //! Checks, in this order, each failure a distinct [`CsvError`]:
-//! 1. structure; the `anonce` unmasking must give `sig_usage` PEK and `sig_algo` SM2;
+//! 1. structure; the `anonce` unmasking (legacy reports) must give `sig_usage` PEK and
+//!    `sig_algo` SM2;
 //! 2. the PEK certificate inside the report (usage PEK, SM2, user id `HYGON-SSD-PEK`);
 //! 3. the signer-section MAC (HMAC-SM3 keyed with `mnonce`) when the section arrived masked;
-//! 4. the report signature by the PEK over the masked bytes [0, 180);
+//! 4. the report signature by the PEK over the masked bytes [0, 180) (extended: [0, 1024));
 //! 5. the chain: an HRK that is pinned (or an instance anchor) and self-signed → an HSK it
 //!    signed → a CEK the HSK signed → the PEK, signed by the CEK.
 //!
@@ -427,8 +430,8 @@ fn claims(
     hsk: &CaCert,
     hrk: &CaCert,
 ) -> Claims {
-    let vendor = json!({
-        "report_format": "legacy",
+    let mut vendor = json!({
+        "report_format": if report.extended.is_some() { "extended" } else { "legacy" },
         "evidence_encoding": report.encoding.as_str(),
         "user_pubkey_digest": hex::encode(report.user_pubkey_digest),
         "vm_id": hex::encode(report.vm_id),
@@ -451,6 +454,13 @@ fn claims(
         "hsk_key_id": hex::encode(hsk.key_id),
         "hrk_key_id": hex::encode(hrk.key_id),
     });
+    if let (Some(extended), Some(map)) = (&report.extended, vendor.as_object_mut()) {
+        map.insert("build".into(), extended.build.into());
+        map.insert("rtmr_version".into(), extended.rtmr_version.into());
+        for (index, rtmr) in extended.rtmrs.iter().enumerate() {
+            map.insert(format!("rtmr{index}"), hex::encode(rtmr).into());
+        }
+    }
     Claims {
         tee: TeeKind::Csv,
         measurement: Hex(report.measure.to_vec()),
@@ -464,5 +474,66 @@ fn claims(
         advisories: Vec::new(),
         platform_id: Some(Hex(chip.into_bytes())),
         vendor: [("csv".to_owned(), vendor)].into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A CA or CSV certificate that parses (SM2 curve id, version 1) with zero keys.
+    fn blank(len: usize, curve_at: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; len];
+        bytes[0] = 1;
+        bytes[curve_at] = 3;
+        bytes
+    }
+
+    #[test]
+    fn extended_report_claims_carry_rtmrs_and_build() {
+        let mut bytes = vec![0u8; report::Layout::EXTENDED.len()];
+        bytes[144..176].copy_from_slice(&[0x22; 32]);
+        bytes[176] = 0x44; // NODBG clear: debug allowed
+        bytes[180..184].copy_from_slice(&usage::PEK.to_le_bytes());
+        bytes[184..188].copy_from_slice(&cert::ALGO_SM2_SIGN.to_le_bytes());
+        bytes[188..192].copy_from_slice(&7u32.to_le_bytes());
+        bytes[192..194].copy_from_slice(&1u16.to_le_bytes());
+        for index in 0..5 {
+            let at = 208 + 32 * index;
+            bytes[at..at + 32].copy_from_slice(&[0x30 + index as u8; 32]);
+        }
+        bytes[1168] = 1; // PEK version
+        bytes[3252..3255].copy_from_slice(b"ABC");
+        let report =
+            report::parse_report(&bytes, report::Layout::EXTENDED, report::Encoding::Wrapper)
+                .unwrap();
+        assert_eq!(report.anonce, 0);
+        assert_eq!(report.chip_id().unwrap(), "ABC");
+        let csv = CsvCert::parse(&blank(CSV_CERT_LEN, 16)).unwrap();
+        let ca = CaCert::parse(&blank(CA_CERT_LEN, 0x40)).unwrap();
+        let claims = claims(&report, "ABC".into(), false, &csv, &csv, &ca, &ca);
+        assert!(claims.debug);
+        assert_eq!(claims.measurement.as_bytes(), &[0x22; 32]);
+        let vendor = &claims.vendor["csv"];
+        assert_eq!(vendor["report_format"], "extended");
+        assert_eq!(vendor["build"], 7);
+        assert_eq!(vendor["rtmr_version"], 1);
+        assert_eq!(vendor["rtmr0"], hex::encode([0x30; 32]));
+        assert_eq!(vendor["rtmr4"], hex::encode([0x34; 32]));
+        assert_eq!(vendor["policy"]["es"], true);
+        assert_eq!(vendor["policy"]["csv3"], true);
+        assert_eq!(vendor["policy"]["nodbg"], false);
+    }
+
+    #[test]
+    fn parse_for_fuzz_survives_every_size_of_zeros() {
+        for len in [0, 1, 832, 2084, 2548, 2916, 3380, 4096, 4116] {
+            parse_for_fuzz(&vec![0u8; len]);
+            parse_for_fuzz(&vec![0xffu8; len]);
+        }
+        parse_for_fuzz(b"{");
+        parse_for_fuzz(br#"{"attestation_report":{"magic":[],"flags":1,"data":[1,2]}}"#);
     }
 }

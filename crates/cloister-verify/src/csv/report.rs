@@ -17,7 +17,12 @@
 //! A 4116-byte wrapper `magic [16] @0, flags u32 @16, report [4096] @20` (csv-rs's
 //! `AttestationReportWrapper`) says which layout the report has: zero magic, or magic
 //! `ATTESTATION_EXT` with flags 0, is the legacy layout; `ATTESTATION_EXT` with flags 1 is the
-//! extended layout (firmware API 1.4+, with RTMRs), which this driver does not verify yet.
+//! extended layout (firmware API 1.4+): `user_pubkey_digest` to `sig_algo` as in the legacy
+//! body but not masked, `build u32 @188, rtmr_version u16 @192, reserved [14], rtmr0..4 [32]
+//! each @208, reserved [656] @368, signature r [72] @1024, s [72] @1096` (1168 bytes, signed
+//! over [0, 1024)), then the same signer section (not masked) at 1168, 3380 bytes in all. The
+//! extended layout comes from csv-rs's `TeeInfoV2`; no real extended report was available to
+//! test it, only a synthetic one.
 
 use serde_json::Value;
 
@@ -33,18 +38,42 @@ const PAGE_LEN: usize = 4096;
 const WRAPPER_LEN: usize = 16 + 4 + PAGE_LEN;
 /// The magic of an extension-aware wrapper.
 const EXT_MAGIC: &[u8; 16] = b"ATTESTATION_EXT\0";
-/// Bytes of the body covered by the report signature.
-pub(crate) const SIGNED_LEN: usize = 180;
-/// Offset of `anonce`; the bytes before it are masked.
+/// Offset of `anonce` in a legacy report; the bytes before it are masked.
 const ANONCE_AT: usize = 188;
-/// Offset of the PEK certificate.
-const PEK_AT: usize = 336;
-/// Offset of the chip serial number.
-const SN_AT: usize = PEK_AT + CSV_CERT_LEN;
-/// Offset of the reserved bytes of the signer section.
-const RESERVED_AT: usize = SN_AT + 64;
-/// Offset of the MAC.
-const MAC_AT: usize = RESERVED_AT + 32;
+/// Size of one RTMR (SM3) of an extended report.
+const RTMR_LEN: usize = 32;
+
+/// Where the parts of a report are, per format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Bytes [0, signed_len) are covered by the report signature.
+    signed_len: usize,
+    /// Offset of the signature (r, s).
+    sig_at: usize,
+    /// Offset of the PEK certificate (the signer section).
+    pek_at: usize,
+}
+
+impl Layout {
+    /// The legacy report: 336-byte body, signature over [0, 180).
+    pub(crate) const LEGACY: Layout = Layout { signed_len: 180, sig_at: 192, pek_at: 336 };
+    /// The extended report: 1168-byte body, signature over [0, 1024).
+    pub(crate) const EXTENDED: Layout = Layout { signed_len: 1024, sig_at: 1024, pek_at: 1168 };
+
+    fn sn_at(self) -> usize {
+        self.pek_at + CSV_CERT_LEN
+    }
+    fn reserved_at(self) -> usize {
+        self.sn_at() + 64
+    }
+    fn mac_at(self) -> usize {
+        self.reserved_at() + 32
+    }
+    /// The report's size.
+    pub(crate) fn len(self) -> usize {
+        self.mac_at() + 32
+    }
+}
 
 /// How the evidence bytes were encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +100,8 @@ impl Encoding {
     }
 }
 
-/// XORs `data` with the little-endian bytes of `anonce`, repeated (the position counts from
-/// `start`, which is a multiple of 4 for every masked field).
+/// XORs `data` with the little-endian bytes of `anonce`, repeated (every masked field starts at
+/// a multiple of 4).
 pub(crate) fn xor_anonce(data: &[u8], anonce: u32) -> Vec<u8> {
     let key = anonce.to_le_bytes();
     data.iter().zip(key.iter().cycle()).map(|(b, k)| b ^ k).collect()
@@ -93,14 +122,27 @@ fn take<const N: usize>(bytes: &[u8], offset: usize) -> Result<[u8; N], CsvError
         .ok_or_else(|| CsvError::Malformed(format!("report is truncated at offset {offset}")))
 }
 
-/// A parsed legacy report: the masked bytes as signed, and every field unmasked.
+/// The fields only an extended report has.
+#[derive(Clone, Debug)]
+pub(crate) struct Extended {
+    /// The firmware build.
+    pub(crate) build: u32,
+    /// The RTMR version.
+    pub(crate) rtmr_version: u16,
+    /// RTMR 0 (equal to the launch measurement) to 4.
+    pub(crate) rtmrs: [[u8; RTMR_LEN]; 5],
+}
+
+/// A parsed report: the bytes as signed, and every field unmasked.
 #[derive(Clone, Debug)]
 pub(crate) struct Report {
     /// How the evidence was encoded.
     pub(crate) encoding: Encoding,
-    /// The 2548 report bytes as received.
+    /// Where the parts are.
+    pub(crate) layout: Layout,
+    /// The report bytes as received (2548 legacy, 3380 extended).
     pub(crate) bytes: Vec<u8>,
-    /// The masking nonce.
+    /// The masking nonce (0 in extended reports, which are not masked).
     pub(crate) anonce: u32,
     /// Unmasked fields.
     pub(crate) user_pubkey_digest: [u8; 32],
@@ -120,24 +162,26 @@ pub(crate) struct Report {
     pub(crate) sig_usage: u32,
     /// Unmasked signature algorithm.
     pub(crate) sig_algo: u32,
+    /// Extended-report fields.
+    pub(crate) extended: Option<Extended>,
     /// The report signature (not masked).
     pub(crate) signature: Option<Sm2Signature>,
     /// The PEK certificate, unmasked.
     pub(crate) pek: Vec<u8>,
     /// The chip serial number field, unmasked.
     pub(crate) serial: [u8; 64],
-    /// Whether the signer section arrived masked (as the firmware wrote it, MAC checkable).
+    /// Whether the signer section arrived as the firmware wrote it (masked in legacy reports).
     pub(crate) signer_masked: bool,
     /// Certificates that came inside the evidence (trustee JSON `cert_chain.hsk_cek`).
     pub(crate) embedded_certificates: Vec<Vec<u8>>,
-    /// Whether the trustee JSON carried an event log (not used: legacy reports have no RTMRs).
+    /// Whether the trustee JSON carried an event log (not replayed by this driver).
     pub(crate) eventlog_present: bool,
 }
 
 impl Report {
     /// The bytes the report signature covers (masked, as received).
     pub(crate) fn signed_bytes(&self) -> &[u8] {
-        self.bytes.get(..SIGNED_LEN).unwrap_or_default()
+        self.bytes.get(..self.layout.signed_len).unwrap_or_default()
     }
 
     /// The chip serial number as text (trailing NULs removed), if it is printable ASCII.
@@ -153,38 +197,44 @@ impl Report {
         Ok(String::from_utf8_lossy(trimmed).into_owned())
     }
 
-    /// Checks the MAC of the signer section when it arrived masked; returns whether it was
-    /// checked (`false`: an attester already unmasked the section, so the MAC cannot be
-    /// recomputed).
+    /// Checks the MAC of the signer section; returns whether it was checked.
+    ///
+    /// `false`: an attester already restored the section (csv-rs unmasks the PEK and serial
+    /// and zeroes the reserved bytes), so the MAC cannot be recomputed. The MAC is keyed with
+    /// `mnonce`, which the report reveals, so it detects corruption, not forgery; the PEK is
+    /// authenticated by the CEK signature.
     pub(crate) fn check_mac(&self) -> Result<bool, CsvError> {
-        if !self.signer_masked {
-            return Ok(false);
-        }
-        let masked = |range: std::ops::Range<usize>| {
+        let l = self.layout;
+        let part = |range: std::ops::Range<usize>| {
             self.bytes.get(range).ok_or_else(|| CsvError::Malformed("report is truncated".into()))
         };
+        let reserved = part(l.reserved_at()..l.mac_at())?;
         let expected = hmac_sm3(
             &self.mnonce,
-            &[masked(PEK_AT..SN_AT)?, masked(SN_AT..RESERVED_AT)?, masked(RESERVED_AT..MAC_AT)?],
+            &[part(l.pek_at..l.sn_at())?, part(l.sn_at()..l.reserved_at())?, reserved],
         );
-        let mac = masked(MAC_AT..LEGACY_LEN)?;
+        let mac = part(l.mac_at()..l.len())?;
         if bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], mac)) {
             Ok(true)
+        } else if !self.signer_masked || (self.anonce == 0 && reserved.iter().all(|&b| b == 0)) {
+            // Restored in place (in an extended report, or with anonce 0, the only trace of
+            // the restoring is the zeroed reserved bytes).
+            Ok(false)
         } else {
             Err(CsvError::BadMac)
         }
     }
 }
 
-/// Parses evidence: the raw report, the report padded to a page, the binary wrapper or the
-/// trustee JSON evidence.
+/// Parses evidence: the raw legacy report, the legacy report padded to a page, the binary
+/// wrapper (legacy or extended) or the trustee JSON evidence.
 pub(crate) fn parse(evidence: &[u8]) -> Result<Report, CsvError> {
     if evidence.first() == Some(&b'{') {
         return parse_trustee_json(evidence);
     }
     match evidence.len() {
-        LEGACY_LEN => parse_legacy(evidence, Encoding::Raw),
-        PAGE_LEN => parse_page(evidence, Encoding::Page),
+        LEGACY_LEN => parse_report(evidence, Layout::LEGACY, Encoding::Raw),
+        PAGE_LEN => parse_page(evidence, Layout::LEGACY, Encoding::Page),
         WRAPPER_LEN => {
             let magic = evidence.get(..16).unwrap_or_default();
             let flags = u32_le(evidence, 16)?;
@@ -205,11 +255,9 @@ fn parse_wrapped(
 ) -> Result<Report, CsvError> {
     let zero_magic = magic.iter().all(|&b| b == 0);
     if zero_magic || (magic == EXT_MAGIC && flags == 0) {
-        parse_page(page, encoding)
+        parse_page(page, Layout::LEGACY, encoding)
     } else if magic == EXT_MAGIC && flags == 1 {
-        Err(CsvError::UnsupportedFormat(
-            "extended attestation report (magic ATTESTATION_EXT, flags 1)".into(),
-        ))
+        parse_page(page, Layout::EXTENDED, encoding)
     } else {
         Err(CsvError::Malformed(format!(
             "unknown report wrapper (magic {}, flags {flags})",
@@ -218,33 +266,39 @@ fn parse_wrapped(
     }
 }
 
-fn parse_page(page: &[u8], encoding: Encoding) -> Result<Report, CsvError> {
+fn parse_page(page: &[u8], layout: Layout, encoding: Encoding) -> Result<Report, CsvError> {
     if page.len() != PAGE_LEN {
         return Err(CsvError::Malformed(format!(
             "report page is {} bytes, expected {PAGE_LEN}",
             page.len()
         )));
     }
-    let (report, padding) = page.split_at(LEGACY_LEN);
+    let (report, padding) = page.split_at(layout.len());
     if padding.iter().any(|&b| b != 0) {
-        return Err(CsvError::UnsupportedFormat(
-            "report page has data after the 2548-byte legacy report (an extended report without \
-             its wrapper?)"
-                .into(),
-        ));
-    }
-    parse_legacy(report, encoding)
-}
-
-/// Parses and unmasks the 2548-byte legacy report.
-pub(crate) fn parse_legacy(bytes: &[u8], encoding: Encoding) -> Result<Report, CsvError> {
-    if bytes.len() != LEGACY_LEN {
-        return Err(CsvError::Malformed(format!(
-            "legacy report is {} bytes, expected {LEGACY_LEN}",
-            bytes.len()
+        return Err(CsvError::UnsupportedFormat(format!(
+            "report page with data after the {}-byte report (an extended report without its \
+             wrapper?)",
+            layout.len()
         )));
     }
-    let anonce = u32_le(bytes, ANONCE_AT)?;
+    parse_report(report, layout, encoding)
+}
+
+/// Parses and unmasks a report of `layout`.
+pub(crate) fn parse_report(
+    bytes: &[u8],
+    layout: Layout,
+    encoding: Encoding,
+) -> Result<Report, CsvError> {
+    if bytes.len() != layout.len() {
+        return Err(CsvError::Malformed(format!(
+            "report is {} bytes, expected {}",
+            bytes.len(),
+            layout.len()
+        )));
+    }
+    let legacy = layout == Layout::LEGACY;
+    let anonce = if legacy { u32_le(bytes, ANONCE_AT)? } else { 0 };
     let body = xor_anonce(bytes.get(..ANONCE_AT).unwrap_or_default(), anonce);
     let sig_usage = u32_le(&body, 180)?;
     let sig_algo = u32_le(&body, 184)?;
@@ -254,7 +308,7 @@ pub(crate) fn parse_legacy(bytes: &[u8], encoding: Encoding) -> Result<Report, C
              / 4 (SM2): wrong anonce or corrupt report"
         )));
     }
-    let pek_raw = bytes.get(PEK_AT..SN_AT).unwrap_or_default();
+    let pek_raw = bytes.get(layout.pek_at..layout.sn_at()).unwrap_or_default();
     let pek_version = u32_le(pek_raw, 0)?;
     let signer_masked = if matches!(pek_version ^ anonce, 1 | 2) {
         true
@@ -266,9 +320,24 @@ pub(crate) fn parse_legacy(bytes: &[u8], encoding: Encoding) -> Result<Report, C
         ));
     };
     let unmask = |raw: &[u8]| if signer_masked { xor_anonce(raw, anonce) } else { raw.to_vec() };
-    let serial = unmask(bytes.get(SN_AT..RESERVED_AT).unwrap_or_default());
+    let serial = unmask(bytes.get(layout.sn_at()..layout.reserved_at()).unwrap_or_default());
+    let extended = if legacy {
+        None
+    } else {
+        let mut rtmrs = [[0u8; RTMR_LEN]; 5];
+        for (index, rtmr) in rtmrs.iter_mut().enumerate() {
+            *rtmr = take(bytes, 208 + index * RTMR_LEN)?;
+        }
+        let rtmr_version = take::<2>(bytes, 192)?;
+        Some(Extended {
+            build: u32_le(bytes, 188)?,
+            rtmr_version: u16::from_le_bytes(rtmr_version),
+            rtmrs,
+        })
+    };
     Ok(Report {
         encoding,
+        layout,
         bytes: bytes.to_vec(),
         anonce,
         user_pubkey_digest: take(&body, 0)?,
@@ -280,7 +349,8 @@ pub(crate) fn parse_legacy(bytes: &[u8], encoding: Encoding) -> Result<Report, C
         policy: u32_le(&body, 176)?,
         sig_usage,
         sig_algo,
-        signature: bytes.get(192..PEK_AT).and_then(Sm2Signature::from_le_fields),
+        extended,
+        signature: bytes.get(layout.sig_at..layout.pek_at).and_then(Sm2Signature::from_le_fields),
         pek: unmask(pek_raw),
         serial: take(&serial, 0)?,
         signer_masked,
