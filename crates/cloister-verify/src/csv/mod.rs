@@ -11,15 +11,17 @@
 //! 1. structure; the `anonce` unmasking (legacy reports) must give `sig_usage` PEK and
 //!    `sig_algo` SM2;
 //! 2. the PEK certificate inside the report (usage PEK, SM2, user id `HYGON-SSD-PEK`);
-//! 3. the signer-section MAC (HMAC-SM3 keyed with `mnonce`) when the section arrived masked;
+//! 3. the signer-section MAC (HMAC-SM3 keyed with `mnonce`), unless the attester already
+//!    restored (unmasked) that section in place, which makes it uncheckable: the claim
+//!    `signer_mac_verified` then says `false`;
 //! 4. the report signature by the PEK over the masked bytes [0, 180) (extended: [0, 1024));
 //! 5. the chain: an HRK that is pinned (or an instance anchor) and self-signed → an HSK it
 //!    signed → a CEK the HSK signed → the PEK, signed by the CEK.
 //!
-//! So an error about missing HSK/CEK certificates means steps 1–4 passed. The HRK, HSK and CEK
-//! come from `inputs.collateral.certificates` (recognised by size and usage, in any order; the
-//! Hygon KDS `hsk_cek` file, HSK followed by CEK, is recognised too) or from the trustee JSON's
-//! `cert_chain.hsk_cek`; extra HRKs from `inputs.anchors.roots(TeeKind::Csv)` (832-byte HRK
+//! So an error about missing HSK/CEK certificates means steps 1–4 passed and a trusted HRK was
+//! found. The HRK, HSK and CEK come from `inputs.collateral.certificates` (recognised by size
+//! and usage, in any order; the Hygon KDS `hsk_cek` file, HSK followed by CEK, is recognised
+//! too) or from the trustee JSON's `cert_chain.hsk_cek`; extra HRKs from `inputs.anchors.roots(TeeKind::Csv)` (832-byte HRK
 //! certificates). Hygon certificates carry no validity period and Hygon publishes no TCB status
 //! or revocation list for them, so `inputs.now_unix` is unused and `tcb_status` is `Unknown`.
 //!
