@@ -498,3 +498,75 @@ proptest::proptest! {
         let _ = run(&bytes, &[]);
     }
 }
+
+// ---- Enarx Steward's attested CSR (evidence inside a PKCS#10 extension) ----
+
+/// One DER TLV at the start of `bytes`: (tag, whole TLV, content).
+fn tlv(bytes: &[u8]) -> (u8, &[u8], &[u8]) {
+    let tag = bytes[0];
+    let (len, header) = match bytes[1] {
+        n if n < 0x80 => (usize::from(n), 2),
+        n => {
+            let count = usize::from(n & 0x7f);
+            let len = bytes[2..2 + count].iter().fold(0usize, |acc, &b| acc * 256 + usize::from(b));
+            (len, 2 + count)
+        }
+    };
+    (tag, &bytes[..header + len], &bytes[header..header + len])
+}
+
+/// The TLVs inside a constructed value's content.
+fn children(mut content: &[u8]) -> Vec<(u8, &[u8], &[u8])> {
+    let mut out = Vec::new();
+    while !content.is_empty() {
+        let item = tlv(content);
+        content = &content[item.1.len()..];
+        out.push(item);
+    }
+    out
+}
+
+#[test]
+fn steward_csr_evidence_verifies() {
+    // CSR = SEQUENCE { info SEQUENCE { version, subject, spki, [0] attributes }, alg, sig }.
+    // Extension 1.3.6.1.4.1.58270.1.3 holds SEQUENCE { SEQUENCE { VCEK, SEQUENCE of (KDS
+    // URL, CRL) }, OCTET STRING report }; the ARK and ASK come from the Milan pkipath.
+    let csr = vector("snp/steward_milan.signed.crl.csr");
+    let (_, _, csr_body) = tlv(&csr);
+    let (_, _, info) = tlv(csr_body);
+    let spki = children(info)[2].1;
+    let oid = [0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x83, 0xC7, 0x1E, 0x01, 0x03];
+    let at_oid = csr.windows(oid.len()).position(|w| w == oid).unwrap() + oid.len();
+    let (tag, _, octets) = tlv(&csr[at_oid..]);
+    assert_eq!(tag, 0x04);
+    let (_, _, evidence) = tlv(octets);
+    let parts = children(evidence);
+    let report = parts[1].2;
+    assert_eq!(report.len(), 1184);
+    let mut collateral = Collateral::new();
+    collateral.certificates.push(children(parts[0].2)[0].1.to_vec());
+    for (_, cert, _) in children(tlv(&vector("snp/steward_milan.pkipath")).2) {
+        collateral.certificates.push(cert.to_vec());
+    }
+    let claims = verify_with(report, &collateral, &TrustAnchors::new(), WHEN).unwrap();
+    assert_eq!(
+        claims.measurement.to_string(),
+        "ff717ae719840c93c1fca3b7db96488454c3c21b43531488eecff51cfed3febcd91da8be87a4cbcbc52a3bae770987c3"
+    );
+    // AUTHOR_KEY_EN is set: the signer is the author key digest.
+    assert_eq!(
+        claims.signer.as_ref().unwrap().to_string(),
+        "7dc22240a8344fce6ba5f22ffbedabc52d4123ae0ba1c59796e521b953916b503f223b15c4429e7d8c5489ad71f1e193"
+    );
+    let snp = vendor(&claims);
+    assert_eq!(snp["author_key_en"], true);
+    assert_eq!(
+        snp["id_key_digest"],
+        "d71a4d1da440d515cd69fbb1314acf4221726e82768a8bf6e4a4063ed542ac78349c8145b4666a4242a91a374387b473"
+    );
+    assert_eq!(snp["policy"]["smt"], true);
+    assert_eq!(snp["platform_info"]["smt_en"], true);
+    // The report binds the CSR's key: report_data[0..48] = SHA-384(SubjectPublicKeyInfo DER).
+    assert_eq!(claims.report_data.0[..48], sha2::Sha384::digest(spki)[..]);
+    assert_golden("snp_steward_csr_milan", &claims);
+}
