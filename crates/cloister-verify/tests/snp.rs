@@ -526,29 +526,48 @@ fn children(mut content: &[u8]) -> Vec<(u8, &[u8], &[u8])> {
     out
 }
 
-#[test]
-fn steward_csr_evidence_verifies() {
+/// Steward's CSR taken apart: the report, the collateral (its VCEK, ARK and ASK from the Milan
+/// pkipath), the CSR's SubjectPublicKeyInfo, and the CRLs (Genoa's and Milan's) it carries.
+struct Steward {
+    report: Vec<u8>,
+    collateral: Collateral,
+    spki: Vec<u8>,
+    crls: Vec<Vec<u8>>,
+}
+
+fn steward() -> Steward {
     // CSR = SEQUENCE { info SEQUENCE { version, subject, spki, [0] attributes }, alg, sig }.
-    // Extension 1.3.6.1.4.1.58270.1.3 holds SEQUENCE { SEQUENCE { VCEK, SEQUENCE of (KDS
-    // URL, CRL) }, OCTET STRING report }; the ARK and ASK come from the Milan pkipath.
+    // Extension 1.3.6.1.4.1.58270.1.3 holds SEQUENCE { SEQUENCE { VCEK, SEQUENCE {
+    // SEQUENCE of SEQUENCE { KDS URL, CRL } } }, OCTET STRING report }.
     let csr = vector("snp/steward_milan.signed.crl.csr");
     let (_, _, csr_body) = tlv(&csr);
     let (_, _, info) = tlv(csr_body);
-    let spki = children(info)[2].1;
+    let spki = children(info)[2].1.to_vec();
     let oid = [0x06, 0x0A, 0x2B, 0x06, 0x01, 0x04, 0x01, 0x83, 0xC7, 0x1E, 0x01, 0x03];
     let at_oid = csr.windows(oid.len()).position(|w| w == oid).unwrap() + oid.len();
     let (tag, _, octets) = tlv(&csr[at_oid..]);
     assert_eq!(tag, 0x04);
     let (_, _, evidence) = tlv(octets);
     let parts = children(evidence);
-    let report = parts[1].2;
-    assert_eq!(report.len(), 1184);
+    let report = parts[1].2.to_vec();
+    let chain = children(parts[0].2);
     let mut collateral = Collateral::new();
-    collateral.certificates.push(children(parts[0].2)[0].1.to_vec());
+    collateral.certificates.push(chain[0].1.to_vec());
     for (_, cert, _) in children(tlv(&vector("snp/steward_milan.pkipath")).2) {
         collateral.certificates.push(cert.to_vec());
     }
-    let claims = verify_with(report, &collateral, &TrustAnchors::new(), WHEN).unwrap();
+    let crls = children(children(chain[1].2)[0].2)
+        .iter()
+        .map(|(_, _, entry)| children(entry)[1].1.to_vec())
+        .collect();
+    Steward { report, collateral, spki, crls }
+}
+
+#[test]
+fn steward_csr_evidence_verifies() {
+    let Steward { report, collateral, spki, .. } = steward();
+    assert_eq!(report.len(), 1184);
+    let claims = verify_with(&report, &collateral, &TrustAnchors::new(), WHEN).unwrap();
     assert_eq!(
         claims.measurement.to_string(),
         "ff717ae719840c93c1fca3b7db96488454c3c21b43531488eecff51cfed3febcd91da8be87a4cbcbc52a3bae770987c3"
@@ -566,7 +585,45 @@ fn steward_csr_evidence_verifies() {
     );
     assert_eq!(snp["policy"]["smt"], true);
     assert_eq!(snp["platform_info"]["smt_en"], true);
+    assert_eq!(snp["crl_checked"], false);
     // The report binds the CSR's key: report_data[0..48] = SHA-384(SubjectPublicKeyInfo DER).
-    assert_eq!(claims.report_data.0[..48], sha2::Sha384::digest(spki)[..]);
+    assert_eq!(claims.report_data.0[..48], sha2::Sha384::digest(&spki)[..]);
     assert_golden("snp_steward_csr_milan", &claims);
+}
+
+#[test]
+fn steward_crls_are_checked_when_given() {
+    let Steward { report, collateral, crls, .. } = steward();
+    assert_eq!(crls.len(), 2);
+    let mut with_crls = collateral.clone();
+    for crl in &crls {
+        with_crls = with_crls.with_document(crl.clone());
+    }
+    // While Milan's CRL is current (2022-05-09 to 2023-05-09): checked, ASK not revoked. The
+    // Genoa CRL has another issuer and is not this chain's.
+    let claims = verify_with(&report, &with_crls, &TrustAnchors::new(), "2023-01-01T00:00:00Z");
+    assert_eq!(vendor(&claims.unwrap())["crl_checked"], true);
+    // A stale CRL is refused, not skipped.
+    let err = verify_with(&report, &with_crls, &TrustAnchors::new(), WHEN).unwrap_err();
+    assert!(matches!(err, SnpError::Crl(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("snp: the ARK-Milan CRL expired at 2023-05-09T23:00:00Z"),
+        "{err}"
+    );
+    // PEM works too; a CRL whose signature does not verify is refused.
+    use base64::Engine as _;
+    let milan = crls.iter().find(|c| c.windows(9).any(|w| w == b"ARK-Milan")).unwrap().clone();
+    let pem = format!(
+        "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&milan)
+    );
+    let pem_collateral = collateral.clone().with_document(pem.into_bytes());
+    let claims =
+        verify_with(&report, &pem_collateral, &TrustAnchors::new(), "2023-01-01T00:00:00Z");
+    assert_eq!(vendor(&claims.unwrap())["crl_checked"], true);
+    let mut forged = milan;
+    *forged.last_mut().unwrap() ^= 0x01;
+    let bad = collateral.with_document(forged);
+    let err = verify_with(&report, &bad, &TrustAnchors::new(), "2023-01-01T00:00:00Z").unwrap_err();
+    assert_eq!(err.to_string(), "snp: the ARK-Milan CRL's signature does not verify with the ARK");
 }

@@ -3,11 +3,13 @@
 //! extensions (TCB levels, hardware id, product name) that bind a key to a chip and a TCB.
 
 use cloister_types::TeeKind;
+use x509_cert::certificate::Raw;
+use x509_cert::crl::CertificateList;
 
 use super::SnpError;
 use super::report::{Product, SigningKey, TcbVersion};
 use crate::inputs::Inputs;
-use crate::x509::{Cert, verify_chain};
+use crate::x509::{Cert, SignatureAlgorithm, rfc3339, verify_chain};
 
 /// SHA-256 of AMD's `ARK-Milan` root certificate (self-signed, RSA-4096, RSASSA-PSS), as
 /// served by AMD KDS at `/vcek/v1/Milan/cert_chain`.
@@ -210,6 +212,7 @@ pub struct Certificates {
     intermediates: Vec<(Cert, Product, SigningKey)>,
     arks: Vec<(Cert, Product)>,
     extra_roots: Vec<[u8; 32]>,
+    crls: Vec<Crl>,
 }
 
 /// A verified chain: the signing key's certificate, the product, and what it says.
@@ -220,6 +223,8 @@ pub struct VerifiedKey {
     pub product: Product,
     /// The leaf's AMD extensions.
     pub info: EndorsementKeyInfo,
+    /// Whether a CRL of the chain's ARK was among the documents (and so was checked).
+    pub crl_checked: bool,
 }
 
 impl Certificates {
@@ -234,6 +239,7 @@ impl Certificates {
             intermediates: Vec::new(),
             arks: Vec::new(),
             extra_roots: Vec::new(),
+            crls: inputs.collateral.documents.iter().flat_map(|doc| Crl::parse_all(doc)).collect(),
         };
         let anchors = inputs.anchors.roots(TeeKind::Snp);
         let mut anchor_certs = Vec::new();
@@ -351,6 +357,133 @@ impl Certificates {
                 if product.has_fmc() { "carry" } else { "do not carry" }
             )));
         }
-        Ok(VerifiedKey { leaf: leaf.clone(), product, info })
+        let crl_checked = check_crls(&self.crls, ark, intermediate, product, now_unix)?;
+        Ok(VerifiedKey { leaf: leaf.clone(), product, info, crl_checked })
     }
+}
+
+/// A certificate revocation list as AMD KDS serves it (`/vcek/v1/{product}/crl`): signed by the
+/// product's ARK, listing revoked ASK/ASVK certificates.
+struct Crl {
+    der: Vec<u8>,
+    parsed: CertificateList<Raw>,
+}
+
+impl Crl {
+    /// The CRLs in a document: DER, or PEM `X509 CRL` blocks. Anything else is not a CRL and
+    /// yields none (documents of other kinds share the collateral).
+    fn parse_all(doc: &[u8]) -> Vec<Crl> {
+        use base64::Engine as _;
+        const BEGIN: &str = "-----BEGIN X509 CRL-----";
+        const END: &str = "-----END X509 CRL-----";
+        let Ok(text) = std::str::from_utf8(doc) else {
+            return Crl::from_der(doc).into_iter().collect();
+        };
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find(BEGIN) {
+            let block = rest.get(start..).unwrap_or_default();
+            let Some(end) = block.find(END) else { break };
+            let body: String = block
+                .get(BEGIN.len()..end)
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
+            if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body)
+                && let Some(crl) = Crl::from_der(&der)
+            {
+                out.push(crl);
+            }
+            rest = block.get(end.saturating_add(END.len())..).unwrap_or_default();
+        }
+        out
+    }
+
+    fn from_der(der: &[u8]) -> Option<Crl> {
+        use der::Decode as _;
+        let parsed = CertificateList::<Raw>::from_der(der).ok()?;
+        Some(Crl { der: der.to_vec(), parsed })
+    }
+
+    /// The to-be-signed bytes as received.
+    fn tbs(&self) -> Option<&[u8]> {
+        use der::{Decode as _, Reader as _};
+        let mut reader = der::SliceReader::new(&self.der).ok()?;
+        der::Header::decode(&mut reader).ok()?;
+        let start = usize::try_from(reader.position()).ok()?;
+        let inner = der::Header::decode(&mut reader).ok()?;
+        let body = usize::try_from(inner.length()).ok()?;
+        let end = usize::try_from(reader.position()).ok()?.checked_add(body)?;
+        self.der.get(start..end)
+    }
+}
+
+/// Checks every CRL the ARK issued: its signature, that it is current at `now_unix`, and that
+/// it does not list `intermediate`. Returns whether any was checked.
+fn check_crls(
+    crls: &[Crl],
+    ark: &Cert,
+    intermediate: &Cert,
+    product: Product,
+    now_unix: i64,
+) -> Result<bool, SnpError> {
+    let name = format!("ARK-{} CRL", product.name());
+    let fetch =
+        format!("fetch a current one from https://kdsintf.amd.com/vcek/v1/{}/crl", product.name());
+    let mut checked = false;
+    for crl in crls
+        .iter()
+        .filter(|c| c.parsed.tbs_cert_list.issuer == *ark.parsed().tbs_certificate().subject())
+    {
+        let alg = &crl.parsed.signature_algorithm;
+        let params =
+            alg.parameters.as_ref().and_then(|p| der::Encode::to_der(p).ok()).unwrap_or_default();
+        let algorithm =
+            SignatureAlgorithm::from_oid(&alg.oid.to_string(), &params).ok_or_else(|| {
+                SnpError::Crl(format!(
+                    "the {name} uses an unsupported signature algorithm {}",
+                    alg.oid
+                ))
+            })?;
+        let key = ark.public_key().map_err(SnpError::Chain)?;
+        let signature = crl.parsed.signature.raw_bytes();
+        let tbs = crl.tbs().ok_or_else(|| SnpError::Crl(format!("the {name} is malformed")))?;
+        key.verify(algorithm, tbs, signature).map_err(|_| {
+            SnpError::Crl(format!("the {name}'s signature does not verify with the ARK"))
+        })?;
+        let tbs_list = &crl.parsed.tbs_cert_list;
+        let this_update = unix(tbs_list.this_update.to_unix_duration());
+        if now_unix < this_update {
+            return Err(SnpError::Crl(format!(
+                "the {name} is not valid before {}",
+                rfc3339(this_update)
+            )));
+        }
+        let next_update = tbs_list
+            .next_update
+            .map(|t| unix(t.to_unix_duration()))
+            .ok_or_else(|| SnpError::Crl(format!("the {name} has no nextUpdate")))?;
+        if now_unix > next_update {
+            return Err(SnpError::Crl(format!(
+                "the {name} expired at {} ({fetch})",
+                rfc3339(next_update)
+            )));
+        }
+        let serial = intermediate.parsed().tbs_certificate().serial_number().as_bytes();
+        let revoked = tbs_list
+            .revoked_certificates
+            .iter()
+            .flatten()
+            .any(|r| r.serial_number.as_bytes() == serial);
+        if revoked {
+            return Err(SnpError::Revoked { subject: intermediate.subject_cn(), crl: name });
+        }
+        checked = true;
+    }
+    Ok(checked)
+}
+
+fn unix(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }

@@ -16,7 +16,11 @@
 //!    CPUID (version 3+) and the TCB layout (Turin's has an FMC level);
 //! 4. the key's TCB extensions equal the report's `REPORTED_TCB` (the key is derived from it);
 //! 5. for a VCEK, its hwID extension equals `CHIP_ID` (unless the host masked `CHIP_ID`);
-//! 6. the report signature over bytes `[0, 0x2A0)` verifies with the key.
+//! 6. the report signature over bytes `[0, 0x2A0)` verifies with the key;
+//! 7. every CRL of the chain's ARK among the collateral documents (AMD KDS
+//!    `/vcek/v1/{product}/crl`, DER or PEM) is signed by the ARK, current at the verification
+//!    time, and does not list the ASK/ASVK. Without one, revocation is not checked, and the
+//!    vendor claim `crl_checked` says so.
 //!
 //! The TCB is checked before the signature so that the common mistake, a VCEK fetched for
 //! another TCB, is reported as such rather than as a bad signature.
@@ -107,6 +111,17 @@ pub enum SnpError {
     /// A certificate of the chain failed (signature, issuer, validity).
     #[error("snp: {0}")]
     Chain(CertError),
+    /// A CRL of the chain's ARK is not signed by it, not current, or malformed.
+    #[error("snp: {0}")]
+    Crl(String),
+    /// The ASK or ASVK is listed in its ARK's CRL.
+    #[error("snp: the {subject} certificate is revoked by AMD's {crl}")]
+    Revoked {
+        /// The revoked certificate's subject CN.
+        subject: String,
+        /// Which CRL lists it.
+        crl: String,
+    },
     /// A VCEK/VLEK extension is missing or malformed.
     #[error("snp: {0}")]
     BadExtension(String),
@@ -311,8 +326,11 @@ fn claims(report: &Report, key: &certs::VerifiedKey, kind: SigningKey) -> Claims
         None
     };
     let mut vendor = vendor_json(report, Some(kind), Some(key.product));
-    if let (serde_json::Value::Object(map), Some(csp)) = (&mut vendor, &key.info.csp_id) {
-        map.insert("vlek_csp_id".into(), csp.clone().into());
+    if let serde_json::Value::Object(map) = &mut vendor {
+        if let Some(csp) = &key.info.csp_id {
+            map.insert("vlek_csp_id".into(), csp.clone().into());
+        }
+        map.insert("crl_checked".into(), key.crl_checked.into());
     }
     Claims {
         tee: TeeKind::Snp,

@@ -115,7 +115,8 @@ impl TcbVersion {
             && self.microcode == other.microcode
     }
 
-    /// The decoded fields as a JSON object (`raw` is the 8 bytes in hex, as in the report).
+    /// The decoded levels as a JSON object of numbers only (`fmc` on Turin), so a policy can
+    /// compare every field with a minimum.
     pub fn to_json(&self) -> serde_json::Value {
         let mut map = serde_json::Map::new();
         if let Some(fmc) = self.fmc {
@@ -125,7 +126,6 @@ impl TcbVersion {
         map.insert("tee".into(), self.tee.into());
         map.insert("snp".into(), self.snp.into());
         map.insert("microcode".into(), self.microcode.into());
-        map.insert("raw".into(), hex::encode(self.raw).into());
         serde_json::Value::Object(map)
     }
 }
