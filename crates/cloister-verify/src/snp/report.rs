@@ -415,3 +415,35 @@ impl Report {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcb_layouts_round_trip() {
+        let milan = TcbVersion::decode([3, 0, 0, 0, 0, 0, 8, 115], false);
+        assert_eq!(milan.to_string(), "bl 3 tee 0 snp 8 ucode 115");
+        assert_eq!(TcbVersion::encode(None, 3, 0, 8, 115), milan.raw);
+        let turin = TcbVersion::decode([1, 2, 3, 4, 0, 0, 0, 9], true);
+        assert_eq!(turin.to_string(), "fmc 1 bl 2 tee 3 snp 4 ucode 9");
+        assert_eq!(TcbVersion::encode(Some(1), 2, 3, 4, 9), turin.raw);
+        assert_eq!(
+            turin.to_json(),
+            serde_json::json!({
+                "fmc": 1, "bootloader": 2, "tee": 3, "snp": 4, "microcode": 9
+            })
+        );
+    }
+
+    #[test]
+    fn products_from_cpuid_and_names() {
+        assert_eq!(Product::from_cpuid(0x19, 0x01), Some(Product::Milan));
+        assert_eq!(Product::from_cpuid(0x19, 0x11), Some(Product::Genoa));
+        assert_eq!(Product::from_cpuid(0x19, 0xA0), Some(Product::Genoa));
+        assert_eq!(Product::from_cpuid(0x1A, 0x02), Some(Product::Turin));
+        assert_eq!(Product::from_cpuid(0x17, 0x31), None);
+        assert_eq!(Product::from_name("Milan-B0"), Some(Product::Milan));
+        assert_eq!(Product::from_name("Venice"), None);
+    }
+}
