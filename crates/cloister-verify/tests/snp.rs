@@ -135,6 +135,17 @@ fn trustee_json_evidence_genoa_verifies() {
     assert_golden("snp_trustee_e2e_genoa", &claims);
 }
 
+/// SHA-256 of an HCL report's variable data, zero-padded to 64 bytes: what its SNP report's
+/// report_data must be.
+fn hcl_var_data_sha256(hcl: &[u8]) -> Vec<u8> {
+    let header = &hcl[0x20 + 1184..0x20 + 1184 + 20];
+    let var_len = u32::from_le_bytes(header[16..20].try_into().unwrap()) as usize;
+    let var_data = &hcl[0x20 + 1184 + 20..0x20 + 1184 + 20 + var_len];
+    let mut expected = Sha256::digest(var_data).to_vec();
+    expected.resize(64, 0);
+    expected
+}
+
 #[test]
 fn azure_hcl_report_embedded_snp_report_verifies() {
     // The HCL report (magic "HCLA") holds the SNP report at 0x20, then a header of five u32
@@ -144,14 +155,28 @@ fn azure_hcl_report_embedded_snp_report_verifies() {
     assert_eq!(&hcl[..4], b"HCLA");
     let report = &hcl[0x20..0x20 + 1184];
     let claims = run(report, &["snp/trustee_azsnpvtpm_vcek.pem"]).unwrap();
-    let header = &hcl[0x20 + 1184..0x20 + 1184 + 20];
-    let var_len = u32::from_le_bytes(header[16..20].try_into().unwrap()) as usize;
-    let var_data = &hcl[0x20 + 1184 + 20..0x20 + 1184 + 20 + var_len];
-    let mut expected = Sha256::digest(var_data).to_vec();
-    expected.resize(64, 0);
-    assert_eq!(claims.report_data.0, expected);
+    assert_eq!(claims.report_data.0, hcl_var_data_sha256(&hcl));
     assert_eq!(vendor(&claims)["product"], "milan");
     assert_golden("snp_azure_hcl_milan", &claims);
+}
+
+#[test]
+fn azure_genoa_hcl_report_embedded_snp_report_verifies() {
+    // trustee's Azure Genoa evidence: {"quote", "report": HCL report bytes, "vcek": PEM}.
+    let text = vector("snp/trustee_azsnpvtpm_evidence-genoa.json");
+    let json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let hcl: Vec<u8> =
+        json["report"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8).collect();
+    assert_eq!(&hcl[..4], b"HCLA");
+    let vcek = json["vcek"].as_str().unwrap().as_bytes();
+    let collateral = collateral(&[GENOA_CHAIN]).with_certificates(vcek);
+    let claims =
+        verify_with(&hcl[0x20..0x20 + 1184], &collateral, &TrustAnchors::new(), WHEN).unwrap();
+    assert_eq!(claims.report_data.0, hcl_var_data_sha256(&hcl));
+    let snp = vendor(&claims);
+    assert_eq!(snp["product"], "genoa");
+    assert_eq!(snp["signing_key"], "vcek");
+    assert_golden("snp_azure_hcl_genoa", &claims);
 }
 
 #[test]
