@@ -352,7 +352,7 @@ fn version_2_is_rejected() {
 fn tees_without_a_driver_are_rejected() {
     let platform = Platform::new();
     let rd = runtime_data();
-    for tee in [TeeKind::Tdx, TeeKind::Snp, TeeKind::Sgx, TeeKind::Nvidia] {
+    for tee in [TeeKind::Tdx, TeeKind::Snp, TeeKind::Sgx] {
         let mut evidence = platform.evidence(&rd);
         evidence.tee = tee;
         let err = verify(&evidence, &platform.anchors(), NOW).unwrap_err();
