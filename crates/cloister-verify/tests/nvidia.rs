@@ -446,3 +446,65 @@ fn parser_never_panics_on_mutations() {
         cloister_verify::internal::parse_vendor_evidence(TeeKind::Nvidia, &rim[..len]);
     }
 }
+
+#[test]
+fn pinned_root_is_the_nvidia_device_identity_ca_file() {
+    // The chain's own root replaced by nvidia_device_root.pem verifies with no instance anchor:
+    // the built-in fingerprint is that certificate's.
+    let mut collateral = chain(1);
+    collateral.certificates.pop();
+    let collateral = collateral.with_certificates(&vector("nvidia/nvidia_device_root.pem"));
+    let claims = run(&report(), &collateral).unwrap();
+    assert_eq!(vendor(&claims)["cert_chain"][4], "NVIDIA Device Identity CA");
+}
+
+/// The 545.00 test driver RIM relabelled 550.90.07, with the indexes that differ from this
+/// report turned inactive: what stays active (RIM 23, 24, 28, 33, 35, 38) matches.
+fn relabelled_driver_rim_matching_this_report() -> String {
+    let mut rim = text(DRIVER_RIM)
+        .replace(r#"colloquialVersion="545.00""#, r#"colloquialVersion="550.90.07""#);
+    for index in [7, 21, 22, 25, 26, 27, 29, 30, 31, 32, 34, 36, 37, 39, 40] {
+        let from = format!(r#"index="{index}" active="True""#);
+        assert!(rim.contains(&from), "{from}");
+        rim = rim.replace(&from, &format!(r#"index="{index}" active="False""#));
+    }
+    rim
+}
+
+#[test]
+fn both_rims_for_the_report_versions_give_a_complete_appraisal() {
+    let collateral = with_rim(
+        with_rim(chain(1), &relabelled_rim_matching_this_report()),
+        &relabelled_driver_rim_matching_this_report(),
+    );
+    let claims = run(&report(), &collateral).unwrap();
+    let v = vendor(&claims);
+    assert_eq!(v["measurements_appraised"], true);
+    assert_eq!(v["rim_signature_verified"], false);
+    assert_eq!(v["rim"]["vbios"]["status"], "matched");
+    let driver = &v["rim"]["driver"];
+    assert_eq!(driver["status"], "matched");
+    assert_eq!(driver["rim_version"], "550.90.07");
+    // RIM index 35 (block 36) is compared only while NVDEC0 is enabled; here it is disabled.
+    assert_eq!(driver["measurements"]["36"], "not_compared_nvdec0_disabled");
+    for block in ["24", "25", "29", "34", "39"] {
+        assert_eq!(driver["measurements"][block], "match", "{block}");
+    }
+}
+
+#[test]
+fn driver_rim_with_an_altered_golden_value_is_refused() {
+    let rim = relabelled_driver_rim_matching_this_report();
+    // RIM index 33 = block 34 (198b81d9…).
+    let good = "198b81d9c0cefe0b33ad65de3fad238a5461d8ee32487bf70fc1926041408cb114624b8ca6b0d5fc97028b58d9cdb78d";
+    assert!(rim.contains(good));
+    let altered = rim.replace(good, &format!("{}00", &good[..good.len() - 2]));
+    let err = nvidia_err(run(&report(), &with_rim(chain(1), &altered)));
+    assert!(
+        matches!(
+            err,
+            NvidiaError::MeasurementMismatch { index: 34, rim_index: 33, kind: "driver", .. }
+        ),
+        "{err}"
+    );
+}

@@ -1,7 +1,7 @@
 //! NVIDIA Hopper GPU evidence: SPDM measurements signed by the device key, chain to the NVIDIA root.
 //!
 //! The evidence is the SPDM 1.1 GET_MEASUREMENTS request followed by the device's MEASUREMENTS
-//! response (binary, or the same as hex text); see [`spdm`] for the layout. The driver checks,
+//! response (binary, or the same as hex text); `spdm.rs` describes the layout. The driver checks,
 //! in this order:
 //!
 //! 1. the structure of request and response, bounds-checked field by field;
