@@ -19,6 +19,8 @@ use super::xml;
 const SWID_NS: &str = "http://standards.iso.org/iso/19770/-2/2015/schema.xsd";
 /// The namespace NVIDIA's RIMs put the SHA-384 golden digests in.
 const SHA384_NS: &str = "http://www.w3.org/2001/04/xmlenc#sha384";
+/// The largest RIM accepted (NVIDIA's are about 20 KiB).
+const MAX_RIM_LEN: usize = 4 * 1024 * 1024;
 /// The most golden alternatives accepted for one measurement.
 const MAX_ALTERNATIVES: usize = 64;
 
@@ -86,6 +88,9 @@ pub(crate) fn looks_like_swid(bytes: &[u8]) -> bool {
 
 /// Parses a SWID tag RIM. The error says what is wrong with it.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Rim, String> {
+    if bytes.len() > MAX_RIM_LEN {
+        return Err(format!("the RIM is {} bytes, more than {MAX_RIM_LEN}", bytes.len()));
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| "the RIM is not UTF-8 text".to_owned())?;
     let text = text.trim_start_matches('\u{feff}');
     let elements = xml::elements(text)?;
