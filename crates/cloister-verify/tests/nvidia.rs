@@ -1,0 +1,510 @@
+//! NVIDIA Hopper evidence against the real vectors: the trustee/nvtrust H100 report with its
+//! 5-certificate chain, RIM appraisal, and one negative test per check.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use cloister_types::{Claims, TcbStatus, TeeKind};
+use cloister_verify::x509::CertError;
+use cloister_verify::{
+    Collateral, Inputs, NvidiaError, TrustAnchors, VerifyError, verify_vendor_evidence,
+};
+use common::{assert_golden, at, vector};
+use serde_json::Value;
+
+/// Inside every certificate's validity (the Provisioner ICA starts 2022-03-01; all end in 9999)
+/// and after the report's driver (550.90.07, mid 2024) was released.
+const WHEN: &str = "2024-06-01T00:00:00Z";
+const NONCE: &str = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+const FWID: &str = "f5c384aebb579217a2c66b17ed0f28e6a9b8d639041acd7b4721cec004f7275494ba94bb5cdfdb3055ee051762b1f75d";
+const PROD_VBIOS_RIM: &str = "nvidia/nvtrust_1010_0200_882_96005E0001_PROD.swidtag";
+const DRIVER_RIM: &str = "nvidia/nvtrust_Driver_RIM_test_no_gpu.swidtag";
+
+fn report_hex() -> Vec<u8> {
+    vector("nvidia/trustee_hopperAttestationReport.txt")
+}
+
+fn report() -> Vec<u8> {
+    hex::decode(String::from_utf8(report_hex()).unwrap().trim()).unwrap()
+}
+
+fn chain(case: u8) -> Collateral {
+    Collateral::new()
+        .with_certificates(&vector(&format!("nvidia/trustee_hopper_cert_chain_case{case}.txt")))
+}
+
+fn run_full(
+    evidence: &[u8],
+    collateral: &Collateral,
+    anchors: &TrustAnchors,
+    now: i64,
+) -> Result<Claims, VerifyError> {
+    let inputs = Inputs { collateral, anchors, now_unix: now };
+    verify_vendor_evidence(TeeKind::Nvidia, evidence, &inputs)
+}
+
+fn run(evidence: &[u8], collateral: &Collateral) -> Result<Claims, VerifyError> {
+    run_full(evidence, collateral, &TrustAnchors::new(), at(WHEN))
+}
+
+fn nvidia_err(result: Result<Claims, VerifyError>) -> NvidiaError {
+    match result {
+        Err(VerifyError::Nvidia(e)) => e,
+        other => panic!("expected an nvidia error, got {other:?}"),
+    }
+}
+
+fn vendor(claims: &Claims) -> &Value {
+    claims.vendor.get("nvidia").unwrap()
+}
+
+fn with_rim(collateral: Collateral, rim: &str) -> Collateral {
+    collateral.with_document(rim.as_bytes().to_vec())
+}
+
+fn text(path: &str) -> String {
+    String::from_utf8(vector(path)).unwrap()
+}
+
+/// The PROD VBIOS RIM (for VBIOS 96.00.5E.00.01) relabelled with the report's VBIOS version
+/// (96.00.9F.00.01) so that its golden values are compared. Its signature no longer verifies,
+/// which does not matter here: RIM signatures are not checked.
+fn prod_rim_relabelled() -> String {
+    let rim = text(PROD_VBIOS_RIM);
+    assert!(rim.contains(r#"colloquialVersion="96.00.5E.00.01""#));
+    rim.replace(r#"colloquialVersion="96.00.5E.00.01""#, r#"colloquialVersion="96.00.9F.00.01""#)
+}
+
+/// [`prod_rim_relabelled`] with the RIM indexes that differ from this report (1, 2, 9, 11:
+/// measurements of another VBIOS build) turned inactive, so the rest (0, 3–6, 8, 10, 12) must
+/// match.
+fn relabelled_rim_matching_this_report() -> String {
+    let mut rim = prod_rim_relabelled();
+    for index in [1, 2, 9, 11] {
+        let from = format!(r#"index="{index}" active="True""#);
+        assert!(rim.contains(&from));
+        rim = rim.replace(&from, &format!(r#"index="{index}" active="False""#));
+    }
+    rim
+}
+
+#[test]
+fn hopper_report_verifies_to_the_pinned_nvidia_root_with_the_expected_claims() {
+    let claims = run(&report(), &chain(1)).unwrap();
+    assert_eq!(claims.tee, TeeKind::Nvidia);
+    assert_eq!(hex::encode(claims.report_data.as_bytes()), NONCE);
+    assert_eq!(claims.tcb_status, TcbStatus::Unknown);
+    assert!(!claims.debug);
+    assert!(claims.advisories.is_empty());
+    assert_eq!(claims.measurement.as_bytes().len(), 48);
+    // platform_id: the device identifier NVIDIA:GH100:48B02D92494BADF4 in the leaf's SAN.
+    assert_eq!(hex::encode(claims.platform_id.as_ref().unwrap().as_bytes()), "48b02d92494badf4");
+
+    let v = vendor(&claims);
+    assert_eq!(v["spdm_version"], "1.1");
+    assert_eq!(v["nonce"], NONCE);
+    assert_eq!(v["driver_version"], "550.90.07");
+    // The README says 96.00.5E.00.01 (the RIM's version); the report itself says 96.00.9F.00.01,
+    // as trustee's expected claims do.
+    assert_eq!(v["vbios_version"], "96.00.9f.00.01");
+    assert_eq!(v["fwid"], FWID);
+    assert_eq!(v["device_id"], "NVIDIA:GH100:48B02D92494BADF4");
+    assert_eq!(v["measurements_appraised"], false);
+    assert_eq!(v["rim_signature_verified"], false);
+    assert_eq!(v["rim"]["vbios"]["status"], "absent");
+    assert_eq!(v["rim"]["driver"]["status"], "absent");
+    assert_eq!(
+        v["cert_chain"],
+        serde_json::json!([
+            "GH100 A01 GSP FMC LF",
+            "GH100 A01 GSP BROM",
+            "NVIDIA GH100 Provisioner ICA 1",
+            "NVIDIA GH100 Identity",
+            "NVIDIA Device Identity CA"
+        ])
+    );
+
+    // Everything trustee's expected claims say about this report.
+    let expected: Value =
+        serde_json::from_slice(&vector("nvidia/trustee_hopperAttestationReport-claims.txt"))
+            .unwrap();
+    assert_eq!(v["measurements"], expected["measurements"]);
+    assert_eq!(v["measurements"].as_object().unwrap().len(), 64);
+    assert_eq!(
+        v["measurements"]["4"],
+        "73bbf35822549e28ba8fb2671fb7b58f46424a0069205b3ecf1d0fa762adef90b538cc9d692eb5c050147f2f1e8214ab"
+    );
+    let config = &expected["config"];
+    let opaque = &v["opaque"];
+    assert_eq!(opaque["measurement_count"], config["measurement_count"]);
+    for (ours, theirs) in [
+        ("driver_version", "driver_version"),
+        ("vbios_version", "vbios_version"),
+        ("board_id", "board_id"),
+        ("chip_sku", "chip_sku"),
+        ("chip_sku_mod", "chip_sku_mod"),
+        ("cpr_info", "cpr_info"),
+        ("fwid", "fwid"),
+        ("gpu_info", "gpu_info"),
+        ("project", "project"),
+        ("project_sku", "project_sku"),
+        ("project_sku_mod", "project_sku_mod"),
+    ] {
+        assert_eq!(opaque[ours], config[theirs], "{ours}");
+    }
+    // Trustee shows NVDEC0 and protected-PCIe status as the character 'U' (0x55).
+    assert_eq!(config["nvdec0_status"], "U");
+    assert_eq!(opaque["nvdec0_status"], "55");
+    assert_eq!(config["protected_pcie_status"], "U");
+    assert_eq!(opaque["protected_pcie_status"], "55");
+    assert_eq!(opaque["nvdec0_enabled"], false);
+
+    // measurement = SHA-384 over the 64 values in index order.
+    use sha2::Digest as _;
+    let mut h = sha2::Sha384::new();
+    for i in 1..=64 {
+        h.update(hex::decode(v["measurements"][i.to_string()].as_str().unwrap()).unwrap());
+    }
+    assert_eq!(claims.measurement.as_bytes(), h.finalize().as_slice());
+
+    assert_golden("nvidia_hopper_report", &claims);
+}
+
+#[test]
+fn hex_text_evidence_gives_the_same_claims_as_binary() {
+    let from_hex = run(&report_hex(), &chain(1)).unwrap();
+    let from_binary = run(&report(), &chain(1)).unwrap();
+    assert_eq!(from_hex, from_binary);
+}
+
+#[test]
+fn chain_without_its_root_is_completed_from_an_instance_anchor() {
+    let mut collateral = chain(1);
+    collateral.certificates.pop();
+    // Without an anchor the chain stops at NVIDIA GH100 Identity, which is not a trusted root.
+    let err = nvidia_err(run(&report(), &collateral));
+    assert!(matches!(err, NvidiaError::Chain(CertError::UntrustedRoot { .. })), "{err}");
+    assert!(err.to_string().contains("NVIDIA GH100 Identity"), "{err}");
+    let anchors =
+        TrustAnchors::new().with_root(TeeKind::Nvidia, vector("nvidia/nvidia_device_root.pem"));
+    let claims = run_full(&report(), &collateral, &anchors, at(WHEN)).unwrap();
+    assert_eq!(vendor(&claims)["cert_chain"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn vbios_rim_for_another_version_is_reported_and_not_compared() {
+    // The PROD RIM is for VBIOS 96.00.5E.00.01; the report's VBIOS is 96.00.9F.00.01.
+    let claims = run(&report(), &with_rim(chain(1), &text(PROD_VBIOS_RIM))).unwrap();
+    let rim = &vendor(&claims)["rim"];
+    assert_eq!(rim["vbios"]["status"], "version_mismatch");
+    assert_eq!(rim["vbios"]["rim_version"], "96.00.5E.00.01");
+    assert_eq!(rim["vbios"]["report_version"], "96.00.9f.00.01");
+    assert_eq!(vendor(&claims)["measurements_appraised"], false);
+    assert_golden("nvidia_hopper_report_prod_vbios_rim", &claims);
+}
+
+#[test]
+fn driver_rim_for_another_version_is_reported_and_not_compared() {
+    // Only the 545.00 test driver RIM exists; the report's driver is 550.90.07.
+    let claims = run(&report(), &with_rim(chain(1), &text(DRIVER_RIM))).unwrap();
+    let rim = &vendor(&claims)["rim"];
+    assert_eq!(rim["driver"]["status"], "version_mismatch");
+    assert_eq!(rim["driver"]["rim_version"], "545.00");
+    assert_eq!(rim["driver"]["report_version"], "550.90.07");
+    assert_eq!(rim["vbios"]["status"], "absent");
+}
+
+#[test]
+fn prod_vbios_rim_forced_onto_this_report_mismatches_at_measurement_2() {
+    // Proof that the PROD RIM really is for another build: compared anyway, measurement 2 (RIM
+    // index 1) differs.
+    let err = nvidia_err(run(&report(), &with_rim(chain(1), &prod_rim_relabelled())));
+    assert!(
+        matches!(err, NvidiaError::MeasurementMismatch { index: 2, rim_index: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("nvidia: measurement 2 does not match the VBIOS RIM"));
+}
+
+#[test]
+fn relabelled_vbios_rim_matches_indexes_3_to_6_and_the_other_common_ones() {
+    let claims =
+        run(&report(), &with_rim(chain(1), &relabelled_rim_matching_this_report())).unwrap();
+    let vbios = &vendor(&claims)["rim"]["vbios"];
+    assert_eq!(vbios["status"], "matched");
+    let compared: Vec<&String> = vbios["measurements"].as_object().unwrap().keys().collect();
+    // Report block numbers (RIM index + 1).
+    assert_eq!(compared, ["1", "4", "5", "6", "7", "9", "11", "13"]);
+    assert!(vbios["measurements"].as_object().unwrap().values().all(|m| m == "match"));
+    // Only one of the two RIMs: the appraisal is not complete.
+    assert_eq!(vendor(&claims)["measurements_appraised"], false);
+}
+
+#[test]
+fn rim_with_an_altered_golden_value_is_refused() {
+    let rim = relabelled_rim_matching_this_report();
+    let good = "c9e4fe668e9dc269a4657146b5e28a22347cde18a4b0e79d8146532f27ebc386f304400ea5d4bf4159b5a6916dd4564e";
+    assert!(rim.contains(good));
+    let altered = rim.replace(good, &format!("00{}", &good[2..]));
+    let err = nvidia_err(run(&report(), &with_rim(chain(1), &altered)));
+    assert!(
+        matches!(err, NvidiaError::MeasurementMismatch { index: 6, rim_index: 5, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with("nvidia: measurement 6 does not match the VBIOS RIM"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rims_with_a_common_active_index_are_refused() {
+    let vbios = relabelled_rim_matching_this_report();
+    let driver = text(DRIVER_RIM)
+        .replace(r#"colloquialVersion="545.00""#, r#"colloquialVersion="550.90.07""#)
+        .replace(r#"index="3" active="False""#, r#"index="3" active="True""#);
+    let collateral = with_rim(with_rim(chain(1), &vbios), &driver);
+    let err = nvidia_err(run(&report(), &collateral));
+    assert!(matches!(err, NvidiaError::RimIndexConflict(3)), "{err}");
+}
+
+#[test]
+fn two_rims_of_one_kind_are_refused() {
+    let rim = text(PROD_VBIOS_RIM);
+    let err = nvidia_err(run(&report(), &with_rim(with_rim(chain(1), &rim), &rim)));
+    assert!(matches!(err, NvidiaError::DuplicateRim("VBIOS")), "{err}");
+}
+
+#[test]
+fn malformed_rim_and_unknown_documents_are_refused() {
+    let broken = text(PROD_VBIOS_RIM).replace("</ns0:Payload>", "");
+    let err = nvidia_err(run(&report(), &with_rim(chain(1), &broken)));
+    assert!(matches!(err, NvidiaError::Rim { index: 0, .. }), "{err}");
+    let err = nvidia_err(run(&report(), &chain(1).with_document(b"{\"tcbInfo\":{}}".to_vec())));
+    assert!(matches!(err, NvidiaError::UnknownDocument { index: 0 }), "{err}");
+}
+
+#[test]
+fn flipped_measurement_byte_fails_the_signature() {
+    let mut evidence = report();
+    // Request (37) + response header (8) + block 1 header (4) + DMTF header (3): block 1's value.
+    evidence[37 + 8 + 4 + 3 + 10] ^= 1;
+    let err = nvidia_err(run(&evidence, &chain(1)));
+    assert!(matches!(err, NvidiaError::BadSignature { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "nvidia: report signature does not verify with the key of GH100 A01 GSP FMC LF"
+    );
+}
+
+#[test]
+fn flipped_nonce_byte_fails_the_signature() {
+    let mut evidence = report();
+    evidence[4] ^= 0x80;
+    let err = nvidia_err(run(&evidence, &chain(1)));
+    assert!(matches!(err, NvidiaError::BadSignature { .. }), "{err}");
+}
+
+#[test]
+fn flipped_signature_byte_fails_the_signature() {
+    let mut evidence = report();
+    let last = evidence.len() - 1;
+    evidence[last] ^= 1;
+    let err = nvidia_err(run(&evidence, &chain(1)));
+    assert!(matches!(err, NvidiaError::BadSignature { .. }), "{err}");
+}
+
+#[test]
+fn root_only_chain_case2_is_refused() {
+    let err = nvidia_err(run(&report(), &chain(2)));
+    assert!(matches!(err, NvidiaError::ChainTooShort(1)), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "nvidia: certificate chain must have at least the root CA and signing certificates"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn chain_missing_an_intermediate_case3_is_refused() {
+    let err = nvidia_err(run(&report(), &chain(3)));
+    assert!(matches!(err, NvidiaError::Chain(CertError::IssuerMismatch { .. })), "{err}");
+    assert!(err.to_string().contains("GH100 A01 GSP BROM certificate names issuer"), "{err}");
+}
+
+#[test]
+fn chain_missing_the_signing_certificate_case4_is_refused() {
+    let err = nvidia_err(run(&report(), &chain(4)));
+    assert!(matches!(err, NvidiaError::MissingFwid { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "nvidia: FWID extension (2.23.133.5.4.1) not found in the signing certificate GH100 \
+             A01 GSP BROM"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn chain_ending_in_another_root_is_untrusted() {
+    // The NVIDIA root replaced by AMD's self-signed ARK-Milan.
+    let mut collateral = chain(1);
+    collateral.certificates.pop();
+    let amd = Collateral::new().with_certificates(&vector("snp/milan_ask_ark_asvk.pem"));
+    let ark = amd
+        .certificates
+        .iter()
+        .find(|der| cloister_verify::x509::Cert::from_der(der).unwrap().subject_cn() == "ARK-Milan")
+        .unwrap();
+    collateral.certificates.push(ark.clone());
+    let err = nvidia_err(run(&report(), &collateral));
+    assert!(matches!(err, NvidiaError::Chain(CertError::UntrustedRoot { .. })), "{err}");
+    assert!(err.to_string().contains("ARK-Milan"), "{err}");
+}
+
+#[test]
+fn no_certificates_is_refused() {
+    let err = nvidia_err(run(&report(), &Collateral::new()));
+    assert!(matches!(err, NvidiaError::NoCertificates), "{err}");
+}
+
+#[test]
+fn unreadable_anchor_is_refused() {
+    let anchors = TrustAnchors::new().with_root(TeeKind::Nvidia, b"not a certificate".to_vec());
+    let err = nvidia_err(run_full(&report(), &chain(1), &anchors, at(WHEN)));
+    assert!(matches!(err, NvidiaError::Anchor { index: 0, .. }), "{err}");
+}
+
+#[test]
+fn time_before_the_provisioner_ica_is_valid_is_refused() {
+    let err = nvidia_err(run_full(
+        &report(),
+        &chain(1),
+        &TrustAnchors::new(),
+        at("2022-01-01T00:00:00Z"),
+    ));
+    assert!(matches!(err, NvidiaError::Chain(CertError::NotYetValid { .. })), "{err}");
+    assert!(err.to_string().contains("NVIDIA GH100 Provisioner ICA 1"), "{err}");
+}
+
+#[test]
+fn truncated_reports_are_refused_at_the_field_that_is_cut() {
+    let evidence = report();
+    let err = nvidia_err(run(&evidence[..evidence.len() - 1], &chain(1)));
+    assert!(
+        matches!(err, NvidiaError::Truncated { what: "signature", need: 96, have: 95 }),
+        "{err}"
+    );
+    let err = nvidia_err(run(&evidence[..100], &chain(1)));
+    assert!(matches!(err, NvidiaError::Truncated { what: "measurement record", .. }), "{err}");
+    let err = nvidia_err(run(&evidence[..20], &chain(1)));
+    assert!(matches!(err, NvidiaError::Truncated { what: "request nonce", .. }), "{err}");
+    assert!(err.to_string().starts_with("nvidia: evidence is truncated"), "{err}");
+    // Every prefix fails cleanly.
+    for len in 0..evidence.len() {
+        assert!(run(&evidence[..len], &chain(1)).is_err(), "prefix of {len} bytes");
+    }
+}
+
+#[test]
+fn trailing_bytes_and_wrong_headers_are_refused() {
+    let mut longer = report();
+    longer.push(0);
+    let err = nvidia_err(run(&longer, &chain(1)));
+    assert!(matches!(err, NvidiaError::Malformed(_)), "{err}");
+
+    let mut v12 = report();
+    v12[0] = 0x12;
+    let err = nvidia_err(run(&v12, &chain(1)));
+    assert!(matches!(err, NvidiaError::SpdmVersion(0x12)), "{err}");
+
+    let mut wrong_code = report();
+    wrong_code[38] = 0x61;
+    let err = nvidia_err(run(&wrong_code, &chain(1)));
+    assert!(err.to_string().contains("MEASUREMENTS response"), "{err}");
+
+    let mut no_sig = report();
+    no_sig[2] = 0;
+    let err = nvidia_err(run(&no_sig, &chain(1)));
+    assert!(err.to_string().contains("did not ask for a signature"), "{err}");
+}
+
+#[test]
+fn parser_never_panics_on_mutations() {
+    let evidence = report();
+    for i in 0..evidence.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut m = evidence.clone();
+            m[i] ^= flip;
+            cloister_verify::internal::parse_vendor_evidence(TeeKind::Nvidia, &m);
+        }
+    }
+    let rim = vector(PROD_VBIOS_RIM);
+    for len in (0..rim.len()).step_by(97) {
+        cloister_verify::internal::parse_vendor_evidence(TeeKind::Nvidia, &rim[..len]);
+    }
+}
+
+#[test]
+fn pinned_root_is_the_nvidia_device_identity_ca_file() {
+    // The chain's own root replaced by nvidia_device_root.pem verifies with no instance anchor:
+    // the built-in fingerprint is that certificate's.
+    let mut collateral = chain(1);
+    collateral.certificates.pop();
+    let collateral = collateral.with_certificates(&vector("nvidia/nvidia_device_root.pem"));
+    let claims = run(&report(), &collateral).unwrap();
+    assert_eq!(vendor(&claims)["cert_chain"][4], "NVIDIA Device Identity CA");
+}
+
+/// The 545.00 test driver RIM relabelled 550.90.07, with the indexes that differ from this
+/// report turned inactive: what stays active (RIM 23, 24, 28, 33, 35, 38) matches.
+fn relabelled_driver_rim_matching_this_report() -> String {
+    let mut rim = text(DRIVER_RIM)
+        .replace(r#"colloquialVersion="545.00""#, r#"colloquialVersion="550.90.07""#);
+    for index in [7, 21, 22, 25, 26, 27, 29, 30, 31, 32, 34, 36, 37, 39, 40] {
+        let from = format!(r#"index="{index}" active="True""#);
+        assert!(rim.contains(&from), "{from}");
+        rim = rim.replace(&from, &format!(r#"index="{index}" active="False""#));
+    }
+    rim
+}
+
+#[test]
+fn both_rims_for_the_report_versions_give_a_complete_appraisal() {
+    let collateral = with_rim(
+        with_rim(chain(1), &relabelled_rim_matching_this_report()),
+        &relabelled_driver_rim_matching_this_report(),
+    );
+    let claims = run(&report(), &collateral).unwrap();
+    let v = vendor(&claims);
+    assert_eq!(v["measurements_appraised"], true);
+    assert_eq!(v["rim_signature_verified"], false);
+    assert_eq!(v["rim"]["vbios"]["status"], "matched");
+    let driver = &v["rim"]["driver"];
+    assert_eq!(driver["status"], "matched");
+    assert_eq!(driver["rim_version"], "550.90.07");
+    // RIM index 35 (block 36) is compared only while NVDEC0 is enabled; here it is disabled.
+    assert_eq!(driver["measurements"]["36"], "not_compared_nvdec0_disabled");
+    for block in ["24", "25", "29", "34", "39"] {
+        assert_eq!(driver["measurements"][block], "match", "{block}");
+    }
+}
+
+#[test]
+fn driver_rim_with_an_altered_golden_value_is_refused() {
+    let rim = relabelled_driver_rim_matching_this_report();
+    // RIM index 33 = block 34 (198b81d9…).
+    let good = "198b81d9c0cefe0b33ad65de3fad238a5461d8ee32487bf70fc1926041408cb114624b8ca6b0d5fc97028b58d9cdb78d";
+    assert!(rim.contains(good));
+    let altered = rim.replace(good, &format!("{}00", &good[..good.len() - 2]));
+    let err = nvidia_err(run(&report(), &with_rim(chain(1), &altered)));
+    assert!(
+        matches!(
+            err,
+            NvidiaError::MeasurementMismatch { index: 34, rim_index: 33, kind: "driver", .. }
+        ),
+        "{err}"
+    );
+}
