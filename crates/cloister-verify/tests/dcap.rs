@@ -447,6 +447,36 @@ fn collateral_for_another_fmspc_is_refused() {
 }
 
 #[test]
+fn crl_of_another_pck_ca_is_refused() {
+    // The TDX quote's PCK CA is the Platform CA; the SGX sample's PCK CRL is the Processor CA's.
+    let mut bundle: serde_json::Value = serde_json::from_slice(&vector(TDX_COLLATERAL)).unwrap();
+    let sgx: serde_json::Value = serde_json::from_slice(&vector(SGX_COLLATERAL)).unwrap();
+    bundle["pck_crl"] = sgx["pck_crl"].clone();
+    let collateral = Collateral::new().with_document(serde_json::to_vec(&bundle).unwrap());
+    let err = run(TeeKind::Tdx, &vector(TDX_QUOTE), &collateral, at(SAMPLE_TIME)).unwrap_err();
+    assert!(matches!(err, DcapError::CollateralMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("tdx: collateral PCK CRL is issued by "), "{text}");
+    assert!(text.contains("CN=Intel SGX PCK Processor CA, not by"), "{text}");
+    assert!(text.ends_with("not by Intel SGX PCK Platform CA of the quote's PCK chain"), "{text}");
+
+    // As separate documents, a CRL of another CA is not taken for the PCK CRL.
+    let Pcs { tcb, qe, root_crl, chain, .. } = pcs_artefacts(TDX_COLLATERAL);
+    let collateral = Collateral::new()
+        .with_document(tcb)
+        .with_document(qe)
+        .with_document(root_crl)
+        .with_document(hex::decode(sgx["pck_crl"].as_str().unwrap()).unwrap())
+        .with_certificates(&chain);
+    let err = run(TeeKind::Tdx, &vector(TDX_QUOTE), &collateral, at(SAMPLE_TIME)).unwrap_err();
+    assert!(matches!(err, DcapError::CollateralMissing { .. }), "{err}");
+    assert!(
+        err.to_string().contains("but no PCK CRL (for PCK CA \"Intel SGX PCK Platform CA\")"),
+        "{err}"
+    );
+}
+
+#[test]
 fn tampered_tcb_info_fails_its_signature() {
     let mut bundle: serde_json::Value = serde_json::from_slice(&vector(TDX_COLLATERAL)).unwrap();
     let tcb = bundle["tcb_info"]

@@ -112,15 +112,15 @@ pub(crate) fn assemble(
     };
 
     // Pick the tcbInfo and QE identity of this TEE.
-    let tcb_info = pick(tcb_infos, "id", tcb_id, "tcbInfo")?;
-    let qe_identity = pick(qe_identities, "id", qe_id, "QE identity")?;
+    let tcb_info = pick(tcb_infos, "SGX", tcb_id, "tcbInfo")?;
+    let qe_identity = pick(qe_identities, "", qe_id, "QE identity")?;
     let mut pck_crl = None;
     let mut root_crl = None;
     for der in crls {
         let issuer = crl_issuer(&der).map_err(CollateralProblem::Unrecognised)?;
-        if issuer == name_der(pck_ca, false) {
+        if issuer == subject_der(pck_ca) {
             pck_crl = Some(der);
-        } else if issuer == name_der(root, false) {
+        } else if issuer == subject_der(root) {
             root_crl = Some(der);
         }
     }
@@ -166,9 +166,10 @@ pub(crate) fn assemble(
     }
 }
 
+/// The one document whose `id` is `want` (`default_id` when it has none: SGX tcbInfo v2).
 fn pick(
     items: Vec<(String, Vec<u8>)>,
-    field: &str,
+    default_id: &str,
     want: &str,
     what: &str,
 ) -> Result<Option<(String, Vec<u8>)>, CollateralProblem> {
@@ -180,8 +181,8 @@ fn pick(
     for (raw, sig) in items {
         let id = serde_json::from_str::<serde_json::Value>(&raw)
             .ok()
-            .and_then(|v| v.get(field).and_then(|i| i.as_str()).map(str::to_owned))
-            .unwrap_or_default();
+            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| default_id.to_owned());
         if id == want {
             found.push((raw, sig));
         } else {
@@ -205,6 +206,7 @@ fn pick(
 /// re-checks everything.
 pub(crate) fn precheck(
     collateral: &QuoteCollateralV3,
+    chain: &[Cert],
     now: i64,
     fmspc: &[u8],
     tcb_id: &str,
@@ -244,10 +246,23 @@ pub(crate) fn precheck(
         };
         window(name, date("issueDate")?, Some(date("nextUpdate")?), now)?;
     }
-    for (name, der) in [("PCK CRL", &collateral.pck_crl), ("root CA CRL", &collateral.root_ca_crl)]
+    let issuers = [chain.get(1), chain.last()];
+    for ((name, der), issuer) in
+        [("PCK CRL", &collateral.pck_crl), ("root CA CRL", &collateral.root_ca_crl)]
+            .into_iter()
+            .zip(issuers)
     {
         let crl = x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
             .map_err(|e| bad(&format!("{name} is not a DER CRL: {e}")))?;
+        if let Some(issuer) = issuer
+            && crl.tbs_cert_list.issuer.to_der().ok() != Some(subject_der(issuer))
+        {
+            return Err(CollateralProblem::Mismatch(format!(
+                "collateral {name} is issued by {}, not by {} of the quote's PCK chain",
+                crl.tbs_cert_list.issuer,
+                issuer.subject_cn()
+            )));
+        }
         let this = secs(crl.tbs_cert_list.this_update.to_unix_duration());
         let next = crl.tbs_cert_list.next_update.map(|t| secs(t.to_unix_duration()));
         window(name, this, next, now)?;
@@ -352,11 +367,9 @@ fn crl_issuer(der: &[u8]) -> Result<Vec<u8>, String> {
     crl.tbs_cert_list.issuer.to_der().map_err(|e| e.to_string())
 }
 
-/// A certificate's subject (or issuer) name, DER-encoded.
-fn name_der(cert: &Cert, issuer: bool) -> Vec<u8> {
-    let tbs = cert.parsed().tbs_certificate();
-    let name = if issuer { tbs.issuer() } else { tbs.subject() };
-    name.to_der().unwrap_or_default()
+/// A certificate's subject name, DER-encoded.
+fn subject_der(cert: &Cert) -> Vec<u8> {
+    cert.parsed().tbs_certificate().subject().to_der().unwrap_or_default()
 }
 
 /// PEM text of certificates, in order.

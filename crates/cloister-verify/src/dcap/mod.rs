@@ -134,8 +134,8 @@ pub enum DcapError {
         /// What is wrong.
         what: String,
     },
-    /// A PCK chain certificate is on a CRL.
-    #[error("{tee}: PCK certificate chain: a certificate is revoked ({what})")]
+    /// A certificate of the PCK or collateral signing chain is on an Intel CRL.
+    #[error("{tee}: a certificate is revoked by the Intel CRLs ({what})")]
     Revoked {
         /// The driver.
         tee: DcapTee,
@@ -359,7 +359,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
     let appraisal = match assembled {
         Assembled::None => None,
         Assembled::Full(bundle) => {
-            collateral::precheck(&bundle, inputs.now_unix, &pck_info.fmspc, tcb_id, qe_id)
+            collateral::precheck(&bundle, &chain, inputs.now_unix, &pck_info.fmspc, tcb_id, qe_id)
                 .map_err(problem)?;
             let root =
                 chain.last().ok_or(DcapError::PckChain { tee, source: CertError::EmptyChain })?;
@@ -387,6 +387,13 @@ fn map_qvl_error(tee: DcapTee, chain: &str) -> DcapError {
     let has = |s: &str| chain.contains(s);
     if has("CertRevoked") {
         DcapError::Revoked { tee, what }
+    } else if has("UnknownRevocationStatus") {
+        DcapError::CollateralMismatch {
+            tee,
+            what: format!("the CRLs do not cover every certificate of the chains [{what}]"),
+        }
+    } else if has("must have version") || has("Unsupported DCAP") {
+        DcapError::Unsupported { tee, what }
     } else if has("TCB status is invalid: Revoked") {
         DcapError::TcbRevoked { tee }
     } else if has("expired")
