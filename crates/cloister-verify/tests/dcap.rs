@@ -525,3 +525,38 @@ fn parser_never_panics_on_prefixes_and_flips() {
         cloister_verify::internal::parse_vendor_evidence(TeeKind::Tdx, &q);
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any byte of a real quote overwritten with any value: parsing never panics, and a quote
+    /// that still verifies (the byte was unsigned padding) yields exactly the original claims.
+    #[test]
+    fn mutated_quotes_never_panic(offset in 0usize..5006, value in proptest::prelude::any::<u8>()) {
+        let original = vector(TDX_OUTDATED);
+        let expected = run(TeeKind::Tdx, &original, &Collateral::new(), at(OUTDATED_TIME)).unwrap();
+        let mut quote = original;
+        let offset = offset % quote.len();
+        quote[offset] = value;
+        cloister_verify::internal::parse_vendor_evidence(TeeKind::Tdx, &quote);
+        if let Ok(claims) = run(TeeKind::Tdx, &quote, &Collateral::new(), at(OUTDATED_TIME)) {
+            proptest::prop_assert_eq!(claims, expected);
+        }
+    }
+
+    /// Random collateral documents are refused, never a panic.
+    #[test]
+    fn random_collateral_documents_are_refused(doc in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+        let collateral = Collateral::new().with_document(doc);
+        let _ = run(TeeKind::Tdx, &vector(TDX_QUOTE), &collateral, at(SAMPLE_TIME));
+    }
+
+    /// JSON-shaped PCS responses with arbitrary members are refused, never a panic.
+    #[test]
+    fn random_pcs_like_json_is_refused(inner in "[ -~]{0,200}", sig in "[0-9a-f]{0,130}") {
+        let doc = format!(r#"{{"tcbInfo":{inner},"signature":"{sig}"}}"#);
+        let collateral = Collateral::new().with_document(doc.into_bytes());
+        let result = run(TeeKind::Tdx, &vector(TDX_QUOTE), &collateral, at(SAMPLE_TIME));
+        proptest::prop_assert!(result.is_err());
+    }
+}

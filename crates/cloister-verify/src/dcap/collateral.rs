@@ -492,3 +492,21 @@ fn skip_value(bytes: &[u8], mut i: usize) -> Option<usize> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::raw_member;
+
+    #[test]
+    fn raw_member_returns_the_exact_text() {
+        let doc = r#" { "a" : 1, "tcbInfo":{"x":"}\"{","y":[1,{"z":2}]} , "signature":"ab"}"#;
+        assert_eq!(raw_member(doc, "tcbInfo"), Some(r#"{"x":"}\"{","y":[1,{"z":2}]}"#));
+        assert_eq!(raw_member(doc, "signature"), Some(r#""ab""#));
+        assert_eq!(raw_member(doc, "a"), Some("1"));
+        assert_eq!(raw_member(doc, "missing"), None);
+        assert_eq!(raw_member(r#"{"n":17}"#, "n"), Some("17"));
+        for broken in ["", "{", "[1]", r#"{"tcbInfo""#, r#"{"tcbInfo":{"#, r#"{"a":"\"#] {
+            assert_eq!(raw_member(broken, "tcbInfo"), None, "{broken}");
+        }
+    }
+}

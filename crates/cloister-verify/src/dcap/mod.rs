@@ -108,10 +108,11 @@ pub enum DcapError {
         /// The driver.
         tee: DcapTee,
     },
-    /// The QE report data is not SHA-256(attestation key || QE authentication data).
+    /// The QE report data is not SHA-256(attestation key || QE authentication data) followed by
+    /// 32 zero bytes.
     #[error(
-        "{tee}: QE report data does not bind the attestation key (SHA-256 of attestation key || \
-         QE authentication data differs)"
+        "{tee}: QE report data does not bind the attestation key (it must be SHA-256 of \
+         attestation key || QE authentication data, then 32 zero bytes)"
     )]
     QeReportBinding {
         /// The driver.
@@ -326,7 +327,10 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
     hasher.update(quote.attestation_key);
     hasher.update(quote.qe_auth_data);
     let digest = hasher.finalize();
-    if quote.qe_report.report_data.get(..32) != Some(&digest[..]) {
+    // The QE writes the hash in the first 32 bytes and zeros in the rest; Intel's QVL compares
+    // all 64 bytes, and so does this.
+    let (hash, rest) = quote.qe_report.report_data.split_at(32);
+    if hash != &digest[..] || rest.iter().any(|&b| b != 0) {
         return Err(DcapError::QeReportBinding { tee });
     }
 
