@@ -560,3 +560,112 @@ proptest::proptest! {
         proptest::prop_assert!(result.is_err());
     }
 }
+
+/// One DER TLV: tag, content, rest (test-side walker for the Steward CSRs).
+fn tlv(bytes: &[u8]) -> (u8, &[u8], &[u8]) {
+    let (len, header) = match bytes[1] {
+        n if n < 0x80 => (usize::from(n), 2),
+        n => {
+            let count = usize::from(n & 0x7f);
+            let len =
+                bytes[2..2 + count].iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+            (len, 2 + count)
+        }
+    };
+    (bytes[0], &bytes[header..header + len], &bytes[header + len..])
+}
+
+/// The Enarx Steward "attested CSR": a PKCS#10 request whose extension 1.3.6.1.4.1.58270.1.2
+/// holds `SEQUENCE { quote, SEQUENCE { SEQUENCE OF (url, CRL) }, SEQUENCE { certificates,
+/// tcbInfo response } }`.
+struct Steward {
+    spki: Vec<u8>,
+    quote: Vec<u8>,
+    documents: Vec<Vec<u8>>,
+}
+
+fn steward(path: &str) -> Steward {
+    let csr = vector(path);
+    let (_, request, _) = tlv(&csr);
+    let (_, info, _) = tlv(request);
+    let (_, _version, rest) = tlv(info);
+    let (_, _subject, rest) = tlv(rest);
+    let (_, _, after_spki) = tlv(rest);
+    let spki = rest[..rest.len() - after_spki.len()].to_vec();
+    // 06 0a 2b 06 01 04 01 83 c7 1e 01 02 = OID 1.3.6.1.4.1.58270.1.2, then the OCTET STRING.
+    let oid = [0x06, 0x0a, 0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xc7, 0x1e, 0x01, 0x02];
+    let at = csr.windows(oid.len()).position(|w| w == oid).unwrap() + oid.len();
+    let (tag, ext_value, _) = tlv(&csr[at..]);
+    assert_eq!(tag, 0x04);
+    let (_, evidence, _) = tlv(ext_value);
+    let (tag, quote, rest) = tlv(evidence);
+    assert_eq!(tag, 0x04);
+    // SEQUENCE { SEQUENCE OF SEQUENCE { url, CRL } }
+    let (_, crl_outer, rest) = tlv(rest);
+    let (_, mut crls, _) = tlv(crl_outer);
+    let mut documents = Vec::new();
+    while !crls.is_empty() {
+        let (_, entry, next) = tlv(crls);
+        let (_, _url, crl) = tlv(entry);
+        documents.push(crl.to_vec());
+        crls = next;
+    }
+    // SEQUENCE { SEQUENCE OF Certificate (TCB signing chain), tcbInfo response }
+    let (_, tcb, _) = tlv(rest);
+    let (_, mut certs, rest) = tlv(tcb);
+    while !certs.is_empty() {
+        let (_, _, next) = tlv(certs);
+        documents.push(certs[..certs.len() - next.len()].to_vec());
+        certs = next;
+    }
+    let (_, tcb_info, _) = tlv(rest);
+    documents.push(tcb_info.to_vec());
+    Steward { spki, quote: quote.to_vec(), documents }
+}
+
+/// Inside the CSRs' collateral windows (PCK CRL 2023-01-18..02-17, tcbInfo 2023-01-25..02-24).
+const STEWARD_TIME: &str = "2023-02-01T00:00:00Z";
+
+#[test]
+fn steward_csrs_verify_signatures_and_pck_chain_but_lack_a_qe_identity() {
+    use sha2::Digest as _;
+    for path in [
+        "sgx/steward_icelake.signed.tcb.crl.single.i5.csr",
+        "sgx/steward_icelake.signed.tcb.crl.multi.xeon.csr",
+    ] {
+        let s = steward(path);
+        let claims = run(TeeKind::Sgx, &s.quote, &Collateral::new(), at(STEWARD_TIME)).unwrap();
+        assert_eq!(claims.tcb_status, TcbStatus::Unknown, "{path}");
+        assert_eq!(
+            claims.signer.as_ref().unwrap().to_string(),
+            "7a49a07df0f8e90a6e1d9a63e3c696d9c844f0e3f8739b21daa640f99facc48a",
+            "{path}"
+        );
+        // ATTRIBUTES flags 0x05 (INIT, MODE64BIT): Steward's policy allows Debug, this enclave
+        // does not use it.
+        assert!(!claims.debug, "{path}");
+        // The report data binds the CSR's key: SHA-256 of its SubjectPublicKeyInfo.
+        assert_eq!(&claims.report_data.0[..32], &sha2::Sha256::digest(&s.spki)[..], "{path}");
+        // MRENCLAVE is the enclave hash listed in Steward's configuration.
+        assert_eq!(
+            claims.measurement.to_string(),
+            "4046ea255f0455131a024e1265ac1ebd131fdbd1240f1712a00381f6f04e8c15",
+            "{path}"
+        );
+
+        // Its CRLs, TCB signing chain and tcbInfo are recognised, but there is no QE identity.
+        let mut collateral = Collateral::new();
+        for doc in s.documents {
+            collateral = collateral.with_document(doc);
+        }
+        let err = run(TeeKind::Sgx, &s.quote, &collateral, at(STEWARD_TIME)).unwrap_err();
+        assert!(matches!(err, DcapError::CollateralMissing { .. }), "{path}: {err}");
+        assert!(
+            err.to_string().starts_with(
+                "sgx: collateral has a tcbInfo, a PCK CRL, a root CA CRL, the TCB Signing \
+                 certificate but no QE identity"
+            ),
+            "{path}: {err}"
+        );
+    }
+}
