@@ -382,7 +382,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         }
     };
 
-    Ok(build_claims(tee, &quote, &pck_info, appraisal.as_ref()))
+    Ok(build_claims(&quote, &pck_info, appraisal.as_ref()))
 }
 
 /// Maps dcap-qvl's message chain to the check that failed.
@@ -547,7 +547,6 @@ fn td_report_fields(r: &TdReport) -> serde_json::Map<String, Value> {
 }
 
 fn build_claims(
-    tee: DcapTee,
     quote: &Quote<'_>,
     pck_info: &pck::PckInfo,
     appraisal: Option<&dcap_qvl::verify::VerifiedReport>,
@@ -625,7 +624,6 @@ fn build_claims(
             r.report_data.to_vec(),
         ),
     };
-    let _ = tee;
     let mut vendor = BTreeMap::new();
     vendor.insert(kind.as_str().to_owned(), Value::Object(fields));
     Claims {
@@ -640,5 +638,61 @@ fn build_claims(
         advisories,
         platform_id: Some(Hex(pck_info.ppid.clone())),
         vendor,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dcap-qvl reports failures as message chains; each kind maps to the check that failed.
+    #[test]
+    fn dcap_qvl_messages_map_to_checks() {
+        let cases: &[(&str, fn(&DcapError) -> bool)] = &[
+            ("Failed to verify certificate chain: CertRevoked", |e| {
+                matches!(e, DcapError::Revoked { .. })
+            }),
+            ("TCB status is invalid: Revoked", |e| matches!(e, DcapError::TcbRevoked { .. })),
+            ("TCBInfo expired", |e| matches!(e, DcapError::CollateralExpired { .. })),
+            ("Failed to verify certificate chain: CrlExpired { time: 1, next_update: 0 }", |e| {
+                matches!(e, DcapError::CollateralExpired { .. })
+            }),
+            ("Fmspc mismatch", |e| matches!(e, DcapError::CollateralMismatch { .. })),
+            ("Signature is invalid for tcb_info in quote_collateral", |e| {
+                matches!(e, DcapError::CollateralSignature { .. })
+            }),
+            ("QE MRSIGNER mismatch: expected A, got B", |e| {
+                matches!(e, DcapError::QeIdentity { .. })
+            }),
+            ("TDX module identity check: TDX module MRSIGNER mismatch", |e| {
+                matches!(e, DcapError::TdxModule { .. })
+            }),
+            ("No matching TCB level found", |e| matches!(e, DcapError::TcbLevel { .. })),
+            ("SEPT_VE_DISABLE is not enabled", |e| matches!(e, DcapError::TdAttributes { .. })),
+            ("ISV enclave report signature is invalid", |e| {
+                matches!(e, DcapError::QuoteSignature { .. })
+            }),
+            ("Failed to verify certificate chain: UnknownRevocationStatus", |e| {
+                matches!(e, DcapError::CollateralMismatch { .. })
+            }),
+            ("SGX TEE quote must have version 3", |e| matches!(e, DcapError::Unsupported { .. })),
+            ("something new", |e| matches!(e, DcapError::Appraisal { .. })),
+        ];
+        for (message, check) in cases {
+            let err = map_qvl_error(DcapTee::Tdx, message);
+            assert!(check(&err), "{message} -> {err:?}");
+            assert!(err.to_string().starts_with("tdx: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn tcb_statuses_map_conservatively() {
+        assert_eq!(tcb_status("TDRelaunchAdvised"), TcbStatus::OutOfDate);
+        assert_eq!(
+            tcb_status("TDRelaunchAdvisedConfigurationNeeded"),
+            TcbStatus::OutOfDateConfigurationNeeded
+        );
+        assert_eq!(tcb_status("UpToDate"), TcbStatus::UpToDate);
+        assert_eq!(tcb_status("nonsense"), TcbStatus::Unknown);
     }
 }
