@@ -645,10 +645,13 @@ fn build_claims(
 mod tests {
     use super::*;
 
+    /// A predicate on an error's variant.
+    type IsVariant = fn(&DcapError) -> bool;
+
     /// dcap-qvl reports failures as message chains; each kind maps to the check that failed.
     #[test]
     fn dcap_qvl_messages_map_to_checks() {
-        let cases: &[(&str, fn(&DcapError) -> bool)] = &[
+        let cases: &[(&str, IsVariant)] = &[
             ("Failed to verify certificate chain: CertRevoked", |e| {
                 matches!(e, DcapError::Revoked { .. })
             }),
