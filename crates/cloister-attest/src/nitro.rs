@@ -99,10 +99,7 @@ type DocumentFields = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Reads `user_data` and `nonce` from an attestation document's payload (the third element of
 /// its COSE_Sign1 array, a CBOR map). Signature and certificates are the verifier's business.
-fn document_fields(
-    device: &Path,
-    document: &[u8],
-) -> Result<DocumentFields, AttestError> {
+fn document_fields(device: &Path, document: &[u8]) -> Result<DocumentFields, AttestError> {
     let value: Value = ciborium::from_reader(document)
         .map_err(|e| malformed(device, format!("attestation document is not CBOR: {e}")))?;
     let value = match value {

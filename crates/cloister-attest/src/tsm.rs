@@ -152,10 +152,14 @@ impl Drop for ReportDir {
 }
 
 /// Attester over configfs-tsm. [`ConfigFsTsm::probe`] creates a report directory once to
-/// learn the provider, so [`Attester::tee`] is known up front.
+/// learn the provider, so [`Attester::tee`] is known up front; each attestation then uses a
+/// fresh directory. [`ConfigFsTsm::with_report_dir`] instead uses one existing directory (only
+/// root may `mkdir` under configfs-tsm: a privileged setup step can create the directory and
+/// hand its attribute files to the worker's user).
 #[derive(Clone, Debug)]
 pub struct ConfigFsTsm {
     root: PathBuf,
+    fixed_dir: Option<PathBuf>,
     provider: String,
     tee: TeeKind,
     privlevel: Option<u32>,
@@ -190,7 +194,35 @@ impl ConfigFsTsm {
             path: provider_path,
             provider: provider.clone(),
         })?;
-        Ok(Self { root, provider, tee, privlevel: None, attempts: DEFAULT_ATTEMPTS })
+        Ok(Self {
+            root,
+            fixed_dir: None,
+            provider,
+            tee,
+            privlevel: None,
+            attempts: DEFAULT_ATTEMPTS,
+        })
+    }
+
+    /// Uses the existing report directory `dir` for every attestation, without creating or
+    /// removing it; reads its `provider` now.
+    pub fn with_report_dir(dir: impl Into<PathBuf>) -> Result<Self, AttestError> {
+        let dir = dir.into();
+        let provider_path = dir.join("provider");
+        let provider = read_text(&provider_path)?;
+        let tee = tee_for_provider(&provider).ok_or_else(|| AttestError::UnknownProvider {
+            path: provider_path,
+            provider: provider.clone(),
+        })?;
+        let root = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self {
+            root,
+            fixed_dir: Some(dir),
+            provider,
+            tee,
+            privlevel: None,
+            attempts: DEFAULT_ATTEMPTS,
+        })
     }
 
     /// Requests reports for privilege level `level` (SEV-SNP VMPL 0..=3; the kernel refuses
@@ -219,18 +251,24 @@ impl Attester for ConfigFsTsm {
 
     fn attest(&self, runtime_data: &RuntimeData) -> Result<UnifiedEvidence, AttestError> {
         let report_data = crate::report_data_of(runtime_data)?;
-        let dir = ReportDir::create(&self.root)?;
         let request = TsmRequest { inblob: &report_data, privlevel: self.privlevel };
-        let report = collect_tsm_report(&dir.path, &request, self.attempts)?;
-        let outblob_path = dir.path.join("outblob");
+        let (report, outblob_path) = match &self.fixed_dir {
+            Some(dir) => (collect_tsm_report(dir, &request, self.attempts)?, dir.join("outblob")),
+            None => {
+                let dir = ReportDir::create(&self.root)?;
+                let report = collect_tsm_report(&dir.path, &request, self.attempts)?;
+                let outblob_path = dir.path.join("outblob");
+                dir.remove()?;
+                (report, outblob_path)
+            }
+        };
         if report.provider != self.provider {
             return Err(AttestError::ProviderChanged {
-                path: dir.path.join("provider"),
+                path: outblob_path.with_file_name("provider"),
                 expected: self.provider.clone(),
                 found: report.provider,
             });
         }
-        dir.remove()?;
         evidence_from_report(self.tee, &outblob_path, report, &report_data, runtime_data)
     }
 }
