@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use cloister_attest::{
@@ -291,4 +292,51 @@ fn certificate_tables_are_parsed_strictly() {
     let mut empty = table;
     empty[20..24].copy_from_slice(&0u32.to_le_bytes());
     assert!(parse_snp_cert_table(p, &empty).is_err());
+}
+
+fn vector(relative: &str) -> Vec<u8> {
+    let dir = match std::env::var_os("CLOISTER_VECTORS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+    };
+    let path = dir.join(relative);
+    fs::read(&path).unwrap_or_else(|e| panic!("cannot read vector {}: {e}", path.display()))
+}
+
+// The fake kernel answers through a plain fn; real vectors reach it through this slot (only
+// the one test below uses it).
+static ANSWER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn found_report_data(provider: &str, evidence: Vec<u8>) -> String {
+    *ANSWER.lock().unwrap() = evidence;
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_report_dir(root.path(), provider, None);
+    let kernel = fake_kernel(&dir, 1, no_race, |_| ANSWER.lock().unwrap().clone());
+    let err = ConfigFsTsm::with_report_dir(&dir).unwrap().attest(&runtime_data()).unwrap_err();
+    kernel.join().unwrap();
+    match err {
+        AttestError::ReportDataMismatch { found, .. } => found,
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn report_data_is_read_where_real_evidence_has_it() {
+    // Real quotes and reports bind someone else's report_data: the mismatch error names what
+    // was found, which must be the value the vectors' README lists.
+    assert_eq!(
+        found_report_data("tdx_guest", vector("tdx/dcapqvl_tdx_quote")),
+        "9a9d48e7f6799642d3d1b34e1e5e1742d4bb02dd6ddd551862c1211d35c304f9\
+         eca3efdbb481601c163cf52493d6e44aed55d51ec39b7e518fadb92c2b523f20"
+    );
+    // Version 5 (TDX 1.5 body): the body descriptor shifts the body by 6 bytes.
+    assert_eq!(
+        found_report_data("tdx_guest", vector("tdx/dcapqvl_tdx_quote_outdated")),
+        format!(
+            "d2142b643598eb5fae2bc8529dd79a558b29f868ccbb6531cb28dab9dce47728{}",
+            "00".repeat(32)
+        )
+    );
+    let report = vector("snp/trustee_test-report.bin");
+    assert_eq!(found_report_data("sev_guest", report.clone()), hex::encode(&report[0x50..0x90]));
 }
