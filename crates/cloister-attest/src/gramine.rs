@@ -1,7 +1,7 @@
 //! SGX DCAP quotes through Gramine's `/dev/attestation` pseudo-files: write the 64 bytes of
 //! `report_data` to `user_report_data`, read `quote`. `attestation_type` must say `dcap`
-//! (manifest: `sgx.remote_attestation = "dcap"`). Occlum and other library OSes exposing the
-//! same files work too; the directory is configurable.
+//! (manifest: `sgx.remote_attestation = "dcap"`). The directory is configurable, for tests and
+//! for other runtimes that expose the same pseudo-files.
 
 use std::fs;
 use std::path::PathBuf;
