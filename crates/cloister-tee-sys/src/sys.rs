@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd as _;
 
 use crate::csv::{CSV_CMD_GET_REPORT, CSV_REPORT_INPUT_DATA_LEN, CsvReportReq};
 use crate::nsm::{NSM_IOCTL_RAW, NSM_REQUEST_MAX_SIZE, NsmIovec, NsmRaw};
@@ -25,6 +24,7 @@ use crate::tdx::{TDX_CMD_GET_REPORT0, TDX_REPORT_LEN, TDX_REPORTDATA_LEN, TdxRep
 unsafe fn ioctl<T>(file: &File, request: u32, arg: &mut T) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
+        use std::os::fd::AsRawFd as _;
         // SAFETY: `file` is open, so its descriptor is valid for the call; `arg` is a live
         // exclusive borrow of a `T` the caller vouches for (see this function's contract), so
         // the kernel reads and writes exactly `size_of::<T>()` bytes of valid memory through it.
@@ -176,7 +176,7 @@ pub fn csv_get_report(file: &File, buffer: &mut [u8]) -> io::Result<()> {
     unsafe { ioctl(file, CSV_CMD_GET_REPORT, &mut req) }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     // These run the real system call against /dev/null, which has no ioctls: the kernel answers
     // ENOTTY, which proves the wrappers pass well-formed arguments and surface the error.
