@@ -115,6 +115,20 @@ pub(crate) fn snp_report_data<'a>(path: &Path, report: &'a [u8]) -> Result<&'a [
     Ok(&report[SNP_REPORT_DATA])
 }
 
+/// Checks the report was produced for `vmpl` (the `VMPL` field at offset 0x30): a report for
+/// another level means someone else's request was answered.
+pub(crate) fn check_snp_vmpl(path: &Path, report: &[u8], vmpl: u32) -> Result<(), AttestError> {
+    let found = report
+        .get(0x30..0x34)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| malformed(path, "SNP report shorter than its VMPL field"))?;
+    if found == vmpl {
+        Ok(())
+    } else {
+        Err(malformed(path, format!("the report is for VMPL {found}, not the requested {vmpl}")))
+    }
+}
+
 /// Attester over `/dev/sev-guest`. By default it asks for the extended report, so the VCEK (or
 /// VLEK) and ASK/ARK the host cached travel with the evidence as collateral; without them the
 /// verifier needs the VCEK from AMD's KDS.
@@ -195,6 +209,7 @@ impl Attester for SevGuestDevice {
         };
         let report = parse_snp_report_response(&self.path, &response)?;
         crate::check_report_data(&self.path, &report_data, snp_report_data(&self.path, &report)?)?;
+        check_snp_vmpl(&self.path, &report, self.vmpl)?;
         Ok(crate::unified(TeeKind::Snp, report, runtime_data, &certificates))
     }
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cloister_types::{RuntimeData, TeeKind, UnifiedEvidence};
 
-use crate::sev::{parse_snp_cert_table, snp_report_data};
+use crate::sev::{check_snp_vmpl, parse_snp_cert_table, snp_report_data};
 use crate::{AttestError, Attester, io_error, malformed};
 
 /// How many times a report is re-requested when `generation` shows a concurrent writer.
@@ -269,24 +269,30 @@ impl Attester for ConfigFsTsm {
                 found: report.provider,
             });
         }
-        evidence_from_report(self.tee, &outblob_path, report, &report_data, runtime_data)
+        evidence_from_report(self.tee, &outblob_path, report, &request, runtime_data)
     }
 }
 
-/// Checks the evidence binds `report_data` (where the format is simple enough to read here;
-/// CCA tokens are left to the verifier) and wraps it, SNP certificates as collateral.
+/// Checks the evidence binds the request's `report_data` (and, for SNP, its privilege level)
+/// where the format is simple enough to read here (CCA tokens are left to the verifier), and
+/// wraps it, SNP certificates as collateral.
 fn evidence_from_report(
     tee: TeeKind,
     outblob_path: &Path,
     report: TsmReport,
-    report_data: &[u8; 64],
+    request: &TsmRequest<'_>,
     runtime_data: &RuntimeData,
 ) -> Result<UnifiedEvidence, AttestError> {
+    let report_data = request.inblob;
     let mut certificates = Vec::new();
     match tee {
         TeeKind::Snp => {
             let found = snp_report_data(outblob_path, &report.outblob)?;
             crate::check_report_data(outblob_path, report_data, found)?;
+            // The privilege level is a separate write: check it took effect for this report.
+            if let Some(level) = request.privlevel {
+                check_snp_vmpl(outblob_path, &report.outblob, level)?;
+            }
             if let Some(aux) = &report.auxblob {
                 let auxblob_path = outblob_path.with_file_name("auxblob");
                 certificates =

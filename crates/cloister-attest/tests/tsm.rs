@@ -35,6 +35,13 @@ fn snp_report(report_data: &[u8]) -> Vec<u8> {
     report
 }
 
+/// The same, produced for VMPL 2.
+fn snp_report_vmpl2(report_data: &[u8]) -> Vec<u8> {
+    let mut report = snp_report(report_data);
+    report[0x30] = 2;
+    report
+}
+
 /// A TDX v4 quote body carrying `report_data` at 48 + 520.
 fn tdx_quote(report_data: &[u8]) -> Vec<u8> {
     let mut quote = vec![0u8; 1200];
@@ -132,7 +139,7 @@ fn snp_report_binds_report_data_and_carries_the_certificate_table() {
     let root = tempfile::tempdir().unwrap();
     let table = cert_table(&[(VCEK_GUID, b"vcek-der"), (ARK_GUID, b"ark-der")]);
     let dir = fake_report_dir(root.path(), "sev_guest", Some(&table));
-    let kernel = fake_kernel(&dir, 1, no_race, snp_report);
+    let kernel = fake_kernel(&dir, 1, no_race, snp_report_vmpl2);
 
     let tsm = ConfigFsTsm::with_report_dir(&dir).unwrap().with_privlevel(2);
     assert_eq!(tsm.tee(), TeeKind::Snp);
@@ -147,7 +154,7 @@ fn snp_report_binds_report_data_and_carries_the_certificate_table() {
     assert_eq!(fs::read_to_string(dir.join("privlevel")).unwrap(), "2\n");
 
     assert_eq!(evidence.tee, TeeKind::Snp);
-    assert_eq!(evidence.evidence.0, snp_report(&expected));
+    assert_eq!(evidence.evidence.0, snp_report_vmpl2(&expected));
     assert_eq!(evidence.runtime_data, rd);
     let certs: Vec<Vec<u8>> = evidence.collateral["certificates"]
         .as_array()
@@ -183,6 +190,17 @@ fn evidence_for_other_report_data_is_refused() {
     kernel.join().unwrap();
     assert!(matches!(err, AttestError::ReportDataMismatch { .. }), "{err}");
     assert!(err.to_string().contains("outblob"), "{err}");
+}
+
+#[test]
+fn an_snp_report_for_another_privilege_level_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = fake_report_dir(root.path(), "sev_guest", None);
+    let kernel = fake_kernel(&dir, 1, no_race, snp_report);
+    let tsm = ConfigFsTsm::with_report_dir(&dir).unwrap().with_privlevel(2);
+    let err = tsm.attest(&runtime_data()).unwrap_err();
+    kernel.join().unwrap();
+    assert!(err.to_string().ends_with("the report is for VMPL 0, not the requested 2"), "{err}");
 }
 
 #[test]
