@@ -37,4 +37,96 @@ pub enum AttestError {
     /// The system clock reads before 1970, so `issued_at` cannot be set.
     #[error("the system clock is before the unix epoch")]
     Clock,
+    /// An ioctl on a TEE guest device failed.
+    #[error("{ioctl} on {device}: {source}")]
+    Ioctl {
+        /// The ioctl (`SNP_GET_REPORT`, `NSM_IOCTL_RAW`, …).
+        ioctl: &'static str,
+        /// The device.
+        device: PathBuf,
+        /// The cause, with any firmware error code.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A device or file answered something that is not what its interface specifies.
+    #[error("{path}: {what}")]
+    Malformed {
+        /// Where the bytes came from.
+        path: PathBuf,
+        /// What is wrong with them.
+        what: String,
+    },
+    /// The evidence does not carry the `report_data` that was requested: something else wrote
+    /// to the interface at the same time, or it ignored the request.
+    #[error("{path}: the evidence binds report_data {found}, not the {expected} requested")]
+    ReportDataMismatch {
+        /// Where the evidence came from.
+        path: PathBuf,
+        /// The requested value (hex).
+        expected: String,
+        /// The value in the evidence (hex).
+        found: String,
+    },
+    /// configfs-tsm: the report's `generation` changed between writing the request and reading
+    /// the evidence every time: another process is writing to the same report directory.
+    #[error(
+        "{dir}: generation changed while the report was read ({attempts} attempts): another \
+         process wrote to this configfs-tsm report at the same time"
+    )]
+    GenerationRace {
+        /// The report directory.
+        dir: PathBuf,
+        /// How many times it was tried.
+        attempts: u32,
+    },
+    /// configfs-tsm names a provider this crate does not know.
+    #[error(
+        "{path}: unknown configfs-tsm provider {provider:?} (known: tdx_guest, sev_guest, arm_cca_guest)"
+    )]
+    UnknownProvider {
+        /// The `provider` file.
+        path: PathBuf,
+        /// What it says.
+        provider: String,
+    },
+    /// The provider changed since the attester was set up (a different TEE driver loaded).
+    #[error("{path}: provider is {found:?}, but this attester was set up for {expected:?}")]
+    ProviderChanged {
+        /// The `provider` file.
+        path: PathBuf,
+        /// The provider seen when the attester was created.
+        expected: String,
+        /// The provider now.
+        found: String,
+    },
+    /// Gramine's `/dev/attestation` is not configured for DCAP quotes.
+    #[error(
+        "{path}: attestation type is {found:?}, not \"dcap\" (set sgx.remote_attestation = \"dcap\" in the Gramine manifest)"
+    )]
+    NotDcap {
+        /// The `attestation_type` file.
+        path: PathBuf,
+        /// What it says.
+        found: String,
+    },
+    /// The Nitro Secure Module answered with an error code.
+    #[error("{device}: the NSM refused the attestation request: {code}")]
+    Nsm {
+        /// The device.
+        device: PathBuf,
+        /// The NSM's error code (`InvalidArgument`, `InputTooLarge`, …).
+        code: String,
+    },
+    /// A configured input is out of the range the interface accepts.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// This interface cannot produce remotely verifiable evidence by itself.
+    #[error("{0}")]
+    Unsupported(String),
+    /// No TEE attestation interface was found.
+    #[error("no TEE attestation interface found; looked for:\n{}", looked_for.join("\n"))]
+    NoTee {
+        /// Each place looked at, with what was found there.
+        looked_for: Vec<String>,
+    },
 }

@@ -1,5 +1,6 @@
 //! Repository tidiness rules that review would otherwise have to remember: every Rust file opens
-//! with a `//!` line saying what it is for, and every crate folder is named after its package.
+//! with a `//!` line saying what it is for, every crate folder is named after its package, and
+//! only cloister-tee-sys escapes the workspace lints that forbid unsafe code.
 
 use std::path::{Path, PathBuf};
 
@@ -56,4 +57,30 @@ fn every_crate_folder_is_named_after_its_package() {
         checked += 1;
     }
     assert!(checked >= 9, "checked only {checked} crates");
+}
+
+#[test]
+fn only_cloister_tee_sys_may_contain_unsafe_code() {
+    // The workspace lints forbid `unsafe`; a crate escapes them only by not inheriting them.
+    // cloister-tee-sys (the TEE device ioctls) is the one exception, with `unsafe_code = "deny"`
+    // and the allowance on a single module.
+    let crates = workspace_root().join("crates");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&crates).unwrap().flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let inherits = text.contains("[lints]\nworkspace = true");
+        if entry.file_name() == "cloister-tee-sys" {
+            assert!(!inherits && text.contains("unsafe_code = \"deny\""), "{}", manifest.display());
+        } else {
+            assert!(
+                inherits,
+                "{} does not inherit the workspace lints (`[lints] workspace = true`), which \
+                 forbid unsafe code; only cloister-tee-sys may contain unsafe code",
+                manifest.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "checked only {checked} crates");
 }
