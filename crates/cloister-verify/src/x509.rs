@@ -60,7 +60,7 @@ pub enum CertError {
     #[error("PEM certificate block is malformed: {0}")]
     Pem(String),
     /// The certificate is used before its validity period.
-    #[error("{subject} certificate is not valid before {not_before}")]
+    #[error("{} is not valid before {not_before}", named(subject))]
     NotYetValid {
         /// The certificate's subject CN.
         subject: String,
@@ -68,7 +68,7 @@ pub enum CertError {
         not_before: String,
     },
     /// The certificate has expired.
-    #[error("{subject} certificate expired at {not_after}")]
+    #[error("{} expired at {not_after}", named(subject))]
     Expired {
         /// The certificate's subject CN.
         subject: String,
@@ -76,7 +76,7 @@ pub enum CertError {
         not_after: String,
     },
     /// The certificate's issuer name is not its supposed issuer's subject.
-    #[error("{subject} certificate names issuer {issuer}, not {expected}")]
+    #[error("{} names issuer {issuer}, not {expected}", named(subject))]
     IssuerMismatch {
         /// The certificate's subject CN.
         subject: String,
@@ -86,7 +86,7 @@ pub enum CertError {
         expected: String,
     },
     /// The signature does not verify with the issuer's key.
-    #[error("{subject} certificate signature does not verify with the key of {issuer}")]
+    #[error("{} signature does not verify with the key of {issuer}", named(subject))]
     BadSignature {
         /// The certificate's subject CN.
         subject: String,
@@ -94,7 +94,7 @@ pub enum CertError {
         issuer: String,
     },
     /// The signature or key algorithm is not one vendor chains use.
-    #[error("{subject} certificate uses an unsupported algorithm: {what}")]
+    #[error("{} uses an unsupported algorithm: {what}", named(subject))]
     UnsupportedAlgorithm {
         /// The certificate's subject CN.
         subject: String,
@@ -114,6 +114,15 @@ pub enum CertError {
     /// The chain is empty.
     #[error("certificate chain is empty")]
     EmptyChain,
+}
+
+/// `<CN> certificate`, without doubling the word when the CN already ends with it.
+fn named(subject: &str) -> String {
+    if subject.to_ascii_lowercase().ends_with("certificate") {
+        subject.to_owned()
+    } else {
+        format!("{subject} certificate")
+    }
 }
 
 impl Cert {

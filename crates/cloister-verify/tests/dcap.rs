@@ -91,6 +91,26 @@ fn tdx_quote_v4_with_collateral_bundle_is_up_to_date() {
     assert_golden("tdx_dcapqvl_tdx_quote", &claims);
 }
 
+/// A service's cache holds collateral for many platforms and both TEEs: the driver picks the
+/// bundle for this quote's TEE and FMSPC.
+#[test]
+fn the_matching_bundle_is_picked_from_a_cache_of_several() {
+    let cache = Collateral::new()
+        .with_document(vector(SGX_COLLATERAL))
+        .with_document(vector(TDX_OUTDATED_COLLATERAL))
+        .with_document(vector(TDX_COLLATERAL));
+    let claims = run(TeeKind::Tdx, &vector(TDX_QUOTE), &cache, at(SAMPLE_TIME)).unwrap();
+    assert_eq!(claims.tcb_status, TcbStatus::UpToDate);
+    let claims = run(TeeKind::Sgx, &vector(SGX_QUOTE), &cache, at(SAMPLE_TIME)).unwrap();
+    assert_eq!(claims.tcb_status, TcbStatus::ConfigurationAndSWHardeningNeeded);
+    // Nothing for this platform: the error says what there is.
+    let others = Collateral::new()
+        .with_document(vector(SGX_COLLATERAL))
+        .with_document(vector(TDX_OUTDATED_COLLATERAL));
+    let err = run(TeeKind::Tdx, &vector(TDX_QUOTE), &others, at(SAMPLE_TIME)).unwrap_err();
+    assert!(err.to_string().starts_with("tdx: "), "{err}");
+}
+
 /// The README expected an OutOfDate-class status, but the PCK certificate's CPUSVN component 7
 /// is 3 while every TCB level of the collateral needs 5: no level applies, which Intel's QVL
 /// reports as TCB_NOT_SUPPORTED. dcap-qvl (and so this driver) refuses it; its own test only
@@ -393,7 +413,7 @@ fn time_after_pck_certificate_expiry_names_it() {
     assert!(matches!(err, DcapError::PckChain { source: CertError::Expired { .. }, .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        "sgx: PCK certificate chain: Intel SGX PCK Certificate certificate expired at 2030-09-20T21:53:43Z"
+        "sgx: PCK certificate chain: Intel SGX PCK Certificate expired at 2030-09-20T21:53:43Z"
     );
 }
 

@@ -46,12 +46,17 @@ pub(crate) enum Assembled {
 /// Recognises every document and certificate and assembles the collateral for a quote whose
 /// PCK chain is `chain` (leaf, PCK CA, root), for the TEE whose tcbInfo id is `tcb_id`
 /// (`SGX`/`TDX`) and QE identity id is `qe_id` (`QE`/`TD_QE`).
+///
+/// Collateral for other platforms or the other TEE may sit beside it (a service's cache holds
+/// many): when several bundles or tcbInfos are present, the one for this TEE and `fmspc` is
+/// used, and only if none matches is that an error.
 pub(crate) fn assemble(
     documents: &[Vec<u8>],
     certificates: &[Vec<u8>],
     chain: &[Cert],
     tcb_id: &str,
     qe_id: &str,
+    fmspc: &[u8],
 ) -> Result<Assembled, CollateralProblem> {
     let mut pieces = Vec::new();
     for (index, doc) in documents.iter().enumerate() {
@@ -79,6 +84,23 @@ pub(crate) fn assemble(
             Piece::Crl(der) => crls.push(der),
             Piece::Cert(c) => certs.push(*c),
         }
+    }
+    // Several bundles (a cache): keep those for this TEE and platform.
+    if bundles.len() > 1 {
+        let before = bundles.len();
+        bundles.retain(|b| tcb_info_matches(&b.tcb_info, "SGX", tcb_id, Some(fmspc)));
+        if bundles.is_empty() && tcb_infos.is_empty() {
+            return Err(CollateralProblem::Mismatch(format!(
+                "collateral has {before} bundles, none for {tcb_id} FMSPC {}",
+                hex::encode(fmspc)
+            )));
+        }
+    }
+    // A matching bundle wins over separate documents for other platforms.
+    if bundles.len() == 1 && tcb_info_matches(&bundles[0].tcb_info, "SGX", tcb_id, Some(fmspc)) {
+        tcb_infos.clear();
+        qe_identities.clear();
+        crls.clear();
     }
     let separate = !tcb_infos.is_empty() || !qe_identities.is_empty() || !crls.is_empty();
     match bundles.len() {
@@ -112,8 +134,8 @@ pub(crate) fn assemble(
     };
 
     // Pick the tcbInfo and QE identity of this TEE.
-    let tcb_info = pick(tcb_infos, "SGX", tcb_id, "tcbInfo")?;
-    let qe_identity = pick(qe_identities, "", qe_id, "QE identity")?;
+    let tcb_info = pick(tcb_infos, "SGX", tcb_id, "tcbInfo", Some(fmspc))?;
+    let qe_identity = pick(qe_identities, "", qe_id, "QE identity", None)?;
     let mut pck_crl = None;
     let mut root_crl = None;
     for der in crls {
@@ -166,12 +188,29 @@ pub(crate) fn assemble(
     }
 }
 
-/// The one document whose `id` is `want` (`default_id` when it has none: SGX tcbInfo v2).
+/// Whether a tcbInfo (or QE identity) text has id `want` (`default_id` when it has none: SGX
+/// tcbInfo v2) and, when `fmspc` is given, that FMSPC.
+fn tcb_info_matches(raw: &str, default_id: &str, want: &str, fmspc: Option<&[u8]>) -> bool {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else { return false };
+    let id = value.get("id").and_then(|i| i.as_str()).unwrap_or(default_id);
+    let fmspc_ok = match fmspc {
+        None => true,
+        Some(fmspc) => value
+            .get("fmspc")
+            .and_then(|f| f.as_str())
+            .is_some_and(|f| f.eq_ignore_ascii_case(&hex::encode(fmspc))),
+    };
+    id == want && fmspc_ok
+}
+
+/// The one document whose `id` is `want` (`default_id` when it has none: SGX tcbInfo v2) and,
+/// for tcbInfos, whose FMSPC is the quote's.
 fn pick(
     items: Vec<(String, Vec<u8>)>,
     default_id: &str,
     want: &str,
     what: &str,
+    fmspc: Option<&[u8]>,
 ) -> Result<Option<(String, Vec<u8>)>, CollateralProblem> {
     if items.is_empty() {
         return Ok(None);
@@ -179,16 +218,24 @@ fn pick(
     let mut found = Vec::new();
     let mut ids = Vec::new();
     for (raw, sig) in items {
-        let id = serde_json::from_str::<serde_json::Value>(&raw)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| default_id.to_owned());
-        if id == want {
+        if tcb_info_matches(&raw, default_id, want, fmspc) {
             found.push((raw, sig));
         } else {
-            ids.push(id);
+            let value = serde_json::from_str::<serde_json::Value>(&raw).ok();
+            let field = |name: &str| {
+                value.as_ref().and_then(|v| v.get(name)).and_then(|i| i.as_str()).map(str::to_owned)
+            };
+            let id = field("id").unwrap_or_else(|| default_id.to_owned());
+            ids.push(match field("fmspc") {
+                Some(f) => format!("{id} FMSPC {}", f.to_ascii_lowercase()),
+                None => id,
+            });
         }
     }
+    let want = match fmspc {
+        Some(f) => format!("{want} FMSPC {}", hex::encode(f)),
+        None => want.to_owned(),
+    };
     match found.len() {
         0 => Err(CollateralProblem::Mismatch(format!(
             "collateral has a {what} for {}, not {want}",

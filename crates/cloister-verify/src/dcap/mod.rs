@@ -358,6 +358,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         &chain,
         tcb_id,
         qe_id,
+        &pck_info.fmspc,
     )
     .map_err(problem)?;
     let appraisal = match assembled {
