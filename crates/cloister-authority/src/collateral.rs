@@ -19,8 +19,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 
-use cloister_types::Base64Url;
-use cloister_verify::Collateral;
+use cloister_types::{Base64Url, TeeKind};
+use cloister_verify::{CachedCollateral, Collateral};
 use serde::Deserialize;
 
 /// Which vendor service a piece of collateral comes from.
@@ -163,6 +163,30 @@ impl CollateralCache {
     /// time, so stale collateral fails there with a message naming it rather than vanishing.
     pub fn snapshot(&self) -> Collateral {
         self.snapshot_at(i64::MIN)
+    }
+
+    /// Every item, expired or not, for the drivers of the TEEs its vendor serves: Intel for
+    /// SGX and TDX, AMD for SNP, Hygon for CSV, NVIDIA for NVIDIA GPUs.
+    pub fn snapshot_by_tee(&self) -> CachedCollateral {
+        let mut out = CachedCollateral::new();
+        for (key, item) in self.lock().iter() {
+            let tees: &[TeeKind] = match key.vendor {
+                Vendor::Intel => &[TeeKind::Sgx, TeeKind::Tdx],
+                Vendor::Amd => &[TeeKind::Snp],
+                Vendor::Hygon => &[TeeKind::Csv],
+                Vendor::Nvidia => &[TeeKind::Nvidia],
+            };
+            for tee in tees {
+                let slot = out.entry(*tee).or_default();
+                match item.kind {
+                    ItemKind::Document => slot.documents.push(item.bytes.clone()),
+                    ItemKind::Certificate => {
+                        *slot = std::mem::take(slot).with_certificates(&item.bytes);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Loads an offline bundle (for air-gapped services and tests); returns the item count.
@@ -383,6 +407,13 @@ mod tests {
         let got = cache.get(&key("tdx/b0c06f000000"), 0).unwrap();
         assert_eq!(got.bytes, b"{}");
         assert_eq!(cache.snapshot_at(0).certificates, vec![vec![0, 1, 2]]);
+        // Each driver sees only its vendor's collateral.
+        let by_tee = cache.snapshot_by_tee();
+        assert_eq!(by_tee[&TeeKind::Tdx].documents, vec![b"{}".to_vec()]);
+        assert_eq!(by_tee[&TeeKind::Sgx].documents, vec![b"{}".to_vec()]);
+        assert!(by_tee[&TeeKind::Tdx].certificates.is_empty());
+        assert_eq!(by_tee[&TeeKind::Snp].certificates, vec![vec![0, 1, 2]]);
+        assert!(!by_tee.contains_key(&TeeKind::Nvidia));
 
         let other = CollateralCache::new();
         let bad = br#"{"version":1,"items":[

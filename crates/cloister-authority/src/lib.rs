@@ -112,7 +112,7 @@ impl Authority {
     pub fn attest(&self, request: &AttestRequest, now: u64) -> Result<AttestResponse, AttestError> {
         let evidence = &request.evidence;
         self.nonces.consume(&evidence.runtime_data.nonce, now)?;
-        let cached = self.collateral.snapshot();
+        let cached = self.collateral.snapshot_by_tee();
         let verified =
             cloister_verify::verify_with_collateral(evidence, &self.anchors, &cached, now as i64)?;
         let spki_digest = Sha256::digest(request.tls_spki.as_bytes());

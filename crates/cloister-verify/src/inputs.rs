@@ -51,9 +51,9 @@ impl Collateral {
     ) -> Result<Self, crate::VerifyError> {
         let mut out = Self::new();
         for (key, value) in map {
-            let target = match key.as_str() {
-                "documents" => &mut out.documents,
-                "certificates" => &mut out.certificates,
+            let certificates = match key.as_str() {
+                "documents" => false,
+                "certificates" => true,
                 other => {
                     return Err(crate::VerifyError::CollateralShape(format!(
                         "unknown field {other:?}"
@@ -72,7 +72,12 @@ impl Collateral {
                             "{key}[{index}] is not a base64url string"
                         ))
                     })?;
-                target.push(bytes.0);
+                if certificates {
+                    // PEM bundles are split into one DER certificate each, as on the CLI.
+                    out = out.with_certificates(&bytes.0);
+                } else {
+                    out.documents.push(bytes.0);
+                }
             }
         }
         Ok(out)

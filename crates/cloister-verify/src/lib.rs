@@ -100,15 +100,18 @@ pub fn verify(
     anchors: &TrustAnchors,
     now_unix: i64,
 ) -> Result<VerifiedEvidence, VerifyError> {
-    verify_with_collateral(evidence, anchors, &Collateral::new(), now_unix)
+    verify_with_collateral(evidence, anchors, &CachedCollateral::new(), now_unix)
 }
 
-/// Like [`verify`], with collateral the caller holds (a cache, an offline bundle) in addition to
-/// what the evidence carries.
+/// Collateral a caller holds per TEE (a service's cache, an offline bundle): each driver sees
+/// only its own vendor's documents and certificates.
+pub type CachedCollateral = BTreeMap<TeeKind, Collateral>;
+
+/// Like [`verify`], with collateral the caller holds in addition to what the evidence carries.
 pub fn verify_with_collateral(
     evidence: &UnifiedEvidence,
     anchors: &TrustAnchors,
-    cached: &Collateral,
+    cached: &CachedCollateral,
     now_unix: i64,
 ) -> Result<VerifiedEvidence, VerifyError> {
     if evidence.version != UNIFIED_EVIDENCE_VERSION {
@@ -119,7 +122,9 @@ pub fn verify_with_collateral(
         return Err(VerifyError::NotACpuTee(evidence.tee));
     }
     let mut collateral = Collateral::from_unified(&evidence.collateral)?;
-    collateral.extend(cached);
+    if let Some(cached) = cached.get(&evidence.tee) {
+        collateral.extend(cached);
+    }
     let inputs = Inputs { collateral: &collateral, anchors, now_unix };
     let claims = driver.verify(evidence.evidence.as_bytes(), &inputs)?;
     if claims.tee != evidence.tee {
@@ -166,7 +171,7 @@ fn verify_additional(
     value: &serde_json::Value,
     runtime_data: &RuntimeData,
     anchors: &TrustAnchors,
-    cached: &Collateral,
+    cached: &CachedCollateral,
     now_unix: i64,
 ) -> Result<Claims, VerifyError> {
     let name_ok = name.len() <= 32
@@ -187,7 +192,9 @@ fn verify_additional(
     }
     let driver = driver_for(entry.tee).ok_or(VerifyError::UnsupportedTee(entry.tee))?;
     let mut collateral = Collateral::from_unified(&entry.collateral)?;
-    collateral.extend(cached);
+    if let Some(cached) = cached.get(&entry.tee) {
+        collateral.extend(cached);
+    }
     let inputs = Inputs { collateral: &collateral, anchors, now_unix };
     let claims = driver.verify(entry.evidence.as_bytes(), &inputs)?;
     if claims.tee != entry.tee {

@@ -60,6 +60,12 @@ impl Platform {
     fn evidence(&self, runtime_data: &RuntimeData) -> UnifiedEvidence {
         self.sign(&self.report(runtime_data), runtime_data)
     }
+
+    /// Evidence issued at `now` rather than at the tests' fixed time.
+    fn evidence_at(&self, runtime_data: &RuntimeData, now: i64) -> UnifiedEvidence {
+        let report = SimReport { issued_at: now - 5, ..self.report(runtime_data) };
+        self.sign(&report, runtime_data)
+    }
 }
 
 fn unified(evidence: Vec<u8>, runtime_data: &RuntimeData) -> UnifiedEvidence {
@@ -434,4 +440,49 @@ fn platform_key_text_round_trips_and_is_strict() {
     );
     assert!(SimPlatformPublicKey::from_text("cloister-sim-platform-p256:!!").is_err());
     assert_ne!(Platform::new().public(), key);
+}
+
+/// Composite attestation: bound sim CPU evidence plus the real H100 transcript as `gpu0`. The
+/// GPU driver verifies the device chain and signature, then the GPU binding fails, because the
+/// public transcript's nonce is not SHA-256 of this runtime data's report_data.
+#[test]
+fn gpu_evidence_is_verified_then_must_be_bound_to_the_same_runtime_data() {
+    let platform = Platform::new();
+    let rd = runtime_data();
+    let vectors =
+        std::env::var_os("CLOISTER_VECTORS").map(std::path::PathBuf::from).unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+        });
+    let read = |name: &str| std::fs::read(vectors.join(name)).unwrap();
+    let transcript = String::from_utf8(read("nvidia/trustee_hopperAttestationReport.txt")).unwrap();
+    let gpu = hex::decode(transcript.trim()).unwrap();
+    let chain = read("nvidia/trustee_hopper_cert_chain_case1.txt");
+    let entry = |gpu: &[u8]| {
+        serde_json::json!({
+            "tee": "nvidia",
+            "evidence": Base64Url::encode(gpu),
+            "collateral": {"certificates": [Base64Url::encode(&chain)]},
+        })
+    };
+    // 2024-06-01, inside the device chain's validity; the sim report is issued "now" too.
+    let now = 1_717_200_000;
+    let mut evidence = platform.evidence_at(&rd, now);
+    evidence.additional_evidence.insert("gpu0".into(), entry(&gpu));
+    let err = verify(&evidence, &platform.anchors(), now).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::AdditionalEvidence { name, source }
+            if name == "gpu0" && matches!(**source, VerifyError::ReportDataMismatch)),
+        "{err}"
+    );
+    // A tampered transcript fails at the GPU signature instead, before any binding.
+    let mut tampered = gpu.clone();
+    tampered[40] ^= 1;
+    let mut evidence = platform.evidence_at(&rd, now);
+    evidence.additional_evidence.insert("gpu0".into(), entry(&tampered));
+    let err = verify(&evidence, &platform.anchors(), now).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::AdditionalEvidence { source, .. }
+            if matches!(**source, VerifyError::Nvidia(_))),
+        "{err}"
+    );
 }
