@@ -1,0 +1,340 @@
+//! `cloister evidence verify` as people who debug attestation run it: one real vector per TEE
+//! (time pinned), raw, hex and base64 files, claims as JSON on success, one line naming the
+//! failed check and exit 1 on failure.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use base64::Engine as _;
+
+/// The vectors folder: `$CLOISTER_VECTORS`, or `../shared/vectors` beside the checkout.
+fn vector(relative: &str) -> String {
+    let dir = match std::env::var_os("CLOISTER_VECTORS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+    };
+    dir.join(relative).to_string_lossy().into_owned()
+}
+
+fn verify(args: &[&str]) -> Output {
+    let mut all = vec!["evidence", "verify"];
+    all.extend_from_slice(args);
+    Command::new(env!("CARGO_BIN_EXE_cloister")).args(&all).output().unwrap()
+}
+
+/// Claims of a successful run; fails the test with the tool's stderr otherwise.
+fn claims(args: &[&str]) -> serde_json::Value {
+    let out = verify(args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The one line a failed run prints on stderr (exit 1, nothing on stdout).
+fn refusal(args: &[&str]) -> String {
+    let out = verify(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
+    assert!(out.stdout.is_empty(), "nothing on stdout without --json");
+    let text = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    text.trim_end().to_owned()
+}
+
+#[test]
+fn sgx_quote_with_its_collateral_bundle() {
+    let c = claims(&[
+        "--tee",
+        "sgx",
+        "--evidence",
+        &vector("sgx/dcapqvl_sgx_quote"),
+        "--collateral",
+        &vector("sgx/dcapqvl_sgx_quote_collateral.json"),
+        "--at",
+        "2025-06-20T00:00:00Z",
+    ]);
+    assert_eq!(c["tee"], "sgx");
+    assert_eq!(c["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+    assert_eq!(c["advisories"], serde_json::json!(["INTEL-SA-00289", "INTEL-SA-00615"]));
+    assert_eq!(
+        c["measurement"],
+        "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb"
+    );
+    assert_eq!(c["signer"], "815f42f11cf64430c30bab7816ba596a1da0130c3b028b673133a66cf9a3e0e6");
+}
+
+#[test]
+fn tdx_quote_up_to_date_then_refused_once_its_collateral_expired() {
+    let quote = vector("tdx/dcapqvl_tdx_quote");
+    let collateral = vector("tdx/dcapqvl_tdx_quote_collateral.json");
+    let c = claims(&[
+        "--tee",
+        "tdx",
+        "--evidence",
+        &quote,
+        "--collateral",
+        &collateral,
+        "--at",
+        "2025-06-20T00:00:00Z",
+    ]);
+    assert_eq!(c["tcb_status"], "UpToDate");
+    assert_eq!(c["tdx"]["mr_td"], c["measurement"]);
+    let line = refusal(&[
+        "--tee",
+        "tdx",
+        "--evidence",
+        &quote,
+        "--collateral",
+        &collateral,
+        "--at",
+        "2025-08-20T00:00:00Z",
+    ]);
+    assert_eq!(line, "tdx: collateral: tcbInfo expired at 2025-07-19T10:16:03Z (its nextUpdate)");
+}
+
+#[test]
+fn tdx_quote_without_collateral_checks_the_pck_chain_and_says_unknown() {
+    let quote = vector("tdx/trustee_tdx_quote_4.dat");
+    let c = claims(&["--tee", "tdx", "--evidence", &quote, "--at", "2025-01-01T00:00:00Z"]);
+    assert_eq!(c["tcb_status"], "unknown");
+    assert_eq!(
+        c["measurement"],
+        "705ee9381b8633a9fbe532b52345e8433343d2868959f57889d84ca377c395b689cac1599ccea1b7d420483a9ce5f031"
+    );
+    let line = refusal(&["--tee", "tdx", "--evidence", &quote, "--at", "2040-01-01T00:00:00Z"]);
+    assert!(
+        line.starts_with("tdx: PCK certificate chain: ") && line.contains("expired at"),
+        "{line}"
+    );
+}
+
+#[test]
+fn snp_report_with_vcek_and_amd_chain() {
+    let report = vector("snp/trustee_test-report.bin");
+    let vcek = vector("snp/trustee_test-vcek.der");
+    let chain = vector("snp/milan_ask_ark_asvk.pem");
+    let args = [
+        "--tee",
+        "snp",
+        "--evidence",
+        &report,
+        "--cert",
+        &vcek,
+        "--cert",
+        &chain,
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ];
+    let c = claims(&args);
+    assert_eq!(
+        c["measurement"],
+        "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c"
+    );
+    assert_eq!(c["tcb_status"], "unknown");
+    assert_eq!(c["snp"]["reported_tcb"]["microcode"], 115);
+
+    // Without the ASK/ARK the tool says what to pass.
+    let line = refusal(&[
+        "--tee",
+        "snp",
+        "--evidence",
+        &report,
+        "--cert",
+        &vcek,
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ]);
+    assert!(line.starts_with("snp: no SEV-Milan certificate given"), "{line}");
+
+    // A flipped byte in the signed report.
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&report).unwrap();
+    bytes[42] ^= 1;
+    let tampered = dir.path().join("tampered.bin");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let tampered = tampered.to_string_lossy().into_owned();
+    let line = refusal(&[
+        "--tee",
+        "snp",
+        "--evidence",
+        &tampered,
+        "--cert",
+        &vcek,
+        "--cert",
+        &chain,
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ]);
+    assert!(line.starts_with("snp: ") && line.contains("signature"), "{line}");
+}
+
+#[test]
+fn evidence_may_be_raw_hex_or_base64() {
+    let report = std::fs::read(vector("snp/trustee_test-report.bin")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let hex_file = dir.path().join("report.hex");
+    std::fs::write(&hex_file, hex::encode(&report) + "\n").unwrap();
+    let b64_file = dir.path().join("report.b64");
+    std::fs::write(&b64_file, base64::engine::general_purpose::STANDARD.encode(&report)).unwrap();
+    let (vcek, chain) = (vector("snp/trustee_test-vcek.der"), vector("snp/milan_ask_ark_asvk.pem"));
+    let mut seen = Vec::new();
+    for file in [
+        vector("snp/trustee_test-report.bin"),
+        hex_file.to_string_lossy().into(),
+        b64_file.to_string_lossy().into(),
+    ] {
+        seen.push(claims(&[
+            "--tee",
+            "snp",
+            "--evidence",
+            &file,
+            "--cert",
+            &vcek,
+            "--cert",
+            &chain,
+            "--at",
+            "2025-06-01T00:00:00Z",
+        ]));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+}
+
+#[test]
+fn csv_report_through_the_hygon_chain_and_the_partial_trustee_evidence() {
+    let c = claims(&[
+        "--tee",
+        "csv",
+        "--evidence",
+        &vector("csv/csvrs_report.cert"),
+        "--cert",
+        &vector("csv/hygon_hrk.cert"),
+        "--cert",
+        &vector("csv/csvrs_hsk.cert"),
+        "--cert",
+        &vector("csv/csvrs_cek.cert"),
+    ]);
+    assert_eq!(
+        c["measurement"],
+        "1178dadbf826ec7a07444ba358376d81c312cb53d703f9da83b26c1eee2ea052"
+    );
+    assert!(c["report_data"].as_str().unwrap().starts_with(&hex::encode("user data")));
+    let line = refusal(&[
+        "--tee",
+        "csv",
+        "--evidence",
+        &vector("csv/trustee_csv_evidence.json"),
+        "--cert",
+        &vector("csv/hygon_hrk.cert"),
+    ]);
+    assert_eq!(
+        line,
+        "csv: no HSK/CEK certificate for chip KPA64911240507 (fetch them from the Hygon KDS: \
+         https://cert.hygon.cn/hsk_cek?snumber=KPA64911240507)"
+    );
+}
+
+#[test]
+fn cca_token_needs_its_cpak_as_a_trust_anchor() {
+    let token = vector("cca/trustee_cca-example-token.cbor");
+    let c = claims(&[
+        "--tee",
+        "cca",
+        "--evidence",
+        &token,
+        "--trust-anchor",
+        &vector("cca/trustee_cpak-pub.json"),
+    ]);
+    assert!(c["measurement"].as_str().unwrap().starts_with("ae87fbf7f105e71a"));
+    let line = refusal(&["--tee", "cca", "--evidence", &token]);
+    assert!(line.starts_with("cca: no CPAK trust anchor"), "{line}");
+    let line = refusal(&[
+        "--tee",
+        "cca",
+        "--evidence",
+        &vector("cca/rustccatoken_bug-33-repro.cbor"),
+        "--trust-anchor",
+        &vector("cca/rustccatoken_ta-tfa.json"),
+    ]);
+    assert!(line.starts_with("cca: realm token is not bound to the platform token"), "{line}");
+}
+
+#[test]
+fn nitro_document_at_its_time_and_three_hours_later() {
+    let doc = vector("nitro/evervault_beta_valid-attestation-doc-bytes");
+    let c = claims(&["--tee", "nitro", "--evidence", &doc, "--at", "2022-10-13T08:58:02Z"]);
+    assert!(c["measurement"].as_str().unwrap().starts_with("f4d48b81a460c991"));
+    assert_eq!(c["debug"], false);
+    let line = refusal(&["--tee", "nitro", "--evidence", &doc, "--at", "2022-10-13T12:58:02Z"]);
+    assert!(
+        line.starts_with("nitro: certificate chain: ")
+            && line.contains("expired at 2022-10-13T11:58:02Z"),
+        "{line}"
+    );
+}
+
+#[test]
+fn nvidia_hex_transcript_with_its_device_chain() {
+    let report = vector("nvidia/trustee_hopperAttestationReport.txt");
+    let args = [
+        "--tee",
+        "nvidia",
+        "--evidence",
+        &report,
+        "--cert",
+        &vector("nvidia/trustee_hopper_cert_chain_case1.txt"),
+        "--at",
+        "2024-06-01T00:00:00Z",
+    ];
+    let c = claims(&args);
+    assert_eq!(
+        c["report_data"],
+        "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb"
+    );
+    assert_eq!(c["nvidia"]["driver_version"], "550.90.07");
+    let line = refusal(&[
+        "--tee",
+        "nvidia",
+        "--evidence",
+        &report,
+        "--cert",
+        &vector("nvidia/trustee_hopper_cert_chain_case4.txt"),
+        "--at",
+        "2024-06-01T00:00:00Z",
+    ]);
+    assert!(line.starts_with("nvidia: FWID extension"), "{line}");
+}
+
+#[test]
+fn json_mode_prints_one_line_also_on_failure() {
+    let doc = vector("nitro/evervault_beta_valid-attestation-doc-bytes");
+    let out =
+        verify(&["--tee", "nitro", "--evidence", &doc, "--at", "2022-10-13T08:58:02Z", "--json"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
+    let out =
+        verify(&["--tee", "nitro", "--evidence", &doc, "--at", "2030-01-01T00:00:00Z", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(error["error"].as_str().unwrap().starts_with("nitro: "), "{error}");
+}
+
+#[test]
+fn bad_arguments_are_named() {
+    let out = verify(&["--tee", "tpm", "--evidence", "x"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tee \"tpm\" is not one of"));
+    let out = verify(&["--tee", "snp", "--evidence", "/nonexistent/report.bin"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/report.bin"));
+    let out = verify(&[
+        "--tee",
+        "snp",
+        "--evidence",
+        &vector("snp/trustee_test-report.bin"),
+        "--at",
+        "yesterday",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an RFC 3339 time"));
+}
