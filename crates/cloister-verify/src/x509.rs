@@ -232,13 +232,23 @@ impl Cert {
                 expected: issuer.subject_cn(),
             });
         }
+        let memo = signature_memo_key(issuer, self);
+        if signature_memo().contains(&memo) {
+            return Ok(());
+        }
         let algorithm = self.signature_algorithm()?;
         let signature = self.parsed.signature().raw_bytes();
         let (start, end) = tbs_range(&self.der)?;
         let key = issuer.public_key()?;
         key.verify(algorithm, &self.der[start..end], signature).map_err(|_| {
             CertError::BadSignature { subject: self.subject_cn(), issuer: issuer.subject_cn() }
-        })
+        })?;
+        let mut memo_set = signature_memo();
+        if memo_set.len() >= SIGNATURE_MEMO_LIMIT {
+            memo_set.clear();
+        }
+        memo_set.insert(memo);
+        Ok(())
     }
 }
 
@@ -323,15 +333,8 @@ impl PublicKey {
     ) -> Result<(), BadSignature> {
         use SignatureAlgorithm as A;
         match (self, algorithm) {
-            (Self::P256(key), A::EcdsaSha256 | A::EcdsaSha384) => {
-                let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| BadSignature)?;
-                key.verify_prehash(&ecdsa_digest(algorithm, message), &sig)
-                    .map_err(|_| BadSignature)
-            }
-            (Self::P384(key), A::EcdsaSha256 | A::EcdsaSha384) => {
-                let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| BadSignature)?;
-                key.verify_prehash(&ecdsa_digest(algorithm, message), &sig)
-                    .map_err(|_| BadSignature)
+            (Self::P256(_) | Self::P384(_), A::EcdsaSha256 | A::EcdsaSha384) => {
+                self.verify_ecdsa(algorithm == A::EcdsaSha384, message, signature, false)
             }
             (Self::Rsa(key), A::RsaPssSha384) => {
                 use rsa::signature::Verifier as _;
@@ -375,16 +378,60 @@ impl PublicKey {
         message: &[u8],
         r_s: &[u8],
     ) -> Result<(), BadSignature> {
+        self.verify_ecdsa(sha384, message, r_s, true)
+    }
+
+    /// ECDSA verification, DER or fixed-size signatures. The common curve and hash pairs go
+    /// through `ring` (several times faster than the pure-Rust curves, and already in the tree
+    /// for TLS); the unusual pairs (P-256 with SHA-384 fixed, P-384 with SHA-256 fixed) through
+    /// RustCrypto with the digest computed here.
+    fn verify_ecdsa(
+        &self,
+        sha384: bool,
+        message: &[u8],
+        signature: &[u8],
+        fixed: bool,
+    ) -> Result<(), BadSignature> {
+        use ring::signature as rs;
+        let (point, ring_alg): (Vec<u8>, Option<&'static rs::EcdsaVerificationAlgorithm>) =
+            match self {
+                Self::P256(key) => (
+                    key.to_sec1_point(false).as_bytes().to_vec(),
+                    match (sha384, fixed) {
+                        (false, false) => Some(&rs::ECDSA_P256_SHA256_ASN1),
+                        (false, true) => Some(&rs::ECDSA_P256_SHA256_FIXED),
+                        (true, false) => Some(&rs::ECDSA_P256_SHA384_ASN1),
+                        (true, true) => None,
+                    },
+                ),
+                Self::P384(key) => (
+                    key.to_sec1_point(false).as_bytes().to_vec(),
+                    match (sha384, fixed) {
+                        (true, false) => Some(&rs::ECDSA_P384_SHA384_ASN1),
+                        (true, true) => Some(&rs::ECDSA_P384_SHA384_FIXED),
+                        (false, false) => Some(&rs::ECDSA_P384_SHA256_ASN1),
+                        (false, true) => None,
+                    },
+                ),
+                Self::Rsa(_) => return Err(BadSignature),
+            };
+        if let Some(alg) = ring_alg {
+            return rs::UnparsedPublicKey::new(alg, &point)
+                .verify(message, signature)
+                .map_err(|_| BadSignature);
+        }
         let algorithm =
             if sha384 { SignatureAlgorithm::EcdsaSha384 } else { SignatureAlgorithm::EcdsaSha256 };
         let digest = ecdsa_digest(algorithm, message);
         match self {
             Self::P256(key) => {
-                let sig = p256::ecdsa::Signature::from_slice(r_s).map_err(|_| BadSignature)?;
+                let sig =
+                    p256::ecdsa::Signature::from_slice(signature).map_err(|_| BadSignature)?;
                 key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
             }
             Self::P384(key) => {
-                let sig = p384::ecdsa::Signature::from_slice(r_s).map_err(|_| BadSignature)?;
+                let sig =
+                    p384::ecdsa::Signature::from_slice(signature).map_err(|_| BadSignature)?;
                 key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
             }
             Self::Rsa(_) => Err(BadSignature),
@@ -481,6 +528,31 @@ fn tbs_range(der: &[u8]) -> Result<(usize, usize), CertError> {
         return Err(CertError::Parse("TBSCertificate runs past the end".into()));
     }
     Ok((body_start, tbs_end))
+}
+
+/// How many verified certificate signatures are remembered before the memo starts over.
+const SIGNATURE_MEMO_LIMIT: usize = 16_384;
+
+/// Certificate signatures that verified, by SHA-256 over (issuer DER, certificate DER).
+///
+/// Checking a signature is a pure function of those bytes, so remembering a success is sound
+/// and keeps this crate free of observable state: the same inputs give the same answer, only
+/// faster. Names, validity periods and root pinning are still checked on every call; a vendor
+/// chain (PCK, VCEK, Nitro, NVIDIA) is then paid for once per process, not once per quote.
+static SIGNATURE_MEMO: std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn signature_memo() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<[u8; 32]>> {
+    // Every update is a single insert or clear, so a poisoned lock still holds a valid set.
+    SIGNATURE_MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn signature_memo_key(issuer: &Cert, subject: &Cert) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update((issuer.der.len() as u64).to_be_bytes());
+    hasher.update(&issuer.der);
+    hasher.update(&subject.der);
+    hasher.finalize().into()
 }
 
 fn ecdsa_digest(algorithm: SignatureAlgorithm, message: &[u8]) -> Vec<u8> {

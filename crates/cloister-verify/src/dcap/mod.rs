@@ -372,13 +372,14 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                 tee,
                 what: "verification time is before 1970".into(),
             })?;
-            let report = dcap_qvl::verify::QuoteVerifier::<dcap_qvl::configs::RustCryptoConfig>::new_with_config(
-                root.der().to_vec(),
-            )
-            .allow_debug(true)
-            .allow_service_td(true)
-            .verify(evidence, &bundle, now)
-            .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
+            let report =
+                dcap_qvl::verify::QuoteVerifier::<dcap_qvl::configs::RingConfig>::new_with_config(
+                    root.der().to_vec(),
+                )
+                .allow_debug(true)
+                .allow_service_td(true)
+                .verify(evidence, &bundle, now)
+                .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
             Some(report)
         }
     };
