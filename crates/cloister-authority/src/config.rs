@@ -132,18 +132,12 @@ impl InstanceConfig {
             anchors = anchors.with_sim_platform_key(key);
         }
         for (tee, list) in raw.trust_anchors.roots {
-            let tee = match tee.as_str() {
-                "sgx" => TeeKind::Sgx,
-                "tdx" => TeeKind::Tdx,
-                "snp" => TeeKind::Snp,
-                "csv" => TeeKind::Csv,
-                "cca" => TeeKind::Cca,
-                "nitro" => TeeKind::Nitro,
-                "nvidia" => TeeKind::Nvidia,
-                other => {
+            let tee = match tee.parse::<TeeKind>() {
+                Ok(tee) if tee != TeeKind::Sim => tee,
+                _ => {
                     return Err(ConfigError::Root(format!(
-                        "[trust_anchors.roots] names {other:?}, not one of sgx, tdx, snp, csv, \
-                         cca, nitro, nvidia"
+                        "[trust_anchors.roots] names {tee:?}, not one of sgx, tdx, snp, csv, \
+                         cca, nitro, nvidia (sim keys go in sim_platform_keys)"
                     )));
                 }
             };
@@ -169,5 +163,41 @@ impl InstanceConfig {
             cert_ttl: Duration::from_secs(raw.cert_ttl_secs),
             nonce_ttl: Duration::from_secs(raw.nonce_ttl_secs),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardware_roots_are_read_per_tee_and_pem_certificates_split() {
+        let text = r#"
+name = "roots"
+[trust_anchors.roots]
+cca = ['{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}']
+nitro = ["""
+-----BEGIN CERTIFICATE-----
+AAEC
+-----END CERTIFICATE-----
+-----BEGIN CERTIFICATE-----
+AwQF
+-----END CERTIFICATE-----
+"""]
+"#;
+        let config = InstanceConfig::from_toml(text).unwrap_or_else(|e| panic!("{e}"));
+        let anchors = &config.trust_anchors;
+        assert_eq!(anchors.roots(TeeKind::Cca).len(), 1);
+        assert_eq!(anchors.roots(TeeKind::Nitro), &[vec![0, 1, 2], vec![3, 4, 5]]);
+        assert!(anchors.roots(TeeKind::Snp).is_empty());
+    }
+
+    #[test]
+    fn roots_for_unknown_tees_or_sim_are_refused() {
+        for tee in ["tpm", "sim"] {
+            let text = format!("name = \"x\"\n[trust_anchors.roots]\n{tee} = [\"k\"]\n");
+            let err = InstanceConfig::from_toml(&text).err().unwrap_or_else(|| panic!("{tee}"));
+            assert!(matches!(err, ConfigError::Root(_)), "{err}");
+        }
     }
 }

@@ -46,6 +46,30 @@ impl TeeKind {
     }
 }
 
+/// A text that is not a TEE name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a TEE (sgx, tdx, snp, csv, cca, nitro, nvidia, sim)")]
+pub struct UnknownTee(pub String);
+
+impl std::str::FromStr for TeeKind {
+    type Err = UnknownTee;
+
+    /// Parses the lowercase wire name ([`TeeKind::as_str`]).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(match text {
+            "cca" => TeeKind::Cca,
+            "csv" => TeeKind::Csv,
+            "nitro" => TeeKind::Nitro,
+            "nvidia" => TeeKind::Nvidia,
+            "sgx" => TeeKind::Sgx,
+            "sim" => TeeKind::Sim,
+            "snp" => TeeKind::Snp,
+            "tdx" => TeeKind::Tdx,
+            other => return Err(UnknownTee(other.to_owned())),
+        })
+    }
+}
+
 impl fmt::Display for TeeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

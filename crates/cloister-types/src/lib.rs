@@ -17,7 +17,7 @@ pub mod pem;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use cert::EnclaveClaimsExtension;
-pub use claims::{Claims, TcbStatus, TeeKind};
+pub use claims::{Claims, TcbStatus, TeeKind, UnknownTee};
 pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};
 pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};

@@ -70,16 +70,10 @@ pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
 
 /// Parses `--tee`: the hardware TEEs only (sim evidence needs an instance's sim anchors).
 pub fn parse_tee(text: &str) -> Result<TeeKind> {
-    Ok(match text {
-        "sgx" => TeeKind::Sgx,
-        "tdx" => TeeKind::Tdx,
-        "snp" => TeeKind::Snp,
-        "csv" => TeeKind::Csv,
-        "cca" => TeeKind::Cca,
-        "nitro" => TeeKind::Nitro,
-        "nvidia" => TeeKind::Nvidia,
-        other => bail!("--tee {other:?} is not one of sgx, tdx, snp, csv, cca, nitro, nvidia"),
-    })
+    match text.parse::<TeeKind>() {
+        Ok(tee) if tee != TeeKind::Sim => Ok(tee),
+        _ => bail!("--tee {text:?} is not one of sgx, tdx, snp, csv, cca, nitro, nvidia"),
+    }
 }
 
 /// Parses `--at` (RFC 3339) into unix seconds.

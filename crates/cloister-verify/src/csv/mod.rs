@@ -170,17 +170,22 @@ fn check_ca_role(
             reason: format!("usage is {:#x}, expected {want_usage:#x}", cert.usage),
         });
     }
-    if cert.user_id != want_id {
-        return Err(CsvError::Certificate {
-            role,
-            reason: format!(
-                "user id is {:?}, expected {:?}",
-                String::from_utf8_lossy(&cert.user_id),
-                String::from_utf8_lossy(want_id)
-            ),
-        });
+    check_user_id(role, &cert.user_id, want_id)
+}
+
+/// The signer's user id (it enters SM2's Z value) must be the one its role prescribes.
+fn check_user_id(role: &'static str, have: &[u8], want: &[u8]) -> Result<(), CsvError> {
+    if have == want {
+        return Ok(());
     }
-    Ok(())
+    Err(CsvError::Certificate {
+        role,
+        reason: format!(
+            "user id is {:?}, expected {:?}",
+            String::from_utf8_lossy(have),
+            String::from_utf8_lossy(want)
+        ),
+    })
 }
 
 /// Checks the role of a CSV-format certificate.
@@ -201,17 +206,7 @@ fn check_csv_role(
             ),
         });
     }
-    if cert.user_id != want_id {
-        return Err(CsvError::Certificate {
-            role,
-            reason: format!(
-                "user id is {:?}, expected {:?}",
-                String::from_utf8_lossy(&cert.user_id),
-                String::from_utf8_lossy(want_id)
-            ),
-        });
-    }
-    Ok(())
+    check_user_id(role, &cert.user_id, want_id)
 }
 
 /// The trusted HRKs: collateral HRKs whose fingerprint is pinned, and the instance's anchors.
