@@ -68,6 +68,82 @@ pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
     }
 }
 
+/// Verifies unified evidence (what an attester sends the service) exactly as the service does,
+/// binding included, with the given collateral and extra anchors, and returns the claims of
+/// every component: `{"cpu0": …, "gpu0": …}`. No policy is applied.
+pub fn verify_unified(
+    path: &Path,
+    collateral: &[PathBuf],
+    certs: &[PathBuf],
+    trust_anchors: &[PathBuf],
+    at_unix: i64,
+) -> Result<Outcome> {
+    let evidence: cloister_types::UnifiedEvidence = serde_json::from_slice(&read(path)?)
+        .with_context(|| format!("{} is not unified evidence JSON", path.display()))?;
+    let mut cached = Collateral::new();
+    for path in collateral {
+        cached = cached.with_document(read(path)?);
+    }
+    for path in certs {
+        let (bytes, _) = decode_input(&read(path)?);
+        cached = cached.with_certificates(&bytes);
+    }
+    let mut anchors = TrustAnchors::new();
+    let mut by_tee = cloister_verify::CachedCollateral::new();
+    let tees = std::iter::once(evidence.tee).chain(
+        evidence
+            .additional_evidence
+            .values()
+            .filter_map(|entry| entry.get("tee")?.as_str()?.parse::<TeeKind>().ok()),
+    );
+    for tee in tees {
+        by_tee.insert(tee, cached.clone());
+        for path in trust_anchors {
+            let bytes = read(path)?;
+            if tee == TeeKind::Sim {
+                // The simulated TEE's anchor is a platform key in its text form.
+                let text = String::from_utf8_lossy(&bytes);
+                let key = text
+                    .trim()
+                    .parse::<cloister_verify::SimPlatformPublicKey>()
+                    .with_context(|| format!("{} is not a sim platform key", path.display()))?;
+                anchors = anchors.with_sim_platform_key(key);
+            } else {
+                anchors = anchors.with_root(tee, bytes);
+            }
+        }
+    }
+    match cloister_verify::verify_with_collateral(&evidence, &anchors, &by_tee, at_unix) {
+        Ok(verified) => {
+            let mut out = serde_json::Map::new();
+            out.insert("cpu0".into(), serde_json::to_value(verified.claims())?);
+            for (name, claims) in verified.additional_claims() {
+                out.insert(name.clone(), serde_json::to_value(claims)?);
+            }
+            Ok(Outcome::Verified(serde_json::Value::Object(out)))
+        }
+        Err(error) => Ok(Outcome::Refused(error.to_string())),
+    }
+}
+
+/// Collects evidence from the TEE this process runs in (`cloister_attest::detect`), bound to
+/// the runtime data in `runtime_data` (JSON), and returns the unified evidence JSON.
+pub fn collect(runtime_data: &Path) -> Result<String> {
+    let runtime_data: cloister_types::RuntimeData = serde_json::from_slice(&read(runtime_data)?)
+        .with_context(|| {
+            format!(
+                "{} is not runtime data JSON {{nonce, hpke_pk, tls_spki_sha256, receipt_pk}}",
+                runtime_data.display()
+            )
+        })?;
+    let attester =
+        cloister_attest::detect().context("no TEE interface to collect evidence from")?;
+    let evidence = attester
+        .attest(&runtime_data)
+        .with_context(|| format!("collecting {} evidence", attester.tee()))?;
+    Ok(serde_json::to_string_pretty(&evidence)?)
+}
+
 /// Parses `--tee`: the hardware TEEs only (sim evidence needs an instance's sim anchors).
 pub fn parse_tee(text: &str) -> Result<TeeKind> {
     match text.parse::<TeeKind>() {

@@ -83,6 +83,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum EvidenceCommand {
+    /// Collect evidence from the TEE this command runs in (configfs-tsm, /dev/sev-guest,
+    /// Gramine's /dev/attestation, /dev/nsm, the Hygon CSV guest device), bound to the given
+    /// runtime data, and print it as unified evidence JSON.
+    Collect {
+        /// Runtime data JSON: {"nonce", "hpke_pk", "tls_spki_sha256", "receipt_pk"}; its
+        /// SHA-512 becomes the evidence's report_data.
+        #[arg(long)]
+        runtime_data: PathBuf,
+        /// Where to write the unified evidence (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Verify vendor evidence of one TEE and print its normalised claims as JSON.
     ///
     /// Checks the whole signature chain to the vendor root, the structure and the TCB, exactly
@@ -90,11 +102,16 @@ enum EvidenceCommand {
     /// attestation, not to decide whom to trust. Files may be raw binary, hex or base64.
     Verify {
         /// sgx, tdx, snp, csv, cca, nitro or nvidia.
-        #[arg(long)]
-        tee: String,
+        #[arg(long, required_unless_present = "unified")]
+        tee: Option<String>,
         /// The vendor evidence (quote, report, token, attestation document, SPDM transcript).
-        #[arg(long)]
-        evidence: PathBuf,
+        #[arg(long, required_unless_present = "unified")]
+        evidence: Option<PathBuf>,
+        /// Unified evidence JSON instead (what `evidence collect` and the worker send): verified
+        /// as the service does, report_data binding and additional (GPU) evidence included;
+        /// prints the claims of every component.
+        #[arg(long, conflicts_with_all = ["tee", "evidence"])]
+        unified: Option<PathBuf>,
         /// Collateral: a DCAP bundle, Intel PCS/PCCS responses, CRLs, NVIDIA RIMs. Repeatable.
         #[arg(long)]
         collateral: Vec<PathBuf>,
@@ -185,27 +202,50 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", hex::encode(cloister_attest::measure_file(&file)?));
             Ok(())
         }
+        Command::Evidence(EvidenceCommand::Collect { runtime_data, output }) => {
+            let json = cloister::evidence::collect(&runtime_data)?;
+            match output {
+                Some(path) => std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => println!("{json}"),
+            }
+            Ok(())
+        }
         Command::Evidence(EvidenceCommand::Verify {
             tee,
             evidence,
+            unified,
             collateral,
             cert,
             trust_anchor,
             at,
             json,
         }) => {
-            let request = cloister::evidence::VerifyRequest {
-                tee: cloister::evidence::parse_tee(&tee)?,
-                evidence,
-                collateral,
-                certs: cert,
-                trust_anchors: trust_anchor,
-                at_unix: match at {
-                    Some(text) => cloister::evidence::parse_time(&text)?,
-                    None => cloister_sign::unix_now() as i64,
-                },
+            let at_unix = match at {
+                Some(text) => cloister::evidence::parse_time(&text)?,
+                None => cloister_sign::unix_now() as i64,
             };
-            match cloister::evidence::verify(&request)? {
+            let outcome = match (unified, tee, evidence) {
+                (Some(path), _, _) => cloister::evidence::verify_unified(
+                    &path,
+                    &collateral,
+                    &cert,
+                    &trust_anchor,
+                    at_unix,
+                )?,
+                (None, Some(tee), Some(evidence)) => {
+                    cloister::evidence::verify(&cloister::evidence::VerifyRequest {
+                        tee: cloister::evidence::parse_tee(&tee)?,
+                        evidence,
+                        collateral,
+                        certs: cert,
+                        trust_anchors: trust_anchor,
+                        at_unix,
+                    })?
+                }
+                _ => anyhow::bail!("give --tee and --evidence, or --unified"),
+            };
+            match outcome {
                 cloister::evidence::Outcome::Verified(claims) => {
                     if json {
                         println!("{claims}");

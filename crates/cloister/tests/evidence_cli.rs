@@ -338,3 +338,77 @@ fn bad_arguments_are_named() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an RFC 3339 time"));
 }
+
+#[test]
+fn unified_evidence_is_verified_with_its_binding() {
+    use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
+    let dir = tempfile::tempdir().unwrap();
+    let platform = SimPlatformKey::generate();
+    let anchor = dir.path().join("sim-platform.pub");
+    std::fs::write(&anchor, platform.public_key().to_text()).unwrap();
+    let attester = SimAttester::new(platform, [7; 48]);
+    let runtime_data = cloister_types::RuntimeData {
+        nonce: "n-1".into(),
+        hpke_pk: "hpke".into(),
+        tls_spki_sha256: cloister_types::Hex(vec![1; 32]),
+        receipt_pk: "receipt".into(),
+        extra: Default::default(),
+    };
+    let mut evidence = attester.attest(&runtime_data).unwrap();
+    let path = dir.path().join("evidence.json");
+    std::fs::write(&path, serde_json::to_vec(&evidence).unwrap()).unwrap();
+    let path_text = path.to_string_lossy().into_owned();
+    let anchor_text = anchor.to_string_lossy().into_owned();
+    let c = claims(&["--unified", &path_text, "--trust-anchor", &anchor_text]);
+    assert_eq!(c["cpu0"]["tee"], "sim");
+    assert_eq!(c["cpu0"]["measurement"], hex::encode([7; 48]));
+
+    // The same evidence with other runtime data is not bound to it.
+    evidence.runtime_data.nonce = "n-2".into();
+    std::fs::write(&path, serde_json::to_vec(&evidence).unwrap()).unwrap();
+    let line = refusal(&["--unified", &path_text, "--trust-anchor", &anchor_text]);
+    assert!(
+        line.starts_with("report_data in the evidence does not match the runtime data"),
+        "{line}"
+    );
+
+    // A real TDX quote in unified form verifies up to its binding.
+    let quote = std::fs::read(vector("tdx/dcapqvl_tdx_quote")).unwrap();
+    let unified = serde_json::json!({
+        "version": 1, "tee": "tdx",
+        "evidence": cloister_types::Base64Url::encode(&quote),
+        "runtime_data": runtime_data,
+    });
+    std::fs::write(&path, serde_json::to_vec(&unified).unwrap()).unwrap();
+    let line = refusal(&[
+        "--unified",
+        &path_text,
+        "--collateral",
+        &vector("tdx/dcapqvl_tdx_quote_collateral.json"),
+        "--at",
+        "2025-06-20T00:00:00Z",
+    ]);
+    assert!(line.starts_with("report_data in the evidence does not match"), "{line}");
+}
+
+#[test]
+fn collect_says_which_tee_interfaces_it_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let rd = dir.path().join("rd.json");
+    std::fs::write(&rd, r#"{"nonce":"n","hpke_pk":"h","tls_spki_sha256":"00","receipt_pk":"r"}"#)
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["evidence", "collect", "--runtime-data", &rd.to_string_lossy()])
+        .output()
+        .unwrap();
+    // This machine is no TEE: the command must say so and what it looked for, not invent evidence.
+    if std::path::Path::new("/sys/kernel/config/tsm/report").exists()
+        || std::path::Path::new("/dev/sev-guest").exists()
+    {
+        return; // a real TEE guest: nothing to assert about the refusal here
+    }
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("/dev/sev-guest") && text.contains("configfs-tsm"), "{text}");
+    assert!(out.stdout.is_empty());
+}
