@@ -53,6 +53,20 @@ const HYGON_HRK_SHA256: [u8; 32] = [
     0x05, 0x86, 0x21, 0x82, 0x50, 0x8d, 0x16, 0x29, 0xf2, 0x9c, 0xf4, 0xdc, 0x17, 0x5b, 0x10, 0xcd,
 ];
 
+/// The Hygon KDS collateral a report needs: the HSK and CEK of its chip, unless the evidence
+/// carries them. Nothing when the report does not parse.
+pub(crate) fn needs(evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
+    use crate::needs::{CollateralKey, Vendor};
+    let Ok(report) = report::parse(evidence) else { return Vec::new() };
+    if !report.embedded_certificates.is_empty() {
+        return Vec::new();
+    }
+    match report.chip_id() {
+        Ok(chip) => vec![CollateralKey::new(Vendor::Hygon, "hsk-cek", chip)],
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Where Hygon's key distribution service serves a chip's HSK and CEK.
 const KDS_URL: &str = "https://cert.hygon.cn/hsk_cek?snumber=";
 

@@ -278,6 +278,33 @@ pub fn verify_pck_chain(
     verify_chain(chain, &pinned, now_unix)
 }
 
+/// The Intel PCS collateral a quote needs: TCB info for its TEE and FMSPC, the QE identity, the
+/// CRL of its PCK CA and the root CA CRL. Nothing when the quote or its PCK chain does not
+/// parse.
+pub(crate) fn needs(tee: DcapTee, evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
+    use crate::needs::{CollateralKey, Vendor};
+    let Ok(quote) = quote::parse(evidence) else { return Vec::new() };
+    let Ok(chain) = Cert::parse_many(quote.pck_chain_pem) else { return Vec::new() };
+    let Some(leaf) = chain.first() else { return Vec::new() };
+    let Some(ext) = leaf.extension(pck::SGX_EXTENSION_OID) else { return Vec::new() };
+    let Ok(info) = pck::parse_sgx_extension(ext) else { return Vec::new() };
+    let name = match tee {
+        DcapTee::Sgx => "sgx",
+        DcapTee::Tdx => "tdx",
+    };
+    let ca = if leaf.issuer_cn().contains("Platform") { "platform" } else { "processor" };
+    vec![
+        CollateralKey::new(
+            Vendor::Intel,
+            "tcb-info",
+            format!("{name}/{}", hex::encode(&info.fmspc)),
+        ),
+        CollateralKey::new(Vendor::Intel, "qe-identity", name),
+        CollateralKey::new(Vendor::Intel, "pck-crl", ca),
+        CollateralKey::new(Vendor::Intel, "root-ca-crl", "root"),
+    ]
+}
+
 fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, DcapError> {
     let quote = quote::parse(evidence).map_err(|e| match e {
         ParseError::Malformed(what) => DcapError::Malformed { tee, what },

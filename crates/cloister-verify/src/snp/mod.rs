@@ -174,6 +174,51 @@ pub(crate) fn parse_for_fuzz(bytes: &[u8]) {
     }
 }
 
+/// The AMD KDS collateral a report needs: its VCEK (for its chip and reported TCB) and the
+/// ASK/ARK, or for a VLEK the ASVK/ARK (VLEKs themselves come from the cloud provider). When
+/// the report does not name its product (v2), every product it could be. Nothing when the
+/// report does not parse, carries its certificates, or masks its chip id.
+pub(crate) fn needs(evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
+    use crate::needs::{CollateralKey, Vendor};
+    let Ok((report, embedded)) = parse_evidence(evidence) else { return Vec::new() };
+    if !embedded.is_empty() {
+        return Vec::new();
+    }
+    let products = match report.cpuid_product() {
+        Some(product) => vec![product],
+        None => vec![Product::Milan, Product::Genoa],
+    };
+    let mut out = Vec::new();
+    for product in products {
+        match report.signing_key() {
+            Ok(SigningKey::Vcek) if !report.chip_id_masked() => {
+                let tcb = TcbVersion::decode(report.reported_tcb, product.has_fmc());
+                let hw_id = if product.has_fmc() {
+                    hex::encode(report.chip_id.get(..8).unwrap_or(&[]))
+                } else {
+                    hex::encode(report.chip_id)
+                };
+                let fmc = tcb.fmc.map(|f| format!("fmcSPL={f}&")).unwrap_or_default();
+                let query = format!(
+                    "{fmc}blSPL={}&teeSPL={}&snpSPL={}&ucodeSPL={}",
+                    tcb.bootloader, tcb.tee, tcb.snp, tcb.microcode
+                );
+                out.push(CollateralKey::new(
+                    Vendor::Amd,
+                    "vcek",
+                    format!("{}/{hw_id}?{query}", product.name()),
+                ));
+                out.push(CollateralKey::new(Vendor::Amd, "ask-ark", product.name()));
+            }
+            Ok(SigningKey::Vlek) => {
+                out.push(CollateralKey::new(Vendor::Amd, "asvk-ark", product.name()));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Reads the evidence: a binary report, or trustee's JSON form with its certificates.
 fn parse_evidence(evidence: &[u8]) -> Result<(Report, Vec<Vec<u8>>), SnpError> {
     if json::looks_like_json(evidence) {
