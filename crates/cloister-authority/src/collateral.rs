@@ -12,49 +12,20 @@
 //!   are cached until their `notAfter`.
 //! - Hygon KDS: HSK and CEK per chip serial number, until `expires_at` given with them.
 //!
-//! Fetching from the network is a [`CollateralFetcher`] the binary plugs in; CI has no network,
-//! so the cache and the rate limiter are what the tests exercise.
+//! Fetching is a [`CollateralFetcher`] ([`crate::fetch::HttpFetcher`] over HTTPS) that the
+//! service calls before verifying (`Authority::prefetch`); the tests run it against a fake
+//! vendor service on loopback, since CI has no network.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Mutex;
 
-use cloister_types::{Base64Url, TeeKind};
+use std::future::Future;
+use std::pin::Pin;
+
+use cloister_types::Base64Url;
 use cloister_verify::{CachedCollateral, Collateral};
+pub use cloister_verify::{CollateralKey, Vendor};
 use serde::Deserialize;
-
-/// Which vendor service a piece of collateral comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Vendor {
-    /// Intel PCS / PCCS (SGX and TDX).
-    Intel,
-    /// AMD Key Distribution Service (SEV-SNP).
-    Amd,
-    /// Hygon Key Distribution Service (CSV).
-    Hygon,
-    /// NVIDIA RIM service and device certificates.
-    Nvidia,
-}
-
-/// What a cached item is and whom it is for, e.g. Intel `tcb-info` for `tdx/b0c06f000000`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-pub struct CollateralKey {
-    /// The vendor service.
-    pub vendor: Vendor,
-    /// The kind: `tcb-info`, `qe-identity`, `pck-crl`, `root-ca-crl`, `vcek`, `ask-ark`,
-    /// `hsk-cek`, `rim`, …
-    pub kind: String,
-    /// What it is for: `<tee>/<fmspc>` (lowercase hex), `<product>/<chip id>`, a chip serial
-    /// number (as the vendor writes it), a RIM id.
-    pub id: String,
-}
-
-impl fmt::Display for CollateralKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}/{}/{}", self.vendor, self.kind, self.id)
-    }
-}
 
 /// Whether cached bytes are a document or certificates (they go to different verifier inputs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -170,13 +141,7 @@ impl CollateralCache {
     pub fn snapshot_by_tee(&self) -> CachedCollateral {
         let mut out = CachedCollateral::new();
         for (key, item) in self.lock().iter() {
-            let tees: &[TeeKind] = match key.vendor {
-                Vendor::Intel => &[TeeKind::Sgx, TeeKind::Tdx],
-                Vendor::Amd => &[TeeKind::Snp],
-                Vendor::Hygon => &[TeeKind::Csv],
-                Vendor::Nvidia => &[TeeKind::Nvidia],
-            };
-            for tee in tees {
+            for tee in key.vendor.tees() {
                 let slot = out.entry(*tee).or_default();
                 match item.kind {
                     ItemKind::Document => slot.documents.push(item.bytes.clone()),
@@ -251,48 +216,71 @@ pub enum FetchError {
     },
 }
 
-/// Gets collateral from a vendor service (Intel PCS, AMD KDS, Hygon KDS, NVIDIA RIM service).
+/// What a fetch returns: the items it produced, each under its own key (a PCS response and
+/// the issuer chain that came in its header, for example).
+pub type Fetched = Vec<(CollateralKey, CachedItem)>;
+
+/// The future a [`CollateralFetcher`] returns.
+pub type FetchFuture<'a> = Pin<Box<dyn Future<Output = Result<Fetched, FetchError>> + Send + 'a>>;
+
+/// Gets collateral from a vendor service (Intel PCS, AMD KDS, Hygon KDS).
 ///
-/// Implementations do network I/O and live in the binary; [`RateLimiter`] keeps them within the
-/// vendors' limits. The returned item's `expires_at` must follow the vendor's own validity data.
+/// Implementations do network I/O ([`crate::fetch::HttpFetcher`]); [`RateLimiter`] keeps them
+/// within the vendors' limits. Each item's `expires_at` follows the vendor's own validity data.
 pub trait CollateralFetcher: Send + Sync {
-    /// Fetches one item.
-    fn fetch(&self, key: &CollateralKey) -> Result<CachedItem, FetchError>;
+    /// Fetches `key` (and whatever comes with it).
+    fn fetch<'a>(&'a self, key: &'a CollateralKey) -> FetchFuture<'a>;
+}
+
+/// The base addresses of the vendor services (real ones by default; a test or an air-gapped
+/// mirror such as a PCCS points them elsewhere).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VendorUrls {
+    /// Intel PCS API (`…/sgx/certification/v4/…`, `…/tdx/certification/v4/…`).
+    pub intel_api: String,
+    /// Where Intel serves the root CA's CRL.
+    pub intel_certificates: String,
+    /// AMD KDS.
+    pub amd_kds: String,
+    /// Hygon KDS.
+    pub hygon_kds: String,
+}
+
+impl Default for VendorUrls {
+    fn default() -> Self {
+        Self {
+            intel_api: "https://api.trustedservices.intel.com".to_owned(),
+            intel_certificates: "https://certificates.trustedservices.intel.com".to_owned(),
+            amd_kds: "https://kdsintf.amd.com".to_owned(),
+            hygon_kds: "https://cert.hygon.cn".to_owned(),
+        }
+    }
 }
 
 /// Where each vendor serves a piece of collateral (the URL a fetcher requests).
-pub fn vendor_url(key: &CollateralKey) -> Option<String> {
+pub fn vendor_url(key: &CollateralKey, urls: &VendorUrls) -> Option<String> {
     let id = key.id.as_str();
     match (key.vendor, key.kind.as_str()) {
         (Vendor::Intel, "tcb-info") => {
             let (tee, fmspc) = id.split_once('/')?;
             let api = if tee == "tdx" { "tdx" } else { "sgx" };
-            Some(format!(
-                "https://api.trustedservices.intel.com/{api}/certification/v4/tcb?fmspc={fmspc}"
-            ))
+            Some(format!("{}/{api}/certification/v4/tcb?fmspc={fmspc}", urls.intel_api))
         }
         (Vendor::Intel, "qe-identity") => {
-            Some(match id {
-                "tdx" => "https://api.trustedservices.intel.com/tdx/certification/v4/qe/identity"
-                    .to_owned(),
-                _ => "https://api.trustedservices.intel.com/sgx/certification/v4/qe/identity"
-                    .to_owned(),
-            })
+            let api = if id == "tdx" { "tdx" } else { "sgx" };
+            Some(format!("{}/{api}/certification/v4/qe/identity", urls.intel_api))
         }
-        (Vendor::Intel, "pck-crl") => Some(format!(
-            "https://api.trustedservices.intel.com/sgx/certification/v4/pckcrl?ca={id}&encoding=der"
-        )),
+        (Vendor::Intel, "pck-crl") => {
+            Some(format!("{}/sgx/certification/v4/pckcrl?ca={id}&encoding=der", urls.intel_api))
+        }
         (Vendor::Intel, "root-ca-crl") => {
-            Some("https://certificates.trustedservices.intel.com/IntelSGXRootCA.der".to_owned())
+            Some(format!("{}/IntelSGXRootCA.der", urls.intel_certificates))
         }
-        (Vendor::Amd, "ask-ark") => {
-            Some(format!("https://kdsintf.amd.com/vcek/v1/{id}/cert_chain"))
-        }
-        (Vendor::Amd, "vcek") => {
-            // id = "<product>/<chip id hex>?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=.."
-            Some(format!("https://kdsintf.amd.com/vcek/v1/{id}"))
-        }
-        (Vendor::Hygon, "hsk-cek") => Some(format!("https://cert.hygon.cn/hsk_cek?snumber={id}")),
+        // id = "<Product>/<hwid>?blSPL=…&teeSPL=…&snpSPL=…&ucodeSPL=…"
+        (Vendor::Amd, "vcek") => Some(format!("{}/vcek/v1/{id}", urls.amd_kds)),
+        (Vendor::Amd, "ask-ark") => Some(format!("{}/vcek/v1/{id}/cert_chain", urls.amd_kds)),
+        (Vendor::Amd, "asvk-ark") => Some(format!("{}/vlek/v1/{id}/cert_chain", urls.amd_kds)),
+        (Vendor::Hygon, "hsk-cek") => Some(format!("{}/hsk_cek?snumber={id}", urls.hygon_kds)),
         _ => None,
     }
 }
@@ -340,24 +328,26 @@ impl RateLimiter {
     }
 }
 
-/// Returns the cached item, or fetches it through `limiter` and caches it.
-pub fn get_or_fetch(
+/// Makes sure `key` is cached and unexpired at `now`, fetching it through `limiter` if not.
+pub async fn get_or_fetch(
     cache: &CollateralCache,
     fetcher: &dyn CollateralFetcher,
     limiter: &RateLimiter,
     key: &CollateralKey,
     now: i64,
-) -> Result<CachedItem, FetchError> {
-    if let Some(item) = cache.get(key, now) {
-        return Ok(item);
+) -> Result<(), FetchError> {
+    if cache.get(key, now).is_some() {
+        return Ok(());
     }
     if let Err(retry_after) = limiter.try_acquire(now) {
         return Err(FetchError::RateLimited { key: key.to_string(), retry_after });
     }
-    match fetcher.fetch(key) {
-        Ok(item) => {
-            cache.insert(key.clone(), item.clone());
-            Ok(item)
+    match fetcher.fetch(key).await {
+        Ok(items) => {
+            for (key, item) in items {
+                cache.insert(key, item);
+            }
+            Ok(())
         }
         Err(FetchError::RateLimited { key, retry_after }) => {
             limiter.back_off(now, retry_after);
@@ -373,8 +363,10 @@ mod tests {
 
     use super::*;
 
+    use cloister_types::TeeKind;
+
     fn key(id: &str) -> CollateralKey {
-        CollateralKey { vendor: Vendor::Intel, kind: "tcb-info".into(), id: id.into() }
+        CollateralKey::new(Vendor::Intel, "tcb-info", id)
     }
 
     fn item(expires_at: i64) -> CachedItem {
@@ -436,53 +428,66 @@ mod tests {
     }
 
     impl CollateralFetcher for CountingFetcher {
-        fn fetch(&self, key: &CollateralKey) -> Result<CachedItem, FetchError> {
+        fn fetch<'a>(&'a self, key: &'a CollateralKey) -> FetchFuture<'a> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            if self.rate_limited {
-                return Err(FetchError::RateLimited { key: key.to_string(), retry_after: 60 });
-            }
-            Ok(item(1_000))
+            let result = if self.rate_limited {
+                Err(FetchError::RateLimited { key: key.to_string(), retry_after: 60 })
+            } else {
+                Ok(vec![(key.clone(), item(1_000))])
+            };
+            Box::pin(async move { result })
         }
     }
 
-    #[test]
-    fn fetches_once_then_serves_from_cache() {
+    #[tokio::test]
+    async fn fetches_once_then_serves_from_cache() {
         let cache = CollateralCache::new();
         let fetcher = CountingFetcher { calls: AtomicUsize::new(0), rate_limited: false };
         let limiter = RateLimiter::new(10);
-        get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 0).unwrap();
-        get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 1).unwrap();
+        get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 0).await.unwrap();
+        get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 1).await.unwrap();
         assert_eq!(fetcher.calls.load(Ordering::SeqCst), 1);
         // A second key within the interval waits.
-        let err = get_or_fetch(&cache, &fetcher, &limiter, &key("y"), 5).unwrap_err();
+        let err = get_or_fetch(&cache, &fetcher, &limiter, &key("y"), 5).await.unwrap_err();
         assert!(matches!(err, FetchError::RateLimited { retry_after: 5, .. }), "{err}");
-        get_or_fetch(&cache, &fetcher, &limiter, &key("y"), 10).unwrap();
+        get_or_fetch(&cache, &fetcher, &limiter, &key("y"), 10).await.unwrap();
         assert_eq!(fetcher.calls.load(Ordering::SeqCst), 2);
     }
 
-    #[test]
-    fn retry_after_from_the_vendor_is_honoured() {
+    #[tokio::test]
+    async fn retry_after_from_the_vendor_is_honoured() {
         let cache = CollateralCache::new();
         let fetcher = CountingFetcher { calls: AtomicUsize::new(0), rate_limited: true };
         let limiter = RateLimiter::new(0);
-        assert!(get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 0).is_err());
-        let err = get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 30).unwrap_err();
+        assert!(get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 0).await.is_err());
+        let err = get_or_fetch(&cache, &fetcher, &limiter, &key("x"), 30).await.unwrap_err();
         assert!(matches!(err, FetchError::RateLimited { retry_after: 30, .. }), "{err}");
         assert_eq!(fetcher.calls.load(Ordering::SeqCst), 1, "no request during the back-off");
     }
 
     #[test]
     fn vendor_urls_follow_the_services() {
-        let tcb = vendor_url(&key("tdx/b0c06f000000")).unwrap();
-        assert!(tcb.ends_with("/tdx/certification/v4/tcb?fmspc=b0c06f000000"), "{tcb}");
-        let hsk = CollateralKey {
-            vendor: Vendor::Hygon,
-            kind: "hsk-cek".into(),
-            id: "KPA64911240507".into(),
-        };
-        assert!(vendor_url(&hsk).unwrap().ends_with("hsk_cek?snumber=KPA64911240507"));
-        let unknown =
-            CollateralKey { vendor: Vendor::Nvidia, kind: "nope".into(), id: String::new() };
-        assert!(vendor_url(&unknown).is_none());
+        let urls = VendorUrls::default();
+        let tcb = vendor_url(&key("tdx/b0c06f000000"), &urls).unwrap();
+        assert_eq!(
+            tcb,
+            "https://api.trustedservices.intel.com/tdx/certification/v4/tcb?fmspc=b0c06f000000"
+        );
+        let hsk = CollateralKey::new(Vendor::Hygon, "hsk-cek", "KPA64911240507");
+        assert_eq!(
+            vendor_url(&hsk, &urls).unwrap(),
+            "https://cert.hygon.cn/hsk_cek?snumber=KPA64911240507"
+        );
+        let vcek = CollateralKey::new(
+            Vendor::Amd,
+            "vcek",
+            "Milan/00ff?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115",
+        );
+        assert_eq!(
+            vendor_url(&vcek, &urls).unwrap(),
+            "https://kdsintf.amd.com/vcek/v1/Milan/00ff?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115"
+        );
+        let unknown = CollateralKey::new(Vendor::Nvidia, "nope", "");
+        assert!(vendor_url(&unknown, &urls).is_none());
     }
 }

@@ -45,6 +45,9 @@ async fn attest(
     Json(request): Json<AttestRequest>,
 ) -> Result<Response, ApiError> {
     let tee = request.evidence.tee;
+    for failure in authority.prefetch(&request.evidence, unix_now()).await {
+        tracing::warn!(%tee, error = %failure, "collateral could not be fetched");
+    }
     let result = authority.attest(&request, unix_now());
     match &result {
         Ok(_) => tracing::info!(%tee, "attestation passed the appraisal policy"),

@@ -8,6 +8,7 @@
 
 pub mod collateral;
 pub mod config;
+pub mod fetch;
 pub mod http;
 mod issue;
 mod nonce;
@@ -19,11 +20,13 @@ use cloister_policy::{Appraisal, AppraisalPolicy};
 use cloister_sign::SigningKey;
 use cloister_types::api::{AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo};
 use cloister_types::ear::{EAR_PROFILE, VerifierId};
-use cloister_types::{EarAppraisal, EarBody, EarStatus, Hex};
+use cloister_types::{EarAppraisal, EarBody, EarStatus, Hex, UnifiedEvidence};
 use cloister_verify::TrustAnchors;
 use sha2::{Digest, Sha256};
 
-pub use collateral::{CollateralCache, CollateralFetcher, FetchError};
+pub use collateral::{
+    CollateralCache, CollateralFetcher, FetchError, RateLimiter, Vendor, VendorUrls,
+};
 pub use config::InstanceConfig;
 pub use issue::{CertificateAuthority, IssueError};
 pub use nonce::NonceError;
@@ -67,6 +70,12 @@ pub struct InstanceKeys {
     pub ca: CertificateAuthority,
 }
 
+/// A collateral fetcher with one rate limiter per vendor.
+struct Fetching {
+    fetcher: Box<dyn CollateralFetcher>,
+    limiters: BTreeMap<Vendor, RateLimiter>,
+}
+
 /// One attestation instance: policy, reference values, trust anchors and keys.
 pub struct Authority {
     name: String,
@@ -77,6 +86,7 @@ pub struct Authority {
     token_kid: String,
     nonces: NonceStore,
     collateral: CollateralCache,
+    fetching: Option<Fetching>,
     token_ttl: Duration,
     cert_ttl: Duration,
 }
@@ -96,6 +106,7 @@ impl Authority {
             token_kid,
             nonces: NonceStore::new(config.nonce_ttl),
             collateral: CollateralCache::new(),
+            fetching: None,
             token_ttl: config.token_ttl,
             cert_ttl: config.cert_ttl,
         }
@@ -191,6 +202,55 @@ impl Authority {
             ear,
             certificate_chain_pem: format!("{leaf}{}", self.keys.ca.certificate_pem()),
         })
+    }
+
+    /// Lets [`Authority::prefetch`] fetch missing collateral through `fetcher` (one rate
+    /// limiter per vendor, honouring the vendors' `Retry-After`). Without a fetcher collateral
+    /// comes with the evidence or from bundles loaded into [`Authority::collateral`].
+    #[must_use]
+    pub fn with_fetcher(mut self, fetcher: Box<dyn CollateralFetcher>) -> Self {
+        let limiters = [Vendor::Intel, Vendor::Amd, Vendor::Hygon, Vendor::Nvidia]
+            .into_iter()
+            .map(|vendor| (vendor, RateLimiter::new(0)))
+            .collect();
+        self.fetching = Some(Fetching { fetcher, limiters });
+        self
+    }
+
+    /// Fetches the vendor collateral `evidence` needs (per `cloister_verify::collateral_needs`,
+    /// for the CPU evidence and every device) that is not cached and unexpired. Returns what
+    /// could not be fetched; verification then says exactly what is missing, so failures here
+    /// are reported, not fatal. Does nothing without a fetcher.
+    pub async fn prefetch(&self, evidence: &UnifiedEvidence, now: u64) -> Vec<FetchError> {
+        let Some(fetching) = &self.fetching else { return Vec::new() };
+        let mut needs =
+            cloister_verify::collateral_needs(evidence.tee, evidence.evidence.as_bytes());
+        for entry in evidence.additional_evidence.values() {
+            let tee = entry.get("tee").and_then(|t| t.as_str()).and_then(|t| t.parse().ok());
+            let bytes = entry
+                .get("evidence")
+                .and_then(|e| e.as_str())
+                .and_then(|e| cloister_types::Base64Url::parse(e).ok());
+            if let (Some(tee), Some(bytes)) = (tee, bytes) {
+                needs.extend(cloister_verify::collateral_needs(tee, bytes.as_bytes()));
+            }
+        }
+        let mut failures = Vec::new();
+        for key in needs {
+            let Some(limiter) = fetching.limiters.get(&key.vendor) else { continue };
+            let fetched = collateral::get_or_fetch(
+                &self.collateral,
+                fetching.fetcher.as_ref(),
+                limiter,
+                &key,
+                now as i64,
+            )
+            .await;
+            if let Err(error) = fetched {
+                failures.push(error);
+            }
+        }
+        failures
     }
 
     /// The instance's collateral cache: preload an offline bundle here, or let a fetcher fill it.

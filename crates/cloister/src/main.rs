@@ -149,6 +149,14 @@ enum Serve {
         /// `cloister_authority::collateral`), for services without network access.
         #[arg(long)]
         collateral_bundle: Option<PathBuf>,
+        /// Fetch missing collateral from Intel PCS, AMD KDS and Hygon KDS before verifying
+        /// (cached as the vendors specify, rate limits honoured).
+        #[arg(long)]
+        fetch_collateral: bool,
+        /// With --fetch-collateral: an Intel PCS-compatible service to use instead of Intel's
+        /// (a PCCS, for example `https://pccs.internal:8081`).
+        #[arg(long, requires = "fetch_collateral")]
+        pccs_url: Option<String>,
     },
 }
 
@@ -263,8 +271,22 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Serve(Serve::Attestation { listen, config, state_dir, collateral_bundle }) => {
-            serve_attestation(&listen, &config, &state_dir, collateral_bundle.as_deref())
+        Command::Serve(Serve::Attestation {
+            listen,
+            config,
+            state_dir,
+            collateral_bundle,
+            fetch_collateral,
+            pccs_url,
+        }) => {
+            let fetch = fetch_collateral.then(|| {
+                let mut urls = cloister_authority::VendorUrls::default();
+                if let Some(url) = pccs_url {
+                    urls.intel_api = url.trim_end_matches('/').to_owned();
+                }
+                urls
+            });
+            serve_attestation(&listen, &config, &state_dir, collateral_bundle.as_deref(), fetch)
         }
     }
 }
@@ -310,6 +332,7 @@ fn serve_attestation(
     config: &Path,
     state_dir: &Path,
     collateral_bundle: Option<&Path>,
+    fetch: Option<cloister_authority::VendorUrls>,
 ) -> Result<()> {
     use cloister_authority::{Authority, CertificateAuthority, InstanceConfig, InstanceKeys};
     use cloister_sign::{SigningKey, unix_now};
@@ -337,7 +360,12 @@ fn serve_attestation(
         (ca, token)
     };
     tracing_subscriber::fmt().with_writer(std::io::stderr).try_init().ok();
-    let authority = Arc::new(Authority::new(config, InstanceKeys { token_key, ca }));
+    let mut authority = Authority::new(config, InstanceKeys { token_key, ca });
+    if let Some(urls) = fetch {
+        let fetcher = cloister_authority::fetch::HttpFetcher::new(urls)?;
+        authority = authority.with_fetcher(Box::new(fetcher));
+    }
+    let authority = Arc::new(authority);
     if let Some(path) = collateral_bundle {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let count = authority

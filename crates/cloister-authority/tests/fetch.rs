@@ -1,0 +1,224 @@
+//! Fetching collateral over HTTP from a fake Intel PCS on loopback (CI has no network): the
+//! service asks for exactly what the quote needs, caches it with the vendor's expiry, honours
+//! `Retry-After`, and the fetched collateral is what the TDX driver then verifies with.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use cloister_authority::fetch::HttpFetcher;
+use cloister_authority::{
+    AttestError, Authority, CertificateAuthority, FetchError, InstanceConfig, InstanceKeys,
+    VendorUrls,
+};
+use cloister_sign::SigningKey;
+use cloister_types::api::AttestRequest;
+use cloister_types::{Base64Url, Hex, RuntimeData, TeeKind, UnifiedEvidence};
+use cloister_verify::VerifyError;
+
+fn vector(relative: &str) -> Vec<u8> {
+    let dir = match std::env::var_os("CLOISTER_VECTORS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
+    };
+    std::fs::read(dir.join(relative)).unwrap()
+}
+
+/// 2025-06-20T00:00:00Z, inside the sample collateral's window.
+const NOW: u64 = 1_750_377_600;
+
+/// A fake Intel PCS serving the TDX sample's collateral the way PCS does (issuer chains in
+/// URL-encoded headers, CRLs in DER), counting requests; `busy` answers 429 with Retry-After.
+#[derive(Clone)]
+struct FakePcs {
+    bundle: Arc<serde_json::Value>,
+    requests: Arc<AtomicUsize>,
+    busy: bool,
+}
+
+impl FakePcs {
+    fn text(&self, name: &str) -> String {
+        self.bundle[name].as_str().unwrap().to_owned()
+    }
+}
+
+fn chain_header(name: &'static str, pem: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let encoded = percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC);
+    headers.insert(name, HeaderValue::from_str(&encoded.to_string()).unwrap());
+    headers
+}
+
+async fn tcb(
+    State(pcs): State<FakePcs>,
+    Query(q): Query<HashMap<String, String>>,
+) -> axum::response::Response {
+    pcs.requests.fetch_add(1, Ordering::SeqCst);
+    if pcs.busy {
+        return (StatusCode::TOO_MANY_REQUESTS, [("Retry-After", "120")], "slow down")
+            .into_response();
+    }
+    if q.get("fmspc").map(String::as_str) != Some("b0c06f000000") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let body = format!(
+        r#"{{"tcbInfo":{},"signature":"{}"}}"#,
+        pcs.text("tcb_info"),
+        pcs.text("tcb_info_signature")
+    );
+    (chain_header("TCB-Info-Issuer-Chain", &pcs.text("tcb_info_issuer_chain")), body)
+        .into_response()
+}
+
+async fn qe_identity(State(pcs): State<FakePcs>) -> impl IntoResponse {
+    pcs.requests.fetch_add(1, Ordering::SeqCst);
+    let body = format!(
+        r#"{{"enclaveIdentity":{},"signature":"{}"}}"#,
+        pcs.text("qe_identity"),
+        pcs.text("qe_identity_signature")
+    );
+    (chain_header("SGX-Enclave-Identity-Issuer-Chain", &pcs.text("qe_identity_issuer_chain")), body)
+}
+
+async fn pck_crl(State(pcs): State<FakePcs>) -> impl IntoResponse {
+    pcs.requests.fetch_add(1, Ordering::SeqCst);
+    let body = hex::decode(pcs.text("pck_crl")).unwrap();
+    (chain_header("SGX-PCK-CRL-Issuer-Chain", &pcs.text("pck_crl_issuer_chain")), body)
+}
+
+async fn root_crl(State(pcs): State<FakePcs>) -> impl IntoResponse {
+    pcs.requests.fetch_add(1, Ordering::SeqCst);
+    hex::decode(pcs.text("root_ca_crl")).unwrap()
+}
+
+async fn start(busy: bool) -> (String, Arc<AtomicUsize>) {
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&vector("tdx/dcapqvl_tdx_quote_collateral.json")).unwrap();
+    let pcs = FakePcs { bundle: Arc::new(bundle), requests: Arc::new(AtomicUsize::new(0)), busy };
+    let requests = pcs.requests.clone();
+    let app = axum::Router::new()
+        .route("/tdx/certification/v4/tcb", get(tcb))
+        .route("/tdx/certification/v4/qe/identity", get(qe_identity))
+        .route("/sgx/certification/v4/pckcrl", get(pck_crl))
+        .route("/IntelSGXRootCA.der", get(root_crl))
+        .with_state(pcs);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, requests)
+}
+
+fn authority(base: &str) -> Authority {
+    let config = InstanceConfig::from_toml("name = \"fetch\"\npolicy = \"default\"\n").unwrap();
+    let keys = InstanceKeys {
+        token_key: SigningKey::generate(),
+        ca: CertificateAuthority::generate("fetch", NOW).unwrap(),
+    };
+    let urls = VendorUrls {
+        intel_api: base.to_owned(),
+        intel_certificates: base.to_owned(),
+        amd_kds: base.to_owned(),
+        hygon_kds: base.to_owned(),
+    };
+    Authority::new(config, keys).with_fetcher(Box::new(HttpFetcher::new(urls).unwrap()))
+}
+
+fn request(authority: &Authority) -> AttestRequest {
+    let nonce = authority.challenge(NOW).unwrap().nonce;
+    let spki = b"key".to_vec();
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&spki).to_vec()
+    };
+    AttestRequest {
+        evidence: UnifiedEvidence {
+            version: 1,
+            tee: TeeKind::Tdx,
+            evidence: Base64Url(vector("tdx/dcapqvl_tdx_quote")),
+            runtime_data: RuntimeData {
+                nonce,
+                hpke_pk: "hpke".into(),
+                tls_spki_sha256: Hex(digest),
+                receipt_pk: "receipt".into(),
+                extra: Default::default(),
+            },
+            collateral: Default::default(),
+            additional_evidence: Default::default(),
+        },
+        tls_spki: Base64Url(spki),
+    }
+}
+
+#[tokio::test]
+async fn missing_collateral_is_fetched_once_and_then_verifies_the_quote() {
+    let (base, requests) = start(false).await;
+    let authority = authority(&base);
+    // Without collateral the quote verifies with tcb_status unknown; after the prefetch the
+    // driver has a full set and reaches the binding check with Intel's verdict.
+    let first = request(&authority);
+    let failures = authority.prefetch(&first.evidence, NOW).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 4, "tcbInfo, QE identity, PCK CRL, root CRL");
+    let err = authority.attest(&first, NOW).unwrap_err();
+    assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
+    // What was fetched is a complete, genuine set: the TDX driver gives Intel's verdict with it.
+    let cached = authority.collateral().snapshot_by_tee();
+    let anchors = cloister_verify::TrustAnchors::new();
+    let inputs = cloister_verify::Inputs {
+        collateral: &cached[&TeeKind::Tdx],
+        anchors: &anchors,
+        now_unix: NOW as i64,
+    };
+    let claims = cloister_verify::verify_vendor_evidence(
+        TeeKind::Tdx,
+        &vector("tdx/dcapqvl_tdx_quote"),
+        &inputs,
+    )
+    .unwrap();
+    assert_eq!(claims.tcb_status, cloister_types::TcbStatus::UpToDate);
+
+    // Cached until the vendor's nextUpdate: no new request.
+    let second = request(&authority);
+    assert!(authority.prefetch(&second.evidence, NOW + 60).await.is_empty());
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+
+    // The cache holds the documents with their expiry and the issuer chains beside them.
+    let snapshot = authority.collateral().snapshot_at(NOW as i64);
+    assert_eq!(snapshot.documents.len(), 4);
+    assert!(snapshot.certificates.len() >= 2);
+    // After the tcbInfo's nextUpdate (2025-07-19T10:16:03Z) it is fetched again.
+    let later = 1_753_000_000;
+    authority.prefetch(&second.evidence, later).await;
+    assert!(requests.load(Ordering::SeqCst) > 4);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_for_the_whole_vendor() {
+    let (base, requests) = start(true).await;
+    let authority = authority(&base);
+    let request = request(&authority);
+    let failures = authority.prefetch(&request.evidence, NOW).await;
+    assert!(
+        failures.iter().any(|f| matches!(f, FetchError::RateLimited { retry_after: 120, .. })),
+        "{failures:?}"
+    );
+    assert_eq!(failures.len(), 4, "every Intel item waits: {failures:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "one request, then the back-off");
+    // Within the back-off nothing is asked of Intel at all.
+    assert_eq!(authority.prefetch(&request.evidence, NOW + 119).await.len(), 4);
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    // After it, the service asks again.
+    authority.prefetch(&request.evidence, NOW + 121).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    // Without collateral the quote still verifies its signatures and chain (TCB unknown), and
+    // is refused at the binding check.
+    let err = authority.attest(&request, NOW).unwrap_err();
+    assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
+}
