@@ -222,3 +222,33 @@ async fn retry_after_is_honoured_for_the_whole_vendor() {
     let err = authority.attest(&request, NOW).unwrap_err();
     assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
 }
+
+/// Over the service's own HTTP API on loopback: the attest route fetches the quote's collateral
+/// from the fake PCS before verifying. The sample collateral expired in July 2025 and the route
+/// uses the wall clock, so the refusal names the stale tcbInfo — which it can only do if the
+/// fetched documents reached the TDX driver.
+#[tokio::test]
+async fn the_attest_route_fetches_collateral_before_verifying() {
+    let (base, requests) = start(false).await;
+    let service = Arc::new(authority(&base));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = cloister_authority::http::router(service.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let client = reqwest::Client::new();
+    let challenge: cloister_types::api::ChallengeResponse =
+        client.post(format!("{url}/v1/challenge")).send().await.unwrap().json().await.unwrap();
+    let mut body = request(&service);
+    body.evidence.runtime_data.nonce = challenge.nonce;
+    let response = client.post(format!("{url}/v1/attest")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    let error: cloister_types::api::ErrorBody = response.json().await.unwrap();
+    assert_eq!(error.code, "evidence_invalid");
+    assert!(
+        error.message.contains("tdx: collateral: tcbInfo expired at 2025-07-19T10:16:03Z"),
+        "{}",
+        error.message
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 4, "fetched through the route");
+}
