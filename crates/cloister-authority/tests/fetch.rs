@@ -242,7 +242,7 @@ async fn the_attest_route_fetches_collateral_before_verifying() {
     let mut body = request(&service);
     body.evidence.runtime_data.nonce = challenge.nonce;
     let response = client.post(format!("{url}/v1/attest")).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let error: cloister_types::api::ErrorBody = response.json().await.unwrap();
     assert_eq!(error.code, "evidence_invalid");
     assert!(
