@@ -7,6 +7,7 @@ mod common;
 
 use base64::Engine as _;
 use cloister_types::{Claims, TcbStatus, TeeKind};
+use cloister_verify::dcap::DcapError;
 use cloister_verify::snp::SnpError;
 use cloister_verify::snp::azure::AzureError;
 use cloister_verify::{Collateral, Inputs, TrustAnchors, VerifyError, verify_vendor_evidence};
@@ -268,4 +269,131 @@ fn tdx_hcl_report_is_refused_by_the_snp_driver() {
         matches!(err, SnpError::Azure(AzureError::ReportType { found: 4, expected: 2 })),
         "{err}"
     );
+}
+
+// ---- Azure TDX (through the TDX driver) ----
+
+const TDX: &str = "tdx/trustee_aztdxvtpm_evidence-v1.json";
+/// Inside the TD quote's PCK chain validity (as in tests/dcap.rs).
+const TDX_WHEN: &str = "2025-01-01T00:00:00Z";
+
+fn verify_tdx(evidence: &[u8]) -> Result<Claims, DcapError> {
+    let collateral = Collateral::new();
+    let anchors = TrustAnchors::new();
+    let inputs = Inputs { collateral: &collateral, anchors: &anchors, now_unix: at(TDX_WHEN) };
+    match verify_vendor_evidence(TeeKind::Tdx, evidence, &inputs) {
+        Ok(claims) => Ok(claims),
+        Err(VerifyError::Dcap(e)) => Err(e),
+        Err(other) => panic!("not a dcap error: {other}"),
+    }
+}
+
+fn tdx_with(edit: impl FnOnce(&mut Value)) -> Result<Claims, DcapError> {
+    let mut evidence = json(TDX);
+    edit(&mut evidence);
+    verify_tdx(&bytes_of(evidence))
+}
+
+#[test]
+fn tdx_azure_v1_verifies_without_collateral() {
+    let claims = verify_tdx(&vector(TDX)).unwrap();
+    assert_eq!(claims.tee, TeeKind::Tdx);
+    assert_eq!(hex::encode(&claims.report_data.0), "6368616c6c656e6765");
+    // No collateral for FMSPC 00806F050000 among the vectors.
+    assert_eq!(claims.tcb_status, TcbStatus::Unknown);
+    // The TD quote's MRTD, as tests/dcap.rs finds for the bare quote.
+    assert_eq!(
+        hex::encode(&claims.measurement.0),
+        "024a32b070383331181619fa387cb4d55d1e38879f989933055ccad5bc2db795d1737b66205949d15469dc8c1ba7ab7b"
+    );
+    let az = &claims.vendor["tdx"]["azure"];
+    assert_eq!(
+        az["tpm"]["pcrs"]["0"],
+        "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273"
+    );
+    assert_eq!(az["hcl_report_type"], 4);
+    assert_eq!(
+        az["variable_data_sha256"],
+        "9734504f161d104c74e3165c15f779b06a9bb40dfa71937817d7eee68e593839"
+    );
+    let mut rd =
+        hex::decode("9734504f161d104c74e3165c15f779b06a9bb40dfa71937817d7eee68e593839").unwrap();
+    rd.resize(64, 0);
+    assert_eq!(az["td_quote_report_data"], hex::encode(rd));
+    assert_golden("tdx_azure_vtpm_v1", &claims);
+}
+
+#[test]
+fn tdx_azure_flipped_pcr0_fails() {
+    let err = tdx_with(|e| {
+        let pcr0 = e["tpm_quote"]["pcrs"][0].as_str().unwrap().to_owned();
+        e["tpm_quote"]["pcrs"][0] = flip_hex(&pcr0, 0).into();
+    })
+    .unwrap_err();
+    assert!(matches!(err, DcapError::Azure { source: AzureError::PcrDigest { .. }, .. }), "{err}");
+    assert!(err.to_string().starts_with("tdx: azure: the PCR values given"), "{err}");
+}
+
+#[test]
+fn tdx_azure_flipped_tpm_signature_fails() {
+    let err = tdx_with(|e| {
+        let sig = e["tpm_quote"]["signature"].as_str().unwrap().to_owned();
+        e["tpm_quote"]["signature"] = flip_hex(&sig, 7).into();
+    })
+    .unwrap_err();
+    assert!(matches!(err, DcapError::Azure { source: AzureError::BadSignature, .. }), "{err}");
+}
+
+#[test]
+fn tdx_azure_altered_variable_data_is_not_bound() {
+    let err = tdx_with(|e| {
+        let mut hcl = hcl_of(e);
+        let var = 0x20 + 1184 + 20;
+        let at_ek = var + hcl[var..].windows(8).position(|w| w == b"HCLEkPub").unwrap() + 60;
+        hcl[at_ek] = if hcl[at_ek] == b'A' { b'B' } else { b'A' };
+        e["hcl_report"] = B64URL.encode(hcl).into();
+    })
+    .unwrap_err();
+    assert!(matches!(err, DcapError::Azure { source: AzureError::Binding { .. }, .. }), "{err}");
+    assert!(
+        err.to_string().starts_with("tdx: azure: HCL variable data is not bound to the TD quote"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tdx_azure_tampered_td_quote_fails() {
+    let err = tdx_with(|e| {
+        let mut quote = b64(e["td_quote"].as_str().unwrap());
+        quote[48 + 136] ^= 1; // MRTD
+        e["td_quote"] = B64URL.encode(quote).into();
+    })
+    .unwrap_err();
+    assert!(matches!(err, DcapError::QuoteSignature { .. }), "{err}");
+}
+
+#[test]
+fn tdx_azure_missing_td_quote_or_snp_hcl_fails() {
+    let err = tdx_with(|e| {
+        e.as_object_mut().unwrap().remove("td_quote");
+    })
+    .unwrap_err();
+    assert!(matches!(err, DcapError::Azure { source: AzureError::Malformed(_), .. }), "{err}");
+    // An SNP HCL report with the TD quote: wrong hardware report type.
+    let snp_hcl = json(V1)["hcl_report"].clone();
+    let err = tdx_with(|e| e["hcl_report"] = snp_hcl).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DcapError::Azure { source: AzureError::ReportType { found: 2, expected: 4 }, .. }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn tdx_azure_evidence_needs_the_td_quote_collateral() {
+    let needs = cloister_verify::collateral_needs(TeeKind::Tdx, &vector(TDX));
+    let text = format!("{needs:?}");
+    assert!(text.contains("00806f050000"), "{text}");
 }
