@@ -397,3 +397,52 @@ fn tdx_azure_evidence_needs_the_td_quote_collateral() {
     let text = format!("{needs:?}");
     assert!(text.contains("00806f050000"), "{text}");
 }
+
+// ---- collateral needs and parser robustness ----
+
+#[test]
+fn snp_azure_evidence_needs_the_ask_ark_only() {
+    let needs = cloister_verify::collateral_needs(TeeKind::Snp, &vector(V1));
+    let kinds: Vec<(&str, &str)> = needs.iter().map(|k| (k.kind.as_str(), k.id.as_str())).collect();
+    // A v3 report names its product (Milan); the VCEK comes with the evidence.
+    assert_eq!(kinds, vec![("ask-ark", "Milan")]);
+}
+
+#[test]
+fn azure_parsers_never_panic_on_truncations_and_flips() {
+    use cloister_verify::internal::parse_vendor_evidence;
+    for file in [V1, V2, GENOA, TDX] {
+        let text = vector(file);
+        let evidence: Value = serde_json::from_slice(&text).unwrap();
+        let hcl = match evidence.get("hcl_report") {
+            Some(v) => b64(v.as_str().unwrap()),
+            None => evidence["report"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap() as u8)
+                .collect(),
+        };
+        let quote = evidence.get("tpm_quote").unwrap_or_else(|| &evidence["quote"]);
+        let message = match &quote["message"] {
+            Value::String(s) => hex::decode(s).unwrap(),
+            Value::Array(a) => a.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
+            other => panic!("{other}"),
+        };
+        for blob in [&hcl, &message] {
+            for len in 0..blob.len() {
+                parse_vendor_evidence(TeeKind::Snp, &blob[..len]);
+            }
+            for i in 0..blob.len() {
+                let mut mutated = blob.clone();
+                mutated[i] ^= 0xff;
+                parse_vendor_evidence(TeeKind::Snp, &mutated);
+            }
+        }
+        for len in (0..text.len()).step_by(97) {
+            parse_vendor_evidence(TeeKind::Snp, &text[..len]);
+            parse_vendor_evidence(TeeKind::Tdx, &text[..len]);
+        }
+        parse_vendor_evidence(TeeKind::Snp, &text);
+    }
+}

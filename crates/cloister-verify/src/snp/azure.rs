@@ -616,3 +616,17 @@ pub(super) fn verify(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, Snp
     }
     Ok(claims)
 }
+
+/// The AMD KDS collateral Azure SNP evidence needs: that of its SNP report, less the VCEK when
+/// the JSON carries one (Azure serves it from its instance metadata service).
+pub(super) fn needs(evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
+    let Ok(parsed) = parse(evidence) else { return Vec::new() };
+    if parsed.hcl.report_type != HCL_TYPE_SNP {
+        return Vec::new();
+    }
+    let carries_vcek = parsed.vcek.is_some();
+    super::needs(&parsed.hcl.hw_report)
+        .into_iter()
+        .filter(|key| !(carries_vcek && key.kind == "vcek"))
+        .collect()
+}

@@ -188,6 +188,9 @@ pub(crate) fn parse_for_fuzz(bytes: &[u8]) {
 /// report does not parse, carries its certificates, or masks its chip id.
 pub(crate) fn needs(evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
     use crate::needs::{CollateralKey, Vendor};
+    if azure::looks_like_azure(evidence) {
+        return azure::needs(evidence);
+    }
     let Ok((report, embedded)) = parse_evidence(evidence) else { return Vec::new() };
     if !embedded.is_empty() {
         return Vec::new();
