@@ -8,7 +8,11 @@
 //! full DCAP appraisal runs in addition through the `dcap-qvl` crate (CRLs, TCB info, QE
 //! identity, TDX module identity → TCB status and advisories), with the same pinned root.
 //! Without collateral the TCB status is `Unknown`.
+//!
+//! The TDX driver also accepts Azure TDX confidential VM evidence (HCL report, TD quote, vTPM
+//! quote), recognised by content; see [`azure`].
 
+mod azure;
 mod collateral;
 mod pck;
 mod quote;
@@ -117,6 +121,14 @@ pub enum DcapError {
     QeReportBinding {
         /// The driver.
         tee: DcapTee,
+    },
+    /// Azure vTPM evidence failed one of its own checks (HCL binding, TPM quote, PCRs).
+    #[error("{tee}: {source}")]
+    Azure {
+        /// The driver.
+        tee: DcapTee,
+        /// The Azure check that failed.
+        source: crate::snp::azure::AzureError,
     },
     /// The PCK certificate chain in the quote is unreadable or does not verify.
     #[error("{tee}: PCK certificate chain: {source}")]
@@ -283,6 +295,13 @@ pub fn verify_pck_chain(
 /// parse.
 pub(crate) fn needs(tee: DcapTee, evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
     use crate::needs::{CollateralKey, Vendor};
+    let azure_quote = if tee == DcapTee::Tdx && azure::looks_like_azure(evidence) {
+        let Some(td_quote) = azure::td_quote(evidence) else { return Vec::new() };
+        Some(td_quote)
+    } else {
+        None
+    };
+    let evidence = azure_quote.as_deref().unwrap_or(evidence);
     let Ok(quote) = quote::parse(evidence) else { return Vec::new() };
     let Ok(chain) = Cert::parse_many(quote.pck_chain_pem) else { return Vec::new() };
     let Some(leaf) = chain.first() else { return Vec::new() };
@@ -306,6 +325,9 @@ pub(crate) fn needs(tee: DcapTee, evidence: &[u8]) -> Vec<crate::needs::Collater
 }
 
 fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, DcapError> {
+    if tee == DcapTee::Tdx && azure::looks_like_azure(evidence) {
+        return azure::verify(evidence, inputs);
+    }
     let quote = quote::parse(evidence).map_err(|e| match e {
         ParseError::Malformed(what) => DcapError::Malformed { tee, what },
         ParseError::Unsupported(what) => DcapError::Unsupported { tee, what },

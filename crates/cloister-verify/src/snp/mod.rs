@@ -24,7 +24,11 @@
 //!
 //! The TCB is checked before the signature so that the common mistake, a VCEK fetched for
 //! another TCB, is reported as such rather than as a bad signature.
+//!
+//! Azure confidential VM evidence (an HCL report holding the SNP report, and a vTPM quote) is a
+//! third form, recognised by content; see [`azure`] for its additional checks and claims.
 
+pub mod azure;
 pub mod certs;
 mod json;
 pub mod report;
@@ -154,6 +158,9 @@ pub enum SnpError {
     /// The report signature does not verify.
     #[error("snp: report signature does not verify with the {0}")]
     BadSignature(&'static str),
+    /// Azure vTPM evidence failed one of its own checks (HCL binding, TPM quote, PCRs).
+    #[error("snp: {0}")]
+    Azure(#[from] azure::AzureError),
 }
 
 /// The driver for [`TeeKind::Snp`].
@@ -168,6 +175,7 @@ impl crate::Driver for SnpDriver {
 /// Parses untrusted evidence bytes without any trust decision; the fuzz target drives this and
 /// it must never panic.
 pub(crate) fn parse_for_fuzz(bytes: &[u8]) {
+    azure::parse_for_fuzz(bytes);
     if let Ok((report, _)) = parse_evidence(bytes) {
         let _ = report.signing_key();
         let _ = vendor_json(&report, None, report.cpuid_product());
@@ -180,6 +188,9 @@ pub(crate) fn parse_for_fuzz(bytes: &[u8]) {
 /// report does not parse, carries its certificates, or masks its chip id.
 pub(crate) fn needs(evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
     use crate::needs::{CollateralKey, Vendor};
+    if azure::looks_like_azure(evidence) {
+        return azure::needs(evidence);
+    }
     let Ok((report, embedded)) = parse_evidence(evidence) else { return Vec::new() };
     if !embedded.is_empty() {
         return Vec::new();
@@ -231,22 +242,34 @@ fn parse_evidence(evidence: &[u8]) -> Result<(Report, Vec<Vec<u8>>), SnpError> {
 
 /// Verifies SNP evidence (see the module documentation for the checks) and returns its claims.
 pub fn verify(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, SnpError> {
+    if azure::looks_like_azure(evidence) {
+        return azure::verify(evidence, inputs);
+    }
     let (report, carried) = parse_evidence(evidence)?;
+    verify_report(&report, &carried, inputs)
+}
+
+/// Verifies a parsed report with the certificates given and those it `carried`.
+fn verify_report(
+    report: &Report,
+    carried: &[Vec<u8>],
+    inputs: &Inputs<'_>,
+) -> Result<Claims, SnpError> {
     if report.signature_algo != report::SIG_ALGO_ECDSA_P384_SHA384 {
         return Err(SnpError::SignatureAlgorithm(report.signature_algo));
     }
     let kind = report.signing_key()?;
-    let certs = certs::Certificates::collect(inputs, &carried)?;
+    let certs = certs::Certificates::collect(inputs, carried)?;
     let mut first_error = None;
     for leaf in certs.leaves(kind) {
-        match check_key(&report, &certs, leaf, kind, inputs.now_unix) {
-            Ok(key) => return Ok(claims(&report, &key, kind)),
+        match check_key(report, &certs, leaf, kind, inputs.now_unix) {
+            Ok(key) => return Ok(claims(report, &key, kind)),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    Err(first_error.unwrap_or_else(|| missing_key(&report, &certs, kind)))
+    Err(first_error.unwrap_or_else(|| missing_key(report, &certs, kind)))
 }
 
 /// The error for a report whose signing key's certificate was not given.
