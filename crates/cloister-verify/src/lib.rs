@@ -275,6 +275,11 @@ pub mod internal {
         crate::sim::parse(bytes)
     }
 
+    /// How many times the DCAP driver reused a remembered dcap-qvl verdict (for tests).
+    pub fn dcap_verdict_memo_hits() -> u64 {
+        crate::dcap::memo_hits()
+    }
+
     /// Parses vendor evidence of `tee` without any trust decision; must never panic.
     pub fn parse_vendor_evidence(tee: cloister_types::TeeKind, bytes: &[u8]) {
         use cloister_types::TeeKind;

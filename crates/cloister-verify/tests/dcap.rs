@@ -91,6 +91,26 @@ fn tdx_quote_v4_with_collateral_bundle_is_up_to_date() {
     assert_golden("tdx_dcapqvl_tdx_quote", &claims);
 }
 
+/// The second quote of a platform reuses dcap-qvl's verdict on it (the collateral is unchanged
+/// and still valid), and gets exactly the same claims; the quote's own signatures are still
+/// checked, so a flipped byte fails as before.
+#[test]
+fn the_verdict_on_a_platform_is_reused_within_its_collateral_window() {
+    let collateral = with_doc(SGX_COLLATERAL);
+    let first = run(TeeKind::Sgx, &vector(SGX_QUOTE), &collateral, at(SAMPLE_TIME)).unwrap();
+    let hits = cloister_verify::internal::dcap_verdict_memo_hits();
+    let later = at("2025-07-01T00:00:00Z");
+    let second = run(TeeKind::Sgx, &vector(SGX_QUOTE), &collateral, later).unwrap();
+    assert!(cloister_verify::internal::dcap_verdict_memo_hits() > hits, "the verdict was reused");
+    assert_eq!(first, second);
+    let err = run(TeeKind::Sgx, &flip(vector(SGX_QUOTE), 48 + 330), &collateral, later);
+    assert!(err.is_err(), "a changed report_data breaks the quote signature");
+    // Outside the collateral's window nothing is reused: the driver refuses it.
+    assert!(
+        run(TeeKind::Sgx, &vector(SGX_QUOTE), &collateral, at("2025-08-01T00:00:00Z")).is_err()
+    );
+}
+
 /// A service's cache holds collateral for many platforms and both TEEs: the driver picks the
 /// bundle for this quote's TEE and FMSPC.
 #[test]

@@ -14,6 +14,7 @@
 
 mod azure;
 mod collateral;
+mod memo;
 mod pck;
 mod quote;
 
@@ -421,19 +422,39 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                 tee,
                 what: "verification time is before 1970".into(),
             })?;
-            let report =
-                dcap_qvl::verify::QuoteVerifier::<dcap_qvl::configs::RingConfig>::new_with_config(
-                    root.der().to_vec(),
-                )
-                .allow_debug(true)
-                .allow_service_td(true)
-                .verify(evidence, &bundle, now)
-                .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
-            Some(report)
+            let name = match tee {
+                DcapTee::Sgx => "sgx",
+                DcapTee::Tdx => "tdx",
+            };
+            let key = memo::key(&quote, &bundle, root, name);
+            let remembered = key.and_then(|key| memo::lookup(&key, inputs.now_unix));
+            let verdict = match remembered {
+                Some(verdict) => verdict,
+                None => {
+                    let report = dcap_qvl::verify::QuoteVerifier::<
+                        dcap_qvl::configs::RingConfig,
+                    >::new_with_config(root.der().to_vec())
+                    .allow_debug(true)
+                    .allow_service_td(true)
+                    .verify(evidence, &bundle, now)
+                    .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
+                    let verdict = memo::Verdict::from_report(&report);
+                    if let (Some(key), Some(window)) = (key, memo::window(&bundle, &chain)) {
+                        memo::remember(key, window, verdict.clone());
+                    }
+                    verdict
+                }
+            };
+            Some(verdict)
         }
     };
 
     Ok(build_claims(&quote, &pck_info, appraisal.as_ref()))
+}
+
+/// How many times a remembered dcap-qvl verdict was reused.
+pub(crate) fn memo_hits() -> u64 {
+    memo::hits()
 }
 
 /// Maps dcap-qvl's message chain to the check that failed.
@@ -600,7 +621,7 @@ fn td_report_fields(r: &TdReport) -> serde_json::Map<String, Value> {
 fn build_claims(
     quote: &Quote<'_>,
     pck_info: &pck::PckInfo,
-    appraisal: Option<&dcap_qvl::verify::VerifiedReport>,
+    appraisal: Option<&memo::Verdict>,
 ) -> Claims {
     let mut fields = match &quote.body {
         Body::Sgx(r) => sgx_report_fields(r),
@@ -640,11 +661,8 @@ fn build_claims(
         Some(report) => {
             fields.insert("tcb_status".into(), json!(report.status));
             fields.insert("advisory_ids".into(), json!(report.advisory_ids));
-            fields.insert(
-                "platform_tcb_status".into(),
-                json!(report.platform_status.status.to_string()),
-            );
-            fields.insert("qe_tcb_status".into(), json!(report.qe_status.status.to_string()));
+            fields.insert("platform_tcb_status".into(), json!(report.platform_status));
+            fields.insert("qe_tcb_status".into(), json!(report.qe_status));
             fields.insert("collateral".into(), json!(true));
             (tcb_status(&report.status), report.advisory_ids.clone())
         }
