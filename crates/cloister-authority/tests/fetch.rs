@@ -252,3 +252,73 @@ async fn the_attest_route_fetches_collateral_before_verifying() {
     );
     assert_eq!(requests.load(Ordering::SeqCst), 4, "fetched through the route");
 }
+
+/// A fake AMD KDS serving the Milan VCEK of the trustee test report and the Milan ASK/ARK.
+async fn start_kds() -> (String, Arc<AtomicUsize>) {
+    #[derive(Clone)]
+    struct Kds {
+        vcek: Arc<Vec<u8>>,
+        chain: Arc<Vec<u8>>,
+        requests: Arc<AtomicUsize>,
+    }
+    async fn vcek(
+        State(kds): State<Kds>,
+        axum::extract::Path((product, _hwid)): axum::extract::Path<(String, String)>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> axum::response::Response {
+        kds.requests.fetch_add(1, Ordering::SeqCst);
+        let tcb_ok = q.get("blSPL").map(String::as_str) == Some("3")
+            && q.get("ucodeSPL").map(String::as_str) == Some("115");
+        if product != "Milan" || !tcb_ok {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        kds.vcek.to_vec().into_response()
+    }
+    async fn cert_chain(
+        State(kds): State<Kds>,
+        axum::extract::Path(product): axum::extract::Path<String>,
+    ) -> axum::response::Response {
+        kds.requests.fetch_add(1, Ordering::SeqCst);
+        if product != "Milan" {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        kds.chain.to_vec().into_response()
+    }
+    let kds = Kds {
+        vcek: Arc::new(vector("snp/trustee_test-vcek.der")),
+        chain: Arc::new(vector("snp/milan_ask_ark_asvk.pem")),
+        requests: Arc::new(AtomicUsize::new(0)),
+    };
+    let requests = kds.requests.clone();
+    let app = axum::Router::new()
+        .route("/vcek/v1/{product}/cert_chain", get(cert_chain))
+        .route("/vcek/v1/{product}/{hwid}", get(vcek))
+        .with_state(kds);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, requests)
+}
+
+/// SNP through a fake AMD KDS: the service asks for the VCEK of the report's chip and reported
+/// TCB (for each product a v2 report could be; Genoa is not found), and the ASK/ARK; the SNP
+/// driver then verifies the report with them and stops at the binding check.
+#[tokio::test]
+async fn snp_vcek_and_chain_are_fetched_from_the_kds() {
+    let (base, requests) = start_kds().await;
+    let service = authority(&base);
+    let mut request = request(&service);
+    request.evidence.tee = TeeKind::Snp;
+    request.evidence.evidence = Base64Url(vector("snp/trustee_test-report.bin"));
+    let failures = service.prefetch(&request.evidence, NOW).await;
+    assert!(
+        failures.iter().all(|f| matches!(f, FetchError::NotFound(k) if k.contains("Genoa"))),
+        "{failures:?}"
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 4, "VCEK and chain for Milan and Genoa");
+    let err = service.attest(&request, NOW).unwrap_err();
+    assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
+    // Cached: the next report of this chip asks for nothing.
+    service.prefetch(&request.evidence, NOW + 60).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 6, "only the not-found Genoa items are retried");
+}
