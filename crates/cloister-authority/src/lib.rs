@@ -220,9 +220,14 @@ impl Authority {
     /// Fetches the vendor collateral `evidence` needs (per `cloister_verify::collateral_needs`,
     /// for the CPU evidence and every device) that is not cached and unexpired. Returns what
     /// could not be fetched; verification then says exactly what is missing, so failures here
-    /// are reported, not fatal. Does nothing without a fetcher.
+    /// are reported, not fatal. Does nothing without a fetcher, and nothing for evidence that
+    /// does not answer a live challenge of this instance: nobody can make the service call its
+    /// vendors without a nonce it issued.
     pub async fn prefetch(&self, evidence: &UnifiedEvidence, now: u64) -> Vec<FetchError> {
         let Some(fetching) = &self.fetching else { return Vec::new() };
+        if !self.nonces.is_live(&evidence.runtime_data.nonce, now) {
+            return Vec::new();
+        }
         let mut needs =
             cloister_verify::collateral_needs(evidence.tee, evidence.evidence.as_bytes());
         for entry in evidence.additional_evidence.values() {

@@ -55,6 +55,12 @@ impl NonceStore {
         Ok(ChallengeResponse { nonce, expires_at: expires_at as i64 })
     }
 
+    /// Whether `nonce` was issued and is neither used nor expired (it stays live).
+    pub(crate) fn is_live(&self, nonce: &str, now: u64) -> bool {
+        let live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        live.get(nonce).is_some_and(|&expires_at| now <= expires_at)
+    }
+
     /// Removes the nonce; succeeds only once, and only before it expires.
     pub(crate) fn consume(&self, nonce: &str, now: u64) -> Result<(), NonceError> {
         let mut live = self.live.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -75,7 +81,11 @@ mod tests {
         let store = NonceStore::new(Duration::from_secs(60));
         let c = store.issue(100).unwrap();
         assert_eq!(c.expires_at, 160);
+        assert!(store.is_live(&c.nonce, 120));
+        assert!(!store.is_live(&c.nonce, 161));
+        assert!(!store.is_live("made-up", 120));
         assert_eq!(store.consume(&c.nonce, 120), Ok(()));
+        assert!(!store.is_live(&c.nonce, 120));
         assert_eq!(store.consume(&c.nonce, 121), Err(NonceError::Unknown));
     }
 

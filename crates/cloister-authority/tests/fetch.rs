@@ -184,6 +184,10 @@ async fn missing_collateral_is_fetched_once_and_then_verifies_the_quote() {
     .unwrap();
     assert_eq!(claims.tcb_status, cloister_types::TcbStatus::UpToDate);
 
+    // Evidence that answers no live challenge (here: the consumed one) makes no request.
+    assert!(authority.prefetch(&first.evidence, 1_753_000_000).await.is_empty());
+    assert_eq!(requests.load(Ordering::SeqCst), 4);
+
     // Cached until the vendor's nextUpdate: no new request.
     let second = request(&authority);
     assert!(authority.prefetch(&second.evidence, NOW + 60).await.is_empty());
@@ -195,7 +199,9 @@ async fn missing_collateral_is_fetched_once_and_then_verifies_the_quote() {
     assert!(snapshot.certificates.len() >= 2);
     // After the tcbInfo's nextUpdate (2025-07-19T10:16:03Z) it is fetched again.
     let later = 1_753_000_000;
-    authority.prefetch(&second.evidence, later).await;
+    let mut third = request(&authority);
+    third.evidence.runtime_data.nonce = authority.challenge(later).unwrap().nonce;
+    authority.prefetch(&third.evidence, later).await;
     assert!(requests.load(Ordering::SeqCst) > 4);
 }
 
@@ -214,8 +220,10 @@ async fn retry_after_is_honoured_for_the_whole_vendor() {
     // Within the back-off nothing is asked of Intel at all.
     assert_eq!(authority.prefetch(&request.evidence, NOW + 119).await.len(), 4);
     assert_eq!(requests.load(Ordering::SeqCst), 1);
-    // After it, the service asks again.
-    authority.prefetch(&request.evidence, NOW + 121).await;
+    // After it, the service asks again (for evidence answering a challenge that is live then).
+    let mut fresh = request.clone();
+    fresh.evidence.runtime_data.nonce = authority.challenge(NOW + 121).unwrap().nonce;
+    authority.prefetch(&fresh.evidence, NOW + 121).await;
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     // Without collateral the quote still verifies its signatures and chain (TCB unknown), and
     // is refused at the binding check.
@@ -319,6 +327,7 @@ async fn snp_vcek_and_chain_are_fetched_from_the_kds() {
     let err = service.attest(&request, NOW).unwrap_err();
     assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
     // Cached: the next report of this chip asks for nothing.
+    request.evidence.runtime_data.nonce = service.challenge(NOW + 60).unwrap().nonce;
     service.prefetch(&request.evidence, NOW + 60).await;
     assert_eq!(requests.load(Ordering::SeqCst), 6, "only the not-found Genoa items are retried");
 }
