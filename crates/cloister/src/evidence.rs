@@ -40,14 +40,7 @@ pub enum Outcome {
 /// an [`Outcome::Refused`].
 pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
     let (evidence, _) = decode_input(&read(&request.evidence)?);
-    let mut collateral = Collateral::new();
-    for path in &request.collateral {
-        collateral = collateral.with_document(read(path)?);
-    }
-    for path in &request.certs {
-        let (bytes, _) = decode_input(&read(path)?);
-        collateral = collateral.with_certificates(&bytes);
-    }
+    let collateral = read_collateral(&request.collateral, &request.certs)?;
     let mut anchors = TrustAnchors::new();
     for path in &request.trust_anchors {
         let bytes = read(path)?;
@@ -80,14 +73,7 @@ pub fn verify_unified(
 ) -> Result<Outcome> {
     let evidence: cloister_types::UnifiedEvidence = serde_json::from_slice(&read(path)?)
         .with_context(|| format!("{} is not unified evidence JSON", path.display()))?;
-    let mut cached = Collateral::new();
-    for path in collateral {
-        cached = cached.with_document(read(path)?);
-    }
-    for path in certs {
-        let (bytes, _) = decode_input(&read(path)?);
-        cached = cached.with_certificates(&bytes);
-    }
+    let cached = read_collateral(collateral, certs)?;
     let mut anchors = TrustAnchors::new();
     let mut by_tee = cloister_verify::CachedCollateral::new();
     let tees = std::iter::once(evidence.tee).chain(
@@ -157,6 +143,19 @@ pub fn parse_time(text: &str) -> Result<i64> {
     let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("--at {text:?} is not an RFC 3339 time (2025-06-20T00:00:00Z)"))?;
     Ok(time.unix_timestamp())
+}
+
+/// Collateral documents as they are, certificate files decoded (hex/base64) and PEM-split.
+fn read_collateral(documents: &[PathBuf], certs: &[PathBuf]) -> Result<Collateral> {
+    let mut collateral = Collateral::new();
+    for path in documents {
+        collateral = collateral.with_document(read(path)?);
+    }
+    for path in certs {
+        let (bytes, _) = decode_input(&read(path)?);
+        collateral = collateral.with_certificates(&bytes);
+    }
+    Ok(collateral)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
