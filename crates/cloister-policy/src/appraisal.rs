@@ -130,6 +130,16 @@ impl AppraisalPolicy {
         Self::builtin("cloister-dev-sim", DEV_SIM_REGO)
     }
 
+    /// The Rego text of a built-in policy by its short name (`default`, `dev-sim`), so that an
+    /// instance can start from it and record it as its own versioned policy.
+    pub fn builtin_rego(name: &str) -> Option<&'static str> {
+        match name {
+            "default" => Some(DEFAULT_REGO),
+            "dev-sim" => Some(DEV_SIM_REGO),
+            _ => None,
+        }
+    }
+
     fn builtin(id: &str, rego: &str) -> Self {
         match Self::new(id, 1, rego) {
             Ok(policy) => policy,

@@ -15,7 +15,9 @@
 //! the prepared engine.
 
 mod appraisal;
+pub mod authz;
 mod error;
 
 pub use crate::appraisal::{AR4SI_CLAIMS, Appraisal, AppraisalPolicy, POLICY_PACKAGE};
+pub use crate::authz::{Action, Denied, Principal, Resource, authorize};
 pub use crate::error::PolicyError;
