@@ -10,24 +10,22 @@ pub mod collateral;
 pub mod config;
 pub mod fetch;
 pub mod http;
+pub mod instance;
 mod issue;
 mod nonce;
+pub mod reference;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use cloister_policy::{Appraisal, AppraisalPolicy};
 use cloister_sign::SigningKey;
 use cloister_types::api::{AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo};
-use cloister_types::ear::{EAR_PROFILE, VerifierId};
-use cloister_types::{EarAppraisal, EarBody, EarStatus, Hex, UnifiedEvidence};
-use cloister_verify::TrustAnchors;
-use sha2::{Digest, Sha256};
+use cloister_types::{Hex, UnifiedEvidence};
 
 pub use collateral::{
     CollateralCache, CollateralFetcher, FetchError, RateLimiter, Vendor, VendorUrls,
 };
-pub use config::InstanceConfig;
+pub use config::{InstanceConfig, TrustAnchorSpec};
+pub use instance::{Instance, InstanceSettings};
 pub use issue::{CertificateAuthority, IssueError};
 pub use nonce::NonceError;
 
@@ -76,39 +74,40 @@ struct Fetching {
     limiters: BTreeMap<Vendor, RateLimiter>,
 }
 
-/// One attestation instance: policy, reference values, trust anchors and keys.
+/// One attestation instance served from memory: the instance, its single-use nonces, and the
+/// collateral cache. The multi-tenant [`service::Service`] keeps nonces in its database instead.
 pub struct Authority {
-    name: String,
-    policy: AppraisalPolicy,
-    reference_values: serde_json::Value,
-    anchors: TrustAnchors,
-    keys: InstanceKeys,
-    token_kid: String,
+    instance: Instance,
     nonces: NonceStore,
     collateral: CollateralCache,
     fetching: Option<Fetching>,
-    token_ttl: Duration,
-    cert_ttl: Duration,
 }
 
 impl Authority {
     /// Builds the instance from its configuration and keys.
     pub fn new(config: InstanceConfig, keys: InstanceKeys) -> Self {
         let InstanceKeys { token_key, ca } = keys;
-        let key_text = token_key.public_key().to_text();
-        let token_kid = format!("ear-{}", &hex::encode(Sha256::digest(key_text.as_bytes()))[..16]);
+        let settings = InstanceSettings {
+            token_ttl_secs: config.token_ttl.as_secs(),
+            cert_ttl_secs: config.cert_ttl.as_secs(),
+            nonce_ttl_secs: config.nonce_ttl.as_secs(),
+        };
+        let instance = Instance::new(
+            &config.name,
+            &config.name,
+            config.policy,
+            config.reference_values,
+            config.trust_anchors,
+            token_key,
+            Vec::new(),
+            ca,
+            settings,
+        );
         Authority {
-            name: config.name,
-            policy: config.policy,
-            reference_values: config.reference_values,
-            anchors: config.trust_anchors,
-            keys: InstanceKeys { token_key: token_key.with_key_id(&token_kid), ca },
-            token_kid,
+            instance,
             nonces: NonceStore::new(config.nonce_ttl),
             collateral: CollateralCache::new(),
             fetching: None,
-            token_ttl: config.token_ttl,
-            cert_ttl: config.cert_ttl,
         }
     }
 
@@ -124,84 +123,13 @@ impl Authority {
         let evidence = &request.evidence;
         self.nonces.consume(&evidence.runtime_data.nonce, now)?;
         let cached = self.collateral.snapshot_by_tee();
-        let verified =
-            cloister_verify::verify_with_collateral(evidence, &self.anchors, &cached, now as i64)?;
-        let spki_digest = Sha256::digest(request.tls_spki.as_bytes());
-        if verified.runtime_data().tls_spki_sha256.as_bytes() != spki_digest.as_slice() {
-            return Err(AttestError::TlsKeyMismatch);
-        }
-        // Every component is appraised by the instance's policy: the CPU TEE as `cpu0`, each
-        // attached device under its own name. One refusal refuses the whole attestation.
-        let policy_id = self.policy.policy_id();
-        let mut appraisals = BTreeMap::new();
-        let components = std::iter::once(("cpu0", verified.claims())).chain(
-            verified.additional_claims().iter().map(|(name, claims)| (name.as_str(), claims)),
-        );
-        for (name, claims) in components {
-            let appraisal = self.policy.appraise(claims, &self.reference_values)?;
-            if !matches!(appraisal.status, EarStatus::Affirming | EarStatus::Warning) {
-                let reasons =
-                    appraisal.reasons.iter().map(|reason| format!("{name}: {reason}")).collect();
-                return Err(AttestError::Rejected { policy_id, reasons });
-            }
-            appraisals.insert(name.to_owned(), (appraisal, claims.clone()));
-        }
-        let status = if appraisals.values().all(|(a, _)| a.status == EarStatus::Affirming) {
-            EarStatus::Affirming
-        } else {
-            EarStatus::Warning
-        };
-        let (claims, runtime_data) = (verified.claims().clone(), verified.runtime_data().clone());
-        let submods = appraisals
-            .into_iter()
-            .map(|(name, (appraisal, claims))| {
-                let Appraisal { status, trustworthiness_vector, reasons } = appraisal;
-                let submod = EarAppraisal {
-                    status,
-                    trustworthiness_vector,
-                    appraisal_policy_id: policy_id.clone(),
-                    claims,
-                    runtime_data: runtime_data.clone(),
-                    reasons,
-                };
-                (name, submod)
-            })
-            .collect();
-        let body = EarBody {
-            eat_profile: EAR_PROFILE.to_owned(),
-            verifier_id: VerifierId {
-                developer: "cloister".to_owned(),
-                build: env!("CARGO_PKG_VERSION").to_owned(),
-            },
-            eat_nonce: runtime_data.nonce.clone(),
-            submods,
-        };
-        let ear = self
-            .keys
-            .token_key
-            .sign("EAR attestation result", &body, now, self.token_ttl)
-            .map_err(|e| AttestError::Issue(e.to_string()))?;
-        let leaf = self
-            .keys
-            .ca
-            .issue_enclave_certificate(
-                request.tls_spki.as_bytes(),
-                &cloister_types::EnclaveClaimsExtension {
-                    version: cloister_types::cert::ENCLAVE_CLAIMS_VERSION,
-                    ear_status: status,
-                    policy_id,
-                    claims,
-                    runtime_data,
-                    ear: ear.clone(),
-                },
-                now,
-                self.cert_ttl,
-            )
-            .map_err(|e| AttestError::Issue(e.to_string()))?;
-        Ok(AttestResponse {
-            ear,
-            certificate_chain_pem: format!("{leaf}{}", self.keys.ca.certificate_pem()),
-        })
+        let verified = cloister_verify::verify_with_collateral(
+            evidence,
+            self.instance.anchors(),
+            &cached,
+            now as i64,
+        )?;
+        self.instance.appraise_and_issue(request, &verified, now)
     }
 
     /// Lets [`Authority::prefetch`] fetch missing collateral through `fetcher` (one rate
@@ -265,21 +193,16 @@ impl Authority {
 
     /// What relying parties need to check this instance's results.
     pub fn info(&self) -> InstanceInfo {
-        InstanceInfo {
-            name: self.name.clone(),
-            ca_certificate_pem: self.keys.ca.certificate_pem().to_owned(),
-            jwks: self.jwks(),
-            policy_id: self.policy.policy_id(),
-        }
+        self.instance.info(cloister_sign::unix_now())
     }
 
     /// The JWKS that verifies this instance's EAR tokens.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.keys.token_key.public_key().to_jwk(&self.token_kid)] })
+        self.instance.jwks(cloister_sign::unix_now())
     }
 
     /// SHA-256 of the CA certificate, for logs and pinning.
     pub fn ca_fingerprint(&self) -> Hex {
-        self.keys.ca.fingerprint()
+        self.instance.ca.fingerprint()
     }
 }
