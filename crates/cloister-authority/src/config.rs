@@ -24,8 +24,9 @@ use std::time::Duration;
 
 use cloister_policy::AppraisalPolicy;
 use cloister_types::TeeKind;
+pub use cloister_types::manage::TrustAnchorSpec;
 use cloister_verify::{SimPlatformPublicKey, TrustAnchors};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -70,51 +71,36 @@ struct RawConfig {
     trust_anchors: TrustAnchorSpec,
 }
 
-/// An instance's trust anchors as written in its configuration (TOML) or sent to the service
-/// (JSON): simulated platform keys, and extra roots per hardware TEE as text.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrustAnchorSpec {
-    /// `sim` platform public keys (text form). Only an instance that lists one accepts `sim`.
-    #[serde(default)]
-    pub sim_platform_keys: Vec<String>,
-    /// TEE name → roots (PEM certificates, PEM public keys or JWK JSON).
-    #[serde(default)]
-    pub roots: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-impl TrustAnchorSpec {
-    /// Parses every anchor; the first unusable one is refused with its position.
-    pub fn to_anchors(&self) -> Result<TrustAnchors, ConfigError> {
-        let mut anchors = TrustAnchors::new();
-        for (index, text) in self.sim_platform_keys.iter().enumerate() {
-            let key = SimPlatformPublicKey::from_text(text)
-                .map_err(|e| ConfigError::TrustAnchor { index, reason: e.to_string() })?;
-            anchors = anchors.with_sim_platform_key(key);
-        }
-        for (tee, list) in &self.roots {
-            let tee = match tee.parse::<TeeKind>() {
-                Ok(tee) if tee != TeeKind::Sim => tee,
-                _ => {
-                    return Err(ConfigError::Root(format!(
-                        "[trust_anchors.roots] names {tee:?}, not one of sgx, tdx, snp, csv, \
-                         cca, nitro, nvidia (sim keys go in sim_platform_keys)"
-                    )));
-                }
+/// Parses every anchor of `spec`; the first unusable one is refused with its position.
+pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError> {
+    let mut anchors = TrustAnchors::new();
+    for (index, text) in spec.sim_platform_keys.iter().enumerate() {
+        let key = SimPlatformPublicKey::from_text(text)
+            .map_err(|e| ConfigError::TrustAnchor { index, reason: e.to_string() })?;
+        anchors = anchors.with_sim_platform_key(key);
+    }
+    for (tee, list) in &spec.roots {
+        let tee = match tee.parse::<TeeKind>() {
+            Ok(tee) if tee != TeeKind::Sim => tee,
+            _ => {
+                return Err(ConfigError::Root(format!(
+                    "[trust_anchors.roots] names {tee:?}, not one of sgx, tdx, snp, csv, \
+                     cca, nitro, nvidia (sim keys go in sim_platform_keys)"
+                )));
+            }
+        };
+        for text in list {
+            // A PEM file of certificates becomes one anchor per certificate.
+            let blocks = match cloister_verify::x509::split_certificates(text.as_bytes()) {
+                Ok(blocks) if text.contains("-----BEGIN CERTIFICATE-----") => blocks,
+                _ => vec![text.clone().into_bytes()],
             };
-            for text in list {
-                // A PEM file of certificates becomes one anchor per certificate.
-                let blocks = match cloister_verify::x509::split_certificates(text.as_bytes()) {
-                    Ok(blocks) if text.contains("-----BEGIN CERTIFICATE-----") => blocks,
-                    _ => vec![text.clone().into_bytes()],
-                };
-                for block in blocks {
-                    anchors = anchors.with_root(tee, block);
-                }
+            for block in blocks {
+                anchors = anchors.with_root(tee, block);
             }
         }
-        Ok(anchors)
     }
+    Ok(anchors)
 }
 
 fn default_policy() -> String {
@@ -163,7 +149,7 @@ impl InstanceConfig {
                 )));
             }
         };
-        let anchors = raw.trust_anchors.to_anchors()?;
+        let anchors = trust_anchors(&raw.trust_anchors)?;
         let reference_values = serde_json::to_value(raw.reference_values)
             .map_err(|e| ConfigError::Policy(format!("reference values are not JSON: {e}")))?;
         Ok(InstanceConfig {

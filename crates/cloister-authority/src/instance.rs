@@ -9,42 +9,13 @@ use cloister_policy::{Appraisal, AppraisalPolicy};
 use cloister_sign::{SigningKey, VerifyingKey};
 use cloister_types::api::{AttestRequest, AttestResponse, InstanceInfo};
 use cloister_types::ear::{EAR_PROFILE, VerifierId};
+pub use cloister_types::manage::InstanceSettings;
 use cloister_types::{EarAppraisal, EarBody, EarStatus};
 use cloister_verify::{TrustAnchors, VerifiedEvidence};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::reference::effective_reference_values;
 use crate::{AttestError, CertificateAuthority};
-
-/// Lifetimes an instance issues with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceSettings {
-    /// Lifetime of EAR tokens, seconds.
-    #[serde(default = "hour")]
-    pub token_ttl_secs: u64,
-    /// Lifetime of enclave certificates, seconds.
-    #[serde(default = "hour")]
-    pub cert_ttl_secs: u64,
-    /// Lifetime of challenges, seconds.
-    #[serde(default = "two_minutes")]
-    pub nonce_ttl_secs: u64,
-}
-
-impl Default for InstanceSettings {
-    fn default() -> Self {
-        InstanceSettings { token_ttl_secs: hour(), cert_ttl_secs: hour(), nonce_ttl_secs: 120 }
-    }
-}
-
-fn hour() -> u64 {
-    3600
-}
-
-fn two_minutes() -> u64 {
-    120
-}
 
 /// A token-verifying key an instance publishes, and until when.
 #[derive(Clone, Debug)]

@@ -13,6 +13,7 @@ pub mod ear;
 pub mod encoding;
 pub mod evidence;
 pub mod job;
+pub mod manage;
 pub mod pem;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
