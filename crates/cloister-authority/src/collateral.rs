@@ -118,6 +118,11 @@ impl CollateralCache {
         before - items.len()
     }
 
+    /// The earliest expiry (unix seconds) among cached items, for monitoring.
+    pub fn earliest_expiry(&self) -> Option<i64> {
+        self.lock().values().map(|item| item.expires_at).min()
+    }
+
     /// Every unexpired item, as verifier input.
     pub fn snapshot_at(&self, now: i64) -> Collateral {
         let mut collateral = Collateral::new();

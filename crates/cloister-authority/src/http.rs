@@ -1,5 +1,13 @@
 //! The attestation service's HTTP API (axum) and the one place where errors become responses.
 //!
+//! [`service_router`] serves the multi-tenant [`Service`]; its routes are listed in [`ROUTES`]
+//! and described in the OpenAPI document it serves at `/openapi.json`. Every request passes the
+//! authentication middleware first (a bearer token that is not ours is refused before any
+//! handler runs), and handlers get the caller only through the [`Caller`] extractor, which fails
+//! closed when the middleware did not run.
+//!
+//! [`router`] serves a single in-memory [`Authority`] (embedding, collateral tests):
+//!
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/challenge` | a fresh single-use nonce |
@@ -10,14 +18,28 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use cloister_policy::Principal;
 use cloister_sign::unix_now;
-use cloister_types::api::{AttestRequest, ErrorBody};
+use cloister_types::api::{
+    AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, InstanceInfo, KeyReleaseRequest,
+    KeyReleaseResponse,
+};
+use cloister_types::manage::{
+    AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
+    PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
+    TrustAnchorSpec,
+};
 
+use crate::migrate::ServiceKeyDocument;
+use crate::service::{Service, ServiceError};
 use crate::{AttestError, Authority, NonceError};
 
 /// Largest accepted request body: evidence with collateral fits comfortably.
@@ -78,26 +100,432 @@ impl From<AttestError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, message) = match &self.0 {
-            AttestError::Nonce(NonceError::Exhausted) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "busy", self.0.to_string())
+        attest_error_response(&self.0)
+    }
+}
+
+fn attest_error_response(error: &AttestError) -> Response {
+    let (status, code, message) = match error {
+        AttestError::Nonce(NonceError::Exhausted) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
+        }
+        AttestError::Nonce(_) => (StatusCode::UNAUTHORIZED, "bad_nonce", error.to_string()),
+        AttestError::Verify(_) | AttestError::TlsKeyMismatch => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "evidence_invalid", error.to_string())
+        }
+        AttestError::Rejected { .. } => (StatusCode::FORBIDDEN, "policy_rejected", error.to_string()),
+        AttestError::Policy(_) | AttestError::Issue(_) => {
+            tracing::error!(%error, "internal attestation failure");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the attestation service failed internally; see its log".to_owned(),
+            )
+        }
+    };
+    (status, Json(ErrorBody { code: code.to_owned(), message })).into_response()
+}
+
+// ---- the multi-tenant service ------------------------------------------------------------
+
+/// Every route of [`service_router`]: method, path, who may call it. The OpenAPI document and
+/// the route-by-route authorization tests are checked against this list.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/healthz", "anyone"),
+    ("GET", "/readyz", "anyone"),
+    ("GET", "/metrics", "anyone"),
+    ("GET", "/openapi.json", "anyone"),
+    ("GET", "/v1/service-key", "anyone"),
+    ("POST", "/v1/tenants", "operator"),
+    ("GET", "/v1/tenants", "operator"),
+    ("POST", "/v1/instances", "tenant"),
+    ("GET", "/v1/instances", "tenant"),
+    ("POST", "/v1/instances/import", "tenant"),
+    ("GET", "/v1/instances/{id}", "owner"),
+    ("DELETE", "/v1/instances/{id}", "owner"),
+    ("PUT", "/v1/instances/{id}/policy", "owner"),
+    ("GET", "/v1/instances/{id}/policy/{version}", "owner"),
+    ("PUT", "/v1/instances/{id}/reference-values", "owner"),
+    ("PUT", "/v1/instances/{id}/trust-anchors", "owner"),
+    ("POST", "/v1/instances/{id}/rotate", "owner"),
+    ("POST", "/v1/instances/{id}/export", "owner"),
+    ("POST", "/v1/instances/{id}/challenge", "anyone"),
+    ("POST", "/v1/instances/{id}/attest", "anyone"),
+    ("GET", "/v1/instances/{id}/info", "anyone"),
+    ("GET", "/v1/instances/{id}/jwks.json", "anyone"),
+    ("POST", "/v1/keys", "tenant"),
+    ("GET", "/v1/keys", "tenant"),
+    ("POST", "/v1/keys/release", "anyone"),
+    ("GET", "/v1/keys/{id}", "owner"),
+    ("POST", "/v1/keys/{id}/revoke", "owner"),
+    ("GET", "/v1/audit", "operator or tenant"),
+];
+
+/// The OpenAPI document `/openapi.json` serves.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Largest migration bundle accepted.
+const MAX_BUNDLE: usize = 4 << 20;
+
+type Shared = Arc<Service>;
+
+/// The multi-tenant service's routes.
+pub fn service_router(service: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/service-key", get(service_key))
+        .route("/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/v1/instances", post(create_instance).get(list_instances))
+        .route(
+            "/v1/instances/import",
+            post(import_instance).layer(DefaultBodyLimit::max(MAX_BUNDLE)),
+        )
+        .route("/v1/instances/{id}", get(show_instance).delete(delete_instance))
+        .route("/v1/instances/{id}/policy", put(update_policy))
+        .route("/v1/instances/{id}/policy/{version}", get(policy_version))
+        .route("/v1/instances/{id}/reference-values", put(set_reference_values))
+        .route("/v1/instances/{id}/trust-anchors", put(set_trust_anchors))
+        .route("/v1/instances/{id}/rotate", post(rotate))
+        .route("/v1/instances/{id}/export", post(export_instance))
+        .route("/v1/instances/{id}/challenge", post(instance_challenge))
+        .route("/v1/instances/{id}/attest", post(instance_attest))
+        .route("/v1/instances/{id}/info", get(instance_info))
+        .route("/v1/instances/{id}/jwks.json", get(instance_jwks))
+        .route("/v1/keys", post(register_key).get(list_keys))
+        .route("/v1/keys/release", post(release_key))
+        .route("/v1/keys/{id}", get(show_key))
+        .route("/v1/keys/{id}/revoke", post(revoke_key))
+        .route("/v1/audit", get(audit))
+        .layer(middleware::from_fn_with_state(service.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(service.clone(), count_request))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(service)
+}
+
+/// The authenticated caller. Only the authentication middleware puts it in the request; a
+/// handler on a router without that middleware refuses every request.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            tracing::error!("a route ran without the authentication middleware");
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "authentication did not run")
+        })
+    }
+}
+
+async fn authenticate(State(service): State<Shared>, mut request: Request, next: Next) -> Response {
+    let header = request.headers().get(AUTHORIZATION).map(|value| value.to_str());
+    let bearer = match header {
+        None => None,
+        Some(Ok(value)) => match value.strip_prefix("Bearer ") {
+            Some(token) => Some(token.trim().to_owned()),
+            None => {
+                return error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the Authorization header must be `Bearer <token>`",
+                );
             }
-            AttestError::Nonce(_) => (StatusCode::UNAUTHORIZED, "bad_nonce", self.0.to_string()),
-            AttestError::Verify(_) | AttestError::TlsKeyMismatch => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "evidence_invalid", self.0.to_string())
-            }
-            AttestError::Rejected { .. } => {
-                (StatusCode::FORBIDDEN, "policy_rejected", self.0.to_string())
-            }
-            AttestError::Policy(_) | AttestError::Issue(_) => {
-                tracing::error!(error = %self.0, "internal attestation failure");
-                (
+        },
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the Authorization header is not ASCII",
+            );
+        }
+    };
+    match service.authenticate(bearer.as_deref()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(Caller(principal));
+            next.run(request).await
+        }
+        Err(error) => ServiceApiError(error).into_response(),
+    }
+}
+
+async fn count_request(State(service): State<Shared>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    service.metrics().request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn now() -> i64 {
+    unix_now() as i64
+}
+
+async fn readyz(State(service): State<Shared>) -> Response {
+    match service.store().ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "not ready: the database does not answer");
+            error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database does not answer")
+        }
+    }
+}
+
+async fn metrics(State(service): State<Shared>) -> Response {
+    service.metrics().set_collateral_expiry(service.collateral().earliest_expiry());
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], service.metrics().render()).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn service_key(State(service): State<Shared>) -> Json<ServiceKeyDocument> {
+    Json(service.service_key_document())
+}
+
+type ApiResult<T> = Result<T, ServiceApiError>;
+
+async fn create_tenant(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Json(body): Json<CreateTenant>,
+) -> ApiResult<(StatusCode, Json<TenantCreated>)> {
+    Ok((StatusCode::CREATED, Json(service.create_tenant(&who, &body, now()).await?)))
+}
+
+async fn list_tenants(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<TenantView>>> {
+    Ok(Json(service.list_tenants(&who, now()).await?))
+}
+
+async fn create_instance(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Json(body): Json<CreateInstance>,
+) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    Ok((StatusCode::CREATED, Json(service.create_instance(&who, &body, now()).await?)))
+}
+
+async fn list_instances(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<InstanceView>>> {
+    Ok(Json(service.list_instances(&who, now()).await?))
+}
+
+async fn show_instance(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InstanceView>> {
+    Ok(Json(service.show_instance(&who, &id, now()).await?))
+}
+
+async fn delete_instance(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    service.delete_instance(&who, &id, now()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_policy(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<PolicySpec>,
+) -> ApiResult<Json<PolicyUpdated>> {
+    Ok(Json(service.update_policy(&who, &id, &body, now()).await?))
+}
+
+async fn policy_version(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path((id, version)): Path<(String, i64)>,
+) -> ApiResult<Json<PolicyVersionView>> {
+    Ok(Json(service.policy_version(&who, &id, version, now()).await?))
+}
+
+async fn set_reference_values(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<serde_json::Value>,
+) -> ApiResult<Json<InstanceView>> {
+    Ok(Json(service.set_reference_values(&who, &id, &body, now()).await?))
+}
+
+async fn set_trust_anchors(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<TrustAnchorSpec>,
+) -> ApiResult<Json<InstanceView>> {
+    Ok(Json(service.set_trust_anchors(&who, &id, &body, now()).await?))
+}
+
+async fn rotate(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InstanceView>> {
+    Ok(Json(service.rotate_keys(&who, &id, now()).await?))
+}
+
+async fn export_instance(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ExportRequest>,
+) -> ApiResult<Response> {
+    let target: ServiceKeyDocument = serde_json::from_value(body.target).map_err(|e| {
+        ServiceApiError(ServiceError::BadRequest(format!(
+            "target is not a service key document (GET /v1/service-key on the target): {e}"
+        )))
+    })?;
+    let bundle =
+        service.export_instance(&who, &id, &target, body.allow_unattested_target, now()).await?;
+    Ok(([(CONTENT_TYPE, "application/octet-stream")], bundle).into_response())
+}
+
+async fn import_instance(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<InstanceView>)> {
+    Ok((StatusCode::CREATED, Json(service.import_instance(&who, &body, now()).await?)))
+}
+
+async fn instance_challenge(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    let _ = who;
+    Ok(Json(service.challenge(&id, now()).await?))
+}
+
+async fn instance_attest(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    Json(request): Json<AttestRequest>,
+) -> ApiResult<Json<AttestResponse>> {
+    let _ = who;
+    let tee = request.evidence.tee;
+    let started = std::time::Instant::now();
+    for failure in service.prefetch(&id, &request.evidence, now()).await {
+        tracing::warn!(instance = %id, %tee, error = %failure, "collateral could not be fetched");
+    }
+    let result = service.attest(&id, &request, now()).await;
+    service.metrics().attestation(tee.as_str(), result.is_ok(), started.elapsed());
+    match &result {
+        Ok(_) => tracing::info!(instance = %id, %tee, "attestation passed the appraisal policy"),
+        Err(error) => tracing::warn!(instance = %id, %tee, %error, "attestation refused"),
+    }
+    Ok(Json(result?))
+}
+
+async fn instance_info(
+    State(service): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InstanceInfo>> {
+    Ok(Json(service.instance_info(&id, now()).await?))
+}
+
+async fn instance_jwks(
+    State(service): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(service.jwks(&id, now()).await?))
+}
+
+async fn register_key(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Json(body): Json<RegisterKey>,
+) -> ApiResult<(StatusCode, Json<KeyView>)> {
+    Ok((StatusCode::CREATED, Json(service.register_key(&who, &body, now()).await?)))
+}
+
+async fn list_keys(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<KeyView>>> {
+    Ok(Json(service.list_keys(&who, now()).await?))
+}
+
+async fn show_key(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<KeyView>> {
+    Ok(Json(service.show_key(&who, &id, now()).await?))
+}
+
+async fn revoke_key(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<KeyView>> {
+    Ok(Json(service.revoke_key(&who, &id, now()).await?))
+}
+
+async fn release_key(
+    State(service): State<Shared>,
+    Json(request): Json<KeyReleaseRequest>,
+) -> ApiResult<Json<KeyReleaseResponse>> {
+    let result = service.release_key(&request, now()).await;
+    service.metrics().key_release(result.is_ok());
+    match &result {
+        Ok(_) => tracing::info!(key_id = %request.key_id, "key released"),
+        Err(error) => tracing::warn!(key_id = %request.key_id, %error, "key release refused"),
+    }
+    Ok(Json(result?))
+}
+
+async fn audit(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<AuditRecordView>>> {
+    Ok(Json(service.audit_records(&who, now()).await?))
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(ErrorBody { code: code.to_owned(), message: message.to_owned() })).into_response()
+}
+
+/// A service failure as an HTTP response: one status and code per kind; internal failures get a
+/// fixed message and their detail goes to the log only.
+pub struct ServiceApiError(pub ServiceError);
+
+impl From<ServiceError> for ServiceApiError {
+    fn from(error: ServiceError) -> Self {
+        ServiceApiError(error)
+    }
+}
+
+impl IntoResponse for ServiceApiError {
+    fn into_response(self) -> Response {
+        let message = self.0.to_string();
+        let (status, code) = match &self.0 {
+            ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ServiceError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ServiceError::Attest(error) => return attest_error_response(error),
+            ServiceError::Release(_) => (StatusCode::FORBIDDEN, "release_refused"),
+            ServiceError::Bundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused"),
+            ServiceError::WrongServiceKey { .. }
+            | ServiceError::Store(_)
+            | ServiceError::Internal(_) => {
+                tracing::error!(error = %self.0, "internal service failure");
+                return error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
-                    "the attestation service failed internally; see its log".to_owned(),
-                )
+                    "the attestation service failed internally; see its log",
+                );
             }
         };
-        (status, Json(ErrorBody { code: code.to_owned(), message })).into_response()
+        error_response(status, code, &message)
     }
 }

@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod http;
 pub mod instance;
 mod issue;
+pub mod metrics;
 mod nonce;
 pub mod reference;
 
@@ -69,9 +70,51 @@ pub struct InstanceKeys {
 }
 
 /// A collateral fetcher with one rate limiter per vendor.
-struct Fetching {
+pub(crate) struct Fetching {
     fetcher: Box<dyn CollateralFetcher>,
     limiters: BTreeMap<Vendor, RateLimiter>,
+}
+
+impl Fetching {
+    pub(crate) fn new(fetcher: Box<dyn CollateralFetcher>) -> Self {
+        let limiters = [Vendor::Intel, Vendor::Amd, Vendor::Hygon, Vendor::Nvidia]
+            .into_iter()
+            .map(|vendor| (vendor, RateLimiter::new(0)))
+            .collect();
+        Fetching { fetcher, limiters }
+    }
+
+    /// Fetches into `cache` what `evidence` (CPU and every device) needs and is not cached.
+    pub(crate) async fn prefetch(
+        &self,
+        cache: &CollateralCache,
+        evidence: &UnifiedEvidence,
+        now: u64,
+    ) -> Vec<FetchError> {
+        let mut needs =
+            cloister_verify::collateral_needs(evidence.tee, evidence.evidence.as_bytes());
+        for entry in evidence.additional_evidence.values() {
+            let tee = entry.get("tee").and_then(|t| t.as_str()).and_then(|t| t.parse().ok());
+            let bytes = entry
+                .get("evidence")
+                .and_then(|e| e.as_str())
+                .and_then(|e| cloister_types::Base64Url::parse(e).ok());
+            if let (Some(tee), Some(bytes)) = (tee, bytes) {
+                needs.extend(cloister_verify::collateral_needs(tee, bytes.as_bytes()));
+            }
+        }
+        let mut failures = Vec::new();
+        for key in needs {
+            let Some(limiter) = self.limiters.get(&key.vendor) else { continue };
+            let fetched =
+                collateral::get_or_fetch(cache, self.fetcher.as_ref(), limiter, &key, now as i64)
+                    .await;
+            if let Err(error) = fetched {
+                failures.push(error);
+            }
+        }
+        failures
+    }
 }
 
 /// One attestation instance served from memory: the instance, its single-use nonces, and the
@@ -137,11 +180,7 @@ impl Authority {
     /// comes with the evidence or from bundles loaded into [`Authority::collateral`].
     #[must_use]
     pub fn with_fetcher(mut self, fetcher: Box<dyn CollateralFetcher>) -> Self {
-        let limiters = [Vendor::Intel, Vendor::Amd, Vendor::Hygon, Vendor::Nvidia]
-            .into_iter()
-            .map(|vendor| (vendor, RateLimiter::new(0)))
-            .collect();
-        self.fetching = Some(Fetching { fetcher, limiters });
+        self.fetching = Some(Fetching::new(fetcher));
         self
     }
 
@@ -156,34 +195,7 @@ impl Authority {
         if !self.nonces.is_live(&evidence.runtime_data.nonce, now) {
             return Vec::new();
         }
-        let mut needs =
-            cloister_verify::collateral_needs(evidence.tee, evidence.evidence.as_bytes());
-        for entry in evidence.additional_evidence.values() {
-            let tee = entry.get("tee").and_then(|t| t.as_str()).and_then(|t| t.parse().ok());
-            let bytes = entry
-                .get("evidence")
-                .and_then(|e| e.as_str())
-                .and_then(|e| cloister_types::Base64Url::parse(e).ok());
-            if let (Some(tee), Some(bytes)) = (tee, bytes) {
-                needs.extend(cloister_verify::collateral_needs(tee, bytes.as_bytes()));
-            }
-        }
-        let mut failures = Vec::new();
-        for key in needs {
-            let Some(limiter) = fetching.limiters.get(&key.vendor) else { continue };
-            let fetched = collateral::get_or_fetch(
-                &self.collateral,
-                fetching.fetcher.as_ref(),
-                limiter,
-                &key,
-                now as i64,
-            )
-            .await;
-            if let Err(error) = fetched {
-                failures.push(error);
-            }
-        }
-        failures
+        fetching.prefetch(&self.collateral, evidence, now).await
     }
 
     /// The instance's collateral cache: preload an offline bundle here, or let a fetcher fill it.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use cloister_types::api::{
     AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, IdentityResponse, InstanceInfo,
-    JobDone, ObjectStored, SubmitJob,
+    JobDone, KeyReleaseRequest, KeyReleaseResponse, ObjectStored, SubmitJob,
 };
 use serde::de::DeserializeOwned;
 
@@ -47,7 +47,7 @@ pub enum ClientError {
     Enclave(#[from] EnclaveError),
 }
 
-fn transport(url: &str, error: reqwest::Error) -> ClientError {
+pub(crate) fn transport(url: &str, error: reqwest::Error) -> ClientError {
     let mut reason = error.to_string();
     let mut source = std::error::Error::source(&error);
     while let Some(inner) = source {
@@ -58,7 +58,7 @@ fn transport(url: &str, error: reqwest::Error) -> ClientError {
     ClientError::Transport { url: url.to_owned(), reason }
 }
 
-async fn decode<T: DeserializeOwned>(
+pub(crate) async fn decode<T: DeserializeOwned>(
     url: &str,
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
@@ -74,30 +74,47 @@ async fn decode<T: DeserializeOwned>(
         .map_err(|e| ClientError::BadAnswer { url: url.to_owned(), reason: e.to_string() })
 }
 
-/// A client of the attestation service.
+/// A client of the attestation service's attestation surface: one instance's challenge,
+/// attest and info routes, and the key broker.
 #[derive(Clone, Debug)]
 pub struct AuthorityClient {
     base: String,
+    /// `{base}/v1` for a single-instance service, `{base}/v1/instances/{id}` otherwise.
+    prefix: String,
+    info_path: &'static str,
     http: reqwest::Client,
 }
 
 impl AuthorityClient {
-    /// A client for the service at `base` (for example `http://127.0.0.1:8080`).
+    /// A client for a single-instance service at `base` (for example `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder().build().map_err(|e| transport(base, e))?;
-        Ok(AuthorityClient { base: base.trim_end_matches('/').to_owned(), http })
+        let base = base.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder().build().map_err(|e| transport(&base, e))?;
+        Ok(AuthorityClient { prefix: format!("{base}/v1"), base, info_path: "instance", http })
+    }
+
+    /// A client for instance `instance_id` of the multi-tenant service at `base`.
+    pub fn for_instance(base: &str, instance_id: &str) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::builder().build().map_err(|e| transport(&base, e))?;
+        Ok(AuthorityClient {
+            prefix: format!("{base}/v1/instances/{instance_id}"),
+            base,
+            info_path: "info",
+            http,
+        })
     }
 
     /// Requests a fresh nonce.
     pub async fn challenge(&self) -> Result<ChallengeResponse, ClientError> {
-        let url = format!("{}/v1/challenge", self.base);
+        let url = format!("{}/challenge", self.prefix);
         let response = self.http.post(&url).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await
     }
 
     /// Submits evidence for appraisal.
     pub async fn attest(&self, request: &AttestRequest) -> Result<AttestResponse, ClientError> {
-        let url = format!("{}/v1/attest", self.base);
+        let url = format!("{}/attest", self.prefix);
         let response =
             self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await
@@ -105,8 +122,19 @@ impl AuthorityClient {
 
     /// Fetches the instance's CA, JWKS and policy id.
     pub async fn instance(&self) -> Result<InstanceInfo, ClientError> {
-        let url = format!("{}/v1/instance", self.base);
+        let url = format!("{}/{}", self.prefix, self.info_path);
         let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Asks the key broker to release a key to the enclave the attestation result names.
+    pub async fn release_key(
+        &self,
+        request: &KeyReleaseRequest,
+    ) -> Result<KeyReleaseResponse, ClientError> {
+        let url = format!("{}/v1/keys/release", self.base);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await
     }
 }

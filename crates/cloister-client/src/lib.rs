@@ -8,7 +8,9 @@
 
 pub mod enclave;
 pub mod http;
+pub mod manage;
 pub mod tls;
 
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
+pub use manage::ServiceClient;

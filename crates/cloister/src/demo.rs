@@ -127,17 +127,18 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     )
     .await?;
     ok(&format!("attestation service listening on {}", authority.url));
-    let worker = testbed::start_worker(&dirs, &attester, &authority.url).await?;
+    let authority_client = authority.client()?;
+    let worker = testbed::start_worker(&dirs, &attester, &authority_client).await?;
+    let info = authority_client.instance().await?;
     let claims = worker.worker.identity.claims();
     ok(&format!(
         "worker attested: tee={} measurement={}… verdict under policy {}",
         claims.tee,
         &published.to_string()[..24],
-        authority.authority.info().policy_id
+        info.policy_id
     ));
     ok(&format!("worker serves attested TLS on {}", worker.url));
-    let ca_pem =
-        cloister_client::AuthorityClient::new(&authority.url)?.instance().await?.ca_certificate_pem;
+    let ca_pem = info.ca_certificate_pem;
 
     say(
         "2. The model provider checks the enclave, then seals and uploads its model",

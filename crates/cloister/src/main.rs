@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
+use cloister::admin;
 use cloister::envelope::{self, CertificatePolicy};
-use cloister::testbed::write_secret;
 use cloister_types::{Hex, TeeKind};
 
 /// Confidential AI across organisations: attestation, sealed envelopes, enclave jobs.
@@ -79,6 +79,18 @@ enum Command {
     /// Run a service.
     #[command(subcommand)]
     Serve(Serve),
+    /// Manage tenants (operator).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage your attestation instances (tenant admin).
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+    /// Manage your key-broker keys (tenant admin).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Inspect and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -134,17 +146,21 @@ enum EvidenceCommand {
 
 #[derive(Subcommand)]
 enum Serve {
-    /// The attestation service, with one instance configured from a TOML file.
+    /// The multi-tenant attestation service: tenants, instances, key broker, audit log.
     Attestation {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// The instance configuration (see `cloister_authority::config`).
+        /// `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
+        #[arg(long, env = "CLOISTER_DATABASE")]
+        database: String,
+        /// The operator's bearer token; a fresh one is written here (mode 0600) on first start.
         #[arg(long)]
-        config: PathBuf,
-        /// Where the instance keeps its CA and token keys (created on first start).
+        operator_token_file: PathBuf,
+        /// The service key that seals every secret in the database (created, 0600, if missing;
+        /// default: service.key beside the operator token file). Replicas share it.
         #[arg(long)]
-        state_dir: PathBuf,
+        key_file: Option<PathBuf>,
         /// Preload vendor collateral from an offline bundle (JSON; see
         /// `cloister_authority::collateral`), for services without network access.
         #[arg(long)]
@@ -157,6 +173,215 @@ enum Serve {
         /// (a PCCS, for example `https://pccs.internal:8081`).
         #[arg(long, requires = "fetch_collateral")]
         pccs_url: Option<String>,
+    },
+}
+
+/// How client commands reach the attestation service.
+#[derive(clap::Args, Clone)]
+struct ServerArgs {
+    /// The attestation service's URL.
+    #[arg(long, env = "CLOISTER_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Bearer token (operator or tenant admin).
+    #[arg(long, env = "CLOISTER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Machine-readable output: one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServerArgs {
+    fn connection(&self) -> admin::Connection {
+        admin::Connection { server: self.server.clone(), token: self.token.clone(), json: self.json }
+    }
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant; prints its id and its admin's token (shown once).
+    Create {
+        /// 1-64 of a-z, 0-9, '-', '_', '.'.
+        name: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List tenants.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// Policy, reference values and trust anchors of an instance.
+#[derive(clap::Args, Clone, Default)]
+struct InstanceParts {
+    /// Appraisal policy: a Rego file (`package cloister.appraisal`, rule `result`).
+    #[arg(long, conflicts_with = "builtin_policy")]
+    policy_file: Option<PathBuf>,
+    /// Appraisal policy: a built-in, `default` (production; rejects sim) or `dev-sim`.
+    #[arg(long)]
+    builtin_policy: Option<String>,
+    /// Reference values, a JSON file (per-TEE sections and entries with expires_at allowed).
+    #[arg(long)]
+    reference_values: Option<PathBuf>,
+    /// Trust anchors, a JSON file: {"sim_platform_keys": [...], "roots": {"cca": [...]}}.
+    #[arg(long)]
+    trust_anchors: Option<PathBuf>,
+    /// A simulated TEE's platform key (its text, or a file holding it). Only instances that
+    /// list one accept `sim` evidence. Repeatable.
+    #[arg(long = "sim-platform-key")]
+    sim_platform_keys: Vec<String>,
+}
+
+impl InstanceParts {
+    fn args(&self) -> admin::InstanceArgs {
+        admin::InstanceArgs {
+            policy: admin::PolicyArgs {
+                file: self.policy_file.clone(),
+                builtin: self.builtin_policy.clone(),
+            },
+            reference_values: self.reference_values.clone(),
+            trust_anchors: self.trust_anchors.clone(),
+            sim_platform_keys: self.sim_platform_keys.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum InstanceCommand {
+    /// Create an attestation instance in your tenant (policy version 1, token key, CA).
+    Create {
+        /// 1-64 of a-z, 0-9, '-', '_', '.'; unique in the tenant.
+        name: String,
+        #[command(flatten)]
+        parts: InstanceParts,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List your instances.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show an instance (exit 1 if it does not exist or is not yours).
+    Show {
+        /// Instance id (in_…).
+        id: String,
+        /// Print this policy version's Rego text instead.
+        #[arg(long)]
+        policy_version: Option<i64>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Change the policy (a new version), the reference values or the trust anchors.
+    Update {
+        /// Instance id.
+        id: String,
+        #[command(flatten)]
+        parts: InstanceParts,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// New token-signing key; old keys stay in the JWKS until their tokens expire.
+    Rotate {
+        /// Instance id.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Seal the instance (policy history, reference values, anchors, keys) to another service.
+    Export {
+        /// Instance id.
+        id: String,
+        /// The target service's URL, or a file with its `GET /v1/service-key` document.
+        #[arg(long)]
+        target: String,
+        /// Where to write the sealed bundle.
+        #[arg(long)]
+        output: PathBuf,
+        /// Allow a target whose key comes without an attestation (it does not run in a TEE).
+        #[arg(long)]
+        allow_unattested_target: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Import a bundle sealed to this service into your tenant.
+    Import {
+        /// The bundle file.
+        bundle: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete an instance and destroy its keys.
+    Delete {
+        /// Instance id.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Register a key-broker key with its release policy.
+    Register {
+        /// Unique in the tenant.
+        name: String,
+        /// Instance whose attestation results the key accepts. Repeatable.
+        #[arg(long = "instance", required = true)]
+        instances: Vec<String>,
+        /// Release policy, a Rego file (`package cloister.release`, rule `allow`).
+        #[arg(long, conflicts_with = "measurements")]
+        release_policy: Option<PathBuf>,
+        /// Or: release to enclaves with one of these measurements (hex). Repeatable.
+        #[arg(long = "measurement")]
+        measurements: Vec<String>,
+        /// Register this secret key (envelope key file) instead of a fresh one.
+        #[arg(long)]
+        secret_key: Option<PathBuf>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List your broker keys.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a broker key.
+    Show {
+        /// Key id (kb_…).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a broker key: no release from now on.
+    Revoke {
+        /// Key id (kb_…).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain and signed checkpoints in the database; exit 0 only
+    /// when intact, otherwise name every altered, removed or reordered entry.
+    Verify {
+        /// `sqlite://PATH` or `postgres://…`.
+        #[arg(long, env = "CLOISTER_DATABASE")]
+        database: String,
+        /// The checkpoint key to trust (default: the one recorded in the database).
+        #[arg(long)]
+        public_key: Option<String>,
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List audit records through the service (operator: all; tenant admin: its own).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
@@ -273,8 +498,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(Serve::Attestation {
             listen,
-            config,
-            state_dir,
+            database,
+            operator_token_file,
+            key_file,
             collateral_bundle,
             fetch_collateral,
             pccs_url,
@@ -286,8 +512,84 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 urls
             });
-            serve_attestation(&listen, &config, &state_dir, collateral_bundle.as_deref(), fetch)
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
+            let options = cloister::serve::ServeOptions {
+                listen,
+                database,
+                operator_token_file,
+                key_file,
+                collateral_bundle,
+                fetch,
+            };
+            runtime()?.block_on(cloister::serve::serve(options))
         }
+        Command::Tenant(command) => runtime()?.block_on(tenant(command)),
+        Command::Instance(command) => runtime()?.block_on(instance(command)),
+        Command::Key(command) => runtime()?.block_on(key(command)),
+        Command::Audit(AuditCommand::Verify { database, public_key, json }) => {
+            let intact = runtime()?.block_on(admin::audit_verify(
+                &database,
+                public_key.as_deref(),
+                json,
+            ))?;
+            if !intact {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::List { server }) => {
+            runtime()?.block_on(admin::audit_list(&server.connection()))
+        }
+    }
+}
+
+async fn tenant(command: TenantCommand) -> Result<()> {
+    match command {
+        TenantCommand::Create { name, server } => admin::tenant_create(&server.connection(), &name).await,
+        TenantCommand::List { server } => admin::tenant_list(&server.connection()).await,
+    }
+}
+
+async fn instance(command: InstanceCommand) -> Result<()> {
+    match command {
+        InstanceCommand::Create { name, parts, server } => {
+            admin::instance_create(&server.connection(), &name, &parts.args()).await
+        }
+        InstanceCommand::List { server } => admin::instance_list(&server.connection()).await,
+        InstanceCommand::Show { id, policy_version, server } => {
+            admin::instance_show(&server.connection(), &id, policy_version).await
+        }
+        InstanceCommand::Update { id, parts, server } => {
+            admin::instance_update(&server.connection(), &id, &parts.args()).await
+        }
+        InstanceCommand::Rotate { id, server } => admin::instance_rotate(&server.connection(), &id).await,
+        InstanceCommand::Export { id, target, output, allow_unattested_target, server } => {
+            admin::instance_export(&server.connection(), &id, &target, &output, allow_unattested_target)
+                .await
+        }
+        InstanceCommand::Import { bundle, server } => {
+            admin::instance_import(&server.connection(), &bundle).await
+        }
+        InstanceCommand::Delete { id, server } => admin::instance_delete(&server.connection(), &id).await,
+    }
+}
+
+async fn key(command: KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::Register { name, instances, release_policy, measurements, secret_key, server } => {
+            admin::key_register(
+                &server.connection(),
+                &name,
+                &instances,
+                release_policy.as_deref(),
+                &measurements,
+                secret_key.as_deref(),
+            )
+            .await
+        }
+        KeyCommand::List { server } => admin::key_list(&server.connection()).await,
+        KeyCommand::Show { id, server } => admin::key_show(&server.connection(), &id).await,
+        KeyCommand::Revoke { id, server } => admin::key_revoke(&server.connection(), &id).await,
     }
 }
 
@@ -325,61 +627,4 @@ fn init_logging(dir: &Path) -> Result<()> {
         .try_init()
         .ok();
     Ok(())
-}
-
-fn serve_attestation(
-    listen: &str,
-    config: &Path,
-    state_dir: &Path,
-    collateral_bundle: Option<&Path>,
-    fetch: Option<cloister_authority::VendorUrls>,
-) -> Result<()> {
-    use cloister_authority::{Authority, CertificateAuthority, InstanceConfig, InstanceKeys};
-    use cloister_sign::{SigningKey, unix_now};
-
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let config = InstanceConfig::from_toml(&text)?;
-    std::fs::create_dir_all(state_dir)?;
-    let (ca_path, ca_key_path, token_path) =
-        (state_dir.join("ca.pem"), state_dir.join("ca-key.pem"), state_dir.join("token-key"));
-    let (ca, token_key) = if ca_path.exists() {
-        let ca = CertificateAuthority::from_pem(
-            &std::fs::read_to_string(&ca_path)?,
-            &zeroize::Zeroizing::new(std::fs::read_to_string(&ca_key_path)?),
-        )?;
-        let token =
-            SigningKey::from_text(&zeroize::Zeroizing::new(std::fs::read_to_string(&token_path)?))?;
-        (ca, token)
-    } else {
-        let ca = CertificateAuthority::generate(&config.name, unix_now())?;
-        let token = SigningKey::generate();
-        write_secret(&ca_key_path, ca.key_pem().as_bytes())?;
-        write_secret(&token_path, token.to_text().as_bytes())?;
-        std::fs::write(&ca_path, ca.certificate_pem())?;
-        (ca, token)
-    };
-    tracing_subscriber::fmt().with_writer(std::io::stderr).try_init().ok();
-    let mut authority = Authority::new(config, InstanceKeys { token_key, ca });
-    if let Some(urls) = fetch {
-        let fetcher = cloister_authority::fetch::HttpFetcher::new(urls)?;
-        authority = authority.with_fetcher(Box::new(fetcher));
-    }
-    let authority = Arc::new(authority);
-    if let Some(path) = collateral_bundle {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let count = authority
-            .collateral()
-            .load_bundle(&bytes)
-            .with_context(|| format!("loading the collateral bundle {}", path.display()))?;
-        eprintln!("preloaded {count} collateral items from {}", path.display());
-    }
-    runtime()?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        eprintln!("attestation service listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, cloister_authority::http::router(authority)).await?;
-        Ok(())
-    })
 }

@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use cloister_attest::{SimAttester, SimPlatformKey};
-use cloister_authority::{Authority, CertificateAuthority, InstanceConfig, InstanceKeys};
-use cloister_client::AuthorityClient;
-use cloister_sign::{SigningKey, unix_now};
+use cloister_authority::service::Service;
+use cloister_client::{AuthorityClient, ServiceClient};
 use cloister_types::Hex;
+use cloister_types::manage::{CreateInstance, InstanceSettings, PolicySpec, TrustAnchorSpec};
 use cloister_verify::SimPlatformPublicKey;
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::serve::{ServeOptions, open_service};
 
 /// Which appraisal policy the test instance runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,13 +59,36 @@ impl ComputeDirs {
     }
 }
 
-/// The attestation service, running.
+/// The attestation service, running, with the demo tenant and its instance.
 pub struct RunningAuthority {
     /// Its base URL.
     pub url: String,
-    /// The instance (for tests that drive it directly).
-    pub authority: Arc<Authority>,
+    /// The demo instance's id.
+    pub instance_id: String,
+    /// The demo tenant's admin token.
+    pub tenant_token: String,
+    /// The operator's token.
+    pub operator_token: String,
+    /// The service (for tests that drive it directly).
+    pub service: Arc<Service>,
     task: JoinHandle<()>,
+}
+
+impl RunningAuthority {
+    /// A client of the demo instance's attestation routes and the key broker.
+    pub fn client(&self) -> Result<AuthorityClient> {
+        Ok(AuthorityClient::for_instance(&self.url, &self.instance_id)?)
+    }
+
+    /// A management client acting as the demo tenant's admin.
+    pub fn tenant_admin(&self) -> Result<ServiceClient> {
+        Ok(ServiceClient::new(&self.url, Some(&self.tenant_token))?)
+    }
+
+    /// Whether the server task is still running.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
 }
 
 impl Drop for RunningAuthority {
@@ -72,42 +97,64 @@ impl Drop for RunningAuthority {
     }
 }
 
-/// Writes the instance configuration the demo uses and starts the service on an ephemeral port.
+/// Starts the multi-tenant attestation service on SQLite under the compute provider's
+/// directory (ephemeral port), creates the tenant `demo` and its instance `demo` with the given
+/// policy, reference measurements and simulated platform key.
 pub async fn start_authority(
     dirs: &ComputeDirs,
     policy: InstancePolicy,
     measurements: &[Hex],
     platform_key: &SimPlatformPublicKey,
 ) -> Result<RunningAuthority> {
-    let measurements: Vec<String> = measurements.iter().map(|m| format!("\"{m}\"")).collect();
-    let config_text = format!(
-        "name = \"demo\"\npolicy = \"{}\"\n\n[reference_values]\nmeasurements = [{}]\n\n\
-         [trust_anchors]\nsim_platform_keys = [\"{}\"]\n",
-        match policy {
-            InstancePolicy::DevSim => "dev-sim",
-            InstancePolicy::ProductionDefault => "default",
-        },
-        measurements.join(", "),
-        platform_key,
-    );
-    let config_path = dirs.authority.join("instance.toml");
-    std::fs::write(&config_path, &config_text)?;
-    let config = InstanceConfig::from_toml(&config_text).context("instance configuration")?;
-    let ca = CertificateAuthority::generate(&config.name, unix_now())?;
-    write_secret(&dirs.authority.join("ca-key.pem"), ca.key_pem().as_bytes())?;
-    std::fs::write(dirs.authority.join("ca.pem"), ca.certificate_pem())?;
-    let token_key = SigningKey::generate();
-    write_secret(&dirs.authority.join("token-key"), token_key.to_text().as_bytes())?;
-    let authority = Arc::new(Authority::new(config, InstanceKeys { token_key, ca }));
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let options = ServeOptions {
+        listen: "127.0.0.1:0".to_owned(),
+        database: format!("sqlite://{}", dirs.authority.join("authority.db").display()),
+        operator_token_file: dirs.authority.join("operator-token"),
+        key_file: None,
+        collateral_bundle: None,
+        fetch: None,
+    };
+    let service = open_service(&options).await?;
+    let operator_token = std::fs::read_to_string(&options.operator_token_file)?.trim().to_owned();
+    let listener = TcpListener::bind(&options.listen).await?;
     let addr = listener.local_addr()?;
-    let app = cloister_authority::http::router(authority.clone());
+    let app = cloister_authority::http::service_router(service.clone());
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "attestation service stopped");
         }
     });
-    Ok(RunningAuthority { url: format!("http://{addr}"), authority, task })
+    let url = format!("http://{addr}");
+    let operator = ServiceClient::new(&url, Some(&operator_token))?;
+    let tenant = operator.create_tenant("demo").await.context("creating the demo tenant")?;
+    let admin = ServiceClient::new(&url, Some(&tenant.token))?;
+    let instance = admin
+        .create_instance(&CreateInstance {
+            name: "demo".to_owned(),
+            policy: PolicySpec::Builtin(
+                match policy {
+                    InstancePolicy::DevSim => "dev-sim",
+                    InstancePolicy::ProductionDefault => "default",
+                }
+                .to_owned(),
+            ),
+            reference_values: serde_json::json!({ "measurements": measurements }),
+            trust_anchors: TrustAnchorSpec {
+                sim_platform_keys: vec![platform_key.to_string()],
+                ..TrustAnchorSpec::default()
+            },
+            settings: InstanceSettings::default(),
+        })
+        .await
+        .context("creating the demo instance")?;
+    Ok(RunningAuthority {
+        url,
+        instance_id: instance.id,
+        tenant_token: tenant.token,
+        operator_token,
+        service,
+        task,
+    })
 }
 
 /// The enclave worker, running.
@@ -134,14 +181,13 @@ impl Drop for RunningWorker {
     }
 }
 
-/// Attests a worker with the attestation service at `authority_url` and serves its API.
+/// Attests a worker with the attestation service instance `authority` and serves its API.
 pub async fn start_worker(
     dirs: &ComputeDirs,
     attester: &SimAttester,
-    authority_url: &str,
+    authority: &AuthorityClient,
 ) -> Result<RunningWorker> {
-    let authority = AuthorityClient::new(authority_url)?;
-    let identity = EnclaveIdentity::establish(attester, &authority).await?;
+    let identity = EnclaveIdentity::establish(attester, authority).await?;
     let store = ObjectStore::open(&dirs.objects)?;
     let worker = Arc::new(Worker { identity, store });
     let listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -228,12 +228,13 @@ async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
     )
     .await
     .unwrap();
-    let worker = testbed::start_worker(&dirs, &SimAttester::new(key, measurement), &authority.url)
+    let worker = testbed::start_worker(&dirs, &SimAttester::new(key, measurement), &authority.client().unwrap())
         .await
         .unwrap();
     std::fs::write(dir.join("enclave.pem"), worker.worker.identity.certificate_chain_pem())
         .unwrap();
-    std::fs::write(dir.join("ca.pem"), authority.authority.info().ca_certificate_pem).unwrap();
+    let info = authority.client().unwrap().instance().await.unwrap();
+    std::fs::write(dir.join("ca.pem"), info.ca_certificate_pem).unwrap();
     std::fs::write(dir.join("plain.bin"), plaintext(1000)).unwrap();
     let m = hex::encode(measurement);
 

@@ -45,9 +45,10 @@ async fn bed() -> Bed {
     .await
     .unwrap();
     let attester = SimAttester::new(key, MEASUREMENT);
-    let worker = testbed::start_worker(&dirs, &attester, &authority.url).await.unwrap();
+    let worker =
+        testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
     let ca_pem =
-        AuthorityClient::new(&authority.url).unwrap().instance().await.unwrap().ca_certificate_pem;
+        authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
     let model_provider =
         Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
     let data_provider = Party::create("data provider", &tmp.path().join("data-provider")).unwrap();
@@ -131,7 +132,7 @@ async fn a_granted_job_yields_correct_sealed_predictions_and_a_valid_receipt() {
     let findings = scan(&bed.dirs.root, &secrets).unwrap();
     assert!(findings.is_empty(), "{findings:?}");
     // The EAR token verifies with the instance's published JWKS and says what the certificate says.
-    let info = AuthorityClient::new(&bed.authority.url).unwrap().instance().await.unwrap();
+    let info = bed.authority.client().unwrap().instance().await.unwrap();
     let kid = cloister_sign::peek_key_id(&enclave.ear).unwrap();
     let jwk =
         info.jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap();
@@ -218,7 +219,7 @@ fn rcgen_spki() -> Vec<u8> {
 #[tokio::test]
 async fn the_attestation_service_refuses_replays_unbound_evidence_and_foreign_keys() {
     let bed = bed().await;
-    let client = AuthorityClient::new(&bed.authority.url).unwrap();
+    let client = bed.authority.client().unwrap();
 
     let request = evidence(&bed, &client).await;
     client.attest(&request).await.unwrap();
@@ -250,7 +251,7 @@ async fn sim_evidence_is_rejected_by_a_policy_that_does_not_name_sim() {
     )
     .await
     .unwrap();
-    let err = testbed::start_worker(&dirs, &SimAttester::new(key, MEASUREMENT), &authority.url)
+    let err = testbed::start_worker(&dirs, &SimAttester::new(key, MEASUREMENT), &authority.client().unwrap())
         .await
         .err()
         .unwrap();

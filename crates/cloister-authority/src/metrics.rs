@@ -1,0 +1,176 @@
+//! The service's Prometheus metrics: attestations by TEE and result, key releases, request
+//! latency by route and status, errors. One registry per service (no global recorder), rendered
+//! in the text exposition format at `/metrics`.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets, seconds: 0.5 ms to 2.5 s.
+const BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    attestations: IntCounterVec,
+    attestation_seconds: HistogramVec,
+    key_releases: IntCounterVec,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    collateral_expiry: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let attestations = IntCounterVec::new(
+            Opts::new("cloister_attestations_total", "Attestation decisions by TEE and result"),
+            &["tee", "result"],
+        )
+        .expect("static metric definition");
+        let attestation_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "cloister_attestation_duration_seconds",
+                "Time to verify, appraise and issue, by TEE",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["tee"],
+        )
+        .expect("static metric definition");
+        let key_releases = IntCounterVec::new(
+            Opts::new("cloister_key_releases_total", "Key-broker release decisions by result"),
+            &["result"],
+        )
+        .expect("static metric definition");
+        let requests = IntCounterVec::new(
+            Opts::new("cloister_http_requests_total", "HTTP requests by route and status class"),
+            &["route", "status"],
+        )
+        .expect("static metric definition");
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("cloister_http_request_duration_seconds", "HTTP latency by route")
+                .buckets(BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("static metric definition");
+        let collateral_expiry = IntGauge::new(
+            "cloister_collateral_expiry_seconds",
+            "Unix time at which the first cached vendor collateral item or certificate expires",
+        )
+        .expect("static metric definition");
+        for collector in [
+            Box::new(collateral_expiry.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(attestations.clone()),
+            Box::new(attestation_seconds.clone()),
+            Box::new(key_releases.clone()),
+            Box::new(requests.clone()),
+            Box::new(request_seconds.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            attestations,
+            attestation_seconds,
+            key_releases,
+            requests,
+            request_seconds,
+            collateral_expiry,
+        }
+    }
+
+    /// Records when the first cached collateral item expires (`None`: nothing cached).
+    pub fn set_collateral_expiry(&self, earliest: Option<i64>) {
+        // With nothing cached, report "far away" rather than a value that would alert.
+        self.collateral_expiry.set(earliest.unwrap_or(i64::MAX / 2));
+    }
+
+    /// Counts one attestation decision.
+    pub fn attestation(&self, tee: &str, passed: bool, took: Duration) {
+        let result = if passed { "passed" } else { "refused" };
+        self.attestations.with_label_values(&[tee, result]).inc();
+        self.attestation_seconds.with_label_values(&[tee]).observe(took.as_secs_f64());
+    }
+
+    /// Counts one key-release decision.
+    pub fn key_release(&self, granted: bool) {
+        self.key_releases.with_label_values(&[if granted { "granted" } else { "refused" }]).inc();
+    }
+
+    /// Counts one HTTP request. `route` is the matched route template, never the raw path (ids
+    /// would make unbounded label values).
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        let class = match status {
+            200..=299 => "2xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        };
+        self.requests.with_label_values(&[route, class]).inc();
+        self.request_seconds.with_label_values(&[route]).observe(took.as_secs_f64());
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for valid metric families.
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "metrics could not be encoded");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_up_with_their_labels() {
+        let metrics = Metrics::new();
+        metrics.attestation("sim", true, Duration::from_micros(700));
+        metrics.attestation("sim", false, Duration::from_micros(900));
+        metrics.attestation("sim", false, Duration::from_micros(900));
+        metrics.key_release(false);
+        metrics.request("/v1/instances/{id}/attest", 403, Duration::from_millis(2));
+        let text = metrics.render();
+        assert!(text.contains(r#"cloister_attestations_total{result="refused",tee="sim"} 2"#), "{text}");
+        assert!(text.contains(r#"cloister_attestations_total{result="passed",tee="sim"} 1"#));
+        assert!(text.contains(r#"cloister_key_releases_total{result="refused"} 1"#));
+        assert!(text.contains(
+            r#"cloister_http_requests_total{route="/v1/instances/{id}/attest",status="4xx"} 1"#
+        ));
+        assert!(text.contains("cloister_attestation_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn the_sample_alert_rules_use_only_metrics_the_service_exports() {
+        let rules = include_str!("../../../docs/ops/alerts.yml");
+        let metrics = Metrics::new();
+        metrics.attestation("sim", true, Duration::from_millis(1));
+        metrics.key_release(true);
+        metrics.request("/healthz", 200, Duration::from_millis(1));
+        metrics.set_collateral_expiry(Some(1));
+        let exported = metrics.render();
+        let mut used = 0;
+        for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if let Some(name) = word.strip_prefix("cloister_") {
+                let name = format!("cloister_{name}");
+                assert!(exported.contains(&name), "alerts.yml uses {name}, which is not exported");
+                used += 1;
+            }
+        }
+        assert!(used >= 5, "the rules use {used} metrics");
+    }
+}

@@ -1,0 +1,171 @@
+//! `cloister serve attestation`: the multi-tenant attestation service on a database, with its
+//! key file and operator token, until interrupted (then it signs a last audit checkpoint).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cloister_authority::service::{Service, new_token};
+use cloister_authority::store::Store;
+use cloister_seal::RecipientSecretKey;
+use cloister_sign::unix_now;
+use tokio::net::TcpListener;
+use zeroize::Zeroizing;
+
+use crate::testbed::write_secret;
+
+/// Everything `serve attestation` takes.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Address to listen on.
+    pub listen: String,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub database: String,
+    /// Where the operator token is (written on first start).
+    pub operator_token_file: PathBuf,
+    /// The service key file (default: `service.key` beside the operator token file).
+    pub key_file: Option<PathBuf>,
+    /// Offline vendor collateral to preload.
+    pub collateral_bundle: Option<PathBuf>,
+    /// Fetch missing collateral from the vendors (with this Intel PCS replacement, if any).
+    pub fetch: Option<cloister_authority::VendorUrls>,
+}
+
+/// Reads the service key, creating it (mode 0600) on first start.
+pub fn load_or_create_service_key(path: &Path) -> Result<RecipientSecretKey> {
+    if path.exists() {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        return RecipientSecretKey::from_text(&text)
+            .with_context(|| format!("{} is not a service key", path.display()));
+    }
+    let key = RecipientSecretKey::generate();
+    write_secret(path, key.to_text().as_bytes())?;
+    Ok(key)
+}
+
+/// Reads the operator token, creating a fresh one (mode 0600) when the file does not exist.
+/// Returns the token and whether it was created now.
+pub fn load_or_create_operator_token(path: &Path) -> Result<(Zeroizing<String>, bool)> {
+    if path.exists() {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        );
+        let token = Zeroizing::new(text.trim().to_owned());
+        anyhow::ensure!(!token.is_empty(), "the operator token file {} is empty", path.display());
+        return Ok((token, false));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let token = Zeroizing::new(new_token());
+    write_secret(path, token.as_bytes())?;
+    Ok((token, true))
+}
+
+/// Opens the database and the service as `serve attestation` does (also used by the tests).
+pub async fn open_service(options: &ServeOptions) -> Result<Arc<Service>> {
+    let key_file = match &options.key_file {
+        Some(path) => path.clone(),
+        None => options
+            .operator_token_file
+            .parent()
+            .map_or_else(|| PathBuf::from("service.key"), |dir| dir.join("service.key")),
+    };
+    let (token, created) = load_or_create_operator_token(&options.operator_token_file)?;
+    let service_key = load_or_create_service_key(&key_file)?;
+    let store = Store::connect(&options.database)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&options.database)))?;
+    let mut service = Service::open(store, service_key).await?;
+    if let Some(urls) = options.fetch.clone() {
+        let fetcher = cloister_authority::fetch::HttpFetcher::new(urls)?;
+        service = service.with_fetcher(Box::new(fetcher));
+    }
+    service.ensure_operator_token(&token, unix_now() as i64).await?;
+    if created {
+        eprintln!("wrote a new operator token to {}", options.operator_token_file.display());
+    }
+    if let Some(path) = &options.collateral_bundle {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let count = service
+            .collateral()
+            .load_bundle(&bytes)
+            .with_context(|| format!("loading the collateral bundle {}", path.display()))?;
+        eprintln!("preloaded {count} collateral items from {}", path.display());
+    }
+    Ok(Arc::new(service))
+}
+
+/// Runs the service until Ctrl-C or SIGTERM.
+pub async fn serve(options: ServeOptions) -> Result<()> {
+    let service = open_service(&options).await?;
+    let listener = TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    eprintln!("attestation service listening on http://{}", listener.local_addr()?);
+    let purging = service.clone();
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(error) = purging.purge_expired_nonces(unix_now() as i64).await {
+                tracing::warn!(%error, "expired challenges could not be purged");
+            }
+        }
+    });
+    let app = cloister_authority::http::service_router(service.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    purge.abort();
+    service.checkpoint(unix_now() as i64).await.context("signing the last audit checkpoint")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}

@@ -1,0 +1,585 @@
+//! The multi-tenant attestation service as operators script it: `cloister serve attestation`
+//! processes on SQLite (and PostgreSQL when `CLOISTER_TEST_POSTGRES_URL` is set), driven by the
+//! `cloister` client commands and plain HTTP. Covers every instance operation, migration between
+//! two services, cross-tenant refusals on every route, audit tampering, restarts and logs.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
+use cloister_authority::http::ROUTES;
+use cloister_client::{AuthorityClient, ServiceClient};
+use cloister_sign::unix_now;
+use cloister_types::api::AttestRequest;
+use cloister_types::manage::{CreateInstance, ExportRequest, PolicySpec, TrustAnchorSpec};
+use cloister_types::{Base64Url, EarBody, Hex, RuntimeData};
+use reqwest::Method;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const MEASUREMENT: [u8; 48] = [0x3c; 48];
+
+/// A `cloister serve attestation` process and everything it printed.
+struct Server {
+    child: Child,
+    url: String,
+    operator_token: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(dir: &Path, database: &str) -> Server {
+        std::fs::create_dir_all(dir).unwrap();
+        let token_file = dir.join("operator-token");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args(["serve", "attestation", "--listen", "127.0.0.1:0", "--database", database])
+            .arg("--operator-token-file")
+            .arg(&token_file)
+            .env("CLOISTER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("attestation service listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the service did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        let operator_token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+        Server { child, url, operator_token, log }
+    }
+
+    fn operator(&self) -> ServiceClient {
+        ServiceClient::new(&self.url, Some(&self.operator_token)).unwrap()
+    }
+
+    fn as_tenant(&self, token: &str) -> ServiceClient {
+        ServiceClient::new(&self.url, Some(token)).unwrap()
+    }
+
+    /// Stops the process with SIGTERM (it signs a last checkpoint) and waits.
+    fn stop(mut self) -> Vec<String> {
+        #[cfg(unix)]
+        {
+            let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// A fresh database: a SQLite file under `dir`, or a fresh PostgreSQL database.
+async fn database(dir: &Path, name: &str, postgres: bool) -> Option<String> {
+    if !postgres {
+        return Some(format!("sqlite://{}", dir.join(format!("{name}.db")).display()));
+    }
+    let Ok(admin) = std::env::var("CLOISTER_TEST_POSTGRES_URL") else {
+        eprintln!("CLOISTER_TEST_POSTGRES_URL is not set: PostgreSQL case skipped");
+        return None;
+    };
+    use sqlx::Connection as _;
+    let db = format!("cl_{}_{}", name, uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{db}"))
+}
+
+/// Runs the `cloister` binary; returns (success, stdout, stderr).
+fn cli(args: &[&str], server: &str, token: Option<&str>) -> (bool, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command.args(args).env("CLOISTER_SERVER", server).env_remove("CLOISTER_TOKEN");
+    if let Some(token) = token {
+        command.env("CLOISTER_TOKEN", token);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json_of(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn platform_key(dir: &Path) -> SimAttester {
+    let key = SimPlatformKey::load_or_create(&dir.join("sim-platform-key.pem")).unwrap();
+    SimAttester::new(key, MEASUREMENT)
+}
+
+fn instance_request(name: &str, key: &SimAttester) -> CreateInstance {
+    CreateInstance {
+        name: name.to_owned(),
+        policy: PolicySpec::Builtin("dev-sim".to_owned()),
+        reference_values: serde_json::json!({ "measurements": [Hex(MEASUREMENT.to_vec())] }),
+        trust_anchors: TrustAnchorSpec {
+            sim_platform_keys: vec![key.platform_public_key().to_string()],
+            ..TrustAnchorSpec::default()
+        },
+        settings: Default::default(),
+    }
+}
+
+fn spki() -> Vec<u8> {
+    use rcgen::PublicKeyData as _;
+    rcgen::KeyPair::generate().unwrap().subject_public_key_info()
+}
+
+/// Sim evidence answering a fresh challenge of `client`'s instance.
+async fn evidence(client: &AuthorityClient, attester: &SimAttester) -> AttestRequest {
+    let tls = spki();
+    let runtime_data = RuntimeData {
+        nonce: client.challenge().await.unwrap().nonce,
+        hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
+        tls_spki_sha256: Hex(Sha256::digest(&tls).to_vec()),
+        receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
+        extra: Default::default(),
+    };
+    AttestRequest { evidence: attester.attest(&runtime_data).unwrap(), tls_spki: Base64Url(tls) }
+}
+
+/// Verifies an EAR token with the JWKS the instance publishes now.
+async fn verify_ear(client: &AuthorityClient, ear: &str) -> Result<EarBody, String> {
+    let info = client.instance().await.map_err(|e| e.to_string())?;
+    let kid = cloister_sign::peek_key_id(ear).ok_or("no kid")?;
+    let keys = info.jwks["keys"].as_array().cloned().unwrap_or_default();
+    let jwk = keys.iter().find(|k| k["kid"] == kid.as_str()).ok_or("kid not in the JWKS")?;
+    let key = cloister_sign::VerifyingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    key.verify::<EarBody>("EAR", ear, unix_now()).map(|s| s.claims).map_err(|e| e.to_string())
+}
+
+fn leaf_verifies(chain_pem: &str, ca_pem: &str) -> bool {
+    let expectations = cloister_client::Expectations::from_ca_pem(
+        ca_pem,
+        vec![Hex(MEASUREMENT.to_vec())],
+        vec![cloister_types::TeeKind::Sim],
+    )
+    .unwrap();
+    let chain = cloister_types::pem_certificates(chain_pem).unwrap();
+    cloister_client::verify_enclave_certificate(&chain, &expectations, unix_now()).is_ok()
+}
+
+#[tokio::test]
+async fn operators_and_tenants_script_every_instance_operation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), "script", false).await.unwrap();
+    let server = Server::start(&tmp.path().join("svc"), &db);
+    let token_file = tmp.path().join("svc/operator-token");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "operator token file mode {mode:o}");
+    }
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let op = Some(server.operator_token.as_str());
+    let (ok, out, err) = cli(&["tenant", "create", "acme", "--json"], &server.url, op);
+    assert!(ok, "{err}");
+    let acme = json_of(&out);
+    let acme_token = acme["token"].as_str().unwrap().to_owned();
+    assert!(acme["tenant"]["id"].as_str().unwrap().starts_with("tn_"));
+    let (ok, out, _) = cli(&["tenant", "create", "globex", "--json"], &server.url, op);
+    assert!(ok);
+    let globex_token = json_of(&out)["token"].as_str().unwrap().to_owned();
+    let (ok, _, err) = cli(&["tenant", "create", "acme", "--json"], &server.url, op);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, out, _) = cli(&["tenant", "list", "--json"], &server.url, op);
+    assert!(ok);
+    assert_eq!(json_of(&out).as_array().unwrap().len(), 2);
+    // A tenant admin is not an operator.
+    let (ok, _, _) = cli(&["tenant", "list"], &server.url, Some(&acme_token));
+    assert!(!ok);
+
+    let key = platform_key(tmp.path());
+    let key_text = key.platform_public_key().to_string();
+    let acme_t = Some(acme_token.as_str());
+    let (ok, out, err) = cli(
+        &["instance", "create", "prod", "--builtin-policy", "dev-sim", "--sim-platform-key", &key_text, "--json"],
+        &server.url,
+        acme_t,
+    );
+    assert!(ok, "{err}");
+    let created = json_of(&out);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["policy_id"], format!("{id}@v1"));
+    let (ok, out, _) = cli(&["instance", "list", "--json"], &server.url, acme_t);
+    assert!(ok);
+    assert_eq!(json_of(&out)[0]["id"], id.as_str());
+
+    // Update: a new policy version (old readable), reference values, trust anchors.
+    let rego = tmp.path().join("policy.rego");
+    std::fs::write(&rego, cloister_policy::AppraisalPolicy::builtin_rego("dev-sim").unwrap())
+        .unwrap();
+    let rv = tmp.path().join("rv.json");
+    std::fs::write(
+        &rv,
+        serde_json::json!({ "measurements": [{"value": Hex(MEASUREMENT.to_vec()), "expires_at": "2099-01-01T00:00:00Z"}] })
+            .to_string(),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(
+        &["instance", "update", &id, "--policy-file", rego.to_str().unwrap(), "--reference-values", rv.to_str().unwrap(), "--json"],
+        &server.url,
+        acme_t,
+    );
+    assert!(ok, "{err}");
+    let updated = json_of(&out);
+    assert_eq!(updated["policy_version"], 2);
+    assert_eq!(updated["policy_versions"].as_array().unwrap().len(), 2);
+    assert_eq!(updated["policy_versions"][0]["builtin"], "dev-sim");
+    let (ok, out, _) =
+        cli(&["instance", "show", &id, "--policy-version", "1"], &server.url, acme_t);
+    assert!(ok && out.contains("package cloister.appraisal"), "{out}");
+
+    // Attest against it: the token names version 2.
+    let client = AuthorityClient::for_instance(&server.url, &id).unwrap();
+    let response = client.attest(&evidence(&client, &key).await).await.unwrap();
+    let ear = verify_ear(&client, &response.ear).await.unwrap();
+    assert_eq!(ear.submods["cpu0"].appraisal_policy_id, format!("{id}@v2"));
+
+    // Rotate: the new key signs, the old one stays in the JWKS, the old token still verifies.
+    let (ok, out, err) = cli(&["instance", "rotate", &id, "--json"], &server.url, acme_t);
+    assert!(ok, "{err}");
+    let keys = json_of(&out)["token_keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().any(|k| k["keep_until"].is_number()));
+    verify_ear(&client, &response.ear).await.unwrap();
+    let second = client.attest(&evidence(&client, &key).await).await.unwrap();
+    assert_ne!(cloister_sign::peek_key_id(&second.ear), cloister_sign::peek_key_id(&response.ear));
+    verify_ear(&client, &second.ear).await.unwrap();
+
+    // Another tenant may not see it; the CLI exits non-zero.
+    let (ok, _, err) = cli(&["instance", "show", &id], &server.url, Some(&globex_token));
+    assert!(!ok && err.contains("not found"), "{err}");
+    let (ok, _, _) = cli(&["instance", "show", &id], &server.url, None);
+    assert!(!ok);
+
+    // Delete: keys destroyed, tokens stop verifying here.
+    let (ok, _, err) = cli(&["instance", "delete", &id], &server.url, acme_t);
+    assert!(ok, "{err}");
+    let (ok, _, _) = cli(&["instance", "show", &id], &server.url, acme_t);
+    assert!(!ok);
+    assert!(verify_ear(&client, &second.ear).await.is_err());
+
+    let logs = server.stop();
+    let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("audit log intact"), "{out}");
+    // Logs never carry tokens, keys or policy text.
+    let text = logs.join("\n");
+    for secret in [&server_token_of(&token_file), &acme_token, &globex_token] {
+        assert!(!text.contains(secret.as_str()), "a token appears in the service log");
+    }
+    assert!(!text.contains("cloister-es256-secret"), "a signing key appears in the log");
+}
+
+fn server_token_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+/// Every route, called by the wrong party: another tenant, nobody, a forged token.
+#[tokio::test]
+async fn tenants_never_reach_each_others_resources_on_any_route() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), "authz", false).await.unwrap();
+    let server = Server::start(&tmp.path().join("svc"), &db);
+    let operator = server.operator();
+    let a = operator.create_tenant("a").await.unwrap();
+    let b = operator.create_tenant("b").await.unwrap();
+    let (a_admin, b_admin) = (server.as_tenant(&a.token), server.as_tenant(&b.token));
+    let key = platform_key(tmp.path());
+    let instance = a_admin.create_instance(&instance_request("a-inst", &key)).await.unwrap();
+    let broker = a_admin
+        .register_key(&cloister_types::manage::RegisterKey {
+            name: "a-key".to_owned(),
+            secret_key: None,
+            release_policy: cloister_policy::ReleasePolicy::template(&[Hex(MEASUREMENT.to_vec())]),
+            instances: vec![instance.id.clone()],
+        })
+        .await
+        .unwrap();
+    let anonymous = ServiceClient::new(&server.url, None).unwrap();
+    let forged = ServiceClient::new(&server.url, Some("clt_forged")).unwrap();
+
+    let mut checked = 0;
+    for (method, path, who) in ROUTES {
+        let path = path.replace("{id}", if path.starts_with("/v1/keys") { &broker.id } else { &instance.id });
+        let path = path.replace("{version}", "1");
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let body = match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/tenants") => Some(serde_json::json!({ "name": "intruder" })),
+            ("POST", "/v1/instances") => Some(serde_json::json!({ "name": "intruder" })),
+            ("PUT", p) if p.ends_with("/policy") => Some(serde_json::json!({ "builtin": "dev-sim" })),
+            ("PUT", _) => Some(serde_json::json!({})),
+            ("POST", p) if p.ends_with("/export") => Some(serde_json::json!({
+                "target": serde_json::to_value(b_admin.service_key().await.unwrap()).unwrap(),
+                "allow_unattested_target": true })),
+            ("POST", "/v1/keys") => Some(serde_json::json!({ "name": "k", "release_policy": "x",
+                                                            "instances": [instance.id] })),
+            _ => None,
+        };
+        // A forged token is refused before any handler, on every route.
+        let (status, _) = forged.raw(method.clone(), &path, body.clone()).await.unwrap();
+        assert_eq!(status, 401, "{method} {path} with a forged token");
+        match *who {
+            "owner" => {
+                let (status, body_b) = b_admin.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 404, "{method} {path} by another tenant: {}", String::from_utf8_lossy(&body_b));
+                let (status, _) = anonymous.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 404, "{method} {path} anonymously");
+                let (status, _) = operator.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 404, "{method} {path} by the operator");
+                checked += 1;
+            }
+            "operator" => {
+                let (status, _) = b_admin.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 403, "{method} {path} by a tenant");
+                let (status, _) = anonymous.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 403, "{method} {path} anonymously");
+                checked += 1;
+            }
+            "tenant" => {
+                let (status, _) = anonymous.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 403, "{method} {path} anonymously");
+                let (status, _) = operator.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(status, 403, "{method} {path} by the operator");
+                checked += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(checked >= 15, "only {checked} routes checked");
+    // Tenant-scoped lists show only the caller's own things.
+    assert!(b_admin.list_instances().await.unwrap().is_empty());
+    assert!(b_admin.list_keys().await.unwrap().is_empty());
+    let b_audit = b_admin.audit().await.unwrap();
+    assert!(b_audit.iter().all(|r| r.tenant_id.as_deref() == Some(b.tenant.id.as_str())), "{b_audit:?}");
+    // B registering a key on A's instance is refused: another tenant's policy never decides.
+    let err = b_admin
+        .register_key(&cloister_types::manage::RegisterKey {
+            name: "sneaky".to_owned(),
+            secret_key: None,
+            release_policy: cloister_policy::ReleasePolicy::template(&[Hex(MEASUREMENT.to_vec())]),
+            instances: vec![instance.id.clone()],
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+    // A's resources are untouched.
+    let shown = a_admin.show_instance(&instance.id).await.unwrap();
+    assert_eq!(shown.policy_version, 1);
+    assert!(a_admin.show_key(&broker.id).await.unwrap().revoked_at.is_none());
+}
+
+#[tokio::test]
+async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Server::start(&tmp.path().join("a"), &database(tmp.path(), "a", false).await.unwrap());
+    let target = Server::start(&tmp.path().join("b"), &database(tmp.path(), "b", false).await.unwrap());
+    let third = Server::start(&tmp.path().join("c"), &database(tmp.path(), "c", false).await.unwrap());
+    let key = platform_key(tmp.path());
+    let src_tenant = source.operator().create_tenant("t").await.unwrap();
+    let dst_tenant = target.operator().create_tenant("t").await.unwrap();
+    let src = source.as_tenant(&src_tenant.token);
+    let dst = target.as_tenant(&dst_tenant.token);
+    let instance = src.create_instance(&instance_request("moving", &key)).await.unwrap();
+    src.update_policy(&instance.id, &PolicySpec::Builtin("dev-sim".to_owned())).await.unwrap();
+    let old_client = AuthorityClient::for_instance(&source.url, &instance.id).unwrap();
+    let issued = old_client.attest(&evidence(&old_client, &key).await).await.unwrap();
+    src.rotate(&instance.id).await.unwrap();
+
+    // Unattested targets are refused unless allowed explicitly.
+    let target_doc = dst.service_key().await.unwrap();
+    let err = src
+        .export_instance(&instance.id, &ExportRequest { target: target_doc.clone(), allow_unattested_target: false })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("attest"), "{err}");
+    let bundle = src
+        .export_instance(&instance.id, &ExportRequest { target: target_doc, allow_unattested_target: true })
+        .await
+        .unwrap();
+
+    // Mis-addressed: the third service cannot open a bundle sealed to the second.
+    let t3 = third.operator().create_tenant("t").await.unwrap();
+    let err = third.as_tenant(&t3.token).import_instance(bundle.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("addressed to service key"), "{err}");
+    // Tampered: any flipped byte is refused.
+    for position in [10, bundle.len() / 2, bundle.len() - 1] {
+        let mut bad = bundle.clone();
+        bad[position] ^= 0x01;
+        assert!(dst.import_instance(bad).await.is_err(), "flip at {position} accepted");
+    }
+
+    let imported = dst.import_instance(bundle).await.unwrap();
+    assert_eq!(imported.id, instance.id);
+    assert_eq!(imported.policy_versions.len(), 2);
+    assert_eq!(imported.token_keys.len(), 2);
+    // Tokens and certificates issued by the source verify against the target's instance.
+    let new_client = AuthorityClient::for_instance(&target.url, &instance.id).unwrap();
+    let ear = verify_ear(&new_client, &issued.ear).await.unwrap();
+    assert_eq!(ear.submods["cpu0"].appraisal_policy_id, format!("{}@v2", instance.id));
+    let info = new_client.instance().await.unwrap();
+    assert!(leaf_verifies(&issued.certificate_chain_pem, &info.ca_certificate_pem));
+    // And the target attests with it.
+    new_client.attest(&evidence(&new_client, &key).await).await.unwrap();
+    drop((source, target, third));
+}
+
+#[tokio::test]
+async fn audit_tampering_in_the_database_is_detected_and_located() {
+    use sqlx::Connection as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("audit.db");
+    let db = format!("sqlite://{}", path.display());
+    let server = Server::start(&tmp.path().join("svc"), &db);
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let admin = server.as_tenant(&tenant.token);
+    let key = platform_key(tmp.path());
+    for i in 0..6 {
+        admin.create_instance(&instance_request(&format!("i{i}"), &key)).await.unwrap();
+    }
+    server.stop();
+    let verify = || cli(&["audit", "verify", "--database", &db, "--json"], "http://unused", None);
+    let (ok, out, err) = verify();
+    assert!(ok, "{out}{err}");
+    let backup = std::fs::read(&path).unwrap();
+
+    let cases: [(&str, &str); 3] = [
+        ("UPDATE audit_log SET outcome = 'refused' WHERE seq = 4", "entry 4"),
+        ("DELETE FROM audit_log WHERE seq = 3", "entry 3"),
+        (
+            "UPDATE audit_log SET seq = -5 WHERE seq = 5; UPDATE audit_log SET seq = 5 WHERE seq = 6; \
+             UPDATE audit_log SET seq = 6 WHERE seq = -5;",
+            "5",
+        ),
+    ];
+    for (sql, expected) in cases {
+        std::fs::write(&path, &backup).unwrap();
+        let _ = std::fs::remove_file(path.with_extension("db-wal"));
+        let _ = std::fs::remove_file(path.with_extension("db-shm"));
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+        let (ok, out, _) = verify();
+        assert!(!ok, "{sql} went unnoticed: {out}");
+        let report = json_of(&out);
+        let problems = report["problems"].to_string();
+        assert!(problems.contains(expected), "{sql}: {problems}");
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_service_has_lost_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), "restart", false).await.unwrap();
+    let dir = tmp.path().join("svc");
+    let server = Server::start(&dir, &db);
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let key = platform_key(tmp.path());
+    let instance =
+        server.as_tenant(&tenant.token).create_instance(&instance_request("kept", &key)).await.unwrap();
+    let client = AuthorityClient::for_instance(&server.url, &instance.id).unwrap();
+    let issued = client.attest(&evidence(&client, &key).await).await.unwrap();
+    let pending = client.challenge().await.unwrap();
+    server.stop();
+
+    let server = Server::start(&dir, &db);
+    let admin = server.as_tenant(&tenant.token);
+    assert_eq!(admin.show_instance(&instance.id).await.unwrap(), instance);
+    let client = AuthorityClient::for_instance(&server.url, &instance.id).unwrap();
+    verify_ear(&client, &issued.ear).await.unwrap();
+    // A challenge issued before the restart is still good, once.
+    let mut request = evidence(&client, &key).await;
+    request.evidence.runtime_data.nonce = pending.nonce.clone();
+    request.evidence = key.attest(&request.evidence.runtime_data).unwrap();
+    client.attest(&request).await.unwrap();
+    assert!(client.attest(&request).await.is_err());
+    server.stop();
+    let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
+    assert!(ok, "{out}{err}");
+}
+
+/// Two service processes on one PostgreSQL database: nonces issued by one are consumed by the
+/// other, and under concurrency each nonce is used exactly once.
+#[tokio::test]
+async fn replicas_on_one_postgres_database_share_nonces_and_never_double_use_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(db) = database(tmp.path(), "replicas", true).await else { return };
+    let dir = tmp.path().join("svc");
+    let one = Server::start(&dir, &db);
+    // The second replica shares the key file and operator token (same directory).
+    let two = Server::start(&dir, &db);
+    let tenant = one.operator().create_tenant("t").await.unwrap();
+    let key = platform_key(tmp.path());
+    let instance =
+        one.as_tenant(&tenant.token).create_instance(&instance_request("shared", &key)).await.unwrap();
+    let at_one = AuthorityClient::for_instance(&one.url, &instance.id).unwrap();
+    let at_two = AuthorityClient::for_instance(&two.url, &instance.id).unwrap();
+    // Issued by one, consumed by two.
+    let request = evidence(&at_one, &key).await;
+    at_two.attest(&request).await.unwrap();
+    assert!(at_one.attest(&request).await.is_err());
+    // A race: 20 requests, each submitted 4 times concurrently across both replicas.
+    let mut requests = Vec::new();
+    for _ in 0..20 {
+        requests.push(evidence(&at_one, &key).await);
+    }
+    let mut tasks = Vec::new();
+    for request in &requests {
+        for client in [&at_one, &at_two, &at_one, &at_two] {
+            let (client, request) = (client.clone(), request.clone());
+            tasks.push(tokio::spawn(async move { client.attest(&request).await.is_ok() }));
+        }
+    }
+    let mut successes = 0;
+    for task in tasks {
+        successes += usize::from(task.await.unwrap());
+    }
+    assert_eq!(successes, 20, "each nonce must be good exactly once");
+    let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
+    assert!(ok, "{out}{err}");
+    drop((one, two));
+}
