@@ -11,6 +11,7 @@ pub mod config;
 pub mod fetch;
 pub mod http;
 mod issue;
+pub mod migrate;
 mod nonce;
 
 use std::collections::BTreeMap;
