@@ -13,6 +13,7 @@ pub mod http;
 pub mod instance;
 mod issue;
 pub mod metrics;
+pub mod migrate;
 mod nonce;
 pub mod reference;
 

@@ -97,3 +97,19 @@ pub struct ErrorBody {
     /// A message a user can act on; never contains secrets or internal detail.
     pub message: String,
 }
+
+/// `GET /v1/service-key` response: the attestation service's envelope public key, to which
+/// instance bundles exported for this service are sealed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceKeyDocument {
+    /// The service's public key, in the sealed envelope's text form (`cloister-hpke-x25519:…`).
+    pub public_key: String,
+    /// The envelope key id of `public_key` (first 16 bytes of SHA-256 of the raw key).
+    pub key_id: Hex,
+    /// When the service runs in a TEE: its evidence, whose `runtime_data.hpke_pk` is
+    /// `public_key`. Absent for a service outside a TEE; exporting to such a service needs the
+    /// exporter's explicit consent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<UnifiedEvidence>,
+}
