@@ -30,7 +30,7 @@ use cloister_policy::Principal;
 use cloister_sign::unix_now;
 use cloister_types::api::{
     AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, InstanceInfo, KeyReleaseRequest,
-    KeyReleaseResponse,
+    KeyReleaseResponse, ServiceKeyDocument,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
@@ -38,7 +38,6 @@ use cloister_types::manage::{
     TrustAnchorSpec,
 };
 
-use crate::migrate::ServiceKeyDocument;
 use crate::service::{Service, ServiceError};
 use crate::{AttestError, Authority, NonceError};
 

@@ -18,7 +18,7 @@ use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{SigningKey, VerifyingKey};
 use cloister_types::api::{
     AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo, KeyReleaseRequest,
-    KeyReleaseResponse,
+    KeyReleaseResponse, ServiceKeyDocument,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, InstanceView, KeyView, PolicySpec,
@@ -34,7 +34,7 @@ use crate::audit::{self, AuditEvent, AuditKind, Outcome};
 use crate::broker::{self, BrokerKey, ReleaseError, TokenKeys};
 use crate::metrics::Metrics;
 use crate::instance::{Instance, InstanceSettings, PublishedKey, token_key_id};
-use crate::migrate::{self, BundleError, ServiceKeyDocument};
+use crate::migrate::{self, BundleError, SecretText};
 use crate::reference::check_reference_values;
 use crate::store::{
     BrokerKeyRow, CredentialRow, InstanceKeyRow, InstanceRow, PolicyVersionRow, Store,
@@ -1108,7 +1108,7 @@ impl Service {
             token_keys.push(migrate::BundledTokenKey {
                 kid: key.kid,
                 public_jwk: from_json(&key.public_jwk, "token key")?,
-                secret: Zeroizing::new(String::from_utf8_lossy(&secret).into_owned()),
+                secret: SecretText::new(Zeroizing::new(String::from_utf8_lossy(&secret).into_owned())),
                 created_at: key.created_at,
                 retired_at: key.retired_at,
                 keep_until: key.keep_until,
@@ -1131,7 +1131,7 @@ impl Service {
             token_keys,
             ca: migrate::BundledCa {
                 certificate_pem: row.ca_certificate_pem,
-                key_pem: Zeroizing::new(String::from_utf8_lossy(&ca_key).into_owned()),
+                key_pem: SecretText::new(Zeroizing::new(String::from_utf8_lossy(&ca_key).into_owned())),
             },
         })
     }
@@ -1155,7 +1155,7 @@ impl Service {
             trust_anchors: bundle.instance.trust_anchors.to_string(),
             settings: bundle.instance.settings.to_string(),
             ca_certificate_pem: bundle.ca.certificate_pem.clone(),
-            ca_key_sealed: seal_secret(&public, bundle.ca.key_pem.as_bytes())?,
+            ca_key_sealed: seal_secret(&public, bundle.ca.key_pem.expose().as_bytes())?,
             created_at: now,
         };
         let versions = bundle
@@ -1175,7 +1175,7 @@ impl Service {
                 instance_id: id.clone(),
                 kid: key.kid.clone(),
                 public_jwk: key.public_jwk.to_string(),
-                secret_sealed: seal_secret(&public, key.secret.as_bytes())?,
+                secret_sealed: seal_secret(&public, key.secret.expose().as_bytes())?,
                 created_at: key.created_at,
                 retired_at: key.retired_at,
                 keep_until: key.keep_until,
