@@ -6,12 +6,14 @@
 //! axum. This crate holds one attestation instance configured from a file; persistence and
 //! multi-tenancy come later.
 
+pub mod audit;
 pub mod collateral;
 pub mod config;
 pub mod fetch;
 pub mod http;
 mod issue;
 mod nonce;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
