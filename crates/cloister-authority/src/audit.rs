@@ -90,7 +90,7 @@ const SHIFT_BUDGET: usize = 1 << 16;
 
 /// What happened (the service fills it; `detail` is a small JSON object: ids, digests,
 /// verdicts, policy versions, never secrets, tokens or plaintext).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEvent {
     /// What kind of action.
     pub kind: AuditKind,
