@@ -6,6 +6,7 @@
 //! axum. This crate holds one attestation instance configured from a file; persistence and
 //! multi-tenancy come later.
 
+pub mod audit;
 pub mod collateral;
 pub mod config;
 pub mod fetch;
@@ -16,6 +17,8 @@ pub mod metrics;
 pub mod migrate;
 mod nonce;
 pub mod reference;
+pub mod service;
+pub mod store;
 
 use std::collections::BTreeMap;
 
