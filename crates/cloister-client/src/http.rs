@@ -105,6 +105,11 @@ impl AuthorityClient {
         })
     }
 
+    /// The instance this client attests with, for a multi-tenant service.
+    pub fn instance_id(&self) -> Option<&str> {
+        self.prefix.rsplit_once("/v1/instances/").map(|(_, id)| id)
+    }
+
     /// Requests a fresh nonce.
     pub async fn challenge(&self) -> Result<ChallengeResponse, ClientError> {
         let url = format!("{}/challenge", self.prefix);

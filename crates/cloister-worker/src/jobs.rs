@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cloister_seal::{Metadata, RecipientPublicKey};
+use cloister_seal::{Header, KeyId, Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::job::{ReceiptInput, ReceiptOutput};
 use cloister_types::{Grant, Hex, InputRef, InputRole, JobKind, JobSpec, Receipt};
@@ -78,15 +78,25 @@ pub struct JobOutcome {
     pub receipt: String,
 }
 
-/// Runs a batch-inference job end to end. Everything decrypted is zeroized before this returns,
-/// whether it succeeds or fails.
-pub fn run_job(
+/// A job every owner authorised: its digest and the output recipients.
+#[derive(Debug)]
+pub struct JobAuthorization {
+    /// The job's digest, as the grants name it.
+    pub digest: Hex,
+    /// The output recipients every owner approved.
+    pub recipients: Vec<RecipientPublicKey>,
+}
+
+/// Checks the job and every owner's grant for it at `started_at` (the kind, the output recipients, a
+/// valid grant per input naming this job, the object, its digest and this enclave's
+/// measurement, and recipients every owner approved). Run before anything is fetched or
+/// released for the job, and again by [`run_job`].
+pub fn authorize_job(
     identity: &EnclaveIdentity,
-    store: &ObjectStore,
     spec: &JobSpec,
     grants: &[String],
-) -> Result<JobOutcome, JobError> {
-    let started_at = unix_now();
+    started_at: u64,
+) -> Result<JobAuthorization, JobError> {
     if spec.kind != JobKind::BatchInference {
         return Err(JobError::BadSpec(format!("job kind {:?} is not supported", spec.kind)));
     }
@@ -116,13 +126,27 @@ pub fn run_job(
         }
     }
 
+    Ok(JobAuthorization { digest, recipients })
+}
+
+/// Runs a batch-inference job end to end. Inputs open with the enclave's own key, or with a
+/// key-broker key in `released` (released to this enclave for this job). Everything decrypted is
+/// zeroized before this returns, whether it succeeds or fails.
+pub fn run_job(
+    identity: &EnclaveIdentity,
+    store: &ObjectStore,
+    spec: &JobSpec,
+    grants: &[String],
+    released: &[RecipientSecretKey],
+) -> Result<JobOutcome, JobError> {
+    let started_at = unix_now();
+    let JobAuthorization { digest, recipients } = authorize_job(identity, spec, grants, started_at)?;
+    let measurement = &identity.claims().measurement;
+
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
     let data_sealed = read_checked(store, &spec.data, InputRole::Data)?;
-    let key = identity.hpke_secret();
-    let (_, model_plain) = cloister_seal::open_to_vec(key, &model_sealed)
-        .map_err(|e| JobError::Open { role: InputRole::Model, reason: e.to_string() })?;
-    let (_, data_plain) = cloister_seal::open_to_vec(key, &data_sealed)
-        .map_err(|e| JobError::Open { role: InputRole::Data, reason: e.to_string() })?;
+    let model_plain = open_input(identity, released, &model_sealed, InputRole::Model)?;
+    let data_plain = open_input(identity, released, &data_sealed, InputRole::Data)?;
     let inputs = vec![
         receipt_input(&spec.model, InputRole::Model, &model_plain),
         receipt_input(&spec.data, InputRole::Data, &data_plain),
@@ -187,6 +211,41 @@ fn receipt_input(input: &InputRef, role: InputRole, plaintext: &[u8]) -> Receipt
         ciphertext_sha256: input.sha256.clone(),
         plaintext_sha256: Hex(Sha256::digest(plaintext).to_vec()),
     }
+}
+
+/// The key-broker keys an input is sealed to, when it is not sealed to this enclave's own key:
+/// what the worker must ask the key broker for before the job runs.
+pub fn broker_keys_needed(identity: &EnclaveIdentity, sealed_header: &Header) -> Vec<KeyId> {
+    let ours = identity.hpke_secret().key_id();
+    if sealed_header.recipient_key_ids().contains(&ours) {
+        return Vec::new();
+    }
+    sealed_header.broker_key_ids()
+}
+
+/// Opens an input with the enclave's key, or else with a released broker key it names.
+fn open_input(
+    identity: &EnclaveIdentity,
+    released: &[RecipientSecretKey],
+    sealed: &[u8],
+    role: InputRole,
+) -> Result<Zeroizing<Vec<u8>>, JobError> {
+    let open_error = |reason: String| JobError::Open { role, reason };
+    let (header, _) =
+        cloister_seal::parse_header_prefix(sealed).map_err(|e| open_error(e.to_string()))?;
+    let ids = header.recipient_key_ids();
+    let key = if ids.contains(&identity.hpke_secret().key_id()) {
+        identity.hpke_secret()
+    } else {
+        released.iter().find(|key| ids.contains(&key.key_id())).ok_or_else(|| {
+            open_error(
+                "it is sealed neither to this enclave nor to a key-broker key released to it"
+                    .to_owned(),
+            )
+        })?
+    };
+    let (_, plain) = cloister_seal::open_to_vec(key, sealed).map_err(|e| open_error(e.to_string()))?;
+    Ok(plain)
 }
 
 fn read_checked(

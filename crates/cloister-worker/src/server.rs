@@ -18,7 +18,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use cloister_types::api::{ErrorBody, IdentityResponse, JobDone, ObjectStored, SubmitJob};
+use cloister_client::AuthorityClient;
+use cloister_seal::RecipientSecretKey;
+use cloister_sign::unix_now;
+use cloister_types::api::{
+    ErrorBody, IdentityResponse, JobDone, KeyReleaseRequest, ObjectStored, ReleaseContext,
+    SubmitJob,
+};
+use cloister_types::{Hex, InputRole, JobSpec};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -26,19 +33,22 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::identity::EnclaveIdentity;
-use crate::jobs::{JobError, run_job};
+use crate::jobs::{JobError, authorize_job, broker_keys_needed, run_job};
 use crate::store::{ObjectStore, StoreError};
 
 /// Largest sealed object accepted in one request.
 const MAX_OBJECT: usize = 1 << 30;
 
-/// The worker's state: its identity and its object store.
+/// The worker's state: its identity, its object store, and the attestation service instance
+/// it attested with (also its key broker).
 #[derive(Debug)]
 pub struct Worker {
     /// The enclave identity.
     pub identity: EnclaveIdentity,
     /// Sealed objects.
     pub store: ObjectStore,
+    /// The attestation service instance that issued the identity's EAR token.
+    pub authority: AuthorityClient,
 }
 
 /// The worker's routes.
@@ -138,8 +148,14 @@ async fn submit_job(
     Json(job): Json<SubmitJob>,
 ) -> Result<Json<JobDone>, ApiError> {
     let job_id = job.spec.id.clone();
+    // Nothing is asked of the key broker for a job its owners did not authorise.
+    if let Err(error) = authorize_job(&worker.identity, &job.spec, &job.grants, unix_now()) {
+        tracing::warn!(job = %job_id, %error, "job refused");
+        return Err(ApiError::Job(error));
+    }
+    let released = release_broker_keys(&worker, &job.spec).await?;
     let outcome = tokio::task::spawn_blocking(move || {
-        run_job(&worker.identity, &worker.store, &job.spec, &job.grants)
+        run_job(&worker.identity, &worker.store, &job.spec, &job.grants, &released)
     })
     .await
     .map_err(|_| ApiError::Internal)?;
@@ -155,6 +171,50 @@ async fn submit_job(
     }
 }
 
+/// Asks the key broker for every key-broker key an input is sealed to (when it is not sealed to
+/// this enclave's own key), presenting this enclave's attestation result, and unwraps each with
+/// the enclave's HPKE key. The keys stay in this process and are zeroized when dropped.
+async fn release_broker_keys(
+    worker: &Worker,
+    spec: &JobSpec,
+) -> Result<Vec<RecipientSecretKey>, ApiError> {
+    let mut released: Vec<RecipientSecretKey> = Vec::new();
+    for (input, role) in [(&spec.model, InputRole::Model), (&spec.data, InputRole::Data)] {
+        let (store, id) = (worker.store.clone(), input.object_id.clone());
+        let header = tokio::task::spawn_blocking(move || store.header(&id))
+            .await
+            .map_err(|_| ApiError::Internal)??;
+        for key_id in broker_keys_needed(&worker.identity, &header) {
+            if released.iter().any(|key| key.key_id() == key_id) {
+                continue;
+            }
+            let request = KeyReleaseRequest {
+                key_id: Hex(key_id.0.to_vec()),
+                ear: worker.identity.ear().to_owned(),
+                context: ReleaseContext {
+                    job_id: Some(spec.id.clone()),
+                    requester: Some("cloister-worker".to_owned()),
+                    purpose: Some(format!("{role:?} input of a batch-inference job")),
+                },
+            };
+            let response = worker.authority.release_key(&request).await.map_err(|e| {
+                tracing::warn!(job = %spec.id, key_id = %request.key_id, error = %e, "key release refused");
+                ApiError::Release(e.to_string())
+            })?;
+            let key = cloister_client::open_released_key(
+                worker.identity.hpke_secret(),
+                worker.authority.instance_id().unwrap_or_default(),
+                &request,
+                &response,
+            )
+            .map_err(|e| ApiError::Release(e.to_string()))?;
+            tracing::info!(job = %spec.id, key_id = %request.key_id, "key-broker key released to this enclave");
+            released.push(key);
+        }
+    }
+    Ok(released)
+}
+
 /// A worker failure as an HTTP response. Messages never contain plaintext: job and store errors
 /// describe the request, not the data.
 #[derive(Debug)]
@@ -163,6 +223,8 @@ pub enum ApiError {
     Job(JobError),
     /// Storage refused.
     Store(StoreError),
+    /// The key broker did not release a key an input is sealed to.
+    Release(String),
     /// A task panicked.
     Internal,
 }
@@ -193,6 +255,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::BAD_REQUEST, "bad_job", self.message())
             }
             ApiError::Job(_) => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed", self.message()),
+            ApiError::Release(_) => (StatusCode::FORBIDDEN, "key_not_released", self.message()),
             ApiError::Store(StoreError::Io { .. }) | ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -208,6 +271,9 @@ impl ApiError {
         match self {
             ApiError::Job(e) => e.to_string(),
             ApiError::Store(e) => e.to_string(),
+            ApiError::Release(reason) => {
+                format!("the key broker did not release an input's key to this enclave: {reason}")
+            }
             ApiError::Internal => "internal error".to_owned(),
         }
     }

@@ -82,6 +82,23 @@ impl ObjectStore {
     }
 
     /// Reads the object `id`.
+    /// The envelope header of a stored object (to see whom it is sealed to), read without
+    /// loading the body.
+    pub fn header(&self, id: &str) -> Result<cloister_seal::Header, StoreError> {
+        let file = fs::File::open(self.path(id)?).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NotFound(id.to_owned())
+            } else {
+                StoreError::Io { id: id.to_owned(), source }
+            }
+        })?;
+        cloister_seal::read_header(std::io::BufReader::new(file)).map_err(|e| StoreError::Io {
+            id: id.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        })
+    }
+
+    /// The whole stored object.
     pub fn get(&self, id: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(id)?;
         fs::read(&path).map_err(|source| {

@@ -189,7 +189,7 @@ pub async fn start_worker(
 ) -> Result<RunningWorker> {
     let identity = EnclaveIdentity::establish(attester, authority).await?;
     let store = ObjectStore::open(&dirs.objects)?;
-    let worker = Arc::new(Worker { identity, store });
+    let worker = Arc::new(Worker { identity, store, authority: authority.clone() });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let served = worker.clone();
