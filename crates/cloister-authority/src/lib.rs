@@ -6,6 +6,7 @@
 //! axum. This crate holds one attestation instance configured from a file; persistence and
 //! multi-tenancy come later.
 
+pub mod broker;
 pub mod collateral;
 pub mod config;
 pub mod fetch;
