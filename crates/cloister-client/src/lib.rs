@@ -8,7 +8,9 @@
 
 pub mod enclave;
 pub mod http;
+pub mod released;
 pub mod tls;
 
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
+pub use released::{ReleasedKeyError, open_released_key};
