@@ -145,7 +145,18 @@ pub fn wrap_secret_key(
 ) -> Result<Vec<u8>, SealError> {
     let mut seed = Zeroizing::new([0u8; 32]);
     random_bytes(seed.as_mut_slice())?;
-    let mut rng = SeedRng { seed: &seed, offset: 0 };
+    wrap_with_seed(to, secret, context, &seed)
+}
+
+/// [`wrap_secret_key`] with the HPKE ephemeral key derived from `seed` (random in use; fixed
+/// only for test vectors).
+pub(crate) fn wrap_with_seed(
+    to: &RecipientPublicKey,
+    secret: &RecipientSecretKey,
+    context: &[u8],
+    seed: &[u8; 32],
+) -> Result<Vec<u8>, SealError> {
+    let mut rng = SeedRng { seed, offset: 0 };
     let mut body = Zeroizing::new(*secret.secret_bytes());
     let (enc, tag) = hpke::single_shot_seal_inout_detached_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
         &OpModeS::Base,

@@ -641,6 +641,17 @@ pub mod internal {
     pub use crate::header::{parse_header, parse_header_prefix};
     pub use crate::stream::{PAYLOAD_KEY_INFO, derive_payload_key};
 
+    /// [`crate::wrap_secret_key`] with a fixed ephemeral seed (for reproducible test vectors
+    /// only).
+    pub fn wrap_secret_key_deterministic(
+        to: &RecipientPublicKey,
+        secret: &crate::RecipientSecretKey,
+        context: &[u8],
+        ephemeral_seed: &[u8; 32],
+    ) -> Result<Vec<u8>, SealError> {
+        crate::broker::wrap_with_seed(to, secret, context, ephemeral_seed)
+    }
+
     /// Fixed inputs that replace the randomness of sealing (for reproducible test vectors only:
     /// reusing them across envelopes destroys confidentiality).
     pub struct FixedSealInputs {

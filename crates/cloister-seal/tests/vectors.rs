@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use cloister_seal::internal::{
     FixedSealInputs, seal_deterministic, seal_deterministic_to, seal_stream_deterministic,
-    seal_stream_deterministic_to,
+    seal_stream_deterministic_to, wrap_secret_key_deterministic,
 };
 use cloister_seal::{Metadata, Recipient, RecipientSecretKey, open, open_to_vec, read_header};
 use serde_json::{Value, json};
@@ -230,4 +230,46 @@ fn committed_vectors_rederive_and_open() {
             assert_eq!(parsed, listed, "{}: recipient kinds", case.name);
         }
     }
+}
+
+/// The key-release wrap (`wrap_secret_key`) with a fixed ephemeral seed: the broker key of
+/// `v1-key-and-broker` (secret bytes 0x70..) wrapped to an enclave key (secret bytes 0x90..).
+fn build_release_wrap() -> Value {
+    let broker = recipient(0x70);
+    let enclave = recipient(0x90);
+    let context = [0xc0u8; 32];
+    let seed = [0xe7u8; 32];
+    let wrapped = wrap_secret_key_deterministic(&enclave.public_key(), &broker, &context, &seed)
+        .expect("wrap");
+    json!({
+        "name": "release-wrap",
+        "description": "a broker secret key wrapped to an enclave HPKE key (info \"cloister key-broker release v1\", aad = context)",
+        "broker_secret_key": broker.to_text().to_string(),
+        "enclave_secret_key": enclave.to_text().to_string(),
+        "enclave_public_key": enclave.public_key().to_text(),
+        "context": hex::encode(context),
+        "ephemeral_seed": hex::encode(seed),
+        "wrapped": hex::encode(&wrapped),
+    })
+}
+
+#[test]
+fn committed_release_wrap_vector_rederives_and_unwraps() {
+    let path = vectors_dir().join("release-wrap.json");
+    let built = build_release_wrap();
+    if std::env::var_os("CLOISTER_SEAL_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&built).expect("json") + "\n";
+        std::fs::write(&path, text).expect("write vector");
+    }
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read vector")).expect("json");
+    assert_eq!(committed, built, "release-wrap no longer re-derives byte for byte");
+    let enclave =
+        RecipientSecretKey::from_text(committed["enclave_secret_key"].as_str().expect("key"))
+            .expect("key text");
+    let wrapped = hex::decode(committed["wrapped"].as_str().expect("wrapped")).expect("hex");
+    let context = hex::decode(committed["context"].as_str().expect("context")).expect("hex");
+    let key = cloister_seal::unwrap_secret_key(&enclave, &wrapped, &context).expect("unwrap");
+    assert_eq!(key.to_text().as_str(), committed["broker_secret_key"].as_str().expect("key"));
+    assert!(cloister_seal::unwrap_secret_key(&enclave, &wrapped, &context[1..]).is_err());
 }
