@@ -7,6 +7,7 @@
 //! multi-tenancy come later.
 
 pub mod audit;
+pub mod broker;
 pub mod collateral;
 pub mod config;
 pub mod fetch;

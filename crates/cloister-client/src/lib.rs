@@ -9,8 +9,10 @@
 pub mod enclave;
 pub mod http;
 pub mod manage;
+pub mod released;
 pub mod tls;
 
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
 pub use manage::ServiceClient;
+pub use released::{ReleasedKeyError, open_released_key};

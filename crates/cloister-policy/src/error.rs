@@ -16,6 +16,10 @@ pub enum PolicyError {
         /// Why, in regorus's words or ours.
         message: String,
     },
+    /// A key release policy does not parse or compile, or does not follow the release contract
+    /// (`package cloister.release` with an `allow` rule).
+    #[error("the key release policy is invalid: {0}")]
+    InvalidRelease(String),
     /// The claims could not be turned into policy input.
     #[error("claims cannot be turned into policy input: {0}")]
     Input(#[source] serde_json::Error),

@@ -11,13 +11,21 @@
 //! never accepts the simulated TEE, and [`AppraisalPolicy::development_sim`], which names `sim`
 //! explicitly and accepts it as a warning only.
 //!
+//! Key release policies ([`ReleasePolicy`], `package cloister.release`) decide whether the key
+//! broker releases an owner's key to an attested enclave; see `docs/policy.md`.
+//!
 //! This crate is pure: no I/O; policies are compiled once and each appraisal runs on a clone of
 //! the prepared engine.
 
 mod appraisal;
 pub mod authz;
 mod error;
+mod release;
 
 pub use crate::appraisal::{AR4SI_CLAIMS, Appraisal, AppraisalPolicy, POLICY_PACKAGE};
 pub use crate::authz::{Action, Denied, Principal, Resource, authorize};
 pub use crate::error::PolicyError;
+pub use crate::release::{
+    MAX_RELEASE_POLICY_LEN, RELEASE_POLICY_PACKAGE, ReleaseDecision, ReleaseInput, ReleasePolicy,
+    overall_status,
+};

@@ -34,6 +34,12 @@ pub enum KeyError {
         /// The decoded length.
         len: usize,
     },
+    /// A key-broker reference (`cloister-broker:kb_…:cloister-hpke-x25519:…`) is malformed.
+    #[error(
+        "not a key-broker reference: {0} (expected \"cloister-broker:kb_<id>:cloister-hpke-x25519:<key>\", \
+         as shown by the key broker when the key was created)"
+    )]
+    BrokerReference(String),
 }
 
 /// Sealing failed.
@@ -172,4 +178,20 @@ pub enum OpenError {
     /// The body has more chunks than the 32-bit STREAM counter allows.
     #[error("envelope body has more than 2^32 chunks")]
     TooManyChunks,
+    /// A wrapped (released) secret key has the wrong length.
+    #[error(
+        "the wrapped key is {len} bytes, expected {expected} (truncated or not a released key)"
+    )]
+    WrappedKeyLength {
+        /// The length given.
+        len: usize,
+        /// The length of a wrapped key.
+        expected: usize,
+    },
+    /// A wrapped (released) secret key did not decrypt.
+    #[error(
+        "the released key does not decrypt with this key: it was wrapped to another key, for \
+         another release context (key id, instance, job), or it was modified"
+    )]
+    KeyUnwrapFailed,
 }

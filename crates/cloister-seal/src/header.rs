@@ -34,11 +34,15 @@ pub const PAYLOAD_ID: u16 = 0x0001;
 
 /// Recipient kind 1: HPKE Base mode to an X25519 public key.
 pub const RECIPIENT_KIND_HPKE_X25519: u8 = 1;
+/// Recipient kind 2: HPKE Base mode to a key-broker key. Body layout and cryptography are those
+/// of kind 1; the kind tells a reader that the secret is held by a key broker, which releases it
+/// to attested enclaves.
+pub const RECIPIENT_KIND_BROKER: u8 = 2;
 /// Length of an HPKE encapsulated key for DHKEM(X25519).
 pub const ENC_LEN: usize = 32;
 /// Length of the wrapped data-encryption key (32-byte DEK + 16-byte tag).
 pub const WRAPPED_DEK_LEN: usize = 48;
-/// Body length of a kind-1 recipient entry.
+/// Body length of a kind-1 (and kind-2) recipient entry.
 pub const HPKE_X25519_ENTRY_LEN: usize = KEY_ID_LEN + ENC_LEN + WRAPPED_DEK_LEN;
 
 /// Length of the fixed preamble (magic, version, header length).
@@ -126,36 +130,51 @@ pub struct RecipientEntry {
 }
 
 impl RecipientEntry {
-    pub(crate) fn hpke_x25519(key_id: KeyId, enc: &[u8], wrapped: &[u8]) -> Self {
+    /// An HPKE X25519 entry of `kind` ([`RECIPIENT_KIND_HPKE_X25519`] or
+    /// [`RECIPIENT_KIND_BROKER`]).
+    pub(crate) fn hpke_x25519(kind: u8, key_id: KeyId, enc: &[u8], wrapped: &[u8]) -> Self {
+        debug_assert!(is_hpke_kind(kind));
         let mut body = Vec::with_capacity(HPKE_X25519_ENTRY_LEN);
         body.extend_from_slice(&key_id.0);
         body.extend_from_slice(enc);
         body.extend_from_slice(wrapped);
         debug_assert_eq!(body.len(), HPKE_X25519_ENTRY_LEN);
-        Self { kind: RECIPIENT_KIND_HPKE_X25519, body }
+        Self { kind, body }
     }
 
-    /// The recipient kind byte (1 = HPKE X25519; other kinds are kept but not understood).
+    /// The recipient kind byte (1 = HPKE X25519, 2 = HPKE X25519 to a key-broker key; other
+    /// kinds are kept but not understood).
     pub fn kind(&self) -> u8 {
         self.kind
     }
 
-    /// The key id, for kind 1.
+    /// Whether this entry is addressed to a key-broker key (kind 2): its secret is obtained by
+    /// asking the key broker to release it.
+    pub fn is_broker(&self) -> bool {
+        self.kind == RECIPIENT_KIND_BROKER
+    }
+
+    /// The key id, for kinds 1 and 2.
     pub fn key_id(&self) -> Option<KeyId> {
-        (self.kind == RECIPIENT_KIND_HPKE_X25519).then(|| {
+        is_hpke_kind(self.kind).then(|| {
             let mut id = [0u8; KEY_ID_LEN];
             id.copy_from_slice(&self.body[..KEY_ID_LEN]);
             KeyId(id)
         })
     }
 
-    /// `(encapsulated key, wrapped DEK)` for kind 1.
+    /// `(encapsulated key, wrapped DEK)` for kinds 1 and 2.
     pub(crate) fn hpke_parts(&self) -> Option<(&[u8], &[u8])> {
-        (self.kind == RECIPIENT_KIND_HPKE_X25519).then(|| {
+        is_hpke_kind(self.kind).then(|| {
             let rest = &self.body[KEY_ID_LEN..];
             rest.split_at(ENC_LEN)
         })
     }
+}
+
+/// Kinds whose body is `key_id ‖ enc ‖ wrapped_dek` (HPKE to an X25519 key).
+fn is_hpke_kind(kind: u8) -> bool {
+    kind == RECIPIENT_KIND_HPKE_X25519 || kind == RECIPIENT_KIND_BROKER
 }
 
 /// A parsed (or freshly built) envelope header.
@@ -179,9 +198,19 @@ impl Header {
         &self.metadata
     }
 
-    /// Key ids of the HPKE X25519 recipients, in header order.
+    /// Key ids of the HPKE X25519 recipients (kinds 1 and 2), in header order.
     pub fn recipient_key_ids(&self) -> Vec<KeyId> {
         self.recipients.iter().filter_map(RecipientEntry::key_id).collect()
+    }
+
+    /// Key ids of the key-broker recipients (kind 2), in header order: the keys a reader without
+    /// a listed key of its own can ask the key broker to release.
+    pub fn broker_key_ids(&self) -> Vec<KeyId> {
+        self.recipients
+            .iter()
+            .filter(|e| e.is_broker())
+            .filter_map(RecipientEntry::key_id)
+            .collect()
     }
 
     /// All recipient entries, including kinds this build does not understand.
@@ -241,7 +270,7 @@ pub(crate) struct HeaderBuilder {
 }
 
 impl HeaderBuilder {
-    /// Encodes the prefix. `recipient_count` kind-1 recipients will follow.
+    /// Encodes the prefix. `recipient_count` kind-1 or kind-2 recipients will follow.
     pub(crate) fn new(
         metadata: &Metadata,
         chunk_size: u32,
@@ -485,11 +514,11 @@ fn parse_checked(bytes: &[u8]) -> Result<Header, OpenError> {
     for i in 0..count {
         let kind = c.u8("recipient kind")?;
         let n = c.u16("recipient entry length")? as usize;
-        if kind == RECIPIENT_KIND_HPKE_X25519 {
+        if is_hpke_kind(kind) {
             if n != HPKE_X25519_ENTRY_LEN {
+                let what = if kind == RECIPIENT_KIND_BROKER { "key broker" } else { "HPKE X25519" };
                 return Err(OpenError::MalformedHeader(format!(
-                    "recipient {i} (HPKE X25519) entry is {n} bytes, expected \
-                     {HPKE_X25519_ENTRY_LEN}"
+                    "recipient {i} ({what}) entry is {n} bytes, expected {HPKE_X25519_ENTRY_LEN}"
                 )));
             }
         } else if n > MAX_RECIPIENT_ENTRY_LEN {

@@ -92,6 +92,11 @@ impl RecipientSecretKey {
     pub(crate) fn hpke_private_key(&self) -> <HpkeKem as hpke::Kem>::PrivateKey {
         hpke_private_key(&self.secret)
     }
+
+    /// The 32 raw secret bytes (for wrapping the key to an enclave; never log them).
+    pub(crate) fn secret_bytes(&self) -> &[u8; 32] {
+        &self.secret
+    }
 }
 
 fn hpke_private_key(secret: &[u8; 32]) -> <HpkeKem as hpke::Kem>::PrivateKey {

@@ -25,6 +25,7 @@
 //! assert_eq!(plaintext.as_slice(), b"hello");
 //! ```
 
+mod broker;
 mod error;
 mod header;
 mod keys;
@@ -40,13 +41,17 @@ use hpke::rand_core::{TryCryptoRng, TryRng};
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
 use zeroize::{Zeroize as _, Zeroizing};
 
+pub use broker::{
+    BROKER_REFERENCE_PREFIX, BrokerRecipient, KEY_RELEASE_INFO, WRAPPED_SECRET_KEY_LEN,
+    unwrap_secret_key, wrap_secret_key,
+};
 pub use error::{KeyError, OpenError, SealError};
 pub use header::{
     AEAD_ID, DEFAULT_CHUNK_SIZE, ENC_LEN, HPKE_X25519_ENTRY_LEN, Header, KDF_ID, KEM_ID, MAGIC,
     MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_ATTRIBUTES, MAX_CHUNK_SIZE, MAX_FIELD_LEN,
     MAX_HEADER_LEN, MAX_RECIPIENT_ENTRY_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, MIN_HEADER_LEN,
-    Metadata, NONCE_PREFIX_LEN, PAYLOAD_ID, PREAMBLE_LEN, RECIPIENT_KIND_HPKE_X25519,
-    RecipientEntry, VERSION, WRAPPED_DEK_LEN,
+    Metadata, NONCE_PREFIX_LEN, PAYLOAD_ID, PREAMBLE_LEN, RECIPIENT_KIND_BROKER,
+    RECIPIENT_KIND_HPKE_X25519, RecipientEntry, VERSION, WRAPPED_DEK_LEN,
 };
 pub use keys::{
     KEY_ID_LEN, KeyId, PUBLIC_KEY_PREFIX, RecipientPublicKey, RecipientSecretKey, SECRET_KEY_PREFIX,
@@ -67,6 +72,76 @@ pub const HPKE_INFO: &[u8] = b"cloister-seal v1 dek wrap";
 pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), SealError> {
     use ring::rand::SecureRandom as _;
     ring::rand::SystemRandom::new().fill(buf).map_err(|_| SealError::Randomness)
+}
+
+/// One recipient of an envelope: who gets a recipient entry, and of which kind.
+///
+/// Both kinds wrap the data key with HPKE to an X25519 public key in exactly the same way; the
+/// kind only tells readers where the secret key lives. [`seal`], [`seal_to_vec`] and the other
+/// functions that take plain public keys address every key as [`Recipient::Key`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Recipient {
+    /// Kind 1: the holder of the secret key opens the envelope directly.
+    Key(RecipientPublicKey),
+    /// Kind 2: the public half of a key-broker key; the broker releases its secret to enclaves
+    /// that pass the owner's release policy.
+    Broker(RecipientPublicKey),
+}
+
+impl Recipient {
+    /// The public key the data key is wrapped to.
+    pub fn public_key(&self) -> &RecipientPublicKey {
+        match self {
+            Recipient::Key(key) | Recipient::Broker(key) => key,
+        }
+    }
+
+    /// The key id the entry is listed under.
+    pub fn key_id(&self) -> KeyId {
+        self.public_key().key_id()
+    }
+
+    /// The recipient kind byte written to the header.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Recipient::Key(_) => RECIPIENT_KIND_HPKE_X25519,
+            Recipient::Broker(_) => RECIPIENT_KIND_BROKER,
+        }
+    }
+
+    /// Parses either a public key (`cloister-hpke-x25519:…`, kind 1) or a key-broker reference
+    /// (`cloister-broker:kb_…:cloister-hpke-x25519:…`, kind 2); surrounding whitespace is
+    /// ignored.
+    pub fn from_text(text: &str) -> Result<Self, KeyError> {
+        if text.trim().starts_with(BROKER_REFERENCE_PREFIX) {
+            BrokerRecipient::from_text(text).map(Recipient::from)
+        } else {
+            RecipientPublicKey::from_text(text).map(Recipient::Key)
+        }
+    }
+}
+
+impl From<RecipientPublicKey> for Recipient {
+    fn from(key: RecipientPublicKey) -> Self {
+        Recipient::Key(key)
+    }
+}
+
+impl From<BrokerRecipient> for Recipient {
+    fn from(broker: BrokerRecipient) -> Self {
+        Recipient::Broker(broker.public_key().clone())
+    }
+}
+
+impl From<&BrokerRecipient> for Recipient {
+    fn from(broker: &BrokerRecipient) -> Self {
+        Recipient::Broker(broker.public_key().clone())
+    }
+}
+
+/// Every key as a kind-1 recipient.
+fn as_key_recipients(keys: &[RecipientPublicKey]) -> Vec<Recipient> {
+    keys.iter().cloned().map(Recipient::Key).collect()
 }
 
 /// Options for sealing.
@@ -140,9 +215,9 @@ impl SealSecrets {
 /// Feeds a fixed 32-byte seed to HPKE's ephemeral key generation, which is
 /// `DeriveKeyPair(32 random bytes)` for X25519. The seed itself comes from the OS RNG (or, for
 /// test vectors, is fixed).
-struct SeedRng<'a> {
-    seed: &'a [u8; 32],
-    offset: usize,
+pub(crate) struct SeedRng<'a> {
+    pub(crate) seed: &'a [u8; 32],
+    pub(crate) offset: usize,
 }
 
 impl TryRng for SeedRng<'_> {
@@ -175,7 +250,7 @@ impl TryRng for SeedRng<'_> {
 impl TryCryptoRng for SeedRng<'_> {}
 
 fn build_header(
-    recipients: &[RecipientPublicKey],
+    recipients: &[Recipient],
     metadata: &Metadata,
     chunk_size: u32,
     secrets: &SealSecrets,
@@ -210,7 +285,7 @@ fn build_header(
         let (enc, tag) =
             hpke::single_shot_seal_inout_detached_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
                 &OpModeS::Base,
-                &r.hpke_public_key(),
+                &r.public_key().hpke_public_key(),
                 HPKE_INFO,
                 InOutBuf::from(&mut wrapped[..32]),
                 builder.prefix(),
@@ -218,12 +293,17 @@ fn build_header(
             )
             .map_err(|_| SealError::Encapsulation(r.key_id()))?;
         wrapped[32..].copy_from_slice(&tag.to_bytes());
-        entries.push(RecipientEntry::hpke_x25519(r.key_id(), &enc.to_bytes(), wrapped.as_slice()));
+        entries.push(RecipientEntry::hpke_x25519(
+            r.kind(),
+            r.key_id(),
+            &enc.to_bytes(),
+            wrapped.as_slice(),
+        ));
     }
     Ok(builder.finish(entries))
 }
 
-/// Recovers the DEK with `key`.
+/// Recovers the DEK with `key`, from its entry of kind 1 or 2.
 fn unwrap_dek(key: &RecipientSecretKey, header: &Header) -> Result<Zeroizing<[u8; 32]>, OpenError> {
     let id = key.key_id();
     let Some(entry) = header.recipients().iter().find(|e| e.key_id() == Some(id)) else {
@@ -281,12 +361,24 @@ pub fn seal_with_options<R: Read, W: Write>(
     input: R,
     output: W,
 ) -> Result<SealSummary, SealError> {
+    seal_to(&as_key_recipients(recipients), metadata, options, input, output)
+}
+
+/// Seals `input` to `recipients` of any kind (keys and key-broker keys), streaming to `output`
+/// in constant memory.
+pub fn seal_to<R: Read, W: Write>(
+    recipients: &[Recipient],
+    metadata: &Metadata,
+    options: &SealOptions,
+    input: R,
+    output: W,
+) -> Result<SealSummary, SealError> {
     let secrets = SealSecrets::random(recipients.len())?;
     seal_stream(recipients, metadata, options.chunk_size, &secrets, input, output)
 }
 
 fn seal_stream<R: Read, W: Write>(
-    recipients: &[RecipientPublicKey],
+    recipients: &[Recipient],
     metadata: &Metadata,
     chunk_size: u32,
     secrets: &SealSecrets,
@@ -342,12 +434,31 @@ pub fn seal_to_vec_with_options(
     options: &SealOptions,
     plaintext: &[u8],
 ) -> Result<Vec<u8>, SealError> {
+    seal_to_vec_for_with_options(&as_key_recipients(recipients), metadata, options, plaintext)
+}
+
+/// Seals `plaintext` in memory to `recipients` of any kind (keys and key-broker keys).
+pub fn seal_to_vec_for(
+    recipients: &[Recipient],
+    metadata: &Metadata,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    seal_to_vec_for_with_options(recipients, metadata, &SealOptions::default(), plaintext)
+}
+
+/// [`seal_to_vec_for`] with options.
+pub fn seal_to_vec_for_with_options(
+    recipients: &[Recipient],
+    metadata: &Metadata,
+    options: &SealOptions,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, SealError> {
     let secrets = SealSecrets::random(recipients.len())?;
     seal_slice(recipients, metadata, options.chunk_size, &secrets, plaintext)
 }
 
 fn seal_slice(
-    recipients: &[RecipientPublicKey],
+    recipients: &[Recipient],
     metadata: &Metadata,
     chunk_size: u32,
     secrets: &SealSecrets,
@@ -522,11 +633,24 @@ pub fn open_to_vec(
 /// Internals exposed for fuzzing, test vectors and benchmarks. Not a stable API.
 #[doc(hidden)]
 pub mod internal {
-    use super::{Metadata, RecipientPublicKey, SealError, SealSecrets};
+    use super::{
+        Metadata, Recipient, RecipientPublicKey, SealError, SealSecrets, as_key_recipients,
+    };
     use zeroize::Zeroizing;
 
     pub use crate::header::{parse_header, parse_header_prefix};
     pub use crate::stream::{PAYLOAD_KEY_INFO, derive_payload_key};
+
+    /// [`crate::wrap_secret_key`] with a fixed ephemeral seed (for reproducible test vectors
+    /// only).
+    pub fn wrap_secret_key_deterministic(
+        to: &RecipientPublicKey,
+        secret: &crate::RecipientSecretKey,
+        context: &[u8],
+        ephemeral_seed: &[u8; 32],
+    ) -> Result<Vec<u8>, SealError> {
+        crate::broker::wrap_with_seed(to, secret, context, ephemeral_seed)
+    }
 
     /// Fixed inputs that replace the randomness of sealing (for reproducible test vectors only:
     /// reusing them across envelopes destroys confidentiality).
@@ -549,13 +673,23 @@ pub mod internal {
         inputs: &FixedSealInputs,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, SealError> {
+        seal_deterministic_to(&as_key_recipients(recipients), metadata, inputs, plaintext)
+    }
+
+    /// [`seal_deterministic`] for recipients of any kind.
+    pub fn seal_deterministic_to(
+        recipients: &[Recipient],
+        metadata: &Metadata,
+        inputs: &FixedSealInputs,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         let secrets = fixed_secrets(recipients, inputs)?;
         super::seal_slice(recipients, metadata, inputs.chunk_size, &secrets, plaintext)
     }
 
     /// The secrets a sealer would draw from the RNG, taken from `inputs` instead.
     fn fixed_secrets(
-        recipients: &[RecipientPublicKey],
+        recipients: &[Recipient],
         inputs: &FixedSealInputs,
     ) -> Result<SealSecrets, SealError> {
         if inputs.ephemeral_seeds.len() != recipients.len() {
@@ -573,6 +707,23 @@ pub mod internal {
     /// The streaming sealer with fixed inputs (to check it against [`seal_deterministic`]).
     pub fn seal_stream_deterministic<R: std::io::Read, W: std::io::Write>(
         recipients: &[RecipientPublicKey],
+        metadata: &Metadata,
+        inputs: &FixedSealInputs,
+        input: R,
+        output: W,
+    ) -> Result<super::SealSummary, SealError> {
+        seal_stream_deterministic_to(
+            &as_key_recipients(recipients),
+            metadata,
+            inputs,
+            input,
+            output,
+        )
+    }
+
+    /// [`seal_stream_deterministic`] for recipients of any kind.
+    pub fn seal_stream_deterministic_to<R: std::io::Read, W: std::io::Write>(
+        recipients: &[Recipient],
         metadata: &Metadata,
         inputs: &FixedSealInputs,
         input: R,

@@ -7,8 +7,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use cloister_seal::internal::{FixedSealInputs, seal_deterministic, seal_stream_deterministic};
-use cloister_seal::{Metadata, RecipientSecretKey, open, open_to_vec, read_header};
+use cloister_seal::internal::{
+    FixedSealInputs, seal_deterministic, seal_deterministic_to, seal_stream_deterministic,
+    seal_stream_deterministic_to, wrap_secret_key_deterministic,
+};
+use cloister_seal::{Metadata, Recipient, RecipientSecretKey, open, open_to_vec, read_header};
 use serde_json::{Value, json};
 
 fn vectors_dir() -> PathBuf {
@@ -28,6 +31,8 @@ struct Case {
     name: &'static str,
     description: &'static str,
     recipients: Vec<u8>,
+    /// Which of `recipients` are key-broker keys (kind 2); empty for all kind 1.
+    brokers: Vec<u8>,
     metadata: Metadata,
     chunk_size: u32,
     plaintext: Vec<u8>,
@@ -42,6 +47,7 @@ fn cases() -> Vec<Case> {
             name: "v1-empty",
             description: "empty plaintext: one final, empty chunk; one recipient; default chunk size",
             recipients: vec![0x10],
+            brokers: vec![],
             metadata: Metadata::default(),
             chunk_size: 65536,
             plaintext: Vec::new(),
@@ -50,6 +56,7 @@ fn cases() -> Vec<Case> {
             name: "v1-hello-two-recipients",
             description: "short plaintext, metadata with attributes, two recipients",
             recipients: vec![0x10, 0x40],
+            brokers: vec![],
             metadata: Metadata {
                 content_type: "text/plain".into(),
                 object_id: "obj-0001".into(),
@@ -62,6 +69,7 @@ fn cases() -> Vec<Case> {
             name: "v1-multi-chunk",
             description: "200 bytes in 64-byte chunks: three full chunks and a final 8-byte chunk",
             recipients: vec![0x10],
+            brokers: vec![],
             metadata: Metadata {
                 content_type: "application/octet-stream".into(),
                 object_id: "obj-0002".into(),
@@ -74,9 +82,23 @@ fn cases() -> Vec<Case> {
             name: "v1-exact-chunks",
             description: "128 bytes in 64-byte chunks: the final chunk is full (no extra empty chunk)",
             recipients: vec![0x40],
+            brokers: vec![],
             metadata: Metadata::default(),
             chunk_size: 64,
             plaintext: (0..128u32).map(|i| (i * 7 % 256) as u8).collect(),
+        },
+        Case {
+            name: "v1-key-and-broker",
+            description: "a kind-1 recipient and a kind-2 (key-broker) recipient",
+            recipients: vec![0x10, 0x70],
+            brokers: vec![0x70],
+            metadata: Metadata {
+                content_type: "text/plain".into(),
+                object_id: "obj-0003".into(),
+                attributes: BTreeMap::new(),
+            },
+            chunk_size: 65536,
+            plaintext: b"sealed once, released by the key broker\n".to_vec(),
         },
     ]
 }
@@ -98,20 +120,45 @@ fn build(case: &Case) -> Value {
     let keys: Vec<_> = case.recipients.iter().map(|&i| recipient(i)).collect();
     let publics: Vec<_> = keys.iter().map(RecipientSecretKey::public_key).collect();
     let inputs = fixed_inputs(case);
-    let envelope = seal_deterministic(&publics, &case.metadata, &inputs, &case.plaintext)
-        .expect("deterministic seal");
     let mut streamed = Vec::new();
-    seal_stream_deterministic(
-        &publics,
-        &case.metadata,
-        &inputs,
-        case.plaintext.as_slice(),
-        &mut streamed,
-    )
-    .expect("deterministic streaming seal");
+    let envelope = if case.brokers.is_empty() {
+        seal_stream_deterministic(
+            &publics,
+            &case.metadata,
+            &inputs,
+            case.plaintext.as_slice(),
+            &mut streamed,
+        )
+        .expect("deterministic streaming seal");
+        seal_deterministic(&publics, &case.metadata, &inputs, &case.plaintext)
+            .expect("deterministic seal")
+    } else {
+        let recipients: Vec<Recipient> = case
+            .recipients
+            .iter()
+            .zip(&publics)
+            .map(|(i, p)| {
+                if case.brokers.contains(i) {
+                    Recipient::Broker(p.clone())
+                } else {
+                    Recipient::Key(p.clone())
+                }
+            })
+            .collect();
+        seal_stream_deterministic_to(
+            &recipients,
+            &case.metadata,
+            &inputs,
+            case.plaintext.as_slice(),
+            &mut streamed,
+        )
+        .expect("deterministic streaming seal");
+        seal_deterministic_to(&recipients, &case.metadata, &inputs, &case.plaintext)
+            .expect("deterministic seal")
+    };
     assert_eq!(streamed, envelope, "{}: streaming and in-memory sealers differ", case.name);
     let header = read_header(envelope.as_slice()).expect("header");
-    json!({
+    let mut value = json!({
         "name": case.name,
         "description": case.description,
         "recipient_secret_keys": keys.iter().map(|k| k.to_text().to_string()).collect::<Vec<_>>(),
@@ -127,7 +174,12 @@ fn build(case: &Case) -> Value {
         "header_length": header.len(),
         "header_sha256": hex::encode(header.digest()),
         "envelope": hex::encode(&envelope),
-    })
+    });
+    if !case.brokers.is_empty() {
+        let kinds: Vec<u8> = header.recipients().iter().map(|e| e.kind()).collect();
+        value["recipient_kinds"] = json!(kinds);
+    }
+    value
 }
 
 #[test]
@@ -162,5 +214,62 @@ fn committed_vectors_rederive_and_open() {
             assert_eq!(out, plaintext);
         }
         assert!(open_to_vec(&recipient(0x77), &envelope).is_err());
+        if let Some(kinds) = committed.get("recipient_kinds") {
+            let parsed: Vec<u64> = read_header(envelope.as_slice())
+                .expect("header")
+                .recipients()
+                .iter()
+                .map(|e| u64::from(e.kind()))
+                .collect();
+            let listed: Vec<u64> = kinds
+                .as_array()
+                .expect("kinds")
+                .iter()
+                .map(|k| k.as_u64().expect("kind"))
+                .collect();
+            assert_eq!(parsed, listed, "{}: recipient kinds", case.name);
+        }
     }
+}
+
+/// The key-release wrap (`wrap_secret_key`) with a fixed ephemeral seed: the broker key of
+/// `v1-key-and-broker` (secret bytes 0x70..) wrapped to an enclave key (secret bytes 0x90..).
+fn build_release_wrap() -> Value {
+    let broker = recipient(0x70);
+    let enclave = recipient(0x90);
+    let context = [0xc0u8; 32];
+    let seed = [0xe7u8; 32];
+    let wrapped = wrap_secret_key_deterministic(&enclave.public_key(), &broker, &context, &seed)
+        .expect("wrap");
+    json!({
+        "name": "release-wrap",
+        "description": "a broker secret key wrapped to an enclave HPKE key (info \"cloister key-broker release v1\", aad = context)",
+        "broker_secret_key": broker.to_text().to_string(),
+        "enclave_secret_key": enclave.to_text().to_string(),
+        "enclave_public_key": enclave.public_key().to_text(),
+        "context": hex::encode(context),
+        "ephemeral_seed": hex::encode(seed),
+        "wrapped": hex::encode(&wrapped),
+    })
+}
+
+#[test]
+fn committed_release_wrap_vector_rederives_and_unwraps() {
+    let path = vectors_dir().join("release-wrap.json");
+    let built = build_release_wrap();
+    if std::env::var_os("CLOISTER_SEAL_WRITE_VECTORS").is_some() {
+        let text = serde_json::to_string_pretty(&built).expect("json") + "\n";
+        std::fs::write(&path, text).expect("write vector");
+    }
+    let committed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read vector")).expect("json");
+    assert_eq!(committed, built, "release-wrap no longer re-derives byte for byte");
+    let enclave =
+        RecipientSecretKey::from_text(committed["enclave_secret_key"].as_str().expect("key"))
+            .expect("key text");
+    let wrapped = hex::decode(committed["wrapped"].as_str().expect("wrapped")).expect("hex");
+    let context = hex::decode(committed["context"].as_str().expect("context")).expect("hex");
+    let key = cloister_seal::unwrap_secret_key(&enclave, &wrapped, &context).expect("unwrap");
+    assert_eq!(key.to_text().as_str(), committed["broker_secret_key"].as_str().expect("key"));
+    assert!(cloister_seal::unwrap_secret_key(&enclave, &wrapped, &context[1..]).is_err());
 }

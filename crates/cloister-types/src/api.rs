@@ -113,3 +113,172 @@ pub struct ServiceKeyDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attestation: Option<UnifiedEvidence>,
 }
+
+/// What a key release is for, as the requester states it. Every field is optional, reaches the
+/// owner's release policy as `input.context`, and is bound into the wrap of the released key
+/// (see [`release_context_digest`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseContext {
+    /// The job the key is needed for.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// Who asks (a worker name, a party).
+    #[serde(default)]
+    pub requester: Option<String>,
+    /// Why, in words.
+    #[serde(default)]
+    pub purpose: Option<String>,
+}
+
+/// `POST /v1/keys/release` request: release a key-broker key to the enclave that the EAR token
+/// attests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyReleaseRequest {
+    /// The envelope key id (16 bytes) of the broker key, as listed in the envelope's kind-2
+    /// recipient entry.
+    pub key_id: Hex,
+    /// The enclave's EAR attestation result (a signed JWT from an instance the key accepts).
+    pub ear: String,
+    /// What the release is for.
+    #[serde(default)]
+    pub context: ReleaseContext,
+}
+
+/// `POST /v1/keys/release` response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyReleaseResponse {
+    /// The envelope key id of the released key.
+    pub key_id: Hex,
+    /// The broker's id for the key (`kb_…`).
+    pub broker_key: String,
+    /// The key's 32 secret bytes HPKE-wrapped to the enclave's `hpke_pk` (80 bytes), with the
+    /// release context digest as associated data.
+    pub wrapped: Base64Url,
+    /// [`release_context_digest`] of this release: the associated data of the wrap.
+    pub context_digest: Hex,
+}
+
+/// Domain separation tag of [`release_context_digest`].
+pub const RELEASE_CONTEXT_DOMAIN: &[u8] = b"cloister key-broker release context v1";
+
+/// The digest that binds a released key to one release: SHA-256 over
+///
+/// ```text
+/// "cloister key-broker release context v1" ‖ 0x00
+/// ‖ lp(instance_id) ‖ lp(key_id) ‖ opt(job_id) ‖ opt(requester) ‖ opt(purpose)
+/// ```
+///
+/// where `lp(x)` = BE32(length of x in bytes) ‖ x, `opt(None)` = 0x00 and `opt(Some(s))` = 0x01 ‖
+/// lp(s). The key broker uses it as the HPKE associated data of the wrap, and the enclave
+/// recomputes it from its own request, so a wrapped key only opens for the instance, key and
+/// context it was released for.
+pub fn release_context_digest(
+    instance_id: &str,
+    key_id: &[u8],
+    context: &ReleaseContext,
+) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+
+    fn lp(hasher: &mut Sha256, bytes: &[u8]) {
+        // Request bodies are far below 4 GiB; saturating keeps the encoding total anyway.
+        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        hasher.update(len.to_be_bytes());
+        hasher.update(bytes);
+    }
+    fn opt(hasher: &mut Sha256, value: Option<&String>) {
+        match value {
+            None => hasher.update([0u8]),
+            Some(s) => {
+                hasher.update([1u8]);
+                lp(hasher, s.as_bytes());
+            }
+        }
+    }
+
+    let mut hasher = Sha256::new();
+    hasher.update(RELEASE_CONTEXT_DOMAIN);
+    hasher.update([0u8]);
+    lp(&mut hasher, instance_id.as_bytes());
+    lp(&mut hasher, key_id);
+    opt(&mut hasher, context.job_id.as_ref());
+    opt(&mut hasher, context.requester.as_ref());
+    opt(&mut hasher, context.purpose.as_ref());
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> ReleaseContext {
+        ReleaseContext {
+            job_id: Some("job-1".into()),
+            requester: Some("worker-a".into()),
+            purpose: None,
+        }
+    }
+
+    #[test]
+    fn release_request_round_trips_and_refuses_unknown_fields() {
+        let text = r#"{"key_id":"000102030405060708090a0b0c0d0e0f","ear":"a.b.c",
+            "context":{"job_id":"job-1","requester":"worker-a"}}"#;
+        let request: KeyReleaseRequest = serde_json::from_str(text).unwrap();
+        assert_eq!(request.key_id.as_bytes().len(), 16);
+        assert_eq!(request.context, context());
+        let minimal: KeyReleaseRequest =
+            serde_json::from_str(r#"{"key_id":"00","ear":"t"}"#).unwrap();
+        assert_eq!(minimal.context, ReleaseContext::default());
+        assert!(
+            serde_json::from_str::<KeyReleaseRequest>(r#"{"key_id":"00","ear":"t","x":1}"#)
+                .is_err()
+        );
+        assert!(
+            serde_json::from_str::<KeyReleaseRequest>(
+                r#"{"key_id":"00","ear":"t","context":{"jobid":"j"}}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn release_context_digest_is_fixed_and_separates_every_field() {
+        let key_id = [7u8; 16];
+        let base = release_context_digest("in_1", &key_id, &context());
+        // A known answer, so the encoding cannot drift silently between broker and enclave.
+        let mut expected = Vec::new();
+        expected.extend_from_slice(RELEASE_CONTEXT_DOMAIN);
+        expected.push(0);
+        expected.extend_from_slice(&4u32.to_be_bytes());
+        expected.extend_from_slice(b"in_1");
+        expected.extend_from_slice(&16u32.to_be_bytes());
+        expected.extend_from_slice(&key_id);
+        expected.extend_from_slice(&[1, 0, 0, 0, 5]);
+        expected.extend_from_slice(b"job-1");
+        expected.extend_from_slice(&[1, 0, 0, 0, 8]);
+        expected.extend_from_slice(b"worker-a");
+        expected.push(0);
+        use sha2::Digest as _;
+        assert_eq!(base, <[u8; 32]>::from(sha2::Sha256::digest(&expected)));
+
+        let mut variants = vec![
+            release_context_digest("in_2", &key_id, &context()),
+            release_context_digest("in_1", &[8u8; 16], &context()),
+            release_context_digest("in_1", &key_id, &ReleaseContext::default()),
+        ];
+        let mut c = context();
+        c.purpose = Some(String::new());
+        variants.push(release_context_digest("in_1", &key_id, &c));
+        // Moving a value from one field to another changes the digest.
+        let swapped = ReleaseContext {
+            job_id: Some("worker-a".into()),
+            requester: Some("job-1".into()),
+            purpose: None,
+        };
+        variants.push(release_context_digest("in_1", &key_id, &swapped));
+        for v in &variants {
+            assert_ne!(*v, base);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The key broker's release decision: given a broker key (its secret, release policy, accepted
+//! instances and revocation state), the token keys of the instance that issued an EAR token,
+//! and a [`KeyReleaseRequest`], decide whether to release the key, and if so wrap its secret to
+//! the attested enclave's HPKE key.
+//!
+//! Pure: no storage, no clock (time is a parameter). The service looks up the key and the
+//! instance's token keys, calls [`release`], and records the outcome in the audit log.
+//!
+//! Checks, in this order, each with its own [`ReleaseError`]: the request names this key; the key
+//! is not revoked; the instance is one the key accepts; the EAR token names a token key (`kid`) of
+//! that instance, verifies with it and is within its validity window; it is an EAR of this
+//! profile whose every appraisal is `affirming` or `warning`; `cpu0`'s runtime data carries a
+//! usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see
+//! `cloister_seal::wrap_secret_key`) to that `hpke_pk` with the release context digest as
+//! associated data. The enclave recovers it with `cloister_client::open_released_key`.
+
+use std::collections::BTreeMap;
+
+use cloister_policy::{ReleaseInput, ReleasePolicy};
+use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey, SealError};
+use cloister_sign::{SignError, VerifyingKey, peek_key_id};
+use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
+use cloister_types::ear::EAR_PROFILE;
+use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
+
+/// What the EAR token is verified as (appears in signature errors).
+const EAR_WHAT: &str = "EAR attestation result";
+
+/// Longest value accepted for each field of a [`ReleaseContext`], in bytes.
+pub const MAX_CONTEXT_FIELD_LEN: usize = 1024;
+
+/// A broker key as the release decision needs it.
+#[derive(Debug)]
+pub struct BrokerKey<'a> {
+    /// The broker's id for the key (`kb_…`).
+    pub id: &'a str,
+    /// The owner's name for the key.
+    pub name: &'a str,
+    /// The key's secret (unsealed from storage for this decision only).
+    pub secret: &'a RecipientSecretKey,
+    /// The owner's release policy.
+    pub policy: &'a ReleasePolicy,
+    /// Ids of the attestation instances whose results the key accepts.
+    pub instances: &'a [String],
+    /// Whether the owner revoked the key; a revoked key is never released.
+    pub revoked: bool,
+}
+
+/// The token-verifying keys of one instance, by key id (`kid`): the current key and retired keys
+/// still kept for tokens issued before a rotation.
+#[derive(Clone, Debug, Default)]
+pub struct TokenKeys {
+    keys: BTreeMap<String, VerifyingKey>,
+}
+
+impl TokenKeys {
+    /// No keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the key for `kid`.
+    pub fn insert(&mut self, kid: impl Into<String>, key: VerifyingKey) {
+        self.keys.insert(kid.into(), key);
+    }
+
+    /// Adds the key for `kid` from its public JWK (as stored in `instance_keys.public_jwk`).
+    pub fn insert_jwk(&mut self, kid: &str, jwk: &serde_json::Value) -> Result<(), SignError> {
+        self.insert(kid, VerifyingKey::from_jwk(jwk)?);
+        Ok(())
+    }
+
+    /// The key for `kid`.
+    pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
+        self.keys.get(kid)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The key ids, in order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+}
+
+impl FromIterator<(String, VerifyingKey)> for TokenKeys {
+    fn from_iter<I: IntoIterator<Item = (String, VerifyingKey)>>(iter: I) -> Self {
+        Self { keys: iter.into_iter().collect() }
+    }
+}
+
+/// The token key id (`kid`) an EAR token names, read without verifying anything: use it only to
+/// find which instance's keys to verify with.
+pub fn token_kid(ear: &str) -> Option<String> {
+    peek_key_id(ear)
+}
+
+/// Why a key was not released. Every message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The request's key id is not 16 bytes.
+    #[error("key_id must be the 16-byte envelope key id (32 hex digits), got {len} bytes")]
+    BadKeyId {
+        /// The length given.
+        len: usize,
+    },
+    /// The request names another key than the one the decision was asked about.
+    #[error(
+        "the request asks for envelope key {requested}, but broker key {broker_key} has key id \
+         {actual}"
+    )]
+    KeyMismatch {
+        /// The key id requested.
+        requested: String,
+        /// The broker key's id.
+        broker_key: String,
+        /// The broker key's envelope key id.
+        actual: String,
+    },
+    /// A context field is too long.
+    #[error("context.{field} is {len} bytes, at most {max} allowed")]
+    ContextTooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The owner revoked the key.
+    #[error("broker key {broker_key} was revoked by its owner; it is no longer released")]
+    Revoked {
+        /// The broker key's id.
+        broker_key: String,
+    },
+    /// The token comes from an instance the key does not accept.
+    #[error(
+        "broker key {broker_key} does not accept attestation results of instance {instance}; \
+         its owner accepts: {accepted}"
+    )]
+    InstanceNotAccepted {
+        /// The broker key's id.
+        broker_key: String,
+        /// The instance that issued the token.
+        instance: String,
+        /// The accepted instances, comma-separated (or "none").
+        accepted: String,
+    },
+    /// The token's header has no `kid`, or the token is not a compact JWS.
+    #[error(
+        "the EAR token names no token key (kid) in its header; send the token exactly as the \
+         attestation service issued it"
+    )]
+    TokenNoKeyId,
+    /// The token names a key that is not (or no longer) one of the instance's token keys.
+    #[error(
+        "the EAR token is signed with key {kid}, which is not a token key of instance {instance} \
+         (wrong instance, or a key retired and no longer kept); attest again for a fresh token"
+    )]
+    UnknownTokenKey {
+        /// The key id in the token.
+        kid: String,
+        /// The instance.
+        instance: String,
+    },
+    /// The token's signature, issuer or validity window is wrong.
+    #[error("the EAR token is not valid now (attest again for a fresh token): {0}")]
+    TokenInvalid(#[source] SignError),
+    /// The token is not an EAR of the profile this service issues.
+    #[error(
+        "the token is not a Cloister EAR: its eat_profile is {found:?}, expected {EAR_PROFILE:?}"
+    )]
+    WrongProfile {
+        /// The profile in the token.
+        found: String,
+    },
+    /// A component of the attestation result is not trustworthy.
+    #[error(
+        "the attestation result's {submod} is {status}, not affirming or warning; no key is \
+         released to it"
+    )]
+    NotTrustworthy {
+        /// The submod (`cpu0`, `gpu0`, …).
+        submod: String,
+        /// Its status.
+        status: String,
+    },
+    /// The attestation result has no `cpu0` appraisal, so no enclave key is bound.
+    #[error("the attestation result has no cpu0 appraisal, so it binds no enclave HPKE key")]
+    NoCpu0,
+    /// The enclave's `hpke_pk` is not an HPKE public key.
+    #[error("the enclave's hpke_pk in the attested runtime data is unusable: {0}")]
+    BadEnclaveKey(#[source] KeyError),
+    /// The owner's release policy refused.
+    #[error("the release policy of broker key {broker_key} refused: {}", reasons.join("; "))]
+    PolicyDenied {
+        /// The broker key's id.
+        broker_key: String,
+        /// The policy's reasons.
+        reasons: Vec<String>,
+    },
+    /// Wrapping the key to the enclave failed (for example a low-order `hpke_pk`).
+    #[error("could not wrap the key to the enclave's hpke_pk: {0}")]
+    Wrap(#[source] SealError),
+}
+
+/// A release that happened, with the policy's reasons (for the audit record).
+#[derive(Clone, Debug)]
+pub struct Released {
+    /// What goes back to the enclave.
+    pub response: KeyReleaseResponse,
+    /// The release policy's reasons (often empty when it allows).
+    pub policy_reasons: Vec<String>,
+    /// The `cpu0` measurement of the enclave the key went to, lowercase hex.
+    pub measurement: String,
+    /// The enclave HPKE key the secret was wrapped to (text form).
+    pub enclave_key: String,
+}
+
+/// The associated data of a release wrap: see
+/// [`cloister_types::api::release_context_digest`] (the enclave recomputes it from its request).
+pub fn release_context_digest(
+    instance_id: &str,
+    key_id: &[u8],
+    context: &ReleaseContext,
+) -> [u8; 32] {
+    cloister_types::api::release_context_digest(instance_id, key_id, context)
+}
+
+/// Decides a release and, if every check passes, wraps the key to the enclave. See the module
+/// documentation for the checks and their order.
+pub fn release(
+    instance_id: &str,
+    keys: &TokenKeys,
+    key: &BrokerKey<'_>,
+    request: &KeyReleaseRequest,
+    now: u64,
+) -> Result<KeyReleaseResponse, ReleaseError> {
+    release_detailed(instance_id, keys, key, request, now).map(|r| r.response)
+}
+
+/// [`release`], also returning what the audit record needs.
+pub fn release_detailed(
+    instance_id: &str,
+    keys: &TokenKeys,
+    key: &BrokerKey<'_>,
+    request: &KeyReleaseRequest,
+    now: u64,
+) -> Result<Released, ReleaseError> {
+    check_request(key, request)?;
+    if key.revoked {
+        return Err(ReleaseError::Revoked { broker_key: key.id.to_owned() });
+    }
+    if !key.instances.iter().any(|i| i == instance_id) {
+        let accepted =
+            if key.instances.is_empty() { "none".to_owned() } else { key.instances.join(", ") };
+        return Err(ReleaseError::InstanceNotAccepted {
+            broker_key: key.id.to_owned(),
+            instance: instance_id.to_owned(),
+            accepted,
+        });
+    }
+    let kid = peek_key_id(&request.ear).ok_or(ReleaseError::TokenNoKeyId)?;
+    let verifying = keys.get(&kid).ok_or_else(|| ReleaseError::UnknownTokenKey {
+        kid: kid.clone(),
+        instance: instance_id.to_owned(),
+    })?;
+    let signed = verifying
+        .verify::<EarBody>(EAR_WHAT, &request.ear, now)
+        .map_err(ReleaseError::TokenInvalid)?;
+    let ear = &signed.claims;
+    if ear.eat_profile != EAR_PROFILE {
+        return Err(ReleaseError::WrongProfile { found: ear.eat_profile.clone() });
+    }
+    for (name, submod) in &ear.submods {
+        if !matches!(submod.status, EarStatus::Affirming | EarStatus::Warning) {
+            return Err(ReleaseError::NotTrustworthy {
+                submod: name.clone(),
+                status: format!("{:?}", submod.status).to_lowercase(),
+            });
+        }
+    }
+    let cpu0 = ear.submods.get("cpu0").ok_or(ReleaseError::NoCpu0)?;
+    let enclave_key = RecipientPublicKey::from_text(&cpu0.runtime_data.hpke_pk)
+        .map_err(ReleaseError::BadEnclaveKey)?;
+
+    let key_id_hex = request.key_id.to_string();
+    let input = ReleaseInput {
+        instance_id,
+        broker_key: key.id,
+        key_name: key.name,
+        key_id: &key_id_hex,
+        ear,
+        issued_at: signed.issued_at,
+        expires_at: signed.expires_at,
+        context: &request.context,
+    }
+    .to_json();
+    let decision = key.policy.evaluate(&input);
+    if !decision.allow {
+        return Err(ReleaseError::PolicyDenied {
+            broker_key: key.id.to_owned(),
+            reasons: decision.reasons,
+        });
+    }
+
+    let digest = release_context_digest(instance_id, request.key_id.as_bytes(), &request.context);
+    let wrapped = cloister_seal::wrap_secret_key(&enclave_key, key.secret, &digest)
+        .map_err(ReleaseError::Wrap)?;
+    Ok(Released {
+        response: KeyReleaseResponse {
+            key_id: request.key_id.clone(),
+            broker_key: key.id.to_owned(),
+            wrapped: Base64Url(wrapped),
+            context_digest: Hex(digest.to_vec()),
+        },
+        policy_reasons: decision.reasons,
+        measurement: cpu0.claims.measurement.to_string(),
+        enclave_key: enclave_key.to_text(),
+    })
+}
+
+/// The request is well formed and names this key.
+fn check_request(key: &BrokerKey<'_>, request: &KeyReleaseRequest) -> Result<(), ReleaseError> {
+    let requested = request.key_id.as_bytes();
+    if requested.len() != KEY_ID_LEN {
+        return Err(ReleaseError::BadKeyId { len: requested.len() });
+    }
+    let actual = key.secret.key_id();
+    if requested != actual.0.as_slice() {
+        return Err(ReleaseError::KeyMismatch {
+            requested: request.key_id.to_string(),
+            broker_key: key.id.to_owned(),
+            actual: actual.to_hex(),
+        });
+    }
+    let fields = [
+        ("job_id", &request.context.job_id),
+        ("requester", &request.context.requester),
+        ("purpose", &request.context.purpose),
+    ];
+    for (field, value) in fields {
+        if let Some(value) = value
+            && value.len() > MAX_CONTEXT_FIELD_LEN
+        {
+            return Err(ReleaseError::ContextTooLong {
+                field,
+                len: value.len(),
+                max: MAX_CONTEXT_FIELD_LEN,
+            });
+        }
+    }
+    Ok(())
+}
