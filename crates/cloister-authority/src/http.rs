@@ -112,7 +112,9 @@ fn attest_error_response(error: &AttestError) -> Response {
         AttestError::Verify(_) | AttestError::TlsKeyMismatch => {
             (StatusCode::UNPROCESSABLE_ENTITY, "evidence_invalid", error.to_string())
         }
-        AttestError::Rejected { .. } => (StatusCode::FORBIDDEN, "policy_rejected", error.to_string()),
+        AttestError::Rejected { .. } => {
+            (StatusCode::FORBIDDEN, "policy_rejected", error.to_string())
+        }
         AttestError::Policy(_) | AttestError::Issue(_) => {
             tracing::error!(%error, "internal attestation failure");
             (
@@ -215,7 +217,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
             tracing::error!("a route ran without the authentication middleware");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "authentication did not run")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "authentication did not run",
+            )
         })
     }
 }
@@ -271,7 +277,11 @@ async fn readyz(State(service): State<Shared>) -> Response {
         Ok(()) => "ready".into_response(),
         Err(error) => {
             tracing::warn!(%error, "not ready: the database does not answer");
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database does not answer")
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database does not answer",
+            )
         }
     }
 }
@@ -299,7 +309,10 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(service.create_tenant(&who, &body, now()).await?)))
 }
 
-async fn list_tenants(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<TenantView>>> {
+async fn list_tenants(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<TenantView>>> {
     Ok(Json(service.list_tenants(&who, now()).await?))
 }
 
@@ -311,7 +324,10 @@ async fn create_instance(
     Ok((StatusCode::CREATED, Json(service.create_instance(&who, &body, now()).await?)))
 }
 
-async fn list_instances(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<InstanceView>>> {
+async fn list_instances(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<InstanceView>>> {
     Ok(Json(service.list_instances(&who, now()).await?))
 }
 
@@ -451,7 +467,10 @@ async fn register_key(
     Ok((StatusCode::CREATED, Json(service.register_key(&who, &body, now()).await?)))
 }
 
-async fn list_keys(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<KeyView>>> {
+async fn list_keys(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<KeyView>>> {
     Ok(Json(service.list_keys(&who, now()).await?))
 }
 
@@ -484,7 +503,10 @@ async fn release_key(
     Ok(Json(result?))
 }
 
-async fn audit(State(service): State<Shared>, Caller(who): Caller) -> ApiResult<Json<Vec<AuditRecordView>>> {
+async fn audit(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+) -> ApiResult<Json<Vec<AuditRecordView>>> {
     Ok(Json(service.audit_records(&who, now()).await?))
 }
 

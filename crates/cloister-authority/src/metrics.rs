@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets, seconds: 0.5 ms to 2.5 s.
@@ -145,7 +144,10 @@ mod tests {
         metrics.key_release(false);
         metrics.request("/v1/instances/{id}/attest", 403, Duration::from_millis(2));
         let text = metrics.render();
-        assert!(text.contains(r#"cloister_attestations_total{result="refused",tee="sim"} 2"#), "{text}");
+        assert!(
+            text.contains(r#"cloister_attestations_total{result="refused",tee="sim"} 2"#),
+            "{text}"
+        );
         assert!(text.contains(r#"cloister_attestations_total{result="passed",tee="sim"} 1"#));
         assert!(text.contains(r#"cloister_key_releases_total{result="refused"} 1"#));
         assert!(text.contains(

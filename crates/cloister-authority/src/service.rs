@@ -32,13 +32,13 @@ use zeroize::Zeroizing;
 
 use crate::audit::{self, AuditEvent, AuditKind, Outcome};
 use crate::broker::{self, BrokerKey, ReleaseError, TokenKeys};
-use crate::metrics::Metrics;
 use crate::instance::{Instance, InstanceSettings, PublishedKey, token_key_id};
+use crate::metrics::Metrics;
 use crate::migrate::{self, BundleError, SecretText};
 use crate::reference::check_reference_values;
 use crate::store::{
-    BrokerKeyRow, CredentialRow, InstanceKeyRow, InstanceRow, PolicyVersionRow, Store,
-    StoreError, TenantRow,
+    BrokerKeyRow, CredentialRow, InstanceKeyRow, InstanceRow, PolicyVersionRow, Store, StoreError,
+    TenantRow,
 };
 use crate::{
     AttestError, CertificateAuthority, CollateralCache, CollateralFetcher, FetchError, Fetching,
@@ -170,7 +170,12 @@ impl Service {
     /// Fetches the vendor collateral `evidence` needs, only when it answers a live challenge of
     /// instance `id` (nobody makes the service call its vendors without a nonce it issued).
     /// Returns what could not be fetched; verification then names what is missing.
-    pub async fn prefetch(&self, id: &str, evidence: &UnifiedEvidence, now: i64) -> Vec<FetchError> {
+    pub async fn prefetch(
+        &self,
+        id: &str,
+        evidence: &UnifiedEvidence,
+        now: i64,
+    ) -> Vec<FetchError> {
         let Some(fetching) = &self.fetching else { return Vec::new() };
         match self.nonce_is_live(id, &evidence.runtime_data.nonce, now).await {
             Ok(true) => fetching.prefetch(&self.collateral, evidence, now as u64).await,
@@ -365,11 +370,10 @@ impl Service {
         now: i64,
     ) -> Result<PolicyVersionView> {
         self.owned_instance(who, Action::ReadInstance, id, now).await?;
-        let row = self
-            .store
-            .policy_version(id, version)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("policy version {version} of {id}")))?;
+        let row =
+            self.store.policy_version(id, version).await?.ok_or_else(|| {
+                ServiceError::NotFound(format!("policy version {version} of {id}"))
+            })?;
         let mut view = policy_view(&row);
         view.rego = Some(row.rego);
         Ok(view)
@@ -530,9 +534,18 @@ impl Service {
         let check = match check {
             Ok(check) => check,
             Err(error) => {
-                let detail = serde_json::json!({ "target": target.key_id, "reason": error.to_string() });
-                self.record(who, AuditKind::InstanceExported, Some(&tenant), id, Outcome::Refused, detail, now)
-                    .await?;
+                let detail =
+                    serde_json::json!({ "target": target.key_id, "reason": error.to_string() });
+                self.record(
+                    who,
+                    AuditKind::InstanceExported,
+                    Some(&tenant),
+                    id,
+                    Outcome::Refused,
+                    detail,
+                    now,
+                )
+                .await?;
                 return Err(error.into());
             }
         };
@@ -568,8 +581,16 @@ impl Service {
             Err(error) => {
                 let detail = serde_json::json!({ "reason": error.to_string(),
                     "bundle_sha256": hex::encode(Sha256::digest(sealed)) });
-                self.record(who, AuditKind::InstanceImported, Some(&tenant), "-", Outcome::Refused, detail, now)
-                    .await?;
+                self.record(
+                    who,
+                    AuditKind::InstanceImported,
+                    Some(&tenant),
+                    "-",
+                    Outcome::Refused,
+                    detail,
+                    now,
+                )
+                .await?;
                 return Err(error.into());
             }
         };
@@ -611,7 +632,12 @@ impl Service {
     /// Consumes the nonce (so a replay fails even after a refusal), verifies the evidence with
     /// the instance's anchors, appraises it with its policy and issues the result. Every
     /// decision is audited.
-    pub async fn attest(&self, id: &str, request: &AttestRequest, now: i64) -> Result<AttestResponse> {
+    pub async fn attest(
+        &self,
+        id: &str,
+        request: &AttestRequest,
+        now: i64,
+    ) -> Result<AttestResponse> {
         let cached = self.instance(id).await?;
         let result = self.attest_with(&cached.instance, id, request, now).await;
         let evidence = &request.evidence;
@@ -682,7 +708,12 @@ impl Service {
     // ---- key broker --------------------------------------------------------------------
 
     /// Registers a broker key of the caller's tenant with its release policy.
-    pub async fn register_key(&self, who: &Principal, request: &RegisterKey, now: i64) -> Result<KeyView> {
+    pub async fn register_key(
+        &self,
+        who: &Principal,
+        request: &RegisterKey,
+        now: i64,
+    ) -> Result<KeyView> {
         let tenant = self.tenant_of(who, Action::ManageKeys, now).await?;
         check_name("key", &request.name)?;
         ReleasePolicy::new(&request.release_policy)
@@ -708,7 +739,10 @@ impl Service {
             name: request.name.clone(),
             key_id: public.key_id().to_hex(),
             public_key: public.to_text(),
-            secret_sealed: seal_secret(&self.service_key.public_key(), secret.to_text().as_bytes())?,
+            secret_sealed: seal_secret(
+                &self.service_key.public_key(),
+                secret.to_text().as_bytes(),
+            )?,
             release_policy: request.release_policy.clone(),
             instances: to_json(&request.instances)?,
             created_at: now,
@@ -762,7 +796,11 @@ impl Service {
     /// Releases a broker key to the enclave whose attestation result comes with the request,
     /// wrapped to the HPKE key bound in its evidence, when the key's release policy allows it.
     /// Every request, granted or refused, is audited.
-    pub async fn release_key(&self, request: &KeyReleaseRequest, now: i64) -> Result<KeyReleaseResponse> {
+    pub async fn release_key(
+        &self,
+        request: &KeyReleaseRequest,
+        now: i64,
+    ) -> Result<KeyReleaseResponse> {
         let key_id = request.key_id.to_string();
         let Some(row) = self.store.broker_key_by_key_id(&key_id).await? else {
             return Err(ServiceError::NotFound(format!("broker key with key id {key_id}")));
@@ -904,8 +942,11 @@ impl Service {
             detail,
         };
         let row = self.store.append_audit(|last| audit::next_row(last, &event, now)).await?;
-        if audit::checkpoint_due(self.last_checkpoint.load(Ordering::Relaxed), row.seq, CHECKPOINT_EVERY)
-        {
+        if audit::checkpoint_due(
+            self.last_checkpoint.load(Ordering::Relaxed),
+            row.seq,
+            CHECKPOINT_EVERY,
+        ) {
             self.checkpoint(now).await?;
         }
         Ok(())
@@ -956,7 +997,13 @@ impl Service {
     }
 
     /// Checks that `who` may do `action` on instance `id`; returns its tenant.
-    async fn owned_instance(&self, who: &Principal, action: Action, id: &str, now: i64) -> Result<String> {
+    async fn owned_instance(
+        &self,
+        who: &Principal,
+        action: Action,
+        id: &str,
+        now: i64,
+    ) -> Result<String> {
         let row = self.instance_row(id).await?;
         self.allow(who, action, Resource::OwnedBy(&row.tenant_id), &format!("instance {id}"), now)
             .await?;
@@ -969,13 +1016,22 @@ impl Service {
             .broker_key(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("key {id}")))?;
-        self.allow(who, Action::ManageKeys, Resource::OwnedBy(&row.tenant_id), &format!("key {id}"), now)
-            .await?;
+        self.allow(
+            who,
+            Action::ManageKeys,
+            Resource::OwnedBy(&row.tenant_id),
+            &format!("key {id}"),
+            now,
+        )
+        .await?;
         Ok(row)
     }
 
     async fn instance_row(&self, id: &str) -> Result<InstanceRow> {
-        self.store.instance(id).await?.ok_or_else(|| ServiceError::NotFound(format!("instance {id}")))
+        self.store
+            .instance(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("instance {id}")))
     }
 
     fn forget(&self, id: &str) {
@@ -1000,38 +1056,52 @@ impl Service {
 
     async fn build(&self, id: &str) -> Result<Cached> {
         let row = self.instance_row(id).await?;
-        let policy_row = self
-            .store
-            .policy_version(id, row.policy_version)
-            .await?
-            .ok_or_else(|| ServiceError::Internal(format!("instance {id} has no policy version {}", row.policy_version)))?;
+        let policy_row =
+            self.store.policy_version(id, row.policy_version).await?.ok_or_else(|| {
+                ServiceError::Internal(format!(
+                    "instance {id} has no policy version {}",
+                    row.policy_version
+                ))
+            })?;
         let policy = compile_policy(id, row.policy_version, &policy_row.rego)
             .map_err(|e| ServiceError::Internal(format!("stored policy of {id}: {e}")))?;
         let anchors_spec: TrustAnchorSpec = from_json(&row.trust_anchors, "trust anchors")?;
         let anchors = config::trust_anchors(&anchors_spec)
             .map_err(|e| ServiceError::Internal(format!("stored trust anchors of {id}: {e}")))?;
-        let reference_values: serde_json::Value = from_json(&row.reference_values, "reference values")?;
+        let reference_values: serde_json::Value =
+            from_json(&row.reference_values, "reference values")?;
         let settings: InstanceSettings = from_json(&row.settings, "settings")?;
         let ca_key = unseal_secret(&self.service_key, &row.ca_key_sealed)?;
-        let ca = CertificateAuthority::from_pem(&row.ca_certificate_pem, &String::from_utf8_lossy(&ca_key))
-            .map_err(|e| ServiceError::Internal(format!("stored CA of {id}: {e}")))?;
+        let ca = CertificateAuthority::from_pem(
+            &row.ca_certificate_pem,
+            &String::from_utf8_lossy(&ca_key),
+        )
+        .map_err(|e| ServiceError::Internal(format!("stored CA of {id}: {e}")))?;
         let mut signer = None;
         let mut retired = Vec::new();
         for key in self.store.instance_keys(id).await? {
             if key.retired_at.is_none() {
                 let text = unseal_secret(&self.service_key, &key.secret_sealed)?;
-                let signing = SigningKey::from_text(&String::from_utf8_lossy(&text))
-                    .map_err(|e| ServiceError::Internal(format!("stored token key of {id}: {e}")))?;
+                let signing =
+                    SigningKey::from_text(&String::from_utf8_lossy(&text)).map_err(|e| {
+                        ServiceError::Internal(format!("stored token key of {id}: {e}"))
+                    })?;
                 signer = Some(signing);
             } else {
                 let jwk: serde_json::Value = from_json(&key.public_jwk, "token key")?;
-                let public = VerifyingKey::from_jwk(&jwk)
-                    .map_err(|e| ServiceError::Internal(format!("stored token key of {id}: {e}")))?;
-                retired.push(PublishedKey { kid: key.kid, key: public, keep_until: key.keep_until });
+                let public = VerifyingKey::from_jwk(&jwk).map_err(|e| {
+                    ServiceError::Internal(format!("stored token key of {id}: {e}"))
+                })?;
+                retired.push(PublishedKey {
+                    kid: key.kid,
+                    key: public,
+                    keep_until: key.keep_until,
+                });
             }
         }
-        let signer =
-            signer.ok_or_else(|| ServiceError::Internal(format!("instance {id} has no current token key")))?;
+        let signer = signer.ok_or_else(|| {
+            ServiceError::Internal(format!("instance {id} has no current token key"))
+        })?;
         let instance = Instance::new(
             id,
             &row.name,
@@ -1043,7 +1113,11 @@ impl Service {
             ca,
             settings,
         );
-        Ok(Cached { revision: row.revision, tenant_id: row.tenant_id, instance: Arc::new(instance) })
+        Ok(Cached {
+            revision: row.revision,
+            tenant_id: row.tenant_id,
+            instance: Arc::new(instance),
+        })
     }
 
     async fn view(&self, id: &str) -> Result<InstanceView> {
@@ -1108,7 +1182,9 @@ impl Service {
             token_keys.push(migrate::BundledTokenKey {
                 kid: key.kid,
                 public_jwk: from_json(&key.public_jwk, "token key")?,
-                secret: SecretText::new(Zeroizing::new(String::from_utf8_lossy(&secret).into_owned())),
+                secret: SecretText::new(Zeroizing::new(
+                    String::from_utf8_lossy(&secret).into_owned(),
+                )),
                 created_at: key.created_at,
                 retired_at: key.retired_at,
                 keep_until: key.keep_until,
@@ -1131,7 +1207,9 @@ impl Service {
             token_keys,
             ca: migrate::BundledCa {
                 certificate_pem: row.ca_certificate_pem,
-                key_pem: SecretText::new(Zeroizing::new(String::from_utf8_lossy(&ca_key).into_owned())),
+                key_pem: SecretText::new(Zeroizing::new(
+                    String::from_utf8_lossy(&ca_key).into_owned(),
+                )),
             },
         })
     }
@@ -1205,7 +1283,9 @@ fn new_id(prefix: &str) -> String {
 fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
     if ok {
         Ok(())
     } else {

@@ -113,8 +113,7 @@ impl ServiceClient {
         id: &str,
         version: i64,
     ) -> Result<PolicyVersionView, ClientError> {
-        self.send(Method::GET, &format!("/v1/instances/{id}/policy/{version}"), Self::NO_BODY)
-            .await
+        self.send(Method::GET, &format!("/v1/instances/{id}/policy/{version}"), Self::NO_BODY).await
     }
 
     /// `PUT /v1/instances/{id}/policy`.

@@ -140,7 +140,8 @@ pub fn run_job(
     released: &[RecipientSecretKey],
 ) -> Result<JobOutcome, JobError> {
     let started_at = unix_now();
-    let JobAuthorization { digest, recipients } = authorize_job(identity, spec, grants, started_at)?;
+    let JobAuthorization { digest, recipients } =
+        authorize_job(identity, spec, grants, started_at)?;
     let measurement = &identity.claims().measurement;
 
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
@@ -244,7 +245,8 @@ fn open_input(
             )
         })?
     };
-    let (_, plain) = cloister_seal::open_to_vec(key, sealed).map_err(|e| open_error(e.to_string()))?;
+    let (_, plain) =
+        cloister_seal::open_to_vec(key, sealed).map_err(|e| open_error(e.to_string()))?;
     Ok(plain)
 }
 

@@ -315,7 +315,10 @@ pub async fn key_register(
 pub async fn key_list(conn: &Connection) -> Result<()> {
     let keys = conn.client()?.list_keys().await?;
     conn.print(&keys, |list| {
-        list.iter().map(|k| format!("{}  {}  {}", k.id, k.name, k.key_id)).collect::<Vec<_>>().join("\n")
+        list.iter()
+            .map(|k| format!("{}  {}  {}", k.id, k.name, k.key_id))
+            .collect::<Vec<_>>()
+            .join("\n")
     })
 }
 
@@ -337,7 +340,10 @@ pub async fn audit_list(conn: &Connection) -> Result<()> {
     conn.print(&records, |list| {
         list.iter()
             .map(|r| {
-                format!("{:>6} {} {:<18} {:<8} {} {}", r.seq, r.at, r.kind, r.outcome, r.actor, r.subject)
+                format!(
+                    "{:>6} {} {:<18} {:<8} {} {}",
+                    r.seq, r.at, r.kind, r.outcome, r.actor, r.subject
+                )
             })
             .collect::<Vec<_>>()
             .join("\n")

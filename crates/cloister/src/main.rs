@@ -192,7 +192,11 @@ struct ServerArgs {
 
 impl ServerArgs {
     fn connection(&self) -> admin::Connection {
-        admin::Connection { server: self.server.clone(), token: self.token.clone(), json: self.json }
+        admin::Connection {
+            server: self.server.clone(),
+            token: self.token.clone(),
+            json: self.json,
+        }
     }
 }
 
@@ -527,11 +531,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Instance(command) => runtime()?.block_on(instance(command)),
         Command::Key(command) => runtime()?.block_on(key(command)),
         Command::Audit(AuditCommand::Verify { database, public_key, json }) => {
-            let intact = runtime()?.block_on(admin::audit_verify(
-                &database,
-                public_key.as_deref(),
-                json,
-            ))?;
+            let intact =
+                runtime()?.block_on(admin::audit_verify(&database, public_key.as_deref(), json))?;
             if !intact {
                 std::process::exit(1);
             }
@@ -545,7 +546,9 @@ fn run(cli: Cli) -> Result<()> {
 
 async fn tenant(command: TenantCommand) -> Result<()> {
     match command {
-        TenantCommand::Create { name, server } => admin::tenant_create(&server.connection(), &name).await,
+        TenantCommand::Create { name, server } => {
+            admin::tenant_create(&server.connection(), &name).await
+        }
         TenantCommand::List { server } => admin::tenant_list(&server.connection()).await,
     }
 }
@@ -562,21 +565,38 @@ async fn instance(command: InstanceCommand) -> Result<()> {
         InstanceCommand::Update { id, parts, server } => {
             admin::instance_update(&server.connection(), &id, &parts.args()).await
         }
-        InstanceCommand::Rotate { id, server } => admin::instance_rotate(&server.connection(), &id).await,
+        InstanceCommand::Rotate { id, server } => {
+            admin::instance_rotate(&server.connection(), &id).await
+        }
         InstanceCommand::Export { id, target, output, allow_unattested_target, server } => {
-            admin::instance_export(&server.connection(), &id, &target, &output, allow_unattested_target)
-                .await
+            admin::instance_export(
+                &server.connection(),
+                &id,
+                &target,
+                &output,
+                allow_unattested_target,
+            )
+            .await
         }
         InstanceCommand::Import { bundle, server } => {
             admin::instance_import(&server.connection(), &bundle).await
         }
-        InstanceCommand::Delete { id, server } => admin::instance_delete(&server.connection(), &id).await,
+        InstanceCommand::Delete { id, server } => {
+            admin::instance_delete(&server.connection(), &id).await
+        }
     }
 }
 
 async fn key(command: KeyCommand) -> Result<()> {
     match command {
-        KeyCommand::Register { name, instances, release_policy, measurements, secret_key, server } => {
+        KeyCommand::Register {
+            name,
+            instances,
+            release_policy,
+            measurements,
+            secret_key,
+            server,
+        } => {
             admin::key_register(
                 &server.connection(),
                 &name,

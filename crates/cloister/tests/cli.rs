@@ -228,9 +228,13 @@ async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
     )
     .await
     .unwrap();
-    let worker = testbed::start_worker(&dirs, &SimAttester::new(key, measurement), &authority.client().unwrap())
-        .await
-        .unwrap();
+    let worker = testbed::start_worker(
+        &dirs,
+        &SimAttester::new(key, measurement),
+        &authority.client().unwrap(),
+    )
+    .await
+    .unwrap();
     std::fs::write(dir.join("enclave.pem"), worker.worker.identity.certificate_chain_pem())
         .unwrap();
     let info = authority.client().unwrap().instance().await.unwrap();

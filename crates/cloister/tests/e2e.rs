@@ -47,8 +47,7 @@ async fn bed() -> Bed {
     let attester = SimAttester::new(key, MEASUREMENT);
     let worker =
         testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
-    let ca_pem =
-        authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+    let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
     let model_provider =
         Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
     let data_provider = Party::create("data provider", &tmp.path().join("data-provider")).unwrap();
@@ -251,10 +250,14 @@ async fn sim_evidence_is_rejected_by_a_policy_that_does_not_name_sim() {
     )
     .await
     .unwrap();
-    let err = testbed::start_worker(&dirs, &SimAttester::new(key, MEASUREMENT), &authority.client().unwrap())
-        .await
-        .err()
-        .unwrap();
+    let err = testbed::start_worker(
+        &dirs,
+        &SimAttester::new(key, MEASUREMENT),
+        &authority.client().unwrap(),
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(format!("{err:#}").contains("simulated TEE is not accepted"), "{err:#}");
 }
 

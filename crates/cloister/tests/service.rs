@@ -236,7 +236,16 @@ async fn operators_and_tenants_script_every_instance_operation() {
     let key_text = key.platform_public_key().to_string();
     let acme_t = Some(acme_token.as_str());
     let (ok, out, err) = cli(
-        &["instance", "create", "prod", "--builtin-policy", "dev-sim", "--sim-platform-key", &key_text, "--json"],
+        &[
+            "instance",
+            "create",
+            "prod",
+            "--builtin-policy",
+            "dev-sim",
+            "--sim-platform-key",
+            &key_text,
+            "--json",
+        ],
         &server.url,
         acme_t,
     );
@@ -260,7 +269,16 @@ async fn operators_and_tenants_script_every_instance_operation() {
     )
     .unwrap();
     let (ok, out, err) = cli(
-        &["instance", "update", &id, "--policy-file", rego.to_str().unwrap(), "--reference-values", rv.to_str().unwrap(), "--json"],
+        &[
+            "instance",
+            "update",
+            &id,
+            "--policy-file",
+            rego.to_str().unwrap(),
+            "--reference-values",
+            rv.to_str().unwrap(),
+            "--json",
+        ],
         &server.url,
         acme_t,
     );
@@ -345,13 +363,16 @@ async fn tenants_never_reach_each_others_resources_on_any_route() {
 
     let mut checked = 0;
     for (method, path, who) in ROUTES {
-        let path = path.replace("{id}", if path.starts_with("/v1/keys") { &broker.id } else { &instance.id });
+        let path = path
+            .replace("{id}", if path.starts_with("/v1/keys") { &broker.id } else { &instance.id });
         let path = path.replace("{version}", "1");
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let body = match (method.as_str(), path.as_str()) {
             ("POST", "/v1/tenants") => Some(serde_json::json!({ "name": "intruder" })),
             ("POST", "/v1/instances") => Some(serde_json::json!({ "name": "intruder" })),
-            ("PUT", p) if p.ends_with("/policy") => Some(serde_json::json!({ "builtin": "dev-sim" })),
+            ("PUT", p) if p.ends_with("/policy") => {
+                Some(serde_json::json!({ "builtin": "dev-sim" }))
+            }
             ("PUT", _) => Some(serde_json::json!({})),
             ("POST", p) if p.ends_with("/export") => Some(serde_json::json!({
                 "target": serde_json::to_value(b_admin.service_key().await.unwrap()).unwrap(),
@@ -365,8 +386,14 @@ async fn tenants_never_reach_each_others_resources_on_any_route() {
         assert_eq!(status, 401, "{method} {path} with a forged token");
         match *who {
             "owner" => {
-                let (status, body_b) = b_admin.raw(method.clone(), &path, body.clone()).await.unwrap();
-                assert_eq!(status, 404, "{method} {path} by another tenant: {}", String::from_utf8_lossy(&body_b));
+                let (status, body_b) =
+                    b_admin.raw(method.clone(), &path, body.clone()).await.unwrap();
+                assert_eq!(
+                    status,
+                    404,
+                    "{method} {path} by another tenant: {}",
+                    String::from_utf8_lossy(&body_b)
+                );
                 let (status, _) = anonymous.raw(method.clone(), &path, body.clone()).await.unwrap();
                 assert_eq!(status, 404, "{method} {path} anonymously");
                 let (status, _) = operator.raw(method.clone(), &path, body.clone()).await.unwrap();
@@ -395,7 +422,10 @@ async fn tenants_never_reach_each_others_resources_on_any_route() {
     assert!(b_admin.list_instances().await.unwrap().is_empty());
     assert!(b_admin.list_keys().await.unwrap().is_empty());
     let b_audit = b_admin.audit().await.unwrap();
-    assert!(b_audit.iter().all(|r| r.tenant_id.as_deref() == Some(b.tenant.id.as_str())), "{b_audit:?}");
+    assert!(
+        b_audit.iter().all(|r| r.tenant_id.as_deref() == Some(b.tenant.id.as_str())),
+        "{b_audit:?}"
+    );
     // B registering a key on A's instance is refused: another tenant's policy never decides.
     let err = b_admin
         .register_key(&cloister_types::manage::RegisterKey {
@@ -416,9 +446,12 @@ async fn tenants_never_reach_each_others_resources_on_any_route() {
 #[tokio::test]
 async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_import() {
     let tmp = tempfile::tempdir().unwrap();
-    let source = Server::start(&tmp.path().join("a"), &database(tmp.path(), "a", false).await.unwrap());
-    let target = Server::start(&tmp.path().join("b"), &database(tmp.path(), "b", false).await.unwrap());
-    let third = Server::start(&tmp.path().join("c"), &database(tmp.path(), "c", false).await.unwrap());
+    let source =
+        Server::start(&tmp.path().join("a"), &database(tmp.path(), "a", false).await.unwrap());
+    let target =
+        Server::start(&tmp.path().join("b"), &database(tmp.path(), "b", false).await.unwrap());
+    let third =
+        Server::start(&tmp.path().join("c"), &database(tmp.path(), "c", false).await.unwrap());
     let key = platform_key(tmp.path());
     let src_tenant = source.operator().create_tenant("t").await.unwrap();
     let dst_tenant = target.operator().create_tenant("t").await.unwrap();
@@ -433,12 +466,18 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     // Unattested targets are refused unless allowed explicitly.
     let target_doc = dst.service_key().await.unwrap();
     let err = src
-        .export_instance(&instance.id, &ExportRequest { target: target_doc.clone(), allow_unattested_target: false })
+        .export_instance(
+            &instance.id,
+            &ExportRequest { target: target_doc.clone(), allow_unattested_target: false },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("attest"), "{err}");
     let bundle = src
-        .export_instance(&instance.id, &ExportRequest { target: target_doc, allow_unattested_target: true })
+        .export_instance(
+            &instance.id,
+            &ExportRequest { target: target_doc, allow_unattested_target: true },
+        )
         .await
         .unwrap();
 
@@ -519,8 +558,11 @@ async fn a_restarted_service_has_lost_nothing() {
     let server = Server::start(&dir, &db);
     let tenant = server.operator().create_tenant("t").await.unwrap();
     let key = platform_key(tmp.path());
-    let instance =
-        server.as_tenant(&tenant.token).create_instance(&instance_request("kept", &key)).await.unwrap();
+    let instance = server
+        .as_tenant(&tenant.token)
+        .create_instance(&instance_request("kept", &key))
+        .await
+        .unwrap();
     let client = AuthorityClient::for_instance(&server.url, &instance.id).unwrap();
     let issued = client.attest(&evidence(&client, &key).await).await.unwrap();
     let pending = client.challenge().await.unwrap();
@@ -554,8 +596,11 @@ async fn replicas_on_one_postgres_database_share_nonces_and_never_double_use_one
     let two = Server::start(&dir, &db);
     let tenant = one.operator().create_tenant("t").await.unwrap();
     let key = platform_key(tmp.path());
-    let instance =
-        one.as_tenant(&tenant.token).create_instance(&instance_request("shared", &key)).await.unwrap();
+    let instance = one
+        .as_tenant(&tenant.token)
+        .create_instance(&instance_request("shared", &key))
+        .await
+        .unwrap();
     let at_one = AuthorityClient::for_instance(&one.url, &instance.id).unwrap();
     let at_two = AuthorityClient::for_instance(&two.url, &instance.id).unwrap();
     // Issued by one, consumed by two.
