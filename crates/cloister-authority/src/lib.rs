@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod http;
 mod issue;
 mod nonce;
+pub mod store;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
