@@ -1,25 +1,1125 @@
-//! placeholder
+//! The service database: tenants, credentials, instances with their policy versions and keys,
+//! nonces, key-broker keys and the audit log, in SQLite (one node) or PostgreSQL (replicas).
+//!
+//! Every query is written once with `$N` placeholders, which both backends accept, and run on
+//! whichever pool [`Store::connect`] opened. Anything that must not interleave with another
+//! replica runs in one write transaction: on SQLite that is `BEGIN IMMEDIATE` (the database's
+//! single writer lock, waited for up to the busy timeout); on PostgreSQL a row lock taken by the
+//! first `UPDATE`, or for the audit log a transaction-scoped advisory lock.
+//!
+//! The schema lives in `migrations/{sqlite,postgres}/` and is applied on connect.
 
-/// One row of the audit log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditRow {
-    pub seq: i64,
-    pub at: i64,
-    pub kind: String,
-    pub actor: String,
-    pub tenant_id: Option<String>,
-    pub subject: String,
-    pub outcome: String,
-    pub detail: String,
-    pub prev_hash: String,
-    pub hash: String,
+mod rows;
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use rows::{
+    AuditRow, BrokerKeyRow, CheckpointRow, CredentialRow, InstanceKeyRow, InstanceRow,
+    PolicyVersionRow, TenantRow,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections per pool for a SQLite file (writers still take turns).
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+/// Connections per pool and replica for PostgreSQL.
+const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+/// How long to wait for a free pooled connection (or a new one) before failing the request.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The PostgreSQL advisory lock that serialises audit appends across replicas ("cloister" in
+/// ASCII, read as a big-endian i64).
+const AUDIT_LOCK_KEY: i64 = 0x636c_6f69_7374_6572;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file (or memory, in tests).
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
 }
 
-/// One signed checkpoint of the audit log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckpointRow {
-    pub seq: i64,
-    pub at: i64,
-    pub hash: String,
-    pub signature: String,
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database URL has an unsupported scheme or cannot be parsed.
+    #[error("{0}")]
+    Url(String),
+    /// The database could not be opened or reached.
+    #[error("{0}")]
+    Connect(String),
+    /// Applying the schema migrations failed.
+    #[error("{0}")]
+    Migrate(String),
+    /// A row with the same unique key already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// The row to change, or a row the new one refers to, does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Any other database error, as the driver reported it.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The rows passed in do not fit together (a policy version or key of another instance).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The service database; cheap to clone (a shared connection pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend()).finish_non_exhaustive()
+    }
+}
+
+/// Runs `$body` with `$p` bound to the backend's pool (the body is compiled once per backend).
+macro_rules! with_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$tx` bound to a write transaction and commits it when the body finishes;
+/// an early return (`?`) drops the transaction, which rolls it back. On SQLite the transaction
+/// takes the writer lock up front (`BEGIN IMMEDIATE`) so that it never has to upgrade a read
+/// snapshot, which fails instead of waiting when another connection wrote in between.
+macro_rules! in_write_tx {
+    ($store:expr, |$tx:ident| $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+                let out = $body;
+                $tx.commit().await.map_err(db)?;
+                out
+            }
+            Pool::Postgres(pool) => {
+                let mut $tx = pool.begin().await.map_err(db)?;
+                let out = $body;
+                $tx.commit().await.map_err(db)?;
+                out
+            }
+        }
+    };
+}
+
+/// Inserts one token key (`&InstanceKeyRow`) on `$executor`; `Conflict` when its kid is taken.
+macro_rules! insert_key {
+    ($executor:expr, $key:expr) => {{
+        let key: &InstanceKeyRow = $key;
+        sqlx::query(
+            "INSERT INTO instance_keys (instance_id, kid, public_jwk, secret_sealed, created_at, \
+             retired_at, keep_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&key.instance_id)
+        .bind(&key.kid)
+        .bind(&key.public_jwk)
+        .bind(&key.secret_sealed)
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .bind(key.keep_until)
+        .execute($executor)
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            conflict(e, || {
+                format!("instance {} already has a token key with kid {}", key.instance_id, key.kid)
+            })
+        })
+    }};
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// Maps a unique violation to [`StoreError::Conflict`] with `unique`'s message.
+fn conflict(e: sqlx::Error, unique: impl FnOnce() -> String) -> StoreError {
+    constraint(e, unique, String::new)
+}
+
+/// Maps a unique violation to [`StoreError::Conflict`] and a foreign-key violation (a row it
+/// refers to is missing) to [`StoreError::NotFound`], with the given messages.
+fn constraint(
+    e: sqlx::Error,
+    unique: impl FnOnce() -> String,
+    foreign: impl FnOnce() -> String,
+) -> StoreError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return StoreError::Conflict(unique());
+        }
+        if d.is_foreign_key_violation() {
+            let message = foreign();
+            if !message.is_empty() {
+                return StoreError::NotFound(message);
+            }
+        }
+    }
+    db(e)
+}
+
+/// `url` with any password left out, for messages and logs.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=…"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+impl Store {
+    /// Opens the database and applies any pending migrations.
+    ///
+    /// `sqlite://PATH` opens (creating if missing) a SQLite file in WAL mode with a 5 s busy
+    /// timeout and foreign keys on; `sqlite::memory:` a private in-memory database (one
+    /// connection, for tests); `postgres://…` or `postgresql://…` a PostgreSQL database, where
+    /// replicas may share it.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let shown = redact(url);
+        let pool = if url == "sqlite::memory:" || url.starts_with("sqlite://") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| {
+                    StoreError::Url(format!("cannot parse the database URL {shown}: {e}"))
+                })?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true);
+            let pool_options = if url == "sqlite::memory:" {
+                // The memory database lives as long as its connection: keep exactly one forever.
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+            } else {
+                SqlitePoolOptions::new().max_connections(SQLITE_MAX_CONNECTIONS)
+            };
+            let pool =
+                pool_options.acquire_timeout(ACQUIRE_TIMEOUT).connect_with(options).await.map_err(
+                    |e| StoreError::Connect(format!("cannot open the database {shown}: {e}")),
+                )?;
+            SQLITE_MIGRATIONS.run(&pool).await.map_err(|e| {
+                StoreError::Migrate(format!("cannot bring the schema of {shown} up to date: {e}"))
+            })?;
+            Pool::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| {
+                StoreError::Url(format!("cannot parse the database URL {shown}: {e}"))
+            })?;
+            let pool = PgPoolOptions::new()
+                .max_connections(POSTGRES_MAX_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Connect(format!("cannot connect to {shown}: {e}")))?;
+            // sqlx takes an advisory lock here, so replicas starting together migrate once.
+            POSTGRES_MIGRATIONS.run(&pool).await.map_err(|e| {
+                StoreError::Migrate(format!("cannot bring the schema of {shown} up to date: {e}"))
+            })?;
+            Pool::Postgres(pool)
+        } else {
+            return Err(StoreError::Url(format!(
+                "database URL must start with sqlite:// or postgres:// (got {shown})"
+            )));
+        };
+        Ok(Store { pool })
+    }
+
+    /// The database this store talks to.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// A round trip to the database (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(db))?;
+        Ok(())
+    }
+
+    /// Closes the pool's connections, waiting for checked-out ones to come back.
+    pub async fn close(&self) {
+        with_pool!(self, |p| p.close().await)
+    }
+
+    // --- meta -----------------------------------------------------------------------------
+
+    /// The value stored under `key`.
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(p)
+                .await
+                .map_err(db)
+        })
+    }
+
+    /// Inserts `key = value` unless `key` is present; returns the value now stored, so that
+    /// replicas racing to initialise the same key all end up with the winner's value.
+    pub async fn meta_insert_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(p)
+            .await
+            .map_err(db)?;
+            sqlx::query_scalar::<_, String>("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(p)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("the meta key {key} vanished right after insert"))
+                })
+        })
+    }
+
+    // --- tenants and credentials -------------------------------------------------------------
+
+    /// Adds a tenant; [`StoreError::Conflict`] when its name (or id) is taken.
+    pub async fn create_tenant(&self, t: &TenantRow) -> Result<(), StoreError> {
+        let inserted = with_pool!(self, |p| {
+            sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
+                .bind(&t.id)
+                .bind(&t.name)
+                .bind(t.created_at)
+                .execute(p)
+                .await
+                .map(|_| ())
+        });
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let id_taken = self.tenant(&t.id).await?.is_some();
+                Err(conflict(e, || {
+                    if id_taken {
+                        format!("a tenant with id {} already exists", t.id)
+                    } else {
+                        format!("a tenant named {} already exists", t.name)
+                    }
+                }))
+            }
+        }
+    }
+
+    /// Every tenant, oldest first.
+    pub async fn tenants(&self) -> Result<Vec<TenantRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, TenantRow>(
+                "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
+            )
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// One tenant.
+    pub async fn tenant(&self, id: &str) -> Result<Option<TenantRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, TenantRow>("SELECT id, name, created_at FROM tenants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(db)
+        })
+    }
+
+    /// Registers a credential; [`StoreError::NotFound`] when its tenant does not exist.
+    pub async fn add_credential(&self, c: &CredentialRow) -> Result<(), StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO credentials (token_hash, role, tenant_id, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&c.token_hash)
+            .bind(&c.role)
+            .bind(&c.tenant_id)
+            .bind(c.created_at)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })
+        .map_err(|e| {
+            constraint(
+                e,
+                || "this bearer token is already registered".to_owned(),
+                || format!("there is no tenant {}", c.tenant_id.as_deref().unwrap_or("")),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The credential whose token hashes to `token_hash`.
+    pub async fn credential(&self, token_hash: &str) -> Result<Option<CredentialRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, CredentialRow>(
+                "SELECT token_hash, role, tenant_id, created_at FROM credentials \
+                 WHERE token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Whether any operator credential exists (bootstrap creates the first one).
+    pub async fn has_operator_credential(&self) -> Result<bool, StoreError> {
+        let row = with_pool!(self, |p| {
+            sqlx::query("SELECT 1 FROM credentials WHERE role = 'operator' LIMIT 1")
+                .fetch_optional(p)
+                .await
+                .map_err(db)?
+                .is_some()
+        });
+        Ok(row)
+    }
+
+    // --- instances -------------------------------------------------------------------------
+
+    /// Creates an instance with its policy version 1 and its first token key, in one
+    /// transaction. [`StoreError::Conflict`] when the tenant already has an instance of that name,
+    /// [`StoreError::NotFound`] when the tenant does not exist.
+    pub async fn create_instance(
+        &self,
+        i: &InstanceRow,
+        p: &PolicyVersionRow,
+        k: &InstanceKeyRow,
+    ) -> Result<(), StoreError> {
+        self.import_instance(i, std::slice::from_ref(p), std::slice::from_ref(k)).await
+    }
+
+    /// One instance.
+    pub async fn instance(&self, id: &str) -> Result<Option<InstanceRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, InstanceRow>(
+                "SELECT id, tenant_id, name, revision, policy_version, reference_values, \
+                 trust_anchors, settings, ca_certificate_pem, ca_key_sealed, created_at \
+                 FROM instances WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The instances of one tenant, or of all tenants with `None`; oldest first.
+    pub async fn instances(&self, tenant_id: Option<&str>) -> Result<Vec<InstanceRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, InstanceRow>(
+                "SELECT id, tenant_id, name, revision, policy_version, reference_values, \
+                 trust_anchors, settings, ca_certificate_pem, ca_key_sealed, created_at \
+                 FROM instances WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY created_at, id",
+            )
+            .bind(tenant_id)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// An instance's revision, which every change bumps (cheap staleness check for caches).
+    pub async fn instance_revision(&self, id: &str) -> Result<Option<i64>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>("SELECT revision FROM instances WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(db)
+        })
+    }
+
+    /// Appends policy version max+1, makes it the one in force and bumps the revision, in one
+    /// transaction; returns the new version. [`StoreError::NotFound`] if there is no instance.
+    pub async fn add_policy_version(
+        &self,
+        instance_id: &str,
+        rego: &str,
+        builtin: Option<&str>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let version = in_write_tx!(self, |tx| {
+            // The UPDATE first: on PostgreSQL it locks the instance row, so concurrent callers
+            // number their versions one after the other.
+            let bumped = sqlx::query("UPDATE instances SET revision = revision + 1 WHERE id = $1")
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if bumped.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("there is no instance {instance_id}")));
+            }
+            let version = sqlx::query_scalar::<_, i64>(
+                "SELECT COALESCE(MAX(version), 0) FROM policy_versions WHERE instance_id = $1",
+            )
+            .bind(instance_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+                + 1;
+            sqlx::query(
+                "INSERT INTO policy_versions (instance_id, version, rego, builtin, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(instance_id)
+            .bind(version)
+            .bind(rego)
+            .bind(builtin)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict(e, || {
+                    format!("instance {instance_id} already has policy version {version}")
+                })
+            })?;
+            sqlx::query("UPDATE instances SET policy_version = $2 WHERE id = $1")
+                .bind(instance_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            version
+        });
+        Ok(version)
+    }
+
+    /// One policy version of an instance.
+    pub async fn policy_version(
+        &self,
+        instance_id: &str,
+        version: i64,
+    ) -> Result<Option<PolicyVersionRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, PolicyVersionRow>(
+                "SELECT instance_id, version, rego, builtin, created_at FROM policy_versions \
+                 WHERE instance_id = $1 AND version = $2",
+            )
+            .bind(instance_id)
+            .bind(version)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Every policy version of an instance, ascending.
+    pub async fn policy_versions(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<PolicyVersionRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, PolicyVersionRow>(
+                "SELECT instance_id, version, rego, builtin, created_at FROM policy_versions \
+                 WHERE instance_id = $1 ORDER BY version",
+            )
+            .bind(instance_id)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Replaces the reference values (JSON) and bumps the revision.
+    pub async fn set_reference_values(
+        &self,
+        instance_id: &str,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        let updated = with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE instances SET reference_values = $2, revision = revision + 1 WHERE id = $1",
+            )
+            .bind(instance_id)
+            .bind(json)
+            .execute(p)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        found(updated, || format!("there is no instance {instance_id}"))
+    }
+
+    /// Replaces the trust anchors (JSON) and bumps the revision.
+    pub async fn set_trust_anchors(&self, instance_id: &str, json: &str) -> Result<(), StoreError> {
+        let updated = with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE instances SET trust_anchors = $2, revision = revision + 1 WHERE id = $1",
+            )
+            .bind(instance_id)
+            .bind(json)
+            .execute(p)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        found(updated, || format!("there is no instance {instance_id}"))
+    }
+
+    /// Rotates an instance's keys in one transaction: every key still signing is retired at
+    /// `now` and kept published until `keep_until`, `new_key` becomes the signing key, the CA
+    /// certificate and its sealed key are replaced, and the revision is bumped.
+    pub async fn rotate_instance_keys(
+        &self,
+        instance_id: &str,
+        new_key: &InstanceKeyRow,
+        ca_certificate_pem: &str,
+        ca_key_sealed: &[u8],
+        now: i64,
+        keep_until: i64,
+    ) -> Result<(), StoreError> {
+        same_instance(instance_id, "the new token key", &new_key.instance_id)?;
+        if new_key.retired_at.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "the new token key {} is already marked retired",
+                new_key.kid
+            )));
+        }
+        in_write_tx!(self, |tx| {
+            let updated = sqlx::query(
+                "UPDATE instances SET ca_certificate_pem = $2, ca_key_sealed = $3, \
+                 revision = revision + 1 WHERE id = $1",
+            )
+            .bind(instance_id)
+            .bind(ca_certificate_pem)
+            .bind(ca_key_sealed)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("there is no instance {instance_id}")));
+            }
+            sqlx::query(
+                "UPDATE instance_keys SET retired_at = $2, keep_until = $3 \
+                 WHERE instance_id = $1 AND retired_at IS NULL",
+            )
+            .bind(instance_id)
+            .bind(now)
+            .bind(keep_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            insert_key!(&mut *tx, new_key)?;
+        });
+        Ok(())
+    }
+
+    /// Every token key of an instance (signing and retired), oldest first.
+    pub async fn instance_keys(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<InstanceKeyRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, InstanceKeyRow>(
+                "SELECT instance_id, kid, public_jwk, secret_sealed, created_at, retired_at, \
+                 keep_until FROM instance_keys WHERE instance_id = $1 ORDER BY created_at, kid",
+            )
+            .bind(instance_id)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Deletes an instance with its policy versions, keys and nonces, in one transaction;
+    /// [`StoreError::NotFound`] if there is no instance.
+    pub async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError> {
+        in_write_tx!(self, |tx| {
+            for statement in [
+                "DELETE FROM nonces WHERE instance_id = $1",
+                "DELETE FROM instance_keys WHERE instance_id = $1",
+                "DELETE FROM policy_versions WHERE instance_id = $1",
+            ] {
+                sqlx::query(statement).bind(instance_id).execute(&mut *tx).await.map_err(db)?;
+            }
+            let deleted = sqlx::query("DELETE FROM instances WHERE id = $1")
+                .bind(instance_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if deleted.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("there is no instance {instance_id}")));
+            }
+        });
+        Ok(())
+    }
+
+    /// Inserts an instance with all its policy versions and keys in one transaction (migration
+    /// from another service). [`StoreError::Conflict`] when the id exists or the tenant already
+    /// has an instance of that name; [`StoreError::Invalid`] when a version or key belongs to
+    /// another instance or the version in force is missing.
+    pub async fn import_instance(
+        &self,
+        i: &InstanceRow,
+        versions: &[PolicyVersionRow],
+        keys: &[InstanceKeyRow],
+    ) -> Result<(), StoreError> {
+        for v in versions {
+            same_instance(&i.id, &format!("policy version {}", v.version), &v.instance_id)?;
+        }
+        for k in keys {
+            same_instance(&i.id, &format!("token key {}", k.kid), &k.instance_id)?;
+        }
+        if !versions.iter().any(|v| v.version == i.policy_version) {
+            return Err(StoreError::Invalid(format!(
+                "instance {} is at policy version {}, which is not among the versions given",
+                i.id, i.policy_version
+            )));
+        }
+        in_write_tx!(self, |tx| {
+            let taken = sqlx::query("SELECT 1 FROM instances WHERE id = $1")
+                .bind(&i.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "an instance with id {} already exists",
+                    i.id
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO instances (id, tenant_id, name, revision, policy_version, \
+                 reference_values, trust_anchors, settings, ca_certificate_pem, ca_key_sealed, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&i.id)
+            .bind(&i.tenant_id)
+            .bind(&i.name)
+            .bind(i.revision)
+            .bind(i.policy_version)
+            .bind(&i.reference_values)
+            .bind(&i.trust_anchors)
+            .bind(&i.settings)
+            .bind(&i.ca_certificate_pem)
+            .bind(&i.ca_key_sealed)
+            .bind(i.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                constraint(
+                    e,
+                    || format!("tenant {} already has an instance named {}", i.tenant_id, i.name),
+                    || format!("there is no tenant {}", i.tenant_id),
+                )
+            })?;
+            for v in versions {
+                sqlx::query(
+                    "INSERT INTO policy_versions (instance_id, version, rego, builtin, \
+                     created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&v.instance_id)
+                .bind(v.version)
+                .bind(&v.rego)
+                .bind(&v.builtin)
+                .bind(v.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    conflict(e, || format!("policy version {} is given twice", v.version))
+                })?;
+            }
+            for k in keys {
+                insert_key!(&mut *tx, k)?;
+            }
+        });
+        Ok(())
+    }
+
+    // --- nonces ----------------------------------------------------------------------------
+
+    /// Records an issued challenge nonce.
+    pub async fn insert_nonce(
+        &self,
+        nonce: &str,
+        instance_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query("INSERT INTO nonces (nonce, instance_id, expires_at) VALUES ($1, $2, $3)")
+                .bind(nonce)
+                .bind(instance_id)
+                .bind(expires_at)
+                .execute(p)
+                .await
+                .map(|_| ())
+        })
+        .map_err(|e| {
+            constraint(
+                e,
+                || format!("the nonce {nonce} was already issued"),
+                || format!("there is no instance {instance_id}"),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Removes the nonce of this instance and returns its expiry; `None` when it is unknown or
+    /// already used. A single `DELETE … RETURNING`, so of many concurrent callers on any replica
+    /// exactly one gets `Some`. The caller checks the expiry.
+    pub async fn consume_nonce(
+        &self,
+        nonce: &str,
+        instance_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>(
+                "DELETE FROM nonces WHERE nonce = $1 AND instance_id = $2 RETURNING expires_at",
+            )
+            .bind(nonce)
+            .bind(instance_id)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The expiry of an outstanding nonce of this instance, without using it up.
+    pub async fn nonce_expiry(
+        &self,
+        nonce: &str,
+        instance_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT expires_at FROM nonces WHERE nonce = $1 AND instance_id = $2",
+            )
+            .bind(nonce)
+            .bind(instance_id)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Deletes the nonces that expired before `now` (a nonce is good up to and including its
+    /// `expires_at`); returns how many.
+    pub async fn purge_nonces(&self, now: i64) -> Result<u64, StoreError> {
+        let purged = with_pool!(self, |p| {
+            sqlx::query("DELETE FROM nonces WHERE expires_at < $1")
+                .bind(now)
+                .execute(p)
+                .await
+                .map_err(db)?
+                .rows_affected()
+        });
+        Ok(purged)
+    }
+
+    /// How many nonces of this instance are outstanding (expired ones included until purged).
+    pub async fn count_nonces(&self, instance_id: &str) -> Result<i64, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM nonces WHERE instance_id = $1")
+                .bind(instance_id)
+                .fetch_one(p)
+                .await
+                .map_err(db)
+        })
+    }
+
+    // --- key-broker keys -------------------------------------------------------------------
+
+    /// Adds a broker key. [`StoreError::Conflict`] when the tenant already has a key of that
+    /// name (or the id or key id is taken); [`StoreError::NotFound`] when the tenant is missing.
+    pub async fn create_broker_key(&self, k: &BrokerKeyRow) -> Result<(), StoreError> {
+        let inserted = with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO broker_keys (id, tenant_id, name, key_id, public_key, secret_sealed, \
+                 release_policy, instances, created_at, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&k.id)
+            .bind(&k.tenant_id)
+            .bind(&k.name)
+            .bind(&k.key_id)
+            .bind(&k.public_key)
+            .bind(&k.secret_sealed)
+            .bind(&k.release_policy)
+            .bind(&k.instances)
+            .bind(k.created_at)
+            .bind(k.revoked_at)
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
+        let Err(e) = inserted else { return Ok(()) };
+        let is_unique = matches!(&e, sqlx::Error::Database(d) if d.is_unique_violation());
+        let message = if !is_unique {
+            String::new()
+        } else if self.broker_key(&k.id).await?.is_some() {
+            format!("a broker key with id {} already exists", k.id)
+        } else if self.broker_key_by_key_id(&k.key_id).await?.is_some() {
+            format!("a broker key with key id {} already exists", k.key_id)
+        } else {
+            format!("tenant {} already has a broker key named {}", k.tenant_id, k.name)
+        };
+        Err(constraint(e, || message, || format!("there is no tenant {}", k.tenant_id)))
+    }
+
+    /// One broker key by its `kb_…` id.
+    pub async fn broker_key(&self, id: &str) -> Result<Option<BrokerKeyRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, BrokerKeyRow>(
+                "SELECT id, tenant_id, name, key_id, public_key, secret_sealed, release_policy, \
+                 instances, created_at, revoked_at FROM broker_keys WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// One broker key by the hex of its envelope key id (what a kind-2 recipient names).
+    pub async fn broker_key_by_key_id(
+        &self,
+        key_id_hex: &str,
+    ) -> Result<Option<BrokerKeyRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, BrokerKeyRow>(
+                "SELECT id, tenant_id, name, key_id, public_key, secret_sealed, release_policy, \
+                 instances, created_at, revoked_at FROM broker_keys WHERE key_id = $1",
+            )
+            .bind(key_id_hex)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The broker keys of a tenant, oldest first.
+    pub async fn broker_keys(&self, tenant_id: &str) -> Result<Vec<BrokerKeyRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, BrokerKeyRow>(
+                "SELECT id, tenant_id, name, key_id, public_key, secret_sealed, release_policy, \
+                 instances, created_at, revoked_at FROM broker_keys WHERE tenant_id = $1 \
+                 ORDER BY created_at, id",
+            )
+            .bind(tenant_id)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Marks a broker key revoked at `now`; revoking it again keeps the first time.
+    pub async fn revoke_broker_key(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        let updated = with_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE broker_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(p)
+            .await
+            .map_err(db)?
+            .rows_affected()
+        });
+        found(updated, || format!("there is no broker key {id}"))
+    }
+
+    /// Deletes a broker key; [`StoreError::NotFound`] if there is none.
+    pub async fn delete_broker_key(&self, id: &str) -> Result<(), StoreError> {
+        let deleted = with_pool!(self, |p| {
+            sqlx::query("DELETE FROM broker_keys WHERE id = $1")
+                .bind(id)
+                .execute(p)
+                .await
+                .map_err(db)?
+                .rows_affected()
+        });
+        found(deleted, || format!("there is no broker key {id}"))
+    }
+
+    // --- audit log -------------------------------------------------------------------------
+
+    /// Appends an audit entry, serialised across connections and replicas: `make` gets the
+    /// current last entry (`None` for an empty log) and returns the row to insert, whose `seq`
+    /// must be `last.seq + 1` (or 1). Returns the inserted row.
+    pub async fn append_audit<F>(&self, make: F) -> Result<AuditRow, StoreError>
+    where
+        F: FnOnce(Option<&AuditRow>) -> AuditRow + Send,
+    {
+        let backend = self.backend();
+        let row = in_write_tx!(self, |tx| {
+            if backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(AUDIT_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            let last = sqlx::query_as::<_, AuditRow>(
+                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+                 FROM audit_log ORDER BY seq DESC LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let row = make(last.as_ref());
+            let expected = last.as_ref().map_or(1, |l| l.seq + 1);
+            if row.seq != expected {
+                return Err(StoreError::Invalid(format!(
+                    "the audit entry to append has seq {}, the next one is {expected}",
+                    row.seq
+                )));
+            }
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, kind, actor, tenant_id, subject, outcome, detail, \
+                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(row.seq)
+            .bind(row.at)
+            .bind(&row.kind)
+            .bind(&row.actor)
+            .bind(&row.tenant_id)
+            .bind(&row.subject)
+            .bind(&row.outcome)
+            .bind(&row.detail)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict(e, || format!("audit entry {} already exists", row.seq)))?;
+            row
+        });
+        Ok(row)
+    }
+
+    /// The audit entries of one tenant, or all with `None`, by seq.
+    pub async fn audit_rows(&self, tenant_id: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, AuditRow>(
+                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+                 FROM audit_log WHERE ($1 IS NULL OR tenant_id = $1) ORDER BY seq",
+            )
+            .bind(tenant_id)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The last audit entry.
+    pub async fn audit_last(&self) -> Result<Option<AuditRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, AuditRow>(
+                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+                 FROM audit_log ORDER BY seq DESC LIMIT 1",
+            )
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Records a signed checkpoint; [`StoreError::Conflict`] if one exists at that seq.
+    pub async fn add_checkpoint(&self, c: &CheckpointRow) -> Result<(), StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, at, hash, signature) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(c.seq)
+            .bind(c.at)
+            .bind(&c.hash)
+            .bind(&c.signature)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })
+        .map_err(|e| {
+            conflict(e, || format!("there is already an audit checkpoint at seq {}", c.seq))
+        })?;
+        Ok(())
+    }
+
+    /// Every checkpoint, by seq.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, CheckpointRow>(
+                "SELECT seq, at, hash, signature FROM audit_checkpoints ORDER BY seq",
+            )
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+}
+
+/// [`StoreError::NotFound`] with `message` when an UPDATE or DELETE touched no row.
+fn found(rows_affected: u64, message: impl FnOnce() -> String) -> Result<(), StoreError> {
+    if rows_affected == 0 { Err(StoreError::NotFound(message())) } else { Ok(()) }
+}
+
+/// [`StoreError::Invalid`] unless a row given for `instance_id` names that instance.
+fn same_instance(instance_id: &str, what: &str, row_instance_id: &str) -> Result<(), StoreError> {
+    if row_instance_id == instance_id {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{what} belongs to instance {row_instance_id}, not {instance_id}"
+        )))
+    }
 }

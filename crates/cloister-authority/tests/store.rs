@@ -1,0 +1,975 @@
+//! The service database, one suite run against SQLite (a temp file per test) and against
+//! PostgreSQL when `CLOISTER_TEST_POSTGRES_URL` is set.
+//!
+//! PostgreSQL isolation: the variable names an admin database (any database the role may connect
+//! to, with the right to `CREATE DATABASE`); every test creates its own database
+//! `cloister_t_<test>_<pid>_<n>` there, runs on it, and drops it when it passes (a failed test
+//! leaves it behind for inspection). `scripts/start-postgres.sh` starts a suitable server and
+//! prints the URL; CI runs it and exports the variable, so there the PostgreSQL cases run. Without
+//! the variable they print that they were skipped and pass.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use cloister_authority::store::{
+    AuditRow, Backend, BrokerKeyRow, CheckpointRow, CredentialRow, InstanceKeyRow, InstanceRow,
+    PolicyVersionRow, Store, StoreError, TenantRow,
+};
+use sha2::{Digest as _, Sha256};
+use sqlx::Connection as _;
+
+const PG_ENV: &str = "CLOISTER_TEST_POSTGRES_URL";
+
+/// Where one test's database lives; `open` gives a new, independent pool each time (a replica).
+struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: the admin URL and the database to drop afterwards.
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = format!("sqlite://{}", dir.path().join("cloister.db").display());
+        TestDb { url, _dir: Some(dir), pg: None }
+    }
+
+    async fn postgres(test: &str) -> Option<TestDb> {
+        let Ok(admin) = std::env::var(PG_ENV) else {
+            eprintln!("skipped: {PG_ENV} is unset (scripts/start-postgres.sh starts a server)");
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "cloister_t_{test}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("{PG_ENV} is set but connecting to it failed: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE (the role needs CREATEDB)");
+        conn.close().await.expect("close the admin connection");
+        let url = with_database(&admin, &name);
+        Some(TestDb { url, _dir: None, pg: Some((admin, name)) })
+    }
+
+    async fn open(&self) -> Store {
+        Store::connect(&self.url).await.expect("connect to the test database")
+    }
+
+    async fn finish(self) {
+        if let Some((admin, name)) = &self.pg {
+            let mut conn = sqlx::PgConnection::connect(admin).await.expect("admin connection");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("DROP DATABASE");
+        }
+    }
+}
+
+/// `url` with its database (the last path segment) replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let prefix = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    format!("{prefix}/{database}{query}")
+}
+
+/// Each case runs once on SQLite and once on PostgreSQL (skipped without the variable).
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let db = super::TestDb::sqlite();
+                    super::$case(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(db) = super::TestDb::postgres(stringify!($case)).await else {
+                        return;
+                    };
+                    super::$case(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    meta_and_ping,
+    tenants_and_credentials,
+    instances,
+    policy_versions_increment,
+    rotation_keeps_old_keys,
+    delete_removes_everything_of_the_instance,
+    import_instance,
+    nonces,
+    nonce_race_across_replicas,
+    broker_keys,
+    audit_log_and_checkpoints,
+    audit_appends_from_two_replicas_chain_without_gaps,
+    restart_loses_nothing,
+);
+
+// --- fixtures ----------------------------------------------------------------------------------
+
+fn tenant(id: &str, name: &str, created_at: i64) -> TenantRow {
+    TenantRow { id: id.into(), name: name.into(), created_at }
+}
+
+fn new_instance(
+    id: &str,
+    tenant_id: &str,
+    name: &str,
+    now: i64,
+) -> (InstanceRow, PolicyVersionRow, InstanceKeyRow) {
+    let instance = InstanceRow {
+        id: id.into(),
+        tenant_id: tenant_id.into(),
+        name: name.into(),
+        revision: 1,
+        policy_version: 1,
+        reference_values: r#"{"snp":{"measurement":["aa"]}}"#.into(),
+        trust_anchors: "{}".into(),
+        settings: r#"{"nonce_ttl_s":300}"#.into(),
+        ca_certificate_pem: format!("-----BEGIN CERTIFICATE-----\n{id} ca 1\n"),
+        ca_key_sealed: vec![0xca, 0x01, 0x00, 0xff],
+        created_at: now,
+    };
+    let policy = PolicyVersionRow {
+        instance_id: id.into(),
+        version: 1,
+        rego: "package cloister\ndefault allow := false\n".into(),
+        builtin: Some("default".into()),
+        created_at: now,
+    };
+    let key = token_key(id, "k1", now);
+    (instance, policy, key)
+}
+
+fn token_key(instance_id: &str, kid: &str, now: i64) -> InstanceKeyRow {
+    InstanceKeyRow {
+        instance_id: instance_id.into(),
+        kid: kid.into(),
+        public_jwk: format!(r#"{{"kty":"EC","kid":"{kid}"}}"#),
+        secret_sealed: kid.as_bytes().iter().rev().copied().chain([0u8, 0xff]).collect(),
+        created_at: now,
+        retired_at: None,
+        keep_until: None,
+    }
+}
+
+fn broker_key(id: &str, tenant_id: &str, name: &str, key_id: &str, now: i64) -> BrokerKeyRow {
+    BrokerKeyRow {
+        id: id.into(),
+        tenant_id: tenant_id.into(),
+        name: name.into(),
+        key_id: key_id.into(),
+        public_key: format!("pk-{id}"),
+        secret_sealed: vec![1, 2, 3, 0, 255],
+        release_policy: "package release\ndefault allow := true\n".into(),
+        instances: r#"["in_a"]"#.into(),
+        created_at: now,
+        revoked_at: None,
+    }
+}
+
+/// The trivial chain the suite uses: hash = hex(sha256(prev_hash ‖ seq)).
+fn chain_next(last: Option<&AuditRow>, tenant_id: Option<&str>, detail: &str) -> AuditRow {
+    let seq = last.map_or(1, |l| l.seq + 1);
+    let prev_hash = last.map_or_else(|| "0".repeat(64), |l| l.hash.clone());
+    let hash = hex::encode(Sha256::digest(format!("{prev_hash}{seq}")));
+    AuditRow {
+        seq,
+        at: 1_000 + seq,
+        kind: "test".into(),
+        actor: "tester".into(),
+        tenant_id: tenant_id.map(Into::into),
+        subject: format!("subject {seq}"),
+        outcome: "ok".into(),
+        detail: detail.into(),
+        prev_hash,
+        hash,
+    }
+}
+
+fn assert_chain(rows: &[AuditRow]) {
+    let mut prev = "0".repeat(64);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.seq, i as i64 + 1, "seqs run 1, 2, … without gaps");
+        assert_eq!(row.prev_hash, prev, "entry {} chains to the previous hash", row.seq);
+        assert_eq!(row.hash, hex::encode(Sha256::digest(format!("{prev}{}", row.seq))));
+        prev = row.hash.clone();
+    }
+}
+
+#[track_caller]
+fn expect_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, needle: &str) {
+    match result {
+        Err(StoreError::Conflict(message)) => {
+            assert!(message.contains(needle), "conflict message {message:?} names {needle:?}")
+        }
+        other => panic!("expected a conflict naming {needle:?}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, needle: &str) {
+    match result {
+        Err(StoreError::NotFound(message)) => {
+            assert!(message.contains(needle), "not-found message {message:?} names {needle:?}")
+        }
+        other => panic!("expected not-found naming {needle:?}, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn expect_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, needle: &str) {
+    match result {
+        Err(StoreError::Invalid(message)) => {
+            assert!(message.contains(needle), "message {message:?} names {needle:?}")
+        }
+        other => panic!("expected invalid naming {needle:?}, got {other:?}"),
+    }
+}
+
+async fn with_tenant(store: &Store, id: &str) {
+    store.create_tenant(&tenant(id, &format!("name-{id}"), 1)).await.expect("create tenant");
+}
+
+// --- cases -------------------------------------------------------------------------------------
+
+async fn meta_and_ping(db: &TestDb) {
+    let store = db.open().await;
+    store.ping().await.expect("ping");
+    let expected = if db.pg.is_some() { Backend::Postgres } else { Backend::Sqlite };
+    assert_eq!(store.backend(), expected);
+
+    assert_eq!(store.meta("service_id").await.expect("meta"), None);
+    assert_eq!(store.meta_insert_if_absent("service_id", "first").await.expect("insert"), "first");
+    assert_eq!(store.meta_insert_if_absent("service_id", "second").await.expect("insert"), "first");
+    assert_eq!(store.meta("service_id").await.expect("meta").as_deref(), Some("first"));
+
+    // Two replicas racing to initialise the same key agree on one value.
+    let other = db.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = if i % 2 == 0 { store.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.meta_insert_if_absent("checkpoint_key", &format!("value-{i}")).await
+        }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for task in tasks {
+        seen.insert(task.await.expect("join").expect("insert"));
+    }
+    assert_eq!(seen.len(), 1, "every racer sees the winner's value: {seen:?}");
+    assert_eq!(store.meta("checkpoint_key").await.expect("meta"), seen.pop_first());
+}
+
+async fn tenants_and_credentials(db: &TestDb) {
+    let store = db.open().await;
+    assert!(store.tenants().await.expect("tenants").is_empty());
+    let acme = tenant("tn_acme", "acme", 20);
+    let beta = tenant("tn_beta", "beta", 10);
+    let gamma = tenant("tn_0gamma", "gamma", 20);
+    for t in [&acme, &beta, &gamma] {
+        store.create_tenant(t).await.expect("create tenant");
+    }
+    assert_eq!(
+        store.tenants().await.expect("tenants"),
+        vec![beta.clone(), gamma.clone(), acme.clone()],
+        "by created_at, then id"
+    );
+    assert_eq!(store.tenant("tn_acme").await.expect("tenant"), Some(acme.clone()));
+    assert_eq!(store.tenant("tn_nope").await.expect("tenant"), None);
+
+    expect_conflict(
+        store.create_tenant(&tenant("tn_other", "acme", 30)).await,
+        "a tenant named acme already exists",
+    );
+    expect_conflict(
+        store.create_tenant(&tenant("tn_acme", "acme2", 30)).await,
+        "a tenant with id tn_acme already exists",
+    );
+    assert_eq!(store.tenants().await.expect("tenants").len(), 3);
+
+    assert!(!store.has_operator_credential().await.expect("operator?"));
+    let tenant_cred = CredentialRow {
+        token_hash: "ab".repeat(32),
+        role: "tenant".into(),
+        tenant_id: Some("tn_acme".into()),
+        created_at: 5,
+    };
+    store.add_credential(&tenant_cred).await.expect("add credential");
+    assert!(!store.has_operator_credential().await.expect("operator?"), "a tenant is no operator");
+    let operator = CredentialRow {
+        token_hash: "cd".repeat(32),
+        role: "operator".into(),
+        tenant_id: None,
+        created_at: 6,
+    };
+    store.add_credential(&operator).await.expect("add operator");
+    assert!(store.has_operator_credential().await.expect("operator?"));
+    assert_eq!(store.credential(&"ab".repeat(32)).await.expect("get"), Some(tenant_cred.clone()));
+    assert_eq!(store.credential(&"cd".repeat(32)).await.expect("get"), Some(operator));
+    assert_eq!(store.credential(&"ef".repeat(32)).await.expect("get"), None);
+
+    expect_conflict(store.add_credential(&tenant_cred).await, "already registered");
+    let orphan = CredentialRow {
+        token_hash: "12".repeat(32),
+        tenant_id: Some("tn_missing".into()),
+        ..tenant_cred
+    };
+    expect_not_found(store.add_credential(&orphan).await, "tn_missing");
+    assert_eq!(store.credential(&"12".repeat(32)).await.expect("get"), None);
+}
+
+async fn instances(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    with_tenant(&store, "tn_b").await;
+    let (i1, p1, k1) = new_instance("in_1", "tn_a", "prod", 50);
+    let (i2, p2, k2) = new_instance("in_2", "tn_a", "dev", 40);
+    let (i3, p3, k3) = new_instance("in_3", "tn_b", "prod", 60);
+    store.create_instance(&i1, &p1, &k1).await.expect("create in_1");
+    store.create_instance(&i2, &p2, &k2).await.expect("create in_2");
+    store.create_instance(&i3, &p3, &k3).await.expect("same name in another tenant is fine");
+
+    assert_eq!(store.instance("in_1").await.expect("get"), Some(i1.clone()));
+    assert_eq!(store.instance("in_nope").await.expect("get"), None);
+    assert_eq!(store.instances(Some("tn_a")).await.expect("list"), vec![i2.clone(), i1.clone()]);
+    assert_eq!(store.instances(Some("tn_b")).await.expect("list"), vec![i3.clone()]);
+    assert_eq!(store.instances(Some("tn_nope")).await.expect("list"), vec![]);
+    assert_eq!(
+        store.instances(None).await.expect("list"),
+        vec![i2.clone(), i1.clone(), i3.clone()]
+    );
+    assert_eq!(store.policy_versions("in_1").await.expect("versions"), vec![p1.clone()]);
+    assert_eq!(store.instance_keys("in_1").await.expect("keys"), vec![k1.clone()]);
+
+    // Conflicts and missing tenants leave nothing behind.
+    let (dup, dp, dk) = new_instance("in_dup", "tn_a", "prod", 70);
+    expect_conflict(
+        store.create_instance(&dup, &dp, &dk).await,
+        "tenant tn_a already has an instance named prod",
+    );
+    assert_eq!(store.instance("in_dup").await.expect("get"), None);
+    assert!(store.policy_versions("in_dup").await.expect("versions").is_empty());
+    assert!(store.instance_keys("in_dup").await.expect("keys").is_empty());
+    let (same_id, sp, sk) = new_instance("in_1", "tn_b", "other", 70);
+    expect_conflict(
+        store.create_instance(&same_id, &sp, &sk).await,
+        "an instance with id in_1 already exists",
+    );
+    let (orphan, op, ok) = new_instance("in_orphan", "tn_missing", "x", 70);
+    expect_not_found(store.create_instance(&orphan, &op, &ok).await, "tn_missing");
+    assert_eq!(store.instance("in_orphan").await.expect("get"), None);
+
+    // Rows of another instance are refused before anything is written.
+    let (i4, p4, k4) = new_instance("in_4", "tn_a", "four", 70);
+    let foreign_key = token_key("in_1", "k9", 70);
+    expect_invalid(
+        store.create_instance(&i4, &p4, &foreign_key).await,
+        "token key k9 belongs to instance in_1",
+    );
+    let foreign_policy = PolicyVersionRow { instance_id: "in_2".into(), ..p4.clone() };
+    expect_invalid(
+        store.create_instance(&i4, &foreign_policy, &k4).await,
+        "belongs to instance in_2",
+    );
+    let wrong_version = PolicyVersionRow { version: 2, ..p4.clone() };
+    expect_invalid(store.create_instance(&i4, &wrong_version, &k4).await, "policy version 1");
+    assert_eq!(store.instance("in_4").await.expect("get"), None);
+
+    // Updates bump the revision.
+    assert_eq!(store.instance_revision("in_1").await.expect("revision"), Some(1));
+    assert_eq!(store.instance_revision("in_nope").await.expect("revision"), None);
+    store.set_reference_values("in_1", r#"{"tdx":{}}"#).await.expect("set reference values");
+    store.set_trust_anchors("in_1", r#"{"snp":["ark"]}"#).await.expect("set trust anchors");
+    let updated = store.instance("in_1").await.expect("get").expect("exists");
+    assert_eq!(updated.reference_values, r#"{"tdx":{}}"#);
+    assert_eq!(updated.trust_anchors, r#"{"snp":["ark"]}"#);
+    assert_eq!(updated.revision, 3);
+    assert_eq!(store.instance_revision("in_1").await.expect("revision"), Some(3));
+    assert_eq!(store.instance("in_2").await.expect("get"), Some(i2), "others untouched");
+    expect_not_found(store.set_reference_values("in_nope", "{}").await, "in_nope");
+    expect_not_found(store.set_trust_anchors("in_nope", "{}").await, "in_nope");
+}
+
+async fn policy_versions_increment(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    let (i, p, k) = new_instance("in_1", "tn_a", "prod", 50);
+    store.create_instance(&i, &p, &k).await.expect("create");
+
+    assert_eq!(store.add_policy_version("in_1", "package v2", None, 60).await.expect("v2"), 2);
+    assert_eq!(
+        store.add_policy_version("in_1", "package v3", Some("strict"), 70).await.expect("v3"),
+        3
+    );
+    let now = store.instance("in_1").await.expect("get").expect("exists");
+    assert_eq!(now.policy_version, 3);
+    assert_eq!(now.revision, 3);
+    let v2 = PolicyVersionRow {
+        instance_id: "in_1".into(),
+        version: 2,
+        rego: "package v2".into(),
+        builtin: None,
+        created_at: 60,
+    };
+    assert_eq!(store.policy_version("in_1", 2).await.expect("get"), Some(v2.clone()));
+    assert_eq!(store.policy_version("in_1", 1).await.expect("get"), Some(p.clone()));
+    assert_eq!(store.policy_version("in_1", 4).await.expect("get"), None);
+    assert_eq!(store.policy_version("in_2", 1).await.expect("get"), None);
+    let all = store.policy_versions("in_1").await.expect("list");
+    assert_eq!(all.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(all[1], v2);
+    assert_eq!(all[2].builtin.as_deref(), Some("strict"));
+    expect_not_found(store.add_policy_version("in_nope", "x", None, 1).await, "in_nope");
+    assert!(store.policy_versions("in_nope").await.expect("list").is_empty());
+
+    // Concurrent updates from two replicas each get their own version.
+    let other = db.open().await;
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let s = if n % 2 == 0 { store.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.add_policy_version("in_1", &format!("package p{n}"), None, 100 + n).await
+        }));
+    }
+    let mut got = Vec::new();
+    for task in tasks {
+        got.push(task.await.expect("join").expect("add version"));
+    }
+    got.sort_unstable();
+    assert_eq!(got, (4..=15).collect::<Vec<_>>());
+    let now = store.instance("in_1").await.expect("get").expect("exists");
+    assert_eq!((now.policy_version, now.revision), (15, 15));
+}
+
+async fn rotation_keeps_old_keys(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    let (i, p, k1) = new_instance("in_1", "tn_a", "prod", 50);
+    store.create_instance(&i, &p, &k1).await.expect("create");
+
+    let k2 = token_key("in_1", "k2", 100);
+    store.rotate_instance_keys("in_1", &k2, "CA 2", &[2, 2], 100, 400).await.expect("rotate");
+    let keys = store.instance_keys("in_1").await.expect("keys");
+    let k1_retired = InstanceKeyRow { retired_at: Some(100), keep_until: Some(400), ..k1.clone() };
+    assert_eq!(keys, vec![k1_retired.clone(), k2.clone()]);
+    let after = store.instance("in_1").await.expect("get").expect("exists");
+    assert_eq!(after.ca_certificate_pem, "CA 2");
+    assert_eq!(after.ca_key_sealed, vec![2, 2]);
+    assert_eq!(after.revision, 2);
+
+    // A second rotation retires k2 only; k1 keeps its own retirement times.
+    let k3 = token_key("in_1", "k3", 200);
+    store.rotate_instance_keys("in_1", &k3, "CA 3", &[3], 200, 500).await.expect("rotate again");
+    let k2_retired = InstanceKeyRow { retired_at: Some(200), keep_until: Some(500), ..k2.clone() };
+    assert_eq!(
+        store.instance_keys("in_1").await.expect("keys"),
+        vec![k1_retired.clone(), k2_retired.clone(), k3.clone()]
+    );
+
+    // A clashing kid rolls the whole rotation back.
+    let clash = token_key("in_1", "k2", 300);
+    expect_conflict(
+        store.rotate_instance_keys("in_1", &clash, "CA 4", &[4], 300, 600).await,
+        "instance in_1 already has a token key with kid k2",
+    );
+    assert_eq!(
+        store.instance_keys("in_1").await.expect("keys"),
+        vec![k1_retired, k2_retired, k3.clone()]
+    );
+    let unchanged = store.instance("in_1").await.expect("get").expect("exists");
+    assert_eq!((unchanged.ca_certificate_pem.as_str(), unchanged.revision), ("CA 3", 3));
+
+    expect_not_found(
+        store
+            .rotate_instance_keys("in_nope", &token_key("in_nope", "k", 1), "CA", &[1], 1, 2)
+            .await,
+        "in_nope",
+    );
+    expect_invalid(
+        store.rotate_instance_keys("in_1", &token_key("in_2", "k9", 1), "CA", &[1], 1, 2).await,
+        "belongs to instance in_2",
+    );
+    let retired = InstanceKeyRow { retired_at: Some(1), ..token_key("in_1", "k9", 1) };
+    expect_invalid(
+        store.rotate_instance_keys("in_1", &retired, "CA", &[1], 1, 2).await,
+        "already marked retired",
+    );
+    assert!(store.instance_keys("in_nope").await.expect("keys").is_empty());
+}
+
+async fn delete_removes_everything_of_the_instance(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    let (i1, p1, k1) = new_instance("in_1", "tn_a", "prod", 50);
+    let (i2, p2, k2) = new_instance("in_2", "tn_a", "dev", 50);
+    store.create_instance(&i1, &p1, &k1).await.expect("create");
+    store.create_instance(&i2, &p2, &k2).await.expect("create");
+    store.add_policy_version("in_1", "package v2", None, 60).await.expect("v2");
+    store
+        .rotate_instance_keys("in_1", &token_key("in_1", "k2", 70), "CA", &[1], 70, 80)
+        .await
+        .expect("rotate");
+    store.insert_nonce("n1", "in_1", 1_000).await.expect("nonce");
+    store.insert_nonce("n2", "in_1", 1_000).await.expect("nonce");
+    store.insert_nonce("n3", "in_2", 1_000).await.expect("nonce");
+
+    store.delete_instance("in_1").await.expect("delete");
+    assert_eq!(store.instance("in_1").await.expect("get"), None);
+    assert!(store.policy_versions("in_1").await.expect("versions").is_empty());
+    assert!(store.instance_keys("in_1").await.expect("keys").is_empty());
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 0);
+    assert_eq!(store.consume_nonce("n1", "in_1").await.expect("consume"), None);
+    assert_eq!(store.instances(None).await.expect("list"), vec![i2.clone()]);
+
+    // The other instance is untouched.
+    assert_eq!(store.instance("in_2").await.expect("get"), Some(i2));
+    assert_eq!(store.policy_versions("in_2").await.expect("versions"), vec![p2]);
+    assert_eq!(store.instance_keys("in_2").await.expect("keys"), vec![k2]);
+    assert_eq!(store.count_nonces("in_2").await.expect("count"), 1);
+
+    expect_not_found(store.delete_instance("in_1").await, "in_1");
+    // The name is free again.
+    store.create_instance(&i1, &p1, &k1).await.expect("re-create under the same name");
+    assert_eq!(store.policy_versions("in_1").await.expect("versions"), vec![p1]);
+}
+
+async fn import_instance(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    with_tenant(&store, "tn_b").await;
+    let (i, p, k) = new_instance("in_1", "tn_a", "prod", 50);
+    store.create_instance(&i, &p, &k).await.expect("create");
+    store.add_policy_version("in_1", "package v2", None, 60).await.expect("v2");
+    store
+        .rotate_instance_keys("in_1", &token_key("in_1", "k2", 70), "CA 2", &[7], 70, 90)
+        .await
+        .expect("rotate");
+    let exported = store.instance("in_1").await.expect("get").expect("exists");
+    let versions = store.policy_versions("in_1").await.expect("versions");
+    let keys = store.instance_keys("in_1").await.expect("keys");
+
+    // Into another database: everything arrives as it was.
+    let target_db = TestDb::sqlite();
+    let target = target_db.open().await;
+    with_tenant(&target, "tn_a").await;
+    target.import_instance(&exported, &versions, &keys).await.expect("import");
+    assert_eq!(target.instance("in_1").await.expect("get"), Some(exported.clone()));
+    assert_eq!(target.policy_versions("in_1").await.expect("versions"), versions);
+    assert_eq!(target.instance_keys("in_1").await.expect("keys"), keys);
+    assert_eq!(target.add_policy_version("in_1", "package v3", None, 80).await.expect("v3"), 3);
+
+    // Back into the source: the id exists.
+    expect_conflict(
+        store.import_instance(&exported, &versions, &keys).await,
+        "an instance with id in_1 already exists",
+    );
+    // Under a new id but the same (tenant, name).
+    let renamed = |id: &str| -> (InstanceRow, Vec<PolicyVersionRow>, Vec<InstanceKeyRow>) {
+        let i = InstanceRow { id: id.into(), ..exported.clone() };
+        let v = versions
+            .iter()
+            .map(|v| PolicyVersionRow { instance_id: id.into(), ..v.clone() })
+            .collect();
+        let k =
+            keys.iter().map(|k| InstanceKeyRow { instance_id: id.into(), ..k.clone() }).collect();
+        (i, v, k)
+    };
+    let (i9, v9, k9) = renamed("in_9");
+    expect_conflict(
+        store.import_instance(&i9, &v9, &k9).await,
+        "tenant tn_a already has an instance named prod",
+    );
+    assert_eq!(store.instance("in_9").await.expect("get"), None);
+    // Into another tenant it fits.
+    let moved = InstanceRow { tenant_id: "tn_b".into(), ..i9.clone() };
+    store.import_instance(&moved, &v9, &k9).await.expect("import into tn_b");
+    assert_eq!(store.instance_keys("in_9").await.expect("keys"), k9);
+
+    // Broken bundles are refused whole.
+    let (i8, v8, k8) = renamed("in_8");
+    let i8 = InstanceRow { name: "eight".into(), ..i8 };
+    expect_invalid(store.import_instance(&i8, &v8[..1], &k8).await, "policy version 2");
+    expect_invalid(store.import_instance(&i8, &v8, &keys).await, "belongs to instance in_1");
+    let twice = vec![v8[0].clone(), v8[0].clone(), v8[1].clone()];
+    expect_conflict(
+        store.import_instance(&i8, &twice, &k8).await,
+        "policy version 1 is given twice",
+    );
+    assert_eq!(store.instance("in_8").await.expect("get"), None);
+    assert!(store.policy_versions("in_8").await.expect("versions").is_empty());
+    let orphan = InstanceRow { tenant_id: "tn_missing".into(), ..i8.clone() };
+    expect_not_found(store.import_instance(&orphan, &v8, &k8).await, "tn_missing");
+    target_db.finish().await;
+}
+
+async fn nonces(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    for (id, name) in [("in_1", "one"), ("in_2", "two")] {
+        let (i, p, k) = new_instance(id, "tn_a", name, 1);
+        store.create_instance(&i, &p, &k).await.expect("create");
+    }
+    store.insert_nonce("n10", "in_1", 10).await.expect("insert");
+    store.insert_nonce("n20", "in_1", 20).await.expect("insert");
+    store.insert_nonce("n30", "in_1", 30).await.expect("insert");
+    store.insert_nonce("m30", "in_2", 30).await.expect("insert");
+    expect_conflict(
+        store.insert_nonce("n10", "in_2", 99).await,
+        "the nonce n10 was already issued",
+    );
+    expect_not_found(store.insert_nonce("x", "in_nope", 99).await, "in_nope");
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 3);
+    assert_eq!(store.count_nonces("in_2").await.expect("count"), 1);
+
+    assert_eq!(store.nonce_expiry("n20", "in_1").await.expect("expiry"), Some(20));
+    assert_eq!(
+        store.nonce_expiry("n20", "in_2").await.expect("expiry"),
+        None,
+        "another instance's"
+    );
+    assert_eq!(store.nonce_expiry("zz", "in_1").await.expect("expiry"), None);
+    assert_eq!(store.nonce_expiry("n20", "in_1").await.expect("expiry"), Some(20), "still there");
+
+    assert_eq!(store.consume_nonce("n20", "in_2").await.expect("consume"), None);
+    assert_eq!(store.consume_nonce("n20", "in_1").await.expect("consume"), Some(20));
+    assert_eq!(store.consume_nonce("n20", "in_1").await.expect("consume"), None, "single use");
+    assert_eq!(store.nonce_expiry("n20", "in_1").await.expect("expiry"), None);
+
+    // Expired means expires_at < now: at now = 10, n10 is still good.
+    assert_eq!(store.purge_nonces(10).await.expect("purge"), 0);
+    assert_eq!(store.purge_nonces(11).await.expect("purge"), 1);
+    assert_eq!(store.nonce_expiry("n10", "in_1").await.expect("expiry"), None);
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 1);
+    assert_eq!(store.purge_nonces(31).await.expect("purge"), 2);
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 0);
+    assert_eq!(store.count_nonces("in_2").await.expect("count"), 0);
+}
+
+async fn nonce_race_across_replicas(db: &TestDb) {
+    let replicas = [db.open().await, db.open().await];
+    let store = &replicas[0];
+    with_tenant(store, "tn_a").await;
+    let (i, p, k) = new_instance("in_1", "tn_a", "race", 1);
+    store.create_instance(&i, &p, &k).await.expect("create");
+    let nonces: Vec<String> = (0..100).map(|n| format!("nonce-{n:03}")).collect();
+    for (n, nonce) in nonces.iter().enumerate() {
+        replicas[n % 2].insert_nonce(nonce, "in_1", 1_000 + n as i64).await.expect("insert");
+    }
+
+    let mut tasks = Vec::new();
+    for replica in &replicas {
+        for t in 0..16usize {
+            let s = replica.clone();
+            let nonces = nonces.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut won = Vec::new();
+                // All walk the nonces in the same order, half of them backwards, so that every
+                // nonce is fought over at once.
+                for step in 0..nonces.len() {
+                    let at = if t % 2 == 0 { step } else { nonces.len() - 1 - step };
+                    let nonce = &nonces[at];
+                    if let Some(expiry) = s.consume_nonce(nonce, "in_1").await.expect("consume") {
+                        won.push((nonce.clone(), expiry));
+                    }
+                }
+                won
+            }));
+        }
+    }
+    let mut winners: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for task in tasks {
+        for (nonce, expiry) in task.await.expect("join") {
+            winners.entry(nonce).or_default().push(expiry);
+        }
+    }
+    assert_eq!(winners.len(), 100, "every nonce was consumed");
+    for (n, nonce) in nonces.iter().enumerate() {
+        assert_eq!(winners[nonce], vec![1_000 + n as i64], "{nonce} consumed exactly once");
+    }
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 0);
+}
+
+async fn broker_keys(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    with_tenant(&store, "tn_b").await;
+    let a1 = broker_key("kb_1", "tn_a", "model", "aa11", 20);
+    let a2 = broker_key("kb_2", "tn_a", "data", "aa22", 10);
+    let b1 = broker_key("kb_3", "tn_b", "model", "bb11", 5);
+    for k in [&a1, &a2, &b1] {
+        store.create_broker_key(k).await.expect("create broker key");
+    }
+    assert_eq!(store.broker_key("kb_1").await.expect("get"), Some(a1.clone()));
+    assert_eq!(store.broker_key("kb_nope").await.expect("get"), None);
+    assert_eq!(store.broker_key_by_key_id("bb11").await.expect("get"), Some(b1.clone()));
+    assert_eq!(store.broker_key_by_key_id("ffff").await.expect("get"), None);
+    assert_eq!(store.broker_keys("tn_a").await.expect("list"), vec![a2.clone(), a1.clone()]);
+    assert_eq!(store.broker_keys("tn_b").await.expect("list"), vec![b1.clone()]);
+    assert!(store.broker_keys("tn_nope").await.expect("list").is_empty());
+
+    expect_conflict(
+        store.create_broker_key(&broker_key("kb_4", "tn_a", "model", "cc11", 1)).await,
+        "tenant tn_a already has a broker key named model",
+    );
+    expect_conflict(
+        store.create_broker_key(&broker_key("kb_4", "tn_a", "other", "aa11", 1)).await,
+        "key id aa11",
+    );
+    expect_conflict(
+        store.create_broker_key(&broker_key("kb_1", "tn_a", "other", "cc11", 1)).await,
+        "a broker key with id kb_1 already exists",
+    );
+    expect_not_found(
+        store.create_broker_key(&broker_key("kb_5", "tn_missing", "x", "dd11", 1)).await,
+        "tn_missing",
+    );
+    assert_eq!(store.broker_key("kb_4").await.expect("get"), None);
+
+    store.revoke_broker_key("kb_1", 100).await.expect("revoke");
+    assert_eq!(store.broker_key("kb_1").await.expect("get").and_then(|k| k.revoked_at), Some(100));
+    store.revoke_broker_key("kb_1", 200).await.expect("revoke again");
+    assert_eq!(
+        store.broker_key("kb_1").await.expect("get").and_then(|k| k.revoked_at),
+        Some(100),
+        "the first revocation time stays"
+    );
+    assert_eq!(store.broker_key("kb_2").await.expect("get"), Some(a2.clone()), "others untouched");
+    expect_not_found(store.revoke_broker_key("kb_nope", 1).await, "kb_nope");
+
+    store.delete_broker_key("kb_2").await.expect("delete");
+    assert_eq!(store.broker_key("kb_2").await.expect("get"), None);
+    assert_eq!(store.broker_key_by_key_id("aa22").await.expect("get"), None);
+    expect_not_found(store.delete_broker_key("kb_2").await, "kb_2");
+    assert_eq!(store.broker_keys("tn_a").await.expect("list").len(), 1);
+}
+
+async fn audit_log_and_checkpoints(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.audit_last().await.expect("last"), None);
+    assert!(store.audit_rows(None).await.expect("rows").is_empty());
+    let first = store
+        .append_audit(|last| {
+            assert!(last.is_none(), "an empty log has no last entry");
+            chain_next(last, Some("tn_a"), "{}")
+        })
+        .await
+        .expect("append");
+    assert_eq!(first.seq, 1);
+    let second = store.append_audit(|last| chain_next(last, None, "{}")).await.expect("append");
+    let third = store
+        .append_audit(|last| {
+            assert_eq!(last, Some(&second), "make sees the current last entry");
+            chain_next(last, Some("tn_a"), r#"{"x":1}"#)
+        })
+        .await
+        .expect("append");
+    assert_eq!(store.audit_last().await.expect("last"), Some(third.clone()));
+    let all = store.audit_rows(None).await.expect("rows");
+    assert_eq!(all, vec![first.clone(), second.clone(), third.clone()]);
+    assert_chain(&all);
+    assert_eq!(store.audit_rows(Some("tn_a")).await.expect("rows"), vec![first, third.clone()]);
+    assert!(store.audit_rows(Some("tn_b")).await.expect("rows").is_empty());
+
+    // A row numbered wrongly is refused and nothing is written.
+    expect_invalid(
+        store.append_audit(|last| AuditRow { seq: 7, ..chain_next(last, None, "{}") }).await,
+        "the next one is 4",
+    );
+    expect_invalid(
+        store.append_audit(|_| chain_next(None, None, "{}")).await,
+        "has seq 1, the next one is 4",
+    );
+    assert_eq!(store.audit_last().await.expect("last"), Some(third));
+
+    let c3 = CheckpointRow { seq: 3, at: 50, hash: "h3".into(), signature: "s3".into() };
+    let c1 = CheckpointRow { seq: 1, at: 40, hash: "h1".into(), signature: "s1".into() };
+    store.add_checkpoint(&c3).await.expect("checkpoint");
+    store.add_checkpoint(&c1).await.expect("checkpoint");
+    expect_conflict(
+        store.add_checkpoint(&CheckpointRow { at: 60, ..c3.clone() }).await,
+        "already an audit checkpoint at seq 3",
+    );
+    assert_eq!(store.checkpoints().await.expect("checkpoints"), vec![c1, c3]);
+}
+
+async fn audit_appends_from_two_replicas_chain_without_gaps(db: &TestDb) {
+    let replicas = [db.open().await, db.open().await];
+    let mut tasks = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        for n in 0..50 {
+            let s = replica.clone();
+            tasks.push(tokio::spawn(async move {
+                s.append_audit(|last| chain_next(last, None, &format!("replica {r} entry {n}")))
+                    .await
+            }));
+        }
+    }
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.expect("join").expect("append").seq);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>(), "each append got its own seq");
+    let rows = replicas[1].audit_rows(None).await.expect("rows");
+    assert_eq!(rows.len(), 100);
+    assert_chain(&rows);
+    for r in 0..2 {
+        let from_r =
+            rows.iter().filter(|row| row.detail.starts_with(&format!("replica {r} "))).count();
+        assert_eq!(from_r, 50);
+    }
+}
+
+async fn restart_loses_nothing(db: &TestDb) {
+    let store = db.open().await;
+    store.meta_insert_if_absent("service_id", "svc-1").await.expect("meta");
+    with_tenant(&store, "tn_a").await;
+    let cred = CredentialRow {
+        token_hash: "77".repeat(32),
+        role: "operator".into(),
+        tenant_id: None,
+        created_at: 3,
+    };
+    store.add_credential(&cred).await.expect("credential");
+    let (i, p, k) = new_instance("in_1", "tn_a", "prod", 50);
+    store.create_instance(&i, &p, &k).await.expect("create");
+    store.add_policy_version("in_1", "package v2", Some("b"), 60).await.expect("v2");
+    store
+        .rotate_instance_keys("in_1", &token_key("in_1", "k2", 70), "CA 2", &[9, 0], 70, 90)
+        .await
+        .expect("rotate");
+    store.insert_nonce("n1", "in_1", 500).await.expect("nonce");
+    store.create_broker_key(&broker_key("kb_1", "tn_a", "m", "aa", 5)).await.expect("broker");
+    store.revoke_broker_key("kb_1", 6).await.expect("revoke");
+    store.append_audit(|last| chain_next(last, Some("tn_a"), "{}")).await.expect("audit");
+    store.append_audit(|last| chain_next(last, None, "{}")).await.expect("audit");
+    let checkpoint = CheckpointRow { seq: 2, at: 9, hash: "h".into(), signature: "s".into() };
+    store.add_checkpoint(&checkpoint).await.expect("checkpoint");
+
+    let snapshot = |s: Store| async move {
+        (
+            s.meta("service_id").await.expect("meta"),
+            s.tenants().await.expect("tenants"),
+            s.credential(&"77".repeat(32)).await.expect("credential"),
+            s.has_operator_credential().await.expect("operator"),
+            s.instances(None).await.expect("instances"),
+            s.policy_versions("in_1").await.expect("versions"),
+            s.instance_keys("in_1").await.expect("keys"),
+            s.nonce_expiry("n1", "in_1").await.expect("nonce"),
+            s.broker_keys("tn_a").await.expect("broker keys"),
+            s.audit_rows(None).await.expect("audit"),
+            s.checkpoints().await.expect("checkpoints"),
+        )
+    };
+    let before = snapshot(store.clone()).await;
+    assert_eq!(before.4.len(), 1);
+    assert_eq!(before.6.len(), 2);
+    assert_eq!(before.9.len(), 2);
+    store.close().await;
+    drop(store);
+
+    // Reconnecting runs the migrations again, which must be a no-op.
+    let reopened = db.open().await;
+    let after = snapshot(reopened.clone()).await;
+    assert_eq!(before, after);
+    assert_eq!(reopened.consume_nonce("n1", "in_1").await.expect("consume"), Some(500));
+    assert_eq!(reopened.add_policy_version("in_1", "package v3", None, 80).await.expect("v3"), 3);
+    let next = reopened.append_audit(|last| chain_next(last, None, "{}")).await.expect("audit");
+    assert_eq!(next.seq, 3);
+    assert_chain(&reopened.audit_rows(None).await.expect("audit"));
+}
+
+// --- connecting ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_with_the_schemes_that_work() {
+    for url in ["mysql://root:hunter2@db/x", "sqlite:relative.db", "/var/lib/cloister.db", ""] {
+        match Store::connect(url).await {
+            Err(StoreError::Url(message)) => {
+                assert!(
+                    message.starts_with("database URL must start with sqlite:// or postgres://"),
+                    "{message}"
+                );
+                assert!(!message.contains("hunter2"), "the password stays out: {message}");
+            }
+            other => panic!("{url:?}: expected a URL error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn connect_errors_name_the_url_without_its_password() {
+    // Nothing listens on port 1 of loopback.
+    let url = "postgres://cloister:s3cret-pw@127.0.0.1:1/cloister?connect_timeout=2";
+    match Store::connect(url).await {
+        Err(StoreError::Connect(message)) => {
+            assert!(message.contains("postgres://cloister@127.0.0.1:1/cloister"), "{message}");
+            assert!(!message.contains("s3cret-pw"), "the password stays out: {message}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = format!("sqlite://{}/no/such/dir/x.db", dir.path().display());
+    match Store::connect(&missing).await {
+        Err(StoreError::Connect(message)) => assert!(message.contains("no/such/dir"), "{message}"),
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_memory_database_keeps_its_data_across_calls() {
+    let store = Store::connect("sqlite::memory:").await.expect("memory database");
+    assert_eq!(store.backend(), Backend::Sqlite);
+    with_tenant(&store, "tn_a").await;
+    for n in 0..20 {
+        store.append_audit(|last| chain_next(last, None, &n.to_string())).await.expect("audit");
+    }
+    assert_eq!(store.tenants().await.expect("tenants").len(), 1);
+    assert_chain(&store.audit_rows(None).await.expect("audit"));
+    let other = Store::connect("sqlite::memory:").await.expect("a second memory database");
+    assert!(other.tenants().await.expect("tenants").is_empty(), "memory databases are private");
+}
+
+#[tokio::test]
+async fn a_sqlite_file_is_created_in_wal_mode() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("fresh.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display())).await.expect("create");
+    store.ping().await.expect("ping");
+    assert!(path.exists(), "the file was created");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open directly");
+    let mode: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.expect("pragma");
+    assert_eq!(mode.to_lowercase(), "wal");
+}
