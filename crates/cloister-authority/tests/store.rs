@@ -3,7 +3,7 @@
 //!
 //! PostgreSQL isolation: the variable names an admin database (any database the role may connect
 //! to, with the right to `CREATE DATABASE`); every test creates its own database
-//! `cloister_t_<test>_<pid>_<n>` there, runs on it, and drops it when it passes (a failed test
+//! `cloister_t_<pid>_<n>_<test>` there, runs on it, and drops it when it passes (a failed test
 //! leaves it behind for inspection). `scripts/start-postgres.sh` starts a suitable server and
 //! prints the URL; CI runs it and exports the variable, so there the PostgreSQL cases run. Without
 //! the variable they print that they were skipped and pass.
@@ -41,11 +41,13 @@ impl TestDb {
             return None;
         };
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "cloister_t_{test}_{}_{}",
+        // The unique part first: PostgreSQL cuts names at 63 bytes.
+        let mut name = format!(
+            "cloister_t_{}_{}_{test}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
+        name.truncate(63);
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("{PG_ENV} is set but connecting to it failed: {e}"));

@@ -188,16 +188,24 @@ fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    if scheme == "sqlite" {
+        // A file path, which may hold ':' and '@'; there is no password.
+        return url.to_owned();
+    }
+    // The userinfo ends at the last '@' before the query: a password may hold '/' unencoded.
+    let before_query = rest.find('?').unwrap_or(rest.len());
+    let (authority, tail) = match rest[..before_query].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{user}@{host}")
+            let after = &rest[at + 1..];
+            let end = after.find(['/', '?']).unwrap_or(after.len());
+            (format!("{user}@{}", &after[..end]), &after[end..])
         }
-        None => authority.to_owned(),
+        None => {
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            (rest[..end].to_owned(), &rest[end..])
+        }
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -1121,5 +1129,31 @@ fn same_instance(instance_id: &str, what: &str, row_instance_id: &str) -> Result
         Err(StoreError::Invalid(format!(
             "{what} belongs to instance {row_instance_id}, not {instance_id}"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_drops_passwords_and_keeps_the_rest() {
+        assert_eq!(
+            redact("postgres://svc:p%40ss@db.internal:5432/cloister?sslmode=require"),
+            "postgres://svc@db.internal:5432/cloister?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgresql://db/cloister?user=svc&password=hunter2&sslmode=verify-full"),
+            "postgresql://db/cloister?user=svc&password=…&sslmode=verify-full"
+        );
+        assert_eq!(redact("postgres://svc@db/x"), "postgres://svc@db/x");
+        assert_eq!(redact("postgres://a:b@c:d@host"), "postgres://a@host");
+        assert_eq!(redact("postgres://a:pa/ss@host/db"), "postgres://a@host/db");
+        assert_eq!(
+            redact("sqlite:///var/lib/cloister/db.sqlite"),
+            "sqlite:///var/lib/cloister/db.sqlite"
+        );
+        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(redact("sqlite:///srv/a:b@c.db"), "sqlite:///srv/a:b@c.db");
     }
 }
