@@ -77,9 +77,7 @@ async fn attest(
     Ok(Json(result?).into_response())
 }
 
-async fn instance(
-    State(authority): State<Arc<Authority>>,
-) -> Json<cloister_types::api::InstanceInfo> {
+async fn instance(State(authority): State<Arc<Authority>>) -> Json<InstanceInfo> {
     Json(authority.info())
 }
 

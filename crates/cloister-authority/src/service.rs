@@ -862,9 +862,11 @@ impl Service {
                 None => return Err(ServiceError::Internal("broker key lists no instance".into())),
             },
         };
-        let keys = TokenKeys::new(
-            cached.instance.token_keys(now as u64).map(|k| (k.kid.clone(), k.key.clone())),
-        );
+        let keys: TokenKeys = cached
+            .instance
+            .token_keys(now as u64)
+            .map(|k| (k.kid.clone(), k.key.clone()))
+            .collect();
         let key = BrokerKey {
             id: &row.id,
             name: &row.name,

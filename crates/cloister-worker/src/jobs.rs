@@ -232,8 +232,7 @@ fn open_input(
     role: InputRole,
 ) -> Result<Zeroizing<Vec<u8>>, JobError> {
     let open_error = |reason: String| JobError::Open { role, reason };
-    let (header, _) =
-        cloister_seal::parse_header_prefix(sealed).map_err(|e| open_error(e.to_string()))?;
+    let header = cloister_seal::read_header(sealed).map_err(|e| open_error(e.to_string()))?;
     let ids = header.recipient_key_ids();
     let key = if ids.contains(&identity.hpke_secret().key_id()) {
         identity.hpke_secret()

@@ -203,9 +203,9 @@ async fn release_broker_keys(
             })?;
             let key = cloister_client::open_released_key(
                 worker.identity.hpke_secret(),
+                &response,
                 worker.authority.instance_id().unwrap_or_default(),
                 &request,
-                &response,
             )
             .map_err(|e| ApiError::Release(e.to_string()))?;
             tracing::info!(job = %spec.id, key_id = %request.key_id, "key-broker key released to this enclave");

@@ -116,7 +116,7 @@ async fn database(dir: &Path, name: &str, postgres: bool) -> Option<String> {
     use sqlx::Connection as _;
     let db = format!("cl_{}_{}", name, uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();
     Some(format!("{base}/{db}"))
 }
