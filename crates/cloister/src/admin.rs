@@ -367,6 +367,7 @@ pub async fn audit_verify(database: &str, public_key: Option<&str>, json: bool) 
         .context("the audit checkpoint key is not a verifying key")?;
     let rows = store.audit_rows(None).await?;
     let checkpoints = store.checkpoints().await?;
+    store.close().await;
     let report = cloister_authority::audit::verify_log(&rows, &checkpoints, &key);
     let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
     if json {

@@ -116,7 +116,10 @@ async fn database(dir: &Path, name: &str, postgres: bool) -> Option<String> {
     use sqlx::Connection as _;
     let db = format!("cl_{}_{}", name, uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let (base, _) = admin.rsplit_once('/').unwrap();
     Some(format!("{base}/{db}"))
 }
@@ -524,6 +527,10 @@ async fn audit_tampering_in_the_database_is_detected_and_located() {
     let verify = || cli(&["audit", "verify", "--database", &db, "--json"], "http://unused", None);
     let (ok, out, err) = verify();
     assert!(ok, "{out}{err}");
+    // Fold the write-ahead log into the file, then keep a pristine copy to restore per case.
+    let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE);").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
     let backup = std::fs::read(&path).unwrap();
 
     let cases: [(&str, &str); 3] = [
@@ -536,9 +543,10 @@ async fn audit_tampering_in_the_database_is_detected_and_located() {
         ),
     ];
     for (sql, expected) in cases {
+        for suffix in ["db-wal", "db-shm"] {
+            let _ = std::fs::remove_file(path.with_extension(suffix));
+        }
         std::fs::write(&path, &backup).unwrap();
-        let _ = std::fs::remove_file(path.with_extension("db-wal"));
-        let _ = std::fs::remove_file(path.with_extension("db-shm"));
         let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
         sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         conn.close().await.unwrap();
