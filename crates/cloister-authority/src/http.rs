@@ -548,3 +548,73 @@ impl IntoResponse for ServiceApiError {
         error_response(status, code, &message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes_served() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut described = 0;
+        for (path, operations) in paths {
+            described += operations.as_object().map_or(0, |ops| ops.len());
+            for method in operations.as_object().into_iter().flat_map(|ops| ops.keys()) {
+                let known =
+                    ROUTES.iter().any(|(m, p, _)| p == path && m.eq_ignore_ascii_case(method));
+                assert!(known, "openapi.json describes {method} {path}, which is not served");
+            }
+        }
+        for (method, path, who) in ROUTES {
+            let operation = &doc["paths"][path][method.to_ascii_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is served but not described");
+            let secured = operation.get("security").is_some();
+            let public = who.starts_with("anyone");
+            assert_eq!(secured, !public, "{method} {path}: security does not match {who:?}");
+        }
+        assert_eq!(described, ROUTES.len());
+    }
+
+    #[test]
+    fn every_listed_route_is_routed_and_authenticated() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let store = crate::store::Store::connect("sqlite::memory:").await.expect("store");
+            let service = Service::open(store, cloister_seal::RecipientSecretKey::generate())
+                .await
+                .expect("service");
+            let app = service_router(Arc::new(service));
+            let call = |method: &str, uri: &str, token: Option<&str>| {
+                let mut request = axum::http::Request::builder().method(method).uri(uri);
+                if let Some(token) = token {
+                    request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+                }
+                let request = request.body(axum::body::Body::empty()).expect("request");
+                let app = app.clone();
+                async move {
+                    let response =
+                        tower::ServiceExt::oneshot(app, request).await.expect("response");
+                    let status = response.status();
+                    let body =
+                        axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                    (status, body)
+                }
+            };
+            // The router's own answer to a path it does not serve: 404 with no body.
+            let (status, body) = call("GET", "/v1/nowhere", None).await;
+            assert_eq!((status, body.is_empty()), (StatusCode::NOT_FOUND, true));
+            for (method, path, _) in ROUTES {
+                let uri = path.replace("{id}", "x").replace("{version}", "1");
+                let (status, body) = call(method, &uri, None).await;
+                assert!(
+                    !(status == StatusCode::NOT_FOUND && body.is_empty()),
+                    "{method} {uri} is listed but not routed"
+                );
+                // A token that is not ours is refused before any handler runs.
+                let (status, _) = call(method, &uri, Some("clt_forged")).await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
+            }
+        });
+    }
+}
