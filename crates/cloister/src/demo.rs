@@ -1,9 +1,12 @@
 //! `cloister demo`: the whole confidential batch-inference path on loopback, narrated.
 //!
-//! An attestation service and an enclave worker (simulated TEE) start in this process; a model
-//! provider and a data provider verify the enclave, seal their inputs to it, and grant one job;
-//! the worker runs it and seals the predictions to the data provider, who scores them and checks
-//! the receipt. Finally every file on the compute provider's side is searched for plaintext.
+//! An attestation service (on SQLite, with a tenant and an instance whose policy gets a second
+//! version) and an enclave worker (simulated TEE) start in this process; a model provider seals
+//! its model to the verified enclave, a data provider seals its data set once to its own
+//! key-broker key; both grant one job; the worker gets the data key released by the broker,
+//! runs the job and seals the predictions to the data provider, who scores them and checks the
+//! receipt. Finally the audit log is verified and every file on the compute provider's side is
+//! searched for plaintext.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -11,7 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use cloister_attest::SimAttester;
+use cloister_policy::ReleasePolicy;
 use cloister_types::api::SubmitJob;
+use cloister_types::manage::{PolicySpec, RegisterKey};
 use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -73,6 +78,11 @@ pub fn split_labels(csv: &[u8]) -> Result<LabelledTable> {
     Ok(LabelledTable { features_csv, labels })
 }
 
+/// The innermost cause of an error chain: the service's own words.
+fn last_cause(error: &anyhow::Error) -> String {
+    error.chain().last().map(ToString::to_string).unwrap_or_default()
+}
+
 fn say(step: &str, text: &str) {
     println!("\n== {step}\n{text}");
 }
@@ -109,10 +119,10 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     println!("Work directory: {}", workdir.display());
 
     say(
-        "1. The compute provider starts an attestation service and an enclave worker",
-        "The worker generates fresh keys, asks the attestation service for a nonce, binds both\n\
-         into simulated TEE evidence, and gets back an EAR attestation result and an enclave\n\
-         certificate issued by the instance CA.",
+        "1. The compute provider starts the attestation service; the data provider's instance",
+        "The data provider is a tenant of the service: it owns an attestation instance (policy,\n\
+         reference values, trust anchors, token key, CA). Its first policy version is the\n\
+         production default, which refuses the simulated TEE.",
     );
     let platform_key = testbed::sim_platform_key(&dirs)?;
     let platform_public = platform_key.public_key();
@@ -121,13 +131,35 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let published = Hex(attester.measurement().to_vec());
     let authority = testbed::start_authority(
         &dirs,
-        InstancePolicy::DevSim,
+        InstancePolicy::ProductionDefault,
         std::slice::from_ref(&published),
         &platform_public,
     )
     .await?;
-    ok(&format!("attestation service listening on {}", authority.url));
+    ok(&format!(
+        "attestation service listening on {} (SQLite under compute/authority/)",
+        authority.url
+    ));
+    ok(&format!("tenant \"demo\", instance {} at policy version 1", authority.instance_id));
     let authority_client = authority.client()?;
+    let refused = testbed::start_worker(&dirs, &attester, &authority_client).await;
+    let Err(refusal) = refused else { bail!("policy version 1 accepted the simulated TEE") };
+    ok(&format!("the worker's simulated evidence is refused under v1: {}", last_cause(&refusal)));
+    let admin = authority.tenant_admin()?;
+    let updated = admin
+        .update_policy(&authority.instance_id, &PolicySpec::Builtin("dev-sim".to_owned()))
+        .await?;
+    ok(&format!(
+        "the tenant installs policy version {} (dev-sim: names `sim`, never better than warning)",
+        updated.version
+    ));
+
+    say(
+        "2. The enclave worker attests",
+        "The worker generates fresh keys, asks the instance for a nonce, binds both into simulated\n\
+         TEE evidence, and gets back an EAR attestation result naming the policy version and an\n\
+         enclave certificate issued by the instance CA.",
+    );
     let worker = testbed::start_worker(&dirs, &attester, &authority_client).await?;
     let info = authority_client.instance().await?;
     let claims = worker.worker.identity.claims();
@@ -141,7 +173,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     let ca_pem = info.ca_certificate_pem;
 
     say(
-        "2. The model provider checks the enclave, then seals and uploads its model",
+        "3. The model provider checks the enclave, then seals and uploads its model",
         "It trusts the instance CA and its own allow-list of measurements; it accepts the\n\
          simulated TEE only because it says so explicitly. The TLS handshake itself checks the\n\
          certificate chain and the claims before any byte is sent.",
@@ -165,24 +197,43 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     ));
 
     say(
-        "3. The data provider does the same with its data set and keeps the labels",
-        "Wisconsin Diagnostic Breast Cancer table (569 patients, 30 features; UCI, CC BY 4.0).",
+        "4. The data provider seals its data set once, to its key-broker key",
+        "Wisconsin Diagnostic Breast Cancer table (569 patients, 30 features; UCI, CC BY 4.0).\n\
+         Instead of sealing to this one enclave, it registers a key with the broker under a\n\
+         release policy (its own measurement allow-list) and seals to that key: any enclave the\n\
+         policy admits can use the data later, until the key is revoked.",
     );
     let data_provider = Party::create("the data provider", &data_dir)?;
     std::fs::write(data_dir.join("breast_cancer.csv"), BREAST_CANCER_CSV)?;
     let table = split_labels(BREAST_CANCER_CSV)?;
     std::fs::write(data_dir.join("features.csv"), &table.features_csv)?;
+    let broker_key = admin
+        .register_key(&RegisterKey {
+            name: "breast-cancer-2026".to_owned(),
+            secret_key: None,
+            release_policy: ReleasePolicy::template(std::slice::from_ref(&published)),
+            instances: vec![authority.instance_id.clone()],
+        })
+        .await?;
+    std::fs::write(data_dir.join("broker.recipient"), &broker_key.recipient)?;
+    ok(&format!("broker key {} registered (key id {})", broker_key.id, broker_key.key_id));
     let (data_client, data_enclave) = data_provider
         .attest_worker(&worker.url, &ca_pem, std::slice::from_ref(&published), &accepted)
         .await?;
     ok("enclave verified independently by the data provider");
     let data_ref = data_provider
-        .seal_and_upload(&data_client, &data_enclave, "demo-data", "text/csv", &table.features_csv)
+        .seal_to_broker_and_upload(
+            &data_client,
+            &broker_key.recipient,
+            "demo-data",
+            "text/csv",
+            &table.features_csv,
+        )
         .await?;
-    ok(&format!("{} rows sealed to the enclave and uploaded", table.labels.len()));
+    ok(&format!("{} rows sealed to the broker key and uploaded", table.labels.len()));
 
     say(
-        "4. Both owners sign grants for exactly this job",
+        "5. Both owners sign grants for exactly this job",
         "A grant names the job's digest, the object and its digest, the enclave measurements\n\
          allowed, and who may receive results: here only the data provider.",
     );
@@ -211,18 +262,31 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     ok(&format!("job {} granted by both owners", spec.id));
 
     say(
-        "5. The worker checks the grants, decrypts inside, runs the model, seals the predictions",
-        "The predictions are sealed to the data provider only; the worker erases the plaintext\n\
-         and signs a receipt with its attested receipt key.",
+        "6. The worker checks the grants, gets the data key released, runs the model",
+        "The worker presents its attestation result to the key broker, which checks it against\n\
+         the data provider's release policy and wraps the key to the enclave's own key. The\n\
+         predictions are sealed to the data provider only; the worker erases the plaintext and\n\
+         signs a receipt with its attested receipt key.",
     );
     let bar = spinner("running batch inference with tract-onnx inside the enclave");
     let done = data_client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await;
     bar.finish_and_clear();
     let done = done?;
     ok(&format!("job finished: {} sealed output(s)", done.outputs.len()));
+    let releases: Vec<_> = admin
+        .audit()
+        .await?
+        .into_iter()
+        .filter(|r| r.kind == "key.released" && r.subject == broker_key.id)
+        .collect();
+    ensure!(
+        releases.iter().any(|r| r.outcome == "success"),
+        "the audit log records no release of the data key"
+    );
+    ok(&format!("the audit log records the release of {} to the enclave", broker_key.id));
 
     say(
-        "6. The data provider opens the results, scores them and verifies the receipt",
+        "7. The data provider opens the results, scores them and verifies the receipt",
         "The receipt must be signed by the enclave's attested receipt key and name the job, the\n\
          inputs as uploaded, the output as downloaded and the attestation result checked.",
     );
@@ -253,10 +317,23 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     );
 
     say(
-        "7. Nothing the compute provider holds contains plaintext",
-        "Every file under compute/ is searched for samples of the data set, the model and the\n\
-         predictions: raw, hex and base64.",
+        "8. The audit log is intact, and nothing the compute provider holds is plaintext",
+        "The hash chain and signed checkpoints of the audit log are verified; every file under\n\
+         compute/ is searched for samples of the data set, the model and the predictions: raw,\n\
+         hex and base64.",
     );
+    authority.service.checkpoint(cloister_sign::unix_now() as i64).await?;
+    let store = authority.service.store();
+    let report = cloister_authority::audit::verify_log(
+        &store.audit_rows(None).await?,
+        &store.checkpoints().await?,
+        &authority.service.audit_public_key(),
+    );
+    ensure!(report.is_intact(), "the audit log does not verify: {report}");
+    ok(&format!(
+        "audit log intact: {} entries, {} signed checkpoint(s)",
+        report.entries, report.checkpoints
+    ));
     let secrets = [
         Secret::sampled("data set", &table.features_csv, 16, 48),
         Secret::sampled("model", DEMO_MODEL_ONNX, 16, 48),
@@ -278,8 +355,9 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
 
     println!("\naccuracy: {accuracy:.3} ({correct}/{})", table.labels.len());
     println!(
-        "verdict: every step verified — attestation, grants, envelopes and receipt — and the compute \
-         provider saw ciphertext only (simulated TEE: development only)."
+        "verdict: every step verified — attestation, policy versions, grants, key release, envelopes, \
+         receipt and audit log — and the compute provider saw ciphertext only (simulated TEE: \
+         development only)."
     );
     Ok(DemoReport { accuracy, rows: table.labels.len(), workdir: workdir.to_owned() })
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use cloister_client::{Expectations, verify_enclave_certificate};
-use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
+use cloister_seal::{
+    BrokerRecipient, Metadata, Recipient, RecipientPublicKey, RecipientSecretKey, SealOptions,
+};
 use cloister_sign::unix_now;
 use cloister_types::{Hex, TeeKind};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,7 +46,7 @@ pub struct CertificatePolicy {
 
 /// Reads a recipient: an envelope public key, or an enclave certificate chain (PEM) that must
 /// verify against `policy` first.
-pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<RecipientPublicKey> {
+pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipient> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if text.contains("-----BEGIN CERTIFICATE-----") {
@@ -68,9 +70,17 @@ pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipie
             enclave.claims.tee,
             enclave.claims.measurement
         );
-        return Ok(enclave.hpke_pk);
+        return Ok(Recipient::Key(enclave.hpke_pk));
+    }
+    // A key-broker reference (`cloister-broker:kb_…:…`, what `cloister key register` prints)
+    // seals to the broker key with recipient kind 2; anything else must be a public key.
+    if text.trim_start().starts_with(cloister_seal::BROKER_REFERENCE_PREFIX) {
+        let broker = BrokerRecipient::from_text(text.trim())
+            .with_context(|| format!("reading the key-broker reference in {}", path.display()))?;
+        return Ok(broker.recipient());
     }
     RecipientPublicKey::from_text(&text)
+        .map(Recipient::Key)
         .with_context(|| format!("reading the public key in {}", path.display()))
 }
 
@@ -99,7 +109,7 @@ fn input(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
 }
 
 /// Seals `input` to every recipient.
-pub fn seal(recipients: &[RecipientPublicKey], input_path: &Path, output: &Path) -> Result<()> {
+pub fn seal(recipients: &[Recipient], input_path: &Path, output: &Path) -> Result<()> {
     if recipients.is_empty() {
         bail!("give at least one --recipient");
     }
@@ -108,7 +118,9 @@ pub fn seal(recipients: &[RecipientPublicKey], input_path: &Path, output: &Path)
     let metadata = Metadata::default();
     let reader = bar.wrap_read(reader);
     with_output(output, |writer| {
-        cloister_seal::seal(recipients, &metadata, reader, writer).map(|_| ()).map_err(Into::into)
+        cloister_seal::seal_to(recipients, &metadata, &SealOptions::default(), reader, writer)
+            .map(|_| ())
+            .map_err(Into::into)
     })?;
     bar.finish_and_clear();
     Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use cloister_client::{Expectations, VerifiedEnclave, WorkerClient};
-use cloister_seal::{Metadata, RecipientSecretKey};
+use cloister_seal::{BrokerRecipient, Metadata, RecipientSecretKey};
 use cloister_sign::{SigningKey, unix_now};
 use cloister_types::{Grant, Hex, InputRef, InputRole, JobSpec, Receipt, TeeKind};
 use sha2::{Digest, Sha256};
@@ -73,6 +73,46 @@ impl Party {
         Ok((client, enclave))
     }
 
+    /// Seals `plaintext` once to the party's key-broker key (`recipient`: what `cloister key
+    /// register` prints) and uploads it: any enclave the party's release policy admits can open
+    /// it later, until the party revokes the key.
+    pub async fn seal_to_broker_and_upload(
+        &self,
+        client: &WorkerClient,
+        recipient: &str,
+        object_id: &str,
+        content_type: &str,
+        plaintext: &[u8],
+    ) -> Result<InputRef> {
+        let broker = BrokerRecipient::from_text(recipient)?;
+        let sealed = cloister_seal::seal_to_vec_for(
+            &[broker.recipient()],
+            &self.metadata(object_id, content_type),
+            plaintext,
+        )?;
+        self.upload(client, object_id, sealed).await
+    }
+
+    fn metadata(&self, object_id: &str, content_type: &str) -> Metadata {
+        Metadata {
+            content_type: content_type.to_owned(),
+            object_id: object_id.to_owned(),
+            attributes: [("owner".to_owned(), self.id())].into_iter().collect(),
+        }
+    }
+
+    async fn upload(
+        &self,
+        client: &WorkerClient,
+        object_id: &str,
+        sealed: Vec<u8>,
+    ) -> Result<InputRef> {
+        let digest = Hex(Sha256::digest(&sealed).to_vec());
+        let stored = client.put_object(object_id, sealed).await?;
+        ensure!(stored.sha256 == digest, "the worker stored different bytes than were uploaded");
+        Ok(InputRef { object_id: object_id.to_owned(), sha256: digest, owner: self.id() })
+    }
+
     /// Seals `plaintext` to the enclave and uploads it; returns the reference a job uses.
     pub async fn seal_and_upload(
         &self,
@@ -82,20 +122,12 @@ impl Party {
         content_type: &str,
         plaintext: &[u8],
     ) -> Result<InputRef> {
-        let metadata = Metadata {
-            content_type: content_type.to_owned(),
-            object_id: object_id.to_owned(),
-            attributes: [("owner".to_owned(), self.id())].into_iter().collect(),
-        };
         let sealed = cloister_seal::seal_to_vec(
             std::slice::from_ref(&enclave.hpke_pk),
-            &metadata,
+            &self.metadata(object_id, content_type),
             plaintext,
         )?;
-        let digest = Hex(Sha256::digest(&sealed).to_vec());
-        let stored = client.put_object(object_id, sealed).await?;
-        ensure!(stored.sha256 == digest, "the worker stored different bytes than were uploaded");
-        Ok(InputRef { object_id: object_id.to_owned(), sha256: digest, owner: self.id() })
+        self.upload(client, object_id, sealed).await
     }
 
     /// Signs a grant letting `spec` use this party's `input` in `role`, in enclaves with one of

@@ -13,7 +13,7 @@ use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
 use cloister_client::{AuthorityClient, Expectations, verify_enclave_certificate};
 use cloister_sign::unix_now;
 use cloister_types::api::{AttestRequest, SubmitJob};
-use cloister_types::{Base64Url, Hex, InputRole, JobKind, JobSpec, RuntimeData, TeeKind};
+use cloister_types::{Base64Url, Hex, InputRef, InputRole, JobKind, JobSpec, RuntimeData, TeeKind};
 use sha2::{Digest, Sha256};
 
 const MEASUREMENT: [u8; 48] = [0x5a; 48];
@@ -425,4 +425,126 @@ async fn a_third_party_onnx_model_runs_through_the_same_job_path() {
         let sum: f32 = row.iter().sum();
         assert!((sum - 1.0).abs() < 1e-3, "softmax row sums to {sum}");
     }
+}
+
+/// A data set sealed once to the data provider's key-broker key: a job runs when the broker
+/// releases the key under the owner's policy, and no longer once the key is revoked; a policy
+/// that does not admit this enclave's measurement never releases it. Every decision is audited.
+#[tokio::test]
+async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
+    use cloister_types::manage::RegisterKey;
+
+    let bed = bed().await;
+    let admin = bed.authority.tenant_admin().unwrap();
+    let register = |name: &str, measurements: Vec<Hex>| RegisterKey {
+        name: name.to_owned(),
+        secret_key: None,
+        release_policy: cloister_policy::ReleasePolicy::template(&measurements),
+        instances: vec![bed.authority.instance_id.clone()],
+    };
+    let key = admin.register_key(&register("patients", vec![measurement()])).await.unwrap();
+    let elsewhere =
+        admin.register_key(&register("other-enclaves", vec![Hex(vec![0x77; 48])])).await.unwrap();
+
+    let (client, enclave) = bed
+        .data_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let job = |data_ref: InputRef, model_ref: InputRef| {
+        let id = uuid::Uuid::new_v4();
+        let to = vec![bed.data_provider.envelope.public_key().to_text()];
+        let spec = JobSpec {
+            id: format!("job-{id}"),
+            kind: JobKind::BatchInference,
+            model: model_ref,
+            data: data_ref,
+            output_recipients: to.clone(),
+        };
+        let grants = vec![
+            bed.model_provider.grant(&spec, InputRole::Model, &[measurement()], &to).unwrap(),
+            bed.data_provider.grant(&spec, InputRole::Data, &[measurement()], &to).unwrap(),
+        ];
+        (spec, grants)
+    };
+    let upload_model = || async {
+        let id = uuid::Uuid::new_v4();
+        bed.model_provider
+            .seal_and_upload(
+                &client,
+                &enclave,
+                &format!("model-{id}"),
+                "application/onnx",
+                DEMO_MODEL_ONNX,
+            )
+            .await
+            .unwrap()
+    };
+    let data_ref = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &key.recipient, "broker-data", "text/csv", &features())
+        .await
+        .unwrap();
+    // The stored object is sealed to the broker key only (kind 2), never to this enclave.
+    let header = bed.worker.worker.store.header("broker-data").unwrap();
+    assert_eq!(header.broker_key_ids().len(), 1);
+    assert_eq!(header.broker_key_ids()[0].to_hex(), key.key_id);
+
+    let (spec, grants) = job(data_ref.clone(), upload_model().await);
+    let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
+    assert_eq!(cloister_worker::engine::Predictions::from_csv(&plain).unwrap().argmax().len(), 569);
+
+    // A job without the data owner's grant never reaches the broker.
+    let (spec, grants) = job(data_ref.clone(), upload_model().await);
+    let before = admin.audit().await.unwrap().len();
+    let err = refused(&client, &spec, vec![grants[0].clone()]).await;
+    assert!(err.contains("no valid grant from the Data owner"), "{err}");
+    let after = admin.audit().await.unwrap();
+    assert!(after[before..].iter().all(|r| r.kind != "key.released"), "{:?}", &after[before..]);
+
+    // A key whose policy admits other measurements only is never released to this enclave.
+    let other_ref = bed
+        .data_provider
+        .seal_to_broker_and_upload(
+            &client,
+            &elsewhere.recipient,
+            "other-data",
+            "text/csv",
+            &features(),
+        )
+        .await
+        .unwrap();
+    let (spec, grants) = job(other_ref, upload_model().await);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("did not release"), "{err}");
+    assert_worker_holds_no_output(&bed.dirs, &spec);
+
+    // Revoked: the same data set can no longer be used.
+    admin.revoke_key(&key.id).await.unwrap();
+    let (spec, grants) = job(data_ref, upload_model().await);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("did not release") && err.contains("revoked"), "{err}");
+    assert_worker_holds_no_output(&bed.dirs, &spec);
+
+    // The audit log has one granted and two refused releases, with reasons.
+    let releases: Vec<_> =
+        admin.audit().await.unwrap().into_iter().filter(|r| r.kind == "key.released").collect();
+    let outcomes: Vec<_> =
+        releases.iter().map(|r| (r.subject.clone(), r.outcome.clone())).collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (key.id.clone(), "success".to_owned()),
+            (elsewhere.id.clone(), "refused".to_owned()),
+            (key.id.clone(), "refused".to_owned()),
+        ]
+    );
+    assert!(releases[2].detail["reason"].as_str().unwrap().contains("revoked"));
+    // The compute side holds no plaintext of the data set.
+    let findings =
+        scan(&bed.dirs.root, &[Secret::sampled("data set", &features(), 32, 48)]).unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
 }
