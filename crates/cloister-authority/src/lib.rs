@@ -2,9 +2,10 @@
 //! appraises the claims with the instance's Rego policy, and returns a signed EAR attestation
 //! result with a short-lived enclave certificate issued by the instance CA.
 //!
-//! [`Authority`] is the service's logic with an explicit clock; [`http::router`] puts it behind
-//! axum. This crate holds one attestation instance configured from a file; persistence and
-//! multi-tenancy come later.
+//! [`service::Service`] is the multi-tenant service (tenants, instances with versioned policies,
+//! the key broker, migration, the audit log) on a [`store::Store`] (SQLite or PostgreSQL), with
+//! an explicit clock; [`http::service_router`] puts it behind axum. [`Authority`] is one
+//! instance served from memory, configured from a file (embedding and collateral tests).
 
 pub mod audit;
 pub mod broker;
