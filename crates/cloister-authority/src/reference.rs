@@ -18,18 +18,6 @@
 use cloister_types::TeeKind;
 use serde_json::{Map, Value};
 
-/// Every TEE name a per-TEE section may use.
-const TEE_NAMES: [TeeKind; 8] = [
-    TeeKind::Sgx,
-    TeeKind::Tdx,
-    TeeKind::Snp,
-    TeeKind::Csv,
-    TeeKind::Cca,
-    TeeKind::Nitro,
-    TeeKind::Nvidia,
-    TeeKind::Sim,
-];
-
 /// Why reference values were refused when an instance was created or updated.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("reference values: {0}")]
@@ -100,7 +88,7 @@ pub fn effective_reference_values(values: &Value, tee: TeeKind, now: i64) -> Val
 }
 
 fn is_tee_name(key: &str) -> bool {
-    TEE_NAMES.iter().any(|tee| tee.as_str() == key)
+    TeeKind::ALL.iter().any(|tee| tee.as_str() == key)
 }
 
 /// A list with expiring entries replaced by their value, or dropped once expired.

@@ -31,6 +31,18 @@ pub enum TeeKind {
 }
 
 impl TeeKind {
+    /// Every TEE kind, the simulated one included.
+    pub const ALL: [TeeKind; 8] = [
+        TeeKind::Cca,
+        TeeKind::Csv,
+        TeeKind::Nitro,
+        TeeKind::Nvidia,
+        TeeKind::Sgx,
+        TeeKind::Sim,
+        TeeKind::Snp,
+        TeeKind::Tdx,
+    ];
+
     /// The lowercase name used on the wire and in policies.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -18,12 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
+use cloister_attest::{SimAttester, SimPlatformKey};
 use cloister_client::{AuthorityClient, ServiceClient};
-use cloister_types::api::AttestRequest;
+use cloister_types::Hex;
 use cloister_types::manage::{CreateInstance, PolicySpec, TrustAnchorSpec};
-use cloister_types::{Base64Url, Hex, RuntimeData};
-use sha2::{Digest, Sha256};
 
 const MEASUREMENT: [u8; 48] = [0x11; 48];
 
@@ -106,8 +104,6 @@ async fn run(args: &Args, url: &str, operator_token: &str, dir: &std::path::Path
         use rcgen::PublicKeyData as _;
         rcgen::KeyPair::generate()?.subject_public_key_info()
     };
-    let hpke_pk = cloister_seal::RecipientSecretKey::generate().public_key().to_text();
-    let receipt_pk = cloister_sign::SigningKey::generate().public_key().to_text();
 
     // Warm up, then measure.
     let stop = Arc::new(AtomicBool::new(false));
@@ -115,7 +111,7 @@ async fn run(args: &Args, url: &str, operator_token: &str, dir: &std::path::Path
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
         let (client, attester, stop) = (client.clone(), attester.clone(), stop.clone());
-        let (tls, hpke_pk, receipt_pk) = (tls.clone(), hpke_pk.clone(), receipt_pk.clone());
+        let tls = tls.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0u64;
@@ -123,15 +119,9 @@ async fn run(args: &Args, url: &str, operator_token: &str, dir: &std::path::Path
                 let begin = Instant::now();
                 let ok = async {
                     let nonce = client.challenge().await.ok()?.nonce;
-                    let runtime_data = RuntimeData {
-                        nonce,
-                        hpke_pk: hpke_pk.clone(),
-                        tls_spki_sha256: Hex(Sha256::digest(&tls).to_vec()),
-                        receipt_pk: receipt_pk.clone(),
-                        extra: Default::default(),
-                    };
-                    let evidence = attester.attest(&runtime_data).ok()?;
-                    let request = AttestRequest { evidence, tls_spki: Base64Url(tls.clone()) };
+                    let request =
+                        cloister::testbed::sim_attest_request(&attester, nonce, tls.clone())
+                            .ok()?;
                     client.attest(&request).await.ok()
                 }
                 .await

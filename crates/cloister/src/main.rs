@@ -409,14 +409,11 @@ fn run(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
                 .collect::<Result<Vec<_>>>()?;
-            let mut tees = vec![
-                TeeKind::Sgx,
-                TeeKind::Tdx,
-                TeeKind::Snp,
-                TeeKind::Csv,
-                TeeKind::Cca,
-                TeeKind::Nitro,
-            ];
+            // Enclave certificates from any CPU TEE; the simulated one only when asked.
+            let mut tees: Vec<TeeKind> = TeeKind::ALL
+                .into_iter()
+                .filter(|tee| !matches!(tee, TeeKind::Sim | TeeKind::Nvidia))
+                .collect();
             if accept_sim {
                 tees.push(TeeKind::Sim);
             }

@@ -9,8 +9,9 @@ use anyhow::{Context as _, Result};
 use cloister_attest::{SimAttester, SimPlatformKey};
 use cloister_authority::service::Service;
 use cloister_client::{AuthorityClient, ServiceClient};
-use cloister_types::Hex;
+use cloister_types::api::AttestRequest;
 use cloister_types::manage::{CreateInstance, InstanceSettings, PolicySpec, TrustAnchorSpec};
+use cloister_types::{Base64Url, Hex, RuntimeData};
 use cloister_verify::SimPlatformPublicKey;
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
 use tokio::net::TcpListener;
@@ -219,4 +220,24 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)?;
     Ok(())
+}
+
+/// An attestation request with simulated evidence answering `nonce`, for the TLS key whose DER
+/// SubjectPublicKeyInfo is `tls_spki`, binding fresh (discarded) HPKE and receipt keys: what
+/// tests and the load benchmark submit.
+pub fn sim_attest_request(
+    attester: &SimAttester,
+    nonce: String,
+    tls_spki: Vec<u8>,
+) -> Result<AttestRequest> {
+    use cloister_attest::Attester as _;
+    use sha2::Digest as _;
+    let runtime_data = RuntimeData {
+        nonce,
+        hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
+        tls_spki_sha256: Hex(sha2::Sha256::digest(&tls_spki).to_vec()),
+        receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
+        extra: Default::default(),
+    };
+    Ok(AttestRequest { evidence: attester.attest(&runtime_data)?, tls_spki: Base64Url(tls_spki) })
 }

@@ -9,12 +9,11 @@ use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
 use cloister::parties::{Party, verify_receipt};
 use cloister::scan::{Secret, scan};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, RunningWorker};
-use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
+use cloister_attest::{SimAttester, SimPlatformKey};
 use cloister_client::{AuthorityClient, Expectations, verify_enclave_certificate};
 use cloister_sign::unix_now;
 use cloister_types::api::{AttestRequest, SubmitJob};
-use cloister_types::{Base64Url, Hex, InputRef, InputRole, JobKind, JobSpec, RuntimeData, TeeKind};
-use sha2::{Digest, Sha256};
+use cloister_types::{Base64Url, Hex, InputRef, InputRole, JobKind, JobSpec, TeeKind};
 
 const MEASUREMENT: [u8; 48] = [0x5a; 48];
 
@@ -76,19 +75,26 @@ async fn prepare(
         .seal_and_upload(&client, &enclave, &format!("data-{id}"), "text/csv", data)
         .await
         .unwrap();
+    let (spec, grants) = granted_job(bed, model_ref, data_ref);
+    (spec, grants, client, enclave)
+}
+
+/// A batch-inference job over `model` and `data` with results to the data provider, and both
+/// owners' grants for it.
+fn granted_job(bed: &Bed, model: InputRef, data: InputRef) -> (JobSpec, Vec<String>) {
     let to = vec![bed.data_provider.envelope.public_key().to_text()];
     let spec = JobSpec {
-        id: format!("job-{id}"),
+        id: format!("job-{}", uuid::Uuid::new_v4()),
         kind: JobKind::BatchInference,
-        model: model_ref,
-        data: data_ref,
+        model,
+        data,
         output_recipients: to.clone(),
     };
     let grants = vec![
         bed.model_provider.grant(&spec, InputRole::Model, &[measurement()], &to).unwrap(),
         bed.data_provider.grant(&spec, InputRole::Data, &[measurement()], &to).unwrap(),
     ];
-    (spec, grants, client, enclave)
+    (spec, grants)
 }
 
 fn features() -> Vec<u8> {
@@ -199,15 +205,8 @@ async fn evidence(bed: &Bed, client: &AuthorityClient) -> AttestRequest {
     let key =
         SimPlatformKey::load_or_create(&bed.dirs.worker.join("sim-platform-key.pem")).unwrap();
     let attester = SimAttester::new(key, MEASUREMENT);
-    let tls = rcgen_spki();
-    let runtime_data = RuntimeData {
-        nonce: client.challenge().await.unwrap().nonce,
-        hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
-        tls_spki_sha256: Hex(Sha256::digest(&tls).to_vec()),
-        receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
-        extra: Default::default(),
-    };
-    AttestRequest { evidence: attester.attest(&runtime_data).unwrap(), tls_spki: Base64Url(tls) }
+    let nonce = client.challenge().await.unwrap().nonce;
+    testbed::sim_attest_request(&attester, nonce, rcgen_spki()).unwrap()
 }
 
 fn rcgen_spki() -> Vec<u8> {
@@ -451,22 +450,7 @@ async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
         .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
         .await
         .unwrap();
-    let job = |data_ref: InputRef, model_ref: InputRef| {
-        let id = uuid::Uuid::new_v4();
-        let to = vec![bed.data_provider.envelope.public_key().to_text()];
-        let spec = JobSpec {
-            id: format!("job-{id}"),
-            kind: JobKind::BatchInference,
-            model: model_ref,
-            data: data_ref,
-            output_recipients: to.clone(),
-        };
-        let grants = vec![
-            bed.model_provider.grant(&spec, InputRole::Model, &[measurement()], &to).unwrap(),
-            bed.data_provider.grant(&spec, InputRole::Data, &[measurement()], &to).unwrap(),
-        ];
-        (spec, grants)
-    };
+    let job = |data_ref: InputRef, model_ref: InputRef| granted_job(&bed, model_ref, data_ref);
     let upload_model = || async {
         let id = uuid::Uuid::new_v4();
         bed.model_provider

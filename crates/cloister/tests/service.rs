@@ -18,10 +18,9 @@ use cloister_client::{AuthorityClient, ServiceClient};
 use cloister_sign::unix_now;
 use cloister_types::api::AttestRequest;
 use cloister_types::manage::{CreateInstance, ExportRequest, PolicySpec, TrustAnchorSpec};
-use cloister_types::{Base64Url, EarBody, Hex, RuntimeData};
+use cloister_types::{EarBody, Hex};
 use reqwest::Method;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 const MEASUREMENT: [u8; 48] = [0x3c; 48];
 
@@ -168,15 +167,8 @@ fn spki() -> Vec<u8> {
 
 /// Sim evidence answering a fresh challenge of `client`'s instance.
 async fn evidence(client: &AuthorityClient, attester: &SimAttester) -> AttestRequest {
-    let tls = spki();
-    let runtime_data = RuntimeData {
-        nonce: client.challenge().await.unwrap().nonce,
-        hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
-        tls_spki_sha256: Hex(Sha256::digest(&tls).to_vec()),
-        receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
-        extra: Default::default(),
-    };
-    AttestRequest { evidence: attester.attest(&runtime_data).unwrap(), tls_spki: Base64Url(tls) }
+    let nonce = client.challenge().await.unwrap().nonce;
+    cloister::testbed::sim_attest_request(attester, nonce, spki()).unwrap()
 }
 
 /// Verifies an EAR token with the JWKS the instance publishes now.
