@@ -308,6 +308,51 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     let (ok, _, _) = cli(&["instance", "show", &id], &server.url, None);
     assert!(!ok);
 
+    // A broker key registered from the owner's own key file; the recipient it prints seals.
+    let owner_key = cloister_seal::RecipientSecretKey::generate();
+    let key_file = tmp.path().join("owner.key");
+    std::fs::write(&key_file, owner_key.to_text().as_bytes()).unwrap();
+    let hex = Hex(MEASUREMENT.to_vec()).to_string();
+    let (ok, out, err) = cli(
+        &[
+            "key",
+            "register",
+            "patients",
+            "--instance",
+            &id,
+            "--measurement",
+            &hex,
+            "--secret-key",
+            key_file.to_str().unwrap(),
+            "--json",
+        ],
+        &server.url,
+        acme_t,
+    );
+    assert!(ok, "{err}");
+    let registered = json_of(&out);
+    assert_eq!(registered["key_id"], owner_key.key_id().to_hex());
+    let recipient = tmp.path().join("broker.recipient");
+    std::fs::write(&recipient, registered["recipient"].as_str().unwrap()).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["seal", "--recipient", recipient.to_str().unwrap(), "--input", "-", "--output"])
+        .arg(tmp.path().join("sealed"))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sealed = std::fs::read(tmp.path().join("sealed")).unwrap();
+    let header = cloister_seal::read_header(sealed.as_slice()).unwrap();
+    assert_eq!(header.broker_key_ids(), vec![owner_key.key_id()]);
+    let (ok, out, _) = cli(&["key", "list", "--json"], &server.url, acme_t);
+    assert!(ok && json_of(&out).as_array().unwrap().len() == 1);
+    let (ok, _, _) =
+        cli(&["key", "show", registered["id"].as_str().unwrap()], &server.url, Some(&globex_token));
+    assert!(!ok, "another tenant sees the key");
+    let (ok, out, _) =
+        cli(&["key", "revoke", registered["id"].as_str().unwrap(), "--json"], &server.url, acme_t);
+    assert!(ok && json_of(&out)["revoked_at"].is_number(), "{out}");
+
     // Delete: keys destroyed, tokens stop verifying here.
     let (ok, _, err) = cli(&["instance", "delete", &id], &server.url, acme_t);
     assert!(ok, "{err}");
@@ -325,6 +370,9 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
         assert!(!text.contains(secret.as_str()), "a token appears in the service log");
     }
     assert!(!text.contains("cloister-es256-secret"), "a signing key appears in the log");
+    assert!(!text.contains(&*owner_key.to_text()), "a broker key appears in the log");
+    assert!(!text.contains(cloister_seal::SECRET_KEY_PREFIX), "an envelope key appears in the log");
+    assert!(text.contains("attestation passed"), "the log has no attestation record: {text}");
 }
 
 fn server_token_of(path: &Path) -> String {
