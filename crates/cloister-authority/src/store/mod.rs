@@ -30,8 +30,11 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections per pool for a SQLite file (writers still take turns).
-const SQLITE_MAX_CONNECTIONS: u32 = 8;
+/// Connections per pool for a SQLite file. SQLite writers take turns anyway, and with several
+/// connections a waiting writer sleeps in SQLite's busy handler (backing off up to 100 ms), which
+/// made the p99 latency of attestations five times worse under load (docs/BENCHMARKS.md); one
+/// connection queues them in order instead.
+const SQLITE_MAX_CONNECTIONS: u32 = 1;
 /// Connections per pool and replica for PostgreSQL.
 const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 /// How long to wait for a free pooled connection (or a new one) before failing the request.
