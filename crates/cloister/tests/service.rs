@@ -291,6 +291,35 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     let ear = verify_ear(&client, &response.ear).await.unwrap();
     assert_eq!(ear.submods["cpu0"].appraisal_policy_id, format!("{id}@v2"));
 
+    // Trust anchors: with only another platform key listed, this platform's evidence no longer
+    // verifies; listing both again restores it.
+    let other_key = SimPlatformKey::load_or_create(&tmp.path().join("other-platform.pem")).unwrap();
+    let other_text = other_key.public_key().to_string();
+    let (ok, out, err) = cli(
+        &["instance", "update", &id, "--sim-platform-key", &other_text, "--json"],
+        &server.url,
+        acme_t,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json_of(&out)["trust_anchors"]["sim_platform_keys"][0], other_text.as_str());
+    let err = client.attest(&evidence(&client, &key).await).await.unwrap_err().to_string();
+    assert!(err.contains("trust anchor") || err.contains("platform key"), "{err}");
+    let (ok, _, err) = cli(
+        &[
+            "instance",
+            "update",
+            &id,
+            "--sim-platform-key",
+            &key_text,
+            "--sim-platform-key",
+            &other_text,
+        ],
+        &server.url,
+        acme_t,
+    );
+    assert!(ok, "{err}");
+    client.attest(&evidence(&client, &key).await).await.unwrap();
+
     // Rotate: the new key signs, the old one stays in the JWKS, the old token still verifies.
     let (ok, out, err) = cli(&["instance", "rotate", &id, "--json"], &server.url, acme_t);
     assert!(ok, "{err}");
@@ -513,18 +542,29 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     let err = src
         .export_instance(
             &instance.id,
-            &ExportRequest { target: target_doc.clone(), allow_unattested_target: false },
+            &ExportRequest { target: target_doc, allow_unattested_target: false },
         )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("attest"), "{err}");
-    let bundle = src
-        .export_instance(
+    // The CLI fetches the target's key document itself and writes the sealed bundle.
+    let bundle_file = tmp.path().join("instance.bundle");
+    let (ok, out, err) = cli(
+        &[
+            "instance",
+            "export",
             &instance.id,
-            &ExportRequest { target: target_doc, allow_unattested_target: true },
-        )
-        .await
-        .unwrap();
+            "--target",
+            &target.url,
+            "--output",
+            bundle_file.to_str().unwrap(),
+            "--allow-unattested-target",
+        ],
+        &source.url,
+        Some(&src_tenant.token),
+    );
+    assert!(ok, "{out}{err}");
+    let bundle = std::fs::read(&bundle_file).unwrap();
 
     // Mis-addressed: the third service cannot open a bundle sealed to the second.
     let t3 = third.operator().create_tenant("t").await.unwrap();
@@ -537,7 +577,13 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
         assert!(dst.import_instance(bad).await.is_err(), "flip at {position} accepted");
     }
 
-    let imported = dst.import_instance(bundle).await.unwrap();
+    let (ok, out, err) = cli(
+        &["instance", "import", bundle_file.to_str().unwrap(), "--json"],
+        &target.url,
+        Some(&dst_tenant.token),
+    );
+    assert!(ok, "{out}{err}");
+    let imported: cloister_types::manage::InstanceView = serde_json::from_str(&out).unwrap();
     assert_eq!(imported.id, instance.id);
     assert_eq!(imported.policy_versions.len(), 2);
     assert_eq!(imported.token_keys.len(), 2);
