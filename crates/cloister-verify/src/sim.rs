@@ -18,7 +18,6 @@ use cloister_types::{
     Base64Url, CanonicalJsonError, Claims, Hex, TcbStatus, TeeKind, canonical_json,
 };
 use p256::ecdsa::Signature;
-use p256::ecdsa::signature::Verifier as _;
 use serde::{Deserialize, Serialize};
 
 use crate::anchors::SimPlatformPublicKey;
@@ -133,11 +132,15 @@ impl crate::Driver for SimDriver {
         if !trusted.contains(&parsed.platform_key) {
             return Err(SimError::UntrustedPlatformKey(parsed.platform_key).into());
         }
-        parsed
-            .platform_key
-            .verifying_key()
-            .verify(&parsed.report_bytes, &parsed.signature)
-            .map_err(|_| SimError::BadSignature)?;
+        // ring's P-256 verification is about three times faster than the pure-Rust one, and
+        // this runs on every attestation of a development instance.
+        let point = parsed.platform_key.verifying_key().to_sec1_point(false);
+        ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            point.as_bytes(),
+        )
+        .verify(&parsed.report_bytes, &parsed.signature.to_bytes())
+        .map_err(|_| SimError::BadSignature)?;
 
         // From here on the report is authentic; check its content.
         let report = parsed.report;
