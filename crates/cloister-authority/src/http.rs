@@ -29,8 +29,8 @@ use axum::{Json, Router};
 use cloister_policy::Principal;
 use cloister_sign::unix_now;
 use cloister_types::api::{
-    AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, InstanceInfo, KeyReleaseRequest,
-    KeyReleaseResponse, ServiceKeyDocument,
+    AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, InstanceInfo, JobRecorded,
+    KeyReleaseRequest, KeyReleaseResponse, RecordJob, ServiceKeyDocument,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
@@ -152,6 +152,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/instances/{id}/attest", "anyone"),
     ("GET", "/v1/instances/{id}/info", "anyone"),
     ("GET", "/v1/instances/{id}/jwks.json", "anyone"),
+    ("POST", "/v1/instances/{id}/jobs", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/keys", "tenant"),
     ("GET", "/v1/keys", "tenant"),
     ("POST", "/v1/keys/release", "anyone"),
@@ -193,6 +194,7 @@ pub fn service_router(service: Shared) -> Router {
         .route("/v1/instances/{id}/attest", post(instance_attest))
         .route("/v1/instances/{id}/info", get(instance_info))
         .route("/v1/instances/{id}/jwks.json", get(instance_jwks))
+        .route("/v1/instances/{id}/jobs", post(record_job))
         .route("/v1/keys", post(register_key).get(list_keys))
         .route("/v1/keys/release", post(release_key))
         .route("/v1/keys/{id}", get(show_key))
@@ -457,6 +459,14 @@ async fn instance_jwks(
     Ok(Json(service.jwks(&id, now()).await?))
 }
 
+async fn record_job(
+    State(service): State<Shared>,
+    Path(id): Path<String>,
+    Json(request): Json<RecordJob>,
+) -> ApiResult<(StatusCode, Json<JobRecorded>)> {
+    Ok((StatusCode::CREATED, Json(service.record_job(&id, &request, now()).await?)))
+}
+
 async fn register_key(
     State(service): State<Shared>,
     Caller(who): Caller,
@@ -528,6 +538,7 @@ impl IntoResponse for ServiceApiError {
         let (status, code) = match &self.0 {
             ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ServiceError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ServiceError::Token(_) => (StatusCode::UNAUTHORIZED, "bad_attestation_result"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

@@ -17,15 +17,15 @@ use cloister_policy::{Action, AppraisalPolicy, Principal, ReleasePolicy, Resourc
 use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{SigningKey, VerifyingKey};
 use cloister_types::api::{
-    AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo, KeyReleaseRequest,
-    KeyReleaseResponse, ServiceKeyDocument,
+    AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo, JobAuthorized, JobRecorded,
+    KeyReleaseRequest, KeyReleaseResponse, RecordJob, ServiceKeyDocument,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, InstanceView, KeyView, PolicySpec,
     PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView, TokenKeyView,
     TrustAnchorSpec,
 };
-use cloister_types::{Base64Url, Hex, UnifiedEvidence};
+use cloister_types::{Base64Url, EarBody, Hex, UnifiedEvidence};
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -75,6 +75,9 @@ pub enum ServiceError {
     /// Key release refused.
     #[error(transparent)]
     Release(#[from] ReleaseError),
+    /// An enclave's attestation result or signed statement did not verify.
+    #[error("{0}")]
+    Token(String),
     /// A migration bundle was refused.
     #[error(transparent)]
     Bundle(#[from] BundleError),
@@ -705,6 +708,50 @@ impl Service {
         Ok(self.store.purge_nonces(now).await?)
     }
 
+    /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
+    /// the statement must be signed by the receipt key bound in the enclave's EAR token, and the
+    /// token must verify with the instance's keys. Workers run a job only once it is recorded.
+    pub async fn record_job(&self, id: &str, request: &RecordJob, now: i64) -> Result<JobRecorded> {
+        let cached = self.instance(id).await?;
+        let refused = |why: String| ServiceError::Token(why);
+        let kid = cloister_sign::peek_key_id(&request.ear)
+            .ok_or_else(|| refused("the EAR token names no key".into()))?;
+        let key =
+            cached.instance.token_keys(now as u64).find(|k| k.kid == kid).ok_or_else(|| {
+                refused(format!("the EAR token's key {kid} is not one of instance {id}'s"))
+            })?;
+        let ear = key
+            .key
+            .verify::<EarBody>("EAR attestation result", &request.ear, now as u64)
+            .map_err(|e| refused(e.to_string()))?
+            .claims;
+        let cpu0 =
+            ear.submods.get("cpu0").ok_or_else(|| refused("the EAR token has no cpu0".into()))?;
+        let receipt_key = VerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
+            .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
+        let statement = receipt_key
+            .verify::<JobAuthorized>("job authorization", &request.statement, now as u64)
+            .map_err(|e| refused(format!("the job statement: {e}")))?
+            .claims;
+        let event = AuditEvent {
+            kind: AuditKind::JobAuthorized,
+            actor: format!("enclave:{}", cpu0.runtime_data.receipt_pk),
+            tenant_id: Some(cached.tenant_id.clone()),
+            subject: statement.job_id.clone(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({
+                "instance": id,
+                "job_digest": statement.job_digest,
+                "inputs": statement.inputs,
+                "output_recipients": statement.output_recipients,
+                "measurement": cpu0.claims.measurement,
+                "tee": cpu0.claims.tee.as_str(),
+                "policy_id": cpu0.appraisal_policy_id,
+            }),
+        };
+        Ok(JobRecorded { audit_seq: self.append(&event, now).await? })
+    }
+
     // ---- key broker --------------------------------------------------------------------
 
     /// Registers a broker key of the caller's tenant with its release policy.
@@ -943,7 +990,12 @@ impl Service {
             outcome,
             detail,
         };
-        let row = self.store.append_audit(|last| audit::next_row(last, &event, now)).await?;
+        self.append(&event, now).await.map(drop)
+    }
+
+    /// Appends `event`, signing a checkpoint when one is due; returns the entry's seq.
+    async fn append(&self, event: &AuditEvent, now: i64) -> Result<i64> {
+        let row = self.store.append_audit(|last| audit::next_row(last, event, now)).await?;
         if audit::checkpoint_due(
             self.last_checkpoint.load(Ordering::Relaxed),
             row.seq,
@@ -951,7 +1003,7 @@ impl Service {
         ) {
             self.checkpoint(now).await?;
         }
-        Ok(())
+        Ok(row.seq)
     }
 
     // ---- helpers -----------------------------------------------------------------------

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use cloister_types::api::{
     AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, IdentityResponse, InstanceInfo,
-    JobDone, KeyReleaseRequest, KeyReleaseResponse, ObjectStored, SubmitJob,
+    JobDone, JobRecorded, KeyReleaseRequest, KeyReleaseResponse, ObjectStored, RecordJob,
+    SubmitJob,
 };
 use serde::de::DeserializeOwned;
 
@@ -129,6 +130,14 @@ impl AuthorityClient {
     pub async fn instance(&self) -> Result<InstanceInfo, ClientError> {
         let url = format!("{}/{}", self.prefix, self.info_path);
         let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Records in the instance's audit log that this enclave authorised a job.
+    pub async fn record_job(&self, request: &RecordJob) -> Result<JobRecorded, ClientError> {
+        let url = format!("{}/jobs", self.prefix);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await
     }
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoding::{Base64Url, Hex};
 use crate::evidence::{RuntimeData, UnifiedEvidence};
-use crate::job::{JobSpec, ReceiptOutput};
+use crate::job::{InputRef, JobSpec, ReceiptOutput};
 
 /// `POST /v1/challenge` response.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,6 +96,38 @@ pub struct ErrorBody {
     pub code: String,
     /// A message a user can act on; never contains secrets or internal detail.
     pub message: String,
+}
+
+/// What an enclave states when it has checked every owner's grant for a job and is about to run
+/// it: signed by the enclave's receipt key (the `receipt_pk` bound in its evidence).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobAuthorized {
+    /// The job.
+    pub job_id: String,
+    /// Its digest, as the grants name it.
+    pub job_digest: Hex,
+    /// The inputs the grants authorise (objects, ciphertext digests, owners).
+    pub inputs: Vec<InputRef>,
+    /// Who the outputs are sealed to.
+    pub output_recipients: Vec<String>,
+}
+
+/// `POST /v1/instances/{id}/jobs` request: record a job authorization in the audit log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordJob {
+    /// The enclave's EAR attestation result from this instance.
+    pub ear: String,
+    /// A [`JobAuthorized`] as a compact JWS by the receipt key the EAR's `cpu0` runtime data binds.
+    pub statement: String,
+}
+
+/// `POST /v1/instances/{id}/jobs` response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRecorded {
+    /// The audit entry that records it.
+    pub audit_seq: i64,
 }
 
 /// `GET /v1/service-key` response: the attestation service's envelope public key, to which

@@ -22,8 +22,8 @@ use cloister_client::AuthorityClient;
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::api::{
-    ErrorBody, IdentityResponse, JobDone, KeyReleaseRequest, ObjectStored, ReleaseContext,
-    SubmitJob,
+    ErrorBody, IdentityResponse, JobAuthorized, JobDone, KeyReleaseRequest, ObjectStored,
+    RecordJob, ReleaseContext, SubmitJob,
 };
 use cloister_types::{Hex, InputRole, JobSpec};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -149,10 +149,14 @@ async fn submit_job(
 ) -> Result<Json<JobDone>, ApiError> {
     let job_id = job.spec.id.clone();
     // Nothing is asked of the key broker for a job its owners did not authorise.
-    if let Err(error) = authorize_job(&worker.identity, &job.spec, &job.grants, unix_now()) {
-        tracing::warn!(job = %job_id, %error, "job refused");
-        return Err(ApiError::Job(error));
-    }
+    let authorization = match authorize_job(&worker.identity, &job.spec, &job.grants, unix_now()) {
+        Ok(authorization) => authorization,
+        Err(error) => {
+            tracing::warn!(job = %job_id, %error, "job refused");
+            return Err(ApiError::Job(error));
+        }
+    };
+    record_authorization(&worker, &job.spec, authorization.digest).await?;
     let released = release_broker_keys(&worker, &job.spec).await?;
     let outcome = tokio::task::spawn_blocking(move || {
         run_job(&worker.identity, &worker.store, &job.spec, &job.grants, &released)
@@ -170,6 +174,40 @@ async fn submit_job(
         }
     }
 }
+
+/// Records the job's authorization in the attestation service's audit log, signed by this
+/// enclave's receipt key. A job that cannot be recorded does not run.
+async fn record_authorization(
+    worker: &Worker,
+    spec: &JobSpec,
+    digest: Hex,
+) -> Result<(), ApiError> {
+    let statement = JobAuthorized {
+        job_id: spec.id.clone(),
+        job_digest: digest,
+        inputs: vec![spec.model.clone(), spec.data.clone()],
+        output_recipients: spec.output_recipients.clone(),
+    };
+    let signed = worker
+        .identity
+        .receipt_key()
+        .sign("job authorization", &statement, unix_now(), STATEMENT_VALIDITY)
+        .map_err(|e| ApiError::NotRecorded(e.to_string()))?;
+    let request = RecordJob { ear: worker.identity.ear().to_owned(), statement: signed };
+    match worker.authority.record_job(&request).await {
+        Ok(recorded) => {
+            tracing::info!(job = %spec.id, audit_seq = recorded.audit_seq, "job authorization recorded");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::warn!(job = %spec.id, %error, "job authorization could not be recorded");
+            Err(ApiError::NotRecorded(error.to_string()))
+        }
+    }
+}
+
+/// How long a signed job statement is accepted by the attestation service.
+const STATEMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Asks the key broker for every key-broker key an input is sealed to (when it is not sealed to
 /// this enclave's own key), presenting this enclave's attestation result, and unwraps each with
@@ -225,6 +263,8 @@ pub enum ApiError {
     Store(StoreError),
     /// The key broker did not release a key an input is sealed to.
     Release(String),
+    /// The attestation service did not record the job's authorization in its audit log.
+    NotRecorded(String),
     /// A task panicked.
     Internal,
 }
@@ -256,6 +296,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Job(_) => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed", self.message()),
             ApiError::Release(_) => (StatusCode::FORBIDDEN, "key_not_released", self.message()),
+            ApiError::NotRecorded(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "not_recorded", self.message())
+            }
             ApiError::Store(StoreError::Io { .. }) | ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -271,6 +314,10 @@ impl ApiError {
         match self {
             ApiError::Job(e) => e.to_string(),
             ApiError::Store(e) => e.to_string(),
+            ApiError::NotRecorded(reason) => format!(
+                "the job's authorization could not be recorded in the audit log, so it does not \
+                 run: {reason}"
+            ),
             ApiError::Release(reason) => {
                 format!("the key broker did not release an input's key to this enclave: {reason}")
             }

@@ -480,6 +480,17 @@ async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
     verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
     let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
     assert_eq!(cloister_worker::engine::Predictions::from_csv(&plain).unwrap().argmax().len(), 569);
+    // The enclave recorded the job's authorization in the audit log before running it.
+    let records = admin.audit().await.unwrap();
+    let authorized = records
+        .iter()
+        .find(|r| r.kind == "job.authorized" && r.subject == spec.id)
+        .expect("the job authorization is audited");
+    assert_eq!(authorized.detail["job_digest"], spec.digest().unwrap().to_string());
+    assert_eq!(authorized.detail["inputs"][1]["object_id"], "broker-data");
+    let released_at = records.iter().position(|r| r.kind == "key.released").unwrap();
+    let authorized_at = records.iter().position(|r| r.subject == spec.id).unwrap();
+    assert!(authorized_at < released_at, "the key was released before the job was recorded");
 
     // A job without the data owner's grant never reaches the broker.
     let (spec, grants) = job(data_ref.clone(), upload_model().await);
@@ -487,7 +498,11 @@ async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
     let err = refused(&client, &spec, vec![grants[0].clone()]).await;
     assert!(err.contains("no valid grant from the Data owner"), "{err}");
     let after = admin.audit().await.unwrap();
-    assert!(after[before..].iter().all(|r| r.kind != "key.released"), "{:?}", &after[before..]);
+    assert!(
+        after[before..].iter().all(|r| r.kind != "key.released" && r.kind != "job.authorized"),
+        "{:?}",
+        &after[before..]
+    );
 
     // A key whose policy admits other measurements only is never released to this enclave.
     let other_ref = bed
@@ -531,4 +546,40 @@ async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
     let findings =
         scan(&bed.dirs.root, &[Secret::sampled("data set", &features(), 32, 48)]).unwrap();
     assert!(findings.is_empty(), "{findings:?}");
+}
+
+/// Only the enclave can record a job authorization: the statement must be signed by the receipt
+/// key its EAR token binds, and the token must be the instance's.
+#[tokio::test]
+async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() {
+    use cloister_types::api::{JobAuthorized, RecordJob};
+    let bed = bed().await;
+    let client = bed.authority.client().unwrap();
+    let statement = JobAuthorized {
+        job_id: "job-forged".to_owned(),
+        job_digest: Hex(vec![1; 32]),
+        inputs: vec![],
+        output_recipients: vec![],
+    };
+    let ear = bed.worker.worker.identity.ear().to_owned();
+    let forged = cloister_sign::SigningKey::generate()
+        .sign("job authorization", &statement, unix_now(), std::time::Duration::from_secs(60))
+        .unwrap();
+    let err =
+        client.record_job(&RecordJob { ear: ear.clone(), statement: forged }).await.unwrap_err();
+    assert!(err.to_string().contains("job statement"), "{err}");
+    let genuine = bed
+        .worker
+        .worker
+        .identity
+        .receipt_key()
+        .sign("job authorization", &statement, unix_now(), std::time::Duration::from_secs(60))
+        .unwrap();
+    let err = client
+        .record_job(&RecordJob { ear: "not.a.token".to_owned(), statement: genuine.clone() })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("401"), "{err}");
+    let recorded = client.record_job(&RecordJob { ear, statement: genuine }).await.unwrap();
+    assert!(recorded.audit_seq > 0);
 }
