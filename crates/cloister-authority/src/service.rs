@@ -617,13 +617,26 @@ impl Service {
     // ---- attestation -------------------------------------------------------------------
 
     /// A fresh single-use challenge for instance `id`.
+    ///
+    /// A cached instance is used without checking its revision (settings never change after
+    /// creation); the nonce's foreign key refuses an instance deleted meanwhile.
     pub async fn challenge(&self, id: &str, now: i64) -> Result<ChallengeResponse> {
-        let cached = self.instance(id).await?;
+        let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        let settings = match cached {
+            Some(cached) => cached.instance.settings(),
+            None => self.instance(id).await?.instance.settings(),
+        };
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let nonce = Base64Url::encode(&bytes).to_string();
-        let expires_at = now + cached.instance.settings().nonce_ttl_secs as i64;
-        self.store.insert_nonce(&nonce, id, expires_at).await?;
+        let expires_at = now + settings.nonce_ttl_secs as i64;
+        if let Err(error) = self.store.insert_nonce(&nonce, id, expires_at).await {
+            if matches!(error, StoreError::NotFound(_)) {
+                self.forget(id);
+                return Err(ServiceError::NotFound(format!("instance {id}")));
+            }
+            return Err(error.into());
+        }
         Ok(ChallengeResponse { nonce, expires_at })
     }
 

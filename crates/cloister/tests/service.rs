@@ -388,6 +388,8 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     let (ok, _, _) = cli(&["instance", "show", &id], &server.url, acme_t);
     assert!(!ok);
     assert!(verify_ear(&client, &second.ear).await.is_err());
+    let err = client.challenge().await.unwrap_err().to_string();
+    assert!(err.contains("404") && err.contains("not found"), "{err}");
 
     let logs = server.stop();
     let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
@@ -750,6 +752,11 @@ async fn replicas_on_one_postgres_database_share_nonces_and_never_double_use_one
         successes += usize::from(task.await.unwrap());
     }
     assert_eq!(successes, 20, "each nonce must be good exactly once");
+    // Deleted through one replica, the instance is gone on the other too, though cached there.
+    one.as_tenant(&tenant.token).delete_instance(&instance.id).await.unwrap();
+    let err = at_two.challenge().await.unwrap_err().to_string();
+    assert!(err.contains("404") && err.contains("not found"), "{err}");
+    assert!(at_two.attest(&requests[0]).await.is_err());
     let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
     assert!(ok, "{out}{err}");
     drop((one, two));
