@@ -863,7 +863,20 @@ impl Service {
     ) -> Result<KeyReleaseResponse> {
         let key_id = request.key_id.to_string();
         let Some(row) = self.store.broker_key_by_key_id(&key_id).await? else {
-            return Err(ServiceError::NotFound(format!("broker key with key id {key_id}")));
+            let error = ServiceError::NotFound(format!("broker key with key id {key_id}"));
+            let detail = serde_json::json!({ "key_id": key_id, "context": request.context,
+                                             "reason": error.to_string() });
+            self.record(
+                &Principal::Anonymous,
+                AuditKind::KeyReleased,
+                None,
+                &format!("key_id:{key_id}"),
+                Outcome::Refused,
+                detail,
+                now,
+            )
+            .await?;
+            return Err(error);
         };
         let result = self.release_with(&row, request, now).await;
         let (outcome, detail) = match &result {

@@ -382,6 +382,22 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
         cli(&["key", "revoke", registered["id"].as_str().unwrap(), "--json"], &server.url, acme_t);
     assert!(ok && json_of(&out)["revoked_at"].is_number(), "{out}");
 
+    // A release request for a key nobody registered is refused, and still audited.
+    let unknown = cloister_types::api::KeyReleaseRequest {
+        key_id: Hex(vec![9; 16]),
+        ear: response.ear.clone(),
+        context: Default::default(),
+    };
+    let err = client.release_key(&unknown).await.unwrap_err().to_string();
+    assert!(err.contains("404"), "{err}");
+    let records = server.operator().audit().await.unwrap();
+    assert!(
+        records.iter().any(|r| r.kind == "key.released"
+            && r.outcome == "refused"
+            && r.subject == format!("key_id:{}", Hex(vec![9; 16]))),
+        "the refused release is not in the audit log"
+    );
+
     // Delete: keys destroyed, tokens stop verifying here.
     let (ok, _, err) = cli(&["instance", "delete", &id], &server.url, acme_t);
     assert!(ok, "{err}");
