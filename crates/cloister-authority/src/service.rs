@@ -140,10 +140,16 @@ impl Service {
         if theirs != ours {
             return Err(ServiceError::WrongServiceKey { ours, theirs });
         }
-        let public = service_key.public_key();
-        let fresh = SigningKey::generate();
-        let sealed = Base64Url::encode(&seal_secret(&public, fresh.to_text().as_bytes())?);
-        let stored = store.meta_insert_if_absent("audit_key_sealed", &sealed.to_string()).await?;
+        // The audit checkpoint key is made once per database (by whichever replica starts first).
+        let stored = match store.meta("audit_key_sealed").await? {
+            Some(stored) => stored,
+            None => {
+                let fresh = SigningKey::generate();
+                let sealed = seal_secret(&service_key.public_key(), fresh.to_text().as_bytes())?;
+                let sealed = Base64Url::encode(&sealed).to_string();
+                store.meta_insert_if_absent("audit_key_sealed", &sealed).await?
+            }
+        };
         let stored = Base64Url::parse(&stored)
             .map_err(|_| ServiceError::Internal("the stored audit key is not base64url".into()))?;
         let text = unseal_secret(&service_key, stored.as_bytes())?;

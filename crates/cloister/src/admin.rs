@@ -356,7 +356,7 @@ pub async fn audit_list(conn: &Connection) -> Result<()> {
 pub async fn audit_verify(database: &str, public_key: Option<&str>, json: bool) -> Result<bool> {
     let store = Store::connect(database)
         .await
-        .with_context(|| format!("opening {}", crate::serve::redact(database)))?;
+        .with_context(|| format!("opening {}", cloister_authority::store::redact(database)))?;
     let key_text = match public_key {
         Some(text) => text.to_owned(),
         None => store.meta("audit_public_key").await?.context(

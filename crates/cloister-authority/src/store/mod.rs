@@ -187,7 +187,7 @@ fn constraint(
 }
 
 /// `url` with any password left out, for messages and logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -1150,6 +1150,8 @@ mod tests {
             "postgresql://db/cloister?user=svc&password=…&sslmode=verify-full"
         );
         assert_eq!(redact("postgres://svc@db/x"), "postgres://svc@db/x");
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
         assert_eq!(redact("postgres://a:b@c:d@host"), "postgres://a@host");
         assert_eq!(redact("postgres://a:pa/ss@host/db"), "postgres://a@host/db");
         assert_eq!(
