@@ -6,6 +6,7 @@
 //! attestation service, the enclave worker and every client agree byte for byte.
 
 pub mod api;
+pub mod batch;
 pub mod canonical;
 pub mod cert;
 pub mod claims;
@@ -14,6 +15,8 @@ pub mod encoding;
 pub mod evidence;
 pub mod job;
 pub mod manage;
+pub mod model;
+pub mod online;
 pub mod pem;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
@@ -23,4 +26,5 @@ pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};
 pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
 pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, Receipt};
+pub use model::{ModelFormat, ModelManifest, ModelMetadata, ModelTask, TensorSpec};
 pub use pem::{PemError, pem_certificates};

@@ -1,0 +1,163 @@
+//! Durable batch jobs: the request that queues one, its status, the statement an enclave signs for
+//! each finished chunk, and the receipt that names every chunk.
+//!
+//! A batch job's data set is split into chunks of `chunk_rows` rows; chunk `k` covers rows
+//! `k * chunk_rows ..` and its predictions are sealed to the recipients as object
+//! `{job}-out-{k:06}`. Chunk 0's plaintext starts with the CSV header line; the plaintexts of all
+//! chunks, concatenated in order, are the job's whole output CSV.
+
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::Hex;
+use crate::job::{JobSpec, ReceiptInput};
+
+/// `POST /v1/batch` request: a job, its grants, and the chunk size.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBatch {
+    /// The job (every owner's grant names its digest).
+    pub spec: JobSpec,
+    /// Compact JWS grants, one per input owner.
+    pub grants: Vec<String>,
+    /// Rows per chunk (at least 1).
+    pub chunk_rows: u64,
+}
+
+/// `POST /v1/batch` response (202): the job is queued.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchAccepted {
+    /// The job id.
+    pub job_id: String,
+    /// Its state (`queued`).
+    pub state: BatchState,
+}
+
+/// Where a batch job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchState {
+    /// Accepted, not started yet.
+    Queued,
+    /// Chunks are being computed (also after a restart, until done).
+    Running,
+    /// Every chunk is sealed and the receipt is signed.
+    Done,
+    /// Stopped for good; the status carries the reason.
+    Failed,
+}
+
+impl BatchState {
+    /// The name stored in the queue and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Queued => "queued",
+            BatchState::Running => "running",
+            BatchState::Done => "done",
+            BatchState::Failed => "failed",
+        }
+    }
+
+    /// Parses [`BatchState::as_str`]'s names.
+    pub fn parse(text: &str) -> Option<BatchState> {
+        match text {
+            "queued" => Some(BatchState::Queued),
+            "running" => Some(BatchState::Running),
+            "done" => Some(BatchState::Done),
+            "failed" => Some(BatchState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One finished chunk: what the enclave that computed it signs (as a compact JWS with its
+/// receipt key) when it records the chunk, and what the receipt lists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchChunk {
+    /// The job.
+    pub job_id: String,
+    /// The job's digest.
+    pub job_digest: Hex,
+    /// The chunk's index, from 0.
+    pub index: u64,
+    /// Index of its first row in the data set.
+    pub first_row: u64,
+    /// Rows in the chunk.
+    pub rows: u64,
+    /// The sealed output object.
+    pub object_id: String,
+    /// SHA-256 of the sealed output object.
+    pub ciphertext_sha256: Hex,
+    /// SHA-256 of the EAR token of the enclave that computed and sealed the chunk.
+    pub attestation_result_sha256: Hex,
+}
+
+/// An enclave that worked on a batch job (a job resumed after a restart has several).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchEnclave {
+    /// SHA-256 of its EAR token.
+    pub attestation_result_sha256: Hex,
+    /// Its measurement.
+    pub measurement: Hex,
+    /// Its receipt key (text form), which signed its chunk statements.
+    pub receipt_pk: String,
+}
+
+/// What the enclave that finishes a batch job signs with its receipt key.
+///
+/// The signer checked, before signing, that every chunk statement verifies with the receipt key
+/// of an enclave certified by the same instance CA with the signer's own measurement and TEE, and
+/// that every stored chunk object has the digest named here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReceipt {
+    /// The job.
+    pub job_id: String,
+    /// Its digest.
+    pub job_digest: Hex,
+    /// The inputs, as read and decrypted by the signer.
+    pub inputs: Vec<ReceiptInput>,
+    /// Rows per chunk.
+    pub chunk_rows: u64,
+    /// Rows processed in all.
+    pub rows: u64,
+    /// Every chunk, in order.
+    pub chunks: Vec<BatchChunk>,
+    /// Every enclave that computed a chunk (and the signer).
+    pub enclaves: Vec<BatchEnclave>,
+    /// SHA-256 of the signer's EAR token.
+    pub attestation_result_sha256: Hex,
+    /// The signer's measurement.
+    pub measurement: Hex,
+    /// What each enclave erased when its part of the job ended.
+    pub erased: Vec<String>,
+    /// Unix seconds when the job was accepted.
+    pub submitted_at: i64,
+    /// Unix seconds when the receipt was signed.
+    pub finished_at: i64,
+}
+
+/// `GET /v1/batch/{id}` response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BatchStatus {
+    /// The job id.
+    pub job_id: String,
+    /// Its state.
+    pub state: BatchState,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Rows sealed so far.
+    pub rows_done: u64,
+    /// Rows in the data set; `None` until a runner has opened it.
+    pub rows_total: Option<u64>,
+    /// Chunks in the job; `None` until a runner has opened the data set.
+    pub chunks_total: Option<u64>,
+    /// The finished chunks, in order.
+    pub chunks: Vec<BatchChunk>,
+    /// When done: the [`BatchReceipt`] as a compact JWS.
+    pub receipt: Option<String>,
+    /// When done: the certificate chain (PEM) of the enclave that signed the receipt; verify it
+    /// against your own expectations to get the receipt key.
+    pub receipt_signer_chain_pem: Option<String>,
+}

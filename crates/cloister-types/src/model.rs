@@ -1,0 +1,244 @@
+//! The model repository's records: what a model is (format, architecture, schema), the manifest
+//! its owner signs, and the serving policy that says who may query it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::canonical::{CanonicalJsonError, canonical_json};
+use crate::encoding::Hex;
+
+/// How a model's weights are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    /// One ONNX file.
+    Onnx,
+    /// One GGUF file (llama.cpp's format: quantized weights, tokenizer and chat template).
+    Gguf,
+    /// A directory of safetensors files with `config.json` and a tokenizer (Hugging Face layout).
+    Safetensors,
+}
+
+impl ModelFormat {
+    /// The name used on the command line and in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelFormat::Onnx => "onnx",
+            ModelFormat::Gguf => "gguf",
+            ModelFormat::Safetensors => "safetensors",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the model does, as far as serving is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelTask {
+    /// A causal language model: chat completions.
+    TextGeneration,
+    /// A sentence encoder: embeddings.
+    Embedding,
+    /// Anything else: tensors in, tensors out (`/v1/infer`).
+    Tensor,
+}
+
+/// One named tensor of a model's interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    /// The tensor's name in the graph.
+    pub name: String,
+    /// Element type as ONNX names it (`float32`, `int64`, …).
+    pub dtype: String,
+    /// Dimensions; `None` for a symbolic or unknown dimension (the batch, usually).
+    pub shape: Vec<Option<u64>>,
+}
+
+/// What `cloister model import` reads out of a model's files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    /// The file format.
+    pub format: ModelFormat,
+    /// What serving it means.
+    pub task: ModelTask,
+    /// The architecture (`llama`, `bert`, or the ONNX producer and graph name).
+    pub architecture: String,
+    /// Number of parameters (elements of every weight tensor).
+    pub parameter_count: u64,
+    /// Graph inputs (ONNX).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<TensorSpec>,
+    /// Graph outputs (ONNX).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<TensorSpec>,
+    /// Context length in tokens (language models and encoders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+    /// Vocabulary size (language models and encoders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab_size: Option<u64>,
+    /// Width of the hidden state (the embedding dimension of an encoder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_size: Option<u64>,
+    /// The chat template (Jinja), when the model ships one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
+    /// Anything else worth showing (quantization, ONNX opset, producer), as text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+}
+
+/// One file of a model: its path in the model (`model.gguf`, `config.json`, …), its plaintext
+/// digest and size, and the sealed object that holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelFile {
+    /// The file's relative path inside the model (forward slashes, no `..`).
+    pub path: String,
+    /// SHA-256 of the plaintext bytes.
+    pub sha256: Hex,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// SHA-256 of the sealed object stored in the repository.
+    pub sealed_sha256: Hex,
+}
+
+/// What the owner allows a holder of the weights to do with them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenceTerms {
+    /// The licence's name (SPDX id or free text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub licence: Option<String>,
+    /// Weights never leave an enclave in plaintext, not even to their recipients.
+    pub no_weight_export: bool,
+    /// Further terms in plain words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terms: Vec<String>,
+}
+
+/// The record the model owner signs (a compact JWS, `what = "model manifest"`): name, version,
+/// digest, metadata and terms. Immutable: a version once imported never changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelManifest {
+    /// The model's name (lowercase letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Its version (same alphabet).
+    pub version: String,
+    /// [`ModelManifest::files_digest`] of `files`: the model's identity.
+    pub digest: Hex,
+    /// Every file, sorted by path.
+    pub files: Vec<ModelFile>,
+    /// What was read from the files.
+    pub metadata: ModelMetadata,
+    /// The owner's terms.
+    pub licence: LicenceTerms,
+    /// The owner's party public key (text form); the manifest is signed with it.
+    pub owner: String,
+    /// The key-broker recipient the weights are sealed to (`cloister-broker:kb_…:…`).
+    pub sealed_to: String,
+}
+
+impl ModelManifest {
+    /// The model digest over a file list: SHA-256 of the canonical JSON of
+    /// `[{path, sha256, size}]`, sorted by path. For a one-file model it still names the path, so
+    /// renaming a file changes the digest.
+    pub fn files_digest(files: &[ModelFile]) -> Result<Hex, CanonicalJsonError> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            path: &'a str,
+            sha256: &'a Hex,
+            size: u64,
+        }
+        let mut entries: Vec<Entry<'_>> = files
+            .iter()
+            .map(|f| Entry { path: &f.path, sha256: &f.sha256, size: f.size })
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(b.path));
+        Ok(Hex(Sha256::digest(canonical_json(&entries)?).to_vec()))
+    }
+
+    /// The id clients use for this model version: `name@version`.
+    pub fn model_id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// Checks a model or version name: 1–64 characters of `a-z 0-9 - _ .`, not starting with `.`.
+pub fn check_model_name(what: &'static str, name: &str) -> Result<(), BadModelName> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+    if ok { Ok(()) } else { Err(BadModelName { what, name: name.to_owned() }) }
+}
+
+/// A model or version name outside the allowed alphabet.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} {name:?} is not allowed: use 1-64 characters of a-z, 0-9, '-', '_' and '.', not \
+     starting with '.'"
+)]
+pub struct BadModelName {
+    /// "model name" or "model version".
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+}
+
+/// The model owner's serving policy (signed as a compact JWS, `what = "serving policy"`): which
+/// requesters may query which versions of one model, and how much.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingPolicy {
+    /// The model's name.
+    pub model: String,
+    /// Versions this policy covers; empty means none.
+    pub versions: Vec<String>,
+    /// Who may query, each with its own limits.
+    pub requesters: Vec<RequesterLimits>,
+}
+
+/// One requester's allowance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequesterLimits {
+    /// The requester's party public key (text form), which signs each request.
+    pub requester: String,
+    /// Requests per minute (token bucket refilled continuously).
+    pub requests_per_minute: u32,
+    /// Total generated or embedded tokens this requester may consume; `None` = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_quota: Option<u64>,
+}
+
+/// `POST /v1/serving/models` on the worker: load one model version from the repository and serve
+/// it under its owner's serving policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployModel {
+    /// The manifest as stored in the repository (compact JWS).
+    pub manifest: String,
+    /// The model owner's party public key (text form): the manifest and the policy must verify
+    /// with it.
+    pub owner: String,
+    /// The owner's [`ServingPolicy`] (compact JWS, `what = "serving policy"`).
+    pub serving_policy: String,
+}
+
+/// What the worker answers once a model is loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployedModel {
+    /// `name@version`.
+    pub model: String,
+    /// The model digest the worker checked.
+    pub digest: Hex,
+    /// What it serves.
+    pub task: ModelTask,
+    /// The inner API route that serves it.
+    pub endpoint: String,
+}
