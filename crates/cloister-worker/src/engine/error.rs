@@ -24,4 +24,21 @@ pub enum EngineError {
     /// A caller-supplied argument is out of range (e.g. a batch size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A tokenizer could not be built from the model's files, or failed on the text.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The model's chat template does not parse or fails to render the conversation.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    /// An input is longer than the model accepts (the prompt plus at least one generated
+    /// token for a language model; one text for an embedding model).
+    #[error("{input} has {tokens} tokens, more than the model's limit of {limit}; shorten it")]
+    InputTooLong {
+        /// Which input: "the prompt", "text 3", …
+        input: String,
+        /// Its length in tokens.
+        tokens: usize,
+        /// The most the model accepts.
+        limit: usize,
+    },
 }

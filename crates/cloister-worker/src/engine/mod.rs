@@ -14,13 +14,28 @@
 //! let csv = predictions.to_csv();
 //! # let _ = csv; Ok(()) }
 //! ```
+//!
+//! The language-model engine ([`LlmModel`], candle) generates text with llama-architecture
+//! models from a GGUF file (quantised; tokenizer and chat template read from its metadata by
+//! [`gguf_tokenizer`] and [`chat`]) or a safetensors directory, streaming complete UTF-8 pieces.
+//! The embedding engine ([`Embedder`], candle BERT) turns texts into L2-normalised mean-pooled
+//! sentence vectors.
 
+pub mod chat;
+pub mod embed;
 mod error;
+pub mod gguf_tokenizer;
+mod inspect;
+pub mod llm;
 mod onnx;
 mod predictions;
 mod table;
 
+pub use embed::{Embedder, Embeddings};
 pub use error::EngineError;
+pub use inspect::inspect;
+pub use llm::{ChatMessage, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles};
+pub use onnx::NamedTensor;
 pub use onnx::{OnnxModel, TensorSchema, run_batch};
 pub use predictions::Predictions;
 pub use table::Table;

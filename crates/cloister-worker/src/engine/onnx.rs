@@ -198,6 +198,70 @@ impl OnnxModel {
     }
 }
 
+/// One named tensor of float values, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    /// The tensor's name in the graph.
+    pub name: String,
+    /// Its dimensions.
+    pub shape: Vec<usize>,
+    /// Its values, row-major (`shape`'s product of them).
+    pub data: Vec<f32>,
+}
+
+impl OnnxModel {
+    /// Runs the model once on one input tensor of `shape` (batch first) and returns every
+    /// output, cast to float32, in declaration order.
+    ///
+    /// # Errors
+    /// [`EngineError::SchemaMismatch`] when `shape` does not fit the model's input (rank, a
+    /// fixed dimension, or the number of values); [`EngineError::Inference`] when tract fails.
+    pub fn infer(&self, shape: &[usize], values: &[f32]) -> Result<Vec<NamedTensor>, EngineError> {
+        let mismatch = || {
+            EngineError::SchemaMismatch(format!(
+                "input '{}' must have shape {}, got {shape:?}",
+                self.input.name,
+                self.input.shape_string()
+            ))
+        };
+        if shape.len() != self.input.shape.len()
+            || shape
+                .iter()
+                .zip(&self.input.shape)
+                .any(|(got, want)| want.is_some_and(|w| w != *got))
+            || shape.first().is_some_and(|b| *b == 0)
+        {
+            return Err(mismatch());
+        }
+        let count = shape.iter().try_fold(1usize, |n, d| n.checked_mul(*d)).ok_or_else(mismatch)?;
+        if count != values.len() {
+            return Err(EngineError::SchemaMismatch(format!(
+                "input '{}' of shape {shape:?} needs {count} values, got {}",
+                self.input.name,
+                values.len()
+            )));
+        }
+        guard(|| {
+            let infer = |e: TractError| EngineError::Inference(format!("{e:#}"));
+            let tensor = Tensor::from_shape(shape, values).map_err(infer)?;
+            let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(infer)?;
+            outputs
+                .iter()
+                .zip(&self.outputs)
+                .map(|(value, schema)| {
+                    let as_f32 = value.cast_to::<f32>().map_err(infer)?;
+                    let view = as_f32.to_plain_array_view::<f32>().map_err(infer)?;
+                    Ok(NamedTensor {
+                        name: schema.name.clone(),
+                        shape: value.shape().to_vec(),
+                        data: view.iter().copied().collect(),
+                    })
+                })
+                .collect()
+        })?
+    }
+}
+
 /// Runs `model` over every row of `table`, `batch_rows` rows at a time, and returns the model's
 /// first output with one row per table row. `progress` is called after each batch with the
 /// number of rows done so far.
