@@ -216,6 +216,39 @@ impl WorkerClient {
         Ok(response.bytes().await.map_err(|e| transport(&url, e))?.to_vec())
     }
 
+    /// Asks the worker to load a model version from its repository and serve it under the
+    /// owner's serving policy; answers once the model passed its integrity check and loaded.
+    pub async fn deploy_model(
+        &self,
+        request: &cloister_types::model::DeployModel,
+    ) -> Result<cloister_types::model::DeployedModel, ClientError> {
+        let url = format!("{}/v1/serving/models", self.base);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Queues a durable batch job with its grants; answers as soon as it is queued.
+    pub async fn submit_batch(
+        &self,
+        job: &cloister_types::batch::SubmitBatch,
+    ) -> Result<cloister_types::batch::BatchAccepted, ClientError> {
+        let url = format!("{}/v1/batch", self.base);
+        let response =
+            self.http.post(&url).json(job).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// A batch job's state, progress, chunks and (when done) receipt.
+    pub async fn batch_status(
+        &self,
+        job_id: &str,
+    ) -> Result<cloister_types::batch::BatchStatus, ClientError> {
+        let url = format!("{}/v1/batch/{job_id}", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
     /// Submits a job with its grants and waits for it to finish.
     pub async fn submit_job(&self, job: &SubmitJob) -> Result<JobDone, ClientError> {
         let url = format!("{}/v1/jobs", self.base);

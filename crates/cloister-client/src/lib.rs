@@ -9,9 +9,11 @@
 pub mod enclave;
 pub mod http;
 pub mod manage;
+pub mod ohttp;
 pub mod released;
 pub mod tls;
 
+pub use self::ohttp::{OhttpClient, OhttpError};
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
 pub use manage::ServiceClient;

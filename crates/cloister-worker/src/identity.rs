@@ -3,12 +3,15 @@
 
 use std::fmt;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloister_attest::Attester;
 use cloister_client::AuthorityClient;
 use cloister_client::enclave::{pem_certificates, read_claims_unverified};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
 use cloister_types::api::AttestRequest;
+use cloister_types::online::OHTTP_KEY_CONFIG_FIELD;
 use cloister_types::{Base64Url, Claims, Hex, RuntimeData};
 use rcgen::{KeyPair, PublicKeyData as _};
 use sha2::{Digest, Sha256};
@@ -30,6 +33,9 @@ pub enum IdentityError {
     /// The runtime data could not be encoded.
     #[error("could not encode the runtime data: {0}")]
     RuntimeData(#[from] cloister_types::CanonicalJsonError),
+    /// The OHTTP key configuration could not be generated or encoded.
+    #[error("could not generate the enclave's OHTTP key configuration: {0}")]
+    OhttpKey(String),
     /// The returned certificate is not for this enclave.
     #[error("the attestation service returned a certificate that is not for this enclave: {0}")]
     WrongCertificate(String),
@@ -40,6 +46,7 @@ pub struct EnclaveIdentity {
     hpke: RecipientSecretKey,
     receipt_key: SigningKey,
     tls_key_pkcs8: Zeroizing<Vec<u8>>,
+    ohttp: ohttp::KeyConfig,
     certificate_chain_pem: String,
     certificate_chain_der: Vec<Vec<u8>>,
     ear: String,
@@ -59,6 +66,13 @@ impl EnclaveIdentity {
         let tls_key =
             KeyPair::generate().map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
         let tls_spki = tls_key.subject_public_key_info();
+        let ohttp = ohttp_key_config()?;
+        let ohttp_encoded = ohttp.encode().map_err(|e| IdentityError::OhttpKey(e.to_string()))?;
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert(
+            OHTTP_KEY_CONFIG_FIELD.to_owned(),
+            serde_json::Value::String(URL_SAFE_NO_PAD.encode(&ohttp_encoded)),
+        );
 
         let challenge = authority.challenge().await?;
         let runtime_data = RuntimeData {
@@ -66,7 +80,7 @@ impl EnclaveIdentity {
             hpke_pk: hpke.public_key().to_text(),
             tls_spki_sha256: Hex(Sha256::digest(&tls_spki).to_vec()),
             receipt_pk: receipt_key.public_key().to_text(),
-            extra: Default::default(),
+            extra,
         };
         let evidence = attester.attest(&runtime_data)?;
         let response =
@@ -87,6 +101,7 @@ impl EnclaveIdentity {
             hpke,
             receipt_key,
             tls_key_pkcs8: Zeroizing::new(tls_key.serialize_der()),
+            ohttp,
             certificate_chain_pem: response.certificate_chain_pem,
             certificate_chain_der: chain,
             ear: response.ear,
@@ -108,6 +123,12 @@ impl EnclaveIdentity {
     /// The TLS private key (PKCS#8 DER).
     pub fn tls_key_pkcs8(&self) -> &[u8] {
         &self.tls_key_pkcs8
+    }
+
+    /// The OHTTP key configuration (with its private key) online requests are encapsulated to;
+    /// its public encoding is bound into the runtime data as `ohttp_key_config`.
+    pub fn ohttp_key_config(&self) -> &ohttp::KeyConfig {
+        &self.ohttp
     }
 
     /// The certificate chain, PEM and DER (leaf first).
@@ -134,6 +155,21 @@ impl EnclaveIdentity {
     pub fn claims(&self) -> &Claims {
         &self.claims
     }
+}
+
+/// The key id of the enclave's one OHTTP key configuration.
+const OHTTP_KEY_ID: u8 = 1;
+
+/// A fresh OHTTP key configuration: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and AES-128-GCM, as
+/// in RFC 9458's example.
+fn ohttp_key_config() -> Result<ohttp::KeyConfig, IdentityError> {
+    use ohttp::hpke::{Aead, Kdf, Kem};
+    ohttp::KeyConfig::new(
+        OHTTP_KEY_ID,
+        Kem::X25519Sha256,
+        vec![ohttp::SymmetricSuite::new(Kdf::HkdfSha256, Aead::Aes128Gcm)],
+    )
+    .map_err(|e| IdentityError::OhttpKey(e.to_string()))
 }
 
 impl fmt::Debug for EnclaveIdentity {

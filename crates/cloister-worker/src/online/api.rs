@@ -1,0 +1,204 @@
+//! The inner, OpenAI-compatible router. It is reached only through [`crate::online::gateway`],
+//! after decryption, and is never mounted on the outer router. Every request passes
+//! [`authenticate_request`] first; handlers get the requester only through the [`Requester`]
+//! extractor, which fails closed without it.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /v1/models` | the models this requester may use |
+//! | `POST /v1/chat/completions` | chat, `stream: true` as server-sent events (language models) |
+//! | `POST /v1/embeddings` | `input` as a string or a list of strings (sentence encoders) |
+//! | `POST /v1/infer` | `{model, inputs: {name: {shape, data}}}` → `{model, outputs}` (ONNX) |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cloister_sign::unix_now;
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroize as _;
+
+use crate::online::authz::{self, Requester};
+use crate::online::catalog::Engine;
+use crate::online::error::OnlineError;
+use crate::online::openai;
+use crate::server::Worker;
+
+/// Largest inner request body.
+pub const MAX_INNER_BODY: usize = 16 << 20;
+
+/// The inner router over the worker's catalog.
+pub fn inner_router(worker: Arc<Worker>) -> Router {
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/infer", post(infer))
+        .fallback(
+            |uri: axum::http::Uri| async move { OnlineError::NotFound(uri.path().to_owned()) },
+        )
+        .layer(middleware::from_fn_with_state(worker.clone(), authenticate_request))
+        .with_state(worker)
+}
+
+/// Verifies the requester's signed authorization over this method, path and body, and hands the
+/// verified [`Requester`] to the handler; anything else is answered with 401.
+async fn authenticate_request(
+    State(worker): State<Arc<Worker>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_INNER_BODY).await else {
+        return OnlineError::BadRequest(format!(
+            "the request body is larger than {MAX_INNER_BODY} bytes"
+        ))
+        .into_response();
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match authz::authenticate(
+        &worker.catalog,
+        header,
+        parts.method.as_str(),
+        &path,
+        &bytes,
+        unix_now(),
+    ) {
+        Ok(requester) => {
+            parts.extensions.insert(requester);
+            next.run(Request::from_parts(parts, Body::from(bytes))).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Requester {
+    type Rejection = OnlineError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Requester>().cloned().ok_or_else(|| {
+            OnlineError::Unauthenticated("the request did not pass authentication".into())
+        })
+    }
+}
+
+/// Parses a JSON request body, answering a malformed one with an OpenAI-style 400.
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OnlineError> {
+    serde_json::from_slice(body)
+        .map_err(|e| OnlineError::BadRequest(format!("the request body is not valid: {e}")))
+}
+
+async fn models(
+    State(worker): State<Arc<Worker>>,
+    requester: Requester,
+) -> Result<Json<serde_json::Value>, OnlineError> {
+    let data: Vec<serde_json::Value> = worker
+        .catalog
+        .list()
+        .iter()
+        .filter(|model| authz::permits(model, &requester))
+        .map(|model| {
+            json!({
+                "id": model.id(),
+                "object": "model",
+                "created": model.created(),
+                "owned_by": model.serving_policy().owner(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+#[derive(Deserialize)]
+struct InferRequest {
+    model: String,
+    inputs: BTreeMap<String, TensorIn>,
+}
+
+#[derive(Deserialize)]
+struct TensorIn {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+/// Runs an ONNX model once. Each sample (the input's first dimension) counts as one token
+/// against the requester's quota.
+async fn infer(
+    State(worker): State<Arc<Worker>>,
+    requester: Requester,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, OnlineError> {
+    let request: InferRequest = parse_body(&body)?;
+    let admission = authz::admit(&worker.catalog, &requester, &request.model)?;
+    let model = admission.model().clone();
+    let Engine::Onnx(onnx) = model.engine() else {
+        return Err(OnlineError::WrongEndpoint {
+            model: model.id(),
+            route: "/v1/infer",
+            endpoint: model.engine().endpoint(),
+        });
+    };
+    let expected = onnx.input().name.clone();
+    let mut inputs = request.inputs.into_iter();
+    let (Some((name, tensor)), None) = (inputs.next(), inputs.next()) else {
+        return Err(OnlineError::BadRequest(format!(
+            "model {} takes exactly one input, named {expected:?}",
+            model.id()
+        )));
+    };
+    if name != expected {
+        return Err(OnlineError::BadRequest(format!(
+            "model {} has no input {name:?}; its input is named {expected:?}",
+            model.id()
+        )));
+    }
+    let samples = tensor.shape.first().copied().unwrap_or(0) as u64;
+    if let Some(left) = admission.remaining_quota(&worker.catalog)
+        && samples > left
+    {
+        let quota = model
+            .serving_policy()
+            .policy()
+            .requesters
+            .iter()
+            .find(|r| r.requester == requester.key())
+            .and_then(|r| r.token_quota)
+            .unwrap_or(0);
+        return Err(OnlineError::QuotaExhausted {
+            model: model.id(),
+            quota,
+            used: quota.saturating_sub(left),
+        });
+    }
+    let runner = model.clone();
+    let outputs = tokio::task::spawn_blocking(move || {
+        let TensorIn { shape, mut data } = tensor;
+        let result = match runner.engine() {
+            Engine::Onnx(onnx) => onnx.infer(&shape, &data),
+            Engine::Llm(_) | Engine::Embedder(_) => {
+                Err(crate::engine::EngineError::InvalidArgument(
+                    "this model is not a tensor model".into(),
+                ))
+            }
+        };
+        data.zeroize();
+        result
+    })
+    .await
+    .map_err(|_| OnlineError::Internal)??;
+    admission.charge(&worker.catalog, samples);
+    let outputs: serde_json::Map<String, serde_json::Value> = outputs
+        .into_iter()
+        .map(|t| (t.name, json!({ "shape": t.shape, "data": t.data })))
+        .collect();
+    Ok(Json(json!({ "model": model.id(), "outputs": outputs })))
+}

