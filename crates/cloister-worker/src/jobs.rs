@@ -18,7 +18,7 @@ use crate::store::{ObjectStore, StoreError};
 const RECEIPT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Rows per inference batch.
-const BATCH_ROWS: usize = 64;
+pub(crate) const BATCH_ROWS: usize = 64;
 
 /// Why a job was refused or failed. No variant carries plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +205,7 @@ pub fn run_job(
     Ok(JobOutcome { outputs, receipt })
 }
 
-fn receipt_input(input: &InputRef, role: InputRole, plaintext: &[u8]) -> ReceiptInput {
+pub(crate) fn receipt_input(input: &InputRef, role: InputRole, plaintext: &[u8]) -> ReceiptInput {
     ReceiptInput {
         role,
         object_id: input.object_id.clone(),
@@ -225,7 +225,7 @@ pub fn broker_keys_needed(identity: &EnclaveIdentity, sealed_header: &Header) ->
 }
 
 /// Opens an input with the enclave's key, or else with a released broker key it names.
-fn open_input(
+pub(crate) fn open_input(
     identity: &EnclaveIdentity,
     released: &[RecipientSecretKey],
     sealed: &[u8],
@@ -249,7 +249,7 @@ fn open_input(
     Ok(plain)
 }
 
-fn read_checked(
+pub(crate) fn read_checked(
     store: &ObjectStore,
     input: &InputRef,
     role: InputRole,

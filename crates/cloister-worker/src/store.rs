@@ -81,7 +81,32 @@ impl ObjectStore {
         Ok(Hex(Sha256::digest(bytes).to_vec()))
     }
 
-    /// Reads the object `id`.
+    /// Stores `bytes` under `id`, replacing an object the worker itself wrote there earlier (a
+    /// batch chunk redone after a crash): written to a temporary file, synced, renamed over the
+    /// old one and the directory synced, so a reader sees the old or the new object, never a
+    /// mix, and the new one survives a crash once this returns. Returns the SHA-256.
+    ///
+    /// Only the worker's own outputs are replaced this way; uploads go through [`Self::put`].
+    pub fn replace(&self, id: &str, bytes: &[u8]) -> Result<Hex, StoreError> {
+        let path = self.path(id)?;
+        let io = |source| StoreError::Io { id: id.to_owned(), source };
+        let tmp = self.root.join(format!(".{id}.partial"));
+        let mut file = fs::File::create(&tmp).map_err(io)?;
+        file.write_all(bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&tmp, &path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io(e)
+        })?;
+        fs::File::open(&self.root).and_then(|dir| dir.sync_all()).map_err(io)?;
+        Ok(Hex(Sha256::digest(bytes).to_vec()))
+    }
+
+    /// Whether an object exists under `id`.
+    pub fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.path(id)?.is_file())
+    }
+
     /// The envelope header of a stored object (to see whom it is sealed to), read without
     /// loading the body.
     pub fn header(&self, id: &str) -> Result<cloister_seal::Header, StoreError> {
@@ -124,6 +149,11 @@ mod tests {
         assert_eq!(store.get("a-1.sealed").unwrap(), b"xyz");
         assert!(matches!(store.put("a-1.sealed", b"q"), Err(StoreError::Exists(_))));
         assert!(matches!(store.get("nope"), Err(StoreError::NotFound(_))));
+        let replaced = store.replace("a-1.sealed", b"new").unwrap();
+        assert_eq!(replaced.to_string(), hex::encode(Sha256::digest(b"new")));
+        assert_eq!(store.get("a-1.sealed").unwrap(), b"new");
+        assert!(store.contains("a-1.sealed").unwrap() && !store.contains("b").unwrap());
+        assert!(matches!(store.replace("../x", b""), Err(StoreError::BadId(_))));
         for bad in ["", "../x", ".hidden", "a/b", &"x".repeat(129)] {
             assert!(matches!(store.put(bad, b""), Err(StoreError::BadId(_))), "{bad}");
         }

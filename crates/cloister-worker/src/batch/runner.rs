@@ -1,0 +1,351 @@
+//! The runner of one batch job: re-checks the grants, records this enclave's authorization, has
+//! the broker release the input keys, decrypts once, computes and seals the chunks not yet done,
+//! and signs the receipt when every chunk is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloister_client::{Expectations, verify_enclave_certificate};
+use cloister_seal::{Metadata, RecipientPublicKey};
+use cloister_sign::unix_now;
+use cloister_types::batch::{BatchChunk, BatchEnclave, BatchReceipt, BatchState};
+use cloister_types::job::ReceiptInput;
+use cloister_types::{Hex, InputRole, pem_certificates};
+use sha2::{Digest as _, Sha256};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use super::{BatchError, EnclaveRow, JobRow};
+use crate::engine::{self, OnnxModel, Table};
+use crate::jobs::{BATCH_ROWS, authorize_job, open_input, read_checked, receipt_input};
+use crate::server::{Worker, record_authorization, release_broker_keys};
+
+/// How long chunk statements and batch receipts stay verifiable.
+const STATEMENT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What each enclave that worked on a batch job erased when its part ended.
+const ERASED: [&str; 5] = [
+    "model plaintext",
+    "data set plaintext",
+    "decoded feature table",
+    "chunk predictions plaintext",
+    "released key-broker keys and envelope data-encryption keys",
+];
+
+/// The decrypted job, held for the runner's lifetime; the table zeroizes itself when dropped.
+struct Opened {
+    model: OnnxModel,
+    table: Table,
+    inputs: Vec<ReceiptInput>,
+}
+
+/// Starts the runner of `job_id` unless one already runs in this process.
+pub fn spawn(worker: Arc<Worker>, job_id: String) {
+    if !worker.batches.claim(&job_id) {
+        return;
+    }
+    tokio::spawn(async move {
+        match run(&worker, &job_id).await {
+            Ok(()) => tracing::info!(job = %job_id, "batch job done"),
+            Err(error) => {
+                tracing::warn!(job = %job_id, %error, "batch job failed");
+                if let Err(e) =
+                    worker.batches.fail(&job_id, &error.to_string(), unix_now() as i64).await
+                {
+                    tracing::error!(job = %job_id, error = %e, "could not mark the batch job failed");
+                }
+            }
+        }
+        worker.batches.release(&job_id);
+    });
+}
+
+fn check(job_id: &str, reason: impl Into<String>) -> BatchError {
+    BatchError::Check { job_id: job_id.to_owned(), reason: reason.into() }
+}
+
+/// The sha256 of this enclave's EAR token.
+fn own_attestation(worker: &Worker) -> Hex {
+    Hex(Sha256::digest(worker.identity.ear().as_bytes()).to_vec())
+}
+
+async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
+    let job =
+        worker.batches.job(job_id).await?.ok_or_else(|| BatchError::NotFound(job_id.into()))?;
+    if !matches!(job.state, BatchState::Queued | BatchState::Running) {
+        return Ok(());
+    }
+    // The grants were valid when the job was accepted; this enclave (perhaps a new one after a
+    // restart) checks them again against its own measurement, at that time.
+    let submitted_at = u64::try_from(job.submitted_at).unwrap_or_default();
+    let authorization = authorize_job(&worker.identity, &job.spec, &job.grants, submitted_at)
+        .map_err(|e| check(job_id, e.to_string()))?;
+    if authorization.digest != job.job_digest {
+        return Err(check(job_id, "the queued digest is not the digest of the queued spec"));
+    }
+    record_authorization(worker, &job.spec, authorization.digest.clone())
+        .await
+        .map_err(|e| check(job_id, e.to_string()))?;
+    let own = own_attestation(worker);
+    worker
+        .batches
+        .add_enclave(
+            job_id,
+            &EnclaveRow {
+                attestation_result_sha256: own.to_string(),
+                measurement: worker.identity.claims().measurement.to_string(),
+                receipt_pk: worker.identity.receipt_key().public_key().to_text(),
+                certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
+                joined_at: unix_now() as i64,
+            },
+        )
+        .await?;
+    let released =
+        release_broker_keys(worker, &job.spec).await.map_err(|e| check(job_id, e.to_string()))?;
+
+    let opening = worker.clone();
+    let spec = job.spec.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, BatchError> {
+        let fail = |e: crate::JobError| check(&spec.id, e.to_string());
+        let model_sealed =
+            read_checked(&opening.store, &spec.model, InputRole::Model).map_err(fail)?;
+        let data_sealed =
+            read_checked(&opening.store, &spec.data, InputRole::Data).map_err(fail)?;
+        let model_plain = open_input(&opening.identity, &released, &model_sealed, InputRole::Model)
+            .map_err(fail)?;
+        let data_plain = open_input(&opening.identity, &released, &data_sealed, InputRole::Data)
+            .map_err(fail)?;
+        drop(released);
+        let inputs = vec![
+            receipt_input(&spec.model, InputRole::Model, &model_plain),
+            receipt_input(&spec.data, InputRole::Data, &data_plain),
+        ];
+        let model = OnnxModel::load(&model_plain).map_err(|e| check(&spec.id, e.to_string()))?;
+        drop(model_plain);
+        let table = Table::from_csv(&data_plain).map_err(|e| check(&spec.id, e.to_string()))?;
+        drop(data_plain);
+        Ok(Opened { model, table, inputs })
+    })
+    .await
+    .map_err(|_| check(job_id, "the decrypting task panicked"))??;
+
+    let rows = opened.table.rows() as u64;
+    let chunks_total = rows.div_ceil(job.chunk_rows);
+    worker.batches.start(job_id, rows, chunks_total).await?;
+    let done = worker.batches.done_indexes(job_id).await?;
+    let recipients = Arc::new(authorization.recipients);
+    let opened = Arc::new(opened);
+    for index in (0..chunks_total).filter(|k| !done.contains(k)) {
+        let first_row = index * job.chunk_rows;
+        let chunk_rows = job.chunk_rows.min(rows - first_row);
+        let (w, o, r, id) = (worker.clone(), opened.clone(), recipients.clone(), job_id.to_owned());
+        let (object_id, ciphertext_sha256) = tokio::task::spawn_blocking(move || {
+            seal_chunk(&w, &o, &r, &id, index, first_row, chunk_rows)
+        })
+        .await
+        .map_err(|_| check(job_id, "a chunk task panicked"))??;
+        let chunk = BatchChunk {
+            job_id: job_id.to_owned(),
+            job_digest: job.job_digest.clone(),
+            index,
+            first_row,
+            rows: chunk_rows,
+            object_id,
+            ciphertext_sha256,
+            attestation_result_sha256: own.clone(),
+        };
+        let now = unix_now();
+        let statement = worker
+            .identity
+            .receipt_key()
+            .sign("batch chunk", &chunk, now, STATEMENT_VALIDITY)
+            .map_err(|e| check(job_id, e.to_string()))?;
+        worker.batches.record_chunk(&chunk, &statement, now as i64).await?;
+        tracing::debug!(job = %job_id, chunk = index, "batch chunk sealed and recorded");
+        let pause = worker.batches.chunk_pause();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let inputs = opened.inputs.clone();
+    // The last reference: the model and the table (zeroized on drop) go now.
+    drop(opened);
+    finish(worker, &job, rows, inputs, &own).await
+}
+
+/// Computes chunk `index` (rows `first_row .. first_row + rows`), seals its predictions CSV to
+/// the recipients and stores it, replacing an object a crashed run may have left. Chunk 0 starts
+/// with the CSV header. Returns the object id and the sealed object's SHA-256.
+fn seal_chunk(
+    worker: &Worker,
+    opened: &Opened,
+    recipients: &[RecipientPublicKey],
+    job_id: &str,
+    index: u64,
+    first_row: u64,
+    rows: u64,
+) -> Result<(String, Hex), BatchError> {
+    let columns = opened.table.columns();
+    let start = usize::try_from(first_row).map_err(|_| check(job_id, "row index overflow"))?;
+    let count = usize::try_from(rows).map_err(|_| check(job_id, "row count overflow"))?;
+    let values = opened
+        .table
+        .values()
+        .get(start * columns..(start + count) * columns)
+        .ok_or_else(|| check(job_id, format!("chunk {index} lies outside the data set")))?
+        .to_vec();
+    let sub =
+        Table::from_values(count, columns, values).map_err(|e| check(job_id, e.to_string()))?;
+    let mut predictions = engine::run_batch(&opened.model, &sub, BATCH_ROWS, &mut |_| {})
+        .map_err(|e| check(job_id, e.to_string()))?;
+    drop(sub);
+    let csv = Zeroizing::new(predictions.to_csv());
+    predictions.values.zeroize();
+    let body: &[u8] = if index == 0 {
+        csv.as_slice()
+    } else {
+        let header_end = csv.iter().position(|&b| b == b'\n').map_or(csv.len(), |i| i + 1);
+        &csv[header_end..]
+    };
+    let object_id = format!("{job_id}-out-{index:06}");
+    let metadata = Metadata {
+        content_type: "text/csv".into(),
+        object_id: object_id.clone(),
+        attributes: [
+            ("job".to_owned(), job_id.to_owned()),
+            ("chunk".to_owned(), index.to_string()),
+            ("first_row".to_owned(), first_row.to_string()),
+            ("rows".to_owned(), rows.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let sealed = cloister_seal::seal_to_vec(recipients, &metadata, body)
+        .map_err(|e| check(job_id, format!("could not seal chunk {index}: {e}")))?;
+    drop(csv);
+    let digest = worker.store.replace(&object_id, &sealed)?;
+    Ok((object_id, digest))
+}
+
+/// Checks every chunk (its statement, by an enclave certified by this enclave's instance CA with
+/// this enclave's measurement and TEE, and its stored object's digest), then signs the receipt
+/// and marks the job done.
+async fn finish(
+    worker: &Arc<Worker>,
+    job: &JobRow,
+    rows: u64,
+    inputs: Vec<ReceiptInput>,
+    own: &Hex,
+) -> Result<(), BatchError> {
+    let job_id = job.spec.id.as_str();
+    let chunks = worker.batches.chunks(job_id).await?;
+    let enclave_rows = worker.batches.enclaves(job_id).await?;
+    let identity = &worker.identity;
+    let ca_der = identity
+        .certificate_chain_der()
+        .last()
+        .ok_or_else(|| check(job_id, "this enclave has no certificate chain"))?;
+    let expectations = Expectations {
+        ca_der: ca_der.clone(),
+        allowed_measurements: vec![identity.claims().measurement.clone()],
+        accepted_tees: vec![identity.claims().tee],
+    };
+    let mut verified: BTreeMap<String, (BatchEnclave, cloister_sign::VerifyingKey)> =
+        BTreeMap::new();
+    for row in &enclave_rows {
+        let chain = pem_certificates(&row.certificate_chain_pem)
+            .map_err(|e| check(job_id, format!("an enclave's certificate chain: {e}")))?;
+        let joined = u64::try_from(row.joined_at).unwrap_or_default();
+        let enclave = verify_enclave_certificate(&chain, &expectations, joined).map_err(|e| {
+            check(
+                job_id,
+                format!("enclave {} that worked on it: {e}", row.attestation_result_sha256),
+            )
+        })?;
+        let ear_hex = Hex(Sha256::digest(enclave.ear.as_bytes()).to_vec());
+        let ear_sha = ear_hex.to_string();
+        if ear_sha != row.attestation_result_sha256
+            || enclave.receipt_pk.to_text() != row.receipt_pk
+        {
+            return Err(check(
+                job_id,
+                "an enclave's recorded attestation does not match its certificate",
+            ));
+        }
+        verified.insert(
+            ear_sha.clone(),
+            (
+                BatchEnclave {
+                    attestation_result_sha256: ear_hex,
+                    measurement: enclave.claims.measurement.clone(),
+                    receipt_pk: row.receipt_pk.clone(),
+                },
+                enclave.receipt_pk,
+            ),
+        );
+    }
+    let expected = rows.div_ceil(job.chunk_rows);
+    if chunks.len() as u64 != expected {
+        return Err(check(
+            job_id,
+            format!("{} chunks are recorded, {expected} expected", chunks.len()),
+        ));
+    }
+    let now = unix_now();
+    let mut used = BTreeMap::new();
+    for (k, row) in chunks.iter().enumerate() {
+        let chunk = &row.chunk;
+        let first_row = k as u64 * job.chunk_rows;
+        if chunk.index != k as u64
+            || chunk.first_row != first_row
+            || chunk.rows != job.chunk_rows.min(rows - first_row)
+            || chunk.object_id != format!("{job_id}-out-{k:06}")
+        {
+            return Err(check(
+                job_id,
+                format!("chunk {k} is recorded with the wrong rows or object"),
+            ));
+        }
+        let signer = chunk.attestation_result_sha256.to_string();
+        let (enclave, key) = verified.get(&signer).ok_or_else(|| {
+            check(job_id, format!("chunk {k} names an enclave not recorded for the job"))
+        })?;
+        let stated = key
+            .verify::<BatchChunk>("batch chunk", &row.statement, now)
+            .map_err(|e| check(job_id, format!("chunk {k}'s statement: {e}")))?
+            .claims;
+        if &stated != chunk {
+            return Err(check(job_id, format!("chunk {k} differs from what its enclave signed")));
+        }
+        let (store, id) = (worker.store.clone(), chunk.object_id.clone());
+        let stored = tokio::task::spawn_blocking(move || store.get(&id))
+            .await
+            .map_err(|_| check(job_id, "a digest task panicked"))??;
+        if Sha256::digest(&stored).as_slice() != chunk.ciphertext_sha256.as_bytes() {
+            return Err(check(job_id, format!("the stored object of chunk {k} was modified")));
+        }
+        used.insert(signer, enclave.clone());
+    }
+    if let Some((enclave, _)) = verified.get(&own.to_string()) {
+        used.insert(own.to_string(), enclave.clone());
+    }
+    let receipt = BatchReceipt {
+        job_id: job_id.to_owned(),
+        job_digest: job.job_digest.clone(),
+        inputs,
+        chunk_rows: job.chunk_rows,
+        rows,
+        chunks: chunks.into_iter().map(|row| row.chunk).collect(),
+        enclaves: used.into_values().collect(),
+        attestation_result_sha256: own.clone(),
+        measurement: identity.claims().measurement.clone(),
+        erased: ERASED.iter().map(|s| (*s).to_owned()).collect(),
+        submitted_at: job.submitted_at,
+        finished_at: now as i64,
+    };
+    let signed = identity
+        .receipt_key()
+        .sign("batch receipt", &receipt, now, STATEMENT_VALIDITY)
+        .map_err(|e| check(job_id, e.to_string()))?;
+    worker.batches.finish(job_id, &signed, own, now as i64).await
+}

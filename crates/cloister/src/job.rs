@@ -1,0 +1,284 @@
+//! `cloister job submit|status|fetch`: durable batch jobs on a worker, from a party's side.
+//!
+//! Every command first verifies the worker's enclave certificate against the caller's own
+//! expectations (instance CA, measurements, `sim` only when accepted) during the TLS handshake.
+//! `fetch` downloads every chunk, checks it against the receipt (signed by an enclave the caller's
+//! expectations accept), opens it with the caller's key and writes the concatenated CSV; on any
+//! failure nothing is written.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use cloister_client::{Expectations, WorkerClient, verify_enclave_certificate};
+use cloister_seal::RecipientSecretKey;
+use cloister_sign::unix_now;
+use cloister_types::batch::{BatchReceipt, BatchState, BatchStatus, SubmitBatch};
+use cloister_types::{Hex, JobSpec, TeeKind, pem_certificates};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
+
+/// How often `status --watch` polls.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Which worker, and what its enclave must be.
+#[derive(Clone, Debug)]
+pub struct WorkerTarget {
+    /// The worker's URL (`https://…`).
+    pub url: String,
+    /// The instance CA certificate (PEM file).
+    pub ca: PathBuf,
+    /// Accepted measurements.
+    pub measurements: Vec<Hex>,
+    /// Accept the simulated TEE.
+    pub accept_sim: bool,
+}
+
+impl WorkerTarget {
+    fn expectations(&self) -> Result<Expectations> {
+        let ca_pem = std::fs::read_to_string(&self.ca)
+            .with_context(|| format!("reading the instance CA {}", self.ca.display()))?;
+        ensure!(
+            !self.measurements.is_empty(),
+            "give the accepted enclave measurements with --measurement"
+        );
+        let mut tees: Vec<TeeKind> = TeeKind::ALL
+            .into_iter()
+            .filter(|tee| !matches!(tee, TeeKind::Sim | TeeKind::Nvidia))
+            .collect();
+        if self.accept_sim {
+            tees.push(TeeKind::Sim);
+        }
+        Ok(Expectations::from_ca_pem(&ca_pem, self.measurements.clone(), tees)?)
+    }
+
+    fn client(&self) -> Result<WorkerClient> {
+        Ok(WorkerClient::new(&self.url, self.expectations()?)?)
+    }
+}
+
+/// `job submit`: queues the job in `spec` (JSON) with the grants (one compact JWS per file).
+pub async fn submit(
+    target: &WorkerTarget,
+    spec: &Path,
+    grants: &[PathBuf],
+    chunk_rows: u64,
+    json: bool,
+) -> Result<()> {
+    let text =
+        std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let spec: JobSpec = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a job spec (JSON)", spec.display()))?;
+    let grants = grants
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|t| t.trim().to_owned())
+                .with_context(|| format!("reading the grant {}", path.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let client = target.client()?;
+    let accepted = client
+        .submit_batch(&SubmitBatch { spec, grants, chunk_rows })
+        .await
+        .context("the worker did not queue the job")?;
+    if json {
+        println!("{}", serde_json::to_string(&accepted)?);
+    } else {
+        println!("{}", accepted.job_id);
+    }
+    Ok(())
+}
+
+fn status_line(status: &BatchStatus) -> String {
+    let total = status.rows_total.map_or_else(|| "?".to_owned(), |t| t.to_string());
+    let chunks = status.chunks_total.map_or_else(|| "?".to_owned(), |t| t.to_string());
+    let mut line = format!(
+        "{}: {}, {}/{total} rows, {}/{chunks} chunks",
+        status.job_id,
+        status.state.as_str(),
+        status.rows_done,
+        status.chunks.len()
+    );
+    if let Some(reason) = &status.reason {
+        line.push_str(&format!(" ({reason})"));
+    }
+    line
+}
+
+/// `job status`: one line (or JSON); with `watch`, a progress bar until the job ends. Fails when
+/// the job failed.
+pub async fn status(target: &WorkerTarget, job_id: &str, watch: bool, json: bool) -> Result<()> {
+    let client = target.client()?;
+    let mut status = client.batch_status(job_id).await?;
+    if watch {
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(status.rows_total.unwrap_or(0))
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({percent}%, eta {eta}) {msg}")
+        {
+            bar.set_style(style);
+        }
+        while matches!(status.state, BatchState::Queued | BatchState::Running) {
+            bar.set_length(status.rows_total.unwrap_or(0));
+            bar.set_position(status.rows_done);
+            bar.set_message(status.state.as_str());
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            status = client.batch_status(job_id).await?;
+        }
+        bar.set_length(status.rows_total.unwrap_or(0));
+        bar.set_position(status.rows_done);
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string(&status)?);
+    } else {
+        println!("{}", status_line(&status));
+    }
+    if status.state == BatchState::Failed {
+        bail!("batch job {job_id} failed: {}", status.reason.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `job fetch`: verifies the receipt, downloads and checks every chunk, opens each with `secret`
+/// and writes the CSV to `output` (replaced only when everything checked).
+pub async fn fetch(
+    target: &WorkerTarget,
+    job_id: &str,
+    secret: &Path,
+    output: &Path,
+) -> Result<()> {
+    let key = crate::envelope::read_secret(secret)?;
+    let expectations = target.expectations()?;
+    let client = WorkerClient::new(&target.url, expectations.clone())?;
+    let status = client.batch_status(job_id).await?;
+    ensure!(
+        status.state == BatchState::Done,
+        "batch job {job_id} is not done: {}",
+        status_line(&status)
+    );
+    let receipt = verify_batch_receipt(&status, &expectations)?;
+    let csv = download(&client, &receipt, &key).await?;
+    write_atomically(output, &csv)?;
+    eprintln!(
+        "{} rows in {} chunks written to {}; receipt verified (signed by an enclave with measurement {})",
+        receipt.rows,
+        receipt.chunks.len(),
+        output.display(),
+        receipt.measurement
+    );
+    Ok(())
+}
+
+/// Verifies a done job's receipt: the signer's certificate chain against `expectations`, the
+/// signature with its certified receipt key, and that the receipt names the job, the signer's
+/// attestation result and measurement, and a contiguous list of chunks covering every row.
+pub fn verify_batch_receipt(
+    status: &BatchStatus,
+    expectations: &Expectations,
+) -> Result<BatchReceipt> {
+    let token = status.receipt.as_deref().context("the worker sent no receipt")?;
+    let chain_pem = status
+        .receipt_signer_chain_pem
+        .as_deref()
+        .context("the worker sent no certificate chain for the receipt's signer")?;
+    let chain = pem_certificates(chain_pem)?;
+    // Enclave certificates are short-lived and the signer may be long gone: its chain is checked
+    // at the time the receipt was signed. That time is only read from a receipt whose signature
+    // verified with the key the certificate names; the chain check then proves the key was the
+    // attested enclave's at that time (its keys never leave it and die with its process).
+    let leaf = chain.first().context("the receipt signer's certificate chain is empty")?;
+    let named_key = cloister_client::enclave::read_claims_unverified(leaf)?.runtime_data.receipt_pk;
+    let receipt = cloister_sign::VerifyingKey::from_text(&named_key)?
+        .verify::<BatchReceipt>("batch receipt", token, unix_now())
+        .context("the receipt does not verify with the receipt key its signer's certificate names")?
+        .claims;
+    let signed_at = u64::try_from(receipt.finished_at).unwrap_or_default();
+    let signer = verify_enclave_certificate(&chain, expectations, signed_at)
+        .context("the enclave that signed the receipt does not meet your expectations")?;
+    ensure!(
+        signer.receipt_pk.to_text() == named_key,
+        "the receipt signer's certified key is not the key that verified the receipt"
+    );
+    ensure!(receipt.job_id == status.job_id, "the receipt is for job {}", receipt.job_id);
+    ensure!(
+        receipt.attestation_result_sha256.as_bytes()
+            == Sha256::digest(signer.ear.as_bytes()).as_slice(),
+        "the receipt names another attestation result than its signer's certificate"
+    );
+    ensure!(
+        receipt.measurement == signer.claims.measurement,
+        "the receipt names another measurement"
+    );
+    ensure!(receipt.chunk_rows > 0, "the receipt names no chunk size");
+    let mut first_row = 0u64;
+    for (k, chunk) in receipt.chunks.iter().enumerate() {
+        ensure!(
+            chunk.index == k as u64
+                && chunk.first_row == first_row
+                && chunk.job_id == receipt.job_id,
+            "the receipt's chunk {k} is out of order"
+        );
+        ensure!(
+            receipt
+                .enclaves
+                .iter()
+                .any(|e| e.attestation_result_sha256 == chunk.attestation_result_sha256),
+            "the receipt's chunk {k} names an enclave the receipt does not list"
+        );
+        first_row += chunk.rows;
+    }
+    ensure!(
+        first_row == receipt.rows,
+        "the receipt's chunks cover {first_row} of {} rows",
+        receipt.rows
+    );
+    ensure!(!receipt.erased.is_empty(), "the receipt confirms no erasure");
+    Ok(receipt)
+}
+
+/// Downloads every chunk the receipt names, checks its digest, opens it and concatenates.
+async fn download(
+    client: &WorkerClient,
+    receipt: &BatchReceipt,
+    key: &RecipientSecretKey,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let mut csv = Zeroizing::new(Vec::new());
+    for chunk in &receipt.chunks {
+        let sealed = client.get_object(&chunk.object_id).await?;
+        ensure!(
+            Sha256::digest(&sealed).as_slice() == chunk.ciphertext_sha256.as_bytes(),
+            "chunk {} ({}) is not the object the receipt names",
+            chunk.index,
+            chunk.object_id
+        );
+        let (header, plain) = cloister_seal::open_to_vec(key, &sealed)
+            .with_context(|| format!("opening chunk {} with your key", chunk.index))?;
+        ensure!(
+            header.metadata().object_id == chunk.object_id,
+            "chunk {} is labelled as another object",
+            chunk.index
+        );
+        let lines = plain.iter().filter(|&&b| b == b'\n').count() as u64;
+        let expected = chunk.rows + u64::from(chunk.index == 0);
+        ensure!(lines == expected, "chunk {} has {lines} lines, {expected} expected", chunk.index);
+        csv.extend_from_slice(&plain);
+    }
+    Ok(csv)
+}
+
+fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    file.write_all(bytes)?;
+    file.as_file().sync_all()?;
+    file.persist(output).with_context(|| format!("writing {}", output.display()))?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `cloister serve worker`: the enclave worker as a service. It attests with the simulated TEE,
+//! opens its object store and batch-job queue under the data directory, prints one JSON line
+//! describing itself on stdout, resumes unfinished batch jobs and serves the worker API on TLS
+//! until interrupted.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cloister_attest::{SimAttester, SimPlatformKey};
+use cloister_client::AuthorityClient;
+use cloister_worker::batch::{self, BatchQueue};
+use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+
+/// Everything `serve worker` takes.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// The attestation service's URL.
+    pub authority: String,
+    /// The attestation instance to attest with (`in_…`).
+    pub instance: String,
+    /// The worker's directory: `objects/`, `jobs.db`, the lock file.
+    pub data_dir: PathBuf,
+    /// The simulated platform key (default `DATA_DIR/sim-platform-key.pem`, created if missing).
+    pub sim_platform_key: Option<PathBuf>,
+    /// Pause after each batch chunk.
+    pub chunk_pause: Duration,
+    /// The model repository (directory or `s3://…`); `None` = `DATA_DIR/models`.
+    pub repository: Option<String>,
+}
+
+/// The JSON line `serve worker` prints on stdout once it listens.
+#[derive(Debug, Serialize)]
+pub struct WorkerStarted {
+    /// `https://ADDR`.
+    pub url: String,
+    /// The TEE kind (`sim`).
+    pub tee: String,
+    /// The enclave's measurement (hex).
+    pub measurement: String,
+    /// SHA-256 of its EAR attestation result (hex).
+    pub attestation_result_sha256: String,
+    /// Its certificate chain (PEM, leaf first, then the instance CA).
+    pub certificate_chain_pem: String,
+    /// Batch jobs resumed at start.
+    pub resumed_jobs: usize,
+}
+
+/// Runs the worker until Ctrl-C or SIGTERM.
+pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
+    let dir = &options.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // One worker per data directory: two would run the same batch jobs twice.
+    let lock_path = dir.join("worker.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another worker is running on {} (it holds {}); stop it first",
+            dir.display(),
+            lock_path.display()
+        )
+    })?;
+
+    let key_path =
+        options.sim_platform_key.clone().unwrap_or_else(|| dir.join("sim-platform-key.pem"));
+    let platform_key = SimPlatformKey::load_or_create(&key_path)
+        .with_context(|| format!("loading the simulated platform key {}", key_path.display()))?;
+    let attester = SimAttester::for_current_executable(platform_key)?;
+    let authority = AuthorityClient::for_instance(&options.authority, &options.instance)?;
+    let identity = EnclaveIdentity::establish(&attester, &authority)
+        .await
+        .context("attesting with the attestation service")?;
+    let store = ObjectStore::open(&dir.join("objects"))?;
+    let batches = Arc::new(BatchQueue::open(&dir.join("jobs.db"), options.chunk_pause).await?);
+    let repository_location =
+        options.repository.clone().unwrap_or_else(|| dir.join("models").display().to_string());
+    let repository = cloister_repository::Repository::open(&repository_location)
+        .with_context(|| format!("opening the model repository {repository_location}"))?;
+    let worker = Arc::new(Worker {
+        identity,
+        store,
+        authority,
+        catalog: cloister_worker::online::Catalog::new(),
+        batches,
+        repository,
+    });
+
+    let listener = TcpListener::bind(&options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let resumed_jobs = batch::resume(&worker).await?;
+    let started = WorkerStarted {
+        url: format!("https://{addr}"),
+        tee: worker.identity.claims().tee.to_string(),
+        measurement: worker.identity.claims().measurement.to_string(),
+        attestation_result_sha256: cloister_types::Hex(
+            Sha256::digest(worker.identity.ear().as_bytes()).to_vec(),
+        )
+        .to_string(),
+        certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
+        resumed_jobs,
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string(&started)?)?;
+    stdout.flush()?;
+    drop(stdout);
+
+    tokio::select! {
+        served = cloister_worker::serve(listener, worker) => served.context("serving the worker API")?,
+        () = crate::serve::shutdown_signal() => {}
+    }
+    drop(lock);
+    Ok(())
+}

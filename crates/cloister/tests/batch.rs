@@ -1,0 +1,510 @@
+//! Durable batch jobs against `cloister serve worker` run as a child process: a job killed with
+//! SIGKILL mid-way and resumed by a restarted worker gives exactly the output of an uninterrupted
+//! run (and of the engine run directly on the plaintext), no chunk is redone, progress never goes
+//! back, the queue and the object store hold no plaintext, and inputs sealed to the enclave's own
+//! key are refused at submit.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
+use cloister::job::verify_batch_receipt;
+use cloister::parties::Party;
+use cloister::scan::{Secret, scan};
+use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority};
+use cloister_client::{Expectations, WorkerClient};
+use cloister_policy::ReleasePolicy;
+use cloister_types::batch::{BatchState, BatchStatus, SubmitBatch};
+use cloister_types::manage::RegisterKey;
+use cloister_types::{Hex, InputRef, InputRole, JobKind, JobSpec, TeeKind};
+use cloister_worker::engine::{OnnxModel, Table, run_batch};
+
+/// Copies of the 569-row table in the data set.
+const COPIES: usize = 10;
+/// Rows per chunk: a multiple of the worker's 64-row inference batch, so the whole-table run
+/// below batches rows exactly as the chunked one does.
+const CHUNK_ROWS: u64 = 128;
+/// Give up waiting for a job after this long (a guard against hanging, not an assertion).
+const PATIENCE: Duration = Duration::from_secs(900);
+/// Status polling: fast while waiting to kill the worker half-way, slow otherwise.
+const FAST: Duration = Duration::from_millis(10);
+const SLOW: Duration = Duration::from_millis(250);
+
+/// A `cloister serve worker` child; killed (SIGKILL) when dropped.
+struct WorkerProcess {
+    child: Child,
+    url: String,
+    started: serde_json::Value,
+}
+
+impl WorkerProcess {
+    fn start(bed: &Bed, chunk_pause_ms: u64, log_name: &str) -> WorkerProcess {
+        let log = std::fs::File::create(bed.tmp.path().join(log_name)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority"])
+            .arg(&bed.authority.url)
+            .args(["--instance", &bed.authority.instance_id, "--data-dir"])
+            .arg(&bed.dirs.worker)
+            .arg("--sim-platform-key")
+            .arg(bed.dirs.worker.join("sim-platform-key.pem"))
+            .args(["--chunk-pause-ms", &chunk_pause_ms.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let started: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("serve worker printed {line:?}: {e}; see {log_name}"));
+        let url = started["url"].as_str().unwrap().to_owned();
+        WorkerProcess { child, url, started }
+    }
+
+    /// SIGKILL, then reap.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Bed {
+    dirs: ComputeDirs,
+    authority: RunningAuthority,
+    measurement: Hex,
+    ca_pem: String,
+    ca_file: PathBuf,
+    model_provider: Party,
+    data_provider: Party,
+    tmp: tempfile::TempDir,
+}
+
+async fn bed() -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
+    let key = testbed::sim_platform_key(&dirs).unwrap();
+    // The child's simulated measurement is the SHA-384 of its executable.
+    let measurement = Hex(cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister")))
+        .unwrap()
+        .to_vec());
+    let authority = testbed::start_authority(
+        &dirs,
+        InstancePolicy::DevSim,
+        std::slice::from_ref(&measurement),
+        &key.public_key(),
+    )
+    .await
+    .unwrap();
+    let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+    let ca_file = tmp.path().join("instance-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let model_provider =
+        Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
+    let data_provider = Party::create("data provider", &tmp.path().join("data-provider")).unwrap();
+    Bed { dirs, authority, measurement, ca_pem, ca_file, model_provider, data_provider, tmp }
+}
+
+impl Bed {
+    fn client(&self, url: &str) -> WorkerClient {
+        let expectations = Expectations::from_ca_pem(
+            &self.ca_pem,
+            vec![self.measurement.clone()],
+            vec![TeeKind::Sim],
+        )
+        .unwrap();
+        WorkerClient::new(url, expectations).unwrap()
+    }
+
+    /// Registers a key-broker key releasing to this measurement; returns its recipient text.
+    async fn broker_key(&self, name: &str) -> String {
+        self.authority
+            .tenant_admin()
+            .unwrap()
+            .register_key(&RegisterKey {
+                name: name.to_owned(),
+                secret_key: None,
+                release_policy: ReleasePolicy::template(std::slice::from_ref(&self.measurement)),
+                instances: vec![self.authority.instance_id.clone()],
+            })
+            .await
+            .unwrap()
+            .recipient
+    }
+
+    /// A job over `model` and `data` with both owners' grants, results to the data provider.
+    fn job(&self, id: &str, model: InputRef, data: InputRef) -> (JobSpec, Vec<String>) {
+        let to = vec![self.data_provider.envelope.public_key().to_text()];
+        let spec = JobSpec {
+            id: id.to_owned(),
+            kind: JobKind::BatchInference,
+            model,
+            data,
+            output_recipients: to.clone(),
+        };
+        let m = std::slice::from_ref(&self.measurement);
+        let grants = vec![
+            self.model_provider.grant(&spec, InputRole::Model, m, &to).unwrap(),
+            self.data_provider.grant(&spec, InputRole::Data, m, &to).unwrap(),
+        ];
+        (spec, grants)
+    }
+
+    /// Writes the spec and grants as files `job submit` reads.
+    fn job_files(&self, spec: &JobSpec, grants: &[String]) -> (PathBuf, Vec<PathBuf>) {
+        let spec_file = self.tmp.path().join(format!("{}.json", spec.id));
+        std::fs::write(&spec_file, serde_json::to_vec(spec).unwrap()).unwrap();
+        let grant_files = grants
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let path = self.tmp.path().join(format!("{}-grant-{i}.jws", spec.id));
+                std::fs::write(&path, g).unwrap();
+                path
+            })
+            .collect();
+        (spec_file, grant_files)
+    }
+
+    /// Runs `cloister job …` against the worker at `url`.
+    fn cli(&self, url: &str, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+        command.arg("job").args(args).args(["--worker", url, "--ca"]).arg(&self.ca_file);
+        command.args(["--measurement", &self.measurement.to_string(), "--accept-sim"]);
+        command.output().unwrap()
+    }
+}
+
+/// The data set: the breast-cancer features repeated `COPIES` times.
+fn data_set() -> (Vec<u8>, Vec<u8>) {
+    let one = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    (one.repeat(COPIES), one)
+}
+
+/// Polls until `done` says so or the job ended; returns every status seen.
+async fn poll(
+    client: &WorkerClient,
+    job_id: &str,
+    every: Duration,
+    mut done: impl FnMut(&BatchStatus) -> bool,
+) -> Vec<BatchStatus> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = Vec::new();
+    loop {
+        let status = client.batch_status(job_id).await.unwrap();
+        let finished =
+            done(&status) || matches!(status.state, BatchState::Done | BatchState::Failed);
+        seen.push(status);
+        if finished {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "job {job_id} did not get there: {:?}", seen.last());
+        tokio::time::sleep(every).await;
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_job_killed_and_resumed_gives_identical_results() {
+    let bed = bed().await;
+    let (data, one_copy) = data_set();
+    let rows = 569 * COPIES as u64;
+    let chunks = rows.div_ceil(CHUNK_ROWS);
+
+    // Slow chunks in the first run, so the test can catch the job half-way.
+    let first = WorkerProcess::start(&bed, 40, "worker-1.log");
+    assert_eq!(first.started["tee"], "sim");
+    assert_eq!(first.started["measurement"], bed.measurement.to_string());
+    let client = bed.client(&first.url);
+    let model_key = bed.broker_key("model-key").await;
+    let data_key = bed.broker_key("data-key").await;
+    let model = bed
+        .model_provider
+        .seal_to_broker_and_upload(
+            &client,
+            &model_key,
+            "model",
+            "application/onnx",
+            DEMO_MODEL_ONNX,
+        )
+        .await
+        .unwrap();
+    let data_ref = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &data_key, "data", "text/csv", &data)
+        .await
+        .unwrap();
+
+    // Job A, submitted with the CLI.
+    let (spec_a, grants_a) = bed.job("job-a", model.clone(), data_ref.clone());
+    let (spec_file, grant_files) = bed.job_files(&spec_a, &grants_a);
+    let mut args = vec!["submit", "--job", spec_file.to_str().unwrap()];
+    for g in &grant_files {
+        args.extend(["--grant", g.to_str().unwrap()]);
+    }
+    let chunk_rows = CHUNK_ROWS.to_string();
+    args.extend(["--chunk-rows", &chunk_rows]);
+    let out = bed.cli(&first.url, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "job-a");
+
+    // Some but not all chunks done: kill -9.
+    let mut seen = poll(&client, "job-a", FAST, |s| s.chunks.len() >= 3).await;
+    let before_kill = seen.last().unwrap().clone();
+    assert_eq!(before_kill.state, BatchState::Running, "{before_kill:?}");
+    assert!(
+        (before_kill.chunks.len() as u64) < chunks - 2,
+        "the job ran too far before the kill: {} of {chunks} chunks",
+        before_kill.chunks.len()
+    );
+    first.kill9();
+
+    // The last chunk cannot be done: leave a stale object where it goes, as a crash between
+    // storing a chunk and recording it would. The resumed run must replace it.
+    let last_object = format!("job-a-out-{:06}", chunks - 1);
+    std::fs::write(bed.dirs.worker.join("objects").join(&last_object), b"stale partial output")
+        .unwrap();
+
+    let second = WorkerProcess::start(&bed, 0, "worker-2.log");
+    assert_eq!(second.started["resumed_jobs"].as_u64(), Some(1));
+    assert_ne!(second.started["attestation_result_sha256"], serde_json::Value::Null);
+    let client = bed.client(&second.url);
+    seen.extend(poll(&client, "job-a", SLOW, |_| false).await);
+    let done_a = seen.last().unwrap().clone();
+    assert_eq!(done_a.state, BatchState::Done, "{done_a:?}");
+    assert_eq!(
+        (done_a.rows_done, done_a.rows_total, done_a.chunks_total),
+        (rows, Some(rows), Some(chunks))
+    );
+    for pair in seen.windows(2) {
+        assert!(pair[0].rows_done <= pair[1].rows_done, "progress went back: {pair:?}");
+    }
+    // Chunks done before the kill were not redone: same objects, same digests, same enclave.
+    for chunk in &before_kill.chunks {
+        assert_eq!(&done_a.chunks[chunk.index as usize], chunk);
+    }
+
+    // The receipt: signed by the second enclave, names both enclaves and every chunk once.
+    let expectations =
+        Expectations::from_ca_pem(&bed.ca_pem, vec![bed.measurement.clone()], vec![TeeKind::Sim])
+            .unwrap();
+    let receipt = verify_batch_receipt(&done_a, &expectations).unwrap();
+    assert_eq!(receipt.rows, rows);
+    assert_eq!(receipt.chunks.len() as u64, chunks);
+    assert_eq!(receipt.enclaves.len(), 2, "{:?}", receipt.enclaves);
+    assert_eq!(
+        receipt.attestation_result_sha256.to_string(),
+        second.started["attestation_result_sha256"].as_str().unwrap()
+    );
+    assert_eq!(receipt.chunks, done_a.chunks);
+    // The receipt is refused by a party expecting another measurement, or when altered.
+    let other =
+        Expectations::from_ca_pem(&bed.ca_pem, vec![Hex(vec![0; 48])], vec![TeeKind::Sim]).unwrap();
+    let refused = verify_batch_receipt(&done_a, &other).unwrap_err();
+    assert!(format!("{refused:#}").contains("not on the allow-list"), "{refused:#}");
+    let mut altered = done_a.clone();
+    let token = altered.receipt.take().unwrap();
+    let (head, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    altered.receipt = Some(format!("{head}.{flipped}{}", &signature[1..]));
+    assert!(verify_batch_receipt(&altered, &expectations).is_err());
+
+    // The CLI: status as JSON, then fetch.
+    let out = bed.cli(&second.url, &["status", "job-a", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: BatchStatus = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((shown.state, shown.rows_done), (BatchState::Done, rows));
+    let out = bed.cli(&second.url, &["status", "job-a", "--watch"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("done"), "{out:?}");
+    let secret = bed.tmp.path().join("data-provider").join("envelope.key");
+    let fetched_a = bed.tmp.path().join("a.csv");
+    let out = bed.cli(
+        &second.url,
+        &[
+            "fetch",
+            "job-a",
+            "--secret",
+            secret.to_str().unwrap(),
+            "--output",
+            fetched_a.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A wrong key opens nothing and writes nothing.
+    let wrong = bed.tmp.path().join("model-provider").join("envelope.key");
+    let nothing = bed.tmp.path().join("nothing.csv");
+    let out = bed.cli(
+        &second.url,
+        &[
+            "fetch",
+            "job-a",
+            "--secret",
+            wrong.to_str().unwrap(),
+            "--output",
+            nothing.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("opening chunk 0"), "{}", stderr(&out));
+    assert!(!nothing.exists());
+
+    // The same job, uninterrupted.
+    let (spec_b, grants_b) = bed.job("job-b", model, data_ref);
+    client
+        .submit_batch(&SubmitBatch { spec: spec_b, grants: grants_b, chunk_rows: CHUNK_ROWS })
+        .await
+        .unwrap();
+    let done_b = poll(&client, "job-b", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!(done_b.state, BatchState::Done, "{done_b:?}");
+    let fetched_b = bed.tmp.path().join("b.csv");
+    let out = bed.cli(
+        &second.url,
+        &[
+            "fetch",
+            "job-b",
+            "--secret",
+            secret.to_str().unwrap(),
+            "--output",
+            fetched_b.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Identical results, and identical to the model run directly over the whole table: every row
+    // exactly once, in order.
+    let a = std::fs::read(&fetched_a).unwrap();
+    let b = std::fs::read(&fetched_b).unwrap();
+    assert!(a == b, "the interrupted and the uninterrupted run differ");
+    let engine = OnnxModel::load(DEMO_MODEL_ONNX).unwrap();
+    let expected =
+        run_batch(&engine, &Table::from_csv(&data).unwrap(), 64, &mut |_| {}).unwrap().to_csv();
+    assert_eq!(a.iter().filter(|&&c| c == b'\n').count() as u64, rows + 1);
+    assert!(a == expected, "the batch output is not the model's output over the data set");
+
+    // A chunk object swapped in storage is caught by `fetch`, which then writes nothing.
+    let objects = bed.dirs.worker.join("objects");
+    std::fs::copy(objects.join("job-a-out-000004"), objects.join("job-a-out-000003")).unwrap();
+    let swapped = bed.tmp.path().join("swapped.csv");
+    let out = bed.cli(
+        &second.url,
+        &[
+            "fetch",
+            "job-a",
+            "--secret",
+            secret.to_str().unwrap(),
+            "--output",
+            swapped.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("chunk 3 (job-a-out-000003) is not the object"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!swapped.exists());
+
+    // Nothing on the compute side is plaintext: the queue (with its WAL) and the objects.
+    let secrets = [
+        Secret::sampled("data set", &one_copy, 16, 48),
+        Secret::sampled("model", DEMO_MODEL_ONNX, 16, 48),
+        Secret::sampled("predictions", &expected, 32, 48),
+    ];
+    let findings = scan(&bed.dirs.worker, &secrets).unwrap();
+    assert!(findings.is_empty(), "plaintext on the compute side: {findings:?}");
+    assert!(bed.dirs.worker.join("jobs.db").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_submissions_are_checked() {
+    let bed = bed().await;
+    let worker = WorkerProcess::start(&bed, 0, "worker.log");
+    let client = bed.client(&worker.url);
+    let (enclave, _) = client.attest().await.unwrap();
+    let (data, _) = data_set();
+    let model_key = bed.broker_key("model-key").await;
+    let data_key = bed.broker_key("data-key").await;
+    let model = bed
+        .model_provider
+        .seal_to_broker_and_upload(
+            &client,
+            &model_key,
+            "model",
+            "application/onnx",
+            DEMO_MODEL_ONNX,
+        )
+        .await
+        .unwrap();
+    let broker_data = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &data_key, "data", "text/csv", &data)
+        .await
+        .unwrap();
+    let enclave_data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "data-enclave", "text/csv", &data)
+        .await
+        .unwrap();
+
+    // Sealed to the enclave's own key: refused at submit, with the reason, through the CLI.
+    let (spec, grants) = bed.job("job-enclave-key", model.clone(), enclave_data);
+    let (spec_file, grant_files) = bed.job_files(&spec, &grants);
+    let out = bed.cli(
+        &worker.url,
+        &[
+            "submit",
+            "--job",
+            spec_file.to_str().unwrap(),
+            "--grant",
+            grant_files[0].to_str().unwrap(),
+            "--grant",
+            grant_files[1].to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is not sealed to a key-broker key"), "{}", stderr(&out));
+    let out = bed.cli(&worker.url, &["status", "job-enclave-key"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no batch job with id job-enclave-key"), "{}", stderr(&out));
+
+    // A missing grant, a zero chunk size, a reused id.
+    let (spec, grants) = bed.job("job-checked", model, broker_data);
+    let refused = client
+        .submit_batch(&SubmitBatch {
+            spec: spec.clone(),
+            grants: grants[..1].to_vec(),
+            chunk_rows: 10,
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("no valid grant from the Data owner"), "{refused}");
+    let refused = client
+        .submit_batch(&SubmitBatch { spec: spec.clone(), grants: grants.clone(), chunk_rows: 0 })
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("chunk_rows must be between 1"), "{refused}");
+    client
+        .submit_batch(&SubmitBatch { spec: spec.clone(), grants: grants.clone(), chunk_rows: 4000 })
+        .await
+        .unwrap();
+    let refused =
+        client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: 4000 }).await.unwrap_err();
+    assert!(refused.to_string().contains("already exists"), "{refused}");
+    let done = poll(&client, "job-checked", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!((done.state, done.chunks.len()), (BatchState::Done, 2), "{done:?}");
+}
