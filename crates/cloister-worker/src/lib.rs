@@ -1,16 +1,19 @@
 //! The Cloister enclave worker: generates its keys, attests, serves an attested-TLS API, runs jobs
 //! on sealed inputs, seals outputs, erases, and signs receipts.
 //!
-//! **Plaintext of inputs and outputs exists only inside [`jobs::run_job`]**, in buffers that are
-//! zeroized when the job ends; the object store, the logs and the wire only ever see ciphertext.
+//! **Plaintext of inputs and outputs exists only inside [`jobs::run_job`] and the batch runner
+//! ([`batch::runner`])**, in buffers that are zeroized when the job (or the runner) ends; the object store, the logs and the wire only ever see ciphertext.
 
+pub mod batch;
+pub mod deploy;
 pub mod engine;
 pub mod identity;
 pub mod jobs;
+pub mod online;
 pub mod server;
 pub mod store;
 
 pub use identity::{EnclaveIdentity, IdentityError};
 pub use jobs::JobError;
-pub use server::{Worker, serve};
+pub use server::{Worker, serve, serve_app};
 pub use store::{ObjectStore, StoreError};

@@ -8,6 +8,10 @@
 //! | `PUT /v1/objects/{id}` | store a sealed object |
 //! | `GET /v1/objects/{id}` | fetch a sealed object |
 //! | `POST /v1/jobs` | run a job with its grants; answers with the outputs and the receipt |
+//! | `POST /v1/ohttp` | online inference, end-to-end encrypted (see [`crate::online`]) |
+//! | `POST /v1/serving/models` | load a model version from the repository (see [`crate::deploy`]) |
+//! | `POST /v1/batch` | queue a durable batch job (chunked, resumed after a restart); 202 |
+//! | `GET /v1/batch/{id}` | a batch job's state, progress, chunks and receipt |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +53,12 @@ pub struct Worker {
     pub store: ObjectStore,
     /// The attestation service instance that issued the identity's EAR token.
     pub authority: AuthorityClient,
+    /// Models loaded for online inference.
+    pub catalog: crate::online::Catalog,
+    /// The durable batch-job queue.
+    pub batches: Arc<crate::batch::BatchQueue>,
+    /// The model repository models are deployed from (sealed weights, signed manifests).
+    pub repository: cloister_repository::Repository,
 }
 
 /// The worker's routes.
@@ -58,12 +68,26 @@ pub fn router(worker: Arc<Worker>) -> Router {
         .route("/v1/identity", get(identity))
         .route("/v1/objects/{id}", put(put_object).get(get_object))
         .route("/v1/jobs", axum::routing::post(submit_job))
+        .route_service(
+            cloister_types::online::OHTTP_PATH,
+            crate::online::gateway::gateway(worker.clone()),
+        )
+        .route("/v1/serving/models", axum::routing::post(deploy_model))
+        .route("/v1/batch", axum::routing::post(crate::batch::submit))
+        .route("/v1/batch/{id}", get(crate::batch::status))
         .layer(DefaultBodyLimit::max(MAX_OBJECT))
         .with_state(worker)
 }
 
 /// Serves the API over TLS on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Result<()> {
+    let app = router(worker.clone());
+    serve_app(listener, &worker, app).await
+}
+
+/// Serves `app` (the worker's routes, possibly wrapped in further layers) over the worker's
+/// attested TLS on `listener` until the task is dropped.
+pub async fn serve_app(listener: TcpListener, worker: &Worker, app: Router) -> std::io::Result<()> {
     let chain: Vec<CertificateDer<'static>> = worker
         .identity
         .certificate_chain_der()
@@ -79,7 +103,6 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Resul
     .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
     .map_err(std::io::Error::other)?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
-    let app = router(worker);
     loop {
         let (tcp, peer) = listener.accept().await?;
         let acceptor = acceptor.clone();
@@ -175,9 +198,35 @@ async fn submit_job(
     }
 }
 
+/// Loads a model version from the repository into the serving catalog (manifest verified with
+/// its owner's key, weights released by the key broker, every file checked against the manifest).
+/// The body names public artefacts only (a signed manifest, a key, a signed policy).
+async fn deploy_model(
+    State(worker): State<Arc<Worker>>,
+    Json(request): Json<cloister_types::model::DeployModel>,
+) -> Response {
+    match crate::deploy::deploy(&worker, &request).await {
+        Ok(deployed) => Json(deployed).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "model not deployed");
+            let status = match &error {
+                crate::deploy::DeployError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                crate::deploy::DeployError::Release(_) => StatusCode::FORBIDDEN,
+                crate::deploy::DeployError::Catalog(
+                    crate::online::CatalogError::AlreadyLoaded(_),
+                ) => StatusCode::CONFLICT,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let body =
+                ErrorBody { code: "model_not_deployed".to_owned(), message: error.to_string() };
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
 /// Records the job's authorization in the attestation service's audit log, signed by this
 /// enclave's receipt key. A job that cannot be recorded does not run.
-async fn record_authorization(
+pub(crate) async fn record_authorization(
     worker: &Worker,
     spec: &JobSpec,
     digest: Hex,
@@ -212,7 +261,7 @@ const STATEMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(3
 /// Asks the key broker for every key-broker key an input is sealed to (when it is not sealed to
 /// this enclave's own key), presenting this enclave's attestation result, and unwraps each with
 /// the enclave's HPKE key. The keys stay in this process and are zeroized when dropped.
-async fn release_broker_keys(
+pub(crate) async fn release_broker_keys(
     worker: &Worker,
     spec: &JobSpec,
 ) -> Result<Vec<RecipientSecretKey>, ApiError> {
@@ -306,6 +355,12 @@ impl IntoResponse for ApiError {
             ),
         };
         (status, Json(ErrorBody { code: code.to_owned(), message })).into_response()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message())
     }
 }
 

@@ -2,10 +2,16 @@
 //! demo, the sealed-envelope commands and the plaintext scanner. Only `main.rs` parses arguments.
 
 pub mod admin;
+pub mod assets;
 pub mod demo;
+pub mod demo_llm;
 pub mod envelope;
 pub mod evidence;
+pub mod job;
+pub mod model;
 pub mod parties;
+pub mod proxy;
 pub mod scan;
 pub mod serve;
+pub mod serve_worker;
 pub mod testbed;

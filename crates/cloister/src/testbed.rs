@@ -13,6 +13,7 @@ use cloister_types::api::AttestRequest;
 use cloister_types::manage::{CreateInstance, InstanceSettings, PolicySpec, TrustAnchorSpec};
 use cloister_types::{Base64Url, Hex, RuntimeData};
 use cloister_verify::SimPlatformPublicKey;
+use cloister_worker::batch::BatchQueue;
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -41,6 +42,8 @@ pub struct ComputeDirs {
     pub objects: PathBuf,
     /// Logs.
     pub logs: PathBuf,
+    /// The model repository (sealed weights and signed manifests).
+    pub models: PathBuf,
 }
 
 impl ComputeDirs {
@@ -52,8 +55,9 @@ impl ComputeDirs {
             worker: root.join("worker"),
             objects: root.join("objects"),
             logs: root.join("logs"),
+            models: root.join("models"),
         };
-        for dir in [&dirs.authority, &dirs.worker, &dirs.objects, &dirs.logs] {
+        for dir in [&dirs.authority, &dirs.worker, &dirs.objects, &dirs.logs, &dirs.models] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         Ok(dirs)
@@ -188,14 +192,37 @@ pub async fn start_worker(
     attester: &SimAttester,
     authority: &AuthorityClient,
 ) -> Result<RunningWorker> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    start_worker_with(dirs, attester, authority, listener, |app| app).await
+}
+
+/// Attests a worker and serves its API on `listener`, with the worker's routes passed through
+/// `wrap` first (tests add layers that record what the compute side sees).
+pub async fn start_worker_with(
+    dirs: &ComputeDirs,
+    attester: &SimAttester,
+    authority: &AuthorityClient,
+    listener: TcpListener,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> Result<RunningWorker> {
     let identity = EnclaveIdentity::establish(attester, authority).await?;
     let store = ObjectStore::open(&dirs.objects)?;
-    let worker = Arc::new(Worker { identity, store, authority: authority.clone() });
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let batches =
+        Arc::new(BatchQueue::open(&dirs.worker.join("jobs.db"), std::time::Duration::ZERO).await?);
+    let repository = cloister_repository::Repository::open(&dirs.models.display().to_string())?;
+    let worker = Arc::new(Worker {
+        identity,
+        store,
+        authority: authority.clone(),
+        catalog: cloister_worker::online::Catalog::new(),
+        batches,
+        repository,
+    });
     let addr = listener.local_addr()?;
     let served = worker.clone();
+    let app = wrap(cloister_worker::server::router(worker.clone()));
     let task = tokio::spawn(async move {
-        if let Err(error) = cloister_worker::serve(listener, served).await {
+        if let Err(error) = cloister_worker::serve_app(listener, &served, app).await {
             tracing::error!(%error, "worker stopped");
         }
     });
