@@ -3,5 +3,7 @@
 # cache outside the repository, then runs every test in the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/fetch-assets.sh
+# `all`: the model-repository and inspection tests import the SmolLM2 GGUF and the MiniLM
+# safetensors directory too.
+bash scripts/fetch-assets.sh all
 cargo test --workspace --locked "$@"
