@@ -177,8 +177,11 @@ pub enum RepoError {
         #[source]
         source: cloister_seal::OpenError,
     },
-    /// A sealed file opened but is labelled for another model file.
-    #[error("sealed weights of {model} file {path} are labelled {label:?}, not this file")]
+    /// A sealed file opened but is labelled for another model file or another owner.
+    #[error(
+        "sealed weights of {model} file {path} are labelled {label:?}, not this owner's file: \
+         the manifest was not signed by the owner who sealed them, or points at another file"
+    )]
     WrongLabel {
         /// `name@version`.
         model: String,

@@ -59,7 +59,7 @@ impl std::fmt::Debug for ModelFiles {
 
 /// Opens every sealed file of `verified` with `secret` (the key-broker key the manifest names,
 /// as released to this enclave) and checks each one: the sealed object's SHA-256, the envelope's
-/// label (model, version and path), the plaintext's SHA-256 and size, all against the manifest.
+/// label (owner, model, version and path), the plaintext's SHA-256 and size, all against the manifest.
 /// `sealed` must hold exactly the manifest's files (as [`crate::Repository::fetch_sealed`]
 /// returns them).
 pub fn open_files(
@@ -95,7 +95,7 @@ pub fn open_files(
             RepoError::Open { model: model.clone(), path: path.clone(), source }
         })?;
         let label = &header.metadata().object_id;
-        if *label != sealed_object_id(&manifest.name, &manifest.version, &path) {
+        if *label != sealed_object_id(&manifest.owner, &manifest.name, &manifest.version, &path) {
             return Err(RepoError::WrongLabel { model, path, label: label.clone() });
         }
         if plaintext.len() as u64 != expected.size {

@@ -224,12 +224,13 @@ impl Repository {
         }
         self.check_absent(&name, &version).await?;
 
+        let owner_text = owner.public_key().to_text();
         let mut entries = Vec::with_capacity(files.len());
         for (path, plaintext) in &files {
             progress(ImportProgress::Sealing { path, bytes: plaintext.len() as u64 });
             let sealed = cloister_seal::seal_to_vec_for(
                 &[recipient.recipient()],
-                &sealed_metadata(&name, &version, path),
+                &sealed_metadata(&owner_text, &name, &version, path),
                 plaintext,
             )
             .map_err(|source| RepoError::Seal {
@@ -258,7 +259,7 @@ impl Repository {
             files: entries,
             metadata,
             licence,
-            owner: owner.public_key().to_text(),
+            owner: owner_text.clone(),
             sealed_to: recipient.to_text(),
         };
         let jws = sign_manifest(&manifest, owner, now)?;
@@ -479,19 +480,22 @@ impl Repository {
     }
 }
 
-/// The envelope metadata of a sealed model file: its object id names the model and the path,
-/// so an envelope moved to another file's place is refused when opened.
-pub(crate) fn sealed_metadata(name: &str, version: &str, path: &str) -> Metadata {
+/// The envelope metadata of a sealed model file: its object id names the owner, the model and
+/// the path, so an envelope moved to another file's place is refused when opened, and so is a
+/// manifest signed by anyone but the owner that sealed the weights (otherwise a stranger could
+/// sign a manifest over the owner's sealed files, with a serving policy of its own, and have an
+/// enclave the broker trusts serve them).
+pub(crate) fn sealed_metadata(owner: &str, name: &str, version: &str, path: &str) -> Metadata {
     Metadata {
         content_type: SEALED_CONTENT_TYPE.to_owned(),
-        object_id: sealed_object_id(name, version, path),
+        object_id: sealed_object_id(owner, name, version, path),
         attributes: BTreeMap::new(),
     }
 }
 
-/// `model:{name}@{version}/{path}`.
-pub(crate) fn sealed_object_id(name: &str, version: &str, path: &str) -> String {
-    format!("model:{name}@{version}/{path}")
+/// `model:{owner}:{name}@{version}/{path}`.
+pub(crate) fn sealed_object_id(owner: &str, name: &str, version: &str, path: &str) -> String {
+    format!("model:{owner}:{name}@{version}/{path}")
 }
 
 /// Orders versions by their `.`/`-`/`_`-separated parts, numeric parts as numbers.

@@ -287,7 +287,29 @@ async fn an_envelope_moved_to_another_files_place_is_refused() {
     let v2 = verify_manifest(&jws, &fx.owner.public_key(), NOW).unwrap();
     let err = open_files(&v2, sealed_one, &fx.broker).unwrap_err();
     assert!(matches!(err, RepoError::WrongLabel { .. }), "{err:?}");
-    assert!(err.to_string().contains("labelled \"model:demo@1/README.md\""), "{err}");
+    assert!(err.to_string().contains(":demo@1/README.md\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_manifest_signed_by_anyone_but_the_sealing_owner_does_not_open_the_weights() {
+    // A stranger copies the owner's manifest (same name, version and sealed objects), names
+    // itself owner and signs it: the signature verifies with the stranger's key, but the
+    // envelopes are labelled with the owner who sealed them, so an enclave given the broker's key
+    // still refuses to open them for the stranger (who would otherwise set its own serving policy).
+    let (_dir, repo) = local();
+    let fx = Fixture::new();
+    let imported = repo.import(fx.demo("1"), &fx.owner, NOW).await.unwrap();
+    let genuine = repo.verified_manifest("demo", "1", &fx.owner.public_key(), NOW).await.unwrap();
+    let sealed = repo.fetch_sealed(&genuine).await.unwrap();
+
+    let stranger = SigningKey::generate();
+    let mut manifest = imported.manifest.clone();
+    manifest.owner = stranger.public_key().to_text();
+    let forged =
+        verify_manifest(&resign(&manifest, &stranger), &stranger.public_key(), NOW).unwrap();
+    let err = open_files(&forged, sealed, &fx.broker).unwrap_err();
+    assert!(matches!(err, RepoError::WrongLabel { .. }), "{err:?}");
+    assert!(err.to_string().contains(&fx.owner.public_key().to_text()), "{err}");
 }
 
 /// Re-signs `manifest` (edited) with `key`, as the JWS claims the repository uses.
