@@ -25,15 +25,11 @@ use cloister_types::online::{
 };
 use cloister_types::{Hex, TeeKind};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, Stream, TryStreamExt as _};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use zeroize::Zeroizing;
 
-use crate::enclave::{Expectations, VerifiedEnclave, verify_enclave_certificate};
+use crate::enclave::{Expectations, VerifiedEnclave};
 use crate::http::{ClientError, WorkerClient, transport};
-use crate::tls::provider;
+use crate::tls::{AttestedServerVerifier, client_config};
 
 /// How long a request authorization is valid.
 pub const AUTHORIZATION_VALIDITY: Duration = Duration::from_secs(120);
@@ -108,68 +104,6 @@ impl PinnedEnclave {
     }
 }
 
-/// A TLS verifier that accepts only the pinned enclave, still verified against the party's
-/// expectations on every handshake.
-#[derive(Debug)]
-struct PinnedVerifier {
-    expectations: Expectations,
-    pinned: PinnedEnclave,
-    algorithms: WebPkiSupportedAlgorithms,
-    refusal: Mutex<Option<String>>,
-}
-
-impl PinnedVerifier {
-    fn refuse(&self, why: String) -> rustls::Error {
-        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-        rustls::Error::General(why)
-    }
-}
-
-impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain: Vec<Vec<u8>> = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|der| der.as_ref().to_vec())
-            .collect();
-        let verified = verify_enclave_certificate(&chain, &self.expectations, now.as_secs())
-            .map_err(|e| self.refuse(e.to_string()))?;
-        let presented = PinnedEnclave::of(&verified).map_err(|e| self.refuse(e.to_string()))?;
-        if let Some(difference) = self.pinned.difference(&presented) {
-            return Err(self.refuse(difference));
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 /// One inner request (plaintext; it exists only on the requester's machine and in the enclave).
 #[derive(Debug)]
 pub struct InnerRequest<'a> {
@@ -218,7 +152,7 @@ impl std::fmt::Debug for StreamingResponse {
 pub struct OhttpClient {
     url: String,
     http: reqwest::Client,
-    verifier: Arc<PinnedVerifier>,
+    verifier: Arc<AttestedServerVerifier>,
     key_config: Vec<u8>,
     enclave: VerifiedEnclave,
 }
@@ -235,19 +169,18 @@ impl OhttpClient {
             .map_err(|e| OhttpError::BadKeyConfig(e.to_string()))?;
         ohttp::KeyConfig::decode(&key_config)
             .map_err(|e| OhttpError::BadKeyConfig(e.to_string()))?;
-        let verifier = Arc::new(PinnedVerifier {
+        // Every later handshake must present the same enclave: the expectations again, and the
+        // TEE, measurement and OHTTP key attested at start.
+        let verifier = Arc::new(AttestedServerVerifier::with_check(
             expectations,
-            pinned,
-            algorithms: provider().signature_verification_algorithms,
-            refusal: Mutex::new(None),
-        });
+            Box::new(move |enclave| {
+                let presented = PinnedEnclave::of(enclave).map_err(|e| e.to_string())?;
+                pinned.difference(&presented).map_or(Ok(()), Err)
+            }),
+        ));
         let url = format!("{base}{OHTTP_PATH}");
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ClientError::Transport { url: url.clone(), reason: e.to_string() })?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+        let tls = client_config(verifier.clone())
+            .map_err(|e| ClientError::Transport { url: url.clone(), reason: e.to_string() })?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
@@ -351,7 +284,7 @@ impl OhttpClient {
         expected: &str,
         body: Vec<u8>,
     ) -> Result<reqwest::Response, OhttpError> {
-        *self.verifier.refusal.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.verifier.take_refusal();
         let sent = self
             .http
             .post(&self.url)
@@ -362,9 +295,7 @@ impl OhttpClient {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
-                if let Some(why) =
-                    self.verifier.refusal.lock().unwrap_or_else(|p| p.into_inner()).take()
-                {
+                if let Some(why) = self.verifier.take_refusal() {
                     return Err(OhttpError::EnclaveChanged(why));
                 }
                 return Err(transport(&self.url, error).into());

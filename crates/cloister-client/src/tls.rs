@@ -13,27 +13,57 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::enclave::{Expectations, VerifiedEnclave, verify_enclave_certificate};
 
+/// A further check of an enclave that met the expectations (pinning it, for instance); `Err`
+/// refuses the handshake with that reason.
+pub(crate) type EnclaveCheck = Box<dyn Fn(&VerifiedEnclave) -> Result<(), String> + Send + Sync>;
+
 /// A rustls server-certificate verifier for enclave workers.
-#[derive(Debug)]
 pub struct AttestedServerVerifier {
     expectations: Expectations,
+    check: EnclaveCheck,
     algorithms: WebPkiSupportedAlgorithms,
     last: Mutex<Option<VerifiedEnclave>>,
+    refusal: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for AttestedServerVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttestedServerVerifier")
+            .field("expectations", &self.expectations)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AttestedServerVerifier {
     /// A verifier that enforces `expectations` on every handshake.
     pub fn new(expectations: Expectations) -> Self {
+        Self::with_check(expectations, Box::new(|_| Ok(())))
+    }
+
+    /// A verifier that enforces `expectations`, then `check`, on every handshake.
+    pub(crate) fn with_check(expectations: Expectations, check: EnclaveCheck) -> Self {
         AttestedServerVerifier {
             expectations,
+            check,
             algorithms: provider().signature_verification_algorithms,
             last: Mutex::new(None),
+            refusal: Mutex::new(None),
         }
     }
 
     /// The enclave verified by the most recent successful handshake.
     pub fn last_verified(&self) -> Option<VerifiedEnclave> {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why the most recent refused handshake was refused, if one was since the last call.
+    pub(crate) fn take_refusal(&self) -> Option<String> {
+        self.refusal.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn refuse(&self, why: String) -> rustls::Error {
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+        rustls::Error::General(why)
     }
 }
 
@@ -51,7 +81,8 @@ impl ServerCertVerifier for AttestedServerVerifier {
             .map(|der| der.as_ref().to_vec())
             .collect();
         let verified = verify_enclave_certificate(&chain, &self.expectations, now.as_secs())
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+            .map_err(|e| self.refuse(e.to_string()))?;
+        (self.check)(&verified).map_err(|why| self.refuse(why))?;
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(verified);
         Ok(ServerCertVerified::assertion())
     }
