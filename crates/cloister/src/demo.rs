@@ -83,12 +83,33 @@ fn last_cause(error: &anyhow::Error) -> String {
     error.chain().last().map(ToString::to_string).unwrap_or_default()
 }
 
-fn say(step: &str, text: &str) {
+/// Prints a narrated step of a demo.
+pub(crate) fn say(step: &str, text: &str) {
     println!("\n== {step}\n{text}");
 }
 
-fn ok(text: &str) {
+/// Prints what a demo step verified.
+pub(crate) fn ok(text: &str) {
     println!("   ✔ {text}");
+}
+
+/// Searches every file under the compute side's `root` for `secrets`; prints each finding and
+/// fails if there is any, or says that there is none.
+pub(crate) fn show_no_plaintext(root: &Path, secrets: &[Secret<'_>]) -> Result<()> {
+    let findings = scan(root, secrets)?;
+    if !findings.is_empty() {
+        for finding in &findings {
+            println!(
+                "   ✘ {} found ({}) in {}",
+                finding.secret,
+                finding.encoding,
+                finding.path.display()
+            );
+        }
+        bail!("plaintext found on the compute provider's side");
+    }
+    ok(&format!("no plaintext under {}", root.display()));
+    Ok(())
 }
 
 fn spinner(message: &str) -> ProgressBar {
@@ -339,19 +360,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
         Secret::sampled("model", DEMO_MODEL_ONNX, 16, 48),
         Secret::sampled("predictions", &plaintext, 16, 48),
     ];
-    let findings = scan(&dirs.root, &secrets)?;
-    if !findings.is_empty() {
-        for finding in &findings {
-            println!(
-                "   ✘ {} found ({}) in {}",
-                finding.secret,
-                finding.encoding,
-                finding.path.display()
-            );
-        }
-        bail!("plaintext found on the compute provider's side");
-    }
-    ok(&format!("no plaintext under {}", dirs.root.display()));
+    show_no_plaintext(&dirs.root, &secrets)?;
 
     println!("\naccuracy: {accuracy:.3} ({correct}/{})", table.labels.len());
     println!(

@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use cloister_attest::SimAttester;
 use cloister_policy::ReleasePolicy;
 use cloister_repository::{NewModel, Repository};
@@ -24,9 +24,10 @@ use cloister_types::model::{
 use cloister_types::{Hex, TeeKind};
 use zeroize::Zeroizing;
 
+use crate::demo::{ok, say, show_no_plaintext};
 use crate::parties::Party;
 use crate::proxy::{self, ProxyOptions};
-use crate::scan::{Secret, scan};
+use crate::scan::Secret;
 use crate::testbed::{self, ComputeDirs, InstancePolicy};
 
 /// The question asked when none is given.
@@ -52,14 +53,6 @@ pub struct LlmDemoReport {
     pub answer: String,
     /// Server-sent events received.
     pub events: usize,
-}
-
-fn say(step: &str, text: &str) {
-    println!("\n== {step}\n{text}");
-}
-
-fn ok(text: &str) {
-    println!("   ✔ {text}");
 }
 
 /// Runs the demo.
@@ -272,19 +265,7 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
     if answer.len() >= 16 {
         secrets.push(Secret::sampled("answer", answer.as_bytes(), 1, answer.len().min(64)));
     }
-    let findings = scan(&dirs.root, &secrets)?;
-    if !findings.is_empty() {
-        for finding in &findings {
-            println!(
-                "   ✘ {} found ({}) in {}",
-                finding.secret,
-                finding.encoding,
-                finding.path.display()
-            );
-        }
-        bail!("plaintext found on the compute provider's side");
-    }
-    ok(&format!("no plaintext under {}", dirs.root.display()));
+    show_no_plaintext(&dirs.root, &secrets)?;
     println!(
         "\nverdict: the model was verified before loading, the worker attested, the prompt and \
          the answer crossed the compute side encrypted (simulated TEE: development only)."

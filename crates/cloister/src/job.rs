@@ -15,7 +15,7 @@ use cloister_client::{Expectations, WorkerClient, verify_enclave_certificate};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::batch::{BatchReceipt, BatchState, BatchStatus, SubmitBatch};
-use cloister_types::{Hex, JobSpec, TeeKind, pem_certificates};
+use cloister_types::{Hex, JobSpec, pem_certificates};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -44,13 +44,7 @@ impl WorkerTarget {
             !self.measurements.is_empty(),
             "give the accepted enclave measurements with --measurement"
         );
-        let mut tees: Vec<TeeKind> = TeeKind::ALL
-            .into_iter()
-            .filter(|tee| !matches!(tee, TeeKind::Sim | TeeKind::Nvidia))
-            .collect();
-        if self.accept_sim {
-            tees.push(TeeKind::Sim);
-        }
+        let tees = crate::parties::accepted_tees(self.accept_sim);
         Ok(Expectations::from_ca_pem(&ca_pem, self.measurements.clone(), tees)?)
     }
 
@@ -164,8 +158,8 @@ pub async fn fetch(
         status_line(&status)
     );
     let receipt = verify_batch_receipt(&status, &expectations)?;
-    let csv = download(&client, &receipt, &key).await?;
-    write_atomically(output, &csv)?;
+    let output_bytes = download(&client, &receipt, &key).await?;
+    write_atomically(output, &output_bytes)?;
     eprintln!(
         "{} rows in {} chunks written to {}; receipt verified (signed by an enclave with measurement {})",
         receipt.rows,
@@ -249,7 +243,7 @@ async fn download(
     receipt: &BatchReceipt,
     key: &RecipientSecretKey,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let mut csv = Zeroizing::new(Vec::new());
+    let mut output = Zeroizing::new(Vec::new());
     for chunk in &receipt.chunks {
         let sealed = client.get_object(&chunk.object_id).await?;
         ensure!(
@@ -265,12 +259,14 @@ async fn download(
             "chunk {} is labelled as another object",
             chunk.index
         );
+        // One line per row (a prediction or a JSON answer), and chunk 0 of a CSV its header.
         let lines = plain.iter().filter(|&&b| b == b'\n').count() as u64;
-        let expected = chunk.rows + u64::from(chunk.index == 0);
+        let csv_header = chunk.index == 0 && header.metadata().content_type == "text/csv";
+        let expected = chunk.rows + u64::from(csv_header);
         ensure!(lines == expected, "chunk {} has {lines} lines, {expected} expected", chunk.index);
-        csv.extend_from_slice(&plain);
+        output.extend_from_slice(&plain);
     }
-    Ok(csv)
+    Ok(output)
 }
 
 fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use cloister::admin;
 use cloister::envelope::{self, CertificatePolicy};
-use cloister_types::{Hex, TeeKind};
+use cloister::parties::{accepted_tees, parse_measurements};
 
 /// Confidential AI across organisations: attestation, sealed envelopes, enclave jobs.
 #[derive(Parser)]
@@ -281,11 +281,7 @@ struct WorkerTargetArgs {
 
 impl WorkerTargetArgs {
     fn target(&self) -> Result<cloister::job::WorkerTarget> {
-        let measurements = self
-            .measurements
-            .iter()
-            .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
-            .collect::<Result<Vec<_>>>()?;
+        let measurements = parse_measurements(&self.measurements)?;
         Ok(cloister::job::WorkerTarget {
             url: self.worker.clone(),
             ca: self.ca.clone(),
@@ -302,7 +298,10 @@ enum JobCommand {
     /// The inputs must already be uploaded to the worker, sealed to key-broker keys, and every
     /// owner must have signed a grant for the job. The worker checks the grants, records the
     /// authorization in the audit log and answers at once; the job runs in chunks and survives
-    /// restarts of the worker.
+    /// restarts of the worker. An ONNX model runs over the rows of a CSV data set (predictions
+    /// CSV out); a GGUF language model answers a JSON-lines data set of prompts, one
+    /// {"prompt": TEXT} or {"messages": [{"role", "content"}…]} per line with an optional
+    /// "max_tokens", greedily (answers as JSON lines out).
     Submit {
         #[command(flatten)]
         target: WorkerTargetArgs,
@@ -313,7 +312,7 @@ enum JobCommand {
         /// A grant (compact JWS file) from an input's owner; one per input.
         #[arg(long = "grant", required = true)]
         grants: Vec<PathBuf>,
-        /// Rows per chunk: the unit of progress and of work redone after a crash.
+        /// Rows (or prompts) per chunk: the unit of progress and of work redone after a crash.
         #[arg(long, default_value_t = 1000)]
         chunk_rows: u64,
         /// Print {"job_id", "state"} as JSON.
@@ -705,18 +704,8 @@ fn run(cli: Cli) -> Result<()> {
             cloister::model::keygen_signing(&secret, &public)
         }
         Command::Seal { recipients, input, output, ca, measurements, accept_sim } => {
-            let measurements = measurements
-                .iter()
-                .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
-                .collect::<Result<Vec<_>>>()?;
-            // Enclave certificates from any CPU TEE; the simulated one only when asked.
-            let mut tees: Vec<TeeKind> = TeeKind::ALL
-                .into_iter()
-                .filter(|tee| !matches!(tee, TeeKind::Sim | TeeKind::Nvidia))
-                .collect();
-            if accept_sim {
-                tees.push(TeeKind::Sim);
-            }
+            let measurements = parse_measurements(&measurements)?;
+            let tees = accepted_tees(accept_sim);
             let policy = CertificatePolicy { ca, measurements, tees };
             let keys = recipients
                 .iter()
@@ -861,17 +850,8 @@ fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(admin::audit_list(&server.connection()))
         }
         Command::Proxy { listen, worker, ca, measurements, accept_sim, requester_key } => {
-            let measurements = measurements
-                .iter()
-                .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
-                .collect::<Result<Vec<_>>>()?;
-            let mut tees: Vec<TeeKind> = TeeKind::ALL
-                .into_iter()
-                .filter(|tee| !matches!(tee, TeeKind::Sim | TeeKind::Nvidia))
-                .collect();
-            if accept_sim {
-                tees.push(TeeKind::Sim);
-            }
+            let measurements = parse_measurements(&measurements)?;
+            let tees = accepted_tees(accept_sim);
             let options = cloister::proxy::ProxyOptions {
                 listen,
                 worker,
@@ -1006,16 +986,7 @@ fn demo_workdir(workdir: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::T
 }
 
 fn demo(workdir: Option<PathBuf>) -> Result<()> {
-    let (dir, _temporary) = match workdir {
-        Some(dir) => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            (dir, None)
-        }
-        None => {
-            let tmp = tempfile::Builder::new().prefix("cloister-demo-").tempdir()?;
-            (tmp.path().to_owned(), Some(tmp))
-        }
-    };
+    let (dir, _temporary) = demo_workdir(workdir)?;
     init_logging(&dir.join("compute").join("logs"))?;
     runtime()?.block_on(cloister::demo::run(&dir))?;
     Ok(())

@@ -13,6 +13,24 @@ use sha2::{Digest, Sha256};
 
 use crate::testbed::write_secret;
 
+/// The TEE kinds a party's command accepts an enclave certificate from: every CPU TEE, and the
+/// simulated one only when asked (`--accept-sim`, development only). GPU evidence is never a
+/// worker's main evidence.
+pub fn accepted_tees(accept_sim: bool) -> Vec<TeeKind> {
+    TeeKind::ALL
+        .into_iter()
+        .filter(|tee| !matches!(tee, TeeKind::Nvidia) && (accept_sim || *tee != TeeKind::Sim))
+        .collect()
+}
+
+/// Parses `--measurement` values (hex).
+pub fn parse_measurements(values: &[String]) -> Result<Vec<Hex>> {
+    values
+        .iter()
+        .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
+        .collect()
+}
+
 /// How long grants stay valid.
 const GRANT_VALIDITY: Duration = Duration::from_secs(3600);
 

