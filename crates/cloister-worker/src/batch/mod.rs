@@ -5,12 +5,14 @@
 //! with its process), records the authorization in the audit log, queues the job and answers 202.
 //! A runner task per job ([`runner`]) has the broker release the input keys to this enclave,
 //! decrypts, and for each chunk of `chunk_rows` rows not yet done runs the model, seals the
-//! chunk's predictions to the recipients as object `{job}-out-{k:06}` and, in one transaction,
+//! chunk's output to the recipients as object `{job}-out-{k:06}` and, in one transaction,
 //! marks the chunk done with the object's digest and a statement signed by this enclave's receipt
 //! key. After a restart the worker resumes every unfinished job: chunks marked done are skipped;
 //! a chunk whose object exists but is not marked done is computed again and its object replaced.
 //! Chunk boundaries and inference batches depend only on the job, so the plaintext of every chunk
-//! is the same whether or not the job was interrupted. When all chunks are done, the enclave
+//! is the same whether or not the job was interrupted. The model is ONNX over the rows of a CSV
+//! table (predictions CSV out), or a GGUF language model over JSON-lines prompts answered with
+//! greedy decoding ([`prompts`]; answers as JSON lines out). When all chunks are done, the enclave
 //! checks every chunk statement and stored digest and signs a [`BatchReceipt`] naming every
 //! chunk and every enclave that computed one.
 //!
@@ -20,6 +22,7 @@
 //!
 //! [`BatchReceipt`]: cloister_types::batch::BatchReceipt
 
+pub mod prompts;
 mod queue;
 pub mod runner;
 

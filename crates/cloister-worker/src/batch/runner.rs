@@ -15,8 +15,9 @@ use cloister_types::{Hex, InputRole, pem_certificates};
 use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
 
+use super::prompts::Prompt;
 use super::{BatchError, EnclaveRow, JobRow};
-use crate::engine::{self, OnnxModel, Table};
+use crate::engine::{self, LlmModel, OnnxModel, Table};
 use crate::jobs::{BATCH_ROWS, authorize_job, open_input, read_checked, receipt_input};
 use crate::server::{Worker, record_authorization, release_broker_keys};
 
@@ -27,16 +28,47 @@ const STATEMENT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 const ERASED: [&str; 5] = [
     "model plaintext",
     "data set plaintext",
-    "decoded feature table",
-    "chunk predictions plaintext",
+    "decoded feature table or prompts",
+    "chunk predictions or answers plaintext",
     "released key-broker keys and envelope data-encryption keys",
 ];
 
-/// The decrypted job, held for the runner's lifetime; the table zeroizes itself when dropped.
+/// The decrypted job, held for the runner's lifetime; the table and the prompts zeroize
+/// themselves when dropped.
 struct Opened {
-    model: OnnxModel,
-    table: Table,
+    work: Work,
     inputs: Vec<ReceiptInput>,
+}
+
+/// What a batch job computes: an ONNX model over the rows of a CSV table, or a GGUF language
+/// model over the prompts of a JSON-lines data set (see [`super::prompts`]).
+enum Work {
+    Tabular { model: OnnxModel, table: Table },
+    Prompts { model: Box<LlmModel>, prompts: Vec<Prompt> },
+}
+
+impl Work {
+    /// Decodes the model (a GGUF file is a language model, anything else must be ONNX) and the
+    /// data set that goes with it.
+    fn open(model: &[u8], data: &[u8]) -> Result<Work, String> {
+        if model.starts_with(b"GGUF") {
+            let model = LlmModel::from_gguf(model).map_err(|e| e.to_string())?;
+            let prompts = super::prompts::parse(data).map_err(|e| e.to_string())?;
+            Ok(Work::Prompts { model: Box::new(model), prompts })
+        } else {
+            let model = OnnxModel::load(model).map_err(|e| e.to_string())?;
+            let table = Table::from_csv(data).map_err(|e| e.to_string())?;
+            Ok(Work::Tabular { model, table })
+        }
+    }
+
+    /// Rows (table rows or prompts).
+    fn rows(&self) -> usize {
+        match self {
+            Work::Tabular { table, .. } => table.rows(),
+            Work::Prompts { prompts, .. } => prompts.len(),
+        }
+    }
 }
 
 /// Starts the runner of `job_id` unless one already runs in this process.
@@ -120,16 +152,14 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
             receipt_input(&spec.model, InputRole::Model, &model_plain),
             receipt_input(&spec.data, InputRole::Data, &data_plain),
         ];
-        let model = OnnxModel::load(&model_plain).map_err(|e| check(&spec.id, e.to_string()))?;
-        drop(model_plain);
-        let table = Table::from_csv(&data_plain).map_err(|e| check(&spec.id, e.to_string()))?;
-        drop(data_plain);
-        Ok(Opened { model, table, inputs })
+        let work = Work::open(&model_plain, &data_plain).map_err(|e| check(&spec.id, e))?;
+        drop((model_plain, data_plain));
+        Ok(Opened { work, inputs })
     })
     .await
     .map_err(|_| check(job_id, "the decrypting task panicked"))??;
 
-    let rows = opened.table.rows() as u64;
+    let rows = opened.work.rows() as u64;
     let chunks_total = rows.div_ceil(job.chunk_rows);
     worker.batches.start(job_id, rows, chunks_total).await?;
     let done = worker.batches.done_indexes(job_id).await?;
@@ -168,14 +198,15 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
         }
     }
     let inputs = opened.inputs.clone();
-    // The last reference: the model and the table (zeroized on drop) go now.
+    // The last reference: the model and the table or prompts (zeroized on drop) go now.
     drop(opened);
     finish(worker, &job, rows, inputs, &own).await
 }
 
-/// Computes chunk `index` (rows `first_row .. first_row + rows`), seals its predictions CSV to
-/// the recipients and stores it, replacing an object a crashed run may have left. Chunk 0 starts
-/// with the CSV header. Returns the object id and the sealed object's SHA-256.
+/// Computes chunk `index` (rows `first_row .. first_row + rows`), seals its output to the
+/// recipients and stores it, replacing an object a crashed run may have left: predictions CSV
+/// (chunk 0 starts with the CSV header) or answers as JSON lines. Returns the object id and the
+/// sealed object's SHA-256.
 fn seal_chunk(
     worker: &Worker,
     opened: &Opened,
@@ -185,31 +216,41 @@ fn seal_chunk(
     first_row: u64,
     rows: u64,
 ) -> Result<(String, Hex), BatchError> {
-    let columns = opened.table.columns();
     let start = usize::try_from(first_row).map_err(|_| check(job_id, "row index overflow"))?;
     let count = usize::try_from(rows).map_err(|_| check(job_id, "row count overflow"))?;
-    let values = opened
-        .table
-        .values()
-        .get(start * columns..(start + count) * columns)
-        .ok_or_else(|| check(job_id, format!("chunk {index} lies outside the data set")))?
-        .to_vec();
-    let sub =
-        Table::from_values(count, columns, values).map_err(|e| check(job_id, e.to_string()))?;
-    let mut predictions = engine::run_batch(&opened.model, &sub, BATCH_ROWS, &mut |_| {})
-        .map_err(|e| check(job_id, e.to_string()))?;
-    drop(sub);
-    let csv = Zeroizing::new(predictions.to_csv());
-    predictions.values.zeroize();
-    let body: &[u8] = if index == 0 {
-        csv.as_slice()
-    } else {
-        let header_end = csv.iter().position(|&b| b == b'\n').map_or(csv.len(), |i| i + 1);
-        &csv[header_end..]
+    let outside = || check(job_id, format!("chunk {index} lies outside the data set"));
+    let (content_type, output) = match &opened.work {
+        Work::Tabular { model, table } => {
+            let columns = table.columns();
+            let values = table
+                .values()
+                .get(start * columns..(start + count) * columns)
+                .ok_or_else(outside)?
+                .to_vec();
+            let sub = Table::from_values(count, columns, values)
+                .map_err(|e| check(job_id, e.to_string()))?;
+            let mut predictions = engine::run_batch(model, &sub, BATCH_ROWS, &mut |_| {})
+                .map_err(|e| check(job_id, e.to_string()))?;
+            drop(sub);
+            let mut csv = Zeroizing::new(predictions.to_csv());
+            predictions.values.zeroize();
+            if index != 0 {
+                let header_end = csv.iter().position(|&b| b == b'\n').map_or(csv.len(), |i| i + 1);
+                csv.drain(..header_end);
+            }
+            ("text/csv", csv)
+        }
+        Work::Prompts { model, prompts } => {
+            let chunk = prompts.get(start..start + count).ok_or_else(outside)?;
+            let answers = super::prompts::answer(model, chunk, first_row)
+                .map_err(|e| check(job_id, e.to_string()))?;
+            ("application/x-ndjson", answers)
+        }
     };
+    let body: &[u8] = &output;
     let object_id = format!("{job_id}-out-{index:06}");
     let metadata = Metadata {
-        content_type: "text/csv".into(),
+        content_type: content_type.into(),
         object_id: object_id.clone(),
         attributes: [
             ("job".to_owned(), job_id.to_owned()),
@@ -222,7 +263,7 @@ fn seal_chunk(
     };
     let sealed = cloister_seal::seal_to_vec(recipients, &metadata, body)
         .map_err(|e| check(job_id, format!("could not seal chunk {index}: {e}")))?;
-    drop(csv);
+    drop(output);
     let digest = worker.store.replace(&object_id, &sealed)?;
     Ok((object_id, digest))
 }
