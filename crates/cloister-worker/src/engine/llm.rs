@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::ops::ControlFlow;
 
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
@@ -254,6 +254,45 @@ fn config_chat_template(config: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// A GGUF file in memory, erased when dropped.
+type GgufBuffer = Cursor<Zeroizing<Vec<u8>>>;
+
+/// Rewrites a GGUF model with its Q4_1 tensors requantized to Q8_0, in memory.
+///
+/// candle 0.11 has SIMD (AVX2, NEON) dot products for Q4_0, Q8_0 and the k-quants but a scalar
+/// one for Q4_1, which made Q4_1 models several times slower than they need be on CPU. Q8_0 holds
+/// every Q4_1 value to within half a Q8_0 step, so answers barely change (greedy decoding stays
+/// deterministic). candle's GGUF writer and reader stand in for a tensor-level loader hook,
+/// which `quantized_llama` does not offer.
+fn requantize_q4_1(
+    content: &gguf_file::Content,
+    reader: &mut Cursor<&[u8]>,
+    device: &Device,
+) -> Result<(gguf_file::Content, GgufBuffer), EngineError> {
+    let failed = load_err("the GGUF weights could not be loaded (to requantize Q4_1 as Q8_0)");
+    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
+    for name in content.tensor_infos.keys() {
+        let tensor = content.tensor(reader, name, device).map_err(&failed)?;
+        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
+            let values = tensor.dequantize(device).map_err(&failed)?;
+            QTensor::quantize(&values, GgmlDType::Q8_0).map_err(&failed)?
+        } else {
+            tensor
+        };
+        tensors.push((name.as_str(), tensor));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> =
+        content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let references: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    let mut out = Cursor::new(Vec::new());
+    gguf_file::write(&mut out, &metadata, &references).map_err(&failed)?;
+    drop(references);
+    drop(tensors);
+    let mut requantized = Cursor::new(Zeroizing::new(out.into_inner()));
+    let content = gguf_file::Content::read(&mut requantized).map_err(&failed)?;
+    Ok((content, requantized))
+}
+
 impl LlmModel {
     /// Loads a GGUF file (llama architecture) with the tokenizer and chat template from its
     /// metadata.
@@ -307,8 +346,13 @@ impl LlmModel {
                 .filter_map(|t| vocab.tokenizer.token_to_id(t))
                 .filter(|id| vocab.control_token_ids.contains(id)),
         );
-        let weights = quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
-            .map_err(load_err("the GGUF weights could not be loaded"))?;
+        let weights = if content.tensor_infos.values().any(|t| t.ggml_dtype == GgmlDType::Q4_1) {
+            let (content, mut requantized) = requantize_q4_1(&content, &mut reader, &device)?;
+            quantized_llama::ModelWeights::from_gguf(content, &mut requantized, &device)
+        } else {
+            quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
+        }
+        .map_err(load_err("the GGUF weights could not be loaded"))?;
         Ok(Self::assemble(
             Weights::Quantized(weights),
             vocab.tokenizer,
