@@ -192,12 +192,11 @@ async fn plain_server() -> Result<std::net::SocketAddr> {
                     serde_json::from_value(tensor["shape"].clone()).unwrap_or_default();
                 let data: Vec<f32> =
                     serde_json::from_value(tensor["data"].clone()).unwrap_or_default();
-                let outputs =
-                    tokio::task::spawn_blocking(move || model.infer(&shape, &data).ok())
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default();
+                let outputs = tokio::task::spawn_blocking(move || model.infer(&shape, &data).ok())
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 let outputs: serde_json::Map<String, serde_json::Value> = outputs
                     .into_iter()
                     .map(|t| (t.name, serde_json::json!({ "shape": t.shape, "data": t.data })))

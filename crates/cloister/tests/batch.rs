@@ -145,6 +145,29 @@ impl Bed {
             .recipient
     }
 
+    /// Registers a key-broker key for each provider and uploads the model (content type, bytes)
+    /// and the data set sealed to them, as objects `model` and `data`.
+    async fn upload(
+        &self,
+        client: &WorkerClient,
+        model: (&str, &[u8]),
+        data: (&str, &[u8]),
+    ) -> (InputRef, InputRef) {
+        let model_key = self.broker_key("model-key").await;
+        let data_key = self.broker_key("data-key").await;
+        let model = self
+            .model_provider
+            .seal_to_broker_and_upload(client, &model_key, "model", model.0, model.1)
+            .await
+            .unwrap();
+        let data = self
+            .data_provider
+            .seal_to_broker_and_upload(client, &data_key, "data", data.0, data.1)
+            .await
+            .unwrap();
+        (model, data)
+    }
+
     /// A job over `model` and `data` with both owners' grants, results to the data provider.
     fn job(&self, id: &str, model: InputRef, data: InputRef) -> (JobSpec, Vec<String>) {
         let to = vec![self.data_provider.envelope.public_key().to_text()];
@@ -232,24 +255,8 @@ async fn batch_job_killed_and_resumed_gives_identical_results() {
     assert_eq!(first.started["tee"], "sim");
     assert_eq!(first.started["measurement"], bed.measurement.to_string());
     let client = bed.client(&first.url);
-    let model_key = bed.broker_key("model-key").await;
-    let data_key = bed.broker_key("data-key").await;
-    let model = bed
-        .model_provider
-        .seal_to_broker_and_upload(
-            &client,
-            &model_key,
-            "model",
-            "application/onnx",
-            DEMO_MODEL_ONNX,
-        )
-        .await
-        .unwrap();
-    let data_ref = bed
-        .data_provider
-        .seal_to_broker_and_upload(&client, &data_key, "data", "text/csv", &data)
-        .await
-        .unwrap();
+    let (model, data_ref) =
+        bed.upload(&client, ("application/onnx", DEMO_MODEL_ONNX), ("text/csv", &data)).await;
 
     // Job A, submitted with the CLI.
     let (spec_a, grants_a) = bed.job("job-a", model.clone(), data_ref.clone());
@@ -440,24 +447,8 @@ async fn batch_submissions_are_checked() {
     let client = bed.client(&worker.url);
     let (enclave, _) = client.attest().await.unwrap();
     let (data, _) = data_set();
-    let model_key = bed.broker_key("model-key").await;
-    let data_key = bed.broker_key("data-key").await;
-    let model = bed
-        .model_provider
-        .seal_to_broker_and_upload(
-            &client,
-            &model_key,
-            "model",
-            "application/onnx",
-            DEMO_MODEL_ONNX,
-        )
-        .await
-        .unwrap();
-    let broker_data = bed
-        .data_provider
-        .seal_to_broker_and_upload(&client, &data_key, "data", "text/csv", &data)
-        .await
-        .unwrap();
+    let (model, broker_data) =
+        bed.upload(&client, ("application/onnx", DEMO_MODEL_ONNX), ("text/csv", &data)).await;
     let enclave_data = bed
         .data_provider
         .seal_and_upload(&client, &enclave, "data-enclave", "text/csv", &data)
@@ -554,18 +545,8 @@ async fn batch_job_over_prompts_killed_and_resumed_answers_like_the_model_called
     // Slow chunks in the first run, so the job can be killed after its first chunk.
     let first = WorkerProcess::start(&bed, 1500, "worker-llm-1.log");
     let client = bed.client(&first.url);
-    let model_key = bed.broker_key("llm-key").await;
-    let data_key = bed.broker_key("prompts-key").await;
-    let model = bed
-        .model_provider
-        .seal_to_broker_and_upload(&client, &model_key, "llm", "application/gguf", &gguf)
-        .await
-        .unwrap();
-    let prompts = bed
-        .data_provider
-        .seal_to_broker_and_upload(&client, &data_key, "prompts", "application/x-ndjson", &data)
-        .await
-        .unwrap();
+    let (model, prompts) =
+        bed.upload(&client, ("application/gguf", &gguf), ("application/x-ndjson", &data)).await;
     let (spec, grants) = bed.job("job-llm", model, prompts);
     client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: 2 }).await.unwrap();
     let seen = poll(&client, "job-llm", FAST, |s| !s.chunks.is_empty()).await;

@@ -555,6 +555,30 @@ fn raw_worker_client(bed: &Bed) -> reqwest::Client {
     reqwest::Client::builder().use_preconfigured_tls(tls).build().unwrap()
 }
 
+/// Starts another worker with `measurement`, points the forwarder at it, asks the proxy at `proxy`
+/// for an inference and returns the refusal's message; the new worker must have received nothing.
+async fn refusal_after_swap(
+    bed: &Bed,
+    forwarder: &Forwarder,
+    proxy: SocketAddr,
+    measurement: [u8; 48],
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (replacement, tap) = start_worker(&bed.dirs, &bed.authority, measurement, listener).await;
+    forwarder.point_at(replacement.addr).await;
+    let refused = reqwest::Client::new()
+        .post(format!("http://{proxy}/v1/infer"))
+        .header("content-type", "application/json")
+        .body(infer_body("classifier", 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 502);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(tap.bytes().is_empty(), "a request reached the replacement worker");
+    body["error"]["message"].as_str().unwrap().to_owned()
+}
+
 /// A TCP forwarder standing for the compute provider's network: it can be pointed at another
 /// machine, dropping every open connection.
 struct Forwarder {
@@ -629,42 +653,14 @@ async fn proxy_refuses_to_send_when_the_worker_changes() {
     assert_eq!(infer().await.unwrap().status(), 200);
 
     // Another enclave with another measurement behind the same address: nothing is sent.
-    let (other, other_tap) = start_worker(
-        &bed.dirs,
-        &bed.authority,
-        OTHER_MEASUREMENT,
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await;
-    forwarder.point_at(other.addr).await;
-    let refused = infer().await.unwrap();
-    assert_eq!(refused.status(), 502);
-    let message = refused.json::<serde_json::Value>().await.unwrap()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let message = refusal_after_swap(&bed, &forwarder, addr, OTHER_MEASUREMENT).await;
     assert!(message.contains("attestation changed"), "{message}");
     assert!(message.contains("not on the allow-list"), "{message}");
-    assert!(other_tap.bytes().is_empty(), "a request reached the replaced worker");
 
     // The same measurement but another enclave (another OHTTP key): nothing is sent either.
-    let (twin, twin_tap) = start_worker(
-        &bed.dirs,
-        &bed.authority,
-        MEASUREMENT,
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    )
-    .await;
-    forwarder.point_at(twin.addr).await;
-    let refused = infer().await.unwrap();
-    assert_eq!(refused.status(), 502);
-    let message = refused.json::<serde_json::Value>().await.unwrap()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let message = refusal_after_swap(&bed, &forwarder, addr, MEASUREMENT).await;
     assert!(message.contains("OHTTP key is not the one attested"), "{message}");
     assert!(message.contains("Restart the proxy"), "{message}");
-    assert!(twin_tap.bytes().is_empty(), "a request reached the other enclave");
 
     // Back to the pinned enclave: served again.
     forwarder.point_at(bed.worker.addr).await;
