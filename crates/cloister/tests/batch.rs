@@ -202,6 +202,13 @@ impl Bed {
         (spec_file, grant_files)
     }
 
+    /// Runs `cloister job fetch JOB` with `party`'s envelope key, writing `output`.
+    fn fetch(&self, url: &str, job: &str, party: &str, output: &Path) -> Output {
+        let secret = self.tmp.path().join(party).join("envelope.key");
+        let (secret, output) = (secret.to_str().unwrap(), output.to_str().unwrap());
+        self.cli(url, &["fetch", job, "--secret", secret, "--output", output])
+    }
+
     /// Runs `cloister job …` against the worker at `url`.
     fn cli(&self, url: &str, args: &[&str]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
@@ -340,35 +347,13 @@ async fn batch_job_killed_and_resumed_gives_identical_results() {
     let out = bed.cli(&second.url, &["status", "job-a", "--watch"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("done"), "{out:?}");
-    let secret = bed.tmp.path().join("data-provider").join("envelope.key");
     let fetched_a = bed.tmp.path().join("a.csv");
-    let out = bed.cli(
-        &second.url,
-        &[
-            "fetch",
-            "job-a",
-            "--secret",
-            secret.to_str().unwrap(),
-            "--output",
-            fetched_a.to_str().unwrap(),
-        ],
-    );
+    let out = bed.fetch(&second.url, "job-a", "data-provider", &fetched_a);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // A wrong key opens nothing and writes nothing.
-    let wrong = bed.tmp.path().join("model-provider").join("envelope.key");
     let nothing = bed.tmp.path().join("nothing.csv");
-    let out = bed.cli(
-        &second.url,
-        &[
-            "fetch",
-            "job-a",
-            "--secret",
-            wrong.to_str().unwrap(),
-            "--output",
-            nothing.to_str().unwrap(),
-        ],
-    );
+    let out = bed.fetch(&second.url, "job-a", "model-provider", &nothing);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("opening chunk 0"), "{}", stderr(&out));
     assert!(!nothing.exists());
@@ -382,17 +367,7 @@ async fn batch_job_killed_and_resumed_gives_identical_results() {
     let done_b = poll(&client, "job-b", SLOW, |_| false).await.pop().unwrap();
     assert_eq!(done_b.state, BatchState::Done, "{done_b:?}");
     let fetched_b = bed.tmp.path().join("b.csv");
-    let out = bed.cli(
-        &second.url,
-        &[
-            "fetch",
-            "job-b",
-            "--secret",
-            secret.to_str().unwrap(),
-            "--output",
-            fetched_b.to_str().unwrap(),
-        ],
-    );
+    let out = bed.fetch(&second.url, "job-b", "data-provider", &fetched_b);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Identical results, and identical to the model run directly over the whole table: every row
@@ -410,17 +385,7 @@ async fn batch_job_killed_and_resumed_gives_identical_results() {
     let objects = bed.dirs.worker.join("objects");
     std::fs::copy(objects.join("job-a-out-000004"), objects.join("job-a-out-000003")).unwrap();
     let swapped = bed.tmp.path().join("swapped.csv");
-    let out = bed.cli(
-        &second.url,
-        &[
-            "fetch",
-            "job-a",
-            "--secret",
-            secret.to_str().unwrap(),
-            "--output",
-            swapped.to_str().unwrap(),
-        ],
-    );
+    let out = bed.fetch(&second.url, "job-a", "data-provider", &swapped);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("chunk 3 (job-a-out-000003) is not the object"),
@@ -562,19 +527,8 @@ async fn batch_job_over_prompts_killed_and_resumed_answers_like_the_model_called
     assert_eq!((done.rows_done, done.chunks_total), (5, Some(3)));
     assert_eq!(done.chunks[0], before_kill.chunks[0], "a chunk done before the kill was redone");
 
-    let secret = bed.tmp.path().join("data-provider").join("envelope.key");
     let fetched = bed.tmp.path().join("answers.jsonl");
-    let out = bed.cli(
-        &second.url,
-        &[
-            "fetch",
-            "job-llm",
-            "--secret",
-            secret.to_str().unwrap(),
-            "--output",
-            fetched.to_str().unwrap(),
-        ],
-    );
+    let out = bed.fetch(&second.url, "job-llm", "data-provider", &fetched);
     assert!(out.status.success(), "{}", stderr(&out));
     let answers: Vec<serde_json::Value> = std::fs::read_to_string(&fetched)
         .unwrap()
