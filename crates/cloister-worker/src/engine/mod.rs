@@ -30,6 +30,7 @@ pub mod llm;
 mod onnx;
 mod predictions;
 mod table;
+pub mod train;
 
 pub use embed::{Embedder, Embeddings};
 pub use error::EngineError;
@@ -39,3 +40,4 @@ pub use onnx::NamedTensor;
 pub use onnx::{OnnxModel, TensorSchema, run_batch};
 pub use predictions::Predictions;
 pub use table::Table;
+pub use train::{Classifier, LabelledRows, TrainConfig, TrainMetrics};

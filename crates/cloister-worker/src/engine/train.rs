@@ -1,0 +1,540 @@
+//! Training small tabular models inside the enclave with candle autograd: logistic regression and
+//! multi-layer perceptrons (ReLU hidden layers, softmax over classes), minibatch SGD with
+//! optional L2, reproducible for a fixed seed (initial weights and batch order come from a
+//! seeded ChaCha generator, not from candle's unseeded CPU generator).
+//!
+//! The model owner fixes the input standardization (`input_mean`, `input_scale`) as part of the
+//! model, so every participant of a federated round trains the same function of its raw rows.
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use candle_nn::Optimizer as _;
+use rand::seq::SliceRandom as _;
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize as _;
+
+use super::EngineError;
+
+/// The most parameters a trained model may have (a guard against a hostile spec).
+pub const MAX_PARAMETERS: usize = 10_000_000;
+
+/// One dense layer, `out × in` weights (row-major) and `out` biases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// Inputs.
+    pub inputs: usize,
+    /// Outputs.
+    pub outputs: usize,
+    /// `outputs × inputs`, row-major.
+    pub weight: Vec<f32>,
+    /// `outputs`.
+    pub bias: Vec<f32>,
+}
+
+/// A feed-forward classifier: standardization, dense layers with ReLU between them, softmax.
+/// One layer is logistic (softmax) regression.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Classifier {
+    /// Subtracted from each input column.
+    pub input_mean: Vec<f32>,
+    /// Each centred input column is multiplied by this.
+    pub input_scale: Vec<f32>,
+    /// The layers, input first.
+    pub layers: Vec<Dense>,
+}
+
+impl Drop for Classifier {
+    fn drop(&mut self) {
+        for layer in &mut self.layers {
+            layer.weight.zeroize();
+            layer.bias.zeroize();
+        }
+        self.input_mean.zeroize();
+        self.input_scale.zeroize();
+    }
+}
+
+/// Hyperparameters of one training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Rows per minibatch.
+    pub batch_size: usize,
+    /// SGD step size.
+    pub learning_rate: f64,
+    /// L2 penalty on the weights (not the biases).
+    #[serde(default)]
+    pub l2: f64,
+    /// Seeds the batch order.
+    pub seed: u64,
+}
+
+/// Labelled rows: `rows × columns` features and a class index per row.
+#[derive(Clone, Debug)]
+pub struct LabelledRows {
+    /// Row-major features.
+    pub features: Vec<f32>,
+    /// Class of each row, below the model's class count.
+    pub labels: Vec<u32>,
+    /// Feature columns.
+    pub columns: usize,
+}
+
+impl Drop for LabelledRows {
+    fn drop(&mut self) {
+        self.features.zeroize();
+        self.labels.zeroize();
+    }
+}
+
+impl LabelledRows {
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Reads a CSV table whose last column is the class (a non-negative integer) and whose other
+    /// columns are numbers; a first line that does not parse as numbers is a header and skipped.
+    pub fn from_csv(bytes: &[u8]) -> Result<Self, EngineError> {
+        let bad = |line: usize, why: &str| {
+            EngineError::InvalidArgument(format!("line {line} of the training table {why}"))
+        };
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| EngineError::InvalidArgument("the training table is not UTF-8".into()))?;
+        let (mut features, mut labels, mut columns) = (Vec::new(), Vec::new(), None);
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+            let parsed: Result<Vec<f32>, _> = cells.iter().map(|c| c.parse::<f32>()).collect();
+            let Ok(values) = parsed else {
+                if index == 0 {
+                    continue;
+                }
+                return Err(bad(index + 1, "holds a value that is not a number"));
+            };
+            let Some((&label, row)) = values.split_last() else { continue };
+            if row.is_empty() {
+                return Err(bad(index + 1, "has no feature columns"));
+            }
+            if *columns.get_or_insert(row.len()) != row.len() {
+                return Err(bad(index + 1, "has another number of columns than the first row"));
+            }
+            if !(label >= 0.0 && label.fract() == 0.0 && label < 65_536.0) {
+                return Err(bad(index + 1, "has a class that is not a small non-negative integer"));
+            }
+            if row.iter().any(|v| !v.is_finite()) {
+                return Err(bad(index + 1, "holds a value that is not finite"));
+            }
+            features.extend_from_slice(row);
+            labels.push(label as u32);
+        }
+        let columns = columns
+            .ok_or_else(|| EngineError::InvalidArgument("the training table has no rows".into()))?;
+        Ok(LabelledRows { features, labels, columns })
+    }
+}
+
+/// What a run measured on its training rows after the last epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainMetrics {
+    /// Rows trained on.
+    pub rows: usize,
+    /// Minibatch steps taken.
+    pub steps: usize,
+    /// Mean cross-entropy on the training rows, after training.
+    pub loss: f64,
+    /// Fraction of training rows classified right, after training.
+    pub accuracy: f64,
+}
+
+impl Classifier {
+    /// A new classifier with `hidden` ReLU layers (none: logistic regression), weights drawn
+    /// uniformly in ±1/√inputs (as PyTorch's default) from `seed`, zero biases.
+    pub fn initial(
+        input_mean: Vec<f32>,
+        input_scale: Vec<f32>,
+        hidden: &[usize],
+        classes: usize,
+        seed: u64,
+    ) -> Result<Self, EngineError> {
+        let inputs = input_mean.len();
+        if inputs == 0 || input_scale.len() != inputs {
+            return Err(EngineError::InvalidArgument(
+                "the input standardization needs one mean and one scale per column".into(),
+            ));
+        }
+        if classes < 2 || hidden.contains(&0) {
+            return Err(EngineError::InvalidArgument(
+                "a classifier needs at least two classes and non-empty hidden layers".into(),
+            ));
+        }
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut layers = Vec::new();
+        let mut width = inputs;
+        for &outputs in hidden.iter().chain(std::iter::once(&classes)) {
+            let bound = 1.0 / (width as f32).sqrt();
+            let weight = (0..outputs * width).map(|_| rng.random_range(-bound..bound)).collect();
+            layers.push(Dense { inputs: width, outputs, weight, bias: vec![0.0; outputs] });
+            width = outputs;
+        }
+        let model = Classifier { input_mean, input_scale, layers };
+        model.check()?;
+        Ok(model)
+    }
+
+    /// Input columns.
+    pub fn inputs(&self) -> usize {
+        self.input_mean.len()
+    }
+
+    /// Classes.
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.outputs)
+    }
+
+    /// Checks that the layers chain, every length matches and every value is finite.
+    pub fn check(&self) -> Result<(), EngineError> {
+        let bad = |why: String| EngineError::InvalidArgument(format!("the classifier {why}"));
+        if self.input_mean.len() != self.input_scale.len() || self.input_mean.is_empty() {
+            return Err(bad("needs one mean and one scale per input column".into()));
+        }
+        if self.layers.is_empty() {
+            return Err(bad("has no layers".into()));
+        }
+        let mut width = self.inputs();
+        let mut parameters = 0usize;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if layer.inputs != width || layer.outputs == 0 {
+                return Err(bad(format!("layer {i} takes {} inputs, not {width}", layer.inputs)));
+            }
+            let size = layer.inputs.saturating_mul(layer.outputs);
+            if layer.weight.len() != size || layer.bias.len() != layer.outputs {
+                return Err(bad(format!("layer {i} has weights or biases of the wrong length")));
+            }
+            parameters = parameters.saturating_add(size + layer.outputs);
+            width = layer.outputs;
+        }
+        if parameters > MAX_PARAMETERS {
+            return Err(bad(format!("has more than {MAX_PARAMETERS} parameters")));
+        }
+        if width < 2 {
+            return Err(bad("must output at least two classes".into()));
+        }
+        let values = self.layers.iter().flat_map(|l| l.weight.iter().chain(&l.bias));
+        if values.chain(&self.input_mean).chain(&self.input_scale).any(|v| !v.is_finite()) {
+            return Err(bad("holds a value that is not finite".into()));
+        }
+        Ok(())
+    }
+
+    fn check_rows(&self, rows: &LabelledRows) -> Result<(), EngineError> {
+        if rows.columns != self.inputs() {
+            return Err(EngineError::InvalidArgument(format!(
+                "the data has {} feature columns, the model takes {}",
+                rows.columns,
+                self.inputs()
+            )));
+        }
+        if rows.rows() == 0 {
+            return Err(EngineError::InvalidArgument("the data has no rows".into()));
+        }
+        if let Some(label) = rows.labels.iter().find(|&&l| l as usize >= self.classes()) {
+            return Err(EngineError::InvalidArgument(format!(
+                "the data has class {label}, the model has {} classes",
+                self.classes()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Class probabilities of each row (`rows × classes`, row-major).
+    pub fn predict(&self, features: &[f32]) -> Result<Vec<f32>, EngineError> {
+        self.check()?;
+        if !features.len().is_multiple_of(self.inputs()) {
+            return Err(EngineError::InvalidArgument(format!(
+                "{} values do not make whole rows of {} columns",
+                features.len(),
+                self.inputs()
+            )));
+        }
+        let vars = self.to_vars()?;
+        let x = self.standardized(features)?;
+        let probabilities = candle_nn::ops::softmax(&forward(&vars, &x)?, D::Minus1)
+            .and_then(|p| p.flatten_all()?.to_vec1::<f32>())
+            .map_err(inference)?;
+        Ok(probabilities)
+    }
+
+    /// Mean cross-entropy and accuracy on `rows`.
+    pub fn evaluate(&self, rows: &LabelledRows) -> Result<(f64, f64), EngineError> {
+        self.check()?;
+        self.check_rows(rows)?;
+        let vars = self.to_vars()?;
+        let x = self.standardized(&rows.features)?;
+        let y = Tensor::new(rows.labels.as_slice(), &Device::Cpu).map_err(inference)?;
+        let logits = forward(&vars, &x)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)
+            .and_then(|l| l.to_scalar::<f32>())
+            .map_err(inference)?;
+        let predicted =
+            logits.argmax(D::Minus1).and_then(|p| p.to_vec1::<u32>()).map_err(inference)?;
+        let right = predicted.iter().zip(&rows.labels).filter(|(p, l)| p == l).count();
+        Ok((f64::from(loss), right as f64 / rows.rows() as f64))
+    }
+
+    /// Trains a copy of this classifier on `rows` with minibatch SGD and returns it with its
+    /// metrics. The same classifier, rows and config give the same result.
+    pub fn train(
+        &self,
+        rows: &LabelledRows,
+        config: &TrainConfig,
+    ) -> Result<(Classifier, TrainMetrics), EngineError> {
+        self.check()?;
+        self.check_rows(rows)?;
+        if config.epochs == 0 || config.batch_size == 0 {
+            return Err(EngineError::InvalidArgument(
+                "epochs and batch_size must be at least 1".into(),
+            ));
+        }
+        let positive = config.learning_rate.is_finite() && config.learning_rate > 0.0;
+        if !positive || !config.l2.is_finite() || config.l2 < 0.0 {
+            return Err(EngineError::InvalidArgument(
+                "learning_rate must be positive and l2 non-negative".into(),
+            ));
+        }
+        let vars = self.to_vars()?;
+        let x = self.standardized(&rows.features)?;
+        let y = Tensor::new(rows.labels.as_slice(), &Device::Cpu).map_err(inference)?;
+        let mut sgd = candle_nn::SGD::new(
+            vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect(),
+            config.learning_rate,
+        )
+        .map_err(inference)?;
+        let mut rng = ChaCha20Rng::seed_from_u64(config.seed);
+        let mut order: Vec<u32> = (0..rows.rows() as u32).collect();
+        let mut steps = 0;
+        for _ in 0..config.epochs {
+            order.shuffle(&mut rng);
+            for batch in order.chunks(config.batch_size) {
+                let index = Tensor::new(batch, &Device::Cpu).map_err(inference)?;
+                let xb = x.index_select(&index, 0).map_err(inference)?;
+                let yb = y.index_select(&index, 0).map_err(inference)?;
+                let mut loss = candle_nn::loss::cross_entropy(&forward(&vars, &xb)?, &yb)
+                    .map_err(inference)?;
+                if config.l2 > 0.0 {
+                    for (w, _) in &vars {
+                        let penalty = w.sqr().and_then(|s| s.sum_all()).map_err(inference)?;
+                        loss = (loss + (penalty * (config.l2 / 2.0)).map_err(inference)?)
+                            .map_err(inference)?;
+                    }
+                }
+                sgd.backward_step(&loss).map_err(inference)?;
+                steps += 1;
+            }
+        }
+        let trained = self.with_vars(&vars)?;
+        let (loss, accuracy) = trained.evaluate(rows)?;
+        Ok((trained, TrainMetrics { rows: rows.rows(), steps, loss, accuracy }))
+    }
+
+    fn standardized(&self, features: &[f32]) -> Result<Tensor, EngineError> {
+        let columns = self.inputs();
+        let rows = features.len() / columns;
+        let x = Tensor::from_slice(features, (rows, columns), &Device::Cpu).map_err(inference)?;
+        let mean = Tensor::from_slice(&self.input_mean, (1, columns), &Device::Cpu);
+        let scale = Tensor::from_slice(&self.input_scale, (1, columns), &Device::Cpu);
+        mean.and_then(|m| x.broadcast_sub(&m))
+            .and_then(|c| c.broadcast_mul(&scale?))
+            .map_err(inference)
+    }
+
+    fn to_vars(&self) -> Result<Vec<(Var, Var)>, EngineError> {
+        self.layers
+            .iter()
+            .map(|l| {
+                let w = Tensor::from_slice(&l.weight, (l.outputs, l.inputs), &Device::Cpu)?;
+                let b = Tensor::from_slice(&l.bias, l.outputs, &Device::Cpu)?;
+                Ok((Var::from_tensor(&w)?, Var::from_tensor(&b)?))
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(inference)
+    }
+
+    fn with_vars(&self, vars: &[(Var, Var)]) -> Result<Classifier, EngineError> {
+        let layers = self
+            .layers
+            .iter()
+            .zip(vars)
+            .map(|(l, (w, b))| {
+                Ok(Dense {
+                    inputs: l.inputs,
+                    outputs: l.outputs,
+                    weight: w.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+                    bias: b.as_tensor().to_vec1()?,
+                })
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(inference)?;
+        let trained = Classifier {
+            input_mean: self.input_mean.clone(),
+            input_scale: self.input_scale.clone(),
+            layers,
+        };
+        trained.check()?;
+        Ok(trained)
+    }
+}
+
+/// Logits: dense layers with ReLU between them.
+fn forward(vars: &[(Var, Var)], x: &Tensor) -> Result<Tensor, EngineError> {
+    let mut h = x.clone();
+    for (i, (w, b)) in vars.iter().enumerate() {
+        h = h.matmul(&w.as_tensor().t().map_err(inference)?).map_err(inference)?;
+        h = h.broadcast_add(b.as_tensor()).map_err(inference)?;
+        if i + 1 < vars.len() {
+            h = h.relu().map_err(inference)?;
+        }
+    }
+    Ok(h)
+}
+
+fn inference(e: candle_core::Error) -> EngineError {
+    EngineError::Inference(e.to_string())
+}
+
+/// Column means and the inverse of the column standard deviations (1 for a constant column), as
+/// a model owner computes its standardization from data it holds.
+pub fn standardization(rows: &LabelledRows) -> (Vec<f32>, Vec<f32>) {
+    let (n, columns) = (rows.rows().max(1) as f64, rows.columns);
+    let mut mean = vec![0f64; columns];
+    for row in rows.features.chunks(columns) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += f64::from(*v) / n;
+        }
+    }
+    let mut variance = vec![0f64; columns];
+    for row in rows.features.chunks(columns) {
+        for ((s, m), v) in variance.iter_mut().zip(&mean).zip(row) {
+            *s += (f64::from(*v) - m).powi(2) / n;
+        }
+    }
+    let scale =
+        variance.iter().map(|v| if *v > 0.0 { (1.0 / v.sqrt()) as f32 } else { 1.0 }).collect();
+    (mean.iter().map(|m| *m as f32).collect(), scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[u8] = include_bytes!("../../../../assets/breast_cancer.csv");
+
+    fn split() -> (LabelledRows, LabelledRows) {
+        let all = LabelledRows::from_csv(TABLE).unwrap();
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        let (mut train_y, mut test_y) = (Vec::new(), Vec::new());
+        for (i, (row, y)) in all.features.chunks(all.columns).zip(&all.labels).enumerate() {
+            if i % 5 == 0 {
+                test.extend_from_slice(row);
+                test_y.push(*y);
+            } else {
+                train.extend_from_slice(row);
+                train_y.push(*y);
+            }
+        }
+        (
+            LabelledRows { features: train, labels: train_y, columns: all.columns },
+            LabelledRows { features: test, labels: test_y, columns: all.columns },
+        )
+    }
+
+    fn config(seed: u64) -> TrainConfig {
+        TrainConfig { epochs: 20, batch_size: 32, learning_rate: 0.1, l2: 0.0, seed }
+    }
+
+    #[test]
+    fn the_table_reads_with_its_header_skipped() {
+        let all = LabelledRows::from_csv(TABLE).unwrap();
+        // The header line "569,30,malignant,benign" does not parse as numbers.
+        assert_eq!((all.rows(), all.columns), (569, 30));
+        assert_eq!(all.labels.iter().filter(|&&l| l == 1).count(), 357);
+    }
+
+    #[test]
+    fn logistic_regression_and_an_mlp_learn_the_breast_cancer_table() {
+        let (train, test) = split();
+        let (mean, scale) = standardization(&train);
+        for hidden in [&[][..], &[16][..]] {
+            let model = Classifier::initial(mean.clone(), scale.clone(), hidden, 2, 7).unwrap();
+            let (_, before) = model.evaluate(&test).unwrap();
+            let (trained, metrics) = model.train(&train, &config(1)).unwrap();
+            let (_, accuracy) = trained.evaluate(&test).unwrap();
+            assert!(accuracy > 0.94, "{hidden:?}: held-out accuracy {accuracy}");
+            assert!(accuracy > before, "{hidden:?}: {before} → {accuracy}");
+            assert!(metrics.accuracy > 0.95, "{hidden:?}: {metrics:?}");
+            assert_eq!(metrics.steps, 20 * train.rows().div_ceil(32));
+            let probabilities = trained.predict(&test.features[..60]).unwrap();
+            assert_eq!(probabilities.len(), 4);
+            for pair in probabilities.chunks(2) {
+                assert!((pair[0] + pair[1] - 1.0).abs() < 1e-5, "{pair:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn training_is_reproducible_for_a_seed_and_differs_across_seeds() {
+        let (train, _) = split();
+        let (mean, scale) = standardization(&train);
+        let model = Classifier::initial(mean.clone(), scale.clone(), &[8], 2, 3).unwrap();
+        let (a, _) = model.train(&train, &config(5)).unwrap();
+        let (b, _) = model.train(&train, &config(5)).unwrap();
+        let (c, _) = model.train(&train, &config(6)).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(model, Classifier::initial(mean.clone(), scale.clone(), &[8], 2, 3).unwrap());
+        assert_ne!(model, Classifier::initial(mean, scale, &[8], 2, 4).unwrap());
+    }
+
+    #[test]
+    fn bad_models_data_and_settings_are_refused() {
+        let (train, _) = split();
+        let (mean, scale) = standardization(&train);
+        let model = Classifier::initial(mean.clone(), scale.clone(), &[], 2, 0).unwrap();
+        let refused = |result: Result<(Classifier, TrainMetrics), EngineError>, expect: &str| {
+            let err = result.err().unwrap().to_string();
+            assert!(err.contains(expect), "{err}");
+        };
+        refused(model.train(&train, &TrainConfig { epochs: 0, ..config(0) }), "epochs");
+        refused(
+            model.train(&train, &TrainConfig { learning_rate: -1.0, ..config(0) }),
+            "learning_rate",
+        );
+        refused(model.train(&train, &TrainConfig { l2: f64::NAN, ..config(0) }), "l2");
+        let narrow = LabelledRows { features: vec![1.0; 29], labels: vec![0], columns: 29 };
+        refused(model.train(&narrow, &config(0)), "29 feature columns");
+        let classes = LabelledRows { features: vec![1.0; 30], labels: vec![2], columns: 30 };
+        refused(model.train(&classes, &config(0)), "class 2");
+        let mut broken = model.clone();
+        broken.layers[0].bias.pop();
+        refused(broken.train(&train, &config(0)), "wrong length");
+        let mut infinite = model.clone();
+        infinite.layers[0].weight[0] = f32::INFINITY;
+        refused(infinite.train(&train, &config(0)), "not finite");
+        assert!(Classifier::initial(mean.clone(), scale.clone(), &[], 1, 0).is_err());
+        assert!(Classifier::initial(mean, vec![1.0], &[], 2, 0).is_err());
+        for (csv, expect) in [
+            (&b"1,2,0\n1,x,1\n"[..], "line 2"),
+            (b"1,2,0\n1,2,3,1\n", "another number of columns"),
+            (b"1,2,0.5\n", "class"),
+            (b"1,inf,0\n", "not finite"),
+            (b"a,b\n", "no rows"),
+        ] {
+            let err = LabelledRows::from_csv(csv).err().unwrap().to_string();
+            assert!(err.contains(expect), "{err}");
+        }
+    }
+}
