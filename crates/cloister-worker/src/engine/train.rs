@@ -3,6 +3,9 @@
 //! optional L2, reproducible for a fixed seed (initial weights and batch order come from a
 //! seeded ChaCha generator, not from candle's unseeded CPU generator).
 //!
+//! A trained classifier exports to ONNX ([`Classifier::to_onnx`]) and is then served by the
+//! worker's ONNX engine like any imported model: trained inside, served inside.
+//!
 //! The model owner fixes the input standardization (`input_mean`, `input_scale`) as part of the
 //! model, so every participant of a federated round trains the same function of its raw rows.
 
@@ -389,6 +392,108 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// The classifier as an ONNX model (opset 13): input `features` `[N, inputs]` float, output
+    /// `probabilities` `[N, classes]`; `Sub`/`Mul` standardization, `Gemm` layers with `Relu`
+    /// between them, `Softmax`. The worker's ONNX engine serves it like any imported model.
+    pub fn to_onnx(&self) -> Result<Vec<u8>, EngineError> {
+        use prost::Message as _;
+        use tract_onnx::pb;
+
+        self.check()?;
+        let float = pb::tensor_proto::DataType::Float as i32;
+        let constant = |name: &str, dims: Vec<i64>, values: &[f32]| pb::TensorProto {
+            name: name.to_owned(),
+            dims,
+            data_type: float,
+            float_data: values.to_vec(),
+            ..Default::default()
+        };
+        let node = |op: &str, inputs: &[&str], output: &str, attribute| pb::NodeProto {
+            op_type: op.to_owned(),
+            name: output.to_owned(),
+            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            output: vec![output.to_owned()],
+            attribute,
+            ..Default::default()
+        };
+        let int_attribute = |name: &str, value: i64| pb::AttributeProto {
+            name: name.to_owned(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i: value,
+            ..Default::default()
+        };
+        let tensor_value = |name: &str, width: usize| {
+            use pb::tensor_shape_proto::{Dimension, dimension::Value};
+            let dim = |value| Dimension { value: Some(value), ..Default::default() };
+            pb::ValueInfoProto {
+                name: name.to_owned(),
+                r#type: Some(pb::TypeProto {
+                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                        elem_type: float,
+                        shape: Some(pb::TensorShapeProto {
+                            dim: vec![
+                                dim(Value::DimParam("N".into())),
+                                dim(Value::DimValue(width as i64)),
+                            ],
+                        }),
+                    })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        };
+        let columns = self.inputs() as i64;
+        let mut initializer = vec![
+            constant("input_mean", vec![1, columns], &self.input_mean),
+            constant("input_scale", vec![1, columns], &self.input_scale),
+        ];
+        let mut nodes = vec![
+            node("Sub", &["features", "input_mean"], "centred", vec![]),
+            node("Mul", &["centred", "input_scale"], "h0", vec![]),
+        ];
+        let mut current = "h0".to_owned();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (w, b) = (format!("layer{i}_weight"), format!("layer{i}_bias"));
+            initializer.push(constant(
+                &w,
+                vec![layer.outputs as i64, layer.inputs as i64],
+                &layer.weight,
+            ));
+            initializer.push(constant(&b, vec![layer.outputs as i64], &layer.bias));
+            let output = format!("dense{i}");
+            nodes.push(node(
+                "Gemm",
+                &[&current, &w, &b],
+                &output,
+                vec![int_attribute("transB", 1)],
+            ));
+            current = output;
+            if i + 1 < self.layers.len() {
+                let output = format!("relu{i}");
+                nodes.push(node("Relu", &[&current], &output, vec![]));
+                current = output;
+            }
+        }
+        nodes.push(node("Softmax", &[&current], "probabilities", vec![int_attribute("axis", 1)]));
+        let model = pb::ModelProto {
+            ir_version: 8,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 13 }],
+            producer_name: "cloister".to_owned(),
+            graph: Some(pb::GraphProto {
+                name: "classifier".to_owned(),
+                node: nodes,
+                initializer,
+                input: vec![tensor_value("features", self.inputs())],
+                output: vec![tensor_value("probabilities", self.classes())],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Ok(model.encode_to_vec())
+    }
+}
+
 /// Logits: dense layers with ReLU between them.
 fn forward(vars: &[(Var, Var)], x: &Tensor) -> Result<Tensor, EngineError> {
     let mut h = x.clone();
@@ -497,6 +602,26 @@ mod tests {
         assert_ne!(a, c);
         assert_eq!(model, Classifier::initial(mean.clone(), scale.clone(), &[8], 2, 3).unwrap());
         assert_ne!(model, Classifier::initial(mean, scale, &[8], 2, 4).unwrap());
+    }
+
+    #[test]
+    fn an_exported_model_gives_the_same_probabilities_in_the_onnx_engine() {
+        let (train, test) = split();
+        let (mean, scale) = standardization(&train);
+        for hidden in [&[][..], &[16, 8][..]] {
+            let model = Classifier::initial(mean.clone(), scale.clone(), hidden, 2, 11).unwrap();
+            let (trained, _) = model.train(&train, &config(2)).unwrap();
+            let onnx = crate::engine::OnnxModel::load(&trained.to_onnx().unwrap()).unwrap();
+            assert_eq!(onnx.input().name, "features");
+            let rows = test.rows();
+            let outputs = onnx.infer(&[rows, 30], &test.features).unwrap();
+            let probabilities = outputs.iter().find(|t| t.name == "probabilities").unwrap();
+            assert_eq!(probabilities.shape, [rows, 2]);
+            let expected = trained.predict(&test.features).unwrap();
+            for (a, b) in probabilities.data.iter().zip(&expected) {
+                assert!((a - b).abs() < 1e-5, "{hidden:?}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
