@@ -18,6 +18,7 @@ pub mod manage;
 pub mod model;
 pub mod online;
 pub mod pem;
+pub mod privacy;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use cert::EnclaveClaimsExtension;
