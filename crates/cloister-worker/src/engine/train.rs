@@ -70,8 +70,47 @@ pub struct TrainConfig {
     /// L2 penalty on the weights (not the biases).
     #[serde(default)]
     pub l2: f64,
-    /// Seeds the batch order.
+    /// Seeds the batch order (and, with DP-SGD, the Poisson sampling).
     pub seed: u64,
+    /// Train with DP-SGD instead of plain SGD.
+    #[serde(default)]
+    pub dp: Option<DpSgd>,
+}
+
+/// DP-SGD (Abadi et al., 2016): each step samples every row with probability
+/// `batch_size / rows`, clips each sampled row's gradient to `clip_norm` (L2 over all
+/// parameters), sums, adds Gaussian noise of standard deviation `noise_multiplier · clip_norm`
+/// to every coordinate and divides by the expected batch size. The privacy spent is
+/// [`cloister_types::privacy::dp_sgd_epsilon`] of those parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DpSgd {
+    /// Per-example gradient norm bound.
+    pub clip_norm: f64,
+    /// Noise standard deviation over the clipping norm.
+    pub noise_multiplier: f64,
+    /// The δ the ε is stated for.
+    pub delta: f64,
+    /// Seeds the noise, for a reproducible run; without it the noise comes from the operating
+    /// system's generator, which is what protects the rows (a party that knows the seed can
+    /// subtract the noise).
+    #[serde(default)]
+    pub noise_seed: Option<u64>,
+}
+
+impl TrainConfig {
+    /// The privacy this config spends on `rows` rows: `None` without DP-SGD.
+    pub fn privacy(
+        &self,
+        rows: usize,
+    ) -> Result<Option<cloister_types::privacy::PrivacySpent>, EngineError> {
+        let Some(dp) = &self.dp else { return Ok(None) };
+        let q = (self.batch_size as f64 / rows.max(1) as f64).min(1.0);
+        let steps =
+            (self.epochs as u64).saturating_mul(rows.div_ceil(self.batch_size.max(1)) as u64);
+        cloister_types::privacy::dp_sgd_epsilon(q, dp.noise_multiplier, steps, dp.delta)
+            .map(Some)
+            .map_err(|e| EngineError::InvalidArgument(e.to_string()))
+    }
 }
 
 /// Labelled rows: `rows × columns` features and a class index per row.
@@ -148,6 +187,9 @@ pub struct TrainMetrics {
     pub rows: usize,
     /// Minibatch steps taken.
     pub steps: usize,
+    /// The (ε, δ) spent, with DP-SGD.
+    #[serde(default)]
+    pub privacy: Option<(f64, f64)>,
     /// Mean cross-entropy on the training rows, after training.
     pub loss: f64,
     /// Fraction of training rows classified right, after training.
@@ -309,9 +351,23 @@ impl Classifier {
                 "learning_rate must be positive and l2 non-negative".into(),
             ));
         }
+        let privacy = config.privacy(rows.rows())?;
         let vars = self.to_vars()?;
         let x = self.standardized(&rows.features)?;
         let y = Tensor::new(rows.labels.as_slice(), &Device::Cpu).map_err(inference)?;
+        if let Some(dp) = &config.dp {
+            if !(dp.clip_norm.is_finite() && dp.clip_norm > 0.0) {
+                return Err(EngineError::InvalidArgument("clip_norm must be positive".into()));
+            }
+            let steps = dp_sgd(&vars, &x, &y, config, dp)?;
+            let trained = self.with_vars(&vars)?;
+            let (loss, accuracy) = trained.evaluate(rows)?;
+            let privacy = privacy.map(|p| (p.epsilon, p.delta));
+            return Ok((
+                trained,
+                TrainMetrics { rows: rows.rows(), steps, privacy, loss, accuracy },
+            ));
+        }
         let mut sgd = candle_nn::SGD::new(
             vars.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect(),
             config.learning_rate,
@@ -341,7 +397,7 @@ impl Classifier {
         }
         let trained = self.with_vars(&vars)?;
         let (loss, accuracy) = trained.evaluate(rows)?;
-        Ok((trained, TrainMetrics { rows: rows.rows(), steps, loss, accuracy }))
+        Ok((trained, TrainMetrics { rows: rows.rows(), steps, privacy: None, loss, accuracy }))
     }
 
     fn standardized(&self, features: &[f32]) -> Result<Tensor, EngineError> {
@@ -494,6 +550,83 @@ impl Classifier {
     }
 }
 
+/// DP-SGD steps on `vars` (see [`DpSgd`]); returns the number of steps.
+fn dp_sgd(
+    vars: &[(Var, Var)],
+    x: &Tensor,
+    y: &Tensor,
+    config: &TrainConfig,
+    dp: &DpSgd,
+) -> Result<usize, EngineError> {
+    use rand_distr::Distribution as _;
+
+    let rows = y.dims1().map_err(inference)?;
+    let q = (config.batch_size as f64 / rows as f64).min(1.0);
+    let steps_per_epoch = rows.div_ceil(config.batch_size);
+    let expected_batch = q * rows as f64;
+    let mut sampler = ChaCha20Rng::seed_from_u64(config.seed);
+    let mut noise_rng = match dp.noise_seed {
+        Some(seed) => ChaCha20Rng::seed_from_u64(seed),
+        None => ChaCha20Rng::from_os_rng(),
+    };
+    let normal = rand_distr::Normal::new(0.0, dp.noise_multiplier * dp.clip_norm)
+        .map_err(|e| EngineError::InvalidArgument(format!("the DP noise: {e}")))?;
+    let params: Vec<&Var> = vars.iter().flat_map(|(w, b)| [w, b]).collect();
+    let sizes: Vec<usize> = params.iter().map(|v| v.as_tensor().elem_count()).collect();
+    let mut steps = 0;
+    for _ in 0..config.epochs * steps_per_epoch {
+        let mut sum: Vec<Vec<f64>> = sizes.iter().map(|&n| vec![0.0; n]).collect();
+        for row in 0..rows {
+            if !sampler.random_bool(q) {
+                continue;
+            }
+            let index = Tensor::new(&[row as u32], &Device::Cpu).map_err(inference)?;
+            let (xr, yr) = (
+                x.index_select(&index, 0).map_err(inference)?,
+                y.index_select(&index, 0).map_err(inference)?,
+            );
+            let loss =
+                candle_nn::loss::cross_entropy(&forward(vars, &xr)?, &yr).map_err(inference)?;
+            let grads = loss.backward().map_err(inference)?;
+            let mut per_example = Vec::with_capacity(params.len());
+            for var in &params {
+                let grad = match grads.get(var.as_tensor()) {
+                    Some(g) => {
+                        g.flatten_all().and_then(|g| g.to_vec1::<f32>()).map_err(inference)?
+                    }
+                    None => vec![0.0; var.as_tensor().elem_count()],
+                };
+                per_example.push(grad);
+            }
+            let norm =
+                per_example.iter().flatten().map(|g| f64::from(*g).powi(2)).sum::<f64>().sqrt();
+            let factor = (dp.clip_norm / norm.max(f64::MIN_POSITIVE)).min(1.0);
+            for (total, grad) in sum.iter_mut().zip(&mut per_example) {
+                for (t, g) in total.iter_mut().zip(grad.iter()) {
+                    *t += f64::from(*g) * factor;
+                }
+                grad.zeroize();
+            }
+        }
+        for (var, total) in params.iter().zip(&mut sum) {
+            let step: Vec<f32> = total
+                .iter()
+                .map(|t| {
+                    ((t + normal.sample(&mut noise_rng)) / expected_batch * config.learning_rate)
+                        as f32
+                })
+                .collect();
+            total.zeroize();
+            let step =
+                Tensor::from_vec(step, var.as_tensor().shape(), &Device::Cpu).map_err(inference)?;
+            let updated = var.as_tensor().sub(&step).map_err(inference)?;
+            var.set(&updated).map_err(inference)?;
+        }
+        steps += 1;
+    }
+    Ok(steps)
+}
+
 /// Logits: dense layers with ReLU between them.
 fn forward(vars: &[(Var, Var)], x: &Tensor) -> Result<Tensor, EngineError> {
     let mut h = x.clone();
@@ -558,7 +691,7 @@ mod tests {
     }
 
     fn config(seed: u64) -> TrainConfig {
-        TrainConfig { epochs: 20, batch_size: 32, learning_rate: 0.1, l2: 0.0, seed }
+        TrainConfig { epochs: 20, batch_size: 32, learning_rate: 0.1, l2: 0.0, seed, dp: None }
     }
 
     #[test]
@@ -622,6 +755,80 @@ mod tests {
                 assert!((a - b).abs() < 1e-5, "{hidden:?}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn dp_sgd_learns_spends_what_the_accountant_says_and_reproduces_with_a_noise_seed() {
+        let (train, test) = split();
+        let (mean, scale) = standardization(&train);
+        let model = Classifier::initial(mean, scale, &[], 2, 1).unwrap();
+        let dp = DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, delta: 1e-5, noise_seed: Some(9) };
+        let dp_config = TrainConfig {
+            epochs: 5,
+            batch_size: 64,
+            learning_rate: 0.5,
+            dp: Some(dp.clone()),
+            ..config(3)
+        };
+        let (trained, metrics) = model.train(&train, &dp_config).unwrap();
+        let (_, accuracy) = trained.evaluate(&test).unwrap();
+        assert!(accuracy > 0.9, "held-out accuracy with DP-SGD {accuracy}");
+        let expected = cloister_types::privacy::dp_sgd_epsilon(
+            64.0 / train.rows() as f64,
+            1.0,
+            5 * train.rows().div_ceil(64) as u64,
+            1e-5,
+        )
+        .unwrap();
+        assert_eq!(metrics.privacy, Some((expected.epsilon, 1e-5)));
+        assert_eq!(metrics.steps, 5 * train.rows().div_ceil(64));
+        // The same seeds give the same model; another noise seed another one.
+        let (again, _) = model.train(&train, &dp_config).unwrap();
+        assert_eq!(trained, again);
+        let other = TrainConfig { dp: Some(DpSgd { noise_seed: Some(10), ..dp }), ..dp_config };
+        let (different, _) = model.train(&train, &other).unwrap();
+        assert_ne!(trained, different);
+    }
+
+    #[test]
+    fn dp_sgd_clips_each_rows_influence() {
+        // One step over every row (sampling rate 1) with a tiny clip norm and negligible noise:
+        // the mean of gradients each clipped to 1e-3 has norm at most 1e-3, and so has the step.
+        let (train, _) = split();
+        let (mean, scale) = standardization(&train);
+        let model = Classifier::initial(mean, scale, &[], 2, 1).unwrap();
+        let tiny =
+            DpSgd { clip_norm: 1e-3, noise_multiplier: 1e-6, delta: 1e-5, noise_seed: Some(1) };
+        let one_step = TrainConfig {
+            epochs: 1,
+            batch_size: train.rows(),
+            learning_rate: 1.0,
+            dp: Some(tiny),
+            ..config(0)
+        };
+        let (moved, metrics) = model.train(&train, &one_step).unwrap();
+        assert_eq!(metrics.steps, 1);
+        let distance: f64 = moved
+            .layers
+            .iter()
+            .zip(&model.layers)
+            .flat_map(|(a, b)| a.weight.iter().chain(&a.bias).zip(b.weight.iter().chain(&b.bias)))
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        // Every row's gradient is clipped to 1e-3, so their mean has norm ≤ 1e-3.
+        assert!(distance <= 1.0e-3 * 1.001, "moved {distance}");
+        assert!(distance > 0.0);
+        let zero = TrainConfig {
+            dp: Some(DpSgd {
+                clip_norm: 0.0,
+                noise_multiplier: 1.0,
+                delta: 1e-5,
+                noise_seed: None,
+            }),
+            ..config(0)
+        };
+        assert!(model.train(&train, &zero).unwrap_err().to_string().contains("clip_norm"));
     }
 
     #[test]
