@@ -40,4 +40,4 @@ pub use onnx::NamedTensor;
 pub use onnx::{OnnxModel, TensorSchema, run_batch};
 pub use predictions::Predictions;
 pub use table::Table;
-pub use train::{Classifier, LabelledRows, TrainConfig, TrainMetrics};
+pub use train::{Classifier, DpSgd, LabelledRows, TrainConfig, TrainMetrics, federated_average};

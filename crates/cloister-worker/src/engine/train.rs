@@ -448,6 +448,52 @@ impl Classifier {
     }
 }
 
+/// Federated averaging (McMahan et al., 2017): the parameters of `updates`, each weighted by the
+/// rows it was trained on. Every update must have the same architecture and standardization.
+pub fn federated_average(updates: &[(&Classifier, u64)]) -> Result<Classifier, EngineError> {
+    let bad = |why: &str| Err(EngineError::InvalidArgument(format!("federated averaging: {why}")));
+    let Some(((first, _), rest)) = updates.split_first() else {
+        return bad("no updates");
+    };
+    let total: u64 = updates.iter().map(|(_, rows)| rows).sum();
+    if updates.iter().any(|(_, rows)| *rows == 0) {
+        return bad("an update was trained on no rows");
+    }
+    first.check()?;
+    for (other, _) in rest {
+        other.check()?;
+        let same_shape = other.layers.len() == first.layers.len()
+            && other
+                .layers
+                .iter()
+                .zip(&first.layers)
+                .all(|(a, b)| (a.inputs, a.outputs) == (b.inputs, b.outputs));
+        if !same_shape {
+            return bad("the updates have different architectures");
+        }
+        if other.input_mean != first.input_mean || other.input_scale != first.input_scale {
+            return bad("the updates have different input standardizations");
+        }
+    }
+    let mut average = (*first).clone();
+    for (l, layer) in average.layers.iter_mut().enumerate() {
+        let mut weight = vec![0f64; layer.weight.len()];
+        let mut bias = vec![0f64; layer.bias.len()];
+        for (update, rows) in updates {
+            let share = *rows as f64 / total as f64;
+            for (sum, v) in weight.iter_mut().zip(&update.layers[l].weight) {
+                *sum += share * f64::from(*v);
+            }
+            for (sum, v) in bias.iter_mut().zip(&update.layers[l].bias) {
+                *sum += share * f64::from(*v);
+            }
+        }
+        layer.weight = weight.into_iter().map(|v| v as f32).collect();
+        layer.bias = bias.into_iter().map(|v| v as f32).collect();
+    }
+    Ok(average)
+}
+
 impl Classifier {
     /// The classifier as an ONNX model (opset 13): input `features` `[N, inputs]` float, output
     /// `probabilities` `[N, classes]`; `Sub`/`Mul` standardization, `Gemm` layers with `Relu`
@@ -829,6 +875,69 @@ mod tests {
             ..config(0)
         };
         assert!(model.train(&train, &zero).unwrap_err().to_string().contains("clip_norm"));
+    }
+
+    #[test]
+    fn federated_averaging_weights_by_rows_and_refuses_mismatches() {
+        let (train, _) = split();
+        let (mean, scale) = standardization(&train);
+        let a = Classifier::initial(mean.clone(), scale.clone(), &[4], 2, 1).unwrap();
+        let b = Classifier::initial(mean.clone(), scale.clone(), &[4], 2, 2).unwrap();
+        let average = federated_average(&[(&a, 1), (&b, 3)]).unwrap();
+        for ((x, y), z) in
+            a.layers[0].weight.iter().zip(&b.layers[0].weight).zip(&average.layers[0].weight)
+        {
+            assert!((0.25 * x + 0.75 * y - z).abs() < 1e-6);
+        }
+        assert_eq!(federated_average(&[(&a, 5)]).unwrap(), a);
+        let other_shape = Classifier::initial(mean.clone(), scale.clone(), &[5], 2, 1).unwrap();
+        let other_scale = Classifier::initial(mean, vec![1.0; 30], &[4], 2, 1).unwrap();
+        for (updates, expect) in [
+            (vec![], "no updates"),
+            (vec![(&a, 0)], "no rows"),
+            (vec![(&a, 1), (&other_shape, 1)], "architectures"),
+            (vec![(&a, 1), (&other_scale, 1)], "standardizations"),
+        ] {
+            let err = federated_average(&updates).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn five_federated_rounds_over_three_sites_come_within_two_points_of_central_training() {
+        let (train, test) = split();
+        let (mean, scale) = standardization(&train);
+        let initial = Classifier::initial(mean, scale, &[], 2, 1).unwrap();
+        // Three disjoint sites, of unequal sizes.
+        let rows = train.rows();
+        let bounds = [0, rows / 5, rows / 2, rows];
+        let sites: Vec<LabelledRows> = bounds
+            .windows(2)
+            .map(|w| LabelledRows {
+                features: train.features[w[0] * 30..w[1] * 30].to_vec(),
+                labels: train.labels[w[0]..w[1]].to_vec(),
+                columns: 30,
+            })
+            .collect();
+        let local = TrainConfig { epochs: 2, ..config(4) };
+        let mut global = initial.clone();
+        for round in 0..5u64 {
+            let updates: Vec<(Classifier, u64)> = sites
+                .iter()
+                .map(|site| {
+                    let config = TrainConfig { seed: round, ..local.clone() };
+                    (global.train(site, &config).unwrap().0, site.rows() as u64)
+                })
+                .collect();
+            let refs: Vec<(&Classifier, u64)> = updates.iter().map(|(c, n)| (c, *n)).collect();
+            global = federated_average(&refs).unwrap();
+        }
+        let (_, federated) = global.evaluate(&test).unwrap();
+        let (central_model, _) =
+            initial.train(&train, &TrainConfig { epochs: 10, ..config(4) }).unwrap();
+        let (_, central) = central_model.evaluate(&test).unwrap();
+        assert!(federated > 0.93, "federated {federated}");
+        assert!((federated - central).abs() <= 0.02, "federated {federated}, central {central}");
     }
 
     #[test]
