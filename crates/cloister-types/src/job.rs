@@ -13,6 +13,21 @@ use crate::encoding::Hex;
 pub enum JobKind {
     /// Run a model over every row of a data set.
     BatchInference,
+    /// Train the model owner's classifier on the data set; the update goes to the recipients.
+    /// The model input is a training plan (JSON: `{"model": Classifier, "config":
+    /// TrainConfig}`), the data a CSV whose last column is the class.
+    Train,
+}
+
+/// The most privacy a data owner lets a training job spend on its data: DP-SGD is then required,
+/// and the job's (ε, δ), computed by [`crate::privacy::dp_sgd_epsilon`] before training, must
+/// not exceed it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyBudget {
+    /// Largest ε.
+    pub epsilon: f64,
+    /// Largest δ.
+    pub delta: f64,
 }
 
 /// The role an input plays in a job.
@@ -59,7 +74,7 @@ impl JobSpec {
 }
 
 /// An owner's authorisation for one job to use one of its objects (signed as a JWS by the owner).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     /// The job's id.
     pub job_id: String,
@@ -75,10 +90,14 @@ pub struct Grant {
     pub allowed_measurements: Vec<Hex>,
     /// Envelope public keys the owner allows results to be sealed to.
     pub result_recipients: Vec<String>,
+    /// For a training job on the owner's data: the most privacy it may spend (absent: no DP
+    /// required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_budget: Option<PrivacyBudget>,
 }
 
 /// What a worker attests it did for a job (signed as a JWS with the enclave's receipt key).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Receipt {
     /// The job's id.
     pub job_id: String,
@@ -94,6 +113,9 @@ pub struct Receipt {
     pub measurement: Hex,
     /// What the worker erased when the job ended.
     pub erased: Vec<String>,
+    /// For a DP-SGD training job: the (ε, δ) it spent, as the accountant computed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy_spent: Option<PrivacyBudget>,
     /// Rows processed.
     pub rows: u64,
     /// Unix seconds when the job started and finished.

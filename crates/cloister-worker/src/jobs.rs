@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cloister_seal::{Header, KeyId, Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{VerifyingKey, unix_now};
+use cloister_types::job::PrivacyBudget;
 use cloister_types::job::{ReceiptInput, ReceiptOutput};
 use cloister_types::{Grant, Hex, InputRef, InputRole, JobKind, JobSpec, Receipt};
 use sha2::{Digest, Sha256};
@@ -15,7 +16,7 @@ use crate::identity::EnclaveIdentity;
 use crate::store::{ObjectStore, StoreError};
 
 /// How long a receipt stays verifiable.
-const RECEIPT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const RECEIPT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Rows per inference batch.
 pub(crate) const BATCH_ROWS: usize = 64;
@@ -67,6 +68,18 @@ pub enum JobError {
     /// Sealing or signing the results failed.
     #[error("could not seal or sign the results: {0}")]
     Output(String),
+    /// The data owner's privacy budget refuses this training run.
+    #[error(
+        "the data owner's grant limits this job to (ε = {budget_epsilon}, δ = {budget_delta}): {reason}"
+    )]
+    PrivacyBudget {
+        /// Granted ε.
+        budget_epsilon: f64,
+        /// Granted δ.
+        budget_delta: f64,
+        /// What the job would spend, or why it cannot be accounted.
+        reason: String,
+    },
 }
 
 /// The outcome of a job.
@@ -85,6 +98,8 @@ pub struct JobAuthorization {
     pub digest: Hex,
     /// The output recipients every owner approved.
     pub recipients: Vec<RecipientPublicKey>,
+    /// The data owner's privacy budget, for a training job.
+    pub privacy_budget: Option<PrivacyBudget>,
 }
 
 /// Checks the job and every owner's grant for it at `started_at` (the kind, the output recipients, a
@@ -97,7 +112,7 @@ pub fn authorize_job(
     grants: &[String],
     started_at: u64,
 ) -> Result<JobAuthorization, JobError> {
-    if spec.kind != JobKind::BatchInference {
+    if !matches!(spec.kind, JobKind::BatchInference | JobKind::Train) {
         return Err(JobError::BadSpec(format!("job kind {:?} is not supported", spec.kind)));
     }
     let digest = spec.digest().map_err(|e| JobError::BadSpec(e.to_string()))?;
@@ -126,7 +141,15 @@ pub fn authorize_job(
         }
     }
 
-    Ok(JobAuthorization { digest, recipients })
+    // A budget is a condition on training with DP-SGD; no other job kind can honour it.
+    if data_grant.privacy_budget.is_some() && spec.kind != JobKind::Train {
+        return Err(JobError::BadSpec(
+            "the data owner's grant sets a privacy budget, which only a training job with DP-SGD \
+             can honour"
+                .into(),
+        ));
+    }
+    Ok(JobAuthorization { digest, recipients, privacy_budget: data_grant.privacy_budget })
 }
 
 /// Runs a batch-inference job end to end. Inputs open with the enclave's own key, or with a
@@ -140,8 +163,11 @@ pub fn run_job(
     released: &[RecipientSecretKey],
 ) -> Result<JobOutcome, JobError> {
     let started_at = unix_now();
-    let JobAuthorization { digest, recipients } =
-        authorize_job(identity, spec, grants, started_at)?;
+    let authorization = authorize_job(identity, spec, grants, started_at)?;
+    if spec.kind == JobKind::Train {
+        return crate::training::run_training(identity, store, spec, authorization, released);
+    }
+    let JobAuthorization { digest, recipients, .. } = authorization;
     let measurement = &identity.claims().measurement;
 
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
@@ -195,6 +221,7 @@ pub fn run_job(
             "envelope data-encryption keys".into(),
         ],
         rows,
+        privacy_spent: None,
         started_at: started_at as i64,
         finished_at: unix_now() as i64,
     };

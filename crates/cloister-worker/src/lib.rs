@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod online;
 pub mod server;
 pub mod store;
+pub mod training;
 
 pub use identity::{EnclaveIdentity, IdentityError};
 pub use jobs::JobError;

@@ -157,6 +157,19 @@ impl Party {
         measurements: &[Hex],
         result_recipients: &[String],
     ) -> Result<String> {
+        self.grant_with_budget(spec, role, measurements, result_recipients, None)
+    }
+
+    /// [`Party::grant`], for a training job whose data may spend at most `privacy_budget`
+    /// (DP-SGD required) when one is given.
+    pub fn grant_with_budget(
+        &self,
+        spec: &JobSpec,
+        role: InputRole,
+        measurements: &[Hex],
+        result_recipients: &[String],
+        privacy_budget: Option<cloister_types::job::PrivacyBudget>,
+    ) -> Result<String> {
         let input = match role {
             InputRole::Data => &spec.data,
             InputRole::Model => &spec.model,
@@ -170,6 +183,7 @@ impl Party {
             object_sha256: input.sha256.clone(),
             allowed_measurements: measurements.to_vec(),
             result_recipients: result_recipients.to_vec(),
+            privacy_budget,
         };
         Ok(self.signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
     }

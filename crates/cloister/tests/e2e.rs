@@ -616,3 +616,115 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
     let recorded = client.record_job(&RecordJob { ear, statement: genuine }).await.unwrap();
     assert!(recorded.audit_seq > 0);
 }
+
+/// A training job over the labelled breast-cancer table, `budget` in the data owner's grant,
+/// the update sealed to the model provider; returns the spec and grants.
+fn training_job(
+    bed: &Bed,
+    plan: InputRef,
+    data: InputRef,
+    budget: Option<cloister_types::job::PrivacyBudget>,
+    kind: JobKind,
+) -> (JobSpec, Vec<String>) {
+    let to = vec![bed.model_provider.envelope.public_key().to_text()];
+    let spec = JobSpec {
+        id: format!("train-{}", uuid::Uuid::new_v4()),
+        kind,
+        model: plan,
+        data,
+        output_recipients: to.clone(),
+    };
+    let m = [measurement()];
+    let grants = vec![
+        bed.model_provider.grant(&spec, InputRole::Model, &m, &to).unwrap(),
+        bed.data_provider.grant_with_budget(&spec, InputRole::Data, &m, &to, budget).unwrap(),
+    ];
+    (spec, grants)
+}
+
+#[tokio::test]
+async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_dp_budget() {
+    use cloister_types::job::PrivacyBudget;
+    use cloister_worker::engine::train::standardization;
+    use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
+
+    let bed = bed().await;
+    let (client, enclave) = bed
+        .data_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let table = LabelledRows::from_csv(BREAST_CANCER_CSV).unwrap();
+    let (mean, scale) = standardization(&table);
+    let initial = Classifier::initial(mean, scale, &[], 2, 1).unwrap();
+    let dp = DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, delta: 1e-5, noise_seed: None };
+    let config = TrainConfig {
+        epochs: 5,
+        batch_size: 64,
+        learning_rate: 0.5,
+        l2: 0.0,
+        seed: 1,
+        dp: Some(dp),
+    };
+    let spent = config.privacy(569).unwrap().unwrap();
+    let (owner, client_ref, enclave_ref) = (&bed.model_provider, &client, &enclave);
+    let upload_plan = |config: &TrainConfig| {
+        let plan = serde_json::to_vec(&serde_json::json!({ "model": initial, "config": config }));
+        async move {
+            let id = format!("plan-{}", uuid::Uuid::new_v4());
+            owner
+                .seal_and_upload(client_ref, enclave_ref, &id, "application/json", &plan.unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let plan = upload_plan(&config).await;
+    let data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "labelled", "text/csv", BREAST_CANCER_CSV)
+        .await
+        .unwrap();
+
+    // Within the budget: trained, sealed to the model provider only, privacy in the receipt.
+    let budget = PrivacyBudget { epsilon: spent.epsilon + 0.5, delta: 1e-5 };
+    let (spec, grants) =
+        training_job(&bed, plan.clone(), data.clone(), Some(budget), JobKind::Train);
+    let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    let receipt = verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    assert_eq!(receipt.rows, 569);
+    assert_eq!(receipt.privacy_spent, Some(PrivacyBudget { epsilon: spent.epsilon, delta: 1e-5 }));
+    assert!(cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).is_err());
+    let (_, plain) = cloister_seal::open_to_vec(&bed.model_provider.envelope, &sealed).unwrap();
+    let update: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let trained: Classifier = serde_json::from_value(update["model"].clone()).unwrap();
+    let (_, accuracy) = trained.evaluate(&table).unwrap();
+    assert!(accuracy > 0.9, "accuracy of the DP-SGD update {accuracy}");
+    assert_eq!(update["metrics"]["privacy"][0].as_f64(), Some(spent.epsilon));
+    // The compute side holds no plaintext of the rows or the update.
+    let secrets = [
+        Secret::sampled("data set", BREAST_CANCER_CSV, 32, 48),
+        Secret::sampled("update", &plain, 16, 48),
+    ];
+    let findings = scan(&bed.dirs.root, &secrets).unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+
+    // A budget the plan would exceed: refused before any training, nothing written.
+    let tight = PrivacyBudget { epsilon: spent.epsilon / 2.0, delta: 1e-5 };
+    let (spec, grants) =
+        training_job(&bed, plan.clone(), data.clone(), Some(tight), JobKind::Train);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("would spend ε"), "{err}");
+    assert!(!bed.dirs.objects.join(format!("{}-update", spec.id)).exists());
+
+    // A budget, but a plan without DP-SGD: refused.
+    let plain_plan = upload_plan(&TrainConfig { dp: None, ..config.clone() }).await;
+    let (spec, grants) = training_job(&bed, plain_plan, data.clone(), Some(budget), JobKind::Train);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("does not use DP-SGD"), "{err}");
+
+    // A budget on a grant for anything but training: refused.
+    let (spec, grants) = training_job(&bed, plan, data, Some(budget), JobKind::BatchInference);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("only a training job"), "{err}");
+}
