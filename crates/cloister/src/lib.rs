@@ -5,6 +5,7 @@ pub mod admin;
 pub mod assets;
 pub mod demo;
 pub mod demo_llm;
+pub mod demo_train;
 pub mod envelope;
 pub mod evidence;
 pub mod job;

@@ -728,3 +728,39 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
     let err = refused(&client, &spec, grants).await;
     assert!(err.contains("only a training job"), "{err}");
 }
+
+#[test]
+fn the_training_demo_federates_within_two_points_of_central_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["demo", "train", "--workdir"])
+        .arg(tmp.path())
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The last two lines are for scripts.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let read = |line: &str, prefix: &str| -> f64 {
+        line.strip_prefix(prefix).unwrap_or_else(|| panic!("{line:?}")).parse().unwrap()
+    };
+    let federated = read(lines[lines.len() - 2], "federated accuracy: ");
+    let central = read(lines[lines.len() - 1], "central accuracy: ");
+    assert!(federated > 0.93, "{federated}");
+    assert!((federated - central).abs() <= 0.02, "federated {federated}, central {central}");
+    assert_eq!(stdout.matches("3 updates averaged").count(), 5, "{stdout}");
+    // Each hospital's rows are plaintext in its own directory and nowhere under compute/.
+    let mut secrets_bytes = Vec::new();
+    for hospital in ["hospital-a", "hospital-b", "hospital-c"] {
+        secrets_bytes.push(std::fs::read(tmp.path().join(hospital).join("rows.csv")).unwrap());
+    }
+    let secrets: Vec<Secret<'_>> =
+        secrets_bytes.iter().map(|rows| Secret::sampled("hospital rows", rows, 16, 40)).collect();
+    assert!(scan(&tmp.path().join("compute"), &secrets).unwrap().is_empty());
+    assert!(!scan(&tmp.path().join("hospital-a"), &secrets).unwrap().is_empty());
+}
