@@ -38,7 +38,8 @@ use crate::testbed::{self, ComputeDirs, InstancePolicy};
 
 /// Federated rounds.
 pub const ROUNDS: u64 = 5;
-const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
+/// The hospitals, as `--drop` names them.
+pub const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 
 /// What the demo measured.
 #[derive(Debug)]
@@ -98,8 +99,12 @@ fn round_config(round: u64) -> TrainConfig {
     TrainConfig { epochs: 2, batch_size: 32, learning_rate: 0.1, l2: 0.0, seed: round, dp: None }
 }
 
-/// Runs the demo in `workdir`.
-pub async fn run(workdir: &Path) -> Result<TrainDemoReport> {
+/// A participant that drops out of one round (its grant never arrives), to show that the others
+/// carry on: `(hospital name, round)`.
+pub type Dropout = (String, u64);
+
+/// Runs the demo in `workdir`; `dropout` makes one hospital miss one round.
+pub async fn run(workdir: &Path, dropout: Option<&Dropout>) -> Result<TrainDemoReport> {
     let dirs = ComputeDirs::create(&workdir.join("compute"))?;
     println!("Cloister demo: federated training across three hospitals.");
     println!("Each hospital's rows stay sealed to an attested enclave; only the model owner opens");
@@ -169,7 +174,7 @@ pub async fn run(workdir: &Path) -> Result<TrainDemoReport> {
         let plan_ref = owner
             .seal_and_upload(&client, &enclave, &format!("plan-{round}"), "application/json", &plan)
             .await?;
-        let mut updates = Vec::new();
+        let (mut updates, mut contributors) = (Vec::new(), Vec::new());
         for (party, data, rows) in &hospitals {
             let spec = JobSpec {
                 id: format!("round-{round}-{}", party.name),
@@ -178,24 +183,33 @@ pub async fn run(workdir: &Path) -> Result<TrainDemoReport> {
                 data: data.clone(),
                 output_recipients: to.clone(),
             };
-            let grants = vec![
-                owner.grant(&spec, InputRole::Model, measurements, &to)?,
-                party.grant(&spec, InputRole::Data, measurements, &to)?,
-            ];
-            let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await?;
+            let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
+            if dropout != Some(&(party.name.clone(), round)) {
+                grants.push(party.grant(&spec, InputRole::Data, measurements, &to)?);
+            }
+            let done = match client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await {
+                Ok(done) => done,
+                Err(error) => {
+                    println!("   ✘ {} did not contribute to round {round}: {error}", party.name);
+                    continue;
+                }
+            };
             let sealed = client.get_object(&done.outputs[0].object_id).await?;
             crate::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed)?;
             let (_, plain) = cloister_seal::open_to_vec(&owner.envelope, &sealed)?;
             let update: serde_json::Value = serde_json::from_slice(&plain)?;
             let model: Classifier = serde_json::from_value(update["model"].clone())?;
             updates.push((model, *rows));
+            contributors.push(party.name.as_str());
         }
+        ensure!(!updates.is_empty(), "no hospital contributed to round {round}");
         let weighted: Vec<(&Classifier, u64)> = updates.iter().map(|(m, n)| (m, *n)).collect();
         global = federated_average(&weighted)?;
         let (_, accuracy) = global.evaluate(&test)?;
         ok(&format!(
-            "round {round}: {} updates averaged, held-out accuracy {accuracy:.3}",
-            updates.len()
+            "round {round}: {} updates averaged ({}), held-out accuracy {accuracy:.3}",
+            updates.len(),
+            contributors.join(", ")
         ));
         rounds.push(accuracy);
     }

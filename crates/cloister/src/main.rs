@@ -154,6 +154,10 @@ enum DemoScenario {
         /// Keep every party's files here: model-owner/, hospital-a|b|c/ and compute/.
         #[arg(long)]
         workdir: Option<PathBuf>,
+        /// Make a hospital drop out of one round (`hospital-b:3`): its grant never arrives, and
+        /// the round goes on with the others.
+        #[arg(long, value_parser = parse_dropout)]
+        drop: Option<(String, u64)>,
     },
 }
 
@@ -707,8 +711,8 @@ fn run(cli: Cli) -> Result<()> {
             scenario: Some(DemoScenario::Llm { workdir, prompt, model, max_tokens }),
             ..
         } => demo_llm(workdir, prompt, model, max_tokens),
-        Command::Demo { scenario: Some(DemoScenario::Train { workdir }), .. } => {
-            demo_train(workdir)
+        Command::Demo { scenario: Some(DemoScenario::Train { workdir, drop }), .. } => {
+            demo_train(workdir, drop)
         }
         Command::Keygen { secret, public, signing: false } => envelope::keygen(&secret, &public),
         Command::Keygen { secret, public, signing: true } => {
@@ -982,11 +986,28 @@ fn demo_llm(
     Ok(())
 }
 
-fn demo_train(workdir: Option<PathBuf>) -> Result<()> {
+fn demo_train(workdir: Option<PathBuf>, drop: Option<(String, u64)>) -> Result<()> {
     let (workdir, _temporary) = demo_workdir(workdir)?;
     init_logging(&workdir.join("compute").join("logs"))?;
-    runtime()?.block_on(cloister::demo_train::run(&workdir))?;
+    runtime()?.block_on(cloister::demo_train::run(&workdir, drop.as_ref()))?;
     Ok(())
+}
+
+/// `HOSPITAL:ROUND` for `demo train --drop`.
+fn parse_dropout(text: &str) -> Result<(String, u64), String> {
+    let (hospital, round) =
+        text.split_once(':').ok_or_else(|| format!("{text:?} is not HOSPITAL:ROUND"))?;
+    if !cloister::demo_train::HOSPITALS.contains(&hospital) {
+        return Err(format!(
+            "{hospital:?} is not one of the demo's hospitals ({})",
+            cloister::demo_train::HOSPITALS.join(", ")
+        ));
+    }
+    let round: u64 = round.parse().map_err(|_| format!("{round:?} is not a round number"))?;
+    if !(1..=cloister::demo_train::ROUNDS).contains(&round) {
+        return Err(format!("round {round} is not between 1 and {}", cloister::demo_train::ROUNDS));
+    }
+    Ok((hospital.to_owned(), round))
 }
 
 /// The demo's work directory: the one given (created), or a temporary one removed at the end.
