@@ -168,7 +168,6 @@ pub fn run_job(
         return crate::training::run_training(identity, store, spec, authorization, released);
     }
     let JobAuthorization { digest, recipients, .. } = authorization;
-    let measurement = &identity.claims().measurement;
 
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
     let data_sealed = read_checked(store, &spec.data, InputRole::Data)?;
@@ -190,39 +189,77 @@ pub fn run_job(
     let csv = Zeroizing::new(predictions.to_csv());
     predictions.values.zeroize();
 
-    let output_id = format!("{}-predictions", spec.id);
+    finish_job(
+        identity,
+        store,
+        spec,
+        JobResult {
+            digest,
+            recipients: &recipients,
+            output: ("predictions", "text/csv", csv),
+            inputs,
+            rows,
+            erased: &[
+                "model plaintext",
+                "data set plaintext",
+                "decoded feature table",
+                "predictions plaintext",
+                "envelope data-encryption keys",
+            ],
+            privacy_spent: None,
+            started_at,
+        },
+    )
+}
+
+/// What a finished job hands to [`finish_job`].
+pub(crate) struct JobResult<'a> {
+    pub(crate) digest: Hex,
+    pub(crate) recipients: &'a [RecipientPublicKey],
+    /// `(object id suffix, content type, plaintext)`.
+    pub(crate) output: (&'a str, &'a str, Zeroizing<Vec<u8>>),
+    pub(crate) inputs: Vec<ReceiptInput>,
+    pub(crate) rows: u64,
+    pub(crate) erased: &'a [&'a str],
+    pub(crate) privacy_spent: Option<PrivacyBudget>,
+    pub(crate) started_at: u64,
+}
+
+/// Seals the job's output to its recipients as object `{job}-{suffix}`, stores it, and signs the
+/// receipt; the output plaintext is zeroized before this returns.
+pub(crate) fn finish_job(
+    identity: &EnclaveIdentity,
+    store: &ObjectStore,
+    spec: &JobSpec,
+    result: JobResult<'_>,
+) -> Result<JobOutcome, JobError> {
+    let (suffix, content_type, plaintext) = result.output;
+    let output_id = format!("{}-{suffix}", spec.id);
     let metadata = Metadata {
-        content_type: "text/csv".into(),
+        content_type: content_type.into(),
         object_id: output_id.clone(),
         attributes: [("job".to_owned(), spec.id.clone())].into_iter().collect(),
     };
-    let sealed = cloister_seal::seal_to_vec(&recipients, &metadata, &csv)
+    let sealed = cloister_seal::seal_to_vec(result.recipients, &metadata, &plaintext)
         .map_err(|e| JobError::Output(e.to_string()))?;
-    drop(csv);
+    drop(plaintext);
     let ciphertext_sha256 = store.put(&output_id, &sealed)?;
     let outputs = vec![ReceiptOutput {
         object_id: output_id,
         ciphertext_sha256,
         recipients: spec.output_recipients.clone(),
     }];
-
     let receipt = Receipt {
         job_id: spec.id.clone(),
-        job_digest: digest,
-        inputs,
+        job_digest: result.digest,
+        inputs: result.inputs,
         outputs: outputs.clone(),
         attestation_result_sha256: Hex(Sha256::digest(identity.ear().as_bytes()).to_vec()),
-        measurement: measurement.clone(),
-        erased: vec![
-            "model plaintext".into(),
-            "data set plaintext".into(),
-            "decoded feature table".into(),
-            "predictions plaintext".into(),
-            "envelope data-encryption keys".into(),
-        ],
-        rows,
-        privacy_spent: None,
-        started_at: started_at as i64,
+        measurement: identity.claims().measurement.clone(),
+        erased: result.erased.iter().map(|s| (*s).to_owned()).collect(),
+        rows: result.rows,
+        privacy_spent: result.privacy_spent,
+        started_at: result.started_at as i64,
         finished_at: unix_now() as i64,
     };
     let receipt = identity

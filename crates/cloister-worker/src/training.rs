@@ -4,18 +4,17 @@
 //! it), and only the update — the trained classifier with its metrics — leaves, sealed to the
 //! recipients every owner approved (the model owner, in a federated round).
 
-use cloister_seal::{Metadata, RecipientSecretKey};
+use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
-use cloister_types::job::{PrivacyBudget, ReceiptOutput};
-use cloister_types::{Hex, InputRole, JobSpec, Receipt};
+use cloister_types::job::PrivacyBudget;
+use cloister_types::{InputRole, JobSpec};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::engine::{Classifier, EngineError, LabelledRows, TrainConfig, TrainMetrics};
 use crate::identity::EnclaveIdentity;
 use crate::jobs::{
-    JobAuthorization, JobError, JobOutcome, RECEIPT_VALIDITY, open_input, read_checked,
+    JobAuthorization, JobError, JobOutcome, JobResult, finish_job, open_input, read_checked,
     receipt_input,
 };
 use crate::store::ObjectStore;
@@ -110,44 +109,26 @@ pub(crate) fn run_training(
             .map_err(|e| JobError::Engine(EngineError::Inference(e.to_string())))?,
     );
 
-    let output_id = format!("{}-update", spec.id);
-    let metadata = Metadata {
-        content_type: "application/json".into(),
-        object_id: output_id.clone(),
-        attributes: [("job".to_owned(), spec.id.clone())].into_iter().collect(),
-    };
-    let sealed = cloister_seal::seal_to_vec(&recipients, &metadata, &update)
-        .map_err(|e| JobError::Output(e.to_string()))?;
-    drop(update);
-    let ciphertext_sha256 = store.put(&output_id, &sealed)?;
-    let outputs = vec![ReceiptOutput {
-        object_id: output_id,
-        ciphertext_sha256,
-        recipients: spec.output_recipients.clone(),
-    }];
-    let receipt = Receipt {
-        job_id: spec.id.clone(),
-        job_digest: digest,
-        inputs,
-        outputs: outputs.clone(),
-        attestation_result_sha256: Hex(Sha256::digest(identity.ear().as_bytes()).to_vec()),
-        measurement: identity.claims().measurement.clone(),
-        erased: vec![
-            "training plan plaintext (initial parameters)".into(),
-            "data set plaintext".into(),
-            "decoded training rows".into(),
-            "intermediate parameters and gradients".into(),
-            "update plaintext".into(),
-            "envelope data-encryption keys".into(),
-        ],
-        rows: row_count,
-        privacy_spent,
-        started_at: started_at as i64,
-        finished_at: unix_now() as i64,
-    };
-    let receipt = identity
-        .receipt_key()
-        .sign("receipt", &receipt, unix_now(), RECEIPT_VALIDITY)
-        .map_err(|e| JobError::Output(e.to_string()))?;
-    Ok(JobOutcome { outputs, receipt })
+    finish_job(
+        identity,
+        store,
+        spec,
+        JobResult {
+            digest,
+            recipients: &recipients,
+            output: ("update", "application/json", update),
+            inputs,
+            rows: row_count,
+            erased: &[
+                "training plan plaintext (initial parameters)",
+                "data set plaintext",
+                "decoded training rows",
+                "intermediate parameters and gradients",
+                "update plaintext",
+                "envelope data-encryption keys",
+            ],
+            privacy_spent,
+            started_at,
+        },
+    )
 }
