@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use cloister_attest::SimAttester;
 use cloister_policy::ReleasePolicy;
 use cloister_types::api::SubmitJob;
 use cloister_types::manage::{PolicySpec, RegisterKey};
-use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
+use cloister_types::{InputRole, JobKind, JobSpec, TeeKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::parties::{Party, verify_receipt};
@@ -145,18 +144,9 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
          reference values, trust anchors, token key, CA). Its first policy version is the\n\
          production default, which refuses the simulated TEE.",
     );
-    let platform_key = testbed::sim_platform_key(&dirs)?;
-    let platform_public = platform_key.public_key();
-    let attester = SimAttester::for_current_executable(platform_key)?;
     // The measurement a reproducible build would publish; here we measure the binary we run.
-    let published = Hex(attester.measurement().to_vec());
-    let authority = testbed::start_authority(
-        &dirs,
-        InstancePolicy::ProductionDefault,
-        std::slice::from_ref(&published),
-        &platform_public,
-    )
-    .await?;
+    let (attester, published, authority) =
+        testbed::start_demo_authority(&dirs, InstancePolicy::ProductionDefault).await?;
     ok(&format!(
         "attestation service listening on {} (SQLite under compute/authority/)",
         authority.url

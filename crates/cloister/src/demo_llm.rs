@@ -13,15 +13,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, ensure};
-use cloister_attest::SimAttester;
 use cloister_policy::ReleasePolicy;
 use cloister_repository::{NewModel, Repository};
 use cloister_sign::unix_now;
+use cloister_types::TeeKind;
 use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, RequesterLimits, ServingPolicy,
 };
-use cloister_types::{Hex, TeeKind};
 use zeroize::Zeroizing;
 
 use crate::demo::{ok, say, show_no_plaintext};
@@ -82,17 +81,8 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
         "The worker generates fresh keys (envelope, receipt, TLS and an Oblivious HTTP key),\n\
          binds them into simulated evidence and gets an EAR token and an enclave certificate.",
     );
-    let platform_key = testbed::sim_platform_key(&dirs)?;
-    let platform_public = platform_key.public_key();
-    let attester = SimAttester::for_current_executable(platform_key)?;
-    let published = Hex(attester.measurement().to_vec());
-    let authority = testbed::start_authority(
-        &dirs,
-        InstancePolicy::DevSim,
-        std::slice::from_ref(&published),
-        &platform_public,
-    )
-    .await?;
+    let (attester, published, authority) =
+        testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await?;
     let authority_client = authority.client()?;
     let worker = testbed::start_worker(&dirs, &attester, &authority_client).await?;
     let info = authority_client.instance().await?;

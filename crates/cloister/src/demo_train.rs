@@ -15,7 +15,6 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, ensure};
-use cloister_attest::SimAttester;
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, OhttpClient, authorization_header};
 use cloister_policy::ReleasePolicy;
@@ -26,7 +25,7 @@ use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, RequesterLimits, ServingPolicy,
 };
-use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
+use cloister_types::{InputRole, JobKind, JobSpec, TeeKind};
 use cloister_worker::engine::train::standardization;
 use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig, federated_average};
 use zeroize::Zeroizing;
@@ -115,17 +114,8 @@ pub async fn run(workdir: &Path, dropout: Option<&Dropout>) -> Result<TrainDemoR
         "1. The compute provider starts the attestation service and the enclave worker",
         "The worker attests with simulated evidence and gets an EAR token and a certificate.",
     );
-    let platform_key = testbed::sim_platform_key(&dirs)?;
-    let platform_public = platform_key.public_key();
-    let attester = SimAttester::for_current_executable(platform_key)?;
-    let published = Hex(attester.measurement().to_vec());
-    let authority = testbed::start_authority(
-        &dirs,
-        InstancePolicy::DevSim,
-        std::slice::from_ref(&published),
-        &platform_public,
-    )
-    .await?;
+    let (attester, published, authority) =
+        testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await?;
     let worker = testbed::start_worker(&dirs, &attester, &authority.client()?).await?;
     let ca_pem = authority.client()?.instance().await?.ca_certificate_pem;
     ok(&format!("worker on {}", worker.url));

@@ -102,6 +102,22 @@ impl Drop for RunningAuthority {
     }
 }
 
+/// The demos' compute side: a simulated TEE measuring the running executable (the measurement
+/// a reproducible build would publish), and the attestation service with `policy` admitting
+/// that measurement. Returns the attester, the published measurement and the service.
+pub async fn start_demo_authority(
+    dirs: &ComputeDirs,
+    policy: InstancePolicy,
+) -> Result<(SimAttester, Hex, RunningAuthority)> {
+    let platform_key = sim_platform_key(dirs)?;
+    let platform_public = platform_key.public_key();
+    let attester = SimAttester::for_current_executable(platform_key)?;
+    let published = Hex(attester.measurement().to_vec());
+    let authority =
+        start_authority(dirs, policy, std::slice::from_ref(&published), &platform_public).await?;
+    Ok((attester, published, authority))
+}
+
 /// Starts the multi-tenant attestation service on SQLite under the compute provider's
 /// directory (ephemeral port), creates the tenant `demo` and its instance `demo` with the given
 /// policy, reference measurements and simulated platform key.
