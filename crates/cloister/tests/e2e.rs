@@ -338,21 +338,28 @@ async fn a_model_that_does_not_load_and_a_data_set_of_the_wrong_shape_fail_clean
     assert_worker_holds_no_output(&bed.dirs, &spec);
 }
 
-#[test]
-fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side() {
-    let tmp = tempfile::tempdir().unwrap();
+/// Runs `cloister ARGS WORKDIR` (the last argument being `--workdir`) in `workdir`, asserts that
+/// it succeeded, and returns its standard output.
+fn run_demo(args: &[&str], workdir: &std::path::Path) -> String {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(["demo", "--workdir"])
-        .arg(tmp.path())
-        .current_dir(tmp.path())
+        .args(args)
+        .arg(workdir)
+        .current_dir(workdir)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "stdout:\n{stdout}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[test]
+fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stdout = run_demo(&["demo", "--workdir"], tmp.path());
     let accuracy: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("accuracy: "))
@@ -383,17 +390,9 @@ fn the_llm_demo_streams_an_answer_and_leaves_no_plaintext_on_the_compute_side() 
     // (checking its pinned SHA-256), as a new user's first run would after fetching.
     let tmp = tempfile::tempdir().unwrap();
     let prompt = "What is the capital of France? Answer in one short sentence.";
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(["demo", "llm", "--max-tokens", "24", "--prompt", prompt, "--workdir"])
-        .arg(tmp.path())
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run_demo(
+        &["demo", "llm", "--max-tokens", "24", "--prompt", prompt, "--workdir"],
+        tmp.path(),
     );
     let answer = stdout.lines().find_map(|l| l.trim().strip_prefix("answer: ")).unwrap();
     assert!(answer.contains("Paris"), "{answer}");
@@ -732,18 +731,7 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
 #[test]
 fn the_training_demo_federates_within_two_points_of_central_training_despite_a_dropout() {
     let tmp = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(["demo", "train", "--drop", "hospital-b:3", "--workdir"])
-        .arg(tmp.path())
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "stdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = run_demo(&["demo", "train", "--drop", "hospital-b:3", "--workdir"], tmp.path());
     // The last two lines are for scripts.
     let lines: Vec<&str> = stdout.lines().collect();
     let read = |line: &str, prefix: &str| -> f64 {
