@@ -64,9 +64,20 @@ pub struct JobSpec {
     pub data: InputRef,
     /// The envelope public keys (text form) the outputs are sealed to.
     pub output_recipients: Vec<String>,
+    /// Further sealed data sets, each with its own owner's grant. A `train` job with several
+    /// trains one update per data set inside the enclave and returns only their average weighted
+    /// by rows (secure aggregation by the enclave: no single update leaves). Other kinds take
+    /// exactly one data set. Left out of the digest when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_data: Vec<InputRef>,
 }
 
 impl JobSpec {
+    /// Every data input: `data`, then `more_data`.
+    pub fn data_inputs(&self) -> impl Iterator<Item = &InputRef> {
+        std::iter::once(&self.data).chain(&self.more_data)
+    }
+
     /// SHA-256 over the canonical JSON of the job: what grants and receipts name.
     pub fn digest(&self) -> Result<Hex, CanonicalJsonError> {
         Ok(Hex(Sha256::digest(canonical_json(self)?).to_vec()))

@@ -98,8 +98,8 @@ pub struct JobAuthorization {
     pub digest: Hex,
     /// The output recipients every owner approved.
     pub recipients: Vec<RecipientPublicKey>,
-    /// The data owner's privacy budget, for a training job.
-    pub privacy_budget: Option<PrivacyBudget>,
+    /// Each data owner's privacy budget, in the order of [`JobSpec::data_inputs`].
+    pub privacy_budgets: Vec<Option<PrivacyBudget>>,
 }
 
 /// Checks the job and every owner's grant for it at `started_at` (the kind, the output recipients, a
@@ -128,28 +128,40 @@ pub fn authorize_job(
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    if !spec.more_data.is_empty() && spec.kind != JobKind::Train {
+        return Err(JobError::BadSpec("only a training job takes more than one data set".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if !spec.data_inputs().all(|input| seen.insert(&input.object_id)) {
+        return Err(JobError::BadSpec("a data set appears twice in the job".into()));
+    }
     let measurement = &identity.claims().measurement;
     let model_grant =
         find_grant(spec, &digest, &spec.model, InputRole::Model, grants, measurement, started_at)?;
-    let data_grant =
-        find_grant(spec, &digest, &spec.data, InputRole::Data, grants, measurement, started_at)?;
+    let data_grants = spec
+        .data_inputs()
+        .map(|input| {
+            find_grant(spec, &digest, input, InputRole::Data, grants, measurement, started_at)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     for recipient in &spec.output_recipients {
         if !model_grant.result_recipients.contains(recipient)
-            || !data_grant.result_recipients.contains(recipient)
+            || data_grants.iter().any(|grant| !grant.result_recipients.contains(recipient))
         {
             return Err(JobError::RecipientNotApproved(recipient.clone()));
         }
     }
 
     // A budget is a condition on training with DP-SGD; no other job kind can honour it.
-    if data_grant.privacy_budget.is_some() && spec.kind != JobKind::Train {
+    if data_grants.iter().any(|g| g.privacy_budget.is_some()) && spec.kind != JobKind::Train {
         return Err(JobError::BadSpec(
             "the data owner's grant sets a privacy budget, which only a training job with DP-SGD \
              can honour"
                 .into(),
         ));
     }
-    Ok(JobAuthorization { digest, recipients, privacy_budget: data_grant.privacy_budget })
+    let privacy_budgets = data_grants.iter().map(|g| g.privacy_budget).collect();
+    Ok(JobAuthorization { digest, recipients, privacy_budgets })
 }
 
 /// Runs a batch-inference job end to end. Inputs open with the enclave's own key, or with a

@@ -266,7 +266,9 @@ pub(crate) async fn release_broker_keys(
     spec: &JobSpec,
 ) -> Result<Vec<RecipientSecretKey>, ApiError> {
     let mut released: Vec<RecipientSecretKey> = Vec::new();
-    for (input, role) in [(&spec.model, InputRole::Model), (&spec.data, InputRole::Data)] {
+    let inputs = std::iter::once((&spec.model, InputRole::Model))
+        .chain(spec.data_inputs().map(|input| (input, InputRole::Data)));
+    for (input, role) in inputs {
         let (store, id) = (worker.store.clone(), input.object_id.clone());
         let header = tokio::task::spawn_blocking(move || store.header(&id))
             .await
@@ -281,7 +283,7 @@ pub(crate) async fn release_broker_keys(
                 context: ReleaseContext {
                     job_id: Some(spec.id.clone()),
                     requester: Some("cloister-worker".to_owned()),
-                    purpose: Some(format!("{role:?} input of a batch-inference job")),
+                    purpose: Some(format!("{role:?} input of a {:?} job", spec.kind)),
                 },
             };
             let response = worker.authority.release_key(&request).await.map_err(|e| {

@@ -2,7 +2,9 @@
 //! labelled rows are opened inside the enclave, the data owner's privacy budget is checked
 //! before a single step, the classifier is trained (DP-SGD when the plan or the budget asks for
 //! it), and only the update — the trained classifier with its metrics — leaves, sealed to the
-//! recipients every owner approved (the model owner, in a federated round).
+//! recipients every owner approved (the model owner, in a federated round). A job over several
+//! data sets (`JobSpec::more_data`) trains one update per data set and seals only their
+//! row-weighted average: secure aggregation by the enclave, no single site's update leaves.
 
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
@@ -76,15 +78,10 @@ pub(crate) fn run_training(
     released: &[RecipientSecretKey],
 ) -> Result<JobOutcome, JobError> {
     let started_at = unix_now();
-    let JobAuthorization { digest, recipients, privacy_budget } = authorization;
+    let JobAuthorization { digest, recipients, privacy_budgets } = authorization;
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
-    let data_sealed = read_checked(store, &spec.data, InputRole::Data)?;
     let plan_plain = open_input(identity, released, &model_sealed, InputRole::Model)?;
-    let data_plain = open_input(identity, released, &data_sealed, InputRole::Data)?;
-    let inputs = vec![
-        receipt_input(&spec.model, InputRole::Model, &plan_plain),
-        receipt_input(&spec.data, InputRole::Data, &data_plain),
-    ];
+    let mut inputs = vec![receipt_input(&spec.model, InputRole::Model, &plan_plain)];
     let plan: TrainingPlan = serde_json::from_slice(&plan_plain).map_err(|e| {
         JobError::BadSpec(format!(
             "the model input is not a training plan {{\"model\", \"config\"}} (column {})",
@@ -92,20 +89,65 @@ pub(crate) fn run_training(
         ))
     })?;
     drop(plan_plain);
-    let rows = LabelledRows::from_csv(&data_plain)?;
-    drop(data_plain);
-    let row_count = rows.rows() as u64;
-    let privacy_spent = match &privacy_budget {
-        Some(budget) => Some(check_budget(budget, &plan.config, rows.rows())?),
-        None => plan
-            .config
-            .privacy(rows.rows())?
-            .map(|p| PrivacyBudget { epsilon: p.epsilon, delta: p.delta }),
+
+    // Every data set is opened and checked against its owner's budget before any training.
+    let mut sites = Vec::new();
+    let mut privacy_spent: Option<PrivacyBudget> = None;
+    for (input, budget) in spec.data_inputs().zip(&privacy_budgets) {
+        let sealed = read_checked(store, input, InputRole::Data)?;
+        let plain = open_input(identity, released, &sealed, InputRole::Data)?;
+        inputs.push(receipt_input(input, InputRole::Data, &plain));
+        let rows = LabelledRows::from_csv(&plain)?;
+        drop(plain);
+        let spent = match budget {
+            Some(budget) => Some(check_budget(budget, &plan.config, rows.rows())?),
+            None => plan
+                .config
+                .privacy(rows.rows())?
+                .map(|p| PrivacyBudget { epsilon: p.epsilon, delta: p.delta }),
+        };
+        // The receipt states the largest spend of any data set (each within its own budget).
+        if let Some(spent) = spent
+            && privacy_spent.is_none_or(|s| spent.epsilon > s.epsilon)
+        {
+            privacy_spent = Some(spent);
+        }
+        sites.push(rows);
+    }
+    let row_count: u64 = sites.iter().map(|rows| rows.rows() as u64).sum();
+
+    // One update per data set; with several, only their average leaves the enclave.
+    let mut updates = Vec::with_capacity(sites.len());
+    for rows in &sites {
+        updates.push((plan.model.train(rows, &plan.config)?, rows.rows() as u64));
+    }
+    let update = if updates.len() == 1 {
+        let ((model, metrics), _) = updates.remove(0);
+        TrainingUpdate { model, metrics }
+    } else {
+        let weighted: Vec<(&Classifier, u64)> =
+            updates.iter().map(|((model, _), rows)| (model, *rows)).collect();
+        let model = crate::engine::federated_average(&weighted)?;
+        drop(weighted);
+        let mut metrics = TrainMetrics {
+            rows: row_count as usize,
+            steps: updates.iter().map(|((_, m), _)| m.steps).sum(),
+            privacy: privacy_spent.map(|p| (p.epsilon, p.delta)),
+            loss: 0.0,
+            accuracy: 0.0,
+        };
+        for rows in &sites {
+            let (loss, accuracy) = model.evaluate(rows)?;
+            let share = rows.rows() as f64 / row_count as f64;
+            metrics.loss += share * loss;
+            metrics.accuracy += share * accuracy;
+        }
+        TrainingUpdate { model, metrics }
     };
-    let (model, metrics) = plan.model.train(&rows, &plan.config)?;
-    drop(rows);
+    drop(updates);
+    drop(sites);
     let update = Zeroizing::new(
-        serde_json::to_vec(&TrainingUpdate { model, metrics })
+        serde_json::to_vec(&update)
             .map_err(|e| JobError::Engine(EngineError::Inference(e.to_string())))?,
     );
 
@@ -124,6 +166,7 @@ pub(crate) fn run_training(
                 "data set plaintext",
                 "decoded training rows",
                 "intermediate parameters and gradients",
+                "per-data-set updates (only their average left, when there were several)",
                 "update plaintext",
                 "envelope data-encryption keys",
             ],

@@ -122,6 +122,7 @@ async fn main() -> Result<()> {
                 model: plan_ref,
                 data: data.clone(),
                 output_recipients: to.clone(),
+                more_data: Vec::new(),
             };
             let grants = vec![
                 owner.grant(&spec, InputRole::Model, &m, &to)?,

@@ -255,6 +255,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
         model: model_ref,
         data: data_ref,
         output_recipients: results_to.clone(),
+        more_data: Vec::new(),
     };
     let grants = vec![
         model_provider.grant(

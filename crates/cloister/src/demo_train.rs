@@ -172,6 +172,7 @@ pub async fn run(workdir: &Path, dropout: Option<&Dropout>) -> Result<TrainDemoR
                 model: plan_ref.clone(),
                 data: data.clone(),
                 output_recipients: to.clone(),
+                more_data: Vec::new(),
             };
             let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
             if dropout != Some(&(party.name.clone(), round)) {

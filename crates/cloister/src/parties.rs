@@ -170,8 +170,12 @@ impl Party {
         result_recipients: &[String],
         privacy_budget: Option<cloister_types::job::PrivacyBudget>,
     ) -> Result<String> {
+        // A training job may read several data sets; this party grants the one it owns.
         let input = match role {
-            InputRole::Data => &spec.data,
+            InputRole::Data => spec
+                .data_inputs()
+                .find(|input| input.owner == self.id())
+                .unwrap_or(&spec.data),
             InputRole::Model => &spec.model,
         };
         ensure!(input.owner == self.id(), "{} does not own the {role:?} input", self.name);

@@ -177,6 +177,7 @@ impl Bed {
             model,
             data,
             output_recipients: to.clone(),
+            more_data: Vec::new(),
         };
         let m = std::slice::from_ref(&self.measurement);
         let grants = vec![

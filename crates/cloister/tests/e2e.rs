@@ -89,6 +89,7 @@ fn granted_job(bed: &Bed, model: InputRef, data: InputRef) -> (JobSpec, Vec<Stri
         model,
         data,
         output_recipients: to.clone(),
+        more_data: Vec::new(),
     };
     let grants = vec![
         bed.model_provider.grant(&spec, InputRole::Model, &[measurement()], &to).unwrap(),
@@ -632,6 +633,7 @@ fn training_job(
         model: plan,
         data,
         output_recipients: to.clone(),
+        more_data: Vec::new(),
     };
     let m = [measurement()];
     let grants = vec![
@@ -754,4 +756,95 @@ fn the_training_demo_federates_within_two_points_of_central_training_despite_a_d
         secrets_bytes.iter().map(|rows| Secret::sampled("hospital rows", rows, 16, 40)).collect();
     assert!(scan(&tmp.path().join("compute"), &secrets).unwrap().is_empty());
     assert!(!scan(&tmp.path().join("hospital-a"), &secrets).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_training_job_over_three_sites_seals_only_their_average() {
+    use cloister_worker::engine::train::standardization;
+    use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig, federated_average};
+
+    let bed = bed().await;
+    let parties = tempfile::tempdir().unwrap();
+    let (client, enclave) = bed
+        .model_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let table = LabelledRows::from_csv(BREAST_CANCER_CSV).unwrap();
+    let (mean, scale) = standardization(&table);
+    let initial = Classifier::initial(mean, scale, &[4], 2, 1).unwrap();
+    let config =
+        TrainConfig { epochs: 2, batch_size: 32, learning_rate: 0.1, l2: 0.0, seed: 7, dp: None };
+    let plan = serde_json::to_vec(&serde_json::json!({ "model": initial, "config": config }));
+    let plan = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "plan", "application/json", &plan.unwrap())
+        .await
+        .unwrap();
+    // Three sites with disjoint rows of the table (the header line skipped).
+    let lines: Vec<&str> =
+        std::str::from_utf8(BREAST_CANCER_CSV).unwrap().lines().skip(1).collect();
+    let mut sites = Vec::new();
+    for (name, range) in [("site-a", 0..150), ("site-b", 150..350), ("site-c", 350..569)] {
+        let csv = lines[range].join("\n") + "\n";
+        let party = Party::create(name, &parties.path().join(name)).unwrap();
+        let input = party
+            .seal_and_upload(&client, &enclave, name, "text/csv", csv.as_bytes())
+            .await
+            .unwrap();
+        let rows = LabelledRows::from_csv(csv.as_bytes()).unwrap();
+        sites.push((party, input, rows));
+    }
+    let to = vec![bed.model_provider.envelope.public_key().to_text()];
+    let job = |kind: JobKind, more: Vec<InputRef>| JobSpec {
+        id: format!("aggregate-{}", uuid::Uuid::new_v4()),
+        kind,
+        model: plan.clone(),
+        data: sites[0].1.clone(),
+        output_recipients: to.clone(),
+        more_data: more,
+    };
+    let m = [measurement()];
+    let grants_for = |spec: &JobSpec, sites_granting: usize| {
+        let mut grants = vec![bed.model_provider.grant(spec, InputRole::Model, &m, &to).unwrap()];
+        for (party, _, _) in &sites[..sites_granting] {
+            grants.push(party.grant(spec, InputRole::Data, &m, &to).unwrap());
+        }
+        grants
+    };
+    let more = vec![sites[1].1.clone(), sites[2].1.clone()];
+
+    let spec = job(JobKind::Train, more.clone());
+    let done = client
+        .submit_job(&SubmitJob { spec: spec.clone(), grants: grants_for(&spec, 3) })
+        .await
+        .unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    let receipt = verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    assert_eq!((receipt.rows, receipt.inputs.len()), (569, 4));
+    let (_, plain) = cloister_seal::open_to_vec(&bed.model_provider.envelope, &sealed).unwrap();
+    let update: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let aggregate: Classifier = serde_json::from_value(update["model"].clone()).unwrap();
+    assert_eq!(update["metrics"]["rows"], 569);
+
+    // The same training on each site's rows here, averaged by rows, gives exactly the aggregate;
+    // no single site's update is what left the enclave.
+    let local: Vec<(Classifier, u64)> = sites
+        .iter()
+        .map(|(_, _, rows)| (initial.train(rows, &config).unwrap().0, rows.rows() as u64))
+        .collect();
+    let weighted: Vec<(&Classifier, u64)> = local.iter().map(|(c, n)| (c, *n)).collect();
+    assert_eq!(aggregate, federated_average(&weighted).unwrap());
+    assert!(local.iter().all(|(single, _)| *single != aggregate));
+
+    // Every site must grant; only training takes several data sets; no data set twice.
+    let spec = job(JobKind::Train, more.clone());
+    let err = refused(&client, &spec, grants_for(&spec, 2)).await;
+    assert!(err.contains("no valid grant from the Data owner"), "{err}");
+    let spec = job(JobKind::BatchInference, more);
+    let err = refused(&client, &spec, grants_for(&spec, 3)).await;
+    assert!(err.contains("only a training job takes more than one data set"), "{err}");
+    let spec = job(JobKind::Train, vec![sites[0].1.clone()]);
+    let err = refused(&client, &spec, grants_for(&spec, 1)).await;
+    assert!(err.contains("appears twice"), "{err}");
 }

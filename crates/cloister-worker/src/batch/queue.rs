@@ -486,6 +486,7 @@ mod tests {
             model: input("m"),
             data: input("d"),
             output_recipients: vec!["r".to_owned()],
+            more_data: Vec::new(),
         }
     }
 
