@@ -102,8 +102,14 @@ fn round_config(round: u64) -> TrainConfig {
 /// carry on: `(hospital name, round)`.
 pub type Dropout = (String, u64);
 
-/// Runs the demo in `workdir`; `dropout` makes one hospital miss one round.
-pub async fn run(workdir: &Path, dropout: Option<&Dropout>) -> Result<TrainDemoReport> {
+/// Runs the demo in `workdir`; `dropout` makes one hospital miss one round; with
+/// `aggregate_in_enclave` each round is one job over every granting hospital's rows that seals
+/// only the average to the model owner (secure aggregation by the enclave).
+pub async fn run(
+    workdir: &Path,
+    dropout: Option<&Dropout>,
+    aggregate_in_enclave: bool,
+) -> Result<TrainDemoReport> {
     let dirs = ComputeDirs::create(&workdir.join("compute"))?;
     println!("Cloister demo: federated training across three hospitals.");
     println!("Each hospital's rows stay sealed to an attested enclave; only the model owner opens");
@@ -164,6 +170,50 @@ pub async fn run(workdir: &Path, dropout: Option<&Dropout>) -> Result<TrainDemoR
         let plan_ref = owner
             .seal_and_upload(&client, &enclave, &format!("plan-{round}"), "application/json", &plan)
             .await?;
+        if aggregate_in_enclave {
+            // The model owner proposes the round's job over the hospitals whose grants arrive.
+            let mut granting = Vec::new();
+            for hospital in &hospitals {
+                if dropout == Some(&(hospital.0.name.clone(), round)) {
+                    println!(
+                        "   ✘ {} did not contribute to round {round}: its grant did not arrive",
+                        hospital.0.name
+                    );
+                } else {
+                    granting.push(hospital);
+                }
+            }
+            let (first, others) =
+                granting.split_first().context("no hospital granted this round")?;
+            let spec = JobSpec {
+                id: format!("round-{round}-aggregate"),
+                kind: JobKind::Train,
+                model: plan_ref.clone(),
+                data: first.1.clone(),
+                output_recipients: to.clone(),
+                more_data: others.iter().map(|h| h.1.clone()).collect(),
+            };
+            let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
+            for (party, _, _) in &granting {
+                grants.push(party.grant(&spec, InputRole::Data, measurements, &to)?);
+            }
+            let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await?;
+            let sealed = client.get_object(&done.outputs[0].object_id).await?;
+            crate::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed)?;
+            let (_, plain) = cloister_seal::open_to_vec(&owner.envelope, &sealed)?;
+            let update: serde_json::Value = serde_json::from_slice(&plain)?;
+            global = serde_json::from_value(update["model"].clone())?;
+            let (_, accuracy) = global.evaluate(&test)?;
+            let names: Vec<&str> = granting.iter().map(|h| h.0.name.as_str()).collect();
+            ok(&format!(
+                "round {round}: {} updates averaged inside the enclave ({}); the model owner saw \
+                 only the average; held-out accuracy {accuracy:.3}",
+                names.len(),
+                names.join(", ")
+            ));
+            rounds.push(accuracy);
+            continue;
+        }
         let (mut updates, mut contributors) = (Vec::new(), Vec::new());
         for (party, data, rows) in &hospitals {
             let spec = JobSpec {

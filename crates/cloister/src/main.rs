@@ -158,6 +158,10 @@ enum DemoScenario {
         /// the round goes on with the others.
         #[arg(long, value_parser = parse_dropout)]
         drop: Option<(String, u64)>,
+        /// Average the hospitals' updates inside the enclave, one job per round, so that the
+        /// model owner only ever sees the average (secure aggregation by the TEE).
+        #[arg(long)]
+        aggregate_in_enclave: bool,
     },
 }
 
@@ -711,9 +715,10 @@ fn run(cli: Cli) -> Result<()> {
             scenario: Some(DemoScenario::Llm { workdir, prompt, model, max_tokens }),
             ..
         } => demo_llm(workdir, prompt, model, max_tokens),
-        Command::Demo { scenario: Some(DemoScenario::Train { workdir, drop }), .. } => {
-            demo_train(workdir, drop)
-        }
+        Command::Demo {
+            scenario: Some(DemoScenario::Train { workdir, drop, aggregate_in_enclave }),
+            ..
+        } => demo_train(workdir, drop, aggregate_in_enclave),
         Command::Keygen { secret, public, signing: false } => envelope::keygen(&secret, &public),
         Command::Keygen { secret, public, signing: true } => {
             cloister::model::keygen_signing(&secret, &public)
@@ -986,10 +991,18 @@ fn demo_llm(
     Ok(())
 }
 
-fn demo_train(workdir: Option<PathBuf>, drop: Option<(String, u64)>) -> Result<()> {
+fn demo_train(
+    workdir: Option<PathBuf>,
+    drop: Option<(String, u64)>,
+    aggregate_in_enclave: bool,
+) -> Result<()> {
     let (workdir, _temporary) = demo_workdir(workdir)?;
     init_logging(&workdir.join("compute").join("logs"))?;
-    runtime()?.block_on(cloister::demo_train::run(&workdir, drop.as_ref()))?;
+    runtime()?.block_on(cloister::demo_train::run(
+        &workdir,
+        drop.as_ref(),
+        aggregate_in_enclave,
+    ))?;
     Ok(())
 }
 

@@ -172,10 +172,9 @@ impl Party {
     ) -> Result<String> {
         // A training job may read several data sets; this party grants the one it owns.
         let input = match role {
-            InputRole::Data => spec
-                .data_inputs()
-                .find(|input| input.owner == self.id())
-                .unwrap_or(&spec.data),
+            InputRole::Data => {
+                spec.data_inputs().find(|input| input.owner == self.id()).unwrap_or(&spec.data)
+            }
             InputRole::Model => &spec.model,
         };
         ensure!(input.owner == self.id(), "{} does not own the {role:?} input", self.name);

@@ -848,3 +848,22 @@ async fn a_training_job_over_three_sites_seals_only_their_average() {
     let err = refused(&client, &spec, grants_for(&spec, 1)).await;
     assert!(err.contains("appears twice"), "{err}");
 }
+
+#[test]
+fn the_training_demo_can_aggregate_inside_the_enclave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["demo", "train", "--aggregate-in-enclave", "--drop", "hospital-c:2", "--workdir"];
+    let stdout = run_demo(&args, tmp.path());
+    let lines: Vec<&str> = stdout.lines().collect();
+    let federated: f64 =
+        lines[lines.len() - 2].strip_prefix("federated accuracy: ").unwrap().parse().unwrap();
+    let central: f64 =
+        lines[lines.len() - 1].strip_prefix("central accuracy: ").unwrap().parse().unwrap();
+    assert!((federated - central).abs() <= 0.02, "federated {federated}, central {central}");
+    // One job per round; the model owner never opened a single hospital's update.
+    assert_eq!(stdout.matches("updates averaged inside the enclave").count(), 5, "{stdout}");
+    assert!(
+        stdout.contains("round 2: 2 updates averaged inside the enclave (hospital-a, hospital-b)")
+    );
+    assert!(stdout.contains("✘ hospital-c did not contribute to round 2"), "{stdout}");
+}
