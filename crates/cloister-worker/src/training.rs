@@ -51,6 +51,13 @@ fn check_budget(
         budget_delta: budget.delta,
         reason,
     };
+    if config.dp.as_ref().is_some_and(|dp| dp.noise_seed.is_some()) {
+        return Err(refuse(
+            "the plan seeds the DP noise, and whoever knows the seed can remove the noise; under \
+             a budget the noise must come from the enclave's own generator"
+                .into(),
+        ));
+    }
     let spent = config
         .privacy(rows)
         .map_err(|e| refuse(e.to_string()))?
@@ -101,6 +108,8 @@ pub(crate) fn run_training(
         drop(plain);
         let spent = match budget {
             Some(budget) => Some(check_budget(budget, &plan.config, rows.rows())?),
+            // Seeded noise is reproducible, not private: no ε is claimed for it.
+            None if plan.config.dp.as_ref().is_some_and(|dp| dp.noise_seed.is_some()) => None,
             None => plan
                 .config
                 .privacy(rows.rows())?

@@ -724,6 +724,26 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
     let err = refused(&client, &spec, grants).await;
     assert!(err.contains("does not use DP-SGD"), "{err}");
 
+    // A budget, but the model owner seeds the noise (and so could remove it): refused.
+    let seeded = TrainConfig {
+        dp: Some(DpSgd { noise_seed: Some(5), ..config.dp.clone().unwrap() }),
+        ..config.clone()
+    };
+    let seeded_plan = upload_plan(&seeded).await;
+    let (spec, grants) =
+        training_job(&bed, seeded_plan, data.clone(), Some(budget), JobKind::Train);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("seeds the DP noise"), "{err}");
+
+    // A training job is never run by the batch queue (which would run it as inference).
+    let (spec, grants) = training_job(&bed, plan.clone(), data.clone(), None, JobKind::Train);
+    let err = client
+        .submit_batch(&cloister_types::batch::SubmitBatch { spec, grants, chunk_rows: 100 })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be of kind batch-inference"), "{err}");
+
     // A budget on a grant for anything but training: refused.
     let (spec, grants) = training_job(&bed, plan, data, Some(budget), JobKind::BatchInference);
     let err = refused(&client, &spec, grants).await;

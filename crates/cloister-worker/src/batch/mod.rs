@@ -33,9 +33,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cloister_sign::unix_now;
-use cloister_types::InputRole;
 use cloister_types::api::ErrorBody;
 use cloister_types::batch::{BatchAccepted, BatchState, BatchStatus, SubmitBatch};
+use cloister_types::{InputRole, JobKind};
 use sha2::{Digest as _, Sha256};
 
 pub use queue::{BatchQueue, ChunkRow, EnclaveRow, JobRow};
@@ -161,6 +161,16 @@ pub async fn submit(
     Json(request): Json<SubmitBatch>,
 ) -> Result<(StatusCode, Json<BatchAccepted>), BatchApiError> {
     let spec = request.spec;
+    // Owners grant a job of one kind; a training job (whose grants may carry a privacy budget)
+    // must never run here as inference.
+    if spec.kind != JobKind::BatchInference {
+        return Err(BatchError::BadRequest(format!(
+            "a batch job must be of kind batch-inference, not {:?}; submit training jobs to \
+             POST /v1/jobs",
+            spec.kind
+        ))
+        .into());
+    }
     if request.chunk_rows == 0 || request.chunk_rows > MAX_CHUNK_ROWS {
         return Err(BatchError::BadRequest(format!(
             "chunk_rows must be between 1 and {MAX_CHUNK_ROWS}, not {}",

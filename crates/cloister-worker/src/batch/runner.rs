@@ -11,7 +11,7 @@ use cloister_seal::{Metadata, RecipientPublicKey};
 use cloister_sign::unix_now;
 use cloister_types::batch::{BatchChunk, BatchEnclave, BatchReceipt, BatchState};
 use cloister_types::job::ReceiptInput;
-use cloister_types::{Hex, InputRole, pem_certificates};
+use cloister_types::{Hex, InputRole, JobKind, pem_certificates};
 use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
 
@@ -106,6 +106,9 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
         worker.batches.job(job_id).await?.ok_or_else(|| BatchError::NotFound(job_id.into()))?;
     if !matches!(job.state, BatchState::Queued | BatchState::Running) {
         return Ok(());
+    }
+    if job.spec.kind != JobKind::BatchInference {
+        return Err(check(job_id, "only batch-inference jobs run as batch jobs"));
     }
     // The grants were valid when the job was accepted; this enclave (perhaps a new one after a
     // restart) checks them again against its own measurement, at that time.
