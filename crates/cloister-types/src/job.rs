@@ -19,9 +19,10 @@ pub enum JobKind {
     Train,
 }
 
-/// The most privacy a data owner lets a training job spend on its data: DP-SGD is then required,
-/// and the job's (ε, δ), computed by [`crate::privacy::dp_sgd_epsilon`] before training, must
-/// not exceed it.
+/// The most privacy a data owner lets training spend on its data set: DP-SGD is then required,
+/// and the privacy spent on the sealed data set by every training job on the worker so far, this
+/// one included, composed by Rényi DP ([`crate::privacy::RdpCurve`]) and converted at this δ,
+/// must not exceed ε. The worker checks this before any step and records what the job spends.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyBudget {
     /// Largest ε.
@@ -101,8 +102,8 @@ pub struct Grant {
     pub allowed_measurements: Vec<Hex>,
     /// Envelope public keys the owner allows results to be sealed to.
     pub result_recipients: Vec<String>,
-    /// For a training job on the owner's data: the most privacy it may spend (absent: no DP
-    /// required).
+    /// For a training job on the owner's data: the most privacy training may have spent on the
+    /// data set, this job included (absent: no DP required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy_budget: Option<PrivacyBudget>,
 }
@@ -124,15 +125,38 @@ pub struct Receipt {
     pub measurement: Hex,
     /// What the worker erased when the job ended.
     pub erased: Vec<String>,
-    /// For a DP-SGD training job: the (ε, δ) it spent, as the accountant computed it.
+    /// For a DP-SGD training job: the (ε, δ) it spent, as the accountant computed it (the
+    /// largest over its data sets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy_spent: Option<PrivacyBudget>,
+    /// For a training job: each data set's privacy account on the worker after this job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privacy: Vec<PrivacyAccount>,
     /// Rows processed.
     pub rows: u64,
     /// Unix seconds when the job started and finished.
     pub started_at: i64,
     /// Unix seconds when the job finished.
     pub finished_at: i64,
+}
+
+/// A data set's privacy account after a training job: what the job spent on it, and what every
+/// training job on the same sealed data set has spent on this worker, composed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyAccount {
+    /// The data set's object id.
+    pub object_id: String,
+    /// SHA-256 of the sealed data set: the account's key.
+    pub ciphertext_sha256: Hex,
+    /// This job's (ε, δ); absent when it trained without DP-SGD noise from the enclave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<PrivacyBudget>,
+    /// Every training job on the data set so far, this one included, composed; absent when one
+    /// of them trained without DP-SGD noise from the enclave (no finite ε bounds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<PrivacyBudget>,
+    /// Training jobs on the data set so far, this one included.
+    pub jobs: u64,
 }
 
 /// One input in a receipt.

@@ -68,6 +68,9 @@ pub enum JobError {
     /// Sealing or signing the results failed.
     #[error("could not seal or sign the results: {0}")]
     Output(String),
+    /// The privacy ledger could not be read or written.
+    #[error("the worker's privacy ledger failed: {0}")]
+    Ledger(String),
     /// The data owner's privacy budget refuses this training run.
     #[error(
         "the data owner's grant limits this job to (ε = {budget_epsilon}, δ = {budget_delta}): {reason}"
@@ -176,8 +179,11 @@ pub fn run_job(
 ) -> Result<JobOutcome, JobError> {
     let started_at = unix_now();
     let authorization = authorize_job(identity, spec, grants, started_at)?;
-    if spec.kind == JobKind::Train {
-        return crate::training::run_training(identity, store, spec, authorization, released);
+    if spec.kind != JobKind::BatchInference {
+        return Err(JobError::BadSpec(format!(
+            "job kind {:?} does not run as a batch-inference job",
+            spec.kind
+        )));
     }
     let JobAuthorization { digest, recipients, .. } = authorization;
 
@@ -219,6 +225,7 @@ pub fn run_job(
                 "envelope data-encryption keys",
             ],
             privacy_spent: None,
+            privacy: Vec::new(),
             started_at,
         },
     )
@@ -234,6 +241,7 @@ pub(crate) struct JobResult<'a> {
     pub(crate) rows: u64,
     pub(crate) erased: &'a [&'a str],
     pub(crate) privacy_spent: Option<PrivacyBudget>,
+    pub(crate) privacy: Vec<cloister_types::job::PrivacyAccount>,
     pub(crate) started_at: u64,
 }
 
@@ -271,6 +279,7 @@ pub(crate) fn finish_job(
         erased: result.erased.iter().map(|s| (*s).to_owned()).collect(),
         rows: result.rows,
         privacy_spent: result.privacy_spent,
+        privacy: result.privacy,
         started_at: result.started_at as i64,
         finished_at: unix_now() as i64,
     };

@@ -1,14 +1,15 @@
 //! The Cloister enclave worker: generates its keys, attests, serves an attested-TLS API, runs jobs
 //! on sealed inputs, seals outputs, erases, and signs receipts.
 //!
-//! **Plaintext of inputs and outputs exists only inside [`jobs::run_job`] and the batch runner
-//! ([`batch::runner`])**, in buffers that are zeroized when the job (or the runner) ends; the object store, the logs and the wire only ever see ciphertext.
+//! **Plaintext of inputs and outputs exists only inside [`jobs::run_job`], the training path
+//! ([`training`]) and the batch runner ([`batch::runner`])**, in buffers that are zeroized when the job (or the runner) ends; the object store, the logs and the wire only ever see ciphertext.
 
 pub mod batch;
 pub mod deploy;
 pub mod engine;
 pub mod identity;
 pub mod jobs;
+pub mod ledger;
 pub mod online;
 pub mod server;
 pub mod store;

@@ -29,7 +29,7 @@ use cloister_types::api::{
     ErrorBody, IdentityResponse, JobAuthorized, JobDone, KeyReleaseRequest, ObjectStored,
     RecordJob, ReleaseContext, SubmitJob,
 };
-use cloister_types::{Hex, InputRole, JobSpec};
+use cloister_types::{Hex, InputRole, JobKind, JobSpec};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -57,6 +57,8 @@ pub struct Worker {
     pub catalog: crate::online::Catalog,
     /// The durable batch-job queue.
     pub batches: Arc<crate::batch::BatchQueue>,
+    /// What training has spent on each data set (in the batch queue's database).
+    pub ledger: crate::ledger::PrivacyLedger,
     /// The model repository models are deployed from (sealed weights, signed manifests).
     pub repository: cloister_repository::Repository,
 }
@@ -179,13 +181,17 @@ async fn submit_job(
             return Err(ApiError::Job(error));
         }
     };
-    record_authorization(&worker, &job.spec, authorization.digest).await?;
+    record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
     let released = release_broker_keys(&worker, &job.spec).await?;
-    let outcome = tokio::task::spawn_blocking(move || {
-        run_job(&worker.identity, &worker.store, &job.spec, &job.grants, &released)
-    })
-    .await
-    .map_err(|_| ApiError::Internal)?;
+    let outcome = if job.spec.kind == JobKind::Train {
+        crate::training::run_training(worker, job.spec, authorization, released).await
+    } else {
+        tokio::task::spawn_blocking(move || {
+            run_job(&worker.identity, &worker.store, &job.spec, &job.grants, &released)
+        })
+        .await
+        .map_err(|_| ApiError::Internal)?
+    };
     match outcome {
         Ok(outcome) => {
             tracing::info!(job = %job_id, "job finished");
@@ -234,7 +240,7 @@ pub(crate) async fn record_authorization(
     let statement = JobAuthorized {
         job_id: spec.id.clone(),
         job_digest: digest,
-        inputs: vec![spec.model.clone(), spec.data.clone()],
+        inputs: std::iter::once(&spec.model).chain(spec.data_inputs()).cloned().collect(),
         output_recipients: spec.output_recipients.clone(),
     };
     let signed = worker

@@ -1,6 +1,7 @@
 //! Training jobs (`JobKind::Train`): the model owner's training plan and the data owner's
 //! labelled rows are opened inside the enclave, the data owner's privacy budget is checked
-//! before a single step, the classifier is trained (DP-SGD when the plan or the budget asks for
+//! before a single step (this job alone, then with every earlier job on the same data set, by
+//! the worker's privacy ledger), the classifier is trained (DP-SGD when the plan or the budget asks for
 //! it), and only the update — the trained classifier with its metrics — leaves, sealed to the
 //! recipients every owner approved (the model owner, in a federated round). A job over several
 //! data sets (`JobSpec::more_data`) trains one update per data set and seals only their
@@ -8,7 +9,7 @@
 
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
-use cloister_types::job::PrivacyBudget;
+use cloister_types::job::{PrivacyAccount, PrivacyBudget, ReceiptInput};
 use cloister_types::{InputRole, JobSpec};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -19,6 +20,8 @@ use crate::jobs::{
     JobAuthorization, JobError, JobOutcome, JobResult, finish_job, open_input, read_checked,
     receipt_input,
 };
+use crate::ledger::Charge;
+use crate::server::Worker;
 use crate::store::ObjectStore;
 
 /// What the model owner seals as a training job's model input.
@@ -41,11 +44,7 @@ pub struct TrainingUpdate {
 
 /// Refuses a plan that would spend more than the data owner granted, or that does not use
 /// DP-SGD when a budget is set.
-fn check_budget(
-    budget: &PrivacyBudget,
-    config: &TrainConfig,
-    rows: usize,
-) -> Result<PrivacyBudget, JobError> {
+fn check_budget(budget: &PrivacyBudget, config: &TrainConfig, rows: usize) -> Result<(), JobError> {
     let refuse = |reason: String| JobError::PrivacyBudget {
         budget_epsilon: budget.epsilon,
         budget_delta: budget.delta,
@@ -73,19 +72,42 @@ fn check_budget(
             config.dp.as_ref().map_or(0.0, |dp| dp.noise_multiplier)
         )));
     }
-    Ok(PrivacyBudget { epsilon: spent.epsilon, delta: spent.delta })
+    Ok(())
 }
 
-/// Runs an authorised training job end to end; everything decrypted is zeroized when it returns.
-pub(crate) fn run_training(
+/// One data set of a training job, opened and checked, with what training on it will cost.
+struct Site {
+    rows: LabelledRows,
+    charge: Charge,
+}
+
+/// A training job whose inputs are open and whose budgets allow it alone: what
+/// [`crate::ledger::PrivacyLedger::charge`] checks against earlier jobs before [`train_and_seal`] runs.
+pub(crate) struct OpenedTraining {
+    plan: TrainingPlan,
+    sites: Vec<Site>,
+    inputs: Vec<ReceiptInput>,
+    authorization: JobAuthorization,
+    started_at: u64,
+}
+
+impl OpenedTraining {
+    /// What the job spends on each data set.
+    pub(crate) fn charges(&self) -> Vec<Charge> {
+        self.sites.iter().map(|site| site.charge.clone()).collect()
+    }
+}
+
+/// Opens the plan and every data set, and refuses the job if it alone would exceed a data
+/// owner's budget (or cannot be accounted under one), before any training.
+pub(crate) fn open_training(
     identity: &EnclaveIdentity,
     store: &ObjectStore,
     spec: &JobSpec,
     authorization: JobAuthorization,
     released: &[RecipientSecretKey],
-) -> Result<JobOutcome, JobError> {
+) -> Result<OpenedTraining, JobError> {
     let started_at = unix_now();
-    let JobAuthorization { digest, recipients, privacy_budgets } = authorization;
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
     let plan_plain = open_input(identity, released, &model_sealed, InputRole::Model)?;
     let mut inputs = vec![receipt_input(&spec.model, InputRole::Model, &plan_plain)];
@@ -97,38 +119,49 @@ pub(crate) fn run_training(
     })?;
     drop(plan_plain);
 
-    // Every data set is opened and checked against its owner's budget before any training.
+    let seeded_noise = plan.config.dp.as_ref().is_some_and(|dp| dp.noise_seed.is_some());
     let mut sites = Vec::new();
-    let mut privacy_spent: Option<PrivacyBudget> = None;
-    for (input, budget) in spec.data_inputs().zip(&privacy_budgets) {
+    for (input, budget) in spec.data_inputs().zip(&authorization.privacy_budgets) {
         let sealed = read_checked(store, input, InputRole::Data)?;
         let plain = open_input(identity, released, &sealed, InputRole::Data)?;
         inputs.push(receipt_input(input, InputRole::Data, &plain));
         let rows = LabelledRows::from_csv(&plain)?;
         drop(plain);
-        let spent = match budget {
-            Some(budget) => Some(check_budget(budget, &plan.config, rows.rows())?),
-            // Seeded noise is reproducible, not private: no ε is claimed for it.
-            None if plan.config.dp.as_ref().is_some_and(|dp| dp.noise_seed.is_some()) => None,
-            None => plan
-                .config
-                .privacy(rows.rows())?
-                .map(|p| PrivacyBudget { epsilon: p.epsilon, delta: p.delta }),
-        };
-        // The receipt states the largest spend of any data set (each within its own budget).
-        if let Some(spent) = spent
-            && privacy_spent.is_none_or(|s| spent.epsilon > s.epsilon)
-        {
-            privacy_spent = Some(spent);
+        if let Some(budget) = budget {
+            check_budget(budget, &plan.config, rows.rows())?;
         }
-        sites.push(rows);
+        // Seeded noise is reproducible, not private: it costs an unbounded ε.
+        let cost = if seeded_noise { None } else { plan.config.rdp(rows.rows())? };
+        let delta = budget.map(|b| b.delta).or(plan.config.dp.as_ref().map(|dp| dp.delta));
+        let charge = Charge { input: input.clone(), cost, budget: *budget, delta };
+        sites.push(Site { rows, charge });
     }
-    let row_count: u64 = sites.iter().map(|rows| rows.rows() as u64).sum();
+    Ok(OpenedTraining { plan, sites, inputs, authorization, started_at })
+}
+
+/// Trains the opened job (the ledger has charged it), seals the update to the approved
+/// recipients and signs the receipt with every data set's privacy `accounts`; everything
+/// decrypted is zeroized when it returns.
+pub(crate) fn train_and_seal(
+    identity: &EnclaveIdentity,
+    store: &ObjectStore,
+    spec: &JobSpec,
+    opened: OpenedTraining,
+    accounts: Vec<PrivacyAccount>,
+) -> Result<JobOutcome, JobError> {
+    let OpenedTraining { plan, sites, inputs, authorization, started_at } = opened;
+    let JobAuthorization { digest, recipients, .. } = authorization;
+    // The receipt states the largest spend of any data set (each within its own budget).
+    let privacy_spent = accounts
+        .iter()
+        .filter_map(|account| account.job)
+        .max_by(|a, b| a.epsilon.total_cmp(&b.epsilon));
+    let row_count: u64 = sites.iter().map(|site| site.rows.rows() as u64).sum();
 
     // One update per data set; with several, only their average leaves the enclave.
     let mut updates = Vec::with_capacity(sites.len());
-    for rows in &sites {
-        updates.push((plan.model.train(rows, &plan.config)?, rows.rows() as u64));
+    for site in &sites {
+        updates.push((plan.model.train(&site.rows, &plan.config)?, site.rows.rows() as u64));
     }
     let update = if updates.len() == 1 {
         let ((model, metrics), _) = updates.remove(0);
@@ -145,9 +178,9 @@ pub(crate) fn run_training(
             loss: 0.0,
             accuracy: 0.0,
         };
-        for rows in &sites {
-            let (loss, accuracy) = model.evaluate(rows)?;
-            let share = rows.rows() as f64 / row_count as f64;
+        for site in &sites {
+            let (loss, accuracy) = model.evaluate(&site.rows)?;
+            let share = site.rows.rows() as f64 / row_count as f64;
             metrics.loss += share * loss;
             metrics.accuracy += share * accuracy;
         }
@@ -180,7 +213,34 @@ pub(crate) fn run_training(
                 "envelope data-encryption keys",
             ],
             privacy_spent,
+            privacy: accounts,
             started_at,
         },
     )
+}
+
+/// Runs an authorised training job: opens it, charges the privacy ledger (refused beyond a
+/// data owner's budget, counting earlier jobs on the same data set), trains and seals.
+pub(crate) async fn run_training(
+    worker: std::sync::Arc<Worker>,
+    spec: JobSpec,
+    authorization: JobAuthorization,
+    released: Vec<RecipientSecretKey>,
+) -> Result<JobOutcome, JobError> {
+    let (opening, opening_spec) = (worker.clone(), spec.clone());
+    let opened = blocking(move || {
+        open_training(&opening.identity, &opening.store, &opening_spec, authorization, &released)
+    })
+    .await?;
+    let accounts = worker.ledger.charge(&spec.id, &opened.charges()).await?;
+    blocking(move || train_and_seal(&worker.identity, &worker.store, &spec, opened, accounts)).await
+}
+
+/// Runs `task` on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    task: impl FnOnce() -> Result<T, JobError> + Send + 'static,
+) -> Result<T, JobError> {
+    tokio::task::spawn_blocking(task)
+        .await
+        .map_err(|e| JobError::Output(format!("the training task failed: {e}")))?
 }

@@ -98,18 +98,27 @@ pub struct DpSgd {
 }
 
 impl TrainConfig {
-    /// The privacy this config spends on `rows` rows: `None` without DP-SGD.
-    pub fn privacy(
+    /// The privacy this config spends on `rows` rows, as an RDP curve: `None` without DP-SGD.
+    pub fn rdp(
         &self,
         rows: usize,
-    ) -> Result<Option<cloister_types::privacy::PrivacySpent>, EngineError> {
+    ) -> Result<Option<cloister_types::privacy::RdpCurve>, EngineError> {
         let Some(dp) = &self.dp else { return Ok(None) };
         let q = (self.batch_size as f64 / rows.max(1) as f64).min(1.0);
         let steps =
             (self.epochs as u64).saturating_mul(rows.div_ceil(self.batch_size.max(1)) as u64);
-        cloister_types::privacy::dp_sgd_epsilon(q, dp.noise_multiplier, steps, dp.delta)
+        cloister_types::privacy::RdpCurve::dp_sgd(q, dp.noise_multiplier, steps)
             .map(Some)
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))
+    }
+
+    /// The privacy this config spends on `rows` rows, at the plan's δ: `None` without DP-SGD.
+    pub fn privacy(
+        &self,
+        rows: usize,
+    ) -> Result<Option<cloister_types::privacy::PrivacySpent>, EngineError> {
+        let (Some(dp), Some(curve)) = (&self.dp, self.rdp(rows)?) else { return Ok(None) };
+        curve.epsilon(dp.delta).map(Some).map_err(|e| EngineError::InvalidArgument(e.to_string()))
     }
 }
 
