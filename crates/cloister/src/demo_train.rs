@@ -21,13 +21,14 @@ use cloister_policy::ReleasePolicy;
 use cloister_repository::{NewModel, Repository};
 use cloister_sign::unix_now;
 use cloister_types::api::SubmitJob;
+use cloister_types::job::{PrivacyAccount, PrivacyBudget};
 use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, RequesterLimits, ServingPolicy,
 };
 use cloister_types::{InputRole, JobKind, JobSpec, TeeKind};
 use cloister_worker::engine::train::standardization;
-use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig, federated_average};
+use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig, federated_average};
 use zeroize::Zeroizing;
 
 use crate::demo::{BREAST_CANCER_CSV, ok, say, show_no_plaintext};
@@ -50,7 +51,7 @@ pub struct TrainDemoReport {
 }
 
 /// CSV text of `rows` (features, then the class).
-fn to_csv(rows: &LabelledRows) -> Zeroizing<Vec<u8>> {
+pub fn to_csv(rows: &LabelledRows) -> Zeroizing<Vec<u8>> {
     let mut out = String::new();
     for (row, label) in rows.features.chunks(rows.columns).zip(&rows.labels) {
         for value in row {
@@ -65,7 +66,7 @@ fn to_csv(rows: &LabelledRows) -> Zeroizing<Vec<u8>> {
 
 /// The held-out part (every fifth row) and the three hospital parts (the rest, cut at 20 % and
 /// 55 %).
-fn split_table() -> Result<(LabelledRows, Vec<LabelledRows>)> {
+pub fn split_table() -> Result<(LabelledRows, Vec<LabelledRows>)> {
     let all = LabelledRows::from_csv(BREAST_CANCER_CSV)?;
     let columns = all.columns;
     let pick = |keep: &dyn Fn(usize) -> bool| {
@@ -93,9 +94,38 @@ fn split_table() -> Result<(LabelledRows, Vec<LabelledRows>)> {
     Ok((test, hospitals))
 }
 
-/// The training settings of a round (the same for every hospital).
-fn round_config(round: u64) -> TrainConfig {
-    TrainConfig { epochs: 2, batch_size: 32, learning_rate: 0.1, l2: 0.0, seed: round, dp: None }
+/// The training settings of a round (the same for every hospital); with `dp`, DP-SGD.
+fn round_config(round: u64, dp: bool) -> TrainConfig {
+    let plain = TrainConfig {
+        epochs: 2,
+        batch_size: 32,
+        learning_rate: 0.1,
+        l2: 0.0,
+        seed: round,
+        dp: None,
+    };
+    if !dp {
+        return plain;
+    }
+    let dp = DpSgd { clip_norm: 1.0, noise_multiplier: 2.0, delta: DP_DELTA, noise_seed: None };
+    TrainConfig { learning_rate: 0.5, dp: Some(dp), ..plain }
+}
+
+/// With `--dp`: each hospital's budget over all five rounds together, and its δ.
+pub const DP_EPSILON: f64 = 6.0;
+/// The δ of [`DP_EPSILON`].
+pub const DP_DELTA: f64 = 1e-5;
+
+/// Prints each data set's privacy account after a round, from the verified receipts.
+fn show_privacy(accounts: &[PrivacyAccount]) {
+    for account in accounts {
+        if let Some(total) = account.total {
+            println!(
+                "     {}: ε = {:.3} spent so far at δ = {} ({} training job(s), receipt-signed)",
+                account.object_id, total.epsilon, total.delta, account.jobs
+            );
+        }
+    }
 }
 
 /// A participant that drops out of one round (its grant never arrives), to show that the others
@@ -104,11 +134,13 @@ pub type Dropout = (String, u64);
 
 /// Runs the demo in `workdir`; `dropout` makes one hospital miss one round; with
 /// `aggregate_in_enclave` each round is one job over every granting hospital's rows that seals
-/// only the average to the model owner (secure aggregation by the enclave).
+/// only the average to the model owner (secure aggregation by the enclave); with `dp` the rounds
+/// train with DP-SGD and every hospital's grant sets a privacy budget over all rounds together.
 pub async fn run(
     workdir: &Path,
     dropout: Option<&Dropout>,
     aggregate_in_enclave: bool,
+    dp: bool,
 ) -> Result<TrainDemoReport> {
     let dirs = ComputeDirs::create(&workdir.join("compute"))?;
     println!("Cloister demo: federated training across three hospitals.");
@@ -162,10 +194,18 @@ pub async fn run(
     let to = vec![owner.envelope.public_key().to_text()];
     let mut global = initial.clone();
     let mut rounds = Vec::new();
+    let budget = dp.then_some(PrivacyBudget { epsilon: DP_EPSILON, delta: DP_DELTA });
+    if dp {
+        ok(&format!(
+            "DP-SGD (noise 2.0, clip 1.0); each hospital grants ε ≤ {DP_EPSILON} at δ = {DP_DELTA} \
+             over all rounds together, enforced by the worker's privacy ledger"
+        ));
+    }
     for round in 1..=ROUNDS {
+        let mut spent = Vec::new();
         let plan = serde_json::to_vec(&serde_json::json!({
             "model": global,
-            "config": round_config(round),
+            "config": round_config(round, dp),
         }))?;
         let plan_ref = owner
             .seal_and_upload(&client, &enclave, &format!("plan-{round}"), "application/json", &plan)
@@ -195,11 +235,18 @@ pub async fn run(
             };
             let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
             for (party, _, _) in &granting {
-                grants.push(party.grant(&spec, InputRole::Data, measurements, &to)?);
+                grants.push(party.grant_with_budget(
+                    &spec,
+                    InputRole::Data,
+                    measurements,
+                    &to,
+                    budget,
+                )?);
             }
             let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await?;
             let sealed = client.get_object(&done.outputs[0].object_id).await?;
-            crate::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed)?;
+            let receipt = crate::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed)?;
+            spent.extend(receipt.privacy);
             let (_, plain) = cloister_seal::open_to_vec(&owner.envelope, &sealed)?;
             let update: serde_json::Value = serde_json::from_slice(&plain)?;
             global = serde_json::from_value(update["model"].clone())?;
@@ -211,6 +258,7 @@ pub async fn run(
                 names.len(),
                 names.join(", ")
             ));
+            show_privacy(&spent);
             rounds.push(accuracy);
             continue;
         }
@@ -226,7 +274,13 @@ pub async fn run(
             };
             let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
             if dropout != Some(&(party.name.clone(), round)) {
-                grants.push(party.grant(&spec, InputRole::Data, measurements, &to)?);
+                grants.push(party.grant_with_budget(
+                    &spec,
+                    InputRole::Data,
+                    measurements,
+                    &to,
+                    budget,
+                )?);
             }
             let done = match client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await {
                 Ok(done) => done,
@@ -236,7 +290,8 @@ pub async fn run(
                 }
             };
             let sealed = client.get_object(&done.outputs[0].object_id).await?;
-            crate::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed)?;
+            let receipt = crate::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed)?;
+            spent.extend(receipt.privacy);
             let (_, plain) = cloister_seal::open_to_vec(&owner.envelope, &sealed)?;
             let update: serde_json::Value = serde_json::from_slice(&plain)?;
             let model: Classifier = serde_json::from_value(update["model"].clone())?;
@@ -252,6 +307,7 @@ pub async fn run(
             updates.len(),
             contributors.join(", ")
         ));
+        show_privacy(&spent);
         rounds.push(accuracy);
     }
 
@@ -266,7 +322,7 @@ pub async fn run(
         union.labels.extend_from_slice(&part.labels);
     }
     let (central_model, _) =
-        initial.train(&union, &TrainConfig { epochs: 10, ..round_config(0) })?;
+        initial.train(&union, &TrainConfig { epochs: 10, ..round_config(0, false) })?;
     let (_, central) = central_model.evaluate(&test)?;
     ok(&format!("central held-out accuracy {central:.3}"));
 

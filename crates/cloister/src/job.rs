@@ -37,7 +37,7 @@ pub struct WorkerTarget {
 }
 
 impl WorkerTarget {
-    fn expectations(&self) -> Result<Expectations> {
+    pub(crate) fn expectations(&self) -> Result<Expectations> {
         let ca_pem = std::fs::read_to_string(&self.ca)
             .with_context(|| format!("reading the instance CA {}", self.ca.display()))?;
         ensure!(
@@ -48,7 +48,7 @@ impl WorkerTarget {
         Ok(Expectations::from_ca_pem(&ca_pem, self.measurements.clone(), tees)?)
     }
 
-    fn client(&self) -> Result<WorkerClient> {
+    pub(crate) fn client(&self) -> Result<WorkerClient> {
         Ok(WorkerClient::new(&self.url, self.expectations()?)?)
     }
 }

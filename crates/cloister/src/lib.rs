@@ -8,6 +8,7 @@ pub mod demo_llm;
 pub mod demo_train;
 pub mod envelope;
 pub mod evidence;
+pub mod federate;
 pub mod job;
 pub mod model;
 pub mod parties;

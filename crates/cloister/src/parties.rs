@@ -105,30 +105,10 @@ impl Party {
         let broker = BrokerRecipient::from_text(recipient)?;
         let sealed = cloister_seal::seal_to_vec_for(
             &[broker.recipient()],
-            &self.metadata(object_id, content_type),
+            &owned_metadata(&self.id(), object_id, content_type),
             plaintext,
         )?;
-        self.upload(client, object_id, sealed).await
-    }
-
-    fn metadata(&self, object_id: &str, content_type: &str) -> Metadata {
-        Metadata {
-            content_type: content_type.to_owned(),
-            object_id: object_id.to_owned(),
-            attributes: [("owner".to_owned(), self.id())].into_iter().collect(),
-        }
-    }
-
-    async fn upload(
-        &self,
-        client: &WorkerClient,
-        object_id: &str,
-        sealed: Vec<u8>,
-    ) -> Result<InputRef> {
-        let digest = Hex(Sha256::digest(&sealed).to_vec());
-        let stored = client.put_object(object_id, sealed).await?;
-        ensure!(stored.sha256 == digest, "the worker stored different bytes than were uploaded");
-        Ok(InputRef { object_id: object_id.to_owned(), sha256: digest, owner: self.id() })
+        upload(client, &self.id(), object_id, sealed).await
     }
 
     /// Seals `plaintext` to the enclave and uploads it; returns the reference a job uses.
@@ -140,12 +120,8 @@ impl Party {
         content_type: &str,
         plaintext: &[u8],
     ) -> Result<InputRef> {
-        let sealed = cloister_seal::seal_to_vec(
-            std::slice::from_ref(&enclave.hpke_pk),
-            &self.metadata(object_id, content_type),
-            plaintext,
-        )?;
-        self.upload(client, object_id, sealed).await
+        seal_to_enclave_and_upload(client, enclave, &self.id(), object_id, content_type, plaintext)
+            .await
     }
 
     /// Signs a grant letting `spec` use this party's `input` in `role`, in enclaves with one of
@@ -170,26 +146,88 @@ impl Party {
         result_recipients: &[String],
         privacy_budget: Option<cloister_types::job::PrivacyBudget>,
     ) -> Result<String> {
-        // A training job may read several data sets; this party grants the one it owns.
-        let input = match role {
-            InputRole::Data => {
-                spec.data_inputs().find(|input| input.owner == self.id()).unwrap_or(&spec.data)
-            }
-            InputRole::Model => &spec.model,
-        };
-        ensure!(input.owner == self.id(), "{} does not own the {role:?} input", self.name);
-        let grant = Grant {
-            job_id: spec.id.clone(),
-            job_digest: spec.digest()?,
-            role,
-            object_id: input.object_id.clone(),
-            object_sha256: input.sha256.clone(),
-            allowed_measurements: measurements.to_vec(),
-            result_recipients: result_recipients.to_vec(),
-            privacy_budget,
-        };
-        Ok(self.signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
+        sign_grant(&self.signing, spec, role, measurements, result_recipients, privacy_budget)
+            .with_context(|| format!("{} cannot grant the job", self.name))
     }
+}
+
+/// The metadata a party's sealed object carries: its id, content type and owner.
+fn owned_metadata(owner: &str, object_id: &str, content_type: &str) -> Metadata {
+    Metadata {
+        content_type: content_type.to_owned(),
+        object_id: object_id.to_owned(),
+        attributes: [("owner".to_owned(), owner.to_owned())].into_iter().collect(),
+    }
+}
+
+/// Uploads a sealed object and checks that the worker stored exactly these bytes; returns the
+/// reference a job uses.
+async fn upload(
+    client: &WorkerClient,
+    owner: &str,
+    object_id: &str,
+    sealed: Vec<u8>,
+) -> Result<InputRef> {
+    let digest = Hex(Sha256::digest(&sealed).to_vec());
+    let stored = client.put_object(object_id, sealed).await?;
+    ensure!(stored.sha256 == digest, "the worker stored different bytes than were uploaded");
+    Ok(InputRef { object_id: object_id.to_owned(), sha256: digest, owner: owner.to_owned() })
+}
+
+/// Seals `plaintext` to the verified enclave's key as `owner`'s object and uploads it.
+pub async fn seal_to_enclave_and_upload(
+    client: &WorkerClient,
+    enclave: &VerifiedEnclave,
+    owner: &str,
+    object_id: &str,
+    content_type: &str,
+    plaintext: &[u8],
+) -> Result<InputRef> {
+    let sealed = cloister_seal::seal_to_vec(
+        std::slice::from_ref(&enclave.hpke_pk),
+        &owned_metadata(owner, object_id, content_type),
+        plaintext,
+    )?;
+    upload(client, owner, object_id, sealed).await
+}
+
+/// Signs, with `signing`, a grant letting `spec` use the signer's input in `role` in enclaves
+/// with one of `measurements`, results sealed only to `result_recipients`, and for a training
+/// job's data at most `privacy_budget` when one is given (DP-SGD required).
+pub fn sign_grant(
+    signing: &SigningKey,
+    spec: &JobSpec,
+    role: InputRole,
+    measurements: &[Hex],
+    result_recipients: &[String],
+    privacy_budget: Option<cloister_types::job::PrivacyBudget>,
+) -> Result<String> {
+    let me = signing.public_key().to_text();
+    // A training job may read several data sets; the signer grants the one it owns.
+    let input = match role {
+        InputRole::Data => spec.data_inputs().find(|input| input.owner == me).unwrap_or(&spec.data),
+        InputRole::Model => &spec.model,
+    };
+    ensure!(input.owner == me, "the signer does not own the job's {role:?} input");
+    let grant = Grant {
+        job_id: spec.id.clone(),
+        job_digest: spec.digest()?,
+        role,
+        object_id: input.object_id.clone(),
+        object_sha256: input.sha256.clone(),
+        allowed_measurements: measurements.to_vec(),
+        result_recipients: result_recipients.to_vec(),
+        privacy_budget,
+    };
+    Ok(signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
+}
+
+/// Reads a party signing key file (`cloister keygen --signing`).
+pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the signing key {}", path.display()))?;
+    SigningKey::from_text(text.trim())
+        .with_context(|| format!("{} is not a party signing key", path.display()))
 }
 
 /// Verifies a receipt: signed by the attested enclave's receipt key, for this job, naming the
@@ -213,7 +251,7 @@ pub fn verify_receipt(
             == Sha256::digest(enclave.ear.as_bytes()).as_slice(),
         "the receipt names a different attestation result than the one verified"
     );
-    for input in [&spec.model, &spec.data] {
+    for input in std::iter::once(&spec.model).chain(spec.data_inputs()) {
         let Some(found) = receipt.inputs.iter().find(|i| i.object_id == input.object_id) else {
             bail!("the receipt does not mention input {}", input.object_id);
         };

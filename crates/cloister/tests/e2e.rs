@@ -710,6 +710,17 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
     let findings = scan(&bed.dirs.root, &secrets).unwrap();
     assert!(findings.is_empty(), "{findings:?}");
 
+    // The receipt states the data set's account. The budget bounds every training job on the
+    // sealed rows together: a second job that fits it alone is refused, since both would not.
+    assert_eq!(receipt.privacy.len(), 1);
+    assert_eq!((receipt.privacy[0].jobs, &receipt.privacy[0].object_id), (1, &data.object_id));
+    assert_eq!(receipt.privacy[0].total, receipt.privacy_spent);
+    let (spec, grants) =
+        training_job(&bed, plan.clone(), data.clone(), Some(budget), JobKind::Train);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("trained on in 1 earlier job(s) on this worker"), "{err}");
+    assert!(!bed.dirs.objects.join(format!("{}-update", spec.id)).exists());
+
     // A budget the plan would exceed: refused before any training, nothing written.
     let tight = PrivacyBudget { epsilon: spent.epsilon / 2.0, delta: 1e-5 };
     let (spec, grants) =
@@ -886,4 +897,35 @@ fn the_training_demo_can_aggregate_inside_the_enclave() {
         stdout.contains("round 2: 2 updates averaged inside the enclave (hospital-a, hospital-b)")
     );
     assert!(stdout.contains("✘ hospital-c did not contribute to round 2"), "{stdout}");
+}
+
+#[test]
+fn the_training_demo_with_dp_states_the_privacy_each_hospital_spent_over_all_rounds() {
+    use cloister::demo_train::{DP_DELTA, DP_EPSILON, split_table};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let stdout = run_demo(&["demo", "train", "--dp", "--workdir"], tmp.path());
+    assert_eq!(stdout.matches("3 updates averaged").count(), 5, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let federated: f64 =
+        lines[lines.len() - 2].strip_prefix("federated accuracy: ").unwrap().parse().unwrap();
+    assert!(federated > 0.9, "{federated}");
+    // After round r each hospital's receipt states the ε of r rounds composed, as the accountant
+    // computes it from the plan (2 epochs, batch 32, noise 2.0), within the granted budget.
+    let (_, parts) = split_table().unwrap();
+    for (name, rows) in ["hospital-a", "hospital-b", "hospital-c"].iter().zip(&parts) {
+        let q = 32.0 / rows.rows() as f64;
+        let steps_per_round = 2 * rows.rows().div_ceil(32) as u64;
+        for round in 1..=5u64 {
+            let expected =
+                cloister_types::privacy::dp_sgd_epsilon(q, 2.0, round * steps_per_round, DP_DELTA)
+                    .unwrap()
+                    .epsilon;
+            assert!(expected <= DP_EPSILON);
+            let line = format!(
+                "{name}-rows: ε = {expected:.3} spent so far at δ = {DP_DELTA} ({round} training job(s)"
+            );
+            assert!(stdout.contains(&line), "{line} not in\n{stdout}");
+        }
+    }
 }

@@ -1,0 +1,306 @@
+//! `cloister federate` as separate parties run it: three hospitals `join` and `approve` from
+//! their own processes, the model owner `run`s the rounds, all meeting through an exchange
+//! directory and an attested worker. One hospital stops granting half-way; with DP-SGD the
+//! worker's privacy ledger stops the federation once a hospital's budget is spent over every
+//! round together.
+
+// A failed setup in a test should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use cloister::demo_train::{split_table, to_csv};
+use cloister::federate::RoundRecord;
+use cloister::scan::{Secret, scan};
+use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, RunningWorker};
+use cloister_types::Hex;
+use cloister_types::privacy::dp_sgd_epsilon;
+use cloister_worker::engine::{Classifier, LabelledRows};
+use tokio::process::{Child, Command};
+
+const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
+
+struct Bed {
+    tmp: tempfile::TempDir,
+    dirs: ComputeDirs,
+    _authority: RunningAuthority,
+    worker: RunningWorker,
+    measurement: Hex,
+    ca_file: PathBuf,
+    test: LabelledRows,
+    parts: Vec<LabelledRows>,
+}
+
+fn cloister() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command.kill_on_drop(true);
+    command
+}
+
+fn stdout(output: &Output, what: &str) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\nstdout:\n{text}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
+        let (attester, measurement, authority) =
+            testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await.unwrap();
+        let worker =
+            testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
+        let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+        let ca_file = tmp.path().join("instance-ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        let (test, parts) = split_table().unwrap();
+        for party in ["model-owner"].iter().chain(&HOSPITALS) {
+            std::fs::create_dir_all(tmp.path().join(party)).unwrap();
+        }
+        let bed =
+            Bed { tmp, dirs, _authority: authority, worker, measurement, ca_file, test, parts };
+        let owner = bed.dir("model-owner");
+        bed.keygen(&owner, &["--signing"], "signing").await;
+        bed.keygen(&owner, &[], "envelope").await;
+        std::fs::write(owner.join("test.csv"), &*to_csv(&bed.test)).unwrap();
+        for (name, rows) in HOSPITALS.iter().zip(&bed.parts) {
+            let dir = bed.dir(name);
+            bed.keygen(&dir, &["--signing"], "signing").await;
+            std::fs::write(dir.join("rows.csv"), &*to_csv(rows)).unwrap();
+        }
+        bed
+    }
+
+    fn dir(&self, party: &str) -> PathBuf {
+        self.tmp.path().join(party)
+    }
+
+    async fn keygen(&self, dir: &Path, extra: &[&str], name: &str) {
+        let output = cloister()
+            .current_dir(dir)
+            .args([
+                "keygen",
+                "--secret",
+                &format!("{name}.key"),
+                "--public",
+                &format!("{name}.pub"),
+            ])
+            .args(extra)
+            .output()
+            .await
+            .unwrap();
+        stdout(&output, "keygen");
+    }
+
+    /// `--worker --ca --measurement --accept-sim`.
+    fn target(&self, command: &mut Command) {
+        command.args(["--worker", &self.worker.url, "--ca"]).arg(&self.ca_file).args([
+            "--measurement",
+            &self.measurement.to_string(),
+            "--accept-sim",
+        ]);
+    }
+
+    /// Each hospital seals its rows to the enclave and writes its participant reference.
+    async fn join_all(&self, suffix: &str) {
+        for name in HOSPITALS {
+            let mut command = cloister();
+            command.current_dir(self.dir(name)).args(["federate", "join"]);
+            self.target(&mut command);
+            let output = command
+                .args(["--name", name, "--key", "signing.key", "--rows", "rows.csv"])
+                .args(["--object-id", &format!("{name}-rows-{suffix}")])
+                .args(["--out", "participant.json"])
+                .output()
+                .await
+                .unwrap();
+            stdout(&output, "federate join");
+        }
+    }
+
+    /// `federate approve --watch` from a hospital's directory, with `extra` conditions.
+    fn approve(&self, name: &str, exchange: &Path, extra: &[&str]) -> Child {
+        cloister()
+            .current_dir(self.dir(name))
+            .args(["federate", "approve", "--exchange"])
+            .arg(exchange)
+            .args(["--participant", "participant.json", "--key", "signing.key"])
+            .args(["--measurement", &self.measurement.to_string(), "--recipient"])
+            .arg(self.dir("model-owner").join("envelope.pub"))
+            .arg("--watch")
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// `federate run` from the model owner's directory; returns its stdout and the records.
+    async fn run(&self, exchange: &Path, id: &str, extra: &[&str]) -> (String, Vec<RoundRecord>) {
+        let mut command = cloister();
+        command.current_dir(self.dir("model-owner")).args(["federate", "run"]);
+        self.target(&mut command);
+        command
+            .arg("--exchange")
+            .arg(exchange)
+            .args(["--id", id, "--key", "signing.key", "--envelope", "envelope.key"])
+            .args(["--test", "test.csv", "--rounds", "5", "--out", &format!("{id}.json")]);
+        for name in HOSPITALS {
+            command.arg("--participant").arg(self.dir(name).join("participant.json"));
+        }
+        let output = command.args(extra).output().await.unwrap();
+        let text = stdout(&output, "federate run");
+        let done = std::fs::read(exchange.join("done.json")).unwrap();
+        (text, serde_json::from_slice(&done).unwrap())
+    }
+}
+
+async fn finish(child: Child, what: &str) -> String {
+    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not stop once the federation was done"))
+        .unwrap();
+    stdout(&output, what)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separate_parties_federate_and_a_hospital_that_stops_granting_does_not_stop_the_others() {
+    let bed = Bed::start().await;
+    bed.join_all("plain").await;
+    let exchange = bed.tmp.path().join("exchange");
+    let a = bed.approve("hospital-a", &exchange, &[]);
+    let b = bed.approve("hospital-b", &exchange, &[]);
+    // Hospital C grants two rounds, then goes silent.
+    let c = bed.approve("hospital-c", &exchange, &["--max-jobs", "2"]);
+    let (out, records) = bed.run(&exchange, "fed", &["--grant-timeout", "3"]).await;
+    for (child, name) in [(a, "hospital-a"), (b, "hospital-b"), (c, "hospital-c")] {
+        let said = finish(child, name).await;
+        assert!(said.contains(&format!("{name}: granted fed-r1-{name}")), "{said}");
+    }
+
+    assert_eq!(records.len(), 5);
+    for record in &records {
+        let expected: Vec<&str> =
+            if record.round <= 2 { HOSPITALS.to_vec() } else { HOSPITALS[..2].to_vec() };
+        assert_eq!(record.contributors, expected, "round {}", record.round);
+        let rows: usize = bed.parts[..expected.len()].iter().map(LabelledRows::rows).sum();
+        assert_eq!(record.rows, rows as u64);
+        if record.round > 2 {
+            assert_eq!(record.missing.len(), 1);
+            assert_eq!(record.missing[0].0, "hospital-c");
+            assert!(record.missing[0].1.contains("no grant within 3 s"), "{:?}", record.missing);
+        }
+        // Without DP every account is unbounded: no ε is claimed.
+        assert!(record.privacy.iter().all(|p| p.total.is_none() && p.job.is_none()));
+    }
+    assert!(out.contains("✘ hospital-c did not contribute to round 3"), "{out}");
+
+    // The model owner's final model is what it reports, and learned.
+    let model: Classifier =
+        serde_json::from_slice(&std::fs::read(bed.dir("model-owner").join("fed.json")).unwrap())
+            .unwrap();
+    let (_, accuracy) = model.evaluate(&bed.test).unwrap();
+    assert!(out.trim_end().ends_with(&format!("accuracy: {accuracy:.3}")), "{out}");
+    assert!(accuracy > 0.9, "federated accuracy {accuracy}");
+
+    // Neither the compute side nor the exchange holds the rows or the model in plaintext.
+    let mut union =
+        LabelledRows { features: Vec::new(), labels: Vec::new(), columns: bed.test.columns };
+    for part in &bed.parts {
+        union.features.extend_from_slice(&part.features);
+        union.labels.extend_from_slice(&part.labels);
+    }
+    let rows_csv = to_csv(&union);
+    let parameters = serde_json::to_vec(&model).unwrap();
+    let secrets = [
+        Secret::sampled("hospital rows", &rows_csv, 16, 48),
+        Secret::sampled("final parameters", &parameters, 16, 48),
+    ];
+    for root in [&bed.dirs.root, &exchange] {
+        let found = scan(root, &secrets).unwrap();
+        assert!(found.is_empty(), "plaintext under {}: {found:?}", root.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_stops_dp_rounds_once_a_hospitals_budget_is_spent_over_every_round() {
+    let bed = Bed::start().await;
+    bed.join_all("dp").await;
+    let exchange = bed.tmp.path().join("exchange");
+    // Each round is 2 epochs of DP-SGD at batch 32 and noise 1.0; the budget fits three rounds of
+    // the smallest hospital's data, composed, but not four.
+    let (noise, delta, epochs, batch) = (1.0, 1e-5, 2usize, 32usize);
+    let smallest = bed.parts[0].rows();
+    let q = batch as f64 / smallest as f64;
+    let steps_per_round = (epochs * smallest.div_ceil(batch)) as u64;
+    let three = dp_sgd_epsilon(q, noise, 3 * steps_per_round, delta).unwrap().epsilon;
+    let four = dp_sgd_epsilon(q, noise, 4 * steps_per_round, delta).unwrap().epsilon;
+    let budget = (three + four) / 2.0;
+    let budget_args = ["--epsilon", &budget.to_string(), "--delta", &delta.to_string()];
+    let children: Vec<Child> =
+        HOSPITALS.iter().map(|name| bed.approve(name, &exchange, &budget_args)).collect();
+    let (out, records) = bed
+        .run(
+            &exchange,
+            "dp",
+            &[
+                "--aggregate-in-enclave",
+                "--dp-noise",
+                "1.0",
+                "--dp-clip",
+                "1.0",
+                "--dp-delta",
+                "1e-5",
+                "--learning-rate",
+                "0.5",
+                "--grant-timeout",
+                "30",
+            ],
+        )
+        .await;
+    for (child, name) in children.into_iter().zip(HOSPITALS) {
+        finish(child, name).await;
+    }
+
+    let spent = |record: &RoundRecord| {
+        record.privacy.iter().find(|p| p.object_id == "hospital-a-rows-dp").and_then(|p| p.total)
+    };
+    for record in &records[..3] {
+        assert_eq!(record.contributors, HOSPITALS.to_vec(), "round {}", record.round);
+        let total = spent(record).expect("a DP round states the ε spent");
+        let expected = dp_sgd_epsilon(q, noise, record.round * steps_per_round, delta).unwrap();
+        assert!((total.epsilon - expected.epsilon).abs() < 1e-9, "round {}", record.round);
+        assert!(total.epsilon <= budget);
+    }
+    for record in &records[3..] {
+        assert!(
+            record.contributors.is_empty(),
+            "round {}: {:?}",
+            record.round,
+            record.contributors
+        );
+        let failure = record.failure.as_deref().unwrap_or_default();
+        assert!(
+            failure.contains("hospital-a-rows-dp has been trained on in 3 earlier job(s)")
+                && failure.contains("would have spent"),
+            "round {}: {failure}",
+            record.round
+        );
+        assert!(record.missing.is_empty(), "every hospital granted: {:?}", record.missing);
+    }
+    assert!(out.contains("round 4: no update; the global model is unchanged"), "{out}");
+    // The three DP rounds still learned something.
+    let model: Classifier =
+        serde_json::from_slice(&std::fs::read(bed.dir("model-owner").join("dp.json")).unwrap())
+            .unwrap();
+    let (_, accuracy) = model.evaluate(&bed.test).unwrap();
+    assert!(accuracy > 0.85, "DP federated accuracy {accuracy}");
+}
