@@ -230,4 +230,30 @@ mod tests {
         }
         assert!(curve.epsilon(0.0).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Composing the costs of two runs on the same data is the cost of running their steps
+        /// together, never more than the sum of their ε, and never less than either alone.
+        #[test]
+        fn composition_is_additive_and_monotone(
+            q in 0.001f64..1.0,
+            sigma in 0.5f64..5.0,
+            a in 1u64..500,
+            b in 1u64..500,
+        ) {
+            let delta = 1e-5;
+            let mut both = RdpCurve::dp_sgd(q, sigma, a).unwrap();
+            both.compose(&RdpCurve::dp_sgd(q, sigma, b).unwrap());
+            let together = RdpCurve::dp_sgd(q, sigma, a + b).unwrap();
+            for (x, y) in both.values().iter().zip(together.values()) {
+                proptest::prop_assert!((x - y).abs() <= 1e-9 * y.max(1.0));
+            }
+            let composed = both.epsilon(delta).unwrap().epsilon;
+            let alone = |steps| dp_sgd_epsilon(q, sigma, steps, delta).unwrap().epsilon;
+            proptest::prop_assert!(composed <= alone(a) + alone(b) + 1e-9);
+            proptest::prop_assert!(composed + 1e-9 >= alone(a).max(alone(b)));
+        }
+    }
 }
