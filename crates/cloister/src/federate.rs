@@ -37,7 +37,9 @@ use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig, federated_a
 use serde::{Deserialize, Serialize};
 
 use crate::job::WorkerTarget;
-use crate::parties::{seal_to_enclave_and_upload, sign_grant, verify_receipt};
+use crate::parties::{
+    seal_to_broker_and_upload, seal_to_enclave_and_upload, sign_grant, verify_receipt,
+};
 
 /// How often the exchange directory is polled.
 const POLL: Duration = Duration::from_millis(200);
@@ -79,14 +81,27 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
     serde_json::from_str(&text).with_context(|| format!("{} is not {what}", path.display()))
 }
 
-/// `federate join`: seals `rows` (a labelled CSV, class in the last column) to the worker's
-/// attested enclave as `object_id`, uploads it, and writes the participant reference to `out`.
+/// Whom `federate join` seals the rows to.
+#[derive(Clone, Debug)]
+pub enum SealTo {
+    /// The attested enclave's own key: nothing else can open the rows, and they cannot be opened
+    /// any more once that worker process ends.
+    Enclave,
+    /// A key-broker key (its recipient text): any enclave its release policy admits opens the
+    /// rows, across worker restarts, until the owner revokes the key.
+    Broker(String),
+}
+
+/// `federate join`: seals `rows` (a labelled CSV, class in the last column) as `object_id`,
+/// after verifying the worker's enclave, uploads it, and writes the participant reference to
+/// `out`.
 pub async fn join(
     target: &WorkerTarget,
     name: &str,
     signing: &SigningKey,
     rows: &Path,
     object_id: &str,
+    to: &SealTo,
     out: &Path,
 ) -> Result<Participant> {
     check_name(name)?;
@@ -96,21 +111,27 @@ pub async fn join(
     let parsed = LabelledRows::from_csv(&plain)
         .with_context(|| format!("{} is not a labelled CSV", rows.display()))?;
     let (client, enclave) = attest(target).await?;
-    let data = seal_to_enclave_and_upload(
-        &client,
-        &enclave,
-        &signing.public_key().to_text(),
-        object_id,
-        "text/csv",
-        &plain,
-    )
-    .await?;
+    let owner = signing.public_key().to_text();
+    let data = match to {
+        SealTo::Enclave => {
+            seal_to_enclave_and_upload(&client, &enclave, &owner, object_id, "text/csv", &plain)
+                .await?
+        }
+        SealTo::Broker(recipient) => {
+            seal_to_broker_and_upload(&client, &owner, recipient, object_id, "text/csv", &plain)
+                .await?
+        }
+    };
     let participant = Participant { name: name.to_owned(), data };
     write_atomically(out, &serde_json::to_vec_pretty(&participant)?)?;
     eprintln!(
-        "{name}: {} rows sealed to the enclave (measurement {}) as {object_id}; give {} to the \
-         model owner",
+        "{name}: {} rows sealed to {} (the worker's enclave has measurement {}) as {object_id}; \
+         give {} to the model owner",
         parsed.rows(),
+        match to {
+            SealTo::Enclave => "the enclave's own key",
+            SealTo::Broker(_) => "your key-broker key",
+        },
         enclave.claims.measurement,
         out.display()
     );

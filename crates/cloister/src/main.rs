@@ -135,7 +135,8 @@ enum Command {
 #[derive(Subcommand)]
 enum FederateCommand {
     /// Data owner: seal a labelled CSV (class in the last column) to the worker's attested
-    /// enclave, upload it, and write the participant reference to give the model owner.
+    /// enclave (or to your key-broker key), upload it, and write the participant reference to
+    /// give the model owner.
     Join {
         #[command(flatten)]
         target: WorkerTargetArgs,
@@ -151,6 +152,11 @@ enum FederateCommand {
         /// The object id on the worker (default: NAME-rows).
         #[arg(long)]
         object_id: Option<String>,
+        /// Seal to this key-broker key (what `cloister key register` prints) instead of the
+        /// enclave's own key, so that the rows outlive the worker process: any enclave the key's
+        /// release policy admits can open them, until you revoke the key.
+        #[arg(long)]
+        broker_recipient: Option<String>,
         /// Where to write the participant reference (JSON).
         #[arg(long)]
         out: PathBuf,
@@ -1023,10 +1029,12 @@ async fn federate(command: FederateCommand) -> Result<()> {
     use cloister::federate;
     use cloister::parties::read_signing_key;
     match command {
-        FederateCommand::Join { target, name, key, rows, object_id, out } => {
+        FederateCommand::Join { target, name, key, rows, object_id, broker_recipient, out } => {
             let object_id = object_id.unwrap_or_else(|| format!("{name}-rows"));
             let signing = read_signing_key(&key)?;
-            federate::join(&target.target()?, &name, &signing, &rows, &object_id, &out).await?;
+            let to = broker_recipient.map_or(federate::SealTo::Enclave, federate::SealTo::Broker);
+            federate::join(&target.target()?, &name, &signing, &rows, &object_id, &to, &out)
+                .await?;
             Ok(())
         }
         FederateCommand::Approve {

@@ -102,13 +102,8 @@ impl Party {
         content_type: &str,
         plaintext: &[u8],
     ) -> Result<InputRef> {
-        let broker = BrokerRecipient::from_text(recipient)?;
-        let sealed = cloister_seal::seal_to_vec_for(
-            &[broker.recipient()],
-            &owned_metadata(&self.id(), object_id, content_type),
-            plaintext,
-        )?;
-        upload(client, &self.id(), object_id, sealed).await
+        seal_to_broker_and_upload(client, &self.id(), recipient, object_id, content_type, plaintext)
+            .await
     }
 
     /// Seals `plaintext` to the enclave and uploads it; returns the reference a job uses.
@@ -185,6 +180,27 @@ pub async fn seal_to_enclave_and_upload(
 ) -> Result<InputRef> {
     let sealed = cloister_seal::seal_to_vec(
         std::slice::from_ref(&enclave.hpke_pk),
+        &owned_metadata(owner, object_id, content_type),
+        plaintext,
+    )?;
+    upload(client, owner, object_id, sealed).await
+}
+
+/// Seals `plaintext` once to a key-broker key (`recipient`: what `cloister key register` prints)
+/// as `owner`'s object and uploads it: any enclave the key's release policy admits can open it,
+/// until the owner revokes the key.
+pub async fn seal_to_broker_and_upload(
+    client: &WorkerClient,
+    owner: &str,
+    recipient: &str,
+    object_id: &str,
+    content_type: &str,
+    plaintext: &[u8],
+) -> Result<InputRef> {
+    let broker = BrokerRecipient::from_text(recipient)
+        .context("the key-broker recipient is not valid (what `cloister key register` prints)")?;
+    let sealed = cloister_seal::seal_to_vec_for(
+        &[broker.recipient()],
         &owned_metadata(owner, object_id, content_type),
         plaintext,
     )?;

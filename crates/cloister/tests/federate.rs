@@ -25,7 +25,7 @@ const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];
 struct Bed {
     tmp: tempfile::TempDir,
     dirs: ComputeDirs,
-    _authority: RunningAuthority,
+    authority: RunningAuthority,
     worker: RunningWorker,
     measurement: Hex,
     ca_file: PathBuf,
@@ -65,8 +65,7 @@ impl Bed {
         for party in ["model-owner"].iter().chain(&HOSPITALS) {
             std::fs::create_dir_all(tmp.path().join(party)).unwrap();
         }
-        let bed =
-            Bed { tmp, dirs, _authority: authority, worker, measurement, ca_file, test, parts };
+        let bed = Bed { tmp, dirs, authority, worker, measurement, ca_file, test, parts };
         let owner = bed.dir("model-owner");
         bed.keygen(&owner, &["--signing"], "signing").await;
         bed.keygen(&owner, &[], "envelope").await;
@@ -109,12 +108,30 @@ impl Bed {
         ]);
     }
 
-    /// Each hospital seals its rows to the enclave and writes its participant reference.
-    async fn join_all(&self, suffix: &str) {
+    /// Registers a key-broker key that releases to the worker's measurement; returns its
+    /// recipient text.
+    async fn broker_key(&self, name: &str) -> String {
+        use cloister_policy::ReleasePolicy;
+        use cloister_types::manage::RegisterKey;
+        let key = RegisterKey {
+            name: name.to_owned(),
+            secret_key: None,
+            release_policy: ReleasePolicy::template(std::slice::from_ref(&self.measurement)),
+            instances: vec![self.authority.instance_id.clone()],
+        };
+        self.authority.tenant_admin().unwrap().register_key(&key).await.unwrap().recipient
+    }
+
+    /// Each hospital seals its rows (to the enclave, or to `broker`'s key-broker key for the
+    /// hospital it names) and writes its participant reference.
+    async fn join_all(&self, suffix: &str, broker: Option<(&str, &str)>) {
         for name in HOSPITALS {
             let mut command = cloister();
             command.current_dir(self.dir(name)).args(["federate", "join"]);
             self.target(&mut command);
+            if let Some((_, recipient)) = broker.filter(|(hospital, _)| *hospital == name) {
+                command.args(["--broker-recipient", recipient]);
+            }
             let output = command
                 .args(["--name", name, "--key", "signing.key", "--rows", "rows.csv"])
                 .args(["--object-id", &format!("{name}-rows-{suffix}")])
@@ -174,7 +191,14 @@ async fn finish(child: Child, what: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn separate_parties_federate_and_a_hospital_that_stops_granting_does_not_stop_the_others() {
     let bed = Bed::start().await;
-    bed.join_all("plain").await;
+    // Hospital B seals its rows to its key-broker key, the others to the enclave's own key.
+    let recipient = bed.broker_key("hospital-b").await;
+    bed.join_all("plain", Some(("hospital-b", &recipient))).await;
+    for (name, brokered) in [("hospital-a", false), ("hospital-b", true)] {
+        let sealed = std::fs::read(bed.dirs.objects.join(format!("{name}-rows-plain"))).unwrap();
+        let header = cloister_seal::read_header(sealed.as_slice()).unwrap();
+        assert_eq!(!header.broker_key_ids().is_empty(), brokered, "{name}");
+    }
     let exchange = bed.tmp.path().join("exchange");
     let a = bed.approve("hospital-a", &exchange, &[]);
     let b = bed.approve("hospital-b", &exchange, &[]);
@@ -233,7 +257,7 @@ async fn separate_parties_federate_and_a_hospital_that_stops_granting_does_not_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_worker_stops_dp_rounds_once_a_hospitals_budget_is_spent_over_every_round() {
     let bed = Bed::start().await;
-    bed.join_all("dp").await;
+    bed.join_all("dp", None).await;
     let exchange = bed.tmp.path().join("exchange");
     // Each round is 2 epochs of DP-SGD at batch 32 and noise 1.0; the budget fits three rounds of
     // the smallest hospital's data, composed, but not four.
