@@ -132,6 +132,10 @@ pub struct Receipt {
     /// For a training job: each data set's privacy account on the worker after this job.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub privacy: Vec<PrivacyAccount>,
+    /// For a training job on text: the frozen sentence encoder (`name@version`, owner) that
+    /// embedded the texts the classifier head trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
     /// Rows processed.
     pub rows: u64,
     /// Unix seconds when the job started and finished.

@@ -226,6 +226,7 @@ pub fn run_job(
             ],
             privacy_spent: None,
             privacy: Vec::new(),
+            encoder: None,
             started_at,
         },
     )
@@ -242,6 +243,8 @@ pub(crate) struct JobResult<'a> {
     pub(crate) erased: &'a [&'a str],
     pub(crate) privacy_spent: Option<PrivacyBudget>,
     pub(crate) privacy: Vec<cloister_types::job::PrivacyAccount>,
+    /// The frozen encoder a training job's head trained on.
+    pub(crate) encoder: Option<String>,
     pub(crate) started_at: u64,
 }
 
@@ -280,6 +283,7 @@ pub(crate) fn finish_job(
         rows: result.rows,
         privacy_spent: result.privacy_spent,
         privacy: result.privacy,
+        encoder: result.encoder,
         started_at: result.started_at as i64,
         finished_at: unix_now() as i64,
     };

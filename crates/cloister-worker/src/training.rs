@@ -7,6 +7,8 @@
 //! data sets (`JobSpec::more_data`) trains one update per data set and seals only their
 //! row-weighted average: secure aggregation by the enclave, no single site's update leaves.
 
+use std::sync::Arc;
+
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::job::{PrivacyAccount, PrivacyBudget, ReceiptInput};
@@ -21,6 +23,7 @@ use crate::jobs::{
     receipt_input,
 };
 use crate::ledger::Charge;
+use crate::online::{Catalog, Engine, LoadedModel};
 use crate::server::Worker;
 use crate::store::ObjectStore;
 
@@ -31,6 +34,21 @@ pub struct TrainingPlan {
     pub model: Classifier,
     /// How to train it.
     pub config: TrainConfig,
+    /// Train a classifier head on frozen sentence embeddings instead of on table rows.
+    #[serde(default)]
+    pub encoder: Option<FrozenEncoder>,
+}
+
+/// A sentence encoder loaded in the worker (deployed from the model repository after its
+/// integrity check) whose embeddings a classifier head trains on. The data set is then JSON
+/// lines, one `{"text": …, "label": …}` per line; each text is embedded inside the enclave and
+/// the head sees only the embeddings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FrozenEncoder {
+    /// The loaded model, `name@version` (a bare name is refused: the version must be pinned).
+    pub model: String,
+    /// The party key that signed its manifest and serving policy.
+    pub owner: String,
 }
 
 /// What a training job seals to its recipients.
@@ -89,6 +107,8 @@ pub(crate) struct OpenedTraining {
     inputs: Vec<ReceiptInput>,
     authorization: JobAuthorization,
     started_at: u64,
+    /// The frozen encoder the head trained on, for the receipt.
+    encoder: Option<String>,
 }
 
 impl OpenedTraining {
@@ -103,6 +123,7 @@ impl OpenedTraining {
 pub(crate) fn open_training(
     identity: &EnclaveIdentity,
     store: &ObjectStore,
+    catalog: &Catalog,
     spec: &JobSpec,
     authorization: JobAuthorization,
     released: &[RecipientSecretKey],
@@ -118,6 +139,7 @@ pub(crate) fn open_training(
         ))
     })?;
     drop(plan_plain);
+    let encoder = plan.encoder.as_ref().map(|wanted| find_encoder(catalog, wanted)).transpose()?;
 
     let seeded_noise = plan.config.dp.as_ref().is_some_and(|dp| dp.noise_seed.is_some());
     let mut sites = Vec::new();
@@ -125,7 +147,10 @@ pub(crate) fn open_training(
         let sealed = read_checked(store, input, InputRole::Data)?;
         let plain = open_input(identity, released, &sealed, InputRole::Data)?;
         inputs.push(receipt_input(input, InputRole::Data, &plain));
-        let rows = LabelledRows::from_csv(&plain)?;
+        let rows = match &encoder {
+            None => LabelledRows::from_csv(&plain)?,
+            Some(encoder) => embed_labelled_texts(&plain, encoder)?,
+        };
         drop(plain);
         if let Some(budget) = budget {
             check_budget(budget, &plan.config, rows.rows())?;
@@ -136,7 +161,70 @@ pub(crate) fn open_training(
         let charge = Charge { input: input.clone(), cost, budget: *budget, delta };
         sites.push(Site { rows, charge });
     }
-    Ok(OpenedTraining { plan, sites, inputs, authorization, started_at })
+    let encoder =
+        encoder.map(|model| format!("{} (owner {})", model.id(), model.serving_policy().owner()));
+    Ok(OpenedTraining { plan, sites, inputs, authorization, started_at, encoder })
+}
+
+/// The loaded encoder the plan names, checked: pinned version, its owner, an embedding model.
+fn find_encoder(catalog: &Catalog, wanted: &FrozenEncoder) -> Result<Arc<LoadedModel>, JobError> {
+    let refuse =
+        |why: String| JobError::BadSpec(format!("the plan's encoder {}: {why}", wanted.model));
+    if !wanted.model.contains('@') {
+        return Err(refuse("name it as name@version".into()));
+    }
+    let model = catalog
+        .get(&wanted.model)
+        .ok_or_else(|| refuse("no such model is loaded in this worker".into()))?;
+    if model.serving_policy().owner() != wanted.owner {
+        return Err(refuse(format!(
+            "it was loaded with a manifest signed by {}, not by the owner the plan names",
+            model.serving_policy().owner()
+        )));
+    }
+    if !matches!(model.engine(), Engine::Embedder(_)) {
+        return Err(refuse("it is not a sentence-embedding model".into()));
+    }
+    Ok(model)
+}
+
+/// One line of a text data set.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelledText {
+    text: String,
+    label: u32,
+}
+
+/// Embeds a JSON-lines data set of `{"text", "label"}` with the loaded encoder: the rows a
+/// classifier head trains on. The texts are zeroized once embedded.
+fn embed_labelled_texts(plain: &[u8], model: &LoadedModel) -> Result<LabelledRows, JobError> {
+    let Engine::Embedder(embedder) = model.engine() else {
+        return Err(JobError::BadSpec(format!("{} is not a sentence-embedding model", model.id())));
+    };
+    let mut texts = Zeroizing::new(Vec::new());
+    let mut labels = Vec::new();
+    for (index, line) in plain.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed: LabelledText = serde_json::from_slice(line).map_err(|e| {
+            JobError::Engine(EngineError::InvalidArgument(format!(
+                "line {} of the data set is not {{\"text\": string, \"label\": class}} (column {})",
+                index + 1,
+                e.column()
+            )))
+        })?;
+        texts.push(parsed.text);
+        labels.push(parsed.label);
+    }
+    let embeddings = embedder.embed(&texts)?;
+    let columns = embedder.dimension();
+    let mut features = Vec::with_capacity(texts.len() * columns);
+    for vector in &embeddings.vectors {
+        features.extend_from_slice(vector);
+    }
+    Ok(LabelledRows { features, labels, columns })
 }
 
 /// Trains the opened job (the ledger has charged it), seals the update to the approved
@@ -149,7 +237,7 @@ pub(crate) fn train_and_seal(
     opened: OpenedTraining,
     accounts: Vec<PrivacyAccount>,
 ) -> Result<JobOutcome, JobError> {
-    let OpenedTraining { plan, sites, inputs, authorization, started_at } = opened;
+    let OpenedTraining { plan, sites, inputs, authorization, started_at, encoder } = opened;
     let JobAuthorization { digest, recipients, .. } = authorization;
     // The receipt states the largest spend of any data set (each within its own budget).
     let privacy_spent = accounts
@@ -214,6 +302,7 @@ pub(crate) fn train_and_seal(
             ],
             privacy_spent,
             privacy: accounts,
+            encoder,
             started_at,
         },
     )
@@ -222,14 +311,21 @@ pub(crate) fn train_and_seal(
 /// Runs an authorised training job: opens it, charges the privacy ledger (refused beyond a
 /// data owner's budget, counting earlier jobs on the same data set), trains and seals.
 pub(crate) async fn run_training(
-    worker: std::sync::Arc<Worker>,
+    worker: Arc<Worker>,
     spec: JobSpec,
     authorization: JobAuthorization,
     released: Vec<RecipientSecretKey>,
 ) -> Result<JobOutcome, JobError> {
     let (opening, opening_spec) = (worker.clone(), spec.clone());
     let opened = blocking(move || {
-        open_training(&opening.identity, &opening.store, &opening_spec, authorization, &released)
+        open_training(
+            &opening.identity,
+            &opening.store,
+            &opening.catalog,
+            &opening_spec,
+            authorization,
+            &released,
+        )
     })
     .await?;
     let accounts = worker.ledger.charge(&spec.id, &opened.charges()).await?;

