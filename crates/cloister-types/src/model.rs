@@ -95,6 +95,26 @@ pub struct ModelMetadata {
     pub details: BTreeMap<String, String>,
 }
 
+impl ModelMetadata {
+    /// Metadata that names only the format, the task and the architecture (no parameter count,
+    /// no tensors, no details): for models built in code rather than inspected from files.
+    pub fn named(format: ModelFormat, task: ModelTask, architecture: &str) -> Self {
+        ModelMetadata {
+            format,
+            task,
+            architecture: architecture.to_owned(),
+            parameter_count: 0,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            context_length: None,
+            vocab_size: None,
+            hidden_size: None,
+            chat_template: None,
+            details: BTreeMap::new(),
+        }
+    }
+}
+
 /// One file of a model: its path in the model (`model.gguf`, `config.json`, …), its plaintext
 /// digest and size, and the sealed object that holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -98,19 +98,7 @@ fn time_calls(iterations: usize, mut call: impl FnMut() -> Result<()>) -> Result
 }
 
 fn metadata(format: ModelFormat, task: ModelTask, architecture: &str) -> ModelMetadata {
-    ModelMetadata {
-        format,
-        task,
-        architecture: architecture.into(),
-        parameter_count: 0,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
-        context_length: None,
-        vocab_size: None,
-        hidden_size: None,
-        chat_template: None,
-        details: Default::default(),
-    }
+    ModelMetadata::named(format, task, architecture)
 }
 
 fn load(

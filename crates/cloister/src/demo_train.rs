@@ -195,6 +195,10 @@ pub async fn run(
     let mut global = initial.clone();
     let mut rounds = Vec::new();
     let budget = dp.then_some(PrivacyBudget { epsilon: DP_EPSILON, delta: DP_DELTA });
+    // A hospital's grant for its rows: the update to the model owner only, within its budget.
+    let grant_data = |party: &Party, spec: &JobSpec| {
+        party.grant_with_budget(spec, InputRole::Data, measurements, &to, budget)
+    };
     if dp {
         ok(&format!(
             "DP-SGD (noise 2.0, clip 1.0); each hospital grants ε ≤ {DP_EPSILON} at δ = {DP_DELTA} \
@@ -235,13 +239,7 @@ pub async fn run(
             };
             let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
             for (party, _, _) in &granting {
-                grants.push(party.grant_with_budget(
-                    &spec,
-                    InputRole::Data,
-                    measurements,
-                    &to,
-                    budget,
-                )?);
+                grants.push(grant_data(party, &spec)?);
             }
             let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await?;
             let sealed = client.get_object(&done.outputs[0].object_id).await?;
@@ -274,13 +272,7 @@ pub async fn run(
             };
             let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
             if dropout != Some(&(party.name.clone(), round)) {
-                grants.push(party.grant_with_budget(
-                    &spec,
-                    InputRole::Data,
-                    measurements,
-                    &to,
-                    budget,
-                )?);
+                grants.push(grant_data(party, &spec)?);
             }
             let done = match client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await {
                 Ok(done) => done,

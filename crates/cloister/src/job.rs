@@ -269,7 +269,9 @@ async fn download(
     Ok(output)
 }
 
-fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `output` through a synced temporary file in the same directory, so that
+/// `output` is either untouched or complete.
+pub(crate) fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
     let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;

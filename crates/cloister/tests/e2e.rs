@@ -812,19 +812,7 @@ async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() 
         .signing
         .sign("serving policy", &policy, unix_now(), std::time::Duration::from_secs(60))
         .unwrap();
-    let metadata = ModelMetadata {
-        format: ModelFormat::Safetensors,
-        task: ModelTask::Embedding,
-        architecture: "bert".into(),
-        parameter_count: 0,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
-        context_length: None,
-        vocab_size: None,
-        hidden_size: None,
-        chat_template: None,
-        details: Default::default(),
-    };
+    let metadata = ModelMetadata::named(ModelFormat::Safetensors, ModelTask::Embedding, "bert");
     let loaded = LoadedModel::new(
         "minilm",
         "1",

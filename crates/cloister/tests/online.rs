@@ -172,17 +172,8 @@ fn expectations(bed: &Bed) -> Expectations {
 
 fn onnx_metadata() -> ModelMetadata {
     ModelMetadata {
-        format: ModelFormat::Onnx,
-        task: ModelTask::Tensor,
-        architecture: "sklearn logistic regression".into(),
         parameter_count: 31,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
-        context_length: None,
-        vocab_size: None,
-        hidden_size: None,
-        chat_template: None,
-        details: Default::default(),
+        ..ModelMetadata::named(ModelFormat::Onnx, ModelTask::Tensor, "sklearn logistic regression")
     }
 }
 
@@ -217,7 +208,7 @@ fn asset(relative: &str) -> PathBuf {
 }
 
 fn text_metadata(task: ModelTask, format: ModelFormat, architecture: &str) -> ModelMetadata {
-    ModelMetadata { format, task, architecture: architecture.into(), ..onnx_metadata() }
+    ModelMetadata::named(format, task, architecture)
 }
 
 /// Loads SmolLM2-135M-Instruct (GGUF) as `smollm2@1` and all-MiniLM-L6-v2 as `minilm@1`, for
