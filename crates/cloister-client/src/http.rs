@@ -32,6 +32,9 @@ pub enum ClientError {
         url: String,
         /// HTTP status.
         status: u16,
+        /// The service's error code (`not_authorised`, `over_privacy_budget`, …); empty when the
+        /// answer had none.
+        code: String,
         /// The service's public message.
         message: String,
     },
@@ -59,6 +62,16 @@ pub(crate) fn transport(url: &str, error: reqwest::Error) -> ClientError {
     ClientError::Transport { url: url.to_owned(), reason }
 }
 
+/// The error for a refused request: the service's code and message from its error body, or the
+/// start of whatever it sent.
+pub(crate) fn refused(url: String, status: u16, body: &[u8]) -> ClientError {
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) => (body.code, body.message),
+        Err(_) => (String::new(), String::from_utf8_lossy(body).chars().take(300).collect()),
+    };
+    ClientError::Refused { url, status, code, message }
+}
+
 pub(crate) async fn decode<T: DeserializeOwned>(
     url: &str,
     response: reqwest::Response,
@@ -66,10 +79,7 @@ pub(crate) async fn decode<T: DeserializeOwned>(
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| transport(url, e))?;
     if !status.is_success() {
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|body| body.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-        return Err(ClientError::Refused { url: url.to_owned(), status: status.as_u16(), message });
+        return Err(refused(url.to_owned(), status.as_u16(), &bytes));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| ClientError::BadAnswer { url: url.to_owned(), reason: e.to_string() })

@@ -68,10 +68,7 @@ impl ServiceClient {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| transport(&url, e))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<cloister_types::api::ErrorBody>(&bytes)
-                .map(|body| body.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(300).collect());
-            return Err(ClientError::Refused { url, status: status.as_u16(), message });
+            return Err(crate::http::refused(url, status.as_u16(), &bytes));
         }
         Ok(bytes.to_vec())
     }

@@ -313,6 +313,7 @@ impl OhttpClient {
             return Err(ClientError::Refused {
                 url: self.url.clone(),
                 status: status.as_u16(),
+                code: String::new(),
                 message: text.chars().take(300).collect(),
             }
             .into());

@@ -73,9 +73,11 @@ pub enum JobError {
     Ledger(String),
     /// The data owner's privacy budget refuses this training run.
     #[error(
-        "the data owner's grant limits this job to (ε = {budget_epsilon}, δ = {budget_delta}): {reason}"
+        "the grant for data set {object_id} limits training on it to (ε = {budget_epsilon}, δ = {budget_delta}): {reason}"
     )]
     PrivacyBudget {
+        /// The data set whose budget refuses the job.
+        object_id: String,
         /// Granted ε.
         budget_epsilon: f64,
         /// Granted δ.

@@ -94,6 +94,7 @@ impl PrivacyLedger {
             };
             if let Some(budget) = &charge.budget {
                 let refuse = |reason: String| JobError::PrivacyBudget {
+                    object_id: charge.input.object_id.clone(),
                     budget_epsilon: budget.epsilon,
                     budget_delta: budget.delta,
                     reason,
@@ -101,9 +102,8 @@ impl PrivacyLedger {
                 let Some(sum) = &total else {
                     return Err(refuse(match unbounded_by {
                         Some(job) => format!(
-                            "the data set {} was already used for training without DP-SGD (job \
-                             {job}), so no finite ε bounds it",
-                            charge.input.object_id
+                            "it was already used for training without DP-SGD (job {job}), so no \
+                             finite ε bounds it"
                         ),
                         None => "the job does not train with DP-SGD noise from the enclave".into(),
                     }));
@@ -111,9 +111,8 @@ impl PrivacyLedger {
                 let spent = epsilon_at(sum, budget.delta).map_err(|e| refuse(e.to_string()))?;
                 if spent.epsilon > budget.epsilon {
                     return Err(refuse(format!(
-                        "the data set {} has been trained on in {} earlier job(s) on this worker; \
-                         with this one it would have spent ε = {:.4} at δ = {}",
-                        charge.input.object_id,
+                        "it has been trained on in {} earlier job(s) on this worker; with this one \
+                         it would have spent ε = {:.4} at δ = {}",
                         earlier.len(),
                         spent.epsilon,
                         budget.delta

@@ -351,6 +351,9 @@ impl IntoResponse for ApiError {
             ApiError::Job(JobError::BadSpec(_)) => {
                 (StatusCode::BAD_REQUEST, "bad_job", self.message())
             }
+            ApiError::Job(JobError::PrivacyBudget { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "over_privacy_budget", self.message())
+            }
             ApiError::Job(_) => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed", self.message()),
             ApiError::Release(_) => (StatusCode::FORBIDDEN, "key_not_released", self.message()),
             ApiError::NotRecorded(_) => {

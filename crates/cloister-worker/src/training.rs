@@ -62,8 +62,14 @@ pub struct TrainingUpdate {
 
 /// Refuses a plan that would spend more than the data owner granted, or that does not use
 /// DP-SGD when a budget is set.
-fn check_budget(budget: &PrivacyBudget, config: &TrainConfig, rows: usize) -> Result<(), JobError> {
+fn check_budget(
+    object_id: &str,
+    budget: &PrivacyBudget,
+    config: &TrainConfig,
+    rows: usize,
+) -> Result<(), JobError> {
     let refuse = |reason: String| JobError::PrivacyBudget {
+        object_id: object_id.to_owned(),
         budget_epsilon: budget.epsilon,
         budget_delta: budget.delta,
         reason,
@@ -153,7 +159,7 @@ pub(crate) fn open_training(
         };
         drop(plain);
         if let Some(budget) = budget {
-            check_budget(budget, &plan.config, rows.rows())?;
+            check_budget(&input.object_id, budget, &plan.config, rows.rows())?;
         }
         // Seeded noise is reproducible, not private: it costs an unbounded ε.
         let cost = if seeded_noise { None } else { plan.config.rdp(rows.rows())? };

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use cloister_client::{VerifiedEnclave, WorkerClient};
+use cloister_client::{ClientError, VerifiedEnclave, WorkerClient};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
 use cloister_types::api::SubmitJob;
@@ -604,11 +604,34 @@ impl Round<'_> {
                     outcome.privacy = privacy;
                     outcome.rows = rows;
                 }
-                Err(error) => outcome.failure = Some(format!("{error:#}")),
+                Err(error) => {
+                    // A participant whose budget is spent leaves; the others go on without it.
+                    if let Some(spent) = over_budget(&error, &taking) {
+                        outcome.missing.push((
+                            taking[spent].name.clone(),
+                            format!("its privacy budget is spent: {error:#}"),
+                        ));
+                        taking.remove(spent);
+                        outcome.contributors.clear();
+                        continue;
+                    }
+                    outcome.failure = Some(format!("{error:#}"));
+                }
             }
             return Ok(outcome);
         }
     }
+}
+
+/// Which of `taking` the worker refused a job for because its data set's privacy budget is
+/// spent (the worker names the data set in its answer).
+fn over_budget(error: &anyhow::Error, taking: &[&Participant]) -> Option<usize> {
+    let refused = error.chain().find_map(|cause| cause.downcast_ref::<ClientError>())?;
+    let ClientError::Refused { code, message, .. } = refused else { return None };
+    if code != "over_privacy_budget" {
+        return None;
+    }
+    taking.iter().position(|p| message.contains(&format!("data set {} limits", p.data.object_id)))
 }
 
 /// Reads a participant reference file.

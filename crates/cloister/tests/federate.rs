@@ -1,8 +1,8 @@
 //! `cloister federate` as separate parties run it: three hospitals `join` and `approve` from
 //! their own processes, the model owner `run`s the rounds, all meeting through an exchange
 //! directory and an attested worker. One hospital stops granting half-way; with DP-SGD the
-//! worker's privacy ledger stops the federation once a hospital's budget is spent over every
-//! round together.
+//! worker's privacy ledger refuses a hospital once its budget is spent over every round
+//! together, and the others go on without it.
 
 // A failed setup in a test should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -255,7 +255,7 @@ async fn separate_parties_federate_and_a_hospital_that_stops_granting_does_not_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_worker_stops_dp_rounds_once_a_hospitals_budget_is_spent_over_every_round() {
+async fn a_hospital_whose_dp_budget_is_spent_over_the_rounds_leaves_and_the_others_go_on() {
     let bed = Bed::start().await;
     bed.join_all("dp", None).await;
     let exchange = bed.tmp.path().join("exchange");
@@ -304,23 +304,29 @@ async fn the_worker_stops_dp_rounds_once_a_hospitals_budget_is_spent_over_every_
         assert!((total.epsilon - expected.epsilon).abs() < 1e-9, "round {}", record.round);
         assert!(total.epsilon <= budget);
     }
+    // Hospital A's budget is spent: the worker refuses round 4's job over all three, hospital A
+    // leaves, and the others train on in a job over their two data sets.
     for record in &records[3..] {
+        assert_eq!(record.contributors, HOSPITALS[1..].to_vec(), "round {}", record.round);
+        assert_eq!(record.missing.len(), 1, "round {}: {:?}", record.round, record.missing);
+        let (name, why) = &record.missing[0];
+        assert_eq!(name, "hospital-a");
         assert!(
-            record.contributors.is_empty(),
-            "round {}: {:?}",
-            record.round,
-            record.contributors
-        );
-        let failure = record.failure.as_deref().unwrap_or_default();
-        assert!(
-            failure.contains("hospital-a-rows-dp has been trained on in 3 earlier job(s)")
-                && failure.contains("would have spent"),
-            "round {}: {failure}",
+            why.contains("its privacy budget is spent")
+                && why.contains("trained on in 3 earlier job(s)")
+                && why.contains("would have spent"),
+            "round {}: {why}",
             record.round
         );
-        assert!(record.missing.is_empty(), "every hospital granted: {:?}", record.missing);
+        assert!(spent(record).is_none(), "hospital A trained no more");
+        let b = record.privacy.iter().find(|p| p.object_id == "hospital-b-rows-dp").unwrap();
+        assert_eq!(b.jobs, record.round);
+        assert!(b.total.unwrap().epsilon <= budget);
     }
-    assert!(out.contains("round 4: no update; the global model is unchanged"), "{out}");
+    assert!(
+        out.contains("✘ hospital-a did not contribute to round 4: its privacy budget"),
+        "{out}"
+    );
     // The three DP rounds still learned something.
     let model: Classifier =
         serde_json::from_slice(&std::fs::read(bed.dir("model-owner").join("dp.json")).unwrap())
