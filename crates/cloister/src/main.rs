@@ -39,8 +39,13 @@ enum Command {
         public: PathBuf,
         /// Make a party signing key (ES256: a model owner's, a requester's) instead of an
         /// envelope key.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "sim_platform")]
         signing: bool,
+        /// Make a simulated TEE's platform key (development only) for `cloister serve worker
+        /// --sim-platform-key`; the public key goes to `cloister instance create
+        /// --sim-platform-key`.
+        #[arg(long)]
+        sim_platform: bool,
     },
     /// Seal a file to one or more recipients.
     Seal {
@@ -857,8 +862,13 @@ fn run(cli: Cli) -> Result<()> {
             scenario: Some(DemoScenario::Train { workdir, drop, aggregate_in_enclave, dp }),
             ..
         } => demo_train(workdir, drop, aggregate_in_enclave, dp),
-        Command::Keygen { secret, public, signing: false } => envelope::keygen(&secret, &public),
-        Command::Keygen { secret, public, signing: true } => {
+        Command::Keygen { secret, public, sim_platform: true, .. } => {
+            cloister::serve_worker::keygen_sim_platform(&secret, &public)
+        }
+        Command::Keygen { secret, public, signing: false, .. } => {
+            envelope::keygen(&secret, &public)
+        }
+        Command::Keygen { secret, public, signing: true, .. } => {
             cloister::model::keygen_signing(&secret, &public)
         }
         Command::Seal { recipients, input, output, ca, measurements, accept_sim } => {

@@ -4,7 +4,7 @@
 //! until interrupted.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +51,22 @@ pub struct WorkerStarted {
     pub certificate_chain_pem: String,
     /// Batch jobs resumed at start.
     pub resumed_jobs: usize,
+}
+
+/// `cloister keygen --sim-platform`: a simulated TEE's platform key (PKCS#8 PEM, mode 0600) and
+/// its public key, the text an instance's trust anchors list.
+pub fn keygen_sim_platform(secret: &Path, public: &Path) -> Result<()> {
+    anyhow::ensure!(
+        !secret.exists(),
+        "{} already exists; refusing to overwrite a secret key",
+        secret.display()
+    );
+    let key = SimPlatformKey::load_or_create(secret)
+        .with_context(|| format!("creating {}", secret.display()))?;
+    std::fs::write(public, format!("{}\n", key.public_key()))
+        .with_context(|| format!("writing {}", public.display()))?;
+    eprintln!("simulated platform public key (development only): {}", key.public_key());
+    Ok(())
 }
 
 /// Runs the worker until Ctrl-C or SIGTERM.

@@ -334,3 +334,37 @@ async fn a_hospital_whose_dp_budget_is_spent_over_the_rounds_leaves_and_the_othe
     let (_, accuracy) = model.evaluate(&bed.test).unwrap();
     assert!(accuracy > 0.85, "DP federated accuracy {accuracy}");
 }
+
+#[tokio::test]
+async fn the_walkthrough_script_federates_from_a_bare_shell() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/federate-walkthrough.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(tmp.path())
+        .env("CLOISTER", env!("CARGO_BIN_EXE_cloister"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let out = stdout(&output, "scripts/federate-walkthrough.sh");
+    let accuracy: f64 = out
+        .lines()
+        .last()
+        .and_then(|line| line.strip_prefix("accuracy: "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .parse()
+        .unwrap();
+    assert!(accuracy > 0.9, "{out}");
+    assert_eq!(out.matches("3 update(s) averaged inside the enclave").count(), 5, "{out}");
+    // The worker and the attestation service hold none of the hospitals' rows in plaintext.
+    let mut rows = Vec::new();
+    for hospital in HOSPITALS {
+        rows.push(std::fs::read(tmp.path().join(hospital).join("rows.csv")).unwrap());
+    }
+    let secrets: Vec<Secret<'_>> =
+        rows.iter().map(|rows| Secret::sampled("hospital rows", rows, 16, 40)).collect();
+    assert!(scan(&tmp.path().join("compute"), &secrets).unwrap().is_empty());
+    assert!(scan(&tmp.path().join("exchange"), &secrets).unwrap().is_empty());
+}
