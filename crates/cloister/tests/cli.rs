@@ -271,3 +271,29 @@ async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
         cloister_seal::open_to_vec(worker.worker.identity.hpke_secret(), &sealed).unwrap();
     assert_eq!(opened.as_slice(), plaintext(1000).as_slice());
 }
+
+#[test]
+fn a_sim_platform_key_is_made_once_and_its_public_key_is_what_instances_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["keygen", "--sim-platform", "--secret", "sim.pem", "--public", "sim.pub"];
+    let out = cloister(&args, tmp.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public = std::fs::read_to_string(tmp.path().join("sim.pub")).unwrap();
+    assert!(public.starts_with("cloister-sim-platform-p256:"), "{public}");
+    let pem = std::fs::read_to_string(tmp.path().join("sim.pem")).unwrap();
+    let key = cloister_attest::SimPlatformKey::from_pkcs8_pem(&pem).unwrap();
+    assert_eq!(public.trim(), key.public_key().to_string());
+    // Never overwritten; not a signing key at the same time.
+    let again = cloister(&args, tmp.path());
+    assert!(!again.status.success() && stderr(&again).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(tmp.path().join("sim.pem")).unwrap(), pem);
+    let both = cloister(
+        &["keygen", "--sim-platform", "--signing", "--secret", "x", "--public", "y"],
+        tmp.path(),
+    );
+    assert!(
+        !both.status.success() && stderr(&both).contains("cannot be used with"),
+        "{}",
+        stderr(&both)
+    );
+}
