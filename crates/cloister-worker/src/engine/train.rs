@@ -987,4 +987,39 @@ mod tests {
             assert!(err.contains(expect), "{err}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A data owner's bytes never panic the parser; they parse or are refused with a reason.
+        #[test]
+        fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Err(error) = LabelledRows::from_csv(&bytes) {
+                proptest::prop_assert!(error.to_string().contains("training table"));
+            }
+        }
+
+        /// A table written as CSV (shortest round-trip floats) reads back exactly.
+        #[test]
+        fn written_tables_read_back_exactly(
+            columns in 1usize..6,
+            cells in proptest::collection::vec((-1e6f32..1e6, 0u32..5), 1..40),
+        ) {
+            let mut text = String::new();
+            let (mut features, mut labels) = (Vec::new(), Vec::new());
+            for (i, (value, label)) in cells.iter().enumerate() {
+                let row: Vec<f32> = (0..columns).map(|c| value * (c as f32 + 1.0) - i as f32).collect();
+                for v in &row {
+                    text.push_str(&format!("{v},"));
+                }
+                text.push_str(&format!("{label}\n"));
+                features.extend_from_slice(&row);
+                labels.push(*label);
+            }
+            let parsed = LabelledRows::from_csv(text.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(parsed.columns, columns);
+            proptest::prop_assert_eq!(&parsed.labels, &labels);
+            proptest::prop_assert_eq!(&parsed.features, &features);
+        }
+    }
 }
