@@ -169,13 +169,15 @@ pub enum AuditKind {
     KeyReleased,
     /// `job.authorized`
     JobAuthorized,
+    /// `privacy.charged`: a training job's privacy charged to its data sets, or refused.
+    PrivacyCharged,
     /// `access.denied`: a request the authorization refused.
     AccessDenied,
 }
 
 impl AuditKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 15] = [
         AuditKind::TenantCreated,
         AuditKind::InstanceCreated,
         AuditKind::InstanceUpdated,
@@ -189,6 +191,7 @@ impl AuditKind {
         AuditKind::KeyRevoked,
         AuditKind::KeyReleased,
         AuditKind::JobAuthorized,
+        AuditKind::PrivacyCharged,
         AuditKind::AccessDenied,
     ];
 
@@ -208,6 +211,7 @@ impl AuditKind {
             AuditKind::KeyRevoked => "key.revoked",
             AuditKind::KeyReleased => "key.released",
             AuditKind::JobAuthorized => "job.authorized",
+            AuditKind::PrivacyCharged => "privacy.charged",
             AuditKind::AccessDenied => "access.denied",
         }
     }

@@ -30,7 +30,7 @@ use cloister_policy::Principal;
 use cloister_sign::unix_now;
 use cloister_types::api::{
     AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, InstanceInfo, JobRecorded,
-    KeyReleaseRequest, KeyReleaseResponse, RecordJob, ServiceKeyDocument,
+    KeyReleaseRequest, KeyReleaseResponse, PrivacyChargeOutcome, RecordJob, ServiceKeyDocument,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
@@ -153,6 +153,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/instances/{id}/info", "anyone"),
     ("GET", "/v1/instances/{id}/jwks.json", "anyone"),
     ("POST", "/v1/instances/{id}/jobs", "anyone (an enclave's signed statement)"),
+    ("POST", "/v1/instances/{id}/privacy-charges", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/keys", "tenant"),
     ("GET", "/v1/keys", "tenant"),
     ("POST", "/v1/keys/release", "anyone"),
@@ -195,6 +196,7 @@ pub fn service_router(service: Shared) -> Router {
         .route("/v1/instances/{id}/info", get(instance_info))
         .route("/v1/instances/{id}/jwks.json", get(instance_jwks))
         .route("/v1/instances/{id}/jobs", post(record_job))
+        .route("/v1/instances/{id}/privacy-charges", post(charge_privacy))
         .route("/v1/keys", post(register_key).get(list_keys))
         .route("/v1/keys/release", post(release_key))
         .route("/v1/keys/{id}", get(show_key))
@@ -465,6 +467,14 @@ async fn record_job(
     Json(request): Json<RecordJob>,
 ) -> ApiResult<(StatusCode, Json<JobRecorded>)> {
     Ok((StatusCode::CREATED, Json(service.record_job(&id, &request, now()).await?)))
+}
+
+async fn charge_privacy(
+    State(service): State<Shared>,
+    Path(id): Path<String>,
+    Json(request): Json<RecordJob>,
+) -> ApiResult<Json<PrivacyChargeOutcome>> {
+    Ok(Json(service.charge_privacy(&id, &request, now()).await?))
 }
 
 async fn register_key(

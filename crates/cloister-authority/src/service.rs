@@ -18,7 +18,8 @@ use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{SigningKey, VerifyingKey};
 use cloister_types::api::{
     AttestRequest, AttestResponse, ChallengeResponse, InstanceInfo, JobAuthorized, JobRecorded,
-    KeyReleaseRequest, KeyReleaseResponse, RecordJob, ServiceKeyDocument,
+    KeyReleaseRequest, KeyReleaseResponse, PrivacyChargeOutcome, PrivacyChargeStatement, RecordJob,
+    ServiceKeyDocument,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, InstanceView, KeyView, PolicySpec,
@@ -727,10 +728,16 @@ impl Service {
         Ok(self.store.purge_nonces(now).await?)
     }
 
-    /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
-    /// the statement must be signed by the receipt key bound in the enclave's EAR token, and the
-    /// token must verify with the instance's keys. Workers run a job only once it is recorded.
-    pub async fn record_job(&self, id: &str, request: &RecordJob, now: i64) -> Result<JobRecorded> {
+    /// Verifies a statement an enclave attested by instance `id` sends: its EAR token with the
+    /// instance's keys, and the statement (`what`) with the receipt key the token's `cpu0` binds.
+    /// Returns the instance's tenant, the enclave's appraisal and the statement.
+    async fn enclave_statement<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        what: &'static str,
+        now: i64,
+    ) -> Result<(String, cloister_types::EarAppraisal, T)> {
         let cached = self.instance(id).await?;
         let refused = |why: String| ServiceError::Token(why);
         let kid = cloister_sign::peek_key_id(&request.ear)
@@ -739,23 +746,34 @@ impl Service {
             cached.instance.token_keys(now as u64).find(|k| k.kid == kid).ok_or_else(|| {
                 refused(format!("the EAR token's key {kid} is not one of instance {id}'s"))
             })?;
-        let ear = key
+        let mut ear = key
             .key
             .verify::<EarBody>("EAR attestation result", &request.ear, now as u64)
             .map_err(|e| refused(e.to_string()))?
             .claims;
-        let cpu0 =
-            ear.submods.get("cpu0").ok_or_else(|| refused("the EAR token has no cpu0".into()))?;
+        let cpu0 = ear
+            .submods
+            .remove("cpu0")
+            .ok_or_else(|| refused("the EAR token has no cpu0".into()))?;
         let receipt_key = VerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
             .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
         let statement = receipt_key
-            .verify::<JobAuthorized>("job authorization", &request.statement, now as u64)
-            .map_err(|e| refused(format!("the job statement: {e}")))?
+            .verify::<T>(what, &request.statement, now as u64)
+            .map_err(|e| refused(format!("the {what} statement: {e}")))?
             .claims;
+        Ok((cached.tenant_id.clone(), cpu0, statement))
+    }
+
+    /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
+    /// the statement must be signed by the receipt key bound in the enclave's EAR token, and the
+    /// token must verify with the instance's keys. Workers run a job only once it is recorded.
+    pub async fn record_job(&self, id: &str, request: &RecordJob, now: i64) -> Result<JobRecorded> {
+        let (tenant_id, cpu0, statement) =
+            self.enclave_statement::<JobAuthorized>(id, request, "job authorization", now).await?;
         let event = AuditEvent {
             kind: AuditKind::JobAuthorized,
             actor: format!("enclave:{}", cpu0.runtime_data.receipt_pk),
-            tenant_id: Some(cached.tenant_id.clone()),
+            tenant_id: Some(tenant_id),
             subject: statement.job_id.clone(),
             outcome: Outcome::Success,
             detail: serde_json::json!({
@@ -769,6 +787,54 @@ impl Service {
             }),
         };
         Ok(JobRecorded { audit_seq: self.append(&event, now).await? })
+    }
+
+    /// The privacy ledger: charges what a training job an enclave attested by instance `id` is
+    /// about to run spends on each of its data sets, composed with every earlier charge on the
+    /// same sealed data set (by any instance), and refuses, recording nothing, when the total
+    /// would pass a data owner's budget. Kept here, not on the compute provider's disk, so that
+    /// it cannot be rolled back there. Charges and refusals are audited.
+    pub async fn charge_privacy(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        now: i64,
+    ) -> Result<PrivacyChargeOutcome> {
+        let (tenant_id, cpu0, statement) = self
+            .enclave_statement::<PrivacyChargeStatement>(id, request, "privacy charge", now)
+            .await?;
+        if statement.charges.is_empty() {
+            return Err(ServiceError::BadRequest("the statement charges no data set".into()));
+        }
+        let outcome =
+            self.store.charge_privacy(&statement.job_id, id, &statement.charges, now).await?;
+        let charges: Vec<_> = statement
+            .charges
+            .iter()
+            .map(|c| serde_json::json!({ "object_id": c.input.object_id, "object_sha256": c.input.sha256, "owner": c.input.owner, "budget": c.budget }))
+            .collect();
+        let mut event = AuditEvent {
+            kind: AuditKind::PrivacyCharged,
+            actor: format!("enclave:{}", cpu0.runtime_data.receipt_pk),
+            tenant_id: Some(tenant_id),
+            subject: statement.job_id.clone(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({ "instance": id, "charges": charges }),
+        };
+        match outcome {
+            Ok(accounts) => {
+                event.detail["accounts"] = serde_json::json!(accounts);
+                let audit_seq = self.append(&event, now).await?;
+                Ok(PrivacyChargeOutcome::Charged { accounts, audit_seq })
+            }
+            Err((object_id, reason)) => {
+                event.outcome = Outcome::Refused;
+                event.detail["refused"] =
+                    serde_json::json!({ "object_id": object_id, "reason": reason });
+                let audit_seq = self.append(&event, now).await?;
+                Ok(PrivacyChargeOutcome::Refused { object_id, reason, audit_seq })
+            }
+        }
     }
 
     // ---- key broker --------------------------------------------------------------------

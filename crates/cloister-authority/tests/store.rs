@@ -15,6 +15,8 @@ use cloister_authority::store::{
     AuditRow, Backend, BrokerKeyRow, CheckpointRow, CredentialRow, InstanceKeyRow, InstanceRow,
     PolicyVersionRow, Store, StoreError, TenantRow,
 };
+use cloister_types::InputRef;
+use cloister_types::job::{PrivacyBudget, PrivacyCharge};
 use sha2::{Digest as _, Sha256};
 use sqlx::Connection as _;
 
@@ -133,6 +135,7 @@ suite!(
     audit_log_and_checkpoints,
     audit_appends_from_two_replicas_chain_without_gaps,
     restart_loses_nothing,
+    privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas,
 );
 
 // --- fixtures ----------------------------------------------------------------------------------
@@ -908,6 +911,61 @@ async fn restart_loses_nothing(db: &TestDb) {
     let next = reopened.append_audit(|last| chain_next(last, None, "{}")).await.expect("audit");
     assert_eq!(next.seq, 3);
     assert_chain(&reopened.audit_rows(None).await.expect("audit"));
+}
+
+/// A charge of `steps` DP-SGD steps on the data set `id` (digest byte `digest`) under a budget.
+fn privacy_charge(id: &str, digest: u8, steps: u64, budget: Option<f64>) -> PrivacyCharge {
+    let curve = cloister_types::privacy::RdpCurve::dp_sgd(0.1, 1.0, steps).expect("a curve");
+    PrivacyCharge {
+        input: InputRef {
+            object_id: id.into(),
+            sha256: cloister_types::Hex(vec![digest; 32]),
+            owner: "owner".into(),
+        },
+        rdp: Some(curve.values().to_vec()),
+        budget: budget.map(|epsilon| PrivacyBudget { epsilon, delta: 1e-5 }),
+        delta: Some(1e-5),
+    }
+}
+
+async fn privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas(db: &TestDb) {
+    let store = db.open().await;
+    let epsilon =
+        |steps| cloister_types::privacy::dp_sgd_epsilon(0.1, 1.0, steps, 1e-5).expect("ε").epsilon;
+    // Room for one job of 50 steps, not two.
+    let budget = (epsilon(50) + epsilon(100)) / 2.0;
+    let a = privacy_charge("a", 1, 50, Some(budget));
+    let first =
+        store.charge_privacy("job-1", "in_1", std::slice::from_ref(&a), 10).await.expect("db");
+    let accounts = first.expect("within budget");
+    assert_eq!(accounts[0].jobs, 1);
+    assert!((accounts[0].total.expect("ε").epsilon - epsilon(50)).abs() < 1e-9);
+
+    // A job over a fresh data set and `a` is refused as a whole: nothing is charged to `b`.
+    let b = privacy_charge("b", 2, 50, None);
+    let refused =
+        store.charge_privacy("job-2", "in_1", &[b.clone(), a.clone()], 11).await.expect("db");
+    let (object, reason) = refused.expect_err("over budget");
+    assert_eq!(object, "a");
+    assert!(reason.contains("1 earlier job(s)") && reason.contains("would have spent"), "{reason}");
+    let only_b = store.charge_privacy("job-3", "in_2", &[b], 12).await.expect("db").expect("ok");
+    assert_eq!(only_b[0].jobs, 1, "the refused job charged nothing");
+
+    // Two replicas race ten jobs on a fresh data set with room for one: exactly one is charged.
+    let replicas = [db.open().await, db.open().await];
+    let mut tasks = Vec::new();
+    for n in 0..10 {
+        let replica = replicas[n % 2].clone();
+        let charge = privacy_charge("c", 3, 50, Some(budget));
+        tasks.push(tokio::spawn(async move {
+            replica.charge_privacy(&format!("race-{n}"), "in_1", &[charge], 20).await
+        }));
+    }
+    let mut charged = 0;
+    for task in tasks {
+        charged += usize::from(task.await.expect("join").expect("db").is_ok());
+    }
+    assert_eq!(charged, 1);
 }
 
 // --- connecting ----------------------------------------------------------------------------------

@@ -151,6 +151,18 @@ impl AuthorityClient {
         decode(&url, response).await
     }
 
+    /// Asks the instance's privacy ledger to charge a training job's privacy to its data sets
+    /// (a [`cloister_types::api::PrivacyChargeStatement`] signed by the enclave's receipt key).
+    pub async fn charge_privacy(
+        &self,
+        request: &RecordJob,
+    ) -> Result<cloister_types::api::PrivacyChargeOutcome, ClientError> {
+        let url = format!("{}/privacy-charges", self.prefix);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
     /// Asks the key broker to release a key to the enclave the attestation result names.
     pub async fn release_key(
         &self,

@@ -130,6 +130,41 @@ pub struct JobRecorded {
     pub audit_seq: i64,
 }
 
+/// What an enclave asks the attestation service's privacy ledger to charge before a training
+/// job's first step (signed as a compact JWS, `what = "privacy charge"`, by the receipt key the
+/// EAR's `cpu0` runtime data binds; sent as a [`RecordJob`] to
+/// `POST /v1/instances/{id}/privacy-charges`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyChargeStatement {
+    /// The training job.
+    pub job_id: String,
+    /// What it spends on each of its data sets.
+    pub charges: Vec<crate::job::PrivacyCharge>,
+}
+
+/// `POST /v1/instances/{id}/privacy-charges` response: every charge recorded, or none because a
+/// data owner's budget refuses one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum PrivacyChargeOutcome {
+    /// Recorded; each data set's account after the job.
+    Charged {
+        /// In the order of the statement's charges.
+        accounts: Vec<crate::job::PrivacyAccount>,
+        /// The audit entry that records the charges.
+        audit_seq: i64,
+    },
+    /// Refused: nothing recorded, the job must not run.
+    Refused {
+        /// The data set whose budget refuses the job.
+        object_id: String,
+        /// Why.
+        reason: String,
+        /// The audit entry that records the refusal.
+        audit_seq: i64,
+    },
+}
+
 /// `GET /v1/service-key` response: the attestation service's envelope public key, to which
 /// instance bundles exported for this service are sealed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -20,9 +20,10 @@ pub enum JobKind {
 }
 
 /// The most privacy a data owner lets training spend on its data set: DP-SGD is then required,
-/// and the privacy spent on the sealed data set by every training job on the worker so far, this
-/// one included, composed by Rényi DP ([`crate::privacy::RdpCurve`]) and converted at this δ,
-/// must not exceed ε. The worker checks this before any step and records what the job spends.
+/// and the privacy spent on the sealed data set by every training job so far, this one
+/// included, composed by Rényi DP ([`crate::privacy::RdpCurve`]) and converted at this δ, must
+/// not exceed ε. The attestation service's privacy ledger counts every job, whichever worker ran
+/// it; the enclave has it charge the job before any step.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyBudget {
     /// Largest ε.
@@ -145,7 +146,8 @@ pub struct Receipt {
 }
 
 /// A data set's privacy account after a training job: what the job spent on it, and what every
-/// training job on the same sealed data set has spent on this worker, composed.
+/// training job on the same sealed data set has spent, composed (the attestation service's
+/// privacy ledger).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyAccount {
     /// The data set's object id.
@@ -161,6 +163,90 @@ pub struct PrivacyAccount {
     pub total: Option<PrivacyBudget>,
     /// Training jobs on the data set so far, this one included.
     pub jobs: u64,
+}
+
+/// What one training job spends on one data set, as the enclave computed it from the plan before
+/// the first step: what the attestation service's privacy ledger charges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyCharge {
+    /// The data set (its ciphertext digest is the account's key).
+    pub input: InputRef,
+    /// The job's Rényi DP on it at every order of [`crate::privacy::ORDERS`]; absent when it
+    /// trains without DP-SGD noise from the enclave (no finite ε bounds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdp: Option<Vec<f64>>,
+    /// The data owner's budget for the data set, from its grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<PrivacyBudget>,
+    /// The δ the account is stated at: the budget's, else the plan's (none without DP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+}
+
+impl PrivacyCharge {
+    /// The data set's account once this charge is added to the `earlier` ones (each a job id and
+    /// its curve, `None` for a job without DP noise), or why the budget refuses it.
+    pub fn account(
+        &self,
+        earlier: &[(String, Option<Vec<f64>>)],
+    ) -> Result<PrivacyAccount, String> {
+        use crate::privacy::RdpCurve;
+        let curve = |values: &Vec<f64>| RdpCurve::from_values(values.clone());
+        let cost = self.rdp.as_ref().map(curve).transpose().map_err(|e| e.to_string())?;
+        let mut total = Some(RdpCurve::zero());
+        let mut unbounded_by = None;
+        for (job, rdp) in earlier {
+            match (rdp, total.as_mut()) {
+                (Some(values), Some(sum)) => {
+                    sum.compose(&curve(values).map_err(|e| e.to_string())?)
+                }
+                (None, _) => {
+                    total = None;
+                    unbounded_by.get_or_insert(job.as_str());
+                }
+                (Some(_), None) => {}
+            }
+        }
+        match (&cost, total.as_mut()) {
+            (Some(cost), Some(sum)) => sum.compose(cost),
+            _ => total = None,
+        }
+        let at = |curve: &RdpCurve, delta: f64| {
+            curve.epsilon(delta).map(|p| PrivacyBudget { epsilon: p.epsilon, delta })
+        };
+        if let Some(budget) = &self.budget {
+            let Some(sum) = &total else {
+                return Err(match unbounded_by {
+                    Some(job) => format!(
+                        "it was already used for training without DP-SGD (job {job}), so no \
+                         finite ε bounds it"
+                    ),
+                    None => "the job does not train with DP-SGD noise from the enclave".to_owned(),
+                });
+            };
+            let spent = at(sum, budget.delta).map_err(|e| e.to_string())?;
+            if spent.epsilon > budget.epsilon {
+                return Err(format!(
+                    "it has been trained on in {} earlier job(s); with this one it would have \
+                     spent ε = {:.4} at δ = {}",
+                    earlier.len(),
+                    spent.epsilon,
+                    budget.delta
+                ));
+            }
+        }
+        let stated = |curve: &Option<RdpCurve>| match (curve, self.delta) {
+            (Some(curve), Some(delta)) => at(curve, delta).ok(),
+            _ => None,
+        };
+        Ok(PrivacyAccount {
+            object_id: self.input.object_id.clone(),
+            ciphertext_sha256: self.input.sha256.clone(),
+            job: stated(&cost),
+            total: stated(&total),
+            jobs: earlier.len() as u64 + 1,
+        })
+    }
 }
 
 /// One input in a receipt.
@@ -185,4 +271,54 @@ pub struct ReceiptOutput {
     pub ciphertext_sha256: Hex,
     /// Who it was sealed to.
     pub recipients: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::{RdpCurve, dp_sgd_epsilon};
+
+    fn charge(steps: Option<u64>, budget: Option<f64>) -> PrivacyCharge {
+        PrivacyCharge {
+            input: InputRef {
+                object_id: "rows".into(),
+                sha256: Hex(vec![7; 32]),
+                owner: "o".into(),
+            },
+            rdp: steps.map(|t| RdpCurve::dp_sgd(0.1, 1.0, t).unwrap().values().to_vec()),
+            budget: budget.map(|epsilon| PrivacyBudget { epsilon, delta: 1e-5 }),
+            delta: Some(1e-5),
+        }
+    }
+
+    fn earlier(steps: Option<u64>) -> (String, Option<Vec<f64>>) {
+        let curve = steps.map(|t| RdpCurve::dp_sgd(0.1, 1.0, t).unwrap().values().to_vec());
+        ("before".to_owned(), curve)
+    }
+
+    #[test]
+    fn an_account_composes_earlier_jobs_and_states_this_ones_share() {
+        let account = charge(Some(30), Some(100.0)).account(&[earlier(Some(70))]).unwrap();
+        let total = dp_sgd_epsilon(0.1, 1.0, 100, 1e-5).unwrap().epsilon;
+        let alone = dp_sgd_epsilon(0.1, 1.0, 30, 1e-5).unwrap().epsilon;
+        assert!((account.total.unwrap().epsilon - total).abs() < 1e-9);
+        assert!((account.job.unwrap().epsilon - alone).abs() < 1e-9);
+        assert_eq!((account.jobs, account.object_id.as_str()), (2, "rows"));
+    }
+
+    #[test]
+    fn a_budget_refuses_past_its_epsilon_and_any_job_without_dp_noise() {
+        let one = dp_sgd_epsilon(0.1, 1.0, 50, 1e-5).unwrap().epsilon;
+        let refused = charge(Some(50), Some(one * 1.2)).account(&[earlier(Some(50))]);
+        assert!(refused.unwrap_err().contains("1 earlier job(s)"));
+        let after_plain = charge(Some(50), Some(1e6)).account(&[earlier(None)]);
+        assert!(after_plain.unwrap_err().contains("without DP-SGD (job before)"));
+        let plain = charge(None, Some(1e6)).account(&[]);
+        assert!(plain.unwrap_err().contains("does not train with DP-SGD noise"));
+        // Without a budget nothing is refused, and an unbounded account states no ε.
+        let unbounded = charge(Some(50), None).account(&[earlier(None)]).unwrap();
+        assert_eq!((unbounded.total, unbounded.job.is_some()), (None, true));
+        let bad = PrivacyCharge { rdp: Some(vec![1.0; 3]), ..charge(None, None) };
+        assert!(bad.account(&[]).is_err());
+    }
 }

@@ -68,8 +68,8 @@ pub enum JobError {
     /// Sealing or signing the results failed.
     #[error("could not seal or sign the results: {0}")]
     Output(String),
-    /// The privacy ledger could not be read or written.
-    #[error("the worker's privacy ledger failed: {0}")]
+    /// The attestation service's privacy ledger could not be reached or answered nonsense.
+    #[error("the privacy ledger could not charge the job: {0}")]
     Ledger(String),
     /// The data owner's privacy budget refuses this training run.
     #[error(

@@ -57,8 +57,6 @@ pub struct Worker {
     pub catalog: crate::online::Catalog,
     /// The durable batch-job queue.
     pub batches: Arc<crate::batch::BatchQueue>,
-    /// What training has spent on each data set (in the batch queue's database).
-    pub ledger: crate::ledger::PrivacyLedger,
     /// The model repository models are deployed from (sealed weights, signed manifests).
     pub repository: cloister_repository::Repository,
 }

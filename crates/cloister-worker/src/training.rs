@@ -1,17 +1,18 @@
 //! Training jobs (`JobKind::Train`): the model owner's training plan and the data owner's
 //! labelled rows are opened inside the enclave, the data owner's privacy budget is checked
 //! before a single step (this job alone, then with every earlier job on the same data set, by
-//! the worker's privacy ledger), the classifier is trained (DP-SGD when the plan or the budget asks for
-//! it), and only the update — the trained classifier with its metrics — leaves, sealed to the
-//! recipients every owner approved (the model owner, in a federated round). A job over several
-//! data sets (`JobSpec::more_data`) trains one update per data set and seals only their
-//! row-weighted average: secure aggregation by the enclave, no single site's update leaves.
+//! the attestation service's privacy ledger), the classifier is trained (DP-SGD when the plan or
+//! the budget asks for it), and only the update — the trained classifier with its metrics —
+//! leaves, sealed to the recipients every owner approved (the model owner, in a federated
+//! round). A job over several data sets (`JobSpec::more_data`) trains one update per data set
+//! and seals only their row-weighted average: secure aggregation by the enclave, no single
+//! site's update leaves.
 
 use std::sync::Arc;
 
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
-use cloister_types::job::{PrivacyAccount, PrivacyBudget, ReceiptInput};
+use cloister_types::job::{PrivacyAccount, PrivacyBudget, PrivacyCharge, ReceiptInput};
 use cloister_types::{InputRole, JobSpec};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -22,7 +23,6 @@ use crate::jobs::{
     JobAuthorization, JobError, JobOutcome, JobResult, finish_job, open_input, read_checked,
     receipt_input,
 };
-use crate::ledger::Charge;
 use crate::online::{Catalog, Engine, LoadedModel};
 use crate::server::Worker;
 use crate::store::ObjectStore;
@@ -102,11 +102,11 @@ fn check_budget(
 /// One data set of a training job, opened and checked, with what training on it will cost.
 struct Site {
     rows: LabelledRows,
-    charge: Charge,
+    charge: PrivacyCharge,
 }
 
 /// A training job whose inputs are open and whose budgets allow it alone: what
-/// [`crate::ledger::PrivacyLedger::charge`] checks against earlier jobs before [`train_and_seal`] runs.
+/// [`crate::ledger::charge`] has the attestation service check against earlier jobs before [`train_and_seal`] runs.
 pub(crate) struct OpenedTraining {
     plan: TrainingPlan,
     sites: Vec<Site>,
@@ -119,7 +119,7 @@ pub(crate) struct OpenedTraining {
 
 impl OpenedTraining {
     /// What the job spends on each data set.
-    pub(crate) fn charges(&self) -> Vec<Charge> {
+    pub(crate) fn charges(&self) -> Vec<PrivacyCharge> {
         self.sites.iter().map(|site| site.charge.clone()).collect()
     }
 }
@@ -164,7 +164,8 @@ pub(crate) fn open_training(
         // Seeded noise is reproducible, not private: it costs an unbounded ε.
         let cost = if seeded_noise { None } else { plan.config.rdp(rows.rows())? };
         let delta = budget.map(|b| b.delta).or(plan.config.dp.as_ref().map(|dp| dp.delta));
-        let charge = Charge { input: input.clone(), cost, budget: *budget, delta };
+        let rdp = cost.map(|curve| curve.values().to_vec());
+        let charge = PrivacyCharge { input: input.clone(), rdp, budget: *budget, delta };
         sites.push(Site { rows, charge });
     }
     let encoder =
@@ -334,7 +335,9 @@ pub(crate) async fn run_training(
         )
     })
     .await?;
-    let accounts = worker.ledger.charge(&spec.id, &opened.charges()).await?;
+    let accounts =
+        crate::ledger::charge(&worker.identity, &worker.authority, &spec.id, opened.charges())
+            .await?;
     blocking(move || train_and_seal(&worker.identity, &worker.store, &spec, opened, accounts)).await
 }
 

@@ -202,7 +202,7 @@ pub async fn run(
     if dp {
         ok(&format!(
             "DP-SGD (noise 2.0, clip 1.0); each hospital grants ε ≤ {DP_EPSILON} at δ = {DP_DELTA} \
-             over all rounds together, enforced by the worker's privacy ledger"
+             over all rounds together, enforced by the attestation service's privacy ledger"
         ));
     }
     for round in 1..=ROUNDS {

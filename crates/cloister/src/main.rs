@@ -302,7 +302,8 @@ enum DemoScenario {
         #[arg(long)]
         aggregate_in_enclave: bool,
         /// Train with DP-SGD; every hospital's grant sets a privacy budget over all five rounds
-        /// together, which the worker's privacy ledger enforces; the rounds print the ε spent.
+        /// together, which the attestation service's privacy ledger enforces; the rounds print
+        /// the ε spent.
         #[arg(long)]
         dp: bool,
     },

@@ -105,7 +105,6 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
     let repository = cloister_repository::Repository::open(&repository_location)
         .with_context(|| format!("opening the model repository {repository_location}"))?;
     let worker = Arc::new(Worker {
-        ledger: batches.privacy_ledger(),
         identity,
         store,
         authority,

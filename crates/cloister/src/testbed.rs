@@ -227,7 +227,6 @@ pub async fn start_worker_with(
         Arc::new(BatchQueue::open(&dirs.worker.join("jobs.db"), std::time::Duration::ZERO).await?);
     let repository = cloister_repository::Repository::open(&dirs.models.display().to_string())?;
     let worker = Arc::new(Worker {
-        ledger: batches.privacy_ledger(),
         identity,
         store,
         authority: authority.clone(),

@@ -600,7 +600,7 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
         .unwrap();
     let err =
         client.record_job(&RecordJob { ear: ear.clone(), statement: forged }).await.unwrap_err();
-    assert!(err.to_string().contains("job statement"), "{err}");
+    assert!(err.to_string().contains("the job authorization statement"), "{err}");
     let genuine = bed
         .worker
         .worker
@@ -718,7 +718,7 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
     let (spec, grants) =
         training_job(&bed, plan.clone(), data.clone(), Some(budget), JobKind::Train);
     let err = refused(&client, &spec, grants).await;
-    assert!(err.contains("trained on in 1 earlier job(s) on this worker"), "{err}");
+    assert!(err.contains("trained on in 1 earlier job(s)"), "{err}");
     assert!(!bed.dirs.objects.join(format!("{}-update", spec.id)).exists());
 
     // A budget the plan would exceed: refused before any training, nothing written.
@@ -759,6 +759,125 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
     let (spec, grants) = training_job(&bed, plan, data, Some(budget), JobKind::BatchInference);
     let err = refused(&client, &spec, grants).await;
     assert!(err.contains("only a training job"), "{err}");
+}
+
+#[tokio::test]
+async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again() {
+    use cloister_policy::ReleasePolicy;
+    use cloister_types::job::PrivacyBudget;
+    use cloister_types::manage::RegisterKey;
+    use cloister_worker::engine::train::standardization;
+    use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
+    let (attester, measurement, authority) =
+        testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await.unwrap();
+    let worker =
+        testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
+    let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+    let owner = Party::create("model owner", &tmp.path().join("owner")).unwrap();
+    let hospital = Party::create("hospital", &tmp.path().join("hospital")).unwrap();
+    let measurements = std::slice::from_ref(&measurement);
+    // Both inputs are sealed to key-broker keys, so any worker the policy admits opens them.
+    let mut recipients = Vec::new();
+    for name in ["owner-key", "hospital-key"] {
+        let key = RegisterKey {
+            name: name.to_owned(),
+            secret_key: None,
+            release_policy: ReleasePolicy::template(measurements),
+            instances: vec![authority.instance_id.clone()],
+        };
+        recipients
+            .push(authority.tenant_admin().unwrap().register_key(&key).await.unwrap().recipient);
+    }
+    let table = LabelledRows::from_csv(BREAST_CANCER_CSV).unwrap();
+    let (mean, scale) = standardization(&table);
+    let dp = DpSgd { clip_norm: 1.0, noise_multiplier: 1.0, delta: 1e-5, noise_seed: None };
+    let config = TrainConfig {
+        epochs: 2,
+        batch_size: 64,
+        learning_rate: 0.5,
+        l2: 0.0,
+        seed: 1,
+        dp: Some(dp),
+    };
+    let one_job = config.privacy(table.rows()).unwrap().unwrap().epsilon;
+    let plan = serde_json::to_vec(&serde_json::json!({
+        "model": Classifier::initial(mean, scale, &[], 2, 1).unwrap(),
+        "config": config,
+    }))
+    .unwrap();
+    let budget = PrivacyBudget { epsilon: one_job * 1.2, delta: 1e-5 };
+    let to = vec![owner.envelope.public_key().to_text()];
+
+    let (client, _) =
+        owner.attest_worker(&worker.url, &ca_pem, measurements, &[TeeKind::Sim]).await.unwrap();
+    let model = owner
+        .seal_to_broker_and_upload(&client, &recipients[0], "plan", "application/json", &plan)
+        .await
+        .unwrap();
+    let data = hospital
+        .seal_to_broker_and_upload(&client, &recipients[1], "rows", "text/csv", BREAST_CANCER_CSV)
+        .await
+        .unwrap();
+    let submit = |client: cloister_client::WorkerClient, job: &'static str| {
+        let spec = JobSpec {
+            id: job.to_owned(),
+            kind: JobKind::Train,
+            model: model.clone(),
+            data: data.clone(),
+            output_recipients: to.clone(),
+            more_data: Vec::new(),
+        };
+        let grants = vec![
+            owner.grant(&spec, InputRole::Model, measurements, &to).unwrap(),
+            hospital
+                .grant_with_budget(&spec, InputRole::Data, measurements, &to, Some(budget))
+                .unwrap(),
+        ];
+        async move { client.submit_job(&SubmitJob { spec, grants }).await }
+    };
+    let done = submit(client, "first").await.unwrap();
+    assert!(!done.outputs.is_empty());
+
+    // The compute provider throws the worker's disk away (or rolls it back), starts a new worker
+    // and uploads the same sealed objects to it: the first job is still charged.
+    let sealed: Vec<(&str, Vec<u8>)> = ["plan", "rows"]
+        .into_iter()
+        .map(|id| (id, std::fs::read(dirs.objects.join(id)).unwrap()))
+        .collect();
+    drop(worker);
+    let fresh = ComputeDirs::create(&tmp.path().join("fresh-disk")).unwrap();
+    let again =
+        testbed::start_worker(&fresh, &attester, &authority.client().unwrap()).await.unwrap();
+    let (client, _) =
+        owner.attest_worker(&again.url, &ca_pem, measurements, &[TeeKind::Sim]).await.unwrap();
+    for (id, bytes) in sealed {
+        client.put_object(id, bytes).await.unwrap();
+    }
+    let err = submit(client, "second").await.unwrap_err().to_string();
+    assert!(
+        err.contains("the grant for data set rows limits training on it")
+            && err.contains("trained on in 1 earlier job(s)"),
+        "{err}"
+    );
+    assert!(!fresh.objects.join("second-update").exists());
+
+    // Only the attested enclave may charge: a statement signed by any other key is refused.
+    let statement = cloister_types::api::PrivacyChargeStatement {
+        job_id: "forged".into(),
+        charges: Vec::new(),
+    };
+    let forged = cloister_sign::SigningKey::generate()
+        .sign("privacy charge", &statement, unix_now(), std::time::Duration::from_secs(60))
+        .unwrap();
+    let request = cloister_types::api::RecordJob {
+        ear: again.worker.identity.ear().to_owned(),
+        statement: forged,
+    };
+    let err = authority.client().unwrap().charge_privacy(&request).await.unwrap_err();
+    assert!(err.to_string().contains("the privacy charge statement"), "{err}");
 }
 
 /// "The {noun} was {adjective}." for every pair, labelled 1 for the praising adjectives.

@@ -14,6 +14,7 @@ mod rows;
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use cloister_types::job::{PrivacyAccount, PrivacyCharge};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -28,6 +29,9 @@ pub use rows::{
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The PostgreSQL advisory lock that serialises privacy charges across replicas ("privacy!" in
+/// ASCII, read as a big-endian i64).
+const PRIVACY_LOCK_KEY: i64 = 0x7072_6976_6163_7921;
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per pool for a SQLite file. SQLite writers take turns anyway, and with several
@@ -1057,6 +1061,89 @@ impl Store {
             row
         });
         Ok(row)
+    }
+
+    /// Charges a training job's privacy to its data sets in one write transaction: every
+    /// charge's account is computed from the earlier charges on the same sealed data set
+    /// ([`PrivacyCharge::account`]), and all are recorded, or none when a budget refuses one
+    /// (`Ok(Err((object_id, reason)))`).
+    pub async fn charge_privacy(
+        &self,
+        job_id: &str,
+        instance_id: &str,
+        charges: &[PrivacyCharge],
+        now: i64,
+    ) -> Result<Result<Vec<PrivacyAccount>, (String, String)>, StoreError> {
+        let backend = self.backend();
+        let outcome = in_write_tx!(self, |tx| {
+            if backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PRIVACY_LOCK_KEY)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            let mut accounts = Vec::with_capacity(charges.len());
+            let mut refusal = None;
+            for charge in charges {
+                let earlier: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT job_id, rdp_json FROM privacy_charges WHERE object_sha256 = $1 \
+                     ORDER BY id",
+                )
+                .bind(charge.input.sha256.to_string())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+                let earlier = earlier
+                    .into_iter()
+                    .map(|(job, rdp)| {
+                        let values = rdp
+                            .map(|json| serde_json::from_str::<Vec<f64>>(&json))
+                            .transpose()
+                            .map_err(|e| {
+                                StoreError::Invalid(format!("a stored privacy charge: {e}"))
+                            })?;
+                        Ok((job, values))
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                match charge.account(&earlier) {
+                    Ok(account) => accounts.push(account),
+                    Err(reason) => {
+                        refusal = Some((charge.input.object_id.clone(), reason));
+                        break;
+                    }
+                }
+            }
+            if refusal.is_none() {
+                for charge in charges {
+                    let rdp = charge
+                        .rdp
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    sqlx::query(
+                        "INSERT INTO privacy_charges (object_sha256, object_id, owner, job_id, \
+                         instance_id, rdp_json, charged_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(charge.input.sha256.to_string())
+                    .bind(&charge.input.object_id)
+                    .bind(&charge.input.owner)
+                    .bind(job_id)
+                    .bind(instance_id)
+                    .bind(rdp)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+            }
+            match refusal {
+                Some(refused) => Err(refused),
+                None => Ok(accounts),
+            }
+        });
+        Ok(outcome)
     }
 
     /// The audit entries of one tenant, or all with `None`, by seq.

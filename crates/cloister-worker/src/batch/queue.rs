@@ -144,11 +144,6 @@ impl BatchQueue {
         Ok(BatchQueue { pool, running: Mutex::new(HashSet::new()), chunk_pause })
     }
 
-    /// The privacy ledger, kept in the same database.
-    pub fn privacy_ledger(&self) -> crate::ledger::PrivacyLedger {
-        crate::ledger::PrivacyLedger::new(self.pool.clone())
-    }
-
     /// The pause after each chunk.
     pub fn chunk_pause(&self) -> Duration {
         self.chunk_pause
