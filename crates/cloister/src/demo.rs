@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use cloister_policy::ReleasePolicy;
 use cloister_types::api::SubmitJob;
-use cloister_types::manage::{PolicySpec, RegisterKey};
+use cloister_types::manage::PolicySpec;
 use cloister_types::{InputRole, JobKind, JobSpec, TeeKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -218,13 +217,8 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     std::fs::write(data_dir.join("breast_cancer.csv"), BREAST_CANCER_CSV)?;
     let table = split_labels(BREAST_CANCER_CSV)?;
     std::fs::write(data_dir.join("features.csv"), &table.features_csv)?;
-    let broker_key = admin
-        .register_key(&RegisterKey {
-            name: "breast-cancer-2026".to_owned(),
-            secret_key: None,
-            release_policy: ReleasePolicy::template(std::slice::from_ref(&published)),
-            instances: vec![authority.instance_id.clone()],
-        })
+    let broker_key = authority
+        .register_broker_key("breast-cancer-2026", std::slice::from_ref(&published))
         .await?;
     std::fs::write(data_dir.join("broker.recipient"), &broker_key.recipient)?;
     ok(&format!("broker key {} registered (key id {})", broker_key.id, broker_key.key_id));

@@ -13,11 +13,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, ensure};
-use cloister_policy::ReleasePolicy;
 use cloister_repository::{NewModel, Repository};
 use cloister_sign::unix_now;
 use cloister_types::TeeKind;
-use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, RequesterLimits, ServingPolicy,
 };
@@ -97,15 +95,8 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
          repository is the compute provider's object store: it holds ciphertext only.",
     );
     let provider = Party::create("the model provider", &provider_dir)?;
-    let admin = authority.tenant_admin()?;
-    let broker_key = admin
-        .register_key(&RegisterKey {
-            name: "smollm2-weights".to_owned(),
-            secret_key: None,
-            release_policy: ReleasePolicy::template(std::slice::from_ref(&published)),
-            instances: vec![authority.instance_id.clone()],
-        })
-        .await?;
+    let broker_key =
+        authority.register_broker_key("smollm2-weights", std::slice::from_ref(&published)).await?;
     let recipient = broker_key.recipient.parse().context("reading the broker recipient")?;
     let files = std::collections::BTreeMap::from([("model.gguf".to_owned(), weights.to_vec())]);
     let metadata = cloister_worker::engine::inspect(ModelFormat::Gguf, &files)?;

@@ -17,12 +17,10 @@ use std::path::Path;
 use anyhow::{Context as _, Result, ensure};
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, OhttpClient, authorization_header};
-use cloister_policy::ReleasePolicy;
 use cloister_repository::{NewModel, Repository};
 use cloister_sign::unix_now;
 use cloister_types::api::SubmitJob;
 use cloister_types::job::{PrivacyAccount, PrivacyBudget};
-use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, RequesterLimits, ServingPolicy,
 };
@@ -324,15 +322,7 @@ pub async fn run(
          integrity check, and queried through Oblivious HTTP.",
     );
     let onnx = global.to_onnx()?;
-    let admin = authority.tenant_admin()?;
-    let broker_key = admin
-        .register_key(&RegisterKey {
-            name: "federated-model".to_owned(),
-            secret_key: None,
-            release_policy: ReleasePolicy::template(measurements),
-            instances: vec![authority.instance_id.clone()],
-        })
-        .await?;
+    let broker_key = authority.register_broker_key("federated-model", measurements).await?;
     let files = std::collections::BTreeMap::from([("model.onnx".to_owned(), onnx.clone())]);
     let metadata = cloister_worker::engine::inspect(ModelFormat::Onnx, &files)?;
     let repository = Repository::open(&dirs.models.display().to_string())?;

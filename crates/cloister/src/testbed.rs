@@ -10,7 +10,9 @@ use cloister_attest::{SimAttester, SimPlatformKey};
 use cloister_authority::service::Service;
 use cloister_client::{AuthorityClient, ServiceClient};
 use cloister_types::api::AttestRequest;
-use cloister_types::manage::{CreateInstance, InstanceSettings, PolicySpec, TrustAnchorSpec};
+use cloister_types::manage::{
+    CreateInstance, InstanceSettings, KeyView, PolicySpec, RegisterKey, TrustAnchorSpec,
+};
 use cloister_types::{Base64Url, Hex, RuntimeData};
 use cloister_verify::SimPlatformPublicKey;
 use cloister_worker::batch::BatchQueue;
@@ -88,6 +90,18 @@ impl RunningAuthority {
     /// A management client acting as the demo tenant's admin.
     pub fn tenant_admin(&self) -> Result<ServiceClient> {
         Ok(ServiceClient::new(&self.url, Some(&self.tenant_token))?)
+    }
+
+    /// Registers a key-broker key of the demo tenant that the broker releases only to this
+    /// instance's enclaves measured one of `measurements`.
+    pub async fn register_broker_key(&self, name: &str, measurements: &[Hex]) -> Result<KeyView> {
+        let request = RegisterKey {
+            name: name.to_owned(),
+            secret_key: None,
+            release_policy: cloister_policy::ReleasePolicy::template(measurements),
+            instances: vec![self.instance_id.clone()],
+        };
+        Ok(self.tenant_admin()?.register_key(&request).await?)
     }
 
     /// Whether the server task is still running.

@@ -19,9 +19,7 @@ use cloister::parties::Party;
 use cloister::scan::{Secret, scan};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority};
 use cloister_client::{Expectations, WorkerClient};
-use cloister_policy::ReleasePolicy;
 use cloister_types::batch::{BatchState, BatchStatus, SubmitBatch};
-use cloister_types::manage::RegisterKey;
 use cloister_types::{Hex, InputRef, InputRole, JobKind, JobSpec, TeeKind};
 use cloister_worker::engine::{
     ChatMessage, GenerationParams, LlmModel, OnnxModel, Table, run_batch,
@@ -132,14 +130,7 @@ impl Bed {
     /// Registers a key-broker key releasing to this measurement; returns its recipient text.
     async fn broker_key(&self, name: &str) -> String {
         self.authority
-            .tenant_admin()
-            .unwrap()
-            .register_key(&RegisterKey {
-                name: name.to_owned(),
-                secret_key: None,
-                release_policy: ReleasePolicy::template(std::slice::from_ref(&self.measurement)),
-                instances: vec![self.authority.instance_id.clone()],
-            })
+            .register_broker_key(name, std::slice::from_ref(&self.measurement))
             .await
             .unwrap()
             .recipient

@@ -763,9 +763,7 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
 
 #[tokio::test]
 async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again() {
-    use cloister_policy::ReleasePolicy;
     use cloister_types::job::PrivacyBudget;
-    use cloister_types::manage::RegisterKey;
     use cloister_worker::engine::train::standardization;
     use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
 
@@ -782,14 +780,7 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
     // Both inputs are sealed to key-broker keys, so any worker the policy admits opens them.
     let mut recipients = Vec::new();
     for name in ["owner-key", "hospital-key"] {
-        let key = RegisterKey {
-            name: name.to_owned(),
-            secret_key: None,
-            release_policy: ReleasePolicy::template(measurements),
-            instances: vec![authority.instance_id.clone()],
-        };
-        recipients
-            .push(authority.tenant_admin().unwrap().register_key(&key).await.unwrap().recipient);
+        recipients.push(authority.register_broker_key(name, measurements).await.unwrap().recipient);
     }
     let table = LabelledRows::from_csv(BREAST_CANCER_CSV).unwrap();
     let (mean, scale) = standardization(&table);

@@ -111,15 +111,8 @@ impl Bed {
     /// Registers a key-broker key that releases to the worker's measurement; returns its
     /// recipient text.
     async fn broker_key(&self, name: &str) -> String {
-        use cloister_policy::ReleasePolicy;
-        use cloister_types::manage::RegisterKey;
-        let key = RegisterKey {
-            name: name.to_owned(),
-            secret_key: None,
-            release_policy: ReleasePolicy::template(std::slice::from_ref(&self.measurement)),
-            instances: vec![self.authority.instance_id.clone()],
-        };
-        self.authority.tenant_admin().unwrap().register_key(&key).await.unwrap().recipient
+        let measurements = std::slice::from_ref(&self.measurement);
+        self.authority.register_broker_key(name, measurements).await.unwrap().recipient
     }
 
     /// Each hospital seals its rows (to the enclave, or to `broker`'s key-broker key for the

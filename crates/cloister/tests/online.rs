@@ -25,10 +25,8 @@ use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, Run
 use cloister_attest::SimAttester;
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, InnerResponse, OhttpClient, authorization_header};
-use cloister_policy::ReleasePolicy;
 use cloister_repository::{Imported, NewModel, Repository};
 use cloister_sign::{SigningKey, unix_now};
-use cloister_types::manage::RegisterKey;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, ModelMetadata, ModelTask, RequesterLimits,
     ServingPolicy,
@@ -887,17 +885,8 @@ print(json.dumps({
 /// Registers a key-broker key released only to enclaves measured `measurement`, and returns its
 /// recipient.
 async fn broker_recipient(bed: &Bed, name: &str, measurement: [u8; 48]) -> String {
-    let admin = bed.authority.tenant_admin().unwrap();
-    let key = admin
-        .register_key(&RegisterKey {
-            name: name.into(),
-            secret_key: None,
-            release_policy: ReleasePolicy::template(&[Hex(measurement.to_vec())]),
-            instances: vec![bed.authority.instance_id.clone()],
-        })
-        .await
-        .unwrap();
-    key.recipient
+    let key = bed.authority.register_broker_key(name, &[Hex(measurement.to_vec())]).await;
+    key.unwrap().recipient
 }
 
 /// Imports the demo classifier as `name@1`, signed by `owner`, sealed to `recipient`, into the
