@@ -25,7 +25,7 @@ use crate::demo::{ok, say, show_no_plaintext};
 use crate::parties::Party;
 use crate::proxy::{self, ProxyOptions};
 use crate::scan::Secret;
-use crate::testbed::{self, ComputeDirs, InstancePolicy};
+use crate::testbed::{self, ComputeDirs};
 
 /// The question asked when none is given.
 pub const DEFAULT_PROMPT: &str = "What is the capital of France? Answer in one sentence.";
@@ -79,12 +79,8 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
         "The worker generates fresh keys (envelope, receipt, TLS and an Oblivious HTTP key),\n\
          binds them into simulated evidence and gets an EAR token and an enclave certificate.",
     );
-    let (attester, published, authority) =
-        testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await?;
-    let authority_client = authority.client()?;
-    let worker = testbed::start_worker(&dirs, &attester, &authority_client).await?;
-    let info = authority_client.instance().await?;
-    let ca_pem = info.ca_certificate_pem;
+    let testbed::DevCompute { measurement: published, authority, worker, ca_pem, .. } =
+        testbed::start_dev_compute(&dirs).await?;
     ok(&format!("attestation service on {}, worker on {}", authority.url, worker.url));
 
     say(

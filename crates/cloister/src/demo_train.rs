@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 use crate::demo::{BREAST_CANCER_CSV, ok, say, show_no_plaintext};
 use crate::parties::Party;
 use crate::scan::Secret;
-use crate::testbed::{self, ComputeDirs, InstancePolicy};
+use crate::testbed::{self, ComputeDirs};
 
 /// Federated rounds.
 pub const ROUNDS: u64 = 5;
@@ -150,10 +150,8 @@ pub async fn run(
         "1. The compute provider starts the attestation service and the enclave worker",
         "The worker attests with simulated evidence and gets an EAR token and a certificate.",
     );
-    let (attester, published, authority) =
-        testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await?;
-    let worker = testbed::start_worker(&dirs, &attester, &authority.client()?).await?;
-    let ca_pem = authority.client()?.instance().await?.ca_certificate_pem;
+    let testbed::DevCompute { measurement: published, authority, worker, ca_pem, .. } =
+        testbed::start_dev_compute(&dirs).await?;
     ok(&format!("worker on {}", worker.url));
 
     say(

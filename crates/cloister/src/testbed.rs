@@ -132,6 +132,31 @@ pub async fn start_demo_authority(
     Ok((attester, published, authority))
 }
 
+/// The compute side of a development run: the attestation service with a `dev-sim` instance,
+/// an attested worker, and what parties need to verify it.
+pub struct DevCompute {
+    /// The worker's simulated attester (to start further workers with).
+    pub attester: SimAttester,
+    /// The worker's measurement, as the instance's reference values publish it.
+    pub measurement: Hex,
+    /// The attestation service.
+    pub authority: RunningAuthority,
+    /// The attested worker.
+    pub worker: RunningWorker,
+    /// The instance CA certificate (PEM) enclave certificates chain to.
+    pub ca_pem: String,
+}
+
+/// Starts [`start_demo_authority`] with the `dev-sim` policy and an attested worker under `dirs`.
+pub async fn start_dev_compute(dirs: &ComputeDirs) -> Result<DevCompute> {
+    let (attester, measurement, authority) =
+        start_demo_authority(dirs, InstancePolicy::DevSim).await?;
+    let client = authority.client()?;
+    let worker = start_worker(dirs, &attester, &client).await?;
+    let ca_pem = client.instance().await?.ca_certificate_pem;
+    Ok(DevCompute { attester, measurement, authority, worker, ca_pem })
+}
+
 /// Starts the multi-tenant attestation service on SQLite under the compute provider's
 /// directory (ephemeral port), creates the tenant `demo` and its instance `demo` with the given
 /// policy, reference measurements and simulated platform key.

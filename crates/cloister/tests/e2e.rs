@@ -769,11 +769,8 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
 
     let tmp = tempfile::tempdir().unwrap();
     let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
-    let (attester, measurement, authority) =
-        testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await.unwrap();
-    let worker =
-        testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
-    let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+    let testbed::DevCompute { attester, measurement, authority, worker, ca_pem } =
+        testbed::start_dev_compute(&dirs).await.unwrap();
     let owner = Party::create("model owner", &tmp.path().join("owner")).unwrap();
     let hospital = Party::create("hospital", &tmp.path().join("hospital")).unwrap();
     let measurements = std::slice::from_ref(&measurement);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use cloister::demo_train::{split_table, to_csv};
 use cloister::federate::RoundRecord;
 use cloister::scan::{Secret, scan};
-use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, RunningWorker};
+use cloister::testbed::{self, ComputeDirs, RunningAuthority, RunningWorker};
 use cloister_types::Hex;
 use cloister_types::privacy::dp_sgd_epsilon;
 use cloister_worker::engine::{Classifier, LabelledRows};
@@ -54,11 +54,8 @@ impl Bed {
     async fn start() -> Bed {
         let tmp = tempfile::tempdir().unwrap();
         let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
-        let (attester, measurement, authority) =
-            testbed::start_demo_authority(&dirs, InstancePolicy::DevSim).await.unwrap();
-        let worker =
-            testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
-        let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
+        let testbed::DevCompute { measurement, authority, worker, ca_pem, .. } =
+            testbed::start_dev_compute(&dirs).await.unwrap();
         let ca_file = tmp.path().join("instance-ca.pem");
         std::fs::write(&ca_file, ca_pem).unwrap();
         let (test, parts) = split_table().unwrap();
