@@ -225,7 +225,8 @@ impl PrivacyCharge {
                 });
             };
             let spent = at(sum, budget.delta).map_err(|e| e.to_string())?;
-            if spent.epsilon > budget.epsilon {
+            // Written so that a NaN on either side refuses.
+            if !(spent.epsilon <= budget.epsilon) {
                 return Err(format!(
                     "it has been trained on in {} earlier job(s); with this one it would have \
                      spent ε = {:.4} at δ = {}",
@@ -235,8 +236,9 @@ impl PrivacyCharge {
                 ));
             }
         }
+        // An ε that overflowed is no bound: stated as none, never as infinity.
         let stated = |curve: &Option<RdpCurve>| match (curve, self.delta) {
-            (Some(curve), Some(delta)) => at(curve, delta).ok(),
+            (Some(curve), Some(delta)) => at(curve, delta).ok().filter(|b| b.epsilon.is_finite()),
             _ => None,
         };
         Ok(PrivacyAccount {
@@ -320,5 +322,13 @@ mod tests {
         assert_eq!((unbounded.total, unbounded.job.is_some()), (None, true));
         let bad = PrivacyCharge { rdp: Some(vec![1.0; 3]), ..charge(None, None) };
         assert!(bad.account(&[]).is_err());
+        // Curves that overflow when composed bound nothing: refused under a budget, and stated as
+        // no ε (never as infinity, which JSON cannot carry) without one.
+        let huge = Some(vec![1e308; crate::privacy::ORDERS.count()]);
+        let earlier = [("a".to_owned(), huge.clone()), ("b".to_owned(), huge.clone())];
+        let over = PrivacyCharge { rdp: huge.clone(), ..charge(None, Some(1e6)) };
+        assert!(over.account(&earlier).is_err());
+        let unbudgeted = PrivacyCharge { rdp: huge, ..charge(None, None) };
+        assert_eq!(unbudgeted.account(&earlier).unwrap().total, None);
     }
 }
