@@ -225,8 +225,7 @@ impl PrivacyCharge {
                 });
             };
             let spent = at(sum, budget.delta).map_err(|e| e.to_string())?;
-            // Written so that a NaN on either side refuses.
-            if !(spent.epsilon <= budget.epsilon) {
+            if spent.epsilon.is_nan() || budget.epsilon.is_nan() || spent.epsilon > budget.epsilon {
                 return Err(format!(
                     "it has been trained on in {} earlier job(s); with this one it would have \
                      spent ε = {:.4} at δ = {}",
