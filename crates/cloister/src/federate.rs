@@ -319,6 +319,13 @@ pub async fn run(options: &RunOptions) -> Result<Federation> {
         ensure!(names.insert(&participant.name), "participant {} is named twice", participant.name);
     }
     ensure!(!options.participants.is_empty(), "name at least one --participant");
+    // Approvers stop watching once `done.json` appears: an exchange is for one federation.
+    ensure!(
+        !options.exchange.join("done.json").exists(),
+        "{} holds a finished federation (done.json); give each federation its own exchange \
+         directory",
+        options.exchange.display()
+    );
     ensure!(options.rounds > 0, "--rounds must be at least 1");
     let (client, enclave) = attest(&options.target).await?;
     let classes = options.test.labels.iter().max().map_or(2, |&c| c as usize + 1).max(2);

@@ -216,6 +216,21 @@ async fn separate_parties_federate_and_a_hospital_that_stops_granting_does_not_s
         assert!(record.privacy.iter().all(|p| p.total.is_none() && p.job.is_none()));
     }
     assert!(out.contains("✘ hospital-c did not contribute to round 3"), "{out}");
+    // An exchange serves one federation: running again on it is refused before anything is sent.
+    let mut again = cloister();
+    again.current_dir(bed.dir("model-owner")).args(["federate", "run"]);
+    bed.target(&mut again);
+    let output = again
+        .arg("--exchange")
+        .arg(&exchange)
+        .args(["--id", "fed-2", "--key", "signing.key", "--envelope", "envelope.key"])
+        .args(["--test", "test.csv", "--out", "fed-2.json", "--participant"])
+        .arg(bed.dir("hospital-a").join("participant.json"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("holds a finished federation"));
 
     // The model owner's final model is what it reports, and learned.
     let model: Classifier =
