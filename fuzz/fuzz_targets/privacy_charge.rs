@@ -39,6 +39,7 @@ fn case(
         rdp: curve(u)?,
         budget,
         delta: Option::<f64>::arbitrary(u)?,
+        grant: String::new(),
     };
     let mut earlier = Vec::new();
     for n in 0..u8::arbitrary(u)? % 8 {

@@ -806,6 +806,9 @@ impl Service {
         if statement.charges.is_empty() {
             return Err(ServiceError::BadRequest("the statement charges no data set".into()));
         }
+        for charge in &statement.charges {
+            check_charge_grant(charge, &statement.job_id, &cpu0.claims.measurement, now)?;
+        }
         let outcome =
             self.store.charge_privacy(&statement.job_id, id, &statement.charges, now).await?;
         let charges: Vec<_> = statement
@@ -1517,4 +1520,44 @@ fn key_view(row: &BrokerKeyRow) -> Result<KeyView> {
         created_at: row.created_at,
         revoked_at: row.revoked_at,
     })
+}
+
+/// Checks that a privacy charge comes with its data owner's grant for this job and data set,
+/// allowing the charging enclave's `measurement` and setting the charge's budget: only then may
+/// the charge count against (or exhaust) the owner's budget.
+fn check_charge_grant(
+    charge: &cloister_types::job::PrivacyCharge,
+    job_id: &str,
+    measurement: &Hex,
+    now: i64,
+) -> Result<()> {
+    let input = &charge.input;
+    let refused = |why: String| {
+        ServiceError::Token(format!("the privacy charge for data set {}: {why}", input.object_id))
+    };
+    let owner = VerifyingKey::from_text(&input.owner)
+        .map_err(|e| refused(format!("the owner key: {e}")))?;
+    let grant = owner
+        .verify::<cloister_types::Grant>("grant", &charge.grant, now as u64)
+        .map_err(|e| refused(format!("the grant does not verify with its owner's key: {e}")))?
+        .claims;
+    if grant.role != cloister_types::InputRole::Data
+        || grant.job_id != job_id
+        || grant.object_id != input.object_id
+        || grant.object_sha256 != input.sha256
+    {
+        return Err(refused(format!(
+            "the grant is for {:?} object {} of job {}, not this data set of job {job_id}",
+            grant.role, grant.object_id, grant.job_id
+        )));
+    }
+    if !grant.allowed_measurements.contains(measurement) {
+        return Err(refused(format!(
+            "the grant does not allow the charging enclave's measurement {measurement}"
+        )));
+    }
+    if grant.privacy_budget != charge.budget {
+        return Err(refused("the charge states another budget than the grant".into()));
+    }
+    Ok(())
 }

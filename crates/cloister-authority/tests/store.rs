@@ -925,6 +925,8 @@ fn privacy_charge(id: &str, digest: u8, steps: u64, budget: Option<f64>) -> Priv
         rdp: Some(curve.values().to_vec()),
         budget: budget.map(|epsilon| PrivacyBudget { epsilon, delta: 1e-5 }),
         delta: Some(1e-5),
+        // The store does not check grants; the service does before it charges.
+        grant: String::new(),
     }
 }
 

@@ -175,9 +175,14 @@ pub struct PrivacyCharge {
     /// trains without DP-SGD noise from the enclave (no finite ε bounds it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdp: Option<Vec<f64>>,
-    /// The data owner's budget for the data set, from its grant.
+    /// The data owner's budget for the data set, as its grant sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<PrivacyBudget>,
+    /// The data owner's grant for this job (compact JWS). The ledger charges a data set only
+    /// with it: signed by the data set's owner, for this job and data set, allowing the charging
+    /// enclave's measurement, and setting exactly `budget`. Nobody else can spend, or exhaust, an
+    /// owner's budget.
+    pub grant: String,
     /// The δ the account is stated at: the budget's, else the plan's (none without DP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
@@ -289,6 +294,7 @@ mod tests {
             rdp: steps.map(|t| RdpCurve::dp_sgd(0.1, 1.0, t).unwrap().values().to_vec()),
             budget: budget.map(|epsilon| PrivacyBudget { epsilon, delta: 1e-5 }),
             delta: Some(1e-5),
+            grant: String::new(),
         }
     }
 

@@ -105,6 +105,9 @@ pub struct JobAuthorization {
     pub recipients: Vec<RecipientPublicKey>,
     /// Each data owner's privacy budget, in the order of [`JobSpec::data_inputs`].
     pub privacy_budgets: Vec<Option<PrivacyBudget>>,
+    /// Each data owner's grant (compact JWS) that authorised the job, in the same order: the
+    /// privacy ledger charges a data set only with its owner's grant.
+    pub data_grants: Vec<String>,
 }
 
 /// Checks the job and every owner's grant for it at `started_at` (the kind, the output recipients, a
@@ -141,7 +144,7 @@ pub fn authorize_job(
         return Err(JobError::BadSpec("a data set appears twice in the job".into()));
     }
     let measurement = &identity.claims().measurement;
-    let model_grant =
+    let (model_grant, _) =
         find_grant(spec, &digest, &spec.model, InputRole::Model, grants, measurement, started_at)?;
     let data_grants = spec
         .data_inputs()
@@ -151,22 +154,23 @@ pub fn authorize_job(
         .collect::<Result<Vec<_>, _>>()?;
     for recipient in &spec.output_recipients {
         if !model_grant.result_recipients.contains(recipient)
-            || data_grants.iter().any(|grant| !grant.result_recipients.contains(recipient))
+            || data_grants.iter().any(|(grant, _)| !grant.result_recipients.contains(recipient))
         {
             return Err(JobError::RecipientNotApproved(recipient.clone()));
         }
     }
 
     // A budget is a condition on training with DP-SGD; no other job kind can honour it.
-    if data_grants.iter().any(|g| g.privacy_budget.is_some()) && spec.kind != JobKind::Train {
+    if data_grants.iter().any(|(g, _)| g.privacy_budget.is_some()) && spec.kind != JobKind::Train {
         return Err(JobError::BadSpec(
             "the data owner's grant sets a privacy budget, which only a training job with DP-SGD \
              can honour"
                 .into(),
         ));
     }
-    let privacy_budgets = data_grants.iter().map(|g| g.privacy_budget).collect();
-    Ok(JobAuthorization { digest, recipients, privacy_budgets })
+    let (privacy_budgets, data_grants) =
+        data_grants.into_iter().map(|(grant, token)| (grant.privacy_budget, token)).unzip();
+    Ok(JobAuthorization { digest, recipients, privacy_budgets, data_grants })
 }
 
 /// Runs a batch-inference job end to end. Inputs open with the enclave's own key, or with a
@@ -362,7 +366,7 @@ fn find_grant(
     grants: &[String],
     measurement: &Hex,
     now: u64,
-) -> Result<Grant, JobError> {
+) -> Result<(Grant, String), JobError> {
     let missing =
         |detail: String| JobError::MissingGrant { role, owner: input.owner.clone(), detail };
     let owner = VerifyingKey::from_text(&input.owner)
@@ -386,7 +390,7 @@ fn find_grant(
             None
         };
         match problem {
-            None => return Ok(grant),
+            None => return Ok((grant, token.clone())),
             Some(problem) => problems.push(problem),
         }
     }

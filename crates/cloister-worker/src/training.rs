@@ -149,7 +149,8 @@ pub(crate) fn open_training(
 
     let seeded_noise = plan.config.dp.as_ref().is_some_and(|dp| dp.noise_seed.is_some());
     let mut sites = Vec::new();
-    for (input, budget) in spec.data_inputs().zip(&authorization.privacy_budgets) {
+    let grants = authorization.privacy_budgets.iter().zip(&authorization.data_grants);
+    for (input, (budget, grant)) in spec.data_inputs().zip(grants) {
         let sealed = read_checked(store, input, InputRole::Data)?;
         let plain = open_input(identity, released, &sealed, InputRole::Data)?;
         inputs.push(receipt_input(input, InputRole::Data, &plain));
@@ -165,7 +166,13 @@ pub(crate) fn open_training(
         let cost = if seeded_noise { None } else { plan.config.rdp(rows.rows())? };
         let delta = budget.map(|b| b.delta).or(plan.config.dp.as_ref().map(|dp| dp.delta));
         let rdp = cost.map(|curve| curve.values().to_vec());
-        let charge = PrivacyCharge { input: input.clone(), rdp, budget: *budget, delta };
+        let charge = PrivacyCharge {
+            input: input.clone(),
+            rdp,
+            budget: *budget,
+            delta,
+            grant: grant.clone(),
+        };
         sites.push(Site { rows, charge });
     }
     let encoder =

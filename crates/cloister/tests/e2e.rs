@@ -866,6 +866,57 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
     };
     let err = authority.client().unwrap().charge_privacy(&request).await.unwrap_err();
     assert!(err.to_string().contains("the privacy charge statement"), "{err}");
+
+    // Even a genuine enclave charges a data set only with its owner's grant for that very job:
+    // nobody can exhaust (or, charging no DP, void) a hospital's budget without one.
+    let other = JobSpec {
+        id: "other".to_owned(),
+        kind: JobKind::Train,
+        model: model.clone(),
+        data: data.clone(),
+        output_recipients: to.clone(),
+        more_data: Vec::new(),
+    };
+    let spec = JobSpec { id: "grief".to_owned(), ..other.clone() };
+    let stranger = Party::create("stranger", &tmp.path().join("stranger")).unwrap();
+    let stranger_grant = cloister::parties::sign_grant(
+        &stranger.signing,
+        &JobSpec { data: InputRef { owner: stranger.id(), ..data.clone() }, ..spec.clone() },
+        InputRole::Data,
+        measurements,
+        &to,
+        None,
+    )
+    .unwrap();
+    let other_grant =
+        hospital.grant_with_budget(&other, InputRole::Data, measurements, &to, None).unwrap();
+    for (grant, expected) in [
+        (stranger_grant, "does not verify with its owner's key"),
+        (other_grant, "not this data set of job grief"),
+    ] {
+        let statement = cloister_types::api::PrivacyChargeStatement {
+            job_id: "grief".into(),
+            charges: vec![cloister_types::job::PrivacyCharge {
+                input: data.clone(),
+                rdp: None,
+                budget: None,
+                delta: None,
+                grant,
+            }],
+        };
+        let signed = again
+            .worker
+            .identity
+            .receipt_key()
+            .sign("privacy charge", &statement, unix_now(), std::time::Duration::from_secs(60))
+            .unwrap();
+        let request = cloister_types::api::RecordJob {
+            ear: again.worker.identity.ear().to_owned(),
+            statement: signed,
+        };
+        let err = authority.client().unwrap().charge_privacy(&request).await.unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
 }
 
 /// "The {noun} was {adjective}." for every pair, labelled 1 for the praising adjectives.
