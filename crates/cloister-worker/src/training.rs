@@ -211,7 +211,7 @@ struct LabelledText {
 }
 
 /// Embeds a JSON-lines data set of `{"text", "label"}` with the loaded encoder: the rows a
-/// classifier head trains on. The texts are zeroized once embedded.
+/// classifier head trains on. The texts and the encoder's output are zeroized once copied.
 fn embed_labelled_texts(plain: &[u8], model: &LoadedModel) -> Result<LabelledRows, JobError> {
     let Engine::Embedder(embedder) = model.engine() else {
         return Err(JobError::BadSpec(format!("{} is not a sentence-embedding model", model.id())));
@@ -232,11 +232,13 @@ fn embed_labelled_texts(plain: &[u8], model: &LoadedModel) -> Result<LabelledRow
         texts.push(parsed.text);
         labels.push(parsed.label);
     }
-    let embeddings = embedder.embed(&texts)?;
+    let mut embeddings = embedder.embed(&texts)?;
     let columns = embedder.dimension();
     let mut features = Vec::with_capacity(texts.len() * columns);
-    for vector in &embeddings.vectors {
+    for vector in &mut embeddings.vectors {
         features.extend_from_slice(vector);
+        // The embeddings say much about the texts: only the rows (zeroized on drop) keep them.
+        zeroize::Zeroize::zeroize(vector);
     }
     Ok(LabelledRows { features, labels, columns })
 }
