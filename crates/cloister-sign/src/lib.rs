@@ -101,6 +101,26 @@ impl SigningKey {
         VerifyingKey(self.0.public_key())
     }
 
+    /// The key derived from secret keying material `ikm` under `label` (HKDF-SHA256, RFC 5869,
+    /// with `label` ‖ a counter byte as info; the first output that is a valid P-256 scalar).
+    /// The same material and label always give the same key; different labels give unrelated
+    /// keys. For keys that must be the same on every replica holding one key file (the
+    /// attestation service's signing key) without a second secret to distribute.
+    pub fn derive(ikm: &[u8], label: &str) -> Result<Self, SignError> {
+        let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"cloister-sign derive v1"), ikm);
+        // A 32-byte output is zero or at least the group order with probability about 2^-32;
+        // 16 tries failing together does not happen.
+        for counter in 0u8..16 {
+            let mut okm = Zeroizing::new([0u8; 32]);
+            hkdf.expand_multi_info(&[label.as_bytes(), &[counter]], okm.as_mut_slice())
+                .map_err(|e| SignError::Sign { what: "derived key", reason: e.to_string() })?;
+            if let Ok(pair) = ES256KeyPair::from_bytes(okm.as_slice()) {
+                return Ok(SigningKey(pair));
+            }
+        }
+        Err(SignError::Sign { what: "derived key", reason: "no valid scalar in 16 tries".into() })
+    }
+
     /// Text form for a key file: `cloister-es256-secret:` + base64url of the 32-byte scalar.
     pub fn to_text(&self) -> Zeroizing<String> {
         let raw = Zeroizing::new(self.0.to_bytes());
@@ -169,6 +189,17 @@ impl VerifyingKey {
     /// Text form: `cloister-es256:` + base64url of the SEC1 compressed point.
     pub fn to_text(&self) -> String {
         format!("{PUBLIC_PREFIX}{}", URL_SAFE_NO_PAD.encode(self.0.to_bytes()))
+    }
+
+    /// SHA-256 of the SEC1 compressed point: what a party pins (`audit verify --service-key`,
+    /// the service fingerprint bound into an enclave's runtime data).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        Sha256::digest(self.0.to_bytes()).into()
+    }
+
+    /// [`VerifyingKey::fingerprint`] as 64 lowercase hex digits.
+    pub fn fingerprint_hex(&self) -> String {
+        self.fingerprint().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Parses [`VerifyingKey::to_text`] output.
@@ -455,5 +486,30 @@ mod tests {
         assert!(format!("{key:?}").starts_with("SigningKey(cloister-es256:"));
         let jwk = key.public_key().to_jwk("k1");
         assert_eq!(VerifyingKey::from_jwk(&jwk).unwrap(), key.public_key());
+    }
+
+    #[test]
+    fn derived_keys_depend_on_material_and_label_only() {
+        let a = SigningKey::derive(b"material one", "purpose a").unwrap();
+        let again = SigningKey::derive(b"material one", "purpose a").unwrap();
+        assert_eq!(a.public_key(), again.public_key());
+        let other_label = SigningKey::derive(b"material one", "purpose b").unwrap();
+        let other_material = SigningKey::derive(b"material two", "purpose a").unwrap();
+        assert_ne!(a.public_key(), other_label.public_key());
+        assert_ne!(a.public_key(), other_material.public_key());
+        // A derived key signs like any other.
+        let token = a.sign("grant", body(), 1_000, Duration::from_secs(60)).unwrap();
+        assert!(again.public_key().verify::<Body>("grant", &token, 1_010).is_ok());
+        assert!(other_label.public_key().verify::<Body>("grant", &token, 1_010).is_err());
+    }
+
+    #[test]
+    fn fingerprints_name_one_key() {
+        let key = SigningKey::generate().public_key();
+        let hex = key.fingerprint_hex();
+        assert_eq!(hex.len(), 64);
+        assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(VerifyingKey::from_text(&key.to_text()).unwrap().fingerprint_hex(), hex);
+        assert_ne!(SigningKey::generate().public_key().fingerprint(), key.fingerprint());
     }
 }
