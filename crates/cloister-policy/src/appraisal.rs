@@ -90,7 +90,7 @@ impl AppraisalPolicy {
             |message: String| PolicyError::Invalid { policy_id: policy_id.clone(), message };
 
         let source_name = format!("{id}.rego");
-        let mut engine = Engine::new();
+        let mut engine = crate::limits::engine();
         engine
             .add_policy("cloister-lib.rego".to_owned(), LIBRARY_REGO.to_owned())
             .map_err(|e| invalid(format!("the policy library does not load: {e:#}")))?;

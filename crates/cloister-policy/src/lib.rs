@@ -15,16 +15,19 @@
 //! broker releases an owner's key to an attested enclave; see `docs/policy.md`.
 //!
 //! This crate is pure: no I/O; policies are compiled once and each appraisal runs on a clone of
-//! the prepared engine.
+//! the prepared engine. Every evaluation is bounded in time ([`EVALUATION_TIME_LIMIT`]) and
+//! fails closed past it.
 
 mod appraisal;
 pub mod authz;
 mod error;
+mod limits;
 mod release;
 
 pub use crate::appraisal::{AR4SI_CLAIMS, Appraisal, AppraisalPolicy, POLICY_PACKAGE};
 pub use crate::authz::{Action, Denied, Principal, Resource, authorize};
 pub use crate::error::PolicyError;
+pub use crate::limits::{EVALUATION_TIME_LIMIT, MAX_POLICY_BYTES};
 pub use crate::release::{
     MAX_RELEASE_POLICY_LEN, RELEASE_POLICY_PACKAGE, ReleaseDecision, ReleaseInput, ReleasePolicy,
     overall_status,

@@ -68,7 +68,7 @@ impl ReleasePolicy {
                 rego.len()
             )));
         }
-        let mut engine = Engine::new();
+        let mut engine = crate::limits::engine();
         engine
             .add_policy("cloister-lib.rego".to_owned(), LIBRARY_REGO.to_owned())
             .map_err(|e| invalid(format!("the policy library does not load: {e:#}")))?;
