@@ -42,9 +42,14 @@ wait_for_line() {
 echo "== compute provider: attestation service, tenant, instance, worker"
 mkdir -p compute
 port=$(free_port)
-export CLOISTER_SERVER="http://127.0.0.1:$port"
+# The service's TLS certificate, from a private CA whose certificate every client is given.
+"$CLOISTER" keygen --tls-server 127.0.0.1 --secret compute/tls.key --public compute/tls.pem \
+  --tls-ca compute/tls-ca.pem
+export CLOISTER_SERVER="https://127.0.0.1:$port"
+export CLOISTER_SERVER_CA="$WORK/compute/tls-ca.pem"
 "$CLOISTER" serve attestation --listen "127.0.0.1:$port" \
   --database "sqlite://$WORK/compute/authority.db" \
+  --tls-cert compute/tls.pem --tls-key compute/tls.key \
   --operator-token-file compute/operator-token 2> compute/authority.log &
 pids+=($!)
 for _ in $(seq 600); do
@@ -52,6 +57,10 @@ for _ in $(seq 600); do
     > /dev/null 2>&1 && break
   sleep 0.1
 done
+# The service's signing-key fingerprint, from its own log (the operator's trusted copy): workers
+# bind it into their evidence and act only on answers that key signed.
+fingerprint=$(sed -n 's/^service signing key fingerprint: \([0-9a-f]\{64\}\).*/\1/p' compute/authority.log)
+[ -n "$fingerprint" ] || { echo "no fingerprint in compute/authority.log" >&2; exit 1; }
 admin_token=$("$CLOISTER" tenant create hospitals --token "$(cat compute/operator-token)" --json |
   json '["token"]')
 "$CLOISTER" keygen --sim-platform --secret compute/sim-platform.pem --public compute/sim-platform.pub
@@ -63,7 +72,7 @@ echo "{\"measurements\": [\"$measurement\"]}" > compute/reference-values.json
 instance=$(json '["id"]' < compute/instance.json)
 json '["ca_certificate_pem"]' < compute/instance.json > instance-ca.pem
 "$CLOISTER" serve worker --listen 127.0.0.1:0 --authority "$CLOISTER_SERVER" \
-  --instance "$instance" --data-dir compute/worker \
+  --instance "$instance" --service-fingerprint "$fingerprint" --data-dir compute/worker \
   --sim-platform-key compute/sim-platform.pem > compute/worker.json 2> compute/worker.log &
 pids+=($!)
 wait_for_line compute/worker.json
@@ -88,7 +97,7 @@ echo "== each hospital seals its rows to the attested worker and approves jobs (
 for hospital in hospital-a hospital-b hospital-c; do
   "$CLOISTER" keygen --signing --secret $hospital/signing.key --public $hospital/signing.pub
   "$CLOISTER" federate join "${target[@]}" --name $hospital --key $hospital/signing.key \
-    --rows $hospital/rows.csv --out $hospital/participant.json
+    --authority "$CLOISTER_SERVER" --rows $hospital/rows.csv --out $hospital/participant.json
   "$CLOISTER" federate approve --exchange exchange --participant $hospital/participant.json \
     --key $hospital/signing.key --measurement "$measurement" \
     --recipient model-owner/envelope.pub --epsilon 6 --delta 1e-5 --watch \

@@ -167,17 +167,22 @@ pub enum AuditKind {
     KeyRevoked,
     /// `key.released`: granted or refused.
     KeyReleased,
+    /// `key.instance-detached`: an instance a broker key listed was deleted, so the key no
+    /// longer accepts it.
+    KeyInstanceDetached,
     /// `job.authorized`
     JobAuthorized,
     /// `privacy.charged`: a training job's privacy charged to its data sets, or refused.
     PrivacyCharged,
+    /// `dataset.registered`: a sealed data set registered to its owner.
+    DatasetRegistered,
     /// `access.denied`: a request the authorization refused.
     AccessDenied,
 }
 
 impl AuditKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::TenantCreated,
         AuditKind::InstanceCreated,
         AuditKind::InstanceUpdated,
@@ -190,8 +195,10 @@ impl AuditKind {
         AuditKind::KeyRegistered,
         AuditKind::KeyRevoked,
         AuditKind::KeyReleased,
+        AuditKind::KeyInstanceDetached,
         AuditKind::JobAuthorized,
         AuditKind::PrivacyCharged,
+        AuditKind::DatasetRegistered,
         AuditKind::AccessDenied,
     ];
 
@@ -210,8 +217,10 @@ impl AuditKind {
             AuditKind::KeyRegistered => "key.registered",
             AuditKind::KeyRevoked => "key.revoked",
             AuditKind::KeyReleased => "key.released",
+            AuditKind::KeyInstanceDetached => "key.instance-detached",
             AuditKind::JobAuthorized => "job.authorized",
             AuditKind::PrivacyCharged => "privacy.charged",
+            AuditKind::DatasetRegistered => "dataset.registered",
             AuditKind::AccessDenied => "access.denied",
         }
     }

@@ -6,13 +6,15 @@
 //! Pure: no storage, no clock (time is a parameter). The service looks up the key and the
 //! instance's token keys, calls [`release`], and records the outcome in the audit log.
 //!
-//! Checks, in this order, each with its own [`ReleaseError`]: the request names this key; the key
-//! is not revoked; the instance is one the key accepts; the EAR token names a token key (`kid`) of
-//! that instance, verifies with it and is within its validity window; it is an EAR of this
-//! profile whose every appraisal is `affirming` or `warning`; `cpu0`'s runtime data carries a
-//! usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see
-//! `cloister_seal::wrap_secret_key`) to that `hpke_pk` with the release context digest as
-//! associated data. The enclave recovers it with `cloister_client::open_released_key`.
+//! Checks, in this order, each with its own [`ReleaseError`]: the request names this key and its
+//! context fits the size limits; the instance is one the key accepts; the EAR token names a token
+//! key (`kid`) of that instance, verifies with it and is within its validity window, and is an
+//! EAR of this profile — only now is the requester known to be an enclave that instance
+//! attested ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is
+//! `affirming` or `warning`; `cpu0`'s runtime data carries a usable `hpke_pk`; the key's release
+//! policy allows. Then the secret is wrapped (HPKE, see `cloister_seal::wrap_secret_key`) to that
+//! `hpke_pk` with the release context digest as associated data. The enclave recovers it with
+//! `cloister_client::open_released_key`.
 
 use std::collections::BTreeMap;
 
@@ -145,15 +147,23 @@ pub enum ReleaseError {
     /// The token comes from an instance the key does not accept.
     #[error(
         "broker key {broker_key} does not accept attestation results of instance {instance}; \
-         its owner accepts: {accepted}"
+         attest with an instance the key's owner lists"
     )]
     InstanceNotAccepted {
         /// The broker key's id.
         broker_key: String,
         /// The instance that issued the token.
         instance: String,
-        /// The accepted instances, comma-separated (or "none").
-        accepted: String,
+    },
+    /// The token was not issued by any instance the key accepts (its key id is none of theirs).
+    /// Names no instance: the caller may not learn which instances the key accepts.
+    #[error(
+        "broker key {broker_key} does not accept this attestation result: it was not issued by \
+         an instance the key's owner lists; attest with one of those instances"
+    )]
+    IssuerNotAccepted {
+        /// The broker key's id.
+        broker_key: String,
     },
     /// The token's header has no `kid`, or the token is not a compact JWS.
     #[error(
@@ -213,6 +223,23 @@ pub enum ReleaseError {
     Wrap(#[source] SealError),
 }
 
+impl ReleaseError {
+    /// Whether the refusal came after the requester proved to be an enclave an accepted instance
+    /// attested (its EAR token verified): such refusals concern the key's owner and are audited.
+    /// Refusals before that can come from anyone, as often as they like, and leave no record.
+    pub fn after_authentication(&self) -> bool {
+        matches!(
+            self,
+            ReleaseError::Revoked { .. }
+                | ReleaseError::NotTrustworthy { .. }
+                | ReleaseError::NoCpu0
+                | ReleaseError::BadEnclaveKey(_)
+                | ReleaseError::PolicyDenied { .. }
+                | ReleaseError::Wrap(_)
+        )
+    }
+}
+
 /// A release that happened, with the policy's reasons (for the audit record).
 #[derive(Clone, Debug)]
 pub struct Released {
@@ -257,16 +284,10 @@ pub fn release_detailed(
     now: u64,
 ) -> Result<Released, ReleaseError> {
     check_request(key, request)?;
-    if key.revoked {
-        return Err(ReleaseError::Revoked { broker_key: key.id.to_owned() });
-    }
     if !key.instances.iter().any(|i| i == instance_id) {
-        let accepted =
-            if key.instances.is_empty() { "none".to_owned() } else { key.instances.join(", ") };
         return Err(ReleaseError::InstanceNotAccepted {
             broker_key: key.id.to_owned(),
             instance: instance_id.to_owned(),
-            accepted,
         });
     }
     let kid = peek_key_id(&request.ear).ok_or(ReleaseError::TokenNoKeyId)?;
@@ -280,6 +301,10 @@ pub fn release_detailed(
     let ear = &signed.claims;
     if ear.eat_profile != EAR_PROFILE {
         return Err(ReleaseError::WrongProfile { found: ear.eat_profile.clone() });
+    }
+    // From here on the requester is an enclave the accepted instance attested.
+    if key.revoked {
+        return Err(ReleaseError::Revoked { broker_key: key.id.to_owned() });
     }
     for (name, submod) in &ear.submods {
         if !matches!(submod.status, EarStatus::Affirming | EarStatus::Warning) {
@@ -329,19 +354,12 @@ pub fn release_detailed(
     })
 }
 
-/// The request is well formed and names this key.
-fn check_request(key: &BrokerKey<'_>, request: &KeyReleaseRequest) -> Result<(), ReleaseError> {
+/// The request's key id and context are within their limits: what the service checks before it
+/// reads or writes anything for a release request.
+pub fn check_request_shape(request: &KeyReleaseRequest) -> Result<(), ReleaseError> {
     let requested = request.key_id.as_bytes();
     if requested.len() != KEY_ID_LEN {
         return Err(ReleaseError::BadKeyId { len: requested.len() });
-    }
-    let actual = key.secret.key_id();
-    if requested != actual.0.as_slice() {
-        return Err(ReleaseError::KeyMismatch {
-            requested: request.key_id.to_string(),
-            broker_key: key.id.to_owned(),
-            actual: actual.to_hex(),
-        });
     }
     let fields = [
         ("job_id", &request.context.job_id),
@@ -358,6 +376,21 @@ fn check_request(key: &BrokerKey<'_>, request: &KeyReleaseRequest) -> Result<(),
                 max: MAX_CONTEXT_FIELD_LEN,
             });
         }
+    }
+    Ok(())
+}
+
+/// The request is well formed and names this key.
+fn check_request(key: &BrokerKey<'_>, request: &KeyReleaseRequest) -> Result<(), ReleaseError> {
+    check_request_shape(request)?;
+    let requested = request.key_id.as_bytes();
+    let actual = key.secret.key_id();
+    if requested != actual.0.as_slice() {
+        return Err(ReleaseError::KeyMismatch {
+            requested: request.key_id.to_string(),
+            broker_key: key.id.to_owned(),
+            actual: actual.to_hex(),
+        });
     }
     Ok(())
 }

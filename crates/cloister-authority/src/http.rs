@@ -6,19 +6,14 @@
 //! handler runs), and handlers get the caller only through the [`Caller`] extractor, which fails
 //! closed when the middleware did not run.
 //!
-//! [`router`] serves a single in-memory [`Authority`] (embedding, collateral tests):
-//!
-//! | route | what |
-//! |---|---|
-//! | `POST /v1/challenge` | a fresh single-use nonce |
-//! | `POST /v1/attest` | unified evidence in, EAR token and enclave certificate out |
-//! | `GET /v1/instance` | the instance CA, JWKS and policy id |
-//! | `GET /.well-known/jwks.json` | the EAR token keys |
-//! | `GET /healthz` | liveness |
+//! The routes an enclave acts on (`attest`, `jobs`, `privacy-charges`) read the body as bytes
+//! and hand its SHA-256 to the service, which signs its answer over it.
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State};
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Request, State,
+};
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
@@ -29,8 +24,9 @@ use axum::{Json, Router};
 use cloister_policy::Principal;
 use cloister_sign::unix_now;
 use cloister_types::api::{
-    AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, InstanceInfo, JobRecorded,
-    KeyReleaseRequest, KeyReleaseResponse, PrivacyChargeOutcome, RecordJob, ServiceKeyDocument,
+    AttestRequest, AttestResponse, ChallengeResponse, DatasetRegistered, ErrorBody, InstanceInfo,
+    KeyReleaseRequest, KeyReleaseResponse, RecordJob, RegisterDataset, ServiceKeyDocument,
+    SignedAnswer,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
@@ -38,82 +34,34 @@ use cloister_types::manage::{
     TrustAnchorSpec,
 };
 
+use crate::rate::{Limiter, RateLimits, RouteClass, TrustedProxy};
 use crate::service::{Service, ServiceError};
-use crate::{AttestError, Authority, NonceError};
+use crate::{AttestError, NonceError};
 
 /// Largest accepted request body: evidence with collateral fits comfortably.
 const MAX_BODY: usize = 1 << 20;
 
-/// The service's routes over one instance.
-pub fn router(authority: Arc<Authority>) -> Router {
-    Router::new()
-        .route("/v1/challenge", post(challenge))
-        .route("/v1/attest", post(attest))
-        .route("/v1/instance", get(instance))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/healthz", get(|| async { "ok" }))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(authority)
-}
-
-async fn challenge(State(authority): State<Arc<Authority>>) -> Result<Response, ApiError> {
-    let challenge = authority.challenge(unix_now()).map_err(AttestError::Nonce)?;
-    Ok(Json(challenge).into_response())
-}
-
-async fn attest(
-    State(authority): State<Arc<Authority>>,
-    Json(request): Json<AttestRequest>,
-) -> Result<Response, ApiError> {
-    let tee = request.evidence.tee;
-    for failure in authority.prefetch(&request.evidence, unix_now()).await {
-        tracing::warn!(%tee, error = %failure, "collateral could not be fetched");
-    }
-    let result = authority.attest(&request, unix_now());
-    match &result {
-        Ok(_) => tracing::info!(%tee, "attestation passed the appraisal policy"),
-        Err(error) => tracing::warn!(%tee, %error, "attestation refused"),
-    }
-    Ok(Json(result?).into_response())
-}
-
-async fn instance(State(authority): State<Arc<Authority>>) -> Json<InstanceInfo> {
-    Json(authority.info())
-}
-
-async fn jwks(State(authority): State<Arc<Authority>>) -> Json<serde_json::Value> {
-    Json(authority.jwks())
-}
-
 /// An attestation failure as an HTTP response: one status and one code per kind. Messages describe
 /// the caller's own submission; internal failures get a fixed message and details go to the log.
-pub struct ApiError(AttestError);
-
-impl From<AttestError> for ApiError {
-    fn from(error: AttestError) -> Self {
-        ApiError(error)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        attest_error_response(&self.0)
-    }
-}
-
 fn attest_error_response(error: &AttestError) -> Response {
     let (status, code, message) = match error {
         AttestError::Nonce(NonceError::Exhausted) => {
             (StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
         }
         AttestError::Nonce(_) => (StatusCode::UNAUTHORIZED, "bad_nonce", error.to_string()),
-        AttestError::Verify(_) | AttestError::TlsKeyMismatch => {
+        AttestError::Verify(_)
+        | AttestError::TlsKeyMismatch
+        | AttestError::OtherService { .. }
+        | AttestError::NoServiceNamed { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "evidence_invalid", error.to_string())
         }
         AttestError::Rejected { .. } => {
             (StatusCode::FORBIDDEN, "policy_rejected", error.to_string())
         }
-        AttestError::Policy(_) | AttestError::Issue(_) => {
+        // The instance's own policy failed (a runtime error, or over its time limit): the
+        // evidence is refused, as fail-closed requires; the tenant's message says why.
+        AttestError::Policy(_) => (StatusCode::FORBIDDEN, "policy_failed", error.to_string()),
+        AttestError::Issue(_) => {
             tracing::error!(%error, "internal attestation failure");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -154,6 +102,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/instances/{id}/jwks.json", "anyone"),
     ("POST", "/v1/instances/{id}/jobs", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/instances/{id}/privacy-charges", "anyone (an enclave's signed statement)"),
+    ("POST", "/v1/datasets", "anyone (an owner's signed statement)"),
     ("POST", "/v1/keys", "tenant"),
     ("GET", "/v1/keys", "tenant"),
     ("POST", "/v1/keys/release", "anyone"),
@@ -170,8 +119,30 @@ const MAX_BUNDLE: usize = 4 << 20;
 
 type Shared = Arc<Service>;
 
-/// The multi-tenant service's routes.
+/// How the HTTP layer guards the service: per-caller rate limits and the proxies whose
+/// `X-Forwarded-For` is believed.
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    /// Rate limits per route class.
+    pub rate_limits: RateLimits,
+    /// Proxies in front of the service (none by default: the TCP peer is the client).
+    pub trusted_proxies: Vec<TrustedProxy>,
+}
+
+/// The multi-tenant service's routes with the default [`HttpOptions`].
 pub fn service_router(service: Shared) -> Router {
+    service_router_with(service, &HttpOptions::default())
+}
+
+/// The multi-tenant service's routes. Serve them with `ConnectInfo<SocketAddr>` (axum's
+/// `into_make_service_with_connect_info`, or an extension per connection) so that anonymous
+/// callers are limited by address; without it they share one limit.
+pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
+    let guard = Guard {
+        service: service.clone(),
+        limiter: Limiter::new(&options.rate_limits),
+        trusted: Arc::new(options.trusted_proxies.clone()),
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -197,11 +168,13 @@ pub fn service_router(service: Shared) -> Router {
         .route("/v1/instances/{id}/jwks.json", get(instance_jwks))
         .route("/v1/instances/{id}/jobs", post(record_job))
         .route("/v1/instances/{id}/privacy-charges", post(charge_privacy))
+        .route("/v1/datasets", post(register_dataset))
         .route("/v1/keys", post(register_key).get(list_keys))
         .route("/v1/keys/release", post(release_key))
         .route("/v1/keys/{id}", get(show_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/audit", get(audit))
+        .layer(middleware::from_fn_with_state(guard, limit_rate))
         .layer(middleware::from_fn_with_state(service.clone(), authenticate))
         .layer(middleware::from_fn_with_state(service.clone(), count_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -257,6 +230,51 @@ async fn authenticate(State(service): State<Shared>, mut request: Request, next:
         }
         Err(error) => ServiceApiError(error).into_response(),
     }
+}
+
+/// What the rate-limiting middleware needs.
+#[derive(Clone)]
+struct Guard {
+    service: Shared,
+    limiter: Limiter,
+    trusted: Arc<Vec<TrustedProxy>>,
+}
+
+/// Counts the request against its class's limit for its caller (after authentication, so that
+/// a tenant's requests count as the tenant's); `429` with `Retry-After` over the limit.
+async fn limit_rate(State(guard): State<Guard>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let Some(class) =
+        route.as_deref().and_then(|r| RouteClass::of_route(request.method().as_str(), r))
+    else {
+        return next.run(request).await;
+    };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+    let addr = crate::rate::client_address(peer, request.headers(), &guard.trusted);
+    let instance =
+        request.uri().path().strip_prefix("/v1/instances/").and_then(|rest| rest.split('/').next());
+    let who = request.extensions().get::<Caller>().map_or(Principal::Anonymous, |c| c.0.clone());
+    let key = crate::rate::rate_key(class, &who, instance, addr);
+    if let Err(wait) = guard.limiter.check(class, &key) {
+        guard.service.metrics().rate_limited(class.as_str());
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            &format!(
+                "too many {class} requests from this caller; retry after {} s",
+                seconds.max(1)
+            ),
+        );
+        if let Ok(value) = axum::http::HeaderValue::from_str(&seconds.max(1).to_string()) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    next.run(request).await
 }
 
 async fn count_request(State(service): State<Shared>, request: Request, next: Next) -> Response {
@@ -430,21 +448,31 @@ async fn instance_attest(
     State(service): State<Shared>,
     Caller(who): Caller,
     Path(id): Path<String>,
-    Json(request): Json<AttestRequest>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<AttestResponse>> {
     let _ = who;
+    let (request, digest) = json_body::<AttestRequest>(&body)?;
     let tee = request.evidence.tee;
     let started = std::time::Instant::now();
     for failure in service.prefetch(&id, &request.evidence, now()).await {
         tracing::warn!(instance = %id, %tee, error = %failure, "collateral could not be fetched");
     }
-    let result = service.attest(&id, &request, now()).await;
+    let result = service.attest(&id, &request, &digest, now()).await;
     service.metrics().attestation(tee.as_str(), result.is_ok(), started.elapsed());
     match &result {
         Ok(_) => tracing::info!(instance = %id, %tee, "attestation passed the appraisal policy"),
         Err(error) => tracing::warn!(instance = %id, %tee, %error, "attestation refused"),
     }
     Ok(Json(result?))
+}
+
+/// Parses a JSON request body and returns it with its SHA-256 (what a signed answer names).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<(T, [u8; 32])> {
+    use sha2::Digest as _;
+    let value = serde_json::from_slice(body).map_err(|e| {
+        ServiceApiError(ServiceError::BadRequest(format!("the request body is not valid: {e}")))
+    })?;
+    Ok((value, sha2::Sha256::digest(body).into()))
 }
 
 async fn instance_info(
@@ -464,17 +492,26 @@ async fn instance_jwks(
 async fn record_job(
     State(service): State<Shared>,
     Path(id): Path<String>,
-    Json(request): Json<RecordJob>,
-) -> ApiResult<(StatusCode, Json<JobRecorded>)> {
-    Ok((StatusCode::CREATED, Json(service.record_job(&id, &request, now()).await?)))
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<SignedAnswer>)> {
+    let (request, digest) = json_body::<RecordJob>(&body)?;
+    Ok((StatusCode::CREATED, Json(service.record_job(&id, &request, &digest, now()).await?)))
 }
 
 async fn charge_privacy(
     State(service): State<Shared>,
     Path(id): Path<String>,
-    Json(request): Json<RecordJob>,
-) -> ApiResult<Json<PrivacyChargeOutcome>> {
-    Ok(Json(service.charge_privacy(&id, &request, now()).await?))
+    body: axum::body::Bytes,
+) -> ApiResult<Json<SignedAnswer>> {
+    let (request, digest) = json_body::<RecordJob>(&body)?;
+    Ok(Json(service.charge_privacy(&id, &request, &digest, now()).await?))
+}
+
+async fn register_dataset(
+    State(service): State<Shared>,
+    Json(request): Json<RegisterDataset>,
+) -> ApiResult<Json<DatasetRegistered>> {
+    Ok(Json(service.register_dataset(&request, now()).await?))
 }
 
 async fn register_key(
@@ -556,6 +593,7 @@ impl IntoResponse for ServiceApiError {
             ServiceError::Release(_) => (StatusCode::FORBIDDEN, "release_refused"),
             ServiceError::Bundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused"),
             ServiceError::WrongServiceKey { .. }
+            | ServiceError::WrongAuditKey { .. }
             | ServiceError::Store(_)
             | ServiceError::Internal(_) => {
                 tracing::error!(error = %self.0, "internal service failure");

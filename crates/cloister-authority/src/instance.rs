@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloister_policy::{Appraisal, AppraisalPolicy};
 use cloister_sign::{SigningKey, VerifyingKey};
-use cloister_types::api::{AttestRequest, AttestResponse, InstanceInfo};
+use cloister_types::api::{AttestRequest, CheckpointRef, InstanceInfo};
 use cloister_types::ear::{EAR_PROFILE, VerifierId};
 pub use cloister_types::manage::InstanceSettings;
 use cloister_types::{EarAppraisal, EarBody, EarStatus};
@@ -15,7 +15,7 @@ use cloister_verify::{TrustAnchors, VerifiedEvidence};
 use sha2::{Digest, Sha256};
 
 use crate::reference::effective_reference_values;
-use crate::{AttestError, CertificateAuthority};
+use crate::{AttestError, CertificateAuthority, Issued};
 
 /// A token-verifying key an instance publishes, and until when.
 #[derive(Clone, Debug)]
@@ -121,13 +121,16 @@ impl Instance {
     }
 
     /// Appraises verified evidence with the instance's policy (every component: `cpu0`, `gpu0`…)
-    /// and, when every component passes, signs the EAR token and issues the enclave certificate.
+    /// and, when every component passes, signs the EAR token (naming the audit log's latest
+    /// signed `checkpoint`, so a relying party holding it detects a log rolled back behind it)
+    /// and issues the enclave certificate.
     pub fn appraise_and_issue(
         &self,
         request: &AttestRequest,
         verified: &VerifiedEvidence,
+        checkpoint: &CheckpointRef,
         now: u64,
-    ) -> Result<AttestResponse, AttestError> {
+    ) -> Result<Issued, AttestError> {
         let spki_digest = Sha256::digest(request.tls_spki.as_bytes());
         if verified.runtime_data().tls_spki_sha256.as_bytes() != spki_digest.as_slice() {
             return Err(AttestError::TlsKeyMismatch);
@@ -178,6 +181,7 @@ impl Instance {
             },
             eat_nonce: runtime_data.nonce.clone(),
             submods,
+            audit_checkpoint: checkpoint.clone(),
         };
         let ear = self
             .signer
@@ -204,9 +208,6 @@ impl Instance {
                 Duration::from_secs(self.settings.cert_ttl_secs),
             )
             .map_err(|e| AttestError::Issue(e.to_string()))?;
-        Ok(AttestResponse {
-            ear,
-            certificate_chain_pem: format!("{leaf}{}", self.ca.certificate_pem()),
-        })
+        Ok(Issued { ear, certificate_chain_pem: format!("{leaf}{}", self.ca.certificate_pem()) })
     }
 }

@@ -18,6 +18,7 @@ pub struct Metrics {
     attestations: IntCounterVec,
     attestation_seconds: HistogramVec,
     key_releases: IntCounterVec,
+    rate_limited: IntCounterVec,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     collateral_expiry: IntGauge,
@@ -46,6 +47,11 @@ impl Metrics {
             &["result"],
         )
         .expect("static metric definition");
+        let rate_limited = IntCounterVec::new(
+            Opts::new("cloister_rate_limited_total", "Requests refused with 429, by route class"),
+            &["class"],
+        )
+        .expect("static metric definition");
         let requests = IntCounterVec::new(
             Opts::new("cloister_http_requests_total", "HTTP requests by route and status class"),
             &["route", "status"],
@@ -67,6 +73,7 @@ impl Metrics {
             Box::new(attestations.clone()),
             Box::new(attestation_seconds.clone()),
             Box::new(key_releases.clone()),
+            Box::new(rate_limited.clone()),
             Box::new(requests.clone()),
             Box::new(request_seconds.clone()),
         ] {
@@ -77,6 +84,7 @@ impl Metrics {
             attestations,
             attestation_seconds,
             key_releases,
+            rate_limited,
             requests,
             request_seconds,
             collateral_expiry,
@@ -87,6 +95,17 @@ impl Metrics {
     pub fn set_collateral_expiry(&self, earliest: Option<i64>) {
         // With nothing cached, report "far away" rather than a value that would alert.
         self.collateral_expiry.set(earliest.unwrap_or(i64::MAX / 2));
+    }
+
+    /// Counts a key release refused before the requester proved anything (`reason`:
+    /// `unknown_key`, `unauthenticated`): such refusals leave no audit record.
+    pub fn release_refused(&self, reason: &str) {
+        self.key_releases.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts one request refused by a rate limit.
+    pub fn rate_limited(&self, class: &str) {
+        self.rate_limited.with_label_values(&[class]).inc();
     }
 
     /// Counts one attestation decision.

@@ -11,6 +11,13 @@
 //! inconsistent or incomplete. [`check_target`] is what an exporting service asks of a target's
 //! [`ServiceKeyDocument`] before sealing secrets to it.
 //!
+//! A bundle is also signed by the exporting service's signing key (the key whose fingerprint
+//! `GET /v1/service-key` publishes), over the exact bundle bytes, which name the target service:
+//! the importing side accepts only bundles signed by a source it trusts explicitly (by
+//! fingerprint), and a target that opens a bundle cannot pass it on to a third service as the
+//! source's. Anyone can seal bytes to a service's public key, so the seal alone says nothing
+//! about who made a bundle.
+//!
 //! Pure: no storage, no HTTP, time is a parameter.
 
 use std::collections::BTreeSet;
@@ -32,7 +39,11 @@ use crate::issue::{CertificateAuthority, IssueError};
 pub const BUNDLE_CONTENT_TYPE: &str = "application/vnd.cloister.instance-bundle+json";
 
 /// The only bundle format this build reads and writes.
-pub const BUNDLE_FORMAT: u32 = 1;
+pub const BUNDLE_FORMAT: u32 = 2;
+
+/// The domain of the source service's signature over a bundle's bytes
+/// (`cloister_sign::SigningKey::sign_bytes`).
+pub const BUNDLE_SIGNATURE_DOMAIN: &str = "cloister-instance-bundle v2";
 
 /// Envelope attribute: hex key id of the exporting service.
 pub const ATTR_SOURCE_SERVICE: &str = "source-service";
@@ -99,6 +110,9 @@ pub struct InstanceBundle {
     pub exported_at: i64,
     /// Envelope key id of the exporting service.
     pub source_service: Hex,
+    /// Envelope key id of the service the bundle is for: under the source's signature, so the
+    /// bundle imports only there.
+    pub target_service: Hex,
     /// The instance itself.
     pub instance: BundledInstance,
     /// Every policy version, `1..=n`.
@@ -275,6 +289,19 @@ pub enum BundleError {
          a service of the same release"
     )]
     UnsupportedFormat(u32),
+    /// The source's signature over the bundle does not verify.
+    #[error("the bundle's signature does not verify: {0}; export it again")]
+    BadSignature(String),
+    /// The bundle is signed by a service this one does not trust to send instances.
+    #[error(
+        "the bundle was signed by the service key with fingerprint {fingerprint}, which this \
+         service does not trust for imports; after confirming the fingerprint with the source \
+         service's operator, start this service with `--trust-bundles-from {fingerprint}`"
+    )]
+    UntrustedSource {
+        /// The signer's fingerprint (lowercase hex SHA-256).
+        fingerprint: String,
+    },
     /// The sealed contents are not a well-formed bundle.
     #[error("the bundle's contents are not a valid instance bundle: {0}")]
     Malformed(String),
@@ -399,7 +426,7 @@ impl io::Write for CountingWriter {
 
 /// The bundle as JSON, in a buffer allocated once at its exact size (so no copy of the secrets
 /// is left behind by reallocation) and zeroized when dropped.
-fn encode(bundle: &InstanceBundle) -> Result<Zeroizing<Vec<u8>>, BundleError> {
+fn encode<T: Serialize>(bundle: &T) -> Result<Zeroizing<Vec<u8>>, BundleError> {
     let mut counter = CountingWriter(0);
     serde_json::to_writer(&mut counter, bundle).map_err(|e| BundleError::Encode(e.to_string()))?;
     let mut bytes = Zeroizing::new(Vec::with_capacity(counter.0));
@@ -421,17 +448,49 @@ fn bundle_metadata(instance_id: &str, source: &Hex, target: &KeyId) -> Metadata 
     }
 }
 
-/// Checks and seals `bundle` to the target service's key.
+/// What is sealed: the bundle's exact bytes and the source service's signature over them.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignedBundle {
+    /// Always [`BUNDLE_FORMAT`].
+    format: u32,
+    /// The [`InstanceBundle`] as JSON text: the signed bytes.
+    bundle: SecretText,
+    /// The source service's signing key (`cloister-es256:…`).
+    signer: String,
+    /// [`BUNDLE_SIGNATURE_DOMAIN`] signature over `bundle` by `signer`.
+    signature: String,
+}
+
+/// Checks, signs with the source service's `signer` and seals `bundle` to the target service's
+/// key, which `bundle.target_service` must name.
 ///
 /// The bundle is validated first ([`InstanceBundle::validate`]), so a bundle that would be
 /// refused on import is refused here, before it leaves.
 pub fn seal_bundle(
     bundle: &InstanceBundle,
     target: &RecipientPublicKey,
+    signer: &SigningKey,
 ) -> Result<Vec<u8>, BundleError> {
     bundle.validate()?;
+    if bundle.target_service.as_bytes() != target.key_id().0.as_slice() {
+        return Err(BundleError::Incomplete(format!(
+            "the bundle names target service {}, but is being sealed to {}",
+            bundle.target_service,
+            target.key_id().to_hex()
+        )));
+    }
     let metadata = bundle_metadata(&bundle.instance.id, &bundle.source_service, &target.key_id());
-    let plaintext = encode(bundle)?;
+    let bytes = encode(bundle)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| BundleError::Encode(e.to_string()))?;
+    let signed = SignedBundle {
+        format: BUNDLE_FORMAT,
+        bundle: SecretText(Zeroizing::new(text.to_owned())),
+        signer: signer.public_key().to_text(),
+        signature: signer.sign_bytes(BUNDLE_SIGNATURE_DOMAIN, &bytes),
+    };
+    drop(bytes);
+    let plaintext = encode(&signed)?;
     Ok(cloister_seal::seal_to_vec(std::slice::from_ref(target), &metadata, &plaintext)?)
 }
 
@@ -441,12 +500,24 @@ struct FormatProbe {
     format: u32,
 }
 
-/// Opens a bundle sealed to this service (`service_key`), checks it against its authenticated
-/// header and validates it.
+/// A bundle opened, its signature verified, from a source this service trusts.
+#[derive(Debug)]
+pub struct OpenedBundle {
+    /// The bundle.
+    pub bundle: InstanceBundle,
+    /// The source service's signing key that signed it.
+    pub signer: VerifyingKey,
+}
+
+/// Opens a bundle sealed to this service (`service_key`), verifies its source's signature,
+/// accepts it only when the signer's fingerprint is among `trusted_sources` (lowercase hex
+/// SHA-256, see `VerifyingKey::fingerprint_hex`), checks it against its authenticated header
+/// and validates it.
 pub fn open_bundle(
     bytes: &[u8],
     service_key: &RecipientSecretKey,
-) -> Result<InstanceBundle, BundleError> {
+    trusted_sources: &[String],
+) -> Result<OpenedBundle, BundleError> {
     let header = cloister_seal::read_header(bytes).map_err(|e| match e {
         OpenError::BadMagic | OpenError::UnsupportedVersion(_) => {
             BundleError::NotAnEnvelope(e.to_string())
@@ -479,9 +550,26 @@ pub fn open_bundle(
     if probe.format != BUNDLE_FORMAT {
         return Err(BundleError::UnsupportedFormat(probe.format));
     }
-    let bundle: InstanceBundle =
+    let signed: SignedBundle =
         serde_json::from_slice(&plaintext).map_err(|e| BundleError::Malformed(e.to_string()))?;
     drop(plaintext);
+    let signer = VerifyingKey::from_text(&signed.signer)
+        .map_err(|e| BundleError::Malformed(format!("the signer: {e}")))?;
+    signer
+        .verify_bytes(BUNDLE_SIGNATURE_DOMAIN, signed.bundle.expose().as_bytes(), &signed.signature)
+        .map_err(|e| BundleError::BadSignature(e.to_string()))?;
+    let fingerprint = signer.fingerprint_hex();
+    if !trusted_sources.iter().any(|trusted| trusted.eq_ignore_ascii_case(&fingerprint)) {
+        return Err(BundleError::UntrustedSource { fingerprint });
+    }
+    let probe: FormatProbe = serde_json::from_str(signed.bundle.expose())
+        .map_err(|e| BundleError::Malformed(e.to_string()))?;
+    if probe.format != BUNDLE_FORMAT {
+        return Err(BundleError::UnsupportedFormat(probe.format));
+    }
+    let bundle: InstanceBundle = serde_json::from_str(signed.bundle.expose())
+        .map_err(|e| BundleError::Malformed(e.to_string()))?;
+    drop(signed);
 
     let mismatch = |field, header: &str, contents: &str| BundleError::MetadataMismatch {
         field,
@@ -496,13 +584,21 @@ pub fn open_bundle(
     if attribute(ATTR_SOURCE_SERVICE) != source {
         return Err(mismatch("the source service", attribute(ATTR_SOURCE_SERVICE), &source));
     }
-    // The target attribute is authenticated too: it must name the key that opened the bundle.
+    // The target attribute is authenticated too: it must name the key that opened the bundle,
+    // and so must the signed contents (a target cannot re-seal the bundle to a third service).
     let target = this_service.to_hex();
     if attribute(ATTR_TARGET_SERVICE) != target {
         return Err(mismatch("the target service", attribute(ATTR_TARGET_SERVICE), &target));
     }
+    if bundle.target_service.to_string() != target {
+        return Err(mismatch(
+            "the target service",
+            &target,
+            &format!("{} (signed by the source)", bundle.target_service),
+        ));
+    }
     bundle.validate()?;
-    Ok(bundle)
+    Ok(OpenedBundle { bundle, signer })
 }
 
 impl InstanceBundle {
@@ -512,6 +608,13 @@ impl InstanceBundle {
     pub fn validate(&self) -> Result<(), BundleError> {
         if self.format != BUNDLE_FORMAT {
             return Err(BundleError::UnsupportedFormat(self.format));
+        }
+        if self.target_service.as_bytes().len() != cloister_seal::KEY_ID_LEN {
+            return Err(BundleError::Incomplete(format!(
+                "target_service must be a {}-byte envelope key id, it has {} bytes",
+                cloister_seal::KEY_ID_LEN,
+                self.target_service.as_bytes().len()
+            )));
         }
         if self.source_service.as_bytes().len() != cloister_seal::KEY_ID_LEN {
             return Err(BundleError::Incomplete(format!(
@@ -706,6 +809,7 @@ mod tests {
             format: BUNDLE_FORMAT,
             exported_at: t + 500,
             source_service: source_id(),
+            target_service: Hex(vec![0; 16]),
             instance: BundledInstance {
                 id: "in_0123456789abcdef0123456789abcdef".to_owned(),
                 name: "payroll".to_owned(),
@@ -742,37 +846,80 @@ mod tests {
         }
     }
 
-    /// Seals arbitrary JSON as a bundle would be sealed, bypassing [`InstanceBundle::validate`],
-    /// so the import side's checks can be tested on bundles a correct exporter never makes.
+    /// The exporting service's signing key in these tests.
+    fn source() -> SigningKey {
+        SigningKey::derive(b"the source service of the migration tests", "test").expect("key")
+    }
+
+    /// The sources the importing side trusts: the test source only.
+    fn trusted() -> Vec<String> {
+        vec![source().public_key().fingerprint_hex()]
+    }
+
+    /// Seals `bundle` for `to` as the test source (naming `to` as the target).
+    fn seal(bundle: &InstanceBundle, to: &RecipientPublicKey) -> Result<Vec<u8>, BundleError> {
+        let mut bundle = bundle.clone();
+        bundle.target_service = Hex(to.key_id().0.to_vec());
+        seal_bundle(&bundle, to, &source())
+    }
+
+    /// Opens `bytes` trusting the test source.
+    fn open(bytes: &[u8], key: &RecipientSecretKey) -> Result<InstanceBundle, BundleError> {
+        open_bundle(bytes, key, &trusted()).map(|opened| opened.bundle)
+    }
+
+    /// Seals arbitrary JSON as a bundle would be sealed (signed by `signer`), bypassing
+    /// [`InstanceBundle::validate`], so the import side's checks can be tested on bundles a
+    /// correct exporter never makes.
+    fn seal_signed_raw(
+        value: &serde_json::Value,
+        metadata: &Metadata,
+        to: &RecipientPublicKey,
+        signer: &SigningKey,
+    ) -> Vec<u8> {
+        let text = serde_json::to_string(value).expect("JSON encodes");
+        let signed = json!({
+            "format": BUNDLE_FORMAT,
+            "bundle": text,
+            "signer": signer.public_key().to_text(),
+            "signature": signer.sign_bytes(BUNDLE_SIGNATURE_DOMAIN, text.as_bytes()),
+        });
+        let bytes = serde_json::to_vec(&signed).expect("JSON encodes");
+        cloister_seal::seal_to_vec(std::slice::from_ref(to), metadata, &bytes).expect("seals")
+    }
+
+    /// [`seal_signed_raw`] by the test source.
     fn seal_raw(
         value: &serde_json::Value,
         metadata: &Metadata,
         to: &RecipientPublicKey,
     ) -> Vec<u8> {
-        let bytes = serde_json::to_vec(value).expect("JSON encodes");
-        cloister_seal::seal_to_vec(std::slice::from_ref(to), metadata, &bytes).expect("seals")
+        seal_signed_raw(value, metadata, to, &source())
     }
 
-    /// Seals a modified bundle (as JSON) with correct metadata, and opens it.
+    /// Seals a modified bundle (as JSON, naming the target) with correct metadata, and opens it.
     fn open_modified(
         modify: impl FnOnce(&mut serde_json::Value),
     ) -> Result<InstanceBundle, BundleError> {
         let target = RecipientSecretKey::generate();
-        let bundle = sample_bundle();
+        let mut bundle = sample_bundle();
+        bundle.target_service = Hex(target.key_id().0.to_vec());
         let metadata =
             bundle_metadata(&bundle.instance.id, &bundle.source_service, &target.key_id());
         let mut value = serde_json::to_value(&bundle).expect("bundle encodes");
         modify(&mut value);
-        open_bundle(&seal_raw(&value, &metadata, &target.public_key()), &target)
+        open(&seal_raw(&value, &metadata, &target.public_key()), &target)
     }
 
     #[test]
     fn round_trip_keeps_every_field() {
         let target = RecipientSecretKey::generate();
         let bundle = sample_bundle();
-        let sealed = seal_bundle(&bundle, &target.public_key()).expect("seals");
-        let opened = open_bundle(&sealed, &target).expect("opens");
-        assert_eq!(opened, bundle);
+        let sealed = seal(&bundle, &target.public_key()).expect("seals");
+        let opened = open(&sealed, &target).expect("opens");
+        let mut expected = bundle.clone();
+        expected.target_service = Hex(target.key_id().0.to_vec());
+        assert_eq!(opened, expected);
         // The keys still work after the trip.
         let key = opened.token_keys[1].signing_key().expect("token key loads");
         assert_eq!(
@@ -795,8 +942,8 @@ mod tests {
     fn a_bundle_sealed_to_another_service_is_mis_addressed_naming_both_keys() {
         let intended = RecipientSecretKey::generate();
         let this = RecipientSecretKey::generate();
-        let sealed = seal_bundle(&sample_bundle(), &intended.public_key()).expect("seals");
-        let err = open_bundle(&sealed, &this).expect_err("not for this service");
+        let sealed = seal(&sample_bundle(), &intended.public_key()).expect("seals");
+        let err = open(&sealed, &this).expect_err("not for this service");
         assert!(matches!(err, BundleError::MisAddressed { .. }), "{err:?}");
         let message = err.to_string();
         assert!(message.contains(&intended.key_id().to_hex()), "{message}");
@@ -808,7 +955,7 @@ mod tests {
     fn every_changed_byte_is_refused() {
         let target = RecipientSecretKey::generate();
         let bundle = sample_bundle();
-        let sealed = seal_bundle(&bundle, &target.public_key()).expect("seals");
+        let sealed = seal(&bundle, &target.public_key()).expect("seals");
         let header_len = cloister_seal::read_header(sealed.as_slice()).expect("header").len();
         // The recipient entry is the last part of the header: key id, enc, wrapped key.
         let entry = header_len - cloister_seal::HPKE_X25519_ENTRY_LEN;
@@ -825,7 +972,7 @@ mod tests {
         ] {
             let mut bad = sealed.clone();
             bad[at] ^= 0x01;
-            let err = open_bundle(&bad, &target).expect_err("a changed byte is refused");
+            let err = open(&bad, &target).expect_err("a changed byte is refused");
             assert_eq!(
                 matches!(err, BundleError::MisAddressed { .. }),
                 expect_misaddressed,
@@ -835,7 +982,7 @@ mod tests {
         for at in [entry + 20, header_len - 1, header_len, sealed.len() - 1] {
             let mut bad = sealed.clone();
             bad[at] ^= 0x80;
-            let err = open_bundle(&bad, &target).expect_err("refused");
+            let err = open(&bad, &target).expect_err("refused");
             assert!(matches!(err, BundleError::Tampered(_)), "byte {at}: {err:?}");
             assert!(err.to_string().starts_with("the bundle was altered after it was sealed"));
         }
@@ -843,17 +990,17 @@ mod tests {
         for at in 0..sealed.len() {
             let mut bad = sealed.clone();
             bad[at] ^= 0x04;
-            assert!(open_bundle(&bad, &target).is_err(), "byte {at} of {} changed", sealed.len());
+            assert!(open(&bad, &target).is_err(), "byte {at} of {} changed", sealed.len());
         }
     }
 
     #[test]
     fn truncated_and_extended_bundles_are_refused() {
         let target = RecipientSecretKey::generate();
-        let sealed = seal_bundle(&sample_bundle(), &target.public_key()).expect("seals");
+        let sealed = seal(&sample_bundle(), &target.public_key()).expect("seals");
         let header_len = cloister_seal::read_header(sealed.as_slice()).expect("header").len();
         for len in [0, 4, 12, header_len - 1, header_len, header_len + 10, sealed.len() - 1] {
-            let err = open_bundle(&sealed[..len], &target).expect_err("truncated");
+            let err = open(&sealed[..len], &target).expect_err("truncated");
             assert!(
                 matches!(err, BundleError::Tampered(_) | BundleError::NotAnEnvelope(_)),
                 "{len}: {err:?}"
@@ -861,7 +1008,7 @@ mod tests {
         }
         let mut longer = sealed.clone();
         longer.push(0);
-        assert!(matches!(open_bundle(&longer, &target), Err(BundleError::Tampered(_))));
+        assert!(matches!(open(&longer, &target), Err(BundleError::Tampered(_))));
     }
 
     #[test]
@@ -870,12 +1017,12 @@ mod tests {
         let meta = Metadata { content_type: "text/csv".to_owned(), ..Metadata::default() };
         let envelope = cloister_seal::seal_to_vec(&[target.public_key()], &meta, b"a,b\n1,2\n")
             .expect("seals");
-        let err = open_bundle(&envelope, &target).expect_err("a data envelope");
+        let err = open(&envelope, &target).expect_err("a data envelope");
         assert!(matches!(&err, BundleError::WrongContentType { found } if found == "text/csv"));
         assert!(err.to_string().contains("this file is not an instance bundle"), "{err}");
 
         let json = serde_json::to_vec(&sample_bundle()).expect("encodes");
-        let err = open_bundle(&json, &target).expect_err("plain JSON");
+        let err = open(&json, &target).expect_err("plain JSON");
         assert!(matches!(err, BundleError::NotAnEnvelope(_)), "{err:?}");
         assert!(err.to_string().contains("this file is not an instance bundle"), "{err}");
     }
@@ -883,7 +1030,8 @@ mod tests {
     #[test]
     fn contents_must_agree_with_the_authenticated_header() {
         let target = RecipientSecretKey::generate();
-        let bundle = sample_bundle();
+        let mut bundle = sample_bundle();
+        bundle.target_service = Hex(target.key_id().0.to_vec());
         let value = serde_json::to_value(&bundle).expect("encodes");
         let other_source = source_id();
         let cases = [
@@ -903,7 +1051,7 @@ mod tests {
         ];
         for (what, metadata) in cases {
             let sealed = seal_raw(&value, &metadata, &target.public_key());
-            let err = open_bundle(&sealed, &target).expect_err(what);
+            let err = open(&sealed, &target).expect_err(what);
             assert!(matches!(err, BundleError::MetadataMismatch { .. }), "{what}: {err:?}");
             assert!(err.to_string().contains(what), "{what}: {err}");
         }
@@ -911,15 +1059,15 @@ mod tests {
         let mut metadata =
             bundle_metadata(&bundle.instance.id, &bundle.source_service, &target.key_id());
         metadata.attributes.remove(ATTR_SOURCE_SERVICE);
-        let err = open_bundle(&seal_raw(&value, &metadata, &target.public_key()), &target)
+        let err = open(&seal_raw(&value, &metadata, &target.public_key()), &target)
             .expect_err("no source attribute");
         assert!(err.to_string().contains("(absent)"), "{err}");
     }
 
     #[test]
     fn format_and_shape_are_checked() {
-        let err = open_modified(|v| v["format"] = json!(2)).expect_err("format 2");
-        assert!(matches!(err, BundleError::UnsupportedFormat(2)), "{err:?}");
+        let err = open_modified(|v| v["format"] = json!(1)).expect_err("format 1");
+        assert!(matches!(err, BundleError::UnsupportedFormat(1)), "{err:?}");
         // An unknown format is named even when its fields differ.
         let err = open_modified(|v| {
             v["format"] = json!(7);
@@ -938,13 +1086,14 @@ mod tests {
         let target = RecipientSecretKey::generate();
         let mut bundle = sample_bundle();
         bundle.source_service = Hex(vec![0xab, 0xcd]);
+        bundle.target_service = Hex(target.key_id().0.to_vec());
         let metadata =
             bundle_metadata(&bundle.instance.id, &bundle.source_service, &target.key_id());
         let value = serde_json::to_value(&bundle).expect("encodes");
-        let err = open_bundle(&seal_raw(&value, &metadata, &target.public_key()), &target)
+        let err = open(&seal_raw(&value, &metadata, &target.public_key()), &target)
             .expect_err("short source id");
         assert!(matches!(err, BundleError::Incomplete(_)), "{err:?}");
-        assert!(seal_bundle(&bundle, &target.public_key()).is_err());
+        assert!(seal(&bundle, &target.public_key()).is_err());
     }
 
     #[test]
@@ -1055,19 +1204,13 @@ mod tests {
         let target = RecipientSecretKey::generate();
         let mut bundle = sample_bundle();
         bundle.policies.clear();
-        assert!(matches!(seal_bundle(&bundle, &target.public_key()), Err(BundleError::NoPolicies)));
+        assert!(matches!(seal(&bundle, &target.public_key()), Err(BundleError::NoPolicies)));
         let mut bundle = sample_bundle();
         bundle.instance.id.clear();
-        assert!(matches!(
-            seal_bundle(&bundle, &target.public_key()),
-            Err(BundleError::Incomplete(_))
-        ));
+        assert!(matches!(seal(&bundle, &target.public_key()), Err(BundleError::Incomplete(_))));
         let mut bundle = sample_bundle();
         bundle.instance.name.clear();
-        assert!(matches!(
-            seal_bundle(&bundle, &target.public_key()),
-            Err(BundleError::Incomplete(_))
-        ));
+        assert!(matches!(seal(&bundle, &target.public_key()), Err(BundleError::Incomplete(_))));
     }
 
     #[test]
@@ -1087,15 +1230,80 @@ mod tests {
         assert!(printed.contains(&bundle.instance.id));
     }
 
+    #[test]
+    fn only_a_bundle_signed_by_a_trusted_source_opens() {
+        let target = RecipientSecretKey::generate();
+        let mut bundle = sample_bundle();
+        bundle.target_service = Hex(target.key_id().0.to_vec());
+        let metadata =
+            bundle_metadata(&bundle.instance.id, &bundle.source_service, &target.key_id());
+        let value = serde_json::to_value(&bundle).expect("encodes");
+
+        // Anyone can seal to the target's public key; a self-made signer is not trusted.
+        let stranger = SigningKey::generate();
+        let forged = seal_signed_raw(&value, &metadata, &target.public_key(), &stranger);
+        let err = open(&forged, &target).expect_err("untrusted source");
+        assert!(
+            matches!(&err, BundleError::UntrustedSource { fingerprint }
+                if *fingerprint == stranger.public_key().fingerprint_hex()),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("--trust-bundles-from"), "{err}");
+        // Trusting nobody refuses the genuine source too.
+        let genuine = seal_raw(&value, &metadata, &target.public_key());
+        assert!(matches!(
+            open_bundle(&genuine, &target, &[]),
+            Err(BundleError::UntrustedSource { .. })
+        ));
+        assert!(open(&genuine, &target).is_ok());
+
+        // The trusted signer's name on bytes it did not sign.
+        let text = serde_json::to_string(&value).expect("encodes");
+        let altered = text.replace("payroll", "payroII");
+        let lying = json!({
+            "format": BUNDLE_FORMAT,
+            "bundle": altered,
+            "signer": source().public_key().to_text(),
+            "signature": source().sign_bytes(BUNDLE_SIGNATURE_DOMAIN, text.as_bytes()),
+        });
+        let bytes = serde_json::to_vec(&lying).expect("encodes");
+        let sealed =
+            cloister_seal::seal_to_vec(&[target.public_key()], &metadata, &bytes).expect("seals");
+        let err = open(&sealed, &target).expect_err("signature over other bytes");
+        assert!(matches!(err, BundleError::BadSignature(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_target_cannot_pass_a_bundle_on_to_a_third_service() {
+        // The first target opens the bundle (it may) and re-seals the same signed contents to a
+        // third service: the signed target names the first one.
+        let first = RecipientSecretKey::generate();
+        let third = RecipientSecretKey::generate();
+        let mut bundle = sample_bundle();
+        bundle.target_service = Hex(first.key_id().0.to_vec());
+        let metadata =
+            bundle_metadata(&bundle.instance.id, &bundle.source_service, &third.key_id());
+        let value = serde_json::to_value(&bundle).expect("encodes");
+        let passed_on = seal_raw(&value, &metadata, &third.public_key());
+        let err = open(&passed_on, &third).expect_err("re-sealed to a third service");
+        assert!(matches!(err, BundleError::MetadataMismatch { .. }), "{err:?}");
+        assert!(err.to_string().contains("signed by the source"), "{err}");
+        // And the exporter never seals a bundle naming another target.
+        assert!(seal_bundle(&bundle, &third.public_key(), &source()).is_err());
+    }
+
     // ---- check_target ----
 
     fn document(
         key: &RecipientPublicKey,
         attestation: Option<UnifiedEvidence>,
     ) -> ServiceKeyDocument {
+        let signing = source().public_key();
         ServiceKeyDocument {
             public_key: key.to_text(),
             key_id: Hex(key.key_id().0.to_vec()),
+            signing_key: signing.to_text(),
+            signing_key_sha256: Hex(signing.fingerprint().to_vec()),
             attestation,
         }
     }

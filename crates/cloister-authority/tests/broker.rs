@@ -70,10 +70,11 @@ fn ear_body(submods: Vec<(&str, EarAppraisal)>) -> EarBody {
         verifier_id: VerifierId { developer: "cloister".into(), build: "test".into() },
         eat_nonce: "nonce-1".into(),
         submods: submods.into_iter().map(|(n, s)| (n.to_owned(), s)).collect(),
+        audit_checkpoint: Default::default(),
     }
 }
 
-/// Signs like `Authority::attest`: the instance token key with its kid in the header.
+/// Signs like `Service::attest`: the instance token key with its kid in the header.
 fn sign(key: &SigningKey, kid: &str, body: &EarBody, issued_at: u64) -> String {
     let key = SigningKey::from_text(&key.to_text()).unwrap().with_key_id(kid);
     key.sign("EAR attestation result", body, issued_at, TTL).unwrap()
@@ -196,14 +197,22 @@ fn a_retired_but_kept_token_key_still_verifies() {
 }
 
 #[test]
-fn a_revoked_key_is_refused_first() {
+fn a_revoked_key_is_refused_to_an_authenticated_enclave_only_after_its_token_verified() {
     let f = Fixture::new();
     let mut key = f.key();
     key.revoked = true;
-    // Even with a token from an instance the key does not accept: revocation is checked first.
-    let err = release("in_elsewhere", &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
+    // A genuine token: the refusal names the revocation, and it concerns the owner (audited).
+    let err = release(INSTANCE, &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
     assert!(matches!(err, ReleaseError::Revoked { .. }), "{err}");
     assert!(err.to_string().contains("kb_feedc0de was revoked"), "{err}");
+    assert!(err.after_authentication());
+    // Anyone else learns nothing about the key's state, and leaves no audit record.
+    let err = release("in_elsewhere", &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
+    assert!(matches!(err, ReleaseError::InstanceNotAccepted { .. }), "{err}");
+    assert!(!err.after_authentication());
+    let err = release(INSTANCE, &f.keys, &key, &f.request("x.y.z".into()), NOW).unwrap_err();
+    assert!(!matches!(err, ReleaseError::Revoked { .. }), "{err}");
+    assert!(!err.after_authentication());
 }
 
 #[test]
@@ -212,11 +221,13 @@ fn an_instance_the_key_does_not_accept_is_refused() {
     let err =
         release("in_elsewhere", &f.keys, &f.key(), &f.request(f.good_ear()), NOW).unwrap_err();
     assert!(matches!(err, ReleaseError::InstanceNotAccepted { .. }), "{err}");
-    assert!(err.to_string().contains(INSTANCE), "lists the accepted instances: {err}");
+    // The refusal goes to whoever asked: it names their instance, never the accepted ones.
+    assert!(err.to_string().contains("in_elsewhere"), "{err}");
+    assert!(!err.to_string().contains(INSTANCE), "names an accepted instance: {err}");
     let mut key = f.key();
     key.instances = &[];
     let err = release(INSTANCE, &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
-    assert!(err.to_string().ends_with("its owner accepts: none"), "{err}");
+    assert!(matches!(err, ReleaseError::InstanceNotAccepted { .. }), "{err}");
 }
 
 #[test]

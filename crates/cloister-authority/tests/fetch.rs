@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,25 +15,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use cloister_authority::fetch::HttpFetcher;
-use cloister_authority::{
-    AttestError, Authority, CertificateAuthority, FetchError, InstanceConfig, InstanceKeys,
-    VendorUrls,
-};
-use cloister_sign::SigningKey;
+use cloister_authority::service::{Service, ServiceError};
+use cloister_authority::{AttestError, FetchError, VendorUrls};
+use cloister_types::TeeKind;
 use cloister_types::api::AttestRequest;
-use cloister_types::{Base64Url, Hex, RuntimeData, TeeKind, UnifiedEvidence};
 use cloister_verify::VerifyError;
-
-fn vector(relative: &str) -> Vec<u8> {
-    let dir = match std::env::var_os("CLOISTER_VECTORS") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors"),
-    };
-    std::fs::read(dir.join(relative)).unwrap()
-}
+use common::{service_with_instance, vector};
 
 /// 2025-06-20T00:00:00Z, inside the sample collateral's window.
-const NOW: u64 = 1_750_377_600;
+const NOW: i64 = 1_750_377_600;
 
 /// A fake Intel PCS serving the TDX sample's collateral the way PCS does (issuer chains in
 /// URL-encoded headers, CRLs in DER), counting requests; `busy` answers 429 with Retry-After.
@@ -115,66 +106,43 @@ async fn start(busy: bool) -> (String, Arc<AtomicUsize>) {
     (base, requests)
 }
 
-fn authority(base: &str) -> Authority {
-    let config = InstanceConfig::from_toml("name = \"fetch\"\npolicy = \"default\"\n").unwrap();
-    let keys = InstanceKeys {
-        token_key: SigningKey::generate(),
-        ca: CertificateAuthority::generate("fetch", NOW).unwrap(),
-    };
+async fn service(base: &str) -> (Arc<Service>, String) {
     let urls = VendorUrls {
         intel_api: base.to_owned(),
         intel_certificates: base.to_owned(),
         amd_kds: base.to_owned(),
         hygon_kds: base.to_owned(),
     };
-    Authority::new(config, keys).with_fetcher(Box::new(HttpFetcher::new(urls).unwrap()))
+    service_with_instance(NOW, Some(Box::new(HttpFetcher::new(urls).unwrap()))).await
 }
 
-fn request(authority: &Authority) -> AttestRequest {
-    let nonce = authority.challenge(NOW).unwrap().nonce;
-    let spki = b"key".to_vec();
-    let digest = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(&spki).to_vec()
-    };
-    AttestRequest {
-        evidence: UnifiedEvidence {
-            version: 1,
-            tee: TeeKind::Tdx,
-            evidence: Base64Url(vector("tdx/dcapqvl_tdx_quote")),
-            runtime_data: RuntimeData {
-                nonce,
-                hpke_pk: "hpke".into(),
-                tls_spki_sha256: Hex(digest),
-                receipt_pk: "receipt".into(),
-                extra: Default::default(),
-            },
-            collateral: Default::default(),
-            additional_evidence: Default::default(),
-        },
-        tls_spki: Base64Url(spki),
-    }
+async fn request(service: &Service, id: &str, now: i64) -> AttestRequest {
+    common::request(service, id, now, TeeKind::Tdx, vector("tdx/dcapqvl_tdx_quote")).await
+}
+
+fn is_binding_mismatch(err: &ServiceError) -> bool {
+    matches!(err, ServiceError::Attest(AttestError::Verify(VerifyError::ReportDataMismatch)))
 }
 
 #[tokio::test]
 async fn missing_collateral_is_fetched_once_and_then_verifies_the_quote() {
     let (base, requests) = start(false).await;
-    let authority = authority(&base);
+    let (service, id) = service(&base).await;
     // Without collateral the quote verifies with tcb_status unknown; after the prefetch the
     // driver has a full set and reaches the binding check with Intel's verdict.
-    let first = request(&authority);
-    let failures = authority.prefetch(&first.evidence, NOW).await;
+    let first = request(&service, &id, NOW).await;
+    let failures = service.prefetch(&id, &first.evidence, NOW).await;
     assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(requests.load(Ordering::SeqCst), 4, "tcbInfo, QE identity, PCK CRL, root CRL");
-    let err = authority.attest(&first, NOW).unwrap_err();
-    assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
+    let err = service.attest(&id, &first, &[0; 32], NOW).await.unwrap_err();
+    assert!(is_binding_mismatch(&err), "{err}");
     // What was fetched is a complete, genuine set: the TDX driver gives Intel's verdict with it.
-    let cached = authority.collateral().snapshot_by_tee();
+    let cached = service.collateral().snapshot_by_tee();
     let anchors = cloister_verify::TrustAnchors::new();
     let inputs = cloister_verify::Inputs {
         collateral: &cached[&TeeKind::Tdx],
         anchors: &anchors,
-        now_unix: NOW as i64,
+        now_unix: NOW,
     };
     let claims = cloister_verify::verify_vendor_evidence(
         TeeKind::Tdx,
@@ -185,32 +153,31 @@ async fn missing_collateral_is_fetched_once_and_then_verifies_the_quote() {
     assert_eq!(claims.tcb_status, cloister_types::TcbStatus::UpToDate);
 
     // Evidence that answers no live challenge (here: the consumed one) makes no request.
-    assert!(authority.prefetch(&first.evidence, 1_753_000_000).await.is_empty());
+    assert!(service.prefetch(&id, &first.evidence, 1_753_000_000).await.is_empty());
     assert_eq!(requests.load(Ordering::SeqCst), 4);
 
     // Cached until the vendor's nextUpdate: no new request.
-    let second = request(&authority);
-    assert!(authority.prefetch(&second.evidence, NOW + 60).await.is_empty());
+    let second = request(&service, &id, NOW + 60).await;
+    assert!(service.prefetch(&id, &second.evidence, NOW + 60).await.is_empty());
     assert_eq!(requests.load(Ordering::SeqCst), 4);
 
     // The cache holds the documents with their expiry and the issuer chains beside them.
-    let snapshot = authority.collateral().snapshot_at(NOW as i64);
+    let snapshot = service.collateral().snapshot_at(NOW);
     assert_eq!(snapshot.documents.len(), 4);
     assert!(snapshot.certificates.len() >= 2);
     // After the tcbInfo's nextUpdate (2025-07-19T10:16:03Z) it is fetched again.
     let later = 1_753_000_000;
-    let mut third = request(&authority);
-    third.evidence.runtime_data.nonce = authority.challenge(later).unwrap().nonce;
-    authority.prefetch(&third.evidence, later).await;
+    let third = request(&service, &id, later).await;
+    service.prefetch(&id, &third.evidence, later).await;
     assert!(requests.load(Ordering::SeqCst) > 4);
 }
 
 #[tokio::test]
 async fn retry_after_is_honoured_for_the_whole_vendor() {
     let (base, requests) = start(true).await;
-    let authority = authority(&base);
-    let request = request(&authority);
-    let failures = authority.prefetch(&request.evidence, NOW).await;
+    let (service, id) = service(&base).await;
+    let request = request(&service, &id, NOW).await;
+    let failures = service.prefetch(&id, &request.evidence, NOW).await;
     assert!(
         failures.iter().any(|f| matches!(f, FetchError::RateLimited { retry_after: 120, .. })),
         "{failures:?}"
@@ -218,17 +185,17 @@ async fn retry_after_is_honoured_for_the_whole_vendor() {
     assert_eq!(failures.len(), 4, "every Intel item waits: {failures:?}");
     assert_eq!(requests.load(Ordering::SeqCst), 1, "one request, then the back-off");
     // Within the back-off nothing is asked of Intel at all.
-    assert_eq!(authority.prefetch(&request.evidence, NOW + 119).await.len(), 4);
+    assert_eq!(service.prefetch(&id, &request.evidence, NOW + 119).await.len(), 4);
     assert_eq!(requests.load(Ordering::SeqCst), 1);
     // After it, the service asks again (for evidence answering a challenge that is live then).
     let mut fresh = request.clone();
-    fresh.evidence.runtime_data.nonce = authority.challenge(NOW + 121).unwrap().nonce;
-    authority.prefetch(&fresh.evidence, NOW + 121).await;
+    fresh.evidence.runtime_data.nonce = service.challenge(&id, NOW + 121).await.unwrap().nonce;
+    service.prefetch(&id, &fresh.evidence, NOW + 121).await;
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     // Without collateral the quote still verifies its signatures and chain (TCB unknown), and
     // is refused at the binding check.
-    let err = authority.attest(&request, NOW).unwrap_err();
-    assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
+    let err = service.attest(&id, &request, &[0; 32], NOW).await.unwrap_err();
+    assert!(is_binding_mismatch(&err), "{err}");
 }
 
 /// Over the service's own HTTP API on loopback: the attest route fetches the quote's collateral
@@ -238,18 +205,18 @@ async fn retry_after_is_honoured_for_the_whole_vendor() {
 #[tokio::test]
 async fn the_attest_route_fetches_collateral_before_verifying() {
     let (base, requests) = start(false).await;
-    let service = Arc::new(authority(&base));
+    let (service, id) = service(&base).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = cloister_authority::http::router(service.clone());
+    let url = format!("http://{}/v1/instances/{id}", listener.local_addr().unwrap());
+    let router = cloister_authority::http::service_router(service.clone());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
 
     let client = reqwest::Client::new();
     let challenge: cloister_types::api::ChallengeResponse =
-        client.post(format!("{url}/v1/challenge")).send().await.unwrap().json().await.unwrap();
-    let mut body = request(&service);
+        client.post(format!("{url}/challenge")).send().await.unwrap().json().await.unwrap();
+    let mut body = request(&service, &id, cloister_sign::unix_now() as i64).await;
     body.evidence.runtime_data.nonce = challenge.nonce;
-    let response = client.post(format!("{url}/v1/attest")).json(&body).send().await.unwrap();
+    let response = client.post(format!("{url}/attest")).json(&body).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let error: cloister_types::api::ErrorBody = response.json().await.unwrap();
     assert_eq!(error.code, "evidence_invalid");
@@ -314,20 +281,19 @@ async fn start_kds() -> (String, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn snp_vcek_and_chain_are_fetched_from_the_kds() {
     let (base, requests) = start_kds().await;
-    let service = authority(&base);
-    let mut request = request(&service);
-    request.evidence.tee = TeeKind::Snp;
-    request.evidence.evidence = Base64Url(vector("snp/trustee_test-report.bin"));
-    let failures = service.prefetch(&request.evidence, NOW).await;
+    let (service, id) = service(&base).await;
+    let report = vector("snp/trustee_test-report.bin");
+    let mut request = common::request(&service, &id, NOW, TeeKind::Snp, report).await;
+    let failures = service.prefetch(&id, &request.evidence, NOW).await;
     assert!(
         failures.iter().all(|f| matches!(f, FetchError::NotFound(k) if k.contains("Genoa"))),
         "{failures:?}"
     );
     assert_eq!(requests.load(Ordering::SeqCst), 4, "VCEK and chain for Milan and Genoa");
-    let err = service.attest(&request, NOW).unwrap_err();
-    assert!(matches!(err, AttestError::Verify(VerifyError::ReportDataMismatch)), "{err}");
+    let err = service.attest(&id, &request, &[0; 32], NOW).await.unwrap_err();
+    assert!(is_binding_mismatch(&err), "{err}");
     // Cached: the next report of this chip asks for nothing.
-    request.evidence.runtime_data.nonce = service.challenge(NOW + 60).unwrap().nonce;
-    service.prefetch(&request.evidence, NOW + 60).await;
+    request.evidence.runtime_data.nonce = service.challenge(&id, NOW + 60).await.unwrap().nonce;
+    service.prefetch(&id, &request.evidence, NOW + 60).await;
     assert_eq!(requests.load(Ordering::SeqCst), 6, "only the not-found Genoa items are retried");
 }

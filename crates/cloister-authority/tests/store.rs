@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cloister_authority::store::{
-    AuditRow, Backend, BrokerKeyRow, CheckpointRow, CredentialRow, InstanceKeyRow, InstanceRow,
-    PolicyVersionRow, Store, StoreError, TenantRow,
+    AuditRow, Backend, BrokerKeyRow, ChargeJob, Charged, CheckpointRow, CredentialRow,
+    InstanceKeyRow, InstanceRow, PolicyVersionRow, Store, StoreError, TenantRow,
 };
 use cloister_types::InputRef;
 use cloister_types::job::{PrivacyBudget, PrivacyCharge};
@@ -387,7 +387,7 @@ async fn instances(db: &TestDb) {
     let (same_id, sp, sk) = new_instance("in_1", "tn_b", "other", 70);
     expect_conflict(
         store.create_instance(&same_id, &sp, &sk).await,
-        "an instance with id in_1 already exists",
+        "the instance id in_1 is or was in use on this service",
     );
     let (orphan, op, ok) = new_instance("in_orphan", "tn_missing", "x", 70);
     expect_not_found(store.create_instance(&orphan, &op, &ok).await, "tn_missing");
@@ -543,11 +543,11 @@ async fn delete_removes_everything_of_the_instance(db: &TestDb) {
         .rotate_instance_keys("in_1", &token_key("in_1", "k2", 70), "CA", &[1], 70, 80)
         .await
         .expect("rotate");
-    store.insert_nonce("n1", "in_1", 1_000).await.expect("nonce");
-    store.insert_nonce("n2", "in_1", 1_000).await.expect("nonce");
-    store.insert_nonce("n3", "in_2", 1_000).await.expect("nonce");
+    store.insert_nonce("n1", "in_1", 1_000, 100).await.expect("nonce");
+    store.insert_nonce("n2", "in_1", 1_000, 100).await.expect("nonce");
+    store.insert_nonce("n3", "in_2", 1_000, 100).await.expect("nonce");
 
-    store.delete_instance("in_1").await.expect("delete");
+    store.delete_instance("in_1", 90).await.expect("delete");
     assert_eq!(store.instance("in_1").await.expect("get"), None);
     assert!(store.policy_versions("in_1").await.expect("versions").is_empty());
     assert!(store.instance_keys("in_1").await.expect("keys").is_empty());
@@ -561,10 +561,14 @@ async fn delete_removes_everything_of_the_instance(db: &TestDb) {
     assert_eq!(store.instance_keys("in_2").await.expect("keys"), vec![k2]);
     assert_eq!(store.count_nonces("in_2").await.expect("count"), 1);
 
-    expect_not_found(store.delete_instance("in_1").await, "in_1");
-    // The name is free again.
-    store.create_instance(&i1, &p1, &k1).await.expect("re-create under the same name");
-    assert_eq!(store.policy_versions("in_1").await.expect("versions"), vec![p1]);
+    expect_not_found(store.delete_instance("in_1", 91).await, "in_1");
+    // The name is free again, under a new id; the old id is never used again.
+    assert!(store.instance_id_used("in_1").await.expect("used"));
+    let err = store.create_instance(&i1, &p1, &k1).await.expect_err("the id is spent");
+    assert!(matches!(&err, StoreError::Conflict(m) if m.contains("never reused")), "{err:?}");
+    let (i3, p3, k3) = new_instance("in_3", "tn_a", "prod", 95);
+    store.create_instance(&i3, &p3, &k3).await.expect("re-create under the same name");
+    assert_eq!(store.policy_versions("in_3").await.expect("versions"), vec![p3]);
 }
 
 async fn import_instance(db: &TestDb) {
@@ -595,7 +599,7 @@ async fn import_instance(db: &TestDb) {
     // Back into the source: the id exists.
     expect_conflict(
         store.import_instance(&exported, &versions, &keys).await,
-        "an instance with id in_1 already exists",
+        "the instance id in_1 is or was in use on this service",
     );
     // Under a new id but the same (tenant, name).
     let renamed = |id: &str| -> (InstanceRow, Vec<PolicyVersionRow>, Vec<InstanceKeyRow>) {
@@ -643,15 +647,15 @@ async fn nonces(db: &TestDb) {
         let (i, p, k) = new_instance(id, "tn_a", name, 1);
         store.create_instance(&i, &p, &k).await.expect("create");
     }
-    store.insert_nonce("n10", "in_1", 10).await.expect("insert");
-    store.insert_nonce("n20", "in_1", 20).await.expect("insert");
-    store.insert_nonce("n30", "in_1", 30).await.expect("insert");
-    store.insert_nonce("m30", "in_2", 30).await.expect("insert");
+    store.insert_nonce("n10", "in_1", 10, 100).await.expect("insert");
+    store.insert_nonce("n20", "in_1", 20, 100).await.expect("insert");
+    store.insert_nonce("n30", "in_1", 30, 100).await.expect("insert");
+    store.insert_nonce("m30", "in_2", 30, 100).await.expect("insert");
     expect_conflict(
-        store.insert_nonce("n10", "in_2", 99).await,
+        store.insert_nonce("n10", "in_2", 99, 100).await,
         "the nonce n10 was already issued",
     );
-    expect_not_found(store.insert_nonce("x", "in_nope", 99).await, "in_nope");
+    expect_not_found(store.insert_nonce("x", "in_nope", 99, 100).await, "in_nope");
     assert_eq!(store.count_nonces("in_1").await.expect("count"), 3);
     assert_eq!(store.count_nonces("in_2").await.expect("count"), 1);
 
@@ -687,7 +691,7 @@ async fn nonce_race_across_replicas(db: &TestDb) {
     store.create_instance(&i, &p, &k).await.expect("create");
     let nonces: Vec<String> = (0..100).map(|n| format!("nonce-{n:03}")).collect();
     for (n, nonce) in nonces.iter().enumerate() {
-        replicas[n % 2].insert_nonce(nonce, "in_1", 1_000 + n as i64).await.expect("insert");
+        replicas[n % 2].insert_nonce(nonce, "in_1", 1_000 + n as i64, 1_000).await.expect("insert");
     }
 
     let mut tasks = Vec::new();
@@ -872,7 +876,7 @@ async fn restart_loses_nothing(db: &TestDb) {
         .rotate_instance_keys("in_1", &token_key("in_1", "k2", 70), "CA 2", &[9, 0], 70, 90)
         .await
         .expect("rotate");
-    store.insert_nonce("n1", "in_1", 500).await.expect("nonce");
+    store.insert_nonce("n1", "in_1", 500, 100).await.expect("nonce");
     store.create_broker_key(&broker_key("kb_1", "tn_a", "m", "aa", 5)).await.expect("broker");
     store.revoke_broker_key("kb_1", 6).await.expect("revoke");
     store.append_audit(|last| chain_next(last, Some("tn_a"), "{}")).await.expect("audit");
@@ -937,20 +941,44 @@ async fn privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas(db: 
     // Room for one job of 50 steps, not two.
     let budget = (epsilon(50) + epsilon(100)) / 2.0;
     let a = privacy_charge("a", 1, 50, Some(budget));
-    let first =
-        store.charge_privacy("job-1", "in_1", std::slice::from_ref(&a), 10).await.expect("db");
-    let accounts = first.expect("within budget");
+    let first = store
+        .charge_privacy(&job("job-1", "d1", "e1"), std::slice::from_ref(&a), 10)
+        .await
+        .expect("db");
+    let Charged::New(accounts) = first else { panic!("within budget: {first:?}") };
     assert_eq!(accounts[0].jobs, 1);
     assert!((accounts[0].total.expect("ε").epsilon - epsilon(50)).abs() < 1e-9);
 
+    // The same job again (a replay, by any enclave) charges nothing and returns the first
+    // outcome with the enclave that made it; the same id for another job is refused.
+    for by in ["e1", "e2"] {
+        let again = store
+            .charge_privacy(&job("job-1", "d1", by), std::slice::from_ref(&a), 15)
+            .await
+            .expect("db");
+        assert_eq!(
+            again,
+            Charged::Replayed { accounts: accounts.clone(), charged_by: "e1".into() },
+            "replayed by {by}"
+        );
+    }
+    let reused = store
+        .charge_privacy(&job("job-1", "other-digest", "e1"), std::slice::from_ref(&a), 16)
+        .await
+        .expect("db");
+    assert!(matches!(&reused, Charged::Refused { reason, .. } if reason.contains("charged once")));
+
     // A job over a fresh data set and `a` is refused as a whole: nothing is charged to `b`.
     let b = privacy_charge("b", 2, 50, None);
-    let refused =
-        store.charge_privacy("job-2", "in_1", &[b.clone(), a.clone()], 11).await.expect("db");
-    let (object, reason) = refused.expect_err("over budget");
-    assert_eq!(object, "a");
+    let refused = store
+        .charge_privacy(&job("job-2", "d2", "e1"), &[b.clone(), a.clone()], 11)
+        .await
+        .expect("db");
+    let Charged::Refused { object_id, reason } = refused else { panic!("over budget") };
+    assert_eq!(object_id, "a");
     assert!(reason.contains("1 earlier job(s)") && reason.contains("would have spent"), "{reason}");
-    let only_b = store.charge_privacy("job-3", "in_2", &[b], 12).await.expect("db").expect("ok");
+    let only_b = store.charge_privacy(&job("job-3", "d3", "e1"), &[b], 12).await.expect("db");
+    let Charged::New(only_b) = only_b else { panic!("b alone fits: {only_b:?}") };
     assert_eq!(only_b[0].jobs, 1, "the refused job charged nothing");
 
     // Two replicas race ten jobs on a fresh data set with room for one: exactly one is charged.
@@ -960,14 +988,37 @@ async fn privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas(db: 
         let replica = replicas[n % 2].clone();
         let charge = privacy_charge("c", 3, 50, Some(budget));
         tasks.push(tokio::spawn(async move {
-            replica.charge_privacy(&format!("race-{n}"), "in_1", &[charge], 20).await
+            let id = format!("race-{n}");
+            replica.charge_privacy(&job(&id, "d", "e"), &[charge], 20).await
         }));
     }
     let mut charged = 0;
     for task in tasks {
-        charged += usize::from(task.await.expect("join").expect("db").is_ok());
+        let outcome = task.await.expect("join").expect("db");
+        charged += usize::from(matches!(outcome, Charged::New(_)));
     }
     assert_eq!(charged, 1);
+
+    // Ten replays of one job racing over both replicas: charged once, replayed nine times.
+    let d = privacy_charge("d", 4, 10, None);
+    let mut tasks = Vec::new();
+    for n in 0..10 {
+        let replica = replicas[n % 2].clone();
+        let charge = d.clone();
+        tasks.push(tokio::spawn(async move {
+            replica.charge_privacy(&job("once", "d9", "e9"), &[charge], 30).await
+        }));
+    }
+    let mut new = 0;
+    for task in tasks {
+        let outcome = task.await.expect("join").expect("db");
+        new += usize::from(matches!(outcome, Charged::New(_)));
+    }
+    assert_eq!(new, 1);
+}
+
+fn job<'a>(job_id: &'a str, job_digest: &'a str, charged_by: &'a str) -> ChargeJob<'a> {
+    ChargeJob { job_id, job_digest, instance_id: "in_1", charged_by }
 }
 
 // --- connecting ----------------------------------------------------------------------------------

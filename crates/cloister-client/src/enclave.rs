@@ -103,6 +103,14 @@ pub struct VerifiedEnclave {
     pub certificate_der: Vec<u8>,
 }
 
+impl VerifiedEnclave {
+    /// The attestation instance (`in_…`) that appraised the enclave: the instance part of the
+    /// policy id (`in_…@vN`) its certificate carries, which the instance CA signed.
+    pub fn instance_id(&self) -> &str {
+        self.policy_id.split_once('@').map_or(self.policy_id.as_str(), |(id, _)| id)
+    }
+}
+
 /// Verifies an enclave certificate chain (leaf first, DER) at `now` (Unix seconds).
 pub fn verify_enclave_certificate(
     chain: &[Vec<u8>],

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use cloister_types::api::{
-    AttestRequest, AttestResponse, ChallengeResponse, ErrorBody, IdentityResponse, InstanceInfo,
-    JobDone, JobRecorded, KeyReleaseRequest, KeyReleaseResponse, ObjectStored, RecordJob,
-    SubmitJob,
+    AttestRequest, AttestResponse, ChallengeResponse, DatasetRegistered, ErrorBody,
+    IdentityResponse, InstanceInfo, JobDone, KeyReleaseRequest, KeyReleaseResponse, ObjectStored,
+    RegisterDataset, ServiceKeyDocument, SubmitJob,
 };
 use serde::de::DeserializeOwned;
 
 use crate::enclave::{EnclaveError, Expectations, VerifiedEnclave};
+use crate::service_tls::ServiceTls;
 use crate::tls::{AttestedServerVerifier, client_config};
 
 /// Why a request to a service failed.
@@ -44,6 +45,16 @@ pub enum ClientError {
         /// Where.
         url: String,
         /// Why.
+        reason: String,
+    },
+    /// An answer the enclave would act on is not signed by the pinned attestation service, or
+    /// answers something else (another request, instance or job): someone between the enclave
+    /// and the service made it up, or the service is not the one pinned.
+    #[error("the answer from {url} was refused: {reason}; nothing was done on it")]
+    ForgedAnswer {
+        /// Where.
+        url: String,
+        /// What is wrong with it.
         reason: String,
     },
     /// The enclave failed verification.
@@ -97,17 +108,34 @@ pub struct AuthorityClient {
 }
 
 impl AuthorityClient {
-    /// A client for a single-instance service at `base` (for example `http://127.0.0.1:8080`).
+    /// A client for the service at `base` (`https://…`, or `http://` on loopback), for the
+    /// service-wide routes (key release, data-set registration, the service key), trusting the
+    /// system's roots.
     pub fn new(base: &str) -> Result<Self, ClientError> {
+        Self::new_with(base, &ServiceTls::default())
+    }
+
+    /// [`AuthorityClient::new`] with the given TLS settings.
+    pub fn new_with(base: &str, tls: &ServiceTls) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder().build().map_err(|e| transport(&base, e))?;
+        let http = tls.client(&base)?;
         Ok(AuthorityClient { prefix: format!("{base}/v1"), base, info_path: "instance", http })
     }
 
-    /// A client for instance `instance_id` of the multi-tenant service at `base`.
+    /// A client for instance `instance_id` of the service at `base`, trusting the system's
+    /// roots.
     pub fn for_instance(base: &str, instance_id: &str) -> Result<Self, ClientError> {
+        Self::for_instance_with(base, instance_id, &ServiceTls::default())
+    }
+
+    /// [`AuthorityClient::for_instance`] with the given TLS settings.
+    pub fn for_instance_with(
+        base: &str,
+        instance_id: &str,
+        tls: &ServiceTls,
+    ) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder().build().map_err(|e| transport(&base, e))?;
+        let http = tls.client(&base)?;
         Ok(AuthorityClient {
             prefix: format!("{base}/v1/instances/{instance_id}"),
             base,
@@ -128,7 +156,8 @@ impl AuthorityClient {
         decode(&url, response).await
     }
 
-    /// Submits evidence for appraisal.
+    /// Submits evidence for appraisal. The answer is not verified here: an enclave uses
+    /// [`crate::ServiceChannel::attest`], which checks the service's signature.
     pub async fn attest(&self, request: &AttestRequest) -> Result<AttestResponse, ClientError> {
         let url = format!("{}/attest", self.prefix);
         let response =
@@ -143,24 +172,38 @@ impl AuthorityClient {
         decode(&url, response).await
     }
 
-    /// Records in the instance's audit log that this enclave authorised a job.
-    pub async fn record_job(&self, request: &RecordJob) -> Result<JobRecorded, ClientError> {
-        let url = format!("{}/jobs", self.prefix);
+    /// The service's key document: its envelope key and its signing key with fingerprint.
+    pub async fn service_key_document(&self) -> Result<ServiceKeyDocument, ClientError> {
+        let url = format!("{}/v1/service-key", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Registers a sealed data set to its owner (a signed `DatasetRegistration`): the privacy
+    /// ledger then charges it only with that owner's grants.
+    pub async fn register_dataset(
+        &self,
+        request: &RegisterDataset,
+    ) -> Result<DatasetRegistered, ClientError> {
+        let url = format!("{}/v1/datasets", self.base);
         let response =
             self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await
     }
 
-    /// Asks the instance's privacy ledger to charge a training job's privacy to its data sets
-    /// (a [`cloister_types::api::PrivacyChargeStatement`] signed by the enclave's receipt key).
-    pub async fn charge_privacy(
-        &self,
-        request: &RecordJob,
-    ) -> Result<cloister_types::api::PrivacyChargeOutcome, ClientError> {
-        let url = format!("{}/privacy-charges", self.prefix);
-        let response =
-            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
-        decode(&url, response).await
+    /// The service's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `{base}/v1/instances/{id}` (or `{base}/v1` for a single-instance service).
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The HTTP client.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Asks the key broker to release a key to the enclave the attestation result names.

@@ -6,15 +6,19 @@
 //! verifier in [`tls`] runs the same [`enclave::verify_enclave_certificate`] check on every
 //! handshake, so a worker whose attestation changes is refused before any byte of a request leaves.
 
+pub mod answers;
 pub mod enclave;
 pub mod http;
 pub mod manage;
 pub mod ohttp;
 pub mod released;
+pub mod service_tls;
 pub mod tls;
 
 pub use self::ohttp::{OhttpClient, OhttpError};
+pub use answers::{ServiceChannel, VerifiedAnswer};
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
 pub use manage::ServiceClient;
 pub use released::{ReleasedKeyError, open_released_key};
+pub use service_tls::ServiceTls;

@@ -10,6 +10,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
 use crate::http::{ClientError, decode, transport};
+use crate::service_tls::ServiceTls;
 
 /// A management client: the service's base URL and the caller's token.
 #[derive(Clone)]
@@ -27,10 +28,20 @@ impl std::fmt::Debug for ServiceClient {
 }
 
 impl ServiceClient {
-    /// A client for the service at `base`, presenting `token` (none: anonymous).
+    /// A client for the service at `base`, presenting `token` (none: anonymous), trusting the
+    /// system's roots (plain HTTP only on loopback).
     pub fn new(base: &str, token: Option<&str>) -> Result<Self, ClientError> {
+        Self::with_tls(base, token, &ServiceTls::default())
+    }
+
+    /// [`ServiceClient::new`] with the given TLS settings.
+    pub fn with_tls(
+        base: &str,
+        token: Option<&str>,
+        tls: &ServiceTls,
+    ) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder().build().map_err(|e| transport(&base, e))?;
+        let http = tls.client(&base)?;
         Ok(ServiceClient { base, token: token.map(str::to_owned), http })
     }
 

@@ -50,6 +50,7 @@ fn ear(submods: Vec<(&str, EarAppraisal)>) -> EarBody {
         verifier_id: VerifierId { developer: "cloister".into(), build: "test".into() },
         eat_nonce: "n1".into(),
         submods: submods.into_iter().map(|(n, s)| (n.to_owned(), s)).collect(),
+        audit_checkpoint: Default::default(),
     }
 }
 

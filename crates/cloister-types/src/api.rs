@@ -32,6 +32,79 @@ pub struct AttestResponse {
     pub ear: String,
     /// PEM: the enclave certificate, then the instance CA certificate.
     pub certificate_chain_pem: String,
+    /// A [`ServiceAnswer`] with [`Answer::Attested`] naming `ear` and `certificate_chain_pem` by
+    /// digest, signed by the service signing key: what an enclave checks before using either.
+    pub answer: String,
+}
+
+/// The runtime-data field (`RuntimeData::extra`) naming the attestation service an enclave
+/// trusts: the lowercase hex SHA-256 of the service's signing key
+/// (`ServiceKeyDocument::signing_key_sha256`). The evidence itself then names the service; the
+/// service refuses evidence that names another, and the enclave acts only on answers that key
+/// signed.
+pub const SERVICE_KEY_FIELD: &str = "service_key_sha256";
+
+/// What the attestation service states to an enclave: a compact JWS by the service signing key
+/// (`what = "service answer"`), bound to the request it answers by digest. Its `iat` is the
+/// service's time, which an enclave may use where the host's clock must not decide.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAnswer {
+    /// The instance the request was addressed to.
+    pub instance_id: String,
+    /// SHA-256 of the request body exactly as the service received it (the enclave's request
+    /// carries fresh values: its keys, or a nonce of its own).
+    pub request_sha256: Hex,
+    /// The latest signed checkpoint of the service's audit log when it answered.
+    pub checkpoint: CheckpointRef,
+    /// The answer.
+    pub answer: Answer,
+}
+
+/// A signed audit checkpoint, by reference: a party holding one detects a log (or a whole
+/// database) rolled back behind it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRef {
+    /// The last entry the checkpoint covers; 0 before the first checkpoint.
+    pub seq: i64,
+    /// That entry's hash (empty before the first checkpoint).
+    pub hash: String,
+}
+
+/// The answers an enclave acts on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Answer {
+    /// Attestation passed: the EAR token and certificate chain issued, by SHA-256.
+    Attested {
+        /// SHA-256 of the EAR token text.
+        ear_sha256: Hex,
+        /// SHA-256 of the PEM certificate chain text.
+        certificate_chain_sha256: Hex,
+    },
+    /// A job authorization was recorded in the audit log.
+    JobRecorded {
+        /// The job.
+        job_id: String,
+        /// The audit entry that records it.
+        audit_seq: i64,
+    },
+    /// The privacy ledger's answer to a charge.
+    PrivacyCharge {
+        /// The training job.
+        job_id: String,
+        /// Charged or refused.
+        outcome: PrivacyChargeOutcome,
+    },
+}
+
+/// The body of an enclave-facing answer: a [`ServiceAnswer`] as a compact JWS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedAnswer {
+    /// The JWS.
+    pub answer: String,
 }
 
 /// `GET /v1/instance` response: what a relying party needs to check results of this instance.
@@ -113,7 +186,8 @@ pub struct JobAuthorized {
     pub output_recipients: Vec<String>,
 }
 
-/// `POST /v1/instances/{id}/jobs` request: record a job authorization in the audit log.
+/// `POST /v1/instances/{id}/jobs` request: record a job authorization in the audit log (also the
+/// body of a privacy charge). Answered with a [`SignedAnswer`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordJob {
@@ -121,13 +195,9 @@ pub struct RecordJob {
     pub ear: String,
     /// A [`JobAuthorized`] as a compact JWS by the receipt key the EAR's `cpu0` runtime data binds.
     pub statement: String,
-}
-
-/// `POST /v1/instances/{id}/jobs` response.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct JobRecorded {
-    /// The audit entry that records it.
-    pub audit_seq: i64,
+    /// 16 or more random bytes the enclave drew for this request (unpadded base64url), so that
+    /// an answer to it answers nothing else.
+    pub nonce: String,
 }
 
 /// What an enclave asks the attestation service's privacy ledger to charge before a training
@@ -151,8 +221,13 @@ pub enum PrivacyChargeOutcome {
     Charged {
         /// In the order of the statement's charges.
         accounts: Vec<crate::job::PrivacyAccount>,
-        /// The audit entry that records the charges.
+        /// The audit entry that records the charges (for a replay: the replay).
         audit_seq: i64,
+        /// The receipt key of the enclave whose request made the charge.
+        charged_by: String,
+        /// Whether the job had been charged before: nothing was charged now, and `accounts` are
+        /// the first outcome. An enclave runs a job only on a charge its own request made, once.
+        replay: bool,
     },
     /// Refused: nothing recorded, the job must not run.
     Refused {
@@ -165,6 +240,41 @@ pub enum PrivacyChargeOutcome {
     },
 }
 
+/// What a data owner signs (compact JWS, `what = "data set registration"`) to register a sealed
+/// data set as its own: the privacy ledger then charges the data set only with that owner's
+/// grants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetRegistration {
+    /// SHA-256 of the sealed data set.
+    pub sha256: Hex,
+    /// The object id the owner gives it.
+    pub object_id: String,
+}
+
+/// `POST /v1/datasets` request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterDataset {
+    /// The owner's party public key (`cloister-es256:…`).
+    pub owner: String,
+    /// A [`DatasetRegistration`] signed by `owner`.
+    pub statement: String,
+}
+
+/// `POST /v1/datasets` response: the registration in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetRegistered {
+    /// SHA-256 of the sealed data set.
+    pub sha256: Hex,
+    /// Its owner.
+    pub owner: String,
+    /// Its object id.
+    pub object_id: String,
+    /// When it was first registered (Unix seconds).
+    pub registered_at: i64,
+}
+
 /// `GET /v1/service-key` response: the attestation service's envelope public key, to which
 /// instance bundles exported for this service are sealed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -174,6 +284,12 @@ pub struct ServiceKeyDocument {
     pub public_key: String,
     /// The envelope key id of `public_key` (first 16 bytes of SHA-256 of the raw key).
     pub key_id: Hex,
+    /// The service's signing key (`cloister-es256:…`): it signs the answers enclaves act on,
+    /// the audit log's checkpoints and the instance bundles the service exports.
+    pub signing_key: String,
+    /// SHA-256 of `signing_key`'s SEC1 point: what workers bind into their evidence and
+    /// auditors pin.
+    pub signing_key_sha256: Hex,
     /// When the service runs in a TEE: its evidence, whose `runtime_data.hpke_pk` is
     /// `public_key`. Absent for a service outside a TEE; exporting to such a service needs the
     /// exporter's explicit consent.

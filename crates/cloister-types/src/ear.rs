@@ -23,6 +23,10 @@ pub struct EarBody {
     pub eat_nonce: String,
     /// One appraisal per attested component: `cpu0`, `gpu0`, …
     pub submods: BTreeMap<String, EarAppraisal>,
+    /// The attestation service's latest signed audit checkpoint when it issued this result: a
+    /// relying party holding the token detects an audit log rolled back behind it.
+    #[serde(rename = "cloister.audit-checkpoint")]
+    pub audit_checkpoint: crate::api::CheckpointRef,
 }
 
 /// The verifier that produced an attestation result.

@@ -101,6 +101,10 @@ pub struct Grant {
     pub object_sha256: Hex,
     /// Enclave measurements the owner accepts for this job.
     pub allowed_measurements: Vec<Hex>,
+    /// Attestation instances (`in_…`) whose attested enclaves the owner accepts for this job:
+    /// a measurement alone does not say who appraised the enclave (anyone can run the same
+    /// binary under a permissive instance of their own).
+    pub allowed_instances: Vec<String>,
     /// Envelope public keys the owner allows results to be sealed to.
     pub result_recipients: Vec<String>,
     /// For a training job on the owner's data: the most privacy training may have spent on the
@@ -108,6 +112,11 @@ pub struct Grant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy_budget: Option<PrivacyBudget>,
 }
+
+/// The sealed-envelope metadata attribute naming who sealed an input (its owner's party public
+/// key): a worker opens an input for a job only when this names the owner whose grant the job
+/// carries.
+pub const OWNER_ATTRIBUTE: &str = "owner";
 
 /// What a worker attests it did for a job (signed as a JWS with the enclave's receipt key).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

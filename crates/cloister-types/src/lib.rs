@@ -26,6 +26,6 @@ pub use claims::{Claims, TcbStatus, TeeKind, UnknownTee};
 pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};
 pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
-pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, Receipt};
+pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, OWNER_ATTRIBUTE, Receipt};
 pub use model::{ModelFormat, ModelManifest, ModelMetadata, ModelTask, TensorSpec};
 pub use pem::{PemError, pem_certificates};

@@ -77,14 +77,15 @@ pub async fn deploy(
         },
     };
     let response = worker
-        .authority
+        .service
+        .client()
         .release_key(&release)
         .await
         .map_err(|e| DeployError::Release(e.to_string()))?;
     let key = cloister_client::open_released_key(
         worker.identity.hpke_secret(),
         &response,
-        worker.authority.instance_id().unwrap_or_default(),
+        worker.service.instance_id(),
         &release,
     )
     .map_err(|e| DeployError::Release(e.to_string()))?;

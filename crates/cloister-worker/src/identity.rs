@@ -6,11 +6,11 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloister_attest::Attester;
-use cloister_client::AuthorityClient;
+use cloister_client::ServiceChannel;
 use cloister_client::enclave::{pem_certificates, read_claims_unverified};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
-use cloister_types::api::AttestRequest;
+use cloister_types::api::{AttestRequest, SERVICE_KEY_FIELD};
 use cloister_types::online::OHTTP_KEY_CONFIG_FIELD;
 use cloister_types::{Base64Url, Claims, Hex, RuntimeData};
 use rcgen::{KeyPair, PublicKeyData as _};
@@ -52,14 +52,17 @@ pub struct EnclaveIdentity {
     ear: String,
     runtime_data: RuntimeData,
     claims: Claims,
+    instance_id: String,
 }
 
 impl EnclaveIdentity {
-    /// Generates fresh keys, gets a nonce, collects evidence bound to the keys and the nonce, and
-    /// exchanges it for an EAR token and an enclave certificate.
+    /// Generates fresh keys, gets a nonce, collects evidence bound to the keys, the nonce and
+    /// the fingerprint of the attestation service it trusts (`service`'s pinned key, as
+    /// `service_key_sha256`), and exchanges it for an EAR token and an enclave certificate,
+    /// which it uses only when the service's signed answer names both for this request.
     pub async fn establish(
         attester: &dyn Attester,
-        authority: &AuthorityClient,
+        service: &ServiceChannel,
     ) -> Result<Self, IdentityError> {
         let hpke = RecipientSecretKey::generate();
         let receipt_key = SigningKey::generate();
@@ -74,7 +77,12 @@ impl EnclaveIdentity {
             serde_json::Value::String(URL_SAFE_NO_PAD.encode(&ohttp_encoded)),
         );
 
-        let challenge = authority.challenge().await?;
+        extra.insert(
+            SERVICE_KEY_FIELD.to_owned(),
+            serde_json::Value::String(service.fingerprint_hex()),
+        );
+
+        let challenge = service.client().challenge().await?;
         let runtime_data = RuntimeData {
             nonce: challenge.nonce,
             hpke_pk: hpke.public_key().to_text(),
@@ -83,8 +91,10 @@ impl EnclaveIdentity {
             extra,
         };
         let evidence = attester.attest(&runtime_data)?;
-        let response =
-            authority.attest(&AttestRequest { evidence, tls_spki: Base64Url(tls_spki) }).await?;
+        let response = service
+            .attest(&AttestRequest { evidence, tls_spki: Base64Url(tls_spki) })
+            .await?
+            .answer;
 
         let chain = pem_certificates(&response.certificate_chain_pem)
             .map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
@@ -107,6 +117,7 @@ impl EnclaveIdentity {
             ear: response.ear,
             runtime_data,
             claims: extension.claims,
+            instance_id: service.instance_id().to_owned(),
         })
     }
 
@@ -149,6 +160,11 @@ impl EnclaveIdentity {
     /// The runtime data bound into the evidence.
     pub fn runtime_data(&self) -> &RuntimeData {
         &self.runtime_data
+    }
+
+    /// The attestation instance that appraised this enclave (`in_…`).
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// The claims the attestation service certified.

@@ -54,6 +54,19 @@ pub enum JobError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The envelope names another owner than the one whose grant the job carries.
+    #[error(
+        "the sealed {role:?} object {object_id} was sealed by owner {sealed_owner}, not by the \
+         owner the job names; only the owner who sealed an object can grant its use"
+    )]
+    NotTheOwner {
+        /// Which input.
+        role: InputRole,
+        /// Which object.
+        object_id: String,
+        /// The owner the envelope names.
+        sealed_owner: String,
+    },
     /// An input did not decrypt.
     #[error("the sealed {role:?} object could not be opened: {reason}")]
     Open {
@@ -143,14 +156,11 @@ pub fn authorize_job(
     if !spec.data_inputs().all(|input| seen.insert(&input.object_id)) {
         return Err(JobError::BadSpec("a data set appears twice in the job".into()));
     }
-    let measurement = &identity.claims().measurement;
-    let (model_grant, _) =
-        find_grant(spec, &digest, &spec.model, InputRole::Model, grants, measurement, started_at)?;
+    let find = |input, role| find_grant(spec, &digest, input, role, grants, identity, started_at);
+    let (model_grant, _) = find(&spec.model, InputRole::Model)?;
     let data_grants = spec
         .data_inputs()
-        .map(|input| {
-            find_grant(spec, &digest, input, InputRole::Data, grants, measurement, started_at)
-        })
+        .map(|input| find(input, InputRole::Data))
         .collect::<Result<Vec<_>, _>>()?;
     for recipient in &spec.output_recipients {
         if !model_grant.result_recipients.contains(recipient)
@@ -195,8 +205,8 @@ pub fn run_job(
 
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
     let data_sealed = read_checked(store, &spec.data, InputRole::Data)?;
-    let model_plain = open_input(identity, released, &model_sealed, InputRole::Model)?;
-    let data_plain = open_input(identity, released, &data_sealed, InputRole::Data)?;
+    let model_plain = open_input(identity, released, &model_sealed, &spec.model, InputRole::Model)?;
+    let data_plain = open_input(identity, released, &data_sealed, &spec.data, InputRole::Data)?;
     let inputs = vec![
         receipt_input(&spec.model, InputRole::Model, &model_plain),
         receipt_input(&spec.data, InputRole::Data, &data_plain),
@@ -319,15 +329,28 @@ pub fn broker_keys_needed(identity: &EnclaveIdentity, sealed_header: &Header) ->
     sealed_header.broker_key_ids()
 }
 
-/// Opens an input with the enclave's key, or else with a released broker key it names.
+/// Opens an input with the enclave's key, or else with a released broker key it names, once its
+/// envelope's authenticated metadata names `input.owner` as its owner
+/// ([`cloister_types::OWNER_ATTRIBUTE`]). The owner sealed that name in, and nobody can change
+/// it without the data key: so a grant signed by anyone else (a key made up by whoever knows the
+/// object's id and digest, the compute provider for one) never opens someone's data.
 pub(crate) fn open_input(
     identity: &EnclaveIdentity,
     released: &[RecipientSecretKey],
     sealed: &[u8],
+    input: &InputRef,
     role: InputRole,
 ) -> Result<Zeroizing<Vec<u8>>, JobError> {
     let open_error = |reason: String| JobError::Open { role, reason };
     let header = cloister_seal::read_header(sealed).map_err(|e| open_error(e.to_string()))?;
+    let sealed_owner = header.metadata().attributes.get(cloister_types::OWNER_ATTRIBUTE);
+    if sealed_owner != Some(&input.owner) {
+        return Err(JobError::NotTheOwner {
+            role,
+            object_id: input.object_id.clone(),
+            sealed_owner: sealed_owner.cloned().unwrap_or_else(|| "(none)".to_owned()),
+        });
+    }
     let ids = header.recipient_key_ids();
     let key = if ids.contains(&identity.hpke_secret().key_id()) {
         identity.hpke_secret()
@@ -357,16 +380,19 @@ pub(crate) fn read_checked(
 }
 
 /// Finds the grant that authorises `input` for this job: signed by the input's owner, naming this
-/// job's id and digest, this object and its digest, and this enclave's measurement.
+/// job's id and digest, this object and its digest, this enclave's measurement and the
+/// attestation instance that appraised it.
 fn find_grant(
     spec: &JobSpec,
     digest: &Hex,
     input: &InputRef,
     role: InputRole,
     grants: &[String],
-    measurement: &Hex,
+    identity: &EnclaveIdentity,
     now: u64,
 ) -> Result<(Grant, String), JobError> {
+    let measurement = &identity.claims().measurement;
+    let instance_id = identity.instance_id();
     let missing =
         |detail: String| JobError::MissingGrant { role, owner: input.owner.clone(), detail };
     let owner = VerifyingKey::from_text(&input.owner)
@@ -386,6 +412,10 @@ fn find_grant(
             Some(format!("a grant names object {} with another digest", grant.object_id))
         } else if !grant.allowed_measurements.contains(measurement) {
             Some(format!("a grant does not allow this enclave's measurement {measurement}"))
+        } else if !grant.allowed_instances.iter().any(|i| i == instance_id) {
+            Some(format!(
+                "a grant does not allow this enclave's attestation instance {instance_id}"
+            ))
         } else {
             None
         };

@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
+use cloister_client::ServiceChannel;
 use cloister_sign::unix_now;
-use cloister_types::api::{PrivacyChargeOutcome, PrivacyChargeStatement, RecordJob};
+use cloister_types::api::{PrivacyChargeOutcome, PrivacyChargeStatement};
 use cloister_types::job::{PrivacyAccount, PrivacyCharge};
 
 use crate::identity::EnclaveIdentity;
@@ -21,10 +22,13 @@ use crate::jobs::JobError;
 const STATEMENT_VALIDITY: Duration = Duration::from_secs(300);
 
 /// Charges `charges` for `job_id` at the attestation service, as this enclave. Returns each data
-/// set's account after the job, or the data owner's refusal.
+/// set's account after the job, or the data owner's refusal. Only an answer signed by the
+/// pinned service counts ([`ServiceChannel`]), and only a charge this enclave's own request
+/// made: a job charged before (a replay, by this enclave or any other) does not run again,
+/// since running it twice would spend privacy that was charged once.
 pub(crate) async fn charge(
     identity: &EnclaveIdentity,
-    authority: &cloister_client::AuthorityClient,
+    service: &ServiceChannel,
     job_id: &str,
     charges: Vec<PrivacyCharge>,
 ) -> Result<Vec<PrivacyAccount>, JobError> {
@@ -33,11 +37,21 @@ pub(crate) async fn charge(
         .receipt_key()
         .sign("privacy charge", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| JobError::Ledger(e.to_string()))?;
-    let request = RecordJob { ear: identity.ear().to_owned(), statement: signed };
-    let outcome =
-        authority.charge_privacy(&request).await.map_err(|e| JobError::Ledger(e.to_string()))?;
+    let outcome = service
+        .charge_privacy(identity.ear(), &signed, job_id)
+        .await
+        .map_err(|e| JobError::Ledger(e.to_string()))?
+        .answer;
     match outcome {
-        PrivacyChargeOutcome::Charged { accounts, audit_seq } => {
+        PrivacyChargeOutcome::Charged { accounts, audit_seq, charged_by, replay } => {
+            let ours = identity.receipt_key().public_key().to_text();
+            if replay || charged_by != ours {
+                return Err(JobError::Ledger(format!(
+                    "job {job_id} was charged before (by the enclave with receipt key \
+                     {charged_by}); a job is charged and runs once: submit it again under a new \
+                     job id"
+                )));
+            }
             tracing::info!(job = %job_id, audit_seq, "privacy charged");
             if accounts.len() != statement.charges.len() {
                 return Err(JobError::Ledger(format!(

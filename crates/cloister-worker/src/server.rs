@@ -22,12 +22,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use cloister_client::AuthorityClient;
+use cloister_client::ServiceChannel;
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::api::{
     ErrorBody, IdentityResponse, JobAuthorized, JobDone, KeyReleaseRequest, ObjectStored,
-    RecordJob, ReleaseContext, SubmitJob,
+    ReleaseContext, SubmitJob,
 };
 use cloister_types::{Hex, InputRole, JobKind, JobSpec};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -51,8 +51,9 @@ pub struct Worker {
     pub identity: EnclaveIdentity,
     /// Sealed objects.
     pub store: ObjectStore,
-    /// The attestation service instance that issued the identity's EAR token.
-    pub authority: AuthorityClient,
+    /// The attestation service instance that issued the identity's EAR token (also the key
+    /// broker and the privacy ledger), with the service key its answers must be signed by.
+    pub service: ServiceChannel,
     /// Models loaded for online inference.
     pub catalog: crate::online::Catalog,
     /// The durable batch-job queue.
@@ -246,10 +247,9 @@ pub(crate) async fn record_authorization(
         .receipt_key()
         .sign("job authorization", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| ApiError::NotRecorded(e.to_string()))?;
-    let request = RecordJob { ear: worker.identity.ear().to_owned(), statement: signed };
-    match worker.authority.record_job(&request).await {
+    match worker.service.record_job(worker.identity.ear(), &signed, &spec.id).await {
         Ok(recorded) => {
-            tracing::info!(job = %spec.id, audit_seq = recorded.audit_seq, "job authorization recorded");
+            tracing::info!(job = %spec.id, audit_seq = recorded.answer, "job authorization recorded");
             Ok(())
         }
         Err(error) => {
@@ -290,14 +290,14 @@ pub(crate) async fn release_broker_keys(
                     purpose: Some(format!("{role:?} input of a {:?} job", spec.kind)),
                 },
             };
-            let response = worker.authority.release_key(&request).await.map_err(|e| {
+            let response = worker.service.client().release_key(&request).await.map_err(|e| {
                 tracing::warn!(job = %spec.id, key_id = %request.key_id, error = %e, "key release refused");
                 ApiError::Release(e.to_string())
             })?;
             let key = cloister_client::open_released_key(
                 worker.identity.hpke_secret(),
                 &response,
-                worker.authority.instance_id().unwrap_or_default(),
+                worker.service.instance_id(),
                 &request,
             )
             .map_err(|e| ApiError::Release(e.to_string()))?;

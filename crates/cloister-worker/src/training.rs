@@ -136,7 +136,7 @@ pub(crate) fn open_training(
 ) -> Result<OpenedTraining, JobError> {
     let started_at = unix_now();
     let model_sealed = read_checked(store, &spec.model, InputRole::Model)?;
-    let plan_plain = open_input(identity, released, &model_sealed, InputRole::Model)?;
+    let plan_plain = open_input(identity, released, &model_sealed, &spec.model, InputRole::Model)?;
     let mut inputs = vec![receipt_input(&spec.model, InputRole::Model, &plan_plain)];
     let plan: TrainingPlan = serde_json::from_slice(&plan_plain).map_err(|e| {
         JobError::BadSpec(format!(
@@ -152,7 +152,7 @@ pub(crate) fn open_training(
     let grants = authorization.privacy_budgets.iter().zip(&authorization.data_grants);
     for (input, (budget, grant)) in spec.data_inputs().zip(grants) {
         let sealed = read_checked(store, input, InputRole::Data)?;
-        let plain = open_input(identity, released, &sealed, InputRole::Data)?;
+        let plain = open_input(identity, released, &sealed, input, InputRole::Data)?;
         inputs.push(receipt_input(input, InputRole::Data, &plain));
         let rows = match &encoder {
             None => LabelledRows::from_csv(&plain)?,
@@ -345,7 +345,7 @@ pub(crate) async fn run_training(
     })
     .await?;
     let accounts =
-        crate::ledger::charge(&worker.identity, &worker.authority, &spec.id, opened.charges())
+        crate::ledger::charge(&worker.identity, &worker.service, &spec.id, opened.charges())
             .await?;
     blocking(move || train_and_seal(&worker.identity, &worker.store, &spec, opened, accounts)).await
 }

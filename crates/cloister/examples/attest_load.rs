@@ -99,6 +99,7 @@ async fn run(args: &Args, url: &str, operator_token: &str, dir: &std::path::Path
         })
         .await?;
     let client = AuthorityClient::for_instance(url, &instance.id)?;
+    let fingerprint = client.service_key_document().await?.signing_key_sha256.to_string();
     let attester = Arc::new(SimAttester::new(key, MEASUREMENT));
     let tls = {
         use rcgen::PublicKeyData as _;
@@ -111,7 +112,7 @@ async fn run(args: &Args, url: &str, operator_token: &str, dir: &std::path::Path
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
         let (client, attester, stop) = (client.clone(), attester.clone(), stop.clone());
-        let tls = tls.clone();
+        let (tls, fingerprint) = (tls.clone(), fingerprint.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0u64;
@@ -119,9 +120,13 @@ async fn run(args: &Args, url: &str, operator_token: &str, dir: &std::path::Path
                 let begin = Instant::now();
                 let ok = async {
                     let nonce = client.challenge().await.ok()?.nonce;
-                    let request =
-                        cloister::testbed::sim_attest_request(&attester, nonce, tls.clone())
-                            .ok()?;
+                    let request = cloister::testbed::sim_attest_request(
+                        &attester,
+                        nonce,
+                        tls.clone(),
+                        &fingerprint,
+                    )
+                    .ok()?;
                     client.attest(&request).await.ok()
                 }
                 .await

@@ -221,7 +221,7 @@ async fn main() -> Result<()> {
     )
     .await?;
     let attester = SimAttester::new(platform, MEASUREMENT);
-    let worker = testbed::start_worker(&dirs, &attester, &authority.client()?).await?;
+    let worker = testbed::start_worker(&dirs, &attester, &authority.channel()?).await?;
     let ca_pem = authority.client()?.instance().await?.ca_certificate_pem;
     let requester = Party::create("requester", &tmp.path().join("requester"))?;
     let owner = SigningKey::generate();

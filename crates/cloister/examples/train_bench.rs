@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use cloister::demo::BREAST_CANCER_CSV;
-use cloister::parties::Party;
+use cloister::parties::{Admitted, Party};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy};
 use cloister_attest::SimAttester;
 use cloister_types::api::SubmitJob;
@@ -73,14 +73,17 @@ async fn main() -> Result<()> {
     )
     .await?;
     let attester = SimAttester::new(platform, MEASUREMENT);
-    let worker = testbed::start_worker(&dirs, &attester, &authority.client()?).await?;
+    let worker = testbed::start_worker(&dirs, &attester, &authority.channel()?).await?;
     let ca_pem = authority.client()?.instance().await?.ca_certificate_pem;
     let owner = Party::create("model owner", &tmp.path().join("owner"))?;
     let hospital = Party::create("hospital", &tmp.path().join("hospital"))?;
     let m = [Hex(MEASUREMENT.to_vec())];
     let (client, enclave) = owner.attest_worker(&worker.url, &ca_pem, &m, &[TeeKind::Sim]).await?;
-    let data =
-        hospital.seal_and_upload(&client, &enclave, "rows", "text/csv", csv.as_bytes()).await?;
+    let registry = authority.client()?;
+    let data = hospital
+        .seal_register_and_upload(&client, &enclave, &registry, "rows", "text/csv", csv.as_bytes())
+        .await?;
+    let admitted = Admitted::like(&enclave);
     let to = vec![owner.envelope.public_key().to_text()];
 
     println!(
@@ -125,8 +128,8 @@ async fn main() -> Result<()> {
                 more_data: Vec::new(),
             };
             let grants = vec![
-                owner.grant(&spec, InputRole::Model, &m, &to)?,
-                hospital.grant(&spec, InputRole::Data, &m, &to)?,
+                owner.grant(&spec, InputRole::Model, &admitted, &to)?,
+                hospital.grant(&spec, InputRole::Data, &admitted, &to)?,
             ];
             let start = Instant::now();
             client.submit_job(&SubmitJob { spec, grants }).await?;

@@ -20,13 +20,15 @@ pub struct Connection {
     pub server: String,
     /// Bearer token.
     pub token: Option<String>,
+    /// How the service's TLS certificate is verified.
+    pub tls: cloister_client::ServiceTls,
     /// Print JSON instead of text.
     pub json: bool,
 }
 
 impl Connection {
     fn client(&self) -> Result<ServiceClient> {
-        Ok(ServiceClient::new(&self.server, self.token.as_deref())?)
+        Ok(ServiceClient::with_tls(&self.server, self.token.as_deref(), &self.tls)?)
     }
 
     fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
@@ -242,7 +244,8 @@ pub async fn instance_export(
     allow_unattested: bool,
 ) -> Result<()> {
     let document = if target.starts_with("http://") || target.starts_with("https://") {
-        ServiceClient::new(target, None)?.service_key().await?
+        // The target service is reached with the same TLS settings as this one.
+        ServiceClient::with_tls(target, None, &conn.tls)?.service_key().await?
     } else {
         read_json(Path::new(target))?
     };
@@ -350,36 +353,57 @@ pub async fn audit_list(conn: &Connection) -> Result<()> {
     })
 }
 
-/// `audit verify --database URL`: checks the hash chain and every signed checkpoint, and says
-/// exactly which entries were altered, removed or reordered. `Ok(false)` when the log is not
-/// intact.
-pub async fn audit_verify(database: &str, public_key: Option<&str>, json: bool) -> Result<bool> {
+/// `audit verify`: checks the hash chain and the signed checkpoints of the audit log in
+/// `database` with the service key the caller pins (`service_key`: key text, a file holding it,
+/// or the key's fingerprint, which then must match the key the database records), and that every
+/// checkpoint in `expected` (`SEQ:HASH`, from receipts or EAR tokens) is still in the log.
+pub async fn audit_verify(
+    database: &str,
+    service_key: &str,
+    expected: &[String],
+    json: bool,
+) -> Result<bool> {
+    let expected = expected
+        .iter()
+        .map(|text| {
+            let (seq, hash) = text
+                .split_once(':')
+                .with_context(|| format!("--expect-checkpoint {text:?} is not SEQ:HASH"))?;
+            let seq: i64 =
+                seq.parse().with_context(|| format!("--expect-checkpoint {text:?}: bad SEQ"))?;
+            Ok((seq, hash.to_owned()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let store = Store::connect(database)
         .await
         .with_context(|| format!("opening {}", cloister_authority::store::redact(database)))?;
-    let key_text = match public_key {
-        Some(text) => text.to_owned(),
-        None => store.meta("audit_public_key").await?.context(
-            "the database has no audit checkpoint key: it was never opened by the service",
-        )?,
-    };
-    let key = cloister_sign::VerifyingKey::from_text(&key_text)
-        .context("the audit checkpoint key is not a verifying key")?;
+    let key = pinned_service_key(&store, service_key).await?;
     let rows = store.audit_rows(None).await?;
     let checkpoints = store.checkpoints().await?;
     store.close().await;
     let report = cloister_authority::audit::verify_log(&rows, &checkpoints, &key);
-    let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    let mut problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    for (seq, hash) in &expected {
+        let held = checkpoints.iter().any(|c| c.seq == *seq && c.hash == *hash);
+        let entry = rows.iter().find(|r| r.seq == *seq);
+        if !held || entry.is_none_or(|r| r.hash != *hash) {
+            problems.push(format!(
+                "the checkpoint {seq}:{hash} you hold is not in this log: the log (or the whole \
+                 database) was rolled back or replaced"
+            ));
+        }
+    }
+    let intact = problems.is_empty();
     if json {
         println!(
             "{}",
             serde_json::json!({
-                "intact": report.is_intact(), "entries": report.entries,
+                "intact": intact, "entries": report.entries,
                 "checkpoints": report.checkpoints, "last_seq": report.last_seq,
                 "problems": problems,
             })
         );
-    } else if report.is_intact() {
+    } else if intact {
         println!(
             "audit log intact: {} entries, {} signed checkpoints, last entry {}",
             report.entries, report.checkpoints, report.last_seq
@@ -390,5 +414,35 @@ pub async fn audit_verify(database: &str, public_key: Option<&str>, json: bool) 
         }
         println!("audit log NOT intact: {} problem(s)", problems.len());
     }
-    Ok(report.is_intact())
+    Ok(intact)
+}
+
+/// The service key `pinned` names: its text, a file holding the text, or its fingerprint. With a
+/// fingerprint the key the database records is used only when its fingerprint matches.
+async fn pinned_service_key(store: &Store, pinned: &str) -> Result<cloister_sign::VerifyingKey> {
+    let pinned = pinned.trim();
+    let is_fingerprint = pinned.len() == 64 && pinned.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_fingerprint {
+        let recorded = store
+            .meta("audit_public_key")
+            .await?
+            .context("the database records no service key: it was never opened by the service")?;
+        let key = cloister_sign::VerifyingKey::from_text(&recorded)
+            .context("the key the database records is not a verifying key")?;
+        anyhow::ensure!(
+            key.fingerprint_hex().eq_ignore_ascii_case(pinned),
+            "the database records the service key {}, not the pinned {pinned}: its checkpoints \
+             were not signed by the service you trust",
+            key.fingerprint_hex()
+        );
+        return Ok(key);
+    }
+    let text = if pinned.starts_with("cloister-es256:") {
+        pinned.to_owned()
+    } else {
+        std::fs::read_to_string(pinned)
+            .with_context(|| format!("reading the service key {pinned}"))?
+    };
+    cloister_sign::VerifyingKey::from_text(text.trim())
+        .context("--service-key is not a service signing key, a file holding one, or a fingerprint")
 }

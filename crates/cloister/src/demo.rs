@@ -18,7 +18,7 @@ use cloister_types::manage::PolicySpec;
 use cloister_types::{InputRole, JobKind, JobSpec, TeeKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::parties::{Party, verify_receipt};
+use crate::parties::{Admitted, Party, verify_receipt};
 use crate::scan::{Secret, scan};
 use crate::testbed::{self, ComputeDirs, InstancePolicy};
 
@@ -152,7 +152,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     ));
     ok(&format!("tenant \"demo\", instance {} at policy version 1", authority.instance_id));
     let authority_client = authority.client()?;
-    let refused = testbed::start_worker(&dirs, &attester, &authority_client).await;
+    let refused = testbed::start_worker(&dirs, &attester, &authority.channel()?).await;
     let Err(refusal) = refused else { bail!("policy version 1 accepted the simulated TEE") };
     ok(&format!("the worker's simulated evidence is refused under v1: {}", last_cause(&refusal)));
     let admin = authority.tenant_admin()?;
@@ -170,7 +170,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
          TEE evidence, and gets back an EAR attestation result naming the policy version and an\n\
          enclave certificate issued by the instance CA.",
     );
-    let worker = testbed::start_worker(&dirs, &attester, &authority_client).await?;
+    let worker = testbed::start_worker(&dirs, &attester, &authority.channel()?).await?;
     let info = authority_client.instance().await?;
     let claims = worker.worker.identity.claims();
     ok(&format!(
@@ -252,18 +252,8 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
         more_data: Vec::new(),
     };
     let grants = vec![
-        model_provider.grant(
-            &spec,
-            InputRole::Model,
-            std::slice::from_ref(&published),
-            &results_to,
-        )?,
-        data_provider.grant(
-            &spec,
-            InputRole::Data,
-            std::slice::from_ref(&published),
-            &results_to,
-        )?,
+        model_provider.grant(&spec, InputRole::Model, &Admitted::like(&enclave), &results_to)?,
+        data_provider.grant(&spec, InputRole::Data, &Admitted::like(&data_enclave), &results_to)?,
     ];
     ok(&format!("job {} granted by both owners", spec.id));
 

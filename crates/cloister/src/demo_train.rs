@@ -30,7 +30,7 @@ use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig, fede
 use zeroize::Zeroizing;
 
 use crate::demo::{BREAST_CANCER_CSV, ok, say, show_no_plaintext};
-use crate::parties::Party;
+use crate::parties::{Admitted, Party};
 use crate::scan::Secret;
 use crate::testbed::{self, ComputeDirs};
 
@@ -165,6 +165,8 @@ pub async fn run(
     let measurements = std::slice::from_ref(&published);
     let (client, enclave) =
         owner.attest_worker(&worker.url, &ca_pem, measurements, &accepted).await?;
+    let admitted = Admitted::like(&enclave);
+    let registry = authority.client()?;
     let mut hospitals = Vec::new();
     for (name, rows) in HOSPITALS.iter().zip(&parts) {
         let party = Party::create(name, &workdir.join(name))?;
@@ -173,7 +175,14 @@ pub async fn run(
         let csv = to_csv(rows);
         std::fs::write(party.dir.join("rows.csv"), &*csv)?;
         let data = party
-            .seal_and_upload(&their_client, &their_view, &format!("{name}-rows"), "text/csv", &csv)
+            .seal_register_and_upload(
+                &their_client,
+                &their_view,
+                &registry,
+                &format!("{name}-rows"),
+                "text/csv",
+                &csv,
+            )
             .await?;
         ok(&format!("{name}: {} rows sealed to the enclave", rows.rows()));
         hospitals.push((party, data, rows.rows() as u64));
@@ -193,7 +202,7 @@ pub async fn run(
     let budget = dp.then_some(PrivacyBudget { epsilon: DP_EPSILON, delta: DP_DELTA });
     // A hospital's grant for its rows: the update to the model owner only, within its budget.
     let grant_data = |party: &Party, spec: &JobSpec| {
-        party.grant_with_budget(spec, InputRole::Data, measurements, &to, budget)
+        party.grant_with_budget(spec, InputRole::Data, &admitted, &to, budget)
     };
     if dp {
         ok(&format!(
@@ -233,7 +242,7 @@ pub async fn run(
                 output_recipients: to.clone(),
                 more_data: others.iter().map(|h| h.1.clone()).collect(),
             };
-            let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
+            let mut grants = vec![owner.grant(&spec, InputRole::Model, &admitted, &to)?];
             for (party, _, _) in &granting {
                 grants.push(grant_data(party, &spec)?);
             }
@@ -266,7 +275,7 @@ pub async fn run(
                 output_recipients: to.clone(),
                 more_data: Vec::new(),
             };
-            let mut grants = vec![owner.grant(&spec, InputRole::Model, measurements, &to)?];
+            let mut grants = vec![owner.grant(&spec, InputRole::Model, &admitted, &to)?];
             if dropout != Some(&(party.name.clone(), round)) {
                 grants.push(grant_data(party, &spec)?);
             }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
-use cloister_client::{ClientError, VerifiedEnclave, WorkerClient};
+use cloister_client::{AuthorityClient, ClientError, VerifiedEnclave, WorkerClient};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
 use cloister_types::api::SubmitJob;
@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::WorkerTarget;
 use crate::parties::{
-    seal_to_broker_and_upload, seal_to_enclave_and_upload, sign_grant, verify_receipt,
+    Admitted, seal_register_and_upload, seal_to_broker_register_and_upload,
+    seal_to_enclave_and_upload, sign_grant, verify_receipt,
 };
 
 /// How often the exchange directory is polled.
@@ -51,6 +52,9 @@ pub struct Participant {
     pub name: String,
     /// Its sealed data set on the worker.
     pub data: InputRef,
+    /// The attestation instance whose enclave the participant verified at `join` (its grants
+    /// admit enclaves appraised by this instance only).
+    pub instance: String,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -88,18 +92,28 @@ pub enum SealTo {
     Broker(String),
 }
 
-/// `federate join`: seals `rows` (a labelled CSV, class in the last column) as `object_id`,
-/// after verifying the worker's enclave, uploads it, and writes the participant reference to
-/// `out`.
-pub async fn join(
-    target: &WorkerTarget,
-    name: &str,
-    signing: &SigningKey,
-    rows: &Path,
-    object_id: &str,
-    to: &SealTo,
-    out: &Path,
-) -> Result<Participant> {
+/// Who joins, with what, and where to: `federate join`'s options.
+pub struct Joining {
+    /// The worker and what its enclave must be.
+    pub target: WorkerTarget,
+    /// The attestation service the data set is registered with.
+    pub registry: AuthorityClient,
+    /// The participant name.
+    pub name: String,
+    /// The data owner's signing key.
+    pub signing: SigningKey,
+    /// The object id on the worker.
+    pub object_id: String,
+    /// Whom the rows are sealed to.
+    pub to: SealTo,
+}
+
+/// `federate join`: seals `rows` (a labelled CSV, class in the last column) as the object id,
+/// after verifying the worker's enclave, registers the sealed data set to the data owner at the
+/// attestation service, uploads it, and writes the participant reference to `out`.
+pub async fn join(joining: &Joining, rows: &Path, out: &Path) -> Result<Participant> {
+    let Joining { target, registry, name, signing, object_id, to } = joining;
+    let (name, object_id) = (name.as_str(), object_id.as_str());
     check_name(name)?;
     let plain = zeroize::Zeroizing::new(
         std::fs::read(rows).with_context(|| format!("reading {}", rows.display()))?,
@@ -107,18 +121,22 @@ pub async fn join(
     let parsed = LabelledRows::from_csv(&plain)
         .with_context(|| format!("{} is not a labelled CSV", rows.display()))?;
     let (client, enclave) = attest(target).await?;
-    let owner = signing.public_key().to_text();
     let data = match to {
         SealTo::Enclave => {
-            seal_to_enclave_and_upload(&client, &enclave, &owner, object_id, "text/csv", &plain)
-                .await?
+            seal_register_and_upload(
+                &client, &enclave, registry, signing, object_id, "text/csv", &plain,
+            )
+            .await?
         }
         SealTo::Broker(recipient) => {
-            seal_to_broker_and_upload(&client, &owner, recipient, object_id, "text/csv", &plain)
-                .await?
+            seal_to_broker_register_and_upload(
+                &client, registry, signing, recipient, object_id, "text/csv", &plain,
+            )
+            .await?
         }
     };
-    let participant = Participant { name: name.to_owned(), data };
+    let participant =
+        Participant { name: name.to_owned(), data, instance: enclave.instance_id().to_owned() };
     write_atomically(out, &serde_json::to_vec_pretty(&participant)?)?;
     eprintln!(
         "{name}: {} rows sealed to {} (the worker's enclave has measurement {}) as {object_id}; \
@@ -207,11 +225,15 @@ pub async fn approve(options: &ApproveOptions) -> Result<u64> {
                 println!("{}: refused {}: {reason}", me.name, spec.id);
                 continue;
             }
+            let admitted = Admitted {
+                measurements: options.measurements.clone(),
+                instances: vec![me.instance.clone()],
+            };
             let grant = sign_grant(
                 &options.signing,
                 &spec,
                 InputRole::Data,
-                &options.measurements,
+                &admitted,
                 &options.recipients,
                 options.budget,
             )?;
@@ -503,12 +525,15 @@ impl Round<'_> {
         spec: &JobSpec,
         mut grants: Vec<String>,
     ) -> Result<(Classifier, u64, Vec<PrivacyAccount>)> {
-        let measurements = &self.options.target.measurements;
+        let admitted = Admitted {
+            measurements: self.options.target.measurements.clone(),
+            instances: vec![self.enclave.instance_id().to_owned()],
+        };
         grants.push(sign_grant(
             &self.options.signing,
             spec,
             InputRole::Model,
-            measurements,
+            &admitted,
             self.to,
             None,
         )?);

@@ -44,8 +44,17 @@ enum Command {
         /// Make a simulated TEE's platform key (development only) for `cloister serve worker
         /// --sim-platform-key`; the public key goes to `cloister instance create
         /// --sim-platform-key`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tls_server")]
         sim_platform: bool,
+        /// Make a TLS server certificate for the attestation service for this host name or IP
+        /// address (repeat for several), issued by a fresh private CA whose key is discarded:
+        /// --secret gets the server key, --public the certificate chain (`serve attestation
+        /// --tls-cert`), --tls-ca the CA certificate clients trust (`--ca`). Valid 365 days.
+        #[arg(long = "tls-server", requires = "tls_ca", conflicts_with = "signing")]
+        tls_server: Vec<String>,
+        /// With --tls-server: where to write the CA certificate.
+        #[arg(long, requires = "tls_server")]
+        tls_ca: Option<PathBuf>,
     },
     /// Seal a file to one or more recipients.
     Seal {
@@ -151,6 +160,13 @@ enum FederateCommand {
         /// Your party signing key (`cloister keygen --signing`): you own the data set.
         #[arg(long)]
         key: PathBuf,
+        /// The attestation service the worker attested with: the sealed data set is registered
+        /// to you there before it is uploaded, so that its privacy ledger charges the data set
+        /// only with your grants.
+        #[arg(long, env = "CLOISTER_SERVER")]
+        authority: String,
+        #[command(flatten)]
+        authority_tls: ServiceTlsArgs,
         /// The labelled rows.
         #[arg(long)]
         rows: PathBuf,
@@ -389,6 +405,31 @@ enum Serve {
         /// (a PCCS, for example `https://pccs.internal:8081`).
         #[arg(long, requires = "fetch_collateral")]
         pccs_url: Option<String>,
+        /// Import instance bundles signed by the service with this signing-key fingerprint (64
+        /// hex digits, as that service prints at start); repeat for several. Without it, every
+        /// bundle is refused: confirm the fingerprint with the source's operator first.
+        #[arg(long = "trust-bundles-from")]
+        trust_bundles_from: Vec<String>,
+        /// The TLS certificate chain (PEM, leaf first). Without --tls-cert/--tls-key the service
+        /// serves plain HTTP, on a loopback address only.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plain HTTP on an address that is not loopback (behind a TLS-terminating proxy on
+        /// this host only: bearer tokens cross the network in clear otherwise).
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure_plain_http: bool,
+        /// A rate limit, CLASS=PER_SECOND[/BURST], with CLASS one of attestation, release,
+        /// registration, enclave, management, reads; repeat for several. Defaults: attestation
+        /// 5000, release 1000, registration 5/20, enclave 1000, management 200/400, reads 5000.
+        #[arg(long = "rate-limit")]
+        rate_limits: Vec<String>,
+        /// A proxy (ADDR or ADDR/PREFIX) whose X-Forwarded-For is believed for the client's
+        /// address; repeat for several. From anyone else the header is ignored.
+        #[arg(long = "trusted-proxy")]
+        trusted_proxies: Vec<String>,
     },
     /// The enclave worker (simulated TEE): attests, serves the worker API on TLS, runs and
     /// resumes durable batch jobs. Prints one JSON line on stdout once it listens: {"url",
@@ -404,6 +445,14 @@ enum Serve {
         /// The attestation instance to attest with (in_…).
         #[arg(long)]
         instance: String,
+        /// The attestation service's signing-key fingerprint (64 hex digits, as `serve
+        /// attestation` prints at start): bound into the enclave's evidence, and every answer
+        /// the enclave acts on must be signed by that key. Get it from the service's operator,
+        /// not from the network.
+        #[arg(long, env = "CLOISTER_SERVICE_FINGERPRINT")]
+        service_fingerprint: String,
+        #[command(flatten)]
+        authority_tls: ServiceTlsArgs,
         /// The worker's directory: objects/ (sealed objects), jobs.db (the batch queue).
         #[arg(long)]
         data_dir: PathBuf,
@@ -508,6 +557,33 @@ enum JobCommand {
     },
 }
 
+/// How a command verifies the attestation service's TLS certificate.
+#[derive(clap::Args, Clone)]
+struct ServiceTlsArgs {
+    /// The CA certificate (PEM) the service's TLS certificate must chain to (default: the
+    /// system's trust store).
+    #[arg(long = "server-ca", env = "CLOISTER_SERVER_CA")]
+    server_ca: Option<PathBuf>,
+    /// Allow plain http:// to a service that is not on this host. Bearer tokens and everything
+    /// else then cross the network in clear: only behind a TLS-terminating proxy on this host.
+    #[arg(long)]
+    insecure_plain_http: bool,
+}
+
+impl ServiceTlsArgs {
+    fn tls(&self) -> Result<cloister_client::ServiceTls> {
+        let tls = match &self.server_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading the service CA {}", path.display()))?;
+                cloister_client::ServiceTls::with_ca_pem(&pem)?
+            }
+            None => cloister_client::ServiceTls::default(),
+        };
+        Ok(if self.insecure_plain_http { tls.allow_insecure_plain_http() } else { tls })
+    }
+}
+
 /// How client commands reach the attestation service.
 #[derive(clap::Args, Clone)]
 struct ServerArgs {
@@ -517,18 +593,21 @@ struct ServerArgs {
     /// Bearer token (operator or tenant admin).
     #[arg(long, env = "CLOISTER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: ServiceTlsArgs,
     /// Machine-readable output: one JSON document.
     #[arg(long)]
     json: bool,
 }
 
 impl ServerArgs {
-    fn connection(&self) -> admin::Connection {
-        admin::Connection {
+    fn connection(&self) -> Result<admin::Connection> {
+        Ok(admin::Connection {
             server: self.server.clone(),
             token: self.token.clone(),
+            tls: self.tls.tls()?,
             json: self.json,
-        }
+        })
     }
 }
 
@@ -707,9 +786,16 @@ enum AuditCommand {
         /// `sqlite://PATH` or `postgres://…`.
         #[arg(long, env = "CLOISTER_DATABASE")]
         database: String,
-        /// The checkpoint key to trust (default: the one recorded in the database).
+        /// The service's signing key, which signs the checkpoints: its text
+        /// (`cloister-es256:…`), a file holding it, or its fingerprint (64 hex digits, as the
+        /// service prints at start and publishes at /v1/service-key). Required: the copy in the
+        /// database being checked is never trusted.
         #[arg(long)]
-        public_key: Option<String>,
+        service_key: String,
+        /// A checkpoint you hold (from a receipt or an EAR token), as SEQ:HASH; repeat for
+        /// several. The log must still contain it: a database rolled back behind it fails.
+        #[arg(long = "expect-checkpoint")]
+        expect_checkpoints: Vec<String>,
         /// One JSON line.
         #[arg(long)]
         json: bool,
@@ -863,6 +949,9 @@ fn run(cli: Cli) -> Result<()> {
             scenario: Some(DemoScenario::Train { workdir, drop, aggregate_in_enclave, dp }),
             ..
         } => demo_train(workdir, drop, aggregate_in_enclave, dp),
+        Command::Keygen { secret, public, tls_ca: Some(ca), tls_server, .. } => {
+            cloister::serve::keygen_tls_server(&tls_server, &secret, &public, &ca)
+        }
         Command::Keygen { secret, public, sim_platform: true, .. } => {
             cloister::serve_worker::keygen_sim_platform(&secret, &public)
         }
@@ -963,7 +1052,23 @@ fn run(cli: Cli) -> Result<()> {
             collateral_bundle,
             fetch_collateral,
             pccs_url,
+            trust_bundles_from,
+            tls_cert,
+            tls_key,
+            insecure_plain_http,
+            rate_limits,
+            trusted_proxies,
         }) => {
+            let mut http = cloister_authority::http::HttpOptions::default();
+            for setting in &rate_limits {
+                http.rate_limits.apply(setting).map_err(anyhow::Error::msg)?;
+            }
+            for proxy in &trusted_proxies {
+                http.trusted_proxies.push(proxy.parse().map_err(anyhow::Error::msg)?);
+            }
+            let tls = tls_cert
+                .zip(tls_key)
+                .map(|(certificate, key)| cloister::serve::TlsFiles { certificate, key });
             let fetch = fetch_collateral.then(|| {
                 let mut urls = cloister_authority::VendorUrls::default();
                 if let Some(url) = pccs_url {
@@ -979,6 +1084,10 @@ fn run(cli: Cli) -> Result<()> {
                 key_file,
                 collateral_bundle,
                 fetch,
+                trust_bundles_from,
+                tls,
+                insecure_plain_http,
+                http,
             };
             runtime()?.block_on(cloister::serve::serve(options))
         }
@@ -986,16 +1095,21 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             authority,
             instance,
+            service_fingerprint,
+            authority_tls,
             data_dir,
             sim_platform_key,
             chunk_pause_ms,
             repository,
         }) => {
+            let authority_tls = authority_tls.tls()?;
             tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
             let options = cloister::serve_worker::WorkerOptions {
                 listen,
                 authority,
                 instance,
+                service_fingerprint,
+                authority_tls,
                 data_dir,
                 sim_platform_key,
                 chunk_pause: std::time::Duration::from_millis(chunk_pause_ms),
@@ -1007,16 +1121,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Tenant(command) => runtime()?.block_on(tenant(command)),
         Command::Instance(command) => runtime()?.block_on(instance(command)),
         Command::Key(command) => runtime()?.block_on(key(command)),
-        Command::Audit(AuditCommand::Verify { database, public_key, json }) => {
-            let intact =
-                runtime()?.block_on(admin::audit_verify(&database, public_key.as_deref(), json))?;
+        Command::Audit(AuditCommand::Verify {
+            database,
+            service_key,
+            expect_checkpoints,
+            json,
+        }) => {
+            let intact = runtime()?.block_on(admin::audit_verify(
+                &database,
+                &service_key,
+                &expect_checkpoints,
+                json,
+            ))?;
             if !intact {
                 std::process::exit(1);
             }
             Ok(())
         }
         Command::Audit(AuditCommand::List { server }) => {
-            runtime()?.block_on(admin::audit_list(&server.connection()))
+            runtime()?.block_on(admin::audit_list(&server.connection()?))
         }
         Command::Proxy { listen, worker, ca, measurements, accept_sim, requester_key } => {
             let measurements = parse_measurements(&measurements)?;
@@ -1040,12 +1163,31 @@ async fn federate(command: FederateCommand) -> Result<()> {
     use cloister::federate;
     use cloister::parties::read_signing_key;
     match command {
-        FederateCommand::Join { target, name, key, rows, object_id, broker_recipient, out } => {
+        FederateCommand::Join {
+            target,
+            name,
+            key,
+            authority,
+            authority_tls,
+            rows,
+            object_id,
+            broker_recipient,
+            out,
+        } => {
             let object_id = object_id.unwrap_or_else(|| format!("{name}-rows"));
             let signing = read_signing_key(&key)?;
             let to = broker_recipient.map_or(federate::SealTo::Enclave, federate::SealTo::Broker);
-            federate::join(&target.target()?, &name, &signing, &rows, &object_id, &to, &out)
-                .await?;
+            let registry =
+                cloister_client::AuthorityClient::new_with(&authority, &authority_tls.tls()?)?;
+            let joining = federate::Joining {
+                target: target.target()?,
+                registry,
+                name,
+                signing,
+                object_id,
+                to,
+            };
+            federate::join(&joining, &rows, &out).await?;
             Ok(())
         }
         FederateCommand::Approve {
@@ -1180,30 +1322,30 @@ async fn job(command: JobCommand) -> Result<()> {
 async fn tenant(command: TenantCommand) -> Result<()> {
     match command {
         TenantCommand::Create { name, server } => {
-            admin::tenant_create(&server.connection(), &name).await
+            admin::tenant_create(&server.connection()?, &name).await
         }
-        TenantCommand::List { server } => admin::tenant_list(&server.connection()).await,
+        TenantCommand::List { server } => admin::tenant_list(&server.connection()?).await,
     }
 }
 
 async fn instance(command: InstanceCommand) -> Result<()> {
     match command {
         InstanceCommand::Create { name, parts, server } => {
-            admin::instance_create(&server.connection(), &name, &parts.args()).await
+            admin::instance_create(&server.connection()?, &name, &parts.args()).await
         }
-        InstanceCommand::List { server } => admin::instance_list(&server.connection()).await,
+        InstanceCommand::List { server } => admin::instance_list(&server.connection()?).await,
         InstanceCommand::Show { id, policy_version, server } => {
-            admin::instance_show(&server.connection(), &id, policy_version).await
+            admin::instance_show(&server.connection()?, &id, policy_version).await
         }
         InstanceCommand::Update { id, parts, server } => {
-            admin::instance_update(&server.connection(), &id, &parts.args()).await
+            admin::instance_update(&server.connection()?, &id, &parts.args()).await
         }
         InstanceCommand::Rotate { id, server } => {
-            admin::instance_rotate(&server.connection(), &id).await
+            admin::instance_rotate(&server.connection()?, &id).await
         }
         InstanceCommand::Export { id, target, output, allow_unattested_target, server } => {
             admin::instance_export(
-                &server.connection(),
+                &server.connection()?,
                 &id,
                 &target,
                 &output,
@@ -1212,10 +1354,10 @@ async fn instance(command: InstanceCommand) -> Result<()> {
             .await
         }
         InstanceCommand::Import { bundle, server } => {
-            admin::instance_import(&server.connection(), &bundle).await
+            admin::instance_import(&server.connection()?, &bundle).await
         }
         InstanceCommand::Delete { id, server } => {
-            admin::instance_delete(&server.connection(), &id).await
+            admin::instance_delete(&server.connection()?, &id).await
         }
     }
 }
@@ -1231,7 +1373,7 @@ async fn key(command: KeyCommand) -> Result<()> {
             server,
         } => {
             admin::key_register(
-                &server.connection(),
+                &server.connection()?,
                 &name,
                 &instances,
                 release_policy.as_deref(),
@@ -1240,9 +1382,9 @@ async fn key(command: KeyCommand) -> Result<()> {
             )
             .await
         }
-        KeyCommand::List { server } => admin::key_list(&server.connection()).await,
-        KeyCommand::Show { id, server } => admin::key_show(&server.connection(), &id).await,
-        KeyCommand::Revoke { id, server } => admin::key_revoke(&server.connection(), &id).await,
+        KeyCommand::List { server } => admin::key_list(&server.connection()?).await,
+        KeyCommand::Show { id, server } => admin::key_show(&server.connection()?, &id).await,
+        KeyCommand::Revoke { id, server } => admin::key_revoke(&server.connection()?, &id).await,
     }
 }
 
@@ -1337,4 +1479,18 @@ fn init_logging(dir: &Path) -> Result<()> {
         .try_init()
         .ok();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// Every subcommand's flags are consistent (unique names, valid requirements): clap checks
+    /// this only when a command is built, so build them all.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use cloister_client::{Expectations, VerifiedEnclave, WorkerClient};
+use cloister_client::{AuthorityClient, Expectations, VerifiedEnclave, WorkerClient};
 use cloister_seal::{BrokerRecipient, Metadata, RecipientSecretKey};
 use cloister_sign::{SigningKey, unix_now};
+use cloister_types::api::{DatasetRegistration, RegisterDataset};
 use cloister_types::{Grant, Hex, InputRef, InputRole, JobSpec, Receipt, TeeKind};
 use sha2::{Digest, Sha256};
 
@@ -29,6 +30,29 @@ pub fn parse_measurements(values: &[String]) -> Result<Vec<Hex>> {
         .iter()
         .map(|m| Hex::parse(m).with_context(|| format!("--measurement {m} is not hex")))
         .collect()
+}
+
+/// The enclaves a grant admits: measured one of `measurements` and appraised by one of the
+/// attestation `instances` (`in_…`). A measurement alone does not say who appraised an enclave:
+/// anyone can run the same binary under a permissive instance of their own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// Accepted enclave measurements.
+    pub measurements: Vec<Hex>,
+    /// Accepted attestation instances.
+    pub instances: Vec<String>,
+}
+
+impl Admitted {
+    /// Enclaves measured one of `measurements`, appraised by instance `instance`.
+    pub fn new(measurements: &[Hex], instance: &str) -> Self {
+        Admitted { measurements: measurements.to_vec(), instances: vec![instance.to_owned()] }
+    }
+
+    /// Enclaves like `enclave`, which the party verified: its measurement and its instance.
+    pub fn like(enclave: &VerifiedEnclave) -> Self {
+        Admitted::new(std::slice::from_ref(&enclave.claims.measurement), enclave.instance_id())
+    }
 }
 
 /// How long grants stay valid.
@@ -119,16 +143,40 @@ impl Party {
             .await
     }
 
-    /// Signs a grant letting `spec` use this party's `input` in `role`, in enclaves with one of
-    /// `measurements`, with results sealed only to `result_recipients`.
+    /// Seals `plaintext` to the verified enclave as this party's training data set, registers it
+    /// to this party at the attestation service (so that only its grants spend the data set's
+    /// privacy budget), and uploads it.
+    pub async fn seal_register_and_upload(
+        &self,
+        client: &WorkerClient,
+        enclave: &VerifiedEnclave,
+        authority: &AuthorityClient,
+        object_id: &str,
+        content_type: &str,
+        plaintext: &[u8],
+    ) -> Result<InputRef> {
+        seal_register_and_upload(
+            client,
+            enclave,
+            authority,
+            &self.signing,
+            object_id,
+            content_type,
+            plaintext,
+        )
+        .await
+    }
+
+    /// Signs a grant letting `spec` use this party's `input` in `role`, in the `admitted`
+    /// enclaves, with results sealed only to `result_recipients`.
     pub fn grant(
         &self,
         spec: &JobSpec,
         role: InputRole,
-        measurements: &[Hex],
+        admitted: &Admitted,
         result_recipients: &[String],
     ) -> Result<String> {
-        self.grant_with_budget(spec, role, measurements, result_recipients, None)
+        self.grant_with_budget(spec, role, admitted, result_recipients, None)
     }
 
     /// [`Party::grant`], for a training job whose data may spend at most `privacy_budget`
@@ -137,11 +185,11 @@ impl Party {
         &self,
         spec: &JobSpec,
         role: InputRole,
-        measurements: &[Hex],
+        admitted: &Admitted,
         result_recipients: &[String],
         privacy_budget: Option<cloister_types::job::PrivacyBudget>,
     ) -> Result<String> {
-        sign_grant(&self.signing, spec, role, measurements, result_recipients, privacy_budget)
+        sign_grant(&self.signing, spec, role, admitted, result_recipients, privacy_budget)
             .with_context(|| format!("{} cannot grant the job", self.name))
     }
 }
@@ -151,8 +199,81 @@ fn owned_metadata(owner: &str, object_id: &str, content_type: &str) -> Metadata 
     Metadata {
         content_type: content_type.to_owned(),
         object_id: object_id.to_owned(),
-        attributes: [("owner".to_owned(), owner.to_owned())].into_iter().collect(),
+        attributes: [(cloister_types::OWNER_ATTRIBUTE.to_owned(), owner.to_owned())]
+            .into_iter()
+            .collect(),
     }
+}
+
+/// How long a data-set registration statement is accepted by the attestation service.
+const REGISTRATION_VALIDITY: Duration = Duration::from_secs(300);
+
+/// Registers the sealed data set `sealed` (by its digest) to `owner` at the attestation service
+/// `authority`: its privacy ledger then charges the data set only with `owner`'s grants. Do it
+/// before the ciphertext leaves the owner's hands: the first registration of a digest stands.
+pub async fn register_dataset(
+    authority: &AuthorityClient,
+    owner: &SigningKey,
+    object_id: &str,
+    sealed: &[u8],
+) -> Result<()> {
+    let statement = DatasetRegistration {
+        sha256: Hex(Sha256::digest(sealed).to_vec()),
+        object_id: object_id.to_owned(),
+    };
+    let statement =
+        owner.sign("data set registration", &statement, unix_now(), REGISTRATION_VALIDITY)?;
+    authority
+        .register_dataset(&RegisterDataset { owner: owner.public_key().to_text(), statement })
+        .await
+        .with_context(|| {
+            format!("registering data set {object_id} with the attestation service")
+        })?;
+    Ok(())
+}
+
+/// Seals `plaintext` to the verified enclave's key as `owner`'s training data set, registers it
+/// to `owner` at the attestation service, then uploads it.
+pub async fn seal_register_and_upload(
+    client: &WorkerClient,
+    enclave: &VerifiedEnclave,
+    authority: &AuthorityClient,
+    owner: &SigningKey,
+    object_id: &str,
+    content_type: &str,
+    plaintext: &[u8],
+) -> Result<InputRef> {
+    let id = owner.public_key().to_text();
+    let sealed = cloister_seal::seal_to_vec(
+        std::slice::from_ref(&enclave.hpke_pk),
+        &owned_metadata(&id, object_id, content_type),
+        plaintext,
+    )?;
+    register_dataset(authority, owner, object_id, &sealed).await?;
+    upload(client, &id, object_id, sealed).await
+}
+
+/// Seals `plaintext` once to a key-broker key as `owner`'s training data set, registers it to
+/// `owner` at the attestation service, then uploads it.
+pub async fn seal_to_broker_register_and_upload(
+    client: &WorkerClient,
+    authority: &AuthorityClient,
+    owner: &SigningKey,
+    recipient: &str,
+    object_id: &str,
+    content_type: &str,
+    plaintext: &[u8],
+) -> Result<InputRef> {
+    let id = owner.public_key().to_text();
+    let broker = BrokerRecipient::from_text(recipient)
+        .context("the key-broker recipient is not valid (what `cloister key register` prints)")?;
+    let sealed = cloister_seal::seal_to_vec_for(
+        &[broker.recipient()],
+        &owned_metadata(&id, object_id, content_type),
+        plaintext,
+    )?;
+    register_dataset(authority, owner, object_id, &sealed).await?;
+    upload(client, &id, object_id, sealed).await
 }
 
 /// Uploads a sealed object and checks that the worker stored exactly these bytes; returns the
@@ -207,14 +328,14 @@ pub async fn seal_to_broker_and_upload(
     upload(client, owner, object_id, sealed).await
 }
 
-/// Signs, with `signing`, a grant letting `spec` use the signer's input in `role` in enclaves
-/// with one of `measurements`, results sealed only to `result_recipients`, and for a training
-/// job's data at most `privacy_budget` when one is given (DP-SGD required).
+/// Signs, with `signing`, a grant letting `spec` use the signer's input in `role` in the
+/// `admitted` enclaves, results sealed only to `result_recipients`, and for a training job's
+/// data at most `privacy_budget` when one is given (DP-SGD required).
 pub fn sign_grant(
     signing: &SigningKey,
     spec: &JobSpec,
     role: InputRole,
-    measurements: &[Hex],
+    admitted: &Admitted,
     result_recipients: &[String],
     privacy_budget: Option<cloister_types::job::PrivacyBudget>,
 ) -> Result<String> {
@@ -231,7 +352,8 @@ pub fn sign_grant(
         role,
         object_id: input.object_id.clone(),
         object_sha256: input.sha256.clone(),
-        allowed_measurements: measurements.to_vec(),
+        allowed_measurements: admitted.measurements.clone(),
+        allowed_instances: admitted.instances.clone(),
         result_recipients: result_recipients.to_vec(),
         privacy_budget,
     };

@@ -30,6 +30,40 @@ pub struct ServeOptions {
     pub collateral_bundle: Option<PathBuf>,
     /// Fetch missing collateral from the vendors (with this Intel PCS replacement, if any).
     pub fetch: Option<cloister_authority::VendorUrls>,
+    /// Signing-key fingerprints of the services whose instance bundles this one imports.
+    pub trust_bundles_from: Vec<String>,
+    /// The TLS certificate chain and key (PEM files); `None` serves plain HTTP, which
+    /// [`serve`] allows only on a loopback address unless `insecure_plain_http`.
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy on the host).
+    pub insecure_plain_http: bool,
+    /// Rate limits and trusted proxies.
+    pub http: cloister_authority::http::HttpOptions,
+}
+
+/// A TLS certificate chain (leaf first) and its private key, both PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub certificate: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The rustls configuration for these files.
+    pub fn server_config(&self) -> Result<Arc<cloister_authority::tls::ServerConfig>> {
+        let read = |path: &Path| -> Result<Zeroizing<Vec<u8>>> {
+            Ok(Zeroizing::new(
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            ))
+        };
+        let certificate = read(&self.certificate)?;
+        let key = read(&self.key)?;
+        cloister_authority::tls::server_config(&certificate, &key).with_context(|| {
+            format!("the TLS pair {} and {}", self.certificate.display(), self.key.display())
+        })
+    }
 }
 
 /// Reads the service key, creating it (mode 0600) on first start.
@@ -44,6 +78,26 @@ pub fn load_or_create_service_key(path: &Path) -> Result<RecipientSecretKey> {
     let key = RecipientSecretKey::generate();
     write_secret(path, key.to_text().as_bytes())?;
     Ok(key)
+}
+
+/// `cloister keygen --tls-server HOST…`: a private CA and a server certificate it issued for
+/// `hosts`, for `serve attestation --tls-cert/--tls-key` and the clients' `--ca`.
+pub fn keygen_tls_server(hosts: &[String], key: &Path, chain: &Path, ca: &Path) -> Result<()> {
+    anyhow::ensure!(!key.exists(), "{} already exists; refusing to overwrite a key", key.display());
+    let issued = cloister_authority::tls::private_ca(hosts, 365)?;
+    write_secret(key, issued.server_key.as_bytes())?;
+    std::fs::write(chain, &issued.server_chain)
+        .with_context(|| format!("writing {}", chain.display()))?;
+    std::fs::write(ca, &issued.ca_certificate)
+        .with_context(|| format!("writing {}", ca.display()))?;
+    eprintln!(
+        "TLS certificate for {} written to {} (key {}); clients trust {} with --ca",
+        hosts.join(", "),
+        chain.display(),
+        key.display(),
+        ca.display()
+    );
+    Ok(())
 }
 
 /// Reads the operator token, creating a fresh one (mode 0600) when the file does not exist.
@@ -79,7 +133,17 @@ pub async fn open_service(options: &ServeOptions) -> Result<Arc<Service>> {
     let store = Store::connect(&options.database)
         .await
         .with_context(|| format!("opening the database {}", redact(&options.database)))?;
-    let mut service = Service::open(store, service_key).await?;
+    for fingerprint in &options.trust_bundles_from {
+        let ok = fingerprint.len() == 64 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit());
+        anyhow::ensure!(
+            ok,
+            "--trust-bundles-from {fingerprint:?} is not a signing-key fingerprint (64 hex digits, \
+             as the source service prints at start and publishes at /v1/service-key)"
+        );
+    }
+    let mut service = Service::open(store, service_key)
+        .await?
+        .with_trusted_bundle_sources(options.trust_bundles_from.clone());
     if let Some(urls) = options.fetch.clone() {
         let fetcher = cloister_authority::fetch::HttpFetcher::new(urls)?;
         service = service.with_fetcher(Box::new(fetcher));
@@ -101,11 +165,32 @@ pub async fn open_service(options: &ServeOptions) -> Result<Arc<Service>> {
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> Result<()> {
-    let service = open_service(&options).await?;
+    let tls = options.tls.as_ref().map(TlsFiles::server_config).transpose()?;
     let listener = TcpListener::bind(&options.listen)
         .await
         .with_context(|| format!("listening on {}", options.listen))?;
-    eprintln!("attestation service listening on http://{}", listener.local_addr()?);
+    let addr = listener.local_addr()?;
+    anyhow::ensure!(
+        tls.is_some() || addr.ip().is_loopback() || options.insecure_plain_http,
+        "refusing to serve plain HTTP on {addr}, which is not a loopback address: bearer tokens \
+         and everything else would cross the network in clear. Give --tls-cert and --tls-key \
+         (`cloister keygen --tls-server HOST` makes a private CA and a server certificate), or \
+         --insecure-plain-http behind a TLS-terminating proxy on this host"
+    );
+    let service = open_service(&options).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("attestation service listening on {scheme}://{addr}");
+    if tls.is_none() && !addr.ip().is_loopback() {
+        eprintln!("WARNING: serving plain HTTP on {addr} (--insecure-plain-http)");
+    }
+    eprintln!(
+        "service signing key fingerprint: {} (workers pin it with --service-fingerprint; \
+         `cloister audit verify` with --service-key)",
+        service.signing_public_key().fingerprint_hex()
+    );
+    for source in service.trusted_bundle_sources() {
+        eprintln!("imports instance bundles signed by: {source}");
+    }
     let purging = service.clone();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -116,8 +201,8 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
             }
         }
     });
-    let app = cloister_authority::http::service_router(service.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = cloister_authority::http::service_router_with(service.clone(), &options.http);
+    cloister_authority::tls::serve(listener, app, tls, shutdown_signal()).await?;
     purge.abort();
     service.checkpoint(unix_now() as i64).await.context("signing the last audit checkpoint")?;
     Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use cloister_attest::{SimAttester, SimPlatformKey};
-use cloister_client::AuthorityClient;
+use cloister_client::{AuthorityClient, ServiceChannel};
 use cloister_worker::batch::{self, BatchQueue};
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
 use serde::Serialize;
@@ -26,6 +26,12 @@ pub struct WorkerOptions {
     pub authority: String,
     /// The attestation instance to attest with (`in_…`).
     pub instance: String,
+    /// The fingerprint of the attestation service's signing key (64 hex digits, as `serve
+    /// attestation` prints it): bound into the evidence, and every answer the enclave acts on
+    /// must be signed by that key.
+    pub service_fingerprint: String,
+    /// How the attestation service's TLS certificate is verified.
+    pub authority_tls: cloister_client::ServiceTls,
     /// The worker's directory: `objects/`, `jobs.db`, the lock file.
     pub data_dir: PathBuf,
     /// The simulated platform key (default `DATA_DIR/sim-platform-key.pem`, created if missing).
@@ -94,8 +100,15 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
     let platform_key = SimPlatformKey::load_or_create(&key_path)
         .with_context(|| format!("loading the simulated platform key {}", key_path.display()))?;
     let attester = SimAttester::for_current_executable(platform_key)?;
-    let authority = AuthorityClient::for_instance(&options.authority, &options.instance)?;
-    let identity = EnclaveIdentity::establish(&attester, &authority)
+    let client = AuthorityClient::for_instance_with(
+        &options.authority,
+        &options.instance,
+        &options.authority_tls,
+    )?;
+    let service = ServiceChannel::pin(client, &options.instance, &options.service_fingerprint)
+        .await
+        .context("pinning the attestation service's signing key")?;
+    let identity = EnclaveIdentity::establish(&attester, &service)
         .await
         .context("attesting with the attestation service")?;
     let store = ObjectStore::open(&dir.join("objects"))?;
@@ -107,7 +120,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
     let worker = Arc::new(Worker {
         identity,
         store,
-        authority,
+        service,
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use cloister_attest::{SimAttester, SimPlatformKey};
 use cloister_authority::service::Service;
-use cloister_client::{AuthorityClient, ServiceClient};
+use cloister_client::{AuthorityClient, ServiceChannel, ServiceClient, ServiceTls};
 use cloister_types::api::AttestRequest;
 use cloister_types::manage::{
     CreateInstance, InstanceSettings, KeyView, PolicySpec, RegisterKey, TrustAnchorSpec,
@@ -78,18 +78,41 @@ pub struct RunningAuthority {
     pub operator_token: String,
     /// The service (for tests that drive it directly).
     pub service: Arc<Service>,
+    /// How clients reach it: HTTPS trusting the private CA it was given.
+    pub tls: ServiceTls,
+    /// That CA's certificate (PEM file), what `--ca` names.
+    pub tls_ca: PathBuf,
     task: JoinHandle<()>,
 }
 
 impl RunningAuthority {
     /// A client of the demo instance's attestation routes and the key broker.
     pub fn client(&self) -> Result<AuthorityClient> {
-        Ok(AuthorityClient::for_instance(&self.url, &self.instance_id)?)
+        Ok(AuthorityClient::for_instance_with(&self.url, &self.instance_id, &self.tls)?)
+    }
+
+    /// A client of the service-wide routes (data-set registration, the service key).
+    pub fn service_client(&self) -> Result<AuthorityClient> {
+        Ok(AuthorityClient::new_with(&self.url, &self.tls)?)
+    }
+
+    /// The demo instance as an enclave reaches it: answers must be signed by this service's key.
+    pub fn channel(&self) -> Result<ServiceChannel> {
+        Ok(ServiceChannel::new(
+            self.client()?,
+            &self.instance_id,
+            self.service.signing_public_key(),
+        ))
+    }
+
+    /// The service's signing-key fingerprint (what workers pin).
+    pub fn fingerprint(&self) -> String {
+        self.service.signing_public_key().fingerprint_hex()
     }
 
     /// A management client acting as the demo tenant's admin.
     pub fn tenant_admin(&self) -> Result<ServiceClient> {
-        Ok(ServiceClient::new(&self.url, Some(&self.tenant_token))?)
+        Ok(ServiceClient::with_tls(&self.url, Some(&self.tenant_token), &self.tls)?)
     }
 
     /// Registers a key-broker key of the demo tenant that the broker releases only to this
@@ -151,15 +174,16 @@ pub struct DevCompute {
 pub async fn start_dev_compute(dirs: &ComputeDirs) -> Result<DevCompute> {
     let (attester, measurement, authority) =
         start_demo_authority(dirs, InstancePolicy::DevSim).await?;
-    let client = authority.client()?;
-    let worker = start_worker(dirs, &attester, &client).await?;
-    let ca_pem = client.instance().await?.ca_certificate_pem;
+    let channel = authority.channel()?;
+    let worker = start_worker(dirs, &attester, &channel).await?;
+    let ca_pem = channel.client().instance().await?.ca_certificate_pem;
     Ok(DevCompute { attester, measurement, authority, worker, ca_pem })
 }
 
 /// Starts the multi-tenant attestation service on SQLite under the compute provider's
-/// directory (ephemeral port), creates the tenant `demo` and its instance `demo` with the given
-/// policy, reference measurements and simulated platform key.
+/// directory (ephemeral port, HTTPS with a private CA made for it), creates the tenant `demo`
+/// and its instance `demo` with the given policy, reference measurements and simulated platform
+/// key.
 pub async fn start_authority(
     dirs: &ComputeDirs,
     policy: InstancePolicy,
@@ -173,21 +197,36 @@ pub async fn start_authority(
         key_file: None,
         collateral_bundle: None,
         fetch: None,
+        trust_bundles_from: Vec::new(),
+        tls: None,
+        insecure_plain_http: false,
+        http: Default::default(),
     };
     let service = open_service(&options).await?;
     let operator_token = std::fs::read_to_string(&options.operator_token_file)?.trim().to_owned();
+    let issued = cloister_authority::tls::private_ca(&["127.0.0.1".to_owned()], 30)?;
+    let tls_ca = dirs.authority.join("tls-ca.pem");
+    std::fs::write(&tls_ca, &issued.ca_certificate)?;
+    let server_config = cloister_authority::tls::server_config(
+        issued.server_chain.as_bytes(),
+        issued.server_key.as_bytes(),
+    )?;
+    let tls = ServiceTls::with_ca_pem(issued.ca_certificate.as_bytes())?;
     let listener = TcpListener::bind(&options.listen).await?;
     let addr = listener.local_addr()?;
     let app = cloister_authority::http::service_router(service.clone());
     let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
+        let forever = std::future::pending::<()>();
+        if let Err(error) =
+            cloister_authority::tls::serve(listener, app, Some(server_config), forever).await
+        {
             tracing::error!(%error, "attestation service stopped");
         }
     });
-    let url = format!("http://{addr}");
-    let operator = ServiceClient::new(&url, Some(&operator_token))?;
+    let url = format!("https://{addr}");
+    let operator = ServiceClient::with_tls(&url, Some(&operator_token), &tls)?;
     let tenant = operator.create_tenant("demo").await.context("creating the demo tenant")?;
-    let admin = ServiceClient::new(&url, Some(&tenant.token))?;
+    let admin = ServiceClient::with_tls(&url, Some(&tenant.token), &tls)?;
     let instance = admin
         .create_instance(&CreateInstance {
             name: "demo".to_owned(),
@@ -213,6 +252,8 @@ pub async fn start_authority(
         tenant_token: tenant.token,
         operator_token,
         service,
+        tls,
+        tls_ca,
         task,
     })
 }
@@ -241,14 +282,14 @@ impl Drop for RunningWorker {
     }
 }
 
-/// Attests a worker with the attestation service instance `authority` and serves its API.
+/// Attests a worker with the attestation service instance `service` and serves its API.
 pub async fn start_worker(
     dirs: &ComputeDirs,
     attester: &SimAttester,
-    authority: &AuthorityClient,
+    service: &ServiceChannel,
 ) -> Result<RunningWorker> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    start_worker_with(dirs, attester, authority, listener, |app| app).await
+    start_worker_with(dirs, attester, service, listener, |app| app).await
 }
 
 /// Attests a worker and serves its API on `listener`, with the worker's routes passed through
@@ -256,11 +297,11 @@ pub async fn start_worker(
 pub async fn start_worker_with(
     dirs: &ComputeDirs,
     attester: &SimAttester,
-    authority: &AuthorityClient,
+    service: &ServiceChannel,
     listener: TcpListener,
     wrap: impl FnOnce(axum::Router) -> axum::Router,
 ) -> Result<RunningWorker> {
-    let identity = EnclaveIdentity::establish(attester, authority).await?;
+    let identity = EnclaveIdentity::establish(attester, service).await?;
     let store = ObjectStore::open(&dirs.objects)?;
     let batches =
         Arc::new(BatchQueue::open(&dirs.worker.join("jobs.db"), std::time::Duration::ZERO).await?);
@@ -268,7 +309,7 @@ pub async fn start_worker_with(
     let worker = Arc::new(Worker {
         identity,
         store,
-        authority: authority.clone(),
+        service: service.clone(),
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,
@@ -305,12 +346,14 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// An attestation request with simulated evidence answering `nonce`, for the TLS key whose DER
-/// SubjectPublicKeyInfo is `tls_spki`, binding fresh (discarded) HPKE and receipt keys: what
-/// tests and the load benchmark submit.
+/// SubjectPublicKeyInfo is `tls_spki`, binding fresh (discarded) HPKE and receipt keys and the
+/// attestation service with signing-key fingerprint `service_fingerprint`: what tests and the
+/// load benchmark submit.
 pub fn sim_attest_request(
     attester: &SimAttester,
     nonce: String,
     tls_spki: Vec<u8>,
+    service_fingerprint: &str,
 ) -> Result<AttestRequest> {
     use cloister_attest::Attester as _;
     use sha2::Digest as _;
@@ -319,7 +362,12 @@ pub fn sim_attest_request(
         hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
         tls_spki_sha256: Hex(sha2::Sha256::digest(&tls_spki).to_vec()),
         receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
-        extra: Default::default(),
+        extra: [(
+            cloister_types::api::SERVICE_KEY_FIELD.to_owned(),
+            serde_json::Value::String(service_fingerprint.to_owned()),
+        )]
+        .into_iter()
+        .collect(),
     };
     Ok(AttestRequest { evidence: attester.attest(&runtime_data)?, tls_spki: Base64Url(tls_spki) })
 }

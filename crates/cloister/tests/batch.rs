@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
 use cloister::job::verify_batch_receipt;
-use cloister::parties::Party;
+use cloister::parties::{Admitted, Party};
 use cloister::scan::{Secret, scan};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority};
 use cloister_client::{Expectations, WorkerClient};
@@ -49,7 +49,10 @@ impl WorkerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
             .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority"])
             .arg(&bed.authority.url)
-            .args(["--instance", &bed.authority.instance_id, "--data-dir"])
+            .arg("--server-ca")
+            .arg(&bed.authority.tls_ca)
+            .args(["--instance", &bed.authority.instance_id])
+            .args(["--service-fingerprint", &bed.authority.fingerprint(), "--data-dir"])
             .arg(&bed.dirs.worker)
             .arg("--sim-platform-key")
             .arg(bed.dirs.worker.join("sim-platform-key.pem"))
@@ -170,10 +173,10 @@ impl Bed {
             output_recipients: to.clone(),
             more_data: Vec::new(),
         };
-        let m = std::slice::from_ref(&self.measurement);
+        let m = Admitted::new(std::slice::from_ref(&self.measurement), &self.authority.instance_id);
         let grants = vec![
-            self.model_provider.grant(&spec, InputRole::Model, m, &to).unwrap(),
-            self.data_provider.grant(&spec, InputRole::Data, m, &to).unwrap(),
+            self.model_provider.grant(&spec, InputRole::Model, &m, &to).unwrap(),
+            self.data_provider.grant(&spec, InputRole::Data, &m, &to).unwrap(),
         ];
         (spec, grants)
     }

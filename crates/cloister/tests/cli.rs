@@ -231,7 +231,7 @@ async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
     let worker = testbed::start_worker(
         &dirs,
         &SimAttester::new(key, measurement),
-        &authority.client().unwrap(),
+        &authority.channel().unwrap(),
     )
     .await
     .unwrap();

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
-use cloister::parties::{Party, verify_receipt};
+use cloister::parties::{Admitted, Party, verify_receipt};
 use cloister::scan::{Secret, scan};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, RunningWorker};
 use cloister_attest::{SimAttester, SimPlatformKey};
@@ -31,6 +31,11 @@ fn measurement() -> Hex {
     Hex(MEASUREMENT.to_vec())
 }
 
+/// The enclaves the bed's parties grant to: the worker's measurement, under the bed's instance.
+fn admitted(bed: &Bed) -> Admitted {
+    Admitted::new(&[measurement()], &bed.authority.instance_id)
+}
+
 async fn bed() -> Bed {
     let tmp = tempfile::tempdir().unwrap();
     let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
@@ -45,7 +50,7 @@ async fn bed() -> Bed {
     .unwrap();
     let attester = SimAttester::new(key, MEASUREMENT);
     let worker =
-        testbed::start_worker(&dirs, &attester, &authority.client().unwrap()).await.unwrap();
+        testbed::start_worker(&dirs, &attester, &authority.channel().unwrap()).await.unwrap();
     let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
     let model_provider =
         Party::create("model provider", &tmp.path().join("model-provider")).unwrap();
@@ -92,8 +97,8 @@ fn granted_job(bed: &Bed, model: InputRef, data: InputRef) -> (JobSpec, Vec<Stri
         more_data: Vec::new(),
     };
     let grants = vec![
-        bed.model_provider.grant(&spec, InputRole::Model, &[measurement()], &to).unwrap(),
-        bed.data_provider.grant(&spec, InputRole::Data, &[measurement()], &to).unwrap(),
+        bed.model_provider.grant(&spec, InputRole::Model, &admitted(bed), &to).unwrap(),
+        bed.data_provider.grant(&spec, InputRole::Data, &admitted(bed), &to).unwrap(),
     ];
     (spec, grants)
 }
@@ -207,7 +212,8 @@ async fn evidence(bed: &Bed, client: &AuthorityClient) -> AttestRequest {
         SimPlatformKey::load_or_create(&bed.dirs.worker.join("sim-platform-key.pem")).unwrap();
     let attester = SimAttester::new(key, MEASUREMENT);
     let nonce = client.challenge().await.unwrap().nonce;
-    testbed::sim_attest_request(&attester, nonce, rcgen_spki()).unwrap()
+    testbed::sim_attest_request(&attester, nonce, rcgen_spki(), &bed.authority.fingerprint())
+        .unwrap()
 }
 
 fn rcgen_spki() -> Vec<u8> {
@@ -253,7 +259,7 @@ async fn sim_evidence_is_rejected_by_a_policy_that_does_not_name_sim() {
     let err = testbed::start_worker(
         &dirs,
         &SimAttester::new(key, MEASUREMENT),
-        &authority.client().unwrap(),
+        &authority.channel().unwrap(),
     )
     .await
     .err()
@@ -275,7 +281,7 @@ async fn jobs_without_every_owners_grant_for_this_job_are_refused() {
     let mut other = spec.clone();
     other.id = "job-other".into();
     let to = spec.output_recipients.clone();
-    let foreign = bed.data_provider.grant(&other, InputRole::Data, &[measurement()], &to).unwrap();
+    let foreign = bed.data_provider.grant(&other, InputRole::Data, &admitted(&bed), &to).unwrap();
     let err = refused(&client, &spec, vec![grants[0].clone(), foreign]).await;
     assert!(err.contains("names job job-other instead of this job"), "{err}");
 
@@ -585,9 +591,9 @@ async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
 /// key its EAR token binds, and the token must be the instance's.
 #[tokio::test]
 async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() {
-    use cloister_types::api::{JobAuthorized, RecordJob};
+    use cloister_types::api::JobAuthorized;
     let bed = bed().await;
-    let client = bed.authority.client().unwrap();
+    let channel = bed.authority.channel().unwrap();
     let statement = JobAuthorized {
         job_id: "job-forged".to_owned(),
         job_digest: Hex(vec![1; 32]),
@@ -598,8 +604,7 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
     let forged = cloister_sign::SigningKey::generate()
         .sign("job authorization", &statement, unix_now(), std::time::Duration::from_secs(60))
         .unwrap();
-    let err =
-        client.record_job(&RecordJob { ear: ear.clone(), statement: forged }).await.unwrap_err();
+    let err = channel.record_job(&ear, &forged, "job-forged").await.unwrap_err();
     assert!(err.to_string().contains("the job authorization statement"), "{err}");
     let genuine = bed
         .worker
@@ -608,13 +613,10 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
         .receipt_key()
         .sign("job authorization", &statement, unix_now(), std::time::Duration::from_secs(60))
         .unwrap();
-    let err = client
-        .record_job(&RecordJob { ear: "not.a.token".to_owned(), statement: genuine.clone() })
-        .await
-        .unwrap_err();
+    let err = channel.record_job("not.a.token", &genuine, "job-forged").await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
-    let recorded = client.record_job(&RecordJob { ear, statement: genuine }).await.unwrap();
-    assert!(recorded.audit_seq > 0);
+    let recorded = channel.record_job(&ear, &genuine, "job-forged").await.unwrap();
+    assert!(recorded.answer > 0);
 }
 
 /// A training job over the labelled breast-cancer table, `budget` in the data owner's grant,
@@ -635,7 +637,7 @@ fn training_job(
         output_recipients: to.clone(),
         more_data: Vec::new(),
     };
-    let m = [measurement()];
+    let m = admitted(bed);
     let grants = vec![
         bed.model_provider.grant(&spec, InputRole::Model, &m, &to).unwrap(),
         bed.data_provider.grant_with_budget(&spec, InputRole::Data, &m, &to, budget).unwrap(),
@@ -680,9 +682,17 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
         }
     };
     let plan = upload_plan(&config).await;
+    let registry = bed.authority.client().unwrap();
     let data = bed
         .data_provider
-        .seal_and_upload(&client, &enclave, "labelled", "text/csv", BREAST_CANCER_CSV)
+        .seal_register_and_upload(
+            &client,
+            &enclave,
+            &registry,
+            "labelled",
+            "text/csv",
+            BREAST_CANCER_CSV,
+        )
         .await
         .unwrap();
 
@@ -805,10 +815,19 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
         .seal_to_broker_and_upload(&client, &recipients[0], "plan", "application/json", &plan)
         .await
         .unwrap();
-    let data = hospital
-        .seal_to_broker_and_upload(&client, &recipients[1], "rows", "text/csv", BREAST_CANCER_CSV)
-        .await
-        .unwrap();
+    let registry = authority.client().unwrap();
+    let data = cloister::parties::seal_to_broker_register_and_upload(
+        &client,
+        &registry,
+        &hospital.signing,
+        &recipients[1],
+        "rows",
+        "text/csv",
+        BREAST_CANCER_CSV,
+    )
+    .await
+    .unwrap();
+    let admitted = Admitted::new(measurements, &authority.instance_id);
     let submit = |client: cloister_client::WorkerClient, job: &'static str| {
         let spec = JobSpec {
             id: job.to_owned(),
@@ -819,9 +838,9 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
             more_data: Vec::new(),
         };
         let grants = vec![
-            owner.grant(&spec, InputRole::Model, measurements, &to).unwrap(),
+            owner.grant(&spec, InputRole::Model, &admitted, &to).unwrap(),
             hospital
-                .grant_with_budget(&spec, InputRole::Data, measurements, &to, Some(budget))
+                .grant_with_budget(&spec, InputRole::Data, &admitted, &to, Some(budget))
                 .unwrap(),
         ];
         async move { client.submit_job(&SubmitJob { spec, grants }).await }
@@ -838,7 +857,7 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
     drop(worker);
     let fresh = ComputeDirs::create(&tmp.path().join("fresh-disk")).unwrap();
     let again =
-        testbed::start_worker(&fresh, &attester, &authority.client().unwrap()).await.unwrap();
+        testbed::start_worker(&fresh, &attester, &authority.channel().unwrap()).await.unwrap();
     let (client, _) =
         owner.attest_worker(&again.url, &ca_pem, measurements, &[TeeKind::Sim]).await.unwrap();
     for (id, bytes) in sealed {
@@ -860,11 +879,9 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
     let forged = cloister_sign::SigningKey::generate()
         .sign("privacy charge", &statement, unix_now(), std::time::Duration::from_secs(60))
         .unwrap();
-    let request = cloister_types::api::RecordJob {
-        ear: again.worker.identity.ear().to_owned(),
-        statement: forged,
-    };
-    let err = authority.client().unwrap().charge_privacy(&request).await.unwrap_err();
+    let channel = authority.channel().unwrap();
+    let ear = again.worker.identity.ear().to_owned();
+    let err = channel.charge_privacy(&ear, &forged, "forged").await.unwrap_err();
     assert!(err.to_string().contains("the privacy charge statement"), "{err}");
 
     // Even a genuine enclave charges a data set only with its owner's grant for that very job:
@@ -883,13 +900,13 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
         &stranger.signing,
         &JobSpec { data: InputRef { owner: stranger.id(), ..data.clone() }, ..spec.clone() },
         InputRole::Data,
-        measurements,
+        &admitted,
         &to,
         None,
     )
     .unwrap();
     let other_grant =
-        hospital.grant_with_budget(&other, InputRole::Data, measurements, &to, None).unwrap();
+        hospital.grant_with_budget(&other, InputRole::Data, &admitted, &to, None).unwrap();
     for (grant, expected) in [
         (stranger_grant, "does not verify with its owner's key"),
         (other_grant, "not this data set of job grief"),
@@ -910,11 +927,7 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
             .receipt_key()
             .sign("privacy charge", &statement, unix_now(), std::time::Duration::from_secs(60))
             .unwrap();
-        let request = cloister_types::api::RecordJob {
-            ear: again.worker.identity.ear().to_owned(),
-            statement: signed,
-        };
-        let err = authority.client().unwrap().charge_privacy(&request).await.unwrap_err();
+        let err = channel.charge_privacy(&ear, &signed, "grief").await.unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
@@ -994,9 +1007,17 @@ async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() 
         jsonl.push_str(&serde_json::json!({ "text": text, "label": label }).to_string());
         jsonl.push('\n');
     }
+    let registry = bed.authority.client().unwrap();
     let data = bed
         .data_provider
-        .seal_and_upload(&client, &enclave, "reviews", "application/jsonl", jsonl.as_bytes())
+        .seal_register_and_upload(
+            &client,
+            &enclave,
+            &registry,
+            "reviews",
+            "application/jsonl",
+            jsonl.as_bytes(),
+        )
         .await
         .unwrap();
     let dimension = 384;
@@ -1054,7 +1075,7 @@ async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() 
     }
     let csv = bed
         .data_provider
-        .seal_and_upload(&client, &enclave, "not-texts", "text/csv", b"1,2,0\n")
+        .seal_register_and_upload(&client, &enclave, &registry, "not-texts", "text/csv", b"1,2,0\n")
         .await
         .unwrap();
     let plan = upload_plan(serde_json::json!({ "model": "minilm@1", "owner": owner.id() })).await;
@@ -1121,8 +1142,16 @@ async fn a_training_job_over_three_sites_seals_only_their_average() {
     for (name, range) in [("site-a", 0..150), ("site-b", 150..350), ("site-c", 350..569)] {
         let csv = lines[range].join("\n") + "\n";
         let party = Party::create(name, &parties.path().join(name)).unwrap();
+        let registry = bed.authority.client().unwrap();
         let input = party
-            .seal_and_upload(&client, &enclave, name, "text/csv", csv.as_bytes())
+            .seal_register_and_upload(
+                &client,
+                &enclave,
+                &registry,
+                name,
+                "text/csv",
+                csv.as_bytes(),
+            )
             .await
             .unwrap();
         let rows = LabelledRows::from_csv(csv.as_bytes()).unwrap();
@@ -1137,7 +1166,7 @@ async fn a_training_job_over_three_sites_seals_only_their_average() {
         output_recipients: to.clone(),
         more_data: more,
     };
-    let m = [measurement()];
+    let m = admitted(&bed);
     let grants_for = |spec: &JobSpec, sites_granting: usize| {
         let mut grants = vec![bed.model_provider.grant(spec, InputRole::Model, &m, &to).unwrap()];
         for (party, _, _) in &sites[..sites_granting] {

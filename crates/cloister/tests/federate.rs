@@ -119,6 +119,8 @@ impl Bed {
             let mut command = cloister();
             command.current_dir(self.dir(name)).args(["federate", "join"]);
             self.target(&mut command);
+            command.args(["--authority", &self.authority.url, "--server-ca"]);
+            command.arg(&self.authority.tls_ca);
             if let Some((_, recipient)) = broker.filter(|(hospital, _)| *hospital == name) {
                 command.args(["--broker-recipient", recipient]);
             }

@@ -132,7 +132,7 @@ async fn start_worker(
     let worker = testbed::start_worker_with(
         dirs,
         &attester,
-        &authority.client().unwrap(),
+        &authority.channel().unwrap(),
         listener,
         move |app| app.layer(middleware::from_fn_with_state(layer_tap, record)),
     )

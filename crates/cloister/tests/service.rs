@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
 use cloister_authority::http::ROUTES;
-use cloister_client::{AuthorityClient, ServiceClient};
+use cloister_client::{AuthorityClient, ServiceClient, ServiceTls};
 use cloister_sign::unix_now;
 use cloister_types::api::AttestRequest;
 use cloister_types::manage::{CreateInstance, ExportRequest, PolicySpec, TrustAnchorSpec};
@@ -24,22 +24,84 @@ use serde_json::Value;
 
 const MEASUREMENT: [u8; 48] = [0x3c; 48];
 
+/// The TLS certificate every test server presents (for 127.0.0.1) and the CA clients trust,
+/// made once per test process with `cloister keygen --tls-server`.
+struct TestTls {
+    certificate: std::path::PathBuf,
+    key: std::path::PathBuf,
+    ca: std::path::PathBuf,
+}
+
+fn test_tls() -> &'static TestTls {
+    static TLS: std::sync::OnceLock<TestTls> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let tls = TestTls {
+            certificate: dir.join("tls.pem"),
+            key: dir.join("tls.key"),
+            ca: dir.join("tls-ca.pem"),
+        };
+        let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args(["keygen", "--tls-server", "127.0.0.1", "--secret"])
+            .arg(&tls.key)
+            .arg("--public")
+            .arg(&tls.certificate)
+            .arg("--tls-ca")
+            .arg(&tls.ca)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        tls
+    })
+}
+
+/// How the tests' clients reach the servers: HTTPS trusting the test CA.
+fn tls() -> ServiceTls {
+    ServiceTls::with_ca_pem(&std::fs::read(&test_tls().ca).unwrap()).unwrap()
+}
+
+/// A plain HTTP client trusting the test CA, for raw requests.
+fn http() -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&test_tls().ca).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap()
+}
+
+fn instance_client(url: &str, id: &str) -> AuthorityClient {
+    AuthorityClient::for_instance_with(url, id, &tls()).unwrap()
+}
+
 /// A `cloister serve attestation` process and everything it printed.
 struct Server {
     child: Child,
     url: String,
     operator_token: String,
+    /// Its signing-key fingerprint, as it printed at start.
+    fingerprint: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn start(dir: &Path, database: &str) -> Server {
+        Self::start_with(dir, database, &[])
+    }
+
+    fn start_with(dir: &Path, database: &str, extra: &[&str]) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let token_file = dir.join("operator-token");
+        let tls = test_tls();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
             .args(["serve", "attestation", "--listen", "127.0.0.1:0", "--database", database])
             .arg("--operator-token-file")
             .arg(&token_file)
+            .arg("--tls-cert")
+            .arg(&tls.certificate)
+            .arg("--tls-key")
+            .arg(&tls.key)
+            .args(extra)
             .env("CLOISTER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -51,30 +113,38 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let lines = log.clone();
         std::thread::spawn(move || {
+            let mut url = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("attestation service listening on ") {
-                    let _ = tx.send(url.to_owned());
+                if let Some(found) = line.strip_prefix("attestation service listening on ") {
+                    url = Some(found.to_owned());
+                }
+                if let Some(rest) = line.strip_prefix("service signing key fingerprint: ")
+                    && let Some(url) = url.take()
+                {
+                    let fingerprint = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send((url, fingerprint));
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
+        let (url, fingerprint) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(started) => started,
             Err(_) => {
                 let _ = child.kill();
                 panic!("the service did not start: {:?}", log.lock().unwrap());
             }
         };
+        assert!(url.starts_with("https://"), "{url}");
         let operator_token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-        Server { child, url, operator_token, log }
+        Server { child, url, operator_token, fingerprint, log }
     }
 
     fn operator(&self) -> ServiceClient {
-        ServiceClient::new(&self.url, Some(&self.operator_token)).unwrap()
+        ServiceClient::with_tls(&self.url, Some(&self.operator_token), &tls()).unwrap()
     }
 
     fn as_tenant(&self, token: &str) -> ServiceClient {
-        ServiceClient::new(&self.url, Some(token)).unwrap()
+        ServiceClient::with_tls(&self.url, Some(token), &tls()).unwrap()
     }
 
     /// Stops the process with SIGTERM (it signs a last checkpoint) and waits.
@@ -126,7 +196,11 @@ async fn database(dir: &Path, name: &str, postgres: bool) -> Option<String> {
 /// Runs the `cloister` binary; returns (success, stdout, stderr).
 fn cli(args: &[&str], server: &str, token: Option<&str>) -> (bool, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
-    command.args(args).env("CLOISTER_SERVER", server).env_remove("CLOISTER_TOKEN");
+    command
+        .args(args)
+        .env("CLOISTER_SERVER", server)
+        .env("CLOISTER_SERVER_CA", &test_tls().ca)
+        .env_remove("CLOISTER_TOKEN");
     if let Some(token) = token {
         command.env("CLOISTER_TOKEN", token);
     }
@@ -168,7 +242,8 @@ fn spki() -> Vec<u8> {
 /// Sim evidence answering a fresh challenge of `client`'s instance.
 async fn evidence(client: &AuthorityClient, attester: &SimAttester) -> AttestRequest {
     let nonce = client.challenge().await.unwrap().nonce;
-    cloister::testbed::sim_attest_request(attester, nonce, spki()).unwrap()
+    let service = client.service_key_document().await.unwrap().signing_key_sha256.to_string();
+    cloister::testbed::sim_attest_request(attester, nonce, spki(), &service).unwrap()
 }
 
 /// Verifies an EAR token with the JWKS the instance publishes now.
@@ -196,6 +271,7 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let Some(db) = database(tmp.path(), "script", postgres).await else { return };
     let server = Server::start(&tmp.path().join("svc"), &db);
+    let fingerprint = server.fingerprint.clone();
     let token_file = tmp.path().join("svc/operator-token");
     #[cfg(unix)]
     {
@@ -203,9 +279,9 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
         let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "operator token file mode {mode:o}");
     }
-    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    let health = http().get(format!("{}/healthz", server.url)).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    let ready = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
+    let ready = http().get(format!("{}/readyz", server.url)).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
     let op = Some(server.operator_token.as_str());
@@ -286,7 +362,7 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     assert!(ok && out.contains("package cloister.appraisal"), "{out}");
 
     // Attest against it: the token names version 2.
-    let client = AuthorityClient::for_instance(&server.url, &id).unwrap();
+    let client = instance_client(&server.url, &id);
     let response = client.attest(&evidence(&client, &key).await).await.unwrap();
     let ear = verify_ear(&client, &response.ear).await.unwrap();
     assert_eq!(ear.submods["cpu0"].appraisal_policy_id, format!("{id}@v2"));
@@ -382,7 +458,9 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
         cli(&["key", "revoke", registered["id"].as_str().unwrap(), "--json"], &server.url, acme_t);
     assert!(ok && json_of(&out)["revoked_at"].is_number(), "{out}");
 
-    // A release request for a key nobody registered is refused, and still audited.
+    // A release request for a key nobody registered is refused without a trace in the
+    // database (anyone can send it, as often as they like); the metrics count it.
+    let before = server.operator().audit().await.unwrap().len();
     let unknown = cloister_types::api::KeyReleaseRequest {
         key_id: Hex(vec![9; 16]),
         ear: response.ear.clone(),
@@ -390,12 +468,12 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     };
     let err = client.release_key(&unknown).await.unwrap_err().to_string();
     assert!(err.contains("404"), "{err}");
-    let records = server.operator().audit().await.unwrap();
+    assert_eq!(server.operator().audit().await.unwrap().len(), before);
+    let metrics = http().get(format!("{}/metrics", server.url)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
     assert!(
-        records.iter().any(|r| r.kind == "key.released"
-            && r.outcome == "refused"
-            && r.subject == format!("key_id:{}", Hex(vec![9; 16]))),
-        "the refused release is not in the audit log"
+        metrics.contains(r#"cloister_key_releases_total{result="unknown_key"} 1"#),
+        "{metrics}"
     );
 
     // Delete: keys destroyed, tokens stop verifying here.
@@ -408,7 +486,11 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
     assert!(err.contains("404") && err.contains("not found"), "{err}");
 
     let logs = server.stop();
-    let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
+    let (ok, out, err) = cli(
+        &["audit", "verify", "--service-key", &fingerprint, "--database", &db],
+        "http://unused",
+        None,
+    );
     assert!(ok, "{out}{err}");
     assert!(out.contains("audit log intact"), "{out}");
     // Logs never carry tokens, keys or policy text.
@@ -446,8 +528,8 @@ async fn tenants_never_reach_each_others_resources_on_any_route(postgres: bool) 
         })
         .await
         .unwrap();
-    let anonymous = ServiceClient::new(&server.url, None).unwrap();
-    let forged = ServiceClient::new(&server.url, Some("clt_forged")).unwrap();
+    let anonymous = ServiceClient::with_tls(&server.url, None, &tls()).unwrap();
+    let forged = ServiceClient::with_tls(&server.url, Some("clt_forged"), &tls()).unwrap();
 
     let mut checked = 0;
     for (method, path, who) in ROUTES {
@@ -540,8 +622,12 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     }
     let source =
         Server::start(&tmp.path().join("a"), &database(tmp.path(), "a", postgres).await.unwrap());
-    let target =
-        Server::start(&tmp.path().join("b"), &database(tmp.path(), "b", postgres).await.unwrap());
+    // The target imports bundles its operator trusts: the source's, by fingerprint.
+    let target = Server::start_with(
+        &tmp.path().join("b"),
+        &database(tmp.path(), "b", postgres).await.unwrap(),
+        &["--trust-bundles-from", &source.fingerprint],
+    );
     let third =
         Server::start(&tmp.path().join("c"), &database(tmp.path(), "c", postgres).await.unwrap());
     let key = platform_key(tmp.path());
@@ -551,7 +637,7 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     let dst = target.as_tenant(&dst_tenant.token);
     let instance = src.create_instance(&instance_request("moving", &key)).await.unwrap();
     src.update_policy(&instance.id, &PolicySpec::Builtin("dev-sim".to_owned())).await.unwrap();
-    let old_client = AuthorityClient::for_instance(&source.url, &instance.id).unwrap();
+    let old_client = instance_client(&source.url, &instance.id);
     let issued = old_client.attest(&evidence(&old_client, &key).await).await.unwrap();
     src.rotate(&instance.id).await.unwrap();
 
@@ -606,7 +692,7 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     assert_eq!(imported.policy_versions.len(), 2);
     assert_eq!(imported.token_keys.len(), 2);
     // Tokens and certificates issued by the source verify against the target's instance.
-    let new_client = AuthorityClient::for_instance(&target.url, &instance.id).unwrap();
+    let new_client = instance_client(&target.url, &instance.id);
     let ear = verify_ear(&new_client, &issued.ear).await.unwrap();
     assert_eq!(ear.submods["cpu0"].appraisal_policy_id, format!("{}@v2", instance.id));
     let info = new_client.instance().await.unwrap();
@@ -635,6 +721,7 @@ async fn audit_tampering_on_postgres_is_detected_and_located() {
         let tmp = tempfile::tempdir().unwrap();
         let Some(db) = database(tmp.path(), &format!("tamper{index}"), true).await else { return };
         let server = Server::start(&tmp.path().join("svc"), &db);
+        let fingerprint = server.fingerprint.clone();
         let tenant = server.operator().create_tenant("t").await.unwrap();
         let admin = server.as_tenant(&tenant.token);
         let key = platform_key(tmp.path());
@@ -642,8 +729,13 @@ async fn audit_tampering_on_postgres_is_detected_and_located() {
             admin.create_instance(&instance_request(&format!("i{i}"), &key)).await.unwrap();
         }
         server.stop();
-        let verify =
-            || cli(&["audit", "verify", "--database", &db, "--json"], "http://unused", None);
+        let verify = || {
+            cli(
+                &["audit", "verify", "--service-key", &fingerprint, "--database", &db, "--json"],
+                "http://unused",
+                None,
+            )
+        };
         let (ok, out, err) = verify();
         assert!(ok, "{out}{err}");
         let mut conn = sqlx::PgConnection::connect(&db).await.unwrap();
@@ -663,6 +755,7 @@ async fn audit_tampering_in_the_database_is_detected_and_located() {
     let path = tmp.path().join("audit.db");
     let db = format!("sqlite://{}", path.display());
     let server = Server::start(&tmp.path().join("svc"), &db);
+    let fingerprint = server.fingerprint.clone();
     let tenant = server.operator().create_tenant("t").await.unwrap();
     let admin = server.as_tenant(&tenant.token);
     let key = platform_key(tmp.path());
@@ -670,7 +763,13 @@ async fn audit_tampering_in_the_database_is_detected_and_located() {
         admin.create_instance(&instance_request(&format!("i{i}"), &key)).await.unwrap();
     }
     server.stop();
-    let verify = || cli(&["audit", "verify", "--database", &db, "--json"], "http://unused", None);
+    let verify = || {
+        cli(
+            &["audit", "verify", "--service-key", &fingerprint, "--database", &db, "--json"],
+            "http://unused",
+            None,
+        )
+    };
     let (ok, out, err) = verify();
     assert!(ok, "{out}{err}");
     // Fold the write-ahead log into the file, then keep a pristine copy to restore per case.
@@ -700,6 +799,7 @@ async fn a_restarted_service_has_lost_nothing(postgres: bool) {
     let Some(db) = database(tmp.path(), "restart", postgres).await else { return };
     let dir = tmp.path().join("svc");
     let server = Server::start(&dir, &db);
+    let fingerprint = server.fingerprint.clone();
     let tenant = server.operator().create_tenant("t").await.unwrap();
     let key = platform_key(tmp.path());
     let instance = server
@@ -707,7 +807,7 @@ async fn a_restarted_service_has_lost_nothing(postgres: bool) {
         .create_instance(&instance_request("kept", &key))
         .await
         .unwrap();
-    let client = AuthorityClient::for_instance(&server.url, &instance.id).unwrap();
+    let client = instance_client(&server.url, &instance.id);
     let issued = client.attest(&evidence(&client, &key).await).await.unwrap();
     let pending = client.challenge().await.unwrap();
     server.stop();
@@ -715,7 +815,7 @@ async fn a_restarted_service_has_lost_nothing(postgres: bool) {
     let server = Server::start(&dir, &db);
     let admin = server.as_tenant(&tenant.token);
     assert_eq!(admin.show_instance(&instance.id).await.unwrap(), instance);
-    let client = AuthorityClient::for_instance(&server.url, &instance.id).unwrap();
+    let client = instance_client(&server.url, &instance.id);
     verify_ear(&client, &issued.ear).await.unwrap();
     // A challenge issued before the restart is still good, once.
     let mut request = evidence(&client, &key).await;
@@ -724,7 +824,11 @@ async fn a_restarted_service_has_lost_nothing(postgres: bool) {
     client.attest(&request).await.unwrap();
     assert!(client.attest(&request).await.is_err());
     server.stop();
-    let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
+    let (ok, out, err) = cli(
+        &["audit", "verify", "--service-key", &fingerprint, "--database", &db],
+        "http://unused",
+        None,
+    );
     assert!(ok, "{out}{err}");
 }
 
@@ -736,6 +840,7 @@ async fn replicas_on_one_postgres_database_share_nonces_and_never_double_use_one
     let Some(db) = database(tmp.path(), "replicas", true).await else { return };
     let dir = tmp.path().join("svc");
     let one = Server::start(&dir, &db);
+    let fingerprint = one.fingerprint.clone();
     // The second replica shares the key file and operator token (same directory).
     let two = Server::start(&dir, &db);
     let tenant = one.operator().create_tenant("t").await.unwrap();
@@ -745,8 +850,8 @@ async fn replicas_on_one_postgres_database_share_nonces_and_never_double_use_one
         .create_instance(&instance_request("shared", &key))
         .await
         .unwrap();
-    let at_one = AuthorityClient::for_instance(&one.url, &instance.id).unwrap();
-    let at_two = AuthorityClient::for_instance(&two.url, &instance.id).unwrap();
+    let at_one = instance_client(&one.url, &instance.id);
+    let at_two = instance_client(&two.url, &instance.id);
     // Issued by one, consumed by two.
     let request = evidence(&at_one, &key).await;
     at_two.attest(&request).await.unwrap();
@@ -773,7 +878,11 @@ async fn replicas_on_one_postgres_database_share_nonces_and_never_double_use_one
     let err = at_two.challenge().await.unwrap_err().to_string();
     assert!(err.contains("404") && err.contains("not found"), "{err}");
     assert!(at_two.attest(&requests[0]).await.is_err());
-    let (ok, out, err) = cli(&["audit", "verify", "--database", &db], "http://unused", None);
+    let (ok, out, err) = cli(
+        &["audit", "verify", "--service-key", &fingerprint, "--database", &db],
+        "http://unused",
+        None,
+    );
     assert!(ok, "{out}{err}");
     drop((one, two));
 }

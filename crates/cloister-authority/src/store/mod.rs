@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use rows::{
-    AuditRow, BrokerKeyRow, CheckpointRow, CredentialRow, InstanceKeyRow, InstanceRow,
+    AuditRow, BrokerKeyRow, CheckpointRow, CredentialRow, DatasetRow, InstanceKeyRow, InstanceRow,
     PolicyVersionRow, TenantRow,
 };
 
@@ -158,6 +158,47 @@ macro_rules! insert_key {
             })
         })
     }};
+}
+
+/// The job a privacy charge is for.
+#[derive(Clone, Copy, Debug)]
+pub struct ChargeJob<'a> {
+    /// The job's id.
+    pub job_id: &'a str,
+    /// The job's digest (as the owners' grants name it).
+    pub job_digest: &'a str,
+    /// The instance whose attested enclave asks.
+    pub instance_id: &'a str,
+    /// The enclave's receipt key (text form).
+    pub charged_by: &'a str,
+}
+
+/// What [`Store::charge_privacy`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Charged {
+    /// Charged now; every data set's account after the job.
+    New(Vec<PrivacyAccount>),
+    /// Charged before, by the enclave named: nothing charged now, the first outcome again.
+    Replayed {
+        /// The accounts as the first charge left them.
+        accounts: Vec<PrivacyAccount>,
+        /// The receipt key of the enclave that made the first charge.
+        charged_by: String,
+    },
+    /// Refused, nothing recorded.
+    Refused {
+        /// The data set that refuses.
+        object_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A stored Rényi DP curve (`NULL`: the job trained without DP noise).
+fn parse_rdp(json: Option<&str>) -> Result<Option<Vec<f64>>, StoreError> {
+    json.map(serde_json::from_str::<Vec<f64>>)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(format!("a stored privacy charge: {e}")))
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -698,10 +739,16 @@ impl Store {
         })
     }
 
-    /// Deletes an instance with its policy versions, keys and nonces, in one transaction;
+    /// Deletes an instance with its policy versions, keys and nonces, keeps its id as used
+    /// (`instance_ids.deleted_at`), and removes it from every broker key that lists it, in one
+    /// transaction. Returns the ids of the broker keys it was removed from;
     /// [`StoreError::NotFound`] if there is no instance.
-    pub async fn delete_instance(&self, instance_id: &str) -> Result<(), StoreError> {
-        in_write_tx!(self, |tx| {
+    pub async fn delete_instance(
+        &self,
+        instance_id: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let detached = in_write_tx!(self, |tx| {
             for statement in [
                 "DELETE FROM nonces WHERE instance_id = $1",
                 "DELETE FROM instance_keys WHERE instance_id = $1",
@@ -717,13 +764,60 @@ impl Store {
             if deleted.rows_affected() == 0 {
                 return Err(StoreError::NotFound(format!("there is no instance {instance_id}")));
             }
+            sqlx::query("UPDATE instance_ids SET deleted_at = $2 WHERE id = $1")
+                .bind(instance_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            // Ids are lowercase letters, digits and '_' (a LIKE wildcard matching itself among
+            // others): the pattern finds a superset, the JSON decides.
+            let listing: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, instances FROM broker_keys WHERE instances LIKE $1")
+                    .bind(format!("%\"{instance_id}\"%"))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            let mut detached = Vec::new();
+            for (key, instances) in listing {
+                let mut list: Vec<String> = serde_json::from_str(&instances).map_err(|e| {
+                    StoreError::Invalid(format!("the instances of broker key {key}: {e}"))
+                })?;
+                let before = list.len();
+                list.retain(|listed| listed != instance_id);
+                if list.len() == before {
+                    continue;
+                }
+                let json =
+                    serde_json::to_string(&list).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                sqlx::query("UPDATE broker_keys SET instances = $2 WHERE id = $1")
+                    .bind(&key)
+                    .bind(json)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                detached.push(key);
+            }
+            detached
         });
-        Ok(())
+        Ok(detached)
+    }
+
+    /// Whether `id` is, or ever was, an instance of this service.
+    pub async fn instance_id_used(&self, id: &str) -> Result<bool, StoreError> {
+        with_pool!(self, |p| {
+            let row = sqlx::query("SELECT 1 FROM instance_ids WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await
+                .map_err(db)?;
+            Ok(row.is_some())
+        })
     }
 
     /// Inserts an instance with all its policy versions and keys in one transaction (migration
-    /// from another service). [`StoreError::Conflict`] when the id exists or the tenant already
-    /// has an instance of that name; [`StoreError::Invalid`] when a version or key belongs to
+    /// from another service). [`StoreError::Conflict`] when the id exists or ever existed here,
+    /// or the tenant already has an instance of that name; [`StoreError::Invalid`] when a version or key belongs to
     /// another instance or the version in force is missing.
     pub async fn import_instance(
         &self,
@@ -744,17 +838,23 @@ impl Store {
             )));
         }
         in_write_tx!(self, |tx| {
-            let taken = sqlx::query("SELECT 1 FROM instances WHERE id = $1")
+            // Every id this service ever held stays in `instance_ids`: an id that exists,
+            // existed or belongs to another tenant is never taken again.
+            sqlx::query("INSERT INTO instance_ids (id, tenant_id, created_at) VALUES ($1, $2, $3)")
                 .bind(&i.id)
-                .fetch_optional(&mut *tx)
+                .bind(&i.tenant_id)
+                .bind(i.created_at)
+                .execute(&mut *tx)
                 .await
-                .map_err(db)?;
-            if taken.is_some() {
-                return Err(StoreError::Conflict(format!(
-                    "an instance with id {} already exists",
-                    i.id
-                )));
-            }
+                .map_err(|e| {
+                    conflict(e, || {
+                        format!(
+                            "the instance id {} is or was in use on this service, and instance \
+                             ids are never reused",
+                            i.id
+                        )
+                    })
+                })?;
             sqlx::query(
                 "INSERT INTO instances (id, tenant_id, name, revision, policy_version, \
                  reference_values, trust_anchors, settings, ca_certificate_pem, ca_key_sealed, \
@@ -811,6 +911,7 @@ impl Store {
         nonce: &str,
         instance_id: &str,
         expires_at: i64,
+        max_live: i64,
     ) -> Result<(), StoreError> {
         with_pool!(self, |p| {
             sqlx::query("INSERT INTO nonces (nonce, instance_id, expires_at) VALUES ($1, $2, $3)")
@@ -827,6 +928,21 @@ impl Store {
                 || format!("the nonce {nonce} was already issued"),
                 || format!("there is no instance {instance_id}"),
             )
+        })?;
+        // At most `max_live` per instance: the ones that expire first go (an index on
+        // (instance_id, expires_at) keeps this a short range scan).
+        with_pool!(self, |p| {
+            sqlx::query(
+                "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces \
+                 WHERE instance_id = $1 ORDER BY expires_at DESC, nonce DESC \
+                 LIMIT 1000000000 OFFSET $2)",
+            )
+            .bind(instance_id)
+            .bind(max_live)
+            .execute(p)
+            .await
+            .map(|_| ())
+            .map_err(db)
         })?;
         Ok(())
     }
@@ -1063,17 +1179,58 @@ impl Store {
         Ok(row)
     }
 
-    /// Charges a training job's privacy to its data sets in one write transaction: every
-    /// charge's account is computed from the earlier charges on the same sealed data set
-    /// ([`PrivacyCharge::account`]), and all are recorded, or none when a budget refuses one
-    /// (`Ok(Err((object_id, reason)))`).
+    /// Registers a data set to its owner, unless it is registered already; returns the
+    /// registration in force (the existing one when the digest was registered before, whoever
+    /// by: the caller compares owners).
+    pub async fn register_dataset(&self, row: &DatasetRow) -> Result<DatasetRow, StoreError> {
+        let registered = in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO datasets (sha256, owner, object_id, registered_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(&row.sha256)
+            .bind(&row.owner)
+            .bind(&row.object_id)
+            .bind(row.registered_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query_as::<_, DatasetRow>(
+                "SELECT sha256, owner, object_id, registered_at FROM datasets WHERE sha256 = $1",
+            )
+            .bind(&row.sha256)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+        });
+        Ok(registered)
+    }
+
+    /// The registration of the data set with ciphertext digest `sha256` (lowercase hex).
+    pub async fn dataset(&self, sha256: &str) -> Result<Option<DatasetRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, DatasetRow>(
+                "SELECT sha256, owner, object_id, registered_at FROM datasets WHERE sha256 = $1",
+            )
+            .bind(sha256)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// Charges a training job's privacy to its data sets in one write transaction, once per
+    /// (data set, job): every charge's account is computed from the earlier charges on the same
+    /// data set ([`PrivacyCharge::account`]), and all are recorded, or none when a budget
+    /// refuses one. A charge already made for this job and data set is not made again: the
+    /// first outcome comes back ([`Charged::Replayed`]) with the enclave that made it. The
+    /// caller checks the owners' grants and registrations first.
     pub async fn charge_privacy(
         &self,
-        job_id: &str,
-        instance_id: &str,
+        job: &ChargeJob<'_>,
         charges: &[PrivacyCharge],
         now: i64,
-    ) -> Result<Result<Vec<PrivacyAccount>, (String, String)>, StoreError> {
+    ) -> Result<Charged, StoreError> {
         let backend = self.backend();
         let outcome = in_write_tx!(self, |tx| {
             if backend == Backend::Postgres {
@@ -1085,28 +1242,47 @@ impl Store {
             }
             let mut accounts = Vec::with_capacity(charges.len());
             let mut refusal = None;
+            let mut replayed_by = Vec::new();
             for charge in charges {
-                let earlier: Vec<(String, Option<String>)> = sqlx::query_as(
-                    "SELECT job_id, rdp_json FROM privacy_charges WHERE object_sha256 = $1 \
-                     ORDER BY id",
+                let rows: Vec<(i64, String, Option<String>, String, String)> = sqlx::query_as(
+                    "SELECT id, job_id, rdp_json, job_digest, charged_by FROM privacy_charges \
+                     WHERE object_sha256 = $1 ORDER BY id",
                 )
                 .bind(charge.input.sha256.to_string())
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
+                let first = rows.iter().position(|(_, job_id, ..)| job_id == job.job_id);
+                let (earlier, this) = match first {
+                    Some(at) => (&rows[..at], Some(&rows[at])),
+                    None => (&rows[..], None),
+                };
                 let earlier = earlier
-                    .into_iter()
-                    .map(|(job, rdp)| {
-                        let values = rdp
-                            .map(|json| serde_json::from_str::<Vec<f64>>(&json))
-                            .transpose()
-                            .map_err(|e| {
-                                StoreError::Invalid(format!("a stored privacy charge: {e}"))
-                            })?;
-                        Ok((job, values))
-                    })
+                    .iter()
+                    .map(|(_, job_id, rdp, ..)| Ok((job_id.clone(), parse_rdp(rdp.as_deref())?)))
                     .collect::<Result<Vec<_>, StoreError>>()?;
-                match charge.account(&earlier) {
+                let account = match this {
+                    // A replay: the first outcome, computed from what was stored then.
+                    Some((_, _, rdp, digest, charged_by)) => {
+                        if digest != job.job_digest {
+                            refusal = Some((
+                                charge.input.object_id.clone(),
+                                format!(
+                                    "job id {} was already charged on this data set for another \
+                                     job (digest {digest}); a job id is charged once",
+                                    job.job_id
+                                ),
+                            ));
+                            break;
+                        }
+                        replayed_by.push(charged_by.clone());
+                        let stored =
+                            PrivacyCharge { rdp: parse_rdp(rdp.as_deref())?, ..charge.clone() };
+                        stored.account(&earlier)
+                    }
+                    None => charge.account(&earlier),
+                };
+                match account {
                     Ok(account) => accounts.push(account),
                     Err(reason) => {
                         refusal = Some((charge.input.object_id.clone(), reason));
@@ -1114,7 +1290,25 @@ impl Store {
                     }
                 }
             }
-            if refusal.is_none() {
+            if let Some((object_id, reason)) = refusal {
+                Charged::Refused { object_id, reason }
+            } else if !replayed_by.is_empty() {
+                // Every data set of a replayed job was charged by the same first request.
+                if replayed_by.len() != charges.len()
+                    || replayed_by.iter().any(|by| *by != replayed_by[0])
+                {
+                    Charged::Refused {
+                        object_id: charges[0].input.object_id.clone(),
+                        reason: format!(
+                            "job {} was charged before on some of its data sets and not others; \
+                             a job is charged once, on all its data sets together",
+                            job.job_id
+                        ),
+                    }
+                } else {
+                    Charged::Replayed { accounts, charged_by: replayed_by.swap_remove(0) }
+                }
+            } else {
                 for charge in charges {
                     let rdp = charge
                         .rdp
@@ -1124,23 +1318,23 @@ impl Store {
                         .map_err(|e| StoreError::Invalid(e.to_string()))?;
                     sqlx::query(
                         "INSERT INTO privacy_charges (object_sha256, object_id, owner, job_id, \
-                         instance_id, rdp_json, charged_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                         instance_id, rdp_json, charged_at, job_digest, charged_by) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                     )
                     .bind(charge.input.sha256.to_string())
                     .bind(&charge.input.object_id)
                     .bind(&charge.input.owner)
-                    .bind(job_id)
-                    .bind(instance_id)
+                    .bind(job.job_id)
+                    .bind(job.instance_id)
                     .bind(rdp)
                     .bind(now)
+                    .bind(job.job_digest)
+                    .bind(job.charged_by)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
                 }
-            }
-            match refusal {
-                Some(refused) => Err(refused),
-                None => Ok(accounts),
+                Charged::New(accounts)
             }
         });
         Ok(outcome)
@@ -1191,6 +1385,18 @@ impl Store {
             conflict(e, || format!("there is already an audit checkpoint at seq {}", c.seq))
         })?;
         Ok(())
+    }
+
+    /// The checkpoint with the highest seq.
+    pub async fn last_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, CheckpointRow>(
+                "SELECT seq, at, hash, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            )
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
     }
 
     /// Every checkpoint, by seq.

@@ -147,3 +147,16 @@ pub struct CheckpointRow {
     /// The service's signature over the checkpoint.
     pub signature: String,
 }
+
+/// A data set registered by its owner: its privacy account belongs to that owner.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct DatasetRow {
+    /// Lowercase hex SHA-256 of the sealed data set.
+    pub sha256: String,
+    /// The owner's party public key (`cloister-es256:…`).
+    pub owner: String,
+    /// The object id the owner gave it.
+    pub object_id: String,
+    /// Unix seconds.
+    pub registered_at: i64,
+}

@@ -146,10 +146,12 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
             read_checked(&opening.store, &spec.model, InputRole::Model).map_err(fail)?;
         let data_sealed =
             read_checked(&opening.store, &spec.data, InputRole::Data).map_err(fail)?;
-        let model_plain = open_input(&opening.identity, &released, &model_sealed, InputRole::Model)
-            .map_err(fail)?;
-        let data_plain = open_input(&opening.identity, &released, &data_sealed, InputRole::Data)
-            .map_err(fail)?;
+        let model_plain =
+            open_input(&opening.identity, &released, &model_sealed, &spec.model, InputRole::Model)
+                .map_err(fail)?;
+        let data_plain =
+            open_input(&opening.identity, &released, &data_sealed, &spec.data, InputRole::Data)
+                .map_err(fail)?;
         drop(released);
         let inputs = vec![
             receipt_input(&spec.model, InputRole::Model, &model_plain),

@@ -1,0 +1,127 @@
+//! What attested enclaves send and what they are told: statements verified with the EAR token
+//! and the enclave's receipt key, job authorisations recorded in the audit log, and the signed
+//! answers ([`ServiceAnswer`]) an enclave acts on.
+
+use super::*;
+
+/// How long a signed answer is valid: long enough for a slow network, short enough that an old
+/// answer cannot stand in for a new one (each is also bound to its request by digest).
+const ANSWER_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
+/// Shortest and longest request nonce (unpadded base64url of 16 to 64 bytes).
+const REQUEST_NONCE_CHARS: std::ops::RangeInclusive<usize> = 22..=86;
+
+impl Service {
+    /// Verifies a statement an enclave attested by instance `id` sends: its EAR token with the
+    /// instance's keys, and the statement (`what`) with the receipt key the token's `cpu0` binds.
+    /// Returns the instance's tenant, the enclave's appraisal and the statement.
+    pub(super) async fn enclave_statement<T: serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        what: &'static str,
+        now: i64,
+    ) -> Result<(String, cloister_types::EarAppraisal, T)> {
+        check_request_nonce(&request.nonce)?;
+        let cached = self.instance(id).await?;
+        let refused = |why: String| ServiceError::Token(why);
+        let kid = cloister_sign::peek_key_id(&request.ear)
+            .ok_or_else(|| refused("the EAR token names no key".into()))?;
+        let key =
+            cached.instance.token_keys(now as u64).find(|k| k.kid == kid).ok_or_else(|| {
+                refused(format!("the EAR token's key {kid} is not one of instance {id}'s"))
+            })?;
+        let mut ear = key
+            .key
+            .verify::<EarBody>("EAR attestation result", &request.ear, now as u64)
+            .map_err(|e| refused(e.to_string()))?
+            .claims;
+        let cpu0 = ear
+            .submods
+            .remove("cpu0")
+            .ok_or_else(|| refused("the EAR token has no cpu0".into()))?;
+        let receipt_key = VerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
+            .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
+        let statement = receipt_key
+            .verify::<T>(what, &request.statement, now as u64)
+            .map_err(|e| refused(format!("the {what} statement: {e}")))?
+            .claims;
+        Ok((cached.tenant_id.clone(), cpu0, statement))
+    }
+
+    /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
+    /// the statement must be signed by the receipt key bound in the enclave's EAR token, and the
+    /// token must verify with the instance's keys. Workers run a job only once it is recorded.
+    /// The answer is signed ([`Answer::JobRecorded`]) and bound to the request.
+    pub async fn record_job(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        request_sha256: &[u8; 32],
+        now: i64,
+    ) -> Result<SignedAnswer> {
+        let (tenant_id, cpu0, statement) =
+            self.enclave_statement::<JobAuthorized>(id, request, "job authorization", now).await?;
+        let event = AuditEvent {
+            kind: AuditKind::JobAuthorized,
+            actor: format!("enclave:{}", cpu0.runtime_data.receipt_pk),
+            tenant_id: Some(tenant_id),
+            subject: statement.job_id.clone(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({
+                "instance": id,
+                "job_digest": statement.job_digest,
+                "inputs": statement.inputs,
+                "output_recipients": statement.output_recipients,
+                "measurement": cpu0.claims.measurement,
+                "tee": cpu0.claims.tee.as_str(),
+                "policy_id": cpu0.appraisal_policy_id,
+            }),
+        };
+        let audit_seq = self.append(&event, now).await?;
+        let answer = Answer::JobRecorded { job_id: statement.job_id, audit_seq };
+        let checkpoint = self.checkpoint_ref().await?;
+        Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
+    }
+
+    /// Signs `answer` to a request to instance `id` whose body had SHA-256 `request_sha256`,
+    /// with the service signing key, the latest signed checkpoint and the service's time.
+    pub(super) fn sign_answer(
+        &self,
+        id: &str,
+        request_sha256: &[u8; 32],
+        checkpoint: CheckpointRef,
+        answer: Answer,
+        now: i64,
+    ) -> Result<String> {
+        let answer = ServiceAnswer {
+            instance_id: id.to_owned(),
+            request_sha256: Hex(request_sha256.to_vec()),
+            checkpoint,
+            answer,
+        };
+        self.signing_key
+            .sign("service answer", &answer, now as u64, ANSWER_VALIDITY)
+            .map_err(|e| ServiceError::Internal(format!("signing an answer: {e}")))
+    }
+
+    /// The latest signed checkpoint of the audit log (seq 0 before the first).
+    pub(super) async fn checkpoint_ref(&self) -> Result<CheckpointRef> {
+        Ok(self
+            .store
+            .last_checkpoint()
+            .await?
+            .map(|c| CheckpointRef { seq: c.seq, hash: c.hash })
+            .unwrap_or_default())
+    }
+}
+
+/// Checks the request nonce an enclave drew: 16 to 64 random bytes in unpadded base64url.
+pub(super) fn check_request_nonce(nonce: &str) -> Result<()> {
+    let decodes = Base64Url::parse(nonce).is_ok();
+    if !decodes || !REQUEST_NONCE_CHARS.contains(&nonce.len()) {
+        return Err(ServiceError::BadRequest(
+            "the request nonce must be 16 to 64 random bytes in unpadded base64url".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! The privacy ledger: training jobs charge their data sets' privacy budgets.
+
+use super::*;
+
+/// Most data sets one training job charges.
+const MAX_CHARGES: usize = 256;
+/// Longest object id a registration may give.
+const MAX_OBJECT_ID_LEN: usize = 256;
+
+impl Service {
+    /// Registers a data set to its owner: `request.statement` is a
+    /// [`DatasetRegistration`] signed by `request.owner`. From then on only grants signed by
+    /// that owner spend the data set's privacy budget. Registering again for the same owner
+    /// changes nothing; another owner is refused (the first registration stands), so an owner
+    /// registers before the sealed data set leaves its hands.
+    pub async fn register_dataset(
+        &self,
+        request: &RegisterDataset,
+        now: i64,
+    ) -> Result<DatasetRegistered> {
+        let owner = VerifyingKey::from_text(&request.owner)
+            .map_err(|e| ServiceError::BadRequest(format!("owner: {e}")))?;
+        let statement = owner
+            .verify::<DatasetRegistration>("data set registration", &request.statement, now as u64)
+            .map_err(|e| ServiceError::BadRequest(format!("the registration statement: {e}")))?
+            .claims;
+        if statement.sha256.as_bytes().len() != 32 {
+            return Err(ServiceError::BadRequest(
+                "the registration must name the sealed data set's SHA-256 (32 bytes)".into(),
+            ));
+        }
+        if statement.object_id.is_empty() || statement.object_id.len() > MAX_OBJECT_ID_LEN {
+            return Err(ServiceError::BadRequest(format!(
+                "the object id must be 1 to {MAX_OBJECT_ID_LEN} bytes"
+            )));
+        }
+        let row = DatasetRow {
+            sha256: statement.sha256.to_string(),
+            owner: owner.to_text(),
+            object_id: statement.object_id.clone(),
+            registered_at: now,
+        };
+        let registered = self.store.register_dataset(&row).await?;
+        if registered.owner != row.owner {
+            return Err(ServiceError::Conflict(format!(
+                "the data set with digest {} is registered to another owner; seal the data again \
+                 (a fresh sealing has a fresh digest) and register it before it leaves your hands",
+                row.sha256
+            )));
+        }
+        if registered.registered_at == now && registered.object_id == row.object_id {
+            self.record(
+                &Principal::Anonymous,
+                AuditKind::DatasetRegistered,
+                None,
+                &row.sha256,
+                Outcome::Success,
+                serde_json::json!({ "owner": row.owner, "object_id": row.object_id }),
+                now,
+            )
+            .await?;
+        }
+        Ok(DatasetRegistered {
+            sha256: statement.sha256,
+            owner: registered.owner,
+            object_id: registered.object_id,
+            registered_at: registered.registered_at,
+        })
+    }
+
+    /// The privacy ledger: charges what a training job an enclave attested by instance `id` is
+    /// about to run spends on each of its data sets, composed with every earlier charge on the
+    /// same registered data set (by any instance), and refuses, recording nothing, when the
+    /// total would pass a data owner's budget. Each charge needs the grant of the data set's
+    /// registered owner for this job, allowing this instance and the enclave's measurement;
+    /// nothing else touches an account. A job is charged once per data set: a replay returns
+    /// the first outcome (naming the enclave that charged) and charges nothing. Kept here, not on
+    /// the compute provider's disk, so that it cannot be rolled back there. Charges and
+    /// refusals are audited; the answer is signed and bound to the request.
+    pub async fn charge_privacy(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        request_sha256: &[u8; 32],
+        now: i64,
+    ) -> Result<SignedAnswer> {
+        let (tenant_id, cpu0, statement) = self
+            .enclave_statement::<PrivacyChargeStatement>(id, request, "privacy charge", now)
+            .await?;
+        if statement.charges.is_empty() {
+            return Err(ServiceError::BadRequest("the statement charges no data set".into()));
+        }
+        if statement.charges.len() > MAX_CHARGES {
+            return Err(ServiceError::BadRequest(format!(
+                "a job charges at most {MAX_CHARGES} data sets"
+            )));
+        }
+        let mut job_digest = None;
+        for charge in &statement.charges {
+            let grant = self
+                .check_charge_grant(charge, &statement.job_id, id, &cpu0.claims.measurement, now)
+                .await?;
+            if *job_digest.get_or_insert_with(|| grant.job_digest.clone()) != grant.job_digest {
+                return Err(ServiceError::Token(
+                    "the grants of the charges name different job digests".into(),
+                ));
+            }
+        }
+        let job_digest = job_digest.map(|d| d.to_string()).unwrap_or_default();
+        let charged_by = cpu0.runtime_data.receipt_pk.clone();
+        let job = ChargeJob {
+            job_id: &statement.job_id,
+            job_digest: &job_digest,
+            instance_id: id,
+            charged_by: &charged_by,
+        };
+        let charged = self.store.charge_privacy(&job, &statement.charges, now).await?;
+        let charges: Vec<_> = statement
+            .charges
+            .iter()
+            .map(|c| {
+                serde_json::json!({ "object_id": c.input.object_id,
+                "object_sha256": c.input.sha256, "owner": c.input.owner, "budget": c.budget })
+            })
+            .collect();
+        let mut event = AuditEvent {
+            kind: AuditKind::PrivacyCharged,
+            actor: format!("enclave:{charged_by}"),
+            tenant_id: Some(tenant_id),
+            subject: statement.job_id.clone(),
+            outcome: Outcome::Success,
+            detail: serde_json::json!({ "instance": id, "job_digest": job_digest,
+                                        "charges": charges }),
+        };
+        let outcome = match charged {
+            Charged::New(accounts) => {
+                event.detail["accounts"] = serde_json::json!(accounts);
+                let audit_seq = self.append(&event, now).await?;
+                PrivacyChargeOutcome::Charged { accounts, audit_seq, charged_by, replay: false }
+            }
+            Charged::Replayed { accounts, charged_by: first } => {
+                event.outcome = Outcome::Refused;
+                event.detail["replay_of_charge_by"] = serde_json::json!(first);
+                let audit_seq = self.append(&event, now).await?;
+                PrivacyChargeOutcome::Charged {
+                    accounts,
+                    audit_seq,
+                    charged_by: first,
+                    replay: true,
+                }
+            }
+            Charged::Refused { object_id, reason } => {
+                event.outcome = Outcome::Refused;
+                event.detail["refused"] =
+                    serde_json::json!({ "object_id": object_id, "reason": reason });
+                let audit_seq = self.append(&event, now).await?;
+                PrivacyChargeOutcome::Refused { object_id, reason, audit_seq }
+            }
+        };
+        let answer = Answer::PrivacyCharge { job_id: statement.job_id, outcome };
+        let checkpoint = self.checkpoint_ref().await?;
+        Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
+    }
+
+    /// Checks that a privacy charge comes with the grant of its data set's registered owner for
+    /// this job and data set, allowing the charging instance and enclave measurement and setting
+    /// the charge's budget: only then may the charge count against (or exhaust) the owner's
+    /// budget. Returns the grant.
+    async fn check_charge_grant(
+        &self,
+        charge: &cloister_types::job::PrivacyCharge,
+        job_id: &str,
+        instance_id: &str,
+        measurement: &Hex,
+        now: i64,
+    ) -> Result<Grant> {
+        let input = &charge.input;
+        let refused = |why: String| {
+            ServiceError::Token(format!(
+                "the privacy charge for data set {}: {why}",
+                input.object_id
+            ))
+        };
+        let registered = self.store.dataset(&input.sha256.to_string()).await?.ok_or_else(|| {
+            refused(format!(
+                "no data set with digest {} is registered; its owner registers it \
+                 (POST /v1/datasets) before granting training on it",
+                input.sha256
+            ))
+        })?;
+        if registered.owner != input.owner {
+            return Err(refused("the charge names another owner than the registered one".into()));
+        }
+        let grant = verify_charge_grant(charge, job_id, measurement, now)?;
+        if !grant.allowed_instances.iter().any(|allowed| allowed == instance_id) {
+            return Err(refused(format!(
+                "the owner's grant does not allow instance {instance_id}"
+            )));
+        }
+        Ok(grant)
+    }
+}
+
+/// Checks that a privacy charge comes with its data owner's grant for this job and data set,
+/// allowing the charging enclave's `measurement` and setting the charge's budget: only then may
+/// the charge count against (or exhaust) the owner's budget.
+fn verify_charge_grant(
+    charge: &cloister_types::job::PrivacyCharge,
+    job_id: &str,
+    measurement: &Hex,
+    now: i64,
+) -> Result<Grant> {
+    let input = &charge.input;
+    let refused = |why: String| {
+        ServiceError::Token(format!("the privacy charge for data set {}: {why}", input.object_id))
+    };
+    let owner = VerifyingKey::from_text(&input.owner)
+        .map_err(|e| refused(format!("the owner key: {e}")))?;
+    let grant = owner
+        .verify::<Grant>("grant", &charge.grant, now as u64)
+        .map_err(|e| refused(format!("the grant does not verify with its owner's key: {e}")))?
+        .claims;
+    if grant.role != cloister_types::InputRole::Data
+        || grant.job_id != job_id
+        || grant.object_id != input.object_id
+        || grant.object_sha256 != input.sha256
+    {
+        return Err(refused(format!(
+            "the grant is for {:?} object {} of job {}, not this data set of job {job_id}",
+            grant.role, grant.object_id, grant.job_id
+        )));
+    }
+    if !grant.allowed_measurements.contains(measurement) {
+        return Err(refused(format!(
+            "the grant does not allow the charging enclave's measurement {measurement}"
+        )));
+    }
+    if grant.privacy_budget != charge.budget {
+        return Err(refused("the charge states another budget than the grant".into()));
+    }
+    Ok(grant)
+}

@@ -1,0 +1,893 @@
+//! The attacks of the security review (issue 13), replayed against real loopback servers. Each
+//! test is named after the property it guards and fails if its attack works again;
+//! `docs/security.md` maps every attack to its test.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use cloister::demo::{BREAST_CANCER_CSV, DEMO_MODEL_ONNX, split_labels};
+use cloister::parties::{Admitted, Party};
+use cloister::testbed::{self, ComputeDirs, DevCompute, RunningWorker};
+use cloister_client::{AuthorityClient, ServiceChannel, VerifiedEnclave, WorkerClient};
+use cloister_sign::{SigningKey, unix_now};
+use cloister_types::api::{
+    Answer, CheckpointRef, DatasetRegistration, PrivacyChargeOutcome, PrivacyChargeStatement,
+    RegisterDataset, ServiceAnswer, SignedAnswer, SubmitJob,
+};
+use cloister_types::job::PrivacyCharge;
+use cloister_types::{Hex, InputRef, InputRole, JobKind, JobSpec, TeeKind};
+use sha2::Digest as _;
+
+/// The compute side and its parties.
+struct Bed {
+    dirs: ComputeDirs,
+    compute: DevCompute,
+    model_provider: Party,
+    data_provider: Party,
+    _tmp: tempfile::TempDir,
+}
+
+async fn bed() -> Bed {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
+    let compute = testbed::start_dev_compute(&dirs).await.unwrap();
+    let model_provider = Party::create("model provider", &tmp.path().join("model")).unwrap();
+    let data_provider = Party::create("data provider", &tmp.path().join("data")).unwrap();
+    Bed { dirs, compute, model_provider, data_provider, _tmp: tmp }
+}
+
+impl Bed {
+    fn admitted(&self) -> Admitted {
+        Admitted::new(
+            std::slice::from_ref(&self.compute.measurement),
+            &self.compute.authority.instance_id,
+        )
+    }
+
+    async fn attest(
+        &self,
+        party: &Party,
+        worker: &RunningWorker,
+    ) -> (WorkerClient, VerifiedEnclave) {
+        let measurements = std::slice::from_ref(&self.compute.measurement);
+        party
+            .attest_worker(&worker.url, &self.compute.ca_pem, measurements, &[TeeKind::Sim])
+            .await
+            .unwrap()
+    }
+
+    fn grants(&self, spec: &JobSpec) -> Vec<String> {
+        let to = spec.output_recipients.clone();
+        let admitted = self.admitted();
+        vec![
+            self.model_provider.grant(spec, InputRole::Model, &admitted, &to).unwrap(),
+            self.data_provider.grant(spec, InputRole::Data, &admitted, &to).unwrap(),
+        ]
+    }
+}
+
+fn job(kind: JobKind, model: InputRef, data: InputRef, to: &Party) -> JobSpec {
+    JobSpec {
+        id: format!("job-{}", uuid::Uuid::new_v4()),
+        kind,
+        model,
+        data,
+        output_recipients: vec![to.envelope.public_key().to_text()],
+        more_data: Vec::new(),
+    }
+}
+
+// ---- forged answers (finding 2) ------------------------------------------------------------
+
+/// What the compute provider's proxy between the worker and the service does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Forgery {
+    /// Passes everything through.
+    None,
+    /// Answers job records itself, signed with a key of its own.
+    JobRecorded,
+    /// Answers privacy charges itself: `{"outcome": "charged"}`, signed with a key of its own.
+    Charged,
+    /// Answers every enclave statement with the genuine answer to the first one it saw.
+    Replay,
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    http: reqwest::Client,
+    forgery: Arc<Mutex<Forgery>>,
+    host_key: Arc<SigningKey>,
+    seen: Arc<Mutex<Option<Bytes>>>,
+}
+
+/// Forwards to the real service, or forges what the mode says.
+async fn proxy(State(proxy): State<Proxy>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
+    let forgery = *proxy.forgery.lock().unwrap();
+    let statement = path.ends_with("/jobs") || path.ends_with("/privacy-charges");
+    let seen = proxy.seen.lock().unwrap().clone();
+    if statement
+        && forgery == Forgery::Replay
+        && let Some(seen) = seen
+    {
+        return (StatusCode::OK, [("content-type", "application/json")], seen).into_response();
+    }
+    let forge = (forgery == Forgery::JobRecorded && path.ends_with("/jobs"))
+        || (forgery == Forgery::Charged && path.ends_with("/privacy-charges"));
+    if forge {
+        let instance = path.split('/').nth(3).unwrap_or_default().to_owned();
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let statement = request["statement"].as_str().unwrap_or_default();
+        let payload = statement.split('.').nth(1).unwrap_or_default();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                .unwrap(),
+        )
+        .unwrap();
+        let job_id = claims["job_id"].as_str().unwrap_or_default().to_owned();
+        let answer = if path.ends_with("/jobs") {
+            Answer::JobRecorded { job_id, audit_seq: 1 }
+        } else {
+            Answer::PrivacyCharge {
+                job_id,
+                outcome: PrivacyChargeOutcome::Charged {
+                    accounts: Vec::new(),
+                    audit_seq: 1,
+                    charged_by: claims["iss"].as_str().unwrap_or_default().to_owned(),
+                    replay: false,
+                },
+            }
+        };
+        let signed = ServiceAnswer {
+            instance_id: instance,
+            request_sha256: Hex(sha2::Sha256::digest(&body).to_vec()),
+            checkpoint: CheckpointRef::default(),
+            answer,
+        };
+        let jws = proxy
+            .host_key
+            .sign("service answer", &signed, unix_now(), std::time::Duration::from_secs(300))
+            .unwrap();
+        return axum::Json(SignedAnswer { answer: jws }).into_response();
+    }
+    let url = format!("{}{}", proxy.upstream, uri.path_and_query().map_or("", |p| p.as_str()));
+    let upstream = proxy
+        .http
+        .request(method, &url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = upstream.status().as_u16();
+    let bytes = upstream.bytes().await.unwrap();
+    if statement && forgery == Forgery::Replay && status < 300 {
+        proxy.seen.lock().unwrap().get_or_insert(bytes.clone());
+    }
+    (StatusCode::from_u16(status).unwrap(), [("content-type", "application/json")], bytes)
+        .into_response()
+}
+
+/// Starts the compute provider's proxy in front of the bed's service; returns its URL and the
+/// switch for its forgeries.
+async fn start_proxy(bed: &Bed) -> (String, Arc<Mutex<Forgery>>) {
+    let ca = std::fs::read(&bed.compute.authority.tls_ca).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let forgery = Arc::new(Mutex::new(Forgery::None));
+    let state = Proxy {
+        upstream: bed.compute.authority.url.clone(),
+        http,
+        forgery: forgery.clone(),
+        host_key: Arc::new(SigningKey::generate()),
+        seen: Arc::new(Mutex::new(None)),
+    };
+    let app = axum::Router::new().fallback(proxy).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, forgery)
+}
+
+#[tokio::test]
+async fn an_enclave_runs_no_job_on_answers_the_host_forged_or_replayed() {
+    let bed = bed().await;
+    let (proxy_url, forgery) = start_proxy(&bed).await;
+    // A worker whose traffic to the service goes through the compute provider's proxy; it pins
+    // the real service's key, as its operator configured.
+    let authority = &bed.compute.authority;
+    let through_proxy = AuthorityClient::for_instance(&proxy_url, &authority.instance_id).unwrap();
+    let channel = ServiceChannel::new(
+        through_proxy,
+        &authority.instance_id,
+        authority.service.signing_public_key(),
+    );
+    let worker = testbed::start_worker(&bed.dirs, &bed.compute.attester, &channel).await.unwrap();
+    let (client, enclave) = bed.attest(&bed.data_provider, &worker).await;
+    let model = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "data", "text/csv", &features)
+        .await
+        .unwrap();
+
+    // "Job recorded", signed by the host: the job does not run.
+    *forgery.lock().unwrap() = Forgery::JobRecorded;
+    let spec = job(JobKind::BatchInference, model.clone(), data.clone(), &bed.data_provider);
+    let grants = bed.grants(&spec);
+    let err = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap_err();
+    assert!(err.to_string().contains("not signed by the pinned service"), "{err}");
+    assert!(!bed.dirs.objects.join(format!("{}-predictions", spec.id)).exists());
+
+    // A genuine answer, but to another request: the job does not run either.
+    *forgery.lock().unwrap() = Forgery::Replay;
+    let first = job(JobKind::BatchInference, model.clone(), data.clone(), &bed.data_provider);
+    let grants = bed.grants(&first);
+    client.submit_job(&SubmitJob { spec: first, grants }).await.unwrap();
+    let second = job(JobKind::BatchInference, model.clone(), data.clone(), &bed.data_provider);
+    let grants = bed.grants(&second);
+    let err = client.submit_job(&SubmitJob { spec: second.clone(), grants }).await.unwrap_err();
+    assert!(err.to_string().contains("answers another request"), "{err}");
+    assert!(!bed.dirs.objects.join(format!("{}-predictions", second.id)).exists());
+
+    // "Privacy charged", signed by the host: a training job does not run, and the ledger (the
+    // service's) has no charge for it.
+    *forgery.lock().unwrap() = Forgery::Charged;
+    let registry = authority.service_client().unwrap();
+    let rows = bed
+        .data_provider
+        .seal_register_and_upload(
+            &client,
+            &enclave,
+            &registry,
+            "rows",
+            "text/csv",
+            BREAST_CANCER_CSV,
+        )
+        .await
+        .unwrap();
+    let plan = training_plan();
+    let plan = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "plan", "application/json", &plan)
+        .await
+        .unwrap();
+    let spec = job(JobKind::Train, plan, rows.clone(), &bed.model_provider);
+    let grants = bed.grants(&spec);
+    let err = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap_err();
+    assert!(err.to_string().contains("not signed by the pinned service"), "{err}");
+    let records = authority.service.audit_records(&cloister_policy::Principal::Operator, 0).await;
+    let charged =
+        records.unwrap().iter().any(|r| r.kind == "privacy.charged" && r.subject == spec.id);
+    assert!(!charged, "the ledger saw a charge the host answered itself");
+}
+
+fn training_plan() -> Vec<u8> {
+    use cloister_worker::engine::train::standardization;
+    use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig};
+    let table = LabelledRows::from_csv(BREAST_CANCER_CSV).unwrap();
+    let (mean, scale) = standardization(&table);
+    let initial = Classifier::initial(mean, scale, &[], 2, 1).unwrap();
+    let config =
+        TrainConfig { epochs: 1, batch_size: 64, learning_rate: 0.1, l2: 0.0, seed: 1, dp: None };
+    serde_json::to_vec(&serde_json::json!({ "model": initial, "config": config })).unwrap()
+}
+
+#[tokio::test]
+async fn an_enclave_pinned_to_another_service_gets_no_certificate_from_this_one() {
+    let bed = bed().await;
+    let authority = &bed.compute.authority;
+    // The host starts the worker pinned to a key of its own choosing (flags are the host's).
+    let host_key = SigningKey::generate().public_key();
+    let channel =
+        ServiceChannel::new(authority.client().unwrap(), &authority.instance_id, host_key);
+    let err =
+        testbed::start_worker(&bed.dirs, &bed.compute.attester, &channel).await.err().unwrap();
+    let text = format!("{err:#}");
+    assert!(text.contains("names the attestation service with signing key"), "{text}");
+    assert!(text.contains(&authority.fingerprint()), "names this service's key: {text}");
+}
+
+// ---- the privacy ledger (finding 3) --------------------------------------------------------
+
+/// Signs `charges` for `job_id` as the bed's worker enclave and sends them through its channel.
+async fn charge(
+    bed: &Bed,
+    job_id: &str,
+    charges: Vec<PrivacyCharge>,
+) -> Result<PrivacyChargeOutcome, String> {
+    let identity = &bed.compute.worker.worker.identity;
+    let statement = PrivacyChargeStatement { job_id: job_id.to_owned(), charges };
+    let signed = identity
+        .receipt_key()
+        .sign("privacy charge", &statement, unix_now(), std::time::Duration::from_secs(60))
+        .unwrap();
+    bed.compute
+        .authority
+        .channel()
+        .unwrap()
+        .charge_privacy(identity.ear(), &signed, job_id)
+        .await
+        .map(|verified| verified.answer)
+        .map_err(|e| e.to_string())
+}
+
+fn register(owner: &SigningKey, sha256: &Hex, object_id: &str) -> RegisterDataset {
+    let statement = DatasetRegistration { sha256: sha256.clone(), object_id: object_id.to_owned() };
+    let statement = owner
+        .sign("data set registration", &statement, unix_now(), std::time::Duration::from_secs(60))
+        .unwrap();
+    RegisterDataset { owner: owner.public_key().to_text(), statement }
+}
+
+#[tokio::test]
+async fn only_the_registered_owners_grant_charges_a_data_set_and_only_once_per_job() {
+    let bed = bed().await;
+    let authority = &bed.compute.authority;
+    let registry = authority.service_client().unwrap();
+    let owner = &bed.data_provider;
+    let stranger = SigningKey::generate();
+    let data =
+        InputRef { object_id: "rows".into(), sha256: Hex(vec![0x42; 32]), owner: owner.id() };
+    let spec = JobSpec {
+        id: "train-1".into(),
+        kind: JobKind::Train,
+        model: InputRef { object_id: "plan".into(), sha256: Hex(vec![1; 32]), owner: "m".into() },
+        data: data.clone(),
+        output_recipients: vec![bed.model_provider.envelope.public_key().to_text()],
+        more_data: Vec::new(),
+    };
+    let to = spec.output_recipients.clone();
+    let grant = owner.grant(&spec, InputRole::Data, &bed.admitted(), &to).unwrap();
+    let charge_with = |input: &InputRef, grant: &str| PrivacyCharge {
+        input: input.clone(),
+        rdp: None,
+        budget: None,
+        delta: None,
+        grant: grant.to_owned(),
+    };
+
+    // Not registered: nothing charges it.
+    let err = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap_err();
+    assert!(err.contains("is registered"), "{err}");
+
+    // The owner registers first; a stranger's later claim on the same digest is refused.
+    registry.register_dataset(&register(&owner.signing, &data.sha256, "rows")).await.unwrap();
+    let err = registry.register_dataset(&register(&stranger, &data.sha256, "rows")).await;
+    assert!(err.unwrap_err().to_string().contains("registered to another owner"));
+
+    // A self-made "owner" with its own grant cannot spend or void the owner's account.
+    let as_stranger = InputRef { owner: stranger.public_key().to_text(), ..data.clone() };
+    let stranger_spec = JobSpec { data: as_stranger.clone(), ..spec.clone() };
+    let stranger_grant = cloister::parties::sign_grant(
+        &stranger,
+        &stranger_spec,
+        InputRole::Data,
+        &bed.admitted(),
+        &to,
+        None,
+    )
+    .unwrap();
+    let err = charge(&bed, "train-1", vec![charge_with(&as_stranger, &stranger_grant)])
+        .await
+        .unwrap_err();
+    assert!(err.contains("another owner than the registered one"), "{err}");
+
+    // The owner's grant for enclaves of another instance does not charge from this one.
+    let elsewhere = Admitted::new(std::slice::from_ref(&bed.compute.measurement), "in_elsewhere");
+    let other_grant = owner.grant(&spec, InputRole::Data, &elsewhere, &to).unwrap();
+    let err = charge(&bed, "train-1", vec![charge_with(&data, &other_grant)]).await.unwrap_err();
+    assert!(err.contains("does not allow instance"), "{err}");
+
+    // The genuine charge counts once; replayed (by the same enclave or any), it charges nothing
+    // and says so, with the first outcome.
+    let first = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap();
+    let PrivacyChargeOutcome::Charged { accounts, replay: false, charged_by, .. } = first else {
+        panic!("not charged: {first:?}");
+    };
+    assert_eq!(accounts[0].jobs, 1);
+    for _ in 0..3 {
+        let again = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap();
+        let PrivacyChargeOutcome::Charged { accounts: replayed, replay, charged_by: by, .. } =
+            again
+        else {
+            panic!("{again:?}");
+        };
+        assert!(replay);
+        assert_eq!((replayed, by.as_str()), (accounts.clone(), charged_by.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn a_worker_runs_a_charged_training_job_once() {
+    let bed = bed().await;
+    let worker = &bed.compute.worker;
+    let (client, enclave) = bed.attest(&bed.model_provider, worker).await;
+    let registry = bed.compute.authority.service_client().unwrap();
+    let rows = bed
+        .data_provider
+        .seal_register_and_upload(
+            &client,
+            &enclave,
+            &registry,
+            "rows",
+            "text/csv",
+            BREAST_CANCER_CSV,
+        )
+        .await
+        .unwrap();
+    let plan = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "plan", "application/json", &training_plan())
+        .await
+        .unwrap();
+    let spec = job(JobKind::Train, plan, rows, &bed.model_provider);
+    let grants = bed.grants(&spec);
+    client.submit_job(&SubmitJob { spec: spec.clone(), grants: grants.clone() }).await.unwrap();
+    // The host submits the same job again: charged once, so it does not run twice.
+    let err = client.submit_job(&SubmitJob { spec, grants }).await.unwrap_err();
+    assert!(err.to_string().contains("was charged before"), "{err}");
+}
+
+// ---- sealed data belongs to whoever sealed it ------------------------------------------------
+
+#[tokio::test]
+async fn a_stranger_cannot_grant_a_job_over_data_someone_else_sealed() {
+    let bed = bed().await;
+    let worker = &bed.compute.worker;
+    let (client, enclave) = bed.attest(&bed.data_provider, worker).await;
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "patients", "text/csv", &features)
+        .await
+        .unwrap();
+    // The compute provider knows the object id and digest (it stores the ciphertext). It names
+    // itself the owner, grants the job with its own key and has the predictions sealed to it.
+    let stranger = Party::create("stranger", &bed._tmp.path().join("stranger")).unwrap();
+    let model = stranger
+        .seal_and_upload(&client, &enclave, "identity-model", "application/onnx", DEMO_MODEL_ONNX)
+        .await
+        .unwrap();
+    let stolen = InputRef { owner: stranger.id(), ..data };
+    let spec = job(JobKind::BatchInference, model, stolen, &stranger);
+    let to = spec.output_recipients.clone();
+    let admitted = bed.admitted();
+    let grants = vec![
+        stranger.grant(&spec, InputRole::Model, &admitted, &to).unwrap(),
+        stranger.grant(&spec, InputRole::Data, &admitted, &to).unwrap(),
+    ];
+    let err = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap_err();
+    assert!(err.to_string().contains("was sealed by owner"), "{err}");
+    assert!(!bed.dirs.objects.join(format!("{}-predictions", spec.id)).exists());
+}
+
+// ---- instance ids and broker keys (finding 1) ------------------------------------------------
+
+/// A service on an in-memory database trusting bundles from `trusted`, with its admin's
+/// principal for a fresh tenant `tenant`.
+async fn service(
+    trusted: Vec<String>,
+    tenant: &str,
+    now: i64,
+) -> (Arc<cloister_authority::service::Service>, cloister_policy::Principal) {
+    let store = cloister_authority::store::Store::connect("sqlite::memory:").await.unwrap();
+    let service = cloister_authority::service::Service::open(
+        store,
+        cloister_seal::RecipientSecretKey::generate(),
+    )
+    .await
+    .unwrap()
+    .with_trusted_bundle_sources(trusted);
+    let created = service
+        .create_tenant(
+            &cloister_policy::Principal::Operator,
+            &cloister_types::manage::CreateTenant { name: tenant.into() },
+            now,
+        )
+        .await
+        .unwrap();
+    (Arc::new(service), cloister_policy::Principal::TenantAdmin { tenant: created.tenant.id })
+}
+
+async fn tenant(
+    service: &cloister_authority::service::Service,
+    name: &str,
+    now: i64,
+) -> cloister_policy::Principal {
+    let created = service
+        .create_tenant(
+            &cloister_policy::Principal::Operator,
+            &cloister_types::manage::CreateTenant { name: name.into() },
+            now,
+        )
+        .await
+        .unwrap();
+    cloister_policy::Principal::TenantAdmin { tenant: created.tenant.id }
+}
+
+/// A `dev-sim` instance admitting `attester`.
+async fn sim_instance(
+    service: &cloister_authority::service::Service,
+    admin: &cloister_policy::Principal,
+    name: &str,
+    attester: &cloister_attest::SimAttester,
+    now: i64,
+) -> String {
+    use cloister_types::manage::{CreateInstance, PolicySpec, TrustAnchorSpec};
+    let request = CreateInstance {
+        name: name.into(),
+        policy: PolicySpec::Builtin("dev-sim".into()),
+        reference_values: serde_json::json!({ "measurements": [Hex(attester.measurement().to_vec())] }),
+        trust_anchors: TrustAnchorSpec {
+            sim_platform_keys: vec![attester.platform_public_key().to_string()],
+            ..TrustAnchorSpec::default()
+        },
+        settings: Default::default(),
+    };
+    service.create_instance(admin, &request, now).await.unwrap().id
+}
+
+/// An EAR token for a fresh sim enclave attested by instance `id`.
+async fn sim_ear(
+    service: &cloister_authority::service::Service,
+    id: &str,
+    attester: &cloister_attest::SimAttester,
+    now: i64,
+) -> String {
+    use rcgen::PublicKeyData as _;
+    let nonce = service.challenge(id, now).await.unwrap().nonce;
+    let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+    let fingerprint = service.signing_public_key().fingerprint_hex();
+    let request = testbed::sim_attest_request(attester, nonce, spki, &fingerprint).unwrap();
+    service.attest(id, &request, &[0; 32], now).await.unwrap().ear
+}
+
+#[tokio::test]
+async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id() {
+    use cloister_authority::service::ServiceError;
+    let now = unix_now() as i64;
+    let (other, other_admin) = service(Vec::new(), "elsewhere", now).await;
+    let (victim, owner) =
+        service(vec![other.signing_public_key().fingerprint_hex()], "owner", now).await;
+    let attacker = tenant(&victim, "attacker", now).await;
+    let owners_tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [7; 48]);
+    let instance = sim_instance(&victim, &owner, "prod", &owners_tee, now).await;
+    let key = victim
+        .register_key(
+            &owner,
+            &cloister_types::manage::RegisterKey {
+                name: "patients".into(),
+                secret_key: None,
+                release_policy: cloister_policy::ReleasePolicy::template(&[Hex(vec![7; 48])]),
+                instances: vec![instance.clone()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+
+    // The owner moves the instance to another service, whose operator trusts this one.
+    let (moved_to, moved_admin) =
+        service(vec![victim.signing_public_key().fingerprint_hex()], "owner", now).await;
+    let bundle = victim
+        .export_instance(&owner, &instance, &moved_to.service_key_document(), true, now)
+        .await
+        .unwrap();
+    moved_to.import_instance(&moved_admin, &bundle, now).await.unwrap();
+    victim.delete_instance(&owner, &instance, now).await.unwrap();
+    // Deleting detached it from the key, on the record.
+    assert!(victim.show_key(&owner, &key.id, now).await.unwrap().instances.is_empty());
+    let records = victim.audit_records(&owner, now).await.unwrap();
+    assert!(records.iter().any(|r| r.kind == "key.instance-detached" && r.subject == key.id));
+
+    // A self-made bundle reusing the id: signed by nobody the service trusts.
+    let (forger, forger_admin) = service(Vec::new(), "forger", now).await;
+    let forged_id = sim_instance(&forger, &forger_admin, "prod", &owners_tee, now).await;
+    let forged = forger
+        .export_instance(&forger_admin, &forged_id, &victim.service_key_document(), true, now)
+        .await
+        .unwrap();
+    let err = victim.import_instance(&attacker, &forged, now).await.unwrap_err();
+    assert!(err.to_string().contains("does not trust for imports"), "{err}");
+    // Even from a trusted source, an id that existed here is never taken again.
+    let trusted_id = sim_instance(&other, &other_admin, "x", &owners_tee, now).await;
+    let trusted = other
+        .export_instance(&other_admin, &trusted_id, &victim.service_key_document(), true, now)
+        .await
+        .unwrap();
+    victim.import_instance(&attacker, &trusted, now).await.unwrap();
+    victim.delete_instance(&attacker, &trusted_id, now).await.unwrap();
+    let again = other
+        .export_instance(&other_admin, &trusted_id, &victim.service_key_document(), true, now)
+        .await
+        .unwrap();
+    let err = victim.import_instance(&attacker, &again, now).await.unwrap_err();
+    assert!(matches!(&err, ServiceError::Conflict(m) if m.contains("never reused")), "{err}");
+
+    // The attacker's own enclave, attested by its own permissive instance, asks for the key:
+    // refused, and the refusal names none of the instances the key accepts.
+    let attackers_tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [7; 48]);
+    let own = sim_instance(&victim, &attacker, "own", &attackers_tee, now).await;
+    let ear = sim_ear(&victim, &own, &attackers_tee, now).await;
+    let request = cloister_types::api::KeyReleaseRequest {
+        key_id: Hex::parse(&key.key_id).unwrap(),
+        ear,
+        context: Default::default(),
+    };
+    let err = victim.release_key(&request, now).await.unwrap_err().to_string();
+    assert!(err.contains("does not accept this attestation result"), "{err}");
+    assert!(!err.contains(&instance), "{err}");
+}
+
+// ---- the audit log (finding 6) ---------------------------------------------------------------
+
+#[tokio::test]
+async fn audit_verify_trusts_only_the_pinned_key_and_detects_a_rolled_back_database() {
+    use cloister_authority::audit::{AuditEvent, AuditKind, Outcome, next_row, sign_checkpoint};
+    use cloister_authority::service::{Service, ServiceError};
+    use cloister_authority::store::Store;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("authority.db");
+    let url = format!("sqlite://{}", file.display());
+    let key = cloister_seal::RecipientSecretKey::generate();
+    let now = unix_now() as i64;
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        std::fs::copy(from, to).unwrap();
+    };
+
+    // A first stretch of history, checkpointed; then a copy of the database (the rollback).
+    let store = Store::connect(&url).await.unwrap();
+    let service = Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::from_text(&key.to_text()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let fingerprint = service.signing_public_key().fingerprint_hex();
+    tenant(&service, "first", now).await;
+    service.checkpoint(now).await.unwrap();
+    drop(service);
+    store.close().await;
+    let old = tmp.path().join("old.db");
+    copy(&file, &old);
+
+    // More history: the checkpoint a receipt or EAR token would carry.
+    let store = Store::connect(&url).await.unwrap();
+    let service = Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::from_text(&key.to_text()).unwrap(),
+    )
+    .await
+    .unwrap();
+    tenant(&service, "second", now).await;
+    service.checkpoint(now + 1).await.unwrap();
+    let held = store.last_checkpoint().await.unwrap().unwrap();
+    drop(service);
+    store.close().await;
+    let held = format!("{}:{}", held.seq, held.hash);
+    assert!(
+        cloister::admin::audit_verify(&url, &fingerprint, std::slice::from_ref(&held), true)
+            .await
+            .unwrap()
+    );
+
+    // Rolled back: the checkpoint held is gone.
+    copy(&old, &file);
+    assert!(
+        !cloister::admin::audit_verify(&url, &fingerprint, std::slice::from_ref(&held), true)
+            .await
+            .unwrap()
+    );
+
+    // Someone with write access rewrites the log and re-signs it with a key of their own,
+    // recording that key in the database.
+    let store = Store::connect(&url).await.unwrap();
+    let forger = SigningKey::generate();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for statement in ["DELETE FROM audit_checkpoints", "DELETE FROM audit_log"] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    let event = AuditEvent {
+        kind: AuditKind::TenantCreated,
+        actor: "operator".into(),
+        tenant_id: None,
+        subject: "nothing happened".into(),
+        outcome: Outcome::Success,
+        detail: serde_json::json!({}),
+    };
+    let row = store.append_audit(|last| next_row(last, &event, now)).await.unwrap();
+    store.add_checkpoint(&sign_checkpoint(&forger, &row, now)).await.unwrap();
+    sqlx::query("UPDATE meta SET value = $1 WHERE key = 'audit_public_key'")
+        .bind(forger.public_key().to_text())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    store.close().await;
+    // Pinned by fingerprint: the database's key is not the pinned one.
+    let err = cloister::admin::audit_verify(&url, &fingerprint, &[], true).await.unwrap_err();
+    assert!(format!("{err:#}").contains("not the pinned"), "{err:#}");
+    // Pinned by the key itself: the forged checkpoint does not verify.
+    let service_key_text =
+        cloister_authority::service::service_signing_key(&key).unwrap().public_key().to_text();
+    assert!(!cloister::admin::audit_verify(&url, &service_key_text, &[], true).await.unwrap());
+    // And the service refuses to start on it.
+    let store = Store::connect(&url).await.unwrap();
+    let err = Service::open(store, key).await.err().unwrap();
+    assert!(matches!(err, ServiceError::WrongAuditKey { .. }), "{err}");
+}
+
+// ---- tenant Rego (finding 7) -------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_tenant_policy_over_the_time_limit_is_refused_at_upload_or_fails_closed() {
+    use cloister_types::manage::{CreateInstance, PolicySpec};
+    let now = unix_now() as i64;
+    let (service, admin) = service(Vec::new(), "slow", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [9; 48]);
+    // Slow on any input: refused when uploaded.
+    let slow = "package cloister.appraisal\n\
+                n := count([x | some x in numbers.range(1, 100000000)])\n\
+                result := {\"status\": \"affirming\", \"trustworthiness_vector\": {}, \"reasons\": [sprintf(\"%d\", [n])]}\n";
+    let request = CreateInstance {
+        name: "always-slow".into(),
+        policy: PolicySpec::Rego(slow.into()),
+        reference_values: serde_json::json!({}),
+        trust_anchors: Default::default(),
+        settings: Default::default(),
+    };
+    let err = service.create_instance(&admin, &request, now).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("time"), "{err}");
+    // Slow only on real evidence: accepted, and refused (never affirmed) at attestation.
+    let sneaky = "package cloister.appraisal\n\
+                  result := {\"status\": \"affirming\", \"trustworthiness_vector\": {}, \"reasons\": []} if {\n\
+                  input.tee == \"sim\"\n\
+                  count([x | some x in numbers.range(1, 100000000)]) > 0\n\
+                  }\n";
+    let id = sim_instance(&service, &admin, "sneaky", &tee, now).await;
+    service.update_policy(&admin, &id, &PolicySpec::Rego(sneaky.into()), now).await.unwrap();
+    let nonce = service.challenge(&id, now).await.unwrap().nonce;
+    let spki = {
+        use rcgen::PublicKeyData as _;
+        rcgen::KeyPair::generate().unwrap().subject_public_key_info()
+    };
+    let fingerprint = service.signing_public_key().fingerprint_hex();
+    let request = testbed::sim_attest_request(&tee, nonce, spki, &fingerprint).unwrap();
+    let err = service.attest(&id, &request, &[0; 32], now).await.unwrap_err();
+    assert!(err.to_string().to_lowercase().contains("time"), "{err}");
+}
+
+// ---- anonymous callers (finding 5) -------------------------------------------------------------
+
+/// The size of a SQLite database once its write-ahead log is folded in.
+async fn database_size(file: &std::path::Path) -> u64 {
+    let url = format!("sqlite://{}", file.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await.unwrap();
+    pool.close().await;
+    std::fs::metadata(file).unwrap().len()
+}
+
+#[tokio::test]
+async fn ten_thousand_hostile_anonymous_requests_leave_the_database_small_and_health_answering() {
+    let bed = bed().await;
+    let authority = &bed.compute.authority;
+    let file = bed.dirs.authority.join("authority.db");
+    let before = database_size(&file).await;
+    let ca = std::fs::read(&authority.tls_ca).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let base = authority.url.clone();
+    let instance = format!("{base}/v1/instances/{}", authority.instance_id);
+    // Genuine-looking evidence answering a nonce nobody issued.
+    let attest = {
+        use rcgen::PublicKeyData as _;
+        let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+        let request = testbed::sim_attest_request(
+            &bed.compute.attester,
+            "never-issued".into(),
+            spki,
+            &authority.fingerprint(),
+        )
+        .unwrap();
+        serde_json::to_vec(&request).unwrap()
+    };
+    let big = "x".repeat(100_000);
+    let health = tokio::spawn({
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let mut answered = 0;
+            for _ in 0..50 {
+                let response = http
+                    .get(format!("{base}/healthz"))
+                    .timeout(std::time::Duration::from_secs(10))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                answered += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            answered
+        }
+    });
+    let mut tasks = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for worker in 0..8u32 {
+        let (http, base, instance, attest, big) =
+            (http.clone(), base.clone(), instance.clone(), attest.clone(), big.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for n in 0..1250u32 {
+                let owner = SigningKey::generate();
+                let request = match (worker * 1250 + n) % 10 {
+                    0..=3 => http.post(format!("{instance}/challenge")),
+                    4 | 5 => http
+                        .post(format!("{instance}/attest"))
+                        .header("content-type", "application/json")
+                        .body(attest.clone()),
+                    6 => http.post(format!("{base}/v1/keys/release")).json(&serde_json::json!({
+                        "key_id": Hex(vec![9; 16]),
+                        "ear": "a.b.c",
+                        "context": { "purpose": big }
+                    })),
+                    7 => http.post(format!("{base}/v1/keys/release")).json(&serde_json::json!({
+                        "key_id": Hex(n.to_be_bytes().repeat(4)),
+                        "ear": "a.b.c",
+                        "context": { "purpose": "x".repeat(1000) }
+                    })),
+                    8 => http.post(format!("{base}/v1/datasets")).json(&register(
+                        &owner,
+                        &Hex(vec![n as u8; 32]),
+                        &"y".repeat(200),
+                    )),
+                    _ => http.get(format!("{base}/v1/instances")).bearer_auth("clt_forged"),
+                };
+                seen.push(request.send().await.unwrap().status().as_u16());
+            }
+            seen
+        }));
+    }
+    for task in tasks {
+        for status in task.await.unwrap() {
+            *statuses.entry(status).or_default() += 1;
+        }
+    }
+    assert_eq!(health.await.unwrap(), 50, "/healthz answered throughout");
+    assert_eq!(statuses.values().sum::<u32>(), 10_000);
+    assert!(
+        statuses.get(&429).copied().unwrap_or(0) > 0,
+        "registrations were limited: {statuses:?}"
+    );
+    let grown = database_size(&file).await.saturating_sub(before);
+    eprintln!("10,000 hostile requests: the database grew by {grown} bytes; statuses {statuses:?}");
+    assert!(grown < 1 << 20, "the database grew by {grown} bytes: {statuses:?}");
+    // Still serving, and still attesting a genuine enclave.
+    let response = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    testbed::start_worker(&bed.dirs, &bed.compute.attester, &authority.channel().unwrap())
+        .await
+        .unwrap();
+}
