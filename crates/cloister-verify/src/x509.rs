@@ -114,6 +114,49 @@ pub enum CertError {
     /// The chain is empty.
     #[error("certificate chain is empty")]
     EmptyChain,
+    /// A certificate that signs another is not a CA (no basicConstraints, or cA=FALSE).
+    #[error(
+        "{} signs {issued} but is not a CA certificate (basicConstraints cA is not TRUE)",
+        named(subject)
+    )]
+    NotACa {
+        /// The signing certificate's subject CN.
+        subject: String,
+        /// The subject CN of the certificate it signed.
+        issued: String,
+    },
+    /// A CA certificate's keyUsage does not allow signing certificates.
+    #[error("{} signs {issued} but its keyUsage does not include keyCertSign", named(subject))]
+    NoKeyCertSign {
+        /// The signing certificate's subject CN.
+        subject: String,
+        /// The subject CN of the certificate it signed.
+        issued: String,
+    },
+    /// More intermediate certificates follow a CA than its pathLenConstraint allows.
+    #[error(
+        "{} allows at most {max} intermediate certificate(s) below it (pathLenConstraint), but \
+         the chain has {found}",
+        named(subject)
+    )]
+    PathLenExceeded {
+        /// The CA certificate's subject CN.
+        subject: String,
+        /// Its pathLenConstraint.
+        max: u8,
+        /// How many non-self-issued intermediates are below it.
+        found: usize,
+    },
+    /// A certificate extension the chain check reads is malformed or repeated.
+    #[error("{} has a malformed {extension} extension: {reason}", named(subject))]
+    MalformedExtension {
+        /// The certificate's subject CN.
+        subject: String,
+        /// The extension's name.
+        extension: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// `<CN> certificate`, without doubling the word when the CN already ends with it.
@@ -209,6 +252,67 @@ impl Cert {
             .iter()
             .find(|ext| ext.extn_id == oid)
             .map(|ext| ext.extn_value.as_bytes())
+    }
+
+    /// The decoded extension of type `T` (by its OID); `None` when absent. A repeated or
+    /// undecodable extension is an error, never skipped.
+    fn decoded_extension<T>(&self, extension: &'static str) -> Result<Option<T>, CertError>
+    where
+        T: for<'a> der::Decode<'a> + der::oid::AssociatedOid,
+    {
+        let malformed = |reason: String| CertError::MalformedExtension {
+            subject: self.subject_cn(),
+            extension,
+            reason,
+        };
+        let Some(extensions) = self.parsed.tbs_certificate().extensions() else {
+            return Ok(None);
+        };
+        let mut found = extensions.iter().filter(|ext| ext.extn_id == T::OID);
+        let Some(ext) = found.next() else { return Ok(None) };
+        if found.next().is_some() {
+            return Err(malformed("it appears more than once".into()));
+        }
+        T::from_der(ext.extn_value.as_bytes()).map(Some).map_err(|e| malformed(e.to_string()))
+    }
+
+    /// Fails unless this certificate may sign `issued`, `below` non-self-issued intermediate
+    /// certificates lying between it and the chain's leaf: basicConstraints with cA=TRUE, a
+    /// keyUsage (when present) with keyCertSign, and a pathLenConstraint (when present) of at
+    /// least `below` (RFC 5280 §4.2.1.3, §4.2.1.9, §6.1.4).
+    pub fn check_may_issue(&self, issued: &Cert, below: usize) -> Result<(), CertError> {
+        use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
+        let constraints = self.decoded_extension::<BasicConstraints>("basicConstraints")?;
+        let Some(constraints) = constraints.filter(|c| c.ca) else {
+            return Err(CertError::NotACa {
+                subject: self.subject_cn(),
+                issued: issued.subject_cn(),
+            });
+        };
+        if let Some(usage) = self.decoded_extension::<KeyUsage>("keyUsage")?
+            && !usage.key_cert_sign()
+        {
+            return Err(CertError::NoKeyCertSign {
+                subject: self.subject_cn(),
+                issued: issued.subject_cn(),
+            });
+        }
+        if let Some(max) = constraints.path_len_constraint
+            && below > usize::from(max)
+        {
+            return Err(CertError::PathLenExceeded {
+                subject: self.subject_cn(),
+                max,
+                found: below,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether subject and issuer names are the same (a self-issued certificate).
+    pub fn is_self_issued(&self) -> bool {
+        let tbs = self.parsed.tbs_certificate();
+        tbs.subject() == tbs.issuer()
     }
 
     /// The certificate's signature algorithm.
@@ -440,7 +544,9 @@ impl PublicKey {
 }
 
 /// Checks a chain given leaf first: each certificate is issued by the next and valid at
-/// `now_unix`, and the last one is self-signed with a SHA-256 fingerprint in `pinned_roots`.
+/// `now_unix`, the last one is self-signed with a SHA-256 fingerprint in `pinned_roots`, and every
+/// certificate that signs another is a CA allowed to sign certificates at that depth
+/// ([`Cert::check_may_issue`]).
 pub fn verify_chain(
     chain: &[Cert],
     pinned_roots: &[[u8; 32]],
@@ -454,8 +560,12 @@ pub fn verify_chain(
         });
     }
     root.verify_issued_by(root)?;
-    for pair in chain.windows(2) {
-        pair[0].verify_issued_by(&pair[1])?;
+    for (position, pair) in chain.windows(2).enumerate() {
+        let (issued, issuer) = (&pair[0], &pair[1]);
+        issued.verify_issued_by(issuer)?;
+        // The intermediates between this issuer and the leaf, self-issued ones not counted.
+        let below = chain[1..=position].iter().filter(|c| !c.is_self_issued()).count();
+        issuer.check_may_issue(issued, below)?;
     }
     for cert in chain {
         cert.check_validity(now_unix)?;

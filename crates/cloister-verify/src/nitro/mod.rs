@@ -320,60 +320,31 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
     Ok(Verified { doc, leaf, root_fingerprint })
 }
 
-/// X.509 roles along the chain (leaf first): every issuer is a CA (basicConstraints cA, a path
-/// length that allows the CAs below it, keyCertSign when key usage is given), and the leaf is
-/// not a CA and may sign (digitalSignature when key usage is given). Without this, any holder of
-/// a certificate under the root could issue an enclave certificate.
+/// The enclave certificate's role: not a CA, and allowed to sign (digitalSignature when key usage
+/// is given). That every issuer above it is a CA allowed to issue at its depth is checked by
+/// [`verify_chain`] for every vendor chain; without both, any holder of a certificate under the
+/// root could issue an enclave certificate.
 fn check_certificate_roles(chain: &[Cert]) -> Result<(), NitroError> {
     use der::Decode as _;
     use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
 
     const BASIC_CONSTRAINTS: &str = "2.5.29.19";
     const KEY_USAGE: &str = "2.5.29.15";
-    let role = |cert: &Cert, reason: String| NitroError::CertificateRole {
-        subject: cert.subject_cn(),
-        reason,
-    };
-    for (position, cert) in chain.iter().enumerate() {
-        let constraints = match cert.extension(BASIC_CONSTRAINTS) {
-            Some(raw) => Some(
-                BasicConstraints::from_der(raw)
-                    .map_err(|e| role(cert, format!("basicConstraints is malformed: {e}")))?,
-            ),
-            None => None,
-        };
-        let usage = match cert.extension(KEY_USAGE) {
-            Some(raw) => Some(
-                KeyUsage::from_der(raw)
-                    .map_err(|e| role(cert, format!("keyUsage is malformed: {e}")))?,
-            ),
-            None => None,
-        };
-        if position == 0 {
-            if constraints.is_some_and(|c| c.ca) {
-                return Err(role(cert, "the enclave certificate is a CA".to_owned()));
-            }
-            if usage.is_some_and(|u| !u.digital_signature()) {
-                return Err(role(cert, "keyUsage lacks digitalSignature".to_owned()));
-            }
-            continue;
-        }
-        let Some(constraints) = constraints.filter(|c| c.ca) else {
-            return Err(role(cert, "it issues a certificate but is not a CA".to_owned()));
-        };
-        // CAs strictly between this one and the leaf.
-        let cas_below = position.saturating_sub(1);
-        if let Some(limit) = constraints.path_len_constraint
-            && cas_below > usize::from(limit)
-        {
-            return Err(role(
-                cert,
-                format!("its path length {limit} does not allow {cas_below} CAs below it"),
-            ));
-        }
-        if usage.is_some_and(|u| !u.key_cert_sign()) {
-            return Err(role(cert, "keyUsage lacks keyCertSign".to_owned()));
-        }
+    let Some(leaf) = chain.first() else { return Ok(()) };
+    let role = |reason: String| NitroError::CertificateRole { subject: leaf.subject_cn(), reason };
+    if let Some(raw) = leaf.extension(BASIC_CONSTRAINTS)
+        && BasicConstraints::from_der(raw)
+            .map_err(|e| role(format!("basicConstraints is malformed: {e}")))?
+            .ca
+    {
+        return Err(role("the enclave certificate is a CA".to_owned()));
+    }
+    if let Some(raw) = leaf.extension(KEY_USAGE)
+        && !KeyUsage::from_der(raw)
+            .map_err(|e| role(format!("keyUsage is malformed: {e}")))?
+            .digital_signature()
+    {
+        return Err(role("keyUsage lacks digitalSignature".to_owned()));
     }
     Ok(())
 }

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+pub(crate) mod pki;
+
 /// The vectors folder: `$CLOISTER_VECTORS`, or `../shared/vectors` beside the checkout.
 pub(crate) fn vectors_dir() -> PathBuf {
     match std::env::var_os("CLOISTER_VECTORS") {
