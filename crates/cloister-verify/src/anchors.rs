@@ -23,6 +23,7 @@ pub const SIM_PLATFORM_KEY_PREFIX: &str = "cloister-sim-platform-p256:";
 pub struct TrustAnchors {
     sim_platform_keys: Vec<SimPlatformPublicKey>,
     roots: BTreeMap<TeeKind, Vec<Vec<u8>>>,
+    nvidia_rim_test_roots: Vec<Vec<u8>>,
 }
 
 impl TrustAnchors {
@@ -58,6 +59,26 @@ impl TrustAnchors {
             list.push(anchor);
         }
         self
+    }
+
+    /// Also accepts NVIDIA RIMs (reference integrity manifests) whose signer chain ends at
+    /// `root`, an X.509 root certificate in DER or PEM, **as a test root**: RIMs signed under it
+    /// verify, and their claims say `"rim_root": "test"` instead of `"nvidia"`, which the
+    /// production `default` policy refuses and `dev-sim` accepts as a warning at best.
+    ///
+    /// Only development and test instances should do this. It is not [`Self::with_root`]: a
+    /// device root listed there never signs RIMs.
+    #[must_use]
+    pub fn with_nvidia_rim_test_root(mut self, root: Vec<u8>) -> Self {
+        if !self.nvidia_rim_test_roots.contains(&root) {
+            self.nvidia_rim_test_roots.push(root);
+        }
+        self
+    }
+
+    /// The NVIDIA RIM test roots this instance names (empty in production).
+    pub fn nvidia_rim_test_roots(&self) -> &[Vec<u8>] {
+        &self.nvidia_rim_test_roots
     }
 
     /// The extra anchors this instance lists for `tee`, as given to [`Self::with_root`].

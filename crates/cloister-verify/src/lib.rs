@@ -49,7 +49,7 @@ pub use crate::error::{SimError, VerifyError};
 pub use crate::inputs::{Collateral, InputEncoding, Inputs, decode_input};
 pub use crate::needs::{CollateralKey, Vendor, collateral_expiry, collateral_needs};
 pub use crate::nitro::NitroError;
-pub use crate::nvidia::NvidiaError;
+pub use crate::nvidia::{NvidiaError, RimSignatureError};
 pub use crate::snp::SnpError;
 
 /// Evidence that passed every check of [`verify`], with the claims it supports.
@@ -292,5 +292,23 @@ pub mod internal {
             TeeKind::Nvidia => crate::nvidia::parse_for_fuzz(bytes),
             _ => {}
         }
+    }
+
+    /// The canonical form of a RIM (SWID tag) as its enveloped signature covers it, with the
+    /// canonicalisation `algorithm` (an XMLDSig identifier): the document without its
+    /// `ds:Signature` element and comments, or (`signed_info`) that signature's `SignedInfo`.
+    /// Tests sign their own RIMs with it.
+    pub fn canonical_rim(
+        xml: &[u8],
+        signed_info: bool,
+        algorithm: &str,
+    ) -> Result<Vec<u8>, String> {
+        crate::nvidia::canonical_rim(xml, signed_info, algorithm)
+    }
+
+    /// Reads a RIM and checks its signature against `test_roots` at `now_unix`, without a
+    /// report; must never panic.
+    pub fn verify_rim(xml: &[u8], test_roots: &[Vec<u8>], now_unix: i64) -> Result<(), String> {
+        crate::nvidia::verify_rim_for_fuzz(xml, test_roots, now_unix)
     }
 }

@@ -147,6 +147,12 @@ pub enum CertError {
         /// How many non-self-issued intermediates are below it.
         found: usize,
     },
+    /// A certificate's keyUsage does not allow signing data.
+    #[error("{} may not sign data: its keyUsage does not include digitalSignature", named(subject))]
+    NoDigitalSignature {
+        /// The certificate's subject CN.
+        subject: String,
+    },
     /// A certificate extension the chain check reads is malformed or repeated.
     #[error("{} has a malformed {extension} extension: {reason}", named(subject))]
     MalformedExtension {
@@ -307,6 +313,18 @@ impl Cert {
             });
         }
         Ok(())
+    }
+
+    /// Fails unless this certificate may sign data other than certificates and CRLs: its
+    /// keyUsage, when present, includes digitalSignature (RFC 5280 §4.2.1.3).
+    pub fn check_may_sign_data(&self) -> Result<(), CertError> {
+        use x509_cert::ext::pkix::KeyUsage;
+        match self.decoded_extension::<KeyUsage>("keyUsage")? {
+            Some(usage) if !usage.digital_signature() => {
+                Err(CertError::NoDigitalSignature { subject: self.subject_cn() })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether subject and issuer names are the same (a self-issued certificate).

@@ -14,11 +14,23 @@
 //! 3. the ECDSA P-384/SHA-384 signature (last 96 bytes, `r || s`) over everything before it,
 //!    with the leaf's key;
 //! 4. the FWID in the report's opaque data (when present) equals the leaf certificate's FWID;
-//! 5. RIM appraisal, when RIMs (SWID tags) come in `inputs.collateral.documents`: a RIM whose
-//!    version is the report's VBIOS or driver version must match every active measurement (one
-//!    of its alternatives), else the evidence is refused; a RIM for another version is reported
-//!    in the claims (`status: "version_mismatch"`) and not compared. RIM XML signatures are NOT
-//!    verified (`rim_signature_verified: false`).
+//! 5. RIM appraisal, when RIMs (SWID tags) come in `inputs.collateral.documents`. Every RIM
+//!    given must carry a valid enveloped XML signature (`dsig.rs`: Reference digest over the
+//!    canonical document, SignatureValue over the canonical SignedInfo, signer chain in
+//!    `KeyInfo` to NVIDIA's RIM signing root pinned by fingerprint, or to a root the instance
+//!    names with [`TrustAnchors::with_nvidia_rim_test_root`](crate::TrustAnchors), valid at
+//!    `inputs.now_unix`), else the evidence is refused. A RIM whose version is the report's
+//!    VBIOS or driver version must match every active measurement (one of its alternatives),
+//!    else the evidence is refused; a RIM for another version is reported in the claims
+//!    (`status: "version_mismatch"`) and not compared.
+//!
+//! `measurements_appraised` is true only when a VBIOS and a driver RIM for the report's versions
+//! were both given and signature-verified, every active measurement of both was compared and
+//! matched (RIM index 35 only while NVDEC0 is enabled, as NVIDIA's verifier does: its value is
+//! meaningless otherwise), and at least one measurement was compared. `rim_signature_verified`
+//! is true when RIMs were given (each one verified, or the evidence is refused); `rim_root` says
+//! which root their signer chains end at: `nvidia`, or `test` when any ends at a test root
+//! (`null` without RIMs). Policies must not treat `test` as NVIDIA's word.
 //!
 //! Claims: `measurement` is SHA-384 over the concatenation of every measurement value in the
 //! order of the blocks' indexes; `report_data` is the requester's 32-byte nonce (how it binds to
@@ -26,11 +38,15 @@
 //! has no debug indicator: a GPU in devtools mode shows as different measurements, which RIM
 //! appraisal catches); `platform_id` is the device identifier in the leaf certificate's subject
 //! alternative name (`NVIDIA:GH100:<hex>`), when present; `tcb_status` is `unknown` (NVIDIA's
-//! OCSP and RIM services are online only).
+//! OCSP and RIM services are online only; the verifier fetches nothing).
 
+mod c14n;
+mod dsig;
 mod rim;
 mod spdm;
 mod xml;
+
+pub use dsig::RimSignatureError;
 
 use std::collections::BTreeMap;
 
@@ -188,6 +204,23 @@ pub enum NvidiaError {
         /// What is wrong.
         reason: String,
     },
+    /// A RIM's XML signature does not verify.
+    #[error("nvidia: RIM (collateral document {index}) is refused: {source}")]
+    RimSignature {
+        /// Its position in the collateral.
+        index: usize,
+        /// Which check failed.
+        #[source]
+        source: RimSignatureError,
+    },
+    /// An instance's NVIDIA RIM test root is not an X.509 certificate.
+    #[error("nvidia: RIM test root {index} is not an X.509 certificate (DER or PEM): {reason}")]
+    RimTestRoot {
+        /// Its position among the test roots.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// Two RIMs of the same kind were given.
     #[error("nvidia: more than one {0} RIM was given")]
     DuplicateRim(&'static str),
@@ -245,6 +278,45 @@ pub(crate) fn parse_for_fuzz(bytes: &[u8]) {
     if rim::looks_like_swid(bytes) {
         let _ = rim::parse(bytes);
     }
+}
+
+/// See [`crate::internal::canonical_rim`].
+pub(crate) fn canonical_rim(
+    bytes: &[u8],
+    signed_info: bool,
+    algorithm: &str,
+) -> Result<Vec<u8>, String> {
+    let doc = rim::parse_document(bytes)?;
+    let algorithm = c14n::Algorithm::from_uri(algorithm)
+        .ok_or_else(|| format!("unknown canonicalisation {algorithm}"))?;
+    let signature = doc.elements().find(|(_, e)| e.is(dsig::DS_NS, "Signature")).map(|(id, _)| id);
+    let set = if signed_info {
+        let signature = signature.ok_or("the RIM has no ds:Signature")?;
+        let (id, _) = doc
+            .child_elements(signature)
+            .find(|(_, e)| e.is(dsig::DS_NS, "SignedInfo"))
+            .ok_or("the ds:Signature has no SignedInfo")?;
+        c14n::NodeSet::Subtree(id)
+    } else {
+        c14n::NodeSet::Document { omit: signature }
+    };
+    c14n::canonicalize(&doc, set, &algorithm)
+}
+
+/// See [`crate::internal::verify_rim`].
+pub(crate) fn verify_rim_for_fuzz(
+    bytes: &[u8],
+    test_roots: &[Vec<u8>],
+    now_unix: i64,
+) -> Result<(), String> {
+    let doc = rim::parse_document(bytes)?;
+    rim::from_document(&doc)?;
+    let mut roots = Vec::new();
+    for bytes in test_roots {
+        roots.extend(Cert::parse_many(bytes).map_err(|e| e.to_string())?);
+    }
+    let trust = dsig::RimTrust { test_roots: roots, now_unix };
+    dsig::verify(&doc, &trust).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Hex text (whitespace allowed) is decoded; anything else is used as is.
@@ -509,8 +581,30 @@ fn vbios_text(bytes: &[u8]) -> Option<String> {
 struct Appraisal {
     /// Per RIM kind: what happened.
     rims: serde_json::Map<String, Value>,
-    /// Whether both a VBIOS and a driver RIM for the report's versions were compared.
+    /// Both a VBIOS and a driver RIM for the report's versions were given and signature-verified,
+    /// every active measurement of both was compared and matched, and at least one was.
     complete: bool,
+    /// At least one RIM was given, and every RIM given was signature-verified.
+    signature_verified: bool,
+    /// The root the RIMs' signer chains end at: `test` when any ends at a test root.
+    root: Option<dsig::RimRoot>,
+}
+
+/// A RIM whose signature verified.
+struct SignedRim {
+    rim: rim::Rim,
+    signed: dsig::Signed,
+}
+
+/// The instance's NVIDIA RIM test roots, as certificates; one that is not is an error.
+fn rim_test_roots(inputs: &Inputs<'_>) -> Result<Vec<Cert>, NvidiaError> {
+    let mut out = Vec::new();
+    for (index, bytes) in inputs.anchors.nvidia_rim_test_roots().iter().enumerate() {
+        let certs = Cert::parse_many(bytes)
+            .map_err(|e| NvidiaError::RimTestRoot { index, reason: e.to_string() })?;
+        out.extend(certs);
+    }
+    Ok(out)
 }
 
 fn appraise(
@@ -518,17 +612,23 @@ fn appraise(
     opaque: &Opaque,
     inputs: &Inputs<'_>,
 ) -> Result<Appraisal, NvidiaError> {
-    let mut rims: BTreeMap<rim::RimKind, rim::Rim> = BTreeMap::new();
+    let trust = dsig::RimTrust { test_roots: rim_test_roots(inputs)?, now_unix: inputs.now_unix };
+    let mut rims: BTreeMap<rim::RimKind, SignedRim> = BTreeMap::new();
     for (index, doc) in inputs.collateral.documents.iter().enumerate() {
         if !rim::looks_like_swid(doc) {
             return Err(NvidiaError::UnknownDocument { index });
         }
-        let parsed = rim::parse(doc).map_err(|reason| NvidiaError::Rim { index, reason })?;
+        let tree = rim::parse_document(doc).map_err(|reason| NvidiaError::Rim { index, reason })?;
+        let parsed =
+            rim::from_document(&tree).map_err(|reason| NvidiaError::Rim { index, reason })?;
+        let signed = dsig::verify(&tree, &trust)
+            .map_err(|source| NvidiaError::RimSignature { index, source })?;
         let kind = parsed.kind;
-        if rims.insert(kind, parsed).is_some() {
+        if rims.insert(kind, SignedRim { rim: parsed, signed }).is_some() {
             return Err(NvidiaError::DuplicateRim(kind.name()));
         }
     }
+    let root = rims.values().map(|r| r.signed.root).max();
 
     // Which RIMs apply to this report's versions.
     let mut applicable = Vec::new();
@@ -542,7 +642,7 @@ fn appraise(
             out.insert(kind.key().into(), json!({ "status": "absent" }));
             continue;
         };
-        let matches = report_version.is_some_and(|v| v.eq_ignore_ascii_case(&r.version));
+        let matches = report_version.is_some_and(|v| v.eq_ignore_ascii_case(&r.rim.version));
         if matches {
             applicable.push(r);
         } else {
@@ -550,9 +650,11 @@ fn appraise(
                 kind.key().into(),
                 json!({
                     "status": "version_mismatch",
-                    "rim_version": r.version,
+                    "rim_version": r.rim.version,
                     "report_version": report_version,
-                    "tag_id": r.tag_id,
+                    "tag_id": r.rim.tag_id,
+                    "signer_chain": r.signed.chain.iter().map(Cert::subject_cn).collect::<Vec<_>>(),
+                    "root": r.signed.root.name(),
                 }),
             );
         }
@@ -560,14 +662,15 @@ fn appraise(
 
     // No index may be active in both.
     if let [a, b] = applicable.as_slice() {
-        for (index, g) in &a.golden {
-            if g.active && b.golden.get(index).is_some_and(|o| o.active) {
+        for (index, g) in &a.rim.golden {
+            if g.active && b.rim.golden.get(index).is_some_and(|o| o.active) {
                 return Err(NvidiaError::RimIndexConflict(*index));
             }
         }
     }
 
-    for r in &applicable {
+    let mut compared = 0usize;
+    for SignedRim { rim: r, signed } in &applicable {
         let mut results = serde_json::Map::new();
         for g in r.golden.values().filter(|g| g.active) {
             let block_index = u32::from(g.index) + 1;
@@ -593,6 +696,7 @@ fn appraise(
                     actual: hex::encode(&block.value),
                 });
             }
+            compared += 1;
             results.insert(key, Value::String("match".into()));
         }
         out.insert(
@@ -603,10 +707,17 @@ fn appraise(
                 "tag_id": r.tag_id,
                 "product": r.product,
                 "measurements": results,
+                "signer_chain": signed.chain.iter().map(Cert::subject_cn).collect::<Vec<_>>(),
+                "root": signed.root.name(),
             }),
         );
     }
-    Ok(Appraisal { rims: out, complete: applicable.len() == 2 })
+    Ok(Appraisal {
+        rims: out,
+        complete: applicable.len() == 2 && compared > 0,
+        signature_verified: !rims.is_empty(),
+        root,
+    })
 }
 
 fn claims(
@@ -653,7 +764,8 @@ fn claims(
         "cert_chain": chain.iter().map(Cert::subject_cn).collect::<Vec<_>>(),
         "rim": appraisal.rims,
         "measurements_appraised": appraisal.complete,
-        "rim_signature_verified": false,
+        "rim_signature_verified": appraisal.signature_verified,
+        "rim_root": appraisal.root.map(dsig::RimRoot::name),
     });
     Claims {
         tee: TeeKind::Nvidia,

@@ -7,9 +7,8 @@
 //! version is `Meta/@colloquialVersion`: five two-digit hex groups for a VBIOS
 //! (`96.00.5E.00.01`), a dotted decimal for a driver (`550.90.07`).
 //!
-//! The XML signature of a RIM is NOT verified here (that needs XML canonicalisation and the
-//! NVIDIA RIM signing chain): a RIM is reference data the verifier's caller supplies, and the
-//! claims say `rim_signature_verified: false`.
+//! Only the RIM's content is read here, from the signed part of the document (children of the
+//! root element; the `ds:Signature` element is not): `dsig.rs` checks the signature over it.
 
 use std::collections::BTreeMap;
 
@@ -86,27 +85,36 @@ pub(crate) fn looks_like_swid(bytes: &[u8]) -> bool {
     text.starts_with('<') && text.contains("SoftwareIdentity")
 }
 
-/// Parses a SWID tag RIM. The error says what is wrong with it.
-pub(crate) fn parse(bytes: &[u8]) -> Result<Rim, String> {
+/// Reads a RIM's XML. The error says what is wrong with it.
+pub(crate) fn parse_document(bytes: &[u8]) -> Result<xml::Document, String> {
     if bytes.len() > MAX_RIM_LEN {
         return Err(format!("the RIM is {} bytes, more than {MAX_RIM_LEN}", bytes.len()));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| "the RIM is not UTF-8 text".to_owned())?;
-    let text = text.trim_start_matches('\u{feff}');
-    let elements = xml::elements(text)?;
-    let root = elements.first().ok_or("the RIM has no root element")?;
-    if root.namespace != SWID_NS || root.name != "SoftwareIdentity" {
+    xml::parse(text)
+}
+
+/// Parses a SWID tag RIM (without checking its signature). The error says what is wrong.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Rim, String> {
+    from_document(&parse_document(bytes)?)
+}
+
+/// The RIM a parsed SWID tag describes. The error says what is wrong with it.
+pub(crate) fn from_document(doc: &xml::Document) -> Result<Rim, String> {
+    let root = doc.root_element();
+    if !root.is(SWID_NS, "SoftwareIdentity") {
         return Err(format!(
             "the root element is {{{}}}{}, not a SWID SoftwareIdentity",
-            root.namespace, root.name
+            root.namespace, root.local
         ));
     }
     let tag_id = root.attribute("", "tagId").unwrap_or_default().to_owned();
     let product = root.attribute("", "name").unwrap_or_default().to_owned();
-    let metas: Vec<_> = elements
+    let children: Vec<_> = doc.child_elements(doc.root).collect();
+    let metas: Vec<_> = children
         .iter()
-        .filter(|e| e.namespace == SWID_NS && e.name == "Meta" && e.path == ["SoftwareIdentity"])
-        .filter_map(|e| e.attribute("", "colloquialVersion"))
+        .filter(|(_, e)| e.is(SWID_NS, "Meta"))
+        .filter_map(|(_, e)| e.attribute("", "colloquialVersion"))
         .collect();
     let version = match metas.as_slice() {
         [one] => (*one).to_owned(),
@@ -123,17 +131,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Rim, String> {
              (n.n[.n]) version"
         ));
     };
-    let payloads = elements
-        .iter()
-        .filter(|e| e.namespace == SWID_NS && e.name == "Payload" && e.path == ["SoftwareIdentity"])
-        .count();
-    if payloads != 1 {
-        return Err(format!("the RIM has {payloads} Payload elements, expected 1"));
-    }
+    let payloads: Vec<_> = children.iter().filter(|(_, e)| e.is(SWID_NS, "Payload")).collect();
+    let [(payload, _)] = payloads.as_slice() else {
+        return Err(format!("the RIM has {} Payload elements, expected 1", payloads.len()));
+    };
     let mut golden = BTreeMap::new();
-    for e in elements.iter().filter(|e| {
-        e.namespace == SWID_NS && e.name == "Resource" && e.path == ["SoftwareIdentity", "Payload"]
-    }) {
+    for (_, e) in doc.child_elements(*payload).filter(|(_, e)| e.is(SWID_NS, "Resource")) {
         let g = parse_resource(e)?;
         if golden.insert(g.index, g).is_some() {
             return Err("a measurement index appears twice".into());
@@ -171,7 +174,7 @@ fn parse_resource(e: &xml::Element) -> Result<Golden, String> {
     let hashes: Vec<_> = e
         .attributes
         .iter()
-        .filter(|(ns, name, _)| ns == SHA384_NS && name.starts_with("Hash"))
+        .filter(|a| a.namespace == SHA384_NS && a.local.starts_with("Hash"))
         .collect();
     if hashes.len() != count {
         return Err(format!(

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub(crate) mod pki;
+pub(crate) mod rim;
 
 /// The vectors folder: `$CLOISTER_VECTORS`, or `../shared/vectors` beside the checkout.
 pub(crate) fn vectors_dir() -> PathBuf {
