@@ -4,7 +4,8 @@
 # - never the simulated TEE (`sim`);
 # - never debug mode;
 # - a current TCB as judged per TEE by the policy library (lib.rego: Intel's `UpToDate`, an SNP
-#   minimum TCB, RIM-matched GPU measurements, …), or a status listed in
+#   minimum TCB, GPU measurements matched against RIMs signed by NVIDIA — never a test root —, …),
+#   or a status listed in
 #   `reference_values.allowed_tcb_statuses` (warning);
 # - every advisory listed in `reference_values.allowed_advisories` (warning when any is present);
 # - a measurement listed in `reference_values.measurements` (lowercase hex); none configured

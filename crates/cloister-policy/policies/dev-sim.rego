@@ -6,7 +6,9 @@
 # "simulated TEE: development only, no hardware protection". Evidence of every other TEE is
 # judged exactly as by the production default (`default.rego`): no debug, TCB `UpToDate` or
 # listed in `allowed_tcb_statuses`, advisories listed in `allowed_advisories`, a reference
-# measurement.
+# measurement. One exception: a GPU whose RIMs are signed under a test root the instance named
+# (`rim_root == "test"`) is accepted like sim, never better than `warning`, with the reason
+# "nvidia: RIMs signed under a test root: development only".
 #
 # Trustworthiness vector: AR4SI claims with EAR tier codes (draft-ietf-rats-ar4si):
 #   2..31 affirming, 32..95 warning, 96..127 contraindicated, 0 no claim (omitted).
@@ -42,7 +44,14 @@ tcb_accepted if lib.tcb_accepted
 
 tcb_accepted if sim_tcb
 
+# A GPU appraised against RIMs signed under a named test root: development only.
+gpu_test_rims if lib.gpu_rims_matched_test_root
+
+tcb_accepted if gpu_test_rims
+
 measurement_known if lib.measurement_known
+
+measurement_known if gpu_test_rims
 
 has_advisories if count(claims.advisories) > 0
 
@@ -51,6 +60,7 @@ rejections contains "the TEE runs in debug mode, so the host can read its memory
 
 rejections contains msg if {
 	not tee_is_sim
+	not gpu_test_rims
 	some msg in lib.tcb_rejections
 }
 
@@ -79,6 +89,8 @@ rejections contains msg if {
 
 # Caveats of an accepted result; any entry makes it a warning.
 cautions contains "simulated TEE: development only, no hardware protection" if tee_is_sim
+
+cautions contains "nvidia: RIMs signed under a test root: development only" if gpu_test_rims
 
 cautions contains msg if some msg in lib.tcb_cautions
 

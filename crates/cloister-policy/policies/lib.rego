@@ -8,7 +8,11 @@
 #             `reference_values.snp_minimum_tcb`, e.g. {"bootloader": 3, "tee": 0, "snp": 8,
 #             "microcode": 115}; without a configured minimum the TCB cannot be judged;
 #   nitro     the platform is managed by AWS and makes no TCB claim: current;
-#   nvidia    (a GPU attached to a CPU TEE) its measurements matched the vendor's RIMs;
+#   nvidia    (a GPU attached to a CPU TEE) its measurements matched the vendor's RIMs: every
+#             active measurement of a VBIOS and a driver RIM for its versions, each RIM's XML
+#             signature verified to NVIDIA's RIM signing root (`rim_root == "nvidia"`); RIMs
+#             signed under a test root an instance named (`rim_root == "test"`) are never NVIDIA's
+#             word (`gpu_rims_matched_test_root`, for development policies only);
 #   cca, csv  no vendor TCB status exists: accepted, with a caution that says so.
 # A status listed in `reference_values.allowed_tcb_statuses` is accepted with a caution.
 package cloister.lib
@@ -48,10 +52,18 @@ snp_tcb_meets_minimum if {
 	}
 }
 
-gpu_rims_matched if {
+# The verifier appraised every active measurement against signature-verified RIMs whose
+# signer chains end at `root`.
+gpu_rims_appraised(root) if {
 	input.tee == "nvidia"
 	claims.nvidia.measurements_appraised == true
+	claims.nvidia.rim_signature_verified == true
+	claims.nvidia.rim_root == root
 }
+
+gpu_rims_matched if gpu_rims_appraised("nvidia")
+
+gpu_rims_matched_test_root if gpu_rims_appraised("test")
 
 # The hardware TCB is current.
 tcb_current if {
@@ -110,6 +122,13 @@ tcb_rejections contains msg if {
 tcb_rejections contains "nvidia: GPU measurements were not appraised against reference integrity manifests (RIMs)" if {
 	input.tee == "nvidia"
 	not tcb_accepted
+	not gpu_rims_matched_test_root
+}
+
+tcb_rejections contains "nvidia: the GPU's RIMs are signed under a test root, not NVIDIA's RIM signing root" if {
+	input.tee == "nvidia"
+	not tcb_accepted
+	gpu_rims_matched_test_root
 }
 
 # Caveats of an accepted hardware TCB.

@@ -376,18 +376,64 @@ fn cca_and_csv_are_accepted_with_a_caution_about_the_missing_tcb_status() {
     }
 }
 
+fn gpu(appraised: bool, signature_verified: bool, root: serde_json::Value) -> Claims {
+    with_vendor(
+        claims(TeeKind::Nvidia),
+        "nvidia",
+        json!({
+            "measurements_appraised": appraised,
+            "rim_signature_verified": signature_verified,
+            "rim_root": root,
+        }),
+    )
+}
+
 #[test]
 fn gpu_measurements_are_appraised_against_rims_not_listed() {
     let policy = AppraisalPolicy::production_default();
-    let matched =
-        with_vendor(claims(TeeKind::Nvidia), "nvidia", json!({"measurements_appraised": true}));
-    let a = policy.appraise(&matched, &json!({})).unwrap();
+    let a = policy.appraise(&gpu(true, true, json!("nvidia")), &json!({})).unwrap();
     assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
-    let unappraised =
-        with_vendor(claims(TeeKind::Nvidia), "nvidia", json!({"measurements_appraised": false}));
-    let a = policy.appraise(&unappraised, &listed()).unwrap();
+    let a = policy.appraise(&gpu(false, true, json!("nvidia")), &listed()).unwrap();
     assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
     assert!(has_reason(&a, "not appraised against reference integrity manifests"), "{a:?}");
+}
+
+#[test]
+fn default_never_affirms_a_gpu_with_unverified_or_test_signed_rims() {
+    let policy = AppraisalPolicy::production_default();
+    for (c, reason) in [
+        (gpu(true, false, json!("nvidia")), "not appraised against reference integrity manifests"),
+        (gpu(true, true, json!(null)), "not appraised against reference integrity manifests"),
+        (gpu(true, true, json!("other")), "not appraised against reference integrity manifests"),
+        // Claims of a verifier that predates RIM signatures.
+        (
+            with_vendor(claims(TeeKind::Nvidia), "nvidia", json!({"measurements_appraised": true})),
+            "not appraised against reference integrity manifests",
+        ),
+        (gpu(true, true, json!("test")), "RIMs are signed under a test root"),
+    ] {
+        let a = policy.appraise(&c, &listed()).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{c:?}: {a:?}");
+        assert!(has_reason(&a, reason), "{a:?}");
+        assert_eq!(a.trustworthiness_vector["hardware"], 97);
+    }
+}
+
+#[test]
+fn dev_sim_accepts_test_signed_gpu_rims_as_a_warning_at_best() {
+    let policy = AppraisalPolicy::development_sim();
+    let a = policy.appraise(&gpu(true, true, json!("test")), &json!({})).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "nvidia: RIMs signed under a test root: development only"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["hardware"], 32);
+    // NVIDIA-signed RIMs are judged as by the default policy.
+    let a = policy.appraise(&gpu(true, true, json!("nvidia")), &json!({})).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+    // Unverified or incomplete appraisals are refused whatever the root.
+    for c in [gpu(true, false, json!("test")), gpu(false, true, json!("test"))] {
+        let a = policy.appraise(&c, &listed()).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{c:?}: {a:?}");
+    }
 }
 
 #[test]
