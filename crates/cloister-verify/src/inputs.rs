@@ -2,8 +2,8 @@
 //!
 //! Collateral is data (DESIGN §2.2): the caller passes it in, from the evidence itself, from a
 //! cache, or from files a person names on the command line. Drivers recognise each document by
-//! its content (a DCAP collateral bundle, an Intel PCS `tcbInfo` response, a CRL, a RIM), so the
-//! caller never has to say which is which.
+//! its content (a DCAP collateral bundle, an Intel PCS `tcbInfo` response, a CRL, a RIM, an OCSP
+//! response), so the caller never has to say which is which.
 
 use base64::Engine as _;
 
@@ -12,7 +12,8 @@ use crate::anchors::TrustAnchors;
 /// Collateral and certificates for one verification, recognised by content.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Collateral {
-    /// Documents: collateral bundles (JSON), PCS/PCCS responses, CRLs (DER or PEM), RIMs.
+    /// Documents: collateral bundles (JSON), PCS/PCCS responses, CRLs (DER or PEM), RIMs, OCSP
+    /// responses (DER, [`is_ocsp_response`]).
     pub documents: Vec<Vec<u8>>,
     /// Certificates: X.509 in DER (PEM bundles already split), or a vendor's binary format
     /// (Hygon HSK/CEK).
@@ -88,6 +89,13 @@ impl Collateral {
         self.documents.extend(other.documents.iter().cloned());
         self.certificates.extend(other.certificates.iter().cloned());
     }
+}
+
+/// Whether a collateral document is an OCSP response (RFC 6960 `OCSPResponse`, DER), by content.
+/// A driver that takes them checks them against its chains ([`crate::ocsp`]); one that does not
+/// refuses them like any other document it does not know.
+pub fn is_ocsp_response(bytes: &[u8]) -> bool {
+    crate::ocsp::looks_like_ocsp_response(bytes)
 }
 
 /// Everything a driver may read besides the evidence bytes.

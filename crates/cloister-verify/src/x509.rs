@@ -327,6 +327,15 @@ impl Cert {
         }
     }
 
+    /// The extendedKeyUsage purposes (empty when the certificate has none).
+    pub fn extended_key_usage(&self) -> Result<Vec<der::oid::ObjectIdentifier>, CertError> {
+        use x509_cert::ext::pkix::ExtendedKeyUsage;
+        Ok(self
+            .decoded_extension::<ExtendedKeyUsage>("extendedKeyUsage")?
+            .map(|eku| eku.0)
+            .unwrap_or_default())
+    }
+
     /// Whether subject and issuer names are the same (a self-issued certificate).
     pub fn is_self_issued(&self) -> bool {
         let tbs = self.parsed.tbs_certificate();

@@ -561,3 +561,139 @@ fn claims_of_a_complete_test_appraisal_are_golden() {
     let claims = run(&with_rims(&[&rims[0], &rims[1]]), &anchors(&pki)).unwrap();
     assert_golden("nvidia_hopper_report_test_rims", &claims);
 }
+
+// ---- OCSP responses for the RIM signer chain ----
+
+mod revocation {
+    use super::*;
+    use common::ocsp::{Entry, Status, response};
+    use common::pki::Role;
+
+    /// A test-signed VBIOS RIM and an OCSP response (document 1) about its signer.
+    fn run_with(pki: &RimPki, ocsp: Vec<u8>) -> Result<Claims, VerifyError> {
+        let rim = pki.sign(&vbios_matching(), C14N11);
+        run(&with_rims(&[&rim]).with_document(ocsp), &anchors(pki))
+    }
+
+    fn ocsp_err(result: Result<Claims, VerifyError>) -> cloister_verify::ocsp::OcspError {
+        match nvidia_err(result) {
+            NvidiaError::Ocsp { index: 1, source } => source,
+            other => panic!("expected an OCSP error for document 1, got {other}"),
+        }
+    }
+
+    #[test]
+    fn good_response_from_the_issuer_or_its_delegated_responder_is_recorded() {
+        let pki = pki();
+        let signed_by_ca =
+            response(&pki.signer.der, &pki.ca.der, &Entry::good(now()), &pki.ca, None);
+        assert!(cloister_verify::is_ocsp_response(&signed_by_ca));
+        let claims = run_with(&pki, signed_by_ca).unwrap();
+        assert_eq!(vendor(&claims)["ocsp"], serde_json::json!({"Test RIM Signer": "good"}));
+
+        let responder =
+            pki.ca.issue("Test OCSP Responder", Role::OcspResponder, now() - 60, now() + 60);
+        let entry = Entry { by_key: true, ..Entry::good(now()) };
+        let delegated =
+            response(&pki.signer.der, &pki.ca.der, &entry, &responder, Some(&responder));
+        let claims = run_with(&pki, delegated).unwrap();
+        assert_eq!(vendor(&claims)["ocsp"]["Test RIM Signer"], "good");
+        // And about the CA, signed by the root.
+        let about_ca = response(&pki.ca.der, &pki.root.der, &Entry::good(now()), &pki.root, None);
+        let claims = run_with(&pki, about_ca).unwrap();
+        assert_eq!(vendor(&claims)["ocsp"], serde_json::json!({"Test Reference Value CA": "good"}));
+    }
+
+    #[test]
+    fn revoked_signer_is_refused() {
+        let pki = pki();
+        let entry = Entry { status: Status::Revoked(now() - 7200), ..Entry::good(now()) };
+        let err =
+            ocsp_err(run_with(&pki, response(&pki.signer.der, &pki.ca.der, &entry, &pki.ca, None)));
+        assert!(matches!(err, cloister_verify::ocsp::OcspError::Revoked { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "Test RIM Signer is revoked since 2024-05-31T22:00:00Z (reason: KeyCompromise), says \
+             its OCSP response"
+        );
+        let entry = Entry { status: Status::Unknown, ..Entry::good(now()) };
+        let err =
+            ocsp_err(run_with(&pki, response(&pki.signer.der, &pki.ca.der, &entry, &pki.ca, None)));
+        assert!(matches!(err, cloister_verify::ocsp::OcspError::UnknownStatus { .. }), "{err}");
+    }
+
+    #[test]
+    fn response_outside_its_validity_is_refused() {
+        use cloister_verify::ocsp::OcspError;
+        let pki = pki();
+        let stale = Entry {
+            this_update: now() - 7200,
+            next_update: Some(now() - 3600),
+            ..Entry::good(now())
+        };
+        let err =
+            ocsp_err(run_with(&pki, response(&pki.signer.der, &pki.ca.der, &stale, &pki.ca, None)));
+        assert!(matches!(err, OcspError::Expired { .. }), "{err}");
+        let future = Entry { this_update: now() + 3600, ..Entry::good(now()) };
+        let err = ocsp_err(run_with(
+            &pki,
+            response(&pki.signer.der, &pki.ca.der, &future, &pki.ca, None),
+        ));
+        assert!(matches!(err, OcspError::NotYetValid { .. }), "{err}");
+        let open = Entry { next_update: None, ..Entry::good(now()) };
+        let err =
+            ocsp_err(run_with(&pki, response(&pki.signer.der, &pki.ca.der, &open, &pki.ca, None)));
+        assert!(matches!(err, OcspError::NoNextUpdate { .. }), "{err}");
+    }
+
+    #[test]
+    fn response_signed_by_anyone_else_is_refused() {
+        use cloister_verify::ocsp::OcspError;
+        let pki = pki();
+        let entry = Entry::good(now());
+        // A certificate the CA issued, but not for OCSP signing.
+        let plain = pki.ca.issue("Test Plain Leaf", Role::Leaf, now() - 60, now() + 60);
+        let err = ocsp_err(run_with(
+            &pki,
+            response(&pki.signer.der, &pki.ca.der, &entry, &plain, Some(&plain)),
+        ));
+        assert!(matches!(err, OcspError::ResponderNotAuthorized { .. }), "{err}");
+        // An OCSP responder under another root.
+        let other = RimPki::new(now() - 60, now() + 60);
+        let foreign =
+            other.ca.issue("Test Foreign Responder", Role::OcspResponder, now() - 60, now() + 60);
+        let err = ocsp_err(run_with(
+            &pki,
+            response(&pki.signer.der, &pki.ca.der, &entry, &foreign, Some(&foreign)),
+        ));
+        assert!(matches!(err, OcspError::ResponderNotAuthorized { .. }), "{err}");
+        // The issuer named, the signature broken.
+        let broken = Entry { bad_signature: true, ..Entry::good(now()) };
+        let err = ocsp_err(run_with(
+            &pki,
+            response(&pki.signer.der, &pki.ca.der, &broken, &pki.ca, None),
+        ));
+        assert!(matches!(err, OcspError::BadSignature { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "the OCSP response signature does not verify with the key of Test Reference Value CA"
+        );
+    }
+
+    #[test]
+    fn response_about_no_chain_certificate_or_unsuccessful_is_refused() {
+        use cloister_verify::ocsp::OcspError;
+        let pki = pki();
+        let other = RimPki::new(now() - 60, now() + 60);
+        let elsewhere =
+            response(&other.signer.der, &other.ca.der, &Entry::good(now()), &other.ca, None);
+        let err = ocsp_err(run_with(&pki, elsewhere));
+        assert!(matches!(err, OcspError::NoMatchingCertificate), "{err}");
+        let try_later = Entry { response_status: 3, ..Entry::good(now()) };
+        let err = ocsp_err(run_with(
+            &pki,
+            response(&pki.signer.der, &pki.ca.der, &try_later, &pki.ca, None),
+        ));
+        assert_eq!(err.to_string(), "the OCSP responder answered tryLater, not successful");
+    }
+}

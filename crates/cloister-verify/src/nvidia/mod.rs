@@ -22,7 +22,13 @@
 //!    `inputs.now_unix`), else the evidence is refused. A RIM whose version is the report's
 //!    VBIOS or driver version must match every active measurement (one of its alternatives),
 //!    else the evidence is refused; a RIM for another version is reported in the claims
-//!    (`status: "version_mismatch"`) and not compared.
+//!    (`status: "version_mismatch"`) and not compared;
+//! 6. revocation, when OCSP responses (DER) come in `inputs.collateral.documents`: each must be
+//!    about a certificate of a RIM signer chain or of the device chain, signed by that
+//!    certificate's issuer or a responder it delegated, current at `inputs.now_unix`, and say
+//!    `good` (`crate::ocsp`); anything else refuses the evidence. The claims' `ocsp` lists the
+//!    certificates found good; a certificate without a response is not checked for revocation
+//!    (NVIDIA's OCSP service is online only and this crate fetches nothing).
 //!
 //! `measurements_appraised` is true only when a VBIOS and a driver RIM for the report's versions
 //! were both given and signature-verified, every active measurement of both was compared and
@@ -56,7 +62,8 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha384};
 
 use crate::error::VerifyError;
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, is_ocsp_response};
+use crate::ocsp::{OcspError, OcspResponse, OcspVerdict};
 use crate::x509::{Cert, CertError, PublicKey, verify_chain};
 
 /// SHA-256 fingerprint of NVIDIA's device attestation root, subject
@@ -187,10 +194,10 @@ pub enum NvidiaError {
         /// FWID in the certificate, hex.
         certificate: String,
     },
-    /// A collateral document is not a RIM.
+    /// A collateral document is neither a RIM nor an OCSP response.
     #[error(
-        "nvidia: collateral document {index} is not a RIM (SWID tag); the nvidia verifier takes \
-         only RIMs as documents"
+        "nvidia: collateral document {index} is neither a RIM (SWID tag) nor an OCSP response; \
+         the nvidia verifier takes only those as documents"
     )]
     UnknownDocument {
         /// Its position in the collateral.
@@ -212,6 +219,15 @@ pub enum NvidiaError {
         /// Which check failed.
         #[source]
         source: RimSignatureError,
+    },
+    /// An OCSP response in the collateral does not let a certificate pass.
+    #[error("nvidia: OCSP response (collateral document {index}): {source}")]
+    Ocsp {
+        /// Its position in the collateral.
+        index: usize,
+        /// Which check failed.
+        #[source]
+        source: OcspError,
     },
     /// An instance's NVIDIA RIM test root is not an X.509 certificate.
     #[error("nvidia: RIM test root {index} is not an X.509 certificate (DER or PEM): {reason}")]
@@ -370,7 +386,7 @@ fn verify(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, NvidiaError> {
     }
 
     // Reference measurements.
-    let appraisal = appraise(&report, &opaque, inputs)?;
+    let appraisal = appraise(&report, &opaque, &chain, inputs)?;
 
     Ok(claims(&report, opaque, &chain, &fwid, appraisal))
 }
@@ -588,6 +604,8 @@ struct Appraisal {
     signature_verified: bool,
     /// The root the RIMs' signer chains end at: `test` when any ends at a test root.
     root: Option<dsig::RimRoot>,
+    /// Certificates an OCSP response in the collateral found good, by subject CN.
+    ocsp: serde_json::Map<String, Value>,
 }
 
 /// A RIM whose signature verified.
@@ -610,11 +628,19 @@ fn rim_test_roots(inputs: &Inputs<'_>) -> Result<Vec<Cert>, NvidiaError> {
 fn appraise(
     report: &spdm::Report,
     opaque: &Opaque,
+    device_chain: &[Cert],
     inputs: &Inputs<'_>,
 ) -> Result<Appraisal, NvidiaError> {
     let trust = dsig::RimTrust { test_roots: rim_test_roots(inputs)?, now_unix: inputs.now_unix };
     let mut rims: BTreeMap<rim::RimKind, SignedRim> = BTreeMap::new();
+    let mut ocsp_responses = Vec::new();
     for (index, doc) in inputs.collateral.documents.iter().enumerate() {
+        if is_ocsp_response(doc) {
+            let response = OcspResponse::from_der(doc)
+                .map_err(|source| NvidiaError::Ocsp { index, source })?;
+            ocsp_responses.push((index, response));
+            continue;
+        }
         if !rim::looks_like_swid(doc) {
             return Err(NvidiaError::UnknownDocument { index });
         }
@@ -629,6 +655,11 @@ fn appraise(
         }
     }
     let root = rims.values().map(|r| r.signed.root).max();
+    let ocsp = check_ocsp(
+        &ocsp_responses,
+        rims.values().map(|r| r.signed.chain.as_slice()).chain([device_chain]),
+        inputs.now_unix,
+    )?;
 
     // Which RIMs apply to this report's versions.
     let mut applicable = Vec::new();
@@ -717,7 +748,42 @@ fn appraise(
         complete: applicable.len() == 2 && compared > 0,
         signature_verified: !rims.is_empty(),
         root,
+        ocsp,
     })
+}
+
+/// Checks every OCSP response against the certificates of the verified chains (each with its
+/// issuer): a response must be about at least one of them, and every entry about one must be
+/// authentic, current and `good`. Returns the certificates found good.
+fn check_ocsp<'c>(
+    responses: &[(usize, OcspResponse)],
+    chains: impl Iterator<Item = &'c [Cert]> + Clone,
+    now_unix: i64,
+) -> Result<serde_json::Map<String, Value>, NvidiaError> {
+    let mut good = serde_json::Map::new();
+    for (index, response) in responses {
+        let mut matched = false;
+        for chain in chains.clone() {
+            for pair in chain.windows(2) {
+                let (cert, issuer) = (&pair[0], &pair[1]);
+                match response.check(cert, issuer, now_unix) {
+                    Ok(OcspVerdict::Good) => {
+                        matched = true;
+                        good.insert(cert.subject_cn(), Value::String("good".into()));
+                    }
+                    Ok(OcspVerdict::NotForThisCertificate) => {}
+                    Err(source) => return Err(NvidiaError::Ocsp { index: *index, source }),
+                }
+            }
+        }
+        if !matched {
+            return Err(NvidiaError::Ocsp {
+                index: *index,
+                source: OcspError::NoMatchingCertificate,
+            });
+        }
+    }
+    Ok(good)
 }
 
 fn claims(
@@ -766,6 +832,7 @@ fn claims(
         "measurements_appraised": appraisal.complete,
         "rim_signature_verified": appraisal.signature_verified,
         "rim_root": appraisal.root.map(dsig::RimRoot::name),
+        "ocsp": appraisal.ocsp,
     });
     Claims {
         tee: TeeKind::Nvidia,

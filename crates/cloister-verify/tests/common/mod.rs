@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub(crate) mod ocsp;
 pub(crate) mod pki;
 pub(crate) mod rim;
 
