@@ -355,7 +355,7 @@ fn malformed(reason: String) -> RimSignatureError {
     RimSignatureError::Malformed(reason)
 }
 
-fn algorithm_attribute<'d>(element: &'d Element) -> Result<&'d str, RimSignatureError> {
+fn algorithm_attribute(element: &Element) -> Result<&str, RimSignatureError> {
     element
         .attribute("", "Algorithm")
         .ok_or_else(|| malformed(format!("{} has no Algorithm attribute", element.local)))
