@@ -130,6 +130,9 @@ pub struct BatchReceipt {
     pub attestation_result_sha256: Hex,
     /// The signer's measurement.
     pub measurement: Hex,
+    /// The attestation service's latest signed audit checkpoint when the signer recorded the job
+    /// (from its signed answer).
+    pub audit_checkpoint: crate::api::CheckpointRef,
     /// What each enclave erased when its part of the job ended.
     pub erased: Vec<String>,
     /// Unix seconds when the job was accepted.

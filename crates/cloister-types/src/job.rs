@@ -133,6 +133,10 @@ pub struct Receipt {
     pub attestation_result_sha256: Hex,
     /// The enclave's measurement.
     pub measurement: Hex,
+    /// The attestation service's latest signed audit checkpoint when the job was recorded (from
+    /// its signed answer): `cloister audit verify --expect-checkpoint SEQ:HASH` fails on a log
+    /// rolled back behind it.
+    pub audit_checkpoint: crate::api::CheckpointRef,
     /// What the worker erased when the job ended.
     pub erased: Vec<String>,
     /// For a DP-SGD training job: the (ε, δ) it spent, as the accountant computed it (the

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use cloister_seal::{Header, KeyId, Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{VerifyingKey, unix_now};
+use cloister_types::api::CheckpointRef;
 use cloister_types::job::PrivacyBudget;
 use cloister_types::job::{ReceiptInput, ReceiptOutput};
 use cloister_types::{Grant, Hex, InputRef, InputRole, JobKind, JobSpec, Receipt};
@@ -192,6 +193,7 @@ pub fn run_job(
     spec: &JobSpec,
     grants: &[String],
     released: &[RecipientSecretKey],
+    checkpoint: &CheckpointRef,
 ) -> Result<JobOutcome, JobError> {
     let started_at = unix_now();
     let authorization = authorize_job(identity, spec, grants, started_at)?;
@@ -244,6 +246,7 @@ pub fn run_job(
             privacy: Vec::new(),
             encoder: None,
             started_at,
+            checkpoint: checkpoint.clone(),
         },
     )
 }
@@ -262,6 +265,8 @@ pub(crate) struct JobResult<'a> {
     /// The frozen encoder a training job's head trained on.
     pub(crate) encoder: Option<String>,
     pub(crate) started_at: u64,
+    /// The audit checkpoint the service's answer recording the job carried.
+    pub(crate) checkpoint: CheckpointRef,
 }
 
 /// Seals the job's output to its recipients as object `{job}-{suffix}`, stores it, and signs the
@@ -295,6 +300,7 @@ pub(crate) fn finish_job(
         outputs: outputs.clone(),
         attestation_result_sha256: Hex(Sha256::digest(identity.ear().as_bytes()).to_vec()),
         measurement: identity.claims().measurement.clone(),
+        audit_checkpoint: result.checkpoint,
         erased: result.erased.iter().map(|s| (*s).to_owned()).collect(),
         rows: result.rows,
         privacy_spent: result.privacy_spent,

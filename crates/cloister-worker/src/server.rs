@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use cloister_client::ServiceChannel;
+use cloister_client::{ServiceChannel, VerifiedAnswer};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::api::{
@@ -180,13 +180,15 @@ async fn submit_job(
             return Err(ApiError::Job(error));
         }
     };
-    record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
+    let recorded = record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
     let released = release_broker_keys(&worker, &job.spec).await?;
+    let checkpoint = recorded.checkpoint;
     let outcome = if job.spec.kind == JobKind::Train {
-        crate::training::run_training(worker, job.spec, authorization, released).await
+        crate::training::run_training(worker, job.spec, authorization, released, checkpoint).await
     } else {
         tokio::task::spawn_blocking(move || {
-            run_job(&worker.identity, &worker.store, &job.spec, &job.grants, &released)
+            let (identity, store) = (&worker.identity, &worker.store);
+            run_job(identity, store, &job.spec, &job.grants, &released, &checkpoint)
         })
         .await
         .map_err(|_| ApiError::Internal)?
@@ -230,12 +232,13 @@ async fn deploy_model(
 }
 
 /// Records the job's authorization in the attestation service's audit log, signed by this
-/// enclave's receipt key. A job that cannot be recorded does not run.
+/// enclave's receipt key. A job that cannot be recorded does not run. Returns the service's
+/// signed answer: the audit entry, the latest checkpoint and the service's time.
 pub(crate) async fn record_authorization(
     worker: &Worker,
     spec: &JobSpec,
     digest: Hex,
-) -> Result<(), ApiError> {
+) -> Result<VerifiedAnswer<i64>, ApiError> {
     let statement = JobAuthorized {
         job_id: spec.id.clone(),
         job_digest: digest,
@@ -250,7 +253,7 @@ pub(crate) async fn record_authorization(
     match worker.service.record_job(worker.identity.ear(), &signed, &spec.id).await {
         Ok(recorded) => {
             tracing::info!(job = %spec.id, audit_seq = recorded.answer, "job authorization recorded");
-            Ok(())
+            Ok(recorded)
         }
         Err(error) => {
             tracing::warn!(job = %spec.id, %error, "job authorization could not be recorded");

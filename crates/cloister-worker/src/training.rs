@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
+use cloister_types::api::CheckpointRef;
 use cloister_types::job::{PrivacyAccount, PrivacyBudget, PrivacyCharge, ReceiptInput};
 use cloister_types::{InputRole, JobSpec};
 use serde::{Deserialize, Serialize};
@@ -252,6 +253,7 @@ pub(crate) fn train_and_seal(
     spec: &JobSpec,
     opened: OpenedTraining,
     accounts: Vec<PrivacyAccount>,
+    checkpoint: CheckpointRef,
 ) -> Result<JobOutcome, JobError> {
     let OpenedTraining { plan, sites, inputs, authorization, started_at, encoder } = opened;
     let JobAuthorization { digest, recipients, .. } = authorization;
@@ -320,6 +322,7 @@ pub(crate) fn train_and_seal(
             privacy: accounts,
             encoder,
             started_at,
+            checkpoint,
         },
     )
 }
@@ -331,6 +334,7 @@ pub(crate) async fn run_training(
     spec: JobSpec,
     authorization: JobAuthorization,
     released: Vec<RecipientSecretKey>,
+    checkpoint: CheckpointRef,
 ) -> Result<JobOutcome, JobError> {
     let (opening, opening_spec) = (worker.clone(), spec.clone());
     let opened = blocking(move || {
@@ -347,7 +351,10 @@ pub(crate) async fn run_training(
     let accounts =
         crate::ledger::charge(&worker.identity, &worker.service, &spec.id, opened.charges())
             .await?;
-    blocking(move || train_and_seal(&worker.identity, &worker.store, &spec, opened, accounts)).await
+    blocking(move || {
+        train_and_seal(&worker.identity, &worker.store, &spec, opened, accounts, checkpoint)
+    })
+    .await
 }
 
 /// Runs `task` on the blocking pool.

@@ -891,3 +891,39 @@ async fn ten_thousand_hostile_anonymous_requests_leave_the_database_small_and_he
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
+    let bed = bed().await;
+    let worker = &bed.compute.worker;
+    let authority = &bed.compute.authority;
+    authority.service.checkpoint(unix_now() as i64).await.unwrap();
+    let checkpoint = authority.service.store().last_checkpoint().await.unwrap().unwrap();
+    let (client, enclave) = bed.attest(&bed.data_provider, worker).await;
+    let model = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "data", "text/csv", &features)
+        .await
+        .unwrap();
+    let spec = job(JobKind::BatchInference, model, data, &bed.data_provider);
+    let grants = bed.grants(&spec);
+    let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
+    let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
+    let receipt =
+        cloister::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
+    assert_eq!(
+        (receipt.audit_checkpoint.seq, receipt.audit_checkpoint.hash.as_str()),
+        (checkpoint.seq, checkpoint.hash.as_str())
+    );
+    // What the data owner holds is what `audit verify --expect-checkpoint` takes.
+    let url = format!("sqlite://{}", bed.dirs.authority.join("authority.db").display());
+    let held = format!("{}:{}", receipt.audit_checkpoint.seq, receipt.audit_checkpoint.hash);
+    let fingerprint = authority.fingerprint();
+    assert!(cloister::admin::audit_verify(&url, &fingerprint, &[held], true).await.unwrap());
+}

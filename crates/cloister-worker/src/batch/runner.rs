@@ -118,7 +118,7 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     if authorization.digest != job.job_digest {
         return Err(check(job_id, "the queued digest is not the digest of the queued spec"));
     }
-    record_authorization(worker, &job.spec, authorization.digest.clone())
+    let recorded = record_authorization(worker, &job.spec, authorization.digest.clone())
         .await
         .map_err(|e| check(job_id, e.to_string()))?;
     let own = own_attestation(worker);
@@ -205,7 +205,7 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     let inputs = opened.inputs.clone();
     // The last reference: the model and the table or prompts (zeroized on drop) go now.
     drop(opened);
-    finish(worker, &job, rows, inputs, &own).await
+    finish(worker, &job, rows, inputs, &own, recorded.checkpoint).await
 }
 
 /// Computes chunk `index` (rows `first_row .. first_row + rows`), seals its output to the
@@ -282,6 +282,7 @@ async fn finish(
     rows: u64,
     inputs: Vec<ReceiptInput>,
     own: &Hex,
+    checkpoint: cloister_types::api::CheckpointRef,
 ) -> Result<(), BatchError> {
     let job_id = job.spec.id.as_str();
     let chunks = worker.batches.chunks(job_id).await?;
@@ -385,6 +386,7 @@ async fn finish(
         enclaves: used.into_values().collect(),
         attestation_result_sha256: own.clone(),
         measurement: identity.claims().measurement.clone(),
+        audit_checkpoint: checkpoint,
         erased: ERASED.iter().map(|s| (*s).to_owned()).collect(),
         submitted_at: job.submitted_at,
         finished_at: now as i64,
