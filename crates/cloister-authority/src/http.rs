@@ -467,12 +467,22 @@ async fn instance_attest(
 }
 
 /// Parses a JSON request body and returns it with its SHA-256 (what a signed answer names).
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<(T, [u8; 32])> {
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<(T, [u8; 32]), BadBody> {
     use sha2::Digest as _;
-    let value = serde_json::from_slice(body).map_err(|e| {
-        ServiceApiError(ServiceError::BadRequest(format!("the request body is not valid: {e}")))
-    })?;
+    let value = serde_json::from_slice(body).map_err(|e| BadBody(e.to_string()))?;
     Ok((value, sha2::Sha256::digest(body).into()))
+}
+
+/// A request body that is not the JSON the route takes.
+struct BadBody(String);
+
+impl From<BadBody> for ServiceApiError {
+    fn from(bad: BadBody) -> Self {
+        ServiceApiError(ServiceError::BadRequest(format!(
+            "the request body is not valid: {}",
+            bad.0
+        )))
+    }
 }
 
 async fn instance_info(
