@@ -1,7 +1,10 @@
 //! `cloister keygen`, `seal` and `open`: the sealed envelope as a tool of its own.
 //!
-//! `-` means standard input or output. `open` writes to a temporary file beside `--output` and
-//! renames it only after the whole envelope authenticated, so a failed open leaves nothing there.
+//! `-` means standard input or output. `open` writes a regular file to a temporary file beside
+//! `--output` and renames it only after the whole envelope authenticated, so a failed open leaves
+//! nothing there. Standard output, and an existing device, FIFO or socket named by `--output`,
+//! are written in place, never replaced: each chunk only after it authenticated, and a truncated
+//! or altered envelope ends with an error (a non-zero exit) after the chunks that did.
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal as _, Read, Write};
@@ -147,8 +150,10 @@ pub fn read_secret(path: &Path) -> Result<RecipientSecretKey> {
     Ok(RecipientSecretKey::from_text(&text)?)
 }
 
-/// Runs `write` against `output`: stdout for `-`, else a temporary file beside `output` that is
-/// renamed into place only if `write` succeeds (and removed otherwise).
+/// Runs `write` against `output`: stdout for `-`; an existing file that is not a regular file
+/// (a device, a FIFO, a socket) in place, never replacing it; else a temporary file beside
+/// `output` (or beside the file a symbolic link names) that is renamed into place only if
+/// `write` succeeds (and removed otherwise).
 fn with_output(output: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
     if output == Path::new("-") {
         let stdout = io::stdout();
@@ -157,6 +162,24 @@ fn with_output(output: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) 
         writer.flush()?;
         return Ok(());
     }
+    let target = match std::fs::metadata(output) {
+        Ok(meta) if !meta.is_file() && !meta.is_dir() => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(output)
+                .with_context(|| format!("opening {}", output.display()))?;
+            let mut writer = BufWriter::with_capacity(1 << 20, file);
+            write(&mut writer)?;
+            writer.flush().with_context(|| format!("writing {}", output.display()))?;
+            return Ok(());
+        }
+        Ok(meta) if meta.is_dir() => bail!("{} is a directory", output.display()),
+        // A symbolic link to a regular file: replace the file it names, not the link.
+        Ok(_) if output.is_symlink() => std::fs::canonicalize(output)
+            .with_context(|| format!("resolving {}", output.display()))?,
+        _ => output.to_owned(),
+    };
+    let output = target.as_path();
     let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(".cloister-partial-")

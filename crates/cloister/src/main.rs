@@ -85,7 +85,11 @@ enum Command {
         /// Input file, or - for standard input.
         #[arg(long)]
         input: PathBuf,
-        /// Output file, or - for standard output. Nothing is left here if opening fails.
+        /// Output file, or - for standard output. A file is written beside and renamed into place
+        /// only once the whole envelope authenticated: nothing is left there if opening fails.
+        /// Standard output (and a device or FIFO named here) gets each chunk only after it
+        /// authenticated, as it streams; a truncated or altered envelope then ends with an error
+        /// and a non-zero exit after the chunks that did authenticate.
         #[arg(long)]
         output: PathBuf,
     },
@@ -929,6 +933,12 @@ async fn model(command: ModelCommand) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A one-shot command whose output is cut short (`cloister … | head`) ends the conventional
+    // way, killed by SIGPIPE, instead of failing to print. Services keep Rust's default: their
+    // sockets never raise it, and they must not die of a closed standard output.
+    if !matches!(cli.command, Command::Serve(_) | Command::Proxy { .. }) {
+        sigpipe::reset();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -297,3 +297,84 @@ fn a_sim_platform_key_is_made_once_and_its_public_key_is_what_instances_list() {
         stderr(&both)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn an_output_that_is_a_device_or_fifo_is_written_in_place_never_replaced() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let (_tmp, dir, data) = setup();
+    // /dev/null stays the device (run as root, replacing it would break the machine).
+    let out = cloister(
+        &["open", "--secret", "alice.key", "--input", "sealed.bin", "--output", "/dev/null"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    // A FIFO gets the plaintext and stays a FIFO.
+    let fifo = dir.join("out.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read(fifo).unwrap()
+    });
+    let out = cloister(
+        &["open", "--secret", "alice.key", "--input", "sealed.bin", "--output", "out.fifo"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(reader.join().unwrap(), data);
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    // A symbolic link to a regular file: the file it names is replaced, the link stays.
+    std::fs::write(dir.join("target.bin"), b"old").unwrap();
+    std::os::unix::fs::symlink("target.bin", dir.join("link.bin")).unwrap();
+    let out = cloister(
+        &["open", "--secret", "alice.key", "--input", "sealed.bin", "--output", "link.bin"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(dir.join("link.bin")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(dir.join("target.bin")).unwrap(), data);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_command_quietly_the_conventional_way() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let (_tmp, dir, _) = setup();
+    std::fs::write(dir.join("big.bin"), plaintext(8 << 20)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["seal", "--recipient", "alice.pub", "--input", "big.bin", "--output", "-"])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader (`| head -c 10`) reads a little and goes away.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(13), "killed by SIGPIPE: {:?}", output.status);
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
+}
+
+#[test]
+fn opening_to_standard_output_streams_what_authenticated_and_fails_at_a_cut() {
+    let (_tmp, dir, data) = setup();
+    let sealed = std::fs::read(dir.join("sealed.bin")).unwrap();
+    // Cut the envelope in its third chunk (64 KiB chunks).
+    let header_len = cloister_seal::read_header(sealed.as_slice()).unwrap().len();
+    let cut = &sealed[..header_len + 2 * (64 * 1024 + 16) + 100];
+    let opened = cloister_with_stdin(
+        &["open", "--secret", "alice.key", "--input", "-", "--output", "-"],
+        &dir,
+        cut,
+    );
+    assert!(!opened.status.success(), "a cut envelope must fail");
+    let message = stderr(&opened);
+    assert!(message.contains("could not open"), "{message}");
+    // Only whole chunks that authenticated were written, and they are the plaintext's start.
+    assert!(opened.stdout.len() <= 2 * 64 * 1024, "{} bytes", opened.stdout.len());
+    assert_eq!(opened.stdout[..], data[..opened.stdout.len()]);
+}
