@@ -456,6 +456,20 @@ async fn online_inference_is_encrypted_authorized_and_limited() {
     assert_eq!(client.send(&replay()).await.unwrap().status, 200);
     let replayed = client.send(&replay()).await.unwrap();
     assert_eq!((replayed.status, error_code(&replayed).as_str()), (401, "replayed_request"));
+    // Requests the serving policy refuses never reach the replay check: a stranger's id is not
+    // remembered (it cannot fill the enclave's memory), the same request is refused alike.
+    let strangers =
+        authorization_header(&bed.stranger.signing, "POST", "/v1/infer", &body).unwrap();
+    let stranger = || InnerRequest {
+        method: "POST",
+        path: "/v1/infer",
+        headers: vec![("authorization".into(), strangers.clone())],
+        body: &body,
+    };
+    for _ in 0..2 {
+        let refused = client.send(&stranger()).await.unwrap();
+        assert_eq!((refused.status, error_code(&refused).as_str()), (403, "model_not_permitted"));
+    }
 
     // Tampered encapsulated requests (whole and chunked) do not decrypt: a plain 400.
     let raw = raw_worker_client(&bed);

@@ -52,7 +52,7 @@ pub fn inner_router(worker: Arc<Worker>) -> Router {
 /// Verifies the requester's signed authorization over this method, path and body, and hands the
 /// verified [`Requester`] to the handler; anything else is answered with 401.
 async fn authenticate_request(
-    State(worker): State<Arc<Worker>>,
+    State(_): State<Arc<Worker>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -65,14 +65,7 @@ async fn authenticate_request(
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match authz::authenticate(
-        &worker.catalog,
-        header,
-        parts.method.as_str(),
-        &path,
-        &bytes,
-        unix_now(),
-    ) {
+    match authz::authenticate(header, parts.method.as_str(), &path, &bytes, unix_now()) {
         Ok(requester) => {
             parts.extensions.insert(requester);
             next.run(Request::from_parts(parts, Body::from(bytes))).await
@@ -101,11 +94,13 @@ async fn models(
     State(worker): State<Arc<Worker>>,
     requester: Requester,
 ) -> Result<Json<serde_json::Value>, OnlineError> {
-    let data: Vec<serde_json::Value> = worker
-        .catalog
-        .list()
+    let permitted: Vec<_> =
+        worker.catalog.list().into_iter().filter(|m| authz::permits(m, &requester)).collect();
+    if !permitted.is_empty() {
+        authz::check_fresh(&worker.catalog, &requester, unix_now())?;
+    }
+    let data: Vec<serde_json::Value> = permitted
         .iter()
-        .filter(|model| authz::permits(model, &requester))
         .map(|model| {
             json!({
                 "id": model.id(),
@@ -138,7 +133,7 @@ async fn infer(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, OnlineError> {
     let request: InferRequest = parse_body(&body)?;
-    let admission = authz::admit(&worker.catalog, &requester, &request.model)?;
+    let admission = authz::admit(&worker.catalog, &requester, &request.model, unix_now())?;
     let model = admission.model().clone();
     let Engine::Onnx(onnx) = model.engine() else {
         return Err(OnlineError::WrongEndpoint {

@@ -1,6 +1,12 @@
 //! Who may ask what: the requester's signed authorization of each inner request (method, path,
-//! body digest, a fresh id, a short validity), refusal of replays, and the model owner's serving
-//! policy with its per-requester rate limit (token bucket) and token quota.
+//! body digest, a fresh id, a short validity), the model owner's serving policy with its
+//! per-requester rate limit (token bucket) and token quota, and refusal of replays — checked
+//! after the policy admitted the requester, so that requesters the policy does not list cannot
+//! fill the set of seen ids.
+//!
+//! Seen ids live in this enclave's memory. A restarted worker is a new enclave with new OHTTP
+//! keys: a request captured before the restart is encapsulated to a key that no longer exists
+//! and does not decapsulate, so it cannot be replayed there either.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,8 @@ const SKEW: u64 = 60;
 #[derive(Clone, Debug)]
 pub struct Requester {
     key: String,
+    /// The request's id (hashed with the requester's key) and until when it must stay unique.
+    request: ([u8; 32], u64),
 }
 
 impl Requester {
@@ -52,9 +60,9 @@ struct Allowance {
 
 /// Verifies the inner request's `authorization` header: a compact JWS (`what = "inference
 /// request"`) by the requester's key (its issuer) over this method, path and body digest, valid
-/// at `now` for at most [`MAX_AUTHORIZATION_VALIDITY`], with a request id not seen before.
+/// at `now` for at most [`MAX_AUTHORIZATION_VALIDITY`]. Whether its id is fresh is checked once
+/// a serving policy admitted the requester ([`check_fresh`]).
 pub fn authenticate(
-    catalog: &Catalog,
     header: Option<&str>,
     method: &str,
     path: &str,
@@ -95,13 +103,20 @@ pub fn authenticate(
         .chain_update(claims.request_id.as_bytes())
         .finalize()
         .into();
+    Ok(Requester { key: issuer, request: (id, signed.expires_at + SKEW) })
+}
+
+/// Refuses a request whose id this enclave has seen before, and remembers it until it could no
+/// longer verify. Run once the serving policy admitted the requester.
+pub fn check_fresh(catalog: &Catalog, requester: &Requester, now: u64) -> Result<(), OnlineError> {
+    let (id, until) = requester.request;
     let mut seen = catalog.limits().seen.lock().unwrap_or_else(|p| p.into_inner());
-    seen.retain(|_, until| *until >= now);
+    seen.retain(|_, kept| *kept >= now);
     if seen.contains_key(&id) {
         return Err(OnlineError::Replayed);
     }
-    seen.insert(id, signed.expires_at + SKEW);
-    Ok(Requester { key: issuer })
+    seen.insert(id, until);
+    Ok(())
 }
 
 /// The `iss` claim of a compact JWS, read without verifying: only to choose the key to verify
@@ -164,11 +179,13 @@ impl Admission {
 }
 
 /// Looks up `model` and admits the request if the owner's policy lists the requester for this
-/// version, a request is left in its per-minute bucket and its token quota is not used up.
+/// version, a request is left in its per-minute bucket, its token quota is not used up and its
+/// id was not seen before ([`check_fresh`], only then).
 pub fn admit(
     catalog: &Catalog,
     requester: &Requester,
     model: &str,
+    at: u64,
 ) -> Result<Admission, OnlineError> {
     let loaded = catalog.get(model).ok_or_else(|| OnlineError::ModelNotFound(model.to_owned()))?;
     let id = loaded.id();
@@ -198,7 +215,12 @@ pub fn admit(
     if allowance.bucket < 1.0 {
         return Err(OnlineError::RateLimited { model: id, per_minute });
     }
-    allowance.bucket -= 1.0;
+    drop(allowances);
+    check_fresh(catalog, requester, at)?;
+    let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(allowance) = allowances.get_mut(&key) {
+        allowance.bucket -= 1.0;
+    }
     drop(allowances);
     Ok(Admission { model: loaded, key, quota })
 }
