@@ -164,3 +164,47 @@ pub struct BatchStatus {
     /// against your own expectations to get the receipt key.
     pub receipt_signer_chain_pem: Option<String>,
 }
+
+/// What the enclave that accepted a batch job signs with its receipt key
+/// (`what = "batch terms"`, issued at `accepted_at`), kept in the worker's queue: the terms every
+/// enclave that later resumes the job checks and runs under. The host stores it but cannot
+/// change it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchTerms {
+    /// The job.
+    pub job_id: String,
+    /// Its digest.
+    pub job_digest: Hex,
+    /// SHA-256 of the owners' grants as a JSON array of compact JWS texts.
+    pub grants_sha256: Hex,
+    /// Rows per chunk.
+    pub chunk_rows: u64,
+    /// When the job was accepted: the attestation service's time in its signed answer recording
+    /// the job (Unix seconds), at which the grants are checked again on every resume.
+    pub accepted_at: i64,
+    /// The accepting enclave's certificate chain (PEM, leaf first): its receipt key verifies
+    /// this statement.
+    pub certificate_chain_pem: String,
+}
+
+/// What an enclave signs with its receipt key when it joins a batch job
+/// (`what = "batch join"`): the attestation service's time from its signed answer, at which the
+/// enclave's certificate is checked when the receipt is made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchJoined {
+    /// The job.
+    pub job_id: String,
+    /// SHA-256 of the enclave's EAR token.
+    pub attestation_result_sha256: Hex,
+    /// The service's time when the enclave recorded the job (Unix seconds).
+    pub joined_at: i64,
+}
+
+/// SHA-256 of `grants` as a JSON array: what [`BatchTerms::grants_sha256`] names.
+pub fn grants_sha256(grants: &[String]) -> Hex {
+    use sha2::{Digest as _, Sha256};
+    let json = serde_json::to_vec(grants).unwrap_or_default();
+    Hex(Sha256::digest(json).to_vec())
+}

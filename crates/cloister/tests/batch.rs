@@ -564,3 +564,49 @@ async fn batch_job_over_prompts_killed_and_resumed_answers_like_the_model_called
     let findings = scan(&bed.dirs.worker, &secrets).unwrap();
     assert!(findings.is_empty(), "plaintext on the compute side: {findings:?}");
 }
+
+/// Runs `sql` on the worker's queue while no worker runs (as the compute provider could).
+async fn tamper(bed: &Bed, sql: &str) {
+    let url = format!("sqlite://{}", bed.dirs.worker.join("jobs.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_job_runs_under_the_terms_its_accepting_enclave_signed_not_the_hosts_rows() {
+    let bed = bed().await;
+    let (data, _) = data_set();
+    let first = WorkerProcess::start(&bed, 40, "terms-1.log");
+    let client = bed.client(&first.url);
+    let (model, data_ref) =
+        bed.upload(&client, ("application/onnx", DEMO_MODEL_ONNX), ("text/csv", &data)).await;
+    for id in ["job-resized", "job-retimed"] {
+        let (spec, grants) = bed.job(id, model.clone(), data_ref.clone());
+        client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: CHUNK_ROWS }).await.unwrap();
+    }
+    poll(&client, "job-retimed", FAST, |s| s.chunks.len() >= 2).await;
+    first.kill9();
+
+    // The host rewrites what the jobs run under: one job's chunk size, and every time it stores
+    // (when a job was accepted, when an enclave joined) to long before the grants were made.
+    tamper(&bed, "UPDATE batch_jobs SET chunk_rows = 100 WHERE id = 'job-resized'").await;
+    tamper(&bed, "UPDATE batch_jobs SET submitted_at = 1").await;
+    tamper(&bed, "UPDATE batch_enclaves SET joined_at = 1").await;
+
+    let second = WorkerProcess::start(&bed, 0, "terms-2.log");
+    let client = bed.client(&second.url);
+    let resized = poll(&client, "job-resized", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!(resized.state, BatchState::Failed, "{resized:?}");
+    let reason = resized.reason.unwrap_or_default();
+    assert!(reason.contains("chunk size is not what the terms signed"), "{reason}");
+    // The stored times are not believed: the signed ones are, and the job completes.
+    let retimed = poll(&client, "job-retimed", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!(retimed.state, BatchState::Done, "{retimed:?}");
+    let expectations =
+        Expectations::from_ca_pem(&bed.ca_pem, vec![bed.measurement.clone()], vec![TeeKind::Sim])
+            .unwrap();
+    let receipt = verify_batch_receipt(&retimed, &expectations).unwrap();
+    assert!(receipt.submitted_at > 1_700_000_000, "{}", receipt.submitted_at);
+    assert_eq!(receipt.chunk_rows, CHUNK_ROWS);
+}

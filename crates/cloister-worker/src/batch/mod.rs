@@ -18,7 +18,14 @@
 //!
 //! **The queue holds no plaintext and no secret** (ids, digests, counts, states, public keys,
 //! certificates, grant texts); **a chunk is marked done only after its sealed object is durably
-//! stored, in the same transaction as the job's progress.**
+//! stored, in the same transaction as the job's progress.** **Nothing an enclave relies on comes
+//! from the queue unsigned:** the accepting enclave signs the job's terms ([`BatchTerms`]: digest,
+//! grants, chunk size, and the time it was accepted, which is the attestation service's signed
+//! time), every enclave that joins signs when it joined (the service's time, [`BatchJoined`]),
+//! and a resumed run or a receipt uses only what those statements say.
+//!
+//! [`BatchTerms`]: cloister_types::batch::BatchTerms
+//! [`BatchJoined`]: cloister_types::batch::BatchJoined
 //!
 //! [`BatchReceipt`]: cloister_types::batch::BatchReceipt
 
@@ -34,7 +41,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cloister_sign::unix_now;
 use cloister_types::api::ErrorBody;
-use cloister_types::batch::{BatchAccepted, BatchState, BatchStatus, SubmitBatch};
+use cloister_types::batch::{
+    BatchAccepted, BatchState, BatchStatus, BatchTerms, SubmitBatch, grants_sha256,
+};
 use cloister_types::{InputRole, JobKind};
 use sha2::{Digest as _, Sha256};
 
@@ -46,6 +55,12 @@ use crate::store::StoreError;
 
 /// The largest chunk accepted.
 pub const MAX_CHUNK_ROWS: u64 = 1_000_000;
+
+/// What a job's signed terms are verified as.
+pub(crate) const TERMS_WHAT: &str = "batch terms";
+/// How long signed terms (and joins) stay verifiable: longer than any job runs.
+pub(crate) const TERMS_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(400 * 24 * 3600);
 
 /// Why a batch request or job failed. No variant carries plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +236,24 @@ pub async fn submit(
     if worker.batches.job(&spec.id).await?.is_some() {
         return Err(BatchError::Exists(spec.id.clone()).into());
     }
-    record_authorization(&worker, &spec, authorization.digest.clone()).await?;
+    let recorded = record_authorization(&worker, &spec, authorization.digest.clone()).await?;
+    // The service's time, not the host's, is when the job was accepted: the grants must hold then
+    // (every resume checks them again at that time, from the signed terms).
+    let accepted_at = recorded.service_time;
+    authorize_job(&worker.identity, &spec, &request.grants, accepted_at).map_err(ApiError::Job)?;
+    let terms = BatchTerms {
+        job_id: spec.id.clone(),
+        job_digest: authorization.digest.clone(),
+        grants_sha256: grants_sha256(&request.grants),
+        chunk_rows: request.chunk_rows,
+        accepted_at: accepted_at as i64,
+        certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
+    };
+    let terms = worker
+        .identity
+        .receipt_key()
+        .sign(TERMS_WHAT, &terms, accepted_at, TERMS_VALIDITY)
+        .map_err(|e| BatchError::Corrupt(format!("signing the job's terms: {e}")))?;
     worker
         .batches
         .insert(
@@ -229,7 +261,8 @@ pub async fn submit(
             &authorization.digest,
             &request.grants,
             request.chunk_rows,
-            submitted_at as i64,
+            accepted_at as i64,
+            &terms,
         )
         .await?;
     tracing::info!(job = %spec.id, chunk_rows = request.chunk_rows, "batch job queued");

@@ -43,8 +43,11 @@ pub struct JobRow {
     pub chunks_total: Option<u64>,
     /// Rows in the chunks marked done.
     pub rows_done: u64,
-    /// When it was accepted (Unix seconds).
+    /// When it was accepted (Unix seconds; as stored: trust [`JobRow::terms`] instead).
     pub submitted_at: i64,
+    /// The accepting enclave's signed `BatchTerms` (compact JWS; empty for a job queued by an
+    /// older worker).
+    pub terms: String,
     /// The receipt, when done.
     pub receipt: Option<String>,
     /// SHA-256 (hex) of the EAR of the enclave that signed the receipt.
@@ -62,8 +65,10 @@ pub struct EnclaveRow {
     pub receipt_pk: String,
     /// Its certificate chain (PEM, leaf first).
     pub certificate_chain_pem: String,
-    /// When it joined the job (Unix seconds).
+    /// When it joined the job (Unix seconds; as stored: trust [`EnclaveRow::joined`] instead).
     pub joined_at: i64,
+    /// Its signed `BatchJoined` statement (compact JWS).
+    pub joined: String,
 }
 
 /// A chunk marked done.
@@ -98,6 +103,7 @@ type JobTuple = (
     i64,
     Option<String>,
     Option<String>,
+    String,
 );
 
 type ChunkTuple = (String, i64, i64, i64, String, String, String, String, i64);
@@ -172,6 +178,7 @@ impl BatchQueue {
         grants: &[String],
         chunk_rows: u64,
         submitted_at: i64,
+        terms: &str,
     ) -> Result<(), BatchError> {
         let spec_json =
             serde_json::to_string(spec).map_err(|e| BatchError::Corrupt(e.to_string()))?;
@@ -179,7 +186,7 @@ impl BatchQueue {
             serde_json::to_string(grants).map_err(|e| BatchError::Corrupt(e.to_string()))?;
         let result = sqlx::query(
             "INSERT INTO batch_jobs (id, spec_json, job_digest, grants_json, chunk_rows, state, \
-             submitted_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6)",
+             submitted_at, terms) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7)",
         )
         .bind(&spec.id)
         .bind(spec_json)
@@ -187,6 +194,7 @@ impl BatchQueue {
         .bind(grants_json)
         .bind(to_i64(chunk_rows)?)
         .bind(submitted_at)
+        .bind(terms)
         .execute(&self.pool)
         .await;
         match result {
@@ -202,7 +210,7 @@ impl BatchQueue {
     pub async fn job(&self, job_id: &str) -> Result<Option<JobRow>, BatchError> {
         let row: Option<JobTuple> = sqlx::query_as(
             "SELECT spec_json, job_digest, grants_json, chunk_rows, state, reason, rows_total, \
-             chunks_total, rows_done, submitted_at, receipt, receipt_signer \
+             chunks_total, rows_done, submitted_at, receipt, receipt_signer, terms \
              FROM batch_jobs WHERE id = $1",
         )
         .bind(job_id)
@@ -222,6 +230,7 @@ impl BatchQueue {
             submitted_at,
             receipt,
             receipt_signer,
+            terms,
         )) = row
         else {
             return Ok(None);
@@ -243,6 +252,7 @@ impl BatchQueue {
             submitted_at,
             receipt,
             receipt_signer,
+            terms,
         }))
     }
 
@@ -299,7 +309,8 @@ impl BatchQueue {
     pub async fn add_enclave(&self, job_id: &str, enclave: &EnclaveRow) -> Result<(), BatchError> {
         sqlx::query(
             "INSERT INTO batch_enclaves (job_id, attestation_result_sha256, measurement, \
-             receipt_pk, certificate_chain_pem, joined_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             receipt_pk, certificate_chain_pem, joined_at, joined) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (job_id, attestation_result_sha256) DO NOTHING",
         )
         .bind(job_id)
@@ -308,6 +319,7 @@ impl BatchQueue {
         .bind(&enclave.receipt_pk)
         .bind(&enclave.certificate_chain_pem)
         .bind(enclave.joined_at)
+        .bind(&enclave.joined)
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -316,9 +328,9 @@ impl BatchQueue {
 
     /// The enclaves that worked on the job.
     pub async fn enclaves(&self, job_id: &str) -> Result<Vec<EnclaveRow>, BatchError> {
-        let rows: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, String, String, i64, String)> = sqlx::query_as(
             "SELECT attestation_result_sha256, measurement, receipt_pk, certificate_chain_pem, \
-             joined_at FROM batch_enclaves WHERE job_id = $1 ORDER BY joined_at, \
+             joined_at, joined FROM batch_enclaves WHERE job_id = $1 ORDER BY joined_at, \
              attestation_result_sha256",
         )
         .bind(job_id)
@@ -327,13 +339,14 @@ impl BatchQueue {
         .map_err(db)?;
         Ok(rows
             .into_iter()
-            .map(|(attestation_result_sha256, measurement, receipt_pk, pem, joined_at)| {
+            .map(|(attestation_result_sha256, measurement, receipt_pk, pem, joined_at, joined)| {
                 EnclaveRow {
                     attestation_result_sha256,
                     measurement,
                     receipt_pk,
                     certificate_chain_pem: pem,
                     joined_at,
+                    joined,
                 }
             })
             .collect())
@@ -509,8 +522,8 @@ mod tests {
         let path = dir.path().join("jobs.db");
         let queue = BatchQueue::open(&path, Duration::ZERO).await.unwrap();
         let digest = Hex(vec![1; 32]);
-        queue.insert(&spec("j"), &digest, &["g1".to_owned()], 10, 100).await.unwrap();
-        let again = queue.insert(&spec("j"), &digest, &[], 10, 100).await;
+        queue.insert(&spec("j"), &digest, &["g1".to_owned()], 10, 100, "terms").await.unwrap();
+        let again = queue.insert(&spec("j"), &digest, &[], 10, 100, "terms").await;
         assert!(matches!(again, Err(BatchError::Exists(_))), "{again:?}");
         assert_eq!(queue.unfinished().await.unwrap(), vec!["j".to_owned()]);
         queue.start("j", 25, 3).await.unwrap();

@@ -1,28 +1,35 @@
-//! The runner of one batch job: re-checks the grants, records this enclave's authorization, has
-//! the broker release the input keys, decrypts once, computes and seals the chunks not yet done,
-//! and signs the receipt when every chunk is.
+//! The runner of one batch job: verifies the terms the accepting enclave signed, re-checks the
+//! grants at the time those terms name, records this enclave's authorization and signs its join,
+//! has the broker release the input keys, decrypts once, computes and seals the chunks not yet
+//! done, and signs the receipt when every chunk is (checking every enclave at the time its
+//! signed join names).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cloister_client::enclave::read_claims_unverified;
 use cloister_client::{Expectations, verify_enclave_certificate};
 use cloister_seal::{Metadata, RecipientPublicKey};
 use cloister_sign::unix_now;
-use cloister_types::batch::{BatchChunk, BatchEnclave, BatchReceipt, BatchState};
+use cloister_types::batch::{
+    BatchChunk, BatchEnclave, BatchJoined, BatchReceipt, BatchState, BatchTerms, grants_sha256,
+};
 use cloister_types::job::ReceiptInput;
 use cloister_types::{Hex, InputRole, JobKind, pem_certificates};
 use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
 
 use super::prompts::Prompt;
-use super::{BatchError, EnclaveRow, JobRow};
+use super::{BatchError, EnclaveRow, JobRow, TERMS_VALIDITY, TERMS_WHAT};
 use crate::engine::{self, LlmModel, OnnxModel, Table};
 use crate::jobs::{BATCH_ROWS, authorize_job, open_input, read_checked, receipt_input};
 use crate::server::{Worker, record_authorization, release_broker_keys};
 
 /// How long chunk statements and batch receipts stay verifiable.
 const STATEMENT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// What a join statement is verified as.
+const JOINED_WHAT: &str = "batch join";
 
 /// What each enclave that worked on a batch job erased when its part ended.
 const ERASED: [&str; 5] = [
@@ -110,16 +117,28 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     if job.spec.kind != JobKind::BatchInference {
         return Err(check(job_id, "only batch-inference jobs run as batch jobs"));
     }
-    // The grants were valid when the job was accepted; this enclave (perhaps a new one after a
-    // restart) checks them again against its own measurement, at that time.
-    let submitted_at = u64::try_from(job.submitted_at).unwrap_or_default();
-    let authorization = authorize_job(&worker.identity, &job.spec, &job.grants, submitted_at)
+    // The terms the accepting enclave signed, not the host's row, say when the job was accepted
+    // and how it is chunked; this enclave (perhaps a new one after a restart) checks the grants
+    // again against its own measurement, at that time.
+    let terms = verify_terms(worker, &job).map_err(|reason| check(job_id, reason))?;
+    let accepted_at = u64::try_from(terms.accepted_at).unwrap_or_default();
+    let authorization = authorize_job(&worker.identity, &job.spec, &job.grants, accepted_at)
         .map_err(|e| check(job_id, e.to_string()))?;
-    if authorization.digest != job.job_digest {
+    if authorization.digest != job.job_digest || authorization.digest != terms.job_digest {
         return Err(check(job_id, "the queued digest is not the digest of the queued spec"));
     }
     let recorded = record_authorization(worker, &job.spec, authorization.digest.clone())
         .await
+        .map_err(|e| check(job_id, e.to_string()))?;
+    let joined = BatchJoined {
+        job_id: job_id.to_owned(),
+        attestation_result_sha256: own_attestation(worker),
+        joined_at: recorded.service_time as i64,
+    };
+    let joined = worker
+        .identity
+        .receipt_key()
+        .sign(JOINED_WHAT, &joined, recorded.service_time, TERMS_VALIDITY)
         .map_err(|e| check(job_id, e.to_string()))?;
     let own = own_attestation(worker);
     worker
@@ -131,7 +150,8 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
                 measurement: worker.identity.claims().measurement.to_string(),
                 receipt_pk: worker.identity.receipt_key().public_key().to_text(),
                 certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
-                joined_at: unix_now() as i64,
+                joined_at: recorded.service_time as i64,
+                joined,
             },
         )
         .await?;
@@ -165,14 +185,14 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     .map_err(|_| check(job_id, "the decrypting task panicked"))??;
 
     let rows = opened.work.rows() as u64;
-    let chunks_total = rows.div_ceil(job.chunk_rows);
+    let chunks_total = rows.div_ceil(terms.chunk_rows);
     worker.batches.start(job_id, rows, chunks_total).await?;
     let done = worker.batches.done_indexes(job_id).await?;
     let recipients = Arc::new(authorization.recipients);
     let opened = Arc::new(opened);
     for index in (0..chunks_total).filter(|k| !done.contains(k)) {
-        let first_row = index * job.chunk_rows;
-        let chunk_rows = job.chunk_rows.min(rows - first_row);
+        let first_row = index * terms.chunk_rows;
+        let chunk_rows = terms.chunk_rows.min(rows - first_row);
         let (w, o, r, id) = (worker.clone(), opened.clone(), recipients.clone(), job_id.to_owned());
         let (object_id, ciphertext_sha256) = tokio::task::spawn_blocking(move || {
             seal_chunk(&w, &o, &r, &id, index, first_row, chunk_rows)
@@ -205,7 +225,101 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     let inputs = opened.inputs.clone();
     // The last reference: the model and the table or prompts (zeroized on drop) go now.
     drop(opened);
-    finish(worker, &job, rows, inputs, &own, recorded.checkpoint).await
+    finish(worker, &job, &terms, rows, inputs, &own, recorded.checkpoint).await
+}
+
+/// This enclave's expectations of the enclaves it works with: its own CA, measurement and TEE.
+fn own_expectations(worker: &Worker) -> Result<Expectations, String> {
+    let identity = &worker.identity;
+    let ca_der = identity
+        .certificate_chain_der()
+        .last()
+        .ok_or_else(|| "this enclave has no certificate chain".to_owned())?;
+    Ok(Expectations {
+        ca_der: ca_der.clone(),
+        allowed_measurements: vec![identity.claims().measurement.clone()],
+        accepted_tees: vec![identity.claims().tee],
+    })
+}
+
+/// The claims of a compact JWS, read without verifying: only to find the key and the time to
+/// verify it with.
+fn peek_claims(token: &str) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The job's terms, verified: signed by an enclave that this enclave's CA certified with this
+/// enclave's measurement (checked at the time the terms name), for this job, these grants and
+/// the queued chunk size.
+fn verify_terms(worker: &Worker, job: &JobRow) -> Result<BatchTerms, String> {
+    if job.terms.is_empty() {
+        return Err("the job has no signed terms (it was queued by an older worker); submit it \
+                    again"
+            .to_owned());
+    }
+    let claimed = peek_claims(&job.terms).ok_or("the job's terms are not a signed statement")?;
+    let pem = claimed["certificate_chain_pem"].as_str().unwrap_or_default();
+    let accepted_at = claimed["accepted_at"].as_u64().unwrap_or_default();
+    let chain = pem_certificates(pem).map_err(|e| format!("the terms' certificate chain: {e}"))?;
+    let enclave = verify_enclave_certificate(&chain, &own_expectations(worker)?, accepted_at)
+        .map_err(|e| format!("the enclave that accepted the job: {e}"))?;
+    let terms = enclave
+        .receipt_pk
+        .verify::<BatchTerms>(TERMS_WHAT, &job.terms, accepted_at)
+        .map_err(|e| format!("the job's terms: {e}"))?
+        .claims;
+    let tampered = |what: &str| {
+        format!("the queue's {what} is not what the terms signed by the accepting enclave say")
+    };
+    if terms.job_id != job.spec.id {
+        return Err(tampered("job id"));
+    }
+    if terms.job_digest != job.job_digest {
+        return Err(tampered("job digest"));
+    }
+    if terms.grants_sha256 != grants_sha256(&job.grants) {
+        return Err(tampered("grants"));
+    }
+    if terms.chunk_rows != job.chunk_rows {
+        return Err(tampered("chunk size"));
+    }
+    Ok(terms)
+}
+
+/// An enclave's join, verified with the receipt key its certificate binds, and then the
+/// enclave itself, at the time its join names (the service's time when it recorded the job).
+fn verify_joined(
+    row: &EnclaveRow,
+    job_id: &str,
+    expectations: &Expectations,
+) -> Result<cloister_client::VerifiedEnclave, String> {
+    let chain = pem_certificates(&row.certificate_chain_pem)
+        .map_err(|e| format!("its certificate chain: {e}"))?;
+    let leaf = chain.first().ok_or("its certificate chain is empty")?;
+    let unverified = read_claims_unverified(leaf).map_err(|e| e.to_string())?;
+    let key = cloister_sign::VerifyingKey::from_text(&unverified.runtime_data.receipt_pk)
+        .map_err(|e| e.to_string())?;
+    let claimed = peek_claims(&row.joined).ok_or("its join is not a signed statement")?;
+    let at = claimed["joined_at"].as_u64().unwrap_or_default();
+    let joined = key
+        .verify::<BatchJoined>(JOINED_WHAT, &row.joined, at)
+        .map_err(|e| format!("its join: {e}"))?
+        .claims;
+    if joined.job_id != job_id
+        || joined.attestation_result_sha256.to_string() != row.attestation_result_sha256
+    {
+        return Err("its join names another job or enclave".to_owned());
+    }
+    let at = u64::try_from(joined.joined_at).unwrap_or_default();
+    let enclave =
+        verify_enclave_certificate(&chain, expectations, at).map_err(|e| e.to_string())?;
+    if enclave.receipt_pk != key {
+        return Err("its join is not signed by its certificate's receipt key".to_owned());
+    }
+    Ok(enclave)
 }
 
 /// Computes chunk `index` (rows `first_row .. first_row + rows`), seals its output to the
@@ -279,6 +393,7 @@ fn seal_chunk(
 async fn finish(
     worker: &Arc<Worker>,
     job: &JobRow,
+    terms: &BatchTerms,
     rows: u64,
     inputs: Vec<ReceiptInput>,
     own: &Hex,
@@ -288,22 +403,11 @@ async fn finish(
     let chunks = worker.batches.chunks(job_id).await?;
     let enclave_rows = worker.batches.enclaves(job_id).await?;
     let identity = &worker.identity;
-    let ca_der = identity
-        .certificate_chain_der()
-        .last()
-        .ok_or_else(|| check(job_id, "this enclave has no certificate chain"))?;
-    let expectations = Expectations {
-        ca_der: ca_der.clone(),
-        allowed_measurements: vec![identity.claims().measurement.clone()],
-        accepted_tees: vec![identity.claims().tee],
-    };
+    let expectations = own_expectations(worker).map_err(|reason| check(job_id, reason))?;
     let mut verified: BTreeMap<String, (BatchEnclave, cloister_sign::VerifyingKey)> =
         BTreeMap::new();
     for row in &enclave_rows {
-        let chain = pem_certificates(&row.certificate_chain_pem)
-            .map_err(|e| check(job_id, format!("an enclave's certificate chain: {e}")))?;
-        let joined = u64::try_from(row.joined_at).unwrap_or_default();
-        let enclave = verify_enclave_certificate(&chain, &expectations, joined).map_err(|e| {
+        let enclave = verify_joined(row, job_id, &expectations).map_err(|e| {
             check(
                 job_id,
                 format!("enclave {} that worked on it: {e}", row.attestation_result_sha256),
@@ -331,7 +435,7 @@ async fn finish(
             ),
         );
     }
-    let expected = rows.div_ceil(job.chunk_rows);
+    let expected = rows.div_ceil(terms.chunk_rows);
     if chunks.len() as u64 != expected {
         return Err(check(
             job_id,
@@ -342,10 +446,10 @@ async fn finish(
     let mut used = BTreeMap::new();
     for (k, row) in chunks.iter().enumerate() {
         let chunk = &row.chunk;
-        let first_row = k as u64 * job.chunk_rows;
+        let first_row = k as u64 * terms.chunk_rows;
         if chunk.index != k as u64
             || chunk.first_row != first_row
-            || chunk.rows != job.chunk_rows.min(rows - first_row)
+            || chunk.rows != terms.chunk_rows.min(rows - first_row)
             || chunk.object_id != format!("{job_id}-out-{k:06}")
         {
             return Err(check(
@@ -380,7 +484,7 @@ async fn finish(
         job_id: job_id.to_owned(),
         job_digest: job.job_digest.clone(),
         inputs,
-        chunk_rows: job.chunk_rows,
+        chunk_rows: terms.chunk_rows,
         rows,
         chunks: chunks.into_iter().map(|row| row.chunk).collect(),
         enclaves: used.into_values().collect(),
@@ -388,7 +492,7 @@ async fn finish(
         measurement: identity.claims().measurement.clone(),
         audit_checkpoint: checkpoint,
         erased: ERASED.iter().map(|s| (*s).to_owned()).collect(),
-        submitted_at: job.submitted_at,
+        submitted_at: terms.accepted_at,
         finished_at: now as i64,
     };
     let signed = identity
