@@ -27,7 +27,7 @@ mod release;
 pub use crate::appraisal::{AR4SI_CLAIMS, Appraisal, AppraisalPolicy, POLICY_PACKAGE};
 pub use crate::authz::{Action, Denied, Principal, Resource, authorize};
 pub use crate::error::PolicyError;
-pub use crate::limits::{EVALUATION_TIME_LIMIT, MAX_POLICY_BYTES};
+pub use crate::limits::{EVALUATION_TIME_LIMIT, MAX_POLICY_BYTES, MAX_RANGE_ELEMENTS};
 pub use crate::release::{
     MAX_RELEASE_POLICY_LEN, RELEASE_POLICY_PACKAGE, ReleaseDecision, ReleaseInput, ReleasePolicy,
     overall_status,

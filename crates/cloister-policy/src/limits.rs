@@ -1,6 +1,8 @@
 //! Bounds on evaluating tenant Rego: every engine this crate builds stops an evaluation that
-//! runs longer than [`EVALUATION_TIME_LIMIT`] (an error, which callers treat as refusal), and
-//! refuses policy text beyond [`MAX_POLICY_BYTES`].
+//! runs longer than [`EVALUATION_TIME_LIMIT`] (an error, which callers treat as refusal), refuses
+//! policy text beyond [`MAX_POLICY_BYTES`], and replaces the two builtins whose one call
+//! allocates as much as its arguments ask, before any time check can run (`numbers.range` and
+//! `numbers.range_step`), with versions that make at most [`MAX_RANGE_ELEMENTS`] elements.
 //!
 //! Policies come from tenant admins and run on the service's threads for every attestation
 //! and key release; without a bound a policy whose cost grows with its input (or just a slow
@@ -10,8 +12,8 @@
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use regorus::Engine;
 use regorus::utils::limits::{ExecutionTimerConfig, PolicyLengthConfig};
+use regorus::{Engine, Value};
 
 /// The longest one evaluation of a policy may run. The built-in policies take well under a
 /// millisecond; the limit leaves two orders of magnitude for tenants' own rules.
@@ -22,6 +24,9 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 
 /// How many units of interpreter work pass between two looks at the clock.
 const CHECK_INTERVAL: u32 = 32;
+
+/// The most elements `numbers.range` and `numbers.range_step` make in a Cloister policy.
+pub const MAX_RANGE_ELEMENTS: u64 = 100_000;
 
 /// An engine with the time and length limits set.
 pub(crate) fn engine() -> Engine {
@@ -35,7 +40,54 @@ pub(crate) fn engine() -> Engine {
         max_file_bytes: NonZeroUsize::new(MAX_POLICY_BYTES).unwrap_or(NonZeroUsize::MIN),
         max_lines: NonZeroUsize::new(20_000).unwrap_or(NonZeroUsize::MIN),
     });
+    // Extensions are looked up before builtins: these shadow the unbounded ones. Adding them to
+    // a fresh engine cannot fail (the names are free).
+    let _ = engine.add_extension(
+        "numbers.range".to_owned(),
+        2,
+        Box::new(|args: Vec<Value>| bounded_range("numbers.range", &args, None)),
+    );
+    let _ = engine.add_extension(
+        "numbers.range_step".to_owned(),
+        3,
+        Box::new(|args: Vec<Value>| {
+            let step = args.get(2).map(Value::as_i64).transpose()?;
+            bounded_range("numbers.range_step", &args, step)
+        }),
+    );
     engine
+}
+
+/// `numbers.range(a, b)` (every integer from `a` to `b`, both included, either direction) or,
+/// with `step`, `numbers.range_step(a, b, step)` (from `a` towards `b` by `step` > 0), refusing
+/// more than [`MAX_RANGE_ELEMENTS`] elements before allocating any.
+fn bounded_range(name: &str, args: &[Value], step: Option<i64>) -> anyhow::Result<Value> {
+    let (Some(from), Some(to)) = (args.first(), args.get(1)) else {
+        anyhow::bail!("{name} takes two integers");
+    };
+    let (from, to) = (from.as_i64()?, to.as_i64()?);
+    let step = match step {
+        Some(step) if step > 0 => step.unsigned_abs(),
+        Some(_) => anyhow::bail!("{name}: step must be a positive integer"),
+        None => 1,
+    };
+    let span = from.abs_diff(to);
+    let elements = span / step + 1;
+    if elements > MAX_RANGE_ELEMENTS {
+        anyhow::bail!(
+            "{name} would make {elements} elements; a Cloister policy may make at most \
+             {MAX_RANGE_ELEMENTS}"
+        );
+    }
+    let up = to >= from;
+    let values = (0..elements)
+        .map(|k| {
+            let offset = i128::from(k) * i128::from(step);
+            let value = if up { i128::from(from) + offset } else { i128::from(from) - offset };
+            Value::from(i64::try_from(value).unwrap_or(to))
+        })
+        .collect::<Vec<_>>();
+    Ok(Value::from(values))
 }
 
 #[cfg(test)]
@@ -44,13 +96,46 @@ mod tests {
 
     use super::*;
 
+    fn eval(rego: &str, rule: &str) -> Result<Value, String> {
+        let mut engine = engine();
+        engine.add_policy("p.rego".to_owned(), rego.to_owned()).map_err(|e| e.to_string())?;
+        engine.set_input(Value::new_object());
+        engine.eval_rule(rule.to_owned()).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn ranges_are_bounded_before_anything_is_allocated() {
+        let started = std::time::Instant::now();
+        let err = eval("package r\nn := count(numbers.range(1, 2000000000))\n", "data.r.n")
+            .expect_err("refused");
+        assert!(err.contains("would make 2000000000 elements"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        let err = eval("package r\nn := numbers.range_step(0, 9000000000, 3)\n", "data.r.n")
+            .expect_err("refused");
+        assert!(err.contains("3000000001 elements"), "{err}");
+        // Within the bound they behave as OPA's builtins do.
+        let small = eval("package r\nn := numbers.range(3, 1)\n", "data.r.n").expect("small");
+        assert_eq!(
+            small,
+            Value::from(vec![Value::from(3i64), Value::from(2i64), Value::from(1i64)])
+        );
+        let stepped =
+            eval("package r\nn := numbers.range_step(10, 1, 4)\n", "data.r.n").expect("stepped");
+        assert_eq!(
+            stepped,
+            Value::from(vec![Value::from(10i64), Value::from(6i64), Value::from(2i64)])
+        );
+        assert!(eval("package r\nn := numbers.range_step(1, 5, 0)\n", "data.r.n").is_err());
+    }
+
     #[test]
     fn an_evaluation_past_the_limit_stops_with_an_error() {
         let mut engine = engine();
         engine
             .add_policy(
                 "slow.rego".to_owned(),
-                "package slow\nn := count([x | some x in numbers.range(1, 100000000)])\n"
+                "package slow\nn := count([x | some x in numbers.range(1, 100000); \
+                 some y in numbers.range(1, 100000); x == y + 1000000])\n"
                     .to_owned(),
             )
             .expect("parses");

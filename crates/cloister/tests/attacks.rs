@@ -746,7 +746,7 @@ async fn a_tenant_policy_over_the_time_limit_is_refused_at_upload_or_fails_close
         cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [9; 48]);
     // Slow on any input: refused when uploaded.
     let slow = "package cloister.appraisal\n\
-                n := count([x | some x in numbers.range(1, 100000000)])\n\
+                n := count([x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000); x == y + 1000000])\n\
                 result := {\"status\": \"affirming\", \"trustworthiness_vector\": {}, \"reasons\": [sprintf(\"%d\", [n])]}\n";
     let request = CreateInstance {
         name: "always-slow".into(),
@@ -757,11 +757,21 @@ async fn a_tenant_policy_over_the_time_limit_is_refused_at_upload_or_fails_close
     };
     let err = service.create_instance(&admin, &request, now).await.unwrap_err();
     assert!(err.to_string().to_lowercase().contains("time"), "{err}");
+    // One builtin call asking for 2·10⁹ elements (a 48 GB allocation, before any time check
+    // could run): refused without allocating them.
+    let huge = "package cloister.appraisal\n\
+                result := {\"status\": \"affirming\", \"trustworthiness_vector\": {}, \"reasons\": []} if {\n\
+                count(numbers.range(1, 2000000000)) > 0\n\
+                }\n";
+    let request =
+        CreateInstance { name: "huge".into(), policy: PolicySpec::Rego(huge.into()), ..request };
+    let err = service.create_instance(&admin, &request, now).await.unwrap_err();
+    assert!(err.to_string().contains("would make 2000000000 elements"), "{err}");
     // Slow only on real evidence: accepted, and refused (never affirmed) at attestation.
     let sneaky = "package cloister.appraisal\n\
                   result := {\"status\": \"affirming\", \"trustworthiness_vector\": {}, \"reasons\": []} if {\n\
                   input.tee == \"sim\"\n\
-                  count([x | some x in numbers.range(1, 100000000)]) > 0\n\
+                  count([x | some x in numbers.range(1, 100000); some y in numbers.range(1, 100000); x == y + 1000000]) > 0\n\
                   }\n";
     let id = sim_instance(&service, &admin, "sneaky", &tee, now).await;
     service.update_policy(&admin, &id, &PolicySpec::Rego(sneaky.into()), now).await.unwrap();
