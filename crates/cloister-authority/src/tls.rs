@@ -6,12 +6,15 @@
 //! configuration it serves plain HTTP: the binary allows that only on a loopback address, or
 //! when the operator asks for it by name.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -61,8 +64,25 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// How many connections the service holds open at once; beyond it, it stops accepting until
+/// one closes (the kernel queues the rest).
+pub const MAX_CONNECTIONS: usize = 4096;
+/// How many of them one client address may hold.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+/// How long a client has to finish its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send a request's headers (and may sit idle between
+/// requests).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `app` on `listener` (TLS with `tls`, plain HTTP without) until `shutdown` completes.
 /// Connections already accepted finish on their own tasks.
+///
+/// Nobody who can only open sockets takes the service down: at most [`MAX_CONNECTIONS`] are
+/// held ([`MAX_CONNECTIONS_PER_ADDRESS`] per client address); one that does not finish its TLS
+/// handshake within [`HANDSHAKE_TIMEOUT`], or send a request's headers within [`HEADER_TIMEOUT`],
+/// is closed; and a failed accept (out of file descriptors, say) is waited out and retried,
+/// never fatal.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -70,15 +90,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = Arc::new(std::sync::Mutex::new(HashMap::<IpAddr, usize>::new()));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.map_err(std::io::Error::other)?,
             () = &mut shutdown => return Ok(()),
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a connection failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let Some(held) = AddressSlot::take(&per_address, peer.ip()) else {
+            tracing::debug!(%peer, "too many connections from this address");
+            continue;
         };
         let app = app.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slots = (slot, held);
             let with_peer = tower::ServiceBuilder::new()
                 .map_request(move |mut request: axum::http::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
@@ -86,21 +124,63 @@ pub async fn serve(
                 })
                 .service(app);
             let service = TowerToHyperService::new(with_peer);
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
             let served = match acceptor {
-                Some(acceptor) => match acceptor.accept(tcp).await {
-                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), service).await,
-                    Err(error) => {
-                        tracing::debug!(%peer, %error, "TLS handshake failed");
-                        return;
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => {
+                            builder.serve_connection(TokioIo::new(stream), service).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
                     }
-                },
+                }
                 None => builder.serve_connection(TokioIo::new(tcp), service).await,
             };
             if let Err(error) = served {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// One of an address's connections; given back when dropped.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        address: IpAddr,
+    ) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let held = map.entry(address).or_insert(0);
+        if *held >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *held += 1;
+        Some(AddressSlot { counts: counts.clone(), address })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = map.get_mut(&self.address) {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.address);
+            }
+        }
     }
 }
 

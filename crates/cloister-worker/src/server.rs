@@ -30,7 +30,7 @@ use cloister_types::api::{
     ReleaseContext, SubmitJob,
 };
 use cloister_types::{Hex, InputRole, JobKind, JobSpec};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -42,6 +42,12 @@ use crate::store::{ObjectStore, StoreError};
 
 /// Largest sealed object accepted in one request.
 const MAX_OBJECT: usize = 1 << 30;
+/// How many connections the worker holds open at once.
+const MAX_CONNECTIONS: usize = 4096;
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a connection may take to send a request's headers (or sit idle between requests).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The worker's state: its identity, its object store, and the attestation service instance
 /// it attested with (also its key broker).
@@ -104,11 +110,26 @@ pub async fn serve_app(listener: TcpListener, worker: &Worker, app: Router) -> s
     .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
     .map_err(std::io::Error::other)?;
     let acceptor = TlsAcceptor::from(Arc::new(config));
+    // Someone who can only open sockets must not stop the worker: connections are capped, a
+    // handshake or a request's headers that do not come in time close the connection, and a
+    // failed accept (out of file descriptors, say) is waited out, never fatal.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let slot = slots.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a connection failed; retrying shortly");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let app = app.clone();
-        tokio::spawn(async move { serve_connection(acceptor, tcp, peer, app).await });
+        tokio::spawn(async move {
+            serve_connection(acceptor, tcp, peer, app).await;
+            drop(slot);
+        });
     }
 }
 
@@ -118,18 +139,21 @@ async fn serve_connection(
     peer: SocketAddr,
     app: Router,
 ) {
-    let tls = match acceptor.accept(tcp).await {
-        Ok(tls) => tls,
-        Err(error) => {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
             tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
             return;
         }
     };
     let service = TowerToHyperService::new(app);
-    if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
-        .await
-    {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    if let Err(error) = builder.serve_connection(TokioIo::new(tls), service).await {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }

@@ -912,3 +912,58 @@ on_both_backends!(
     an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_import,
     a_restarted_service_has_lost_nothing,
 );
+
+/// Someone who can only open sockets: hundreds of connections that never start TLS, against a
+/// service allowed 100 open files. It must neither exit nor stay unreachable: idle handshakes
+/// time out and failed accepts are retried.
+#[cfg(unix)]
+#[tokio::test]
+async fn idle_connections_never_take_the_service_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = test_tls();
+    let db = format!("sqlite://{}", tmp.path().join("idle.db").display());
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 100 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_cloister"))
+        .args(["serve", "attestation", "--listen", "127.0.0.1:0", "--database", &db])
+        .arg("--operator-token-file")
+        .arg(tmp.path().join("operator-token"))
+        .arg("--tls-cert")
+        .arg(&tls.certificate)
+        .arg("--tls-key")
+        .arg(&tls.key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("attestation service listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let addr = url.trim_start_matches("https://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        let connect = tokio::net::TcpStream::connect(&addr);
+        match tokio::time::timeout(Duration::from_millis(500), connect).await {
+            Ok(Ok(stream)) => idle.push(stream),
+            _ => break,
+        }
+    }
+    assert!(idle.len() > 100, "only {} connections opened", idle.len());
+    // Past the handshake timeout the service has let go of them and answers again.
+    tokio::time::sleep(cloister_authority::tls::HANDSHAKE_TIMEOUT + Duration::from_secs(2)).await;
+    assert!(child.try_wait().unwrap().is_none(), "the service exited");
+    let health = http().get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    drop(idle);
+    let _ = child.kill();
+    let _ = child.wait();
+}
