@@ -422,8 +422,16 @@ async fn export_instance(
             "target is not a service key document (GET /v1/service-key on the target): {e}"
         )))
     })?;
-    let bundle =
-        service.export_instance(&who, &id, &target, body.allow_unattested_target, now()).await?;
+    let bundle = service
+        .export_instance(
+            &who,
+            &id,
+            &target,
+            &body.target_tenant,
+            body.allow_unattested_target,
+            now(),
+        )
+        .await?;
     Ok(([(CONTENT_TYPE, "application/octet-stream")], bundle).into_response())
 }
 

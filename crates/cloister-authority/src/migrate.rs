@@ -113,6 +113,9 @@ pub struct InstanceBundle {
     /// Envelope key id of the service the bundle is for: under the source's signature, so the
     /// bundle imports only there.
     pub target_service: Hex,
+    /// The tenant id on the target service that may import the bundle, under the source's
+    /// signature: another tenant of the target holding the file cannot take the instance.
+    pub target_tenant: String,
     /// The instance itself.
     pub instance: BundledInstance,
     /// Every policy version, `1..=n`.
@@ -301,6 +304,15 @@ pub enum BundleError {
     UntrustedSource {
         /// The signer's fingerprint (lowercase hex SHA-256).
         fingerprint: String,
+    },
+    /// The bundle was exported for another tenant of this service.
+    #[error(
+        "the bundle was exported for another tenant of this service, not yours ({importer}); \
+         ask its owner to export it again with `--target-tenant {importer}`"
+    )]
+    ForAnotherTenant {
+        /// The importing tenant's id.
+        importer: String,
     },
     /// The sealed contents are not a well-formed bundle.
     #[error("the bundle's contents are not a valid instance bundle: {0}")]
@@ -623,6 +635,15 @@ impl InstanceBundle {
                 self.source_service.as_bytes().len()
             )));
         }
+        let tenant = &self.target_tenant;
+        let tenant_ok = !tenant.is_empty()
+            && tenant.len() <= 64
+            && tenant.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !tenant_ok {
+            return Err(BundleError::Incomplete(format!(
+                "target_tenant {tenant:?} is not a tenant id (`tn_…`)"
+            )));
+        }
         if self.instance.id.is_empty() {
             return Err(BundleError::Incomplete("the instance id is empty".to_owned()));
         }
@@ -810,6 +831,7 @@ mod tests {
             exported_at: t + 500,
             source_service: source_id(),
             target_service: Hex(vec![0; 16]),
+            target_tenant: "tn_0123456789abcdef0123456789abcdef".to_owned(),
             instance: BundledInstance {
                 id: "in_0123456789abcdef0123456789abcdef".to_owned(),
                 name: "payroll".to_owned(),
@@ -1211,6 +1233,12 @@ mod tests {
         let mut bundle = sample_bundle();
         bundle.instance.name.clear();
         assert!(matches!(seal(&bundle, &target.public_key()), Err(BundleError::Incomplete(_))));
+        for tenant in ["", "tn x", "tn_\u{0}", &"t".repeat(65)] {
+            let mut bundle = sample_bundle();
+            bundle.target_tenant = tenant.to_owned();
+            let err = seal(&bundle, &target.public_key()).unwrap_err();
+            assert!(err.to_string().contains("target_tenant"), "{tenant:?}: {err}");
+        }
     }
 
     #[test]

@@ -188,6 +188,9 @@ pub struct PolicyUpdated {
 pub struct ExportRequest {
     /// The target service's key document (`GET /v1/service-key` on the target).
     pub target: serde_json::Value,
+    /// The tenant id on the target service (`tn_…`, what `tenant create` printed there) that
+    /// may import the bundle: signed into it, so no other tenant of the target can.
+    pub target_tenant: String,
     /// Export to a target that brings no attestation of its key (it does not run in a TEE).
     #[serde(default)]
     pub allow_unattested_target: bool,

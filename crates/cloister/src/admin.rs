@@ -235,11 +235,12 @@ pub async fn instance_delete(conn: &Connection, id: &str) -> Result<()> {
     conn.print(&serde_json::json!({ "deleted": id }), |_| format!("deleted {id}"))
 }
 
-/// `instance export ID --target URL --output FILE`.
+/// `instance export ID --target URL --target-tenant TN --output FILE`.
 pub async fn instance_export(
     conn: &Connection,
     id: &str,
     target: &str,
+    target_tenant: &str,
     output: &Path,
     allow_unattested: bool,
 ) -> Result<()> {
@@ -249,7 +250,11 @@ pub async fn instance_export(
     } else {
         read_json(Path::new(target))?
     };
-    let request = ExportRequest { target: document, allow_unattested_target: allow_unattested };
+    let request = ExportRequest {
+        target: document,
+        target_tenant: target_tenant.to_owned(),
+        allow_unattested_target: allow_unattested,
+    };
     let bundle = conn.client()?.export_instance(id, &request).await?;
     std::fs::write(output, &bundle).with_context(|| format!("writing {}", output.display()))?;
     conn.print(

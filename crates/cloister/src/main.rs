@@ -715,6 +715,9 @@ enum InstanceCommand {
         /// The target service's URL, or a file with its `GET /v1/service-key` document.
         #[arg(long)]
         target: String,
+        /// Your tenant id on the target service (`tn_…`): only that tenant can import it.
+        #[arg(long)]
+        target_tenant: String,
         /// Where to write the sealed bundle.
         #[arg(long)]
         output: PathBuf,
@@ -1353,11 +1356,19 @@ async fn instance(command: InstanceCommand) -> Result<()> {
         InstanceCommand::Rotate { id, server } => {
             admin::instance_rotate(&server.connection()?, &id).await
         }
-        InstanceCommand::Export { id, target, output, allow_unattested_target, server } => {
+        InstanceCommand::Export {
+            id,
+            target,
+            target_tenant,
+            output,
+            allow_unattested_target,
+            server,
+        } => {
             admin::instance_export(
                 &server.connection()?,
                 &id,
                 &target,
+                &target_tenant,
                 &output,
                 allow_unattested_target,
             )

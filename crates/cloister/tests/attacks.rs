@@ -505,6 +505,14 @@ async fn service(
     (Arc::new(service), cloister_policy::Principal::TenantAdmin { tenant: created.tenant.id })
 }
 
+/// The tenant id of a tenant admin.
+fn tenant_id(admin: &cloister_policy::Principal) -> &str {
+    match admin {
+        cloister_policy::Principal::TenantAdmin { tenant } => tenant,
+        other => panic!("{other:?} is not a tenant admin"),
+    }
+}
+
 async fn tenant(
     service: &cloister_authority::service::Service,
     name: &str,
@@ -587,10 +595,23 @@ async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id(
     let (moved_to, moved_admin) =
         service(vec![victim.signing_public_key().fingerprint_hex()], "owner", now).await;
     let bundle = victim
-        .export_instance(&owner, &instance, &moved_to.service_key_document(), true, now)
+        .export_instance(
+            &owner,
+            &instance,
+            &moved_to.service_key_document(),
+            tenant_id(&moved_admin),
+            true,
+            now,
+        )
         .await
         .unwrap();
+    // Another tenant of the target holding the file cannot take the instance: the source
+    // signed which tenant it is for.
+    let interloper = tenant(&moved_to, "interloper", now).await;
+    let err = moved_to.import_instance(&interloper, &bundle, now).await.unwrap_err();
+    assert!(err.to_string().contains("exported for another tenant"), "{err}");
     moved_to.import_instance(&moved_admin, &bundle, now).await.unwrap();
+    assert!(moved_to.list_instances(&interloper, now).await.unwrap().is_empty());
     victim.delete_instance(&owner, &instance, now).await.unwrap();
     // Deleting detached it from the key, on the record.
     assert!(victim.show_key(&owner, &key.id, now).await.unwrap().instances.is_empty());
@@ -601,7 +622,14 @@ async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id(
     let (forger, forger_admin) = service(Vec::new(), "forger", now).await;
     let forged_id = sim_instance(&forger, &forger_admin, "prod", &owners_tee, now).await;
     let forged = forger
-        .export_instance(&forger_admin, &forged_id, &victim.service_key_document(), true, now)
+        .export_instance(
+            &forger_admin,
+            &forged_id,
+            &victim.service_key_document(),
+            tenant_id(&attacker),
+            true,
+            now,
+        )
         .await
         .unwrap();
     let err = victim.import_instance(&attacker, &forged, now).await.unwrap_err();
@@ -609,13 +637,27 @@ async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id(
     // Even from a trusted source, an id that existed here is never taken again.
     let trusted_id = sim_instance(&other, &other_admin, "x", &owners_tee, now).await;
     let trusted = other
-        .export_instance(&other_admin, &trusted_id, &victim.service_key_document(), true, now)
+        .export_instance(
+            &other_admin,
+            &trusted_id,
+            &victim.service_key_document(),
+            tenant_id(&attacker),
+            true,
+            now,
+        )
         .await
         .unwrap();
     victim.import_instance(&attacker, &trusted, now).await.unwrap();
     victim.delete_instance(&attacker, &trusted_id, now).await.unwrap();
     let again = other
-        .export_instance(&other_admin, &trusted_id, &victim.service_key_document(), true, now)
+        .export_instance(
+            &other_admin,
+            &trusted_id,
+            &victim.service_key_document(),
+            tenant_id(&attacker),
+            true,
+            now,
+        )
         .await
         .unwrap();
     let err = victim.import_instance(&attacker, &again, now).await.unwrap_err();

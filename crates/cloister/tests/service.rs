@@ -646,7 +646,11 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     let err = src
         .export_instance(
             &instance.id,
-            &ExportRequest { target: target_doc, allow_unattested_target: false },
+            &ExportRequest {
+                target: target_doc,
+                target_tenant: dst_tenant.tenant.id.clone(),
+                allow_unattested_target: false,
+            },
         )
         .await
         .unwrap_err();
@@ -660,6 +664,8 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
             &instance.id,
             "--target",
             &target.url,
+            "--target-tenant",
+            &dst_tenant.tenant.id,
             "--output",
             bundle_file.to_str().unwrap(),
             "--allow-unattested-target",
@@ -680,6 +686,11 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
         bad[position] ^= 0x01;
         assert!(dst.import_instance(bad).await.is_err(), "flip at {position} accepted");
     }
+    // Another tenant of the target cannot import a bundle exported for this one.
+    let other_tenant = target.operator().create_tenant("other").await.unwrap();
+    let err =
+        target.as_tenant(&other_tenant.token).import_instance(bundle.clone()).await.unwrap_err();
+    assert!(err.to_string().contains("exported for another tenant"), "{err}");
 
     let (ok, out, err) = cli(
         &["instance", "import", bundle_file.to_str().unwrap(), "--json"],

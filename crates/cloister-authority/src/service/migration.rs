@@ -3,14 +3,15 @@
 use super::*;
 
 impl Service {
-    /// Seals the whole instance to the target service's key. A target whose document carries
-    /// an attestation must pass this instance's own appraisal; one without must be allowed
-    /// explicitly.
+    /// Seals the whole instance to the target service's key, for `target_tenant` there only.
+    /// A target whose document carries an attestation must pass this instance's own
+    /// appraisal; one without must be allowed explicitly.
     pub async fn export_instance(
         &self,
         who: &Principal,
         id: &str,
         target: &ServiceKeyDocument,
+        target_tenant: &str,
         allow_unattested: bool,
         now: i64,
     ) -> Result<Vec<u8>> {
@@ -44,7 +45,7 @@ impl Service {
         };
         let target_key = RecipientPublicKey::from_text(&target.public_key)
             .map_err(|e| ServiceError::BadRequest(format!("the target's public key: {e}")))?;
-        let bundle = self.bundle(id, &target_key, now).await?;
+        let bundle = self.bundle(id, &target_key, target_tenant, now).await?;
         let sealed = migrate::seal_bundle(&bundle, &target_key, &self.signing_key)?;
         self.record(
             who,
@@ -52,7 +53,8 @@ impl Service {
             Some(&tenant),
             id,
             Outcome::Success,
-            serde_json::json!({ "target": target.key_id, "target_check": format!("{check:?}"),
+            serde_json::json!({ "target": target.key_id, "target_tenant": target_tenant,
+                                "target_check": format!("{check:?}"),
                                 "bundle_sha256": hex::encode(Sha256::digest(&sealed)) }),
             now,
         )
@@ -62,8 +64,8 @@ impl Service {
 
     /// Opens a bundle sealed to this service, signed by a source service this one trusts
     /// ([`Service::with_trusted_bundle_sources`]), checks its contents as a create would, and
-    /// restores the instance into the caller's tenant with the same id, policy history and
-    /// keys: what it issued before still verifies. An id that exists or ever existed here is
+    /// restores the instance into the caller's tenant — the one the source named — with the
+    /// same id, policy history and keys: what it issued before still verifies. An id that exists or ever existed here is
     /// refused (ids are never reused).
     pub async fn import_instance(
         &self,
@@ -75,7 +77,13 @@ impl Service {
         let opened =
             match migrate::open_bundle(sealed, &self.service_key, &self.trusted_bundle_sources)
                 .and_then(|opened| check_bundle_contents(&opened.bundle).map(|()| opened))
-            {
+                .and_then(|opened| {
+                    if opened.bundle.target_tenant == tenant {
+                        Ok(opened)
+                    } else {
+                        Err(BundleError::ForAnotherTenant { importer: tenant.clone() })
+                    }
+                }) {
                 Ok(opened) => opened,
                 Err(error) => {
                     let detail = serde_json::json!({ "reason": error.to_string(),
@@ -116,6 +124,7 @@ impl Service {
         &self,
         id: &str,
         target: &RecipientPublicKey,
+        target_tenant: &str,
         now: i64,
     ) -> Result<migrate::InstanceBundle> {
         let row = self.instance_row(id).await?;
@@ -151,6 +160,7 @@ impl Service {
             exported_at: now,
             source_service: Hex(self.service_key.public_key().key_id().0.to_vec()),
             target_service: Hex(target.key_id().0.to_vec()),
+            target_tenant: target_tenant.to_owned(),
             instance: migrate::BundledInstance {
                 id: row.id,
                 name: row.name,
