@@ -133,8 +133,8 @@ pub struct Receipt {
     pub attestation_result_sha256: Hex,
     /// The enclave's measurement.
     pub measurement: Hex,
-    /// The attestation service's latest signed audit checkpoint when the job was recorded (from
-    /// its signed answer): `cloister audit verify --expect-checkpoint SEQ:HASH` fails on a log
+    /// The attestation service's signed audit checkpoint covering the job's record (from its
+    /// signed answer): `cloister audit verify --expect-checkpoint SEQ:HASH` fails on a log
     /// rolled back behind it.
     pub audit_checkpoint: crate::api::CheckpointRef,
     /// What the worker erased when the job ended.

@@ -311,6 +311,15 @@ async fn charge(
     job_id: &str,
     charges: Vec<PrivacyCharge>,
 ) -> Result<PrivacyChargeOutcome, String> {
+    charge_verified(bed, job_id, charges).await.map(|verified| verified.answer)
+}
+
+/// [`charge`], with the service's time and checkpoint.
+async fn charge_verified(
+    bed: &Bed,
+    job_id: &str,
+    charges: Vec<PrivacyCharge>,
+) -> Result<cloister_client::answers::VerifiedAnswer<PrivacyChargeOutcome>, String> {
     let identity = &bed.compute.worker.worker.identity;
     let statement = PrivacyChargeStatement { job_id: job_id.to_owned(), charges };
     let signed = identity
@@ -323,7 +332,6 @@ async fn charge(
         .unwrap()
         .charge_privacy(identity.ear(), &signed, job_id)
         .await
-        .map(|verified| verified.answer)
         .map_err(|e| e.to_string())
 }
 
@@ -396,10 +404,15 @@ async fn only_the_registered_owners_grant_charges_a_data_set_and_only_once_per_j
 
     // The genuine charge counts once; replayed (by the same enclave or any), it charges nothing
     // and says so, with the first outcome.
-    let first = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap();
-    let PrivacyChargeOutcome::Charged { accounts, replay: false, charged_by, .. } = first else {
-        panic!("not charged: {first:?}");
+    let first = charge_verified(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap();
+    let PrivacyChargeOutcome::Charged { accounts, replay: false, charged_by, audit_seq } =
+        first.answer
+    else {
+        panic!("not charged: {:?}", first.answer);
     };
+    // The answer's checkpoint covers the charge: a rollback that gives the budget back fails
+    // `audit verify --expect-checkpoint` with what the enclave holds.
+    assert!(first.checkpoint.seq >= audit_seq, "{:?} for entry {audit_seq}", first.checkpoint);
     assert_eq!(accounts[0].jobs, 1);
     for _ in 0..3 {
         let again = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap();
@@ -950,7 +963,7 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
     let worker = &bed.compute.worker;
     let authority = &bed.compute.authority;
     authority.service.checkpoint(unix_now() as i64).await.unwrap();
-    let checkpoint = authority.service.store().last_checkpoint().await.unwrap().unwrap();
+    let before = authority.service.store().last_checkpoint().await.unwrap().unwrap();
     let (client, enclave) = bed.attest(&bed.data_provider, worker).await;
     let model = bed
         .model_provider
@@ -969,10 +982,17 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
     let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
     let receipt =
         cloister::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
-    assert_eq!(
-        (receipt.audit_checkpoint.seq, receipt.audit_checkpoint.hash.as_str()),
-        (checkpoint.seq, checkpoint.hash.as_str())
-    );
+    // The checkpoint covers the job's own record, signed before the service answered: not
+    // the older one that happened to be the latest.
+    let records = authority.service.store().audit_rows(None).await.unwrap();
+    let recorded = records
+        .iter()
+        .find(|r| r.kind == "job.authorized" && r.subject == spec.id)
+        .expect("the job is on the record");
+    assert!(receipt.audit_checkpoint.seq >= recorded.seq, "{receipt:?}");
+    assert!(receipt.audit_checkpoint.seq > before.seq);
+    let covered = records.iter().find(|r| r.seq == receipt.audit_checkpoint.seq).unwrap();
+    assert_eq!(receipt.audit_checkpoint.hash, covered.hash);
     // What the data owner holds is what `audit verify --expect-checkpoint` takes.
     let url = format!("sqlite://{}", bed.dirs.authority.join("authority.db").display());
     let held = format!("{}:{}", receipt.audit_checkpoint.seq, receipt.audit_checkpoint.hash);

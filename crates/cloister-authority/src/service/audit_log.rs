@@ -46,6 +46,16 @@ impl Service {
         Ok(())
     }
 
+    /// Signs a checkpoint unless the latest one already covers entry `seq`: an answer that
+    /// records something a rollback must not lose (a job, a privacy charge) then carries a
+    /// checkpoint its holder can later demand (`audit verify --expect-checkpoint`).
+    pub(super) async fn checkpoint_covering(&self, seq: i64, now: i64) -> Result<()> {
+        if self.last_checkpoint.load(Ordering::Relaxed) >= seq {
+            return Ok(());
+        }
+        self.checkpoint(now).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn record(
         &self,

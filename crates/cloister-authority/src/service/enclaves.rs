@@ -51,7 +51,8 @@ impl Service {
     /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
     /// the statement must be signed by the receipt key bound in the enclave's EAR token, and the
     /// token must verify with the instance's keys. Workers run a job only once it is recorded.
-    /// The answer is signed ([`Answer::JobRecorded`]) and bound to the request.
+    /// The answer is signed ([`Answer::JobRecorded`]), bound to the request, and carries a
+    /// checkpoint covering the record.
     pub async fn record_job(
         &self,
         id: &str,
@@ -78,6 +79,7 @@ impl Service {
             }),
         };
         let audit_seq = self.append(&event, now).await?;
+        self.checkpoint_covering(audit_seq, now).await?;
         let answer = Answer::JobRecorded { job_id: statement.job_id, audit_seq };
         let checkpoint = self.checkpoint_ref().await?;
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })

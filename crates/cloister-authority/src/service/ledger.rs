@@ -157,6 +157,13 @@ impl Service {
                 PrivacyChargeOutcome::Refused { object_id, reason, audit_seq }
             }
         };
+        let audit_seq = match &outcome {
+            PrivacyChargeOutcome::Charged { audit_seq, .. }
+            | PrivacyChargeOutcome::Refused { audit_seq, .. } => *audit_seq,
+        };
+        // A rollback behind the charge would give the budget back: the answer's checkpoint
+        // covers it, so the enclave's receipt names what `audit verify` must still find.
+        self.checkpoint_covering(audit_seq, now).await?;
         let answer = Answer::PrivacyCharge { job_id: statement.job_id, outcome };
         let checkpoint = self.checkpoint_ref().await?;
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
