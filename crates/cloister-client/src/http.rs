@@ -87,13 +87,40 @@ pub(crate) async fn decode<T: DeserializeOwned>(
     url: &str,
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
+    let bytes = success_body(url, response).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ClientError::BadAnswer { url: url.to_owned(), reason: e.to_string() })
+}
+
+/// The body of a successful answer, or why there is none. Redirects are never followed
+/// (clients are built without), and one is named as such.
+pub(crate) async fn success_body(
+    url: &str,
+    response: reqwest::Response,
+) -> Result<bytes::Bytes, ClientError> {
     let status = response.status();
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("(no location)")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        return Err(ClientError::Transport {
+            url: url.to_owned(),
+            reason: format!(
+                "the server answered {status} redirecting to {location}; clients do not follow \
+                 redirects (one could carry credentials elsewhere): use the final URL"
+            ),
+        });
+    }
     let bytes = response.bytes().await.map_err(|e| transport(url, e))?;
     if !status.is_success() {
         return Err(refused(url.to_owned(), status.as_u16(), &bytes));
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ClientError::BadAnswer { url: url.to_owned(), reason: e.to_string() })
+    Ok(bytes)
 }
 
 /// A client of the attestation service's attestation surface: one instance's challenge,
@@ -235,6 +262,7 @@ impl WorkerClient {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| transport(base, e))?;
         Ok(WorkerClient { base: base.trim_end_matches('/').to_owned(), http, verifier })

@@ -76,12 +76,7 @@ impl ServiceClient {
     ) -> Result<Vec<u8>, ClientError> {
         let (url, request) = self.request(method, path);
         let response = builder(request).send().await.map_err(|e| transport(&url, e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport(&url, e))?;
-        if !status.is_success() {
-            return Err(crate::http::refused(url, status.as_u16(), &bytes));
-        }
-        Ok(bytes.to_vec())
+        Ok(crate::http::success_body(&url, response).await?.to_vec())
     }
 
     const NO_BODY: Option<&'static ()> = None;

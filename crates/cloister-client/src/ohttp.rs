@@ -184,6 +184,7 @@ impl OhttpClient {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| transport(&url, e))?;
         Ok(OhttpClient { url, http, verifier, key_config, enclave })

@@ -59,10 +59,12 @@ impl ServiceTls {
         self
     }
 
-    /// An HTTP client for the service at `base`, or why `base` is refused.
+    /// An HTTP client for the service at `base`, or why `base` is refused. It follows no
+    /// redirect: one could carry the bearer token to another host, or to plain HTTP, past the
+    /// scheme check above.
     pub(crate) fn client(&self, base: &str) -> Result<reqwest::Client, ClientError> {
         check_scheme(base, self.insecure_plain_http)?;
-        let mut builder = reqwest::Client::builder();
+        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
         if let Roots::Ca(certificates) = &self.roots {
             builder = builder.tls_built_in_root_certs(false);
             for certificate in certificates {

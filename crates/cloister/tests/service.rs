@@ -978,3 +978,53 @@ async fn idle_connections_never_take_the_service_down() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A server (or anyone on the path of a plain loopback connection) answering with a redirect:
+/// the client must not follow it, or the bearer token would travel wherever it points.
+#[tokio::test]
+async fn clients_never_follow_a_redirect_with_the_bearer_token() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // Where the redirect points: records whatever reaches it.
+    let sink = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sink_addr = sink.local_addr().unwrap();
+    let reached = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = sink.accept().await {
+            let mut buf = vec![0; 4096];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            seen.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let redirector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", redirector.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = redirector.accept().await {
+            let mut buf = vec![0; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{sink_addr}/v1/instances\r\n\
+                 content-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let client =
+        ServiceClient::with_tls(&url, Some("clt_secret-token"), &ServiceTls::default()).unwrap();
+    let err = client.list_instances().await.unwrap_err().to_string();
+    assert!(err.contains("307") && err.contains("do not follow redirects"), "{err}");
+    let err = client
+        .export_instance(
+            "in_x",
+            &serde_json::from_value(serde_json::json!({
+                "target": {}, "target_tenant": "tn_x"
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("do not follow redirects"), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(reached.lock().unwrap().is_empty(), "followed: {:?}", reached.lock().unwrap());
+}
