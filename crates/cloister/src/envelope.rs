@@ -19,16 +19,14 @@ use cloister_sign::unix_now;
 use cloister_types::{Hex, TeeKind};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::testbed::write_secret;
+use crate::testbed::{refuse_overwrite, write_secret};
 
 /// Files larger than this get a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: u64 = 64 << 20;
 
 /// Writes a new key pair.
 pub fn keygen(secret: &Path, public: &Path) -> Result<()> {
-    if secret.exists() {
-        bail!("{} already exists; refusing to overwrite a secret key", secret.display());
-    }
+    refuse_overwrite(&[secret, public])?;
     let key = RecipientSecretKey::generate();
     write_secret(secret, format!("{}\n", &*key.to_text()).as_bytes())?;
     std::fs::write(public, format!("{}\n", key.public_key()))

@@ -26,9 +26,7 @@ const SKIPPED_EXTENSIONS: &[&str] =
 
 /// `cloister keygen --signing`: a party signing key (ES256), e.g. a model owner's.
 pub fn keygen_signing(secret: &Path, public: &Path) -> Result<()> {
-    if secret.exists() {
-        bail!("{} already exists; refusing to overwrite a secret key", secret.display());
-    }
+    crate::testbed::refuse_overwrite(&[secret, public])?;
     let key = SigningKey::generate();
     write_secret(secret, format!("{}\n", &*key.to_text()).as_bytes())?;
     std::fs::write(public, format!("{}\n", key.public_key()))

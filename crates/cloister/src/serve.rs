@@ -83,7 +83,7 @@ pub fn load_or_create_service_key(path: &Path) -> Result<RecipientSecretKey> {
 /// `cloister keygen --tls-server HOST…`: a private CA and a server certificate it issued for
 /// `hosts`, for `serve attestation --tls-cert/--tls-key` and the clients' `--ca`.
 pub fn keygen_tls_server(hosts: &[String], key: &Path, chain: &Path, ca: &Path) -> Result<()> {
-    anyhow::ensure!(!key.exists(), "{} already exists; refusing to overwrite a key", key.display());
+    crate::testbed::refuse_overwrite(&[key, chain, ca])?;
     let issued = cloister_authority::tls::private_ca(hosts, 365)?;
     write_secret(key, issued.server_key.as_bytes())?;
     std::fs::write(chain, &issued.server_chain)

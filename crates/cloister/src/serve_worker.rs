@@ -62,11 +62,7 @@ pub struct WorkerStarted {
 /// `cloister keygen --sim-platform`: a simulated TEE's platform key (PKCS#8 PEM, mode 0600) and
 /// its public key, the text an instance's trust anchors list.
 pub fn keygen_sim_platform(secret: &Path, public: &Path) -> Result<()> {
-    anyhow::ensure!(
-        !secret.exists(),
-        "{} already exists; refusing to overwrite a secret key",
-        secret.display()
-    );
+    crate::testbed::refuse_overwrite(&[secret, public])?;
     let key = SimPlatformKey::load_or_create(secret)
         .with_context(|| format!("creating {}", secret.display()))?;
     std::fs::write(public, format!("{}\n", key.public_key()))

@@ -330,6 +330,20 @@ pub fn sim_platform_key(dirs: &ComputeDirs) -> Result<SimPlatformKey> {
     Ok(SimPlatformKey::load_or_create(&dirs.worker.join("sim-platform-key.pem"))?)
 }
 
+/// Refuses when any of `paths` exists: key generation writes only new files, so it never
+/// replaces a key (or the public key, certificate or CA others were given) in place.
+pub fn refuse_overwrite(paths: &[&Path]) -> Result<()> {
+    for path in paths {
+        if path.exists() || path.is_symlink() {
+            anyhow::bail!(
+                "{} already exists; refusing to overwrite it (move it away or choose another path)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Writes a file readable only by its owner.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write as _;

@@ -124,6 +124,24 @@ fn seal_and_open_round_trip_for_every_recipient_with_files_and_pipes() {
     let again = cloister(&["keygen", "--secret", "alice.key", "--public", "x.pub"], &dir);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("refusing to overwrite"), "{}", stderr(&again));
+    // Nor the public key (or certificate, or CA) others were handed: nothing is written.
+    let published = std::fs::read(dir.join("alice.pub")).unwrap();
+    for args in [
+        &["keygen", "--secret", "new.key", "--public", "alice.pub"][..],
+        &["keygen", "--signing", "--secret", "new.key", "--public", "alice.pub"],
+        &["keygen", "--sim-platform", "--secret", "new.key", "--public", "alice.pub"],
+        &["keygen", "--tls-server", "localhost", "--secret", "new.key", "--public", "c.pem"]
+            .iter()
+            .chain(&["--tls-ca", "alice.pub"])
+            .copied()
+            .collect::<Vec<_>>(),
+    ] {
+        let out = cloister(args, &dir);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains("alice.pub already exists"), "{}", stderr(&out));
+        assert!(!dir.join("new.key").exists(), "{args:?} wrote the secret first");
+    }
+    assert_eq!(std::fs::read(dir.join("alice.pub")).unwrap(), published);
 }
 
 #[test]
