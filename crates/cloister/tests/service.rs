@@ -546,6 +546,7 @@ async fn tenants_never_reach_each_others_resources_on_any_route(postgres: bool) 
             ("PUT", _) => Some(serde_json::json!({})),
             ("POST", p) if p.ends_with("/export") => Some(serde_json::json!({
                 "target": serde_json::to_value(b_admin.service_key().await.unwrap()).unwrap(),
+                "target_tenant": b.tenant.id,
                 "allow_unattested_target": true })),
             ("POST", "/v1/keys") => Some(serde_json::json!({ "name": "k", "release_policy": "x",
                                                             "instances": [instance.id] })),
