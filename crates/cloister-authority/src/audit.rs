@@ -176,13 +176,15 @@ pub enum AuditKind {
     PrivacyCharged,
     /// `dataset.registered`: a sealed data set registered to its owner.
     DatasetRegistered,
+    /// `grant.revoked`: an owner revoked its grants for a job.
+    GrantRevoked,
     /// `access.denied`: a request the authorization refused.
     AccessDenied,
 }
 
 impl AuditKind {
     /// Every kind, in declaration order.
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 18] = [
         AuditKind::TenantCreated,
         AuditKind::InstanceCreated,
         AuditKind::InstanceUpdated,
@@ -199,6 +201,7 @@ impl AuditKind {
         AuditKind::JobAuthorized,
         AuditKind::PrivacyCharged,
         AuditKind::DatasetRegistered,
+        AuditKind::GrantRevoked,
         AuditKind::AccessDenied,
     ];
 
@@ -221,6 +224,7 @@ impl AuditKind {
             AuditKind::JobAuthorized => "job.authorized",
             AuditKind::PrivacyCharged => "privacy.charged",
             AuditKind::DatasetRegistered => "dataset.registered",
+            AuditKind::GrantRevoked => "grant.revoked",
             AuditKind::AccessDenied => "access.denied",
         }
     }

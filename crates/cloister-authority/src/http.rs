@@ -24,9 +24,9 @@ use axum::{Json, Router};
 use cloister_policy::Principal;
 use cloister_sign::unix_now;
 use cloister_types::api::{
-    AttestRequest, AttestResponse, ChallengeResponse, DatasetRegistered, ErrorBody, InstanceInfo,
-    KeyReleaseRequest, KeyReleaseResponse, RecordJob, RegisterDataset, ServiceKeyDocument,
-    SignedAnswer,
+    AttestRequest, AttestResponse, ChallengeResponse, DatasetRegistered, ErrorBody, GrantRevoked,
+    InstanceInfo, KeyReleaseRequest, KeyReleaseResponse, RecordJob, RegisterDataset, RevokeGrant,
+    ServiceKeyDocument, SignedAnswer,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
@@ -103,6 +103,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/instances/{id}/jobs", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/instances/{id}/privacy-charges", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/datasets", "anyone (an owner's signed statement)"),
+    ("POST", "/v1/grants/revoke", "anyone (an owner's signed statement)"),
     ("POST", "/v1/keys", "tenant"),
     ("GET", "/v1/keys", "tenant"),
     ("POST", "/v1/keys/release", "anyone"),
@@ -169,6 +170,7 @@ pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
         .route("/v1/instances/{id}/jobs", post(record_job))
         .route("/v1/instances/{id}/privacy-charges", post(charge_privacy))
         .route("/v1/datasets", post(register_dataset))
+        .route("/v1/grants/revoke", post(revoke_grant))
         .route("/v1/keys", post(register_key).get(list_keys))
         .route("/v1/keys/release", post(release_key))
         .route("/v1/keys/{id}", get(show_key))
@@ -530,6 +532,13 @@ async fn register_dataset(
     Json(request): Json<RegisterDataset>,
 ) -> ApiResult<Json<DatasetRegistered>> {
     Ok(Json(service.register_dataset(&request, now()).await?))
+}
+
+async fn revoke_grant(
+    State(service): State<Shared>,
+    Json(request): Json<RevokeGrant>,
+) -> ApiResult<Json<GrantRevoked>> {
+    Ok(Json(service.revoke_grant(&request, now()).await?))
 }
 
 async fn register_key(

@@ -32,7 +32,7 @@ pub enum RouteClass {
     Attestation,
     /// Key releases (anonymous: by address).
     Release,
-    /// Data-set registrations (anonymous writes: by address, kept small).
+    /// Data-set registrations and grant revocations (anonymous writes: by address, kept small).
     Registration,
     /// Statements of attested enclaves (by the instance they are addressed to).
     Enclave,
@@ -74,7 +74,7 @@ impl RouteClass {
                 RouteClass::Attestation
             }
             ("POST", "/v1/keys/release") => RouteClass::Release,
-            ("POST", "/v1/datasets") => RouteClass::Registration,
+            ("POST", "/v1/datasets" | "/v1/grants/revoke") => RouteClass::Registration,
             ("POST", "/v1/instances/{id}/jobs" | "/v1/instances/{id}/privacy-charges") => {
                 RouteClass::Enclave
             }
@@ -393,6 +393,10 @@ mod tests {
         }
         assert_eq!(RouteClass::of_route("GET", "/healthz"), None);
         assert_eq!(RouteClass::of_route("POST", "/v1/datasets"), Some(RouteClass::Registration));
+        assert_eq!(
+            RouteClass::of_route("POST", "/v1/grants/revoke"),
+            Some(RouteClass::Registration)
+        );
         assert_eq!(
             RouteClass::of_route("DELETE", "/v1/instances/{id}"),
             Some(RouteClass::Management)

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use cloister_types::api::{
-    AttestRequest, AttestResponse, ChallengeResponse, DatasetRegistered, ErrorBody,
+    AttestRequest, AttestResponse, ChallengeResponse, DatasetRegistered, ErrorBody, GrantRevoked,
     IdentityResponse, InstanceInfo, JobDone, KeyReleaseRequest, KeyReleaseResponse, ObjectStored,
-    RegisterDataset, ServiceKeyDocument, SubmitJob,
+    RegisterDataset, RevokeGrant, ServiceKeyDocument, SubmitJob,
 };
 use serde::de::DeserializeOwned;
 
@@ -213,6 +213,15 @@ impl AuthorityClient {
         request: &RegisterDataset,
     ) -> Result<DatasetRegistered, ClientError> {
         let url = format!("{}/v1/datasets", self.base);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Revokes an owner's grants for one job (a signed `GrantRevocation`): the service then
+    /// records no authorization for the job with the owner's inputs, so no worker starts it.
+    pub async fn revoke_grant(&self, request: &RevokeGrant) -> Result<GrantRevoked, ClientError> {
+        let url = format!("{}/v1/grants/revoke", self.base);
         let response =
             self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
         decode(&url, response).await

@@ -275,6 +275,37 @@ pub struct DatasetRegistered {
     pub registered_at: i64,
 }
 
+/// What a data or model owner signs to revoke its grants for one job: from then on the service
+/// records no authorization and charges no privacy for a job with that digest using the
+/// owner's inputs, so no worker starts it (workers record a job before running it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRevocation {
+    /// The digest of the job whose grants are revoked, as the grants name it.
+    pub job_digest: Hex,
+}
+
+/// `POST /v1/grants/revoke` request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeGrant {
+    /// The owner's party public key (`cloister-es256:…`).
+    pub owner: String,
+    /// A [`GrantRevocation`] signed by `owner`.
+    pub statement: String,
+}
+
+/// `POST /v1/grants/revoke` response: the revocation in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRevoked {
+    /// The owner whose grants are revoked.
+    pub owner: String,
+    /// The job digest they were for.
+    pub job_digest: Hex,
+    /// When they were first revoked (Unix seconds).
+    pub revoked_at: i64,
+}
+
 /// `GET /v1/service-key` response: the attestation service's envelope public key, to which
 /// instance bundles exported for this service are sealed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

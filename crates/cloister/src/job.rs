@@ -53,6 +53,14 @@ impl WorkerTarget {
     }
 }
 
+/// Reads a job spec (JSON).
+pub fn read_spec(path: &Path) -> Result<JobSpec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a job spec (JSON)", path.display()))
+}
+
 /// `job submit`: queues the job in `spec` (JSON) with the grants (one compact JWS per file).
 pub async fn submit(
     target: &WorkerTarget,
@@ -61,10 +69,7 @@ pub async fn submit(
     chunk_rows: u64,
     json: bool,
 ) -> Result<()> {
-    let text =
-        std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
-    let spec: JobSpec = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a job spec (JSON)", spec.display()))?;
+    let spec = read_spec(spec)?;
     let grants = grants
         .iter()
         .map(|path| {

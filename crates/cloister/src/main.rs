@@ -559,6 +559,29 @@ enum JobCommand {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Input owner: revoke every grant you signed for a job, at the attestation service. From
+    /// then on the service records no authorization for the job with your inputs, so no worker
+    /// starts it (a job already running finishes). Never undone.
+    #[command(group = clap::ArgGroup::new("which").required(true))]
+    RevokeGrant {
+        /// The job spec you granted (its digest is revoked).
+        #[arg(long, group = "which")]
+        job: Option<PathBuf>,
+        /// The job digest your grants named (64 hex digits).
+        #[arg(long, group = "which")]
+        job_digest: Option<String>,
+        /// Your signing key: the one that signed the grants.
+        #[arg(long)]
+        key: PathBuf,
+        /// The attestation service's URL.
+        #[arg(long, env = "CLOISTER_SERVER")]
+        authority: String,
+        #[command(flatten)]
+        authority_tls: ServiceTlsArgs,
+        /// Print the revocation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a command verifies the attestation service's TLS certificate.
@@ -1328,6 +1351,23 @@ async fn job(command: JobCommand) -> Result<()> {
         }
         JobCommand::Fetch { id, target, secret, output } => {
             cloister::job::fetch(&target.target()?, &id, &secret, &output).await
+        }
+        JobCommand::RevokeGrant { job, job_digest, key, authority, authority_tls, json } => {
+            let digest = match (job, job_digest) {
+                (Some(path), _) => cloister::job::read_spec(&path)?.digest()?,
+                (None, Some(hex)) => cloister_types::Hex::parse(&hex).context("--job-digest")?,
+                (None, None) => unreachable!("clap requires one of --job and --job-digest"),
+            };
+            let authority =
+                cloister_client::AuthorityClient::new_with(&authority, &authority_tls.tls()?)?;
+            let owner = cloister::parties::read_signing_key(&key)?;
+            let revoked = cloister::parties::revoke_grant(&authority, &owner, &digest).await?;
+            if json {
+                println!("{}", serde_json::to_string(&revoked)?);
+            } else {
+                eprintln!("revoked every grant of {} for job digest {digest}", revoked.owner);
+            }
+            Ok(())
         }
     }
 }

@@ -8,7 +8,9 @@ use anyhow::{Context as _, Result, bail, ensure};
 use cloister_client::{AuthorityClient, Expectations, VerifiedEnclave, WorkerClient};
 use cloister_seal::{BrokerRecipient, Metadata, RecipientSecretKey};
 use cloister_sign::{SigningKey, unix_now};
-use cloister_types::api::{DatasetRegistration, RegisterDataset};
+use cloister_types::api::{
+    DatasetRegistration, GrantRevocation, GrantRevoked, RegisterDataset, RevokeGrant,
+};
 use cloister_types::{Grant, Hex, InputRef, InputRole, JobSpec, Receipt, TeeKind};
 use sha2::{Digest, Sha256};
 
@@ -230,6 +232,23 @@ pub async fn register_dataset(
             format!("registering data set {object_id} with the attestation service")
         })?;
     Ok(())
+}
+
+/// Revokes, at the attestation service `authority`, every grant `owner` signed for the job with
+/// digest `job_digest`: from then on the service records no authorization and charges no
+/// privacy for that job with `owner`'s inputs, so no worker starts it.
+pub async fn revoke_grant(
+    authority: &AuthorityClient,
+    owner: &SigningKey,
+    job_digest: &Hex,
+) -> Result<GrantRevoked> {
+    let statement = GrantRevocation { job_digest: job_digest.clone() };
+    let statement =
+        owner.sign("grant revocation", &statement, unix_now(), REGISTRATION_VALIDITY)?;
+    authority
+        .revoke_grant(&RevokeGrant { owner: owner.public_key().to_text(), statement })
+        .await
+        .with_context(|| format!("revoking the grants for job digest {job_digest}"))
 }
 
 /// Seals `plaintext` to the verified enclave's key as `owner`'s training data set, registers it

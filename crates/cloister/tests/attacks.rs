@@ -424,6 +424,93 @@ async fn only_the_registered_owners_grant_charges_a_data_set_and_only_once_per_j
         assert!(replay);
         assert_eq!((replayed, by.as_str()), (accounts.clone(), charged_by.as_str()));
     }
+
+    // Once the owner revokes its grant for the job, nothing more is charged under it.
+    let digest = spec.digest().unwrap();
+    cloister::parties::revoke_grant(&registry, &owner.signing, &digest).await.unwrap();
+    let err = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap_err();
+    assert!(err.contains("revoked its grant"), "{err}");
+}
+
+// ---- revocation reaches running work --------------------------------------------------------
+
+#[tokio::test]
+async fn an_owner_revokes_its_grant_and_no_worker_starts_the_job() {
+    let bed = bed().await;
+    let registry = bed.compute.authority.service_client().unwrap();
+    let (client, enclave) = bed.attest(&bed.data_provider, &bed.compute.worker).await;
+    let model = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_and_upload(&client, &enclave, "data", "text/csv", &features)
+        .await
+        .unwrap();
+    let revoked = job(JobKind::BatchInference, model.clone(), data.clone(), &bed.data_provider);
+    let kept = JobSpec { id: "kept".into(), ..revoked.clone() };
+
+    // Anyone may sign a revocation, but only the owner's counts: a stranger "revoking" the job
+    // revokes nothing of the owner's.
+    let stranger = SigningKey::generate();
+    let kept_digest = kept.digest().unwrap();
+    cloister::parties::revoke_grant(&registry, &stranger, &kept_digest).await.unwrap();
+    // A statement signed by one key presented as another's is refused.
+    let forged = stranger
+        .sign(
+            "grant revocation",
+            &cloister_types::api::GrantRevocation { job_digest: kept_digest.clone() },
+            unix_now(),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let err = registry
+        .revoke_grant(&cloister_types::api::RevokeGrant {
+            owner: bed.data_provider.id(),
+            statement: forged,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("revocation statement"), "{err}");
+    let done = client
+        .submit_job(&SubmitJob { spec: kept.clone(), grants: bed.grants(&kept) })
+        .await
+        .unwrap();
+    assert_eq!(done.outputs.len(), 1);
+
+    // The data owner revokes its grant for the other job: the worker, which records every job
+    // with the service before starting it, refuses it with its grants otherwise valid.
+    let digest = revoked.digest().unwrap();
+    let first = cloister::parties::revoke_grant(&registry, &bed.data_provider.signing, &digest)
+        .await
+        .unwrap();
+    let again = cloister::parties::revoke_grant(&registry, &bed.data_provider.signing, &digest)
+        .await
+        .unwrap();
+    assert_eq!(first, again, "revoking again changes nothing");
+    let err = client
+        .submit_job(&SubmitJob { spec: revoked.clone(), grants: bed.grants(&revoked) })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("revoked its grant"), "{err}");
+    // On the record: the revocation, and the refusal.
+    let records = bed.compute.authority.service.store().audit_rows(None).await.unwrap();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.kind == "grant.revoked" && r.subject == digest.to_string())
+            .count(),
+        1
+    );
+    assert!(
+        records.iter().any(|r| r.kind == "job.authorized"
+            && r.subject == revoked.id
+            && r.outcome == "refused")
+    );
 }
 
 #[tokio::test]

@@ -610,3 +610,31 @@ async fn a_resumed_job_runs_under_the_terms_its_accepting_enclave_signed_not_the
     assert!(receipt.submitted_at > 1_700_000_000, "{}", receipt.submitted_at);
     assert_eq!(receipt.chunk_rows, CHUNK_ROWS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_revoked_while_its_batch_job_is_queued_stops_the_job_before_it_runs_again() {
+    let bed = bed().await;
+    let (data, _) = data_set();
+    let first = WorkerProcess::start(&bed, 40, "revoke-1.log");
+    let client = bed.client(&first.url);
+    let (model, data_ref) =
+        bed.upload(&client, ("application/onnx", DEMO_MODEL_ONNX), ("text/csv", &data)).await;
+    let (spec, grants) = bed.job("job-revoked", model, data_ref);
+    let digest = spec.digest().unwrap();
+    client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: CHUNK_ROWS }).await.unwrap();
+    poll(&client, "job-revoked", FAST, |s| !s.chunks.is_empty()).await;
+    first.kill9();
+
+    // While no worker runs it, the data owner revokes its grant at the attestation service.
+    let authority = bed.authority.client().unwrap();
+    cloister::parties::revoke_grant(&authority, &bed.data_provider.signing, &digest).await.unwrap();
+
+    // The worker that resumes the queue records the job with the service before running it
+    // again, and the service refuses: the job fails, naming the revocation.
+    let second = WorkerProcess::start(&bed, 0, "revoke-2.log");
+    let client = bed.client(&second.url);
+    let status = poll(&client, "job-revoked", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!(status.state, BatchState::Failed, "{status:?}");
+    let reason = status.reason.unwrap_or_default();
+    assert!(reason.contains("revoked its grant"), "{reason}");
+}

@@ -1029,3 +1029,53 @@ async fn clients_never_follow_a_redirect_with_the_bearer_token() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(reached.lock().unwrap().is_empty(), "followed: {:?}", reached.lock().unwrap());
 }
+
+/// An input owner revokes its grants for a job from the command line, by the job spec or its
+/// digest; the revocation is audited once however often it is repeated.
+#[tokio::test]
+async fn an_owner_revokes_a_grant_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("revoke.db").display());
+    let server = Server::start(tmp.path(), &db);
+    let dir = tmp.path().to_str().unwrap();
+    let key = format!("{dir}/owner.key");
+    let (ok, out, err) = cli(
+        &["keygen", "--signing", "--secret", &key, "--public", &format!("{dir}/owner.pub")],
+        &server.url,
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let spec = serde_json::json!({
+        "id": "job-1", "kind": "batch-inference",
+        "model": { "object_id": "m", "sha256": "11".repeat(32), "owner": "x" },
+        "data": { "object_id": "d", "sha256": "22".repeat(32), "owner": "y" },
+        "output_recipients": []
+    });
+    let spec_file = tmp.path().join("job.json");
+    std::fs::write(&spec_file, spec.to_string()).unwrap();
+    let digest = serde_json::from_value::<cloister_types::JobSpec>(spec).unwrap().digest().unwrap();
+    let by_spec = ["job", "revoke-grant", "--job", spec_file.to_str().unwrap(), "--key", &key];
+    let (ok, out, err) = cli(&[&by_spec[..], &["--json"]].concat(), &server.url, None);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json_of(&out)["job_digest"], digest.to_string());
+    let hex = digest.to_string();
+    let by_digest = ["job", "revoke-grant", "--job-digest", &hex, "--key", &key];
+    let (ok, out, err) = cli(&by_digest, &server.url, None);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("revoked every grant"), "{err}");
+    let revocations = server
+        .operator()
+        .audit()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == "grant.revoked" && r.subject == hex)
+        .count();
+    assert_eq!(revocations, 1);
+    // Bad input is named, nothing sent.
+    let (ok, _, err) =
+        cli(&["job", "revoke-grant", "--job-digest", "zz", "--key", &key], &server.url, None);
+    assert!(!ok && err.contains("--job-digest"), "{err}");
+    let (ok, _, err) = cli(&["job", "revoke-grant", "--key", &key], &server.url, None);
+    assert!(!ok && err.contains("--job"), "{err}");
+}

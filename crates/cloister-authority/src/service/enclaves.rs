@@ -50,7 +50,8 @@ impl Service {
 
     /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
     /// the statement must be signed by the receipt key bound in the enclave's EAR token, and the
-    /// token must verify with the instance's keys. Workers run a job only once it is recorded.
+    /// token must verify with the instance's keys. Workers run a job only once it is recorded;
+    /// a job whose input owner revoked its grant for it ([`Service::revoke_grant`]) is refused.
     /// The answer is signed ([`Answer::JobRecorded`]), bound to the request, and carries a
     /// checkpoint covering the record.
     pub async fn record_job(
@@ -62,6 +63,20 @@ impl Service {
     ) -> Result<SignedAnswer> {
         let (tenant_id, cpu0, statement) =
             self.enclave_statement::<JobAuthorized>(id, request, "job authorization", now).await?;
+        let owners: Vec<&str> = statement.inputs.iter().map(|input| input.owner.as_str()).collect();
+        if let Err(error) = self.check_not_revoked(&statement.job_digest, &owners).await {
+            let event = AuditEvent {
+                kind: AuditKind::JobAuthorized,
+                actor: format!("enclave:{}", cpu0.runtime_data.receipt_pk),
+                tenant_id: Some(tenant_id),
+                subject: statement.job_id.clone(),
+                outcome: Outcome::Refused,
+                detail: serde_json::json!({ "instance": id, "job_digest": statement.job_digest,
+                                            "reason": error.to_string() }),
+            };
+            self.append(&event, now).await?;
+            return Err(error);
+        }
         let event = AuditEvent {
             kind: AuditKind::JobAuthorized,
             actor: format!("enclave:{}", cpu0.runtime_data.receipt_pk),

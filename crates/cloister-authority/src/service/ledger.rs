@@ -68,6 +68,62 @@ impl Service {
         })
     }
 
+    /// Records an owner's revocation of its grants for one job (a [`GrantRevocation`] signed
+    /// with the owner's key): from then on no authorization is recorded and no privacy charged
+    /// for a job with that digest reading the owner's inputs, so no worker starts it. Revoking
+    /// again changes nothing; a revocation is never undone.
+    pub async fn revoke_grant(&self, request: &RevokeGrant, now: i64) -> Result<GrantRevoked> {
+        let owner = VerifyingKey::from_text(&request.owner)
+            .map_err(|e| ServiceError::BadRequest(format!("owner: {e}")))?;
+        let statement = owner
+            .verify::<GrantRevocation>("grant revocation", &request.statement, now as u64)
+            .map_err(|e| ServiceError::BadRequest(format!("the revocation statement: {e}")))?
+            .claims;
+        if statement.job_digest.as_bytes().len() != 32 {
+            return Err(ServiceError::BadRequest(
+                "the revocation must name the job's digest (32 bytes)".into(),
+            ));
+        }
+        let row = RevokedGrantRow {
+            owner: owner.to_text(),
+            job_digest: statement.job_digest.to_string(),
+            revoked_at: now,
+        };
+        let (revoked, new) = self.store.revoke_grant(&row).await?;
+        if new {
+            self.record(
+                &Principal::Anonymous,
+                AuditKind::GrantRevoked,
+                None,
+                &row.job_digest,
+                Outcome::Success,
+                serde_json::json!({ "owner": row.owner }),
+                now,
+            )
+            .await?;
+        }
+        Ok(GrantRevoked {
+            owner: revoked.owner,
+            job_digest: statement.job_digest,
+            revoked_at: revoked.revoked_at,
+        })
+    }
+
+    /// Refuses a job with digest `job_digest` reading an input of an owner who revoked its
+    /// grants for it.
+    pub(super) async fn check_not_revoked(&self, job_digest: &Hex, owners: &[&str]) -> Result<()> {
+        let digest = job_digest.to_string();
+        for owner in owners {
+            if let Some(at) = self.store.grant_revoked_at(owner, &digest).await? {
+                return Err(ServiceError::Token(format!(
+                    "the owner {owner} revoked its grant for job digest {digest} at {at}; \
+                     the job does not run"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The privacy ledger: charges what a training job an enclave attested by instance `id` is
     /// about to run spends on each of its data sets, composed with every earlier charge on the
     /// same registered data set (by any instance), and refuses, recording nothing, when the
@@ -105,6 +161,11 @@ impl Service {
                     "the grants of the charges name different job digests".into(),
                 ));
             }
+        }
+        if let Some(digest) = &job_digest {
+            let owners: Vec<&str> =
+                statement.charges.iter().map(|c| c.input.owner.as_str()).collect();
+            self.check_not_revoked(digest, &owners).await?;
         }
         let job_digest = job_digest.map(|d| d.to_string()).unwrap_or_default();
         let charged_by = cpu0.runtime_data.receipt_pk.clone();

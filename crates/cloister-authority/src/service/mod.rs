@@ -18,9 +18,10 @@ use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{SigningKey, VerifyingKey};
 use cloister_types::api::{
     Answer, AttestRequest, AttestResponse, ChallengeResponse, CheckpointRef, DatasetRegistered,
-    DatasetRegistration, InstanceInfo, JobAuthorized, KeyReleaseRequest, KeyReleaseResponse,
-    PrivacyChargeOutcome, PrivacyChargeStatement, RecordJob, RegisterDataset, SERVICE_KEY_FIELD,
-    ServiceAnswer, ServiceKeyDocument, SignedAnswer,
+    DatasetRegistration, GrantRevocation, GrantRevoked, InstanceInfo, JobAuthorized,
+    KeyReleaseRequest, KeyReleaseResponse, PrivacyChargeOutcome, PrivacyChargeStatement, RecordJob,
+    RegisterDataset, RevokeGrant, SERVICE_KEY_FIELD, ServiceAnswer, ServiceKeyDocument,
+    SignedAnswer,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, InstanceView, KeyView, PolicySpec,
@@ -40,7 +41,7 @@ use crate::migrate::{self, BundleError, SecretText};
 use crate::reference::check_reference_values;
 use crate::store::{
     BrokerKeyRow, ChargeJob, Charged, CredentialRow, DatasetRow, InstanceKeyRow, InstanceRow,
-    PolicyVersionRow, Store, StoreError, TenantRow,
+    PolicyVersionRow, RevokedGrantRow, Store, StoreError, TenantRow,
 };
 use crate::{
     AttestError, CertificateAuthority, CollateralCache, CollateralFetcher, FetchError, Fetching,

@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 
 pub use rows::{
     AuditRow, BrokerKeyRow, CheckpointRow, CredentialRow, DatasetRow, InstanceKeyRow, InstanceRow,
-    PolicyVersionRow, TenantRow,
+    PolicyVersionRow, RevokedGrantRow, TenantRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1204,6 +1204,57 @@ impl Store {
             .map_err(db)?
         });
         Ok(registered)
+    }
+
+    /// Records that `row.owner` revoked its grants for job `row.job_digest`; returns the
+    /// revocation in force (the first one, when it was revoked before) and whether it is new.
+    pub async fn revoke_grant(
+        &self,
+        row: &RevokedGrantRow,
+    ) -> Result<(RevokedGrantRow, bool), StoreError> {
+        let revoked = in_write_tx!(self, |tx| {
+            let inserted = sqlx::query(
+                "INSERT INTO revoked_grants (owner, job_digest, revoked_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (owner, job_digest) DO NOTHING",
+            )
+            .bind(&row.owner)
+            .bind(&row.job_digest)
+            .bind(row.revoked_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected()
+                == 1;
+            let row = sqlx::query_as::<_, RevokedGrantRow>(
+                "SELECT owner, job_digest, revoked_at FROM revoked_grants \
+                 WHERE owner = $1 AND job_digest = $2",
+            )
+            .bind(&row.owner)
+            .bind(&row.job_digest)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            (row, inserted)
+        });
+        Ok(revoked)
+    }
+
+    /// When `owner` revoked its grants for job `job_digest` (lowercase hex), if it did.
+    pub async fn grant_revoked_at(
+        &self,
+        owner: &str,
+        job_digest: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT revoked_at FROM revoked_grants WHERE owner = $1 AND job_digest = $2",
+            )
+            .bind(owner)
+            .bind(job_digest)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
     }
 
     /// The registration of the data set with ciphertext digest `sha256` (lowercase hex).

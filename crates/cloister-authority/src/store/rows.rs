@@ -148,6 +148,17 @@ pub struct CheckpointRow {
     pub signature: String,
 }
 
+/// An owner's revocation of its grants for one job.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevokedGrantRow {
+    /// The owner's party public key (`cloister-es256:…`).
+    pub owner: String,
+    /// Lowercase hex job digest.
+    pub job_digest: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+}
+
 /// A data set registered by its owner: its privacy account belongs to that owner.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct DatasetRow {
