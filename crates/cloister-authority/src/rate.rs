@@ -75,9 +75,12 @@ impl RouteClass {
             }
             ("POST", "/v1/keys/release") => RouteClass::Release,
             ("POST", "/v1/datasets" | "/v1/grants/revoke") => RouteClass::Registration,
-            ("POST", "/v1/instances/{id}/jobs" | "/v1/instances/{id}/privacy-charges") => {
-                RouteClass::Enclave
-            }
+            (
+                "POST",
+                "/v1/instances/{id}/jobs"
+                | "/v1/instances/{id}/privacy-charges"
+                | "/v1/instances/{id}/usage-reservations",
+            ) => RouteClass::Enclave,
             (
                 "GET",
                 "/v1/service-key" | "/v1/instances/{id}/info" | "/v1/instances/{id}/jwks.json",

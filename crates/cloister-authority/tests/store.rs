@@ -136,6 +136,8 @@ suite!(
     audit_appends_from_two_replicas_chain_without_gaps,
     restart_loses_nothing,
     privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas,
+    usage_reservations_never_pass_the_quota_across_replicas,
+    grant_revocations_are_kept_once,
 );
 
 // --- fixtures ----------------------------------------------------------------------------------
@@ -725,6 +727,53 @@ async fn nonce_race_across_replicas(db: &TestDb) {
         assert_eq!(winners[nonce], vec![1_000 + n as i64], "{nonce} consumed exactly once");
     }
     assert_eq!(store.count_nonces("in_1").await.expect("count"), 0);
+}
+
+async fn usage_reservations_never_pass_the_quota_across_replicas(db: &TestDb) {
+    let replicas = [db.open().await, db.open().await];
+    // 32 reservers of 7 tokens each on one meter with a quota of 100, over two replicas.
+    let mut tasks = Vec::new();
+    for (n, replica) in replicas.iter().cycle().take(32).enumerate() {
+        let s = replica.clone();
+        tasks.push(tokio::spawn(async move {
+            s.reserve_usage("in_1", "owner", "m@1", "req", 7, 100, n as i64).await.expect("reserve")
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        let (g, total) = task.await.expect("join");
+        assert!((0..=7).contains(&g) && total <= 100, "granted {g}, total {total}");
+        granted += g;
+    }
+    assert_eq!(granted, 100, "the quota is granted exactly, never more");
+    // Meters are separate: another instance, model or requester starts from nothing.
+    let store = &replicas[0];
+    for (instance, model, requester) in
+        [("in_2", "m@1", "req"), ("in_1", "m@2", "req"), ("in_1", "m@1", "other")]
+    {
+        let reserved =
+            store.reserve_usage(instance, "owner", model, requester, 7, 100, 1).await.unwrap();
+        assert_eq!(reserved, (7, 7), "{instance} {model} {requester}");
+    }
+    // A quota lowered below what was reserved grants nothing and keeps the total.
+    assert_eq!(
+        store.reserve_usage("in_1", "owner", "m@1", "req", 5, 50, 2).await.unwrap(),
+        (0, 100)
+    );
+}
+
+async fn grant_revocations_are_kept_once(db: &TestDb) {
+    let store = db.open().await;
+    let row = |at| cloister_authority::store::RevokedGrantRow {
+        owner: "owner".into(),
+        job_digest: "ab".repeat(32),
+        revoked_at: at,
+    };
+    assert_eq!(store.grant_revoked_at("owner", &"ab".repeat(32)).await.unwrap(), None);
+    assert_eq!(store.revoke_grant(&row(10)).await.unwrap(), (row(10), true));
+    assert_eq!(store.revoke_grant(&row(20)).await.unwrap(), (row(10), false));
+    assert_eq!(store.grant_revoked_at("owner", &"ab".repeat(32)).await.unwrap(), Some(10));
+    assert_eq!(store.grant_revoked_at("other", &"ab".repeat(32)).await.unwrap(), None);
 }
 
 async fn broker_keys(db: &TestDb) {

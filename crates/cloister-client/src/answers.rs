@@ -14,7 +14,7 @@
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::api::{
     Answer, AttestRequest, AttestResponse, CheckpointRef, PrivacyChargeOutcome, RecordJob,
-    ServiceAnswer, ServiceKeyDocument, SignedAnswer,
+    ServiceAnswer, ServiceKeyDocument, SignedAnswer, UsageMeter,
 };
 use cloister_types::{Base64Url, Hex};
 use rand::RngCore as _;
@@ -160,6 +160,31 @@ impl ServiceChannel {
                 })
             }
             _ => Err(forged(&url, "the answer is not the ledger's answer for this job")),
+        }
+    }
+
+    /// Reserves tokens of a requester's quota (`statement`, a `UsageReservation` signed by the
+    /// receipt key, for `meter`); returns (granted, the meter's total) once the signed answer
+    /// says so for this meter.
+    pub async fn reserve_usage(
+        &self,
+        ear: &str,
+        statement: &str,
+        meter: &UsageMeter,
+    ) -> Result<VerifiedAnswer<(u64, u64)>, ClientError> {
+        let url = format!("{}/usage-reservations", self.client.prefix());
+        let (verified, _) = self.statement(&url, ear, statement).await?;
+        match verified.answer {
+            Answer::UsageReserved { meter: reserved, granted, reserved_total }
+                if &reserved == meter && granted <= reserved_total =>
+            {
+                Ok(VerifiedAnswer {
+                    answer: (granted, reserved_total),
+                    service_time: verified.service_time,
+                    checkpoint: verified.checkpoint,
+                })
+            }
+            _ => Err(forged(&url, "the answer is not a reservation on this meter")),
         }
     }
 

@@ -97,6 +97,42 @@ pub enum Answer {
         /// Charged or refused.
         outcome: PrivacyChargeOutcome,
     },
+    /// Tokens of a requester's quota reserved for an online enclave ([`UsageReservation`]).
+    UsageReserved {
+        /// The reservation's meter, as the statement named it.
+        meter: UsageMeter,
+        /// Tokens granted now: what was asked, or what was left of the quota.
+        granted: u64,
+        /// Tokens reserved on this meter so far, by every enclave, this grant included.
+        reserved_total: u64,
+    },
+}
+
+/// Which count a reservation goes to: one requester of one model version of one owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageMeter {
+    /// The model owner's party public key (who signed the serving policy).
+    pub model_owner: String,
+    /// The model, `name@version`.
+    pub model: String,
+    /// The requester's party public key.
+    pub requester: String,
+}
+
+/// What an online enclave signs (with its receipt key) to reserve `tokens` of a requester's
+/// quota before it serves them, so that the count lives at the attestation service and a worker
+/// restart (which the host controls) does not reset it. Tokens reserved but not used when an
+/// enclave ends count as used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageReservation {
+    /// The count it goes to.
+    pub meter: UsageMeter,
+    /// Tokens asked for.
+    pub tokens: u64,
+    /// The requester's quota, as the owner's signed serving policy sets it.
+    pub quota: u64,
 }
 
 /// The body of an enclave-facing answer: a [`ServiceAnswer`] as a compact JWS.

@@ -177,6 +177,17 @@ fn onnx_metadata() -> ModelMetadata {
 
 /// Loads the demo classifier as `name@1`, serving `requester` with the given limits.
 fn load_classifier(bed: &Bed, name: &str, requests_per_minute: u32, token_quota: Option<u64>) {
+    let model = classifier(bed, name, requests_per_minute, token_quota);
+    bed.worker.worker.catalog.insert(model).unwrap();
+}
+
+/// The demo classifier as `name@1`, serving `requester` with the given limits.
+fn classifier(
+    bed: &Bed,
+    name: &str,
+    requests_per_minute: u32,
+    token_quota: Option<u64>,
+) -> LoadedModel {
     let policy = ServingPolicy {
         model: name.into(),
         versions: vec!["1".into()],
@@ -188,7 +199,7 @@ fn load_classifier(bed: &Bed, name: &str, requests_per_minute: u32, token_quota:
     };
     let jws =
         bed.owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap();
-    let model = LoadedModel::new(
+    LoadedModel::new(
         name,
         "1",
         Engine::Onnx(OnnxModel::load(DEMO_MODEL_ONNX).unwrap()),
@@ -197,8 +208,7 @@ fn load_classifier(bed: &Bed, name: &str, requests_per_minute: u32, token_quota:
         &jws,
         unix_now(),
     )
-    .unwrap();
-    bed.worker.worker.catalog.insert(model).unwrap();
+    .unwrap()
 }
 
 fn asset(relative: &str) -> PathBuf {
@@ -397,6 +407,17 @@ async fn online_inference_is_encrypted_authorized_and_limited() {
     assert_eq!(call(&client, key, "POST", "/v1/infer", &metered).await.status, 200);
     let exhausted = call(&client, key, "POST", "/v1/infer", &metered).await;
     assert_eq!((exhausted.status, error_code(&exhausted).as_str()), (429, "insufficient_quota"));
+    // The quota is counted at the attestation service: a restarted worker (a new enclave, which
+    // the compute provider can start at will) does not hand the requester a fresh one.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (restarted, _) = start_worker(&bed.dirs, &bed.authority, MEASUREMENT, listener).await;
+    let model = classifier(&bed, "classifier-metered", 1000, Some(3));
+    restarted.worker.catalog.insert(model).unwrap();
+    let fresh = OhttpClient::connect(&restarted.url, expectations(&bed)).await.unwrap();
+    let one = infer_body("classifier-metered", 1);
+    let again = call(&fresh, key, "POST", "/v1/infer", &one).await;
+    assert_eq!((again.status, error_code(&again).as_str()), (429, "insufficient_quota"));
+    drop(restarted);
 
     // A language model's token quota (5): the first answer is cut to it, the next is refused.
     let chat = serde_json::to_vec(&serde_json::json!({

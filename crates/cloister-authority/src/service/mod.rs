@@ -21,7 +21,7 @@ use cloister_types::api::{
     DatasetRegistration, GrantRevocation, GrantRevoked, InstanceInfo, JobAuthorized,
     KeyReleaseRequest, KeyReleaseResponse, PrivacyChargeOutcome, PrivacyChargeStatement, RecordJob,
     RegisterDataset, RevokeGrant, SERVICE_KEY_FIELD, ServiceAnswer, ServiceKeyDocument,
-    SignedAnswer,
+    SignedAnswer, UsageReservation,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, InstanceView, KeyView, PolicySpec,
@@ -56,6 +56,7 @@ mod keys;
 mod ledger;
 mod migration;
 mod tenants;
+mod usage;
 
 /// Content type of a secret sealed to the service key.
 const SEALED_SECRET: &str = "application/vnd.cloister.service-secret";

@@ -1239,6 +1239,67 @@ impl Store {
         Ok(revoked)
     }
 
+    /// Reserves up to `tokens` of `quota` on the meter (`instance_id`, `model_owner`, `model`,
+    /// `requester`): grants what was asked, or what is left, and returns (granted, the meter's
+    /// total after the grant). Concurrent reservations on one meter never grant past `quota`:
+    /// the meter's row is locked (Postgres) or the database is (SQLite) until the grant is
+    /// written.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_usage(
+        &self,
+        instance_id: &str,
+        model_owner: &str,
+        model: &str,
+        requester: &str,
+        tokens: i64,
+        quota: i64,
+        now: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let reserved = in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO usage_reservations (instance_id, model_owner, model, requester, \
+                 reserved, updated_at) VALUES ($1, $2, $3, $4, 0, $5) \
+                 ON CONFLICT (instance_id, model_owner, model, requester) DO NOTHING",
+            )
+            .bind(instance_id)
+            .bind(model_owner)
+            .bind(model)
+            .bind(requester)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            // A write first: on Postgres it locks the row for the rest of the transaction.
+            let before = sqlx::query_scalar::<_, i64>(
+                "UPDATE usage_reservations SET updated_at = $5 WHERE instance_id = $1 AND \
+                 model_owner = $2 AND model = $3 AND requester = $4 RETURNING reserved",
+            )
+            .bind(instance_id)
+            .bind(model_owner)
+            .bind(model)
+            .bind(requester)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            let granted = tokens.min(quota.saturating_sub(before)).max(0);
+            sqlx::query(
+                "UPDATE usage_reservations SET reserved = $5 WHERE instance_id = $1 AND \
+                 model_owner = $2 AND model = $3 AND requester = $4",
+            )
+            .bind(instance_id)
+            .bind(model_owner)
+            .bind(model)
+            .bind(requester)
+            .bind(before + granted)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            (granted, before + granted)
+        });
+        Ok(reserved)
+    }
+
     /// When `owner` revoked its grants for job `job_digest` (lowercase hex), if it did.
     pub async fn grant_revoked_at(
         &self,

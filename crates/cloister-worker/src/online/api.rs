@@ -157,9 +157,8 @@ async fn infer(
         )));
     }
     let samples = tensor.shape.first().copied().unwrap_or(0) as u64;
-    if let Some(left) = admission.remaining_quota(&worker.catalog)
-        && samples > left
-    {
+    let allowed = admission.reserve(&worker, samples).await?;
+    if allowed < samples {
         let quota = model
             .serving_policy()
             .policy()
@@ -171,7 +170,7 @@ async fn infer(
         return Err(OnlineError::QuotaExhausted {
             model: model.id(),
             quota,
-            used: quota.saturating_sub(left),
+            used: quota.saturating_sub(allowed),
         });
     }
     let runner = model.clone();

@@ -7,6 +7,12 @@
 //! Seen ids live in this enclave's memory. A restarted worker is a new enclave with new OHTTP
 //! keys: a request captured before the restart is encapsulated to a key that no longer exists
 //! and does not decapsulate, so it cannot be replayed there either.
+//!
+//! Token quotas are counted at the attestation service, which the host cannot reset: before
+//! serving tokens the enclave reserves them there ([`Admission::reserve`], in blocks), and an
+//! answer whose size is known only afterwards leaves once its tokens are reserved
+//! ([`Admission::settle`]). Tokens reserved by an enclave that ends unused count as used. The
+//! per-minute buckets stay in memory: a restart refills them once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,12 +20,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cloister_sign::VerifyingKey;
+use cloister_sign::{VerifyingKey, unix_now};
+use cloister_types::api::{UsageMeter, UsageReservation};
 use cloister_types::online::{AUTHORIZATION_SCHEME, InferenceAuthorization};
 use sha2::{Digest, Sha256};
 
 use crate::online::catalog::{Catalog, LoadedModel};
 use crate::online::error::OnlineError;
+use crate::server::Worker;
+
+/// How long a signed reservation statement is accepted by the attestation service.
+const RESERVATION_VALIDITY: Duration = Duration::from_secs(60);
 
 /// The longest validity a request authorization may claim (its `exp - iat`).
 pub const MAX_AUTHORIZATION_VALIDITY: Duration = Duration::from_secs(300);
@@ -54,8 +65,17 @@ struct Allowance {
     bucket: f64,
     /// When the bucket was last refilled.
     refilled: Instant,
-    /// Tokens consumed so far.
+    /// Tokens consumed so far by this enclave.
     used: u64,
+    /// Tokens this enclave reserved at the attestation service.
+    leased: u64,
+}
+
+impl Allowance {
+    /// Reserved and not yet used.
+    fn available(&self) -> u64 {
+        self.leased.saturating_sub(self.used)
+    }
 }
 
 /// Verifies the inner request's `authorization` header: a compact JWS (`what = "inference
@@ -153,6 +173,7 @@ pub struct Admission {
     model: Arc<LoadedModel>,
     key: (String, String),
     quota: Option<u64>,
+    meter: UsageMeter,
 }
 
 impl Admission {
@@ -161,20 +182,83 @@ impl Admission {
         &self.model
     }
 
-    /// Tokens still allowed, if the policy sets a quota.
-    pub fn remaining_quota(&self, catalog: &Catalog) -> Option<u64> {
-        let quota = self.quota?;
-        let allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
-        let used = allowances.get(&self.key).map_or(0, |a| a.used);
-        Some(quota.saturating_sub(used))
+    /// Makes sure up to `wanted` tokens are reserved for this requester at the attestation
+    /// service (reserving another block when this enclave's reservation runs short) and returns
+    /// how many may be served now: `wanted`, or fewer when the quota has less left (never 0).
+    /// Without a quota, `wanted`.
+    pub async fn reserve(&self, worker: &Worker, wanted: u64) -> Result<u64, OnlineError> {
+        let Some(quota) = self.quota else { return Ok(wanted) };
+        let available = self.available(&worker.catalog);
+        if available >= wanted {
+            return Ok(wanted);
+        }
+        let total = self.lease(worker, quota, wanted - available).await?;
+        match self.available(&worker.catalog) {
+            0 => Err(OnlineError::QuotaExhausted { model: self.key.0.clone(), quota, used: total }),
+            available => Ok(available.min(wanted)),
+        }
     }
 
-    /// Counts `tokens` against the requester's quota.
+    /// Counts `tokens` against the requester's quota (tokens [`Admission::reserve`]d before).
     pub fn charge(&self, catalog: &Catalog, tokens: u64) {
         let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(allowance) = allowances.get_mut(&self.key) {
             allowance.used = allowance.used.saturating_add(tokens);
         }
+    }
+
+    /// Counts `tokens` whose number was known only once served, and reserves at the
+    /// attestation service whatever this enclave's reservation does not cover: call it before
+    /// the answer leaves, so that no answer leaves uncounted.
+    pub async fn settle(&self, worker: &Worker, tokens: u64) -> Result<(), OnlineError> {
+        self.charge(&worker.catalog, tokens);
+        let Some(quota) = self.quota else { return Ok(()) };
+        let shortfall = {
+            let allowances = worker.catalog.limits().allowances.lock();
+            let allowances = allowances.unwrap_or_else(|p| p.into_inner());
+            allowances.get(&self.key).map_or(0, |a| a.used.saturating_sub(a.leased))
+        };
+        if shortfall > 0 {
+            self.lease(worker, quota, shortfall).await?;
+        }
+        Ok(())
+    }
+
+    fn available(&self, catalog: &Catalog) -> u64 {
+        let allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+        allowances.get(&self.key).map_or(0, Allowance::available)
+    }
+
+    /// Reserves `shortfall` and one block more at the attestation service; returns the meter's
+    /// total there.
+    async fn lease(&self, worker: &Worker, quota: u64, shortfall: u64) -> Result<u64, OnlineError> {
+        // A block is what an enclave that ends unexpectedly may lose of a requester's quota;
+        // small enough for that, large enough to keep the service off most requests.
+        let block = (quota / 20).clamp(1, 100_000);
+        let statement = UsageReservation {
+            meter: self.meter.clone(),
+            tokens: shortfall.saturating_add(block),
+            quota,
+        };
+        let unavailable =
+            |reason: String| OnlineError::QuotaUnavailable { model: self.key.0.clone(), reason };
+        let signed = worker
+            .identity
+            .receipt_key()
+            .sign("usage reservation", &statement, unix_now(), RESERVATION_VALIDITY)
+            .map_err(|e| unavailable(e.to_string()))?;
+        let reserved = worker
+            .service
+            .reserve_usage(worker.identity.ear(), &signed, &self.meter)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let (granted, total) = reserved.answer;
+        let mut allowances =
+            worker.catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(allowance) = allowances.get_mut(&self.key) {
+            allowance.leased = allowance.leased.saturating_add(granted);
+        }
+        Ok(total)
     }
 }
 
@@ -202,6 +286,7 @@ pub fn admit(
         bucket: f64::from(per_minute),
         refilled: now,
         used: 0,
+        leased: 0,
     });
     let elapsed = now.duration_since(allowance.refilled).as_secs_f64();
     allowance.bucket =
@@ -222,5 +307,10 @@ pub fn admit(
         allowance.bucket -= 1.0;
     }
     drop(allowances);
-    Ok(Admission { model: loaded, key, quota })
+    let meter = UsageMeter {
+        model_owner: loaded.serving_policy().owner().to_owned(),
+        model: key.0.clone(),
+        requester: key.1.clone(),
+    };
+    Ok(Admission { model: loaded, key, quota, meter })
 }

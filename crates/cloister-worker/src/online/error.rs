@@ -59,6 +59,17 @@ pub enum OnlineError {
         /// Used so far.
         used: u64,
     },
+    /// The attestation service, which keeps the quota counts, could not reserve tokens.
+    #[error(
+        "the token quota of model {model} could not be checked with the attestation service \
+         ({reason}); retry later"
+    )]
+    QuotaUnavailable {
+        /// `name@version`.
+        model: String,
+        /// Why.
+        reason: String,
+    },
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -103,6 +114,9 @@ impl OnlineError {
             }
             OnlineError::QuotaExhausted { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "insufficient_quota")
+            }
+            OnlineError::QuotaUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_error", "quota_unavailable")
             }
             OnlineError::BadRequest(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request")

@@ -117,12 +117,13 @@ pub(crate) async fn chat_completions(
         .collect();
     let mut max_tokens =
         request.max_completion_tokens.or(request.max_tokens).unwrap_or(DEFAULT_MAX_TOKENS);
-    if let Some(left) = admission.remaining_quota(&worker.catalog) {
-        max_tokens = max_tokens.min(usize::try_from(left).unwrap_or(usize::MAX));
-    }
     if max_tokens == 0 {
         return Err(OnlineError::BadRequest("max_tokens must be at least 1".into()));
     }
+    // Reserved at the attestation service before a token is generated (a streamed answer
+    // leaves as it is made): fewer when the quota has less left.
+    let allowed = admission.reserve(&worker, max_tokens as u64).await?;
+    max_tokens = usize::try_from(allowed).unwrap_or(max_tokens);
     let params = GenerationParams {
         max_tokens,
         temperature: request.temperature.unwrap_or(1.0),
@@ -281,7 +282,8 @@ pub(crate) async fn embeddings(
     })
     .await
     .map_err(|_| OnlineError::Internal)??;
-    admission.charge(&worker.catalog, embeddings.tokens as u64);
+    // The token count is known only now: the answer leaves once the service counted it.
+    admission.settle(&worker, embeddings.tokens as u64).await?;
     let data: Vec<serde_json::Value> = embeddings
         .vectors
         .iter()

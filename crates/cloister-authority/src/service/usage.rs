@@ -1,0 +1,65 @@
+//! Online inference quotas: attested enclaves reserve tokens of a requester's quota here, where
+//! the compute provider cannot reset the count by restarting its worker.
+
+use super::*;
+
+/// The longest model owner, model or requester text a reservation may name.
+const MAX_METER_FIELD: usize = 512;
+
+impl Service {
+    /// Reserves tokens of a requester's quota for an online enclave attested by instance `id`:
+    /// the statement ([`UsageReservation`]) must be signed by the receipt key bound in the
+    /// enclave's EAR token, which must verify with the instance's keys. Grants what was asked,
+    /// or what is left of the quota, never more in total than the quota on this meter; the
+    /// answer is signed ([`Answer::UsageReserved`]) and bound to the request. Counts are kept
+    /// per instance: an enclave of another tenant's instance cannot spend them.
+    pub async fn reserve_usage(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        request_sha256: &[u8; 32],
+        now: i64,
+    ) -> Result<SignedAnswer> {
+        let (_, _, statement) = self
+            .enclave_statement::<UsageReservation>(id, request, "usage reservation", now)
+            .await?;
+        let meter = &statement.meter;
+        for (what, value) in [
+            ("model_owner", &meter.model_owner),
+            ("model", &meter.model),
+            ("requester", &meter.requester),
+        ] {
+            if value.is_empty() || value.len() > MAX_METER_FIELD {
+                return Err(ServiceError::BadRequest(format!(
+                    "the reservation's {what} must be 1 to {MAX_METER_FIELD} bytes"
+                )));
+            }
+        }
+        let as_i64 = |what: &str, n: u64| {
+            i64::try_from(n).map_err(|_| {
+                ServiceError::BadRequest(format!("the reservation's {what} is too large"))
+            })
+        };
+        let tokens = as_i64("tokens", statement.tokens)?;
+        let quota = as_i64("quota", statement.quota)?;
+        let (granted, total) = self
+            .store
+            .reserve_usage(
+                id,
+                &meter.model_owner,
+                &meter.model,
+                &meter.requester,
+                tokens,
+                quota,
+                now,
+            )
+            .await?;
+        let answer = Answer::UsageReserved {
+            meter: statement.meter,
+            granted: granted.unsigned_abs(),
+            reserved_total: total.unsigned_abs(),
+        };
+        let checkpoint = self.checkpoint_ref().await?;
+        Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
+    }
+}
