@@ -1,65 +1,8 @@
 //! What collateral a piece of evidence needs from its vendor, so a service can fetch it before
 //! verifying, and when a fetched item expires. Pure: evidence and documents in, keys out.
 
-use std::fmt;
-
 use cloister_types::TeeKind;
-use serde::{Deserialize, Serialize};
-
-/// Which vendor service a piece of collateral comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Vendor {
-    /// Intel PCS / PCCS (SGX and TDX).
-    Intel,
-    /// AMD Key Distribution Service (SEV-SNP).
-    Amd,
-    /// Hygon Key Distribution Service (CSV).
-    Hygon,
-    /// NVIDIA RIM service and device certificates.
-    Nvidia,
-}
-
-impl Vendor {
-    /// The TEEs whose drivers read this vendor's collateral.
-    pub fn tees(self) -> &'static [TeeKind] {
-        match self {
-            Vendor::Intel => &[TeeKind::Sgx, TeeKind::Tdx],
-            Vendor::Amd => &[TeeKind::Snp],
-            Vendor::Hygon => &[TeeKind::Csv],
-            Vendor::Nvidia => &[TeeKind::Nvidia],
-        }
-    }
-}
-
-/// One piece of vendor collateral: vendor, kind and what it is for.
-///
-/// Kinds and ids: Intel `tcb-info` `<sgx|tdx>/<fmspc hex>`, `qe-identity` `<sgx|tdx>`,
-/// `pck-crl` `<processor|platform>`, `root-ca-crl` `root`, `bundle` (an offline dcap-qvl
-/// bundle); AMD `vcek` `<Product>/<hwid hex>?<TCB query>`, `ask-ark` and `asvk-ark`
-/// `<Product>`; Hygon `hsk-cek` `<chip serial>`; anything else an offline bundle names.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct CollateralKey {
-    /// The vendor service.
-    pub vendor: Vendor,
-    /// The kind of item.
-    pub kind: String,
-    /// What it is for.
-    pub id: String,
-}
-
-impl CollateralKey {
-    /// A key.
-    pub fn new(vendor: Vendor, kind: &str, id: impl Into<String>) -> Self {
-        Self { vendor, kind: kind.to_owned(), id: id.into() }
-    }
-}
-
-impl fmt::Display for CollateralKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}/{}/{}", self.vendor, self.kind, self.id)
-    }
-}
+pub use cloister_types::collateral::{CollateralKey, Vendor};
 
 /// The collateral `evidence` of `tee` needs from its vendor to be fully appraised. Evidence
 /// that does not parse needs nothing (its driver will say why it is refused); so does evidence
