@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use std::future::Future;
 use std::pin::Pin;
 
-use cloister_types::Base64Url;
+use cloister_types::{Base64Url, CollateralRecord, TeeKind};
 use cloister_verify::{CachedCollateral, Collateral};
 pub use cloister_verify::{CollateralKey, Vendor};
 use serde::Deserialize;
@@ -52,6 +52,45 @@ pub struct CachedItem {
 #[derive(Debug, Default)]
 pub struct CollateralCache {
     items: Mutex<BTreeMap<CollateralKey, CachedItem>>,
+}
+
+/// Every item of a [`CollateralCache`] at one moment ([`CollateralCache::frozen`]).
+#[derive(Clone, Debug, Default)]
+pub struct CollateralSnapshot {
+    items: BTreeMap<CollateralKey, CachedItem>,
+}
+
+impl CollateralSnapshot {
+    /// Every item, expired or not (the verifiers check validity themselves at the verification
+    /// time, so stale collateral fails there with a message naming it rather than vanishing),
+    /// for the drivers of the TEEs its vendor serves.
+    pub fn by_tee(&self) -> CachedCollateral {
+        let mut out = CachedCollateral::new();
+        for (key, item) in &self.items {
+            for tee in key.vendor.tees() {
+                let slot = out.entry(*tee).or_default();
+                match item.kind {
+                    ItemKind::Document => slot.documents.push(item.bytes.clone()),
+                    ItemKind::Certificate => {
+                        *slot = std::mem::take(slot).with_certificates(&item.bytes);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The record of an appraisal of vendor evidence `evidence` of `tee` made with this
+    /// snapshot: what the evidence needs ([`cloister_verify::collateral_needs`]) and every item
+    /// it depended on ([`CollateralRecord::of`]).
+    pub fn record(&self, tee: TeeKind, evidence: &[u8]) -> CollateralRecord {
+        let needs = cloister_verify::collateral_needs(tee, evidence);
+        CollateralRecord::of(
+            tee,
+            &needs,
+            self.items.iter().map(|(key, item)| (key, item.bytes.as_slice())),
+        )
+    }
 }
 
 /// An offline bundle could not be loaded.
@@ -144,19 +183,24 @@ impl CollateralCache {
     /// Every item, expired or not, for the drivers of the TEEs its vendor serves: Intel for
     /// SGX and TDX, AMD for SNP, Hygon for CSV, NVIDIA for NVIDIA GPUs.
     pub fn snapshot_by_tee(&self) -> CachedCollateral {
-        let mut out = CachedCollateral::new();
-        for (key, item) in self.lock().iter() {
-            for tee in key.vendor.tees() {
-                let slot = out.entry(*tee).or_default();
-                match item.kind {
-                    ItemKind::Document => slot.documents.push(item.bytes.clone()),
-                    ItemKind::Certificate => {
-                        *slot = std::mem::take(slot).with_certificates(&item.bytes);
-                    }
-                }
-            }
-        }
-        out
+        self.frozen().by_tee()
+    }
+
+    /// A copy of every item, taken at once: an appraisal verifies with it and records what it
+    /// used from the same copy, so a change made meanwhile cannot slip in between.
+    pub fn frozen(&self) -> CollateralSnapshot {
+        CollateralSnapshot { items: self.lock().clone() }
+    }
+
+    /// The record an appraisal of `tee` evidence needing `needs` would make now (what the key
+    /// broker compares an attestation result's record with).
+    pub fn record(&self, tee: TeeKind, needs: &[CollateralKey]) -> CollateralRecord {
+        let items = self.lock();
+        CollateralRecord::of(
+            tee,
+            needs,
+            items.iter().map(|(key, item)| (key, item.bytes.as_slice())),
+        )
     }
 
     /// Loads an offline bundle (for air-gapped services and tests); returns the item count.
@@ -368,8 +412,6 @@ mod tests {
 
     use super::*;
 
-    use cloister_types::TeeKind;
-
     fn key(id: &str) -> CollateralKey {
         CollateralKey::new(Vendor::Intel, "tcb-info", id)
     }
@@ -425,6 +467,28 @@ mod tests {
             Err(BundleError::Version(2))
         ));
         assert!(other.load_bundle(br#"{"version":1,"items":[],"x":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_records_what_it_holds_whatever_the_cache_does_later() {
+        let cache = CollateralCache::new();
+        let qe = CollateralKey::new(Vendor::Intel, "qe-identity", "tdx");
+        cache.insert(qe.clone(), item(100));
+        let frozen = cache.frozen();
+        // Evidence that does not parse needs nothing: the record holds the shared items.
+        let then = frozen.record(TeeKind::Tdx, b"not a quote");
+        assert_eq!(then.items.len(), 1);
+        assert!(then.changes(&cache.record(TeeKind::Tdx, &[])).is_empty());
+        cache.insert(qe.clone(), CachedItem { bytes: b"{\"new\":1}".to_vec(), ..item(100) });
+        assert_eq!(frozen.record(TeeKind::Tdx, b"not a quote"), then);
+        assert_eq!(
+            then.changes(&cache.record(TeeKind::Tdx, &[])),
+            vec!["Intel/qe-identity/tdx changed"]
+        );
+        // Another vendor's change concerns no Intel appraisal; sim records nothing.
+        cache.insert(CollateralKey::new(Vendor::Amd, "ask-ark", "Milan"), item(100));
+        assert_eq!(cache.record(TeeKind::Tdx, &[]).items.len(), 1);
+        assert!(cache.frozen().record(TeeKind::Sim, b"").items.is_empty());
     }
 
     struct CountingFetcher {

@@ -14,6 +14,7 @@ use cloister_types::{EarAppraisal, EarBody, EarStatus};
 use cloister_verify::{TrustAnchors, VerifiedEvidence};
 use sha2::{Digest, Sha256};
 
+use crate::collateral::CollateralSnapshot;
 use crate::reference::effective_reference_values;
 use crate::{AttestError, CertificateAuthority, Issued};
 
@@ -123,11 +124,13 @@ impl Instance {
     /// Appraises verified evidence with the instance's policy (every component: `cpu0`, `gpu0`…)
     /// and, when every component passes, signs the EAR token (naming the audit log's latest
     /// signed `checkpoint`, so a relying party holding it detects a log rolled back behind it)
-    /// and issues the enclave certificate.
+    /// and issues the enclave certificate. Each component's appraisal records the items of
+    /// `collateral` (the snapshot the evidence was verified with) it depended on.
     pub fn appraise_and_issue(
         &self,
         request: &AttestRequest,
         verified: &VerifiedEvidence,
+        collateral: &CollateralSnapshot,
         checkpoint: &CheckpointRef,
         now: u64,
     ) -> Result<Issued, AttestError> {
@@ -150,9 +153,10 @@ impl Instance {
                     appraisal.reasons.iter().map(|reason| format!("{name}: {reason}")).collect();
                 return Err(AttestError::Rejected { policy_id, reasons });
             }
-            appraisals.insert(name.to_owned(), (appraisal, claims.clone()));
+            let record = collateral.record(claims.tee, &component_evidence(request, name)?);
+            appraisals.insert(name.to_owned(), (appraisal, claims.clone(), record));
         }
-        let status = if appraisals.values().all(|(a, _)| a.status == EarStatus::Affirming) {
+        let status = if appraisals.values().all(|(a, _, _)| a.status == EarStatus::Affirming) {
             EarStatus::Affirming
         } else {
             EarStatus::Warning
@@ -160,7 +164,7 @@ impl Instance {
         let (claims, runtime_data) = (verified.claims().clone(), verified.runtime_data().clone());
         let submods = appraisals
             .into_iter()
-            .map(|(name, (appraisal, claims))| {
+            .map(|(name, (appraisal, claims, collateral))| {
                 let Appraisal { status, trustworthiness_vector, reasons } = appraisal;
                 let submod = EarAppraisal {
                     status,
@@ -169,6 +173,7 @@ impl Instance {
                     claims,
                     runtime_data: runtime_data.clone(),
                     reasons,
+                    collateral,
                 };
                 (name, submod)
             })
@@ -210,4 +215,22 @@ impl Instance {
             .map_err(|e| AttestError::Issue(e.to_string()))?;
         Ok(Issued { ear, certificate_chain_pem: format!("{leaf}{}", self.ca.certificate_pem()) })
     }
+}
+
+/// The vendor evidence bytes of component `name` of a request: the main evidence for `cpu0`, a
+/// device's from `additional_evidence`. The verifier read the same bytes, so they are there;
+/// if not, nothing is issued.
+fn component_evidence(request: &AttestRequest, name: &str) -> Result<Vec<u8>, AttestError> {
+    let evidence = &request.evidence;
+    if name == "cpu0" {
+        return Ok(evidence.evidence.as_bytes().to_vec());
+    }
+    evidence
+        .additional_evidence
+        .get(name)
+        .and_then(|entry| entry.get("evidence"))
+        .and_then(serde_json::Value::as_str)
+        .and_then(|text| cloister_types::Base64Url::parse(text).ok())
+        .map(|bytes| bytes.0)
+        .ok_or_else(|| AttestError::Issue(format!("the evidence of {name} cannot be read again")))
 }

@@ -28,7 +28,8 @@ use std::collections::BTreeMap;
 use cloister_types::UnifiedEvidence;
 
 pub use collateral::{
-    CollateralCache, CollateralFetcher, FetchError, RateLimiter, Vendor, VendorUrls,
+    CollateralCache, CollateralFetcher, CollateralSnapshot, FetchError, RateLimiter, Vendor,
+    VendorUrls,
 };
 pub use config::TrustAnchorSpec;
 pub use instance::{Instance, InstanceSettings};

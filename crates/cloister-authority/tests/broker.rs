@@ -61,6 +61,7 @@ fn appraisal(status: EarStatus, hpke_pk: &str) -> EarAppraisal {
             extra: BTreeMap::new(),
         },
         reasons: Vec::new(),
+        collateral: Default::default(),
     }
 }
 

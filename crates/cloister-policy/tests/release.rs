@@ -41,6 +41,7 @@ fn submod(status: EarStatus, measurement: &[u8]) -> EarAppraisal {
             extra: BTreeMap::new(),
         },
         reasons: Vec::new(),
+        collateral: Default::default(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::claims::Claims;
+use crate::collateral::CollateralRecord;
 use crate::evidence::RuntimeData;
 
 /// The EAR profile this service issues.
@@ -59,6 +60,10 @@ pub struct EarAppraisal {
     /// Why the policy decided as it did, in words.
     #[serde(rename = "cloister.reasons", default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// The vendor collateral the verdict was made with: the key broker releases nothing on this
+    /// result once the service's collateral differs from it.
+    #[serde(rename = "cloister.collateral")]
+    pub collateral: CollateralRecord,
 }
 
 /// EAR trust tiers.

@@ -66,7 +66,7 @@ impl Service {
             instance: cached.instance.clone(),
             request: request.clone(),
             checkpoint: checkpoint.clone(),
-            collateral: self.collateral.snapshot_by_tee(),
+            collateral: self.collateral.frozen(),
             fingerprint: self.signing_fingerprint.clone(),
         };
         let result = tokio::task::spawn_blocking(move || appraising.run(now))
@@ -132,7 +132,7 @@ struct Appraising {
     instance: Arc<Instance>,
     request: AttestRequest,
     checkpoint: CheckpointRef,
-    collateral: cloister_verify::CachedCollateral,
+    collateral: crate::collateral::CollateralSnapshot,
     fingerprint: String,
 }
 
@@ -154,9 +154,15 @@ impl Appraising {
         let verified = cloister_verify::verify_with_collateral(
             evidence,
             self.instance.anchors(),
-            &self.collateral,
+            &self.collateral.by_tee(),
             now,
         )?;
-        self.instance.appraise_and_issue(&self.request, &verified, &self.checkpoint, now as u64)
+        self.instance.appraise_and_issue(
+            &self.request,
+            &verified,
+            &self.collateral,
+            &self.checkpoint,
+            now as u64,
+        )
     }
 }
