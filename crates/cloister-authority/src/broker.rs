@@ -4,15 +4,18 @@
 //! the attested enclave's HPKE key.
 //!
 //! Pure: no storage, no clock (time is a parameter). The service looks up the key and the
-//! instance's token keys, calls [`release`], and records the outcome in the audit log.
+//! instance's token keys, calls [`release`] with its collateral cache, and records the outcome in
+//! the audit log.
 //!
 //! Checks, in this order, each with its own [`ReleaseError`]: the request names this key and its
 //! context fits the size limits; the instance is one the key accepts; the EAR token names a token
 //! key (`kid`) of that instance, verifies with it and is within its validity window, and is an
 //! EAR of this profile — only now is the requester known to be an enclave that instance
 //! attested ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is
-//! `affirming` or `warning`; `cpu0`'s runtime data carries a usable `hpke_pk`; the key's release
-//! policy allows. Then the secret is wrapped (HPKE, see `cloister_seal::wrap_secret_key`) to that
+//! `affirming` or `warning`; every appraisal's collateral record (`cloister.collateral`) equals
+//! the record the service's collateral cache gives now, so a platform whose TCB status the
+//! vendor changed since (revoked, out of date) gets nothing on a result issued before; `cpu0`'s
+//! runtime data carries a usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see `cloister_seal::wrap_secret_key`) to that
 //! `hpke_pk` with the release context digest as associated data. The enclave recovers it with
 //! `cloister_client::open_released_key`.
 
@@ -24,6 +27,8 @@ use cloister_sign::{SignError, VerifyingKey, peek_key_id};
 use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
 use cloister_types::ear::EAR_PROFILE;
 use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
+
+use crate::collateral::CollateralCache;
 
 /// What the EAR token is verified as (appears in signature errors).
 const EAR_WHAT: &str = "EAR attestation result";
@@ -204,6 +209,20 @@ pub enum ReleaseError {
         /// Its status.
         status: String,
     },
+    /// The collateral an appraisal of the result was made with is no longer the service's: an
+    /// item changed, appeared or disappeared. The enclave should attest again, to be appraised
+    /// against the current collateral (which may refuse its platform).
+    #[error(
+        "the attestation result's {submod} was appraised against vendor collateral that has \
+         changed since ({}); attest again to be appraised against the current collateral",
+        changes.join("; ")
+    )]
+    CollateralChanged {
+        /// The submod (`cpu0`, `gpu0`, …).
+        submod: String,
+        /// What changed, one item each.
+        changes: Vec<String>,
+    },
     /// The attestation result has no `cpu0` appraisal, so no enclave key is bound.
     #[error("the attestation result has no cpu0 appraisal, so it binds no enclave HPKE key")]
     NoCpu0,
@@ -232,6 +251,7 @@ impl ReleaseError {
             self,
             ReleaseError::Revoked { .. }
                 | ReleaseError::NotTrustworthy { .. }
+                | ReleaseError::CollateralChanged { .. }
                 | ReleaseError::NoCpu0
                 | ReleaseError::BadEnclaveKey(_)
                 | ReleaseError::PolicyDenied { .. }
@@ -263,16 +283,18 @@ pub fn release_context_digest(
     cloister_types::api::release_context_digest(instance_id, key_id, context)
 }
 
-/// Decides a release and, if every check passes, wraps the key to the enclave. See the module
+/// Decides a release and, if every check passes, wraps the key to the enclave. `collateral` is
+/// the service's collateral cache, whose current records the result's must equal. See the module
 /// documentation for the checks and their order.
 pub fn release(
     instance_id: &str,
     keys: &TokenKeys,
     key: &BrokerKey<'_>,
+    collateral: &CollateralCache,
     request: &KeyReleaseRequest,
     now: u64,
 ) -> Result<KeyReleaseResponse, ReleaseError> {
-    release_detailed(instance_id, keys, key, request, now).map(|r| r.response)
+    release_detailed(instance_id, keys, key, collateral, request, now).map(|r| r.response)
 }
 
 /// [`release`], also returning what the audit record needs.
@@ -280,6 +302,7 @@ pub fn release_detailed(
     instance_id: &str,
     keys: &TokenKeys,
     key: &BrokerKey<'_>,
+    collateral: &CollateralCache,
     request: &KeyReleaseRequest,
     now: u64,
 ) -> Result<Released, ReleaseError> {
@@ -312,6 +335,13 @@ pub fn release_detailed(
                 submod: name.clone(),
                 status: format!("{:?}", submod.status).to_lowercase(),
             });
+        }
+    }
+    for (name, submod) in &ear.submods {
+        let now = collateral.record(submod.claims.tee, &submod.collateral.needs);
+        let changes = submod.collateral.changes(&now);
+        if !changes.is_empty() {
+            return Err(ReleaseError::CollateralChanged { submod: name.clone(), changes });
         }
     }
     let cpu0 = ear.submods.get("cpu0").ok_or(ReleaseError::NoCpu0)?;

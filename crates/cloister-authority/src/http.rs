@@ -34,6 +34,7 @@ use cloister_types::manage::{
     TrustAnchorSpec,
 };
 
+use crate::broker::ReleaseError;
 use crate::rate::{Limiter, RateLimits, RouteClass, TrustedProxy};
 use crate::service::{Service, ServiceError};
 use crate::{AttestError, NonceError};
@@ -628,6 +629,9 @@ impl IntoResponse for ServiceApiError {
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ServiceError::Attest(error) => return attest_error_response(error),
+            ServiceError::Release(ReleaseError::CollateralChanged { .. }) => {
+                (StatusCode::CONFLICT, cloister_types::api::COLLATERAL_CHANGED)
+            }
             ServiceError::Release(_) => (StatusCode::FORBIDDEN, "release_refused"),
             ServiceError::Bundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused"),
             ServiceError::WrongServiceKey { .. }

@@ -12,6 +12,8 @@ use cloister_authority::broker::{
     BrokerKey, ReleaseError, TokenKeys, release, release_context_digest, release_detailed,
     token_kid,
 };
+use cloister_authority::collateral::{CachedItem, ItemKind};
+use cloister_authority::{CollateralCache, Vendor};
 use cloister_policy::ReleasePolicy;
 use cloister_seal::{
     Metadata, OpenError, Recipient, RecipientSecretKey, open_to_vec, seal_to_vec_for,
@@ -88,6 +90,7 @@ struct Fixture {
     policy: ReleasePolicy,
     instances: Vec<String>,
     enclave: RecipientSecretKey,
+    collateral: CollateralCache,
 }
 
 impl Fixture {
@@ -103,6 +106,7 @@ impl Fixture {
                 .unwrap(),
             instances: vec!["in_other".to_owned(), INSTANCE.to_owned()],
             enclave: enclave(),
+            collateral: CollateralCache::new(),
         }
     }
 
@@ -136,7 +140,7 @@ impl Fixture {
     }
 
     fn release(&self, request: &KeyReleaseRequest) -> Result<(), ReleaseError> {
-        release(INSTANCE, &self.keys, &self.key(), request, NOW).map(|_| ())
+        release(INSTANCE, &self.keys, &self.key(), &self.collateral, request, NOW).map(|_| ())
     }
 }
 
@@ -150,7 +154,8 @@ fn released_key_opens_a_kind_two_envelope_in_the_attested_enclave_only() {
     )
     .unwrap();
     let request = f.request(f.good_ear());
-    let released = release_detailed(INSTANCE, &f.keys, &f.key(), &request, NOW).unwrap();
+    let released =
+        release_detailed(INSTANCE, &f.keys, &f.key(), &f.collateral, &request, NOW).unwrap();
     let response = &released.response;
     assert_eq!(response.key_id, request.key_id);
     assert_eq!(response.broker_key, "kb_feedc0de");
@@ -194,7 +199,7 @@ fn a_retired_but_kept_token_key_still_verifies() {
     // Keys also load from their stored JWKs.
     let mut from_jwk = TokenKeys::new();
     from_jwk.insert_jwk(KID, &f.token_key.public_key().to_jwk(KID)).unwrap();
-    release(INSTANCE, &from_jwk, &f.key(), &f.request(f.good_ear()), NOW).unwrap();
+    release(INSTANCE, &from_jwk, &f.key(), &f.collateral, &f.request(f.good_ear()), NOW).unwrap();
 }
 
 #[test]
@@ -203,15 +208,18 @@ fn a_revoked_key_is_refused_to_an_authenticated_enclave_only_after_its_token_ver
     let mut key = f.key();
     key.revoked = true;
     // A genuine token: the refusal names the revocation, and it concerns the owner (audited).
-    let err = release(INSTANCE, &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
+    let err =
+        release(INSTANCE, &f.keys, &key, &f.collateral, &f.request(f.good_ear()), NOW).unwrap_err();
     assert!(matches!(err, ReleaseError::Revoked { .. }), "{err}");
     assert!(err.to_string().contains("kb_feedc0de was revoked"), "{err}");
     assert!(err.after_authentication());
     // Anyone else learns nothing about the key's state, and leaves no audit record.
-    let err = release("in_elsewhere", &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
+    let err = release("in_elsewhere", &f.keys, &key, &f.collateral, &f.request(f.good_ear()), NOW)
+        .unwrap_err();
     assert!(matches!(err, ReleaseError::InstanceNotAccepted { .. }), "{err}");
     assert!(!err.after_authentication());
-    let err = release(INSTANCE, &f.keys, &key, &f.request("x.y.z".into()), NOW).unwrap_err();
+    let err = release(INSTANCE, &f.keys, &key, &f.collateral, &f.request("x.y.z".into()), NOW)
+        .unwrap_err();
     assert!(!matches!(err, ReleaseError::Revoked { .. }), "{err}");
     assert!(!err.after_authentication());
 }
@@ -220,14 +228,16 @@ fn a_revoked_key_is_refused_to_an_authenticated_enclave_only_after_its_token_ver
 fn an_instance_the_key_does_not_accept_is_refused() {
     let f = Fixture::new();
     let err =
-        release("in_elsewhere", &f.keys, &f.key(), &f.request(f.good_ear()), NOW).unwrap_err();
+        release("in_elsewhere", &f.keys, &f.key(), &f.collateral, &f.request(f.good_ear()), NOW)
+            .unwrap_err();
     assert!(matches!(err, ReleaseError::InstanceNotAccepted { .. }), "{err}");
     // The refusal goes to whoever asked: it names their instance, never the accepted ones.
     assert!(err.to_string().contains("in_elsewhere"), "{err}");
     assert!(!err.to_string().contains(INSTANCE), "names an accepted instance: {err}");
     let mut key = f.key();
     key.instances = &[];
-    let err = release(INSTANCE, &f.keys, &key, &f.request(f.good_ear()), NOW).unwrap_err();
+    let err =
+        release(INSTANCE, &f.keys, &key, &f.collateral, &f.request(f.good_ear()), NOW).unwrap_err();
     assert!(matches!(err, ReleaseError::InstanceNotAccepted { .. }), "{err}");
 }
 
@@ -236,11 +246,13 @@ fn an_expired_or_not_yet_valid_token_is_refused() {
     let f = Fixture::new();
     let request = f.request(f.good_ear());
     // Issued at NOW-10, valid for TTL, one minute of clock skew tolerated.
-    release(INSTANCE, &f.keys, &f.key(), &request, NOW + TTL.as_secs()).unwrap();
+    release(INSTANCE, &f.keys, &f.key(), &f.collateral, &request, NOW + TTL.as_secs()).unwrap();
     let err =
-        release(INSTANCE, &f.keys, &f.key(), &request, NOW + TTL.as_secs() + 120).unwrap_err();
+        release(INSTANCE, &f.keys, &f.key(), &f.collateral, &request, NOW + TTL.as_secs() + 120)
+            .unwrap_err();
     assert!(matches!(err, ReleaseError::TokenInvalid(_)), "{err}");
-    let err = release(INSTANCE, &f.keys, &f.key(), &request, NOW - 1_000).unwrap_err();
+    let err =
+        release(INSTANCE, &f.keys, &f.key(), &f.collateral, &request, NOW - 1_000).unwrap_err();
     assert!(matches!(err, ReleaseError::TokenInvalid(_)), "{err}");
 }
 
@@ -392,4 +404,64 @@ fn a_request_for_another_key_or_with_oversized_context_is_refused() {
     assert!(matches!(err, ReleaseError::ContextTooLong { field: "requester", .. }), "{err}");
     request.context.requester = Some("r".repeat(1024));
     f.release(&request).unwrap();
+}
+
+/// A result appraised against collateral the service has since replaced is refused, with what
+/// changed and the advice to attest again; a result whose records match the cache is released.
+/// The check comes after the token verified (it is audited), and before the owner's policy.
+#[test]
+fn a_result_appraised_against_collateral_that_changed_since_is_refused() {
+    let mut f = Fixture::new();
+    f.policy = ReleasePolicy::new("package cloister.release\nallow := true\n").unwrap();
+    let qe = cloister_types::CollateralKey::new(Vendor::Intel, "qe-identity", "tdx");
+    let ours = cloister_types::CollateralKey::new(Vendor::Intel, "tcb-info", "tdx/b0c06f000000");
+    let item = |bytes: &[u8]| CachedItem {
+        kind: ItemKind::Document,
+        bytes: bytes.to_vec(),
+        expires_at: NOW as i64 + 3600,
+    };
+    f.collateral.insert(qe.clone(), item(b"qe identity"));
+    f.collateral.insert(ours.clone(), item(b"tcb info: up to date"));
+    let pk = f.enclave.public_key().to_text();
+    let ear = |f: &Fixture| {
+        let mut cpu0 = appraisal(EarStatus::Affirming, &pk);
+        cpu0.collateral = f.collateral.record(TeeKind::Tdx, std::slice::from_ref(&ours));
+        sign(&f.token_key, KID, &ear_body(vec![("cpu0", cpu0)]), NOW - 10)
+    };
+    let issued = ear(&f);
+    f.release(&f.request(issued.clone())).unwrap();
+
+    // The vendor revokes the platform's TCB level: the earlier result gets nothing.
+    f.collateral.insert(ours.clone(), item(b"tcb info: revoked"));
+    let err = f.release(&f.request(issued.clone())).unwrap_err();
+    assert!(err.after_authentication());
+    let ReleaseError::CollateralChanged { ref submod, ref changes } = err else { panic!("{err}") };
+    assert_eq!((submod.as_str(), changes.clone()), ("cpu0", vec![format!("{ours} changed")]));
+    let text = err.to_string();
+    assert!(text.contains("attest again to be appraised against the current collateral"), "{text}");
+    // Putting the same bytes back restores it; an item that disappears or appears does not.
+    f.collateral.insert(ours.clone(), item(b"tcb info: up to date"));
+    f.release(&f.request(issued.clone())).unwrap();
+    f.collateral.purge_expired(NOW as i64 + 3600);
+    let err = f.release(&f.request(issued.clone())).unwrap_err();
+    assert!(err.to_string().contains("is no longer cached"), "{err}");
+    f.collateral.insert(ours.clone(), item(b"tcb info: up to date"));
+    let crl = cloister_types::CollateralKey::new(Vendor::Intel, "pck-crl", "processor");
+    f.collateral.insert(crl, item(b"a CRL"));
+    let err = f.release(&f.request(issued.clone())).unwrap_err();
+    assert!(err.to_string().contains("Intel/pck-crl/processor is now cached"), "{err}");
+    // Another platform's TCB info changing concerns nobody on this one.
+    f.collateral.insert(qe.clone(), item(b"qe identity"));
+    let fresh = ear(&f);
+    let other = cloister_types::CollateralKey::new(Vendor::Intel, "tcb-info", "tdx/00806f050000");
+    f.collateral.insert(other, item(b"someone else's"));
+    f.release(&f.request(fresh.clone())).unwrap();
+
+    // Unauthenticated first: a forged token over changed collateral is refused as forged.
+    f.collateral.insert(ours.clone(), item(b"tcb info: revoked"));
+    let mut forged = fresh.into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let err = f.release(&f.request(String::from_utf8(forged).unwrap())).unwrap_err();
+    assert!(matches!(err, ReleaseError::TokenInvalid(_)), "{err}");
 }

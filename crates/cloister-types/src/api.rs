@@ -207,6 +207,11 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The error code (HTTP 409) of a key release refused because the collateral the attestation
+/// result was appraised against has changed since: the enclave should attest again, once, and ask
+/// with the new result.
+pub const COLLATERAL_CHANGED: &str = "collateral_changed";
+
 /// What an enclave states when it has checked every owner's grant for a job and is about to run
 /// it: signed by the enclave's receipt key (the `receipt_pk` bound in its evidence).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -186,7 +186,8 @@ impl Service {
             instances: &instances,
             revoked: row.revoked_at.is_some(),
         };
-        let response = broker::release(&instance_id, &keys, &key, request, now as u64)?;
+        let response =
+            broker::release(&instance_id, &keys, &key, &self.collateral, request, now as u64)?;
         Ok((instance_id, response))
     }
 }
