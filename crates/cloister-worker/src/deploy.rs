@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cloister_repository::{RepoError, open_files, verify_manifest};
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::Hex;
-use cloister_types::api::{KeyReleaseRequest, ReleaseContext};
+use cloister_types::api::ReleaseContext;
 use cloister_types::model::{DeployModel, DeployedModel, ModelFormat, ModelTask};
 
 use crate::engine::{Embedder, EngineError, LlmModel, OnnxModel};
@@ -67,28 +67,14 @@ pub async fn deploy(
     let sealed = worker.repository.fetch_sealed(&verified).await?;
 
     let key_id = verified.sealed_to().key_id();
-    let release = KeyReleaseRequest {
-        key_id: Hex(key_id.0.to_vec()),
-        ear: worker.identity.ear().to_owned(),
-        context: ReleaseContext {
-            job_id: None,
-            requester: Some("cloister-worker".to_owned()),
-            purpose: Some(format!("serve model {model}")),
-        },
+    let context = ReleaseContext {
+        job_id: None,
+        requester: Some("cloister-worker".to_owned()),
+        purpose: Some(format!("serve model {model}")),
     };
-    let response = worker
-        .service
-        .client()
-        .release_key(&release)
+    let key = crate::server::release_key(worker, &Hex(key_id.0.to_vec()), context)
         .await
-        .map_err(|e| DeployError::Release(e.to_string()))?;
-    let key = cloister_client::open_released_key(
-        worker.identity.hpke_secret(),
-        &response,
-        worker.service.instance_id(),
-        &release,
-    )
-    .map_err(|e| DeployError::Release(e.to_string()))?;
+        .map_err(DeployError::Release)?;
 
     let metadata = verified.manifest().metadata.clone();
     let (format, task) = (metadata.format, metadata.task);

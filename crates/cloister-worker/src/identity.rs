@@ -2,6 +2,7 @@
 //! them, and the EAR token and certificate the attestation service returns.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -46,6 +47,7 @@ pub struct EnclaveIdentity {
     hpke: RecipientSecretKey,
     receipt_key: SigningKey,
     tls_key_pkcs8: Zeroizing<Vec<u8>>,
+    tls_spki: Vec<u8>,
     ohttp: ohttp::KeyConfig,
     certificate_chain_pem: String,
     certificate_chain_der: Vec<Vec<u8>>,
@@ -53,6 +55,21 @@ pub struct EnclaveIdentity {
     runtime_data: RuntimeData,
     claims: Claims,
     instance_id: String,
+    /// Collects evidence again when the enclave renews its attestation result.
+    attester: Arc<dyn Attester>,
+    /// The latest attestation result, presented to the key broker.
+    release_token: RwLock<String>,
+    /// Held while renewing, so concurrent refusals renew once.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+/// A successful attestation: the service's answer, for the runtime data sent.
+struct Attested {
+    ear: String,
+    certificate_chain_pem: String,
+    certificate_chain_der: Vec<Vec<u8>>,
+    runtime_data: RuntimeData,
+    claims: Claims,
 }
 
 impl EnclaveIdentity {
@@ -60,8 +77,9 @@ impl EnclaveIdentity {
     /// the fingerprint of the attestation service it trusts (`service`'s pinned key, as
     /// `service_key_sha256`), and exchanges it for an EAR token and an enclave certificate,
     /// which it uses only when the service's signed answer names both for this request.
+    /// `attester` is kept to renew the result ([`Self::renew_release_token`]).
     pub async fn establish(
-        attester: &dyn Attester,
+        attester: Arc<dyn Attester>,
         service: &ServiceChannel,
     ) -> Result<Self, IdentityError> {
         let hpke = RecipientSecretKey::generate();
@@ -82,43 +100,68 @@ impl EnclaveIdentity {
             serde_json::Value::String(service.fingerprint_hex()),
         );
 
-        let challenge = service.client().challenge().await?;
-        let runtime_data = RuntimeData {
-            nonce: challenge.nonce,
+        let keys = RuntimeData {
+            nonce: String::new(),
             hpke_pk: hpke.public_key().to_text(),
             tls_spki_sha256: Hex(Sha256::digest(&tls_spki).to_vec()),
             receipt_pk: receipt_key.public_key().to_text(),
             extra,
         };
-        let evidence = attester.attest(&runtime_data)?;
-        let response = service
-            .attest(&AttestRequest { evidence, tls_spki: Base64Url(tls_spki) })
-            .await?
-            .answer;
-
-        let chain = pem_certificates(&response.certificate_chain_pem)
-            .map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
-        let leaf =
-            chain.first().ok_or_else(|| IdentityError::WrongCertificate("empty chain".into()))?;
-        let extension = read_claims_unverified(leaf)
-            .map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
-        if extension.runtime_data != runtime_data {
-            return Err(IdentityError::WrongCertificate(
-                "its runtime data is not the one this enclave bound into its evidence".into(),
-            ));
-        }
+        let attested = attest(attester.as_ref(), service, keys, &tls_spki).await?;
         Ok(EnclaveIdentity {
             hpke,
             receipt_key,
             tls_key_pkcs8: Zeroizing::new(tls_key.serialize_der()),
+            tls_spki,
             ohttp,
-            certificate_chain_pem: response.certificate_chain_pem,
-            certificate_chain_der: chain,
-            ear: response.ear,
-            runtime_data,
-            claims: extension.claims,
+            certificate_chain_pem: attested.certificate_chain_pem,
+            certificate_chain_der: attested.certificate_chain_der,
+            release_token: RwLock::new(attested.ear.clone()),
+            ear: attested.ear,
+            runtime_data: attested.runtime_data,
+            claims: attested.claims,
             instance_id: service.instance_id().to_owned(),
+            attester,
+            renewing: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The attestation result to present to the key broker: the latest one this enclave got.
+    /// It is [`Self::ear`] until [`Self::renew_release_token`] renews it.
+    pub fn release_token(&self) -> String {
+        self.release_token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Attests again — the same keys, a fresh challenge, evidence collected now — because the
+    /// key broker refused `stale` (the collateral its appraisal used has changed), so that the
+    /// platform is appraised against the service's current collateral; the new result becomes
+    /// [`Self::release_token`]. When another task renewed since `stale`, nothing is done. A
+    /// refusal (the platform's TCB is now revoked, or out of date beyond the instance's policy)
+    /// is the error, and the token stays the stale one. The certificate the worker serves TLS
+    /// with, and the result its receipts name ([`Self::ear`]), stay those of the first
+    /// attestation.
+    pub async fn renew_release_token(
+        &self,
+        service: &ServiceChannel,
+        stale: &str,
+    ) -> Result<(), IdentityError> {
+        let _renewing = self.renewing.lock().await;
+        if self.release_token() != stale {
+            return Ok(());
+        }
+        let keys = RuntimeData { nonce: String::new(), ..self.runtime_data.clone() };
+        let attested = attest(self.attester.as_ref(), service, keys, &self.tls_spki).await?;
+        if attested.claims.measurement != self.claims.measurement
+            || attested.claims.tee != self.claims.tee
+        {
+            return Err(IdentityError::WrongCertificate(
+                "it certifies another TEE or measurement than this enclave's first attestation"
+                    .into(),
+            ));
+        }
+        *self.release_token.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            attested.ear;
+        Ok(())
     }
 
     /// The envelope secret key inputs are sealed to.
@@ -171,6 +214,43 @@ impl EnclaveIdentity {
     pub fn claims(&self) -> &Claims {
         &self.claims
     }
+}
+
+/// Gets a challenge, collects evidence binding `keys` with its nonce, and exchanges it for an EAR
+/// token and an enclave certificate, used only when the service's signed answer names both for
+/// this request and the certificate is for exactly this runtime data.
+async fn attest(
+    attester: &dyn Attester,
+    service: &ServiceChannel,
+    keys: RuntimeData,
+    tls_spki: &[u8],
+) -> Result<Attested, IdentityError> {
+    let challenge = service.client().challenge().await?;
+    let runtime_data = RuntimeData { nonce: challenge.nonce, ..keys };
+    let evidence = attester.attest(&runtime_data)?;
+    let response = service
+        .attest(&AttestRequest { evidence, tls_spki: Base64Url(tls_spki.to_vec()) })
+        .await?
+        .answer;
+
+    let chain = pem_certificates(&response.certificate_chain_pem)
+        .map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
+    let leaf =
+        chain.first().ok_or_else(|| IdentityError::WrongCertificate("empty chain".into()))?;
+    let extension =
+        read_claims_unverified(leaf).map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
+    if extension.runtime_data != runtime_data {
+        return Err(IdentityError::WrongCertificate(
+            "its runtime data is not the one this enclave bound into its evidence".into(),
+        ));
+    }
+    Ok(Attested {
+        ear: response.ear,
+        certificate_chain_pem: response.certificate_chain_pem,
+        certificate_chain_der: chain,
+        runtime_data,
+        claims: extension.claims,
+    })
 }
 
 /// The key id of the enclave's one OHTTP key configuration.

@@ -22,12 +22,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use cloister_client::{ServiceChannel, VerifiedAnswer};
+use cloister_client::{ClientError, ServiceChannel, VerifiedAnswer};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::api::{
-    ErrorBody, IdentityResponse, JobAuthorized, JobDone, KeyReleaseRequest, ObjectStored,
-    ReleaseContext, SubmitJob,
+    COLLATERAL_CHANGED, ErrorBody, IdentityResponse, JobAuthorized, JobDone, KeyReleaseRequest,
+    ObjectStored, ReleaseContext, SubmitJob,
 };
 use cloister_types::{Hex, InputRole, JobKind, JobSpec};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -290,8 +290,7 @@ pub(crate) async fn record_authorization(
 const STATEMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Asks the key broker for every key-broker key an input is sealed to (when it is not sealed to
-/// this enclave's own key), presenting this enclave's attestation result, and unwraps each with
-/// the enclave's HPKE key. The keys stay in this process and are zeroized when dropped.
+/// this enclave's own key) with [`release_key`], and unwraps each with the enclave's HPKE key. The keys stay in this process and are zeroized when dropped.
 pub(crate) async fn release_broker_keys(
     worker: &Worker,
     spec: &JobSpec,
@@ -308,31 +307,67 @@ pub(crate) async fn release_broker_keys(
             if released.iter().any(|key| key.key_id() == key_id) {
                 continue;
             }
-            let request = KeyReleaseRequest {
-                key_id: Hex(key_id.0.to_vec()),
-                ear: worker.identity.ear().to_owned(),
-                context: ReleaseContext {
-                    job_id: Some(spec.id.clone()),
-                    requester: Some("cloister-worker".to_owned()),
-                    purpose: Some(format!("{role:?} input of a {:?} job", spec.kind)),
-                },
+            let context = ReleaseContext {
+                job_id: Some(spec.id.clone()),
+                requester: Some("cloister-worker".to_owned()),
+                purpose: Some(format!("{role:?} input of a {:?} job", spec.kind)),
             };
-            let response = worker.service.client().release_key(&request).await.map_err(|e| {
-                tracing::warn!(job = %spec.id, key_id = %request.key_id, error = %e, "key release refused");
-                ApiError::Release(e.to_string())
+            let key_id = Hex(key_id.0.to_vec());
+            let key = release_key(worker, &key_id, context).await.map_err(|reason| {
+                tracing::warn!(job = %spec.id, %key_id, %reason, "key release refused");
+                ApiError::Release(reason)
             })?;
-            let key = cloister_client::open_released_key(
-                worker.identity.hpke_secret(),
-                &response,
-                worker.service.instance_id(),
-                &request,
-            )
-            .map_err(|e| ApiError::Release(e.to_string()))?;
-            tracing::info!(job = %spec.id, key_id = %request.key_id, "key-broker key released to this enclave");
+            tracing::info!(job = %spec.id, %key_id, "key-broker key released to this enclave");
             released.push(key);
         }
     }
     Ok(released)
+}
+
+/// Asks the key broker for the key `key_id`, presenting this enclave's latest attestation result,
+/// and unwraps it with the enclave's HPKE key. When the broker answers that the vendor collateral
+/// the result was appraised against has changed (`collateral_changed`: the platform's TCB status
+/// may have changed since), the enclave attests again — once — and asks with the new result; a
+/// platform the service no longer admits (its TCB revoked, or out of date beyond the instance's
+/// policy) gets no new result, and the error says so. The error is a reason in words.
+pub(crate) async fn release_key(
+    worker: &Worker,
+    key_id: &Hex,
+    context: ReleaseContext,
+) -> Result<RecipientSecretKey, String> {
+    let mut renewed = false;
+    loop {
+        let ear = worker.identity.release_token();
+        let request = KeyReleaseRequest { key_id: key_id.clone(), ear, context: context.clone() };
+        match worker.service.client().release_key(&request).await {
+            Ok(response) => {
+                return cloister_client::open_released_key(
+                    worker.identity.hpke_secret(),
+                    &response,
+                    worker.service.instance_id(),
+                    &request,
+                )
+                .map_err(|e| e.to_string());
+            }
+            Err(ClientError::Refused { code, message, .. })
+                if code == COLLATERAL_CHANGED && !renewed =>
+            {
+                tracing::info!(%key_id, reason = %message,
+                    "the key broker asks for a fresh attestation; attesting again");
+                worker.identity.renew_release_token(&worker.service, &request.ear).await.map_err(
+                    |e| {
+                        format!(
+                            "the vendor collateral this enclave was appraised against has \
+                             changed, and the attestation service refused to appraise it again \
+                             against the current collateral: {e}"
+                        )
+                    },
+                )?;
+                renewed = true;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
 }
 
 /// A worker failure as an HTTP response. Messages never contain plaintext: job and store errors

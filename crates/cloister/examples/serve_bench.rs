@@ -220,7 +220,7 @@ async fn main() -> Result<()> {
         &platform.public_key(),
     )
     .await?;
-    let attester = SimAttester::new(platform, MEASUREMENT);
+    let attester = std::sync::Arc::new(SimAttester::new(platform, MEASUREMENT));
     let worker = testbed::start_worker(&dirs, &attester, &authority.channel()?).await?;
     let ca_pem = authority.client()?.instance().await?.ca_certificate_pem;
     let requester = Party::create("requester", &tmp.path().join("requester"))?;

@@ -72,7 +72,7 @@ async fn main() -> Result<()> {
         &platform.public_key(),
     )
     .await?;
-    let attester = SimAttester::new(platform, MEASUREMENT);
+    let attester = std::sync::Arc::new(SimAttester::new(platform, MEASUREMENT));
     let worker = testbed::start_worker(&dirs, &attester, &authority.channel()?).await?;
     let ca_pem = authority.client()?.instance().await?.ca_certificate_pem;
     let owner = Party::create("model owner", &tmp.path().join("owner"))?;

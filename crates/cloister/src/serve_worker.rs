@@ -104,7 +104,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
     let service = ServiceChannel::pin(client, &options.instance, &options.service_fingerprint)
         .await
         .context("pinning the attestation service's signing key")?;
-    let identity = EnclaveIdentity::establish(&attester, &service)
+    let identity = EnclaveIdentity::establish(Arc::new(attester), &service)
         .await
         .context("attesting with the attestation service")?;
     let store = ObjectStore::open(&dir.join("objects"))?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use cloister_attest::{SimAttester, SimPlatformKey};
+use cloister_attest::{Attester, SimAttester, SimPlatformKey};
 use cloister_authority::service::Service;
 use cloister_client::{AuthorityClient, ServiceChannel, ServiceClient, ServiceTls};
 use cloister_types::api::AttestRequest;
@@ -145,10 +145,10 @@ impl Drop for RunningAuthority {
 pub async fn start_demo_authority(
     dirs: &ComputeDirs,
     policy: InstancePolicy,
-) -> Result<(SimAttester, Hex, RunningAuthority)> {
+) -> Result<(Arc<SimAttester>, Hex, RunningAuthority)> {
     let platform_key = sim_platform_key(dirs)?;
     let platform_public = platform_key.public_key();
-    let attester = SimAttester::for_current_executable(platform_key)?;
+    let attester = Arc::new(SimAttester::for_current_executable(platform_key)?);
     let published = Hex(attester.measurement().to_vec());
     let authority =
         start_authority(dirs, policy, std::slice::from_ref(&published), &platform_public).await?;
@@ -159,7 +159,7 @@ pub async fn start_demo_authority(
 /// an attested worker, and what parties need to verify it.
 pub struct DevCompute {
     /// The worker's simulated attester (to start further workers with).
-    pub attester: SimAttester,
+    pub attester: Arc<SimAttester>,
     /// The worker's measurement, as the instance's reference values publish it.
     pub measurement: Hex,
     /// The attestation service.
@@ -282,10 +282,11 @@ impl Drop for RunningWorker {
     }
 }
 
-/// Attests a worker with the attestation service instance `service` and serves its API.
-pub async fn start_worker(
+/// Attests a worker with the attestation service instance `service` and serves its API; the
+/// worker keeps `attester` to attest again when the key broker asks it to.
+pub async fn start_worker<A: Attester + 'static>(
     dirs: &ComputeDirs,
-    attester: &SimAttester,
+    attester: &Arc<A>,
     service: &ServiceChannel,
 ) -> Result<RunningWorker> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -294,13 +295,14 @@ pub async fn start_worker(
 
 /// Attests a worker and serves its API on `listener`, with the worker's routes passed through
 /// `wrap` first (tests add layers that record what the compute side sees).
-pub async fn start_worker_with(
+pub async fn start_worker_with<A: Attester + 'static>(
     dirs: &ComputeDirs,
-    attester: &SimAttester,
+    attester: &Arc<A>,
     service: &ServiceChannel,
     listener: TcpListener,
     wrap: impl FnOnce(axum::Router) -> axum::Router,
 ) -> Result<RunningWorker> {
+    let attester: Arc<dyn Attester> = attester.clone();
     let identity = EnclaveIdentity::establish(attester, service).await?;
     let store = ObjectStore::open(&dirs.objects)?;
     let batches =

@@ -248,7 +248,7 @@ async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
     .unwrap();
     let worker = testbed::start_worker(
         &dirs,
-        &SimAttester::new(key, measurement),
+        &std::sync::Arc::new(SimAttester::new(key, measurement)),
         &authority.channel().unwrap(),
     )
     .await

@@ -48,7 +48,7 @@ async fn bed() -> Bed {
     )
     .await
     .unwrap();
-    let attester = SimAttester::new(key, MEASUREMENT);
+    let attester = std::sync::Arc::new(SimAttester::new(key, MEASUREMENT));
     let worker =
         testbed::start_worker(&dirs, &attester, &authority.channel().unwrap()).await.unwrap();
     let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
@@ -258,7 +258,7 @@ async fn sim_evidence_is_rejected_by_a_policy_that_does_not_name_sim() {
     .unwrap();
     let err = testbed::start_worker(
         &dirs,
-        &SimAttester::new(key, MEASUREMENT),
+        &std::sync::Arc::new(SimAttester::new(key, MEASUREMENT)),
         &authority.channel().unwrap(),
     )
     .await

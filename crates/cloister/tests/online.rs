@@ -126,7 +126,8 @@ async fn start_worker(
     measurement: [u8; 48],
     listener: TcpListener,
 ) -> (RunningWorker, Tap) {
-    let attester = SimAttester::new(testbed::sim_platform_key(dirs).unwrap(), measurement);
+    let attester =
+        Arc::new(SimAttester::new(testbed::sim_platform_key(dirs).unwrap(), measurement));
     let tap = Tap::default();
     let layer_tap = tap.clone();
     let worker = testbed::start_worker_with(
