@@ -1086,3 +1086,138 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
     let fingerprint = authority.fingerprint();
     assert!(cloister::admin::audit_verify(&url, &fingerprint, &[held], true).await.unwrap());
 }
+
+// ---- revocation reaches running work (issue 13) ------------------------------------------------
+
+/// A synthetic SGX platform under a test root (shared with the service's tests).
+#[path = "../../cloister-authority/tests/common/sgx.rs"]
+mod sgx;
+
+/// A worker runs on an SGX platform whose collateral the service refreshes under it. While the
+/// platform's TCB is up to date its jobs get their keys; once Intel's TCB info says the level
+/// is revoked, the broker refuses the result the worker holds, the worker attests again once and
+/// is refused, and the job fails saying so; after a refresh that says up to date again, the
+/// worker's renewal passes and its next job runs. Without the broker's check the job after the
+/// revocation would have run on the worker's earlier token.
+#[tokio::test]
+async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_renews() {
+    use cloister_types::manage::{CreateInstance, PolicySpec, RegisterKey, TrustAnchorSpec};
+    let bed = bed().await;
+    let now = unix_now() as i64;
+    let authority = &bed.compute.authority;
+    let platform = Arc::new(sgx::SgxPlatform::new(now));
+    let measurement = platform.measurement();
+    let load = |status: &str, issued: i64, evaluation: u32| {
+        let bundle = platform.collateral_bundle(status, issued, evaluation);
+        authority.service.collateral().load_bundle(&bundle).unwrap();
+    };
+    load("UpToDate", now - 3600, 17);
+    let admin = authority.tenant_admin().unwrap();
+    let instance = admin
+        .create_instance(&CreateInstance {
+            name: "sgx-production".into(),
+            policy: PolicySpec::Builtin("default".into()),
+            reference_values: serde_json::json!({ "measurements": [measurement] }),
+            trust_anchors: TrustAnchorSpec {
+                sim_platform_keys: Vec::new(),
+                roots: [("sgx".to_owned(), vec![platform.root_pem()])].into_iter().collect(),
+            },
+            settings: Default::default(),
+        })
+        .await
+        .unwrap()
+        .id;
+    let key = admin
+        .register_key(&RegisterKey {
+            name: "patients".into(),
+            secret_key: None,
+            release_policy: cloister_policy::ReleasePolicy::template(std::slice::from_ref(
+                &measurement,
+            )),
+            instances: vec![instance.clone()],
+        })
+        .await
+        .unwrap();
+    let client =
+        AuthorityClient::for_instance_with(&authority.url, &instance, &authority.tls).unwrap();
+    let ca_pem = client.instance().await.unwrap().ca_certificate_pem;
+    let channel = ServiceChannel::new(client, &instance, authority.service.signing_public_key());
+    let dirs = ComputeDirs::create(&bed._tmp.path().join("sgx-compute")).unwrap();
+    let worker = testbed::start_worker(&dirs, &platform, &channel).await.unwrap();
+
+    let measurements = std::slice::from_ref(&measurement);
+    let (client, enclave) = bed
+        .data_provider
+        .attest_worker(&worker.url, &ca_pem, measurements, &[TeeKind::Sgx])
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &key.recipient, "records", "text/csv", &features)
+        .await
+        .unwrap();
+    let model = bed
+        .model_provider
+        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
+        .await
+        .unwrap();
+    let admitted = Admitted::new(measurements, &instance);
+    let submit = |spec: JobSpec| {
+        let to = spec.output_recipients.clone();
+        let grants = vec![
+            bed.model_provider.grant(&spec, InputRole::Model, &admitted, &to).unwrap(),
+            bed.data_provider.grant(&spec, InputRole::Data, &admitted, &to).unwrap(),
+        ];
+        let client = client.clone();
+        async move { client.submit_job(&SubmitJob { spec, grants }).await }
+    };
+    let new_job = || job(JobKind::BatchInference, model.clone(), data.clone(), &bed.data_provider);
+    let attestations = || async {
+        let records = authority.service.audit_records(&cloister_policy::Principal::Operator, 0);
+        let records = records.await.unwrap();
+        let of = |outcome: &str| {
+            records
+                .iter()
+                .filter(|r| {
+                    r.kind == "attestation" && r.subject == instance && r.outcome == outcome
+                })
+                .count()
+        };
+        (of("success"), of("refused"))
+    };
+
+    // Up to date: the job gets its key on the worker's first result.
+    assert_eq!(submit(new_job()).await.unwrap().outputs.len(), 1);
+    assert_eq!(attestations().await, (1, 0));
+    let first = worker.worker.identity.ear().to_owned();
+
+    // Intel revokes the platform's TCB level; the service's collateral is refreshed.
+    load("Revoked", now - 60, 18);
+    let refused = new_job();
+    let err = submit(refused.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("did not release"), "{err}");
+    assert!(err.contains("refused to appraise it again"), "{err}");
+    assert!(err.contains("TCB status is Revoked"), "{err}");
+    assert!(!dirs.objects.join(format!("{}-predictions", refused.id)).exists());
+    // It tried once, and kept the result it had.
+    assert_eq!(attestations().await, (1, 1));
+    assert_eq!(worker.worker.identity.release_token(), first);
+    let releases = authority.service.audit_records(&cloister_policy::Principal::Operator, 0);
+    let last = releases.await.unwrap().into_iter().rev().find(|r| r.kind == "key.released");
+    let last = last.unwrap();
+    assert_eq!(last.outcome, "refused");
+    assert!(last.detail["reason"].as_str().unwrap().contains("has changed since"));
+
+    // A refresh that says up to date again: the worker renews on the broker's word, and runs.
+    load("UpToDate", now, 19);
+    assert_eq!(submit(new_job()).await.unwrap().outputs.len(), 1);
+    assert_eq!(attestations().await, (2, 1));
+    let renewed = worker.worker.identity.release_token();
+    assert_ne!(renewed, first);
+    // Its TLS certificate and receipts still name the first result; the next job needs no
+    // renewal.
+    assert_eq!(worker.worker.identity.ear(), first);
+    assert_eq!(submit(new_job()).await.unwrap().outputs.len(), 1);
+    assert_eq!(attestations().await, (2, 1));
+}
