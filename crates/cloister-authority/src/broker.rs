@@ -338,8 +338,8 @@ pub fn release_detailed(
         }
     }
     for (name, submod) in &ear.submods {
-        let now = collateral.record(submod.claims.tee, &submod.collateral.needs);
-        let changes = submod.collateral.changes(&now);
+        let current = collateral.record(submod.claims.tee, &submod.collateral.needs);
+        let changes = submod.collateral.changes(&current);
         if !changes.is_empty() {
             return Err(ReleaseError::CollateralChanged { submod: name.clone(), changes });
         }
