@@ -9,15 +9,15 @@
 //!
 //! Checks, in this order, each with its own [`ReleaseError`]: the request names this key and its
 //! context fits the size limits; the instance is one the key accepts; the EAR token names a token
-//! key (`kid`) of that instance, verifies with it and is within its validity window, and is an
-//! EAR of this profile — only now is the requester known to be an enclave that instance
-//! attested ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is
-//! `affirming` or `warning`; every appraisal's collateral record (`cloister.collateral`) equals
-//! the record the service's collateral cache gives now, so a platform whose TCB status the
-//! vendor changed since (revoked, out of date) gets nothing on a result issued before; `cpu0`'s
-//! runtime data carries a usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see `cloister_seal::wrap_secret_key`) to that
-//! `hpke_pk` with the release context digest as associated data. The enclave recovers it with
-//! `cloister_client::open_released_key`.
+//! key (`kid`) of that instance, verifies with it and is within its validity window, and is an EAR
+//! of this profile — only now is the requester known to be an enclave that instance attested
+//! ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is `affirming`
+//! or `warning`; every appraisal's collateral record (`cloister.collateral`) equals the record the
+//! service's collateral cache gives now, so a platform whose TCB status the vendor changed since
+//! (revoked, out of date) gets nothing on a result issued before; `cpu0`'s runtime data carries a
+//! usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see
+//! `cloister_seal::wrap_secret_key`) to that `hpke_pk` with the release context digest as
+//! associated data. The enclave recovers it with `cloister_client::open_released_key`.
 
 use std::collections::BTreeMap;
 

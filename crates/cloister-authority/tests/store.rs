@@ -751,13 +751,15 @@ async fn usage_reservations_never_pass_the_quota_across_replicas(db: &TestDb) {
     for (instance, model, requester) in
         [("in_2", "m@1", "req"), ("in_1", "m@2", "req"), ("in_1", "m@1", "other")]
     {
-        let reserved =
-            store.reserve_usage(instance, "owner", model, requester, 7, 100, 1).await.unwrap();
+        let reserved = store
+            .reserve_usage(instance, "owner", model, requester, 7, 100, 1)
+            .await
+            .expect("store");
         assert_eq!(reserved, (7, 7), "{instance} {model} {requester}");
     }
     // A quota lowered below what was reserved grants nothing and keeps the total.
     assert_eq!(
-        store.reserve_usage("in_1", "owner", "m@1", "req", 5, 50, 2).await.unwrap(),
+        store.reserve_usage("in_1", "owner", "m@1", "req", 5, 50, 2).await.expect("store"),
         (0, 100)
     );
 }
@@ -769,11 +771,11 @@ async fn grant_revocations_are_kept_once(db: &TestDb) {
         job_digest: "ab".repeat(32),
         revoked_at: at,
     };
-    assert_eq!(store.grant_revoked_at("owner", &"ab".repeat(32)).await.unwrap(), None);
-    assert_eq!(store.revoke_grant(&row(10)).await.unwrap(), (row(10), true));
-    assert_eq!(store.revoke_grant(&row(20)).await.unwrap(), (row(10), false));
-    assert_eq!(store.grant_revoked_at("owner", &"ab".repeat(32)).await.unwrap(), Some(10));
-    assert_eq!(store.grant_revoked_at("other", &"ab".repeat(32)).await.unwrap(), None);
+    assert_eq!(store.grant_revoked_at("owner", &"ab".repeat(32)).await.expect("store"), None);
+    assert_eq!(store.revoke_grant(&row(10)).await.expect("store"), (row(10), true));
+    assert_eq!(store.revoke_grant(&row(20)).await.expect("store"), (row(10), false));
+    assert_eq!(store.grant_revoked_at("owner", &"ab".repeat(32)).await.expect("store"), Some(10));
+    assert_eq!(store.grant_revoked_at("other", &"ab".repeat(32)).await.expect("store"), None);
 }
 
 async fn broker_keys(db: &TestDb) {

@@ -290,7 +290,8 @@ pub(crate) async fn record_authorization(
 const STATEMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Asks the key broker for every key-broker key an input is sealed to (when it is not sealed to
-/// this enclave's own key) with [`release_key`], and unwraps each with the enclave's HPKE key. The keys stay in this process and are zeroized when dropped.
+/// this enclave's own key) with [`release_key`], and unwraps each with the enclave's HPKE key. The
+/// keys stay in this process and are zeroized when dropped.
 pub(crate) async fn release_broker_keys(
     worker: &Worker,
     spec: &JobSpec,

@@ -62,6 +62,27 @@ impl Bed {
             .unwrap()
     }
 
+    /// The demo classifier (the model owner's) and the demo features (the data owner's), each
+    /// sealed to `enclave` and uploaded.
+    async fn upload_demo_inputs(
+        &self,
+        client: &WorkerClient,
+        enclave: &VerifiedEnclave,
+    ) -> (InputRef, InputRef) {
+        let model = self
+            .model_provider
+            .seal_and_upload(client, enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
+            .await
+            .unwrap();
+        let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+        let data = self
+            .data_provider
+            .seal_and_upload(client, enclave, "data", "text/csv", &features)
+            .await
+            .unwrap();
+        (model, data)
+    }
+
     fn grants(&self, spec: &JobSpec) -> Vec<String> {
         let to = spec.output_recipients.clone();
         let admitted = self.admitted();
@@ -214,17 +235,7 @@ async fn an_enclave_runs_no_job_on_answers_the_host_forged_or_replayed() {
     );
     let worker = testbed::start_worker(&bed.dirs, &bed.compute.attester, &channel).await.unwrap();
     let (client, enclave) = bed.attest(&bed.data_provider, &worker).await;
-    let model = bed
-        .model_provider
-        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
-        .await
-        .unwrap();
-    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
-    let data = bed
-        .data_provider
-        .seal_and_upload(&client, &enclave, "data", "text/csv", &features)
-        .await
-        .unwrap();
+    let (model, data) = bed.upload_demo_inputs(&client, &enclave).await;
 
     // "Job recorded", signed by the host: the job does not run.
     *forgery.lock().unwrap() = Forgery::JobRecorded;
@@ -439,17 +450,7 @@ async fn an_owner_revokes_its_grant_and_no_worker_starts_the_job() {
     let bed = bed().await;
     let registry = bed.compute.authority.service_client().unwrap();
     let (client, enclave) = bed.attest(&bed.data_provider, &bed.compute.worker).await;
-    let model = bed
-        .model_provider
-        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
-        .await
-        .unwrap();
-    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
-    let data = bed
-        .data_provider
-        .seal_and_upload(&client, &enclave, "data", "text/csv", &features)
-        .await
-        .unwrap();
+    let (model, data) = bed.upload_demo_inputs(&client, &enclave).await;
     let revoked = job(JobKind::BatchInference, model.clone(), data.clone(), &bed.data_provider);
     let kept = JobSpec { id: "kept".into(), ..revoked.clone() };
 
@@ -1052,17 +1053,7 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
     authority.service.checkpoint(unix_now() as i64).await.unwrap();
     let before = authority.service.store().last_checkpoint().await.unwrap().unwrap();
     let (client, enclave) = bed.attest(&bed.data_provider, worker).await;
-    let model = bed
-        .model_provider
-        .seal_and_upload(&client, &enclave, "model", "application/onnx", DEMO_MODEL_ONNX)
-        .await
-        .unwrap();
-    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
-    let data = bed
-        .data_provider
-        .seal_and_upload(&client, &enclave, "data", "text/csv", &features)
-        .await
-        .unwrap();
+    let (model, data) = bed.upload_demo_inputs(&client, &enclave).await;
     let spec = job(JobKind::BatchInference, model, data, &bed.data_provider);
     let grants = bed.grants(&spec);
     let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();

@@ -1,4 +1,4 @@
-//! Attestation instances: create, read, policy versions, reference values, trust anchors, key rotation, delete.
+//! Attestation instances: create, read, policies, reference values, anchors, rotation, delete.
 
 use super::*;
 

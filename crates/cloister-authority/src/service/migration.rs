@@ -64,9 +64,9 @@ impl Service {
 
     /// Opens a bundle sealed to this service, signed by a source service this one trusts
     /// ([`Service::with_trusted_bundle_sources`]), checks its contents as a create would, and
-    /// restores the instance into the caller's tenant — the one the source named — with the
-    /// same id, policy history and keys: what it issued before still verifies. An id that exists or ever existed here is
-    /// refused (ids are never reused).
+    /// restores the instance into the caller's tenant — the one the source named — with the same
+    /// id, policy history and keys: what it issued before still verifies. An id that exists or ever
+    /// existed here is refused (ids are never reused).
     pub async fn import_instance(
         &self,
         who: &Principal,

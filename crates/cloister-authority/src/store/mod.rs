@@ -815,10 +815,10 @@ impl Store {
         })
     }
 
-    /// Inserts an instance with all its policy versions and keys in one transaction (migration
-    /// from another service). [`StoreError::Conflict`] when the id exists or ever existed here,
-    /// or the tenant already has an instance of that name; [`StoreError::Invalid`] when a version or key belongs to
-    /// another instance or the version in force is missing.
+    /// Inserts an instance with all its policy versions and keys in one transaction (migration from
+    /// another service). [`StoreError::Conflict`] when the id exists or ever existed here, or the
+    /// tenant already has an instance of that name; [`StoreError::Invalid`] when a version or key
+    /// belongs to another instance or the version in force is missing.
     pub async fn import_instance(
         &self,
         i: &InstanceRow,
