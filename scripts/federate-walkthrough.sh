@@ -73,7 +73,7 @@ instance=$(json '["id"]' < compute/instance.json)
 json '["ca_certificate_pem"]' < compute/instance.json > instance-ca.pem
 "$CLOISTER" serve worker --listen 127.0.0.1:0 --authority "$CLOISTER_SERVER" \
   --instance "$instance" --service-fingerprint "$fingerprint" --data-dir compute/worker \
-  --sim-platform-key compute/sim-platform.pem > compute/worker.json 2> compute/worker.log &
+  --tee sim --sim-platform-key compute/sim-platform.pem > compute/worker.json 2> compute/worker.log &
 pids+=($!)
 wait_for_line compute/worker.json
 worker=$(json '["url"]' < compute/worker.json)

@@ -123,9 +123,15 @@ pub enum AttestError {
     /// This interface cannot produce remotely verifiable evidence by itself.
     #[error("{0}")]
     Unsupported(String),
-    /// No TEE attestation interface was found.
-    #[error("no TEE attestation interface found; looked for:\n{}", looked_for.join("\n"))]
+    /// No TEE attestation interface was found (of the TEE `wanted`, when one was named).
+    #[error(
+        "no {} attestation interface found; looked for:\n{}",
+        wanted.map_or("TEE".to_owned(), |tee| tee.to_string()),
+        looked_for.join("\n")
+    )]
     NoTee {
+        /// The TEE asked for; `None` when any would do.
+        wanted: Option<cloister_types::TeeKind>,
         /// Each place looked at, with what was found there.
         looked_for: Vec<String>,
     },

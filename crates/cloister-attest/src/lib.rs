@@ -19,7 +19,8 @@
 //!
 //! The device ioctls themselves are in `cloister-tee-sys`, the only crate with `unsafe` code;
 //! everything here (request construction, response parsing, the checks that the evidence binds
-//! the requested `report_data`) is safe code with tests.
+//! the requested `report_data`) is safe code with tests. [`open`] opens the interface a worker's
+//! `--tee` names; `auto` never falls back to the simulated TEE.
 
 mod csv;
 mod detect;
@@ -37,7 +38,9 @@ use std::path::Path;
 use cloister_types::{Base64Url, RuntimeData, TeeKind, UnifiedEvidence};
 
 pub use crate::csv::{CsvGuestDevice, CsvReport, build_csv_request, parse_csv_report};
-pub use crate::detect::{DetectPaths, detect, detect_in};
+pub use crate::detect::{
+    BackendOptions, DetectPaths, HardwareTee, UnknownTee, detect, detect_in, open,
+};
 pub use crate::error::AttestError;
 pub use crate::gramine::GramineAttestation;
 pub use crate::nitro::{NsmDevice, encode_nsm_attestation_request, parse_nsm_attestation_response};

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ciborium::Value;
 use cloister_attest::{
-    AttestError, Attester, CsvGuestDevice, DetectPaths, GramineAttestation, NsmDevice,
-    SevGuestDevice, TdReport, TdxGuestDevice, build_csv_request, detect_in,
+    AttestError, Attester, BackendOptions, CsvGuestDevice, DetectPaths, GramineAttestation,
+    HardwareTee, NsmDevice, SevGuestDevice, TdReport, TdxGuestDevice, build_csv_request, detect_in,
     encode_nsm_attestation_request, parse_csv_report, parse_nsm_attestation_response,
     parse_snp_report_response,
 };
@@ -396,6 +396,80 @@ fn detect_finds_each_backend() {
     fs::create_dir_all(&paths.tsm_report).unwrap();
     assert_eq!(detect_in(&paths).unwrap().tee(), TeeKind::Sgx);
     assert_eq!(fs::read_dir(&paths.tsm_report).unwrap().count(), 0);
+}
+
+fn open_err(choice: HardwareTee, options: &BackendOptions) -> String {
+    match cloister_attest::open(choice, options) {
+        Ok(a) => panic!("expected no {choice} interface, found {}", a.tee()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_named_tee_opens_only_its_own_interfaces_and_never_another() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = paths_under(root.path());
+    fs::create_dir_all(root.path().join("dev")).unwrap();
+    // A machine with a Nitro device and a CSV device, but no SNP interface.
+    fs::write(&paths.nsm, b"").unwrap();
+    fs::write(&paths.csv_guest, b"").unwrap();
+    let options = BackendOptions::at(paths.clone());
+
+    let text = open_err(HardwareTee::Snp, &options);
+    assert!(text.starts_with("no snp attestation interface found; looked for:"), "{text}");
+    assert!(text.contains(&paths.tsm_report.display().to_string()), "{text}");
+    assert!(text.contains(&paths.sev_guest.display().to_string()), "{text}");
+    assert!(!text.contains(&paths.nsm.display().to_string()), "{text}");
+
+    for (choice, must_name) in [
+        (HardwareTee::Tdx, &paths.tdx_guest),
+        (HardwareTee::Cca, &paths.tsm_report),
+        (HardwareTee::Sgx, &paths.attestation_dir),
+    ] {
+        let text = open_err(choice, &options);
+        assert!(text.contains(&must_name.display().to_string()), "{choice}: {text}");
+    }
+    assert_eq!(cloister_attest::open(HardwareTee::Nitro, &options).unwrap().tee(), TeeKind::Nitro);
+    assert_eq!(cloister_attest::open(HardwareTee::Csv, &options).unwrap().tee(), TeeKind::Csv);
+    // `auto` takes the first in its order.
+    assert_eq!(cloister_attest::open(HardwareTee::Auto, &options).unwrap().tee(), TeeKind::Nitro);
+
+    fs::write(&paths.sev_guest, b"").unwrap();
+    assert_eq!(cloister_attest::open(HardwareTee::Snp, &options).unwrap().tee(), TeeKind::Snp);
+}
+
+#[test]
+fn a_configfs_tsm_of_another_provider_is_refused_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    let paths = paths_under(root.path());
+    let report_dir = root.path().join("report/worker");
+    fs::create_dir_all(&report_dir).unwrap();
+    fs::write(report_dir.join("provider"), "sev_guest\n").unwrap();
+    let options = BackendOptions {
+        tsm_report_dir: Some(report_dir.clone()),
+        snp_vmpl: Some(2),
+        ..BackendOptions::at(paths)
+    };
+    let text = open_err(HardwareTee::Tdx, &options);
+    assert!(text.contains("its provider is sev_guest (snp), not tdx"), "{text}");
+    assert!(
+        text.contains("only gives a TDREPORT") || text.contains("(TDX): not present"),
+        "{text}"
+    );
+    assert_eq!(cloister_attest::open(HardwareTee::Snp, &options).unwrap().tee(), TeeKind::Snp);
+    assert_eq!(cloister_attest::open(HardwareTee::Auto, &options).unwrap().tee(), TeeKind::Snp);
+}
+
+#[test]
+fn tee_names_parse_and_unknown_ones_list_the_choices() {
+    for choice in HardwareTee::ALL {
+        assert_eq!(choice.as_str().parse::<HardwareTee>().unwrap(), choice);
+    }
+    let err = "sim".parse::<HardwareTee>().unwrap_err().to_string();
+    assert!(
+        err.contains("\"sim\"") && err.contains("auto, tdx, snp, sgx, nitro, csv, cca"),
+        "{err}"
+    );
 }
 
 #[test]

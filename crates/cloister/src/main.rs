@@ -460,10 +460,8 @@ enum Serve {
         /// The worker's directory: objects/ (sealed objects), jobs.db (the batch queue).
         #[arg(long)]
         data_dir: PathBuf,
-        /// The simulated TEE's platform key (PKCS#8 PEM; created if missing; default
-        /// DATA_DIR/sim-platform-key.pem). The instance must list its public key.
-        #[arg(long)]
-        sim_platform_key: Option<PathBuf>,
+        #[command(flatten)]
+        tee: TeeArgs,
         /// Pause this many milliseconds after each batch chunk (spreads a job's load).
         #[arg(long, default_value_t = 0)]
         chunk_pause_ms: u64,
@@ -582,6 +580,93 @@ enum JobCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which TEE `serve worker` attests with, and where its interface is.
+#[derive(clap::Args, Clone)]
+struct TeeArgs {
+    /// The TEE to attest with: auto (whichever this machine has; never sim), tdx, snp, sgx,
+    /// nitro, csv, cca, or sim (the simulated TEE: development only, protects nothing; only when
+    /// named). On a machine without the TEE it exits non-zero listing every place it looked.
+    #[arg(long, env = "CLOISTER_TEE", default_value = "auto")]
+    tee: String,
+    /// The simulated TEE's platform key, with --tee sim (PKCS#8 PEM; created if missing;
+    /// default DATA_DIR/sim-platform-key.pem). The instance must list its public key.
+    #[arg(long)]
+    sim_platform_key: Option<PathBuf>,
+    /// configfs-tsm's report root (TDX, SEV-SNP, CCA).
+    #[arg(long, default_value = cloister_attest::ConfigFsTsm::DEFAULT_ROOT)]
+    tsm_dir: PathBuf,
+    /// An existing configfs-tsm report directory to use for every report instead of creating
+    /// one under --tsm-dir (only root may create them: a setup step can make one and hand its
+    /// files to the worker's user).
+    #[arg(long)]
+    tsm_report_dir: Option<PathBuf>,
+    /// SEV-SNP: the VMPL reports are requested for (0-3; default 0).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=3))]
+    snp_vmpl: Option<u32>,
+    /// SEV-SNP over /dev/sev-guest: plain reports, without the host's certificate table (the
+    /// verifier then needs the VCEK from elsewhere).
+    #[arg(long)]
+    snp_no_certificates: bool,
+    /// The SEV-SNP guest device.
+    #[arg(long, default_value = cloister_attest::SevGuestDevice::DEFAULT_PATH)]
+    sev_guest: PathBuf,
+    /// The Nitro Secure Module device.
+    #[arg(long, default_value = cloister_attest::NsmDevice::DEFAULT_PATH)]
+    nsm: PathBuf,
+    /// The Hygon CSV guest device.
+    #[arg(long, default_value = cloister_attest::CsvGuestDevice::DEFAULT_PATH)]
+    csv_guest: PathBuf,
+    /// Hygon CSV: the HSK and CEK certificates (files, DER) sent with every report.
+    #[arg(long = "csv-certificate")]
+    csv_certificates: Vec<PathBuf>,
+    /// Gramine's attestation directory (SGX).
+    #[arg(long, default_value = cloister_attest::GramineAttestation::DEFAULT_DIR)]
+    gramine_dir: PathBuf,
+    /// The TDX guest device (only reported: a TDREPORT alone cannot be verified remotely).
+    #[arg(long, default_value = cloister_attest::TdxGuestDevice::DEFAULT_PATH)]
+    tdx_guest: PathBuf,
+}
+
+impl TeeArgs {
+    fn choice(self) -> Result<cloister::serve_worker::WorkerTee> {
+        use cloister::serve_worker::WorkerTee;
+        if self.tee == "sim" {
+            return Ok(WorkerTee::Sim { platform_key: self.sim_platform_key });
+        }
+        let choice: cloister_attest::HardwareTee = self.tee.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "unknown --tee {:?}; expected one of auto, tdx, snp, sgx, nitro, csv, cca, sim",
+                self.tee
+            )
+        })?;
+        if self.sim_platform_key.is_some() {
+            anyhow::bail!(
+                "--sim-platform-key applies only with --tee sim (this worker uses --tee {choice})"
+            );
+        }
+        let csv_certificates = self
+            .csv_certificates
+            .iter()
+            .map(|path| std::fs::read(path).with_context(|| format!("reading {}", path.display())))
+            .collect::<Result<_>>()?;
+        let options = cloister_attest::BackendOptions {
+            paths: cloister_attest::DetectPaths {
+                tsm_report: self.tsm_dir,
+                attestation_dir: self.gramine_dir,
+                nsm: self.nsm,
+                csv_guest: self.csv_guest,
+                sev_guest: self.sev_guest,
+                tdx_guest: self.tdx_guest,
+            },
+            tsm_report_dir: self.tsm_report_dir,
+            snp_vmpl: self.snp_vmpl,
+            snp_without_certificates: self.snp_no_certificates,
+            csv_certificates,
+        };
+        Ok(WorkerTee::Hardware(choice, options))
+    }
 }
 
 /// How a command verifies the attestation service's TLS certificate.
@@ -1134,11 +1219,12 @@ fn run(cli: Cli) -> Result<()> {
             service_fingerprint,
             authority_tls,
             data_dir,
-            sim_platform_key,
+            tee,
             chunk_pause_ms,
             repository,
         }) => {
             let authority_tls = authority_tls.tls()?;
+            let tee = tee.choice()?;
             tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
             let options = cloister::serve_worker::WorkerOptions {
                 listen,
@@ -1147,7 +1233,7 @@ fn run(cli: Cli) -> Result<()> {
                 service_fingerprint,
                 authority_tls,
                 data_dir,
-                sim_platform_key,
+                tee,
                 chunk_pause: std::time::Duration::from_millis(chunk_pause_ms),
                 repository,
             };

@@ -1,5 +1,5 @@
-//! `cloister serve worker`: the enclave worker as a service. It attests with the simulated TEE,
-//! opens its object store and batch-job queue under the data directory, prints one JSON line
+//! `cloister serve worker`: the enclave worker as a service. It attests with the TEE `--tee`
+//! names (`auto` detects the hardware and never falls back to the simulated TEE), opens its object store and batch-job queue under the data directory, prints one JSON line
 //! describing itself on stdout, resumes unfinished batch jobs and serves the worker API on TLS
 //! until interrupted.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use cloister_attest::{SimAttester, SimPlatformKey};
+use cloister_attest::{Attester, BackendOptions, HardwareTee, SimAttester, SimPlatformKey};
 use cloister_client::{AuthorityClient, ServiceChannel};
 use cloister_worker::batch::{self, BatchQueue};
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
@@ -34,12 +34,53 @@ pub struct WorkerOptions {
     pub authority_tls: cloister_client::ServiceTls,
     /// The worker's directory: `objects/`, `jobs.db`, the lock file.
     pub data_dir: PathBuf,
-    /// The simulated platform key (default `DATA_DIR/sim-platform-key.pem`, created if missing).
-    pub sim_platform_key: Option<PathBuf>,
+    /// The TEE the enclave attests with.
+    pub tee: WorkerTee,
     /// Pause after each batch chunk.
     pub chunk_pause: Duration,
     /// The model repository (directory or `s3://…`); `None` = `DATA_DIR/models`.
     pub repository: Option<String>,
+}
+
+/// Which TEE a worker attests with.
+#[derive(Clone, Debug)]
+pub enum WorkerTee {
+    /// A hardware TEE's interface (`auto`: whichever this machine has).
+    Hardware(HardwareTee, BackendOptions),
+    /// The simulated TEE, only when named: development only, it protects nothing.
+    Sim {
+        /// Its platform key (default `DATA_DIR/sim-platform-key.pem`, created if missing).
+        platform_key: Option<PathBuf>,
+    },
+}
+
+impl WorkerTee {
+    /// Opens the attester; for `sim`, says at start that nothing is protected.
+    fn attester(&self, data_dir: &Path) -> Result<Arc<dyn Attester>> {
+        match self {
+            WorkerTee::Hardware(choice, options) => {
+                let attester = cloister_attest::open(*choice, options)
+                    .with_context(|| format!("opening the TEE interface (--tee {choice})"))?;
+                Ok(Arc::from(attester))
+            }
+            WorkerTee::Sim { platform_key } => {
+                let key_path =
+                    platform_key.clone().unwrap_or_else(|| data_dir.join("sim-platform-key.pem"));
+                let platform_key =
+                    SimPlatformKey::load_or_create(&key_path).with_context(|| {
+                        format!("loading the simulated platform key {}", key_path.display())
+                    })?;
+                eprintln!(
+                    "WARNING: --tee sim: this worker runs in the SIMULATED TEE. Nothing protects \
+                     its keys or data from this machine's operators; its certificates say tee \
+                     \"sim\", and only an instance that lists platform key {} accepts it. \
+                     Development only.",
+                    platform_key.public_key()
+                );
+                Ok(Arc::new(SimAttester::for_current_executable(platform_key)?))
+            }
+        }
+    }
 }
 
 /// The JSON line `serve worker` prints on stdout once it listens.
@@ -47,7 +88,7 @@ pub struct WorkerOptions {
 pub struct WorkerStarted {
     /// `https://ADDR`.
     pub url: String,
-    /// The TEE kind (`sim`).
+    /// The TEE kind (`tdx`, `snp`, …, or `sim`).
     pub tee: String,
     /// The enclave's measurement (hex).
     pub measurement: String,
@@ -91,11 +132,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         )
     })?;
 
-    let key_path =
-        options.sim_platform_key.clone().unwrap_or_else(|| dir.join("sim-platform-key.pem"));
-    let platform_key = SimPlatformKey::load_or_create(&key_path)
-        .with_context(|| format!("loading the simulated platform key {}", key_path.display()))?;
-    let attester = SimAttester::for_current_executable(platform_key)?;
+    let attester = options.tee.attester(dir)?;
     let client = AuthorityClient::for_instance_with(
         &options.authority,
         &options.instance,
@@ -104,7 +141,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
     let service = ServiceChannel::pin(client, &options.instance, &options.service_fingerprint)
         .await
         .context("pinning the attestation service's signing key")?;
-    let identity = EnclaveIdentity::establish(Arc::new(attester), &service)
+    let identity = EnclaveIdentity::establish(attester, &service)
         .await
         .context("attesting with the attestation service")?;
     let store = ObjectStore::open(&dir.join("objects"))?;

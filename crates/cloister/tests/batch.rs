@@ -54,7 +54,7 @@ impl WorkerProcess {
             .args(["--instance", &bed.authority.instance_id])
             .args(["--service-fingerprint", &bed.authority.fingerprint(), "--data-dir"])
             .arg(&bed.dirs.worker)
-            .arg("--sim-platform-key")
+            .args(["--tee", "sim", "--sim-platform-key"])
             .arg(bed.dirs.worker.join("sim-platform-key.pem"))
             .args(["--chunk-pause-ms", &chunk_pause_ms.to_string()])
             .stdout(Stdio::piped())

@@ -396,3 +396,82 @@ fn opening_to_standard_output_streams_what_authenticated_and_fails_at_a_cut() {
     assert!(opened.stdout.len() <= 2 * 64 * 1024, "{} bytes", opened.stdout.len());
     assert_eq!(opened.stdout[..], data[..opened.stdout.len()]);
 }
+
+/// `serve worker` arguments that reach the TEE choice (the service is never contacted when it
+/// fails), with every interface path under `fake`.
+fn worker_args(fake: &Path) -> Vec<String> {
+    let fingerprint = "ab".repeat(32);
+    let mut args: Vec<String> = [
+        "serve",
+        "worker",
+        "--authority",
+        "https://127.0.0.1:9",
+        "--instance",
+        "in_none",
+        "--service-fingerprint",
+        &fingerprint,
+        "--data-dir",
+        "worker",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for (flag, name) in [
+        ("--tsm-dir", "tsm/report"),
+        ("--gramine-dir", "attestation"),
+        ("--nsm", "nsm"),
+        ("--csv-guest", "csv-guest"),
+        ("--sev-guest", "sev-guest"),
+        ("--tdx-guest", "tdx_guest"),
+    ] {
+        args.push(flag.to_owned());
+        args.push(fake.join(name).display().to_string());
+    }
+    args
+}
+
+#[test]
+fn a_worker_on_a_machine_without_a_tee_exits_listing_every_interface_and_never_simulates() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("dev");
+    let args = worker_args(&fake);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // The default is `auto`, as is naming it.
+    for extra in [&[][..], &["--tee", "auto"][..]] {
+        let out = cloister(&[&args[..], extra].concat(), dir.path());
+        let text = stderr(&out);
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains("no TEE attestation interface found; looked for:"), "{text}");
+        for name in ["tsm/report", "attestation", "nsm", "csv-guest", "sev-guest", "tdx_guest"] {
+            assert!(text.contains(&fake.join(name).display().to_string()), "{name}: {text}");
+        }
+        assert!(!text.contains("SIMULATED"), "{text}");
+        assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+
+    // A named TEE looks only where that TEE can be, and says which it wanted.
+    let out = cloister(&[&args[..], &["--tee", "snp"]].concat(), dir.path());
+    let text = stderr(&out);
+    assert!(!out.status.success());
+    assert!(text.contains("no snp attestation interface found"), "{text}");
+    assert!(!text.contains(&fake.join("nsm").display().to_string()), "{text}");
+
+    // CLOISTER_TEE is the same choice.
+    let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(&args)
+        .env("CLOISTER_TEE", "nitro")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("no nitro attestation interface found"), "{}", stderr(&out));
+
+    // Unknown names and a sim key without sim are refused before anything else.
+    let out = cloister(&[&args[..], &["--tee", "simulated"]].concat(), dir.path());
+    assert!(stderr(&out).contains("expected one of auto, tdx, snp, sgx, nitro, csv, cca, sim"));
+    let out = cloister(
+        &[&args[..], &["--tee", "tdx", "--sim-platform-key", "k.pem"]].concat(),
+        dir.path(),
+    );
+    assert!(stderr(&out).contains("--sim-platform-key applies only with --tee sim"));
+    assert!(!dir.path().join("k.pem").exists());
+}
