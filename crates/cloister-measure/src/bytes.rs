@@ -1,0 +1,57 @@
+//! Bounds-checked little-endian reads over untrusted bytes: every read names where it stopped.
+
+/// A read position in a byte slice. Reads return `None` when the slice ends first, so the
+/// caller can turn that into an error naming the structure it was reading.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+
+    pub(crate) fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(len)?;
+        let out = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(out)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.bytes(N)?.try_into().ok()
+    }
+
+    pub(crate) fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    pub(crate) fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_le_bytes)
+    }
+}
+
+/// The little-endian `u32` at `at`, if the slice holds it.
+pub(crate) fn u32_at(data: &[u8], at: usize) -> Option<u32> {
+    let end = at.checked_add(4)?;
+    data.get(at..end)?.try_into().ok().map(u32::from_le_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stop_at_the_end() {
+        let mut c = Cursor::new(&[1, 2, 3, 4, 5]);
+        assert_eq!(c.u16(), Some(0x0201));
+        assert_eq!(c.u32(), None);
+        assert_eq!(c.array::<3>(), Some([3, 4, 5]));
+        assert_eq!(c.bytes(usize::MAX), None);
+        assert_eq!(u32_at(&[1, 0, 0, 0], 0), Some(1));
+        assert_eq!(u32_at(&[1, 0, 0, 0], 1), None);
+        assert_eq!(u32_at(&[], usize::MAX), None);
+    }
+}

@@ -1,0 +1,119 @@
+//! Why a measurement could not be computed: one error type for the whole crate, each variant
+//! saying what was wrong with which input.
+
+use thiserror::Error;
+
+/// A measurement that could not be computed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MeasureError {
+    // --- SEV-SNP inputs ---
+    /// A firmware image is empty, not whole pages, or too large for where it goes.
+    #[error(
+        "the {image} image is {len} bytes: it must be a whole number of 4096-byte pages that fits \
+         below 4 GiB (is this the right file?)"
+    )]
+    FirmwareSize {
+        /// `OVMF` or `SVSM`.
+        image: &'static str,
+        /// The image's size.
+        len: usize,
+    },
+
+    /// The image does not end with the GUIDed footer table SEV firmware carries.
+    #[error(
+        "the {image} image has no GUIDed footer table (GUID 96b582de-1fb2-45f7-baea-a366c55a082d \
+         50 bytes before its end): give the whole firmware file of an SEV-capable build \
+         (e.g. edk2 OvmfPkg/AmdSev), not a code-only or vars-only part"
+    )]
+    NoFooterTable {
+        /// `OVMF` or `SVSM`.
+        image: &'static str,
+    },
+
+    /// The footer table or the SEV metadata it points to is inconsistent.
+    #[error("the {image} image is malformed: {reason}")]
+    MalformedFirmware {
+        /// `OVMF` or `SVSM`.
+        image: &'static str,
+        /// What is wrong, and where.
+        reason: String,
+    },
+
+    /// The footer table lacks an entry the launch needs.
+    #[error(
+        "the {image} image's footer table has no {entry} entry ({guid}); this firmware cannot be launched this way"
+    )]
+    MissingFirmwareEntry {
+        /// `OVMF` or `SVSM`.
+        image: &'static str,
+        /// The entry's name.
+        entry: &'static str,
+        /// The entry's GUID.
+        guid: String,
+    },
+
+    /// A kernel was given but the firmware has no place for QEMU's hashes table.
+    #[error(
+        "a kernel was given but this OVMF cannot measure kernel/initrd/cmdline for {mode} (its \
+         metadata has no SNP_KERNEL_HASHES section, or no SEV hash table entry): use an OVMF built \
+         from OvmfPkg/AmdSev/AmdSevX64.dsc for measured direct boot, or leave out the kernel"
+    )]
+    KernelHashesUnsupported {
+        /// `SNP`, `SEV-ES` or `SEV`.
+        mode: &'static str,
+    },
+
+    /// An initrd or a command line without a kernel.
+    #[error("a {part} was given without a kernel: QEMU only measures it with direct kernel boot")]
+    BootPartWithoutKernel {
+        /// `initrd` or `command line`.
+        part: &'static str,
+    },
+
+    /// The vCPU count is out of range.
+    #[error("{vcpus} vCPUs: the count must be 1 to 4096")]
+    VcpuCount {
+        /// The count given.
+        vcpus: u32,
+    },
+
+    /// QEMU needs the vCPU type.
+    #[error(
+        "QEMU writes the vCPU's CPUID signature into every VMSA, so the vCPU type is needed: give \
+         the -cpu model the VM runs with (e.g. EPYC-v4) or its signature (e.g. 0x00800f12)"
+    )]
+    VcpuTypeRequired,
+
+    /// An unknown vCPU type name.
+    #[error(
+        "unknown vCPU type {given:?}: use one of EPYC, EPYC-v1, EPYC-v2, EPYC-IBPB, EPYC-v3, EPYC-v4, \
+         EPYC-Rome, EPYC-Rome-v1, EPYC-Rome-v2, EPYC-Rome-v3, EPYC-Milan, EPYC-Milan-v1, \
+         EPYC-Milan-v2, EPYC-Genoa, EPYC-Genoa-v1, EPYC-Turin, or a CPUID signature such as 0x00800f12"
+    )]
+    UnknownVcpuType {
+        /// What was given.
+        given: String,
+    },
+
+    /// An unknown VMM name.
+    #[error("unknown VMM {given:?}: use one of qemu, ec2, gce")]
+    UnknownVmm {
+        /// What was given.
+        given: String,
+    },
+
+    /// Something Coconut SVSM mode does not support.
+    #[error("Coconut SVSM mode does not support {what}")]
+    SvsmUnsupported {
+        /// The unsupported input.
+        what: &'static str,
+    },
+
+    /// The OVMF variable-store size does not fit below OVMF or is not whole pages.
+    #[error("OVMF vars size {size} is not a whole number of 4096-byte pages that fits below OVMF")]
+    OvmfVarsSize {
+        /// The size given.
+        size: u64,
+    },
+}
