@@ -13,6 +13,16 @@ impl<'a> Cursor<'a> {
         Self { data, pos: 0 }
     }
 
+    /// The offset of the next byte to be read.
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        self.data.get(self.pos..).unwrap_or_default()
+    }
+
     pub(crate) fn bytes(&mut self, len: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(len)?;
         let out = self.data.get(self.pos..end)?;
@@ -22,6 +32,10 @@ impl<'a> Cursor<'a> {
 
     pub(crate) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.bytes(N)?.try_into().ok()
+    }
+
+    pub(crate) fn u8(&mut self) -> Option<u8> {
+        self.array::<1>().map(|[b]| b)
     }
 
     pub(crate) fn u16(&mut self) -> Option<u16> {
@@ -48,7 +62,9 @@ mod tests {
         let mut c = Cursor::new(&[1, 2, 3, 4, 5]);
         assert_eq!(c.u16(), Some(0x0201));
         assert_eq!(c.u32(), None);
-        assert_eq!(c.array::<3>(), Some([3, 4, 5]));
+        assert_eq!(c.pos(), 2, "a failed read does not move");
+        assert_eq!(c.rest(), &[3, 4, 5]);
+        assert_eq!(c.u8(), Some(3));
         assert_eq!(c.bytes(usize::MAX), None);
         assert_eq!(u32_at(&[1, 0, 0, 0], 0), Some(1));
         assert_eq!(u32_at(&[1, 0, 0, 0], 1), None);

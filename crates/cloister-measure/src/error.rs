@@ -116,4 +116,82 @@ pub enum MeasureError {
         /// The size given.
         size: u64,
     },
+
+    // --- TDX event logs ---
+    /// The log does not open with the Spec ID event.
+    #[error("not a crypto-agile TCG event log: {reason}")]
+    NoSpecIdEvent {
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// The log carries no SHA-384 digests.
+    #[error(
+        "the event log carries no SHA-384 digests (its algorithms: {algorithms:04x?}); TDX RTMRs are \
+         SHA-384, so this is not a TDX CC event log"
+    )]
+    NoSha384 {
+        /// The TCG algorithm identifiers it declares.
+        algorithms: Vec<u16>,
+    },
+
+    /// An event uses an algorithm the Spec ID event does not declare, so its size is unknown.
+    #[error(
+        "event {event} (byte {offset}) has a digest of algorithm {algorithm:#06x}, which the Spec ID \
+         event does not declare; the log cannot be parsed past it"
+    )]
+    UndeclaredAlgorithm {
+        /// The event's number (1 = the first after the Spec ID event).
+        event: u32,
+        /// Where the event starts.
+        offset: usize,
+        /// The TCG algorithm identifier.
+        algorithm: u16,
+    },
+
+    /// An event has no SHA-384 digest to extend.
+    #[error("event {event} (byte {offset}) has no SHA-384 digest")]
+    MissingSha384 {
+        /// The event's number.
+        event: u32,
+        /// Where the event starts.
+        offset: usize,
+    },
+
+    /// An event names a measurement register TDX does not have.
+    #[error(
+        "event {event} (byte {offset}) extends CC MR index {mr_index}; TDX has indices 0 (MRTD) to 4 (RTMR3)"
+    )]
+    MrIndex {
+        /// The event's number.
+        event: u32,
+        /// Where the event starts.
+        offset: usize,
+        /// The index found.
+        mr_index: u32,
+    },
+
+    /// The log's structure is broken.
+    #[error("malformed event log at byte {offset}: {reason}")]
+    MalformedEventLog {
+        /// Where the broken structure starts.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A replayed register differs from the value it was checked against.
+    #[error(
+        "the event log does not replay to the expected RTMR{rtmr} (CC MR index {}): calculated \
+         {calculated}, expected {expected}",
+        rtmr + 1
+    )]
+    RtmrMismatch {
+        /// 0–3.
+        rtmr: usize,
+        /// The replayed value (hex).
+        calculated: String,
+        /// The expected value (hex).
+        expected: String,
+    },
 }

@@ -17,6 +17,10 @@
 //!   or GCE. Coconut SVSM launches ([`snp::Svsm`]) are supported for QEMU. The older SEV-ES and
 //!   SEV launch digests (SHA-256) come with it ([`snp::sev_es_launch_digest`],
 //!   [`snp::sev_launch_digest`]).
+//! - **Intel TDX RTMR0–3** ([`tdx::replay`]): the runtime measurement registers replayed from the
+//!   CC event log (the ACPI CCEL table's log area), in the crypto-agile format of the TCG PC
+//!   Client Platform Firmware Profile; CC MR index 1–4 extends RTMR0–3 with SHA-384. The parsed
+//!   events come back for display, and [`tdx::Replay::check`] compares with a quote's values.
 //!
 //! # References
 //!
@@ -45,5 +49,6 @@
 mod bytes;
 mod error;
 pub mod snp;
+pub mod tdx;
 
 pub use error::MeasureError;
