@@ -53,6 +53,18 @@ pub(crate) fn u32_at(data: &[u8], at: usize) -> Option<u32> {
     data.get(at..end)?.try_into().ok().map(u32::from_le_bytes)
 }
 
+/// The little-endian `u16` at `at`, if the slice holds it.
+pub(crate) fn u16_at(data: &[u8], at: usize) -> Option<u16> {
+    let end = at.checked_add(2)?;
+    data.get(at..end)?.try_into().ok().map(u16::from_le_bytes)
+}
+
+/// The little-endian `u64` at `at`, if the slice holds it.
+pub(crate) fn u64_at(data: &[u8], at: usize) -> Option<u64> {
+    let end = at.checked_add(8)?;
+    data.get(at..end)?.try_into().ok().map(u64::from_le_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,5 +81,7 @@ mod tests {
         assert_eq!(u32_at(&[1, 0, 0, 0], 0), Some(1));
         assert_eq!(u32_at(&[1, 0, 0, 0], 1), None);
         assert_eq!(u32_at(&[], usize::MAX), None);
+        assert_eq!(u16_at(&[0, 1], 0), Some(0x100));
+        assert_eq!(u64_at(&[0; 7], 0), None);
     }
 }

@@ -194,4 +194,54 @@ pub enum MeasureError {
         /// The expected value (hex).
         expected: String,
     },
+
+    // --- SGX ---
+    /// The SGXS stream is broken.
+    #[error("malformed SGXS stream at byte {offset}: {reason}")]
+    MalformedSgxs {
+        /// Where the broken record starts.
+        offset: usize,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A record type the SGXS format does not define.
+    #[error(
+        "unknown SGXS record \"{tag}\" at byte {offset} (expected ECREATE, EADD, EEXTEND or UNMEASRD)"
+    )]
+    UnknownSgxsRecord {
+        /// Where the record starts.
+        offset: usize,
+        /// Its 8-byte tag, escaped.
+        tag: String,
+    },
+
+    /// The stream's enclave size is not final.
+    #[error(
+        "the SGXS stream starts with UNSIZED: its enclave size is not final, so it has no MRENCLAVE yet"
+    )]
+    SgxsUnsized,
+
+    /// A SIGSTRUCT of the wrong size.
+    #[error("a SIGSTRUCT is 1808 bytes, this input is {len}")]
+    SigstructSize {
+        /// The input's size.
+        len: usize,
+    },
+
+    /// A SIGSTRUCT field with a value SGX does not accept.
+    #[error("not a valid SIGSTRUCT: {name} is {found}")]
+    SigstructField {
+        /// The field.
+        name: &'static str,
+        /// Its value.
+        found: String,
+    },
+
+    /// The SIGSTRUCT's signature does not verify.
+    #[error("the SIGSTRUCT's signature is invalid: {reason}")]
+    SignatureInvalid {
+        /// Which check failed.
+        reason: String,
+    },
 }

@@ -21,6 +21,11 @@
 //!   CC event log (the ACPI CCEL table's log area), in the crypto-agile format of the TCG PC
 //!   Client Platform Firmware Profile; CC MR index 1–4 extends RTMR0–3 with SHA-384. The parsed
 //!   events come back for display, and [`tdx::Replay::check`] compares with a quote's values.
+//! - **Intel SGX** ([`sgx`]): MRENCLAVE from an SGXS measurement stream (the SHA-256 of the
+//!   `ECREATE`/`EADD`/`EEXTEND` records, `UNMEASRD` records skipped), and a SIGSTRUCT's fields:
+//!   MRSIGNER (the SHA-256 of the modulus as stored), the ENCLAVEHASH it signs, ISVPRODID, ISVSVN,
+//!   attributes and masks, date and vendor, with the RSA-3072 signature and its Q1/Q2 values
+//!   checked on request.
 //!
 //! # References
 //!
@@ -48,6 +53,7 @@
 
 mod bytes;
 mod error;
+pub mod sgx;
 pub mod snp;
 pub mod tdx;
 
