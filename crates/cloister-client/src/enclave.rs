@@ -228,6 +228,15 @@ pub fn read_claims_unverified(leaf_der: &[u8]) -> Result<EnclaveClaimsExtension,
     read_claims_extension(&leaf)
 }
 
+/// The validity period of a certificate (unix seconds, not before and not after), read WITHOUT
+/// verifying anything; for an enclave scheduling the renewal of its own certificate.
+pub fn validity_unverified(leaf_der: &[u8]) -> Result<(i64, i64), EnclaveError> {
+    let (_, leaf) =
+        X509Certificate::from_der(leaf_der).map_err(|e| EnclaveError::Malformed(e.to_string()))?;
+    let validity = leaf.validity();
+    Ok((validity.not_before.timestamp(), validity.not_after.timestamp()))
+}
+
 fn read_claims_extension(
     leaf: &X509Certificate<'_>,
 ) -> Result<EnclaveClaimsExtension, EnclaveError> {

@@ -1,14 +1,16 @@
 //! The enclave's identity: keys generated at start (never written anywhere), evidence bound to
-//! them, and the EAR token and certificate the attestation service returns.
+//! them, and the EAR token and certificate the attestation service returns — renewed, with the
+//! same keys, before they expire ([`EnclaveIdentity::reattest`], [`keep_attested`]).
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloister_attest::Attester;
 use cloister_client::ServiceChannel;
-use cloister_client::enclave::{pem_certificates, read_claims_unverified};
+use cloister_client::enclave::{pem_certificates, read_claims_unverified, validity_unverified};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
 use cloister_types::api::{AttestRequest, SERVICE_KEY_FIELD};
@@ -40,36 +42,59 @@ pub enum IdentityError {
     /// The returned certificate is not for this enclave.
     #[error("the attestation service returned a certificate that is not for this enclave: {0}")]
     WrongCertificate(String),
+    /// The TLS key cannot serve the returned certificate.
+    #[error("the enclave's TLS key cannot serve the returned certificate: {0}")]
+    TlsKey(String),
 }
 
 /// Everything the enclave holds about itself. Secrets are zeroized on drop and never logged.
+///
+/// The keys live as long as the process; the attestation (EAR token and certificate) is renewed
+/// with the same keys and a fresh challenge. The TEE and measurement of a renewal must be those
+/// of the first attestation.
 pub struct EnclaveIdentity {
     hpke: RecipientSecretKey,
     receipt_key: SigningKey,
     tls_key_pkcs8: Zeroizing<Vec<u8>>,
     tls_spki: Vec<u8>,
     ohttp: ohttp::KeyConfig,
-    certificate_chain_pem: String,
-    certificate_chain_der: Vec<Vec<u8>>,
-    ear: String,
-    runtime_data: RuntimeData,
+    /// The claims of the first attestation (TEE and measurement never change).
     claims: Claims,
     instance_id: String,
-    /// Collects evidence again when the enclave renews its attestation result.
+    /// Collects evidence again when the enclave renews its attestation.
     attester: Arc<dyn Attester>,
-    /// The latest attestation result, presented to the key broker.
-    release_token: RwLock<String>,
-    /// Held while renewing, so concurrent refusals renew once.
+    /// The latest attestation, shared with the TLS certificate resolver.
+    current: Arc<RwLock<Arc<Attestation>>>,
+    /// Held while renewing, so concurrent renewals attest once.
     renewing: tokio::sync::Mutex<()>,
 }
 
-/// A successful attestation: the service's answer, for the runtime data sent.
-struct Attested {
-    ear: String,
-    certificate_chain_pem: String,
-    certificate_chain_der: Vec<Vec<u8>>,
-    runtime_data: RuntimeData,
-    claims: Claims,
+/// One successful attestation: the service's answer for the runtime data sent, and the TLS
+/// certificate it makes.
+pub struct Attestation {
+    /// The EAR token: what receipts name and the key broker is shown.
+    pub ear: String,
+    /// The certificate chain, PEM (leaf first, then the instance CA).
+    pub certificate_chain_pem: String,
+    /// The same chain, DER.
+    pub certificate_chain_der: Vec<Vec<u8>>,
+    /// The runtime data bound into the evidence (the keys, and this attestation's nonce).
+    pub runtime_data: RuntimeData,
+    /// The claims the service certified.
+    pub claims: Claims,
+    /// How long the token and certificate are valid from issue (the shorter of the two).
+    pub lifetime: Duration,
+    /// When this enclave received it.
+    pub received: Instant,
+    /// The chain with the enclave's TLS key, as the TLS server presents it.
+    certified_key: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl Attestation {
+    /// How long after [`Self::received`] it stops being valid.
+    pub fn expires_in(&self) -> Duration {
+        self.lifetime.saturating_sub(self.received.elapsed())
+    }
 }
 
 impl EnclaveIdentity {
@@ -107,50 +132,49 @@ impl EnclaveIdentity {
             receipt_pk: receipt_key.public_key().to_text(),
             extra,
         };
-        let attested = attest(attester.as_ref(), service, keys, &tls_spki).await?;
+        let tls_key_pkcs8 = Zeroizing::new(tls_key.serialize_der());
+        let attested = attest(attester.as_ref(), service, keys, &tls_spki, &tls_key_pkcs8).await?;
         Ok(EnclaveIdentity {
             hpke,
             receipt_key,
-            tls_key_pkcs8: Zeroizing::new(tls_key.serialize_der()),
+            tls_key_pkcs8,
             tls_spki,
             ohttp,
-            certificate_chain_pem: attested.certificate_chain_pem,
-            certificate_chain_der: attested.certificate_chain_der,
-            release_token: RwLock::new(attested.ear.clone()),
-            ear: attested.ear,
-            runtime_data: attested.runtime_data,
-            claims: attested.claims,
+            claims: attested.claims.clone(),
+            current: Arc::new(RwLock::new(Arc::new(attested))),
             instance_id: service.instance_id().to_owned(),
             attester,
             renewing: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// The attestation result to present to the key broker: the latest one this enclave got.
-    /// It is [`Self::ear`] until [`Self::renew_release_token`] renews it.
-    pub fn release_token(&self) -> String {
-        self.release_token.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    /// The latest attestation.
+    pub fn current(&self) -> Arc<Attestation> {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Attests again — the same keys, a fresh challenge, evidence collected now — because the
-    /// key broker refused `stale` (the collateral its appraisal used has changed), so that the
-    /// platform is appraised against the service's current collateral; the new result becomes
-    /// [`Self::release_token`]. When another task renewed since `stale`, nothing is done. A
-    /// refusal (the platform's TCB is now revoked, or out of date beyond the instance's policy)
-    /// is the error, and the token stays the stale one. The certificate the worker serves TLS
-    /// with, and the result its receipts name ([`Self::ear`]), stay those of the first
-    /// attestation.
-    pub async fn renew_release_token(
+    /// Attests again — the same keys, a fresh challenge, evidence collected now — and makes the
+    /// new token and certificate current: before the old ones expire ([`keep_attested`]), or
+    /// because the key broker refused the token `stale` (the collateral its appraisal used has
+    /// changed), so that the platform is appraised against the service's current collateral.
+    /// When another task renewed since `stale`, nothing is done. A refusal (the platform's TCB
+    /// is now revoked, or out of date beyond the instance's policy) is the error, and the
+    /// current attestation stays as it was. Connections already open keep their certificate;
+    /// new ones get the new one.
+    pub async fn reattest(
         &self,
         service: &ServiceChannel,
-        stale: &str,
+        stale: Option<&str>,
     ) -> Result<(), IdentityError> {
         let _renewing = self.renewing.lock().await;
-        if self.release_token() != stale {
+        let current = self.current();
+        if stale.is_some_and(|stale| stale != current.ear) {
             return Ok(());
         }
-        let keys = RuntimeData { nonce: String::new(), ..self.runtime_data.clone() };
-        let attested = attest(self.attester.as_ref(), service, keys, &self.tls_spki).await?;
+        let keys = RuntimeData { nonce: String::new(), ..current.runtime_data.clone() };
+        let attested =
+            attest(self.attester.as_ref(), service, keys, &self.tls_spki, &self.tls_key_pkcs8)
+                .await?;
         if attested.claims.measurement != self.claims.measurement
             || attested.claims.tee != self.claims.tee
         {
@@ -159,9 +183,14 @@ impl EnclaveIdentity {
                     .into(),
             ));
         }
-        *self.release_token.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            attested.ear;
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Arc::new(attested);
         Ok(())
+    }
+
+    /// A TLS certificate resolver that always presents the current certificate.
+    pub fn certificate_resolver(&self) -> Arc<dyn rustls::server::ResolvesServerCert> {
+        Arc::new(CurrentCertificate(self.current.clone()))
     }
 
     /// The envelope secret key inputs are sealed to.
@@ -174,35 +203,30 @@ impl EnclaveIdentity {
         &self.receipt_key
     }
 
-    /// The TLS private key (PKCS#8 DER).
-    pub fn tls_key_pkcs8(&self) -> &[u8] {
-        &self.tls_key_pkcs8
-    }
-
     /// The OHTTP key configuration (with its private key) online requests are encapsulated to;
     /// its public encoding is bound into the runtime data as `ohttp_key_config`.
     pub fn ohttp_key_config(&self) -> &ohttp::KeyConfig {
         &self.ohttp
     }
 
-    /// The certificate chain, PEM and DER (leaf first).
-    pub fn certificate_chain_pem(&self) -> &str {
-        &self.certificate_chain_pem
+    /// The current certificate chain, PEM (leaf first).
+    pub fn certificate_chain_pem(&self) -> String {
+        self.current().certificate_chain_pem.clone()
     }
 
-    /// The certificate chain as DER, leaf first.
-    pub fn certificate_chain_der(&self) -> &[Vec<u8>] {
-        &self.certificate_chain_der
+    /// The current certificate chain as DER, leaf first.
+    pub fn certificate_chain_der(&self) -> Vec<Vec<u8>> {
+        self.current().certificate_chain_der.clone()
     }
 
-    /// The EAR token.
-    pub fn ear(&self) -> &str {
-        &self.ear
+    /// The current EAR token.
+    pub fn ear(&self) -> String {
+        self.current().ear.clone()
     }
 
-    /// The runtime data bound into the evidence.
-    pub fn runtime_data(&self) -> &RuntimeData {
-        &self.runtime_data
+    /// The runtime data bound into the current evidence.
+    pub fn runtime_data(&self) -> RuntimeData {
+        self.current().runtime_data.clone()
     }
 
     /// The attestation instance that appraised this enclave (`in_…`).
@@ -210,7 +234,8 @@ impl EnclaveIdentity {
         &self.instance_id
     }
 
-    /// The claims the attestation service certified.
+    /// The claims the attestation service certified at the first attestation (a renewal is
+    /// refused unless it certifies the same TEE and measurement).
     pub fn claims(&self) -> &Claims {
         &self.claims
     }
@@ -224,7 +249,8 @@ async fn attest(
     service: &ServiceChannel,
     keys: RuntimeData,
     tls_spki: &[u8],
-) -> Result<Attested, IdentityError> {
+    tls_key_pkcs8: &[u8],
+) -> Result<Attestation, IdentityError> {
     let challenge = service.client().challenge().await?;
     let runtime_data = RuntimeData { nonce: challenge.nonce, ..keys };
     let evidence = attester.attest(&runtime_data)?;
@@ -244,13 +270,108 @@ async fn attest(
             "its runtime data is not the one this enclave bound into its evidence".into(),
         ));
     }
-    Ok(Attested {
+    let (not_before, not_after) =
+        validity_unverified(leaf).map_err(|e| IdentityError::WrongCertificate(e.to_string()))?;
+    let token_lifetime = token_lifetime(&response.ear)?;
+    let lifetime = Duration::from_secs(
+        u64::try_from((not_after - not_before).min(token_lifetime)).unwrap_or(0),
+    );
+    let certified_key = certified_key(&chain, tls_key_pkcs8)?;
+    Ok(Attestation {
         ear: response.ear,
         certificate_chain_pem: response.certificate_chain_pem,
         certificate_chain_der: chain,
         runtime_data,
         claims: extension.claims,
+        lifetime,
+        received: Instant::now(),
+        certified_key,
     })
+}
+
+/// `exp - iat` of a JWT (the EAR token), in seconds.
+fn token_lifetime(token: &str) -> Result<i64, IdentityError> {
+    #[derive(serde::Deserialize)]
+    struct Times {
+        iat: i64,
+        exp: i64,
+    }
+    let wrong = |what: &str| IdentityError::WrongCertificate(format!("its EAR token {what}"));
+    let payload = token.split('.').nth(1).ok_or_else(|| wrong("is not a JWT"))?;
+    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| wrong("is not base64url"))?;
+    let times: Times =
+        serde_json::from_slice(&payload).map_err(|_| wrong("has no numeric iat and exp"))?;
+    Ok(times.exp - times.iat)
+}
+
+/// The chain and the enclave's TLS key as rustls serves them.
+fn certified_key(
+    chain: &[Vec<u8>],
+    tls_key_pkcs8: &[u8],
+) -> Result<Arc<rustls::sign::CertifiedKey>, IdentityError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let provider = rustls::crypto::ring::default_provider();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls_key_pkcs8.to_vec()));
+    let chain = chain.iter().map(|der| CertificateDer::from(der.clone())).collect();
+    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
+        .map(Arc::new)
+        .map_err(|e| IdentityError::TlsKey(e.to_string()))
+}
+
+/// Presents the identity's current certificate in every handshake.
+#[derive(Debug)]
+struct CurrentCertificate(Arc<RwLock<Arc<Attestation>>>);
+
+impl rustls::server::ResolvesServerCert for CurrentCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).certified_key.clone())
+    }
+}
+
+impl fmt::Debug for Attestation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attestation")
+            .field("tee", &self.claims.tee)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renews the enclave's attestation for as long as it runs: at two thirds of each lifetime
+/// (less a random tenth, so that workers started together do not renew together), retrying a
+/// failure after 1 s, 2 s, 4 s … (at most a tenth of the lifetime, at most a minute). A worker
+/// whose renewal keeps failing keeps serving with what it has until that expires; clients then
+/// refuse its certificate and the service its token, so it fails closed.
+pub async fn keep_attested(identity: &EnclaveIdentity, service: &ServiceChannel) {
+    loop {
+        let current = identity.current();
+        let lifetime = current.lifetime;
+        let jitter = lifetime.mul_f64(rand::random::<f64>() / 10.0);
+        let due = (lifetime * 2 / 3).saturating_sub(jitter);
+        tokio::time::sleep(due.saturating_sub(current.received.elapsed())).await;
+        let mut backoff = Duration::from_secs(1);
+        let most = (lifetime / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        loop {
+            match identity.reattest(service, Some(&current.ear)).await {
+                Ok(()) => {
+                    tracing::info!(
+                        lifetime_s = identity.current().lifetime.as_secs(),
+                        "renewed the enclave's attestation"
+                    );
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, expires_in_ms = current.expires_in().as_millis() as u64,
+                        "renewing the enclave's attestation failed; retrying");
+                    tokio::time::sleep(backoff.min(most)).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+            }
+        }
+    }
 }
 
 /// The key id of the enclave's one OHTTP key configuration.
@@ -273,7 +394,7 @@ impl fmt::Debug for EnclaveIdentity {
         f.debug_struct("EnclaveIdentity")
             .field("tee", &self.claims.tee)
             .field("measurement", &self.claims.measurement)
-            .field("hpke_pk", &self.runtime_data.hpke_pk)
+            .field("hpke_pk", &self.hpke.public_key().to_text())
             .finish_non_exhaustive()
     }
 }

@@ -38,7 +38,7 @@ pub(crate) async fn charge(
         .sign("privacy charge", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| JobError::Ledger(e.to_string()))?;
     let outcome = service
-        .charge_privacy(identity.ear(), &signed, job_id)
+        .charge_privacy(&identity.ear(), &signed, job_id)
         .await
         .map_err(|e| JobError::Ledger(e.to_string()))?
         .answer;

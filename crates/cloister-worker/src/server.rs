@@ -32,7 +32,6 @@ use cloister_types::api::{
 use cloister_types::{Hex, InputRole, JobKind, JobSpec};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -93,22 +92,23 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Resul
 }
 
 /// Serves `app` (the worker's routes, possibly wrapped in further layers) over the worker's
-/// attested TLS on `listener` until the task is dropped.
+/// attested TLS on `listener` until the task is dropped, renewing the enclave's attestation
+/// before it expires (each new connection gets the current certificate).
 pub async fn serve_app(listener: TcpListener, worker: &Worker, app: Router) -> std::io::Result<()> {
-    let chain: Vec<CertificateDer<'static>> = worker
-        .identity
-        .certificate_chain_der()
-        .iter()
-        .map(|der| CertificateDer::from(der.clone()))
-        .collect();
-    let key =
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(worker.identity.tls_key_pkcs8().to_vec()));
+    tokio::select! {
+        served = accept_loop(listener, worker, app) => served,
+        () = crate::identity::keep_attested(&worker.identity, &worker.service) => Ok(()),
+    }
+}
+
+async fn accept_loop(listener: TcpListener, worker: &Worker, app: Router) -> std::io::Result<()> {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
-    .map_err(std::io::Error::other)?;
+    .map_err(std::io::Error::other)?
+    .with_no_client_auth()
+    .with_cert_resolver(worker.identity.certificate_resolver());
     let acceptor = TlsAcceptor::from(Arc::new(config));
     // Someone who can only open sockets must not stop the worker: connections are capped, a
     // handshake or a request's headers that do not come in time close the connection, and a
@@ -159,10 +159,11 @@ async fn serve_connection(
 }
 
 async fn identity(State(worker): State<Arc<Worker>>) -> Json<IdentityResponse> {
+    let current = worker.identity.current();
     Json(IdentityResponse {
-        certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
-        ear: worker.identity.ear().to_owned(),
-        runtime_data: worker.identity.runtime_data().clone(),
+        certificate_chain_pem: current.certificate_chain_pem.clone(),
+        ear: current.ear.clone(),
+        runtime_data: current.runtime_data.clone(),
     })
 }
 
@@ -274,7 +275,7 @@ pub(crate) async fn record_authorization(
         .receipt_key()
         .sign("job authorization", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| ApiError::NotRecorded(e.to_string()))?;
-    match worker.service.record_job(worker.identity.ear(), &signed, &spec.id).await {
+    match worker.service.record_job(&worker.identity.ear(), &signed, &spec.id).await {
         Ok(recorded) => {
             tracing::info!(job = %spec.id, audit_seq = recorded.answer, "job authorization recorded");
             Ok(recorded)
@@ -338,7 +339,7 @@ pub(crate) async fn release_key(
 ) -> Result<RecipientSecretKey, String> {
     let mut renewed = false;
     loop {
-        let ear = worker.identity.release_token();
+        let ear = worker.identity.ear();
         let request = KeyReleaseRequest { key_id: key_id.clone(), ear, context: context.clone() };
         match worker.service.client().release_key(&request).await {
             Ok(response) => {
@@ -355,7 +356,7 @@ pub(crate) async fn release_key(
             {
                 tracing::info!(%key_id, reason = %message,
                     "the key broker asks for a fresh attestation; attesting again");
-                worker.identity.renew_release_token(&worker.service, &request.ear).await.map_err(
+                worker.identity.reattest(&worker.service, Some(&request.ear)).await.map_err(
                     |e| {
                         format!(
                             "the vendor collateral this enclave was appraised against has \

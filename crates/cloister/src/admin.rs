@@ -155,7 +155,12 @@ fn instance_text(view: &InstanceView) -> String {
 }
 
 /// `instance create NAME`.
-pub async fn instance_create(conn: &Connection, name: &str, args: &InstanceArgs) -> Result<()> {
+pub async fn instance_create(
+    conn: &Connection,
+    name: &str,
+    args: &InstanceArgs,
+    settings: InstanceSettings,
+) -> Result<()> {
     let request = CreateInstance {
         name: name.to_owned(),
         policy: args.policy.spec()?.unwrap_or_default(),
@@ -164,7 +169,7 @@ pub async fn instance_create(conn: &Connection, name: &str, args: &InstanceArgs)
             None => serde_json::json!({}),
         },
         trust_anchors: args.anchors()?.unwrap_or_default(),
-        settings: InstanceSettings::default(),
+        settings,
     };
     let view = conn.client()?.create_instance(&request).await?;
     conn.print(&view, instance_text)

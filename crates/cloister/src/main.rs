@@ -782,6 +782,12 @@ enum InstanceCommand {
         name: String,
         #[command(flatten)]
         parts: InstanceParts,
+        /// Lifetime of the EAR tokens it issues, seconds (workers renew at about two thirds).
+        #[arg(long, default_value_t = 3600)]
+        token_ttl: u64,
+        /// Lifetime of the enclave certificates it issues, seconds.
+        #[arg(long, default_value_t = 3600)]
+        cert_ttl: u64,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -1469,8 +1475,13 @@ async fn tenant(command: TenantCommand) -> Result<()> {
 
 async fn instance(command: InstanceCommand) -> Result<()> {
     match command {
-        InstanceCommand::Create { name, parts, server } => {
-            admin::instance_create(&server.connection()?, &name, &parts.args()).await
+        InstanceCommand::Create { name, parts, token_ttl, cert_ttl, server } => {
+            let settings = cloister_types::manage::InstanceSettings {
+                token_ttl_secs: token_ttl,
+                cert_ttl_secs: cert_ttl,
+                ..Default::default()
+            };
+            admin::instance_create(&server.connection()?, &name, &parts.args(), settings).await
         }
         InstanceCommand::List { server } => admin::instance_list(&server.connection()?).await,
         InstanceCommand::Show { id, policy_version, server } => {

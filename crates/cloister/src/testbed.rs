@@ -190,6 +190,18 @@ pub async fn start_authority(
     measurements: &[Hex],
     platform_key: &SimPlatformPublicKey,
 ) -> Result<RunningAuthority> {
+    start_authority_with(dirs, policy, measurements, platform_key, InstanceSettings::default())
+        .await
+}
+
+/// [`start_authority`] with the instance issuing under `settings` (lifetimes).
+pub async fn start_authority_with(
+    dirs: &ComputeDirs,
+    policy: InstancePolicy,
+    measurements: &[Hex],
+    platform_key: &SimPlatformPublicKey,
+    settings: InstanceSettings,
+) -> Result<RunningAuthority> {
     let options = ServeOptions {
         listen: "127.0.0.1:0".to_owned(),
         database: format!("sqlite://{}", dirs.authority.join("authority.db").display()),
@@ -242,7 +254,7 @@ pub async fn start_authority(
                 sim_platform_keys: vec![platform_key.to_string()],
                 ..TrustAnchorSpec::default()
             },
-            settings: InstanceSettings::default(),
+            settings,
         })
         .await
         .context("creating the demo instance")?;
@@ -290,23 +302,24 @@ pub async fn start_worker<A: Attester + 'static>(
     service: &ServiceChannel,
 ) -> Result<RunningWorker> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    start_worker_with(dirs, attester, service, listener, |app| app).await
+    start_worker_with(dirs, attester, service, listener, std::time::Duration::ZERO, |app| app).await
 }
 
-/// Attests a worker and serves its API on `listener`, with the worker's routes passed through
-/// `wrap` first (tests add layers that record what the compute side sees).
+/// Attests a worker and serves its API on `listener`, pausing `chunk_pause` after each batch
+/// chunk, with the worker's routes passed through `wrap` first (tests add layers that record
+/// what the compute side sees).
 pub async fn start_worker_with<A: Attester + 'static>(
     dirs: &ComputeDirs,
     attester: &Arc<A>,
     service: &ServiceChannel,
     listener: TcpListener,
+    chunk_pause: std::time::Duration,
     wrap: impl FnOnce(axum::Router) -> axum::Router,
 ) -> Result<RunningWorker> {
     let attester: Arc<dyn Attester> = attester.clone();
     let identity = EnclaveIdentity::establish(attester, service).await?;
     let store = ObjectStore::open(&dirs.objects)?;
-    let batches =
-        Arc::new(BatchQueue::open(&dirs.worker.join("jobs.db"), std::time::Duration::ZERO).await?);
+    let batches = Arc::new(BatchQueue::open(&dirs.worker.join("jobs.db"), chunk_pause).await?);
     let repository = cloister_repository::Repository::open(&dirs.models.display().to_string())?;
     let worker = Arc::new(Worker {
         identity,

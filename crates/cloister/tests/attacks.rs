@@ -341,7 +341,7 @@ async fn charge_verified(
         .authority
         .channel()
         .unwrap()
-        .charge_privacy(identity.ear(), &signed, job_id)
+        .charge_privacy(&identity.ear(), &signed, job_id)
         .await
         .map_err(|e| e.to_string())
 }
@@ -1193,7 +1193,7 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
     assert!(!dirs.objects.join(format!("{}-predictions", refused.id)).exists());
     // It tried once, and kept the result it had.
     assert_eq!(attestations().await, (1, 1));
-    assert_eq!(worker.worker.identity.release_token(), first);
+    assert_eq!(worker.worker.identity.ear(), first);
     let releases = authority.service.audit_records(&cloister_policy::Principal::Operator, 0);
     let last = releases.await.unwrap().into_iter().rev().find(|r| r.kind == "key.released");
     let last = last.unwrap();
@@ -1204,11 +1204,11 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
     load("UpToDate", now, 19);
     assert_eq!(submit(new_job()).await.unwrap().outputs.len(), 1);
     assert_eq!(attestations().await, (2, 1));
-    let renewed = worker.worker.identity.release_token();
+    let renewed = worker.worker.identity.ear();
     assert_ne!(renewed, first);
-    // Its TLS certificate and receipts still name the first result; the next job needs no
-    // renewal.
-    assert_eq!(worker.worker.identity.ear(), first);
+    // The renewal is the enclave's current attestation (token and certificate); the next job
+    // needs no renewal.
+    assert!(worker.worker.identity.certificate_chain_pem().contains("CERTIFICATE"));
     assert_eq!(submit(new_job()).await.unwrap().outputs.len(), 1);
     assert_eq!(attestations().await, (2, 1));
 }

@@ -27,12 +27,14 @@ use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, InnerResponse, OhttpClient, authorization_header};
 use cloister_repository::{Imported, NewModel, Repository};
 use cloister_sign::{SigningKey, unix_now};
+use cloister_types::batch::{BatchState, SubmitBatch};
+use cloister_types::manage::InstanceSettings;
 use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, ModelMetadata, ModelTask, RequesterLimits,
     ServingPolicy,
 };
 use cloister_types::online::{OHTTP_CHUNKED_REQUEST, OHTTP_KEY_CONFIG_FIELD, OHTTP_REQUEST};
-use cloister_types::{Hex, TeeKind};
+use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
 use cloister_worker::engine::OnnxModel;
 use cloister_worker::online::{Engine, LoadedModel};
 use futures::StreamExt as _;
@@ -125,6 +127,7 @@ async fn start_worker(
     authority: &RunningAuthority,
     measurement: [u8; 48],
     listener: TcpListener,
+    chunk_pause: Duration,
 ) -> (RunningWorker, Tap) {
     let attester =
         Arc::new(SimAttester::new(testbed::sim_platform_key(dirs).unwrap(), measurement));
@@ -135,6 +138,7 @@ async fn start_worker(
         &attester,
         &authority.channel().unwrap(),
         listener,
+        chunk_pause,
         move |app| app.layer(middleware::from_fn_with_state(layer_tap, record)),
     )
     .await
@@ -143,20 +147,27 @@ async fn start_worker(
 }
 
 async fn bed() -> Bed {
+    bed_with(InstanceSettings::default(), Duration::ZERO).await
+}
+
+/// A bed whose instance issues under `settings`, its worker pausing `chunk_pause` after each
+/// batch chunk.
+async fn bed_with(settings: InstanceSettings, chunk_pause: Duration) -> Bed {
     log();
     let tmp = tempfile::tempdir().unwrap();
     let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
     let key = testbed::sim_platform_key(&dirs).unwrap();
-    let authority = testbed::start_authority(
+    let authority = testbed::start_authority_with(
         &dirs,
         InstancePolicy::DevSim,
         &[Hex(MEASUREMENT.to_vec()), Hex(OTHER_MEASUREMENT.to_vec())],
         &key.public_key(),
+        settings,
     )
     .await
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (worker, tap) = start_worker(&dirs, &authority, MEASUREMENT, listener).await;
+    let (worker, tap) = start_worker(&dirs, &authority, MEASUREMENT, listener, chunk_pause).await;
     let ca_pem = authority.client().unwrap().instance().await.unwrap().ca_certificate_pem;
     let requester = Party::create("requester", &tmp.path().join("requester")).unwrap();
     let stranger = Party::create("stranger", &tmp.path().join("stranger")).unwrap();
@@ -411,7 +422,8 @@ async fn online_inference_is_encrypted_authorized_and_limited() {
     // The quota is counted at the attestation service: a restarted worker (a new enclave, which
     // the compute provider can start at will) does not hand the requester a fresh one.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (restarted, _) = start_worker(&bed.dirs, &bed.authority, MEASUREMENT, listener).await;
+    let (restarted, _) =
+        start_worker(&bed.dirs, &bed.authority, MEASUREMENT, listener, Duration::ZERO).await;
     let model = classifier(&bed, "classifier-metered", 1000, Some(3));
     restarted.worker.catalog.insert(model).unwrap();
     let fresh = OhttpClient::connect(&restarted.url, expectations(&bed)).await.unwrap();
@@ -589,7 +601,8 @@ async fn refusal_after_swap(
     measurement: [u8; 48],
 ) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (replacement, tap) = start_worker(&bed.dirs, &bed.authority, measurement, listener).await;
+    let (replacement, tap) =
+        start_worker(&bed.dirs, &bed.authority, measurement, listener, Duration::ZERO).await;
     forwarder.point_at(replacement.addr).await;
     let refused = reqwest::Client::new()
         .post(format!("http://{proxy}/v1/infer"))
@@ -1069,4 +1082,105 @@ async fn models_deploy_from_the_repository_only_after_every_check() {
     // A version is immutable: deploying it again is a conflict.
     let (status, message) = refused_deploy(&client, &deploy(&classifier, &owner, policy)).await;
     assert_eq!(status, 409, "{message}");
+}
+
+/// Tokens and certificates that live 5 seconds: the worker must renew several times a test.
+const SHORT_LIFETIME: InstanceSettings =
+    InstanceSettings { token_ttl_secs: 5, cert_ttl_secs: 5, nonce_ttl_secs: 120 };
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_across_renewals() {
+    // 45 chunks of 128 rows, 600 ms apart: one batch job runs about 27 s, five lifetimes.
+    let bed = bed_with(SHORT_LIFETIME, Duration::from_millis(600)).await;
+    load_classifier(&bed, "renewing", 100_000, None);
+    let measurement = Hex(MEASUREMENT.to_vec());
+    let first_ear = bed.worker.worker.identity.ear();
+
+    // The batch job: inputs sealed to broker keys, both owners' grants (the requester owns
+    // both), results to the requester.
+    let client = cloister_client::WorkerClient::new(&bed.worker.url, expectations(&bed)).unwrap();
+    let mut sealed = Vec::new();
+    let table = split_labels(BREAST_CANCER_CSV).unwrap();
+    let data = table.features_csv.repeat(10);
+    for (name, content_type, bytes) in
+        [("model", "application/onnx", DEMO_MODEL_ONNX), ("data", "text/csv", &data[..])]
+    {
+        let key = bed
+            .authority
+            .register_broker_key(&format!("{name}-key"), std::slice::from_ref(&measurement))
+            .await
+            .unwrap();
+        let input = bed
+            .requester
+            .seal_to_broker_and_upload(&client, &key.recipient, name, content_type, bytes)
+            .await
+            .unwrap();
+        sealed.push(input);
+    }
+    let data_ref = sealed.pop().unwrap();
+    let model_ref = sealed.pop().unwrap();
+    let to = vec![bed.requester.envelope.public_key().to_text()];
+    let spec = JobSpec {
+        id: "renewing-batch".into(),
+        kind: JobKind::BatchInference,
+        model: model_ref,
+        data: data_ref,
+        output_recipients: to.clone(),
+        more_data: Vec::new(),
+    };
+    let admitted = cloister::parties::Admitted::new(
+        std::slice::from_ref(&measurement),
+        &bed.authority.instance_id,
+    );
+    let grants = vec![
+        bed.requester.grant(&spec, InputRole::Model, &admitted, &to).unwrap(),
+        bed.requester.grant(&spec, InputRole::Data, &admitted, &to).unwrap(),
+    ];
+    client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: 128 }).await.unwrap();
+
+    // The online session: one OHTTP client, attested once, pinned, for 30 s. Each second a
+    // request through it, and a fresh client attests the worker, verifying the certificate
+    // it serves now (an expired one fails the handshake).
+    let session = OhttpClient::connect(&bed.worker.url, expectations(&bed)).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut certificates = std::collections::BTreeSet::new();
+    let mut requests = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        let answer =
+            call(&session, &bed.requester.signing, "POST", "/v1/infer", &infer_body("renewing", 2))
+                .await;
+        assert_eq!(
+            answer.status,
+            200,
+            "after {:?}: {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&answer.body)
+        );
+        requests += 1;
+        let fresh = cloister_client::WorkerClient::new(&bed.worker.url, expectations(&bed));
+        let (verified, identity) = fresh.unwrap().attest().await.unwrap_or_else(|e| {
+            panic!("a fresh client refused the worker after {:?}: {e}", started.elapsed())
+        });
+        assert_eq!(verified.claims.measurement, measurement);
+        certificates.insert(identity.certificate_chain_pem);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Renewed at about two thirds of each 5 s lifetime: at least 5 certificates in 30 s.
+    assert!(certificates.len() >= 5, "{} certificates in 30 s", certificates.len());
+    assert!(requests >= 20, "{requests} requests");
+    assert_ne!(bed.worker.worker.identity.ear(), first_ear);
+
+    // The batch job, running since the first lifetime, finishes with a receipt that verifies.
+    let status = loop {
+        let status = client.batch_status("renewing-batch").await.unwrap();
+        if matches!(status.state, BatchState::Done | BatchState::Failed) {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "{status:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status.state, BatchState::Done, "{status:?}");
+    assert!(started.elapsed() > Duration::from_secs(10), "the job did not outlive a lifetime");
+    let receipt = cloister::job::verify_batch_receipt(&status, &expectations(&bed)).unwrap();
+    assert_eq!(receipt.rows, 569 * 10);
 }

@@ -282,7 +282,10 @@ pub async fn status(
 pub async fn job_status(queue: &BatchQueue, id: &str) -> Result<BatchStatus, BatchError> {
     let job = queue.job(id).await?.ok_or_else(|| BatchError::NotFound(id.to_owned()))?;
     let chunks = queue.chunks(id).await?.into_iter().map(|row| row.chunk).collect();
+    // Since receipts are signed under the enclave's current attestation, the column holds the
+    // signer's chain; before, it named one of the job's enclaves by the digest of its result.
     let receipt_signer_chain_pem = match &job.receipt_signer {
+        Some(chain) if chain.starts_with("-----BEGIN") => Some(chain.clone()),
         Some(signer) => queue
             .enclaves(id)
             .await?

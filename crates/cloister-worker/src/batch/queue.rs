@@ -50,7 +50,8 @@ pub struct JobRow {
     pub terms: String,
     /// The receipt, when done.
     pub receipt: Option<String>,
-    /// SHA-256 (hex) of the EAR of the enclave that signed the receipt.
+    /// The certificate chain (PEM) the receipt was signed under; from workers before renewal,
+    /// the SHA-256 (hex) of the EAR of the job's enclave that signed it.
     pub receipt_signer: Option<String>,
 }
 
@@ -443,12 +444,13 @@ impl BatchQueue {
         tx.commit().await.map_err(db)
     }
 
-    /// Marks the job done with its receipt.
+    /// Marks the job done with its receipt and the certificate chain (PEM) of the attestation
+    /// the receipt was signed under.
     pub async fn finish(
         &self,
         job_id: &str,
         receipt: &str,
-        signer: &Hex,
+        signer_chain_pem: &str,
         finished_at: i64,
     ) -> Result<(), BatchError> {
         sqlx::query(
@@ -457,7 +459,7 @@ impl BatchQueue {
         )
         .bind(job_id)
         .bind(receipt)
-        .bind(signer.to_string())
+        .bind(signer_chain_pem)
         .bind(finished_at)
         .execute(&self.pool)
         .await
@@ -542,8 +544,10 @@ mod tests {
         assert_eq!(chunks[1].statement, "s2");
         // A data set whose size changed is refused.
         assert!(matches!(queue.start("j", 26, 3).await, Err(BatchError::Corrupt(_))));
-        queue.finish("j", "receipt", &Hex(vec![3; 32]), 104).await.unwrap();
+        let chain = "-----BEGIN CERTIFICATE-----\n…";
+        queue.finish("j", "receipt", chain, 104).await.unwrap();
         assert!(queue.unfinished().await.unwrap().is_empty());
+        assert_eq!(queue.job("j").await.unwrap().unwrap().receipt_signer.as_deref(), Some(chain));
         // A finished job cannot fail afterwards.
         queue.fail("j", "late", 105).await.unwrap();
         assert_eq!(queue.job("j").await.unwrap().unwrap().state, BatchState::Done);

@@ -233,10 +233,10 @@ fn own_expectations(worker: &Worker) -> Result<Expectations, String> {
     let identity = &worker.identity;
     let ca_der = identity
         .certificate_chain_der()
-        .last()
+        .pop()
         .ok_or_else(|| "this enclave has no certificate chain".to_owned())?;
     Ok(Expectations {
-        ca_der: ca_der.clone(),
+        ca_der,
         allowed_measurements: vec![identity.claims().measurement.clone()],
         accepted_tees: vec![identity.claims().tee],
     })
@@ -480,6 +480,9 @@ async fn finish(
     if let Some((enclave, _)) = verified.get(&own.to_string()) {
         used.insert(own.to_string(), enclave.clone());
     }
+    // The receipt is signed now, under the enclave's current attestation: a job that outlived
+    // the certificate it joined with (renewed since) names the one valid at `finished_at`.
+    let signer = identity.current();
     let receipt = BatchReceipt {
         job_id: job_id.to_owned(),
         job_digest: job.job_digest.clone(),
@@ -488,7 +491,7 @@ async fn finish(
         rows,
         chunks: chunks.into_iter().map(|row| row.chunk).collect(),
         enclaves: used.into_values().collect(),
-        attestation_result_sha256: own.clone(),
+        attestation_result_sha256: Hex(Sha256::digest(signer.ear.as_bytes()).to_vec()),
         measurement: identity.claims().measurement.clone(),
         audit_checkpoint: checkpoint,
         erased: ERASED.iter().map(|s| (*s).to_owned()).collect(),
@@ -499,5 +502,5 @@ async fn finish(
         .receipt_key()
         .sign("batch receipt", &receipt, now, STATEMENT_VALIDITY)
         .map_err(|e| check(job_id, e.to_string()))?;
-    worker.batches.finish(job_id, &signed, own, now as i64).await
+    worker.batches.finish(job_id, &signed, &signer.certificate_chain_pem, now as i64).await
 }

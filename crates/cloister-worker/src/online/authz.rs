@@ -249,7 +249,7 @@ impl Admission {
             .map_err(|e| unavailable(e.to_string()))?;
         let reserved = worker
             .service
-            .reserve_usage(worker.identity.ear(), &signed, &self.meter)
+            .reserve_usage(&worker.identity.ear(), &signed, &self.meter)
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let (granted, total) = reserved.answer;
