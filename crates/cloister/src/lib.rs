@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod evidence;
 pub mod federate;
 pub mod job;
+pub mod measure;
 pub mod model;
 pub mod parties;
 pub mod proxy;

@@ -93,11 +93,11 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
-    /// Print the SHA-384 measurement the simulated TEE reports for an executable.
-    Measure {
-        /// The executable (defaults to this one).
-        file: Option<PathBuf>,
-    },
+    /// Compute the value a TEE will report for a build, so a policy can be written before
+    /// deployment: the simulated TEE's SHA-384 of an executable (default), the SEV-SNP launch
+    /// digest (--ovmf …), TDX RTMR0-3 from an event log (--event-log), SGX MRENCLAVE and
+    /// MRSIGNER (--sgxs, --sigstruct).
+    Measure(cloister::measure::MeasureArgs),
     /// Inspect TEE evidence.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
@@ -1102,14 +1102,7 @@ fn run(cli: Cli) -> Result<()> {
             let key = envelope::read_secret(&secret)?;
             envelope::open(&key, &input, &output)
         }
-        Command::Measure { file } => {
-            let file = match file {
-                Some(file) => file,
-                None => std::env::current_exe()?,
-            };
-            println!("{}", hex::encode(cloister_attest::measure_file(&file)?));
-            Ok(())
-        }
+        Command::Measure(args) => cloister::measure::run(&args),
         Command::Evidence(EvidenceCommand::Collect { runtime_data, output }) => {
             let json = cloister::evidence::collect(&runtime_data)?;
             match output {

@@ -1,6 +1,7 @@
 //! `cloister evidence verify` as people who debug attestation run it: one real vector per TEE
 //! (time pinned), raw, hex and base64 files, claims as JSON on success, one line naming the
-//! failed check and exit 1 on failure.
+//! failed check and exit 1 on failure. And `cloister measure --tee …` on every published case
+//! of `measure-cases.tsv`, typed as its rows say, with the negatives refused by name.
 
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -411,4 +412,115 @@ fn collect_says_which_tee_interfaces_it_looked_for() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("/dev/sev-guest") && text.contains("configfs-tsm"), "{text}");
     assert!(out.stdout.is_empty());
+}
+
+/// A row's arguments split as a POSIX shell would split these (words, and '…' or "…" quoting).
+fn shell_words(text: &str) -> Vec<String> {
+    let (mut words, mut word, mut quote, mut in_word) = (Vec::new(), String::new(), None, false);
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => (quote, in_word) = (Some(c), true),
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => (word.push(c), in_word = true).1,
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+fn measure(args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .arg("measure")
+        .args(args)
+        .current_dir(vector(""))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_published_measurement_case_prints_its_value_as_a_user_types_it() {
+    let table = std::fs::read_to_string(vector("measure-cases.tsv")).unwrap();
+    let mut cases = 0;
+    for line in table.lines().skip(1).filter(|line| !line.trim().is_empty()) {
+        let [tee, field, expected, arguments] = line.splitn(4, '\t').collect::<Vec<_>>()[..] else {
+            panic!("a row of measure-cases.tsv without four columns: {line:?}");
+        };
+        let mut args = vec!["--tee".to_owned(), tee.to_owned(), "--json".to_owned()];
+        args.extend(shell_words(arguments));
+        let out = measure(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(printed[field], expected, "{args:?}");
+        assert_eq!(printed["tee"], tee);
+        // Without --json, the same value on a `field: value` line.
+        let text = measure(
+            &args[..1].iter().chain(&args[1..2]).chain(&args[3..]).cloned().collect::<Vec<_>>(),
+        );
+        let text = String::from_utf8(text.stdout).unwrap();
+        assert!(text.lines().any(|l| l == format!("{field}: {expected}")), "{args:?}: {text}");
+        cases += 1;
+    }
+    assert_eq!(cases, 14);
+}
+
+#[test]
+fn measurement_inputs_that_cannot_give_the_value_are_refused_by_name() {
+    let words = |text: &str| shell_words(text);
+    let refused = |args: &str| {
+        let out = measure(&words(args));
+        assert!(!out.status.success(), "{args} should fail");
+        assert!(out.stdout.is_empty(), "{args}: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8(out.stderr).unwrap()
+    };
+    // A kernel for a firmware without the kernel-hashes section.
+    let err = refused(
+        "--tee snp --ovmf measure-snp/virteesev_ovmf_OvmfX64_suffix.bin --vcpus 1 \
+         --vcpu-type EPYC-v4 --kernel /dev/null",
+    );
+    assert!(err.to_lowercase().contains("kernel"), "{err}");
+    // QEMU needs the vCPU type; an unknown VMM lists the known ones.
+    let err = refused("--tee snp --ovmf measure-snp/virteesev_ovmf_AmdSev_suffix.bin");
+    assert!(err.contains("vCPU type"), "{err}");
+    let err = refused(
+        "--tee snp --ovmf measure-snp/virteesev_ovmf_AmdSev_suffix.bin --vcpu-type EPYC --vmm xen",
+    );
+    assert!(err.contains("qemu") && err.contains("ec2") && err.contains("gce"), "{err}");
+    // An SVSM without its variable-store size.
+    let err = refused(
+        "--tee snp --ovmf measure-snp/snpmeasure_svsm_ovmf.fd --svsm measure-snp/snpmeasure_svsm.bin",
+    );
+    assert!(err.contains("--vars-size"), "{err}");
+    // Another TEE's flags, a missing input, a file that is not an event log.
+    let err = refused("--tee tdx --ovmf measure-snp/virteesev_ovmf_AmdSev_suffix.bin");
+    assert!(err.contains("--ovmf applies to --tee snp"), "{err}");
+    let err = refused("--tee tdx");
+    assert!(err.contains("--event-log"), "{err}");
+    let err = refused("--tee tdx --event-log measure-sgx/fortanix_test_enclave.sig");
+    assert!(err.contains("not a crypto-agile TCG event log"), "{err}");
+    let err = refused("--tee sgx --sgxs measure-tdx/trustee_eventlog_CCEL_data_gcp");
+    assert!(err.to_lowercase().contains("sgxs"), "{err}");
+    let err = refused("--tee sev --ovmf x");
+    assert!(err.contains("sim, snp, tdx, sgx"), "{err}");
+}
+
+#[test]
+fn the_simulated_measurement_prints_bare_hex_for_scripts_and_json_when_asked() {
+    let exe = env!("CARGO_BIN_EXE_cloister").to_owned();
+    let out = measure(std::slice::from_ref(&exe));
+    let bare = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(bare.trim().len(), 96, "{bare}");
+    let out = measure(&["--json".to_owned(), exe]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["measurement"], bare.trim());
+    assert_eq!(json["tee"], "sim");
 }
