@@ -8,6 +8,8 @@
 #   --out DIR           where the OCI layout and provenance.json go (default target/image)
 #   --containerfile F   another Containerfile using the same context (deploy/nitro/ does)
 #   --extra FILE        another executable for /usr/local/bin, with its libraries; repeatable
+#   --file SRC=DEST     a further file at DEST in the image (mode 0755 if SRC is executable,
+#                       else 0644); repeatable
 #   --ca-bundle FILE    a CA bundle for /etc/ssl/certs/ca-certificates.crt (default: none; the
 #                       worker pins the service's CA with --server-ca and the service's
 #                       collateral fetcher carries its own roots)
@@ -15,7 +17,8 @@
 #
 # The context is assembled in a temporary directory: the binary (and --extra files) under
 # /usr/local/bin, every shared library `ldd` names for them copied from this machine under the
-# same path, /etc/passwd and /etc/group (root, and `cloister` with UID/GID 65532), /tmp, and the
+# same path, /etc/passwd and /etc/group (root, and `cloister` with UID/GID 65532),
+# /etc/nsswitch.conf (host names from /etc/hosts, then DNS), /tmp, and the
 # runtime user's /var/lib/cloister (mode 0700). Every file is owned by root, modes are normalised and every
 # timestamp is SOURCE_DATE_EPOCH (default: the commit time of HEAD), and the builder is run with
 # --timestamp SOURCE_DATE_EPOCH and no identity label: the same binary, libraries, commit and
@@ -36,6 +39,7 @@ containerfile="$here/Containerfile"
 ca_bundle=""
 no_cache=()
 extras=()
+files=()
 binary=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -43,6 +47,7 @@ while [[ $# -gt 0 ]]; do
     --out) out="$2"; shift 2 ;;
     --containerfile) containerfile="$2"; shift 2 ;;
     --extra) extras+=("$2"); shift 2 ;;
+    --file) files+=("$2"); shift 2 ;;
     --ca-bundle) ca_bundle="$2"; shift 2 ;;
     --no-cache) no_cache=(--no-cache); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -120,12 +125,24 @@ fi
 printf 'root:x:0:0:root:/root:/sbin/nologin\ncloister:x:65532:65532:cloister:/var/lib/cloister:/sbin/nologin\n' \
   >"$rootfs/etc/passwd"
 printf 'root:x:0:\ncloister:x:65532:\n' >"$rootfs/etc/group"
+printf 'hosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
+for spec in "${files[@]}"; do
+  src="${spec%%=*}" dest="${spec#*=}"
+  [[ "$spec" == *=/* && -f "$src" ]] || { log "--file $spec: want SRC=/absolute/DEST with SRC a file"; exit 1; }
+  mkdir -p "$rootfs$(dirname "$dest")"
+  cp -L "$src" "$rootfs$dest"
+  if [[ -x "$src" ]]; then touch "$ctx/executable$(echo "$dest" | tr / _)"; fi
+done
 
 # Normalise: modes, and every timestamp (links included) to SOURCE_DATE_EPOCH.
 find "$rootfs" -type d -exec chmod 0755 {} +
 find "$rootfs" -type f -exec chmod 0644 {} +
 find "$rootfs/usr/local/bin" -type f -exec chmod 0755 {} +
 find "$rootfs" -type f \( -name '*.so' -o -name '*.so.*' \) -exec chmod 0755 {} +
+for spec in "${files[@]}"; do
+  dest="${spec#*=}"
+  if [[ -e "$ctx/executable$(echo "$dest" | tr / _)" ]]; then chmod 0755 "$rootfs$dest"; fi
+done
 chmod 1777 "$rootfs/tmp"
 chmod 0755 "$ctx/state"
 chmod 0700 "$ctx/state/cloister"
