@@ -5,7 +5,8 @@
 #
 #   scripts/check-image.sh [BINARY]        (default: target/debug/cloister, as the tests build it)
 #
-# Installs podman from Debian when neither podman nor buildah is there (as root, or with sudo).
+# Installs buildah from Debian when it is missing (as root, or with sudo); builds with podman
+# when that is installed, else with buildah (BUILDER overrides).
 # Leaves the images and their OCI layouts out of the container storage and target/ afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,10 +15,12 @@ binary="${1:-${CARGO_TARGET_DIR:-target}/debug/cloister}"
 [[ -x "$binary" ]] || { echo "check-image: no binary at $binary (build it first)" >&2; exit 1; }
 log() { echo "check-image: $*" >&2; }
 
-if ! command -v podman >/dev/null 2>&1 && ! command -v buildah >/dev/null 2>&1; then
-  log "installing podman from Debian"
+# buildah runs the image's binary here (`buildah run --isolation chroot`): podman's OCI runtime
+# cannot set rlimits in gVisor sandboxes like this project's machines.
+if ! command -v buildah >/dev/null 2>&1; then
+  log "installing buildah from Debian"
   if [[ "$(id -u)" == 0 ]]; then apt=(env DEBIAN_FRONTEND=noninteractive apt-get); else apt=(sudo env DEBIAN_FRONTEND=noninteractive apt-get); fi
-  "${apt[@]}" update -qq >&2 && "${apt[@]}" install -y -qq podman >&2
+  "${apt[@]}" update -qq >&2 && "${apt[@]}" install -y -qq buildah >&2
 fi
 builder="${BUILDER:-$(command -v podman >/dev/null 2>&1 && echo podman || echo buildah)}"
 export BUILDER="$builder"
@@ -47,11 +50,7 @@ done
 # the executable; hardware TEEs measure the VM or enclave around it, docs/deploy/).
 outside="$("$binary" measure "$binary")"
 bash deploy/build-image.sh --tag "$tag" --out "$work/build3" "$binary" >/dev/null
-if command -v buildah >/dev/null 2>&1; then
-  container="$(buildah from "$tag")"
-  inside="$(buildah --isolation chroot run "$container" -- /usr/local/bin/cloister measure /usr/local/bin/cloister)"
-else
-  inside="$(podman run --rm "$tag" measure /usr/local/bin/cloister)"
-fi
+container="$(buildah from "$tag")"
+inside="$(buildah --isolation chroot run "$container" -- /usr/local/bin/cloister measure /usr/local/bin/cloister)"
 [[ "$inside" == "$outside" ]] || { log "measure inside the image $inside, outside $outside"; exit 1; }
 log "cloister measure, inside the image and outside: $inside"
