@@ -9,7 +9,9 @@
 #   `reference_values.allowed_tcb_statuses` (warning);
 # - every advisory listed in `reference_values.allowed_advisories` (warning when any is present);
 # - a measurement listed in `reference_values.measurements` (lowercase hex); none configured
-#   means nothing is accepted.
+#   means nothing is accepted;
+# - for TDX, RTMR0-2 each listed in `reference_values.rtmr0` … `rtmr2` (lib.rego), so a policy
+#   pins the kernel and command line, not only the firmware.
 #
 # Trustworthiness vector: AR4SI claims with EAR tier codes (draft-ietf-rats-ar4si):
 #   2..31 affirming, 32..95 warning, 96..127 contraindicated, 0 no claim (omitted).
@@ -53,6 +55,8 @@ rejections contains msg if {
 	msg := sprintf("advisory %v is not in allowed_advisories", [a])
 }
 
+rejections contains msg if some msg in lib.runtime_rejections
+
 rejections contains "no reference measurements are configured" if {
 	count(measurements) == 0
 	not measurement_known
@@ -95,7 +99,10 @@ configuration := 96 if {
 	not up_to_date
 } else := 2
 
-executables := 2 if measurement_known else := 33
+executables := 2 if {
+	measurement_known
+	count(lib.runtime_rejections) == 0
+} else := 33
 
 hardware := 97 if {
 	tee_is_sim

@@ -76,6 +76,8 @@ rejections contains msg if {
 	msg := sprintf("advisory %v is not in allowed_advisories", [a])
 }
 
+rejections contains msg if some msg in lib.runtime_rejections
+
 rejections contains "no reference measurements are configured" if {
 	count(measurements) == 0
 	not measurement_known
@@ -123,7 +125,10 @@ configuration := 96 if {
 	not up_to_date
 } else := 2
 
-executables := 2 if measurement_known else := 33
+executables := 2 if {
+	measurement_known
+	count(lib.runtime_rejections) == 0
+} else := 33
 
 hardware := 97 if {
 	not tcb_accepted

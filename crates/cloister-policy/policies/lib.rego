@@ -15,6 +15,13 @@
 #             word (`gpu_rims_matched_test_root`, for development policies only);
 #   cca, csv  no vendor TCB status exists: accepted, with a caution that says so.
 # A status listed in `reference_values.allowed_tcb_statuses` is accepted with a caution.
+#
+# What ran, beyond the launch measurement, is judged here too (`runtime_rejections`):
+#   tdx       MRTD (the `measurement`) covers only the firmware; RTMR0 (firmware configuration),
+#             RTMR1 (bootloader and kernel) and RTMR2 (kernel command line and initrd) must each
+#             be one of `reference_values.rtmr0` … `rtmr2` (lowercase hex, usually in the `tdx`
+#             section), replayed from the TD's event log with `cloister measure --tee tdx
+#             --event-log`; none configured means nothing is accepted.
 package cloister.lib
 
 claims := input.claims
@@ -97,6 +104,31 @@ measurement_known if {
 
 # A GPU's measurements are appraised against RIMs by the verifier, not listed by hand.
 measurement_known if gpu_rims_matched
+
+# The TDX runtime measurement registers every policy pins.
+tdx_pinned_rtmrs := ["rtmr0", "rtmr1", "rtmr2"]
+
+tdx_rtmr_known(name) if {
+	some m in configured(name)
+	is_string(m)
+	lower(m) == claims.tdx[name]
+}
+
+runtime_rejections contains msg if {
+	input.tee == "tdx"
+	some name in tdx_pinned_rtmrs
+	count(configured(name)) == 0
+	msg := sprintf("tdx: no reference values for %v are configured (replay them from the TD's event log with `cloister measure --tee tdx --event-log`)", [name])
+}
+
+runtime_rejections contains msg if {
+	input.tee == "tdx"
+	some name in tdx_pinned_rtmrs
+	count(configured(name)) > 0
+	not tdx_rtmr_known(name)
+	reported := object.get(object.get(claims, "tdx", {}), name, "absent")
+	msg := sprintf("tdx: %v %v is not one of the reference values", [name, reported])
+}
 
 # Why a hardware TCB is refused.
 tcb_rejections contains msg if {

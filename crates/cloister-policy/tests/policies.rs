@@ -11,7 +11,18 @@ use serde_json::json;
 
 const MEASUREMENT: [u8; 48] = [0xab; 48];
 
+/// RTMR0-2 of the TDX claims below, and what `listed()` pins.
+const RTMRS: [[u8; 48]; 3] = [[0x10; 48], [0x11; 48], [0x12; 48]];
+
 fn claims(tee: TeeKind) -> Claims {
+    let mut vendor = BTreeMap::new();
+    if tee == TeeKind::Tdx {
+        vendor.insert(
+            "tdx".to_owned(),
+            json!({"rtmr0": hex(&RTMRS[0]), "rtmr1": hex(&RTMRS[1]), "rtmr2": hex(&RTMRS[2]),
+                   "rtmr3": hex(&[0; 48])}),
+        );
+    }
     Claims {
         tee,
         measurement: Hex(MEASUREMENT.to_vec()),
@@ -23,12 +34,24 @@ fn claims(tee: TeeKind) -> Claims {
         tcb_status: if tee == TeeKind::Sim { TcbStatus::Simulated } else { TcbStatus::UpToDate },
         advisories: Vec::new(),
         platform_id: None,
-        vendor: BTreeMap::new(),
+        vendor,
     }
 }
 
+/// The reference measurement, and RTMR0-2 of TDX (as the service hands them to a policy: a
+/// `tdx` section merged into the top level).
 fn listed() -> serde_json::Value {
-    json!({"measurements": [hex(&MEASUREMENT)]})
+    json!({"measurements": [hex(&MEASUREMENT)],
+           "rtmr0": [hex(&RTMRS[0])], "rtmr1": [hex(&RTMRS[1])], "rtmr2": [hex(&RTMRS[2])]})
+}
+
+/// [`listed`] with `extra`'s keys added or replaced.
+fn listed_with(extra: serde_json::Value) -> serde_json::Value {
+    let mut values = listed();
+    for (key, value) in extra.as_object().unwrap() {
+        values[key] = value.clone();
+    }
+    values
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -98,7 +121,7 @@ fn default_rejects_when_no_measurements_are_configured() {
 
 #[test]
 fn reference_measurements_match_case_insensitively() {
-    let rv = json!({"measurements": [hex(&MEASUREMENT).to_uppercase()]});
+    let rv = listed_with(json!({"measurements": [hex(&MEASUREMENT).to_uppercase()]}));
     let a = AppraisalPolicy::production_default().appraise(&claims(TeeKind::Tdx), &rv).unwrap();
     assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
 }
@@ -112,7 +135,7 @@ fn default_rejects_out_of_date_tcb_unless_allowed() {
     assert_eq!(a.status, EarStatus::Contraindicated);
     assert!(has_reason(&a, "TCB status OutOfDate is neither"), "{a:?}");
 
-    let rv = json!({"measurements": [hex(&MEASUREMENT)], "allowed_tcb_statuses": ["OutOfDate"]});
+    let rv = listed_with(json!({"allowed_tcb_statuses": ["OutOfDate"]}));
     let a = policy.appraise(&c, &rv).unwrap();
     assert_eq!(a.status, EarStatus::Warning, "{a:?}");
     assert!(has_reason(&a, "accepted because allowed_tcb_statuses"), "{a:?}");
@@ -128,7 +151,7 @@ fn default_requires_advisories_to_be_allowed() {
     assert_eq!(a.status, EarStatus::Contraindicated);
     assert!(has_reason(&a, "advisory INTEL-SA-00837 is not in allowed_advisories"), "{a:?}");
 
-    let rv = json!({"measurements": [hex(&MEASUREMENT)], "allowed_advisories": ["INTEL-SA-00837"]});
+    let rv = listed_with(json!({"allowed_advisories": ["INTEL-SA-00837"]}));
     let a = policy.appraise(&c, &rv).unwrap();
     assert_eq!(a.status, EarStatus::Warning, "{a:?}");
 }
@@ -189,8 +212,7 @@ fn dev_sim_judges_other_tees_like_the_default() {
     out_of_date.tcb_status = TcbStatus::OutOfDate;
     let mut debug = claims(TeeKind::Snp);
     debug.debug = true;
-    let rv_allow =
-        json!({"measurements": [hex(&MEASUREMENT)], "allowed_tcb_statuses": ["OutOfDate"]});
+    let rv_allow = listed_with(json!({"allowed_tcb_statuses": ["OutOfDate"]}));
     for (c, rv) in [
         (claims(TeeKind::Tdx), listed()),
         (out_of_date.clone(), listed()),
@@ -460,4 +482,42 @@ result := {"status": "contraindicated", "trustworthiness_vector": {}, "reasons":
     let mut old = claims(TeeKind::Tdx);
     old.tcb_status = TcbStatus::OutOfDate;
     assert_eq!(policy.appraise(&old, &listed()).unwrap().status, EarStatus::Contraindicated);
+}
+
+// ---- TDX runtime measurement registers ----
+
+#[test]
+fn tdx_is_refused_unless_rtmr0_to_2_are_each_pinned_and_match() {
+    for policy in [AppraisalPolicy::production_default(), AppraisalPolicy::development_sim()] {
+        let c = claims(TeeKind::Tdx);
+        // MRTD alone (the firmware) is not enough: every unpinned RTMR is named.
+        let a = policy.appraise(&c, &json!({"measurements": [hex(&MEASUREMENT)]})).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+        for name in ["rtmr0", "rtmr1", "rtmr2"] {
+            assert!(has_reason(&a, &format!("no reference values for {name}")), "{a:?}");
+        }
+        assert_eq!(a.trustworthiness_vector["executables"], 33);
+        // Each register is checked on its own: another kernel (RTMR1) is refused by name.
+        let mut other_kernel = listed();
+        other_kernel["rtmr1"] = json!([hex(&[0x99; 48])]);
+        let a = policy.appraise(&c, &other_kernel).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+        assert!(has_reason(&a, &format!("rtmr1 {} is not one", hex(&RTMRS[1]))), "{a:?}");
+        assert!(!has_reason(&a, "rtmr0") && !has_reason(&a, "rtmr2"), "{a:?}");
+        // Claims without the registers (a malformed or foreign claim set) never pass.
+        let mut bare = c.clone();
+        bare.vendor.clear();
+        let a = policy.appraise(&bare, &listed()).unwrap();
+        assert!(has_reason(&a, "rtmr0 absent is not one"), "{a:?}");
+        // Pinned in upper case: accepted; RTMR3 is not pinned.
+        let common = json!({"measurements": [hex(&MEASUREMENT)],
+            "rtmr0": [hex(&RTMRS[0]).to_uppercase()], "rtmr1": [hex(&RTMRS[1])],
+            "rtmr2": [hex(&RTMRS[2])]});
+        let a = policy.appraise(&c, &common).unwrap();
+        assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+        // Other TEEs are not asked for RTMRs.
+        let a =
+            policy.appraise(&claims(TeeKind::Nitro), &json!({"measurements": [hex(&MEASUREMENT)]}));
+        assert_eq!(a.unwrap().status, EarStatus::Affirming);
+    }
 }
