@@ -117,6 +117,12 @@ pub enum AttestError {
         /// The NSM's error code (`InvalidArgument`, `InputTooLarge`, …).
         code: String,
     },
+    /// NVML (NVIDIA's management library) failed or could not be loaded.
+    #[error("NVIDIA GPU: {0}")]
+    Nvml(#[from] cloister_tee_sys::nvml::NvmlError),
+    /// The GPUs cannot give confidential-computing evidence (CC mode off, devtools on, none).
+    #[error("NVIDIA GPU: {0}")]
+    GpuNotConfidential(String),
     /// A configured input is out of the range the interface accepts.
     #[error("{0}")]
     InvalidInput(String),

@@ -12,6 +12,7 @@
 //! | [`NsmDevice`] | AWS Nitro Enclaves | `/dev/nsm` |
 //! | [`CsvGuestDevice`] | Hygon CSV | `/dev/csv-guest` |
 //! | [`SimAttester`] | the simulated TEE | none (development only) |
+//! | [`WithGpus`] | a CPU TEE above with NVIDIA CC GPUs (`gpu0`, …) | NVML (`libnvidia-ml.so.1`) |
 //!
 //! [`TdxGuestDevice`] reads a TDREPORT from `/dev/tdx_guest` but is not an [`Attester`]: a
 //! TDREPORT verifies only on the same CPU, and turning it into a quote needs the host's QGS,
@@ -27,6 +28,7 @@ mod detect;
 mod error;
 mod gramine;
 mod nitro;
+mod nvidia;
 mod sev;
 mod sim;
 mod tdx;
@@ -44,6 +46,7 @@ pub use crate::detect::{
 pub use crate::error::AttestError;
 pub use crate::gramine::GramineAttestation;
 pub use crate::nitro::{NsmDevice, encode_nsm_attestation_request, parse_nsm_attestation_response};
+pub use crate::nvidia::{NvidiaGpus, WithGpus, check_spdm_nonce};
 pub use crate::sev::{
     SevGuestDevice, SnpCertificate, parse_snp_cert_table, parse_snp_report_response,
 };

@@ -627,9 +627,24 @@ struct TeeArgs {
     /// The TDX guest device (only reported: a TDREPORT alone cannot be verified remotely).
     #[arg(long, default_value = cloister_attest::TdxGuestDevice::DEFAULT_PATH)]
     tdx_guest: PathBuf,
+    /// Refuse to start unless NVIDIA GPUs in confidential-computing mode are attested with the
+    /// CPU TEE (as gpu0, gpu1, …). Without it, a hardware TEE's worker attaches such GPUs when
+    /// NVML finds them and leaves out, with a warning, GPUs that are not in CC mode.
+    #[arg(long)]
+    require_gpu: bool,
+    /// NVIDIA's management library (a path, or a name the dynamic loader searches).
+    #[arg(long, default_value = "libnvidia-ml.so.1")]
+    nvml_library: PathBuf,
 }
 
 impl TeeArgs {
+    fn gpu(&self) -> cloister::serve_worker::GpuOptions {
+        cloister::serve_worker::GpuOptions {
+            require: self.require_gpu,
+            nvml_library: self.nvml_library.clone(),
+        }
+    }
+
     fn choice(self) -> Result<cloister::serve_worker::WorkerTee> {
         use cloister::serve_worker::WorkerTee;
         if self.tee == "sim" {
@@ -1223,6 +1238,7 @@ fn run(cli: Cli) -> Result<()> {
             repository,
         }) => {
             let authority_tls = authority_tls.tls()?;
+            let gpu = tee.gpu();
             let tee = tee.choice()?;
             tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
             let options = cloister::serve_worker::WorkerOptions {
@@ -1233,6 +1249,7 @@ fn run(cli: Cli) -> Result<()> {
                 authority_tls,
                 data_dir,
                 tee,
+                gpu,
                 chunk_pause: std::time::Duration::from_millis(chunk_pause_ms),
                 repository,
             };

@@ -36,10 +36,64 @@ pub struct WorkerOptions {
     pub data_dir: PathBuf,
     /// The TEE the enclave attests with.
     pub tee: WorkerTee,
+    /// The confidential GPUs attested with it.
+    pub gpu: GpuOptions,
     /// Pause after each batch chunk.
     pub chunk_pause: Duration,
     /// The model repository (directory or `s3://…`); `None` = `DATA_DIR/models`.
     pub repository: Option<String>,
+}
+
+/// Whether and how the worker attaches NVIDIA confidential GPUs' evidence (`gpu0`, …).
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Refuse to start unless every GPU NVML sees is in confidential-computing mode and attested.
+    pub require: bool,
+    /// NVML (a path, or a name the dynamic loader searches).
+    pub nvml_library: PathBuf,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self { require: false, nvml_library: "libnvidia-ml.so.1".into() }
+    }
+}
+
+impl GpuOptions {
+    /// `cpu` with the machine's confidential GPUs when there are any: with a hardware TEE, GPUs
+    /// are looked for and attached when NVML loads and they are in CC mode; GPUs that are not are
+    /// named in a warning and left out (never claimed); with `require`, anything short of
+    /// attested GPUs is the error.
+    fn attach(&self, cpu: Box<dyn Attester>, hardware: bool) -> Result<Box<dyn Attester>> {
+        if !hardware && !self.require {
+            return Ok(cpu);
+        }
+        match cloister_attest::NvidiaGpus::open(&self.nvml_library) {
+            Ok(gpus) => {
+                eprintln!(
+                    "attesting {} NVIDIA GPU(s) in confidential-computing mode with the {} evidence",
+                    gpus.count(),
+                    cpu.tee()
+                );
+                Ok(Box::new(cloister_attest::WithGpus::new(cpu, gpus)))
+            }
+            Err(error) if self.require => {
+                Err(anyhow::Error::new(error).context("--require-gpu: no attested GPU"))
+            }
+            Err(cloister_attest::AttestError::Nvml(error)) => {
+                eprintln!(
+                    "no NVIDIA GPU evidence (NVML not usable: {error}); attesting the CPU TEE only"
+                );
+                Ok(cpu)
+            }
+            Err(error) => {
+                eprintln!(
+                    "WARNING: {error}. The GPUs are NOT attested and must not be given confidential work; attesting the CPU TEE only (pass --require-gpu to refuse to start instead)"
+                );
+                Ok(cpu)
+            }
+        }
+    }
 }
 
 /// Which TEE a worker attests with.
@@ -55,13 +109,14 @@ pub enum WorkerTee {
 }
 
 impl WorkerTee {
-    /// Opens the attester; for `sim`, says at start that nothing is protected.
-    fn attester(&self, data_dir: &Path) -> Result<Arc<dyn Attester>> {
+    /// Opens the attester (with `gpu`'s GPUs); for `sim`, says at start that nothing is
+    /// protected.
+    fn attester(&self, data_dir: &Path, gpu: &GpuOptions) -> Result<Arc<dyn Attester>> {
         match self {
             WorkerTee::Hardware(choice, options) => {
                 let attester = cloister_attest::open(*choice, options)
                     .with_context(|| format!("opening the TEE interface (--tee {choice})"))?;
-                Ok(Arc::from(attester))
+                Ok(Arc::from(gpu.attach(attester, true)?))
             }
             WorkerTee::Sim { platform_key } => {
                 let key_path =
@@ -77,7 +132,8 @@ impl WorkerTee {
                      Development only.",
                     platform_key.public_key()
                 );
-                Ok(Arc::new(SimAttester::for_current_executable(platform_key)?))
+                let sim = Box::new(SimAttester::for_current_executable(platform_key)?);
+                Ok(Arc::from(gpu.attach(sim, false)?))
             }
         }
     }
@@ -132,7 +188,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         )
     })?;
 
-    let attester = options.tee.attester(dir)?;
+    let attester = options.tee.attester(dir, &options.gpu)?;
     let client = AuthorityClient::for_instance_with(
         &options.authority,
         &options.instance,

@@ -474,4 +474,16 @@ fn a_worker_on_a_machine_without_a_tee_exits_listing_every_interface_and_never_s
     );
     assert!(stderr(&out).contains("--sim-platform-key applies only with --tee sim"));
     assert!(!dir.path().join("k.pem").exists());
+
+    // --require-gpu without an attestable GPU refuses to start, naming what it tried.
+    let nvml = dir.path().join("no-driver/libnvidia-ml.so.1").display().to_string();
+    let out = cloister(
+        &[&args[..], &["--tee", "sim", "--require-gpu", "--nvml-library", &nvml]].concat(),
+        dir.path(),
+    );
+    let text = stderr(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("--require-gpu") && text.contains("cannot load NVML from"), "{text}");
+    assert!(text.contains(&nvml), "{text}");
+    assert!(out.stdout.is_empty());
 }
