@@ -434,8 +434,20 @@ enum Serve {
         /// address; repeat for several. From anyone else the header is ignored.
         #[arg(long = "trusted-proxy")]
         trusted_proxies: Vec<String>,
+        /// The TEE the service runs in, when it does (tdx, snp, sgx, nitro, csv, cca, auto, or
+        /// sim for development): it attests its own keys at start and every few minutes, and
+        /// publishes the evidence at /v1/service-key, so instances can be exported to it without
+        /// --allow-unattested-target. Without it, the service does not attest itself.
+        #[arg(long, env = "CLOISTER_SERVICE_TEE")]
+        tee: Option<String>,
+        /// With --tee sim: the simulated platform key (created if missing; default
+        /// sim-platform-key.pem beside the operator token file).
+        #[arg(long, requires = "tee")]
+        sim_platform_key: Option<PathBuf>,
     },
-    /// The enclave worker (simulated TEE): attests, serves the worker API on TLS, runs and
+    /// The enclave worker: attests with its TEE (--tee), serves the worker API on TLS, runs and
+    /// resumes durable batch jobs, renews its attestation before it expires. Prints one JSON
+    /// line on stdout once it listens: {"url",, serves the worker API on TLS, runs and
     /// resumes durable batch jobs. Prints one JSON line on stdout once it listens: {"url",
     /// "tee", "measurement", "attestation_result_sha256", "certificate_chain_pem",
     /// "resumed_jobs"}.
@@ -638,6 +650,26 @@ struct TeeArgs {
 }
 
 impl TeeArgs {
+    /// The defaults of every backend option (the real device paths).
+    fn defaults() -> Self {
+        TeeArgs {
+            tee: "auto".to_owned(),
+            sim_platform_key: None,
+            tsm_dir: cloister_attest::ConfigFsTsm::DEFAULT_ROOT.into(),
+            tsm_report_dir: None,
+            snp_vmpl: None,
+            snp_no_certificates: false,
+            sev_guest: cloister_attest::SevGuestDevice::DEFAULT_PATH.into(),
+            nsm: cloister_attest::NsmDevice::DEFAULT_PATH.into(),
+            csv_guest: cloister_attest::CsvGuestDevice::DEFAULT_PATH.into(),
+            csv_certificates: Vec::new(),
+            gramine_dir: cloister_attest::GramineAttestation::DEFAULT_DIR.into(),
+            tdx_guest: cloister_attest::TdxGuestDevice::DEFAULT_PATH.into(),
+            require_gpu: false,
+            nvml_library: "libnvidia-ml.so.1".into(),
+        }
+    }
+
     fn gpu(&self) -> cloister::serve_worker::GpuOptions {
         cloister::serve_worker::GpuOptions {
             require: self.require_gpu,
@@ -1193,7 +1225,12 @@ fn run(cli: Cli) -> Result<()> {
             insecure_plain_http,
             rate_limits,
             trusted_proxies,
+            tee,
+            sim_platform_key,
         }) => {
+            let tee = tee
+                .map(|name| TeeArgs { tee: name, sim_platform_key, ..TeeArgs::defaults() }.choice())
+                .transpose()?;
             let mut http = cloister_authority::http::HttpOptions::default();
             for setting in &rate_limits {
                 http.rate_limits.apply(setting).map_err(anyhow::Error::msg)?;
@@ -1223,6 +1260,7 @@ fn run(cli: Cli) -> Result<()> {
                 tls,
                 insecure_plain_http,
                 http,
+                tee,
             };
             runtime()?.block_on(cloister::serve::serve(options))
         }

@@ -39,6 +39,46 @@ pub struct ServeOptions {
     pub insecure_plain_http: bool,
     /// Rate limits and trusted proxies.
     pub http: cloister_authority::http::HttpOptions,
+    /// The TEE the service runs in, when it does: it attests its own keys with it and publishes
+    /// the evidence in its key document (`GET /v1/service-key`).
+    pub tee: Option<crate::serve_worker::WorkerTee>,
+}
+
+/// How often a service in a TEE collects its evidence again (the simulated TEE's reports are
+/// fresh for ten minutes; hardware evidence carries no time, and stays valid).
+const SELF_ATTESTATION_REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// Collects the service's evidence with `attester` over its keys and publishes it.
+async fn attest_service(
+    service: &Service,
+    attester: &Arc<dyn cloister_attest::Attester>,
+    tls_spki_sha256: &cloister_types::Hex,
+) -> Result<cloister_types::TeeKind> {
+    let label = format!("cloister-service-{}", unix_now());
+    let runtime_data = service.attestation_runtime_data(tls_spki_sha256.clone(), label);
+    let attester = attester.clone();
+    let evidence = tokio::task::spawn_blocking(move || attester.attest(&runtime_data))
+        .await
+        .context("the attesting task panicked")?
+        .context("collecting the service's own evidence")?;
+    let tee = evidence.tee;
+    service.set_attestation(evidence)?;
+    Ok(tee)
+}
+
+/// SHA-256 of the SPKI of the leaf certificate in the PEM file `path`.
+fn tls_spki_sha256(path: &Path) -> Result<cloister_types::Hex> {
+    use sha2::Digest as _;
+    use x509_parser::prelude::FromDer as _;
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let chain = cloister_types::pem_certificates(&pem)
+        .with_context(|| format!("{} holds no readable certificate", path.display()))?;
+    let leaf = chain.first().with_context(|| format!("{} holds no certificate", path.display()))?;
+    let (_, leaf) = x509_parser::certificate::X509Certificate::from_der(leaf).map_err(|e| {
+        anyhow::anyhow!("{}: the leaf certificate does not parse: {e}", path.display())
+    })?;
+    Ok(cloister_types::Hex(sha2::Sha256::digest(leaf.public_key().raw).to_vec()))
 }
 
 /// A TLS certificate chain (leaf first) and its private key, both PEM files.
@@ -191,6 +231,39 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     for source in service.trusted_bundle_sources() {
         eprintln!("imports instance bundles signed by: {source}");
     }
+    let refresher = match &options.tee {
+        None => {
+            eprintln!(
+                "the service does not attest itself (no --tee): exports to it need the \
+                 exporter's --allow-unattested-target"
+            );
+            None
+        }
+        Some(tee) => {
+            let dir = options.operator_token_file.parent().unwrap_or(Path::new("."));
+            let attester = tee.cpu_attester(dir)?;
+            let spki = match &options.tls {
+                Some(files) => tls_spki_sha256(&files.certificate)?,
+                None => cloister_types::Hex(Vec::new()),
+            };
+            let kind = attest_service(&service, &attester, &spki).await?;
+            eprintln!(
+                "the service attests its keys with {kind}; its key document carries the evidence"
+            );
+            let (service, attester) = (service.clone(), attester.clone());
+            Some(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(SELF_ATTESTATION_REFRESH).await;
+                    if let Err(error) = attest_service(&service, &attester, &spki).await {
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "refreshing the service's evidence failed"
+                        );
+                    }
+                }
+            }))
+        }
+    };
     let purging = service.clone();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -204,6 +277,9 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     let app = cloister_authority::http::service_router_with(service.clone(), &options.http);
     cloister_authority::tls::serve(listener, app, tls, shutdown_signal()).await?;
     purge.abort();
+    if let Some(refresher) = refresher {
+        refresher.abort();
+    }
     service.checkpoint(unix_now() as i64).await.context("signing the last audit checkpoint")?;
     Ok(())
 }

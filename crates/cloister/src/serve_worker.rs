@@ -112,12 +112,20 @@ impl WorkerTee {
     /// Opens the attester (with `gpu`'s GPUs); for `sim`, says at start that nothing is
     /// protected.
     fn attester(&self, data_dir: &Path, gpu: &GpuOptions) -> Result<Arc<dyn Attester>> {
+        let hardware = matches!(self, WorkerTee::Hardware(..));
+        let cpu = self.open(data_dir)?;
+        Ok(Arc::from(gpu.attach(cpu, hardware)?))
+    }
+
+    /// The CPU TEE's attester alone (the attestation service attests no GPU).
+    pub(crate) fn cpu_attester(&self, data_dir: &Path) -> Result<Arc<dyn Attester>> {
+        Ok(Arc::from(self.open(data_dir)?))
+    }
+
+    fn open(&self, data_dir: &Path) -> Result<Box<dyn Attester>> {
         match self {
-            WorkerTee::Hardware(choice, options) => {
-                let attester = cloister_attest::open(*choice, options)
-                    .with_context(|| format!("opening the TEE interface (--tee {choice})"))?;
-                Ok(Arc::from(gpu.attach(attester, true)?))
-            }
+            WorkerTee::Hardware(choice, options) => cloister_attest::open(*choice, options)
+                .with_context(|| format!("opening the TEE interface (--tee {choice})")),
             WorkerTee::Sim { platform_key } => {
                 let key_path =
                     platform_key.clone().unwrap_or_else(|| data_dir.join("sim-platform-key.pem"));
@@ -126,14 +134,12 @@ impl WorkerTee {
                         format!("loading the simulated platform key {}", key_path.display())
                     })?;
                 eprintln!(
-                    "WARNING: --tee sim: this worker runs in the SIMULATED TEE. Nothing protects \
-                     its keys or data from this machine's operators; its certificates say tee \
-                     \"sim\", and only an instance that lists platform key {} accepts it. \
-                     Development only.",
+                    "WARNING: --tee sim: this runs in the SIMULATED TEE. Nothing protects its keys \
+                     or data from this machine's operators; its evidence says tee \"sim\", and \
+                     only an instance that lists platform key {} accepts it. Development only.",
                     platform_key.public_key()
                 );
-                let sim = Box::new(SimAttester::for_current_executable(platform_key)?);
-                Ok(Arc::from(gpu.attach(sim, false)?))
+                Ok(Box::new(SimAttester::for_current_executable(platform_key)?))
             }
         }
     }

@@ -213,6 +213,7 @@ pub async fn start_authority_with(
         tls: None,
         insecure_plain_http: false,
         http: Default::default(),
+        tee: None,
     };
     let service = open_service(&options).await?;
     let operator_token = std::fs::read_to_string(&options.operator_token_file)?.trim().to_owned();

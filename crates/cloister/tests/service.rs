@@ -1079,3 +1079,83 @@ async fn an_owner_revokes_a_grant_from_the_command_line() {
     let (ok, _, err) = cli(&["job", "revoke-grant", "--key", &key], &server.url, None);
     assert!(!ok && err.contains("--job"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_evidence_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source =
+        Server::start(&tmp.path().join("a"), &database(tmp.path(), "a", false).await.unwrap());
+    // The target runs "in a TEE" (the simulated one, named explicitly) with its own platform key.
+    let target_key = tmp.path().join("target-platform.pem");
+    let target = Server::start_with(
+        &tmp.path().join("b"),
+        &database(tmp.path(), "b", false).await.unwrap(),
+        &["--tee", "sim", "--sim-platform-key", target_key.to_str().unwrap()],
+    );
+    let target_platform = SimPlatformKey::load_or_create(&target_key).unwrap().public_key();
+    let measurement = Hex(cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister")))
+        .unwrap()
+        .to_vec());
+
+    let src_tenant = source.operator().create_tenant("t").await.unwrap();
+    let dst_tenant = target.operator().create_tenant("t").await.unwrap();
+    let src = source.as_tenant(&src_tenant.token);
+    let dst = target.as_tenant(&dst_tenant.token);
+
+    // The target's key document carries its evidence, binding its keys.
+    let document = dst.service_key().await.unwrap();
+    let evidence = &document["attestation"];
+    assert_eq!(evidence["tee"], "sim", "{document}");
+    assert_eq!(evidence["runtime_data"]["hpke_pk"], document["public_key"]);
+    assert_eq!(
+        evidence["runtime_data"]["service_key_sha256"], document["signing_key_sha256"],
+        "{evidence}"
+    );
+    // The source service's document carries none (it was started without --tee).
+    assert!(src.service_key().await.unwrap().get("attestation").is_none());
+
+    let export = |id: String, target: Value| {
+        let request = ExportRequest {
+            target,
+            target_tenant: dst_tenant.tenant.id.clone(),
+            allow_unattested_target: false,
+        };
+        let src = &src;
+        async move { src.export_instance(&id, &request).await }
+    };
+    // An instance whose policy admits the target's platform and measurement exports to it
+    // without --allow-unattested-target.
+    let admitting = CreateInstance {
+        name: "admits-target".to_owned(),
+        policy: PolicySpec::Builtin("dev-sim".to_owned()),
+        reference_values: serde_json::json!({ "measurements": [measurement] }),
+        trust_anchors: TrustAnchorSpec {
+            sim_platform_keys: vec![target_platform.to_string()],
+            ..TrustAnchorSpec::default()
+        },
+        settings: Default::default(),
+    };
+    let admitting = src.create_instance(&admitting).await.unwrap();
+    export(admitting.id.clone(), document.clone()).await.unwrap();
+
+    // One that does not trust the target's platform, or expects another measurement, refuses.
+    let strangers = instance_request("strangers", &platform_key(tmp.path()));
+    let strangers = src.create_instance(&strangers).await.unwrap();
+    let err = export(strangers.id.clone(), document.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("attestation did not verify"), "{err}");
+    let mut other = instance_request("other-measurement", &platform_key(tmp.path()));
+    other.trust_anchors.sim_platform_keys = vec![target_platform.to_string()];
+    let other = src.create_instance(&other).await.unwrap();
+    let err = export(other.id.clone(), document.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("is not one of the reference measurements"), "{err}");
+
+    // A host in the middle that swaps in its own key keeps the evidence, which binds the
+    // target's key: refused.
+    let mut swapped = document.clone();
+    let impostor = cloister_seal::RecipientSecretKey::generate().public_key();
+    swapped["public_key"] = impostor.to_text().into();
+    swapped["key_id"] = impostor.key_id().to_hex().into();
+    let err = export(admitting.id.clone(), swapped).await.unwrap_err().to_string();
+    assert!(err.contains("binds") || err.contains("bound"), "{err}");
+    drop((source, target));
+}

@@ -28,7 +28,7 @@ use cloister_types::manage::{
     PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView, TokenKeyView,
     TrustAnchorSpec,
 };
-use cloister_types::{Base64Url, EarBody, Grant, Hex, UnifiedEvidence};
+use cloister_types::{Base64Url, EarBody, Grant, Hex, RuntimeData, UnifiedEvidence};
 use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -171,6 +171,8 @@ pub struct Service {
     last_checkpoint: AtomicI64,
     metrics: Metrics,
     fetching: Option<Fetching>,
+    /// The service's own evidence, when it runs in a TEE ([`Service::set_attestation`]).
+    attestation: RwLock<Option<UnifiedEvidence>>,
 }
 
 impl Service {
@@ -208,7 +210,41 @@ impl Service {
             last_checkpoint: AtomicI64::new(last_checkpoint),
             metrics: Metrics::new(),
             fetching: None,
+            attestation: RwLock::new(None),
         })
+    }
+
+    /// The runtime data a service running in a TEE binds into its own evidence: its envelope
+    /// public key (`hpke_pk`: what migration bundles are sealed to), its signing key
+    /// (`receipt_pk`, and its fingerprint as `service_key_sha256`: what workers pin), and the
+    /// SHA-256 of its TLS key's SPKI (empty without TLS). `label` stands where an enclave puts a
+    /// challenge: nobody challenges the service, so its evidence is refreshed instead.
+    pub fn attestation_runtime_data(&self, tls_spki_sha256: Hex, label: String) -> RuntimeData {
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert(
+            SERVICE_KEY_FIELD.to_owned(),
+            serde_json::Value::String(self.signing_fingerprint.clone()),
+        );
+        RuntimeData {
+            nonce: label,
+            hpke_pk: self.service_key.public_key().to_text(),
+            tls_spki_sha256,
+            receipt_pk: self.signing_key.public_key().to_text(),
+            extra,
+        }
+    }
+
+    /// Publishes `evidence` (over [`Self::attestation_runtime_data`]) in the service's key
+    /// document, so an exporting service can appraise it; refused when it binds another key.
+    pub fn set_attestation(&self, evidence: UnifiedEvidence) -> Result<()> {
+        if evidence.runtime_data.hpke_pk != self.service_key.public_key().to_text() {
+            return Err(ServiceError::BadRequest(
+                "the service's evidence binds another public key than the service's".to_owned(),
+            ));
+        }
+        *self.attestation.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(evidence);
+        Ok(())
     }
 
     /// Trusts instance bundles signed by the services whose signing-key fingerprints (lowercase
@@ -276,8 +312,7 @@ impl Service {
 
     /// `GET /v1/service-key`: where to seal migration bundles for this service, and the signing
     /// key (with its fingerprint) that signs its answers to enclaves, its audit checkpoints and
-    /// the bundles it exports. The service does not run in a TEE yet, so the document carries no
-    /// attestation.
+    /// the bundles it exports; with the service's own evidence when it runs in a TEE.
     pub fn service_key_document(&self) -> ServiceKeyDocument {
         let public = self.service_key.public_key();
         let signing = self.signing_key.public_key();
@@ -286,7 +321,11 @@ impl Service {
             key_id: Hex(public.key_id().0.to_vec()),
             signing_key: signing.to_text(),
             signing_key_sha256: Hex(signing.fingerprint().to_vec()),
-            attestation: None,
+            attestation: self
+                .attestation
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 
