@@ -395,6 +395,12 @@ pub enum BundleError {
         /// The target's key id.
         key_id: KeyId,
     },
+    /// The instance was created `attested_exports_only` and the target does not attest itself.
+    #[error(
+        "this instance was created with attested_exports_only: it is exported only to a service \
+         that attests itself (serve attestation --tee), and this target offers no attestation"
+    )]
+    UnattestedTargetForbidden,
     /// The target's attestation did not verify.
     #[error("the target service's attestation did not verify: {0}")]
     TargetEvidence(#[source] cloister_verify::VerifyError),

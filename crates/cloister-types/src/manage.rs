@@ -75,11 +75,22 @@ pub struct InstanceSettings {
     /// Lifetime of challenges, seconds.
     #[serde(default = "two_minutes")]
     pub nonce_ttl_secs: u64,
+    /// Refuse every export to a target service that does not attest itself, whatever the
+    /// exporter asks. Set when the instance is created and never changed afterwards (and kept
+    /// by an import), so whoever relies on the instance can see that its token and CA keys
+    /// leave the service only sealed to a service in a TEE its own policy admitted.
+    #[serde(default)]
+    pub attested_exports_only: bool,
 }
 
 impl Default for InstanceSettings {
     fn default() -> Self {
-        InstanceSettings { token_ttl_secs: hour(), cert_ttl_secs: hour(), nonce_ttl_secs: 120 }
+        InstanceSettings {
+            token_ttl_secs: hour(),
+            cert_ttl_secs: hour(),
+            nonce_ttl_secs: 120,
+            attested_exports_only: false,
+        }
     }
 }
 

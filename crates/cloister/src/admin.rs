@@ -144,13 +144,21 @@ fn instance_text(view: &InstanceView) -> String {
         })
         .collect();
     format!(
-        "instance {} ({})\npolicy {}\npolicy versions:\n{}\ntoken keys:\n{}\nsim platform keys: {}",
+        "instance {} ({})\npolicy {}\npolicy versions:\n{}\ntoken keys:\n{}\nsim platform keys: {}\n\
+         tokens live {} s, certificates {} s; exports: {}",
         view.name,
         view.id,
         view.policy_id,
         versions.join("\n"),
         keys.join("\n"),
-        view.trust_anchors.sim_platform_keys.len()
+        view.trust_anchors.sim_platform_keys.len(),
+        view.settings.token_ttl_secs,
+        view.settings.cert_ttl_secs,
+        if view.settings.attested_exports_only {
+            "only to services that attest themselves"
+        } else {
+            "unattested targets allowed when the exporter says so"
+        }
     )
 }
 

@@ -835,6 +835,10 @@ enum InstanceCommand {
         /// Lifetime of the enclave certificates it issues, seconds.
         #[arg(long, default_value_t = 3600)]
         cert_ttl: u64,
+        /// Never export this instance to a target service that does not attest itself, even
+        /// with --allow-unattested-target (fixed at creation, shown by `instance show`).
+        #[arg(long)]
+        attested_exports_only: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -1523,10 +1527,18 @@ async fn tenant(command: TenantCommand) -> Result<()> {
 
 async fn instance(command: InstanceCommand) -> Result<()> {
     match command {
-        InstanceCommand::Create { name, parts, token_ttl, cert_ttl, server } => {
+        InstanceCommand::Create {
+            name,
+            parts,
+            token_ttl,
+            cert_ttl,
+            attested_exports_only,
+            server,
+        } => {
             let settings = cloister_types::manage::InstanceSettings {
                 token_ttl_secs: token_ttl,
                 cert_ttl_secs: cert_ttl,
+                attested_exports_only,
                 ..Default::default()
             };
             admin::instance_create(&server.connection()?, &name, &parts.args(), settings).await

@@ -1085,8 +1085,12 @@ async fn models_deploy_from_the_repository_only_after_every_check() {
 }
 
 /// Tokens and certificates that live 5 seconds: the worker must renew several times a test.
-const SHORT_LIFETIME: InstanceSettings =
-    InstanceSettings { token_ttl_secs: 5, cert_ttl_secs: 5, nonce_ttl_secs: 120 };
+const SHORT_LIFETIME: InstanceSettings = InstanceSettings {
+    token_ttl_secs: 5,
+    cert_ttl_secs: 5,
+    nonce_ttl_secs: 120,
+    attested_exports_only: false,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_across_renewals() {

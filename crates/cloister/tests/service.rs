@@ -1157,5 +1157,37 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
     swapped["key_id"] = impostor.key_id().to_hex().into();
     let err = export(admitting.id.clone(), swapped).await.unwrap_err().to_string();
     assert!(err.contains("binds") || err.contains("bound"), "{err}");
+
+    // An instance created --attested-exports-only refuses an unattested target even when the
+    // exporter allows it; the source itself does not attest, so exporting to it is refused.
+    let (ok, out, err) = cli(
+        &[
+            "instance",
+            "create",
+            "sealed-in",
+            "--builtin-policy",
+            "dev-sim",
+            "--attested-exports-only",
+            "--json",
+        ],
+        &source.url,
+        Some(&src_tenant.token),
+    );
+    assert!(ok, "{out}{err}");
+    let sealed_in: cloister_types::manage::InstanceView = serde_json::from_str(&out).unwrap();
+    assert!(sealed_in.settings.attested_exports_only);
+    let unattested = src.service_key().await.unwrap();
+    let request = ExportRequest {
+        target: unattested.clone(),
+        target_tenant: src_tenant.tenant.id.clone(),
+        allow_unattested_target: true,
+    };
+    let err = src.export_instance(&sealed_in.id, &request).await.unwrap_err().to_string();
+    assert!(err.contains("created with attested_exports_only"), "{err}");
+    // The same request for an ordinary instance goes through (the exporter's consent counts).
+    src.export_instance(&other.id, &request).await.unwrap();
+    let (ok, out, _) =
+        cli(&["instance", "show", &sealed_in.id], &source.url, Some(&src_tenant.token));
+    assert!(ok && out.contains("exports: only to services that attest themselves"), "{out}");
     drop((source, target));
 }

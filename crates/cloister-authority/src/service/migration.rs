@@ -17,14 +17,20 @@ impl Service {
     ) -> Result<Vec<u8>> {
         let tenant = self.owned_instance(who, Action::ExportInstance, id, now).await?;
         let instance = self.instance(id).await?.instance.clone();
-        let check = migrate::check_target(
-            target,
-            instance.anchors(),
-            instance.policy(),
-            &instance.reference_values,
-            allow_unattested,
-            now,
-        );
+        // An instance created with `attested_exports_only` never consents to an unattested
+        // target, whoever asks.
+        let check = if instance.settings().attested_exports_only && target.attestation.is_none() {
+            Err(BundleError::UnattestedTargetForbidden)
+        } else {
+            migrate::check_target(
+                target,
+                instance.anchors(),
+                instance.policy(),
+                &instance.reference_values,
+                allow_unattested,
+                now,
+            )
+        };
         let check = match check {
             Ok(check) => check,
             Err(error) => {
