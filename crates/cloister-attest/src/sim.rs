@@ -10,9 +10,8 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cloister_types::sim::{SIM_REPORT_FORMAT, SimEvidence, SimPlatformPublicKey, SimReport};
 use cloister_types::{Base64Url, Hex, RuntimeData, TeeKind, UnifiedEvidence};
-use cloister_verify::SimPlatformPublicKey;
-use cloister_verify::sim::{SIM_REPORT_FORMAT, SimEvidence, SimReport};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::elliptic_curve::Generate as _;

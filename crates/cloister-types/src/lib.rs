@@ -1,7 +1,8 @@
 //! Wire types shared by every Cloister party: unified evidence, normalised claims, EAR attestation
 //! results, jobs, grants, receipts and API bodies.
 //!
-//! This crate does no I/O and no cryptography beyond hashing: it defines what crosses a process
+//! This crate does no I/O and no cryptography beyond hashing (and reading a simulated platform's
+//! P-256 public key, [`SimPlatformPublicKey`]): it defines what crosses a process
 //! boundary and how it is encoded (canonical JSON, lowercase hex, unpadded base64url), so that the
 //! attestation service, the enclave worker and every client agree byte for byte.
 
@@ -20,6 +21,7 @@ pub mod model;
 pub mod online;
 pub mod pem;
 pub mod privacy;
+pub mod sim;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use cert::EnclaveClaimsExtension;
@@ -31,3 +33,7 @@ pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
 pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, OWNER_ATTRIBUTE, Receipt};
 pub use model::{ModelFormat, ModelManifest, ModelMetadata, ModelTask, TensorSpec};
 pub use pem::{PemError, pem_certificates};
+pub use sim::{
+    SIM_PLATFORM_KEY_PREFIX, SIM_REPORT_FORMAT, SimEvidence, SimPlatformKeyTextError,
+    SimPlatformPublicKey, SimReport,
+};

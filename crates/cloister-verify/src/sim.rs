@@ -10,22 +10,18 @@
 //! Evidence bytes are the UTF-8 JSON object
 //! `{"report": "<base64url report bytes>", "signature": "<base64url r||s>"}` where the report
 //! bytes are the canonical JSON of a [`SimReport`] and the signature is ECDSA P-256 with SHA-256
-//! over exactly those bytes (64 bytes, `r || s`).
+//! over exactly those bytes (64 bytes, `r || s`). The wire types live in
+//! [`cloister_types::sim`] (the attester writes them) and are re-exported here.
 
 use std::collections::BTreeMap;
 
-use cloister_types::{
-    Base64Url, CanonicalJsonError, Claims, Hex, TcbStatus, TeeKind, canonical_json,
-};
+pub use cloister_types::sim::{SIM_REPORT_FORMAT, SimEvidence, SimReport};
+use cloister_types::{Claims, TcbStatus, TeeKind};
 use p256::ecdsa::Signature;
-use serde::{Deserialize, Serialize};
 
 use crate::anchors::SimPlatformPublicKey;
 use crate::error::{SimError, VerifyError};
 use crate::inputs::Inputs;
-
-/// The `format` of every sim report this version understands.
-pub const SIM_REPORT_FORMAT: &str = "cloister-sim-report-v1";
 
 /// The largest sim evidence accepted, in bytes; genuine evidence is well under 1 KiB.
 pub const MAX_SIM_EVIDENCE_LEN: usize = 64 * 1024;
@@ -38,50 +34,6 @@ pub const MAX_AGE_SECS: i64 = 10 * 60;
 
 /// The warning every sim claim set carries.
 pub const SIM_WARNING: &str = "simulated TEE: no hardware protection, development only";
-
-/// What the simulated platform signs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimReport {
-    /// Always [`SIM_REPORT_FORMAT`].
-    pub format: String,
-    /// SHA-384 of the measured executable (48 bytes).
-    pub measurement: Hex,
-    /// The 64 bytes bound by the attester (SHA-512 of the runtime data).
-    pub report_data: Hex,
-    /// Whether the simulated enclave runs in debug mode.
-    pub debug: bool,
-    /// Security version number of the measured code.
-    pub svn: u64,
-    /// The signing platform's public key, in [`SimPlatformPublicKey`] text form.
-    pub platform_key: String,
-    /// When the report was issued (unix seconds).
-    pub issued_at: i64,
-}
-
-impl SimReport {
-    /// The bytes that get signed: the canonical JSON of the report.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, CanonicalJsonError> {
-        canonical_json(self)
-    }
-}
-
-/// The outer object of sim evidence: a report and the platform's signature over it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimEvidence {
-    /// The report bytes (canonical JSON of a [`SimReport`]).
-    pub report: Base64Url,
-    /// ECDSA P-256 / SHA-256 over `report`, as 64 bytes `r || s`.
-    pub signature: Base64Url,
-}
-
-impl SimEvidence {
-    /// The evidence bytes that go into [`cloister_types::UnifiedEvidence::evidence`].
-    pub fn to_bytes(&self) -> Result<Vec<u8>, CanonicalJsonError> {
-        canonical_json(self)
-    }
-}
 
 /// Sim evidence after parsing, before any trust decision.
 #[derive(Clone, Debug)]
