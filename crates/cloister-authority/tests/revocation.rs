@@ -2,10 +2,10 @@
 //! TCB status, the service refuses that platform's renewals and the key broker refuses releases
 //! on the results it issued before.
 //!
-//! The platform is a synthetic SGX machine under a test root (`common/sgx.rs`), so its evidence
-//! can answer the service's fresh challenge and pass `Service::attest` for real (DCAP driver and
-//! dcap-qvl with the service's cached collateral, then the production `default` policy), and its
-//! collateral can be swapped under the enclave.
+//! The platform is a synthetic SGX machine under a test root (`cloister_fakehw::dcap`), so its
+//! evidence can answer the service's fresh challenge and pass `Service::attest` for real (DCAP
+//! driver and dcap-qvl with the service's cached collateral, then the production `default`
+//! policy), and its collateral can be swapped under the enclave.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,6 +17,7 @@ use cloister_authority::AttestError;
 use cloister_authority::broker::ReleaseError;
 use cloister_authority::service::{Service, ServiceError};
 use cloister_authority::store::Store;
+use cloister_fakehw::dcap::{DcapPlatform, FMSPC};
 use cloister_policy::{Principal, ReleasePolicy};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::VerifyingKey;
@@ -27,7 +28,6 @@ use cloister_types::manage::{
 };
 use cloister_types::{Base64Url, EarBody, Hex, RuntimeData, TcbStatus};
 use cloister_verify::{DcapError, VerifyError};
-use common::sgx::{FMSPC, SgxPlatform};
 use sha2::Digest as _;
 
 /// 2025-06-15T16:26:40Z; the synthetic certificates and collateral are made around it.
@@ -39,7 +39,7 @@ const NOW: i64 = 1_750_004_800;
 struct Bed {
     service: Arc<Service>,
     instance: String,
-    platform: SgxPlatform,
+    platform: DcapPlatform,
     key: KeyView,
     /// The enclave's keys: they stay the same across its attestations.
     hpke: RecipientSecretKey,
@@ -59,7 +59,7 @@ async fn bed_at(now: i64) -> Bed {
         .await
         .unwrap();
     let admin = Principal::TenantAdmin { tenant: tenant.tenant.id };
-    let platform = SgxPlatform::new(now);
+    let platform = DcapPlatform::sgx(now).unwrap();
     let request = CreateInstance {
         name: "production".into(),
         policy: PolicySpec::Builtin("default".into()),
@@ -102,7 +102,7 @@ impl Bed {
     /// Replaces the platform's collateral in the service's cache (as a refresh from Intel
     /// would): its TCB level now has `status`.
     fn collateral(&self, status: &str, issued: i64, tcb_evaluation: u32) {
-        let bundle = self.platform.collateral_bundle(status, issued, tcb_evaluation);
+        let bundle = self.platform.collateral_bundle(status, issued, tcb_evaluation).unwrap();
         assert_eq!(self.service.collateral().load_bundle(&bundle).unwrap(), 5);
     }
 
@@ -122,7 +122,7 @@ impl Bed {
             .collect(),
         };
         let request = AttestRequest {
-            evidence: self.platform.evidence(&runtime_data),
+            evidence: self.platform.evidence(&runtime_data).unwrap(),
             tls_spki: Base64Url(self.tls_spki.clone()),
         };
         Ok(self.service.attest(&self.instance, &request, &[0; 32], now).await?.ear)

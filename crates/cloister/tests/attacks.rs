@@ -1080,10 +1080,6 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
 
 // ---- revocation reaches running work (issue 13) ------------------------------------------------
 
-/// A synthetic SGX platform under a test root (shared with the service's tests).
-#[path = "../../cloister-authority/tests/common/sgx.rs"]
-mod sgx;
-
 /// A worker runs on an SGX platform whose collateral the service refreshes under it. While the
 /// platform's TCB is up to date its jobs get their keys; once Intel's TCB info says the level
 /// is revoked, the broker refuses the result the worker holds, the worker attests again once and
@@ -1096,10 +1092,10 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
     let bed = bed().await;
     let now = unix_now() as i64;
     let authority = &bed.compute.authority;
-    let platform = Arc::new(sgx::SgxPlatform::new(now));
+    let platform = Arc::new(cloister_fakehw::dcap::DcapPlatform::sgx(now).unwrap());
     let measurement = platform.measurement();
     let load = |status: &str, issued: i64, evaluation: u32| {
-        let bundle = platform.collateral_bundle(status, issued, evaluation);
+        let bundle = platform.collateral_bundle(status, issued, evaluation).unwrap();
         authority.service.collateral().load_bundle(&bundle).unwrap();
     };
     load("UpToDate", now - 3600, 17);

@@ -3,8 +3,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub(crate) mod sgx;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
