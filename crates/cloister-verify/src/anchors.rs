@@ -2,6 +2,12 @@
 //!
 //! Every TEE driver looks up its own roots here. An instance that lists no root for a TEE
 //! rejects all evidence from that TEE; there is no "accept anything" setting.
+//!
+//! A root comes from one of three places, and the claims of evidence that verified say which
+//! (`trust_anchor`, an [`AnchorOrigin`]): the vendor's root the driver pins (`vendor`), a root the
+//! instance lists ([`TrustAnchors::with_root`], `instance`), or a **test root** the instance
+//! names as such ([`TrustAnchors::with_test_root`], `test`): a development trust anchor like a
+//! `sim` platform key, whose evidence the production `default` policy refuses.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +24,32 @@ pub use cloister_types::sim::{
 pub struct TrustAnchors {
     sim_platform_keys: Vec<SimPlatformPublicKey>,
     roots: BTreeMap<TeeKind, Vec<Vec<u8>>>,
+    test_roots: BTreeMap<TeeKind, Vec<Vec<u8>>>,
     nvidia_rim_test_roots: Vec<Vec<u8>>,
+}
+
+/// Where the root a verified chain ends at comes from: the `trust_anchor` claim of every TEE
+/// whose drivers take test roots ([`TrustAnchors::TEST_ROOT_TEES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchorOrigin {
+    /// A vendor root the driver pins (Intel SGX Root CA, AMD ARKs, AWS Nitro Root G1).
+    Vendor,
+    /// A root the instance lists ([`TrustAnchors::with_root`]).
+    Instance,
+    /// A test root the instance names as such ([`TrustAnchors::with_test_root`]): development
+    /// only; the production `default` policy refuses it.
+    Test,
+}
+
+impl AnchorOrigin {
+    /// The claim's value: `vendor`, `instance` or `test`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnchorOrigin::Vendor => "vendor",
+            AnchorOrigin::Instance => "instance",
+            AnchorOrigin::Test => "test",
+        }
+    }
 }
 
 impl TrustAnchors {
@@ -54,6 +85,64 @@ impl TrustAnchors {
             list.push(anchor);
         }
         self
+    }
+
+    /// The TEEs whose drivers take test roots ([`Self::with_test_root`]): their chains end at
+    /// one X.509 root the driver would otherwise pin.
+    pub const TEST_ROOT_TEES: [TeeKind; 4] =
+        [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Nitro];
+
+    /// Also accepts evidence of `tee` whose chain ends at `root`, an X.509 root certificate in
+    /// DER or PEM, **as a test root**: such evidence verifies, and its claims say
+    /// `"trust_anchor": "test"` instead of `"vendor"` or `"instance"`, which the production
+    /// `default` policy refuses and `dev-sim` accepts as a warning at best. What the root may
+    /// sign is what the vendor's root signs for that TEE (for DCAP: the PCK chain and the
+    /// collateral's signing chain; for SEV-SNP: the ASK or ASVK, named as AMD names them).
+    ///
+    /// Only development and test instances should do this. A root listed here for one TEE is no
+    /// root for another, and it is not [`Self::with_root`]: the claims say which list matched,
+    /// and a root in both is marked `test`. Drivers of TEEs not in [`Self::TEST_ROOT_TEES`]
+    /// ignore these; the service refuses to configure them.
+    #[must_use]
+    pub fn with_test_root(mut self, tee: TeeKind, root: Vec<u8>) -> Self {
+        let list = self.test_roots.entry(tee).or_default();
+        if !list.contains(&root) {
+            list.push(root);
+        }
+        self
+    }
+
+    /// The test roots this instance names for `tee`, as given to [`Self::with_test_root`]
+    /// (empty in production).
+    pub fn test_roots(&self, tee: TeeKind) -> &[Vec<u8>] {
+        self.test_roots.get(&tee).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Where the root certificate with SHA-256 `fingerprint` comes from, for a chain of `tee`
+    /// that verified to it: `test` when it is one of the instance's test roots for `tee` (even
+    /// if it is also a vendor root or listed as a root: the conservative answer), `vendor` when
+    /// it is one of `vendor_pins`, otherwise `instance`. Anchors that do not parse match
+    /// nothing (the drivers refuse or skip them when they build their pinned sets).
+    pub(crate) fn origin_of(
+        &self,
+        tee: TeeKind,
+        fingerprint: &[u8; 32],
+        vendor_pins: &[[u8; 32]],
+    ) -> AnchorOrigin {
+        let listed = |anchors: &[Vec<u8>]| {
+            anchors.iter().any(|anchor| {
+                crate::x509::Cert::parse_many(anchor).is_ok_and(|certs| {
+                    certs.iter().any(|cert| &cert.sha256_fingerprint() == fingerprint)
+                })
+            })
+        };
+        if listed(self.test_roots(tee)) {
+            AnchorOrigin::Test
+        } else if vendor_pins.contains(fingerprint) {
+            AnchorOrigin::Vendor
+        } else {
+            AnchorOrigin::Instance
+        }
     }
 
     /// Also accepts NVIDIA RIMs (reference integrity manifests) whose signer chain ends at

@@ -41,7 +41,8 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 pub use crate::anchors::{
-    SIM_PLATFORM_KEY_PREFIX, SimPlatformKeyTextError, SimPlatformPublicKey, TrustAnchors,
+    AnchorOrigin, SIM_PLATFORM_KEY_PREFIX, SimPlatformKeyTextError, SimPlatformPublicKey,
+    TrustAnchors,
 };
 pub use crate::cca::CcaError;
 pub use crate::csv::CsvError;

@@ -4,10 +4,12 @@
 //! parser ([`quote`]): the quote signature with the attestation key, the QE report signature
 //! with the PCK certificate, the QE report-data binding (SHA-256 of attestation key || QE
 //! authentication data in the first 32 bytes of the QE report data) and the PCK chain up to the
-//! Intel SGX Root CA, pinned by fingerprint. When TCB collateral is given ([`collateral`]), the
-//! full DCAP appraisal runs in addition through the `dcap-qvl` crate (CRLs, TCB info, QE
-//! identity, TDX module identity → TCB status and advisories), with the same pinned root.
-//! Without collateral the TCB status is `Unknown`.
+//! Intel SGX Root CA, pinned by fingerprint, or a root or test root of the instance (the claim
+//! `trust_anchor` says which: `vendor`, `instance` or `test`). When TCB collateral is given
+//! ([`collateral`]), the full DCAP appraisal runs in addition through the `dcap-qvl` crate
+//! (CRLs, TCB info, QE identity, TDX module identity → TCB status and advisories), with the
+//! same root: the collateral's signing chain must end where the PCK chain does. Without
+//! collateral the TCB status is `Unknown`.
 //!
 //! The TDX driver also accepts Azure TDX confidential VM evidence (HCL report, TD quote, vTPM
 //! quote), recognised by content; see [`azure`].
@@ -24,6 +26,7 @@ use cloister_types::{Claims, Hex, TcbStatus, TeeKind};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use crate::anchors::AnchorOrigin;
 use crate::error::VerifyError;
 use crate::inputs::Inputs;
 use crate::x509::{Cert, CertError, PublicKey, verify_chain};
@@ -282,6 +285,15 @@ pub fn verify_pck_chain(
     extra_anchors: &[Vec<u8>],
     now_unix: i64,
 ) -> Result<(), CertError> {
+    verify_pck_chain_to(chain, extra_anchors, now_unix)
+}
+
+/// [`verify_pck_chain`] over any anchors (an instance's roots and test roots together).
+fn verify_pck_chain_to<'a>(
+    chain: &[Cert],
+    extra_anchors: impl IntoIterator<Item = &'a Vec<u8>>,
+    now_unix: i64,
+) -> Result<(), CertError> {
     let mut pinned = vec![INTEL_SGX_ROOT_CA_SHA256];
     for anchor in extra_anchors {
         if let Ok(certs) = Cert::parse_many(anchor) {
@@ -364,9 +376,17 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         DcapTee::Sgx => TeeKind::Sgx,
         DcapTee::Tdx => TeeKind::Tdx,
     };
-    verify_pck_chain(&chain, inputs.anchors.roots(kind), inputs.now_unix)
+    let anchors = inputs.anchors.roots(kind).iter().chain(inputs.anchors.test_roots(kind));
+    verify_pck_chain_to(&chain, anchors, inputs.now_unix)
         .map_err(|source| DcapError::PckChain { tee, source })?;
     let leaf = chain.first().ok_or(DcapError::PckChain { tee, source: CertError::EmptyChain })?;
+    // The collateral's signing chains are checked against the same root (below), so this is
+    // where everything this quote says comes from.
+    let origin = {
+        let root =
+            chain.last().ok_or(DcapError::PckChain { tee, source: CertError::EmptyChain })?;
+        inputs.anchors.origin_of(kind, &root.sha256_fingerprint(), &[INTEL_SGX_ROOT_CA_SHA256])
+    };
 
     // QE report signed by the PCK key, and bound to the attestation key.
     let pck_key = leaf.public_key().map_err(|source| DcapError::PckChain { tee, source })?;
@@ -449,7 +469,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         }
     };
 
-    Ok(build_claims(&quote, &pck_info, appraisal.as_ref()))
+    Ok(build_claims(&quote, &pck_info, appraisal.as_ref(), origin))
 }
 
 /// How many times a remembered dcap-qvl verdict was reused.
@@ -622,6 +642,7 @@ fn build_claims(
     quote: &Quote<'_>,
     pck_info: &pck::PckInfo,
     appraisal: Option<&memo::Verdict>,
+    origin: AnchorOrigin,
 ) -> Claims {
     let mut fields = match &quote.body {
         Body::Sgx(r) => sgx_report_fields(r),
@@ -645,6 +666,7 @@ fn build_claims(
     if let Some(sgx_type) = pck_info.sgx_type {
         fields.insert("sgx_type".into(), json!(sgx_type));
     }
+    fields.insert("trust_anchor".into(), json!(origin.as_str()));
     let qe = &quote.qe_report;
     fields.insert(
         "qe_report".into(),

@@ -10,8 +10,8 @@
 //!    values, a certificate and a non-empty cabundle of 1..=1024-byte DER blobs, optional
 //!    public_key/user_data/nonce of at most 1024 bytes, no other field, no duplicate key).
 //! 3. Root: `cabundle[0]` is the AWS Nitro Enclaves root (pinned by SHA-256 fingerprint,
-//!    [`AWS_NITRO_ROOT_G1_SHA256`]) or a certificate listed in the instance's trust anchors for
-//!    `nitro` (PEM or DER).
+//!    [`AWS_NITRO_ROOT_G1_SHA256`]) or a certificate listed in the instance's trust anchors or
+//!    test roots for `nitro` (PEM or DER).
 //! 4. Chain: leaf ← `cabundle[n-1]` ← … ← `cabundle[0]`, each issued by the next (names and
 //!    signatures), the root self-signed, and every certificate valid at `inputs.now_unix`.
 //!    Leaf certificates live about three hours, so a document is only verifiable in that window.
@@ -38,8 +38,9 @@
 //! - `tcb_status` is `unknown`: AWS publishes no TCB status for the Nitro hypervisor.
 //! - `vendor.nitro`: module_id, digest, timestamp (ms) and timestamp_rfc3339, every PCR as
 //!   `{"<index>": hex}`, public_key, user_data and nonce (hex or null), the leaf certificate's
-//!   subject and validity, the root's SHA-256 fingerprint, and `carrier_certificate` when the
-//!   document came in a certificate.
+//!   subject and validity, the root's SHA-256 fingerprint, `trust_anchor` (where that root
+//!   comes from: `vendor`, `instance` or `test`), and `carrier_certificate` when the document
+//!   came in a certificate.
 
 pub mod carrier;
 pub mod document;
@@ -49,6 +50,7 @@ use std::collections::BTreeMap;
 use cloister_types::{Claims, Hex, TcbStatus, TeeKind};
 use serde_json::{Value, json};
 
+use crate::anchors::AnchorOrigin;
 use crate::error::VerifyError;
 use crate::inputs::Inputs;
 use crate::x509::{Cert, CertError, PublicKey, rfc3339, verify_chain};
@@ -249,6 +251,7 @@ struct Verified {
     doc: document::Document,
     leaf: Cert,
     root_fingerprint: [u8; 32],
+    origin: AnchorOrigin,
 }
 
 fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroError> {
@@ -268,7 +271,8 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
         .ok_or(NitroError::Field { field: "cabundle", reason: "empty".to_owned() })?;
     let root_fingerprint = root.sha256_fingerprint();
     let mut trusted = vec![AWS_NITRO_ROOT_G1_SHA256];
-    for anchor in inputs.anchors.roots(TeeKind::Nitro) {
+    let anchors = inputs.anchors.roots(TeeKind::Nitro);
+    for anchor in anchors.iter().chain(inputs.anchors.test_roots(TeeKind::Nitro)) {
         for cert in Cert::parse_many(anchor).map_err(NitroError::Anchor)? {
             trusted.push(cert.sha256_fingerprint());
         }
@@ -317,7 +321,9 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
             max_skew: MAX_CLOCK_SKEW_SECS,
         });
     }
-    Ok(Verified { doc, leaf, root_fingerprint })
+    let origin =
+        inputs.anchors.origin_of(TeeKind::Nitro, &root_fingerprint, &[AWS_NITRO_ROOT_G1_SHA256]);
+    Ok(Verified { doc, leaf, root_fingerprint, origin })
 }
 
 /// The enclave certificate's role: not a CA, and allowed to sign (digitalSignature when key usage
@@ -392,6 +398,7 @@ fn claims(verified: &Verified) -> Result<Claims, NitroError> {
             "not_after": rfc3339(leaf.not_after()),
         },
         "root_sha256": hex::encode(verified.root_fingerprint),
+        "trust_anchor": verified.origin.as_str(),
     });
 
     Ok(Claims {

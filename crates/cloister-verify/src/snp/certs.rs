@@ -8,6 +8,7 @@ use x509_cert::crl::CertificateList;
 
 use super::SnpError;
 use super::report::{Product, SigningKey, TcbVersion};
+use crate::anchors::AnchorOrigin;
 use crate::inputs::Inputs;
 use crate::x509::{Cert, SignatureAlgorithm, rfc3339, verify_chain};
 
@@ -212,6 +213,7 @@ pub struct Certificates {
     intermediates: Vec<(Cert, Product, SigningKey)>,
     arks: Vec<(Cert, Product)>,
     extra_roots: Vec<[u8; 32]>,
+    test_roots: Vec<[u8; 32]>,
     crls: Vec<Crl>,
 }
 
@@ -225,30 +227,47 @@ pub struct VerifiedKey {
     pub info: EndorsementKeyInfo,
     /// Whether a CRL of the chain's ARK was among the documents (and so was checked).
     pub crl_checked: bool,
+    /// Where the chain's ARK comes from: AMD's pinned root, a root of the instance, or a test
+    /// root of the instance.
+    pub origin: AnchorOrigin,
 }
 
 impl Certificates {
     /// Collects the X.509 certificates of the collateral, of `carried` (certificates that came
-    /// inside the evidence) and of the instance's extra SNP anchors. Blobs that are not X.509 or
-    /// not AMD certificates are not used (they may belong to another TEE); a check that needs a
-    /// certificate fails later, naming it. An extra anchor that is not a certificate is an
-    /// error: it was meant to be trusted, so it is not silently ignored.
+    /// inside the evidence) and of the instance's extra SNP anchors and test roots. Blobs that
+    /// are not X.509 or not AMD certificates are not used (they may belong to another TEE); a
+    /// check that needs a certificate fails later, naming it. An extra anchor or test root that
+    /// is not a certificate is an error: it was meant to be trusted, so it is not silently
+    /// ignored.
     pub fn collect(inputs: &Inputs<'_>, carried: &[Vec<u8>]) -> Result<Self, SnpError> {
         let mut out = Self {
             leaves: Vec::new(),
             intermediates: Vec::new(),
             arks: Vec::new(),
             extra_roots: Vec::new(),
+            test_roots: Vec::new(),
             crls: inputs.collateral.documents.iter().flat_map(|doc| Crl::parse_all(doc)).collect(),
         };
-        let anchors = inputs.anchors.roots(TeeKind::Snp);
+        let lists = [
+            ("trust anchor", inputs.anchors.roots(TeeKind::Snp)),
+            ("test root", inputs.anchors.test_roots(TeeKind::Snp)),
+        ];
         let mut anchor_certs = Vec::new();
-        for (index, anchor) in anchors.iter().enumerate() {
-            let parsed = Cert::parse_many(anchor)
-                .map_err(|e| SnpError::Anchor { index, reason: e.to_string() })?;
-            for cert in parsed {
-                out.extra_roots.push(cert.sha256_fingerprint());
-                anchor_certs.push(cert);
+        for (list, anchors) in lists {
+            for (index, anchor) in anchors.iter().enumerate() {
+                let parsed = Cert::parse_many(anchor).map_err(|e| SnpError::Anchor {
+                    list,
+                    index,
+                    reason: e.to_string(),
+                })?;
+                for cert in parsed {
+                    let fingerprints = match list {
+                        "test root" => &mut out.test_roots,
+                        _ => &mut out.extra_roots,
+                    };
+                    fingerprints.push(cert.sha256_fingerprint());
+                    anchor_certs.push(cert);
+                }
             }
         }
         let given = inputs.collateral.certificates.iter().chain(carried.iter());
@@ -282,9 +301,23 @@ impl Certificates {
     }
 
     /// Whether `fingerprint` is a trusted root for `product`: AMD's pinned ARK of that product,
-    /// or an extra SNP anchor of the instance.
+    /// or an extra SNP anchor or test root of the instance.
     pub fn is_trusted_root(&self, product: Product, fingerprint: &[u8; 32]) -> bool {
-        pinned_ark_sha256(product) == *fingerprint || self.extra_roots.contains(fingerprint)
+        self.origin(product, fingerprint).is_some()
+    }
+
+    /// Where the root with `fingerprint` comes from, if it is trusted for `product`: a test
+    /// root first (the conservative answer when a root is in several lists), then AMD's pin.
+    fn origin(&self, product: Product, fingerprint: &[u8; 32]) -> Option<AnchorOrigin> {
+        if self.test_roots.contains(fingerprint) {
+            Some(AnchorOrigin::Test)
+        } else if pinned_ark_sha256(product) == *fingerprint {
+            Some(AnchorOrigin::Vendor)
+        } else if self.extra_roots.contains(fingerprint) {
+            Some(AnchorOrigin::Instance)
+        } else {
+            None
+        }
     }
 
     /// Checks `leaf` ← intermediate (ASK for a VCEK, ASVK for a VLEK) ← ARK at `now_unix`,
@@ -327,12 +360,12 @@ impl Certificates {
             .map(|(c, _)| c)
             .ok_or(SnpError::MissingArk(product.name()))?;
         let fingerprint = ark.sha256_fingerprint();
-        if !self.is_trusted_root(product, &fingerprint) {
+        let Some(origin) = self.origin(product, &fingerprint) else {
             return Err(SnpError::UntrustedArk {
                 subject: ark.subject_cn(),
                 fingerprint: hex::encode(fingerprint),
             });
-        }
+        };
         let chain = [leaf.clone(), intermediate.clone(), ark.clone()];
         verify_chain(&chain, &[fingerprint], now_unix).map_err(SnpError::Chain)?;
         let info = EndorsementKeyInfo::from_cert(leaf)?;
@@ -358,7 +391,7 @@ impl Certificates {
             )));
         }
         let crl_checked = check_crls(&self.crls, ark, intermediate, product, now_unix)?;
-        Ok(VerifiedKey { leaf: leaf.clone(), product, info, crl_checked })
+        Ok(VerifiedKey { leaf: leaf.clone(), product, info, crl_checked, origin })
     }
 }
 

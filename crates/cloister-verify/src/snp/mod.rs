@@ -11,7 +11,8 @@
 //!    (collateral, the evidence's own, `--cert`), and chains VCEK ← ASK (`SEV-Milan`…) ← ARK
 //!    (`ARK-Milan`…) or VLEK ← ASVK (`SEV-VLEK-Milan`…) ← ARK, every certificate valid at the
 //!    verification time, the ARK's SHA-256 pinned in this module for its product (or one of the
-//!    instance's extra SNP anchors);
+//!    instance's extra SNP anchors or test roots; the claim `trust_anchor` says which:
+//!    `vendor`, `instance` or `test`);
 //! 3. the products agree: the ASK/ARK names, the key's product-name extension, the report's
 //!    CPUID (version 3+) and the TCB layout (Turin's has an FMC level);
 //! 4. the key's TCB extensions equal the report's `REPORTED_TCB` (the key is derived from it);
@@ -104,10 +105,12 @@ pub enum SnpError {
         /// Its SHA-256 fingerprint, lowercase hex.
         fingerprint: String,
     },
-    /// An extra SNP trust anchor of the instance is not an X.509 certificate.
-    #[error("snp: SNP trust anchor {index} is not an X.509 certificate: {reason}")]
+    /// An extra SNP trust anchor or test root of the instance is not an X.509 certificate.
+    #[error("snp: SNP {list} {index} is not an X.509 certificate: {reason}")]
     Anchor {
-        /// Its position in the instance's SNP anchors.
+        /// Which list: `trust anchor` or `test root`.
+        list: &'static str,
+        /// Its position in that list of the instance's SNP anchors.
         index: usize,
         /// The parse error.
         reason: String,
@@ -399,6 +402,7 @@ fn claims(report: &Report, key: &certs::VerifiedKey, kind: SigningKey) -> Claims
             map.insert("vlek_csp_id".into(), csp.clone().into());
         }
         map.insert("crl_checked".into(), key.crl_checked.into());
+        map.insert("trust_anchor".into(), key.origin.as_str().into());
     }
     Claims {
         tee: TeeKind::Snp,
