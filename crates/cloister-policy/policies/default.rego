@@ -2,6 +2,8 @@
 #
 # Accepts hardware TEE evidence only:
 # - never the simulated TEE (`sim`);
+# - never evidence under a test root the instance names (`trust_anchors.test_roots`: the claim
+#   `<tee>.trust_anchor == "test"`);
 # - never debug mode;
 # - a current TCB as judged per TEE by the policy library (lib.rego: Intel's `UpToDate`, an SNP
 #   minimum TCB, GPU measurements matched against RIMs signed by NVIDIA — never a test root —, …),
@@ -15,10 +17,10 @@
 #
 # Trustworthiness vector: AR4SI claims with EAR tier codes (draft-ietf-rats-ar4si):
 #   2..31 affirming, 32..95 warning, 96..127 contraindicated, 0 no claim (omitted).
-#   instance-identity  2 hardware TEE            96 simulated TEE (no platform identity)
+#   instance-identity  2 hardware TEE            96 simulated TEE or test root (no platform identity)
 #   configuration      2 production, up to date  32 accepted TCB caveat   96 debug or TCB refused
 #   executables        2 reference measurement   33 unrecognised measurement
-#   hardware           2 genuine, up to date     32 known issues allowed  97 simulated or refused
+#   hardware           2 genuine, up to date     32 known issues allowed  97 simulated, test root or refused
 #   runtime-opaque     2 memory encrypted        96 visible to the host (debug mode, simulated)
 # file-system, storage-opaque and sourced-data are not asserted.
 package cloister.appraisal
@@ -44,6 +46,11 @@ has_advisories if count(claims.advisories) > 0
 
 # Why the evidence is refused; any entry makes the result contraindicated.
 rejections contains "the simulated TEE is not accepted by this policy" if tee_is_sim
+
+rejections contains msg if {
+	lib.test_root
+	msg := sprintf("%v: the evidence is signed under a test root the instance names (trust_anchors.test_roots), not the vendor's root: development only", [input.tee])
+}
 
 rejections contains "the TEE runs in debug mode, so the host can read its memory" if claims.debug == true
 
@@ -89,7 +96,11 @@ status := "warning" if {
 	count(cautions) > 0
 }
 
-instance_identity := 96 if tee_is_sim else := 2
+instance_identity := 96 if {
+	tee_is_sim
+} else := 96 if {
+	lib.test_root
+} else := 2
 
 configuration := 96 if {
 	claims.debug == true
@@ -106,6 +117,8 @@ executables := 2 if {
 
 hardware := 97 if {
 	tee_is_sim
+} else := 97 if {
+	lib.test_root
 } else := 97 if {
 	not tcb_accepted
 } else := 32 if {

@@ -8,16 +8,20 @@
 # listed in `allowed_tcb_statuses`, advisories listed in `allowed_advisories`, a reference
 # measurement. One exception: a GPU whose RIMs are signed under a test root the instance named
 # (`rim_root == "test"`) is accepted like sim, never better than `warning`, with the reason
-# "nvidia: RIMs signed under a test root: development only".
+# "nvidia: RIMs signed under a test root: development only". Likewise evidence of sgx, tdx, snp
+# or nitro under a test root the instance names (`trust_anchors.test_roots`, the claim
+# `<tee>.trust_anchor == "test"`) is judged like the default judges that TEE (TCB, measurement,
+# debug) but never better than `warning`, with the reason "<tee>: evidence signed under a test
+# root (trust_anchors.test_roots): development only, no hardware protection".
 #
 # Trustworthiness vector: AR4SI claims with EAR tier codes (draft-ietf-rats-ar4si):
 #   2..31 affirming, 32..95 warning, 96..127 contraindicated, 0 no claim (omitted).
-#   instance-identity  2 hardware TEE            32 simulated platform key (no hardware identity)
+#   instance-identity  2 hardware TEE            32 simulated platform key or test root (no hardware identity)
 #   configuration      2 production, up to date  32 accepted TCB caveat   96 debug or TCB refused
 #   executables        2 reference measurement   33 unrecognised measurement
-#   hardware           2 genuine, up to date     32 simulated, or known issues allowed
+#   hardware           2 genuine, up to date     32 simulated, test root, or known issues allowed
 #                                                97 TCB refused
-#   runtime-opaque     2 memory encrypted        32 simulated (not protected)  96 debug mode
+#   runtime-opaque     2 memory encrypted        32 simulated or test root (not protected)  96 debug mode
 # file-system, storage-opaque and sourced-data are not asserted.
 package cloister.appraisal
 
@@ -94,6 +98,11 @@ cautions contains "simulated TEE: development only, no hardware protection" if t
 
 cautions contains "nvidia: RIMs signed under a test root: development only" if gpu_test_rims
 
+cautions contains msg if {
+	lib.test_root
+	msg := sprintf("%v: evidence signed under a test root (trust_anchors.test_roots): development only, no hardware protection", [input.tee])
+}
+
 cautions contains msg if some msg in lib.tcb_cautions
 
 cautions contains msg if {
@@ -114,7 +123,11 @@ status := "warning" if {
 	count(cautions) > 0
 }
 
-instance_identity := 32 if tee_is_sim else := 2
+instance_identity := 32 if {
+	tee_is_sim
+} else := 32 if {
+	lib.test_root
+} else := 2
 
 configuration := 96 if {
 	claims.debug == true
@@ -135,6 +148,8 @@ hardware := 97 if {
 } else := 32 if {
 	tee_is_sim
 } else := 32 if {
+	lib.test_root
+} else := 32 if {
 	not up_to_date
 } else := 32 if {
 	has_advisories
@@ -144,6 +159,8 @@ runtime_opaque := 96 if {
 	claims.debug == true
 } else := 32 if {
 	tee_is_sim
+} else := 32 if {
+	lib.test_root
 } else := 2
 
 result := {

@@ -22,6 +22,12 @@
 #             be one of `reference_values.rtmr0` … `rtmr2` (lowercase hex, usually in the `tdx`
 #             section), replayed from the TD's event log with `cloister measure --tee tdx
 #             --event-log`; none configured means nothing is accepted.
+#
+# Where the evidence's root came from is a separate judgement (`test_root`): evidence of sgx,
+# tdx, snp or nitro whose chain ends at a test root the instance names
+# (`trust_anchors.test_roots`, the claim `<tee>.trust_anchor == "test"`) is development evidence
+# like `sim`, never the vendor's word; the built-in policies refuse it (`default`) or accept it
+# as a warning at best (`dev-sim`).
 package cloister.lib
 
 claims := input.claims
@@ -44,6 +50,9 @@ allowed_tcb_statuses := configured("allowed_tcb_statuses")
 allowed_advisories := configured("allowed_advisories")
 
 hardware if input.tee != "sim"
+
+# The evidence verified under a test root the instance names: development only.
+test_root if claims[input.tee].trust_anchor == "test"
 
 snp_minimum_tcb := m if {
 	m := reference_values.snp_minimum_tcb

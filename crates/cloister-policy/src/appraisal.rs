@@ -173,8 +173,9 @@ impl AppraisalPolicy {
     ///
     /// An undefined or malformed `result` yields a contraindicated appraisal saying so; an error
     /// is returned only when the policy fails to evaluate, and callers must treat it as refusal.
-    /// Two guards hold whatever the policy says: the status is never better than the worst tier
-    /// in its trustworthiness vector, and simulated evidence is never `affirming`.
+    /// Three guards hold whatever the policy says: the status is never better than the worst
+    /// tier in its trustworthiness vector, and neither simulated evidence nor evidence under a
+    /// test root the instance names ([`Claims::under_test_root`]) is ever `affirming`.
     pub fn appraise(
         &self,
         claims: &Claims,
@@ -197,7 +198,7 @@ impl AppraisalPolicy {
                 self.policy_id()
             )),
         };
-        Ok(apply_guards(appraisal, claims.tee))
+        Ok(apply_guards(appraisal, claims))
     }
 }
 
@@ -264,7 +265,8 @@ fn tier_status(value: i8) -> Option<EarStatus> {
 }
 
 /// Guards that hold whatever a policy returns.
-fn apply_guards(mut appraisal: Appraisal, tee: TeeKind) -> Appraisal {
+fn apply_guards(mut appraisal: Appraisal, claims: &Claims) -> Appraisal {
+    let tee = claims.tee;
     let worst = appraisal
         .trustworthiness_vector
         .iter()
@@ -284,6 +286,13 @@ fn apply_guards(mut appraisal: Appraisal, tee: TeeKind) -> Appraisal {
         appraisal
             .reasons
             .push("simulated TEE: development only, no hardware protection".to_owned());
+    }
+    if claims.under_test_root() && appraisal.status == EarStatus::Affirming {
+        appraisal.status = EarStatus::Warning;
+        appraisal.reasons.push(format!(
+            "{tee}: evidence signed under a test root (trust_anchors.test_roots): development \
+             only, no hardware protection"
+        ));
     }
     appraisal
 }

@@ -521,3 +521,88 @@ fn tdx_is_refused_unless_rtmr0_to_2_are_each_pinned_and_match() {
         assert_eq!(a.unwrap().status, EarStatus::Affirming);
     }
 }
+
+// ---- test roots (trust_anchors.test_roots) ----
+
+/// Claims of `tee` whose chain ended at a root from `origin` (`vendor`, `instance`, `test`).
+fn rooted(tee: TeeKind, origin: &str) -> Claims {
+    let mut c = claims(tee);
+    let fields = c.vendor.entry(tee.as_str().to_owned()).or_insert_with(|| json!({}));
+    fields["trust_anchor"] = json!(origin);
+    if tee == TeeKind::Snp {
+        fields["reported_tcb"] = json!({"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115});
+    }
+    if matches!(tee, TeeKind::Snp | TeeKind::Nitro) {
+        // No vendor TCB status: judged by the minimum TCB (snp) or not at all (nitro).
+        c.tcb_status = TcbStatus::Unknown;
+    }
+    c
+}
+
+fn hardware_listed(tee: TeeKind) -> serde_json::Value {
+    let mut rv = listed();
+    if tee == TeeKind::Snp {
+        rv["snp_minimum_tcb"] = json!({"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115});
+    }
+    rv
+}
+
+const TEST_ROOT_TEES: [TeeKind; 4] = [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Nitro];
+
+#[test]
+fn default_refuses_evidence_under_a_test_root_and_says_why() {
+    let policy = AppraisalPolicy::production_default();
+    for tee in TEST_ROOT_TEES {
+        let a = policy.appraise(&rooted(tee, "test"), &hardware_listed(tee)).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{tee}: {a:?}");
+        let reason = format!("{tee}: the evidence is signed under a test root the instance names");
+        assert!(has_reason(&a, &reason), "{a:?}");
+        assert!(has_reason(&a, "not the vendor's root"), "{a:?}");
+        assert_eq!(a.trustworthiness_vector["hardware"], 97);
+        assert_eq!(a.trustworthiness_vector["instance-identity"], 96);
+        // The vendor's root and the instance's own roots are judged as before.
+        for origin in ["vendor", "instance"] {
+            let a = policy.appraise(&rooted(tee, origin), &hardware_listed(tee)).unwrap();
+            assert_eq!(a.status, EarStatus::Affirming, "{tee} {origin}: {a:?}");
+        }
+    }
+}
+
+#[test]
+fn dev_sim_accepts_evidence_under_a_test_root_as_a_warning_at_best() {
+    let policy = AppraisalPolicy::development_sim();
+    for tee in TEST_ROOT_TEES {
+        let a = policy.appraise(&rooted(tee, "test"), &hardware_listed(tee)).unwrap();
+        assert_eq!(a.status, EarStatus::Warning, "{tee}: {a:?}");
+        let reason = format!("{tee}: evidence signed under a test root (trust_anchors.test_roots)");
+        assert!(has_reason(&a, &reason), "{a:?}");
+        assert_eq!(a.trustworthiness_vector["instance-identity"], 32);
+        assert_eq!(a.trustworthiness_vector["hardware"], 32);
+        // Everything else is judged as for the vendor's root: an unknown measurement, debug
+        // or a TCB the policy does not accept is still refused.
+        let a = policy.appraise(&rooted(tee, "test"), &json!({"measurements": ["00"]})).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{tee}: {a:?}");
+        let mut debug = rooted(tee, "test");
+        debug.debug = true;
+        let a = policy.appraise(&debug, &hardware_listed(tee)).unwrap();
+        assert_eq!(a.status, EarStatus::Contraindicated, "{tee}: {a:?}");
+    }
+    let mut out_of_date = rooted(TeeKind::Tdx, "test");
+    out_of_date.tcb_status = TcbStatus::OutOfDate;
+    let a = policy.appraise(&out_of_date, &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+}
+
+#[test]
+fn evidence_under_a_test_root_is_never_affirming_whatever_the_policy_says() {
+    let rego = r#"package cloister.appraisal
+
+result := {"status": "affirming", "trustworthiness_vector": {}, "reasons": []}
+"#;
+    let policy = AppraisalPolicy::new("permissive", 1, rego).unwrap();
+    let a = policy.appraise(&rooted(TeeKind::Tdx, "test"), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Warning);
+    assert!(has_reason(&a, "tdx: evidence signed under a test root"), "{a:?}");
+    let a = policy.appraise(&rooted(TeeKind::Tdx, "instance"), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming);
+}

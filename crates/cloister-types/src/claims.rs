@@ -149,3 +149,25 @@ pub struct Claims {
     #[serde(flatten)]
     pub vendor: BTreeMap<String, serde_json::Value>,
 }
+
+impl Claims {
+    /// Where the root the evidence's chain ends at came from, as the verifier says under the
+    /// TEE's vendor fields (`trust_anchor`): `vendor` (a root the verifier pins), `instance` (one
+    /// of the instance's roots) or `test` (one of its test roots). `None` for TEEs whose
+    /// drivers do not say (sim, CCA, CSV, NVIDIA).
+    pub fn trust_anchor(&self) -> Option<&str> {
+        self.vendor.get(self.tee.as_str())?.get(TRUST_ANCHOR_FIELD)?.as_str()
+    }
+
+    /// Whether the evidence verified under a test root the instance names: a development trust
+    /// anchor like `sim`, never the vendor's word.
+    pub fn under_test_root(&self) -> bool {
+        self.trust_anchor() == Some(TEST_TRUST_ANCHOR)
+    }
+}
+
+/// The vendor field that says where the evidence's root came from ([`Claims::trust_anchor`]).
+pub const TRUST_ANCHOR_FIELD: &str = "trust_anchor";
+
+/// The value of [`TRUST_ANCHOR_FIELD`] for a test root.
+pub const TEST_TRUST_ANCHOR: &str = "test";
