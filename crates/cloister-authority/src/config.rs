@@ -8,10 +8,16 @@
 //! # the vendor roots the verifiers pin. Arm CCA has no vendor root: list the CPAKs here.
 //! [roots]
 //! cca = ["""{"kty":"EC","crv":"P-384","x":"...","y":"..."}"""]
+//!
+//! # Test roots per TEE (sgx, tdx, snp, nitro), PEM certificates: development trust anchors.
+//! # Evidence under one verifies, is marked `"trust_anchor": "test"`, and `default` refuses it.
+//! [test_roots]
+//! tdx = ["""-----BEGIN CERTIFICATE-----..."""]
 //! ```
 
 use cloister_types::TeeKind;
 pub use cloister_types::manage::TrustAnchorSpec;
+use cloister_verify::x509::Cert;
 use cloister_verify::{SimPlatformPublicKey, TrustAnchors};
 
 /// Why trust anchors were refused.
@@ -29,6 +35,10 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A test root is listed for a TEE that takes none, is not a certificate, or is also an
+    /// ordinary root.
+    #[error("{0}")]
+    TestRoot(String),
 }
 
 /// Parses every anchor of `spec`; the first unusable one is refused with its position.
@@ -60,6 +70,43 @@ pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError
             }
         }
     }
+    for (name, list) in &spec.test_roots {
+        let tee = name
+            .parse::<TeeKind>()
+            .ok()
+            .filter(|tee| TrustAnchors::TEST_ROOT_TEES.contains(tee))
+            .ok_or_else(|| {
+                ConfigError::TestRoot(format!(
+                    "trust_anchors.test_roots names {name:?}; test roots are taken for sgx, tdx, \
+                     snp and nitro only"
+                ))
+            })?;
+        for (index, text) in list.iter().enumerate() {
+            let certs = Cert::parse_many(text.as_bytes()).map_err(|e| {
+                ConfigError::TestRoot(format!(
+                    "trust_anchors.test_roots.{name}[{index}] is not a PEM certificate: {e}"
+                ))
+            })?;
+            for cert in certs {
+                // A root is a test root or an ordinary one, never both: the claims say which
+                // list the evidence's root came from.
+                let fingerprint = cert.sha256_fingerprint();
+                let also_root = anchors.roots(tee).iter().any(|root| {
+                    Cert::parse_many(root)
+                        .is_ok_and(|r| r.iter().any(|c| c.sha256_fingerprint() == fingerprint))
+                });
+                if also_root {
+                    return Err(ConfigError::TestRoot(format!(
+                        "trust_anchors.test_roots.{name}[{index}] ({}) is also listed under \
+                         trust_anchors.roots.{name}; a root is either a test root or not: \
+                         remove it from one list",
+                        cert.subject_cn()
+                    )));
+                }
+                anchors = anchors.with_test_root(tee, cert.der().to_vec());
+            }
+        }
+    }
     Ok(anchors)
 }
 
@@ -79,6 +126,7 @@ mod tests {
                 ("cca".to_owned(), vec![r#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#.into()]),
                 ("nitro".to_owned(), vec![nitro.to_owned()]),
             ]),
+            test_roots: BTreeMap::new(),
         };
         let anchors = trust_anchors(&spec).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(anchors.roots(TeeKind::Cca).len(), 1);
@@ -92,10 +140,71 @@ mod tests {
             let spec = TrustAnchorSpec {
                 sim_platform_keys: Vec::new(),
                 roots: BTreeMap::from([(tee.to_owned(), vec!["k".to_owned()])]),
+                test_roots: BTreeMap::new(),
             };
             let err = trust_anchors(&spec).err().unwrap_or_else(|| panic!("{tee}"));
             assert!(matches!(err, ConfigError::Root(_)), "{err}");
         }
+    }
+
+    fn self_signed_pem(name: &str) -> String {
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).unwrap_or_else(|e| panic!("{e}"));
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap_or_else(|e| panic!("{e}")).pem()
+    }
+
+    fn test_roots(list: &[(&str, String)]) -> TrustAnchorSpec {
+        TrustAnchorSpec {
+            test_roots: list
+                .iter()
+                .map(|(tee, pem)| ((*tee).to_owned(), vec![pem.clone()]))
+                .collect(),
+            ..TrustAnchorSpec::default()
+        }
+    }
+
+    #[test]
+    fn test_roots_are_read_per_tee_apart_from_the_roots() {
+        let pem = self_signed_pem("test root");
+        let anchors = trust_anchors(&test_roots(&[("tdx", pem.clone()), ("nitro", pem)]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(anchors.test_roots(TeeKind::Tdx).len(), 1);
+        assert_eq!(anchors.test_roots(TeeKind::Nitro).len(), 1);
+        assert!(anchors.test_roots(TeeKind::Snp).is_empty());
+        assert!(anchors.roots(TeeKind::Tdx).is_empty());
+    }
+
+    #[test]
+    fn test_roots_are_refused_for_other_tees_unreadable_or_also_ordinary_roots() {
+        let pem = self_signed_pem("test root");
+        for tee in ["sim", "cca", "csv", "nvidia", "tpm"] {
+            let err = trust_anchors(&test_roots(&[(tee, pem.clone())])).err();
+            let err = err.unwrap_or_else(|| panic!("{tee} accepted")).to_string();
+            assert!(err.contains("sgx, tdx, snp and nitro only"), "{err}");
+        }
+        let err = trust_anchors(&test_roots(&[("snp", "not a certificate".to_owned())])).err();
+        let err = err.unwrap_or_else(|| panic!("accepted")).to_string();
+        assert!(err.contains("test_roots.snp[0] is not a PEM certificate"), "{err}");
+        let mut both = test_roots(&[("tdx", pem.clone())]);
+        both.roots.insert("tdx".to_owned(), vec![pem.clone()]);
+        let err = trust_anchors(&both).err().unwrap_or_else(|| panic!("accepted")).to_string();
+        assert!(err.contains("also listed under trust_anchors.roots.tdx"), "{err}");
+        // The same root for another TEE is no conflict.
+        let mut other = test_roots(&[("tdx", pem.clone())]);
+        other.roots.insert("sgx".to_owned(), vec![pem]);
+        trust_anchors(&other).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn specs_without_test_roots_serialize_as_before() {
+        let spec = TrustAnchorSpec::default();
+        let json = serde_json::to_string(&spec).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json, r#"{"sim_platform_keys":[],"roots":{}}"#);
+        let back: TrustAnchorSpec = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, spec);
     }
 
     #[test]
@@ -103,6 +212,7 @@ mod tests {
         let spec = TrustAnchorSpec {
             sim_platform_keys: vec!["cloister-sim-platform-p256:nonsense".into()],
             roots: BTreeMap::new(),
+            test_roots: BTreeMap::new(),
         };
         let err = trust_anchors(&spec).err().unwrap_or_else(|| panic!("accepted"));
         assert!(matches!(err, ConfigError::TrustAnchor { index: 0, .. }), "{err}");

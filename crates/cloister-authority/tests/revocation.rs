@@ -65,8 +65,10 @@ async fn bed_at(now: i64) -> Bed {
         policy: PolicySpec::Builtin("default".into()),
         reference_values: serde_json::json!({ "measurements": [platform.measurement()] }),
         trust_anchors: TrustAnchorSpec {
-            sim_platform_keys: Vec::new(),
+            // An ordinary root (claims say `instance`), so that the production policy
+            // judges the TCB; under `test_roots` it would refuse the platform outright.
             roots: [("sgx".to_owned(), vec![platform.root_pem()])].into_iter().collect(),
+            ..TrustAnchorSpec::default()
         },
         settings: InstanceSettings::default(),
     };

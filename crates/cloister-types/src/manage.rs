@@ -50,7 +50,8 @@ impl Default for PolicySpec {
     }
 }
 
-/// An instance's trust anchors: simulated platform keys, and extra roots per hardware TEE.
+/// An instance's trust anchors: simulated platform keys, extra roots per hardware TEE, and
+/// test roots per hardware TEE.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustAnchorSpec {
@@ -60,6 +61,12 @@ pub struct TrustAnchorSpec {
     /// TEE name → roots (PEM certificates, PEM public keys or JWK JSON).
     #[serde(default)]
     pub roots: BTreeMap<String, Vec<String>>,
+    /// TEE name (`sgx`, `tdx`, `snp`, `nitro`) → test roots (PEM certificates): development
+    /// trust anchors like a sim platform key. Evidence under one verifies, its claims say
+    /// `"trust_anchor": "test"`, and the production `default` policy refuses it. Omitted from
+    /// the JSON when empty, so instances without test roots store what they stored before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub test_roots: BTreeMap<String, Vec<String>>,
 }
 
 /// Lifetimes an instance issues with.

@@ -101,7 +101,8 @@ pub struct InstanceArgs {
     pub policy: PolicyArgs,
     /// Reference values JSON file.
     pub reference_values: Option<PathBuf>,
-    /// Trust anchors JSON file (`{"sim_platform_keys": [...], "roots": {...}}`).
+    /// Trust anchors JSON file (`{"sim_platform_keys": [...], "roots": {...}, "test_roots":
+    /// {...}}`).
     pub trust_anchors: Option<PathBuf>,
     /// Sim platform keys (text or file), added to the trust anchors.
     pub sim_platform_keys: Vec<String>,
@@ -145,13 +146,14 @@ fn instance_text(view: &InstanceView) -> String {
         .collect();
     format!(
         "instance {} ({})\npolicy {}\npolicy versions:\n{}\ntoken keys:\n{}\nsim platform keys: {}\n\
-         tokens live {} s, certificates {} s; exports: {}",
+         test roots: {}\ntokens live {} s, certificates {} s; exports: {}",
         view.name,
         view.id,
         view.policy_id,
         versions.join("\n"),
         keys.join("\n"),
         view.trust_anchors.sim_platform_keys.len(),
+        test_roots_text(&view.trust_anchors),
         view.settings.token_ttl_secs,
         view.settings.cert_ttl_secs,
         if view.settings.attested_exports_only {
@@ -160,6 +162,18 @@ fn instance_text(view: &InstanceView) -> String {
             "unattested targets allowed when the exporter says so"
         }
     )
+}
+
+/// The test roots an instance names, per TEE (`none` in production), so `instance show`
+/// says plainly when an instance accepts development evidence.
+fn test_roots_text(anchors: &TrustAnchorSpec) -> String {
+    let listed: Vec<String> = anchors
+        .test_roots
+        .iter()
+        .filter(|(_, roots)| !roots.is_empty())
+        .map(|(tee, roots)| format!("{tee} {} (development only)", roots.len()))
+        .collect();
+    if listed.is_empty() { "none".to_owned() } else { listed.join(", ") }
 }
 
 /// `instance create NAME`.

@@ -798,7 +798,9 @@ struct InstanceParts {
     /// Reference values, a JSON file (per-TEE sections and entries with expires_at allowed).
     #[arg(long)]
     reference_values: Option<PathBuf>,
-    /// Trust anchors, a JSON file: {"sim_platform_keys": [...], "roots": {"cca": [...]}}.
+    /// Trust anchors, a JSON file: {"sim_platform_keys": [...], "roots": {"cca": [...]},
+    /// "test_roots": {"tdx": [PEM...]}}. Test roots (sgx, tdx, snp, nitro) are development
+    /// anchors: evidence under one is marked trust_anchor "test" and refused by `default`.
     #[arg(long)]
     trust_anchors: Option<PathBuf>,
     /// A simulated TEE's platform key (its text, or a file holding it). Only instances that

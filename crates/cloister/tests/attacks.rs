@@ -1106,8 +1106,10 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
             policy: PolicySpec::Builtin("default".into()),
             reference_values: serde_json::json!({ "measurements": [measurement] }),
             trust_anchors: TrustAnchorSpec {
-                sim_platform_keys: Vec::new(),
+                // An ordinary root (claims say `instance`), so that the production policy
+                // judges the TCB; under `test_roots` it would refuse the platform outright.
                 roots: [("sgx".to_owned(), vec![platform.root_pem()])].into_iter().collect(),
+                ..TrustAnchorSpec::default()
             },
             settings: Default::default(),
         })

@@ -169,6 +169,7 @@ impl Service {
             serde_json::json!({
                 "trust_anchors_sha256": sha256_hex(&text),
                 "sim_platform_keys": anchors.sim_platform_keys.len(),
+                "test_roots": anchors.test_roots.values().map(Vec::len).sum::<usize>(),
             }),
             now,
         )
