@@ -36,6 +36,13 @@ pub enum EnclaveError {
     /// The TEE kind is not one the party accepts.
     #[error("the enclave runs in a {0} TEE, which is not in the accepted list")]
     TeeNotAccepted(TeeKind),
+    /// The enclave's evidence verified under a test root, which the party did not accept.
+    #[error(
+        "the enclave's {0} evidence is signed under a test root its attestation instance names \
+         (trust_anchor \"test\"), not the vendor's: development only; accept it only for tests \
+         (--accept-test-root)"
+    )]
+    TestRootNotAccepted(TeeKind),
     /// The measurement is not on the party's allow-list.
     #[error("the enclave's measurement {0} is not on the allow-list")]
     MeasurementNotAllowed(Hex),
@@ -64,6 +71,10 @@ pub struct Expectations {
     pub allowed_measurements: Vec<Hex>,
     /// TEE kinds the party accepts. `sim` must be listed explicitly to be accepted.
     pub accepted_tees: Vec<TeeKind>,
+    /// Whether evidence under a test root the instance names (`trust_anchor: "test"`) is
+    /// accepted, at best with a `warning` verdict: development only, off unless asked
+    /// ([`Expectations::accepting_test_roots`]).
+    pub accept_test_roots: bool,
 }
 
 impl Expectations {
@@ -78,7 +89,16 @@ impl Expectations {
             .into_iter()
             .next()
             .ok_or_else(|| EnclaveError::Malformed("no CERTIFICATE block in the CA PEM".into()))?;
-        Ok(Expectations { ca_der, allowed_measurements, accepted_tees })
+        Ok(Expectations { ca_der, allowed_measurements, accepted_tees, accept_test_roots: false })
+    }
+
+    /// Also accepts enclaves whose evidence verified under a test root their instance names
+    /// (development and tests on fake hardware only), like listing `sim` accepts the simulated
+    /// TEE.
+    #[must_use]
+    pub fn accepting_test_roots(mut self, accept: bool) -> Self {
+        self.accept_test_roots = accept;
+        self
     }
 }
 
@@ -164,10 +184,16 @@ fn check_expectations(
     if !expectations.allowed_measurements.contains(&claims.measurement) {
         return Err(EnclaveError::MeasurementNotAllowed(claims.measurement.clone()));
     }
-    // Only the simulated TEE may carry a warning verdict, and only because the party accepted
-    // `sim` explicitly above; real TEEs must be affirmed.
+    // Evidence under a test root is development evidence whatever the instance's policy said.
+    let test_root = claims.under_test_root();
+    if test_root && !expectations.accept_test_roots {
+        return Err(EnclaveError::TestRootNotAccepted(claims.tee));
+    }
+    // Only the simulated TEE and test-root evidence may carry a warning verdict, and only
+    // because the party accepted them explicitly above; real TEEs must be affirmed.
     match (extension.ear_status, claims.tee) {
         (EarStatus::Affirming, _) | (EarStatus::Warning, TeeKind::Sim) => Ok(()),
+        (EarStatus::Warning, _) if test_root => Ok(()),
         (status, _) => Err(EnclaveError::Status(status)),
     }
 }

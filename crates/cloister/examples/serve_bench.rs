@@ -251,6 +251,7 @@ async fn main() -> Result<()> {
         ca: ca_file,
         measurements: vec![Hex(MEASUREMENT.to_vec())],
         tees: vec![TeeKind::Sim],
+        accept_test_root: false,
         requester_key: tmp.path().join("requester/signing.key"),
     })
     .await?;

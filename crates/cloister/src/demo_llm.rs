@@ -182,6 +182,7 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
         ca: ca_file,
         measurements: vec![published.clone()],
         tees: accepted.to_vec(),
+        accept_test_root: false,
         requester_key: consumer_dir.join("signing.key"),
     };
     let (proxy_addr, proxy_server) = proxy::start(&proxy_options).await?;

@@ -43,6 +43,8 @@ pub struct CertificatePolicy {
     pub measurements: Vec<Hex>,
     /// Accepted TEE kinds.
     pub tees: Vec<TeeKind>,
+    /// Accept evidence under a test root the instance names (development only).
+    pub accept_test_root: bool,
 }
 
 /// Reads a recipient: an envelope public key, or an enclave certificate chain (PEM) that must
@@ -61,7 +63,8 @@ pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipie
         let ca_pem =
             std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
         let expectations =
-            Expectations::from_ca_pem(&ca_pem, policy.measurements.clone(), policy.tees.clone())?;
+            Expectations::from_ca_pem(&ca_pem, policy.measurements.clone(), policy.tees.clone())?
+                .accepting_test_roots(policy.accept_test_root);
         let chain = cloister_client::enclave::pem_certificates(&text)?;
         let enclave = verify_enclave_certificate(&chain, &expectations, unix_now())
             .with_context(|| format!("refusing to seal to {}", path.display()))?;

@@ -34,6 +34,8 @@ pub struct WorkerTarget {
     pub measurements: Vec<Hex>,
     /// Accept the simulated TEE.
     pub accept_sim: bool,
+    /// Accept evidence under a test root the instance names (development only).
+    pub accept_test_root: bool,
 }
 
 impl WorkerTarget {
@@ -45,7 +47,8 @@ impl WorkerTarget {
             "give the accepted enclave measurements with --measurement"
         );
         let tees = crate::parties::accepted_tees(self.accept_sim);
-        Ok(Expectations::from_ca_pem(&ca_pem, self.measurements.clone(), tees)?)
+        Ok(Expectations::from_ca_pem(&ca_pem, self.measurements.clone(), tees)?
+            .accepting_test_roots(self.accept_test_root))
     }
 
     pub(crate) fn client(&self) -> Result<WorkerClient> {

@@ -76,6 +76,10 @@ enum Command {
         /// Accept enclave certificates from the simulated TEE (development only).
         #[arg(long)]
         accept_sim: bool,
+        /// Accept enclaves whose evidence verified under a test root their attestation instance
+        /// names (trust_anchor "test"; tests on fake hardware, development only).
+        #[arg(long)]
+        accept_test_root: bool,
     },
     /// Open a sealed file.
     Open {
@@ -134,6 +138,10 @@ enum Command {
         /// Accept the simulated TEE (development only).
         #[arg(long)]
         accept_sim: bool,
+        /// Accept enclaves whose evidence verified under a test root their attestation instance
+        /// names (trust_anchor "test"; tests on fake hardware, development only).
+        #[arg(long)]
+        accept_test_root: bool,
         /// The requester's signing key file; every request is signed with it.
         #[arg(long)]
         requester_key: PathBuf,
@@ -500,6 +508,10 @@ struct WorkerTargetArgs {
     /// Accept the simulated TEE (development only).
     #[arg(long)]
     accept_sim: bool,
+    /// Accept enclaves whose evidence verified under a test root their attestation instance
+    /// names (trust_anchor "test"; tests on fake hardware, development only).
+    #[arg(long)]
+    accept_test_root: bool,
 }
 
 impl WorkerTargetArgs {
@@ -510,6 +522,7 @@ impl WorkerTargetArgs {
             ca: self.ca.clone(),
             measurements,
             accept_sim: self.accept_sim,
+            accept_test_root: self.accept_test_root,
         })
     }
 }
@@ -1141,10 +1154,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keygen { secret, public, signing: true, .. } => {
             cloister::model::keygen_signing(&secret, &public)
         }
-        Command::Seal { recipients, input, output, ca, measurements, accept_sim } => {
+        Command::Seal {
+            recipients,
+            input,
+            output,
+            ca,
+            measurements,
+            accept_sim,
+            accept_test_root,
+        } => {
             let measurements = parse_measurements(&measurements)?;
             let tees = accepted_tees(accept_sim);
-            let policy = CertificatePolicy { ca, measurements, tees };
+            let policy = CertificatePolicy { ca, measurements, tees, accept_test_root };
             let keys = recipients
                 .iter()
                 .map(|path| envelope::read_recipient(path, &policy))
@@ -1323,7 +1344,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(AuditCommand::List { server }) => {
             runtime()?.block_on(admin::audit_list(&server.connection()?))
         }
-        Command::Proxy { listen, worker, ca, measurements, accept_sim, requester_key } => {
+        Command::Proxy {
+            listen,
+            worker,
+            ca,
+            measurements,
+            accept_sim,
+            accept_test_root,
+            requester_key,
+        } => {
             let measurements = parse_measurements(&measurements)?;
             let tees = accepted_tees(accept_sim);
             let options = cloister::proxy::ProxyOptions {
@@ -1332,6 +1361,7 @@ fn run(cli: Cli) -> Result<()> {
                 ca,
                 measurements,
                 tees,
+                accept_test_root,
                 requester_key,
             };
             runtime()?.block_on(cloister::proxy::run(options))

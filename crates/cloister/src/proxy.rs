@@ -40,6 +40,8 @@ pub struct ProxyOptions {
     pub measurements: Vec<Hex>,
     /// Accepted TEE kinds.
     pub tees: Vec<TeeKind>,
+    /// Accept evidence under a test root the instance names (development only).
+    pub accept_test_root: bool,
     /// The requester's signing key file (`cloister-es256-secret:…`).
     pub requester_key: PathBuf,
 }
@@ -56,7 +58,8 @@ pub async fn start(
     let ca_pem = std::fs::read_to_string(&options.ca)
         .with_context(|| format!("reading the instance CA {}", options.ca.display()))?;
     let expectations =
-        Expectations::from_ca_pem(&ca_pem, options.measurements.clone(), options.tees.clone())?;
+        Expectations::from_ca_pem(&ca_pem, options.measurements.clone(), options.tees.clone())?
+            .accepting_test_roots(options.accept_test_root);
     let key_text = Zeroizing::new(
         std::fs::read_to_string(&options.requester_key)
             .with_context(|| format!("reading {}", options.requester_key.display()))?,

@@ -677,6 +677,7 @@ async fn proxy_refuses_to_send_when_the_worker_changes() {
         ca,
         measurements: vec![Hex(MEASUREMENT.to_vec())],
         tees: vec![TeeKind::Sim],
+        accept_test_root: false,
         requester_key: bed.tmp.path().join("requester").join("signing.key"),
     };
     let (addr, server) = cloister::proxy::start(&options).await.unwrap();

@@ -228,7 +228,8 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     finish(worker, &job, &terms, rows, inputs, &own, recorded.checkpoint).await
 }
 
-/// This enclave's expectations of the enclaves it works with: its own CA, measurement and TEE.
+/// This enclave's expectations of the enclaves it works with: its own CA, measurement and TEE,
+/// and a test root only when this enclave itself was attested under one.
 fn own_expectations(worker: &Worker) -> Result<Expectations, String> {
     let identity = &worker.identity;
     let ca_der = identity
@@ -239,6 +240,7 @@ fn own_expectations(worker: &Worker) -> Result<Expectations, String> {
         ca_der,
         allowed_measurements: vec![identity.claims().measurement.clone()],
         accepted_tees: vec![identity.claims().tee],
+        accept_test_roots: identity.claims().under_test_root(),
     })
 }
 
