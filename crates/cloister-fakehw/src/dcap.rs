@@ -36,6 +36,8 @@ pub const MR_ENCLAVE: [u8; 32] = [0x5e; 32];
 const MR_SIGNER: [u8; 32] = [0x51; 32];
 /// The attested TD's MRTD.
 pub const MR_TD: [u8; 48] = [0x7d; 48];
+/// RTMRn of the attested TD is 48 bytes of `RTMR_BASE + n`.
+const RTMR_BASE: u8 = 0x70;
 /// TD attributes: SEPT_VE_DISABLE (bit 28), which DCAP appraisal requires; not debug.
 const TD_ATTRIBUTES: u64 = 1 << 28;
 
@@ -108,6 +110,12 @@ impl DcapPlatform {
             TeeKind::Tdx => Hex(MR_TD.to_vec()),
             _ => Hex(MR_ENCLAVE.to_vec()),
         }
+    }
+
+    /// The TD's runtime measurement registers RTMR0–3 (TDX), as reference values list RTMR0–2
+    /// (`reference_values.rtmr0` …).
+    pub fn rtmrs(&self) -> [Hex; 4] {
+        [0u8, 1, 2, 3].map(|index| Hex(vec![RTMR_BASE + index; 48]))
     }
 
     /// A quote with `report_data`: SGX v3 or TDX v4.
@@ -317,7 +325,7 @@ fn td_report(report_data: &[u8; 64]) -> Vec<u8> {
     r.extend_from_slice(&MR_TD);
     r.extend_from_slice(&[0; 48 * 3]); // MRCONFIGID, MROWNER, MROWNERCONFIG
     for index in 0..4u8 {
-        r.extend_from_slice(&[0x70 + index; 48]); // RTMR0..3
+        r.extend_from_slice(&[RTMR_BASE + index; 48]); // RTMR0..3
     }
     r.extend_from_slice(report_data);
     r

@@ -502,13 +502,18 @@ async fn tdx_worker_process_on_fake_configfs_tsm_runs_a_batch_job_and_an_online_
     let bundle = platform.collateral_bundle("UpToDate", now - 3600, 17).unwrap();
     assert_eq!(bed.authority.service.collateral().load_bundle(&bundle).unwrap(), 5);
     let measurement = platform.measurement();
+    let rtmrs = platform.rtmrs();
     let quoting = platform.clone();
     let platform = TsmPlatform {
         tee: TeeKind::Tdx,
         provider: "tdx_guest",
         root_pem: platform.root_pem(),
         measurement: measurement.clone(),
-        reference_values: serde_json::json!({ "measurements": [measurement] }),
+        // MRTD and RTMR0-2, as every built-in policy pins them for TDX.
+        reference_values: serde_json::json!({
+            "measurements": [measurement],
+            "rtmr0": [rtmrs[0]], "rtmr1": [rtmrs[1]], "rtmr2": [rtmrs[2]],
+        }),
         answer: Box::new(move |report_data| quoting.quote(report_data).unwrap_or_default()),
         auxblob: None,
     };
