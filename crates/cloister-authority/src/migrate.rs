@@ -27,7 +27,7 @@ use std::io;
 use cloister_policy::AppraisalPolicy;
 use cloister_seal::{KeyId, Metadata, OpenError, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{SigningKey, VerifyingKey};
-use cloister_types::api::ServiceKeyDocument;
+use cloister_types::api::{SERVICE_KEY_FIELD, ServiceKeyDocument};
 use cloister_types::{EarStatus, Hex, TeeKind};
 use cloister_verify::TrustAnchors;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -415,6 +415,17 @@ pub enum BundleError {
         /// The key id of the document's key.
         document: KeyId,
     },
+    /// The target's evidence binds another signing key than its document names.
+    #[error(
+        "the target service's key document names signing key {document}, but its attestation \
+         binds {bound}; the document is not the attested service's, so do not export to it"
+    )]
+    TargetSigningKeyNotBound {
+        /// What the evidence binds (`receipt_pk`, or the `service_key_sha256` fingerprint).
+        bound: String,
+        /// What the document names.
+        document: String,
+    },
     /// The target's attestation could not be appraised.
     #[error("the target service's attestation could not be appraised: {0}")]
     TargetPolicy(#[source] cloister_policy::PolicyError),
@@ -786,6 +797,22 @@ pub fn check_target(
                 document: key_id,
             });
         }
+    }
+    // The document's signing key (what later pins of this service rest on) must be the one the
+    // evidence binds, as `receipt_pk` and by fingerprint.
+    let bound = verified.runtime_data();
+    let fingerprint = bound.extra.get(SERVICE_KEY_FIELD).and_then(|v| v.as_str());
+    if bound.receipt_pk != doc.signing_key {
+        return Err(BundleError::TargetSigningKeyNotBound {
+            bound: format!("{:?}", bound.receipt_pk),
+            document: doc.signing_key.clone(),
+        });
+    }
+    if fingerprint != Some(doc.signing_key_sha256.to_string().as_str()) {
+        return Err(BundleError::TargetSigningKeyNotBound {
+            bound: format!("fingerprint {fingerprint:?}"),
+            document: format!("fingerprint {}", doc.signing_key_sha256),
+        });
     }
     let components = std::iter::once(("cpu0", verified.claims()))
         .chain(verified.additional_claims().iter().map(|(name, claims)| (name.as_str(), claims)));
@@ -1347,12 +1374,16 @@ mod tests {
         let platform = SimPlatformKey::generate();
         let anchors = TrustAnchors::new().with_sim_platform_key(platform.public_key());
         let attester = SimAttester::new(platform, MEASUREMENT);
+        let signing = source().public_key();
         let runtime_data = RuntimeData {
             nonce: "service-key".to_owned(),
             hpke_pk: hpke_pk.to_owned(),
             tls_spki_sha256: Hex(vec![0; 32]),
-            receipt_pk: String::new(),
-            extra: BTreeMap::new(),
+            receipt_pk: signing.to_text(),
+            extra: BTreeMap::from([(
+                SERVICE_KEY_FIELD.to_owned(),
+                serde_json::Value::String(signing.fingerprint_hex()),
+            )]),
         };
         (attester.attest(&runtime_data).expect("sim attests"), anchors)
     }
@@ -1417,6 +1448,23 @@ mod tests {
             check,
             TargetCheck::Attested { tee: TeeKind::Sim, measurement: Hex(MEASUREMENT.to_vec()) }
         );
+    }
+
+    #[test]
+    fn a_document_naming_another_signing_key_than_its_evidence_binds_is_refused() {
+        let key = RecipientSecretKey::generate().public_key();
+        let (evidence, anchors) = sim_evidence(&key.to_text());
+        let policy = AppraisalPolicy::development_sim();
+        let impostor = SigningKey::generate().public_key();
+        let mut swapped = document(&key, Some(evidence.clone()));
+        swapped.signing_key = impostor.to_text();
+        let mut zeroed = document(&key, Some(evidence));
+        zeroed.signing_key_sha256 = Hex(vec![0; 32]);
+        for doc in [swapped, zeroed] {
+            let err = check_target(&doc, &anchors, &policy, &reference_values(), false, now())
+                .expect_err("signing key not bound");
+            assert!(matches!(err, BundleError::TargetSigningKeyNotBound { .. }), "{err:?}");
+        }
     }
 
     #[test]

@@ -1186,6 +1186,18 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
     assert!(err.contains("created with attested_exports_only"), "{err}");
     // The same request for an ordinary instance goes through (the exporter's consent counts).
     src.export_instance(&other.id, &request).await.unwrap();
+    // Its admin cannot get around it by trusting a platform it controls afterwards: targets of
+    // such an instance are appraised with the production policy and vendor roots only.
+    let anchors = TrustAnchorSpec {
+        sim_platform_keys: vec![target_platform.to_string()],
+        ..TrustAnchorSpec::default()
+    };
+    src.set_trust_anchors(&sealed_in.id, &anchors).await.unwrap();
+    let measurements = serde_json::json!({ "measurements": [measurement] });
+    src.set_reference_values(&sealed_in.id, &measurements).await.unwrap();
+    src.update_policy(&sealed_in.id, &PolicySpec::Builtin("dev-sim".to_owned())).await.unwrap();
+    let err = export(sealed_in.id.clone(), document.clone()).await.unwrap_err().to_string();
+    assert!(err.contains("sim"), "{err}");
     let (ok, out, _) =
         cli(&["instance", "show", &sealed_in.id], &source.url, Some(&src_tenant.token));
     assert!(ok && out.contains("exports: only to services that attest themselves"), "{out}");

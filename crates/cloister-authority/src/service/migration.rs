@@ -18,9 +18,25 @@ impl Service {
         let tenant = self.owned_instance(who, Action::ExportInstance, id, now).await?;
         let instance = self.instance(id).await?.instance.clone();
         // An instance created with `attested_exports_only` never consents to an unattested
-        // target, whoever asks.
-        let check = if instance.settings().attested_exports_only && target.attestation.is_none() {
-            Err(BundleError::UnattestedTargetForbidden)
+        // target, whoever asks, and appraises targets with what its admin cannot change later:
+        // the production policy and the vendors' own roots (no sim platform keys, no roots or
+        // test roots the instance lists). Only the reference values (the target's measurement)
+        // stay the instance's.
+        let vendor_only = cloister_verify::TrustAnchors::new();
+        let production = AppraisalPolicy::production_default();
+        let check = if instance.settings().attested_exports_only {
+            if target.attestation.is_none() {
+                Err(BundleError::UnattestedTargetForbidden)
+            } else {
+                migrate::check_target(
+                    target,
+                    &vendor_only,
+                    &production,
+                    &instance.reference_values,
+                    false,
+                    now,
+                )
+            }
         } else {
             migrate::check_target(
                 target,
