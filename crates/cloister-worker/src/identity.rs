@@ -42,6 +42,9 @@ pub enum IdentityError {
     /// The returned certificate is not for this enclave.
     #[error("the attestation service returned a certificate that is not for this enclave: {0}")]
     WrongCertificate(String),
+    /// Renewing the attestation did not finish.
+    #[error("renewing the attestation failed: {0}")]
+    Renewal(String),
     /// The TLS key cannot serve the returned certificate.
     #[error("the enclave's TLS key cannot serve the returned certificate: {0}")]
     TlsKey(String),
@@ -354,8 +357,20 @@ pub async fn keep_attested(identity: &EnclaveIdentity, service: &ServiceChannel)
         tokio::time::sleep(due.saturating_sub(current.received.elapsed())).await;
         let mut backoff = Duration::from_secs(1);
         let most = (lifetime / 10).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        // A service that does not answer (stopped, or the host holding the connection) must
+        // not stall renewal silently: each try gets a third of the lifetime, at most a minute.
+        let patience = (lifetime / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
-            match identity.reattest(service, Some(&current.ear)).await {
+            let attempt =
+                tokio::time::timeout(patience, identity.reattest(service, Some(&current.ear)))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(IdentityError::Renewal(format!(
+                            "the attestation service did not answer within {} ms",
+                            patience.as_millis()
+                        )))
+                    });
+            match attempt {
                 Ok(()) => {
                     tracing::info!(
                         lifetime_s = identity.current().lifetime.as_secs(),

@@ -455,9 +455,7 @@ enum Serve {
     },
     /// The enclave worker: attests with its TEE (--tee), serves the worker API on TLS, runs and
     /// resumes durable batch jobs, renews its attestation before it expires. Prints one JSON
-    /// line on stdout once it listens: {"url",, serves the worker API on TLS, runs and
-    /// resumes durable batch jobs. Prints one JSON line on stdout once it listens: {"url",
-    /// "tee", "measurement", "attestation_result_sha256", "certificate_chain_pem",
+    /// line on stdout once it listens: {"url", "tee", "measurement", "attestation_result_sha256", "certificate_chain_pem",
     /// "resumed_jobs"}.
     Worker {
         /// Address to listen on (port 0 picks a free one; the JSON line names it).
