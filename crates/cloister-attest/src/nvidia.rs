@@ -105,32 +105,12 @@ pub fn check_spdm_nonce(
     crate::check_report_data(source, nonce, &request[4..])
 }
 
-/// The DER certificates of a PEM text, in order.
+/// The DER certificates of NVML's PEM chain, in order (NVML pads its buffer with NULs).
 fn pem_certificates(source: &Path, pem: &[u8]) -> Result<Vec<Vec<u8>>, AttestError> {
-    use base64::Engine as _;
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
     let text = std::str::from_utf8(pem)
         .map_err(|_| crate::malformed(source, "the GPU's certificate chain is not PEM text"))?;
-    let text = text.trim_end_matches('\0');
-    let mut certificates = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find(BEGIN) {
-        let body = &rest[start + BEGIN.len()..];
-        let end = body.find(END).ok_or_else(|| {
-            crate::malformed(source, "a certificate in the GPU's chain has no END line")
-        })?;
-        let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| {
-            crate::malformed(source, "a certificate in the GPU's chain is not base64")
-        })?;
-        certificates.push(der);
-        rest = &body[end + END.len()..];
-    }
-    if certificates.is_empty() {
-        return Err(crate::malformed(source, "the GPU's certificate chain holds no certificate"));
-    }
-    Ok(certificates)
+    cloister_types::pem_certificates(text.trim_end_matches('\0'))
+        .map_err(|e| crate::malformed(source, format!("the GPU's certificate chain: {e}")))
 }
 
 /// A CPU TEE's attester with the machine's confidential GPUs: every attestation carries each
