@@ -25,17 +25,17 @@ pub struct MeasureArgs {
     /// SEV-SNP: the firmware image (OVMF.fd).
     #[arg(long, help_heading = "SEV-SNP")]
     pub ovmf: Option<PathBuf>,
-    /// SEV-SNP: the number of vCPUs.
-    #[arg(long, default_value_t = 1, help_heading = "SEV-SNP")]
-    pub vcpus: u32,
+    /// SEV-SNP: the number of vCPUs (default 1).
+    #[arg(long, help_heading = "SEV-SNP")]
+    pub vcpus: Option<u32>,
     /// SEV-SNP: the guest CPU model as QEMU names it (EPYC, EPYC-v4, EPYC-Rome, EPYC-Milan,
     /// EPYC-Genoa, …) or a CPUID signature (0x…). Needed with --vmm qemu.
     #[arg(long, help_heading = "SEV-SNP")]
     pub vcpu_type: Option<String>,
-    /// SEV-SNP: the VMSA's SEV_FEATURES (0x1 SNPActive; hosts on Linux 6.6+ KVM usually use 0x21,
-    /// SNPActive and DebugSwap).
-    #[arg(long, default_value = "0x1", help_heading = "SEV-SNP")]
-    pub guest_features: String,
+    /// SEV-SNP: the VMSA's SEV_FEATURES (default 0x1, SNPActive; hosts on Linux 6.6+ KVM
+    /// usually use 0x21, SNPActive and DebugSwap).
+    #[arg(long, help_heading = "SEV-SNP")]
+    pub guest_features: Option<String>,
     /// SEV-SNP: the kernel QEMU boots directly (measured through OVMF's kernel-hashes table).
     #[arg(long, help_heading = "SEV-SNP")]
     pub kernel: Option<PathBuf>,
@@ -45,9 +45,9 @@ pub struct MeasureArgs {
     /// SEV-SNP: the kernel command line (with --kernel).
     #[arg(long, help_heading = "SEV-SNP")]
     pub append: Option<String>,
-    /// SEV-SNP: the VMM: qemu, ec2 or gce.
-    #[arg(long, default_value = "qemu", help_heading = "SEV-SNP")]
-    pub vmm: String,
+    /// SEV-SNP: the VMM: qemu (default), ec2 or gce.
+    #[arg(long, help_heading = "SEV-SNP")]
+    pub vmm: Option<String>,
     /// SEV-SNP: the Coconut SVSM binary (with --vars-size).
     #[arg(long, help_heading = "SEV-SNP")]
     pub svsm: Option<PathBuf>,
@@ -114,6 +114,9 @@ pub fn run(args: &MeasureArgs) -> Result<()> {
 fn refuse_foreign_flags(args: &MeasureArgs) -> Result<()> {
     let given = [
         ("--ovmf", args.ovmf.is_some(), "snp"),
+        ("--vcpus", args.vcpus.is_some(), "snp"),
+        ("--guest-features", args.guest_features.is_some(), "snp"),
+        ("--vmm", args.vmm.is_some(), "snp"),
         ("--vcpu-type", args.vcpu_type.is_some(), "snp"),
         ("--kernel", args.kernel.is_some(), "snp"),
         ("--initrd", args.initrd.is_some(), "snp"),
@@ -145,11 +148,17 @@ fn snp_values(args: &MeasureArgs) -> Result<Values> {
     let mut inputs = snp::LaunchInputs::new(&ovmf);
     inputs.boot =
         snp::DirectBoot::from_parts(kernel.as_deref(), initrd.as_deref(), args.append.as_deref())?;
-    inputs.vcpus = args.vcpus;
+    if let Some(vcpus) = args.vcpus {
+        inputs.vcpus = vcpus;
+    }
     inputs.vcpu_type = args.vcpu_type.as_deref().map(str::parse).transpose()?;
-    inputs.guest_features = parse_number(&args.guest_features)
-        .with_context(|| format!("--guest-features {:?}", args.guest_features))?;
-    inputs.vmm = args.vmm.parse()?;
+    if let Some(features) = &args.guest_features {
+        inputs.guest_features =
+            parse_number(features).with_context(|| format!("--guest-features {features:?}"))?;
+    }
+    if let Some(vmm) = &args.vmm {
+        inputs.vmm = vmm.parse()?;
+    }
     inputs.svsm = match (&svsm, args.vars_size) {
         (Some(image), Some(ovmf_vars_size)) => Some(snp::Svsm { image, ovmf_vars_size }),
         (None, None) => None,

@@ -505,6 +505,8 @@ fn measurement_inputs_that_cannot_give_the_value_are_refused_by_name() {
     assert!(err.contains("--ovmf applies to --tee snp"), "{err}");
     let err = refused("--tee tdx");
     assert!(err.contains("--event-log"), "{err}");
+    let err = refused("--tee sgx --vcpus 4 --sgxs measure-sgx/fortanix_test_enclave.sgxs");
+    assert!(err.contains("--vcpus applies to --tee snp"), "{err}");
     let err = refused("--tee tdx --event-log measure-sgx/fortanix_test_enclave.sig");
     assert!(err.contains("not a crypto-agile TCG event log"), "{err}");
     let err = refused("--tee sgx --sgxs measure-tdx/trustee_eventlog_CCEL_data_gcp");
