@@ -12,6 +12,8 @@ use crate::encoding::Hex;
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum TeeKind {
+    /// Android key attestation (KeyMint/Keymaster in TrustZone or StrongBox): attests a key.
+    Android,
     /// Arm Confidential Compute Architecture realm.
     Cca,
     /// Hygon China Secure Virtualization.
@@ -20,6 +22,9 @@ pub enum TeeKind {
     Nitro,
     /// NVIDIA Hopper confidential-computing GPU.
     Nvidia,
+    /// Arm Platform Security Architecture (TrustZone, TF-M/OP-TEE): attests a device's secure
+    /// world.
+    Psa,
     /// Intel SGX enclave.
     Sgx,
     /// The simulated TEE: development only, never trustworthy.
@@ -28,39 +33,77 @@ pub enum TeeKind {
     Snp,
     /// Intel TDX trust domain.
     Tdx,
+    /// Huawei Kunpeng virtCCA confidential VM (CCA-style realm tokens).
+    #[serde(rename = "virtcca")]
+    VirtCca,
+}
+
+/// What a verified result of a TEE proves, and so what it may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attests {
+    /// Code running isolated from the host: may hold released keys and enclave certificates.
+    IsolatedCompute,
+    /// An accelerator attached to isolated compute (evidence beside a CPU TEE's, never alone).
+    Accelerator,
+    /// The state of a device's secure world or a key it holds: may admit a device (a data
+    /// provider's gateway, a phone), but never receives a released key or an enclave
+    /// certificate.
+    DeviceKey,
 }
 
 impl TeeKind {
     /// Every TEE kind, the simulated one included.
-    pub const ALL: [TeeKind; 8] = [
+    pub const ALL: [TeeKind; 11] = [
+        TeeKind::Android,
         TeeKind::Cca,
         TeeKind::Csv,
         TeeKind::Nitro,
         TeeKind::Nvidia,
+        TeeKind::Psa,
         TeeKind::Sgx,
         TeeKind::Sim,
         TeeKind::Snp,
         TeeKind::Tdx,
+        TeeKind::VirtCca,
     ];
+
+    /// What a verified result of this TEE proves ([`Attests`]).
+    pub fn attests(self) -> Attests {
+        match self {
+            TeeKind::Cca
+            | TeeKind::Csv
+            | TeeKind::Nitro
+            | TeeKind::Sgx
+            | TeeKind::Sim
+            | TeeKind::Snp
+            | TeeKind::Tdx
+            | TeeKind::VirtCca => Attests::IsolatedCompute,
+            TeeKind::Nvidia => Attests::Accelerator,
+            TeeKind::Android | TeeKind::Psa => Attests::DeviceKey,
+        }
+    }
 
     /// The lowercase name used on the wire and in policies.
     pub fn as_str(self) -> &'static str {
         match self {
+            TeeKind::Android => "android",
             TeeKind::Cca => "cca",
             TeeKind::Csv => "csv",
             TeeKind::Nitro => "nitro",
             TeeKind::Nvidia => "nvidia",
+            TeeKind::Psa => "psa",
             TeeKind::Sgx => "sgx",
             TeeKind::Sim => "sim",
             TeeKind::Snp => "snp",
             TeeKind::Tdx => "tdx",
+            TeeKind::VirtCca => "virtcca",
         }
     }
 }
 
 /// A text that is not a TEE name.
 #[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a TEE (sgx, tdx, snp, csv, cca, nitro, nvidia, sim)")]
+#[error("{0:?} is not a TEE (sgx, tdx, snp, csv, cca, virtcca, nitro, nvidia, psa, android, sim)")]
 pub struct UnknownTee(pub String);
 
 impl std::str::FromStr for TeeKind {
@@ -69,14 +112,17 @@ impl std::str::FromStr for TeeKind {
     /// Parses the lowercase wire name ([`TeeKind::as_str`]).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(match text {
+            "android" => TeeKind::Android,
             "cca" => TeeKind::Cca,
             "csv" => TeeKind::Csv,
             "nitro" => TeeKind::Nitro,
             "nvidia" => TeeKind::Nvidia,
+            "psa" => TeeKind::Psa,
             "sgx" => TeeKind::Sgx,
             "sim" => TeeKind::Sim,
             "snp" => TeeKind::Snp,
             "tdx" => TeeKind::Tdx,
+            "virtcca" => TeeKind::VirtCca,
             other => return Err(UnknownTee(other.to_owned())),
         })
     }

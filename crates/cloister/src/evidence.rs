@@ -134,7 +134,10 @@ pub fn collect(runtime_data: &Path) -> Result<String> {
 pub fn parse_tee(text: &str) -> Result<TeeKind> {
     match text.parse::<TeeKind>() {
         Ok(tee) if tee != TeeKind::Sim => Ok(tee),
-        _ => bail!("--tee {text:?} is not one of sgx, tdx, snp, csv, cca, nitro, nvidia"),
+        _ => bail!(
+            "--tee {text:?} is not one of sgx, tdx, snp, csv, cca, virtcca, nitro, nvidia, psa, \
+             android"
+        ),
     }
 }
 
