@@ -456,7 +456,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                     >::new_with_config(root.der().to_vec())
                     .allow_debug(true)
                     .allow_service_td(true)
-                    .verify(evidence, &bundle, now)
+                    .verify(quote.quote, &bundle, now)
                     .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
                     let verdict = memo::Verdict::from_report(&report);
                     if let (Some(key), Some(window)) = (key, memo::window(&bundle, &chain)) {
@@ -667,6 +667,10 @@ fn build_claims(
         fields.insert("sgx_type".into(), json!(sgx_type));
     }
     fields.insert("trust_anchor".into(), json!(origin.as_str()));
+    if quote.trailing > 0 {
+        // Reported so that a user sees the buffer was larger than the quote; never read.
+        fields.insert("trailing_bytes".into(), json!(quote.trailing));
+    }
     let qe = &quote.qe_report;
     fields.insert(
         "qe_report".into(),

@@ -5,7 +5,10 @@
 //! (`r || s`), the attestation public key (`x || y`), then the certification data. In v3 the QE
 //! report, its signature, the QE authentication data and a type-5 certification data (the PCK
 //! chain as PEM) follow directly; in v4/v5 a type-6 certification data wraps the same fields.
-//! Only zero bytes may follow the authentication data (some quote generators pad).
+//! The authentication data's length ends the quote: bytes after it (quote buffers larger than
+//! the quote, padding, test-suite framing) are not signed by anyone, so they are never read,
+//! only counted ([`Quote::trailing`]), and the signed structure is what gets verified
+//! ([`Quote::quote`]).
 
 /// Intel's QE vendor id (939a7233-f79c-4ca9-940a-0db3957f0607).
 pub(crate) const INTEL_QE_VENDOR_ID: [u8; 16] = [
@@ -97,6 +100,10 @@ pub(crate) struct Quote<'a> {
     pub qe_auth_data: &'a [u8],
     /// The PCK certificate chain, PEM (trailing NUL bytes removed).
     pub pck_chain_pem: &'a [u8],
+    /// The quote itself: header, body and authentication data, without what followed it.
+    pub quote: &'a [u8],
+    /// How many bytes followed the authentication data (never interpreted).
+    pub trailing: usize,
 }
 
 /// A reader that never reads past its slice.
@@ -287,12 +294,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
     let auth_len = usize::try_from(r.u32("authentication data size")?)
         .map_err(|_| "authentication data size does not fit".to_owned())?;
     let auth = r.take(auth_len, "authentication data")?;
-    if r.rest().iter().any(|&b| b != 0) {
-        return Err(ParseError::Malformed(format!(
-            "{} non-zero bytes follow the authentication data",
-            r.rest().len()
-        )));
-    }
+    let trailing = r.rest().len();
+    let quote = bytes.get(..r.pos).ok_or_else(|| "quote is truncated".to_owned())?;
 
     let mut a = Reader::new(auth, "authentication data");
     let signature = a.take(64, "quote signature")?;
@@ -346,6 +349,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
         qe_report_signature: qe.signature,
         qe_auth_data: qe.auth_data,
         pck_chain_pem: qe.pck_chain,
+        quote,
+        trailing,
     })
 }
 
