@@ -347,17 +347,93 @@ fn truncated_reports_are_refused_at_the_field_that_is_cut() {
     }
 }
 
+/// Captures of the report carry bytes after the signature (a newline, a NUL, a larger buffer):
+/// the response's own lengths end it, the tail is counted and never read.
 #[test]
-fn trailing_bytes_and_wrong_headers_are_refused() {
-    let mut longer = report();
-    longer.push(0);
-    let err = nvidia_err(run(&longer, &chain(1)));
-    assert!(matches!(err, NvidiaError::Malformed(_)), "{err}");
+fn bytes_after_the_signature_are_counted_and_never_read() {
+    let clean = run(&report(), &chain(1)).unwrap();
+    assert!(vendor(&clean).get("trailing_bytes").is_none());
+    for tail in [vec![0u8], vec![b'\n'], vec![0xa5; 300]] {
+        let mut longer = report();
+        longer.extend_from_slice(&tail);
+        let claims = run(&longer, &chain(1)).unwrap();
+        assert_eq!(vendor(&claims)["trailing_bytes"], tail.len());
+        assert_eq!(claims.measurement, clean.measurement);
+    }
+}
 
-    let mut v12 = report();
-    v12[0] = 0x12;
-    let err = nvidia_err(run(&v12, &chain(1)));
-    assert!(matches!(err, NvidiaError::SpdmVersion(0x12)), "{err}");
+/// A test device key under a test root, its leaf carrying `fwid` as NVIDIA's leaves do.
+fn test_device(fwid: &[u8]) -> (common::pki::TestCa, Vec<u8>, rcgen::KeyPair) {
+    use rcgen::{CertificateParams, CustomExtension, DnType, Issuer, KeyPair};
+    let root = common::pki::TestCa::root(
+        "Test GPU Root",
+        at("2020-01-01T00:00:00Z"),
+        at("2040-01-01T00:00:00Z"),
+    );
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "Test GPU FMC LF");
+    // SEQUENCE { SEQUENCE { OID sha384, OCTET STRING fwid } }: ends in 04 30 <48 bytes>.
+    let mut inner =
+        vec![0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x04, 0x30];
+    inner.extend_from_slice(fwid);
+    let mut fwid_ext = vec![0x30, inner.len() as u8 + 2, 0x30, inner.len() as u8];
+    fwid_ext.extend_from_slice(&inner);
+    params
+        .custom_extensions
+        .push(CustomExtension::from_oid_content(&[2, 23, 133, 5, 4, 1], fwid_ext));
+    let issuer = Issuer::from_params(&root.params, &root.key);
+    let leaf = params.signed_by(&key, &issuer).unwrap().der().to_vec();
+    (root, leaf, key)
+}
+
+/// SPDM 1.2 signs a signing context, not the transcript: the real report's fields as a 1.2
+/// report, re-signed by a test device key, verify only when signed the 1.2 way.
+#[test]
+fn spdm_1_2_reports_are_verified_over_the_signing_context() {
+    use rcgen::SigningKey as _;
+    let mut transcript = report();
+    transcript.truncate(transcript.len() - 96);
+    transcript[0] = 0x12;
+    transcript[37] = 0x12;
+    let (root, leaf, key) = test_device(&hex::decode(FWID).unwrap());
+    let mut collateral = Collateral::new();
+    collateral.certificates = vec![leaf, root.der.clone()];
+    let anchors = TrustAnchors::new().with_root(TeeKind::Nvidia, root.der.clone());
+    let sign = |message: &[u8]| {
+        let der = key.sign(message).unwrap();
+        p384::ecdsa::Signature::from_der(&der).unwrap().to_bytes().to_vec()
+    };
+    // DSP0274 1.2: "dmtf-spdm-v1.2.*" four times, zeros padding the context to 36 bytes, the
+    // context, then SHA-384 of the transcript.
+    let mut context = b"dmtf-spdm-v1.2.*".repeat(4);
+    context.extend_from_slice(&[0; 6]);
+    context.extend_from_slice(b"responder-measurements signing");
+    context.extend_from_slice(&<sha2::Sha384 as sha2::Digest>::digest(&transcript));
+    let mut v12 = transcript.clone();
+    v12.extend_from_slice(&sign(&context));
+    let claims = run_full(&v12, &collateral, &anchors, at(WHEN)).unwrap();
+    assert_eq!(vendor(&claims)["spdm_version"], "1.2");
+    assert_eq!(hex::encode(claims.report_data.as_bytes()), NONCE);
+
+    // The same bytes signed as 1.1 signs (the transcript itself) do not verify as 1.2.
+    let mut as_v11 = transcript.clone();
+    as_v11.extend_from_slice(&sign(&transcript));
+    let err = nvidia_err(run_full(&as_v11, &collateral, &anchors, at(WHEN)));
+    assert!(matches!(err, NvidiaError::BadSignature { .. }), "{err}");
+}
+
+#[test]
+fn wrong_headers_are_refused() {
+    let mut v13 = report();
+    v13[0] = 0x13;
+    let err = nvidia_err(run(&v13, &chain(1)));
+    assert!(matches!(err, NvidiaError::SpdmVersion(0x13)), "{err}");
+
+    let mut mixed = report();
+    mixed[0] = 0x12;
+    let err = nvidia_err(run(&mixed, &chain(1)));
+    assert!(err.to_string().contains("differs from the request"), "{err}");
 
     let mut wrong_code = report();
     wrong_code[38] = 0x61;

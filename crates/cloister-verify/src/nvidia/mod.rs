@@ -1,7 +1,8 @@
 //! NVIDIA Hopper GPU evidence: SPDM measurements signed by the device key, chain to the NVIDIA root.
 //!
-//! The evidence is the SPDM 1.1 GET_MEASUREMENTS request followed by the device's MEASUREMENTS
-//! response (binary, or the same as hex text); `spdm.rs` describes the layout. The driver checks,
+//! The evidence is the SPDM 1.1 or 1.2 GET_MEASUREMENTS request followed by the device's
+//! MEASUREMENTS response (binary, or the same as hex text; bytes after the signature are counted
+//! as `trailing_bytes` and never read); `spdm.rs` describes the layout. The driver checks,
 //! in this order:
 //!
 //! 1. the structure of request and response, bounds-checked field by field;
@@ -11,8 +12,8 @@
 //!    issued by the next and valid at `inputs.now_unix`, and the root is the pinned NVIDIA root
 //!    or one of `inputs.anchors.roots(TeeKind::Nvidia)`. When the chain stops below a root, a
 //!    root among the anchors whose subject is the last issuer completes it;
-//! 3. the ECDSA P-384/SHA-384 signature (last 96 bytes, `r || s`) over everything before it,
-//!    with the leaf's key;
+//! 3. the ECDSA P-384/SHA-384 signature (96 bytes, `r || s`, after the opaque data) with the
+//!    leaf's key, over the request and response before it (1.1) or the 1.2 signing context;
 //! 4. the FWID in the report's opaque data (when present) equals the leaf certificate's FWID;
 //! 5. RIM appraisal, when RIMs (SWID tags) come in `inputs.collateral.documents`. Every RIM
 //!    given must carry a valid enveloped XML signature (`dsig.rs`: Reference digest over the
@@ -371,8 +372,9 @@ fn verify(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, NvidiaError> {
             reason: "not an EC P-384 key".into(),
         });
     }
-    let signed = evidence.get(..report.signed_len).unwrap_or_default();
-    key.verify_ecdsa_raw(true, signed, &report.signature)
+    let transcript = evidence.get(..report.signed_len).unwrap_or_default();
+    let signed = spdm::signed_message(report.version, transcript);
+    key.verify_ecdsa_raw(true, &signed, &report.signature)
         .map_err(|_| NvidiaError::BadSignature { subject: leaf.subject_cn() })?;
 
     // The report's FWID, when it carries one, is the certificate's.
@@ -813,7 +815,7 @@ fn claims(
         .and_then(|d| d.rsplit(':').next())
         .and_then(|h| hex::decode(h).ok())
         .map(Hex);
-    let vendor = json!({
+    let mut vendor = json!({
         "spdm_version": format!("{}.{}", report.version >> 4, report.version & 0x0f),
         "request_attributes": report.request_attributes,
         "slot_id": report.slot_id,
@@ -834,6 +836,11 @@ fn claims(
         "rim_root": appraisal.root.map(dsig::RimRoot::name),
         "ocsp": appraisal.ocsp,
     });
+    if report.trailing > 0
+        && let Some(fields) = vendor.as_object_mut()
+    {
+        fields.insert("trailing_bytes".into(), Value::from(report.trailing));
+    }
     Claims {
         tee: TeeKind::Nvidia,
         measurement: Hex(measurement),

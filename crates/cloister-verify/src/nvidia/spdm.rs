@@ -1,7 +1,8 @@
-//! The SPDM 1.1 GET_MEASUREMENTS request and MEASUREMENTS response an NVIDIA GPU returns as its
-//! attestation report, and the NVIDIA opaque-data fields inside it.
+//! The SPDM 1.1/1.2 GET_MEASUREMENTS request and MEASUREMENTS response an NVIDIA GPU returns as
+//! its attestation report, and the NVIDIA opaque-data fields inside it.
 //!
-//! Layout (DMTF DSP0274 1.1; all integers little-endian):
+//! Layout (DMTF DSP0274 1.1 and 1.2, which agree on these two messages; all integers
+//! little-endian):
 //!
 //! ```text
 //! request  (37 bytes): version 0x11 | code 0xE0 | param1 (bit 0: signature requested)
@@ -14,14 +15,23 @@
 //! opaque data:         a list of NVIDIA fields: type (2) | length (2) | value
 //! ```
 //!
-//! The signature is ECDSA P-384 with SHA-384, as `r || s`, over every byte before it (request
-//! and response).
+//! Every variable part is read by its own length field (measurement record length, each block's
+//! size and DMTF value size, opaque data length); the signature's length is not in the message
+//! but follows from the negotiated algorithm, ECDSA P-384 (96 bytes, `r || s`) for NVIDIA's
+//! devices. Bytes after the signature are not part of the response (capture tools append
+//! newlines or NULs): they are counted in [`Report::trailing`] and never read.
+//!
+//! What the signature covers depends on the version: in 1.1, SHA-384 over every byte before it
+//! (request and response); from 1.2, SHA-384 over the signing context ([`signed_message`]).
+
+use sha2::{Digest as _, Sha384};
 
 use super::NvidiaError;
 
-/// The SPDM version this driver verifies (1.1: the signature covers request and response as
-/// they are, with no signing context).
+/// SPDM 1.1: the signature covers request and response as they are.
 pub(crate) const SPDM_VERSION_1_1: u8 = 0x11;
+/// SPDM 1.2: the signature covers a signing context and the transcript's hash.
+pub(crate) const SPDM_VERSION_1_2: u8 = 0x12;
 /// GET_MEASUREMENTS request code.
 const GET_MEASUREMENTS: u8 = 0xE0;
 /// MEASUREMENTS response code.
@@ -76,10 +86,12 @@ pub(crate) struct Report {
     pub(crate) responder_nonce: [u8; 32],
     /// The opaque data fields, in the order received.
     pub(crate) opaque: Vec<OpaqueField>,
-    /// The number of bytes the signature covers (everything before it).
+    /// The number of bytes of the transcript (request and response up to the signature).
     pub(crate) signed_len: usize,
     /// The signature, `r || s`.
     pub(crate) signature: [u8; 96],
+    /// How many bytes followed the signature (never interpreted).
+    pub(crate) trailing: usize,
 }
 
 /// A bounds-checked reader over the evidence.
@@ -134,7 +146,7 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
 
     // The request.
     let version = r.u8("request version")?;
-    if version != SPDM_VERSION_1_1 {
+    if version != SPDM_VERSION_1_1 && version != SPDM_VERSION_1_2 {
         return Err(NvidiaError::SpdmVersion(version));
     }
     let code = r.u8("request code")?;
@@ -193,12 +205,7 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
     let opaque = parse_opaque(r.take(opaque_len, "opaque data")?)?;
     let signed_len = r.pos;
     let signature = r.array::<SIGNATURE_LEN>("signature")?;
-    if r.remaining() != 0 {
-        return Err(NvidiaError::Malformed(format!(
-            "{} bytes follow the signature",
-            r.remaining()
-        )));
-    }
+    let trailing = r.remaining();
     Ok(Report {
         version,
         request_attributes,
@@ -210,7 +217,33 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
         opaque,
         signed_len,
         signature,
+        trailing,
     })
+}
+
+/// The bytes the device's key signed (hashed with SHA-384 by ECDSA), for `transcript`: the
+/// request and the response up to the signature.
+///
+/// SPDM 1.1 signs the transcript itself. SPDM 1.2 (DSP0274 1.2, "signature generation") signs
+/// the combined prefix, `"dmtf-spdm-v1.2.*"` four times, then zero bytes padding the context to
+/// 36 bytes, then the context `"responder-measurements signing"`, followed by SHA-384 of the
+/// transcript.
+pub(crate) fn signed_message(version: u8, transcript: &[u8]) -> Vec<u8> {
+    if version == SPDM_VERSION_1_1 {
+        return transcript.to_vec();
+    }
+    const CONTEXT: &[u8] = b"responder-measurements signing";
+    const CONTEXT_FIELD_LEN: usize = 36;
+    let mut message = Vec::with_capacity(64 + CONTEXT_FIELD_LEN + 48);
+    for _ in 0..4 {
+        message.extend_from_slice(b"dmtf-spdm-v1.");
+        message.push(b'0' + (version & 0x0f));
+        message.extend_from_slice(b".*");
+    }
+    message.resize(message.len() + CONTEXT_FIELD_LEN - CONTEXT.len(), 0);
+    message.extend_from_slice(CONTEXT);
+    message.extend_from_slice(&Sha384::digest(transcript));
+    message
 }
 
 fn parse_record(record: &[u8], count: u8) -> Result<Vec<MeasurementBlock>, NvidiaError> {
