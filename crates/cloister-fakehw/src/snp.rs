@@ -74,6 +74,11 @@ impl SnpPlatform {
         self.ark.pem()
     }
 
+    /// The VCEK certificate, DER.
+    pub fn vcek_der(&self) -> Vec<u8> {
+        self.vcek.der().to_vec()
+    }
+
     /// The guest's launch measurement, as reference values list it.
     pub fn measurement(&self) -> Hex {
         Hex(MEASUREMENT.to_vec())

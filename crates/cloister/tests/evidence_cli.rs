@@ -135,18 +135,19 @@ fn snp_report_with_vcek_and_amd_chain() {
     assert_eq!(c["tcb_status"], "unknown");
     assert_eq!(c["snp"]["reported_tcb"]["microcode"], 115);
 
-    // Without the ASK/ARK the tool says what to pass.
+    // Without the VCEK the tool says where to fetch it.
     let line = refusal(&[
         "--tee",
         "snp",
         "--evidence",
         &report,
         "--cert",
-        &vcek,
+        &chain,
         "--at",
         "2025-06-01T00:00:00Z",
     ]);
-    assert!(line.starts_with("snp: no SEV-Milan certificate given"), "{line}");
+    assert!(line.starts_with("snp: no VCEK certificate given"), "{line}");
+    assert!(line.contains("https://kdsintf.amd.com/vcek/v1/Milan/"), "{line}");
 
     // A flipped byte in the signed report.
     let dir = tempfile::tempdir().unwrap();
@@ -200,6 +201,32 @@ fn evidence_may_be_raw_hex_or_base64() {
     }
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[0], seen[2]);
+}
+
+/// `evidence verify --tee snp --evidence report.bin --cert vcek.der` works offline: AMD's ASK
+/// and ARK are built in.
+#[test]
+fn an_snp_report_verifies_offline_with_only_its_vcek() {
+    let args = |with_chain: bool| {
+        let mut args = vec![
+            "--tee".to_owned(),
+            "snp".into(),
+            "--evidence".into(),
+            vector("snp/trustee_test-report.bin"),
+            "--cert".into(),
+            vector("snp/trustee_test-vcek.der"),
+            "--at".into(),
+            "2025-06-01T00:00:00Z".into(),
+        ];
+        if with_chain {
+            args.extend(["--cert".into(), vector("snp/milan_ask_ark_asvk.pem")]);
+        }
+        args
+    };
+    let alone = claims(&args(false).iter().map(String::as_str).collect::<Vec<_>>());
+    let with_chain = claims(&args(true).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(alone, with_chain);
+    assert_eq!(alone["snp"]["trust_anchor"], "vendor", "{alone}");
 }
 
 #[test]

@@ -29,6 +29,45 @@ pub const ARK_TURIN_SHA256: [u8; 32] = [
     0xca, 0xfa, 0x5d, 0x05, 0xef, 0x41, 0x93, 0xb2, 0xde, 0xd9, 0xdd, 0x9c, 0x73, 0xdd, 0x3f, 0x6a,
 ];
 
+/// AMD's published certificates of each product, as AMD's key distribution service serves them
+/// (`/vcek/v1/{product}/cert_chain` and `/vlek/v1/{product}/cert_chain`): the ASK, the ARK and
+/// the ASVK. Carried so that a report with only its VCEK or VLEK verifies offline; a
+/// certificate is used only if its SHA-256 is one of [`AMD_CERTIFICATE_SHA256`].
+const AMD_CERTIFICATE_BUNDLES: [&[u8]; 3] = [
+    include_bytes!("amd/milan.pem"),
+    include_bytes!("amd/genoa.pem"),
+    include_bytes!("amd/turin.pem"),
+];
+
+/// SHA-256 of each carried AMD certificate (hex): SEV-Milan, ARK-Milan, SEV-VLEK-Milan,
+/// SEV-Genoa, ARK-Genoa, SEV-VLEK-Genoa, SEV-Turin, ARK-Turin, SEV-VLEK-Turin.
+pub const AMD_CERTIFICATE_SHA256: [&str; 9] = [
+    "67d303bd3905fd38db8b20e0793699870e7fa612eaad5dec358293fd8c0bac1b",
+    "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    "c5e081f59b7efab1fe2f8b505e159704e72f29cab7ef7cf628a05a42439082f5",
+    "5464738c1546aed5f2cecf1dc98c5c960a92e8913238a61711bc90ec6e828521",
+    "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    "197e610743a917d6b9bb982a5a9226ccc0a15b611be0619e626aca9151457372",
+    "5b77ef5fe7a7a004fd9032668fba9d0fda22f88c4442069a479636a6ae3b3185",
+    "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+    "104e10a8bd060a3c20a434261a57d0588fd65a88915b4f65b08bdecaf8df1a3c",
+];
+
+/// The carried AMD certificates whose fingerprints are pinned, parsed once.
+pub fn carried_amd_certificates() -> &'static [Cert] {
+    static CARRIED: std::sync::LazyLock<Vec<Cert>> = std::sync::LazyLock::new(|| {
+        AMD_CERTIFICATE_BUNDLES
+            .iter()
+            .filter_map(|bundle| Cert::parse_many(bundle).ok())
+            .flatten()
+            .filter(|cert| {
+                AMD_CERTIFICATE_SHA256.contains(&hex::encode(cert.sha256_fingerprint()).as_str())
+            })
+            .collect()
+    });
+    &CARRIED
+}
+
 /// The built-in pinned root fingerprint of `product`'s ARK.
 pub fn pinned_ark_sha256(product: Product) -> [u8; 32] {
     match product {
@@ -215,6 +254,8 @@ pub struct Certificates {
     extra_roots: Vec<[u8; 32]>,
     test_roots: Vec<[u8; 32]>,
     crls: Vec<Crl>,
+    /// The products of the ARKs and intermediates given (not the carried ones).
+    given_products: Vec<Product>,
 }
 
 /// A verified chain: the signing key's certificate, the product, and what it says.
@@ -234,7 +275,9 @@ pub struct VerifiedKey {
 
 impl Certificates {
     /// Collects the X.509 certificates of the collateral, of `carried` (certificates that came
-    /// inside the evidence) and of the instance's extra SNP anchors and test roots. Blobs that
+    /// inside the evidence), of the instance's extra SNP anchors and test roots, and AMD's
+    /// published ASKs, ARKs and ASVKs ([`carried_amd_certificates`], after the others: an
+    /// intermediate given with the evidence is tried first). Blobs that
     /// are not X.509 or not AMD certificates are not used (they may belong to another TEE); a
     /// check that needs a certificate fails later, naming it. An extra anchor or test root that
     /// is not a certificate is an error: it was meant to be trusted, so it is not silently
@@ -247,6 +290,7 @@ impl Certificates {
             extra_roots: Vec::new(),
             test_roots: Vec::new(),
             crls: inputs.collateral.documents.iter().flat_map(|doc| Crl::parse_all(doc)).collect(),
+            given_products: Vec::new(),
         };
         let lists = [
             ("trust anchor", inputs.anchors.roots(TeeKind::Snp)),
@@ -271,8 +315,16 @@ impl Certificates {
             }
         }
         let given = inputs.collateral.certificates.iter().chain(carried.iter());
-        let parsed = given.filter_map(|der| Cert::from_der(der).ok()).chain(anchor_certs);
-        for cert in parsed {
+        let parsed: Vec<Cert> =
+            given.filter_map(|der| Cert::from_der(der).ok()).chain(anchor_certs).collect();
+        out.given_products = parsed
+            .iter()
+            .filter_map(|cert| match role(cert) {
+                Some(Role::Ark(p) | Role::Ask(p) | Role::Asvk(p)) => Some(p),
+                _ => None,
+            })
+            .collect();
+        for cert in parsed.into_iter().chain(carried_amd_certificates().iter().cloned()) {
             match role(&cert) {
                 Some(Role::Vcek) => out.leaves.push((cert, SigningKey::Vcek)),
                 Some(Role::Vlek) => out.leaves.push((cert, SigningKey::Vlek)),
@@ -292,10 +344,10 @@ impl Certificates {
         self.leaves.iter().filter(move |(_, k)| *k == kind).map(|(c, _)| c)
     }
 
-    /// The product of the ARKs and intermediates given, when they all agree (for messages).
+    /// The product of the ARKs and intermediates given (not the carried ones), when they all
+    /// agree (for messages).
     pub fn only_product(&self) -> Option<Product> {
-        let mut products =
-            self.arks.iter().map(|(_, p)| *p).chain(self.intermediates.iter().map(|(_, p, _)| *p));
+        let mut products = self.given_products.iter().copied();
         let first = products.next()?;
         products.all(|p| p == first).then_some(first)
     }

@@ -77,8 +77,8 @@ pub enum SnpError {
     MissingVlek(&'static str),
     /// The VCEK's ASK or the VLEK's ASVK was not given.
     #[error(
-        "snp: no {issuer} certificate given ({role}, the issuer of the {leaf}; pass AMD's \
-         ask_ark bundle for the product with --cert)"
+        "snp: no {issuer} certificate given ({role}, the issuer of the {leaf}; AMD's own for \
+         Milan, Genoa and Turin are built in, so pass this issuer with --cert)"
     )]
     MissingIssuer {
         /// `VCEK` or `VLEK`.
