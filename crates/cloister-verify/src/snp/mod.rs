@@ -443,6 +443,12 @@ fn vendor_json(
     put("author_key_en", report.author_key_en().into());
     put("mask_chip_key", report.mask_chip_key().into());
     put("signing_key", kind.map(SigningKey::lower).unwrap_or("unknown").into());
+    if report.in_response {
+        put("in_firmware_response", true.into());
+    }
+    if report.trailing > 0 {
+        put("trailing_bytes", report.trailing.into());
+    }
     put("host_data", hex::encode(report.host_data).into());
     put("id_key_digest", hex::encode(report.id_key_digest).into());
     put("author_key_digest", hex::encode(report.author_key_digest).into());

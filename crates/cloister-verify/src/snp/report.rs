@@ -173,8 +173,13 @@ impl SigningKey {
 /// A parsed attestation report. Multi-byte integers are little-endian in the report.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// The 1184 bytes as received.
+    /// The 1184 bytes of the report.
     pub bytes: [u8; REPORT_LEN],
+    /// Whether the report came inside the firmware's `MSG_REPORT_RSP` (status, report size,
+    /// 24 reserved bytes, then the report), as some tools save the whole response.
+    pub in_response: bool,
+    /// How many bytes followed the report (never interpreted).
+    pub trailing: usize,
     /// `VERSION`.
     pub version: u32,
     /// `GUEST_SVN`.
@@ -268,11 +273,25 @@ fn scalar(raw: [u8; 72], name: &str) -> Result<[u8; 48], SnpError> {
 }
 
 impl Report {
-    /// Parses a report: exactly 1184 bytes, a known version, and a signature whose `R` and `S`
-    /// fit in 384 bits. No trust decision is made here.
+    /// Parses a report: 1184 bytes (alone, or inside the firmware's `MSG_REPORT_RSP` whose
+    /// status is 0 and report size 1184), a known version, and a signature whose `R` and `S` fit
+    /// in 384 bits. Bytes after the report (a larger response buffer) are counted, never read.
+    /// No trust decision is made here.
     pub fn parse(input: &[u8]) -> Result<Self, SnpError> {
+        // MSG_REPORT_RSP (SEV-SNP firmware ABI, "MSG_REPORT_RSP"): STATUS u32, REPORT_SIZE u32,
+        // 24 reserved bytes, REPORT. No report starts with a zero VERSION, so this cannot be
+        // mistaken for one.
+        const RESPONSE_HEADER_LEN: usize = 0x20;
+        let in_response = input.len() >= RESPONSE_HEADER_LEN + REPORT_LEN
+            && input.get(..4) == Some(&[0; 4])
+            && input.get(4..8) == Some(&(REPORT_LEN as u32).to_le_bytes()[..])
+            && input.get(8..RESPONSE_HEADER_LEN).is_some_and(|r| r.iter().all(|&b| b == 0));
+        let start = if in_response { RESPONSE_HEADER_LEN } else { 0 };
+        let report =
+            input.get(start..start + REPORT_LEN).ok_or(SnpError::ReportLength(input.len()))?;
+        let trailing = input.len() - start - REPORT_LEN;
         let bytes: [u8; REPORT_LEN] =
-            input.try_into().map_err(|_| SnpError::ReportLength(input.len()))?;
+            report.try_into().map_err(|_| SnpError::ReportLength(input.len()))?;
         let version = u32_at(&bytes, 0x00);
         if !VERSIONS.contains(&version) {
             return Err(SnpError::UnsupportedVersion(version));
@@ -319,6 +338,8 @@ impl Report {
             sig_r,
             sig_s,
             bytes,
+            in_response,
+            trailing,
         })
     }
 
