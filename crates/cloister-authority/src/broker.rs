@@ -14,8 +14,10 @@
 //! ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is `affirming`
 //! or `warning`; every appraisal's collateral record (`cloister.collateral`) equals the record the
 //! service's collateral cache gives now, so a platform whose TCB status the vendor changed since
-//! (revoked, out of date) gets nothing on a result issued before; `cpu0`'s runtime data carries a
-//! usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see
+//! (revoked, out of date) gets nothing on a result issued before; `cpu0` is evidence of isolated
+//! compute (a PSA or Android result attests a device's key, never an enclave, and gets no key
+//! whatever the release policy says: [`ReleaseError::NotAnEnclave`]) and its runtime data carries
+//! a usable `hpke_pk`; the key's release policy allows. Then the secret is wrapped (HPKE, see
 //! `cloister_seal::wrap_secret_key`) to that `hpke_pk` with the release context digest as
 //! associated data. The enclave recovers it with `cloister_client::open_released_key`.
 
@@ -26,7 +28,7 @@ use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey
 use cloister_sign::{SignError, VerifyingKey, peek_key_id};
 use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
 use cloister_types::ear::EAR_PROFILE;
-use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
+use cloister_types::{Attests, Base64Url, EarBody, EarStatus, Hex};
 
 use crate::collateral::CollateralCache;
 
@@ -226,6 +228,16 @@ pub enum ReleaseError {
     /// The attestation result has no `cpu0` appraisal, so no enclave key is bound.
     #[error("the attestation result has no cpu0 appraisal, so it binds no enclave HPKE key")]
     NoCpu0,
+    /// The result attests a device's key (PSA, Android), not isolated compute: keys are released
+    /// only to enclaves.
+    #[error(
+        "the attestation result is {tee} evidence, which attests a device's key, not an enclave; \
+         keys are released only to TEEs that isolate the code holding them"
+    )]
+    NotAnEnclave {
+        /// The TEE of `cpu0`.
+        tee: cloister_types::TeeKind,
+    },
     /// The enclave's `hpke_pk` is not an HPKE public key.
     #[error("the enclave's hpke_pk in the attested runtime data is unusable: {0}")]
     BadEnclaveKey(#[source] KeyError),
@@ -253,6 +265,7 @@ impl ReleaseError {
                 | ReleaseError::NotTrustworthy { .. }
                 | ReleaseError::CollateralChanged { .. }
                 | ReleaseError::NoCpu0
+                | ReleaseError::NotAnEnclave { .. }
                 | ReleaseError::BadEnclaveKey(_)
                 | ReleaseError::PolicyDenied { .. }
                 | ReleaseError::Wrap(_)
@@ -345,6 +358,9 @@ pub fn release_detailed(
         }
     }
     let cpu0 = ear.submods.get("cpu0").ok_or(ReleaseError::NoCpu0)?;
+    if cpu0.claims.tee.attests() != Attests::IsolatedCompute {
+        return Err(ReleaseError::NotAnEnclave { tee: cpu0.claims.tee });
+    }
     let enclave_key = RecipientPublicKey::from_text(&cpu0.runtime_data.hpke_pk)
         .map_err(ReleaseError::BadEnclaveKey)?;
 

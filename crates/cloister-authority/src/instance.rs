@@ -124,7 +124,9 @@ impl Instance {
     /// Appraises verified evidence with the instance's policy (every component: `cpu0`, `gpu0`…)
     /// and, when every component passes, signs the EAR token (naming the audit log's latest
     /// signed `checkpoint`, so a relying party holding it detects a log rolled back behind it)
-    /// and issues the enclave certificate. Each component's appraisal records the items of
+    /// and issues the enclave certificate — only when the evidence attests isolated compute: a
+    /// PSA or Android result attests a device's key, and gets the EAR token alone (an empty
+    /// certificate chain). Each component's appraisal records the items of
     /// `collateral` (the snapshot the evidence was verified with) it depended on.
     pub fn appraise_and_issue(
         &self,
@@ -197,6 +199,9 @@ impl Instance {
                 Duration::from_secs(self.settings.token_ttl_secs),
             )
             .map_err(|e| AttestError::Issue(e.to_string()))?;
+        if claims.tee.attests() != cloister_types::Attests::IsolatedCompute {
+            return Ok(Issued { ear, certificate_chain_pem: String::new() });
+        }
         let leaf = self
             .ca
             .issue_enclave_certificate(

@@ -27,6 +27,11 @@ pub enum IssueError {
     /// The claims could not be encoded.
     #[error("the claims could not be encoded: {0}")]
     Claims(#[from] cloister_types::CanonicalJsonError),
+    /// The claims are of a TEE that attests a device's key (PSA, Android), not an enclave.
+    #[error(
+        "no enclave certificate is issued on {0} evidence: it attests a device's key, not an enclave"
+    )]
+    NotAnEnclave(cloister_types::TeeKind),
 }
 
 /// The instance CA.
@@ -91,6 +96,10 @@ impl CertificateAuthority {
         now: u64,
         ttl: Duration,
     ) -> Result<String, IssueError> {
+        let tee = claims.claims.tee;
+        if tee.attests() != cloister_types::Attests::IsolatedCompute {
+            return Err(IssueError::NotAnEnclave(tee));
+        }
         let subject_key = SubjectPublicKeyInfo::from_der(spki_der)
             .map_err(|e| IssueError::BadSubjectKey(e.to_string()))?;
         let mut params = CertificateParams::default();
@@ -153,6 +162,51 @@ mod tests {
         let long = der_octet_string(&[0; 300]);
         assert_eq!(&long[..4], &[4, 0x82, 0x01, 0x2c]);
         assert_eq!(long.len(), 304);
+    }
+
+    #[test]
+    fn no_enclave_certificate_is_issued_on_a_device_key_result() {
+        let ca = CertificateAuthority::generate("t", 1_700_000_000).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let claims = |tee| cloister_types::EnclaveClaimsExtension {
+            version: cloister_types::cert::ENCLAVE_CLAIMS_VERSION,
+            ear_status: cloister_types::EarStatus::Affirming,
+            policy_id: "p".into(),
+            claims: cloister_types::Claims {
+                tee,
+                measurement: cloister_types::Hex(vec![1; 32]),
+                signer: None,
+                product_id: None,
+                svn: None,
+                debug: false,
+                report_data: cloister_types::Hex(vec![0; 64]),
+                tcb_status: cloister_types::TcbStatus::Unknown,
+                advisories: Vec::new(),
+                platform_id: None,
+                vendor: Default::default(),
+            },
+            runtime_data: cloister_types::RuntimeData {
+                nonce: "n".into(),
+                hpke_pk: "k".into(),
+                tls_spki_sha256: cloister_types::Hex(vec![0; 32]),
+                receipt_pk: "r".into(),
+                extra: Default::default(),
+            },
+            ear: "e".into(),
+        };
+        let ttl = Duration::from_secs(60);
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        for tee in [cloister_types::TeeKind::Psa, cloister_types::TeeKind::Android] {
+            let err = ca.issue_enclave_certificate(&spki, &claims(tee), 1_700_000_001, ttl);
+            assert!(matches!(err, Err(IssueError::NotAnEnclave(t)) if t == tee));
+        }
+        ca.issue_enclave_certificate(
+            &spki,
+            &claims(cloister_types::TeeKind::Tdx),
+            1_700_000_001,
+            ttl,
+        )
+        .unwrap();
     }
 
     #[test]

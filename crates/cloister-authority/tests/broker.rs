@@ -363,6 +363,24 @@ fn an_unusable_enclave_key_or_missing_cpu0_is_refused() {
     assert!(matches!(err, ReleaseError::NoCpu0), "{err}");
 }
 
+/// A PSA or Android result attests a device's key, not an enclave: no key is released to it,
+/// even affirming and under a release policy that allows everything.
+#[test]
+fn a_device_key_result_gets_no_key_whatever_the_policy() {
+    let mut f = Fixture::new();
+    f.policy = ReleasePolicy::new("package cloister.release\nallow := true\n").unwrap();
+    let pk = f.enclave.public_key().to_text();
+    for tee in [TeeKind::Psa, TeeKind::Android] {
+        let mut cpu0 = appraisal(EarStatus::Affirming, &pk);
+        cpu0.claims.tee = tee;
+        let body = ear_body(vec![("cpu0", cpu0)]);
+        let err = f.release(&f.request(sign(&f.token_key, KID, &body, NOW))).unwrap_err();
+        assert!(matches!(err, ReleaseError::NotAnEnclave { tee: t } if t == tee), "{err}");
+    }
+    // Every TEE that isolates compute still gets it under the same policy.
+    f.release(&f.request(f.good_ear())).unwrap();
+}
+
 #[test]
 fn an_untrustworthy_component_or_foreign_profile_is_refused_before_the_policy() {
     let mut f = Fixture::new();

@@ -30,7 +30,9 @@ pub struct AttestRequest {
 pub struct AttestResponse {
     /// The EAR attestation result (a signed JWT).
     pub ear: String,
-    /// PEM: the enclave certificate, then the instance CA certificate.
+    /// PEM: the enclave certificate, then the instance CA certificate. Empty when the evidence
+    /// attests a device's key rather than isolated compute (`psa`, `android`: see
+    /// [`crate::Attests`]): no enclave certificate is issued on such evidence.
     pub certificate_chain_pem: String,
     /// A [`ServiceAnswer`] with [`Answer::Attested`] naming `ear` and `certificate_chain_pem` by
     /// digest, signed by the service signing key: what an enclave checks before using either.
