@@ -155,6 +155,7 @@ fn der_octet_string(content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloister_types as types;
 
     #[test]
     fn der_lengths_use_the_short_and_long_forms() {
@@ -167,28 +168,28 @@ mod tests {
     #[test]
     fn no_enclave_certificate_is_issued_on_a_device_key_result() {
         let ca = CertificateAuthority::generate("t", 1_700_000_000).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let claims = |tee| cloister_types::EnclaveClaimsExtension {
-            version: cloister_types::cert::ENCLAVE_CLAIMS_VERSION,
-            ear_status: cloister_types::EarStatus::Affirming,
+        let key = KeyPair::generate().unwrap();
+        let claims = |tee| EnclaveClaimsExtension {
+            version: types::cert::ENCLAVE_CLAIMS_VERSION,
+            ear_status: types::EarStatus::Affirming,
             policy_id: "p".into(),
-            claims: cloister_types::Claims {
+            claims: types::Claims {
                 tee,
-                measurement: cloister_types::Hex(vec![1; 32]),
+                measurement: Hex(vec![1; 32]),
                 signer: None,
                 product_id: None,
                 svn: None,
                 debug: false,
-                report_data: cloister_types::Hex(vec![0; 64]),
-                tcb_status: cloister_types::TcbStatus::Unknown,
+                report_data: Hex(vec![0; 64]),
+                tcb_status: types::TcbStatus::Unknown,
                 advisories: Vec::new(),
                 platform_id: None,
                 vendor: Default::default(),
             },
-            runtime_data: cloister_types::RuntimeData {
+            runtime_data: types::RuntimeData {
                 nonce: "n".into(),
                 hpke_pk: "k".into(),
-                tls_spki_sha256: cloister_types::Hex(vec![0; 32]),
+                tls_spki_sha256: Hex(vec![0; 32]),
                 receipt_pk: "r".into(),
                 extra: Default::default(),
             },
@@ -196,17 +197,12 @@ mod tests {
         };
         let ttl = Duration::from_secs(60);
         let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-        for tee in [cloister_types::TeeKind::Psa, cloister_types::TeeKind::Android] {
+        for tee in [types::TeeKind::Psa, types::TeeKind::Android] {
             let err = ca.issue_enclave_certificate(&spki, &claims(tee), 1_700_000_001, ttl);
             assert!(matches!(err, Err(IssueError::NotAnEnclave(t)) if t == tee));
         }
-        ca.issue_enclave_certificate(
-            &spki,
-            &claims(cloister_types::TeeKind::Tdx),
-            1_700_000_001,
-            ttl,
-        )
-        .unwrap();
+        ca.issue_enclave_certificate(&spki, &claims(types::TeeKind::Tdx), 1_700_000_001, ttl)
+            .unwrap();
     }
 
     #[test]
