@@ -33,7 +33,7 @@ use cloister_types::{Attests, Base64Url, EarBody, EarStatus, Hex};
 use crate::collateral::CollateralCache;
 
 /// What the EAR token is verified as (appears in signature errors).
-const EAR_WHAT: &str = "EAR attestation result";
+const EAR_WHAT: &str = cloister_types::ear::EAR_NAME;
 
 /// Longest value accepted for each field of a [`ReleaseContext`], in bytes.
 pub const MAX_CONTEXT_FIELD_LEN: usize = 1024;

@@ -193,7 +193,7 @@ impl Instance {
         let ear = self
             .signer
             .sign(
-                "EAR attestation result",
+                cloister_types::ear::EAR_NAME,
                 &body,
                 now,
                 Duration::from_secs(self.settings.token_ttl_secs),

@@ -12,6 +12,9 @@ use crate::evidence::RuntimeData;
 /// The EAR profile this service issues.
 pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
 
+/// What EAR tokens are called where they are signed and verified (in error messages).
+pub const EAR_NAME: &str = "EAR attestation result";
+
 /// The body of an EAR token.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EarBody {

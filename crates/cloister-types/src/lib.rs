@@ -22,6 +22,7 @@ pub mod online;
 pub mod pem;
 pub mod privacy;
 pub mod sim;
+pub mod uar;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use cert::EnclaveClaimsExtension;

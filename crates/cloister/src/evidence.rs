@@ -1,14 +1,15 @@
 //! `cloister evidence verify`: run one TEE's verifier on evidence files, for people who debug
-//! attestation.
+//! attestation; `cloister evidence export`: write an appraisal as an EAR or a Unified Attestation
+//! Report (UAR, `cloister_types::uar`).
 //!
 //! Files may be raw binary, hex text or base64 text (detected from the content). The claims are
-//! printed as JSON; they are not bound to any key (there is no runtime data here), so this
-//! command is for inspection only: the attestation service is what releases keys.
+//! printed as JSON; vendor evidence alone is not bound to any key (there is no runtime data), so
+//! this command is for inspection only: the attestation service is what releases keys.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use cloister_types::TeeKind;
+use cloister_types::{TeeKind, uar};
 use cloister_verify::{Collateral, Inputs, TrustAnchors, decode_input, verify_vendor_evidence};
 
 /// What `cloister evidence verify` was asked to do.
@@ -41,19 +42,7 @@ pub enum Outcome {
 pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
     let (evidence, _) = decode_input(&read(&request.evidence)?);
     let collateral = read_collateral(&request.collateral, &request.certs)?;
-    let mut anchors = TrustAnchors::new();
-    for path in &request.trust_anchors {
-        let bytes = read(path)?;
-        match cloister_verify::x509::split_certificates(&bytes) {
-            // A PEM file of certificates: one anchor per certificate.
-            Ok(blocks) if is_pem(&bytes) => {
-                for block in blocks {
-                    anchors = anchors.with_root(request.tee, block);
-                }
-            }
-            _ => anchors = anchors.with_root(request.tee, bytes),
-        }
-    }
+    let anchors = read_anchors(request.tee, &request.trust_anchors)?;
     let inputs = Inputs { collateral: &collateral, anchors: &anchors, now_unix: request.at_unix };
     match verify_vendor_evidence(request.tee, &evidence, &inputs) {
         Ok(claims) => Ok(Outcome::Verified(serde_json::to_value(&claims)?)),
@@ -64,6 +53,10 @@ pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
 /// Verifies unified evidence (what an attester sends the service) exactly as the service does,
 /// binding included, with the given collateral and extra anchors, and returns the claims of
 /// every component: `{"cpu0": …, "gpu0": …}`. No policy is applied.
+///
+/// The file may also be a Unified Attestation Report: its embedded Cloister evidence is verified
+/// the same way (a report from elsewhere, without it, has its platform quote verified unbound,
+/// as `--tee` does), and the results the report states must be what the evidence gives.
 pub fn verify_unified(
     path: &Path,
     collateral: &[PathBuf],
@@ -71,8 +64,65 @@ pub fn verify_unified(
     trust_anchors: &[PathBuf],
     at_unix: i64,
 ) -> Result<Outcome> {
-    let evidence: cloister_types::UnifiedEvidence = serde_json::from_slice(&read(path)?)
-        .with_context(|| format!("{} is not unified evidence JSON", path.display()))?;
+    let bytes = read(path)?;
+    if !uar::looks_like_report(&bytes) {
+        let evidence: cloister_types::UnifiedEvidence = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not unified evidence JSON", path.display()))?;
+        return verify_unified_evidence(&evidence, collateral, certs, trust_anchors, at_unix);
+    }
+    let report = uar::from_report(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let outcome = match &report.evidence {
+        Some(evidence) => {
+            verify_unified_evidence(evidence, collateral, certs, trust_anchors, at_unix)?
+        }
+        None => {
+            let quote = verify_report_quote(&report, collateral, certs, trust_anchors, at_unix)?;
+            match quote {
+                Outcome::Verified(claims) => {
+                    Outcome::Verified(serde_json::json!({ "cpu0": claims }))
+                }
+                refused => refused,
+            }
+        }
+    };
+    let Outcome::Verified(components) = outcome else { return Ok(outcome) };
+    let verified: std::collections::BTreeMap<String, cloister_types::Claims> =
+        serde_json::from_value(components.clone())?;
+    let differences = uar::differences(&report, &verified);
+    if differences.is_empty() {
+        Ok(Outcome::Verified(components))
+    } else {
+        Ok(Outcome::Refused(format!(
+            "the report's stated results are not what its evidence gives: {}",
+            differences.join("; ")
+        )))
+    }
+}
+
+/// Verifies a UAR's platform quote with its TEE's driver, bound to nothing.
+fn verify_report_quote(
+    report: &uar::Report,
+    collateral: &[PathBuf],
+    certs: &[PathBuf],
+    trust_anchors: &[PathBuf],
+    at_unix: i64,
+) -> Result<Outcome> {
+    let collateral = read_collateral(collateral, certs)?;
+    let anchors = read_anchors(report.tee, trust_anchors)?;
+    let inputs = Inputs { collateral: &collateral, anchors: &anchors, now_unix: at_unix };
+    match verify_vendor_evidence(report.tee, &report.quote, &inputs) {
+        Ok(claims) => Ok(Outcome::Verified(serde_json::to_value(&claims)?)),
+        Err(error) => Ok(Outcome::Refused(error.to_string())),
+    }
+}
+
+fn verify_unified_evidence(
+    evidence: &cloister_types::UnifiedEvidence,
+    collateral: &[PathBuf],
+    certs: &[PathBuf],
+    trust_anchors: &[PathBuf],
+    at_unix: i64,
+) -> Result<Outcome> {
     let cached = read_collateral(collateral, certs)?;
     let mut anchors = TrustAnchors::new();
     let mut by_tee = cloister_verify::CachedCollateral::new();
@@ -99,7 +149,7 @@ pub fn verify_unified(
             }
         }
     }
-    match cloister_verify::verify_with_collateral(&evidence, &anchors, &by_tee, at_unix) {
+    match cloister_verify::verify_with_collateral(evidence, &anchors, &by_tee, at_unix) {
         Ok(verified) => {
             let mut out = serde_json::Map::new();
             out.insert("cpu0".into(), serde_json::to_value(verified.claims())?);
@@ -146,6 +196,86 @@ pub fn parse_time(text: &str) -> Result<i64> {
     let time = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .with_context(|| format!("--at {text:?} is not an RFC 3339 time (2025-06-20T00:00:00Z)"))?;
     Ok(time.unix_timestamp())
+}
+
+/// What `cloister evidence export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The EAR token itself (IETF EAR, signed by the instance).
+    Ear,
+    /// A Unified Attestation Report (JSON), see `cloister_types::uar`.
+    Uar,
+}
+
+/// Writes the appraisal in `ear` (a compact EAR token) of the unified evidence in `evidence` as
+/// `format`. The token must verify with a key of `jwks` (the issuing instance's
+/// `/v1/instances/{id}/jwks.json`) at `at_unix`, and must be the appraisal of this evidence
+/// (its nonce, runtime data and TEE), or nothing is written.
+pub fn export(
+    format: ExportFormat,
+    ear: &Path,
+    jwks: &Path,
+    evidence: &Path,
+    at_unix: i64,
+) -> Result<String> {
+    use cloister_types::ear::{EAR_NAME, EAR_PROFILE};
+    let token = String::from_utf8(read(ear)?)
+        .with_context(|| format!("{} is not an EAR token (text)", ear.display()))?;
+    let token = token.trim();
+    let jwks: serde_json::Value = serde_json::from_slice(&read(jwks)?)
+        .with_context(|| format!("{} is not a JWKS (JSON)", jwks.display()))?;
+    let kid = cloister_sign::peek_key_id(token)
+        .with_context(|| format!("{} is not a compact JWS with a key id", ear.display()))?;
+    let jwk = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
+        .with_context(|| format!("the JWKS has no key {kid:?}: is it the issuing instance's?"))?;
+    let key = cloister_sign::VerifyingKey::from_jwk(jwk).context("the JWKS key is unusable")?;
+    let signed = key
+        .verify::<cloister_types::EarBody>(EAR_NAME, token, at_unix as u64)
+        .context("the EAR token does not verify with the instance's key")?;
+    let body = signed.claims;
+    if body.eat_profile != EAR_PROFILE {
+        bail!("the token's profile is {:?}, not an EAR of Cloister", body.eat_profile);
+    }
+    let evidence: cloister_types::UnifiedEvidence = serde_json::from_slice(&read(evidence)?)
+        .with_context(|| format!("{} is not unified evidence JSON", evidence.display()))?;
+    let cpu0 = body.submods.get("cpu0").context("the EAR token appraised no cpu0")?;
+    if body.eat_nonce != evidence.runtime_data.nonce
+        || cpu0.runtime_data != evidence.runtime_data
+        || cpu0.claims.tee != evidence.tee
+    {
+        bail!(
+            "the EAR token is the appraisal of other evidence (its nonce {:?}, the evidence's \
+             {:?})",
+            body.eat_nonce,
+            evidence.runtime_data.nonce
+        );
+    }
+    Ok(match format {
+        ExportFormat::Ear => format!("{token}\n"),
+        ExportFormat::Uar => {
+            let report = uar::to_report(&evidence, &body, token);
+            format!("{}\n", serde_json::to_string_pretty(&report)?)
+        }
+    })
+}
+
+fn read_anchors(tee: TeeKind, trust_anchors: &[PathBuf]) -> Result<TrustAnchors> {
+    let mut anchors = TrustAnchors::new();
+    for path in trust_anchors {
+        let bytes = read(path)?;
+        match cloister_verify::x509::split_certificates(&bytes) {
+            // A PEM file of certificates: one anchor per certificate.
+            Ok(blocks) if is_pem(&bytes) => {
+                for block in blocks {
+                    anchors = anchors.with_root(tee, block);
+                }
+            }
+            _ => anchors = anchors.with_root(tee, bytes),
+        }
+    }
+    Ok(anchors)
 }
 
 /// Collateral documents as they are, certificate files decoded (hex/base64) and PEM-split.

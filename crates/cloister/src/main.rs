@@ -357,7 +357,7 @@ enum EvidenceCommand {
     /// as the attestation service does, but binds the evidence to nothing: use it to debug
     /// attestation, not to decide whom to trust. Files may be raw binary, hex or base64.
     Verify {
-        /// sgx, tdx, snp, csv, cca, nitro or nvidia.
+        /// sgx, tdx, snp, csv, cca, virtcca, nitro, nvidia, psa or android.
         #[arg(long, required_unless_present = "unified")]
         tee: Option<String>,
         /// The vendor evidence (quote, report, token, attestation document, SPDM transcript).
@@ -365,7 +365,8 @@ enum EvidenceCommand {
         evidence: Option<PathBuf>,
         /// Unified evidence JSON instead (what `evidence collect` and the worker send): verified
         /// as the service does, report_data binding and additional (GPU) evidence included;
-        /// prints the claims of every component.
+        /// prints the claims of every component. A Unified Attestation Report (UAR JSON) is
+        /// read too: its evidence verified, and its stated results compared with the claims.
         #[arg(long, conflicts_with_all = ["tee", "evidence"])]
         unified: Option<PathBuf>,
         /// Collateral: a DCAP bundle, Intel PCS/PCCS responses, CRLs, NVIDIA RIMs. Repeatable.
@@ -385,6 +386,32 @@ enum EvidenceCommand {
         /// Print one compact JSON line, also on failure (`{"error": "…"}`).
         #[arg(long)]
         json: bool,
+    },
+    /// Write an appraisal (the EAR token the service issued for unified evidence) as an IETF
+    /// EAR or as a Unified Attestation Report (UAR JSON, the Ant Group / SecretFlow format).
+    ///
+    /// The token must verify with the issuing instance's JWKS and be the appraisal of the given
+    /// evidence. A UAR carries the evidence and the results; `evidence verify --unified` reads
+    /// it back. docs/attestation.md says which UAR fields are filled and how.
+    Export {
+        /// `ear` or `uar`.
+        #[arg(long, value_parser = ["ear", "uar"])]
+        format: String,
+        /// The EAR token (compact JWS) the service returned for the evidence.
+        #[arg(long)]
+        ear: PathBuf,
+        /// The issuing instance's JWKS (`GET /v1/instances/{id}/jwks.json`).
+        #[arg(long)]
+        jwks: PathBuf,
+        /// The unified evidence the token appraised.
+        #[arg(long)]
+        evidence: PathBuf,
+        /// Verification time of the token (RFC 3339); defaults to now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -1181,6 +1208,23 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => std::fs::write(&path, json + "\n")
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => println!("{json}"),
+            }
+            Ok(())
+        }
+        Command::Evidence(EvidenceCommand::Export { format, ear, jwks, evidence, at, output }) => {
+            let at_unix = match at {
+                Some(text) => cloister::evidence::parse_time(&text)?,
+                None => cloister_sign::unix_now() as i64,
+            };
+            let format = match format.as_str() {
+                "uar" => cloister::evidence::ExportFormat::Uar,
+                _ => cloister::evidence::ExportFormat::Ear,
+            };
+            let text = cloister::evidence::export(format, &ear, &jwks, &evidence, at_unix)?;
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => print!("{text}"),
             }
             Ok(())
         }

@@ -1203,3 +1203,120 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
     assert!(ok && out.contains("exports: only to services that attest themselves"), "{out}");
     drop((source, target));
 }
+
+/// An appraisal exported as a Unified Attestation Report reads back through `evidence verify
+/// --unified`: the embedded evidence verifies (binding included) and the stated results are what
+/// it gives. A report whose results were edited, whose quote was swapped, an EAR of other
+/// evidence, or a JWKS of another instance are refused.
+#[tokio::test]
+async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_edits_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(db) = database(tmp.path(), "uar", false).await else { return };
+    let server = Server::start(&tmp.path().join("svc"), &db);
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let key = platform_key(tmp.path());
+    let admin = server.as_tenant(&tenant.token);
+    let instance = admin.create_instance(&instance_request("uar", &key)).await.unwrap();
+    let other = admin.create_instance(&instance_request("other", &key)).await.unwrap();
+    let client = instance_client(&server.url, &instance.id);
+    let request = evidence(&client, &key).await;
+    let issued = client.attest(&request).await.unwrap();
+    let second = evidence(&client, &key).await;
+
+    let dir = tmp.path();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let ear = write("ear.jwt", issued.ear.as_bytes());
+    let jwks = client.instance().await.unwrap().jwks;
+    let jwks = write("jwks.json", jwks.to_string().as_bytes());
+    let other_jwks = instance_client(&server.url, &other.id).instance().await.unwrap().jwks;
+    let other_jwks = write("other-jwks.json", other_jwks.to_string().as_bytes());
+    let evidence_file = write("evidence.json", &serde_json::to_vec(&request.evidence).unwrap());
+    let second_file = write("second.json", &serde_json::to_vec(&second.evidence).unwrap());
+    let sim_key = write("sim.key", key.platform_public_key().to_string().as_bytes());
+    let export = |format: &str, jwks: &str, evidence: &str| {
+        cli(
+            &[
+                "evidence",
+                "export",
+                "--format",
+                format,
+                "--ear",
+                &ear,
+                "--jwks",
+                jwks,
+                "--evidence",
+                evidence,
+            ],
+            "http://unused",
+            None,
+        )
+    };
+    let verify_unified = |path: &str| {
+        cli(
+            &["evidence", "verify", "--unified", path, "--trust-anchor", &sim_key, "--json"],
+            "http://unused",
+            None,
+        )
+    };
+
+    // EAR: the token itself.
+    let (ok, out, err) = export("ear", &jwks, &evidence_file);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), issued.ear);
+
+    // UAR: the fields the format defines, the evidence and the results.
+    let (ok, out, err) = export("uar", &jwks, &evidence_file);
+    assert!(ok, "{err}");
+    let report = json_of(&out);
+    assert_eq!(report["str_report_version"], "1.0");
+    assert_eq!(report["str_report_type"], "Passport");
+    assert_eq!(report["str_tee_platform"], "SIM");
+    let nested: Value =
+        serde_json::from_str(report["json_nested_reports"].as_str().unwrap()).unwrap();
+    assert_eq!(nested["str_cloister_ear"], issued.ear.as_str());
+    let results: Value =
+        serde_json::from_str(nested["json_nested_results"].as_str().unwrap()).unwrap();
+    let cpu0 = &results["nested_report_results"][0];
+    assert_eq!(cpu0["str_cloister_component"], "cpu0");
+    assert_eq!(cpu0["hex_ta_measurement"], hex::encode_upper(MEASUREMENT));
+    assert_eq!(cpu0["str_cloister_ear_status"], "warning");
+    let uar = write("report.json", out.as_bytes());
+    let (ok, out, err) = verify_unified(&uar);
+    assert!(ok, "{out}{err}");
+    assert_eq!(json_of(&out)["cpu0"]["measurement"], hex::encode(MEASUREMENT));
+
+    // A stated result that the evidence does not give is refused, naming it.
+    let mut edited_results = results.clone();
+    edited_results["nested_report_results"][0]["hex_ta_measurement"] = "00".repeat(48).into();
+    let mut edited_nested = nested.clone();
+    edited_nested["json_nested_results"] = edited_results.to_string().into();
+    let mut edited = report.clone();
+    edited["json_nested_reports"] = edited_nested.to_string().into();
+    let edited = write("edited.json", edited.to_string().as_bytes());
+    let (ok, out, _) = verify_unified(&edited);
+    assert!(!ok);
+    assert!(out.contains("cpu0.hex_ta_measurement"), "{out}");
+
+    // A quote that is not the embedded evidence's is refused.
+    let mut platform: Value =
+        serde_json::from_str(report["json_report"].as_str().unwrap()).unwrap();
+    platform["b64_quote"] = "AAAA".into();
+    let mut swapped = report.clone();
+    swapped["json_report"] = platform.to_string().into();
+    let swapped = write("swapped.json", swapped.to_string().as_bytes());
+    let (ok, out, err) = verify_unified(&swapped);
+    assert!(!ok, "{out}");
+    assert!(err.contains("b64_quote"), "{err}");
+
+    // The token of other evidence, or another instance's keys: nothing is written.
+    let (ok, out, err) = export("uar", &jwks, &second_file);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("appraisal of other evidence"), "{err}");
+    let (ok, out, err) = export("uar", &other_jwks, &evidence_file);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("has no key"), "{err}");
+}

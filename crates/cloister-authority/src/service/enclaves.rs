@@ -32,7 +32,7 @@ impl Service {
             })?;
         let mut ear = key
             .key
-            .verify::<EarBody>("EAR attestation result", &request.ear, now as u64)
+            .verify::<EarBody>(cloister_types::ear::EAR_NAME, &request.ear, now as u64)
             .map_err(|e| refused(e.to_string()))?
             .claims;
         let cpu0 = ear
