@@ -3,7 +3,7 @@
 use cloister_types::{CanonicalJsonError, TeeKind};
 
 use crate::anchors::{SimPlatformKeyTextError, SimPlatformPublicKey};
-use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError};
+use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError, VirtCcaError};
 
 /// Evidence did not verify. Every variant is final: the evidence must not be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,9 @@ pub enum VerifyError {
     /// A check of an Arm CCA token failed.
     #[error(transparent)]
     Cca(#[from] CcaError),
+    /// A check of a Huawei virtCCA token failed.
+    #[error(transparent)]
+    VirtCca(#[from] VirtCcaError),
     /// A check of an AWS Nitro attestation document failed.
     #[error(transparent)]
     Nitro(#[from] NitroError),

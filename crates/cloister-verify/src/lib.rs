@@ -11,8 +11,9 @@
 //! passed.
 //!
 //! Drivers: `sim` (the simulated TEE, development only), `sgx` and `tdx` (Intel DCAP quotes),
-//! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `nitro` (AWS Nitro Enclaves) and
-//! `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a CPU TEE).
+//! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `virtcca` (Huawei Kunpeng virtCCA),
+//! `nitro` (AWS Nitro Enclaves) and `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a
+//! CPU TEE).
 //! [`verify_vendor_evidence`] runs one driver alone, for people who debug attestation: its
 //! claims are not bound to any key and are never a [`VerifiedEvidence`].
 
@@ -28,6 +29,7 @@ pub mod nvidia;
 pub mod ocsp;
 pub mod sim;
 pub mod snp;
+pub mod virtcca;
 pub mod x509;
 
 use std::collections::BTreeMap;
@@ -53,6 +55,7 @@ pub use crate::needs::{CollateralKey, Vendor, collateral_expiry, collateral_need
 pub use crate::nitro::NitroError;
 pub use crate::nvidia::{NvidiaError, RimSignatureError};
 pub use crate::snp::SnpError;
+pub use crate::virtcca::VirtCcaError;
 
 /// Evidence that passed every check of [`verify`], with the claims it supports.
 ///
@@ -162,7 +165,13 @@ struct AdditionalEvidence {
 fn is_cpu_tee(tee: TeeKind) -> bool {
     matches!(
         tee,
-        TeeKind::Sgx | TeeKind::Tdx | TeeKind::Snp | TeeKind::Csv | TeeKind::Cca | TeeKind::Nitro
+        TeeKind::Sgx
+            | TeeKind::Tdx
+            | TeeKind::Snp
+            | TeeKind::Csv
+            | TeeKind::Cca
+            | TeeKind::Nitro
+            | TeeKind::VirtCca
     )
 }
 
@@ -263,6 +272,7 @@ fn driver_for(tee: TeeKind) -> Option<&'static dyn Driver> {
         TeeKind::Cca => Some(&cca::CcaDriver),
         TeeKind::Nitro => Some(&nitro::NitroDriver),
         TeeKind::Nvidia => Some(&nvidia::NvidiaDriver),
+        TeeKind::VirtCca => Some(&virtcca::VirtCcaDriver),
         _ => None,
     }
 }
@@ -292,6 +302,7 @@ pub mod internal {
             TeeKind::Cca => crate::cca::parse_for_fuzz(bytes),
             TeeKind::Nitro => crate::nitro::parse_for_fuzz(bytes),
             TeeKind::Nvidia => crate::nvidia::parse_for_fuzz(bytes),
+            TeeKind::VirtCca => crate::virtcca::parse_for_fuzz(bytes),
             _ => {}
         }
     }

@@ -1,6 +1,7 @@
 //! Arm CCA driver: real tokens (trustee, rust-ccatoken) against their CPAKs, golden claims, one
 //! negative test per check, and synthetic tokens for what the real ones do not exercise (ES256,
-//! COSE_Key RAK on P-256, debug lifecycle states, unknown or missing claims).
+//! COSE_Key RAK on P-256, debug lifecycle states, unknown or missing claims, every realm hash
+//! algorithm, the tag-907 CMW collection, the realm profile's RAK encoding).
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -353,11 +354,17 @@ fn not_tag_399_is_refused() {
     token[2] = 0x90; // tag(400)
     let error = cca_error(verify(&token, &anchors(&["trustee_cpak-pub.json"])));
     assert!(matches!(error, CcaError::NotCcaToken(_)), "{error}");
-    assert!(error.to_string().contains("expected CBOR tag 399, got tag 400"), "{error}");
+    assert!(
+        error.to_string().contains("expected CBOR tag 399 or 907 (CMW collection), got tag 400"),
+        "{error}"
+    );
     // The map without its tag.
     let error =
         cca_error(verify(&vector(TRUSTEE_TOKEN)[3..], &anchors(&["trustee_cpak-pub.json"])));
-    assert!(error.to_string().contains("expected CBOR tag 399, got a map"), "{error}");
+    assert!(
+        error.to_string().contains("expected CBOR tag 399 or 907 (CMW collection), got a map"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -395,6 +402,211 @@ fn parser_never_panics_on_truncations_and_flips() {
             let mut bad = token.clone();
             bad[index] ^= mask;
             cloister_verify::internal::parse_vendor_evidence(TeeKind::Cca, &bad);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tag-907 CMW collection (draft-ffm-rats-cca-token): the real tokens' COSE_Sign1 messages
+// re-wrapped as CMW records verify exactly like the tag-399 form, and malformed collections are
+// refused.
+
+mod cmw {
+    use super::*;
+    use coset::CborSerializable as _;
+    use coset::cbor::value::Value;
+
+    fn int(i: i64) -> Value {
+        Value::Integer(i.into())
+    }
+
+    /// The platform and realm COSE_Sign1 bytes of a tag-399 token.
+    fn tokens(tag_399: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let Value::Tag(399, inner) = Value::from_slice(tag_399).unwrap() else { panic!() };
+        let Value::Map(entries) = *inner else { panic!() };
+        let get = |key: i64| {
+            entries
+                .iter()
+                .find_map(|(k, v)| match (k, v) {
+                    (Value::Integer(k), Value::Bytes(b)) if i128::from(*k) == i128::from(key) => {
+                        Some(b.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap()
+        };
+        (get(44234), get(44241))
+    }
+
+    fn record(bytes: Vec<u8>) -> Value {
+        Value::Array(vec![int(263), Value::Bytes(bytes)])
+    }
+
+    fn cmw(entries: Vec<(Value, Value)>) -> Vec<u8> {
+        Value::Tag(907, Box::new(Value::Map(entries))).to_vec().unwrap()
+    }
+
+    fn rewrapped(tag_399: &[u8]) -> Vec<u8> {
+        let (platform, realm) = tokens(tag_399);
+        cmw(vec![(int(44234), record(platform)), (int(44241), record(realm))])
+    }
+
+    #[test]
+    fn real_tokens_as_cmw_collections_verify_like_the_tag_399_form() {
+        for (token, anchor) in [
+            (TRUSTEE_TOKEN, "trustee_cpak-pub.json"),
+            (TOKEN_01, "rustccatoken_ta-tfa.json"),
+            (TOKEN_FFM, "rustccatoken_ta-tfa.json"),
+        ] {
+            let legacy = verify(&vector(token), &anchors(&[anchor])).unwrap();
+            let collection = verify(&rewrapped(&vector(token)), &anchors(&[anchor])).unwrap();
+            assert_eq!(legacy.vendor["cca"]["collection"], "tag-399", "{token}");
+            assert_eq!(collection.vendor["cca"]["collection"], "cmw-907", "{token}");
+            let mut without_form = collection.clone();
+            without_form.vendor.get_mut("cca").unwrap()["collection"] = "tag-399".into();
+            assert_eq!(without_form, legacy, "{token}");
+        }
+    }
+
+    #[test]
+    fn records_may_name_the_media_type_and_the_evidence_indicator() {
+        let (platform, realm) = tokens(&vector(TOKEN_FFM));
+        let bytes = cmw(vec![
+            (
+                int(44234),
+                Value::Array(vec![
+                    Value::Text("application/eat+cwt".into()),
+                    Value::Bytes(platform),
+                ]),
+            ),
+            (int(44241), Value::Array(vec![int(263), Value::Bytes(realm), int(4)])),
+        ]);
+        verify(&bytes, &anchors(&["rustccatoken_ta-tfa.json"])).unwrap();
+    }
+
+    #[test]
+    fn malformed_collections_are_refused() {
+        let (platform, realm) = tokens(&vector(TOKEN_FFM));
+        let anchors = anchors(&["rustccatoken_ta-tfa.json"]);
+        let cases: Vec<(Vec<(Value, Value)>, &str)> = vec![
+            (vec![(int(44241), record(realm.clone()))], "no platform token (44234)"),
+            (vec![(int(44234), record(platform.clone()))], "no realm token (44241)"),
+            (
+                vec![
+                    (int(44234), record(platform.clone())),
+                    (int(44234), record(platform.clone())),
+                    (int(44241), record(realm.clone())),
+                ],
+                "appears twice",
+            ),
+            (
+                vec![
+                    (int(44234), record(platform.clone())),
+                    (int(44241), record(realm.clone())),
+                    (int(44242), record(realm.clone())),
+                ],
+                "unknown collection entry 44242",
+            ),
+            (
+                vec![
+                    (Value::Text("__cmwc_t".into()), Value::Text("tag:arm.com,2023:cca".into())),
+                    (int(44234), record(platform.clone())),
+                    (int(44241), record(realm.clone())),
+                ],
+                "collection type (__cmwc_t)",
+            ),
+            (
+                vec![
+                    (Value::Text("platform".into()), record(platform.clone())),
+                    (int(44241), record(realm.clone())),
+                ],
+                "collection key \"platform\" is not a known label",
+            ),
+            (
+                vec![
+                    (int(44234), Value::Array(vec![int(264), Value::Bytes(platform.clone())])),
+                    (int(44241), record(realm.clone())),
+                ],
+                "content type 264, not application/eat+cwt",
+            ),
+            (
+                vec![
+                    (
+                        int(44234),
+                        Value::Array(vec![
+                            Value::Text("application/cwt".into()),
+                            Value::Bytes(platform.clone()),
+                        ]),
+                    ),
+                    (int(44241), record(realm.clone())),
+                ],
+                "not application/eat+cwt",
+            ),
+            (
+                vec![
+                    (
+                        int(44234),
+                        Value::Array(vec![int(263), Value::Bytes(platform.clone()), int(8)]),
+                    ),
+                    (int(44241), record(realm.clone())),
+                ],
+                "indicator other than Evidence",
+            ),
+            (
+                vec![
+                    (int(44234), Value::Array(vec![int(263)])),
+                    (int(44241), record(realm.clone())),
+                ],
+                "not a CMW record of 2 or 3 items",
+            ),
+            (
+                vec![
+                    (int(44234), Value::Bytes(platform.clone())),
+                    (int(44241), record(realm.clone())),
+                ],
+                "not a CMW record (array)",
+            ),
+            (
+                vec![
+                    (int(44234), Value::Array(vec![int(263), Value::Text("token".into())])),
+                    (int(44241), record(realm.clone())),
+                ],
+                "holds a text string, not a byte string",
+            ),
+        ];
+        for (entries, expected) in cases {
+            let error = cca_error(verify(&cmw(entries), &anchors));
+            assert!(matches!(error, CcaError::NotCcaToken(_)), "{error}");
+            assert!(error.to_string().contains(expected), "{expected}: {error}");
+        }
+        // A tag-399 collection whose entries are CMW records is refused too: each form is whole.
+        let bytes = Value::Tag(
+            399,
+            Box::new(Value::Map(vec![(int(44234), record(platform)), (int(44241), record(realm))])),
+        )
+        .to_vec()
+        .unwrap();
+        let error = cca_error(verify(&bytes, &anchors));
+        assert!(error.to_string().contains("is an array, not a byte string"), "{error}");
+    }
+
+    #[test]
+    fn tampered_cmw_token_is_refused() {
+        let bytes = rewrapped(&vector(TOKEN_01));
+        let index = find(&bytes, &[0xab; 64]) + 17;
+        let error =
+            cca_error(verify(&flipped(&bytes, index), &anchors(&["rustccatoken_ta-tfa.json"])));
+        assert!(matches!(error, CcaError::RealmSignature), "{error}");
+    }
+
+    #[test]
+    fn cmw_parser_never_panics_on_truncations_and_flips() {
+        let token = rewrapped(&vector(TOKEN_FFM));
+        for len in (0..token.len()).step_by(5) {
+            cloister_verify::internal::parse_vendor_evidence(TeeKind::Cca, &token[..len]);
+        }
+        for index in (0..token.len()).step_by(2) {
+            cloister_verify::internal::parse_vendor_evidence(TeeKind::Cca, &flipped(&token, index));
         }
     }
 }
@@ -449,7 +661,10 @@ mod synthetic {
     }
 
     fn platform_claims(lifecycle: i64) -> Vec<(Value, Value)> {
-        let challenge = sha2::Sha256::digest(rak_cose_key()).to_vec();
+        platform_claims_with(lifecycle, sha2::Sha256::digest(rak_cose_key()).to_vec())
+    }
+
+    fn platform_claims_with(lifecycle: i64, challenge: Vec<u8>) -> Vec<(Value, Value)> {
         let mut instance = vec![0x01];
         instance.extend([0x42; 32]);
         vec![
@@ -472,14 +687,19 @@ mod synthetic {
     }
 
     fn realm_claims() -> Vec<(Value, Value)> {
+        realm_claims_with("sha-256", 32)
+    }
+
+    /// Realm claims naming `hash` with measurements of `size` bytes.
+    fn realm_claims_with(hash: &str, size: usize) -> Vec<(Value, Value)> {
         vec![
             (int(265), Value::Text("tag:arm.com,2023:realm#1.0.0".into())),
             (int(10), Value::Bytes(vec![0x77; 64])),
             (int(44235), Value::Bytes(vec![0x66; 64])),
-            (int(44236), Value::Text("sha-256".into())),
+            (int(44236), Value::Text(hash.into())),
             (int(44237), Value::Bytes(rak_cose_key())),
-            (int(44238), Value::Bytes(vec![0x88; 32])),
-            (int(44239), Value::Array(vec![Value::Bytes(vec![0; 32]); 4])),
+            (int(44238), Value::Bytes(vec![0x88; size])),
+            (int(44239), Value::Array(vec![Value::Bytes(vec![0; size]); 4])),
             (int(44240), Value::Text("sha-256".into())),
         ]
     }
@@ -627,6 +847,138 @@ mod synthetic {
             &anchors(&["trustee_cpak-pub.json"]),
         ));
         assert!(matches!(error, CcaError::PlatformSignature { .. }), "{error}");
+    }
+
+    #[test]
+    fn every_realm_hash_algorithm_verifies_with_matching_sizes() {
+        for (hash, size) in [("sha-256", 32), ("sha-384", 48), ("sha-512", 64)] {
+            let claims =
+                verify(&token(platform_claims(0x3000), realm_claims_with(hash, size)), &trusted())
+                    .unwrap();
+            assert_eq!(claims.measurement.0, vec![0x88; size], "{hash}");
+            assert_eq!(vendor(&claims, "realm", "hash_algo"), hash);
+            let rems = vendor(&claims, "realm", "extensible_measurements");
+            assert_eq!(rems[3], "00".repeat(size), "{hash}");
+        }
+    }
+
+    #[test]
+    fn measurements_of_another_algorithms_size_are_refused() {
+        for (hash, size) in [("sha-256", 48), ("sha-384", 64), ("sha-512", 32), ("sha-512", 48)] {
+            let error = cca_error(verify(
+                &token(platform_claims(0x3000), realm_claims_with(hash, size)),
+                &trusted(),
+            ));
+            assert!(matches!(error, CcaError::Claims { token: TokenPart::Realm, .. }), "{error}");
+            assert!(error.to_string().contains(&format!("initial measurement is {size} bytes")));
+        }
+        // The REMs too, each on its own.
+        let mut realm = realm_claims_with("sha-384", 48);
+        realm[6].1 = Value::Array(vec![
+            Value::Bytes(vec![0; 48]),
+            Value::Bytes(vec![0; 48]),
+            Value::Bytes(vec![0; 64]),
+            Value::Bytes(vec![0; 48]),
+        ]);
+        let error = cca_error(verify(&token(platform_claims(0x3000), realm), &trusted()));
+        assert!(error.to_string().contains("extensible measurement 2 is 64 bytes, expected 48"));
+    }
+
+    #[test]
+    fn unknown_realm_hash_algorithm_is_refused() {
+        for name in ["sha3-256", "SHA-256", "sha-224", "md5"] {
+            let realm = realm_claims_with(name, 32);
+            let error = cca_error(verify(&token(platform_claims(0x3000), realm), &trusted()));
+            assert!(
+                matches!(error, CcaError::UnsupportedHash { token: TokenPart::Realm, .. }),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_public_key_hash_algorithm_binds_with_its_digest() {
+        for (name, digest) in [
+            ("sha-256", sha2::Sha256::digest(rak_cose_key()).to_vec()),
+            ("sha-384", sha2::Sha384::digest(rak_cose_key()).to_vec()),
+            ("sha-512", sha2::Sha512::digest(rak_cose_key()).to_vec()),
+        ] {
+            let mut realm = realm_claims();
+            realm[7].1 = Value::Text(name.into());
+            let platform = platform_claims_with(0x3000, digest.clone());
+            let claims = verify(&token(platform, realm.clone()), &trusted()).unwrap();
+            assert_eq!(vendor(&claims, "realm", "public_key_hash_algo"), name);
+            assert_eq!(vendor(&claims, "platform", "challenge"), &hex::encode(&digest));
+            // The SHA-256 challenge with another algorithm named: not bound.
+            if name != "sha-256" {
+                let platform =
+                    platform_claims_with(0x3000, sha2::Sha256::digest(rak_cose_key()).to_vec());
+                let error = cca_error(verify(&token(platform, realm), &trusted()));
+                assert!(matches!(error, CcaError::Binding { .. }), "{name}: {error}");
+            }
+        }
+    }
+
+    #[test]
+    fn challenge_and_personalization_value_sizes_are_fixed() {
+        for (index, name) in [(1, "challenge"), (2, "personalization value")] {
+            for size in [32, 48, 63, 65] {
+                let mut realm = realm_claims();
+                realm[index].1 = Value::Bytes(vec![0x77; size]);
+                let error = cca_error(verify(&token(platform_claims(0x3000), realm), &trusted()));
+                assert!(
+                    error.to_string().contains(&format!("{name} is {size} bytes, expected 64")),
+                    "{error}"
+                );
+            }
+        }
+        // The platform challenge is a digest: 32, 48 or 64 bytes.
+        let error = cca_error(verify(
+            &token(platform_claims_with(0x3000, vec![1; 20]), realm_claims()),
+            &trusted(),
+        ));
+        assert!(error.to_string().contains("challenge is 20 bytes"), "{error}");
+    }
+
+    #[test]
+    fn the_realm_profile_decides_the_rak_encoding() {
+        let point = rak().verifying_key().to_sec1_point(false).as_bytes().to_vec();
+        let sec1_challenge = sha2::Sha256::digest(&point).to_vec();
+        // A SEC1 RAK with the 2023 realm profile (which requires a COSE_Key): refused.
+        let mut realm = realm_claims();
+        realm[4].1 = Value::Bytes(point.clone());
+        let error = cca_error(verify(
+            &token(platform_claims_with(0x3000, sec1_challenge.clone()), realm.clone()),
+            &trusted(),
+        ));
+        assert!(matches!(error, CcaError::RealmKey(_)), "{error}");
+        assert!(error.to_string().contains("requires a COSE_Key"), "{error}");
+        // Without a profile claim (RMM 1.0), the SEC1 point is what is expected.
+        realm.retain(|(k, _)| *k != int(265));
+        let claims =
+            verify(&token(platform_claims_with(0x3000, sec1_challenge), realm), &trusted())
+                .unwrap();
+        assert_eq!(vendor(&claims, "realm", "public_key_format"), "sec1");
+        // A COSE_Key without a profile claim: refused.
+        let mut realm = realm_claims();
+        realm.retain(|(k, _)| *k != int(265));
+        let error = cca_error(verify(&token(platform_claims(0x3000), realm), &trusted()));
+        assert!(matches!(error, CcaError::RealmKey(_)), "{error}");
+        assert!(error.to_string().contains("without a profile claim"), "{error}");
+    }
+
+    #[test]
+    fn both_platform_profiles_are_accepted_with_either_realm_form() {
+        for profile in ["http://arm.com/CCA-SSD/1.0.0", "tag:arm.com,2023:cca_platform#1.0.0"] {
+            let mut platform = platform_claims(0x3000);
+            platform[0].1 = Value::Text(profile.into());
+            let claims = verify(&token(platform, realm_claims()), &trusted()).unwrap();
+            assert_eq!(vendor(&claims, "platform", "profile"), profile);
+        }
+        let mut platform = platform_claims(0x3000);
+        platform[0].1 = Value::Text("tag:arm.com,2024:cca_platform#1.0.0".into());
+        let error = cca_error(verify(&token(platform, realm_claims()), &trusted()));
+        assert!(error.to_string().contains("not a known CCA platform profile"), "{error}");
     }
 
     #[test]

@@ -1,8 +1,25 @@
 //! Arm CCA attestation tokens: platform token (CPAK) and realm token (RAK) in COSE_Sign1.
 //!
-//! A CCA attestation token is a CBOR tag-399 collection of two COSE_Sign1 messages: the
-//! **platform token** (key 44234), signed by the platform's CPAK, and the **realm token** (key
-//! 44241), signed by the realm attestation key (RAK) whose public key it carries (claim 44237).
+//! A CCA attestation token is a collection of two COSE_Sign1 messages: the **platform token**
+//! (key 44234), signed by the platform's CPAK, and the **realm token** (key 44241), signed by the
+//! realm attestation key (RAK) whose public key it carries (claim 44237). Two wrappings are
+//! accepted, both with the same two labels and nothing else:
+//!
+//! - the legacy **CBOR tag 399** map whose values are the tokens' bytes (RMM specification 1.0,
+//!   TF-RMM, trustee and rust-ccatoken test tokens);
+//! - the **CBOR tag 907 CMW collection** (draft-ffm-rats-cca-token with draft-ietf-rats-msg-wrap,
+//!   Veraison's ccatoken and rust-ccatoken): each value is a CMW record `[263, bytes]`, type
+//!   `application/eat+cwt` (as the number 263 or the media type), optionally with the Evidence
+//!   indicator (4) as a third item. A collection type (`__cmwc_t`), a missing, repeated or
+//!   unknown entry, another content type or indicator is refused.
+//!
+//! Platform profiles `http://arm.com/CCA-SSD/1.0.0` (CCA Security Model) and
+//! `tag:arm.com,2023:cca_platform#1.0.0` (draft-ffm-rats-cca-token) carry the same claims. The
+//! realm token's profile decides how the RAK is encoded: without a profile claim (RMM 1.0) it is
+//! a SEC1 uncompressed point, with `tag:arm.com,2023:realm#1.0.0` a COSE_Key; the other encoding
+//! is refused. The platform and realm tokens come from different firmware (platform RoT, RMM), so
+//! their profiles are not required to match each other.
+//!
 //! The driver checks, in this order, and fails closed at the first failure:
 //!
 //! 1. the collection and both COSE_Sign1 envelopes are well formed (ES256 or ES384);
@@ -10,7 +27,8 @@
 //!    ([`crate::TrustAnchors::roots`] for `TeeKind::Cca`; CCA has no global vendor root), and
 //!    the implementation and instance ids that anchor carries, if any, equal the token's;
 //! 3. both claim sets are well formed (known profile, every mandatory claim, sizes, no unknown
-//!    claim);
+//!    claim; the realm measurements as long as the realm hash algorithm's digest, sha-256,
+//!    sha-384 or sha-512);
 //! 4. the binding: the platform challenge (claim 10) equals the hash of the realm public key
 //!    bytes (claim 44237, a SEC1 point or a COSE_Key, hashed as carried) with the realm's
 //!    public-key hash algorithm (claim 44240) — this is what makes the RAK trustworthy;
@@ -29,7 +47,7 @@
 //! verification time is not used.
 
 mod anchor;
-mod token;
+pub(crate) mod token;
 
 use cloister_types::{Claims, Hex, TcbStatus, TeeKind};
 use serde_json::json;
@@ -39,14 +57,18 @@ use crate::inputs::Inputs;
 use crate::x509::PublicKey;
 
 pub use token::TokenPart;
-use token::{CoseAlg, PlatformClaims, RealmClaims, SignedToken};
+use token::{CollectionForm, CoseAlg, PlatformClaims, RealmClaims, SignedToken};
 
 /// Why cca evidence failed to verify.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CcaError {
-    /// The evidence is not a CCA token collection (CBOR tag 399 with platform and realm tokens).
-    #[error("cca: evidence is not a CCA attestation token (CBOR tag 399 collection): {0}")]
+    /// The evidence is not a CCA token collection (CBOR tag 399, or the tag-907 CMW collection,
+    /// with platform and realm tokens).
+    #[error(
+        "cca: evidence is not a CCA attestation token (CBOR tag 399 or tag 907 CMW collection): \
+         {0}"
+    )]
     NotCcaToken(String),
     /// A token is not a well-formed COSE_Sign1 message.
     #[error("cca: {token} token is not a valid COSE_Sign1 message: {reason}")]
@@ -179,6 +201,7 @@ impl crate::Driver for CcaDriver {
 
 /// The verified contents of a token.
 struct Verified {
+    form: CollectionForm,
     platform: PlatformClaims,
     realm: RealmClaims,
     platform_alg: CoseAlg,
@@ -211,12 +234,13 @@ fn verify_token(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, CcaError
             expected: hex::encode(&expected),
         });
     }
-    let (rak, rak_format) = parse_rak(&realm.public_key)?;
+    let (rak, rak_format) = parse_rak(&realm.public_key, realm.profile.is_some())?;
     if !signature_ok(&collection.realm, &rak) {
         return Err(CcaError::RealmSignature);
     }
 
     Ok(claims(Verified {
+        form: collection.form,
         platform,
         realm,
         platform_alg: collection.platform.alg,
@@ -273,7 +297,7 @@ fn select_anchor(
 
 /// Whether `token`'s COSE_Sign1 signature verifies with `key`; the key's curve must be the one
 /// the algorithm names (ES256: P-256, ES384: P-384).
-fn signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
+pub(crate) fn signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
     let sha384 = match (token.alg, key) {
         (CoseAlg::Es256, PublicKey::P256(_)) => false,
         (CoseAlg::Es384, PublicKey::P384(_)) => true,
@@ -285,19 +309,27 @@ fn signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
         .is_ok()
 }
 
-/// The RAK from claim 44237: a SEC1 uncompressed point (CCA-SSD profile) or a COSE_Key
-/// (draft-ffm-rats-cca-token).
-fn parse_rak(bytes: &[u8]) -> Result<(PublicKey, &'static str), CcaError> {
-    if bytes.first() == Some(&0x04) {
+/// The RAK from claim 44237: a SEC1 uncompressed point (RMM 1.0 realm token, no profile claim)
+/// or a COSE_Key (`tag:arm.com,2023:realm#1.0.0`, draft-ffm-rats-cca-token); the encoding must be
+/// the one the realm profile names.
+fn parse_rak(bytes: &[u8], profiled: bool) -> Result<(PublicKey, &'static str), CcaError> {
+    if !profiled {
         let key = anchor::sec1_key(bytes).ok_or_else(|| {
             CcaError::RealmKey(format!(
-                "{} bytes is not a SEC1 uncompressed point on P-256 or P-384",
+                "{} bytes is not a SEC1 uncompressed point on P-256 or P-384, which a realm token \
+                 without a profile claim (RMM 1.0) carries",
                 bytes.len()
             ))
         })?;
         return Ok((key, "sec1"));
     }
-    Ok((cose_key(bytes).map_err(CcaError::RealmKey)?, "cose_key"))
+    let key = cose_key(bytes).map_err(|reason| {
+        CcaError::RealmKey(format!(
+            "{reason} (the realm profile {} requires a COSE_Key)",
+            token::REALM_PROFILE
+        ))
+    })?;
+    Ok((key, "cose_key"))
 }
 
 fn cose_key(bytes: &[u8]) -> Result<PublicKey, String> {
@@ -345,7 +377,7 @@ fn cose_key(bytes: &[u8]) -> Result<PublicKey, String> {
 
 /// The normalised claims and the `cca` vendor fields.
 fn claims(v: Verified) -> Claims {
-    let Verified { platform, realm, platform_alg, realm_alg, cpak, rak_format } = v;
+    let Verified { form, platform, realm, platform_alg, realm_alg, cpak, rak_format } = v;
     let sw_components: Vec<_> = platform
         .sw_components
         .iter()
@@ -360,6 +392,7 @@ fn claims(v: Verified) -> Claims {
         })
         .collect();
     let vendor = json!({
+        "collection": form.name(),
         "platform": {
             "profile": platform.profile,
             "challenge": hex::encode(&platform.challenge),
@@ -409,7 +442,7 @@ pub(crate) fn parse_for_fuzz(bytes: &[u8]) {
     if let Ok(collection) = token::parse_collection(bytes) {
         let _ = token::parse_platform_claims(&collection.platform.payload);
         if let Ok(realm) = token::parse_realm_claims(&collection.realm.payload) {
-            let _ = parse_rak(&realm.public_key);
+            let _ = parse_rak(&realm.public_key, realm.profile.is_some());
         }
     }
     let _ = anchor::parse_anchor(bytes);

@@ -1,10 +1,14 @@
-//! Parsing of untrusted CCA token bytes: the tag-399 collection, the two COSE_Sign1 envelopes and
-//! the platform and realm claim maps (draft-ffm-rats-cca-token and the earlier CCA-SSD profile).
+//! Parsing of untrusted CCA token bytes: the collection (legacy CBOR tag 399, or the tag-907 CMW
+//! collection of draft-ffm-rats-cca-token), the two COSE_Sign1 envelopes and the platform and
+//! realm claim maps (draft-ffm-rats-cca-token and the earlier CCA-SSD profile).
 //!
 //! Nothing here makes a trust decision; it only refuses input that is not a well-formed token.
 //! Every claim the specification defines is decoded and checked for type and size, mandatory
 //! claims must be present, and a claim this verifier does not know is refused rather than
-//! ignored (fail closed).
+//! ignored (fail closed). The realm token's hash algorithm (44236) fixes the size of the initial
+//! and extensible measurements, and its public-key hash algorithm (44240) the size of the
+//! platform challenge that binds the two tokens: sha-256, sha-384 and sha-512 (32, 48 and 64
+//! bytes) are the algorithms the specification allows; any other name is refused.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -14,8 +18,20 @@ use coset::{AsCborValue as _, CborSerializable as _, CoseSign1, iana};
 
 use super::CcaError;
 
-/// The CBOR tag of a CCA attestation token (a collection of the platform and realm tokens).
+/// The CBOR tag of a legacy CCA attestation token (an EAT collection of the platform and realm
+/// tokens, RMM specification 1.0).
 pub(crate) const CCA_TOKEN_TAG: u64 = 399;
+/// The CBOR tag of a CCA attestation token as a CMW collection (draft-ffm-rats-cca-token,
+/// draft-ietf-rats-msg-wrap): the same two labels, each holding a CMW record.
+pub(crate) const CCA_CMW_TAG: u64 = 907;
+/// The CoAP content format of `application/eat+cwt`, the type of both CMW records.
+const EAT_CWT_CONTENT_FORMAT: u64 = 263;
+/// The same type as a media type, which a CMW record may carry instead of the number.
+const EAT_CWT_MEDIA_TYPE: &str = "application/eat+cwt";
+/// The CMW conceptual-message indicator of Evidence (bit 2 of `cm-type`).
+const CMW_INDICATOR_EVIDENCE: u64 = 1 << 2;
+/// The reserved label of a CMW collection's type.
+const CMW_COLLECTION_TYPE_LABEL: &str = "__cmwc_t";
 /// The collection key of the platform token.
 pub(crate) const PLATFORM_TOKEN_KEY: u64 = 44234;
 /// The collection key of the realm token.
@@ -80,13 +96,22 @@ impl fmt::Display for TokenPart {
     }
 }
 
-/// The COSE signature algorithms this verifier supports.
+/// The COSE signature algorithms this verifier knows. Arm CCA tokens use ES256 and ES384 only;
+/// Huawei virtCCA tokens also use PS256–PS512 (RSA RAK) and ES512 (P-521 RAK).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CoseAlg {
     /// ECDSA P-256 with SHA-256.
     Es256,
     /// ECDSA P-384 with SHA-384.
     Es384,
+    /// ECDSA P-521 with SHA-512.
+    Es512,
+    /// RSASSA-PSS with SHA-256.
+    Ps256,
+    /// RSASSA-PSS with SHA-384.
+    Ps384,
+    /// RSASSA-PSS with SHA-512.
+    Ps512,
 }
 
 impl CoseAlg {
@@ -95,9 +120,28 @@ impl CoseAlg {
         match self {
             CoseAlg::Es256 => "ES256",
             CoseAlg::Es384 => "ES384",
+            CoseAlg::Es512 => "ES512",
+            CoseAlg::Ps256 => "PS256",
+            CoseAlg::Ps384 => "PS384",
+            CoseAlg::Ps512 => "PS512",
+        }
+    }
+
+    fn from_iana(alg: iana::Algorithm) -> Option<Self> {
+        match alg {
+            iana::Algorithm::ES256 => Some(Self::Es256),
+            iana::Algorithm::ES384 => Some(Self::Es384),
+            iana::Algorithm::ES512 => Some(Self::Es512),
+            iana::Algorithm::PS256 => Some(Self::Ps256),
+            iana::Algorithm::PS384 => Some(Self::Ps384),
+            iana::Algorithm::PS512 => Some(Self::Ps512),
+            _ => None,
         }
     }
 }
+
+/// The algorithms a CCA token may be signed with.
+pub(crate) const CCA_ALGORITHMS: [CoseAlg; 2] = [CoseAlg::Es256, CoseAlg::Es384];
 
 /// A hash algorithm a CCA token names and this verifier computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,7 +152,7 @@ pub(crate) enum HashAlg {
 }
 
 impl HashAlg {
-    fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         match name {
             "sha-256" => Some(Self::Sha256),
             "sha-384" => Some(Self::Sha384),
@@ -157,8 +201,28 @@ pub(crate) struct SignedToken {
 /// The two signed tokens of a CCA attestation token, not yet verified.
 #[derive(Debug)]
 pub(crate) struct Collection {
+    pub(crate) form: CollectionForm,
     pub(crate) platform: SignedToken,
     pub(crate) realm: SignedToken,
+}
+
+/// How the two tokens are wrapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CollectionForm {
+    /// CBOR tag 399, each token a byte string (RMM specification 1.0, TF-RMM, trustee).
+    Eat399,
+    /// CBOR tag 907, each token a CMW record `[263, bytes]` (draft-ffm-rats-cca-token, Veraison).
+    Cmw907,
+}
+
+impl CollectionForm {
+    /// The name reported in the claims.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CollectionForm::Eat399 => "tag-399",
+            CollectionForm::Cmw907 => "cmw-907",
+        }
+    }
 }
 
 /// One software component measured by the platform.
@@ -198,35 +262,17 @@ pub(crate) struct RealmClaims {
     pub(crate) public_key_hash_algo: HashAlg,
 }
 
-/// Parses the tag-399 collection and both COSE_Sign1 envelopes (claims are parsed separately).
+/// Parses the collection (tag 399 or the tag-907 CMW collection) and both COSE_Sign1 envelopes
+/// (claims are parsed separately).
 pub(crate) fn parse_collection(bytes: &[u8]) -> Result<Collection, CcaError> {
+    let (form, entries) = collection_entries(bytes)?;
     let not_token = |reason: String| CcaError::NotCcaToken(reason);
-    if bytes.len() > MAX_TOKEN_LEN {
-        return Err(not_token(format!(
-            "{} bytes is more than the {MAX_TOKEN_LEN}-byte limit",
-            bytes.len()
-        )));
-    }
-    let value = Value::from_slice(bytes).map_err(|e| not_token(format!("not CBOR: {e}")))?;
-    let (tag, inner) = match value {
-        Value::Tag(tag, inner) => (tag, *inner),
-        other => return Err(not_token(format!("expected CBOR tag 399, got {}", kind(&other)))),
-    };
-    if tag != CCA_TOKEN_TAG {
-        return Err(not_token(format!("expected CBOR tag 399, got tag {tag}")));
-    }
-    let Value::Map(entries) = inner else {
-        return Err(not_token(format!("the tag-399 content is {}, not a map", kind(&inner))));
-    };
     let mut platform = None;
     let mut realm = None;
     for (key, value) in entries {
-        let key = integer_key(&key).ok_or_else(|| {
-            not_token(format!("collection key {} is not an integer", describe_key(&key)))
-        })?;
-        let slot = match u64::try_from(key) {
-            Ok(PLATFORM_TOKEN_KEY) => &mut platform,
-            Ok(REALM_TOKEN_KEY) => &mut realm,
+        let slot = match key {
+            PLATFORM_TOKEN_KEY => &mut platform,
+            REALM_TOKEN_KEY => &mut realm,
             _ => {
                 return Err(not_token(format!(
                     "unknown collection entry {key} (only 44234 platform and 44241 realm are \
@@ -237,24 +283,135 @@ pub(crate) fn parse_collection(bytes: &[u8]) -> Result<Collection, CcaError> {
         if slot.is_some() {
             return Err(not_token(format!("collection entry {key} appears twice")));
         }
-        let Value::Bytes(bytes) = value else {
-            return Err(not_token(format!(
-                "collection entry {key} is {}, not a byte string",
-                kind(&value)
-            )));
-        };
-        *slot = Some(bytes);
+        *slot = Some(match form {
+            CollectionForm::Eat399 => entry_bytes(key, value)?,
+            CollectionForm::Cmw907 => cmw_record(key, value)?,
+        });
     }
     let platform = platform.ok_or_else(|| not_token("no platform token (44234)".into()))?;
     let realm = realm.ok_or_else(|| not_token("no realm token (44241)".into()))?;
     Ok(Collection {
-        platform: parse_sign1(TokenPart::Platform, &platform)?,
-        realm: parse_sign1(TokenPart::Realm, &realm)?,
+        form,
+        platform: parse_sign1(TokenPart::Platform, &platform, &CCA_ALGORITHMS)?,
+        realm: parse_sign1(TokenPart::Realm, &realm, &CCA_ALGORITHMS)?,
     })
 }
 
-/// Parses one COSE_Sign1 (tagged 18 or not) and checks its headers.
-fn parse_sign1(part: TokenPart, bytes: &[u8]) -> Result<SignedToken, CcaError> {
+/// The size limit, the outer tag (399 or 907) and the collection map's entries with their
+/// integer keys; a non-integer key is refused (for the CMW form, the reserved collection-type
+/// label `__cmwc_t` is named: the CCA token defines no collection type, and producers send
+/// none).
+pub(crate) fn collection_entries(
+    bytes: &[u8],
+) -> Result<(CollectionForm, Vec<(u64, Value)>), CcaError> {
+    let not_token = |reason: String| CcaError::NotCcaToken(reason);
+    if bytes.len() > MAX_TOKEN_LEN {
+        return Err(not_token(format!(
+            "{} bytes is more than the {MAX_TOKEN_LEN}-byte limit",
+            bytes.len()
+        )));
+    }
+    let value = Value::from_slice(bytes).map_err(|e| not_token(format!("not CBOR: {e}")))?;
+    let (form, inner) = match value {
+        Value::Tag(CCA_TOKEN_TAG, inner) => (CollectionForm::Eat399, *inner),
+        Value::Tag(CCA_CMW_TAG, inner) => (CollectionForm::Cmw907, *inner),
+        Value::Tag(tag, _) => {
+            return Err(not_token(format!(
+                "expected CBOR tag 399 or 907 (CMW collection), got tag {tag}"
+            )));
+        }
+        other => {
+            return Err(not_token(format!(
+                "expected CBOR tag 399 or 907 (CMW collection), got {}",
+                kind(&other)
+            )));
+        }
+    };
+    let tag = match form {
+        CollectionForm::Eat399 => CCA_TOKEN_TAG,
+        CollectionForm::Cmw907 => CCA_CMW_TAG,
+    };
+    let Value::Map(pairs) = inner else {
+        return Err(not_token(format!("the tag-{tag} content is {}, not a map", kind(&inner))));
+    };
+    let mut entries = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        match (&key, form) {
+            (Value::Text(label), CollectionForm::Cmw907) if label == CMW_COLLECTION_TYPE_LABEL => {
+                return Err(not_token(format!(
+                    "the CMW collection carries a collection type ({CMW_COLLECTION_TYPE_LABEL}); \
+                     the CCA token defines none"
+                )));
+            }
+            _ => {}
+        }
+        let key = integer_key(&key).and_then(|k| u64::try_from(k).ok()).ok_or_else(|| {
+            not_token(format!("collection key {} is not a known label", describe_key(&key)))
+        })?;
+        entries.push((key, value));
+    }
+    Ok((form, entries))
+}
+
+/// A tag-399 collection entry: the token's bytes.
+pub(crate) fn entry_bytes(key: u64, value: Value) -> Result<Vec<u8>, CcaError> {
+    match value {
+        Value::Bytes(bytes) => Ok(bytes),
+        other => Err(CcaError::NotCcaToken(format!(
+            "collection entry {key} is {}, not a byte string",
+            kind(&other)
+        ))),
+    }
+}
+
+/// A CMW record of the tag-907 collection: `[type, bytes]` or `[type, bytes, indicator]`, the
+/// type `application/eat+cwt` (CoAP content format 263, or the media type spelled out) and the
+/// indicator, when present, Evidence.
+fn cmw_record(key: u64, value: Value) -> Result<Vec<u8>, CcaError> {
+    let bad =
+        |reason: String| CcaError::NotCcaToken(format!("CMW collection entry {key} {reason}"));
+    let Value::Array(items) = value else {
+        return Err(bad(format!("is {}, not a CMW record (array)", kind(&value))));
+    };
+    let mut items = items.into_iter();
+    let (Some(content_type), Some(token), indicator, None) =
+        (items.next(), items.next(), items.next(), items.next())
+    else {
+        return Err(bad("is not a CMW record of 2 or 3 items".into()));
+    };
+    let type_ok = match &content_type {
+        Value::Integer(i) => u64::try_from(*i).ok() == Some(EAT_CWT_CONTENT_FORMAT),
+        Value::Text(text) => text == EAT_CWT_MEDIA_TYPE,
+        _ => false,
+    };
+    if !type_ok {
+        return Err(bad(format!(
+            "has content type {}, not application/eat+cwt (263)",
+            describe_key(&content_type)
+        )));
+    }
+    if let Some(indicator) = indicator {
+        let evidence = match indicator {
+            Value::Integer(i) => u64::try_from(i).ok() == Some(CMW_INDICATOR_EVIDENCE),
+            _ => false,
+        };
+        if !evidence {
+            return Err(bad("has a conceptual-message indicator other than Evidence (4)".into()));
+        }
+    }
+    match token {
+        Value::Bytes(bytes) => Ok(bytes),
+        other => Err(bad(format!("holds {}, not a byte string", kind(&other)))),
+    }
+}
+
+/// Parses one COSE_Sign1 (tagged 18 or not) and checks its headers; the algorithm must be one
+/// of `allowed`.
+pub(crate) fn parse_sign1(
+    part: TokenPart,
+    bytes: &[u8],
+    allowed: &[CoseAlg],
+) -> Result<SignedToken, CcaError> {
     let cose = |reason: String| CcaError::Cose { token: part, reason };
     let value = Value::from_slice(bytes).map_err(|e| cose(format!("not CBOR: {e}")))?;
     let value = match value {
@@ -269,18 +426,23 @@ fn parse_sign1(part: TokenPart, bytes: &[u8]) -> Result<SignedToken, CcaError> {
     if sign1.unprotected.alg.is_some() {
         return Err(cose("the algorithm must be in the protected header only".into()));
     }
-    let alg = match &sign1.protected.header.alg {
-        Some(coset::Algorithm::Assigned(iana::Algorithm::ES256)) => CoseAlg::Es256,
-        Some(coset::Algorithm::Assigned(iana::Algorithm::ES384)) => CoseAlg::Es384,
-        Some(other) => {
-            let alg = match other {
-                coset::Algorithm::Assigned(alg) => format!("{alg:?}"),
-                coset::Algorithm::PrivateUse(value) => value.to_string(),
-                coset::Algorithm::Text(text) => format!("{text:?}"),
-            };
-            return Err(CcaError::UnsupportedAlgorithm { token: part, alg });
-        }
-        None => return Err(cose("the protected header has no algorithm".into())),
+    let named = sign1
+        .protected
+        .header
+        .alg
+        .as_ref()
+        .ok_or_else(|| cose("the protected header has no algorithm".into()))?;
+    let alg = match named {
+        coset::Algorithm::Assigned(alg) => CoseAlg::from_iana(*alg).filter(|a| allowed.contains(a)),
+        _ => None,
+    };
+    let Some(alg) = alg else {
+        let alg = match named {
+            coset::Algorithm::Assigned(alg) => format!("{alg:?}"),
+            coset::Algorithm::PrivateUse(value) => value.to_string(),
+            coset::Algorithm::Text(text) => format!("{text:?}"),
+        };
+        return Err(CcaError::UnsupportedAlgorithm { token: part, alg });
     };
     let payload =
         sign1.payload.clone().ok_or_else(|| cose("the payload is detached (nil)".into()))?;
