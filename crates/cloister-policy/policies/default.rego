@@ -12,6 +12,8 @@
 # - every advisory listed in `reference_values.allowed_advisories` (warning when any is present);
 # - a measurement listed in `reference_values.measurements` (lowercase hex); none configured
 #   means nothing is accepted;
+# - for virtCCA, a platform token whose AIK chains to a Huawei root the instance lists
+#   (lib.rego `platform_rejections`);
 # - for TDX, RTMR0-2 each listed in `reference_values.rtmr0` … `rtmr2` (lib.rego), so a policy
 #   pins the kernel and command line, not only the firmware.
 #
@@ -64,6 +66,8 @@ rejections contains msg if {
 
 rejections contains msg if some msg in lib.runtime_rejections
 
+rejections contains msg if some msg in lib.platform_rejections
+
 rejections contains "no reference measurements are configured" if {
 	count(measurements) == 0
 	not measurement_known
@@ -100,6 +104,8 @@ instance_identity := 96 if {
 	tee_is_sim
 } else := 96 if {
 	lib.test_root
+} else := 96 if {
+	count(lib.platform_rejections) > 0
 } else := 2
 
 configuration := 96 if {
@@ -119,6 +125,8 @@ hardware := 97 if {
 	tee_is_sim
 } else := 97 if {
 	lib.test_root
+} else := 97 if {
+	count(lib.platform_rejections) > 0
 } else := 97 if {
 	not tcb_accepted
 } else := 32 if {

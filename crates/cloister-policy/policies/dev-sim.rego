@@ -105,6 +105,8 @@ cautions contains msg if {
 
 cautions contains msg if some msg in lib.tcb_cautions
 
+cautions contains msg if some msg in lib.platform_rejections
+
 cautions contains msg if {
 	some a in claims.advisories
 	a in allowed_advisories

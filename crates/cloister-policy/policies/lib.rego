@@ -13,7 +13,14 @@
 #             signature verified to NVIDIA's RIM signing root (`rim_root == "nvidia"`); RIMs
 #             signed under a test root an instance named (`rim_root == "test"`) are never NVIDIA's
 #             word (`gpu_rims_matched_test_root`, for development policies only);
-#   cca, csv  no vendor TCB status exists: accepted, with a caution that says so.
+#   cca, csv, psa, virtcca
+#             no vendor TCB status exists: accepted, with a caution that says so.
+#
+# Whether the platform itself is genuine is judged here when the verifier may not know
+# (`platform_rejections`):
+#   virtcca   the CVM token is signed by a key it carries itself; only a platform token whose AIK
+#             chains to a Huawei root the instance lists (`virtcca.platform_verified`) says the
+#             platform is Kunpeng hardware. Without it the evidence proves nothing.
 # A status listed in `reference_values.allowed_tcb_statuses` is accepted with a caution.
 #
 # What ran, beyond the launch measurement, is judged here too (`runtime_rejections`):
@@ -93,7 +100,13 @@ tcb_current if input.tee == "nitro"
 
 tcb_current if gpu_rims_matched
 
-no_vendor_tcb_status if input.tee in {"cca", "csv"}
+no_vendor_tcb_status if input.tee in {"cca", "csv", "psa", "virtcca"}
+
+platform_rejections contains msg if {
+	input.tee == "virtcca"
+	not claims.virtcca.platform_verified == true
+	msg := sprintf("virtcca: the platform is not verified to a Huawei root the instance lists (%v); the CVM token alone is signed by a key it carries itself", [object.get(object.get(claims, "virtcca", {}), "platform", "unknown")])
+}
 
 # The hardware TCB is acceptable, perhaps with a caution.
 tcb_accepted if tcb_current

@@ -173,9 +173,11 @@ impl AppraisalPolicy {
     ///
     /// An undefined or malformed `result` yields a contraindicated appraisal saying so; an error
     /// is returned only when the policy fails to evaluate, and callers must treat it as refusal.
-    /// Three guards hold whatever the policy says: the status is never better than the worst
-    /// tier in its trustworthiness vector, and neither simulated evidence nor evidence under a
-    /// test root the instance names ([`Claims::under_test_root`]) is ever `affirming`.
+    /// Four guards hold whatever the policy says: the status is never better than the worst
+    /// tier in its trustworthiness vector, and neither simulated evidence, nor evidence under a
+    /// test root the instance names ([`Claims::under_test_root`]), nor a virtCCA token whose
+    /// platform the verifier could not chain to a Huawei root (`virtcca.platform_verified`) is
+    /// ever `affirming`.
     pub fn appraise(
         &self,
         claims: &Claims,
@@ -286,6 +288,16 @@ fn apply_guards(mut appraisal: Appraisal, claims: &Claims) -> Appraisal {
         appraisal
             .reasons
             .push("simulated TEE: development only, no hardware protection".to_owned());
+    }
+    let virtcca_verified = claims.vendor.get("virtcca").and_then(|v| v.get("platform_verified"))
+        == Some(&serde_json::Value::Bool(true));
+    if tee == TeeKind::VirtCca && !virtcca_verified && appraisal.status == EarStatus::Affirming {
+        appraisal.status = EarStatus::Warning;
+        appraisal.reasons.push(
+            "virtcca: the platform is not verified to a Huawei root (virtcca.platform_verified \
+             is false): the CVM token alone is signed by a key it carries itself"
+                .to_owned(),
+        );
     }
     if claims.under_test_root() && appraisal.status == EarStatus::Affirming {
         appraisal.status = EarStatus::Warning;

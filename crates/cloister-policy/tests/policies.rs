@@ -290,6 +290,46 @@ result := {"status": "affirming", "trustworthiness_vector": {}, "reasons": []}
     assert!(has_reason(&a, "simulated TEE"), "{a:?}");
 }
 
+fn virtcca(platform_verified: bool) -> Claims {
+    let mut c = claims(TeeKind::VirtCca);
+    c.tcb_status = TcbStatus::Unknown;
+    let platform = if platform_verified { "verified" } else { "unverified: no platform token" };
+    c.vendor.insert(
+        "virtcca".to_owned(),
+        json!({"platform_verified": platform_verified, "platform": platform}),
+    );
+    c
+}
+
+/// A virtCCA token whose platform is not chained to a Huawei root proves nothing (its signing
+/// key comes with it): `default` refuses it, `dev-sim` warns, and no policy makes it affirming.
+#[test]
+fn virtcca_without_a_verified_platform_is_never_affirming() {
+    let a = AppraisalPolicy::production_default().appraise(&virtcca(false), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "virtcca: the platform is not verified"), "{a:?}");
+    assert!(has_reason(&a, "no platform token"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["instance-identity"], 96);
+
+    let a = AppraisalPolicy::production_default().appraise(&virtcca(true), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "virtcca publishes no TCB status"), "{a:?}");
+
+    let a = AppraisalPolicy::development_sim().appraise(&virtcca(false), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+
+    let rego = r#"package cloister.appraisal
+
+result := {"status": "affirming", "trustworthiness_vector": {}, "reasons": []}
+"#;
+    let permissive = AppraisalPolicy::new("permissive", 1, rego).unwrap();
+    let a = permissive.appraise(&virtcca(false), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "CVM token alone"), "{a:?}");
+    let a = permissive.appraise(&virtcca(true), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+}
+
 #[test]
 fn invalid_rego_is_rejected_with_regorus_message() {
     let err = AppraisalPolicy::new("broken", 1, "package cloister.appraisal\n\nresult := {\n")
