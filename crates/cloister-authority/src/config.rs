@@ -55,7 +55,8 @@ pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError
             _ => {
                 return Err(ConfigError::Root(format!(
                     "trust_anchors.roots names {tee:?}, not one of sgx, tdx, snp, csv, \
-                     cca, nitro, nvidia (sim keys go in sim_platform_keys)"
+                     cca, virtcca, nitro, nvidia, psa, android (sim keys go in \
+                     sim_platform_keys)"
                 )));
             }
         };
