@@ -3,7 +3,7 @@
 use cloister_types::{CanonicalJsonError, TeeKind};
 
 use crate::anchors::{SimPlatformKeyTextError, SimPlatformPublicKey};
-use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError};
+use crate::{AndroidError, CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError};
 
 /// Evidence did not verify. Every variant is final: the evidence must not be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,9 @@ pub enum VerifyError {
     /// A check of an AWS Nitro attestation document failed.
     #[error(transparent)]
     Nitro(#[from] NitroError),
+    /// A check of Android key attestation evidence failed.
+    #[error(transparent)]
+    Android(#[from] AndroidError),
     /// A check of NVIDIA GPU evidence failed.
     #[error(transparent)]
     Nvidia(#[from] NvidiaError),

@@ -12,11 +12,13 @@
 //!
 //! Drivers: `sim` (the simulated TEE, development only), `sgx` and `tdx` (Intel DCAP quotes),
 //! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `nitro` (AWS Nitro Enclaves) and
-//! `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a CPU TEE).
+//! `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a CPU TEE) and `android` (Android key
+//! attestation: a device's key, not an enclave).
 //! [`verify_vendor_evidence`] runs one driver alone, for people who debug attestation: its
 //! claims are not bound to any key and are never a [`VerifiedEvidence`].
 
 mod anchors;
+pub mod android;
 pub mod cca;
 pub mod csv;
 pub mod dcap;
@@ -44,6 +46,7 @@ pub use crate::anchors::{
     AnchorOrigin, SIM_PLATFORM_KEY_PREFIX, SimPlatformKeyTextError, SimPlatformPublicKey,
     TrustAnchors,
 };
+pub use crate::android::AndroidError;
 pub use crate::cca::CcaError;
 pub use crate::csv::CsvError;
 pub use crate::dcap::DcapError;
@@ -122,7 +125,9 @@ pub fn verify_with_collateral(
         return Err(VerifyError::UnsupportedVersion(evidence.version));
     }
     let driver = driver_for(evidence.tee).ok_or(VerifyError::UnsupportedTee(evidence.tee))?;
-    if !matches!(evidence.tee, TeeKind::Sim) && !is_cpu_tee(evidence.tee) {
+    // Android evidence attests a device's key; what it may then be used for is policy's
+    // (`Attests::DeviceKey`).
+    if !matches!(evidence.tee, TeeKind::Sim | TeeKind::Android) && !is_cpu_tee(evidence.tee) {
         return Err(VerifyError::NotACpuTee(evidence.tee));
     }
     let mut collateral = Collateral::from_unified(&evidence.collateral)?;
@@ -256,6 +261,7 @@ pub(crate) trait Driver: Sync {
 fn driver_for(tee: TeeKind) -> Option<&'static dyn Driver> {
     match tee {
         TeeKind::Sim => Some(&sim::SimDriver),
+        TeeKind::Android => Some(&android::AndroidDriver),
         TeeKind::Sgx => Some(&dcap::SgxDriver),
         TeeKind::Tdx => Some(&dcap::TdxDriver),
         TeeKind::Snp => Some(&snp::SnpDriver),
@@ -286,6 +292,7 @@ pub mod internal {
     pub fn parse_vendor_evidence(tee: cloister_types::TeeKind, bytes: &[u8]) {
         use cloister_types::TeeKind;
         match tee {
+            TeeKind::Android => crate::android::parse_for_fuzz(bytes),
             TeeKind::Sgx | TeeKind::Tdx => crate::dcap::parse_for_fuzz(bytes),
             TeeKind::Snp => crate::snp::parse_for_fuzz(bytes),
             TeeKind::Csv => crate::csv::parse_for_fuzz(bytes),
