@@ -1029,3 +1029,83 @@ proptest! {
         let _ = key_description::parse(&kd);
     }
 }
+
+#[test]
+fn every_attestation_version_parses_with_its_keymint_version() {
+    // Keymaster 2, 3, 4, 4.1 and KeyMint 1 to 4, as the vectors and the Android docs pair them.
+    for (attestation, keymint) in [
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 41),
+        (100, 100),
+        (200, 200),
+        (300, 300),
+        (400, 400),
+        (500, 500),
+    ] {
+        let mut kd = base_description(&[9; 64], "TRUSTED_ENVIRONMENT");
+        kd["attestationVersion"] = json!(attestation.to_string());
+        kd["keyMintVersion"] = json!(keymint.to_string());
+        let mut spec = Spec::new(&[9; 64]);
+        spec.description = Some(encode_description(&kd));
+        let claims = run_spec(&spec).unwrap();
+        assert_eq!(vendor(&claims)["attestation_version"], attestation);
+        assert_eq!(vendor(&claims)["keymint_version"], keymint);
+    }
+    // Attestation versions 1 and 2 have a RootOfTrust without verifiedBootHash.
+    let rot = seq(&[octets(&[0; 32]), tlv(&[0x01], &[0xff]), der_int(0x0a, 0)]);
+    let kd = seq(&[
+        der_int(2, 2),
+        der_int(0x0a, 1),
+        der_int(2, 3),
+        der_int(0x0a, 1),
+        octets(b"c"),
+        octets(&[]),
+        seq(&[]),
+        seq(&[explicit(704, &rot)]),
+    ]);
+    let parsed = key_description::parse(&kd).unwrap();
+    assert_eq!(parsed.hardware_enforced.root_of_trust().unwrap().verified_boot_hash, None);
+}
+
+#[test]
+fn a_leaf_with_two_key_descriptions_is_refused() {
+    let root = test_root();
+    let mut ip = params("Test Attestation Key", true, (NOW - YEAR, NOW + YEAR));
+    ip.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let intermediate = issue(ip, &root);
+    let mut lp = params("Android Keystore Key", false, (0, NOW + YEAR));
+    let kd = encode_description(&base_description(&[9; 64], "TRUSTED_ENVIRONMENT"));
+    lp.custom_extensions.push(CustomExtension::from_oid_content(KD_OID, kd.clone()));
+    lp.custom_extensions.push(CustomExtension::from_oid_content(KD_OID, kd));
+    let leaf = issue(lp, &intermediate);
+    let chain = json_chain(&[leaf.der, intermediate.der, root.der.clone()]);
+    let result = run(&chain, &test_anchors(&root.der), &Collateral::new(), NOW);
+    let err = android_err(result);
+    assert!(matches!(err, AndroidError::DuplicateKeyDescription), "{err}");
+}
+
+#[test]
+fn google_sample_status_list_parses() {
+    let list = android::status::StatusList::parse(&vector("android/gakatt_status.json")).unwrap();
+    assert_eq!(list.len(), 5);
+    let suspended = hex::decode("cc66e9a93713b6e643b26c15879786f7").unwrap();
+    let (serial, entry) = list.lookup(&suspended).unwrap();
+    assert_eq!(serial, "cc66e9a93713b6e643b26c15879786f7");
+    assert_eq!(entry.status, "SUSPENDED");
+    assert_eq!(entry.reason.as_deref(), Some("KEY_COMPROMISE"));
+    // A serial it does not list is not found, with or without a leading zero byte.
+    assert!(list.lookup(&[0x00, 0xcc, 0x66]).is_none());
+    let with_zero = [&[0x00][..], &suspended].concat();
+    assert!(list.lookup(&with_zero).is_some());
+}
+
+#[test]
+fn a_pinned_google_key_anchors_nothing_after_its_certificate_ends() {
+    // Key Attestation CA1's certificate runs to 2035-07-15: after that the key is refused before
+    // any other certificate is looked at.
+    let pem = vector("android/akatt_tegu_sdk37_TEE_TRUSTED_CONF.pem");
+    let err = android_err(run_plain(&pem, at("2035-07-16T00:00:00Z")));
+    assert!(matches!(err, AndroidError::AnchorNotValid { .. }), "{err}");
+}
