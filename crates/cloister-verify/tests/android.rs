@@ -775,7 +775,7 @@ fn a_synthetic_chain_verifies_under_its_test_root_in_every_encoding() {
         (json_chain(&certs), "json"),
         (url, "json"),
         (pem_strings, "json"),
-        (pem.into_bytes(), "pem"),
+        (format!("subject=Android Keystore Key\n{pem}").into_bytes(), "pem"),
         (certs.concat(), "der"),
     ] {
         let claims = run(&evidence, &anchors, &Collateral::new(), NOW).unwrap();

@@ -5,7 +5,8 @@
 //! - **JSON array** of strings (what Android apps send: `KeyStore.getCertificateChain()`, each
 //!   `Certificate.getEncoded()` in base64): each string is one DER certificate in base64 or
 //!   base64url, padded or not (whitespace ignored), or one PEM `CERTIFICATE` block.
-//! - **PEM**: one or more `-----BEGIN CERTIFICATE-----` blocks (other block types are ignored).
+//! - **PEM**: one or more `-----BEGIN CERTIFICATE-----` blocks, explanatory text around them
+//!   allowed (other block types are ignored).
 //! - **Concatenated DER**: certificates back to back, each a complete DER `SEQUENCE`.
 //!
 //! Anything else, an empty chain or more than [`MAX_CHAIN_LEN`] certificates is refused.
@@ -43,8 +44,11 @@ pub fn split_chain(bytes: &[u8]) -> Result<(Vec<Vec<u8>>, ChainEncoding), String
     let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
     let (certs, encoding) = match first {
         Some(b'[') => (json_array(bytes)?, ChainEncoding::JsonArray),
-        Some(b'-') => (pem(bytes)?, ChainEncoding::Pem),
         Some(0x30) => (concatenated_der(bytes)?, ChainEncoding::Der),
+        // PEM, with or without explanatory text before the first block (RFC 7468 §5.2).
+        Some(_) if bytes.windows(11).any(|w| w == b"-----BEGIN ") => {
+            (pem(bytes)?, ChainEncoding::Pem)
+        }
         _ => {
             return Err("not a certificate chain: expected a JSON array of base64 certificates, \
                         PEM or concatenated DER"

@@ -46,7 +46,8 @@
 //! 9. Revocation: every collateral document must be a Google status list ([`status`]); when at
 //!    least one is given, a certificate of the chain listed in any of them (REVOKED or
 //!    SUSPENDED) refuses the evidence, naming its serial and reason. Without a status list
-//!    the claims say `revocation_checked: false`.
+//!    the claims say `revocation_checked: false`. Collateral certificates are not used: the
+//!    evidence carries its whole chain.
 //!
 //! Not checked here, and left to policy: the challenge's value (beyond the binding of
 //! [`crate::verify`]), the app's package and signing certificate, patch levels, the key's
