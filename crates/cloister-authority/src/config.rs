@@ -79,7 +79,7 @@ pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError
             .ok_or_else(|| {
                 ConfigError::TestRoot(format!(
                     "trust_anchors.test_roots names {name:?}; test roots are taken for sgx, tdx, \
-                     snp and nitro only"
+                     snp, nitro and android only"
                 ))
             })?;
         for (index, text) in list.iter().enumerate() {
@@ -184,7 +184,7 @@ mod tests {
         for tee in ["sim", "cca", "csv", "nvidia", "tpm"] {
             let err = trust_anchors(&test_roots(&[(tee, pem.clone())])).err();
             let err = err.unwrap_or_else(|| panic!("{tee} accepted")).to_string();
-            assert!(err.contains("sgx, tdx, snp and nitro only"), "{err}");
+            assert!(err.contains("sgx, tdx, snp, nitro and android only"), "{err}");
         }
         let err = trust_anchors(&test_roots(&[("snp", "not a certificate".to_owned())])).err();
         let err = err.unwrap_or_else(|| panic!("accepted")).to_string();

@@ -89,8 +89,8 @@ impl TrustAnchors {
 
     /// The TEEs whose drivers take test roots ([`Self::with_test_root`]): their chains end at
     /// one X.509 root the driver would otherwise pin.
-    pub const TEST_ROOT_TEES: [TeeKind; 4] =
-        [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Nitro];
+    pub const TEST_ROOT_TEES: [TeeKind; 5] =
+        [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Nitro, TeeKind::Android];
 
     /// Also accepts evidence of `tee` whose chain ends at `root`, an X.509 root certificate in
     /// DER or PEM, **as a test root**: such evidence verifies, and its claims say

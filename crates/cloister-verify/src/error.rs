@@ -3,7 +3,9 @@
 use cloister_types::{CanonicalJsonError, TeeKind};
 
 use crate::anchors::{SimPlatformKeyTextError, SimPlatformPublicKey};
-use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError, VirtCcaError};
+use crate::{
+    AndroidError, CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError, VirtCcaError,
+};
 
 /// Evidence did not verify. Every variant is final: the evidence must not be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,9 @@ pub enum VerifyError {
     /// A check of an AWS Nitro attestation document failed.
     #[error(transparent)]
     Nitro(#[from] NitroError),
+    /// A check of Android key attestation evidence failed.
+    #[error(transparent)]
+    Android(#[from] AndroidError),
     /// A check of NVIDIA GPU evidence failed.
     #[error(transparent)]
     Nvidia(#[from] NvidiaError),

@@ -12,12 +12,13 @@
 //!
 //! Drivers: `sim` (the simulated TEE, development only), `sgx` and `tdx` (Intel DCAP quotes),
 //! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `virtcca` (Huawei Kunpeng virtCCA),
-//! `nitro` (AWS Nitro Enclaves) and `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a
-//! CPU TEE).
+//! `nitro` (AWS Nitro Enclaves), `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a
+//! CPU TEE) and `android` (Android key attestation: a device's key, not an enclave).
 //! [`verify_vendor_evidence`] runs one driver alone, for people who debug attestation: its
 //! claims are not bound to any key and are never a [`VerifiedEvidence`].
 
 mod anchors;
+pub mod android;
 pub mod cca;
 pub mod csv;
 pub mod dcap;
@@ -35,7 +36,7 @@ pub mod x509;
 use std::collections::BTreeMap;
 
 use cloister_types::{
-    Base64Url, Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence,
+    Attests, Base64Url, Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence,
     evidence::UNIFIED_EVIDENCE_VERSION,
 };
 use serde::Deserialize;
@@ -46,6 +47,7 @@ pub use crate::anchors::{
     AnchorOrigin, SIM_PLATFORM_KEY_PREFIX, SimPlatformKeyTextError, SimPlatformPublicKey,
     TrustAnchors,
 };
+pub use crate::android::AndroidError;
 pub use crate::cca::CcaError;
 pub use crate::csv::CsvError;
 pub use crate::dcap::DcapError;
@@ -125,7 +127,11 @@ pub fn verify_with_collateral(
         return Err(VerifyError::UnsupportedVersion(evidence.version));
     }
     let driver = driver_for(evidence.tee).ok_or(VerifyError::UnsupportedTee(evidence.tee))?;
-    if !matches!(evidence.tee, TeeKind::Sim) && !is_cpu_tee(evidence.tee) {
+    // Android evidence attests a device's key; what it may then be used for is policy's
+    // (`Attests::DeviceKey`).
+    // An accelerator's evidence comes only beside a CPU TEE's; every other TEE (isolated compute,
+    // or a device key: PSA, Android) may be the main evidence.
+    if evidence.tee.attests() == Attests::Accelerator {
         return Err(VerifyError::NotACpuTee(evidence.tee));
     }
     let mut collateral = Collateral::from_unified(&evidence.collateral)?;
@@ -159,20 +165,6 @@ struct AdditionalEvidence {
     evidence: Base64Url,
     #[serde(default)]
     collateral: BTreeMap<String, serde_json::Value>,
-}
-
-/// Whether `tee` is a CPU TEE that can carry the main evidence (devices cannot).
-fn is_cpu_tee(tee: TeeKind) -> bool {
-    matches!(
-        tee,
-        TeeKind::Sgx
-            | TeeKind::Tdx
-            | TeeKind::Snp
-            | TeeKind::Csv
-            | TeeKind::Cca
-            | TeeKind::Nitro
-            | TeeKind::VirtCca
-    )
 }
 
 /// Verifies device evidence (composite attestation) and its binding to the same runtime data.
@@ -265,6 +257,7 @@ pub(crate) trait Driver: Sync {
 fn driver_for(tee: TeeKind) -> Option<&'static dyn Driver> {
     match tee {
         TeeKind::Sim => Some(&sim::SimDriver),
+        TeeKind::Android => Some(&android::AndroidDriver),
         TeeKind::Sgx => Some(&dcap::SgxDriver),
         TeeKind::Tdx => Some(&dcap::TdxDriver),
         TeeKind::Snp => Some(&snp::SnpDriver),
@@ -296,6 +289,7 @@ pub mod internal {
     pub fn parse_vendor_evidence(tee: cloister_types::TeeKind, bytes: &[u8]) {
         use cloister_types::TeeKind;
         match tee {
+            TeeKind::Android => crate::android::parse_for_fuzz(bytes),
             TeeKind::Sgx | TeeKind::Tdx => crate::dcap::parse_for_fuzz(bytes),
             TeeKind::Snp => crate::snp::parse_for_fuzz(bytes),
             TeeKind::Csv => crate::csv::parse_for_fuzz(bytes),

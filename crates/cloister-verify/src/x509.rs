@@ -214,6 +214,36 @@ impl Cert {
         Sha256::digest(&self.der).into()
     }
 
+    /// SHA-256 over the DER SubjectPublicKeyInfo: identifies the key whatever certificate
+    /// carries it (a root re-issued with the same key has the same value).
+    pub fn spki_sha256(&self) -> Result<[u8; 32], CertError> {
+        let spki = self.parsed.tbs_certificate().subject_public_key_info();
+        let der = spki.to_der().map_err(|e| CertError::Parse(e.to_string()))?;
+        Ok(Sha256::digest(der).into())
+    }
+
+    /// The serial number's content bytes as encoded (big-endian two's complement).
+    pub fn serial_bytes(&self) -> &[u8] {
+        self.parsed.tbs_certificate().serial_number().as_bytes()
+    }
+
+    /// The OIDs of the extensions marked critical, in order.
+    pub fn critical_extensions(&self) -> Vec<der::oid::ObjectIdentifier> {
+        self.parsed
+            .tbs_certificate()
+            .extensions()
+            .map(|exts| exts.iter().filter(|e| e.critical).map(|e| e.extn_id).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many times the extension `oid` appears.
+    pub fn extension_count(&self, oid: &der::oid::ObjectIdentifier) -> usize {
+        self.parsed
+            .tbs_certificate()
+            .extensions()
+            .map_or(0, |exts| exts.iter().filter(|e| &e.extn_id == oid).count())
+    }
+
     /// Start of validity, unix seconds.
     pub fn not_before(&self) -> i64 {
         unix(self.parsed.tbs_certificate().validity().not_before.to_unix_duration())
@@ -363,6 +393,14 @@ impl Cert {
                 expected: issuer.subject_cn(),
             });
         }
+        self.verify_signed_by(issuer)
+    }
+
+    /// Checks only that this certificate's signature verifies with `issuer`'s public key, over
+    /// the to-be-signed bytes as received; names are not compared. Chains whose issuers do not
+    /// always name their signer (Android key attestation: "signature chaining") use this, and
+    /// the caller says why names need not match.
+    pub fn verify_signed_by(&self, issuer: &Cert) -> Result<(), CertError> {
         let memo = signature_memo_key(issuer, self);
         if signature_memo().contains(&memo) {
             return Ok(());
