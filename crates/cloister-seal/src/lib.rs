@@ -743,8 +743,8 @@ pub mod internal {
 
     pub use crate::header::{parse_header, parse_header_prefix};
     pub use crate::sm::{
-        SM_PAYLOAD_KEY_INFO, SM2_EPHEMERAL_INFO, SM2_WRAP_INFO, SM4_KEY_LEN, derive_sm_payload_key,
-        hkdf_sm3,
+        SM_PAYLOAD_KEY_INFO, SM2_EPHEMERAL_INFO, SM2_WRAP_INFO, SM4_KEY_LEN, Sm4Gcm,
+        derive_sm_payload_key, hkdf_sm3, sm4_gcm,
     };
     pub use crate::stream::{PAYLOAD_KEY_INFO, derive_payload_key};
 

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::header::{SM2_CIPHERTEXT_LEN, WRAPPED_DEK_LEN};
 
 /// SM4-GCM with a 96-bit nonce and a 128-bit tag (RFC 8998 `TLS_SM4_GCM_SM3`'s AEAD).
-pub(crate) type Sm4Gcm = AesGcm<sm4::Sm4, U12>;
+pub type Sm4Gcm = AesGcm<sm4::Sm4, U12>;
 
 /// SM4 key length.
 pub const SM4_KEY_LEN: usize = 16;
@@ -51,7 +51,7 @@ pub fn derive_sm_payload_key(dek: &[u8; 32]) -> Zeroizing<[u8; SM4_KEY_LEN]> {
 }
 
 /// An SM4-GCM instance for `key`.
-pub(crate) fn sm4_gcm(key: &[u8; SM4_KEY_LEN]) -> Sm4Gcm {
+pub fn sm4_gcm(key: &[u8; SM4_KEY_LEN]) -> Sm4Gcm {
     Sm4Gcm::new(&(*key).into())
 }
 
