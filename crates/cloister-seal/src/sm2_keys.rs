@@ -39,13 +39,20 @@ impl Sm2PublicKey {
         Self { key, compressed }
     }
 
-    /// Parses a SEC1 encoding (compressed, 33 bytes, or uncompressed, 65 bytes); the point must
-    /// be on the curve and not the identity.
+    /// Parses a SEC1 encoding: compressed (`02`/`03` ‖ x, 33 bytes) or uncompressed
+    /// (`04` ‖ x ‖ y, 65 bytes), nothing else (no hybrid or compact forms); the point must be
+    /// on the curve and not the identity.
     pub fn from_sec1_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        if bytes.len() != SM2_PUBLIC_KEY_LEN && bytes.len() != SM2_UNCOMPRESSED_LEN {
+        let canonical = match bytes.len() {
+            SM2_PUBLIC_KEY_LEN => matches!(bytes.first(), Some(0x02 | 0x03)),
+            SM2_UNCOMPRESSED_LEN => bytes.first() == Some(&0x04),
+            _ => false,
+        };
+        if !canonical {
             return Err(KeyError::Sm2Key(format!(
-                "the public key is {} bytes, expected {SM2_PUBLIC_KEY_LEN} (compressed) or \
-                 {SM2_UNCOMPRESSED_LEN} (uncompressed)",
+                "the public key is not a SEC1 point: {} bytes, expected 02/03 and 32 bytes \
+                 (compressed, {SM2_PUBLIC_KEY_LEN}) or 04 and 64 bytes (uncompressed, \
+                 {SM2_UNCOMPRESSED_LEN})",
                 bytes.len()
             )));
         }
