@@ -1,16 +1,18 @@
 //! Micro-benchmark: envelope seal/open throughput in memory, and raw AES-256-GCM throughput of
-//! `ring` and RustCrypto `aes-gcm`, printed in GiB/s.
+//! `ring` and RustCrypto `aes-gcm`, printed in GiB/s; then the same in-memory seal/open for the
+//! ShangMi suite (SM2 recipient, SM4-GCM body) against the X25519 suite.
 //!
-//! `cargo run --release -p cloister-seal --example seal_bench -- [MiB] [iterations]`
-//! (defaults: 1024 MiB, 3 iterations; the best iteration is reported).
+//! `cargo run --release -p cloister-seal --example seal_bench -- [MiB] [iterations] [sm]`
+//! (defaults: 1024 MiB, 3 iterations; the best iteration is reported; `sm` runs only the
+//! suite comparison).
 
 use std::hint::black_box;
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use cloister_seal::{
-    Metadata, RecipientSecretKey, SealOptions, open, open_to_vec, seal_to_vec_with_options,
-    seal_with_options,
+    Metadata, Recipient, RecipientSecretKey, SealOptions, Sm2SecretKey, open, open_to_vec,
+    open_to_vec_with, seal_to_vec_for_with_options, seal_to_vec_with_options, seal_with_options,
 };
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -75,6 +77,36 @@ fn raw_rustcrypto(data: &mut [u8], chunk: usize) {
     }
 }
 
+/// In-memory seal and open (`seal_to_vec_for`, `open_to_vec_with`) of the same buffer with one
+/// recipient, X25519 suite against ShangMi suite, default 64 KiB chunks.
+fn suites(data: &[u8], iterations: usize) {
+    let x = RecipientSecretKey::generate();
+    let sm = Sm2SecretKey::generate();
+    let meta = Metadata::default();
+    let opts = SealOptions::default();
+    for (label, recipient) in [
+        ("X25519 suite", Recipient::Key(x.public_key())),
+        ("ShangMi suite", sm.public_key().recipient()),
+    ] {
+        let recipients = [recipient];
+        let d = best(iterations, || {
+            let v = seal_to_vec_for_with_options(&recipients, &meta, &opts, data).expect("seal");
+            black_box(v.len());
+        });
+        report(&format!("seal_to_vec_for, {label}, 64 KiB chunks"), data.len(), d);
+        let envelope = seal_to_vec_for_with_options(&recipients, &meta, &opts, data).expect("seal");
+        let d = best(iterations, || {
+            let (_, v) = if label.starts_with("X25519") {
+                open_to_vec_with(&x, &envelope).expect("open")
+            } else {
+                open_to_vec_with(&sm, &envelope).expect("open")
+            };
+            black_box(v.len());
+        });
+        report(&format!("open_to_vec_with, {label}, 64 KiB chunks"), data.len(), d);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mib: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
@@ -85,6 +117,11 @@ fn main() {
     let mut data = vec![0u8; size];
     for (i, b) in data.iter_mut().enumerate() {
         *b = (i * 31 + (i >> 12)) as u8;
+    }
+
+    suites(&data, iterations);
+    if args.get(3).is_some_and(|a| a == "sm") {
+        return;
     }
 
     for chunk in [64usize << 10, 1 << 20] {

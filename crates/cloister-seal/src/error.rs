@@ -1,6 +1,7 @@
 //! Typed errors for keys, sealing and opening; each message names what failed.
 
 use crate::keys::KeyId;
+use crate::suite::Suite;
 
 /// A recipient key could not be parsed from text.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub enum KeyError {
     /// A secret key was given where a public key is expected.
     #[error(
         "this is a secret key, but a public key is expected here (share only the public key: \
-         \"cloister-hpke-x25519:...\")"
+         \"cloister-hpke-x25519:...\" or \"cloister-sm2:...\")"
     )]
     SecretGivenForPublic,
     /// The part after the prefix is not base64url without padding.
@@ -40,6 +41,10 @@ pub enum KeyError {
          as shown by the key broker when the key was created)"
     )]
     BrokerReference(String),
+    /// An SM2 key (`cloister-sm2:…` / `cloister-sm2-secret:…`) has the wrong length, is not a
+    /// point on the curve or is not a valid scalar.
+    #[error("not a usable SM2 key: {0}")]
+    Sm2Key(String),
 }
 
 /// Sealing failed.
@@ -88,6 +93,19 @@ pub enum SealError {
     /// HPKE key encapsulation failed (for example an all-zero, low-order recipient key).
     #[error("failed to encrypt the data key to recipient {0} (invalid public key?)")]
     Encapsulation(KeyId),
+    /// The recipients' keys belong to different cipher suites (X25519 and SM2).
+    #[error(
+        "recipients use different suites: recipient 0 uses the {first} but recipient {index} \
+         uses the {other} — an envelope has one cipher suite; seal separately for each suite"
+    )]
+    MixedSuites {
+        /// The suite of the first recipient.
+        first: Suite,
+        /// Zero-based index of the first recipient of another suite.
+        index: usize,
+        /// That recipient's suite.
+        other: Suite,
+    },
     /// Internal AEAD failure (should not happen).
     #[error("internal encryption failure")]
     Crypto,
@@ -129,7 +147,8 @@ pub enum OpenError {
     /// The cipher suite is not supported.
     #[error(
         "unsupported cipher suite: KEM 0x{kem:04x}, KDF 0x{kdf:04x}, AEAD 0x{aead:04x}, \
-         payload 0x{payload:04x} (supported: 0x0020/0x0001/0x0002, payload 0x0001)"
+         payload 0x{payload:04x} (supported: 0x0020/0x0001/0x0002 payload 0x0001, the X25519 \
+         suite; 0x5302/0x5303/0x5304 payload 0x0002, the ShangMi suite)"
     )]
     UnsupportedSuite {
         /// HPKE KEM id.
@@ -147,6 +166,17 @@ pub enum OpenError {
     /// The header lists no recipients.
     #[error("recipient list is empty")]
     NoRecipients,
+    /// The key belongs to another cipher suite than the envelope.
+    #[error(
+        "wrong key type: the envelope uses the {envelope} but this key is for the {key}; use \
+         the matching recipient key"
+    )]
+    WrongKeyType {
+        /// The suite of the key given.
+        key: Suite,
+        /// The suite of the envelope.
+        envelope: Suite,
+    },
     /// The key is not among the recipients.
     #[error("this key is not one of the envelope's recipients")]
     NotARecipient,

@@ -9,14 +9,15 @@
 //! recipient_count u16 (kind u8, body_len u16, body[body_len])*
 //! ```
 //! `str8`/`str16` are a u8/u16 byte length followed by UTF-8 bytes. Everything before
-//! `recipient_count` is the *header prefix* bound into every recipient's HPKE encryption.
+//! `recipient_count` is the *header prefix* bound into every recipient's wrap of the DEK (the
+//! HPKE AAD, or the SM4-GCM AAD in the ShangMi suite). The four suite ids select the suite
+//! ([`Suite`]); each suite has its own recipient kinds.
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::OpenError;
 use crate::keys::{KEY_ID_LEN, KeyId};
+use crate::suite::Suite;
 
 /// The eight magic bytes: `\x89CLSEAL\n`.
 pub const MAGIC: [u8; 8] = *b"\x89CLSEAL\n";
@@ -32,18 +33,36 @@ pub const AEAD_ID: u16 = 0x0002;
 /// and last-chunk flag byte, key = HKDF-SHA256(DEK), AAD = SHA-256(header).
 pub const PAYLOAD_ID: u16 = 0x0001;
 
+/// ShangMi suite "KEM" id (Cloister's own, not an HPKE registry value): the DEK is wrapped
+/// with SM2 public-key encryption (GB/T 32918.4) of a wrap secret plus SM4-GCM.
+pub const SM_KEM_ID: u16 = 0x5302;
+/// ShangMi suite KDF id (Cloister's own): HKDF (RFC 5869) over SM3.
+pub const SM_KDF_ID: u16 = 0x5303;
+/// ShangMi suite AEAD id (Cloister's own): SM4-GCM, 128-bit key, 96-bit nonce, 128-bit tag.
+pub const SM_AEAD_ID: u16 = 0x5304;
+/// ShangMi suite payload id: STREAM over SM4-GCM with the same nonce layout as
+/// [`PAYLOAD_ID`], key = HKDF-SM3(DEK), AAD = SM3(header).
+pub const SM_PAYLOAD_ID: u16 = 0x0002;
+
 /// Recipient kind 1: HPKE Base mode to an X25519 public key.
 pub const RECIPIENT_KIND_HPKE_X25519: u8 = 1;
 /// Recipient kind 2: HPKE Base mode to a key-broker key. Body layout and cryptography are those
 /// of kind 1; the kind tells a reader that the secret is held by a key broker, which releases it
 /// to attested enclaves.
 pub const RECIPIENT_KIND_BROKER: u8 = 2;
+/// Recipient kind 3 (ShangMi suite only): the DEK wrapped to an SM2 public key.
+pub const RECIPIENT_KIND_SM2: u8 = 3;
 /// Length of an HPKE encapsulated key for DHKEM(X25519).
 pub const ENC_LEN: usize = 32;
 /// Length of the wrapped data-encryption key (32-byte DEK + 16-byte tag).
 pub const WRAPPED_DEK_LEN: usize = 48;
 /// Body length of a kind-1 (and kind-2) recipient entry.
 pub const HPKE_X25519_ENTRY_LEN: usize = KEY_ID_LEN + ENC_LEN + WRAPPED_DEK_LEN;
+/// Length of the SM2 ciphertext of the 32-byte wrap secret: C1 (uncompressed point, 65) ‖
+/// C3 (SM3 hash, 32) ‖ C2 (32).
+pub const SM2_CIPHERTEXT_LEN: usize = 65 + 32 + 32;
+/// Body length of a kind-3 (SM2) recipient entry: key id ‖ SM2 ciphertext ‖ wrapped DEK.
+pub const SM2_ENTRY_LEN: usize = KEY_ID_LEN + SM2_CIPHERTEXT_LEN + WRAPPED_DEK_LEN;
 
 /// Length of the fixed preamble (magic, version, header length).
 pub const PREAMBLE_LEN: usize = 13;
@@ -142,8 +161,18 @@ impl RecipientEntry {
         Self { kind, body }
     }
 
-    /// The recipient kind byte (1 = HPKE X25519, 2 = HPKE X25519 to a key-broker key; other
-    /// kinds are kept but not understood).
+    /// An SM2 entry (kind 3).
+    pub(crate) fn sm2(key_id: KeyId, ciphertext: &[u8], wrapped: &[u8]) -> Self {
+        let mut body = Vec::with_capacity(SM2_ENTRY_LEN);
+        body.extend_from_slice(&key_id.0);
+        body.extend_from_slice(ciphertext);
+        body.extend_from_slice(wrapped);
+        debug_assert_eq!(body.len(), SM2_ENTRY_LEN);
+        Self { kind: RECIPIENT_KIND_SM2, body }
+    }
+
+    /// The recipient kind byte (1 = HPKE X25519, 2 = HPKE X25519 to a key-broker key, 3 = SM2;
+    /// other kinds are kept but not understood).
     pub fn kind(&self) -> u8 {
         self.kind
     }
@@ -154,9 +183,9 @@ impl RecipientEntry {
         self.kind == RECIPIENT_KIND_BROKER
     }
 
-    /// The key id, for kinds 1 and 2.
+    /// The key id, for kinds 1, 2 and 3.
     pub fn key_id(&self) -> Option<KeyId> {
-        is_hpke_kind(self.kind).then(|| {
+        is_known_kind(self.kind).then(|| {
             let mut id = [0u8; KEY_ID_LEN];
             id.copy_from_slice(&self.body[..KEY_ID_LEN]);
             KeyId(id)
@@ -170,6 +199,14 @@ impl RecipientEntry {
             rest.split_at(ENC_LEN)
         })
     }
+
+    /// `(SM2 ciphertext, wrapped DEK)` for kind 3.
+    pub(crate) fn sm2_parts(&self) -> Option<(&[u8], &[u8])> {
+        (self.kind == RECIPIENT_KIND_SM2).then(|| {
+            let rest = &self.body[KEY_ID_LEN..];
+            rest.split_at(SM2_CIPHERTEXT_LEN)
+        })
+    }
 }
 
 /// Kinds whose body is `key_id ‖ enc ‖ wrapped_dek` (HPKE to an X25519 key).
@@ -177,10 +214,27 @@ fn is_hpke_kind(kind: u8) -> bool {
     kind == RECIPIENT_KIND_HPKE_X25519 || kind == RECIPIENT_KIND_BROKER
 }
 
+/// Kinds this build understands (whose body starts with a key id).
+fn is_known_kind(kind: u8) -> bool {
+    is_hpke_kind(kind) || kind == RECIPIENT_KIND_SM2
+}
+
+/// The suite a known kind belongs to.
+fn kind_suite(kind: u8) -> Option<Suite> {
+    if is_hpke_kind(kind) {
+        Some(Suite::X25519)
+    } else if kind == RECIPIENT_KIND_SM2 {
+        Some(Suite::ShangMi)
+    } else {
+        None
+    }
+}
+
 /// A parsed (or freshly built) envelope header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
     version: u8,
+    suite: Suite,
     chunk_size: u32,
     nonce_prefix: [u8; NONCE_PREFIX_LEN],
     metadata: Metadata,
@@ -198,7 +252,13 @@ impl Header {
         &self.metadata
     }
 
-    /// Key ids of the HPKE X25519 recipients (kinds 1 and 2), in header order.
+    /// The cipher suite named by the header's ids.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
+    /// Key ids of the recipients of the kinds this build understands (1 and 2 in the X25519
+    /// suite, 3 in the ShangMi suite), in header order.
     pub fn recipient_key_ids(&self) -> Vec<KeyId> {
         self.recipients.iter().filter_map(RecipientEntry::key_id).collect()
     }
@@ -243,7 +303,8 @@ impl Header {
         &self.bytes
     }
 
-    /// SHA-256 of the serialized header: the AAD of every body chunk.
+    /// The suite's hash of the serialized header (SHA-256 in the X25519 suite, SM3 in the
+    /// ShangMi suite): the AAD of every body chunk.
     pub fn digest(&self) -> &[u8; 32] {
         &self.digest
     }
@@ -252,7 +313,7 @@ impl Header {
         &self.nonce_prefix
     }
 
-    /// The header prefix bound as AAD into each recipient's HPKE encryption.
+    /// The header prefix bound as AAD into each recipient's wrap of the DEK.
     pub(crate) fn prefix_bytes(&self) -> &[u8] {
         &self.bytes[..self.prefix_len]
     }
@@ -261,6 +322,7 @@ impl Header {
 /// Builds a header in two steps: the prefix first (it is HPKE AAD for the recipients), then the
 /// recipients.
 pub(crate) struct HeaderBuilder {
+    suite: Suite,
     bytes: Vec<u8>,
     prefix_len: usize,
     chunk_size: u32,
@@ -270,22 +332,25 @@ pub(crate) struct HeaderBuilder {
 }
 
 impl HeaderBuilder {
-    /// Encodes the prefix. `recipient_count` kind-1 or kind-2 recipients will follow.
+    /// Encodes the prefix. `recipient_count` recipients of `suite` will follow.
     pub(crate) fn new(
+        suite: Suite,
         metadata: &Metadata,
         chunk_size: u32,
         nonce_prefix: [u8; NONCE_PREFIX_LEN],
         recipient_count: usize,
     ) -> Result<Self, String> {
         metadata.validate()?;
-        let mut b = Vec::with_capacity(256 + recipient_count * (3 + HPKE_X25519_ENTRY_LEN));
+        let entry_len = suite.entry_len();
+        let mut b = Vec::with_capacity(256 + recipient_count * (3 + entry_len));
         b.extend_from_slice(&MAGIC);
         b.push(VERSION);
         b.extend_from_slice(&[0; 4]); // header_len, patched below
-        b.extend_from_slice(&KEM_ID.to_be_bytes());
-        b.extend_from_slice(&KDF_ID.to_be_bytes());
-        b.extend_from_slice(&AEAD_ID.to_be_bytes());
-        b.extend_from_slice(&PAYLOAD_ID.to_be_bytes());
+        let (kem, kdf, aead, payload) = suite.ids();
+        b.extend_from_slice(&kem.to_be_bytes());
+        b.extend_from_slice(&kdf.to_be_bytes());
+        b.extend_from_slice(&aead.to_be_bytes());
+        b.extend_from_slice(&payload.to_be_bytes());
         b.extend_from_slice(&chunk_size.to_be_bytes());
         b.extend_from_slice(&nonce_prefix);
         put_str16(&mut b, &metadata.content_type);
@@ -298,12 +363,13 @@ impl HeaderBuilder {
             put_str16(&mut b, v);
         }
         let prefix_len = b.len();
-        let total = prefix_len + 2 + recipient_count * (3 + HPKE_X25519_ENTRY_LEN);
+        let total = prefix_len + 2 + recipient_count * (3 + entry_len);
         if total > MAX_HEADER_LEN {
             return Err(format!("header would be {total} bytes, at most {MAX_HEADER_LEN} allowed"));
         }
         b[9..13].copy_from_slice(&(total as u32).to_be_bytes());
         Ok(Self {
+            suite,
             bytes: b,
             prefix_len,
             chunk_size,
@@ -330,9 +396,10 @@ impl HeaderBuilder {
                 as usize,
             self.bytes.len()
         );
-        let digest = Sha256::digest(&self.bytes).into();
+        let digest = self.suite.header_digest(&self.bytes);
         Header {
             version: VERSION,
+            suite: self.suite,
             chunk_size: self.chunk_size,
             nonce_prefix: self.nonce_prefix,
             metadata: self.metadata,
@@ -453,9 +520,12 @@ fn parse_checked(bytes: &[u8]) -> Result<Header, OpenError> {
     let kdf = c.u16("KDF id")?;
     let aead = c.u16("AEAD id")?;
     let payload = c.u16("payload id")?;
-    if (kem, kdf, aead, payload) != (KEM_ID, KDF_ID, AEAD_ID, PAYLOAD_ID) {
-        return Err(OpenError::UnsupportedSuite { kem, kdf, aead, payload });
-    }
+    let suite = Suite::from_ids(kem, kdf, aead, payload).ok_or(OpenError::UnsupportedSuite {
+        kem,
+        kdf,
+        aead,
+        payload,
+    })?;
     let chunk_size = c.u32("chunk size")?;
     if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
         return Err(OpenError::MalformedHeader(format!(
@@ -514,11 +584,21 @@ fn parse_checked(bytes: &[u8]) -> Result<Header, OpenError> {
     for i in 0..count {
         let kind = c.u8("recipient kind")?;
         let n = c.u16("recipient entry length")? as usize;
-        if is_hpke_kind(kind) {
-            if n != HPKE_X25519_ENTRY_LEN {
-                let what = if kind == RECIPIENT_KIND_BROKER { "key broker" } else { "HPKE X25519" };
+        if let Some(kind_suite) = kind_suite(kind) {
+            let what = match kind {
+                RECIPIENT_KIND_BROKER => "key broker",
+                RECIPIENT_KIND_SM2 => "SM2",
+                _ => "HPKE X25519",
+            };
+            if kind_suite != suite {
                 return Err(OpenError::MalformedHeader(format!(
-                    "recipient {i} ({what}) entry is {n} bytes, expected {HPKE_X25519_ENTRY_LEN}"
+                    "recipient {i} is a kind-{kind} ({what}) entry, which the {suite} does not use"
+                )));
+            }
+            let expected = suite.entry_len();
+            if n != expected {
+                return Err(OpenError::MalformedHeader(format!(
+                    "recipient {i} ({what}) entry is {n} bytes, expected {expected}"
                 )));
             }
         } else if n > MAX_RECIPIENT_ENTRY_LEN {
@@ -545,12 +625,13 @@ fn parse_checked(bytes: &[u8]) -> Result<Header, OpenError> {
     }
     Ok(Header {
         version: VERSION,
+        suite,
         chunk_size,
         nonce_prefix,
         metadata: Metadata { content_type, object_id, attributes },
         recipients,
         prefix_len,
         bytes: bytes.to_vec(),
-        digest: Sha256::digest(bytes).into(),
+        digest: suite.header_digest(bytes),
     })
 }

@@ -181,7 +181,10 @@ fn strip_prefix<'a>(
     kind: &'static str,
 ) -> Result<&'a str, KeyError> {
     text.strip_prefix(prefix).ok_or_else(|| {
-        if kind == "public" && text.starts_with(SECRET_KEY_PREFIX) {
+        if kind == "public"
+            && (text.starts_with(SECRET_KEY_PREFIX)
+                || text.starts_with(crate::SM2_SECRET_KEY_PREFIX))
+        {
             KeyError::SecretGivenForPublic
         } else {
             KeyError::WrongPrefix { kind, expected: prefix }

@@ -8,6 +8,13 @@
 //! AES-256-GCM (suite 0x0020/0x0001/0x0002). The byte layout is specified in
 //! `docs/formats/sealed-envelope.md`.
 //!
+//! A second cipher suite, the ShangMi (GM/T) suite ([`Suite::ShangMi`]), has the same header
+//! layout and STREAM body: the DEK is wrapped to SM2 recipient keys ([`Sm2PublicKey`], SM2
+//! public-key encryption of a wrap secret plus SM4-GCM), the body is SM4-GCM keyed by
+//! HKDF-SM3(DEK) with AAD = SM3(header). The sealer takes the suite from the recipients' key
+//! types ([`SealError::MixedSuites`] if they differ); [`open_with`] and [`open_to_vec_with`]
+//! open either suite with a key of the matching type.
+//!
 //! Sealing and opening stream in constant memory (one chunk buffered). [`open`] writes a chunk's
 //! plaintext only after that chunk authenticated, but truncation of the whole body is only
 //! detectable at its end: **a streaming consumer must discard everything written when [`open`]
@@ -29,7 +36,10 @@ mod broker;
 mod error;
 mod header;
 mod keys;
+mod sm;
+mod sm2_keys;
 mod stream;
+mod suite;
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -51,12 +61,18 @@ pub use header::{
     MAX_ATTRIBUTE_KEY_LEN, MAX_ATTRIBUTE_VALUE_LEN, MAX_ATTRIBUTES, MAX_CHUNK_SIZE, MAX_FIELD_LEN,
     MAX_HEADER_LEN, MAX_RECIPIENT_ENTRY_LEN, MAX_RECIPIENTS, MIN_CHUNK_SIZE, MIN_HEADER_LEN,
     Metadata, NONCE_PREFIX_LEN, PAYLOAD_ID, PREAMBLE_LEN, RECIPIENT_KIND_BROKER,
-    RECIPIENT_KIND_HPKE_X25519, RecipientEntry, VERSION, WRAPPED_DEK_LEN,
+    RECIPIENT_KIND_HPKE_X25519, RECIPIENT_KIND_SM2, RecipientEntry, SM_AEAD_ID, SM_KDF_ID,
+    SM_KEM_ID, SM_PAYLOAD_ID, SM2_CIPHERTEXT_LEN, SM2_ENTRY_LEN, VERSION, WRAPPED_DEK_LEN,
 };
 pub use keys::{
     KEY_ID_LEN, KeyId, PUBLIC_KEY_PREFIX, RecipientPublicKey, RecipientSecretKey, SECRET_KEY_PREFIX,
 };
+pub use sm2_keys::{
+    EnvelopeSecretKey, OpeningKey, SM2_PUBLIC_KEY_LEN, SM2_PUBLIC_KEY_PREFIX,
+    SM2_SECRET_KEY_PREFIX, SM2_UNCOMPRESSED_LEN, Sm2PublicKey, Sm2SecretKey,
+};
 pub use stream::TAG_LEN;
+pub use suite::Suite;
 
 use header::HeaderBuilder;
 use stream::ChunkCipher;
@@ -76,9 +92,11 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), SealError> {
 
 /// One recipient of an envelope: who gets a recipient entry, and of which kind.
 ///
-/// Both kinds wrap the data key with HPKE to an X25519 public key in exactly the same way; the
-/// kind only tells readers where the secret key lives. [`seal`], [`seal_to_vec`] and the other
-/// functions that take plain public keys address every key as [`Recipient::Key`].
+/// Kinds 1 and 2 wrap the data key with HPKE to an X25519 public key in exactly the same way
+/// (X25519 suite); the kind only tells readers where the secret key lives. Kind 3 wraps it to
+/// an SM2 public key (ShangMi suite). All recipients of one envelope must be of one suite.
+/// [`seal`], [`seal_to_vec`] and the other functions that take plain X25519 public keys address
+/// every key as [`Recipient::Key`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Recipient {
     /// Kind 1: the holder of the secret key opens the envelope directly.
@@ -86,19 +104,34 @@ pub enum Recipient {
     /// Kind 2: the public half of a key-broker key; the broker releases its secret to enclaves
     /// that pass the owner's release policy.
     Broker(RecipientPublicKey),
+    /// Kind 3 (ShangMi suite): the holder of the SM2 secret key opens the envelope directly.
+    Sm2(Sm2PublicKey),
 }
 
 impl Recipient {
-    /// The public key the data key is wrapped to.
-    pub fn public_key(&self) -> &RecipientPublicKey {
+    /// The X25519 public key the data key is wrapped to (kinds 1 and 2); `None` for an SM2
+    /// recipient (see [`Recipient::sm2_public_key`]).
+    pub fn public_key(&self) -> Option<&RecipientPublicKey> {
         match self {
-            Recipient::Key(key) | Recipient::Broker(key) => key,
+            Recipient::Key(key) | Recipient::Broker(key) => Some(key),
+            Recipient::Sm2(_) => None,
+        }
+    }
+
+    /// The SM2 public key the data key is wrapped to (kind 3).
+    pub fn sm2_public_key(&self) -> Option<&Sm2PublicKey> {
+        match self {
+            Recipient::Sm2(key) => Some(key),
+            Recipient::Key(_) | Recipient::Broker(_) => None,
         }
     }
 
     /// The key id the entry is listed under.
     pub fn key_id(&self) -> KeyId {
-        self.public_key().key_id()
+        match self {
+            Recipient::Key(key) | Recipient::Broker(key) => key.key_id(),
+            Recipient::Sm2(key) => key.key_id(),
+        }
     }
 
     /// The recipient kind byte written to the header.
@@ -106,18 +139,43 @@ impl Recipient {
         match self {
             Recipient::Key(_) => RECIPIENT_KIND_HPKE_X25519,
             Recipient::Broker(_) => RECIPIENT_KIND_BROKER,
+            Recipient::Sm2(_) => RECIPIENT_KIND_SM2,
         }
     }
 
-    /// Parses either a public key (`cloister-hpke-x25519:…`, kind 1) or a key-broker reference
-    /// (`cloister-broker:kb_…:cloister-hpke-x25519:…`, kind 2); surrounding whitespace is
-    /// ignored.
+    /// The cipher suite an envelope to this recipient uses.
+    pub fn suite(&self) -> Suite {
+        match self {
+            Recipient::Key(_) | Recipient::Broker(_) => Suite::X25519,
+            Recipient::Sm2(_) => Suite::ShangMi,
+        }
+    }
+
+    /// Parses an X25519 public key (`cloister-hpke-x25519:…`, kind 1), a key-broker reference
+    /// (`cloister-broker:kb_…:cloister-hpke-x25519:…`, kind 2) or an SM2 public key
+    /// (`cloister-sm2:…`, kind 3); surrounding whitespace is ignored.
     pub fn from_text(text: &str) -> Result<Self, KeyError> {
-        if text.trim().starts_with(BROKER_REFERENCE_PREFIX) {
+        let trimmed = text.trim();
+        if trimmed.starts_with(BROKER_REFERENCE_PREFIX) {
             BrokerRecipient::from_text(text).map(Recipient::from)
+        } else if trimmed.starts_with(SM2_PUBLIC_KEY_PREFIX) {
+            Sm2PublicKey::from_text(text).map(Recipient::Sm2)
         } else {
             RecipientPublicKey::from_text(text).map(Recipient::Key)
         }
+    }
+}
+
+/// The one suite of `recipients` (from their key types), or [`SealError::MixedSuites`].
+pub fn suite_of(recipients: &[Recipient]) -> Result<Suite, SealError> {
+    let first = recipients.first().ok_or(SealError::NoRecipients)?.suite();
+    match recipients.iter().position(|r| r.suite() != first) {
+        Some(index) => Err(SealError::MixedSuites {
+            first,
+            index,
+            other: recipients.get(index).map_or(first, Recipient::suite),
+        }),
+        None => Ok(first),
     }
 }
 
@@ -255,9 +313,7 @@ fn build_header(
     chunk_size: u32,
     secrets: &SealSecrets,
 ) -> Result<Header, SealError> {
-    if recipients.is_empty() {
-        return Err(SealError::NoRecipients);
-    }
+    let suite = suite_of(recipients)?;
     if recipients.len() > MAX_RECIPIENTS {
         return Err(SealError::TooManyRecipients { count: recipients.len(), max: MAX_RECIPIENTS });
     }
@@ -275,17 +331,28 @@ fn build_header(
         }
     }
     assert_eq!(secrets.ephemeral_seeds.len(), recipients.len());
-    let builder = HeaderBuilder::new(metadata, chunk_size, secrets.nonce_prefix, recipients.len())
-        .map_err(SealError::InvalidMetadata)?;
+    let builder =
+        HeaderBuilder::new(suite, metadata, chunk_size, secrets.nonce_prefix, recipients.len())
+            .map_err(SealError::InvalidMetadata)?;
     let mut entries = Vec::with_capacity(recipients.len());
     for (r, seed) in recipients.iter().zip(secrets.ephemeral_seeds.iter()) {
+        let public = match r {
+            Recipient::Key(public) | Recipient::Broker(public) => public,
+            Recipient::Sm2(public) => {
+                let (ciphertext, wrapped) =
+                    sm::sm2_wrap_dek(public.sm2_key(), seed, &secrets.dek, builder.prefix())
+                        .ok_or(SealError::Encapsulation(r.key_id()))?;
+                entries.push(RecipientEntry::sm2(r.key_id(), &ciphertext, &wrapped));
+                continue;
+            }
+        };
         let mut wrapped = Zeroizing::new([0u8; WRAPPED_DEK_LEN]);
         wrapped[..32].copy_from_slice(secrets.dek.as_slice());
         let mut rng = SeedRng { seed, offset: 0 };
         let (enc, tag) =
             hpke::single_shot_seal_inout_detached_with_rng::<HpkeAead, HpkeKdf, HpkeKem>(
                 &OpModeS::Base,
-                &r.public_key().hpke_public_key(),
+                &public.hpke_public_key(),
                 HPKE_INFO,
                 InOutBuf::from(&mut wrapped[..32]),
                 builder.prefix(),
@@ -303,11 +370,24 @@ fn build_header(
     Ok(builder.finish(entries))
 }
 
-/// Recovers the DEK with `key`, from its entry of kind 1 or 2.
-fn unwrap_dek(key: &RecipientSecretKey, header: &Header) -> Result<Zeroizing<[u8; 32]>, OpenError> {
+/// Recovers the DEK with `key`, from its entry of kind 1 or 2 (X25519 suite) or 3 (ShangMi
+/// suite).
+fn unwrap_dek(key: OpeningKey<'_>, header: &Header) -> Result<Zeroizing<[u8; 32]>, OpenError> {
+    if key.suite() != header.suite() {
+        return Err(OpenError::WrongKeyType { key: key.suite(), envelope: header.suite() });
+    }
     let id = key.key_id();
     let Some(entry) = header.recipients().iter().find(|e| e.key_id() == Some(id)) else {
         return Err(OpenError::NotARecipient);
+    };
+    let key = match key {
+        OpeningKey::X25519(key) => key,
+        OpeningKey::Sm2(key) => {
+            let (ciphertext, wrapped) =
+                entry.sm2_parts().ok_or(OpenError::RecipientDecryptFailed)?;
+            return sm::sm2_unwrap_dek(key.sm2_key(), ciphertext, wrapped, header.prefix_bytes())
+                .ok_or(OpenError::RecipientDecryptFailed);
+        }
     };
     let (enc, wrapped) = entry.hpke_parts().ok_or(OpenError::RecipientDecryptFailed)?;
     let enc = <HpkeKem as hpke::Kem>::EncappedKey::from_bytes(enc)
@@ -387,7 +467,8 @@ fn seal_stream<R: Read, W: Write>(
 ) -> Result<SealSummary, SealError> {
     let header = build_header(recipients, metadata, chunk_size, secrets)?;
     output.write_all(header.as_bytes()).map_err(SealError::Write)?;
-    let cipher = ChunkCipher::new(&secrets.dek, header.nonce_prefix(), header.digest());
+    let cipher =
+        ChunkCipher::new(header.suite(), &secrets.dek, header.nonce_prefix(), header.digest());
     let cs = chunk_size as usize;
     // One chunk plus its tag; the byte at `cs` doubles as a one-byte look-ahead that tells
     // whether a full chunk is the last one.
@@ -472,7 +553,8 @@ fn seal_slice(
     }
     let mut out = Vec::with_capacity(header.len() + plaintext.len() + chunks * TAG_LEN);
     out.extend_from_slice(header.as_bytes());
-    let cipher = ChunkCipher::new(&secrets.dek, header.nonce_prefix(), header.digest());
+    let cipher =
+        ChunkCipher::new(header.suite(), &secrets.dek, header.nonce_prefix(), header.digest());
     for i in 0..chunks {
         let start = (i * cs).min(plaintext.len());
         let end = (start + cs).min(plaintext.len());
@@ -507,12 +589,24 @@ pub fn read_header<R: Read>(mut input: R) -> Result<Header, OpenError> {
 /// a temporary file and rename it on success).
 pub fn open<R: Read, W: Write>(
     key: &RecipientSecretKey,
+    input: R,
+    output: W,
+) -> Result<OpenSummary, OpenError> {
+    open_with(key, input, output)
+}
+
+/// [`open`] with a key of either suite (`&RecipientSecretKey`, `&Sm2SecretKey` or
+/// `&EnvelopeSecretKey`). The header's suite ids decide the cryptography; a key of the other
+/// suite fails with [`OpenError::WrongKeyType`]. **If this returns an error, discard all
+/// output.**
+pub fn open_with<'k, R: Read, W: Write>(
+    key: impl Into<OpeningKey<'k>>,
     mut input: R,
     mut output: W,
 ) -> Result<OpenSummary, OpenError> {
     let header = read_header(&mut input)?;
-    let dek = unwrap_dek(key, &header)?;
-    let cipher = ChunkCipher::new(&dek, header.nonce_prefix(), header.digest());
+    let dek = unwrap_dek(key.into(), &header)?;
+    let cipher = ChunkCipher::new(header.suite(), &dek, header.nonce_prefix(), header.digest());
     drop(dek);
     let cs = header.chunk_size() as usize;
     let full = cs + TAG_LEN;
@@ -574,9 +668,18 @@ pub fn open_to_vec(
     key: &RecipientSecretKey,
     envelope: &[u8],
 ) -> Result<(Header, Zeroizing<Vec<u8>>), OpenError> {
+    open_to_vec_with(key, envelope)
+}
+
+/// [`open_to_vec`] with a key of either suite (`&RecipientSecretKey`, `&Sm2SecretKey` or
+/// `&EnvelopeSecretKey`).
+pub fn open_to_vec_with<'k>(
+    key: impl Into<OpeningKey<'k>>,
+    envelope: &[u8],
+) -> Result<(Header, Zeroizing<Vec<u8>>), OpenError> {
     let (header, header_len) = header::parse_header_prefix(envelope)?;
-    let dek = unwrap_dek(key, &header)?;
-    let cipher = ChunkCipher::new(&dek, header.nonce_prefix(), header.digest());
+    let dek = unwrap_dek(key.into(), &header)?;
+    let cipher = ChunkCipher::new(header.suite(), &dek, header.nonce_prefix(), header.digest());
     drop(dek);
     let body = &envelope[header_len..];
     let cs = header.chunk_size() as usize;
@@ -639,6 +742,10 @@ pub mod internal {
     use zeroize::Zeroizing;
 
     pub use crate::header::{parse_header, parse_header_prefix};
+    pub use crate::sm::{
+        SM_PAYLOAD_KEY_INFO, SM2_EPHEMERAL_INFO, SM2_WRAP_INFO, SM4_KEY_LEN, Sm4Gcm,
+        derive_sm_payload_key, hkdf_sm3, sm4_gcm,
+    };
     pub use crate::stream::{PAYLOAD_KEY_INFO, derive_payload_key};
 
     /// [`crate::wrap_secret_key`] with a fixed ephemeral seed (for reproducible test vectors
@@ -657,7 +764,8 @@ pub mod internal {
     pub struct FixedSealInputs {
         /// The data-encryption key.
         pub dek: [u8; 32],
-        /// One X25519 `DeriveKeyPair` seed per recipient (the HPKE ephemeral keys).
+        /// One seed per recipient: the X25519 `DeriveKeyPair` seed of the HPKE ephemeral key
+        /// (X25519 suite), or the seed of the SM2 ephemeral stream (ShangMi suite).
         pub ephemeral_seeds: Vec<[u8; 32]>,
         /// The STREAM nonce prefix.
         pub nonce_prefix: [u8; 7],
