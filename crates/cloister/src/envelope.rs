@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use cloister_client::{Expectations, verify_enclave_certificate};
 use cloister_seal::{
-    BrokerRecipient, Metadata, Recipient, RecipientPublicKey, RecipientSecretKey, SealOptions,
+    BrokerRecipient, EnvelopeSecretKey, Metadata, Recipient, RecipientSecretKey, SealOptions, Suite,
 };
 use cloister_sign::unix_now;
 use cloister_types::{Hex, TeeKind};
@@ -24,14 +24,15 @@ use crate::testbed::{refuse_overwrite, write_secret};
 /// Files larger than this get a progress bar (on a terminal).
 const PROGRESS_THRESHOLD: u64 = 64 << 20;
 
-/// Writes a new key pair.
-pub fn keygen(secret: &Path, public: &Path) -> Result<()> {
+/// Writes a new envelope key pair of `suite` (X25519, or SM2 for the ShangMi suite).
+pub fn keygen(secret: &Path, public: &Path, suite: Suite) -> Result<()> {
     refuse_overwrite(&[secret, public])?;
-    let key = RecipientSecretKey::generate();
+    let key = EnvelopeSecretKey::generate(suite);
     write_secret(secret, format!("{}\n", &*key.to_text()).as_bytes())?;
-    std::fs::write(public, format!("{}\n", key.public_key()))
+    let public_text = key.public_key_text();
+    std::fs::write(public, format!("{public_text}\n"))
         .with_context(|| format!("writing {}", public.display()))?;
-    eprintln!("public key: {}", key.public_key());
+    eprintln!("public key ({} suite): {public_text}", suite.name());
     Ok(())
 }
 
@@ -83,8 +84,7 @@ pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipie
             .with_context(|| format!("reading the key-broker reference in {}", path.display()))?;
         return Ok(broker.recipient());
     }
-    RecipientPublicKey::from_text(&text)
-        .map(Recipient::Key)
+    Recipient::from_text(&text)
         .with_context(|| format!("reading the public key in {}", path.display()))
 }
 
@@ -130,20 +130,28 @@ pub fn seal(recipients: &[Recipient], input_path: &Path, output: &Path) -> Resul
     Ok(())
 }
 
-/// Opens an envelope; on any failure nothing is left at `output`.
-pub fn open(key: &RecipientSecretKey, input_path: &Path, output: &Path) -> Result<()> {
+/// Opens an envelope of either suite with `key`; on any failure nothing is left at `output`.
+pub fn open(key: &EnvelopeSecretKey, input_path: &Path, output: &Path) -> Result<()> {
     let (reader, len) = input(input_path)?;
     let bar = progress(len, "opening");
     let reader = bar.wrap_read(reader);
     with_output(output, |writer| {
-        cloister_seal::open(key, reader, writer).map(|_| ()).map_err(Into::into)
+        cloister_seal::open_with(key, reader, writer).map(|_| ()).map_err(Into::into)
     })
     .with_context(|| format!("could not open {}", input_path.display()))?;
     bar.finish_and_clear();
     Ok(())
 }
 
-/// Reads a secret key file.
+/// Reads an envelope secret key file of either suite (what `cloister open` takes).
+pub fn read_envelope_secret(path: &Path) -> Result<EnvelopeSecretKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+    );
+    Ok(EnvelopeSecretKey::from_text(&text)?)
+}
+
+/// Reads an X25519 secret key file (what enclaves and parties use).
 pub fn read_secret(path: &Path) -> Result<RecipientSecretKey> {
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,

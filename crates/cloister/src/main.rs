@@ -55,6 +55,12 @@ enum Command {
         /// With --tls-server: where to write the CA certificate.
         #[arg(long, requires = "tls_server")]
         tls_ca: Option<PathBuf>,
+        /// The envelope cipher suite of the key: `x25519` (default) or `sm` (ShangMi: SM2 key
+        /// wrap, SM3, SM4-GCM; docs/formats/sealed-envelope.md §10). An envelope is sealed in the
+        /// suite of its recipients' keys; mixing suites is refused.
+        #[arg(long, value_parser = ["x25519", "sm"], default_value = "x25519",
+              conflicts_with_all = ["signing", "sim_platform", "tls_server"])]
+        suite: String,
     },
     /// Seal a file to one or more recipients.
     Seal {
@@ -1173,8 +1179,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Keygen { secret, public, sim_platform: true, .. } => {
             cloister::serve_worker::keygen_sim_platform(&secret, &public)
         }
-        Command::Keygen { secret, public, signing: false, .. } => {
-            envelope::keygen(&secret, &public)
+        Command::Keygen { secret, public, signing: false, suite, .. } => {
+            let suite = if suite == "sm" {
+                cloister_seal::Suite::ShangMi
+            } else {
+                cloister_seal::Suite::X25519
+            };
+            envelope::keygen(&secret, &public, suite)
         }
         Command::Keygen { secret, public, signing: true, .. } => {
             cloister::model::keygen_signing(&secret, &public)
@@ -1198,7 +1209,7 @@ fn run(cli: Cli) -> Result<()> {
             envelope::seal(&keys, &input, &output)
         }
         Command::Open { secret, input, output } => {
-            let key = envelope::read_secret(&secret)?;
+            let key = envelope::read_envelope_secret(&secret)?;
             envelope::open(&key, &input, &output)
         }
         Command::Measure(args) => cloister::measure::run(&args),
