@@ -18,6 +18,8 @@
 
 mod anchors;
 pub mod cca;
+mod cbor;
+mod cose_anchor;
 pub mod csv;
 pub mod dcap;
 mod error;

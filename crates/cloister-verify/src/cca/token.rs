@@ -13,6 +13,7 @@ use coset::cbor::value::Value;
 use coset::{AsCborValue as _, CborSerializable as _, CoseSign1, iana};
 
 use super::CcaError;
+use crate::cbor::{IntMap, MapError, describe_key, integer_key, kind};
 
 /// The CBOR tag of a CCA attestation token (a collection of the platform and realm tokens).
 pub(crate) const CCA_TOKEN_TAG: u64 = 399;
@@ -290,33 +291,23 @@ fn parse_sign1(part: TokenPart, bytes: &[u8]) -> Result<SignedToken, CcaError> {
 /// A claims map being taken apart: each key once, unknown keys refused.
 struct ClaimMap {
     part: TokenPart,
-    entries: Vec<(i128, Value)>,
+    map: IntMap,
 }
 
 impl ClaimMap {
     fn parse(part: TokenPart, payload: &[u8]) -> Result<Self, CcaError> {
         let bad = |reason: String| CcaError::Claims { token: part, reason };
-        let value = Value::from_slice(payload).map_err(|e| bad(format!("not CBOR: {e}")))?;
-        let Value::Map(pairs) = value else {
-            return Err(bad(format!("the payload is {}, not a map", kind(&value))));
-        };
-        let mut seen = BTreeSet::new();
-        let mut entries = Vec::with_capacity(pairs.len());
-        for (key, value) in pairs {
-            let Some(key) = integer_key(&key) else {
-                return Err(CcaError::UnknownClaim { token: part, key: describe_key(&key) });
-            };
-            if !seen.insert(key) {
-                return Err(bad(format!("claim {key} appears twice")));
-            }
-            entries.push((key, value));
-        }
-        Ok(Self { part, entries })
+        let map = IntMap::parse(payload).map_err(|e| match e {
+            MapError::NotCbor(e) => bad(format!("not CBOR: {e}")),
+            MapError::NotAMap(kind) => bad(format!("the payload is {kind}, not a map")),
+            MapError::NonIntegerKey(key) => CcaError::UnknownClaim { token: part, key },
+            MapError::Duplicate(key) => bad(format!("claim {key} appears twice")),
+        })?;
+        Ok(Self { part, map })
     }
 
     fn take(&mut self, key: i128) -> Option<Value> {
-        let index = self.entries.iter().position(|(k, _)| *k == key)?;
-        Some(self.entries.swap_remove(index).1)
+        self.map.take(key)
     }
 
     fn required(&mut self, key: i128, name: &'static str) -> Result<Value, CcaError> {
@@ -324,10 +315,8 @@ impl ClaimMap {
     }
 
     fn finish(self) -> Result<(), CcaError> {
-        match self.entries.first() {
-            Some((key, _)) => {
-                Err(CcaError::UnknownClaim { token: self.part, key: key.to_string() })
-            }
+        match self.map.leftover() {
+            Some(key) => Err(CcaError::UnknownClaim { token: self.part, key: key.to_string() }),
             None => Ok(()),
         }
     }
@@ -583,35 +572,4 @@ pub(crate) fn lifecycle_name(value: u16) -> Option<&'static str> {
 /// the platform's root of trust cannot be debugged.
 pub(crate) fn lifecycle_is_secured(value: u16) -> bool {
     value >> 8 == 0x30
-}
-
-fn integer_key(key: &Value) -> Option<i128> {
-    match key {
-        Value::Integer(i) => Some(i128::from(*i)),
-        _ => None,
-    }
-}
-
-fn describe_key(key: &Value) -> String {
-    match key {
-        Value::Integer(i) => i128::from(*i).to_string(),
-        Value::Text(text) => format!("{text:?}"),
-        other => kind(other).to_owned(),
-    }
-}
-
-/// A short name of a CBOR value's type, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Integer(_) => "an integer",
-        Value::Bytes(_) => "a byte string",
-        Value::Float(_) => "a float",
-        Value::Text(_) => "a text string",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
-        Value::Tag(..) => "a tagged value",
-        Value::Array(_) => "an array",
-        Value::Map(_) => "a map",
-        _ => "an unexpected CBOR item",
-    }
 }
