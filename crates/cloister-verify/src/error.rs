@@ -3,7 +3,7 @@
 use cloister_types::{CanonicalJsonError, TeeKind};
 
 use crate::anchors::{SimPlatformKeyTextError, SimPlatformPublicKey};
-use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError};
+use crate::{CcaError, CsvError, DcapError, NitroError, NvidiaError, PsaError, SnpError};
 
 /// Evidence did not verify. Every variant is final: the evidence must not be trusted.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,9 @@ pub enum VerifyError {
     /// A check of NVIDIA GPU evidence failed.
     #[error(transparent)]
     Nvidia(#[from] NvidiaError),
+    /// A check of an Arm PSA attestation token failed.
+    #[error(transparent)]
+    Psa(#[from] PsaError),
     /// The unified evidence's `collateral` object is not in the expected shape.
     #[error(
         "unified evidence collateral is malformed: {0} (expected {{\"documents\": [base64url…], \

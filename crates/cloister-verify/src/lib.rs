@@ -11,14 +11,15 @@
 //! passed.
 //!
 //! Drivers: `sim` (the simulated TEE, development only), `sgx` and `tdx` (Intel DCAP quotes),
-//! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `nitro` (AWS Nitro Enclaves) and
-//! `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a CPU TEE).
+//! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `nitro` (AWS Nitro Enclaves),
+//! `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a CPU TEE) and `psa` (Arm PSA
+//! attestation tokens of a device's secure world, main evidence of a device key).
 //! [`verify_vendor_evidence`] runs one driver alone, for people who debug attestation: its
 //! claims are not bound to any key and are never a [`VerifiedEvidence`].
 
 mod anchors;
-pub mod cca;
 mod cbor;
+pub mod cca;
 mod cose_anchor;
 pub mod csv;
 pub mod dcap;
@@ -28,6 +29,7 @@ mod needs;
 pub mod nitro;
 pub mod nvidia;
 pub mod ocsp;
+pub mod psa;
 pub mod sim;
 pub mod snp;
 pub mod x509;
@@ -35,7 +37,7 @@ pub mod x509;
 use std::collections::BTreeMap;
 
 use cloister_types::{
-    Base64Url, Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence,
+    Attests, Base64Url, Claims, ReportData, RuntimeData, TeeKind, UnifiedEvidence,
     evidence::UNIFIED_EVIDENCE_VERSION,
 };
 use serde::Deserialize;
@@ -54,6 +56,7 @@ pub use crate::inputs::{Collateral, InputEncoding, Inputs, decode_input, is_ocsp
 pub use crate::needs::{CollateralKey, Vendor, collateral_expiry, collateral_needs};
 pub use crate::nitro::NitroError;
 pub use crate::nvidia::{NvidiaError, RimSignatureError};
+pub use crate::psa::PsaError;
 pub use crate::snp::SnpError;
 
 /// Evidence that passed every check of [`verify`], with the claims it supports.
@@ -124,7 +127,7 @@ pub fn verify_with_collateral(
         return Err(VerifyError::UnsupportedVersion(evidence.version));
     }
     let driver = driver_for(evidence.tee).ok_or(VerifyError::UnsupportedTee(evidence.tee))?;
-    if !matches!(evidence.tee, TeeKind::Sim) && !is_cpu_tee(evidence.tee) {
+    if !may_be_main_evidence(evidence.tee) {
         return Err(VerifyError::NotACpuTee(evidence.tee));
     }
     let mut collateral = Collateral::from_unified(&evidence.collateral)?;
@@ -160,12 +163,11 @@ struct AdditionalEvidence {
     collateral: BTreeMap<String, serde_json::Value>,
 }
 
-/// Whether `tee` is a CPU TEE that can carry the main evidence (devices cannot).
-fn is_cpu_tee(tee: TeeKind) -> bool {
-    matches!(
-        tee,
-        TeeKind::Sgx | TeeKind::Tdx | TeeKind::Snp | TeeKind::Csv | TeeKind::Cca | TeeKind::Nitro
-    )
+/// Whether `tee` can carry the main evidence: a TEE of isolated compute (CPU TEEs and the
+/// simulated one) or of a device key (PSA, Android); an accelerator only comes as additional
+/// evidence beside a CPU TEE's. What a result may then be used for is [`TeeKind::attests`].
+fn may_be_main_evidence(tee: TeeKind) -> bool {
+    tee.attests() != Attests::Accelerator
 }
 
 /// Verifies device evidence (composite attestation) and its binding to the same runtime data.
@@ -265,6 +267,7 @@ fn driver_for(tee: TeeKind) -> Option<&'static dyn Driver> {
         TeeKind::Cca => Some(&cca::CcaDriver),
         TeeKind::Nitro => Some(&nitro::NitroDriver),
         TeeKind::Nvidia => Some(&nvidia::NvidiaDriver),
+        TeeKind::Psa => Some(&psa::PsaDriver),
         _ => None,
     }
 }
@@ -294,8 +297,15 @@ pub mod internal {
             TeeKind::Cca => crate::cca::parse_for_fuzz(bytes),
             TeeKind::Nitro => crate::nitro::parse_for_fuzz(bytes),
             TeeKind::Nvidia => crate::nvidia::parse_for_fuzz(bytes),
+            TeeKind::Psa => crate::psa::parse_for_fuzz(bytes),
             _ => {}
         }
+    }
+
+    /// Checks a PSA claims map (a token's CBOR payload) against the profile it names, without
+    /// any signature or anchor, and returns the profile's name; must never panic.
+    pub fn check_psa_claims(payload: &[u8]) -> Result<&'static str, crate::PsaError> {
+        crate::psa::check_claims(payload)
     }
 
     /// The canonical form of a RIM (SWID tag) as its enveloped signature covers it, with the
