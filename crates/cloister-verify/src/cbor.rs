@@ -62,6 +62,15 @@ impl IntMap {
     }
 }
 
+/// Decodes one CBOR item of at most `max` bytes (a token is refused before parsing when it is
+/// far larger than any genuine one); the error is a reason for messages.
+pub(crate) fn decode_bounded(bytes: &[u8], max: usize) -> Result<Value, String> {
+    if bytes.len() > max {
+        return Err(format!("{} bytes is more than the {max}-byte limit", bytes.len()));
+    }
+    Value::from_slice(bytes).map_err(|e| format!("not CBOR: {e}"))
+}
+
 /// The value of an integer CBOR item.
 pub(crate) fn integer_key(key: &Value) -> Option<i128> {
     match key {

@@ -13,7 +13,7 @@ use coset::cbor::value::Value;
 use coset::{AsCborValue as _, CborSerializable as _, CoseSign1, iana};
 
 use super::CcaError;
-use crate::cbor::{IntMap, MapError, describe_key, integer_key, kind};
+use crate::cbor::{IntMap, MapError, decode_bounded, describe_key, integer_key, kind};
 
 /// The CBOR tag of a CCA attestation token (a collection of the platform and realm tokens).
 pub(crate) const CCA_TOKEN_TAG: u64 = 399;
@@ -202,13 +202,7 @@ pub(crate) struct RealmClaims {
 /// Parses the tag-399 collection and both COSE_Sign1 envelopes (claims are parsed separately).
 pub(crate) fn parse_collection(bytes: &[u8]) -> Result<Collection, CcaError> {
     let not_token = |reason: String| CcaError::NotCcaToken(reason);
-    if bytes.len() > MAX_TOKEN_LEN {
-        return Err(not_token(format!(
-            "{} bytes is more than the {MAX_TOKEN_LEN}-byte limit",
-            bytes.len()
-        )));
-    }
-    let value = Value::from_slice(bytes).map_err(|e| not_token(format!("not CBOR: {e}")))?;
+    let value = decode_bounded(bytes, MAX_TOKEN_LEN).map_err(not_token)?;
     let (tag, inner) = match value {
         Value::Tag(tag, inner) => (tag, *inner),
         other => return Err(not_token(format!("expected CBOR tag 399, got {}", kind(&other)))),

@@ -8,10 +8,10 @@
 //! than ignored (the profiles' claim sets are closed maps).
 
 use coset::cbor::value::Value;
-use coset::{AsCborValue as _, CborSerializable as _, CoseMac0, CoseSign1, Header, iana};
+use coset::{AsCborValue as _, CoseMac0, CoseSign1, Header, iana};
 
 use super::PsaError;
-use crate::cbor::{IntMap, MapError, integer_key, kind};
+use crate::cbor::{IntMap, MapError, decode_bounded, integer_key, kind};
 use crate::cose_anchor::HmacAlg;
 
 /// Genuine tokens are well under a kilobyte; anything far larger is refused before parsing.
@@ -178,13 +178,7 @@ enum Kind {
 /// the one its protected algorithm names. A tag that contradicts the algorithm is refused.
 pub(crate) fn parse_token(bytes: &[u8]) -> Result<Token, PsaError> {
     let not_token = |reason: String| PsaError::NotPsaToken(reason);
-    if bytes.len() > MAX_TOKEN_LEN {
-        return Err(not_token(format!(
-            "{} bytes is more than the {MAX_TOKEN_LEN}-byte limit",
-            bytes.len()
-        )));
-    }
-    let value = Value::from_slice(bytes).map_err(|e| not_token(format!("not CBOR: {e}")))?;
+    let value = decode_bounded(bytes, MAX_TOKEN_LEN).map_err(not_token)?;
     let (tag, inner) = match value {
         Value::Tag(tag @ (COSE_MAC0_TAG | COSE_SIGN1_TAG), inner) => (Some(tag), *inner),
         Value::Tag(tag, _) => {
