@@ -11,6 +11,7 @@
 //! | [`GramineAttestation`] | SGX | Gramine's `/dev/attestation` (DCAP quote) |
 //! | [`NsmDevice`] | AWS Nitro Enclaves | `/dev/nsm` |
 //! | [`CsvGuestDevice`] | Hygon CSV | `/dev/csv-guest` |
+//! | [`PsaBridge`] | Arm PSA (TF-M, OP-TEE) | a bridge directory to `psa_initial_attest_get_token` |
 //! | [`SimAttester`] | the simulated TEE | none (development only) |
 //! | [`WithGpus`] | a CPU TEE above with NVIDIA CC GPUs (`gpu0`, …) | NVML (`libnvidia-ml.so.1`) |
 //!
@@ -29,6 +30,7 @@ mod error;
 mod gramine;
 mod nitro;
 mod nvidia;
+mod psa;
 mod sev;
 mod sim;
 mod tdx;
@@ -47,6 +49,7 @@ pub use crate::error::AttestError;
 pub use crate::gramine::GramineAttestation;
 pub use crate::nitro::{NsmDevice, encode_nsm_attestation_request, parse_nsm_attestation_response};
 pub use crate::nvidia::{NvidiaGpus, WithGpus, check_spdm_nonce};
+pub use crate::psa::PsaBridge;
 pub use crate::sev::{
     SevGuestDevice, SnpCertificate, parse_snp_cert_table, parse_snp_report_response,
 };

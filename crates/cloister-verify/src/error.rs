@@ -4,7 +4,8 @@ use cloister_types::{CanonicalJsonError, TeeKind};
 
 use crate::anchors::{SimPlatformKeyTextError, SimPlatformPublicKey};
 use crate::{
-    AndroidError, CcaError, CsvError, DcapError, NitroError, NvidiaError, SnpError, VirtCcaError,
+    AndroidError, CcaError, CsvError, DcapError, NitroError, NvidiaError, PsaError, SnpError,
+    VirtCcaError,
 };
 
 /// Evidence did not verify. Every variant is final: the evidence must not be trusted.
@@ -68,6 +69,9 @@ pub enum VerifyError {
     /// A check of NVIDIA GPU evidence failed.
     #[error(transparent)]
     Nvidia(#[from] NvidiaError),
+    /// A check of an Arm PSA attestation token failed.
+    #[error(transparent)]
+    Psa(#[from] PsaError),
     /// The unified evidence's `collateral` object is not in the expected shape.
     #[error(
         "unified evidence collateral is malformed: {0} (expected {{\"documents\": [base64url…], \

@@ -13,13 +13,16 @@
 //! Drivers: `sim` (the simulated TEE, development only), `sgx` and `tdx` (Intel DCAP quotes),
 //! `snp` (AMD SEV-SNP), `csv` (Hygon CSV), `cca` (Arm CCA), `virtcca` (Huawei Kunpeng virtCCA),
 //! `nitro` (AWS Nitro Enclaves), `nvidia` (NVIDIA Hopper GPUs, as additional evidence of a
-//! CPU TEE) and `android` (Android key attestation: a device's key, not an enclave).
+//! CPU TEE), `psa` (Arm PSA attestation tokens of a device's secure world) and `android`
+//! (Android key attestation): the last two attest a device's key, never an enclave.
 //! [`verify_vendor_evidence`] runs one driver alone, for people who debug attestation: its
 //! claims are not bound to any key and are never a [`VerifiedEvidence`].
 
 mod anchors;
 pub mod android;
+mod cbor;
 pub mod cca;
+mod cose_anchor;
 pub mod csv;
 pub mod dcap;
 mod error;
@@ -28,6 +31,7 @@ mod needs;
 pub mod nitro;
 pub mod nvidia;
 pub mod ocsp;
+pub mod psa;
 pub mod sim;
 pub mod snp;
 pub mod virtcca;
@@ -56,6 +60,7 @@ pub use crate::inputs::{Collateral, InputEncoding, Inputs, decode_input, is_ocsp
 pub use crate::needs::{CollateralKey, Vendor, collateral_expiry, collateral_needs};
 pub use crate::nitro::NitroError;
 pub use crate::nvidia::{NvidiaError, RimSignatureError};
+pub use crate::psa::PsaError;
 pub use crate::snp::SnpError;
 pub use crate::virtcca::VirtCcaError;
 
@@ -127,11 +132,7 @@ pub fn verify_with_collateral(
         return Err(VerifyError::UnsupportedVersion(evidence.version));
     }
     let driver = driver_for(evidence.tee).ok_or(VerifyError::UnsupportedTee(evidence.tee))?;
-    // Android evidence attests a device's key; what it may then be used for is policy's
-    // (`Attests::DeviceKey`).
-    // An accelerator's evidence comes only beside a CPU TEE's; every other TEE (isolated compute,
-    // or a device key: PSA, Android) may be the main evidence.
-    if evidence.tee.attests() == Attests::Accelerator {
+    if !may_be_main_evidence(evidence.tee) {
         return Err(VerifyError::NotACpuTee(evidence.tee));
     }
     let mut collateral = Collateral::from_unified(&evidence.collateral)?;
@@ -165,6 +166,13 @@ struct AdditionalEvidence {
     evidence: Base64Url,
     #[serde(default)]
     collateral: BTreeMap<String, serde_json::Value>,
+}
+
+/// Whether `tee` can carry the main evidence: a TEE of isolated compute (CPU TEEs and the
+/// simulated one) or of a device key (PSA, Android); an accelerator only comes as additional
+/// evidence beside a CPU TEE's. What a result may then be used for is [`TeeKind::attests`].
+fn may_be_main_evidence(tee: TeeKind) -> bool {
+    tee.attests() != Attests::Accelerator
 }
 
 /// Verifies device evidence (composite attestation) and its binding to the same runtime data.
@@ -266,6 +274,7 @@ fn driver_for(tee: TeeKind) -> Option<&'static dyn Driver> {
         TeeKind::Nitro => Some(&nitro::NitroDriver),
         TeeKind::Nvidia => Some(&nvidia::NvidiaDriver),
         TeeKind::VirtCca => Some(&virtcca::VirtCcaDriver),
+        TeeKind::Psa => Some(&psa::PsaDriver),
         _ => None,
     }
 }
@@ -297,8 +306,15 @@ pub mod internal {
             TeeKind::Nitro => crate::nitro::parse_for_fuzz(bytes),
             TeeKind::Nvidia => crate::nvidia::parse_for_fuzz(bytes),
             TeeKind::VirtCca => crate::virtcca::parse_for_fuzz(bytes),
+            TeeKind::Psa => crate::psa::parse_for_fuzz(bytes),
             _ => {}
         }
+    }
+
+    /// Checks a PSA claims map (a token's CBOR payload) against the profile it names, without
+    /// any signature or anchor, and returns the profile's name; must never panic.
+    pub fn check_psa_claims(payload: &[u8]) -> Result<&'static str, crate::PsaError> {
+        crate::psa::check_claims(payload)
     }
 
     /// The canonical form of a RIM (SWID tag) as its enveloped signature covers it, with the

@@ -46,12 +46,12 @@
 //! needs reference values, which is the policy's job. CCA tokens carry no time, so the
 //! verification time is not used.
 
-mod anchor;
 pub(crate) mod token;
 
 use cloister_types::{Claims, Hex, TcbStatus, TeeKind};
 use serde_json::json;
 
+use crate::cose_anchor::{self as anchor, AnchorKey, KeyAnchor, Restriction};
 use crate::error::VerifyError;
 use crate::inputs::Inputs;
 use crate::x509::PublicKey;
@@ -216,7 +216,7 @@ fn verify_token(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, CcaError
 
     // The platform token: signature first, then its (now authentic) claims, then the anchor's
     // restriction to an implementation and instance.
-    let verifying: Vec<&anchor::Cpak> =
+    let verifying: Vec<&Cpak> =
         cpaks.iter().filter(|cpak| signature_ok(&collection.platform, &cpak.key)).collect();
     if verifying.is_empty() {
         return Err(CcaError::PlatformSignature { tried: cpaks.len() });
@@ -250,8 +250,15 @@ fn verify_token(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, CcaError
     }))
 }
 
-/// Every CPAK the instance trusts for CCA; an unreadable anchor is an error.
-fn trusted_cpaks(inputs: &Inputs<'_>) -> Result<Vec<anchor::Cpak>, CcaError> {
+/// One trusted CPAK, with the platform identities its endorsement is restricted to.
+struct Cpak {
+    key: PublicKey,
+    restriction: Restriction,
+}
+
+/// Every CPAK the instance trusts for CCA; an unreadable anchor, or a symmetric key, is an
+/// error.
+fn trusted_cpaks(inputs: &Inputs<'_>) -> Result<Vec<Cpak>, CcaError> {
     let roots = inputs.anchors.roots(TeeKind::Cca);
     if roots.is_empty() {
         return Err(CcaError::NoTrustAnchor);
@@ -260,39 +267,36 @@ fn trusted_cpaks(inputs: &Inputs<'_>) -> Result<Vec<anchor::Cpak>, CcaError> {
     for (index, bytes) in roots.iter().enumerate() {
         let parsed = anchor::parse_anchor(bytes)
             .map_err(|reason| CcaError::BadTrustAnchor { index, reason })?;
-        cpaks.extend(parsed);
+        for KeyAnchor { key, restriction } in parsed {
+            let AnchorKey::Public(key) = key else {
+                return Err(CcaError::BadTrustAnchor {
+                    index,
+                    reason: "a symmetric key cannot be a CPAK (P-256 or P-384 public keys only)"
+                        .into(),
+                });
+            };
+            cpaks.push(Cpak { key, restriction });
+        }
     }
     Ok(cpaks)
 }
 
 /// Among the CPAKs the platform signature verifies with, the first whose anchor's ids (if any)
 /// match the token; otherwise the mismatch of the first one.
-fn select_anchor(
-    verifying: &[&anchor::Cpak],
-    platform: &PlatformClaims,
-) -> Result<PublicKey, CcaError> {
-    let mut first_mismatch = None;
-    for cpak in verifying {
-        let checks = [
-            ("implementation id", &cpak.implementation_id, &platform.implementation_id),
-            ("instance id", &cpak.instance_id, &platform.instance_id),
-        ];
-        let mismatch = checks.into_iter().find_map(|(field, anchor, token)| match anchor {
-            Some(anchor) if anchor != token => Some(CcaError::AnchorIdMismatch {
-                field,
-                token: hex::encode(token),
-                anchor: hex::encode(anchor),
-            }),
-            _ => None,
-        });
-        match mismatch {
-            None => return Ok(cpak.key.clone()),
-            Some(error) => {
-                first_mismatch.get_or_insert(error);
-            }
+fn select_anchor(verifying: &[&Cpak], platform: &PlatformClaims) -> Result<PublicKey, CcaError> {
+    anchor::first_admitting(
+        verifying,
+        |cpak| &cpak.restriction,
+        &platform.implementation_id,
+        &platform.instance_id,
+    )
+    .map(|cpak| cpak.key.clone())
+    .map_err(|mismatch| match mismatch {
+        Some(anchor::IdMismatch { field, token, anchor }) => {
+            CcaError::AnchorIdMismatch { field, token, anchor }
         }
-    }
-    Err(first_mismatch.unwrap_or(CcaError::PlatformSignature { tried: verifying.len() }))
+        None => CcaError::PlatformSignature { tried: verifying.len() },
+    })
 }
 
 /// Whether `token`'s COSE_Sign1 signature verifies with `key`; the key's curve must be the one

@@ -17,6 +17,7 @@ use coset::cbor::value::Value;
 use coset::{AsCborValue as _, CborSerializable as _, CoseSign1, iana};
 
 use super::CcaError;
+use crate::cbor::{IntMap, MapError, decode_bounded, describe_key, integer_key, kind};
 
 /// The CBOR tag of a legacy CCA attestation token (an EAT collection of the platform and realm
 /// tokens, RMM specification 1.0).
@@ -305,13 +306,7 @@ pub(crate) fn collection_entries(
     bytes: &[u8],
 ) -> Result<(CollectionForm, Vec<(u64, Value)>), CcaError> {
     let not_token = |reason: String| CcaError::NotCcaToken(reason);
-    if bytes.len() > MAX_TOKEN_LEN {
-        return Err(not_token(format!(
-            "{} bytes is more than the {MAX_TOKEN_LEN}-byte limit",
-            bytes.len()
-        )));
-    }
-    let value = Value::from_slice(bytes).map_err(|e| not_token(format!("not CBOR: {e}")))?;
+    let value = decode_bounded(bytes, MAX_TOKEN_LEN).map_err(not_token)?;
     let (form, inner) = match value {
         Value::Tag(CCA_TOKEN_TAG, inner) => (CollectionForm::Eat399, *inner),
         Value::Tag(CCA_CMW_TAG, inner) => (CollectionForm::Cmw907, *inner),
@@ -452,33 +447,23 @@ pub(crate) fn parse_sign1(
 /// A claims map being taken apart: each key once, unknown keys refused.
 struct ClaimMap {
     part: TokenPart,
-    entries: Vec<(i128, Value)>,
+    map: IntMap,
 }
 
 impl ClaimMap {
     fn parse(part: TokenPart, payload: &[u8]) -> Result<Self, CcaError> {
         let bad = |reason: String| CcaError::Claims { token: part, reason };
-        let value = Value::from_slice(payload).map_err(|e| bad(format!("not CBOR: {e}")))?;
-        let Value::Map(pairs) = value else {
-            return Err(bad(format!("the payload is {}, not a map", kind(&value))));
-        };
-        let mut seen = BTreeSet::new();
-        let mut entries = Vec::with_capacity(pairs.len());
-        for (key, value) in pairs {
-            let Some(key) = integer_key(&key) else {
-                return Err(CcaError::UnknownClaim { token: part, key: describe_key(&key) });
-            };
-            if !seen.insert(key) {
-                return Err(bad(format!("claim {key} appears twice")));
-            }
-            entries.push((key, value));
-        }
-        Ok(Self { part, entries })
+        let map = IntMap::parse(payload).map_err(|e| match e {
+            MapError::NotCbor(e) => bad(format!("not CBOR: {e}")),
+            MapError::NotAMap(kind) => bad(format!("the payload is {kind}, not a map")),
+            MapError::NonIntegerKey(key) => CcaError::UnknownClaim { token: part, key },
+            MapError::Duplicate(key) => bad(format!("claim {key} appears twice")),
+        })?;
+        Ok(Self { part, map })
     }
 
     fn take(&mut self, key: i128) -> Option<Value> {
-        let index = self.entries.iter().position(|(k, _)| *k == key)?;
-        Some(self.entries.swap_remove(index).1)
+        self.map.take(key)
     }
 
     fn required(&mut self, key: i128, name: &'static str) -> Result<Value, CcaError> {
@@ -486,10 +471,8 @@ impl ClaimMap {
     }
 
     fn finish(self) -> Result<(), CcaError> {
-        match self.entries.first() {
-            Some((key, _)) => {
-                Err(CcaError::UnknownClaim { token: self.part, key: key.to_string() })
-            }
+        match self.map.leftover() {
+            Some(key) => Err(CcaError::UnknownClaim { token: self.part, key: key.to_string() }),
             None => Ok(()),
         }
     }
@@ -745,35 +728,4 @@ pub(crate) fn lifecycle_name(value: u16) -> Option<&'static str> {
 /// the platform's root of trust cannot be debugged.
 pub(crate) fn lifecycle_is_secured(value: u16) -> bool {
     value >> 8 == 0x30
-}
-
-fn integer_key(key: &Value) -> Option<i128> {
-    match key {
-        Value::Integer(i) => Some(i128::from(*i)),
-        _ => None,
-    }
-}
-
-fn describe_key(key: &Value) -> String {
-    match key {
-        Value::Integer(i) => i128::from(*i).to_string(),
-        Value::Text(text) => format!("{text:?}"),
-        other => kind(other).to_owned(),
-    }
-}
-
-/// A short name of a CBOR value's type, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Integer(_) => "an integer",
-        Value::Bytes(_) => "a byte string",
-        Value::Float(_) => "a float",
-        Value::Text(_) => "a text string",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
-        Value::Tag(..) => "a tagged value",
-        Value::Array(_) => "an array",
-        Value::Map(_) => "a map",
-        _ => "an unexpected CBOR item",
-    }
 }
