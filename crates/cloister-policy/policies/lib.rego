@@ -14,7 +14,9 @@
 #             signed under a test root an instance named (`rim_root == "test"`) are never NVIDIA's
 #             word (`gpu_rims_matched_test_root`, for development policies only);
 #   cca, csv, psa, virtcca
-#             no vendor TCB status exists: accepted, with a caution that says so.
+#             no vendor TCB status exists: accepted, with a caution that says so;
+#   android   Google's revocation status list was checked (`UpToDate`); without one (the
+#             service fetches none yet) accepted with a caution that revocation was not checked.
 #
 # Whether the platform itself is genuine is judged here when the verifier may not know
 # (`platform_rejections`):
@@ -24,6 +26,13 @@
 # A status listed in `reference_values.allowed_tcb_statuses` is accepted with a caution.
 #
 # What ran, beyond the launch measurement, is judged here too (`runtime_rejections`):
+#   psa       with `reference_values.psa_software_components` (a list of objects with
+#             `measurement_value` and optionally `signer_id`, `measurement_type`, `version`,
+#             lowercase hex), every software component the token lists must match one of them,
+#             and the token then needs no entry in `measurements`;
+#   android   the key lives in TrustZone or StrongBox (security level `trusted_environment` or
+#             `strong_box`, never `software`), the device booted verified (`verified_boot_state`
+#             `verified`) and is locked;
 #   tdx       MRTD (the `measurement`) covers only the firmware; RTMR0 (firmware configuration),
 #             RTMR1 (bootloader and kernel) and RTMR2 (kernel command line and initrd) must each
 #             be one of `reference_values.rtmr0` … `rtmr2` (lowercase hex, usually in the `tdx`
@@ -102,6 +111,44 @@ tcb_current if gpu_rims_matched
 
 no_vendor_tcb_status if input.tee in {"cca", "csv", "psa", "virtcca"}
 
+android_revocation_unchecked if {
+	input.tee == "android"
+	claims.android.revocation_checked == false
+}
+
+psa_components := configured("psa_software_components")
+
+# A configured component matches a token's: the measurement value, and each other field the
+# configuration names.
+psa_component_matches(component, expected) if {
+	is_object(expected)
+	lower(expected.measurement_value) == component.measurement_value
+	every field in ["signer_id", "measurement_type", "version"] {
+		psa_field_matches(component, expected, field)
+	}
+}
+
+psa_field_matches(_, expected, field) if not field in object.keys(expected)
+
+psa_field_matches(component, expected, field) if {
+	is_string(expected[field])
+	lower(expected[field]) == lower(component[field])
+}
+
+psa_component_known(component) if {
+	some expected in psa_components
+	psa_component_matches(component, expected)
+}
+
+psa_components_known if {
+	input.tee == "psa"
+	count(psa_components) > 0
+	count(claims.psa.software_components) > 0
+	every component in claims.psa.software_components {
+		psa_component_known(component)
+	}
+}
+
 platform_rejections contains msg if {
 	input.tee == "virtcca"
 	not claims.virtcca.platform_verified == true
@@ -118,6 +165,8 @@ tcb_accepted if {
 
 tcb_accepted if no_vendor_tcb_status
 
+tcb_accepted if android_revocation_unchecked
+
 measurement_known if {
 	some m in measurements
 	is_string(m)
@@ -127,6 +176,9 @@ measurement_known if {
 # A GPU's measurements are appraised against RIMs by the verifier, not listed by hand.
 measurement_known if gpu_rims_matched
 
+# A PSA token's software components, each matched against the configured ones.
+measurement_known if psa_components_known
+
 # The TDX runtime measurement registers every policy pins.
 tdx_pinned_rtmrs := ["rtmr0", "rtmr1", "rtmr2"]
 
@@ -134,6 +186,37 @@ tdx_rtmr_known(name) if {
 	some m in configured(name)
 	is_string(m)
 	lower(m) == claims.tdx[name]
+}
+
+runtime_rejections contains msg if {
+	input.tee == "psa"
+	count(psa_components) > 0
+	some component in claims.psa.software_components
+	not psa_component_known(component)
+	msg := sprintf("psa: software component %v (measurement %v) is not one of reference_values.psa_software_components", [object.get(component, "measurement_type", "unnamed"), component.measurement_value])
+}
+
+runtime_rejections contains "psa: the token lists no software components, so there is nothing to match reference_values.psa_software_components" if {
+	input.tee == "psa"
+	count(psa_components) > 0
+	count(claims.psa.software_components) == 0
+}
+
+runtime_rejections contains msg if {
+	input.tee == "android"
+	not claims.android.security_level in {"trusted_environment", "strong_box"}
+	msg := sprintf("android: the key is attested at security level %v, not in TrustZone (trusted_environment) or StrongBox", [claims.android.security_level])
+}
+
+runtime_rejections contains msg if {
+	input.tee == "android"
+	claims.android.root_of_trust.verified_boot_state != "verified"
+	msg := sprintf("android: verified boot state is %v, not verified", [claims.android.root_of_trust.verified_boot_state])
+}
+
+runtime_rejections contains "android: the device's bootloader is unlocked" if {
+	input.tee == "android"
+	claims.android.root_of_trust.device_locked != true
 }
 
 runtime_rejections contains msg if {
@@ -191,8 +274,11 @@ tcb_cautions contains msg if {
 	tcb_accepted
 	not tcb_current
 	not no_vendor_tcb_status
+	not android_revocation_unchecked
 	msg := sprintf("TCB status %v is accepted because allowed_tcb_statuses lists it", [claims.tcb_status])
 }
+
+tcb_cautions contains "android: no revocation status list was given, so a revoked attestation key would not be noticed" if android_revocation_unchecked
 
 tcb_cautions contains msg if {
 	no_vendor_tcb_status

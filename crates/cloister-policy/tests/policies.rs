@@ -330,6 +330,93 @@ result := {"status": "affirming", "trustworthiness_vector": {}, "reasons": []}
     assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
 }
 
+fn psa(components: serde_json::Value, lifecycle: &str) -> Claims {
+    let mut c = claims(TeeKind::Psa);
+    c.tcb_status = TcbStatus::Unknown;
+    c.debug = lifecycle != "secured";
+    c.vendor.insert(
+        "psa".to_owned(),
+        json!({"software_components": components, "security_lifecycle": {"name": lifecycle}}),
+    );
+    c
+}
+
+/// PSA tokens are judged by their software components when reference values list them: every
+/// component must match (measurement, and the signer/type/version the reference names).
+#[test]
+fn psa_software_components_are_each_matched_against_reference_values() {
+    let spe = json!({"measurement_type": "SPE", "measurement_value": "aa", "signer_id": "bb",
+                     "version": "1.6.0"});
+    let nspe = json!({"measurement_type": "NSPE", "measurement_value": "cc", "signer_id": "dd",
+                      "version": "0.0.0"});
+    let reference = json!({"psa_software_components": [
+        {"measurement_value": "AA", "signer_id": "bb"},
+        {"measurement_value": "cc", "measurement_type": "NSPE"},
+    ]});
+    let policy = AppraisalPolicy::production_default();
+    let a = policy.appraise(&psa(json!([spe, nspe]), "secured"), &reference).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "psa publishes no TCB status"), "{a:?}");
+    assert_eq!(a.trustworthiness_vector["executables"], 2);
+
+    let mut other = nspe.clone();
+    other["measurement_value"] = json!("ee");
+    let a = policy.appraise(&psa(json!([spe, other]), "secured"), &reference).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "software component NSPE (measurement ee)"), "{a:?}");
+
+    let mut wrong_signer = spe.clone();
+    wrong_signer["signer_id"] = json!("00");
+    let a = policy.appraise(&psa(json!([wrong_signer, nspe]), "secured"), &reference).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+
+    let a = policy.appraise(&psa(json!([spe, nspe]), "non-psa-rot-debug"), &reference).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "debug mode"), "{a:?}");
+
+    // Without component reference values, the measurement (their digest) must be listed.
+    let a = policy.appraise(&psa(json!([spe, nspe]), "secured"), &json!({})).unwrap();
+    assert!(has_reason(&a, "no reference measurements are configured"), "{a:?}");
+    let a = policy.appraise(&psa(json!([spe, nspe]), "secured"), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+}
+
+fn android(level: &str, boot: &str, locked: bool, revocation_checked: bool) -> Claims {
+    let mut c = claims(TeeKind::Android);
+    c.tcb_status = if revocation_checked { TcbStatus::UpToDate } else { TcbStatus::Unknown };
+    c.vendor.insert(
+        "android".to_owned(),
+        json!({"security_level": level, "revocation_checked": revocation_checked,
+               "root_of_trust": {"verified_boot_state": boot, "device_locked": locked}}),
+    );
+    c
+}
+
+/// Android keys are accepted only in TrustZone or StrongBox on a locked, verified-boot device;
+/// an unchecked revocation list is a caution.
+#[test]
+fn android_refuses_software_keys_and_unverified_or_unlocked_devices() {
+    let policy = AppraisalPolicy::production_default();
+    let a = policy.appraise(&android("strong_box", "verified", true, true), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Affirming, "{a:?}");
+    let a = policy
+        .appraise(&android("trusted_environment", "verified", true, false), &listed())
+        .unwrap();
+    assert_eq!(a.status, EarStatus::Warning, "{a:?}");
+    assert!(has_reason(&a, "no revocation status list was given"), "{a:?}");
+    assert!(!has_reason(&a, "allowed_tcb_statuses"), "{a:?}");
+
+    let a = policy.appraise(&android("software", "verified", true, true), &listed()).unwrap();
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    assert!(has_reason(&a, "security level software"), "{a:?}");
+    let a = policy.appraise(&android("strong_box", "unverified", true, true), &listed()).unwrap();
+    assert!(has_reason(&a, "verified boot state is unverified"), "{a:?}");
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+    let a = policy.appraise(&android("strong_box", "verified", false, true), &listed()).unwrap();
+    assert!(has_reason(&a, "bootloader is unlocked"), "{a:?}");
+    assert_eq!(a.status, EarStatus::Contraindicated, "{a:?}");
+}
+
 #[test]
 fn invalid_rego_is_rejected_with_regorus_message() {
     let err = AppraisalPolicy::new("broken", 1, "package cloister.appraisal\n\nresult := {\n")
