@@ -13,6 +13,8 @@
 //!   certificate table;
 //! - [`nitro`]: AWS Nitro Enclaves attestation documents (COSE_Sign1) under a test root, and an
 //!   in-process [`nitro::FakeNsm`] attester (a file cannot fake the `/dev/nsm` ioctl);
+//! - [`psa`]: an Arm PSA device whose IAK (an instance lists its public key under
+//!   `trust_anchors.roots.psa`) signs RFC 9783 tokens;
 //! - [`tsm`]: a fake configfs-tsm report directory whose `outblob` is a FIFO answered by a
 //!   thread, so the real `ConfigFsTsm` attester (in this process or in a `cloister serve
 //!   worker` child) gets TDX quotes or SNP reports from a platform above.
@@ -23,6 +25,7 @@
 pub mod dcap;
 pub mod nitro;
 pub mod pki;
+pub mod psa;
 pub mod snp;
 pub mod tsm;
 

@@ -1210,3 +1210,100 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
     assert_eq!(submit(new_job()).await.unwrap().outputs.len(), 1);
     assert_eq!(attestations().await, (2, 1));
 }
+
+// ---- device keys (issue 15) ------------------------------------------------------------------
+
+/// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys and the
+/// service.
+async fn psa_request(
+    service: &cloister_authority::service::Service,
+    instance: &str,
+    device: &cloister_fakehw::psa::PsaDevice,
+    now: i64,
+) -> cloister_types::api::AttestRequest {
+    use cloister_attest::Attester as _;
+    use rcgen::PublicKeyData as _;
+    let nonce = service.challenge(instance, now).await.unwrap().nonce;
+    let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+    let runtime_data = cloister_types::RuntimeData {
+        nonce,
+        hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
+        tls_spki_sha256: Hex(sha2::Sha256::digest(&spki).to_vec()),
+        receipt_pk: SigningKey::generate().public_key().to_text(),
+        extra: [(
+            cloister_types::api::SERVICE_KEY_FIELD.to_owned(),
+            service.signing_public_key().fingerprint_hex().into(),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    cloister_types::api::AttestRequest {
+        evidence: device.attest(&runtime_data).unwrap(),
+        tls_spki: cloister_types::Base64Url(spki),
+    }
+}
+
+/// A PSA device's token is appraised (its software components against reference values) and
+/// admitted with an EAR token, but it attests a device's key, not an enclave: no enclave
+/// certificate is issued on it, and the key broker releases nothing to it — even under a key
+/// whose release policy allows everything and that lists the device's instance.
+#[tokio::test]
+async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
+    use cloister_fakehw::psa::{Component, PsaDevice};
+    use cloister_types::manage::{CreateInstance, PolicySpec, RegisterKey, TrustAnchorSpec};
+    let now = unix_now() as i64;
+    let (service, owner) = service(Vec::new(), "owner", now).await;
+    let device = PsaDevice::new();
+    let mut other = PsaDevice::new();
+    other.components[0].measurement_value = vec![0x66; 32];
+    let component = |c: &Component| {
+        serde_json::json!({ "measurement_value": Hex(c.measurement_value.clone()),
+                            "signer_id": Hex(c.signer_id.clone()) })
+    };
+    let request = CreateInstance {
+        name: "gateways".into(),
+        policy: PolicySpec::Builtin("default".into()),
+        reference_values: serde_json::json!({
+            "psa_software_components": device.components.iter().map(component).collect::<Vec<_>>(),
+        }),
+        trust_anchors: TrustAnchorSpec {
+            roots: [("psa".to_owned(), vec![device.anchor_jwk(), other.anchor_jwk()])]
+                .into_iter()
+                .collect(),
+            ..TrustAnchorSpec::default()
+        },
+        settings: Default::default(),
+    };
+    let instance = service.create_instance(&owner, &request, now).await.unwrap().id;
+    let admitting = psa_request(&service, &instance, &device, now).await;
+    let admitted = service.attest(&instance, &admitting, &[0; 32], now).await.unwrap();
+    assert!(admitted.certificate_chain_pem.is_empty(), "{}", admitted.certificate_chain_pem);
+    assert!(!admitted.ear.is_empty());
+
+    // Another firmware than the reference: refused by the policy, naming the component.
+    let refused = psa_request(&service, &instance, &other, now).await;
+    let err = service.attest(&instance, &refused, &[0; 32], now).await.unwrap_err().to_string();
+    assert!(err.contains("software component SPE"), "{err}");
+
+    // A key whose policy allows anything, listing the device's instance: nothing is released.
+    let key = service
+        .register_key(
+            &owner,
+            &RegisterKey {
+                name: "anything".into(),
+                secret_key: None,
+                release_policy: "package cloister.release\nallow := true\n".into(),
+                instances: vec![instance.clone()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let release = cloister_types::api::KeyReleaseRequest {
+        key_id: Hex::parse(&key.key_id).unwrap(),
+        ear: admitted.ear,
+        context: Default::default(),
+    };
+    let err = service.release_key(&release, now).await.unwrap_err().to_string();
+    assert!(err.contains("attests a device's key, not an enclave"), "{err}");
+}
