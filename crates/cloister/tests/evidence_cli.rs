@@ -553,3 +553,77 @@ fn the_simulated_measurement_prints_bare_hex_for_scripts_and_json_when_asked() {
     assert_eq!(json["measurement"], bare.trim());
     assert_eq!(json["tee"], "sim");
 }
+
+/// PSA tokens from the command line: TF-M's PSA 2.0.0 and PSA_IOT_PROFILE_1 tokens with the
+/// TF-M test IAK as the trust anchor; the RFC 9783 example token under that key is refused.
+#[test]
+fn psa_tokens_verify_with_their_iak_and_not_with_another() {
+    let iak = vector("psa/psatoken_tfm_public.pem");
+    let c = claims(&[
+        "--tee",
+        "psa",
+        "--evidence",
+        &vector("psa/psatoken_tfm_psa-2_0_0_sign1.bin"),
+        "--trust-anchor",
+        &iak,
+    ]);
+    assert_eq!(c["tee"], "psa");
+    assert_eq!(c["psa"]["profile"], "http://arm.com/psa/2.0.0");
+    assert_eq!(c["psa"]["software_components"][0]["measurement_type"], "SPE");
+    let c = claims(&[
+        "--tee",
+        "psa",
+        "--evidence",
+        &vector("psa/psatoken_evidence_test_tfmP1Sign1.cbor"),
+        "--trust-anchor",
+        &iak,
+    ]);
+    assert_eq!(c["psa"]["profile"], "PSA_IOT_PROFILE_1");
+    let line = refusal(&[
+        "--tee",
+        "psa",
+        "--evidence",
+        &vector("psa/draftpsa_psa-sign1.cbor"),
+        "--trust-anchor",
+        &iak,
+    ]);
+    assert!(line.starts_with("psa: "), "{line}");
+    let line = refusal(&["--tee", "psa", "--evidence", &vector("psa/draftpsa_psa-sign1.cbor")]);
+    assert!(line.starts_with("psa: "), "{line}");
+}
+
+/// Android key attestation chains from the command line, to Google's pinned roots at the time
+/// the key was made; a lone leaf is refused as an untrusted root.
+#[test]
+fn android_chains_verify_to_googles_roots_and_a_lone_leaf_is_refused() {
+    let c = claims(&[
+        "--tee",
+        "android",
+        "--evidence",
+        &vector("android/akatt_tegu_sdk36_SB_EC_2026_ROOT.pem"),
+        "--at",
+        "2026-02-25T00:37:21Z",
+    ]);
+    assert_eq!(c["tee"], "android");
+    assert_eq!(c["android"]["security_level"], "strong_box");
+    assert_eq!(c["android"]["root_of_trust"]["verified_boot_state"], "verified");
+    assert_eq!(c["android"]["trust_anchor"], "vendor");
+    let c = claims(&[
+        "--tee",
+        "android",
+        "--evidence",
+        &vector("android/akatt_blueline_sdk28_TEE_RSA_NONE.pem"),
+        "--at",
+        "2018-09-28T23:40:00Z",
+    ]);
+    assert_eq!(c["android"]["security_level"], "trusted_environment");
+    let line = refusal(&[
+        "--tee",
+        "android",
+        "--evidence",
+        &vector("android/akatt_allow_while_on_body.pem"),
+        "--at",
+        "2024-01-01T00:00:00Z",
+    ]);
+    assert!(line.starts_with("android: "), "{line}");
+}
