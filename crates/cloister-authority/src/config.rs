@@ -79,9 +79,28 @@ pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError
             .ok_or_else(|| {
                 ConfigError::TestRoot(format!(
                     "trust_anchors.test_roots names {name:?}; test roots are taken for sgx, tdx, \
-                     snp, nitro and android only"
+                     snp, nitro, android and psa only"
                 ))
             })?;
+        if tee == TeeKind::Psa {
+            for (index, text) in list.iter().enumerate() {
+                cloister_verify::check_key_anchor(text.as_bytes()).map_err(|e| {
+                    ConfigError::TestRoot(format!(
+                        "trust_anchors.test_roots.psa[{index}] is not an IAK public key (JWK, \
+                         Veraison trust-anchor entry or PEM): {e}"
+                    ))
+                })?;
+                if anchors.roots(tee).iter().any(|root| root == text.as_bytes()) {
+                    return Err(ConfigError::TestRoot(format!(
+                        "trust_anchors.test_roots.psa[{index}] is also listed under \
+                         trust_anchors.roots.psa; a key is either a test root or not: remove it \
+                         from one list"
+                    )));
+                }
+                anchors = anchors.with_test_root(tee, text.clone().into_bytes());
+            }
+            continue;
+        }
         for (index, text) in list.iter().enumerate() {
             let certs = Cert::parse_many(text.as_bytes()).map_err(|e| {
                 ConfigError::TestRoot(format!(
@@ -168,6 +187,25 @@ mod tests {
     }
 
     #[test]
+    fn psa_test_roots_are_iak_public_keys() {
+        let mut jwk = cloister_sign::SigningKey::generate().public_key().to_jwk("iak");
+        if let Some(fields) = jwk.as_object_mut() {
+            fields.retain(|name, _| ["kty", "crv", "x", "y"].contains(&name.as_str()));
+        }
+        let jwk = jwk.to_string();
+        let anchors =
+            trust_anchors(&test_roots(&[("psa", jwk.clone())])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(anchors.test_roots(TeeKind::Psa), &[jwk.clone().into_bytes()]);
+        let err = trust_anchors(&test_roots(&[("psa", "not a key".to_owned())])).err();
+        let err = err.unwrap_or_else(|| panic!("accepted")).to_string();
+        assert!(err.contains("test_roots.psa[0] is not an IAK public key"), "{err}");
+        let mut both = test_roots(&[("psa", jwk.clone())]);
+        both.roots.insert("psa".to_owned(), vec![jwk]);
+        let err = trust_anchors(&both).err().unwrap_or_else(|| panic!("accepted")).to_string();
+        assert!(err.contains("either a test root or not"), "{err}");
+    }
+
+    #[test]
     fn test_roots_are_read_per_tee_apart_from_the_roots() {
         let pem = self_signed_pem("test root");
         let anchors = trust_anchors(&test_roots(&[("tdx", pem.clone()), ("nitro", pem)]))
@@ -184,7 +222,7 @@ mod tests {
         for tee in ["sim", "cca", "csv", "nvidia", "tpm"] {
             let err = trust_anchors(&test_roots(&[(tee, pem.clone())])).err();
             let err = err.unwrap_or_else(|| panic!("{tee} accepted")).to_string();
-            assert!(err.contains("sgx, tdx, snp, nitro and android only"), "{err}");
+            assert!(err.contains("sgx, tdx, snp, nitro, android and psa only"), "{err}");
         }
         let err = trust_anchors(&test_roots(&[("snp", "not a certificate".to_owned())])).err();
         let err = err.unwrap_or_else(|| panic!("accepted")).to_string();

@@ -61,7 +61,7 @@ pub struct TrustAnchorSpec {
     /// TEE name → roots (PEM certificates, PEM public keys or JWK JSON).
     #[serde(default)]
     pub roots: BTreeMap<String, Vec<String>>,
-    /// TEE name (`sgx`, `tdx`, `snp`, `nitro`, `android`) → test roots (PEM certificates): development
+    /// TEE name (`sgx`, `tdx`, `snp`, `nitro`, `android`; `psa` with IAK public keys) → test roots (PEM certificates): development
     /// trust anchors like a sim platform key. Evidence under one verifies, its claims say
     /// `"trust_anchor": "test"`, and the production `default` policy refuses it. Omitted from
     /// the JSON when empty, so instances without test roots store what they stored before.

@@ -88,9 +88,11 @@ impl TrustAnchors {
     }
 
     /// The TEEs whose drivers take test roots ([`Self::with_test_root`]): their chains end at
-    /// one X.509 root the driver would otherwise pin.
-    pub const TEST_ROOT_TEES: [TeeKind; 5] =
-        [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Nitro, TeeKind::Android];
+    /// one X.509 root the driver would otherwise pin, or (PSA) a token is signed by an IAK whose
+    /// public key is the test root, in the forms [`check_key_anchor`](crate::check_key_anchor)
+    /// reads (TF-M's published development key, for example).
+    pub const TEST_ROOT_TEES: [TeeKind; 6] =
+        [TeeKind::Sgx, TeeKind::Tdx, TeeKind::Snp, TeeKind::Nitro, TeeKind::Android, TeeKind::Psa];
 
     /// Also accepts evidence of `tee` whose chain ends at `root`, an X.509 root certificate in
     /// DER or PEM, **as a test root**: such evidence verifies, and its claims say

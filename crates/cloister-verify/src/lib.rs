@@ -225,6 +225,14 @@ fn verify_additional(
     Ok(claims)
 }
 
+/// Checks that `bytes` is a key trust anchor of the forms the Arm COSE drivers (CCA CPAKs, PSA
+/// IAKs) read: a JWK, a Veraison trust-anchor entry, a JSON array of them, or a PEM/DER public
+/// key; the error says why not. For configuration checks: drivers refuse an unusable anchor
+/// whenever they meet one.
+pub fn check_key_anchor(bytes: &[u8]) -> Result<(), String> {
+    cose_anchor::parse_anchor(bytes).map(|_| ())
+}
+
 /// Runs the driver of `tee` alone on vendor evidence bytes and returns its claims.
 ///
 /// This is for inspecting evidence (`cloister evidence verify`): the signature chain, structure
