@@ -28,7 +28,7 @@ use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey
 use cloister_sign::{SignError, VerifyingKey, peek_key_id};
 use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
 use cloister_types::ear::EAR_PROFILE;
-use cloister_types::{Attests, Base64Url, EarBody, EarStatus, Hex};
+use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
 
 use crate::collateral::CollateralCache;
 
@@ -228,16 +228,10 @@ pub enum ReleaseError {
     /// The attestation result has no `cpu0` appraisal, so no enclave key is bound.
     #[error("the attestation result has no cpu0 appraisal, so it binds no enclave HPKE key")]
     NoCpu0,
-    /// The result attests a device's key (PSA, Android), not isolated compute: keys are released
-    /// only to enclaves.
-    #[error(
-        "the attestation result is {tee} evidence, which attests a device's key, not an enclave; \
-         keys are released only to TEEs that isolate the code holding them"
-    )]
-    NotAnEnclave {
-        /// The TEE of `cpu0`.
-        tee: cloister_types::TeeKind,
-    },
+    /// The result may not act as an enclave (a device key, an unverified virtCCA platform):
+    /// keys are released only to TEEs that isolate the code holding them.
+    #[error("{0}")]
+    NotAnEnclave(#[from] cloister_types::NotAnEnclave),
     /// The enclave's `hpke_pk` is not an HPKE public key.
     #[error("the enclave's hpke_pk in the attested runtime data is unusable: {0}")]
     BadEnclaveKey(#[source] KeyError),
@@ -265,7 +259,7 @@ impl ReleaseError {
                 | ReleaseError::NotTrustworthy { .. }
                 | ReleaseError::CollateralChanged { .. }
                 | ReleaseError::NoCpu0
-                | ReleaseError::NotAnEnclave { .. }
+                | ReleaseError::NotAnEnclave(_)
                 | ReleaseError::BadEnclaveKey(_)
                 | ReleaseError::PolicyDenied { .. }
                 | ReleaseError::Wrap(_)
@@ -358,9 +352,7 @@ pub fn release_detailed(
         }
     }
     let cpu0 = ear.submods.get("cpu0").ok_or(ReleaseError::NoCpu0)?;
-    if cpu0.claims.tee.attests() != Attests::IsolatedCompute {
-        return Err(ReleaseError::NotAnEnclave { tee: cpu0.claims.tee });
-    }
+    cpu0.claims.check_enclave()?;
     let enclave_key = RecipientPublicKey::from_text(&cpu0.runtime_data.hpke_pk)
         .map_err(ReleaseError::BadEnclaveKey)?;
 

@@ -404,6 +404,9 @@ pub enum BundleError {
     /// The target's attestation did not verify.
     #[error("the target service's attestation did not verify: {0}")]
     TargetEvidence(#[source] cloister_verify::VerifyError),
+    /// The target's attestation is not an enclave's (a device key, an unverified platform).
+    #[error("the target service's attestation is no enclave's: {0}")]
+    TargetNotAnEnclave(#[source] cloister_types::NotAnEnclave),
     /// The target's attestation binds another key than its key document names.
     #[error(
         "the target service's attestation binds the envelope key {bound}, but its key document \
@@ -782,6 +785,9 @@ pub fn check_target(
     };
     let verified =
         cloister_verify::verify(evidence, anchors, now).map_err(BundleError::TargetEvidence)?;
+    // Only an enclave may hold an instance's keys: a device key (PSA, Android) or an unverified
+    // virtCCA platform is no attested target, whatever the policy says.
+    verified.claims().check_enclave().map_err(BundleError::TargetNotAnEnclave)?;
     let bound_text = &verified.runtime_data().hpke_pk;
     match RecipientPublicKey::from_text(bound_text) {
         Ok(bound) if bound == key => {}

@@ -375,7 +375,25 @@ fn a_device_key_result_gets_no_key_whatever_the_policy() {
         cpu0.claims.tee = tee;
         let body = ear_body(vec![("cpu0", cpu0)]);
         let err = f.release(&f.request(sign(&f.token_key, KID, &body, NOW))).unwrap_err();
-        assert!(matches!(err, ReleaseError::NotAnEnclave { tee: t } if t == tee), "{err}");
+        assert!(matches!(err, ReleaseError::NotAnEnclave(_)), "{err}");
+        assert!(err.to_string().contains("attests a device's key"), "{err}");
+    }
+    // A virtCCA result whose platform was not verified to a Huawei root proves nothing.
+    for verified in [false, true] {
+        let mut cpu0 = appraisal(EarStatus::Warning, &pk);
+        cpu0.claims.tee = TeeKind::VirtCca;
+        cpu0.claims.vendor.insert(
+            "virtcca".into(),
+            serde_json::json!({ "platform_verified": verified, "platform": "p" }),
+        );
+        let body = ear_body(vec![("cpu0", cpu0)]);
+        let result = f.release(&f.request(sign(&f.token_key, KID, &body, NOW)));
+        if verified {
+            result.unwrap();
+        } else {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("virtCCA platform is not verified"), "{err}");
+        }
     }
     // Every TEE that isolates compute still gets it under the same policy.
     f.release(&f.request(f.good_ear())).unwrap();

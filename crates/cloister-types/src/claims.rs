@@ -101,6 +101,11 @@ impl TeeKind {
     }
 }
 
+/// Why a result may not act as an enclave ([`Claims::check_enclave`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}; keys, certificates, job records and ledger charges are for enclaves only")]
+pub struct NotAnEnclave(pub String);
+
 /// A text that is not a TEE name.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not a TEE (sgx, tdx, snp, csv, cca, virtcca, nitro, nvidia, psa, android, sim)")]
@@ -203,6 +208,43 @@ impl Claims {
     /// drivers do not say (sim, CCA, CSV, NVIDIA).
     pub fn trust_anchor(&self) -> Option<&str> {
         self.vendor.get(self.tee.as_str())?.get(TRUST_ANCHOR_FIELD)?.as_str()
+    }
+
+    /// Whether a result with these claims may act as an enclave: hold a released key or an
+    /// enclave certificate, record jobs, charge the privacy ledger, reserve usage, receive an
+    /// exported instance. Only TEEs that attest isolated compute ([`Attests::IsolatedCompute`])
+    /// may, and a virtCCA result only when its platform was verified to a Huawei root
+    /// (`virtcca.platform_verified`): the CVM token alone is signed by a key it carries itself.
+    pub fn check_enclave(&self) -> Result<(), NotAnEnclave> {
+        match self.tee.attests() {
+            Attests::IsolatedCompute => {}
+            Attests::DeviceKey => {
+                return Err(NotAnEnclave(format!(
+                    "the attestation result is {} evidence, which attests a device's key, not an \
+                     enclave",
+                    self.tee
+                )));
+            }
+            Attests::Accelerator => {
+                return Err(NotAnEnclave(format!(
+                    "{} evidence attests an accelerator, never an enclave on its own",
+                    self.tee
+                )));
+            }
+        }
+        let platform_verified = self
+            .vendor
+            .get(TeeKind::VirtCca.as_str())
+            .and_then(|v| v.get("platform_verified"))
+            .and_then(serde_json::Value::as_bool);
+        if self.tee == TeeKind::VirtCca && platform_verified != Some(true) {
+            return Err(NotAnEnclave(
+                "the virtCCA platform is not verified to a Huawei root the instance lists, so \
+                 nothing shows the CVM token came from Kunpeng hardware"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the evidence verified under a test root the instance names: a development trust

@@ -26,7 +26,7 @@ pub mod uar;
 
 pub use canonical::{CanonicalJsonError, canonical_json};
 pub use cert::EnclaveClaimsExtension;
-pub use claims::{Attests, Claims, TcbStatus, TeeKind, UnknownTee};
+pub use claims::{Attests, Claims, NotAnEnclave, TcbStatus, TeeKind, UnknownTee};
 pub use collateral::{CollateralItemDigest, CollateralKey, CollateralRecord, Vendor};
 pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};

@@ -1306,4 +1306,41 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
     };
     let err = service.release_key(&release, now).await.unwrap_err().to_string();
     assert!(err.contains("attests a device's key, not an enclave"), "{err}");
+
+    // Nor does it act as an enclave anywhere else (red team, issue 15): no job record, no
+    // ledger charge, no usage reservation — the EAR is refused before any statement is read.
+    let statement = cloister_types::api::RecordJob {
+        ear: release.ear.clone(),
+        statement: "not read".into(),
+        nonce: "A".repeat(32),
+    };
+    let err = service.record_job(&instance, &statement, &[0; 32], now).await.unwrap_err();
+    assert!(err.to_string().contains("attests a device's key"), "{err}");
+    let err = service.reserve_usage(&instance, &statement, &[0; 32], now).await.unwrap_err();
+    assert!(err.to_string().contains("attests a device's key"), "{err}");
+    let err = service.charge_privacy(&instance, &statement, &[0; 32], now).await.unwrap_err();
+    assert!(err.to_string().contains("attests a device's key"), "{err}");
+
+    // And no instance is exported to a "service" that a device attests: the device's evidence
+    // binds the target's keys, the instance's own policy would admit it, and it is refused.
+    let elsewhere = self::service(Vec::new(), "elsewhere", now).await.0;
+    let mut target = elsewhere.service_key_document();
+    let nonce = "export-nonce".to_owned();
+    let runtime_data = cloister_types::RuntimeData {
+        nonce,
+        hpke_pk: target.public_key.clone(),
+        tls_spki_sha256: Hex(vec![0; 32]),
+        receipt_pk: target.signing_key.clone(),
+        extra: [(
+            cloister_types::api::SERVICE_KEY_FIELD.to_owned(),
+            target.signing_key_sha256.to_string().into(),
+        )]
+        .into_iter()
+        .collect(),
+    };
+    target.attestation = Some(cloister_attest::Attester::attest(&device, &runtime_data).unwrap());
+    let tenant = tenant_id(&owner).to_owned();
+    let err =
+        service.export_instance(&owner, &instance, &target, &tenant, false, now).await.unwrap_err();
+    assert!(err.to_string().contains("no enclave's"), "{err}");
 }
