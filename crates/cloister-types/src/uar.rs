@@ -166,6 +166,78 @@ pub struct Report {
     pub ear: Option<String>,
 }
 
+/// The largest report read (evidence with collateral is a few MiB at most).
+pub const MAX_REPORT_LEN: usize = 32 << 20;
+
+/// A JSON value whose objects, at every depth, name each key once: a report in which one
+/// reader could see the first of two `json_nested_reports` and another the last is refused.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Strict, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Strict(item)) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Strict(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Strict, A::Error> {
+                let mut object = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let Strict(value) = map.next_value()?;
+                    if object.insert(key.clone(), value).is_some() {
+                        return Err(serde::de::Error::custom(format!("{key:?} appears twice")));
+                    }
+                }
+                Ok(Strict(Value::Object(object)))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Parses a JSON object whose keys appear once at every depth.
+fn strict_object(bytes: &[u8]) -> Result<Map<String, Value>, String> {
+    match serde_json::from_slice::<Strict>(bytes).map_err(|e| e.to_string())? {
+        Strict(Value::Object(object)) => Ok(object),
+        Strict(_) => Err("not a JSON object".to_owned()),
+    }
+}
+
 /// Whether `bytes` look like a UAR (a JSON object with `str_report_version`).
 pub fn looks_like_report(bytes: &[u8]) -> bool {
     serde_json::from_slice::<Map<String, Value>>(bytes)
@@ -176,8 +248,13 @@ pub fn looks_like_report(bytes: &[u8]) -> bool {
 /// Nothing is verified here; the embedded evidence must be the same as the platform's quote.
 pub fn from_report(bytes: &[u8]) -> Result<Report, UarError> {
     let malformed = |what: String| UarError::Malformed(what);
-    let object: Map<String, Value> =
-        serde_json::from_slice(bytes).map_err(|e| malformed(format!("not a JSON object: {e}")))?;
+    if bytes.len() > MAX_REPORT_LEN {
+        return Err(malformed(format!(
+            "{} bytes is more than the {MAX_REPORT_LEN}-byte limit",
+            bytes.len()
+        )));
+    }
+    let object = strict_object(bytes).map_err(|e| malformed(format!("not a JSON object: {e}")))?;
     let text = |object: &Map<String, Value>, field: &str| -> Result<String, UarError> {
         object
             .get(field)
@@ -187,7 +264,7 @@ pub fn from_report(bytes: &[u8]) -> Result<Report, UarError> {
     };
     let nested_json = |object: &Map<String, Value>, field: &str| {
         let inner = text(object, field)?;
-        serde_json::from_str::<Map<String, Value>>(&inner)
+        strict_object(inner.as_bytes())
             .map_err(|e| malformed(format!("{field} is not a JSON object in a string: {e}")))
     };
     let version = text(&object, "str_report_version")?;
@@ -203,6 +280,8 @@ pub fn from_report(bytes: &[u8]) -> Result<Report, UarError> {
         None => None,
         Some(_) => {
             let inner = text(&platform, "json_cloister_evidence")?;
+            strict_object(inner.as_bytes())
+                .map_err(|e| malformed(format!("json_cloister_evidence: {e}")))?;
             let evidence: UnifiedEvidence = serde_json::from_str(&inner)
                 .map_err(|e| malformed(format!("json_cloister_evidence: {e}")))?;
             if evidence.tee != tee {

@@ -6,6 +6,7 @@
 //! printed as JSON; vendor evidence alone is not bound to any key (there is no runtime data), so
 //! this command is for inspection only: the attestation service is what releases keys.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -56,12 +57,16 @@ pub fn verify(request: &VerifyRequest) -> Result<Outcome> {
 ///
 /// The file may also be a Unified Attestation Report: its embedded Cloister evidence is verified
 /// the same way (a report from elsewhere, without it, has its platform quote verified unbound,
-/// as `--tee` does), and the results the report states must be what the evidence gives.
+/// as `--tee` does), and the results the report states must be what the evidence gives. An
+/// appraisal the report states (`str_cloister_ear_status`, `str_cloister_policy_id`,
+/// `str_cloister_ear`) is accepted only when its EAR token verifies with `jwks` (the issuing
+/// instance's) and says the same: without `jwks` such a report is refused.
 pub fn verify_unified(
     path: &Path,
     collateral: &[PathBuf],
     certs: &[PathBuf],
     trust_anchors: &[PathBuf],
+    jwks: Option<&Path>,
     at_unix: i64,
 ) -> Result<Outcome> {
     let bytes = read(path)?;
@@ -70,33 +75,151 @@ pub fn verify_unified(
             .with_context(|| format!("{} is not unified evidence JSON", path.display()))?;
         return verify_unified_evidence(&evidence, collateral, certs, trust_anchors, at_unix);
     }
-    let report = uar::from_report(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let report = match uar::from_report(&bytes) {
+        Ok(report) => report,
+        Err(error) => return Ok(Outcome::Refused(format!("{}: {error}", path.display()))),
+    };
     let outcome = match &report.evidence {
         Some(evidence) => {
             verify_unified_evidence(evidence, collateral, certs, trust_anchors, at_unix)?
         }
-        None => {
-            let quote = verify_report_quote(&report, collateral, certs, trust_anchors, at_unix)?;
-            match quote {
-                Outcome::Verified(claims) => {
-                    Outcome::Verified(serde_json::json!({ "cpu0": claims }))
-                }
-                refused => refused,
-            }
-        }
+        None => match verify_report_quote(&report, collateral, certs, trust_anchors, at_unix)? {
+            Outcome::Verified(claims) => Outcome::Verified(serde_json::json!({ "cpu0": claims })),
+            refused => refused,
+        },
     };
     let Outcome::Verified(components) = outcome else { return Ok(outcome) };
-    let verified: std::collections::BTreeMap<String, cloister_types::Claims> =
+    let verified: BTreeMap<String, cloister_types::Claims> =
         serde_json::from_value(components.clone())?;
     let differences = uar::differences(&report, &verified);
-    if differences.is_empty() {
-        Ok(Outcome::Verified(components))
-    } else {
-        Ok(Outcome::Refused(format!(
+    if !differences.is_empty() {
+        return Ok(Outcome::Refused(format!(
             "the report's stated results are not what its evidence gives: {}",
             differences.join("; ")
-        )))
+        )));
     }
+    match check_stated_appraisal(&report, jwks, &verified, at_unix)? {
+        Some(refusal) => Ok(Outcome::Refused(refusal)),
+        None => Ok(Outcome::Verified(components)),
+    }
+}
+
+/// Checks the appraisal a report states against its EAR token; `Some(reason)` refuses it.
+fn check_stated_appraisal(
+    report: &uar::Report,
+    jwks: Option<&Path>,
+    verified: &BTreeMap<String, cloister_types::Claims>,
+    at_unix: i64,
+) -> Result<Option<String>> {
+    const APPRAISAL_FIELDS: [&str; 2] = ["str_cloister_ear_status", "str_cloister_policy_id"];
+    let states_appraisal = report.ear.is_some()
+        || report.results.iter().any(|r| APPRAISAL_FIELDS.iter().any(|f| r.contains_key(*f)));
+    if !states_appraisal {
+        return Ok(None);
+    }
+    let Some(jwks) = jwks else {
+        return Ok(Some(
+            "the report states an appraisal (str_cloister_ear_status, str_cloister_policy_id or \
+             str_cloister_ear); give the issuing instance's JWKS with --jwks so that its EAR \
+             token is checked"
+                .to_owned(),
+        ));
+    };
+    let Some(token) = &report.ear else {
+        return Ok(Some("the report states an appraisal but carries no EAR token".to_owned()));
+    };
+    let Some(evidence) = &report.evidence else {
+        return Ok(Some(
+            "the report states a Cloister appraisal without Cloister's evidence \
+             (json_cloister_evidence)"
+                .to_owned(),
+        ));
+    };
+    let body = match verify_ear_token(token, jwks, at_unix) {
+        Ok(body) => body,
+        Err(error) => return Ok(Some(format!("the report's EAR token: {error:#}"))),
+    };
+    if let Some(refusal) = ear_refusal(&body, evidence, verified) {
+        return Ok(Some(refusal));
+    }
+    for (index, stated) in report.results.iter().enumerate() {
+        let component = stated
+            .get("str_cloister_component")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| if index == 0 { "cpu0".to_owned() } else { format!("#{index}") });
+        let Some(appraisal) = body.submods.get(&component) else {
+            return Ok(Some(format!("the EAR token appraised no {component}")));
+        };
+        let expected = uar::attributes(&component, appraisal);
+        for field in APPRAISAL_FIELDS {
+            if stated.get(field) != expected.get(field) {
+                return Ok(Some(format!(
+                    "{component}.{field}: the report states {}, the EAR token {}",
+                    stated.get(field).map_or("nothing".to_owned(), ToString::to_string),
+                    expected.get(field).map_or("nothing".to_owned(), ToString::to_string),
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Why `body` is not the appraisal of `evidence` whose components verified as `verified`:
+/// another nonce, runtime data or TEE, or claims other than the evidence gives.
+fn ear_refusal(
+    body: &cloister_types::EarBody,
+    evidence: &cloister_types::UnifiedEvidence,
+    verified: &BTreeMap<String, cloister_types::Claims>,
+) -> Option<String> {
+    let Some(cpu0) = body.submods.get("cpu0") else {
+        return Some("the EAR token appraised no cpu0".to_owned());
+    };
+    if body.eat_nonce != evidence.runtime_data.nonce
+        || cpu0.runtime_data != evidence.runtime_data
+        || cpu0.claims.tee != evidence.tee
+    {
+        return Some(format!(
+            "the EAR token is the appraisal of other evidence (its nonce {:?}, the evidence's {:?})",
+            body.eat_nonce, evidence.runtime_data.nonce
+        ));
+    }
+    for (name, appraisal) in &body.submods {
+        let Some(claims) = verified.get(name) else {
+            return Some(format!("the EAR token appraised {name}, which the evidence lacks"));
+        };
+        if uar::claim_attributes(&appraisal.claims) != uar::claim_attributes(claims) {
+            return Some(format!(
+                "the EAR token appraised other evidence: its {name} claims are not what the \
+                 evidence gives"
+            ));
+        }
+    }
+    if verified.keys().any(|name| !body.submods.contains_key(name)) {
+        return Some("the evidence has components the EAR token did not appraise".to_owned());
+    }
+    None
+}
+
+/// Verifies a compact EAR token with a key of the JWKS in `jwks` at `at_unix`.
+fn verify_ear_token(token: &str, jwks: &Path, at_unix: i64) -> Result<cloister_types::EarBody> {
+    use cloister_types::ear::{EAR_NAME, EAR_PROFILE};
+    let jwks: serde_json::Value = serde_json::from_slice(&read(jwks)?)
+        .with_context(|| format!("{} is not a JWKS (JSON)", jwks.display()))?;
+    let kid = cloister_sign::peek_key_id(token).context("not a compact JWS with a key id")?;
+    let jwk = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
+        .with_context(|| format!("the JWKS has no key {kid:?}: is it the issuing instance's?"))?;
+    let key = cloister_sign::VerifyingKey::from_jwk(jwk).context("the JWKS key is unusable")?;
+    let body = key
+        .verify::<cloister_types::EarBody>(EAR_NAME, token, at_unix as u64)
+        .context("the EAR token does not verify with the instance's key")?
+        .claims;
+    if body.eat_profile != EAR_PROFILE {
+        bail!("the token's profile is {:?}, not an EAR of Cloister", body.eat_profile);
+    }
+    Ok(body)
 }
 
 /// Verifies a UAR's platform quote with its TEE's driver, bound to nothing.
@@ -209,48 +332,42 @@ pub enum ExportFormat {
 
 /// Writes the appraisal in `ear` (a compact EAR token) of the unified evidence in `evidence` as
 /// `format`. The token must verify with a key of `jwks` (the issuing instance's
-/// `/v1/instances/{id}/jwks.json`) at `at_unix`, and must be the appraisal of this evidence
-/// (its nonce, runtime data and TEE), or nothing is written.
+/// `/v1/instances/{id}/jwks.json`) at `at_unix`, and must be the appraisal of this evidence:
+/// the evidence is verified here (with `collateral`, `certs` and `trust_anchors`, binding
+/// included) and the token's nonce, runtime data, TEE and claims must be what it gives, or
+/// nothing is written.
 pub fn export(
     format: ExportFormat,
     ear: &Path,
     jwks: &Path,
     evidence: &Path,
+    inputs: &ExportInputs<'_>,
     at_unix: i64,
 ) -> Result<String> {
-    use cloister_types::ear::{EAR_NAME, EAR_PROFILE};
     let token = String::from_utf8(read(ear)?)
         .with_context(|| format!("{} is not an EAR token (text)", ear.display()))?;
     let token = token.trim();
-    let jwks: serde_json::Value = serde_json::from_slice(&read(jwks)?)
-        .with_context(|| format!("{} is not a JWKS (JSON)", jwks.display()))?;
-    let kid = cloister_sign::peek_key_id(token)
-        .with_context(|| format!("{} is not a compact JWS with a key id", ear.display()))?;
-    let jwk = jwks["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
-        .with_context(|| format!("the JWKS has no key {kid:?}: is it the issuing instance's?"))?;
-    let key = cloister_sign::VerifyingKey::from_jwk(jwk).context("the JWKS key is unusable")?;
-    let signed = key
-        .verify::<cloister_types::EarBody>(EAR_NAME, token, at_unix as u64)
-        .context("the EAR token does not verify with the instance's key")?;
-    let body = signed.claims;
-    if body.eat_profile != EAR_PROFILE {
-        bail!("the token's profile is {:?}, not an EAR of Cloister", body.eat_profile);
-    }
+    let body = verify_ear_token(token, jwks, at_unix)
+        .with_context(|| format!("checking the EAR token in {}", ear.display()))?;
+    let evidence_path = evidence;
     let evidence: cloister_types::UnifiedEvidence = serde_json::from_slice(&read(evidence)?)
         .with_context(|| format!("{} is not unified evidence JSON", evidence.display()))?;
-    let cpu0 = body.submods.get("cpu0").context("the EAR token appraised no cpu0")?;
-    if body.eat_nonce != evidence.runtime_data.nonce
-        || cpu0.runtime_data != evidence.runtime_data
-        || cpu0.claims.tee != evidence.tee
-    {
-        bail!(
-            "the EAR token is the appraisal of other evidence (its nonce {:?}, the evidence's \
-             {:?})",
-            body.eat_nonce,
-            evidence.runtime_data.nonce
-        );
+    let outcome = verify_unified_evidence(
+        &evidence,
+        inputs.collateral,
+        inputs.certs,
+        inputs.trust_anchors,
+        at_unix,
+    )?;
+    let components = match outcome {
+        Outcome::Verified(components) => components,
+        Outcome::Refused(why) => {
+            bail!("{} does not verify: {why}", evidence_path.display())
+        }
+    };
+    let verified: BTreeMap<String, cloister_types::Claims> = serde_json::from_value(components)?;
+    if let Some(refusal) = ear_refusal(&body, &evidence, &verified) {
+        bail!("{refusal}");
     }
     Ok(match format {
         ExportFormat::Ear => format!("{token}\n"),
@@ -259,6 +376,16 @@ pub fn export(
             format!("{}\n", serde_json::to_string_pretty(&report)?)
         }
     })
+}
+
+/// What `export` verifies the evidence with (as `evidence verify` takes them).
+pub struct ExportInputs<'a> {
+    /// Collateral documents.
+    pub collateral: &'a [PathBuf],
+    /// Certificate files.
+    pub certs: &'a [PathBuf],
+    /// Extra trust anchors (a sim platform key for sim evidence).
+    pub trust_anchors: &'a [PathBuf],
 }
 
 fn read_anchors(tee: TeeKind, trust_anchors: &[PathBuf]) -> Result<TrustAnchors> {

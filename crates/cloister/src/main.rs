@@ -389,6 +389,10 @@ enum EvidenceCommand {
         /// certificates are time-bound, so pin it when re-checking old evidence.
         #[arg(long)]
         at: Option<String>,
+        /// With --unified and a Unified Attestation Report that states an appraisal: the issuing
+        /// instance's JWKS, to check the report's EAR token (required for such a report).
+        #[arg(long, requires = "unified")]
+        jwks: Option<PathBuf>,
         /// Print one compact JSON line, also on failure (`{"error": "…"}`).
         #[arg(long)]
         json: bool,
@@ -412,7 +416,16 @@ enum EvidenceCommand {
         /// The unified evidence the token appraised.
         #[arg(long)]
         evidence: PathBuf,
-        /// Verification time of the token (RFC 3339); defaults to now.
+        /// Collateral to verify the evidence with (as `evidence verify`). Repeatable.
+        #[arg(long)]
+        collateral: Vec<PathBuf>,
+        /// Certificates to verify the evidence with (as `evidence verify`). Repeatable.
+        #[arg(long)]
+        cert: Vec<PathBuf>,
+        /// Extra trust anchors (a sim platform key for sim evidence). Repeatable.
+        #[arg(long)]
+        trust_anchor: Vec<PathBuf>,
+        /// Verification time of the token and the evidence (RFC 3339); defaults to now.
         #[arg(long)]
         at: Option<String>,
         /// Where to write it (default: standard output).
@@ -1222,7 +1235,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evidence(EvidenceCommand::Export { format, ear, jwks, evidence, at, output }) => {
+        Command::Evidence(EvidenceCommand::Export {
+            format,
+            ear,
+            jwks,
+            evidence,
+            collateral,
+            cert,
+            trust_anchor,
+            at,
+            output,
+        }) => {
             let at_unix = match at {
                 Some(text) => cloister::evidence::parse_time(&text)?,
                 None => cloister_sign::unix_now() as i64,
@@ -1231,7 +1254,13 @@ fn run(cli: Cli) -> Result<()> {
                 "uar" => cloister::evidence::ExportFormat::Uar,
                 _ => cloister::evidence::ExportFormat::Ear,
             };
-            let text = cloister::evidence::export(format, &ear, &jwks, &evidence, at_unix)?;
+            let inputs = cloister::evidence::ExportInputs {
+                collateral: &collateral,
+                certs: &cert,
+                trust_anchors: &trust_anchor,
+            };
+            let text =
+                cloister::evidence::export(format, &ear, &jwks, &evidence, &inputs, at_unix)?;
             match output {
                 Some(path) => std::fs::write(&path, text)
                     .with_context(|| format!("writing {}", path.display()))?,
@@ -1246,6 +1275,7 @@ fn run(cli: Cli) -> Result<()> {
             collateral,
             cert,
             trust_anchor,
+            jwks,
             at,
             json,
         }) => {
@@ -1259,6 +1289,7 @@ fn run(cli: Cli) -> Result<()> {
                     &collateral,
                     &cert,
                     &trust_anchor,
+                    jwks.as_deref(),
                     at_unix,
                 )?,
                 (None, Some(tee), Some(evidence)) => {

@@ -1250,18 +1250,22 @@ async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_ed
                 jwks,
                 "--evidence",
                 evidence,
+                "--trust-anchor",
+                &sim_key,
             ],
             "http://unused",
             None,
         )
     };
-    let verify_unified = |path: &str| {
-        cli(
-            &["evidence", "verify", "--unified", path, "--trust-anchor", &sim_key, "--json"],
-            "http://unused",
-            None,
-        )
+    let verify_with = |path: &str, jwks: Option<&str>| {
+        let mut args =
+            vec!["evidence", "verify", "--unified", path, "--trust-anchor", &sim_key, "--json"];
+        if let Some(jwks) = jwks {
+            args.extend(["--jwks", jwks]);
+        }
+        cli(&args, "http://unused", None)
     };
+    let verify_unified = |path: &str| verify_with(path, Some(&jwks));
 
     // EAR: the token itself.
     let (ok, out, err) = export("ear", &jwks, &evidence_file);
@@ -1288,6 +1292,39 @@ async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_ed
     let (ok, out, err) = verify_unified(&uar);
     assert!(ok, "{out}{err}");
     assert_eq!(json_of(&out)["cpu0"]["measurement"], hex::encode(MEASUREMENT));
+    // The stated appraisal is checked against the EAR token, so the JWKS is needed.
+    let (ok, out, _) = verify_with(&uar, None);
+    assert!(!ok && out.contains("--jwks"), "{out}");
+    let (ok, out, _) = verify_with(&uar, Some(&other_jwks));
+    assert!(!ok && out.contains("has no key"), "{out}");
+
+    // An appraisal edited in the report, or an EAR token replaced, is refused.
+    let edit_result = |field: &str, value: Value| {
+        let mut results = results.clone();
+        results["nested_report_results"][0][field] = value;
+        let mut nested = nested.clone();
+        nested["json_nested_results"] = results.to_string().into();
+        let mut report = report.clone();
+        report["json_nested_reports"] = nested.to_string().into();
+        report
+    };
+    let promoted = edit_result("str_cloister_ear_status", "affirming".into()).to_string();
+    let promoted = write("promoted.json", promoted.as_bytes());
+    let (ok, out, _) = verify_unified(&promoted);
+    assert!(!ok && out.contains("str_cloister_ear_status"), "{out}");
+    let mut forged_ear = nested.clone();
+    forged_ear["str_cloister_ear"] = "not-a-token".into();
+    let mut forged = report.clone();
+    forged["json_nested_reports"] = forged_ear.to_string().into();
+    let forged = write("forged-ear.json", forged.to_string().as_bytes());
+    let (ok, out, _) = verify_unified(&forged);
+    assert!(!ok && out.contains("EAR token"), "{out}");
+    // A key named twice (readers disagree on which counts) is refused.
+    let text = std::fs::read_to_string(&uar).unwrap();
+    let doubled = text.replacen('{', "{\n  \"str_report_version\": \"1.0\",", 1);
+    let doubled = write("doubled.json", doubled.as_bytes());
+    let (ok, out, _) = verify_unified(&doubled);
+    assert!(!ok && out.contains("appears twice"), "{out}");
 
     // A stated result that the evidence does not give is refused, naming it.
     let mut edited_results = results.clone();
@@ -1316,6 +1353,17 @@ async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_ed
     let (ok, out, err) = export("uar", &jwks, &second_file);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("appraisal of other evidence"), "{err}");
+    // Evidence over the same runtime data with another measurement (anyone can make it: the
+    // runtime data is public keys and a nonce) is not what the token appraised.
+    let other_code = SimAttester::new(
+        SimPlatformKey::load_or_create(&tmp.path().join("sim-platform-key.pem")).unwrap(),
+        [0x77; 48],
+    );
+    let lookalike = other_code.attest(&request.evidence.runtime_data).unwrap();
+    let lookalike = write("lookalike.json", &serde_json::to_vec(&lookalike).unwrap());
+    let (ok, out, err) = export("uar", &jwks, &lookalike);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("claims are not what the evidence gives"), "{err}");
     let (ok, out, err) = export("uar", &other_jwks, &evidence_file);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("has no key"), "{err}");
