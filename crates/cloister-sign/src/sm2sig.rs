@@ -70,8 +70,8 @@ const DERIVE_SALT: &[u8] = b"cloister-sign derive sm2 v1";
 /// secret.
 ///
 /// The secret is held in the `sm2` crate's `dsa::SigningKey`, which does not zeroize itself on
-/// drop; text forms are handed out in [`Zeroizing`] strings.
-#[derive(Clone)]
+/// drop; text forms are handed out in [`Zeroizing`] strings. Like [`crate::SigningKey`], it is
+/// not `Clone`, so the secret is not copied around.
 pub struct Sm2SigningKey {
     key: sm2::dsa::SigningKey,
     public: Sm2VerifyingKey,
