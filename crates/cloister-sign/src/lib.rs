@@ -1,17 +1,37 @@
-//! Party signing keys and the compact JWS (ES256, RFC 7515) that carries EAR tokens, grants and
-//! receipts.
+//! Party signing keys and the compact JWS (RFC 7515) that carries EAR tokens, grants and
+//! receipts, in two signature suites: ES256 (ECDSA P-256, the default) and, for instances
+//! configured for ShangMi (GM/T), SM2 with SM3 (`alg` `SM2SM3`, `docs/formats/jws-sm2.md`).
 //!
 //! Every signed object in Cloister is a JWT whose custom claims are one of the `cloister-types`
-//! structures. Verification is strict: the algorithm must be ES256, the signature must verify
-//! with the key the caller names, and the token must be within its validity window at the time
-//! the caller gives (never the wall clock implicitly).
+//! structures. Verification is strict: the algorithm must be the verifying key's (ES256 for a
+//! [`VerifyingKey`], SM2SM3 for an [`Sm2VerifyingKey`]; a token of the other suite is always
+//! refused), the signature must verify with the key the caller names, the issuer must be that
+//! key, and the token must be within its validity window at the time the caller gives (never
+//! the wall clock implicitly).
 //!
 //! Some records are not JWTs (the audit log's checkpoints): [`SigningKey::sign_bytes`] and
 //! [`VerifyingKey::verify_bytes`] sign and verify raw bytes under a named *domain*, so that a
 //! signature made for one purpose can never be replayed as one for another. The signed message
 //! is `"cloister-sign-bytes v1\0"` ‖ u32 big-endian length of the domain ‖ domain ‖ message,
 //! hashed with SHA-256 and signed with deterministic ECDSA P-256 (RFC 6979); the signature is
-//! the 64-byte `r ‖ s` in unpadded base64url.
+//! the 64-byte `r ‖ s` in unpadded base64url. [`Sm2SigningKey::sign_bytes`] signs the same
+//! message with SM2/SM3 (deterministic `k`, RFC 6979 with HMAC-SM3).
+//!
+//! The ES256 types ([`SigningKey`], [`VerifyingKey`]) are unchanged for their callers. The SM2
+//! types ([`Sm2SigningKey`], [`Sm2VerifyingKey`]) have the same methods. [`AnySigningKey`] and
+//! [`AnyVerifyingKey`] hold a key of either suite ([`SignatureSuite`]) and dispatch on it, so a
+//! caller configured for either suite has one code path; [`AnyVerifyingKey::from_jwks`] and
+//! [`verify_with_jwks`] find the key a token names in a JWKS listing keys of both suites.
+//!
+//! Key text forms name their suite and role: `cloister-es256:` / `cloister-es256-secret:` and
+//! `cloister-sm2sig:` / `cloister-sm2sig-secret:`. The SM2 *signing* prefixes differ from the
+//! sealed envelope's SM2 *recipient* keys (`cloister-sm2:`, `cloister-sm2-secret:`), and every
+//! parser here refuses an envelope key by name ([`SignError::EnvelopeKeyGiven`]), so that an
+//! encryption key is not taken for a signing key by mistake (both encode a 32-byte scalar or a
+//! compressed point; the prefix is what keeps them apart).
+
+mod any;
+mod sm2sig;
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +49,12 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+pub use any::{AnySigningKey, AnyVerifyingKey, SignatureSuite, verify_with_jwks};
+pub use sm2sig::{
+    SM2_DISTID, SM2_JWK_CURVE, SM2_JWS_ALG, SM2_PUBLIC_PREFIX, SM2_SECRET_PREFIX, Sm2SigningKey,
+    Sm2VerifyingKey,
+};
+
 const PUBLIC_PREFIX: &str = "cloister-es256:";
 const SECRET_PREFIX: &str = "cloister-es256-secret:";
 /// Prefix of every message signed by [`SigningKey::sign_bytes`]: keeps raw-byte signatures apart
@@ -44,6 +70,9 @@ fn bytes_message_parts<'a>(domain: &'a str, len: &'a [u8; 4], msg: &'a [u8]) -> 
 fn domain_len(domain: &str) -> [u8; 4] {
     u32::try_from(domain.len()).unwrap_or(u32::MAX).to_be_bytes()
 }
+
+/// Clock skew tolerated at both ends of a token's validity window, in seconds (both suites).
+const CLOCK_SKEW_SECS: u64 = 60;
 
 /// Why a key or token was refused.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +113,47 @@ pub enum SignError {
         key: String,
         /// What is wrong: undecodable, or not made by this key over this domain and message.
         reason: &'static str,
+    },
+    /// An SM2 signing key's text form or JWK is wrong.
+    #[error("not a usable SM2 signing {kind} key: {reason}")]
+    BadSm2Key {
+        /// "public", "secret" or "public (JWK)".
+        kind: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A signing key of another suite or role was given (an ES256 key where an SM2 key is
+    /// needed, a secret key where a public one is, or the other way round).
+    #[error("{given} was given where {expected} is needed")]
+    WrongKeyKind {
+        /// The kind of key given.
+        given: &'static str,
+        /// The kind of key needed.
+        expected: &'static str,
+    },
+    /// An envelope (encryption) key was given where a signing key is needed: the two are never
+    /// interchangeable, even when both are SM2 keys.
+    #[error(
+        "{given} is an envelope encryption key, not a signing key: {expected} is needed \
+         (envelope keys never sign, signing keys never receive envelopes)"
+    )]
+    EnvelopeKeyGiven {
+        /// The kind of envelope key given.
+        given: &'static str,
+        /// The kind of signing key needed.
+        expected: &'static str,
+    },
+    /// A key (text form or JWK) of no suite Cloister signs with.
+    #[error("not a Cloister signing key of a known suite: {reason}")]
+    UnsupportedKey {
+        /// What was found.
+        reason: String,
+    },
+    /// A JWKS does not give exactly one usable key for the token's key id.
+    #[error("the token cannot be checked against the JWKS: {reason}")]
+    Jwks {
+        /// What is missing or repeated.
+        reason: String,
     },
 }
 
@@ -235,7 +305,7 @@ impl VerifyingKey {
     ) -> Result<Signed<T>, SignError> {
         let options = VerificationOptions {
             artificial_time: Some(UnixTimeStamp::from_secs(now)),
-            time_tolerance: Some(jwt_simple::prelude::Duration::from_secs(60)),
+            time_tolerance: Some(jwt_simple::prelude::Duration::from_secs(CLOCK_SKEW_SECS)),
             allowed_issuers: Some([self.to_text()].into_iter().collect()),
             ..VerificationOptions::default()
         };
