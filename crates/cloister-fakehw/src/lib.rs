@@ -7,6 +7,9 @@
 //! formats are the vendors'; only the keys are not theirs, so the verifier runs every check it
 //! runs on real hardware and its claims say `"trust_anchor": "test"`.
 //!
+//! - [`android`]: an Android device whose test attestation root (an instance lists it under
+//!   `trust_anchors.roots.android` or `test_roots.android`) certifies keys with a KeyDescription
+//!   of a chosen security level and boot state;
 //! - [`dcap`]: Intel SGX (quote v3) and TDX (quote v4) with the DCAP collateral (TCB info, QE
 //!   identity, CRLs) as a collateral bundle;
 //! - [`snp`]: AMD SEV-SNP reports signed by a VCEK under a test ARK/ASK, and the host's
@@ -22,6 +25,7 @@
 //! **Test support only.** Users list this crate under `[dev-dependencies]`; `.ci/run` fails if
 //! any crate depends on it otherwise, so no test key reaches a production build.
 
+pub mod android;
 pub mod dcap;
 pub mod nitro;
 pub mod pki;

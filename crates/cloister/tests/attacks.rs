@@ -1215,13 +1215,12 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
 
 /// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys and the
 /// service.
-async fn psa_request(
+async fn device_request(
     service: &cloister_authority::service::Service,
     instance: &str,
-    device: &cloister_fakehw::psa::PsaDevice,
+    device: &dyn cloister_attest::Attester,
     now: i64,
 ) -> cloister_types::api::AttestRequest {
-    use cloister_attest::Attester as _;
     use rcgen::PublicKeyData as _;
     let nonce = service.challenge(instance, now).await.unwrap().nonce;
     let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
@@ -1275,13 +1274,13 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
         settings: Default::default(),
     };
     let instance = service.create_instance(&owner, &request, now).await.unwrap().id;
-    let admitting = psa_request(&service, &instance, &device, now).await;
+    let admitting = device_request(&service, &instance, &device, now).await;
     let admitted = service.attest(&instance, &admitting, &[0; 32], now).await.unwrap();
     assert!(admitted.certificate_chain_pem.is_empty(), "{}", admitted.certificate_chain_pem);
     assert!(!admitted.ear.is_empty());
 
     // Another firmware than the reference: refused by the policy, naming the component.
-    let refused = psa_request(&service, &instance, &other, now).await;
+    let refused = device_request(&service, &instance, &other, now).await;
     let err = service.attest(&instance, &refused, &[0; 32], now).await.unwrap_err().to_string();
     assert!(err.contains("software component SPE"), "{err}");
 
@@ -1343,4 +1342,66 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
     let err =
         service.export_instance(&owner, &instance, &target, &tenant, false, now).await.unwrap_err();
     assert!(err.to_string().contains("no enclave's"), "{err}");
+}
+
+/// An Android key is admitted only from a locked device with verified boot whose key lives in
+/// TrustZone or StrongBox (the default policy, with the app's measurement as reference), and
+/// never as an enclave: no certificate, no key.
+#[tokio::test]
+async fn an_android_key_is_admitted_only_from_a_locked_verified_device_and_never_as_an_enclave() {
+    use cloister_fakehw::android::{AndroidDevice, SecurityLevel};
+    use cloister_types::manage::{CreateInstance, PolicySpec, RegisterKey, TrustAnchorSpec};
+    let now = unix_now() as i64;
+    let (service, owner) = service(Vec::new(), "owner", now).await;
+    let mut device = AndroidDevice::new(now).unwrap();
+    let request = CreateInstance {
+        name: "phones".into(),
+        policy: PolicySpec::Builtin("default".into()),
+        reference_values: serde_json::json!({ "measurements": [Hex(AndroidDevice::measurement())] }),
+        trust_anchors: TrustAnchorSpec {
+            roots: [("android".to_owned(), vec![device.root_pem()])].into_iter().collect(),
+            ..TrustAnchorSpec::default()
+        },
+        settings: Default::default(),
+    };
+    let instance = service.create_instance(&owner, &request, now).await.unwrap().id;
+    let admitting = device_request(&service, &instance, &device, now).await;
+    let admitted = service.attest(&instance, &admitting, &[0; 32], now).await.unwrap();
+    assert!(admitted.certificate_chain_pem.is_empty(), "{}", admitted.certificate_chain_pem);
+
+    device.locked = false;
+    let unlocked = device_request(&service, &instance, &device, now).await;
+    let err = service.attest(&instance, &unlocked, &[0; 32], now).await.unwrap_err().to_string();
+    assert!(err.contains("bootloader is unlocked"), "{err}");
+    device.locked = true;
+    device.boot_state = 2;
+    let unverified = device_request(&service, &instance, &device, now).await;
+    let err = service.attest(&instance, &unverified, &[0; 32], now).await.unwrap_err().to_string();
+    assert!(err.contains("verified boot state is unverified"), "{err}");
+    device.boot_state = 0;
+    device.level = SecurityLevel::Software;
+    let software = device_request(&service, &instance, &device, now).await;
+    let err = service.attest(&instance, &software, &[0; 32], now).await.unwrap_err().to_string();
+    assert!(err.contains("security level software"), "{err}");
+
+    let key = service
+        .register_key(
+            &owner,
+            &RegisterKey {
+                name: "anything".into(),
+                secret_key: None,
+                release_policy: "package cloister.release\nallow := true\n".into(),
+                instances: vec![instance.clone()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let release = cloister_types::api::KeyReleaseRequest {
+        key_id: Hex::parse(&key.key_id).unwrap(),
+        ear: admitted.ear,
+        context: Default::default(),
+    };
+    let err = service.release_key(&release, now).await.unwrap_err().to_string();
+    assert!(err.contains("attests a device's key, not an enclave"), "{err}");
 }
