@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use cloister_policy::{ReleaseInput, ReleasePolicy};
 use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey, SealError};
-use cloister_sign::{SignError, VerifyingKey, peek_key_id};
+use cloister_sign::{AnyVerifyingKey, SignError, peek_key_id};
 use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
 use cloister_types::ear::EAR_PROFILE;
 use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
@@ -59,7 +59,7 @@ pub struct BrokerKey<'a> {
 /// still kept for tokens issued before a rotation.
 #[derive(Clone, Debug, Default)]
 pub struct TokenKeys {
-    keys: BTreeMap<String, VerifyingKey>,
+    keys: BTreeMap<String, AnyVerifyingKey>,
 }
 
 impl TokenKeys {
@@ -69,18 +69,18 @@ impl TokenKeys {
     }
 
     /// Adds (or replaces) the key for `kid`.
-    pub fn insert(&mut self, kid: impl Into<String>, key: VerifyingKey) {
-        self.keys.insert(kid.into(), key);
+    pub fn insert(&mut self, kid: impl Into<String>, key: impl Into<AnyVerifyingKey>) {
+        self.keys.insert(kid.into(), key.into());
     }
 
     /// Adds the key for `kid` from its public JWK (as stored in `instance_keys.public_jwk`).
     pub fn insert_jwk(&mut self, kid: &str, jwk: &serde_json::Value) -> Result<(), SignError> {
-        self.insert(kid, VerifyingKey::from_jwk(jwk)?);
+        self.insert(kid, AnyVerifyingKey::from_jwk(jwk)?);
         Ok(())
     }
 
     /// The key for `kid`.
-    pub fn get(&self, kid: &str) -> Option<&VerifyingKey> {
+    pub fn get(&self, kid: &str) -> Option<&AnyVerifyingKey> {
         self.keys.get(kid)
     }
 
@@ -100,8 +100,8 @@ impl TokenKeys {
     }
 }
 
-impl FromIterator<(String, VerifyingKey)> for TokenKeys {
-    fn from_iter<I: IntoIterator<Item = (String, VerifyingKey)>>(iter: I) -> Self {
+impl FromIterator<(String, AnyVerifyingKey)> for TokenKeys {
+    fn from_iter<I: IntoIterator<Item = (String, AnyVerifyingKey)>>(iter: I) -> Self {
         Self { keys: iter.into_iter().collect() }
     }
 }

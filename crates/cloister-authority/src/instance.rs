@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use cloister_policy::{Appraisal, AppraisalPolicy};
-use cloister_sign::{SigningKey, VerifyingKey};
+use cloister_sign::{AnySigningKey, AnyVerifyingKey};
 use cloister_types::api::{AttestRequest, CheckpointRef, InstanceInfo};
 use cloister_types::ear::{EAR_PROFILE, VerifierId};
 pub use cloister_types::manage::InstanceSettings;
@@ -23,14 +23,14 @@ use crate::{AttestError, CertificateAuthority, Issued};
 pub struct PublishedKey {
     /// Its `kid`.
     pub kid: String,
-    /// The key.
-    pub key: VerifyingKey,
+    /// The key (ES256, or SM2 for a ShangMi instance).
+    pub key: AnyVerifyingKey,
     /// After this (unix seconds) no token it signed can still be valid; `None` while current.
     pub keep_until: Option<i64>,
 }
 
 /// The `kid` of an EAR token key: derived from the public key, so it survives export and import.
-pub fn token_key_id(key: &VerifyingKey) -> String {
+pub fn token_key_id(key: &AnyVerifyingKey) -> String {
     format!("ear-{}", &hex::encode(Sha256::digest(key.to_text().as_bytes()))[..16])
 }
 
@@ -41,7 +41,7 @@ pub struct Instance {
     pub(crate) policy: AppraisalPolicy,
     pub(crate) reference_values: serde_json::Value,
     pub(crate) anchors: TrustAnchors,
-    signer: SigningKey,
+    signer: AnySigningKey,
     published: Vec<PublishedKey>,
     pub(crate) ca: CertificateAuthority,
     pub(crate) settings: InstanceSettings,
@@ -57,7 +57,7 @@ impl Instance {
         policy: AppraisalPolicy,
         reference_values: serde_json::Value,
         anchors: TrustAnchors,
-        signer: SigningKey,
+        signer: AnySigningKey,
         retired: Vec<PublishedKey>,
         ca: CertificateAuthority,
         settings: InstanceSettings,

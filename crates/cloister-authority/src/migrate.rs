@@ -26,7 +26,7 @@ use std::io;
 
 use cloister_policy::AppraisalPolicy;
 use cloister_seal::{KeyId, Metadata, OpenError, RecipientPublicKey, RecipientSecretKey};
-use cloister_sign::{SigningKey, VerifyingKey};
+use cloister_sign::{AnySigningKey, AnyVerifyingKey, SigningKey, VerifyingKey};
 use cloister_types::api::{SERVICE_KEY_FIELD, ServiceKeyDocument};
 use cloister_types::{EarStatus, Hex, TeeKind};
 use cloister_verify::TrustAnchors;
@@ -180,7 +180,7 @@ impl BundledTokenKey {
     /// Bundles `key` under `kid`, with its JWK.
     pub fn from_signing_key(
         kid: &str,
-        key: &SigningKey,
+        key: &AnySigningKey,
         created_at: i64,
         retired_at: Option<i64>,
         keep_until: Option<i64>,
@@ -196,13 +196,13 @@ impl BundledTokenKey {
     }
 
     /// The signing key (with `kid` set for the JWS header).
-    pub fn signing_key(&self) -> Result<SigningKey, BundleError> {
-        SigningKey::from_text(self.secret.expose()).map(|key| key.with_key_id(&self.kid)).map_err(
-            |e| BundleError::TokenKey {
+    pub fn signing_key(&self) -> Result<AnySigningKey, BundleError> {
+        AnySigningKey::from_text(self.secret.expose())
+            .map(|key| key.with_key_id(&self.kid))
+            .map_err(|e| BundleError::TokenKey {
                 kid: self.kid.clone(),
                 reason: format!("its secret key is unreadable: {e}"),
-            },
-        )
+            })
     }
 }
 
@@ -715,7 +715,7 @@ impl InstanceBundle {
             {
                 return Err(unusable(format!("its JWK names the key id {jwk_kid}")));
             }
-            let public = VerifyingKey::from_jwk(&key.public_jwk)
+            let public = AnyVerifyingKey::from_jwk(&key.public_jwk)
                 .map_err(|e| unusable(format!("its public JWK is unreadable: {e}")))?;
             let secret = key.signing_key()?;
             if secret.public_key() != public {
@@ -862,8 +862,8 @@ mod tests {
     /// A complete bundle: two policy versions, a retired and a current token key, a real CA.
     fn sample_bundle() -> InstanceBundle {
         let t = 1_700_000_000;
-        let old = SigningKey::generate();
-        let current = SigningKey::generate();
+        let old = AnySigningKey::from(SigningKey::generate());
+        let current = AnySigningKey::from(SigningKey::generate());
         let ca = CertificateAuthority::generate("payroll", t as u64).expect("CA generates");
         InstanceBundle {
             format: BUNDLE_FORMAT,
@@ -985,7 +985,7 @@ mod tests {
         let key = opened.token_keys[1].signing_key().expect("token key loads");
         assert_eq!(
             key.public_key(),
-            VerifyingKey::from_jwk(&bundle.token_keys[1].public_jwk).expect("JWK reads")
+            AnyVerifyingKey::from_jwk(&bundle.token_keys[1].public_jwk).expect("JWK reads")
         );
         let ca = opened.ca.to_authority().expect("CA loads");
         assert_eq!(ca.certificate_pem(), bundle.ca.certificate_pem);

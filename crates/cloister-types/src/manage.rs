@@ -88,6 +88,29 @@ pub struct InstanceSettings {
     /// leave the service only sealed to a service in a TEE its own policy admitted.
     #[serde(default)]
     pub attested_exports_only: bool,
+    /// How the instance signs its EAR tokens: ES256 (the default) or SM2 (ShangMi, JWS `alg`
+    /// `SM2SM3`, `docs/formats/jws-sm2.md`). Set when the instance is created; key rotations keep
+    /// it. Omitted from the JSON when ES256, so instances store what they stored before.
+    #[serde(default, skip_serializing_if = "TokenSigning::is_es256")]
+    pub token_signing: TokenSigning,
+}
+
+/// The signature algorithm of an instance's EAR tokens ([`InstanceSettings::token_signing`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSigning {
+    /// ECDSA P-256 with SHA-256 (`ES256`).
+    #[default]
+    Es256,
+    /// SM2 with SM3 (`SM2SM3`), for deployments under ShangMi rules.
+    Sm2,
+}
+
+impl TokenSigning {
+    /// Whether this is the default, ES256.
+    pub fn is_es256(&self) -> bool {
+        *self == TokenSigning::Es256
+    }
 }
 
 impl Default for InstanceSettings {
@@ -97,6 +120,7 @@ impl Default for InstanceSettings {
             cert_ttl_secs: hour(),
             nonce_ttl_secs: 120,
             attested_exports_only: false,
+            token_signing: TokenSigning::Es256,
         }
     }
 }

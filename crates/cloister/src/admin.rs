@@ -146,7 +146,7 @@ fn instance_text(view: &InstanceView) -> String {
         .collect();
     format!(
         "instance {} ({})\npolicy {}\npolicy versions:\n{}\ntoken keys:\n{}\nsim platform keys: {}\n\
-         test roots: {}\ntokens live {} s, certificates {} s; exports: {}",
+         test roots: {}\ntokens live {} s ({}), certificates {} s; exports: {}",
         view.name,
         view.id,
         view.policy_id,
@@ -155,6 +155,10 @@ fn instance_text(view: &InstanceView) -> String {
         view.trust_anchors.sim_platform_keys.len(),
         test_roots_text(&view.trust_anchors),
         view.settings.token_ttl_secs,
+        match view.settings.token_signing {
+            cloister_types::manage::TokenSigning::Es256 => "ES256",
+            cloister_types::manage::TokenSigning::Sm2 => "SM2SM3",
+        },
         view.settings.cert_ttl_secs,
         if view.settings.attested_exports_only {
             "only to services that attest themselves"

@@ -211,7 +211,7 @@ fn verify_ear_token(token: &str, jwks: &Path, at_unix: i64) -> Result<cloister_t
         .as_array()
         .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
         .with_context(|| format!("the JWKS has no key {kid:?}: is it the issuing instance's?"))?;
-    let key = cloister_sign::VerifyingKey::from_jwk(jwk).context("the JWKS key is unusable")?;
+    let key = cloister_sign::AnyVerifyingKey::from_jwk(jwk).context("the JWKS key is unusable")?;
     let body = key
         .verify::<cloister_types::EarBody>(EAR_NAME, token, at_unix as u64)
         .context("the EAR token does not verify with the instance's key")?

@@ -898,6 +898,10 @@ enum InstanceCommand {
         /// with --allow-unattested-target (fixed at creation, shown by `instance show`).
         #[arg(long)]
         attested_exports_only: bool,
+        /// How EAR tokens are signed: `es256` (default) or `sm2` (ShangMi: SM2 with SM3, JWS alg
+        /// `SM2SM3`, docs/formats/jws-sm2.md). Fixed at creation; key rotations keep it.
+        #[arg(long, value_parser = ["es256", "sm2"], default_value = "es256")]
+        token_signing: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -1649,12 +1653,18 @@ async fn instance(command: InstanceCommand) -> Result<()> {
             token_ttl,
             cert_ttl,
             attested_exports_only,
+            token_signing,
             server,
         } => {
+            let token_signing = match token_signing.as_str() {
+                "sm2" => cloister_types::manage::TokenSigning::Sm2,
+                _ => cloister_types::manage::TokenSigning::Es256,
+            };
             let settings = cloister_types::manage::InstanceSettings {
                 token_ttl_secs: token_ttl,
                 cert_ttl_secs: cert_ttl,
                 attested_exports_only,
+                token_signing,
                 ..Default::default()
             };
             admin::instance_create(&server.connection()?, &name, &parts.args(), settings).await

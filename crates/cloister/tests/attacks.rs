@@ -1405,3 +1405,78 @@ async fn an_android_key_is_admitted_only_from_a_locked_verified_device_and_never
     let err = service.release_key(&release, now).await.unwrap_err().to_string();
     assert!(err.contains("attests a device's key, not an enclave"), "{err}");
 }
+
+/// An instance configured for ShangMi signs its EAR tokens with SM2 (`SM2SM3`), publishes the
+/// SM2 key in its JWKS, keeps the suite across key rotations, and the key broker verifies its
+/// tokens; an ES256 token re-labelled with the SM2 key's id is refused.
+#[tokio::test]
+async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_them() {
+    use base64::Engine as _;
+    use cloister_types::manage::{
+        CreateInstance, InstanceSettings, PolicySpec, RegisterKey, TokenSigning, TrustAnchorSpec,
+    };
+    let now = unix_now() as i64;
+    let (service, owner) = service(Vec::new(), "owner", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [9; 48]);
+    let request = CreateInstance {
+        name: "guomi".into(),
+        policy: PolicySpec::Builtin("dev-sim".into()),
+        reference_values: serde_json::json!({ "measurements": [Hex(vec![9; 48])] }),
+        trust_anchors: TrustAnchorSpec {
+            sim_platform_keys: vec![tee.platform_public_key().to_string()],
+            ..TrustAnchorSpec::default()
+        },
+        settings: InstanceSettings { token_signing: TokenSigning::Sm2, ..Default::default() },
+    };
+    let instance = service.create_instance(&owner, &request, now).await.unwrap().id;
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    let header = ear.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "SM2SM3", "{header}");
+    let jwks = service.jwks(&instance, now).await.unwrap();
+    assert_eq!(jwks["keys"][0]["crv"], "SM2", "{jwks}");
+    let body: cloister_types::EarBody =
+        cloister_sign::verify_with_jwks(cloister_types::ear::EAR_NAME, &jwks, &ear, now as u64)
+            .unwrap()
+            .claims;
+    assert_eq!(body.submods["cpu0"].claims.tee, TeeKind::Sim);
+
+    // The broker verifies SM2 tokens like ES256 ones.
+    let key = service
+        .register_key(
+            &owner,
+            &RegisterKey {
+                name: "k".into(),
+                secret_key: None,
+                release_policy: "package cloister.release\nallow := true\n".into(),
+                instances: vec![instance.clone()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let release = |ear: String| cloister_types::api::KeyReleaseRequest {
+        key_id: Hex::parse(&key.key_id).unwrap(),
+        ear,
+        context: Default::default(),
+    };
+    service.release_key(&release(ear.clone()), now).await.unwrap();
+
+    // An ES256 token claiming the SM2 key's id (algorithm confusion) is refused.
+    let kid = cloister_sign::peek_key_id(&ear).unwrap();
+    let es256 = SigningKey::generate().with_key_id(&kid);
+    let forged = es256.sign("EAR", &body, now as u64, std::time::Duration::from_secs(60)).unwrap();
+    assert!(service.release_key(&release(forged), now).await.is_err());
+
+    // A rotation keeps the suite.
+    service.rotate_keys(&owner, &instance, now).await.unwrap();
+    let rotated = sim_ear(&service, &instance, &tee, now).await;
+    assert_ne!(cloister_sign::peek_key_id(&rotated), Some(kid));
+    let jwks = service.jwks(&instance, now).await.unwrap();
+    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k["crv"] == "SM2"), "{jwks}");
+    service.release_key(&release(rotated), now).await.unwrap();
+}

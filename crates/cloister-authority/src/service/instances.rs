@@ -1,5 +1,8 @@
 //! Attestation instances: create, read, policies, reference values, anchors, rotation, delete.
 
+use cloister_sign::SignatureSuite;
+use cloister_types::manage::TokenSigning;
+
 use super::*;
 
 impl Service {
@@ -23,7 +26,7 @@ impl Service {
         let public = self.service_key.public_key();
         let ca = CertificateAuthority::generate(&request.name, now as u64)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let token_key = SigningKey::generate();
+        let token_key = token_key(request.settings.token_signing)?;
         let instance = InstanceRow {
             id: id.clone(),
             tenant_id: tenant.clone(),
@@ -183,7 +186,7 @@ impl Service {
         let tenant = self.owned_instance(who, Action::UpdateInstance, id, now).await?;
         let row = self.instance_row(id).await?;
         let settings: InstanceSettings = from_json(&row.settings, "settings")?;
-        let token_key = SigningKey::generate();
+        let token_key = token_key(settings.token_signing)?;
         let key = self.key_row(id, &token_key, now)?;
         let keep_until = now + settings.token_ttl_secs as i64;
         self.store
@@ -240,4 +243,14 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// A fresh EAR token key of the instance's signature suite.
+fn token_key(signing: TokenSigning) -> Result<AnySigningKey> {
+    let suite = match signing {
+        TokenSigning::Es256 => SignatureSuite::Es256,
+        TokenSigning::Sm2 => SignatureSuite::Sm2,
+    };
+    AnySigningKey::generate(suite)
+        .map_err(|e| ServiceError::Internal(format!("making a token key: {e}")))
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use cloister_policy::{Action, AppraisalPolicy, Principal, ReleasePolicy, Resource, authorize};
 use cloister_seal::{Metadata, RecipientPublicKey, RecipientSecretKey};
-use cloister_sign::{SigningKey, VerifyingKey};
+use cloister_sign::{AnySigningKey, AnyVerifyingKey, SigningKey, VerifyingKey};
 use cloister_types::api::{
     Answer, AttestRequest, AttestResponse, ChallengeResponse, CheckpointRef, DatasetRegistered,
     DatasetRegistration, GrantRevocation, GrantRevoked, InstanceInfo, JobAuthorized,
@@ -458,13 +458,13 @@ impl Service {
             if key.retired_at.is_none() {
                 let text = unseal_secret(&self.service_key, &key.secret_sealed)?;
                 let signing =
-                    SigningKey::from_text(&String::from_utf8_lossy(&text)).map_err(|e| {
+                    AnySigningKey::from_text(&String::from_utf8_lossy(&text)).map_err(|e| {
                         ServiceError::Internal(format!("stored token key of {id}: {e}"))
                     })?;
                 signer = Some(signing);
             } else {
                 let jwk: serde_json::Value = from_json(&key.public_jwk, "token key")?;
-                let public = VerifyingKey::from_jwk(&jwk).map_err(|e| {
+                let public = AnyVerifyingKey::from_jwk(&jwk).map_err(|e| {
                     ServiceError::Internal(format!("stored token key of {id}: {e}"))
                 })?;
                 retired.push(PublishedKey {
@@ -523,7 +523,7 @@ impl Service {
         })
     }
 
-    fn key_row(&self, id: &str, key: &SigningKey, now: i64) -> Result<InstanceKeyRow> {
+    fn key_row(&self, id: &str, key: &AnySigningKey, now: i64) -> Result<InstanceKeyRow> {
         let public = key.public_key();
         let kid = token_key_id(&public);
         Ok(InstanceKeyRow {
