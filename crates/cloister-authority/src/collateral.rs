@@ -293,6 +293,8 @@ pub struct VendorUrls {
     pub amd_kds: String,
     /// Hygon KDS.
     pub hygon_kds: String,
+    /// Google's Android key attestation revocation status list (the whole URL).
+    pub google_status: String,
 }
 
 impl Default for VendorUrls {
@@ -302,6 +304,7 @@ impl Default for VendorUrls {
             intel_certificates: "https://certificates.trustedservices.intel.com".to_owned(),
             amd_kds: "https://kdsintf.amd.com".to_owned(),
             hygon_kds: "https://cert.hygon.cn".to_owned(),
+            google_status: "https://android.googleapis.com/attestation/status".to_owned(),
         }
     }
 }
@@ -330,6 +333,7 @@ pub fn vendor_url(key: &CollateralKey, urls: &VendorUrls) -> Option<String> {
         (Vendor::Amd, "ask-ark") => Some(format!("{}/vcek/v1/{id}/cert_chain", urls.amd_kds)),
         (Vendor::Amd, "asvk-ark") => Some(format!("{}/vlek/v1/{id}/cert_chain", urls.amd_kds)),
         (Vendor::Hygon, "hsk-cek") => Some(format!("{}/hsk_cek?snumber={id}", urls.hygon_kds)),
+        (Vendor::Google, "status") => Some(urls.google_status.clone()),
         _ => None,
     }
 }

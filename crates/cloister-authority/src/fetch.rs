@@ -74,7 +74,7 @@ impl HttpFetcher {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let kind = match key.vendor {
             Vendor::Amd | Vendor::Hygon => ItemKind::Certificate,
-            Vendor::Intel | Vendor::Nvidia => ItemKind::Document,
+            Vendor::Intel | Vendor::Nvidia | Vendor::Google => ItemKind::Document,
         };
         let mut items = vec![(key.clone(), item(kind, body.to_vec(), now))];
         if let Some(chain) = issuer_chain {

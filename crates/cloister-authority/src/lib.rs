@@ -104,10 +104,8 @@ pub(crate) struct Fetching {
 
 impl Fetching {
     pub(crate) fn new(fetcher: Box<dyn CollateralFetcher>) -> Self {
-        let limiters = [Vendor::Intel, Vendor::Amd, Vendor::Hygon, Vendor::Nvidia]
-            .into_iter()
-            .map(|vendor| (vendor, RateLimiter::new(0)))
-            .collect();
+        let limiters =
+            Vendor::ALL.into_iter().map(|vendor| (vendor, RateLimiter::new(0))).collect();
         Fetching { fetcher, limiters }
     }
 

@@ -112,6 +112,7 @@ async fn service(base: &str) -> (Arc<Service>, String) {
         intel_certificates: base.to_owned(),
         amd_kds: base.to_owned(),
         hygon_kds: base.to_owned(),
+        google_status: format!("{base}/attestation/status"),
     };
     service_with_instance(NOW, Some(Box::new(HttpFetcher::new(urls).unwrap()))).await
 }
@@ -296,4 +297,72 @@ async fn snp_vcek_and_chain_are_fetched_from_the_kds() {
     request.evidence.runtime_data.nonce = service.challenge(&id, NOW + 60).await.unwrap().nonce;
     service.prefetch(&id, &request.evidence, NOW + 60).await;
     assert_eq!(requests.load(Ordering::SeqCst), 6, "only the not-found Genoa items are retried");
+}
+
+/// A fake Google status endpoint serving `list` and counting requests.
+async fn start_google(list: serde_json::Value) -> (String, Arc<AtomicUsize>) {
+    #[derive(Clone)]
+    struct Google {
+        list: Arc<serde_json::Value>,
+        requests: Arc<AtomicUsize>,
+    }
+    async fn status(State(google): State<Google>) -> axum::response::Response {
+        google.requests.fetch_add(1, Ordering::SeqCst);
+        axum::Json((*google.list).clone()).into_response()
+    }
+    let google = Google { list: Arc::new(list), requests: Arc::new(AtomicUsize::new(0)) };
+    let requests = google.requests.clone();
+    let app = axum::Router::new().route("/attestation/status", get(status)).with_state(google);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, requests)
+}
+
+/// Google's TEE example chain (leaf first, then the pinned RSA root of 2016), as a JSON array.
+fn android_chain() -> (Vec<u8>, String) {
+    use base64::Engine as _;
+    let certs: Vec<Vec<u8>> = (0..4)
+        .map(|i| vector(&format!("android/gakatt_EC_SecurityLevel_TEE_cert{i}.der")))
+        .collect();
+    let leaf = cloister_verify::x509::Cert::from_der(&certs[0]).unwrap();
+    let serial = cloister_verify::android::status::serial_hex(leaf.serial_bytes());
+    let encoded: Vec<String> =
+        certs.iter().map(|c| base64::engine::general_purpose::STANDARD.encode(c)).collect();
+    (serde_json::to_vec(&encoded).unwrap(), serial)
+}
+
+/// Android evidence needs Google's revocation status list: the service fetches it once, the
+/// verifier checks the chain against it (a revoked leaf is refused, naming its serial; an
+/// unlisted one goes on to the binding check).
+#[tokio::test]
+async fn the_android_status_list_is_fetched_and_a_revoked_key_is_refused() {
+    let (chain, serial) = android_chain();
+    let clean = serde_json::json!({ "entries": { "1234": { "status": "REVOKED" } } });
+    let (base, requests) = start_google(clean).await;
+    let (service, id) = service(&base).await;
+    let request = common::request(&service, &id, NOW, TeeKind::Android, chain.clone()).await;
+    let failures = service.prefetch(&id, &request.evidence, NOW).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    // Verified, revocation included, up to the binding: the public chain's challenge is "abc".
+    let err = service.attest(&id, &request, &[0; 32], NOW).await.unwrap_err();
+    assert!(
+        matches!(err, ServiceError::Attest(AttestError::Verify(VerifyError::ReportDataLength(3)))),
+        "{err}"
+    );
+    // Cached: the next device asks for nothing.
+    let again = common::request(&service, &id, NOW + 60, TeeKind::Android, chain.clone()).await;
+    service.prefetch(&id, &again.evidence, NOW + 60).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 1);
+
+    let revoked = serde_json::json!({
+        "entries": { serial.clone(): { "status": "REVOKED", "reason": "KEY_COMPROMISE" } }
+    });
+    let (base, _) = start_google(revoked).await;
+    let (strict, id) = self::service(&base).await;
+    let request = common::request(&strict, &id, NOW, TeeKind::Android, chain).await;
+    strict.prefetch(&id, &request.evidence, NOW).await;
+    let err = strict.attest(&id, &request, &[0; 32], NOW).await.unwrap_err().to_string();
+    assert!(err.contains(&serial) && err.contains("REVOKED"), "{err}");
 }

@@ -15,8 +15,9 @@
 #             word (`gpu_rims_matched_test_root`, for development policies only);
 #   cca, csv, psa, virtcca
 #             no vendor TCB status exists: accepted, with a caution that says so;
-#   android   Google's revocation status list was checked (`UpToDate`); without one (the
-#             service fetches none yet) accepted with a caution that revocation was not checked.
+#   android   Google's revocation status list was checked (`UpToDate`; the service fetches
+#             it); without one (offline verification) accepted with a caution that revocation
+#             was not checked.
 #
 # Whether the platform itself is genuine is judged here when the verifier may not know
 # (`platform_rejections`):

@@ -28,11 +28,14 @@ pub enum Vendor {
     Hygon,
     /// NVIDIA RIM service and device certificates.
     Nvidia,
+    /// Google's Android key attestation revocation status list.
+    Google,
 }
 
 impl Vendor {
     /// Every vendor.
-    pub const ALL: [Vendor; 4] = [Vendor::Intel, Vendor::Amd, Vendor::Hygon, Vendor::Nvidia];
+    pub const ALL: [Vendor; 5] =
+        [Vendor::Intel, Vendor::Amd, Vendor::Hygon, Vendor::Nvidia, Vendor::Google];
 
     /// The TEEs whose drivers read this vendor's collateral.
     pub fn tees(self) -> &'static [TeeKind] {
@@ -41,6 +44,7 @@ impl Vendor {
             Vendor::Amd => &[TeeKind::Snp],
             Vendor::Hygon => &[TeeKind::Csv],
             Vendor::Nvidia => &[TeeKind::Nvidia],
+            Vendor::Google => &[TeeKind::Android],
         }
     }
 
@@ -66,7 +70,8 @@ impl Vendor {
 /// Kinds and ids: Intel `tcb-info` `<sgx|tdx>/<fmspc hex>`, `qe-identity` `<sgx|tdx>`,
 /// `pck-crl` `<processor|platform>`, `root-ca-crl` `root`, `bundle` (an offline dcap-qvl
 /// bundle); AMD `vcek` `<Product>/<hwid hex>?<TCB query>`, `ask-ark` and `asvk-ark`
-/// `<Product>`; Hygon `hsk-cek` `<chip serial>`; anything else an offline bundle names.
+/// `<Product>`; Hygon `hsk-cek` `<chip serial>`; Google `status` `attestation` (the Android key
+/// attestation revocation list); anything else an offline bundle names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CollateralKey {
     /// The vendor service.

@@ -13,6 +13,7 @@ pub fn collateral_needs(tee: TeeKind, evidence: &[u8]) -> Vec<CollateralKey> {
         TeeKind::Tdx => crate::dcap::needs(crate::dcap::DcapTee::Tdx, evidence),
         TeeKind::Snp => crate::snp::needs(evidence),
         TeeKind::Csv => crate::csv::needs(evidence),
+        TeeKind::Android => crate::android::needs(evidence),
         _ => Vec::new(),
     }
 }

@@ -402,6 +402,18 @@ fn subject(cert: &Cert) -> String {
     cert.parsed().tbs_certificate().subject().to_string()
 }
 
+/// The collateral a chain needs: Google's revocation status list (one list for every device),
+/// so that a service fetches it before verifying. Nothing for evidence that is no chain.
+pub(crate) fn needs(evidence: &[u8]) -> Vec<crate::needs::CollateralKey> {
+    use crate::needs::{CollateralKey, Vendor};
+    match evidence::split_chain(evidence) {
+        Ok((certs, _)) if !certs.is_empty() => {
+            vec![CollateralKey::new(Vendor::Google, "status", "attestation")]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Verifies Android key attestation evidence (see the module documentation).
 pub fn verify(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, AndroidError> {
     if evidence.len() > MAX_EVIDENCE_LEN {
