@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod online;
 pub mod server;
+pub mod service_pin;
 pub mod store;
 pub mod training;
 

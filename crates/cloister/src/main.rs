@@ -519,6 +519,16 @@ enum Serve {
         /// not from the network.
         #[arg(long, env = "CLOISTER_SERVICE_FINGERPRINT")]
         service_fingerprint: String,
+        /// Also pin the attestation service by what it runs: its key document must carry
+        /// evidence (`serve attestation --tee`) that verifies to a vendor root, binds its keys and
+        /// reports one of these measurements (hex; repeat for several), or the worker does not
+        /// start. Without it the service is pinned by its signing key only.
+        #[arg(long = "service-measurement")]
+        service_measurements: Vec<String>,
+        /// With --service-measurement, development only: a sim platform public key file under
+        /// which a service attested by the simulated TEE is accepted.
+        #[arg(long, requires = "service_measurements")]
+        service_sim_platform_key: Option<PathBuf>,
         #[command(flatten)]
         authority_tls: ServiceTlsArgs,
         /// The worker's directory: objects/ (sealed objects), jobs.db (the batch queue).
@@ -1384,12 +1394,18 @@ fn run(cli: Cli) -> Result<()> {
             authority,
             instance,
             service_fingerprint,
+            service_measurements,
+            service_sim_platform_key,
             authority_tls,
             data_dir,
             tee,
             chunk_pause_ms,
             repository,
         }) => {
+            let service_pin = cloister::serve_worker::ServicePin::from_args(
+                &service_measurements,
+                service_sim_platform_key.as_deref(),
+            )?;
             let authority_tls = authority_tls.tls()?;
             let gpu = tee.gpu();
             let tee = tee.choice()?;
@@ -1399,6 +1415,7 @@ fn run(cli: Cli) -> Result<()> {
                 authority,
                 instance,
                 service_fingerprint,
+                service_pin,
                 authority_tls,
                 data_dir,
                 tee,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use cloister_attest::{Attester, BackendOptions, HardwareTee, SimAttester, SimPlatformKey};
 use cloister_client::{AuthorityClient, ServiceChannel};
+use cloister_types::Hex;
 use cloister_worker::batch::{self, BatchQueue};
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
 use serde::Serialize;
@@ -30,6 +31,8 @@ pub struct WorkerOptions {
     /// attestation` prints it): bound into the evidence, and every answer the enclave acts on
     /// must be signed by that key.
     pub service_fingerprint: String,
+    /// The measurements the attestation service must run, if the deployment pins them.
+    pub service_pin: ServicePin,
     /// How the attestation service's TLS certificate is verified.
     pub authority_tls: cloister_client::ServiceTls,
     /// The worker's directory: `objects/`, `jobs.db`, the lock file.
@@ -42,6 +45,38 @@ pub struct WorkerOptions {
     pub chunk_pause: Duration,
     /// The model repository (directory or `s3://…`); `None` = `DATA_DIR/models`.
     pub repository: Option<String>,
+}
+
+/// What the attestation service must run (`--service-measurement`): nothing beyond its
+/// signing key when `measurements` is empty.
+#[derive(Clone, Debug, Default)]
+pub struct ServicePin {
+    /// Accepted service measurements.
+    pub measurements: Vec<Hex>,
+    /// The anchors its evidence is verified with: vendor roots, plus a sim platform key when
+    /// the deployment names one (development only).
+    pub anchors: cloister_verify::TrustAnchors,
+}
+
+impl ServicePin {
+    /// From `--service-measurement` values and an optional `--service-sim-platform-key` file.
+    pub fn from_args(measurements: &[String], sim_platform_key: Option<&Path>) -> Result<Self> {
+        let measurements = measurements
+            .iter()
+            .map(|m| Hex::parse(m).with_context(|| format!("--service-measurement {m} is not hex")))
+            .collect::<Result<Vec<_>>>()?;
+        let mut anchors = cloister_verify::TrustAnchors::new();
+        if let Some(path) = sim_platform_key {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let key = text
+                .trim()
+                .parse::<cloister_verify::SimPlatformPublicKey>()
+                .with_context(|| format!("{} is not a sim platform public key", path.display()))?;
+            anchors = anchors.with_sim_platform_key(key);
+        }
+        Ok(Self { measurements, anchors })
+    }
 }
 
 /// Whether and how the worker attaches NVIDIA confidential GPUs' evidence (`gpu0`, …).
@@ -200,6 +235,22 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         &options.instance,
         &options.authority_tls,
     )?;
+    if !options.service_pin.measurements.is_empty() {
+        let document = client
+            .service_key_document()
+            .await
+            .context("fetching the attestation service's key document")?;
+        let claims = cloister_worker::service_pin::check_service_attestation(
+            &document,
+            &options.service_fingerprint,
+            &options.service_pin.measurements,
+            &options.service_pin.anchors,
+            cloister_sign::unix_now() as i64,
+        )
+        .context("pinning the attestation service by measurement")?;
+        tracing::info!(tee = %claims.tee, measurement = %claims.measurement,
+            "the attestation service runs a pinned build");
+    }
     let service = ServiceChannel::pin(client, &options.instance, &options.service_fingerprint)
         .await
         .context("pinning the attestation service's signing key")?;
@@ -230,10 +281,8 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         url: format!("https://{addr}"),
         tee: worker.identity.claims().tee.to_string(),
         measurement: worker.identity.claims().measurement.to_string(),
-        attestation_result_sha256: cloister_types::Hex(
-            Sha256::digest(worker.identity.ear().as_bytes()).to_vec(),
-        )
-        .to_string(),
+        attestation_result_sha256: Hex(Sha256::digest(worker.identity.ear().as_bytes()).to_vec())
+            .to_string(),
         certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
         resumed_jobs,
     };

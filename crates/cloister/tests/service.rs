@@ -1368,3 +1368,78 @@ async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_ed
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("has no key"), "{err}");
 }
+
+/// A worker pins the attestation service by what it runs (`--service-measurement`): against a
+/// service attested by the simulated TEE it starts only when the service's measurement is one it
+/// names and the service's evidence verifies under the platform key it names.
+#[tokio::test]
+async fn a_worker_pins_the_attestation_service_by_measurement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let platform = tmp.path().join("service-platform.pem");
+    let server = Server::start_with(
+        &tmp.path().join("svc"),
+        &database(tmp.path(), "pin", false).await.unwrap(),
+        &["--tee", "sim", "--sim-platform-key", platform.to_str().unwrap()],
+    );
+    let public = tmp.path().join("service-platform.pub");
+    std::fs::write(
+        &public,
+        SimPlatformKey::load_or_create(&platform).unwrap().public_key().to_string(),
+    )
+    .unwrap();
+    let measurement = Hex(cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister")))
+        .unwrap()
+        .to_vec())
+    .to_string();
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let worker_key = platform_key(tmp.path());
+    let mut request = instance_request("workers", &worker_key);
+    // The simulated worker reports the binary's own measurement, as the service does.
+    request.reference_values = serde_json::json!({ "measurements": [measurement] });
+    let instance = server.as_tenant(&tenant.token).create_instance(&request).await.unwrap();
+    let worker = |pins: &[&str], data: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+        command
+            .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority", &server.url])
+            .args(["--instance", &instance.id, "--service-fingerprint", &server.fingerprint])
+            .arg("--data-dir")
+            .arg(tmp.path().join(data))
+            .args(["--tee", "sim", "--sim-platform-key"])
+            .arg(tmp.path().join("sim-platform-key.pem"))
+            .args(pins)
+            .env("CLOISTER_SERVER_CA", &test_tls().ca)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let public = public.to_str().unwrap();
+
+    // Another build, or evidence under a platform key the worker does not name: no start.
+    let wrong = "00".repeat(48);
+    let out =
+        worker(&["--service-measurement", &wrong, "--service-sim-platform-key", public], "w1")
+            .output()
+            .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("not one of the pinned"), "{stderr}");
+    let out = worker(&["--service-measurement", &measurement], "w2").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("did not verify"), "{stderr}");
+
+    // The service's own build and platform key: the worker starts.
+    let mut child = worker(
+        &["--service-measurement", &measurement, "--service-sim-platform-key", public],
+        "w3",
+    )
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let _ = child.wait();
+    let started: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}; {stderr}"));
+    assert!(started["url"].as_str().unwrap().starts_with("https://"), "{started}");
+}
