@@ -84,6 +84,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/metrics", "anyone"),
     ("GET", "/openapi.json", "anyone"),
     ("GET", "/v1/service-key", "anyone"),
+    ("POST", "/v1/service-key/challenge", "anyone"),
     ("POST", "/v1/tenants", "operator"),
     ("GET", "/v1/tenants", "operator"),
     ("POST", "/v1/instances", "tenant"),
@@ -152,6 +153,7 @@ pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .route("/v1/service-key", get(service_key))
+        .route("/v1/service-key/challenge", post(service_key_challenge))
         .route("/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/v1/instances", post(create_instance).get(list_instances))
         .route(
@@ -322,6 +324,13 @@ async fn openapi() -> Response {
 
 async fn service_key(State(service): State<Shared>) -> Json<ServiceKeyDocument> {
     Json(service.service_key_document())
+}
+
+async fn service_key_challenge(
+    State(service): State<Shared>,
+    Json(body): Json<cloister_types::api::ServiceChallenge>,
+) -> ApiResult<Json<ServiceKeyDocument>> {
+    Ok(Json(service.challenged_service_document(&body.nonce).await?))
 }
 
 type ApiResult<T> = Result<T, ServiceApiError>;

@@ -206,6 +206,19 @@ impl AuthorityClient {
         decode(&url, response).await
     }
 
+    /// The service's key document with evidence it collects now over `nonce` (a service in a
+    /// TEE only): fresh, so it cannot be a document replayed from before a build change.
+    pub async fn service_key_challenge(
+        &self,
+        nonce: &str,
+    ) -> Result<ServiceKeyDocument, ClientError> {
+        let url = format!("{}/v1/service-key/challenge", self.base);
+        let body = cloister_types::api::ServiceChallenge { nonce: nonce.to_owned() };
+        let response =
+            self.http.post(&url).json(&body).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
     /// Registers a sealed data set to its owner (a signed `DatasetRegistration`): the privacy
     /// ledger then charges it only with that owner's grants.
     pub async fn register_dataset(

@@ -46,6 +46,21 @@ pub struct AttestResponse {
 /// signed.
 pub const SERVICE_KEY_FIELD: &str = "service_key_sha256";
 
+/// The prefix of the `nonce` a service in a TEE binds into evidence it collects for a
+/// challenger (`POST /v1/service-key/challenge`): followed by the challenger's nonce, so that the
+/// challenger knows the evidence is fresh (a document replayed from before a build change is
+/// not).
+pub const SERVICE_CHALLENGE_PREFIX: &str = "cloister-service-challenge:";
+
+/// `POST /v1/service-key/challenge` request: a nonce for the service to bind into fresh
+/// evidence of itself.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceChallenge {
+    /// 16 to 64 random bytes, unpadded base64url.
+    pub nonce: String,
+}
+
 /// What the attestation service states to an enclave: a compact JWS by the service signing key
 /// (`what = "service answer"`), bound to the request it answers by digest. Its `iat` is the
 /// service's time, which an enclave may use where the host's clock must not decide.

@@ -9,7 +9,7 @@
 //! compute, bind exactly the document's envelope key, signing key and fingerprint, not run in
 //! debug mode, and report one of the pinned measurements.
 
-use cloister_types::api::{SERVICE_KEY_FIELD, ServiceKeyDocument};
+use cloister_types::api::{SERVICE_CHALLENGE_PREFIX, SERVICE_KEY_FIELD, ServiceKeyDocument};
 use cloister_types::{Claims, Hex};
 use cloister_verify::TrustAnchors;
 
@@ -37,6 +37,12 @@ pub enum ServicePinError {
     /// Its evidence did not verify.
     #[error("the attestation service's evidence did not verify: {0}")]
     Evidence(#[from] cloister_verify::VerifyError),
+    /// Its evidence is not the fresh evidence asked for.
+    #[error(
+        "the attestation service's evidence is not over this worker's challenge (a replayed or \
+         stale key document)"
+    )]
+    Stale,
     /// Its evidence is no enclave's.
     #[error("the attestation service's evidence: {0}")]
     NotAnEnclave(#[from] cloister_types::NotAnEnclave),
@@ -59,11 +65,21 @@ pub enum ServicePinError {
     },
 }
 
-/// Checks the service's key `document` against the pinned signing-key `fingerprint` (lowercase
-/// hex) and `measurements`, with `anchors` (vendor roots are built in; add a sim platform key
-/// only for development) at `now_unix`. Returns the service's verified claims.
+/// A fresh challenge for `POST /v1/service-key/challenge`: 24 random bytes, unpadded
+/// base64url.
+pub fn new_challenge() -> String {
+    let bytes: [u8; 24] = rand::random();
+    cloister_types::Base64Url::encode(&bytes)
+}
+
+/// Checks the service's key `document` (from `POST /v1/service-key/challenge` with
+/// `challenge`) against the pinned signing-key `fingerprint` (lowercase hex) and
+/// `measurements`, with `anchors` (vendor roots are built in; add a sim platform key only for
+/// development) at `now_unix`. The evidence must bind `challenge`, so a document replayed from
+/// before the service changed builds is refused. Returns the service's verified claims.
 pub fn check_service_attestation(
     document: &ServiceKeyDocument,
+    challenge: &str,
     fingerprint: &str,
     measurements: &[Hex],
     anchors: &TrustAnchors,
@@ -77,6 +93,9 @@ pub fn check_service_attestation(
     let verified = cloister_verify::verify(evidence, anchors, now_unix)?;
     verified.claims().check_enclave()?;
     let bound = verified.runtime_data();
+    if bound.nonce != format!("{SERVICE_CHALLENGE_PREFIX}{challenge}") {
+        return Err(ServicePinError::Stale);
+    }
     if bound.hpke_pk != document.public_key {
         return Err(ServicePinError::NotBound("envelope key"));
     }
@@ -107,6 +126,7 @@ mod tests {
     use super::*;
 
     const MEASUREMENT: [u8; 48] = [0x5e; 48];
+    const CHALLENGE: &str = "Y2hhbGxlbmdlLW9mLXRoZS13b3JrZXI";
 
     fn now() -> i64 {
         cloister_sign::unix_now() as i64
@@ -121,7 +141,7 @@ mod tests {
         let signing = cloister_sign::SigningKey::generate().public_key();
         let fingerprint = signing.fingerprint_hex();
         let runtime_data = RuntimeData {
-            nonce: "service-self-attestation".into(),
+            nonce: format!("{SERVICE_CHALLENGE_PREFIX}{CHALLENGE}"),
             hpke_pk: envelope.to_text(),
             tls_spki_sha256: Hex(vec![0; 32]),
             receipt_pk: signing.to_text(),
@@ -146,6 +166,7 @@ mod tests {
         let fingerprint = document.signing_key_sha256.to_string();
         check_service_attestation(
             document,
+            CHALLENGE,
             &fingerprint,
             &[Hex(MEASUREMENT.to_vec())],
             anchors,
@@ -165,14 +186,27 @@ mod tests {
         let fingerprint = document.signing_key_sha256.to_string();
         let err = check_service_attestation(
             &document,
+            CHALLENGE,
             &fingerprint,
             &[Hex(vec![1; 48])],
             &anchors,
             now(),
         );
         assert!(matches!(err, Err(ServicePinError::Measurement { .. })), "{err:?}");
-        let err = check_service_attestation(&document, &"0".repeat(64), &[], &anchors, now());
+        let err =
+            check_service_attestation(&document, CHALLENGE, &"0".repeat(64), &[], &anchors, now());
         assert!(matches!(err, Err(ServicePinError::OtherKey { .. })), "{err:?}");
+        // A document whose evidence answered another challenge (replayed, or the service's
+        // periodic self-attestation) is not fresh.
+        let err = check_service_attestation(
+            &document,
+            "YW5vdGhlci1jaGFsbGVuZ2UtZW50aXJlbHk",
+            &fingerprint,
+            &[Hex(MEASUREMENT.to_vec())],
+            &anchors,
+            now(),
+        );
+        assert!(matches!(err, Err(ServicePinError::Stale)), "{err:?}");
 
         // The host swaps the envelope key or the signing key in the document, keeping the
         // evidence.

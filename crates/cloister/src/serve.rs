@@ -247,6 +247,13 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
                 None => cloister_types::Hex(Vec::new()),
             };
             let kind = attest_service(&service, &attester, &spki).await?;
+            let collecting = attester.clone();
+            service.set_self_attester(
+                Arc::new(move |runtime_data| {
+                    collecting.attest(runtime_data).map_err(|e| format!("{e:#}"))
+                }),
+                spki.clone(),
+            );
             eprintln!(
                 "the service attests its keys with {kind}; its key document carries the evidence"
             );

@@ -236,12 +236,16 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         &options.authority_tls,
     )?;
     if !options.service_pin.measurements.is_empty() {
+        // A fresh challenge: a key document replayed from before the service changed builds
+        // does not answer it.
+        let challenge = cloister_worker::service_pin::new_challenge();
         let document = client
-            .service_key_document()
+            .service_key_challenge(&challenge)
             .await
-            .context("fetching the attestation service's key document")?;
+            .context("asking the attestation service for fresh evidence of itself")?;
         let claims = cloister_worker::service_pin::check_service_attestation(
             &document,
+            &challenge,
             &options.service_fingerprint,
             &options.service_pin.measurements,
             &options.service_pin.anchors,

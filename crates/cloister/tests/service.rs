@@ -1442,4 +1442,28 @@ async fn a_worker_pins_the_attestation_service_by_measurement() {
     let started: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}; {stderr}"));
     assert!(started["url"].as_str().unwrap().starts_with("https://"), "{started}");
+
+    // The evidence answers the worker's own challenge, so an older document cannot stand in:
+    // the service binds the nonce it is given, refuses a malformed one, and a service outside a
+    // TEE has nothing to answer with.
+    let challenge = |url: String, nonce: &str| {
+        let body = serde_json::json!({ "nonce": nonce });
+        async move {
+            http().post(format!("{url}/v1/service-key/challenge")).json(&body).send().await.unwrap()
+        }
+    };
+    let nonce = "bm9uY2Utb2YtdGhlLXdvcmtlci10ZXN0";
+    let answer = challenge(server.url.clone(), nonce).await;
+    assert_eq!(answer.status(), 200);
+    let document: Value = answer.json().await.unwrap();
+    assert_eq!(
+        document["attestation"]["runtime_data"]["nonce"],
+        format!("cloister-service-challenge:{nonce}")
+    );
+    assert_eq!(challenge(server.url.clone(), "short").await.status(), 400);
+    let plain = Server::start(
+        &tmp.path().join("plain"),
+        &database(tmp.path(), "plain", false).await.unwrap(),
+    );
+    assert_eq!(challenge(plain.url.clone(), nonce).await.status(), 409);
 }

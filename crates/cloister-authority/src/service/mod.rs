@@ -173,7 +173,14 @@ pub struct Service {
     fetching: Option<Fetching>,
     /// The service's own evidence, when it runs in a TEE ([`Service::set_attestation`]).
     attestation: RwLock<Option<UnifiedEvidence>>,
+    /// What collects fresh evidence of the service, and its TLS key's SPKI digest, when it runs
+    /// in a TEE ([`Service::set_self_attester`]).
+    self_attester: RwLock<Option<(SelfAttester, Hex)>>,
 }
+
+/// Collects evidence of the service over the given runtime data (the binary's TEE attester).
+pub type SelfAttester =
+    Arc<dyn Fn(&RuntimeData) -> std::result::Result<UnifiedEvidence, String> + Send + Sync>;
 
 impl Service {
     /// Opens the service on `store` with its key. The first start on a database records the
@@ -211,6 +218,7 @@ impl Service {
             metrics: Metrics::new(),
             fetching: None,
             attestation: RwLock::new(None),
+            self_attester: RwLock::new(None),
         })
     }
 
@@ -245,6 +253,46 @@ impl Service {
         *self.attestation.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(evidence);
         Ok(())
+    }
+
+    /// Lets the service collect fresh evidence of itself for a challenger
+    /// ([`Self::challenged_service_document`]), with `attester` over runtime data naming its
+    /// keys and the TLS key whose SPKI digest is `tls_spki_sha256`.
+    pub fn set_self_attester(&self, attester: SelfAttester, tls_spki_sha256: Hex) {
+        *self.self_attester.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((attester, tls_spki_sha256));
+    }
+
+    /// The service's key document with evidence collected now, binding the challenger's
+    /// `nonce` (after [`SERVICE_CHALLENGE_PREFIX`]): what a worker pinning the service by
+    /// measurement checks, so that a document replayed from before a build change is refused.
+    /// Refused (409) by a service that does not run in a TEE.
+    pub async fn challenged_service_document(&self, nonce: &str) -> Result<ServiceKeyDocument> {
+        enclaves::check_request_nonce(nonce)?;
+        let attester = self
+            .self_attester
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                ServiceError::Conflict(
+                    "this service does not run in a TEE (serve attestation --tee), so it cannot \
+                     attest itself"
+                        .to_owned(),
+                )
+            })?;
+        let (attester, tls) = attester;
+        let label = format!("{}{nonce}", cloister_types::api::SERVICE_CHALLENGE_PREFIX);
+        let runtime_data = self.attestation_runtime_data(tls, label);
+        let evidence = tokio::task::spawn_blocking(move || attester(&runtime_data))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("the attesting task failed: {e}")))?
+            .map_err(|e| {
+                ServiceError::Internal(format!("collecting the service's evidence: {e}"))
+            })?;
+        let mut document = self.service_key_document();
+        document.attestation = Some(evidence);
+        Ok(document)
     }
 
     /// Trusts instance bundles signed by the services whose signing-key fingerprints (lowercase
