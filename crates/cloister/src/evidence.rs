@@ -188,7 +188,7 @@ fn ear_refusal(
         let Some(claims) = verified.get(name) else {
             return Some(format!("the EAR token appraised {name}, which the evidence lacks"));
         };
-        if uar::claim_attributes(&appraisal.claims) != uar::claim_attributes(claims) {
+        if comparable(&appraisal.claims) != comparable(claims) {
             return Some(format!(
                 "the EAR token appraised other evidence: its {name} claims are not what the \
                  evidence gives"
@@ -201,17 +201,51 @@ fn ear_refusal(
     None
 }
 
+/// Vendor claims that depend on the collateral given or on the verification time rather than on
+/// the evidence: they may differ between the service's appraisal and a later check.
+const COLLATERAL_DEPENDENT: [&str; 12] = [
+    "tcb_status",
+    "advisory_ids",
+    "platform_tcb_status",
+    "qe_tcb_status",
+    "collateral",
+    "crl_checked",
+    "revocation_checked",
+    "ocsp",
+    "rim",
+    "measurements_appraised",
+    "rim_signature_verified",
+    "rim_root",
+];
+
+/// The claims as far as they follow from the evidence itself: everything, the vendor's own
+/// fields included (platform keys, registers, issue times), except the TCB judgement and the
+/// [`COLLATERAL_DEPENDENT`] vendor fields.
+fn comparable(claims: &cloister_types::Claims) -> serde_json::Value {
+    let mut value = serde_json::to_value(claims).unwrap_or(serde_json::Value::Null);
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("tcb_status");
+        fields.remove("advisories");
+        if let Some(vendor) =
+            fields.get_mut(claims.tee.as_str()).and_then(serde_json::Value::as_object_mut)
+        {
+            for field in COLLATERAL_DEPENDENT {
+                vendor.remove(field);
+            }
+        }
+    }
+    value
+}
+
 /// Verifies a compact EAR token with a key of the JWKS in `jwks` at `at_unix`.
 fn verify_ear_token(token: &str, jwks: &Path, at_unix: i64) -> Result<cloister_types::EarBody> {
     use cloister_types::ear::{EAR_NAME, EAR_PROFILE};
     let jwks: serde_json::Value = serde_json::from_slice(&read(jwks)?)
         .with_context(|| format!("{} is not a JWKS (JSON)", jwks.display()))?;
     let kid = cloister_sign::peek_key_id(token).context("not a compact JWS with a key id")?;
-    let jwk = jwks["keys"]
-        .as_array()
-        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid.as_str()))
-        .with_context(|| format!("the JWKS has no key {kid:?}: is it the issuing instance's?"))?;
-    let key = cloister_sign::AnyVerifyingKey::from_jwk(jwk).context("the JWKS key is unusable")?;
+    // Exactly one entry may carry the kid (a JWKS listing it twice is refused).
+    let key = cloister_sign::AnyVerifyingKey::from_jwks(&jwks, &kid)
+        .with_context(|| format!("the JWKS and key {kid:?}: is it the issuing instance's?"))?;
     let body = key
         .verify::<cloister_types::EarBody>(EAR_NAME, token, at_unix as u64)
         .context("the EAR token does not verify with the instance's key")?

@@ -1364,6 +1364,43 @@ async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_ed
     let (ok, out, err) = export("uar", &jwks, &lookalike);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("claims are not what the evidence gives"), "{err}");
+    // The same report re-signed by another platform the instance never trusted (red team round
+    // 2): its normalised claims are the same, its vendor claims (the platform key) are not.
+    let other_platform = SimPlatformKey::generate();
+    let other_public =
+        write("other-platform.pub", other_platform.public_key().to_string().as_bytes());
+    let resigned = SimAttester::new(other_platform, MEASUREMENT)
+        .attest(&request.evidence.runtime_data)
+        .unwrap();
+    let resigned = write("resigned.json", &serde_json::to_vec(&resigned).unwrap());
+    let (ok, out, err) = cli(
+        &[
+            "evidence",
+            "export",
+            "--format",
+            "uar",
+            "--ear",
+            &ear,
+            "--jwks",
+            &jwks,
+            "--evidence",
+            &resigned,
+            "--trust-anchor",
+            &other_public,
+        ],
+        "http://unused",
+        None,
+    );
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("claims are not what the evidence gives"), "{err}");
+    // A JWKS listing the token's key id twice is refused, whichever entry comes first.
+    let mut doubled: Value =
+        serde_json::from_str(&std::fs::read_to_string(&jwks).unwrap()).unwrap();
+    let first = doubled["keys"][0].clone();
+    doubled["keys"].as_array_mut().unwrap().push(first);
+    let doubled = write("doubled-jwks.json", doubled.to_string().as_bytes());
+    let (ok, _, err) = export("ear", &doubled, &evidence_file);
+    assert!(!ok && err.contains("more than once"), "{err}");
     let (ok, out, err) = export("uar", &other_jwks, &evidence_file);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("has no key"), "{err}");
