@@ -74,7 +74,11 @@ impl RouteClass {
                 RouteClass::Attestation
             }
             ("POST", "/v1/keys/release") => RouteClass::Release,
-            ("POST", "/v1/datasets" | "/v1/grants/revoke") => RouteClass::Registration,
+            // Fresh service evidence costs the TEE a quote or report each time: as scarce as
+            // registrations.
+            ("POST", "/v1/datasets" | "/v1/grants/revoke" | "/v1/service-key/challenge") => {
+                RouteClass::Registration
+            }
             (
                 "POST",
                 "/v1/instances/{id}/jobs"
