@@ -54,7 +54,7 @@ use serde_json::json;
 
 use crate::cca::CcaError;
 use crate::cca::token::{
-    self, CollectionForm, CoseAlg, PlatformClaims, RealmClaims, SignedToken, TokenPart,
+    self, CollectionForm, CoseAlg, PlatformClaims, RealmClaims, SignedToken, SwComponent, TokenPart,
 };
 use crate::error::VerifyError;
 use crate::inputs::Inputs;
@@ -583,19 +583,7 @@ fn normalised(parsed: &Parsed, rak_format: &'static str, outcome: PlatformOutcom
 }
 
 fn platform_json(token: &SignedToken, platform: &PlatformClaims) -> serde_json::Value {
-    let sw_components: Vec<_> = platform
-        .sw_components
-        .iter()
-        .map(|c| {
-            json!({
-                "measurement_type": c.measurement_type,
-                "measurement_value": hex::encode(&c.measurement_value),
-                "version": c.version,
-                "signer_id": hex::encode(&c.signer_id),
-                "hash_algo": c.hash_algo,
-            })
-        })
-        .collect();
+    let sw_components: Vec<_> = platform.sw_components.iter().map(SwComponent::to_json).collect();
     json!({
         "profile": platform.profile,
         "challenge": hex::encode(&platform.challenge),

@@ -382,19 +382,8 @@ fn cose_key(bytes: &[u8]) -> Result<PublicKey, String> {
 /// The normalised claims and the `cca` vendor fields.
 fn claims(v: Verified) -> Claims {
     let Verified { form, platform, realm, platform_alg, realm_alg, cpak, rak_format } = v;
-    let sw_components: Vec<_> = platform
-        .sw_components
-        .iter()
-        .map(|c| {
-            json!({
-                "measurement_type": c.measurement_type,
-                "measurement_value": hex::encode(&c.measurement_value),
-                "version": c.version,
-                "signer_id": hex::encode(&c.signer_id),
-                "hash_algo": c.hash_algo,
-            })
-        })
-        .collect();
+    let sw_components: Vec<_> =
+        platform.sw_components.iter().map(token::SwComponent::to_json).collect();
     let vendor = json!({
         "collection": form.name(),
         "platform": {

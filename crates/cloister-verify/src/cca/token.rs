@@ -236,6 +236,19 @@ pub(crate) struct SwComponent {
     pub(crate) hash_algo: Option<String>,
 }
 
+impl SwComponent {
+    /// The component as the CCA and virtCCA drivers report it in their vendor claims.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "measurement_type": self.measurement_type,
+            "measurement_value": hex::encode(&self.measurement_value),
+            "version": self.version,
+            "signer_id": hex::encode(&self.signer_id),
+            "hash_algo": self.hash_algo,
+        })
+    }
+}
+
 /// The platform token's claims.
 #[derive(Clone, Debug)]
 pub(crate) struct PlatformClaims {
