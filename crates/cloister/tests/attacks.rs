@@ -1213,6 +1213,36 @@ async fn a_worker_whose_platform_tcb_is_revoked_under_it_gets_no_key_until_it_re
 
 // ---- device keys (issue 15) ------------------------------------------------------------------
 
+/// Registers a key of `owner` whose release policy allows everything, listing `instance`, and
+/// returns how to ask for it with an EAR token: whatever a release refuses is refused by the
+/// service's own checks, never by the owner's policy.
+async fn allow_all_key(
+    service: &cloister_authority::service::Service,
+    owner: &cloister_policy::Principal,
+    instance: &str,
+    now: i64,
+) -> impl Fn(String) -> cloister_types::api::KeyReleaseRequest {
+    let key = service
+        .register_key(
+            owner,
+            &cloister_types::manage::RegisterKey {
+                name: "anything".into(),
+                secret_key: None,
+                release_policy: "package cloister.release\nallow := true\n".into(),
+                instances: vec![instance.to_owned()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let key_id = Hex::parse(&key.key_id).unwrap();
+    move |ear| cloister_types::api::KeyReleaseRequest {
+        key_id: key_id.clone(),
+        ear,
+        context: Default::default(),
+    }
+}
+
 /// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys and the
 /// service.
 async fn device_request(
@@ -1249,7 +1279,7 @@ async fn device_request(
 #[tokio::test]
 async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
     use cloister_fakehw::psa::{Component, PsaDevice};
-    use cloister_types::manage::{CreateInstance, PolicySpec, RegisterKey, TrustAnchorSpec};
+    use cloister_types::manage::{CreateInstance, PolicySpec, TrustAnchorSpec};
     let now = unix_now() as i64;
     let (service, owner) = service(Vec::new(), "owner", now).await;
     let device = PsaDevice::new();
@@ -1285,24 +1315,8 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
     assert!(err.contains("software component SPE"), "{err}");
 
     // A key whose policy allows anything, listing the device's instance: nothing is released.
-    let key = service
-        .register_key(
-            &owner,
-            &RegisterKey {
-                name: "anything".into(),
-                secret_key: None,
-                release_policy: "package cloister.release\nallow := true\n".into(),
-                instances: vec![instance.clone()],
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    let release = cloister_types::api::KeyReleaseRequest {
-        key_id: Hex::parse(&key.key_id).unwrap(),
-        ear: admitted.ear,
-        context: Default::default(),
-    };
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let release = release(admitted.ear);
     let err = service.release_key(&release, now).await.unwrap_err().to_string();
     assert!(err.contains("attests a device's key, not an enclave"), "{err}");
 
@@ -1350,7 +1364,7 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
 #[tokio::test]
 async fn an_android_key_is_admitted_only_from_a_locked_verified_device_and_never_as_an_enclave() {
     use cloister_fakehw::android::{AndroidDevice, SecurityLevel};
-    use cloister_types::manage::{CreateInstance, PolicySpec, RegisterKey, TrustAnchorSpec};
+    use cloister_types::manage::{CreateInstance, PolicySpec, TrustAnchorSpec};
     let now = unix_now() as i64;
     let (service, owner) = service(Vec::new(), "owner", now).await;
     let mut device = AndroidDevice::new(now).unwrap();
@@ -1384,24 +1398,8 @@ async fn an_android_key_is_admitted_only_from_a_locked_verified_device_and_never
     let err = service.attest(&instance, &software, &[0; 32], now).await.unwrap_err().to_string();
     assert!(err.contains("security level software"), "{err}");
 
-    let key = service
-        .register_key(
-            &owner,
-            &RegisterKey {
-                name: "anything".into(),
-                secret_key: None,
-                release_policy: "package cloister.release\nallow := true\n".into(),
-                instances: vec![instance.clone()],
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    let release = cloister_types::api::KeyReleaseRequest {
-        key_id: Hex::parse(&key.key_id).unwrap(),
-        ear: admitted.ear,
-        context: Default::default(),
-    };
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let release = release(admitted.ear);
     let err = service.release_key(&release, now).await.unwrap_err().to_string();
     assert!(err.contains("attests a device's key, not an enclave"), "{err}");
 }
@@ -1413,7 +1411,7 @@ async fn an_android_key_is_admitted_only_from_a_locked_verified_device_and_never
 async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_them() {
     use base64::Engine as _;
     use cloister_types::manage::{
-        CreateInstance, InstanceSettings, PolicySpec, RegisterKey, TokenSigning, TrustAnchorSpec,
+        CreateInstance, InstanceSettings, PolicySpec, TokenSigning, TrustAnchorSpec,
     };
     let now = unix_now() as i64;
     let (service, owner) = service(Vec::new(), "owner", now).await;
@@ -1446,24 +1444,7 @@ async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_th
     assert_eq!(body.submods["cpu0"].claims.tee, TeeKind::Sim);
 
     // The broker verifies SM2 tokens like ES256 ones.
-    let key = service
-        .register_key(
-            &owner,
-            &RegisterKey {
-                name: "k".into(),
-                secret_key: None,
-                release_policy: "package cloister.release\nallow := true\n".into(),
-                instances: vec![instance.clone()],
-            },
-            now,
-        )
-        .await
-        .unwrap();
-    let release = |ear: String| cloister_types::api::KeyReleaseRequest {
-        key_id: Hex::parse(&key.key_id).unwrap(),
-        ear,
-        context: Default::default(),
-    };
+    let release = allow_all_key(&service, &owner, &instance, now).await;
     service.release_key(&release(ear.clone()), now).await.unwrap();
 
     // An ES256 token claiming the SM2 key's id (algorithm confusion) is refused.
