@@ -41,6 +41,31 @@ pub enum ConfigError {
     TestRoot(String),
 }
 
+/// Refuses an anchor that holds a symmetric key (a JWK of `kty` `oct`, as a PSA COSE_Mac0 IAK
+/// is): trust anchors are stored in clear and shown to the tenant's admins, unlike the secrets
+/// the service seals, so a shared secret never becomes one. MAC'd tokens can still be checked
+/// offline with `cloister evidence verify --tee psa --trust-anchor KEY`.
+fn refuse_secret_key(where_: &str, text: &str) -> Result<(), ConfigError> {
+    fn holds_secret(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Object(fields) => {
+                fields.get("kty").and_then(serde_json::Value::as_str) == Some("oct")
+                    || fields.values().any(holds_secret)
+            }
+            serde_json::Value::Array(items) => items.iter().any(holds_secret),
+            _ => false,
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) if holds_secret(&value) => Err(ConfigError::Root(format!(
+            "{where_} holds a symmetric key (a JWK of kty \"oct\"): trust anchors are stored in \
+             clear and shown to the tenant's admins, so a secret key is never one; verify MAC'd \
+             PSA tokens offline with `cloister evidence verify --tee psa --trust-anchor KEY`"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Parses every anchor of `spec`; the first unusable one is refused with its position.
 pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError> {
     let mut anchors = TrustAnchors::new();
@@ -61,6 +86,7 @@ pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError
             }
         };
         for text in list {
+            refuse_secret_key(&format!("trust_anchors.roots.{tee}"), text)?;
             // A PEM file of certificates becomes one anchor per certificate.
             let blocks = match cloister_verify::x509::split_certificates(text.as_bytes()) {
                 Ok(blocks) if text.contains("-----BEGIN CERTIFICATE-----") => blocks,
@@ -84,6 +110,7 @@ pub fn trust_anchors(spec: &TrustAnchorSpec) -> Result<TrustAnchors, ConfigError
             })?;
         if tee == TeeKind::Psa {
             for (index, text) in list.iter().enumerate() {
+                refuse_secret_key(&format!("trust_anchors.test_roots.psa[{index}]"), text)?;
                 cloister_verify::check_key_anchor(text.as_bytes()).map_err(|e| {
                     ConfigError::TestRoot(format!(
                         "trust_anchors.test_roots.psa[{index}] is not an IAK public key (JWK, \
@@ -183,6 +210,23 @@ mod tests {
                 .map(|(tee, pem)| ((*tee).to_owned(), vec![pem.clone()]))
                 .collect(),
             ..TrustAnchorSpec::default()
+        }
+    }
+
+    #[test]
+    fn a_symmetric_key_is_never_a_stored_trust_anchor() {
+        let oct = r#"{"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}"#;
+        let wrapped = format!(r#"[{{"pkey": {oct}, "instance-id": "01"}}]"#);
+        for text in [oct.to_owned(), wrapped] {
+            let spec = TrustAnchorSpec {
+                roots: [("psa".to_owned(), vec![text.clone()])].into_iter().collect(),
+                ..TrustAnchorSpec::default()
+            };
+            let err = trust_anchors(&spec).err().unwrap_or_else(|| panic!("accepted {text}"));
+            assert!(err.to_string().contains("holds a symmetric key"), "{err}");
+            let err = trust_anchors(&test_roots(&[("psa", text.clone())])).err();
+            let err = err.unwrap_or_else(|| panic!("accepted {text}")).to_string();
+            assert!(err.contains("holds a symmetric key"), "{err}");
         }
     }
 
