@@ -48,7 +48,7 @@ pub struct NewModel {
     pub name: String,
     /// Its version (`check_model_name`); a version is imported once.
     pub version: String,
-    /// What was read from the files (`cloister_worker::engine::inspect`).
+    /// What was read from the files (`cloister_engine::inspect`).
     pub metadata: ModelMetadata,
     /// The owner's terms.
     pub licence: LicenceTerms,

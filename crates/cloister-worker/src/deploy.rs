@@ -11,9 +11,9 @@ use cloister_types::Hex;
 use cloister_types::api::ReleaseContext;
 use cloister_types::model::{DeployModel, DeployedModel, ModelFormat, ModelTask};
 
-use crate::engine::{Embedder, EngineError, LlmModel, OnnxModel};
 use crate::online::{CatalogError, Engine, LoadedModel};
 use crate::server::Worker;
+use cloister_engine::{Embedder, EngineError, LlmModel, OnnxModel};
 
 /// Why a model was not deployed. No variant carries plaintext.
 #[derive(Debug, thiserror::Error)]

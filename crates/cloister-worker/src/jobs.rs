@@ -12,9 +12,9 @@ use cloister_types::{Grant, Hex, InputRef, InputRole, JobKind, JobSpec, Receipt}
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::engine::{self, OnnxModel, Table};
 use crate::identity::EnclaveIdentity;
 use crate::store::{ObjectStore, StoreError};
+use cloister_engine::{EngineError, OnnxModel, Table, run_batch};
 
 /// How long a receipt stays verifiable.
 pub(crate) const RECEIPT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -78,7 +78,7 @@ pub enum JobError {
     },
     /// The model or data set is unusable.
     #[error(transparent)]
-    Engine(#[from] engine::EngineError),
+    Engine(#[from] EngineError),
     /// Sealing or signing the results failed.
     #[error("could not seal or sign the results: {0}")]
     Output(String),
@@ -219,7 +219,7 @@ pub fn run_job(
     let table = Table::from_csv(&data_plain)?;
     drop(data_plain);
     let rows = table.rows() as u64;
-    let mut predictions = engine::run_batch(&model, &table, BATCH_ROWS, &mut |_| {})?;
+    let mut predictions = run_batch(&model, &table, BATCH_ROWS, &mut |_| {})?;
     drop(table);
     drop(model);
     let csv = Zeroizing::new(predictions.to_csv());

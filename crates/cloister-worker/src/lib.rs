@@ -6,7 +6,6 @@
 
 pub mod batch;
 pub mod deploy;
-pub mod engine;
 pub mod identity;
 pub mod jobs;
 pub mod ledger;

@@ -18,7 +18,6 @@ use cloister_types::{InputRole, JobSpec};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::engine::{Classifier, EngineError, LabelledRows, TrainConfig, TrainMetrics};
 use crate::identity::EnclaveIdentity;
 use crate::jobs::{
     JobAuthorization, JobError, JobOutcome, JobResult, finish_job, open_input, read_checked,
@@ -27,6 +26,7 @@ use crate::jobs::{
 use crate::online::{Catalog, Engine, LoadedModel};
 use crate::server::Worker;
 use crate::store::ObjectStore;
+use cloister_engine::{Classifier, EngineError, LabelledRows, TrainConfig, TrainMetrics};
 
 /// What the model owner seals as a training job's model input.
 #[derive(Deserialize)]
@@ -275,7 +275,7 @@ pub(crate) fn train_and_seal(
     } else {
         let weighted: Vec<(&Classifier, u64)> =
             updates.iter().map(|((model, _), rows)| (model, *rows)).collect();
-        let model = crate::engine::federated_average(&weighted)?;
+        let model = cloister_engine::federated_average(&weighted)?;
         drop(weighted);
         let mut metrics = TrainMetrics {
             rows: row_count as usize,

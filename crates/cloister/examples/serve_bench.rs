@@ -24,13 +24,13 @@ use cloister::testbed::{self, ComputeDirs, InstancePolicy};
 use cloister_attest::SimAttester;
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, OhttpClient, authorization_header};
+use cloister_engine::{ChatMessage, GenerationParams, LlmModel, OnnxModel};
 use cloister_sign::{SigningKey, unix_now};
 use cloister_types::model::{
     ModelFormat, ModelMetadata, ModelTask, RequesterLimits, ServingPolicy,
 };
 use cloister_types::online::InferenceAuthorization;
 use cloister_types::{Hex, TeeKind};
-use cloister_worker::engine::{ChatMessage, GenerationParams, LlmModel, OnnxModel};
 use cloister_worker::online::{Engine, LoadedModel};
 
 const MEASUREMENT: [u8; 48] = [0x42; 48];

@@ -14,10 +14,10 @@ use cloister::demo::BREAST_CANCER_CSV;
 use cloister::parties::{Admitted, Party};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy};
 use cloister_attest::SimAttester;
+use cloister_engine::train::standardization;
+use cloister_engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
 use cloister_types::api::SubmitJob;
 use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
-use cloister_worker::engine::train::standardization;
-use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
 
 const MEASUREMENT: [u8; 48] = [0x24; 48];
 

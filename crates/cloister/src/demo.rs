@@ -296,7 +296,7 @@ pub async fn run(workdir: &Path) -> Result<DemoReport> {
     ));
     let (_, plaintext) = cloister_seal::open_to_vec(&data_provider.envelope, &sealed)?;
     std::fs::write(data_dir.join("predictions.csv"), &*plaintext)?;
-    let predictions = cloister_worker::engine::Predictions::from_csv(&plaintext)?;
+    let predictions = cloister_engine::Predictions::from_csv(&plaintext)?;
     let predicted = predictions.argmax();
     ensure!(
         predicted.len() == table.labels.len(),

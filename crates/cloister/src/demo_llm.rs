@@ -95,7 +95,7 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
         authority.register_broker_key("smollm2-weights", std::slice::from_ref(&published)).await?;
     let recipient = broker_key.recipient.parse().context("reading the broker recipient")?;
     let files = std::collections::BTreeMap::from([("model.gguf".to_owned(), weights.to_vec())]);
-    let metadata = cloister_worker::engine::inspect(ModelFormat::Gguf, &files)?;
+    let metadata = cloister_engine::inspect(ModelFormat::Gguf, &files)?;
     drop(files);
     ok(&format!(
         "{} model, {} parameters, context {} tokens, vocabulary {}, chat template {}",

@@ -17,6 +17,8 @@ use std::path::Path;
 use anyhow::{Context as _, Result, ensure};
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, OhttpClient, authorization_header};
+use cloister_engine::train::standardization;
+use cloister_engine::{Classifier, DpSgd, LabelledRows, TrainConfig, federated_average};
 use cloister_repository::{NewModel, Repository};
 use cloister_sign::unix_now;
 use cloister_types::api::SubmitJob;
@@ -25,8 +27,6 @@ use cloister_types::model::{
     DeployModel, LicenceTerms, ModelFormat, RequesterLimits, ServingPolicy,
 };
 use cloister_types::{InputRole, JobKind, JobSpec, TeeKind};
-use cloister_worker::engine::train::standardization;
-use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig, federated_average};
 use zeroize::Zeroizing;
 
 use crate::demo::{BREAST_CANCER_CSV, ok, say, show_no_plaintext};
@@ -331,7 +331,7 @@ pub async fn run(
     let onnx = global.to_onnx()?;
     let broker_key = authority.register_broker_key("federated-model", measurements).await?;
     let files = std::collections::BTreeMap::from([("model.onnx".to_owned(), onnx.clone())]);
-    let metadata = cloister_worker::engine::inspect(ModelFormat::Onnx, &files)?;
+    let metadata = cloister_engine::inspect(ModelFormat::Onnx, &files)?;
     let repository = Repository::open(&dirs.models.display().to_string())?;
     let imported = repository
         .import(

@@ -26,13 +26,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use cloister_client::{AuthorityClient, ClientError, VerifiedEnclave, WorkerClient};
+use cloister_engine::train::standardization;
+use cloister_engine::{Classifier, LabelledRows, TrainConfig, federated_average};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::SigningKey;
 use cloister_types::api::SubmitJob;
 use cloister_types::job::{PrivacyAccount, PrivacyBudget};
 use cloister_types::{Hex, InputRef, InputRole, JobKind, JobSpec};
-use cloister_worker::engine::train::standardization;
-use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig, federated_average};
 use serde::{Deserialize, Serialize};
 
 use crate::job::WorkerTarget;

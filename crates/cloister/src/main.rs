@@ -1574,7 +1574,7 @@ async fn federate(command: FederateCommand) -> Result<()> {
             );
             let dp = match (dp_noise, dp_clip, dp_delta) {
                 (Some(noise_multiplier), Some(clip_norm), Some(delta)) => {
-                    Some(cloister_worker::engine::DpSgd {
+                    Some(cloister_engine::DpSgd {
                         clip_norm,
                         noise_multiplier,
                         delta,
@@ -1593,11 +1593,11 @@ async fn federate(command: FederateCommand) -> Result<()> {
                     .iter()
                     .map(|path| federate::read_participant(path))
                     .collect::<Result<_>>()?,
-                test: cloister_worker::engine::LabelledRows::from_csv(&test_csv)
+                test: cloister_engine::LabelledRows::from_csv(&test_csv)
                     .with_context(|| format!("{} is not a labelled CSV", test.display()))?,
                 hidden,
                 rounds,
-                config: cloister_worker::engine::TrainConfig {
+                config: cloister_engine::TrainConfig {
                     epochs,
                     batch_size,
                     learning_rate,

@@ -185,7 +185,7 @@ pub async fn import(repo: &Repository, args: ImportArgs, json: bool) -> Result<(
     })?;
     let format = detect_format(&args.path, args.format.as_deref())?;
     let files = read_model_files(&args.path, format)?;
-    let mut metadata = cloister_worker::engine::inspect(format, &files)
+    let mut metadata = cloister_engine::inspect(format, &files)
         .with_context(|| format!("reading the metadata of {}", args.path.display()))?;
     if let Some(source) = args.path.file_name().and_then(|n| n.to_str()) {
         metadata.details.insert("source".to_owned(), source.to_owned());

@@ -289,8 +289,8 @@ async fn an_enclave_runs_no_job_on_answers_the_host_forged_or_replayed() {
 }
 
 fn training_plan() -> Vec<u8> {
-    use cloister_worker::engine::train::standardization;
-    use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig};
+    use cloister_engine::train::standardization;
+    use cloister_engine::{Classifier, LabelledRows, TrainConfig};
     let table = LabelledRows::from_csv(BREAST_CANCER_CSV).unwrap();
     let (mean, scale) = standardization(&table);
     let initial = Classifier::initial(mean, scale, &[], 2, 1).unwrap();

@@ -19,11 +19,9 @@ use cloister::parties::{Admitted, Party};
 use cloister::scan::{Secret, scan};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority};
 use cloister_client::{Expectations, WorkerClient};
+use cloister_engine::{ChatMessage, GenerationParams, LlmModel, OnnxModel, Table, run_batch};
 use cloister_types::batch::{BatchState, BatchStatus, SubmitBatch};
 use cloister_types::{Hex, InputRef, InputRole, JobKind, JobSpec, TeeKind};
-use cloister_worker::engine::{
-    ChatMessage, GenerationParams, LlmModel, OnnxModel, Table, run_batch,
-};
 
 /// Copies of the 569-row table in the data set.
 const COPIES: usize = 10;

@@ -130,7 +130,7 @@ async fn a_granted_job_yields_correct_sealed_predictions_and_a_valid_receipt() {
     // Only the data provider can open the predictions.
     assert!(cloister_seal::open_to_vec(&bed.model_provider.envelope, &sealed).is_err());
     let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
-    let predicted = cloister_worker::engine::Predictions::from_csv(&plain).unwrap().argmax();
+    let predicted = cloister_engine::Predictions::from_csv(&plain).unwrap().argmax();
     let labels = split_labels(BREAST_CANCER_CSV).unwrap().labels;
     let correct = predicted.iter().zip(&labels).filter(|(p, l)| p == l).count();
     assert!(correct as f64 / 569.0 > 0.95, "accuracy {correct}/569");
@@ -457,7 +457,7 @@ async fn a_third_party_onnx_model_runs_through_the_same_job_path() {
     let receipt = verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
     assert_eq!(receipt.rows, 2);
     let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
-    let predictions = cloister_worker::engine::Predictions::from_csv(&plain).unwrap();
+    let predictions = cloister_engine::Predictions::from_csv(&plain).unwrap();
     assert_eq!((predictions.rows, predictions.columns.len()), (2, 4));
     for row in predictions.values.chunks(4) {
         let sum: f32 = row.iter().sum();
@@ -518,7 +518,7 @@ async fn data_sealed_to_a_broker_key_is_usable_until_the_owner_revokes_it() {
     let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
     verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
     let (_, plain) = cloister_seal::open_to_vec(&bed.data_provider.envelope, &sealed).unwrap();
-    assert_eq!(cloister_worker::engine::Predictions::from_csv(&plain).unwrap().argmax().len(), 569);
+    assert_eq!(cloister_engine::Predictions::from_csv(&plain).unwrap().argmax().len(), 569);
     // The enclave recorded the job's authorization in the audit log before running it.
     let records = admin.audit().await.unwrap();
     let authorized = records
@@ -647,9 +647,9 @@ fn training_job(
 
 #[tokio::test]
 async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_dp_budget() {
+    use cloister_engine::train::standardization;
+    use cloister_engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
     use cloister_types::job::PrivacyBudget;
-    use cloister_worker::engine::train::standardization;
-    use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
 
     let bed = bed().await;
     let (client, enclave) = bed
@@ -773,9 +773,9 @@ async fn a_training_job_returns_an_update_only_the_model_owner_opens_within_the_
 
 #[tokio::test]
 async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again() {
+    use cloister_engine::train::standardization;
+    use cloister_engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
     use cloister_types::job::PrivacyBudget;
-    use cloister_worker::engine::train::standardization;
-    use cloister_worker::engine::{Classifier, DpSgd, LabelledRows, TrainConfig};
 
     let tmp = tempfile::tempdir().unwrap();
     let dirs = ComputeDirs::create(&tmp.path().join("compute")).unwrap();
@@ -959,8 +959,8 @@ fn review_lines(nouns: &[&str]) -> Vec<(String, u32)> {
 
 #[tokio::test]
 async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() {
+    use cloister_engine::{Classifier, Embedder, LabelledRows, ModelFiles, TrainConfig};
     use cloister_types::model::{ModelFormat, ModelMetadata, ModelTask, ServingPolicy};
-    use cloister_worker::engine::{Classifier, Embedder, LabelledRows, ModelFiles, TrainConfig};
     use cloister_worker::online::{Engine, LoadedModel};
 
     let bed = bed().await;
@@ -1114,8 +1114,8 @@ fn the_training_demo_federates_within_two_points_of_central_training_despite_a_d
 
 #[tokio::test]
 async fn a_training_job_over_three_sites_seals_only_their_average() {
-    use cloister_worker::engine::train::standardization;
-    use cloister_worker::engine::{Classifier, LabelledRows, TrainConfig, federated_average};
+    use cloister_engine::train::standardization;
+    use cloister_engine::{Classifier, LabelledRows, TrainConfig, federated_average};
 
     let bed = bed().await;
     let parties = tempfile::tempdir().unwrap();

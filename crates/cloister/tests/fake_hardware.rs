@@ -30,6 +30,7 @@ use cloister::parties::{Admitted, Party};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority};
 use cloister_client::ohttp::{InnerRequest, OhttpClient, authorization_header};
 use cloister_client::{AuthorityClient, Expectations, ServiceChannel, WorkerClient};
+use cloister_engine::{OnnxModel, Table, run_batch};
 use cloister_fakehw::dcap::DcapPlatform;
 use cloister_fakehw::nitro::{FakeNsm, NitroPlatform};
 use cloister_fakehw::snp::SnpPlatform;
@@ -43,7 +44,6 @@ use cloister_types::model::{
     ServingPolicy,
 };
 use cloister_types::{EarStatus, Hex, InputRole, JobKind, JobSpec, TeeKind};
-use cloister_worker::engine::{OnnxModel, Table, run_batch};
 
 /// Give up waiting for a job after this long (a guard against hanging, not an assertion).
 const PATIENCE: Duration = Duration::from_secs(300);

@@ -15,9 +15,9 @@ use cloister::demo_train::{split_table, to_csv};
 use cloister::federate::RoundRecord;
 use cloister::scan::{Secret, scan};
 use cloister::testbed::{self, ComputeDirs, RunningAuthority, RunningWorker};
+use cloister_engine::{Classifier, LabelledRows};
 use cloister_types::Hex;
 use cloister_types::privacy::dp_sgd_epsilon;
-use cloister_worker::engine::{Classifier, LabelledRows};
 use tokio::process::{Child, Command};
 
 const HOSPITALS: [&str; 3] = ["hospital-a", "hospital-b", "hospital-c"];

@@ -25,6 +25,7 @@ use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority, Run
 use cloister_attest::SimAttester;
 use cloister_client::Expectations;
 use cloister_client::ohttp::{InnerRequest, InnerResponse, OhttpClient, authorization_header};
+use cloister_engine::OnnxModel;
 use cloister_repository::{Imported, NewModel, Repository};
 use cloister_sign::{SigningKey, unix_now};
 use cloister_types::batch::{BatchState, SubmitBatch};
@@ -35,7 +36,6 @@ use cloister_types::model::{
 };
 use cloister_types::online::{OHTTP_CHUNKED_REQUEST, OHTTP_KEY_CONFIG_FIELD, OHTTP_REQUEST};
 use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
-use cloister_worker::engine::OnnxModel;
 use cloister_worker::online::{Engine, LoadedModel};
 use futures::StreamExt as _;
 use tokio::net::TcpListener;
@@ -235,13 +235,13 @@ fn text_metadata(task: ModelTask, format: ModelFormat, architecture: &str) -> Mo
 /// the requester, with the given token quota on the language model.
 fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
     let gguf = std::fs::read(asset(SMOLLM)).unwrap();
-    let llm = cloister_worker::engine::LlmModel::from_gguf(&gguf).unwrap();
-    let mut files = cloister_worker::engine::ModelFiles::new();
+    let llm = cloister_engine::LlmModel::from_gguf(&gguf).unwrap();
+    let mut files = cloister_engine::ModelFiles::new();
     for name in ["model.safetensors", "config.json", "tokenizer.json"] {
         let bytes = std::fs::read(asset(&format!("{MINILM}/{name}"))).unwrap();
         files.insert(name.to_owned(), zeroize::Zeroizing::new(bytes));
     }
-    let embedder = cloister_worker::engine::Embedder::from_files(&files).unwrap();
+    let embedder = cloister_engine::Embedder::from_files(&files).unwrap();
     for (name, engine, metadata, quota) in [
         (
             "smollm2",

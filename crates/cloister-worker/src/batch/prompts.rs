@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::engine::{ChatMessage, EngineError, GenerationParams, LlmModel};
+use cloister_engine::{ChatMessage, EngineError, GenerationParams, LlmModel};
 
 /// Answer length when a line gives none.
 pub const DEFAULT_MAX_TOKENS: usize = 128;

@@ -22,9 +22,9 @@ use zeroize::{Zeroize as _, Zeroizing};
 
 use super::prompts::Prompt;
 use super::{BatchError, EnclaveRow, JobRow, TERMS_VALIDITY, TERMS_WHAT};
-use crate::engine::{self, LlmModel, OnnxModel, Table};
 use crate::jobs::{BATCH_ROWS, authorize_job, open_input, read_checked, receipt_input};
 use crate::server::{Worker, record_authorization, release_broker_keys};
+use cloister_engine::{LlmModel, OnnxModel, Table, run_batch};
 
 /// How long chunk statements and batch receipts stay verifiable.
 const STATEMENT_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -350,7 +350,7 @@ fn seal_chunk(
                 .to_vec();
             let sub = Table::from_values(count, columns, values)
                 .map_err(|e| check(job_id, e.to_string()))?;
-            let mut predictions = engine::run_batch(model, &sub, BATCH_ROWS, &mut |_| {})
+            let mut predictions = run_batch(model, &sub, BATCH_ROWS, &mut |_| {})
                 .map_err(|e| check(job_id, e.to_string()))?;
             drop(sub);
             let mut csv = Zeroizing::new(predictions.to_csv());

@@ -179,7 +179,7 @@ async fn infer(
         let result = match runner.engine() {
             Engine::Onnx(onnx) => onnx.infer(&shape, &data),
             Engine::Llm(_) | Engine::Embedder(_) => {
-                Err(crate::engine::EngineError::InvalidArgument(
+                Err(cloister_engine::EngineError::InvalidArgument(
                     "this model is not a tensor model".into(),
                 ))
             }

@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use cloister_sign::VerifyingKey;
 use cloister_types::model::{ModelMetadata, ServingPolicy, check_model_name};
 
-use crate::engine::{Embedder, LlmModel, OnnxModel};
 use crate::online::authz::Limits;
+use cloister_engine::{Embedder, LlmModel, OnnxModel};
 
 /// Why a model could not be loaded for serving.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::engine::EngineError;
+use cloister_engine::EngineError;
 
 /// Why an inner request was refused or failed.
 #[derive(Debug, thiserror::Error)]

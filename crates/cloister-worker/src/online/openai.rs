@@ -18,12 +18,12 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::{Zeroize as _, Zeroizing};
 
-use crate::engine::{ChatMessage, GenerationParams};
 use crate::online::api::parse_body;
 use crate::online::authz::{self, Requester};
 use crate::online::catalog::Engine;
 use crate::online::error::OnlineError;
 use crate::server::Worker;
+use cloister_engine::{ChatMessage, GenerationParams};
 
 /// Completion tokens when the request names no limit.
 const DEFAULT_MAX_TOKENS: usize = 256;

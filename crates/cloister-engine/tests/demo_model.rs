@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cloister_worker::engine::{EngineError, OnnxModel, Predictions, Table, run_batch};
+use cloister_engine::{EngineError, OnnxModel, Predictions, Table, run_batch};
 
 /// Rows of the full 569-row table the demo model classifies correctly, as printed by
 /// `scripts/train_demo_model.py` ("full-table accuracy 0.994727592 (566/569 correct)"), computed

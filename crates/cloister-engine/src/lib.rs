@@ -6,8 +6,8 @@
 //! [`Predictions`].
 //!
 //! ```no_run
-//! use cloister_worker::engine::{run_batch, OnnxModel, Table};
-//! # fn main() -> Result<(), cloister_worker::engine::EngineError> {
+//! use cloister_engine::{run_batch, OnnxModel, Table};
+//! # fn main() -> Result<(), cloister_engine::EngineError> {
 //! let model = OnnxModel::load(&std::fs::read("model.onnx").unwrap_or_default())?;
 //! let table = Table::from_csv(b"a,b\n1,2\n3,4\n")?;
 //! let predictions = run_batch(&model, &table, 64, &mut |done| eprintln!("{done} rows"))?;

@@ -15,8 +15,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use cloister_engine::{EngineError, inspect};
 use cloister_types::model::{ModelFormat, ModelMetadata, ModelTask};
-use cloister_worker::engine::{EngineError, inspect};
 use common::read_asset;
 use prost::Message as _;
 
