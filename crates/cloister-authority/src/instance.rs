@@ -95,8 +95,8 @@ impl Instance {
     }
 
     /// Its settings.
-    pub fn settings(&self) -> InstanceSettings {
-        self.settings
+    pub fn settings(&self) -> &InstanceSettings {
+        &self.settings
     }
 
     /// The keys that verify this instance's tokens at `now`: the current one and every retired

@@ -28,6 +28,7 @@ use cloister_policy::AppraisalPolicy;
 use cloister_seal::{KeyId, Metadata, OpenError, RecipientPublicKey, RecipientSecretKey};
 use cloister_sign::{AnySigningKey, AnyVerifyingKey, SigningKey, VerifyingKey};
 use cloister_types::api::{SERVICE_KEY_FIELD, ServiceKeyDocument};
+use cloister_types::manage::InstanceSettings;
 use cloister_types::{EarStatus, Hex, TeeKind};
 use cloister_verify::TrustAnchors;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -401,6 +402,18 @@ pub enum BundleError {
          that attests itself (serve attestation --tee), and this target offers no attestation"
     )]
     UnattestedTargetForbidden,
+    /// The instance was created `attested_exports_only` and the target's measurement is not
+    /// one of the service builds named at its creation.
+    #[error(
+        "this instance was created with attested_exports_only for the service builds \
+         {allowed:?}; the target service measures {measurement}, which is not one of them"
+    )]
+    TargetMeasurementNotListed {
+        /// What the target's evidence measured.
+        measurement: String,
+        /// The measurements fixed at the instance's creation.
+        allowed: Vec<String>,
+    },
     /// The target's attestation did not verify.
     #[error("the target service's attestation did not verify: {0}")]
     TargetEvidence(#[source] cloister_verify::VerifyError),
@@ -836,6 +849,27 @@ pub fn check_target(
         tee: verified.tee(),
         measurement: verified.claims().measurement.clone(),
     })
+}
+
+/// For an `attested_exports_only` instance: an attested target whose measurement is one of the
+/// service builds fixed at the instance's creation, and nothing else (in Rust, whatever the
+/// policy said, so no policy text can widen it).
+pub fn check_export_measurement(
+    check: TargetCheck,
+    settings: &InstanceSettings,
+) -> Result<TargetCheck, BundleError> {
+    match &check {
+        TargetCheck::Attested { measurement, .. }
+            if settings.export_measurements.contains(&measurement.to_string()) =>
+        {
+            Ok(check)
+        }
+        TargetCheck::Attested { measurement, .. } => Err(BundleError::TargetMeasurementNotListed {
+            measurement: measurement.to_string(),
+            allowed: settings.export_measurements.clone(),
+        }),
+        TargetCheck::Unattested => Err(BundleError::UnattestedTargetForbidden),
+    }
 }
 
 #[cfg(test)]
@@ -1556,5 +1590,42 @@ mod tests {
         )
         .expect_err("unlisted measurement");
         assert!(matches!(err, BundleError::TargetRejected { .. }), "{err:?}");
+    }
+
+    /// An `attested_exports_only` instance moves only to a service build named at its creation:
+    /// an attested target measuring anything else is refused, as is an unattested one, whatever
+    /// the policy said before.
+    #[test]
+    fn an_attested_export_goes_only_to_a_build_named_at_creation() {
+        let named = "3c".repeat(48);
+        let settings = InstanceSettings {
+            attested_exports_only: true,
+            export_measurements: vec![named.clone()],
+            ..InstanceSettings::default()
+        };
+        let attested = |measurement: Vec<u8>| TargetCheck::Attested {
+            tee: TeeKind::Sim,
+            measurement: Hex(measurement),
+        };
+        let passed = check_export_measurement(attested(MEASUREMENT.to_vec()), &settings)
+            .expect("the named build");
+        assert!(matches!(passed, TargetCheck::Attested { .. }));
+        let err = check_export_measurement(attested(vec![0x3d; 48]), &settings)
+            .expect_err("another build");
+        assert!(
+            matches!(&err, BundleError::TargetMeasurementNotListed { measurement, allowed }
+                if *measurement == "3d".repeat(48) && *allowed == [named.clone()]),
+            "{err:?}"
+        );
+        let err = check_export_measurement(attested(MEASUREMENT[..32].to_vec()), &settings)
+            .expect_err("a prefix of the named build");
+        assert!(matches!(err, BundleError::TargetMeasurementNotListed { .. }), "{err:?}");
+        let err = check_export_measurement(TargetCheck::Unattested, &settings)
+            .expect_err("no attestation");
+        assert!(matches!(err, BundleError::UnattestedTargetForbidden), "{err:?}");
+        let nothing_named = InstanceSettings { export_measurements: Vec::new(), ..settings };
+        let err = check_export_measurement(attested(MEASUREMENT.to_vec()), &nothing_named)
+            .expect_err("no build named");
+        assert!(matches!(err, BundleError::TargetMeasurementNotListed { .. }), "{err:?}");
     }
 }

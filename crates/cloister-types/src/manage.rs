@@ -69,8 +69,8 @@ pub struct TrustAnchorSpec {
     pub test_roots: BTreeMap<String, Vec<String>>,
 }
 
-/// Lifetimes an instance issues with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Lifetimes an instance issues with, and what it promises about where its keys may go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceSettings {
     /// Lifetime of EAR tokens, seconds.
@@ -88,6 +88,12 @@ pub struct InstanceSettings {
     /// leave the service only sealed to a service in a TEE its own policy admitted.
     #[serde(default)]
     pub attested_exports_only: bool,
+    /// With `attested_exports_only`: the measurements (lowercase hex) of the service builds
+    /// this instance may be exported to. Required then, empty otherwise; fixed at creation like
+    /// the flag, so no admin can later name a build of their own (the instance's reference
+    /// values, which admins update, do not apply to export targets). Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub export_measurements: Vec<String>,
     /// How the instance signs its EAR tokens: ES256 (the default) or SM2 (ShangMi, JWS `alg`
     /// `SM2SM3`, `docs/formats/jws-sm2.md`). Set when the instance is created; key rotations keep
     /// it. Omitted from the JSON when ES256, so instances store what they stored before.
@@ -120,6 +126,7 @@ impl Default for InstanceSettings {
             cert_ttl_secs: hour(),
             nonce_ttl_secs: 120,
             attested_exports_only: false,
+            export_measurements: Vec::new(),
             token_signing: TokenSigning::Es256,
         }
     }

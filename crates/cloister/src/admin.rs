@@ -161,9 +161,12 @@ fn instance_text(view: &InstanceView) -> String {
         },
         view.settings.cert_ttl_secs,
         if view.settings.attested_exports_only {
-            "only to services that attest themselves"
+            format!(
+                "only to services that attest themselves as one of {}",
+                view.settings.export_measurements.join(", ")
+            )
         } else {
-            "unattested targets allowed when the exporter says so"
+            "unattested targets allowed when the exporter says so".to_owned()
         }
     )
 }

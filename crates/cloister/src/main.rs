@@ -905,9 +905,15 @@ enum InstanceCommand {
         #[arg(long, default_value_t = 3600)]
         cert_ttl: u64,
         /// Never export this instance to a target service that does not attest itself, even
-        /// with --allow-unattested-target (fixed at creation, shown by `instance show`).
-        #[arg(long)]
+        /// with --allow-unattested-target, nor to one whose measurement is not given with
+        /// --export-measurement (fixed at creation, shown by `instance show`).
+        #[arg(long, requires = "export_measurement")]
         attested_exports_only: bool,
+        /// With --attested-exports-only: the measurement (hex) of a service build this instance
+        /// may be exported to; repeat for several. Fixed at creation: the instance's reference
+        /// values, which admins update, never admit an export target.
+        #[arg(long, value_name = "HEX", requires = "attested_exports_only")]
+        export_measurement: Vec<String>,
         /// How EAR tokens are signed: `es256` (default) or `sm2` (ShangMi: SM2 with SM3, JWS alg
         /// `SM2SM3`, docs/formats/jws-sm2.md). Fixed at creation; key rotations keep it.
         #[arg(long, value_parser = ["es256", "sm2"], default_value = "es256")]
@@ -1670,6 +1676,7 @@ async fn instance(command: InstanceCommand) -> Result<()> {
             token_ttl,
             cert_ttl,
             attested_exports_only,
+            export_measurement,
             token_signing,
             server,
         } => {
@@ -1681,6 +1688,10 @@ async fn instance(command: InstanceCommand) -> Result<()> {
                 token_ttl_secs: token_ttl,
                 cert_ttl_secs: cert_ttl,
                 attested_exports_only,
+                export_measurements: export_measurement
+                    .iter()
+                    .map(|m| m.trim().to_ascii_lowercase())
+                    .collect(),
                 token_signing,
                 ..Default::default()
             };

@@ -1091,6 +1091,7 @@ const SHORT_LIFETIME: InstanceSettings = InstanceSettings {
     cert_ttl_secs: 5,
     nonce_ttl_secs: 120,
     attested_exports_only: false,
+    export_measurements: Vec::new(),
     token_signing: cloister_types::manage::TokenSigning::Es256,
 };
 

@@ -1158,8 +1158,42 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
     let err = export(admitting.id.clone(), swapped).await.unwrap_err().to_string();
     assert!(err.contains("binds") || err.contains("bound"), "{err}");
 
+    // --attested-exports-only names the service builds it may move to, at creation: without
+    // them the instance is refused, by the command line and by the API.
+    let (ok, _, err) = cli(
+        &[
+            "instance",
+            "create",
+            "unnamed",
+            "--builtin-policy",
+            "dev-sim",
+            "--attested-exports-only",
+        ],
+        &source.url,
+        Some(&src_tenant.token),
+    );
+    assert!(!ok && err.contains("--export-measurement"), "{err}");
+    let mut unnamed = CreateInstance {
+        name: "unnamed".to_owned(),
+        policy: PolicySpec::Builtin("dev-sim".to_owned()),
+        reference_values: serde_json::json!({}),
+        trust_anchors: TrustAnchorSpec::default(),
+        settings: Default::default(),
+    };
+    unnamed.settings.attested_exports_only = true;
+    let err = src.create_instance(&unnamed).await.unwrap_err().to_string();
+    assert!(err.contains("needs settings.export_measurements"), "{err}");
+    unnamed.settings.export_measurements = vec!["not hex".to_owned()];
+    let err = src.create_instance(&unnamed).await.unwrap_err().to_string();
+    assert!(err.contains("is not a measurement"), "{err}");
+    unnamed.settings.attested_exports_only = false;
+    unnamed.settings.export_measurements = vec!["ab".repeat(48)];
+    let err = src.create_instance(&unnamed).await.unwrap_err().to_string();
+    assert!(err.contains("only meaningful with"), "{err}");
+
     // An instance created --attested-exports-only refuses an unattested target even when the
     // exporter allows it; the source itself does not attest, so exporting to it is refused.
+    let named_build = "ab".repeat(48);
     let (ok, out, err) = cli(
         &[
             "instance",
@@ -1168,6 +1202,8 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
             "--builtin-policy",
             "dev-sim",
             "--attested-exports-only",
+            "--export-measurement",
+            &named_build.to_uppercase(),
             "--json",
         ],
         &source.url,
@@ -1176,6 +1212,7 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
     assert!(ok, "{out}{err}");
     let sealed_in: cloister_types::manage::InstanceView = serde_json::from_str(&out).unwrap();
     assert!(sealed_in.settings.attested_exports_only);
+    assert_eq!(sealed_in.settings.export_measurements, std::slice::from_ref(&named_build));
     let unattested = src.service_key().await.unwrap();
     let request = ExportRequest {
         target: unattested.clone(),
@@ -1200,7 +1237,12 @@ async fn a_service_in_a_tee_attests_its_keys_and_is_exported_to_only_when_its_ev
     assert!(err.contains("sim"), "{err}");
     let (ok, out, _) =
         cli(&["instance", "show", &sealed_in.id], &source.url, Some(&src_tenant.token));
-    assert!(ok && out.contains("exports: only to services that attest themselves"), "{out}");
+    assert!(
+        ok && out.contains(&format!(
+            "exports: only to services that attest themselves as one of {named_build}"
+        )),
+        "{out}"
+    );
     drop((source, target));
 }
 

@@ -11,14 +11,14 @@ impl Service {
     /// creation); the nonce's foreign key refuses an instance deleted meanwhile.
     pub async fn challenge(&self, id: &str, now: i64) -> Result<ChallengeResponse> {
         let cached = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
-        let settings = match cached {
-            Some(cached) => cached.instance.settings(),
-            None => self.instance(id).await?.instance.settings(),
+        let nonce_ttl_secs = match cached {
+            Some(cached) => cached.instance.settings().nonce_ttl_secs,
+            None => self.instance(id).await?.instance.settings().nonce_ttl_secs,
         };
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
         let nonce = Base64Url::encode(&bytes).to_string();
-        let expires_at = now + settings.nonce_ttl_secs as i64;
+        let expires_at = now + nonce_ttl_secs as i64;
         if let Err(error) = self.store.insert_nonce(&nonce, id, expires_at, MAX_LIVE_NONCES).await {
             if matches!(error, StoreError::NotFound(_)) {
                 self.forget(id);

@@ -18,13 +18,14 @@ impl Service {
         let tenant = self.owned_instance(who, Action::ExportInstance, id, now).await?;
         let instance = self.instance(id).await?.instance.clone();
         // An instance created with `attested_exports_only` never consents to an unattested
-        // target, whoever asks, and appraises targets with what its admin cannot change later:
-        // the production policy and the vendors' own roots (no sim platform keys, no roots or
-        // test roots the instance lists). Only the reference values (the target's measurement)
-        // stay the instance's.
+        // target, whoever asks, and appraises targets only with what its admin cannot change
+        // later: the production policy, the vendors' own roots (no sim platform keys, no roots
+        // or test roots the instance lists) and the service measurements fixed at creation
+        // (never the instance's reference values, which its admin updates).
         let vendor_only = cloister_verify::TrustAnchors::new();
         let production = AppraisalPolicy::production_default();
-        let check = if instance.settings().attested_exports_only {
+        let settings = instance.settings();
+        let check = if settings.attested_exports_only {
             if target.attestation.is_none() {
                 Err(BundleError::UnattestedTargetForbidden)
             } else {
@@ -32,10 +33,11 @@ impl Service {
                     target,
                     &vendor_only,
                     &production,
-                    &instance.reference_values,
+                    &export_reference_values(settings),
                     false,
                     now,
                 )
+                .and_then(|check| migrate::check_export_measurement(check, settings))
             }
         } else {
             migrate::check_target(
@@ -271,4 +273,10 @@ fn check_bundle_contents(bundle: &migrate::InstanceBundle) -> Result<(), BundleE
         .map_err(|e| invalid(format!("the settings: {e}")))?;
     check_settings(&settings).map_err(|e| invalid(e.to_string()))?;
     Ok(())
+}
+
+/// The reference values an `attested_exports_only` instance appraises export targets with:
+/// the service measurements fixed at its creation, nothing its admin can update.
+fn export_reference_values(settings: &InstanceSettings) -> serde_json::Value {
+    serde_json::json!({ "measurements": settings.export_measurements })
 }

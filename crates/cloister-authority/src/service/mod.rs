@@ -637,8 +637,45 @@ fn check_settings(settings: &InstanceSettings) -> Result<()> {
             )));
         }
     }
+    match (settings.attested_exports_only, settings.export_measurements.as_slice()) {
+        (true, []) => {
+            return Err(ServiceError::BadRequest(
+                "settings.attested_exports_only needs settings.export_measurements: the \
+                 measurements of the service builds this instance may move to, fixed now so \
+                 that no admin can name another build later (`--export-measurement HEX`)"
+                    .to_owned(),
+            ));
+        }
+        (false, [_, ..]) => {
+            return Err(ServiceError::BadRequest(
+                "settings.export_measurements is only meaningful with \
+                 settings.attested_exports_only"
+                    .to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    if settings.export_measurements.len() > MAX_EXPORT_MEASUREMENTS {
+        return Err(ServiceError::BadRequest(format!(
+            "settings.export_measurements lists {} measurements; at most {MAX_EXPORT_MEASUREMENTS}",
+            settings.export_measurements.len()
+        )));
+    }
+    for measurement in &settings.export_measurements {
+        let bytes = measurement.len() / 2;
+        let lower_hex = measurement.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !lower_hex || measurement.len() % 2 != 0 || !(16..=64).contains(&bytes) {
+            return Err(ServiceError::BadRequest(format!(
+                "settings.export_measurements: {measurement:?} is not a measurement (16 to 64 \
+                 bytes in lowercase hex)"
+            )));
+        }
+    }
     Ok(())
 }
+
+/// Most service builds an instance may name as export targets.
+const MAX_EXPORT_MEASUREMENTS: usize = 16;
 
 fn policy_text(spec: &PolicySpec) -> Result<(String, Option<String>)> {
     match spec {
