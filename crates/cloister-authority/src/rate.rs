@@ -8,6 +8,10 @@
 //! anyone else is ignored, since anyone can write one. A request over its class's rate gets
 //! `429 Too Many Requests` with `Retry-After`.
 //!
+//! An IPv6 client is counted by its /64 network, the smallest block a provider hands to one
+//! site: anyone holds a whole /64, so counting its 2^64 addresses one by one would be no limit.
+//! An IPv4-mapped IPv6 address counts as its IPv4 address.
+//!
 //! The defaults ([`RateLimits::default`]) are generous enough for eight clients attesting at
 //! 2,000 per second from one address (the service benchmark), and small where a request writes
 //! something an anonymous caller chooses (data-set registrations).
@@ -198,7 +202,7 @@ pub enum RateKey {
     Principal(String),
     /// The instance an enclave statement is addressed to.
     Instance(String),
-    /// An anonymous client, by address.
+    /// An anonymous client, by address (IPv6: by /64 network, see [`anonymous_key`]).
     Address(IpAddr),
 }
 
@@ -283,7 +287,19 @@ pub fn rate_key(
         },
         (_, Principal::Operator) => RateKey::Principal("operator".to_owned()),
         (_, Principal::TenantAdmin { tenant }) => RateKey::Principal(tenant.clone()),
-        (_, _) => RateKey::Address(addr),
+        (_, _) => RateKey::Address(anonymous_key(addr)),
+    }
+}
+
+/// What an anonymous client at `addr` is counted as: an IPv4 address as itself, an IPv6 one as
+/// its /64 network (the interface bits zeroed), an IPv4-mapped IPv6 address as its IPv4 one.
+pub fn anonymous_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -349,6 +365,31 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().expect("address")
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_network() {
+        let limits = {
+            let mut limits = RateLimits::default();
+            limits.apply("registration=1/2").expect("a valid setting");
+            limits
+        };
+        let limiter = Limiter::new(&limits);
+        let anonymous = Principal::Anonymous;
+        let key = |addr: &str| rate_key(RouteClass::Registration, &anonymous, None, ip(addr));
+        // Two requests of the burst from one address, the third from another address of the
+        // same /64: refused, the network shares one bucket.
+        assert!(limiter.check(RouteClass::Registration, &key("2001:db8:1:2::1")).is_ok());
+        assert!(limiter.check(RouteClass::Registration, &key("2001:db8:1:2::1")).is_ok());
+        assert!(limiter.check(RouteClass::Registration, &key("2001:db8:1:2:ffff::9")).is_err());
+        // The next /64 has its own.
+        assert!(limiter.check(RouteClass::Registration, &key("2001:db8:1:3::1")).is_ok());
+        // IPv4 addresses stay separate, and an IPv4-mapped IPv6 address is its IPv4 address.
+        assert!(limiter.check(RouteClass::Registration, &key("192.0.2.1")).is_ok());
+        assert!(limiter.check(RouteClass::Registration, &key("::ffff:192.0.2.1")).is_ok());
+        assert!(limiter.check(RouteClass::Registration, &key("192.0.2.1")).is_err());
+        assert!(limiter.check(RouteClass::Registration, &key("192.0.2.2")).is_ok());
+        assert_eq!(anonymous_key(ip("2001:db8::1:2:3:4")), ip("2001:db8::"));
     }
 
     #[test]
