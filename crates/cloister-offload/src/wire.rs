@@ -23,6 +23,19 @@ pub const MAGIC: &[u8; 8] = b"CLOFFLD1";
 /// Most elements one message may carry (2^26: 256 MiB of `u32`).
 pub const MAX_ELEMENTS: usize = 1 << 26;
 
+/// Longest message: a multiply of [`MAX_ELEMENTS`] values and its header.
+pub const MAX_MESSAGE: usize = MAX_ELEMENTS * 4 + 128;
+
+/// On a stream, each message is preceded by its length as a little-endian `u32`: the length a
+/// 4-byte prefix announces, refused over [`MAX_MESSAGE`] before anything is allocated.
+pub fn frame_length(prefix: [u8; 4]) -> Result<usize, OffloadError> {
+    let length = u32::from_le_bytes(prefix) as usize;
+    if length == 0 || length > MAX_MESSAGE {
+        return Err(OffloadError::Malformed("a frame that is empty or too long"));
+    }
+    Ok(length)
+}
+
 /// Refusal code: the accelerator does not hold the weights the request names.
 pub const UNKNOWN_WEIGHTS: u8 = 1;
 /// Refusal code: anything else (the text says what).

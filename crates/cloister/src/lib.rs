@@ -16,5 +16,6 @@ pub mod parties;
 pub mod proxy;
 pub mod scan;
 pub mod serve;
+pub mod serve_accelerator;
 pub mod serve_worker;
 pub mod testbed;

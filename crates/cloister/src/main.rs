@@ -436,6 +436,20 @@ enum EvidenceCommand {
 
 #[derive(Subcommand)]
 enum Serve {
+    /// An untrusted accelerator for hybrid execution: multiplies blinded rows by public weights
+    /// for enclaves that offload layers to it, and is trusted with nothing (every answer is
+    /// checked in the enclave). Runs outside any TEE, on the machine with the fast hardware.
+    Accelerator {
+        /// Address to listen on (plain TCP: what travels is blinded or public).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: String,
+        /// Threads for the matrix products (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Public weights held at once, in MiB, before the oldest are dropped.
+        #[arg(long, default_value_t = 1024)]
+        weights_budget_mib: usize,
+    },
     /// The multi-tenant attestation service: tenants, instances, key broker, audit log.
     Attestation {
         /// Address to listen on.
@@ -1394,6 +1408,13 @@ fn run(cli: Cli) -> Result<()> {
                 tee,
             };
             runtime()?.block_on(cloister::serve::serve(options))
+        }
+        Command::Serve(Serve::Accelerator { listen, threads, weights_budget_mib }) => {
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            let budget = weights_budget_mib.saturating_mul(1 << 20);
+            runtime()?.block_on(cloister::serve_accelerator::serve(&listen, threads, budget))
         }
         Command::Serve(Serve::Worker {
             listen,

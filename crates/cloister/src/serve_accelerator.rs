@@ -1,0 +1,73 @@
+//! `cloister serve accelerator`: the untrusted side of hybrid execution. It multiplies blinded
+//! rows by public weights for TEEs that send them ([`cloister_offload`]) and is trusted with
+//! nothing: what it receives is uniform noise to it, and every answer is checked by the TEE.
+//! Plain TCP, length-prefixed messages ([`cloister_offload::wire::frame_length`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use cloister_offload::server::AcceleratorState;
+use cloister_offload::wire;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a client may take to send a whole request once it started one.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves until interrupted.
+pub async fn serve(listen: &str, threads: usize, weights_budget: usize) -> Result<()> {
+    let listener =
+        TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let state = Arc::new(AcceleratorState::new(weights_budget, threads));
+    let local = listener.local_addr()?;
+    eprintln!(
+        "accelerator listening on {local} ({threads} threads; it sees only blinded values and \
+         public weights)"
+    );
+    let accept = async {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                if let Err(e) = connection(stream, state).await {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                }
+            });
+        }
+    };
+    tokio::select! {
+        () = accept => Ok(()),
+        () = crate::serve::shutdown_signal() => Ok(()),
+    }
+}
+
+/// Answers requests on one connection until the client closes it.
+async fn connection(mut stream: TcpStream, state: Arc<AcceleratorState>) -> Result<()> {
+    stream.set_nodelay(true)?;
+    loop {
+        let mut prefix = [0u8; 4];
+        match stream.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let length = wire::frame_length(prefix)?;
+        let mut request = vec![0u8; length];
+        tokio::time::timeout(REQUEST_TIMEOUT, stream.read_exact(&mut request))
+            .await
+            .context("the request did not arrive in time")??;
+        let state = Arc::clone(&state);
+        let answer = tokio::task::spawn_blocking(move || state.handle(&request)).await?;
+        let length = u32::try_from(answer.len()).context("an answer too long to frame")?;
+        stream.write_all(&length.to_le_bytes()).await?;
+        stream.write_all(&answer).await?;
+    }
+}
