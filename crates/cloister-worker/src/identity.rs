@@ -348,7 +348,11 @@ impl fmt::Debug for Attestation {
 /// failure after 1 s, 2 s, 4 s … (at most a tenth of the lifetime, at most a minute). A worker
 /// whose renewal keeps failing keeps serving with what it has until that expires; clients then
 /// refuse its certificate and the service its token, so it fails closed.
-pub async fn keep_attested(identity: &EnclaveIdentity, service: &ServiceChannel) {
+pub async fn keep_attested(
+    identity: &EnclaveIdentity,
+    service: &ServiceChannel,
+    trust: &crate::service_pin::ServiceTrust,
+) {
     loop {
         let current = identity.current();
         let lifetime = current.lifetime;
@@ -361,15 +365,18 @@ pub async fn keep_attested(identity: &EnclaveIdentity, service: &ServiceChannel)
         // not stall renewal silently: each try gets a third of the lifetime, at most a minute.
         let patience = (lifetime / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
         loop {
-            let attempt =
-                tokio::time::timeout(patience, identity.reattest(service, Some(&current.ear)))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(IdentityError::Renewal(format!(
-                            "the attestation service did not answer within {} ms",
-                            patience.as_millis()
-                        )))
-                    });
+            // A service pinned by measurement must still run a pinned build: checked afresh
+            // before every renewal, never carried over from the start.
+            let renewal = async {
+                trust.check(service).await.map_err(|e| IdentityError::Renewal(e.to_string()))?;
+                identity.reattest(service, Some(&current.ear)).await
+            };
+            let attempt = tokio::time::timeout(patience, renewal).await.unwrap_or_else(|_| {
+                Err(IdentityError::Renewal(format!(
+                    "the attestation service did not answer within {} ms",
+                    patience.as_millis()
+                )))
+            });
             match attempt {
                 Ok(()) => {
                     tracing::info!(

@@ -59,6 +59,8 @@ pub struct Worker {
     /// The attestation service instance that issued the identity's EAR token (also the key
     /// broker and the privacy ledger), with the service key its answers must be signed by.
     pub service: ServiceChannel,
+    /// What the service must show beyond its signing key, checked before every renewal.
+    pub service_trust: crate::service_pin::ServiceTrust,
     /// Models loaded for online inference.
     pub catalog: crate::online::Catalog,
     /// The durable batch-job queue.
@@ -97,7 +99,7 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Resul
 pub async fn serve_app(listener: TcpListener, worker: &Worker, app: Router) -> std::io::Result<()> {
     tokio::select! {
         served = accept_loop(listener, worker, app) => served,
-        () = crate::identity::keep_attested(&worker.identity, &worker.service) => Ok(()),
+        () = crate::identity::keep_attested(&worker.identity, &worker.service, &worker.service_trust) => Ok(()),
     }
 }
 

@@ -7,11 +7,56 @@
 //! in a TEE running one of the named service builds. The document's evidence must verify to a
 //! vendor root (or a sim platform key the deployment names, development only), attest isolated
 //! compute, bind exactly the document's envelope key, signing key and fingerprint, not run in
-//! debug mode, and report one of the pinned measurements.
+//! debug mode, and report one of the pinned measurements. The check runs at start and again
+//! before every renewal of the enclave's attestation ([`ServiceTrust`]): a service replaced by
+//! another build under the same key stops getting renewals from this enclave.
 
+use cloister_client::ServiceChannel;
 use cloister_types::api::{SERVICE_CHALLENGE_PREFIX, SERVICE_KEY_FIELD, ServiceKeyDocument};
 use cloister_types::{Claims, Hex};
 use cloister_verify::TrustAnchors;
+
+/// What the worker requires of the attestation service beyond its pinned signing key.
+#[derive(Clone, Debug)]
+pub enum ServiceTrust {
+    /// The pinned signing-key fingerprint only: the operator vouches for the service's build.
+    KeyOnly,
+    /// Fresh evidence of one of `measurements` (verified with `anchors`), at start and before
+    /// every renewal.
+    Measured {
+        /// The service builds the deployment names (`--service-measurement`).
+        measurements: Vec<Hex>,
+        /// Vendor roots are built in; a sim platform key only for development.
+        anchors: TrustAnchors,
+    },
+}
+
+impl ServiceTrust {
+    /// Checks the service behind `service` now. For [`ServiceTrust::Measured`], a fresh
+    /// challenge must come back as evidence of a pinned build holding the pinned key; returns
+    /// its claims. [`ServiceTrust::KeyOnly`] checks nothing more and returns `None`.
+    pub async fn check(&self, service: &ServiceChannel) -> Result<Option<Claims>, ServicePinError> {
+        let ServiceTrust::Measured { measurements, anchors } = self else {
+            return Ok(None);
+        };
+        let challenge = new_challenge();
+        let document = service
+            .client()
+            .service_key_challenge(&challenge)
+            .await
+            .map_err(|e| ServicePinError::Unreachable(e.to_string()))?;
+        let now = i64::try_from(cloister_sign::unix_now()).unwrap_or(i64::MAX);
+        check_service_attestation(
+            &document,
+            &challenge,
+            &service.fingerprint_hex(),
+            measurements,
+            anchors,
+            now,
+        )
+        .map(Some)
+    }
+}
 
 /// Why the attestation service was not trusted.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +73,9 @@ pub enum ServicePinError {
         /// The pinned fingerprint.
         pinned: String,
     },
+    /// The service could not be asked for fresh evidence.
+    #[error("asking the attestation service for fresh evidence of itself: {0}")]
+    Unreachable(String),
     /// The service does not attest itself.
     #[error(
         "the attestation service publishes no attestation (it does not run in a TEE: `serve \

@@ -1429,7 +1429,7 @@ fn run(cli: Cli) -> Result<()> {
             chunk_pause_ms,
             repository,
         }) => {
-            let service_pin = cloister::serve_worker::ServicePin::from_args(
+            let service_trust = cloister::serve_worker::service_trust(
                 &service_measurements,
                 service_sim_platform_key.as_deref(),
             )?;
@@ -1442,7 +1442,7 @@ fn run(cli: Cli) -> Result<()> {
                 authority,
                 instance,
                 service_fingerprint,
-                service_pin,
+                service_trust,
                 authority_tls,
                 data_dir,
                 tee,

@@ -13,6 +13,7 @@ use cloister_attest::{Attester, BackendOptions, HardwareTee, SimAttester, SimPla
 use cloister_client::{AuthorityClient, ServiceChannel};
 use cloister_types::Hex;
 use cloister_worker::batch::{self, BatchQueue};
+use cloister_worker::service_pin::ServiceTrust;
 use cloister_worker::{EnclaveIdentity, ObjectStore, Worker};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -31,8 +32,9 @@ pub struct WorkerOptions {
     /// attestation` prints it): bound into the evidence, and every answer the enclave acts on
     /// must be signed by that key.
     pub service_fingerprint: String,
-    /// The measurements the attestation service must run, if the deployment pins them.
-    pub service_pin: ServicePin,
+    /// What the attestation service must show beyond its signing key (checked at start and
+    /// before every renewal).
+    pub service_trust: ServiceTrust,
     /// How the attestation service's TLS certificate is verified.
     pub authority_tls: cloister_client::ServiceTls,
     /// The worker's directory: `objects/`, `jobs.db`, the lock file.
@@ -47,20 +49,18 @@ pub struct WorkerOptions {
     pub repository: Option<String>,
 }
 
-/// What the attestation service must run (`--service-measurement`): nothing beyond its
-/// signing key when `measurements` is empty.
-#[derive(Clone, Debug, Default)]
-pub struct ServicePin {
-    /// Accepted service measurements.
-    pub measurements: Vec<Hex>,
-    /// The anchors its evidence is verified with: vendor roots, plus a sim platform key when
-    /// the deployment names one (development only).
-    pub anchors: cloister_verify::TrustAnchors,
-}
-
-impl ServicePin {
-    /// From `--service-measurement` values and an optional `--service-sim-platform-key` file.
-    pub fn from_args(measurements: &[String], sim_platform_key: Option<&Path>) -> Result<Self> {
+/// What the attestation service must run, from `--service-measurement` values and an optional
+/// `--service-sim-platform-key` file: its signing key alone when no measurement is named; else
+/// fresh evidence of a named build, verified with the vendors' roots (plus the sim platform key,
+/// development only).
+pub fn service_trust(
+    measurements: &[String],
+    sim_platform_key: Option<&Path>,
+) -> Result<ServiceTrust> {
+    if measurements.is_empty() {
+        return Ok(ServiceTrust::KeyOnly);
+    }
+    {
         let measurements = measurements
             .iter()
             .map(|m| Hex::parse(m).with_context(|| format!("--service-measurement {m} is not hex")))
@@ -75,7 +75,7 @@ impl ServicePin {
                 .with_context(|| format!("{} is not a sim platform public key", path.display()))?;
             anchors = anchors.with_sim_platform_key(key);
         }
-        Ok(Self { measurements, anchors })
+        Ok(ServiceTrust::Measured { measurements, anchors })
     }
 }
 
@@ -235,29 +235,20 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         &options.instance,
         &options.authority_tls,
     )?;
-    if !options.service_pin.measurements.is_empty() {
-        // A fresh challenge: a key document replayed from before the service changed builds
-        // does not answer it.
-        let challenge = cloister_worker::service_pin::new_challenge();
-        let document = client
-            .service_key_challenge(&challenge)
-            .await
-            .context("asking the attestation service for fresh evidence of itself")?;
-        let claims = cloister_worker::service_pin::check_service_attestation(
-            &document,
-            &challenge,
-            &options.service_fingerprint,
-            &options.service_pin.measurements,
-            &options.service_pin.anchors,
-            cloister_sign::unix_now() as i64,
-        )
-        .context("pinning the attestation service by measurement")?;
-        tracing::info!(tee = %claims.tee, measurement = %claims.measurement,
-            "the attestation service runs a pinned build");
-    }
     let service = ServiceChannel::pin(client, &options.instance, &options.service_fingerprint)
         .await
         .context("pinning the attestation service's signing key")?;
+    // A fresh challenge each time: a key document replayed from before the service changed
+    // builds does not answer it. Checked again before every renewal.
+    if let Some(claims) = options
+        .service_trust
+        .check(&service)
+        .await
+        .context("pinning the attestation service by measurement")?
+    {
+        tracing::info!(tee = %claims.tee, measurement = %claims.measurement,
+            "the attestation service runs a pinned build");
+    }
     let identity = EnclaveIdentity::establish(attester, &service)
         .await
         .context("attesting with the attestation service")?;
@@ -271,6 +262,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         identity,
         store,
         service,
+        service_trust: options.service_trust.clone(),
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,

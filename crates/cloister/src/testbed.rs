@@ -326,6 +326,7 @@ pub async fn start_worker_with<A: Attester + 'static>(
         identity,
         store,
         service: service.clone(),
+        service_trust: cloister_worker::service_pin::ServiceTrust::KeyOnly,
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,

@@ -90,11 +90,16 @@ impl Server {
     }
 
     fn start_with(dir: &Path, database: &str, extra: &[&str]) -> Server {
+        Self::start_at(dir, database, "127.0.0.1:0", extra)
+    }
+
+    /// A service on `listen` (a fixed port, to restart one in place).
+    fn start_at(dir: &Path, database: &str, listen: &str, extra: &[&str]) -> Server {
         std::fs::create_dir_all(dir).unwrap();
         let token_file = dir.join("operator-token");
         let tls = test_tls();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
-            .args(["serve", "attestation", "--listen", "127.0.0.1:0", "--database", database])
+            .args(["serve", "attestation", "--listen", listen, "--database", database])
             .arg("--operator-token-file")
             .arg(&token_file)
             .arg("--tls-cert")
@@ -1545,4 +1550,99 @@ async fn a_worker_pins_the_attestation_service_by_measurement() {
         &database(tmp.path(), "plain", false).await.unwrap(),
     );
     assert_eq!(challenge(plain.url.clone(), nonce).await.status(), 409);
+}
+
+/// The measurement pin holds for the worker's whole life: every renewal asks the service for
+/// fresh evidence of itself first. A service restarted in place under the same signing key but
+/// on a platform the worker does not trust gets no more renewals from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_worker_checks_the_service_again_before_every_renewal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), "repin", false).await.unwrap();
+    let trusted_platform = tmp.path().join("service-platform.pem");
+    let svc_dir = tmp.path().join("svc");
+    let sim = |key: &Path| {
+        vec![
+            "--tee".to_owned(),
+            "sim".to_owned(),
+            "--sim-platform-key".to_owned(),
+            key.display().to_string(),
+        ]
+    };
+    let args = sim(&trusted_platform);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start_with(&svc_dir, &db, &args);
+    let public = tmp.path().join("service-platform.pub");
+    std::fs::write(
+        &public,
+        SimPlatformKey::load_or_create(&trusted_platform).unwrap().public_key().to_string(),
+    )
+    .unwrap();
+    let measurement = Hex(cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister")))
+        .unwrap()
+        .to_vec())
+    .to_string();
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let worker_key = platform_key(tmp.path());
+    let mut request = instance_request("workers", &worker_key);
+    request.reference_values = serde_json::json!({ "measurements": [measurement] });
+    // Tokens that live 4 s: the worker renews about every 2.5 s.
+    request.settings.token_ttl_secs = 4;
+    request.settings.cert_ttl_secs = 4;
+    let instance = server.as_tenant(&tenant.token).create_instance(&request).await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority", &server.url])
+        .args(["--instance", &instance.id, "--service-fingerprint", &server.fingerprint])
+        .arg("--data-dir")
+        .arg(tmp.path().join("w"))
+        .args(["--tee", "sim", "--sim-platform-key"])
+        .arg(tmp.path().join("sim-platform-key.pem"))
+        .args(["--service-measurement", &measurement, "--service-sim-platform-key"])
+        .arg(&public)
+        .env("CLOISTER_SERVER_CA", &test_tls().ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |what: &dyn Fn(&str) -> bool, seconds: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(line) if what(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("not seen in {seconds} s; the worker logged {seen:#?}");
+    };
+    // Renewals pass the pin while the service runs the pinned build on the trusted platform.
+    wait_for(&|l| l.contains("renewed the enclave's attestation"), 30);
+
+    // The same service (directory, database, signing key, port), now on another platform.
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    let fingerprint = server.fingerprint.clone();
+    server.stop();
+    let args = sim(&tmp.path().join("other-platform.pem"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let restarted = Server::start_at(&svc_dir, &db, &addr, &args);
+    assert_eq!(restarted.fingerprint, fingerprint, "the same signing key");
+    let refused = wait_for(
+        &|l| {
+            l.contains("renewing the enclave's attestation failed") && l.contains("did not verify")
+        },
+        30,
+    );
+    assert!(refused.contains("evidence"), "{refused}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
