@@ -10,6 +10,30 @@ use crate::OffloadError;
 use crate::field::{MAX_INNER, P, from_signed};
 use crate::quant::QuantizedWeights;
 
+/// Weights converted once for the GEMM.
+#[derive(Clone, Debug)]
+pub struct PreparedWeights {
+    weights: QuantizedWeights,
+    matrix: Array2<f64>,
+}
+
+impl PreparedWeights {
+    /// Converts `weights` to the GEMM's element type.
+    pub fn new(weights: QuantizedWeights) -> Self {
+        let (n, k) = (weights.n(), weights.k());
+        let values = weights.values().iter().map(|v| f64::from(*v)).collect();
+        // The shape was checked when the weights were made.
+        let matrix =
+            Array2::from_shape_vec((n, k), values).unwrap_or_else(|_| Array2::zeros((n, k)));
+        PreparedWeights { weights, matrix }
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &QuantizedWeights {
+        &self.weights
+    }
+}
+
 /// `rows (m × n, each < p) · weights (n × k) mod p`, row-major `m × k`, on up to `threads`
 /// threads (rows split between them).
 pub fn multiply(
@@ -18,7 +42,17 @@ pub fn multiply(
     weights: &QuantizedWeights,
     threads: usize,
 ) -> Result<Vec<u32>, OffloadError> {
-    let (n, k) = (weights.n(), weights.k());
+    multiply_prepared(rows, m, &PreparedWeights::new(weights.clone()), threads)
+}
+
+/// [`multiply`] with weights converted ahead of time.
+pub fn multiply_prepared(
+    rows: &[u32],
+    m: usize,
+    prepared: &PreparedWeights,
+    threads: usize,
+) -> Result<Vec<u32>, OffloadError> {
+    let (n, k) = (prepared.weights.n(), prepared.weights.k());
     if n > MAX_INNER {
         return Err(OffloadError::InnerTooLong { n, max: MAX_INNER });
     }
@@ -28,9 +62,7 @@ pub fn multiply(
     if rows.iter().any(|v| u64::from(*v) >= P) {
         return Err(OffloadError::Malformed("a blinded value is not below p"));
     }
-    let w =
-        Array2::from_shape_vec((n, k), weights.values().iter().map(|v| f64::from(*v)).collect())
-            .map_err(|_| OffloadError::Malformed("weights shape"))?;
+    let w = &prepared.matrix;
     let threads = threads.clamp(1, m.max(1));
     let per_thread = m.div_ceil(threads);
     let mut out = vec![0u32; m * k];

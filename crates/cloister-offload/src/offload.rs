@@ -21,10 +21,10 @@ use std::time::Instant;
 use rand::Rng as _;
 use zeroize::Zeroizing;
 
-use crate::OffloadError;
 use crate::field::{P, center, from_signed, reduce_wide, sub};
 use crate::quant::{QuantizedWeights, quantize_row};
 use crate::wire::{self, Message};
+use crate::{OffloadError, cpu};
 
 /// Freivalds rounds by default: a wrong product passes with probability at most p^−2 ≈ 2^−62.
 pub const DEFAULT_ROUNDS: usize = 2;
@@ -110,6 +110,8 @@ pub struct OffloadStats {
 /// A layer prepared for offloading: its public weights, a pool of masks, the check vectors.
 pub struct OffloadLayer {
     weights: QuantizedWeights,
+    prepared: cpu::PreparedWeights,
+    threads: usize,
     rounds: usize,
     pool: Mutex<Vec<Mask>>,
     checker: Mutex<Freivalds>,
@@ -133,7 +135,10 @@ impl OffloadLayer {
     /// Prepares `weights` with `rounds` Freivalds rounds (at least one).
     pub fn new(weights: QuantizedWeights, rounds: usize) -> Self {
         let checker = Freivalds::draw(&weights, rounds, 0);
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         OffloadLayer {
+            prepared: cpu::PreparedWeights::new(weights.clone()),
+            threads,
             weights,
             rounds: rounds.max(1),
             pool: Mutex::new(Vec::new()),
@@ -151,9 +156,10 @@ impl OffloadLayer {
     }
 
     /// Computes `rows` masks ahead of time (idle time in a real deployment).
-    pub fn precompute(&self, rows: usize) {
-        let masks = self.compute_masks(rows);
+    pub fn precompute(&self, rows: usize) -> Result<(), OffloadError> {
+        let masks = self.compute_masks(rows)?;
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).extend(masks);
+        Ok(())
     }
 
     /// The counters so far.
@@ -171,41 +177,41 @@ impl OffloadLayer {
         self.checker.lock().unwrap_or_else(|p| p.into_inner()).generation
     }
 
-    fn compute_masks(&self, rows: usize) -> Vec<Mask> {
+    fn compute_masks(&self, rows: usize) -> Result<Vec<Mask>, OffloadError> {
         let started = Instant::now();
         let (n, k) = (self.weights.n(), self.weights.k());
         let mut rng = rand::rng();
-        let masks: Vec<Mask> = (0..rows)
-            .map(|_| {
-                let r: Vec<u64> = (0..n).map(|_| rng.random_range(0..P)).collect();
-                let mut acc = vec![0u128; k];
-                for (ri, w_row) in r.iter().zip(self.weights.values().chunks_exact(k)) {
-                    for (slot, w) in acc.iter_mut().zip(w_row) {
-                        *slot += u128::from(*ri) * u128::from(from_signed(i64::from(*w)));
-                    }
-                }
-                let u = acc.into_iter().map(reduce_wide).collect();
-                Mask { r: Zeroizing::new(r), u: Zeroizing::new(u) }
+        // r W mod p with the same exact double-precision GEMM the accelerator uses (r < p,
+        // |w| ≤ 127, n ≤ MAX_INNER), inside the TEE.
+        let r: Zeroizing<Vec<u32>> =
+            Zeroizing::new((0..rows * n).map(|_| rng.random_range(0..P as u32)).collect());
+        let u = Zeroizing::new(cpu::multiply_prepared(&r, rows, &self.prepared, self.threads)?);
+        let masks: Vec<Mask> = r
+            .chunks_exact(n)
+            .zip(u.chunks_exact(k))
+            .map(|(r, u)| Mask {
+                r: Zeroizing::new(r.iter().map(|v| u64::from(*v)).collect()),
+                u: Zeroizing::new(u.iter().map(|v| u64::from(*v)).collect()),
             })
             .collect();
         self.masks_computed.fetch_add(rows as u64, Ordering::Relaxed);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.precompute_nanos.fetch_add(nanos, Ordering::Relaxed);
-        masks
+        Ok(masks)
     }
 
     /// Takes `rows` masks from the pool, computing what is missing now. A mask leaves the pool
     /// when taken: none is used twice.
-    fn take_masks(&self, rows: usize) -> Vec<Mask> {
+    fn take_masks(&self, rows: usize) -> Result<Vec<Mask>, OffloadError> {
         let mut taken = {
             let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
             let at = pool.len().saturating_sub(rows);
             pool.split_off(at)
         };
         if taken.len() < rows {
-            taken.extend(self.compute_masks(rows - taken.len()));
+            taken.extend(self.compute_masks(rows - taken.len())?);
         }
-        taken
+        Ok(taken)
     }
 
     /// `x (m × n, row-major) · W` through `accelerator`: blinded, range-checked, verified and
@@ -230,7 +236,10 @@ impl OffloadLayer {
             });
         }
         let quantized = x.chunks_exact(n).map(quantize_row).collect::<Result<Vec<_>, _>>()?;
-        let masks = self.take_masks(m);
+        let masks = self.take_masks(m)?;
+        if masks.len() != m {
+            return Err(OffloadError::Shape { expected: format!("{m} masks"), got: masks.len() });
+        }
         let mut blinded = Vec::with_capacity(m * n);
         for (row, mask) in quantized.iter().zip(&masks) {
             for (xq, r) in row.values.iter().zip(mask.r.iter()) {

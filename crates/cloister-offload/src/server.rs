@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::cpu;
+use crate::cpu::{self, PreparedWeights};
 use crate::quant::QuantizedWeights;
 use crate::wire::{Message, REFUSED, UNKNOWN_WEIGHTS};
 
@@ -14,7 +14,7 @@ pub const DEFAULT_WEIGHTS_BUDGET: usize = 1 << 30;
 /// An untrusted accelerator: weights by digest and the CPU GEMM.
 #[derive(Debug)]
 pub struct AcceleratorState {
-    held: Mutex<VecDeque<QuantizedWeights>>,
+    held: Mutex<VecDeque<PreparedWeights>>,
     budget: usize,
     threads: usize,
 }
@@ -34,7 +34,7 @@ impl AcceleratorState {
                 match QuantizedWeights::public(n as usize, k as usize, values) {
                     Ok(weights) => {
                         let digest = *weights.digest();
-                        self.hold(weights);
+                        self.hold(PreparedWeights::new(weights));
                         Message::Held { weights: digest }.encode()
                     }
                     Err(e) => refuse([0; 16], REFUSED, e.to_string()),
@@ -42,15 +42,17 @@ impl AcceleratorState {
             }
             Ok(Message::Multiply { id, weights, m, n, rows }) => {
                 let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-                let Some(w) = held.iter().find(|w| *w.digest() == weights).cloned() else {
+                let Some(w) = held.iter().find(|w| *w.weights().digest() == weights).cloned()
+                else {
                     return refuse(id, UNKNOWN_WEIGHTS, "unknown weights".to_owned());
                 };
                 drop(held);
-                if w.n() != n as usize {
-                    return refuse(id, REFUSED, format!("rows of {n}, weights of {}", w.n()));
+                let (w_n, w_k) = (w.weights().n(), w.weights().k());
+                if w_n != n as usize {
+                    return refuse(id, REFUSED, format!("rows of {n}, weights of {w_n}"));
                 }
-                match cpu::multiply(&rows, m as usize, &w, self.threads) {
-                    Ok(values) => Message::Product { id, m, k: w.k() as u32, values }.encode(),
+                match cpu::multiply_prepared(&rows, m as usize, &w, self.threads) {
+                    Ok(values) => Message::Product { id, m, k: w_k as u32, values }.encode(),
                     Err(e) => refuse(id, REFUSED, e.to_string()),
                 }
             }
@@ -59,13 +61,16 @@ impl AcceleratorState {
         }
     }
 
-    fn hold(&self, weights: QuantizedWeights) {
+    fn hold(&self, weights: PreparedWeights) {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        if held.iter().any(|w| w.digest() == weights.digest()) {
+        if held.iter().any(|w| w.weights().digest() == weights.weights().digest()) {
             return;
         }
         held.push_back(weights);
-        while held.iter().map(|w| w.values().len()).sum::<usize>() > self.budget && held.len() > 1 {
+        // Counted as the f64 matrix each holds (8 bytes a weight).
+        while held.iter().map(|w| w.weights().values().len() * 8).sum::<usize>() > self.budget
+            && held.len() > 1
+        {
             held.pop_front();
         }
     }

@@ -55,7 +55,7 @@ fn a_layer_offloaded_to_the_accelerator_process_gets_the_product() {
     let accelerator = TcpAccelerator::new(&served.addr, Duration::from_secs(10)).unwrap();
     let (n, k, m) = (300, 40, 5);
     let (weights, layer) = layer(n, k);
-    layer.precompute(m);
+    layer.precompute(m).unwrap();
     let x: Vec<f32> = (0..m * n).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
     for _ in 0..3 {
         let y = layer.multiply(&accelerator, &x, m).unwrap();
