@@ -10,9 +10,11 @@
 use std::fmt;
 
 use der::{Decode as _, Encode as _, Reader as _};
-use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use sha2::{Digest as _, Sha256, Sha384};
 use x509_cert::certificate::{CertificateInner, Raw};
+
+pub use crate::ecdsa::{Curve, EcPublicKey};
+use crate::ecdsa::{Encoding, Hash};
 
 /// A certificate as received, with its parsed form.
 #[derive(Clone)]
@@ -24,10 +26,10 @@ pub struct Cert {
 /// A public key found in a certificate or evidence.
 #[derive(Clone, Debug)]
 pub enum PublicKey {
-    /// ECDSA over NIST P-256.
-    P256(p256::ecdsa::VerifyingKey),
-    /// ECDSA over NIST P-384.
-    P384(p384::ecdsa::VerifyingKey),
+    /// ECDSA over NIST P-256 (the key's curve is [`Curve::P256`]).
+    P256(EcPublicKey),
+    /// ECDSA over NIST P-384 (the key's curve is [`Curve::P384`]).
+    P384(EcPublicKey),
     /// RSA (PKCS#1 v1.5 or PSS signatures).
     Rsa(rsa::PublicKey),
 }
@@ -473,12 +475,12 @@ impl PublicKey {
                     .map(|oid| oid.to_string())
                     .unwrap_or_default();
                 match curve.as_str() {
-                    "1.2.840.10045.3.1.7" => p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                    "1.2.840.10045.3.1.7" => EcPublicKey::from_sec1(Curve::P256, key_bytes)
                         .map(Self::P256)
-                        .map_err(|_| "P-256 public key is not a valid point".to_owned()),
-                    "1.3.132.0.34" => p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .ok_or_else(|| "P-256 public key is not a valid point".to_owned()),
+                    "1.3.132.0.34" => EcPublicKey::from_sec1(Curve::P384, key_bytes)
                         .map(Self::P384)
-                        .map_err(|_| "P-384 public key is not a valid point".to_owned()),
+                        .ok_or_else(|| "P-384 public key is not a valid point".to_owned()),
                     other => Err(format!("elliptic curve {other}")),
                 }
             }
@@ -550,10 +552,8 @@ impl PublicKey {
         self.verify_ecdsa(sha384, message, r_s, true)
     }
 
-    /// ECDSA verification, DER or fixed-size signatures. The common curve and hash pairs go
-    /// through `ring` (several times faster than the pure-Rust curves, and already in the tree
-    /// for TLS); the unusual pairs (P-256 with SHA-384 fixed, P-384 with SHA-256 fixed) through
-    /// RustCrypto with the digest computed here.
+    /// ECDSA verification, DER or fixed-size signatures, through [`crate::ecdsa`] (the one
+    /// place the backend is named); an RSA key never verifies an ECDSA signature.
     fn verify_ecdsa(
         &self,
         sha384: bool,
@@ -561,49 +561,22 @@ impl PublicKey {
         signature: &[u8],
         fixed: bool,
     ) -> Result<(), BadSignature> {
-        use ring::signature as rs;
-        let (point, ring_alg): (Vec<u8>, Option<&'static rs::EcdsaVerificationAlgorithm>) =
-            match self {
-                Self::P256(key) => (
-                    key.to_sec1_point(false).as_bytes().to_vec(),
-                    match (sha384, fixed) {
-                        (false, false) => Some(&rs::ECDSA_P256_SHA256_ASN1),
-                        (false, true) => Some(&rs::ECDSA_P256_SHA256_FIXED),
-                        (true, false) => Some(&rs::ECDSA_P256_SHA384_ASN1),
-                        (true, true) => None,
-                    },
-                ),
-                Self::P384(key) => (
-                    key.to_sec1_point(false).as_bytes().to_vec(),
-                    match (sha384, fixed) {
-                        (true, false) => Some(&rs::ECDSA_P384_SHA384_ASN1),
-                        (true, true) => Some(&rs::ECDSA_P384_SHA384_FIXED),
-                        (false, false) => Some(&rs::ECDSA_P384_SHA256_ASN1),
-                        (false, true) => None,
-                    },
-                ),
-                Self::Rsa(_) => return Err(BadSignature),
-            };
-        if let Some(alg) = ring_alg {
-            return rs::UnparsedPublicKey::new(alg, &point)
-                .verify(message, signature)
-                .map_err(|_| BadSignature);
-        }
-        let algorithm =
-            if sha384 { SignatureAlgorithm::EcdsaSha384 } else { SignatureAlgorithm::EcdsaSha256 };
-        let digest = ecdsa_digest(algorithm, message);
-        match self {
-            Self::P256(key) => {
-                let sig =
-                    p256::ecdsa::Signature::from_slice(signature).map_err(|_| BadSignature)?;
-                key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
-            }
-            Self::P384(key) => {
-                let sig =
-                    p384::ecdsa::Signature::from_slice(signature).map_err(|_| BadSignature)?;
-                key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
-            }
-            Self::Rsa(_) => Err(BadSignature),
+        let key = match self {
+            Self::P256(key) | Self::P384(key) => key,
+            Self::Rsa(_) => return Err(BadSignature),
+        };
+        let hash = if sha384 { Hash::Sha384 } else { Hash::Sha256 };
+        let encoding = if fixed { Encoding::Fixed } else { Encoding::Der };
+        key.verify(hash, encoding, message, signature).map_err(|_| BadSignature)
+    }
+
+    /// An EC key from a SEC1 point: P-256 for 65 bytes uncompressed (33 compressed), P-384 for
+    /// 97 (49); `None` for anything else or a point not on the curve.
+    pub fn from_sec1(point: &[u8]) -> Option<Self> {
+        match point.len() {
+            65 | 33 => EcPublicKey::from_sec1(Curve::P256, point).map(Self::P256),
+            97 | 49 => EcPublicKey::from_sec1(Curve::P384, point).map(Self::P384),
+            _ => None,
         }
     }
 }
@@ -728,14 +701,6 @@ fn signature_memo_key(issuer: &Cert, subject: &Cert) -> [u8; 32] {
     hasher.update(&issuer.der);
     hasher.update(&subject.der);
     hasher.finalize().into()
-}
-
-fn ecdsa_digest(algorithm: SignatureAlgorithm, message: &[u8]) -> Vec<u8> {
-    match algorithm {
-        SignatureAlgorithm::EcdsaSha256 => Sha256::digest(message).to_vec(),
-        SignatureAlgorithm::EcdsaSha384 => Sha384::digest(message).to_vec(),
-        _ => Sha512::digest(message).to_vec(),
-    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

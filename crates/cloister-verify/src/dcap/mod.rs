@@ -362,9 +362,9 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
     let mut sec1 = Vec::with_capacity(65);
     sec1.push(0x04);
     sec1.extend_from_slice(quote.attestation_key);
-    let attestation_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+    let attestation_key = crate::x509::EcPublicKey::from_sec1(crate::x509::Curve::P256, &sec1)
         .map(PublicKey::P256)
-        .map_err(|_| DcapError::AttestationKey { tee })?;
+        .ok_or(DcapError::AttestationKey { tee })?;
     attestation_key
         .verify_ecdsa_raw(false, quote.signed, quote.signature)
         .map_err(|_| DcapError::QuoteSignature { tee })?;
