@@ -86,8 +86,8 @@ pub const HPKE_INFO: &[u8] = b"cloister-seal v1 dek wrap";
 
 /// Fills `buf` from the operating system's random number generator.
 pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), SealError> {
-    use ring::rand::SecureRandom as _;
-    ring::rand::SystemRandom::new().fill(buf).map_err(|_| SealError::Randomness)
+    use aws_lc_rs::rand::SecureRandom as _;
+    aws_lc_rs::rand::SystemRandom::new().fill(buf).map_err(|_| SealError::Randomness)
 }
 
 /// One recipient of an envelope: who gets a recipient entry, and of which kind.
