@@ -422,7 +422,9 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         CollateralProblem::Expired(what) => DcapError::CollateralExpired { tee, what },
         CollateralProblem::Mismatch(what) => DcapError::CollateralMismatch { tee, what },
     };
-    let assembled = collateral::assemble(
+    // Read once per distinct collateral and platform (remembered under a digest of all of it);
+    // the validity windows are checked at this verification's time.
+    let prepared = collateral::prepare(
         &inputs.collateral.documents,
         &inputs.collateral.certificates,
         &chain,
@@ -431,11 +433,13 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         &pck_info.fmspc,
     )
     .map_err(problem)?;
-    let appraisal = match assembled {
-        Assembled::None => None,
-        Assembled::Full(bundle) => {
-            collateral::precheck(&bundle, &chain, inputs.now_unix, &pck_info.fmspc, tcb_id, qe_id)
-                .map_err(problem)?;
+    let appraisal = match (&prepared.assembled, &prepared.checks) {
+        (Assembled::None, _) => None,
+        (Assembled::Full(_), None) => {
+            return Err(DcapError::Collateral { tee, what: "collateral was not checked".into() });
+        }
+        (Assembled::Full(bundle), Some(checks)) => {
+            checks.at(inputs.now_unix).map_err(problem)?;
             let root =
                 chain.last().ok_or(DcapError::PckChain { tee, source: CertError::EmptyChain })?;
             let now = u64::try_from(inputs.now_unix).map_err(|_| DcapError::Appraisal {
@@ -446,7 +450,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                 DcapTee::Sgx => "sgx",
                 DcapTee::Tdx => "tdx",
             };
-            let key = memo::key(&quote, &bundle, root, name);
+            let key = memo::key(&quote, &prepared.digest, root, name);
             let remembered = key.and_then(|key| memo::lookup(&key, inputs.now_unix));
             let verdict = match remembered {
                 Some(verdict) => verdict,
@@ -456,10 +460,10 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                     >::new_with_config(root.der().to_vec())
                     .allow_debug(true)
                     .allow_service_td(true)
-                    .verify(quote.quote, &bundle, now)
+                    .verify(quote.quote, bundle, now)
                     .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
                     let verdict = memo::Verdict::from_report(&report);
-                    if let (Some(key), Some(window)) = (key, memo::window(&bundle, &chain)) {
+                    if let (Some(key), Some(window)) = (key, memo::window(bundle, &chain)) {
                         memo::remember(key, window, verdict.clone());
                     }
                     verdict
