@@ -191,6 +191,25 @@ impl Cert {
         split_certificates(bytes)?.iter().map(|der| Self::from_der(der)).collect()
     }
 
+    /// [`Cert::parse_many`] for a chain that repeats from one piece of evidence to the next (the
+    /// PCK chain in every quote of a platform): parsing is a pure function of the bytes, so a
+    /// parsed chain is remembered under SHA-256 of the exact input and shared. Nothing about
+    /// the chain is checked here; its signatures, names and validity are checked by the caller
+    /// as for any other chain.
+    pub(crate) fn parse_many_shared(bytes: &[u8]) -> Result<std::sync::Arc<[Self]>, CertError> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(chain) = parsed_chains().get(&digest) {
+            return Ok(chain.clone());
+        }
+        let chain: std::sync::Arc<[Self]> = Self::parse_many(bytes)?.into();
+        let mut chains = parsed_chains();
+        if chains.len() >= PARSED_CHAIN_LIMIT {
+            chains.clear();
+        }
+        chains.insert(digest, chain.clone());
+        Ok(chain)
+    }
+
     /// The DER bytes as received.
     pub fn der(&self) -> &[u8] {
         &self.der
@@ -552,6 +571,43 @@ impl PublicKey {
         self.verify_ecdsa(sha384, message, r_s, true)
     }
 
+    /// [`PublicKey::verify_ecdsa_raw`] for a signature over platform material that repeats
+    /// unchanged from one piece of evidence to the next (a DCAP QE report signed by the PCK
+    /// key), never over anything fresh: a success is remembered under SHA-256 of the key, the
+    /// hash, the message and the signature, so only the very same bytes find it again.
+    pub(crate) fn verify_ecdsa_raw_remembered(
+        &self,
+        sha384: bool,
+        message: &[u8],
+        r_s: &[u8],
+    ) -> Result<(), BadSignature> {
+        let key = match self {
+            Self::P256(key) | Self::P384(key) => key,
+            Self::Rsa(_) => return Err(BadSignature),
+        };
+        let mut hasher = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        };
+        part(b"cloister-ecdsa-fixed-v1");
+        part(key.sec1_uncompressed());
+        part(&[u8::from(sha384)]);
+        part(message);
+        part(r_s);
+        let memo: [u8; 32] = hasher.finalize().into();
+        if platform_signature_memo().contains(&memo) {
+            return Ok(());
+        }
+        self.verify_ecdsa_raw(sha384, message, r_s)?;
+        let mut memo_set = platform_signature_memo();
+        if memo_set.len() >= SIGNATURE_MEMO_LIMIT {
+            memo_set.clear();
+        }
+        memo_set.insert(memo);
+        Ok(())
+    }
+
     /// ECDSA verification, DER or fixed-size signatures, through [`crate::ecdsa`] (the one
     /// place the backend is named); an RSA key never verifies an ECDSA signature.
     fn verify_ecdsa(
@@ -695,6 +751,32 @@ fn signature_memo() -> std::sync::MutexGuard<'static, std::collections::BTreeSet
     SIGNATURE_MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Signatures over repeating platform material that verified
+/// ([`PublicKey::verify_ecdsa_raw_remembered`]), by SHA-256 of key, hash, message and signature;
+/// sound for the same reason as [`SIGNATURE_MEMO`].
+static PLATFORM_SIGNATURE_MEMO: std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn platform_signature_memo() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<[u8; 32]>>
+{
+    // Every update is a single insert or clear, so a poisoned lock still holds a valid set.
+    PLATFORM_SIGNATURE_MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many parsed certificate chains are remembered before the memo starts over.
+const PARSED_CHAIN_LIMIT: usize = 1024;
+
+type ParsedChains = std::collections::BTreeMap<[u8; 32], std::sync::Arc<[Cert]>>;
+
+/// Chains parsed by [`Cert::parse_many_shared`], by SHA-256 of the exact input bytes.
+static PARSED_CHAINS: std::sync::Mutex<ParsedChains> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn parsed_chains() -> std::sync::MutexGuard<'static, ParsedChains> {
+    // Every update is a single insert or clear, so a poisoned lock still holds a valid map.
+    PARSED_CHAINS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn signature_memo_key(issuer: &Cert, subject: &Cert) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update((issuer.der.len() as u64).to_be_bytes());
@@ -732,4 +814,43 @@ pub fn rfc3339(unix_secs: i64) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| format!("{unix_secs} (unix seconds)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+
+    use super::*;
+
+    fn key(seed: u8) -> (p256::ecdsa::SigningKey, PublicKey) {
+        let secret = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+        let point = secret.verifying_key().to_sec1_point(false);
+        (secret, PublicKey::from_sec1(point.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_remembered_signature_is_found_only_by_the_same_key_message_and_signature() {
+        let (secret, public) = key(3);
+        let (_, other) = key(4);
+        let message = b"a QE report".to_vec();
+        let signature: p256::ecdsa::Signature =
+            secret.sign_prehash(&Sha256::digest(&message)).unwrap();
+        let r_s = signature.to_bytes().to_vec();
+        for _ in 0..2 {
+            assert_eq!(public.verify_ecdsa_raw_remembered(false, &message, &r_s), Ok(()));
+        }
+        let mut bad = r_s.clone();
+        bad[5] ^= 1;
+        assert!(public.verify_ecdsa_raw_remembered(false, &message, &bad).is_err());
+        assert!(public.verify_ecdsa_raw_remembered(false, b"a QE reporT", &r_s).is_err());
+        assert!(public.verify_ecdsa_raw_remembered(true, &message, &r_s).is_err());
+        assert!(other.verify_ecdsa_raw_remembered(false, &message, &r_s).is_err());
+    }
+
+    #[test]
+    fn a_shared_chain_is_the_parse_of_exactly_its_bytes() {
+        let pem = b"not a certificate";
+        assert!(Cert::parse_many_shared(pem).is_err());
+        assert!(Cert::parse_many_shared(pem).is_err(), "failures are not remembered");
+    }
 }

@@ -370,7 +370,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         .map_err(|_| DcapError::QuoteSignature { tee })?;
 
     // PCK chain to the pinned root.
-    let chain = Cert::parse_many(quote.pck_chain_pem)
+    let chain = Cert::parse_many_shared(quote.pck_chain_pem)
         .map_err(|source| DcapError::PckChain { tee, source })?;
     let kind = match tee {
         DcapTee::Sgx => TeeKind::Sgx,
@@ -390,8 +390,10 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
 
     // QE report signed by the PCK key, and bound to the attestation key.
     let pck_key = leaf.public_key().map_err(|source| DcapError::PckChain { tee, source })?;
+    // The QE report and its signature are the same in every quote of this QE: remembered by
+    // their exact bytes and the PCK key (the quote's own signature, above, never is).
     pck_key
-        .verify_ecdsa_raw(false, quote.qe_report_raw, quote.qe_report_signature)
+        .verify_ecdsa_raw_remembered(false, quote.qe_report_raw, quote.qe_report_signature)
         .map_err(|_| DcapError::QeReportSignature { tee })?;
     let mut hasher = Sha256::new();
     hasher.update(quote.attestation_key);
