@@ -1,9 +1,10 @@
 //! Verification cost per piece of real evidence, one core, side by side with dcap-qvl on the
 //! same SGX and TDX quotes and collateral.
 //!
-//! `cargo run --release -p cloister-verify --example verify_bench [-- ITERATIONS]`
-//! (vectors from `$CLOISTER_VECTORS` or `../shared/vectors`). Prints the median of several
-//! rounds, in microseconds per verification. Never used as a test.
+//! `cargo run --release -p cloister-verify --example verify_bench [-- ITERATIONS [FILTER]]`
+//! (vectors from `$CLOISTER_VECTORS` or `../shared/vectors`; FILTER runs only the rows whose
+//! name contains it, for profiling one driver). Prints the median of several rounds, in
+//! microseconds per verification. Never used as a test.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -49,8 +50,9 @@ struct Case {
 
 fn main() {
     let iterations: u32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let filter = std::env::args().nth(2).unwrap_or_default();
     let june_2025 = 1_750_377_600; // 2025-06-20T00:00:00Z
-    let cases = vec![
+    let cases = [
         Case {
             name: "sgx quote v3 + collateral",
             tee: TeeKind::Sgx,
@@ -126,7 +128,7 @@ fn main() {
     ];
     println!("| evidence | µs per verification (median of 7 × {iterations}) |");
     println!("|---|---|");
-    for case in &cases {
+    for case in cases.iter().filter(|c| c.name.contains(&filter)) {
         let inputs =
             Inputs { collateral: &case.collateral, anchors: &case.anchors, now_unix: case.at };
         verify_vendor_evidence(case.tee, &case.evidence, &inputs)
@@ -149,6 +151,9 @@ fn main() {
             "tdx/dcapqvl_tdx_quote_collateral.json",
         ),
     ] {
+        if !format!("dcap-qvl {name}").contains(&filter) {
+            continue;
+        }
         let quote = read(quote);
         let collateral: dcap_qvl::QuoteCollateralV3 =
             serde_json::from_slice(&read(collateral)).expect("dcap-qvl bundle");
