@@ -210,6 +210,30 @@ impl Cert {
         Ok(chain)
     }
 
+    /// Parses each DER certificate of a list that repeats from one piece of evidence to the
+    /// next (a Nitro document's `cabundle`), sharing the result like
+    /// [`Cert::parse_many_shared`]: remembered under SHA-256 of every certificate's exact bytes.
+    pub(crate) fn parse_ders_shared(ders: &[Vec<u8>]) -> Result<std::sync::Arc<[Self]>, CertError> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"cloister-der-list-v1");
+        for der in ders {
+            hasher.update((der.len() as u64).to_be_bytes());
+            hasher.update(der);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        if let Some(chain) = parsed_chains().get(&digest) {
+            return Ok(chain.clone());
+        }
+        let chain: std::sync::Arc<[Self]> =
+            ders.iter().map(|der| Self::from_der(der)).collect::<Result<Vec<_>, _>>()?.into();
+        let mut chains = parsed_chains();
+        if chains.len() >= PARSED_CHAIN_LIMIT {
+            chains.clear();
+        }
+        chains.insert(digest, chain.clone());
+        Ok(chain)
+    }
+
     /// The DER bytes as received.
     pub fn der(&self) -> &[u8] {
         &self.der
