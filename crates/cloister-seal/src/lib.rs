@@ -15,12 +15,15 @@
 //! types ([`SealError::MixedSuites`] if they differ); [`open_with`] and [`open_to_vec_with`]
 //! open either suite with a key of the matching type.
 //!
-//! Sealing and opening stream in constant memory (one chunk buffered). [`open`] writes a chunk's
-//! plaintext only after that chunk authenticated, but truncation of the whole body is only
-//! detectable at its end: **a streaming consumer must discard everything written when [`open`]
-//! returns an error** (write to a temporary file and rename it only on success).
+//! Sealing and opening stream in constant memory: the caller's thread reads and writes in order,
+//! and worker threads (one per core) seal or open batches of chunks, at most two batches per
+//! worker in flight. [`open`] writes a chunk's plaintext only after that chunk and every chunk
+//! before it authenticated, but truncation of the whole body is only detectable at its end: **a
+//! streaming consumer must discard everything written when [`open`] returns an error** (write to
+//! a temporary file and rename it only on success).
 //!
-//! The crate does no I/O beyond the `Read`/`Write` it is given.
+//! The crate does no I/O beyond the `Read`/`Write` it is given; its worker threads live only as
+//! long as the call that started them.
 //!
 //! ```
 //! use cloister_seal::{Metadata, RecipientSecretKey, open_to_vec, seal_to_vec};
@@ -32,10 +35,12 @@
 //! assert_eq!(plaintext.as_slice(), b"hello");
 //! ```
 
+mod body;
 mod broker;
 mod error;
 mod header;
 mod keys;
+mod pool;
 mod sm;
 mod sm2_keys;
 mod stream;
@@ -49,7 +54,7 @@ use hpke::aead::AeadTag;
 use hpke::inout::InOutBuf;
 use hpke::rand_core::{TryCryptoRng, TryRng};
 use hpke::{Deserializable as _, OpModeR, OpModeS, Serializable as _};
-use zeroize::{Zeroize as _, Zeroizing};
+use zeroize::Zeroizing;
 
 pub use broker::{
     BROKER_REFERENCE_PREFIX, BrokerRecipient, KEY_RELEASE_INFO, WRAPPED_SECRET_KEY_LEN,
@@ -86,8 +91,8 @@ pub const HPKE_INFO: &[u8] = b"cloister-seal v1 dek wrap";
 
 /// Fills `buf` from the operating system's random number generator.
 pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<(), SealError> {
-    use ring::rand::SecureRandom as _;
-    ring::rand::SystemRandom::new().fill(buf).map_err(|_| SealError::Randomness)
+    use aws_lc_rs::rand::SecureRandom as _;
+    aws_lc_rs::rand::SystemRandom::new().fill(buf).map_err(|_| SealError::Randomness)
 }
 
 /// One recipient of an envelope: who gets a recipient entry, and of which kind.
@@ -469,33 +474,10 @@ fn seal_stream<R: Read, W: Write>(
     output.write_all(header.as_bytes()).map_err(SealError::Write)?;
     let cipher =
         ChunkCipher::new(header.suite(), &secrets.dek, header.nonce_prefix(), header.digest());
-    let cs = chunk_size as usize;
-    // One chunk plus its tag; the byte at `cs` doubles as a one-byte look-ahead that tells
-    // whether a full chunk is the last one.
-    let mut buf = Zeroizing::new(vec![0u8; cs + TAG_LEN]);
-    let mut have = 0usize;
-    let mut index: u32 = 0;
-    let mut plaintext_bytes = 0u64;
-    let mut ciphertext_bytes = header.len() as u64;
-    loop {
-        have += read_full(&mut input, &mut buf[have..=cs]).map_err(SealError::Read)?;
-        let last = have <= cs;
-        let n = have.min(cs);
-        let carry = buf[cs];
-        let tag = cipher.seal(index, last, &mut buf[..n]);
-        buf[n..n + TAG_LEN].copy_from_slice(&tag);
-        output.write_all(&buf[..n + TAG_LEN]).map_err(SealError::Write)?;
-        plaintext_bytes += n as u64;
-        ciphertext_bytes += (n + TAG_LEN) as u64;
-        if last {
-            break;
-        }
-        buf[0] = carry;
-        have = 1;
-        index = index.checked_add(1).ok_or(SealError::TooManyChunks)?;
-    }
+    let (plaintext_bytes, body_bytes) =
+        body::seal_stream(&cipher, chunk_size as usize, &mut input, &mut output)?;
     output.flush().map_err(SealError::Write)?;
-    Ok(SealSummary { plaintext_bytes, ciphertext_bytes })
+    Ok(SealSummary { plaintext_bytes, ciphertext_bytes: header.len() as u64 + body_bytes })
 }
 
 /// Seals `plaintext` in memory (one copy: plaintext is copied into the output and encrypted
@@ -551,10 +533,19 @@ fn seal_slice(
     if chunks as u64 > 1 << 32 {
         return Err(SealError::TooManyChunks);
     }
-    let mut out = Vec::with_capacity(header.len() + plaintext.len() + chunks * TAG_LEN);
-    out.extend_from_slice(header.as_bytes());
     let cipher =
         ChunkCipher::new(header.suite(), &secrets.dek, header.nonce_prefix(), header.digest());
+    if body::parallel_in_memory(plaintext.len()) {
+        // Zeroed memory comes from the allocator untouched, so each worker faults in the pages
+        // it writes.
+        let mut out = vec![0u8; header.len() + plaintext.len() + chunks * TAG_LEN];
+        let (head, sealed) = out.split_at_mut(header.len());
+        head.copy_from_slice(header.as_bytes());
+        body::seal_slice_parallel(&cipher, cs, plaintext, sealed);
+        return Ok(out);
+    }
+    let mut out = Vec::with_capacity(header.len() + plaintext.len() + chunks * TAG_LEN);
+    out.extend_from_slice(header.as_bytes());
     for i in 0..chunks {
         let start = (i * cs).min(plaintext.len());
         let end = (start + cs).min(plaintext.len());
@@ -608,56 +599,8 @@ pub fn open_with<'k, R: Read, W: Write>(
     let dek = unwrap_dek(key.into(), &header)?;
     let cipher = ChunkCipher::new(header.suite(), &dek, header.nonce_prefix(), header.digest());
     drop(dek);
-    let cs = header.chunk_size() as usize;
-    let full = cs + TAG_LEN;
-    // One sealed chunk plus one byte of look-ahead that tells whether it is the last.
-    let mut buf = Zeroizing::new(vec![0u8; full + 1]);
-    let mut have = 0usize;
-    let mut index: u64 = 0;
-    let mut plaintext_bytes = 0u64;
-    loop {
-        have += read_full(&mut input, &mut buf[have..]).map_err(OpenError::Read)?;
-        let counter = u32::try_from(index).map_err(|_| OpenError::TooManyChunks)?;
-        if have == full + 1 {
-            // More data follows, so this must be a non-final chunk.
-            let carry = buf[full];
-            let (data, tag) = buf[..full].split_at_mut(cs);
-            if !cipher.open(counter, false, data, tag) {
-                return Err(OpenError::ChunkAuthentication { index });
-            }
-            output.write_all(data).map_err(OpenError::Write)?;
-            plaintext_bytes += cs as u64;
-            buf[0] = carry;
-            have = 1;
-            index += 1;
-            continue;
-        }
-        // The input ended: this must be the final chunk.
-        if have < TAG_LEN {
-            return Err(OpenError::Truncated);
-        }
-        let n = have - TAG_LEN;
-        // A full-size chunk that fails as final may be a non-final chunk whose successors were
-        // cut off; keep its ciphertext (once per envelope) to tell the two apart.
-        let backup = (have == full).then(|| Zeroizing::new(buf[..full].to_vec()));
-        let (data, tag) = buf[..have].split_at_mut(n);
-        if cipher.open(counter, true, data, tag) {
-            if n == 0 && index > 0 {
-                return Err(OpenError::EmptyFinalChunk { index });
-            }
-            output.write_all(data).map_err(OpenError::Write)?;
-            plaintext_bytes += n as u64;
-            break;
-        }
-        if let Some(mut b) = backup {
-            let (d, t) = b.split_at_mut(cs);
-            if cipher.open(counter, false, d, t) {
-                d.zeroize();
-                return Err(OpenError::Truncated);
-            }
-        }
-        return Err(OpenError::ChunkAuthentication { index });
-    }
+    let plaintext_bytes =
+        body::open_stream(&cipher, header.chunk_size() as usize, &mut input, &mut output)?;
     output.flush().map_err(OpenError::Write)?;
     Ok(OpenSummary { header, plaintext_bytes })
 }
@@ -684,6 +627,11 @@ pub fn open_to_vec_with<'k>(
     let body = &envelope[header_len..];
     let cs = header.chunk_size() as usize;
     let full = cs + TAG_LEN;
+    // The chunks followed by more input are the non-final ones.
+    let non_final = body.len().saturating_sub(1) / full;
+    if body::parallel_in_memory(body.len()) && (non_final as u64) < 1 << 32 {
+        return open_slice_parallel(&cipher, cs, non_final, body).map(|out| (header, out));
+    }
     // Exact capacity up front, so the plaintext is never reallocated (and left behind).
     let mut out = Zeroizing::new(Vec::with_capacity(body.len()));
     let mut pos = 0usize;
@@ -731,6 +679,54 @@ pub fn open_to_vec_with<'k>(
         return Err(OpenError::ChunkAuthentication { index });
     }
     Ok((header, out))
+}
+
+/// [`open_to_vec_with`] of a large body on every core: the `non_final` chunks in parallel, then
+/// the final one, with the sequential reader's errors (the earliest failing chunk decides).
+fn open_slice_parallel(
+    cipher: &ChunkCipher,
+    cs: usize,
+    non_final: usize,
+    body: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let full = cs + TAG_LEN;
+    let rest = &body[non_final * full..];
+    // Zeroed memory comes from the allocator untouched, so each worker faults in the pages it
+    // writes; the plaintext is wiped when dropped, on every path.
+    let mut out = Zeroizing::new(vec![0u8; non_final * cs + rest.len().saturating_sub(TAG_LEN)]);
+    if let Some(failed) = body::open_slice_parallel(cipher, cs, non_final, body, &mut out) {
+        let index = failed as u64;
+        let chunk = &body[failed * full..(failed + 1) * full];
+        let (ct, tag) = chunk.split_at(cs);
+        // Tell "data appended after a full final chunk" from plain corruption.
+        let mut probe = Zeroizing::new(ct.to_vec());
+        if cipher.open(failed as u32, true, &mut probe, tag) {
+            return Err(OpenError::TrailingData);
+        }
+        return Err(OpenError::ChunkAuthentication { index });
+    }
+    let index = non_final as u64;
+    let counter = u32::try_from(index).map_err(|_| OpenError::TooManyChunks)?;
+    if rest.len() < TAG_LEN {
+        return Err(OpenError::Truncated);
+    }
+    let n = rest.len() - TAG_LEN;
+    let (ct, tag) = rest.split_at(n);
+    let data = &mut out[non_final * cs..];
+    data.copy_from_slice(ct);
+    if cipher.open(counter, true, data, tag) {
+        if n == 0 && index > 0 {
+            return Err(OpenError::EmptyFinalChunk { index });
+        }
+        return Ok(out);
+    }
+    if rest.len() == full {
+        let mut probe = Zeroizing::new(ct.to_vec());
+        if cipher.open(counter, false, &mut probe, tag) {
+            return Err(OpenError::Truncated);
+        }
+    }
+    Err(OpenError::ChunkAuthentication { index })
 }
 
 /// Internals exposed for fuzzing, test vectors and benchmarks. Not a stable API.

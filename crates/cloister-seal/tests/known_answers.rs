@@ -1,5 +1,6 @@
 //! Known-answer tests for the primitives the envelope relies on: HPKE (RFC 9180) through the
-//! `hpke` crate, and AES-256-GCM (NIST) through `ring` (the body) and RustCrypto `aes-gcm`.
+//! `hpke` crate, and AES-256-GCM (NIST) through `aws-lc-rs` (the body), `ring` (the body's
+//! previous AEAD) and RustCrypto `aes-gcm`.
 
 use hpke::aead::{AesGcm128, AesGcm256};
 use hpke::kdf::HkdfSha256;
@@ -240,6 +241,28 @@ const AES256_GCM_KATS: &[(&str, &str, &str, &str, &str, &str)] = &[
         "76fc6ece0f4e1768cddf8853bb2d551b",
     ),
 ];
+
+#[test]
+fn aes256gcm_nist_known_answers_aws_lc() {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    for (i, (key, iv, pt, aad, ct, tag)) in AES256_GCM_KATS.iter().enumerate() {
+        let k = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &h(key)).expect("key"));
+        let nonce = || Nonce::try_assume_unique_for_key(&h(iv)).expect("nonce");
+        let mut buf = h(pt);
+        let t = k.seal_in_place_separate_tag(nonce(), Aad::from(h(aad)), &mut buf).expect("seal");
+        assert_eq!(hex::encode(&buf), *ct, "aws-lc ciphertext, case {i}");
+        assert_eq!(hex::encode(t.as_ref()), *tag, "aws-lc tag, case {i}");
+        let opened = k.open_in_place_separate_tag(nonce(), Aad::from(h(aad)), t.as_ref(), &mut buf);
+        assert_eq!(hex::encode(opened.expect("open")), *pt);
+        // A flipped tag bit must be rejected.
+        let mut bad = h(ct);
+        let mut bad_tag = h(tag);
+        bad_tag[0] ^= 1;
+        assert!(
+            k.open_in_place_separate_tag(nonce(), Aad::from(h(aad)), &bad_tag, &mut bad).is_err()
+        );
+    }
+}
 
 #[test]
 fn aes256gcm_nist_known_answers_ring() {

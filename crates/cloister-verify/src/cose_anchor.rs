@@ -294,8 +294,7 @@ pub(crate) fn sec1_key(point: &[u8]) -> Option<PublicKey> {
         return None;
     }
     match point.len() {
-        65 => p256::ecdsa::VerifyingKey::from_sec1_bytes(point).ok().map(PublicKey::P256),
-        97 => p384::ecdsa::VerifyingKey::from_sec1_bytes(point).ok().map(PublicKey::P384),
+        65 | 97 => PublicKey::from_sec1(point),
         _ => None,
     }
 }
@@ -303,8 +302,7 @@ pub(crate) fn sec1_key(point: &[u8]) -> Option<PublicKey> {
 /// The SEC1 uncompressed encoding of an EC key (empty for RSA, which is never a CPAK, RAK or IAK).
 pub(crate) fn sec1_point(key: &PublicKey) -> Vec<u8> {
     match key {
-        PublicKey::P256(key) => key.to_sec1_point(false).as_bytes().to_vec(),
-        PublicKey::P384(key) => key.to_sec1_point(false).as_bytes().to_vec(),
+        PublicKey::P256(key) | PublicKey::P384(key) => key.sec1_uncompressed().to_vec(),
         PublicKey::Rsa(_) => Vec::new(),
     }
 }

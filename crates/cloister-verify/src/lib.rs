@@ -25,6 +25,7 @@ pub mod cca;
 mod cose_anchor;
 pub mod csv;
 pub mod dcap;
+mod ecdsa;
 mod error;
 mod inputs;
 mod needs;

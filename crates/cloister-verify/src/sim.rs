@@ -84,15 +84,14 @@ impl crate::Driver for SimDriver {
         if !trusted.contains(&parsed.platform_key) {
             return Err(SimError::UntrustedPlatformKey(parsed.platform_key).into());
         }
-        // ring's P-256 verification is about three times faster than the pure-Rust one, and
-        // this runs on every attestation of a development instance.
+        // Through the crate's ECDSA backend (aws-lc), several times faster than the pure-Rust
+        // P-256; this runs on every attestation of a development instance.
         let point = parsed.platform_key.verifying_key().to_sec1_point(false);
-        ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
-            point.as_bytes(),
-        )
-        .verify(&parsed.report_bytes, &parsed.signature.to_bytes())
-        .map_err(|_| SimError::BadSignature)?;
+        crate::x509::EcPublicKey::from_sec1(crate::x509::Curve::P256, point.as_bytes())
+            .map(crate::x509::PublicKey::P256)
+            .ok_or(SimError::BadSignature)?
+            .verify_ecdsa_raw(false, &parsed.report_bytes, &parsed.signature.to_bytes())
+            .map_err(|_| SimError::BadSignature)?;
 
         // From here on the report is authentic; check its content.
         let report = parsed.report;

@@ -10,9 +10,11 @@
 use std::fmt;
 
 use der::{Decode as _, Encode as _, Reader as _};
-use p256::ecdsa::signature::hazmat::PrehashVerifier as _;
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use sha2::{Digest as _, Sha256, Sha384};
 use x509_cert::certificate::{CertificateInner, Raw};
+
+pub use crate::ecdsa::{Curve, EcPublicKey};
+use crate::ecdsa::{Encoding, Hash};
 
 /// A certificate as received, with its parsed form.
 #[derive(Clone)]
@@ -24,10 +26,10 @@ pub struct Cert {
 /// A public key found in a certificate or evidence.
 #[derive(Clone, Debug)]
 pub enum PublicKey {
-    /// ECDSA over NIST P-256.
-    P256(p256::ecdsa::VerifyingKey),
-    /// ECDSA over NIST P-384.
-    P384(p384::ecdsa::VerifyingKey),
+    /// ECDSA over NIST P-256 (the key's curve is [`Curve::P256`]).
+    P256(EcPublicKey),
+    /// ECDSA over NIST P-384 (the key's curve is [`Curve::P384`]).
+    P384(EcPublicKey),
     /// RSA (PKCS#1 v1.5 or PSS signatures).
     Rsa(rsa::PublicKey),
 }
@@ -187,6 +189,49 @@ impl Cert {
     /// Parses every certificate in `bytes`: one DER certificate, or one or more PEM blocks.
     pub fn parse_many(bytes: &[u8]) -> Result<Vec<Self>, CertError> {
         split_certificates(bytes)?.iter().map(|der| Self::from_der(der)).collect()
+    }
+
+    /// [`Cert::parse_many`] for a chain that repeats from one piece of evidence to the next (the
+    /// PCK chain in every quote of a platform): parsing is a pure function of the bytes, so a
+    /// parsed chain is remembered under SHA-256 of the exact input and shared. Nothing about
+    /// the chain is checked here; its signatures, names and validity are checked by the caller
+    /// as for any other chain.
+    pub(crate) fn parse_many_shared(bytes: &[u8]) -> Result<std::sync::Arc<[Self]>, CertError> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(chain) = parsed_chains().get(&digest) {
+            return Ok(chain.clone());
+        }
+        let chain: std::sync::Arc<[Self]> = Self::parse_many(bytes)?.into();
+        let mut chains = parsed_chains();
+        if chains.len() >= PARSED_CHAIN_LIMIT {
+            chains.clear();
+        }
+        chains.insert(digest, chain.clone());
+        Ok(chain)
+    }
+
+    /// Parses each DER certificate of a list that repeats from one piece of evidence to the
+    /// next (a Nitro document's `cabundle`), sharing the result like
+    /// [`Cert::parse_many_shared`]: remembered under SHA-256 of every certificate's exact bytes.
+    pub(crate) fn parse_ders_shared(ders: &[Vec<u8>]) -> Result<std::sync::Arc<[Self]>, CertError> {
+        let mut hasher = Sha256::new();
+        hasher.update(b"cloister-der-list-v1");
+        for der in ders {
+            hasher.update((der.len() as u64).to_be_bytes());
+            hasher.update(der);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        if let Some(chain) = parsed_chains().get(&digest) {
+            return Ok(chain.clone());
+        }
+        let chain: std::sync::Arc<[Self]> =
+            ders.iter().map(|der| Self::from_der(der)).collect::<Result<Vec<_>, _>>()?.into();
+        let mut chains = parsed_chains();
+        if chains.len() >= PARSED_CHAIN_LIMIT {
+            chains.clear();
+        }
+        chains.insert(digest, chain.clone());
+        Ok(chain)
     }
 
     /// The DER bytes as received.
@@ -473,12 +518,12 @@ impl PublicKey {
                     .map(|oid| oid.to_string())
                     .unwrap_or_default();
                 match curve.as_str() {
-                    "1.2.840.10045.3.1.7" => p256::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                    "1.2.840.10045.3.1.7" => EcPublicKey::from_sec1(Curve::P256, key_bytes)
                         .map(Self::P256)
-                        .map_err(|_| "P-256 public key is not a valid point".to_owned()),
-                    "1.3.132.0.34" => p384::ecdsa::VerifyingKey::from_sec1_bytes(key_bytes)
+                        .ok_or_else(|| "P-256 public key is not a valid point".to_owned()),
+                    "1.3.132.0.34" => EcPublicKey::from_sec1(Curve::P384, key_bytes)
                         .map(Self::P384)
-                        .map_err(|_| "P-384 public key is not a valid point".to_owned()),
+                        .ok_or_else(|| "P-384 public key is not a valid point".to_owned()),
                     other => Err(format!("elliptic curve {other}")),
                 }
             }
@@ -550,10 +595,45 @@ impl PublicKey {
         self.verify_ecdsa(sha384, message, r_s, true)
     }
 
-    /// ECDSA verification, DER or fixed-size signatures. The common curve and hash pairs go
-    /// through `ring` (several times faster than the pure-Rust curves, and already in the tree
-    /// for TLS); the unusual pairs (P-256 with SHA-384 fixed, P-384 with SHA-256 fixed) through
-    /// RustCrypto with the digest computed here.
+    /// [`PublicKey::verify_ecdsa_raw`] for a signature over platform material that repeats
+    /// unchanged from one piece of evidence to the next (a DCAP QE report signed by the PCK
+    /// key), never over anything fresh: a success is remembered under SHA-256 of the key, the
+    /// hash, the message and the signature, so only the very same bytes find it again.
+    pub(crate) fn verify_ecdsa_raw_remembered(
+        &self,
+        sha384: bool,
+        message: &[u8],
+        r_s: &[u8],
+    ) -> Result<(), BadSignature> {
+        let key = match self {
+            Self::P256(key) | Self::P384(key) => key,
+            Self::Rsa(_) => return Err(BadSignature),
+        };
+        let mut hasher = Sha256::new();
+        let mut part = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        };
+        part(b"cloister-ecdsa-fixed-v1");
+        part(key.sec1_uncompressed());
+        part(&[u8::from(sha384)]);
+        part(message);
+        part(r_s);
+        let memo: [u8; 32] = hasher.finalize().into();
+        if platform_signature_memo().contains(&memo) {
+            return Ok(());
+        }
+        self.verify_ecdsa_raw(sha384, message, r_s)?;
+        let mut memo_set = platform_signature_memo();
+        if memo_set.len() >= SIGNATURE_MEMO_LIMIT {
+            memo_set.clear();
+        }
+        memo_set.insert(memo);
+        Ok(())
+    }
+
+    /// ECDSA verification, DER or fixed-size signatures, through [`crate::ecdsa`] (the one
+    /// place the backend is named); an RSA key never verifies an ECDSA signature.
     fn verify_ecdsa(
         &self,
         sha384: bool,
@@ -561,49 +641,22 @@ impl PublicKey {
         signature: &[u8],
         fixed: bool,
     ) -> Result<(), BadSignature> {
-        use ring::signature as rs;
-        let (point, ring_alg): (Vec<u8>, Option<&'static rs::EcdsaVerificationAlgorithm>) =
-            match self {
-                Self::P256(key) => (
-                    key.to_sec1_point(false).as_bytes().to_vec(),
-                    match (sha384, fixed) {
-                        (false, false) => Some(&rs::ECDSA_P256_SHA256_ASN1),
-                        (false, true) => Some(&rs::ECDSA_P256_SHA256_FIXED),
-                        (true, false) => Some(&rs::ECDSA_P256_SHA384_ASN1),
-                        (true, true) => None,
-                    },
-                ),
-                Self::P384(key) => (
-                    key.to_sec1_point(false).as_bytes().to_vec(),
-                    match (sha384, fixed) {
-                        (true, false) => Some(&rs::ECDSA_P384_SHA384_ASN1),
-                        (true, true) => Some(&rs::ECDSA_P384_SHA384_FIXED),
-                        (false, false) => Some(&rs::ECDSA_P384_SHA256_ASN1),
-                        (false, true) => None,
-                    },
-                ),
-                Self::Rsa(_) => return Err(BadSignature),
-            };
-        if let Some(alg) = ring_alg {
-            return rs::UnparsedPublicKey::new(alg, &point)
-                .verify(message, signature)
-                .map_err(|_| BadSignature);
-        }
-        let algorithm =
-            if sha384 { SignatureAlgorithm::EcdsaSha384 } else { SignatureAlgorithm::EcdsaSha256 };
-        let digest = ecdsa_digest(algorithm, message);
-        match self {
-            Self::P256(key) => {
-                let sig =
-                    p256::ecdsa::Signature::from_slice(signature).map_err(|_| BadSignature)?;
-                key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
-            }
-            Self::P384(key) => {
-                let sig =
-                    p384::ecdsa::Signature::from_slice(signature).map_err(|_| BadSignature)?;
-                key.verify_prehash(&digest, &sig).map_err(|_| BadSignature)
-            }
-            Self::Rsa(_) => Err(BadSignature),
+        let key = match self {
+            Self::P256(key) | Self::P384(key) => key,
+            Self::Rsa(_) => return Err(BadSignature),
+        };
+        let hash = if sha384 { Hash::Sha384 } else { Hash::Sha256 };
+        let encoding = if fixed { Encoding::Fixed } else { Encoding::Der };
+        key.verify(hash, encoding, message, signature).map_err(|_| BadSignature)
+    }
+
+    /// An EC key from a SEC1 point: P-256 for 65 bytes uncompressed (33 compressed), P-384 for
+    /// 97 (49); `None` for anything else or a point not on the curve.
+    pub fn from_sec1(point: &[u8]) -> Option<Self> {
+        match point.len() {
+            65 | 33 => EcPublicKey::from_sec1(Curve::P256, point).map(Self::P256),
+            97 | 49 => EcPublicKey::from_sec1(Curve::P384, point).map(Self::P384),
+            _ => None,
         }
     }
 }
@@ -722,20 +775,38 @@ fn signature_memo() -> std::sync::MutexGuard<'static, std::collections::BTreeSet
     SIGNATURE_MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Signatures over repeating platform material that verified
+/// ([`PublicKey::verify_ecdsa_raw_remembered`]), by SHA-256 of key, hash, message and signature;
+/// sound for the same reason as [`SIGNATURE_MEMO`].
+static PLATFORM_SIGNATURE_MEMO: std::sync::Mutex<std::collections::BTreeSet<[u8; 32]>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn platform_signature_memo() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<[u8; 32]>>
+{
+    // Every update is a single insert or clear, so a poisoned lock still holds a valid set.
+    PLATFORM_SIGNATURE_MEMO.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How many parsed certificate chains are remembered before the memo starts over.
+const PARSED_CHAIN_LIMIT: usize = 1024;
+
+type ParsedChains = std::collections::BTreeMap<[u8; 32], std::sync::Arc<[Cert]>>;
+
+/// Chains parsed by [`Cert::parse_many_shared`], by SHA-256 of the exact input bytes.
+static PARSED_CHAINS: std::sync::Mutex<ParsedChains> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn parsed_chains() -> std::sync::MutexGuard<'static, ParsedChains> {
+    // Every update is a single insert or clear, so a poisoned lock still holds a valid map.
+    PARSED_CHAINS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn signature_memo_key(issuer: &Cert, subject: &Cert) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update((issuer.der.len() as u64).to_be_bytes());
     hasher.update(&issuer.der);
     hasher.update(&subject.der);
     hasher.finalize().into()
-}
-
-fn ecdsa_digest(algorithm: SignatureAlgorithm, message: &[u8]) -> Vec<u8> {
-    match algorithm {
-        SignatureAlgorithm::EcdsaSha256 => Sha256::digest(message).to_vec(),
-        SignatureAlgorithm::EcdsaSha384 => Sha384::digest(message).to_vec(),
-        _ => Sha512::digest(message).to_vec(),
-    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -767,4 +838,43 @@ pub fn rfc3339(unix_secs: i64) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| format!("{unix_secs} (unix seconds)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use p256::ecdsa::signature::hazmat::PrehashSigner as _;
+
+    use super::*;
+
+    fn key(seed: u8) -> (p256::ecdsa::SigningKey, PublicKey) {
+        let secret = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+        let point = secret.verifying_key().to_sec1_point(false);
+        (secret, PublicKey::from_sec1(point.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_remembered_signature_is_found_only_by_the_same_key_message_and_signature() {
+        let (secret, public) = key(3);
+        let (_, other) = key(4);
+        let message = b"a QE report".to_vec();
+        let signature: p256::ecdsa::Signature =
+            secret.sign_prehash(&Sha256::digest(&message)).unwrap();
+        let r_s = signature.to_bytes().to_vec();
+        for _ in 0..2 {
+            assert_eq!(public.verify_ecdsa_raw_remembered(false, &message, &r_s), Ok(()));
+        }
+        let mut bad = r_s.clone();
+        bad[5] ^= 1;
+        assert!(public.verify_ecdsa_raw_remembered(false, &message, &bad).is_err());
+        assert!(public.verify_ecdsa_raw_remembered(false, b"a QE reporT", &r_s).is_err());
+        assert!(public.verify_ecdsa_raw_remembered(true, &message, &r_s).is_err());
+        assert!(other.verify_ecdsa_raw_remembered(false, &message, &r_s).is_err());
+    }
+
+    #[test]
+    fn a_shared_chain_is_the_parse_of_exactly_its_bytes() {
+        let pem = b"not a certificate";
+        assert!(Cert::parse_many_shared(pem).is_err());
+        assert!(Cert::parse_many_shared(pem).is_err(), "failures are not remembered");
+    }
 }

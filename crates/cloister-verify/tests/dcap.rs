@@ -111,6 +111,36 @@ fn the_verdict_on_a_platform_is_reused_within_its_collateral_window() {
     );
 }
 
+/// What the collateral documents say is remembered under a digest of every byte of them, so a
+/// changed document is read (and refused) afresh even right after the original verified.
+#[test]
+fn collateral_read_once_is_reused_only_for_the_very_same_documents() {
+    let good = vector(SGX_COLLATERAL);
+    run(TeeKind::Sgx, &vector(SGX_QUOTE), &with_doc(SGX_COLLATERAL), at(SAMPLE_TIME)).unwrap();
+    let mut bundle: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    let signature = bundle["tcb_info_signature"].as_str().unwrap().to_owned();
+    let flipped =
+        format!("{}{}", if signature.starts_with('0') { "1" } else { "0" }, &signature[1..]);
+    bundle["tcb_info_signature"] = serde_json::Value::String(flipped);
+    let changed = Collateral::new().with_document(serde_json::to_vec(&bundle).unwrap());
+    let err = run(TeeKind::Sgx, &vector(SGX_QUOTE), &changed, at(SAMPLE_TIME)).unwrap_err();
+    assert!(matches!(err, DcapError::CollateralSignature { .. }), "{err}");
+    // The same bytes with insignificant whitespace are other bytes: read again, and accepted.
+    let mut spaced = good.clone();
+    spaced.push(b'\n');
+    run(
+        TeeKind::Sgx,
+        &vector(SGX_QUOTE),
+        &Collateral::new().with_document(spaced),
+        at(SAMPLE_TIME),
+    )
+    .unwrap();
+    // A TDX quote never finds the SGX collateral as read for an SGX quote.
+    let err = run(TeeKind::Tdx, &vector(TDX_QUOTE), &with_doc(SGX_COLLATERAL), at(SAMPLE_TIME))
+        .unwrap_err();
+    assert!(matches!(err, DcapError::CollateralMismatch { .. }), "{err}");
+}
+
 /// A service's cache holds collateral for many platforms and both TEEs: the driver picks the
 /// bundle for this quote's TEE and FMSPC.
 #[test]

@@ -7,7 +7,7 @@
 //! or altered envelope ends with an error (a non-zero exit) after the chunks that did.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal as _, Read, Write};
+use std::io::{self, BufWriter, IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -103,13 +103,15 @@ fn progress(len: Option<u64>, verb: &str) -> ProgressBar {
     }
 }
 
+/// The input, unbuffered for a file: the envelope reads whole chunks and batches of chunks
+/// straight into the buffers it seals or opens them in, so a buffer here would only add a copy.
 fn input(path: &Path) -> Result<(Box<dyn Read>, Option<u64>)> {
     if path == Path::new("-") {
         return Ok((Box::new(io::stdin().lock()), None));
     }
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file.metadata().ok().map(|m| m.len());
-    Ok((Box::new(BufReader::with_capacity(1 << 20, file)), len))
+    Ok((Box::new(file), len))
 }
 
 /// Seals `input` to every recipient.
@@ -190,13 +192,13 @@ fn with_output(output: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) 
     };
     let output = target.as_path();
     let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
+    let mut tmp = tempfile::Builder::new()
         .prefix(".cloister-partial-")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, tmp);
-    write(&mut writer)?;
-    let tmp = writer.into_inner().map_err(|e| e.into_error())?;
+    // Unbuffered: the envelope writes the header once, then whole batches of chunks (one
+    // vectored write each when opening), so a buffer would only add a copy.
+    write(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(output).with_context(|| format!("writing {}", output.display()))?;
     Ok(())

@@ -216,8 +216,10 @@ fn verify_token(evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, CcaError
 
     // The platform token: signature first, then its (now authentic) claims, then the anchor's
     // restriction to an implementation and instance.
-    let verifying: Vec<&Cpak> =
-        cpaks.iter().filter(|cpak| signature_ok(&collection.platform, &cpak.key)).collect();
+    let verifying: Vec<&Cpak> = cpaks
+        .iter()
+        .filter(|cpak| platform_signature_ok(&collection.platform, &cpak.key))
+        .collect();
     if verifying.is_empty() {
         return Err(CcaError::PlatformSignature { tried: cpaks.len() });
     }
@@ -302,6 +304,19 @@ fn select_anchor(verifying: &[&Cpak], platform: &PlatformClaims) -> Result<Publi
 /// Whether `token`'s COSE_Sign1 signature verifies with `key`; the key's curve must be the one
 /// the algorithm names (ES256: P-256, ES384: P-384).
 pub(crate) fn signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
+    check_signature(token, key, false)
+}
+
+/// [`signature_ok`] for the platform token. The RMM gets it once per boot and hands it out
+/// unchanged with every realm token of the platform (its challenge is the hash of the RAK), so
+/// a success is remembered under the key, the exact signed bytes and the signature
+/// (`PublicKey::verify_ecdsa_raw_remembered`); the realm token, signed afresh for each
+/// challenge, is always verified.
+fn platform_signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
+    check_signature(token, key, true)
+}
+
+fn check_signature(token: &SignedToken, key: &PublicKey, remember: bool) -> bool {
     let sha384 = match (token.alg, key) {
         (CoseAlg::Es256, PublicKey::P256(_)) => false,
         (CoseAlg::Es384, PublicKey::P384(_)) => true,
@@ -309,7 +324,13 @@ pub(crate) fn signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
     };
     token
         .sign1
-        .verify_signature(b"", |signature, data| key.verify_ecdsa_raw(sha384, data, signature))
+        .verify_signature(b"", |signature, data| {
+            if remember {
+                key.verify_ecdsa_raw_remembered(sha384, data, signature)
+            } else {
+                key.verify_ecdsa_raw(sha384, data, signature)
+            }
+        })
         .is_ok()
 }
 

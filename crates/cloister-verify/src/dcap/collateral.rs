@@ -23,7 +23,7 @@ enum Piece {
 }
 
 /// Why collateral could not be assembled; the caller prefixes the TEE name.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum CollateralProblem {
     /// A document is unreadable or of an unknown kind.
     Unrecognised(String),
@@ -248,17 +248,41 @@ fn pick(
     }
 }
 
-/// Checks the validity windows of the assembled collateral at `now` and that it is for this
-/// platform (`fmspc`) and TEE, so the common failures get a precise message before dcap-qvl
-/// re-checks everything.
-pub(crate) fn precheck(
+/// One check of [`prechecks`], in the order they are made: a validity window to hold at the
+/// verification time, or a problem found without it (reported only when every check before it
+/// passed, as if the documents were read afresh).
+enum Check {
+    Window { name: &'static str, issued: i64, next: Option<i64> },
+    Fail(CollateralProblem),
+}
+
+/// What [`prechecks`] found, for [`Checks::at`] to finish at the verification time.
+pub(crate) struct Checks(Vec<Check>);
+
+impl Checks {
+    /// The first check that fails at `now`, if one does.
+    pub(crate) fn at(&self, now: i64) -> Result<(), CollateralProblem> {
+        for check in &self.0 {
+            match check {
+                Check::Window { name, issued, next } => window(name, *issued, *next, now)?,
+                Check::Fail(problem) => return Err(problem.clone()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the assembled collateral is for this platform (`fmspc`) and TEE, and lists, in
+/// order, the validity windows to check at the verification time (and the problems found
+/// without it), so the common failures get a precise message before dcap-qvl re-checks
+/// everything. Reads the documents once; [`Checks::at`] does the rest for each quote.
+pub(crate) fn prechecks(
     collateral: &QuoteCollateralV3,
     chain: &[Cert],
-    now: i64,
     fmspc: &[u8],
     tcb_id: &str,
     qe_id: &str,
-) -> Result<(), CollateralProblem> {
+) -> Result<Checks, CollateralProblem> {
     let bad = |what: &str| CollateralProblem::Unrecognised(what.to_owned());
     let tcb: serde_json::Value = serde_json::from_str(&collateral.tcb_info)
         .map_err(|e| bad(&format!("tcbInfo is not JSON: {e}")))?;
@@ -284,6 +308,7 @@ pub(crate) fn precheck(
             hex::encode(fmspc)
         )));
     }
+    let mut checks = Vec::new();
     for (name, doc) in [("tcbInfo", &tcb), ("QE identity", &qe)] {
         let date = |field: &str| -> Result<i64, CollateralProblem> {
             let text = doc.get(field).and_then(|v| v.as_str()).unwrap_or_default();
@@ -291,7 +316,13 @@ pub(crate) fn precheck(
                 .map(|t| t.unix_timestamp())
                 .map_err(|_| bad(&format!("{name} {field} {text:?} is not an RFC 3339 time")))
         };
-        window(name, date("issueDate")?, Some(date("nextUpdate")?), now)?;
+        match date("issueDate").and_then(|issued| Ok((issued, date("nextUpdate")?))) {
+            Ok((issued, next)) => checks.push(Check::Window { name, issued, next: Some(next) }),
+            Err(problem) => {
+                checks.push(Check::Fail(problem));
+                return Ok(Checks(checks));
+            }
+        }
     }
     let issuers = [chain.get(1), chain.last()];
     for ((name, der), issuer) in
@@ -299,22 +330,102 @@ pub(crate) fn precheck(
             .into_iter()
             .zip(issuers)
     {
-        let crl = x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
-            .map_err(|e| bad(&format!("{name} is not a DER CRL: {e}")))?;
+        let crl =
+            match x509_cert::crl::CertificateList::<x509_cert::certificate::Rfc5280>::from_der(der)
+            {
+                Ok(crl) => crl,
+                Err(e) => {
+                    checks.push(Check::Fail(bad(&format!("{name} is not a DER CRL: {e}"))));
+                    return Ok(Checks(checks));
+                }
+            };
         if let Some(issuer) = issuer
             && crl.tbs_cert_list.issuer.to_der().ok() != Some(subject_der(issuer))
         {
-            return Err(CollateralProblem::Mismatch(format!(
+            checks.push(Check::Fail(CollateralProblem::Mismatch(format!(
                 "collateral {name} is issued by {}, not by {} of the quote's PCK chain",
                 crl.tbs_cert_list.issuer,
                 issuer.subject_cn()
-            )));
+            ))));
+            return Ok(Checks(checks));
         }
-        let this = secs(crl.tbs_cert_list.this_update.to_unix_duration());
+        let issued = secs(crl.tbs_cert_list.this_update.to_unix_duration());
         let next = crl.tbs_cert_list.next_update.map(|t| secs(t.to_unix_duration()));
-        window(name, this, next, now)?;
+        checks.push(Check::Window { name, issued, next });
     }
-    Ok(())
+    Ok(Checks(checks))
+}
+
+/// The collateral of one quote, read: the bundle dcap-qvl verifies (if there is TCB
+/// collateral), the checks left for the verification time, and a digest of everything it was
+/// read from.
+pub(crate) struct Prepared {
+    /// What [`assemble`] gave.
+    pub(crate) assembled: Assembled,
+    /// For a full bundle, what [`prechecks`] found.
+    pub(crate) checks: Option<Checks>,
+    /// SHA-256 over every input of [`assemble`] and [`prechecks`], each length-prefixed.
+    pub(crate) digest: [u8; 32],
+}
+
+/// How many prepared collaterals are remembered before the memo starts over (each holds one
+/// bundle, tens of KiB).
+const PREPARED_LIMIT: usize = 256;
+
+type PreparedMemo = std::collections::BTreeMap<[u8; 32], std::sync::Arc<Prepared>>;
+
+static PREPARED: std::sync::Mutex<PreparedMemo> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn prepared_memo() -> std::sync::MutexGuard<'static, PreparedMemo> {
+    // Updates are single inserts or a clear: a poisoned lock still holds a consistent map.
+    PREPARED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// [`assemble`], then (for a full bundle) [`prechecks`]: what the collateral says, independent of
+/// the verification time. A success is remembered under a digest of every input — each document
+/// and certificate, the quote's PCK chain, the TEE and the FMSPC — so only the very same
+/// collateral for the very same platform finds it; failures are recomputed every time.
+pub(crate) fn prepare(
+    documents: &[Vec<u8>],
+    certificates: &[Vec<u8>],
+    chain: &[Cert],
+    tcb_id: &str,
+    qe_id: &str,
+    fmspc: &[u8],
+) -> Result<std::sync::Arc<Prepared>, CollateralProblem> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    part(b"cloister-dcap-collateral-v1");
+    part(tcb_id.as_bytes());
+    part(qe_id.as_bytes());
+    part(fmspc);
+    part(&(documents.len() as u64).to_be_bytes());
+    documents.iter().for_each(|d| part(d));
+    part(&(certificates.len() as u64).to_be_bytes());
+    certificates.iter().for_each(|c| part(c));
+    part(&(chain.len() as u64).to_be_bytes());
+    chain.iter().for_each(|c| part(c.der()));
+    let digest: [u8; 32] = hasher.finalize().into();
+    if let Some(prepared) = prepared_memo().get(&digest) {
+        return Ok(prepared.clone());
+    }
+    let assembled = assemble(documents, certificates, chain, tcb_id, qe_id, fmspc)?;
+    let checks = match &assembled {
+        Assembled::None => None,
+        Assembled::Full(bundle) => Some(prechecks(bundle, chain, fmspc, tcb_id, qe_id)?),
+    };
+    let prepared = std::sync::Arc::new(Prepared { assembled, checks, digest });
+    let mut memo = prepared_memo();
+    if memo.len() >= PREPARED_LIMIT {
+        memo.clear();
+    }
+    memo.insert(digest, prepared.clone());
+    Ok(prepared)
 }
 
 fn secs(d: std::time::Duration) -> i64 {

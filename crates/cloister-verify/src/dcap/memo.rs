@@ -6,8 +6,8 @@
 //! attestation key, header and report body) — not on `report_data`, which is what changes from
 //! one quote to the next — and on time only through the validity windows of the collateral and
 //! certificates. So a verdict is remembered under a digest of everything it depends on (the
-//! signed quote with `report_data` zeroed, the QE material, every collateral field, the root),
-//! together with the window in which all its inputs are valid, and reused only inside that
+//! signed quote with `report_data` zeroed, the QE material, every collateral document and
+//! certificate as given, the root), together with the window in which all its inputs are valid, and reused only inside that
 //! window. Only successes are remembered. The driver's own checks — the quote signature over the
 //! real `report_data`, the QE report signature and binding, the PCK chain, the collateral
 //! windows — still run on every quote.
@@ -68,7 +68,7 @@ pub(crate) fn hits() -> u64 {
 /// where this module expects it (then nothing is remembered).
 pub(crate) fn key(
     quote: &Quote<'_>,
-    collateral: &QuoteCollateralV3,
+    collateral_digest: &[u8; 32],
     root: &Cert,
     tee: &str,
 ) -> Option<[u8; 32]> {
@@ -88,7 +88,7 @@ pub(crate) fn key(
         hasher.update((bytes.len() as u64).to_be_bytes());
         hasher.update(bytes);
     };
-    part(b"cloister-dcap-verdict-v1");
+    part(b"cloister-dcap-verdict-v2");
     part(tee.as_bytes());
     part(&signed);
     part(quote.attestation_key);
@@ -97,15 +97,9 @@ pub(crate) fn key(
     part(quote.qe_auth_data);
     part(quote.pck_chain_pem);
     part(root.der());
-    part(collateral.tcb_info.as_bytes());
-    part(&collateral.tcb_info_signature);
-    part(collateral.tcb_info_issuer_chain.as_bytes());
-    part(collateral.qe_identity.as_bytes());
-    part(&collateral.qe_identity_signature);
-    part(collateral.qe_identity_issuer_chain.as_bytes());
-    part(&collateral.pck_crl);
-    part(collateral.pck_crl_issuer_chain.as_bytes());
-    part(&collateral.root_ca_crl);
+    // Every collateral document and certificate as given, which determine the bundle dcap-qvl
+    // verifies (`collateral::prepare`).
+    part(collateral_digest);
     Some(hasher.finalize().into())
 }
 

@@ -362,15 +362,15 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
     let mut sec1 = Vec::with_capacity(65);
     sec1.push(0x04);
     sec1.extend_from_slice(quote.attestation_key);
-    let attestation_key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+    let attestation_key = crate::x509::EcPublicKey::from_sec1(crate::x509::Curve::P256, &sec1)
         .map(PublicKey::P256)
-        .map_err(|_| DcapError::AttestationKey { tee })?;
+        .ok_or(DcapError::AttestationKey { tee })?;
     attestation_key
         .verify_ecdsa_raw(false, quote.signed, quote.signature)
         .map_err(|_| DcapError::QuoteSignature { tee })?;
 
     // PCK chain to the pinned root.
-    let chain = Cert::parse_many(quote.pck_chain_pem)
+    let chain = Cert::parse_many_shared(quote.pck_chain_pem)
         .map_err(|source| DcapError::PckChain { tee, source })?;
     let kind = match tee {
         DcapTee::Sgx => TeeKind::Sgx,
@@ -390,8 +390,10 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
 
     // QE report signed by the PCK key, and bound to the attestation key.
     let pck_key = leaf.public_key().map_err(|source| DcapError::PckChain { tee, source })?;
+    // The QE report and its signature are the same in every quote of this QE: remembered by
+    // their exact bytes and the PCK key (the quote's own signature, above, never is).
     pck_key
-        .verify_ecdsa_raw(false, quote.qe_report_raw, quote.qe_report_signature)
+        .verify_ecdsa_raw_remembered(false, quote.qe_report_raw, quote.qe_report_signature)
         .map_err(|_| DcapError::QeReportSignature { tee })?;
     let mut hasher = Sha256::new();
     hasher.update(quote.attestation_key);
@@ -422,7 +424,9 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         CollateralProblem::Expired(what) => DcapError::CollateralExpired { tee, what },
         CollateralProblem::Mismatch(what) => DcapError::CollateralMismatch { tee, what },
     };
-    let assembled = collateral::assemble(
+    // Read once per distinct collateral and platform (remembered under a digest of all of it);
+    // the validity windows are checked at this verification's time.
+    let prepared = collateral::prepare(
         &inputs.collateral.documents,
         &inputs.collateral.certificates,
         &chain,
@@ -431,11 +435,13 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
         &pck_info.fmspc,
     )
     .map_err(problem)?;
-    let appraisal = match assembled {
-        Assembled::None => None,
-        Assembled::Full(bundle) => {
-            collateral::precheck(&bundle, &chain, inputs.now_unix, &pck_info.fmspc, tcb_id, qe_id)
-                .map_err(problem)?;
+    let appraisal = match (&prepared.assembled, &prepared.checks) {
+        (Assembled::None, _) => None,
+        (Assembled::Full(_), None) => {
+            return Err(DcapError::Collateral { tee, what: "collateral was not checked".into() });
+        }
+        (Assembled::Full(bundle), Some(checks)) => {
+            checks.at(inputs.now_unix).map_err(problem)?;
             let root =
                 chain.last().ok_or(DcapError::PckChain { tee, source: CertError::EmptyChain })?;
             let now = u64::try_from(inputs.now_unix).map_err(|_| DcapError::Appraisal {
@@ -446,7 +452,7 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                 DcapTee::Sgx => "sgx",
                 DcapTee::Tdx => "tdx",
             };
-            let key = memo::key(&quote, &bundle, root, name);
+            let key = memo::key(&quote, &prepared.digest, root, name);
             let remembered = key.and_then(|key| memo::lookup(&key, inputs.now_unix));
             let verdict = match remembered {
                 Some(verdict) => verdict,
@@ -456,10 +462,10 @@ fn verify(tee: DcapTee, evidence: &[u8], inputs: &Inputs<'_>) -> Result<Claims, 
                     >::new_with_config(root.der().to_vec())
                     .allow_debug(true)
                     .allow_service_td(true)
-                    .verify(quote.quote, &bundle, now)
+                    .verify(quote.quote, bundle, now)
                     .map_err(|e| map_qvl_error(tee, &format!("{e:#}")))?;
                     let verdict = memo::Verdict::from_report(&report);
-                    if let (Some(key), Some(window)) = (key, memo::window(&bundle, &chain)) {
+                    if let (Some(key), Some(window)) = (key, memo::window(bundle, &chain)) {
                         memo::remember(key, window, verdict.clone());
                     }
                     verdict

@@ -258,12 +258,19 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
     let doc = document::parse(bytes)?;
     let payload = &doc.payload;
     let leaf = parse_cert("certificate".to_owned(), &payload.certificate)?;
-    let bundle = payload
-        .cabundle
-        .iter()
-        .enumerate()
-        .map(|(i, der)| parse_cert(format!("cabundle[{i}]"), der))
-        .collect::<Result<Vec<_>, _>>()?;
+    // The cabundle is the same in every document of a host: its parse is shared by the exact
+    // bytes (the chain is verified below as always). A failure is parsed again one certificate
+    // at a time, to name the one that failed.
+    let bundle = match Cert::parse_ders_shared(&payload.cabundle) {
+        Ok(bundle) => bundle,
+        Err(_) => payload
+            .cabundle
+            .iter()
+            .enumerate()
+            .map(|(i, der)| parse_cert(format!("cabundle[{i}]"), der))
+            .collect::<Result<Vec<_>, _>>()?
+            .into(),
+    };
 
     // The root: cabundle[0], pinned or listed by the instance.
     let root = bundle

@@ -85,8 +85,8 @@
 
 mod token;
 
+use aws_lc_rs::hmac;
 use cloister_types::{Claims, Hex, TcbStatus, TeeKind};
-use ring::hmac;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
@@ -280,10 +280,10 @@ fn authenticates(envelope: &Envelope, key: &AnchorKey) -> Option<bool> {
                 HmacAlg::Sha512 => hmac::HMAC_SHA512,
             };
             let key = hmac::Key::new(algorithm, key);
-            // ring compares the tags in constant time.
+            // aws-lc compares the tags in constant time.
             let verified = mac0.verify_payload_tag(
                 b"",
-                || ring::error::Unspecified,
+                || aws_lc_rs::error::Unspecified,
                 |tag, data| hmac::verify(&key, data, tag),
             );
             Some(verified.is_ok())
