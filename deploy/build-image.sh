@@ -10,13 +10,18 @@
 #   --extra FILE        another executable for /usr/local/bin, with its libraries; repeatable
 #   --file SRC=DEST     a further file at DEST in the image (mode 0755 if SRC is executable,
 #                       else 0644); repeatable
+#   --onnxruntime FILE  the onnxruntime library the worker loads (default: the one
+#                       scripts/fetch-assets.sh put under $CLOISTER_CACHE/assets, fetched when
+#                       absent); its SHA-256 must be the pinned one. Goes to
+#                       /usr/local/lib/cloister/libonnxruntime.so.1.31.1, where `serve worker`
+#                       looks for it by default (--onnxruntime)
 #   --ca-bundle FILE    a CA bundle for /etc/ssl/certs/ca-certificates.crt (default: none; the
 #                       worker pins the service's CA with --server-ca and the service's
 #                       collateral fetcher carries its own roots)
 #   --no-cache          build every step again (the reproducibility check uses it)
 #
 # The context is assembled in a temporary directory: the binary (and --extra files) under
-# /usr/local/bin, every shared library `ldd` names for them copied from this machine under the
+# /usr/local/bin, the pinned onnxruntime library under /usr/local/lib/cloister, every shared library `ldd` names for them copied from this machine under the
 # same path, /etc/passwd and /etc/group (root, and `cloister` with UID/GID 65532),
 # /etc/nsswitch.conf (host names from /etc/hosts, then DNS), /tmp, and the
 # runtime user's /var/lib/cloister (mode 0700). Every file is owned by root, modes are normalised and every
@@ -37,6 +42,10 @@ tag=""
 out="$repo/target/image"
 containerfile="$here/Containerfile"
 ca_bundle=""
+onnxruntime=""
+# The library's pinned SHA-256: crates/cloister-engine/src/onnxruntime.rs (ONNXRUNTIME_SHA256).
+onnxruntime_sha256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
+onnxruntime_dest=/usr/local/lib/cloister/libonnxruntime.so.1.31.1
 no_cache=()
 extras=()
 files=()
@@ -49,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --extra) extras+=("$2"); shift 2 ;;
     --file) files+=("$2"); shift 2 ;;
     --ca-bundle) ca_bundle="$2"; shift 2 ;;
+    --onnxruntime) onnxruntime="$2"; shift 2 ;;
     --no-cache) no_cache=(--no-cache); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "build-image: unknown option $1" >&2; exit 2 ;;
@@ -118,6 +128,20 @@ for extra in "${extras[@]}"; do
   cp -L "$extra" "$rootfs/usr/local/bin/$(basename "$extra")"
   copy_libraries "$extra"
 done
+# The onnxruntime library: in the image, so the measurement covers it; the worker checks its
+# SHA-256 again before loading it.
+if [[ -z "$onnxruntime" ]]; then
+  onnxruntime="${CLOISTER_CACHE:-$HOME/.cache/cloister}/assets/onnxruntime/onnxruntime/capi/libonnxruntime.so.1.31.1"
+  [[ -f "$onnxruntime" ]] || bash "$repo/scripts/fetch-assets.sh" >&2
+fi
+[[ -f "$onnxruntime" ]] || { log "--onnxruntime $onnxruntime is not a file"; exit 1; }
+if [[ "$(sha256sum "$onnxruntime" | cut -d' ' -f1)" != "$onnxruntime_sha256" ]]; then
+  log "$onnxruntime is not the pinned onnxruntime library (SHA-256 $onnxruntime_sha256)"; exit 1
+fi
+mkdir -p "$rootfs$(dirname "$onnxruntime_dest")"
+cp -L "$onnxruntime" "$rootfs$onnxruntime_dest"
+printf '{"path":"%s","sha256":"%s","package":"%s","version":"%s"}\n' "$onnxruntime_dest" \
+  "$onnxruntime_sha256" "onnxruntime (PyPI wheel, cp311-cp311-manylinux_2_28_x86_64)" "1.31.1" >>"$libraries"
 if [[ -n "$ca_bundle" ]]; then
   mkdir -p "$rootfs/etc/ssl/certs"
   cp -L "$ca_bundle" "$rootfs/etc/ssl/certs/ca-certificates.crt"

@@ -21,6 +21,10 @@ pub enum EngineError {
     /// The model failed while running on the data.
     #[error("inference failed: {0}")]
     Inference(String),
+    /// The onnxruntime library is not loaded, or was refused (its SHA-256 is not the pinned
+    /// one) or failed to load.
+    #[error("onnxruntime: {0}")]
+    Runtime(String),
     /// A caller-supplied argument is out of range (e.g. a batch size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -1,9 +1,11 @@
 //! ML engines that run inside the enclave worker.
 //!
-//! The ONNX engine (pure Rust, [`tract_onnx`]) runs a model with one float32 input of shape
-//! `[N, d1, d2, …]` over a numeric [`Table`]: each table row holds exactly `d1*d2*…` values and
-//! becomes one sample; rows are run in batches and the first output is collected into
-//! [`Predictions`].
+//! The ONNX engine runs a model on onnxruntime (the pinned `libonnxruntime` the worker loads with
+//! [`load_onnxruntime`], through `ort`) or on tract (pure Rust, the fallback), chosen per model
+//! ([`OnnxEngine`]). [`OnnxModel::infer_inputs`] runs named float32/int64 inputs; [`run_batch`]
+//! runs a model with one float32 input of shape `[N, d1, d2, …]` over a numeric [`Table`]: each
+//! table row holds exactly `d1*d2*…` values and becomes one sample; rows are run in batches and
+//! the first output is collected into [`Predictions`].
 //!
 //! ```no_run
 //! use cloister_engine::{run_batch, OnnxModel, Table};
@@ -28,6 +30,7 @@ pub mod gguf_tokenizer;
 mod inspect;
 pub mod llm;
 mod onnx;
+mod onnxruntime;
 mod predictions;
 mod table;
 pub mod train;
@@ -36,8 +39,14 @@ pub use embed::{Embedder, Embeddings};
 pub use error::EngineError;
 pub use inspect::inspect;
 pub use llm::{ChatMessage, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles};
-pub use onnx::NamedTensor;
-pub use onnx::{OnnxModel, TensorSchema, run_batch};
+pub use onnx::{
+    InputTensor, InputValues, NamedTensor, OnnxEngine, OnnxModel, OnnxOptions, TensorSchema,
+    run_batch,
+};
+pub use onnxruntime::{
+    ONNXRUNTIME_LIBRARY, ONNXRUNTIME_SHA256, ONNXRUNTIME_VERSION, load_onnxruntime,
+    onnxruntime_loaded,
+};
 pub use predictions::Predictions;
 pub use table::Table;
 pub use train::{Classifier, DpSgd, LabelledRows, TrainConfig, TrainMetrics, federated_average};

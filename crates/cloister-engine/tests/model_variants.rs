@@ -1,5 +1,6 @@
 //! Variants of the demo model, made by rewriting its ONNX protobuf: a fixed batch dimension
-//! (exercises the zero-padded last batch), an integer input and a second input (both unsupported).
+//! (exercises the zero-padded last batch), an int32 input (unsupported), an int64 input and a
+//! second input (both load; a table cannot run through them).
 
 use std::path::PathBuf;
 
@@ -56,23 +57,30 @@ fn fixed_batch_model_pads_the_last_batch() {
 }
 
 #[test]
-fn integer_input_is_unsupported() {
+fn int32_input_is_unsupported() {
     let mut proto = demo_proto();
     let graph = proto.graph.as_mut().expect("graph");
-    tensor_type(&mut graph.input[0]).elem_type = 7; // INT64
-    let err = OnnxModel::load(&proto.encode_to_vec()).expect_err("int input");
+    tensor_type(&mut graph.input[0]).elem_type = 6; // INT32
+    let err = OnnxModel::load(&proto.encode_to_vec()).expect_err("int32 input");
     assert!(matches!(err, EngineError::UnsupportedModel(_)), "{err:?}");
-    assert!(err.to_string().contains("only float32 inputs"), "{err}");
+    assert!(err.to_string().contains("only float32 and int64 inputs"), "{err}");
 }
 
 #[test]
-fn two_inputs_are_unsupported() {
+fn a_table_needs_one_float_input() {
+    let data = table(2);
+    // A second (unused) input: the model loads, names both, and a table cannot feed it.
     let mut proto = demo_proto();
     let graph = proto.graph.as_mut().expect("graph");
     let mut extra = graph.input[0].clone();
     extra.name = "extra".into();
     graph.input.push(extra);
-    let err = OnnxModel::load(&proto.encode_to_vec()).expect_err("two inputs");
+    let two = OnnxModel::load(&proto.encode_to_vec()).expect("two inputs");
+    assert_eq!(two.inputs().len(), 2);
+    assert_eq!(two.values_per_row(), None);
+    let err = run_batch(&two, &data, 2, &mut |_| {}).expect_err("two inputs");
     assert!(matches!(err, EngineError::UnsupportedModel(_)), "{err:?}");
+    assert!(err.to_string().contains("'extra'"), "{err}");
+    let err = two.infer(&[2, 30], data.values()).expect_err("two inputs");
     assert!(err.to_string().contains("2 inputs"), "{err}");
 }

@@ -42,7 +42,7 @@ fn orientation_model_runs_and_outputs_softmax() {
     let loaded = started.elapsed();
     assert_eq!(model.input().dtype, "F32");
     assert_eq!(&model.input().shape[1..], &[Some(3), Some(224), Some(224)]);
-    assert_eq!(model.values_per_row(), VALUES_PER_IMAGE);
+    assert_eq!(model.values_per_row(), Some(VALUES_PER_IMAGE));
 
     let table = synthetic_images(2);
     let started = Instant::now();

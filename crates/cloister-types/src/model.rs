@@ -223,6 +223,53 @@ pub struct ServingPolicy {
     pub versions: Vec<String>,
     /// Who may query, each with its own limits.
     pub requesters: Vec<RequesterLimits>,
+    /// Which engine runs an ONNX model; absent means [`OnnxEngine::Auto`] (and is not written,
+    /// so a policy signed before this field existed verifies unchanged). Ignored for other
+    /// formats.
+    #[serde(default, skip_serializing_if = "OnnxEngine::is_auto")]
+    pub engine: OnnxEngine,
+}
+
+/// The engine that runs an ONNX model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnnxEngine {
+    /// onnxruntime when the worker has loaded its pinned library, else tract.
+    #[default]
+    Auto,
+    /// onnxruntime only: loading fails when the library is not loaded.
+    Ort,
+    /// tract, the pure-Rust engine.
+    Tract,
+}
+
+impl OnnxEngine {
+    /// `true` for [`OnnxEngine::Auto`].
+    pub fn is_auto(&self) -> bool {
+        *self == OnnxEngine::Auto
+    }
+
+    /// The name used in policies and on the command line: `auto`, `ort` or `tract`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnnxEngine::Auto => "auto",
+            OnnxEngine::Ort => "ort",
+            OnnxEngine::Tract => "tract",
+        }
+    }
+}
+
+impl std::str::FromStr for OnnxEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(OnnxEngine::Auto),
+            "ort" => Ok(OnnxEngine::Ort),
+            "tract" => Ok(OnnxEngine::Tract),
+            other => Err(format!("unknown ONNX engine {other:?}: use auto, ort or tract")),
+        }
+    }
 }
 
 /// One requester's allowance.
@@ -261,4 +308,28 @@ pub struct DeployedModel {
     pub task: ModelTask,
     /// The inner API route that serves it.
     pub endpoint: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_policy_engine_defaults_to_auto_and_is_not_written_when_auto() {
+        let old = r#"{"model":"m","versions":["1"],"requesters":[]}"#;
+        let policy: ServingPolicy = serde_json::from_str(old).unwrap();
+        assert_eq!(policy.engine, OnnxEngine::Auto);
+        // Written back byte for byte: a policy signed before the field existed is unchanged.
+        assert_eq!(serde_json::to_string(&policy).unwrap(), old);
+        for engine in [OnnxEngine::Ort, OnnxEngine::Tract] {
+            let pinned = ServingPolicy { engine, ..policy.clone() };
+            let text = serde_json::to_string(&pinned).unwrap();
+            assert!(text.contains(&format!(r#""engine":"{}""#, engine.as_str())), "{text}");
+            assert_eq!(serde_json::from_str::<ServingPolicy>(&text).unwrap(), pinned);
+            assert_eq!(engine.as_str().parse::<OnnxEngine>().unwrap(), engine);
+        }
+        assert!("cuda".parse::<OnnxEngine>().is_err());
+        let unknown = r#"{"model":"m","versions":[],"requesters":[],"engine":"cuda"}"#;
+        assert!(serde_json::from_str::<ServingPolicy>(unknown).is_err());
+    }
 }

@@ -9,11 +9,11 @@ use cloister_repository::{RepoError, open_files, verify_manifest};
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::Hex;
 use cloister_types::api::ReleaseContext;
-use cloister_types::model::{DeployModel, DeployedModel, ModelFormat, ModelTask};
+use cloister_types::model::{DeployModel, DeployedModel, ModelFormat, ModelTask, ServingPolicy};
 
 use crate::online::{CatalogError, Engine, LoadedModel};
 use crate::server::Worker;
-use cloister_engine::{Embedder, EngineError, LlmModel, OnnxModel};
+use cloister_engine::{Embedder, EngineError, LlmModel, OnnxModel, OnnxOptions};
 
 /// Why a model was not deployed. No variant carries plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,13 @@ pub enum DeployError {
     Internal,
 }
 
+/// How an ONNX model is loaded under its owner's verified serving policy: on the engine the
+/// policy pins (`auto`: onnxruntime when this worker loaded it, else tract; `ort` fails when it
+/// is not loaded), with one intra-op thread per core.
+fn onnx_options(policy: &ServingPolicy) -> OnnxOptions {
+    OnnxOptions { engine: policy.engine, threads: 0 }
+}
+
 /// Verifies, fetches, releases, opens, checks and loads one model version, then adds it to the
 /// catalog with its owner's serving policy.
 pub async fn deploy(
@@ -64,6 +71,13 @@ pub async fn deploy(
     let owner = VerifyingKey::from_text(&request.owner).map_err(DeployError::Owner)?;
     let verified = verify_manifest(&request.manifest, &owner, now)?;
     let model = verified.model_id();
+    // The owner's policy decides the ONNX engine, so it is verified before anything loads (the
+    // catalog verifies it again, with the model's name, when the model is added).
+    let policy = owner
+        .verify::<ServingPolicy>("serving policy", &request.serving_policy, now)
+        .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?
+        .claims;
+    let onnx = onnx_options(&policy);
     let sealed = worker.repository.fetch_sealed(&verified).await?;
 
     let key_id = verified.sealed_to().key_id();
@@ -88,9 +102,12 @@ pub async fn deploy(
             files.iter().next().map(|(_, bytes)| bytes.to_vec()).unwrap_or_default()
         };
         match (format, task) {
-            (ModelFormat::Onnx, _) => Ok(Engine::Onnx(
-                OnnxModel::load(&zeroize::Zeroizing::new(only(&files))).map_err(engine_error)?,
-            )),
+            (ModelFormat::Onnx, _) => {
+                let onnx = OnnxModel::load_with(&zeroize::Zeroizing::new(only(&files)), onnx)
+                    .map_err(engine_error)?;
+                tracing::info!(%model, engine = onnx.engine().as_str(), "ONNX model loaded");
+                Ok(Engine::Onnx(onnx))
+            }
             (ModelFormat::Gguf, ModelTask::TextGeneration) => Ok(Engine::Llm(
                 LlmModel::from_gguf(&zeroize::Zeroizing::new(only(&files)))
                     .map_err(engine_error)?,
@@ -125,4 +142,38 @@ pub async fn deploy(
         task,
         endpoint: loaded.engine().endpoint().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use cloister_engine::{OnnxEngine, onnxruntime_loaded};
+
+    use super::*;
+
+    const DEMO: &[u8] = include_bytes!("../../../assets/breast_cancer_classifier.onnx");
+
+    fn policy(json: &str) -> ServingPolicy {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_policy_pins_the_onnx_engine() {
+        // This test process never loads onnxruntime.
+        assert!(!onnxruntime_loaded());
+        let base = r#"{"model":"m","versions":["1"],"requesters":[]"#;
+        // A policy without the field (signed before it existed) is auto: tract here.
+        let auto = onnx_options(&policy(&format!("{base}}}")));
+        assert_eq!(auto.engine, OnnxEngine::Auto);
+        assert_eq!(OnnxModel::load_with(DEMO, auto).unwrap().engine(), OnnxEngine::Tract);
+        let tract = onnx_options(&policy(&format!(r#"{base},"engine":"tract"}}"#)));
+        assert_eq!(OnnxModel::load_with(DEMO, tract).unwrap().engine(), OnnxEngine::Tract);
+        // Pinned to onnxruntime, which is not loaded: refused, not run on tract.
+        let ort = onnx_options(&policy(&format!(r#"{base},"engine":"ort"}}"#)));
+        let err = OnnxModel::load_with(DEMO, ort).unwrap_err();
+        assert!(matches!(err, EngineError::Runtime(_)), "{err:?}");
+        // An unknown engine does not parse.
+        assert!(
+            serde_json::from_str::<ServingPolicy>(&format!(r#"{base},"engine":"gpu"}}"#)).is_err()
+        );
+    }
 }

@@ -117,6 +117,7 @@ fn load(
             requests_per_minute: 1_000_000,
             token_quota: None,
         }],
+        engine: Default::default(),
     };
     let jws = owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600))?;
     let model =

@@ -145,6 +145,7 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
             requests_per_minute: 30,
             token_quota: Some(10_000),
         }],
+        engine: Default::default(),
     };
     let policy_jws = provider.signing.sign(
         "serving policy",

@@ -359,6 +359,7 @@ pub async fn run(
             requests_per_minute: 60,
             token_quota: None,
         }],
+        engine: Default::default(),
     };
     let policy_jws = owner.signing.sign(
         "serving policy",

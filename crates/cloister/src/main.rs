@@ -557,6 +557,16 @@ enum Serve {
         /// (default DATA_DIR/models).
         #[arg(long, env = "CLOISTER_REPOSITORY")]
         repository: Option<String>,
+        /// The onnxruntime library ONNX models run on (the image's copy by default). Its
+        /// SHA-256 must be the one pinned in the binary, or it is not loaded; the bytes checked
+        /// are the bytes loaded. When it cannot be loaded, ONNX models run on tract (the reason
+        /// is logged), except those whose serving policy pins `engine: ort`, which fail to load.
+        #[arg(
+            long,
+            env = "CLOISTER_ONNXRUNTIME",
+            default_value = "/usr/local/lib/cloister/libonnxruntime.so.1.31.1"
+        )]
+        onnxruntime: PathBuf,
     },
 }
 
@@ -1428,6 +1438,7 @@ fn run(cli: Cli) -> Result<()> {
             tee,
             chunk_pause_ms,
             repository,
+            onnxruntime,
         }) => {
             let service_trust = cloister::serve_worker::service_trust(
                 &service_measurements,
@@ -1449,6 +1460,7 @@ fn run(cli: Cli) -> Result<()> {
                 gpu,
                 chunk_pause: std::time::Duration::from_millis(chunk_pause_ms),
                 repository,
+                onnxruntime,
             };
             runtime()?.block_on(cloister::serve_worker::serve_worker(options))
         }

@@ -47,6 +47,30 @@ pub struct WorkerOptions {
     pub chunk_pause: Duration,
     /// The model repository (directory or `s3://…`); `None` = `DATA_DIR/models`.
     pub repository: Option<String>,
+    /// The onnxruntime library to load (checked against the pinned SHA-256 first).
+    pub onnxruntime: PathBuf,
+}
+
+/// Loads the onnxruntime library at `path` for the ONNX engine: the file is read once, and the
+/// engine checks those bytes against its pinned SHA-256 and loads exactly them. When that fails
+/// (no such file, other bytes, no memfd), ONNX models run on tract; the reason is logged and
+/// returned.
+pub fn load_onnxruntime(path: &Path) -> Result<(), String> {
+    let loaded = std::fs::read(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|bytes| cloister_engine::load_onnxruntime(&bytes).map_err(|e| e.to_string()));
+    match &loaded {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            version = cloister_engine::ONNXRUNTIME_VERSION,
+            "onnxruntime loaded: ONNX models run on it unless their serving policy pins tract"
+        ),
+        Err(reason) => tracing::warn!(
+            %reason,
+            "onnxruntime not loaded: ONNX models run on tract (a policy pinning ort fails)"
+        ),
+    }
+    loaded
 }
 
 /// What the attestation service must run, from `--service-measurement` values and an optional
@@ -228,6 +252,9 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
             lock_path.display()
         )
     })?;
+    // Before any model is loaded (resumed batch jobs included): the ONNX engine's backend.
+    // A failure is logged and leaves tract; the worker still starts.
+    let _ = load_onnxruntime(&options.onnxruntime);
 
     let attester = options.tee.attester(dir, &options.gpu)?;
     let client = AuthorityClient::for_instance_with(

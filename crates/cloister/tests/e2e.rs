@@ -977,8 +977,12 @@ async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() 
         }
         Embedder::from_files(&files).unwrap()
     };
-    let policy =
-        ServingPolicy { model: "minilm".into(), versions: vec!["1".into()], requesters: vec![] };
+    let policy = ServingPolicy {
+        model: "minilm".into(),
+        versions: vec!["1".into()],
+        requesters: vec![],
+        engine: Default::default(),
+    };
     let jws = owner
         .signing
         .sign("serving policy", &policy, unix_now(), std::time::Duration::from_secs(60))

@@ -385,6 +385,7 @@ async fn online_request(bed: &Bed, url: &str, instance: &Instance, repository: &
             requests_per_minute: 100,
             token_quota: None,
         }],
+        engine: Default::default(),
     };
     let serving_policy =
         owner.signing.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600));

@@ -208,6 +208,7 @@ fn classifier(
             requests_per_minute,
             token_quota,
         }],
+        engine: Default::default(),
     };
     let jws =
         bed.owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap();
@@ -264,6 +265,7 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
                 requests_per_minute: 1000,
                 token_quota: quota,
             }],
+            engine: Default::default(),
         };
         let jws = bed
             .owner
@@ -968,6 +970,7 @@ fn serving_policy(bed: &Bed, signer: &SigningKey, name: &str) -> String {
             requests_per_minute: 1000,
             token_quota: None,
         }],
+        engine: Default::default(),
     };
     signer.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap()
 }
