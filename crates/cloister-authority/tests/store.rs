@@ -131,9 +131,13 @@ suite!(
     import_instance,
     nonces,
     nonce_race_across_replicas,
+    nonces_beyond_the_limit_drop_the_first_to_expire,
+    consuming_a_nonce_reads_the_revision_and_the_latest_checkpoint,
     broker_keys,
     audit_log_and_checkpoints,
     audit_appends_from_two_replicas_chain_without_gaps,
+    audit_batches_commit_whole_or_not_at_all,
+    group_committed_appends_from_two_replicas_each_get_their_own_entry,
     restart_loses_nothing,
     privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas,
     usage_reservations_never_pass_the_quota_across_replicas,
@@ -685,6 +689,70 @@ async fn nonces(db: &TestDb) {
     assert_eq!(store.count_nonces("in_2").await.expect("count"), 0);
 }
 
+async fn nonces_beyond_the_limit_drop_the_first_to_expire(db: &TestDb) {
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    for (id, name) in [("in_1", "one"), ("in_2", "two")] {
+        let (i, p, k) = new_instance(id, "tn_a", name, 1);
+        store.create_instance(&i, &p, &k).await.expect("create");
+    }
+    store.insert_nonce("other", "in_2", 1, 3).await.expect("insert");
+    // Issued out of expiry order: 50, 10, 40, 20, 30, with room for three.
+    for (nonce, expiry) in [("n50", 50), ("n10", 10), ("n40", 40), ("n20", 20), ("n30", 30)] {
+        store.insert_nonce(nonce, "in_1", expiry, 3).await.expect("insert");
+        assert!(store.count_nonces("in_1").await.expect("count") <= 3, "never more than three");
+        assert_eq!(store.nonce_expiry(nonce, "in_1").await.expect("expiry"), Some(expiry));
+    }
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 3);
+    for (nonce, live) in
+        [("n10", false), ("n20", false), ("n30", true), ("n40", true), ("n50", true)]
+    {
+        let expiry = store.nonce_expiry(nonce, "in_1").await.expect("expiry");
+        assert_eq!(expiry.is_some(), live, "{nonce}");
+    }
+    // Another instance's nonces are not counted, nor dropped.
+    assert_eq!(store.count_nonces("in_2").await.expect("count"), 1);
+    // A limit of one keeps only the newest.
+    store.insert_nonce("last", "in_1", 60, 1).await.expect("insert");
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 1);
+    assert_eq!(store.nonce_expiry("last", "in_1").await.expect("expiry"), Some(60));
+}
+
+async fn consuming_a_nonce_reads_the_revision_and_the_latest_checkpoint(db: &TestDb) {
+    use cloister_authority::store::ConsumedNonce;
+
+    let store = db.open().await;
+    with_tenant(&store, "tn_a").await;
+    let (i, p, k) = new_instance("in_1", "tn_a", "one", 1);
+    store.create_instance(&i, &p, &k).await.expect("create");
+    for n in 1..=4 {
+        store.insert_nonce(&format!("n{n}"), "in_1", 100 + n, 100).await.expect("insert");
+    }
+    assert_eq!(
+        store.consume_nonce_for_attestation("n1", "in_1").await.expect("consume"),
+        Some(ConsumedNonce { expires_at: 101, instance_revision: 1, last_checkpoint: None })
+    );
+    assert_eq!(store.consume_nonce_for_attestation("n1", "in_1").await.expect("again"), None);
+    assert_eq!(store.consume_nonce_for_attestation("n2", "in_2").await.expect("other"), None);
+
+    store.add_policy_version("in_1", "package v2", None, 5).await.expect("v2");
+    for seq in [1, 2] {
+        store.append_audit(|last| chain_next(last, None, "{}")).await.expect("append");
+        let c = CheckpointRow { seq, at: 9, hash: format!("h{seq}"), signature: "s".into() };
+        store.add_checkpoint(&c).await.expect("checkpoint");
+    }
+    assert_eq!(
+        store.consume_nonce_for_attestation("n2", "in_1").await.expect("consume"),
+        Some(ConsumedNonce {
+            expires_at: 102,
+            instance_revision: 2,
+            last_checkpoint: Some((2, "h2".to_owned())),
+        })
+    );
+    assert_eq!(store.consume_nonce("n3", "in_1").await.expect("consume"), Some(103));
+    assert_eq!(store.count_nonces("in_1").await.expect("count"), 1);
+}
+
 async fn nonce_race_across_replicas(db: &TestDb) {
     let replicas = [db.open().await, db.open().await];
     let store = &replicas[0];
@@ -907,6 +975,98 @@ async fn audit_appends_from_two_replicas_chain_without_gaps(db: &TestDb) {
             rows.iter().filter(|row| row.detail.starts_with(&format!("replica {r} "))).count();
         assert_eq!(from_r, 50);
     }
+}
+
+async fn audit_batches_commit_whole_or_not_at_all(db: &TestDb) {
+    let store = db.open().await;
+    let none = store.append_audit_batch(Vec::<u8>::new(), |_, _| unreachable!()).await;
+    assert!(none.expect("an empty batch").is_empty());
+    let first = store.append_audit(|last| chain_next(last, None, "{}")).await.expect("append");
+    let mut seen = Vec::new();
+    let rows = store
+        .append_audit_batch(vec!["a", "b", "c"], |last, detail| {
+            seen.push(last.map(|l| l.seq));
+            chain_next(last, None, detail)
+        })
+        .await
+        .expect("a batch");
+    assert_eq!(seen, vec![Some(1), Some(2), Some(3)], "each row is made on the one before it");
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(rows.iter().map(|r| r.detail.as_str()).collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    let stored = store.audit_rows(None).await.expect("rows");
+    assert_eq!(stored[1..], rows[..]);
+    assert_eq!(stored[0], first);
+    assert_chain(&stored);
+
+    // A misnumbered row anywhere in a batch refuses the whole batch: the rows before it are not
+    // written either.
+    expect_invalid(
+        store
+            .append_audit_batch(vec![0, 1, 2], |last, n| {
+                let row = chain_next(last, None, "{}");
+                if n == 2 { AuditRow { seq: row.seq + 1, ..row } } else { row }
+            })
+            .await,
+        "has seq 8, the next one is 7",
+    );
+    assert_eq!(store.audit_rows(None).await.expect("rows"), stored, "nothing was written");
+
+    // Too many at once is refused before anything is done.
+    let too_many = vec![(); cloister_authority::store::MAX_AUDIT_BATCH + 1];
+    expect_invalid(
+        store.append_audit_batch(too_many, |last, ()| chain_next(last, None, "{}")).await,
+        "at most",
+    );
+    assert_eq!(store.audit_rows(None).await.expect("rows"), stored);
+}
+
+async fn group_committed_appends_from_two_replicas_each_get_their_own_entry(db: &TestDb) {
+    use cloister_authority::audit::{self, AuditEvent, AuditKind, Outcome};
+
+    const PER_REPLICA: usize = 150;
+    let replicas = [db.open().await, db.open().await];
+    let mut tasks = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        for n in 0..PER_REPLICA {
+            let replica = replica.clone();
+            tasks.push(tokio::spawn(async move {
+                let caller = format!("replica {r} caller {n}");
+                let event =
+                    AuditEvent::new(AuditKind::Attestation, "anonymous", &caller, Outcome::Success)
+                        .tenant("tn_a")
+                        .detail(serde_json::json!({ "caller": caller }));
+                // Every tenth caller appends on its own, past the writer, to interleave the
+                // two kinds of transaction.
+                let row = if n % 10 == 9 {
+                    replica
+                        .append_audit(|last| audit::next_row(last, &event, n as i64))
+                        .await
+                        .expect("append")
+                } else {
+                    replica.append_audit_event(event, n as i64).await.expect("group append")
+                };
+                assert_eq!(row.subject, caller, "the caller got its own entry back");
+                assert_eq!(row.at, n as i64);
+                row
+            }));
+        }
+    }
+    let mut answered = Vec::new();
+    for task in tasks {
+        answered.push(task.await.expect("join"));
+    }
+    answered.sort_by_key(|row| row.seq);
+    let stored = replicas[0].audit_rows(None).await.expect("rows");
+    assert_eq!(
+        answered.iter().map(|row| row.seq).collect::<Vec<_>>(),
+        (1..=2 * PER_REPLICA as i64).collect::<Vec<_>>(),
+        "dense seqs, one per caller"
+    );
+    assert_eq!(answered, stored, "each caller was answered with its entry as committed");
+    let key = cloister_sign::SigningKey::generate();
+    let report = audit::verify_log(&stored, &[], &key.public_key());
+    assert!(report.is_intact(), "{:?}", report.problems);
+    assert_eq!(report.last_seq, 2 * PER_REPLICA as i64);
 }
 
 async fn restart_loses_nothing(db: &TestDb) {

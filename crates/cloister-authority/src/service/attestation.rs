@@ -48,18 +48,28 @@ impl Service {
         request_sha256: &[u8; 32],
         now: i64,
     ) -> Result<AttestResponse> {
-        let cached = self.instance(id).await?;
-        let expiry = self
+        // One round trip: the nonce is consumed, and the instance's revision and the latest
+        // checkpoint are read in the same statement.
+        let consumed = self
             .store
-            .consume_nonce(&request.evidence.runtime_data.nonce, id)
-            .await?
-            .ok_or(AttestError::Nonce(NonceError::Unknown))?;
-        if now > expiry {
-            return Err(
-                AttestError::Nonce(NonceError::Expired { expired_at: expiry as u64 }).into()
-            );
+            .consume_nonce_for_attestation(&request.evidence.runtime_data.nonce, id)
+            .await?;
+        let Some(consumed) = consumed else {
+            // A missing instance is told apart from a missing nonce (its nonces went with it).
+            self.instance(id).await?;
+            return Err(AttestError::Nonce(NonceError::Unknown).into());
+        };
+        let cached = self.instance_at(id, consumed.instance_revision).await?;
+        if now > consumed.expires_at {
+            return Err(AttestError::Nonce(NonceError::Expired {
+                expired_at: consumed.expires_at as u64,
+            })
+            .into());
         }
-        let checkpoint = self.checkpoint_ref().await?;
+        let checkpoint = consumed
+            .last_checkpoint
+            .map(|(seq, hash)| CheckpointRef { seq, hash })
+            .unwrap_or_default();
         // Verification and the tenant's Rego are CPU work of bounded but real cost: off the
         // async executor, so that the service keeps answering meanwhile.
         let appraising = Appraising {

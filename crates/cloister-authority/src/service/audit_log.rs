@@ -78,9 +78,10 @@ impl Service {
         self.append(&event, now).await.map(drop)
     }
 
-    /// Appends `event`, signing a checkpoint when one is due; returns the entry's seq.
+    /// Appends `event`, signing a checkpoint when one is due; returns the entry's seq once it
+    /// is committed (concurrent appends share one transaction: [`Store::append_audit_event`]).
     pub(super) async fn append(&self, event: &AuditEvent, now: i64) -> Result<i64> {
-        let row = self.store.append_audit(|last| audit::next_row(last, event, now)).await?;
+        let row = self.store.append_audit_event(event.clone(), now).await?;
         if audit::checkpoint_due(
             self.last_checkpoint.load(Ordering::Relaxed),
             row.seq,

@@ -467,6 +467,12 @@ impl Service {
             self.forget(id);
             return Err(ServiceError::NotFound(format!("instance {id}")));
         };
+        self.instance_at(id, revision).await
+    }
+
+    /// The ready instance when its revision in the database is `revision` (just read): the
+    /// cached one if it is that revision, otherwise rebuilt.
+    async fn instance_at(&self, id: &str, revision: i64) -> Result<Arc<Cached>> {
         if let Some(cached) = self.cache.read().unwrap_or_else(|p| p.into_inner()).get(id)
             && cached.revision == revision
         {

@@ -20,6 +20,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::{mpsc, oneshot};
+
+use crate::audit::AuditEvent;
 
 pub use rows::{
     AuditRow, BrokerKeyRow, CheckpointRow, CredentialRow, DatasetRow, InstanceKeyRow, InstanceRow,
@@ -46,6 +49,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PostgreSQL advisory lock that serialises audit appends across replicas ("cloister" in
 /// ASCII, read as a big-endian i64).
 const AUDIT_LOCK_KEY: i64 = 0x636c_6f69_7374_6572;
+/// Most audit entries one [`Store::append_audit_batch`] writes: ten bound values each stay far
+/// below both backends' limits, and the few distinct statement texts stay in the prepared
+/// statement cache.
+pub const MAX_AUDIT_BATCH: usize = 64;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +64,7 @@ pub enum Backend {
 }
 
 /// Why a database operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The database URL has an unsupported scheme or cannot be parsed.
@@ -83,13 +90,15 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// The connection pool, and the queue of the writer task that group-commits its writes (see
+/// the `writer` module).
 #[derive(Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+    Sqlite(SqlitePool, mpsc::Sender<writer::SqliteWrite>),
+    Postgres(PgPool, mpsc::Sender<writer::AuditAppend>),
 }
 
-/// The service database; cheap to clone (a shared connection pool).
+/// The service database; cheap to clone (a shared connection pool and writer task).
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
@@ -105,8 +114,8 @@ impl std::fmt::Debug for Store {
 macro_rules! with_pool {
     ($store:expr, |$p:ident| $body:expr) => {
         match &$store.pool {
-            Pool::Sqlite($p) => $body,
-            Pool::Postgres($p) => $body,
+            Pool::Sqlite($p, _) => $body,
+            Pool::Postgres($p, _) => $body,
         }
     };
 }
@@ -118,13 +127,13 @@ macro_rules! with_pool {
 macro_rules! in_write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.pool {
-            Pool::Sqlite(pool) => {
+            Pool::Sqlite(pool, _) => {
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
                 let out = $body;
                 $tx.commit().await.map_err(db)?;
                 out
             }
-            Pool::Postgres(pool) => {
+            Pool::Postgres(pool, _) => {
                 let mut $tx = pool.begin().await.map_err(db)?;
                 let out = $body;
                 $tx.commit().await.map_err(db)?;
@@ -132,6 +141,92 @@ macro_rules! in_write_tx {
             }
         }
     };
+}
+
+/// Appends one audit row per item of `$items` (an iterator) inside the write transaction `$tx`,
+/// first taking PostgreSQL's audit lock when `$lock` is true: reads the chain head once, calls
+/// `$make(entry before, item)` for each item in order, checks each row's seq and inserts them
+/// all in one statement. Evaluates to the rows; returns the error from the enclosing function.
+macro_rules! append_rows {
+    ($tx:ident, $lock:expr, $items:expr, $make:expr) => {{
+        if $lock {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind($crate::store::AUDIT_LOCK_KEY)
+                .execute(&mut *$tx)
+                .await
+                .map_err($crate::store::db)?;
+        }
+        let mut last = sqlx::query_as::<_, $crate::store::AuditRow>(
+            "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+             FROM audit_log ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *$tx)
+        .await
+        .map_err($crate::store::db)?;
+        let expected_first = last.as_ref().map_or(1, |l| l.seq + 1);
+        let mut make = $make;
+        let mut rows: Vec<$crate::store::AuditRow> = Vec::new();
+        for item in $items {
+            let row = $crate::store::make_row(&mut make, last.as_ref(), item);
+            let expected = last.as_ref().map_or(1, |l| l.seq + 1);
+            if row.seq != expected {
+                return Err($crate::store::StoreError::Invalid(format!(
+                    "the audit entry to append has seq {}, the next one is {expected}",
+                    row.seq
+                )));
+            }
+            last = Some(row.clone());
+            rows.push(row);
+        }
+        if rows.len() > $crate::store::MAX_AUDIT_BATCH {
+            return Err($crate::store::StoreError::Invalid(format!(
+                "{} audit entries in one append; at most {}",
+                rows.len(),
+                $crate::store::MAX_AUDIT_BATCH
+            )));
+        }
+        if !rows.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_log (seq, at, kind, actor, tenant_id, subject, outcome, \
+                 detail, prev_hash, hash) ",
+            );
+            insert.push_values(&rows, |mut values, row| {
+                values
+                    .push_bind(row.seq)
+                    .push_bind(row.at)
+                    .push_bind(&row.kind)
+                    .push_bind(&row.actor)
+                    .push_bind(&row.tenant_id)
+                    .push_bind(&row.subject)
+                    .push_bind(&row.outcome)
+                    .push_bind(&row.detail)
+                    .push_bind(&row.prev_hash)
+                    .push_bind(&row.hash);
+            });
+            insert.build().execute(&mut *$tx).await.map_err(|e| {
+                $crate::store::conflict(e, || match (rows.first(), rows.last()) {
+                    (Some(first), Some(last)) if first.seq < last.seq => format!(
+                        "one of the audit entries {} to {} already exists",
+                        first.seq, last.seq
+                    ),
+                    _ => format!("audit entry {expected_first} already exists"),
+                })
+            })?;
+        }
+        rows
+    }};
+}
+
+mod writer;
+
+/// Calls `make` for [`append_rows!`], which gives each closure it is handed the signature of
+/// [`Store::append_audit_batch`]'s.
+fn make_row<T>(
+    make: &mut impl FnMut(Option<&AuditRow>, T) -> AuditRow,
+    last: Option<&AuditRow>,
+    item: T,
+) -> AuditRow {
+    make(last, item)
 }
 
 /// Inserts one token key (`&InstanceKeyRow`) on `$executor`; `Conflict` when its kid is taken.
@@ -192,6 +287,61 @@ pub enum Charged {
         /// Why.
         reason: String,
     },
+}
+
+/// Deletes the nonces of instance `$1` beyond the `$2` that expire last.
+const TRIM_NONCES: &str = "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces \
+                           WHERE instance_id = $1 ORDER BY expires_at DESC, nonce DESC \
+                           LIMIT 1000000000 OFFSET $2)";
+
+/// Consumes nonce `$1` of instance `$2`, returning its expiry, the instance's revision and the
+/// latest checkpoint's seq and hash (a row only when the nonce was there).
+const CONSUME_NONCE: &str = "DELETE FROM nonces WHERE nonce = $1 AND instance_id = $2 \
+                             RETURNING expires_at, \
+                             (SELECT revision FROM instances WHERE id = $2), \
+                             (SELECT seq FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), \
+                             (SELECT hash FROM audit_checkpoints ORDER BY seq DESC LIMIT 1)";
+
+/// The columns [`CONSUME_NONCE`] returns.
+type ConsumedRow = (i64, Option<i64>, Option<i64>, Option<String>);
+
+/// The [`ConsumedNonce`] of a [`CONSUME_NONCE`] row.
+fn consumed(
+    row: Option<ConsumedRow>,
+    instance_id: &str,
+) -> Result<Option<ConsumedNonce>, StoreError> {
+    let Some((expires_at, revision, checkpoint_seq, checkpoint_hash)) = row else {
+        return Ok(None);
+    };
+    // The nonce's foreign key keeps its instance; a missing one is a broken database.
+    let instance_revision = revision.ok_or_else(|| {
+        StoreError::Invalid(format!("the nonce of instance {instance_id} has no instance"))
+    })?;
+    let last_checkpoint = match (checkpoint_seq, checkpoint_hash) {
+        (Some(seq), Some(hash)) => Some((seq, hash)),
+        _ => None,
+    };
+    Ok(Some(ConsumedNonce { expires_at, instance_revision, last_checkpoint }))
+}
+
+/// Why a nonce insert failed: issued before, or no such instance.
+fn nonce_refused(e: sqlx::Error, nonce: &str, instance_id: &str) -> StoreError {
+    constraint(
+        e,
+        || format!("the nonce {nonce} was already issued"),
+        || format!("there is no instance {instance_id}"),
+    )
+}
+
+/// What [`Store::consume_nonce_for_attestation`] read with the nonce it consumed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumedNonce {
+    /// The nonce's expiry (Unix seconds; the caller checks it).
+    pub expires_at: i64,
+    /// The revision of the nonce's instance.
+    pub instance_revision: i64,
+    /// The latest audit checkpoint's seq and hash; `None` before the first.
+    pub last_checkpoint: Option<(i64, String)>,
 }
 
 /// A stored Rényi DP curve (`NULL`: the job trained without DP noise).
@@ -307,7 +457,8 @@ impl Store {
             SQLITE_MIGRATIONS.run(&pool).await.map_err(|e| {
                 StoreError::Migrate(format!("cannot bring the schema of {shown} up to date: {e}"))
             })?;
-            Pool::Sqlite(pool)
+            let queue = writer::start_sqlite(pool.clone());
+            Pool::Sqlite(pool, queue)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|e| {
                 StoreError::Url(format!("cannot parse the database URL {shown}: {e}"))
@@ -322,7 +473,8 @@ impl Store {
             POSTGRES_MIGRATIONS.run(&pool).await.map_err(|e| {
                 StoreError::Migrate(format!("cannot bring the schema of {shown} up to date: {e}"))
             })?;
-            Pool::Postgres(pool)
+            let queue = writer::start_postgres(pool.clone());
+            Pool::Postgres(pool, queue)
         } else {
             return Err(StoreError::Url(format!(
                 "database URL must start with sqlite:// or postgres:// (got {shown})"
@@ -334,8 +486,8 @@ impl Store {
     /// The database this store talks to.
     pub fn backend(&self) -> Backend {
         match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(..) => Backend::Sqlite,
+            Pool::Postgres(..) => Backend::Postgres,
         }
     }
 
@@ -905,7 +1057,11 @@ impl Store {
 
     // --- nonces ----------------------------------------------------------------------------
 
-    /// Records an issued challenge nonce.
+    /// Records an issued challenge nonce, keeping at most `max_live` (at least 1) of the
+    /// instance's: the ones that expire first go (an index on (instance_id, expires_at) keeps
+    /// this a short range scan). On PostgreSQL one statement does both; on SQLite, which has no
+    /// data-modifying `WITH`, the writer task inserts and trims, in the transaction it commits
+    /// for every write queued with this one.
     pub async fn insert_nonce(
         &self,
         nonce: &str,
@@ -913,38 +1069,36 @@ impl Store {
         expires_at: i64,
         max_live: i64,
     ) -> Result<(), StoreError> {
-        with_pool!(self, |p| {
-            sqlx::query("INSERT INTO nonces (nonce, instance_id, expires_at) VALUES ($1, $2, $3)")
+        match &self.pool {
+            Pool::Postgres(p, _) => {
+                // The trim sees the nonces from before the insert: it keeps `max_live - 1`.
+                sqlx::query(
+                    "WITH trimmed AS (DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces \
+                     WHERE instance_id = $2 ORDER BY expires_at DESC, nonce DESC \
+                     LIMIT 1000000000 OFFSET $4)) \
+                     INSERT INTO nonces (nonce, instance_id, expires_at) VALUES ($1, $2, $3)",
+                )
                 .bind(nonce)
                 .bind(instance_id)
                 .bind(expires_at)
+                .bind(max_live.max(1) - 1)
                 .execute(p)
                 .await
-                .map(|_| ())
-        })
-        .map_err(|e| {
-            constraint(
-                e,
-                || format!("the nonce {nonce} was already issued"),
-                || format!("there is no instance {instance_id}"),
-            )
-        })?;
-        // At most `max_live` per instance: the ones that expire first go (an index on
-        // (instance_id, expires_at) keeps this a short range scan).
-        with_pool!(self, |p| {
-            sqlx::query(
-                "DELETE FROM nonces WHERE nonce IN (SELECT nonce FROM nonces \
-                 WHERE instance_id = $1 ORDER BY expires_at DESC, nonce DESC \
-                 LIMIT 1000000000 OFFSET $2)",
-            )
-            .bind(instance_id)
-            .bind(max_live)
-            .execute(p)
-            .await
-            .map(|_| ())
-            .map_err(db)
-        })?;
-        Ok(())
+                .map_err(|e| nonce_refused(e, nonce, instance_id))?;
+                Ok(())
+            }
+            Pool::Sqlite(_, queue) => {
+                let (done, answer) = oneshot::channel();
+                let insert = writer::NonceInsert {
+                    nonce: nonce.to_owned(),
+                    instance_id: instance_id.to_owned(),
+                    expires_at,
+                    max_live,
+                    done,
+                };
+                writer::sqlite_write(queue, writer::SqliteWrite::InsertNonce(insert), answer).await
+            }
+        }
     }
 
     /// Removes the nonce of this instance and returns its expiry; `None` when it is unknown or
@@ -955,16 +1109,39 @@ impl Store {
         nonce: &str,
         instance_id: &str,
     ) -> Result<Option<i64>, StoreError> {
-        with_pool!(self, |p| {
-            sqlx::query_scalar::<_, i64>(
-                "DELETE FROM nonces WHERE nonce = $1 AND instance_id = $2 RETURNING expires_at",
-            )
-            .bind(nonce)
-            .bind(instance_id)
-            .fetch_optional(p)
-            .await
-            .map_err(db)
-        })
+        Ok(self.consume_nonce_for_attestation(nonce, instance_id).await?.map(|c| c.expires_at))
+    }
+
+    /// [`Store::consume_nonce`], reading in the same statement (one round trip) what the
+    /// attestation needs next: the instance's revision and the latest audit checkpoint. The
+    /// same `DELETE … RETURNING`: of many concurrent callers exactly one gets `Some`. On SQLite
+    /// the writer task runs it, in the transaction it commits for every write queued with it.
+    pub async fn consume_nonce_for_attestation(
+        &self,
+        nonce: &str,
+        instance_id: &str,
+    ) -> Result<Option<ConsumedNonce>, StoreError> {
+        match &self.pool {
+            Pool::Postgres(p, _) => {
+                let row = sqlx::query_as(CONSUME_NONCE)
+                    .bind(nonce)
+                    .bind(instance_id)
+                    .fetch_optional(p)
+                    .await
+                    .map_err(db)?;
+                consumed(row, instance_id)
+            }
+            Pool::Sqlite(_, queue) => {
+                let (done, answer) = oneshot::channel();
+                let consume = writer::NonceConsume {
+                    nonce: nonce.to_owned(),
+                    instance_id: instance_id.to_owned(),
+                    done,
+                };
+                writer::sqlite_write(queue, writer::SqliteWrite::ConsumeNonce(consume), answer)
+                    .await
+            }
+        }
     }
 
     /// The expiry of an outstanding nonce of this instance, without using it up.
@@ -1133,50 +1310,56 @@ impl Store {
     where
         F: FnOnce(Option<&AuditRow>) -> AuditRow + Send,
     {
-        let backend = self.backend();
-        let row = in_write_tx!(self, |tx| {
-            if backend == Backend::Postgres {
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(AUDIT_LOCK_KEY)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            let last = sqlx::query_as::<_, AuditRow>(
-                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
-                 FROM audit_log ORDER BY seq DESC LIMIT 1",
-            )
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            let row = make(last.as_ref());
-            let expected = last.as_ref().map_or(1, |l| l.seq + 1);
-            if row.seq != expected {
-                return Err(StoreError::Invalid(format!(
-                    "the audit entry to append has seq {}, the next one is {expected}",
-                    row.seq
-                )));
-            }
-            sqlx::query(
-                "INSERT INTO audit_log (seq, at, kind, actor, tenant_id, subject, outcome, detail, \
-                 prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(row.seq)
-            .bind(row.at)
-            .bind(&row.kind)
-            .bind(&row.actor)
-            .bind(&row.tenant_id)
-            .bind(&row.subject)
-            .bind(&row.outcome)
-            .bind(&row.detail)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| conflict(e, || format!("audit entry {} already exists", row.seq)))?;
-            row
-        });
-        Ok(row)
+        let rows = self.append_audit_batch(vec![make], |last, make| make(last)).await?;
+        rows.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Invalid("an append of one entry wrote none".to_owned()))
+    }
+
+    /// Appends one audit entry per item, in order, in **one** transaction (group commit: one
+    /// lock, one read of the chain head, one multi-row insert, one commit), serialised across
+    /// connections and replicas like [`Store::append_audit`]. `make` is called for each item
+    /// with the entry before it (the current last entry for the first item, then the row it
+    /// made for the previous item) and returns the row to insert, whose `seq` must follow that
+    /// entry's. Either every row is committed or none is; returns the rows in item order.
+    /// At most [`MAX_AUDIT_BATCH`] items.
+    pub async fn append_audit_batch<T, F>(
+        &self,
+        items: Vec<T>,
+        make: F,
+    ) -> Result<Vec<AuditRow>, StoreError>
+    where
+        T: Send,
+        F: FnMut(Option<&AuditRow>, T) -> AuditRow + Send,
+    {
+        if items.len() > MAX_AUDIT_BATCH {
+            return Err(StoreError::Invalid(format!(
+                "{} audit entries in one append; at most {MAX_AUDIT_BATCH}",
+                items.len()
+            )));
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lock = self.backend() == Backend::Postgres;
+        let rows = in_write_tx!(self, |tx| append_rows!(tx, lock, items, make));
+        Ok(rows)
+    }
+
+    /// Appends `event` at time `at` (the row [`audit::next_row`] makes on the current last
+    /// entry) and returns its entry once its transaction has committed. Concurrent appends are
+    /// group-committed: they queue up for this store's writer task, which appends everything
+    /// queued in one transaction (see [`Store::append_audit_batch`]; on SQLite together with
+    /// the queued nonce writes).
+    pub async fn append_audit_event(
+        &self,
+        event: AuditEvent,
+        at: i64,
+    ) -> Result<AuditRow, StoreError> {
+        match &self.pool {
+            Pool::Sqlite(_, queue) => writer::append_sqlite(queue, event, at).await,
+            Pool::Postgres(_, queue) => writer::append_postgres(queue, event, at).await,
+        }
     }
 
     /// Registers a data set to its owner, unless it is registered already; returns the
