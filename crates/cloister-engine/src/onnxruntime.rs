@@ -230,12 +230,9 @@ fn to_named(name: &str, value: &DynValue) -> Result<NamedTensor, EngineError> {
             value.dtype()
         )));
     };
-    fn cast<T: Copy>(
-        value: &DynValue,
-        to: impl Fn(T) -> f32,
-    ) -> Result<(Vec<i64>, Vec<f32>), ort::Error>
+    fn cast<T>(value: &DynValue, to: impl Fn(T) -> f32) -> Result<(Vec<i64>, Vec<f32>), ort::Error>
     where
-        T: ort::value::PrimitiveTensorElementType,
+        T: Copy + ort::value::PrimitiveTensorElementType,
     {
         let (shape, data) = value.try_extract_tensor::<T>()?;
         Ok((shape.to_vec(), data.iter().map(|v| to(*v)).collect()))
