@@ -1460,21 +1460,14 @@ async fn an_appraisal_exported_as_a_unified_attestation_report_reads_back_and_ed
 async fn a_worker_pins_the_attestation_service_by_measurement() {
     let tmp = tempfile::tempdir().unwrap();
     let platform = tmp.path().join("service-platform.pem");
+    // Made before the service starts, which then loads it (never two writers of one file).
+    let public = platform_public(&platform);
     let server = Server::start_with(
         &tmp.path().join("svc"),
         &database(tmp.path(), "pin", false).await.unwrap(),
         &["--tee", "sim", "--sim-platform-key", platform.to_str().unwrap()],
     );
-    let public = tmp.path().join("service-platform.pub");
-    std::fs::write(
-        &public,
-        SimPlatformKey::load_or_create(&platform).unwrap().public_key().to_string(),
-    )
-    .unwrap();
-    let measurement = Hex(cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister")))
-        .unwrap()
-        .to_vec())
-    .to_string();
+    let measurement = binary_measurement();
     let tenant = server.operator().create_tenant("t").await.unwrap();
     let worker_key = platform_key(tmp.path());
     let mut request = instance_request("workers", &worker_key);
@@ -1482,19 +1475,7 @@ async fn a_worker_pins_the_attestation_service_by_measurement() {
     request.reference_values = serde_json::json!({ "measurements": [measurement] });
     let instance = server.as_tenant(&tenant.token).create_instance(&request).await.unwrap();
     let worker = |pins: &[&str], data: &str| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
-        command
-            .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority", &server.url])
-            .args(["--instance", &instance.id, "--service-fingerprint", &server.fingerprint])
-            .arg("--data-dir")
-            .arg(tmp.path().join(data))
-            .args(["--tee", "sim", "--sim-platform-key"])
-            .arg(tmp.path().join("sim-platform-key.pem"))
-            .args(pins)
-            .env("CLOISTER_SERVER_CA", &test_tls().ca)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
+        worker_command(&server, &instance.id, &tmp.path().join(data), tmp.path(), pins)
     };
     let public = public.to_str().unwrap();
 
@@ -1552,6 +1533,45 @@ async fn a_worker_pins_the_attestation_service_by_measurement() {
     assert_eq!(challenge(plain.url.clone(), nonce).await.status(), 409);
 }
 
+/// The sim platform key at `platform` (created if missing), its public half written beside it
+/// (`.pub`) for `--service-sim-platform-key`.
+fn platform_public(platform: &Path) -> std::path::PathBuf {
+    let public = platform.with_extension("pub");
+    let key = SimPlatformKey::load_or_create(platform).unwrap().public_key();
+    std::fs::write(&public, key.to_string()).unwrap();
+    public
+}
+
+/// What a service or worker run from this binary under `--tee sim` reports: its own digest.
+fn binary_measurement() -> String {
+    let digest = cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister"))).unwrap();
+    Hex(digest.to_vec()).to_string()
+}
+
+/// `cloister serve worker` for `instance` of `server` on a sim platform whose key lives in
+/// `dir`, with `pins` (the service-pinning flags), stdout and stderr piped.
+fn worker_command(
+    server: &Server,
+    instance: &str,
+    data: &Path,
+    dir: &Path,
+    pins: &[&str],
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command
+        .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority", &server.url])
+        .args(["--instance", instance, "--service-fingerprint", &server.fingerprint])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--tee", "sim", "--sim-platform-key"])
+        .arg(dir.join("sim-platform-key.pem"))
+        .args(pins)
+        .env("CLOISTER_SERVER_CA", &test_tls().ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// The measurement pin holds for the worker's whole life: every renewal asks the service for
 /// fresh evidence of itself first. A service restarted in place under the same signing key but
 /// on a platform the worker does not trust gets no more renewals from it.
@@ -1571,17 +1591,9 @@ async fn a_pinned_worker_checks_the_service_again_before_every_renewal() {
     };
     let args = sim(&trusted_platform);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let public = platform_public(&trusted_platform);
     let server = Server::start_with(&svc_dir, &db, &args);
-    let public = tmp.path().join("service-platform.pub");
-    std::fs::write(
-        &public,
-        SimPlatformKey::load_or_create(&trusted_platform).unwrap().public_key().to_string(),
-    )
-    .unwrap();
-    let measurement = Hex(cloister_attest::measure_file(Path::new(env!("CARGO_BIN_EXE_cloister")))
-        .unwrap()
-        .to_vec())
-    .to_string();
+    let measurement = binary_measurement();
     let tenant = server.operator().create_tenant("t").await.unwrap();
     let worker_key = platform_key(tmp.path());
     let mut request = instance_request("workers", &worker_key);
@@ -1590,18 +1602,9 @@ async fn a_pinned_worker_checks_the_service_again_before_every_renewal() {
     request.settings.token_ttl_secs = 4;
     request.settings.cert_ttl_secs = 4;
     let instance = server.as_tenant(&tenant.token).create_instance(&request).await.unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority", &server.url])
-        .args(["--instance", &instance.id, "--service-fingerprint", &server.fingerprint])
-        .arg("--data-dir")
-        .arg(tmp.path().join("w"))
-        .args(["--tee", "sim", "--sim-platform-key"])
-        .arg(tmp.path().join("sim-platform-key.pem"))
-        .args(["--service-measurement", &measurement, "--service-sim-platform-key"])
+    let pins = ["--service-measurement", &measurement, "--service-sim-platform-key"];
+    let mut child = worker_command(&server, &instance.id, &tmp.path().join("w"), tmp.path(), &pins)
         .arg(&public)
-        .env("CLOISTER_SERVER_CA", &test_tls().ca)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
