@@ -277,7 +277,10 @@ impl BatchQueue {
         rows_total: u64,
         chunks_total: u64,
     ) -> Result<(), BatchError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        // IMMEDIATE: the write lock from the start. A deferred transaction that reads and then
+        // writes fails at once with "database is locked" (no busy wait) when another
+        // connection committed in between, as two jobs running side by side do.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         let known: Option<(Option<i64>,)> =
             sqlx::query_as("SELECT rows_total FROM batch_jobs WHERE id = $1")
                 .bind(job_id)
@@ -415,7 +418,10 @@ impl BatchQueue {
         statement: &str,
         done_at: i64,
     ) -> Result<(), BatchError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        // IMMEDIATE: the write lock from the start. A deferred transaction that reads and then
+        // writes fails at once with "database is locked" (no busy wait) when another
+        // connection committed in between, as two jobs running side by side do.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
         sqlx::query(
             "INSERT INTO batch_chunks (job_id, chunk_index, first_row, rows, object_id, \
              ciphertext_sha256, attestation_result_sha256, statement, done_at) \
