@@ -6,4 +6,9 @@ cd "$(dirname "$0")/.."
 # `all`: the model-repository and inspection tests import the SmolLM2 GGUF and the MiniLM
 # safetensors directory too.
 bash scripts/fetch-assets.sh all
+# Build first: llama-quantize links the llama.cpp libraries this build of the engine made.
+cargo test --workspace --locked --no-run "$@"
+# The shipped SmolLM2 in the other quantizations the GGUF engine serves (Q4_0, Q4_K_M, Q5_K_M,
+# Q8_0, F16), made by llama.cpp's own llama-quantize.
+bash scripts/llama-cpp-tools.sh models >/dev/null
 cargo test --workspace --locked "$@"

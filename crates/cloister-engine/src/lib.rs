@@ -17,9 +17,10 @@
 //! # let _ = csv; Ok(()) }
 //! ```
 //!
-//! The language-model engine ([`LlmModel`], candle) generates text with llama-architecture
-//! models from a GGUF file (quantised; tokenizer and chat template read from its metadata by
-//! [`gguf_tokenizer`] and [`chat`]) or a safetensors directory, streaming complete UTF-8 pieces.
+//! The language-model engine ([`LlmModel`]) generates text with llama-architecture models from a
+//! GGUF file (llama.cpp, any of its quantizations; tokenizer and chat template read from its
+//! metadata by [`gguf_tokenizer`] and [`chat`]) or a safetensors directory (candle), streaming
+//! complete UTF-8 pieces.
 //! The embedding engine ([`Embedder`], candle BERT) turns texts into L2-normalised mean-pooled
 //! sentence vectors.
 
@@ -28,6 +29,7 @@ pub mod embed;
 mod error;
 pub mod gguf_tokenizer;
 mod inspect;
+mod llama_cpp;
 pub mod llm;
 mod onnx;
 mod onnxruntime;
@@ -38,7 +40,9 @@ pub mod train;
 pub use embed::{Embedder, Embeddings};
 pub use error::EngineError;
 pub use inspect::inspect;
-pub use llm::{ChatMessage, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles};
+pub use llm::{
+    ChatMessage, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles, default_threads,
+};
 pub use onnx::{
     InputTensor, InputValues, NamedTensor, OnnxEngine, OnnxModel, OnnxOptions, TensorSchema,
     run_batch,

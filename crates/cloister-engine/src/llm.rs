@@ -1,20 +1,23 @@
-//! Text generation with llama-architecture language models (candle), from GGUF or safetensors.
+//! Text generation with llama-architecture language models: GGUF files run on llama.cpp
+//! ([`super::llama_cpp`]), safetensors directories on candle.
 //!
 //! An [`LlmModel`] holds the weights once; every [`LlmModel::generate`] call works on its own
-//! KV cache (the weights are shared `Arc` tensors, so a session costs a few pointer copies),
-//! which makes one model usable from several threads at once. Decoded text is handed to the
+//! KV cache (a llama.cpp context sized to the request, or a clone of candle's empty cache over
+//! shared `Arc` tensors), which makes one model usable from several threads at once. Tokenizing,
+//! sampling, stop conditions and streaming are this module's own, the same for both engines. Decoded text is handed to the
 //! caller's `on_text` as it is produced, in complete UTF-8 pieces; generation stops at an end
 //! token, a stop string, the caller's `Break`, or the token budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
+use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
 
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::{llama, quantized_llama};
+use candle_transformers::models::llama;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 use zeroize::Zeroizing;
@@ -22,6 +25,7 @@ use zeroize::Zeroizing;
 use super::EngineError;
 use super::chat::ChatTemplate;
 use super::gguf_tokenizer;
+use super::llama_cpp::{GgufModel, GgufSession, SealedGguf};
 
 /// A model's files: path inside the model (`config.json`, `model.safetensors`, …) → bytes.
 pub type ModelFiles = BTreeMap<String, Zeroizing<Vec<u8>>>;
@@ -87,7 +91,7 @@ const CHAT_END_TOKENS: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_
 
 /// The weights, loaded once and never mutated.
 enum Weights {
-    Quantized(quantized_llama::ModelWeights),
+    Gguf(GgufModel),
     Full {
         model: llama::Llama,
         /// An empty cache (rotary tables computed once), cloned for every session.
@@ -97,17 +101,31 @@ enum Weights {
 
 /// One generation's model state: the KV cache plus shared weights.
 enum Session<'a> {
-    Quantized(Box<quantized_llama::ModelWeights>),
-    Full { model: &'a llama::Llama, cache: Box<llama::Cache> },
+    Gguf(GgufSession<'a>),
+    Full { model: &'a llama::Llama, cache: Box<llama::Cache>, device: &'a Device },
 }
 
 impl Session<'_> {
-    fn forward(&mut self, input: &Tensor, index_pos: usize) -> candle_core::Result<Tensor> {
+    /// Feeds `tokens` at positions `index_pos..`; the logits after the last one.
+    fn forward(&mut self, tokens: &[u32], index_pos: usize) -> Result<Tensor, EngineError> {
         match self {
-            Self::Quantized(weights) => weights.forward(input, index_pos),
-            Self::Full { model, cache } => model.forward(input, index_pos, cache),
+            Self::Gguf(session) => {
+                let logits = session.forward(tokens, index_pos)?;
+                let n = logits.len();
+                Tensor::from_vec(logits, n, &Device::Cpu).map_err(inference_err)
+            }
+            Self::Full { model, cache, device } => Tensor::new(tokens, device)
+                .and_then(|t| t.unsqueeze(0))
+                .and_then(|input| model.forward(&input, index_pos, cache))
+                .and_then(|l| l.squeeze(0))
+                .map_err(inference_err),
         }
     }
+}
+
+/// The threads a GGUF model runs on unless told otherwise: every CPU the process may use.
+pub fn default_threads() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)
 }
 
 /// A language model ready to generate. `Send + Sync`: share it behind an `Arc`.
@@ -146,13 +164,18 @@ fn tokenizer_err(e: tokenizers::Error) -> EngineError {
     EngineError::Tokenizer(e.to_string())
 }
 
-fn gguf_u64(md: &HashMap<String, gguf_file::Value>, key: &str) -> Option<u64> {
-    match md.get(key)? {
-        gguf_file::Value::U32(v) => Some(u64::from(*v)),
-        gguf_file::Value::U64(v) => Some(*v),
-        gguf_file::Value::I32(v) => u64::try_from(*v).ok(),
-        gguf_file::Value::I64(v) => u64::try_from(*v).ok(),
-        _ => None,
+/// A GGUF file handed to the loader: the caller's (kept) or the loader's to drop.
+enum GgufBytes<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Zeroizing<Vec<u8>>),
+}
+
+impl GgufBytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(bytes) => bytes,
+            Self::Owned(bytes) => bytes.as_slice(),
+        }
     }
 }
 
@@ -254,51 +277,37 @@ fn config_chat_template(config: &serde_json::Value) -> Option<String> {
     }
 }
 
-/// A GGUF file in memory, erased when dropped.
-type GgufBuffer = Cursor<Zeroizing<Vec<u8>>>;
-
-/// Rewrites a GGUF model with its Q4_1 tensors requantized to Q8_0, in memory.
-///
-/// candle 0.11 has SIMD (AVX2, NEON) dot products for Q4_0, Q8_0 and the k-quants but a scalar
-/// one for Q4_1, which made Q4_1 models several times slower than they need be on CPU. Q8_0 holds
-/// every Q4_1 value to within half a Q8_0 step, so answers barely change (greedy decoding stays
-/// deterministic). candle's GGUF writer and reader stand in for a tensor-level loader hook,
-/// which `quantized_llama` does not offer.
-fn requantize_q4_1(
-    content: &gguf_file::Content,
-    reader: &mut Cursor<&[u8]>,
-    device: &Device,
-) -> Result<(gguf_file::Content, GgufBuffer), EngineError> {
-    let failed = load_err("the GGUF weights could not be loaded (to requantize Q4_1 as Q8_0)");
-    let mut tensors = Vec::with_capacity(content.tensor_infos.len());
-    for name in content.tensor_infos.keys() {
-        let tensor = content.tensor(reader, name, device).map_err(&failed)?;
-        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
-            let values = tensor.dequantize(device).map_err(&failed)?;
-            QTensor::quantize(&values, GgmlDType::Q8_0).map_err(&failed)?
-        } else {
-            tensor
-        };
-        tensors.push((name.as_str(), tensor));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> =
-        content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let references: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
-    let mut out = Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &metadata, &references).map_err(&failed)?;
-    drop(references);
-    drop(tensors);
-    let mut requantized = Cursor::new(Zeroizing::new(out.into_inner()));
-    let content = gguf_file::Content::read(&mut requantized).map_err(&failed)?;
-    Ok((content, requantized))
-}
-
 impl LlmModel {
-    /// Loads a GGUF file (llama architecture) with the tokenizer and chat template from its
-    /// metadata.
+    /// Loads a GGUF file (llama architecture, any quantization llama.cpp runs: Q4_0, Q4_1,
+    /// Q5_*, Q8_0, the K-quants, F16, …, none requantized) with the tokenizer and chat template
+    /// from its metadata, to run on [`default_threads`].
     pub fn from_gguf(bytes: &[u8]) -> Result<Self, EngineError> {
+        Self::from_gguf_with_threads(bytes, default_threads())
+    }
+
+    /// [`LlmModel::from_gguf`], running every generation on `threads` threads.
+    pub fn from_gguf_with_threads(
+        bytes: &[u8],
+        threads: NonZeroUsize,
+    ) -> Result<Self, EngineError> {
+        Self::load_gguf(GgufBytes::Borrowed(bytes), threads)
+    }
+
+    /// [`LlmModel::from_gguf_with_threads`] taking the caller's only copy of the file, which is
+    /// erased and freed as soon as it is in the in-memory file llama.cpp reads, before the
+    /// weights load: the decrypted weights are then held once, not twice.
+    pub fn from_gguf_owned(
+        bytes: Zeroizing<Vec<u8>>,
+        threads: NonZeroUsize,
+    ) -> Result<Self, EngineError> {
+        Self::load_gguf(GgufBytes::Owned(bytes), threads)
+    }
+
+    /// Reads the tokenizer and chat template from the GGUF metadata, then places the file in
+    /// sealed memory for llama.cpp (dropping an owned copy) and loads the weights.
+    fn load_gguf(bytes: GgufBytes<'_>, threads: NonZeroUsize) -> Result<Self, EngineError> {
         let device = Device::Cpu;
-        let mut reader = Cursor::new(bytes);
+        let mut reader = Cursor::new(bytes.as_slice());
         let content = gguf_file::Content::read(&mut reader)
             .map_err(load_err("the file is not a readable GGUF model"))?;
         let md = &content.metadata;
@@ -323,10 +332,6 @@ impl LlmModel {
             }
         }
         let vocab = gguf_tokenizer::from_metadata(md)?;
-        let context_length = gguf_u64(md, "llama.context_length")
-            .and_then(|c| usize::try_from(c).ok())
-            .unwrap_or(quantized_llama::MAX_SEQ_LEN)
-            .min(quantized_llama::MAX_SEQ_LEN);
         let chat_template = match md.get("tokenizer.chat_template") {
             Some(gguf_file::Value::String(source)) => {
                 let text =
@@ -346,15 +351,24 @@ impl LlmModel {
                 .filter_map(|t| vocab.tokenizer.token_to_id(t))
                 .filter(|id| vocab.control_token_ids.contains(id)),
         );
-        let weights = if content.tensor_infos.values().any(|t| t.ggml_dtype == GgmlDType::Q4_1) {
-            let (content, mut requantized) = requantize_q4_1(&content, &mut reader, &device)?;
-            quantized_llama::ModelWeights::from_gguf(content, &mut requantized, &device)
-        } else {
-            quantized_llama::ModelWeights::from_gguf(content, &mut reader, &device)
+        let sealed = SealedGguf::new(bytes.as_slice())?;
+        drop(bytes);
+        let weights = GgufModel::load(sealed, threads.get())?;
+        let tokens = vocab.tokenizer.get_vocab_size(true);
+        if weights.vocab_size() < tokens {
+            return Err(EngineError::ModelLoad(format!(
+                "the tokenizer has {tokens} tokens, the output layer {}",
+                weights.vocab_size()
+            )));
         }
-        .map_err(load_err("the GGUF weights could not be loaded"))?;
+        let context_length = weights.context_length();
+        if context_length < 2 {
+            return Err(EngineError::ModelLoad(format!(
+                "the model's context length is {context_length} tokens"
+            )));
+        }
         Ok(Self::assemble(
-            Weights::Quantized(weights),
+            Weights::Gguf(weights),
             vocab.tokenizer,
             chat_template,
             vocab.bos_token_id,
@@ -507,13 +521,14 @@ impl LlmModel {
         Ok(ids)
     }
 
-    fn session(&self) -> Session<'_> {
-        match &self.weights {
-            Weights::Quantized(w) => Session::Quantized(Box::new(w.clone())),
+    /// A fresh KV cache for a generation of at most `tokens` tokens (prompt included).
+    fn session(&self, tokens: usize) -> Result<Session<'_>, EngineError> {
+        Ok(match &self.weights {
+            Weights::Gguf(model) => Session::Gguf(model.session(tokens)?),
             Weights::Full { model, cache } => {
-                Session::Full { model, cache: Box::new(cache.clone()) }
+                Session::Full { model, cache: Box::new(cache.clone()), device: &self.device }
             }
-        }
+        })
     }
 
     /// Generates a continuation of `prompt`, calling `on_text` with each new piece of text;
@@ -542,17 +557,12 @@ impl LlmModel {
         }
         let budget = params.max_tokens.min(self.context_length - prompt_tokens);
 
-        let mut session = self.session();
+        let mut session = self.session(prompt_tokens + budget)?;
         let mut processor = LogitsProcessor::from_sampling(params.seed, sampling);
         let mut decoder = TextDecoder::new(&self.tokenizer);
         let mut output = Output::new(&params.stop, on_text);
 
-        let input = Tensor::new(prompt_ids.as_slice(), &self.device)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(inference_err)?;
-        let mut logits =
-            session.forward(&input, 0).and_then(|l| l.squeeze(0)).map_err(inference_err)?;
-        drop(input);
+        let mut logits = session.forward(&prompt_ids, 0)?;
         let mut completion_tokens = 0;
         let finish_reason = loop {
             let next = processor.sample(&logits).map_err(inference_err)?;
@@ -570,13 +580,7 @@ impl LlmModel {
                 let last = decoder.finish()?;
                 break output.finish(last.as_ref().map(|s| s.as_str()), FinishReason::Length);
             }
-            let input = Tensor::new(&[next], &self.device)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(inference_err)?;
-            logits = session
-                .forward(&input, prompt_tokens + completion_tokens - 1)
-                .and_then(|l| l.squeeze(0))
-                .map_err(inference_err)?;
+            logits = session.forward(&[next], prompt_tokens + completion_tokens - 1)?;
         };
         Ok(Generation { text: output.into_text(), prompt_tokens, completion_tokens, finish_reason })
     }

