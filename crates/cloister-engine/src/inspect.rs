@@ -31,8 +31,17 @@ use tract_onnx::prelude::Framework as _;
 
 use super::EngineError;
 
-/// Architectures served as chat/completion models.
-const TEXT_GENERATION: &[&str] = &[
+/// What the engines run, by format: exactly these are accepted at import, so that a model that
+/// imports is a model the worker can serve. GGUF runs on llama.cpp through the engine's own
+/// byte-level BPE tokenizer (`gguf_tokenizer`), tested with llama models; safetensors on candle
+/// (`llm.rs` runs llama, `embed.rs` BERT).
+const GGUF_RUNS: &[(&str, ModelTask)] = &[("llama", ModelTask::TextGeneration)];
+const SAFETENSORS_RUNS: &[(&str, ModelTask)] =
+    &[("llama", ModelTask::TextGeneration), ("bert", ModelTask::Embedding)];
+
+/// Model families recognised by name (`config.json` `architectures` classes are mapped to them),
+/// so that a refusal names the family; recognising one does not mean it runs.
+const KNOWN_FAMILIES: &[&str] = &[
     "llama",
     "mistral",
     "mixtral",
@@ -49,10 +58,12 @@ const TEXT_GENERATION: &[&str] = &[
     "gpt2",
     "olmo",
     "granite",
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "distilbert",
+    "nomic-bert",
 ];
-
-/// Architectures served as sentence encoders (embeddings).
-const EMBEDDING: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert", "nomic-bert"];
 
 /// Reads a model's metadata from its files (relative path → bytes).
 ///
@@ -64,7 +75,7 @@ const EMBEDDING: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert", "no
 /// # Errors
 /// [`EngineError::ModelLoad`] naming the file and the check that failed: an unreadable file, a
 /// missing `config.json` or `tokenizer.json`, a tensor outside its file;
-/// [`EngineError::UnsupportedModel`] for an architecture this engine does not know.
+/// [`EngineError::UnsupportedModel`] for an architecture the engine does not run in that format.
 pub fn inspect(
     format: ModelFormat,
     files: &BTreeMap<String, Vec<u8>>,
@@ -264,12 +275,7 @@ fn inspect_gguf(path: &str, bytes: &[u8]) -> Result<ModelMetadata, EngineError> 
 
     let architecture = text("general.architecture")
         .ok_or_else(|| load_error(path, "the GGUF metadata has no general.architecture"))?;
-    let task = task_for(&architecture).ok_or_else(|| {
-        EngineError::UnsupportedModel(format!(
-            "{path}: unknown architecture {architecture:?} (known: {})",
-            known_architectures()
-        ))
-    })?;
+    let task = task_for(GGUF_RUNS, path, &architecture)?;
 
     let mut parameter_count: u64 = 0;
     let mut quantization: BTreeMap<String, u64> = BTreeMap::new();
@@ -352,19 +358,21 @@ fn inspect_gguf(path: &str, bytes: &[u8]) -> Result<ModelMetadata, EngineError> 
     })
 }
 
-fn task_for(architecture: &str) -> Option<ModelTask> {
+/// The task of `architecture` if the engine runs it in this format (`runs`).
+fn task_for(
+    runs: &[(&str, ModelTask)],
+    path: &str,
+    architecture: &str,
+) -> Result<ModelTask, EngineError> {
     let arch = architecture.to_ascii_lowercase();
-    if TEXT_GENERATION.contains(&arch.as_str()) {
-        Some(ModelTask::TextGeneration)
-    } else if EMBEDDING.contains(&arch.as_str()) {
-        Some(ModelTask::Embedding)
-    } else {
-        None
-    }
-}
-
-fn known_architectures() -> String {
-    TEXT_GENERATION.iter().chain(EMBEDDING).copied().collect::<Vec<_>>().join(", ")
+    runs.iter().find(|(name, _)| *name == arch).map(|(_, task)| *task).ok_or_else(|| {
+        let known = if KNOWN_FAMILIES.contains(&arch.as_str()) { "" } else { "unknown " };
+        EngineError::UnsupportedModel(format!(
+            "{path}: {known}architecture {architecture:?} is not one the engine runs in this \
+             format (it runs: {})",
+            runs.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+        ))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,12 +411,7 @@ fn inspect_safetensors(files: &BTreeMap<String, Vec<u8>>) -> Result<ModelMetadat
         .ok_or_else(|| {
             load_error("config.json", "it names neither model_type nor a known architectures class")
         })?;
-    let task = task_for(&architecture).ok_or_else(|| {
-        EngineError::UnsupportedModel(format!(
-            "config.json: unknown architecture {architecture:?} (known: {})",
-            known_architectures()
-        ))
-    })?;
+    let task = task_for(SAFETENSORS_RUNS, "config.json", &architecture)?;
 
     let mut parameter_count: u64 = 0;
     let mut buffer_elements: u64 = 0;
@@ -503,9 +506,8 @@ fn inspect_safetensors(files: &BTreeMap<String, Vec<u8>>) -> Result<ModelMetadat
 /// `LlamaForCausalLM` → `llama`, `BertModel` → `bert`, for the known architectures.
 fn architecture_from_class(class: &str) -> Option<String> {
     let lower = class.to_ascii_lowercase();
-    TEXT_GENERATION
+    KNOWN_FAMILIES
         .iter()
-        .chain(EMBEDDING)
         .filter(|arch| lower.starts_with(&arch.replace('-', "")))
         .max_by_key(|arch| arch.len())
         .map(|arch| (*arch).to_owned())

