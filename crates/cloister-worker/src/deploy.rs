@@ -93,6 +93,7 @@ pub async fn deploy(
     let metadata = verified.manifest().metadata.clone();
     let (format, task) = (metadata.format, metadata.task);
     let loading = verified.clone();
+    let llm_threads = worker.llm_threads;
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, DeployError> {
         // The integrity check: every sealed object's and plaintext's digest against the manifest.
         let files = open_files(&loading, sealed, &key)?;
@@ -108,10 +109,17 @@ pub async fn deploy(
                 tracing::info!(%model, engine = onnx.engine().as_str(), "ONNX model loaded");
                 Ok(Engine::Onnx(onnx))
             }
-            (ModelFormat::Gguf, ModelTask::TextGeneration) => Ok(Engine::Llm(
-                LlmModel::from_gguf(&zeroize::Zeroizing::new(only(&files)))
-                    .map_err(engine_error)?,
-            )),
+            (ModelFormat::Gguf, ModelTask::TextGeneration) => {
+                // The engine takes the only decrypted copy (and erases it once llama.cpp has
+                // it). The `.gguf` file, not a licence beside it.
+                let gguf = files
+                    .into_files()
+                    .into_iter()
+                    .find(|(path, _)| path.ends_with(".gguf"))
+                    .map(|(_, bytes)| bytes)
+                    .unwrap_or_default();
+                Ok(Engine::Llm(LlmModel::from_gguf_owned(gguf, llm_threads).map_err(engine_error)?))
+            }
             (ModelFormat::Safetensors, ModelTask::TextGeneration) => Ok(Engine::Llm(
                 LlmModel::from_safetensors(&files.into_files()).map_err(engine_error)?,
             )),

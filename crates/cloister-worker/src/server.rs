@@ -67,6 +67,8 @@ pub struct Worker {
     pub batches: Arc<crate::batch::BatchQueue>,
     /// The model repository models are deployed from (sealed weights, signed manifests).
     pub repository: cloister_repository::Repository,
+    /// The threads each GGUF language model (online or batch) generates on.
+    pub llm_threads: std::num::NonZeroUsize,
 }
 
 /// The worker's routes.

@@ -569,6 +569,10 @@ enum Serve {
             default_value = "/usr/local/lib/cloister/libonnxruntime.so.1.31.1"
         )]
         onnxruntime: PathBuf,
+        /// The threads each GGUF language model generates on (default: every CPU the worker
+        /// may use).
+        #[arg(long, env = "CLOISTER_LLM_THREADS")]
+        llm_threads: Option<std::num::NonZeroUsize>,
     },
 }
 
@@ -1441,6 +1445,7 @@ fn run(cli: Cli) -> Result<()> {
             chunk_pause_ms,
             repository,
             onnxruntime,
+            llm_threads,
         }) => {
             let service_trust = cloister::serve_worker::service_trust(
                 &service_measurements,
@@ -1449,7 +1454,12 @@ fn run(cli: Cli) -> Result<()> {
             let authority_tls = authority_tls.tls()?;
             let gpu = tee.gpu();
             let tee = tee.choice()?;
-            tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
+            tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(log_filter())
+                .with_writer(std::io::stderr)
+                .try_init()
+                .ok();
             let options = cloister::serve_worker::WorkerOptions {
                 listen,
                 authority,
@@ -1461,6 +1471,7 @@ fn run(cli: Cli) -> Result<()> {
                 tee,
                 gpu,
                 chunk_pause: std::time::Duration::from_millis(chunk_pause_ms),
+                llm_threads: llm_threads.unwrap_or_else(cloister_engine::default_threads),
                 repository,
                 onnxruntime,
             };
@@ -1872,16 +1883,22 @@ fn demo(workdir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// `CLOISTER_LOG`, else `info` with llama.cpp's own lines (the model's metadata at every load,
+/// under the binding's targets) kept to errors.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,llama-cpp-2=error,llama_cpp_2=error")
+    })
+}
+
 /// Structured logs to `dir/cloister.log`; they never carry plaintext, keys or tokens.
 fn init_logging(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let file =
         std::fs::OpenOptions::new().create(true).append(true).open(dir.join("cloister.log"))?;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter())
         .with_writer(Arc::new(file))
         .try_init()
         .ok();

@@ -49,6 +49,8 @@ pub struct WorkerOptions {
     pub repository: Option<String>,
     /// The onnxruntime library to load (checked against the pinned SHA-256 first).
     pub onnxruntime: PathBuf,
+    /// The threads each GGUF language model generates on.
+    pub llm_threads: std::num::NonZeroUsize,
 }
 
 /// Loads the onnxruntime library at `path` for the ONNX engine: the file is read once, and the
@@ -293,6 +295,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,
+        llm_threads: options.llm_threads,
     });
 
     let listener = TcpListener::bind(&options.listen)

@@ -330,6 +330,7 @@ pub async fn start_worker_with<A: Attester + 'static>(
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,
+        llm_threads: cloister_engine::default_threads(),
     });
     let addr = listener.local_addr()?;
     let served = worker.clone();

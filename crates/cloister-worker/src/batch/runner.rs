@@ -5,6 +5,7 @@
 //! signed join names).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,9 +58,10 @@ enum Work {
 impl Work {
     /// Decodes the model (a GGUF file is a language model, anything else must be ONNX) and the
     /// data set that goes with it.
-    fn open(model: &[u8], data: &[u8]) -> Result<Work, String> {
+    fn open(model: &[u8], data: &[u8], llm_threads: NonZeroUsize) -> Result<Work, String> {
         if model.starts_with(b"GGUF") {
-            let model = LlmModel::from_gguf(model).map_err(|e| e.to_string())?;
+            let model =
+                LlmModel::from_gguf_with_threads(model, llm_threads).map_err(|e| e.to_string())?;
             let prompts = super::prompts::parse(data).map_err(|e| e.to_string())?;
             Ok(Work::Prompts { model: Box::new(model), prompts })
         } else {
@@ -177,7 +179,8 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
             receipt_input(&spec.model, InputRole::Model, &model_plain),
             receipt_input(&spec.data, InputRole::Data, &data_plain),
         ];
-        let work = Work::open(&model_plain, &data_plain).map_err(|e| check(&spec.id, e))?;
+        let work = Work::open(&model_plain, &data_plain, opening.llm_threads)
+            .map_err(|e| check(&spec.id, e))?;
         drop((model_plain, data_plain));
         Ok(Opened { work, inputs })
     })
