@@ -1,6 +1,6 @@
 //! Benchmark of confidential serving, side by side in one process on one machine: SmolLM2
 //! tokens/s through `cloister proxy` + the enclave worker (Oblivious HTTP, streamed) against the
-//! same candle model called directly; ONNX latency and throughput of the worker's engine (to
+//! same engine (llama.cpp) called directly; ONNX latency and throughput of the worker's engine (to
 //! compare with `scripts/bench-onnxruntime.py` on the same models, inputs and thread count); and
 //! the latency the encrypted online path adds to a small ONNX model.
 //!
