@@ -31,6 +31,7 @@ pub mod gguf_tokenizer;
 mod inspect;
 mod llama_cpp;
 pub mod llm;
+mod memfd;
 mod onnx;
 mod onnxruntime;
 mod predictions;

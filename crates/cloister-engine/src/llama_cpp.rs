@@ -12,12 +12,11 @@
 //! filter keeps warnings and errors only). The prompt never reaches llama.cpp as text: the
 //! engine tokenizes it itself and hands over token ids, so no llama.cpp log line can hold it.
 
-use std::fs::File;
-use std::io::Write as _;
 use std::num::NonZeroU32;
-use std::os::fd::AsRawFd as _;
 use std::sync::{Mutex, OnceLock};
 
+use super::EngineError;
+use crate::memfd::SealedFile;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -26,9 +25,6 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{LogOptions, send_logs_to_tracing};
-use rustix::fs::{MemfdFlags, SealFlags};
-
-use super::EngineError;
 
 /// Tokens handed to llama.cpp in one `decode` call while reading the prompt.
 const PROMPT_BATCH: usize = 512;
@@ -57,26 +53,14 @@ pub(crate) struct GgufModel {
 
 /// A GGUF file as a sealed anonymous in-memory file, ready for llama.cpp; the descriptor closes
 /// when it drops. Its pages are the process's memory, never a disk's.
-pub(crate) struct SealedGguf(File);
+pub(crate) struct SealedGguf(SealedFile);
 
 impl SealedGguf {
     pub(crate) fn new(bytes: &[u8]) -> Result<Self, EngineError> {
-        sealed_memfd(bytes).map(Self).map_err(|e| {
+        SealedFile::new("cloister-gguf", bytes).map(Self).map_err(|e| {
             EngineError::ModelLoad(format!("the model could not be placed in memory: {e}"))
         })
     }
-}
-
-fn sealed_memfd(bytes: &[u8]) -> std::io::Result<File> {
-    let fd =
-        rustix::fs::memfd_create("cloister-gguf", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
-    let mut file = File::from(fd);
-    file.write_all(bytes)?;
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL,
-    )?;
-    Ok(file)
 }
 
 impl GgufModel {
@@ -89,7 +73,7 @@ impl GgufModel {
             .ok()
             .filter(|t| *t > 0)
             .ok_or_else(|| EngineError::InvalidArgument(format!("{threads} threads")))?;
-        let path = format!("/proc/self/fd/{}", file.0.as_raw_fd());
+        let path = file.0.path();
         let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default());
         drop(file);
         let model = model.map_err(|e| {

@@ -93,7 +93,8 @@ const CHAT_END_TOKENS: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_
 enum Weights {
     Gguf(GgufModel),
     Full {
-        model: llama::Llama,
+        // Boxed: a llama is ten times the size of the other variant.
+        model: Box<llama::Llama>,
         /// An empty cache (rotary tables computed once), cloned for every session.
         cache: llama::Cache,
     },
@@ -445,7 +446,7 @@ impl LlmModel {
         let cache = llama::Cache::new(true, DType::F32, &config, &device)
             .map_err(load_err("the rotary tables could not be built"))?;
         Ok(Self::assemble(
-            Weights::Full { model, cache },
+            Weights::Full { model: Box::new(model), cache },
             tokenizer,
             chat_template,
             bos_token_id,

@@ -16,18 +16,16 @@
 //! `ort` never loads a library on its own (its default would be `libonnxruntime.so` from the
 //! loader's search path or `ORT_DYLIB_PATH`).
 
-use std::io::Write as _;
-use std::os::fd::AsRawFd as _;
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
-use rustix::fs::{MemfdFlags, SealFlags};
 use sha2::{Digest, Sha256};
 
 use crate::EngineError;
+use crate::memfd::SealedFile;
 use crate::onnx::{InputTensor, InputValues, NamedTensor, TensorSchema};
 
 /// The onnxruntime release the backend is built for (`ort`'s `api-31`).
@@ -72,21 +70,9 @@ pub fn onnxruntime_loaded() -> bool {
 }
 
 fn load_sealed(library: &[u8]) -> Result<Environment, String> {
-    let io = |what: &str, e: std::io::Error| format!("onnxruntime: {what}: {e}");
-    let fd = rustix::fs::memfd_create(
-        "cloister-onnxruntime",
-        MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-    )
-    .map_err(|e| io("memfd_create", e.into()))?;
-    let mut file = std::fs::File::from(fd);
-    file.write_all(library).map_err(|e| io("writing the memfd", e))?;
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::WRITE | SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL,
-    )
-    .map_err(|e| io("sealing the memfd", e.into()))?;
-    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    let builder = ort::init_from(&path).map_err(|e| format!("onnxruntime: {e}"))?;
+    let file = SealedFile::new("cloister-onnxruntime", library)
+        .map_err(|e| format!("onnxruntime: the sealed in-memory copy could not be made: {e}"))?;
+    let builder = ort::init_from(file.path()).map_err(|e| format!("onnxruntime: {e}"))?;
     // The loader keeps its own mapping of the file; the descriptor can go.
     drop(file);
     builder.with_name("cloister").build().map_err(|e| format!("onnxruntime: {e}"))
