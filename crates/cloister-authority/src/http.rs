@@ -105,6 +105,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/instances/{id}/jobs", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/instances/{id}/privacy-charges", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/instances/{id}/usage-reservations", "anyone (an enclave's signed statement)"),
+    ("POST", "/v1/instances/{id}/request-reservations", "anyone (an enclave's signed statement)"),
     ("POST", "/v1/datasets", "anyone (an owner's signed statement)"),
     ("POST", "/v1/grants/revoke", "anyone (an owner's signed statement)"),
     ("POST", "/v1/keys", "tenant"),
@@ -174,6 +175,7 @@ pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
         .route("/v1/instances/{id}/jobs", post(record_job))
         .route("/v1/instances/{id}/privacy-charges", post(charge_privacy))
         .route("/v1/instances/{id}/usage-reservations", post(reserve_usage))
+        .route("/v1/instances/{id}/request-reservations", post(reserve_requests))
         .route("/v1/datasets", post(register_dataset))
         .route("/v1/grants/revoke", post(revoke_grant))
         .route("/v1/keys", post(register_key).get(list_keys))
@@ -546,6 +548,15 @@ async fn reserve_usage(
 ) -> ApiResult<Json<SignedAnswer>> {
     let (request, digest) = json_body::<RecordJob>(&body)?;
     Ok(Json(service.reserve_usage(&id, &request, &digest, now()).await?))
+}
+
+async fn reserve_requests(
+    State(service): State<Shared>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<SignedAnswer>> {
+    let (request, digest) = json_body::<RecordJob>(&body)?;
+    Ok(Json(service.reserve_requests(&id, &request, &digest, now()).await?))
 }
 
 async fn register_dataset(

@@ -87,7 +87,8 @@ impl RouteClass {
                 "POST",
                 "/v1/instances/{id}/jobs"
                 | "/v1/instances/{id}/privacy-charges"
-                | "/v1/instances/{id}/usage-reservations",
+                | "/v1/instances/{id}/usage-reservations"
+                | "/v1/instances/{id}/request-reservations",
             ) => RouteClass::Enclave,
             (
                 "GET",

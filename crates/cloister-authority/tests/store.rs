@@ -141,6 +141,7 @@ suite!(
     restart_loses_nothing,
     privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas,
     usage_reservations_never_pass_the_quota_across_replicas,
+    request_allowances_refill_at_their_rate_across_replicas,
     grant_revocations_are_kept_once,
 );
 
@@ -830,6 +831,52 @@ async fn usage_reservations_never_pass_the_quota_across_replicas(db: &TestDb) {
         store.reserve_usage("in_1", "owner", "m@1", "req", 5, 50, 2).await.expect("store"),
         (0, 100)
     );
+}
+
+async fn request_allowances_refill_at_their_rate_across_replicas(db: &TestDb) {
+    let replicas = [db.open().await, db.open().await];
+    // 30 a minute, full when first used: 24 takers of 3 at second 100 over two replicas get
+    // exactly the 30 in the bucket.
+    let mut tasks = Vec::new();
+    for replica in replicas.iter().cycle().take(24) {
+        let s = replica.clone();
+        tasks.push(tokio::spawn(async move {
+            s.reserve_requests("in_1", "owner", "m@1", "req", 3, 30, 100).await.expect("reserve")
+        }));
+    }
+    let mut granted = 0;
+    for task in tasks {
+        let g = task.await.expect("join");
+        assert!(g <= 3, "granted {g}");
+        granted += g;
+    }
+    assert_eq!(granted, 30, "the bucket is granted exactly, never more");
+    let store = &replicas[1];
+    // Empty now; 10 s later a sixth of a minute's rate is back, and no more.
+    assert_eq!(
+        store.reserve_requests("in_1", "owner", "m@1", "req", 3, 30, 100).await.expect("store"),
+        0
+    );
+    assert_eq!(
+        store.reserve_requests("in_1", "owner", "m@1", "req", 30, 30, 110).await.expect("store"),
+        5
+    );
+    assert_eq!(
+        store.reserve_requests("in_1", "owner", "m@1", "req", 30, 30, 110).await.expect("store"),
+        0
+    );
+    // A clock that goes back grants nothing new.
+    assert_eq!(
+        store.reserve_requests("in_1", "owner", "m@1", "req", 30, 30, 50).await.expect("store"),
+        0
+    );
+    // Meters are separate: another instance, model or requester starts full.
+    for (instance, model, requester) in
+        [("in_2", "m@1", "req"), ("in_1", "m@2", "req"), ("in_1", "m@1", "other")]
+    {
+        let got = store.reserve_requests(instance, "owner", model, requester, 4, 30, 110).await;
+        assert_eq!(got.expect("store"), 4, "{instance} {model} {requester}");
+    }
 }
 
 async fn grant_revocations_are_kept_once(db: &TestDb) {

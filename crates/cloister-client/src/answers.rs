@@ -188,6 +188,33 @@ impl ServiceChannel {
         }
     }
 
+    /// Takes requests from a requester's per-minute allowance (`statement`, a
+    /// `RequestReservation` signed by the receipt key, for `meter`); returns how many were
+    /// granted (possibly 0) once the signed answer says so for this meter and no more than
+    /// `asked`.
+    pub async fn reserve_requests(
+        &self,
+        ear: &str,
+        statement: &str,
+        meter: &UsageMeter,
+        asked: u32,
+    ) -> Result<VerifiedAnswer<u32>, ClientError> {
+        let url = format!("{}/request-reservations", self.client.prefix());
+        let (verified, _) = self.statement(&url, ear, statement).await?;
+        match verified.answer {
+            Answer::RequestsReserved { meter: reserved, granted }
+                if &reserved == meter && granted <= asked =>
+            {
+                Ok(VerifiedAnswer {
+                    answer: granted,
+                    service_time: verified.service_time,
+                    checkpoint: verified.checkpoint,
+                })
+            }
+            _ => Err(forged(&url, "the answer is not a request reservation on this meter")),
+        }
+    }
+
     /// Posts an enclave statement with a fresh nonce and verifies the signed answer.
     async fn statement(
         &self,

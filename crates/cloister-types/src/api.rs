@@ -123,6 +123,14 @@ pub enum Answer {
         /// Tokens reserved on this meter so far, by every enclave, this grant included.
         reserved_total: u64,
     },
+    /// Requests taken from a requester's per-minute allowance for an online enclave
+    /// ([`RequestReservation`]).
+    RequestsReserved {
+        /// The reservation's meter, as the statement named it.
+        meter: UsageMeter,
+        /// Requests granted now: what was asked, or what the allowance holds (possibly 0).
+        granted: u32,
+    },
 }
 
 /// Which count a reservation goes to: one requester of one model version of one owner.
@@ -150,6 +158,22 @@ pub struct UsageReservation {
     pub tokens: u64,
     /// The requester's quota, as the owner's signed serving policy sets it.
     pub quota: u64,
+}
+
+/// What an online enclave signs (with its receipt key) to take `requests` from a requester's
+/// per-minute allowance before it admits them. The allowance is a token bucket kept at the
+/// attestation service (capacity `per_minute`, refilled at `per_minute` a minute), shared by every
+/// enclave of the instance: a worker restart, or a second worker, does not hand the requester a
+/// fresh minute. Requests taken but not used when an enclave ends count as used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestReservation {
+    /// The count it goes to.
+    pub meter: UsageMeter,
+    /// Requests asked for (1 to `per_minute`).
+    pub requests: u32,
+    /// The requester's rate, as the owner's signed serving policy sets it.
+    pub per_minute: u32,
 }
 
 /// The body of an enclave-facing answer: a [`ServiceAnswer`] as a compact JWS.

@@ -1331,6 +1331,8 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
     assert!(err.to_string().contains("attests a device's key"), "{err}");
     let err = service.reserve_usage(&instance, &statement, &[0; 32], now).await.unwrap_err();
     assert!(err.to_string().contains("attests a device's key"), "{err}");
+    let err = service.reserve_requests(&instance, &statement, &[0; 32], now).await.unwrap_err();
+    assert!(err.to_string().contains("attests a device's key"), "{err}");
     let err = service.charge_privacy(&instance, &statement, &[0; 32], now).await.unwrap_err();
     assert!(err.to_string().contains("attests a device's key"), "{err}");
 

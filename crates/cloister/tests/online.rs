@@ -432,6 +432,10 @@ async fn online_inference_is_encrypted_authorized_and_limited() {
     let one = infer_body("classifier-metered", 1);
     let again = call(&fresh, key, "POST", "/v1/infer", &one).await;
     assert_eq!((again.status, error_code(&again).as_str()), (429, "insufficient_quota"));
+    // So is the per-minute allowance: the restarted worker (or a second one) does not refill it.
+    restarted.worker.catalog.insert(classifier(&bed, "classifier-slow", 2, None)).unwrap();
+    let limited = call(&fresh, key, "POST", "/v1/infer", &slow).await;
+    assert_eq!((limited.status, error_code(&limited).as_str()), (429, "rate_limit_exceeded"));
     drop(restarted);
 
     // A language model's token quota (5): the first answer is cut to it, the next is refused.

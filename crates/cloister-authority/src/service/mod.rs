@@ -20,8 +20,8 @@ use cloister_types::api::{
     Answer, AttestRequest, AttestResponse, ChallengeResponse, CheckpointRef, DatasetRegistered,
     DatasetRegistration, GrantRevocation, GrantRevoked, InstanceInfo, JobAuthorized,
     KeyReleaseRequest, KeyReleaseResponse, PrivacyChargeOutcome, PrivacyChargeStatement, RecordJob,
-    RegisterDataset, RevokeGrant, SERVICE_KEY_FIELD, ServiceAnswer, ServiceKeyDocument,
-    SignedAnswer, UsageReservation,
+    RegisterDataset, RequestReservation, RevokeGrant, SERVICE_KEY_FIELD, ServiceAnswer,
+    ServiceKeyDocument, SignedAnswer, UsageMeter, UsageReservation,
 };
 use cloister_types::manage::{
     AuditRecordView, CreateInstance, CreateTenant, InstanceView, KeyView, PolicySpec,

@@ -1,5 +1,6 @@
-//! Online inference quotas: attested enclaves reserve tokens of a requester's quota here, where
-//! the compute provider cannot reset the count by restarting its worker.
+//! Online inference quotas and rate limits: attested enclaves reserve tokens of a requester's
+//! quota, and take requests from its per-minute allowance, here, where the compute provider
+//! cannot reset the count by restarting its worker or running more of them.
 
 use super::*;
 
@@ -24,17 +25,7 @@ impl Service {
             .enclave_statement::<UsageReservation>(id, request, "usage reservation", now)
             .await?;
         let meter = &statement.meter;
-        for (what, value) in [
-            ("model_owner", &meter.model_owner),
-            ("model", &meter.model),
-            ("requester", &meter.requester),
-        ] {
-            if value.is_empty() || value.len() > MAX_METER_FIELD {
-                return Err(ServiceError::BadRequest(format!(
-                    "the reservation's {what} must be 1 to {MAX_METER_FIELD} bytes"
-                )));
-            }
-        }
+        check_meter(meter)?;
         let as_i64 = |what: &str, n: u64| {
             i64::try_from(n).map_err(|_| {
                 ServiceError::BadRequest(format!("the reservation's {what} is too large"))
@@ -62,4 +53,62 @@ impl Service {
         let checkpoint = self.checkpoint_ref().await?;
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }
+
+    /// Takes requests from a requester's per-minute allowance for an online enclave attested by
+    /// instance `id`: the statement ([`RequestReservation`]) must be signed by the receipt key
+    /// bound in the enclave's EAR token, which must verify with the instance's keys. The
+    /// allowance is a token bucket per meter (capacity and rate `per_minute`) shared by every
+    /// enclave of the instance; grants what was asked or what the bucket holds (possibly 0). The
+    /// answer is signed ([`Answer::RequestsReserved`]) and bound to the request.
+    pub async fn reserve_requests(
+        &self,
+        id: &str,
+        request: &RecordJob,
+        request_sha256: &[u8; 32],
+        now: i64,
+    ) -> Result<SignedAnswer> {
+        let (_, _, statement) = self
+            .enclave_statement::<RequestReservation>(id, request, "request reservation", now)
+            .await?;
+        check_meter(&statement.meter)?;
+        if statement.per_minute == 0 || !(1..=statement.per_minute).contains(&statement.requests) {
+            return Err(ServiceError::BadRequest(format!(
+                "the reservation asks for {} requests of {} a minute: it must ask for 1 to \
+                 per_minute, and per_minute must be at least 1",
+                statement.requests, statement.per_minute
+            )));
+        }
+        let meter = &statement.meter;
+        let granted = self
+            .store
+            .reserve_requests(
+                id,
+                &meter.model_owner,
+                &meter.model,
+                &meter.requester,
+                statement.requests,
+                statement.per_minute,
+                now,
+            )
+            .await?;
+        let answer = Answer::RequestsReserved { meter: statement.meter, granted };
+        let checkpoint = self.checkpoint_ref().await?;
+        Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
+    }
+}
+
+/// A meter's fields are 1 to [`MAX_METER_FIELD`] bytes each.
+fn check_meter(meter: &UsageMeter) -> Result<()> {
+    for (what, value) in [
+        ("model_owner", &meter.model_owner),
+        ("model", &meter.model),
+        ("requester", &meter.requester),
+    ] {
+        if value.is_empty() || value.len() > MAX_METER_FIELD {
+            return Err(ServiceError::BadRequest(format!(
+                "the reservation's {what} must be 1 to {MAX_METER_FIELD} bytes"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -345,6 +345,22 @@ pub struct ConsumedNonce {
 }
 
 /// A stored Rényi DP curve (`NULL`: the job trained without DP noise).
+/// A token bucket holding `available` thousandths of a request, last refilled at `refilled_at`,
+/// refilled at `per_minute` requests a minute up to `capacity` thousandths, at `now`. A clock
+/// that went back refills nothing and keeps the later time; fractions of a thousandth are lost,
+/// never granted.
+fn refill(
+    available: i64,
+    refilled_at: i64,
+    capacity: i64,
+    per_minute: u32,
+    now: i64,
+) -> (i64, i64) {
+    let elapsed = now.saturating_sub(refilled_at).max(0);
+    let added = elapsed.saturating_mul(i64::from(per_minute)).saturating_mul(1000) / 60;
+    (available.saturating_add(added).min(capacity), refilled_at.max(now))
+}
+
 fn parse_rdp(json: Option<&str>) -> Result<Option<Vec<f64>>, StoreError> {
     json.map(serde_json::from_str::<Vec<f64>>)
         .transpose()
@@ -1483,6 +1499,72 @@ impl Store {
         Ok(reserved)
     }
 
+    /// Takes up to `requests` from the per-minute allowance of one requester of one model
+    /// (a token bucket of capacity `per_minute`, refilled at `per_minute` a minute, full when
+    /// first used) at `now` (unix seconds); returns how many were granted (0 when the bucket
+    /// holds less than one). Atomic across replicas: the row is locked for the transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_requests(
+        &self,
+        instance_id: &str,
+        model_owner: &str,
+        model: &str,
+        requester: &str,
+        requests: u32,
+        per_minute: u32,
+        now: i64,
+    ) -> Result<u32, StoreError> {
+        let capacity = i64::from(per_minute) * 1000;
+        let granted = in_write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO request_allowances (instance_id, model_owner, model, requester, \
+                 available_milli, refilled_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (instance_id, model_owner, model, requester) DO NOTHING",
+            )
+            .bind(instance_id)
+            .bind(model_owner)
+            .bind(model)
+            .bind(requester)
+            .bind(capacity)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            // A write first: on Postgres it locks the row for the rest of the transaction.
+            let (available, refilled_at) = sqlx::query_as::<_, (i64, i64)>(
+                "UPDATE request_allowances SET refilled_at = refilled_at WHERE instance_id = $1 \
+                 AND model_owner = $2 AND model = $3 AND requester = $4 \
+                 RETURNING available_milli, refilled_at",
+            )
+            .bind(instance_id)
+            .bind(model_owner)
+            .bind(model)
+            .bind(requester)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+            let (available, refilled_at) =
+                refill(available, refilled_at, capacity, per_minute, now);
+            let granted =
+                u32::try_from((available / 1000).max(0)).unwrap_or(u32::MAX).min(requests);
+            sqlx::query(
+                "UPDATE request_allowances SET available_milli = $5, refilled_at = $6 \
+                 WHERE instance_id = $1 AND model_owner = $2 AND model = $3 AND requester = $4",
+            )
+            .bind(instance_id)
+            .bind(model_owner)
+            .bind(model)
+            .bind(requester)
+            .bind(available - i64::from(granted) * 1000)
+            .bind(refilled_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            granted
+        });
+        Ok(granted)
+    }
+
     /// When `owner` revoked its grants for job `job_digest` (lowercase hex), if it did.
     pub async fn grant_revoked_at(
         &self,
@@ -1725,7 +1807,22 @@ fn same_instance(instance_id: &str, what: &str, row_instance_id: &str) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, refill};
+
+    #[test]
+    fn a_request_bucket_refills_at_its_rate_up_to_its_capacity() {
+        // 2 a minute: empty at 100, one request's worth 30 s later, never more than 2.
+        assert_eq!(refill(0, 100, 2000, 2, 100), (0, 100));
+        assert_eq!(refill(0, 100, 2000, 2, 130), (1000, 130));
+        assert_eq!(refill(0, 100, 2000, 2, 10_000), (2000, 10_000));
+        // A clock that went back refills nothing and keeps the later time.
+        assert_eq!(refill(500, 100, 2000, 2, 40), (500, 100));
+        // A lowered rate caps what is there.
+        assert_eq!(refill(60_000, 100, 2000, 2, 100), (2000, 100));
+        // Fractions are lost, never granted: 1 s at 2 a minute is 33 thousandths.
+        assert_eq!(refill(0, 0, 2000, 2, 1), (33, 1));
+        assert_eq!(refill(0, 0, i64::MAX, u32::MAX, i64::MAX), (i64::MAX / 60, i64::MAX));
+    }
 
     #[test]
     fn redact_drops_passwords_and_keeps_the_rest() {

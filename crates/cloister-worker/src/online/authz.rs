@@ -1,6 +1,6 @@
 //! Who may ask what: the requester's signed authorization of each inner request (method, path,
 //! body digest, a fresh id, a short validity), the model owner's serving policy with its
-//! per-requester rate limit (token bucket) and token quota, and refusal of replays — checked
+//! per-requester rate limit and token quota, and refusal of replays — checked
 //! after the policy admitted the requester, so that requesters the policy does not list cannot
 //! fill the set of seen ids.
 //!
@@ -11,17 +11,21 @@
 //! Token quotas are counted at the attestation service, which the host cannot reset: before
 //! serving tokens the enclave reserves them there ([`Admission::reserve`], in blocks), and an
 //! answer whose size is known only afterwards leaves once its tokens are reserved
-//! ([`Admission::settle`]). Tokens reserved by an enclave that ends unused count as used. The
-//! per-minute buckets stay in memory: a restart refills them once.
+//! ([`Admission::settle`]). Tokens reserved by an enclave that ends unused count as used.
+//!
+//! Rate limits are counted there too, for the same reason (and so that two workers share one
+//! allowance): the per-minute token bucket lives at the service, and the enclave takes requests
+//! from it in small blocks (a twelfth of a minute's allowance, at least one) before admitting
+//! them ([`admit`]). Requests taken by an enclave that ends unused count as used.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloister_sign::{VerifyingKey, unix_now};
-use cloister_types::api::{UsageMeter, UsageReservation};
+use cloister_types::api::{RequestReservation, UsageMeter, UsageReservation};
 use cloister_types::online::{AUTHORIZATION_SCHEME, InferenceAuthorization};
 use sha2::{Digest, Sha256};
 
@@ -52,19 +56,17 @@ impl Requester {
     }
 }
 
-/// Rate buckets, quota counters and seen request ids.
+/// Requests and tokens reserved at the attestation service, and seen request ids.
 #[derive(Debug, Default)]
 pub struct Limits {
     allowances: Mutex<HashMap<(String, String), Allowance>>,
     seen: Mutex<HashMap<[u8; 32], u64>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Allowance {
-    /// Requests available now (token bucket).
-    bucket: f64,
-    /// When the bucket was last refilled.
-    refilled: Instant,
+    /// Requests taken from the service's per-minute allowance and not yet admitted.
+    requests: u32,
     /// Tokens consumed so far by this enclave.
     used: u64,
     /// Tokens this enclave reserved at the attestation service.
@@ -263,14 +265,16 @@ impl Admission {
 }
 
 /// Looks up `model` and admits the request if the owner's policy lists the requester for this
-/// version, a request is left in its per-minute bucket, its token quota is not used up and its
-/// id was not seen before ([`check_fresh`], only then).
-pub fn admit(
-    catalog: &Catalog,
+/// version, its token quota is not used up, a request is left in its per-minute allowance (taken
+/// from the attestation service in blocks) and its id was not seen before ([`check_fresh`], only
+/// then).
+pub async fn admit(
+    worker: &Worker,
     requester: &Requester,
     model: &str,
     at: u64,
 ) -> Result<Admission, OnlineError> {
+    let catalog = &worker.catalog;
     let loaded = catalog.get(model).ok_or_else(|| OnlineError::ModelNotFound(model.to_owned()))?;
     let id = loaded.id();
     let limits = limits_for(&loaded, requester).ok_or_else(|| OnlineError::NotPermitted {
@@ -280,37 +284,79 @@ pub fn admit(
     let key = (id.clone(), requester.key.clone());
     let per_minute = limits.requests_per_minute;
     let quota = limits.token_quota;
-    let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    let allowance = allowances.entry(key.clone()).or_insert_with(|| Allowance {
-        bucket: f64::from(per_minute),
-        refilled: now,
-        used: 0,
-        leased: 0,
-    });
-    let elapsed = now.duration_since(allowance.refilled).as_secs_f64();
-    allowance.bucket =
-        (allowance.bucket + elapsed * f64::from(per_minute) / 60.0).min(f64::from(per_minute));
-    allowance.refilled = now;
-    if let Some(quota) = quota
-        && allowance.used >= quota
-    {
-        return Err(OnlineError::QuotaExhausted { model: id, quota, used: allowance.used });
-    }
-    if allowance.bucket < 1.0 {
-        return Err(OnlineError::RateLimited { model: id, per_minute });
-    }
-    drop(allowances);
-    check_fresh(catalog, requester, at)?;
-    let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(allowance) = allowances.get_mut(&key) {
-        allowance.bucket -= 1.0;
-    }
-    drop(allowances);
     let meter = UsageMeter {
         model_owner: loaded.serving_policy().owner().to_owned(),
         model: key.0.clone(),
         requester: key.1.clone(),
     };
+    if let Some(quota) = quota {
+        let used = with_allowance(catalog, &key, |a| a.used);
+        if used >= quota {
+            return Err(OnlineError::QuotaExhausted { model: id, quota, used });
+        }
+    }
+    let rate_limited = || OnlineError::RateLimited { model: id.clone(), per_minute };
+    if per_minute == 0 {
+        return Err(rate_limited());
+    }
+    if !with_allowance(catalog, &key, take_request) {
+        let granted = lease_requests(worker, &meter, per_minute).await?;
+        with_allowance(catalog, &key, |a| a.requests = a.requests.saturating_add(granted));
+        if !with_allowance(catalog, &key, take_request) {
+            return Err(rate_limited());
+        }
+    }
+    if let Err(replayed) = check_fresh(catalog, requester, at) {
+        // A replay is refused before it is counted: the request it took goes back.
+        with_allowance(catalog, &key, |a| a.requests = a.requests.saturating_add(1));
+        return Err(replayed);
+    }
     Ok(Admission { model: loaded, key, quota, meter })
+}
+
+/// Runs `f` on the allowance of `key` (created empty on first use).
+fn with_allowance<T>(
+    catalog: &Catalog,
+    key: &(String, String),
+    f: impl FnOnce(&mut Allowance) -> T,
+) -> T {
+    let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
+    f(allowances.entry(key.clone()).or_default())
+}
+
+/// Takes one request this enclave holds, if it holds one.
+fn take_request(allowance: &mut Allowance) -> bool {
+    match allowance.requests.checked_sub(1) {
+        Some(left) => {
+            allowance.requests = left;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Takes a block of requests from the requester's per-minute allowance at the attestation
+/// service: a twelfth of a minute's worth (at least one, at most 1,000), so that an enclave that
+/// ends unexpectedly loses at most five seconds of the requester's rate. Returns how many were
+/// granted (0 when the allowance is spent).
+async fn lease_requests(
+    worker: &Worker,
+    meter: &UsageMeter,
+    per_minute: u32,
+) -> Result<u32, OnlineError> {
+    let block = (per_minute / 12).clamp(1, 1000);
+    let statement = RequestReservation { meter: meter.clone(), requests: block, per_minute };
+    let unavailable =
+        |reason: String| OnlineError::QuotaUnavailable { model: meter.model.clone(), reason };
+    let signed = worker
+        .identity
+        .receipt_key()
+        .sign("request reservation", &statement, unix_now(), RESERVATION_VALIDITY)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let reserved = worker
+        .service
+        .reserve_requests(&worker.identity.ear(), &signed, meter, block)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(reserved.answer)
 }

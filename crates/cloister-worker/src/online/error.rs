@@ -59,10 +59,11 @@ pub enum OnlineError {
         /// Used so far.
         used: u64,
     },
-    /// The attestation service, which keeps the quota counts, could not reserve tokens.
+    /// The attestation service, which keeps the quota and rate counts, could not reserve
+    /// tokens or requests.
     #[error(
-        "the token quota of model {model} could not be checked with the attestation service \
-         ({reason}); retry later"
+        "the token quota or rate limit of model {model} could not be checked with the \
+         attestation service ({reason}); retry later"
     )]
     QuotaUnavailable {
         /// `name@version`.
