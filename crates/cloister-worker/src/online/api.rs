@@ -133,7 +133,7 @@ async fn infer(
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, OnlineError> {
     let request: InferRequest = parse_body(&body)?;
-    let admission = authz::admit(worker, &requester, &request.model, unix_now()).await?;
+    let admission = authz::admit(&worker, &requester, &request.model, unix_now()).await?;
     let model = admission.model().clone();
     let Engine::Onnx(onnx) = model.engine() else {
         return Err(OnlineError::WrongEndpoint {

@@ -87,7 +87,7 @@ pub(crate) async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, OnlineError> {
     let request: ChatRequest = parse_body(&body)?;
-    let admission = authz::admit(worker, &requester, &request.model, unix_now()).await?;
+    let admission = authz::admit(&worker, &requester, &request.model, unix_now()).await?;
     let model = admission.model().clone();
     if !matches!(model.engine(), Engine::Llm(_)) {
         return Err(OnlineError::WrongEndpoint {
@@ -257,7 +257,7 @@ pub(crate) async fn embeddings(
             )));
         }
     };
-    let admission = authz::admit(worker, &requester, &request.model, unix_now()).await?;
+    let admission = authz::admit(&worker, &requester, &request.model, unix_now()).await?;
     let model = admission.model().clone();
     if !matches!(model.engine(), Engine::Embedder(_)) {
         return Err(OnlineError::WrongEndpoint {
