@@ -302,7 +302,9 @@ pub(crate) fn sec1_key(point: &[u8]) -> Option<PublicKey> {
 /// The SEC1 uncompressed encoding of an EC key (empty for RSA, which is never a CPAK, RAK or IAK).
 pub(crate) fn sec1_point(key: &PublicKey) -> Vec<u8> {
     match key {
-        PublicKey::P256(key) | PublicKey::P384(key) => key.sec1_uncompressed().to_vec(),
+        PublicKey::P256(key) | PublicKey::P384(key) | PublicKey::P521(key) => {
+            key.sec1_uncompressed().to_vec()
+        }
         PublicKey::Rsa(_) => Vec::new(),
     }
 }

@@ -58,7 +58,7 @@ use crate::cca::token::{
 };
 use crate::error::VerifyError;
 use crate::inputs::Inputs;
-use crate::x509::{Cert, CertError, PublicKey};
+use crate::x509::{Cert, CertError, Curve, EcPublicKey, PublicKey};
 
 /// The collection key of the CVM token.
 const CVM_TOKEN_KEY: u64 = 44241;
@@ -199,9 +199,8 @@ struct Parsed {
 /// A key a virtCCA token is signed with.
 enum SigningKey {
     Rsa(rsa::PublicKey),
-    /// P-256 or P-384.
+    /// P-256, P-384 or P-521 (never RSA: that is [`SigningKey::Rsa`]).
     Ec(PublicKey),
-    P521(Box<p521::ecdsa::VerifyingKey>),
 }
 
 /// What was established about the platform.
@@ -293,7 +292,7 @@ fn parse(evidence: &[u8]) -> Result<Parsed, VirtCcaError> {
 /// The RAK: an RSA SubjectPublicKeyInfo (DER) or a SEC1 uncompressed P-521 point.
 fn parse_rak(bytes: &[u8]) -> Result<(SigningKey, &'static str), VirtCcaError> {
     if bytes.first() == Some(&0x04) {
-        let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(bytes).map_err(|_| {
+        let key = EcPublicKey::from_sec1(Curve::P521, bytes).ok_or_else(|| {
             VirtCcaError::RealmKey(format!(
                 "{} bytes is not a SEC1 uncompressed point on P-521",
                 bytes.len()
@@ -302,7 +301,7 @@ fn parse_rak(bytes: &[u8]) -> Result<(SigningKey, &'static str), VirtCcaError> {
         if bytes.len() != 133 {
             return Err(VirtCcaError::RealmKey("the P-521 point is not uncompressed".into()));
         }
-        return Ok((SigningKey::P521(Box::new(key)), "sec1-p521"));
+        return Ok((SigningKey::Ec(PublicKey::P521(key)), "sec1-p521"));
     }
     match spki_key(bytes).map_err(VirtCcaError::RealmKey)? {
         key @ SigningKey::Rsa(_) => Ok((key, "rsa-spki")),
@@ -315,7 +314,6 @@ fn parse_rak(bytes: &[u8]) -> Result<(SigningKey, &'static str), VirtCcaError> {
 
 /// A key from a DER SubjectPublicKeyInfo: RSA (at least 2048 bits), P-256, P-384 or P-521.
 fn spki_key(der: &[u8]) -> Result<SigningKey, String> {
-    use der::Decode as _;
     use rsa::traits::PublicKeyParts as _;
     let key = match PublicKey::from_spki_der(der) {
         Ok(PublicKey::Rsa(key)) => {
@@ -326,24 +324,8 @@ fn spki_key(der: &[u8]) -> Result<SigningKey, String> {
             SigningKey::Rsa(key)
         }
         Ok(key) => SigningKey::Ec(key),
-        Err(reason) => {
-            let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
-                .map_err(|e| format!("not a DER SubjectPublicKeyInfo: {e}"))?;
-            let curve = spki
-                .algorithm
-                .parameters
-                .and_then(|p| p.decode_as::<der::oid::ObjectIdentifier>().ok())
-                .map(|oid| oid.to_string());
-            if spki.algorithm.oid.to_string() != "1.2.840.10045.2.1"
-                || curve.as_deref() != Some("1.3.132.0.35")
-            {
-                return Err(format!("unsupported key: {reason}"));
-            }
-            let point = spki.subject_public_key.raw_bytes();
-            let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                .map_err(|_| "the P-521 public key is not a valid point".to_owned())?;
-            SigningKey::P521(Box::new(key))
-        }
+        Err(reason) if reason.starts_with("P-521") => return Err(format!("the {reason}")),
+        Err(reason) => return Err(format!("unsupported key: {reason}")),
     };
     Ok(key)
 }
@@ -360,8 +342,8 @@ fn key_kind(key: &SigningKey) -> &'static str {
         SigningKey::Rsa(_) => "RSA",
         SigningKey::Ec(PublicKey::P256(_)) => "P-256",
         SigningKey::Ec(PublicKey::P384(_)) => "P-384",
+        SigningKey::Ec(PublicKey::P521(_)) => "P-521",
         SigningKey::Ec(PublicKey::Rsa(_)) => "RSA",
-        SigningKey::P521(_) => "P-521",
     }
 }
 
@@ -372,7 +354,7 @@ fn key_fits(key: &SigningKey, alg: CoseAlg) -> bool {
         (key, alg),
         (SigningKey::Ec(PublicKey::P256(_)), CoseAlg::Es256)
             | (SigningKey::Ec(PublicKey::P384(_)), CoseAlg::Es384)
-            | (SigningKey::P521(_), CoseAlg::Es512)
+            | (SigningKey::Ec(PublicKey::P521(_)), CoseAlg::Es512)
             | (SigningKey::Rsa(_), CoseAlg::Ps256 | CoseAlg::Ps384 | CoseAlg::Ps512)
     )
 }
@@ -383,11 +365,6 @@ fn signature_ok(token: &SignedToken, key: &SigningKey) -> bool {
     use rsa::signature::Verifier as _;
     let verify = |signature: &[u8], data: &[u8]| -> Result<(), ()> {
         match (key, token.alg) {
-            (SigningKey::Ec(_), CoseAlg::Es256 | CoseAlg::Es384) => Err(()),
-            (SigningKey::P521(key), CoseAlg::Es512) => {
-                let signature = p521::ecdsa::Signature::from_slice(signature).map_err(|_| ())?;
-                key.verify(data, &signature).map_err(|_| ())
-            }
             (SigningKey::Rsa(key), CoseAlg::Ps256) => {
                 let signature = rsa::pss::Signature::try_from(signature).map_err(|_| ())?;
                 rsa::pss::VerifyingKey::<sha2::Sha256>::new(key.clone())
@@ -410,7 +387,7 @@ fn signature_ok(token: &SignedToken, key: &SigningKey) -> bool {
         }
     };
     match key {
-        // P-256 and P-384 go through the CCA driver's check (fixed-size r || s).
+        // P-256, P-384 and P-521 go through the CCA driver's check (fixed-size r || s).
         SigningKey::Ec(ec) => key_fits(key, token.alg) && crate::cca::signature_ok(token, ec),
         _ => key_fits(key, token.alg) && token.sign1.verify_signature(b"", verify).is_ok(),
     }

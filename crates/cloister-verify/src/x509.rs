@@ -30,6 +30,9 @@ pub enum PublicKey {
     P256(EcPublicKey),
     /// ECDSA over NIST P-384 (the key's curve is [`Curve::P384`]).
     P384(EcPublicKey),
+    /// ECDSA over NIST P-521 (the key's curve is [`Curve::P521`]). COSE ES512 keys (PSA IAKs,
+    /// CCA CPAKs, virtCCA RAKs and AIKs); X.509 signatures by such a key are not supported.
+    P521(EcPublicKey),
     /// RSA (PKCS#1 v1.5 or PSS signatures).
     Rsa(rsa::PublicKey),
 }
@@ -504,8 +507,8 @@ impl SignatureAlgorithm {
 pub struct BadSignature;
 
 impl PublicKey {
-    /// Parses a DER SubjectPublicKeyInfo (EC P-256, EC P-384 or RSA); the error says what is
-    /// unsupported.
+    /// Parses a DER SubjectPublicKeyInfo (EC P-256, P-384 or P-521, or RSA); the error says what
+    /// is unsupported.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
         let spki = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| e.to_string())?;
         let key_bytes = spki.subject_public_key.raw_bytes();
@@ -524,6 +527,9 @@ impl PublicKey {
                     "1.3.132.0.34" => EcPublicKey::from_sec1(Curve::P384, key_bytes)
                         .map(Self::P384)
                         .ok_or_else(|| "P-384 public key is not a valid point".to_owned()),
+                    "1.3.132.0.35" => EcPublicKey::from_sec1(Curve::P521, key_bytes)
+                        .map(Self::P521)
+                        .ok_or_else(|| "P-521 public key is not a valid point".to_owned()),
                     other => Err(format!("elliptic curve {other}")),
                 }
             }
@@ -547,8 +553,10 @@ impl PublicKey {
     ) -> Result<(), BadSignature> {
         use SignatureAlgorithm as A;
         match (self, algorithm) {
+            // X.509 chains signed by P-521 keys are not supported (no vendor chain uses them).
             (Self::P256(_) | Self::P384(_), A::EcdsaSha256 | A::EcdsaSha384) => {
-                self.verify_ecdsa(algorithm == A::EcdsaSha384, message, signature, false)
+                let hash = if algorithm == A::EcdsaSha384 { Hash::Sha384 } else { Hash::Sha256 };
+                self.verify_ecdsa(hash, Encoding::Der, message, signature)
             }
             (Self::Rsa(key), A::RsaPssSha384) => {
                 use rsa::signature::Verifier as _;
@@ -592,7 +600,18 @@ impl PublicKey {
         message: &[u8],
         r_s: &[u8],
     ) -> Result<(), BadSignature> {
-        self.verify_ecdsa(sha384, message, r_s, true)
+        self.verify_ecdsa_fixed(if sha384 { Hash::Sha384 } else { Hash::Sha256 }, message, r_s)
+    }
+
+    /// Verifies a fixed-size big-endian `r || s` ECDSA signature over `message` hashed with
+    /// `hash` (COSE ES256/ES384/ES512 name the hash with the curve).
+    pub(crate) fn verify_ecdsa_fixed(
+        &self,
+        hash: Hash,
+        message: &[u8],
+        r_s: &[u8],
+    ) -> Result<(), BadSignature> {
+        self.verify_ecdsa(hash, Encoding::Fixed, message, r_s)
     }
 
     /// [`PublicKey::verify_ecdsa_raw`] for a signature over platform material that repeats
@@ -605,8 +624,19 @@ impl PublicKey {
         message: &[u8],
         r_s: &[u8],
     ) -> Result<(), BadSignature> {
+        let hash = if sha384 { Hash::Sha384 } else { Hash::Sha256 };
+        self.verify_ecdsa_fixed_remembered(hash, message, r_s)
+    }
+
+    /// [`PublicKey::verify_ecdsa_raw_remembered`] with the hash named.
+    pub(crate) fn verify_ecdsa_fixed_remembered(
+        &self,
+        hash: Hash,
+        message: &[u8],
+        r_s: &[u8],
+    ) -> Result<(), BadSignature> {
         let key = match self {
-            Self::P256(key) | Self::P384(key) => key,
+            Self::P256(key) | Self::P384(key) | Self::P521(key) => key,
             Self::Rsa(_) => return Err(BadSignature),
         };
         let mut hasher = Sha256::new();
@@ -616,14 +646,19 @@ impl PublicKey {
         };
         part(b"cloister-ecdsa-fixed-v1");
         part(key.sec1_uncompressed());
-        part(&[u8::from(sha384)]);
+        // 0 and 1 for SHA-256 and SHA-384, as when the hash was a bool.
+        part(&[match hash {
+            Hash::Sha256 => 0,
+            Hash::Sha384 => 1,
+            Hash::Sha512 => 2,
+        }]);
         part(message);
         part(r_s);
         let memo: [u8; 32] = hasher.finalize().into();
         if platform_signature_memo().contains(&memo) {
             return Ok(());
         }
-        self.verify_ecdsa_raw(sha384, message, r_s)?;
+        self.verify_ecdsa_fixed(hash, message, r_s)?;
         let mut memo_set = platform_signature_memo();
         if memo_set.len() >= SIGNATURE_MEMO_LIMIT {
             memo_set.clear();
@@ -636,26 +671,25 @@ impl PublicKey {
     /// place the backend is named); an RSA key never verifies an ECDSA signature.
     fn verify_ecdsa(
         &self,
-        sha384: bool,
+        hash: Hash,
+        encoding: Encoding,
         message: &[u8],
         signature: &[u8],
-        fixed: bool,
     ) -> Result<(), BadSignature> {
         let key = match self {
-            Self::P256(key) | Self::P384(key) => key,
+            Self::P256(key) | Self::P384(key) | Self::P521(key) => key,
             Self::Rsa(_) => return Err(BadSignature),
         };
-        let hash = if sha384 { Hash::Sha384 } else { Hash::Sha256 };
-        let encoding = if fixed { Encoding::Fixed } else { Encoding::Der };
         key.verify(hash, encoding, message, signature).map_err(|_| BadSignature)
     }
 
     /// An EC key from a SEC1 point: P-256 for 65 bytes uncompressed (33 compressed), P-384 for
-    /// 97 (49); `None` for anything else or a point not on the curve.
+    /// 97 (49), P-521 for 133 (67); `None` for anything else or a point not on the curve.
     pub fn from_sec1(point: &[u8]) -> Option<Self> {
         match point.len() {
             65 | 33 => EcPublicKey::from_sec1(Curve::P256, point).map(Self::P256),
             97 | 49 => EcPublicKey::from_sec1(Curve::P384, point).map(Self::P384),
+            133 | 67 => EcPublicKey::from_sec1(Curve::P521, point).map(Self::P521),
             _ => None,
         }
     }

@@ -302,7 +302,7 @@ fn select_anchor(verifying: &[&Cpak], platform: &PlatformClaims) -> Result<Publi
 }
 
 /// Whether `token`'s COSE_Sign1 signature verifies with `key`; the key's curve must be the one
-/// the algorithm names (ES256: P-256, ES384: P-384).
+/// the algorithm names (ES256: P-256, ES384: P-384, ES512: P-521).
 pub(crate) fn signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
     check_signature(token, key, false)
 }
@@ -317,18 +317,16 @@ fn platform_signature_ok(token: &SignedToken, key: &PublicKey) -> bool {
 }
 
 fn check_signature(token: &SignedToken, key: &PublicKey, remember: bool) -> bool {
-    let sha384 = match (token.alg, key) {
-        (CoseAlg::Es256, PublicKey::P256(_)) => false,
-        (CoseAlg::Es384, PublicKey::P384(_)) => true,
-        _ => return false,
+    let Some(hash) = token.alg.ecdsa_hash_for(key) else {
+        return false;
     };
     token
         .sign1
         .verify_signature(b"", |signature, data| {
             if remember {
-                key.verify_ecdsa_raw_remembered(sha384, data, signature)
+                key.verify_ecdsa_fixed_remembered(hash, data, signature)
             } else {
-                key.verify_ecdsa_raw(sha384, data, signature)
+                key.verify_ecdsa_fixed(hash, data, signature)
             }
         })
         .is_ok()

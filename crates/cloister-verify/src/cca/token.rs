@@ -18,6 +18,8 @@ use coset::{AsCborValue as _, CborSerializable as _, CoseSign1, iana};
 
 use super::CcaError;
 use crate::cbor::{IntMap, MapError, decode_bounded, describe_key, integer_key, kind};
+use crate::ecdsa::Hash;
+use crate::x509::PublicKey;
 
 /// The CBOR tag of a legacy CCA attestation token (an EAT collection of the platform and realm
 /// tokens, RMM specification 1.0).
@@ -125,6 +127,17 @@ impl CoseAlg {
             CoseAlg::Ps256 => "PS256",
             CoseAlg::Ps384 => "PS384",
             CoseAlg::Ps512 => "PS512",
+        }
+    }
+
+    /// The hash an ECDSA algorithm signs with, when `key` is on the curve it names (ES256:
+    /// P-256, ES384: P-384, ES512: P-521); `None` for any other pairing and for RSASSA-PSS.
+    pub(crate) fn ecdsa_hash_for(self, key: &PublicKey) -> Option<Hash> {
+        match (self, key) {
+            (CoseAlg::Es256, PublicKey::P256(_)) => Some(Hash::Sha256),
+            (CoseAlg::Es384, PublicKey::P384(_)) => Some(Hash::Sha384),
+            (CoseAlg::Es512, PublicKey::P521(_)) => Some(Hash::Sha512),
+            _ => None,
         }
     }
 

@@ -303,6 +303,7 @@ fn verify_document(bytes: &[u8], inputs: &Inputs<'_>) -> Result<Verified, NitroE
     match key {
         PublicKey::P384(_) => {}
         PublicKey::P256(_) => return Err(NitroError::LeafKey("it is a P-256 key".to_owned())),
+        PublicKey::P521(_) => return Err(NitroError::LeafKey("it is a P-521 key".to_owned())),
         _ => return Err(NitroError::LeafKey("it is not an elliptic-curve key".to_owned())),
     }
     if doc.cose.signature.len() != 96 {

@@ -285,6 +285,13 @@ pub(crate) fn verify(doc: &Document, trust: &RimTrust) -> Result<Signed, RimSign
     let size = match key {
         PublicKey::P384(_) => 96,
         PublicKey::P256(_) => 64,
+        // NVIDIA signs RIMs with P-384; X.509 chains of P-521 keys are not supported either.
+        PublicKey::P521(_) => {
+            return Err(RimSignatureError::SignerKey {
+                subject: signer.subject_cn(),
+                reason: "a P-521 key is not supported for RIM signatures (P-256 or P-384)".into(),
+            });
+        }
         PublicKey::Rsa(_) => {
             return Err(RimSignatureError::SignerKey {
                 subject: signer.subject_cn(),
