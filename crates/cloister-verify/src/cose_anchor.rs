@@ -5,13 +5,16 @@
 //! its manufacturer, and a verifier lists the keys it trusts. Each anchor given to
 //! [`crate::TrustAnchors::with_root`] for `TeeKind::Cca` or `TeeKind::Psa` may be:
 //!
-//! - a JWK: an EC public key (`{"kty": "EC", "crv": "P-256" | "P-384", "x": …, "y": …}`) or, for
+//! - a JWK: an EC public key (`{"kty": "EC", "crv": "P-256" | "P-384" | "P-521", "x": …, "y": …}`,
+//!   each coordinate 32, 48 or 66 bytes, with an optional `"alg"` that must be the curve's:
+//!   `"ES256"`, `"ES384"` or `"ES512"`) or, for
 //!   PSA COSE_Mac0 tokens only, a symmetric key (`{"kty": "oct", "k": <base64url>}`, at least 32
 //!   bytes, with an optional `"alg"` of `"HS256"`, `"HS384"` or `"HS512"` restricting it);
 //! - a Veraison trust-anchor entry `{"pkey": <JWK>, "implementation-id": <hex>,
 //!   "instance-id": <hex>}` (both ids optional), or a JSON array of JWKs or entries; the ids the
 //!   entry carries must then equal the token's;
-//! - a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) or the same in DER.
+//! - a PEM `PUBLIC KEY` (SubjectPublicKeyInfo, id-ecPublicKey on secp256r1, secp384r1 or
+//!   secp521r1) or the same in DER.
 //!
 //! An anchor that is none of these is refused, never skipped; each driver also refuses the key
 //! kinds it cannot use (CCA: symmetric keys).
@@ -92,7 +95,7 @@ pub(crate) fn first_admitting<'a, T>(
 /// The key of an anchor.
 #[derive(Clone)]
 pub(crate) enum AnchorKey {
-    /// An EC public key (P-256 or P-384).
+    /// An EC public key (P-256, P-384 or P-521).
     Public(PublicKey),
     /// A symmetric MAC key, and the one HMAC algorithm it is restricted to, if its JWK names one.
     Symmetric { key: Zeroizing<Vec<u8>>, alg: Option<HmacAlg> },
@@ -167,7 +170,7 @@ fn unrestricted(key: AnchorKey) -> KeyAnchor {
 fn ec_only(key: PublicKey) -> Result<PublicKey, String> {
     match key {
         PublicKey::Rsa(_) => {
-            Err("an RSA key cannot be an attestation key (P-256 or P-384 only)".into())
+            Err("an RSA key cannot be an attestation key (P-256, P-384 or P-521 only)".into())
         }
         key => Ok(key),
     }
@@ -216,7 +219,7 @@ fn parse_entry(json: &Json) -> Result<KeyAnchor, String> {
     })
 }
 
-/// A JWK: an EC public key on P-256 or P-384, or a symmetric key.
+/// A JWK: an EC public key on P-256, P-384 or P-521, or a symmetric key.
 fn parse_jwk(json: &Json) -> Result<AnchorKey, String> {
     match json.get("kty").and_then(Json::as_str) {
         Some("EC") => parse_ec_jwk(json).map(AnchorKey::Public),
@@ -252,16 +255,18 @@ fn parse_oct_jwk(json: &Json) -> Result<AnchorKey, String> {
     Ok(AnchorKey::Symmetric { key, alg })
 }
 
-/// An EC public JWK on P-256 or P-384.
+/// An EC public JWK on P-256, P-384 or P-521 (RFC 7518 §6.2.1: each coordinate the full size
+/// of the curve's field, 66 bytes for P-521).
 fn parse_ec_jwk(json: &Json) -> Result<PublicKey, String> {
     let field = |name: &str| json.get(name).and_then(Json::as_str);
     if json.get("d").is_some() {
         return Err("the JWK holds a private key; give the public key only".into());
     }
-    let (curve, size) = match field("crv") {
-        Some("P-256") => ("P-256", 32),
-        Some("P-384") => ("P-384", 48),
-        other => return Err(format!("unsupported JWK curve {other:?} (P-256 or P-384)")),
+    let (curve, size, expected_alg) = match field("crv") {
+        Some("P-256") => ("P-256", 32, "ES256"),
+        Some("P-384") => ("P-384", 48, "ES384"),
+        Some("P-521") => ("P-521", 66, "ES512"),
+        other => return Err(format!("unsupported JWK curve {other:?} (P-256, P-384 or P-521)")),
     };
     let coordinate = |name: &str| -> Result<Vec<u8>, String> {
         let text = field(name).ok_or_else(|| format!("the JWK has no {name:?}"))?;
@@ -279,22 +284,21 @@ fn parse_ec_jwk(json: &Json) -> Result<PublicKey, String> {
     let mut point = vec![0x04];
     point.extend(coordinate("x")?);
     point.extend(coordinate("y")?);
-    if let Some(alg) = field("alg") {
-        let expected = if size == 32 { "ES256" } else { "ES384" };
-        if alg != expected {
-            return Err(format!("the JWK's alg {alg:?} does not fit curve {curve}"));
-        }
+    if let Some(alg) = field("alg")
+        && alg != expected_alg
+    {
+        return Err(format!("the JWK's alg {alg:?} does not fit curve {curve}"));
     }
     sec1_key(&point).ok_or_else(|| format!("the JWK's point is not on {curve}"))
 }
 
-/// A SEC1 uncompressed point on P-256 (65 bytes) or P-384 (97 bytes).
+/// A SEC1 uncompressed point on P-256 (65 bytes), P-384 (97 bytes) or P-521 (133 bytes).
 pub(crate) fn sec1_key(point: &[u8]) -> Option<PublicKey> {
     if point.first() != Some(&0x04) {
         return None;
     }
     match point.len() {
-        65 | 97 => PublicKey::from_sec1(point),
+        65 | 97 | 133 => PublicKey::from_sec1(point),
         _ => None,
     }
 }

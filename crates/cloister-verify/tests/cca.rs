@@ -322,7 +322,7 @@ fn unreadable_anchors_are_refused_not_skipped() {
     let cases: [(&[u8], &str); 5] = [
         (b"not a key", "not a DER SubjectPublicKeyInfo"),
         (br#"{"kty":"RSA","n":"AQAB","e":"AQAB"}"#, "kty is not \"EC\""),
-        (br#"{"kty":"EC","crv":"P-521","x":"AA","y":"AA"}"#, "unsupported JWK curve"),
+        (br#"{"kty":"EC","crv":"secp256k1","x":"AA","y":"AA"}"#, "unsupported JWK curve"),
         (br#"[]"#, "empty"),
         (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "PUBLIC KEY"),
     ];
@@ -825,7 +825,7 @@ mod synthetic {
 
     #[test]
     fn unsupported_algorithm_is_refused() {
-        let platform = sign(&cpak(), iana::Algorithm::ES512, platform_claims(0x3000));
+        let platform = sign(&cpak(), iana::Algorithm::EdDSA, platform_claims(0x3000));
         let realm = sign(&rak(), iana::Algorithm::ES256, realm_claims());
         let collection = Value::Map(vec![
             (int(44234), Value::Bytes(platform)),
@@ -837,7 +837,8 @@ mod synthetic {
             matches!(error, CcaError::UnsupportedAlgorithm { token: TokenPart::Platform, .. }),
             "{error}"
         );
-        assert!(error.to_string().contains("ES512"), "{error}");
+        // The message lists what is supported.
+        assert!(error.to_string().contains("ES256, ES384 and ES512 are"), "{error}");
     }
 
     #[test]
@@ -987,6 +988,305 @@ mod synthetic {
         realm[7].1 = Value::Text("sha3-256".into());
         let error = cca_error(verify(&token(platform_claims(0x3000), realm), &trusted()));
         assert!(matches!(error, CcaError::UnsupportedHash { token: TokenPart::Realm, .. }));
+    }
+}
+
+/// ES512: platform and realm tokens signed with P-521 keys (the CPAK as every anchor form, the
+/// RAK as a COSE_Key with curve 3 or an RMM 1.0 SEC1 point), and every mismatch refused.
+mod es512 {
+    use super::*;
+    use coset::cbor::value::Value;
+    use coset::{
+        CborSerializable as _, CoseKeyBuilder, CoseSign1Builder, HeaderBuilder,
+        TaggedCborSerializable as _, iana,
+    };
+    use sha2::Digest as _;
+
+    fn int(i: i64) -> Value {
+        Value::Integer(i.into())
+    }
+
+    fn cpak() -> p521::ecdsa::SigningKey {
+        common::p521::key(0x31)
+    }
+
+    fn rak_key() -> p521::ecdsa::SigningKey {
+        common::p521::key(0x32)
+    }
+
+    fn cpak_jwk() -> Vec<u8> {
+        common::p521::jwk(&common::p521::point(&cpak()), &[])
+    }
+
+    fn cose_key(point: &[u8], alg: Option<iana::Algorithm>) -> Vec<u8> {
+        let mut key = CoseKeyBuilder::new_ec2_pub_key(
+            iana::EllipticCurve::P_521,
+            point[1..67].to_vec(),
+            point[67..].to_vec(),
+        );
+        if let Some(alg) = alg {
+            key = key.algorithm(alg);
+        }
+        key.build().to_vec().unwrap()
+    }
+
+    fn platform(challenge: Vec<u8>) -> Vec<(Value, Value)> {
+        let mut instance = vec![0x01];
+        instance.extend([0x42; 32]);
+        vec![
+            (int(265), Value::Text("tag:arm.com,2023:cca_platform#1.0.0".into())),
+            (int(10), Value::Bytes(challenge)),
+            (int(2396), Value::Bytes(vec![0x33; 32])),
+            (int(256), Value::Bytes(instance)),
+            (int(2401), Value::Bytes(vec![0xcf; 4])),
+            (int(2395), int(0x3000)),
+            (
+                int(2399),
+                Value::Array(vec![Value::Map(vec![
+                    (int(2), Value::Bytes(vec![0x44; 64])),
+                    (int(5), Value::Bytes(vec![0x55; 64])),
+                ])]),
+            ),
+            (int(2402), Value::Text("sha-512".into())),
+        ]
+    }
+
+    /// Realm claims carrying `rak` (a COSE_Key with the 2023 profile, else a SEC1 point).
+    fn realm(rak: Vec<u8>, profiled: bool) -> Vec<(Value, Value)> {
+        let mut claims = vec![
+            (int(10), Value::Bytes(vec![0x77; 64])),
+            (int(44235), Value::Bytes(vec![0x66; 64])),
+            (int(44236), Value::Text("sha-512".into())),
+            (int(44237), Value::Bytes(rak)),
+            (int(44238), Value::Bytes(vec![0x88; 64])),
+            (int(44239), Value::Array(vec![Value::Bytes(vec![0; 64]); 4])),
+            (int(44240), Value::Text("sha-512".into())),
+        ];
+        if profiled {
+            claims.push((int(265), Value::Text("tag:arm.com,2023:realm#1.0.0".into())));
+        }
+        claims
+    }
+
+    fn sign_with(
+        alg: iana::Algorithm,
+        claims: Vec<(Value, Value)>,
+        sign: impl FnOnce(&[u8]) -> Vec<u8>,
+    ) -> Vec<u8> {
+        CoseSign1Builder::new()
+            .protected(HeaderBuilder::new().algorithm(alg).build())
+            .payload(Value::Map(claims).to_vec().unwrap())
+            .create_signature(b"", sign)
+            .build()
+            .to_tagged_vec()
+            .unwrap()
+    }
+
+    fn es512(key: &p521::ecdsa::SigningKey, claims: Vec<(Value, Value)>) -> Vec<u8> {
+        sign_with(iana::Algorithm::ES512, claims, |data| common::p521::sign(key, data))
+    }
+
+    fn collection(platform: Vec<u8>, realm: Vec<u8>) -> Vec<u8> {
+        let collection = Value::Map(vec![
+            (int(44234), Value::Bytes(platform)),
+            (int(44241), Value::Bytes(realm)),
+        ]);
+        Value::Tag(399, Box::new(collection)).to_vec().unwrap()
+    }
+
+    /// The all-P-521 token: ES512 platform token, ES512 realm token with a COSE_Key RAK.
+    fn token() -> Vec<u8> {
+        let rak = cose_key(&common::p521::point(&rak_key()), None);
+        let challenge = sha2::Sha512::digest(&rak).to_vec();
+        collection(es512(&cpak(), platform(challenge)), es512(&rak_key(), realm(rak, true)))
+    }
+
+    fn trusted(anchor: Vec<u8>) -> TrustAnchors {
+        TrustAnchors::new().with_root(TeeKind::Cca, anchor)
+    }
+
+    fn p384_cpak() -> p384::ecdsa::SigningKey {
+        p384::ecdsa::SigningKey::from_slice(&[0x13; 48]).unwrap()
+    }
+
+    fn p384_jwk() -> Vec<u8> {
+        let b64 =
+            |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+        let point = p384_cpak().verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        serde_json::json!({"kty": "EC", "crv": "P-384", "x": b64(&bytes[1..49]), "y": b64(&bytes[49..])})
+            .to_string()
+            .into_bytes()
+    }
+
+    fn p256_jwk() -> Vec<u8> {
+        let b64 =
+            |b: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+        let key = p256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let point = key.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&bytes[1..33]), "y": b64(&bytes[33..])})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn es512_tokens_verify_with_a_p521_cpak_in_every_anchor_form() {
+        let point = common::p521::point(&cpak());
+        for (form, anchor) in [
+            ("jwk", cpak_jwk()),
+            ("jwk with alg", common::p521::jwk(&point, &[("alg", "ES512")])),
+            ("pem", common::p521::spki_pem(&point)),
+            ("der", common::p521::spki_der(&point)),
+        ] {
+            let claims =
+                verify(&token(), &trusted(anchor)).unwrap_or_else(|e| panic!("{form}: {e}"));
+            assert_eq!(vendor(&claims, "platform", "signature_algorithm"), "ES512", "{form}");
+            assert_eq!(vendor(&claims, "realm", "signature_algorithm"), "ES512", "{form}");
+            assert_eq!(vendor(&claims, "platform", "cpak"), &hex::encode(&point), "{form}");
+            assert_eq!(vendor(&claims, "realm", "public_key_format"), "cose_key");
+            assert_eq!(claims.measurement.0, vec![0x88; 64]);
+        }
+    }
+
+    #[test]
+    fn an_rmm_1_0_realm_token_may_carry_a_sec1_p521_rak() {
+        let rak = common::p521::point(&rak_key());
+        assert_eq!(rak.len(), 133);
+        let challenge = sha2::Sha512::digest(&rak).to_vec();
+        let token =
+            collection(es512(&cpak(), platform(challenge)), es512(&rak_key(), realm(rak, false)));
+        let claims = verify(&token, &trusted(cpak_jwk())).unwrap();
+        assert_eq!(vendor(&claims, "realm", "public_key_format"), "sec1");
+    }
+
+    #[test]
+    fn es512_platform_and_es256_realm_mix() {
+        // Each token's algorithm fits its own key: a P-521 CPAK beside a P-256 RAK.
+        let p256_rak = p256::ecdsa::SigningKey::from_slice(&[0x22; 32]).unwrap();
+        let point = p256_rak.verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        let rak = CoseKeyBuilder::new_ec2_pub_key(
+            iana::EllipticCurve::P_256,
+            bytes[1..33].to_vec(),
+            bytes[33..].to_vec(),
+        )
+        .build()
+        .to_vec()
+        .unwrap();
+        let challenge = sha2::Sha512::digest(&rak).to_vec();
+        let realm_es256 = sign_with(iana::Algorithm::ES256, realm(rak, true), |data| {
+            use p256::ecdsa::signature::Signer as _;
+            let signature: p256::ecdsa::Signature = p256_rak.sign(data);
+            signature.to_bytes().to_vec()
+        });
+        let token = collection(es512(&cpak(), platform(challenge.clone())), realm_es256);
+        let claims = verify(&token, &trusted(cpak_jwk())).unwrap();
+        assert_eq!(vendor(&claims, "platform", "signature_algorithm"), "ES512");
+        assert_eq!(vendor(&claims, "realm", "signature_algorithm"), "ES256");
+        // The same P-256 RAK under an ES512 header: refused.
+        let p256_rak_cose = CoseKeyBuilder::new_ec2_pub_key(
+            iana::EllipticCurve::P_256,
+            bytes[1..33].to_vec(),
+            bytes[33..].to_vec(),
+        )
+        .build()
+        .to_vec()
+        .unwrap();
+        let realm_es512_header =
+            sign_with(iana::Algorithm::ES512, realm(p256_rak_cose, true), |data| {
+                use p256::ecdsa::signature::Signer as _;
+                let signature: p256::ecdsa::Signature = p256_rak.sign(data);
+                signature.to_bytes().to_vec()
+            });
+        let token = collection(es512(&cpak(), platform(challenge)), realm_es512_header);
+        let error = cca_error(verify(&token, &trusted(cpak_jwk())));
+        assert!(matches!(error, CcaError::RealmSignature), "{error}");
+    }
+
+    #[test]
+    fn flipped_signature_bytes_are_refused() {
+        let good = token();
+        // The realm token's signature ends the collection; the platform token's ends before
+        // the realm entry.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 0x01;
+        let error = cca_error(verify(&bad, &trusted(cpak_jwk())));
+        assert!(matches!(error, CcaError::RealmSignature), "{error}");
+        let realm_start = find(&good, &[0x19, 0xac, 0xd1]); // key 44241
+        let mut bad = good.clone();
+        bad[realm_start - 1] ^= 0x01;
+        let error = cca_error(verify(&bad, &trusted(cpak_jwk())));
+        assert!(matches!(error, CcaError::PlatformSignature { tried: 1 }), "{error}");
+    }
+
+    #[test]
+    fn p256_and_p384_cpaks_never_verify_es512() {
+        for anchor in [p256_jwk(), p384_jwk()] {
+            let error = cca_error(verify(&token(), &trusted(anchor)));
+            assert!(matches!(error, CcaError::PlatformSignature { tried: 1 }), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_algorithm_must_fit_the_cpak() {
+        let rak = cose_key(&common::p521::point(&rak_key()), None);
+        let challenge = sha2::Sha512::digest(&rak).to_vec();
+        let realm = es512(&rak_key(), realm(rak, true));
+        // ES512 header, signed by the P-384 CPAK, which is trusted.
+        let by_p384 = sign_with(iana::Algorithm::ES512, platform(challenge.clone()), |data| {
+            use p384::ecdsa::signature::Signer as _;
+            let signature: p384::ecdsa::Signature = p384_cpak().sign(data);
+            signature.to_bytes().to_vec()
+        });
+        let error = cca_error(verify(&collection(by_p384, realm.clone()), &trusted(p384_jwk())));
+        assert!(matches!(error, CcaError::PlatformSignature { .. }), "{error}");
+        // ES384 header, signed by the P-521 CPAK, which is trusted.
+        let by_p521 = sign_with(iana::Algorithm::ES384, platform(challenge), |data| {
+            common::p521::sign(&cpak(), data)
+        });
+        let error = cca_error(verify(&collection(by_p521, realm), &trusted(cpak_jwk())));
+        assert!(matches!(error, CcaError::PlatformSignature { .. }), "{error}");
+    }
+
+    #[test]
+    fn p521_cose_key_raks_are_checked() {
+        let point = common::p521::point(&rak_key());
+        // An algorithm that does not fit curve 3.
+        let bad_alg = cose_key(&point, Some(iana::Algorithm::ES384));
+        // A coordinate one byte short.
+        let short = CoseKeyBuilder::new_ec2_pub_key(
+            iana::EllipticCurve::P_521,
+            point[2..67].to_vec(),
+            point[67..].to_vec(),
+        )
+        .build()
+        .to_vec()
+        .unwrap();
+        // A point off the curve.
+        let mut off = point.clone();
+        off[132] ^= 0x01;
+        let off = cose_key(&off, None);
+        for (rak, needle) in [
+            (bad_alg, "does not fit its curve"),
+            (short, "not 66 bytes"),
+            (off, "not on its curve"),
+        ] {
+            let challenge = sha2::Sha512::digest(&rak).to_vec();
+            let token = collection(
+                es512(&cpak(), platform(challenge)),
+                es512(&rak_key(), realm(rak, true)),
+            );
+            let error = cca_error(verify(&token, &trusted(cpak_jwk())));
+            assert!(matches!(error, CcaError::RealmKey(_)), "{needle}: {error}");
+            assert!(error.to_string().contains(needle), "{needle}: {error}");
+        }
+        // With the named algorithm ES512 it verifies.
+        let rak = cose_key(&point, Some(iana::Algorithm::ES512));
+        let challenge = sha2::Sha512::digest(&rak).to_vec();
+        let token =
+            collection(es512(&cpak(), platform(challenge)), es512(&rak_key(), realm(rak, true)));
+        verify(&token, &trusted(cpak_jwk())).unwrap();
     }
 }
 

@@ -809,7 +809,7 @@ mod synthetic {
         assert!(matches!(psa_error(verify(&both, &trusted())), PsaError::NotPsaToken(_)));
         // Unsupported algorithms.
         for alg in [
-            iana::Algorithm::ES512,
+            iana::Algorithm::ES256K,
             iana::Algorithm::EdDSA,
             iana::Algorithm::HMAC_256_64,
             iana::Algorithm::PS256,
@@ -923,6 +923,177 @@ mod synthetic {
 
     pub(super) fn claims_of(profile: &str) -> Vec<(Value, Value)> {
         claims(profile, &[0; 64])
+    }
+}
+
+/// ES512: COSE_Sign1 tokens signed by a P-521 IAK (RFC 9783 allows any COSE ECDSA algorithm;
+/// the IAK must be on the curve the algorithm names).
+mod es512 {
+    use super::synthetic::{RFC, claims};
+    use super::*;
+
+    fn iak() -> p521::ecdsa::SigningKey {
+        common::p521::key(0x13)
+    }
+
+    fn point() -> Vec<u8> {
+        common::p521::point(&iak())
+    }
+
+    /// A token with `alg` in its protected header, signed by `sign`.
+    fn token(alg: iana::Algorithm, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        CoseSign1Builder::new()
+            .protected(HeaderBuilder::new().algorithm(alg).build())
+            .payload(Value::Map(claims(RFC, &[0x77; 64])).to_vec().unwrap())
+            .create_signature(b"", sign)
+            .build()
+            .to_tagged_vec()
+            .unwrap()
+    }
+
+    fn es512() -> Vec<u8> {
+        token(iana::Algorithm::ES512, |data| common::p521::sign(&iak(), data))
+    }
+
+    fn p256_anchor() -> Vec<u8> {
+        p256_jwk(p256::ecdsa::SigningKey::from_slice(&[0x11; 32]).unwrap().verifying_key())
+    }
+
+    fn p384_key() -> p384::ecdsa::SigningKey {
+        p384::ecdsa::SigningKey::from_slice(&[0x12; 48]).unwrap()
+    }
+
+    fn p384_anchor() -> Vec<u8> {
+        let point = p384_key().verifying_key().to_sec1_point(false);
+        let bytes = point.as_bytes();
+        serde_json::json!({"kty": "EC", "crv": "P-384", "x": b64url(&bytes[1..49]), "y": b64url(&bytes[49..])})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn es512_token_verifies_with_its_p521_iak_in_every_anchor_form() {
+        let point = point();
+        let forms = [
+            ("jwk", common::p521::jwk(&point, &[])),
+            ("jwk with alg", common::p521::jwk(&point, &[("alg", "ES512")])),
+            ("pem", common::p521::spki_pem(&point)),
+            ("der", common::p521::spki_der(&point)),
+            (
+                "veraison entry",
+                format!(
+                    r#"{{"pkey": {}, "instance-id": "{}"}}"#,
+                    String::from_utf8(common::p521::jwk(&point, &[])).unwrap(),
+                    hex::encode(synthetic::instance_id())
+                )
+                .into_bytes(),
+            ),
+        ];
+        for (form, anchor) in forms {
+            let claims =
+                verify(&es512(), &roots(&[anchor])).unwrap_or_else(|e| panic!("{form}: {e}"));
+            assert_eq!(psa(&claims, "signature_algorithm"), "ES512", "{form}");
+            assert_eq!(psa(&claims, "iak").as_str().unwrap(), hex::encode(&point), "{form}");
+            assert_eq!(claims.report_data.0, vec![0x77; 64]);
+        }
+        // Beside P-256, P-384 and symmetric anchors, the P-521 one is found.
+        let anchors = roots(&[
+            p256_anchor(),
+            p384_anchor(),
+            oct_jwk(&[0x6b; 64]),
+            common::p521::jwk(&point, &[]),
+        ]);
+        assert!(verify(&es512(), &anchors).is_ok());
+    }
+
+    #[test]
+    fn a_flipped_signature_or_payload_byte_is_refused() {
+        let anchors = roots(&[common::p521::jwk(&point(), &[])]);
+        let good = es512();
+        for at in [good.len() - 1, good.len() - 66, good.len() - 132] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x01;
+            let e = psa_error(verify(&bad, &anchors));
+            assert!(matches!(e, PsaError::BadSignature { tried: 1, .. }), "byte {at}: {e}");
+        }
+        let mut bad = good.clone();
+        bad[60] ^= 0x01;
+        let e = psa_error(verify(&bad, &anchors));
+        assert!(matches!(e, PsaError::BadSignature { .. } | PsaError::NotPsaToken(_)), "{e}");
+        // Another P-521 key.
+        let other =
+            roots(&[common::p521::jwk(&common::p521::point(&common::p521::key(0x14)), &[])]);
+        let e = psa_error(verify(&good, &other));
+        assert!(matches!(e, PsaError::BadSignature { tried: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn p256_and_p384_anchors_never_verify_es512() {
+        for anchor in [p256_anchor(), p384_anchor()] {
+            let e = psa_error(verify(&es512(), &roots(&[anchor])));
+            assert!(matches!(e, PsaError::BadSignature { tried: 0, .. }), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_algorithm_must_fit_the_key() {
+        // An ES512 header over a P-384 signature, with the P-384 key trusted: the key cannot
+        // serve ES512, so it is not even tried.
+        let es512_by_p384 = token(iana::Algorithm::ES512, |data| {
+            use p384::ecdsa::signature::Signer as _;
+            let signature: p384::ecdsa::Signature = p384_key().sign(data);
+            signature.to_bytes().to_vec()
+        });
+        let e = psa_error(verify(&es512_by_p384, &roots(&[p384_anchor()])));
+        assert!(matches!(e, PsaError::BadSignature { tried: 0, .. }), "{e}");
+        // An ES384 header over a P-521 signature, with the P-521 key trusted: refused alike.
+        let es384_by_p521 = token(iana::Algorithm::ES384, |data| common::p521::sign(&iak(), data));
+        let e = psa_error(verify(&es384_by_p521, &roots(&[common::p521::jwk(&point(), &[])])));
+        assert!(matches!(e, PsaError::BadSignature { tried: 0, .. }), "{e}");
+        // Both keys trusted: the ES512 token verifies with the P-521 one only.
+        let both = roots(&[p384_anchor(), common::p521::jwk(&point(), &[])]);
+        assert!(verify(&es512(), &both).is_ok());
+        let e = psa_error(verify(&es512_by_p384, &both));
+        assert!(matches!(e, PsaError::BadSignature { tried: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn unusable_p521_anchors_are_refused() {
+        let point = point();
+        let mut off_curve = point.clone();
+        off_curve[132] ^= 0x01;
+        let b64 = |b: &[u8]| b64url(b);
+        let cases: [(Vec<u8>, &str); 5] = [
+            (common::p521::jwk(&point, &[("alg", "ES384")]), "does not fit curve P-521"),
+            (common::p521::jwk(&off_curve, &[]), "not on P-521"),
+            // RFC 7518 §6.2.1.2: coordinates are the full 66 bytes, never shortened.
+            (
+                serde_json::json!({"kty": "EC", "crv": "P-521", "x": b64(&point[2..67]), "y": b64(&point[67..])})
+                    .to_string()
+                    .into_bytes(),
+                "expected 66 for P-521",
+            ),
+            (common::p521::spki_der(&off_curve), "P-521 public key is not a valid point"),
+            (
+                serde_json::json!({"kty": "EC", "crv": "P-521", "x": b64(&point[1..67]), "y": b64(&point[67..]), "d": "AA"})
+                    .to_string()
+                    .into_bytes(),
+                "private key",
+            ),
+        ];
+        for (anchor, needle) in cases {
+            let e = psa_error(verify(&es512(), &roots(&[anchor])));
+            assert!(matches!(e, PsaError::BadTrustAnchor { .. }), "{needle}: {e}");
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn unsupported_algorithm_errors_list_es512() {
+        let token = token(iana::Algorithm::EdDSA, |_| vec![0; 64]);
+        let e = psa_error(verify(&token, &roots(&[common::p521::jwk(&point(), &[])])));
+        assert!(matches!(e, PsaError::UnsupportedAlgorithm(_)), "{e}");
+        assert!(e.to_string().contains("ES256, ES384, ES512"), "{e}");
     }
 }
 

@@ -22,7 +22,8 @@
 //!
 //! The driver checks, in this order, and fails closed at the first failure:
 //!
-//! 1. the collection and both COSE_Sign1 envelopes are well formed (ES256 or ES384);
+//! 1. the collection and both COSE_Sign1 envelopes are well formed (ES256, ES384 or ES512: the
+//!    algorithm must fit the curve of the key that verifies it, P-256, P-384 or P-521);
 //! 2. the platform token's signature verifies with one of the CPAKs the instance trusts
 //!    ([`crate::TrustAnchors::roots`] for `TeeKind::Cca`; CCA has no global vendor root), and
 //!    the implementation and instance ids that anchor carries, if any, equal the token's;
@@ -80,8 +81,8 @@ pub enum CcaError {
     },
     /// A token is signed with an algorithm this verifier does not support.
     #[error(
-        "cca: {token} token is signed with COSE algorithm {alg}, which is not supported (ES256 \
-         and ES384 are)"
+        "cca: {token} token is signed with COSE algorithm {alg}, which is not supported (ES256, \
+         ES384 and ES512 are)"
     )]
     UnsupportedAlgorithm {
         /// Which token.
@@ -273,7 +274,8 @@ fn trusted_cpaks(inputs: &Inputs<'_>) -> Result<Vec<Cpak>, CcaError> {
             let AnchorKey::Public(key) = key else {
                 return Err(CcaError::BadTrustAnchor {
                     index,
-                    reason: "a symmetric key cannot be a CPAK (P-256 or P-384 public keys only)"
+                    reason: "a symmetric key cannot be a CPAK (P-256, P-384 or P-521 public keys \
+                             only)"
                         .into(),
                 });
             };
@@ -339,8 +341,8 @@ fn parse_rak(bytes: &[u8], profiled: bool) -> Result<(PublicKey, &'static str), 
     if !profiled {
         let key = anchor::sec1_key(bytes).ok_or_else(|| {
             CcaError::RealmKey(format!(
-                "{} bytes is not a SEC1 uncompressed point on P-256 or P-384, which a realm token \
-                 without a profile claim (RMM 1.0) carries",
+                "{} bytes is not a SEC1 uncompressed point on P-256, P-384 or P-521, which a realm \
+                 token without a profile claim (RMM 1.0) carries",
                 bytes.len()
             ))
         })?;
@@ -376,10 +378,16 @@ fn cose_key(bytes: &[u8]) -> Result<PublicKey, String> {
             (label, _) => return Err(format!("unexpected COSE_Key parameter {label:?}")),
         }
     }
+    // RFC 9053 §7.1: crv 1 P-256, 2 P-384, 3 P-521.
     let (size, alg) = match crv {
         Some(1) => (32, iana::Algorithm::ES256),
         Some(2) => (48, iana::Algorithm::ES384),
-        other => return Err(format!("unsupported COSE_Key curve {other:?} (P-256 or P-384)")),
+        Some(3) => (66, iana::Algorithm::ES512),
+        other => {
+            return Err(format!(
+                "unsupported COSE_Key curve {other:?} (1 P-256, 2 P-384 or 3 P-521)"
+            ));
+        }
     };
     if let Some(named) = &key.alg
         && *named != coset::Algorithm::Assigned(alg)

@@ -99,8 +99,8 @@ impl fmt::Display for TokenPart {
     }
 }
 
-/// The COSE signature algorithms this verifier knows. Arm CCA tokens use ES256 and ES384 only;
-/// Huawei virtCCA tokens also use PS256–PS512 (RSA RAK) and ES512 (P-521 RAK).
+/// The COSE signature algorithms this verifier knows. Arm CCA tokens use ES256, ES384 and ES512;
+/// Huawei virtCCA tokens also use PS256–PS512 (RSA RAK).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CoseAlg {
     /// ECDSA P-256 with SHA-256.
@@ -154,8 +154,10 @@ impl CoseAlg {
     }
 }
 
-/// The algorithms a CCA token may be signed with.
-pub(crate) const CCA_ALGORITHMS: [CoseAlg; 2] = [CoseAlg::Es256, CoseAlg::Es384];
+/// The algorithms a CCA token may be signed with: the ECDSA algorithms of COSE (RFC 9053 §2.1),
+/// which the CCA token's COSE_Sign1 profile (draft-ffm-rats-cca-token) allows for the platform
+/// and realm tokens alike. Each needs a key on its own curve.
+pub(crate) const CCA_ALGORITHMS: [CoseAlg; 3] = [CoseAlg::Es256, CoseAlg::Es384, CoseAlg::Es512];
 
 /// A hash algorithm a CCA token names and this verifier computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

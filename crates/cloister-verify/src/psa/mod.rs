@@ -3,14 +3,15 @@
 //!
 //! # Format
 //!
-//! A token is a COSE_Sign1 (CBOR tag 18) signed by an asymmetric IAK with ES256 or ES384, or a
+//! A token is a COSE_Sign1 (CBOR tag 18) signed by an asymmetric IAK with ES256, ES384 or
+//! ES512 (ECDSA on P-256, P-384 or P-521 with SHA-256, -384 or -512, RFC 9053 §2.1; the IAK
+//! must be on the curve the algorithm names), or a
 //! COSE_Mac0 (CBOR tag 17) MACed by a symmetric IAK with HMAC 256/256 (COSE alg 5), 384/384 (6)
 //! or 512/512 (7). The tag may be omitted (RFC 9052 §2 lets the context say which structure it
 //! is); an untagged message is read as the structure its protected algorithm names, and a tag
 //! that contradicts the algorithm is refused ([`PsaError::EnvelopeMismatch`]). The algorithm
 //! must be in the protected header; a `crit` header is refused (this verifier understands no
-//! critical extension). ES512 (P-521), EdDSA and truncated HMAC 256/64 are refused as
-//! unsupported.
+//! critical extension). EdDSA, RSA and truncated HMAC 256/64 are refused as unsupported.
 //!
 //! # Profiles and claims
 //!
@@ -92,6 +93,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::anchors::AnchorOrigin;
 use crate::cose_anchor::{self, AnchorKey, HmacAlg, KeyAnchor};
+use crate::ecdsa::Hash;
 use crate::error::VerifyError;
 use crate::inputs::Inputs;
 use crate::x509::PublicKey;
@@ -118,8 +120,8 @@ pub enum PsaError {
     CriticalHeader(String),
     /// The token's algorithm is not supported.
     #[error(
-        "psa: the token uses COSE algorithm {0}, which is not supported (ES256, ES384, HMAC \
-         256/256, 384/384 and 512/512 are)"
+        "psa: the token uses COSE algorithm {0}, which is not supported (ES256, ES384, ES512, \
+         HMAC 256/256, 384/384 and 512/512 are)"
     )]
     UnsupportedAlgorithm(String),
     /// The instance lists no IAK for PSA.
@@ -253,19 +255,21 @@ fn trusted_iaks(inputs: &Inputs<'_>) -> Result<Vec<Iak>, PsaError> {
 }
 
 /// Whether `key` authenticates the token: `None` when the key cannot serve its algorithm (a
-/// symmetric key for COSE_Sign1, a P-384 key for ES256, an HS256 key for HMAC 512/512, …).
+/// symmetric key for COSE_Sign1, a P-384 key for ES256 or ES512, an HS256 key for HMAC
+/// 512/512, …).
 fn authenticates(envelope: &Envelope, key: &AnchorKey) -> Option<bool> {
     match (envelope, key) {
         (Envelope::Sign1(sign1, alg), AnchorKey::Public(key)) => {
-            let sha384 = match (alg, key) {
-                (SignAlg::Es256, PublicKey::P256(_)) => false,
-                (SignAlg::Es384, PublicKey::P384(_)) => true,
+            let hash = match (alg, key) {
+                (SignAlg::Es256, PublicKey::P256(_)) => Hash::Sha256,
+                (SignAlg::Es384, PublicKey::P384(_)) => Hash::Sha384,
+                (SignAlg::Es512, PublicKey::P521(_)) => Hash::Sha512,
                 _ => return None,
             };
             Some(
                 sign1
                     .verify_signature(b"", |signature, data| {
-                        key.verify_ecdsa_raw(sha384, data, signature)
+                        key.verify_ecdsa_fixed(hash, data, signature)
                     })
                     .is_ok(),
             )

@@ -125,6 +125,8 @@ pub(crate) enum SignAlg {
     Es256,
     /// ECDSA P-384 with SHA-384.
     Es384,
+    /// ECDSA P-521 with SHA-512.
+    Es512,
 }
 
 /// The COSE envelope of a token, not yet verified.
@@ -142,6 +144,7 @@ impl Envelope {
         match self {
             Envelope::Sign1(_, SignAlg::Es256) => "ES256",
             Envelope::Sign1(_, SignAlg::Es384) => "ES384",
+            Envelope::Sign1(_, SignAlg::Es512) => "ES512",
             Envelope::Mac0(_, HmacAlg::Sha256) => "HMAC 256/256",
             Envelope::Mac0(_, HmacAlg::Sha384) => "HMAC 384/384",
             Envelope::Mac0(_, HmacAlg::Sha512) => "HMAC 512/512",
@@ -243,6 +246,7 @@ fn classify(alg: Option<&coset::Algorithm>) -> Result<Kind, PsaError> {
     Ok(match alg {
         Assigned(iana::Algorithm::ES256) => Kind::Sign(SignAlg::Es256),
         Assigned(iana::Algorithm::ES384) => Kind::Sign(SignAlg::Es384),
+        Assigned(iana::Algorithm::ES512) => Kind::Sign(SignAlg::Es512),
         Assigned(iana::Algorithm::HMAC_256_256) => Kind::Mac(HmacAlg::Sha256),
         Assigned(iana::Algorithm::HMAC_384_384) => Kind::Mac(HmacAlg::Sha384),
         Assigned(iana::Algorithm::HMAC_512_512) => Kind::Mac(HmacAlg::Sha512),

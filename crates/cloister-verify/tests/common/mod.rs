@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub(crate) mod ocsp;
+pub(crate) mod p521;
 pub(crate) mod pki;
 pub(crate) mod rim;
 
