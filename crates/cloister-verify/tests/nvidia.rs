@@ -423,12 +423,140 @@ fn spdm_1_2_reports_are_verified_over_the_signing_context() {
     assert!(matches!(err, NvidiaError::BadSignature { .. }), "{err}");
 }
 
+/// The SPDM 1.3 signing context: `"dmtf-spdm-v1.{minor}.*"` four times, zeros padding the
+/// context to 36 bytes, the context, then SHA-384 of the transcript.
+fn signing_context(minor: u8, transcript: &[u8]) -> Vec<u8> {
+    let mut context = format!("dmtf-spdm-v1.{minor}.*").into_bytes().repeat(4);
+    context.extend_from_slice(&[0; 6]);
+    context.extend_from_slice(b"responder-measurements signing");
+    context.extend_from_slice(&<sha2::Sha384 as sha2::Digest>::digest(transcript));
+    context
+}
+
+/// The real report's fields as an SPDM 1.3 transcript (no signature): version bytes 0x13, the
+/// requester context `request` after the request's slot id and `response` after the response's
+/// opaque data.
+fn v13_transcript(request: [u8; 8], response: [u8; 8]) -> Vec<u8> {
+    let mut transcript = report();
+    transcript.truncate(transcript.len() - 96);
+    transcript[0] = 0x13;
+    transcript[37] = 0x13;
+    let mut out = transcript[..37].to_vec();
+    out.extend_from_slice(&request);
+    out.extend_from_slice(&transcript[37..]);
+    out.extend_from_slice(&response);
+    out
+}
+
+/// SPDM 1.3: the requester context in request and response, the `1.3` signing prefix.
+#[test]
+fn spdm_1_3_reports_with_their_requester_context_verify() {
+    use rcgen::SigningKey as _;
+    let (root, leaf, key) = test_device(&hex::decode(FWID).unwrap());
+    let mut collateral = Collateral::new();
+    collateral.certificates = vec![leaf, root.der.clone()];
+    let anchors = TrustAnchors::new().with_root(TeeKind::Nvidia, root.der.clone());
+    let sign = |message: &[u8]| {
+        let der = key.sign(message).unwrap();
+        p384::ecdsa::Signature::from_der(&der).unwrap().to_bytes().to_vec()
+    };
+    let context = [0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88];
+    let transcript = v13_transcript(context, context);
+    let mut v13 = transcript.clone();
+    v13.extend_from_slice(&sign(&signing_context(3, &transcript)));
+    let claims = run_full(&v13, &collateral, &anchors, at(WHEN)).unwrap();
+    assert_eq!(vendor(&claims)["spdm_version"], "1.3");
+    assert_eq!(vendor(&claims)["requester_context"], "1122334455667788");
+    assert_eq!(hex::encode(claims.report_data.as_bytes()), NONCE);
+    // The 1.3 report's measurements are the real report's.
+    let real = run(&report(), &chain(1)).unwrap();
+    assert_eq!(claims.measurement, real.measurement);
+    assert!(vendor(&real).get("requester_context").is_none());
+    // Bytes after the signature are counted, as for 1.1 and 1.2.
+    let mut longer = v13.clone();
+    longer.push(b'\n');
+    let claims = run_full(&longer, &collateral, &anchors, at(WHEN)).unwrap();
+    assert_eq!(vendor(&claims)["trailing_bytes"], 1);
+
+    // The prefix must name 1.3: the same transcript signed with the 1.2 prefix, or as 1.1
+    // signs (the transcript itself), does not verify.
+    for wrong in [signing_context(2, &transcript), transcript.clone()] {
+        let mut bad = transcript.clone();
+        bad.extend_from_slice(&sign(&wrong));
+        let err = nvidia_err(run_full(&bad, &collateral, &anchors, at(WHEN)));
+        assert!(matches!(err, NvidiaError::BadSignature { .. }), "{err}");
+    }
+    // A flipped byte of either context breaks the signature or the echo.
+    let mut flipped = v13.clone();
+    flipped[40] ^= 1;
+    let err = nvidia_err(run_full(&flipped, &collateral, &anchors, at(WHEN)));
+    assert!(matches!(err, NvidiaError::RequesterContextMismatch { .. }), "{err}");
+
+    // A response echoing another context is refused before any signature, even one the
+    // device made over exactly those bytes.
+    let other = v13_transcript(context, [0x99; 8]);
+    let mut mismatched = other.clone();
+    mismatched.extend_from_slice(&sign(&signing_context(3, &other)));
+    let err = nvidia_err(run_full(&mismatched, &collateral, &anchors, at(WHEN)));
+    match &err {
+        NvidiaError::RequesterContextMismatch { request, response } => {
+            assert_eq!(request, "1122334455667788");
+            assert_eq!(response, "9999999999999999");
+        }
+        other => panic!("expected a requester context mismatch, got {other}"),
+    }
+    assert!(err.to_string().contains("requester context"), "{err}");
+}
+
+#[test]
+fn truncated_or_missing_spdm_1_3_contexts_are_refused() {
+    let context = [0xab; 8];
+    let transcript = v13_transcript(context, context);
+    // Cut inside the request's context.
+    let err = nvidia_err(run(&transcript[..41], &chain(1)));
+    assert!(
+        matches!(
+            err,
+            NvidiaError::Truncated { what: "request requester context", need: 8, have: 4 }
+        ),
+        "{err}"
+    );
+    // Cut inside the response's context (it ends the transcript).
+    let err = nvidia_err(run(&transcript[..transcript.len() - 3], &chain(1)));
+    assert!(
+        matches!(
+            err,
+            NvidiaError::Truncated { what: "response requester context", need: 8, have: 5 }
+        ),
+        "{err}"
+    );
+    // The context present but the signature after it missing.
+    let err = nvidia_err(run(&transcript, &chain(1)));
+    assert!(
+        matches!(err, NvidiaError::Truncated { what: "signature", need: 96, have: 0 }),
+        "{err}"
+    );
+    // A 1.2-shaped report (no contexts) labelled 1.3: the request's context swallows the
+    // response header, and what follows is no MEASUREMENTS response.
+    let mut relabelled = report();
+    relabelled[0] = 0x13;
+    relabelled[37] = 0x13;
+    assert!(run(&relabelled, &chain(1)).is_err());
+    // Every prefix of a 1.3 report fails cleanly.
+    for len in 0..transcript.len() {
+        assert!(run(&transcript[..len], &chain(1)).is_err(), "prefix of {len} bytes");
+    }
+}
+
 #[test]
 fn wrong_headers_are_refused() {
-    let mut v13 = report();
-    v13[0] = 0x13;
-    let err = nvidia_err(run(&v13, &chain(1)));
-    assert!(matches!(err, NvidiaError::SpdmVersion(0x13)), "{err}");
+    for version in [0x10, 0x14, 0x21, 0x00] {
+        let mut other = report();
+        other[0] = version;
+        let err = nvidia_err(run(&other, &chain(1)));
+        assert!(matches!(err, NvidiaError::SpdmVersion(v) if v == version), "{err}");
+        assert!(err.to_string().contains("1.1, 1.2 and 1.3"), "{err}");
+    }
 
     let mut mixed = report();
     mixed[0] = 0x12;

@@ -1,6 +1,6 @@
 //! NVIDIA Hopper GPU evidence: SPDM measurements signed by the device key, chain to the NVIDIA root.
 //!
-//! The evidence is the SPDM 1.1 or 1.2 GET_MEASUREMENTS request followed by the device's
+//! The evidence is the SPDM 1.1, 1.2 or 1.3 GET_MEASUREMENTS request followed by the device's
 //! MEASUREMENTS response (binary, or the same as hex text; bytes after the signature are counted
 //! as `trailing_bytes` and never read); `spdm.rs` describes the layout. The driver checks,
 //! in this order:
@@ -13,7 +13,7 @@
 //!    or one of `inputs.anchors.roots(TeeKind::Nvidia)`. When the chain stops below a root, a
 //!    root among the anchors whose subject is the last issuer completes it;
 //! 3. the ECDSA P-384/SHA-384 signature (96 bytes, `r || s`, after the opaque data) with the
-//!    leaf's key, over the request and response before it (1.1) or the 1.2 signing context;
+//!    leaf's key, over the request and response before it (1.1) or the 1.2/1.3 signing context;
 //! 4. the FWID in the report's opaque data (when present) equals the leaf certificate's FWID;
 //! 5. RIM appraisal, when RIMs (SWID tags) come in `inputs.collateral.documents`. Every RIM
 //!    given must carry a valid enveloped XML signature (`dsig.rs`: Reference digest over the
@@ -117,9 +117,21 @@ pub enum NvidiaError {
         /// Bytes left.
         have: usize,
     },
-    /// The SPDM version is not 1.1.
-    #[error("nvidia: SPDM version {0:#04x} is not supported (only 1.1, 0x11)")]
+    /// The SPDM version is not 1.1, 1.2 or 1.3.
+    #[error("nvidia: SPDM version {0:#04x} is not supported (1.1, 1.2 and 1.3: 0x11, 0x12, 0x13)")]
     SpdmVersion(u8),
+    /// The SPDM 1.3 response does not echo the request's requester context: it answers another
+    /// request.
+    #[error(
+        "nvidia: the MEASUREMENTS response's requester context {response} is not the \
+         GET_MEASUREMENTS request's {request} (SPDM 1.3 requires the same)"
+    )]
+    RequesterContextMismatch {
+        /// The request's context, hex.
+        request: String,
+        /// The response's context, hex.
+        response: String,
+    },
     /// The evidence is not in the expected format.
     #[error("nvidia: evidence is malformed: {0}")]
     Malformed(String),
@@ -840,6 +852,11 @@ fn claims(
         && let Some(fields) = vendor.as_object_mut()
     {
         fields.insert("trailing_bytes".into(), Value::from(report.trailing));
+    }
+    if let Some(context) = report.requester_context
+        && let Some(fields) = vendor.as_object_mut()
+    {
+        fields.insert("requester_context".into(), Value::from(hex::encode(context)));
     }
     Claims {
         tee: TeeKind::Nvidia,

@@ -1,19 +1,26 @@
-//! The SPDM 1.1/1.2 GET_MEASUREMENTS request and MEASUREMENTS response an NVIDIA GPU returns as
-//! its attestation report, and the NVIDIA opaque-data fields inside it.
+//! The SPDM 1.1/1.2/1.3 GET_MEASUREMENTS request and MEASUREMENTS response an NVIDIA GPU returns
+//! as its attestation report, and the NVIDIA opaque-data fields inside it.
 //!
-//! Layout (DMTF DSP0274 1.1 and 1.2, which agree on these two messages; all integers
-//! little-endian):
+//! Layout (DMTF DSP0274 1.1, 1.2 and 1.3; all integers little-endian):
 //!
 //! ```text
-//! request  (37 bytes): version 0x11 | code 0xE0 | param1 (bit 0: signature requested)
-//!                      | param2 (measurement operation, 0xFF = all) | nonce (32) | slot id (1)
+//! request  (37 bytes;  version 0x11/0x12/0x13 | code 0xE0 | param1 (bit 0: signature requested)
+//!  45 in 1.3):         | param2 (measurement operation, 0xFF = all) | nonce (32) | slot id (1)
+//!                      | [1.3: requester context (8)]
 //! response:            version | code 0x60 | param1 | param2 (slot id) | number of blocks (1)
 //!                      | measurement record length (3) | measurement record
-//!                      | responder nonce (32) | opaque length (2) | opaque data | signature (96)
+//!                      | responder nonce (32) | opaque length (2) | opaque data
+//!                      | [1.3: requester context (8)] | signature (96)
 //! measurement block:   index (1) | measurement specification (1, bit 0 = DMTF) | size (2)
 //!                      | DMTF value type (1) | DMTF value size (2) | value
 //! opaque data:         a list of NVIDIA fields: type (2) | length (2) | value
 //! ```
+//!
+//! SPDM 1.3 (DSP0274 1.3.0, GET_MEASUREMENTS and MEASUREMENTS) adds the 8-byte
+//! `RequesterContext` to the request, after the slot id, and echoes it in the response, after
+//! the opaque data and before the signature; the response's must equal the request's
+//! ([`NvidiaError::RequesterContextMismatch`]). 1.1 and 1.2 have no such field. Any other
+//! version byte is refused.
 //!
 //! Every variable part is read by its own length field (measurement record length, each block's
 //! size and DMTF value size, opaque data length); the signature's length is not in the message
@@ -22,7 +29,8 @@
 //! newlines or NULs): they are counted in [`Report::trailing`] and never read.
 //!
 //! What the signature covers depends on the version: in 1.1, SHA-384 over every byte before it
-//! (request and response); from 1.2, SHA-384 over the signing context ([`signed_message`]).
+//! (request and response); from 1.2, SHA-384 over the signing context ([`signed_message`]), whose
+//! prefix names the version (`dmtf-spdm-v1.2.*`, `dmtf-spdm-v1.3.*`).
 
 use sha2::{Digest as _, Sha384};
 
@@ -32,6 +40,10 @@ use super::NvidiaError;
 pub(crate) const SPDM_VERSION_1_1: u8 = 0x11;
 /// SPDM 1.2: the signature covers a signing context and the transcript's hash.
 pub(crate) const SPDM_VERSION_1_2: u8 = 0x12;
+/// SPDM 1.3: as 1.2, and request and response carry the requester context.
+pub(crate) const SPDM_VERSION_1_3: u8 = 0x13;
+/// Length of the 1.3 `RequesterContext`.
+const REQUESTER_CONTEXT_LEN: usize = 8;
 /// GET_MEASUREMENTS request code.
 const GET_MEASUREMENTS: u8 = 0xE0;
 /// MEASUREMENTS response code.
@@ -70,7 +82,7 @@ pub(crate) struct OpaqueField {
 /// A parsed GET_MEASUREMENTS request and MEASUREMENTS response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Report {
-    /// The SPDM version byte (0x11).
+    /// The SPDM version byte (0x11, 0x12 or 0x13).
     pub(crate) version: u8,
     /// The request's param1 (attributes).
     pub(crate) request_attributes: u8,
@@ -78,6 +90,9 @@ pub(crate) struct Report {
     pub(crate) nonce: [u8; 32],
     /// The slot of the certificate chain the device was asked to sign with.
     pub(crate) slot_id: u8,
+    /// The 1.3 requester context, the same in request and response; `None` for 1.1 and 1.2,
+    /// whose messages have no such field.
+    pub(crate) requester_context: Option<[u8; REQUESTER_CONTEXT_LEN]>,
     /// The response's param1.
     pub(crate) response_param1: u8,
     /// The measurement blocks, in the order received.
@@ -146,7 +161,7 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
 
     // The request.
     let version = r.u8("request version")?;
-    if version != SPDM_VERSION_1_1 && version != SPDM_VERSION_1_2 {
+    if ![SPDM_VERSION_1_1, SPDM_VERSION_1_2, SPDM_VERSION_1_3].contains(&version) {
         return Err(NvidiaError::SpdmVersion(version));
     }
     let code = r.u8("request code")?;
@@ -171,6 +186,11 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
     }
     let nonce = r.array::<NONCE_LEN>("request nonce")?;
     let slot_id = r.u8("request slot id")?;
+    let requester_context = if version == SPDM_VERSION_1_3 {
+        Some(r.array::<REQUESTER_CONTEXT_LEN>("request requester context")?)
+    } else {
+        None
+    };
 
     // The response.
     let response_version = r.u8("response version")?;
@@ -203,6 +223,15 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
     let responder_nonce = r.array::<NONCE_LEN>("responder nonce")?;
     let opaque_len = usize::from(r.u16("opaque data length")?);
     let opaque = parse_opaque(r.take(opaque_len, "opaque data")?)?;
+    if let Some(request) = requester_context {
+        let response = r.array::<REQUESTER_CONTEXT_LEN>("response requester context")?;
+        if response != request {
+            return Err(NvidiaError::RequesterContextMismatch {
+                request: hex::encode(request),
+                response: hex::encode(response),
+            });
+        }
+    }
     let signed_len = r.pos;
     let signature = r.array::<SIGNATURE_LEN>("signature")?;
     let trailing = r.remaining();
@@ -211,6 +240,7 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
         request_attributes,
         nonce,
         slot_id,
+        requester_context,
         response_param1,
         blocks,
         responder_nonce,
@@ -224,10 +254,11 @@ pub(crate) fn parse(evidence: &[u8]) -> Result<Report, NvidiaError> {
 /// The bytes the device's key signed (hashed with SHA-384 by ECDSA), for `transcript`: the
 /// request and the response up to the signature.
 ///
-/// SPDM 1.1 signs the transcript itself. SPDM 1.2 (DSP0274 1.2, "signature generation") signs
-/// the combined prefix, `"dmtf-spdm-v1.2.*"` four times, then zero bytes padding the context to
-/// 36 bytes, then the context `"responder-measurements signing"`, followed by SHA-384 of the
-/// transcript.
+/// SPDM 1.1 signs the transcript itself. SPDM 1.2 and 1.3 (DSP0274, "signature generation")
+/// sign the combined prefix, `"dmtf-spdm-v1.N.*"` four times with `N` the minor version (2 or
+/// 3), then zero bytes padding the context to 36 bytes, then the context
+/// `"responder-measurements signing"`, followed by SHA-384 of the transcript (which, in 1.3,
+/// includes both requester contexts).
 pub(crate) fn signed_message(version: u8, transcript: &[u8]) -> Vec<u8> {
     if version == SPDM_VERSION_1_1 {
         return transcript.to_vec();
