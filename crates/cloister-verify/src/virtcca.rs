@@ -324,8 +324,7 @@ fn spki_key(der: &[u8]) -> Result<SigningKey, String> {
             SigningKey::Rsa(key)
         }
         Ok(key) => SigningKey::Ec(key),
-        Err(reason) if reason.starts_with("P-521") => return Err(format!("the {reason}")),
-        Err(reason) => return Err(format!("unsupported key: {reason}")),
+        Err(reason) => return Err(format!("unusable key: {reason}")),
     };
     Ok(key)
 }
