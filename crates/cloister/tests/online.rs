@@ -438,6 +438,20 @@ async fn online_inference_is_encrypted_authorized_and_limited() {
     assert_eq!((limited.status, error_code(&limited).as_str()), (429, "rate_limit_exceeded"));
     drop(restarted);
 
+    // Concurrent requests never count on the same tokens (red team, this round: ten parallel
+    // chat requests were each served the quota's remainder): eight at once, one sample each,
+    // on a quota of four — exactly four are served.
+    load_classifier(&bed, "classifier-burst", 1000, Some(4));
+    let burst = infer_body("classifier-burst", 1);
+    let answers =
+        futures::future::join_all((0..8).map(|_| call(&client, key, "POST", "/v1/infer", &burst)))
+            .await;
+    let served = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!(served, 4, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for refused in answers.iter().filter(|a| a.status != 200) {
+        assert_eq!((refused.status, error_code(refused).as_str()), (429, "insufficient_quota"));
+    }
+
     // A language model's token quota (5): the first answer is cut to it, the next is refused.
     let chat = serde_json::to_vec(&serde_json::json!({
         "model": "smollm2@1",

@@ -189,7 +189,7 @@ async fn infer(
     })
     .await
     .map_err(|_| OnlineError::Internal)??;
-    admission.charge(&worker.catalog, samples);
+    admission.charge(samples);
     let outputs: serde_json::Map<String, serde_json::Value> = outputs
         .into_iter()
         .map(|t| (t.name, json!({ "shape": t.shape, "data": t.data })))

@@ -19,6 +19,7 @@
 //! them ([`admit`]). Requests taken by an enclave that ends unused count as used.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,14 +70,17 @@ struct Allowance {
     requests: u32,
     /// Tokens consumed so far by this enclave.
     used: u64,
+    /// Tokens promised to requests being served (each holds what its [`Admission::reserve`]
+    /// allowed until it is charged or dropped).
+    held: u64,
     /// Tokens this enclave reserved at the attestation service.
     leased: u64,
 }
 
 impl Allowance {
-    /// Reserved and not yet used.
+    /// Reserved, not used and not promised to a request being served.
     fn available(&self) -> u64 {
-        self.leased.saturating_sub(self.used)
+        self.leased.saturating_sub(self.used).saturating_sub(self.held)
     }
 }
 
@@ -170,12 +174,26 @@ fn limits_for<'a>(
 }
 
 /// A request admitted by a model's policy: the model, and where its token use is counted.
+/// Tokens it [`Admission::reserve`]d are held for it alone until it is charged; dropped
+/// uncharged, it gives them back.
 #[derive(Debug)]
 pub struct Admission {
     model: Arc<LoadedModel>,
     key: (String, String),
     quota: Option<u64>,
     meter: UsageMeter,
+    limits: Arc<Limits>,
+    /// Tokens held for this request.
+    held: AtomicU64,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let held = self.held.swap(0, Ordering::SeqCst);
+        if held > 0 {
+            self.with_allowance(|a| a.held = a.held.saturating_sub(held));
+        }
+    }
 }
 
 impl Admission {
@@ -185,50 +203,65 @@ impl Admission {
     }
 
     /// Makes sure up to `wanted` tokens are reserved for this requester at the attestation
-    /// service (reserving another block when this enclave's reservation runs short) and returns
-    /// how many may be served now: `wanted`, or fewer when the quota has less left (never 0).
+    /// service (reserving another block when this enclave's reservation runs short), holds them
+    /// for this request — concurrent requests never count on the same tokens — and returns how
+    /// many may be served now: `wanted`, or fewer when the quota has less left (never 0).
     /// Without a quota, `wanted`.
     pub async fn reserve(&self, worker: &Worker, wanted: u64) -> Result<u64, OnlineError> {
         let Some(quota) = self.quota else { return Ok(wanted) };
-        let available = self.available(&worker.catalog);
-        if available >= wanted {
+        if self.hold(wanted, true) == wanted {
             return Ok(wanted);
         }
-        let total = self.lease(worker, quota, wanted - available).await?;
-        match self.available(&worker.catalog) {
+        let shortfall = wanted.saturating_sub(self.with_allowance(|a| a.available()));
+        let total = self.lease(worker, quota, shortfall).await?;
+        match self.hold(wanted, false) {
             0 => Err(OnlineError::QuotaExhausted { model: self.key.0.clone(), quota, used: total }),
-            available => Ok(available.min(wanted)),
+            held => Ok(held),
         }
     }
 
-    /// Counts `tokens` against the requester's quota (tokens [`Admission::reserve`]d before).
-    pub fn charge(&self, catalog: &Catalog, tokens: u64) {
-        let mut allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(allowance) = allowances.get_mut(&self.key) {
-            allowance.used = allowance.used.saturating_add(tokens);
-        }
+    /// Holds `wanted` tokens of this enclave's reservation for this request, or (unless
+    /// `all_or_nothing`) as many as are available; returns how many it holds now.
+    fn hold(&self, wanted: u64, all_or_nothing: bool) -> u64 {
+        self.with_allowance(|a| {
+            let take = a.available().min(wanted);
+            if take == 0 || (all_or_nothing && take < wanted) {
+                return 0;
+            }
+            a.held = a.held.saturating_add(take);
+            self.held.fetch_add(take, Ordering::SeqCst);
+            take
+        })
+    }
+
+    /// Counts `tokens` against the requester's quota (tokens [`Admission::reserve`]d before)
+    /// and releases what this request held.
+    pub fn charge(&self, tokens: u64) {
+        let held = self.held.swap(0, Ordering::SeqCst);
+        self.with_allowance(|a| {
+            a.used = a.used.saturating_add(tokens);
+            a.held = a.held.saturating_sub(held);
+        });
     }
 
     /// Counts `tokens` whose number was known only once served, and reserves at the
-    /// attestation service whatever this enclave's reservation does not cover: call it before
-    /// the answer leaves, so that no answer leaves uncounted.
+    /// attestation service whatever this enclave's reservation does not cover (what was used
+    /// and what other requests hold): call it before the answer leaves, so that no answer
+    /// leaves uncounted.
     pub async fn settle(&self, worker: &Worker, tokens: u64) -> Result<(), OnlineError> {
-        self.charge(&worker.catalog, tokens);
+        self.charge(tokens);
         let Some(quota) = self.quota else { return Ok(()) };
-        let shortfall = {
-            let allowances = worker.catalog.limits().allowances.lock();
-            let allowances = allowances.unwrap_or_else(|p| p.into_inner());
-            allowances.get(&self.key).map_or(0, |a| a.used.saturating_sub(a.leased))
-        };
+        let shortfall =
+            self.with_allowance(|a| a.used.saturating_add(a.held).saturating_sub(a.leased));
         if shortfall > 0 {
             self.lease(worker, quota, shortfall).await?;
         }
         Ok(())
     }
 
-    fn available(&self, catalog: &Catalog) -> u64 {
-        let allowances = catalog.limits().allowances.lock().unwrap_or_else(|p| p.into_inner());
-        allowances.get(&self.key).map_or(0, Allowance::available)
+    fn with_allowance<T>(&self, f: impl FnOnce(&mut Allowance) -> T) -> T {
+        let mut allowances = self.limits.allowances.lock().unwrap_or_else(|p| p.into_inner());
+        f(allowances.entry(self.key.clone()).or_default())
     }
 
     /// Reserves `shortfall` and one block more at the attestation service; returns the meter's
@@ -311,7 +344,14 @@ pub async fn admit(
         with_allowance(catalog, &key, |a| a.requests = a.requests.saturating_add(1));
         return Err(replayed);
     }
-    Ok(Admission { model: loaded, key, quota, meter })
+    Ok(Admission {
+        model: loaded,
+        key,
+        quota,
+        meter,
+        limits: catalog.limits().clone(),
+        held: AtomicU64::new(0),
+    })
 }
 
 /// Runs `f` on the allowance of `key` (created empty on first use).

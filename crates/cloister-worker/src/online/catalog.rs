@@ -169,7 +169,7 @@ impl LoadedModel {
 #[derive(Debug, Default)]
 pub struct Catalog {
     models: RwLock<BTreeMap<String, Arc<LoadedModel>>>,
-    limits: Limits,
+    limits: Arc<Limits>,
 }
 
 impl Catalog {
@@ -210,7 +210,7 @@ impl Catalog {
     }
 
     /// The rate, quota and replay state.
-    pub(crate) fn limits(&self) -> &Limits {
+    pub(crate) fn limits(&self) -> &Arc<Limits> {
         &self.limits
     }
 }

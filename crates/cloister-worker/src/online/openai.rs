@@ -147,7 +147,7 @@ pub(crate) async fn chat_completions(
         })
         .await
         .map_err(|_| OnlineError::Internal)??;
-        admission.charge(&worker.catalog, generation.completion_tokens as u64);
+        admission.charge(generation.completion_tokens as u64);
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -174,7 +174,6 @@ pub(crate) async fn chat_completions(
         })
     };
     let runner = model.clone();
-    let catalog_worker = worker.clone();
     tokio::task::spawn_blocking(move || {
         let send = |value: &serde_json::Value| {
             let mut text = Zeroizing::new(format!("data: {value}\n\n"));
@@ -200,7 +199,7 @@ pub(crate) async fn chat_completions(
         drop(messages);
         match result {
             Ok(generation) => {
-                admission.charge(&catalog_worker.catalog, generation.completion_tokens as u64);
+                admission.charge(generation.completion_tokens as u64);
                 let mut last = chunk(json!({}), Some(generation.finish_reason.as_str()));
                 last["usage"] = usage(generation.prompt_tokens, generation.completion_tokens);
                 send(&last);
