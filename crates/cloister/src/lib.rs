@@ -1,8 +1,9 @@
 //! The internals of the `cloister` command: the parties' actions, the in-process test bed, the
-//! demo, the sealed-envelope commands and the plaintext scanner. Only `main.rs` parses arguments.
+//! demo, the sealed-envelope commands, the data pipeline's commands and the plaintext scanner. Only `main.rs` parses arguments.
 
 pub mod admin;
 pub mod assets;
+pub mod data;
 pub mod demo;
 pub mod demo_llm;
 pub mod demo_train;

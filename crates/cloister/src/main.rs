@@ -162,6 +162,61 @@ enum Command {
     /// owners `join` and `approve`, the model owner `run`s the rounds.
     #[command(subcommand)]
     Federate(FederateCommand),
+    /// The data pipeline: ingest raw exports into data sets (Parquet shards and dataset.json),
+    /// profile them.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Ingest CSV, TSV, JSON lines, Parquet, Arrow IPC, or folders of text documents or images
+    /// into a data set directory, streaming in bounded memory.
+    Ingest {
+        /// Input files (all of one format) or folders.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The data set directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// auto, csv, tsv, jsonl, parquet, arrow, text or images.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Quarantine bad records to this JSON-lines file with their reason instead of
+        /// stopping at the first.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Set a column's type: COLUMN=int|float|string|bool. Repeatable.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// A JSON object of column names to types (`--type` wins over it).
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Rows per Parquet shard.
+        #[arg(long, default_value_t = 1_000_000)]
+        shard_rows: u64,
+        /// Records the column types are inferred from.
+        #[arg(long, default_value_t = 1000)]
+        infer_rows: usize,
+        /// Lines to skip before a CSV/TSV header (or data, with --no-header).
+        #[arg(long, default_value_t = 0)]
+        skip_lines: u64,
+        /// CSV/TSV inputs have no header line: columns are column_1, column_2, ….
+        #[arg(long)]
+        no_header: bool,
+    },
+    /// Profile a data set: types, missing and distinct counts, distributions, identifiers and
+    /// personal data; a table here and, with --html, a self-contained HTML report.
+    Profile {
+        /// The data set directory.
+        dir: PathBuf,
+        /// Write an HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Print the profile as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1208,6 +1263,37 @@ async fn model(command: ModelCommand) -> Result<()> {
     }
 }
 
+fn data(command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Ingest {
+            inputs,
+            out,
+            format,
+            rejects,
+            types,
+            schema,
+            shard_rows,
+            infer_rows,
+            skip_lines,
+            no_header,
+        } => cloister::data::ingest(cloister::data::IngestArgs {
+            inputs,
+            out,
+            format,
+            rejects,
+            types,
+            schema,
+            shard_rows,
+            infer_rows,
+            skip_lines,
+            no_header,
+        }),
+        DataCommand::Profile { dir, html, json } => {
+            cloister::data::profile(&dir, html.as_deref(), json)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A one-shot command whose output is cut short (`cloister … | head`) ends the conventional
@@ -1525,6 +1611,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Model(command) => runtime()?.block_on(model(command)),
         Command::Federate(command) => runtime()?.block_on(federate(command)),
+        Command::Data(command) => data(command),
     }
 }
 
