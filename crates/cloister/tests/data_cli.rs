@@ -93,7 +93,7 @@ fn ingest_of_a_large_csv_stays_in_bounded_memory() {
         let line = format!(
             "{rows},{:.4},{},{},user{rows}@example.org,\"free text, row {rows} of a generated export\"\n",
             (rows % 9973) as f64 / 7.0,
-            rows % 2 == 0,
+            rows.is_multiple_of(2),
             ["Lyon", "Oslo", "Quito", "Perth"][(rows % 4) as usize],
         );
         out.write_all(line.as_bytes()).unwrap();
