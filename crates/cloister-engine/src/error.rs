@@ -45,4 +45,25 @@ pub enum EngineError {
         /// The most the model accepts.
         limit: usize,
     },
+    /// An operator the hybrid (offloading) executor does not run: the model is refused for
+    /// offload rather than run partly elsewhere.
+    #[error(
+        "node '{node}' is a {op} operator, which the hybrid executor does not run (it runs \
+         Gemm, MatMul, Add, Sub, Mul, Div, Relu, Sigmoid, Tanh, Softmax, Flatten and Identity)"
+    )]
+    UnsupportedOperator {
+        /// The node's name (or its output's, when it has none).
+        node: String,
+        /// Its operator type.
+        op: String,
+    },
+    /// An offloaded product failed (refused, late, or its answer failed a check) and the
+    /// policy fails the request; the answer was discarded and the failure counted.
+    #[error("layer '{layer}' could not be offloaded: {source}")]
+    Offload {
+        /// The layer.
+        layer: String,
+        /// Why.
+        source: cloister_offload::OffloadError,
+    },
 }

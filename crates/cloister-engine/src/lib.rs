@@ -23,12 +23,18 @@
 //! complete UTF-8 pieces.
 //! The embedding engine ([`Embedder`], candle BERT) turns texts into L2-normalised mean-pooled
 //! sentence vectors.
+//!
+//! Hybrid execution ([`HybridModel`]): the linear layers of a dense ONNX graph go through the
+//! linear-algebra boundary ([`linear`]) — computed in the enclave, or blinded, sent to an
+//! untrusted accelerator and verified — while everything else stays in the enclave.
 
 pub mod chat;
 pub mod embed;
 mod error;
 pub mod gguf_tokenizer;
+pub mod hybrid;
 mod inspect;
+pub mod linear;
 mod llama_cpp;
 pub mod llm;
 mod memfd;
@@ -40,7 +46,9 @@ pub mod train;
 
 pub use embed::{Embedder, Embeddings};
 pub use error::EngineError;
+pub use hybrid::{HybridModel, HybridOutput};
 pub use inspect::inspect;
+pub use linear::{LayerRun, LayerStatus, LinearPlan, Placement};
 pub use llm::{
     ChatMessage, FinishReason, Generation, GenerationParams, LlmModel, ModelFiles, default_threads,
 };

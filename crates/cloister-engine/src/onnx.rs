@@ -405,7 +405,10 @@ impl OnnxModel {
 }
 
 /// Checks one input tensor against its schema.
-fn check_input(schema: &TensorSchema, tensor: &InputTensor<'_>) -> Result<(), EngineError> {
+pub(crate) fn check_input(
+    schema: &TensorSchema,
+    tensor: &InputTensor<'_>,
+) -> Result<(), EngineError> {
     let shape = tensor.shape;
     if tensor.values.dtype() != schema.dtype {
         return Err(EngineError::SchemaMismatch(format!(

@@ -228,6 +228,61 @@ pub struct ServingPolicy {
     /// formats.
     #[serde(default, skip_serializing_if = "OnnxEngine::is_auto")]
     pub engine: OnnxEngine,
+    /// Whether the linear layers of an ONNX model may run on an untrusted accelerator that
+    /// then sees its weights; absent means [`OffloadPolicy::Never`] (and is not written, so a
+    /// policy signed before this field existed verifies unchanged). Ignored for other formats.
+    #[serde(default, skip_serializing_if = "OffloadPolicy::is_never")]
+    pub offload: OffloadPolicy,
+}
+
+/// The model owner's word on hybrid execution (`docs/offload.md`): may the products of an ONNX
+/// model's linear layers (Gemm, MatMul) be sent, blinded and verified, to an untrusted
+/// accelerator — which sees the weights in the clear?
+///
+/// Written as `{"weights": "never"}` (the default, never written) or
+/// `{"weights": "public", "on_failure": "fail" | "enclave", "timeout_ms": 5000}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "weights", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OffloadPolicy {
+    /// Every layer runs inside the enclave.
+    #[default]
+    Never,
+    /// The weights may be shown to the accelerator: linear layers are offloaded when the worker
+    /// was started with one (deploying fails on a worker without).
+    Public {
+        /// What a request does when the accelerator fails, is late or its answer fails a check.
+        on_failure: OffloadFallback,
+        /// How long the accelerator has to answer one product, in milliseconds (1–600,000).
+        #[serde(default = "default_offload_timeout_ms")]
+        timeout_ms: u64,
+    },
+}
+
+/// What a request does when an offloaded product fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffloadFallback {
+    /// The request fails (the unchecked answer is discarded).
+    Fail,
+    /// The layer is computed inside the enclave instead (the answer is discarded all the same).
+    Enclave,
+}
+
+/// The accelerator's deadline when a policy names none: 5 seconds.
+pub const DEFAULT_OFFLOAD_TIMEOUT_MS: u64 = 5_000;
+
+/// The longest deadline a policy may set: 10 minutes.
+pub const MAX_OFFLOAD_TIMEOUT_MS: u64 = 600_000;
+
+fn default_offload_timeout_ms() -> u64 {
+    DEFAULT_OFFLOAD_TIMEOUT_MS
+}
+
+impl OffloadPolicy {
+    /// `true` for [`OffloadPolicy::Never`].
+    pub fn is_never(&self) -> bool {
+        *self == OffloadPolicy::Never
+    }
 }
 
 /// The engine that runs an ONNX model.
@@ -331,5 +386,45 @@ mod tests {
         assert!("cuda".parse::<OnnxEngine>().is_err());
         let unknown = r#"{"model":"m","versions":[],"requesters":[],"engine":"cuda"}"#;
         assert!(serde_json::from_str::<ServingPolicy>(unknown).is_err());
+    }
+
+    #[test]
+    fn serving_policy_offload_defaults_to_never_and_is_not_written_when_never() {
+        let old = r#"{"model":"m","versions":["1"],"requesters":[],"engine":"tract"}"#;
+        let policy: ServingPolicy = serde_json::from_str(old).unwrap();
+        assert_eq!(policy.offload, OffloadPolicy::Never);
+        // Byte for byte: a policy signed before the field existed verifies unchanged.
+        assert_eq!(serde_json::to_string(&policy).unwrap(), old);
+        let never = r#"{"model":"m","versions":[],"requesters":[],"offload":{"weights":"never"}}"#;
+        let parsed: ServingPolicy = serde_json::from_str(never).unwrap();
+        assert!(parsed.offload.is_never());
+        assert!(!serde_json::to_string(&parsed).unwrap().contains("offload"));
+
+        let public = r#"{"model":"m","versions":[],"requesters":[],"offload":{"weights":"public","on_failure":"enclave","timeout_ms":250}}"#;
+        let parsed: ServingPolicy = serde_json::from_str(public).unwrap();
+        assert_eq!(
+            parsed.offload,
+            OffloadPolicy::Public { on_failure: OffloadFallback::Enclave, timeout_ms: 250 }
+        );
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), public);
+        // The timeout has a default; the fallback must be chosen.
+        let default_timeout = r#"{"weights":"public","on_failure":"fail"}"#;
+        assert_eq!(
+            serde_json::from_str::<OffloadPolicy>(default_timeout).unwrap(),
+            OffloadPolicy::Public {
+                on_failure: OffloadFallback::Fail,
+                timeout_ms: DEFAULT_OFFLOAD_TIMEOUT_MS
+            }
+        );
+        for refused in [
+            r#"{"weights":"public"}"#,
+            r#"{"weights":"public","on_failure":"retry"}"#,
+            r#"{"weights":"secret","on_failure":"fail"}"#,
+            r#"{"weights":"public","on_failure":"fail","timeout":5}"#,
+            r#"{"on_failure":"fail"}"#,
+            r#""public-weights""#,
+        ] {
+            assert!(serde_json::from_str::<OffloadPolicy>(refused).is_err(), "{refused}");
+        }
     }
 }

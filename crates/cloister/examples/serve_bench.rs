@@ -118,6 +118,7 @@ fn load(
             token_quota: None,
         }],
         engine: Default::default(),
+        offload: Default::default(),
     };
     let jws = owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600))?;
     let model =

@@ -146,6 +146,7 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
             token_quota: Some(10_000),
         }],
         engine: Default::default(),
+        offload: Default::default(),
     };
     let policy_jws = provider.signing.sign(
         "serving policy",

@@ -360,6 +360,7 @@ pub async fn run(
             token_quota: None,
         }],
         engine: Default::default(),
+        offload: Default::default(),
     };
     let policy_jws = owner.signing.sign(
         "serving policy",

@@ -982,6 +982,7 @@ async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() 
         versions: vec!["1".into()],
         requesters: vec![],
         engine: Default::default(),
+        offload: Default::default(),
     };
     let jws = owner
         .signing

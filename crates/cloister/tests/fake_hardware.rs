@@ -386,6 +386,7 @@ async fn online_request(bed: &Bed, url: &str, instance: &Instance, repository: &
             token_quota: None,
         }],
         engine: Default::default(),
+        offload: Default::default(),
     };
     let serving_policy =
         owner.signing.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600));

@@ -209,6 +209,7 @@ fn classifier(
             token_quota,
         }],
         engine: Default::default(),
+        offload: Default::default(),
     };
     let jws =
         bed.owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap();
@@ -266,6 +267,7 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
                 token_quota: quota,
             }],
             engine: Default::default(),
+            offload: Default::default(),
         };
         let jws = bed
             .owner
@@ -989,6 +991,7 @@ fn serving_policy(bed: &Bed, signer: &SigningKey, name: &str) -> String {
             token_quota: None,
         }],
         engine: Default::default(),
+        offload: Default::default(),
     };
     signer.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap()
 }
