@@ -80,10 +80,13 @@ fn tract(bytes: &[u8]) -> OnnxModel {
     OnnxModel::load_with(bytes, OnnxOptions { engine: OnnxEngine::Tract, threads: 1 }).unwrap()
 }
 
+/// The input transform in front of the first layer.
+type Standardize = Box<dyn Fn(&[f32]) -> Vec<f32>>;
+
 /// A chain of dense layers with ReLU between them and softmax last, after a standardization,
 /// evaluated in f64: the reference the bound is stated against.
 struct Chain {
-    standardize: Box<dyn Fn(&[f32]) -> Vec<f32>>,
+    standardize: Standardize,
     /// `(n, k, W n×k row-major, b)`.
     layers: Vec<(usize, usize, Vec<f32>, Vec<f32>)>,
 }
