@@ -805,7 +805,18 @@ async fn usage_reservations_never_pass_the_quota_across_replicas(db: &TestDb) {
     for (n, replica) in replicas.iter().cycle().take(32).enumerate() {
         let s = replica.clone();
         tasks.push(tokio::spawn(async move {
-            s.reserve_usage("in_1", "owner", "m@1", "req", 7, 100, n as i64).await.expect("reserve")
+            s.reserve_usage(
+                "in_1",
+                "owner",
+                "m@1",
+                "req",
+                7,
+                100,
+                (&format!("u{n}"), 1000),
+                n as i64,
+            )
+            .await
+            .expect("reserve")
         }));
     }
     let mut granted = 0;
@@ -821,14 +832,26 @@ async fn usage_reservations_never_pass_the_quota_across_replicas(db: &TestDb) {
         [("in_2", "m@1", "req"), ("in_1", "m@2", "req"), ("in_1", "m@1", "other")]
     {
         let reserved = store
-            .reserve_usage(instance, "owner", model, requester, 7, 100, 1)
+            .reserve_usage(
+                instance,
+                "owner",
+                model,
+                requester,
+                7,
+                100,
+                (&format!("v{model}{requester}"), 1000),
+                1,
+            )
             .await
             .expect("store");
         assert_eq!(reserved, (7, 7), "{instance} {model} {requester}");
     }
     // A quota lowered below what was reserved grants nothing and keeps the total.
     assert_eq!(
-        store.reserve_usage("in_1", "owner", "m@1", "req", 5, 50, 2).await.expect("store"),
+        store
+            .reserve_usage("in_1", "owner", "m@1", "req", 5, 50, ("w", 1000), 2)
+            .await
+            .expect("store"),
         (0, 100)
     );
 }
@@ -838,10 +861,12 @@ async fn request_allowances_refill_at_their_rate_across_replicas(db: &TestDb) {
     // 30 a minute, full when first used: 24 takers of 3 at second 100 over two replicas get
     // exactly the 30 in the bucket.
     let mut tasks = Vec::new();
-    for replica in replicas.iter().cycle().take(24) {
+    for (n, replica) in replicas.iter().cycle().take(24).enumerate() {
         let s = replica.clone();
         tasks.push(tokio::spawn(async move {
-            s.reserve_requests("in_1", "owner", "m@1", "req", 3, 30, 100).await.expect("reserve")
+            s.reserve_requests("in_1", "owner", "m@1", "req", 3, 30, (&format!("t{n}"), 1000), 100)
+                .await
+                .expect("reserve")
         }));
     }
     let mut granted = 0;
@@ -854,29 +879,61 @@ async fn request_allowances_refill_at_their_rate_across_replicas(db: &TestDb) {
     let store = &replicas[1];
     // Empty now; 10 s later a sixth of a minute's rate is back, and no more.
     assert_eq!(
-        store.reserve_requests("in_1", "owner", "m@1", "req", 3, 30, 100).await.expect("store"),
+        store
+            .reserve_requests("in_1", "owner", "m@1", "req", 3, 30, ("q2", 1000), 100)
+            .await
+            .expect("store"),
         0
     );
     assert_eq!(
-        store.reserve_requests("in_1", "owner", "m@1", "req", 30, 30, 110).await.expect("store"),
+        store
+            .reserve_requests("in_1", "owner", "m@1", "req", 30, 30, ("q3", 1000), 110)
+            .await
+            .expect("store"),
         5
     );
     assert_eq!(
-        store.reserve_requests("in_1", "owner", "m@1", "req", 30, 30, 110).await.expect("store"),
+        store
+            .reserve_requests("in_1", "owner", "m@1", "req", 30, 30, ("q4", 1000), 110)
+            .await
+            .expect("store"),
         0
     );
     // A clock that goes back grants nothing new.
     assert_eq!(
-        store.reserve_requests("in_1", "owner", "m@1", "req", 30, 30, 50).await.expect("store"),
+        store
+            .reserve_requests("in_1", "owner", "m@1", "req", 30, 30, ("q5", 1000), 50)
+            .await
+            .expect("store"),
         0
     );
     // Meters are separate: another instance, model or requester starts full.
     for (instance, model, requester) in
         [("in_2", "m@1", "req"), ("in_1", "m@2", "req"), ("in_1", "m@1", "other")]
     {
-        let got = store.reserve_requests(instance, "owner", model, requester, 4, 30, 110).await;
+        let id = format!("m{model}{requester}");
+        let got = store
+            .reserve_requests(instance, "owner", model, requester, 4, 30, (&id, 1000), 110)
+            .await;
         assert_eq!(got.expect("store"), 4, "{instance} {model} {requester}");
     }
+    // A statement posted again (its id seen) reserves nothing, on either kind of reservation and
+    // from either replica, until it has expired; ids are per instance.
+    let again =
+        replicas[0].reserve_requests("in_2", "owner", "m@3", "req", 1, 30, ("q2", 1000), 120);
+    assert!(matches!(again.await, Ok(1)), "another instance's id space");
+    for replica in &replicas {
+        let replayed =
+            replica.reserve_requests("in_1", "owner", "m@3", "req", 1, 30, ("q2", 1000), 120);
+        assert!(matches!(replayed.await, Err(StoreError::Conflict(_))));
+        let replayed =
+            replica.reserve_usage("in_1", "owner", "m@3", "req", 1, 30, ("q2", 1000), 120);
+        assert!(matches!(replayed.await, Err(StoreError::Conflict(_))));
+    }
+    // Forgotten once it expired (by then the statement no longer verifies at the service).
+    let later =
+        replicas[1].reserve_requests("in_1", "owner", "m@3", "req", 1, 30, ("q2", 1200), 1001);
+    assert!(matches!(later.await, Ok(1)));
 }
 
 async fn grant_revocations_are_kept_once(db: &TestDb) {

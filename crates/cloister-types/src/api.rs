@@ -152,6 +152,9 @@ pub struct UsageMeter {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageReservation {
+    /// A random id the enclave draws for this reservation (at least 16 random bytes, hex): the
+    /// service accepts each id once, so a captured statement cannot be spent again.
+    pub id: String,
     /// The count it goes to.
     pub meter: UsageMeter,
     /// Tokens asked for.
@@ -168,6 +171,9 @@ pub struct UsageReservation {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestReservation {
+    /// A random id the enclave draws for this reservation (at least 16 random bytes, hex): the
+    /// service accepts each id once, so a captured statement cannot be spent again.
+    pub id: String,
     /// The count it goes to.
     pub meter: UsageMeter,
     /// Requests asked for (1 to `per_minute`).

@@ -20,7 +20,7 @@ impl Service {
         request: &RecordJob,
         what: &'static str,
         now: i64,
-    ) -> Result<(String, cloister_types::EarAppraisal, T)> {
+    ) -> Result<(String, cloister_types::EarAppraisal, T, u64)> {
         check_request_nonce(&request.nonce)?;
         let cached = self.instance(id).await?;
         let refused = |why: String| ServiceError::Token(why);
@@ -46,9 +46,8 @@ impl Service {
             .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
         let statement = receipt_key
             .verify::<T>(what, &request.statement, now as u64)
-            .map_err(|e| refused(format!("the {what} statement: {e}")))?
-            .claims;
-        Ok((cached.tenant_id.clone(), cpu0, statement))
+            .map_err(|e| refused(format!("the {what} statement: {e}")))?;
+        Ok((cached.tenant_id.clone(), cpu0, statement.claims, statement.expires_at))
     }
 
     /// Records, in the audit log, that an enclave attested by instance `id` authorised a job:
@@ -64,7 +63,7 @@ impl Service {
         request_sha256: &[u8; 32],
         now: i64,
     ) -> Result<SignedAnswer> {
-        let (tenant_id, cpu0, statement) =
+        let (tenant_id, cpu0, statement, _) =
             self.enclave_statement::<JobAuthorized>(id, request, "job authorization", now).await?;
         let owners: Vec<&str> = statement.inputs.iter().map(|input| input.owner.as_str()).collect();
         if let Err(error) = self.check_not_revoked(&statement.job_digest, &owners).await {

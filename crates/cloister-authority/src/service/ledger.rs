@@ -140,7 +140,7 @@ impl Service {
         request_sha256: &[u8; 32],
         now: i64,
     ) -> Result<SignedAnswer> {
-        let (tenant_id, cpu0, statement) = self
+        let (tenant_id, cpu0, statement, _) = self
             .enclave_statement::<PrivacyChargeStatement>(id, request, "privacy charge", now)
             .await?;
         if statement.charges.is_empty() {

@@ -21,11 +21,12 @@ impl Service {
         request_sha256: &[u8; 32],
         now: i64,
     ) -> Result<SignedAnswer> {
-        let (_, _, statement) = self
+        let (_, _, statement, expires_at) = self
             .enclave_statement::<UsageReservation>(id, request, "usage reservation", now)
             .await?;
         let meter = &statement.meter;
         check_meter(meter)?;
+        check_reservation_id(&statement.id)?;
         let as_i64 = |what: &str, n: u64| {
             i64::try_from(n).map_err(|_| {
                 ServiceError::BadRequest(format!("the reservation's {what} is too large"))
@@ -42,6 +43,7 @@ impl Service {
                 &meter.requester,
                 tokens,
                 quota,
+                (&statement.id, clamp_expiry(expires_at)),
                 now,
             )
             .await?;
@@ -67,10 +69,11 @@ impl Service {
         request_sha256: &[u8; 32],
         now: i64,
     ) -> Result<SignedAnswer> {
-        let (_, _, statement) = self
+        let (_, _, statement, expires_at) = self
             .enclave_statement::<RequestReservation>(id, request, "request reservation", now)
             .await?;
         check_meter(&statement.meter)?;
+        check_reservation_id(&statement.id)?;
         if statement.per_minute == 0 || !(1..=statement.per_minute).contains(&statement.requests) {
             return Err(ServiceError::BadRequest(format!(
                 "the reservation asks for {} requests of {} a minute: it must ask for 1 to \
@@ -88,6 +91,7 @@ impl Service {
                 &meter.requester,
                 statement.requests,
                 statement.per_minute,
+                (&statement.id, clamp_expiry(expires_at)),
                 now,
             )
             .await?;
@@ -96,6 +100,27 @@ impl Service {
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }
 }
+
+/// A reservation id is 32 to 128 hexadecimal digits (at least 16 random bytes).
+fn check_reservation_id(id: &str) -> Result<()> {
+    if (32..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    Err(ServiceError::BadRequest(
+        "the reservation's id must be 32 to 128 hexadecimal digits (16 or more random bytes)"
+            .into(),
+    ))
+}
+
+/// Until when a reservation id is kept: the statement's expiry (after which it no longer
+/// verifies), plus the clock skew verification allows.
+fn clamp_expiry(expires_at: u64) -> i64 {
+    i64::try_from(expires_at).unwrap_or(i64::MAX).saturating_add(RESERVATION_ID_SKEW)
+}
+
+/// Seconds kept past a statement's expiry: more than the 60 s of clock skew `cloister_sign`
+/// tolerates when it verifies one.
+const RESERVATION_ID_SKEW: i64 = 120;
 
 /// A meter's fields are 1 to [`MAX_METER_FIELD`] bytes each.
 fn check_meter(meter: &UsageMeter) -> Result<()> {

@@ -143,6 +143,34 @@ macro_rules! in_write_tx {
     };
 }
 
+/// Records a reservation statement's id `(id, keep until)` for an instance inside the write
+/// transaction `$tx` of the reservation itself, forgetting ids whose statements expired; an id
+/// already there is a statement posted again: returns [`StoreError::Conflict`] from the
+/// enclosing function, and the transaction (nothing reserved) is dropped.
+macro_rules! spend_reservation_id {
+    ($tx:ident, $instance_id:expr, $statement:expr, $now:expr) => {{
+        let (id, keep_until): (&str, i64) = $statement;
+        sqlx::query("DELETE FROM reservation_ids WHERE expires_at < $1")
+            .bind($now)
+            .execute(&mut *$tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO reservation_ids (instance_id, id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind($instance_id)
+        .bind(id)
+        .bind(keep_until)
+        .execute(&mut *$tx)
+        .await
+        .map_err(|e| {
+            conflict(e, || {
+                "this reservation statement was already used: each is accepted once".to_owned()
+            })
+        })?;
+    }};
+}
+
 /// Appends one audit row per item of `$items` (an iterator) inside the write transaction `$tx`,
 /// first taking PostgreSQL's audit lock when `$lock` is true: reads the chain head once, calls
 /// `$make(entry before, item)` for each item in order, checks each row's seq and inserts them
@@ -1452,9 +1480,11 @@ impl Store {
         requester: &str,
         tokens: i64,
         quota: i64,
+        statement: (&str, i64),
         now: i64,
     ) -> Result<(i64, i64), StoreError> {
         let reserved = in_write_tx!(self, |tx| {
+            spend_reservation_id!(tx, instance_id, statement, now);
             sqlx::query(
                 "INSERT INTO usage_reservations (instance_id, model_owner, model, requester, \
                  reserved, updated_at) VALUES ($1, $2, $3, $4, 0, $5) \
@@ -1512,10 +1542,12 @@ impl Store {
         requester: &str,
         requests: u32,
         per_minute: u32,
+        statement: (&str, i64),
         now: i64,
     ) -> Result<u32, StoreError> {
         let capacity = i64::from(per_minute) * 1000;
         let granted = in_write_tx!(self, |tx| {
+            spend_reservation_id!(tx, instance_id, statement, now);
             sqlx::query(
                 "INSERT INTO request_allowances (instance_id, model_owner, model, requester, \
                  available_milli, refilled_at) VALUES ($1, $2, $3, $4, $5, $6) \

@@ -28,6 +28,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::api::{RequestReservation, UsageMeter, UsageReservation};
 use cloister_types::online::{AUTHORIZATION_SCHEME, InferenceAuthorization};
+use rand::RngCore as _;
 use sha2::{Digest, Sha256};
 
 use crate::online::catalog::{Catalog, LoadedModel};
@@ -271,6 +272,7 @@ impl Admission {
         // small enough for that, large enough to keep the service off most requests.
         let block = (quota / 20).clamp(1, 100_000);
         let statement = UsageReservation {
+            id: reservation_id(),
             meter: self.meter.clone(),
             tokens: shortfall.saturating_add(block),
             quota,
@@ -375,6 +377,13 @@ fn take_request(allowance: &mut Allowance) -> bool {
     }
 }
 
+/// A fresh id for a reservation statement (16 random bytes, hex): the service spends each once.
+fn reservation_id() -> String {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    hex::encode(id)
+}
+
 /// Takes a block of requests from the requester's per-minute allowance at the attestation
 /// service: a twelfth of a minute's worth (at least one, at most 1,000), so that an enclave that
 /// ends unexpectedly loses at most five seconds of the requester's rate. Returns how many were
@@ -385,7 +394,12 @@ async fn lease_requests(
     per_minute: u32,
 ) -> Result<u32, OnlineError> {
     let block = (per_minute / 12).clamp(1, 1000);
-    let statement = RequestReservation { meter: meter.clone(), requests: block, per_minute };
+    let statement = RequestReservation {
+        id: reservation_id(),
+        meter: meter.clone(),
+        requests: block,
+        per_minute,
+    };
     let unavailable =
         |reason: String| OnlineError::QuotaUnavailable { model: meter.model.clone(), reason };
     let signed = worker
