@@ -111,6 +111,7 @@ mod tests {
             broker_key: "kb_1".into(),
             wrapped: Base64Url(wrapped),
             context_digest: Hex(digest.to_vec()),
+            audit_checkpoint: Default::default(),
         };
         Case { broker, enclave, request, response }
     }

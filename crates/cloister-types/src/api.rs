@@ -460,6 +460,10 @@ pub struct KeyReleaseResponse {
     pub wrapped: Base64Url,
     /// [`release_context_digest`] of this release: the associated data of the wrap.
     pub context_digest: Hex,
+    /// A signed checkpoint of the service's audit log that covers this release's entry (the
+    /// service signs it before the key leaves): whoever keeps it detects a log truncated or
+    /// rolled back behind the release (`audit verify --expect-checkpoint SEQ:HASH`).
+    pub audit_checkpoint: CheckpointRef,
 }
 
 /// Domain separation tag of [`release_context_digest`].

@@ -347,6 +347,11 @@ pub(crate) async fn release_key(
         let request = KeyReleaseRequest { key_id: key_id.clone(), ear, context: context.clone() };
         match worker.service.client().release_key(&request).await {
             Ok(response) => {
+                // The checkpoint covering the release's audit entry, kept in the log: with it an
+                // auditor detects a service log truncated behind this release.
+                tracing::info!(%key_id, audit_checkpoint = %format_args!("{}:{}",
+                    response.audit_checkpoint.seq, response.audit_checkpoint.hash),
+                    "the key broker released a key");
                 return cloister_client::open_released_key(
                     worker.identity.hpke_secret(),
                     &response,

@@ -439,7 +439,7 @@ pub async fn audit_verify(
             serde_json::json!({
                 "intact": intact, "entries": report.entries,
                 "checkpoints": report.checkpoints, "last_seq": report.last_seq,
-                "problems": problems,
+                "signed_through": report.signed_through, "problems": problems,
             })
         );
     } else if intact {
@@ -447,6 +447,14 @@ pub async fn audit_verify(
             "audit log intact: {} entries, {} signed checkpoints, last entry {}",
             report.entries, report.checkpoints, report.last_seq
         );
+        let unsigned = report.last_seq - report.signed_through;
+        if unsigned > 0 {
+            println!(
+                "the last {unsigned} entries are not covered by a checkpoint yet: a log \
+                 truncated before them would look intact (the service signs one within its \
+                 --checkpoint-interval)"
+            );
+        }
     } else {
         for problem in &problems {
             println!("{problem}");

@@ -559,6 +559,11 @@ enum Serve {
         /// address; repeat for several. From anyone else the header is ignored.
         #[arg(long = "trusted-proxy")]
         trusted_proxies: Vec<String>,
+        /// Sign an audit checkpoint this often (seconds) when entries were added since the last
+        /// one, besides every 64 entries, at each key release and job record, and at shutdown:
+        /// the entries a truncated log could lose unnoticed are at most this old.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        checkpoint_interval: u64,
         /// The TEE the service runs in, when it does (tdx, snp, sgx, nitro, csv, cca, auto, or
         /// sim for development): it attests its own keys at start and every few minutes, and
         /// publishes the evidence at /v1/service-key, so instances can be exported to it without
@@ -1472,6 +1477,7 @@ fn run(cli: Cli) -> Result<()> {
             insecure_plain_http,
             rate_limits,
             trusted_proxies,
+            checkpoint_interval,
             tee,
             sim_platform_key,
         }) => {
@@ -1507,6 +1513,7 @@ fn run(cli: Cli) -> Result<()> {
                 tls,
                 insecure_plain_http,
                 http,
+                checkpoint_interval: std::time::Duration::from_secs(checkpoint_interval),
                 tee,
             };
             runtime()?.block_on(cloister::serve::serve(options))

@@ -39,6 +39,8 @@ pub struct ServeOptions {
     pub insecure_plain_http: bool,
     /// Rate limits and trusted proxies.
     pub http: cloister_authority::http::HttpOptions,
+    /// How often the audit log's tail is checkpointed when it grew.
+    pub checkpoint_interval: Duration,
     /// The TEE the service runs in, when it does: it attests its own keys with it and publishes
     /// the evidence in its key document (`GET /v1/service-key`).
     pub tee: Option<crate::serve_worker::WorkerTee>,
@@ -281,9 +283,22 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
             }
         }
     });
+    let checkpointing = service.clone();
+    let interval = options.checkpoint_interval;
+    let checkpoints = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = checkpointing.checkpoint(unix_now() as i64).await {
+                tracing::warn!(%error, "the audit log could not be checkpointed");
+            }
+        }
+    });
     let app = cloister_authority::http::service_router_with(service.clone(), &options.http);
     cloister_authority::tls::serve(listener, app, tls, shutdown_signal()).await?;
     purge.abort();
+    checkpoints.abort();
     if let Some(refresher) = refresher {
         refresher.abort();
     }

@@ -213,6 +213,7 @@ pub async fn start_authority_with(
         tls: None,
         insecure_plain_http: false,
         http: Default::default(),
+        checkpoint_interval: std::time::Duration::from_secs(10),
         tee: None,
     };
     let service = open_service(&options).await?;

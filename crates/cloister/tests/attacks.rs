@@ -880,6 +880,60 @@ async fn audit_verify_trusts_only_the_pinned_key_and_detects_a_rolled_back_datab
 
 // ---- tenant Rego (finding 7) -------------------------------------------------------------------
 
+/// A key release is covered by a signed checkpoint before the key leaves, and the answer carries
+/// that checkpoint (red team: a release in the unsigned tail of the log could be truncated away
+/// unnoticed). Truncating the log from the release on, checkpoints included, still passes
+/// `audit verify` on its own, but not for whoever holds the release's checkpoint.
+#[tokio::test]
+async fn a_released_key_stays_on_the_record_a_truncated_log_cannot_hide_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
+    let now = unix_now() as i64;
+    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
+    let service = cloister_authority::service::Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::generate(),
+    )
+    .await
+    .unwrap();
+    let fingerprint = service.signing_public_key().fingerprint_hex();
+    let owner = tenant(&service, "owner", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
+    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    let response = service.release_key(&release(ear), now).await.unwrap();
+    let records = service.audit_records(&owner, now).await.unwrap();
+    assert!(records.len() < 64, "no checkpoint is due by count alone: {}", records.len());
+    let released = records.iter().filter(|r| r.kind == "key.released").map(|r| r.seq).max();
+    let released = released.expect("the release is on the record");
+    let held = response.audit_checkpoint;
+    assert!(held.seq >= released, "the checkpoint {} does not cover entry {released}", held.seq);
+    let stored = store.checkpoints().await.unwrap();
+    assert!(stored.iter().any(|c| c.seq == held.seq && c.hash == held.hash), "{stored:?}");
+    drop(release);
+    drop(service);
+    store.close().await;
+    let held = format!("{}:{}", held.seq, held.hash);
+    let verify = |expected: Vec<String>| {
+        let (url, fingerprint) = (url.clone(), fingerprint.clone());
+        async move { cloister::admin::audit_verify(&url, &fingerprint, &expected, true).await }
+    };
+    assert!(verify(vec![held.clone()]).await.unwrap());
+
+    // Whoever can write the database cuts the log from the release on.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for statement in
+        ["DELETE FROM audit_checkpoints WHERE seq >= $1", "DELETE FROM audit_log WHERE seq >= $1"]
+    {
+        sqlx::query(statement).bind(released).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    assert!(verify(Vec::new()).await.unwrap(), "a clean cut verifies on its own");
+    assert!(!verify(vec![held]).await.unwrap(), "the release's checkpoint exposes the cut");
+}
+
 #[tokio::test]
 async fn a_tenant_policy_over_the_time_limit_is_refused_at_upload_or_fails_closed() {
     use cloister_types::manage::{CreateInstance, PolicySpec};

@@ -765,6 +765,37 @@ async fn audit_tampering_on_postgres_is_detected_and_located() {
     }
 }
 
+/// The service checkpoints the audit log's tail on a timer, not only every 64 entries and at
+/// shutdown (red team: a tail of attestations could be cut off unnoticed until the next one).
+#[tokio::test]
+async fn the_audit_tail_is_signed_within_the_checkpoint_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("audit.db").display());
+    let server = Server::start_with(&tmp.path().join("svc"), &db, &["--checkpoint-interval", "1"]);
+    let fingerprint = server.fingerprint.clone();
+    server.operator().create_tenant("t").await.unwrap();
+    let verify = || {
+        cli(
+            &["audit", "verify", "--service-key", &fingerprint, "--database", &db, "--json"],
+            "http://unused",
+            None,
+        )
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, err) = verify();
+        assert!(ok, "{out}{err}");
+        let report = json_of(&out);
+        let last = report["last_seq"].as_i64().unwrap();
+        if last > 0 && report["signed_through"].as_i64() == Some(last) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the tail was never checkpointed: {report}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.stop();
+}
+
 #[tokio::test]
 async fn audit_tampering_in_the_database_is_detected_and_located() {
     use sqlx::Connection as _;

@@ -56,6 +56,7 @@ impl Service {
         self.checkpoint(now).await
     }
 
+    /// Appends an audit entry; returns its seq.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn record(
         &self,
@@ -66,7 +67,7 @@ impl Service {
         outcome: Outcome,
         detail: serde_json::Value,
         now: i64,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let event = AuditEvent {
             kind,
             actor: who.to_string(),
@@ -75,7 +76,7 @@ impl Service {
             outcome,
             detail,
         };
-        self.append(&event, now).await.map(drop)
+        self.append(&event, now).await
     }
 
     /// Appends `event`, signing a checkpoint when one is due; returns the entry's seq once it

@@ -125,17 +125,24 @@ impl Service {
                                     "reason": error.to_string() }),
             ),
         };
-        self.record(
-            &Principal::Anonymous,
-            AuditKind::KeyReleased,
-            Some(&row.tenant_id),
-            &row.id,
-            outcome,
-            detail,
-            now,
-        )
-        .await?;
-        Ok(result?.1)
+        let seq = self
+            .record(
+                &Principal::Anonymous,
+                AuditKind::KeyReleased,
+                Some(&row.tenant_id),
+                &row.id,
+                outcome,
+                detail,
+                now,
+            )
+            .await?;
+        let mut response = result?.1;
+        // A key that left must stay on the record: a checkpoint covering the release is signed
+        // before the answer, and the answer carries it, so a log truncated behind the release
+        // no longer holds a checkpoint its enclave was given.
+        self.checkpoint_covering(seq, now).await?;
+        response.audit_checkpoint = self.checkpoint_ref().await?;
+        Ok(response)
     }
 
     async fn release_with(
