@@ -11,4 +11,10 @@ cargo test --workspace --locked --no-run "$@"
 # The shipped SmolLM2 in the other quantizations the GGUF engine serves (Q4_0, Q4_K_M, Q5_K_M,
 # Q8_0, F16), made by llama.cpp's own llama-quantize.
 bash scripts/llama-cpp-tools.sh models >/dev/null
+# The online tests drive the `openai` Python package through `cloister proxy`; in CI (`CI` set)
+# they fail rather than skip without it.
+if [[ -z "${CLOISTER_TEST_PYTHON:-}" ]]; then
+  CLOISTER_TEST_PYTHON="$(bash scripts/python-test-env.sh)"
+  export CLOISTER_TEST_PYTHON
+fi
 cargo test --workspace --locked "$@"

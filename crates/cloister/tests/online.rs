@@ -287,6 +287,52 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
     }
 }
 
+/// Loads SmolLM2 once more as `name@1`, serving only `requester` with the given token quota.
+fn load_smollm2_as(bed: &Bed, name: &str, requester: &Party, token_quota: Option<u64>) {
+    let llm = cloister_engine::LlmModel::from_gguf(&std::fs::read(asset(SMOLLM)).unwrap()).unwrap();
+    let policy = ServingPolicy {
+        model: name.into(),
+        versions: vec!["1".into()],
+        requesters: vec![RequesterLimits {
+            requester: requester.id(),
+            requests_per_minute: 1000,
+            token_quota,
+        }],
+        engine: Default::default(),
+        offload: Default::default(),
+    };
+    let jws =
+        bed.owner.sign("serving policy", &policy, unix_now(), Duration::from_secs(3600)).unwrap();
+    let metadata = text_metadata(ModelTask::TextGeneration, ModelFormat::Gguf, "llama");
+    let model = LoadedModel::new(
+        name,
+        "1",
+        Engine::Llm(llm),
+        metadata,
+        &bed.owner.public_key(),
+        &jws,
+        unix_now(),
+    )
+    .unwrap();
+    bed.worker.worker.catalog.insert(model).unwrap();
+}
+
+/// The `data:` payloads of a server-sent event stream, `[DONE]` included.
+fn sse_events(body: &[u8]) -> Vec<String> {
+    String::from_utf8(body.to_vec())
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: ").map(str::to_owned))
+        .collect()
+}
+
+/// The JSON events of a stream that ended with `[DONE]`.
+fn sse_json(body: &[u8]) -> Vec<serde_json::Value> {
+    let events = sse_events(body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect()
+}
+
 /// The first `rows` feature rows of the breast-cancer table.
 fn feature_rows(rows: usize) -> Vec<f32> {
     let table = split_labels(BREAST_CANCER_CSV).unwrap();
@@ -562,6 +608,276 @@ async fn online_inference_is_encrypted_authorized_and_limited() {
     );
 }
 
+/// A body for `path` from a JSON value.
+fn body_of(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_openai_surface_refuses_what_it_does_not_implement_and_serves_the_rest() {
+    let bed = bed().await;
+    load_language_models(&bed, None);
+    load_smollm2_as(&bed, "smollm2-metered", &bed.requester, Some(5));
+    load_smollm2_as(&bed, "smollm2-private", &bed.stranger, None);
+    let client = OhttpClient::connect(&bed.worker.url, expectations(&bed)).await.unwrap();
+    let key = &bed.requester.signing;
+    let chat = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({
+            "model": "smollm2",
+            "messages": [{ "role": "user", "content": PROMPT }],
+            "max_tokens": 6,
+            "temperature": 0,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body_of(&body)
+    };
+    let text = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({
+            "model": "smollm2",
+            "prompt": "The three primary colours are",
+            "max_tokens": 6,
+            "temperature": 0,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body_of(&body)
+    };
+
+    // Every field OpenAI defines and this server does not implement is refused by name, and so
+    // is a field OpenAI does not define: 400 in OpenAI's shape, never a 200 that ignored it.
+    use serde_json::json;
+    let tool = json!([{ "type": "function", "function": { "name": "f" } }]);
+    let chat_refusals = [
+        (json!({ "tools": tool }), "tools", "unsupported_parameter"),
+        (json!({ "tool_choice": "auto" }), "tool_choice", "unsupported_parameter"),
+        (json!({ "functions": [{ "name": "f" }] }), "functions", "unsupported_parameter"),
+        (json!({ "parallel_tool_calls": true }), "parallel_tool_calls", "unsupported_parameter"),
+        (json!({ "logprobs": true }), "logprobs", "unsupported_parameter"),
+        (json!({ "top_logprobs": 3 }), "top_logprobs", "unsupported_parameter"),
+        (
+            json!({ "response_format": { "type": "json_object" } }),
+            "response_format",
+            "unsupported_parameter",
+        ),
+        (json!({ "presence_penalty": 0.5 }), "presence_penalty", "unsupported_parameter"),
+        (json!({ "frequency_penalty": 0.5 }), "frequency_penalty", "unsupported_parameter"),
+        (json!({ "logit_bias": { "100": 5 } }), "logit_bias", "unsupported_parameter"),
+        (json!({ "n": 17 }), "n", "invalid_value"),
+        (json!({ "best_of": 2 }), "best_of", "unknown_parameter"),
+        (json!({ "top_k": 40 }), "top_k", "unknown_parameter"),
+        (json!({ "stream_options": { "include_usage": true } }), "stream_options", "invalid_value"),
+    ];
+    let text_refusals = [
+        (json!({ "suffix": "." }), "suffix", "unsupported_parameter"),
+        (json!({ "logprobs": 2 }), "logprobs", "unsupported_parameter"),
+        (json!({ "best_of": 2 }), "best_of", "unsupported_parameter"),
+        (json!({ "prompt": ["one", "two"] }), "prompt", "unsupported_parameter"),
+        (json!({ "messages": [] }), "messages", "unknown_parameter"),
+    ];
+    let mut refused: Vec<(&str, Vec<u8>, &str, &str)> = Vec::new();
+    for (extra, param, code) in chat_refusals {
+        refused.push(("/v1/chat/completions", chat(extra), param, code));
+    }
+    for (extra, param, code) in text_refusals {
+        refused.push(("/v1/completions", text(extra), param, code));
+    }
+    let embed = json!({ "model": "minilm", "input": "x", "dimensions": 8 });
+    refused.push(("/v1/embeddings", body_of(&embed), "dimensions", "unsupported_parameter"));
+    for (path, body, param, code) in &refused {
+        let answer = call(&client, key, "POST", path, body).await;
+        let error = &json(&answer)["error"];
+        assert_eq!(
+            (answer.status, error["param"].as_str(), error["code"].as_str()),
+            (400, Some(*param), Some(*code)),
+            "{path} {}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(error["type"], "invalid_request_error");
+        assert!(error["message"].as_str().unwrap().contains(*param), "{error}");
+    }
+    // Refused before admission: the metered model's quota (5) is still whole afterwards.
+    let metered_refused =
+        text(serde_json::json!({ "model": "smollm2-metered", "suffix": "x", "max_tokens": 50 }));
+    for _ in 0..3 {
+        assert_eq!(
+            call(&client, key, "POST", "/v1/completions", &metered_refused).await.status,
+            400
+        );
+    }
+
+    // n: independent samples, each its own index, their tokens together in the usage.
+    let two = call(
+        &client,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        &chat(serde_json::json!({ "n": 2, "temperature": 0.9, "seed": 11 })),
+    )
+    .await;
+    assert_eq!(two.status, 200, "{}", String::from_utf8_lossy(&two.body));
+    let two = json(&two);
+    let choices = two["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 2);
+    for (i, choice) in choices.iter().enumerate() {
+        assert_eq!(choice["index"], i);
+        assert!(choice["message"]["content"].is_string());
+    }
+    let completion_tokens = two["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((2..=12).contains(&completion_tokens), "{two}");
+    // The same seed answers alike.
+    let again = call(
+        &client,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        &chat(serde_json::json!({ "n": 2, "temperature": 0.9, "seed": 11 })),
+    )
+    .await;
+    assert_eq!(json(&again)["choices"], two["choices"]);
+
+    // Streaming without stream_options: no usage anywhere; with include_usage: every event
+    // carries `usage: null` and a last event has the usage and no choices.
+    let plain = call(
+        &client,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        &chat(serde_json::json!({ "stream": true })),
+    )
+    .await;
+    let plain = sse_json(&plain.body);
+    assert!(plain.iter().all(|e| e.get("usage").is_none()), "{plain:?}");
+    assert_eq!(plain.last().unwrap()["choices"][0]["finish_reason"], "length");
+    let counted = call(
+        &client,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        &chat(serde_json::json!({ "stream": true, "stream_options": { "include_usage": true } })),
+    )
+    .await;
+    let counted = sse_json(&counted.body);
+    let (last, rest) = counted.split_last().unwrap();
+    assert_eq!(last["choices"], serde_json::json!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 6);
+    assert!(last["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(rest.iter().all(|e| e["usage"].is_null() && e.get("usage").is_some()));
+    let text_of = |events: &[serde_json::Value]| -> String {
+        events
+            .iter()
+            .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+            .collect::<String>()
+    };
+    assert_eq!(text_of(rest), text_of(&plain));
+    // n streamed: each choice's events name its index; each ends with a finish reason.
+    let streamed_two = call(
+        &client,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        &chat(serde_json::json!({ "n": 2, "stream": true })),
+    )
+    .await;
+    let streamed_two = sse_json(&streamed_two.body);
+    for index in 0..2 {
+        let own: Vec<&serde_json::Value> =
+            streamed_two.iter().filter(|e| e["choices"][0]["index"] == index).collect();
+        assert_eq!(own.first().unwrap()["choices"][0]["delta"]["role"], "assistant");
+        assert_eq!(own.last().unwrap()["choices"][0]["finish_reason"], "length");
+    }
+
+    // Text completions: whole, streamed (the same greedy text) and echoed.
+    let whole = call(&client, key, "POST", "/v1/completions", &text(serde_json::json!({}))).await;
+    assert_eq!(whole.status, 200, "{}", String::from_utf8_lossy(&whole.body));
+    let whole = json(&whole);
+    assert_eq!(whole["object"], "text_completion");
+    assert_eq!(whole["model"], "smollm2@1");
+    assert!(whole["id"].as_str().unwrap().starts_with("cmpl-"));
+    let completed = whole["choices"][0]["text"].as_str().unwrap().to_owned();
+    assert!(!completed.is_empty());
+    assert_eq!(whole["choices"][0]["finish_reason"], "length");
+    assert_eq!(whole["usage"]["completion_tokens"], 6);
+    let streamed = call(
+        &client,
+        key,
+        "POST",
+        "/v1/completions",
+        &text(serde_json::json!({ "stream": true, "stream_options": { "include_usage": true } })),
+    )
+    .await;
+    let streamed = sse_json(&streamed.body);
+    let (usage_event, pieces) = streamed.split_last().unwrap();
+    assert_eq!(usage_event["usage"], whole["usage"]);
+    assert!(pieces.iter().all(|e| e["object"] == "text_completion"));
+    let joined: String = pieces.iter().filter_map(|e| e["choices"][0]["text"].as_str()).collect();
+    assert_eq!(joined, completed);
+    let echoed =
+        call(&client, key, "POST", "/v1/completions", &text(serde_json::json!({ "echo": true })))
+            .await;
+    assert_eq!(
+        json(&echoed)["choices"][0]["text"].as_str().unwrap(),
+        format!("The three primary colours are{completed}")
+    );
+    // A sentence encoder is not a text completer.
+    let wrong = call(
+        &client,
+        key,
+        "POST",
+        "/v1/completions",
+        &text(serde_json::json!({ "model": "minilm" })),
+    )
+    .await;
+    assert_eq!((wrong.status, error_code(&wrong).as_str()), (400, "wrong_endpoint"));
+
+    // The quota is charged on text completions as on chat: the first answer is cut to the five
+    // tokens left, the next is refused; two choices share what is left.
+    let metered = text(serde_json::json!({ "model": "smollm2-metered", "max_tokens": 50 }));
+    let first = call(&client, key, "POST", "/v1/completions", &metered).await;
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(json(&first)["choices"][0]["finish_reason"], "length");
+    assert_eq!(json(&first)["usage"]["completion_tokens"], 5, "the refusals above spent nothing");
+    let over = call(&client, key, "POST", "/v1/completions", &metered).await;
+    assert_eq!((over.status, error_code(&over).as_str()), (429, "insufficient_quota"));
+    let over = call(
+        &client,
+        key,
+        "POST",
+        "/v1/chat/completions",
+        &chat(serde_json::json!({ "model": "smollm2-metered" })),
+    )
+    .await;
+    assert_eq!((over.status, error_code(&over).as_str()), (429, "insufficient_quota"));
+
+    // One model by id: by name@version or by name; a model the requester may not use and one
+    // that does not exist get the same 404.
+    for id in ["smollm2@1", "smollm2"] {
+        let found = call(&client, key, "GET", &format!("/v1/models/{id}"), b"").await;
+        assert_eq!(found.status, 200, "{id}");
+        let found = json(&found);
+        assert_eq!(found["id"], "smollm2@1");
+        assert_eq!(found["object"], "model");
+        assert_eq!(found["owned_by"], bed.owner.public_key().to_text());
+    }
+    let forbidden = call(&client, key, "GET", "/v1/models/smollm2-private@1", b"").await;
+    let missing = call(&client, key, "GET", "/v1/models/smollm2-absent@1", b"").await;
+    assert_eq!((forbidden.status, missing.status), (404, 404));
+    let forbidden_text = String::from_utf8(forbidden.body.to_vec()).unwrap();
+    let missing_text = String::from_utf8(missing.body.to_vec()).unwrap();
+    assert_eq!(
+        forbidden_text.replace("smollm2-private@1", "ID"),
+        missing_text.replace("smollm2-absent@1", "ID")
+    );
+    assert_eq!(error_code(&forbidden), "model_not_found");
+    let stranger =
+        call(&client, &bed.stranger.signing, "GET", "/v1/models/smollm2-private", b"").await;
+    assert_eq!(json(&stranger)["id"], "smollm2-private@1");
+    let stranger = call(&client, &bed.stranger.signing, "GET", "/v1/models/smollm2@1", b"").await;
+    assert_eq!(stranger.status, 404);
+}
+
 fn chat_for(model: &str) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "model": model,
@@ -818,21 +1134,34 @@ async fn proxy_serves_curl_and_the_openai_client() {
     let mut stream_request = chat_request.clone();
     stream_request["stream"] = true.into();
     let embed_request = serde_json::json!({ "model": "minilm", "input": SENTENCES });
-    let (chat, sse, embedded) = tokio::task::block_in_place(|| {
-        let post = |body: &serde_json::Value, path: &str, extra: &[&str]| {
-            let mut args = vec!["-H", "content-type: application/json"];
-            args.extend_from_slice(extra);
-            let body = body.to_string();
-            let url = format!("{url}{path}");
-            args.extend_from_slice(&["-d", &body, &url]);
-            curl(&args)
-        };
-        (
-            post(&chat_request, "/chat/completions", &[]),
-            post(&stream_request, "/chat/completions", &["-N"]),
-            post(&embed_request, "/embeddings", &[]),
-        )
+    let text_request = serde_json::json!({
+        "model": "smollm2",
+        "prompt": PROMPT,
+        "max_tokens": 12,
+        "temperature": 0,
     });
+    let mut text_stream_request = text_request.clone();
+    text_stream_request["stream"] = true.into();
+    text_stream_request["stream_options"] = serde_json::json!({ "include_usage": true });
+    let (chat, sse, embedded, completed, completed_sse, model) =
+        tokio::task::block_in_place(|| {
+            let post = |body: &serde_json::Value, path: &str, extra: &[&str]| {
+                let mut args = vec!["-H", "content-type: application/json"];
+                args.extend_from_slice(extra);
+                let body = body.to_string();
+                let url = format!("{url}{path}");
+                args.extend_from_slice(&["-d", &body, &url]);
+                curl(&args)
+            };
+            (
+                post(&chat_request, "/chat/completions", &[]),
+                post(&stream_request, "/chat/completions", &["-N"]),
+                post(&embed_request, "/embeddings", &[]),
+                post(&text_request, "/completions", &[]),
+                post(&text_stream_request, "/completions", &["-N"]),
+                curl(&[&format!("{url}/models/smollm2@1")]),
+            )
+        });
     let chat: serde_json::Value = serde_json::from_str(&chat).unwrap();
     assert_eq!(chat["object"], "chat.completion");
     assert_eq!(chat["model"], "smollm2@1");
@@ -857,6 +1186,16 @@ async fn proxy_serves_curl_and_the_openai_client() {
         .collect();
     assert_eq!(vectors.len(), 2);
     assert_eq!(vectors[0].len(), 384);
+    let completed: serde_json::Value = serde_json::from_str(&completed).unwrap();
+    assert_eq!(completed["object"], "text_completion");
+    let completion = completed["choices"][0]["text"].as_str().unwrap().to_owned();
+    let completed_events = sse_json(completed_sse.as_bytes());
+    let (usage_event, pieces) = completed_events.split_last().unwrap();
+    assert_eq!(usage_event["usage"], completed["usage"]);
+    let joined: String = pieces.iter().filter_map(|e| e["choices"][0]["text"].as_str()).collect();
+    assert_eq!(joined, completion, "greedy decoding streams the same completion");
+    let model: serde_json::Value = serde_json::from_str(&model).unwrap();
+    assert_eq!(model["id"], "smollm2@1");
     let infer: serde_json::Value = serde_json::from_str(&infer).unwrap();
     let infer_streamed: serde_json::Value = serde_json::from_str(&infer_streamed).unwrap();
     assert_eq!(infer["outputs"], infer_streamed["outputs"]);
@@ -890,6 +1229,17 @@ async fn proxy_serves_curl_and_the_openai_client() {
             assert_eq!(result["forbidden_status"], 404);
             assert_eq!(result["chat"], serde_json::json!(answer));
             assert_eq!(result["streamed"], serde_json::json!(answer));
+            assert_eq!(result["streamed_with_usage"], serde_json::json!(answer));
+            assert_eq!(result["streamed_usage"], chat["usage"]);
+            assert_eq!(result["completion"], serde_json::json!(completion));
+            assert_eq!(result["retrieved"], "smollm2@1");
+            assert_eq!(result["missing_status"], 404);
+            assert_eq!(result["n2_indices"], serde_json::json!([0, 1]));
+            assert!(result["n2_completion_tokens"].as_u64().unwrap() >= 2);
+            assert_eq!(
+                result["tools_refusal"],
+                serde_json::json!([400, "tools", "unsupported_parameter"])
+            );
             let python_vectors: Vec<Vec<f32>> =
                 serde_json::from_value(result["embeddings"].clone()).unwrap();
             for (a, b) in python_vectors.iter().zip(&vectors) {
@@ -899,6 +1249,12 @@ async fn proxy_serves_curl_and_the_openai_client() {
             Some(stdout)
         }
         Err(_) => {
+            // CI runs scripts/test.sh, which sets it: there the client is tested, never skipped.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but CLOISTER_TEST_PYTHON is not: run the tests through scripts/test.sh \
+                 or export CLOISTER_TEST_PYTHON=\"$(scripts/python-test-env.sh)\""
+            );
             eprintln!("CLOISTER_TEST_PYTHON is unset: skipping the openai Python client");
             None
         }
@@ -914,6 +1270,9 @@ async fn proxy_serves_curl_and_the_openai_client() {
     let chat_answer = answer.clone();
     if chat_answer.len() >= 24 {
         secrets.push(("chat answer", chat_answer.as_bytes()));
+    }
+    if completion.len() >= 24 {
+        secrets.push(("text completion", completion.as_bytes()));
     }
     let vector_bytes: Vec<u8> = vectors[0].iter().flat_map(|v| v.to_le_bytes()).collect();
     secrets.push(("embedding (float32)", &vector_bytes));
@@ -946,10 +1305,39 @@ for event in client.chat.completions.create(
         model="smollm2", messages=messages, max_tokens=12, temperature=0, stream=True):
     if event.choices and event.choices[0].delta.content:
         streamed += event.choices[0].delta.content
+streamed_with_usage = ""
+streamed_usage = None
+for event in client.chat.completions.create(
+        model="smollm2", messages=messages, max_tokens=12, temperature=0, stream=True,
+        stream_options={"include_usage": True}):
+    if event.usage is not None:
+        assert event.choices == [], event
+        streamed_usage = event.usage.model_dump(exclude_none=True)
+    elif event.choices[0].delta.content:
+        streamed_with_usage += event.choices[0].delta.content
+completion = client.completions.create(model="smollm2", prompt=%PROMPT%, max_tokens=12, temperature=0)
+retrieved = client.models.retrieve("smollm2@1").id
+try:
+    client.models.retrieve("missing@1")
+    missing = 200
+except openai.NotFoundError as e:
+    missing = e.status_code
+two = client.chat.completions.create(
+    model="smollm2", messages=messages, max_tokens=4, temperature=0.8, seed=5, n=2)
+try:
+    client.chat.completions.create(model="smollm2", messages=messages, max_tokens=4, tools=[
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])
+    tools_refusal = None
+except openai.BadRequestError as e:
+    tools_refusal = [e.status_code, e.param, e.code]
 embeddings = client.embeddings.create(model="minilm", input=%SENTENCES%)
 print(json.dumps({
     "models": models, "infer": infer, "forbidden_status": forbidden,
     "chat": chat.choices[0].message.content, "streamed": streamed,
+    "streamed_with_usage": streamed_with_usage, "streamed_usage": streamed_usage,
+    "completion": completion.choices[0].text, "retrieved": retrieved, "missing_status": missing,
+    "n2_indices": [c.index for c in two.choices],
+    "n2_completion_tokens": two.usage.completion_tokens, "tools_refusal": tools_refusal,
     "embeddings": [e.embedding for e in embeddings.data],
 }))
 "#;

@@ -6,7 +6,9 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /v1/models` | the models this requester may use |
+//! | `GET /v1/models/{id}` | one of them (404 alike for a model missing or not usable) |
 //! | `POST /v1/chat/completions` | chat, `stream: true` as server-sent events (language models) |
+//! | `POST /v1/completions` | text completion of one prompt, streamed too (language models) |
 //! | `POST /v1/embeddings` | `input` as a string or a list of strings (sentence encoders) |
 //! | `POST /v1/infer` | `{model, inputs: {name: {shape, data}}}` → `{model, outputs}` (ONNX) |
 
@@ -39,7 +41,9 @@ pub const MAX_INNER_BODY: usize = 16 << 20;
 pub fn inner_router(worker: Arc<Worker>) -> Router {
     Router::new()
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(openai::model))
         .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/infer", post(infer))
         .fallback(

@@ -221,6 +221,16 @@ impl Admission {
         }
     }
 
+    /// The refusal of a request that needs more than the `left` tokens its quota has left.
+    pub fn exhausted(&self, left: u64) -> OnlineError {
+        let quota = self.quota.unwrap_or(0);
+        OnlineError::QuotaExhausted {
+            model: self.key.0.clone(),
+            quota,
+            used: quota.saturating_sub(left),
+        }
+    }
+
     /// Holds `wanted` tokens of this enclave's reservation for this request, or (unless
     /// `all_or_nothing`) as many as are available; returns how many it holds now.
     fn hold(&self, wanted: u64, all_or_nothing: bool) -> u64 {

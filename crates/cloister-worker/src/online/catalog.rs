@@ -193,13 +193,23 @@ impl Catalog {
     /// The model `name@version`, or for a bare `name` its newest loaded version (versions
     /// compare by their dot-separated parts, numerically where both parts are numbers).
     pub fn get(&self, model: &str) -> Option<Arc<LoadedModel>> {
+        self.get_usable(model, |_| true)
+    }
+
+    /// As [`Catalog::get`], among the versions `usable` accepts only: for a bare `name`, the
+    /// newest of those.
+    pub fn get_usable(
+        &self,
+        model: &str,
+        usable: impl Fn(&LoadedModel) -> bool,
+    ) -> Option<Arc<LoadedModel>> {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         if model.contains('@') {
-            return models.get(model).cloned();
+            return models.get(model).filter(|m| usable(m)).cloned();
         }
         models
             .values()
-            .filter(|m| m.name == model)
+            .filter(|m| m.name == model && usable(m))
             .max_by(|a, b| compare_versions(&a.version, &b.version))
             .cloned()
     }

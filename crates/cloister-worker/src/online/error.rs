@@ -74,6 +74,28 @@ pub enum OnlineError {
     /// The request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// A request field outside OpenAI's API: refused rather than ignored.
+    #[error(
+        "unknown parameter {0}: this server refuses fields it does not know rather than ignore \
+         them"
+    )]
+    UnknownParameter(String),
+    /// A field of OpenAI's API this server does not implement, or not with the value given.
+    #[error("{param} is not supported here: {reason}")]
+    UnsupportedParameter {
+        /// The field (`messages.[0].name` for a nested one).
+        param: String,
+        /// Why, or what is accepted.
+        reason: String,
+    },
+    /// A field whose value is outside what it allows.
+    #[error("invalid value for {param}: {reason}")]
+    InvalidValue {
+        /// The field.
+        param: String,
+        /// What it allows.
+        reason: String,
+    },
     /// The model exists but is served by another route.
     #[error("model {model} is not served by {route}; use {endpoint}")]
     WrongEndpoint {
@@ -122,6 +144,15 @@ impl OnlineError {
             OnlineError::BadRequest(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request")
             }
+            OnlineError::UnknownParameter(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "unknown_parameter")
+            }
+            OnlineError::UnsupportedParameter { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "unsupported_parameter")
+            }
+            OnlineError::InvalidValue { .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_value")
+            }
             OnlineError::WrongEndpoint { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", "wrong_endpoint")
             }
@@ -130,6 +161,9 @@ impl OnlineError {
                 | EngineError::SchemaMismatch(_)
                 | EngineError::InvalidArgument(_),
             ) => (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_input"),
+            OnlineError::Engine(EngineError::InputTooLong { .. }) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "context_length_exceeded")
+            }
             OnlineError::Engine(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "inference_failed")
             }
@@ -142,11 +176,23 @@ impl OnlineError {
         }
     }
 
+    /// The request field the error is about, when it is about one.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            OnlineError::UnknownParameter(param)
+            | OnlineError::UnsupportedParameter { param, .. }
+            | OnlineError::InvalidValue { param, .. } => Some(param.as_str()),
+            _ => None,
+        }
+    }
+
     /// The JSON body OpenAI clients understand.
     pub fn body(&self) -> serde_json::Value {
         let (_, kind, code) = self.parts();
         serde_json::json!({
-            "error": { "message": self.to_string(), "type": kind, "param": null, "code": code }
+            "error": {
+                "message": self.to_string(), "type": kind, "param": self.param(), "code": code
+            }
         })
     }
 }
