@@ -241,6 +241,13 @@ pub struct LayerStatus {
     pub masks_computed: u64,
     /// See `masks_computed`.
     pub precompute_nanos: u64,
+    /// Nanoseconds inside the enclave for the verified products, masks aside (blind, range and
+    /// Freivalds checks, unblind).
+    pub tee_nanos: u64,
+    /// Of `tee_nanos`, Freivalds' check alone.
+    pub verify_nanos: u64,
+    /// Nanoseconds waiting for the accelerator.
+    pub accelerator_nanos: u64,
 }
 
 enum Route {
@@ -396,6 +403,9 @@ impl Linear {
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
             masks_computed: stats.masks_computed,
             precompute_nanos: stats.precompute_nanos,
+            tee_nanos: stats.tee_nanos,
+            verify_nanos: stats.verify_nanos,
+            accelerator_nanos: stats.accelerator_nanos,
         }
     }
 }

@@ -9,11 +9,16 @@ use cloister_repository::{RepoError, open_files, verify_manifest};
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::Hex;
 use cloister_types::api::ReleaseContext;
-use cloister_types::model::{DeployModel, DeployedModel, ModelFormat, ModelTask, ServingPolicy};
+use cloister_types::model::{
+    DeployModel, DeployedModel, MAX_OFFLOAD_TIMEOUT_MS, ModelFormat, ModelTask, OffloadPolicy,
+    ServingPolicy,
+};
 
 use crate::online::{CatalogError, Engine, LoadedModel};
 use crate::server::Worker;
-use cloister_engine::{Embedder, EngineError, LlmModel, OnnxModel, OnnxOptions};
+use cloister_engine::{
+    Embedder, EngineError, HybridModel, LinearPlan, LlmModel, OnnxModel, OnnxOptions,
+};
 
 /// Why a model was not deployed. No variant carries plaintext.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,27 @@ pub enum DeployError {
     /// The serving policy or the catalog refused it.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The serving policy allows offloading but this worker was started without an
+    /// accelerator (`--accelerator`), or it cannot be reached at that address.
+    #[error(
+        "the serving policy of {model} offloads its linear layers, but {reason}; start the \
+         worker with --accelerator HOST:PORT (CLOISTER_ACCELERATOR) or deploy under a policy \
+         without offload"
+    )]
+    NoAccelerator {
+        /// `name@version`.
+        model: String,
+        /// Why there is none.
+        reason: String,
+    },
+    /// The serving policy's offload settings are out of range.
+    #[error("the serving policy of {model} is not usable: {reason}")]
+    Policy {
+        /// `name@version`.
+        model: String,
+        /// Why.
+        reason: String,
+    },
     /// A task panicked.
     #[error("the worker failed internally while loading the model; see its log")]
     Internal,
@@ -59,6 +85,40 @@ pub enum DeployError {
 /// is not loaded), with one intra-op thread per core.
 fn onnx_options(policy: &ServingPolicy) -> OnnxOptions {
     OnnxOptions { engine: policy.engine, threads: 0 }
+}
+
+/// Where an ONNX model's linear layers run under its owner's verified serving policy: `None`
+/// (policy `never`) runs it on its ONNX engine as before; `public` weights need the worker's
+/// accelerator, reached with the policy's timeout, and offload every linear layer.
+fn linear_plan(
+    policy: &ServingPolicy,
+    accelerator: Option<&str>,
+    model: &str,
+) -> Result<Option<LinearPlan>, DeployError> {
+    let OffloadPolicy::Public { on_failure, timeout_ms } = policy.offload else {
+        return Ok(None);
+    };
+    if timeout_ms == 0 || timeout_ms > MAX_OFFLOAD_TIMEOUT_MS {
+        return Err(DeployError::Policy {
+            model: model.to_owned(),
+            reason: format!(
+                "offload timeout_ms {timeout_ms} is outside 1..={MAX_OFFLOAD_TIMEOUT_MS}"
+            ),
+        });
+    }
+    let Some(address) = accelerator else {
+        return Err(DeployError::NoAccelerator {
+            model: model.to_owned(),
+            reason: "this worker has no accelerator".to_owned(),
+        });
+    };
+    let tcp =
+        crate::offload::TcpAccelerator::new(address, std::time::Duration::from_millis(timeout_ms))
+            .map_err(|e| DeployError::NoAccelerator {
+                model: model.to_owned(),
+                reason: e.to_string(),
+            })?;
+    Ok(Some(LinearPlan::offload(Arc::new(tcp), on_failure)))
 }
 
 /// Verifies, fetches, releases, opens, checks and loads one model version, then adds it to the
@@ -78,6 +138,11 @@ pub async fn deploy(
         .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?
         .claims;
     let onnx = onnx_options(&policy);
+    let plan = if verified.manifest().metadata.format == ModelFormat::Onnx {
+        linear_plan(&policy, worker.accelerator.as_deref(), &model)?
+    } else {
+        None
+    };
     let sealed = worker.repository.fetch_sealed(&verified).await?;
 
     let key_id = verified.sealed_to().key_id();
@@ -102,6 +167,17 @@ pub async fn deploy(
         let only = |files: &cloister_repository::ModelFiles| {
             files.iter().next().map(|(_, bytes)| bytes.to_vec()).unwrap_or_default()
         };
+        // Only an ONNX model under a policy that allows offloading has a plan.
+        if let Some(plan) = plan {
+            let hybrid = HybridModel::load(&zeroize::Zeroizing::new(only(&files)), &plan)
+                .map_err(engine_error)?;
+            tracing::info!(
+                %model,
+                layers = hybrid.layers().len(),
+                "ONNX model loaded on the hybrid executor: its linear layers are offloaded"
+            );
+            return Ok(Engine::Hybrid(hybrid));
+        }
         match (format, task) {
             (ModelFormat::Onnx, _) => {
                 let onnx = OnnxModel::load_with(&zeroize::Zeroizing::new(only(&files)), onnx)
@@ -183,5 +259,43 @@ mod tests {
         assert!(
             serde_json::from_str::<ServingPolicy>(&format!(r#"{base},"engine":"gpu"}}"#)).is_err()
         );
+    }
+
+    #[test]
+    fn offloading_needs_the_policy_and_an_accelerator() {
+        let base = r#"{"model":"m","versions":["1"],"requesters":[]"#;
+        // No offload field (and `never`): the model runs on its ONNX engine, accelerator or not.
+        for never in [format!("{base}}}"), format!(r#"{base},"offload":{{"weights":"never"}}}}"#)] {
+            assert!(linear_plan(&policy(&never), None, "m@1").unwrap().is_none());
+            assert!(linear_plan(&policy(&never), Some("127.0.0.1:7700"), "m@1").unwrap().is_none());
+        }
+        let public = policy(&format!(
+            r#"{base},"offload":{{"weights":"public","on_failure":"fail","timeout_ms":100}}}}"#
+        ));
+        // Required by the policy, absent on the worker: the deployment fails, saying why.
+        let err = linear_plan(&public, None, "m@1").unwrap_err();
+        assert!(matches!(err, DeployError::NoAccelerator { .. }), "{err:?}");
+        assert!(err.to_string().contains("--accelerator"), "{err}");
+        assert!(matches!(
+            linear_plan(&public, Some("no such host:x"), "m@1"),
+            Err(DeployError::NoAccelerator { .. })
+        ));
+        let plan = linear_plan(&public, Some("127.0.0.1:7700"), "m@1").unwrap();
+        assert!(matches!(
+            plan,
+            Some(LinearPlan::Offload {
+                on_failure: cloister_types::model::OffloadFallback::Fail,
+                ..
+            })
+        ));
+        for timeout in [0, MAX_OFFLOAD_TIMEOUT_MS + 1] {
+            let bad = policy(&format!(
+                r#"{base},"offload":{{"weights":"public","on_failure":"enclave","timeout_ms":{timeout}}}}}"#
+            ));
+            assert!(matches!(
+                linear_plan(&bad, Some("127.0.0.1:7700"), "m@1"),
+                Err(DeployError::Policy { .. })
+            ));
+        }
     }
 }

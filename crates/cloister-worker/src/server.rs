@@ -69,6 +69,10 @@ pub struct Worker {
     pub repository: cloister_repository::Repository,
     /// The threads each GGUF language model (online or batch) generates on.
     pub llm_threads: std::num::NonZeroUsize,
+    /// The untrusted accelerator (`HOST:PORT` of `cloister serve accelerator`) the linear layers
+    /// of models whose serving policy allows offloading run on; without one, deploying such a
+    /// model fails.
+    pub accelerator: Option<String>,
 }
 
 /// The worker's routes.

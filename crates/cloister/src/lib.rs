@@ -5,6 +5,7 @@ pub mod admin;
 pub mod assets;
 pub mod data;
 pub mod demo;
+pub mod demo_hybrid;
 pub mod demo_llm;
 pub mod demo_train;
 pub mod envelope;

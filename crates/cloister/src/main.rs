@@ -358,6 +358,15 @@ enum FederateCommand {
 
 #[derive(Subcommand)]
 enum DemoScenario {
+    /// Hybrid execution: the classifier's matrix products run on an untrusted accelerator (a
+    /// separate `cloister serve accelerator` process) on blinded rows, every answer verified in
+    /// the enclave; prints where each layer ran and what the checks cost.
+    Hybrid {
+        /// Keep every party's files here: model-provider/, data-provider/ and compute/ (the
+        /// accelerator's records under compute/accelerator/).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+    },
     /// Confidential LLM serving: a model provider's SmolLM2 and a data consumer's prompt meet
     /// only inside the attested enclave, through `cloister proxy` and Oblivious HTTP.
     Llm {
@@ -506,6 +515,10 @@ enum Serve {
         /// Public weights held at once, in MiB, before the oldest are dropped.
         #[arg(long, default_value_t = 1024)]
         weights_budget_mib: usize,
+        /// Write every request received to this directory (`NNNNNN.bin`, one file each), so
+        /// what the accelerator saw can be searched (`demo hybrid` does).
+        #[arg(long)]
+        record: Option<PathBuf>,
     },
     /// The multi-tenant attestation service: tenants, instances, key broker, audit log.
     Attestation {
@@ -633,6 +646,12 @@ enum Serve {
         /// may use).
         #[arg(long, env = "CLOISTER_LLM_THREADS")]
         llm_threads: Option<std::num::NonZeroUsize>,
+        /// An untrusted accelerator (HOST:PORT of `cloister serve accelerator`): the linear
+        /// layers of ONNX models whose signed serving policy says `offload: {weights: public}`
+        /// run there, blinded and verified. Without it such models fail to deploy; models
+        /// without that policy never use it.
+        #[arg(long, env = "CLOISTER_ACCELERATOR")]
+        accelerator: Option<String>,
     },
 }
 
@@ -1323,6 +1342,9 @@ fn run(cli: Cli) -> Result<()> {
             scenario: Some(DemoScenario::Llm { workdir, prompt, model, max_tokens }),
             ..
         } => demo_llm(workdir, prompt, model, max_tokens),
+        Command::Demo { scenario: Some(DemoScenario::Hybrid { workdir }), .. } => {
+            demo_hybrid(workdir)
+        }
         Command::Demo {
             scenario: Some(DemoScenario::Train { workdir, drop, aggregate_in_enclave, dp }),
             ..
@@ -1518,12 +1540,18 @@ fn run(cli: Cli) -> Result<()> {
             };
             runtime()?.block_on(cloister::serve::serve(options))
         }
-        Command::Serve(Serve::Accelerator { listen, threads, weights_budget_mib }) => {
+        Command::Serve(Serve::Accelerator { listen, threads, weights_budget_mib, record }) => {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             });
             let budget = weights_budget_mib.saturating_mul(1 << 20);
-            runtime()?.block_on(cloister::serve_accelerator::serve(&listen, threads, budget))
+            let options = cloister::serve_accelerator::AcceleratorOptions {
+                listen,
+                threads,
+                weights_budget: budget,
+                record,
+            };
+            runtime()?.block_on(cloister::serve_accelerator::serve(&options))
         }
         Command::Serve(Serve::Worker {
             listen,
@@ -1539,6 +1567,7 @@ fn run(cli: Cli) -> Result<()> {
             repository,
             onnxruntime,
             llm_threads,
+            accelerator,
         }) => {
             let service_trust = cloister::serve_worker::service_trust(
                 &service_measurements,
@@ -1567,6 +1596,7 @@ fn run(cli: Cli) -> Result<()> {
                 llm_threads: llm_threads.unwrap_or_else(cloister_engine::default_threads),
                 repository,
                 onnxruntime,
+                accelerator,
             };
             runtime()?.block_on(cloister::serve_worker::serve_worker(options))
         }
@@ -1919,6 +1949,15 @@ fn demo_llm(
         max_tokens,
     };
     runtime()?.block_on(cloister::demo_llm::run(&options))?;
+    Ok(())
+}
+
+fn demo_hybrid(workdir: Option<PathBuf>) -> Result<()> {
+    let (workdir, _temporary) = demo_workdir(workdir)?;
+    init_logging(&workdir.join("compute").join("logs"))?;
+    let executable = std::env::current_exe().context("finding this executable")?;
+    let options = cloister::demo_hybrid::HybridDemoOptions { workdir, executable };
+    runtime()?.block_on(cloister::demo_hybrid::run(&options))?;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! nothing: what it receives is uniform noise to it, and every answer is checked by the TEE.
 //! Plain TCP, length-prefixed messages ([`cloister_offload::wire::frame_length`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -15,11 +17,48 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long a client may take to send a whole request once it started one.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What `serve accelerator` is given.
+#[derive(Clone, Debug)]
+pub struct AcceleratorOptions {
+    /// Address to listen on.
+    pub listen: String,
+    /// Threads for the products.
+    pub threads: usize,
+    /// Bytes of public weights held at once.
+    pub weights_budget: usize,
+    /// Where to write every request received, when anywhere.
+    pub record: Option<PathBuf>,
+}
+
+/// Writes each request received to its own file, numbered in arrival order.
+#[derive(Debug)]
+struct Recorder {
+    dir: PathBuf,
+    next: AtomicU64,
+}
+
+impl Recorder {
+    fn record(&self, request: &[u8]) -> std::io::Result<()> {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        std::fs::write(self.dir.join(format!("{seq:06}.bin")), request)
+    }
+}
+
 /// Serves until interrupted.
-pub async fn serve(listen: &str, threads: usize, weights_budget: usize) -> Result<()> {
+pub async fn serve(options: &AcceleratorOptions) -> Result<()> {
+    let listen = &options.listen;
+    let threads = options.threads;
+    let recorder = match &options.record {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the record directory {}", dir.display()))?;
+            Some(Arc::new(Recorder { dir: dir.clone(), next: AtomicU64::new(0) }))
+        }
+        None => None,
+    };
     let listener =
         TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    let state = Arc::new(AcceleratorState::new(weights_budget, threads));
+    let state = Arc::new(AcceleratorState::new(options.weights_budget, threads));
     let local = listener.local_addr()?;
     eprintln!(
         "accelerator listening on {local} ({threads} threads; it sees only blinded values and \
@@ -36,8 +75,9 @@ pub async fn serve(listen: &str, threads: usize, weights_budget: usize) -> Resul
                 }
             };
             let state = Arc::clone(&state);
+            let recorder = recorder.clone();
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, state).await {
+                if let Err(e) = connection(stream, state, recorder).await {
                     tracing::debug!(%peer, error = %e, "connection ended");
                 }
             });
@@ -50,7 +90,11 @@ pub async fn serve(listen: &str, threads: usize, weights_budget: usize) -> Resul
 }
 
 /// Answers requests on one connection until the client closes it.
-async fn connection(mut stream: TcpStream, state: Arc<AcceleratorState>) -> Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    state: Arc<AcceleratorState>,
+    recorder: Option<Arc<Recorder>>,
+) -> Result<()> {
     stream.set_nodelay(true)?;
     loop {
         let mut prefix = [0u8; 4];
@@ -65,7 +109,16 @@ async fn connection(mut stream: TcpStream, state: Arc<AcceleratorState>) -> Resu
             .await
             .context("the request did not arrive in time")??;
         let state = Arc::clone(&state);
-        let answer = tokio::task::spawn_blocking(move || state.handle(&request)).await?;
+        let recorder = recorder.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            if let Some(recorder) = recorder
+                && let Err(e) = recorder.record(&request)
+            {
+                tracing::warn!(error = %e, "a request could not be recorded");
+            }
+            state.handle(&request)
+        })
+        .await?;
         let length = u32::try_from(answer.len()).context("an answer too long to frame")?;
         stream.write_all(&length.to_le_bytes()).await?;
         stream.write_all(&answer).await?;

@@ -51,6 +51,9 @@ pub struct WorkerOptions {
     pub onnxruntime: PathBuf,
     /// The threads each GGUF language model generates on.
     pub llm_threads: std::num::NonZeroUsize,
+    /// The untrusted accelerator (`HOST:PORT` of `cloister serve accelerator`) for models whose
+    /// serving policy allows offloading; `None`: such models fail to deploy.
+    pub accelerator: Option<String>,
 }
 
 /// Loads the onnxruntime library at `path` for the ONNX engine: the file is read once, and the
@@ -296,6 +299,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         batches,
         repository,
         llm_threads: options.llm_threads,
+        accelerator: options.accelerator.clone(),
     });
 
     let listener = TcpListener::bind(&options.listen)

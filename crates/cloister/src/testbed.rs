@@ -170,6 +170,22 @@ pub struct DevCompute {
     pub ca_pem: String,
 }
 
+/// [`start_dev_compute`] with the worker started with an untrusted accelerator (`HOST:PORT` of
+/// `cloister serve accelerator`).
+pub async fn start_dev_compute_with_accelerator(
+    dirs: &ComputeDirs,
+    accelerator: &str,
+) -> Result<DevCompute> {
+    let (attester, measurement, authority) =
+        start_demo_authority(dirs, InstancePolicy::DevSim).await?;
+    let channel = authority.channel()?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let worker =
+        start_worker_with_accelerator(dirs, &attester, &channel, listener, accelerator).await?;
+    let ca_pem = channel.client().instance().await?.ca_certificate_pem;
+    Ok(DevCompute { attester, measurement, authority, worker, ca_pem })
+}
+
 /// Starts [`start_demo_authority`] with the `dev-sim` policy and an attested worker under `dirs`.
 pub async fn start_dev_compute(dirs: &ComputeDirs) -> Result<DevCompute> {
     let (attester, measurement, authority) =
@@ -318,6 +334,32 @@ pub async fn start_worker_with<A: Attester + 'static>(
     chunk_pause: std::time::Duration,
     wrap: impl FnOnce(axum::Router) -> axum::Router,
 ) -> Result<RunningWorker> {
+    start_worker_configured(dirs, attester, service, listener, chunk_pause, None, wrap).await
+}
+
+/// Attests a worker started with an untrusted accelerator (`HOST:PORT` of `cloister serve
+/// accelerator`, as `serve worker --accelerator` names it) and serves its API on `listener`.
+pub async fn start_worker_with_accelerator<A: Attester + 'static>(
+    dirs: &ComputeDirs,
+    attester: &Arc<A>,
+    service: &ServiceChannel,
+    listener: TcpListener,
+    accelerator: &str,
+) -> Result<RunningWorker> {
+    let accelerator = Some(accelerator.to_owned());
+    let pause = std::time::Duration::ZERO;
+    start_worker_configured(dirs, attester, service, listener, pause, accelerator, |app| app).await
+}
+
+async fn start_worker_configured<A: Attester + 'static>(
+    dirs: &ComputeDirs,
+    attester: &Arc<A>,
+    service: &ServiceChannel,
+    listener: TcpListener,
+    chunk_pause: std::time::Duration,
+    accelerator: Option<String>,
+    wrap: impl FnOnce(axum::Router) -> axum::Router,
+) -> Result<RunningWorker> {
     let attester: Arc<dyn Attester> = attester.clone();
     let identity = EnclaveIdentity::establish(attester, service).await?;
     let store = ObjectStore::open(&dirs.objects)?;
@@ -332,6 +374,7 @@ pub async fn start_worker_with<A: Attester + 'static>(
         batches,
         repository,
         llm_threads: cloister_engine::default_threads(),
+        accelerator,
     });
     let addr = listener.local_addr()?;
     let served = worker.clone();

@@ -392,6 +392,47 @@ fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side()
 }
 
 #[test]
+fn the_hybrid_demo_offloads_every_linear_layer_verified_and_the_accelerator_sees_no_plaintext() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stdout = run_demo(&["demo", "hybrid", "--workdir"], tmp.path());
+    // The classifier's two linear layers ran on the accelerator process, and passed the checks.
+    for layer in ["dense1_matmul", "dense2_matmul"] {
+        assert!(
+            stdout.contains(&format!("layer {layer}: ran on the accelerator, verified")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("0 checks failed"), "{stdout}");
+    let accuracy: f64 = stdout
+        .lines()
+        .find_map(|l| l.split("accuracy ").nth(1)?.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no accuracy in {stdout}"));
+    assert!(accuracy > 90.0, "{accuracy}");
+    assert!(stdout.contains("no plaintext under"), "{stdout}");
+    // What the accelerator received is on disk, and none of it is the patients' rows in any
+    // encoding the scanner knows (the demo scanned; scan again independently here).
+    let records = tmp.path().join("compute/accelerator");
+    let recorded: Vec<_> = std::fs::read_dir(&records).unwrap().collect();
+    assert!(recorded.len() >= 3, "weights uploads and products: {}", recorded.len());
+    let table = split_labels(BREAST_CANCER_CSV).unwrap();
+    let floats: Vec<u8> = String::from_utf8(table.features_csv.clone())
+        .unwrap()
+        .lines()
+        .flat_map(|l| l.split(',').map(|v| v.parse::<f32>().unwrap()).collect::<Vec<_>>())
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    let secrets = [
+        Secret::sampled("rows", &table.features_csv, 64, 24),
+        Secret::sampled("rows as float32", &floats, 64, 16),
+    ];
+    assert!(scan(&records, &secrets).unwrap().is_empty());
+    // The scanner would find the rows where they are allowed to be: a plaintext copy planted in
+    // the records directory is caught.
+    std::fs::write(records.join("planted.bin"), &floats).unwrap();
+    assert!(!scan(&records, &secrets).unwrap().is_empty());
+}
+
+#[test]
 fn the_llm_demo_streams_an_answer_and_leaves_no_plaintext_on_the_compute_side() {
     // Without --model, the demo takes SmolLM2 from the cache `scripts/fetch-assets.sh` fills
     // (checking its pinned SHA-256), as a new user's first run would after fetching.

@@ -31,8 +31,8 @@ use cloister_sign::{SigningKey, unix_now};
 use cloister_types::batch::{BatchState, SubmitBatch};
 use cloister_types::manage::InstanceSettings;
 use cloister_types::model::{
-    DeployModel, LicenceTerms, ModelFormat, ModelMetadata, ModelTask, RequesterLimits,
-    ServingPolicy,
+    DeployModel, LicenceTerms, ModelFormat, ModelMetadata, ModelTask, OffloadFallback,
+    OffloadPolicy, RequesterLimits, ServingPolicy,
 };
 use cloister_types::online::{OHTTP_CHUNKED_REQUEST, OHTTP_KEY_CONFIG_FIELD, OHTTP_REQUEST};
 use cloister_types::{Hex, InputRole, JobKind, JobSpec, TeeKind};
@@ -1495,6 +1495,149 @@ async fn models_deploy_from_the_repository_only_after_every_check() {
     // A version is immutable: deploying it again is a conflict.
     let (status, message) = refused_deploy(&client, &deploy(&classifier, &owner, policy)).await;
     assert_eq!(status, 409, "{message}");
+}
+
+/// `cloister serve accelerator` on a free port, killed on drop.
+struct ServedAccelerator {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for ServedAccelerator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_accelerator() -> ServedAccelerator {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["serve", "accelerator", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    let addr = line
+        .strip_prefix("accelerator listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    ServedAccelerator { child, addr }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_says_so() {
+    let bed = bed().await;
+    let owner = Party::create("model owner", &bed.tmp.path().join("owner")).unwrap();
+    let trusted = broker_recipient(&bed, "weights", MEASUREMENT).await;
+    let imported = import_classifier(&bed, &owner.signing, "hybrid", &trusted).await;
+    let policy = ServingPolicy {
+        model: "hybrid".into(),
+        versions: vec!["1".into()],
+        requesters: vec![RequesterLimits {
+            requester: bed.requester.id(),
+            requests_per_minute: 1000,
+            token_quota: None,
+        }],
+        engine: Default::default(),
+        offload: OffloadPolicy::Public { on_failure: OffloadFallback::Fail, timeout_ms: 2000 },
+    };
+    let jws = owner
+        .signing
+        .sign("serving policy", &policy, unix_now(), Duration::from_secs(3600))
+        .unwrap();
+    let request =
+        DeployModel { manifest: imported.jws.clone(), owner: owner.id(), serving_policy: jws };
+
+    // The bed's worker has no accelerator: the policy cannot be honoured, the deployment fails.
+    let (client, _) = owner
+        .attest_worker(&bed.worker.url, &bed.ca_pem, &[Hex(MEASUREMENT.to_vec())], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let (status, message) = refused_deploy(&client, &request).await;
+    assert_eq!(status, 422, "{message}");
+    assert!(message.contains("--accelerator"), "{message}");
+
+    // A worker started with one, pointed at a real `cloister serve accelerator` process.
+    let accelerator = serve_accelerator();
+    let attester =
+        Arc::new(SimAttester::new(testbed::sim_platform_key(&bed.dirs).unwrap(), MEASUREMENT));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let worker = testbed::start_worker_with_accelerator(
+        &bed.dirs,
+        &attester,
+        &bed.authority.channel().unwrap(),
+        listener,
+        &accelerator.addr,
+    )
+    .await
+    .unwrap();
+    let (client, _) = owner
+        .attest_worker(&worker.url, &bed.ca_pem, &[Hex(MEASUREMENT.to_vec())], &[TeeKind::Sim])
+        .await
+        .unwrap();
+    let deployed = client.deploy_model(&request).await.unwrap();
+    assert_eq!(deployed.endpoint, "/v1/infer");
+
+    let ohttp = OhttpClient::connect(&worker.url, expectations(&bed)).await.unwrap();
+    let key = &bed.requester.signing;
+    let answer = call(&ohttp, key, "POST", "/v1/infer", &infer_body("hybrid", 4)).await;
+    assert_eq!(answer.status, 200, "{:?}", String::from_utf8_lossy(&answer.body));
+    let body = json(&answer);
+    // Both linear layers (MatMul 30→16, MatMul 16→2) ran on the accelerator and were verified.
+    assert_eq!(
+        body["placement"],
+        serde_json::json!([
+            {"layer": "dense1_matmul", "ran": "offload", "verified": true},
+            {"layer": "dense2_matmul", "ran": "offload", "verified": true},
+        ])
+    );
+    assert_eq!(
+        body["verification"],
+        serde_json::json!({"offloaded": 2, "verified": 2, "fallbacks": 0})
+    );
+    // The probabilities agree with the model run in the enclave within the quantization error
+    // (the engine's tests hold every output to the composed bound; here a loose 1e-2).
+    let local =
+        OnnxModel::load(DEMO_MODEL_ONNX).unwrap().infer(&[4, 30], &feature_rows(4)).unwrap();
+    let probabilities = local.iter().find(|t| t.name == "probabilities").unwrap();
+    let data: Vec<f32> =
+        serde_json::from_value(body["outputs"]["probabilities"]["data"].clone()).unwrap();
+    assert_eq!(data.len(), probabilities.data.len());
+    for (a, b) in data.iter().zip(&probabilities.data) {
+        assert!((a - b).abs() < 1e-2, "{a} vs {b}");
+    }
+
+    // /v1/models says where each layer runs and what the checks have seen.
+    let models = json(&call(&ohttp, key, "GET", "/v1/models", b"").await);
+    let placement = &models["data"][0]["placement"];
+    assert_eq!(placement[0]["layer"], "dense1_matmul");
+    assert_eq!(placement[0]["placement"], "offload");
+    assert_eq!(placement[0]["shape"], serde_json::json!([30, 16]));
+    assert_eq!(placement[0]["rows_verified"], 4);
+    assert_eq!(placement[1]["rows_verified"], 4);
+    assert_eq!(placement[0]["checks_failed"], 0);
+    // What the verified products cost: the enclave's share (Freivalds part of it) and the wait.
+    for layer in placement.as_array().unwrap() {
+        let nanos = |field: &str| layer[field].as_u64().unwrap();
+        assert!(nanos("tee_nanos") > 0 && nanos("accelerator_nanos") > 0, "{layer}");
+        assert!(
+            0 < nanos("verify_nanos") && nanos("verify_nanos") <= nanos("tee_nanos"),
+            "{layer}"
+        );
+    }
+
+    // The accelerator goes away: under `on_failure: fail` the request fails, nothing unverified
+    // is returned, and the failure is counted.
+    drop(accelerator);
+    let answer = call(&ohttp, key, "POST", "/v1/infer", &infer_body("hybrid", 4)).await;
+    assert_eq!(answer.status, 502, "{:?}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(error_code(&answer), "offload_failed");
+    assert!(json(&answer).get("outputs").is_none());
+    let models = json(&call(&ohttp, key, "GET", "/v1/models", b"").await);
+    assert_eq!(models["data"][0]["placement"][0]["failures"], 1);
 }
 
 /// Tokens and certificates that live 5 seconds: the worker must renew several times a test.

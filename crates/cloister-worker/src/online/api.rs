@@ -10,7 +10,7 @@
 //! | `POST /v1/chat/completions` | chat, `stream: true` as server-sent events (language models) |
 //! | `POST /v1/completions` | text completion of one prompt, streamed too (language models) |
 //! | `POST /v1/embeddings` | `input` as a string or a list of strings (sentence encoders) |
-//! | `POST /v1/infer` | `{model, inputs: {name: {shape, data}}}` → `{model, outputs}` (ONNX) |
+//! | `POST /v1/infer` | `{model, inputs: {name: {shape, data}}}` → `{model, outputs}` (ONNX); a model under an offload policy adds `placement` (where each linear layer ran) and `verification` |
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cloister_engine::Placement;
 use cloister_sign::unix_now;
 use serde::Deserialize;
 use serde_json::json;
@@ -106,12 +107,19 @@ async fn models(
     let data: Vec<serde_json::Value> = permitted
         .iter()
         .map(|model| {
-            json!({
+            let mut entry = json!({
                 "id": model.id(),
                 "object": "model",
                 "created": model.created(),
                 "owned_by": model.serving_policy().owner(),
-            })
+            });
+            // A model under an offload policy says where each linear layer runs and what the
+            // checks have caught; every other model runs entirely in the enclave.
+            if let (Engine::Hybrid(hybrid), Some(fields)) = (model.engine(), entry.as_object_mut())
+            {
+                fields.insert("placement".to_owned(), json!(hybrid.layers()));
+            }
+            entry
         })
         .collect();
     Ok(Json(json!({ "object": "list", "data": data })))
@@ -139,14 +147,17 @@ async fn infer(
     let request: InferRequest = parse_body(&body)?;
     let admission = authz::admit(&worker, &requester, &request.model, unix_now()).await?;
     let model = admission.model().clone();
-    let Engine::Onnx(onnx) = model.engine() else {
-        return Err(OnlineError::WrongEndpoint {
-            model: model.id(),
-            route: "/v1/infer",
-            endpoint: model.engine().endpoint(),
-        });
+    let expected = match model.engine() {
+        Engine::Onnx(onnx) => onnx.input().name.clone(),
+        Engine::Hybrid(hybrid) => hybrid.input().name.clone(),
+        Engine::Llm(_) | Engine::Embedder(_) => {
+            return Err(OnlineError::WrongEndpoint {
+                model: model.id(),
+                route: "/v1/infer",
+                endpoint: model.engine().endpoint(),
+            });
+        }
     };
-    let expected = onnx.input().name.clone();
     let mut inputs = request.inputs.into_iter();
     let (Some((name, tensor)), None) = (inputs.next(), inputs.next()) else {
         return Err(OnlineError::BadRequest(format!(
@@ -178,10 +189,13 @@ async fn infer(
         });
     }
     let runner = model.clone();
-    let outputs = tokio::task::spawn_blocking(move || {
+    let (outputs, placement) = tokio::task::spawn_blocking(move || {
         let TensorIn { shape, mut data } = tensor;
         let result = match runner.engine() {
-            Engine::Onnx(onnx) => onnx.infer(&shape, &data),
+            Engine::Onnx(onnx) => onnx.infer(&shape, &data).map(|outputs| (outputs, None)),
+            Engine::Hybrid(hybrid) => {
+                hybrid.infer(&shape, &data).map(|ran| (ran.outputs, Some(ran.placement)))
+            }
             Engine::Llm(_) | Engine::Embedder(_) => {
                 Err(cloister_engine::EngineError::InvalidArgument(
                     "this model is not a tensor model".into(),
@@ -192,11 +206,38 @@ async fn infer(
         result
     })
     .await
-    .map_err(|_| OnlineError::Internal)??;
+    .map_err(|_| OnlineError::Internal)?
+    .inspect_err(|error| {
+        // Audited: a failed offloaded product (the answer was discarded; the request fails).
+        if let cloister_engine::EngineError::Offload { layer, source } = error {
+            tracing::warn!(model = %model.id(), %layer, %source, "offloaded product failed; request failed");
+        }
+    })?;
+    for run in placement.iter().flatten().filter(|r| r.fallback.is_some()) {
+        tracing::warn!(
+            model = %model.id(),
+            layer = %run.layer,
+            reason = run.fallback.as_deref().unwrap_or_default(),
+            "offloaded product failed; the layer ran in the enclave as the policy allows"
+        );
+    }
     admission.charge(samples);
     let outputs: serde_json::Map<String, serde_json::Value> = outputs
         .into_iter()
         .map(|t| (t.name, json!({ "shape": t.shape, "data": t.data })))
         .collect();
-    Ok(Json(json!({ "model": model.id(), "outputs": outputs })))
+    let mut response = json!({ "model": model.id(), "outputs": outputs });
+    // Where each linear layer of this request ran (only models under an offload policy have
+    // any outside the enclave), and how many offloaded products were verified.
+    if let (Some(placement), Some(fields)) = (placement, response.as_object_mut()) {
+        let offloaded = placement.iter().filter(|r| r.ran == Placement::Offload).count();
+        let verified = placement.iter().filter(|r| r.verified).count();
+        let fallbacks = placement.iter().filter(|r| r.fallback.is_some()).count();
+        fields.insert(
+            "verification".to_owned(),
+            json!({ "offloaded": offloaded, "verified": verified, "fallbacks": fallbacks }),
+        );
+        fields.insert("placement".to_owned(), json!(placement));
+    }
+    Ok(Json(response))
 }

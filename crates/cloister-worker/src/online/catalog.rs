@@ -10,7 +10,7 @@ use cloister_sign::VerifyingKey;
 use cloister_types::model::{ModelMetadata, ServingPolicy, check_model_name};
 
 use crate::online::authz::Limits;
-use cloister_engine::{Embedder, LlmModel, OnnxModel};
+use cloister_engine::{Embedder, HybridModel, LlmModel, OnnxModel};
 
 /// Why a model could not be loaded for serving.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +46,11 @@ pub enum CatalogError {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Engine {
-    /// An ONNX model run by tract (`/v1/infer`).
+    /// An ONNX model run by onnxruntime or tract (`/v1/infer`).
     Onnx(OnnxModel),
+    /// An ONNX model whose owner's policy allows offloading: its linear layers run on the
+    /// worker's accelerator, blinded and verified, the rest in the enclave (`/v1/infer`).
+    Hybrid(HybridModel),
     /// A causal language model (`/v1/chat/completions`).
     Llm(LlmModel),
     /// A sentence encoder (`/v1/embeddings`).
@@ -58,7 +61,7 @@ impl Engine {
     /// The API route that serves this engine.
     pub fn endpoint(&self) -> &'static str {
         match self {
-            Engine::Onnx(_) => "/v1/infer",
+            Engine::Onnx(_) | Engine::Hybrid(_) => "/v1/infer",
             Engine::Llm(_) => "/v1/chat/completions",
             Engine::Embedder(_) => "/v1/embeddings",
         }

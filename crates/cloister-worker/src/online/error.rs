@@ -164,6 +164,9 @@ impl OnlineError {
             OnlineError::Engine(EngineError::InputTooLong { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", "context_length_exceeded")
             }
+            OnlineError::Engine(EngineError::Offload { .. }) => {
+                (StatusCode::BAD_GATEWAY, "server_error", "offload_failed")
+            }
             OnlineError::Engine(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "inference_failed")
             }
