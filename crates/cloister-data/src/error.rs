@@ -168,6 +168,9 @@ pub enum DataError {
     /// A data set directory whose `dataset.json` or shards are not what it says.
     #[error("data set: {0}")]
     Dataset(String),
+    /// Labelling rules that cannot be used on this data set.
+    #[error("labelling rules: {0}")]
+    Rules(String),
 }
 
 impl DataError {

@@ -25,6 +25,7 @@ pub mod error;
 mod hll;
 pub mod images;
 pub mod ingest;
+pub mod label;
 mod names;
 pub mod pii;
 pub mod profile;

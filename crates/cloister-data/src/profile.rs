@@ -349,7 +349,8 @@ impl Accumulator {
     }
 }
 
-fn read_shards(
+/// Reads every shard of `dataset` in `dir` (digests checked), a batch at a time.
+pub(crate) fn read_shards(
     dir: &Path,
     dataset: &Dataset,
     mut each: impl FnMut(&RecordBatch) -> Result<(), DataError>,

@@ -387,8 +387,27 @@ pub fn write_dataset(dir: &Path, dataset: &Dataset) -> Result<(), DataError> {
 
 /// Reads a data set directory's `dataset.json`.
 pub fn read_dataset(dir: &Path) -> Result<Dataset, DataError> {
+    read_dataset_with_digest(dir).map(|(dataset, _)| dataset)
+}
+
+/// Writes `value` as pretty JSON to `name` in `dir` (through a temporary file renamed into
+/// place): the files that travel beside `dataset.json`.
+pub fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(), DataError> {
+    let mut text = serde_json::to_vec_pretty(value)
+        .map_err(|error| DataError::Dataset(format!("encoding {name}: {error}")))?;
+    text.push(b'\n');
+    let temporary = dir.join(format!("{name}.partial"));
+    fs::write(&temporary, &text).map_err(|error| DataError::io(&temporary, error))?;
+    let path = dir.join(name);
+    fs::rename(&temporary, &path).map_err(|error| DataError::io(&path, error))
+}
+
+/// Reads a data set directory's `dataset.json`, with the SHA-256 (hex) of the bytes it was
+/// parsed from: what a derived data set names as its input.
+pub fn read_dataset_with_digest(dir: &Path) -> Result<(Dataset, String), DataError> {
     let path = dir.join(DATASET_FILE);
     let text = fs::read(&path).map_err(|error| DataError::io(&path, error))?;
+    let digest = sha256_hex(&text);
     let dataset: Dataset = serde_json::from_slice(&text)
         .map_err(|error| DataError::Dataset(format!("{}: {error}", path.display())))?;
     if dataset.version != DATASET_VERSION {
@@ -398,7 +417,7 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset, DataError> {
             dataset.version
         )));
     }
-    Ok(dataset)
+    Ok((dataset, digest))
 }
 
 /// Opens a shard after checking its size and SHA-256 against `dataset.json`; the shard's name

@@ -163,3 +163,50 @@ pub fn profile(dir: &Path, html: Option<&Path>, json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// `cloister data label`.
+pub fn label(dir: &Path, rules: &Path, column: &str, out: &Path, json: bool) -> Result<()> {
+    let text = std::fs::read_to_string(rules)
+        .with_context(|| format!("reading the rules file {}", rules.display()))?;
+    let (dataset, labelling) = cloister_data::label::label_dataset(dir, &text, column, out)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&labelling)?);
+        return Ok(());
+    }
+    let stats = &labelling.stats;
+    let share = |n: u64| if stats.rows == 0 { 0.0 } else { n as f64 * 100.0 / stats.rows as f64 };
+    println!(
+        "{} rows: {} covered by a rule ({:.1} %), {} labelled, {} with conflicting rules, {} \
+         left unlabelled by a tie",
+        stats.rows,
+        stats.covered,
+        share(stats.covered),
+        stats.labelled,
+        stats.conflicted,
+        stats.tied
+    );
+    println!(
+        "{:<24} {:<16} {:>9} {:>9} {:>9}",
+        "rule", "label", "coverage", "overlaps", "conflicts"
+    );
+    for rule in &stats.rules {
+        println!(
+            "{:<24} {:<16} {:>8.1}% {:>9} {:>9}",
+            rule.name,
+            rule.label,
+            share(rule.fired),
+            rule.overlaps,
+            rule.conflicts
+        );
+    }
+    for (label, rows) in &stats.labels {
+        println!("label {label}: {rows} rows");
+    }
+    eprintln!(
+        "labelled data set written to {} ({} shards; column {column:?}; rules SHA-256 {})",
+        out.display(),
+        dataset.shards.len(),
+        labelling.rules_sha256
+    );
+    Ok(())
+}

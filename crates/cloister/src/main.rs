@@ -217,6 +217,26 @@ enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Label a data set with rules (conditions on columns, regular expressions on text; a TOML
+    /// file, docs/data.md): the majority of the rules that fire labels a row, a tie leaves it
+    /// unlabelled. Writes a new data set with the label column, and prints each rule's
+    /// coverage, overlaps and conflicts.
+    Label {
+        /// The data set directory.
+        dir: PathBuf,
+        /// The rules file (TOML, `[[rule]]` tables with name, label and when).
+        #[arg(long)]
+        rules: PathBuf,
+        /// The labelled data set directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The name of the label column.
+        #[arg(long, default_value = "label")]
+        column: String,
+        /// Print the statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1314,6 +1334,9 @@ fn data(command: DataCommand) -> Result<()> {
         }),
         DataCommand::Profile { dir, html, json } => {
             cloister::data::profile(&dir, html.as_deref(), json)
+        }
+        DataCommand::Label { dir, rules, out, column, json } => {
+            cloister::data::label(&dir, &rules, &column, &out, json)
         }
     }
 }

@@ -72,6 +72,63 @@ fn ingest_then_profile_from_the_command_line() {
 }
 
 /// The generated input's size in MB: 200 by default, `CLOISTER_DATA_MEMORY_TEST_MB` to change.
+#[test]
+fn label_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("notes.csv"),
+        "id,age,note\n1,71,chest pain since monday\n2,34,routine check\n3,80,fine\n4,45,\n",
+    )
+    .unwrap();
+    let ingested = cloister(&["data", "ingest", "notes.csv", "--out", "set"], dir.path());
+    assert!(ingested.status.success(), "{}", text(&ingested.stderr));
+    fs::write(
+        dir.path().join("rules.toml"),
+        "[[rule]]\nname = \"pain\"\nlabel = \"urgent\"\nwhen = [\"note ~ '(?i)pain'\"]\n\n\
+         [[rule]]\nname = \"elderly\"\nlabel = \"urgent\"\nwhen = [\"age >= 75\"]\n\n\
+         [[rule]]\nname = \"routine\"\nlabel = \"routine\"\nwhen = [\"note ~ 'routine'\"]\n",
+    )
+    .unwrap();
+    let labelled = cloister(
+        &[
+            "data",
+            "label",
+            "set",
+            "--rules",
+            "rules.toml",
+            "--out",
+            "labelled",
+            "--column",
+            "triage",
+        ],
+        dir.path(),
+    );
+    let out = text(&labelled.stdout);
+    assert!(labelled.status.success(), "{out}{}", text(&labelled.stderr));
+    assert!(out.contains("4 rows: 3 covered by a rule (75.0 %), 3 labelled"), "{out}");
+    assert!(out.contains("label urgent: 2 rows"), "{out}");
+    assert!(out.contains("label routine: 1 rows"), "{out}");
+    assert!(dir.path().join("labelled/dataset.json").is_file());
+    // The labelled data set profiles like any other: the label column is there.
+    let profiled = cloister(&["data", "profile", "labelled", "--json"], dir.path());
+    assert!(profiled.status.success(), "{}", text(&profiled.stderr));
+    let profile: serde_json::Value = serde_json::from_slice(&profiled.stdout).unwrap();
+    let triage = profile["columns"].as_array().unwrap().iter().find(|c| c["name"] == "triage");
+    assert_eq!(triage.unwrap()["missing"], 1);
+    // A rule on a column the data set lacks: a clear error, nothing written.
+    fs::write(dir.path().join("bad.toml"), "[[rule]]\nname='x'\nlabel='y'\nwhen=['pulse > 100']\n")
+        .unwrap();
+    let refused =
+        cloister(&["data", "label", "set", "--rules", "bad.toml", "--out", "nope"], dir.path());
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("rule \"x\": no column \"pulse\""),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!dir.path().join("nope/dataset.json").exists());
+}
+
 fn input_megabytes() -> u64 {
     std::env::var("CLOISTER_DATA_MEMORY_TEST_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
 }
