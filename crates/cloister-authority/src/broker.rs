@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use cloister_policy::{ReleaseInput, ReleasePolicy};
 use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey, SealError};
 use cloister_sign::{AnyVerifyingKey, SignError, peek_key_id};
-use cloister_types::api::{CheckpointRef, KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
+use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
 use cloister_types::ear::EAR_PROFILE;
 use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
 
@@ -385,8 +385,8 @@ pub fn release_detailed(
             broker_key: key.id.to_owned(),
             wrapped: Base64Url(wrapped),
             context_digest: Hex(digest.to_vec()),
-            // Set by the service once the release is on the record.
-            audit_checkpoint: CheckpointRef::default(),
+            // Signed by the service once the release is on the record.
+            answer: String::new(),
         },
         policy_reasons: decision.reasons,
         measurement: cpu0.claims.measurement.to_string(),

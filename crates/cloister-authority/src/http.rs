@@ -606,9 +606,10 @@ async fn revoke_key(
 
 async fn release_key(
     State(service): State<Shared>,
-    Json(request): Json<KeyReleaseRequest>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<KeyReleaseResponse>> {
-    let result = service.release_key(&request, now()).await;
+    let (request, digest) = json_body::<KeyReleaseRequest>(&body)?;
+    let result = service.release_key_answering(&request, &digest, now()).await;
     service.metrics().key_release(result.is_ok());
     match &result {
         Ok(_) => tracing::info!(key_id = %request.key_id, "key released"),

@@ -136,6 +136,7 @@ impl Fixture {
                 requester: Some("worker-a".into()),
                 purpose: Some("inference".into()),
             },
+            nonce: String::new(),
         }
     }
 

@@ -135,6 +135,7 @@ impl Bed {
             key_id: Hex::parse(&self.key.key_id).unwrap(),
             ear: ear.to_owned(),
             context: Default::default(),
+            nonce: String::new(),
         }
     }
 

@@ -13,8 +13,9 @@
 
 use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::api::{
-    Answer, AttestRequest, AttestResponse, CheckpointRef, PrivacyChargeOutcome, RecordJob,
-    ServiceAnswer, ServiceKeyDocument, SignedAnswer, UsageMeter,
+    Answer, AttestRequest, AttestResponse, CheckpointRef, KeyReleaseRequest, KeyReleaseResponse,
+    PrivacyChargeOutcome, RecordJob, ReleaseContext, ServiceAnswer, ServiceKeyDocument,
+    SignedAnswer, UsageMeter,
 };
 use cloister_types::{Base64Url, Hex};
 use rand::RngCore as _;
@@ -213,6 +214,41 @@ impl ServiceChannel {
             }
             _ => Err(forged(&url, "the answer is not a request reservation on this meter")),
         }
+    }
+
+    /// Asks the key broker for the key `key_id`, presenting `ear`, with a fresh nonce; returns
+    /// the request sent (to open the wrapped key with) and the response once its signed answer
+    /// says this key was released for this request, with the checkpoint covering the release.
+    pub async fn release_key(
+        &self,
+        ear: &str,
+        key_id: &Hex,
+        context: &ReleaseContext,
+    ) -> Result<(KeyReleaseRequest, VerifiedAnswer<KeyReleaseResponse>), ClientError> {
+        let url = format!("{}/v1/keys/release", self.client.base());
+        let mut nonce = [0u8; 32];
+        rand::rng().fill_bytes(&mut nonce);
+        let request = KeyReleaseRequest {
+            key_id: key_id.clone(),
+            ear: ear.to_owned(),
+            context: context.clone(),
+            nonce: Base64Url::encode(&nonce).to_string(),
+        };
+        let body = serde_json::to_vec(&request)
+            .map_err(|e| ClientError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
+        let response: KeyReleaseResponse = self.post(&url, body.clone()).await?;
+        let verified = self.verify(&url, &response.answer, &body)?;
+        match &verified.answer {
+            Answer::KeyReleased { key_id: released, context_digest, .. }
+                if released == key_id && *context_digest == response.context_digest => {}
+            _ => return Err(forged(&url, "the answer does not release this key for this request")),
+        }
+        let verified = VerifiedAnswer {
+            answer: response,
+            service_time: verified.service_time,
+            checkpoint: verified.checkpoint,
+        };
+        Ok((request, verified))
     }
 
     /// Posts an enclave statement with a fresh nonce and verifies the signed answer.

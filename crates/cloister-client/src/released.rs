@@ -103,6 +103,7 @@ mod tests {
             key_id: Hex(broker.key_id().0.to_vec()),
             ear: "token".into(),
             context: ReleaseContext { job_id: Some("job-1".into()), ..ReleaseContext::default() },
+            nonce: String::new(),
         };
         let digest = release_context_digest(INSTANCE, request.key_id.as_bytes(), &request.context);
         let wrapped = wrap_secret_key(&enclave.public_key(), &broker, &digest).unwrap();
@@ -111,7 +112,7 @@ mod tests {
             broker_key: "kb_1".into(),
             wrapped: Base64Url(wrapped),
             context_digest: Hex(digest.to_vec()),
-            audit_checkpoint: Default::default(),
+            answer: String::new(),
         };
         Case { broker, enclave, request, response }
     }

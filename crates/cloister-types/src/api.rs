@@ -123,6 +123,15 @@ pub enum Answer {
         /// Tokens reserved on this meter so far, by every enclave, this grant included.
         reserved_total: u64,
     },
+    /// A key-broker key was released to the enclave ([`KeyReleaseResponse`]).
+    KeyReleased {
+        /// The envelope key id of the released key.
+        key_id: Hex,
+        /// The audit entry that records the release.
+        audit_seq: i64,
+        /// [`release_context_digest`] of the release.
+        context_digest: Hex,
+    },
     /// Requests taken from a requester's per-minute allowance for an online enclave
     /// ([`RequestReservation`]).
     RequestsReserved {
@@ -446,6 +455,11 @@ pub struct KeyReleaseRequest {
     /// What the release is for.
     #[serde(default)]
     pub context: ReleaseContext,
+    /// A fresh random value of the enclave's (base64url, 16 to 64 bytes), so that the signed
+    /// answer ([`KeyReleaseResponse::answer`], over this body's digest) answers this request
+    /// only. Callers that do not check the answer may leave it out.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
 }
 
 /// `POST /v1/keys/release` response.
@@ -460,10 +474,11 @@ pub struct KeyReleaseResponse {
     pub wrapped: Base64Url,
     /// [`release_context_digest`] of this release: the associated data of the wrap.
     pub context_digest: Hex,
-    /// A signed checkpoint of the service's audit log that covers this release's entry (the
-    /// service signs it before the key leaves): whoever keeps it detects a log truncated or
+    /// The service's signed answer ([`ServiceAnswer`] with [`Answer::KeyReleased`], over the
+    /// SHA-256 of the request body as received): its checkpoint covers this release's audit
+    /// entry (signed before the key leaves), so whoever keeps it detects a log truncated or
     /// rolled back behind the release (`audit verify --expect-checkpoint SEQ:HASH`).
-    pub audit_checkpoint: CheckpointRef,
+    pub answer: String,
 }
 
 /// Domain separation tag of [`release_context_digest`].

@@ -151,7 +151,7 @@ pub async fn deploy(
         requester: Some("cloister-worker".to_owned()),
         purpose: Some(format!("serve model {model}")),
     };
-    let key = crate::server::release_key(worker, &Hex(key_id.0.to_vec()), context)
+    let (key, _) = crate::server::release_key(worker, &Hex(key_id.0.to_vec()), context)
         .await
         .map_err(DeployError::Release)?;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cloister_client::ServiceChannel;
 use cloister_sign::unix_now;
-use cloister_types::api::{PrivacyChargeOutcome, PrivacyChargeStatement};
+use cloister_types::api::{CheckpointRef, PrivacyChargeOutcome, PrivacyChargeStatement};
 use cloister_types::job::{PrivacyAccount, PrivacyCharge};
 
 use crate::identity::EnclaveIdentity;
@@ -31,17 +31,18 @@ pub(crate) async fn charge(
     service: &ServiceChannel,
     job_id: &str,
     charges: Vec<PrivacyCharge>,
-) -> Result<Vec<PrivacyAccount>, JobError> {
+) -> Result<(Vec<PrivacyAccount>, CheckpointRef), JobError> {
     let statement = PrivacyChargeStatement { job_id: job_id.to_owned(), charges };
     let signed = identity
         .receipt_key()
         .sign("privacy charge", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| JobError::Ledger(e.to_string()))?;
-    let outcome = service
+    let answered = service
         .charge_privacy(&identity.ear(), &signed, job_id)
         .await
-        .map_err(|e| JobError::Ledger(e.to_string()))?
-        .answer;
+        .map_err(|e| JobError::Ledger(e.to_string()))?;
+    // The signed checkpoint covering the charge: the receipt carries it.
+    let (outcome, checkpoint) = (answered.answer, answered.checkpoint);
     match outcome {
         PrivacyChargeOutcome::Charged { accounts, audit_seq, charged_by, replay } => {
             let ours = identity.receipt_key().public_key().to_text();
@@ -60,7 +61,7 @@ pub(crate) async fn charge(
                     statement.charges.len()
                 )));
             }
-            Ok(accounts)
+            Ok((accounts, checkpoint))
         }
         PrivacyChargeOutcome::Refused { object_id, reason, .. } => {
             let budget = statement

@@ -26,7 +26,7 @@ use cloister_client::{ClientError, ServiceChannel, VerifiedAnswer};
 use cloister_seal::RecipientSecretKey;
 use cloister_sign::unix_now;
 use cloister_types::api::{
-    COLLATERAL_CHANGED, ErrorBody, IdentityResponse, JobAuthorized, JobDone, KeyReleaseRequest,
+    COLLATERAL_CHANGED, CheckpointRef, ErrorBody, IdentityResponse, JobAuthorized, JobDone,
     ObjectStored, ReleaseContext, SubmitJob,
 };
 use cloister_types::{Hex, InputRole, JobKind, JobSpec};
@@ -214,8 +214,8 @@ async fn submit_job(
         }
     };
     let recorded = record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
-    let released = release_broker_keys(&worker, &job.spec).await?;
-    let checkpoint = recorded.checkpoint;
+    let (released, releases) = release_broker_keys(&worker, &job.spec).await?;
+    let checkpoint = later(recorded.checkpoint, releases);
     let outcome = if job.spec.kind == JobKind::Train {
         crate::training::run_training(worker, job.spec, authorization, released, checkpoint).await
     } else {
@@ -304,8 +304,9 @@ const STATEMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(3
 pub(crate) async fn release_broker_keys(
     worker: &Worker,
     spec: &JobSpec,
-) -> Result<Vec<RecipientSecretKey>, ApiError> {
+) -> Result<(Vec<RecipientSecretKey>, CheckpointRef), ApiError> {
     let mut released: Vec<RecipientSecretKey> = Vec::new();
+    let mut checkpoint = CheckpointRef::default();
     let inputs = std::iter::once((&spec.model, InputRole::Model))
         .chain(spec.data_inputs().map(|input| (input, InputRole::Data)));
     for (input, role) in inputs {
@@ -323,19 +324,28 @@ pub(crate) async fn release_broker_keys(
                 purpose: Some(format!("{role:?} input of a {:?} job", spec.kind)),
             };
             let key_id = Hex(key_id.0.to_vec());
-            let key = release_key(worker, &key_id, context).await.map_err(|reason| {
-                tracing::warn!(job = %spec.id, %key_id, %reason, "key release refused");
-                ApiError::Release(reason)
-            })?;
+            let (key, covering) =
+                release_key(worker, &key_id, context).await.map_err(|reason| {
+                    tracing::warn!(job = %spec.id, %key_id, %reason, "key release refused");
+                    ApiError::Release(reason)
+                })?;
             tracing::info!(job = %spec.id, %key_id, "key-broker key released to this enclave");
             released.push(key);
+            checkpoint = later(checkpoint, covering);
         }
     }
-    Ok(released)
+    Ok((released, checkpoint))
+}
+
+/// The later of two signed checkpoints (by seq): what a receipt carries, so that it covers
+/// every audit entry the job made — its record, its key releases, its privacy charges.
+pub(crate) fn later(a: CheckpointRef, b: CheckpointRef) -> CheckpointRef {
+    if b.seq > a.seq { b } else { a }
 }
 
 /// Asks the key broker for the key `key_id`, presenting this enclave's latest attestation result,
-/// and unwraps it with the enclave's HPKE key. When the broker answers that the vendor collateral
+/// and unwraps it with the enclave's HPKE key, once the service's signed answer says it released
+/// it for this request; returns it with the signed checkpoint covering the release. When the broker answers that the vendor collateral
 /// the result was appraised against has changed (`collateral_changed`: the platform's TCB status
 /// may have changed since), the enclave attests again — once — and asks with the new result; a
 /// platform the service no longer admits (its TCB revoked, or out of date beyond the instance's
@@ -344,40 +354,38 @@ pub(crate) async fn release_key(
     worker: &Worker,
     key_id: &Hex,
     context: ReleaseContext,
-) -> Result<RecipientSecretKey, String> {
+) -> Result<(RecipientSecretKey, CheckpointRef), String> {
     let mut renewed = false;
     loop {
         let ear = worker.identity.ear();
-        let request = KeyReleaseRequest { key_id: key_id.clone(), ear, context: context.clone() };
-        match worker.service.client().release_key(&request).await {
-            Ok(response) => {
-                // The checkpoint covering the release's audit entry, kept in the log: with it an
-                // auditor detects a service log truncated behind this release.
+        match worker.service.release_key(&ear, key_id, &context).await {
+            Ok((request, verified)) => {
+                // The signed checkpoint covering the release's audit entry: the job's receipt
+                // carries it (or a later one), and the log keeps it.
+                let checkpoint = verified.checkpoint;
                 tracing::info!(%key_id, audit_checkpoint = %format_args!("{}:{}",
-                    response.audit_checkpoint.seq, response.audit_checkpoint.hash),
-                    "the key broker released a key");
-                return cloister_client::open_released_key(
+                    checkpoint.seq, checkpoint.hash), "the key broker released a key");
+                let key = cloister_client::open_released_key(
                     worker.identity.hpke_secret(),
-                    &response,
+                    &verified.answer,
                     worker.service.instance_id(),
                     &request,
                 )
-                .map_err(|e| e.to_string());
+                .map_err(|e| e.to_string())?;
+                return Ok((key, checkpoint));
             }
             Err(ClientError::Refused { code, message, .. })
                 if code == COLLATERAL_CHANGED && !renewed =>
             {
                 tracing::info!(%key_id, reason = %message,
                     "the key broker asks for a fresh attestation; attesting again");
-                worker.identity.reattest(&worker.service, Some(&request.ear)).await.map_err(
-                    |e| {
-                        format!(
-                            "the vendor collateral this enclave was appraised against has \
+                worker.identity.reattest(&worker.service, Some(&ear)).await.map_err(|e| {
+                    format!(
+                        "the vendor collateral this enclave was appraised against has \
                              changed, and the attestation service refused to appraise it again \
                              against the current collateral: {e}"
-                        )
-                    },
-                )?;
+                    )
+                })?;
                 renewed = true;
             }
             Err(error) => return Err(error.to_string()),

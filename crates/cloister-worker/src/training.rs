@@ -348,9 +348,11 @@ pub(crate) async fn run_training(
         )
     })
     .await?;
-    let accounts =
+    let (accounts, charged) =
         crate::ledger::charge(&worker.identity, &worker.service, &spec.id, opened.charges())
             .await?;
+    // The receipt's checkpoint covers the charge too (entered after the record and releases).
+    let checkpoint = crate::server::later(checkpoint, charged);
     blocking(move || {
         train_and_seal(&worker.identity, &worker.store, &spec, opened, accounts, checkpoint)
     })

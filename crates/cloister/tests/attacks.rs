@@ -774,6 +774,7 @@ async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id(
         key_id: Hex::parse(&key.key_id).unwrap(),
         ear,
         context: Default::default(),
+        nonce: String::new(),
     };
     let err = victim.release_key(&request, now).await.unwrap_err().to_string();
     assert!(err.contains("does not accept this attestation result"), "{err}");
@@ -903,12 +904,38 @@ async fn a_released_key_stays_on_the_record_a_truncated_log_cannot_hide_it() {
     let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
     let release = allow_all_key(&service, &owner, &instance, now).await;
     let ear = sim_ear(&service, &instance, &tee, now).await;
-    let response = service.release_key(&release(ear), now).await.unwrap();
+    let request = release(ear);
+    let response = service.release_key(&request, now).await.unwrap();
     let records = service.audit_records(&owner, now).await.unwrap();
     assert!(records.len() < 64, "no checkpoint is due by count alone: {}", records.len());
     let released = records.iter().filter(|r| r.kind == "key.released").map(|r| r.seq).max();
     let released = released.expect("the release is on the record");
-    let held = response.audit_checkpoint;
+    // The checkpoint comes in the service's signed answer, bound to the request.
+    let body = serde_json::to_vec(&request).unwrap();
+    let key = service.signing_public_key();
+    let verified = cloister_client::answers::verify_answer(
+        &key,
+        &instance,
+        &response.answer,
+        &body,
+        now as u64,
+    )
+    .unwrap();
+    assert!(
+        matches!(verified.answer, Answer::KeyReleased { audit_seq, .. } if audit_seq == released)
+    );
+    assert!(
+        cloister_client::answers::verify_answer(
+            &key,
+            &instance,
+            &response.answer,
+            b"{}",
+            now as u64
+        )
+        .is_err(),
+        "an answer to another request"
+    );
+    let held = verified.checkpoint;
     assert!(held.seq >= released, "the checkpoint {} does not cover entry {released}", held.seq);
     let stored = store.checkpoints().await.unwrap();
     assert!(stored.iter().any(|c| c.seq == held.seq && c.hash == held.hash), "{stored:?}");
@@ -932,6 +959,76 @@ async fn a_released_key_stays_on_the_record_a_truncated_log_cannot_hide_it() {
     pool.close().await;
     assert!(verify(Vec::new()).await.unwrap(), "a clean cut verifies on its own");
     assert!(!verify(vec![held]).await.unwrap(), "the release's checkpoint exposes the cut");
+}
+
+/// Someone with write access cuts the log back behind the running service (entries and their
+/// checkpoints), after the service signed checkpoints past the cut (red team: the service went
+/// by the highest seq it remembered signing, so every new entry up to it — releases, job
+/// records, charges — went unsigned, and their answers carried the older checkpoint). The next
+/// release must be covered by a fresh checkpoint, and so must the tail the timer signs.
+#[tokio::test]
+async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
+    let now = unix_now() as i64;
+    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
+    let service = cloister_authority::service::Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::generate(),
+    )
+    .await
+    .unwrap();
+    let owner = tenant(&service, "owner", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
+    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    let cut = store.audit_last().await.unwrap().unwrap().seq;
+    service.checkpoint(now).await.unwrap();
+    // Throwaway entries, checkpointed (nobody is given these checkpoints)…
+    for i in 0..6 {
+        tenant(&service, &format!("junk{i}"), now).await;
+    }
+    let signed = service.checkpoint(now).await.unwrap();
+    assert!(signed.seq > cut + 1);
+    // …then cut away behind the service's back.
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for statement in
+        ["DELETE FROM audit_checkpoints WHERE seq > $1", "DELETE FROM audit_log WHERE seq > $1"]
+    {
+        sqlx::query(statement).bind(cut).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let request = release(ear);
+    let response = service.release_key(&request, now).await.unwrap();
+    let body = serde_json::to_vec(&request).unwrap();
+    let key = service.signing_public_key();
+    let verified = cloister_client::answers::verify_answer(
+        &key,
+        &instance,
+        &response.answer,
+        &body,
+        now as u64,
+    )
+    .unwrap();
+    let Answer::KeyReleased { audit_seq, .. } = verified.answer else { panic!("not a release") };
+    assert!(audit_seq <= signed.seq, "the release reuses a seq the service signed before");
+    assert!(verified.checkpoint.seq >= audit_seq, "{:?} vs {audit_seq}", verified.checkpoint);
+    let stored = store.checkpoints().await.unwrap();
+    assert!(
+        stored
+            .iter()
+            .any(|c| c.seq == verified.checkpoint.seq && c.hash == verified.checkpoint.hash)
+    );
+    // The timer's checkpoint, likewise, covers the tail as it is now.
+    tenant(&service, "after", now).await;
+    let tail = store.audit_last().await.unwrap().unwrap();
+    assert!(tail.seq <= signed.seq);
+    let timer = service.checkpoint(now).await.unwrap();
+    assert_eq!((timer.seq, &timer.hash), (tail.seq, &tail.hash));
+    drop(release);
 }
 
 #[tokio::test]
@@ -1107,21 +1204,39 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
     authority.service.checkpoint(unix_now() as i64).await.unwrap();
     let before = authority.service.store().last_checkpoint().await.unwrap().unwrap();
     let (client, enclave) = bed.attest(&bed.data_provider, worker).await;
-    let (model, data) = bed.upload_demo_inputs(&client, &enclave).await;
+    let (model, _) = bed.upload_demo_inputs(&client, &enclave).await;
+    // The data is sealed to a broker key: the job makes a key release after its record.
+    let key = authority
+        .register_broker_key("records", std::slice::from_ref(&bed.compute.measurement))
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &key.recipient, "records", "text/csv", &features)
+        .await
+        .unwrap();
     let spec = job(JobKind::BatchInference, model, data, &bed.data_provider);
     let grants = bed.grants(&spec);
     let done = client.submit_job(&SubmitJob { spec: spec.clone(), grants }).await.unwrap();
     let sealed = client.get_object(&done.outputs[0].object_id).await.unwrap();
     let receipt =
         cloister::parties::verify_receipt(&done.receipt, &enclave, &spec, &sealed).unwrap();
-    // The checkpoint covers the job's own record, signed before the service answered: not
-    // the older one that happened to be the latest.
+    // The checkpoint covers the job's own record and its key release, signed before the
+    // service answered (red team: it covered the record only, so the release after it could be
+    // cut off while the receipt still verified): not the older one that happened to be the
+    // latest.
     let records = authority.service.store().audit_rows(None).await.unwrap();
     let recorded = records
         .iter()
         .find(|r| r.kind == "job.authorized" && r.subject == spec.id)
         .expect("the job is on the record");
-    assert!(receipt.audit_checkpoint.seq >= recorded.seq, "{receipt:?}");
+    let released = records
+        .iter()
+        .find(|r| r.kind == "key.released" && r.detail.contains(&spec.id))
+        .expect("the release is on the record");
+    assert!(released.seq > recorded.seq);
+    assert!(receipt.audit_checkpoint.seq >= released.seq, "{receipt:?}");
     assert!(receipt.audit_checkpoint.seq > before.seq);
     let covered = records.iter().find(|r| r.seq == receipt.audit_checkpoint.seq).unwrap();
     assert_eq!(receipt.audit_checkpoint.hash, covered.hash);
@@ -1294,6 +1409,7 @@ async fn allow_all_key(
         key_id: key_id.clone(),
         ear,
         context: Default::default(),
+        nonce: String::new(),
     }
 }
 

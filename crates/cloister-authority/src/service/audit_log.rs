@@ -31,29 +31,52 @@ impl Service {
             .collect())
     }
 
-    /// Signs a checkpoint over the last entry now (on shutdown, so the tail is covered).
-    pub async fn checkpoint(&self, now: i64) -> Result<()> {
-        let Some(last) = self.store.audit_last().await? else { return Ok(()) };
-        if last.seq <= self.last_checkpoint.load(Ordering::Relaxed) {
-            return Ok(());
+    /// Makes sure a signed checkpoint covers the log's last entry, signing one unless the
+    /// latest stored checkpoint is that very entry (same seq and hash), and returns it (seq 0
+    /// for an empty log). Decided from the database every time, never from what this process
+    /// remembers: a log cut back behind the running service (red team: its cached counter then
+    /// left every new entry unsigned) is checkpointed again at once.
+    pub async fn checkpoint(&self, now: i64) -> Result<CheckpointRef> {
+        let Some(last) = self.store.audit_last().await? else {
+            return Ok(CheckpointRef::default());
+        };
+        let covers = |c: &crate::store::CheckpointRow| c.seq == last.seq && c.hash == last.hash;
+        if !self.store.last_checkpoint().await?.is_some_and(|c| covers(&c)) {
+            let checkpoint = audit::sign_checkpoint(&self.signing_key, &last, now);
+            match self.store.add_checkpoint(&checkpoint).await {
+                Ok(()) => {}
+                // Another replica signed this entry meanwhile, or a checkpoint at this seq
+                // survives from a history that was cut and written again: only the first
+                // covers the entry.
+                Err(StoreError::Conflict(_)) => {
+                    let latest = self.store.last_checkpoint().await?;
+                    if !latest.is_some_and(|c| c.seq > last.seq || covers(&c)) {
+                        return Err(ServiceError::Internal(format!(
+                            "the audit checkpoint at entry {} is not that entry's: the database \
+                             was altered",
+                            last.seq
+                        )));
+                    }
+                }
+                Err(other) => return Err(other.into()),
+            }
         }
-        let checkpoint = audit::sign_checkpoint(&self.signing_key, &last, now);
-        match self.store.add_checkpoint(&checkpoint).await {
-            Ok(()) | Err(StoreError::Conflict(_)) => {}
-            Err(other) => return Err(other.into()),
-        }
-        self.last_checkpoint.fetch_max(last.seq, Ordering::Relaxed);
-        Ok(())
+        self.last_checkpoint.store(last.seq, Ordering::Relaxed);
+        Ok(CheckpointRef { seq: last.seq, hash: last.hash })
     }
 
-    /// Signs a checkpoint unless the latest one already covers entry `seq`: an answer that
-    /// records something a rollback must not lose (a job, a privacy charge) then carries a
-    /// checkpoint its holder can later demand (`audit verify --expect-checkpoint`).
-    pub(super) async fn checkpoint_covering(&self, seq: i64, now: i64) -> Result<()> {
-        if self.last_checkpoint.load(Ordering::Relaxed) >= seq {
-            return Ok(());
+    /// [`Service::checkpoint`] for an answer that records something a rollback must not lose
+    /// (a key release, a job, a privacy charge): the answer carries the checkpoint, which its
+    /// holder can later demand (`audit verify --expect-checkpoint`). Fails closed when entry
+    /// `seq` is no longer in the log.
+    pub(super) async fn checkpoint_covering(&self, seq: i64, now: i64) -> Result<CheckpointRef> {
+        let covering = self.checkpoint(now).await?;
+        if covering.seq < seq {
+            return Err(ServiceError::Internal(format!(
+                "audit entry {seq} is gone from the log: the database was altered behind the service"
+            )));
         }
-        self.checkpoint(now).await
+        Ok(covering)
     }
 
     /// Appends an audit entry; returns its seq.

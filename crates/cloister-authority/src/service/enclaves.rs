@@ -96,9 +96,8 @@ impl Service {
             }),
         };
         let audit_seq = self.append(&event, now).await?;
-        self.checkpoint_covering(audit_seq, now).await?;
+        let checkpoint = self.checkpoint_covering(audit_seq, now).await?;
         let answer = Answer::JobRecorded { job_id: statement.job_id, audit_seq };
-        let checkpoint = self.checkpoint_ref().await?;
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }
 

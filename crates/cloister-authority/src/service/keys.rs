@@ -100,6 +100,19 @@ impl Service {
         request: &KeyReleaseRequest,
         now: i64,
     ) -> Result<KeyReleaseResponse> {
+        let body = serde_json::to_vec(request)
+            .map_err(|e| ServiceError::Internal(format!("encoding a release request: {e}")))?;
+        self.release_key_answering(request, &Sha256::digest(&body).into(), now).await
+    }
+
+    /// [`Service::release_key`] for the request whose body, as received, had SHA-256
+    /// `request_sha256`: the response's signed answer is bound to it.
+    pub async fn release_key_answering(
+        &self,
+        request: &KeyReleaseRequest,
+        request_sha256: &[u8; 32],
+        now: i64,
+    ) -> Result<KeyReleaseResponse> {
         broker::check_request_shape(request)?;
         let key_id = request.key_id.to_string();
         let Some(row) = self.store.broker_key_by_key_id(&key_id).await? else {
@@ -136,12 +149,18 @@ impl Service {
                 now,
             )
             .await?;
-        let mut response = result?.1;
+        let (instance_id, mut response) = result?;
         // A key that left must stay on the record: a checkpoint covering the release is signed
-        // before the answer, and the answer carries it, so a log truncated behind the release
-        // no longer holds a checkpoint its enclave was given.
-        self.checkpoint_covering(seq, now).await?;
-        response.audit_checkpoint = self.checkpoint_ref().await?;
+        // before the answer, and the signed answer carries it, so a log truncated behind the
+        // release no longer holds a checkpoint its enclave was given.
+        let checkpoint = self.checkpoint_covering(seq, now).await?;
+        let answer = Answer::KeyReleased {
+            key_id: response.key_id.clone(),
+            audit_seq: seq,
+            context_digest: response.context_digest.clone(),
+        };
+        response.answer =
+            self.sign_answer(&instance_id, request_sha256, checkpoint, answer, now)?;
         Ok(response)
     }
 

@@ -224,9 +224,8 @@ impl Service {
         };
         // A rollback behind the charge would give the budget back: the answer's checkpoint
         // covers it, so the enclave's receipt names what `audit verify` must still find.
-        self.checkpoint_covering(audit_seq, now).await?;
+        let checkpoint = self.checkpoint_covering(audit_seq, now).await?;
         let answer = Answer::PrivacyCharge { job_id: statement.job_id, outcome };
-        let checkpoint = self.checkpoint_ref().await?;
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }
 

@@ -157,8 +157,10 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
             },
         )
         .await?;
-    let released =
+    let (released, releases) =
         release_broker_keys(worker, &job.spec).await.map_err(|e| check(job_id, e.to_string()))?;
+    // The receipt's checkpoint covers the job's record and its key releases.
+    let checkpoint = crate::server::later(recorded.checkpoint, releases);
 
     let opening = worker.clone();
     let spec = job.spec.clone();
@@ -228,7 +230,7 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     let inputs = opened.inputs.clone();
     // The last reference: the model and the table or prompts (zeroized on drop) go now.
     drop(opened);
-    finish(worker, &job, &terms, rows, inputs, &own, recorded.checkpoint).await
+    finish(worker, &job, &terms, rows, inputs, &own, checkpoint).await
 }
 
 /// This enclave's expectations of the enclaves it works with: its own CA, measurement and TEE,
