@@ -201,6 +201,7 @@ fn classifier(
     token_quota: Option<u64>,
 ) -> LoadedModel {
     let policy = ServingPolicy {
+        schema: None,
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {
@@ -259,6 +260,7 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
         ),
     ] {
         let policy = ServingPolicy {
+            schema: None,
             model: name.into(),
             versions: vec!["1".into()],
             requesters: vec![RequesterLimits {
@@ -291,6 +293,7 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
 fn load_smollm2_as(bed: &Bed, name: &str, requester: &Party, token_quota: Option<u64>) {
     let llm = cloister_engine::LlmModel::from_gguf(&std::fs::read(asset(SMOLLM)).unwrap()).unwrap();
     let policy = ServingPolicy {
+        schema: None,
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {
@@ -1371,6 +1374,7 @@ async fn import_classifier(bed: &Bed, owner: &SigningKey, name: &str, recipient:
 /// A serving policy for `name@1` listing the bed's requester, signed by `signer`.
 fn serving_policy(bed: &Bed, signer: &SigningKey, name: &str) -> String {
     let policy = ServingPolicy {
+        schema: None,
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {
@@ -1534,6 +1538,7 @@ async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_
     let trusted = broker_recipient(&bed, "weights", MEASUREMENT).await;
     let imported = import_classifier(&bed, &owner.signing, "hybrid", &trusted).await;
     let policy = ServingPolicy {
+        schema: None,
         model: "hybrid".into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {

@@ -38,6 +38,14 @@ pub enum CatalogError {
     /// This name and version is already loaded (a version never changes once loaded).
     #[error("model {0} is already loaded; a version is immutable, load a new version instead")]
     AlreadyLoaded(String),
+    /// The serving policy is written in a schema version this build does not read.
+    #[error("the serving policy of {model} is not usable: {source}")]
+    PolicySchema {
+        /// `name@version`.
+        model: String,
+        /// Which version.
+        source: cloister_types::model::UnsupportedServingPolicy,
+    },
 }
 
 /// What runs a model.
@@ -118,6 +126,9 @@ impl LoadedModel {
             .verify::<ServingPolicy>("serving policy", serving_policy_jws, now)
             .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?
             .claims;
+        policy
+            .check_schema()
+            .map_err(|source| CatalogError::PolicySchema { model: model.clone(), source })?;
         if policy.model != name {
             return Err(CatalogError::PolicyForAnotherModel { model, policy_model: policy.model });
         }
@@ -215,6 +226,12 @@ impl Catalog {
             .filter(|m| m.name == model && usable(m))
             .max_by(|a, b| compare_versions(&a.version, &b.version))
             .cloned()
+    }
+
+    /// Removes the model `name@version` (an exact id); returns it when it was loaded. Requests
+    /// already admitted finish on the engine they hold.
+    pub fn remove(&self, id: &str) -> Option<Arc<LoadedModel>> {
+        self.models.write().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
 
     /// Every loaded model, by id.
