@@ -699,6 +699,50 @@ impl WorkerTargetArgs {
 
 #[derive(Subcommand)]
 enum JobCommand {
+    /// Input owner: seal a file once to a key-broker key and upload it to the attested worker;
+    /// prints the input reference a job spec names ({"object_id", "sha256", "owner"}).
+    Upload {
+        /// The plaintext file (a model, a CSV table, JSON-lines prompts).
+        file: PathBuf,
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// The object id on the worker (A-Z a-z 0-9 . _ -; objects are immutable).
+        #[arg(long)]
+        id: String,
+        /// The key-broker recipient: what `cloister key register` prints (`cloister-broker:…`),
+        /// or a file holding it.
+        #[arg(long)]
+        recipient: String,
+        /// Your signing key: its public key is recorded as the object's owner.
+        #[arg(long)]
+        owner_key: PathBuf,
+        /// The content type recorded in the envelope.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+    },
+    /// Input owner: sign a grant letting one job use your input (the job spec's model or data),
+    /// in enclaves with these measurements appraised by these instances, results sealed only to
+    /// the job's output recipients.
+    Grant {
+        /// The job spec (JSON {"id", "kind", "model", "data", "output_recipients"}).
+        #[arg(long)]
+        job: PathBuf,
+        /// Which input you own: model or data.
+        #[arg(long, value_parser = ["model", "data"])]
+        role: String,
+        /// Your signing key (the owner the input reference names).
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// An admitted enclave measurement (hex); repeat for several.
+        #[arg(long = "measurement", required = true)]
+        measurements: Vec<String>,
+        /// An admitted attestation instance (in_…); repeat for several.
+        #[arg(long = "instance", required = true)]
+        instances: Vec<String>,
+        /// Where to write the grant (never overwritten).
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Queue a durable batch-inference job; prints its id.
     ///
     /// The inputs must already be uploaded to the worker, sealed to key-broker keys, and every
@@ -1957,6 +2001,27 @@ async fn federate(command: FederateCommand) -> Result<()> {
 
 async fn job(command: JobCommand) -> Result<()> {
     match command {
+        JobCommand::Upload { file, target, id, recipient, owner_key, content_type } => {
+            let args = cloister::job::UploadArgs {
+                file: &file,
+                object_id: &id,
+                recipient: &recipient,
+                owner_key: &owner_key,
+                content_type: &content_type,
+            };
+            cloister::job::upload(&target.target()?, &args).await
+        }
+        JobCommand::Grant { job, role, signing_key, measurements, instances, output } => {
+            let measurements = parse_measurements(&measurements)?;
+            cloister::job::grant(&cloister::job::GrantArgs {
+                job: &job,
+                role: &role,
+                signing_key: &signing_key,
+                measurements: &measurements,
+                instances: &instances,
+                output: &output,
+            })
+        }
         JobCommand::Submit { target, job, grants, chunk_rows, json } => {
             cloister::job::submit(&target.target()?, &job, &grants, chunk_rows, json).await
         }
