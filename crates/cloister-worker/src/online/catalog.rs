@@ -82,6 +82,7 @@ impl Engine {
 pub struct VerifiedServingPolicy {
     policy: ServingPolicy,
     owner: String,
+    expires_at: u64,
 }
 
 impl VerifiedServingPolicy {
@@ -93,6 +94,16 @@ impl VerifiedServingPolicy {
     /// The owner's public key (text form) that signed it.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// Unix seconds the policy expires: from then on it admits no request.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Whether the policy has expired at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        now > self.expires_at
     }
 }
 
@@ -122,10 +133,10 @@ impl LoadedModel {
         check_model_name("model name", name)?;
         check_model_name("model version", version)?;
         let model = format!("{name}@{version}");
-        let policy = owner
+        let signed = owner
             .verify::<ServingPolicy>("serving policy", serving_policy_jws, now)
-            .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?
-            .claims;
+            .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?;
+        let (policy, expires_at) = (signed.claims, signed.expires_at);
         policy
             .check_schema()
             .map_err(|source| CatalogError::PolicySchema { model: model.clone(), source })?;
@@ -137,7 +148,7 @@ impl LoadedModel {
             version: version.to_owned(),
             engine,
             metadata,
-            policy: VerifiedServingPolicy { policy, owner: owner.to_text() },
+            policy: VerifiedServingPolicy { policy, owner: owner.to_text(), expires_at },
             created: now,
         })
     }
