@@ -319,4 +319,17 @@ mod tests {
             assert!(store.persist(&request, deployment(bad)).is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever id a request names, its record's path is a file directly in the records'
+        /// directory, or refused.
+        #[test]
+        fn any_id_stays_inside_the_directory(id in "\\PC{0,80}") {
+            let store = Deployments { root: PathBuf::from("/records"), live: Mutex::default() };
+            if let Ok(path) = store.path(&id) {
+                proptest::prop_assert_eq!(path.parent(), Some(Path::new("/records")));
+                proptest::prop_assert!(!id.contains('/') && !id.starts_with('.'));
+            }
+        }
+    }
 }

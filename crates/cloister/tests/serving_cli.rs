@@ -17,7 +17,7 @@ use cloister::proxy::{self, ProxyOptions};
 use cloister::testbed::{self, ComputeDirs, InstancePolicy, RunningAuthority};
 use cloister_client::{Expectations, WorkerClient};
 use cloister_sign::{SigningKey, unix_now};
-use cloister_types::model::{DeployModel, ServingPolicy};
+use cloister_types::model::{DeployModel, ServingPolicy, UndeployModel, UndeployStatement};
 use cloister_types::{Hex, TeeKind};
 
 struct Bed {
@@ -412,6 +412,38 @@ async fn deploy_restore_and_undeploy_from_the_command_line() {
         bed.run(&["model", "undeploy", "clf@1", "--signing-key", "other.key"], &worker),
         "not signed by the model's owner",
     );
+    // Nor can the owner's request undeploy anything but the deployment it names, or be kept
+    // for later: another policy, another model, too long a validity, or expired, are refused.
+    let current = client.deployments().await.unwrap();
+    let clf1 = current.iter().find(|d| d.model == "clf@1").unwrap();
+    let exact = UndeployStatement {
+        model: clf1.model.clone(),
+        digest: clf1.digest.clone(),
+        serving_policy_sha256: clf1.serving_policy_sha256.clone(),
+    };
+    let owner = owner_key(&bed);
+    let minutes = |n: u64| std::time::Duration::from_secs(60 * n);
+    let refusals = [
+        (
+            UndeployStatement { serving_policy_sha256: Hex(vec![0; 32]), ..exact.clone() },
+            unix_now(),
+            minutes(2),
+            "names another deployment",
+        ),
+        (
+            UndeployStatement { model: "clf@2".into(), ..exact.clone() },
+            unix_now(),
+            minutes(2),
+            "names another deployment",
+        ),
+        (exact.clone(), unix_now(), minutes(60), "at most 600 s"),
+        (exact.clone(), unix_now() - 3600, minutes(5), "not signed by the model's owner now"),
+    ];
+    for (statement, issued, valid_for, expected) in refusals {
+        let request = owner.sign("model undeploy", &statement, issued, valid_for).unwrap();
+        let refused = client.undeploy_model("clf@1", &UndeployModel { request }).await.unwrap_err();
+        assert!(refused.to_string().contains(expected), "{expected}: {refused}");
+    }
     assert_eq!(bed.deployments(&worker).len(), 2);
 
     // While the worker is down, clf@2's policy expires (its record now holds an expired one).
