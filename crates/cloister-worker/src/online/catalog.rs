@@ -36,7 +36,10 @@ pub enum CatalogError {
         policy_model: String,
     },
     /// This name and version is already loaded (a version never changes once loaded).
-    #[error("model {0} is already loaded; a version is immutable, load a new version instead")]
+    #[error(
+        "model {0} is already loaded; a version is immutable: load a new version, or undeploy \
+         this one first (`cloister model undeploy`) to serve it under another policy"
+    )]
     AlreadyLoaded(String),
     /// The serving policy is written in a schema version this build does not read.
     #[error("the serving policy of {model} is not usable: {source}")]

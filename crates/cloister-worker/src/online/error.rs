@@ -38,7 +38,7 @@ pub enum OnlineError {
     /// The model owner's serving policy has expired.
     #[error(
         "the serving policy of model {model} expired at {expires_at} (Unix time); the model owner \
-         must deploy it again under a new policy"
+         must undeploy it and deploy it again under a new policy"
     )]
     PolicyExpired {
         /// `name@version`.
