@@ -343,6 +343,26 @@ impl WorkerClient {
         decode(&url, response).await
     }
 
+    /// The models deployed on the worker: model, digest, owner key, policy expiry.
+    pub async fn deployments(&self) -> Result<Vec<cloister_types::model::Deployment>, ClientError> {
+        let url = format!("{}/v1/serving/models", self.base);
+        let response = self.http.get(&url).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
+    /// Asks the worker to stop serving `model` (`name@version`) with the owner's signed request;
+    /// answers with the deployment that ended.
+    pub async fn undeploy_model(
+        &self,
+        model: &str,
+        request: &cloister_types::model::UndeployModel,
+    ) -> Result<cloister_types::model::Deployment, ClientError> {
+        let url = format!("{}/v1/serving/models/{model}/undeploy", self.base);
+        let response =
+            self.http.post(&url).json(request).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
+    }
+
     /// Queues a durable batch job with its grants; answers as soon as it is queued.
     pub async fn submit_batch(
         &self,

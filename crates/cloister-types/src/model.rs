@@ -213,10 +213,22 @@ pub struct BadModelName {
     pub name: String,
 }
 
+/// The serving policy schema this build reads and writes: policies name it in `schema`; a policy
+/// without the field was signed before it existed and is version 1.
+pub const SERVING_POLICY_SCHEMA: u32 = 1;
+
 /// The model owner's serving policy (signed as a compact JWS, `what = "serving policy"`): which
 /// requesters may query which versions of one model, and how much.
+///
+/// A field this build does not know is refused, not ignored (it could be a restriction), and so
+/// is a `schema` newer than [`SERVING_POLICY_SCHEMA`]: see [`ServingPolicy::check_schema`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServingPolicy {
+    /// The schema version the policy was written in; absent in policies signed before the field
+    /// existed, which are version 1 (and is then not written, so they verify unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<u32>,
     /// The model's name.
     pub model: String,
     /// Versions this policy covers; empty means none.
@@ -278,6 +290,34 @@ fn default_offload_timeout_ms() -> u64 {
     DEFAULT_OFFLOAD_TIMEOUT_MS
 }
 
+impl ServingPolicy {
+    /// The schema version: `schema`, or 1 when absent.
+    pub fn schema_version(&self) -> u32 {
+        self.schema.unwrap_or(1)
+    }
+
+    /// Refuses a policy written in a schema this build does not know (0, or newer than
+    /// [`SERVING_POLICY_SCHEMA`]): its fields could mean something this build would not enforce.
+    pub fn check_schema(&self) -> Result<(), UnsupportedServingPolicy> {
+        match self.schema_version() {
+            1..=SERVING_POLICY_SCHEMA => Ok(()),
+            found => Err(UnsupportedServingPolicy { found }),
+        }
+    }
+}
+
+/// A serving policy in a schema version this build does not know.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the serving policy is written in schema version {found}, but this build of Cloister reads \
+     versions 1 to {SERVING_POLICY_SCHEMA} only: upgrade it, or have the model owner sign the \
+     policy in a version it reads"
+)]
+pub struct UnsupportedServingPolicy {
+    /// The version the policy names.
+    pub found: u32,
+}
+
 impl OffloadPolicy {
     /// `true` for [`OffloadPolicy::Never`].
     pub fn is_never(&self) -> bool {
@@ -329,6 +369,7 @@ impl std::str::FromStr for OnnxEngine {
 
 /// One requester's allowance.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RequesterLimits {
     /// The requester's party public key (text form), which signs each request.
     pub requester: String,
@@ -365,9 +406,90 @@ pub struct DeployedModel {
     pub endpoint: String,
 }
 
+/// One deployment as `GET /v1/serving/models` lists it: public facts only (what is served, for
+/// whom it was deployed, until when its policy holds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// `name@version`.
+    pub model: String,
+    /// The model digest the worker checked.
+    pub digest: Hex,
+    /// What it serves.
+    pub task: ModelTask,
+    /// The inner API route that serves it.
+    pub endpoint: String,
+    /// The model owner's party public key (text form) that signed the manifest and the policy;
+    /// only it may undeploy the model.
+    pub owner: String,
+    /// SHA-256 of the serving policy's compact JWS: what an undeploy request names.
+    pub serving_policy_sha256: Hex,
+    /// The serving policy's schema version.
+    pub serving_policy_schema: u32,
+    /// Unix seconds the serving policy expires.
+    pub policy_expires_at: u64,
+    /// Unix seconds the model was loaded (by this process: a restored model counts from the
+    /// restart).
+    pub deployed_at: u64,
+    /// Whether it was restored at the worker's start from an earlier deployment request.
+    pub restored: bool,
+}
+
+/// `POST /v1/serving/models/{model}/undeploy`: the model owner's signed request to stop serving
+/// one deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndeployModel {
+    /// An [`UndeployStatement`] as a compact JWS (`what = "model undeploy"`), signed by the key
+    /// the deployment names as owner.
+    pub request: String,
+}
+
+/// What the owner signs to undeploy a model: the deployment exactly (model, digest, the policy
+/// it serves under), so a captured request cannot undeploy a later deployment of the same model
+/// under another policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UndeployStatement {
+    /// `name@version`.
+    pub model: String,
+    /// The deployed model's digest.
+    pub digest: Hex,
+    /// SHA-256 of the serving policy JWS the deployment serves under.
+    pub serving_policy_sha256: Hex,
+}
+
+/// The longest validity a worker accepts on an undeploy request: 10 minutes.
+pub const MAX_UNDEPLOY_VALIDITY_SECS: u64 = 600;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serving_policy_schema_is_versioned_and_unknown_fields_are_refused() {
+        // Signed before the field existed: version 1, written back byte for byte.
+        let old = r#"{"model":"m","versions":["1"],"requesters":[]}"#;
+        let policy: ServingPolicy = serde_json::from_str(old).unwrap();
+        assert_eq!((policy.schema, policy.schema_version()), (None, 1));
+        assert!(policy.check_schema().is_ok());
+        assert_eq!(serde_json::to_string(&policy).unwrap(), old);
+        let current = r#"{"schema":1,"model":"m","versions":["1"],"requesters":[]}"#;
+        let policy: ServingPolicy = serde_json::from_str(current).unwrap();
+        assert!(policy.check_schema().is_ok());
+        assert_eq!(serde_json::to_string(&policy).unwrap(), current);
+        for unknown in [0, SERVING_POLICY_SCHEMA + 1, u32::MAX] {
+            let policy = ServingPolicy { schema: Some(unknown), ..policy.clone() };
+            let err = policy.check_schema().unwrap_err();
+            assert_eq!(err.found, unknown);
+            assert!(err.to_string().contains(&format!("schema version {unknown}")), "{err}");
+        }
+        // A field this build does not know could be a restriction: refused, not ignored.
+        for refused in [
+            r#"{"model":"m","versions":[],"requesters":[],"export":"never"}"#,
+            r#"{"model":"m","versions":[],"requesters":[{"requester":"k","requests_per_minute":1,"burst":2}]}"#,
+        ] {
+            assert!(serde_json::from_str::<ServingPolicy>(refused).is_err(), "{refused}");
+        }
+    }
 
     #[test]
     fn serving_policy_engine_defaults_to_auto_and_is_not_written_when_auto() {

@@ -10,7 +10,7 @@ use cloister_sign::{VerifyingKey, unix_now};
 use cloister_types::Hex;
 use cloister_types::api::ReleaseContext;
 use cloister_types::model::{
-    DeployModel, DeployedModel, MAX_OFFLOAD_TIMEOUT_MS, ModelFormat, ModelTask, OffloadPolicy,
+    DeployModel, Deployment, MAX_OFFLOAD_TIMEOUT_MS, ModelFormat, ModelTask, OffloadPolicy,
     ServingPolicy,
 };
 
@@ -122,21 +122,25 @@ fn linear_plan(
 }
 
 /// Verifies, fetches, releases, opens, checks and loads one model version, then adds it to the
-/// catalog with its owner's serving policy.
+/// catalog with its owner's serving policy. Returns what was deployed (not yet recorded as a
+/// deployment: the caller persists or remembers it).
 pub async fn deploy(
     worker: &Arc<Worker>,
     request: &DeployModel,
-) -> Result<DeployedModel, DeployError> {
+) -> Result<Deployment, DeployError> {
     let now = unix_now();
     let owner = VerifyingKey::from_text(&request.owner).map_err(DeployError::Owner)?;
     let verified = verify_manifest(&request.manifest, &owner, now)?;
     let model = verified.model_id();
     // The owner's policy decides the ONNX engine, so it is verified before anything loads (the
     // catalog verifies it again, with the model's name, when the model is added).
-    let policy = owner
+    let signed_policy = owner
         .verify::<ServingPolicy>("serving policy", &request.serving_policy, now)
-        .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?
-        .claims;
+        .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?;
+    let policy = signed_policy.claims;
+    policy
+        .check_schema()
+        .map_err(|source| CatalogError::PolicySchema { model: model.clone(), source })?;
     let onnx = onnx_options(&policy);
     let plan = if verified.manifest().metadata.format == ModelFormat::Onnx {
         linear_plan(&policy, worker.accelerator.as_deref(), &model)?
@@ -220,11 +224,17 @@ pub async fn deploy(
     )?;
     let loaded = worker.catalog.insert(loaded)?;
     tracing::info!(model = %model, digest = %manifest.digest, "model deployed after its integrity check");
-    Ok(DeployedModel {
+    Ok(Deployment {
         model,
         digest: manifest.digest.clone(),
         task,
         endpoint: loaded.engine().endpoint().to_owned(),
+        owner: owner.to_text(),
+        serving_policy_sha256: Hex(signed_policy.token_sha256.to_vec()),
+        serving_policy_schema: policy.schema_version(),
+        policy_expires_at: signed_policy.expires_at,
+        deployed_at: now,
+        restored: false,
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod deploy;
+pub mod deployments;
 pub mod identity;
 pub mod jobs;
 pub mod ledger;

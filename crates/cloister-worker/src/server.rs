@@ -9,7 +9,9 @@
 //! | `GET /v1/objects/{id}` | fetch a sealed object |
 //! | `POST /v1/jobs` | run a job with its grants; answers with the outputs and the receipt |
 //! | `POST /v1/ohttp` | online inference, end-to-end encrypted (see [`crate::online`]) |
-//! | `POST /v1/serving/models` | load a model version from the repository (see [`crate::deploy`]) |
+//! | `POST /v1/serving/models` | load a model version from the repository (see [`crate::deploy`]); kept and restored at start ([`crate::deployments`]) |
+//! | `GET /v1/serving/models` | the deployments: model, digest, owner, policy expiry |
+//! | `POST /v1/serving/models/{id}/undeploy` | the owner's signed request to stop serving a model |
 //! | `POST /v1/batch` | queue a durable batch job (chunked, resumed after a restart); 202 |
 //! | `GET /v1/batch/{id}` | a batch job's state, progress, chunks and receipt |
 
@@ -67,6 +69,8 @@ pub struct Worker {
     pub batches: Arc<crate::batch::BatchQueue>,
     /// The model repository models are deployed from (sealed weights, signed manifests).
     pub repository: cloister_repository::Repository,
+    /// What is deployed, and the deployment requests kept to restore it after a restart.
+    pub deployments: crate::deployments::Deployments,
     /// The threads each GGUF language model (online or batch) generates on.
     pub llm_threads: std::num::NonZeroUsize,
     /// The untrusted accelerator (`HOST:PORT` of `cloister serve accelerator`) the linear layers
@@ -86,7 +90,8 @@ pub fn router(worker: Arc<Worker>) -> Router {
             cloister_types::online::OHTTP_PATH,
             crate::online::gateway::gateway(worker.clone()),
         )
-        .route("/v1/serving/models", axum::routing::post(deploy_model))
+        .route("/v1/serving/models", axum::routing::post(deploy_model).get(list_deployments))
+        .route("/v1/serving/models/{id}/undeploy", axum::routing::post(undeploy_model))
         .route("/v1/batch", axum::routing::post(crate::batch::submit))
         .route("/v1/batch/{id}", get(crate::batch::status))
         .layer(DefaultBodyLimit::max(MAX_OBJECT))
@@ -246,7 +251,27 @@ async fn deploy_model(
     Json(request): Json<cloister_types::model::DeployModel>,
 ) -> Response {
     match crate::deploy::deploy(&worker, &request).await {
-        Ok(deployed) => Json(deployed).into_response(),
+        Ok(deployment) => {
+            let deployed = cloister_types::model::DeployedModel {
+                model: deployment.model.clone(),
+                digest: deployment.digest.clone(),
+                task: deployment.task,
+                endpoint: deployment.endpoint.clone(),
+            };
+            let model = deployment.model.clone();
+            // Kept only once it loaded; a model that cannot be kept is not served either, so
+            // what serves is always what a restart restores.
+            if let Err(error) = worker.deployments.persist(&request, deployment) {
+                worker.catalog.remove(&model);
+                tracing::error!(%model, %error, "the deployment could not be recorded; undone");
+                let body = ErrorBody {
+                    code: "internal".to_owned(),
+                    message: "the worker could not record the deployment; see its log".to_owned(),
+                };
+                return (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response();
+            }
+            Json(deployed).into_response()
+        }
         Err(error) => {
             tracing::warn!(%error, "model not deployed");
             let status = match &error {
@@ -260,6 +285,42 @@ async fn deploy_model(
             let body =
                 ErrorBody { code: "model_not_deployed".to_owned(), message: error.to_string() };
             (status, Json(body)).into_response()
+        }
+    }
+}
+
+/// The deployments serving now: public facts only (model, digest, owner key, policy expiry).
+async fn list_deployments(
+    State(worker): State<Arc<Worker>>,
+) -> Json<Vec<cloister_types::model::Deployment>> {
+    Json(worker.deployments.list())
+}
+
+/// Ends a deployment at its owner's signed request ([`crate::deployments::undeploy`]).
+async fn undeploy_model(
+    State(worker): State<Arc<Worker>>,
+    Path(id): Path<String>,
+    Json(request): Json<cloister_types::model::UndeployModel>,
+) -> Response {
+    use crate::deployments::DeploymentError;
+    match crate::deployments::undeploy(&worker, &id, &request, unix_now()) {
+        Ok(deployment) => Json(deployment).into_response(),
+        Err(error) => {
+            tracing::warn!(model = %id, %error, "model not undeployed");
+            let (status, code) = match &error {
+                DeploymentError::NotDeployed(_) => (StatusCode::NOT_FOUND, "not_deployed"),
+                DeploymentError::NotOwner { .. } => (StatusCode::FORBIDDEN, "not_owner"),
+                DeploymentError::OtherDeployment { .. } => {
+                    (StatusCode::CONFLICT, "other_deployment")
+                }
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            };
+            let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                "the worker could not remove the deployment record; see its log".to_owned()
+            } else {
+                error.to_string()
+            };
+            (status, Json(ErrorBody { code: code.to_owned(), message })).into_response()
         }
     }
 }

@@ -110,6 +110,7 @@ fn load(
     metadata: ModelMetadata,
 ) -> Result<()> {
     let policy = ServingPolicy {
+        schema: Some(cloister_types::model::SERVING_POLICY_SCHEMA),
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {

@@ -175,6 +175,7 @@ pub async fn run(options: &HybridDemoOptions) -> Result<HybridDemoReport> {
         .await?;
     let hospital = Party::create("the hospital", &hospital_dir)?;
     let policy = ServingPolicy {
+        schema: Some(cloister_types::model::SERVING_POLICY_SCHEMA),
         model: "classifier".to_owned(),
         versions: vec!["1".to_owned()],
         requesters: vec![RequesterLimits {

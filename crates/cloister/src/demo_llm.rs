@@ -138,6 +138,7 @@ pub async fn run(options: &LlmDemoOptions) -> Result<LlmDemoReport> {
     );
     let consumer = Party::create("the data consumer", &consumer_dir)?;
     let policy = ServingPolicy {
+        schema: Some(cloister_types::model::SERVING_POLICY_SCHEMA),
         model: "smollm2".to_owned(),
         versions: vec!["1".to_owned()],
         requesters: vec![RequesterLimits {

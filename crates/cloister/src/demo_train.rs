@@ -352,6 +352,7 @@ pub async fn run(
         )
         .await?;
     let policy = ServingPolicy {
+        schema: Some(cloister_types::model::SERVING_POLICY_SCHEMA),
         model: "breast-cancer-federated".to_owned(),
         versions: vec!["1".to_owned()],
         requesters: vec![RequesterLimits {

@@ -1,4 +1,6 @@
-//! `cloister job submit|status|fetch`: durable batch jobs on a worker, from a party's side.
+//! `cloister job upload|grant|submit|status|fetch`: durable batch jobs on a worker, from a
+//! party's side: each input owner seals its file to a key-broker key and uploads it, and signs a
+//! grant for exactly the job; the job is submitted, watched and its results fetched.
 //!
 //! Every command first verifies the worker's enclave certificate against the caller's own
 //! expectations (instance CA, measurements, `sim` only when accepted) during the TLS handshake.
@@ -62,6 +64,96 @@ pub fn read_spec(path: &Path) -> Result<JobSpec> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text)
         .with_context(|| format!("{} is not a job spec (JSON)", path.display()))
+}
+
+/// What `job upload` was asked.
+pub struct UploadArgs<'a> {
+    /// The plaintext file.
+    pub file: &'a Path,
+    /// The object id on the worker.
+    pub object_id: &'a str,
+    /// The key-broker recipient (text or a file holding it).
+    pub recipient: &'a str,
+    /// The owner's signing key: its public key is the object's owner.
+    pub owner_key: &'a Path,
+    /// The content type recorded in the envelope.
+    pub content_type: &'a str,
+}
+
+/// `job upload`: seals a file once to a key-broker key as the owner's object, uploads it to the
+/// attested worker, and prints the input reference a job spec names (`{"object_id", "sha256",
+/// "owner"}`).
+pub async fn upload(target: &WorkerTarget, args: &UploadArgs<'_>) -> Result<()> {
+    let owner = crate::parties::read_signing_key(args.owner_key)?.public_key().to_text();
+    let recipient =
+        crate::model::text_or_file(args.recipient, cloister_seal::BROKER_REFERENCE_PREFIX)?;
+    let plaintext = Zeroizing::new(
+        std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?,
+    );
+    let client = target.client()?;
+    let input = crate::parties::seal_to_broker_and_upload(
+        &client,
+        &owner,
+        &recipient,
+        args.object_id,
+        args.content_type,
+        &plaintext,
+    )
+    .await
+    .with_context(|| format!("uploading {} to {}", args.file.display(), target.url))?;
+    println!("{}", serde_json::to_string(&input)?);
+    Ok(())
+}
+
+/// What `job grant` was asked.
+pub struct GrantArgs<'a> {
+    /// The job spec.
+    pub job: &'a Path,
+    /// `model` or `data`: which input of the job the signer owns.
+    pub role: &'a str,
+    /// The signer's key.
+    pub signing_key: &'a Path,
+    /// The enclave measurements admitted.
+    pub measurements: &'a [Hex],
+    /// The attestation instances admitted.
+    pub instances: &'a [String],
+    /// Where to write the grant.
+    pub output: &'a Path,
+}
+
+/// `job grant`: the owner of one of a job's inputs signs a grant letting exactly that job use it,
+/// in enclaves measured and appraised as given, with results sealed only to the job's output
+/// recipients.
+pub fn grant(args: &GrantArgs<'_>) -> Result<()> {
+    let spec = read_spec(args.job)?;
+    let role = match args.role {
+        "model" => cloister_types::InputRole::Model,
+        "data" => cloister_types::InputRole::Data,
+        other => bail!("--role {other:?}: use model or data"),
+    };
+    ensure!(
+        !args.measurements.is_empty(),
+        "give the admitted enclave measurements (--measurement)"
+    );
+    ensure!(!args.instances.is_empty(), "give the admitted attestation instances (--instance)");
+    let key = crate::parties::read_signing_key(args.signing_key)?;
+    let admitted = crate::parties::Admitted {
+        measurements: args.measurements.to_vec(),
+        instances: args.instances.to_vec(),
+    };
+    let grant =
+        crate::parties::sign_grant(&key, &spec, role, &admitted, &spec.output_recipients, None)?;
+    crate::testbed::refuse_overwrite(&[args.output])?;
+    std::fs::write(args.output, format!("{grant}\n"))
+        .with_context(|| format!("writing {}", args.output.display()))?;
+    eprintln!(
+        "granted job {} ({}) the {} input; results only to {} recipient(s)",
+        spec.id,
+        spec.digest()?,
+        args.role,
+        spec.output_recipients.len()
+    );
+    Ok(())
 }
 
 /// `job submit`: queues the job in `spec` (JSON) with the grants (one compact JWS per file).

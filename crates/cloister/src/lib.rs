@@ -20,4 +20,5 @@ pub mod scan;
 pub mod serve;
 pub mod serve_accelerator;
 pub mod serve_worker;
+pub mod serving;
 pub mod testbed;

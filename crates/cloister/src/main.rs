@@ -152,9 +152,14 @@ enum Command {
         #[arg(long)]
         requester_key: PathBuf,
     },
-    /// Import models into a repository (sealed, signed), list, show and delete them.
+    /// Import models into a repository (sealed, signed), list, show and delete them; deploy them
+    /// to an attested worker, undeploy them, list what a worker serves.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Model owner: sign who may call which model versions, how much, on which engine, and
+    /// whether layers may be offloaded (the serving policy `model deploy` takes); show one.
+    #[command(subcommand)]
+    ServingPolicy(ServingPolicyCommand),
     /// Durable batch jobs on a worker: submit, watch, fetch the results.
     #[command(subcommand)]
     Job(JobCommand),
@@ -609,9 +614,10 @@ enum Serve {
         sim_platform_key: Option<PathBuf>,
     },
     /// The enclave worker: attests with its TEE (--tee), serves the worker API on TLS, runs and
-    /// resumes durable batch jobs, renews its attestation before it expires. Prints one JSON
-    /// line on stdout once it listens: {"url", "tee", "measurement", "attestation_result_sha256", "certificate_chain_pem",
-    /// "resumed_jobs"}.
+    /// resumes durable batch jobs, restores the models deployed to it before (every check
+    /// redone), renews its attestation before it expires. Prints one JSON line on stdout once it
+    /// listens: {"url", "tee", "measurement", "attestation_result_sha256",
+    /// "certificate_chain_pem", "resumed_jobs", "restored_models", "skipped_models"}.
     Worker {
         /// Address to listen on (port 0 picks a free one; the JSON line names it).
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -640,7 +646,8 @@ enum Serve {
         service_sim_platform_key: Option<PathBuf>,
         #[command(flatten)]
         authority_tls: ServiceTlsArgs,
-        /// The worker's directory: objects/ (sealed objects), jobs.db (the batch queue).
+        /// The worker's directory: objects/ (sealed objects), jobs.db (the batch queue),
+        /// deployments/ (the deployment requests restored at start).
         #[arg(long)]
         data_dir: PathBuf,
         #[command(flatten)]
@@ -712,6 +719,50 @@ impl WorkerTargetArgs {
 
 #[derive(Subcommand)]
 enum JobCommand {
+    /// Input owner: seal a file once to a key-broker key and upload it to the attested worker;
+    /// prints the input reference a job spec names ({"object_id", "sha256", "owner"}).
+    Upload {
+        /// The plaintext file (a model, a CSV table, JSON-lines prompts).
+        file: PathBuf,
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// The object id on the worker (A-Z a-z 0-9 . _ -; objects are immutable).
+        #[arg(long)]
+        id: String,
+        /// The key-broker recipient: what `cloister key register` prints (`cloister-broker:…`),
+        /// or a file holding it.
+        #[arg(long)]
+        recipient: String,
+        /// Your signing key: its public key is recorded as the object's owner.
+        #[arg(long)]
+        owner_key: PathBuf,
+        /// The content type recorded in the envelope.
+        #[arg(long, default_value = "application/octet-stream")]
+        content_type: String,
+    },
+    /// Input owner: sign a grant letting one job use your input (the job spec's model or data),
+    /// in enclaves with these measurements appraised by these instances, results sealed only to
+    /// the job's output recipients.
+    Grant {
+        /// The job spec (JSON {"id", "kind", "model", "data", "output_recipients"}).
+        #[arg(long)]
+        job: PathBuf,
+        /// Which input you own: model or data.
+        #[arg(long, value_parser = ["model", "data"])]
+        role: String,
+        /// Your signing key (the owner the input reference names).
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// An admitted enclave measurement (hex); repeat for several.
+        #[arg(long = "measurement", required = true)]
+        measurements: Vec<String>,
+        /// An admitted attestation instance (in_…); repeat for several.
+        #[arg(long = "instance", required = true)]
+        instances: Vec<String>,
+        /// Where to write the grant (never overwritten).
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Queue a durable batch-inference job; prints its id.
     ///
     /// The inputs must already be uploaded to the worker, sealed to key-broker keys, and every
@@ -1262,11 +1313,160 @@ enum ModelCommand {
         #[command(flatten)]
         repo: RepositoryArgs,
     },
+    /// Model owner: deploy a version to an attested worker under a serving policy. The signed
+    /// manifest is read from --repository and checked against --signing-key, with the policy,
+    /// before anything is sent; the worker checks everything again, gets the weights' key from
+    /// the broker and verifies every file. It restores the deployment after a restart.
+    Deploy {
+        /// NAME@VERSION.
+        model: String,
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// The serving policy (`cloister serving-policy create`).
+        #[arg(long)]
+        serving_policy: PathBuf,
+        /// The model owner's signing key (it signed the manifest and the policy).
+        #[arg(long)]
+        signing_key: PathBuf,
+        #[command(flatten)]
+        repo: RepositoryArgs,
+    },
+    /// Model owner: stop serving a version on a worker (a signed request only the owner that
+    /// deployed it can make); it is not restored after a restart.
+    Undeploy {
+        /// NAME@VERSION.
+        model: String,
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// The model owner's signing key.
+        #[arg(long)]
+        signing_key: PathBuf,
+    },
+    /// List what a worker serves: model, digest, owner, serving policy expiry.
+    Deployments {
+        #[command(flatten)]
+        target: WorkerTargetArgs,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServingPolicyCommand {
+    /// Sign a serving policy (a compact JWS) with the model owner's key.
+    ///
+    /// Each --requester is KEY[,rpm=N][,quota=N]: KEY a party public key (`cloister-es256:…`, as
+    /// `cloister keygen --signing` writes it) or a file holding one; rpm and quota override
+    /// --requests-per-minute and --token-quota for that requester.
+    Create {
+        /// The model's name.
+        #[arg(long)]
+        model: String,
+        /// A version the policy covers; repeat for several.
+        #[arg(long = "version", required = true)]
+        versions: Vec<String>,
+        /// Who may call the model: KEY[,rpm=N][,quota=N]; repeat for several.
+        #[arg(long = "requester", required = true)]
+        requesters: Vec<String>,
+        /// Requests per minute for each requester that names no rpm.
+        #[arg(long, default_value_t = 60)]
+        requests_per_minute: u32,
+        /// Tokens (generated or embedded) for each requester that names no quota, counted at
+        /// the attestation service; without it, unlimited.
+        #[arg(long)]
+        token_quota: Option<u64>,
+        /// The engine of an ONNX model: auto, ort or tract.
+        #[arg(long, default_value = "auto")]
+        engine: cloister_types::model::OnnxEngine,
+        /// Whether an ONNX model's linear layers may run on the worker's untrusted accelerator,
+        /// which then sees the weights: never or public (docs/offload.md).
+        #[arg(long, default_value = "never", value_parser = ["never", "public"])]
+        offload: String,
+        /// With --offload public: what a request does when the accelerator fails (fail or
+        /// enclave).
+        #[arg(long, value_parser = ["fail", "enclave"])]
+        on_failure: Option<String>,
+        /// With --offload public: the accelerator's deadline per product, in milliseconds
+        /// (default 5000).
+        #[arg(long)]
+        offload_timeout_ms: Option<u64>,
+        /// The model owner's signing key (the key that signed the manifest).
+        #[arg(long)]
+        signing_key: PathBuf,
+        /// How long the policy is valid: N followed by s, m, h or d.
+        #[arg(long, default_value = cloister::serving::DEFAULT_POLICY_VALIDITY)]
+        valid_for: String,
+        /// Where to write the policy (never overwritten).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Verify a serving policy and print it.
+    Show {
+        /// The policy file.
+        file: PathBuf,
+        /// The owner's public signing key (text or file) it must be signed with.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Print it as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn serving_policy(command: ServingPolicyCommand) -> Result<()> {
+    match command {
+        ServingPolicyCommand::Create {
+            model,
+            versions,
+            requesters,
+            requests_per_minute,
+            token_quota,
+            engine,
+            offload,
+            on_failure,
+            offload_timeout_ms,
+            signing_key,
+            valid_for,
+            output,
+        } => cloister::serving::create_policy(&cloister::serving::PolicyArgs {
+            model,
+            versions,
+            requesters,
+            requests_per_minute,
+            token_quota,
+            engine,
+            offload,
+            on_failure,
+            offload_timeout_ms,
+            signing_key,
+            valid_for,
+            output,
+        }),
+        ServingPolicyCommand::Show { file, owner, json } => {
+            cloister::serving::show_policy(&file, owner.as_deref(), json)
+        }
+    }
 }
 
 async fn model(command: ModelCommand) -> Result<()> {
     use cloister::model::{self as m, open_repository};
     match command {
+        ModelCommand::Deploy { model, target, serving_policy, signing_key, repo } => {
+            let args = cloister::serving::DeployArgs {
+                model: &model,
+                serving_policy: &serving_policy,
+                signing_key: &signing_key,
+            };
+            let repository = open_repository(&repo.repository)?;
+            cloister::serving::deploy(&target.target()?, &repository, &args, repo.json).await
+        }
+        ModelCommand::Undeploy { model, target, signing_key } => {
+            cloister::serving::undeploy(&target.target()?, &model, &signing_key).await
+        }
+        ModelCommand::Deployments { target, json } => {
+            cloister::serving::deployments(&target.target()?, json).await
+        }
         ModelCommand::Import {
             path,
             name,
@@ -1670,6 +1870,7 @@ fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(cloister::proxy::run(options))
         }
         Command::Model(command) => runtime()?.block_on(model(command)),
+        Command::ServingPolicy(command) => serving_policy(command),
         Command::Federate(command) => runtime()?.block_on(federate(command)),
         Command::Data(command) => data(command),
     }
@@ -1823,6 +2024,27 @@ async fn federate(command: FederateCommand) -> Result<()> {
 
 async fn job(command: JobCommand) -> Result<()> {
     match command {
+        JobCommand::Upload { file, target, id, recipient, owner_key, content_type } => {
+            let args = cloister::job::UploadArgs {
+                file: &file,
+                object_id: &id,
+                recipient: &recipient,
+                owner_key: &owner_key,
+                content_type: &content_type,
+            };
+            cloister::job::upload(&target.target()?, &args).await
+        }
+        JobCommand::Grant { job, role, signing_key, measurements, instances, output } => {
+            let measurements = parse_measurements(&measurements)?;
+            cloister::job::grant(&cloister::job::GrantArgs {
+                job: &job,
+                role: &role,
+                signing_key: &signing_key,
+                measurements: &measurements,
+                instances: &instances,
+                output: &output,
+            })
+        }
         JobCommand::Submit { target, job, grants, chunk_rows, json } => {
             cloister::job::submit(&target.target()?, &job, &grants, chunk_rows, json).await
         }

@@ -72,7 +72,7 @@ pub fn parse_model_id(id: &str) -> Result<(&str, &str)> {
 
 /// Reads a text argument that is either the text itself (starting with `prefix`) or a file
 /// holding it.
-fn text_or_file(value: &str, prefix: &str) -> Result<String> {
+pub(crate) fn text_or_file(value: &str, prefix: &str) -> Result<String> {
     if value.trim_start().starts_with(prefix) {
         return Ok(value.trim().to_owned());
     }

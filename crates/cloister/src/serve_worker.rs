@@ -1,7 +1,8 @@
 //! `cloister serve worker`: the enclave worker as a service. It attests with the TEE `--tee`
 //! names (`auto` detects the hardware and never falls back to the simulated TEE), opens its object store and batch-job queue under the data directory, prints one JSON line
-//! describing itself on stdout, resumes unfinished batch jobs and serves the worker API on TLS
-//! until interrupted.
+//! describing itself on stdout, resumes unfinished batch jobs, restores the models deployed to it
+//! before (`DATA_DIR/deployments/`, every check redone) and serves the worker API on TLS until
+//! interrupted.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -224,6 +225,10 @@ pub struct WorkerStarted {
     pub certificate_chain_pem: String,
     /// Batch jobs resumed at start.
     pub resumed_jobs: usize,
+    /// Deployments restored at start (deployed again from their kept requests).
+    pub restored_models: usize,
+    /// Kept deployments not restored (each logged with its reason).
+    pub skipped_models: usize,
 }
 
 /// `cloister keygen --sim-platform`: a simulated TEE's platform key (PKCS#8 PEM, mode 0600) and
@@ -298,6 +303,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,
+        deployments: cloister_worker::deployments::Deployments::open(&dir.join("deployments"))?,
         llm_threads: options.llm_threads,
         accelerator: options.accelerator.clone(),
     });
@@ -307,6 +313,9 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         .with_context(|| format!("listening on {}", options.listen))?;
     let addr = listener.local_addr()?;
     let resumed_jobs = batch::resume(&worker).await?;
+    // Each deployment kept from an earlier run is deployed again, every check redone; one that
+    // no longer passes is logged with its reason and skipped.
+    let restored = cloister_worker::deployments::restore(&worker).await;
     let started = WorkerStarted {
         url: format!("https://{addr}"),
         tee: worker.identity.claims().tee.to_string(),
@@ -315,6 +324,8 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
             .to_string(),
         certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
         resumed_jobs,
+        restored_models: restored.restored,
+        skipped_models: restored.skipped,
     };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::to_string(&started)?)?;

@@ -373,6 +373,9 @@ async fn start_worker_configured<A: Attester + 'static>(
         catalog: cloister_worker::online::Catalog::new(),
         batches,
         repository,
+        deployments: cloister_worker::deployments::Deployments::open(
+            &dirs.worker.join("deployments"),
+        )?,
         llm_threads: cloister_engine::default_threads(),
         accelerator,
     });

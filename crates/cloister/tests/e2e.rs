@@ -1019,6 +1019,7 @@ async fn a_classifier_head_trains_on_frozen_minilm_embeddings_of_sealed_texts() 
         Embedder::from_files(&files).unwrap()
     };
     let policy = ServingPolicy {
+        schema: None,
         model: "minilm".into(),
         versions: vec!["1".into()],
         requesters: vec![],

@@ -378,6 +378,7 @@ async fn online_request(bed: &Bed, url: &str, instance: &Instance, repository: &
         .unwrap();
     let requester = &bed.data_provider;
     let policy = ServingPolicy {
+        schema: None,
         model: "classifier".into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {

@@ -201,6 +201,7 @@ fn classifier(
     token_quota: Option<u64>,
 ) -> LoadedModel {
     let policy = ServingPolicy {
+        schema: None,
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {
@@ -259,6 +260,7 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
         ),
     ] {
         let policy = ServingPolicy {
+            schema: None,
             model: name.into(),
             versions: vec!["1".into()],
             requesters: vec![RequesterLimits {
@@ -291,6 +293,7 @@ fn load_language_models(bed: &Bed, token_quota: Option<u64>) {
 fn load_smollm2_as(bed: &Bed, name: &str, requester: &Party, token_quota: Option<u64>) {
     let llm = cloister_engine::LlmModel::from_gguf(&std::fs::read(asset(SMOLLM)).unwrap()).unwrap();
     let policy = ServingPolicy {
+        schema: None,
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {
@@ -388,6 +391,54 @@ fn assert_compute_side_blind(bed: &Bed, taps: &[&Tap], secrets: &[(&str, &[u8])]
         secrets.iter().map(|(name, bytes)| Secret::sampled(name, bytes, 6, 24)).collect();
     let findings = scan(&bed.dirs.root, &secrets).unwrap();
     assert!(findings.is_empty(), "plaintext on the compute side: {findings:?}");
+}
+
+/// A model whose owner's serving policy expired while it was loaded serves nobody: listed to no
+/// one, every request refused with `serving_policy_expired`, until deployed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_whose_serving_policy_expired_serves_nobody() {
+    let bed = bed().await;
+    load_classifier(&bed, "classifier", 1000, None);
+    let policy = ServingPolicy {
+        schema: Some(cloister_types::model::SERVING_POLICY_SCHEMA),
+        model: "lapsed".into(),
+        versions: vec!["1".into()],
+        requesters: vec![RequesterLimits {
+            requester: bed.requester.id(),
+            requests_per_minute: 1000,
+            token_quota: None,
+        }],
+        engine: Default::default(),
+        offload: Default::default(),
+    };
+    // Signed two hours ago for one hour, loaded while it was valid.
+    let issued = unix_now() - 7200;
+    let jws = bed.owner.sign("serving policy", &policy, issued, Duration::from_secs(3600)).unwrap();
+    let lapsed = LoadedModel::new(
+        "lapsed",
+        "1",
+        Engine::Onnx(OnnxModel::load(DEMO_MODEL_ONNX).unwrap()),
+        onnx_metadata(),
+        &bed.owner.public_key(),
+        &jws,
+        issued + 60,
+    )
+    .unwrap();
+    assert_eq!(lapsed.serving_policy().expires_at(), issued + 3600);
+    bed.worker.worker.catalog.insert(lapsed).unwrap();
+
+    let client = OhttpClient::connect(&bed.worker.url, expectations(&bed)).await.unwrap();
+    let key = &bed.requester.signing;
+    let models = call(&client, key, "GET", "/v1/models", b"").await;
+    let listed = json(&models);
+    let ids: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["classifier@1"], "the expired model is not listed");
+    let refused = call(&client, key, "POST", "/v1/infer", &infer_body("lapsed@1", 1)).await;
+    assert_eq!((refused.status, error_code(&refused).as_str()), (403, "serving_policy_expired"));
+    assert!(json(&refused)["error"]["message"].as_str().unwrap().contains("deploy it again"));
+    let served = call(&client, key, "POST", "/v1/infer", &infer_body("classifier", 1)).await;
+    assert_eq!(served.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1371,6 +1422,7 @@ async fn import_classifier(bed: &Bed, owner: &SigningKey, name: &str, recipient:
 /// A serving policy for `name@1` listing the bed's requester, signed by `signer`.
 fn serving_policy(bed: &Bed, signer: &SigningKey, name: &str) -> String {
     let policy = ServingPolicy {
+        schema: None,
         model: name.into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {
@@ -1534,6 +1586,7 @@ async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_
     let trusted = broker_recipient(&bed, "weights", MEASUREMENT).await;
     let imported = import_classifier(&bed, &owner.signing, "hybrid", &trusted).await;
     let policy = ServingPolicy {
+        schema: None,
         model: "hybrid".into(),
         versions: vec!["1".into()],
         requesters: vec![RequesterLimits {

@@ -99,8 +99,12 @@ async fn models(
     State(worker): State<Arc<Worker>>,
     requester: Requester,
 ) -> Result<Json<serde_json::Value>, OnlineError> {
-    let permitted: Vec<_> =
-        worker.catalog.list().into_iter().filter(|m| authz::permits(m, &requester)).collect();
+    let permitted: Vec<_> = worker
+        .catalog
+        .list()
+        .into_iter()
+        .filter(|m| authz::permits(m, &requester, unix_now()))
+        .collect();
     if !permitted.is_empty() {
         authz::check_fresh(&worker.catalog, &requester, unix_now())?;
     }

@@ -158,9 +158,10 @@ fn peek_issuer(token: &str) -> Option<String> {
     serde_json::from_slice::<Issuer>(&bytes).ok().map(|i| i.iss)
 }
 
-/// Whether the model's serving policy lists `requester` for its version.
-pub fn permits(model: &LoadedModel, requester: &Requester) -> bool {
-    limits_for(model, requester).is_some()
+/// Whether the model's serving policy lists `requester` for its version and has not expired at
+/// `now`.
+pub fn permits(model: &LoadedModel, requester: &Requester, now: u64) -> bool {
+    !model.serving_policy().expired(now) && limits_for(model, requester).is_some()
 }
 
 fn limits_for<'a>(
@@ -310,7 +311,7 @@ impl Admission {
 }
 
 /// Looks up `model` and admits the request if the owner's policy lists the requester for this
-/// version, its token quota is not used up, a request is left in its per-minute allowance (taken
+/// version and has not expired, its token quota is not used up, a request is left in its per-minute allowance (taken
 /// from the attestation service in blocks) and its id was not seen before ([`check_fresh`], only
 /// then).
 pub async fn admit(
@@ -326,6 +327,12 @@ pub async fn admit(
         model: id.clone(),
         requester: requester.key.clone(),
     })?;
+    // The owner's word holds until the policy's expiry, not beyond: a deployment outliving its
+    // policy serves nobody until the owner deploys it again under a new one.
+    let expires_at = loaded.serving_policy().expires_at();
+    if loaded.serving_policy().expired(at) {
+        return Err(OnlineError::PolicyExpired { model: id, expires_at });
+    }
     let key = (id.clone(), requester.key.clone());
     let per_minute = limits.requests_per_minute;
     let quota = limits.token_quota;

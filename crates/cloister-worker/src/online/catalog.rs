@@ -36,8 +36,19 @@ pub enum CatalogError {
         policy_model: String,
     },
     /// This name and version is already loaded (a version never changes once loaded).
-    #[error("model {0} is already loaded; a version is immutable, load a new version instead")]
+    #[error(
+        "model {0} is already loaded; a version is immutable: load a new version, or undeploy \
+         this one first (`cloister model undeploy`) to serve it under another policy"
+    )]
     AlreadyLoaded(String),
+    /// The serving policy is written in a schema version this build does not read.
+    #[error("the serving policy of {model} is not usable: {source}")]
+    PolicySchema {
+        /// `name@version`.
+        model: String,
+        /// Which version.
+        source: cloister_types::model::UnsupportedServingPolicy,
+    },
 }
 
 /// What runs a model.
@@ -74,6 +85,7 @@ impl Engine {
 pub struct VerifiedServingPolicy {
     policy: ServingPolicy,
     owner: String,
+    expires_at: u64,
 }
 
 impl VerifiedServingPolicy {
@@ -85,6 +97,16 @@ impl VerifiedServingPolicy {
     /// The owner's public key (text form) that signed it.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// Unix seconds the policy expires: from then on it admits no request.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Whether the policy has expired at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        now > self.expires_at
     }
 }
 
@@ -114,10 +136,13 @@ impl LoadedModel {
         check_model_name("model name", name)?;
         check_model_name("model version", version)?;
         let model = format!("{name}@{version}");
-        let policy = owner
+        let signed = owner
             .verify::<ServingPolicy>("serving policy", serving_policy_jws, now)
-            .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?
-            .claims;
+            .map_err(|source| CatalogError::PolicySignature { model: model.clone(), source })?;
+        let (policy, expires_at) = (signed.claims, signed.expires_at);
+        policy
+            .check_schema()
+            .map_err(|source| CatalogError::PolicySchema { model: model.clone(), source })?;
         if policy.model != name {
             return Err(CatalogError::PolicyForAnotherModel { model, policy_model: policy.model });
         }
@@ -126,7 +151,7 @@ impl LoadedModel {
             version: version.to_owned(),
             engine,
             metadata,
-            policy: VerifiedServingPolicy { policy, owner: owner.to_text() },
+            policy: VerifiedServingPolicy { policy, owner: owner.to_text(), expires_at },
             created: now,
         })
     }
@@ -215,6 +240,12 @@ impl Catalog {
             .filter(|m| m.name == model && usable(m))
             .max_by(|a, b| compare_versions(&a.version, &b.version))
             .cloned()
+    }
+
+    /// Removes the model `name@version` (an exact id); returns it when it was loaded. Requests
+    /// already admitted finish on the engine they hold.
+    pub fn remove(&self, id: &str) -> Option<Arc<LoadedModel>> {
+        self.models.write().unwrap_or_else(|p| p.into_inner()).remove(id)
     }
 
     /// Every loaded model, by id.

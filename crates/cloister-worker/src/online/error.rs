@@ -35,6 +35,17 @@ pub enum OnlineError {
         /// The requester's public key.
         requester: String,
     },
+    /// The model owner's serving policy has expired.
+    #[error(
+        "the serving policy of model {model} expired at {expires_at} (Unix time); the model owner \
+         must undeploy it and deploy it again under a new policy"
+    )]
+    PolicyExpired {
+        /// `name@version`.
+        model: String,
+        /// Unix seconds it expired.
+        expires_at: u64,
+    },
     /// Too many requests per minute.
     #[error(
         "rate limit reached for model {model}: the serving policy allows {per_minute} requests \
@@ -131,6 +142,9 @@ impl OnlineError {
             }
             OnlineError::NotPermitted { .. } => {
                 (StatusCode::FORBIDDEN, "permission_error", "model_not_permitted")
+            }
+            OnlineError::PolicyExpired { .. } => {
+                (StatusCode::FORBIDDEN, "permission_error", "serving_policy_expired")
             }
             OnlineError::RateLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded")

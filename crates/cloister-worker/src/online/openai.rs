@@ -430,7 +430,7 @@ pub(crate) async fn model(
     };
     let model = worker
         .catalog
-        .get_usable(&id, |m| authz::permits(m, &requester))
+        .get_usable(&id, |m| authz::permits(m, &requester, unix_now()))
         .ok_or(OnlineError::ModelNotFound(id))?;
     authz::check_fresh(&worker.catalog, &requester, unix_now())?;
     Ok(Json(json!({
