@@ -394,6 +394,28 @@ pub fn verify_checkpoint(checkpoint: &CheckpointRow, key: &VerifyingKey) -> Resu
     key.verify_bytes(CHECKPOINT_DOMAIN, &message, &checkpoint.signature)
 }
 
+/// Checks that `rows` continue the chain right after entry `after_seq` whose hash is
+/// `after_hash` (seq 0 and [`GENESIS_HASH`] for the start of the log): consecutive seqs from
+/// `after_seq + 1`, each `prev_hash` the hash before it, each `hash` recomputed from the row.
+/// What the service checks before it signs a checkpoint, so that it never signs a hash it has
+/// not recomputed from a chain it has verified.
+pub fn check_extends(after_seq: i64, after_hash: &str, rows: &[AuditRow]) -> Result<(), String> {
+    let (mut seq, mut hash) = (after_seq, after_hash);
+    for row in rows {
+        if row.seq != seq.saturating_add(1) {
+            return Err(format!("entry {} follows entry {seq}", row.seq));
+        }
+        if row.prev_hash != hash {
+            return Err(format!("entry {} does not link to the entry before it", row.seq));
+        }
+        if entry_hash(row) != row.hash {
+            return Err(format!("entry {} does not match its hash", row.seq));
+        }
+        (seq, hash) = (row.seq, &row.hash);
+    }
+    Ok(())
+}
+
 /// Whether a checkpoint should be signed now: at least `every` entries were appended since the
 /// last checkpoint (`last_checkpoint_seq`, 0 when there is none). An `every` below 1 counts as 1
 /// (a checkpoint after every entry). Never due when nothing was appended since.
@@ -1059,6 +1081,26 @@ mod tests {
 
     fn verify(rows: &[AuditRow], checkpoints: &[CheckpointRow]) -> AuditReport {
         verify_log(rows, checkpoints, &key().public_key())
+    }
+
+    #[test]
+    fn only_an_intact_continuation_of_a_verified_entry_extends_it() {
+        let (rows, _) = build(8, &[]);
+        assert_eq!(check_extends(0, GENESIS_HASH, &rows), Ok(()));
+        assert_eq!(check_extends(3, &rows[2].hash, &rows[3..]), Ok(()));
+        assert_eq!(check_extends(8, &rows[7].hash, &[]), Ok(()));
+        // A gap, an altered row, a stored hash that is not the row's, a start that is not the
+        // anchor.
+        let gap = [rows[3].clone(), rows[5].clone()];
+        assert!(check_extends(3, &rows[2].hash, &gap).unwrap_err().contains("follows entry 4"));
+        let mut altered = rows[4].clone();
+        altered.detail.push(' ');
+        assert!(check_extends(4, &rows[3].hash, &[altered]).unwrap_err().contains("its hash"));
+        let mut forged = rows[4].clone();
+        forged.hash = "f".repeat(64);
+        assert!(check_extends(4, &rows[3].hash, &[forged]).unwrap_err().contains("its hash"));
+        assert!(check_extends(4, &rows[2].hash, &rows[4..]).unwrap_err().contains("link"));
+        assert!(check_extends(0, GENESIS_HASH, &rows[1..]).unwrap_err().contains("follows"));
     }
 
     fn messages(report: &AuditReport) -> Vec<String> {

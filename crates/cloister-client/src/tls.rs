@@ -119,9 +119,13 @@ pub fn provider() -> CryptoProvider {
 pub fn client_config(
     verifier: Arc<AttestedServerVerifier>,
 ) -> Result<rustls::ClientConfig, rustls::Error> {
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+        .with_no_client_auth();
+    // Every connection verifies the enclave's certificate as it is now: a resumed session
+    // would skip the verifier, trusting a certificate that may have expired or been renewed.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }

@@ -191,6 +191,12 @@ impl EnclaveIdentity {
         Ok(())
     }
 
+    /// A handle on the current attestation that outlives a borrow of the identity (what each
+    /// connection reads around its handshake).
+    pub fn current_handle(&self) -> CurrentAttestation {
+        CurrentAttestation(self.current.clone())
+    }
+
     /// A TLS certificate resolver that always presents the current certificate.
     pub fn certificate_resolver(&self) -> Arc<dyn rustls::server::ResolvesServerCert> {
         Arc::new(CurrentCertificate(self.current.clone()))
@@ -319,6 +325,17 @@ fn certified_key(
     rustls::sign::CertifiedKey::from_der(chain, key, &provider)
         .map(Arc::new)
         .map_err(|e| IdentityError::TlsKey(e.to_string()))
+}
+
+/// The identity's current attestation, shared: [`EnclaveIdentity::current_handle`].
+#[derive(Clone, Debug)]
+pub struct CurrentAttestation(Arc<RwLock<Arc<Attestation>>>);
+
+impl CurrentAttestation {
+    /// The current attestation.
+    pub fn get(&self) -> Arc<Attestation> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// Presents the identity's current certificate in every handshake.

@@ -115,13 +115,17 @@ pub async fn serve_app(listener: TcpListener, worker: &Worker, app: Router) -> s
 }
 
 async fn accept_loop(listener: TcpListener, worker: &Worker, app: Router) -> std::io::Result<()> {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map_err(std::io::Error::other)?
     .with_no_client_auth()
     .with_cert_resolver(worker.identity.certificate_resolver());
+    // No session resumption: every handshake presents the current certificate, so every
+    // client verifies the attestation as it is now (and `/v1/identity` answers for it).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     let acceptor = TlsAcceptor::from(Arc::new(config));
     // Someone who can only open sockets must not stop the worker: connections are capped, a
     // handshake or a request's headers that do not come in time close the connection, and a
@@ -139,19 +143,28 @@ async fn accept_loop(listener: TcpListener, worker: &Worker, app: Router) -> std
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
+        let current = worker.identity.current_handle();
         tokio::spawn(async move {
-            serve_connection(acceptor, tcp, peer, app).await;
+            serve_connection(acceptor, &current, tcp, peer, app).await;
             drop(slot);
         });
     }
 }
 
+/// The attestation whose certificate a connection's handshake presented: `/v1/identity` answers
+/// with it, so a client that attested the certificate gets the matching document even when the
+/// worker renewed its attestation after the handshake.
+#[derive(Clone)]
+struct ConnectionAttestation(Arc<crate::identity::Attestation>);
+
 async fn serve_connection(
     acceptor: TlsAcceptor,
+    current: &crate::identity::CurrentAttestation,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
 ) {
+    let before = current.get();
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
@@ -163,6 +176,13 @@ async fn serve_connection(
             return;
         }
     };
+    // A renewal during the handshake leaves it unknown which certificate was presented: the
+    // connection is closed and the client connects again.
+    if !Arc::ptr_eq(&before, &current.get()) {
+        tracing::debug!(%peer, "the attestation was renewed during the handshake; closing");
+        return;
+    }
+    let app = app.layer(axum::Extension(ConnectionAttestation(before)));
     let service = TowerToHyperService::new(app);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
@@ -171,8 +191,13 @@ async fn serve_connection(
     }
 }
 
-async fn identity(State(worker): State<Arc<Worker>>) -> Json<IdentityResponse> {
-    let current = worker.identity.current();
+async fn identity(
+    State(worker): State<Arc<Worker>>,
+    connection: Option<axum::Extension<ConnectionAttestation>>,
+) -> Json<IdentityResponse> {
+    // The attestation this connection's handshake presented (served in-process without TLS,
+    // as some tests do, the current one).
+    let current = connection.map_or_else(|| worker.identity.current(), |c| c.0.0);
     Json(IdentityResponse {
         certificate_chain_pem: current.certificate_chain_pem.clone(),
         ear: current.ear.clone(),

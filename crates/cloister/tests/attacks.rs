@@ -1031,6 +1031,79 @@ async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
     drop(release);
 }
 
+/// Red team, round 3: whoever writes the database splices a branch of genuine entries (written
+/// by the service itself, checkpointed, then cut away) in right after a key release's entry,
+/// with a trigger; the service used to sign the spliced head as it stood, handing the release a
+/// checkpoint of a history without it. Now the chain from the release's own entry to the end is
+/// recomputed and linked before anything is signed: the release fails closed. Likewise when
+/// checkpoints of a cut-away history are left in place past the log's end.
+#[tokio::test]
+async fn a_spliced_or_stale_log_gets_no_checkpoint_and_no_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
+    let now = unix_now() as i64;
+    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
+    let service = cloister_authority::service::Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::generate(),
+    )
+    .await
+    .unwrap();
+    let owner = tenant(&service, "owner", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
+    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let cut = service.checkpoint(now).await.unwrap().seq;
+    // The branch: genuine entries, checkpointed, saved aside, then cut away.
+    for i in 0..3 {
+        tenant(&service, &format!("branch{i}"), now).await;
+    }
+    let head = service.checkpoint(now).await.unwrap().seq;
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let run = |sql: String| {
+        let pool = pool.clone();
+        async move { sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap() }
+    };
+    run(format!(
+        "CREATE TABLE branch AS SELECT * FROM audit_log WHERE seq > {cut}; \
+         DELETE FROM audit_checkpoints WHERE seq > {cut}; DELETE FROM audit_log WHERE seq > {cut};"
+    ))
+    .await;
+    // The attestation's own entry goes in first; the splice follows the release's entry.
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    run(format!(
+        "CREATE TRIGGER splice AFTER INSERT ON audit_log WHEN NEW.kind = 'key.released' \
+         BEGIN INSERT INTO audit_log SELECT * FROM branch WHERE seq = {head}; END;"
+    ))
+    .await;
+    let err = service.release_key(&release(ear.clone()), now).await.unwrap_err().to_string();
+    assert!(err.contains("altered"), "{err}");
+    assert!(store.checkpoint_at(head).await.unwrap().is_none(), "the spliced head was signed");
+
+    // Checkpoints left past the log's end: no answer carries a checkpoint the log lacks.
+    run("DROP TRIGGER splice; DELETE FROM audit_log WHERE seq > 0 AND kind = 'key.released';"
+        .into())
+    .await;
+    let last = store.audit_last().await.unwrap().unwrap().seq;
+    let stale = cloister_authority::audit::sign_checkpoint(
+        &SigningKey::generate(),
+        &store.audit_last().await.unwrap().unwrap(),
+        now,
+    );
+    run(format!(
+        "INSERT INTO audit_checkpoints (seq, at, hash, signature) VALUES ({}, {now}, '{}', '{}')",
+        last + 5,
+        stale.hash,
+        stale.signature
+    ))
+    .await;
+    let err = service.release_key(&release(ear), now).await.unwrap_err().to_string();
+    assert!(err.contains("altered"), "{err}");
+    pool.close().await;
+    drop(release);
+}
+
 #[tokio::test]
 async fn a_tenant_policy_over_the_time_limit_is_refused_at_upload_or_fails_closed() {
     use cloister_types::manage::{CreateInstance, PolicySpec};

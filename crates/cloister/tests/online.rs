@@ -1757,6 +1757,11 @@ async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_ac
     // request through it, and a fresh client attests the worker, verifying the certificate
     // it serves now (an expired one fails the handshake).
     let session = OhttpClient::connect(&bed.worker.url, expectations(&bed)).await.unwrap();
+    // A client that attests now and asks for the identity document again after renewals (on
+    // its kept-alive connection): the document matches the certificate its handshake verified,
+    // not whatever is current (a renewal between a handshake and the request used to fail it).
+    let early = cloister_client::WorkerClient::new(&bed.worker.url, expectations(&bed)).unwrap();
+    early.attest().await.unwrap();
     let started = std::time::Instant::now();
     let mut certificates = std::collections::BTreeSet::new();
     let mut requests = 0;
@@ -1784,6 +1789,7 @@ async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_ac
     assert!(certificates.len() >= 5, "{} certificates in 30 s", certificates.len());
     assert!(requests >= 20, "{requests} requests");
     assert_ne!(bed.worker.worker.identity.ear(), first_ear);
+    early.attest().await.unwrap();
 
     // The batch job, running since the first lifetime, finishes with a receipt that verifies.
     let status = loop {

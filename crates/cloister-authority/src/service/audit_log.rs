@@ -31,52 +31,111 @@ impl Service {
             .collect())
     }
 
-    /// Makes sure a signed checkpoint covers the log's last entry, signing one unless the
-    /// latest stored checkpoint is that very entry (same seq and hash), and returns it (seq 0
-    /// for an empty log). Decided from the database every time, never from what this process
-    /// remembers: a log cut back behind the running service (red team: its cached counter then
-    /// left every new entry unsigned) is checkpointed again at once.
+    /// Makes sure a signed checkpoint covers the log's last entry, and returns it (seq 0 for an
+    /// empty log). Decided from the database every time, never from what this process
+    /// remembers (red team: a log cut back behind the running service left new entries
+    /// unsigned), and never by signing a stored hash as it stands (red team: the service then
+    /// signed the head of a branch the operator spliced in): the latest checkpoint's signature is
+    /// checked, and every entry after it is recomputed and linked to it before the last one is
+    /// signed. A log that does not extend its last checkpoint gets no checkpoint: an error.
     pub async fn checkpoint(&self, now: i64) -> Result<CheckpointRef> {
-        let Some(last) = self.store.audit_last().await? else {
-            return Ok(CheckpointRef::default());
+        let latest = self.store.last_checkpoint().await?;
+        let anchor = match &latest {
+            Some(c) => {
+                audit::verify_checkpoint(c, &self.signing_key.public_key()).map_err(|e| {
+                    altered(format!("the checkpoint at entry {} does not verify: {e}", c.seq))
+                })?;
+                (c.seq, c.hash.clone())
+            }
+            None => (0, audit::GENESIS_HASH.to_owned()),
         };
-        let covers = |c: &crate::store::CheckpointRow| c.seq == last.seq && c.hash == last.hash;
-        if !self.store.last_checkpoint().await?.is_some_and(|c| covers(&c)) {
-            let checkpoint = audit::sign_checkpoint(&self.signing_key, &last, now);
-            match self.store.add_checkpoint(&checkpoint).await {
-                Ok(()) => {}
-                // Another replica signed this entry meanwhile, or a checkpoint at this seq
-                // survives from a history that was cut and written again: only the first
-                // covers the entry.
-                Err(StoreError::Conflict(_)) => {
-                    let latest = self.store.last_checkpoint().await?;
-                    if !latest.is_some_and(|c| c.seq > last.seq || covers(&c)) {
-                        return Err(ServiceError::Internal(format!(
-                            "the audit checkpoint at entry {} is not that entry's: the database \
-                             was altered",
-                            last.seq
+        self.sign_tail(anchor, None, now).await
+    }
+
+    /// [`Service::checkpoint`] for an answer that records `entry`, which this service just
+    /// appended (a key release, a job, a privacy charge): the chain is verified from `entry`
+    /// itself — it must still be in the log as written — to the last entry, which is signed.
+    /// The answer carries the checkpoint, which its holder can later demand (`audit verify
+    /// --expect-checkpoint`). Fails closed when `entry` is gone or altered.
+    pub(super) async fn checkpoint_covering(
+        &self,
+        entry: &crate::store::AuditRow,
+        now: i64,
+    ) -> Result<CheckpointRef> {
+        let anchor = (entry.seq.saturating_sub(1), entry.prev_hash.clone());
+        self.sign_tail(anchor, Some(&entry.hash), now).await
+    }
+
+    /// Verifies that the log from the entry after `anchor` (seq, hash) to its end is one intact
+    /// chain — starting with an entry of hash `first` when given — and makes sure a signed
+    /// checkpoint covers its last entry: an existing one that names exactly that entry, or a
+    /// new one.
+    async fn sign_tail(
+        &self,
+        (after, after_hash): (i64, String),
+        first: Option<&str>,
+        now: i64,
+    ) -> Result<CheckpointRef> {
+        // Another replica may append and checkpoint between the reads: try again a few times.
+        for _ in 0..4 {
+            let Some(last) = self.store.audit_last().await? else {
+                if after == 0 && first.is_none() {
+                    return Ok(CheckpointRef::default());
+                }
+                return Err(altered(format!("the log is empty, entry {} is gone", after + 1)));
+            };
+            let needed = if first.is_some() { after.saturating_add(1) } else { after };
+            if last.seq < needed {
+                return Err(altered(format!(
+                    "the log ends at entry {}, before entry {}",
+                    last.seq,
+                    after + 1
+                )));
+            }
+            let rows = self.store.audit_rows_between(after, last.seq).await?;
+            audit::check_extends(after, &after_hash, &rows).map_err(|reason| {
+                altered(format!("the log does not continue from entry {after}: {reason}"))
+            })?;
+            if let Some(first) = first
+                && rows.first().is_none_or(|row| row.hash != first)
+            {
+                return Err(altered(format!("entry {} is not the entry written", after + 1)));
+            }
+            let (seq, hash) =
+                rows.last().map_or((after, after_hash.clone()), |row| (row.seq, row.hash.clone()));
+            match self.store.last_checkpoint().await? {
+                Some(c) if c.seq > seq => continue,
+                Some(c) if c.seq == seq => {
+                    if c.hash != hash {
+                        return Err(altered(format!(
+                            "the checkpoint at entry {seq} is not that entry's"
                         )));
                     }
                 }
-                Err(other) => return Err(other.into()),
+                _ => {
+                    let Some(tail) = rows.last() else {
+                        return Err(altered(format!("entry {seq} has no checkpoint to verify")));
+                    };
+                    let checkpoint = audit::sign_checkpoint(&self.signing_key, tail, now);
+                    match self.store.add_checkpoint(&checkpoint).await {
+                        Ok(()) => {}
+                        // Another replica signed this entry meanwhile: it must be this entry.
+                        Err(StoreError::Conflict(_)) => {
+                            let stored = self.store.checkpoint_at(seq).await?;
+                            if stored.is_none_or(|c| c.hash != hash) {
+                                return Err(altered(format!(
+                                    "the checkpoint at entry {seq} is not that entry's"
+                                )));
+                            }
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                }
             }
+            self.last_checkpoint.store(seq, Ordering::Relaxed);
+            return Ok(CheckpointRef { seq, hash });
         }
-        self.last_checkpoint.store(last.seq, Ordering::Relaxed);
-        Ok(CheckpointRef { seq: last.seq, hash: last.hash })
-    }
-
-    /// [`Service::checkpoint`] for an answer that records something a rollback must not lose
-    /// (a key release, a job, a privacy charge): the answer carries the checkpoint, which its
-    /// holder can later demand (`audit verify --expect-checkpoint`). Fails closed when entry
-    /// `seq` is no longer in the log.
-    pub(super) async fn checkpoint_covering(&self, seq: i64, now: i64) -> Result<CheckpointRef> {
-        let covering = self.checkpoint(now).await?;
-        if covering.seq < seq {
-            return Err(ServiceError::Internal(format!(
-                "audit entry {seq} is gone from the log: the database was altered behind the service"
-            )));
-        }
-        Ok(covering)
+        Err(altered("the log's checkpoints run ahead of its entries".to_owned()))
     }
 
     /// Appends an audit entry; returns its seq.
@@ -90,7 +149,7 @@ impl Service {
         outcome: Outcome,
         detail: serde_json::Value,
         now: i64,
-    ) -> Result<i64> {
+    ) -> Result<crate::store::AuditRow> {
         let event = AuditEvent {
             kind,
             actor: who.to_string(),
@@ -102,17 +161,32 @@ impl Service {
         self.append(&event, now).await
     }
 
-    /// Appends `event`, signing a checkpoint when one is due; returns the entry's seq once it
-    /// is committed (concurrent appends share one transaction: [`Store::append_audit_event`]).
-    pub(super) async fn append(&self, event: &AuditEvent, now: i64) -> Result<i64> {
+    /// Appends `event`, signing a checkpoint when one is due; returns the entry as written once
+    /// it is committed (concurrent appends share one transaction: [`Store::append_audit_event`]).
+    /// A due checkpoint that cannot be signed (the log was altered) is logged, not the caller's
+    /// failure: answers that need one ask [`Service::checkpoint_covering`], which fails closed.
+    pub(super) async fn append(
+        &self,
+        event: &AuditEvent,
+        now: i64,
+    ) -> Result<crate::store::AuditRow> {
         let row = self.store.append_audit_event(event.clone(), now).await?;
         if audit::checkpoint_due(
             self.last_checkpoint.load(Ordering::Relaxed),
             row.seq,
             CHECKPOINT_EVERY,
-        ) {
-            self.checkpoint(now).await?;
+        ) && let Err(error) = self.checkpoint(now).await
+        {
+            tracing::error!(%error, "the audit log could not be checkpointed");
         }
-        Ok(row.seq)
+        Ok(row)
     }
+}
+
+/// The error when the audit log in the database is not what this service wrote: no checkpoint
+/// is signed and no answer that needs one is given.
+fn altered(reason: String) -> ServiceError {
+    ServiceError::Internal(format!(
+        "the audit log was altered in the database ({reason}); no checkpoint is signed"
+    ))
 }

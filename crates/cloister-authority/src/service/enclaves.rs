@@ -95,8 +95,9 @@ impl Service {
                 "policy_id": cpu0.appraisal_policy_id,
             }),
         };
-        let audit_seq = self.append(&event, now).await?;
-        let checkpoint = self.checkpoint_covering(audit_seq, now).await?;
+        let entry = self.append(&event, now).await?;
+        let audit_seq = entry.seq;
+        let checkpoint = self.checkpoint_covering(&entry, now).await?;
         let answer = Answer::JobRecorded { job_id: statement.job_id, audit_seq };
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }

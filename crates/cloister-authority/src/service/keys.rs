@@ -138,7 +138,7 @@ impl Service {
                                     "reason": error.to_string() }),
             ),
         };
-        let seq = self
+        let entry = self
             .record(
                 &Principal::Anonymous,
                 AuditKind::KeyReleased,
@@ -153,10 +153,10 @@ impl Service {
         // A key that left must stay on the record: a checkpoint covering the release is signed
         // before the answer, and the signed answer carries it, so a log truncated behind the
         // release no longer holds a checkpoint its enclave was given.
-        let checkpoint = self.checkpoint_covering(seq, now).await?;
+        let checkpoint = self.checkpoint_covering(&entry, now).await?;
         let answer = Answer::KeyReleased {
             key_id: response.key_id.clone(),
-            audit_seq: seq,
+            audit_seq: entry.seq,
             context_digest: response.context_digest.clone(),
         };
         response.answer =

@@ -193,38 +193,46 @@ impl Service {
             detail: serde_json::json!({ "instance": id, "job_digest": job_digest,
                                         "charges": charges }),
         };
-        let outcome = match charged {
+        let (outcome, entry) = match charged {
             Charged::New(accounts) => {
                 event.detail["accounts"] = serde_json::json!(accounts);
-                let audit_seq = self.append(&event, now).await?;
-                PrivacyChargeOutcome::Charged { accounts, audit_seq, charged_by, replay: false }
+                let entry = self.append(&event, now).await?;
+                let audit_seq = entry.seq;
+                (
+                    PrivacyChargeOutcome::Charged {
+                        accounts,
+                        audit_seq,
+                        charged_by,
+                        replay: false,
+                    },
+                    entry,
+                )
             }
             Charged::Replayed { accounts, charged_by: first } => {
                 event.outcome = Outcome::Refused;
                 event.detail["replay_of_charge_by"] = serde_json::json!(first);
-                let audit_seq = self.append(&event, now).await?;
-                PrivacyChargeOutcome::Charged {
+                let entry = self.append(&event, now).await?;
+                let audit_seq = entry.seq;
+                let outcome = PrivacyChargeOutcome::Charged {
                     accounts,
                     audit_seq,
                     charged_by: first,
                     replay: true,
-                }
+                };
+                (outcome, entry)
             }
             Charged::Refused { object_id, reason } => {
                 event.outcome = Outcome::Refused;
                 event.detail["refused"] =
                     serde_json::json!({ "object_id": object_id, "reason": reason });
-                let audit_seq = self.append(&event, now).await?;
-                PrivacyChargeOutcome::Refused { object_id, reason, audit_seq }
+                let entry = self.append(&event, now).await?;
+                let audit_seq = entry.seq;
+                (PrivacyChargeOutcome::Refused { object_id, reason, audit_seq }, entry)
             }
-        };
-        let audit_seq = match &outcome {
-            PrivacyChargeOutcome::Charged { audit_seq, .. }
-            | PrivacyChargeOutcome::Refused { audit_seq, .. } => *audit_seq,
         };
         // A rollback behind the charge would give the budget back: the answer's checkpoint
         // covers it, so the enclave's receipt names what `audit verify` must still find.
-        let checkpoint = self.checkpoint_covering(audit_seq, now).await?;
+        let checkpoint = self.checkpoint_covering(&entry, now).await?;
         let answer = Answer::PrivacyCharge { job_id: statement.job_id, outcome };
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }

@@ -1763,6 +1763,38 @@ impl Store {
         })
     }
 
+    /// The audit entries with `after < seq <= through`, by seq.
+    pub async fn audit_rows_between(
+        &self,
+        after: i64,
+        through: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, AuditRow>(
+                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+                 FROM audit_log WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(after)
+            .bind(through)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The checkpoint at entry `seq`, if there is one.
+    pub async fn checkpoint_at(&self, seq: i64) -> Result<Option<CheckpointRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, CheckpointRow>(
+                "SELECT seq, at, hash, signature FROM audit_checkpoints WHERE seq = $1",
+            )
+            .bind(seq)
+            .fetch_optional(p)
+            .await
+            .map_err(db)
+        })
+    }
+
     /// The last audit entry.
     pub async fn audit_last(&self) -> Result<Option<AuditRow>, StoreError> {
         with_pool!(self, |p| {
