@@ -9,6 +9,7 @@ pub mod deploy;
 pub mod identity;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod offload;
 pub mod online;
 pub mod server;

@@ -300,6 +300,8 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         repository,
         llm_threads: options.llm_threads,
         accelerator: options.accelerator.clone(),
+        metrics: cloister_worker::metrics::WorkerMetrics::new()
+            .context("defining the worker's metrics")?,
     });
 
     let listener = TcpListener::bind(&options.listen)

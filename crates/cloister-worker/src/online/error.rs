@@ -117,7 +117,40 @@ pub enum OnlineError {
     Internal,
 }
 
+/// Every `code` an [`OnlineError`] answers with (the worker's metrics count refusals by them,
+/// each present from the start).
+pub const CODES: [&str; 18] = [
+    "invalid_authorization",
+    "replayed_request",
+    "model_not_found",
+    "model_not_permitted",
+    "rate_limit_exceeded",
+    "insufficient_quota",
+    "quota_unavailable",
+    "invalid_request",
+    "unknown_parameter",
+    "unsupported_parameter",
+    "invalid_value",
+    "wrong_endpoint",
+    "invalid_input",
+    "context_length_exceeded",
+    "offload_failed",
+    "inference_failed",
+    "unknown_route",
+    "internal",
+];
+
+/// The code of a refused or failed inner request, carried in its response's extensions (never
+/// on the wire) for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusalCode(pub &'static str);
+
 impl OnlineError {
+    /// The error's `code` (one of [`CODES`]).
+    pub fn code(&self) -> &'static str {
+        self.parts().2
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             OnlineError::Unauthenticated(_) => {
@@ -205,6 +238,8 @@ impl IntoResponse for OnlineError {
         let (status, _, code) = self.parts();
         // Only the code, at debug level: even refusals are the requester's business.
         tracing::debug!(status = status.as_u16(), code, "online request refused or failed");
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        response.extensions_mut().insert(RefusalCode(code));
+        response
     }
 }
