@@ -1326,6 +1326,7 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve(_) | Command::Proxy { .. }) {
         sigpipe::reset();
     }
+    cloister_telemetry::set_commit(env!("CLOISTER_GIT_COMMIT"));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
