@@ -1071,8 +1071,10 @@ fn spawn_proxy(bed: &Bed, ca: &Path) -> ProxyProcess {
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
         let line = lines.next().expect("the proxy exited before listening").unwrap();
-        if let Some(rest) = line.strip_prefix("OpenAI API for requester on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the proxy logged a line that is not JSON ({e}): {line}"));
+        if event["event"] == "listening" {
+            break event["url"].as_str().unwrap().to_owned();
         }
     };
     // Keep draining its stderr so it never blocks.
@@ -1518,13 +1520,21 @@ fn serve_accelerator() -> ServedAccelerator {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .strip_prefix("accelerator listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = loop {
+        let line = lines.next().expect("the accelerator exited before listening").unwrap();
+        if let Some(addr) = listening_address(&line) {
+            break addr;
+        }
+    };
+    // Keep draining its stderr so it never blocks.
+    std::thread::spawn(move || for _ in lines {});
     ServedAccelerator { child, addr }
+}
+
+/// The address in an accelerator's `listening` log event (a JSON line), if `line` is it.
+fn listening_address(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    (event["event"] == "listening").then(|| event["address"].as_str().map(str::to_owned))?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -74,6 +74,12 @@ fn instance_client(url: &str, id: &str) -> AuthorityClient {
     AuthorityClient::for_instance_with(url, id, &tls()).unwrap()
 }
 
+/// The `listening` event of a service's JSON log line; `None` for any other line.
+fn listening(line: &str) -> Option<Value> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    (event["event"] == "listening").then_some(event)
+}
+
 /// A `cloister serve attestation` process and everything it printed.
 struct Server {
     child: Child,
@@ -118,16 +124,10 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let lines = log.clone();
         std::thread::spawn(move || {
-            let mut url = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(found) = line.strip_prefix("attestation service listening on ") {
-                    url = Some(found.to_owned());
-                }
-                if let Some(rest) = line.strip_prefix("service signing key fingerprint: ")
-                    && let Some(url) = url.take()
-                {
-                    let fingerprint = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send((url, fingerprint));
+                if let Some(event) = listening(&line) {
+                    let field = |name: &str| event[name].as_str().unwrap_or("").to_owned();
+                    let _ = tx.send((field("url"), field("service_fingerprint")));
                 }
                 lines.lock().unwrap().push(line);
             }
@@ -990,8 +990,8 @@ async fn idle_connections_never_take_the_service_down() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("attestation service listening on ") {
-                let _ = tx.send(url.to_owned());
+            if let Some(event) = listening(&line) {
+                let _ = tx.send(event["url"].as_str().unwrap_or("").to_owned());
             }
         }
     });
