@@ -1198,6 +1198,18 @@ async fn proxy_serves_curl_and_the_openai_client() {
     assert_eq!(joined, completion, "greedy decoding streams the same completion");
     let model: serde_json::Value = serde_json::from_str(&model).unwrap();
     assert_eq!(model["id"], "smollm2@1");
+    // The worker counted the tokens it generated (their rate is its tokens per second): the chat
+    // and the completion, each answered whole and streamed.
+    let metrics = bed.worker.worker.metrics.render(&Default::default());
+    let generated: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"cloister_worker_tokens_generated_total{source="online"} "#))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let whole = chat["usage"]["completion_tokens"].as_u64().unwrap()
+        + completed["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(whole > 0 && generated >= 2 * whole, "{generated} tokens counted, {whole} answered");
     let infer: serde_json::Value = serde_json::from_str(&infer).unwrap();
     let infer_streamed: serde_json::Value = serde_json::from_str(&infer_streamed).unwrap();
     assert_eq!(infer["outputs"], infer_streamed["outputs"]);
@@ -1608,6 +1620,12 @@ async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_
         body["verification"],
         serde_json::json!({"offloaded": 2, "verified": 2, "fallbacks": 0})
     );
+    let metrics = || worker.worker.metrics.render(&Default::default());
+    assert!(
+        metrics().contains(r#"cloister_worker_offload_products_total{outcome="verified"} 2"#),
+        "{}",
+        metrics()
+    );
     // The probabilities agree with the model run in the enclave within the quantization error
     // (the engine's tests hold every output to the composed bound; here a loose 1e-2).
     let local =
@@ -1648,6 +1666,16 @@ async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_
     assert!(json(&answer).get("outputs").is_none());
     let models = json(&call(&ohttp, key, "GET", "/v1/models", b"").await);
     assert_eq!(models["data"][0]["placement"][0]["failures"], 1);
+    let text = metrics();
+    for line in [
+        r#"cloister_worker_offload_products_total{outcome="failed"} 1"#,
+        r#"cloister_worker_offload_products_total{outcome="fallback"} 0"#,
+        r#"cloister_worker_online_refusals_total{code="offload_failed"} 1"#,
+        // The accelerator was unreachable: no answer failed a check.
+        "cloister_worker_offload_checks_failed_total 0",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
 }
 
 /// Tokens and certificates that live 5 seconds: the worker must renew several times a test.
@@ -1755,4 +1783,17 @@ async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_ac
     assert!(started.elapsed() > Duration::from_secs(10), "the job did not outlive a lifetime");
     let receipt = cloister::job::verify_batch_receipt(&status, &expectations(&bed)).unwrap();
     assert_eq!(receipt.rows, 569 * 10);
+
+    // The worker's metrics counted the renewals, the chunks, the job and the released keys.
+    let metrics = bed.worker.worker.metrics.render(&Default::default());
+    let value = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| {
+            panic!("{name} missing:\n{metrics}");
+        });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value(r#"cloister_worker_attestation_renewals_total{result="ok"}"#) >= 5);
+    assert_eq!(value("cloister_worker_batch_chunks_sealed_total"), 45);
+    assert!(value(r#"cloister_worker_key_releases_total{result="granted"}"#) >= 2);
+    assert_eq!(value(r#"cloister_worker_key_releases_total{result="refused"}"#), 0);
 }
