@@ -254,6 +254,31 @@ mod tests {
         assert_eq!(clock_ticks(&[1, 2, 3]), None);
     }
 
+    proptest::proptest! {
+        /// Whatever the files hold, reading them never panics.
+        #[test]
+        fn arbitrary_proc_files_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_stat(&text);
+            let _ = resident_bytes(&text);
+            let _ = max_open_files(&text);
+            let _ = boot_time(&text);
+            let _ = clock_ticks(&bytes);
+        }
+
+        /// A stat line of any command name and numbers reads back those numbers.
+        #[test]
+        fn stat_lines_read_back(name in "[ -~]{0,32}", utime in 0u64..1 << 40, stime in 0u64..1 << 40, start in 0u64..1 << 40, vsize in 0u64..1 << 50) {
+            let line = format!(
+                "7 ({name}) R 1 7 7 0 -1 0 0 0 0 0 {utime} {stime} 0 0 20 0 1 0 {start} {vsize} 100 0"
+            );
+            proptest::prop_assert_eq!(
+                parse_stat(&line),
+                Some(Stat { utime, stime, starttime: start, vsize })
+            );
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn this_process_reads_sensibly() {

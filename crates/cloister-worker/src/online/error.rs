@@ -243,3 +243,51 @@ impl IntoResponse for OnlineError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error answers with a code the metrics list (and so count from the start).
+    #[test]
+    fn every_code_is_listed() {
+        let model = || "m@1".to_owned();
+        let errors = [
+            OnlineError::Unauthenticated(String::new()),
+            OnlineError::Replayed,
+            OnlineError::ModelNotFound(model()),
+            OnlineError::NotPermitted { model: model(), requester: String::new() },
+            OnlineError::RateLimited { model: model(), per_minute: 1 },
+            OnlineError::QuotaExhausted { model: model(), quota: 1, used: 1 },
+            OnlineError::QuotaUnavailable { model: model(), reason: String::new() },
+            OnlineError::BadRequest(String::new()),
+            OnlineError::UnknownParameter(String::new()),
+            OnlineError::UnsupportedParameter { param: String::new(), reason: String::new() },
+            OnlineError::InvalidValue { param: String::new(), reason: String::new() },
+            OnlineError::WrongEndpoint { model: model(), route: "/a", endpoint: "/b" },
+            OnlineError::Engine(EngineError::InvalidData(String::new())),
+            OnlineError::Engine(EngineError::InputTooLong {
+                input: String::new(),
+                tokens: 2,
+                limit: 1,
+            }),
+            OnlineError::Engine(EngineError::Offload {
+                layer: String::new(),
+                source: cloister_offload::OffloadError::Transport(String::new()),
+            }),
+            OnlineError::Engine(EngineError::Inference(String::new())),
+            OnlineError::NotFound(String::new()),
+            OnlineError::Internal,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for error in errors {
+            let code = error.code();
+            assert!(CODES.contains(&code), "{code} is not in CODES");
+            seen.insert(code);
+            // The response carries the code for the metrics (never on the wire).
+            let response = error.into_response();
+            assert_eq!(response.extensions().get::<RefusalCode>(), Some(&RefusalCode(code)));
+        }
+        assert_eq!(seen.len(), CODES.len(), "{seen:?}");
+    }
+}
