@@ -93,7 +93,7 @@ impl Metrics {
             tracing::error!(%error, "build_info and the process metrics are not exported");
         }
         // Present from the start, at zero: every TEE's results, every release result, every
-        // rate-limited class.
+        // rate-limited class, every route's status classes.
         for tee in TeeKind::ALL {
             for result in ["passed", "refused"] {
                 attestations.with_label_values(&[tee.as_str(), result]);
@@ -104,6 +104,11 @@ impl Metrics {
         }
         for class in RouteClass::ALL {
             rate_limited.with_label_values(&[class.as_str()]);
+        }
+        for (_, route, _) in crate::http::ROUTES {
+            for status in ["2xx", "4xx", "5xx"] {
+                requests.with_label_values(&[route, status]);
+            }
         }
         Metrics {
             registry,
@@ -210,6 +215,7 @@ mod tests {
             r#"cloister_key_releases_total{result="granted"} 0"#,
             r#"cloister_key_releases_total{result="unauthenticated"} 0"#,
             r#"cloister_rate_limited_total{class="release"} 0"#,
+            r#"cloister_http_requests_total{route="/v1/keys/release",status="5xx"} 0"#,
             "cloister_build_info{",
         ] {
             assert!(text.contains(line), "{line} missing: {text}");
