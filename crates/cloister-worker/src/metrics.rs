@@ -84,6 +84,7 @@ pub struct Gauges {
 pub struct WorkerMetrics {
     registry: Registry,
     jobs: IntCounterVec,
+    jobs_running: IntGauge,
     batch_jobs: IntGaugeVec,
     batch_chunks: IntGaugeVec,
     batch_queue_depth: IntGauge,
@@ -130,6 +131,10 @@ impl WorkerMetrics {
                 "cloister_worker_jobs_total",
                 "Jobs submitted to POST /v1/jobs, by result (done, refused before running, failed)",
                 &["result"],
+            )?,
+            jobs_running: gauge(
+                "cloister_worker_jobs_running",
+                "Jobs of POST /v1/jobs authorised and not finished yet",
             )?,
             batch_jobs: gauge_vec(
                 "cloister_worker_batch_jobs",
@@ -234,8 +239,9 @@ impl WorkerMetrics {
                 metrics.requests.with_label_values(&[route, status]);
             }
         }
-        let collectors: [(&str, Box<dyn Collector>); 16] = [
+        let collectors: [(&str, Box<dyn Collector>); 17] = [
             ("jobs", Box::new(metrics.jobs.clone())),
+            ("jobs_running", Box::new(metrics.jobs_running.clone())),
             ("batch_jobs", Box::new(metrics.batch_jobs.clone())),
             ("batch_chunks", Box::new(metrics.batch_chunks.clone())),
             ("batch_queue_depth", Box::new(metrics.batch_queue_depth.clone())),
@@ -263,6 +269,12 @@ impl WorkerMetrics {
     /// `failed`.
     pub fn job(&self, result: &'static str) {
         self.jobs.with_label_values(&[result]).inc();
+    }
+
+    /// Counts a job of `POST /v1/jobs` as running until the guard is dropped.
+    pub fn job_running(&self) -> RunningJob {
+        self.jobs_running.inc();
+        RunningJob(self.jobs_running.clone())
     }
 
     /// Counts one batch chunk sealed and recorded.
@@ -351,6 +363,16 @@ impl WorkerMetrics {
     }
 }
 
+/// A job counted in `cloister_worker_jobs_running` while this lives.
+#[derive(Debug)]
+pub struct RunningJob(IntGauge);
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 fn clamp(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -387,6 +409,10 @@ mod tests {
     fn counts_and_gauges_show_up_with_their_labels() {
         let metrics = WorkerMetrics::new().unwrap();
         metrics.job("done");
+        let running = metrics.job_running();
+        assert!(metrics.render(&Gauges::default()).contains("cloister_worker_jobs_running 1"));
+        drop(running);
+        assert!(metrics.render(&Gauges::default()).contains("cloister_worker_jobs_running 0"));
         metrics.tokens_generated("batch", 12);
         metrics.tokens_generated("batch", 30);
         metrics.renewal(true);

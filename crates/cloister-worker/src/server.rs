@@ -299,6 +299,7 @@ async fn submit_job(
         }
     };
     let metrics = worker.metrics.clone();
+    let _running = metrics.job_running();
     let prepared = async {
         let recorded =
             record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
