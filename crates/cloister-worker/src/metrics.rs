@@ -3,11 +3,11 @@
 //! the current certificate's expiry, key releases, online requests and refusals by code, offloaded
 //! products by outcome and failed accelerator checks, `build_info` and the process metrics.
 //!
-//! **Nothing here names a requester, a model owner, a data set or a job**: labels are outcomes,
-//! states, codes and route templates, from fixed sets, every one present (at zero) from the start.
-//! The route needs no credential: everything it shows is a count the host, which carries every
-//! request and answer, could keep itself (the online codes are the exception: they are counted
-//! inside the enclave — see `docs/ops/worker.md`).
+//! **Nothing here names a requester, a model owner, a data set, a job, an object or a path**:
+//! labels are outcomes, states, codes, sources and route templates, from fixed sets, every one
+//! present (at zero) from the start. The route takes no credential (one configured by the host
+//! would keep out nobody the enclave guards against); what a host scraping it learns beyond the
+//! traffic it carries is described in `docs/ops/worker.md`.
 
 use std::sync::Arc;
 
