@@ -9,7 +9,9 @@
 //! `RUST_LOG`, else [`DEFAULT_DIRECTIVES`]. Empty values count as unset.
 //!
 //! Events a program reads carry a stable `event` field: [`LISTENING`] once a service accepts
-//! connections (with `url` or `address`).
+//! connections (with `url` or `address`), `exit` for a fatal error, `panic` for a panic (the hook
+//! replaces Rust's plain-text message). A native library writing to the descriptor itself would
+//! be outside this (llama.cpp's lines are routed through `tracing`).
 
 /// The `event` of the line a service logs once it accepts connections.
 pub const LISTENING: &str = "listening";
@@ -93,7 +95,12 @@ pub fn init(flag: Option<&str>) -> Result<(), LogError> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init()
-        .map_err(|_| LogError::AlreadySet)
+        .map_err(|_| LogError::AlreadySet)?;
+    // A panic is an event too, not Rust's plain-text message.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(event = "panic", panic = %info, "a thread panicked");
+    }));
+    Ok(())
 }
 
 #[cfg(test)]
