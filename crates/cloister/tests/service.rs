@@ -1840,7 +1840,17 @@ async fn the_alert_rules_and_the_dashboard_read_only_metrics_the_service_and_wor
     request.reference_values = serde_json::json!({ "measurements": [binary_measurement()] });
     let instance = server.as_tenant(&tenant.token).create_instance(&request).await.unwrap();
     let data = tmp.path().join("w");
-    let mut child = worker_command(&server, &instance.id, &data, tmp.path(), &[]).spawn().unwrap();
+    // The worker process, killed however the test ends.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut worker =
+        Killed(worker_command(&server, &instance.id, &data, tmp.path(), &[]).spawn().unwrap());
+    let child = &mut worker.0;
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let worker_log = Arc::new(Mutex::new(Vec::new()));
@@ -1989,8 +1999,7 @@ async fn the_alert_rules_and_the_dashboard_read_only_metrics_the_service_and_wor
     assert!(body.contains("not_ready") && body.contains("object store"), "{body}");
     assert_eq!(get(format!("{url}/healthz")).await.0, 200);
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(worker);
     std::thread::sleep(Duration::from_millis(100));
     assert_json_log(&worker_log.lock().unwrap());
     assert!(
