@@ -57,9 +57,11 @@ for _ in $(seq 600); do
     > /dev/null 2>&1 && break
   sleep 0.1
 done
-# The service's signing-key fingerprint, from its own log (the operator's trusted copy): workers
-# bind it into their evidence and act only on answers that key signed.
-fingerprint=$(sed -n 's/^service signing key fingerprint: \([0-9a-f]\{64\}\).*/\1/p' compute/authority.log)
+# The service's signing-key fingerprint, from the `listening` event of its JSON log (the
+# operator's trusted copy): workers bind it into their evidence and act only on answers that key
+# signed.
+fingerprint=$(sed -n 's/.*"event":"listening".*"service_fingerprint":"\([0-9a-f]\{64\}\)".*/\1/p' \
+  compute/authority.log)
 [ -n "$fingerprint" ] || { echo "no fingerprint in compute/authority.log" >&2; exit 1; }
 admin_token=$("$CLOISTER" tenant create hospitals --token "$(cat compute/operator-token)" --json |
   json '["token"]')

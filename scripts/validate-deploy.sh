@@ -10,6 +10,10 @@
 #     for Gramine's own variables) and parsed as TOML, with the settings the worker relies on;
 #   - deploy/k8s/initdata.sh: its TOML parses, the printed digest is the hash of that TOML, the
 #     HOST_DATA and MRCONFIGID values derive from it, the annotation decodes back to it;
+#   - deploy/monitoring: the alert rules parse as YAML in Prometheus' rule-file shape (every rule
+#     an alert with an expression, a severity and a summary; `promtool check rules` too when
+#     promtool is installed, e.g. Debian's prometheus package) and the dashboard as JSON with
+#     queries; that they name only exported metrics is checked by crates/cloister/tests/service.rs;
 #   - every shell script under deploy/ parses (bash -n; sh -n for the enclave's entry script).
 #
 # The tools live in a virtual environment under the cache ($CLOISTER_CACHE, default
@@ -76,7 +80,8 @@ if validate "$scratch/broken.yaml" >"$scratch/broken.out" 2>&1; then
 fi
 passed "kubernetes-validate refuses a broken manifest"
 
-mapfile -t manifests < <(find deploy -name '*.yaml' -o -name '*.yml' | LC_ALL=C sort)
+# deploy/monitoring holds Prometheus rules and a Grafana dashboard, not Kubernetes objects.
+mapfile -t manifests < <(find deploy -path deploy/monitoring -prune -o \( -name '*.yaml' -o -name '*.yml' \) -print | LC_ALL=C sort)
 [[ ${#manifests[@]} -gt 0 ]] || { log "no manifests under deploy/"; exit 1; }
 if ! validate "${manifests[@]}"; then
   log "manifests invalid against Kubernetes $kubernetes_version (above)"
@@ -160,6 +165,52 @@ annotation = out[out.index(next(l for l in out if l.startswith("annotation"))) +
 assert gzip.decompress(base64.b64decode(annotation)) == raw
 EOF
 passed "initdata.sh: TOML, digest, HOST_DATA, MRCONFIGID and annotation agree"
+
+# --- Monitoring ------------------------------------------------------------------------------
+"$py" - deploy/monitoring/alerts.yaml deploy/monitoring/dashboard.json <<'EOF'
+import json, sys, yaml
+rules = yaml.safe_load(open(sys.argv[1]))
+problems, alerts = [], set()
+for group in rules["groups"]:
+    for rule in group["rules"]:
+        name = rule.get("alert")
+        if not name or not isinstance(rule.get("expr"), str) or not rule["expr"].strip():
+            problems.append(f"{group['name']}: a rule without an alert name or expression")
+            continue
+        if name in alerts:
+            problems.append(f"alert {name} twice")
+        alerts.add(name)
+        if rule.get("labels", {}).get("severity") not in ("warning", "critical"):
+            problems.append(f"{name}: severity is not warning or critical")
+        if not rule.get("annotations", {}).get("summary"):
+            problems.append(f"{name}: no summary")
+names = {g["name"] for g in rules["groups"]}
+if not {"cloister-attestation", "cloister-worker"} <= names:
+    problems.append(f"groups {sorted(names)} lack the service's or the worker's")
+dashboard = json.load(open(sys.argv[2]))
+queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+if len(queries) < 10 or not all(q.strip() for q in queries):
+    problems.append(f"the dashboard has {len(queries)} queries")
+if problems:
+    sys.exit("monitoring: " + "; ".join(problems))
+EOF
+passed "monitoring: alert rules (YAML) and dashboard (JSON) well formed"
+if command -v promtool >/dev/null 2>&1; then
+  promtool check rules deploy/monitoring/alerts.yaml >&2
+  passed "promtool check rules deploy/monitoring/alerts.yaml"
+  # The dashboard's queries parse as PromQL: checked as recording rules.
+  "$py" - deploy/monitoring/dashboard.json >"$scratch/dashboard-rules.yaml" <<'EOF'
+import json, sys
+queries = [t["expr"] for p in json.load(open(sys.argv[1]))["panels"] for t in p.get("targets", [])]
+print("groups:\n  - name: dashboard\n    rules:")
+for i, query in enumerate(queries):
+    print(f"      - record: dashboard:query{i}\n        expr: {json.dumps(query)}")
+EOF
+  promtool check rules "$scratch/dashboard-rules.yaml" >&2
+  passed "promtool: every dashboard query parses"
+else
+  log "promtool not installed: the rules were checked for shape only (apt-get install prometheus)"
+fi
 
 # --- Shell scripts --------------------------------------------------------------------------
 while IFS= read -r script; do

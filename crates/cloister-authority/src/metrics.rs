@@ -1,12 +1,21 @@
 //! The service's Prometheus metrics: attestations by TEE and result, key releases, request
-//! latency by route and status, errors. One registry per service (no global recorder), rendered
-//! in the text exposition format at `/metrics`.
+//! latency by route and status, errors, the cached collateral's first expiry, `build_info` and
+//! the process metrics. One registry per service (no global recorder), rendered in the text
+//! exposition format at `/metrics`. Counters with a known, bounded set of labels are present
+//! (at zero) from the start, so that `rate()` and alerts see them before the first event.
 
 use std::time::Duration;
 
+use cloister_telemetry::OptionalGauge;
+use cloister_types::TeeKind;
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+
+use crate::rate::RouteClass;
+
+/// Every label value of `cloister_key_releases_total{result}`.
+const RELEASE_RESULTS: [&str; 4] = ["granted", "refused", "unknown_key", "unauthenticated"];
 
 /// Latency buckets, seconds: 0.5 ms to 2.5 s.
 const BUCKETS: [f64; 12] =
@@ -21,7 +30,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     requests: IntCounterVec,
     request_seconds: HistogramVec,
-    collateral_expiry: IntGauge,
+    collateral_expiry: OptionalGauge,
 }
 
 impl Metrics {
@@ -63,9 +72,10 @@ impl Metrics {
             &["route"],
         )
         .expect("static metric definition");
-        let collateral_expiry = IntGauge::new(
-            "cloister_collateral_expiry_seconds",
-            "Unix time at which the first cached vendor collateral item or certificate expires",
+        let collateral_expiry = OptionalGauge::new(
+            "cloister_collateral_expiry_timestamp_seconds",
+            "Unix time at which the first cached vendor collateral item or certificate expires \
+             (absent while nothing is cached)",
         )
         .expect("static metric definition");
         for collector in [
@@ -79,6 +89,27 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
+        if let Err(error) = cloister_telemetry::register_common(&registry) {
+            tracing::error!(%error, "build_info and the process metrics are not exported");
+        }
+        // Present from the start, at zero: every TEE's results, every release result, every
+        // rate-limited class, every route's status classes.
+        for tee in TeeKind::ALL {
+            for result in ["passed", "refused"] {
+                attestations.with_label_values(&[tee.as_str(), result]);
+            }
+        }
+        for result in RELEASE_RESULTS {
+            key_releases.with_label_values(&[result]);
+        }
+        for class in RouteClass::ALL {
+            rate_limited.with_label_values(&[class.as_str()]);
+        }
+        for (_, route, _) in crate::http::ROUTES {
+            for status in ["2xx", "4xx", "5xx"] {
+                requests.with_label_values(&[route, status]);
+            }
+        }
         Metrics {
             registry,
             attestations,
@@ -91,10 +122,10 @@ impl Metrics {
         }
     }
 
-    /// Records when the first cached collateral item expires (`None`: nothing cached).
+    /// Records when the first cached collateral item expires (`None`: nothing cached, and the
+    /// series is absent: no stand-in value an alert could mistake for a date).
     pub fn set_collateral_expiry(&self, earliest: Option<i64>) {
-        // With nothing cached, report "far away" rather than a value that would alert.
-        self.collateral_expiry.set(earliest.unwrap_or(i64::MAX / 2));
+        self.collateral_expiry.set(earliest);
     }
 
     /// Counts a key release refused before the requester proved anything (`reason`:
@@ -176,19 +207,48 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_alert_rules_use_only_metrics_the_service_exports() {
-        let rules = include_str!("../../../docs/ops/alerts.yml");
+    fn counters_are_present_at_zero_before_any_event() {
+        let text = Metrics::new().render();
+        for line in [
+            r#"cloister_attestations_total{result="refused",tee="tdx"} 0"#,
+            r#"cloister_attestations_total{result="passed",tee="snp"} 0"#,
+            r#"cloister_key_releases_total{result="granted"} 0"#,
+            r#"cloister_key_releases_total{result="unauthenticated"} 0"#,
+            r#"cloister_rate_limited_total{class="release"} 0"#,
+            r#"cloister_http_requests_total{route="/v1/keys/release",status="5xx"} 0"#,
+            "cloister_build_info{",
+        ] {
+            assert!(text.contains(line), "{line} missing: {text}");
+        }
+    }
+
+    #[test]
+    fn the_collateral_expiry_is_absent_while_nothing_is_cached() {
+        let metrics = Metrics::new();
+        metrics.set_collateral_expiry(None);
+        assert!(!metrics.render().contains("cloister_collateral_expiry"));
+        metrics.set_collateral_expiry(Some(1_800_000_000));
+        assert!(
+            metrics.render().contains("cloister_collateral_expiry_timestamp_seconds 1800000000")
+        );
+        metrics.set_collateral_expiry(None);
+        assert!(!metrics.render().contains("cloister_collateral_expiry"));
+    }
+
+    #[test]
+    fn the_sample_alert_rules_name_only_metrics_the_service_exports() {
+        // The service's group of the rules; crates/cloister/tests/service.rs checks every rule
+        // and the dashboard against a running service and worker.
+        let rules = include_str!("../../../deploy/monitoring/alerts.yaml");
         let metrics = Metrics::new();
         metrics.attestation("sim", true, Duration::from_millis(1));
-        metrics.key_release(true);
         metrics.request("/healthz", 200, Duration::from_millis(1));
         metrics.set_collateral_expiry(Some(1));
         let exported = metrics.render();
         let mut used = 0;
         for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if let Some(name) = word.strip_prefix("cloister_") {
-                let name = format!("cloister_{name}");
-                assert!(exported.contains(&name), "alerts.yml uses {name}, which is not exported");
+            if word.starts_with("cloister_") && !word.starts_with("cloister_worker_") {
+                assert!(exported.contains(word), "alerts.yaml uses {word}, which is not exported");
                 used += 1;
             }
         }

@@ -87,6 +87,8 @@ pub struct Attestation {
     pub claims: Claims,
     /// How long the token and certificate are valid from issue (the shorter of the two).
     pub lifetime: Duration,
+    /// The certificate's `notAfter` (Unix seconds), as the certificate says.
+    pub not_after: i64,
     /// When this enclave received it.
     pub received: Instant,
     /// The chain with the enclave's TLS key, as the TLS server presents it.
@@ -293,6 +295,7 @@ async fn attest(
         runtime_data,
         claims: extension.claims,
         lifetime,
+        not_after,
         received: Instant::now(),
         certified_key,
     })
@@ -369,6 +372,7 @@ pub async fn keep_attested(
     identity: &EnclaveIdentity,
     service: &ServiceChannel,
     trust: &crate::service_pin::ServiceTrust,
+    metrics: &crate::metrics::WorkerMetrics,
 ) {
     loop {
         let current = identity.current();
@@ -394,6 +398,7 @@ pub async fn keep_attested(
                     patience.as_millis()
                 )))
             });
+            metrics.renewal(attempt.is_ok());
             match attempt {
                 Ok(()) => {
                     tracing::info!(

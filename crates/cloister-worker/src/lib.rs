@@ -10,6 +10,7 @@ pub mod deployments;
 pub mod identity;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod offload;
 pub mod online;
 pub mod server;

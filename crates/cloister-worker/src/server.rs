@@ -3,7 +3,9 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz` | liveness |
+//! | `GET /healthz` | liveness: the process answers |
+//! | `GET /readyz` | readiness: attested with a certificate still valid, object store and batch queue open; 503 with the reason otherwise |
+//! | `GET /metrics` | Prometheus metrics (see [`crate::metrics`]); no credential, nothing secret |
 //! | `GET /v1/identity` | certificate chain, EAR token and runtime data |
 //! | `PUT /v1/objects/{id}` | store a sealed object |
 //! | `GET /v1/objects/{id}` | fetch a sealed object |
@@ -19,8 +21,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -77,12 +81,16 @@ pub struct Worker {
     /// of models whose serving policy allows offloading run on; without one, deploying such a
     /// model fails.
     pub accelerator: Option<String>,
+    /// The worker's Prometheus metrics.
+    pub metrics: crate::metrics::WorkerMetrics,
 }
 
 /// The worker's routes.
 pub fn router(worker: Arc<Worker>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/identity", get(identity))
         .route("/v1/objects/{id}", put(put_object).get(get_object))
         .route("/v1/jobs", axum::routing::post(submit_job))
@@ -94,8 +102,79 @@ pub fn router(worker: Arc<Worker>) -> Router {
         .route("/v1/serving/models/{id}/undeploy", axum::routing::post(undeploy_model))
         .route("/v1/batch", axum::routing::post(crate::batch::submit))
         .route("/v1/batch/{id}", get(crate::batch::status))
+        .layer(middleware::from_fn_with_state(worker.clone(), count_request))
         .layer(DefaultBodyLimit::max(MAX_OBJECT))
         .with_state(worker)
+}
+
+/// Counts each request by its route template (never its path) and status class.
+async fn count_request(
+    State(worker): State<Arc<Worker>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    worker.metrics.request(&route, response.status().as_u16());
+    response
+}
+
+/// `GET /readyz`: 200 when the enclave holds an attestation that has not expired and its object
+/// store and batch queue answer; 503 with the first reason otherwise.
+async fn readyz(State(worker): State<Arc<Worker>>) -> Response {
+    let not_ready = |message: String| {
+        tracing::warn!(reason = %message, "not ready");
+        let body = ErrorBody { code: "not_ready".to_owned(), message };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    };
+    let current = worker.identity.current();
+    if current.expires_in().is_zero() {
+        return not_ready(
+            "the enclave's attestation has expired and renewing it has not succeeded".to_owned(),
+        );
+    }
+    let store = worker.store.clone();
+    match tokio::task::spawn_blocking(move || store.check()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return not_ready(format!("the object store is not usable: {error}")),
+        Err(_) => return not_ready("checking the object store failed".to_owned()),
+    }
+    if let Err(error) = worker.batches.ping().await {
+        return not_ready(format!("the batch queue does not answer: {error}"));
+    }
+    "ready".into_response()
+}
+
+/// `GET /metrics`: the Prometheus text exposition, with the queue's and catalog's numbers read
+/// now.
+async fn metrics(State(worker): State<Arc<Worker>>) -> Response {
+    let batch = match worker.batches.counts().await {
+        Ok(counts) => Some(counts),
+        Err(error) => {
+            tracing::warn!(%error, "the batch queue's counts could not be read for the metrics");
+            None
+        }
+    };
+    let models = worker.catalog.list();
+    let offload_checks_failed = models
+        .iter()
+        .filter_map(|model| match model.engine() {
+            crate::online::Engine::Hybrid(hybrid) => Some(hybrid.layers()),
+            _ => None,
+        })
+        .flatten()
+        .map(|layer| layer.checks_failed)
+        .fold(0u64, u64::saturating_add);
+    let gauges = crate::metrics::Gauges {
+        batch,
+        certificate_expiry: Some(worker.identity.current().not_after),
+        models_loaded: models.len() as u64,
+        offload_checks_failed,
+    };
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], worker.metrics.render(&gauges)).into_response()
 }
 
 /// Serves the API over TLS on `listener` until the task is dropped.
@@ -110,7 +189,12 @@ pub async fn serve(listener: TcpListener, worker: Arc<Worker>) -> std::io::Resul
 pub async fn serve_app(listener: TcpListener, worker: &Worker, app: Router) -> std::io::Result<()> {
     tokio::select! {
         served = accept_loop(listener, worker, app) => served,
-        () = crate::identity::keep_attested(&worker.identity, &worker.service, &worker.service_trust) => Ok(()),
+        () = crate::identity::keep_attested(
+            &worker.identity,
+            &worker.service,
+            &worker.service_trust,
+            &worker.metrics,
+        ) => Ok(()),
     }
 }
 
@@ -240,12 +324,22 @@ async fn submit_job(
         Ok(authorization) => authorization,
         Err(error) => {
             tracing::warn!(job = %job_id, %error, "job refused");
+            worker.metrics.job("refused");
             return Err(ApiError::Job(error));
         }
     };
-    let recorded = record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
-    let (released, releases) = release_broker_keys(&worker, &job.spec).await?;
+    let metrics = worker.metrics.clone();
+    let _running = metrics.job_running();
+    let prepared = async {
+        let recorded =
+            record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
+        let released = release_broker_keys(&worker, &job.spec).await?;
+        Ok::<_, ApiError>((recorded, released))
+    }
+    .await;
+    let (recorded, (released, releases)) = prepared.inspect_err(|_| metrics.job("refused"))?;
     let checkpoint = later(recorded.checkpoint, releases);
+
     let outcome = if job.spec.kind == JobKind::Train {
         crate::training::run_training(worker, job.spec, authorization, released, checkpoint).await
     } else {
@@ -254,14 +348,19 @@ async fn submit_job(
             run_job(identity, store, &job.spec, &job.grants, &released, &checkpoint)
         })
         .await
-        .map_err(|_| ApiError::Internal)?
+        .map_err(|_| {
+            metrics.job("failed");
+            ApiError::Internal
+        })?
     };
     match outcome {
         Ok(outcome) => {
+            metrics.job("done");
             tracing::info!(job = %job_id, "job finished");
             Ok(Json(JobDone { job_id, outputs: outcome.outputs, receipt: outcome.receipt }))
         }
         Err(error) => {
+            metrics.job("failed");
             tracing::warn!(job = %job_id, %error, "job refused or failed");
             Err(ApiError::Job(error))
         }
@@ -446,6 +545,7 @@ pub(crate) async fn release_key(
         let ear = worker.identity.ear();
         match worker.service.release_key(&ear, key_id, &context).await {
             Ok((request, verified)) => {
+                worker.metrics.key_release(true);
                 // The signed checkpoint covering the release's audit entry: the job's receipt
                 // carries it (or a later one), and the log keeps it.
                 let checkpoint = verified.checkpoint;
@@ -463,6 +563,7 @@ pub(crate) async fn release_key(
             Err(ClientError::Refused { code, message, .. })
                 if code == COLLATERAL_CHANGED && !renewed =>
             {
+                worker.metrics.key_release(false);
                 tracing::info!(%key_id, reason = %message,
                     "the key broker asks for a fresh attestation; attesting again");
                 worker.identity.reattest(&worker.service, Some(&ear)).await.map_err(|e| {
@@ -474,7 +575,10 @@ pub(crate) async fn release_key(
                 })?;
                 renewed = true;
             }
-            Err(error) => return Err(error.to_string()),
+            Err(error) => {
+                worker.metrics.key_release(false);
+                return Err(error.to_string());
+            }
         }
     }
 }

@@ -47,6 +47,16 @@ impl ObjectStore {
         Ok(ObjectStore { root: root.to_owned() })
     }
 
+    /// Whether the store's directory is still there and readable (`/readyz`).
+    pub fn check(&self) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io { id: String::new(), source };
+        let metadata = fs::metadata(&self.root).map_err(io)?;
+        if !metadata.is_dir() {
+            return Err(io(std::io::Error::other("the object store is not a directory")));
+        }
+        fs::read_dir(&self.root).map(drop).map_err(io)
+    }
+
     fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
         let valid = !id.is_empty()
             && id.len() <= 128

@@ -69,7 +69,7 @@ impl Drop for AcceleratorProcess {
 }
 
 /// Starts `serve accelerator` on a free port, recording into `record`, and reads its address
-/// from the first line it prints.
+/// from the `listening` event it logs.
 fn start_accelerator(
     executable: &std::path::Path,
     record: &std::path::Path,
@@ -83,21 +83,22 @@ fn start_accelerator(
         .spawn()
         .with_context(|| format!("starting {} serve accelerator", executable.display()))?;
     let stderr = child.stderr.take().context("the accelerator's standard error")?;
-    let mut first = String::new();
-    let mut reader = BufReader::new(stderr);
-    reader.read_line(&mut first).context("reading the accelerator's first line")?;
-    // Keep draining what it prints, so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in reader.lines().map_while(Result::ok) {});
     // Killed on every path from here on.
     let mut process = AcceleratorProcess { child, address: String::new() };
-    let Some(address) = first
-        .trim()
-        .strip_prefix("accelerator listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-    else {
-        bail!("the accelerator did not start: {}", first.trim());
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let address = loop {
+        let Some(Ok(line)) = lines.next() else {
+            bail!("the accelerator did not start: {}", seen.join("\n"));
+        };
+        if let Some(address) = crate::logging::listening_field(&line, "address") {
+            break address;
+        }
+        seen.push(line);
     };
-    address.clone_into(&mut process.address);
+    // Keep draining what it logs, so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    process.address = address;
     Ok(process)
 }
 

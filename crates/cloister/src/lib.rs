@@ -12,6 +12,7 @@ pub mod envelope;
 pub mod evidence;
 pub mod federate;
 pub mod job;
+pub mod logging;
 pub mod measure;
 pub mod model;
 pub mod parties;

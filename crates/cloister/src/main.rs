@@ -151,6 +151,11 @@ enum Command {
         /// The requester's signing key file; every request is signed with it.
         #[arg(long)]
         requester_key: PathBuf,
+        /// What to log (JSON lines on standard error): a level (error, warn, info, debug,
+        /// trace) or filter directives (info,cloister_worker=debug). Default: CLOISTER_LOG, else
+        /// RUST_LOG, else info.
+        #[arg(long, value_parser = cloister::logging::parse_flag)]
+        log_level: Option<String>,
     },
     /// Import models into a repository (sealed, signed), list, show and delete them; deploy them
     /// to an attested worker, undeploy them, list what a worker serves.
@@ -544,6 +549,11 @@ enum Serve {
         /// what the accelerator saw can be searched (`demo hybrid` does).
         #[arg(long)]
         record: Option<PathBuf>,
+        /// What to log (JSON lines on standard error): a level (error, warn, info, debug,
+        /// trace) or filter directives (info,cloister_worker=debug). Default: CLOISTER_LOG, else
+        /// RUST_LOG, else info.
+        #[arg(long, value_parser = cloister::logging::parse_flag)]
+        log_level: Option<String>,
     },
     /// The multi-tenant attestation service: tenants, instances, key broker, audit log.
     Attestation {
@@ -612,6 +622,11 @@ enum Serve {
         /// sim-platform-key.pem beside the operator token file).
         #[arg(long, requires = "tee")]
         sim_platform_key: Option<PathBuf>,
+        /// What to log (JSON lines on standard error): a level (error, warn, info, debug,
+        /// trace) or filter directives (info,cloister_worker=debug). Default: CLOISTER_LOG, else
+        /// RUST_LOG, else info.
+        #[arg(long, value_parser = cloister::logging::parse_flag)]
+        log_level: Option<String>,
     },
     /// The enclave worker: attests with its TEE (--tee), serves the worker API on TLS, runs and
     /// resumes durable batch jobs, restores the models deployed to it before (every check
@@ -679,6 +694,11 @@ enum Serve {
         /// without that policy never use it.
         #[arg(long, env = "CLOISTER_ACCELERATOR")]
         accelerator: Option<String>,
+        /// What to log (JSON lines on standard error): a level (error, warn, info, debug,
+        /// trace) or filter directives (info,cloister_worker=debug). Default: CLOISTER_LOG, else
+        /// RUST_LOG, else info.
+        #[arg(long, value_parser = cloister::logging::parse_flag)]
+        log_level: Option<String>,
     },
 }
 
@@ -1549,8 +1569,38 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve(_) | Command::Proxy { .. }) {
         sigpipe::reset();
     }
+    cloister_telemetry::set_commit(env!("CLOISTER_GIT_COMMIT"));
+    // The long-running commands log JSON lines on standard error from the first moment, and
+    // nothing else: their fatal error is an event too.
+    let service_log = match &cli.command {
+        Command::Serve(
+            Serve::Attestation { log_level, .. }
+            | Serve::Worker { log_level, .. }
+            | Serve::Accelerator { log_level, .. },
+        )
+        | Command::Proxy { log_level, .. } => Some(log_level.clone()),
+        _ => None,
+    };
+    if let Some(level) = &service_log
+        && let Err(error) = cloister::logging::init(level.as_deref())
+    {
+        // No logger to say it: the same JSON shape, written by hand.
+        let timestamp = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let line = serde_json::json!({
+            "timestamp": timestamp, "level": "ERROR", "message": "stopped on an error",
+            "event": "exit", "error": error.to_string(), "target": "cloister",
+        });
+        eprintln!("{line}");
+        return ExitCode::FAILURE;
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if service_log.is_some() => {
+            tracing::error!(event = "exit", error = format!("{error:#}"), "stopped on an error");
+            ExitCode::FAILURE
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -1725,6 +1775,7 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_interval,
             tee,
             sim_platform_key,
+            log_level: _,
         }) => {
             let tee = tee
                 .map(|name| TeeArgs { tee: name, sim_platform_key, ..TeeArgs::defaults() }.choice())
@@ -1746,7 +1797,6 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 urls
             });
-            tracing_subscriber::fmt().json().with_writer(std::io::stderr).try_init().ok();
             let options = cloister::serve::ServeOptions {
                 listen,
                 database,
@@ -1763,7 +1813,13 @@ fn run(cli: Cli) -> Result<()> {
             };
             runtime()?.block_on(cloister::serve::serve(options))
         }
-        Command::Serve(Serve::Accelerator { listen, threads, weights_budget_mib, record }) => {
+        Command::Serve(Serve::Accelerator {
+            listen,
+            threads,
+            weights_budget_mib,
+            record,
+            log_level: _,
+        }) => {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             });
@@ -1791,6 +1847,7 @@ fn run(cli: Cli) -> Result<()> {
             onnxruntime,
             llm_threads,
             accelerator,
+            log_level: _,
         }) => {
             let service_trust = cloister::serve_worker::service_trust(
                 &service_measurements,
@@ -1799,12 +1856,6 @@ fn run(cli: Cli) -> Result<()> {
             let authority_tls = authority_tls.tls()?;
             let gpu = tee.gpu();
             let tee = tee.choice()?;
-            tracing_subscriber::fmt()
-                .json()
-                .with_env_filter(log_filter())
-                .with_writer(std::io::stderr)
-                .try_init()
-                .ok();
             let options = cloister::serve_worker::WorkerOptions {
                 listen,
                 authority,
@@ -1855,6 +1906,7 @@ fn run(cli: Cli) -> Result<()> {
             accept_sim,
             accept_test_root,
             requester_key,
+            log_level: _,
         } => {
             let measurements = parse_measurements(&measurements)?;
             let tees = accepted_tees(accept_sim);
@@ -2265,7 +2317,7 @@ fn demo(workdir: Option<PathBuf>) -> Result<()> {
 /// under the binding's targets) kept to errors.
 fn log_filter() -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::try_from_env("CLOISTER_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,llama-cpp-2=error,llama_cpp_2=error")
+        tracing_subscriber::EnvFilter::new(cloister::logging::DEFAULT_DIRECTIVES)
     })
 }
 

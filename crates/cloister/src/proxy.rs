@@ -69,11 +69,11 @@ pub async fn start(
     let client = OhttpClient::connect(&options.worker, expectations)
         .await
         .with_context(|| format!("attesting the worker at {}", options.worker))?;
-    eprintln!(
-        "worker {}: verified {} enclave, measurement {}; its OHTTP key is pinned",
-        options.worker,
-        client.enclave().claims.tee,
-        client.enclave().claims.measurement
+    tracing::info!(
+        worker = %options.worker,
+        tee = %client.enclave().claims.tee,
+        measurement = %client.enclave().claims.measurement,
+        "verified the worker's enclave; its OHTTP key is pinned"
     );
     let listener = TcpListener::bind(&options.listen)
         .await
@@ -86,7 +86,11 @@ pub async fn start(
 /// Runs the proxy until it is stopped.
 pub async fn run(options: ProxyOptions) -> Result<()> {
     let (addr, server) = start(&options).await?;
-    eprintln!("OpenAI API for requester on http://{addr}/v1 (plain HTTP, this machine only)");
+    tracing::info!(
+        event = crate::logging::LISTENING,
+        url = format!("http://{addr}/v1"),
+        "OpenAI API for the requester (plain HTTP, this machine only)"
+    );
     server.await?;
     Ok(())
 }
@@ -106,7 +110,7 @@ fn refused(error: &OhttpError) -> Response {
         }
         _ => (StatusCode::BAD_GATEWAY, "worker_error"),
     };
-    eprintln!("refused: {error}");
+    tracing::warn!(%error, "request refused");
     error_response(status, "proxy_error", code, error.to_string())
 }
 

@@ -192,7 +192,10 @@ pub async fn open_service(options: &ServeOptions) -> Result<Arc<Service>> {
     }
     service.ensure_operator_token(&token, unix_now() as i64).await?;
     if created {
-        eprintln!("wrote a new operator token to {}", options.operator_token_file.display());
+        tracing::info!(
+            path = %options.operator_token_file.display(),
+            "wrote a new operator token"
+        );
     }
     if let Some(path) = &options.collateral_bundle {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -200,7 +203,7 @@ pub async fn open_service(options: &ServeOptions) -> Result<Arc<Service>> {
             .collateral()
             .load_bundle(&bytes)
             .with_context(|| format!("loading the collateral bundle {}", path.display()))?;
-        eprintln!("preloaded {count} collateral items from {}", path.display());
+        tracing::info!(count, path = %path.display(), "preloaded vendor collateral");
     }
     Ok(Arc::new(service))
 }
@@ -221,21 +224,15 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
     );
     let service = open_service(&options).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!("attestation service listening on {scheme}://{addr}");
     if tls.is_none() && !addr.ip().is_loopback() {
-        eprintln!("WARNING: serving plain HTTP on {addr} (--insecure-plain-http)");
+        tracing::warn!(%addr, "serving plain HTTP on a non-loopback address (--insecure-plain-http)");
     }
-    eprintln!(
-        "service signing key fingerprint: {} (workers pin it with --service-fingerprint; \
-         `cloister audit verify` with --service-key)",
-        service.signing_public_key().fingerprint_hex()
-    );
     for source in service.trusted_bundle_sources() {
-        eprintln!("imports instance bundles signed by: {source}");
+        tracing::info!(fingerprint = %source, "imports instance bundles signed by this key");
     }
     let refresher = match &options.tee {
         None => {
-            eprintln!(
+            tracing::info!(
                 "the service does not attest itself (no --tee): exports to it need the \
                  exporter's --allow-unattested-target"
             );
@@ -256,8 +253,9 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
                 }),
                 spki.clone(),
             );
-            eprintln!(
-                "the service attests its keys with {kind}; its key document carries the evidence"
+            tracing::info!(
+                tee = %kind,
+                "the service attests its keys; its key document carries the evidence"
             );
             let (service, attester) = (service.clone(), attester.clone());
             Some(tokio::spawn(async move {
@@ -296,6 +294,14 @@ pub async fn serve(options: ServeOptions) -> Result<()> {
         }
     });
     let app = cloister_authority::http::service_router_with(service.clone(), &options.http);
+    // The line operators and scripts wait for: the URL and the signing key's fingerprint (workers
+    // pin it with --service-fingerprint; `cloister audit verify` takes it as --service-key).
+    tracing::info!(
+        event = crate::logging::LISTENING,
+        url = format!("{scheme}://{addr}"),
+        service_fingerprint = service.signing_public_key().fingerprint_hex(),
+        "attestation service listening"
+    );
     cloister_authority::tls::serve(listener, app, tls, shutdown_signal()).await?;
     purge.abort();
     checkpoints.abort();

@@ -60,9 +60,11 @@ pub async fn serve(options: &AcceleratorOptions) -> Result<()> {
         TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let state = Arc::new(AcceleratorState::new(options.weights_budget, threads));
     let local = listener.local_addr()?;
-    eprintln!(
-        "accelerator listening on {local} ({threads} threads; it sees only blinded values and \
-         public weights)"
+    tracing::info!(
+        event = crate::logging::LISTENING,
+        address = %local,
+        threads,
+        "accelerator listening (it sees only blinded values and public weights)"
     );
     let accept = async {
         loop {

@@ -135,10 +135,10 @@ impl GpuOptions {
         }
         match cloister_attest::NvidiaGpus::open(&self.nvml_library) {
             Ok(gpus) => {
-                eprintln!(
-                    "attesting {} NVIDIA GPU(s) in confidential-computing mode with the {} evidence",
-                    gpus.count(),
-                    cpu.tee()
+                tracing::info!(
+                    gpus = gpus.count(),
+                    tee = %cpu.tee(),
+                    "attesting NVIDIA GPUs in confidential-computing mode with the CPU TEE's evidence"
                 );
                 Ok(Box::new(cloister_attest::WithGpus::new(cpu, gpus)))
             }
@@ -146,14 +146,17 @@ impl GpuOptions {
                 Err(anyhow::Error::new(error).context("--require-gpu: no attested GPU"))
             }
             Err(cloister_attest::AttestError::Nvml(error)) => {
-                eprintln!(
-                    "no NVIDIA GPU evidence (NVML not usable: {error}); attesting the CPU TEE only"
+                tracing::info!(
+                    reason = %error,
+                    "no NVIDIA GPU evidence (NVML not usable); attesting the CPU TEE only"
                 );
                 Ok(cpu)
             }
             Err(error) => {
-                eprintln!(
-                    "WARNING: {error}. The GPUs are NOT attested and must not be given confidential work; attesting the CPU TEE only (pass --require-gpu to refuse to start instead)"
+                tracing::warn!(
+                    reason = %error,
+                    "the GPUs are NOT attested and must not be given confidential work; attesting \
+                     the CPU TEE only (pass --require-gpu to refuse to start instead)"
                 );
                 Ok(cpu)
             }
@@ -198,11 +201,11 @@ impl WorkerTee {
                     SimPlatformKey::load_or_create(&key_path).with_context(|| {
                         format!("loading the simulated platform key {}", key_path.display())
                     })?;
-                eprintln!(
-                    "WARNING: --tee sim: this runs in the SIMULATED TEE. Nothing protects its keys \
-                     or data from this machine's operators; its evidence says tee \"sim\", and \
-                     only an instance that lists platform key {} accepts it. Development only.",
-                    platform_key.public_key()
+                tracing::warn!(
+                    platform_key = %platform_key.public_key(),
+                    "--tee sim: this runs in the SIMULATED TEE. Nothing protects its keys or data \
+                     from this machine's operators; its evidence says tee \"sim\", and only an \
+                     instance that lists this platform key accepts it. Development only."
                 );
                 Ok(Box::new(SimAttester::for_current_executable(platform_key)?))
             }
@@ -306,6 +309,8 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         deployments: cloister_worker::deployments::Deployments::open(&dir.join("deployments"))?,
         llm_threads: options.llm_threads,
         accelerator: options.accelerator.clone(),
+        metrics: cloister_worker::metrics::WorkerMetrics::new()
+            .context("defining the worker's metrics")?,
     });
 
     let listener = TcpListener::bind(&options.listen)
@@ -331,6 +336,14 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
     writeln!(stdout, "{}", serde_json::to_string(&started)?)?;
     stdout.flush()?;
     drop(stdout);
+    tracing::info!(
+        event = crate::logging::LISTENING,
+        url = started.url,
+        tee = started.tee,
+        measurement = started.measurement,
+        resumed_jobs,
+        "worker listening"
+    );
 
     tokio::select! {
         served = cloister_worker::serve(listener, worker) => served.context("serving the worker API")?,

@@ -378,6 +378,7 @@ async fn start_worker_configured<A: Attester + 'static>(
         )?,
         llm_threads: cloister_engine::default_threads(),
         accelerator,
+        metrics: cloister_worker::metrics::WorkerMetrics::new()?,
     });
     let addr = listener.local_addr()?;
     let served = worker.clone();

@@ -34,13 +34,21 @@ fn serve_accelerator() -> Served {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .strip_prefix("accelerator listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = loop {
+        let line = lines.next().expect("the accelerator exited before listening").unwrap();
+        if let Some(addr) = listening_address(&line) {
+            break addr;
+        }
+    };
+    // Keep draining its stderr so it never blocks.
+    std::thread::spawn(move || for _ in lines {});
     Served { child, addr }
+}
+
+/// The address in an accelerator's `listening` log event (a JSON line), if `line` is it.
+fn listening_address(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    (event["event"] == "listening").then(|| event["address"].as_str().map(str::to_owned))?
 }
 
 fn layer(n: usize, k: usize) -> (Vec<f32>, OffloadLayer) {

@@ -1122,8 +1122,10 @@ fn spawn_proxy(bed: &Bed, ca: &Path) -> ProxyProcess {
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
         let line = lines.next().expect("the proxy exited before listening").unwrap();
-        if let Some(rest) = line.strip_prefix("OpenAI API for requester on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("the proxy logged a line that is not JSON ({e}): {line}"));
+        if event["event"] == "listening" {
+            break event["url"].as_str().unwrap().to_owned();
         }
     };
     // Keep draining its stderr so it never blocks.
@@ -1247,6 +1249,18 @@ async fn proxy_serves_curl_and_the_openai_client() {
     assert_eq!(joined, completion, "greedy decoding streams the same completion");
     let model: serde_json::Value = serde_json::from_str(&model).unwrap();
     assert_eq!(model["id"], "smollm2@1");
+    // The worker counted the tokens it generated (their rate is its tokens per second): the chat
+    // and the completion, each answered whole and streamed.
+    let metrics = bed.worker.worker.metrics.render(&Default::default());
+    let generated: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"cloister_worker_tokens_generated_total{source="online"} "#))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let whole = chat["usage"]["completion_tokens"].as_u64().unwrap()
+        + completed["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(whole > 0 && generated >= 2 * whole, "{generated} tokens counted, {whole} answered");
     let infer: serde_json::Value = serde_json::from_str(&infer).unwrap();
     let infer_streamed: serde_json::Value = serde_json::from_str(&infer_streamed).unwrap();
     assert_eq!(infer["outputs"], infer_streamed["outputs"]);
@@ -1570,13 +1584,21 @@ fn serve_accelerator() -> ServedAccelerator {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = lines.next().unwrap().unwrap();
-    let addr = line
-        .strip_prefix("accelerator listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = loop {
+        let line = lines.next().expect("the accelerator exited before listening").unwrap();
+        if let Some(addr) = listening_address(&line) {
+            break addr;
+        }
+    };
+    // Keep draining its stderr so it never blocks.
+    std::thread::spawn(move || for _ in lines {});
     ServedAccelerator { child, addr }
+}
+
+/// The address in an accelerator's `listening` log event (a JSON line), if `line` is it.
+fn listening_address(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    (event["event"] == "listening").then(|| event["address"].as_str().map(str::to_owned))?
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1651,6 +1673,12 @@ async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_
         body["verification"],
         serde_json::json!({"offloaded": 2, "verified": 2, "fallbacks": 0})
     );
+    let metrics = || worker.worker.metrics.render(&Default::default());
+    assert!(
+        metrics().contains(r#"cloister_worker_offload_products_total{outcome="verified"} 2"#),
+        "{}",
+        metrics()
+    );
     // The probabilities agree with the model run in the enclave within the quantization error
     // (the engine's tests hold every output to the composed bound; here a loose 1e-2).
     let local =
@@ -1691,6 +1719,16 @@ async fn a_model_under_an_offload_policy_runs_its_layers_on_the_accelerator_and_
     assert!(json(&answer).get("outputs").is_none());
     let models = json(&call(&ohttp, key, "GET", "/v1/models", b"").await);
     assert_eq!(models["data"][0]["placement"][0]["failures"], 1);
+    let text = metrics();
+    for line in [
+        r#"cloister_worker_offload_products_total{outcome="failed"} 1"#,
+        r#"cloister_worker_offload_products_total{outcome="fallback"} 0"#,
+        r#"cloister_worker_online_refusals_total{code="offload_failed"} 1"#,
+        // The accelerator was unreachable: no answer failed a check.
+        "cloister_worker_offload_checks_failed_total 0",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
 }
 
 /// Tokens and certificates that live 5 seconds: the worker must renew several times a test.
@@ -1804,4 +1842,17 @@ async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_ac
     assert!(started.elapsed() > Duration::from_secs(10), "the job did not outlive a lifetime");
     let receipt = cloister::job::verify_batch_receipt(&status, &expectations(&bed)).unwrap();
     assert_eq!(receipt.rows, 569 * 10);
+
+    // The worker's metrics counted the renewals, the chunks, the job and the released keys.
+    let metrics = bed.worker.worker.metrics.render(&Default::default());
+    let value = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| {
+            panic!("{name} missing:\n{metrics}");
+        });
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value(r#"cloister_worker_attestation_renewals_total{result="ok"}"#) >= 5);
+    assert_eq!(value("cloister_worker_batch_chunks_sealed_total"), 45);
+    assert!(value(r#"cloister_worker_key_releases_total{result="granted"}"#) >= 2);
+    assert_eq!(value(r#"cloister_worker_key_releases_total{result="refused"}"#), 0);
 }

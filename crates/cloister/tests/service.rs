@@ -15,6 +15,7 @@ use std::time::Duration;
 use cloister_attest::{Attester as _, SimAttester, SimPlatformKey};
 use cloister_authority::http::ROUTES;
 use cloister_client::{AuthorityClient, ServiceClient, ServiceTls};
+use cloister_fakehw::dcap::DcapPlatform;
 use cloister_sign::unix_now;
 use cloister_types::api::AttestRequest;
 use cloister_types::manage::{CreateInstance, ExportRequest, PolicySpec, TrustAnchorSpec};
@@ -74,6 +75,27 @@ fn instance_client(url: &str, id: &str) -> AuthorityClient {
     AuthorityClient::for_instance_with(url, id, &tls()).unwrap()
 }
 
+/// The `listening` event of a service's JSON log line; `None` for any other line.
+fn listening(line: &str) -> Option<Value> {
+    let event: Value = serde_json::from_str(line).ok()?;
+    (event["event"] == "listening").then_some(event)
+}
+
+/// Every line a service wrote on standard error is one JSON object with a timestamp, a level and
+/// a target (and its fields; dependencies' events may carry no message): nothing in plain text.
+fn assert_json_log(lines: &[String]) {
+    assert!(!lines.is_empty(), "nothing was logged");
+    for line in lines {
+        let event: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "target"] {
+            assert!(event[field].is_string(), "no {field} in {line}");
+        }
+        let level = event["level"].as_str().unwrap();
+        assert!(["ERROR", "WARN", "INFO", "DEBUG", "TRACE"].contains(&level), "{line}");
+    }
+}
+
 /// A `cloister serve attestation` process and everything it printed.
 struct Server {
     child: Child,
@@ -118,16 +140,10 @@ impl Server {
         let stderr = child.stderr.take().unwrap();
         let lines = log.clone();
         std::thread::spawn(move || {
-            let mut url = None;
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(found) = line.strip_prefix("attestation service listening on ") {
-                    url = Some(found.to_owned());
-                }
-                if let Some(rest) = line.strip_prefix("service signing key fingerprint: ")
-                    && let Some(url) = url.take()
-                {
-                    let fingerprint = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send((url, fingerprint));
+                if let Some(event) = listening(&line) {
+                    let field = |name: &str| event[name].as_str().unwrap_or("").to_owned();
+                    let _ = tx.send((field("url"), field("service_fingerprint")));
                 }
                 lines.lock().unwrap().push(line);
             }
@@ -991,8 +1007,8 @@ async fn idle_connections_never_take_the_service_down() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("attestation service listening on ") {
-                let _ = tx.send(url.to_owned());
+            if let Some(event) = listening(&line) {
+                let _ = tx.send(event["url"].as_str().unwrap_or("").to_owned());
             }
         }
     });
@@ -1680,4 +1696,319 @@ async fn a_pinned_worker_checks_the_service_again_before_every_renewal() {
     assert!(refused.contains("evidence"), "{refused}");
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The metric names a PromQL expression reads: identifiers outside label matchers, ranges,
+/// strings and grouping lists that are not functions, aggregations or keywords.
+fn promql_metric_names(expr: &str) -> Vec<String> {
+    const NOT_METRICS: &[&str] = &[
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "count",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "quantile",
+        "count_values",
+        "group",
+        "rate",
+        "irate",
+        "increase",
+        "delta",
+        "idelta",
+        "deriv",
+        "predict_linear",
+        "histogram_quantile",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "abs",
+        "time",
+        "vector",
+        "scalar",
+        "absent",
+        "absent_over_time",
+        "changes",
+        "resets",
+        "label_replace",
+        "label_join",
+        "sort",
+        "sort_desc",
+        "ceil",
+        "floor",
+        "round",
+        "timestamp",
+        "avg_over_time",
+        "min_over_time",
+        "max_over_time",
+        "sum_over_time",
+        "count_over_time",
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "inf",
+        "nan",
+    ];
+    const GROUPING: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    // Skips from an opening character to its closing one, past quoted strings.
+    let skip = |mut i: usize, close: char| {
+        while i < chars.len() && chars[i] != close {
+            if matches!(chars[i], '"' | '\'' | '`') {
+                let quote = chars[i];
+                i += 1;
+                while i < chars.len() && chars[i] != quote {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+            }
+            i += 1;
+        }
+        i + 1
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            i = skip(i + 1, '}');
+        } else if c == '[' {
+            i = skip(i + 1, ']');
+        } else if matches!(c, '"' | '\'' | '`') {
+            i = skip(i + 1, c);
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let called = chars.get(next) == Some(&'(');
+            if GROUPING.contains(&word.as_str()) {
+                if called {
+                    i = skip(next + 1, ')');
+                }
+            } else if !called && !NOT_METRICS.contains(&word.as_str()) {
+                names.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn the_promql_scan_finds_metric_names_and_nothing_else() {
+    let expr = r#"histogram_quantile(0.99, sum by (le) (rate(cloister_a_bucket{x="y}z"}[10m])))
+        / clamp_min(sum without (tee) (cloister_b), 1e-9) > 0.2 and on (instance) up == 0
+        or min(cloister_c - time()) < 14 * 24 * 3600"#;
+    assert_eq!(promql_metric_names(expr), ["cloister_a_bucket", "cloister_b", "up", "cloister_c"]);
+}
+
+/// The sample alert rules and the Grafana dashboard read only metrics that a running service and
+/// worker export (a renamed metric fails here); both processes log nothing but JSON lines; the
+/// worker answers /healthz, /readyz (503 with the reason once its object store is gone) and
+/// /metrics with no credential, and its counters count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_rules_and_the_dashboard_read_only_metrics_the_service_and_worker_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), "monitoring", false).await.unwrap();
+    // Cached collateral, so that its expiry is exported (it is absent while nothing is cached).
+    let now = unix_now() as i64;
+    let bundle = DcapPlatform::tdx(now).unwrap().collateral_bundle("UpToDate", now, 1).unwrap();
+    let bundle_path = tmp.path().join("collateral.json");
+    std::fs::write(&bundle_path, bundle).unwrap();
+    let server = Server::start_with(
+        &tmp.path().join("svc"),
+        &db,
+        &["--collateral-bundle", bundle_path.to_str().unwrap(), "--log-level", "debug"],
+    );
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let worker_key = platform_key(tmp.path());
+    let mut request = instance_request("workers", &worker_key);
+    request.reference_values = serde_json::json!({ "measurements": [binary_measurement()] });
+    let instance = server.as_tenant(&tenant.token).create_instance(&request).await.unwrap();
+    let data = tmp.path().join("w");
+    // The worker process, killed however the test ends.
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut worker =
+        Killed(worker_command(&server, &instance.id, &data, tmp.path(), &[]).spawn().unwrap());
+    let child = &mut worker.0;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let worker_log = Arc::new(Mutex::new(Vec::new()));
+    let lines = worker_log.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = child.kill();
+        panic!("{line:?}: {e}; {:?}", worker_log.lock().unwrap())
+    });
+    let url = started["url"].as_str().unwrap().to_owned();
+    // A scraper needs no credential; the enclave's certificate names no host (clients check
+    // it by its claims, which metrics need not), so this one does not verify it.
+    let scraper = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let get = |url: String| {
+        let scraper = scraper.clone();
+        async move {
+            let response = scraper.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get(format!("{url}/healthz")).await, (200, "ok".to_owned()));
+    assert_eq!(get(format!("{url}/readyz")).await, (200, "ready".to_owned()));
+    // An online request that does not decrypt: refused, and counted by its code and route.
+    let garbage = scraper
+        .post(format!("{url}/v1/ohttp"))
+        .header("content-type", "message/ohttp-req")
+        .body(vec![0u8; 64])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+
+    let (status, worker_metrics) = get(format!("{url}/metrics")).await;
+    assert_eq!(status, 200, "{worker_metrics}");
+    let (status, service_metrics) = get(format!("{}/metrics", server.url)).await;
+    assert_eq!(status, 200, "{service_metrics}");
+    for line in [
+        r#"cloister_worker_online_refusals_total{code="undecryptable"} 1"#,
+        r#"cloister_worker_online_requests_total{result="refused"} 1"#,
+        r#"cloister_worker_http_requests_total{route="/v1/ohttp",status="4xx"} 1"#,
+        r#"cloister_worker_http_requests_total{route="/readyz",status="2xx"} 1"#,
+        r#"cloister_worker_batch_jobs{state="queued"} 0"#,
+        "cloister_worker_batch_queue_up 1",
+        "cloister_worker_batch_queue_depth 0",
+        "cloister_worker_models_loaded 0",
+    ] {
+        assert!(worker_metrics.contains(line), "{line} missing:\n{worker_metrics}");
+    }
+    // The certificate's expiry is a Unix time within the instance's certificate lifetime.
+    let expiry: i64 = worker_metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloister_worker_certificate_expiry_timestamp_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(expiry > now && expiry <= now + 3600 + 60, "{expiry} vs {now}");
+    let collateral: i64 = service_metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("cloister_collateral_expiry_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no collateral expiry:\n{service_metrics}"))
+        .parse()
+        .unwrap();
+    assert!(collateral > now && collateral < now + 40 * 86_400, "{collateral}");
+    for text in [&worker_metrics, &service_metrics] {
+        let commit = text.lines().find(|l| l.starts_with("cloister_build_info{")).unwrap();
+        assert!(commit.contains(r#"version=""#) && commit.ends_with(" 1"), "{commit}");
+        let start: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_start_time_seconds "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(start > (now - 600) as f64 && start <= (now + 600) as f64, "{start}");
+    }
+    // Nothing names the tenant, the instance or the worker's keys.
+    for secret in [&tenant.token, &instance.id, &server.operator_token] {
+        assert!(!worker_metrics.contains(secret.as_str()));
+        assert!(!service_metrics.contains(secret.as_str()));
+    }
+
+    // Every metric the rules and the dashboard read is exported by one of them (`up` is
+    // Prometheus' own).
+    let exported: std::collections::BTreeSet<&str> = worker_metrics
+        .lines()
+        .chain(service_metrics.lines())
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .chain(["up"])
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/monitoring");
+    let rules = std::fs::read_to_string(root.join("alerts.yaml")).unwrap();
+    let mut expressions = Vec::new();
+    let mut lines = rules.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((indent, rest)) = line.split_once("expr:") else { continue };
+        let rest = rest.trim();
+        if rest != "|" && rest != ">-" {
+            expressions.push(rest.to_owned());
+            continue;
+        }
+        // A block scalar: the lines indented deeper than `expr:`.
+        let mut block = String::new();
+        while let Some(next) = lines.peek() {
+            if next.trim().is_empty() || next.len() - next.trim_start().len() > indent.len() {
+                block.push_str(next);
+                block.push('\n');
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        expressions.push(block);
+    }
+    assert!(expressions.len() >= 15, "{} alert expressions", expressions.len());
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("dashboard.json")).unwrap())
+            .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let queries: Vec<String> = panels
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .map(|target| target["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(queries.len() >= 20, "{} dashboard queries", queries.len());
+    let mut used = std::collections::BTreeSet::new();
+    for expr in expressions.iter().chain(&queries) {
+        let names = promql_metric_names(expr);
+        assert!(!names.is_empty(), "no metric in {expr:?}");
+        for name in names {
+            assert!(exported.contains(name.as_str()), "{name} (in {expr:?}) is not exported");
+            used.insert(name);
+        }
+    }
+    assert!(used.iter().any(|n| n.starts_with("cloister_worker_")), "{used:?}");
+    assert!(used.contains("cloister_attestations_total"), "{used:?}");
+
+    // Readiness follows the object store: gone, the worker says so (and stays alive).
+    std::fs::remove_dir_all(data.join("objects")).unwrap();
+    let (status, body) = get(format!("{url}/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not_ready") && body.contains("object store"), "{body}");
+    assert_eq!(get(format!("{url}/healthz")).await.0, 200);
+
+    drop(worker);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_json_log(&worker_log.lock().unwrap());
+    assert!(
+        worker_log.lock().unwrap().iter().any(|l| listening(l).is_some()),
+        "the worker logged no listening event"
+    );
+    let service_log = server.stop();
+    assert_json_log(&service_log);
+    // --log-level debug took effect over CLOISTER_LOG=info (the test harness sets it).
+    assert!(service_log.iter().any(|l| l.contains(r#""level":"DEBUG""#)), "{service_log:#?}");
 }

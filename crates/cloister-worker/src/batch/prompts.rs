@@ -128,13 +128,15 @@ struct Answer<'a> {
     completion_tokens: usize,
 }
 
-/// Answers `prompts` (rows `first_row ..`) with greedy decoding; returns the JSON lines.
+/// Answers `prompts` (rows `first_row ..`) with greedy decoding; returns the JSON lines and the
+/// tokens generated.
 pub fn answer(
     model: &LlmModel,
     prompts: &[Prompt],
     first_row: u64,
-) -> Result<Zeroizing<Vec<u8>>, EngineError> {
+) -> Result<(Zeroizing<Vec<u8>>, u64), EngineError> {
     let mut out = Zeroizing::new(Vec::new());
+    let mut generated = 0u64;
     for (offset, prompt) in prompts.iter().enumerate() {
         let rendered = model.render_chat(&prompt.messages)?;
         let params = GenerationParams {
@@ -145,6 +147,7 @@ pub fn answer(
             stop: Vec::new(),
         };
         let generation = model.generate(&rendered, &params, &mut |_| ControlFlow::Continue(()))?;
+        generated = generated.saturating_add(generation.completion_tokens as u64);
         let line = Answer {
             row: first_row + offset as u64,
             text: &generation.text,
@@ -157,7 +160,7 @@ pub fn answer(
             .map_err(|e| EngineError::InvalidArgument(e.to_string()))?;
         out.push(b'\n');
     }
-    Ok(out)
+    Ok((out, generated))
 }
 
 #[cfg(test)]

@@ -257,6 +257,47 @@ impl BatchQueue {
         }))
     }
 
+    /// Whether the database answers (`/readyz`).
+    pub async fn ping(&self) -> Result<(), BatchError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(db)
+    }
+
+    /// Jobs by state and chunks done and pending, for the metrics.
+    pub async fn counts(&self) -> Result<crate::metrics::BatchCounts, BatchError> {
+        let mut counts = crate::metrics::BatchCounts::default();
+        let states: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM batch_jobs GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        for (state, n) in states {
+            let n = count(n, "a job count")?;
+            match BatchState::parse(&state)
+                .ok_or_else(|| BatchError::Corrupt(format!("unknown job state {state:?}")))?
+            {
+                BatchState::Queued => counts.queued = n,
+                BatchState::Running => counts.running = n,
+                BatchState::Done => counts.done = n,
+                BatchState::Failed => counts.failed = n,
+            }
+        }
+        let (done,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM batch_chunks")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        counts.chunks_done = count(done, "a chunk count")?;
+        let (pending,): (i64,) = sqlx::query_as(
+            "SELECT COALESCE(SUM(MAX(j.chunks_total - (SELECT COUNT(*) FROM batch_chunks c \
+             WHERE c.job_id = j.id), 0)), 0) FROM batch_jobs j \
+             WHERE j.state IN ('queued', 'running') AND j.chunks_total IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        counts.chunks_pending = count(pending, "a chunk count")?;
+        Ok(counts)
+    }
+
     /// Ids of the jobs that are queued or running, oldest first: what a restart resumes.
     pub async fn unfinished(&self) -> Result<Vec<String>, BatchError> {
         let rows: Vec<(String,)> = sqlx::query_as(

@@ -221,6 +221,7 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
             .sign("batch chunk", &chunk, now, STATEMENT_VALIDITY)
             .map_err(|e| check(job_id, e.to_string()))?;
         worker.batches.record_chunk(&chunk, &statement, now as i64).await?;
+        worker.metrics.chunk_sealed();
         tracing::debug!(job = %job_id, chunk = index, "batch chunk sealed and recorded");
         let pause = worker.batches.chunk_pause();
         if !pause.is_zero() {
@@ -368,8 +369,9 @@ fn seal_chunk(
         }
         Work::Prompts { model, prompts } => {
             let chunk = prompts.get(start..start + count).ok_or_else(outside)?;
-            let answers = super::prompts::answer(model, chunk, first_row)
+            let (answers, tokens) = super::prompts::answer(model, chunk, first_row)
                 .map_err(|e| check(job_id, e.to_string()))?;
+            worker.metrics.tokens_generated("batch", tokens);
             ("application/x-ndjson", answers)
         }
     };

@@ -214,9 +214,16 @@ async fn infer(
     .inspect_err(|error| {
         // Audited: a failed offloaded product (the answer was discarded; the request fails).
         if let cloister_engine::EngineError::Offload { layer, source } = error {
+            worker.metrics.offload_products("failed", 1);
             tracing::warn!(model = %model.id(), %layer, %source, "offloaded product failed; request failed");
         }
     })?;
+    if let Some(runs) = &placement {
+        let count =
+            |keep: fn(&&cloister_engine::LayerRun) -> bool| runs.iter().filter(keep).count() as u64;
+        worker.metrics.offload_products("verified", count(|r| r.verified));
+        worker.metrics.offload_products("fallback", count(|r| r.fallback.is_some()));
+    }
     for run in placement.iter().flatten().filter(|r| r.fallback.is_some()) {
         tracing::warn!(
             model = %model.id(),

@@ -128,7 +128,40 @@ pub enum OnlineError {
     Internal,
 }
 
+/// Every `code` an [`OnlineError`] answers with (the worker's metrics count refusals by them,
+/// each present from the start).
+pub const CODES: [&str; 18] = [
+    "invalid_authorization",
+    "replayed_request",
+    "model_not_found",
+    "model_not_permitted",
+    "rate_limit_exceeded",
+    "insufficient_quota",
+    "quota_unavailable",
+    "invalid_request",
+    "unknown_parameter",
+    "unsupported_parameter",
+    "invalid_value",
+    "wrong_endpoint",
+    "invalid_input",
+    "context_length_exceeded",
+    "offload_failed",
+    "inference_failed",
+    "unknown_route",
+    "internal",
+];
+
+/// The code of a refused or failed inner request, carried in its response's extensions (never
+/// on the wire) for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefusalCode(pub &'static str);
+
 impl OnlineError {
+    /// The error's `code` (one of [`CODES`]).
+    pub fn code(&self) -> &'static str {
+        self.parts().2
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             OnlineError::Unauthenticated(_) => {
@@ -219,6 +252,56 @@ impl IntoResponse for OnlineError {
         let (status, _, code) = self.parts();
         // Only the code, at debug level: even refusals are the requester's business.
         tracing::debug!(status = status.as_u16(), code, "online request refused or failed");
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        response.extensions_mut().insert(RefusalCode(code));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error answers with a code the metrics list (and so count from the start).
+    #[test]
+    fn every_code_is_listed() {
+        let model = || "m@1".to_owned();
+        let errors = [
+            OnlineError::Unauthenticated(String::new()),
+            OnlineError::Replayed,
+            OnlineError::ModelNotFound(model()),
+            OnlineError::NotPermitted { model: model(), requester: String::new() },
+            OnlineError::RateLimited { model: model(), per_minute: 1 },
+            OnlineError::QuotaExhausted { model: model(), quota: 1, used: 1 },
+            OnlineError::QuotaUnavailable { model: model(), reason: String::new() },
+            OnlineError::BadRequest(String::new()),
+            OnlineError::UnknownParameter(String::new()),
+            OnlineError::UnsupportedParameter { param: String::new(), reason: String::new() },
+            OnlineError::InvalidValue { param: String::new(), reason: String::new() },
+            OnlineError::WrongEndpoint { model: model(), route: "/a", endpoint: "/b" },
+            OnlineError::Engine(EngineError::InvalidData(String::new())),
+            OnlineError::Engine(EngineError::InputTooLong {
+                input: String::new(),
+                tokens: 2,
+                limit: 1,
+            }),
+            OnlineError::Engine(EngineError::Offload {
+                layer: String::new(),
+                source: cloister_offload::OffloadError::Transport(String::new()),
+            }),
+            OnlineError::Engine(EngineError::Inference(String::new())),
+            OnlineError::NotFound(String::new()),
+            OnlineError::Internal,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for error in errors {
+            let code = error.code();
+            assert!(CODES.contains(&code), "{code} is not in CODES");
+            seen.insert(code);
+            // The response carries the code for the metrics (never on the wire).
+            let response = error.into_response();
+            assert_eq!(response.extensions().get::<RefusalCode>(), Some(&RefusalCode(code)));
+        }
+        assert_eq!(seen.len(), CODES.len(), "{seen:?}");
     }
 }

@@ -33,7 +33,7 @@ use tower::ServiceExt as _;
 use zeroize::Zeroizing;
 
 use crate::online::api::{MAX_INNER_BODY, inner_router};
-use crate::online::error::OnlineError;
+use crate::online::error::{OnlineError, RefusalCode};
 use crate::server::Worker;
 
 /// Largest encapsulated request.
@@ -67,7 +67,8 @@ async fn handle(State(gateway): State<Gateway>, headers: HeaderMap, body: Bytes)
     }
 }
 
-fn undecryptable() -> Response {
+fn undecryptable(worker: &Worker) -> Response {
+    worker.metrics.online(Some("undecryptable"));
     tracing::info!("refused an encapsulated request that does not decrypt");
     (StatusCode::BAD_REQUEST, "the encapsulated request could not be decrypted").into_response()
 }
@@ -85,10 +86,10 @@ async fn whole(gateway: Gateway, body: &[u8]) -> Response {
         Err(status) => return status.into_response(),
     };
     let Ok((plain, responder)) = server.decapsulate(body) else {
-        return undecryptable();
+        return undecryptable(&gateway.worker);
     };
     let plain = Zeroizing::new(plain);
-    let response = dispatch(&gateway.inner, &plain).await;
+    let response = dispatch(&gateway.inner, &plain, &gateway.worker.metrics).await;
     drop(plain);
     let (parts, body) = response.into_parts();
     let content = match axum::body::to_bytes(body, usize::MAX).await {
@@ -123,7 +124,7 @@ async fn chunked(gateway: Gateway, body: Bytes) -> Response {
     let mut request = server.decapsulate_stream(futures::io::Cursor::new(body));
     let mut plain = Zeroizing::new(Vec::new());
     if request.read_to_end(&mut plain).await.is_err() {
-        return undecryptable();
+        return undecryptable(&gateway.worker);
     }
     let (sender, receiver) = futures::channel::mpsc::unbounded::<Bytes>();
     let writer = match request.response(ChannelWriter(sender)) {
@@ -134,8 +135,9 @@ async fn chunked(gateway: Gateway, body: Bytes) -> Response {
         }
     };
     let inner = gateway.inner.clone();
+    let metrics = gateway.worker.metrics.clone();
     tokio::spawn(async move {
-        if let Err(error) = stream_answer(inner, plain, writer).await {
+        if let Err(error) = stream_answer(inner, plain, writer, &metrics).await {
             tracing::info!(%error, "a chunked answer ended early");
         }
     });
@@ -149,8 +151,9 @@ async fn stream_answer(
     inner: Router,
     plain: Zeroizing<Vec<u8>>,
     writer: impl futures::AsyncWrite,
+    metrics: &crate::metrics::WorkerMetrics,
 ) -> std::io::Result<()> {
-    let response = dispatch(&inner, &plain).await;
+    let response = dispatch(&inner, &plain, metrics).await;
     drop(plain);
     let (parts, body) = response.into_parts();
     let head = stream_head(parts.status, &parts.headers)?;
@@ -210,16 +213,22 @@ fn write_varint(value: u64, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes the decrypted Binary HTTP request and runs it through the inner router.
-async fn dispatch(inner: &Router, plain: &[u8]) -> Response {
-    let request = match to_request(plain) {
-        Ok(request) => request,
-        Err(error) => return error.into_response(),
+/// Decodes the decrypted Binary HTTP request and runs it through the inner router; counts it as
+/// answered or refused (by the refusal's code) in `metrics`.
+async fn dispatch(
+    inner: &Router,
+    plain: &[u8],
+    metrics: &crate::metrics::WorkerMetrics,
+) -> Response {
+    let response = match to_request(plain) {
+        Ok(request) => match inner.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        Err(error) => error.into_response(),
     };
-    match inner.clone().oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
+    metrics.online(response.extensions().get::<RefusalCode>().map(|code| code.0));
+    response
 }
 
 fn to_request(plain: &[u8]) -> Result<Request<Body>, OnlineError> {

@@ -254,7 +254,7 @@ async fn complete(
         surface,
         include_usage: sampling.include_usage,
     };
-    let run = Run { admission, model, prompt, params, n };
+    let run = Run { admission, model, prompt, params, n, metrics: worker.metrics.clone() };
     if sampling.stream { Ok(run.stream(answer)) } else { run.whole(answer).await }
 }
 
@@ -304,12 +304,13 @@ struct Run {
     prompt: Prompt,
     params: GenerationParams,
     n: usize,
+    metrics: crate::metrics::WorkerMetrics,
 }
 
 impl Run {
     /// Generates every choice, charges their tokens, answers in one body.
     async fn whole(self, answer: Answer) -> Result<Response, OnlineError> {
-        let Run { admission, model, prompt, params, n } = self;
+        let Run { admission, model, prompt, params, n, metrics } = self;
         let surface = answer.surface;
         let choices = tokio::task::spawn_blocking(move || {
             let Engine::Llm(llm) = model.engine() else {
@@ -338,6 +339,7 @@ impl Run {
         .map_err(|_| OnlineError::Internal)?;
         let (choices, prompt_tokens, completion_tokens) = choices?;
         admission.charge(completion_tokens as u64);
+        metrics.tokens_generated("online", completion_tokens as u64);
         Ok(Json(json!({
             "id": answer.id,
             "object": surface.object(false),
@@ -352,7 +354,7 @@ impl Run {
     /// Streams every choice in turn as server-sent events (each event names its choice's
     /// index), then the usage event when asked for, then `[DONE]`; charges the tokens generated.
     fn stream(self, answer: Answer) -> Response {
-        let Run { admission, model, prompt, params, n } = self;
+        let Run { admission, model, prompt, params, n, metrics } = self;
         let (events, receiver) = futures::channel::mpsc::unbounded::<Bytes>();
         tokio::task::spawn_blocking(move || {
             let send = |value: &Value| {
@@ -397,6 +399,7 @@ impl Run {
             drop(prompt);
             let (prompt_tokens, completion_tokens) = usage_of(&generations);
             admission.charge(completion_tokens as u64);
+            metrics.tokens_generated("online", completion_tokens as u64);
             match result {
                 Ok(()) => {
                     if answer.include_usage {
