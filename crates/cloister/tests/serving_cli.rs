@@ -468,10 +468,10 @@ async fn deploy_restore_and_undeploy_from_the_command_line() {
     let skipped: Vec<serde_json::Value> = worker
         .log_lines()
         .into_iter()
-        .filter(|l| l["fields"]["message"] == "deployment not restored")
+        .filter(|l| l["message"] == "deployment not restored")
         .collect();
     assert_eq!(skipped.len(), 1, "{skipped:?}");
-    let reason = skipped[0]["fields"]["reason"].as_str().unwrap().to_owned();
+    let reason = skipped[0]["reason"].as_str().unwrap().to_owned();
     assert!(reason.contains("clf@2") && reason.to_lowercase().contains("expired"), "{reason}");
     let listed = bed.deployments(&worker);
     assert_eq!(listed.len(), 1, "{listed:?}");
