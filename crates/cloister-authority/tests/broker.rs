@@ -137,6 +137,7 @@ impl Fixture {
                 purpose: Some("inference".into()),
             },
             nonce: String::new(),
+            after: None,
         }
     }
 

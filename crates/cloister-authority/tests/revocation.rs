@@ -136,6 +136,7 @@ impl Bed {
             ear: ear.to_owned(),
             context: Default::default(),
             nonce: String::new(),
+            after: None,
         }
     }
 

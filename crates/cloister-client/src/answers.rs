@@ -129,7 +129,7 @@ impl ServiceChannel {
         job_id: &str,
     ) -> Result<VerifiedAnswer<i64>, ClientError> {
         let url = format!("{}/jobs", self.client.prefix());
-        let (verified, _) = self.statement(&url, ear, statement).await?;
+        let (verified, _) = self.statement(&url, ear, statement, None).await?;
         match verified.answer {
             Answer::JobRecorded { job_id: recorded, audit_seq } if recorded == job_id => {
                 Ok(VerifiedAnswer {
@@ -143,15 +143,17 @@ impl ServiceChannel {
     }
 
     /// Asks the privacy ledger to charge a training job (`statement`, a
-    /// `PrivacyChargeStatement` signed by the receipt key); returns the signed outcome.
+    /// `PrivacyChargeStatement` signed by the receipt key); returns the signed outcome. `after`:
+    /// the latest checkpoint this enclave holds for the job ([`RecordJob::after`]).
     pub async fn charge_privacy(
         &self,
         ear: &str,
         statement: &str,
         job_id: &str,
+        after: Option<&CheckpointRef>,
     ) -> Result<VerifiedAnswer<PrivacyChargeOutcome>, ClientError> {
         let url = format!("{}/privacy-charges", self.client.prefix());
-        let (verified, _) = self.statement(&url, ear, statement).await?;
+        let (verified, _) = self.statement(&url, ear, statement, after).await?;
         match verified.answer {
             Answer::PrivacyCharge { job_id: charged, outcome } if charged == job_id => {
                 Ok(VerifiedAnswer {
@@ -174,7 +176,7 @@ impl ServiceChannel {
         meter: &UsageMeter,
     ) -> Result<VerifiedAnswer<(u64, u64)>, ClientError> {
         let url = format!("{}/usage-reservations", self.client.prefix());
-        let (verified, _) = self.statement(&url, ear, statement).await?;
+        let (verified, _) = self.statement(&url, ear, statement, None).await?;
         match verified.answer {
             Answer::UsageReserved { meter: reserved, granted, reserved_total }
                 if &reserved == meter && granted <= reserved_total =>
@@ -201,7 +203,7 @@ impl ServiceChannel {
         asked: u32,
     ) -> Result<VerifiedAnswer<u32>, ClientError> {
         let url = format!("{}/request-reservations", self.client.prefix());
-        let (verified, _) = self.statement(&url, ear, statement).await?;
+        let (verified, _) = self.statement(&url, ear, statement, None).await?;
         match verified.answer {
             Answer::RequestsReserved { meter: reserved, granted }
                 if &reserved == meter && granted <= asked =>
@@ -216,7 +218,8 @@ impl ServiceChannel {
         }
     }
 
-    /// Asks the key broker for the key `key_id`, presenting `ear`, with a fresh nonce; returns
+    /// Asks the key broker for the key `key_id`, presenting `ear`, with a fresh nonce and the
+    /// latest checkpoint this enclave holds for the job (`after`, see [`RecordJob::after`]); returns
     /// the request sent (to open the wrapped key with) and the response once its signed answer
     /// says this key was released for this request, with the checkpoint covering the release.
     pub async fn release_key(
@@ -224,6 +227,7 @@ impl ServiceChannel {
         ear: &str,
         key_id: &Hex,
         context: &ReleaseContext,
+        after: Option<&CheckpointRef>,
     ) -> Result<(KeyReleaseRequest, VerifiedAnswer<KeyReleaseResponse>), ClientError> {
         let url = format!("{}/v1/keys/release", self.client.base());
         let mut nonce = [0u8; 32];
@@ -233,6 +237,7 @@ impl ServiceChannel {
             ear: ear.to_owned(),
             context: context.clone(),
             nonce: Base64Url::encode(&nonce).to_string(),
+            after: after.cloned(),
         };
         let body = serde_json::to_vec(&request)
             .map_err(|e| ClientError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
@@ -257,6 +262,7 @@ impl ServiceChannel {
         url: &str,
         ear: &str,
         statement: &str,
+        after: Option<&CheckpointRef>,
     ) -> Result<(VerifiedAnswer<Answer>, Vec<u8>), ClientError> {
         let mut nonce = [0u8; 32];
         rand::rng().fill_bytes(&mut nonce);
@@ -264,6 +270,7 @@ impl ServiceChannel {
             ear: ear.to_owned(),
             statement: statement.to_owned(),
             nonce: Base64Url::encode(&nonce).to_string(),
+            after: after.cloned(),
         };
         let body = serde_json::to_vec(&request)
             .map_err(|e| ClientError::BadAnswer { url: url.to_owned(), reason: e.to_string() })?;

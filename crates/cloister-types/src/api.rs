@@ -295,6 +295,11 @@ pub struct RecordJob {
     /// 16 or more random bytes the enclave drew for this request (unpadded base64url), so that
     /// an answer to it answers nothing else.
     pub nonce: String,
+    /// The latest signed checkpoint the enclave holds for the same job (from an earlier
+    /// answer): the answer's checkpoint is then signed only if the log still continues from it,
+    /// so that it covers the job's earlier entries too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<CheckpointRef>,
 }
 
 /// What an enclave asks the attestation service's privacy ledger to charge before a training
@@ -460,6 +465,10 @@ pub struct KeyReleaseRequest {
     /// only. Callers that do not check the answer may leave it out.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub nonce: String,
+    /// The latest signed checkpoint the enclave holds for the same job, as in
+    /// [`RecordJob::after`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<CheckpointRef>,
 }
 
 /// `POST /v1/keys/release` response.

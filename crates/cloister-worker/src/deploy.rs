@@ -155,7 +155,7 @@ pub async fn deploy(
         requester: Some("cloister-worker".to_owned()),
         purpose: Some(format!("serve model {model}")),
     };
-    let (key, _) = crate::server::release_key(worker, &Hex(key_id.0.to_vec()), context)
+    let (key, _) = crate::server::release_key(worker, &Hex(key_id.0.to_vec()), context, None)
         .await
         .map_err(DeployError::Release)?;
 

@@ -31,6 +31,7 @@ pub(crate) async fn charge(
     service: &ServiceChannel,
     job_id: &str,
     charges: Vec<PrivacyCharge>,
+    after: &CheckpointRef,
 ) -> Result<(Vec<PrivacyAccount>, CheckpointRef), JobError> {
     let statement = PrivacyChargeStatement { job_id: job_id.to_owned(), charges };
     let signed = identity
@@ -38,7 +39,7 @@ pub(crate) async fn charge(
         .sign("privacy charge", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| JobError::Ledger(e.to_string()))?;
     let answered = service
-        .charge_privacy(&identity.ear(), &signed, job_id)
+        .charge_privacy(&identity.ear(), &signed, job_id, Some(after))
         .await
         .map_err(|e| JobError::Ledger(e.to_string()))?;
     // The signed checkpoint covering the charge: the receipt carries it.

@@ -333,12 +333,10 @@ async fn submit_job(
     let prepared = async {
         let recorded =
             record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
-        let released = release_broker_keys(&worker, &job.spec).await?;
-        Ok::<_, ApiError>((recorded, released))
+        release_broker_keys(&worker, &job.spec, recorded.checkpoint).await
     }
     .await;
-    let (recorded, (released, releases)) = prepared.inspect_err(|_| metrics.job("refused"))?;
-    let checkpoint = later(recorded.checkpoint, releases);
+    let (released, checkpoint) = prepared.inspect_err(|_| metrics.job("refused"))?;
 
     let outcome = if job.spec.kind == JobKind::Train {
         crate::training::run_training(worker, job.spec, authorization, released, checkpoint).await
@@ -489,9 +487,12 @@ const STATEMENT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(3
 pub(crate) async fn release_broker_keys(
     worker: &Worker,
     spec: &JobSpec,
+    recorded: CheckpointRef,
 ) -> Result<(Vec<RecipientSecretKey>, CheckpointRef), ApiError> {
     let mut released: Vec<RecipientSecretKey> = Vec::new();
-    let mut checkpoint = CheckpointRef::default();
+    // Each release's checkpoint must continue from the latest one this job holds (its record's
+    // first), so the last one covers every entry the job made.
+    let mut checkpoint = recorded;
     let inputs = std::iter::once((&spec.model, InputRole::Model))
         .chain(spec.data_inputs().map(|input| (input, InputRole::Data)));
     for (input, role) in inputs {
@@ -509,8 +510,9 @@ pub(crate) async fn release_broker_keys(
                 purpose: Some(format!("{role:?} input of a {:?} job", spec.kind)),
             };
             let key_id = Hex(key_id.0.to_vec());
+            let held = Some(&checkpoint);
             let (key, covering) =
-                release_key(worker, &key_id, context).await.map_err(|reason| {
+                release_key(worker, &key_id, context, held).await.map_err(|reason| {
                     tracing::warn!(job = %spec.id, %key_id, %reason, "key release refused");
                     ApiError::Release(reason)
                 })?;
@@ -539,11 +541,12 @@ pub(crate) async fn release_key(
     worker: &Worker,
     key_id: &Hex,
     context: ReleaseContext,
+    after: Option<&CheckpointRef>,
 ) -> Result<(RecipientSecretKey, CheckpointRef), String> {
     let mut renewed = false;
     loop {
         let ear = worker.identity.ear();
-        match worker.service.release_key(&ear, key_id, &context).await {
+        match worker.service.release_key(&ear, key_id, &context, after).await {
             Ok((request, verified)) => {
                 worker.metrics.key_release(true);
                 // The signed checkpoint covering the release's audit entry: the job's receipt

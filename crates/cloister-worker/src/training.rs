@@ -348,9 +348,14 @@ pub(crate) async fn run_training(
         )
     })
     .await?;
-    let (accounts, charged) =
-        crate::ledger::charge(&worker.identity, &worker.service, &spec.id, opened.charges())
-            .await?;
+    let (accounts, charged) = crate::ledger::charge(
+        &worker.identity,
+        &worker.service,
+        &spec.id,
+        opened.charges(),
+        &checkpoint,
+    )
+    .await?;
     // The receipt's checkpoint covers the charge too (entered after the record and releases).
     let checkpoint = crate::server::later(checkpoint, charged);
     blocking(move || {

@@ -341,7 +341,7 @@ async fn charge_verified(
         .authority
         .channel()
         .unwrap()
-        .charge_privacy(&identity.ear(), &signed, job_id)
+        .charge_privacy(&identity.ear(), &signed, job_id, None)
         .await
         .map_err(|e| e.to_string())
 }
@@ -775,6 +775,7 @@ async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id(
         ear,
         context: Default::default(),
         nonce: String::new(),
+        after: None,
     };
     let err = victim.release_key(&request, now).await.unwrap_err().to_string();
     assert!(err.contains("does not accept this attestation result"), "{err}");
@@ -1102,6 +1103,95 @@ async fn a_spliced_or_stale_log_gets_no_checkpoint_and_no_key() {
     assert!(err.contains("altered"), "{err}");
     pool.close().await;
     drop(release);
+}
+
+/// Red team, round 4: between two answers for one job, whoever writes the database replaces the
+/// job's first entry (a key release) with a branch of genuine entries cut away earlier; the
+/// second release's entry then chains onto the branch, and its checkpoint — the one the receipt
+/// keeps — covered a history without the first release. Now an enclave's request names the
+/// latest checkpoint it holds for the job (`after`), and the service signs the next one only if
+/// the log still continues from it: the second release fails closed.
+#[tokio::test]
+async fn a_job_entry_replaced_between_two_answers_gets_no_later_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
+    let now = unix_now() as i64;
+    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
+    let service = cloister_authority::service::Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::generate(),
+    )
+    .await
+    .unwrap();
+    let owner = tenant(&service, "owner", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
+    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let first = allow_all_key(&service, &owner, &instance, now).await;
+    let second = service
+        .register_key(
+            &owner,
+            &cloister_types::manage::RegisterKey {
+                name: "second".into(),
+                secret_key: None,
+                release_policy: "package cloister.release\nallow := true\n".into(),
+                instances: vec![instance.clone()],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    let cut = service.checkpoint(now).await.unwrap().seq;
+    for i in 0..2 {
+        tenant(&service, &format!("branch{i}"), now).await;
+    }
+    service.checkpoint(now).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let run = |sql: String| {
+        let pool = pool.clone();
+        async move { sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap() }
+    };
+    let cut_away = format!(
+        "DELETE FROM audit_checkpoints WHERE seq > {cut}; DELETE FROM audit_log WHERE seq > {cut};"
+    );
+    run(format!("CREATE TABLE branch AS SELECT * FROM audit_log WHERE seq > {cut}; {cut_away}"))
+        .await;
+
+    // The job's first release, and the checkpoint its answer carries.
+    let request = first(ear.clone());
+    let response = service.release_key(&request, now).await.unwrap();
+    let key = service.signing_public_key();
+    let body = serde_json::to_vec(&request).unwrap();
+    let held = cloister_client::answers::verify_answer(
+        &key,
+        &instance,
+        &response.answer,
+        &body,
+        now as u64,
+    )
+    .unwrap()
+    .checkpoint;
+    assert_eq!(held.seq, cut + 1);
+    // The release's entry is replaced by the branch.
+    run(format!("{cut_away} INSERT INTO audit_log SELECT * FROM branch;")).await;
+
+    // The second release names the checkpoint the job holds: refused.
+    let mut request = cloister_types::api::KeyReleaseRequest {
+        key_id: Hex::parse(&second.key_id).unwrap(),
+        ear,
+        context: Default::default(),
+        nonce: String::new(),
+        after: Some(held),
+    };
+    let err = service.release_key(&request, now).await.unwrap_err().to_string();
+    assert!(err.contains("altered"), "{err}");
+    // Without it the log looks whole from the new entry on: that answer would be given, with a
+    // checkpoint of a history that lacks the first release — why the worker always names it.
+    request.after = None;
+    service.release_key(&request, now).await.unwrap();
+    pool.close().await;
+    drop(first);
 }
 
 #[tokio::test]
@@ -1483,6 +1573,7 @@ async fn allow_all_key(
         ear,
         context: Default::default(),
         nonce: String::new(),
+        after: None,
     }
 }
 
@@ -1569,6 +1660,7 @@ async fn a_psa_device_is_admitted_but_gets_no_enclave_certificate_and_no_key() {
         ear: release.ear.clone(),
         statement: "not read".into(),
         nonce: "A".repeat(32),
+        after: None,
     };
     let err = service.record_job(&instance, &statement, &[0; 32], now).await.unwrap_err();
     assert!(err.to_string().contains("attests a device's key"), "{err}");

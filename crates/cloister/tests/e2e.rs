@@ -922,7 +922,7 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
         .unwrap();
     let channel = authority.channel().unwrap();
     let ear = again.worker.identity.ear().to_owned();
-    let err = channel.charge_privacy(&ear, &forged, "forged").await.unwrap_err();
+    let err = channel.charge_privacy(&ear, &forged, "forged", None).await.unwrap_err();
     assert!(err.to_string().contains("the privacy charge statement"), "{err}");
 
     // Even a genuine enclave charges a data set only with its owner's grant for that very job:
@@ -968,7 +968,7 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
             .receipt_key()
             .sign("privacy charge", &statement, unix_now(), std::time::Duration::from_secs(60))
             .unwrap();
-        let err = channel.charge_privacy(&ear, &signed, "grief").await.unwrap_err();
+        let err = channel.charge_privacy(&ear, &signed, "grief", None).await.unwrap_err();
         assert!(err.to_string().contains(expected), "{err}");
     }
 }

@@ -487,6 +487,7 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
         ear: response.ear.clone(),
         context: Default::default(),
         nonce: String::new(),
+        after: None,
     };
     let err = client.release_key(&unknown).await.unwrap_err().to_string();
     assert!(err.contains("404"), "{err}");

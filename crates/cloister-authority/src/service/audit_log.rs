@@ -57,34 +57,51 @@ impl Service {
     /// itself — it must still be in the log as written — to the last entry, which is signed.
     /// The answer carries the checkpoint, which its holder can later demand (`audit verify
     /// --expect-checkpoint`). Fails closed when `entry` is gone or altered.
+    ///
+    /// With `after`, a checkpoint the enclave holds from an earlier answer for the same job,
+    /// the chain is verified from that checkpoint instead (and must hold `entry` as written):
+    /// the new checkpoint then covers the job's earlier entries too, which a log rewritten
+    /// between the two answers would otherwise leave out (red team, round 4).
     pub(super) async fn checkpoint_covering(
         &self,
         entry: &crate::store::AuditRow,
+        after: Option<&CheckpointRef>,
         now: i64,
     ) -> Result<CheckpointRef> {
-        let anchor = (entry.seq.saturating_sub(1), entry.prev_hash.clone());
-        self.sign_tail(anchor, Some(&entry.hash), now).await
+        let anchor = match after {
+            Some(held) if held.seq > 0 => {
+                if held.seq >= entry.seq {
+                    return Err(altered(format!(
+                        "entry {} comes before the checkpoint {} the enclave holds",
+                        entry.seq, held.seq
+                    )));
+                }
+                (held.seq, held.hash.clone())
+            }
+            _ => (entry.seq.saturating_sub(1), entry.prev_hash.clone()),
+        };
+        self.sign_tail(anchor, Some((entry.seq, &entry.hash)), now).await
     }
 
     /// Verifies that the log from the entry after `anchor` (seq, hash) to its end is one intact
-    /// chain — starting with an entry of hash `first` when given — and makes sure a signed
+    /// chain — holding the entry `held` (seq, hash) when given — and makes sure a signed
     /// checkpoint covers its last entry: an existing one that names exactly that entry, or a
     /// new one.
     async fn sign_tail(
         &self,
         (after, after_hash): (i64, String),
-        first: Option<&str>,
+        held: Option<(i64, &str)>,
         now: i64,
     ) -> Result<CheckpointRef> {
         // Another replica may append and checkpoint between the reads: try again a few times.
         for _ in 0..4 {
             let Some(last) = self.store.audit_last().await? else {
-                if after == 0 && first.is_none() {
+                if after == 0 && held.is_none() {
                     return Ok(CheckpointRef::default());
                 }
                 return Err(altered(format!("the log is empty, entry {} is gone", after + 1)));
             };
-            let needed = if first.is_some() { after.saturating_add(1) } else { after };
+            let needed = held.map_or(after, |(seq, _)| seq);
             if last.seq < needed {
                 return Err(altered(format!(
                     "the log ends at entry {}, before entry {}",
@@ -96,10 +113,10 @@ impl Service {
             audit::check_extends(after, &after_hash, &rows).map_err(|reason| {
                 altered(format!("the log does not continue from entry {after}: {reason}"))
             })?;
-            if let Some(first) = first
-                && rows.first().is_none_or(|row| row.hash != first)
+            if let Some((seq, hash)) = held
+                && !rows.iter().any(|row| row.seq == seq && row.hash == hash)
             {
-                return Err(altered(format!("entry {} is not the entry written", after + 1)));
+                return Err(altered(format!("entry {seq} is not the entry written")));
             }
             let (seq, hash) =
                 rows.last().map_or((after, after_hash.clone()), |row| (row.seq, row.hash.clone()));

@@ -97,7 +97,7 @@ impl Service {
         };
         let entry = self.append(&event, now).await?;
         let audit_seq = entry.seq;
-        let checkpoint = self.checkpoint_covering(&entry, now).await?;
+        let checkpoint = self.checkpoint_covering(&entry, request.after.as_ref(), now).await?;
         let answer = Answer::JobRecorded { job_id: statement.job_id, audit_seq };
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }

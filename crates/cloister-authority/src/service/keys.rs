@@ -153,7 +153,7 @@ impl Service {
         // A key that left must stay on the record: a checkpoint covering the release is signed
         // before the answer, and the signed answer carries it, so a log truncated behind the
         // release no longer holds a checkpoint its enclave was given.
-        let checkpoint = self.checkpoint_covering(&entry, now).await?;
+        let checkpoint = self.checkpoint_covering(&entry, request.after.as_ref(), now).await?;
         let answer = Answer::KeyReleased {
             key_id: response.key_id.clone(),
             audit_seq: entry.seq,

@@ -232,7 +232,7 @@ impl Service {
         };
         // A rollback behind the charge would give the budget back: the answer's checkpoint
         // covers it, so the enclave's receipt names what `audit verify` must still find.
-        let checkpoint = self.checkpoint_covering(&entry, now).await?;
+        let checkpoint = self.checkpoint_covering(&entry, request.after.as_ref(), now).await?;
         let answer = Answer::PrivacyCharge { job_id: statement.job_id, outcome };
         Ok(SignedAnswer { answer: self.sign_answer(id, request_sha256, checkpoint, answer, now)? })
     }

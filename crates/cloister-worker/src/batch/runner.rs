@@ -157,10 +157,10 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
             },
         )
         .await?;
-    let (released, releases) =
-        release_broker_keys(worker, &job.spec).await.map_err(|e| check(job_id, e.to_string()))?;
     // The receipt's checkpoint covers the job's record and its key releases.
-    let checkpoint = crate::server::later(recorded.checkpoint, releases);
+    let (released, checkpoint) = release_broker_keys(worker, &job.spec, recorded.checkpoint)
+        .await
+        .map_err(|e| check(job_id, e.to_string()))?;
 
     let opening = worker.clone();
     let spec = job.spec.clone();
