@@ -1410,6 +1410,57 @@ async fn receipts_carry_the_audit_checkpoint_a_rollback_would_lose() {
     assert!(cloister::admin::audit_verify(&url, &fingerprint, &[held], true).await.unwrap());
 }
 
+/// The worker side of round 4: a real worker names the checkpoint of its job's record when it
+/// asks for the job's key, so a database that swaps the record for a branch of genuine entries
+/// right after the service checkpointed it (an SQLite trigger, as the red team did) gets the
+/// release refused and the job does not run. A worker that left `after` out would get the key
+/// and a receipt whose checkpoint covers a history without the record.
+#[tokio::test]
+async fn a_worker_names_its_jobs_checkpoint_so_a_swapped_record_stops_the_job() {
+    let bed = bed().await;
+    let worker = &bed.compute.worker;
+    let authority = &bed.compute.authority;
+    let (client, enclave) = bed.attest(&bed.data_provider, worker).await;
+    let (model, _) = bed.upload_demo_inputs(&client, &enclave).await;
+    let key = authority
+        .register_broker_key("records", std::slice::from_ref(&bed.compute.measurement))
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &key.recipient, "records", "text/csv", &features)
+        .await
+        .unwrap();
+    let now = unix_now() as i64;
+    let service = &authority.service;
+    let cut = service.checkpoint(now).await.unwrap().seq;
+    for i in 0..2 {
+        tenant(service, &format!("branch{i}"), now).await;
+    }
+    service.checkpoint(now).await.unwrap();
+    let url = format!("sqlite://{}", bed.dirs.authority.join("authority.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE branch AS SELECT * FROM audit_log WHERE seq > {cut}; \
+         DELETE FROM audit_checkpoints WHERE seq > {cut}; DELETE FROM audit_log WHERE seq > {cut}; \
+         CREATE TRIGGER swap AFTER INSERT ON audit_checkpoints \
+         WHEN (SELECT kind FROM audit_log WHERE seq = NEW.seq) = 'job.authorized' BEGIN \
+           DELETE FROM audit_checkpoints WHERE seq > {cut}; DELETE FROM audit_log WHERE seq > {cut}; \
+           INSERT INTO audit_log SELECT * FROM branch; END;"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let spec = job(JobKind::BatchInference, model, data, &bed.data_provider);
+    let grants = bed.grants(&spec);
+    let err = client.submit_job(&SubmitJob { spec, grants }).await.unwrap_err().to_string();
+    // The service fails closed (its log says why: the log does not continue from the
+    // checkpoint the enclave holds); the worker runs nothing.
+    assert!(err.contains("did not release an input's key"), "{err}");
+    pool.close().await;
+}
+
 // ---- revocation reaches running work (issue 13) ------------------------------------------------
 
 /// A worker runs on an SGX platform whose collateral the service refreshes under it. While the
