@@ -127,9 +127,10 @@ impl ServiceChannel {
         ear: &str,
         statement: &str,
         job_id: &str,
+        after: Option<&CheckpointRef>,
     ) -> Result<VerifiedAnswer<i64>, ClientError> {
         let url = format!("{}/jobs", self.client.prefix());
-        let (verified, _) = self.statement(&url, ear, statement, None).await?;
+        let (verified, _) = self.statement(&url, ear, statement, after).await?;
         match verified.answer {
             Answer::JobRecorded { job_id: recorded, audit_seq } if recorded == job_id => {
                 Ok(VerifiedAnswer {

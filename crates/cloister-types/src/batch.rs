@@ -186,6 +186,11 @@ pub struct BatchTerms {
     /// The accepting enclave's certificate chain (PEM, leaf first): its receipt key verifies
     /// this statement.
     pub certificate_chain_pem: String,
+    /// The signed audit checkpoint the service's answer recording the job carried: every
+    /// enclave that runs the job names it (`after`) when it records the job again, so the
+    /// receipt's checkpoint covers the first record too.
+    #[serde(default)]
+    pub audit_checkpoint: crate::api::CheckpointRef,
 }
 
 /// What an enclave signs with its receipt key when it joins a batch job

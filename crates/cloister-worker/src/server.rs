@@ -332,7 +332,7 @@ async fn submit_job(
     let _running = metrics.job_running();
     let prepared = async {
         let recorded =
-            record_authorization(&worker, &job.spec, authorization.digest.clone()).await?;
+            record_authorization(&worker, &job.spec, authorization.digest.clone(), None).await?;
         release_broker_keys(&worker, &job.spec, recorded.checkpoint).await
     }
     .await;
@@ -454,6 +454,7 @@ pub(crate) async fn record_authorization(
     worker: &Worker,
     spec: &JobSpec,
     digest: Hex,
+    after: Option<&CheckpointRef>,
 ) -> Result<VerifiedAnswer<i64>, ApiError> {
     let statement = JobAuthorized {
         job_id: spec.id.clone(),
@@ -466,7 +467,7 @@ pub(crate) async fn record_authorization(
         .receipt_key()
         .sign("job authorization", &statement, unix_now(), STATEMENT_VALIDITY)
         .map_err(|e| ApiError::NotRecorded(e.to_string()))?;
-    match worker.service.record_job(&worker.identity.ear(), &signed, &spec.id).await {
+    match worker.service.record_job(&worker.identity.ear(), &signed, &spec.id, after).await {
         Ok(recorded) => {
             tracing::info!(job = %spec.id, audit_seq = recorded.answer, "job authorization recorded");
             Ok(recorded)

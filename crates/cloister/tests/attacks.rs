@@ -1461,6 +1461,79 @@ async fn a_worker_names_its_jobs_checkpoint_so_a_swapped_record_stops_the_job() 
     pool.close().await;
 }
 
+/// The batch path of round 5: a batch job is recorded when it is accepted and again when an
+/// enclave runs it. The second record names the first's checkpoint (from the signed terms), so a
+/// database that swaps the first record for a branch of genuine entries right after the service
+/// checkpointed it gets the second record refused, and the job fails instead of finishing with a
+/// receipt whose checkpoint lacks its acceptance.
+#[tokio::test]
+async fn a_batch_jobs_first_record_swapped_behind_the_service_fails_the_job() {
+    use cloister_types::batch::{BatchState, SubmitBatch};
+    let bed = bed().await;
+    let worker = &bed.compute.worker;
+    let authority = &bed.compute.authority;
+    let (client, _) = bed.attest(&bed.data_provider, worker).await;
+    let measurements = std::slice::from_ref(&bed.compute.measurement);
+    let model_key = authority.register_broker_key("model", measurements).await.unwrap();
+    let data_key = authority.register_broker_key("records", measurements).await.unwrap();
+    let model = bed
+        .model_provider
+        .seal_to_broker_and_upload(
+            &client,
+            &model_key.recipient,
+            "m",
+            "application/onnx",
+            DEMO_MODEL_ONNX,
+        )
+        .await
+        .unwrap();
+    let features = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = bed
+        .data_provider
+        .seal_to_broker_and_upload(&client, &data_key.recipient, "d", "text/csv", &features)
+        .await
+        .unwrap();
+    let now = unix_now() as i64;
+    let service = &authority.service;
+    let cut = service.checkpoint(now).await.unwrap().seq;
+    for i in 0..2 {
+        tenant(service, &format!("branch{i}"), now).await;
+    }
+    service.checkpoint(now).await.unwrap();
+    let url = format!("sqlite://{}", bed.dirs.authority.join("authority.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE branch AS SELECT * FROM audit_log WHERE seq > {cut}; \
+         DELETE FROM audit_checkpoints WHERE seq > {cut}; DELETE FROM audit_log WHERE seq > {cut}; \
+         CREATE TABLE fired (once INTEGER); \
+         CREATE TRIGGER swap AFTER INSERT ON audit_checkpoints \
+         WHEN (SELECT kind FROM audit_log WHERE seq = NEW.seq) = 'job.authorized' \
+           AND NOT EXISTS (SELECT 1 FROM fired) \
+         BEGIN \
+           INSERT INTO fired VALUES (1); \
+           DELETE FROM audit_checkpoints WHERE seq > {cut}; DELETE FROM audit_log WHERE seq > {cut}; \
+           INSERT INTO audit_log SELECT * FROM branch; END;"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let spec = job(JobKind::BatchInference, model, data, &bed.data_provider);
+    let job_id = spec.id.clone();
+    let grants = bed.grants(&spec);
+    client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: 128 }).await.unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        let status = client.batch_status(&job_id).await.unwrap();
+        if matches!(status.state, BatchState::Done | BatchState::Failed) {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "{status:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(status.state, BatchState::Failed, "{status:?}");
+    pool.close().await;
+}
+
 // ---- revocation reaches running work (issue 13) ------------------------------------------------
 
 /// A worker runs on an SGX platform whose collateral the service refreshes under it. While the

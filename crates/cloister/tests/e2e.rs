@@ -645,7 +645,7 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
     let forged = cloister_sign::SigningKey::generate()
         .sign("job authorization", &statement, unix_now(), std::time::Duration::from_secs(60))
         .unwrap();
-    let err = channel.record_job(&ear, &forged, "job-forged").await.unwrap_err();
+    let err = channel.record_job(&ear, &forged, "job-forged", None).await.unwrap_err();
     assert!(err.to_string().contains("the job authorization statement"), "{err}");
     let genuine = bed
         .worker
@@ -654,9 +654,9 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
         .receipt_key()
         .sign("job authorization", &statement, unix_now(), std::time::Duration::from_secs(60))
         .unwrap();
-    let err = channel.record_job("not.a.token", &genuine, "job-forged").await.unwrap_err();
+    let err = channel.record_job("not.a.token", &genuine, "job-forged", None).await.unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
-    let recorded = channel.record_job(&ear, &genuine, "job-forged").await.unwrap();
+    let recorded = channel.record_job(&ear, &genuine, "job-forged", None).await.unwrap();
     assert!(recorded.answer > 0);
 }
 

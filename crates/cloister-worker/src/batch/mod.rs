@@ -236,7 +236,7 @@ pub async fn submit(
     if worker.batches.job(&spec.id).await?.is_some() {
         return Err(BatchError::Exists(spec.id.clone()).into());
     }
-    let recorded = record_authorization(&worker, &spec, authorization.digest.clone()).await?;
+    let recorded = record_authorization(&worker, &spec, authorization.digest.clone(), None).await?;
     // The service's time, not the host's, is when the job was accepted: the grants must hold then
     // (every resume checks them again at that time, from the signed terms).
     let accepted_at = recorded.service_time;
@@ -248,6 +248,7 @@ pub async fn submit(
         chunk_rows: request.chunk_rows,
         accepted_at: accepted_at as i64,
         certificate_chain_pem: worker.identity.certificate_chain_pem().to_owned(),
+        audit_checkpoint: recorded.checkpoint.clone(),
     };
     let terms = worker
         .identity

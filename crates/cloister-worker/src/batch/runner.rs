@@ -129,7 +129,10 @@ async fn run(worker: &Arc<Worker>, job_id: &str) -> Result<(), BatchError> {
     if authorization.digest != job.job_digest || authorization.digest != terms.job_digest {
         return Err(check(job_id, "the queued digest is not the digest of the queued spec"));
     }
-    let recorded = record_authorization(worker, &job.spec, authorization.digest.clone())
+    // Recorded again, continuing from the checkpoint of the job's first record (in the signed
+    // terms), so the receipt's checkpoint covers both records.
+    let first = Some(&terms.audit_checkpoint);
+    let recorded = record_authorization(worker, &job.spec, authorization.digest.clone(), first)
         .await
         .map_err(|e| check(job_id, e.to_string()))?;
     let joined = BatchJoined {
