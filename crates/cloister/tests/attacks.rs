@@ -882,6 +882,37 @@ async fn audit_verify_trusts_only_the_pinned_key_and_detects_a_rolled_back_datab
 
 // ---- tenant Rego (finding 7) -------------------------------------------------------------------
 
+/// A service on a database file the test can tamper with, a tenant `owner` and its `dev-sim`
+/// instance admitting `tee`: what the audit-log attacks start from.
+struct LogBed {
+    _tmp: tempfile::TempDir,
+    url: String,
+    now: i64,
+    store: cloister_authority::store::Store,
+    service: cloister_authority::service::Service,
+    owner: cloister_policy::Principal,
+    tee: cloister_attest::SimAttester,
+    instance: String,
+}
+
+async fn log_bed() -> LogBed {
+    let _tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", _tmp.path().join("authority.db").display());
+    let now = unix_now() as i64;
+    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
+    let service = cloister_authority::service::Service::open(
+        store.clone(),
+        cloister_seal::RecipientSecretKey::generate(),
+    )
+    .await
+    .unwrap();
+    let owner = tenant(&service, "owner", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
+    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    LogBed { _tmp, url, now, store, service, owner, tee, instance }
+}
+
 /// A key release is covered by a signed checkpoint before the key leaves, and the answer carries
 /// that checkpoint (red team: a release in the unsigned tail of the log could be truncated away
 /// unnoticed). Truncating the log from the release on, checkpoints included, still passes
@@ -969,20 +1000,7 @@ async fn a_released_key_stays_on_the_record_a_truncated_log_cannot_hide_it() {
 /// release must be covered by a fresh checkpoint, and so must the tail the timer signs.
 #[tokio::test]
 async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
-    let now = unix_now() as i64;
-    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
-    let service = cloister_authority::service::Service::open(
-        store.clone(),
-        cloister_seal::RecipientSecretKey::generate(),
-    )
-    .await
-    .unwrap();
-    let owner = tenant(&service, "owner", now).await;
-    let tee =
-        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
-    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let LogBed { _tmp, url, now, store, service, owner, tee, instance } = log_bed().await;
     let release = allow_all_key(&service, &owner, &instance, now).await;
     let ear = sim_ear(&service, &instance, &tee, now).await;
     let cut = store.audit_last().await.unwrap().unwrap().seq;
@@ -1040,20 +1058,7 @@ async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
 /// checkpoints of a cut-away history are left in place past the log's end.
 #[tokio::test]
 async fn a_spliced_or_stale_log_gets_no_checkpoint_and_no_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
-    let now = unix_now() as i64;
-    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
-    let service = cloister_authority::service::Service::open(
-        store.clone(),
-        cloister_seal::RecipientSecretKey::generate(),
-    )
-    .await
-    .unwrap();
-    let owner = tenant(&service, "owner", now).await;
-    let tee =
-        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
-    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let LogBed { _tmp, url, now, store, service, owner, tee, instance } = log_bed().await;
     let release = allow_all_key(&service, &owner, &instance, now).await;
     let cut = service.checkpoint(now).await.unwrap().seq;
     // The branch: genuine entries, checkpointed, saved aside, then cut away.
@@ -1113,20 +1118,7 @@ async fn a_spliced_or_stale_log_gets_no_checkpoint_and_no_key() {
 /// the log still continues from it: the second release fails closed.
 #[tokio::test]
 async fn a_job_entry_replaced_between_two_answers_gets_no_later_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", tmp.path().join("authority.db").display());
-    let now = unix_now() as i64;
-    let store = cloister_authority::store::Store::connect(&url).await.unwrap();
-    let service = cloister_authority::service::Service::open(
-        store.clone(),
-        cloister_seal::RecipientSecretKey::generate(),
-    )
-    .await
-    .unwrap();
-    let owner = tenant(&service, "owner", now).await;
-    let tee =
-        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [5; 48]);
-    let instance = sim_instance(&service, &owner, "prod", &tee, now).await;
+    let LogBed { _tmp, url, now, service, owner, tee, instance, .. } = log_bed().await;
     let first = allow_all_key(&service, &owner, &instance, now).await;
     let second = service
         .register_key(
