@@ -655,6 +655,18 @@ impl IntoResponse for ServiceApiError {
             }
             ServiceError::Release(_) => (StatusCode::FORBIDDEN, "release_refused"),
             ServiceError::Bundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused"),
+            ServiceError::AuditLogAltered(_) => {
+                // The reason names entry numbers of a log shared by every tenant: the operator's
+                // log gets it, the caller gets the code.
+                tracing::error!(error = %self.0, "refused: the audit log was altered");
+                return error_response(
+                    StatusCode::CONFLICT,
+                    cloister_types::api::AUDIT_LOG_ALTERED,
+                    "the attestation service's audit log was altered in its database, so it \
+                     signs no checkpoint and gives no answer that needs one; its operator must \
+                     restore the database (the service's log names the entries)",
+                );
+            }
             ServiceError::WrongServiceKey { .. }
             | ServiceError::WrongAuditKey { .. }
             | ServiceError::Store(_)
@@ -738,5 +750,20 @@ mod tests {
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
             }
         });
+    }
+
+    #[test]
+    fn an_altered_audit_log_is_a_typed_conflict_that_names_no_entry() {
+        let response = ServiceApiError(ServiceError::AuditLogAltered(
+            "the log does not continue from entry 41: entry 42 was altered".into(),
+        ))
+        .into_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let body = rt.block_on(axum::body::to_bytes(response.into_body(), 1 << 16)).expect("body");
+        let body: ErrorBody = serde_json::from_slice(&body).expect("an error body");
+        assert_eq!(body.code, cloister_types::api::AUDIT_LOG_ALTERED);
+        assert!(!body.message.contains("41") && !body.message.contains("42"), "{}", body.message);
+        assert!(body.message.contains("operator"), "{}", body.message);
     }
 }

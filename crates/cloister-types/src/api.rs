@@ -268,6 +268,11 @@ pub struct ErrorBody {
 /// with the new result.
 pub const COLLATERAL_CHANGED: &str = "collateral_changed";
 
+/// The error code (HTTP 409) of an answer the service will not give because its audit log was
+/// altered in its database: it signs no checkpoint over a log it did not write, so nothing that
+/// must be on the record (a key release, a job record, a privacy charge) is answered.
+pub const AUDIT_LOG_ALTERED: &str = "audit_log_altered";
+
 /// What an enclave states when it has checked every owner's grant for a job and is about to run
 /// it: signed by the enclave's receipt key (the `receipt_pk` bound in its evidence).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

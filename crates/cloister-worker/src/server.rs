@@ -549,7 +549,6 @@ pub(crate) async fn release_key(
         let ear = worker.identity.ear();
         match worker.service.release_key(&ear, key_id, &context, after).await {
             Ok((request, verified)) => {
-                worker.metrics.key_release(true);
                 // The signed checkpoint covering the release's audit entry: the job's receipt
                 // carries it (or a later one), and the log keeps it.
                 let checkpoint = verified.checkpoint;
@@ -561,7 +560,11 @@ pub(crate) async fn release_key(
                     worker.service.instance_id(),
                     &request,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| {
+                    worker.metrics.key_release(false);
+                    e.to_string()
+                })?;
+                worker.metrics.key_release(true);
                 return Ok((key, checkpoint));
             }
             Err(ClientError::Refused { code, message, .. })

@@ -1448,8 +1448,10 @@ async fn a_worker_names_its_jobs_checkpoint_so_a_swapped_record_stops_the_job() 
     let grants = bed.grants(&spec);
     let err = client.submit_job(&SubmitJob { spec, grants }).await.unwrap_err().to_string();
     // The service fails closed (its log says why: the log does not continue from the
-    // checkpoint the enclave holds); the worker runs nothing.
+    // checkpoint the enclave holds) with a typed refusal the submitter sees; the worker runs
+    // nothing.
     assert!(err.contains("did not release an input's key"), "{err}");
+    assert!(err.contains("audit log was altered"), "{err}");
     pool.close().await;
 }
 

@@ -203,7 +203,5 @@ impl Service {
 /// The error when the audit log in the database is not what this service wrote: no checkpoint
 /// is signed and no answer that needs one is given.
 fn altered(reason: String) -> ServiceError {
-    ServiceError::Internal(format!(
-        "the audit log was altered in the database ({reason}); no checkpoint is signed"
-    ))
+    ServiceError::AuditLogAltered(reason)
 }

@@ -119,6 +119,11 @@ pub enum ServiceError {
         /// The key the database records.
         stored: String,
     },
+    /// The audit log in the database is not the one this service wrote (the reason, with entry
+    /// numbers, is for the operator's log only): no checkpoint is signed, and no answer that
+    /// needs one is given, until an operator restores the database.
+    #[error("the audit log was altered in the database ({0}); no checkpoint is signed")]
+    AuditLogAltered(String),
     /// The database failed.
     #[error("the database failed: {0}")]
     Store(StoreError),

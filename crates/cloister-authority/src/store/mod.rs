@@ -535,6 +535,27 @@ impl Store {
         }
     }
 
+    /// Writes a consistent copy of a SQLite database to `dest` (which must not exist) while the
+    /// service may keep writing: SQLite's `VACUUM INTO`, one read transaction, so the copy is
+    /// the database as of one commit. PostgreSQL databases are backed up with its own tools
+    /// (`pg_dump`); for them this is an error saying so.
+    pub async fn snapshot_into(&self, dest: &std::path::Path) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool, _) => {
+                let dest = dest.to_str().ok_or_else(|| {
+                    StoreError::Invalid(format!("{} is not a UTF-8 path", dest.display()))
+                })?;
+                sqlx::query("VACUUM INTO ?").bind(dest).execute(pool).await.map_err(db)?;
+                Ok(())
+            }
+            Pool::Postgres(..) => Err(StoreError::Invalid(
+                "a PostgreSQL database is backed up with pg_dump (docs/ops/install.md, \
+                 \"Backup and restore\")"
+                    .to_owned(),
+            )),
+        }
+    }
+
     /// A round trip to the database (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(|_| ()).map_err(db))?;
