@@ -14,6 +14,8 @@
 #     an alert with an expression, a severity and a summary; `promtool check rules` too when
 #     promtool is installed, e.g. Debian's prometheus package) and the dashboard as JSON with
 #     queries; that they name only exported metrics is checked by crates/cloister/tests/service.rs;
+#   - deploy/systemd's units with `systemd-analyze verify` when it is installed (a misspelt key
+#     must be flagged first);
 #   - every shell script under deploy/ parses (bash -n; sh -n for the enclave's entry script).
 #
 # The tools live in a virtual environment under the cache ($CLOISTER_CACHE, default
@@ -210,6 +212,34 @@ EOF
   passed "promtool: every dashboard query parses"
 else
   log "promtool not installed: the rules were checked for shape only (apt-get install prometheus)"
+fi
+
+# --- systemd units ---------------------------------------------------------------------------
+# systemd-analyze verify exits 0 on unknown keys and bad values, only printing them: any line
+# naming a unit file fails the check. The binary's path is replaced by one that exists here.
+# A unit broken on purpose must be flagged first. The example configurations they read are
+# checked against the real command line by crates/cloister/tests/cli.rs.
+if command -v systemd-analyze >/dev/null 2>&1; then
+  mkdir -p "$scratch/systemd"
+  for unit in deploy/systemd/*.service; do
+    sed "s#/usr/local/bin/cloister#$(command -v true)#" "$unit" >"$scratch/systemd/$(basename "$unit")"
+  done
+  verify_units() { systemd-analyze verify --man=no "$@" 2>&1 | grep -F "$scratch/systemd/" || true; }
+  sed 's/^ProtectSystem=strict/ProtectSytem=strict/' "$scratch/systemd/cloister-worker.service" \
+    >"$scratch/systemd/broken.service"
+  if [[ -z "$(verify_units "$scratch/systemd/broken.service")" ]]; then
+    echo "systemd-analyze verify did not flag a misspelt key: the check would pass anything" >&2
+    exit 1
+  fi
+  rm "$scratch/systemd/broken.service"
+  problems="$(verify_units "$scratch"/systemd/*.service)"
+  if [[ -n "$problems" ]]; then
+    echo "$problems" >&2
+    exit 1
+  fi
+  passed "systemd units: systemd-analyze verify"
+else
+  log "systemd-analyze not installed: the systemd units were not verified"
 fi
 
 # --- Shell scripts --------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 pub mod admin;
 pub mod assets;
+pub mod backup;
+pub mod config;
 pub mod data;
 pub mod demo;
 pub mod demo_hybrid;
@@ -13,6 +15,7 @@ pub mod evidence;
 pub mod federate;
 pub mod job;
 pub mod logging;
+pub mod manpages;
 pub mod measure;
 pub mod model;
 pub mod parties;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use cloister::admin;
 use cloister::envelope::{self, CertificatePolicy};
 use cloister::parties::{accepted_tees, parse_measurements};
@@ -19,7 +19,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the largest variant (`serve worker`'s flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
+    /// Print the completion script for a shell on standard output (for example
+    /// `cloister completions bash > ~/.local/share/bash-completion/completions/cloister`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Back up the attestation service's SQLite database and service key, or restore them into
+    /// a fresh service; both verify the copy's audit log against the key.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Write a man page for every command into a directory (`cloister.1`,
+    /// `cloister-serve-attestation.1`, …), for `man -l` or a MANPATH directory's `man1/`.
+    Man {
+        /// The directory to write the pages to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run the whole confidential batch-inference scenario on loopback (simulated TEE).
     Demo {
         /// Keep every party's files here: data-provider/, model-provider/ and compute/.
@@ -156,6 +175,11 @@ enum Command {
         /// RUST_LOG, else info.
         #[arg(long, value_parser = cloister::logging::parse_flag)]
         log_level: Option<String>,
+        /// Read settings from this TOML file; its keys are this command's long flag names
+        /// (`listen = "0.0.0.0:8080"`, `rate-limit = ["release=100"]`, `fetch-collateral = true`).
+        /// Flags and their environment variables override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Import models into a repository (sealed, signed), list, show and delete them; deploy them
     /// to an attested worker, undeploy them, list what a worker serves.
@@ -554,6 +578,11 @@ enum Serve {
         /// RUST_LOG, else info.
         #[arg(long, value_parser = cloister::logging::parse_flag)]
         log_level: Option<String>,
+        /// Read settings from this TOML file; its keys are this command's long flag names
+        /// (`listen = "0.0.0.0:8080"`, `rate-limit = ["release=100"]`, `fetch-collateral = true`).
+        /// Flags and their environment variables override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// The multi-tenant attestation service: tenants, instances, key broker, audit log.
     Attestation {
@@ -627,6 +656,11 @@ enum Serve {
         /// RUST_LOG, else info.
         #[arg(long, value_parser = cloister::logging::parse_flag)]
         log_level: Option<String>,
+        /// Read settings from this TOML file; its keys are this command's long flag names
+        /// (`listen = "0.0.0.0:8080"`, `rate-limit = ["release=100"]`, `fetch-collateral = true`).
+        /// Flags and their environment variables override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// The enclave worker: attests with its TEE (--tee), serves the worker API on TLS, runs and
     /// resumes durable batch jobs, restores the models deployed to it before (every check
@@ -699,6 +733,11 @@ enum Serve {
         /// RUST_LOG, else info.
         #[arg(long, value_parser = cloister::logging::parse_flag)]
         log_level: Option<String>,
+        /// Read settings from this TOML file; its keys are this command's long flag names
+        /// (`listen = "0.0.0.0:8080"`, `rate-limit = ["release=100"]`, `fetch-collateral = true`).
+        /// Flags and their environment variables override it.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -1230,6 +1269,44 @@ enum KeyCommand {
 }
 
 #[derive(Subcommand)]
+enum BackupCommand {
+    /// Snapshot the database (the service may keep running) and copy the service key into a
+    /// new directory, with a manifest of their digests and the audit log's last entry.
+    Create {
+        /// `sqlite://PATH` (a PostgreSQL database is backed up with pg_dump; see
+        /// docs/ops/install.md).
+        #[arg(long, env = "CLOISTER_DATABASE")]
+        database: String,
+        /// The service key file the service runs with (`--key-file`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The backup directory to create (absent or empty). It holds the service key: keep it
+        /// as secret as the key.
+        #[arg(long)]
+        out: PathBuf,
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup against its manifest and put its database and key at new paths, for a
+    /// fresh `serve attestation --database … --key-file …`.
+    Restore {
+        /// The backup directory.
+        #[arg(long)]
+        from: PathBuf,
+        /// Where to put the database: `sqlite://PATH` (must not exist).
+        #[arg(long)]
+        database: String,
+        /// Where to put the service key (must not exist; written with mode 0600).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// One JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check the audit log's hash chain and signed checkpoints in the database; exit 0 only
     /// when intact, otherwise name every altered, removed or reordered entry.
@@ -1562,7 +1639,17 @@ fn data(command: DataCommand) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The settings of a `--config` file become flags the command line left unset, then clap
+    // parses everything as one command line.
+    let args =
+        match cloister::config::merge_config_file(Cli::command(), std::env::args_os().collect()) {
+            Ok(args) => args,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return ExitCode::from(2);
+            }
+        };
+    let cli = Cli::parse_from(args);
     // A one-shot command whose output is cut short (`cloister … | head`) ends the conventional
     // way, killed by SIGPIPE, instead of failing to print. Services keep Rust's default: their
     // sockets never raise it, and they must not die of a closed standard output.
@@ -1610,6 +1697,49 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Completions { shell } => {
+            cloister::manpages::completions(Cli::command(), shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Backup(BackupCommand::Create { database, key_file, out, json }) => {
+            let outcome =
+                runtime()?.block_on(cloister::backup::create(&database, &key_file, &out))?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                println!(
+                    "backed up to {}: audit log intact through entry {} ({}), service key {}; \
+                     the directory holds the service key, keep it as secret",
+                    outcome.path.display(),
+                    outcome.audit_seq,
+                    outcome.audit_hash,
+                    outcome.service_fingerprint
+                );
+            }
+            Ok(())
+        }
+        Command::Backup(BackupCommand::Restore { from, database, key_file, json }) => {
+            let outcome =
+                runtime()?.block_on(cloister::backup::restore(&from, &database, &key_file))?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome)?);
+            } else {
+                println!(
+                    "restored {} (audit log intact through entry {}, service key {}); start it \
+                     with: cloister serve attestation --database {database} --key-file {}",
+                    outcome.path.display(),
+                    outcome.audit_seq,
+                    outcome.service_fingerprint,
+                    key_file.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Man { out } => {
+            let pages = cloister::manpages::write_man_pages(Cli::command(), &out)?;
+            println!("wrote {} man pages to {}", pages.len(), out.display());
+            Ok(())
+        }
         Command::Demo { workdir, scenario: None } => demo(workdir),
         Command::Demo {
             scenario: Some(DemoScenario::Llm { workdir, prompt, model, max_tokens }),
@@ -1776,6 +1906,7 @@ fn run(cli: Cli) -> Result<()> {
             tee,
             sim_platform_key,
             log_level: _,
+            config: _,
         }) => {
             let tee = tee
                 .map(|name| TeeArgs { tee: name, sim_platform_key, ..TeeArgs::defaults() }.choice())
@@ -1819,6 +1950,7 @@ fn run(cli: Cli) -> Result<()> {
             weights_budget_mib,
             record,
             log_level: _,
+            config: _,
         }) => {
             let threads = threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -1848,6 +1980,7 @@ fn run(cli: Cli) -> Result<()> {
             llm_threads,
             accelerator,
             log_level: _,
+            config: _,
         }) => {
             let service_trust = cloister::serve_worker::service_trust(
                 &service_measurements,
@@ -1907,6 +2040,7 @@ fn run(cli: Cli) -> Result<()> {
             accept_test_root,
             requester_key,
             log_level: _,
+            config: _,
         } => {
             let measurements = parse_measurements(&measurements)?;
             let tees = accepted_tees(accept_sim);

@@ -898,6 +898,120 @@ async fn a_restarted_service_has_lost_nothing(postgres: bool) {
     assert!(ok, "{out}{err}");
 }
 
+/// A backup taken while the service runs restores into a fresh service on other paths: the
+/// audit log verifies, and the tenant token and the EAR token issued before the backup still
+/// work there. A changed backup, a target that exists and a key that is not the database's are
+/// refused.
+#[tokio::test]
+async fn a_backup_restores_into_a_fresh_service_with_its_tokens_and_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let db = format!("sqlite://{}", dir.join("authority.db").display());
+    let server = Server::start(&dir, &db);
+    let fingerprint = server.fingerprint.clone();
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let key = platform_key(tmp.path());
+    let instance = server
+        .as_tenant(&tenant.token)
+        .create_instance(&instance_request("kept", &key))
+        .await
+        .unwrap();
+    let client = instance_client(&server.url, &instance.id);
+    let issued = client.attest(&evidence(&client, &key).await).await.unwrap();
+
+    let key_file = dir.join("service.key");
+    let backup = tmp.path().join("backup");
+    let run = |args: &[&str]| cli(args, "http://unused", None);
+    let key_arg = key_file.to_str().unwrap();
+    let backup_arg = backup.to_str().unwrap();
+    let (ok, out, err) = run(&[
+        "backup",
+        "create",
+        "--database",
+        &db,
+        "--key-file",
+        key_arg,
+        "--out",
+        backup_arg,
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let made = json_of(&out);
+    assert_eq!(made["service_fingerprint"], fingerprint);
+    assert!(made["audit_seq"].as_i64().unwrap() >= 3, "{made}");
+    // Not over an earlier backup; not with a key that is not this database's.
+    let (ok, _, err) =
+        run(&["backup", "create", "--database", &db, "--key-file", key_arg, "--out", backup_arg]);
+    assert!(!ok && err.contains("not empty"), "{err}");
+    let other_key = tmp.path().join("other.key");
+    cloister::testbed::write_secret(
+        &other_key,
+        cloister_seal::RecipientSecretKey::generate().to_text().as_bytes(),
+    )
+    .unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    let (ok, _, err) = run(&[
+        "backup",
+        "create",
+        "--database",
+        &db,
+        "--key-file",
+        other_key.to_str().unwrap(),
+        "--out",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("not the key this database was made with"), "{err}");
+    server.stop();
+
+    let fresh = tmp.path().join("fresh");
+    let fresh_db = format!("sqlite://{}", fresh.join("authority.db").display());
+    let fresh_key = fresh.join("service.key");
+    let restore = |from: &Path| {
+        run(&[
+            "backup",
+            "restore",
+            "--from",
+            from.to_str().unwrap(),
+            "--database",
+            &fresh_db,
+            "--key-file",
+            fresh_key.to_str().unwrap(),
+        ])
+    };
+    // A backup changed after it was made is refused before anything is written.
+    let changed = tmp.path().join("changed");
+    std::fs::create_dir(&changed).unwrap();
+    for name in ["authority.db", "service.key", "backup.json"] {
+        std::fs::copy(backup.join(name), changed.join(name)).unwrap();
+    }
+    let mut bytes = std::fs::read(changed.join("authority.db")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(changed.join("authority.db"), bytes).unwrap();
+    let (ok, _, err) = restore(&changed);
+    assert!(!ok && err.contains("was changed since the backup was made"), "{err}");
+    assert!(!fresh.join("authority.db").exists());
+    let (ok, out, err) = restore(&backup);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&fingerprint), "{out}");
+    // Never over files that exist.
+    let (ok, _, err) = restore(&backup);
+    assert!(!ok && err.contains("exists"), "{err}");
+
+    let server =
+        Server::start_with(&fresh, &fresh_db, &["--key-file", fresh_key.to_str().unwrap()]);
+    assert_eq!(server.fingerprint, fingerprint);
+    let admin = server.as_tenant(&tenant.token);
+    assert_eq!(admin.show_instance(&instance.id).await.unwrap(), instance);
+    let client = instance_client(&server.url, &instance.id);
+    verify_ear(&client, &issued.ear).await.unwrap();
+    client.attest(&evidence(&client, &key).await).await.unwrap();
+    server.stop();
+    let (ok, out, err) =
+        run(&["audit", "verify", "--service-key", &fingerprint, "--database", &fresh_db]);
+    assert!(ok, "{out}{err}");
+}
+
 /// Two service processes on one PostgreSQL database: nonces issued by one are consumed by the
 /// other, and under concurrency each nonce is used exactly once.
 #[tokio::test]
