@@ -1,6 +1,9 @@
 //! The sealed-envelope commands exactly as users and scripts run them: `cloister keygen`, `seal`
 //! and `open`, with files and with `-` for standard input and output, and every kind of tampering
-//! refused with a non-zero exit, a message naming the check, and nothing left at `--output`.
+//! refused with a non-zero exit, a message naming the check, and nothing left at `--output`;
+//! and what any command does with what a user gets wrong before it connects (no token, a token
+//! on the command line, a URL without a scheme, a database path that does not exist, a work
+//! directory that is not the demo's).
 
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -486,4 +489,85 @@ fn a_worker_on_a_machine_without_a_tee_exits_listing_every_interface_and_never_s
     assert!(text.contains("--require-gpu") && text.contains("cannot load NVML from"), "{text}");
     assert!(text.contains(&nvml), "{text}");
     assert!(out.stdout.is_empty());
+}
+
+/// Runs `cloister ARGS` in `dir` with `CLOISTER_TOKEN` and `CLOISTER_SERVER` unset, or the token
+/// set to `token`.
+fn admin_command(args: &[&str], dir: &Path, token: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command.args(args).current_dir(dir).env_remove("CLOISTER_TOKEN").env_remove("CLOISTER_SERVER");
+    if let Some(token) = token {
+        command.env("CLOISTER_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_command_without_a_token_says_to_set_cloister_token_or_give_a_token_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nothing listens there: the command must stop before it connects.
+    let out =
+        admin_command(&["tenant", "list", "--server", "http://127.0.0.1:9"], tmp.path(), None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no token") && err.contains("CLOISTER_TOKEN"), "{err}");
+    assert!(err.contains("--token-file"), "{err}");
+    assert!(!err.contains("cannot reach"), "it tried to connect: {err}");
+
+    // An empty token file is named as such.
+    std::fs::write(tmp.path().join("token"), "\n").unwrap();
+    let out = admin_command(
+        &["instance", "list", "--server", "http://127.0.0.1:9", "--token-file", "token"],
+        tmp.path(),
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("token file token is empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_token_on_the_command_line_is_refused_and_points_to_the_environment_or_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "tok_do-not-echo-me";
+    let out = admin_command(
+        &["key", "list", "--server", "http://127.0.0.1:9", "--token", secret],
+        tmp.path(),
+        Some("from-the-environment"),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("process listings"), "{err}");
+    assert!(err.contains("CLOISTER_TOKEN") && err.contains("--token-file"), "{err}");
+    assert!(!err.contains(secret), "the refused token is echoed: {err}");
+    assert!(!err.contains("cannot reach"), "it tried to connect: {err}");
+    // The help offers the file, never the value.
+    let help = cloister(&["tenant", "list", "--help"], tmp.path());
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(help.contains("--token-file") && help.contains("CLOISTER_TOKEN"), "{help}");
+    assert!(!help.contains("--token <"), "{help}");
+}
+
+#[test]
+fn a_url_without_a_scheme_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["tenant", "list", "--server", "localhost:8080"][..],
+        &["audit", "list", "--server", "localhost:8080"],
+        &["job", "status", "job-1", "--worker", "localhost:8443", "--ca", "ca.pem"][..],
+    ] {
+        let mut args = args.to_vec();
+        if args[0] == "job" {
+            args.extend(["--measurement", "00"]);
+        }
+        let out = admin_command(&args, tmp.path(), Some("a-token"));
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("localhost:"), "{args:?}: {err}");
+        assert!(err.contains("has no scheme: add https://"), "{args:?}: {err}");
+    }
+    // A URL with its scheme gets past the check (and then fails to connect, nothing listens).
+    let out =
+        admin_command(&["tenant", "list", "--server", "http://127.0.0.1:9"], tmp.path(), Some("t"));
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("has no scheme"), "{}", stderr(&out));
 }

@@ -27,7 +27,7 @@ pub(crate) enum FederateCommand {
         /// The attestation service the worker attested with: the sealed data set is registered
         /// to you there before it is uploaded, so that its privacy ledger charges the data set
         /// only with your grants.
-        #[arg(long, env = "CLOISTER_SERVER")]
+        #[arg(long, env = "CLOISTER_SERVER", value_parser = super::url_with_scheme)]
         authority: String,
         #[command(flatten)]
         authority_tls: ServiceTlsArgs,

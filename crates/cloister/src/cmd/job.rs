@@ -122,7 +122,7 @@ pub(crate) enum JobCommand {
         #[arg(long)]
         key: PathBuf,
         /// The attestation service's URL.
-        #[arg(long, env = "CLOISTER_SERVER")]
+        #[arg(long, env = "CLOISTER_SERVER", value_parser = super::url_with_scheme)]
         authority: String,
         #[command(flatten)]
         authority_tls: ServiceTlsArgs,

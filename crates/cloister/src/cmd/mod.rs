@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use cloister::parties::parse_measurements;
 
 pub(crate) mod admin;
@@ -22,7 +22,7 @@ pub(crate) mod serve;
 #[derive(clap::Args, Clone)]
 pub(crate) struct WorkerTargetArgs {
     /// The worker's URL (what `cloister serve worker` prints).
-    #[arg(long, env = "CLOISTER_WORKER")]
+    #[arg(long, env = "CLOISTER_WORKER", value_parser = url_with_scheme)]
     worker: String,
     /// The attestation instance's CA certificate (PEM) that must have issued the enclave's.
     #[arg(long)]
@@ -83,10 +83,16 @@ impl ServiceTlsArgs {
 #[derive(clap::Args, Clone)]
 pub(crate) struct ServerArgs {
     /// The attestation service's URL.
-    #[arg(long, env = "CLOISTER_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "CLOISTER_SERVER", default_value = "http://127.0.0.1:8080",
+          value_parser = url_with_scheme)]
     server: String,
-    /// Bearer token (operator or tenant admin).
-    #[arg(long, env = "CLOISTER_TOKEN", hide_env_values = true)]
+    /// A file holding the bearer token (operator or tenant admin). Without it the token is
+    /// taken from CLOISTER_TOKEN. A token is never given on the command line, where process
+    /// listings show it.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Refused: a token on the command line shows in process listings (see --token-file).
+    #[arg(long, hide = true)]
     token: Option<String>,
     #[command(flatten)]
     tls: ServiceTlsArgs,
@@ -99,10 +105,53 @@ impl ServerArgs {
     pub(crate) fn connection(&self) -> Result<cloister::admin::Connection> {
         Ok(cloister::admin::Connection {
             server: self.server.clone(),
-            token: self.token.clone(),
+            token: Some(self.token()?),
             tls: self.tls.tls()?,
             json: self.json,
         })
+    }
+
+    /// The bearer token: from --token-file, else CLOISTER_TOKEN; never from the command line.
+    fn token(&self) -> Result<String> {
+        if self.token.is_some() {
+            bail!(
+                "--token is not accepted: a token on the command line shows in process listings; \
+                 set CLOISTER_TOKEN or give --token-file PATH"
+            );
+        }
+        let token = match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?,
+            None => std::env::var("CLOISTER_TOKEN").unwrap_or_default(),
+        };
+        let token = token.trim();
+        if token.is_empty() {
+            match &self.token_file {
+                Some(path) => bail!("the token file {} is empty", path.display()),
+                None => bail!(
+                    "no token: set CLOISTER_TOKEN to your operator or tenant admin token, or give \
+                     --token-file PATH"
+                ),
+            }
+        }
+        Ok(token.to_owned())
+    }
+}
+
+/// A URL flag's value: it must name its scheme (`localhost:8080` does not).
+pub(crate) fn url_with_scheme(text: &str) -> Result<String, String> {
+    let scheme = text.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some(scheme)
+            if !scheme.is_empty()
+                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') =>
+        {
+            Ok(text.to_owned())
+        }
+        _ => Err(format!(
+            "{text:?} has no scheme: add https:// (or http:// for a service on this host), e.g. \
+             https://{text}"
+        )),
     }
 }
 

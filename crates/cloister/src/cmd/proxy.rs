@@ -14,7 +14,7 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub(crate) listen: String,
     /// The worker's base URL (https://…).
-    #[arg(long)]
+    #[arg(long, value_parser = super::url_with_scheme)]
     pub(crate) worker: String,
     /// Instance CA that must have issued the worker's enclave certificate.
     #[arg(long)]

@@ -117,7 +117,7 @@ pub(crate) enum Serve {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: String,
         /// The attestation service's URL.
-        #[arg(long, env = "CLOISTER_SERVER")]
+        #[arg(long, env = "CLOISTER_SERVER", value_parser = super::url_with_scheme)]
         authority: String,
         /// The attestation instance to attest with (in_…).
         #[arg(long)]
