@@ -13,6 +13,8 @@ use cloister_types::manage::{
 };
 use serde::Serialize;
 
+use crate::serving::rfc3339;
+
 /// How a client command reaches the service.
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -141,7 +143,9 @@ fn instance_text(view: &InstanceView) -> String {
         .iter()
         .map(|k| match k.keep_until {
             None => format!("  {} (current)", k.kid),
-            Some(until) => format!("  {} (retired, in the JWKS until {until})", k.kid),
+            Some(until) => {
+                format!("  {} (retired, in the JWKS until {})", k.kid, rfc3339(until))
+            }
         })
         .collect();
     format!(
@@ -313,7 +317,7 @@ fn key_text(view: &KeyView) -> String {
         view.recipient,
         view.instances.join(", "),
         match view.revoked_at {
-            Some(at) => format!("revoked at {at}"),
+            Some(at) => format!("revoked at {}", rfc3339(at)),
             None => "active".to_owned(),
         }
     )
@@ -384,7 +388,12 @@ pub async fn audit_list(conn: &Connection) -> Result<()> {
             .map(|r| {
                 format!(
                     "{:>6} {} {:<18} {:<8} {} {}",
-                    r.seq, r.at, r.kind, r.outcome, r.actor, r.subject
+                    r.seq,
+                    rfc3339(r.at),
+                    r.kind,
+                    r.outcome,
+                    r.actor,
+                    r.subject
                 )
             })
             .collect::<Vec<_>>()
