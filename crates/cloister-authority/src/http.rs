@@ -29,8 +29,8 @@ use cloister_types::api::{
     ServiceKeyDocument, SignedAnswer,
 };
 use cloister_types::manage::{
-    AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
-    PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
+    AuditQuery, AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView,
+    KeyView, PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
     TrustAnchorSpec,
 };
 
@@ -618,11 +618,19 @@ async fn release_key(
     Ok(Json(result?))
 }
 
+/// `GET /v1/audit?kind=&subject=&since=&until=&after=&limit=`: one page of the log.
 async fn audit(
     State(service): State<Shared>,
     Caller(who): Caller,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditRecordView>>> {
-    Ok(Json(service.audit_records(&who, now()).await?))
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ServiceApiError(ServiceError::BadRequest(format!(
+            "the query is not valid: {} (kind, subject, since, until, after, limit)",
+            e.body_text()
+        )))
+    })?;
+    Ok(Json(service.audit_page(&who, &query, now()).await?))
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {

@@ -8,8 +8,8 @@ use cloister_authority::store::Store;
 use cloister_client::ServiceClient;
 use cloister_types::Hex;
 use cloister_types::manage::{
-    CreateInstance, ExportRequest, InstanceSettings, InstanceView, KeyView, PolicySpec,
-    RegisterKey, TrustAnchorSpec,
+    AuditQuery, AuditRecordView, CreateInstance, ExportRequest, InstanceSettings, InstanceView,
+    KeyView, PolicySpec, RegisterKey, TrustAnchorSpec,
 };
 use serde::Serialize;
 
@@ -380,10 +380,14 @@ pub async fn key_revoke(conn: &Connection, id: &str) -> Result<()> {
     conn.print(&view, key_text)
 }
 
-/// `audit list`.
-pub async fn audit_list(conn: &Connection) -> Result<()> {
-    let records = conn.client()?.audit().await?;
+/// `audit list`: one page of the records `query` selects; when the page is full, the flags that
+/// fetch the next one go to standard error.
+pub async fn audit_list(conn: &Connection, query: &AuditQuery) -> Result<()> {
+    let records = conn.client()?.audit_page(query).await?;
     conn.print(&records, |list| {
+        if list.is_empty() {
+            return "no audit records match".to_owned();
+        }
         list.iter()
             .map(|r| {
                 format!(
@@ -398,6 +402,19 @@ pub async fn audit_list(conn: &Connection) -> Result<()> {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    })?;
+    if let Some(hint) = next_page_hint(query, &records) {
+        eprintln!("{hint}");
+    }
+    Ok(())
+}
+
+/// What to add to `audit list` for the page after `page`, when `page` is full.
+fn next_page_hint(query: &AuditQuery, page: &[AuditRecordView]) -> Option<String> {
+    let size = usize::try_from(query.page_size()?).ok()?;
+    let last = page.last()?;
+    (page.len() >= size).then(|| {
+        format!("more records may follow: repeat with --after {} for the next page", last.seq)
     })
 }
 

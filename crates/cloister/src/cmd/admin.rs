@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use cloister::admin;
+use cloister_types::manage::AuditQuery;
 
 use super::{ServerArgs, runtime};
 
@@ -222,8 +223,29 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List audit records through the service (operator: all; tenant admin: its own).
+    /// List audit records through the service (operator: all; tenant admin: its own), oldest
+    /// first, one page at a time: when more match, the next page's command is printed on
+    /// standard error.
     List {
+        /// Only records of this kind (attestation, key.released, instance.created, …).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only records about this instance, key (kb_…) or data set.
+        #[arg(long, visible_alias = "instance", value_name = "ID")]
+        subject: Option<String>,
+        /// Only records at or after this time (RFC 3339, e.g. 2026-01-31T00:00:00Z).
+        #[arg(long, value_parser = rfc3339_time, value_name = "TIME")]
+        since: Option<i64>,
+        /// Only records at or before this time (RFC 3339).
+        #[arg(long, value_parser = rfc3339_time, value_name = "TIME")]
+        until: Option<i64>,
+        /// Only records after this seq: the last seq of the previous page.
+        #[arg(long, value_name = "SEQ")]
+        after: Option<i64>,
+        /// At most this many records (1-1000).
+        #[arg(long, default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(AuditQuery::MAX_LIMIT)))]
+        limit: u32,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -344,8 +366,16 @@ pub(crate) fn audit(command: AuditCommand) -> Result<()> {
             }
             Ok(())
         }
-        AuditCommand::List { server } => {
-            runtime()?.block_on(admin::audit_list(&server.connection()?))
+        AuditCommand::List { kind, subject, since, until, after, limit, server } => {
+            let query = AuditQuery { kind, subject, since, until, after, limit: Some(limit) };
+            runtime()?.block_on(admin::audit_list(&server.connection()?, &query))
         }
     }
+}
+
+/// A time flag's value: RFC 3339, as Unix seconds.
+fn rfc3339_time(text: &str) -> Result<i64, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(time::OffsetDateTime::unix_timestamp)
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time (2026-01-31T00:00:00Z)"))
 }
