@@ -439,6 +439,14 @@ pub async fn audit_verify(
             Ok((seq, hash.to_owned()))
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = sqlite_file(database) {
+        anyhow::ensure!(
+            path.is_file(),
+            "the database {} does not exist: give the path of the service's database \
+             (audit verify never creates one)",
+            path.display()
+        );
+    }
     let store = Store::connect(database)
         .await
         .with_context(|| format!("opening {}", cloister_authority::store::redact(database)))?;
@@ -488,6 +496,13 @@ pub async fn audit_verify(
         println!("audit log NOT intact: {} problem(s)", problems.len());
     }
     Ok(intact)
+}
+
+/// The file a `sqlite://PATH[?options]` database URL names; `None` for other databases.
+fn sqlite_file(database: &str) -> Option<PathBuf> {
+    let rest = database.strip_prefix("sqlite://")?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    Some(PathBuf::from(path))
 }
 
 /// The service key `pinned` names: its text, a file holding the text, or its fingerprint. With a

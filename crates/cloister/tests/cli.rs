@@ -571,3 +571,19 @@ fn a_url_without_a_scheme_is_explained() {
     assert!(!out.status.success());
     assert!(!stderr(&out).contains("has no scheme"), "{}", stderr(&out));
 }
+
+#[test]
+fn audit_verify_names_a_missing_database_and_never_creates_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nothing-here.db");
+    let url = format!("sqlite://{}", missing.display());
+    let out = cloister(
+        &["audit", "verify", "--database", &url, "--service-key", &"ab".repeat(32)],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("does not exist") && err.contains("nothing-here.db"), "{err}");
+    assert!(!missing.exists(), "audit verify created {}", missing.display());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "it left files behind");
+}
