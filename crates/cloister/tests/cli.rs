@@ -587,3 +587,17 @@ fn audit_verify_names_a_missing_database_and_never_creates_it() {
     assert!(!missing.exists(), "audit verify created {}", missing.display());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "it left files behind");
 }
+
+#[test]
+fn the_demo_refuses_a_work_directory_it_did_not_make_and_leaves_it_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let workdir = tmp.path().join("mine");
+    std::fs::create_dir(&workdir).unwrap();
+    std::fs::write(workdir.join("thesis.tex"), "precious").unwrap();
+    let out = cloister(&["demo", "--workdir", "mine"], tmp.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("not empty and was not made by `cloister demo`"), "{err}");
+    assert_eq!(std::fs::read_to_string(workdir.join("thesis.tex")).unwrap(), "precious");
+    assert_eq!(std::fs::read_dir(&workdir).unwrap().count(), 1, "the demo wrote into it");
+}
