@@ -601,3 +601,35 @@ fn the_demo_refuses_a_work_directory_it_did_not_make_and_leaves_it_alone() {
     assert_eq!(std::fs::read_to_string(workdir.join("thesis.tex")).unwrap(), "precious");
     assert_eq!(std::fs::read_dir(&workdir).unwrap().count(), 1, "the demo wrote into it");
 }
+
+#[test]
+fn seal_takes_the_key_broker_recipient_text_itself_as_model_import_does() {
+    let (tmp, dir, bytes) = setup();
+    let public = std::fs::read_to_string(dir.join("alice.pub")).unwrap();
+    let key = cloister_seal::RecipientPublicKey::from_text(public.trim()).unwrap();
+    let broker = cloister_seal::BrokerRecipient::new("kb_alice1", key).unwrap().to_text();
+    std::fs::write(dir.join("plain.bin"), &bytes).unwrap();
+    let out = cloister(
+        &["seal", "--recipient", &broker, "--input", "plain.bin", "--output", "sealed.bin"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = std::fs::read(dir.join("sealed.bin")).unwrap();
+    let header = cloister_seal::read_header(sealed.as_slice()).unwrap();
+    assert!(header.recipients().iter().all(|r| r.is_broker()), "not sealed to the broker key");
+    let out = cloister(
+        &["open", "--secret", "alice.key", "--input", "sealed.bin", "--output", "-"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, bytes);
+    // Text that looks like a broker recipient but is not one is refused, naming the flag.
+    let out = cloister(
+        &["seal", "--recipient", "cloister-broker:kb_x", "--input", "plain.bin", "--output", "x"],
+        &dir,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a key-broker recipient"), "{}", stderr(&out));
+    assert!(!dir.join("x").exists());
+    drop(tmp);
+}

@@ -42,9 +42,11 @@ pub(crate) struct KeygenArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct SealArgs {
-    /// A public key file, or an enclave certificate chain (verified with --ca/--measurement).
-    #[arg(long = "recipient", required = true)]
-    pub(crate) recipients: Vec<PathBuf>,
+    /// A public key file, an enclave certificate chain (verified with --ca/--measurement), or a
+    /// key-broker recipient: its text (`cloister-broker:kb_…`, what `cloister key register`
+    /// prints) or a file holding it. Repeat for several.
+    #[arg(long = "recipient", required = true, value_name = "FILE|BROKER-RECIPIENT")]
+    pub(crate) recipients: Vec<String>,
     /// Input file, or - for standard input.
     #[arg(long)]
     pub(crate) input: PathBuf,
