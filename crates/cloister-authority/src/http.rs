@@ -707,6 +707,20 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, operations) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                let id = operation["operationId"].as_str().unwrap_or_default();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} is taken");
+            }
+        }
+        assert_eq!(seen.len(), ROUTES.len());
+    }
+
+    #[test]
     fn every_listed_route_is_routed_and_authenticated() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         rt.block_on(async {
