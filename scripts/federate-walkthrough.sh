@@ -53,7 +53,7 @@ export CLOISTER_SERVER_CA="$WORK/compute/tls-ca.pem"
   --operator-token-file compute/operator-token 2> compute/authority.log &
 pids+=($!)
 for _ in $(seq 600); do
-  [ -s compute/operator-token ] && "$CLOISTER" tenant list --token "$(cat compute/operator-token)" \
+  [ -s compute/operator-token ] && "$CLOISTER" tenant list --token-file compute/operator-token \
     > /dev/null 2>&1 && break
   sleep 0.1
 done
@@ -63,12 +63,12 @@ done
 fingerprint=$(sed -n 's/.*"event":"listening".*"service_fingerprint":"\([0-9a-f]\{64\}\)".*/\1/p' \
   compute/authority.log)
 [ -n "$fingerprint" ] || { echo "no fingerprint in compute/authority.log" >&2; exit 1; }
-admin_token=$("$CLOISTER" tenant create hospitals --token "$(cat compute/operator-token)" --json |
-  json '["token"]')
+"$CLOISTER" tenant create hospitals --token-file compute/operator-token --json |
+  json '["token"]' > compute/admin-token
 "$CLOISTER" keygen --sim-platform --secret compute/sim-platform.pem --public compute/sim-platform.pub
 measurement=$("$CLOISTER" measure "$(command -v "$CLOISTER")")
 echo "{\"measurements\": [\"$measurement\"]}" > compute/reference-values.json
-"$CLOISTER" instance create federation --token "$admin_token" --builtin-policy dev-sim \
+"$CLOISTER" instance create federation --token-file compute/admin-token --builtin-policy dev-sim \
   --reference-values compute/reference-values.json \
   --sim-platform-key compute/sim-platform.pub --json > compute/instance.json
 instance=$(json '["id"]' < compute/instance.json)

@@ -29,8 +29,8 @@ use cloister_types::api::{
     ServiceKeyDocument, SignedAnswer,
 };
 use cloister_types::manage::{
-    AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
-    PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
+    AuditQuery, AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView,
+    KeyView, PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
     TrustAnchorSpec,
 };
 
@@ -618,11 +618,19 @@ async fn release_key(
     Ok(Json(result?))
 }
 
+/// `GET /v1/audit?kind=&subject=&since=&until=&after=&limit=`: one page of the log.
 async fn audit(
     State(service): State<Shared>,
     Caller(who): Caller,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Vec<AuditRecordView>>> {
-    Ok(Json(service.audit_records(&who, now()).await?))
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ServiceApiError(ServiceError::BadRequest(format!(
+            "the query is not valid: {} (kind, subject, since, until, after, limit)",
+            e.body_text()
+        )))
+    })?;
+    Ok(Json(service.audit_page(&who, &query, now()).await?))
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
@@ -708,6 +716,20 @@ mod tests {
             assert_eq!(secured, !public, "{method} {path}: security does not match {who:?}");
         }
         assert_eq!(described, ROUTES.len());
+    }
+
+    #[test]
+    fn every_operation_in_the_openapi_document_has_its_own_operation_id() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, operations) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                let id = operation["operationId"].as_str().unwrap_or_default();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                assert!(seen.insert(id.to_owned()), "{method} {path}: operationId {id} is taken");
+            }
+        }
+        assert_eq!(seen.len(), ROUTES.len());
     }
 
     #[test]

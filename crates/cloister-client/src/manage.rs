@@ -2,8 +2,8 @@
 //! migration, audit), authenticated with a bearer token.
 
 use cloister_types::manage::{
-    AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView, KeyView,
-    PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
+    AuditQuery, AuditRecordView, CreateInstance, CreateTenant, ExportRequest, InstanceView,
+    KeyView, PolicySpec, PolicyUpdated, PolicyVersionView, RegisterKey, TenantCreated, TenantView,
     TrustAnchorSpec,
 };
 use reqwest::{Method, RequestBuilder};
@@ -206,6 +206,16 @@ impl ServiceClient {
     /// `GET /v1/audit`.
     pub async fn audit(&self) -> Result<Vec<AuditRecordView>, ClientError> {
         self.send(Method::GET, "/v1/audit", Self::NO_BODY).await
+    }
+
+    /// `GET /v1/audit` with filters and a page: the records matching `query`, by seq.
+    pub async fn audit_page(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRecordView>, ClientError> {
+        let (url, builder) = self.request(Method::GET, "/v1/audit");
+        let response = builder.query(query).send().await.map_err(|e| transport(&url, e))?;
+        decode(&url, response).await
     }
 
     /// Any route, for tests and scripts: status and body.

@@ -305,3 +305,39 @@ pub struct AuditRecordView {
     /// This entry's chain hash.
     pub hash: String,
 }
+
+/// `GET /v1/audit` query: which records, and which page. Every filter is optional; records come
+/// by seq, at most `limit` of them after `after`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only records of this kind (`attestation`, `key.released`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only records about this subject (an instance, key or data set id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Only records at or after this time (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// Only records at or before this time (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+    /// Only records after this seq (the last seq of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    /// At most this many records (at most [`AuditQuery::MAX_LIMIT`]; without it, all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl AuditQuery {
+    /// The largest page the service returns when a limit is asked for.
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The page size this query gets: `limit` between 1 and [`AuditQuery::MAX_LIMIT`], or none
+    /// (every matching record) when it asks for no limit.
+    pub fn page_size(&self) -> Option<u32> {
+        self.limit.map(|limit| limit.clamp(1, Self::MAX_LIMIT))
+    }
+}

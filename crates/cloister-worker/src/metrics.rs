@@ -32,15 +32,17 @@ const RELEASE_RESULTS: [&str; 2] = ["granted", "refused"];
 const TOKEN_SOURCES: [&str; 2] = ["online", "batch"];
 /// The outer routes counted by `cloister_worker_http_requests_total` (unmatched paths are
 /// counted as `unmatched`, never by their text).
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 13] = [
     "/healthz",
     "/readyz",
     "/metrics",
+    "/openapi.json",
     "/v1/identity",
     "/v1/objects/{id}",
     "/v1/jobs",
     "/v1/ohttp",
     "/v1/serving/models",
+    "/v1/serving/models/{id}/undeploy",
     "/v1/batch",
     "/v1/batch/{id}",
     "unmatched",

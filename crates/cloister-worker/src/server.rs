@@ -6,6 +6,7 @@
 //! | `GET /healthz` | liveness: the process answers |
 //! | `GET /readyz` | readiness: attested with a certificate still valid, object store and batch queue open; 503 with the reason otherwise |
 //! | `GET /metrics` | Prometheus metrics (see [`crate::metrics`]); no credential, nothing secret |
+//! | `GET /openapi.json` | the OpenAPI document of this API ([`OPENAPI`]) |
 //! | `GET /v1/identity` | certificate chain, EAR token and runtime data |
 //! | `PUT /v1/objects/{id}` | store a sealed object |
 //! | `GET /v1/objects/{id}` | fetch a sealed object |
@@ -85,12 +86,34 @@ pub struct Worker {
     pub metrics: crate::metrics::WorkerMetrics,
 }
 
+/// The OpenAPI document of the worker's API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route [`router`] serves, as (method, path template): what [`OPENAPI`] must describe.
+pub const API: [(&str, &str); 14] = [
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/v1/identity"),
+    ("PUT", "/v1/objects/{id}"),
+    ("GET", "/v1/objects/{id}"),
+    ("POST", "/v1/jobs"),
+    ("POST", cloister_types::online::OHTTP_PATH),
+    ("POST", "/v1/serving/models"),
+    ("GET", "/v1/serving/models"),
+    ("POST", "/v1/serving/models/{id}/undeploy"),
+    ("POST", "/v1/batch"),
+    ("GET", "/v1/batch/{id}"),
+];
+
 /// The worker's routes.
 pub fn router(worker: Arc<Worker>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .route("/v1/identity", get(identity))
         .route("/v1/objects/{id}", put(put_object).get(get_object))
         .route("/v1/jobs", axum::routing::post(submit_job))
@@ -105,6 +128,11 @@ pub fn router(worker: Arc<Worker>) -> Router {
         .layer(middleware::from_fn_with_state(worker.clone(), count_request))
         .layer(DefaultBodyLimit::max(MAX_OBJECT))
         .with_state(worker)
+}
+
+/// `GET /openapi.json`: [`OPENAPI`].
+async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// Counts each request by its route template (never its path) and status class.
@@ -669,5 +697,34 @@ impl ApiError {
             }
             ApiError::Internal => "internal error".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_exactly_the_routes_served_each_with_an_operation_id() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let mut ids = std::collections::BTreeSet::new();
+        let mut described = 0;
+        for (path, operations) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in operations.as_object().expect("operations") {
+                described += 1;
+                let served = API.iter().any(|(m, p)| p == path && m.eq_ignore_ascii_case(method));
+                assert!(served, "openapi.json describes {method} {path}, which is not served");
+                let id = operation["operationId"].as_str().unwrap_or_default();
+                assert!(!id.is_empty(), "{method} {path} has no operationId");
+                assert!(ids.insert(id.to_owned()), "{method} {path}: operationId {id} is taken");
+            }
+        }
+        for (method, path) in API {
+            let operation = &doc["paths"][path][method.to_ascii_lowercase()];
+            assert!(operation.is_object(), "{method} {path} is served but not described");
+            // Requests are counted by route; a route missing there is counted as `unmatched`.
+            assert!(crate::metrics::ROUTES.contains(&path), "{path} is not a metrics route");
+        }
+        assert_eq!(described, API.len());
     }
 }

@@ -8,10 +8,12 @@ use cloister_authority::store::Store;
 use cloister_client::ServiceClient;
 use cloister_types::Hex;
 use cloister_types::manage::{
-    CreateInstance, ExportRequest, InstanceSettings, InstanceView, KeyView, PolicySpec,
-    RegisterKey, TrustAnchorSpec,
+    AuditQuery, AuditRecordView, CreateInstance, ExportRequest, InstanceSettings, InstanceView,
+    KeyView, PolicySpec, RegisterKey, TrustAnchorSpec,
 };
 use serde::Serialize;
+
+use crate::serving::rfc3339;
 
 /// How a client command reaches the service.
 #[derive(Clone, Debug)]
@@ -141,7 +143,9 @@ fn instance_text(view: &InstanceView) -> String {
         .iter()
         .map(|k| match k.keep_until {
             None => format!("  {} (current)", k.kid),
-            Some(until) => format!("  {} (retired, in the JWKS until {until})", k.kid),
+            Some(until) => {
+                format!("  {} (retired, in the JWKS until {})", k.kid, rfc3339(until))
+            }
         })
         .collect();
     format!(
@@ -313,7 +317,7 @@ fn key_text(view: &KeyView) -> String {
         view.recipient,
         view.instances.join(", "),
         match view.revoked_at {
-            Some(at) => format!("revoked at {at}"),
+            Some(at) => format!("revoked at {}", rfc3339(at)),
             None => "active".to_owned(),
         }
     )
@@ -376,19 +380,41 @@ pub async fn key_revoke(conn: &Connection, id: &str) -> Result<()> {
     conn.print(&view, key_text)
 }
 
-/// `audit list`.
-pub async fn audit_list(conn: &Connection) -> Result<()> {
-    let records = conn.client()?.audit().await?;
+/// `audit list`: one page of the records `query` selects; when the page is full, the flags that
+/// fetch the next one go to standard error.
+pub async fn audit_list(conn: &Connection, query: &AuditQuery) -> Result<()> {
+    let records = conn.client()?.audit_page(query).await?;
     conn.print(&records, |list| {
+        if list.is_empty() {
+            return "no audit records match".to_owned();
+        }
         list.iter()
             .map(|r| {
                 format!(
                     "{:>6} {} {:<18} {:<8} {} {}",
-                    r.seq, r.at, r.kind, r.outcome, r.actor, r.subject
+                    r.seq,
+                    rfc3339(r.at),
+                    r.kind,
+                    r.outcome,
+                    r.actor,
+                    r.subject
                 )
             })
             .collect::<Vec<_>>()
             .join("\n")
+    })?;
+    if let Some(hint) = next_page_hint(query, &records) {
+        eprintln!("{hint}");
+    }
+    Ok(())
+}
+
+/// What to add to `audit list` for the page after `page`, when `page` is full.
+fn next_page_hint(query: &AuditQuery, page: &[AuditRecordView]) -> Option<String> {
+    let size = usize::try_from(query.page_size()?).ok()?;
+    let last = page.last()?;
+    (page.len() >= size).then(|| {
+        format!("more records may follow: repeat with --after {} for the next page", last.seq)
     })
 }
 
@@ -413,6 +439,14 @@ pub async fn audit_verify(
             Ok((seq, hash.to_owned()))
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(path) = sqlite_file(database) {
+        anyhow::ensure!(
+            path.is_file(),
+            "the database {} does not exist: give the path of the service's database \
+             (audit verify never creates one)",
+            path.display()
+        );
+    }
     let store = Store::connect(database)
         .await
         .with_context(|| format!("opening {}", cloister_authority::store::redact(database)))?;
@@ -462,6 +496,13 @@ pub async fn audit_verify(
         println!("audit log NOT intact: {} problem(s)", problems.len());
     }
     Ok(intact)
+}
+
+/// The file a `sqlite://PATH[?options]` database URL names; `None` for other databases.
+fn sqlite_file(database: &str) -> Option<PathBuf> {
+    let rest = database.strip_prefix("sqlite://")?;
+    let path = rest.split_once('?').map_or(rest, |(path, _)| path);
+    Some(PathBuf::from(path))
 }
 
 /// The service key `pinned` names: its text, a file holding the text, or its fingerprint. With a

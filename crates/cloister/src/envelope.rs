@@ -48,9 +48,19 @@ pub struct CertificatePolicy {
     pub accept_test_root: bool,
 }
 
-/// Reads a recipient: an envelope public key, or an enclave certificate chain (PEM) that must
-/// verify against `policy` first.
-pub fn read_recipient(path: &Path, policy: &CertificatePolicy) -> Result<Recipient> {
+/// Reads a recipient: the key-broker recipient text itself (`cloister-broker:kb_…`), or a file
+/// holding an envelope public key, a key-broker recipient, or an enclave certificate chain (PEM)
+/// that must verify against `policy` first.
+pub fn read_recipient(given: &str, policy: &CertificatePolicy) -> Result<Recipient> {
+    // The key-broker recipient text itself (what `cloister key register` prints and `model
+    // import --recipient` takes), or a file.
+    if given.trim_start().starts_with(cloister_seal::BROKER_REFERENCE_PREFIX) {
+        let broker = BrokerRecipient::from_text(given.trim()).with_context(|| {
+            format!("--recipient {given}: not a key-broker recipient (what `cloister key register` prints)")
+        })?;
+        return Ok(broker.recipient());
+    }
+    let path = Path::new(given);
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if text.contains("-----BEGIN CERTIFICATE-----") {

@@ -13,11 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
-use cloister_client::{Expectations, WorkerClient, verify_enclave_certificate};
+use cloister_client::{Expectations, WorkerClient};
 use cloister_seal::RecipientSecretKey;
-use cloister_sign::unix_now;
 use cloister_types::batch::{BatchReceipt, BatchState, BatchStatus, SubmitBatch};
-use cloister_types::{Hex, JobSpec, pem_certificates};
+use cloister_types::{Hex, JobSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -270,72 +269,7 @@ pub async fn fetch(
     Ok(())
 }
 
-/// Verifies a done job's receipt: the signer's certificate chain against `expectations`, the
-/// signature with its certified receipt key, and that the receipt names the job, the signer's
-/// attestation result and measurement, and a contiguous list of chunks covering every row.
-pub fn verify_batch_receipt(
-    status: &BatchStatus,
-    expectations: &Expectations,
-) -> Result<BatchReceipt> {
-    let token = status.receipt.as_deref().context("the worker sent no receipt")?;
-    let chain_pem = status
-        .receipt_signer_chain_pem
-        .as_deref()
-        .context("the worker sent no certificate chain for the receipt's signer")?;
-    let chain = pem_certificates(chain_pem)?;
-    // Enclave certificates are short-lived and the signer may be long gone: its chain is checked
-    // at the time the receipt was signed. That time is only read from a receipt whose signature
-    // verified with the key the certificate names; the chain check then proves the key was the
-    // attested enclave's at that time (its keys never leave it and die with its process).
-    let leaf = chain.first().context("the receipt signer's certificate chain is empty")?;
-    let named_key = cloister_client::enclave::read_claims_unverified(leaf)?.runtime_data.receipt_pk;
-    let receipt = cloister_sign::VerifyingKey::from_text(&named_key)?
-        .verify::<BatchReceipt>("batch receipt", token, unix_now())
-        .context("the receipt does not verify with the receipt key its signer's certificate names")?
-        .claims;
-    let signed_at = u64::try_from(receipt.finished_at).unwrap_or_default();
-    let signer = verify_enclave_certificate(&chain, expectations, signed_at)
-        .context("the enclave that signed the receipt does not meet your expectations")?;
-    ensure!(
-        signer.receipt_pk.to_text() == named_key,
-        "the receipt signer's certified key is not the key that verified the receipt"
-    );
-    ensure!(receipt.job_id == status.job_id, "the receipt is for job {}", receipt.job_id);
-    ensure!(
-        receipt.attestation_result_sha256.as_bytes()
-            == Sha256::digest(signer.ear.as_bytes()).as_slice(),
-        "the receipt names another attestation result than its signer's certificate"
-    );
-    ensure!(
-        receipt.measurement == signer.claims.measurement,
-        "the receipt names another measurement"
-    );
-    ensure!(receipt.chunk_rows > 0, "the receipt names no chunk size");
-    let mut first_row = 0u64;
-    for (k, chunk) in receipt.chunks.iter().enumerate() {
-        ensure!(
-            chunk.index == k as u64
-                && chunk.first_row == first_row
-                && chunk.job_id == receipt.job_id,
-            "the receipt's chunk {k} is out of order"
-        );
-        ensure!(
-            receipt
-                .enclaves
-                .iter()
-                .any(|e| e.attestation_result_sha256 == chunk.attestation_result_sha256),
-            "the receipt's chunk {k} names an enclave the receipt does not list"
-        );
-        first_row += chunk.rows;
-    }
-    ensure!(
-        first_row == receipt.rows,
-        "the receipt's chunks cover {first_row} of {} rows",
-        receipt.rows
-    );
-    ensure!(!receipt.erased.is_empty(), "the receipt confirms no erasure");
-    Ok(receipt)
-}
+pub use cloister_client::protocol::verify_batch_receipt;
 
 /// Downloads every chunk the receipt names, checks its digest, opens it and concatenates.
 async fn download(

@@ -339,7 +339,7 @@ pub async fn show(repo: &Repository, id: &str, owner: Option<&str>, json: bool) 
             manifest.owner,
             if pinned { "pinned with --owner" } else { "as the manifest names it, not pinned" }
         );
-        println!("  signed at      {} (Unix time)", verified.issued_at());
+        println!("  signed at      {}", crate::serving::rfc3339(verified.issued_at()));
         println!("{}", describe(manifest));
         println!(
             "  integrity      signature verified; all {} sealed files match the manifest",

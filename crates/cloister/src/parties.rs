@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use cloister_client::{AuthorityClient, Expectations, VerifiedEnclave, WorkerClient};
 use cloister_seal::{BrokerRecipient, Metadata, RecipientSecretKey};
 use cloister_sign::{SigningKey, unix_now};
 use cloister_types::api::{
     DatasetRegistration, GrantRevocation, GrantRevoked, RegisterDataset, RevokeGrant,
 };
-use cloister_types::{Grant, Hex, InputRef, InputRole, JobSpec, Receipt, TeeKind};
+use cloister_types::{Hex, InputRef, InputRole, JobSpec, TeeKind};
 use sha2::{Digest, Sha256};
 
 use crate::testbed::write_secret;
@@ -38,31 +38,7 @@ pub fn parse_measurements(values: &[String]) -> Result<Vec<Hex>> {
         .collect()
 }
 
-/// The enclaves a grant admits: measured one of `measurements` and appraised by one of the
-/// attestation `instances` (`in_…`). A measurement alone does not say who appraised an enclave:
-/// anyone can run the same binary under a permissive instance of their own.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Admitted {
-    /// Accepted enclave measurements.
-    pub measurements: Vec<Hex>,
-    /// Accepted attestation instances.
-    pub instances: Vec<String>,
-}
-
-impl Admitted {
-    /// Enclaves measured one of `measurements`, appraised by instance `instance`.
-    pub fn new(measurements: &[Hex], instance: &str) -> Self {
-        Admitted { measurements: measurements.to_vec(), instances: vec![instance.to_owned()] }
-    }
-
-    /// Enclaves like `enclave`, which the party verified: its measurement and its instance.
-    pub fn like(enclave: &VerifiedEnclave) -> Self {
-        Admitted::new(std::slice::from_ref(&enclave.claims.measurement), enclave.instance_id())
-    }
-}
-
-/// How long grants stay valid.
-const GRANT_VALIDITY: Duration = Duration::from_secs(3600);
+pub use cloister_client::protocol::{Admitted, sign_grant, verify_receipt};
 
 /// One organisation taking part: its signing key (grants), its envelope key (results), and the
 /// directory where it keeps them.
@@ -351,82 +327,10 @@ pub async fn seal_to_broker_and_upload(
     upload(client, owner, object_id, sealed).await
 }
 
-/// Signs, with `signing`, a grant letting `spec` use the signer's input in `role` in the
-/// `admitted` enclaves, results sealed only to `result_recipients`, and for a training job's
-/// data at most `privacy_budget` when one is given (DP-SGD required).
-pub fn sign_grant(
-    signing: &SigningKey,
-    spec: &JobSpec,
-    role: InputRole,
-    admitted: &Admitted,
-    result_recipients: &[String],
-    privacy_budget: Option<cloister_types::job::PrivacyBudget>,
-) -> Result<String> {
-    let me = signing.public_key().to_text();
-    // A training job may read several data sets; the signer grants the one it owns.
-    let input = match role {
-        InputRole::Data => spec.data_inputs().find(|input| input.owner == me).unwrap_or(&spec.data),
-        InputRole::Model => &spec.model,
-    };
-    ensure!(input.owner == me, "the signer does not own the job's {role:?} input");
-    let grant = Grant {
-        job_id: spec.id.clone(),
-        job_digest: spec.digest()?,
-        role,
-        object_id: input.object_id.clone(),
-        object_sha256: input.sha256.clone(),
-        allowed_measurements: admitted.measurements.clone(),
-        allowed_instances: admitted.instances.clone(),
-        result_recipients: result_recipients.to_vec(),
-        privacy_budget,
-    };
-    Ok(signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
-}
-
 /// Reads a party signing key file (`cloister keygen --signing`).
 pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the signing key {}", path.display()))?;
     SigningKey::from_text(text.trim())
         .with_context(|| format!("{} is not a party signing key", path.display()))
-}
-
-/// Verifies a receipt: signed by the attested enclave's receipt key, for this job, naming the
-/// inputs as uploaded, the output as downloaded and the attestation result the party checked.
-pub fn verify_receipt(
-    token: &str,
-    enclave: &VerifiedEnclave,
-    spec: &JobSpec,
-    output_ciphertext: &[u8],
-) -> Result<Receipt> {
-    let receipt = enclave.receipt_pk.verify::<Receipt>("receipt", token, unix_now())?.claims;
-    ensure!(receipt.job_id == spec.id, "the receipt is for job {}", receipt.job_id);
-    ensure!(receipt.job_digest == spec.digest()?, "the receipt names another job digest");
-    ensure!(
-        receipt.measurement == enclave.claims.measurement,
-        "the receipt names measurement {}, not the attested one",
-        receipt.measurement
-    );
-    ensure!(
-        receipt.attestation_result_sha256.as_bytes()
-            == Sha256::digest(enclave.ear.as_bytes()).as_slice(),
-        "the receipt names a different attestation result than the one verified"
-    );
-    for input in std::iter::once(&spec.model).chain(spec.data_inputs()) {
-        let Some(found) = receipt.inputs.iter().find(|i| i.object_id == input.object_id) else {
-            bail!("the receipt does not mention input {}", input.object_id);
-        };
-        ensure!(
-            found.ciphertext_sha256 == input.sha256,
-            "input {} digest differs",
-            input.object_id
-        );
-    }
-    let digest = Hex(Sha256::digest(output_ciphertext).to_vec());
-    ensure!(
-        receipt.outputs.iter().any(|o| o.ciphertext_sha256 == digest),
-        "the receipt does not name the output that was downloaded"
-    );
-    ensure!(!receipt.erased.is_empty(), "the receipt confirms no erasure");
-    Ok(receipt)
 }

@@ -86,9 +86,9 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(Duration::from_secs(seconds))
 }
 
-/// Unix seconds as RFC 3339 (UTC), for people.
-pub fn rfc3339(unix: u64) -> String {
-    i64::try_from(unix)
+/// Unix seconds as RFC 3339 (UTC), for people: what every human (not `--json`) output shows.
+pub fn rfc3339<T: TryInto<i64> + Copy + std::fmt::Display>(unix: T) -> String {
+    unix.try_into()
         .ok()
         .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

@@ -1,6 +1,9 @@
 //! The sealed-envelope commands exactly as users and scripts run them: `cloister keygen`, `seal`
 //! and `open`, with files and with `-` for standard input and output, and every kind of tampering
-//! refused with a non-zero exit, a message naming the check, and nothing left at `--output`.
+//! refused with a non-zero exit, a message naming the check, and nothing left at `--output`;
+//! and what any command does with what a user gets wrong before it connects (no token, a token
+//! on the command line, a URL without a scheme, a database path that does not exist, a work
+//! directory that is not the demo's).
 
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -486,4 +489,147 @@ fn a_worker_on_a_machine_without_a_tee_exits_listing_every_interface_and_never_s
     assert!(text.contains("--require-gpu") && text.contains("cannot load NVML from"), "{text}");
     assert!(text.contains(&nvml), "{text}");
     assert!(out.stdout.is_empty());
+}
+
+/// Runs `cloister ARGS` in `dir` with `CLOISTER_TOKEN` and `CLOISTER_SERVER` unset, or the token
+/// set to `token`.
+fn admin_command(args: &[&str], dir: &Path, token: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command.args(args).current_dir(dir).env_remove("CLOISTER_TOKEN").env_remove("CLOISTER_SERVER");
+    if let Some(token) = token {
+        command.env("CLOISTER_TOKEN", token);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn a_command_without_a_token_says_to_set_cloister_token_or_give_a_token_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Nothing listens there: the command must stop before it connects.
+    let out =
+        admin_command(&["tenant", "list", "--server", "http://127.0.0.1:9"], tmp.path(), None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no token") && err.contains("CLOISTER_TOKEN"), "{err}");
+    assert!(err.contains("--token-file"), "{err}");
+    assert!(!err.contains("cannot reach"), "it tried to connect: {err}");
+
+    // An empty token file is named as such.
+    std::fs::write(tmp.path().join("token"), "\n").unwrap();
+    let out = admin_command(
+        &["instance", "list", "--server", "http://127.0.0.1:9", "--token-file", "token"],
+        tmp.path(),
+        None,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("token file token is empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_token_on_the_command_line_is_refused_and_points_to_the_environment_or_a_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = "tok_do-not-echo-me";
+    let out = admin_command(
+        &["key", "list", "--server", "http://127.0.0.1:9", "--token", secret],
+        tmp.path(),
+        Some("from-the-environment"),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("process listings"), "{err}");
+    assert!(err.contains("CLOISTER_TOKEN") && err.contains("--token-file"), "{err}");
+    assert!(!err.contains(secret), "the refused token is echoed: {err}");
+    assert!(!err.contains("cannot reach"), "it tried to connect: {err}");
+    // The help offers the file, never the value.
+    let help = cloister(&["tenant", "list", "--help"], tmp.path());
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(help.contains("--token-file") && help.contains("CLOISTER_TOKEN"), "{help}");
+    assert!(!help.contains("--token <"), "{help}");
+}
+
+#[test]
+fn a_url_without_a_scheme_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["tenant", "list", "--server", "localhost:8080"][..],
+        &["audit", "list", "--server", "localhost:8080"],
+        &["job", "status", "job-1", "--worker", "localhost:8443", "--ca", "ca.pem"][..],
+    ] {
+        let mut args = args.to_vec();
+        if args[0] == "job" {
+            args.extend(["--measurement", "00"]);
+        }
+        let out = admin_command(&args, tmp.path(), Some("a-token"));
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains("localhost:"), "{args:?}: {err}");
+        assert!(err.contains("has no scheme: add https://"), "{args:?}: {err}");
+    }
+    // A URL with its scheme gets past the check (and then fails to connect, nothing listens).
+    let out =
+        admin_command(&["tenant", "list", "--server", "http://127.0.0.1:9"], tmp.path(), Some("t"));
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("has no scheme"), "{}", stderr(&out));
+}
+
+#[test]
+fn audit_verify_names_a_missing_database_and_never_creates_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nothing-here.db");
+    let url = format!("sqlite://{}", missing.display());
+    let out = cloister(
+        &["audit", "verify", "--database", &url, "--service-key", &"ab".repeat(32)],
+        tmp.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("does not exist") && err.contains("nothing-here.db"), "{err}");
+    assert!(!missing.exists(), "audit verify created {}", missing.display());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "it left files behind");
+}
+
+#[test]
+fn the_demo_refuses_a_work_directory_it_did_not_make_and_leaves_it_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let workdir = tmp.path().join("mine");
+    std::fs::create_dir(&workdir).unwrap();
+    std::fs::write(workdir.join("thesis.tex"), "precious").unwrap();
+    let out = cloister(&["demo", "--workdir", "mine"], tmp.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("not empty and was not made by `cloister demo`"), "{err}");
+    assert_eq!(std::fs::read_to_string(workdir.join("thesis.tex")).unwrap(), "precious");
+    assert_eq!(std::fs::read_dir(&workdir).unwrap().count(), 1, "the demo wrote into it");
+}
+
+#[test]
+fn seal_takes_the_key_broker_recipient_text_itself_as_model_import_does() {
+    let (tmp, dir, bytes) = setup();
+    let public = std::fs::read_to_string(dir.join("alice.pub")).unwrap();
+    let key = cloister_seal::RecipientPublicKey::from_text(public.trim()).unwrap();
+    let broker = cloister_seal::BrokerRecipient::new("kb_alice1", key).unwrap().to_text();
+    std::fs::write(dir.join("plain.bin"), &bytes).unwrap();
+    let out = cloister(
+        &["seal", "--recipient", &broker, "--input", "plain.bin", "--output", "sealed.bin"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = std::fs::read(dir.join("sealed.bin")).unwrap();
+    let header = cloister_seal::read_header(sealed.as_slice()).unwrap();
+    assert!(header.recipients().iter().all(|r| r.is_broker()), "not sealed to the broker key");
+    let out = cloister(
+        &["open", "--secret", "alice.key", "--input", "sealed.bin", "--output", "-"],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, bytes);
+    // Text that looks like a broker recipient but is not one is refused, naming the flag.
+    let out = cloister(
+        &["seal", "--recipient", "cloister-broker:kb_x", "--input", "plain.bin", "--output", "x"],
+        &dir,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a key-broker recipient"), "{}", stderr(&out));
+    assert!(!dir.join("x").exists());
+    drop(tmp);
 }

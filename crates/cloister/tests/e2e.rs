@@ -389,6 +389,11 @@ fn the_demo_binary_runs_end_to_end_and_leaves_no_plaintext_on_the_compute_side()
     assert!(findings.is_empty(), "{findings:?}");
     // The scanner does find the plaintext where it is allowed to be.
     assert!(!scan(&tmp.path().join("data-provider"), &secrets).unwrap().is_empty());
+
+    // Run again into the same directory: the previous demo's files are replaced, and it says so.
+    let again = run_demo(&["demo", "--workdir"], tmp.path());
+    assert!(again.contains("Deleting the previous demo's files in"), "{again}");
+    assert!(again.contains("verdict: every step verified"), "{again}");
 }
 
 #[test]

@@ -531,6 +531,119 @@ fn server_token_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
+/// `cloister audit list` as an admin pages through it: filters by kind, subject and time, pages
+/// with --after and says how to get the next page, shows times as RFC 3339 (the JSON keeps Unix
+/// seconds), and takes its token from --token-file.
+#[tokio::test]
+async fn audit_list_filters_and_pages_with_utc_times_and_a_token_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("list.db").display());
+    let server = Server::start(&tmp.path().join("svc"), &db);
+    let tenant = server.operator().create_tenant("t").await.unwrap();
+    let admin = server.as_tenant(&tenant.token);
+    let key = platform_key(tmp.path());
+    let mut ids = Vec::new();
+    for name in ["one", "two", "three"] {
+        ids.push(admin.create_instance(&instance_request(name, &key)).await.unwrap().id);
+    }
+    admin.rotate(&ids[1]).await.unwrap();
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, format!("{}\n", tenant.token)).unwrap();
+    let token_file = token_file.to_str().unwrap();
+    let list = |extra: &[&str]| {
+        let mut args = vec!["audit", "list", "--token-file", token_file];
+        args.extend_from_slice(extra);
+        cli(&args, &server.url, None)
+    };
+
+    // Human output: RFC 3339 UTC times, never Unix seconds.
+    let (ok, out, err) = list(&["--kind", "instance.created"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let now = unix_now() as i64;
+    for line in &lines {
+        let at = line.split_whitespace().nth(1).unwrap();
+        let parsed =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|e| panic!("{at:?} is not RFC 3339 ({e}): {line}"));
+        assert!(at.ends_with('Z'), "{at} is not UTC");
+        assert!((parsed.unix_timestamp() - now).abs() < 600, "{line}");
+        let unix = |word: &str| word.parse::<i64>().is_ok_and(|n| (n - now).abs() < 600);
+        assert!(!line.split_whitespace().any(unix), "Unix seconds in {line}");
+    }
+    // JSON keeps the numbers.
+    let (ok, out, _) = list(&["--kind", "instance.created", "--json"]);
+    assert!(ok);
+    let records = json_of(&out);
+    let records = records.as_array().unwrap();
+    assert!(records.iter().all(|r| r["at"].is_i64() && r["kind"] == "instance.created"));
+
+    // By subject (--instance is the same filter): that instance's creation and rotation only.
+    let (ok, out, err) = list(&["--instance", &ids[1], "--json"]);
+    assert!(ok, "{err}");
+    let about = json_of(&out);
+    let about = about.as_array().unwrap();
+    assert!(about.iter().all(|r| r["subject"] == ids[1].as_str()), "{out}");
+    for kind in ["instance.created", "keys.rotated"] {
+        assert!(about.iter().any(|r| r["kind"] == kind), "no {kind}: {out}");
+    }
+    let (ok, out, _) = list(&["--subject", &ids[0], "--kind", "keys.rotated", "--json"]);
+    assert!(ok);
+    assert_eq!(json_of(&out).as_array().unwrap().len(), 0, "{out}");
+
+    // Pages of two: the hint names the next page's --after, which continues without overlap.
+    let (ok, out, err) = list(&["--kind", "instance.created", "--limit", "2", "--json"]);
+    assert!(ok, "{err}");
+    let first = json_of(&out);
+    let first = first.as_array().unwrap();
+    assert_eq!(first.len(), 2);
+    let last = first[1]["seq"].as_i64().unwrap();
+    assert!(err.contains(&format!("--after {last}")), "no next-page hint: {err}");
+    let (ok, out, err) =
+        list(&["--kind", "instance.created", "--limit", "2", "--after", &last.to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(&ids[2]), "{out}");
+    assert!(!err.contains("--after"), "a hint after the last page: {err}");
+
+    // By time: nothing before 2000 or after 2100, everything in between.
+    let (ok, out, _) = list(&["--until", "2000-01-01T00:00:00Z"]);
+    assert!(ok);
+    assert!(out.contains("no audit records match"), "{out}");
+    let (ok, out, _) = list(&["--since", "2100-01-01T00:00:00Z", "--json"]);
+    assert!(ok);
+    assert_eq!(json_of(&out).as_array().unwrap().len(), 0);
+    let (ok, out, _) =
+        list(&["--since", "2000-01-01T00:00:00Z", "--until", "2100-01-01T00:00:00Z", "--json"]);
+    assert!(ok);
+    assert!(json_of(&out).as_array().unwrap().len() >= 4, "{out}");
+    let (ok, _, err) = list(&["--since", "yesterday"]);
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
+
+    // The API refuses a query it does not know, in its error shape.
+    let response = http()
+        .get(format!("{}/v1/audit?colour=red", server.url))
+        .bearer_auth(&tenant.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "bad_request", "{body}");
+    // And keeps a tenant to its own records whatever the filter.
+    let other = server.operator().create_tenant("u").await.unwrap();
+    let theirs = server
+        .as_tenant(&other.token)
+        .audit_page(&cloister_types::manage::AuditQuery {
+            subject: Some(ids[0].clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(theirs.is_empty(), "{theirs:?}");
+}
+
 /// Every route, called by the wrong party: another tenant, nobody, a forged token.
 async fn tenants_never_reach_each_others_resources_on_any_route(postgres: bool) {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,18 +1,31 @@
 //! The audit log: records, appends and signed checkpoints.
 
+use cloister_types::manage::AuditQuery;
+
 use super::*;
 
 impl Service {
     /// Audit records: all for the operator, the tenant's own for a tenant admin.
     pub async fn audit_records(&self, who: &Principal, now: i64) -> Result<Vec<AuditRecordView>> {
+        self.audit_page(who, &AuditQuery::default(), now).await
+    }
+
+    /// One page of audit records matching `query`: among all for the operator, among the
+    /// tenant's own for a tenant admin.
+    pub async fn audit_page(
+        &self,
+        who: &Principal,
+        query: &AuditQuery,
+        now: i64,
+    ) -> Result<Vec<AuditRecordView>> {
         let rows = match who {
             Principal::Operator => {
                 self.allow(who, Action::ReadAudit, Resource::Service, "the audit log", now).await?;
-                self.store.audit_rows(None).await?
+                self.store.audit_page(None, query).await?
             }
             _ => {
                 let tenant = self.tenant_of(who, Action::ReadAudit, now).await?;
-                self.store.audit_rows(Some(&tenant)).await?
+                self.store.audit_page(Some(&tenant), query).await?
             }
         };
         Ok(rows

@@ -1784,6 +1784,34 @@ impl Store {
         })
     }
 
+    /// One page of audit entries, by seq: those of one tenant (all with `None`) that match
+    /// `query`'s filters, after its `after` seq, at most its page size.
+    pub async fn audit_page(
+        &self,
+        tenant_id: Option<&str>,
+        query: &cloister_types::manage::AuditQuery,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let limit = query.page_size().map_or(i64::MAX, i64::from);
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, AuditRow>(
+                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+                 FROM audit_log WHERE ($1 IS NULL OR tenant_id = $1) AND ($2 IS NULL OR kind = $2) \
+                 AND ($3 IS NULL OR subject = $3) AND ($4 IS NULL OR at >= $4) \
+                 AND ($5 IS NULL OR at <= $5) AND seq > $6 ORDER BY seq LIMIT $7",
+            )
+            .bind(tenant_id)
+            .bind(query.kind.as_deref())
+            .bind(query.subject.as_deref())
+            .bind(query.since)
+            .bind(query.until)
+            .bind(query.after.unwrap_or(0))
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
     /// The audit entries with `after < seq <= through`, by seq.
     pub async fn audit_rows_between(
         &self,

@@ -1,0 +1,228 @@
+//! The party protocol around a job: the grant an input owner signs for the enclaves it admits,
+//! and the checks on the receipt an enclave signs (for a job, and for a batch job whose signer
+//! may be long gone). Pure functions over keys, specs and tokens; the time is read once, from the
+//! clock, where a signature is made or checked.
+
+use std::time::Duration;
+
+use cloister_sign::{SignError, SigningKey, VerifyingKey, unix_now};
+use cloister_types::batch::{BatchReceipt, BatchStatus};
+use cloister_types::job::PrivacyBudget;
+use cloister_types::{
+    CanonicalJsonError, Grant, Hex, InputRole, JobSpec, PemError, Receipt, pem_certificates,
+};
+use sha2::{Digest as _, Sha256};
+
+use crate::enclave::{
+    EnclaveError, Expectations, VerifiedEnclave, read_claims_unverified, verify_enclave_certificate,
+};
+
+/// How long a grant stays valid after it is signed.
+pub const GRANT_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Why a grant could not be signed or a receipt was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The signer does not own the input it would grant.
+    #[error("the signer does not own the job's {0:?} input")]
+    NotTheOwner(InputRole),
+    /// The job spec cannot be put in canonical form (so it has no digest).
+    #[error("the job spec has no digest: {0}")]
+    Digest(#[from] CanonicalJsonError),
+    /// Signing the grant failed, or a receipt's signature does not verify.
+    #[error(transparent)]
+    Signature(#[from] SignError),
+    /// The worker's answer lacks what a receipt check needs.
+    #[error("{0}")]
+    Missing(&'static str),
+    /// The receipt signer's certificate chain cannot be read.
+    #[error("the receipt signer's certificate chain cannot be read: {0}")]
+    Chain(#[from] PemError),
+    /// The receipt signer's certificate names no readable receipt key.
+    #[error("the receipt signer's certificate cannot be read")]
+    SignerCertificate(#[source] EnclaveError),
+    /// The receipt does not verify with the key its signer's certificate names.
+    #[error("the receipt does not verify with the receipt key its signer's certificate names")]
+    ReceiptSignature(#[source] SignError),
+    /// The enclave that signed the receipt is not one the party accepts.
+    #[error("the enclave that signed the receipt does not meet your expectations")]
+    Signer(#[source] EnclaveError),
+    /// The receipt verified but says something other than what the party checked.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// `Err(ProtocolError::Mismatch(message))` unless `condition` holds.
+fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), ProtocolError> {
+    if condition { Ok(()) } else { Err(ProtocolError::Mismatch(message())) }
+}
+
+/// The enclaves a grant admits: measured one of `measurements` and appraised by one of the
+/// attestation `instances` (`in_…`). A measurement alone does not say who appraised an enclave:
+/// anyone can run the same binary under a permissive instance of their own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admitted {
+    /// Accepted enclave measurements.
+    pub measurements: Vec<Hex>,
+    /// Accepted attestation instances.
+    pub instances: Vec<String>,
+}
+
+impl Admitted {
+    /// Enclaves measured one of `measurements`, appraised by instance `instance`.
+    pub fn new(measurements: &[Hex], instance: &str) -> Self {
+        Admitted { measurements: measurements.to_vec(), instances: vec![instance.to_owned()] }
+    }
+
+    /// Enclaves like `enclave`, which the party verified: its measurement and its instance.
+    pub fn like(enclave: &VerifiedEnclave) -> Self {
+        Admitted::new(std::slice::from_ref(&enclave.claims.measurement), enclave.instance_id())
+    }
+}
+
+/// Signs, with `signing`, a grant letting `spec` use the signer's input in `role` in the
+/// `admitted` enclaves, results sealed only to `result_recipients`, and for a training job's
+/// data at most `privacy_budget` when one is given (DP-SGD required). Valid for
+/// [`GRANT_VALIDITY`].
+pub fn sign_grant(
+    signing: &SigningKey,
+    spec: &JobSpec,
+    role: InputRole,
+    admitted: &Admitted,
+    result_recipients: &[String],
+    privacy_budget: Option<PrivacyBudget>,
+) -> Result<String, ProtocolError> {
+    let me = signing.public_key().to_text();
+    // A training job may read several data sets; the signer grants the one it owns.
+    let input = match role {
+        InputRole::Data => spec.data_inputs().find(|input| input.owner == me).unwrap_or(&spec.data),
+        InputRole::Model => &spec.model,
+    };
+    if input.owner != me {
+        return Err(ProtocolError::NotTheOwner(role));
+    }
+    let grant = Grant {
+        job_id: spec.id.clone(),
+        job_digest: spec.digest()?,
+        role,
+        object_id: input.object_id.clone(),
+        object_sha256: input.sha256.clone(),
+        allowed_measurements: admitted.measurements.clone(),
+        allowed_instances: admitted.instances.clone(),
+        result_recipients: result_recipients.to_vec(),
+        privacy_budget,
+    };
+    Ok(signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
+}
+
+/// Verifies a receipt: signed by the attested enclave's receipt key, for this job, naming the
+/// inputs as uploaded, the output as downloaded and the attestation result the party checked.
+pub fn verify_receipt(
+    token: &str,
+    enclave: &VerifiedEnclave,
+    spec: &JobSpec,
+    output_ciphertext: &[u8],
+) -> Result<Receipt, ProtocolError> {
+    let receipt = enclave.receipt_pk.verify::<Receipt>("receipt", token, unix_now())?.claims;
+    check(receipt.job_id == spec.id, || format!("the receipt is for job {}", receipt.job_id))?;
+    check(receipt.job_digest == spec.digest()?, || {
+        "the receipt names another job digest".to_owned()
+    })?;
+    check(receipt.measurement == enclave.claims.measurement, || {
+        format!("the receipt names measurement {}, not the attested one", receipt.measurement)
+    })?;
+    check(
+        receipt.attestation_result_sha256.as_bytes()
+            == Sha256::digest(enclave.ear.as_bytes()).as_slice(),
+        || "the receipt names a different attestation result than the one verified".to_owned(),
+    )?;
+    for input in std::iter::once(&spec.model).chain(spec.data_inputs()) {
+        let found = receipt.inputs.iter().find(|i| i.object_id == input.object_id);
+        let Some(found) = found else {
+            return Err(ProtocolError::Mismatch(format!(
+                "the receipt does not mention input {}",
+                input.object_id
+            )));
+        };
+        check(found.ciphertext_sha256 == input.sha256, || {
+            format!("input {} digest differs", input.object_id)
+        })?;
+    }
+    let digest = Hex(Sha256::digest(output_ciphertext).to_vec());
+    check(receipt.outputs.iter().any(|o| o.ciphertext_sha256 == digest), || {
+        "the receipt does not name the output that was downloaded".to_owned()
+    })?;
+    check(!receipt.erased.is_empty(), || "the receipt confirms no erasure".to_owned())?;
+    Ok(receipt)
+}
+
+/// Verifies a done batch job's receipt: the signer's certificate chain against `expectations`,
+/// the signature with its certified receipt key, and that the receipt names the job, the
+/// signer's attestation result and measurement, and a contiguous list of chunks covering every
+/// row.
+pub fn verify_batch_receipt(
+    status: &BatchStatus,
+    expectations: &Expectations,
+) -> Result<BatchReceipt, ProtocolError> {
+    let token =
+        status.receipt.as_deref().ok_or(ProtocolError::Missing("the worker sent no receipt"))?;
+    let chain_pem = status.receipt_signer_chain_pem.as_deref().ok_or(ProtocolError::Missing(
+        "the worker sent no certificate chain for the receipt's signer",
+    ))?;
+    let chain = pem_certificates(chain_pem)?;
+    // Enclave certificates are short-lived and the signer may be long gone: its chain is checked
+    // at the time the receipt was signed. That time is only read from a receipt whose signature
+    // verified with the key the certificate names; the chain check then proves the key was the
+    // attested enclave's at that time (its keys never leave it and die with its process).
+    let leaf = chain
+        .first()
+        .ok_or(ProtocolError::Missing("the receipt signer's certificate chain is empty"))?;
+    let named_key = read_claims_unverified(leaf)
+        .map_err(ProtocolError::SignerCertificate)?
+        .runtime_data
+        .receipt_pk;
+    let receipt = VerifyingKey::from_text(&named_key)?
+        .verify::<BatchReceipt>("batch receipt", token, unix_now())
+        .map_err(ProtocolError::ReceiptSignature)?
+        .claims;
+    let signed_at = u64::try_from(receipt.finished_at).unwrap_or_default();
+    let signer = verify_enclave_certificate(&chain, expectations, signed_at)
+        .map_err(ProtocolError::Signer)?;
+    check(signer.receipt_pk.to_text() == named_key, || {
+        "the receipt signer's certified key is not the key that verified the receipt".to_owned()
+    })?;
+    check(receipt.job_id == status.job_id, || {
+        format!("the receipt is for job {}", receipt.job_id)
+    })?;
+    check(
+        receipt.attestation_result_sha256.as_bytes()
+            == Sha256::digest(signer.ear.as_bytes()).as_slice(),
+        || "the receipt names another attestation result than its signer's certificate".to_owned(),
+    )?;
+    check(receipt.measurement == signer.claims.measurement, || {
+        "the receipt names another measurement".to_owned()
+    })?;
+    check(receipt.chunk_rows > 0, || "the receipt names no chunk size".to_owned())?;
+    let mut first_row = 0u64;
+    for (k, chunk) in receipt.chunks.iter().enumerate() {
+        check(
+            chunk.index == k as u64
+                && chunk.first_row == first_row
+                && chunk.job_id == receipt.job_id,
+            || format!("the receipt's chunk {k} is out of order"),
+        )?;
+        check(
+            receipt
+                .enclaves
+                .iter()
+                .any(|e| e.attestation_result_sha256 == chunk.attestation_result_sha256),
+            || format!("the receipt's chunk {k} names an enclave the receipt does not list"),
+        )?;
+        first_row += chunk.rows;
+    }
+    check(first_row == receipt.rows, || {
+        format!("the receipt's chunks cover {first_row} of {} rows", receipt.rows)
+    })?;
+    check(!receipt.erased.is_empty(), || "the receipt confirms no erasure".to_owned())?;
+    Ok(receipt)
+}

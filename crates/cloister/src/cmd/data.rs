@@ -1,0 +1,111 @@
+//! `cloister data`: the data pipeline's commands (ingest, profile, label).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub(crate) enum DataCommand {
+    /// Ingest CSV, TSV, JSON lines, Parquet, Arrow IPC, or folders of text documents or images
+    /// into a data set directory, streaming in bounded memory.
+    Ingest {
+        /// Input files (all of one format) or folders.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The data set directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// auto, csv, tsv, jsonl, parquet, arrow, text or images.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Quarantine bad records to this JSON-lines file with their reason instead of
+        /// stopping at the first.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Set a column's type: COLUMN=int|float|string|bool. Repeatable.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// A JSON object of column names to types (`--type` wins over it).
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Rows per Parquet shard.
+        #[arg(long, default_value_t = 1_000_000)]
+        shard_rows: u64,
+        /// Records the column types are inferred from.
+        #[arg(long, default_value_t = 1000)]
+        infer_rows: usize,
+        /// Lines to skip before a CSV/TSV header (or data, with --no-header).
+        #[arg(long, default_value_t = 0)]
+        skip_lines: u64,
+        /// CSV/TSV inputs have no header line: columns are column_1, column_2, ….
+        #[arg(long)]
+        no_header: bool,
+    },
+    /// Profile a data set: types, missing and distinct counts, distributions, identifiers and
+    /// personal data; a table here and, with --html, a self-contained HTML report.
+    Profile {
+        /// The data set directory.
+        dir: PathBuf,
+        /// Write an HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Print the profile as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Label a data set with rules (conditions on columns, regular expressions on text; a TOML
+    /// file, docs/data.md): the majority of the rules that fire labels a row, a tie leaves it
+    /// unlabelled. Writes a new data set with the label column, and prints each rule's
+    /// coverage, overlaps and conflicts.
+    Label {
+        /// The data set directory.
+        dir: PathBuf,
+        /// The rules file (TOML, `[[rule]]` tables with name, label and when).
+        #[arg(long)]
+        rules: PathBuf,
+        /// The labelled data set directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// The name of the label column.
+        #[arg(long, default_value = "label")]
+        column: String,
+        /// Print the statistics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(command: DataCommand) -> Result<()> {
+    match command {
+        DataCommand::Ingest {
+            inputs,
+            out,
+            format,
+            rejects,
+            types,
+            schema,
+            shard_rows,
+            infer_rows,
+            skip_lines,
+            no_header,
+        } => cloister::data::ingest(cloister::data::IngestArgs {
+            inputs,
+            out,
+            format,
+            rejects,
+            types,
+            schema,
+            shard_rows,
+            infer_rows,
+            skip_lines,
+            no_header,
+        }),
+        DataCommand::Profile { dir, html, json } => {
+            cloister::data::profile(&dir, html.as_deref(), json)
+        }
+        DataCommand::Label { dir, rules, out, column, json } => {
+            cloister::data::label(&dir, &rules, &column, &out, json)
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `cloister proxy`: a plain OpenAI API on this machine, forwarded end-to-end encrypted to an
+//! attested worker's enclave.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cloister::parties::{accepted_tees, parse_measurements};
+
+use super::runtime;
+
+#[derive(clap::Args)]
+pub(crate) struct ProxyArgs {
+    /// Where to listen, e.g. 127.0.0.1:8000.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub(crate) listen: String,
+    /// The worker's base URL (https://…).
+    #[arg(long, value_parser = super::url_with_scheme)]
+    pub(crate) worker: String,
+    /// Instance CA that must have issued the worker's enclave certificate.
+    #[arg(long)]
+    pub(crate) ca: PathBuf,
+    /// Measurement (hex) accepted for the worker's enclave; repeat for several.
+    #[arg(long = "measurement", required = true)]
+    pub(crate) measurements: Vec<String>,
+    /// Accept the simulated TEE (development only).
+    #[arg(long)]
+    pub(crate) accept_sim: bool,
+    /// Accept enclaves whose evidence verified under a test root their attestation instance
+    /// names (trust_anchor "test"; tests on fake hardware, development only).
+    #[arg(long)]
+    pub(crate) accept_test_root: bool,
+    /// The requester's signing key file; every request is signed with it.
+    #[arg(long)]
+    pub(crate) requester_key: PathBuf,
+    /// What to log (JSON lines on standard error): a level (error, warn, info, debug,
+    /// trace) or filter directives (info,cloister_worker=debug). Default: CLOISTER_LOG, else
+    /// RUST_LOG, else info.
+    #[arg(long, value_parser = cloister::logging::parse_flag)]
+    pub(crate) log_level: Option<String>,
+    /// Read settings from this TOML file; its keys are this command's long flag names
+    /// (`listen = "0.0.0.0:8080"`, `rate-limit = ["release=100"]`, `fetch-collateral = true`).
+    /// Flags and their environment variables override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: ProxyArgs) -> Result<()> {
+    let ProxyArgs {
+        listen,
+        worker,
+        ca,
+        measurements,
+        accept_sim,
+        accept_test_root,
+        requester_key,
+        log_level: _,
+        config: _,
+    } = args;
+    let measurements = parse_measurements(&measurements)?;
+    let tees = accepted_tees(accept_sim);
+    let options = cloister::proxy::ProxyOptions {
+        listen,
+        worker,
+        ca,
+        measurements,
+        tees,
+        accept_test_root,
+        requester_key,
+    };
+    runtime()?.block_on(cloister::proxy::run(options))
+}
