@@ -247,6 +247,9 @@ enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import annotation tools' exports; merge annotators with agreement and adjudication.
+    #[command(subcommand)]
+    Annotations(cloister::data::AnnotationsCommand),
 }
 
 #[derive(Subcommand)]
@@ -1558,6 +1561,7 @@ fn data(command: DataCommand) -> Result<()> {
         DataCommand::Label { dir, rules, out, column, json } => {
             cloister::data::label(&dir, &rules, &column, &out, json)
         }
+        DataCommand::Annotations(command) => cloister::data::annotations(command),
     }
 }
 
