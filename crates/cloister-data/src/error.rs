@@ -171,6 +171,20 @@ pub enum DataError {
     /// Labelling rules that cannot be used on this data set.
     #[error("labelling rules: {0}")]
     Rules(String),
+    /// An annotation file (an annotation tool's export, or a normalised table) that cannot be
+    /// read: the file, the record (task, annotation, line) and the field at fault.
+    #[error("{file}: {at}: {reason}")]
+    Annotation {
+        /// The file, as given.
+        file: String,
+        /// The record and field.
+        at: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Annotation tables that cannot be merged as asked.
+    #[error("merging annotations: {0}")]
+    Merge(String),
 }
 
 impl DataError {

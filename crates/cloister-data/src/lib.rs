@@ -16,10 +16,15 @@
 //! likely identifiers and personal data ([`pii`]); [`report`] renders it as a terminal table or a
 //! self-contained HTML page.
 //!
+//! [`annotate`] imports annotation tools' exports (Label Studio, COCO, CoNLL, JSON-lines spans)
+//! into one normalised table and merges several annotators' tables with agreement statistics
+//! (Cohen's and Fleiss' kappa) and a stated adjudication rule; it works on bytes and strings.
+//!
 //! File system access is confined to [`source`]; the record readers ([`records`],
 //! [`columnar`]), type inference ([`schema`]), shard writing ([`shard`]) and image checks
 //! ([`images`]) work on `Read`, `Write` and bytes.
 
+pub mod annotate;
 pub mod columnar;
 pub mod error;
 mod hll;
@@ -43,6 +48,7 @@ pub use schema::{ColumnType, Field, Overrides};
 /// Entry points for the fuzz targets (`fuzz/`): not a stable API.
 #[doc(hidden)]
 pub mod internal {
+    pub use crate::annotate::import as import_annotations;
     pub use crate::images::inspect_image;
     pub use crate::records::parse_all;
 }

@@ -1,5 +1,6 @@
-//! `cloister data ingest` and `cloister data profile`: argument glue and progress bars around
-//! the `cloister-data` crate, which holds the logic.
+//! `cloister data ingest`, `profile`, `label` and `annotations`: argument glue and progress bars
+//! around the `cloister-data` crate, which holds the logic. The `annotations` subcommands' clap
+//! types live here, so that `main.rs` only names them.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
@@ -207,6 +208,230 @@ pub fn label(dir: &Path, rules: &Path, column: &str, out: &Path, json: bool) -> 
         out.display(),
         dataset.shards.len(),
         labelling.rules_sha256
+    );
+    Ok(())
+}
+
+/// `cloister data annotations`: annotation tools' exports in, one normalised table out; several
+/// annotators' tables merged with agreement and an adjudication rule.
+#[derive(Debug, clap::Subcommand)]
+pub enum AnnotationsCommand {
+    /// Import annotation exports (Label Studio JSON, COCO, CoNLL, JSON-lines spans) into a
+    /// normalised table: DIR/annotations.jsonl (item, annotator, label, span or box) and
+    /// DIR/annotations.json (what was read). A malformed record stops the import with the file,
+    /// the record and the field.
+    Import(ImportArgs),
+    /// Merge imported tables of several annotators: Cohen's (two) or Fleiss' (three or more)
+    /// kappa overall and per label, and each unit adjudicated by the rule you state. Writes
+    /// DIR/labels.jsonl, DIR/conflicts.jsonl (units the rule left unlabelled, with every vote)
+    /// and DIR/agreement.json.
+    Merge(MergeArgs),
+}
+
+/// What `cloister data annotations import` was asked.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The export files, all of one format.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Their format.
+    #[arg(long, value_parser = ["label-studio", "coco", "conll", "spans"])]
+    pub format: String,
+    /// The annotator of records that name none (COCO without an `annotator` field, CoNLL,
+    /// spans without `annotator`); default: each file's name without its extension.
+    #[arg(long)]
+    pub annotator: Option<String>,
+    /// The output directory to create (it must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `cloister data annotations merge` was asked.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Imported tables: directories written by `import` (their annotations.jsonl) or
+    /// annotations.jsonl files.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// How a unit's label is decided: majority (more than half of its annotators), plurality
+    /// (most votes, no tie), unanimous, or annotator:NAME (NAME's label). Undecided units stay
+    /// unlabelled and go to conflicts.jsonl.
+    #[arg(long)]
+    pub adjudicate: String,
+    /// The output directory to create (it must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print the agreement statistics as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cloister data annotations …`.
+pub fn annotations(command: AnnotationsCommand) -> Result<()> {
+    match command {
+        AnnotationsCommand::Import(args) => import_annotations(&args),
+        AnnotationsCommand::Merge(args) => merge_annotations(&args),
+    }
+}
+
+/// Creates `dir`, refusing one that exists with something in it.
+fn create_output_dir(dir: &Path) -> Result<()> {
+    if let Ok(mut entries) = std::fs::read_dir(dir)
+        && entries.next().is_some()
+    {
+        anyhow::bail!(
+            "{}: the output directory is not empty; name a new one with --out",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn import_annotations(args: &ImportArgs) -> Result<()> {
+    use cloister_data::annotate::{self, ImportInput, ImportSummary};
+    let format: annotate::AnnotationFormat = args.format.parse()?;
+    let mut rows = Vec::new();
+    let mut inputs = Vec::new();
+    for path in &args.inputs {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let annotator = args.annotator.clone().or(stem).unwrap_or_else(|| "annotator".into());
+        let name = path.display().to_string();
+        let imported = annotate::import(format, &name, &bytes, &annotator)?;
+        inputs.push(ImportInput {
+            path: name,
+            sha256: cloister_data::source::sha256_hex(&bytes),
+            annotations: imported.rows.len() as u64,
+            cancelled: imported.cancelled,
+            unannotated: imported.unannotated,
+        });
+        rows.extend(imported.rows);
+    }
+    let summary = ImportSummary::new(format, inputs, &rows);
+    create_output_dir(&args.out)?;
+    write_file(&args.out, annotate::ANNOTATIONS_FILE, &annotate::to_json_lines(&rows)?)?;
+    write_file(
+        &args.out,
+        annotate::IMPORT_SUMMARY_FILE,
+        &format!("{}\n", serde_json::to_string_pretty(&summary)?),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!(
+        "{} annotations of {} items by {} annotator(s) from {} {format} file(s)",
+        summary.annotations,
+        summary.items,
+        summary.annotators.len(),
+        summary.inputs.len()
+    );
+    for input in &summary.inputs {
+        if input.cancelled + input.unannotated > 0 {
+            println!(
+                "  {}: {} cancelled annotation(s) not read, {} item(s) nobody annotated",
+                input.path, input.cancelled, input.unannotated
+            );
+        }
+    }
+    for (annotator, count) in &summary.annotators {
+        println!("annotator {annotator}: {count} rows");
+    }
+    for (kind, count) in &summary.kinds {
+        println!("kind {kind}: {count} rows");
+    }
+    for (label, count) in &summary.labels {
+        println!("label {label}: {count} rows");
+    }
+    eprintln!(
+        "table written to {} ({})",
+        args.out.join(annotate::ANNOTATIONS_FILE).display(),
+        annotate::IMPORT_SUMMARY_FILE
+    );
+    Ok(())
+}
+
+fn merge_annotations(args: &MergeArgs) -> Result<()> {
+    use cloister_data::annotate::{self, Adjudication};
+    let rule: Adjudication = args.adjudicate.parse()?;
+    let mut tables = Vec::new();
+    for input in &args.inputs {
+        let path =
+            if input.is_dir() { input.join(annotate::ANNOTATIONS_FILE) } else { input.clone() };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the annotation table {}", path.display()))?;
+        tables.push(annotate::read_table(&path.display().to_string(), &text)?);
+    }
+    let merged = annotate::merge(&tables, &rule)?;
+    create_output_dir(&args.out)?;
+    write_file(&args.out, annotate::LABELS_FILE, &annotate::to_json_lines(&merged.labels)?)?;
+    write_file(&args.out, annotate::CONFLICTS_FILE, &annotate::to_json_lines(&merged.conflicts)?)?;
+    let summary = &merged.summary;
+    write_file(
+        &args.out,
+        annotate::AGREEMENT_FILE,
+        &format!("{}\n", serde_json::to_string_pretty(summary)?),
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+        return Ok(());
+    }
+    println!(
+        "{} items, {} annotator(s): {}; adjudication: {}",
+        summary.items,
+        summary.annotators.len(),
+        summary.annotators.join(", "),
+        summary.rule
+    );
+    let number =
+        |value: Option<f64>| value.map_or_else(|| "undefined".to_owned(), |v| format!("{v:.3}"));
+    for (kind, agreement) in
+        [("classes", &summary.classes), ("spans", &summary.spans), ("boxes", &summary.boxes)]
+    {
+        let Some(agreement) = agreement else { continue };
+        let statistic = match agreement.statistic {
+            Some(annotate::Statistic::Cohen) => "Cohen's kappa",
+            Some(annotate::Statistic::Fleiss) => "Fleiss' kappa",
+            None => "kappa",
+        };
+        println!(
+            "{kind} (unit: {}): {statistic} {} over {} units rated by every annotator ({} \
+             partial); observed {}, chance {}",
+            agreement.unit,
+            number(agreement.kappa),
+            agreement.units,
+            agreement.partial,
+            number(agreement.observed),
+            number(agreement.expected)
+        );
+        println!("  {:<24} {:>8} {:>10} {:>8}", "label", "units", "unanimous", "kappa");
+        for (label, stats) in &agreement.labels {
+            println!(
+                "  {label:<24} {:>8} {:>10} {:>8}",
+                stats.units,
+                stats.unanimous,
+                number(stats.kappa)
+            );
+        }
+        println!(
+            "  decided {} units, {} left unlabelled (conflicts), {} annotations written",
+            agreement.decided, agreement.conflicts, agreement.written
+        );
+    }
+    eprintln!(
+        "{} adjudicated annotations in {}, {} conflicts in {}",
+        merged.labels.len(),
+        args.out.join(annotate::LABELS_FILE).display(),
+        merged.conflicts.len(),
+        args.out.join(annotate::CONFLICTS_FILE).display()
     );
     Ok(())
 }

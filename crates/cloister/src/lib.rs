@@ -1,5 +1,6 @@
 //! The internals of the `cloister` command: the parties' actions, the in-process test bed, the
-//! demo, the sealed-envelope commands, the data pipeline's commands and the plaintext scanner. Only `main.rs` parses arguments.
+//! demo, the sealed-envelope commands, the data pipeline's commands and the plaintext scanner. Only `main.rs` parses arguments,
+//! but for the `data annotations` subcommands, whose clap types `data.rs` keeps.
 
 pub mod admin;
 pub mod assets;

@@ -1,6 +1,7 @@
-//! `cloister data ingest` and `cloister data profile` as users run them: a bad row stops ingest
-//! with file, row and column, `--rejects` quarantines it, the profile prints a table and writes
-//! an HTML report; and ingest of a large generated CSV stays in bounded memory (peak RSS).
+//! `cloister data ingest`, `profile`, `label` and `annotations` as users run them: a bad row stops
+//! ingest with file, row and column, `--rejects` quarantines it, the profile prints a table and
+//! writes an HTML report, annotation exports import and merge with kappa and adjudication; and
+//! ingest of a large generated CSV stays in bounded memory (peak RSS).
 
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -175,4 +176,167 @@ fn ingest_of_a_large_csv_stays_in_bounded_memory() {
         .unwrap_or_else(|| panic!("no VmHWM line in {stderr}"));
     eprintln!("ingest of {written} bytes ({rows} rows): peak RSS {peak_kb} kB");
     assert!(peak_kb < PEAK_LIMIT_KB, "peak RSS {peak_kb} kB over {PEAK_LIMIT_KB} kB");
+}
+
+/// A Label Studio export: three annotators classify four made-up triage notes; annotator 3 skips
+/// one (cancelled) and marks a span.
+const TRIAGE_EXPORT: &str = r#"[
+  {"id": 1, "data": {"text": "chest pain since monday"}, "annotations": [
+    {"completed_by": 1, "result": [{"type": "choices", "value": {"choices": ["urgent"]}}]},
+    {"completed_by": 2, "result": [{"type": "choices", "value": {"choices": ["urgent"]}}]},
+    {"completed_by": 3, "result": [{"type": "choices", "value": {"choices": ["urgent"]}},
+      {"type": "labels", "value": {"start": 0, "end": 10, "text": "chest pain", "labels": ["SYMPTOM"]}}]}]},
+  {"id": 2, "data": {"text": "routine check"}, "annotations": [
+    {"completed_by": 1, "result": [{"type": "choices", "value": {"choices": ["routine"]}}]},
+    {"completed_by": 2, "result": [{"type": "choices", "value": {"choices": ["routine"]}}]},
+    {"completed_by": 3, "result": [{"type": "choices", "value": {"choices": ["urgent"]}}]}]},
+  {"id": 3, "data": {"text": "dizzy after the new pills"}, "annotations": [
+    {"completed_by": 1, "result": [{"type": "choices", "value": {"choices": ["urgent"]}}]},
+    {"completed_by": 2, "result": [{"type": "choices", "value": {"choices": ["routine"]}}]},
+    {"completed_by": 3, "result": [{"type": "choices", "value": {"choices": ["review"]}}]}]},
+  {"id": 4, "data": {"text": "prescription renewal"}, "annotations": [
+    {"completed_by": 1, "result": [{"type": "choices", "value": {"choices": ["routine"]}}]},
+    {"completed_by": 2, "result": [{"type": "choices", "value": {"choices": ["routine"]}}]},
+    {"completed_by": 3, "was_cancelled": true, "result": []}]}
+]"#;
+
+#[test]
+fn annotations_import_and_merge_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    fs::write(path.join("triage.json"), TRIAGE_EXPORT).unwrap();
+    let imported = cloister(
+        &[
+            "data",
+            "annotations",
+            "import",
+            "--format",
+            "label-studio",
+            "triage.json",
+            "--out",
+            "ls",
+        ],
+        path,
+    );
+    let out = text(&imported.stdout);
+    assert!(imported.status.success(), "{out}{}", text(&imported.stderr));
+    assert!(
+        out.contains("12 annotations of 4 items by 3 annotator(s) from 1 label-studio"),
+        "{out}"
+    );
+    assert!(out.contains("1 cancelled annotation(s) not read"), "{out}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&fs::read(path.join("ls/annotations.json")).unwrap()).unwrap();
+    assert_eq!(summary["labels"]["SYMPTOM"], 1);
+    assert_eq!(fs::read_to_string(path.join("ls/annotations.jsonl")).unwrap().lines().count(), 12);
+
+    let merged = cloister(
+        &["data", "annotations", "merge", "ls", "--adjudicate", "majority", "--out", "merged"],
+        path,
+    );
+    let out = text(&merged.stdout);
+    assert!(merged.status.success(), "{out}{}", text(&merged.stderr));
+    assert!(out.contains("Fleiss' kappa"), "{out}");
+    // Item 4 was rated by two of the three: adjudicated, but not in kappa.
+    assert!(out.contains("over 3 units rated by every annotator (1 partial)"), "{out}");
+    let agreement: serde_json::Value =
+        serde_json::from_slice(&fs::read(path.join("merged/agreement.json")).unwrap()).unwrap();
+    // Fleiss over items 1–3: P̄ = (1 + 1/3 + 0)/3 = 4/9; p = (urgent 5, routine 3, review 1)/9,
+    // P̄e = 35/81; κ = (4/9 − 35/81)/(1 − 35/81) = 1/46.
+    let kappa = agreement["classes"]["kappa"].as_f64().unwrap();
+    assert!((kappa - 1.0 / 46.0).abs() < 1e-9, "{kappa}");
+    assert_eq!(agreement["classes"]["statistic"], "fleiss");
+    let labels = fs::read_to_string(path.join("merged/labels.jsonl")).unwrap();
+    let classes: Vec<(String, String)> = labels
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|row| row["kind"] == "class")
+        .map(|row| (row["item"].as_str().unwrap().into(), row["label"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("1".into(), "urgent".into()),
+            ("2".into(), "routine".into()),
+            ("4".into(), "routine".into())
+        ]
+    );
+    let conflicts = fs::read_to_string(path.join("merged/conflicts.jsonl")).unwrap();
+    let classes_in_conflict: Vec<&str> =
+        conflicts.lines().filter(|l| l.contains("\"kind\":\"class\"")).collect();
+    assert_eq!(classes_in_conflict.len(), 1, "{conflicts}");
+    assert!(classes_in_conflict[0].contains("\"item\":\"3\""), "{conflicts}");
+    assert!(classes_in_conflict[0].contains("tie: review 1, routine 1, urgent 1"), "{conflicts}");
+
+    // CoNLL, one file per annotator (named after the file), merged by one annotator's word.
+    fs::write(path.join("alice.conll"), "Ann B-PER\nmet O\nBo B-PER\n\nin O\nOslo B-LOC\n")
+        .unwrap();
+    fs::write(path.join("bob.conll"), "Ann B-PER\nmet O\nBo O\n\nin O\nOslo B-LOC\n").unwrap();
+    let imported = cloister(
+        &[
+            "data",
+            "annotations",
+            "import",
+            "--format",
+            "conll",
+            "alice.conll",
+            "bob.conll",
+            "--out",
+            "ner",
+        ],
+        path,
+    );
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let merged = cloister(
+        &[
+            "data",
+            "annotations",
+            "merge",
+            "ner",
+            "--adjudicate",
+            "annotator:bob",
+            "--out",
+            "m2",
+            "--json",
+        ],
+        path,
+    );
+    assert!(merged.status.success(), "{}", text(&merged.stderr));
+    let agreement: serde_json::Value = serde_json::from_slice(&merged.stdout).unwrap();
+    assert_eq!(agreement["annotators"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(agreement["spans"]["statistic"], "cohen");
+    assert_eq!(agreement["spans"]["unit"], "token");
+    assert_eq!(agreement["spans"]["units"], 5);
+    let labels = fs::read_to_string(path.join("m2/labels.jsonl")).unwrap();
+    assert_eq!(labels.lines().count(), 2, "{labels}");
+    assert!(!labels.contains("\"start\":2"), "bob marked no span at Bo: {labels}");
+
+    // The table is a JSON-lines input for `data ingest`.
+    let ingested = cloister(&["data", "ingest", "ner/annotations.jsonl", "--out", "set"], path);
+    assert!(ingested.status.success(), "{}", text(&ingested.stderr));
+
+    // Malformed input: file, line and rule named; nothing written.
+    fs::write(path.join("bad.conll"), "Ann O\nLee I-PER\n").unwrap();
+    let refused = cloister(
+        &["data", "annotations", "import", "--format", "conll", "bad.conll", "--out", "bad"],
+        path,
+    );
+    assert!(!refused.status.success());
+    let message = text(&refused.stderr);
+    assert!(message.contains("bad.conll: line 2: tag I-PER follows O: IOB2"), "{message}");
+    assert!(!path.join("bad").exists());
+    // An output directory with something in it is refused.
+    let refused = cloister(
+        &["data", "annotations", "merge", "ner", "--adjudicate", "majority", "--out", "ls"],
+        path,
+    );
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("the output directory is not empty"));
+    // So is a rule that is not one.
+    let refused = cloister(
+        &["data", "annotations", "merge", "ner", "--adjudicate", "loudest", "--out", "m3"],
+        path,
+    );
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("unknown adjudication rule \"loudest\""));
 }

@@ -74,6 +74,9 @@ pub(crate) enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import annotation tools' exports; merge annotators with agreement and adjudication.
+    #[command(subcommand)]
+    Annotations(cloister::data::AnnotationsCommand),
 }
 
 pub(crate) fn run(command: DataCommand) -> Result<()> {
@@ -107,5 +110,6 @@ pub(crate) fn run(command: DataCommand) -> Result<()> {
         DataCommand::Label { dir, rules, out, column, json } => {
             cloister::data::label(&dir, &rules, &column, &out, json)
         }
+        DataCommand::Annotations(command) => cloister::data::annotations(command),
     }
 }
