@@ -310,14 +310,36 @@
     head.className = 'head';
     head.textContent = `--- v${from}\n+++ v${to}\n`;
     pre.appendChild(head);
+    // Changed lines with three lines of context around each; skipped runs shown as one line.
+    const ops = lineDiff(a.split('\n'), b.split('\n'));
+    const near = ops.map(() => false);
+    ops.forEach(([mark], i) => {
+      if (mark === ' ') return;
+      for (let k = Math.max(0, i - 3); k <= Math.min(ops.length - 1, i + 3); k++) near[k] = true;
+    });
     let changes = 0;
-    for (const [mark, line] of lineDiff(a.split('\n'), b.split('\n'))) {
+    let skipped = 0;
+    const flush = () => {
+      if (skipped === 0) return;
+      const gap = document.createElement('span');
+      gap.className = 'head';
+      gap.textContent = `@@ ${skipped} unchanged lines @@\n`;
+      pre.appendChild(gap);
+      skipped = 0;
+    };
+    ops.forEach(([mark, line], i) => {
+      if (mark !== ' ') changes++;
+      if (!near[i]) {
+        skipped++;
+        return;
+      }
+      flush();
       const span = document.createElement('span');
       span.className = mark === '+' ? 'add' : mark === '-' ? 'del' : 'same';
       span.textContent = mark + ' ' + line + '\n';
       pre.appendChild(span);
-      if (mark !== ' ') changes++;
-    }
+    });
+    flush();
     if (changes === 0) {
       const same = document.createElement('span');
       same.className = 'head';
@@ -583,7 +605,8 @@
         (signedThrough < last ? ` Entries after ${signedThrough} are protected by the chain only.` : '');
       result.className = 'ok';
     } else {
-      result.textContent = `BROKEN: ${found.length} problems in ${entries.length} entries ` +
+      const noun = found.length === 1 ? 'problem' : 'problems';
+      result.textContent = `BROKEN: ${found.length} ${noun} in ${entries.length} entries ` +
         `(service key SHA-256 ${service.fingerprint}).`;
       result.className = 'broken';
       for (const p of found) {

@@ -445,6 +445,9 @@ fn a_tenant_admin_creates_an_instance_updates_its_policy_and_sees_the_diff() {
     browser.wait_text("#message", "the new version", |t| t.contains("version 2"));
     let diff = browser.wait_text("#policy-diff", "the diff", |t| t.contains("+++ v2"));
     assert!(diff.contains("--- v1"), "{diff}");
+    // Unchanged lines far from the change are summarised, not listed.
+    assert!(diff.contains(" unchanged lines @@"), "{diff}");
+    assert!(!diff.contains("package cloister.appraisal"), "{diff}");
     let added = browser.run(
         "return Array.from(document.querySelectorAll('#policy-diff .add'), e => e.textContent)\
          .filter(t => t.trim() !== '+');",
@@ -460,6 +463,7 @@ fn a_tenant_admin_creates_an_instance_updates_its_policy_and_sees_the_diff() {
             .run("return document.querySelectorAll('#versions-table tbody tr').length;", json!([])),
         2
     );
+    browser.run("document.getElementById('policy-diff').scrollIntoView(false);", json!([]));
     browser.screenshot("policy-diff");
 
     // A policy that does not compile is refused with the service's reason; no version 3.
