@@ -474,6 +474,23 @@ fn a_tenant_admin_creates_an_instance_updates_its_policy_and_sees_the_diff() {
     let instances = service.call("GET", "/v1/instances", &admin, None);
     assert_eq!(instances[0]["policy_version"], 2);
 
+    // Broker keys and their releases; attestations by result (none yet).
+    let id = instances[0]["id"].as_str().unwrap();
+    let policy = cloister_policy::ReleasePolicy::template(&[cloister_types::Hex(vec![0x3c; 48])]);
+    let key = service.call(
+        "POST",
+        "/v1/keys",
+        &admin,
+        Some(json!({"name": "model-key", "release_policy": policy, "instances": [id]})),
+    );
+    browser.click("#nav button[data-view=keys]");
+    let keys =
+        browser.wait_text("#keys-table tbody", "the broker key", |t| t.contains("model-key"));
+    assert!(keys.contains(key["id"].as_str().unwrap()) && keys.contains(id), "{keys}");
+    browser.wait_text("#release-counts", "no release", |t| t == "No key releases yet.");
+    browser.click("#nav button[data-view=attestations]");
+    browser.wait_text("#attestation-counts", "none", |t| t == "No attestations yet.");
+
     // The tenant admin sees no operator page and cannot read the whole chain.
     let hidden = browser
         .run("return document.querySelector('#nav button[data-view=tenants]').hidden;", json!([]));
