@@ -6,6 +6,10 @@
 //! handler runs), and handlers get the caller only through the [`Caller`] extractor, which fails
 //! closed when the middleware did not run.
 //!
+//! The web console's static files (`/ui/`, [`crate::console`]) are merged in after the
+//! middleware: they are public, carry no data, and the console calls the same routes with the
+//! same bearer tokens.
+//!
 //! The routes an enclave acts on (`attest`, `jobs`, `privacy-charges`) read the body as bytes
 //! and hand its SHA-256 to the service, which signs its answer over it.
 
@@ -114,6 +118,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/v1/keys/{id}", "owner"),
     ("POST", "/v1/keys/{id}/revoke", "owner"),
     ("GET", "/v1/audit", "operator or tenant"),
+    ("GET", "/v1/audit/chain", "operator"),
 ];
 
 /// The OpenAPI document `/openapi.json` serves.
@@ -183,10 +188,12 @@ pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
         .route("/v1/keys/{id}", get(show_key))
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/audit", get(audit))
+        .route("/v1/audit/chain", get(audit_chain))
         .layer(middleware::from_fn_with_state(guard, limit_rate))
         .layer(middleware::from_fn_with_state(service.clone(), authenticate))
         .layer(middleware::from_fn_with_state(service.clone(), count_request))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .merge(crate::console::router())
         .with_state(service)
 }
 
@@ -631,6 +638,13 @@ async fn audit(
         )))
     })?;
     Ok(Json(service.audit_page(&who, &query, now()).await?))
+}
+
+async fn audit_chain(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+) -> ApiResult<Json<cloister_types::manage::AuditChainView>> {
+    Ok(Json(service.audit_chain(&who, now()).await?))
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {

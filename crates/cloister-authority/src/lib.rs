@@ -10,6 +10,7 @@ pub mod audit;
 pub mod broker;
 pub mod collateral;
 pub mod config;
+pub mod console;
 pub mod fetch;
 pub mod http;
 pub mod instance;

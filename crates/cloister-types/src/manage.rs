@@ -283,6 +283,55 @@ pub struct KeyView {
     pub revoked_at: Option<i64>,
 }
 
+/// One audit entry exactly as stored: every field its chain hash covers, so that an auditor
+/// (the web console, in the browser) recomputes the hash without trusting the service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntryView {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened.
+    pub kind: String,
+    /// Who acted.
+    pub actor: String,
+    /// The tenant concerned.
+    pub tenant_id: Option<String>,
+    /// What it concerned.
+    pub subject: String,
+    /// How it ended.
+    pub outcome: String,
+    /// The detail object's stored text (the hash covers this text, not a re-encoding).
+    pub detail: String,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCheckpointView {
+    /// The last entry it covers.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// That entry's hash.
+    pub hash: String,
+    /// The service signing key's signature (unpadded base64url `r ‖ s`).
+    pub signature: String,
+}
+
+/// The whole audit log with its checkpoints, for verification by the caller
+/// (`GET /v1/audit/chain`, operator only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditChainView {
+    /// Every entry, by seq.
+    pub entries: Vec<AuditEntryView>,
+    /// Every checkpoint, by seq.
+    pub checkpoints: Vec<AuditCheckpointView>,
+}
+
 /// One audit record, as the API returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecordView {
