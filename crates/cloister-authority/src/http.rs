@@ -677,6 +677,9 @@ impl IntoResponse for ServiceApiError {
             }
             ServiceError::Release(_) => (StatusCode::FORBIDDEN, "release_refused"),
             ServiceError::Bundle(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bundle_refused"),
+            ServiceError::UnknownCheckpoint(_) => {
+                (StatusCode::CONFLICT, cloister_types::api::UNKNOWN_CHECKPOINT)
+            }
             ServiceError::AuditLogAltered(_) => {
                 // The reason names entry numbers of a log shared by every tenant: the operator's
                 // log gets it, the caller gets the code.

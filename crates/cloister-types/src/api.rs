@@ -273,6 +273,10 @@ pub const COLLATERAL_CHANGED: &str = "collateral_changed";
 /// must be on the record (a key release, a job record, a privacy charge) is answered.
 pub const AUDIT_LOG_ALTERED: &str = "audit_log_altered";
 
+/// The error code (HTTP 409) of a request whose `after` names an audit checkpoint the service's
+/// log does not hold: the log was rolled back or altered, or the request is not an enclave's.
+pub const UNKNOWN_CHECKPOINT: &str = "unknown_checkpoint";
+
 /// What an enclave states when it has checked every owner's grant for a job and is about to run
 /// it: signed by the enclave's receipt key (the `receipt_pk` bound in its evidence).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1056,6 +1056,79 @@ async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
 /// checkpoint of a history without it. Now the chain from the release's own entry to the end is
 /// recomputed and linked before anything is signed: the release fails closed. Likewise when
 /// checkpoints of a cut-away history are left in place past the log's end.
+/// Red team, round 7 (HIGH): an entry in the unsigned tail, altered in the database (content
+/// rewritten, its hash left as it was), was signed over by the next key release, which verified
+/// the chain only from the release's own entry. Now a release verifies from the latest signed
+/// checkpoint: it fails closed, and no checkpoint covers the altered entry. The same with every
+/// checkpoint deleted and the first entry altered: the chain is verified from its start.
+#[tokio::test]
+async fn an_altered_unsigned_entry_is_never_signed_over_by_a_key_release() {
+    for checkpoints_deleted in [false, true] {
+        let LogBed { _tmp, url, now, store, service, owner, tee, instance } = log_bed().await;
+        let release = allow_all_key(&service, &owner, &instance, now).await;
+        let signed = service.checkpoint(now).await.unwrap().seq;
+        let victim = if checkpoints_deleted {
+            1
+        } else {
+            tenant(&service, "victim-entry", now).await;
+            signed + 1
+        };
+        let ear = sim_ear(&service, &instance, &tee, now).await;
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let mut sql = format!(
+            "UPDATE audit_log SET detail = '{{\"name\":\"FORGED\"}}' WHERE seq = {victim};"
+        );
+        if checkpoints_deleted {
+            sql.push_str("DELETE FROM audit_checkpoints;");
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+        pool.close().await;
+        let err = service.release_key(&release(ear), now).await.unwrap_err();
+        assert!(
+            matches!(err, cloister_authority::service::ServiceError::AuditLogAltered(_)),
+            "deleted={checkpoints_deleted}: {err}"
+        );
+        let last = store.last_checkpoint().await.unwrap().map_or(0, |c| c.seq);
+        assert!(
+            last < victim || (!checkpoints_deleted && last == signed),
+            "deleted={checkpoints_deleted}: checkpoint {last} signs over altered entry {victim}"
+        );
+    }
+}
+
+/// Red team, round 7: anyone holding a captured attestation result could send a release naming
+/// a checkpoint the log never held, and got a false "the audit log was altered" alarm telling
+/// the operator to restore the database, with a `key.released success` entry for a release
+/// that was never answered. Now such a request is refused before anything is written, with a
+/// code that says what it may mean.
+#[tokio::test]
+async fn a_request_naming_a_checkpoint_the_log_never_held_is_refused_before_any_write() {
+    let LogBed { _tmp, url: _, now, store, service, owner, tee, instance } = log_bed().await;
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    service.checkpoint(now).await.unwrap();
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    let before = store.audit_last().await.unwrap().unwrap().seq;
+    for after in [
+        cloister_types::api::CheckpointRef { seq: 3, hash: "00".repeat(32) },
+        cloister_types::api::CheckpointRef { seq: 99_999, hash: "00".repeat(32) },
+    ] {
+        let mut request = release(ear.clone());
+        request.after = Some(after.clone());
+        let err = service.release_key(&request, now).await.unwrap_err();
+        assert!(
+            matches!(err, cloister_authority::service::ServiceError::UnknownCheckpoint(seq) if seq == after.seq),
+            "{err}"
+        );
+        assert!(err.to_string().contains("did not come from an enclave"), "{err}");
+    }
+    assert_eq!(store.audit_last().await.unwrap().unwrap().seq, before, "a refused request wrote");
+    // The genuine checkpoint is accepted.
+    let held = service.checkpoint(now).await.unwrap();
+    let mut request = release(ear);
+    request.after = Some(held);
+    service.release_key(&request, now).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_spliced_or_stale_log_gets_no_checkpoint_and_no_key() {
     let LogBed { _tmp, url, now, store, service, owner, tee, instance } = log_bed().await;
@@ -1448,10 +1521,10 @@ async fn a_worker_names_its_jobs_checkpoint_so_a_swapped_record_stops_the_job() 
     let grants = bed.grants(&spec);
     let err = client.submit_job(&SubmitJob { spec, grants }).await.unwrap_err().to_string();
     // The service fails closed (its log says why: the log does not continue from the
-    // checkpoint the enclave holds) with a typed refusal the submitter sees; the worker runs
-    // nothing.
+    // checkpoint the enclave holds: that checkpoint is gone from it) with a typed refusal the
+    // submitter sees; the worker runs nothing.
     assert!(err.contains("did not release an input's key"), "{err}");
-    assert!(err.contains("audit log was altered"), "{err}");
+    assert!(err.contains("(409)") && err.contains("not in this service's log"), "{err}");
     pool.close().await;
 }
 

@@ -134,9 +134,50 @@ impl Service {
                 }
                 (held.seq, held.hash.clone())
             }
-            _ => (entry.seq.saturating_sub(1), entry.prev_hash.clone()),
+            // Without one: from the latest signed checkpoint before the entry (its signature
+            // checked), so that the unsigned entries before this one are verified too and
+            // never signed over unchecked (red team, round 7: starting from the entry's own
+            // `prev_hash` trusted whatever the database held before it). A checkpoint at or
+            // past the entry already covers it: it was signed after the same verification.
+            _ => match self.store.last_checkpoint().await? {
+                Some(latest) if latest.seq < entry.seq => {
+                    audit::verify_checkpoint(&latest, &self.signing_key.public_key()).map_err(
+                        |e| {
+                            altered(format!(
+                                "the checkpoint at entry {} does not verify: {e}",
+                                latest.seq
+                            ))
+                        },
+                    )?;
+                    (latest.seq, latest.hash)
+                }
+                Some(_) => (entry.seq.saturating_sub(1), entry.prev_hash.clone()),
+                None => (0, audit::GENESIS_HASH.to_owned()),
+            },
         };
         self.sign_tail(anchor, Some((entry.seq, &entry.hash)), now).await
+    }
+
+    /// Refuses, before anything is written, a request whose `after` names a checkpoint this
+    /// log does not hold. Either the log was rolled back or altered behind the service, or the
+    /// request does not come from an enclave this service gave that checkpoint (anyone holding
+    /// a captured attestation result can send one): the two cannot be told apart here, so the
+    /// refusal says both, and no entry claims an answer that was never given (red team,
+    /// round 7).
+    pub(super) async fn check_held_checkpoint(&self, after: Option<&CheckpointRef>) -> Result<()> {
+        let Some(held) = after.filter(|held| held.seq > 0) else {
+            return Ok(());
+        };
+        let stored = self.store.checkpoint_at(held.seq).await?;
+        if stored.is_some_and(|c| c.hash == held.hash) {
+            return Ok(());
+        }
+        tracing::warn!(
+            checkpoint = %format_args!("{}:{}", held.seq, held.hash),
+            "a request names an audit checkpoint this log does not hold: check the log with \
+             `cloister audit verify --expect-checkpoint SEQ:HASH` before acting"
+        );
+        Err(ServiceError::UnknownCheckpoint(held.seq))
     }
 
     /// Verifies that the log from the entry after `anchor` (seq, hash) to its end is one intact

@@ -65,6 +65,7 @@ impl Service {
     ) -> Result<SignedAnswer> {
         let (tenant_id, cpu0, statement, _) =
             self.enclave_statement::<JobAuthorized>(id, request, "job authorization", now).await?;
+        self.check_held_checkpoint(request.after.as_ref()).await?;
         let owners: Vec<&str> = statement.inputs.iter().map(|input| input.owner.as_str()).collect();
         if let Err(error) = self.check_not_revoked(&statement.job_digest, &owners).await {
             let event = AuditEvent {

@@ -126,6 +126,7 @@ impl Service {
             self.metrics.release_refused("unauthenticated");
             return result.map(|(_, response)| response);
         }
+        self.check_held_checkpoint(request.after.as_ref()).await?;
         let (outcome, detail) = match &result {
             Ok((instance, _)) => (
                 Outcome::Success,

@@ -175,6 +175,7 @@ impl Service {
             instance_id: id,
             charged_by: &charged_by,
         };
+        self.check_held_checkpoint(request.after.as_ref()).await?;
         let charged = self.store.charge_privacy(&job, &statement.charges, now).await?;
         let charges: Vec<_> = statement
             .charges

@@ -124,6 +124,13 @@ pub enum ServiceError {
     /// needs one is given, until an operator restores the database.
     #[error("the audit log was altered in the database ({0}); no checkpoint is signed")]
     AuditLogAltered(String),
+    /// A request names an audit checkpoint (by seq) that this log does not hold.
+    #[error(
+        "the audit checkpoint at entry {0} that the request names is not in this service's log: \
+         either the log was rolled back or altered in its database, or the request did not come \
+         from an enclave this service gave that checkpoint"
+    )]
+    UnknownCheckpoint(i64),
     /// The database failed.
     #[error("the database failed: {0}")]
     Store(StoreError),
