@@ -20,7 +20,8 @@ use crate::enclave::{
 /// How long a grant stays valid after it is signed.
 pub const GRANT_VALIDITY: Duration = Duration::from_secs(3600);
 
-/// Why a grant could not be signed or a receipt was refused.
+/// Why a grant could not be signed or a receipt was refused. Each message carries its cause, so
+/// that one line says everything.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// The signer does not own the input it would grant.
@@ -39,14 +40,14 @@ pub enum ProtocolError {
     #[error("the receipt signer's certificate chain cannot be read: {0}")]
     Chain(#[from] PemError),
     /// The receipt signer's certificate names no readable receipt key.
-    #[error("the receipt signer's certificate cannot be read")]
-    SignerCertificate(#[source] EnclaveError),
+    #[error("the receipt signer's certificate cannot be read: {0}")]
+    SignerCertificate(EnclaveError),
     /// The receipt does not verify with the key its signer's certificate names.
-    #[error("the receipt does not verify with the receipt key its signer's certificate names")]
-    ReceiptSignature(#[source] SignError),
+    #[error("the receipt does not verify with the receipt key its signer's certificate names: {0}")]
+    ReceiptSignature(SignError),
     /// The enclave that signed the receipt is not one the party accepts.
-    #[error("the enclave that signed the receipt does not meet your expectations")]
-    Signer(#[source] EnclaveError),
+    #[error("the enclave that signed the receipt does not meet your expectations: {0}")]
+    Signer(EnclaveError),
     /// The receipt verified but says something other than what the party checked.
     #[error("{0}")]
     Mismatch(String),
