@@ -3,9 +3,12 @@
 //!
 //! A backup directory holds `authority.db` (a `VACUUM INTO` snapshot, taken while the service
 //! runs), `service.key` (mode 0600) and `backup.json`: the SHA-256 of both, the service's
-//! signing-key fingerprint and the audit log's last entry. Both commands verify the audit log of
-//! the copy against the key before they report success, so a backup that would not restore to an
-//! intact service is found when it is made, not when it is needed.
+//! signing-key fingerprint and the audit log's last entry, signed by the service's signing key.
+//! Both commands verify the audit log of the copy against the key before they report success,
+//! so a backup that would not restore to an intact service is found when it is made, not when it
+//! is needed. A restore is pinned to the service's fingerprint, which the operator gives: a
+//! manifest rewritten by someone who cannot sign with that key (red team, round 7) or a key
+//! swapped for another is refused before anything is written.
 
 use std::path::{Path, PathBuf};
 
@@ -22,9 +25,11 @@ const DATABASE: &str = "authority.db";
 const KEY: &str = "service.key";
 /// The manifest's file name in a backup directory.
 const MANIFEST: &str = "backup.json";
+/// What the manifest's signature covers: this domain, then the manifest without its signature.
+const MANIFEST_DOMAIN: &str = "cloister backup manifest v1";
 
 /// `backup.json`: what was backed up, to check a restore against.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {
     /// 1.
@@ -39,9 +44,19 @@ struct Manifest {
     database_sha256: String,
     /// SHA-256 (hex) of `service.key`.
     key_sha256: String,
+    /// The service signing key's signature over the manifest with this field empty.
+    signature: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+impl Manifest {
+    /// The bytes the signature covers: the manifest as JSON with an empty signature.
+    fn signed_bytes(&self) -> Result<Vec<u8>> {
+        let unsigned = Manifest { signature: String::new(), ..self.clone() };
+        Ok(serde_json::to_vec(&unsigned)?)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct Head {
     seq: i64,
@@ -162,14 +177,18 @@ pub async fn create(database: &str, key_file: &Path, out: &Path) -> Result<Outco
     let (fingerprint, head) = checked.context("checking the snapshot")?;
     // The store's pool leaves SQLite's -wal and -shm files beside the copy while open; once it
     // is closed the copy is one file, whose digest the manifest records.
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: 1,
         created_at: crate::serving::rfc3339(cloister_sign::unix_now()),
         service_fingerprint: fingerprint.clone(),
         audit_head: Head { seq: head.seq, hash: head.hash.clone() },
         database_sha256: sha256_file(&snapshot)?,
         key_sha256: sha256_file(&out.join(KEY))?,
+        signature: String::new(),
     };
+    let signing = cloister_authority::service::service_signing_key(&key)
+        .context("deriving the service signing key")?;
+    manifest.signature = signing.sign_bytes(MANIFEST_DOMAIN, &manifest.signed_bytes()?);
     let text = serde_json::to_string_pretty(&manifest)?;
     std::fs::write(out.join(MANIFEST), text + "\n")
         .with_context(|| format!("writing {}", out.join(MANIFEST).display()))?;
@@ -181,11 +200,24 @@ pub async fn create(database: &str, key_file: &Path, out: &Path) -> Result<Outco
     })
 }
 
-/// `cloister backup restore`: checks the backup in `from` against its manifest and puts its
-/// database at `database` and its key at `key_file`, neither of which may exist; then verifies
-/// the restored audit log against the key.
-pub async fn restore(from: &Path, database: &str, key_file: &Path) -> Result<Outcome> {
+/// `cloister backup restore`: checks the backup in `from` against its manifest — signed by the
+/// service whose signing-key fingerprint is `fingerprint`, and naming the files' digests — and
+/// puts its database at `database` and its key at `key_file`, neither of which may exist (nor
+/// SQLite's side files beside the database); then verifies the restored audit log against the
+/// key.
+pub async fn restore(
+    from: &Path,
+    fingerprint: &str,
+    database: &str,
+    key_file: &Path,
+) -> Result<Outcome> {
     let target = sqlite_path(database)?;
+    let fingerprint = fingerprint.trim().to_ascii_lowercase();
+    ensure!(
+        fingerprint.len() == 64 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()),
+        "--service-key must be the service's signing-key fingerprint (64 hex digits, as `serve \
+         attestation` prints at start and `backup create` reports)"
+    );
     let manifest_path = from.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!("reading {} (is {} a backup directory?)", manifest_path.display(), from.display())
@@ -193,30 +225,64 @@ pub async fn restore(from: &Path, database: &str, key_file: &Path) -> Result<Out
     let manifest: Manifest = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a backup manifest", manifest_path.display()))?;
     ensure!(manifest.format == 1, "backup format {} is newer than this cloister", manifest.format);
-    for (name, expected) in [(DATABASE, &manifest.database_sha256), (KEY, &manifest.key_sha256)] {
-        let actual = sha256_file(&from.join(name))?;
+    // The key first: it must be the pinned service's, and have signed this manifest.
+    let key = read_service_key(&from.join(KEY))?;
+    let signing = cloister_authority::service::service_signing_key(&key)
+        .context("deriving the service signing key")?;
+    let public = signing.public_key();
+    ensure!(
+        public.fingerprint_hex() == fingerprint && manifest.service_fingerprint == fingerprint,
+        "the backup in {} is of the service with key {} (its key file: {}), not of {fingerprint}: \
+         restore the pinned service's backup",
+        from.display(),
+        manifest.service_fingerprint,
+        public.fingerprint_hex()
+    );
+    public.verify_bytes(MANIFEST_DOMAIN, &manifest.signed_bytes()?, &manifest.signature).map_err(
+        |_| {
+            anyhow::anyhow!(
+                "{} is not signed by the service's key: it was changed after the backup was made",
+                manifest_path.display()
+            )
+        },
+    )?;
+    ensure!(
+        sha256_file(&from.join(KEY))? == manifest.key_sha256,
+        "{} was changed since the backup was made",
+        from.join(KEY).display()
+    );
+    // SQLite merges a write-ahead log it finds beside a database when it opens it: a stale one
+    // there would change the restored data (red team, round 7).
+    let side_files = ["-wal", "-shm", "-journal"].map(|suffix| {
+        let mut name = target.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    });
+    let targets = [target.clone(), key_file.to_owned()];
+    for path in targets.iter().chain(&side_files) {
         ensure!(
-            actual == *expected,
-            "{} was changed since the backup was made (SHA-256 {actual}, the manifest says \
-             {expected}): restore from an intact copy",
-            from.join(name).display()
-        );
-    }
-    for path in [target.as_path(), key_file] {
-        ensure!(
-            !path.exists(),
+            path.symlink_metadata().is_err(),
             "{} exists: restore into a fresh location, never over a live service's files",
             path.display()
         );
     }
-    let key = read_service_key(&from.join(KEY))?;
+    // The bytes written are the bytes checked.
+    let bytes = std::fs::read(from.join(DATABASE))
+        .with_context(|| format!("reading {}", from.join(DATABASE).display()))?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    ensure!(
+        actual == manifest.database_sha256,
+        "{} was changed since the backup was made (SHA-256 {actual}, the manifest says {}): \
+         restore from an intact copy",
+        from.join(DATABASE).display(),
+        manifest.database_sha256
+    );
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    std::fs::copy(from.join(DATABASE), &target)
-        .with_context(|| format!("copying the database to {}", target.display()))?;
-    crate::testbed::write_secret(key_file, key.to_text().as_bytes())?;
+    write_new(&target, &bytes, 0o600)?;
+    write_new(key_file, key.to_text().as_bytes(), 0o600)?;
     let store = open_existing(&target).await?;
     let checked = verified_head(&store, &key).await;
     store.close().await;
@@ -235,6 +301,24 @@ pub async fn restore(from: &Path, database: &str, key_file: &Path) -> Result<Out
         audit_seq: head.seq,
         audit_hash: head.hash,
     })
+}
+
+/// Writes `bytes` to a file that must not exist, not even as a dangling symbolic link (red team,
+/// round 7: a link there was followed).
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
+    file.sync_all().with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(unix)]

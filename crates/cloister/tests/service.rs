@@ -1017,6 +1017,7 @@ async fn a_restarted_service_has_lost_nothing(postgres: bool) {
 /// refused.
 #[tokio::test]
 async fn a_backup_restores_into_a_fresh_service_with_its_tokens_and_audit_log() {
+    use sha2::Digest as _;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("svc");
     let db = format!("sqlite://{}", dir.join("authority.db").display());
@@ -1079,19 +1080,24 @@ async fn a_backup_restores_into_a_fresh_service_with_its_tokens_and_audit_log() 
     let fresh = tmp.path().join("fresh");
     let fresh_db = format!("sqlite://{}", fresh.join("authority.db").display());
     let fresh_key = fresh.join("service.key");
-    let restore = |from: &Path| {
+    let restore_pinned = |from: &Path, pin: &str| {
         run(&[
             "backup",
             "restore",
             "--from",
             from.to_str().unwrap(),
+            "--service-key",
+            pin,
             "--database",
             &fresh_db,
             "--key-file",
             fresh_key.to_str().unwrap(),
         ])
     };
-    // A backup changed after it was made is refused before anything is written.
+    let restore = |from: &Path| restore_pinned(from, &fingerprint);
+    // A backup changed after it was made is refused before anything is written: the database
+    // alone, or with the manifest's digest rewritten to match (red team, round 7), or a backup
+    // of another service than the pinned one.
     let changed = tmp.path().join("changed");
     std::fs::create_dir(&changed).unwrap();
     for name in ["authority.db", "service.key", "backup.json"] {
@@ -1100,9 +1106,27 @@ async fn a_backup_restores_into_a_fresh_service_with_its_tokens_and_audit_log() 
     let mut bytes = std::fs::read(changed.join("authority.db")).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    std::fs::write(changed.join("authority.db"), bytes).unwrap();
+    std::fs::write(changed.join("authority.db"), &bytes).unwrap();
     let (ok, _, err) = restore(&changed);
     assert!(!ok && err.contains("was changed since the backup was made"), "{err}");
+    let mut manifest = json_of(&std::fs::read_to_string(changed.join("backup.json")).unwrap());
+    manifest["database_sha256"] = hex::encode(sha2::Sha256::digest(&bytes)).into();
+    std::fs::write(changed.join("backup.json"), manifest.to_string()).unwrap();
+    let (ok, _, err) = restore(&changed);
+    assert!(!ok && err.contains("is not signed by the service's key"), "{err}");
+    let (ok, _, err) = restore_pinned(&backup, &"ab".repeat(32));
+    assert!(!ok && err.contains("not of abab"), "{err}");
+    // A stale write-ahead log, or a dangling link, where the restored files would go.
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::write(fresh.join("authority.db-wal"), b"stale").unwrap();
+    let (ok, _, err) = restore(&backup);
+    assert!(!ok && err.contains("authority.db-wal exists"), "{err}");
+    std::fs::remove_file(fresh.join("authority.db-wal")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("victim-key"), &fresh_key).unwrap();
+    let (ok, _, err) = restore(&backup);
+    assert!(!ok && err.contains("service.key exists"), "{err}");
+    assert!(!tmp.path().join("victim-key").exists());
+    std::fs::remove_file(&fresh_key).unwrap();
     assert!(!fresh.join("authority.db").exists());
     let (ok, out, err) = restore(&backup);
     assert!(ok, "{out}{err}");

@@ -34,6 +34,11 @@ pub(crate) enum BackupCommand {
         /// The backup directory.
         #[arg(long)]
         from: PathBuf,
+        /// The service's signing-key fingerprint (64 hex digits: what `serve attestation`
+        /// printed at start and `backup create` reported), from your own records, never from the
+        /// backup: its manifest must be signed by that key.
+        #[arg(long)]
+        service_key: String,
         /// Where to put the database: `sqlite://PATH` (must not exist).
         #[arg(long)]
         database: String,
@@ -64,9 +69,13 @@ pub(crate) fn backup(command: BackupCommand) -> Result<()> {
                 );
             }
         }
-        BackupCommand::Restore { from, database, key_file, json } => {
-            let outcome =
-                runtime()?.block_on(cloister::backup::restore(&from, &database, &key_file))?;
+        BackupCommand::Restore { from, service_key, database, key_file, json } => {
+            let outcome = runtime()?.block_on(cloister::backup::restore(
+                &from,
+                &service_key,
+                &database,
+                &key_file,
+            ))?;
             if json {
                 println!("{}", serde_json::to_string(&outcome)?);
             } else {
