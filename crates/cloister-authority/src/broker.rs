@@ -162,11 +162,14 @@ pub enum ReleaseError {
         /// The instance that issued the token.
         instance: String,
     },
-    /// The token was not issued by any instance the key accepts (its key id is none of theirs).
-    /// Names no instance: the caller may not learn which instances the key accepts.
+    /// The token is not a valid, current result of an instance the key accepts: its key id is
+    /// none of theirs, or it is and the token does not verify. One message for every such case,
+    /// naming neither an instance nor the broker key, so an unauthenticated caller learns
+    /// nothing about which instances a key lists (red team, round 7: a token under a listed
+    /// instance's key id used to get that instance's verification error instead).
     #[error(
-        "broker key {broker_key} does not accept this attestation result: it was not issued by \
-         an instance the key's owner lists; attest with one of those instances"
+        "the key broker does not accept this attestation result: it is not a valid, current \
+         result of an instance the key's owner lists; attest again with one of those instances"
     )]
     IssuerNotAccepted {
         /// The broker key's id.

@@ -1056,6 +1056,33 @@ async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
 /// checkpoint of a history without it. Now the chain from the release's own entry to the end is
 /// recomputed and linked before anything is signed: the release fails closed. Likewise when
 /// checkpoints of a cut-away history are left in place past the log's end.
+/// Red team, round 7: an anonymous release whose token carries the key id of an instance the
+/// broker key lists (with a bad signature) got that instance's verification error, naming its
+/// token key, while any other key id got the generic refusal: the difference showed which
+/// instances a key lists. Now every unauthenticated refusal reads the same and names nothing.
+#[tokio::test]
+async fn an_anonymous_release_cannot_tell_which_instances_a_key_lists() {
+    use base64::Engine as _;
+    let LogBed { _tmp, url: _, now, store: _, service, owner, tee, instance } = log_bed().await;
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let genuine = sim_ear(&service, &instance, &tee, now).await;
+    let (signed, _) = genuine.rsplit_once('.').unwrap();
+    let listed_kid = format!("{signed}.AAAA");
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"alg":"ES256","kid":"ear-0000000000000000"}"#);
+    let made_up_kid = format!("{header}.e30.AAAA");
+    let refusal = |ear: String| {
+        let service = &service;
+        let request = release(ear);
+        async move { service.release_key(&request, now).await.unwrap_err().to_string() }
+    };
+    let listed = refusal(listed_kid).await;
+    let other = refusal(made_up_kid).await;
+    assert_eq!(listed, other);
+    assert!(!listed.contains(&instance) && !listed.contains("cloister-es256"), "{listed}");
+    assert!(!listed.contains("kb_"), "{listed}");
+}
+
 /// Red team, round 7 (HIGH): an entry in the unsigned tail, altered in the database (content
 /// rewritten, its hash left as it was), was signed over by the next key release, which verified
 /// the chain only from the release's own entry. Now a release verifies from the latest signed

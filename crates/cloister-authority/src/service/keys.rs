@@ -214,7 +214,16 @@ impl Service {
             revoked: row.revoked_at.is_some(),
         };
         let response =
-            broker::release(&instance_id, &keys, &key, &self.collateral, request, now as u64)?;
+            broker::release(&instance_id, &keys, &key, &self.collateral, request, now as u64)
+                .map_err(|error| {
+                    if error.after_authentication() {
+                        error
+                    } else {
+                        tracing::debug!(broker_key = %row.id, %error, "release refused before \
+                            the token was authenticated");
+                        ReleaseError::IssuerNotAccepted { broker_key: row.id.clone() }
+                    }
+                })?;
         Ok((instance_id, response))
     }
 }
