@@ -83,8 +83,35 @@ pub async fn start(
     Ok((addr, async move { axum::serve(listener, app).await }))
 }
 
+/// Whether the proxy may listen where other machines reach it. Whoever reaches it acts as the
+/// requester — its identity, its quota, the answers — over plain HTTP; so only when named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteClients {
+    /// A loopback address only (the default).
+    Refused,
+    /// Any address (`--insecure-allow-remote-clients`).
+    Allowed,
+}
+
 /// Runs the proxy until it is stopped.
-pub async fn run(options: ProxyOptions) -> Result<()> {
+pub async fn run(options: ProxyOptions, remote: RemoteClients) -> Result<()> {
+    // Checked before anything else (the worker is attested only after): every address the
+    // name resolves to must be loopback.
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
+        .await
+        .with_context(|| format!("--listen {}", options.listen))?
+        .collect();
+    if addresses.iter().any(|addr| !addr.ip().is_loopback()) {
+        anyhow::ensure!(
+            remote == RemoteClients::Allowed,
+            "--listen {} is not a loopback address: whoever reaches the proxy acts as the \
+             requester (its key, its quota, the answers) over plain HTTP; listen on 127.0.0.1, or \
+             pass --insecure-allow-remote-clients if this network is yours alone",
+            options.listen
+        );
+        tracing::warn!(address = %options.listen, "the proxy accepts requests from other \
+            machines over plain HTTP: whoever reaches it acts as the requester");
+    }
     let (addr, server) = start(&options).await?;
     tracing::info!(
         event = crate::logging::LISTENING,

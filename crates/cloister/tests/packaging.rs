@@ -230,3 +230,43 @@ fn the_shipped_example_configurations_are_settings_of_the_commands_they_configur
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.lines().all(|line| serde_json::from_str::<Value>(line).is_ok()), "{err}");
 }
+
+/// Red team, round 7: `cloister proxy` listened on any address it was given, so anyone on the
+/// network acted as the requester over plain HTTP. A non-loopback `--listen` (from a flag or a
+/// config file) is refused before anything else happens, unless named explicitly.
+#[test]
+fn the_proxy_refuses_to_listen_where_other_machines_reach_it_unless_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("proxy.toml"), "listen = \"0.0.0.0:0\"\n").unwrap();
+    let base = [
+        "proxy",
+        "--worker",
+        "https://127.0.0.1:9",
+        "--ca",
+        "missing-ca.pem",
+        "--measurement",
+        "aa",
+        "--requester-key",
+        "missing.key",
+    ];
+    for extra in [&["--listen", "0.0.0.0:0"][..], &["--config", "proxy.toml"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+            .args(base)
+            .args(extra)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("is not a loopback address"), "{extra:?}: {err}");
+    }
+    // Named explicitly, the check passes and the proxy goes on (to fail on the missing CA).
+    let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(base)
+        .args(["--listen", "0.0.0.0:0", "--insecure-allow-remote-clients"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("is not a loopback address") && err.contains("missing-ca.pem"), "{err}");
+}

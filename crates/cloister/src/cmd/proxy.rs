@@ -37,9 +37,13 @@ pub(crate) struct ProxyArgs {
     /// RUST_LOG, else info.
     #[arg(long, value_parser = cloister::logging::parse_flag)]
     pub(crate) log_level: Option<String>,
+    /// Listen on an address other machines reach (plain HTTP, no credential: whoever reaches
+    /// the proxy acts as the requester). Without it, a non-loopback --listen is refused.
+    #[arg(long)]
+    pub(crate) insecure_allow_remote_clients: bool,
     /// Read settings from this TOML file; its keys are this command's long flag names
-    /// (`listen = "0.0.0.0:8080"`, `rate-limit = ["release=100"]`, `fetch-collateral = true`).
-    /// Flags and their environment variables override it.
+    /// (`listen = "127.0.0.1:8000"`, `measurement = ["…"]`, `accept-sim = true`). Flags and
+    /// their environment variables override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 }
@@ -55,6 +59,7 @@ pub(crate) fn run(args: ProxyArgs) -> Result<()> {
         requester_key,
         log_level: _,
         config: _,
+        insecure_allow_remote_clients,
     } = args;
     let measurements = parse_measurements(&measurements)?;
     let tees = accepted_tees(accept_sim);
@@ -67,5 +72,10 @@ pub(crate) fn run(args: ProxyArgs) -> Result<()> {
         accept_test_root,
         requester_key,
     };
-    runtime()?.block_on(cloister::proxy::run(options))
+    let remote = if insecure_allow_remote_clients {
+        cloister::proxy::RemoteClients::Allowed
+    } else {
+        cloister::proxy::RemoteClients::Refused
+    };
+    runtime()?.block_on(cloister::proxy::run(options, remote))
 }
