@@ -33,7 +33,7 @@ pub const MAX_RANGE_ELEMENTS: u64 = 100_000;
 /// The largest width or precision a `sprintf` verb may ask for in a Cloister policy (red team,
 /// round 7: `sprintf("%01000000000d", [1])` allocated a gigabyte in one builtin call, which no
 /// time check interrupts, and held the service's threads for seconds).
-pub const MAX_FORMAT_WIDTH: u64 = 4096;
+pub(crate) const MAX_FORMAT_WIDTH: u64 = 4096;
 
 /// An engine with the time and length limits set.
 pub(crate) fn engine() -> Engine {

@@ -1136,8 +1136,8 @@ async fn a_request_naming_a_checkpoint_the_log_never_held_is_refused_before_any_
     let ear = sim_ear(&service, &instance, &tee, now).await;
     let before = store.audit_last().await.unwrap().unwrap().seq;
     for after in [
-        cloister_types::api::CheckpointRef { seq: 3, hash: "00".repeat(32) },
-        cloister_types::api::CheckpointRef { seq: 99_999, hash: "00".repeat(32) },
+        CheckpointRef { seq: 3, hash: "00".repeat(32) },
+        CheckpointRef { seq: 99_999, hash: "00".repeat(32) },
     ] {
         let mut request = release(ear.clone());
         request.after = Some(after.clone());
