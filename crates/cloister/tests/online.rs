@@ -1062,12 +1062,13 @@ async fn proxy_refuses_to_send_when_the_worker_changes() {
     std::fs::write(&ca, &bed.ca_pem).unwrap();
     let options = cloister::proxy::ProxyOptions {
         listen: "127.0.0.1:0".into(),
-        worker: format!("https://{}", forwarder.addr),
+        workers: vec![format!("https://{}", forwarder.addr)],
         ca,
         measurements: vec![Hex(MEASUREMENT.to_vec())],
         tees: vec![TeeKind::Sim],
         accept_test_root: false,
         requester_key: bed.tmp.path().join("requester").join("signing.key"),
+        recheck: Duration::from_secs(3600),
     };
     let (addr, server) = cloister::proxy::start(&options).await.unwrap();
     let proxy = tokio::spawn(server);
