@@ -153,10 +153,10 @@ impl Worker {
     async fn recheck(&self, expectations: &Expectations, margin: Duration) {
         let current = self.standing().clone();
         let margin = i64::try_from(margin.as_secs()).unwrap_or(i64::MAX);
-        if let Standing::Admitted { expires_at, .. } = &current {
-            if expires_at.saturating_sub(now()) > margin {
-                return;
-            }
+        if let Standing::Admitted { expires_at, .. } = &current
+            && expires_at.saturating_sub(now()) > margin
+        {
+            return;
         }
         match (attest(&self.url, expectations).await, current) {
             (Ok((client, expires_at)), _) => self.admit(client, expires_at),
