@@ -18,6 +18,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process: the size of the largest variant (`serve worker`'s flags) costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the whole confidential batch-inference scenario on loopback (simulated TEE).
     Demo(cmd::demo::DemoArgs),
