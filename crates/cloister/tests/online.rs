@@ -1278,6 +1278,39 @@ async fn proxy_balances_over_three_workers_and_drops_a_bad_one() {
     proxy.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_does_not_start_without_an_admitted_worker_and_says_why_each_failed() {
+    let bed = bed().await;
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let dead = format!("https://{}", dead_address());
+    let output = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--worker", &bed.worker.url, "--worker", &dead])
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--measurement", &hex::encode(OTHER_MEASUREMENT), "--accept-sim"])
+        .arg("--requester-key")
+        .arg(bed.tmp.path().join("requester").join("signing.key"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stderr)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for url in [&bed.worker.url, &dead] {
+        assert!(
+            lines.iter().any(|l| l["event"] == "worker_dropped" && l["worker"] == url.as_str()),
+            "{url}: {lines:?}"
+        );
+    }
+    let exit = lines.iter().find(|l| l["event"] == "exit").unwrap().to_string();
+    assert!(exit.contains("no worker could be admitted"), "{exit}");
+    assert!(exit.contains("not on the allow-list") && exit.contains(&dead), "{exit}");
+    assert!(!lines.iter().any(|l| l["event"] == "listening"));
+}
+
 /// `cloister proxy` as a process, with its address.
 struct ProxyProcess {
     child: Child,
