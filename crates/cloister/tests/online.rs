@@ -1279,6 +1279,46 @@ async fn proxy_balances_over_three_workers_and_drops_a_bad_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_drops_a_worker_whose_certificate_expired() {
+    let bed = bed_with(SHORT_LIFETIME, Duration::ZERO).await;
+    load_classifier(&bed, "classifier", 1000, None);
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let options = cloister::proxy::ProxyOptions {
+        listen: "127.0.0.1:0".into(),
+        workers: vec![bed.worker.url.clone()],
+        ca,
+        measurements: vec![Hex(MEASUREMENT.to_vec())],
+        tees: vec![TeeKind::Sim],
+        accept_test_root: false,
+        requester_key: bed.tmp.path().join("requester").join("signing.key"),
+        // No re-check during the test: only the expiry takes the worker out.
+        recheck: Duration::from_secs(3600),
+    };
+    let (addr, server) = cloister::proxy::start(&options).await.unwrap();
+    let proxy = tokio::spawn(server);
+    let health = wait_admitted(addr, 1).await;
+    let expires_at = health["workers"][0]["expires_at"].as_u64().unwrap();
+    while unix_now() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The worker renewed its certificate and still serves; the proxy trusted the one it
+    // attested, which has expired: the worker is out until it attests again.
+    let response = infer_via(addr).await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_openai_error(&body);
+    assert_eq!(body["error"]["code"], "no_worker", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    let dropped = worker_events("worker_dropped", &bed.worker.url);
+    assert!(
+        dropped.iter().any(|e| e["fields"]["reason"].as_str().unwrap().contains("expired")),
+        "{dropped:?}"
+    );
+    proxy.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_does_not_start_without_an_admitted_worker_and_says_why_each_failed() {
     let bed = bed().await;
     let ca = bed.tmp.path().join("ca.pem");
