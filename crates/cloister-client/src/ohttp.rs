@@ -50,10 +50,19 @@ pub enum OhttpError {
     /// The key configuration cannot be used.
     #[error("the worker's OHTTP key configuration is unusable: {0}")]
     BadKeyConfig(String),
+    /// No connection to the worker could be opened (TCP or TLS failed before the request was
+    /// written): nothing was sent.
+    #[error("could not connect to the worker at {url} ({reason}); nothing was sent")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// A later handshake presented another enclave, or one that no longer verifies.
     #[error(
-        "the worker's attestation changed or no longer verifies ({0}); nothing was sent. Restart \
-         the proxy to trust a new enclave"
+        "the worker's attestation changed or no longer verifies ({0}); nothing was sent. Only an \
+         enclave that attests again against the expectations is trusted"
     )]
     EnclaveChanged(String),
     /// The request could not be encapsulated or signed.
@@ -299,7 +308,15 @@ impl OhttpClient {
                 if let Some(why) = self.verifier.take_refusal() {
                     return Err(OhttpError::EnclaveChanged(why));
                 }
-                return Err(transport(&self.url, error).into());
+                // reqwest reports a failure of its connector (TCP connect or TLS handshake) as a
+                // connect error: the request had not been written on any connection yet.
+                let connect = error.is_connect();
+                return Err(match transport(&self.url, error) {
+                    ClientError::Transport { url, reason } if connect => {
+                        OhttpError::Unreachable { url, reason }
+                    }
+                    other => other.into(),
+                });
             }
         };
         let status = response.status();

@@ -250,12 +250,13 @@ async fn main() -> Result<()> {
     std::fs::write(&ca_file, &ca_pem)?;
     let (proxy_addr, proxy_server) = proxy::start(&ProxyOptions {
         listen: "127.0.0.1:0".into(),
-        worker: worker.url.clone(),
+        workers: vec![worker.url.clone()],
         ca: ca_file,
         measurements: vec![Hex(MEASUREMENT.to_vec())],
         tees: vec![TeeKind::Sim],
         accept_test_root: false,
         requester_key: tmp.path().join("requester/signing.key"),
+        recheck: proxy::DEFAULT_RECHECK,
     })
     .await?;
     tokio::spawn(proxy_server);

@@ -233,12 +233,13 @@ pub async fn run(options: &HybridDemoOptions) -> Result<HybridDemoReport> {
     std::fs::write(&ca_file, &ca_pem)?;
     let proxy_options = ProxyOptions {
         listen: "127.0.0.1:0".to_owned(),
-        worker: worker.url.clone(),
+        workers: vec![worker.url.clone()],
         ca: ca_file,
         measurements: vec![published.clone()],
         tees: accepted.to_vec(),
         accept_test_root: false,
         requester_key: hospital_dir.join("signing.key"),
+        recheck: proxy::DEFAULT_RECHECK,
     };
     let (proxy_addr, proxy_server) = proxy::start(&proxy_options).await?;
     let proxy_task = tokio::spawn(proxy_server);

@@ -1002,8 +1002,44 @@ async fn refusal_after_swap(
         .unwrap();
     assert_eq!(refused.status(), 502);
     let body: serde_json::Value = refused.json().await.unwrap();
-    assert!(tap.bytes().is_empty(), "a request reached the replacement worker");
+    assert_eq!(ohttp_requests(&tap), 0, "a request reached the replacement worker");
     body["error"]["message"].as_str().unwrap().to_owned()
+}
+
+/// How many OHTTP requests (request bodies) passed a worker's outer router. An attestation
+/// (`GET /v1/identity`) carries no request and does not count.
+fn ohttp_requests(tap: &Tap) -> usize {
+    let needle = format!("POST {}", cloister_types::online::OHTTP_PATH);
+    let bytes = tap.bytes();
+    bytes.windows(needle.len()).filter(|w| *w == needle.as_bytes()).count()
+}
+
+/// An address nothing listens on: a stopped machine.
+fn dead_address() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// The proxy's `/healthz` once `admitted` workers are in rotation (the re-check may take a few
+/// intervals).
+async fn wait_admitted(proxy: SocketAddr, admitted: u64) -> serde_json::Value {
+    for _ in 0..150 {
+        let health: serde_json::Value =
+            reqwest::get(format!("http://{proxy}/healthz")).await.unwrap().json().await.unwrap();
+        if health["admitted"] == admitted {
+            return health;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the proxy never had {admitted} workers in rotation");
+}
+
+/// The proxy's log lines with `event` about `worker`.
+fn worker_events(event: &str, worker: &str) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&log().bytes())
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["fields"]["event"] == event && line["fields"]["worker"] == worker)
+        .collect()
 }
 
 /// A TCP forwarder standing for the compute provider's network: it can be pointed at another
@@ -1062,12 +1098,13 @@ async fn proxy_refuses_to_send_when_the_worker_changes() {
     std::fs::write(&ca, &bed.ca_pem).unwrap();
     let options = cloister::proxy::ProxyOptions {
         listen: "127.0.0.1:0".into(),
-        worker: format!("https://{}", forwarder.addr),
+        workers: vec![format!("https://{}", forwarder.addr)],
         ca,
         measurements: vec![Hex(MEASUREMENT.to_vec())],
         tees: vec![TeeKind::Sim],
         accept_test_root: false,
         requester_key: bed.tmp.path().join("requester").join("signing.key"),
+        recheck: Duration::from_secs(1),
     };
     let (addr, server) = cloister::proxy::start(&options).await.unwrap();
     let proxy = tokio::spawn(server);
@@ -1085,15 +1122,233 @@ async fn proxy_refuses_to_send_when_the_worker_changes() {
     assert!(message.contains("attestation changed"), "{message}");
     assert!(message.contains("not on the allow-list"), "{message}");
 
+    // The worker is out of rotation; back to the pinned enclave, the re-check admits it again.
+    forwarder.point_at(bed.worker.addr).await;
+    wait_admitted(addr, 1).await;
+    assert_eq!(infer().await.unwrap().status(), 200);
+
     // The same measurement but another enclave (another OHTTP key): nothing is sent either.
     let message = refusal_after_swap(&bed, &forwarder, addr, MEASUREMENT).await;
     assert!(message.contains("OHTTP key is not the one attested"), "{message}");
-    assert!(message.contains("Restart the proxy"), "{message}");
+    assert!(message.contains("attests again against the expectations"), "{message}");
 
     // Back to the pinned enclave: served again.
     forwarder.point_at(bed.worker.addr).await;
+    wait_admitted(addr, 1).await;
     assert_eq!(infer().await.unwrap().status(), 200);
     proxy.abort();
+}
+
+/// Sends `/v1/infer` for the classifier through the proxy at `proxy`.
+async fn infer_via(proxy: SocketAddr) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://{proxy}/v1/infer"))
+        .header("content-type", "application/json")
+        .body(infer_body("classifier", 1))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn assert_openai_error(body: &serde_json::Value) {
+    for field in ["message", "type", "code"] {
+        assert!(body["error"][field].is_string(), "not an OpenAI error: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn proxy_balances_over_three_workers_and_drops_a_bad_one() {
+    let bed = bed().await;
+    load_classifier(&bed, "classifier", 1000, None);
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (worker, tap) =
+            start_worker(&bed.dirs, &bed.authority, MEASUREMENT, listener, Duration::ZERO).await;
+        worker.worker.catalog.insert(classifier(&bed, "classifier", 1000, None)).unwrap();
+        others.push((worker, tap));
+    }
+    let taps = [&bed.tap, &others[0].1, &others[1].1];
+    let mut forwarders = Vec::new();
+    for target in [bed.worker.addr, others[0].0.addr, others[1].0.addr] {
+        forwarders.push(Forwarder::start(target).await);
+    }
+    let urls: Vec<String> = forwarders.iter().map(|f| format!("https://{}", f.addr)).collect();
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let options = cloister::proxy::ProxyOptions {
+        listen: "127.0.0.1:0".into(),
+        workers: urls.clone(),
+        ca,
+        measurements: vec![Hex(MEASUREMENT.to_vec())],
+        tees: vec![TeeKind::Sim],
+        accept_test_root: false,
+        requester_key: bed.tmp.path().join("requester").join("signing.key"),
+        recheck: Duration::from_secs(1),
+    };
+    let (addr, server) = cloister::proxy::start(&options).await.unwrap();
+    let proxy = tokio::spawn(server);
+    wait_admitted(addr, 3).await;
+    for url in &urls {
+        assert_eq!(worker_events("worker_admitted", url).len(), 1, "{url}");
+    }
+    let counts = || taps.map(ohttp_requests);
+
+    // Requests spread over all three workers; the models are listed once.
+    for _ in 0..6 {
+        assert_eq!(infer_via(addr).await.status(), 200);
+    }
+    let spread = counts();
+    assert!(spread.iter().all(|&n| n >= 1), "not spread over the three workers: {spread:?}");
+    let models: serde_json::Value =
+        reqwest::get(format!("http://{addr}/v1/models")).await.unwrap().json().await.unwrap();
+    let ids: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.iter().filter(|id| id.starts_with("classifier")).count(), 1, "{models}");
+
+    // The third worker stops: the proxy answers on the other two and drops it.
+    forwarders[2].point_at(dead_address()).await;
+    let before = counts();
+    for _ in 0..6 {
+        assert_eq!(infer_via(addr).await.status(), 200);
+    }
+    let after = counts();
+    assert!(after[0] > before[0] && after[1] > before[1], "{before:?} -> {after:?}");
+    assert_eq!(after[2], before[2]);
+    let health = wait_admitted(addr, 2).await;
+    assert_eq!(health["workers"][2]["admitted"], false, "{health}");
+    assert!(!worker_events("worker_dropped", &urls[2]).is_empty());
+
+    // The second is replaced behind its address by an enclave whose measurement is not on the
+    // allow-list: it is dropped, the request that found it is served by the first, and the
+    // impostor never receives a request.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (impostor, impostor_tap) =
+        start_worker(&bed.dirs, &bed.authority, OTHER_MEASUREMENT, listener, Duration::ZERO).await;
+    impostor.worker.catalog.insert(classifier(&bed, "classifier", 1000, None)).unwrap();
+    forwarders[1].point_at(impostor.addr).await;
+    for _ in 0..4 {
+        assert_eq!(infer_via(addr).await.status(), 200);
+    }
+    let health = wait_admitted(addr, 1).await;
+    let reason = health["workers"][1]["reason"].as_str().unwrap();
+    assert!(reason.contains("not on the allow-list"), "{health}");
+    let dropped = worker_events("worker_dropped", &urls[1]);
+    assert!(
+        dropped.iter().any(|e| e["fields"]["reason"].as_str().unwrap().contains("allow-list")),
+        "{dropped:?}"
+    );
+    // The re-check keeps trying it; still nothing reaches it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(ohttp_requests(&impostor_tap), 0, "a request reached the impostor");
+    assert_eq!(wait_admitted(addr, 1).await["workers"][1]["admitted"], false);
+
+    // The real second worker is back: the re-check admits it again and it serves.
+    forwarders[1].point_at(others[0].0.addr).await;
+    wait_admitted(addr, 2).await;
+    let before = counts();
+    for _ in 0..4 {
+        assert_eq!(infer_via(addr).await.status(), 200);
+    }
+    assert!(counts()[1] > before[1]);
+    assert_eq!(worker_events("worker_admitted", &urls[1]).len(), 2);
+
+    // Every worker gone: OpenAI-shaped errors, then `503 no_worker` once none is in rotation.
+    for forwarder in &forwarders {
+        forwarder.point_at(dead_address()).await;
+    }
+    let mut last = None;
+    for _ in 0..3 {
+        let response = infer_via(addr).await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(status == 502 || status == 503, "{status} {body}");
+        assert_openai_error(&body);
+        last = Some((status, body));
+    }
+    let (status, body) = last.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "no_worker", "{body}");
+    let models = reqwest::get(format!("http://{addr}/v1/models")).await.unwrap();
+    assert_eq!(models.status(), 503);
+    assert_openai_error(&models.json().await.unwrap());
+    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 503);
+    drop(impostor);
+    proxy.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_drops_a_worker_whose_certificate_expired() {
+    let bed = bed_with(SHORT_LIFETIME, Duration::ZERO).await;
+    load_classifier(&bed, "classifier", 1000, None);
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let options = cloister::proxy::ProxyOptions {
+        listen: "127.0.0.1:0".into(),
+        workers: vec![bed.worker.url.clone()],
+        ca,
+        measurements: vec![Hex(MEASUREMENT.to_vec())],
+        tees: vec![TeeKind::Sim],
+        accept_test_root: false,
+        requester_key: bed.tmp.path().join("requester").join("signing.key"),
+        // No re-check during the test: only the expiry takes the worker out.
+        recheck: Duration::from_secs(3600),
+    };
+    let (addr, server) = cloister::proxy::start(&options).await.unwrap();
+    let proxy = tokio::spawn(server);
+    let health = wait_admitted(addr, 1).await;
+    let expires_at = health["workers"][0]["expires_at"].as_u64().unwrap();
+    while unix_now() <= expires_at {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The worker renewed its certificate and still serves; the proxy trusted the one it
+    // attested, which has expired: the worker is out until it attests again.
+    let response = infer_via(addr).await;
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_openai_error(&body);
+    assert_eq!(body["error"]["code"], "no_worker", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"), "{body}");
+    let dropped = worker_events("worker_dropped", &bed.worker.url);
+    assert!(
+        dropped.iter().any(|e| e["fields"]["reason"].as_str().unwrap().contains("expired")),
+        "{dropped:?}"
+    );
+    proxy.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_does_not_start_without_an_admitted_worker_and_says_why_each_failed() {
+    let bed = bed().await;
+    let ca = bed.tmp.path().join("ca.pem");
+    std::fs::write(&ca, &bed.ca_pem).unwrap();
+    let dead = format!("https://{}", dead_address());
+    let output = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["proxy", "--listen", "127.0.0.1:0", "--worker", &bed.worker.url, "--worker", &dead])
+        .arg("--ca")
+        .arg(&ca)
+        .args(["--measurement", &hex::encode(OTHER_MEASUREMENT), "--accept-sim"])
+        .arg("--requester-key")
+        .arg(bed.tmp.path().join("requester").join("signing.key"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stderr)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for url in [&bed.worker.url, &dead] {
+        assert!(
+            lines.iter().any(|l| l["event"] == "worker_dropped" && l["worker"] == url.as_str()),
+            "{url}: {lines:?}"
+        );
+    }
+    let exit = lines.iter().find(|l| l["event"] == "exit").unwrap().to_string();
+    assert!(exit.contains("no worker could be admitted"), "{exit}");
+    assert!(exit.contains("not on the allow-list") && exit.contains(&dead), "{exit}");
+    assert!(!lines.iter().any(|l| l["event"] == "listening"));
 }
 
 /// `cloister proxy` as a process, with its address.

@@ -175,12 +175,13 @@ impl Bed {
     async fn infer(&self, worker: &WorkerProcess, model: &str) -> u16 {
         let options = ProxyOptions {
             listen: "127.0.0.1:0".to_owned(),
-            worker: worker.url.clone(),
+            workers: vec![worker.url.clone()],
             ca: dir(self).join("instance-ca.pem"),
             measurements: vec![self.measurement.clone()],
             tees: vec![TeeKind::Sim],
             accept_test_root: false,
             requester_key: dir(self).join("requester.key"),
+            recheck: proxy::DEFAULT_RECHECK,
         };
         let (addr, server) = proxy::start(&options).await.unwrap();
         let task = tokio::spawn(server);

@@ -1,5 +1,5 @@
-//! `cloister proxy`: a plain OpenAI API on this machine, forwarded end-to-end encrypted to an
-//! attested worker's enclave.
+//! `cloister proxy`: a plain OpenAI API on this machine, forwarded end-to-end encrypted to the
+//! enclaves of one or several attested workers.
 
 use std::path::PathBuf;
 
@@ -13,9 +13,14 @@ pub(crate) struct ProxyArgs {
     /// Where to listen, e.g. 127.0.0.1:8000.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub(crate) listen: String,
-    /// The worker's base URL (https://…).
-    #[arg(long, value_parser = super::url_with_scheme)]
-    pub(crate) worker: String,
+    /// A worker's base URL (https://…); repeat for several. Each is attested against the same
+    /// expectations; requests are balanced over those admitted.
+    #[arg(long = "worker", value_parser = super::url_with_scheme, required = true)]
+    pub(crate) workers: Vec<String>,
+    /// Seconds between re-checks: a dropped worker is attested again and re-admitted if it
+    /// passes; an admitted one whose certificate is about to expire is attested again.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) recheck_interval: u64,
     /// Instance CA that must have issued the worker's enclave certificate.
     #[arg(long)]
     pub(crate) ca: PathBuf,
@@ -51,7 +56,8 @@ pub(crate) struct ProxyArgs {
 pub(crate) fn run(args: ProxyArgs) -> Result<()> {
     let ProxyArgs {
         listen,
-        worker,
+        workers,
+        recheck_interval,
         ca,
         measurements,
         accept_sim,
@@ -65,12 +71,13 @@ pub(crate) fn run(args: ProxyArgs) -> Result<()> {
     let tees = accepted_tees(accept_sim);
     let options = cloister::proxy::ProxyOptions {
         listen,
-        worker,
+        workers,
         ca,
         measurements,
         tees,
         accept_test_root,
         requester_key,
+        recheck: std::time::Duration::from_secs(recheck_interval),
     };
     let remote = if insecure_allow_remote_clients {
         cloister::proxy::RemoteClients::Allowed
