@@ -1056,6 +1056,49 @@ async fn a_log_cut_back_behind_the_running_service_is_checkpointed_again() {
 /// checkpoint of a history without it. Now the chain from the release's own entry to the end is
 /// recomputed and linked before anything is signed: the release fails closed. Likewise when
 /// checkpoints of a cut-away history are left in place past the log's end.
+/// Red team, round 7 (finding 8): an exported instance's copy signed its tokens with the token
+/// key it shares with the source, and the importing tenant may weaken the copy's trust anchors,
+/// so the source's key broker released the source tenant's secret to an enclave the copy
+/// admitted. Now the copy rotates to a key of its own at import: its tokens never verify at the
+/// source, while the source's own tokens still release there, and those issued before the
+/// export still verify at the copy.
+#[tokio::test]
+async fn an_exported_instances_copy_signs_no_token_the_sources_broker_accepts() {
+    let now = unix_now() as i64;
+    let (source, owner) = service(Vec::new(), "owner", now).await;
+    let (target, importer) =
+        service(vec![source.signing_public_key().fingerprint_hex()], "importer", now).await;
+    let tee =
+        cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [7; 48]);
+    let instance = sim_instance(&source, &owner, "exported", &tee, now).await;
+    let release = allow_all_key(&source, &owner, &instance, now).await;
+    let issued_before = sim_ear(&source, &instance, &tee, now).await;
+    let bundle = source
+        .export_instance(
+            &owner,
+            &instance,
+            &target.service_key_document(),
+            tenant_id(&importer),
+            true,
+            now,
+        )
+        .await
+        .unwrap();
+    target.import_instance(&importer, &bundle, now).await.unwrap();
+    let by_the_copy = sim_ear(&target, &instance, &tee, now).await;
+    let err = source.release_key(&release(by_the_copy), now).await.unwrap_err();
+    assert!(err.to_string().contains("does not accept this attestation result"), "{err}");
+    source.release_key(&release(issued_before.clone()), now).await.unwrap();
+    source.release_key(&release(sim_ear(&source, &instance, &tee, now).await), now).await.unwrap();
+    // What the source issued before the export still verifies at the copy.
+    let jwks = target.jwks(&instance, now).await.unwrap();
+    let kid = cloister_sign::peek_key_id(&issued_before).unwrap();
+    let kids: Vec<&str> =
+        jwks["keys"].as_array().unwrap().iter().filter_map(|key| key["kid"].as_str()).collect();
+    assert!(kids.contains(&kid.as_str()), "the copy dropped the source's key: {kids:?}");
+    assert!(kids.len() >= 2, "the copy did not rotate: {kids:?}");
+}
+
 /// Red team, round 7: an anonymous release whose token carries the key id of an instance the
 /// broker key lists (with a bad signature) got that instance's verification error, naming its
 /// token key, while any other key id got the generic refusal: the difference showed which

@@ -838,15 +838,20 @@ async fn an_exported_instance_keeps_its_tokens_and_certificates_verifying_after_
     let imported: cloister_types::manage::InstanceView = serde_json::from_str(&out).unwrap();
     assert_eq!(imported.id, instance.id);
     assert_eq!(imported.policy_versions.len(), 2);
-    assert_eq!(imported.token_keys.len(), 2);
+    // The source's two keys, and the copy's own, made at import: the copy never signs with a
+    // key the source's broker knows (red team, round 7).
+    assert_eq!(imported.token_keys.len(), 3);
     // Tokens and certificates issued by the source verify against the target's instance.
     let new_client = instance_client(&target.url, &instance.id);
     let ear = verify_ear(&new_client, &issued.ear).await.unwrap();
     assert_eq!(ear.submods["cpu0"].appraisal_policy_id, format!("{}@v2", instance.id));
     let info = new_client.instance().await.unwrap();
     assert!(leaf_verifies(&issued.certificate_chain_pem, &info.ca_certificate_pem));
-    // And the target attests with it.
-    new_client.attest(&evidence(&new_client, &key).await).await.unwrap();
+    // And the target attests with it, under its own key.
+    let fresh = new_client.attest(&evidence(&new_client, &key).await).await.unwrap();
+    let kid = cloister_sign::peek_key_id(&fresh.ear).unwrap();
+    let source_kids = cloister_sign::peek_key_id(&issued.ear).into_iter().collect::<Vec<_>>();
+    assert!(!source_kids.contains(&kid), "the copy signs with the source's key {kid}");
     drop((source, target, third));
 }
 

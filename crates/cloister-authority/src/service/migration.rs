@@ -141,7 +141,12 @@ impl Service {
             now,
         )
         .await?;
-        self.view(&instance.id).await
+        // The copy signs with a token key of its own from now on; the imported keys only verify
+        // what the source issued before, for as long as those tokens live. Signing on with the
+        // source's key would let the copy — whose policy and trust anchors the importing tenant
+        // may change — issue tokens the source's key broker accepts as the source's (red team,
+        // round 7).
+        self.rotate_keys(who, &instance.id, now).await
     }
 
     async fn bundle(
