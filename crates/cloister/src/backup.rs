@@ -115,26 +115,38 @@ async fn open_existing(path: &Path) -> Result<Store> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// Verifies the whole audit log of `store` against the signing key `key` derives, and that the
-/// database was made with that key; returns the log's last entry.
-async fn verified_head(store: &Store, key: &RecipientSecretKey) -> Result<(String, Head)> {
-    let signing = cloister_authority::service::service_signing_key(key)
-        .context("deriving the service signing key")?;
-    let public = signing.public_key();
+/// The service's signing key, which `key` derives: it signs the checkpoints and the manifest.
+fn signing_key(key: &RecipientSecretKey) -> Result<cloister_sign::SigningKey> {
+    cloister_authority::service::service_signing_key(key)
+        .context("deriving the service signing key")
+}
+
+/// Refuses a database that does not record `public` as its checkpoint key: another service's,
+/// or one no service ever opened (fail closed: a database without the record is not taken on
+/// trust).
+async fn check_key(store: &Store, public: &cloister_sign::VerifyingKey) -> Result<()> {
     let fingerprint = public.fingerprint_hex();
-    if let Some(recorded) = store.meta("audit_public_key").await? {
-        let recorded = cloister_sign::VerifyingKey::from_text(&recorded)
-            .context("the key the database records is not a verifying key")?;
-        ensure!(
-            recorded.fingerprint_hex() == fingerprint,
-            "the service key (fingerprint {fingerprint}) is not the key this database was made \
-             with ({}): back up the key file the service runs with",
-            recorded.fingerprint_hex()
-        );
-    }
+    let recorded = store.meta("audit_public_key").await?.context(
+        "the database records no service key: it is not one `cloister serve attestation` opened",
+    )?;
+    let recorded = cloister_sign::VerifyingKey::from_text(&recorded)
+        .context("the key the database records is not a verifying key")?;
+    ensure!(
+        recorded.fingerprint_hex() == fingerprint,
+        "the service key (fingerprint {fingerprint}) is not the key this database was made \
+         with ({}): back up the key file the service runs with",
+        recorded.fingerprint_hex()
+    );
+    Ok(())
+}
+
+/// Checks that `store` was made with `public` and verifies its whole audit log against it;
+/// returns the log's last entry.
+async fn verified_head(store: &Store, public: &cloister_sign::VerifyingKey) -> Result<Head> {
+    check_key(store, public).await?;
     let rows = store.audit_rows(None).await?;
     let checkpoints = store.checkpoints().await?;
-    let report = cloister_authority::audit::verify_log(&rows, &checkpoints, &public);
+    let report = cloister_authority::audit::verify_log(&rows, &checkpoints, public);
     if !report.is_intact() {
         let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
         bail!("the audit log is not intact: {}", problems.join("; "));
@@ -144,7 +156,7 @@ async fn verified_head(store: &Store, key: &RecipientSecretKey) -> Result<(Strin
         .map_or(Head { seq: 0, hash: cloister_authority::audit::GENESIS_HASH.to_owned() }, |row| {
             Head { seq: row.seq, hash: row.hash.clone() }
         });
-    Ok((fingerprint, head))
+    Ok(head)
 }
 
 /// `cloister backup create`: snapshots the database `database` (the service may keep running)
@@ -159,10 +171,13 @@ pub async fn create(database: &str, key_file: &Path, out: &Path) -> Result<Outco
         ensure!(empty, "{} exists and is not empty: back up into a new directory", out.display());
     }
     let key = read_service_key(key_file)?;
-    create_private_dir(out)?;
+    let signing = signing_key(&key)?;
+    let public = signing.public_key();
     let store = open_existing(&source).await?;
-    // The live database must be this key's before anything is copied.
-    verified_head(&store, &key).await.context("checking the live database")?;
+    // The live database must be this key's before anything is written; its log is verified
+    // once, in the snapshot, which is what the backup holds.
+    check_key(&store, &public).await.context("checking the live database")?;
+    create_private_dir(out)?;
     let snapshot = out.join(DATABASE);
     let taken = store.snapshot_into(&snapshot).await;
     store.close().await;
@@ -172,9 +187,10 @@ pub async fn create(database: &str, key_file: &Path, out: &Path) -> Result<Outco
     crate::testbed::write_secret(&out.join(KEY), key.to_text().as_bytes())?;
 
     let copy = open_existing(&snapshot).await?;
-    let checked = verified_head(&copy, &key).await;
+    let checked = verified_head(&copy, &public).await;
     copy.close().await;
-    let (fingerprint, head) = checked.context("checking the snapshot")?;
+    let head = checked.context("checking the snapshot")?;
+    let fingerprint = public.fingerprint_hex();
     // The store's pool leaves SQLite's -wal and -shm files beside the copy while open; once it
     // is closed the copy is one file, whose digest the manifest records.
     let mut manifest = Manifest {
@@ -186,8 +202,6 @@ pub async fn create(database: &str, key_file: &Path, out: &Path) -> Result<Outco
         key_sha256: sha256_file(&out.join(KEY))?,
         signature: String::new(),
     };
-    let signing = cloister_authority::service::service_signing_key(&key)
-        .context("deriving the service signing key")?;
     manifest.signature = signing.sign_bytes(MANIFEST_DOMAIN, &manifest.signed_bytes()?);
     let text = serde_json::to_string_pretty(&manifest)?;
     std::fs::write(out.join(MANIFEST), text + "\n")
@@ -227,9 +241,7 @@ pub async fn restore(
     ensure!(manifest.format == 1, "backup format {} is newer than this cloister", manifest.format);
     // The key first: it must be the pinned service's, and have signed this manifest.
     let key = read_service_key(&from.join(KEY))?;
-    let signing = cloister_authority::service::service_signing_key(&key)
-        .context("deriving the service signing key")?;
-    let public = signing.public_key();
+    let public = signing_key(&key)?.public_key();
     ensure!(
         public.fingerprint_hex() == fingerprint && manifest.service_fingerprint == fingerprint,
         "the backup in {} is of the service with key {} (its key file: {}), not of {fingerprint}: \
@@ -284,11 +296,11 @@ pub async fn restore(
     write_new(&target, &bytes, 0o600)?;
     write_new(key_file, key.to_text().as_bytes(), 0o600)?;
     let store = open_existing(&target).await?;
-    let checked = verified_head(&store, &key).await;
+    let checked = verified_head(&store, &public).await;
     store.close().await;
-    let (fingerprint, head) = checked.context("checking the restored database")?;
+    let head = checked.context("checking the restored database")?;
     ensure!(
-        fingerprint == manifest.service_fingerprint && head == manifest.audit_head,
+        head == manifest.audit_head,
         "the restored database ends at audit entry {} under key {fingerprint}, but the manifest \
          says entry {} under {}",
         head.seq,
