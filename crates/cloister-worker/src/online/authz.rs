@@ -63,6 +63,20 @@ impl Requester {
 pub struct Limits {
     allowances: Mutex<HashMap<(String, String), Allowance>>,
     seen: Mutex<HashMap<[u8; 32], u64>>,
+    /// One lock per model and requester, held while reserving at the attestation service: a
+    /// request that finds this enclave's reservation short waits for a reservation already in
+    /// flight instead of racing it. (Without it, a reservation the service answered with 0
+    /// because another in-flight one took the rest refused its request while that other
+    /// reservation's tokens were about to be recorded here; a burst was served one short.)
+    leasing: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Limits {
+    /// The reservation lock of `key` (created on first use).
+    fn leasing(&self, key: &(String, String)) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.leasing.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(key.clone()).or_default().clone()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +228,12 @@ impl Admission {
         if self.hold(wanted, true) == wanted {
             return Ok(wanted);
         }
+        let leasing = self.limits.leasing(&self.key);
+        let _leasing = leasing.lock().await;
+        // A reservation this one waited for may have covered it.
+        if self.hold(wanted, true) == wanted {
+            return Ok(wanted);
+        }
         let shortfall = wanted.saturating_sub(self.with_allowance(|a| a.available()));
         let total = self.lease(worker, quota, shortfall).await?;
         match self.hold(wanted, false) {
@@ -263,10 +283,16 @@ impl Admission {
     pub async fn settle(&self, worker: &Worker, tokens: u64) -> Result<(), OnlineError> {
         self.charge(tokens);
         let Some(quota) = self.quota else { return Ok(()) };
-        let shortfall =
-            self.with_allowance(|a| a.used.saturating_add(a.held).saturating_sub(a.leased));
-        if shortfall > 0 {
-            self.lease(worker, quota, shortfall).await?;
+        let shortfall = || {
+            self.with_allowance(|a| a.used.saturating_add(a.held).saturating_sub(a.leased))
+        };
+        if shortfall() > 0 {
+            let leasing = self.limits.leasing(&self.key);
+            let _leasing = leasing.lock().await;
+            let shortfall = shortfall();
+            if shortfall > 0 {
+                self.lease(worker, quota, shortfall).await?;
+            }
         }
         Ok(())
     }
@@ -352,10 +378,15 @@ pub async fn admit(
         return Err(rate_limited());
     }
     if !with_allowance(catalog, &key, take_request) {
-        let granted = lease_requests(worker, &meter, per_minute).await?;
-        with_allowance(catalog, &key, |a| a.requests = a.requests.saturating_add(granted));
+        // As for tokens: wait for a block already being taken, then look again.
+        let leasing = catalog.limits().leasing(&key);
+        let _leasing = leasing.lock().await;
         if !with_allowance(catalog, &key, take_request) {
-            return Err(rate_limited());
+            let granted = lease_requests(worker, &meter, per_minute).await?;
+            with_allowance(catalog, &key, |a| a.requests = a.requests.saturating_add(granted));
+            if !with_allowance(catalog, &key, take_request) {
+                return Err(rate_limited());
+            }
         }
     }
     if let Err(replayed) = check_fresh(catalog, requester, at) {
