@@ -10,8 +10,9 @@
 //! Checks, in this order, each with its own [`ReleaseError`]: the request names this key and its
 //! context fits the size limits; the instance is one the key accepts; the EAR token names a token
 //! key (`kid`) of that instance, verifies with it and is within its validity window, and is an EAR
-//! of this profile — only now is the requester known to be an enclave that instance attested
-//! ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is `affirming`
+//! of this profile; the request's [`ReleaseProof`] is signed by the receipt key the token's `cpu0`
+//! binds and signs this very request — only now is the requester known to be an enclave that
+//! instance attested ([`ReleaseError::after_authentication`]); the key is not revoked; every appraisal is `affirming`
 //! or `warning`; every appraisal's collateral record (`cloister.collateral`) equals the record the
 //! service's collateral cache gives now, so a platform whose TCB status the vendor changed since
 //! (revoked, out of date) gets nothing on a result issued before; `cpu0` is evidence of isolated
@@ -25,8 +26,11 @@ use std::collections::BTreeMap;
 
 use cloister_policy::{ReleaseInput, ReleasePolicy};
 use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey, SealError};
-use cloister_sign::{AnyVerifyingKey, SignError, peek_key_id};
-use cloister_types::api::{KeyReleaseRequest, KeyReleaseResponse, ReleaseContext};
+use cloister_sign::{AnyVerifyingKey, SignError, VerifyingKey, peek_key_id};
+use cloister_types::api::{
+    KeyReleaseRequest, KeyReleaseResponse, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, ReleaseContext,
+    ReleaseProof,
+};
 use cloister_types::ear::EAR_PROFILE;
 use cloister_types::{Base64Url, EarBody, EarStatus, Hex};
 
@@ -145,6 +149,17 @@ pub enum ReleaseError {
         /// The limit.
         max: usize,
     },
+    /// The request's [`KeyReleaseRequest::proof`] is missing, or is not the attested enclave's
+    /// signature over this request. Refused like an unauthenticated request: a token alone, which
+    /// the host relays and can capture, proves nothing about who sent the request.
+    #[error(
+        "the release request is not signed by the attested enclave ({reason}); sign a \
+         ReleaseProof of the request with the receipt key the evidence binds"
+    )]
+    ProofRefused {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The owner revoked the key.
     #[error("broker key {broker_key} was revoked by its owner; it is no longer released")]
     Revoked {
@@ -168,8 +183,10 @@ pub enum ReleaseError {
     /// nothing about which instances a key lists (red team, round 7: a token under a listed
     /// instance's key id used to get that instance's verification error instead).
     #[error(
-        "the key broker does not accept this attestation result: it is not a valid, current \
-         result of an instance the key's owner lists; attest again with one of those instances"
+        "the key broker does not accept this request: its attestation result is not a valid, \
+         current result of an instance the key's owner lists, or the request is not signed by \
+         that enclave (proof, see ReleaseProof); attest again with one of those instances and \
+         sign each request with the receipt key the evidence binds"
     )]
     IssuerNotAccepted {
         /// The broker key's id.
@@ -228,8 +245,9 @@ pub enum ReleaseError {
         /// What changed, one item each.
         changes: Vec<String>,
     },
-    /// The attestation result has no `cpu0` appraisal, so no enclave key is bound.
-    #[error("the attestation result has no cpu0 appraisal, so it binds no enclave HPKE key")]
+    /// The attestation result has no `cpu0` appraisal, so no enclave key is bound: none to wrap
+    /// to, and none that could have signed the request (so it is refused as unauthenticated).
+    #[error("the attestation result has no cpu0 appraisal, so it binds no enclave key")]
     NoCpu0,
     /// The result may not act as an enclave (a device key, an unverified virtCCA platform):
     /// keys are released only to TEEs that isolate the code holding them.
@@ -261,7 +279,6 @@ impl ReleaseError {
             ReleaseError::Revoked { .. }
                 | ReleaseError::NotTrustworthy { .. }
                 | ReleaseError::CollateralChanged { .. }
-                | ReleaseError::NoCpu0
                 | ReleaseError::NotAnEnclave(_)
                 | ReleaseError::BadEnclaveKey(_)
                 | ReleaseError::PolicyDenied { .. }
@@ -335,6 +352,7 @@ pub fn release_detailed(
     if ear.eat_profile != EAR_PROFILE {
         return Err(ReleaseError::WrongProfile { found: ear.eat_profile.clone() });
     }
+    check_proof(request, ear, now)?;
     // From here on the requester is an enclave the accepted instance attested.
     if key.revoked {
         return Err(ReleaseError::Revoked { broker_key: key.id.to_owned() });
@@ -395,6 +413,37 @@ pub fn release_detailed(
         measurement: cpu0.claims.measurement.to_string(),
         enclave_key: enclave_key.to_text(),
     })
+}
+
+/// The request's proof: signed by the receipt key the token's `cpu0` binds, over this request, with
+/// a nonce of the enclave's, for no longer than [`RELEASE_PROOF_VALIDITY`] (so that the service's
+/// memory of spent nonces covers it); returns when it expires.
+pub fn check_proof(request: &KeyReleaseRequest, ear: &EarBody, now: u64) -> Result<u64, ReleaseError> {
+    let refused = |reason: String| ReleaseError::ProofRefused { reason };
+    if request.proof.is_empty() {
+        return Err(refused("the request has no proof".into()));
+    }
+    let nonce_ok = Base64Url::parse(&request.nonce).is_ok_and(|n| (16..=64).contains(&n.0.len()));
+    if !nonce_ok {
+        return Err(refused("its nonce is not 16 to 64 random bytes in base64url".into()));
+    }
+    // Without a cpu0 there is no enclave key to sign with: refused as unauthenticated.
+    let cpu0 = ear.submods.get("cpu0").ok_or(ReleaseError::NoCpu0)?;
+    let key = VerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
+        .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
+    let signed = key
+        .verify::<ReleaseProof>(RELEASE_PROOF, &request.proof, now)
+        .map_err(|e| refused(e.to_string()))?;
+    if signed.expires_at.saturating_sub(signed.issued_at) > RELEASE_PROOF_VALIDITY.as_secs() {
+        return Err(refused(format!(
+            "it is valid for longer than {} s",
+            RELEASE_PROOF_VALIDITY.as_secs()
+        )));
+    }
+    if signed.claims != ReleaseProof::of(request) {
+        return Err(refused("it signs another request".into()));
+    }
+    Ok(signed.expires_at)
 }
 
 /// The request's key id and context are within their limits: what the service checks before it

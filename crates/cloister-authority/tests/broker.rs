@@ -20,7 +20,9 @@ use cloister_seal::{
     unwrap_secret_key,
 };
 use cloister_sign::SigningKey;
-use cloister_types::api::{KeyReleaseRequest, ReleaseContext};
+use cloister_types::api::{
+    KeyReleaseRequest, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, ReleaseContext, ReleaseProof,
+};
 use cloister_types::ear::{EAR_PROFILE, VerifierId};
 use cloister_types::{
     Claims, EarAppraisal, EarBody, EarStatus, Hex, RuntimeData, TcbStatus, TeeKind,
@@ -35,6 +37,23 @@ const KID: &str = "ear-0011223344556677";
 /// One enclave: its HPKE key pair, as a worker would generate it.
 fn enclave() -> RecipientSecretKey {
     RecipientSecretKey::generate()
+}
+
+/// The enclaves' receipt key, which signs their release requests (one for every test enclave:
+/// the tests that need another make their own).
+fn receipt_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(SigningKey::generate)
+}
+
+/// Signs `request`'s proof with `key` at `at`, valid for `valid_for`.
+fn prove_with(request: &mut KeyReleaseRequest, key: &SigningKey, at: u64, valid_for: Duration) {
+    request.proof = key.sign(RELEASE_PROOF, ReleaseProof::of(request), at, valid_for).unwrap();
+}
+
+/// Signs `request`'s proof as the enclave would, after any change to it.
+fn prove(request: &mut KeyReleaseRequest) {
+    prove_with(request, receipt_key(), NOW, RELEASE_PROOF_VALIDITY);
 }
 
 fn appraisal(status: EarStatus, hpke_pk: &str) -> EarAppraisal {
@@ -59,7 +78,7 @@ fn appraisal(status: EarStatus, hpke_pk: &str) -> EarAppraisal {
             nonce: "nonce-1".into(),
             hpke_pk: hpke_pk.to_owned(),
             tls_spki_sha256: Hex(vec![7; 32]),
-            receipt_pk: "cloister-es256:unused".into(),
+            receipt_pk: receipt_key().public_key().to_text(),
             extra: BTreeMap::new(),
         },
         reasons: Vec::new(),
@@ -127,8 +146,9 @@ impl Fixture {
         sign(&self.token_key, KID, &body, NOW - 10)
     }
 
+    /// A request for the fixture's key with `ear`, signed by the enclave.
     fn request(&self, ear: String) -> KeyReleaseRequest {
-        KeyReleaseRequest {
+        let mut request = KeyReleaseRequest {
             key_id: Hex(self.broker_secret.key_id().0.to_vec()),
             ear,
             context: ReleaseContext {
@@ -136,9 +156,12 @@ impl Fixture {
                 requester: Some("worker-a".into()),
                 purpose: Some("inference".into()),
             },
-            nonce: String::new(),
+            nonce: "bm9uY2Utb2YtdGhlLWVuY2xhdmUtMDE".into(),
             after: None,
-        }
+            proof: String::new(),
+        };
+        prove(&mut request);
+        request
     }
 
     fn release(&self, request: &KeyReleaseRequest) -> Result<(), ReleaseError> {
@@ -323,6 +346,7 @@ fn the_policy_denying_or_being_undefined_is_refused_with_its_reasons() {
     // The policy sees the documented input: the same policy allows when the context says so.
     let mut request = f.request(f.good_ear());
     request.context.purpose = Some("training".into());
+    prove(&mut request);
     f.release(&request).unwrap();
 }
 
@@ -441,6 +465,7 @@ fn a_request_for_another_key_or_with_oversized_context_is_refused() {
     let err = f.release(&request).unwrap_err();
     assert!(matches!(err, ReleaseError::ContextTooLong { field: "requester", .. }), "{err}");
     request.context.requester = Some("r".repeat(1024));
+    prove(&mut request);
     f.release(&request).unwrap();
 }
 
@@ -502,4 +527,61 @@ fn a_result_appraised_against_collateral_that_changed_since_is_refused() {
     forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
     let err = f.release(&f.request(String::from_utf8(forged).unwrap())).unwrap_err();
     assert!(matches!(err, ReleaseError::TokenInvalid(_)), "{err}");
+}
+
+/// Red team, round 7 (finding 9): whoever relays an enclave's requests (the host) captured its
+/// token and sent requests of its own making with it — fresh nonces, large contexts — each an
+/// audited release the enclave never asked for. A request now counts only with the enclave's
+/// signature over it, made with the receipt key the token binds; anything else is refused
+/// before authentication, which the service answers without a trace.
+#[test]
+fn a_release_request_is_the_enclaves_own_only_with_its_signature_over_it() {
+    let f = Fixture::new();
+    let proof_refused = |request: &KeyReleaseRequest| {
+        let err = f.release(request).unwrap_err();
+        assert!(matches!(err, ReleaseError::ProofRefused { .. }), "{err}");
+        assert!(!err.after_authentication(), "{err}");
+        err.to_string()
+    };
+    let signed = f.request(f.good_ear());
+    f.release(&signed).unwrap();
+
+    let mut unsigned = signed.clone();
+    unsigned.proof.clear();
+    assert!(proof_refused(&unsigned).contains("has no proof"));
+
+    // The host's own requests with the captured token: another context, another nonce, the
+    // enclave's proof kept or made with a key of the host's.
+    let mut rewritten = signed.clone();
+    rewritten.context.purpose = Some("x".repeat(1000));
+    assert!(proof_refused(&rewritten).contains("signs another request"));
+    let mut renonced = signed.clone();
+    renonced.nonce = "YW5vdGhlci1ub25jZS1vZi10aGUtaG9zdA".into();
+    assert!(proof_refused(&renonced).contains("signs another request"));
+    let mut by_the_host = rewritten.clone();
+    prove_with(&mut by_the_host, &SigningKey::generate(), NOW, RELEASE_PROOF_VALIDITY);
+    proof_refused(&by_the_host);
+    // The enclave's proof does not carry over to another of its tokens.
+    let mut other_token = signed.clone();
+    let pk = f.enclave.public_key().to_text();
+    let body = ear_body(vec![("cpu0", appraisal(EarStatus::Affirming, &pk))]);
+    other_token.ear = sign(&f.token_key, KID, &body, NOW);
+    assert_ne!(other_token.ear, signed.ear);
+    assert!(proof_refused(&other_token).contains("signs another request"));
+
+    // A proof kept for later: expired, or made to last longer than the service remembers nonces.
+    let mut stale = signed.clone();
+    prove_with(&mut stale, receipt_key(), NOW - 600, RELEASE_PROOF_VALIDITY);
+    proof_refused(&stale);
+    let mut lasting = signed.clone();
+    prove_with(&mut lasting, receipt_key(), NOW, Duration::from_secs(86_400));
+    assert!(proof_refused(&lasting).contains("valid for longer than"));
+
+    // No nonce, or one too short to be the enclave's random draw.
+    for nonce in ["", "c2hvcnQ"] {
+        let mut request = signed.clone();
+        request.nonce = nonce.into();
+        prove(&mut request);
+        assert!(proof_refused(&request).contains("nonce"));
+    }
 }

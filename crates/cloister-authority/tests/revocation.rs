@@ -20,8 +20,12 @@ use cloister_authority::store::Store;
 use cloister_fakehw::dcap::{DcapPlatform, FMSPC};
 use cloister_policy::{Principal, ReleasePolicy};
 use cloister_seal::RecipientSecretKey;
-use cloister_sign::VerifyingKey;
-use cloister_types::api::{AttestRequest, KeyReleaseRequest, SERVICE_KEY_FIELD};
+use cloister_sign::{SigningKey, VerifyingKey};
+use cloister_types::api::{
+    AttestRequest, KeyReleaseRequest, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, ReleaseProof,
+    SERVICE_KEY_FIELD,
+};
+use rand::RngCore as _;
 use cloister_types::manage::{
     CreateInstance, CreateTenant, InstanceSettings, KeyView, PolicySpec, RegisterKey,
     TrustAnchorSpec,
@@ -43,6 +47,8 @@ struct Bed {
     key: KeyView,
     /// The enclave's keys: they stay the same across its attestations.
     hpke: RecipientSecretKey,
+    /// The enclave's receipt key, which signs its release requests.
+    receipt: SigningKey,
     tls_spki: Vec<u8>,
 }
 
@@ -96,6 +102,7 @@ async fn bed_at(now: i64) -> Bed {
         platform,
         key,
         hpke: RecipientSecretKey::generate(),
+        receipt: SigningKey::generate(),
         tls_spki,
     }
 }
@@ -115,7 +122,7 @@ impl Bed {
             nonce,
             hpke_pk: self.hpke.public_key().to_text(),
             tls_spki_sha256: Hex(sha2::Sha256::digest(&self.tls_spki).to_vec()),
-            receipt_pk: "cloister-es256:unused".into(),
+            receipt_pk: self.receipt.public_key().to_text(),
             extra: [(
                 SERVICE_KEY_FIELD.to_owned(),
                 serde_json::Value::String(self.service.signing_public_key().fingerprint_hex()),
@@ -130,18 +137,27 @@ impl Bed {
         Ok(self.service.attest(&self.instance, &request, &[0; 32], now).await?.ear)
     }
 
-    fn release_request(&self, ear: &str) -> KeyReleaseRequest {
-        KeyReleaseRequest {
+    /// A release request the enclave signed at `now`, with a fresh nonce.
+    fn release_request(&self, ear: &str, now: i64) -> KeyReleaseRequest {
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let mut request = KeyReleaseRequest {
             key_id: Hex::parse(&self.key.key_id).unwrap(),
             ear: ear.to_owned(),
             context: Default::default(),
-            nonce: String::new(),
+            nonce: Base64Url::encode(&nonce),
             after: None,
-        }
+            proof: String::new(),
+        };
+        request.proof = self
+            .receipt
+            .sign(RELEASE_PROOF, ReleaseProof::of(&request), now as u64, RELEASE_PROOF_VALIDITY)
+            .unwrap();
+        request
     }
 
     async fn release(&self, ear: &str, now: i64) -> Result<(), ServiceError> {
-        self.service.release_key(&self.release_request(ear), now).await.map(|_| ())
+        self.service.release_key(&self.release_request(ear, now), now).await.map(|_| ())
     }
 
     /// The EAR body of a token this service issued.
@@ -250,7 +266,7 @@ async fn the_refusal_is_409_collateral_changed_over_http() {
         .method("POST")
         .uri("/v1/keys/release")
         .header("content-type", "application/json")
-        .body(axum::body::Body::from(serde_json::to_vec(&bed.release_request(&ear)).unwrap()))
+        .body(axum::body::Body::from(serde_json::to_vec(&bed.release_request(&ear, now)).unwrap()))
         .unwrap();
     let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
     assert_eq!(response.status(), axum::http::StatusCode::CONFLICT);

@@ -11,11 +11,11 @@
 //! refuses evidence that names another: an enclave pinned to a service of the host's choosing
 //! never gets a certificate from the real one.
 
-use cloister_sign::{VerifyingKey, unix_now};
+use cloister_sign::{SigningKey, VerifyingKey, unix_now};
 use cloister_types::api::{
     Answer, AttestRequest, AttestResponse, CheckpointRef, KeyReleaseRequest, KeyReleaseResponse,
-    PrivacyChargeOutcome, RecordJob, ReleaseContext, ServiceAnswer, ServiceKeyDocument,
-    SignedAnswer, UsageMeter,
+    PrivacyChargeOutcome, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, RecordJob, ReleaseContext,
+    ReleaseProof, ServiceAnswer, ServiceKeyDocument, SignedAnswer, UsageMeter,
 };
 use cloister_types::{Base64Url, Hex};
 use rand::RngCore as _;
@@ -220,7 +220,8 @@ impl ServiceChannel {
     }
 
     /// Asks the key broker for the key `key_id`, presenting `ear`, with a fresh nonce and the
-    /// latest checkpoint this enclave holds for the job (`after`, see [`RecordJob::after`]); returns
+    /// latest checkpoint this enclave holds for the job (`after`, see [`RecordJob::after`]), the
+    /// request signed with `receipt_key` (the enclave's, which its evidence binds); returns
     /// the request sent (to open the wrapped key with) and the response once its signed answer
     /// says this key was released for this request, with the checkpoint covering the release.
     pub async fn release_key(
@@ -229,17 +230,10 @@ impl ServiceChannel {
         key_id: &Hex,
         context: &ReleaseContext,
         after: Option<&CheckpointRef>,
+        receipt_key: &SigningKey,
     ) -> Result<(KeyReleaseRequest, VerifiedAnswer<KeyReleaseResponse>), ClientError> {
         let url = format!("{}/v1/keys/release", self.client.base());
-        let mut nonce = [0u8; 32];
-        rand::rng().fill_bytes(&mut nonce);
-        let request = KeyReleaseRequest {
-            key_id: key_id.clone(),
-            ear: ear.to_owned(),
-            context: context.clone(),
-            nonce: Base64Url::encode(&nonce).to_string(),
-            after: after.cloned(),
-        };
+        let request = release_request(ear, key_id, context, after, receipt_key, unix_now())?;
         let body = serde_json::to_vec(&request)
             .map_err(|e| ClientError::BadAnswer { url: url.clone(), reason: e.to_string() })?;
         let response: KeyReleaseResponse = self.post(&url, body.clone()).await?;
@@ -354,6 +348,34 @@ pub fn pinned_key(
 
 fn forged(url: &str, reason: &str) -> ClientError {
     ClientError::ForgedAnswer { url: url.to_owned(), reason: reason.to_owned() }
+}
+
+
+/// A key release request for `key_id` presenting `ear`, with a fresh nonce, signed at `now` with
+/// `receipt_key` (the enclave's, which its evidence binds): what [`ServiceChannel::release_key`]
+/// sends.
+pub fn release_request(
+    ear: &str,
+    key_id: &Hex,
+    context: &ReleaseContext,
+    after: Option<&CheckpointRef>,
+    receipt_key: &SigningKey,
+    now: u64,
+) -> Result<KeyReleaseRequest, ClientError> {
+    let mut nonce = [0u8; 32];
+    rand::rng().fill_bytes(&mut nonce);
+    let mut request = KeyReleaseRequest {
+        key_id: key_id.clone(),
+        ear: ear.to_owned(),
+        context: context.clone(),
+        nonce: Base64Url::encode(&nonce).to_string(),
+        after: after.cloned(),
+        proof: String::new(),
+    };
+    request.proof = receipt_key
+        .sign(RELEASE_PROOF, ReleaseProof::of(&request), now, RELEASE_PROOF_VALIDITY)
+        .map_err(|e| ClientError::Signing { what: RELEASE_PROOF, reason: e.to_string() })?;
+    Ok(request)
 }
 
 #[cfg(test)]

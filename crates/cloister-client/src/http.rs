@@ -60,6 +60,14 @@ pub enum ClientError {
     /// The enclave failed verification.
     #[error(transparent)]
     Enclave(#[from] EnclaveError),
+    /// A request could not be signed.
+    #[error("cannot sign the {what}: {reason}")]
+    Signing {
+        /// What was to be signed.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
 }
 
 pub(crate) fn transport(url: &str, error: reqwest::Error) -> ClientError {

@@ -17,7 +17,7 @@ pub mod service_tls;
 pub mod tls;
 
 pub use self::ohttp::{OhttpClient, OhttpError};
-pub use answers::{ServiceChannel, VerifiedAnswer};
+pub use answers::{ServiceChannel, VerifiedAnswer, release_request};
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
 pub use manage::ServiceClient;

@@ -104,6 +104,7 @@ mod tests {
             ear: "token".into(),
             context: ReleaseContext { job_id: Some("job-1".into()), ..ReleaseContext::default() },
             nonce: String::new(),
+            proof: String::new(),
             after: None,
         };
         let digest = release_context_digest(INSTANCE, request.key_id.as_bytes(), &request.context);

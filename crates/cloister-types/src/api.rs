@@ -471,13 +471,62 @@ pub struct KeyReleaseRequest {
     pub context: ReleaseContext,
     /// A fresh random value of the enclave's (base64url, 16 to 64 bytes), so that the signed
     /// answer ([`KeyReleaseResponse::answer`], over this body's digest) answers this request
-    /// only. Callers that do not check the answer may leave it out.
+    /// only, and so that the service can refuse the request when it comes again. Required.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub nonce: String,
     /// The latest signed checkpoint the enclave holds for the same job, as in
     /// [`RecordJob::after`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<CheckpointRef>,
+    /// The enclave's signature over this request: a [`ReleaseProof`] of it, signed as
+    /// [`RELEASE_PROOF`] with the receipt key bound in the EAR token's `cpu0` (see
+    /// [`ReleaseProof::of`]). Without it the broker refuses the request as unauthenticated, so
+    /// whoever captured a token cannot send requests of their own making with it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub proof: String,
+}
+
+/// What a [`KeyReleaseRequest::proof`] is signed as.
+pub const RELEASE_PROOF: &str = "key release request";
+
+/// How long a [`KeyReleaseRequest::proof`] is valid: the request is sent at once, so this covers
+/// a slow network and clock skew, no more. The service also refuses a second use of the same
+/// request nonce while the proof would still be valid.
+pub const RELEASE_PROOF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What an enclave signs to ask for a key: every field of its [`KeyReleaseRequest`] but the
+/// proof, the token by digest. The host relays the request and can replay it, but cannot change
+/// its context or nonce, or attach the enclave's token to a request of its own: red team round
+/// 7 replayed a captured token with fresh nonces and large context fields, and each replay was
+/// an audited release the enclave never asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseProof {
+    /// The key asked for.
+    pub key_id: Hex,
+    /// SHA-256 of the EAR token, as sent.
+    pub ear_sha256: Hex,
+    /// What the release is for.
+    pub context: ReleaseContext,
+    /// The request's nonce.
+    pub nonce: String,
+    /// The request's `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<CheckpointRef>,
+}
+
+impl ReleaseProof {
+    /// The proof `request` needs (its own `proof` field aside).
+    pub fn of(request: &KeyReleaseRequest) -> Self {
+        use sha2::{Digest as _, Sha256};
+        ReleaseProof {
+            key_id: request.key_id.clone(),
+            ear_sha256: Hex(Sha256::digest(request.ear.as_bytes()).to_vec()),
+            context: request.context.clone(),
+            nonce: request.nonce.clone(),
+            after: request.after.clone(),
+        }
+    }
 }
 
 /// `POST /v1/keys/release` response.

@@ -575,7 +575,8 @@ pub(crate) async fn release_key(
     let mut renewed = false;
     loop {
         let ear = worker.identity.ear();
-        match worker.service.release_key(&ear, key_id, &context, after).await {
+        let receipt_key = worker.identity.receipt_key();
+        match worker.service.release_key(&ear, key_id, &context, after, receipt_key).await {
             Ok((request, verified)) => {
                 // The signed checkpoint covering the release's audit entry: the job's receipt
                 // carries it (or a later one), and the log keeps it.

@@ -435,13 +435,26 @@ pub fn sim_attest_request(
     tls_spki: Vec<u8>,
     service_fingerprint: &str,
 ) -> Result<AttestRequest> {
+    let receipt = cloister_sign::SigningKey::generate().public_key();
+    sim_attest_request_with(attester, nonce, tls_spki, service_fingerprint, &receipt)
+}
+
+/// [`sim_attest_request`] binding the receipt key `receipt` (whose private half signs the
+/// enclave's key release requests) instead of a discarded one.
+pub fn sim_attest_request_with(
+    attester: &SimAttester,
+    nonce: String,
+    tls_spki: Vec<u8>,
+    service_fingerprint: &str,
+    receipt: &cloister_sign::VerifyingKey,
+) -> Result<AttestRequest> {
     use cloister_attest::Attester as _;
     use sha2::Digest as _;
     let runtime_data = RuntimeData {
         nonce,
         hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
         tls_spki_sha256: Hex(sha2::Sha256::digest(&tls_spki).to_vec()),
-        receipt_pk: cloister_sign::SigningKey::generate().public_key().to_text(),
+        receipt_pk: receipt.to_text(),
         extra: [(
             cloister_types::api::SERVICE_KEY_FIELD.to_owned(),
             serde_json::Value::String(service_fingerprint.to_owned()),

@@ -652,7 +652,7 @@ async fn sim_instance(
     service.create_instance(admin, &request, now).await.unwrap().id
 }
 
-/// An EAR token for a fresh sim enclave attested by instance `id`.
+/// An EAR token for a fresh sim enclave attested by instance `id`, binding [`receipt_key`].
 async fn sim_ear(
     service: &cloister_authority::service::Service,
     id: &str,
@@ -663,8 +663,36 @@ async fn sim_ear(
     let nonce = service.challenge(id, now).await.unwrap().nonce;
     let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
     let fingerprint = service.signing_public_key().fingerprint_hex();
-    let request = testbed::sim_attest_request(attester, nonce, spki, &fingerprint).unwrap();
+    let receipt = receipt_key().public_key();
+    let request =
+        testbed::sim_attest_request_with(attester, nonce, spki, &fingerprint, &receipt).unwrap();
     service.attest(id, &request, &[0; 32], now).await.unwrap().ear
+}
+
+/// The receipt key of every enclave [`sim_ear`] attests: it signs their release requests.
+fn receipt_key() -> &'static SigningKey {
+    static KEY: std::sync::OnceLock<SigningKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(SigningKey::generate)
+}
+
+/// Signs `request` again, as the enclave, after a change to it.
+fn prove(request: &mut cloister_types::api::KeyReleaseRequest, now: i64) {
+    use cloister_types::api::{RELEASE_PROOF, RELEASE_PROOF_VALIDITY, ReleaseProof};
+    let proof = ReleaseProof::of(request);
+    request.proof =
+        receipt_key().sign(RELEASE_PROOF, proof, now as u64, RELEASE_PROOF_VALIDITY).unwrap();
+}
+
+/// A release request for `key_id` with `ear`, signed by the enclave at `now`.
+fn release_request(
+    ear: &str,
+    key_id: &Hex,
+    after: Option<&cloister_types::api::CheckpointRef>,
+    now: i64,
+) -> cloister_types::api::KeyReleaseRequest {
+    let context = Default::default();
+    cloister_client::release_request(ear, key_id, &context, after, receipt_key(), now as u64)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -770,15 +798,9 @@ async fn a_broker_key_never_reaches_another_tenant_through_a_reused_instance_id(
         cloister_attest::SimAttester::new(cloister_attest::SimPlatformKey::generate(), [7; 48]);
     let own = sim_instance(&victim, &attacker, "own", &attackers_tee, now).await;
     let ear = sim_ear(&victim, &own, &attackers_tee, now).await;
-    let request = cloister_types::api::KeyReleaseRequest {
-        key_id: Hex::parse(&key.key_id).unwrap(),
-        ear,
-        context: Default::default(),
-        nonce: String::new(),
-        after: None,
-    };
+    let request = release_request(&ear, &Hex::parse(&key.key_id).unwrap(), None, now);
     let err = victim.release_key(&request, now).await.unwrap_err().to_string();
-    assert!(err.contains("does not accept this attestation result"), "{err}");
+    assert!(err.contains("does not accept this request"), "{err}");
     assert!(!err.contains(&instance), "{err}");
 }
 
@@ -1087,7 +1109,7 @@ async fn an_exported_instances_copy_signs_no_token_the_sources_broker_accepts() 
     target.import_instance(&importer, &bundle, now).await.unwrap();
     let by_the_copy = sim_ear(&target, &instance, &tee, now).await;
     let err = source.release_key(&release(by_the_copy), now).await.unwrap_err();
-    assert!(err.to_string().contains("does not accept this attestation result"), "{err}");
+    assert!(err.to_string().contains("does not accept this request"), "{err}");
     source.release_key(&release(issued_before.clone()), now).await.unwrap();
     source.release_key(&release(sim_ear(&source, &instance, &tee, now).await), now).await.unwrap();
     // What the source issued before the export still verifies at the copy.
@@ -1124,6 +1146,37 @@ async fn an_anonymous_release_cannot_tell_which_instances_a_key_lists() {
     assert_eq!(listed, other);
     assert!(!listed.contains(&instance) && !listed.contains("cloister-es256"), "{listed}");
     assert!(!listed.contains("kb_"), "{listed}");
+}
+
+/// Red team, round 7 (finding 9): the host relays an enclave's requests, so it holds the
+/// enclave's token; it sent release requests of its own with it (fresh nonces, kilobytes of
+/// context of its choosing) and each was answered and audited as a release. Now a request counts
+/// only with the enclave's signature over it, and a nonce is answered once: the host's requests,
+/// and the enclave's own sent again, are refused without a trace in the log.
+#[tokio::test]
+async fn a_relayed_token_cannot_be_replayed_or_reused_for_requests_of_the_hosts_making() {
+    let LogBed { _tmp, url: _, now, store, service, owner, tee, instance } = log_bed().await;
+    let release = allow_all_key(&service, &owner, &instance, now).await;
+    let ear = sim_ear(&service, &instance, &tee, now).await;
+    let captured = release(ear.clone());
+    service.release_key(&captured, now).await.unwrap();
+    let before = store.audit_last().await.unwrap().unwrap().seq;
+
+    let mut renonced = captured.clone();
+    renonced.nonce = cloister_types::Base64Url::encode(&[7; 32]);
+    let mut stuffed = captured.clone();
+    stuffed.context.purpose = Some("x".repeat(1000));
+    let mut unsigned = captured.clone();
+    unsigned.proof.clear();
+    for (what, request) in
+        [("again", &captured), ("renonced", &renonced), ("stuffed", &stuffed), ("unsigned", &unsigned)]
+    {
+        let err = service.release_key(request, now).await.unwrap_err().to_string();
+        assert!(err.contains("does not accept this request") || err.contains("sent before"), "{what}: {err}");
+    }
+    assert_eq!(store.audit_last().await.unwrap().unwrap().seq, before, "a refused request wrote");
+    // The enclave's next request, signed, is answered.
+    service.release_key(&release(ear), now).await.unwrap();
 }
 
 /// Red team, round 7 (HIGH): an entry in the unsigned tail, altered in the database (content
@@ -1184,6 +1237,7 @@ async fn a_request_naming_a_checkpoint_the_log_never_held_is_refused_before_any_
     ] {
         let mut request = release(ear.clone());
         request.after = Some(after.clone());
+        prove(&mut request, now);
         let err = service.release_key(&request, now).await.unwrap_err();
         assert!(
             matches!(err, cloister_authority::service::ServiceError::UnknownCheckpoint(seq) if seq == after.seq),
@@ -1196,6 +1250,7 @@ async fn a_request_naming_a_checkpoint_the_log_never_held_is_refused_before_any_
     let held = service.checkpoint(now).await.unwrap();
     let mut request = release(ear);
     request.after = Some(held);
+    prove(&mut request, now);
     service.release_key(&request, now).await.unwrap();
 }
 
@@ -1312,19 +1367,13 @@ async fn a_job_entry_replaced_between_two_answers_gets_no_later_checkpoint() {
     run(format!("{cut_away} INSERT INTO audit_log SELECT * FROM branch;")).await;
 
     // The second release names the checkpoint the job holds: refused.
-    let mut request = cloister_types::api::KeyReleaseRequest {
-        key_id: Hex::parse(&second.key_id).unwrap(),
-        ear,
-        context: Default::default(),
-        nonce: String::new(),
-        after: Some(held),
-    };
+    let second = Hex::parse(&second.key_id).unwrap();
+    let request = release_request(&ear, &second, Some(&held), now);
     let err = service.release_key(&request, now).await.unwrap_err().to_string();
     assert!(err.contains("altered"), "{err}");
     // Without it the log looks whole from the new entry on: that answer would be given, with a
     // checkpoint of a history that lacks the first release — why the worker always names it.
-    request.after = None;
-    service.release_key(&request, now).await.unwrap();
+    service.release_key(&release_request(&ear, &second, None, now), now).await.unwrap();
     pool.close().await;
     drop(first);
 }
@@ -1829,13 +1878,7 @@ async fn allow_all_key(
         .await
         .unwrap();
     let key_id = Hex::parse(&key.key_id).unwrap();
-    move |ear| cloister_types::api::KeyReleaseRequest {
-        key_id: key_id.clone(),
-        ear,
-        context: Default::default(),
-        nonce: String::new(),
-        after: None,
-    }
+    move |ear| release_request(&ear, &key_id, None, now)
 }
 
 /// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys and the

@@ -488,6 +488,7 @@ async fn operators_and_tenants_script_every_instance_operation(postgres: bool) {
         context: Default::default(),
         nonce: String::new(),
         after: None,
+        proof: String::new(),
     };
     let err = client.release_key(&unknown).await.unwrap_err().to_string();
     assert!(err.contains("404"), "{err}");

@@ -1,5 +1,7 @@
 //! The key broker: owners' keys with release policies, released to attested enclaves.
 
+use cloister_types::api::RELEASE_PROOF_VALIDITY;
+
 use super::*;
 
 impl Service {
@@ -125,6 +127,22 @@ impl Service {
         {
             self.metrics.release_refused("unauthenticated");
             return result.map(|(_, response)| response);
+        }
+        // The request is the enclave's own (its proof verified); the host may still send it
+        // again, and nothing it sends twice is answered or recorded twice. The nonce is kept
+        // past the proof's expiry by more than the clock skew verification allows.
+        let until = now.saturating_add(2 * RELEASE_PROOF_VALIDITY.as_secs() as i64);
+        match self.store.spend_release_nonce(&row.id, &request.nonce, until, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                self.metrics.release_refused("unauthenticated");
+                return Err(ReleaseError::ProofRefused {
+                    reason: "this request was sent before; each request needs a fresh nonce"
+                        .into(),
+                }
+                .into());
+            }
+            Err(other) => return Err(other.into()),
         }
         self.check_held_checkpoint(request.after.as_ref()).await?;
         let (outcome, detail) = match &result {

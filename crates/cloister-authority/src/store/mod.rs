@@ -1487,6 +1487,25 @@ impl Store {
         Ok(revoked)
     }
 
+    /// Spends the nonce of an enclave's key release request for broker key `broker_key`, kept
+    /// until `keep_until` (past the request's proof's expiry), forgetting those whose time is
+    /// up: [`StoreError::Conflict`] when it was spent before. Kept with the reservation ids (the
+    /// same lifetime rule; ids there are hexadecimal, so a prefixed nonce never meets one), in
+    /// the database so that every replica of the service answers a nonce once between them.
+    pub async fn spend_release_nonce(
+        &self,
+        broker_key: &str,
+        nonce: &str,
+        keep_until: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let id = format!("release:{nonce}");
+        in_write_tx!(self, |tx| {
+            spend_reservation_id!(tx, broker_key, (id.as_str(), keep_until), now);
+        });
+        Ok(())
+    }
+
     /// Reserves up to `tokens` of `quota` on the meter (`instance_id`, `model_owner`, `model`,
     /// `requester`): grants what was asked, or what is left, and returns (granted, the meter's
     /// total after the grant). Concurrent reservations on one meter never grant past `quota`:
