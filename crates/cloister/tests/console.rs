@@ -12,10 +12,11 @@
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -77,38 +78,16 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("operator-token");
         let database = format!("sqlite://{}", dir.path().join("authority.db").display());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+        command
             .args(["serve", "attestation", "--listen", "127.0.0.1:0", "--database", &database])
             .arg("--operator-token-file")
             .arg(&token_file)
-            .args(["--checkpoint-interval", "1"])
-            .env("CLOISTER_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["event"] == "listening"
-                {
-                    let field = |name: &str| event[name].as_str().unwrap_or("").to_owned();
-                    let _ = tx.send((field("url"), field("service_fingerprint")));
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let Ok((url, fingerprint)) = rx.recv_timeout(Duration::from_secs(60)) else {
-            let _ = child.kill();
-            panic!("the service did not start: {:?}", log.lock().unwrap());
-        };
+            .args(["--checkpoint-interval", "1"]);
+        let started = support::started(command);
+        let (url, fingerprint) = (started.field("url"), started.field("service_fingerprint"));
         let operator_token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-        Service { child, url, operator_token, fingerprint, database, _dir: dir }
+        Service { child: started.child, url, operator_token, fingerprint, database, _dir: dir }
     }
 
     /// A JSON API call with a bearer token.

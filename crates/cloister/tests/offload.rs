@@ -3,6 +3,8 @@
 //! protocol is caught; a stalled one fails the request within the deadline.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -27,28 +29,11 @@ impl Drop for Served {
 }
 
 fn serve_accelerator() -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(["serve", "accelerator", "--listen", "127.0.0.1:0", "--threads", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the accelerator exited before listening").unwrap();
-        if let Some(addr) = listening_address(&line) {
-            break addr;
-        }
-    };
-    // Keep draining its stderr so it never blocks.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
-}
-
-/// The address in an accelerator's `listening` log event (a JSON line), if `line` is it.
-fn listening_address(line: &str) -> Option<String> {
-    let event: serde_json::Value = serde_json::from_str(line).ok()?;
-    (event["event"] == "listening").then(|| event["address"].as_str().map(str::to_owned))?
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command.args(["serve", "accelerator", "--listen", "127.0.0.1:0", "--threads", "2"]);
+    let started = support::started(command);
+    let addr = started.field("address");
+    Served { child: started.child, addr }
 }
 
 fn layer(n: usize, k: usize) -> (Vec<f32>, OffloadLayer) {

@@ -7,6 +7,8 @@
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -1365,27 +1367,20 @@ impl Drop for ProxyProcess {
 }
 
 fn spawn_proxy(bed: &Bed, ca: &Path) -> ProxyProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command
         .args(["proxy", "--listen", "127.0.0.1:0", "--worker", &bed.worker.url, "--ca"])
         .arg(ca)
         .args(["--measurement", &hex::encode(MEASUREMENT), "--accept-sim", "--requester-key"])
-        .arg(bed.tmp.path().join("requester").join("signing.key"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines.next().expect("the proxy exited before listening").unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line)
+        .arg(bed.tmp.path().join("requester").join("signing.key"));
+    let started = support::started(command);
+    // Every line the proxy logs is JSON.
+    for line in started.log.lock().unwrap().iter() {
+        serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("the proxy logged a line that is not JSON ({e}): {line}"));
-        if event["event"] == "listening" {
-            break event["url"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining its stderr so it never blocks.
-    std::thread::spawn(move || for _ in lines {});
-    ProxyProcess { child, url }
+    }
+    let url = started.field("url");
+    ProxyProcess { child: started.child, url }
 }
 
 fn curl(args: &[&str]) -> String {
@@ -1832,28 +1827,11 @@ impl Drop for ServedAccelerator {
 }
 
 fn serve_accelerator() -> ServedAccelerator {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
-        .args(["serve", "accelerator", "--listen", "127.0.0.1:0", "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the accelerator exited before listening").unwrap();
-        if let Some(addr) = listening_address(&line) {
-            break addr;
-        }
-    };
-    // Keep draining its stderr so it never blocks.
-    std::thread::spawn(move || for _ in lines {});
-    ServedAccelerator { child, addr }
-}
-
-/// The address in an accelerator's `listening` log event (a JSON line), if `line` is it.
-fn listening_address(line: &str) -> Option<String> {
-    let event: serde_json::Value = serde_json::from_str(line).ok()?;
-    (event["event"] == "listening").then(|| event["address"].as_str().map(str::to_owned))?
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+    command.args(["serve", "accelerator", "--listen", "127.0.0.1:0", "--threads", "1"]);
+    let started = support::started(command);
+    let addr = started.field("address");
+    ServedAccelerator { child: started.child, addr }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead as _, BufReader};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -25,41 +25,8 @@ fn repo() -> PathBuf {
 
 /// Starts `command`, waits for its `listening` event and returns it with the process; or, when
 /// it exits first, its exit code and everything it wrote.
-fn start(mut command: Command) -> Result<(Value, std::process::Child), (Option<i32>, String)> {
-    let mut child = command
-        .env("CLOISTER_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = String::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => {
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["event"] == "listening"
-                {
-                    return Ok((event, child));
-                }
-                seen.push_str(&line);
-                seen.push('\n');
-            }
-            Err(_) => {
-                // The sender is gone (the process closed standard error) or it is silent.
-                let _ = child.kill();
-                let status = child.wait().unwrap();
-                return Err((status.code(), seen));
-            }
-        }
-    }
+fn start(command: Command) -> Result<(Value, std::process::Child), (Option<i32>, String)> {
+    support::start_listening(command).map(|started| (started.event, started.child))
 }
 
 fn serve_attestation(dir: &Path, args: &[&str]) -> Command {

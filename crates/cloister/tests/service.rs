@@ -6,6 +6,8 @@
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -120,7 +122,8 @@ impl Server {
         std::fs::create_dir_all(dir).unwrap();
         let token_file = dir.join("operator-token");
         let tls = test_tls();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
+        command
             .args(["serve", "attestation", "--listen", listen, "--database", database])
             .arg("--operator-token-file")
             .arg(&token_file)
@@ -128,36 +131,12 @@ impl Server {
             .arg(&tls.certificate)
             .arg("--tls-key")
             .arg(&tls.key)
-            .args(extra)
-            .env("CLOISTER_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(event) = listening(&line) {
-                    let field = |name: &str| event[name].as_str().unwrap_or("").to_owned();
-                    let _ = tx.send((field("url"), field("service_fingerprint")));
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let (url, fingerprint) = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(started) => started,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the service did not start: {:?}", log.lock().unwrap());
-            }
-        };
+            .args(extra);
+        let started = support::started(command);
+        let (url, fingerprint) = (started.field("url"), started.field("service_fingerprint"));
         assert!(url.starts_with("https://"), "{url}");
         let operator_token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-        Server { child, url, operator_token, fingerprint, log }
+        Server { child: started.child, url, operator_token, fingerprint, log: started.log }
     }
 
     fn operator(&self) -> ServiceClient {
@@ -1245,7 +1224,8 @@ async fn idle_connections_never_take_the_service_down() {
     let tmp = tempfile::tempdir().unwrap();
     let tls = test_tls();
     let db = format!("sqlite://{}", tmp.path().join("idle.db").display());
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg("ulimit -n 100 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_cloister"))
@@ -1255,22 +1235,9 @@ async fn idle_connections_never_take_the_service_down() {
         .arg("--tls-cert")
         .arg(&tls.certificate)
         .arg("--tls-key")
-        .arg(&tls.key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(event) = listening(&line) {
-                let _ = tx.send(event["url"].as_str().unwrap_or("").to_owned());
-            }
-        }
-    });
-    let url = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        .arg(&tls.key);
+    let started = support::started(command);
+    let (mut child, url) = (started.child, started.field("url"));
     let addr = url.trim_start_matches("https://").to_owned();
     let mut idle = Vec::new();
     for _ in 0..400 {
