@@ -418,7 +418,11 @@ pub fn release_detailed(
 /// The request's proof: signed by the receipt key the token's `cpu0` binds, over this request, with
 /// a nonce of the enclave's, for no longer than [`RELEASE_PROOF_VALIDITY`] (so that the service's
 /// memory of spent nonces covers it); returns when it expires.
-pub fn check_proof(request: &KeyReleaseRequest, ear: &EarBody, now: u64) -> Result<u64, ReleaseError> {
+pub fn check_proof(
+    request: &KeyReleaseRequest,
+    ear: &EarBody,
+    now: u64,
+) -> Result<u64, ReleaseError> {
     let refused = |reason: String| ReleaseError::ProofRefused { reason };
     if request.proof.is_empty() {
         return Err(refused("the request has no proof".into()));

@@ -269,8 +269,10 @@ fn an_instance_the_key_does_not_accept_is_refused() {
 #[test]
 fn an_expired_or_not_yet_valid_token_is_refused() {
     let f = Fixture::new();
-    let request = f.request(f.good_ear());
-    // Issued at NOW-10, valid for TTL, one minute of clock skew tolerated.
+    let mut request = f.request(f.good_ear());
+    // Issued at NOW-10, valid for TTL, one minute of clock skew tolerated. (The token is checked
+    // before the request's proof, which the enclave signs when it sends the request.)
+    prove_with(&mut request, receipt_key(), NOW + TTL.as_secs(), RELEASE_PROOF_VALIDITY);
     release(INSTANCE, &f.keys, &f.key(), &f.collateral, &request, NOW + TTL.as_secs()).unwrap();
     let err =
         release(INSTANCE, &f.keys, &f.key(), &f.collateral, &request, NOW + TTL.as_secs() + 120)

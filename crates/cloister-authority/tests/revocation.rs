@@ -25,13 +25,13 @@ use cloister_types::api::{
     AttestRequest, KeyReleaseRequest, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, ReleaseProof,
     SERVICE_KEY_FIELD,
 };
-use rand::RngCore as _;
 use cloister_types::manage::{
     CreateInstance, CreateTenant, InstanceSettings, KeyView, PolicySpec, RegisterKey,
     TrustAnchorSpec,
 };
 use cloister_types::{Base64Url, EarBody, Hex, RuntimeData, TcbStatus};
 use cloister_verify::{DcapError, VerifyError};
+use rand::RngCore as _;
 use sha2::Digest as _;
 
 /// 2025-06-15T16:26:40Z; the synthetic certificates and collateral are made around it.

@@ -350,7 +350,6 @@ fn forged(url: &str, reason: &str) -> ClientError {
     ClientError::ForgedAnswer { url: url.to_owned(), reason: reason.to_owned() }
 }
 
-
 /// A key release request for `key_id` presenting `ear`, with a fresh nonce, signed at `now` with
 /// `receipt_key` (the enclave's, which its evidence binds): what [`ServiceChannel::release_key`]
 /// sends.

@@ -508,8 +508,9 @@ pub struct ReleaseProof {
     pub ear_sha256: Hex,
     /// What the release is for.
     pub context: ReleaseContext,
-    /// The request's nonce.
-    pub nonce: String,
+    /// The request's nonce (not named `nonce`: the JWT claims set the proof travels in has a
+    /// registered claim of that name).
+    pub request_nonce: String,
     /// The request's `after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<CheckpointRef>,
@@ -523,7 +524,7 @@ impl ReleaseProof {
             key_id: request.key_id.clone(),
             ear_sha256: Hex(Sha256::digest(request.ear.as_bytes()).to_vec()),
             context: request.context.clone(),
-            nonce: request.nonce.clone(),
+            request_nonce: request.nonce.clone(),
             after: request.after.clone(),
         }
     }

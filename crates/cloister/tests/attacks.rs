@@ -687,7 +687,7 @@ fn prove(request: &mut cloister_types::api::KeyReleaseRequest, now: i64) {
 fn release_request(
     ear: &str,
     key_id: &Hex,
-    after: Option<&cloister_types::api::CheckpointRef>,
+    after: Option<&CheckpointRef>,
     now: i64,
 ) -> cloister_types::api::KeyReleaseRequest {
     let context = Default::default();
@@ -1168,11 +1168,17 @@ async fn a_relayed_token_cannot_be_replayed_or_reused_for_requests_of_the_hosts_
     stuffed.context.purpose = Some("x".repeat(1000));
     let mut unsigned = captured.clone();
     unsigned.proof.clear();
-    for (what, request) in
-        [("again", &captured), ("renonced", &renonced), ("stuffed", &stuffed), ("unsigned", &unsigned)]
-    {
+    for (what, request) in [
+        ("again", &captured),
+        ("renonced", &renonced),
+        ("stuffed", &stuffed),
+        ("unsigned", &unsigned),
+    ] {
         let err = service.release_key(request, now).await.unwrap_err().to_string();
-        assert!(err.contains("does not accept this request") || err.contains("sent before"), "{what}: {err}");
+        assert!(
+            err.contains("does not accept this request") || err.contains("sent before"),
+            "{what}: {err}"
+        );
     }
     assert_eq!(store.audit_last().await.unwrap().unwrap().seq, before, "a refused request wrote");
     // The enclave's next request, signed, is answered.
@@ -1881,8 +1887,9 @@ async fn allow_all_key(
     move |ear| release_request(&ear, &key_id, None, now)
 }
 
-/// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys and the
-/// service.
+/// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys (the
+/// receipt key is [`receipt_key`], so its release requests carry a valid proof and meet the
+/// broker's later checks) and the service.
 async fn device_request(
     service: &cloister_authority::service::Service,
     instance: &str,
@@ -1896,7 +1903,7 @@ async fn device_request(
         nonce,
         hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
         tls_spki_sha256: Hex(sha2::Sha256::digest(&spki).to_vec()),
-        receipt_pk: SigningKey::generate().public_key().to_text(),
+        receipt_pk: receipt_key().public_key().to_text(),
         extra: [(
             cloister_types::api::SERVICE_KEY_FIELD.to_owned(),
             service.signing_public_key().fingerprint_hex().into(),

@@ -1237,7 +1237,8 @@ async fn idle_connections_never_take_the_service_down() {
         .arg("--tls-key")
         .arg(&tls.key);
     let started = support::started(command);
-    let (mut child, url) = (started.child, started.field("url"));
+    let url = started.field("url");
+    let mut child = started.child;
     let addr = url.trim_start_matches("https://").to_owned();
     let mut idle = Vec::new();
     for _ in 0..400 {

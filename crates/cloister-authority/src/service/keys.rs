@@ -137,8 +137,7 @@ impl Service {
             Err(StoreError::Conflict(_)) => {
                 self.metrics.release_refused("unauthenticated");
                 return Err(ReleaseError::ProofRefused {
-                    reason: "this request was sent before; each request needs a fresh nonce"
-                        .into(),
+                    reason: "this request was sent before; each request needs a fresh nonce".into(),
                 }
                 .into());
             }

@@ -283,9 +283,8 @@ impl Admission {
     pub async fn settle(&self, worker: &Worker, tokens: u64) -> Result<(), OnlineError> {
         self.charge(tokens);
         let Some(quota) = self.quota else { return Ok(()) };
-        let shortfall = || {
-            self.with_allowance(|a| a.used.saturating_add(a.held).saturating_sub(a.leased))
-        };
+        let shortfall =
+            || self.with_allowance(|a| a.used.saturating_add(a.held).saturating_sub(a.leased));
         if shortfall() > 0 {
             let leasing = self.limits.leasing(&self.key);
             let _leasing = leasing.lock().await;
