@@ -164,7 +164,7 @@ impl Bed {
     async fn ear_body(&self, ear: &str, now: i64) -> EarBody {
         let jwks = self.service.jwks(&self.instance, now).await.unwrap();
         let key = VerifyingKey::from_jwk(&jwks["keys"][0]).unwrap();
-        key.verify::<EarBody>("EAR", ear, now as u64).unwrap().claims
+        key.verify::<EarBody>(cloister_types::ear::EAR_NAME, ear, now as u64).unwrap().claims
     }
 }
 

@@ -9,6 +9,12 @@
 //! key, and the token must be within its validity window at the time the caller gives (never
 //! the wall clock implicitly).
 //!
+//! Every token names what it is: the `what` its signer passed (`"grant"`, `"grant revocation"`,
+//! `"receipt"`, `"EAR attestation result"`, …) travels as the claim [`KIND_CLAIM`], and a token
+//! verifies only as the same `what`. Statements of different kinds can share field names (a
+//! grant has every field a revocation has), so without it one could be posted as the other (red
+//! team, round 8: an owner's grant, which others hold, was accepted as that owner's revocation).
+//!
 //! Some records are not JWTs (the audit log's checkpoints): [`SigningKey::sign_bytes`] and
 //! [`VerifyingKey::verify_bytes`] sign and verify raw bytes under a named *domain*, so that a
 //! signature made for one purpose can never be replayed as one for another. The signed message
@@ -47,8 +53,8 @@ use jwt_simple::prelude::{
 use p256::ecdsa::signature::{MultipartSigner as _, MultipartVerifier as _};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -76,6 +82,34 @@ fn domain_len(domain: &str) -> [u8; 4] {
 
 /// Clock skew tolerated at both ends of a token's validity window, in seconds (both suites).
 const CLOCK_SKEW_SECS: u64 = 60;
+
+/// The claim naming what a token is (the `what` it was signed as).
+pub const KIND_CLAIM: &str = "cloister.what";
+
+/// A token's claims: its kind ([`KIND_CLAIM`]) beside the signer's own claims, in one JSON object.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Kinded<T> {
+    #[serde(rename = "cloister.what")]
+    pub(crate) what: String,
+    #[serde(flatten)]
+    pub(crate) claims: T,
+}
+
+impl<T> Kinded<T> {
+    /// `claims` signed as `what`.
+    pub(crate) fn new(what: &str, claims: T) -> Self {
+        Kinded { what: what.to_owned(), claims }
+    }
+
+    /// The claims, if the token is a `what`; else why not.
+    pub(crate) fn of_kind(self, what: &str) -> Result<T, String> {
+        if self.what == what {
+            return Ok(self.claims);
+        }
+        let found: String = self.what.chars().take(64).collect();
+        Err(format!("the token is a {found:?}, not a {what:?}"))
+    }
+}
 
 /// Why a key or token was refused.
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +290,7 @@ impl SigningKey {
             audiences: None,
             jwt_id: None,
             nonce: None,
-            custom: claims,
+            custom: Kinded::new(what, claims),
         };
         let header = Es256Header { alg: "ES256", kid: self.0.key_id().as_deref(), typ: "JWT" };
         let header = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
@@ -365,13 +399,15 @@ impl VerifyingKey {
             ..VerificationOptions::default()
         };
         let fail = |reason: String| SignError::Verify { what, key: self.to_text(), reason };
-        let claims =
-            self.0.verify_token::<T>(token, Some(options)).map_err(|e| fail(e.to_string()))?;
+        let claims = self
+            .0
+            .verify_token::<Kinded<T>>(token, Some(options))
+            .map_err(|e| fail(e.to_string()))?;
         let (Some(iat), Some(exp)) = (claims.issued_at, claims.expires_at) else {
             return Err(fail("the token has no issue or expiry time".into()));
         };
         Ok(Signed {
-            claims: claims.custom,
+            claims: claims.custom.of_kind(what).map_err(fail)?,
             issued_at: iat.as_secs(),
             expires_at: exp.as_secs(),
             token_sha256: Sha256::digest(token.as_bytes()).into(),
@@ -645,7 +681,7 @@ mod tests {
                 audiences: None,
                 jwt_id: None,
                 nonce: None,
-                custom: body(),
+                custom: Kinded::new("grant", body()),
             };
             let theirs = key.0.sign(claims).unwrap();
             let (ours_signed, ours_signature) = ours.rsplit_once('.').unwrap();

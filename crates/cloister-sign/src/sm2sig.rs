@@ -181,7 +181,7 @@ impl Sm2SigningKey {
             exp: expires_at,
             nbf: issued_at,
             iss: &issuer,
-            custom: claims,
+            custom: crate::Kinded::new(what, claims),
         };
         let header = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
         let body = serde_json::to_vec(&body).map_err(|e| fail(e.to_string()))?;
@@ -390,11 +390,11 @@ impl Sm2VerifyingKey {
         token: &str,
         now: u64,
     ) -> Result<Signed<T>, SignError> {
-        let checked: IncomingClaims<T> = self
-            .check_token(token, now)
-            .map_err(|reason| SignError::Verify { what, key: self.to_text(), reason })?;
+        let fail = |reason| SignError::Verify { what, key: self.to_text(), reason };
+        let checked: IncomingClaims<crate::Kinded<T>> =
+            self.check_token(token, now).map_err(fail)?;
         Ok(Signed {
-            claims: checked.custom,
+            claims: checked.custom.of_kind(what).map_err(fail)?,
             issued_at: checked.iat,
             expires_at: checked.exp,
             token_sha256: Sha256::digest(token.as_bytes()).into(),

@@ -190,3 +190,30 @@ fn jwks_lookups_fail_closed() {
     let err = AnyVerifyingKey::from_jwk(&serde_json::json!({"kty": "EC"})).unwrap_err();
     assert!(matches!(err, SignError::UnsupportedKey { .. }), "{err:?}");
 }
+
+/// Red team, round 8: statements of different kinds share field names (a grant has every field
+/// of a revocation), and an owner's grant was accepted as its revocation. A token verifies only
+/// as the kind it was signed as, in both suites, through every entry point.
+#[test]
+fn a_token_verifies_only_as_the_kind_it_was_signed_as() {
+    for suite in SUITES {
+        let key = AnySigningKey::generate(suite).unwrap();
+        let public = key.public_key();
+        let token = key.sign("grant", body(), 1_000, VALID).unwrap();
+        public.verify::<Body>("grant", &token, 1_100).unwrap();
+        let err = public.verify::<Body>("grant revocation", &token, 1_100).unwrap_err();
+        assert!(err.to_string().contains(r#"is a "grant", not a "grant revocation""#), "{err}");
+        assert!(public.verify::<serde_json::Value>("receipt", &token, 1_100).is_err());
+        // The kind is in the signed claims: it cannot be changed without the signature.
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&base64_decode(payload)).unwrap();
+        assert_eq!(claims[cloister_sign::KIND_CLAIM], "grant");
+        // A kind given among the signer's own claims does not override it.
+        let mut lying = serde_json::to_value(body()).unwrap();
+        lying[cloister_sign::KIND_CLAIM] = "grant revocation".into();
+        if let Ok(token) = key.sign("grant", &lying, 1_000, VALID) {
+            let verified = public.verify::<serde_json::Value>("grant revocation", &token, 1_100);
+            assert!(verified.is_err(), "{verified:?}");
+        }
+    }
+}

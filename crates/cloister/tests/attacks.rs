@@ -482,6 +482,20 @@ async fn an_owner_revokes_its_grant_and_no_worker_starts_the_job() {
         .unwrap();
     assert_eq!(done.outputs.len(), 1);
 
+    // Red team, round 8: the owner's grant, which the submitter (and in a federation every
+    // participant) holds, posted as that owner's revocation: a token verifies only as the kind
+    // it was signed as, so the grant revokes nothing.
+    let data_grant = bed.grants(&revoked).remove(1);
+    let err = registry
+        .revoke_grant(&cloister_types::api::RevokeGrant {
+            owner: bed.data_provider.id(),
+            statement: data_grant,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(r#"the token is a "grant", not a "grant revocation""#), "{err}");
+
     // The data owner revokes its grant for the other job: the worker, which records every job
     // with the service before starting it, refuses it with its grants otherwise valid.
     let digest = revoked.digest().unwrap();

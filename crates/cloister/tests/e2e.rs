@@ -148,8 +148,10 @@ async fn a_granted_job_yields_correct_sealed_predictions_and_a_valid_receipt() {
     let jwk =
         info.jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap();
     let ear_key = cloister_sign::VerifyingKey::from_jwk(jwk).unwrap();
-    let ear =
-        ear_key.verify::<cloister_types::EarBody>("EAR", &enclave.ear, unix_now()).unwrap().claims;
+    let ear = ear_key
+        .verify::<cloister_types::EarBody>(cloister_types::ear::EAR_NAME, &enclave.ear, unix_now())
+        .unwrap()
+        .claims;
     assert_eq!(ear.eat_profile, cloister_types::ear::EAR_PROFILE);
     assert_eq!(ear.eat_nonce, enclave.runtime_data.nonce);
     let cpu0 = &ear.submods["cpu0"];
@@ -157,7 +159,13 @@ async fn a_granted_job_yields_correct_sealed_predictions_and_a_valid_receipt() {
     assert_eq!(cpu0.claims.measurement, measurement());
     assert_eq!(cpu0.appraisal_policy_id, info.policy_id);
     assert!(
-        ear_key.verify::<cloister_types::EarBody>("EAR", &enclave.ear, unix_now() + 7200).is_err()
+        ear_key
+            .verify::<cloister_types::EarBody>(
+                cloister_types::ear::EAR_NAME,
+                &enclave.ear,
+                unix_now() + 7200
+            )
+            .is_err()
     );
 
     // A tampered receipt or one checked against another job is refused.

@@ -253,7 +253,9 @@ async fn verify_ear(client: &AuthorityClient, ear: &str) -> Result<EarBody, Stri
     let keys = info.jwks["keys"].as_array().cloned().unwrap_or_default();
     let jwk = keys.iter().find(|k| k["kid"] == kid.as_str()).ok_or("kid not in the JWKS")?;
     let key = cloister_sign::VerifyingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
-    key.verify::<EarBody>("EAR", ear, unix_now()).map(|s| s.claims).map_err(|e| e.to_string())
+    key.verify::<EarBody>(cloister_types::ear::EAR_NAME, ear, unix_now())
+        .map(|s| s.claims)
+        .map_err(|e| e.to_string())
 }
 
 fn leaf_verifies(chain_pem: &str, ca_pem: &str) -> bool {

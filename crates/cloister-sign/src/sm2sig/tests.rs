@@ -94,7 +94,10 @@ fn signed_raw(key: &Sm2SigningKey, header: &str, claims: &str) -> String {
 
 /// Good claims for `key`: issued at 1000, valid for 600 seconds.
 fn claims_for(key: &Sm2SigningKey) -> String {
-    format!(r#"{{"iat":1000,"exp":1600,"nbf":1000,"iss":"{}","job":"j1"}}"#, key.public_key())
+    format!(
+        r#"{{"iat":1000,"exp":1600,"nbf":1000,"iss":"{}","cloister.what":"grant","job":"j1"}}"#,
+        key.public_key()
+    )
 }
 
 const HEADER: &str = r#"{"alg":"SM2SM3","typ":"JWT"}"#;
@@ -182,8 +185,9 @@ const EXAMPLE_FINGERPRINT: &str =
     "4f14583c3fbdf19a56f105ad74e987605a8f2670fceb493e54af07d6dd41827a";
 const EXAMPLE_TOKEN: &str = "eyJhbGciOiJTTTJTTTMiLCJ0eXAiOiJKV1QiLCJraWQiOiJlYXItZXhhbXBsZSJ9.\
     eyJpYXQiOjE3MDAwMDAwMDAsImV4cCI6MTcwMDAwMDYwMCwibmJmIjoxNzAwMDAwMDAwLCJpc3MiOiJjbG9pc3Rlci1z\
-    bTJzaWc6QXduNTN6RWVWQ0doVU4xOUZoNUx4Y1p5RjUtdEdEUDhCMnV3al9OVzgxQWciLCJqb2IiOiJqMSJ9.\
-    oQIR0_jQpNhALl_FmAEjUnMVyLG5YMtL_D7WsH7fbNOpXJJkRd5X-zfyilMha4myWDmfEiWs21dpkuXswpS-dw";
+    bTJzaWc6QXduNTN6RWVWQ0doVU4xOUZoNUx4Y1p5RjUtdEdEUDhCMnV3al9OVzgxQWciLCJjbG9pc3Rlci53aGF0Ijoi\
+    RUFSIiwiam9iIjoiajEifQ.\
+    9TqaNw2ejADw6vsHkJSwlmhANsVV3Drs_-VpiYd1ZaSFusabfnt08gFDnvVOv6yFRP2jZxQLcM8iFHx2lpouWw";
 const EXAMPLE_BYTES_SIGNATURE: &str =
     "UAnmCjUNvrlGsRoRPnEaHFcJxOi_8pwY1uPry0xZuSEX5BhmO3kB3xHO3_uaHZWZUWx15h62LeWq7WKf03WwQA";
 
@@ -230,7 +234,8 @@ fn sign_then_verify_round_trips() {
     assert_eq!(
         part(&token, 1),
         serde_json::json!({
-            "iat": 1000, "exp": 1600, "nbf": 1000, "iss": key.public_key().to_text(), "job": "j1"
+            "iat": 1000, "exp": 1600, "nbf": 1000, "iss": key.public_key().to_text(),
+            "cloister.what": "grant", "job": "j1"
         })
     );
     let signature = URL_SAFE_NO_PAD.decode(token.split('.').nth(2).unwrap()).unwrap();
@@ -287,13 +292,18 @@ fn validity_window_and_skew_match_es256() {
 #[test]
 fn not_before_is_checked_on_its_own() {
     let key = key();
-    let claims =
-        format!(r#"{{"iat":1000,"exp":9000,"nbf":2000,"iss":"{}","job":"j1"}}"#, key.public_key());
+    let claims = format!(
+        r#"{{"iat":1000,"exp":9000,"nbf":2000,"iss":"{}","cloister.what":"grant","job":"j1"}}"#,
+        key.public_key()
+    );
     let token = signed_raw(&key, HEADER, &claims);
     assert!(refusal(&key, &token).ends_with("the token is not valid before 2000"));
     assert!(key.public_key().verify::<Body>("grant", &token, 1_940).is_ok());
     // Without nbf, iat and exp alone bound the window (as for ES256).
-    let claims = format!(r#"{{"iat":1000,"exp":1600,"iss":"{}","job":"j1"}}"#, key.public_key());
+    let claims = format!(
+        r#"{{"iat":1000,"exp":1600,"iss":"{}","cloister.what":"grant","job":"j1"}}"#,
+        key.public_key()
+    );
     assert!(
         key.public_key().verify::<Body>("grant", &signed_raw(&key, HEADER, &claims), NOW).is_ok()
     );
@@ -304,10 +314,10 @@ fn iat_exp_and_iss_are_required() {
     let key = key();
     let iss = key.public_key();
     for claims in [
-        format!(r#"{{"exp":1600,"iss":"{iss}","job":"j1"}}"#),
-        format!(r#"{{"iat":1000,"iss":"{iss}","job":"j1"}}"#),
-        r#"{"iat":1000,"exp":1600,"job":"j1"}"#.to_owned(),
-        format!(r#"{{"iat":"1000","exp":1600,"iss":"{iss}","job":"j1"}}"#),
+        format!(r#"{{"exp":1600,"iss":"{iss}","cloister.what":"grant","job":"j1"}}"#),
+        format!(r#"{{"iat":1000,"iss":"{iss}","cloister.what":"grant","job":"j1"}}"#),
+        r#"{"iat":1000,"exp":1600,"cloister.what":"grant","job":"j1"}"#.to_owned(),
+        format!(r#"{{"iat":"1000","exp":1600,"iss":"{iss}","cloister.what":"grant","job":"j1"}}"#),
         format!(r#"{{"iat":1000,"exp":1600,"iss":"{iss}"}}"#),
     ] {
         let err = refusal(&key, &signed_raw(&key, HEADER, &claims));
@@ -321,7 +331,9 @@ fn the_issuer_must_be_the_verifying_key() {
     let other = Sm2SigningKey::generate().unwrap().public_key();
     let es256 = SigningKey::generate().public_key();
     for iss in [other.to_text(), es256.to_text(), String::new(), format!(" {}", key.public_key())] {
-        let claims = format!(r#"{{"iat":1000,"exp":1600,"iss":"{iss}","job":"j1"}}"#);
+        let claims = format!(
+            r#"{{"iat":1000,"exp":1600,"iss":"{iss}","cloister.what":"grant","job":"j1"}}"#
+        );
         let err = refusal(&key, &signed_raw(&key, HEADER, &claims));
         assert!(err.contains("the issuer is"), "{iss}: {err}");
         assert!(err.ends_with("not this key"), "{err}");
@@ -409,8 +421,10 @@ fn a_der_signature_is_refused_even_when_it_holds_the_right_r_and_s() {
     // Find claims whose signature's DER form is 70 bytes (r and s both below 2^255).
     let (input, der) = (1_000u64..)
         .find_map(|iat| {
-            let claims =
-                format!(r#"{{"iat":{iat},"exp":9000,"iss":"{}","job":"j1"}}"#, key.public_key());
+            let claims = format!(
+                r#"{{"iat":{iat},"exp":9000,"iss":"{}","cloister.what":"grant","job":"j1"}}"#,
+                key.public_key()
+            );
             let input = format!("{}.{}", b64(HEADER), b64(claims));
             let signature: sm2::dsa::Signature =
                 key.key.try_multipart_sign(&[input.as_bytes()]).unwrap();
