@@ -61,10 +61,16 @@ impl ServiceTls {
 
     /// An HTTP client for the service at `base`, or why `base` is refused. It follows no
     /// redirect: one could carry the bearer token to another host, or to plain HTTP, past the
-    /// scheme check above.
+    /// scheme check above. Plain HTTP never goes through a proxy from the environment
+    /// (`http_proxy`, `ALL_PROXY`, …): the check above is about where the request goes, and a
+    /// proxy would receive the bearer token in clear and could answer in the service's place
+    /// (red team, round 8). HTTPS may: the proxy only relays the TLS connection.
     pub(crate) fn client(&self, base: &str) -> Result<reqwest::Client, ClientError> {
         check_scheme(base, self.insecure_plain_http)?;
         let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if !base.starts_with("https://") {
+            builder = builder.no_proxy();
+        }
         if let Roots::Ca(certificates) = &self.roots {
             builder = builder.tls_built_in_root_certs(false);
             for certificate in certificates {

@@ -633,3 +633,52 @@ fn seal_takes_the_key_broker_recipient_text_itself_as_model_import_does() {
     assert!(!dir.join("x").exists());
     drop(tmp);
 }
+
+/// Red team, round 8: with `http_proxy` (or `ALL_PROXY`, …) set, as on many company hosts, the
+/// client sent a plain-HTTP request with the bearer token to the proxy, which could also answer
+/// in the service's place. Plain HTTP now goes only where its URL says.
+#[test]
+fn plain_http_to_the_service_never_goes_through_a_proxy_from_the_environment() {
+    use std::io::Read as _;
+    use std::net::TcpListener;
+    let tmp = tempfile::tempdir().unwrap();
+    // Records what reaches it (a proxy, or the service) for a few seconds.
+    let listen = || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let seen = std::thread::spawn(move || {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(8);
+            while std::time::Instant::now() < until {
+                if let Ok((mut stream, _)) = listener.accept() {
+                    stream.set_nonblocking(false).unwrap();
+                    stream.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+                    let mut request = vec![0; 4096];
+                    let n = stream.read(&mut request).unwrap_or(0);
+                    return String::from_utf8_lossy(&request[..n]).into_owned();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            String::new()
+        });
+        (addr, seen)
+    };
+    let (proxy, proxy_saw) = listen();
+    let (service, service_saw) = listen();
+    let proxy_url = format!("http://{proxy}");
+    let output = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["tenant", "list", "--server", &format!("http://{service}")])
+        .env("CLOISTER_TOKEN", "clt_SECRET")
+        .envs(["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"].map(|v| (v, &proxy_url)))
+        .env_remove("no_proxy")
+        .env_remove("NO_PROXY")
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    // The fake service closes without answering: the command fails, having asked the service.
+    assert!(!output.status.success());
+    let to_service = service_saw.join().unwrap();
+    assert!(to_service.starts_with("GET /v1/tenants"), "the service saw: {to_service:?}");
+    // Nothing reached the proxy (it waits its full time for a connection that never comes).
+    assert_eq!(proxy_saw.join().unwrap(), "", "the proxy received the request");
+}
