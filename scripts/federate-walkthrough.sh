@@ -102,7 +102,8 @@ for hospital in hospital-a hospital-b hospital-c; do
     --authority "$CLOISTER_SERVER" --rows $hospital/rows.csv --out $hospital/participant.json
   "$CLOISTER" federate approve --exchange exchange --participant $hospital/participant.json \
     --key $hospital/signing.key --measurement "$measurement" \
-    --recipient model-owner/envelope.pub --epsilon 6 --delta 1e-5 --watch \
+    --recipient model-owner/envelope.pub --model-owner model-owner/signing.pub \
+    --epsilon 6 --delta 1e-5 --watch \
     > $hospital/approve.log 2>&1 &
   pids+=($!)
 done

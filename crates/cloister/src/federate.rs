@@ -121,6 +121,7 @@ pub async fn join(joining: &Joining, rows: &Path, out: &Path) -> Result<Particip
     let parsed = LabelledRows::from_csv(&plain)
         .with_context(|| format!("{} is not a labelled CSV", rows.display()))?;
     let (client, enclave) = attest(target).await?;
+    crate::parties::ensure_enclave_uses(&enclave, registry).await?;
     let data = match to {
         SealTo::Enclave => {
             seal_register_and_upload(
@@ -171,6 +172,8 @@ pub struct ApproveOptions {
     pub measurements: Vec<Hex>,
     /// Envelope public keys results may be sealed to (the model owner's).
     pub recipients: Vec<String>,
+    /// The model owner's party public key (text form): only its jobs are granted.
+    pub model_owner: String,
     /// The most privacy training may spend on the data set, over every job together.
     pub budget: Option<PrivacyBudget>,
     /// Keep approving until the federation ends.
@@ -183,6 +186,14 @@ pub struct ApproveOptions {
 fn refusal(spec: &JobSpec, options: &ApproveOptions) -> Option<String> {
     if spec.kind != JobKind::Train {
         return Some(format!("job kind {:?} is not training", spec.kind));
+    }
+    // Anyone who can write to the exchange can propose a job (red team, round 8: a stranger's
+    // copied proposal was granted and spent the data set's privacy budget).
+    if spec.model.owner != options.model_owner {
+        return Some(format!(
+            "the model and its training plan are owned by {}, not by the model owner you accept",
+            spec.model.owner
+        ));
     }
     if let Some(stranger) = spec.output_recipients.iter().find(|r| !options.recipients.contains(r))
     {
@@ -669,4 +680,60 @@ fn over_budget(error: &anyhow::Error, taking: &[&Participant]) -> Option<usize> 
 /// Reads a participant reference file.
 pub fn read_participant(path: &Path) -> Result<Participant> {
     read_json(path, "a participant reference (what `cloister federate join` writes)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(object_id: &str, owner: &str) -> InputRef {
+        InputRef { object_id: object_id.into(), sha256: Hex(vec![1; 32]), owner: owner.into() }
+    }
+
+    fn options(model_owner: &str) -> ApproveOptions {
+        ApproveOptions {
+            exchange: PathBuf::from("exchange"),
+            participant: Participant {
+                name: "hospital".into(),
+                data: input("rows", "cloister-es256:hospital"),
+                instance: "in_1".into(),
+            },
+            signing: SigningKey::generate(),
+            measurements: Vec::new(),
+            recipients: vec!["cloister-x25519:model-owner".into()],
+            model_owner: model_owner.into(),
+            budget: None,
+            watch: false,
+            max_jobs: None,
+        }
+    }
+
+    fn proposal(model_owner: &str, kind: JobKind, recipient: &str) -> JobSpec {
+        JobSpec {
+            id: "fed-r1-hospital".into(),
+            kind,
+            model: input("plan", model_owner),
+            data: input("rows", "cloister-es256:hospital"),
+            output_recipients: vec![recipient.into()],
+            more_data: Vec::new(),
+        }
+    }
+
+    /// Red team, round 8: anyone who can write to the exchange can propose a job; a stranger's
+    /// proposal (its own plan, the model owner's envelope key as the only recipient) was granted
+    /// and spent the data set's privacy budget. Only the accepted model owner's jobs are.
+    #[test]
+    fn only_the_accepted_model_owners_training_jobs_are_granted() {
+        let options = options("cloister-es256:model-owner");
+        let recipient = "cloister-x25519:model-owner";
+        let ours = proposal("cloister-es256:model-owner", JobKind::Train, recipient);
+        assert_eq!(refusal(&ours, &options), None);
+        let strangers = proposal("cloister-es256:stranger", JobKind::Train, recipient);
+        let reason = refusal(&strangers, &options).unwrap();
+        assert!(reason.contains("owned by cloister-es256:stranger"), "{reason}");
+        let inference = proposal("cloister-es256:model-owner", JobKind::BatchInference, recipient);
+        assert!(refusal(&inference, &options).unwrap().contains("not training"));
+        let elsewhere = proposal("cloister-es256:model-owner", JobKind::Train, "cloister-x25519:x");
+        assert!(refusal(&elsewhere, &options).unwrap().contains("who is not accepted"));
+    }
 }

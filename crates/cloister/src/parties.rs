@@ -242,6 +242,7 @@ pub async fn seal_register_and_upload(
     content_type: &str,
     plaintext: &[u8],
 ) -> Result<InputRef> {
+    ensure_enclave_uses(enclave, authority).await?;
     let id = owner.public_key().to_text();
     let sealed = cloister_seal::seal_to_vec(
         std::slice::from_ref(&enclave.hpke_pk),
@@ -250,6 +251,37 @@ pub async fn seal_register_and_upload(
     )?;
     register_dataset(authority, owner, object_id, &sealed).await?;
     upload(client, &id, object_id, sealed).await
+}
+
+/// Refuses an enclave pinned to another attestation service than `authority`: a data set
+/// registered at `authority` would be charged where the enclave never asks, and revocations
+/// posted there never seen (red team, round 8: a worker pinned to the compute provider's own
+/// service trained past the owner's budget while the owner's service recorded nothing). The
+/// enclave's evidence names the service it trusts by signing-key fingerprint.
+pub async fn ensure_enclave_uses(
+    enclave: &VerifiedEnclave,
+    authority: &AuthorityClient,
+) -> Result<()> {
+    let document = authority
+        .service_key_document()
+        .await
+        .with_context(|| format!("asking {} for its service key", authority.base()))?;
+    let ours = document.signing_key_sha256.to_string();
+    let pinned = enclave
+        .runtime_data
+        .extra
+        .get(cloister_types::api::SERVICE_KEY_FIELD)
+        .and_then(|value| value.as_str())
+        .unwrap_or_default();
+    ensure!(
+        pinned.eq_ignore_ascii_case(&ours),
+        "the worker's enclave is pinned to the attestation service with key {}, but {} is the \
+         service with key {ours}: your data set would be registered and charged where this \
+         enclave never asks; use the attestation service the worker is pinned to",
+        if pinned.is_empty() { "(none named)" } else { pinned },
+        authority.base()
+    );
+    Ok(())
 }
 
 /// Seals `plaintext` once to a key-broker key as `owner`'s training data set, registers it to
@@ -325,6 +357,14 @@ pub async fn seal_to_broker_and_upload(
         plaintext,
     )?;
     upload(client, owner, object_id, sealed).await
+}
+
+/// Reads a party public key file (`cloister keygen --signing --public FILE`).
+pub fn read_public_key(path: &Path) -> Result<cloister_sign::VerifyingKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the public key {}", path.display()))?;
+    cloister_sign::VerifyingKey::from_text(text.trim())
+        .with_context(|| format!("{} is not a party public key", path.display()))
 }
 
 /// Reads a party signing key file (`cloister keygen --signing`).

@@ -144,6 +144,8 @@ impl Bed {
             .args(["--participant", "participant.json", "--key", "signing.key"])
             .args(["--measurement", &self.measurement.to_string(), "--recipient"])
             .arg(self.dir("model-owner").join("envelope.pub"))
+            .arg("--model-owner")
+            .arg(self.dir("model-owner").join("signing.pub"))
             .arg("--watch")
             .args(extra)
             .stdout(std::process::Stdio::piped())
@@ -374,4 +376,39 @@ async fn the_walkthrough_script_federates_from_a_bare_shell() {
         rows.iter().map(|rows| Secret::sampled("hospital rows", rows, 16, 40)).collect();
     assert!(scan(&tmp.path().join("compute"), &secrets).unwrap().is_empty());
     assert!(scan(&tmp.path().join("exchange"), &secrets).unwrap().is_empty());
+}
+
+/// Red team, round 8: a data owner registered its data set at one attestation service while the
+/// worker's enclave was pinned to another (the compute provider's own copy of the instance), so
+/// its privacy ledger and revocations were never consulted. `join` compares the service the
+/// enclave's evidence names with `--authority` and refuses a mismatch before sealing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_set_is_not_registered_at_a_service_the_enclave_is_not_pinned_to() {
+    let bed = Bed::start().await;
+    let other_dirs = ComputeDirs::create(&bed.tmp.path().join("elsewhere")).unwrap();
+    let platform = cloister_attest::SimPlatformKey::generate();
+    let other = testbed::start_authority(
+        &other_dirs,
+        testbed::InstancePolicy::DevSim,
+        std::slice::from_ref(&bed.measurement),
+        &platform.public_key(),
+    )
+    .await
+    .unwrap();
+    let name = HOSPITALS[0];
+    let mut command = cloister();
+    command.current_dir(bed.dir(name)).args(["federate", "join"]);
+    bed.target(&mut command);
+    command.args(["--authority", &other.url, "--server-ca"]).arg(&other.tls_ca);
+    let output = command
+        .args(["--name", name, "--key", "signing.key", "--rows", "rows.csv"])
+        .args(["--object-id", "elsewhere-rows", "--out", "participant.json"])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("pinned to the attestation service"), "{stderr}");
+    assert!(!bed.dirs.objects.join("elsewhere-rows").exists(), "the rows were uploaded");
+    assert!(!bed.dir(name).join("participant.json").exists());
 }

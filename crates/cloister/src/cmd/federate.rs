@@ -66,6 +66,11 @@ pub(crate) enum FederateCommand {
         /// several.
         #[arg(long = "recipient", required = true)]
         recipients: Vec<PathBuf>,
+        /// The model owner's party public key file (`signing.pub`): only jobs whose model and
+        /// training plan it owns are granted. Anyone who can write to the exchange can propose a
+        /// job; without this, a stranger's plans would spend your privacy budget.
+        #[arg(long)]
+        model_owner: PathBuf,
         /// The most ε training may spend on your data set, over every job together (DP-SGD is
         /// then required).
         #[arg(long, requires = "delta")]
@@ -184,6 +189,7 @@ pub(crate) async fn run(command: FederateCommand) -> Result<()> {
             key,
             measurements,
             recipients,
+            model_owner,
             epsilon,
             delta,
             watch,
@@ -210,6 +216,7 @@ pub(crate) async fn run(command: FederateCommand) -> Result<()> {
                 signing: read_signing_key(&key)?,
                 measurements: parse_measurements(&measurements)?,
                 recipients,
+                model_owner: cloister::parties::read_public_key(&model_owner)?.to_text(),
                 budget,
                 watch,
                 max_jobs,
