@@ -189,6 +189,7 @@ pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/audit", get(audit))
         .route("/v1/audit/chain", get(audit_chain))
+        .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn_with_state(guard, limit_rate))
         .layer(middleware::from_fn_with_state(service.clone(), authenticate))
         .layer(middleware::from_fn_with_state(service.clone(), count_request))
@@ -291,6 +292,63 @@ async fn limit_rate(State(guard): State<Guard>, request: Request, next: Next) ->
         return response;
     }
     next.run(request).await
+}
+
+/// Refuses a NUL character in the query or in a JSON body (raw, or escaped as `\u0000`) with
+/// 400, on every backend alike: PostgreSQL cannot store one in text and answered 500 where
+/// SQLite stored it (red team, round 8), so a policy or name accepted on one backend could not
+/// move to the other. Runs after authentication and rate limiting, on bodies within the limit.
+async fn refuse_nul(request: Request, next: Next) -> Response {
+    let refused = |what: &str| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("the {what} contains a NUL character, which no field may hold"),
+        )
+    };
+    let query = request.uri().query().unwrap_or_default();
+    if query.to_ascii_lowercase().contains("%00") {
+        return refused("query");
+    }
+    let is_json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+    if !is_json {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BUNDLE).await else {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is larger than the service accepts",
+        );
+    };
+    if json_holds_nul(&bytes) {
+        return refused("request body");
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Whether JSON text holds a NUL character: a raw 0x00 byte, or a `\u0000` escape (an escaped
+/// backslash followed by `u0000` is not one).
+fn json_holds_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            0 => return true,
+            b'\\' => {
+                if json.get(i + 1) == Some(&b'u') && json.get(i + 2..i + 6) == Some(b"0000") {
+                    return true;
+                }
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    false
 }
 
 async fn count_request(State(service): State<Shared>, request: Request, next: Next) -> Response {
@@ -788,6 +846,56 @@ mod tests {
                 let (status, _) = call(method, &uri, Some("clt_forged")).await;
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}");
             }
+        });
+    }
+
+    #[test]
+    fn nul_characters_are_found_raw_or_escaped_and_nothing_else_is() {
+        for json in [&br#"{"a":"x\u0000y"}"#[..], b"{\"a\":\"\0\"}", br#"["\\\u0000"]"#] {
+            assert!(json_holds_nul(json), "{}", String::from_utf8_lossy(json));
+        }
+        for json in [&br#"{"a":"\\u0000"}"#[..], br#"{"a":"\u0001 \n u0000"}"#, br#"["\"]"#] {
+            assert!(!json_holds_nul(json), "{}", String::from_utf8_lossy(json));
+        }
+    }
+
+    /// Red team, round 8: a NUL in a JSON field or the query was stored on SQLite and made
+    /// PostgreSQL answer 500; every backend now refuses it with 400 before a handler runs.
+    #[test]
+    fn a_nul_in_a_body_or_query_is_a_bad_request_on_every_backend() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+        rt.block_on(async {
+            let store = crate::store::Store::connect("sqlite::memory:").await.expect("store");
+            let service = Service::open(store, cloister_seal::RecipientSecretKey::generate())
+                .await
+                .expect("service");
+            let app = service_router(Arc::new(service));
+            let call = |uri: &str, body: &'static str| {
+                let request = axum::http::Request::builder()
+                    .method("POST")
+                    .uri(uri)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(axum::body::Body::from(body))
+                    .expect("request");
+                let app = app.clone();
+                async move {
+                    let response =
+                        tower::ServiceExt::oneshot(app, request).await.expect("response");
+                    let status = response.status();
+                    let body =
+                        axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                    (status, String::from_utf8_lossy(&body).into_owned())
+                }
+            };
+            let nul = r#"{"owner":"a\u0000b","statement":"x"}"#;
+            let (status, body) = call("/v1/datasets", nul).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(body.contains("NUL character"), "{body}");
+            let (status, body) = call("/v1/datasets?x=%00", r#"{}"#).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            // The same request without the NUL reaches the handler (and fails there, otherwise).
+            let (_, body) = call("/v1/datasets", r#"{"owner":"ab","statement":"x"}"#).await;
+            assert!(!body.contains("NUL character"), "{body}");
         });
     }
 
