@@ -322,6 +322,11 @@ async fn put_object(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<ObjectStored>, ApiError> {
+    // Anyone can reach this route: it stores sealed envelopes and nothing else (red team, round
+    // 8, stored arbitrary bytes under an id a party was about to use). The header is read by
+    // its own lengths; the body stays sealed, and is authenticated when a job opens it.
+    cloister_seal::read_header(body.as_ref())
+        .map_err(|e| ApiError::NotAnEnvelope(e.to_string()))?;
     let size = body.len() as u64;
     let store = worker.store.clone();
     let object_id = id.clone();
@@ -631,6 +636,8 @@ pub enum ApiError {
     Release(String),
     /// The attestation service did not record the job's authorization in its audit log.
     NotRecorded(String),
+    /// An uploaded object is not a sealed envelope.
+    NotAnEnvelope(String),
     /// A task panicked.
     Internal,
 }
@@ -665,6 +672,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Job(_) => (StatusCode::UNPROCESSABLE_ENTITY, "job_failed", self.message()),
             ApiError::Release(_) => (StatusCode::FORBIDDEN, "key_not_released", self.message()),
+            ApiError::NotAnEnvelope(_) => {
+                (StatusCode::BAD_REQUEST, "not_an_envelope", self.message())
+            }
             ApiError::NotRecorded(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "not_recorded", self.message())
             }
@@ -696,6 +706,10 @@ impl ApiError {
             ApiError::Release(reason) => {
                 format!("the key broker did not release an input's key to this enclave: {reason}")
             }
+            ApiError::NotAnEnvelope(reason) => format!(
+                "the object is not a sealed envelope ({reason}); the worker stores only what \
+                 `cloister seal` (or a party's client) makes"
+            ),
             ApiError::Internal => "internal error".to_owned(),
         }
     }

@@ -917,6 +917,11 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
     for (id, bytes) in sealed {
         client.put_object(id, bytes).await.unwrap();
     }
+    // Red team, round 8: anyone can reach the upload route; it stores sealed envelopes only,
+    // so an id cannot be taken with arbitrary bytes.
+    let err = client.put_object("rows-taken", b"not an envelope".to_vec()).await.unwrap_err();
+    assert!(err.to_string().contains("not a sealed envelope"), "{err}");
+    assert!(!fresh.objects.join("rows-taken").exists());
     let err = submit(client, "second").await.unwrap_err().to_string();
     assert!(
         err.contains("the grant for data set rows limits training on it")
