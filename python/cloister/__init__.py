@@ -384,9 +384,12 @@ class Client:
 
     Connecting verifies the worker's enclave certificate against ``ca_pem`` (the attestation
     instance's CA) and ``measurements`` (hex), reads its OHTTP key from the attested runtime data
-    and pins that enclave: if a later connection presents another enclave, nothing is sent and
-    :class:`EnclaveError` is raised. Requests are end-to-end encrypted to the enclave and signed
-    with the requester's signing key::
+    and pins that enclave. An enclave that does not meet the expectations is refused during the
+    TLS handshake, before anything is sent: :class:`ClientError` naming the failed check (or
+    :class:`EnclaveError` when the certificate verified but its claims did not). If a later
+    connection presents another enclave, nothing is sent and :class:`EnclaveError` is raised.
+    Requests are end-to-end encrypted to the enclave and signed with the requester's signing
+    key::
 
         client = cloister.Client(url, ca_pem, [measurement], accept_sim=True)
         client.enclave["measurement"]
