@@ -116,11 +116,15 @@ def stack(cloister_bin: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) 
             )
         processes.append(worker)
         _wait_for(worker_json, '"url"', worker)
+        (home / "instance-ca.pem").write_text(instance["ca_certificate_pem"])
         yield {
             "url": json.loads(worker_json.read_text())["url"],
             "ca_pem": instance["ca_certificate_pem"],
+            "ca_path": str(home / "instance-ca.pem"),
             "measurement": measurement,
             "instance": instance["id"],
+            "server": listening["url"],
+            "token": tenant["token"],
         }
     finally:
         for process in reversed(processes):
