@@ -114,12 +114,10 @@ fn verify_evidence(
     let verified = py
         .detach(|| verify_with_collateral(&unified, &anchors, &by_tee, now))
         .map_err(|e| EvidenceError::new_err(e.to_string()))?;
-    let mut out = serde_json::Map::new();
-    out.insert("cpu0".into(), serde_json::to_value(verified.claims()).unwrap_or_default());
-    for (name, claims) in verified.additional_claims() {
-        out.insert(name.clone(), serde_json::to_value(claims).unwrap_or_default());
-    }
-    to_json(&out)
+    let components = std::iter::once(("cpu0", verified.claims()))
+        .chain(verified.additional_claims().iter().map(|(name, claims)| (name.as_str(), claims)))
+        .collect::<std::collections::BTreeMap<_, _>>();
+    to_json(&components)
 }
 
 /// Makes a simulated TEE platform key (development only) and returns `(secret_pkcs8_pem,
