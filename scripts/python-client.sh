@@ -5,7 +5,8 @@
 # The environment, with pinned maturin and pytest, lives under
 # ${CLOISTER_CACHE:-$HOME/.cache/cloister}/pyclient. The extension is built in the dev profile in
 # ${CARGO_TARGET_DIR:-target}, the workspace's own target directory, so that the crates `cargo
-# test` already built there are not compiled twice. The tests that start `cloister` processes use
+# test` already built there with the same features are reused (python/README.md says how many).
+# The tests that start `cloister` processes use
 # ${CLOISTER_BIN:-$CARGO_TARGET_DIR/debug/cloister}; in CI (`CI` set) they fail without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

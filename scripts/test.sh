@@ -19,6 +19,6 @@ if [[ -z "${CLOISTER_TEST_PYTHON:-}" ]]; then
 fi
 cargo test --workspace --locked "$@"
 # The Python client (python/, outside the workspace): built in the dev profile in the same target
-# directory, so the registry crates the workspace just compiled are reused, then its pytest suite
+# directory (reusing what the workspace compiled with the same features), then its pytest suite
 # (which starts the `cloister` binary built above).
 bash scripts/python-client.sh
