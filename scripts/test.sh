@@ -18,3 +18,7 @@ if [[ -z "${CLOISTER_TEST_PYTHON:-}" ]]; then
   export CLOISTER_TEST_PYTHON
 fi
 cargo test --workspace --locked "$@"
+# The Python client (python/, outside the workspace): built in the dev profile in the same target
+# directory (reusing what the workspace compiled with the same features), then its pytest suite
+# (which starts the `cloister` binary built above).
+bash scripts/python-client.sh

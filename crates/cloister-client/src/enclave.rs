@@ -102,6 +102,20 @@ impl Expectations {
     }
 }
 
+/// The TEE kinds a party accepts an enclave certificate from: every TEE that attests
+/// isolated compute, and the simulated one only when asked (`--accept-sim`, development only).
+/// GPU evidence is never a worker's main evidence, and PSA/Android results attest a device's
+/// key, never an enclave.
+pub fn accepted_tees(accept_sim: bool) -> Vec<TeeKind> {
+    TeeKind::ALL
+        .into_iter()
+        .filter(|tee| {
+            tee.attests() == cloister_types::Attests::IsolatedCompute
+                && (accept_sim || *tee != TeeKind::Sim)
+        })
+        .collect()
+}
+
 /// An enclave whose certificate and claims passed a party's expectations.
 #[derive(Clone, Debug)]
 pub struct VerifiedEnclave {

@@ -16,19 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::testbed::write_secret;
 
-/// The TEE kinds a party's command accepts an enclave certificate from: every TEE that attests
-/// isolated compute, and the simulated one only when asked (`--accept-sim`, development only).
-/// GPU evidence is never a worker's main evidence, and PSA/Android results attest a device's
-/// key, never an enclave.
-pub fn accepted_tees(accept_sim: bool) -> Vec<TeeKind> {
-    TeeKind::ALL
-        .into_iter()
-        .filter(|tee| {
-            tee.attests() == cloister_types::Attests::IsolatedCompute
-                && (accept_sim || *tee != TeeKind::Sim)
-        })
-        .collect()
-}
+pub use cloister_client::enclave::accepted_tees;
 
 /// Parses `--measurement` values (hex).
 pub fn parse_measurements(values: &[String]) -> Result<Vec<Hex>> {

@@ -25,7 +25,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_rust_file_opens_with_a_module_doc_line() {
     let root = workspace_root();
     let mut files = Vec::new();
-    for dir in ["crates", "fuzz"] {
+    for dir in ["crates", "fuzz", "python"] {
         rust_files(&root.join(dir), &mut files);
     }
     assert!(files.len() > 20, "found only {} files under {}", files.len(), root.display());
