@@ -384,6 +384,31 @@ pub struct DatasetRegistered {
     pub object_id: String,
     /// When it was first registered (Unix seconds).
     pub registered_at: i64,
+    /// The service's word for it: a [`RegistrationAnswer`] signed as [`REGISTRATION_ANSWER`]
+    /// with the service signing key. The owner checks it with the key of the service the
+    /// enclave is pinned to, so a relay that shows one service's key and registers at another
+    /// is caught (red team, round 9).
+    pub answer: String,
+}
+
+/// What a [`DatasetRegistered::answer`] is signed as.
+pub const REGISTRATION_ANSWER: &str = "data set registered";
+
+/// The claims of a [`DatasetRegistered::answer`]: the registration as recorded, and the
+/// SHA-256 of the owner's statement it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationAnswer {
+    /// SHA-256 of the sealed data set.
+    pub sha256: Hex,
+    /// Its owner.
+    pub owner: String,
+    /// Its object id.
+    pub object_id: String,
+    /// When it was first registered (Unix seconds).
+    pub registered_at: i64,
+    /// SHA-256 of the registration statement (the JWS text) this answers.
+    pub statement_sha256: Hex,
 }
 
 /// What a data or model owner signs to revoke its grants for one job: from then on the service

@@ -121,7 +121,7 @@ pub async fn join(joining: &Joining, rows: &Path, out: &Path) -> Result<Particip
     let parsed = LabelledRows::from_csv(&plain)
         .with_context(|| format!("{} is not a labelled CSV", rows.display()))?;
     let (client, enclave) = attest(target).await?;
-    crate::parties::ensure_enclave_uses(&enclave, registry).await?;
+    let service_key = crate::parties::ensure_enclave_uses(&enclave, registry).await?;
     let data = match to {
         SealTo::Enclave => {
             seal_register_and_upload(
@@ -131,7 +131,14 @@ pub async fn join(joining: &Joining, rows: &Path, out: &Path) -> Result<Particip
         }
         SealTo::Broker(recipient) => {
             seal_to_broker_register_and_upload(
-                &client, registry, signing, recipient, object_id, "text/csv", &plain,
+                &client,
+                registry,
+                &service_key,
+                signing,
+                recipient,
+                object_id,
+                "text/csv",
+                &plain,
             )
             .await?
         }

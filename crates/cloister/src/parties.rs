@@ -183,22 +183,46 @@ const REGISTRATION_VALIDITY: Duration = Duration::from_secs(300);
 /// before the ciphertext leaves the owner's hands: the first registration of a digest stands.
 pub async fn register_dataset(
     authority: &AuthorityClient,
+    service_key: &cloister_sign::VerifyingKey,
     owner: &SigningKey,
     object_id: &str,
     sealed: &[u8],
 ) -> Result<()> {
-    let statement = DatasetRegistration {
-        sha256: Hex(Sha256::digest(sealed).to_vec()),
-        object_id: object_id.to_owned(),
-    };
+    let sha256 = Hex(Sha256::digest(sealed).to_vec());
+    let statement = DatasetRegistration { sha256: sha256.clone(), object_id: object_id.to_owned() };
     let statement =
         owner.sign("data set registration", &statement, unix_now(), REGISTRATION_VALIDITY)?;
-    authority
+    let statement_sha256 = Hex(Sha256::digest(statement.as_bytes()).to_vec());
+    let registered = authority
         .register_dataset(&RegisterDataset { owner: owner.public_key().to_text(), statement })
         .await
         .with_context(|| {
             format!("registering data set {object_id} with the attestation service")
         })?;
+    // The answer must come from the service the caller named by key (for a data set an enclave
+    // will read, the service it is pinned to), about this very statement (red team, round 9: a
+    // relay showed one service's key and registered at another).
+    let answer = service_key
+        .verify::<cloister_types::api::RegistrationAnswer>(
+            cloister_types::api::REGISTRATION_ANSWER,
+            &registered.answer,
+            unix_now(),
+        )
+        .with_context(|| {
+            format!(
+                "the registration of {object_id} was not answered by the attestation service \
+                 with key {}: it may have been registered elsewhere",
+                service_key.fingerprint_hex()
+            )
+        })?
+        .claims;
+    ensure!(
+        answer.sha256 == sha256
+            && answer.object_id == object_id
+            && answer.owner == owner.public_key().to_text()
+            && answer.statement_sha256 == statement_sha256,
+        "the attestation service's answer is about another registration than {object_id}'s"
+    );
     Ok(())
 }
 
@@ -230,14 +254,14 @@ pub async fn seal_register_and_upload(
     content_type: &str,
     plaintext: &[u8],
 ) -> Result<InputRef> {
-    ensure_enclave_uses(enclave, authority).await?;
+    let service_key = ensure_enclave_uses(enclave, authority).await?;
     let id = owner.public_key().to_text();
     let sealed = cloister_seal::seal_to_vec(
         std::slice::from_ref(&enclave.hpke_pk),
         &owned_metadata(&id, object_id, content_type),
         plaintext,
     )?;
-    register_dataset(authority, owner, object_id, &sealed).await?;
+    register_dataset(authority, &service_key, owner, object_id, &sealed).await?;
     upload(client, &id, object_id, sealed).await
 }
 
@@ -246,15 +270,14 @@ pub async fn seal_register_and_upload(
 /// posted there never seen (red team, round 8: a worker pinned to the compute provider's own
 /// service trained past the owner's budget while the owner's service recorded nothing). The
 /// enclave's evidence names the service it trusts by signing-key fingerprint.
+/// Returns that service's signing key, which answers the registration.
 pub async fn ensure_enclave_uses(
     enclave: &VerifiedEnclave,
     authority: &AuthorityClient,
-) -> Result<()> {
-    let document = authority
-        .service_key_document()
-        .await
-        .with_context(|| format!("asking {} for its service key", authority.base()))?;
-    let ours = document.signing_key_sha256.to_string();
+) -> Result<cloister_sign::VerifyingKey> {
+    let key = service_key(authority).await?;
+    // The fingerprint of the key itself, not the one the document states beside it.
+    let ours = key.fingerprint_hex();
     let pinned = enclave
         .runtime_data
         .extra
@@ -269,14 +292,30 @@ pub async fn ensure_enclave_uses(
         if pinned.is_empty() { "(none named)" } else { pinned },
         authority.base()
     );
-    Ok(())
+    Ok(key)
+}
+
+/// The signing key of the attestation service at `authority`, as it states it: for a data set
+/// no enclave has been chosen for yet (when one has, [`ensure_enclave_uses`] checks the key
+/// against the enclave's pin).
+pub async fn service_key(authority: &AuthorityClient) -> Result<cloister_sign::VerifyingKey> {
+    let document = authority
+        .service_key_document()
+        .await
+        .with_context(|| format!("asking {} for its service key", authority.base()))?;
+    cloister_sign::VerifyingKey::from_text(&document.signing_key)
+        .with_context(|| format!("{} sent a service key that does not parse", authority.base()))
 }
 
 /// Seals `plaintext` once to a key-broker key as `owner`'s training data set, registers it to
 /// `owner` at the attestation service, then uploads it.
+/// The registration's answer must be signed by `service_key` (the attestation service the data
+/// set's enclaves will use; see [`ensure_enclave_uses`] and [`service_key`]).
+#[allow(clippy::too_many_arguments)]
 pub async fn seal_to_broker_register_and_upload(
     client: &WorkerClient,
     authority: &AuthorityClient,
+    service_key: &cloister_sign::VerifyingKey,
     owner: &SigningKey,
     recipient: &str,
     object_id: &str,
@@ -291,7 +330,7 @@ pub async fn seal_to_broker_register_and_upload(
         &owned_metadata(&id, object_id, content_type),
         plaintext,
     )?;
-    register_dataset(authority, owner, object_id, &sealed).await?;
+    register_dataset(authority, service_key, owner, object_id, &sealed).await?;
     upload(client, &id, object_id, sealed).await
 }
 

@@ -870,9 +870,11 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
         .await
         .unwrap();
     let registry = authority.client().unwrap();
+    let service_key = cloister::parties::service_key(&registry).await.unwrap();
     let data = cloister::parties::seal_to_broker_register_and_upload(
         &client,
         &registry,
+        &service_key,
         &hospital.signing,
         &recipients[1],
         "rows",

@@ -411,4 +411,31 @@ async fn a_data_set_is_not_registered_at_a_service_the_enclave_is_not_pinned_to(
     assert!(stderr.contains("pinned to the attestation service"), "{stderr}");
     assert!(!bed.dirs.objects.join("elsewhere-rows").exists(), "the rows were uploaded");
     assert!(!bed.dir(name).join("participant.json").exists());
+
+    // Round 9: a relay at `--authority` that shows the pinned service's key document but passes
+    // the registration on to another service. The registration's answer is signed by the
+    // service that recorded it, and is checked with the pinned key: refused.
+    let pinned = cloister::parties::service_key(&bed.authority.client().unwrap()).await.unwrap();
+    let owner = cloister_sign::SigningKey::generate();
+    let err = cloister::parties::register_dataset(
+        &other.client().unwrap(),
+        &pinned,
+        &owner,
+        "split-rows",
+        b"sealed bytes",
+    )
+    .await
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("was not answered by the attestation service with key"), "{err}");
+    // The pinned service's own answer passes.
+    cloister::parties::register_dataset(
+        &bed.authority.client().unwrap(),
+        &pinned,
+        &owner,
+        "split-rows",
+        b"sealed bytes",
+    )
+    .await
+    .unwrap();
 }

@@ -1,6 +1,11 @@
 //! The privacy ledger: training jobs charge their data sets' privacy budgets.
 
+use cloister_types::api::{REGISTRATION_ANSWER, RegistrationAnswer};
+
 use super::*;
+
+/// How long a registration answer is valid: it is checked as soon as it arrives.
+const REGISTRATION_ANSWER_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Most data sets one training job charges.
 const MAX_CHARGES: usize = 256;
@@ -60,11 +65,23 @@ impl Service {
             )
             .await?;
         }
+        let answer = RegistrationAnswer {
+            sha256: statement.sha256.clone(),
+            owner: registered.owner.clone(),
+            object_id: registered.object_id.clone(),
+            registered_at: registered.registered_at,
+            statement_sha256: Hex(Sha256::digest(request.statement.as_bytes()).to_vec()),
+        };
+        let answer = self
+            .signing_key
+            .sign(REGISTRATION_ANSWER, &answer, now as u64, REGISTRATION_ANSWER_VALIDITY)
+            .map_err(|e| ServiceError::Internal(format!("signing a registration answer: {e}")))?;
         Ok(DatasetRegistered {
             sha256: statement.sha256,
             owner: registered.owner,
             object_id: registered.object_id,
             registered_at: registered.registered_at,
+            answer,
         })
     }
 
