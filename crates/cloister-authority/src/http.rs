@@ -310,6 +310,11 @@ async fn refuse_nul(request: Request, next: Next) -> Response {
     if query.to_ascii_lowercase().contains("%00") {
         return refused("query");
     }
+    // Path parameters too (red team, round 9: `/v1/instances/in_%00/jwks.json` was a 500 on
+    // PostgreSQL for anyone).
+    if request.uri().path().to_ascii_lowercase().contains("%00") {
+        return refused("path");
+    }
     let is_json = request
         .headers()
         .get(CONTENT_TYPE)
@@ -892,6 +897,9 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert!(body.contains("NUL character"), "{body}");
             let (status, body) = call("/v1/datasets?x=%00", r#"{}"#).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            // In a path parameter (red team, round 9), for anyone.
+            let (status, body) = call("/v1/instances/in_%00/challenge", r#"{}"#).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             // The same request without the NUL reaches the handler (and fails there, otherwise).
             let (_, body) = call("/v1/datasets", r#"{"owner":"ab","statement":"x"}"#).await;
