@@ -135,11 +135,12 @@ impl Service {
         match self.store.spend_release_nonce(&row.id, &request.nonce, until, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
+                // The refusal reads like every other unauthenticated one: whoever relays the
+                // request learns nothing from it, not even that it was answered before (red
+                // team, round 9).
                 self.metrics.release_refused("unauthenticated");
-                return Err(ReleaseError::ProofRefused {
-                    reason: "this request was sent before; each request needs a fresh nonce".into(),
-                }
-                .into());
+                tracing::debug!(broker_key = %row.id, "a release request's nonce was answered before");
+                return Err(ReleaseError::IssuerNotAccepted { broker_key: row.id.clone() }.into());
             }
             Err(other) => return Err(other.into()),
         }
