@@ -325,8 +325,16 @@ async fn put_object(
     // Anyone can reach this route: it stores sealed envelopes and nothing else (red team, round
     // 8, stored arbitrary bytes under an id a party was about to use). The header is read by
     // its own lengths; the body stays sealed, and is authenticated when a job opens it.
-    cloister_seal::read_header(body.as_ref())
+    let header = cloister_seal::read_header(body.as_ref())
         .map_err(|e| ApiError::NotAnEnvelope(e.to_string()))?;
+    // The envelope names the object it was sealed as (authenticated as associated data when
+    // opened): stored under another id, it could only ever fail.
+    if header.metadata().object_id != id {
+        return Err(ApiError::NotAnEnvelope(format!(
+            "it was sealed as object {:?}, not {id:?}",
+            header.metadata().object_id
+        )));
+    }
     let size = body.len() as u64;
     let store = worker.store.clone();
     let object_id = id.clone();

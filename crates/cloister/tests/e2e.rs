@@ -924,6 +924,11 @@ async fn a_worker_on_a_fresh_disk_cannot_spend_a_data_sets_privacy_budget_again(
     let err = client.put_object("rows-taken", b"not an envelope".to_vec()).await.unwrap_err();
     assert!(err.to_string().contains("not a sealed envelope"), "{err}");
     assert!(!fresh.objects.join("rows-taken").exists());
+    // Nor an envelope sealed as another object (round 9): it could only fail when opened.
+    let rows = std::fs::read(fresh.objects.join("rows")).unwrap();
+    let err = client.put_object("rows-taken", rows).await.unwrap_err();
+    assert!(err.to_string().contains(r#"sealed as object "rows""#), "{err}");
+    assert!(!fresh.objects.join("rows-taken").exists());
     let err = submit(client, "second").await.unwrap_err().to_string();
     assert!(
         err.contains("the grant for data set rows limits training on it")
