@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use cloister_sign::{SignError, SigningKey, VerifyingKey, unix_now};
-use cloister_types::batch::{BatchReceipt, BatchStatus};
+use cloister_types::batch::{BatchChunk, BatchReceipt, BatchStatus, chunks_digest};
 use cloister_types::job::PrivacyBudget;
 use cloister_types::{
     CanonicalJsonError, Grant, Hex, InputRole, JobSpec, PemError, Receipt, pem_certificates,
@@ -157,14 +157,25 @@ pub fn verify_receipt(
     Ok(receipt)
 }
 
+/// A batch receipt that verified, with the chunks it commits to (from the worker's status, their
+/// digest checked against the receipt's).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VerifiedBatch {
+    /// The receipt.
+    #[serde(flatten)]
+    pub receipt: BatchReceipt,
+    /// Every chunk, in order.
+    pub chunks: Vec<BatchChunk>,
+}
+
 /// Verifies a done batch job's receipt: the signer's certificate chain against `expectations`,
-/// the signature with its certified receipt key, and that the receipt names the job, the
-/// signer's attestation result and measurement, and a contiguous list of chunks covering every
-/// row.
+/// the signature with its certified receipt key, that the receipt names the job, the signer's
+/// attestation result and measurement, and that the status's chunks are the ones the receipt
+/// commits to (count and digest), contiguous and covering every row.
 pub fn verify_batch_receipt(
     status: &BatchStatus,
     expectations: &Expectations,
-) -> Result<BatchReceipt, ProtocolError> {
+) -> Result<VerifiedBatch, ProtocolError> {
     let token =
         status.receipt.as_deref().ok_or(ProtocolError::Missing("the worker sent no receipt"))?;
     let chain_pem = status.receipt_signer_chain_pem.as_deref().ok_or(ProtocolError::Missing(
@@ -204,8 +215,19 @@ pub fn verify_batch_receipt(
         "the receipt names another measurement".to_owned()
     })?;
     check(receipt.chunk_rows > 0, || "the receipt names no chunk size".to_owned())?;
+    let chunks = &status.chunks;
+    check(receipt.chunk_count == chunks.len() as u64, || {
+        format!(
+            "the receipt names {} chunks, the worker lists {}",
+            receipt.chunk_count,
+            chunks.len()
+        )
+    })?;
+    check(chunks_digest(chunks)? == receipt.chunks_sha256, || {
+        "the worker's chunk list is not the one the receipt commits to".to_owned()
+    })?;
     let mut first_row = 0u64;
-    for (k, chunk) in receipt.chunks.iter().enumerate() {
+    for (k, chunk) in chunks.iter().enumerate() {
         check(
             chunk.index == k as u64
                 && chunk.first_row == first_row
@@ -225,5 +247,5 @@ pub fn verify_batch_receipt(
         format!("the receipt's chunks cover {first_row} of {} rows", receipt.rows)
     })?;
     check(!receipt.erased.is_empty(), || "the receipt confirms no erasure".to_owned())?;
-    Ok(receipt)
+    Ok(VerifiedBatch { receipt, chunks: chunks.clone() })
 }

@@ -92,6 +92,13 @@ pub struct BatchChunk {
     pub attestation_result_sha256: Hex,
 }
 
+/// SHA-256 of the canonical JSON of `chunks` (an array, in order): what a [`BatchReceipt`]
+/// commits to.
+pub fn chunks_digest(chunks: &[BatchChunk]) -> Result<Hex, crate::CanonicalJsonError> {
+    use sha2::{Digest as _, Sha256};
+    Ok(Hex(Sha256::digest(crate::canonical::canonical_json(chunks)?).to_vec()))
+}
+
 /// An enclave that worked on a batch job (a job resumed after a restart has several).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,8 +129,12 @@ pub struct BatchReceipt {
     pub chunk_rows: u64,
     /// Rows processed in all.
     pub rows: u64,
-    /// Every chunk, in order.
-    pub chunks: Vec<BatchChunk>,
+    /// Chunks in the job.
+    pub chunk_count: u64,
+    /// [`chunks_digest`] of every chunk, in order: the receipt commits to the chunk list the
+    /// worker's status carries instead of listing it, so its size does not grow with the job (a
+    /// receipt listing ~2,000 chunks was longer than a token may be, red team round 8).
+    pub chunks_sha256: Hex,
     /// Every enclave that computed a chunk (and the signer).
     pub enclaves: Vec<BatchEnclave>,
     /// SHA-256 of the signer's EAR token.

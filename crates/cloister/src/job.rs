@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use cloister_client::{Expectations, WorkerClient};
 use cloister_seal::RecipientSecretKey;
-use cloister_types::batch::{BatchReceipt, BatchState, BatchStatus, SubmitBatch};
+use cloister_types::batch::{BatchChunk, BatchState, BatchStatus, SubmitBatch};
 use cloister_types::{Hex, JobSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
@@ -256,13 +256,14 @@ pub async fn fetch(
         "batch job {job_id} is not done: {}",
         status_line(&status)
     );
-    let receipt = verify_batch_receipt(&status, &expectations)?;
-    let output_bytes = download(&client, &receipt, &key).await?;
+    let verified = verify_batch_receipt(&status, &expectations)?;
+    let output_bytes = download(&client, &verified.chunks, &key).await?;
+    let receipt = &verified.receipt;
     write_atomically(output, &output_bytes)?;
     eprintln!(
         "{} rows in {} chunks written to {}; receipt verified (signed by an enclave with measurement {})",
         receipt.rows,
-        receipt.chunks.len(),
+        verified.chunks.len(),
         output.display(),
         receipt.measurement
     );
@@ -271,14 +272,14 @@ pub async fn fetch(
 
 pub use cloister_client::protocol::verify_batch_receipt;
 
-/// Downloads every chunk the receipt names, checks its digest, opens it and concatenates.
+/// Downloads every chunk the receipt commits to, checks its digest, opens it and concatenates.
 async fn download(
     client: &WorkerClient,
-    receipt: &BatchReceipt,
+    chunks: &[BatchChunk],
     key: &RecipientSecretKey,
 ) -> Result<Zeroizing<Vec<u8>>> {
     let mut output = Zeroizing::new(Vec::new());
-    for chunk in &receipt.chunks {
+    for chunk in chunks {
         let sealed = client.get_object(&chunk.object_id).await?;
         ensure!(
             Sha256::digest(&sealed).as_slice() == chunk.ciphertext_sha256.as_bytes(),

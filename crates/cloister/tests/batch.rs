@@ -311,15 +311,29 @@ async fn batch_job_killed_and_resumed_gives_identical_results() {
     let expectations =
         Expectations::from_ca_pem(&bed.ca_pem, vec![bed.measurement.clone()], vec![TeeKind::Sim])
             .unwrap();
-    let receipt = verify_batch_receipt(&done_a, &expectations).unwrap();
+    let verified = verify_batch_receipt(&done_a, &expectations).unwrap();
+    let receipt = &verified.receipt;
     assert_eq!(receipt.rows, rows);
-    assert_eq!(receipt.chunks.len() as u64, chunks);
+    assert_eq!((receipt.chunk_count, verified.chunks.len() as u64), (chunks, chunks));
     assert_eq!(receipt.enclaves.len(), 2, "{:?}", receipt.enclaves);
     assert_eq!(
         receipt.attestation_result_sha256.to_string(),
         second.started["attestation_result_sha256"].as_str().unwrap()
     );
-    assert_eq!(receipt.chunks, done_a.chunks);
+    assert_eq!(verified.chunks, done_a.chunks);
+    // The receipt commits to the chunk list by digest: a list the host changed (a chunk
+    // dropped, reordered, or pointing at another object) is refused.
+    let mut dropped = done_a.clone();
+    dropped.chunks.pop();
+    let err = verify_batch_receipt(&dropped, &expectations).unwrap_err().to_string();
+    assert!(err.contains("chunks, the worker lists"), "{err}");
+    let mut swapped = done_a.clone();
+    swapped.chunks.swap(0, 1);
+    let err = verify_batch_receipt(&swapped, &expectations).unwrap_err().to_string();
+    assert!(err.contains("not the one the receipt commits to"), "{err}");
+    let mut redirected = done_a.clone();
+    redirected.chunks[0].object_id = "someone-elses".into();
+    assert!(verify_batch_receipt(&redirected, &expectations).is_err());
     // The receipt is refused by a party expecting another measurement, or when altered.
     let other =
         Expectations::from_ca_pem(&bed.ca_pem, vec![Hex(vec![0; 48])], vec![TeeKind::Sim]).unwrap();
@@ -604,7 +618,7 @@ async fn a_resumed_job_runs_under_the_terms_its_accepting_enclave_signed_not_the
     let expectations =
         Expectations::from_ca_pem(&bed.ca_pem, vec![bed.measurement.clone()], vec![TeeKind::Sim])
             .unwrap();
-    let receipt = verify_batch_receipt(&retimed, &expectations).unwrap();
+    let receipt = verify_batch_receipt(&retimed, &expectations).unwrap().receipt;
     assert!(receipt.submitted_at > 1_700_000_000, "{}", receipt.submitted_at);
     assert_eq!(receipt.chunk_rows, CHUNK_ROWS);
 }

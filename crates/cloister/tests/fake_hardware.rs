@@ -306,7 +306,7 @@ async fn batch_job(bed: &Bed, url: &str, instance: &Instance, job_id: &str) {
     assert_eq!(status.state, BatchState::Done, "{status:?}");
     let receipt =
         cloister::job::verify_batch_receipt(&status, &expectations(instance, true)).unwrap();
-    assert_eq!(receipt.rows, 569);
+    assert_eq!(receipt.receipt.rows, 569);
     assert!(cloister::job::verify_batch_receipt(&status, &expectations(instance, false)).is_err());
 
     let fetched = bed.tmp.path().join(format!("{job_id}.csv"));

@@ -501,7 +501,11 @@ async fn finish(
         inputs,
         chunk_rows: terms.chunk_rows,
         rows,
-        chunks: chunks.into_iter().map(|row| row.chunk).collect(),
+        chunk_count: chunks.len() as u64,
+        chunks_sha256: cloister_types::batch::chunks_digest(
+            &chunks.into_iter().map(|row| row.chunk).collect::<Vec<_>>(),
+        )
+        .map_err(|e| check(job_id, e.to_string()))?,
         enclaves: used.into_values().collect(),
         attestation_result_sha256: Hex(Sha256::digest(signer.ear.as_bytes()).to_vec()),
         measurement: identity.claims().measurement.clone(),
