@@ -2072,7 +2072,8 @@ async fn a_worker_renews_its_attestation_and_serves_a_session_and_a_batch_job_ac
     };
     assert_eq!(status.state, BatchState::Done, "{status:?}");
     assert!(started.elapsed() > Duration::from_secs(10), "the job did not outlive a lifetime");
-    let receipt = cloister::job::verify_batch_receipt(&status, &expectations(&bed)).unwrap();
+    let receipt =
+        cloister::job::verify_batch_receipt(&status, &expectations(&bed)).unwrap().receipt;
     assert_eq!(receipt.rows, 569 * 10);
 
     // The worker's metrics counted the renewals, the chunks, the job and the released keys.

@@ -68,12 +68,15 @@ pub struct Limits {
     /// flight instead of racing it. (Without it, a reservation the service answered with 0
     /// because another in-flight one took the rest refused its request while that other
     /// reservation's tokens were about to be recorded here; a burst was served one short.)
-    leasing: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    leasing: Mutex<HashMap<(String, String), LeaseLock>>,
 }
+
+/// Held while a reservation is in flight for one model and requester.
+type LeaseLock = Arc<tokio::sync::Mutex<()>>;
 
 impl Limits {
     /// The reservation lock of `key` (created on first use).
-    fn leasing(&self, key: &(String, String)) -> Arc<tokio::sync::Mutex<()>> {
+    fn leasing(&self, key: &(String, String)) -> LeaseLock {
         let mut locks = self.leasing.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry(key.clone()).or_default().clone()
     }
