@@ -812,15 +812,28 @@ mod tests {
         assert_eq!(seen.len(), ROUTES.len());
     }
 
+    /// The router of a fresh service on an in-memory database.
+    async fn fresh_router() -> Router {
+        let store = crate::store::Store::connect("sqlite::memory:").await.expect("store");
+        let service = Service::open(store, cloister_seal::RecipientSecretKey::generate())
+            .await
+            .expect("service");
+        service_router(Arc::new(service))
+    }
+
+    /// Sends `request` to `app`: the status and the body.
+    async fn send(app: &Router, request: Request) -> (StatusCode, axum::body::Bytes) {
+        let response = tower::ServiceExt::oneshot(app.clone(), request).await.expect("response");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        (status, body)
+    }
+
     #[test]
     fn every_listed_route_is_routed_and_authenticated() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         rt.block_on(async {
-            let store = crate::store::Store::connect("sqlite::memory:").await.expect("store");
-            let service = Service::open(store, cloister_seal::RecipientSecretKey::generate())
-                .await
-                .expect("service");
-            let app = service_router(Arc::new(service));
+            let app = fresh_router().await;
             let call = |method: &str, uri: &str, token: Option<&str>| {
                 let mut request = axum::http::Request::builder().method(method).uri(uri);
                 if let Some(token) = token {
@@ -828,14 +841,7 @@ mod tests {
                 }
                 let request = request.body(axum::body::Body::empty()).expect("request");
                 let app = app.clone();
-                async move {
-                    let response =
-                        tower::ServiceExt::oneshot(app, request).await.expect("response");
-                    let status = response.status();
-                    let body =
-                        axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
-                    (status, body)
-                }
+                async move { send(&app, request).await }
             };
             // The router's own answer to a path it does not serve: 404 with no body.
             let (status, body) = call("GET", "/v1/nowhere", None).await;
@@ -870,11 +876,7 @@ mod tests {
     fn a_nul_in_a_body_or_query_is_a_bad_request_on_every_backend() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
         rt.block_on(async {
-            let store = crate::store::Store::connect("sqlite::memory:").await.expect("store");
-            let service = Service::open(store, cloister_seal::RecipientSecretKey::generate())
-                .await
-                .expect("service");
-            let app = service_router(Arc::new(service));
+            let app = fresh_router().await;
             let call = |uri: &str, body: &'static str| {
                 let request = axum::http::Request::builder()
                     .method("POST")
@@ -884,11 +886,7 @@ mod tests {
                     .expect("request");
                 let app = app.clone();
                 async move {
-                    let response =
-                        tower::ServiceExt::oneshot(app, request).await.expect("response");
-                    let status = response.status();
-                    let body =
-                        axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+                    let (status, body) = send(&app, request).await;
                     (status, String::from_utf8_lossy(&body).into_owned())
                 }
             };
