@@ -671,6 +671,13 @@ async fn job_authorizations_are_recorded_only_with_the_enclaves_own_signature() 
     assert!(err.to_string().contains("401"), "{err}");
     let recorded = channel.record_job(&ear, &genuine, "job-forged", None).await.unwrap();
     assert!(recorded.answer > 0);
+    // The host that relays the statement posts it again (a fresh request nonce each time, as
+    // the channel draws): refused before anything is written (each post was an audit entry).
+    let store = bed.authority.service.store();
+    let before = store.audit_last().await.unwrap().unwrap().seq;
+    let err = channel.record_job(&ear, &genuine, "job-forged", None).await.unwrap_err();
+    assert!(err.to_string().contains("already used: each is accepted once"), "{err}");
+    assert_eq!(store.audit_last().await.unwrap().unwrap().seq, before, "a replay wrote");
 }
 
 /// A training job over the labelled breast-cancer table, `budget` in the data owner's grant,

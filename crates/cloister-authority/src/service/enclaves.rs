@@ -7,6 +7,9 @@ use super::*;
 /// How long a signed answer is valid: long enough for a slow network, short enough that an old
 /// answer cannot stand in for a new one (each is also bound to its request by digest).
 const ANSWER_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300);
+/// Seconds a spent statement is kept past its expiry: more than the clock skew verification
+/// allows.
+const STATEMENT_SKEW: i64 = 120;
 /// Shortest and longest request nonce (unpadded base64url of 16 to 64 bytes).
 const REQUEST_NONCE_CHARS: std::ops::RangeInclusive<usize> = 22..=86;
 
@@ -47,6 +50,21 @@ impl Service {
         let statement = receipt_key
             .verify::<T>(what, &request.statement, now as u64)
             .map_err(|e| refused(format!("the {what} statement: {e}")))?;
+        // A statement counts once: the host that relays it cannot post it again with a fresh
+        // request nonce (each post was another audit entry). Enclaves sign a new one per request.
+        let digest = format!("statement:{}", Hex(statement.token_sha256.to_vec()));
+        let keep_until =
+            i64::try_from(statement.expires_at).unwrap_or(i64::MAX).saturating_add(STATEMENT_SKEW);
+        match self.store.spend_once(id, &digest, keep_until, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(ServiceError::Conflict(format!(
+                    "this {what} statement was already used: each is accepted once; the enclave \
+                     signs a new one for every request"
+                )));
+            }
+            Err(other) => return Err(other.into()),
+        }
         Ok((cached.tenant_id.clone(), cpu0, statement.claims, statement.expires_at))
     }
 

@@ -132,7 +132,8 @@ impl Service {
         // again, and nothing it sends twice is answered or recorded twice. The nonce is kept
         // past the proof's expiry by more than the clock skew verification allows.
         let until = now.saturating_add(2 * RELEASE_PROOF_VALIDITY.as_secs() as i64);
-        match self.store.spend_release_nonce(&row.id, &request.nonce, until, now).await {
+        let nonce = format!("release:{}", request.nonce);
+        match self.store.spend_once(&row.id, &nonce, until, now).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
                 // The refusal reads like every other unauthenticated one: whoever relays the

@@ -1487,21 +1487,21 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Spends the nonce of an enclave's key release request for broker key `broker_key`, kept
-    /// until `keep_until` (past the request's proof's expiry), forgetting those whose time is
-    /// up: [`StoreError::Conflict`] when it was spent before. Kept with the reservation ids (the
-    /// same lifetime rule; ids there are hexadecimal, so a prefixed nonce never meets one), in
-    /// the database so that every replica of the service answers a nonce once between them.
-    pub async fn spend_release_nonce(
+    /// Spends `id` (a request nonce or a statement's digest, prefixed by what it is) within
+    /// `scope` (a broker key, an instance), kept until `keep_until` (past the expiry of what
+    /// carried it), forgetting those whose time is up: [`StoreError::Conflict`] when it was
+    /// spent before. Kept with the reservation ids (the same lifetime rule; ids there are
+    /// hexadecimal, so a prefixed id never meets one), in the database so that every replica
+    /// of the service accepts each once between them.
+    pub async fn spend_once(
         &self,
-        broker_key: &str,
-        nonce: &str,
+        scope: &str,
+        id: &str,
         keep_until: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let id = format!("release:{nonce}");
         in_write_tx!(self, |tx| {
-            spend_reservation_id!(tx, broker_key, (id.as_str(), keep_until), now);
+            spend_reservation_id!(tx, scope, (id, keep_until), now);
         });
         Ok(())
     }
