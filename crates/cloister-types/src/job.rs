@@ -86,6 +86,16 @@ impl JobSpec {
     }
 }
 
+/// Whether `id` may name a stored object: 1 to 128 ASCII letters, digits, `.`, `_` and `-`, not
+/// starting with `.` (a file name on the worker's disk, and the id a data set is registered
+/// under at the attestation service, which so never holds a character one backend cannot store).
+pub fn is_object_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// An owner's authorisation for one job to use one of its objects (signed as a JWS by the owner).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grant {

@@ -58,11 +58,7 @@ impl ObjectStore {
     }
 
     fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
-        let valid = !id.is_empty()
-            && id.len() <= 128
-            && !id.starts_with('.')
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-        if !valid {
+        if !cloister_types::job::is_object_id(id) {
             return Err(StoreError::BadId(id.to_owned()));
         }
         Ok(self.root.join(id))

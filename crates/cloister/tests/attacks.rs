@@ -385,6 +385,13 @@ async fn only_the_registered_owners_grant_charges_a_data_set_and_only_once_per_j
     let err = charge(&bed, "train-1", vec![charge_with(&data, &grant)]).await.unwrap_err();
     assert!(err.contains("is registered"), "{err}");
 
+    // An object id no worker stores under (round 10: a NUL inside the signed statement, which
+    // SQLite stored and PostgreSQL answered 500 for) is refused on every backend.
+    for bad in ["nul\u{0}obj", "../rows", ""] {
+        let err = registry.register_dataset(&register(&owner.signing, &data.sha256, bad)).await;
+        assert!(err.unwrap_err().to_string().contains("the object id must be"), "{bad:?}");
+    }
+
     // The owner registers first; a stranger's later claim on the same digest is refused.
     registry.register_dataset(&register(&owner.signing, &data.sha256, "rows")).await.unwrap();
     let err = registry.register_dataset(&register(&stranger, &data.sha256, "rows")).await;

@@ -9,8 +9,6 @@ const REGISTRATION_ANSWER_VALIDITY: std::time::Duration = std::time::Duration::f
 
 /// Most data sets one training job charges.
 const MAX_CHARGES: usize = 256;
-/// Longest object id a registration may give.
-const MAX_OBJECT_ID_LEN: usize = 256;
 
 impl Service {
     /// Registers a data set to its owner: `request.statement` is a
@@ -34,10 +32,14 @@ impl Service {
                 "the registration must name the sealed data set's SHA-256 (32 bytes)".into(),
             ));
         }
-        if statement.object_id.is_empty() || statement.object_id.len() > MAX_OBJECT_ID_LEN {
-            return Err(ServiceError::BadRequest(format!(
-                "the object id must be 1 to {MAX_OBJECT_ID_LEN} bytes"
-            )));
+        // The worker's rule for object ids: inside a signed statement, no NUL or other
+        // character one backend stores and another refuses (red team, round 10).
+        if !cloister_types::job::is_object_id(&statement.object_id) {
+            return Err(ServiceError::BadRequest(
+                "the object id must be 1 to 128 ASCII letters, digits, '.', '_' or '-', not \
+                 starting with '.' (what a worker stores objects under)"
+                    .into(),
+            ));
         }
         let row = DatasetRow {
             sha256: statement.sha256.to_string(),
