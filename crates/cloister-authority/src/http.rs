@@ -315,11 +315,17 @@ async fn refuse_nul(request: Request, next: Next) -> Response {
     if request.uri().path().to_ascii_lowercase().contains("%00") {
         return refused("path");
     }
+    // What axum's JSON extractor takes: `application/json` and any `application/…+json`
+    // (round 10 sent a NUL as `application/vnd.x+json`).
     let is_json = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .is_some_and(|essence| {
+            essence == "application/json"
+                || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
     if !is_json {
         return next.run(request).await;
     }
@@ -896,6 +902,15 @@ mod tests {
             assert!(body.contains("NUL character"), "{body}");
             let (status, body) = call("/v1/datasets?x=%00", r#"{}"#).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            // As any JSON type the extractor takes (round 10: `application/vnd.x+json`).
+            let request = axum::http::Request::builder()
+                .method("POST")
+                .uri("/v1/datasets")
+                .header(CONTENT_TYPE, "application/vnd.x+json; charset=utf-8")
+                .body(axum::body::Body::from(nul))
+                .expect("request");
+            let (status, _) = send(&app, request).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
             // In a path parameter (red team, round 9), for anyone.
             let (status, body) = call("/v1/instances/in_%00/challenge", r#"{}"#).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
