@@ -394,6 +394,10 @@ async fn only_the_registered_owners_grant_charges_a_data_set_and_only_once_per_j
 
     // The owner registers first; a stranger's later claim on the same digest is refused.
     registry.register_dataset(&register(&owner.signing, &data.sha256, "rows")).await.unwrap();
+    // Again, the same: nothing changes. Under another id: refused, naming the first (round 10).
+    registry.register_dataset(&register(&owner.signing, &data.sha256, "rows")).await.unwrap();
+    let err = registry.register_dataset(&register(&owner.signing, &data.sha256, "rows-2")).await;
+    assert!(err.unwrap_err().to_string().contains("already registered as object rows"));
     let err = registry.register_dataset(&register(&stranger, &data.sha256, "rows")).await;
     assert!(err.unwrap_err().to_string().contains("registered to another owner"));
 

@@ -55,7 +55,17 @@ impl Service {
                 row.sha256
             )));
         }
-        if registered.registered_at == now && registered.object_id == row.object_id {
+        // The same owner, another object id: the first registration stands, and the answer says
+        // so rather than answering 200 about a registration that was not made (red team, round
+        // 10: a client reading only the status would take it as done).
+        if registered.object_id != row.object_id {
+            return Err(ServiceError::Conflict(format!(
+                "the data set with digest {} is already registered as object {}; register it \
+                 under that id",
+                row.sha256, registered.object_id
+            )));
+        }
+        if registered.registered_at == now {
             self.record(
                 &Principal::Anonymous,
                 AuditKind::DatasetRegistered,
