@@ -255,7 +255,9 @@ def verify_batch_receipt(
     """Verify a done batch job's receipt from the worker's status (``GET /v1/batch/{id}``).
 
     The signer's certificate chain is checked at the time the receipt was signed (the signer may
-    be long gone), then the receipt's job, measurement and chunks. Returns the receipt as a dict.
+    be long gone), then the receipt's job and measurement, and that the status's chunks are the
+    ones the receipt commits to (count and digest). Returns the receipt as a dict, with the
+    verified chunks under ``"chunks"``.
     Raises :class:`EnclaveError` or :class:`ReceiptError`.
     """
     return json.loads(
