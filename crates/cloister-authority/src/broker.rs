@@ -427,8 +427,7 @@ pub fn check_proof(
     if request.proof.is_empty() {
         return Err(refused("the request has no proof".into()));
     }
-    let nonce_ok = Base64Url::parse(&request.nonce).is_ok_and(|n| (16..=64).contains(&n.0.len()));
-    if !nonce_ok {
+    if !cloister_types::api::is_request_nonce(&request.nonce) {
         return Err(refused("its nonce is not 16 to 64 random bytes in base64url".into()));
     }
     // Without a cpu0 there is no enclave key to sign with: refused as unauthenticated.

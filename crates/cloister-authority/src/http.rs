@@ -329,8 +329,10 @@ async fn refuse_nul(request: Request, next: Next) -> Response {
     if !is_json {
         return next.run(request).await;
     }
+    // No more than the route's own body limit is ever buffered here.
+    let limit = if request.uri().path() == "/v1/instances/import" { MAX_BUNDLE } else { MAX_BODY };
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BUNDLE).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",

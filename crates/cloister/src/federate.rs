@@ -121,7 +121,8 @@ pub async fn join(joining: &Joining, rows: &Path, out: &Path) -> Result<Particip
     let parsed = LabelledRows::from_csv(&plain)
         .with_context(|| format!("{} is not a labelled CSV", rows.display()))?;
     let (client, enclave) = attest(target).await?;
-    let service_key = crate::parties::ensure_enclave_uses(&enclave, registry).await?;
+    // Both paths refuse an enclave pinned to another service than `registry` before sealing
+    // (`seal_register_and_upload` checks it itself).
     let data = match to {
         SealTo::Enclave => {
             seal_register_and_upload(
@@ -130,6 +131,7 @@ pub async fn join(joining: &Joining, rows: &Path, out: &Path) -> Result<Particip
             .await?
         }
         SealTo::Broker(recipient) => {
+            let service_key = crate::parties::ensure_enclave_uses(&enclave, registry).await?;
             seal_to_broker_register_and_upload(
                 &client,
                 registry,

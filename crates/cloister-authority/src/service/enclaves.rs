@@ -10,8 +10,6 @@ const ANSWER_VALIDITY: std::time::Duration = std::time::Duration::from_secs(300)
 /// Seconds a spent statement is kept past its expiry: more than the clock skew verification
 /// allows.
 const STATEMENT_SKEW: i64 = 120;
-/// Shortest and longest request nonce (unpadded base64url of 16 to 64 bytes).
-const REQUEST_NONCE_CHARS: std::ops::RangeInclusive<usize> = 22..=86;
 
 impl Service {
     /// Verifies a statement an enclave attested by instance `id` sends: its EAR token with the
@@ -155,8 +153,7 @@ impl Service {
 
 /// Checks the request nonce an enclave drew: 16 to 64 random bytes in unpadded base64url.
 pub(super) fn check_request_nonce(nonce: &str) -> Result<()> {
-    let decodes = Base64Url::parse(nonce).is_ok();
-    if !decodes || !REQUEST_NONCE_CHARS.contains(&nonce.len()) {
+    if !cloister_types::api::is_request_nonce(nonce) {
         return Err(ServiceError::BadRequest(
             "the request nonce must be 16 to 64 random bytes in unpadded base64url".into(),
         ));
