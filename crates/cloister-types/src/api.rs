@@ -514,7 +514,7 @@ pub struct KeyReleaseRequest {
 /// Whether `nonce` has the form of an enclave's request nonce: 16 to 64 bytes in unpadded
 /// base64url (what [`KeyReleaseRequest::nonce`] and [`RecordJob::nonce`] must be).
 pub fn is_request_nonce(nonce: &str) -> bool {
-    (22..=86).contains(&nonce.len()) && crate::Base64Url::parse(nonce).is_ok()
+    (22..=86).contains(&nonce.len()) && Base64Url::parse(nonce).is_ok()
 }
 
 /// What a [`KeyReleaseRequest::proof`] is signed as.
