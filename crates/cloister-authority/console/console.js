@@ -17,7 +17,9 @@
   const utf8 = new TextEncoder();
 
   const $ = (id) => document.getElementById(id);
-  const state = { audit: [], page: 0, flags: new Map(), verified: false, instance: null };
+  const state = {
+    audit: [], page: 0, flags: new Map(), verified: false, instance: null, challenge: null,
+  };
 
   // ---- small DOM helpers: text only ---------------------------------------------------------
 
@@ -143,11 +145,137 @@
     $('signin').hidden = true;
     $('nav').hidden = false;
     $('sign-out').hidden = false;
-    $('whoami').textContent = role === 'operator' ? 'signed in as the operator' : 'signed in as a tenant admin';
+    $('whoami').textContent = {
+      operator: 'signed in as the operator',
+      tenant: 'signed in as a tenant admin',
+      owner: 'signed in as a data owner',
+    }[role] || '';
     for (const el of document.querySelectorAll('[data-role]')) {
-      el.hidden = el.dataset.role !== role;
+      el.hidden = !el.dataset.role.split(' ').includes(role);
     }
-    open(role === 'operator' ? 'tenants' : 'instances');
+    open({ operator: 'tenants', tenant: 'instances', owner: 'datasets' }[role] || 'health');
+  }
+
+  // ---- data owners: sign-in with a party key -------------------------------------------------
+
+  // The secret key never comes to the page: the owner answers the challenge with
+  // `cloister owner sign-in` on its own machine and pastes the one-line answer.
+  async function ownerChallenge() {
+    const challenge = await api('POST', '/v1/owners/challenge');
+    state.challenge = challenge.challenge;
+    $('owner-command').textContent = 'cloister owner sign-in --key YOUR_PARTY.key ' +
+      `--service-fingerprint ${challenge.service_key_sha256} \\\n  ${challenge.challenge}`;
+    $('owner-steps').hidden = false;
+  }
+
+  async function ownerSignIn() {
+    let answer;
+    try {
+      answer = JSON.parse($('owner-answer').value.trim());
+    } catch (_) {
+      throw new Error('Paste the one line of JSON that cloister owner sign-in printed.');
+    }
+    if (!answer || typeof answer !== 'object' || answer.challenge !== state.challenge) {
+      throw new Error('That answer is for another challenge: answer the challenge shown here.');
+    }
+    const session = await api('POST', '/v1/owners/sessions', {
+      owner: answer.owner,
+      challenge: answer.challenge,
+      statement: answer.statement,
+    });
+    $('owner-answer').value = '';
+    $('owner-steps').hidden = true;
+    sessionStorage.setItem(TOKEN_KEY, session.token);
+    sessionStorage.setItem(ROLE_KEY, 'owner');
+    enter();
+  }
+
+  function pair(budget) {
+    if (!budget || typeof budget.epsilon !== 'number') return '—';
+    return `(${budget.epsilon.toPrecision(4)}, ${budget.delta})`;
+  }
+
+  async function loadDatasets() {
+    const view = await api('GET', '/v1/owners/me');
+    $('owner-key').textContent = view.owner;
+    const sets = body('datasets-table');
+    const charges = body('charges-table');
+    for (const d of view.datasets) {
+      const last = d.charges.length ? d.charges[d.charges.length - 1] : null;
+      const total = last && last.account ? pair(last.account.total) : (last ? 'unbounded or not kept' : '—');
+      addRow(sets, [d.object_id, d.sha256, when(d.registered_at), d.charges.length, total,
+        last ? pair(last.budget) : '—']);
+      for (const c of d.charges) {
+        addRow(charges, [d.object_id, c.job_id, c.instance_id, when(c.charged_at),
+          c.account ? pair(c.account.job) : '—', c.account ? pair(c.account.total) : '—']);
+      }
+    }
+    const jobs = body('owner-jobs-table');
+    for (const j of view.jobs) {
+      const tr = addRow(jobs, [j.audit_seq, when(j.at), j.job_id, j.outcome,
+        j.detail && j.detail.instance, j.detail && j.detail.measurement]);
+      if (j.outcome !== 'success') tr.classList.add('refused');
+    }
+  }
+
+  // ---- receipts, for anyone -----------------------------------------------------------------
+
+  async function explainReceipt(file) {
+    if (!file) return;
+    if (file.size > 1 << 20) throw new Error('That file is over 1 MiB: not a job status.');
+    const text = await file.text();
+    let status;
+    try {
+      status = JSON.parse(text);
+    } catch (_) {
+      throw new Error('That file is not JSON: drop what cloister job status ID --json printed.');
+    }
+    const explanation = await api('POST', '/v1/receipts/explain', status);
+    const verdict = $('receipt-verdict');
+    verdict.textContent = explanation.verified
+      ? `Verified: every check passed (${file.name}).`
+      : `NOT verified (${file.name}): see the failed check below.`;
+    verdict.className = explanation.verified ? 'ok' : 'broken';
+    const warnings = $('receipt-warnings');
+    warnings.replaceChildren();
+    for (const w of explanation.warnings || []) {
+      const li = document.createElement('li');
+      li.textContent = 'Warning: ' + w;
+      li.className = 'alert';
+      warnings.appendChild(li);
+    }
+    const checks = body('receipt-checks');
+    for (const c of explanation.checks) {
+      const tr = addRow(checks, [c.check, c.passed ? 'passed' : 'FAILED', c.detail]);
+      if (!c.passed) tr.classList.add('broken');
+    }
+    const claims = $('receipt-claims');
+    claims.replaceChildren();
+    const r = explanation.receipt;
+    if (r) {
+      const facts = [
+        ['Job', r.job_id], ['Job digest', r.job_digest], ['Rows', r.rows],
+        ['Chunks', r.chunk_count], ['Measurement', r.measurement],
+        ['Enclaves that ran it', (r.enclaves || []).length],
+        ['Submitted', when(r.submitted_at)], ['Finished', when(r.finished_at)],
+        ['Audit checkpoint', r.audit_checkpoint ? `entry ${r.audit_checkpoint.seq}` : ''],
+        ['Erased when it ended', (r.erased || []).join(', ')],
+        ['Inputs', (r.inputs || []).map((i) => `${i.object_id} (${i.ciphertext_sha256})`).join('; ')],
+      ];
+      for (const [term, value] of facts) {
+        const dt = document.createElement('dt');
+        dt.textContent = term;
+        const dd = document.createElement('dd');
+        dd.textContent = value === undefined || value === null ? '' : String(value);
+        claims.append(dt, dd);
+      }
+    }
+  }
+
+  function openReceipt() {
+    for (const section of document.querySelectorAll('.view')) {
+      section.hidden = section.id !== 'view-receipt';
+    }
   }
 
   const loaders = {
@@ -157,6 +285,8 @@
     attestations: loadAttestations,
     keys: loadKeys,
     audit: loadAudit,
+    datasets: loadDatasets,
+    receipt: async () => {},
   };
 
   function open(view) {
@@ -638,6 +768,26 @@
       b.addEventListener('click', () => open(b.dataset.view));
     }
     $('health-refresh').addEventListener('click', () => guarded(loadHealth));
+    $('owner-challenge').addEventListener('click', () => guarded(ownerChallenge));
+    $('owner-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      guarded(ownerSignIn);
+    });
+    $('receipt-open').addEventListener('click', openReceipt);
+    $('receipt-file').addEventListener('change', () => {
+      guarded(() => explainReceipt($('receipt-file').files[0]));
+    });
+    const drop = $('receipt-drop');
+    drop.addEventListener('dragover', (event) => {
+      event.preventDefault();
+      drop.classList.add('over');
+    });
+    drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+    drop.addEventListener('drop', (event) => {
+      event.preventDefault();
+      drop.classList.remove('over');
+      guarded(() => explainReceipt(event.dataTransfer.files[0]));
+    });
     for (const [form, action] of [['tenant-form', createTenant], ['instance-form', createInstance],
       ['policy-form', updatePolicy], ['diff-form', showDiff]]) {
       $(form).addEventListener('submit', (event) => {

@@ -119,6 +119,10 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/v1/keys/{id}/revoke", "owner"),
     ("GET", "/v1/audit", "operator or tenant"),
     ("GET", "/v1/audit/chain", "operator"),
+    ("POST", "/v1/owners/challenge", "anyone"),
+    ("POST", "/v1/owners/sessions", "anyone (an owner's signed statement)"),
+    ("GET", "/v1/owners/me", "data owner (session)"),
+    ("POST", "/v1/receipts/explain", "anyone"),
 ];
 
 /// The OpenAPI document `/openapi.json` serves.
@@ -189,6 +193,10 @@ pub fn service_router_with(service: Shared, options: &HttpOptions) -> Router {
         .route("/v1/keys/{id}/revoke", post(revoke_key))
         .route("/v1/audit", get(audit))
         .route("/v1/audit/chain", get(audit_chain))
+        .route("/v1/owners/challenge", post(owner_challenge))
+        .route("/v1/owners/sessions", post(owner_sign_in))
+        .route("/v1/owners/me", get(owner_view))
+        .route("/v1/receipts/explain", post(explain_receipt))
         .layer(middleware::from_fn(refuse_nul))
         .layer(middleware::from_fn_with_state(guard, limit_rate))
         .layer(middleware::from_fn_with_state(service.clone(), authenticate))
@@ -240,7 +248,7 @@ async fn authenticate(State(service): State<Shared>, mut request: Request, next:
             );
         }
     };
-    match service.authenticate(bearer.as_deref()).await {
+    match service.authenticate(bearer.as_deref(), now()).await {
         Ok(principal) => {
             request.extensions_mut().insert(Caller(principal));
             next.run(request).await
@@ -718,6 +726,39 @@ async fn audit_chain(
     Ok(Json(service.audit_chain(&who, now()).await?))
 }
 
+async fn owner_challenge(
+    State(service): State<Shared>,
+) -> ApiResult<Json<cloister_types::api::OwnerChallenge>> {
+    Ok(Json(service.owner_challenge(now())?))
+}
+
+async fn owner_sign_in(
+    State(service): State<Shared>,
+    Json(request): Json<cloister_types::api::OwnerSignIn>,
+) -> ApiResult<Json<cloister_types::api::OwnerSession>> {
+    Ok(Json(service.owner_sign_in(&request, now()).await?))
+}
+
+async fn owner_view(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+) -> ApiResult<Json<cloister_types::api::OwnerView>> {
+    Ok(Json(service.owner_view(&who, now()).await?))
+}
+
+async fn explain_receipt(
+    State(service): State<Shared>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<cloister_types::api::ReceiptExplanation>> {
+    let status: cloister_types::batch::BatchStatus =
+        serde_json::from_slice(&body).map_err(|e| {
+            ServiceError::BadRequest(format!(
+                "not a done batch job's status as `cloister job status ID --json` prints it: {e}"
+            ))
+        })?;
+    Ok(Json(service.explain_receipt(&status, now()).await))
+}
+
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(ErrorBody { code: code.to_owned(), message: message.to_owned() })).into_response()
 }
@@ -739,6 +780,7 @@ impl IntoResponse for ServiceApiError {
             ServiceError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             ServiceError::Denied(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ServiceError::Token(_) => (StatusCode::UNAUTHORIZED, "bad_attestation_result"),
+            ServiceError::SignIn(_) => (StatusCode::UNAUTHORIZED, "sign_in_refused"),
             ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),

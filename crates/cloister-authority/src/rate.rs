@@ -80,9 +80,15 @@ impl RouteClass {
             ("POST", "/v1/keys/release") => RouteClass::Release,
             // Fresh service evidence costs the TEE a quote or report each time: as scarce as
             // registrations.
-            ("POST", "/v1/datasets" | "/v1/grants/revoke" | "/v1/service-key/challenge") => {
-                RouteClass::Registration
-            }
+            (
+                "POST",
+                "/v1/datasets"
+                | "/v1/grants/revoke"
+                | "/v1/service-key/challenge"
+                | "/v1/owners/challenge"
+                | "/v1/owners/sessions"
+                | "/v1/receipts/explain",
+            ) => RouteClass::Registration,
             (
                 "POST",
                 "/v1/instances/{id}/jobs"

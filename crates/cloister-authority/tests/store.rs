@@ -1296,6 +1296,21 @@ async fn privacy_charges_compose_refuse_whole_jobs_and_race_across_replicas(db: 
     let Charged::New(only_b) = only_b else { panic!("b alone fits: {only_b:?}") };
     assert_eq!(only_b[0].jobs, 1, "the refused job charged nothing");
 
+    // What the owner reads (GET /v1/owners/me): each charge once, replays and refusals not
+    // recorded, with the account it produced and the budget its grant set.
+    let on_a = store.charges_on(&"01".repeat(32)).await.expect("db");
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert_eq!((on_a[0].job_id.as_str(), on_a[0].job_digest.as_str()), ("job-1", "d1"));
+    let kept: cloister_types::job::PrivacyAccount =
+        serde_json::from_str(on_a[0].account_json.as_deref().expect("account kept")).expect("json");
+    assert_eq!(kept, accounts[0]);
+    let kept: PrivacyBudget =
+        serde_json::from_str(on_a[0].budget_json.as_deref().expect("budget kept")).expect("json");
+    assert_eq!(kept, a.budget.expect("a budget"));
+    let on_b = store.charges_on(&"02".repeat(32)).await.expect("db");
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    assert_eq!((on_b[0].job_id.as_str(), on_b[0].budget_json.as_deref()), ("job-3", None));
+
     // Two replicas race ten jobs on a fresh data set with room for one: exactly one is charged.
     let replicas = [db.open().await, db.open().await];
     let mut tasks = Vec::new();

@@ -249,3 +249,45 @@ pub fn verify_batch_receipt(
     check(!receipt.erased.is_empty(), || "the receipt confirms no erasure".to_owned())?;
     Ok(VerifiedBatch { receipt, chunks: chunks.clone() })
 }
+
+/// How long an owner's sign-in statement may be presented: it answers a challenge that is itself
+/// valid for five minutes.
+pub const SIGN_IN_VALIDITY: Duration = Duration::from_secs(300);
+
+/// A data owner's answer to a console sign-in challenge: `{"owner", "challenge", "statement"}`,
+/// the statement signed with the owner's party key over the challenge and the fingerprint of
+/// the service the owner means to sign in to (`service_key_sha256`, what the owner pinned), so
+/// it is good for one sign-in at that service only. Refuses a challenge that is not a signed
+/// token (the statement would answer nothing).
+pub fn owner_sign_in(
+    signing: &SigningKey,
+    challenge: &str,
+    service_key_sha256: &Hex,
+) -> Result<cloister_types::api::OwnerSignIn, ProtocolError> {
+    let challenge = challenge.trim();
+    if challenge.split('.').count() != 3 || challenge.len() > 4096 {
+        return Err(ProtocolError::Mismatch(
+            "the challenge is not a service challenge (copy it whole from the console)".to_owned(),
+        ));
+    }
+    if service_key_sha256.as_bytes().len() != 32 {
+        return Err(ProtocolError::Mismatch(
+            "the service key fingerprint must be a SHA-256 (64 hex digits)".to_owned(),
+        ));
+    }
+    let statement = cloister_types::api::OwnerSignInStatement {
+        challenge_sha256: Hex(Sha256::digest(challenge.as_bytes()).to_vec()),
+        service_key_sha256: service_key_sha256.clone(),
+    };
+    let statement = signing.sign(
+        cloister_types::api::OWNER_SIGN_IN,
+        &statement,
+        unix_now(),
+        SIGN_IN_VALIDITY,
+    )?;
+    Ok(cloister_types::api::OwnerSignIn {
+        owner: signing.public_key().to_text(),
+        challenge: challenge.to_owned(),
+        statement,
+    })
+}

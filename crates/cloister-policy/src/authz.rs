@@ -17,6 +17,12 @@ pub enum Principal {
         /// The tenant.
         tenant: String,
     },
+    /// A data owner signed in with its party key (an owner session): reads what the service
+    /// keeps about its own data sets, nothing else.
+    DataOwner {
+        /// The owner's party public key.
+        key: String,
+    },
     /// No credential: enclaves and relying parties. Evidence and attestation results
     /// authenticate them where it matters (attest, key release), not a bearer token.
     Anonymous,
@@ -27,6 +33,7 @@ impl fmt::Display for Principal {
         match self {
             Principal::Operator => f.write_str("operator"),
             Principal::TenantAdmin { tenant } => write!(f, "tenant:{tenant}"),
+            Principal::DataOwner { key } => write!(f, "owner:{key}"),
             Principal::Anonymous => f.write_str("anonymous"),
         }
     }
@@ -64,6 +71,8 @@ pub enum Action {
     RequestKeyRelease,
     /// Read audit records.
     ReadAudit,
+    /// Read a party's data sets, their privacy charges and the jobs recorded over them.
+    ReadOwnData,
 }
 
 /// What the action is applied to: the tenant that owns it, when it has one.
@@ -75,6 +84,8 @@ pub enum Resource<'a> {
     OwnTenant,
     /// Something owned by a tenant: an instance, a broker key, audit records.
     OwnedBy(&'a str),
+    /// What a party (a data owner, by its public key) owns: its data sets.
+    Party(&'a str),
 }
 
 /// A refusal, with the words a caller gets back.
@@ -119,6 +130,7 @@ pub fn authorize(
             | A::ReadAudit,
             Resource::OwnedBy(owner),
         ) => tenant == owner,
+        (Principal::DataOwner { key }, A::ReadOwnData, Resource::Party(owner)) => key == owner,
         _ => false,
     };
     if allowed {
@@ -131,6 +143,7 @@ pub fn authorize(
                 Resource::Service => "the service".to_owned(),
                 Resource::OwnTenant => "a tenant scope".to_owned(),
                 Resource::OwnedBy(owner) => format!("a resource of tenant {owner}"),
+                Resource::Party(_) => "another party's data sets".to_owned(),
             },
         })
     }
@@ -140,7 +153,7 @@ pub fn authorize(
 mod tests {
     use super::*;
 
-    const ALL: [Action; 14] = [
+    const ALL: [Action; 15] = [
         Action::CreateTenant,
         Action::ListTenants,
         Action::CreateInstance,
@@ -155,6 +168,7 @@ mod tests {
         Action::ManageKeys,
         Action::RequestKeyRelease,
         Action::ReadAudit,
+        Action::ReadOwnData,
     ];
 
     fn admin(tenant: &str) -> Principal {
@@ -225,6 +239,35 @@ mod tests {
                     authorize(&Principal::Anonymous, action, resource).is_ok(),
                     public,
                     "{action:?} {resource:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_data_owner_reads_its_own_data_sets_and_nothing_beyond_the_public_surface() {
+        let owner = Principal::DataOwner { key: "k1".to_owned() };
+        assert_eq!(authorize(&owner, Action::ReadOwnData, Resource::Party("k1")), Ok(()));
+        assert!(authorize(&owner, Action::ReadOwnData, Resource::Party("k2")).is_err());
+        for action in ALL {
+            for resource in [Resource::Service, Resource::OwnTenant, Resource::OwnedBy("a")] {
+                let public = matches!(
+                    action,
+                    Action::Attest | Action::ReadInstancePublic | Action::RequestKeyRelease
+                ) && matches!(resource, Resource::OwnedBy(_));
+                assert_eq!(
+                    authorize(&owner, action, resource).is_ok(),
+                    public,
+                    "{action:?} {resource:?}"
+                );
+            }
+        }
+        // Nobody else reads a party's data sets: not the operator, not a tenant admin.
+        for who in [Principal::Operator, admin("k1"), Principal::Anonymous] {
+            for action in ALL {
+                assert!(
+                    authorize(&who, action, Resource::Party("k1")).is_err(),
+                    "{who} {action:?}"
                 );
             }
         }

@@ -442,6 +442,171 @@ pub struct GrantRevoked {
     pub revoked_at: i64,
 }
 
+/// What the service signs an owner sign-in challenge as.
+pub const OWNER_CHALLENGE: &str = "owner sign-in challenge";
+/// What a data owner signs, with its party key, to sign in to the console.
+pub const OWNER_SIGN_IN: &str = "owner sign-in";
+/// What the service signs an owner session token as.
+pub const OWNER_SESSION: &str = "owner session";
+
+/// `POST /v1/owners/challenge` response: a challenge for a data owner to sign with its party
+/// key (`cloister owner sign-in`), so that a party that holds a signing key, not a service
+/// token, can read what the service keeps about its data sets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerChallenge {
+    /// The challenge: a token signed by the service as [`OWNER_CHALLENGE`] over a fresh nonce.
+    pub challenge: String,
+    /// SHA-256 of the service signing key: the service the owner signs in to.
+    pub service_key_sha256: Hex,
+    /// Unix seconds after which the challenge is refused.
+    pub expires_at: i64,
+}
+
+/// The claims of an [`OwnerChallenge::challenge`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerChallengeClaims {
+    /// A fresh random nonce (answered once). Not `nonce`: signed tokens reserve that name.
+    pub challenge_nonce: String,
+}
+
+/// What a data owner signs as [`OWNER_SIGN_IN`]: the challenge it answers and the service it
+/// signs in to, so the statement is good for one sign-in at one service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerSignInStatement {
+    /// SHA-256 of the challenge text.
+    pub challenge_sha256: Hex,
+    /// SHA-256 of the service signing key (the fingerprint the owner pins).
+    pub service_key_sha256: Hex,
+}
+
+/// `POST /v1/owners/sessions` request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerSignIn {
+    /// The owner's party public key (`cloister-es256:…`).
+    pub owner: String,
+    /// The challenge, as the service gave it.
+    pub challenge: String,
+    /// An [`OwnerSignInStatement`] signed by `owner` as [`OWNER_SIGN_IN`].
+    pub statement: String,
+}
+
+/// `POST /v1/owners/sessions` response: a short-lived bearer token that reads the owner's own
+/// data sets and nothing else.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerSession {
+    /// The bearer token (signed by the service as [`OWNER_SESSION`]).
+    pub token: String,
+    /// The owner it is for.
+    pub owner: String,
+    /// Unix seconds after which it is refused.
+    pub expires_at: i64,
+}
+
+/// The claims of an [`OwnerSession::token`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerSessionClaims {
+    /// The owner's party public key.
+    pub owner: String,
+}
+
+/// `GET /v1/owners/me` response: the data sets registered to the signed-in owner, what each
+/// training job charged to their privacy accounts, and the jobs recorded over them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwnerView {
+    /// The owner's party public key.
+    pub owner: String,
+    /// Its registered data sets, oldest first.
+    pub datasets: Vec<OwnerDataset>,
+    /// The most recent jobs the service recorded with one of the owner's inputs (newest
+    /// first, at most [`OWNER_VIEW_JOBS`]).
+    pub jobs: Vec<OwnerJob>,
+}
+
+/// How many recorded jobs [`OwnerView::jobs`] lists at most.
+pub const OWNER_VIEW_JOBS: usize = 200;
+
+/// One registered data set in an [`OwnerView`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwnerDataset {
+    /// SHA-256 of the sealed data set.
+    pub sha256: Hex,
+    /// Its object id.
+    pub object_id: String,
+    /// When it was registered (Unix seconds).
+    pub registered_at: i64,
+    /// The privacy charges on it, oldest first.
+    pub charges: Vec<OwnerCharge>,
+}
+
+/// One training job's privacy charge on a data set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwnerCharge {
+    /// The job.
+    pub job_id: String,
+    /// Its digest (what the owner's grant named).
+    pub job_digest: String,
+    /// The instance whose enclave charged it.
+    pub instance_id: String,
+    /// When (Unix seconds).
+    pub charged_at: i64,
+    /// The data set's account after the charge (this job's and the composed total (ε, δ));
+    /// absent for charges recorded before the service kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<crate::job::PrivacyAccount>,
+    /// The budget the owner's grant set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::job::PrivacyBudget>,
+}
+
+/// A job recorded with one of the owner's inputs (an `job.authorized` audit record).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OwnerJob {
+    /// The job.
+    pub job_id: String,
+    /// When it was recorded (Unix seconds).
+    pub at: i64,
+    /// `success` (recorded, so a worker ran it) or `refused` (a revoked grant).
+    pub outcome: String,
+    /// The audit record's sequence number.
+    pub audit_seq: i64,
+    /// The instance, job digest, inputs, measurement and TEE, as recorded.
+    pub detail: serde_json::Value,
+}
+
+/// `POST /v1/receipts/explain` response: a batch receipt (a done job's status, as
+/// `cloister job status --json` prints it) checked and explained by the service that certified
+/// its signer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReceiptExplanation {
+    /// Whether every check passed.
+    pub verified: bool,
+    /// Each check, in order, with what it found; the first failure ends the list.
+    pub checks: Vec<ReceiptCheck>,
+    /// The receipt's claims, once its signature verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<serde_json::Value>,
+    /// What the reader must weigh even when every check passed (a simulated TEE above all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// One check of a [`ReceiptExplanation`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptCheck {
+    /// What was checked.
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What it found, in words.
+    pub detail: String,
+}
+
 /// `GET /v1/service-key` response: the attestation service's envelope public key, to which
 /// instance bundles exported for this service are sealed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -240,7 +240,10 @@ pub async fn status(target: &WorkerTarget, job_id: &str, watch: bool, json: bool
 }
 
 /// `job fetch`: verifies the receipt, downloads and checks every chunk, opens each with `secret`
-/// and writes the CSV to `output` (replaced only when everything checked).
+/// and writes the CSV to `output` (replaced only when everything checked), and the job's status
+/// beside it as `OUTPUT.receipt.json`: the receipt with its signer's certificate chain and the
+/// chunks it commits to, which anyone can check again later (the web console's *Verify a
+/// receipt*).
 pub async fn fetch(
     target: &WorkerTarget,
     job_id: &str,
@@ -259,13 +262,18 @@ pub async fn fetch(
     let verified = verify_batch_receipt(&status, &expectations)?;
     let output_bytes = download(&client, &verified.chunks, &key).await?;
     let receipt = &verified.receipt;
+    let mut receipt_path = output.as_os_str().to_owned();
+    receipt_path.push(".receipt.json");
+    let receipt_path = PathBuf::from(receipt_path);
     write_atomically(output, &output_bytes)?;
+    write_atomically(&receipt_path, &serde_json::to_vec_pretty(&status)?)?;
     eprintln!(
-        "{} rows in {} chunks written to {}; receipt verified (signed by an enclave with measurement {})",
+        "{} rows in {} chunks written to {}; receipt verified (signed by an enclave with measurement {}) and kept in {}",
         receipt.rows,
         verified.chunks.len(),
         output.display(),
-        receipt.measurement
+        receipt.measurement,
+        receipt_path.display()
     );
     Ok(())
 }

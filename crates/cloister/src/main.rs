@@ -74,6 +74,10 @@ enum Command {
     /// profile them.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Data owner: sign in to the web console with your party key (the console then shows
+    /// your data sets, their privacy charges and the jobs recorded over them).
+    #[command(subcommand)]
+    Owner(cmd::owner::OwnerCommand),
     /// Back up the attestation service's SQLite database and service key, or restore them into
     /// a fresh service; both verify the copy's audit log against the key.
     #[command(subcommand)]
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::ServingPolicy(command) => cmd::model::serving_policy(command),
         Command::Federate(command) => runtime()?.block_on(cmd::federate::run(command)),
         Command::Data(command) => cmd::data::run(command),
+        Command::Owner(command) => cmd::owner::run(command),
         Command::Backup(command) => cmd::package::backup(command),
         Command::Completions { shell } => {
             cloister::manpages::completions(Cli::command(), shell, &mut std::io::stdout());

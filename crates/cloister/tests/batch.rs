@@ -358,6 +358,32 @@ async fn batch_job_killed_and_resumed_gives_identical_results() {
     let out = bed.fetch(&second.url, "job-a", "data-provider", &fetched_a);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // Fetch keeps the receipt beside the output, and the service that certified the signer
+    // explains it to anyone (the console's *Verify a receipt*); an altered one is not verified.
+    let kept: BatchStatus =
+        serde_json::from_slice(&std::fs::read(bed.tmp.path().join("a.csv.receipt.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept.receipt, done_a.receipt);
+    let now = cloister_sign::unix_now() as i64;
+    let explained = bed.authority.service.explain_receipt(&kept, now).await;
+    assert!(explained.verified, "{explained:#?}");
+    assert!(explained.checks.iter().all(|c| c.passed), "{explained:#?}");
+    assert_eq!(explained.checks.len(), 4, "{explained:#?}");
+    assert!(explained.checks[3].detail.contains("holds the signed checkpoint"), "{explained:#?}");
+    assert!(explained.warnings.iter().any(|w| w.contains("SIMULATED")), "{explained:#?}");
+    assert_eq!(explained.receipt.as_ref().unwrap()["rows"], rows);
+    for (status, why) in [(&dropped, "chunks, the worker lists"), (&altered, "does not verify")] {
+        let explained = bed.authority.service.explain_receipt(status, now).await;
+        assert!(!explained.verified, "{explained:#?}");
+        let failed = explained.checks.last().unwrap();
+        assert!(!failed.passed && failed.detail.contains(why), "{explained:#?}");
+        assert!(explained.receipt.is_none(), "{explained:#?}");
+    }
+    let mut unsigned = kept.clone();
+    unsigned.receipt_signer_chain_pem = None;
+    let explained = bed.authority.service.explain_receipt(&unsigned, now).await;
+    assert!(!explained.verified && explained.checks.len() == 1, "{explained:#?}");
+
     // A wrong key opens nothing and writes nothing.
     let nothing = bed.tmp.path().join("nothing.csv");
     let out = bed.fetch(&second.url, "job-a", "model-provider", &nothing);

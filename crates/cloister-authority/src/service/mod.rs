@@ -55,6 +55,7 @@ mod instances;
 mod keys;
 mod ledger;
 mod migration;
+mod owners;
 mod tenants;
 mod usage;
 
@@ -93,6 +94,9 @@ pub enum ServiceError {
     /// An enclave's attestation result or signed statement did not verify.
     #[error("{0}")]
     Token(String),
+    /// A data owner's sign-in was refused (its statement, the challenge or the session).
+    #[error("{0}")]
+    SignIn(String),
     /// A migration bundle was refused.
     #[error(transparent)]
     Bundle(#[from] BundleError),

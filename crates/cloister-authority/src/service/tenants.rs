@@ -17,10 +17,14 @@ impl Service {
         }
     }
 
-    /// Who presents `bearer` (none: [`Principal::Anonymous`]). A token that is not ours is an
-    /// error, never a silent downgrade to anonymous.
-    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Principal> {
+    /// Who presents `bearer` (none: [`Principal::Anonymous`]): an operator or tenant token, or
+    /// a data owner's session token. A token that is not ours is an error, never a silent
+    /// downgrade to anonymous.
+    pub async fn authenticate(&self, bearer: Option<&str>, now: i64) -> Result<Principal> {
         let Some(token) = bearer else { return Ok(Principal::Anonymous) };
+        if let Some(owner) = self.owner_session(token, now) {
+            return owner;
+        }
         let Some(row) = self.store.credential(&token_hash(token)).await? else {
             return Err(ServiceError::Unauthenticated);
         };

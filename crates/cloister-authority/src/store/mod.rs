@@ -25,8 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::AuditEvent;
 
 pub use rows::{
-    AuditRow, BrokerKeyRow, CheckpointRow, CredentialRow, DatasetRow, InstanceKeyRow, InstanceRow,
-    PolicyVersionRow, RevokedGrantRow, TenantRow,
+    AuditRow, BrokerKeyRow, ChargeRow, CheckpointRow, CredentialRow, DatasetRow, InstanceKeyRow,
+    InstanceRow, PolicyVersionRow, RevokedGrantRow, TenantRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -387,6 +387,10 @@ fn refill(
     let elapsed = now.saturating_sub(refilled_at).max(0);
     let added = elapsed.saturating_mul(i64::from(per_minute)).saturating_mul(1000) / 60;
     (available.saturating_add(added).min(capacity), refilled_at.max(now))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 fn parse_rdp(json: Option<&str>) -> Result<Option<Vec<f64>>, StoreError> {
@@ -1668,6 +1672,34 @@ impl Store {
         })
     }
 
+    /// The data sets registered to `owner`, oldest first.
+    pub async fn datasets_of(&self, owner: &str) -> Result<Vec<DatasetRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, DatasetRow>(
+                "SELECT sha256, owner, object_id, registered_at FROM datasets WHERE owner = $1 \
+                 ORDER BY registered_at, sha256",
+            )
+            .bind(owner)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The privacy charges on the data set with digest `sha256`, oldest first.
+    pub async fn charges_on(&self, sha256: &str) -> Result<Vec<ChargeRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, ChargeRow>(
+                "SELECT job_id, job_digest, instance_id, charged_at, account_json, budget_json \
+                 FROM privacy_charges WHERE object_sha256 = $1 ORDER BY id",
+            )
+            .bind(sha256)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
     /// Charges a training job's privacy to its data sets in one write transaction, once per
     /// (data set, job): every charge's account is computed from the earlier charges on the same
     /// data set ([`PrivacyCharge::account`]), and all are recorded, or none when a budget
@@ -1758,17 +1790,15 @@ impl Store {
                     Charged::Replayed { accounts, charged_by: replayed_by.swap_remove(0) }
                 }
             } else {
-                for charge in charges {
-                    let rdp = charge
-                        .rdp
-                        .as_ref()
-                        .map(serde_json::to_string)
-                        .transpose()
-                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                for (charge, account) in charges.iter().zip(&accounts) {
+                    let rdp = charge.rdp.as_ref().map(to_json).transpose()?;
+                    let account = to_json(account)?;
+                    let budget = charge.budget.as_ref().map(to_json).transpose()?;
                     sqlx::query(
                         "INSERT INTO privacy_charges (object_sha256, object_id, owner, job_id, \
-                         instance_id, rdp_json, charged_at, job_digest, charged_by) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                         instance_id, rdp_json, charged_at, job_digest, charged_by, \
+                         account_json, budget_json) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     )
                     .bind(charge.input.sha256.to_string())
                     .bind(&charge.input.object_id)
@@ -1779,6 +1809,8 @@ impl Store {
                     .bind(now)
                     .bind(job.job_digest)
                     .bind(job.charged_by)
+                    .bind(account)
+                    .bind(budget)
                     .execute(&mut *tx)
                     .await
                     .map_err(db)?;
@@ -1824,6 +1856,28 @@ impl Store {
             .bind(query.since)
             .bind(query.until)
             .bind(query.after.unwrap_or(0))
+            .bind(limit)
+            .fetch_all(p)
+            .await
+            .map_err(db)
+        })
+    }
+
+    /// The newest `limit` audit entries of `kind` whose detail mentions `text` anywhere, newest
+    /// first: a coarse filter (LIKE's wildcards in `text` only widen it) the caller refines.
+    pub async fn audit_mentioning(
+        &self,
+        kind: &str,
+        text: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        with_pool!(self, |p| {
+            sqlx::query_as::<_, AuditRow>(
+                "SELECT seq, at, kind, actor, tenant_id, subject, outcome, detail, prev_hash, hash \
+                 FROM audit_log WHERE kind = $1 AND detail LIKE $2 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(kind)
+            .bind(format!("%{text}%"))
             .bind(limit)
             .fetch_all(p)
             .await

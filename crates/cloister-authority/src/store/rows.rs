@@ -159,6 +159,23 @@ pub struct RevokedGrantRow {
     pub revoked_at: i64,
 }
 
+/// One privacy charge on a data set, as its owner reads it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChargeRow {
+    /// The job.
+    pub job_id: String,
+    /// Its digest (empty for charges recorded before the ledger kept it).
+    pub job_digest: String,
+    /// The instance whose enclave charged it.
+    pub instance_id: String,
+    /// Unix seconds.
+    pub charged_at: i64,
+    /// The account the charge produced ([`cloister_types::job::PrivacyAccount`] as JSON).
+    pub account_json: Option<String>,
+    /// The budget the owner's grant set ([`cloister_types::job::PrivacyBudget`] as JSON).
+    pub budget_json: Option<String>,
+}
+
 /// A data set registered by its owner: its privacy account belongs to that owner.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct DatasetRow {

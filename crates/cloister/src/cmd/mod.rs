@@ -14,6 +14,7 @@ pub(crate) mod evidence;
 pub(crate) mod federate;
 pub(crate) mod job;
 pub(crate) mod model;
+pub(crate) mod owner;
 pub(crate) mod package;
 pub(crate) mod proxy;
 pub(crate) mod serve;
