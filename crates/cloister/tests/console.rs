@@ -90,13 +90,15 @@ impl Service {
         Service { child: started.child, url, operator_token, fingerprint, database, _dir: dir }
     }
 
-    /// A JSON API call with a bearer token.
+    /// A JSON API call with a bearer token (none when `token` is empty).
     fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
         runtime().block_on(async {
             let client = reqwest::Client::new();
             let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            let mut request =
-                client.request(method, format!("{}{path}", self.url)).bearer_auth(token);
+            let mut request = client.request(method, format!("{}{path}", self.url));
+            if !token.is_empty() {
+                request = request.bearer_auth(token);
+            }
             if let Some(body) = body {
                 request = request.json(&body);
             }
@@ -603,6 +605,90 @@ fn markup_stored_in_the_database_is_shown_as_text_and_runs_nothing() {
         assert_eq!(count(css), 0, "{css} became markup");
     }
     assert_eq!(browser.run("return document.title;", json!([])), "Cloister console");
+    browser.assert_no_csp_violation();
+}
+
+#[test]
+fn a_data_owner_signs_in_with_its_party_key_sees_its_data_set_and_has_a_receipt_checked() {
+    let Some((_serial, service, browser)) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // The owner's party key, on its own machine, and a data set registered to it.
+    let owner = cloister_sign::SigningKey::generate();
+    let key_file = dir.path().join("hospital.key");
+    std::fs::write(&key_file, owner.to_text().as_str()).unwrap();
+    let registration = cloister_types::api::DatasetRegistration {
+        sha256: cloister_types::Hex(vec![7; 32]),
+        object_id: "patients-2026".into(),
+    };
+    let statement = owner
+        .sign(
+            "data set registration",
+            &registration,
+            cloister_sign::unix_now(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    service.call(
+        "POST",
+        "/v1/datasets",
+        "",
+        Some(json!({"owner": owner.public_key().to_text(), "statement": statement})),
+    );
+
+    // The console shows a challenge and the command that answers it; the owner runs it.
+    browser.goto(&format!("{}/ui/", service.url));
+    browser.click("#owner-challenge");
+    let command = browser.wait_text("#owner-command", "the command", |t| t.contains("sign-in"));
+    assert!(command.contains(&service.fingerprint), "{command}");
+    let challenge = command.split_whitespace().last().unwrap().to_owned();
+    let answer = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["owner", "sign-in", "--key"])
+        .arg(&key_file)
+        .args(["--service-fingerprint", &service.fingerprint, &challenge])
+        .output()
+        .unwrap();
+    assert!(answer.status.success(), "{}", String::from_utf8_lossy(&answer.stderr));
+    let answer = String::from_utf8(answer.stdout).unwrap();
+    assert!(!answer.contains("secret"), "the answer carries no secret: {answer}");
+    browser.type_into("#owner-answer", answer.trim());
+    browser.click("#owner-signin");
+    browser.wait_text("#whoami", "the owner's role", |t| t.contains("data owner"));
+    let sets =
+        browser.wait_text("#datasets-table tbody", "the data set", |t| t.contains("patients"));
+    assert!(sets.contains(&"07".repeat(32)), "{sets}");
+    assert_eq!(browser.text("#owner-key"), owner.public_key().to_text());
+    // The session reads nothing else: the tenant pages are not offered, and the API refuses.
+    let token = browser.run("return sessionStorage.getItem('cloister.token');", json!([]));
+    let refused = runtime().block_on(async {
+        reqwest::Client::new()
+            .get(format!("{}/v1/audit", service.url))
+            .bearer_auth(token.as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(refused, reqwest::StatusCode::FORBIDDEN);
+    browser.screenshot("owner-datasets");
+
+    // A receipt dropped in: this one has no signer chain, so it is not verified, and the page
+    // names the check that failed.
+    browser.click("#nav button[data-view=receipt]");
+    let status = dir.path().join("job.receipt.json");
+    std::fs::write(
+        &status,
+        json!({"job_id": "j1", "state": "done", "rows_done": 3, "chunks": []}).to_string(),
+    )
+    .unwrap();
+    browser.type_into("#receipt-file", status.to_str().unwrap());
+    browser.wait_text("#receipt-verdict", "the verdict", |t| t.contains("NOT verified"));
+    let checks = browser.text("#receipt-checks tbody");
+    assert!(checks.contains("FAILED") && checks.contains("no certificate chain"), "{checks}");
+    // Not JSON at all: the page says so and sends nothing.
+    let garbage = dir.path().join("garbage.json");
+    std::fs::write(&garbage, "not json").unwrap();
+    browser.type_into("#receipt-file", garbage.to_str().unwrap());
+    browser.wait_text("#message", "the refusal", |t| t.contains("not JSON"));
     browser.assert_no_csp_violation();
 }
 
