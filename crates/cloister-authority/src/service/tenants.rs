@@ -23,7 +23,7 @@ impl Service {
     pub async fn authenticate(&self, bearer: Option<&str>, now: i64) -> Result<Principal> {
         let Some(token) = bearer else { return Ok(Principal::Anonymous) };
         if let Some(owner) = self.owner_session(token, now) {
-            return owner;
+            return Ok(owner);
         }
         let Some(row) = self.store.credential(&token_hash(token)).await? else {
             return Err(ServiceError::Unauthenticated);
