@@ -227,8 +227,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn anonymous_callers_get_only_the_public_surface() {
+    /// Asserts that `who` gets exactly the public attestation surface on every tenant scope.
+    fn only_the_public_surface(who: &Principal) {
         for action in ALL {
             for resource in [Resource::Service, Resource::OwnTenant, Resource::OwnedBy("a")] {
                 let public = matches!(
@@ -236,12 +236,17 @@ mod tests {
                     Action::Attest | Action::ReadInstancePublic | Action::RequestKeyRelease
                 ) && matches!(resource, Resource::OwnedBy(_));
                 assert_eq!(
-                    authorize(&Principal::Anonymous, action, resource).is_ok(),
+                    authorize(who, action, resource).is_ok(),
                     public,
-                    "{action:?} {resource:?}"
+                    "{who} {action:?} {resource:?}"
                 );
             }
         }
+    }
+
+    #[test]
+    fn anonymous_callers_get_only_the_public_surface() {
+        only_the_public_surface(&Principal::Anonymous);
     }
 
     #[test]
@@ -249,19 +254,7 @@ mod tests {
         let owner = Principal::DataOwner { key: "k1".to_owned() };
         assert_eq!(authorize(&owner, Action::ReadOwnData, Resource::Party("k1")), Ok(()));
         assert!(authorize(&owner, Action::ReadOwnData, Resource::Party("k2")).is_err());
-        for action in ALL {
-            for resource in [Resource::Service, Resource::OwnTenant, Resource::OwnedBy("a")] {
-                let public = matches!(
-                    action,
-                    Action::Attest | Action::ReadInstancePublic | Action::RequestKeyRelease
-                ) && matches!(resource, Resource::OwnedBy(_));
-                assert_eq!(
-                    authorize(&owner, action, resource).is_ok(),
-                    public,
-                    "{action:?} {resource:?}"
-                );
-            }
-        }
+        only_the_public_surface(&owner);
         // Nobody else reads a party's data sets: not the operator, not a tenant admin.
         for who in [Principal::Operator, admin("k1"), Principal::Anonymous] {
             for action in ALL {
