@@ -422,3 +422,311 @@ pub fn preprocess_dataset(
     source::write_dataset(out, &dataset)?;
     Ok((dataset, preprocessing))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ColumnType;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn field(name: &str, ty: ColumnType) -> Field {
+        Field { name: name.into(), ty }
+    }
+
+    fn s(text: &str) -> Value {
+        Value::Str(text.into())
+    }
+
+    /// The passes of [`preprocess_dataset`] over rows in memory: the output columns and rows,
+    /// and the parameters.
+    fn run(
+        steps: &str,
+        fields: &[Field],
+        input: &[Vec<Value>],
+        key: Option<&[u8]>,
+    ) -> Result<(Vec<Field>, Vec<Vec<Value>>, Vec<Option<(Fitted, u64)>>), DataError> {
+        let pipeline = Pipeline::parse(&format!("version = 1\n{steps}"))?;
+        let key = key.map(|k| PseudonymKey::new(k.to_vec()).unwrap());
+        let mut parameters = vec![None; pipeline.steps.len()];
+        check(&pipeline, fields, &parameters, key.as_ref())?;
+        let through =
+            |steps: &mut [Bound], sink: &mut dyn FnMut(&[Value], bool) -> Result<(), DataError>| {
+                for (index, row) in input.iter().enumerate() {
+                    let mut row = row.clone();
+                    let at = RowAt { shard: "mem", row: index as u64 + 1 };
+                    let mut held_out = false;
+                    let mut keep = true;
+                    for step in steps.iter_mut() {
+                        if !step.apply(&mut row, &mut held_out, &at)? {
+                            keep = false;
+                            break;
+                        }
+                    }
+                    if keep {
+                        sink(&row, held_out)?;
+                    }
+                }
+                Ok::<_, DataError>(())
+            };
+        while let Some(index) = pipeline
+            .steps
+            .iter()
+            .zip(&parameters)
+            .position(|(spec, fitted)| spec.needs_fitting() && fitted.is_none())
+        {
+            let (mut prefix, prefix_fields) =
+                bind_all(&pipeline.steps[..index], fields, &parameters, key.as_ref())?;
+            let mut fitter = Fitter::new(index, &pipeline.steps[index], &prefix_fields)?;
+            through(&mut prefix, &mut |row, held_out| {
+                if held_out { Ok(()) } else { fitter.add(row) }
+            })?;
+            let rows = fitter.rows();
+            parameters[index] = Some((fitter.finish()?, rows));
+        }
+        let (mut bound, out_fields) = bind_all(&pipeline.steps, fields, &parameters, key.as_ref())?;
+        let mut out = Vec::new();
+        through(&mut bound, &mut |row, _| {
+            out.push(row.to_vec());
+            Ok(())
+        })?;
+        Ok((out_fields, out, parameters))
+    }
+
+    fn table() -> (Vec<Field>, Vec<Vec<Value>>) {
+        let fields = vec![
+            field("id", ColumnType::String),
+            field("age", ColumnType::Int),
+            field("score", ColumnType::Float),
+            field("city", ColumnType::String),
+        ];
+        let rows = vec![
+            vec![s("a"), Value::Int(30), Value::Float(1.0), s("Oslo")],
+            vec![s("b"), Value::Null, Value::Float(3.0), s("Lima")],
+            vec![s("c"), Value::Int(50), Value::Null, s("Oslo")],
+            vec![s("a"), Value::Int(30), Value::Float(1.0), s("Oslo")],
+            vec![s("d"), Value::Int(40), Value::Float(5.0), Value::Null],
+        ];
+        (fields, rows)
+    }
+
+    fn error(steps: &str, key: Option<&[u8]>) -> String {
+        let (fields, rows) = table();
+        run(steps, &fields, &rows, key).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn select_rename_and_cast_reshape_the_columns() {
+        let (fields, rows) = table();
+        let (out, values, _) = run(
+            "[[step]]\nop='select'\ncolumns=['age','id']\n\
+             [[step]]\nop='rename'\ncolumns={ age = 'years' }\n\
+             [[step]]\nop='cast'\ncolumns={ years = 'string' }\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out, [field("years", ColumnType::String), field("id", ColumnType::String)]);
+        assert_eq!(values[0], [s("30"), s("a")]);
+        assert_eq!(values[1], [Value::Null, s("b")]);
+    }
+
+    #[test]
+    fn an_impossible_cast_names_the_row_and_column_or_becomes_missing() {
+        let message = error("[[step]]\nop='cast'\ncolumns={ city = 'int' }\n", None);
+        assert!(message.starts_with("mem, row 1, column city: step 1 (cast)"), "{message}");
+        assert!(message.contains("\"Oslo\""), "{message}");
+        let (fields, rows) = table();
+        let (_, values, _) = run(
+            "[[step]]\nop='cast'\ncolumns={ city = 'int', score = 'int' }\non_error='missing'\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        assert_eq!(values[0][2], Value::Int(1));
+        assert_eq!(values[0][3], Value::Null);
+        // 2.5 is not a whole number: missing too.
+        let (_, values, _) = run(
+            "[[step]]\nop='cast'\ncolumns={ score = 'int' }\non_error='missing'\n",
+            &fields,
+            &[vec![s("x"), Value::Null, Value::Float(2.5), Value::Null]],
+            None,
+        )
+        .unwrap();
+        assert_eq!(values[0][2], Value::Null);
+    }
+
+    #[test]
+    fn filter_uses_the_rule_conditions() {
+        let (fields, rows) = table();
+        let (_, values, _) = run(
+            "[[step]]\nop='filter'\nwhen=['age >= 35', \"city ~ '^O'\"]\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[0][0], s("c"));
+        let message = error("[[step]]\nop='filter'\nwhen=['pulse > 1']\n", None);
+        assert!(message.contains("step 1 (filter): no column \"pulse\""), "{message}");
+    }
+
+    #[test]
+    fn impute_fills_with_fitted_or_constant_values() {
+        let (fields, rows) = table();
+        let (out, values, parameters) = run(
+            "[[step]]\nop='impute'\nstrategy='mean'\ncolumns=['age']\n\
+             [[step]]\nop='impute'\nstrategy='constant'\ncolumns=['city']\nvalue='unknown'\n\
+             [[step]]\nop='impute'\nstrategy='median'\ncolumns=['score']\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        // (30 + 50 + 30 + 40) / 4; the int column becomes float.
+        assert_eq!(out[1], field("age", ColumnType::Float));
+        assert_eq!(values[1][1], Value::Float(37.5));
+        assert_eq!(values[0][1], Value::Float(30.0));
+        assert_eq!(values[4][3], s("unknown"));
+        // Median of 1, 3, 1, 5.
+        assert_eq!(values[2][2], Value::Float(2.0));
+        assert_eq!(parameters[0].as_ref().map(|(_, rows)| *rows), Some(5));
+        assert!(parameters[1].is_none(), "a constant is not fitted");
+        for (steps, expected) in [
+            (
+                "[[step]]\nop='impute'\nstrategy='mean'\ncolumns=['city']\n",
+                "step 1 (impute): column \"city\" is string: strategy \"mean\" needs an int",
+            ),
+            (
+                "[[step]]\nop='impute'\nstrategy='constant'\ncolumns=['age']\nvalue='x'\n",
+                "does not fit column \"age\" (int)",
+            ),
+            ("[[step]]\nop='standardize'\ncolumns=['nope']\n", "no column \"nope\""),
+        ] {
+            let message = error(steps, None);
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+
+    #[test]
+    fn standardize_and_normalize_use_the_fitted_statistics() {
+        let (fields, rows) = table();
+        let (out, values, _) = run(
+            "[[step]]\nop='standardize'\ncolumns=['score']\n\
+             [[step]]\nop='normalize'\ncolumns=['age']\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        // score 1, 3, 1, 5: mean 2.5, population std sqrt(2.75).
+        let std = 2.75_f64.sqrt();
+        assert_eq!(values[0][2], Value::Float((1.0 - 2.5) / std));
+        assert_eq!(values[2][2], Value::Null);
+        // age 30..50.
+        assert_eq!(values[0][1], Value::Float(0.0));
+        assert_eq!(values[2][1], Value::Float(1.0));
+        assert_eq!(values[4][1], Value::Float(0.5));
+        assert_eq!(out[1].ty, ColumnType::Float);
+    }
+
+    #[test]
+    fn one_hot_and_ordinal_encode_with_a_cap_and_an_unknown_policy() {
+        let (fields, rows) = table();
+        let (out, values, _) =
+            run("[[step]]\nop='one_hot'\ncolumns=['city']\n", &fields, &rows, None).unwrap();
+        let names: Vec<&str> = out.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["id", "age", "score", "city=Lima", "city=Oslo"]);
+        assert_eq!(values[0][3..], [Value::Int(0), Value::Int(1)]);
+        assert_eq!(values[1][3..], [Value::Int(1), Value::Int(0)]);
+        assert_eq!(values[4][3..], [Value::Null, Value::Null]);
+        // A cap of one keeps Oslo (3 rows); Lima is "other".
+        let (out, values, _) = run(
+            "[[step]]\nop='one_hot'\ncolumns=['city']\nmax_categories=1\nunknown='other'\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out[4].name, "city=__other__");
+        assert_eq!(values[1][3..], [Value::Int(0), Value::Int(1)]);
+        let message = error("[[step]]\nop='one_hot'\ncolumns=['city']\nmax_categories=1\n", None);
+        assert!(message.contains("2 categories, more than max_categories 1"), "{message}");
+        let (out, values, _) = run(
+            "[[step]]\nop='ordinal'\ncolumns=['city', 'id']\nmax_categories=2\nunknown='ignore'\n",
+            &fields,
+            &rows,
+            None,
+        )
+        .unwrap();
+        assert_eq!(out[3].ty, ColumnType::Int);
+        assert_eq!((values[0][3].clone(), values[1][3].clone()), (Value::Int(1), Value::Int(0)));
+        // ids: a twice, then b, c, d once: a and b kept; c is unknown, ignored.
+        assert_eq!(values[1][0], Value::Int(1));
+        assert_eq!(values[2][0], Value::Null);
+    }
+
+    #[test]
+    fn text_clean_dedupe_redact_and_pseudonymize() {
+        let fields = vec![field("who", ColumnType::String), field("note", ColumnType::String)];
+        let rows = vec![
+            vec![s("p1"), s("  Call  ANN@example.org\u{7} ")],
+            vec![s("p2"), s("ring +44 20 7946 0958")],
+            vec![s("p1"), s("call ann@example.org")],
+            vec![s("p2"), s("ring +44 20 7946 0958")],
+        ];
+        let (_, values, _) = run(
+            "[[step]]\nop='text_clean'\ncolumns=['note']\nlowercase=true\n\
+             [[step]]\nop='dedupe'\n\
+             [[step]]\nop='redact'\ncolumns=['note']\npii=['email','phone']\nplaceholder='<pii>'\n\
+             [[step]]\nop='pseudonymize'\ncolumns=['who']\nprefix='x_'\nlength=8\n",
+            &fields,
+            &rows,
+            Some(KEY),
+        )
+        .unwrap();
+        // Cleaning made rows 1 and 3 equal; dedupe kept the first of each.
+        assert_eq!(values.len(), 2);
+        assert_eq!(values[0][1], s("call <pii>"));
+        assert_eq!(values[1][1], s("ring <pii>"));
+        let Value::Str(token) = &values[0][0] else { panic!("not a string") };
+        assert!(token.starts_with("x_") && token.len() == 10 && !token.contains("p1"));
+        // Dedupe by key: one row per person.
+        let (_, values, _) =
+            run("[[step]]\nop='dedupe'\ncolumns=['who']\n", &fields, &rows, None).unwrap();
+        assert_eq!(values.len(), 2);
+        let message = error("[[step]]\nop='pseudonymize'\ncolumns=['id']\n", None);
+        assert!(message.contains("step 1 (pseudonymize): needs a key"), "{message}");
+        let message = error("[[step]]\nop='text_clean'\ncolumns=['age']\n", None);
+        assert!(message.contains("column \"age\" is int: it needs a string column"), "{message}");
+    }
+
+    #[test]
+    fn split_is_seeded_stable_per_row_and_fitting_after_it_sees_only_train() {
+        let fields = vec![field("n", ColumnType::Int)];
+        let rows: Vec<Vec<Value>> = (0..2000).map(|i| vec![Value::Int(i)]).collect();
+        let steps = "[[step]]\nop='split'\nseed=7\ntrain=0.7\nvalidation=0.2\ntest=0.1\n\
+                     [[step]]\nop='normalize'\ncolumns=['n']\n";
+        let (out, values, parameters) = run(steps, &fields, &rows, None).unwrap();
+        assert_eq!(out[1], field("split", ColumnType::String));
+        let count = |name: &str| values.iter().filter(|r| r[1] == s(name)).count();
+        assert!((1300..1500).contains(&count("train")), "{}", count("train"));
+        assert!((320..480).contains(&count("validation")), "{}", count("validation"));
+        assert_eq!(count("train") + count("validation") + count("test"), 2000);
+        // Fitted on train rows only.
+        assert_eq!(parameters[1].as_ref().map(|(_, rows)| *rows), Some(count("train") as u64));
+        // The same rows reversed get the same splits; another seed gives others.
+        let reversed: Vec<Vec<Value>> = rows.iter().rev().cloned().collect();
+        let (_, again, _) = run(steps, &fields, &reversed, None).unwrap();
+        let first: Vec<&Value> = values.iter().map(|r| &r[1]).collect();
+        let second: Vec<&Value> = again.iter().rev().map(|r| &r[1]).collect();
+        assert_eq!(first, second);
+        let (_, other, _) = run(&steps.replace("seed=7", "seed=8"), &fields, &rows, None).unwrap();
+        assert_ne!(values, other);
+        let message = error("[[step]]\nop='split'\nseed=1\ntrain=1.0\ncolumn='id'\n", None);
+        assert!(message.contains("there is a column \"id\" already"), "{message}");
+    }
+}
