@@ -430,6 +430,13 @@ mod tests {
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
+    /// The fitted parameters per step, with the rows each was fitted on.
+    type Parameters = Vec<Option<(Fitted, u64)>>;
+    /// Where [`run`] hands the rows that come out of the steps.
+    type Sink<'s> = dyn FnMut(&[Value], bool) -> Result<(), DataError> + 's;
+    /// The output columns, the output rows and the parameters.
+    type Output = (Vec<Field>, Vec<Vec<Value>>, Parameters);
+
     fn field(name: &str, ty: ColumnType) -> Field {
         Field { name: name.into(), ty }
     }
@@ -445,30 +452,29 @@ mod tests {
         fields: &[Field],
         input: &[Vec<Value>],
         key: Option<&[u8]>,
-    ) -> Result<(Vec<Field>, Vec<Vec<Value>>, Vec<Option<(Fitted, u64)>>), DataError> {
+    ) -> Result<Output, DataError> {
         let pipeline = Pipeline::parse(&format!("version = 1\n{steps}"))?;
         let key = key.map(|k| PseudonymKey::new(k.to_vec()).unwrap());
         let mut parameters = vec![None; pipeline.steps.len()];
         check(&pipeline, fields, &parameters, key.as_ref())?;
-        let through =
-            |steps: &mut [Bound], sink: &mut dyn FnMut(&[Value], bool) -> Result<(), DataError>| {
-                for (index, row) in input.iter().enumerate() {
-                    let mut row = row.clone();
-                    let at = RowAt { shard: "mem", row: index as u64 + 1 };
-                    let mut held_out = false;
-                    let mut keep = true;
-                    for step in steps.iter_mut() {
-                        if !step.apply(&mut row, &mut held_out, &at)? {
-                            keep = false;
-                            break;
-                        }
-                    }
-                    if keep {
-                        sink(&row, held_out)?;
+        let through = |steps: &mut [Bound], sink: &mut Sink<'_>| {
+            for (index, row) in input.iter().enumerate() {
+                let mut row = row.clone();
+                let at = RowAt { shard: "mem", row: index as u64 + 1 };
+                let mut held_out = false;
+                let mut keep = true;
+                for step in steps.iter_mut() {
+                    if !step.apply(&mut row, &mut held_out, &at)? {
+                        keep = false;
+                        break;
                     }
                 }
-                Ok::<_, DataError>(())
-            };
+                if keep {
+                    sink(&row, held_out)?;
+                }
+            }
+            Ok::<_, DataError>(())
+        };
         while let Some(index) = pipeline
             .steps
             .iter()

@@ -37,7 +37,7 @@ fn is_invisible(c: char) -> bool {
 pub(crate) fn clean(text: &str, how: Cleaning) -> String {
     let mut text: String = if how.nfc { text.nfc().collect() } else { text.to_owned() };
     if how.control {
-        text.retain(|c| !(c.is_control() && !matches!(c, '\t' | '\n' | '\r')) && !is_invisible(c));
+        text.retain(|c| (!c.is_control() || matches!(c, '\t' | '\n' | '\r')) && !is_invisible(c));
     }
     if how.whitespace {
         text = text.split_whitespace().collect::<Vec<_>>().join(" ");
