@@ -185,6 +185,19 @@ pub enum DataError {
     /// Annotation tables that cannot be merged as asked.
     #[error("merging annotations: {0}")]
     Merge(String),
+    /// A preprocessing pipeline (or fitted parameters) that cannot be used on this data set:
+    /// the step (1-based, with its op) and why.
+    #[error("preprocessing: {0}")]
+    Pipeline(String),
+    /// A row a preprocessing step cannot transform: the shard, its 1-based row and the column,
+    /// then the step and why.
+    #[error("{at}: {reason}")]
+    Transform {
+        /// The shard, row and column.
+        at: Location,
+        /// The step and what is wrong.
+        reason: String,
+    },
 }
 
 impl DataError {

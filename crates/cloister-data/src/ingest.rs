@@ -159,6 +159,10 @@ pub struct Dataset {
     pub shards: Vec<ShardInfo>,
     /// Statistics per column, in schema order.
     pub columns: Vec<ColumnStats>,
+    /// How a derived data set was made from its input (a preprocessing pipeline); absent for
+    /// ingested and labelled data sets, whose inputs say where they come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<crate::preprocess::Lineage>,
 }
 
 /// One line of the reject file.
@@ -383,6 +387,7 @@ fn ingest_table(
         inputs: table.inputs,
         shards,
         columns,
+        lineage: None,
     })
 }
 
@@ -508,6 +513,7 @@ fn ingest_folders(
         inputs,
         shards,
         columns,
+        lineage: None,
     })
 }
 

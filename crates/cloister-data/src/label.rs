@@ -89,15 +89,16 @@ enum Test {
     Present,
 }
 
-/// One condition on one column.
+/// One condition on one column (also a preprocessing `filter`'s).
 #[derive(Debug)]
-struct Condition {
+pub(crate) struct Condition {
     column: usize,
     test: Test,
 }
 
 impl Condition {
-    fn holds(&self, row: &[Value]) -> bool {
+    /// Whether `row` (values in schema order) satisfies the condition.
+    pub(crate) fn holds(&self, row: &[Value]) -> bool {
         let Some(value) = row.get(self.column) else { return false };
         match (&self.test, value) {
             (Test::Missing, value) => matches!(value, Value::Null),
@@ -170,68 +171,72 @@ fn unquote(text: &str) -> Option<&str> {
     })
 }
 
-fn column_index(
-    fields: &[Field],
-    rule: &str,
-    name: &str,
-) -> Result<(usize, ColumnType), DataError> {
+fn column_index(fields: &[Field], name: &str) -> Result<(usize, ColumnType), String> {
     fields
         .iter()
         .enumerate()
         .find(|(_, f)| f.name == name)
         .map(|(index, f)| (index, f.ty))
-        .ok_or_else(|| refused(rule, format!("no column {name:?} in the data set")))
+        .ok_or_else(|| format!("no column {name:?} in the data set"))
 }
 
 fn parse_condition(fields: &[Field], rule: &str, text: &str) -> Result<Condition, DataError> {
-    let trimmed = text.trim();
-    for (suffix, test) in [(" is not missing", Test::Present), (" is missing", Test::Missing)] {
-        if let Some(column) = trimmed.strip_suffix(suffix) {
-            let (column, _) = column_index(fields, rule, column.trim())?;
-            return Ok(Condition { column, test });
+    Condition::parse(fields, text).map_err(|reason| refused(rule, reason))
+}
+
+impl Condition {
+    /// Parses one condition and checks it against `fields`; the error is the reason, for the
+    /// caller to prefix with the rule or step it belongs to.
+    pub(crate) fn parse(fields: &[Field], text: &str) -> Result<Condition, String> {
+        let trimmed = text.trim();
+        for (suffix, test) in [(" is not missing", Test::Present), (" is missing", Test::Missing)] {
+            if let Some(column) = trimmed.strip_suffix(suffix) {
+                let (column, _) = column_index(fields, column.trim())?;
+                return Ok(Condition { column, test });
+            }
         }
-    }
-    let Some((cmp, (name, literal))) =
-        OPERATORS.iter().find_map(|(op, cmp)| trimmed.split_once(op).map(|parts| (*cmp, parts)))
-    else {
-        return Err(refused(
-            rule,
-            format!(
+        let Some((cmp, (name, literal))) = OPERATORS
+            .iter()
+            .find_map(|(op, cmp)| trimmed.split_once(op).map(|parts| (*cmp, parts)))
+        else {
+            return Err(format!(
                 "condition {text:?} is not COLUMN OP VALUE (OP one of == != < <= > >= ~, between \
                  spaces) or COLUMN is [not] missing"
+            ));
+        };
+        let (name, literal) = (name.trim(), literal.trim());
+        let (column, ty) = column_index(fields, name)?;
+        let wrong = |expected: &str| {
+            format!("in {text:?}, column {name:?} is {ty}: compare it with {expected}")
+        };
+        let test = match (cmp, ty) {
+            (None, ColumnType::String) => {
+                let pattern =
+                    unquote(literal).ok_or_else(|| wrong("a quoted regular expression"))?;
+                let regex = regex::RegexBuilder::new(pattern)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| format!("in {text:?}: {e}"))?;
+                Test::Matches(regex)
+            }
+            (None, _) => return Err(wrong("==, !=, <, <=, > or >= (`~` is for strings)")),
+            (Some(cmp), ColumnType::Int | ColumnType::Float) => {
+                let number = literal.parse::<f64>().ok().filter(|n| n.is_finite());
+                Test::Number(cmp, number.ok_or_else(|| wrong("a number"))?)
+            }
+            (Some(cmp @ (Cmp::Eq | Cmp::Ne)), ColumnType::String) => Test::Text(
+                cmp,
+                unquote(literal).ok_or_else(|| wrong("a quoted string"))?.to_owned(),
             ),
-        ));
-    };
-    let (name, literal) = (name.trim(), literal.trim());
-    let (column, ty) = column_index(fields, rule, name)?;
-    let wrong = |expected: &str| {
-        refused(rule, format!("in {text:?}, column {name:?} is {ty}: compare it with {expected}"))
-    };
-    let test = match (cmp, ty) {
-        (None, ColumnType::String) => {
-            let pattern = unquote(literal).ok_or_else(|| wrong("a quoted regular expression"))?;
-            let regex = regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .build()
-                .map_err(|e| refused(rule, format!("in {text:?}: {e}")))?;
-            Test::Matches(regex)
-        }
-        (None, _) => return Err(wrong("==, !=, <, <=, > or >= (`~` is for strings)")),
-        (Some(cmp), ColumnType::Int | ColumnType::Float) => {
-            let number = literal.parse::<f64>().ok().filter(|n| n.is_finite());
-            Test::Number(cmp, number.ok_or_else(|| wrong("a number"))?)
-        }
-        (Some(cmp @ (Cmp::Eq | Cmp::Ne)), ColumnType::String) => {
-            Test::Text(cmp, unquote(literal).ok_or_else(|| wrong("a quoted string"))?.to_owned())
-        }
-        (Some(cmp @ (Cmp::Eq | Cmp::Ne)), ColumnType::Bool) => match literal {
-            "true" => Test::Bool(cmp, true),
-            "false" => Test::Bool(cmp, false),
-            _ => return Err(wrong("true or false")),
-        },
-        (Some(_), _) => return Err(wrong("== or != (or ~ for a regular expression)")),
-    };
-    Ok(Condition { column, test })
+            (Some(cmp @ (Cmp::Eq | Cmp::Ne)), ColumnType::Bool) => match literal {
+                "true" => Test::Bool(cmp, true),
+                "false" => Test::Bool(cmp, false),
+                _ => return Err(wrong("true or false")),
+            },
+            (Some(_), _) => return Err(wrong("== or != (or ~ for a regular expression)")),
+        };
+        Ok(Condition { column, test })
+    }
 }
 
 impl Rules {
@@ -379,7 +384,7 @@ impl<'r> Labeller<'r> {
 }
 
 /// The value of `array` at `row`, as its column's type stores it.
-fn value_at(array: &dyn Array, ty: ColumnType, row: usize) -> Value {
+pub(crate) fn value_at(array: &dyn Array, ty: ColumnType, row: usize) -> Value {
     if array.is_null(row) {
         return Value::Null;
     }
@@ -400,7 +405,7 @@ fn value_at(array: &dyn Array, ty: ColumnType, row: usize) -> Value {
 }
 
 /// The rows of `batch` as values of `fields`' types.
-fn rows(batch: &RecordBatch, fields: &[Field]) -> impl Iterator<Item = Vec<Value>> {
+pub(crate) fn rows(batch: &RecordBatch, fields: &[Field]) -> impl Iterator<Item = Vec<Value>> {
     (0..batch.num_rows()).map(move |row| {
         batch.columns().iter().zip(fields).map(|(array, f)| value_at(array, f.ty, row)).collect()
     })
@@ -474,6 +479,7 @@ pub fn label_dataset(
         }],
         shards,
         columns,
+        lineage: None,
     };
     let labelling = Labelling {
         rules_sha256: source::sha256_hex(rules_toml.as_bytes()),

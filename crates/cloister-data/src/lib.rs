@@ -20,6 +20,12 @@
 //! into one normalised table and merges several annotators' tables with agreement statistics
 //! (Cohen's and Fleiss' kappa) and a stated adjudication rule; it works on bytes and strings.
 //!
+//! [`preprocess`] applies a declared, versioned pipeline of steps (select, rename, cast,
+//! filter, impute, standardize, normalize, one-hot and ordinal encoding, text cleaning,
+//! dedupe, redaction, keyed pseudonyms, seeded splits) to a data set, fitting the steps that
+//! need statistics in streaming passes, and writes a new data set whose lineage names its
+//! input, the pipeline and the fitted parameters.
+//!
 //! File system access is confined to [`source`]; the record readers ([`records`],
 //! [`columnar`]), type inference ([`schema`]), shard writing ([`shard`]) and image checks
 //! ([`images`]) work on `Read`, `Write` and bytes.
@@ -33,6 +39,7 @@ pub mod ingest;
 pub mod label;
 mod names;
 pub mod pii;
+pub mod preprocess;
 pub mod profile;
 pub mod records;
 pub mod report;
@@ -50,5 +57,6 @@ pub use schema::{ColumnType, Field, Overrides};
 pub mod internal {
     pub use crate::annotate::import as import_annotations;
     pub use crate::images::inspect_image;
+    pub use crate::preprocess::Pipeline;
     pub use crate::records::parse_all;
 }

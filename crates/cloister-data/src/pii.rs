@@ -102,6 +102,59 @@ impl Detector {
         found
     }
 
+    /// The byte ranges of `text` that hold personal data of `kind`, with the same checks as
+    /// [`Detector::detect`] (check digits, never-issued ranges), in order; overlapping matches
+    /// of different patterns may both be listed. Person names are not located (they are found
+    /// by a word list, not a pattern), so they yield nothing.
+    pub fn find(&self, kind: PiiKind, text: &str) -> Vec<std::ops::Range<usize>> {
+        // The phone patterns start with the character before the number (not part of it).
+        let number_start = |m: regex::Match<'_>| {
+            let skip =
+                m.as_str().find(|c: char| c.is_ascii_digit() || c == '+' || c == '(').unwrap_or(0);
+            m.start() + skip..m.end()
+        };
+        match kind {
+            PiiKind::Email => self.email.find_iter(text).map(|m| m.range()).collect(),
+            PiiKind::Phone => {
+                let mut found: Vec<_> = self.e164.find_iter(text).map(number_start).collect();
+                found.extend(self.nanp.find_iter(text).map(number_start));
+                found.extend(self.national.find_iter(text).filter_map(|m| {
+                    let digits = m.as_str().chars().filter(char::is_ascii_digit).count();
+                    let glued = text
+                        .get(..m.start())
+                        .unwrap_or_default()
+                        .trim_end_matches([' ', '-', '.'])
+                        .ends_with(|c: char| c.is_ascii_digit());
+                    ((10..=11).contains(&digits) && !glued).then(|| m.range())
+                }));
+                found.sort_by_key(|range| (range.start, range.end));
+                found
+            }
+            PiiKind::UsSsn => self
+                .ssn
+                .captures_iter(text)
+                .filter(|c| {
+                    let part = |i| c.get(i).map_or("", |m| m.as_str());
+                    valid_ssn(part(1), part(2), part(3))
+                })
+                .filter_map(|c| c.get(0).map(|m| m.range()))
+                .collect(),
+            PiiKind::Iban => self
+                .iban
+                .find_iter(text)
+                .filter(|m| valid_iban(m.as_str()))
+                .map(|m| m.range())
+                .collect(),
+            PiiKind::CreditCard => self
+                .card
+                .find_iter(text)
+                .filter(|m| valid_card(m.as_str()))
+                .map(|m| m.range())
+                .collect(),
+            PiiKind::PersonName => Vec::new(),
+        }
+    }
+
     fn is_phone(&self, text: &str) -> bool {
         self.e164.is_match(text)
             || self.nanp.is_match(text)

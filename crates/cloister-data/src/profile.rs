@@ -19,7 +19,7 @@ use crate::hll::Distinct;
 use crate::ingest::{Dataset, Kind};
 use crate::pii::{Detector, PiiKind};
 use crate::schema::{ColumnType, Field};
-use crate::shard::arrow_type;
+use crate::shard::{ShardInfo, arrow_type};
 use crate::source;
 
 /// Distinct values counted exactly before the count becomes an estimate.
@@ -355,6 +355,15 @@ pub(crate) fn read_shards(
     dataset: &Dataset,
     mut each: impl FnMut(&RecordBatch) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
+    read_shards_named(dir, dataset, |_, batch| each(batch))
+}
+
+/// [`read_shards`], telling which shard each batch is from.
+pub(crate) fn read_shards_named(
+    dir: &Path,
+    dataset: &Dataset,
+    mut each: impl FnMut(&ShardInfo, &RecordBatch) -> Result<(), DataError>,
+) -> Result<(), DataError> {
     for shard in &dataset.shards {
         let file: File = source::open_shard(dir, shard)?;
         let failed = |error: parquet::errors::ParquetError| {
@@ -379,7 +388,7 @@ pub(crate) fn read_shards(
         for batch in reader {
             let batch =
                 batch.map_err(|error| DataError::Dataset(format!("{}: {error}", shard.file)))?;
-            each(&batch)?;
+            each(shard, &batch)?;
         }
     }
     Ok(())

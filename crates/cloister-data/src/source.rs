@@ -391,15 +391,21 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset, DataError> {
 }
 
 /// Writes `value` as pretty JSON to `name` in `dir` (through a temporary file renamed into
-/// place): the files that travel beside `dataset.json`.
-pub fn write_json(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<(), DataError> {
+/// place): the files that travel beside `dataset.json`. Returns the SHA-256 (hex) of the bytes
+/// written.
+pub fn write_json(
+    dir: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<String, DataError> {
     let mut text = serde_json::to_vec_pretty(value)
         .map_err(|error| DataError::Dataset(format!("encoding {name}: {error}")))?;
     text.push(b'\n');
     let temporary = dir.join(format!("{name}.partial"));
     fs::write(&temporary, &text).map_err(|error| DataError::io(&temporary, error))?;
     let path = dir.join(name);
-    fs::rename(&temporary, &path).map_err(|error| DataError::io(&path, error))
+    fs::rename(&temporary, &path).map_err(|error| DataError::io(&path, error))?;
+    Ok(sha256_hex(&text))
 }
 
 /// Reads a data set directory's `dataset.json`, with the SHA-256 (hex) of the bytes it was

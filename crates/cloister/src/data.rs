@@ -1,4 +1,4 @@
-//! `cloister data ingest`, `profile`, `label` and `annotations`: argument glue and progress bars
+//! `cloister data ingest`, `profile`, `label`, `preprocess` and `annotations`: argument glue and progress bars
 //! around the `cloister-data` crate, which holds the logic. The `annotations` subcommands' clap
 //! types live here, so that `main.rs` only names them.
 
@@ -208,6 +208,118 @@ pub fn label(dir: &Path, rules: &Path, column: &str, out: &Path, json: bool) -> 
         out.display(),
         dataset.shards.len(),
         labelling.rules_sha256
+    );
+    Ok(())
+}
+
+/// What `cloister data preprocess` was asked.
+#[derive(Debug)]
+pub struct PreprocessArgs {
+    /// The data set directory.
+    pub dir: PathBuf,
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    /// The new data set directory.
+    pub out: PathBuf,
+    /// A `preprocessing.json` whose parameters are applied instead of fitted.
+    pub fitted: Option<PathBuf>,
+    /// The key file of `pseudonymize` steps.
+    pub key_file: Option<PathBuf>,
+    /// Print `preprocessing.json` as JSON.
+    pub json: bool,
+}
+
+/// A row-count progress bar over the passes.
+struct Passes(ProgressBar);
+
+impl cloister_data::preprocess::PassProgress for Passes {
+    fn pass(&self, what: &str, rows: u64) {
+        self.0.reset();
+        self.0.set_length(rows);
+        self.0.set_message(what.to_owned());
+    }
+
+    fn rows(&self, done: u64) {
+        self.0.set_position(done);
+    }
+}
+
+/// `cloister data preprocess`.
+pub fn preprocess(args: PreprocessArgs) -> Result<()> {
+    use cloister_data::preprocess::{
+        PREPROCESSING_FILE, PreprocessOptions, Preprocessing, PseudonymKey, preprocess_dataset,
+    };
+    let text = std::fs::read_to_string(&args.pipeline)
+        .with_context(|| format!("reading the pipeline file {}", args.pipeline.display()))?;
+    let fitted = match &args.fitted {
+        Some(path) => Some(Preprocessing::from_json(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )?),
+        None => None,
+    };
+    let key = match &args.key_file {
+        Some(path) => Some(
+            PseudonymKey::new(
+                std::fs::read(path)
+                    .with_context(|| format!("reading the key file {}", path.display()))?,
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} rows {eta}") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = Passes(bar);
+    let options =
+        PreprocessOptions { key: key.as_ref(), fitted: fitted.as_ref(), progress: &progress };
+    let result = preprocess_dataset(&args.dir, &text, &args.out, options);
+    progress.0.finish_and_clear();
+    let (dataset, preprocessing) = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&preprocessing)?);
+        return Ok(());
+    }
+    let run = &preprocessing.run;
+    println!(
+        "{} rows in, {} rows out, into {} ({} shard(s))",
+        run.rows_in,
+        run.rows_out,
+        args.out.display(),
+        dataset.shards.len()
+    );
+    println!(
+        "{:<5} {:<13} {:>10} {:>10} {:>10}  fitted",
+        "step", "op", "rows in", "rows out", "changed"
+    );
+    for (index, (step, record)) in run.steps.iter().zip(&preprocessing.steps).enumerate() {
+        let fitted = match (&args.fitted, &record.fitted_rows) {
+            (_, None) => String::new(),
+            (Some(_), Some(_)) => "given".to_owned(),
+            (None, Some(rows)) => format!("on {rows} rows"),
+        };
+        println!(
+            "{:<5} {:<13} {:>10} {:>10} {:>10}  {fitted}",
+            index + 1,
+            step.op,
+            step.rows_in,
+            step.rows_out,
+            step.changed
+        );
+    }
+    for field in &dataset.schema {
+        println!("  {}: {}", field.name, field.ty);
+    }
+    eprintln!(
+        "pipeline SHA-256 {}; fitted parameters in {}",
+        preprocessing.pipeline_sha256,
+        args.out.join(PREPROCESSING_FILE).display()
     );
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `cloister data ingest`, `profile`, `label` and `annotations` as users run them: a bad row stops
+//! `cloister data ingest`, `profile`, `label`, `preprocess` and `annotations` as users run them: a bad row stops
 //! ingest with file, row and column, `--rejects` quarantines it, the profile prints a table and
 //! writes an HTML report, annotation exports import and merge with kappa and adjudication; and
 //! ingest of a large generated CSV stays in bounded memory (peak RSS).
@@ -70,6 +70,91 @@ fn ingest_then_profile_from_the_command_line() {
     let json = cloister(&["data", "profile", "set2", "--json"], dir.path());
     let profile: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(profile["rows"], 2);
+}
+
+#[test]
+fn preprocess_from_the_command_line_fits_then_applies_the_fitted_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    fs::write(
+        path.join("visits.csv"),
+        "patient,age,city,note\n\
+         p1,30,Oslo,call ann@example.org\n\
+         p2,,Lima,fine\n\
+         p1,30,Oslo,call ann@example.org\n\
+         p3,50,Oslo,ok\n",
+    )
+    .unwrap();
+    fs::write(path.join("later.csv"), "patient,age,city,note\np9,,Oslo,x\np1,40,Lima,y\n").unwrap();
+    for (csv, set) in [("visits.csv", "set"), ("later.csv", "later")] {
+        let ingested = cloister(&["data", "ingest", csv, "--out", set], path);
+        assert!(ingested.status.success(), "{}", text(&ingested.stderr));
+    }
+    fs::write(
+        path.join("pipeline.toml"),
+        "version = 1\n\
+         [[step]]\nop = \"dedupe\"\n\
+         [[step]]\nop = \"impute\"\nstrategy = \"mean\"\ncolumns = [\"age\"]\n\
+         [[step]]\nop = \"one_hot\"\ncolumns = [\"city\"]\n\
+         [[step]]\nop = \"redact\"\ncolumns = [\"note\"]\npii = [\"email\"]\n\
+         [[step]]\nop = \"pseudonymize\"\ncolumns = [\"patient\"]\n",
+    )
+    .unwrap();
+    fs::write(path.join("key"), b"0123456789abcdef-secret-key-bytes").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["data", "preprocess"];
+        args.extend_from_slice(extra);
+        cloister(&args, path)
+    };
+    // Without the key, pseudonymize is refused before anything is written.
+    let refused = run(&["set", "--pipeline", "pipeline.toml", "--out", "nokey"]);
+    assert!(!refused.status.success());
+    let message = text(&refused.stderr);
+    assert!(message.contains("step 5 (pseudonymize): needs a key"), "{message}");
+    assert!(!path.join("nokey/dataset.json").exists());
+
+    let done = run(&["set", "--pipeline", "pipeline.toml", "--out", "pre", "--key-file", "key"]);
+    let stdout = text(&done.stdout);
+    assert!(done.status.success(), "{stdout}{}", text(&done.stderr));
+    assert!(stdout.contains("4 rows in, 3 rows out"), "{stdout}");
+    assert!(stdout.contains("city=Lima: int"), "{stdout}");
+    let fitted = fs::read_to_string(path.join("pre/preprocessing.json")).unwrap();
+    let parameters: serde_json::Value = serde_json::from_str(&fitted).unwrap();
+    // The mean of 30 and 50 (the duplicate row went first).
+    assert_eq!(parameters["steps"][1]["fitted"]["fill"]["age"], 40.0);
+    assert!(!fitted.contains("secret-key"));
+    let dataset: serde_json::Value =
+        serde_json::from_slice(&fs::read(path.join("pre/dataset.json")).unwrap()).unwrap();
+    assert_eq!(dataset["lineage"]["steps"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        dataset["inputs"][0]["sha256"],
+        cloister_data::source::sha256_hex(&fs::read(path.join("set/dataset.json")).unwrap())
+    );
+
+    // Later data gets the same transform: the fitted mean, the fitted vocabulary.
+    let applied = run(&[
+        "later",
+        "--pipeline",
+        "pipeline.toml",
+        "--out",
+        "pre-later",
+        "--key-file",
+        "key",
+        "--fitted",
+        "pre/preprocessing.json",
+        "--json",
+    ]);
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(report["steps"], parameters["steps"]);
+    assert_eq!(report["run"]["rows_out"], 2);
+    let later: serde_json::Value =
+        serde_json::from_slice(&fs::read(path.join("pre-later/dataset.json")).unwrap()).unwrap();
+    let column = |name: &str| {
+        later["columns"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone()
+    };
+    assert_eq!(column("age")["mean"], 40.0, "(40 filled in + 40) / 2");
+    assert_eq!(column("city=Oslo")["max"], 1.0);
 }
 
 /// The generated input's size in MB: 200 by default, `CLOISTER_DATA_MEMORY_TEST_MB` to change.

@@ -1,4 +1,5 @@
-//! `cloister data`: the data pipeline's commands (ingest, profile, label).
+//! `cloister data`: the data pipeline's commands (ingest, profile, label, preprocess,
+//! annotations).
 
 use std::path::PathBuf;
 
@@ -74,6 +75,30 @@ pub(crate) enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Preprocess a data set with a declared pipeline (a TOML file of steps, docs/data.md):
+    /// steps that need statistics are fitted on the data set, or taken from --fitted. Writes a
+    /// new data set whose lineage names the input, the pipeline and the fitted parameters
+    /// (preprocessing.json beside its dataset.json).
+    Preprocess {
+        /// The data set directory.
+        dir: PathBuf,
+        /// The pipeline file (TOML: `version = 1`, then `[[step]]` tables with `op`).
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// The preprocessed data set directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Apply the parameters fitted by an earlier run (its preprocessing.json) instead of
+        /// fitting them on this data set.
+        #[arg(long)]
+        fitted: Option<PathBuf>,
+        /// The key of `pseudonymize` steps: the file's bytes, at least 16 (never written out).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Print preprocessing.json (fitted parameters and what each step did) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Import annotation tools' exports; merge annotators with agreement and adjudication.
     #[command(subcommand)]
     Annotations(cloister::data::AnnotationsCommand),
@@ -109,6 +134,16 @@ pub(crate) fn run(command: DataCommand) -> Result<()> {
         }
         DataCommand::Label { dir, rules, out, column, json } => {
             cloister::data::label(&dir, &rules, &column, &out, json)
+        }
+        DataCommand::Preprocess { dir, pipeline, out, fitted, key_file, json } => {
+            cloister::data::preprocess(cloister::data::PreprocessArgs {
+                dir,
+                pipeline,
+                out,
+                fitted,
+                key_file,
+                json,
+            })
         }
         DataCommand::Annotations(command) => cloister::data::annotations(command),
     }
