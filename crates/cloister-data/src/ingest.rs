@@ -165,6 +165,42 @@ pub struct Dataset {
     pub lineage: Option<crate::preprocess::Lineage>,
 }
 
+impl Dataset {
+    /// A data set derived from `source` (read from `dir`, whose `dataset.json` has SHA-256
+    /// `described`) with `fields`, `rows`, `shards` and `columns` of its own: its one input is
+    /// the source, named by that digest.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn derived(
+        source: &Dataset,
+        dir: &Path,
+        described: String,
+        fields: Vec<Field>,
+        rows: u64,
+        shards: Vec<ShardInfo>,
+        columns: Vec<ColumnStats>,
+        lineage: Option<crate::preprocess::Lineage>,
+    ) -> Dataset {
+        Dataset {
+            version: DATASET_VERSION,
+            kind: source.kind,
+            format: source.format,
+            schema: fields,
+            rows,
+            rejected: 0,
+            inputs: vec![InputInfo {
+                path: dir.display().to_string(),
+                sha256: described,
+                bytes: source.shards.iter().map(|s| s.bytes).sum(),
+                rows: source.rows,
+                rejected: 0,
+            }],
+            shards,
+            columns,
+            lineage,
+        }
+    }
+}
+
 /// One line of the reject file.
 #[derive(Serialize)]
 struct RejectLine<'a> {

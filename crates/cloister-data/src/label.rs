@@ -32,7 +32,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::ingest::{DATASET_VERSION, Dataset, InputInfo};
+use crate::ingest::Dataset;
 use crate::schema::{ColumnType, Field, Value};
 use crate::shard::ShardWriter;
 use crate::source::{self, DirStore};
@@ -463,24 +463,8 @@ pub fn label_dataset(
         )));
     }
     let (shards, columns, _) = sink.finish()?;
-    let labelled = Dataset {
-        version: DATASET_VERSION,
-        kind: source.kind,
-        format: source.format,
-        schema: fields,
-        rows: stats.rows,
-        rejected: 0,
-        inputs: vec![InputInfo {
-            path: dir.display().to_string(),
-            sha256: described,
-            bytes: source.shards.iter().map(|s| s.bytes).sum(),
-            rows: source.rows,
-            rejected: 0,
-        }],
-        shards,
-        columns,
-        lineage: None,
-    };
+    let labelled =
+        Dataset::derived(&source, dir, described, fields, stats.rows, shards, columns, None);
     let labelling = Labelling {
         rules_sha256: source::sha256_hex(rules_toml.as_bytes()),
         column: column.to_owned(),

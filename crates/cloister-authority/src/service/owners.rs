@@ -266,9 +266,10 @@ impl Service {
         check(
             "the enclave",
             Ok(format!(
-                "TEE {}, measurement {}, appraised under policy {}",
+                "TEE {}, measurement {}, appraised {:?} under policy {}",
                 named.claims.tee.as_str(),
                 receipt.measurement,
+                named.ear_status,
                 named.policy_id
             )),
         );
@@ -278,6 +279,13 @@ impl Service {
             explanation.warnings.push(
                 "the signer ran in the SIMULATED TEE: nothing protected its keys or data \
                  (development only)"
+                    .to_owned(),
+            );
+        }
+        if named.claims.under_test_root() {
+            explanation.warnings.push(
+                "the signer's evidence verified under a TEST root its instance names, not the \
+                 vendor's: development only"
                     .to_owned(),
             );
         }

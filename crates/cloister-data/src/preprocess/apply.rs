@@ -399,6 +399,22 @@ fn row_error(
     }
 }
 
+/// Runs `row` through `steps` in order: `Some(held_out)` when every step kept it (`held_out`
+/// set by a `split` for rows outside train), `None` when one dropped it.
+pub(crate) fn apply_all(
+    steps: &mut [Bound],
+    row: &mut Vec<Value>,
+    at: &RowAt<'_>,
+) -> Result<Option<bool>, DataError> {
+    let mut held_out = false;
+    for step in steps.iter_mut() {
+        if !step.apply(row, &mut held_out, at)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(held_out))
+}
+
 impl Bound {
     /// Transforms `row` in place; `false` drops it. `held_out` is set by `split` for rows
     /// outside train (fitting skips them).

@@ -37,13 +37,13 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use self::apply::OTHER_CATEGORY;
-use self::apply::{Bound, RowAt, bind};
+use self::apply::{Bound, RowAt, apply_all, bind};
 pub use self::fit::Fitted;
 use self::fit::Fitter;
 pub use self::pipeline::{PIPELINE_VERSION, Pipeline, StepSpec};
 pub use self::text::PseudonymKey;
 use crate::error::DataError;
-use crate::ingest::{DATASET_VERSION, Dataset, InputInfo};
+use crate::ingest::Dataset;
 use crate::label::rows;
 use crate::schema::{Field, Value};
 use crate::shard::ShardWriter;
@@ -279,15 +279,7 @@ fn pass(
             read += 1;
             in_shard += 1;
             let at = RowAt { shard: &shard_path, row: in_shard };
-            let mut held_out = false;
-            let mut keep = true;
-            for step in steps.iter_mut() {
-                if !step.apply(&mut row, &mut held_out, &at)? {
-                    keep = false;
-                    break;
-                }
-            }
-            if keep {
+            if let Some(held_out) = apply_all(steps, &mut row, &at)? {
                 sink(&row, held_out)?;
             }
             if read % PROGRESS_EVERY == 0 {
@@ -390,35 +382,20 @@ pub fn preprocess_dataset(
         run,
     };
     let parameters_sha256 = source::write_json(out, PREPROCESSING_FILE, &preprocessing)?;
-    let dataset = Dataset {
-        version: DATASET_VERSION,
-        kind: source.kind,
-        format: source.format,
-        schema: fields,
-        rows: rows_out,
-        rejected: 0,
-        inputs: vec![InputInfo {
-            path: dir.display().to_string(),
-            sha256: described,
-            bytes: source.shards.iter().map(|s| s.bytes).sum(),
-            rows: source.rows,
-            rejected: 0,
-        }],
-        shards,
-        columns,
-        lineage: Some(Lineage {
-            transform: "preprocess".into(),
-            pipeline_sha256: pipeline.sha256.clone(),
-            steps: pipeline
-                .steps
-                .iter()
-                .map(|s| StepDigest { op: s.op().to_owned(), sha256: s.sha256() })
-                .collect(),
-            parameters: PREPROCESSING_FILE.into(),
-            parameters_sha256,
-            fitted_on,
-        }),
+    let lineage = Lineage {
+        transform: "preprocess".into(),
+        pipeline_sha256: pipeline.sha256.clone(),
+        steps: pipeline
+            .steps
+            .iter()
+            .map(|s| StepDigest { op: s.op().to_owned(), sha256: s.sha256() })
+            .collect(),
+        parameters: PREPROCESSING_FILE.into(),
+        parameters_sha256,
+        fitted_on,
     };
+    let dataset =
+        Dataset::derived(&source, dir, described, fields, rows_out, shards, columns, Some(lineage));
     source::write_dataset(out, &dataset)?;
     Ok((dataset, preprocessing))
 }
@@ -461,15 +438,7 @@ mod tests {
             for (index, row) in input.iter().enumerate() {
                 let mut row = row.clone();
                 let at = RowAt { shard: "mem", row: index as u64 + 1 };
-                let mut held_out = false;
-                let mut keep = true;
-                for step in steps.iter_mut() {
-                    if !step.apply(&mut row, &mut held_out, &at)? {
-                        keep = false;
-                        break;
-                    }
-                }
-                if keep {
+                if let Some(held_out) = apply_all(steps, &mut row, &at)? {
                     sink(&row, held_out)?;
                 }
             }
