@@ -21,6 +21,9 @@ pub use answers::{ServiceChannel, VerifiedAnswer, release_request};
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
 pub use manage::ServiceClient;
-pub use protocol::{Admitted, ProtocolError, sign_grant, verify_batch_receipt, verify_receipt};
+pub use protocol::{
+    Admitted, ProtocolError, sign_grant, verify_batch_receipt, verify_combined_receipt,
+    verify_receipt,
+};
 pub use released::{ReleasedKeyError, open_released_key};
 pub use service_tls::ServiceTls;

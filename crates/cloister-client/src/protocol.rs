@@ -6,8 +6,10 @@
 use std::time::Duration;
 
 use cloister_sign::{SignError, SigningKey, VerifyingKey, unix_now};
-use cloister_types::batch::{BatchChunk, BatchReceipt, BatchStatus, chunks_digest};
-use cloister_types::job::PrivacyBudget;
+use cloister_types::batch::{
+    BatchChunk, BatchReceipt, BatchStatus, CombinedReceipt, chunks_digest,
+};
+use cloister_types::job::{PrivacyBudget, ShardedJobError};
 use cloister_types::{
     CanonicalJsonError, Grant, Hex, InputRole, JobSpec, PemError, Receipt, pem_certificates,
 };
@@ -51,6 +53,19 @@ pub enum ProtocolError {
     /// The receipt verified but says something other than what the party checked.
     #[error("{0}")]
     Mismatch(String),
+    /// A sharded job's plan is not valid.
+    #[error("the sharded job's plan is refused: {0}")]
+    Plan(#[from] ShardedJobError),
+    /// One shard of a combined receipt was refused.
+    #[error("shard {index} ({job_id}): {why}")]
+    Shard {
+        /// The shard's index in the plan.
+        index: usize,
+        /// Its job id.
+        job_id: String,
+        /// Why it was refused.
+        why: Box<ProtocolError>,
+    },
 }
 
 /// `Err(ProtocolError::Mismatch(message))` unless `condition` holds.
@@ -248,6 +263,74 @@ pub fn verify_batch_receipt(
     })?;
     check(!receipt.erased.is_empty(), || "the receipt confirms no erasure".to_owned())?;
     Ok(VerifiedBatch { receipt, chunks: chunks.clone() })
+}
+
+/// A combined receipt that verified: every shard's, in plan order.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VerifiedShards {
+    /// SHA-256 of the plan.
+    pub plan_sha256: Hex,
+    /// Each shard's verified receipt and chunks.
+    pub shards: Vec<VerifiedBatch>,
+    /// Rows over every shard.
+    pub rows: u64,
+}
+
+/// Verifies a sharded job's combined receipt: the plan is valid, there is exactly one done
+/// status per shard, in order, and each shard's receipt verifies as [`verify_batch_receipt`]
+/// checks it, against `expectations`, and names that shard's job exactly: its id, its digest
+/// (so the plan's model, the shard's data and the plan's output recipients) and the model and
+/// data objects the enclave read.
+pub fn verify_combined_receipt(
+    combined: &CombinedReceipt,
+    expectations: &Expectations,
+) -> Result<VerifiedShards, ProtocolError> {
+    let plan = &combined.plan;
+    plan.check()?;
+    check(combined.shards.len() == plan.shards.len(), || {
+        format!(
+            "the plan has {} shards, the combined receipt {}",
+            plan.shards.len(),
+            combined.shards.len()
+        )
+    })?;
+    let mut shards = Vec::with_capacity(plan.shards.len());
+    let mut rows = 0u64;
+    for (index, status) in combined.shards.iter().enumerate() {
+        let spec = plan.shard_spec(index);
+        let verified = verify_shard(status, &spec, expectations).map_err(|source| {
+            ProtocolError::Shard { index, job_id: spec.id.clone(), why: Box::new(source) }
+        })?;
+        rows += verified.receipt.rows;
+        shards.push(verified);
+    }
+    Ok(VerifiedShards { plan_sha256: plan.digest()?, shards, rows })
+}
+
+/// One shard of [`verify_combined_receipt`]: its receipt verifies and names `spec` exactly.
+fn verify_shard(
+    status: &BatchStatus,
+    spec: &JobSpec,
+    expectations: &Expectations,
+) -> Result<VerifiedBatch, ProtocolError> {
+    check(status.job_id == spec.id, || format!("the status is for job {}", status.job_id))?;
+    let verified = verify_batch_receipt(status, expectations)?;
+    let receipt = &verified.receipt;
+    check(receipt.job_digest == spec.digest()?, || {
+        "the receipt names another job digest than the plan's shard".to_owned()
+    })?;
+    for (role, input) in [(InputRole::Model, &spec.model), (InputRole::Data, &spec.data)] {
+        check(
+            receipt.inputs.iter().any(|r| {
+                r.role == role
+                    && r.object_id == input.object_id
+                    && r.ciphertext_sha256 == input.sha256
+            }),
+            || format!("the receipt does not name the plan's {role:?} input"),
+        )?;
+    }
+    check(receipt.inputs.len() == 2, || "the receipt names inputs the plan does not".to_owned())?;
+    Ok(verified)
 }
 
 /// How long an owner's sign-in statement may be presented: it answers a challenge that is itself

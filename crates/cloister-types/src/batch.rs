@@ -176,6 +176,20 @@ pub struct BatchStatus {
     pub receipt_signer_chain_pem: Option<String>,
 }
 
+/// A sharded job's results, as `cloister job fetch --job PLAN` keeps them: the plan and each
+/// shard's done status (its receipt, the receipt signer's certificate chain and the chunks), in
+/// shard order. It carries no signature of its own: it verifies when every shard's receipt does
+/// and each names exactly the shard job the plan derives, so nobody can drop, repeat, reorder or
+/// swap in a shard without the check failing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CombinedReceipt {
+    /// The plan the shards were run from.
+    pub plan: crate::job::ShardedJob,
+    /// Each shard's done status, in shard order.
+    pub shards: Vec<BatchStatus>,
+}
+
 /// What the enclave that accepted a batch job signs with its receipt key
 /// (`what = "batch terms"`, issued at `accepted_at`), kept in the worker's queue: the terms every
 /// enclave that later resumes the job checks and runs under. The host stores it but cannot

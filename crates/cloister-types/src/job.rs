@@ -86,6 +86,103 @@ impl JobSpec {
     }
 }
 
+/// The most shards one sharded job may have.
+pub const MAX_SHARDS: usize = 1024;
+
+/// A batch job split by data shard: one model over several sealed shards of one data set, each
+/// shard run as its own job ([`ShardedJob::shard_spec`]) on whichever worker holds it, with its
+/// own owners' grants and its own receipt. The plan is what the owners read before they sign a
+/// grant for each shard, and what a combined receipt is checked against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardedJob {
+    /// The job's id; shard `i` of `n` runs as job `{id}.shard-{i}-of-{n}`.
+    pub id: String,
+    /// What every shard does (batch inference).
+    pub kind: JobKind,
+    /// The sealed model, the same object on every worker.
+    pub model: InputRef,
+    /// The sealed data shards, in the order their results are concatenated.
+    pub shards: Vec<InputRef>,
+    /// The envelope public keys (text form) every shard's outputs are sealed to.
+    pub output_recipients: Vec<String>,
+}
+
+/// Why a sharded job plan is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShardedJobError {
+    /// No shard, or more than [`MAX_SHARDS`].
+    #[error("a sharded job has 1 to {MAX_SHARDS} shards, this one {0}")]
+    ShardCount(usize),
+    /// The id would not make valid shard job ids.
+    #[error("the job id {0:?} is not 1 to 100 letters, digits, '.', '_' or '-'")]
+    Id(String),
+    /// Only batch inference splits by rows.
+    #[error("only batch-inference jobs split into shards")]
+    Kind,
+    /// Two shards are the same object.
+    #[error("shards {0} and {1} are the same object")]
+    Repeated(usize, usize),
+}
+
+impl ShardedJob {
+    /// Checks the plan: 1 to [`MAX_SHARDS`] distinct shards, an id that makes valid object ids,
+    /// batch inference.
+    pub fn check(&self) -> Result<(), ShardedJobError> {
+        if self.shards.is_empty() || self.shards.len() > MAX_SHARDS {
+            return Err(ShardedJobError::ShardCount(self.shards.len()));
+        }
+        if self.id.len() > 100 || !is_object_id(&self.id) {
+            return Err(ShardedJobError::Id(self.id.clone()));
+        }
+        if self.kind != JobKind::BatchInference {
+            return Err(ShardedJobError::Kind);
+        }
+        for (i, a) in self.shards.iter().enumerate() {
+            if let Some(j) = self.shards[..i]
+                .iter()
+                .position(|b| b.object_id == a.object_id || b.sha256 == a.sha256)
+            {
+                return Err(ShardedJobError::Repeated(j, i));
+            }
+        }
+        Ok(())
+    }
+
+    /// The id of shard `index`'s job.
+    pub fn shard_id(&self, index: usize) -> String {
+        format!("{}.shard-{index}-of-{}", self.id, self.shards.len())
+    }
+
+    /// Shard `index`'s job: the plan's model over that shard, results to the plan's recipients.
+    /// Its digest is what the shard's grants and receipt name.
+    ///
+    /// # Panics
+    ///
+    /// When `index` is not a shard of the plan.
+    pub fn shard_spec(&self, index: usize) -> JobSpec {
+        JobSpec {
+            id: self.shard_id(index),
+            kind: self.kind,
+            model: self.model.clone(),
+            data: self.shards[index].clone(),
+            output_recipients: self.output_recipients.clone(),
+            more_data: Vec::new(),
+        }
+    }
+
+    /// Every shard's job, in order.
+    pub fn shard_specs(&self) -> Vec<JobSpec> {
+        (0..self.shards.len()).map(|i| self.shard_spec(i)).collect()
+    }
+
+    /// SHA-256 over the canonical JSON of the plan.
+    pub fn digest(&self) -> Result<Hex, CanonicalJsonError> {
+        Ok(Hex(Sha256::digest(canonical_json(self)?).to_vec()))
+    }
+}
+
 /// Whether `id` may name a stored object: 1 to 128 ASCII letters, digits, `.`, `_` and `-`, not
 /// starting with `.` (a file name on the worker's disk, and the id a data set is registered
 /// under at the attestation service, which so never holds a character one backend cannot store).
@@ -358,5 +455,50 @@ mod tests {
         assert!(over.account(&earlier).is_err());
         let unbudgeted = PrivacyCharge { rdp: huge, ..charge(None, None) };
         assert_eq!(unbudgeted.account(&earlier).unwrap().total, None);
+    }
+
+    fn input(id: &str, byte: u8) -> InputRef {
+        InputRef { object_id: id.into(), sha256: Hex(vec![byte; 32]), owner: "o".into() }
+    }
+
+    fn plan(shards: Vec<InputRef>) -> ShardedJob {
+        ShardedJob {
+            id: "scores".into(),
+            kind: JobKind::BatchInference,
+            model: input("model", 0),
+            shards,
+            output_recipients: vec!["r".into()],
+        }
+    }
+
+    #[test]
+    fn a_plan_derives_one_job_per_shard_and_refuses_what_would_be_ambiguous() {
+        let ok = plan(vec![input("a", 1), input("b", 2)]);
+        ok.check().unwrap();
+        let specs = ok.shard_specs();
+        assert_eq!(specs[1].id, "scores.shard-1-of-2");
+        assert_eq!(specs[1].data, input("b", 2));
+        assert_eq!(specs[1].model, ok.model);
+        assert_ne!(specs[0].digest().unwrap(), specs[1].digest().unwrap());
+        // A spec derived from a plan is an ordinary job: its digest is the one a grant names.
+        assert_eq!(specs[0].digest().unwrap(), ok.shard_spec(0).digest().unwrap());
+
+        assert_eq!(plan(vec![]).check(), Err(ShardedJobError::ShardCount(0)));
+        let many = (0..=MAX_SHARDS).map(|i| input(&format!("d{i}"), (i % 250) as u8)).collect();
+        assert!(matches!(plan(many).check(), Err(ShardedJobError::ShardCount(_))));
+        let same_object = plan(vec![input("a", 1), input("a", 2)]);
+        assert_eq!(same_object.check(), Err(ShardedJobError::Repeated(0, 1)));
+        let same_bytes = plan(vec![input("a", 1), input("b", 3), input("c", 1)]);
+        assert_eq!(same_bytes.check(), Err(ShardedJobError::Repeated(0, 2)));
+        let mut bad_id = ok.clone();
+        bad_id.id = "../x".into();
+        assert!(matches!(bad_id.check(), Err(ShardedJobError::Id(_))));
+        let mut train = ok.clone();
+        train.kind = JobKind::Train;
+        assert_eq!(train.check(), Err(ShardedJobError::Kind));
+        // A plan with a field it does not know is refused, not read past.
+        let mut json = serde_json::to_value(&ok).unwrap();
+        json["data"] = serde_json::json!({});
+        assert!(serde_json::from_value::<ShardedJob>(json).is_err());
     }
 }

@@ -31,7 +31,7 @@ pub use collateral::{CollateralItemDigest, CollateralKey, CollateralRecord, Vend
 pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};
 pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
-pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, OWNER_ATTRIBUTE, Receipt};
+pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, OWNER_ATTRIBUTE, Receipt, ShardedJob};
 pub use model::{ModelFormat, ModelManifest, ModelMetadata, ModelTask, TensorSpec};
 pub use pem::{PemError, pem_certificates};
 pub use sim::{

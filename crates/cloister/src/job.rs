@@ -1,6 +1,10 @@
-//! `cloister job upload|grant|submit|status|fetch`: durable batch jobs on a worker, from a
-//! party's side: each input owner seals its file to a key-broker key and uploads it, and signs a
-//! grant for exactly the job; the job is submitted, watched and its results fetched.
+//! `cloister job split|seal|upload|grant|submit|status|fetch`: durable batch jobs on workers,
+//! from a party's side: each input owner seals its file to a key-broker key and uploads it, and
+//! signs a grant for exactly the job; the job is submitted, watched and its results fetched.
+//!
+//! A job split by data shard (a [`ShardedJob`] plan) runs each shard as its own job on one of
+//! several workers, with its own grants and receipt; `fetch` checks every shard's receipt against
+//! the plan and keeps them together as the combined receipt.
 //!
 //! Every command first verifies the worker's enclave certificate against the caller's own
 //! expectations (instance CA, measurements, `sim` only when accepted) during the TLS handshake.
@@ -15,8 +19,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail, ensure};
 use cloister_client::{Expectations, WorkerClient};
 use cloister_seal::RecipientSecretKey;
-use cloister_types::batch::{BatchChunk, BatchState, BatchStatus, SubmitBatch};
-use cloister_types::{Hex, JobSpec};
+use cloister_types::batch::{BatchChunk, BatchState, BatchStatus, CombinedReceipt, SubmitBatch};
+use cloister_types::{Hex, InputRef, JobSpec, ShardedJob};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
@@ -59,10 +63,174 @@ impl WorkerTarget {
 
 /// Reads a job spec (JSON).
 pub fn read_spec(path: &Path) -> Result<JobSpec> {
+    match read_job(path)? {
+        JobFile::One(spec) => Ok(spec),
+        JobFile::Sharded(_) => {
+            bail!("{} is a sharded job's plan; this command takes one job's spec", path.display())
+        }
+    }
+}
+
+/// A job file: one job's spec, or the plan of a job split by data shard.
+#[derive(Clone, Debug)]
+pub enum JobFile {
+    /// `{"id", "kind", "model", "data", "output_recipients"}`.
+    One(JobSpec),
+    /// `{"id", "kind", "model", "shards", "output_recipients"}`, checked.
+    Sharded(ShardedJob),
+}
+
+/// Reads a job file: a plan when it has `shards`, else one job's spec.
+pub fn read_job(path: &Path) -> Result<JobFile> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a job spec (JSON)", path.display()))
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a job spec (JSON)", path.display()))?;
+    if value.get("shards").is_some() {
+        let plan: ShardedJob = serde_json::from_value(value).with_context(|| {
+            format!(
+                "{} is not a sharded job's plan ({{\"id\", \"kind\", \"model\", \"shards\", \
+                 \"output_recipients\"}})",
+                path.display()
+            )
+        })?;
+        plan.check().with_context(|| format!("the plan {}", path.display()))?;
+        Ok(JobFile::Sharded(plan))
+    } else {
+        serde_json::from_value(value)
+            .map(JobFile::One)
+            .with_context(|| format!("{} is not a job spec", path.display()))
+    }
+}
+
+/// Where `fetch` gets a sharded job's statuses and sealed results.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// From the workers, over attested TLS (shard i from worker i mod n).
+    Workers(&'a [WorkerClient]),
+    /// From a directory `run-shard` wrote: `SHARD_ID.status.json` and the sealed chunk objects,
+    /// each a file named by its object id.
+    Dir(&'a Path),
+}
+
+impl Source<'_> {
+    async fn status(&self, plan: &ShardedJob, index: usize) -> Result<BatchStatus> {
+        let id = plan.shard_id(index);
+        match self {
+            Source::Workers(clients) => clients[index % clients.len()]
+                .batch_status(&id)
+                .await
+                .with_context(|| format!("shard {index} ({id})")),
+            Source::Dir(dir) => {
+                let path = dir.join(format!("{id}.status.json"));
+                let text = std::fs::read(&path).with_context(|| {
+                    format!(
+                        "reading shard {index}'s status {} (written by `job run-shard`)",
+                        path.display()
+                    )
+                })?;
+                serde_json::from_slice(&text)
+                    .with_context(|| format!("{} is not a batch job's status", path.display()))
+            }
+        }
+    }
+
+    async fn object(&self, index: usize, object_id: &str) -> Result<Vec<u8>> {
+        match self {
+            Source::Workers(clients) => {
+                Ok(clients[index % clients.len()].get_object(object_id).await?)
+            }
+            Source::Dir(dir) => {
+                ensure!(
+                    cloister_types::job::is_object_id(object_id),
+                    "the status names an object id that is no file name: {object_id:?}"
+                );
+                let path = dir.join(object_id);
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+            }
+        }
+    }
+}
+
+/// Which job `status` and `fetch` look at: one by id, or every shard of a plan.
+#[derive(Clone, Debug)]
+pub enum Which {
+    /// One job on one worker.
+    Id(String),
+    /// Each shard of the plan on its worker (shard i on worker i mod n).
+    Plan(ShardedJob),
+}
+
+/// The one worker of a command that talks to one.
+fn one(targets: &[WorkerTarget]) -> Result<&WorkerTarget> {
+    match targets {
+        [one] => Ok(one),
+        several => bail!(
+            "one job runs on one worker, {} were given (--worker); several are for a sharded \
+             job's plan",
+            several.len()
+        ),
+    }
+}
+
+/// A client for each worker, in order.
+fn clients(targets: &[WorkerTarget]) -> Result<Vec<WorkerClient>> {
+    ensure!(!targets.is_empty(), "give the workers with --worker");
+    targets.iter().map(WorkerTarget::client).collect()
+}
+
+/// Whether a CSV's first line is a header of column names: as the engine reads a table, when a
+/// cell is not a number.
+fn is_csv_header(line: &[u8]) -> bool {
+    String::from_utf8_lossy(line)
+        .trim_end()
+        .split(',')
+        .any(|cell| cell.trim().trim_matches('"').parse::<f32>().is_err())
+}
+
+/// `job split`: splits a data set into `shards` files of contiguous rows, as even as can be, in
+/// `out_dir` (`NAME.shard-I-of-N.EXT`); a CSV's header line (when its first line is not all
+/// numbers) starts every shard. Returns their paths in order; writes nothing if any exists.
+pub fn split(file: &Path, shards: usize, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    ensure!(
+        (1..=cloister_types::job::MAX_SHARDS).contains(&shards),
+        "--shards {shards}: split into 1 to {} shards",
+        cloister_types::job::MAX_SHARDS
+    );
+    let bytes =
+        Zeroizing::new(std::fs::read(file).with_context(|| format!("reading {}", file.display()))?);
+    let csv = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
+    let header = lines.first().copied().filter(|first| csv && is_csv_header(first));
+    let rows = &lines[usize::from(header.is_some())..];
+    ensure!(
+        rows.len() >= shards,
+        "{} has {} rows, fewer than the {shards} shards asked for",
+        file.display(),
+        rows.len()
+    );
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("data");
+    let ext =
+        file.extension().and_then(|e| e.to_str()).map(|e| format!(".{e}")).unwrap_or_default();
+    let paths: Vec<PathBuf> =
+        (0..shards).map(|i| out_dir.join(format!("{stem}.shard-{i}-of-{shards}{ext}"))).collect();
+    crate::testbed::refuse_overwrite(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let (base, extra) = (rows.len() / shards, rows.len() % shards);
+    let mut next = 0;
+    for (i, path) in paths.iter().enumerate() {
+        let take = base + usize::from(i < extra);
+        let mut shard = Zeroizing::new(header.map(<[u8]>::to_vec).unwrap_or_default());
+        for row in &rows[next..next + take] {
+            shard.extend_from_slice(row);
+            if !row.ends_with(b"\n") {
+                shard.push(b'\n');
+            }
+        }
+        next += take;
+        std::fs::write(path, &*shard).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(paths)
 }
 
 /// What `job upload` was asked.
@@ -79,27 +247,67 @@ pub struct UploadArgs<'a> {
     pub content_type: &'a str,
 }
 
-/// `job upload`: seals a file once to a key-broker key as the owner's object, uploads it to the
-/// attested worker, and prints the input reference a job spec names (`{"object_id", "sha256",
-/// "owner"}`).
-pub async fn upload(target: &WorkerTarget, args: &UploadArgs<'_>) -> Result<()> {
+/// Seals `args.file` once to the key-broker key as the owner's object; returns the envelope and
+/// the owner.
+fn seal_file(args: &UploadArgs<'_>) -> Result<(Vec<u8>, String)> {
     let owner = crate::parties::read_signing_key(args.owner_key)?.public_key().to_text();
     let recipient =
         crate::model::text_or_file(args.recipient, cloister_seal::BROKER_REFERENCE_PREFIX)?;
     let plaintext = Zeroizing::new(
         std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?,
     );
-    let client = target.client()?;
-    let input = crate::parties::seal_to_broker_and_upload(
-        &client,
+    let sealed = crate::parties::seal_to_broker(
         &owner,
         &recipient,
         args.object_id,
         args.content_type,
         &plaintext,
-    )
-    .await
-    .with_context(|| format!("uploading {} to {}", args.file.display(), target.url))?;
+    )?;
+    Ok((sealed, owner))
+}
+
+/// `job seal`: seals a file once to a key-broker key as the owner's object and writes the
+/// envelope to `output` (never overwritten), for `job upload --sealed` later by anyone, to any
+/// worker; returns the input reference a job spec names.
+pub fn seal(args: &UploadArgs<'_>, output: &Path) -> Result<InputRef> {
+    crate::testbed::refuse_overwrite(&[output])?;
+    let (sealed, owner) = seal_file(args)?;
+    write_atomically(output, &sealed)?;
+    Ok(InputRef {
+        object_id: args.object_id.to_owned(),
+        sha256: Hex(Sha256::digest(&sealed).to_vec()),
+        owner,
+    })
+}
+
+/// What `job upload` sends.
+pub enum Upload<'a> {
+    /// A plaintext file, sealed here first.
+    Plain(UploadArgs<'a>),
+    /// An envelope `job seal` wrote, sent as is.
+    Sealed(&'a Path),
+}
+
+/// `job upload`: seals a file once to a key-broker key as the owner's object (or takes one
+/// sealed before), uploads the same bytes to every attested worker given (a sharded job's model
+/// goes to each), and prints the input reference a job spec names (`{"object_id", "sha256",
+/// "owner"}`).
+pub async fn upload(targets: &[WorkerTarget], what: &Upload<'_>) -> Result<()> {
+    let clients = clients(targets)?;
+    let (sealed, file) = match what {
+        Upload::Plain(args) => (seal_file(args)?.0, args.file),
+        Upload::Sealed(path) => {
+            (std::fs::read(path).with_context(|| format!("reading {}", path.display()))?, *path)
+        }
+    };
+    let mut input = None;
+    for (client, target) in clients.iter().zip(targets) {
+        let stored = crate::parties::upload_sealed(client, sealed.clone())
+            .await
+            .with_context(|| format!("uploading {} to {}", file.display(), target.url))?;
+        input = Some(stored);
+    }
+    let input = input.context("no worker was given")?;
     println!("{}", serde_json::to_string(&input)?);
     Ok(())
 }
@@ -122,9 +330,12 @@ pub struct GrantArgs<'a> {
 
 /// `job grant`: the owner of one of a job's inputs signs a grant letting exactly that job use it,
 /// in enclaves measured and appraised as given, with results sealed only to the job's output
-/// recipients.
+/// recipients. For a sharded job's plan, one grant per shard's job, one per line.
 pub fn grant(args: &GrantArgs<'_>) -> Result<()> {
-    let spec = read_spec(args.job)?;
+    let (specs, plan) = match read_job(args.job)? {
+        JobFile::One(spec) => (vec![spec], None),
+        JobFile::Sharded(plan) => (plan.shard_specs(), Some(plan)),
+    };
     let role = match args.role {
         "model" => cloister_types::InputRole::Model,
         "data" => cloister_types::InputRole::Data,
@@ -140,47 +351,123 @@ pub fn grant(args: &GrantArgs<'_>) -> Result<()> {
         measurements: args.measurements.to_vec(),
         instances: args.instances.to_vec(),
     };
-    let grant =
-        crate::parties::sign_grant(&key, &spec, role, &admitted, &spec.output_recipients, None)?;
+    let mut grants = String::new();
+    for spec in &specs {
+        let grant =
+            crate::parties::sign_grant(&key, spec, role, &admitted, &spec.output_recipients, None)?;
+        grants.push_str(&grant);
+        grants.push('\n');
+    }
     crate::testbed::refuse_overwrite(&[args.output])?;
-    std::fs::write(args.output, format!("{grant}\n"))
+    std::fs::write(args.output, grants)
         .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!(
-        "granted job {} ({}) the {} input; results only to {} recipient(s)",
-        spec.id,
-        spec.digest()?,
-        args.role,
-        spec.output_recipients.len()
-    );
+    let recipients = specs[0].output_recipients.len();
+    match plan {
+        None => eprintln!(
+            "granted job {} ({}) the {} input; results only to {recipients} recipient(s)",
+            specs[0].id,
+            specs[0].digest()?,
+            args.role,
+        ),
+        Some(plan) => eprintln!(
+            "granted each of the {} shards of job {} (plan {}) the {} input, one grant per \
+             line; results only to {recipients} recipient(s)",
+            specs.len(),
+            plan.id,
+            plan.digest()?,
+            args.role,
+        ),
+    }
     Ok(())
 }
 
-/// `job submit`: queues the job in `spec` (JSON) with the grants (one compact JWS per file).
+/// Reads grant files: one compact JWS per line (a sharded job's grant file has one per shard).
+fn read_grants(paths: &[PathBuf]) -> Result<Vec<String>> {
+    let mut grants = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the grant {}", path.display()))?;
+        grants.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
+    }
+    Ok(grants)
+}
+
+/// The job id a grant names, read without checking its signature: only to route each grant to
+/// its shard's job (the worker verifies every grant, and refuses one for another job).
+fn grant_job_id(grant: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = grant.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("job_id")?.as_str().map(str::to_owned)
+}
+
+/// `job submit`: queues the job in `spec` (JSON) with the grants (one compact JWS per line of
+/// each file). A sharded job's plan queues each shard's job, with the grants naming it, on
+/// worker i mod n.
 pub async fn submit(
-    target: &WorkerTarget,
+    targets: &[WorkerTarget],
     spec: &Path,
     grants: &[PathBuf],
     chunk_rows: u64,
     json: bool,
 ) -> Result<()> {
-    let spec = read_spec(spec)?;
-    let grants = grants
-        .iter()
-        .map(|path| {
-            std::fs::read_to_string(path)
-                .map(|t| t.trim().to_owned())
-                .with_context(|| format!("reading the grant {}", path.display()))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let client = target.client()?;
-    let accepted = client
-        .submit_batch(&SubmitBatch { spec, grants, chunk_rows })
-        .await
-        .context("the worker did not queue the job")?;
-    if json {
-        println!("{}", serde_json::to_string(&accepted)?);
-    } else {
-        println!("{}", accepted.job_id);
+    let grants = read_grants(grants)?;
+    let plan = match read_job(spec)? {
+        JobFile::One(spec) => {
+            let client = one(targets)?.client()?;
+            let accepted = client
+                .submit_batch(&SubmitBatch { spec, grants, chunk_rows })
+                .await
+                .context("the worker did not queue the job")?;
+            if json {
+                println!("{}", serde_json::to_string(&accepted)?);
+            } else {
+                println!("{}", accepted.job_id);
+            }
+            return Ok(());
+        }
+        JobFile::Sharded(plan) => plan,
+    };
+    let clients = clients(targets)?;
+    let mut queued = Vec::new();
+    for (index, spec) in plan.shard_specs().into_iter().enumerate() {
+        let mine: Vec<String> = grants
+            .iter()
+            .filter(|g| grant_job_id(g).as_deref() == Some(spec.id.as_str()))
+            .cloned()
+            .collect();
+        ensure!(
+            !mine.is_empty(),
+            "no grant names shard {index}'s job {}: each owner signs one per shard with \
+             `cloister job grant --job PLAN`",
+            spec.id
+        );
+        let worker = index % clients.len();
+        let job_id = spec.id.clone();
+        let accepted = clients[worker]
+            .submit_batch(&SubmitBatch { spec, grants: mine, chunk_rows })
+            .await
+            .with_context(|| {
+                format!(
+                    "{} did not queue shard {index} ({job_id}; is its data uploaded there?); \
+                     shards queued before it: {}",
+                    targets[worker].url,
+                    if queued.is_empty() { "none".to_owned() } else { queued.join(", ") }
+                )
+            })?;
+        if json {
+            let line = serde_json::json!({
+                "shard": index,
+                "job_id": accepted.job_id,
+                "state": accepted.state,
+                "worker": targets[worker].url,
+            });
+            println!("{line}");
+        } else {
+            println!("{}\t{}", accepted.job_id, targets[worker].url);
+        }
+        queued.push(accepted.job_id);
     }
     Ok(())
 }
@@ -201,23 +488,99 @@ fn status_line(status: &BatchStatus) -> String {
     line
 }
 
+/// Each shard's status, from its worker (shard i on worker i mod n) or a directory.
+async fn shard_statuses(plan: &ShardedJob, source: Source<'_>) -> Result<Vec<BatchStatus>> {
+    let mut statuses = Vec::with_capacity(plan.shards.len());
+    for index in 0..plan.shards.len() {
+        statuses.push(source.status(plan, index).await?);
+    }
+    Ok(statuses)
+}
+
+fn running(status: &BatchStatus) -> bool {
+    matches!(status.state, BatchState::Queued | BatchState::Running)
+}
+
 /// `job status`: one line (or JSON); with `watch`, a progress bar until the job ends. Fails when
-/// the job failed.
-pub async fn status(target: &WorkerTarget, job_id: &str, watch: bool, json: bool) -> Result<()> {
+/// the job failed. For a sharded job's plan: a line per shard and one for the whole job (JSON:
+/// `{"job_id", "shards": [status…]}`), failing when any shard failed.
+pub async fn status(
+    targets: &[WorkerTarget],
+    which: &Which,
+    watch: bool,
+    json: bool,
+) -> Result<()> {
+    match which {
+        Which::Id(id) => one_status(one(targets)?, id, watch, json).await,
+        Which::Plan(plan) => plan_status(targets, plan, watch, json).await,
+    }
+}
+
+async fn plan_status(
+    targets: &[WorkerTarget],
+    plan: &ShardedJob,
+    watch: bool,
+    json: bool,
+) -> Result<()> {
+    let clients = clients(targets)?;
+    let mut statuses = shard_statuses(plan, Source::Workers(&clients)).await?;
+    let done = |s: &[BatchStatus]| s.iter().map(|s| s.rows_done).sum::<u64>();
+    let total = |s: &[BatchStatus]| s.iter().map(|s| s.rows_total.unwrap_or(0)).sum::<u64>();
+    if watch {
+        let bar = progress_bar(total(&statuses));
+        while statuses.iter().any(running) {
+            bar.set_length(total(&statuses));
+            bar.set_position(done(&statuses));
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            statuses = shard_statuses(plan, Source::Workers(&clients)).await?;
+        }
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::json!({ "job_id": plan.id, "shards": statuses }));
+    } else {
+        for status in &statuses {
+            println!("{}", status_line(status));
+        }
+        let finished = statuses.iter().filter(|s| s.state == BatchState::Done).count();
+        println!(
+            "{}: {finished}/{} shards done, {}/{} rows",
+            plan.id,
+            statuses.len(),
+            done(&statuses),
+            total(&statuses)
+        );
+    }
+    let failed: Vec<&str> = statuses
+        .iter()
+        .filter(|s| s.state == BatchState::Failed)
+        .map(|s| s.job_id.as_str())
+        .collect();
+    ensure!(failed.is_empty(), "sharded job {}: {} failed", plan.id, failed.join(", "));
+    Ok(())
+}
+
+/// A progress bar on standard error when it is a terminal (hidden otherwise).
+fn progress_bar(length: u64) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(length)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({percent}%, eta {eta}) {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+async fn one_status(target: &WorkerTarget, job_id: &str, watch: bool, json: bool) -> Result<()> {
     let client = target.client()?;
     let mut status = client.batch_status(job_id).await?;
     if watch {
-        let bar = if std::io::stderr().is_terminal() {
-            ProgressBar::new(status.rows_total.unwrap_or(0))
-        } else {
-            ProgressBar::hidden()
-        };
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {pos}/{len} rows ({percent}%, eta {eta}) {msg}")
-        {
-            bar.set_style(style);
-        }
-        while matches!(status.state, BatchState::Queued | BatchState::Running) {
+        let bar = progress_bar(status.rows_total.unwrap_or(0));
+        while running(&status) {
             bar.set_length(status.rows_total.unwrap_or(0));
             bar.set_position(status.rows_done);
             bar.set_message(status.state.as_str());
@@ -239,12 +602,236 @@ pub async fn status(target: &WorkerTarget, job_id: &str, watch: bool, json: bool
     Ok(())
 }
 
+/// `OUTPUT.receipt.json`: where `fetch` keeps the receipt.
+fn receipt_path(output: &Path) -> PathBuf {
+    let mut path = output.as_os_str().to_owned();
+    path.push(".receipt.json");
+    PathBuf::from(path)
+}
+
 /// `job fetch`: verifies the receipt, downloads and checks every chunk, opens each with `secret`
 /// and writes the CSV to `output` (replaced only when everything checked), and the job's status
 /// beside it as `OUTPUT.receipt.json`: the receipt with its signer's certificate chain and the
 /// chunks it commits to, which anyone can check again later (the web console's *Verify a
-/// receipt*).
+/// receipt*). For a sharded job's plan: every shard's receipt checked against the plan, the
+/// shards' results concatenated in order (a CSV's header once), and the combined receipt kept.
+///
+/// With `from` (a sharded job's plan only): no worker is asked; the statuses and sealed results
+/// are read from the directory `job run-shard` wrote them to, and checked the same way.
 pub async fn fetch(
+    targets: &[WorkerTarget],
+    which: &Which,
+    from: Option<&Path>,
+    secret: &Path,
+    output: &Path,
+) -> Result<()> {
+    match (which, from) {
+        (Which::Id(id), None) => fetch_one(one(targets)?, id, secret, output).await,
+        (Which::Id(_), Some(_)) => {
+            bail!("--from reads a sharded job's results: give its plan with --job")
+        }
+        (Which::Plan(plan), Some(dir)) => {
+            let expectations = one_expectations(targets)?;
+            fetch_plan(plan, Source::Dir(dir), &expectations, secret, output).await
+        }
+        (Which::Plan(plan), None) => {
+            let expectations = one_expectations(targets)?;
+            let clients = clients(targets)?;
+            fetch_plan(plan, Source::Workers(&clients), &expectations, secret, output).await
+        }
+    }
+}
+
+async fn fetch_plan(
+    plan: &ShardedJob,
+    source: Source<'_>,
+    expectations: &Expectations,
+    secret: &Path,
+    output: &Path,
+) -> Result<()> {
+    let key = crate::envelope::read_secret(secret)?;
+    let statuses = shard_statuses(plan, source).await?;
+    for status in &statuses {
+        ensure!(
+            status.state == BatchState::Done,
+            "sharded job {} is not done: {}",
+            plan.id,
+            status_line(status)
+        );
+    }
+    let combined = CombinedReceipt { plan: plan.clone(), shards: statuses };
+    let verified = cloister_client::verify_combined_receipt(&combined, expectations)?;
+    let mut output_bytes = Zeroizing::new(Vec::new());
+    let mut header: Option<Vec<u8>> = None;
+    for (index, shard) in verified.shards.iter().enumerate() {
+        let (bytes, csv_header) = download(source, index, &shard.chunks, &key)
+            .await
+            .with_context(|| format!("shard {index} ({})", shard.receipt.job_id))?;
+        let body = if csv_header {
+            let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| n + 1);
+            let (first, body) = bytes.split_at(end);
+            match &header {
+                None => header = Some(first.to_vec()),
+                Some(h) => ensure!(
+                    h.as_slice() == first,
+                    "shard {index}'s results have another CSV header than shard 0's"
+                ),
+            }
+            if index == 0 { &bytes[..] } else { body }
+        } else {
+            &bytes[..]
+        };
+        output_bytes.extend_from_slice(body);
+    }
+    let receipt_path = receipt_path(output);
+    write_atomically(output, &output_bytes)?;
+    write_atomically(&receipt_path, &serde_json::to_vec_pretty(&combined)?)?;
+    let enclaves: std::collections::BTreeSet<&Hex> =
+        verified.shards.iter().map(|s| &s.receipt.attestation_result_sha256).collect();
+    eprintln!(
+        "{} rows from {} shards written to {}; every shard's receipt verified against plan {} \
+         (signed by {} enclave(s) with measurement {}); combined receipt kept in {}",
+        verified.rows,
+        verified.shards.len(),
+        output.display(),
+        verified.plan_sha256,
+        enclaves.len(),
+        verified.shards[0].receipt.measurement,
+        receipt_path.display()
+    );
+    Ok(())
+}
+
+/// What `job run-shard` was asked.
+pub struct RunShardArgs<'a> {
+    /// The plan.
+    pub plan: &'a ShardedJob,
+    /// Which shard.
+    pub index: usize,
+    /// The directory holding the plan's model and the shard's data as envelopes `job seal`
+    /// wrote, named `OBJECT_ID.sealed`.
+    pub inputs: &'a Path,
+    /// Grant files (one compact JWS per line); those naming the shard's job are used.
+    pub grants: &'a [PathBuf],
+    /// Rows per chunk.
+    pub chunk_rows: u64,
+    /// Where the shard's status and sealed results go.
+    pub out: &'a Path,
+    /// How long to wait for the worker to answer (it starts beside this command).
+    pub wait: Duration,
+}
+
+/// `job run-shard`: one shard of a plan from start to end on one worker, as one pod of a
+/// Kubernetes indexed Job runs it beside its worker: uploads the plan's model and the shard's
+/// data from `inputs` (checked against the plan's digests first), queues the shard's job with
+/// the grants that name it, waits until it is done, checks its receipt, and writes its sealed
+/// results (`OUT/OBJECT_ID`) and then its status (`OUT/SHARD_ID.status.json`) for `job fetch
+/// --job PLAN --from OUT`. Run again on a worker that has the job, it only waits and writes.
+/// It holds no key: only ciphertext and signed statements pass through it.
+pub async fn run_shard(target: &WorkerTarget, args: &RunShardArgs<'_>) -> Result<()> {
+    let plan = args.plan;
+    ensure!(
+        args.index < plan.shards.len(),
+        "shard {} of a plan with {} shards (they count from 0)",
+        args.index,
+        plan.shards.len()
+    );
+    let spec = plan.shard_spec(args.index);
+    let grants: Vec<String> = read_grants(args.grants)?
+        .into_iter()
+        .filter(|g| grant_job_id(g).as_deref() == Some(spec.id.as_str()))
+        .collect();
+    ensure!(!grants.is_empty(), "no grant names shard {}'s job {}", args.index, spec.id);
+    let mut sealed = Vec::new();
+    let inputs = [&spec.model, &spec.data];
+    for input in inputs {
+        let path = args.inputs.join(format!("{}.sealed", input.object_id));
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        ensure!(
+            Sha256::digest(&bytes).as_slice() == input.sha256.as_bytes(),
+            "{} is not the object the plan names (its SHA-256 differs)",
+            path.display()
+        );
+        sealed.push(bytes);
+    }
+    let expectations = target.expectations()?;
+    let client = WorkerClient::new(&target.url, expectations.clone())?;
+    let deadline = std::time::Instant::now() + args.wait;
+    loop {
+        match client.attest().await {
+            Ok(_) => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for the worker at {}: {e}", target.url);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => {
+                return Err(e).context(format!("the worker at {} never answered", target.url));
+            }
+        }
+    }
+    if client.batch_status(&spec.id).await.is_err() {
+        for (input, bytes) in inputs.into_iter().zip(sealed) {
+            // A worker that already holds the object (uploaded by an earlier try, or for another
+            // shard) keeps it: objects are immutable, and the digest says it is the same one.
+            if let Ok(held) = client.get_object(&input.object_id).await {
+                ensure!(
+                    Sha256::digest(&held).as_slice() == input.sha256.as_bytes(),
+                    "the worker holds another object under {}",
+                    input.object_id
+                );
+                continue;
+            }
+            crate::parties::upload_sealed(&client, bytes).await?;
+        }
+        let job = SubmitBatch { spec: spec.clone(), grants, chunk_rows: args.chunk_rows };
+        client.submit_batch(&job).await.context("the worker did not queue the shard's job")?;
+        eprintln!("queued {} on {}", spec.id, target.url);
+    }
+    let mut status = client.batch_status(&spec.id).await?;
+    let mut shown = u64::MAX;
+    while running(&status) {
+        if status.rows_done != shown {
+            eprintln!("{}", status_line(&status));
+            shown = status.rows_done;
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+        status = client.batch_status(&spec.id).await?;
+    }
+    ensure!(status.state == BatchState::Done, "{}", status_line(&status));
+    let verified = verify_batch_receipt(&status, &expectations)?;
+    ensure!(
+        verified.receipt.job_digest == spec.digest()?,
+        "the receipt names another job digest than the plan's shard"
+    );
+    std::fs::create_dir_all(args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for chunk in &verified.chunks {
+        let bytes = client.get_object(&chunk.object_id).await?;
+        ensure!(
+            Sha256::digest(&bytes).as_slice() == chunk.ciphertext_sha256.as_bytes(),
+            "chunk {} ({}) is not the object the receipt names",
+            chunk.index,
+            chunk.object_id
+        );
+        write_atomically(&args.out.join(&chunk.object_id), &bytes)?;
+    }
+    let status_file = args.out.join(format!("{}.status.json", spec.id));
+    write_atomically(&status_file, &serde_json::to_vec_pretty(&status)?)?;
+    eprintln!(
+        "{}: {} rows done; receipt verified; sealed results and status in {}",
+        spec.id,
+        verified.receipt.rows,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// The expectations of several targets, which differ only by URL.
+fn one_expectations(targets: &[WorkerTarget]) -> Result<Expectations> {
+    targets.first().context("give the workers with --worker")?.expectations()
+}
+
+async fn fetch_one(
     target: &WorkerTarget,
     job_id: &str,
     secret: &Path,
@@ -260,11 +847,10 @@ pub async fn fetch(
         status_line(&status)
     );
     let verified = verify_batch_receipt(&status, &expectations)?;
-    let output_bytes = download(&client, &verified.chunks, &key).await?;
+    let (output_bytes, _) =
+        download(Source::Workers(std::slice::from_ref(&client)), 0, &verified.chunks, &key).await?;
     let receipt = &verified.receipt;
-    let mut receipt_path = output.as_os_str().to_owned();
-    receipt_path.push(".receipt.json");
-    let receipt_path = PathBuf::from(receipt_path);
+    let receipt_path = receipt_path(output);
     write_atomically(output, &output_bytes)?;
     write_atomically(&receipt_path, &serde_json::to_vec_pretty(&status)?)?;
     eprintln!(
@@ -280,15 +866,18 @@ pub async fn fetch(
 
 pub use cloister_client::protocol::verify_batch_receipt;
 
-/// Downloads every chunk the receipt commits to, checks its digest, opens it and concatenates.
+/// Downloads every chunk the receipt commits to, checks its digest, opens it and concatenates;
+/// says whether the first line is a CSV header.
 async fn download(
-    client: &WorkerClient,
+    source: Source<'_>,
+    shard: usize,
     chunks: &[BatchChunk],
     key: &RecipientSecretKey,
-) -> Result<Zeroizing<Vec<u8>>> {
+) -> Result<(Zeroizing<Vec<u8>>, bool)> {
     let mut output = Zeroizing::new(Vec::new());
+    let mut has_header = false;
     for chunk in chunks {
-        let sealed = client.get_object(&chunk.object_id).await?;
+        let sealed = source.object(shard, &chunk.object_id).await?;
         ensure!(
             Sha256::digest(&sealed).as_slice() == chunk.ciphertext_sha256.as_bytes(),
             "chunk {} ({}) is not the object the receipt names",
@@ -307,9 +896,10 @@ async fn download(
         let csv_header = chunk.index == 0 && header.metadata().content_type == "text/csv";
         let expected = chunk.rows + u64::from(csv_header);
         ensure!(lines == expected, "chunk {} has {lines} lines, {expected} expected", chunk.index);
+        has_header |= csv_header;
         output.extend_from_slice(&plain);
     }
-    Ok(output)
+    Ok((output, has_header))
 }
 
 /// Writes `bytes` to `output` through a synced temporary file in the same directory, so that
@@ -322,4 +912,44 @@ pub(crate) fn write_atomically(output: &Path, bytes: &[u8]) -> Result<()> {
     file.as_file().sync_all()?;
     file.persist(output).with_context(|| format!("writing {}", output.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_text(name: &str, text: &str, shards: usize) -> Result<Vec<String>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join(name);
+        std::fs::write(&file, text)?;
+        let paths = split(&file, shards, &dir.path().join("out"))?;
+        Ok(paths.iter().map(|p| std::fs::read_to_string(p).unwrap_or_default()).collect())
+    }
+
+    #[test]
+    fn split_keeps_every_row_once_in_order_and_a_csv_header_on_every_shard() {
+        let shards = split_text("t.csv", "a,b\n1,2\n3,4\n5,6\n7,8\n9,10", 3).unwrap();
+        assert_eq!(shards, ["a,b\n1,2\n3,4\n", "a,b\n5,6\n7,8\n", "a,b\n9,10\n"]);
+        // A first line of numbers is a row, as the engine reads it.
+        let shards = split_text("t.csv", "1,2\n3,4\n5,6\n", 2).unwrap();
+        assert_eq!(shards, ["1,2\n3,4\n", "5,6\n"]);
+        // JSON lines have no header.
+        let shards = split_text("p.jsonl", "{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n", 2).unwrap();
+        assert_eq!(shards, ["{\"prompt\":\"a\"}\n", "{\"prompt\":\"b\"}\n"]);
+        assert!(is_csv_header(b"\"x\",y\n") && !is_csv_header(b" 1.5 , \"2\"\n"));
+    }
+
+    #[test]
+    fn split_refuses_more_shards_than_rows_and_never_overwrites() {
+        let err = split_text("t.csv", "a,b\n1,2\n", 2).unwrap_err().to_string();
+        assert!(err.contains("has 1 rows, fewer than the 2 shards"), "{err}");
+        assert!(split_text("t.csv", "1\n", 0).unwrap_err().to_string().contains("1 to 1024"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.csv");
+        std::fs::write(&file, "1\n2\n").unwrap();
+        std::fs::write(dir.path().join("t.shard-1-of-2.csv"), "mine").unwrap();
+        let err = split(&file, 2, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("refusing to overwrite"), "{err}");
+        assert!(!dir.path().join("t.shard-0-of-2.csv").exists());
+    }
 }

@@ -376,14 +376,48 @@ pub async fn seal_to_broker_and_upload(
     content_type: &str,
     plaintext: &[u8],
 ) -> Result<InputRef> {
+    let sealed = seal_to_broker(owner, recipient, object_id, content_type, plaintext)?;
+    upload(client, owner, object_id, sealed).await
+}
+
+/// Seals `plaintext` once to a key-broker key as `owner`'s object `object_id`, for upload later
+/// (to one worker or several, as is: [`upload_sealed`]).
+pub fn seal_to_broker(
+    owner: &str,
+    recipient: &str,
+    object_id: &str,
+    content_type: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    ensure!(
+        cloister_types::job::is_object_id(object_id),
+        "the object id {object_id:?} is not 1 to 128 letters, digits, '.', '_' or '-'"
+    );
     let broker = BrokerRecipient::from_text(recipient)
         .context("the key-broker recipient is not valid (what `cloister key register` prints)")?;
-    let sealed = cloister_seal::seal_to_vec_for(
+    Ok(cloister_seal::seal_to_vec_for(
         &[broker.recipient()],
         &owned_metadata(owner, object_id, content_type),
         plaintext,
-    )?;
-    upload(client, owner, object_id, sealed).await
+    )?)
+}
+
+/// Uploads an object sealed before ([`seal_to_broker`]) under the object id and owner its
+/// envelope's authenticated metadata names; returns the reference a job uses. Whoever uploads it
+/// needs no key: the bytes are ciphertext, and a changed byte changes the digest every grant
+/// names.
+pub async fn upload_sealed(client: &WorkerClient, sealed: Vec<u8>) -> Result<InputRef> {
+    let header = cloister_seal::read_header(sealed.as_slice())
+        .context("the file is not a sealed envelope (what `cloister job seal` writes)")?;
+    let metadata = header.metadata();
+    let owner = metadata.attributes.get(cloister_types::OWNER_ATTRIBUTE).with_context(|| {
+        format!(
+            "the envelope names no owner (attribute {:?}): seal it with `cloister job seal`",
+            cloister_types::OWNER_ATTRIBUTE
+        )
+    })?;
+    let (owner, object_id) = (owner.clone(), metadata.object_id.clone());
+    upload(client, &owner, &object_id, sealed).await
 }
 
 /// Reads a party public key file (`cloister keygen --signing --public FILE`).

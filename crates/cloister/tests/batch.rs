@@ -43,6 +43,11 @@ struct WorkerProcess {
 
 impl WorkerProcess {
     fn start(bed: &Bed, chunk_pause_ms: u64, log_name: &str) -> WorkerProcess {
+        WorkerProcess::start_in(bed, &bed.dirs.worker, chunk_pause_ms, log_name)
+    }
+
+    /// A worker with its own data directory (its own queue and objects).
+    fn start_in(bed: &Bed, data_dir: &Path, chunk_pause_ms: u64, log_name: &str) -> WorkerProcess {
         let log = std::fs::File::create(bed.tmp.path().join(log_name)).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloister"))
             .args(["serve", "worker", "--listen", "127.0.0.1:0", "--authority"])
@@ -51,7 +56,7 @@ impl WorkerProcess {
             .arg(&bed.authority.tls_ca)
             .args(["--instance", &bed.authority.instance_id])
             .args(["--service-fingerprint", &bed.authority.fingerprint(), "--data-dir"])
-            .arg(&bed.dirs.worker)
+            .arg(data_dir)
             .args(["--tee", "sim", "--sim-platform-key"])
             .arg(bed.dirs.worker.join("sim-platform-key.pem"))
             .args(["--chunk-pause-ms", &chunk_pause_ms.to_string()])
@@ -204,8 +209,17 @@ impl Bed {
 
     /// Runs `cloister job …` against the worker at `url`.
     fn cli(&self, url: &str, args: &[&str]) -> Output {
+        self.cli_on(&[url], args)
+    }
+
+    /// Runs `cloister job …` against the workers at `urls` (`--worker` repeated, in order).
+    fn cli_on(&self, urls: &[&str], args: &[&str]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
-        command.arg("job").args(args).args(["--worker", url, "--ca"]).arg(&self.ca_file);
+        command.arg("job").args(args);
+        for url in urls {
+            command.args(["--worker", url]);
+        }
+        command.arg("--ca").arg(&self.ca_file);
         command.args(["--measurement", &self.measurement.to_string(), "--accept-sim"]);
         command.output().unwrap()
     }
@@ -675,4 +689,372 @@ async fn a_grant_revoked_while_its_batch_job_is_queued_stops_the_job_before_it_r
     assert_eq!(status.state, BatchState::Failed, "{status:?}");
     let reason = status.reason.unwrap_or_default();
     assert!(reason.contains("revoked its grant"), "{reason}");
+}
+
+/// Runs `cloister job …` that talks to no worker (split, seal, grant).
+fn job_here(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister")).arg("job").args(args).output().unwrap()
+}
+
+/// Runs `cli` and returns its standard output, failing the test with its standard error.
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_names_each_shard() {
+    use cloister_types::ShardedJob;
+    use cloister_types::batch::CombinedReceipt;
+
+    let bed = bed().await;
+    let workers: Vec<WorkerProcess> = (0..3)
+        .map(|i| {
+            let dir = bed.tmp.path().join(format!("worker-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            WorkerProcess::start_in(&bed, &dir, 0, &format!("shard-worker-{i}.log"))
+        })
+        .collect();
+    let urls: Vec<&str> = workers.iter().map(|w| w.url.as_str()).collect();
+    let tmp = bed.tmp.path();
+    let path = |name: &str| tmp.join(name).to_str().unwrap().to_owned();
+    let model_key = bed.broker_key("model-key").await;
+    let data_key = bed.broker_key("data-key").await;
+
+    // The model owner seals its model once and uploads the same envelope to every worker.
+    std::fs::write(tmp.join("model.onnx"), DEMO_MODEL_ONNX).unwrap();
+    let sealed = ok(job_here(&[
+        "seal",
+        &path("model.onnx"),
+        "--id",
+        "model",
+        "--recipient",
+        &model_key,
+        "--owner-key",
+        &path("model-provider/signing.key"),
+        "--content-type",
+        "application/onnx",
+        "--output",
+        &path("model.sealed"),
+    ]));
+    let model: InputRef = serde_json::from_str(&sealed).unwrap();
+    let mut upload = vec!["upload", "--sealed"];
+    let model_file = path("model.sealed");
+    upload.push(&model_file);
+    let uploaded = ok(bed.cli_on(&urls, &upload));
+    assert_eq!(serde_json::from_str::<InputRef>(&uploaded).unwrap(), model);
+
+    // The data owner splits its table into three shards and uploads shard i to worker i.
+    let one = split_labels(BREAST_CANCER_CSV).unwrap().features_csv;
+    let data = one.repeat(3);
+    std::fs::write(tmp.join("data.csv"), &data).unwrap();
+    let split =
+        ok(job_here(&["split", &path("data.csv"), "--shards", "3", "--out-dir", &path("shards")]));
+    let shard_files: Vec<&str> = split.lines().collect();
+    assert_eq!(shard_files.len(), 3, "{split}");
+    let mut shards = Vec::new();
+    for (i, file) in shard_files.iter().enumerate() {
+        let id = format!("data-{i}");
+        let out = bed.cli_on(
+            &[urls[i]],
+            &[
+                "upload",
+                file,
+                "--id",
+                &id,
+                "--recipient",
+                &data_key,
+                "--owner-key",
+                &path("data-provider/signing.key"),
+                "--content-type",
+                "text/csv",
+            ],
+        );
+        shards.push(serde_json::from_str::<InputRef>(&ok(out)).unwrap());
+    }
+    let to = vec![bed.data_provider.envelope.public_key().to_text()];
+    let plan = ShardedJob {
+        id: "scores".into(),
+        kind: JobKind::BatchInference,
+        model: model.clone(),
+        shards: shards.clone(),
+        output_recipients: to.clone(),
+    };
+    std::fs::write(tmp.join("plan.json"), serde_json::to_vec(&plan).unwrap()).unwrap();
+
+    // Each owner signs one grant per shard; the shards are queued, one per worker.
+    let (measurement, instance) = (bed.measurement.to_string(), bed.authority.instance_id.clone());
+    for (role, who) in [("model", "model-provider"), ("data", "data-provider")] {
+        ok(job_here(&[
+            "grant",
+            "--job",
+            &path("plan.json"),
+            "--role",
+            role,
+            "--signing-key",
+            &path(&format!("{who}/signing.key")),
+            "--measurement",
+            &measurement,
+            "--instance",
+            &instance,
+            "--output",
+            &path(&format!("{role}.grants")),
+        ]));
+        let lines = std::fs::read_to_string(tmp.join(format!("{role}.grants"))).unwrap();
+        assert_eq!(lines.lines().count(), 3);
+    }
+    // Only the model's grants: no shard is queued.
+    let out = bed
+        .cli_on(&urls, &["submit", "--job", &path("plan.json"), "--grant", &path("model.grants")]);
+    assert!(!out.status.success());
+    let why = stderr(&out);
+    assert!(why.contains("no valid grant from the Data owner"), "{why}");
+    assert!(why.contains("shards queued before it: none"), "{why}");
+    // Grants for another job: refused before anything is sent.
+    let out =
+        bed.cli_on(&urls, &["submit", "--job", &path("plan.json"), "--grant", &path("data.csv")]);
+    assert!(stderr(&out).contains("no grant names shard 0's job"), "{}", stderr(&out));
+    let chunk_rows = CHUNK_ROWS.to_string();
+    let queued = ok(bed.cli_on(
+        &urls,
+        &[
+            "submit",
+            "--job",
+            &path("plan.json"),
+            "--grant",
+            &path("model.grants"),
+            "--grant",
+            &path("data.grants"),
+            "--chunk-rows",
+            &chunk_rows,
+        ],
+    ));
+    let queued: Vec<(&str, &str)> = queued.lines().map(|l| l.split_once('\t').unwrap()).collect();
+    assert_eq!(
+        queued,
+        (0..3)
+            .map(|i| (format!("scores.shard-{i}-of-3"), urls[i]))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(a, b)| (a.as_str(), *b))
+            .collect::<Vec<_>>()
+    );
+
+    // Status of the whole job until every shard is done; then fetch.
+    let status = ok(bed.cli_on(&urls, &["status", "--job", &path("plan.json"), "--watch"]));
+    assert!(status.lines().last().unwrap().starts_with("scores: 3/3 shards done"), "{status}");
+    let out = bed.cli_on(&urls[..2], &["status", "scores.shard-0-of-3"]);
+    assert!(stderr(&out).contains("one job runs on one worker"), "{}", stderr(&out));
+    ok(bed.cli_on(
+        &urls,
+        &[
+            "fetch",
+            "--job",
+            &path("plan.json"),
+            "--secret",
+            &path("data-provider/envelope.key"),
+            "--output",
+            &path("scores.csv"),
+        ],
+    ));
+
+    // The results: each shard through the model, in shard order, the CSV header once.
+    let engine = OnnxModel::load(DEMO_MODEL_ONNX).unwrap();
+    let mut expected = Vec::new();
+    for (i, file) in shard_files.iter().enumerate() {
+        let table = Table::from_csv(&std::fs::read(file).unwrap()).unwrap();
+        let csv = run_batch(&engine, &table, 64, &mut |_| {}).unwrap().to_csv();
+        let body = if i == 0 { 0 } else { csv.iter().position(|&b| b == b'\n').unwrap() + 1 };
+        expected.extend_from_slice(&csv[body..]);
+    }
+    let fetched = std::fs::read(tmp.join("scores.csv")).unwrap();
+    assert_eq!(fetched.iter().filter(|&&b| b == b'\n').count(), 569 * 3 + 1);
+    assert!(fetched == expected, "the combined output is not the model over each shard");
+
+    // The Kubernetes way (deploy/k8s/batch): each shard's pod runs `job run-shard` beside its
+    // worker, with only sealed files and grants; the output recipient then fetches from the
+    // directory the pods wrote, asking no worker.
+    let inputs = tmp.join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    std::fs::copy(tmp.join("model.sealed"), inputs.join("model.sealed")).unwrap();
+    let mut pod_shards = Vec::new();
+    for (i, file) in shard_files.iter().enumerate() {
+        let id = format!("pods-data-{i}");
+        let sealed = inputs.join(format!("{id}.sealed"));
+        let out = job_here(&[
+            "seal",
+            file,
+            "--id",
+            &id,
+            "--recipient",
+            &data_key,
+            "--owner-key",
+            &path("data-provider/signing.key"),
+            "--content-type",
+            "text/csv",
+            "--output",
+            sealed.to_str().unwrap(),
+        ]);
+        pod_shards.push(serde_json::from_str::<InputRef>(&ok(out)).unwrap());
+    }
+    let pods = ShardedJob { id: "pods".into(), shards: pod_shards, ..plan.clone() };
+    std::fs::write(tmp.join("pods.json"), serde_json::to_vec(&pods).unwrap()).unwrap();
+    for (role, who) in [("model", "model-provider"), ("data", "data-provider")] {
+        ok(job_here(&[
+            "grant",
+            "--job",
+            &path("pods.json"),
+            "--role",
+            role,
+            "--signing-key",
+            &path(&format!("{who}/signing.key")),
+            "--measurement",
+            &measurement,
+            "--instance",
+            &instance,
+            "--output",
+            &path(&format!("pods-{role}.grants")),
+        ]));
+    }
+    let expect = ["--ca", &path("instance-ca.pem"), "--measurement", &measurement, "--accept-sim"];
+    let pods_running: Vec<Child> = (0..3)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_cloister"))
+                .args(["job", "run-shard", "--job", &path("pods.json"), "--inputs"])
+                .args([&path("inputs"), "--grant", &path("pods-model.grants"), "--grant"])
+                .args([&path("pods-data.grants"), "--out", &path("results"), "--chunk-rows"])
+                .args([chunk_rows.as_str(), "--worker", urls[i]])
+                .args(expect)
+                .env("JOB_COMPLETION_INDEX", i.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for pod in pods_running {
+        ok(pod.wait_with_output().unwrap());
+    }
+    let (pods_json, results) = (path("pods.json"), path("results"));
+    let secret = path("data-provider/envelope.key");
+    let from = ["fetch", "--job", &pods_json, "--from", &results, "--secret", &secret];
+    let pods_csv = path("pods.csv");
+    ok(job_here(&[&from[..], &["--output", &pods_csv], &expect[..]].concat()));
+    assert!(std::fs::read(&pods_csv).unwrap() == expected, "the pods' output differs");
+    // A chunk altered where the pods left it: refused, nothing written.
+    let chunk = tmp.join("results").join("pods.shard-1-of-3-out-000000");
+    let mut bytes = std::fs::read(&chunk).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&chunk, bytes).unwrap();
+    let altered = path("altered.csv");
+    let out = job_here(&[&from[..], &["--output", &altered], &expect[..]].concat());
+    assert!(stderr(&out).contains("is not the object the receipt names"), "{}", stderr(&out));
+    assert!(!tmp.join("altered.csv").exists());
+
+    // The combined receipt: a receipt per shard, each signed by the enclave of the worker that
+    // ran it, each naming its shard's job.
+    let kept: CombinedReceipt =
+        serde_json::from_slice(&std::fs::read(tmp.join("scores.csv.receipt.json")).unwrap())
+            .unwrap();
+    let expectations =
+        Expectations::from_ca_pem(&bed.ca_pem, vec![bed.measurement.clone()], vec![TeeKind::Sim])
+            .unwrap();
+    let verified = cloister_client::verify_combined_receipt(&kept, &expectations).unwrap();
+    assert_eq!(verified.rows, 569 * 3);
+    for (i, shard) in verified.shards.iter().enumerate() {
+        assert_eq!(shard.receipt.job_digest, plan.shard_spec(i).digest().unwrap());
+        assert_eq!(
+            shard.receipt.attestation_result_sha256.to_string(),
+            workers[i].started["attestation_result_sha256"].as_str().unwrap()
+        );
+    }
+
+    // What a host could try with it is refused: a shard dropped, two swapped, a shard's status
+    // relabelled, the plan changed, a shard's receipt checked against stricter expectations.
+    let refused = |combined: &CombinedReceipt| {
+        cloister_client::verify_combined_receipt(combined, &expectations).unwrap_err().to_string()
+    };
+    let mut dropped = kept.clone();
+    dropped.shards.pop();
+    assert!(refused(&dropped).contains("the plan has 3 shards, the combined receipt 2"));
+    let mut swapped = kept.clone();
+    swapped.shards.swap(0, 1);
+    assert!(refused(&swapped).contains("shard 0 (scores.shard-0-of-3): the status is for job"));
+    let mut relabelled = swapped.clone();
+    relabelled.shards[0].job_id = "scores.shard-0-of-3".into();
+    assert!(refused(&relabelled).contains("the receipt is for job scores.shard-1-of-3"));
+    let mut replanned = kept.clone();
+    replanned.plan.output_recipients.push(bed.model_provider.envelope.public_key().to_text());
+    assert!(refused(&replanned).contains("another job digest than the plan's shard"));
+    let mut repeated = kept.clone();
+    repeated.plan.shards[2] = repeated.plan.shards[0].clone();
+    assert!(refused(&repeated).contains("shards 0 and 2 are the same object"));
+    let other =
+        Expectations::from_ca_pem(&bed.ca_pem, vec![Hex(vec![0; 48])], vec![TeeKind::Sim]).unwrap();
+    let err = cloister_client::verify_combined_receipt(&kept, &other).unwrap_err().to_string();
+    assert!(err.contains("shard 0") && err.contains("expectations"), "{err}");
+
+    // A host that runs another job under a shard's id (here: shard 0's data sealed again, on
+    // worker 1, results to one more recipient) and offers its honest receipt as the shard's.
+    let again = bed
+        .data_provider
+        .seal_to_broker_and_upload(
+            &bed.client(urls[1]),
+            &data_key,
+            "data-0",
+            "text/csv",
+            &std::fs::read(shard_files[0]).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut impostor = plan.shard_spec(0);
+    impostor.data = again;
+    impostor.output_recipients.push(bed.model_provider.envelope.public_key().to_text());
+    let m = Admitted::new(std::slice::from_ref(&bed.measurement), &bed.authority.instance_id);
+    let grants = vec![
+        bed.model_provider
+            .grant(&impostor, InputRole::Model, &m, &impostor.output_recipients)
+            .unwrap(),
+        bed.data_provider
+            .grant(&impostor, InputRole::Data, &m, &impostor.output_recipients)
+            .unwrap(),
+    ];
+    let client = bed.client(urls[1]);
+    client
+        .submit_batch(&SubmitBatch { spec: impostor, grants, chunk_rows: CHUNK_ROWS })
+        .await
+        .unwrap();
+    let done = poll(&client, "scores.shard-0-of-3", SLOW, |_| false).await.pop().unwrap();
+    assert_eq!(done.state, BatchState::Done, "{done:?}");
+    verify_batch_receipt(&done, &expectations).unwrap();
+    let mut substituted = kept.clone();
+    substituted.shards[0] = done;
+    assert!(refused(&substituted).contains("another job digest than the plan's shard"));
+
+    // Workers given in another order than at submit: nothing is written.
+    let out = bed.cli_on(
+        &[urls[1], urls[0], urls[2]],
+        &[
+            "fetch",
+            "--job",
+            &path("plan.json"),
+            "--secret",
+            &path("data-provider/envelope.key"),
+            "--output",
+            &path("wrong-order.csv"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(!tmp.join("wrong-order.csv").exists());
+
+    // No worker holds plaintext.
+    let secrets = [
+        Secret::sampled("data set", &one, 16, 48),
+        Secret::sampled("model", DEMO_MODEL_ONNX, 16, 48),
+        Secret::sampled("predictions", &expected, 32, 48),
+    ];
+    for i in 0..3 {
+        let findings = scan(&tmp.join(format!("worker-{i}")), &secrets).unwrap();
+        assert!(findings.is_empty(), "plaintext on worker {i}: {findings:?}");
+    }
 }

@@ -23,9 +23,10 @@ pub(crate) mod serve;
 /// handshake, before anything is sent).
 #[derive(clap::Args, Clone)]
 pub(crate) struct WorkerTargetArgs {
-    /// The worker's URL (what `cloister serve worker` prints).
-    #[arg(long, env = "CLOISTER_WORKER", value_parser = url_with_scheme)]
-    worker: String,
+    /// The worker's URL (what `cloister serve worker` prints). A sharded job's `job` commands
+    /// take several (repeat, or separate with commas): shard i runs on the i-th, round robin.
+    #[arg(long, env = "CLOISTER_WORKER", value_parser = url_with_scheme, value_delimiter = ',')]
+    worker: Vec<String>,
     /// The attestation instance's CA certificate (PEM) that must have issued the enclave's.
     #[arg(long)]
     ca: PathBuf,
@@ -42,15 +43,43 @@ pub(crate) struct WorkerTargetArgs {
 }
 
 impl WorkerTargetArgs {
+    /// The one worker a command talks to.
     pub(crate) fn target(&self) -> Result<cloister::job::WorkerTarget> {
+        match self.targets()?.as_slice() {
+            [one] => Ok(one.clone()),
+            several => bail!(
+                "this command talks to one worker, {} were given (--worker); several are for a \
+                 sharded job's plan only",
+                several.len()
+            ),
+        }
+    }
+
+    /// Every worker given, in order, each with the same expectations.
+    pub(crate) fn targets(&self) -> Result<Vec<cloister::job::WorkerTarget>> {
+        if self.worker.is_empty() {
+            bail!("give the worker's URL with --worker (or CLOISTER_WORKER)");
+        }
+        self.with_urls(&self.worker)
+    }
+
+    /// The expectations alone, for results read from files (`job fetch --from`).
+    pub(crate) fn expecting(&self) -> Result<Vec<cloister::job::WorkerTarget>> {
+        self.with_urls(&[String::new()])
+    }
+
+    fn with_urls(&self, urls: &[String]) -> Result<Vec<cloister::job::WorkerTarget>> {
         let measurements = parse_measurements(&self.measurements)?;
-        Ok(cloister::job::WorkerTarget {
-            url: self.worker.clone(),
-            ca: self.ca.clone(),
-            measurements,
-            accept_sim: self.accept_sim,
-            accept_test_root: self.accept_test_root,
-        })
+        Ok(urls
+            .iter()
+            .map(|url| cloister::job::WorkerTarget {
+                url: url.clone(),
+                ca: self.ca.clone(),
+                measurements: measurements.clone(),
+                accept_sim: self.accept_sim,
+                accept_test_root: self.accept_test_root,
+            })
+            .collect())
     }
 }
 
