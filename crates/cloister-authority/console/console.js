@@ -254,7 +254,7 @@
     const r = explanation.receipt;
     if (r) {
       const facts = [
-        ['Job', r.job_id], ['Job digest', r.job_digest], ['Rows', r.rows],
+        ['Job', r.job_id], ['Job digest', r.job_digest], ['Shards', r.shards], ['Rows', r.rows],
         ['Chunks', r.chunk_count], ['Measurement', r.measurement],
         ['Enclaves that ran it', (r.enclaves || []).length],
         ['Submitted', when(r.submitted_at)], ['Finished', when(r.finished_at)],

@@ -750,8 +750,20 @@ async fn explain_receipt(
     State(service): State<Shared>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<cloister_types::api::ReceiptExplanation>> {
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ServiceError::BadRequest(format!("the body is not JSON: {e}")))?;
+    // A sharded job's combined receipt has a plan; a single job's status has a job id.
+    if value.get("plan").is_some() {
+        let combined: cloister_types::batch::CombinedReceipt = serde_json::from_value(value)
+            .map_err(|e| {
+                ServiceError::BadRequest(format!(
+                    "not a combined receipt as `cloister job fetch --job PLAN` keeps it: {e}"
+                ))
+            })?;
+        return Ok(Json(service.explain_combined(&combined, now()).await));
+    }
     let status: cloister_types::batch::BatchStatus =
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_value(value).map_err(|e| {
             ServiceError::BadRequest(format!(
                 "not a done batch job's status as `cloister job status ID --json` prints it: {e}"
             ))

@@ -315,7 +315,15 @@ fn verify_shard(
 ) -> Result<VerifiedBatch, ProtocolError> {
     check(status.job_id == spec.id, || format!("the status is for job {}", status.job_id))?;
     let verified = verify_batch_receipt(status, expectations)?;
-    let receipt = &verified.receipt;
+    check_shard_receipt(&verified.receipt, spec)?;
+    Ok(verified)
+}
+
+/// Whether a verified receipt names exactly the shard job `spec` (a plan's
+/// [`ShardedJob::shard_spec`](cloister_types::ShardedJob::shard_spec)): its id, its digest, and
+/// the model and data objects the enclave read, nothing else.
+pub fn check_shard_receipt(receipt: &BatchReceipt, spec: &JobSpec) -> Result<(), ProtocolError> {
+    check(receipt.job_id == spec.id, || format!("the receipt is for job {}", receipt.job_id))?;
     check(receipt.job_digest == spec.digest()?, || {
         "the receipt names another job digest than the plan's shard".to_owned()
     })?;
@@ -329,8 +337,7 @@ fn verify_shard(
             || format!("the receipt does not name the plan's {role:?} input"),
         )?;
     }
-    check(receipt.inputs.len() == 2, || "the receipt names inputs the plan does not".to_owned())?;
-    Ok(verified)
+    check(receipt.inputs.len() == 2, || "the receipt names inputs the plan does not".to_owned())
 }
 
 /// How long an owner's sign-in statement may be presented: it answers a challenge that is itself

@@ -1031,6 +1031,29 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     substituted.shards[0] = done;
     assert!(refused(&substituted).contains("another job digest than the plan's shard"));
 
+    // The service that certified the signers explains the combined receipt to anyone (the
+    // console's *Verify a receipt*), and finds what the checks above find.
+    let now = cloister_sign::unix_now() as i64;
+    let explained = bed.authority.service.explain_combined(&kept, now).await;
+    assert!(explained.verified, "{explained:#?}");
+    assert_eq!(explained.checks.len(), 4, "{explained:#?}");
+    assert!(explained.checks.iter().all(|c| c.passed), "{explained:#?}");
+    assert!(explained.warnings.iter().any(|w| w.contains("SIMULATED")), "{explained:#?}");
+    let summary = explained.receipt.unwrap();
+    assert_eq!((summary["rows"].as_u64(), summary["shards"].as_u64()), (Some(569 * 3), Some(3)));
+    assert_eq!(summary["inputs"].as_array().unwrap().len(), 4, "{summary:#}");
+    for (bad, why) in [
+        (&substituted, "another job digest than the plan's shard"),
+        (&dropped, "the plan has 3 shards, the combined receipt 2"),
+        (&repeated, "shards 0 and 2 are the same object"),
+        (&relabelled, "the receipt is for job scores.shard-1-of-3"),
+    ] {
+        let explained = bed.authority.service.explain_combined(bad, now).await;
+        assert!(!explained.verified && explained.receipt.is_none(), "{explained:#?}");
+        let failed = explained.checks.last().unwrap();
+        assert!(!failed.passed && failed.detail.contains(why), "{explained:#?}");
+    }
+
     // Workers given in another order than at submit: nothing is written.
     let out = bed.cli_on(
         &[urls[1], urls[0], urls[2]],

@@ -13,7 +13,7 @@ use cloister_types::api::{
     OwnerChallengeClaims, OwnerCharge, OwnerDataset, OwnerJob, OwnerSession, OwnerSessionClaims,
     OwnerSignIn, OwnerSignInStatement, OwnerView, ReceiptCheck, ReceiptExplanation,
 };
-use cloister_types::batch::BatchStatus;
+use cloister_types::batch::{BatchReceipt, BatchStatus, CombinedReceipt};
 
 use super::*;
 
@@ -294,6 +294,125 @@ impl Service {
         explanation
     }
 
+    /// Checks a sharded job's combined receipt (what `cloister job fetch --job PLAN` keeps) as
+    /// `job fetch` does: the plan is valid and has one status per shard, each shard's receipt
+    /// passes every check of [`Self::explain_receipt`], and each names exactly the job the plan
+    /// derives for that shard. The explanation's claims summarise the job: the plan's id and
+    /// digest, the rows and chunks of every shard, every enclave and input.
+    pub async fn explain_combined(
+        &self,
+        combined: &CombinedReceipt,
+        now: i64,
+    ) -> ReceiptExplanation {
+        let mut explanation = ReceiptExplanation {
+            verified: false,
+            checks: Vec::new(),
+            receipt: None,
+            warnings: Vec::new(),
+        };
+        let plan = &combined.plan;
+        let plan_check = plan
+            .check()
+            .map_err(|e| e.to_string())
+            .and_then(|()| plan.digest().map_err(|e| e.to_string()))
+            .and_then(|digest| {
+                if combined.shards.len() == plan.shards.len() {
+                    Ok(format!(
+                        "job {} in {} shards, plan digest {digest}",
+                        plan.id,
+                        plan.shards.len()
+                    ))
+                } else {
+                    Err(format!(
+                        "the plan has {} shards, the combined receipt {}",
+                        plan.shards.len(),
+                        combined.shards.len()
+                    ))
+                }
+            });
+        let plan_digest = match plan_check {
+            Ok(detail) => {
+                explanation.checks.push(ReceiptCheck {
+                    check: "the plan".into(),
+                    passed: true,
+                    detail,
+                });
+                plan.digest().unwrap_or_default()
+            }
+            Err(detail) => {
+                explanation.checks.push(ReceiptCheck {
+                    check: "the plan".into(),
+                    passed: false,
+                    detail,
+                });
+                return explanation;
+            }
+        };
+        let mut receipts: Vec<BatchReceipt> = Vec::with_capacity(plan.shards.len());
+        for (index, status) in combined.shards.iter().enumerate() {
+            let spec = plan.shard_spec(index);
+            let one = self.explain_receipt(status, now).await;
+            for warning in one.warnings {
+                if !explanation.warnings.contains(&warning) {
+                    explanation.warnings.push(warning);
+                }
+            }
+            let receipt = one
+                .receipt
+                .filter(|_| one.verified)
+                .and_then(|value| serde_json::from_value::<BatchReceipt>(value).ok());
+            let outcome = match receipt {
+                None => Err(one
+                    .checks
+                    .iter()
+                    .find(|c| !c.passed)
+                    .map(|c| format!("{}: {}", c.check, c.detail))
+                    .unwrap_or_else(|| "the receipt could not be read".into())),
+                Some(receipt) => {
+                    match cloister_client::protocol::check_shard_receipt(&receipt, &spec) {
+                        Ok(()) => Ok(receipt),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            let check = format!("shard {index} ({})", spec.id);
+            match outcome {
+                Ok(receipt) => {
+                    explanation.checks.push(ReceiptCheck {
+                        check,
+                        passed: true,
+                        detail: format!(
+                            "{} rows in {} chunks; every check of its receipt passed, and it                              names this shard's job (digest {})",
+                            receipt.rows, receipt.chunk_count, receipt.job_digest
+                        ),
+                    });
+                    receipts.push(receipt);
+                }
+                Err(detail) => {
+                    explanation.checks.push(ReceiptCheck { check, passed: false, detail });
+                    return explanation;
+                }
+            }
+        }
+        let measurements = distinct(receipts.iter().map(|r| r.measurement.to_string()));
+        explanation.receipt = Some(serde_json::json!({
+            "job_id": plan.id,
+            "job_digest": plan_digest,
+            "shards": receipts.len(),
+            "rows": receipts.iter().map(|r| r.rows).sum::<u64>(),
+            "chunk_count": receipts.iter().map(|r| r.chunk_count).sum::<u64>(),
+            "measurement": measurements.join(", "),
+            "enclaves": distinct(receipts.iter().flat_map(|r| r.enclaves.iter().cloned())),
+            "submitted_at": receipts.iter().map(|r| r.submitted_at).min(),
+            "finished_at": receipts.iter().map(|r| r.finished_at).max(),
+            "erased": distinct(receipts.iter().flat_map(|r| r.erased.iter().cloned())),
+            "inputs": distinct(receipts.iter().flat_map(|r| r.inputs.iter().cloned())),
+            "receipts": receipts,
+        }));
+        explanation.verified = true;
+        explanation
+    }
+
     /// Whether this service's audit log still holds the signed checkpoint `held` names.
     async fn held_checkpoint(&self, held: &CheckpointRef) -> std::result::Result<String, String> {
         if held.seq == 0 {
@@ -317,4 +436,15 @@ impl Service {
             Err(e) => Err(format!("reading the audit log: {e}")),
         }
     }
+}
+
+/// Each item once, in first-seen order.
+fn distinct<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = Vec::new();
+    for item in items {
+        if !seen.contains(&item) {
+            seen.push(item);
+        }
+    }
+    seen
 }
