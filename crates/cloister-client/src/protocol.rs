@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloister_sign::{SignError, SigningKey, VerifyingKey, unix_now};
 use cloister_types::batch::{
-    BatchChunk, BatchReceipt, BatchStatus, CombinedReceipt, chunks_digest,
+    BatchChunk, BatchReceipt, BatchState, BatchStatus, CombinedReceipt, chunks_digest,
 };
 use cloister_types::job::{PrivacyBudget, ShardedJobError};
 use cloister_types::{
@@ -262,6 +262,16 @@ pub fn verify_batch_receipt(
         format!("the receipt's chunks cover {first_row} of {} rows", receipt.rows)
     })?;
     check(!receipt.erased.is_empty(), || "the receipt confirms no erasure".to_owned())?;
+    // The status's own counts are the host's words: kept beside the receipt (`job fetch`'s
+    // OUTPUT.receipt.json), they must say what the signed receipt says.
+    check(
+        status.state == BatchState::Done
+            && status.rows_done == receipt.rows
+            && status.rows_total == Some(receipt.rows)
+            && status.chunks_total == Some(receipt.chunk_count)
+            && status.reason.is_none(),
+        || "the status's state, counts or reason disagree with its signed receipt".to_owned(),
+    )?;
     Ok(VerifiedBatch { receipt, chunks: chunks.clone() })
 }
 

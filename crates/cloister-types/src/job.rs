@@ -124,6 +124,12 @@ pub enum ShardedJobError {
     /// Two shards are the same object.
     #[error("shards {0} and {1} are the same object")]
     Repeated(usize, usize),
+    /// A shard is the model's object.
+    #[error("shard {0} is the model's object")]
+    ModelAsShard(usize),
+    /// Nobody would get the results.
+    #[error("the plan names no output recipient")]
+    NoRecipients,
 }
 
 impl ShardedJob {
@@ -139,7 +145,13 @@ impl ShardedJob {
         if self.kind != JobKind::BatchInference {
             return Err(ShardedJobError::Kind);
         }
+        if self.output_recipients.is_empty() {
+            return Err(ShardedJobError::NoRecipients);
+        }
         for (i, a) in self.shards.iter().enumerate() {
+            if a.object_id == self.model.object_id || a.sha256 == self.model.sha256 {
+                return Err(ShardedJobError::ModelAsShard(i));
+            }
             if let Some(j) = self.shards[..i]
                 .iter()
                 .position(|b| b.object_id == a.object_id || b.sha256 == a.sha256)
@@ -496,6 +508,12 @@ mod tests {
         let mut train = ok.clone();
         train.kind = JobKind::Train;
         assert_eq!(train.check(), Err(ShardedJobError::Kind));
+        let mut nobody = ok.clone();
+        nobody.output_recipients.clear();
+        assert_eq!(nobody.check(), Err(ShardedJobError::NoRecipients));
+        let mut model_twice = ok.clone();
+        model_twice.shards[1] = input("model", 9);
+        assert_eq!(model_twice.check(), Err(ShardedJobError::ModelAsShard(1)));
         // A plan with a field it does not know is refused, not read past.
         let mut json = serde_json::to_value(&ok).unwrap();
         json["data"] = serde_json::json!({});

@@ -123,11 +123,8 @@ impl Source<'_> {
                 .with_context(|| format!("shard {index} ({id})")),
             Source::Dir(dir) => {
                 let path = dir.join(format!("{id}.status.json"));
-                let text = std::fs::read(&path).with_context(|| {
-                    format!(
-                        "reading shard {index}'s status {} (written by `job run-shard`)",
-                        path.display()
-                    )
+                let text = read_capped(&path, MAX_STATUS_BYTES).with_context(|| {
+                    format!("shard {index}'s status (written by `job run-shard`)")
                 })?;
                 serde_json::from_slice(&text)
                     .with_context(|| format!("{} is not a batch job's status", path.display()))
@@ -145,11 +142,37 @@ impl Source<'_> {
                     cloister_types::job::is_object_id(object_id),
                     "the status names an object id that is no file name: {object_id:?}"
                 );
-                let path = dir.join(object_id);
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+                read_capped(&dir.join(object_id), MAX_CHUNK_BYTES)
             }
         }
     }
+}
+
+/// The largest status file `fetch --from` reads.
+const MAX_STATUS_BYTES: u64 = 64 << 20;
+/// The largest chunk file `fetch --from` reads.
+const MAX_CHUNK_BYTES: u64 = 1 << 30;
+
+/// Reads a file the host may have put there: a regular file (after links) of at most `cap`
+/// bytes, so that a device, a FIFO or an endless file neither hangs nor exhausts memory.
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Without O_NONBLOCK, opening a FIFO waits for a writer: the open itself would hang.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    ensure!(meta.is_file(), "{} is not a regular file", path.display());
+    ensure!(meta.len() <= cap, "{} is over {cap} bytes", path.display());
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    ensure!(bytes.len() as u64 <= cap, "{} grew past {cap} bytes", path.display());
+    Ok(bytes)
 }
 
 /// Which job `status` and `fetch` look at: one by id, or every shard of a plan.
@@ -302,9 +325,21 @@ pub async fn upload(targets: &[WorkerTarget], what: &Upload<'_>) -> Result<()> {
     };
     let mut input = None;
     for (client, target) in clients.iter().zip(targets) {
-        let stored = crate::parties::upload_sealed(client, sealed.clone())
-            .await
-            .with_context(|| format!("uploading {} to {}", file.display(), target.url))?;
+        let stored = match crate::parties::upload_sealed(client, sealed.clone()).await {
+            Ok(stored) => stored,
+            // A worker that holds exactly this envelope already (an earlier try) keeps it.
+            Err(error) => match held_identical(client, &sealed).await {
+                Some(stored) => {
+                    eprintln!("{} holds this object already; kept", target.url);
+                    stored
+                }
+                None => {
+                    return Err(error).with_context(|| {
+                        format!("uploading {} to {}", file.display(), target.url)
+                    });
+                }
+            },
+        };
         input = Some(stored);
     }
     let input = input.context("no worker was given")?;
@@ -326,6 +361,20 @@ pub struct GrantArgs<'a> {
     pub instances: &'a [String],
     /// Where to write the grant.
     pub output: &'a Path,
+}
+
+/// The reference to `sealed` when the worker already holds exactly those bytes under the id
+/// their envelope names.
+async fn held_identical(client: &WorkerClient, sealed: &[u8]) -> Option<InputRef> {
+    let header = cloister_seal::read_header(sealed).ok()?;
+    let metadata = header.metadata();
+    let owner = metadata.attributes.get(cloister_types::OWNER_ATTRIBUTE)?.clone();
+    let held = client.get_object(&metadata.object_id).await.ok()?;
+    (held == sealed).then(|| InputRef {
+        object_id: metadata.object_id.clone(),
+        sha256: Hex(Sha256::digest(sealed).to_vec()),
+        owner,
+    })
 }
 
 /// `job grant`: the owner of one of a job's inputs signs a grant letting exactly that job use it,
@@ -392,14 +441,20 @@ fn read_grants(paths: &[PathBuf]) -> Result<Vec<String>> {
     Ok(grants)
 }
 
-/// The job id a grant names, read without checking its signature: only to route each grant to
-/// its shard's job (the worker verifies every grant, and refuses one for another job).
-fn grant_job_id(grant: &str) -> Option<String> {
+/// A claim of a compact JWS (a grant, a receipt), read without checking its signature: only to
+/// route a grant to its shard's job, or to say which job a receipt is for in a status line
+/// (the worker verifies every grant; `fetch` verifies every receipt).
+fn peek_claim(token: &str, name: &str) -> Option<String> {
     use base64::Engine as _;
-    let payload = grant.split('.').nth(1)?;
+    let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("job_id")?.as_str().map(str::to_owned)
+    claims.get(name)?.as_str().map(str::to_owned)
+}
+
+/// The job id a grant names (unchecked, see [`peek_claim`]).
+fn grant_job_id(grant: &str) -> Option<String> {
+    peek_claim(grant, "job_id")
 }
 
 /// `job submit`: queues the job in `spec` (JSON) with the grants (one compact JWS per line of
@@ -430,6 +485,14 @@ pub async fn submit(
         JobFile::Sharded(plan) => plan,
     };
     let clients = clients(targets)?;
+    if clients.len() > plan.shards.len() {
+        eprintln!(
+            "warning: {} workers given for {} shards: the last {} get nothing",
+            clients.len(),
+            plan.shards.len(),
+            clients.len() - plan.shards.len()
+        );
+    }
     let mut queued = Vec::new();
     for (index, spec) in plan.shard_specs().into_iter().enumerate() {
         let mine: Vec<String> = grants
@@ -445,13 +508,24 @@ pub async fn submit(
         );
         let worker = index % clients.len();
         let job_id = spec.id.clone();
+        // A shard queued by an earlier try is left as it is (`fetch` checks that its receipt
+        // names this plan's shard), so a submit that stopped part-way can be run again.
+        if let Ok(held) = clients[worker].batch_status(&job_id).await {
+            eprintln!(
+                "shard {index} ({job_id}) is already on {} ({}); not queued again",
+                targets[worker].url,
+                held.state.as_str()
+            );
+            queued.push(job_id);
+            continue;
+        }
         let accepted = clients[worker]
             .submit_batch(&SubmitBatch { spec, grants: mine, chunk_rows })
             .await
             .with_context(|| {
                 format!(
-                    "{} did not queue shard {index} ({job_id}; is its data uploaded there?); \
-                     shards queued before it: {}",
+                    "{} did not queue shard {index} ({job_id}); shards queued before it: {} \
+                     (run the same submit again once fixed: those are kept)",
                     targets[worker].url,
                     if queued.is_empty() { "none".to_owned() } else { queued.join(", ") }
                 )
@@ -503,7 +577,8 @@ fn running(status: &BatchStatus) -> bool {
 
 /// `job status`: one line (or JSON); with `watch`, a progress bar until the job ends. Fails when
 /// the job failed. For a sharded job's plan: a line per shard and one for the whole job (JSON:
-/// `{"job_id", "shards": [status…]}`), failing when any shard failed.
+/// `{"job_id", "rows_done", "rows_total", "shards_done", "shards": [{"worker", "this_plan",
+/// "status"}…]}`), failing when any shard failed or is another plan's job under the same id.
 pub async fn status(
     targets: &[WorkerTarget],
     which: &Which,
@@ -536,13 +611,49 @@ async fn plan_status(
         }
         bar.finish_and_clear();
     }
+    // A done job under a shard's id whose receipt names another digest is another plan's (the
+    // same id reused): said here, as `fetch` would refuse it.
+    let mut foreign = Vec::new();
+    for (index, status) in statuses.iter().enumerate() {
+        let named = status.receipt.as_deref().and_then(|r| peek_claim(r, "job_digest"));
+        if named
+            .is_some_and(|d| Some(d) != plan.shard_spec(index).digest().ok().map(|h| h.to_string()))
+        {
+            foreign.push(status.job_id.as_str());
+        }
+    }
     if json {
-        println!("{}", serde_json::json!({ "job_id": plan.id, "shards": statuses }));
+        let shards: Vec<serde_json::Value> = statuses
+            .iter()
+            .enumerate()
+            .map(|(index, status)| {
+                serde_json::json!({
+                    "worker": targets[index % targets.len()].url,
+                    "this_plan": !foreign.contains(&status.job_id.as_str()),
+                    "status": status,
+                })
+            })
+            .collect();
+        let line = serde_json::json!({
+            "job_id": plan.id,
+            "rows_done": done(&statuses),
+            "rows_total": total(&statuses),
+            "shards_done": statuses.iter().filter(|s| s.state == BatchState::Done).count(),
+            "shards": shards,
+        });
+        println!("{line}");
     } else {
         for status in &statuses {
-            println!("{}", status_line(status));
+            let mut line = status_line(status);
+            if foreign.contains(&status.job_id.as_str()) {
+                line.push_str(" — NOT this plan's shard: its receipt names another job digest");
+            }
+            println!("{line}");
         }
-        let finished = statuses.iter().filter(|s| s.state == BatchState::Done).count();
+        let finished = statuses
+            .iter()
+            .filter(|s| s.state == BatchState::Done && !foreign.contains(&s.job_id.as_str()))
+            .count();
         println!(
             "{}: {finished}/{} shards done, {}/{} rows",
             plan.id,
@@ -551,6 +662,12 @@ async fn plan_status(
             total(&statuses)
         );
     }
+    ensure!(
+        foreign.is_empty(),
+        "sharded job {}: {} ran another plan's job under the same id",
+        plan.id,
+        foreign.join(", ")
+    );
     let failed: Vec<&str> = statuses
         .iter()
         .filter(|s| s.state == BatchState::Failed)
@@ -628,7 +745,7 @@ pub async fn fetch(
     match (which, from) {
         (Which::Id(id), None) => fetch_one(one(targets)?, id, secret, output).await,
         (Which::Id(_), Some(_)) => {
-            bail!("--from reads a sharded job's results: give its plan with --job")
+            bail!("--from reads the results of a sharded job's plan; the job given is one job")
         }
         (Which::Plan(plan), Some(dir)) => {
             let expectations = one_expectations(targets)?;
@@ -663,11 +780,12 @@ async fn fetch_plan(
     let verified = cloister_client::verify_combined_receipt(&combined, expectations)?;
     let mut output_bytes = Zeroizing::new(Vec::new());
     let mut header: Option<Vec<u8>> = None;
+    let mut first_row = 0u64;
     for (index, shard) in verified.shards.iter().enumerate() {
         let (bytes, csv_header) = download(source, index, &shard.chunks, &key)
             .await
             .with_context(|| format!("shard {index} ({})", shard.receipt.job_id))?;
-        let body = if csv_header {
+        if csv_header {
             let end = bytes.iter().position(|&b| b == b'\n').map_or(bytes.len(), |n| n + 1);
             let (first, body) = bytes.split_at(end);
             match &header {
@@ -677,11 +795,13 @@ async fn fetch_plan(
                     "shard {index}'s results have another CSV header than shard 0's"
                 ),
             }
-            if index == 0 { &bytes[..] } else { body }
+            output_bytes.extend_from_slice(if index == 0 { &bytes[..] } else { body });
         } else {
-            &bytes[..]
-        };
-        output_bytes.extend_from_slice(body);
+            // JSON lines number their rows from the shard's start: renumbered from the job's.
+            renumber_rows(&bytes, first_row, &mut output_bytes)
+                .with_context(|| format!("shard {index}'s answers"))?;
+        }
+        first_row += shard.receipt.rows;
     }
     let receipt_path = receipt_path(output);
     write_atomically(output, &output_bytes)?;
@@ -751,6 +871,19 @@ pub async fn run_shard(target: &WorkerTarget, args: &RunShardArgs<'_>) -> Result
             Sha256::digest(&bytes).as_slice() == input.sha256.as_bytes(),
             "{} is not the object the plan names (its SHA-256 differs)",
             path.display()
+        );
+        // The worker stores an envelope under the id and owner its header names: they must be
+        // the plan's, or another object would be uploaded.
+        let header = cloister_seal::read_header(bytes.as_slice())
+            .with_context(|| format!("{} is not a sealed envelope", path.display()))?;
+        let metadata = header.metadata();
+        ensure!(
+            metadata.object_id == input.object_id
+                && metadata.attributes.get(cloister_types::OWNER_ATTRIBUTE) == Some(&input.owner),
+            "{} is sealed as object {:?} of another owner or id than the plan's {:?}",
+            path.display(),
+            metadata.object_id,
+            input.object_id
         );
         sealed.push(bytes);
     }
@@ -823,6 +956,20 @@ pub async fn run_shard(target: &WorkerTarget, args: &RunShardArgs<'_>) -> Result
         verified.receipt.rows,
         args.out.display()
     );
+    Ok(())
+}
+
+/// Appends the JSON lines of `answers` to `out`, each object's `row` moved on by `offset`.
+fn renumber_rows(answers: &[u8], offset: u64, out: &mut Vec<u8>) -> Result<()> {
+    for line in answers.split_inclusive(|&b| b == b'\n') {
+        let mut answer: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(line).context("an answer is not a JSON object")?;
+        if let Some(row) = answer.get("row").and_then(serde_json::Value::as_u64) {
+            answer.insert("row".into(), (row + offset).into());
+        }
+        out.extend_from_slice(&Zeroizing::new(serde_json::to_vec(&answer)?));
+        out.push(b'\n');
+    }
     Ok(())
 }
 
@@ -937,6 +1084,14 @@ mod tests {
         let shards = split_text("p.jsonl", "{\"prompt\":\"a\"}\n{\"prompt\":\"b\"}\n", 2).unwrap();
         assert_eq!(shards, ["{\"prompt\":\"a\"}\n", "{\"prompt\":\"b\"}\n"]);
         assert!(is_csv_header(b"\"x\",y\n") && !is_csv_header(b" 1.5 , \"2\"\n"));
+    }
+
+    #[test]
+    fn answers_are_renumbered_from_their_shard_s_first_row() {
+        let mut out = b"{\"row\":0}\n".to_vec();
+        renumber_rows(b"{\"row\":0,\"answer\":\"a\"}\n{\"row\":1}\n", 5, &mut out).unwrap();
+        assert_eq!(out, b"{\"row\":0}\n{\"row\":5,\"answer\":\"a\"}\n{\"row\":6}\n");
+        assert!(renumber_rows(b"not json\n", 1, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -839,6 +839,24 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
             .map(|(a, b)| (a.as_str(), *b))
             .collect::<Vec<_>>()
     );
+    // Run again (as after a submit that stopped part-way): what is queued is kept, and the
+    // model's envelope uploaded again is kept where it is.
+    let again = bed.cli_on(
+        &urls,
+        &[
+            "submit",
+            "--job",
+            &path("plan.json"),
+            "--grant",
+            &path("model.grants"),
+            "--grant",
+            &path("data.grants"),
+        ],
+    );
+    assert!(stderr(&again).contains("shard 2 (scores.shard-2-of-3) is already on"), "{again:?}");
+    assert!(again.status.success() && again.stdout.is_empty(), "{again:?}");
+    let uploaded = ok(bed.cli_on(&urls, &upload));
+    assert_eq!(serde_json::from_str::<InputRef>(&uploaded).unwrap(), model);
 
     // Status of the whole job until every shard is done; then fetch.
     let status = ok(bed.cli_on(&urls, &["status", "--job", &path("plan.json"), "--watch"]));
@@ -950,6 +968,51 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     let out = job_here(&[&from[..], &["--output", &altered], &expect[..]].concat());
     assert!(stderr(&out).contains("is not the object the receipt names"), "{}", stderr(&out));
     assert!(!tmp.join("altered.csv").exists());
+    // The status the host keeps must say what its signed receipt says.
+    std::fs::write(
+        &chunk,
+        std::fs::read(tmp.join("results/pods.shard-0-of-3-out-000000")).unwrap(),
+    )
+    .unwrap();
+    let status_file = tmp.join("results").join("pods.shard-0-of-3.status.json");
+    let honest = std::fs::read(&status_file).unwrap();
+    let mut edited: serde_json::Value = serde_json::from_slice(&honest).unwrap();
+    edited["rows_total"] = 99.into();
+    std::fs::write(&status_file, edited.to_string()).unwrap();
+    let out = job_here(&[&from[..], &["--output", &altered], &expect[..]].concat());
+    assert!(stderr(&out).contains("disagree with its signed receipt"), "{}", stderr(&out));
+    std::fs::write(&status_file, &honest).unwrap();
+    // What is not a regular file is not read (a FIFO would hang a reader, a device never end).
+    std::fs::remove_file(&chunk).unwrap();
+    assert!(Command::new("mkfifo").arg(&chunk).status().unwrap().success());
+    let out = job_here(&[&from[..], &["--output", &altered], &expect[..]].concat());
+    assert!(stderr(&out).contains("is not a regular file"), "{}", stderr(&out));
+    assert!(!tmp.join("altered.csv").exists());
+
+    // An envelope named for the plan's object but sealed as another: run-shard uploads nothing.
+    let renamed_dir = tmp.join("renamed");
+    std::fs::create_dir_all(&renamed_dir).unwrap();
+    std::fs::copy(inputs.join("model.sealed"), renamed_dir.join("model.sealed")).unwrap();
+    std::fs::copy(inputs.join("pods-data-0.sealed"), renamed_dir.join("renamed-0.sealed")).unwrap();
+    let mut renamed = pods.clone();
+    renamed.id = "renamed".into();
+    renamed.shards[0].object_id = "renamed-0".into();
+    std::fs::write(tmp.join("renamed.json"), serde_json::to_vec(&renamed).unwrap()).unwrap();
+    let m = Admitted::new(std::slice::from_ref(&bed.measurement), &bed.authority.instance_id);
+    let spec = renamed.shard_spec(0);
+    let grant = bed.data_provider.grant(&spec, InputRole::Data, &m, &to).unwrap();
+    std::fs::write(tmp.join("renamed.grant"), grant).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(["job", "run-shard", "--job", &path("renamed.json"), "--index", "0", "--inputs"])
+        .args([&path("renamed"), "--grant", &path("renamed.grant"), "--out", &path("renamed-out")])
+        .args(["--worker", urls[0]])
+        .args(expect)
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("is sealed as object \"pods-data-0\""), "{}", stderr(&out));
+    let worker0 = bed.client(urls[0]);
+    assert!(worker0.batch_status("renamed.shard-0-of-3").await.is_err());
+    assert!(worker0.get_object("renamed-0").await.is_err());
 
     // The combined receipt: a receipt per shard, each signed by the enclave of the worker that
     // ran it, each naming its shard's job.
@@ -1053,6 +1116,12 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
         let failed = explained.checks.last().unwrap();
         assert!(!failed.passed && failed.detail.contains(why), "{explained:#?}");
     }
+
+    // A status that asks the wrong worker finds the impostor under shard 0's id, and says so.
+    let out = bed.cli_on(&[urls[1], urls[1], urls[2]], &["status", "--job", &path("plan.json")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT this plan's shard"), "{out:?}");
+    assert!(stderr(&out).contains("ran another plan's job under the same id"), "{out:?}");
 
     // Workers given in another order than at submit: nothing is written.
     let out = bed.cli_on(
