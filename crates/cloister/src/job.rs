@@ -1,6 +1,7 @@
-//! `cloister job split|seal|upload|grant|submit|status|fetch`: durable batch jobs on workers,
-//! from a party's side: each input owner seals its file to a key-broker key and uploads it, and
-//! signs a grant for exactly the job; the job is submitted, watched and its results fetched.
+//! `cloister job split|seal|upload|grant|submit|status|fetch|run-shard`: durable batch jobs on
+//! workers, from a party's side: each input owner seals its file to a key-broker key and uploads
+//! it, and signs a grant for exactly the job; the job is submitted, watched and its results
+//! fetched.
 //!
 //! A job split by data shard (a [`ShardedJob`] plan) runs each shard as its own job on one of
 //! several workers, with its own grants and receipt; `fetch` checks every shard's receipt against

@@ -696,6 +696,11 @@ fn job_here(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cloister")).arg("job").args(args).output().unwrap()
 }
 
+/// Borrowed arguments.
+fn refs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// Runs `cli` and returns its standard output, failing the test with its standard error.
 fn ok(out: Output) -> String {
     assert!(out.status.success(), "{}", stderr(&out));
@@ -721,22 +726,25 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     let model_key = bed.broker_key("model-key").await;
     let data_key = bed.broker_key("data-key").await;
 
+    // What `job seal` and `job upload` are told about an input: `[command, file, flags…]`.
+    let input = |command: &str, file: &str, id: &str, owner: &str| -> Vec<String> {
+        let (key, content_type) = match owner {
+            "model-provider" => (&model_key, "application/onnx"),
+            _ => (&data_key, "text/csv"),
+        };
+        [command, file, "--id", id, "--recipient", key, "--owner-key"]
+            .map(str::to_owned)
+            .into_iter()
+            .chain([path(&format!("{owner}/signing.key")), "--content-type".into()])
+            .chain([content_type.to_owned()])
+            .collect()
+    };
+
     // The model owner seals its model once and uploads the same envelope to every worker.
     std::fs::write(tmp.join("model.onnx"), DEMO_MODEL_ONNX).unwrap();
-    let sealed = ok(job_here(&[
-        "seal",
-        &path("model.onnx"),
-        "--id",
-        "model",
-        "--recipient",
-        &model_key,
-        "--owner-key",
-        &path("model-provider/signing.key"),
-        "--content-type",
-        "application/onnx",
-        "--output",
-        &path("model.sealed"),
-    ]));
+    let mut seal = input("seal", &path("model.onnx"), "model", "model-provider");
+    seal.extend(["--output".into(), path("model.sealed")]);
+    let sealed = ok(job_here(&refs(&seal)));
     let model: InputRef = serde_json::from_str(&sealed).unwrap();
     let mut upload = vec!["upload", "--sealed"];
     let model_file = path("model.sealed");
@@ -754,22 +762,8 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     assert_eq!(shard_files.len(), 3, "{split}");
     let mut shards = Vec::new();
     for (i, file) in shard_files.iter().enumerate() {
-        let id = format!("data-{i}");
-        let out = bed.cli_on(
-            &[urls[i]],
-            &[
-                "upload",
-                file,
-                "--id",
-                &id,
-                "--recipient",
-                &data_key,
-                "--owner-key",
-                &path("data-provider/signing.key"),
-                "--content-type",
-                "text/csv",
-            ],
-        );
+        let upload = input("upload", file, &format!("data-{i}"), "data-provider");
+        let out = bed.cli_on(&[urls[i]], &refs(&upload));
         shards.push(serde_json::from_str::<InputRef>(&ok(out)).unwrap());
     }
     let to = vec![bed.data_provider.envelope.public_key().to_text()];
@@ -898,21 +892,9 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     let mut pod_shards = Vec::new();
     for (i, file) in shard_files.iter().enumerate() {
         let id = format!("pods-data-{i}");
-        let sealed = inputs.join(format!("{id}.sealed"));
-        let out = job_here(&[
-            "seal",
-            file,
-            "--id",
-            &id,
-            "--recipient",
-            &data_key,
-            "--owner-key",
-            &path("data-provider/signing.key"),
-            "--content-type",
-            "text/csv",
-            "--output",
-            sealed.to_str().unwrap(),
-        ]);
+        let mut seal = input("seal", file, &id, "data-provider");
+        seal.extend(["--output".into(), path(&format!("inputs/{id}.sealed"))]);
+        let out = job_here(&refs(&seal));
         pod_shards.push(serde_json::from_str::<InputRef>(&ok(out)).unwrap());
     }
     let pods = ShardedJob { id: "pods".into(), shards: pod_shards, ..plan.clone() };
