@@ -778,28 +778,38 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
 
     // Each owner signs one grant per shard; the shards are queued, one per worker.
     let (measurement, instance) = (bed.measurement.to_string(), bed.authority.instance_id.clone());
-    for (role, who) in [("model", "model-provider"), ("data", "data-provider")] {
-        ok(job_here(&[
-            "grant",
-            "--job",
-            &path("plan.json"),
-            "--role",
-            role,
-            "--signing-key",
-            &path(&format!("{who}/signing.key")),
-            "--measurement",
-            &measurement,
-            "--instance",
-            &instance,
-            "--output",
-            &path(&format!("{role}.grants")),
-        ]));
-        let lines = std::fs::read_to_string(tmp.join(format!("{role}.grants"))).unwrap();
+    // Each owner signs one grant per shard of `plan` (`NAME.json`), into `NAME-ROLE.grants`.
+    let grant_all = |name: &str| {
+        for (role, who) in [("model", "model-provider"), ("data", "data-provider")] {
+            let (plan, key) = (path(&format!("{name}.json")), path(&format!("{who}/signing.key")));
+            let output = path(&format!("{name}-{role}.grants"));
+            ok(job_here(&[
+                "grant",
+                "--job",
+                &plan,
+                "--role",
+                role,
+                "--signing-key",
+                &key,
+                "--measurement",
+                &measurement,
+                "--instance",
+                &instance,
+                "--output",
+                &output,
+            ]));
+        }
+    };
+    grant_all("plan");
+    for role in ["model", "data"] {
+        let lines = std::fs::read_to_string(tmp.join(format!("plan-{role}.grants"))).unwrap();
         assert_eq!(lines.lines().count(), 3);
     }
     // Only the model's grants: no shard is queued.
-    let out = bed
-        .cli_on(&urls, &["submit", "--job", &path("plan.json"), "--grant", &path("model.grants")]);
+    let out = bed.cli_on(
+        &urls,
+        &["submit", "--job", &path("plan.json"), "--grant", &path("plan-model.grants")],
+    );
     assert!(!out.status.success());
     let why = stderr(&out);
     assert!(why.contains("no valid grant from the Data owner"), "{why}");
@@ -816,9 +826,9 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
             "--job",
             &path("plan.json"),
             "--grant",
-            &path("model.grants"),
+            &path("plan-model.grants"),
             "--grant",
-            &path("data.grants"),
+            &path("plan-data.grants"),
             "--chunk-rows",
             &chunk_rows,
         ],
@@ -842,9 +852,9 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
             "--job",
             &path("plan.json"),
             "--grant",
-            &path("model.grants"),
+            &path("plan-model.grants"),
             "--grant",
-            &path("data.grants"),
+            &path("plan-data.grants"),
         ],
     );
     assert!(stderr(&again).contains("shard 2 (scores.shard-2-of-3) is already on"), "{again:?}");
@@ -899,23 +909,7 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     }
     let pods = ShardedJob { id: "pods".into(), shards: pod_shards, ..plan.clone() };
     std::fs::write(tmp.join("pods.json"), serde_json::to_vec(&pods).unwrap()).unwrap();
-    for (role, who) in [("model", "model-provider"), ("data", "data-provider")] {
-        ok(job_here(&[
-            "grant",
-            "--job",
-            &path("pods.json"),
-            "--role",
-            role,
-            "--signing-key",
-            &path(&format!("{who}/signing.key")),
-            "--measurement",
-            &measurement,
-            "--instance",
-            &instance,
-            "--output",
-            &path(&format!("pods-{role}.grants")),
-        ]));
-    }
+    grant_all("pods");
     let expect = ["--ca", &path("instance-ca.pem"), "--measurement", &measurement, "--accept-sim"];
     let pods_running: Vec<Child> = (0..3)
         .map(|i| {
