@@ -819,44 +819,16 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
         bed.cli_on(&urls, &["submit", "--job", &path("plan.json"), "--grant", &path("data.csv")]);
     assert!(stderr(&out).contains("no grant names shard 0's job"), "{}", stderr(&out));
     let chunk_rows = CHUNK_ROWS.to_string();
-    let queued = ok(bed.cli_on(
-        &urls,
-        &[
-            "submit",
-            "--job",
-            &path("plan.json"),
-            "--grant",
-            &path("plan-model.grants"),
-            "--grant",
-            &path("plan-data.grants"),
-            "--chunk-rows",
-            &chunk_rows,
-        ],
-    ));
-    let queued: Vec<(&str, &str)> = queued.lines().map(|l| l.split_once('\t').unwrap()).collect();
-    assert_eq!(
-        queued,
-        (0..3)
-            .map(|i| (format!("scores.shard-{i}-of-3"), urls[i]))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(a, b)| (a.as_str(), *b))
-            .collect::<Vec<_>>()
-    );
+    let (plan_json, model_grants) = (path("plan.json"), path("plan-model.grants"));
+    let data_grants = path("plan-data.grants");
+    let submit = ["submit", "--job", &plan_json, "--grant", &model_grants, "--grant", &data_grants];
+    let queued = ok(bed.cli_on(&urls, &[&submit[..], &["--chunk-rows", &chunk_rows]].concat()));
+    let expected_lines: String =
+        (0..3).map(|i| format!("scores.shard-{i}-of-3\t{}\n", urls[i])).collect();
+    assert_eq!(queued, expected_lines);
     // Run again (as after a submit that stopped part-way): what is queued is kept, and the
     // model's envelope uploaded again is kept where it is.
-    let again = bed.cli_on(
-        &urls,
-        &[
-            "submit",
-            "--job",
-            &path("plan.json"),
-            "--grant",
-            &path("plan-model.grants"),
-            "--grant",
-            &path("plan-data.grants"),
-        ],
-    );
+    let again = bed.cli_on(&urls, &submit);
     assert!(stderr(&again).contains("shard 2 (scores.shard-2-of-3) is already on"), "{again:?}");
     assert!(again.status.success() && again.stdout.is_empty(), "{again:?}");
     let uploaded = ok(bed.cli_on(&urls, &upload));
