@@ -317,11 +317,12 @@ impl Service {
             .and_then(|()| plan.digest().map_err(|e| e.to_string()))
             .and_then(|digest| {
                 if combined.shards.len() == plan.shards.len() {
-                    Ok(format!(
+                    let detail = format!(
                         "job {} in {} shards, plan digest {digest}",
                         plan.id,
                         plan.shards.len()
-                    ))
+                    );
+                    Ok((digest, detail))
                 } else {
                     Err(format!(
                         "the plan has {} shards, the combined receipt {}",
@@ -331,13 +332,13 @@ impl Service {
                 }
             });
         let plan_digest = match plan_check {
-            Ok(detail) => {
+            Ok((digest, detail)) => {
                 explanation.checks.push(ReceiptCheck {
                     check: "the plan".into(),
                     passed: true,
                     detail,
                 });
-                plan.digest().unwrap_or_default()
+                digest
             }
             Err(detail) => {
                 explanation.checks.push(ReceiptCheck {
