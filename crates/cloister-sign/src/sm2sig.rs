@@ -15,9 +15,12 @@
 //! ([`SignError::EnvelopeKeyGiven`]), so one key is never used for both purposes.
 //!
 //! The primitives are the RustCrypto `sm2` (signing, verification, `Z_A`) and `sm3` crates;
-//! only the JWS framing is written here. Signing is deterministic: the `sm2` crate draws the
-//! per-signature nonce `k` with RFC 6979 (HMAC-SM3) from the key and the message hash, which a
-//! verifier cannot tell from a random `k`.
+//! only the JWS framing is written here. Tokens are signed hedged: the `sm2` crate draws the
+//! per-signature nonce `k` with RFC 6979 (HMAC-SM3) from the key, the message hash and 32 fresh
+//! random bytes, so two tokens with the same claims differ, as ES256 tokens (ring) do; the
+//! attestation service counts each enclave statement once by its token's digest and relies on
+//! that. Raw-byte signatures ([`Sm2SigningKey::sign_bytes`]) stay deterministic. A verifier
+//! cannot tell either `k` from a random one.
 
 use std::fmt;
 use std::str::FromStr;
@@ -188,7 +191,7 @@ impl Sm2SigningKey {
         let mut token = URL_SAFE_NO_PAD.encode(header);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(body, &mut token);
-        let signature = self.sign_parts(&[token.as_bytes()]).map_err(fail)?;
+        let signature = self.sign_parts_hedged(&[token.as_bytes()]).map_err(fail)?;
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut token);
         Ok(token)
@@ -204,6 +207,17 @@ impl Sm2SigningKey {
             .sign_parts(&bytes_message_parts(domain, &len, msg))
             .map_err(|reason| SignError::Sign { what: "raw-byte signature", reason })?;
         Ok(URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// [`Self::sign_parts`] with 32 bytes from the operating system mixed into `k` (hedged
+    /// RFC 6979).
+    fn sign_parts_hedged(&self, parts: &[&[u8]]) -> Result<[u8; SIGNATURE_LEN], String> {
+        use sm2::dsa::signature::RandomizedMultipartSigner as _;
+        let signature: sm2::dsa::Signature = self
+            .key
+            .try_multipart_sign_with_rng(&mut SystemRng(ring::rand::SystemRandom::new()), parts)
+            .map_err(|e| format!("SM2 signing failed: {e}"))?;
+        Ok(signature.to_bytes().into())
     }
 
     /// The 64-byte `r ‖ s` signature over the concatenation of `parts`.
@@ -623,6 +637,37 @@ impl<'de> Deserialize<'de> for Present {
         IgnoredAny::deserialize(deserializer).map(|_| Present(true))
     }
 }
+
+/// The operating system's random generator (ring's), as the `rand_core` generator the `sm2`
+/// crate's hedged signing takes.
+struct SystemRng(ring::rand::SystemRandom);
+
+/// The operating system's random generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the operating system's random number generator failed")]
+struct RngFailed;
+
+impl sm2::elliptic_curve::rand_core::TryRng for SystemRng {
+    type Error = RngFailed;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        ring::rand::SecureRandom::fill(&self.0, dst).map_err(|_| RngFailed)
+    }
+}
+
+impl sm2::elliptic_curve::rand_core::TryCryptoRng for SystemRng {}
 
 #[cfg(test)]
 mod tests;

@@ -175,8 +175,9 @@ fn gbt_32918_5_example_signature_verifies_through_the_verifying_path() {
     assert!(other_id.verify(EXAMPLE_M, &parsed).is_err());
 }
 
-// The worked example of `docs/formats/jws-sm2.md`: the GB/T example key signs deterministically
-// (RFC 6979 k), so its token and raw-byte signature are fixed. Their signatures were also
+// The worked example of `docs/formats/jws-sm2.md`, made with the GB/T example key when tokens
+// were signed with RFC 6979 k alone (tokens are hedged now, so a new one differs; the example
+// still verifies, and raw-byte signatures stay deterministic). Their signatures were also
 // checked, by hand and outside this repository, with OpenSSL 3.0.19 (`openssl pkeyutl -verify
 // -rawin -digest sm3 -pkeyopt distid:1234567812345678` over the signing input, r || s as DER),
 // and the fingerprint with `openssl dgst -sm3`.
@@ -198,8 +199,17 @@ fn documented_example() {
     let public = key.public_key();
     assert_eq!(public.to_text(), EXAMPLE_PUBLIC);
     assert_eq!(public.fingerprint_hex(), EXAMPLE_FINGERPRINT);
+    // A new token has the example's header and claims, and another signature each time.
     let token = key.sign("EAR", body(), 1_700_000_000, Duration::from_secs(600)).unwrap();
-    assert_eq!(token, EXAMPLE_TOKEN);
+    let again = key.sign("EAR", body(), 1_700_000_000, Duration::from_secs(600)).unwrap();
+    let signing_input = |t: &str| t.rsplit_once('.').unwrap().0.to_owned();
+    assert_eq!(signing_input(&token), signing_input(EXAMPLE_TOKEN));
+    assert_eq!(signing_input(&again), signing_input(EXAMPLE_TOKEN));
+    assert_ne!(token, again, "token signatures are hedged");
+    assert_ne!(token, EXAMPLE_TOKEN);
+    for t in [&token, &again] {
+        example_public().verify::<Body>("EAR", t, 1_700_000_100).unwrap();
+    }
     let signed = example_public().verify::<Body>("EAR", EXAMPLE_TOKEN, 1_700_000_100).unwrap();
     assert_eq!(signed.claims, body());
     let bytes = key.sign_bytes("cloister-example v1", b"seq=7").unwrap();
