@@ -47,7 +47,7 @@ fn recipient(
         };
         let expectations = expectations(ca_pem, measurements, accept_sim, accept_test_root)?;
         let enclave = verify_chain(text, &expectations, unix_now())?;
-        return Ok(Recipient::Key(enclave.hpke_pk));
+        return Ok(enclave.hpke_pk);
     }
     Recipient::from_text(text).map_err(|e| KeyFormatError::new_err(e.to_string()))
 }

@@ -61,7 +61,7 @@ pub(crate) fn enclave_json(enclave: &VerifiedEnclave) -> serde_json::Value {
         "instance": enclave.instance_id(),
         "policy_id": enclave.policy_id,
         "ear_status": enclave.ear_status,
-        "hpke_pk": enclave.hpke_pk.to_text(),
+        "hpke_pk": enclave.runtime_data.hpke_pk,
         "receipt_pk": enclave.receipt_pk.to_text(),
         "claims": enclave.claims,
         "runtime_data": enclave.runtime_data,

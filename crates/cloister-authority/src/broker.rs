@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use cloister_policy::{ReleaseInput, ReleasePolicy};
 use cloister_seal::{KEY_ID_LEN, KeyError, RecipientPublicKey, RecipientSecretKey, SealError};
-use cloister_sign::{AnyVerifyingKey, SignError, VerifyingKey, peek_key_id};
+use cloister_sign::{AnyVerifyingKey, SignError, peek_key_id};
 use cloister_types::api::{
     KeyReleaseRequest, KeyReleaseResponse, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, ReleaseContext,
     ReleaseProof,
@@ -432,7 +432,7 @@ pub fn check_proof(
     }
     // Without a cpu0 there is no enclave key to sign with: refused as unauthenticated.
     let cpu0 = ear.submods.get("cpu0").ok_or(ReleaseError::NoCpu0)?;
-    let key = VerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
+    let key = AnyVerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
         .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
     let signed = key
         .verify::<ReleaseProof>(RELEASE_PROOF, &request.proof, now)

@@ -56,6 +56,7 @@ fn attest_error_response(error: &AttestError) -> Response {
         AttestError::Nonce(_) => (StatusCode::UNAUTHORIZED, "bad_nonce", error.to_string()),
         AttestError::Verify(_)
         | AttestError::TlsKeyMismatch
+        | AttestError::SuiteMismatch { .. }
         | AttestError::OtherService { .. }
         | AttestError::NoServiceNamed { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "evidence_invalid", error.to_string())

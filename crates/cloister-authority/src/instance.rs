@@ -89,6 +89,12 @@ impl Instance {
         &self.anchors
     }
 
+    /// The suite the instance signs its tokens in (ES256, or SM2 for a ShangMi instance): its
+    /// enclaves' keys must be of the same suite.
+    pub fn token_suite(&self) -> cloister_sign::SignatureSuite {
+        self.signer.suite()
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &AppraisalPolicy {
         &self.policy

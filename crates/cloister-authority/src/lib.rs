@@ -72,6 +72,18 @@ pub enum AttestError {
     /// The TLS key offered for the certificate is not the one bound into the evidence.
     #[error("the TLS public key does not match tls_spki_sha256 in the runtime data")]
     TlsKeyMismatch,
+    /// The enclave's keys are of another suite than the instance's tokens.
+    #[error(
+        "the enclave's receipt key is an {enclave} key but this instance signs {instance}: an \
+         instance and its enclaves use one suite (a ShangMi enclave, `serve worker --suite sm`, \
+         attests with an instance created with --token-signing sm2)"
+    )]
+    SuiteMismatch {
+        /// The suite of the enclave's receipt key.
+        enclave: cloister_sign::SignatureSuite,
+        /// The suite of the instance's tokens.
+        instance: cloister_sign::SignatureSuite,
+    },
     /// The policy could not be evaluated.
     #[error("policy evaluation failed: {0}")]
     Policy(#[from] cloister_policy::PolicyError),

@@ -11,7 +11,7 @@
 //! refuses evidence that names another: an enclave pinned to a service of the host's choosing
 //! never gets a certificate from the real one.
 
-use cloister_sign::{SigningKey, VerifyingKey, unix_now};
+use cloister_sign::{TokenSigner, VerifyingKey, unix_now};
 use cloister_types::api::{
     Answer, AttestRequest, AttestResponse, CheckpointRef, KeyReleaseRequest, KeyReleaseResponse,
     PrivacyChargeOutcome, RELEASE_PROOF, RELEASE_PROOF_VALIDITY, RecordJob, ReleaseContext,
@@ -230,7 +230,7 @@ impl ServiceChannel {
         key_id: &Hex,
         context: &ReleaseContext,
         after: Option<&CheckpointRef>,
-        receipt_key: &SigningKey,
+        receipt_key: &impl TokenSigner,
     ) -> Result<(KeyReleaseRequest, VerifiedAnswer<KeyReleaseResponse>), ClientError> {
         let url = format!("{}/v1/keys/release", self.client.base());
         let request = release_request(ear, key_id, context, after, receipt_key, unix_now())?;
@@ -358,7 +358,7 @@ pub fn release_request(
     key_id: &Hex,
     context: &ReleaseContext,
     after: Option<&CheckpointRef>,
-    receipt_key: &SigningKey,
+    receipt_key: &impl TokenSigner,
     now: u64,
 ) -> Result<KeyReleaseRequest, ClientError> {
     let mut nonce = [0u8; 32];
@@ -372,7 +372,7 @@ pub fn release_request(
         proof: String::new(),
     };
     request.proof = receipt_key
-        .sign(RELEASE_PROOF, ReleaseProof::of(&request), now, RELEASE_PROOF_VALIDITY)
+        .sign_token(RELEASE_PROOF, ReleaseProof::of(&request), now, RELEASE_PROOF_VALIDITY)
         .map_err(|e| ClientError::Signing { what: RELEASE_PROOF, reason: e.to_string() })?;
     Ok(request)
 }

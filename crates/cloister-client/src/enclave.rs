@@ -1,8 +1,8 @@
 //! Verifying an enclave certificate: the chain to the instance CA, the validity window, the claims
 //! extension, the binding of the enclave's keys, and the party's own expectations.
 
-use cloister_seal::RecipientPublicKey;
-use cloister_sign::VerifyingKey;
+use cloister_seal::{Recipient, Suite};
+use cloister_sign::{AnyVerifyingKey, SignatureSuite};
 use cloister_types::cert::{ENCLAVE_CLAIMS_OID_DOTTED, ENCLAVE_CLAIMS_VERSION};
 pub use cloister_types::pem_certificates;
 use cloister_types::{Claims, EarStatus, EnclaveClaimsExtension, Hex, RuntimeData, TeeKind};
@@ -123,10 +123,11 @@ pub struct VerifiedEnclave {
     pub claims: Claims,
     /// The runtime data bound into the evidence.
     pub runtime_data: RuntimeData,
-    /// The enclave's envelope key: seal inputs to it.
-    pub hpke_pk: RecipientPublicKey,
-    /// The enclave's receipt key: receipts must verify with it.
-    pub receipt_pk: VerifyingKey,
+    /// The enclave's envelope key (X25519, or SM2 for a ShangMi enclave): seal inputs to it.
+    pub hpke_pk: Recipient,
+    /// The enclave's receipt key (ES256, or SM2 for a ShangMi enclave): receipts must verify
+    /// with it.
+    pub receipt_pk: AnyVerifyingKey,
     /// The attestation verdict.
     pub ear_status: EarStatus,
     /// The policy that produced it.
@@ -143,6 +144,38 @@ impl VerifiedEnclave {
     pub fn instance_id(&self) -> &str {
         self.policy_id.split_once('@').map_or(self.policy_id.as_str(), |(id, _)| id)
     }
+}
+
+/// The enclave's envelope and receipt keys from its runtime data: an X25519 envelope key with
+/// an ES256 receipt key, or (a ShangMi enclave) an SM2 envelope key with an SM2 receipt key. A
+/// key-broker reference, or keys of two suites, are refused.
+pub fn enclave_keys(
+    runtime_data: &RuntimeData,
+) -> Result<(Recipient, AnyVerifyingKey), EnclaveError> {
+    let bad = |which, reason: String| EnclaveError::BadKey { which, reason };
+    let hpke_pk =
+        Recipient::from_text(&runtime_data.hpke_pk).map_err(|e| bad("envelope", e.to_string()))?;
+    if let Recipient::Broker(_) = hpke_pk {
+        return Err(bad("envelope", "a key-broker reference is not an enclave's key".into()));
+    }
+    let receipt_pk = AnyVerifyingKey::from_text(&runtime_data.receipt_pk)
+        .map_err(|e| bad("receipt", e.to_string()))?;
+    let expected = match hpke_pk.suite() {
+        Suite::ShangMi => SignatureSuite::Sm2,
+        _ => SignatureSuite::Es256,
+    };
+    if receipt_pk.suite() != expected {
+        return Err(bad(
+            "receipt",
+            format!(
+                "an {} receipt key beside an envelope key of the {}: an enclave's keys are of \
+                 one suite",
+                receipt_pk.suite(),
+                hpke_pk.suite()
+            ),
+        ));
+    }
+    Ok((hpke_pk, receipt_pk))
 }
 
 /// Verifies an enclave certificate chain (leaf first, DER) at `now` (Unix seconds).
@@ -168,10 +201,7 @@ pub fn verify_enclave_certificate(
     }
     check_expectations(&extension, expectations)?;
 
-    let hpke_pk = RecipientPublicKey::from_text(&extension.runtime_data.hpke_pk)
-        .map_err(|e| EnclaveError::BadKey { which: "envelope", reason: e.to_string() })?;
-    let receipt_pk = VerifyingKey::from_text(&extension.runtime_data.receipt_pk)
-        .map_err(|e| EnclaveError::BadKey { which: "receipt", reason: e.to_string() })?;
+    let (hpke_pk, receipt_pk) = enclave_keys(&extension.runtime_data)?;
     Ok(VerifiedEnclave {
         claims: extension.claims,
         runtime_data: extension.runtime_data,
@@ -299,4 +329,50 @@ fn read_claims_extension(
         return Err(EnclaveError::Extension(format!("unsupported version {}", parsed.version)));
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use cloister_seal::{BrokerRecipient, RecipientSecretKey, Sm2SecretKey};
+    use cloister_sign::AnySigningKey;
+
+    use super::*;
+
+    fn runtime_data(hpke_pk: &str, receipt_pk: &str) -> RuntimeData {
+        RuntimeData {
+            nonce: "n".into(),
+            hpke_pk: hpke_pk.to_owned(),
+            tls_spki_sha256: Hex(vec![0; 32]),
+            receipt_pk: receipt_pk.to_owned(),
+            extra: Default::default(),
+        }
+    }
+
+    fn receipt_key(suite: SignatureSuite) -> String {
+        AnySigningKey::generate(suite).expect("a fresh key").public_key().to_text()
+    }
+
+    #[test]
+    fn an_enclaves_envelope_and_receipt_keys_are_of_one_suite() {
+        let x25519 = RecipientSecretKey::generate().public_key();
+        let sm2 = Sm2SecretKey::generate().public_key().to_text();
+        let (es256, sm2sig) =
+            (receipt_key(SignatureSuite::Es256), receipt_key(SignatureSuite::Sm2));
+
+        let (hpke, receipt) =
+            enclave_keys(&runtime_data(&x25519.to_text(), &es256)).expect("one suite");
+        assert_eq!((hpke.suite(), receipt.suite()), (Suite::X25519, SignatureSuite::Es256));
+        let (hpke, receipt) = enclave_keys(&runtime_data(&sm2, &sm2sig)).expect("one suite");
+        assert_eq!((hpke.suite(), receipt.suite()), (Suite::ShangMi, SignatureSuite::Sm2));
+
+        for (hpke, receipt) in [(x25519.to_text(), &sm2sig), (sm2.clone(), &es256)] {
+            let refused = enclave_keys(&runtime_data(&hpke, receipt)).expect_err("two suites");
+            assert!(refused.to_string().contains("of one suite"), "{refused}");
+        }
+        let broker = BrokerRecipient::new("kb_test", x25519).expect("a broker id").to_text();
+        let refused = enclave_keys(&runtime_data(&broker, &es256)).expect_err("a broker key");
+        assert!(refused.to_string().contains("key-broker reference"), "{refused}");
+        let refused = enclave_keys(&runtime_data(&sm2, &sm2)).expect_err("an envelope key");
+        assert!(refused.to_string().contains("receipt key"), "{refused}");
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cloister_sign::{SignError, SigningKey, VerifyingKey, unix_now};
+use cloister_sign::{AnyVerifyingKey, SignError, SigningKey, TokenSigner, unix_now};
 use cloister_types::batch::{
     BatchChunk, BatchReceipt, BatchState, BatchStatus, CombinedReceipt, chunks_digest,
 };
@@ -101,14 +101,14 @@ impl Admitted {
 /// data at most `privacy_budget` when one is given (DP-SGD required). Valid for
 /// [`GRANT_VALIDITY`].
 pub fn sign_grant(
-    signing: &SigningKey,
+    signing: &impl TokenSigner,
     spec: &JobSpec,
     role: InputRole,
     admitted: &Admitted,
     result_recipients: &[String],
     privacy_budget: Option<PrivacyBudget>,
 ) -> Result<String, ProtocolError> {
-    let me = signing.public_key().to_text();
+    let me = signing.public_key_text();
     // A training job may read several data sets; the signer grants the one it owns.
     let input = match role {
         InputRole::Data => spec.data_inputs().find(|input| input.owner == me).unwrap_or(&spec.data),
@@ -128,7 +128,7 @@ pub fn sign_grant(
         result_recipients: result_recipients.to_vec(),
         privacy_budget,
     };
-    Ok(signing.sign("grant", &grant, unix_now(), GRANT_VALIDITY)?)
+    Ok(signing.sign_token("grant", &grant, unix_now(), GRANT_VALIDITY)?)
 }
 
 /// Verifies a receipt: signed by the attested enclave's receipt key, for this job, naming the
@@ -208,7 +208,7 @@ pub fn verify_batch_receipt(
         .map_err(ProtocolError::SignerCertificate)?
         .runtime_data
         .receipt_pk;
-    let receipt = VerifyingKey::from_text(&named_key)?
+    let receipt = AnyVerifyingKey::from_text(&named_key)?
         .verify::<BatchReceipt>("batch receipt", token, unix_now())
         .map_err(ProtocolError::ReceiptSignature)?
         .claims;

@@ -141,6 +141,72 @@ impl AnySigningKey {
     }
 }
 
+/// What signs a party's or an enclave's tokens, whatever its suite: [`SigningKey`],
+/// [`Sm2SigningKey`] or [`AnySigningKey`]. Code that signs grants, proofs or statements takes
+/// any of them, so a ShangMi deployment runs the same code with SM2 keys.
+pub trait TokenSigner {
+    /// Signs `claims` as a compact JWS of the key's suite, valid from `issued_at` for
+    /// `valid_for`.
+    fn sign_token<T: Serialize>(
+        &self,
+        what: &'static str,
+        claims: T,
+        issued_at: u64,
+        valid_for: Duration,
+    ) -> Result<String, SignError>;
+
+    /// The public key's text form (what job specs and grants name an owner by).
+    fn public_key_text(&self) -> String;
+}
+
+impl TokenSigner for SigningKey {
+    fn sign_token<T: Serialize>(
+        &self,
+        what: &'static str,
+        claims: T,
+        issued_at: u64,
+        valid_for: Duration,
+    ) -> Result<String, SignError> {
+        self.sign(what, claims, issued_at, valid_for)
+    }
+
+    fn public_key_text(&self) -> String {
+        self.public_key().to_text()
+    }
+}
+
+impl TokenSigner for Sm2SigningKey {
+    fn sign_token<T: Serialize>(
+        &self,
+        what: &'static str,
+        claims: T,
+        issued_at: u64,
+        valid_for: Duration,
+    ) -> Result<String, SignError> {
+        self.sign(what, claims, issued_at, valid_for)
+    }
+
+    fn public_key_text(&self) -> String {
+        self.public_key().to_text()
+    }
+}
+
+impl TokenSigner for AnySigningKey {
+    fn sign_token<T: Serialize>(
+        &self,
+        what: &'static str,
+        claims: T,
+        issued_at: u64,
+        valid_for: Duration,
+    ) -> Result<String, SignError> {
+        self.sign(what, claims, issued_at, valid_for)
+    }
+
+    fn public_key_text(&self) -> String {
+        self.public_key().to_text()
+    }
+}
+
 impl From<SigningKey> for AnySigningKey {
     fn from(key: SigningKey) -> Self {
         AnySigningKey::Es256(key)

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-pub use any::{AnySigningKey, AnyVerifyingKey, SignatureSuite, verify_with_jwks};
+pub use any::{AnySigningKey, AnyVerifyingKey, SignatureSuite, TokenSigner, verify_with_jwks};
 pub use sm2sig::{
     SM2_DISTID, SM2_JWK_CURVE, SM2_JWS_ALG, SM2_PUBLIC_PREFIX, SM2_SECRET_PREFIX, Sm2SigningKey,
     Sm2VerifyingKey,

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cloister_attest::Attester;
 use cloister_client::ServiceChannel;
 use cloister_client::enclave::{pem_certificates, read_claims_unverified, validity_unverified};
-use cloister_seal::RecipientSecretKey;
-use cloister_sign::SigningKey;
+use cloister_seal::{EnvelopeSecretKey, RecipientSecretKey, Suite};
+use cloister_sign::{AnySigningKey, SignatureSuite};
 use cloister_types::api::{AttestRequest, SERVICE_KEY_FIELD};
 use cloister_types::online::OHTTP_KEY_CONFIG_FIELD;
 use cloister_types::{Base64Url, Claims, Hex, RuntimeData};
@@ -48,6 +48,29 @@ pub enum IdentityError {
     /// The TLS key cannot serve the returned certificate.
     #[error("the enclave's TLS key cannot serve the returned certificate: {0}")]
     TlsKey(String),
+    /// The attestation instance signs in another suite than the one this enclave runs.
+    #[error(
+        "the attestation instance signs its tokens with {instance}, but this enclave runs the \
+         {enclave} suite: an instance and its enclaves use one suite ({hint})"
+    )]
+    SuiteMismatch {
+        /// The JWS `alg` of the instance's EAR token.
+        instance: String,
+        /// The enclave's suite.
+        enclave: &'static str,
+        /// What to change.
+        hint: &'static str,
+    },
+}
+
+/// The signature suite of an enclave running the envelope suite `suite`: ES256 beside X25519,
+/// SM2 beside the ShangMi suite. One suite per enclave: its envelope key, its receipt key, the
+/// keys of the owners whose grants it accepts and its attestation instance's tokens.
+pub fn signature_suite(suite: Suite) -> SignatureSuite {
+    match suite {
+        Suite::ShangMi => SignatureSuite::Sm2,
+        _ => SignatureSuite::Es256,
+    }
 }
 
 /// Everything the enclave holds about itself. Secrets are zeroized on drop and never logged.
@@ -56,8 +79,8 @@ pub enum IdentityError {
 /// with the same keys and a fresh challenge. The TEE and measurement of a renewal must be those
 /// of the first attestation.
 pub struct EnclaveIdentity {
-    hpke: RecipientSecretKey,
-    receipt_key: SigningKey,
+    hpke: EnvelopeSecretKey,
+    receipt_key: AnySigningKey,
     tls_key_pkcs8: Zeroizing<Vec<u8>>,
     tls_spki: Vec<u8>,
     ohttp: ohttp::KeyConfig,
@@ -107,13 +130,17 @@ impl EnclaveIdentity {
     /// the fingerprint of the attestation service it trusts (`service`'s pinned key, as
     /// `service_key_sha256`), and exchanges it for an EAR token and an enclave certificate,
     /// which it uses only when the service's signed answer names both for this request.
-    /// `attester` is kept to renew the result ([`Self::renew_release_token`]).
+    /// `attester` is kept to renew the result ([`Self::renew_release_token`]). The keys are of
+    /// `suite` (an SM2 envelope key and an SM2 receipt key for the ShangMi suite), and the
+    /// instance must sign its tokens in the same suite ([`IdentityError::SuiteMismatch`]).
     pub async fn establish(
         attester: Arc<dyn Attester>,
         service: &ServiceChannel,
+        suite: Suite,
     ) -> Result<Self, IdentityError> {
-        let hpke = RecipientSecretKey::generate();
-        let receipt_key = SigningKey::generate();
+        let hpke = EnvelopeSecretKey::generate(suite);
+        let receipt_key = AnySigningKey::generate(signature_suite(suite))
+            .map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
         let tls_key =
             KeyPair::generate().map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
         let tls_spki = tls_key.subject_public_key_info();
@@ -132,13 +159,14 @@ impl EnclaveIdentity {
 
         let keys = RuntimeData {
             nonce: String::new(),
-            hpke_pk: hpke.public_key().to_text(),
+            hpke_pk: hpke.public_key_text(),
             tls_spki_sha256: Hex(Sha256::digest(&tls_spki).to_vec()),
             receipt_pk: receipt_key.public_key().to_text(),
             extra,
         };
         let tls_key_pkcs8 = Zeroizing::new(tls_key.serialize_der());
         let attested = attest(attester.as_ref(), service, keys, &tls_spki, &tls_key_pkcs8).await?;
+        check_token_suite(&attested.ear, suite)?;
         Ok(EnclaveIdentity {
             hpke,
             receipt_key,
@@ -204,13 +232,29 @@ impl EnclaveIdentity {
         Arc::new(CurrentCertificate(self.current.clone()))
     }
 
-    /// The envelope secret key inputs are sealed to.
-    pub fn hpke_secret(&self) -> &RecipientSecretKey {
+    /// The envelope secret key inputs are sealed to (X25519, or SM2 in the ShangMi suite).
+    pub fn hpke_secret(&self) -> &EnvelopeSecretKey {
         &self.hpke
     }
 
-    /// The key receipts are signed with.
-    pub fn receipt_key(&self) -> &SigningKey {
+    /// The enclave's X25519 envelope key, which key-broker releases are wrapped to; a ShangMi
+    /// enclave has none, and is refused here by name.
+    pub fn x25519_secret(&self) -> Result<&RecipientSecretKey, String> {
+        match &self.hpke {
+            EnvelopeSecretKey::X25519(key) => Ok(key),
+            _ => Err("key-broker releases are wrapped to an X25519 enclave key, and this enclave \
+                 runs the ShangMi suite: seal its inputs to the enclave itself"
+                .to_owned()),
+        }
+    }
+
+    /// The suite of the enclave's keys.
+    pub fn suite(&self) -> Suite {
+        self.hpke.suite()
+    }
+
+    /// The key receipts are signed with (ES256, or SM2 in the ShangMi suite).
+    pub fn receipt_key(&self) -> &AnySigningKey {
         &self.receipt_key
     }
 
@@ -299,6 +343,34 @@ async fn attest(
         received: Instant::now(),
         certified_key,
     })
+}
+
+/// Refuses an EAR token signed in another suite than the enclave's (`alg` in its header).
+fn check_token_suite(token: &str, suite: Suite) -> Result<(), IdentityError> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        alg: String,
+    }
+    let wrong = |what: &str| IdentityError::WrongCertificate(format!("its EAR token {what}"));
+    let header = token.split('.').next().ok_or_else(|| wrong("is not a JWT"))?;
+    let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| wrong("is not base64url"))?;
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|_| wrong("has no alg in its header"))?;
+    let expected = signature_suite(suite).jws_alg();
+    if header.alg == expected {
+        return Ok(());
+    }
+    let (enclave, hint) = match suite {
+        Suite::ShangMi => (
+            "ShangMi (SM2, SM3, SM4)",
+            "create the instance with --token-signing sm2, or start the worker with --suite x25519",
+        ),
+        _ => (
+            "X25519/ES256",
+            "start the worker with --suite sm, or use an instance created with --token-signing es256",
+        ),
+    };
+    Err(IdentityError::SuiteMismatch { instance: header.alg, enclave, hint })
 }
 
 /// `exp - iat` of a JWT (the EAR token), in seconds.
@@ -438,7 +510,35 @@ impl fmt::Debug for EnclaveIdentity {
         f.debug_struct("EnclaveIdentity")
             .field("tee", &self.claims.tee)
             .field("measurement", &self.claims.measurement)
-            .field("hpke_pk", &self.hpke.public_key().to_text())
+            .field("hpke_pk", &self.hpke.public_key_text())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A token whose header names `alg` (the signature is not looked at).
+    fn token(alg: &str) -> String {
+        let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+        format!("{header}.e30.AAAA")
+    }
+
+    #[test]
+    fn an_enclave_refuses_an_instance_signing_in_the_other_suite() {
+        check_token_suite(&token("ES256"), Suite::X25519).expect("one suite");
+        check_token_suite(&token("SM2SM3"), Suite::ShangMi).expect("one suite");
+        for (alg, suite, hint) in [
+            ("ES256", Suite::ShangMi, "--token-signing sm2"),
+            ("SM2SM3", Suite::X25519, "--suite sm"),
+            ("none", Suite::X25519, "--suite sm"),
+        ] {
+            let refused = check_token_suite(&token(alg), suite).expect_err("another suite");
+            assert!(matches!(refused, IdentityError::SuiteMismatch { .. }), "{refused}");
+            assert!(refused.to_string().contains(hint), "{refused}");
+        }
+        let refused = check_token_suite("not a token", Suite::X25519).expect_err("no header");
+        assert!(matches!(refused, IdentityError::WrongCertificate(_)), "{refused}");
     }
 }

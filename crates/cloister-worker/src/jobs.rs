@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use cloister_seal::{Header, KeyId, Metadata, RecipientPublicKey, RecipientSecretKey};
-use cloister_sign::{VerifyingKey, unix_now};
+use cloister_seal::{Header, KeyId, Metadata, OpeningKey, Recipient, RecipientSecretKey, Suite};
+use cloister_sign::{AnyVerifyingKey, unix_now};
 use cloister_types::api::CheckpointRef;
 use cloister_types::job::PrivacyBudget;
 use cloister_types::job::{ReceiptInput, ReceiptOutput};
@@ -116,7 +116,7 @@ pub struct JobAuthorization {
     /// The job's digest, as the grants name it.
     pub digest: Hex,
     /// The output recipients every owner approved.
-    pub recipients: Vec<RecipientPublicKey>,
+    pub recipients: Vec<Recipient>,
     /// Each data owner's privacy budget, in the order of [`JobSpec::data_inputs`].
     pub privacy_budgets: Vec<Option<PrivacyBudget>>,
     /// Each data owner's grant (compact JWS) that authorised the job, in the same order: the
@@ -144,10 +144,7 @@ pub fn authorize_job(
     let recipients = spec
         .output_recipients
         .iter()
-        .map(|text| {
-            RecipientPublicKey::from_text(text)
-                .map_err(|e| JobError::BadSpec(format!("output recipient {text}: {e}")))
-        })
+        .map(|text| output_recipient(text, identity.suite()))
         .collect::<Result<Vec<_>, _>>()?;
 
     if !spec.more_data.is_empty() && spec.kind != JobKind::Train {
@@ -254,7 +251,7 @@ pub fn run_job(
 /// What a finished job hands to [`finish_job`].
 pub(crate) struct JobResult<'a> {
     pub(crate) digest: Hex,
-    pub(crate) recipients: &'a [RecipientPublicKey],
+    pub(crate) recipients: &'a [Recipient],
     /// `(object id suffix, content type, plaintext)`.
     pub(crate) output: (&'a str, &'a str, Zeroizing<Vec<u8>>),
     pub(crate) inputs: Vec<ReceiptInput>,
@@ -284,7 +281,7 @@ pub(crate) fn finish_job(
         object_id: output_id.clone(),
         attributes: [("job".to_owned(), spec.id.clone())].into_iter().collect(),
     };
-    let sealed = cloister_seal::seal_to_vec(result.recipients, &metadata, &plaintext)
+    let sealed = cloister_seal::seal_to_vec_for(result.recipients, &metadata, &plaintext)
         .map_err(|e| JobError::Output(e.to_string()))?;
     drop(plaintext);
     let ciphertext_sha256 = store.put(&output_id, &sealed)?;
@@ -314,6 +311,25 @@ pub(crate) fn finish_job(
         .sign("receipt", &receipt, unix_now(), RECEIPT_VALIDITY)
         .map_err(|e| JobError::Output(e.to_string()))?;
     Ok(JobOutcome { outputs, receipt })
+}
+
+/// An output recipient: an envelope public key of the enclave's suite (X25519, or SM2 in the
+/// ShangMi suite). A key-broker recipient or a key of the other suite is refused by name: an
+/// enclave seals in its own suite only, so a job never mixes them.
+pub(crate) fn output_recipient(text: &str, suite: Suite) -> Result<Recipient, JobError> {
+    let bad = |reason: String| JobError::BadSpec(format!("output recipient {text}: {reason}"));
+    let recipient = Recipient::from_text(text).map_err(|e| bad(e.to_string()))?;
+    if let Recipient::Broker(_) = recipient {
+        return Err(bad("a key-broker recipient cannot receive a job's output".to_owned()));
+    }
+    if recipient.suite() != suite {
+        return Err(bad(format!(
+            "it is a key of the {} but this enclave runs the {}; mixing suites is refused",
+            recipient.suite(),
+            suite
+        )));
+    }
+    Ok(recipient)
 }
 
 pub(crate) fn receipt_input(input: &InputRef, role: InputRole, plaintext: &[u8]) -> ReceiptInput {
@@ -358,18 +374,22 @@ pub(crate) fn open_input(
         });
     }
     let ids = header.recipient_key_ids();
-    let key = if ids.contains(&identity.hpke_secret().key_id()) {
-        identity.hpke_secret()
+    let key: OpeningKey<'_> = if ids.contains(&identity.hpke_secret().key_id()) {
+        identity.hpke_secret().into()
     } else {
-        released.iter().find(|key| ids.contains(&key.key_id())).ok_or_else(|| {
-            open_error(
-                "it is sealed neither to this enclave nor to a key-broker key released to it"
-                    .to_owned(),
-            )
-        })?
+        released
+            .iter()
+            .find(|key| ids.contains(&key.key_id()))
+            .ok_or_else(|| {
+                open_error(
+                    "it is sealed neither to this enclave nor to a key-broker key released to it"
+                        .to_owned(),
+                )
+            })?
+            .into()
     };
     let (_, plain) =
-        cloister_seal::open_to_vec(key, sealed).map_err(|e| open_error(e.to_string()))?;
+        cloister_seal::open_to_vec_with(key, sealed).map_err(|e| open_error(e.to_string()))?;
     Ok(plain)
 }
 
@@ -401,8 +421,17 @@ fn find_grant(
     let instance_id = identity.instance_id();
     let missing =
         |detail: String| JobError::MissingGrant { role, owner: input.owner.clone(), detail };
-    let owner = VerifyingKey::from_text(&input.owner)
+    let owner = AnyVerifyingKey::from_text(&input.owner)
         .map_err(|e| JobError::BadSpec(format!("the {role:?} owner key: {e}")))?;
+    let suite = crate::identity::signature_suite(identity.suite());
+    if owner.suite() != suite {
+        return Err(JobError::BadSpec(format!(
+            "the {role:?} owner key is an {} key but this enclave runs the {} and takes {suite} \
+             grants only; mixing suites is refused",
+            owner.suite(),
+            identity.suite()
+        )));
+    }
     let mut problems = Vec::new();
     for token in grants {
         let Ok(signed) = owner.verify::<Grant>("grant", token, now) else {
@@ -435,4 +464,28 @@ fn find_grant(
     } else {
         format!(": {}", problems.join("; "))
     }))
+}
+
+#[cfg(test)]
+mod suite_tests {
+    use cloister_seal::{BrokerRecipient, RecipientSecretKey, Sm2SecretKey};
+
+    use super::*;
+
+    #[test]
+    fn an_enclave_seals_results_only_to_recipients_of_its_suite() {
+        let x25519 = RecipientSecretKey::generate().public_key();
+        let sm2 = Sm2SecretKey::generate().public_key().to_text();
+        let ok = output_recipient(&x25519.to_text(), Suite::X25519).expect("same suite");
+        assert_eq!(ok.suite(), Suite::X25519);
+        let ok = output_recipient(&sm2, Suite::ShangMi).expect("same suite");
+        assert_eq!(ok.suite(), Suite::ShangMi);
+        for (text, suite) in [(x25519.to_text(), Suite::ShangMi), (sm2, Suite::X25519)] {
+            let refused = output_recipient(&text, suite).expect_err("another suite");
+            assert!(refused.to_string().contains("mixing suites is refused"), "{refused}");
+        }
+        let broker = BrokerRecipient::new("kb_test", x25519).expect("a broker id").to_text();
+        let refused = output_recipient(&broker, Suite::X25519).expect_err("a broker key");
+        assert!(refused.to_string().contains("key-broker recipient"), "{refused}");
+    }
 }

@@ -597,7 +597,7 @@ pub(crate) async fn release_key(
                 tracing::info!(%key_id, audit_checkpoint = %format_args!("{}:{}",
                     checkpoint.seq, checkpoint.hash), "the key broker released a key");
                 let key = cloister_client::open_released_key(
-                    worker.identity.hpke_secret(),
+                    worker.identity.x25519_secret()?,
                     &verified.answer,
                     worker.service.instance_id(),
                     &request,

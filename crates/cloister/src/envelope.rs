@@ -85,7 +85,7 @@ pub fn read_recipient(given: &str, policy: &CertificatePolicy) -> Result<Recipie
             enclave.claims.tee,
             enclave.claims.measurement
         );
-        return Ok(Recipient::Key(enclave.hpke_pk));
+        return Ok(enclave.hpke_pk);
     }
     // A key-broker reference (`cloister-broker:kb_…:…`, what `cloister key register` prints)
     // seals to the broker key with recipient kind 2; anything else must be a public key.

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use cloister_client::{Expectations, WorkerClient};
-use cloister_seal::RecipientSecretKey;
+use cloister_seal::EnvelopeSecretKey;
 use cloister_types::batch::{BatchChunk, BatchState, BatchStatus, CombinedReceipt, SubmitBatch};
 use cloister_types::{Hex, InputRef, JobSpec, ShardedJob};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -274,7 +274,12 @@ pub struct UploadArgs<'a> {
 /// Seals `args.file` once to the key-broker key as the owner's object; returns the envelope and
 /// the owner.
 fn seal_file(args: &UploadArgs<'_>) -> Result<(Vec<u8>, String)> {
-    let owner = crate::parties::read_signing_key(args.owner_key)?.public_key().to_text();
+    let owner = crate::parties::read_any_signing_key(args.owner_key)?.public_key().to_text();
+    ensure!(
+        args.recipient != TO_ENCLAVE,
+        "--recipient enclave seals to a running enclave: use `job upload --worker URL` (one \
+         worker), not `job seal`"
+    );
     let recipient =
         crate::model::text_or_file(args.recipient, cloister_seal::BROKER_REFERENCE_PREFIX)?;
     let plaintext = Zeroizing::new(
@@ -288,6 +293,43 @@ fn seal_file(args: &UploadArgs<'_>) -> Result<(Vec<u8>, String)> {
         &plaintext,
     )?;
     Ok((sealed, owner))
+}
+
+/// `job upload --recipient enclave`: the recipient is the attested enclave itself.
+pub const TO_ENCLAVE: &str = "enclave";
+
+/// Seals `args.file` as the owner's object to the envelope key of the enclave `client`'s TLS
+/// connection verified (X25519, or SM2 for a ShangMi enclave).
+async fn seal_to_enclave(client: &WorkerClient, args: &UploadArgs<'_>) -> Result<Vec<u8>> {
+    let owner = crate::parties::read_any_signing_key(args.owner_key)?.public_key();
+    ensure!(
+        cloister_types::job::is_object_id(args.object_id),
+        "the object id {:?} is not 1 to 128 letters, digits, '.', '_' or '-'",
+        args.object_id
+    );
+    let (enclave, _) = client.attest().await.context("verifying the worker's enclave")?;
+    let enclave_suite = enclave.receipt_pk.suite();
+    ensure!(
+        owner.suite() == enclave_suite,
+        "your signing key is an {} key but the enclave runs {enclave_suite}: an enclave takes \
+         the grants of one suite only (make an SM2 key with `cloister keygen --signing --suite \
+         sm` for a ShangMi enclave)",
+        owner.suite()
+    );
+    let plaintext = Zeroizing::new(
+        std::fs::read(args.file).with_context(|| format!("reading {}", args.file.display()))?,
+    );
+    eprintln!(
+        "sealing to the {} enclave with measurement {} ({})",
+        enclave.claims.tee,
+        enclave.claims.measurement,
+        enclave.hpke_pk.suite()
+    );
+    Ok(cloister_seal::seal_to_vec_for(
+        std::slice::from_ref(&enclave.hpke_pk),
+        &crate::parties::owned_metadata(&owner.to_text(), args.object_id, args.content_type),
+        &plaintext,
+    )?)
 }
 
 /// `job seal`: seals a file once to a key-broker key as the owner's object and writes the
@@ -319,6 +361,15 @@ pub enum Upload<'a> {
 pub async fn upload(targets: &[WorkerTarget], what: &Upload<'_>) -> Result<()> {
     let clients = clients(targets)?;
     let (sealed, file) = match what {
+        Upload::Plain(args) if args.recipient == TO_ENCLAVE => {
+            let [client] = clients.as_slice() else {
+                bail!(
+                    "--recipient enclave seals to one enclave: give exactly one --worker (an \
+                     envelope sealed to an enclave opens in that enclave only)"
+                );
+            };
+            (seal_to_enclave(client, args).await?, args.file)
+        }
         Upload::Plain(args) => (seal_file(args)?.0, args.file),
         Upload::Sealed(path) => {
             (std::fs::read(path).with_context(|| format!("reading {}", path.display()))?, *path)
@@ -396,7 +447,7 @@ pub fn grant(args: &GrantArgs<'_>) -> Result<()> {
         "give the admitted enclave measurements (--measurement)"
     );
     ensure!(!args.instances.is_empty(), "give the admitted attestation instances (--instance)");
-    let key = crate::parties::read_signing_key(args.signing_key)?;
+    let key = crate::parties::read_any_signing_key(args.signing_key)?;
     let admitted = crate::parties::Admitted {
         measurements: args.measurements.to_vec(),
         instances: args.instances.to_vec(),
@@ -767,7 +818,7 @@ async fn fetch_plan(
     secret: &Path,
     output: &Path,
 ) -> Result<()> {
-    let key = crate::envelope::read_secret(secret)?;
+    let key = crate::envelope::read_envelope_secret(secret)?;
     let statuses = shard_statuses(plan, source).await?;
     for status in &statuses {
         ensure!(
@@ -985,7 +1036,7 @@ async fn fetch_one(
     secret: &Path,
     output: &Path,
 ) -> Result<()> {
-    let key = crate::envelope::read_secret(secret)?;
+    let key = crate::envelope::read_envelope_secret(secret)?;
     let expectations = target.expectations()?;
     let client = WorkerClient::new(&target.url, expectations.clone())?;
     let status = client.batch_status(job_id).await?;
@@ -1020,7 +1071,7 @@ async fn download(
     source: Source<'_>,
     shard: usize,
     chunks: &[BatchChunk],
-    key: &RecipientSecretKey,
+    key: &EnvelopeSecretKey,
 ) -> Result<(Zeroizing<Vec<u8>>, bool)> {
     let mut output = Zeroizing::new(Vec::new());
     let mut has_header = false;
@@ -1032,7 +1083,7 @@ async fn download(
             chunk.index,
             chunk.object_id
         );
-        let (header, plain) = cloister_seal::open_to_vec(key, &sealed)
+        let (header, plain) = cloister_seal::open_to_vec_with(key, &sealed)
             .with_context(|| format!("opening chunk {} with your key", chunk.index))?;
         ensure!(
             header.metadata().object_id == chunk.object_id,

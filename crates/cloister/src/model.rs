@@ -24,10 +24,15 @@ const PROGRESS_THRESHOLD: u64 = 16 << 20;
 const SKIPPED_EXTENSIONS: &[&str] =
     &["bin", "pt", "pth", "ckpt", "h5", "msgpack", "ot", "onnx", "gguf", "tflite", "pb"];
 
-/// `cloister keygen --signing`: a party signing key (ES256), e.g. a model owner's.
-pub fn keygen_signing(secret: &Path, public: &Path) -> Result<()> {
+/// `cloister keygen --signing`: a party signing key (ES256, or SM2 for a ShangMi deployment),
+/// e.g. a model owner's.
+pub fn keygen_signing(
+    secret: &Path,
+    public: &Path,
+    suite: cloister_sign::SignatureSuite,
+) -> Result<()> {
     crate::testbed::refuse_overwrite(&[secret, public])?;
-    let key = SigningKey::generate();
+    let key = cloister_sign::AnySigningKey::generate(suite)?;
     write_secret(secret, format!("{}\n", &*key.to_text()).as_bytes())?;
     std::fs::write(public, format!("{}\n", key.public_key()))
         .with_context(|| format!("writing {}", public.display()))?;

@@ -165,7 +165,7 @@ impl Party {
 }
 
 /// The metadata a party's sealed object carries: its id, content type and owner.
-fn owned_metadata(owner: &str, object_id: &str, content_type: &str) -> Metadata {
+pub(crate) fn owned_metadata(owner: &str, object_id: &str, content_type: &str) -> Metadata {
     Metadata {
         content_type: content_type.to_owned(),
         object_id: object_id.to_owned(),
@@ -231,14 +231,14 @@ pub async fn register_dataset(
 /// privacy for that job with `owner`'s inputs, so no worker starts it.
 pub async fn revoke_grant(
     authority: &AuthorityClient,
-    owner: &SigningKey,
+    owner: &impl cloister_sign::TokenSigner,
     job_digest: &Hex,
 ) -> Result<GrantRevoked> {
     let statement = GrantRevocation { job_digest: job_digest.clone() };
     let statement =
-        owner.sign("grant revocation", &statement, unix_now(), REGISTRATION_VALIDITY)?;
+        owner.sign_token("grant revocation", &statement, unix_now(), REGISTRATION_VALIDITY)?;
     authority
-        .revoke_grant(&RevokeGrant { owner: owner.public_key().to_text(), statement })
+        .revoke_grant(&RevokeGrant { owner: owner.public_key_text(), statement })
         .await
         .with_context(|| format!("revoking the grants for job digest {job_digest}"))
 }
@@ -256,7 +256,7 @@ pub async fn seal_register_and_upload(
 ) -> Result<InputRef> {
     let service_key = ensure_enclave_uses(enclave, authority).await?;
     let id = owner.public_key().to_text();
-    let sealed = cloister_seal::seal_to_vec(
+    let sealed = cloister_seal::seal_to_vec_for(
         std::slice::from_ref(&enclave.hpke_pk),
         &owned_metadata(&id, object_id, content_type),
         plaintext,
@@ -357,7 +357,7 @@ pub async fn seal_to_enclave_and_upload(
     content_type: &str,
     plaintext: &[u8],
 ) -> Result<InputRef> {
-    let sealed = cloister_seal::seal_to_vec(
+    let sealed = cloister_seal::seal_to_vec_for(
         std::slice::from_ref(&enclave.hpke_pk),
         &owned_metadata(owner, object_id, content_type),
         plaintext,
@@ -426,6 +426,17 @@ pub fn read_public_key(path: &Path) -> Result<cloister_sign::VerifyingKey> {
         .with_context(|| format!("reading the public key {}", path.display()))?;
     cloister_sign::VerifyingKey::from_text(text.trim())
         .with_context(|| format!("{} is not a party public key", path.display()))
+}
+
+/// Reads a party signing key file of either suite (`cloister keygen --signing [--suite sm]`):
+/// what batch jobs' owners seal, grant and revoke with.
+pub fn read_any_signing_key(path: &Path) -> Result<cloister_sign::AnySigningKey> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the signing key {}", path.display()))?,
+    );
+    cloister_sign::AnySigningKey::from_text(text.trim())
+        .with_context(|| format!("{} is not a party signing key", path.display()))
 }
 
 /// Reads a party signing key file (`cloister keygen --signing`).

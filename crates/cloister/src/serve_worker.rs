@@ -55,6 +55,9 @@ pub struct WorkerOptions {
     /// The untrusted accelerator (`HOST:PORT` of `cloister serve accelerator`) for models whose
     /// serving policy allows offloading; `None`: such models fail to deploy.
     pub accelerator: Option<String>,
+    /// The enclave's suite (its envelope and receipt keys, the grants and recipients it
+    /// takes): X25519/ES256, or ShangMi (SM2).
+    pub suite: cloister_seal::Suite,
 }
 
 /// Loads the onnxruntime library at `path` for the ONNX engine: the file is read once, and the
@@ -289,7 +292,7 @@ pub async fn serve_worker(options: WorkerOptions) -> Result<()> {
         tracing::info!(tee = %claims.tee, measurement = %claims.measurement,
             "the attestation service runs a pinned build");
     }
-    let identity = EnclaveIdentity::establish(attester, &service)
+    let identity = EnclaveIdentity::establish(attester, &service, options.suite)
         .await
         .context("attesting with the attestation service")?;
     let store = ObjectStore::open(&dir.join("objects"))?;

@@ -361,7 +361,8 @@ async fn start_worker_configured<A: Attester + 'static>(
     wrap: impl FnOnce(axum::Router) -> axum::Router,
 ) -> Result<RunningWorker> {
     let attester: Arc<dyn Attester> = attester.clone();
-    let identity = EnclaveIdentity::establish(attester, service).await?;
+    let identity =
+        EnclaveIdentity::establish(attester, service, cloister_seal::Suite::X25519).await?;
     let store = ObjectStore::open(&dirs.objects)?;
     let batches = Arc::new(BatchQueue::open(&dirs.worker.join("jobs.db"), chunk_pause).await?);
     let repository = cloister_repository::Repository::open(&dirs.models.display().to_string())?;
@@ -435,18 +436,19 @@ pub fn sim_attest_request(
     tls_spki: Vec<u8>,
     service_fingerprint: &str,
 ) -> Result<AttestRequest> {
-    let receipt = cloister_sign::SigningKey::generate().public_key();
+    let receipt = cloister_sign::SigningKey::generate().public_key().into();
     sim_attest_request_with(attester, nonce, tls_spki, service_fingerprint, &receipt)
 }
 
 /// [`sim_attest_request`] binding the receipt key `receipt` (whose private half signs the
-/// enclave's key release requests) instead of a discarded one.
+/// enclave's key release requests; ES256, or SM2 for a ShangMi instance) instead of a discarded
+/// one.
 pub fn sim_attest_request_with(
     attester: &SimAttester,
     nonce: String,
     tls_spki: Vec<u8>,
     service_fingerprint: &str,
-    receipt: &cloister_sign::VerifyingKey,
+    receipt: &cloister_sign::AnyVerifyingKey,
 ) -> Result<AttestRequest> {
     use cloister_attest::Attester as _;
     use sha2::Digest as _;

@@ -684,13 +684,23 @@ async fn sim_ear(
     attester: &cloister_attest::SimAttester,
     now: i64,
 ) -> String {
+    sim_ear_with(service, id, attester, &receipt_key().public_key().into(), now).await
+}
+
+/// [`sim_ear`] binding the receipt key `receipt`.
+async fn sim_ear_with(
+    service: &cloister_authority::service::Service,
+    id: &str,
+    attester: &cloister_attest::SimAttester,
+    receipt: &cloister_sign::AnyVerifyingKey,
+    now: i64,
+) -> String {
     use rcgen::PublicKeyData as _;
     let nonce = service.challenge(id, now).await.unwrap().nonce;
     let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
     let fingerprint = service.signing_public_key().fingerprint_hex();
-    let receipt = receipt_key().public_key();
     let request =
-        testbed::sim_attest_request_with(attester, nonce, spki, &fingerprint, &receipt).unwrap();
+        testbed::sim_attest_request_with(attester, nonce, spki, &fingerprint, receipt).unwrap();
     service.attest(id, &request, &[0; 32], now).await.unwrap().ear
 }
 
@@ -1892,6 +1902,17 @@ async fn allow_all_key(
     instance: &str,
     now: i64,
 ) -> impl Fn(String) -> cloister_types::api::KeyReleaseRequest {
+    let key_id = allow_all_key_id(service, owner, instance, now).await;
+    move |ear| release_request(&ear, &key_id, None, now)
+}
+
+/// Registers a broker key for `instance` whose policy allows every release; returns its id.
+async fn allow_all_key_id(
+    service: &cloister_authority::service::Service,
+    owner: &cloister_policy::Principal,
+    instance: &str,
+    now: i64,
+) -> Hex {
     let key = service
         .register_key(
             owner,
@@ -1905,8 +1926,7 @@ async fn allow_all_key(
         )
         .await
         .unwrap();
-    let key_id = Hex::parse(&key.key_id).unwrap();
-    move |ear| release_request(&ear, &key_id, None, now)
+    Hex::parse(&key.key_id).unwrap()
 }
 
 /// A fresh challenge of `instance` answered by `device`, binding fresh enclave-like keys (the
@@ -2098,7 +2118,21 @@ async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_th
         settings: InstanceSettings { token_signing: TokenSigning::Sm2, ..Default::default() },
     };
     let instance = service.create_instance(&owner, &request, now).await.unwrap().id;
-    let ear = sim_ear(&service, &instance, &tee, now).await;
+    // Its enclaves' receipt keys are SM2 too: one with an ES256 receipt key is refused.
+    let enclave =
+        cloister_sign::AnySigningKey::generate(cloister_sign::SignatureSuite::Sm2).unwrap();
+    let refused = {
+        use rcgen::PublicKeyData as _;
+        let nonce = service.challenge(&instance, now).await.unwrap().nonce;
+        let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+        let fingerprint = service.signing_public_key().fingerprint_hex();
+        let es256 = receipt_key().public_key().into();
+        let request =
+            testbed::sim_attest_request_with(&tee, nonce, spki, &fingerprint, &es256).unwrap();
+        service.attest(&instance, &request, &[0; 32], now).await.unwrap_err().to_string()
+    };
+    assert!(refused.contains("an instance and its enclaves use one suite"), "{refused}");
+    let ear = sim_ear_with(&service, &instance, &tee, &enclave.public_key(), now).await;
     let header = ear.split('.').next().unwrap();
     let header: serde_json::Value = serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap(),
@@ -2113,9 +2147,19 @@ async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_th
             .claims;
     assert_eq!(body.submods["cpu0"].claims.tee, TeeKind::Sim);
 
-    // The broker verifies SM2 tokens like ES256 ones.
-    let release = allow_all_key(&service, &owner, &instance, now).await;
+    // The broker verifies SM2 tokens, and the enclave's SM2 release proofs, like ES256 ones.
+    let key_id = allow_all_key_id(&service, &owner, &instance, now).await;
+    let release = |ear: String| {
+        let context = Default::default();
+        cloister_client::release_request(&ear, &key_id, &context, None, &enclave, now as u64)
+            .unwrap()
+    };
     service.release_key(&release(ear.clone()), now).await.unwrap();
+    // The same request proved by an ES256 key the token does not bind is refused.
+    let mut unbound = release(ear.clone());
+    prove(&mut unbound, now);
+    let refused = service.release_key(&unbound, now).await.unwrap_err().to_string();
+    assert!(refused.contains("proof") || refused.contains("authenticat"), "{refused}");
 
     // An ES256 token claiming the SM2 key's id (algorithm confusion) is refused.
     let kid = cloister_sign::peek_key_id(&ear).unwrap();
@@ -2125,7 +2169,7 @@ async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_th
 
     // A rotation keeps the suite.
     service.rotate_keys(&owner, &instance, now).await.unwrap();
-    let rotated = sim_ear(&service, &instance, &tee, now).await;
+    let rotated = sim_ear_with(&service, &instance, &tee, &enclave.public_key(), now).await;
     assert_ne!(cloister_sign::peek_key_id(&rotated), Some(kid));
     let jwks = service.jwks(&instance, now).await.unwrap();
     assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k["crv"] == "SM2"), "{jwks}");

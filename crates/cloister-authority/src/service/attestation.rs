@@ -161,6 +161,15 @@ impl Appraising {
             }
             None => return Err(AttestError::NoServiceNamed { ours: self.fingerprint }),
         }
+        // One suite per instance: an enclave whose receipt key is of the other suite would
+        // sign receipts and statements its relying parties' suite does not allow. (A device's
+        // runtime data may carry no signing key at all; that is for the policy to judge.)
+        let instance = self.instance.token_suite();
+        if let Ok(key) = AnyVerifyingKey::from_text(&evidence.runtime_data.receipt_pk)
+            && key.suite() != instance
+        {
+            return Err(AttestError::SuiteMismatch { enclave: key.suite(), instance });
+        }
         let verified = cloister_verify::verify_with_collateral(
             evidence,
             self.instance.anchors(),

@@ -43,7 +43,7 @@ impl Service {
         // Statements are an enclave's: a device admitted by the instance records no job,
         // charges no ledger and reserves no usage.
         cpu0.claims.check_enclave().map_err(|e| refused(e.to_string()))?;
-        let receipt_key = VerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
+        let receipt_key = AnyVerifyingKey::from_text(&cpu0.runtime_data.receipt_pk)
             .map_err(|e| refused(format!("the enclave's receipt key: {e}")))?;
         let statement = receipt_key
             .verify::<T>(what, &request.statement, now as u64)

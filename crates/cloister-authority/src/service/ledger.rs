@@ -21,7 +21,7 @@ impl Service {
         request: &RegisterDataset,
         now: i64,
     ) -> Result<DatasetRegistered> {
-        let owner = VerifyingKey::from_text(&request.owner)
+        let owner = AnyVerifyingKey::from_text(&request.owner)
             .map_err(|e| ServiceError::BadRequest(format!("owner: {e}")))?;
         let statement = owner
             .verify::<DatasetRegistration>("data set registration", &request.statement, now as u64)
@@ -102,7 +102,7 @@ impl Service {
     /// for a job with that digest reading the owner's inputs, so no worker starts it. Revoking
     /// again changes nothing; a revocation is never undone.
     pub async fn revoke_grant(&self, request: &RevokeGrant, now: i64) -> Result<GrantRevoked> {
-        let owner = VerifyingKey::from_text(&request.owner)
+        let owner = AnyVerifyingKey::from_text(&request.owner)
             .map_err(|e| ServiceError::BadRequest(format!("owner: {e}")))?;
         let statement = owner
             .verify::<GrantRevocation>("grant revocation", &request.statement, now as u64)
@@ -319,7 +319,7 @@ fn verify_charge_grant(
     let refused = |why: String| {
         ServiceError::Token(format!("the privacy charge for data set {}: {why}", input.object_id))
     };
-    let owner = VerifyingKey::from_text(&input.owner)
+    let owner = AnyVerifyingKey::from_text(&input.owner)
         .map_err(|e| refused(format!("the owner key: {e}")))?;
     let grant = owner
         .verify::<Grant>("grant", &charge.grant, now as u64)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cloister_client::enclave::read_claims_unverified;
 use cloister_client::{Expectations, verify_enclave_certificate};
-use cloister_seal::{Metadata, RecipientPublicKey};
+use cloister_seal::Metadata;
 use cloister_sign::unix_now;
 use cloister_types::batch::{
     BatchChunk, BatchEnclave, BatchJoined, BatchReceipt, BatchState, BatchTerms, grants_sha256,
@@ -311,7 +311,7 @@ fn verify_joined(
         .map_err(|e| format!("its certificate chain: {e}"))?;
     let leaf = chain.first().ok_or("its certificate chain is empty")?;
     let unverified = read_claims_unverified(leaf).map_err(|e| e.to_string())?;
-    let key = cloister_sign::VerifyingKey::from_text(&unverified.runtime_data.receipt_pk)
+    let key = cloister_sign::AnyVerifyingKey::from_text(&unverified.runtime_data.receipt_pk)
         .map_err(|e| e.to_string())?;
     let claimed = peek_claims(&row.joined).ok_or("its join is not a signed statement")?;
     let at = claimed["joined_at"].as_u64().unwrap_or_default();
@@ -340,7 +340,7 @@ fn verify_joined(
 fn seal_chunk(
     worker: &Worker,
     opened: &Opened,
-    recipients: &[RecipientPublicKey],
+    recipients: &[cloister_seal::Recipient],
     job_id: &str,
     index: u64,
     first_row: u64,
@@ -392,7 +392,7 @@ fn seal_chunk(
         .into_iter()
         .collect(),
     };
-    let sealed = cloister_seal::seal_to_vec(recipients, &metadata, body)
+    let sealed = cloister_seal::seal_to_vec_for(recipients, &metadata, body)
         .map_err(|e| check(job_id, format!("could not seal chunk {index}: {e}")))?;
     drop(output);
     let digest = worker.store.replace(&object_id, &sealed)?;
@@ -416,7 +416,7 @@ async fn finish(
     let enclave_rows = worker.batches.enclaves(job_id).await?;
     let identity = &worker.identity;
     let expectations = own_expectations(worker).map_err(|reason| check(job_id, reason))?;
-    let mut verified: BTreeMap<String, (BatchEnclave, cloister_sign::VerifyingKey)> =
+    let mut verified: BTreeMap<String, (BatchEnclave, cloister_sign::AnyVerifyingKey)> =
         BTreeMap::new();
     for row in &enclave_rows {
         let enclave = verify_joined(row, job_id, &expectations).map_err(|e| {

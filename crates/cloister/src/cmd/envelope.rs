@@ -32,11 +32,14 @@ pub(crate) struct KeygenArgs {
     /// With --tls-server: where to write the CA certificate.
     #[arg(long, requires = "tls_server")]
     pub(crate) tls_ca: Option<PathBuf>,
-    /// The envelope cipher suite of the key: `x25519` (default) or `sm` (ShangMi: SM2 key
-    /// wrap, SM3, SM4-GCM; docs/formats/sealed-envelope.md §10). An envelope is sealed in the
-    /// suite of its recipients' keys; mixing suites is refused.
+    /// The suite of the key: `x25519` (default) or `sm` (ShangMi). An envelope key of `sm` is
+    /// an SM2 key (SM2 key wrap, SM3, SM4-GCM; docs/formats/sealed-envelope.md §10); an
+    /// envelope is sealed in the suite of its recipients' keys, and mixing suites is refused.
+    /// With --signing, `sm` makes an SM2 party key (JWS `SM2SM3`, docs/formats/jws-sm2.md),
+    /// what a ShangMi enclave (`serve worker --suite sm`) takes grants from; the default is
+    /// ES256.
     #[arg(long, value_parser = ["x25519", "sm"], default_value = "x25519",
-          conflicts_with_all = ["signing", "sim_platform", "tls_server"])]
+          conflicts_with_all = ["sim_platform", "tls_server"])]
     pub(crate) suite: String,
 }
 
@@ -94,7 +97,12 @@ pub(crate) fn keygen(args: KeygenArgs) -> Result<()> {
         return cloister::serve_worker::keygen_sim_platform(&secret, &public);
     }
     if signing {
-        return cloister::model::keygen_signing(&secret, &public);
+        let suite = if suite == "sm" {
+            cloister_sign::SignatureSuite::Sm2
+        } else {
+            cloister_sign::SignatureSuite::Es256
+        };
+        return cloister::model::keygen_signing(&secret, &public, suite);
     }
     let suite =
         if suite == "sm" { cloister_seal::Suite::ShangMi } else { cloister_seal::Suite::X25519 };

@@ -49,7 +49,10 @@ pub(crate) enum JobCommand {
         #[arg(long, required_unless_present = "sealed")]
         id: Option<String>,
         /// The key-broker recipient: what `cloister key register` prints (`cloister-broker:…`),
-        /// or a file holding it.
+        /// or a file holding it. Or `enclave`: seal to the attested enclave of the one --worker
+        /// itself (its envelope key, from the certificate its TLS connection verified), which
+        /// is what a ShangMi enclave (`serve worker --suite sm`) takes: key-broker releases
+        /// are X25519 only. Such an envelope opens in that enclave only, while it runs.
         #[arg(long, required_unless_present = "sealed")]
         recipient: Option<String>,
         /// Your signing key: its public key is recorded as the object's owner.
@@ -348,7 +351,7 @@ pub(crate) async fn run(command: JobCommand) -> Result<()> {
             };
             let authority =
                 cloister_client::AuthorityClient::new_with(&authority, &authority_tls.tls()?)?;
-            let owner = cloister::parties::read_signing_key(&key)?;
+            let owner = cloister::parties::read_any_signing_key(&key)?;
             for digest in digests {
                 let revoked = cloister::parties::revoke_grant(&authority, &owner, &digest).await?;
                 if json {

@@ -183,6 +183,12 @@ pub(crate) enum Serve {
         /// without that policy never use it.
         #[arg(long, env = "CLOISTER_ACCELERATOR")]
         accelerator: Option<String>,
+        /// The enclave's suite: `x25519` (default: X25519 envelope key, ES256 receipts and
+        /// grants) or `sm` (ShangMi: an SM2 envelope key, SM2 receipts, and only SM2 owners'
+        /// grants and SM2 output recipients). The instance must sign in the same suite
+        /// (`instance create --token-signing sm2` for `sm`); mixing is refused at start.
+        #[arg(long, env = "CLOISTER_SUITE", value_parser = ["x25519", "sm"], default_value = "x25519")]
+        suite: String,
         /// What to log (JSON lines on standard error): a level (error, warn, info, debug,
         /// trace) or filter directives (info,cloister_worker=debug). Default: CLOISTER_LOG, else
         /// RUST_LOG, else info.
@@ -422,6 +428,7 @@ pub(crate) fn run(command: Serve) -> Result<()> {
             onnxruntime,
             llm_threads,
             accelerator,
+            suite,
             log_level: _,
             config: _,
         } => {
@@ -447,6 +454,11 @@ pub(crate) fn run(command: Serve) -> Result<()> {
                 repository,
                 onnxruntime,
                 accelerator,
+                suite: if suite == "sm" {
+                    cloister_seal::Suite::ShangMi
+                } else {
+                    cloister_seal::Suite::X25519
+                },
             };
             runtime()?.block_on(cloister::serve_worker::serve_worker(options))
         }

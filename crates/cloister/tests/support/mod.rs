@@ -73,3 +73,20 @@ pub(crate) fn started(command: Command) -> Listening {
         panic!("the process did not start (exit code {code:?}):\n{log}")
     })
 }
+
+/// The shell blocks that follow each `marker` in a Markdown text, in order: what a doc's tested
+/// walkthrough runs exactly as written.
+pub(crate) fn marked_blocks(text: &str, marker: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(marker) {
+        rest = &rest[at + marker.len()..];
+        let open = rest.find("```sh\n").expect("a ```sh block after the marker");
+        assert!(rest[..open].trim().is_empty(), "the marker must be right before its block");
+        let body = &rest[open + "```sh\n".len()..];
+        let close = body.find("\n```").expect("the block closes");
+        blocks.push(body[..close + 1].to_owned());
+        rest = &body[close..];
+    }
+    blocks
+}

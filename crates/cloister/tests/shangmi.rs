@@ -1,0 +1,169 @@
+//! The ShangMi walkthrough of `docs/shangmi.md`, run exactly as written (every fenced shell block
+//! marked `<!-- doc-test: shangmi -->`, joined, by bash with `set -euo pipefail`; only the
+//! `ASSETS=` line is substituted), followed by the attacks on the suite boundary against the
+//! same running service and worker: an ES256 owner's object and grant, an X25519 output
+//! recipient, and a ShangMi worker started on an ES256 instance are each refused, saying so.
+
+// Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+const MARKER: &str = "<!-- doc-test: shangmi -->";
+
+/// What the test runs after the walkthrough, in its directory and with its shell variables.
+const ATTACKS: &str = r#"
+# 1. An ES256 owner cannot seal to the ShangMi enclave from the command line.
+cloister keygen --signing --secret es.key --public es.pub
+cloister keygen --secret x25519.key --public x25519.pub
+if cloister job upload features.csv "${target[@]}" --id es-features --recipient enclave \
+  --owner-key es.key --content-type text/csv 2> es-upload.err; then
+  echo "ATTACK PASSED: an ES256 owner sealed to the ShangMi enclave"; exit 1
+fi
+grep -q "takes the grants of one suite only" es-upload.err || { cat es-upload.err; exit 1; }
+
+# 2. The enclave itself refuses a job whose data owner is an ES256 key (its grant is signed by
+#    that key), and a job whose output goes to an X25519 key: each before anything is opened.
+python3 - <<'PY'
+import json
+job = json.load(open("job.json"))
+job["id"] = "mixed-owner"
+job["data"]["owner"] = open("es.pub").read().strip()
+json.dump(job, open("mixed-owner.json", "w"))
+job = json.load(open("job.json"))
+job["id"] = "mixed-recipient"
+job["output_recipients"] = [open("x25519.pub").read().strip()]
+json.dump(job, open("mixed-recipient.json", "w"))
+PY
+grant() {  # JOB ROLE KEY OUT
+  cloister job grant --job "$1" --role "$2" --signing-key "$3" --measurement "$measurement" \
+    --instance "$instance" --output "$4"
+}
+grant mixed-owner.json model owner.key mixed-owner.model.grant
+grant mixed-owner.json data es.key mixed-owner.data.grant
+if cloister job submit "${target[@]}" --job mixed-owner.json --grant mixed-owner.model.grant \
+  --grant mixed-owner.data.grant 2> mixed-owner.err; then
+  echo "ATTACK PASSED: the ShangMi enclave took an ES256 owner's grant"; exit 1
+fi
+grep -q "mixing suites is refused" mixed-owner.err || { cat mixed-owner.err; exit 1; }
+grant mixed-recipient.json model owner.key mixed-recipient.model.grant
+grant mixed-recipient.json data hospital.key mixed-recipient.data.grant
+if cloister job submit "${target[@]}" --job mixed-recipient.json \
+  --grant mixed-recipient.model.grant --grant mixed-recipient.data.grant 2> mixed-recipient.err; then
+  echo "ATTACK PASSED: the ShangMi enclave sealed results to an X25519 key"; exit 1
+fi
+grep -q "mixing suites is refused" mixed-recipient.err || { cat mixed-recipient.err; exit 1; }
+
+# 3. A ShangMi worker on an ES256 instance does not start: the service refuses its evidence.
+cloister instance create es --builtin-policy dev-sim --sim-platform-key sim-platform.pub \
+  --reference-values reference-values.json --json > es-instance.json
+es_instance=$(json '["id"]' < es-instance.json)
+if timeout 60 cloister serve worker --listen 127.0.0.1:0 --instance "$es_instance" --tee sim \
+  --suite sm --sim-platform-key sim-platform.key --service-fingerprint "$fingerprint" \
+  --authority "$CLOISTER_SERVER" --data-dir es-worker > es-worker.json 2> es-worker.log; then
+  echo "ATTACK PASSED: a ShangMi worker started on an ES256 instance"; exit 1
+fi
+grep -q "an instance and its enclaves use one suite" es-worker.log || { cat es-worker.log; exit 1; }
+echo "every mixing attack was refused"
+"#;
+
+#[test]
+fn a_shangmi_instance_and_worker_run_a_batch_job_in_sm2_sm3_sm4_and_refuse_mixing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/shangmi.md")).unwrap();
+    let blocks = support::marked_blocks(&doc, MARKER);
+    assert_eq!(blocks.len(), 2, "docs/shangmi.md has two marked blocks");
+    let script = blocks.concat();
+    for needed in [
+        "--token-signing sm2",
+        "--suite sm",
+        "keygen --signing --suite sm",
+        "--recipient enclave",
+        "cloister job fetch",
+    ] {
+        assert!(script.contains(needed), "the walkthrough no longer shows {needed:?}");
+    }
+    assert!(!script.contains("shared/"), "the walkthrough must not depend on ../shared");
+    assert_eq!(script.lines().filter(|l| l.starts_with("ASSETS=")).count(), 1, "one ASSETS= line");
+    let assets = root.join("assets").canonicalize().unwrap();
+    let script: String = script
+        .lines()
+        .map(|line| {
+            if line.starts_with("ASSETS=") {
+                format!("ASSETS='{}'\n", assets.display())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cloister"), bin.join("cloister")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let full = format!(
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{script}{ATTACKS}"
+    );
+    let output = Command::new("timeout")
+        .args(["600", "bash", "-c", &full])
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .env_remove("CLOISTER_TOKEN")
+        .env_remove("CLOISTER_SERVER")
+        .env_remove("CLOISTER_WORKER")
+        .env_remove("CLOISTER_SUITE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let logs: String = ["service.log", "worker.log"]
+        .iter()
+        .map(|name| {
+            let text =
+                std::fs::read_to_string(tmp.path().join("shangmi").join(name)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            format!("--- {name} (last lines, newest first)\n{}\n", tail.join("\n"))
+        })
+        .collect();
+    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}\n{logs}");
+    assert!(stdout.contains("every mixing attack was refused"), "{stdout}");
+
+    // The results: one prediction per patient, opened with the hospital's SM2 key.
+    let dir = tmp.path().join("shangmi");
+    let scores = std::fs::read_to_string(dir.join("scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 1 + 569, "a header and 569 predictions:\n{scores}");
+    // Everything the parties signed and the enclave answered is in the ShangMi suite.
+    assert!(stdout.contains("'alg': 'SM2SM3'"), "the receipt is SM2-signed: {stdout}");
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("scores.csv.receipt.json")).unwrap())
+            .unwrap();
+    assert_eq!(jws_alg(status["receipt"].as_str().unwrap()), "SM2SM3");
+    for grant in ["model.grant", "data.grant"] {
+        let token = std::fs::read_to_string(dir.join(grant)).unwrap();
+        assert_eq!(jws_alg(token.trim()), "SM2SM3", "{grant}");
+    }
+    for key in ["owner.pub", "hospital.pub"] {
+        let text = std::fs::read_to_string(dir.join(key)).unwrap();
+        assert!(text.starts_with("cloister-sm2sig:"), "{key}: {text}");
+    }
+    // The sealed inputs and results are SM4-GCM envelopes (suite ids 0x5302/0x5303/0x5304).
+    let model_ref: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.ref")).unwrap()).unwrap();
+    let stored = dir.join("worker/objects").join(model_ref["object_id"].as_str().unwrap());
+    let sealed = std::fs::read(&stored).unwrap();
+    let header = cloister_seal::read_header(sealed.as_slice()).unwrap();
+    assert_eq!(header.suite(), cloister_seal::Suite::ShangMi);
+}
+
+/// The `alg` of a compact JWS's header.
+fn jws_alg(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["alg"].as_str().unwrap_or_default().to_owned()
+}
