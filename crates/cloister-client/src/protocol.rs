@@ -325,17 +325,27 @@ fn verify_shard(
 ) -> Result<VerifiedBatch, ProtocolError> {
     check(status.job_id == spec.id, || format!("the status is for job {}", status.job_id))?;
     let verified = verify_batch_receipt(status, expectations)?;
-    check_shard_receipt(&verified.receipt, spec)?;
+    check_receipt_names_job(&verified.receipt, spec)?;
     Ok(verified)
 }
 
-/// Whether a verified receipt names exactly the shard job `spec` (a plan's
-/// [`ShardedJob::shard_spec`](cloister_types::ShardedJob::shard_spec)): its id, its digest, and
-/// the model and data objects the enclave read, nothing else.
-pub fn check_shard_receipt(receipt: &BatchReceipt, spec: &JobSpec) -> Result<(), ProtocolError> {
+/// Whether a verified receipt names exactly the job `spec` its reader granted or submitted (for
+/// a sharded job, the plan's [`ShardedJob::shard_spec`](cloister_types::ShardedJob::shard_spec)):
+/// its id, its digest, and the model and data objects the enclave read, nothing else. A genuine
+/// receipt of another job that reuses the id (the compute provider's own job, run in an attested
+/// enclave with outputs to the same recipient) is refused here.
+pub fn check_receipt_names_job(
+    receipt: &BatchReceipt,
+    spec: &JobSpec,
+) -> Result<(), ProtocolError> {
     check(receipt.job_id == spec.id, || format!("the receipt is for job {}", receipt.job_id))?;
     check(receipt.job_digest == spec.digest()?, || {
-        "the receipt names another job digest than the plan's shard".to_owned()
+        format!(
+            "the receipt names job digest {}, not the job you gave ({}): it is another job's \
+             with the same id",
+            receipt.job_digest,
+            spec.digest().map(|d| d.to_string()).unwrap_or_default()
+        )
     })?;
     for (role, input) in [(InputRole::Model, &spec.model), (InputRole::Data, &spec.data)] {
         check(
@@ -344,10 +354,10 @@ pub fn check_shard_receipt(receipt: &BatchReceipt, spec: &JobSpec) -> Result<(),
                     && r.object_id == input.object_id
                     && r.ciphertext_sha256 == input.sha256
             }),
-            || format!("the receipt does not name the plan's {role:?} input"),
+            || format!("the receipt does not name the job's {role:?} input"),
         )?;
     }
-    check(receipt.inputs.len() == 2, || "the receipt names inputs the plan does not".to_owned())
+    check(receipt.inputs.len() == 2, || "the receipt names inputs the job does not".to_owned())
 }
 
 /// How long an owner's sign-in statement may be presented: it answers a challenge that is itself

@@ -179,8 +179,10 @@ fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
 /// Which job `status` and `fetch` look at: one by id, or every shard of a plan.
 #[derive(Clone, Debug)]
 pub enum Which {
-    /// One job on one worker.
+    /// One job on one worker, by id.
     Id(String),
+    /// One job on one worker, by the spec its owners granted.
+    One(JobSpec),
     /// Each shard of the plan on its worker (shard i on worker i mod n).
     Plan(ShardedJob),
 }
@@ -639,6 +641,7 @@ pub async fn status(
 ) -> Result<()> {
     match which {
         Which::Id(id) => one_status(one(targets)?, id, watch, json).await,
+        Which::One(spec) => one_status(one(targets)?, &spec.id, watch, json).await,
         Which::Plan(plan) => plan_status(targets, plan, watch, json).await,
     }
 }
@@ -795,8 +798,13 @@ pub async fn fetch(
     output: &Path,
 ) -> Result<()> {
     match (which, from) {
-        (Which::Id(id), None) => fetch_one(one(targets)?, id, secret, output).await,
-        (Which::Id(_), Some(_)) => {
+        (Which::Id(id), _) => bail!(
+            "give the job you granted or submitted with --job JOB.json, not only its id \
+             ({id}): its receipt is checked against that job, so that another job's results \
+             under the same id are refused"
+        ),
+        (Which::One(spec), None) => fetch_one(one(targets)?, spec, secret, output).await,
+        (Which::One(_), Some(_)) => {
             bail!("--from reads the results of a sharded job's plan; the job given is one job")
         }
         (Which::Plan(plan), Some(dir)) => {
@@ -1032,10 +1040,11 @@ fn one_expectations(targets: &[WorkerTarget]) -> Result<Expectations> {
 
 async fn fetch_one(
     target: &WorkerTarget,
-    job_id: &str,
+    spec: &JobSpec,
     secret: &Path,
     output: &Path,
 ) -> Result<()> {
+    let job_id = spec.id.as_str();
     let key = crate::envelope::read_envelope_secret(secret)?;
     let expectations = target.expectations()?;
     let client = WorkerClient::new(&target.url, expectations.clone())?;
@@ -1046,6 +1055,8 @@ async fn fetch_one(
         status_line(&status)
     );
     let verified = verify_batch_receipt(&status, &expectations)?;
+    cloister_client::protocol::check_receipt_names_job(&verified.receipt, spec)
+        .with_context(|| format!("the receipt of batch job {job_id}"))?;
     let (output_bytes, _) =
         download(Source::Workers(std::slice::from_ref(&client)), 0, &verified.chunks, &key).await?;
     let receipt = &verified.receipt;

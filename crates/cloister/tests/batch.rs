@@ -181,6 +181,9 @@ impl Bed {
             self.model_provider.grant(&spec, InputRole::Model, &m, &to).unwrap(),
             self.data_provider.grant(&spec, InputRole::Data, &m, &to).unwrap(),
         ];
+        // What the data provider keeps to fetch the results with ([`Self::fetch`]).
+        let spec_file = self.tmp.path().join(format!("{}.json", spec.id));
+        std::fs::write(spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
         (spec, grants)
     }
 
@@ -200,11 +203,14 @@ impl Bed {
         (spec_file, grant_files)
     }
 
-    /// Runs `cloister job fetch JOB` with `party`'s envelope key, writing `output`.
+    /// Runs `cloister job fetch --job JOB.json` (the spec [`Self::job_files`] wrote) with
+    /// `party`'s envelope key, writing `output`.
     fn fetch(&self, url: &str, job: &str, party: &str, output: &Path) -> Output {
         let secret = self.tmp.path().join(party).join("envelope.key");
+        let spec = self.tmp.path().join(format!("{job}.json"));
         let (secret, output) = (secret.to_str().unwrap(), output.to_str().unwrap());
-        self.cli(url, &["fetch", job, "--secret", secret, "--output", output])
+        let spec = spec.to_str().unwrap();
+        self.cli(url, &["fetch", "--job", spec, "--secret", secret, "--output", output])
     }
 
     /// Runs `cloister job …` against the worker at `url`.

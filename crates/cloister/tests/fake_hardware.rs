@@ -293,6 +293,8 @@ async fn batch_job(bed: &Bed, url: &str, instance: &Instance, job_id: &str) {
         bed.model_provider.grant(&spec, InputRole::Model, &admitted, &to).unwrap(),
         bed.data_provider.grant(&spec, InputRole::Data, &admitted, &to).unwrap(),
     ];
+    let spec_file = bed.tmp.path().join(format!("{job_id}.json"));
+    std::fs::write(&spec_file, serde_json::to_vec(&spec).unwrap()).unwrap();
     client.submit_batch(&SubmitBatch { spec, grants, chunk_rows: 128 }).await.unwrap();
     let started = Instant::now();
     let status = loop {
@@ -310,7 +312,7 @@ async fn batch_job(bed: &Bed, url: &str, instance: &Instance, job_id: &str) {
     assert!(cloister::job::verify_batch_receipt(&status, &expectations(instance, false)).is_err());
 
     let fetched = bed.tmp.path().join(format!("{job_id}.csv"));
-    let out = job_cli(bed, url, instance, job_id, &fetched, true);
+    let out = job_cli(bed, url, instance, &spec_file, &fetched, true);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let engine = OnnxModel::load(DEMO_MODEL_ONNX).unwrap();
     let expected =
@@ -318,24 +320,25 @@ async fn batch_job(bed: &Bed, url: &str, instance: &Instance, job_id: &str) {
     assert!(std::fs::read(&fetched).unwrap() == expected, "the job's output is not the model's");
     // Without --accept-test-root the CLI refuses the worker and writes nothing.
     let refused = bed.tmp.path().join(format!("{job_id}-refused.csv"));
-    let out = job_cli(bed, url, instance, job_id, &refused, false);
+    let out = job_cli(bed, url, instance, &spec_file, &refused, false);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("test root"), "{out:?}");
     assert!(!refused.exists());
 }
 
-/// `cloister job fetch JOB` as the data provider.
+/// `cloister job fetch --job SPEC` as the data provider.
 fn job_cli(
     bed: &Bed,
     url: &str,
     instance: &Instance,
-    job_id: &str,
+    spec: &Path,
     output: &Path,
     accept_test_root: bool,
 ) -> Output {
     let secret = bed.tmp.path().join("data-provider").join("envelope.key");
     let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
-    command.args(["job", "fetch", job_id, "--secret"]).arg(secret).arg("--output").arg(output);
+    command.args(["job", "fetch", "--job"]).arg(spec);
+    command.arg("--secret").arg(secret).arg("--output").arg(output);
     command.args(["--worker", url, "--ca"]).arg(&instance.ca_file);
     command.args(["--measurement", &instance.measurement.to_string()]);
     if accept_test_root {

@@ -370,7 +370,7 @@ impl Service {
                     .map(|c| format!("{}: {}", c.check, c.detail))
                     .unwrap_or_else(|| "the receipt could not be read".into())),
                 Some(receipt) => {
-                    match cloister_client::protocol::check_shard_receipt(&receipt, &spec) {
+                    match cloister_client::protocol::check_receipt_names_job(&receipt, &spec) {
                         Ok(()) => Ok(receipt),
                         Err(e) => Err(e.to_string()),
                     }

@@ -136,16 +136,19 @@ pub(crate) enum JobCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Download a done job's results: verify the receipt and every chunk's digest, open each
-    /// chunk with your key, write the CSV (nothing is written if any check fails), and keep the
-    /// receipt in OUTPUT.receipt.json. For a sharded job's plan: every shard's receipt checked
+    /// Download a done job's results: verify the receipt, that it names exactly the job given
+    /// with --job, and every chunk's digest, open each chunk with your key, write the CSV
+    /// (nothing is written if any check fails), and keep the receipt in OUTPUT.receipt.json. For a sharded job's plan: every shard's receipt checked
     /// against the plan, the results concatenated in shard order, the combined receipt kept.
     #[command(group = clap::ArgGroup::new("which").required(true))]
     Fetch {
-        /// The job id.
-        #[arg(group = "which")]
+        /// The job id: refused, saying to give --job (kept so that the old form explains
+        /// itself).
+        #[arg(group = "which", hide = true)]
         id: Option<String>,
-        /// A sharded job's plan: every shard's job, on the workers given as at submit.
+        /// The job you granted or submitted (its spec), whose receipt must name exactly it:
+        /// its digest and inputs, so another job's results under the same id are refused. Or
+        /// a sharded job's plan: every shard's job, on the workers given as at submit.
         #[arg(long, group = "which")]
         job: Option<PathBuf>,
         /// With --job: read the shards' statuses and sealed results from this directory (what
@@ -246,7 +249,7 @@ fn which(id: Option<String>, job: Option<PathBuf>) -> Result<cloister::job::Whic
         (Some(id), _) => Ok(Which::Id(id)),
         (None, Some(path)) => match cloister::job::read_job(&path)? {
             JobFile::Sharded(plan) => Ok(Which::Plan(plan)),
-            JobFile::One(spec) => Ok(Which::Id(spec.id)),
+            JobFile::One(spec) => Ok(Which::One(spec)),
         },
         (None, None) => unreachable!("clap requires a job id or --job"),
     }
