@@ -441,8 +441,14 @@ fn find_grant(
         if grant.role != role {
             continue;
         }
-        let problem = if grant.job_id != spec.id || &grant.job_digest != digest {
+        let problem = if grant.job_id != spec.id {
             Some(format!("a grant names job {} instead of this job", grant.job_id))
+        } else if &grant.job_digest != digest {
+            Some(format!(
+                "a grant names job {} with digest {} (this job's is {digest}): the job was \
+                 changed after it was granted",
+                grant.job_id, grant.job_digest
+            ))
         } else if grant.object_id != input.object_id || grant.object_sha256 != input.sha256 {
             Some(format!("a grant names object {} with another digest", grant.object_id))
         } else if !grant.allowed_measurements.contains(measurement) {

@@ -2,7 +2,8 @@
 //! marked `<!-- doc-test: shangmi -->`, joined, by bash with `set -euo pipefail`; only the
 //! `ASSETS=` line is substituted), followed by the attacks on the suite boundary against the
 //! same running service and worker: an ES256 owner's object and grant, an X25519 output
-//! recipient, and a ShangMi worker started on an ES256 instance are each refused, saying so.
+//! recipient, and a ShangMi worker started on an ES256 instance are each refused, saying so; and
+//! another job's genuine results under the hospital's job id are refused by `job fetch`.
 
 // Helpers in integration tests are not #[test] functions; a failed setup should panic loudly.
 #![allow(clippy::unwrap_used)]
@@ -57,6 +58,26 @@ if cloister job submit "${target[@]}" --job mixed-recipient.json \
 fi
 grep -q "mixing suites is refused" mixed-recipient.err || { cat mixed-recipient.err; exit 1; }
 
+# 2b. An input sealed to a key-broker key is refused at submit: a ShangMi enclave takes only
+#     inputs sealed to itself (key-broker releases are X25519), before anything is recorded.
+cloister key register features-key --instance "$instance" --measurement "$measurement" --json |
+  json '["recipient"]' > features.recipient
+cloister job upload features.csv "${target[@]}" --id brokered --recipient features.recipient   --owner-key hospital.key --content-type text/csv > brokered.ref
+python3 - <<'PY'
+import json
+job = json.load(open("job.json"))
+job["id"] = "brokered"
+job["data"] = json.load(open("brokered.ref"))
+json.dump(job, open("brokered.json", "w"))
+PY
+grant brokered.json model owner.key brokered.model.grant
+grant brokered.json data hospital.key brokered.data.grant
+if cloister job submit "${target[@]}" --job brokered.json --grant brokered.model.grant \
+  --grant brokered.data.grant 2> brokered.err; then
+  echo "ATTACK PASSED: the ShangMi enclave queued an input it cannot open"; exit 1
+fi
+grep -q "takes only inputs sealed to itself" brokered.err || { cat brokered.err; exit 1; }
+
 # 3. A ShangMi worker on an ES256 instance does not start: the service refuses its evidence.
 cloister instance create es --builtin-policy dev-sim --sim-platform-key sim-platform.pub \
   --reference-values reference-values.json --json > es-instance.json
@@ -67,7 +88,42 @@ if timeout 60 cloister serve worker --listen 127.0.0.1:0 --instance "$es_instanc
   echo "ATTACK PASSED: a ShangMi worker started on an ES256 instance"; exit 1
 fi
 grep -q "an instance and its enclaves use one suite" es-worker.log || { cat es-worker.log; exit 1; }
-echo "every mixing attack was refused"
+
+# 4. The compute provider runs its own job under the hospital's job id, in another attested
+#    enclave of the same instance, with outputs to the hospital's key: `job fetch` refuses it,
+#    since its receipt does not name the job the hospital granted (red team, this issue).
+cloister serve worker --listen 127.0.0.1:0 --instance "$instance" --tee sim --suite sm \
+  --sim-platform-key sim-platform.key --service-fingerprint "$fingerprint" \
+  --authority "$CLOISTER_SERVER" --data-dir worker-2 > worker-2.json 2> worker-2.log &
+wait_for worker-2.json '"url"'
+w2=$(json '["url"]' < worker-2.json)
+other=(--worker "$w2" --ca instance-ca.pem --measurement "$measurement" --accept-sim)
+cloister keygen --signing --suite sm --secret mallory.key --public mallory.pub
+awk -F, 'BEGIN { OFS = "," } { for (i = 1; i <= NF; i++) $i = 0; print }' features.csv > fake.csv
+cloister job upload "$ASSETS/breast_cancer_classifier.onnx" "${other[@]}" --id model \
+  --recipient enclave --owner-key mallory.key --content-type application/onnx > fake-model.ref
+cloister job upload fake.csv "${other[@]}" --id features --recipient enclave \
+  --owner-key mallory.key --content-type text/csv > fake-data.ref
+printf '{"id": "scores", "kind": "batch-inference", "model": %s, "data": %s,
+  "output_recipients": ["%s"]}\n' "$(cat fake-model.ref)" "$(cat fake-data.ref)" \
+  "$(cat hospital-envelope.pub)" > fake-job.json
+grant fake-job.json model mallory.key fake-model.grant
+grant fake-job.json data mallory.key fake-data.grant
+cloister job submit "${other[@]}" --job fake-job.json --grant fake-model.grant \
+  --grant fake-data.grant
+cloister job status scores "${other[@]}" --watch
+if cloister job fetch --job job.json "${other[@]}" --secret hospital-envelope.key \
+  --output substituted.csv 2> substituted.err; then
+  echo "ATTACK PASSED: job fetch took another job's results under the hospital's job id"; exit 1
+fi
+grep -q "another job's with the same id" substituted.err || { cat substituted.err; exit 1; }
+test ! -e substituted.csv
+if cloister job fetch scores "${other[@]}" --secret hospital-envelope.key \
+  --output by-id.csv 2> by-id.err; then
+  echo "ATTACK PASSED: job fetch by id alone, unbound to a job"; exit 1
+fi
+grep -q "give the job you granted or submitted with --job" by-id.err || { cat by-id.err; exit 1; }
+echo "every attack was refused"
 "#;
 
 #[test]
@@ -130,7 +186,7 @@ fn a_shangmi_instance_and_worker_run_a_batch_job_in_sm2_sm3_sm4_and_refuse_mixin
         })
         .collect();
     assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}\n{logs}");
-    assert!(stdout.contains("every mixing attack was refused"), "{stdout}");
+    assert!(stdout.contains("every attack was refused"), "{stdout}");
 
     // The results: one prediction per patient, opened with the hospital's SM2 key.
     let dir = tmp.path().join("shangmi");

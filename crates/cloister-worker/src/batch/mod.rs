@@ -222,9 +222,19 @@ pub async fn submit(
         // A ShangMi enclave has no key broker to ask (releases are wrapped to X25519 keys), so
         // it takes inputs sealed to itself; such a job fails, closed, if it has to resume in
         // another enclave (docs/shangmi.md). Every other enclave keeps the rule.
-        let to_this_shangmi_enclave = worker.identity.suite() == cloister_seal::Suite::ShangMi
-            && header.recipient_key_ids().contains(&worker.identity.hpke_secret().key_id());
-        if header.broker_key_ids().is_empty() && !to_this_shangmi_enclave {
+        let shangmi = worker.identity.suite() == cloister_seal::Suite::ShangMi;
+        let to_this_enclave =
+            header.recipient_key_ids().contains(&worker.identity.hpke_secret().key_id());
+        if shangmi && !to_this_enclave {
+            return Err(BatchError::BadRequest(format!(
+                "the {role:?} input {} is not sealed to this enclave, and a ShangMi enclave \
+                 takes only inputs sealed to itself (`job upload --recipient enclave`): key-broker \
+                 releases are wrapped to X25519 keys",
+                input.object_id
+            ))
+            .into());
+        }
+        if header.broker_key_ids().is_empty() && !(shangmi && to_this_enclave) {
             tracing::warn!(job = %spec.id, object = %input.object_id, "batch input not sealed to a broker key");
             return Err(
                 BatchError::NotBrokerSealed { role, object_id: input.object_id.clone() }.into()
