@@ -159,53 +159,29 @@ pub trait TokenSigner {
     fn public_key_text(&self) -> String;
 }
 
-impl TokenSigner for SigningKey {
-    fn sign_token<T: Serialize>(
-        &self,
-        what: &'static str,
-        claims: T,
-        issued_at: u64,
-        valid_for: Duration,
-    ) -> Result<String, SignError> {
-        self.sign(what, claims, issued_at, valid_for)
-    }
+/// Implements [`TokenSigner`] for a key type whose `sign` and `public_key().to_text()` are the
+/// trait's (the three keys have them as inherent methods).
+macro_rules! token_signer {
+    ($($key:ty),*) => {$(
+        impl TokenSigner for $key {
+            fn sign_token<T: Serialize>(
+                &self,
+                what: &'static str,
+                claims: T,
+                issued_at: u64,
+                valid_for: Duration,
+            ) -> Result<String, SignError> {
+                self.sign(what, claims, issued_at, valid_for)
+            }
 
-    fn public_key_text(&self) -> String {
-        self.public_key().to_text()
-    }
+            fn public_key_text(&self) -> String {
+                self.public_key().to_text()
+            }
+        }
+    )*};
 }
 
-impl TokenSigner for Sm2SigningKey {
-    fn sign_token<T: Serialize>(
-        &self,
-        what: &'static str,
-        claims: T,
-        issued_at: u64,
-        valid_for: Duration,
-    ) -> Result<String, SignError> {
-        self.sign(what, claims, issued_at, valid_for)
-    }
-
-    fn public_key_text(&self) -> String {
-        self.public_key().to_text()
-    }
-}
-
-impl TokenSigner for AnySigningKey {
-    fn sign_token<T: Serialize>(
-        &self,
-        what: &'static str,
-        claims: T,
-        issued_at: u64,
-        valid_for: Duration,
-    ) -> Result<String, SignError> {
-        self.sign(what, claims, issued_at, valid_for)
-    }
-
-    fn public_key_text(&self) -> String {
-        self.public_key().to_text()
-    }
-}
+token_signer!(SigningKey, Sm2SigningKey, AnySigningKey);
 
 impl From<SigningKey> for AnySigningKey {
     fn from(key: SigningKey) -> Self {

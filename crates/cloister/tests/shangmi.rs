@@ -11,7 +11,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 const MARKER: &str = "<!-- doc-test: shangmi -->";
 
@@ -143,49 +142,12 @@ fn a_shangmi_instance_and_worker_run_a_batch_job_in_sm2_sm3_sm4_and_refuse_mixin
         assert!(script.contains(needed), "the walkthrough no longer shows {needed:?}");
     }
     assert!(!script.contains("shared/"), "the walkthrough must not depend on ../shared");
-    assert_eq!(script.lines().filter(|l| l.starts_with("ASSETS=")).count(), 1, "one ASSETS= line");
     let assets = root.join("assets").canonicalize().unwrap();
-    let script: String = script
-        .lines()
-        .map(|line| {
-            if line.starts_with("ASSETS=") {
-                format!("ASSETS='{}'\n", assets.display())
-            } else {
-                format!("{line}\n")
-            }
-        })
-        .collect();
-
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cloister"), bin.join("cloister")).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let full = format!(
-        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{script}{ATTACKS}"
-    );
-    let output = Command::new("timeout")
-        .args(["600", "bash", "-c", &full])
-        .current_dir(tmp.path())
-        .env("PATH", path)
-        .env_remove("CLOISTER_TOKEN")
-        .env_remove("CLOISTER_SERVER")
-        .env_remove("CLOISTER_WORKER")
-        .env_remove("CLOISTER_SUITE")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let logs: String = ["service.log", "worker.log"]
-        .iter()
-        .map(|name| {
-            let text =
-                std::fs::read_to_string(tmp.path().join("shangmi").join(name)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            format!("--- {name} (last lines, newest first)\n{}\n", tail.join("\n"))
-        })
-        .collect();
-    assert!(output.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}\n{logs}");
+    let script = support::substitute(&script, "ASSETS", &assets) + ATTACKS;
+    let run =
+        support::run_walkthrough(&script, None, 600, "shangmi", &["service.log", "worker.log"]);
+    assert!(run.success, "{}", run.report);
+    let (tmp, stdout) = (&run.tmp, &run.stdout);
     assert!(stdout.contains("every attack was refused"), "{stdout}");
 
     // The results: one prediction per patient, opened with the hospital's SM2 key.

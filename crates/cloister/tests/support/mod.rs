@@ -90,3 +90,90 @@ pub(crate) fn marked_blocks(text: &str, marker: &str) -> Vec<String> {
     }
     blocks
 }
+
+/// `script` with its one line starting `NAME=` replaced by `NAME='value'` (what a doc's
+/// walkthrough leaves to the reader, such as where a model file is); panics unless there is
+/// exactly one.
+pub(crate) fn substitute(script: &str, name: &str, value: &std::path::Path) -> String {
+    let prefix = format!("{name}=");
+    let count = script.lines().filter(|l| l.starts_with(&prefix)).count();
+    assert_eq!(count, 1, "one {prefix} line");
+    script
+        .lines()
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                format!("{prefix}'{}'\n", value.display())
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// What a walkthrough run left: its directory (kept while this lives), output and logs.
+pub(crate) struct Walkthrough {
+    /// The temporary directory it ran in.
+    pub(crate) tmp: tempfile::TempDir,
+    /// Whether bash exited 0.
+    pub(crate) success: bool,
+    /// Standard output.
+    pub(crate) stdout: String,
+    /// Standard error, then the last lines of each log named, for a failure message.
+    pub(crate) report: String,
+}
+
+/// Runs `script` with bash (`set -euo pipefail`; background jobs killed at the end) in a fresh
+/// temporary directory, for at most `timeout_s` seconds, with the `cloister` under test (and,
+/// when given, `python` as `python3`) first on `PATH` and no `CLOISTER_*`/`OPENAI_*` settings
+/// from the caller's environment; `logs` are read from `WORKDIR/` in that directory.
+pub(crate) fn run_walkthrough(
+    script: &str,
+    python: Option<&std::path::Path>,
+    timeout_s: u32,
+    workdir: &str,
+    logs: &[&str],
+) -> Walkthrough {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin/");
+    if let Some(python) = python {
+        // A wrapper, not a link: a virtual environment's interpreter finds its packages from
+        // the path it is run by.
+        let wrapper = format!("#!/bin/sh\nexec '{}' \"$@\"\n", python.display());
+        std::fs::write(bin.join("python3"), wrapper).expect("the python3 wrapper");
+        std::fs::set_permissions(
+            bin.join("python3"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("an executable wrapper");
+    }
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cloister"), bin.join("cloister"))
+        .expect("the cloister link");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let full = format!(
+        "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true; wait' EXIT\n{script}"
+    );
+    let mut command = Command::new("timeout");
+    command.args([&timeout_s.to_string(), "bash", "-c", &full]).current_dir(tmp.path());
+    command.env("PATH", path);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CLOISTER_") || name.starts_with("OPENAI_") {
+            command.env_remove(name);
+        }
+    }
+    let output = command.output().expect("running bash");
+    let logs: String = logs
+        .iter()
+        .map(|name| {
+            let text =
+                std::fs::read_to_string(tmp.path().join(workdir).join(name)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            format!("--- {name} (last lines, newest first)\n{}\n", tail.join("\n"))
+        })
+        .collect();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let report =
+        format!("stdout:\n{stdout}\nstderr:\n{}\n{logs}", String::from_utf8_lossy(&output.stderr));
+    Walkthrough { tmp, success: output.status.success(), stdout, report }
+}
