@@ -10,6 +10,7 @@ pub mod answers;
 pub mod enclave;
 pub mod http;
 pub mod manage;
+pub mod manifest;
 pub mod ohttp;
 pub mod protocol;
 pub mod released;
@@ -21,6 +22,7 @@ pub use answers::{ServiceChannel, VerifiedAnswer, release_request};
 pub use enclave::{EnclaveError, Expectations, VerifiedEnclave, verify_enclave_certificate};
 pub use http::{AuthorityClient, ClientError, WorkerClient};
 pub use manage::ServiceClient;
+pub use manifest::{ManifestError, VerifiedManifest, check_sealed_shard, verify_manifest};
 pub use protocol::{
     Admitted, ProtocolError, sign_grant, verify_batch_receipt, verify_combined_receipt,
     verify_receipt,

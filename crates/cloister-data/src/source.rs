@@ -426,14 +426,40 @@ pub fn read_dataset_with_digest(dir: &Path) -> Result<(Dataset, String), DataErr
     Ok((dataset, digest))
 }
 
-/// Opens a shard after checking its size and SHA-256 against `dataset.json`; the shard's name
-/// must be a plain file name.
-pub fn open_shard(dir: &Path, shard: &ShardInfo) -> Result<File, DataError> {
+/// The path of a shard in `dir`; its name must be a plain file name.
+fn shard_path(dir: &Path, shard: &ShardInfo) -> Result<PathBuf, DataError> {
     let plain = Path::new(&shard.file).file_name().is_some_and(|name| name == shard.file.as_str());
     if !plain {
         return Err(DataError::Dataset(format!("shard name {:?} is not a file name", shard.file)));
     }
-    let path = dir.join(&shard.file);
+    Ok(dir.join(&shard.file))
+}
+
+/// Reads a data set directory's `dataset.json` and checks every shard's size and SHA-256
+/// against it, before anything is done with the data set (sealing it); returns the data set
+/// with the SHA-256 (hex) of its `dataset.json` bytes.
+pub fn verify_dataset(dir: &Path) -> Result<(Dataset, String), DataError> {
+    let (dataset, digest) = read_dataset_with_digest(dir)?;
+    for shard in &dataset.shards {
+        drop(open_shard(dir, shard)?);
+    }
+    Ok((dataset, digest))
+}
+
+/// Opens a shard without hashing it first, for a reader that hashes the bytes it reads and
+/// compares them with `shard.sha256` itself (sealing does, so that the digest it records is
+/// that of the bytes it sealed, even if the file changed after [`verify_dataset`]); the shard's
+/// name must be a plain file name. Returns the file and its path.
+pub fn open_shard_to_hash(dir: &Path, shard: &ShardInfo) -> Result<(File, PathBuf), DataError> {
+    let path = shard_path(dir, shard)?;
+    let file = File::open(&path).map_err(|error| DataError::io(&path, error))?;
+    Ok((file, path))
+}
+
+/// Opens a shard after checking its size and SHA-256 against `dataset.json`; the shard's name
+/// must be a plain file name.
+pub fn open_shard(dir: &Path, shard: &ShardInfo) -> Result<File, DataError> {
+    let path = shard_path(dir, shard)?;
     let tally = file_digest(&path, &crate::ingest::Silent)?;
     let (sha256, bytes) = tally.finish(&path)?;
     if sha256 != shard.sha256 || bytes != shard.bytes {

@@ -17,6 +17,7 @@ pub mod encoding;
 pub mod evidence;
 pub mod job;
 pub mod manage;
+pub mod manifest;
 pub mod model;
 pub mod online;
 pub mod pem;
@@ -32,6 +33,7 @@ pub use ear::{EarAppraisal, EarBody, EarStatus};
 pub use encoding::{Base64Url, Hex};
 pub use evidence::{ReportData, RuntimeData, UnifiedEvidence};
 pub use job::{Grant, InputRef, InputRole, JobKind, JobSpec, OWNER_ATTRIBUTE, Receipt, ShardedJob};
+pub use manifest::{DatasetManifest, ManifestField, ManifestShard};
 pub use model::{ModelFormat, ModelManifest, ModelMetadata, ModelTask, TensorSpec};
 pub use pem::{PemError, pem_certificates};
 pub use sim::{

@@ -1,17 +1,19 @@
-//! `cloister data ingest`, `profile`, `label`, `preprocess` and `annotations`: argument glue and progress bars
-//! around the `cloister-data` crate, which holds the logic. The `annotations` subcommands' clap
-//! types live here, so that `main.rs` only names them.
+//! `cloister data ingest`, `profile`, `label`, `preprocess`, `seal`, `verify-manifest` and
+//! `annotations`: argument glue and progress bars around the `cloister-data` crate, which holds
+//! the logic (and `cloister-client`, which verifies manifests). The `annotations` subcommands'
+//! clap types live here, so that `main.rs` only names them.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal as _, Write as _};
+use std::io::{BufReader, BufWriter, IsTerminal as _, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail, ensure};
 use cloister_data::{Format, IngestOptions, Overrides, Progress, Rejects};
 use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest as _, Sha256};
 
-/// Set to any value, `cloister data ingest` prints its peak resident memory (VmHWM) to standard
-/// error when it ends: the bounded-memory test reads it.
+/// Set to any value, `cloister data ingest` and `cloister data preprocess` print their peak
+/// resident memory (VmHWM) to standard error when they end: the bounded-memory tests read it.
 pub const PEAK_MEMORY_ENV: &str = "CLOISTER_REPORT_PEAK_MEMORY";
 
 /// What `cloister data ingest` was asked.
@@ -284,6 +286,7 @@ pub fn preprocess(args: PreprocessArgs) -> Result<()> {
     let (dataset, preprocessing) = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&preprocessing)?);
+        report_peak_memory();
         return Ok(());
     }
     let run = &preprocessing.run;
@@ -321,6 +324,361 @@ pub fn preprocess(args: PreprocessArgs) -> Result<()> {
         preprocessing.pipeline_sha256,
         args.out.join(PREPROCESSING_FILE).display()
     );
+    report_peak_memory();
+    Ok(())
+}
+
+/// How long a data set manifest verifies. It names immutable ciphertext by digest, and the jobs
+/// and receipts that will name it run for as long as the data set is used, so it must outlive
+/// them: 400 days covers a year of use with a margin to re-seal. An expired manifest stops
+/// verifying; the owner then signs a fresh one over the same sealed shards.
+const MANIFEST_VALIDITY: std::time::Duration = std::time::Duration::from_secs(400 * 86_400);
+
+/// The signed manifest in a sealed data set's directory (compact JWS, no trailing newline: its
+/// SHA-256 is that of the file).
+pub const MANIFEST_FILE: &str = "manifest.jws";
+
+/// The manifest's claims, pretty JSON for people (the JWS is what verifies).
+pub const MANIFEST_CLAIMS_FILE: &str = "manifest.json";
+
+/// What `cloister data seal` was asked.
+#[derive(Debug)]
+pub struct SealArgs {
+    /// The data set directory.
+    pub dir: PathBuf,
+    /// Recipients, as `cloister seal --recipient` takes them.
+    pub recipients: Vec<String>,
+    /// The owner's party signing key file (either suite).
+    pub owner_key: PathBuf,
+    /// The data set's id: shards become objects `ID.shard-00000`, ….
+    pub id: String,
+    /// The sealed data set directory (new or empty).
+    pub out: PathBuf,
+    /// Print one JSON line.
+    pub json: bool,
+}
+
+/// A reader that hashes and counts what it reads.
+struct HashRead<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        let done = buf.get(..read).unwrap_or_default();
+        self.hash.update(done);
+        self.bytes += read as u64;
+        Ok(read)
+    }
+}
+
+/// A writer that hashes what it writes.
+struct HashWrite<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashWrite<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hash.update(buf.get(..written).unwrap_or_default());
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The files a seal has written so far, removed if it fails (with the output directory, when the
+/// seal created it), so that a failed seal leaves no manifest and no partial shard.
+struct Written {
+    paths: Vec<PathBuf>,
+    created_dir: Option<PathBuf>,
+}
+
+impl Written {
+    fn remove(self) {
+        for path in self.paths.iter().rev() {
+            let _ = std::fs::remove_file(path);
+        }
+        if let Some(dir) = self.created_dir {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// Creates `name` in `dir` for writing; an existing file is never replaced.
+    fn create(&mut self, dir: &Path, name: &str) -> Result<(File, PathBuf)> {
+        let path = dir.join(name);
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        self.paths.push(path.clone());
+        Ok((file, path))
+    }
+
+    /// Moves the complete file `partial` to `name` beside it, never replacing a file there.
+    fn publish(&mut self, partial: &Path, name: &str) -> Result<()> {
+        let path = partial.with_file_name(name);
+        std::fs::hard_link(partial, &path)
+            .with_context(|| format!("creating {} (it must not exist)", path.display()))?;
+        self.paths.push(path);
+        std::fs::remove_file(partial).with_context(|| format!("removing {}", partial.display()))?;
+        self.paths.retain(|p| p != partial);
+        Ok(())
+    }
+
+    /// Writes `bytes` to `name` in `dir` through a temporary file, synced, then published.
+    fn write(&mut self, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+        let (mut file, partial) = self.create(dir, &format!("{name}.partial"))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", partial.display()))?;
+        self.publish(&partial, name)
+    }
+}
+
+/// `cloister data seal`: every shard of a verified data set sealed as one of the owner's objects,
+/// and a manifest the owner signs naming them.
+pub fn seal(args: &SealArgs) -> Result<()> {
+    use cloister_types::manifest::shard_object_id;
+    let policy = crate::envelope::CertificatePolicy {
+        ca: None,
+        measurements: Vec::new(),
+        tees: Vec::new(),
+        accept_test_root: false,
+    };
+    let recipients = args
+        .recipients
+        .iter()
+        .map(|given| crate::envelope::read_recipient(given, &policy))
+        .collect::<Result<Vec<_>>>()?;
+    let key = crate::parties::read_any_signing_key(&args.owner_key)?;
+    let (dataset, source) = cloister_data::source::verify_dataset(&args.dir)
+        .with_context(|| format!("refusing to seal the data set {}", args.dir.display()))?;
+    let count = dataset.shards.len().max(1);
+    if let Some(bad) = [0, count - 1]
+        .into_iter()
+        .map(|index| shard_object_id(&args.id, index))
+        .find(|id| !cloister_types::job::is_object_id(id))
+    {
+        bail!(
+            "--id {:?}: its shards' object id {bad:?} is not 1 to 128 letters, digits, '.', '_' \
+             or '-' (not starting with '.')",
+            args.id
+        );
+    }
+    let shard_rows = dataset.shards.iter().map(|shard| shard.rows).sum::<u64>();
+    ensure!(
+        shard_rows == dataset.rows,
+        "{}: dataset.json lists {} rows but its shards {shard_rows}",
+        args.dir.display(),
+        dataset.rows
+    );
+    let created_dir = (!args.out.exists()).then(|| args.out.clone());
+    create_output_dir(&args.out)?;
+    let mut written = Written { paths: Vec::new(), created_dir };
+    match seal_into(args, &recipients, &key, &dataset, source, &mut written) {
+        Ok(verified) => {
+            let manifest = &verified.manifest;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "id": manifest.id,
+                        "manifest_sha256": verified.sha256,
+                        "shards": manifest.shards.len(),
+                        "rows": manifest.rows,
+                    })
+                );
+            } else {
+                println!(
+                    "sealed {} shard(s) ({} rows) of {} as {} into {}",
+                    manifest.shards.len(),
+                    manifest.rows,
+                    args.dir.display(),
+                    manifest.id,
+                    args.out.display()
+                );
+                println!("owner {}", manifest.owner);
+                println!("manifest SHA-256 {}", verified.sha256);
+            }
+            Ok(())
+        }
+        Err(error) => {
+            written.remove();
+            Err(error)
+        }
+    }
+}
+
+fn seal_into(
+    args: &SealArgs,
+    recipients: &[cloister_seal::Recipient],
+    key: &cloister_sign::AnySigningKey,
+    dataset: &cloister_data::Dataset,
+    source: String,
+    written: &mut Written,
+) -> Result<cloister_client::VerifiedManifest> {
+    use cloister_types::manifest::{
+        DATASET_MANIFEST_KIND, DATASET_MANIFEST_VERSION, DatasetManifest, ManifestShard,
+        PARQUET_CONTENT_TYPE, shard_object_id,
+    };
+    let owner = key.public_key().to_text();
+    let mut shards = Vec::with_capacity(dataset.shards.len());
+    for (index, shard) in dataset.shards.iter().enumerate() {
+        let object_id = shard_object_id(&args.id, index);
+        let (file, path) = cloister_data::source::open_shard_to_hash(&args.dir, shard)?;
+        let name = format!("{object_id}.sealed");
+        let (output, partial) = written.create(&args.out, &format!("{name}.partial"))?;
+        let metadata = crate::parties::owned_metadata(&owner, &object_id, PARQUET_CONTENT_TYPE);
+        let mut reader = HashRead { inner: file, hash: Sha256::new(), bytes: 0 };
+        let mut writer =
+            HashWrite { inner: BufWriter::with_capacity(1 << 20, output), hash: Sha256::new() };
+        cloister_seal::seal_to(
+            recipients,
+            &metadata,
+            &cloister_seal::SealOptions::default(),
+            &mut reader,
+            &mut writer,
+        )
+        .with_context(|| format!("sealing {}", path.display()))?;
+        writer
+            .inner
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .and_then(|file| file.sync_all())
+            .with_context(|| format!("writing {}", partial.display()))?;
+        // The digest recorded is that of the bytes sealed: the file must not have changed since
+        // the data set was verified.
+        let plaintext_sha256 = hex::encode(reader.hash.finalize());
+        ensure!(
+            plaintext_sha256 == shard.sha256 && reader.bytes == shard.bytes,
+            "{}: changed while it was sealed (SHA-256 {plaintext_sha256}, dataset.json names {})",
+            path.display(),
+            shard.sha256
+        );
+        written.publish(&partial, &name)?;
+        shards.push(ManifestShard {
+            object_id,
+            sha256: hex::encode(writer.hash.finalize()),
+            plaintext_sha256,
+            rows: shard.rows,
+        });
+    }
+    let manifest = DatasetManifest {
+        version: DATASET_MANIFEST_VERSION,
+        id: args.id.clone(),
+        owner,
+        schema: serde_json::from_value(serde_json::to_value(&dataset.schema)?)?,
+        rows: dataset.rows,
+        shards,
+        source,
+        lineage: dataset.lineage.as_ref().map(serde_json::to_value).transpose()?,
+    };
+    let token = key
+        .sign(DATASET_MANIFEST_KIND, &manifest, cloister_sign::unix_now(), MANIFEST_VALIDITY)
+        .context("signing the manifest")?;
+    // What a recipient will check, checked before anything names it.
+    let verified = cloister_client::verify_manifest(
+        &token,
+        Some(&key.public_key()),
+        cloister_sign::unix_now(),
+    )
+    .context("the manifest just signed does not verify")?;
+    let mut claims = serde_json::to_vec_pretty(&manifest)?;
+    claims.push(b'\n');
+    written.write(&args.out, MANIFEST_CLAIMS_FILE, &claims)?;
+    // Last: a directory with manifest.jws is a complete sealed data set.
+    written.write(&args.out, MANIFEST_FILE, token.as_bytes())?;
+    Ok(verified)
+}
+
+/// What `cloister data verify-manifest` was asked.
+#[derive(Debug)]
+pub struct VerifyManifestArgs {
+    /// The manifest file (`manifest.jws`).
+    pub manifest: PathBuf,
+    /// A party public key file the owner must be.
+    pub owner: Option<PathBuf>,
+    /// A directory of sealed shards to check against the manifest.
+    pub sealed: Option<PathBuf>,
+    /// Print one JSON line.
+    pub json: bool,
+}
+
+/// `cloister data verify-manifest`.
+pub fn verify_manifest(args: &VerifyManifestArgs) -> Result<()> {
+    let token = std::fs::read_to_string(&args.manifest)
+        .with_context(|| format!("reading {}", args.manifest.display()))?;
+    let owner = match &args.owner {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the owner's public key {}", path.display()))?;
+            Some(
+                cloister_sign::AnyVerifyingKey::from_text(text.trim())
+                    .with_context(|| format!("{} is not a party public key", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let verified =
+        cloister_client::verify_manifest(&token, owner.as_ref(), cloister_sign::unix_now())
+            .with_context(|| format!("refusing {}", args.manifest.display()))?;
+    let manifest = &verified.manifest;
+    if let Some(dir) = &args.sealed {
+        for (index, shard) in manifest.shards.iter().enumerate() {
+            let path = dir.join(format!("{}.sealed", shard.object_id));
+            let file = File::open(&path)
+                .with_context(|| format!("opening the sealed shard {}", path.display()))?;
+            cloister_client::check_sealed_shard(manifest, index, BufReader::new(file))
+                .with_context(|| format!("refusing {}", path.display()))?;
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "id": manifest.id,
+                "manifest_sha256": verified.sha256,
+                "owner": manifest.owner,
+                "shards": manifest.shards.len(),
+                "rows": manifest.rows,
+                "sealed_checked": args.sealed.is_some(),
+                "expires_at": verified.expires_at,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "manifest {} verified: data set {}, {} rows in {} shard(s), signed by its owner {}",
+        verified.sha256,
+        manifest.id,
+        manifest.rows,
+        manifest.shards.len(),
+        manifest.owner
+    );
+    if args.owner.is_some() {
+        println!("the owner is the key you named");
+    }
+    println!(
+        "sealed from a dataset.json with SHA-256 {}{}; valid until {} (Unix seconds)",
+        manifest.source,
+        if manifest.lineage.is_some() { ", a derived data set with its lineage" } else { "" },
+        verified.expires_at
+    );
+    if let Some(dir) = &args.sealed {
+        println!(
+            "{} sealed shard(s) in {} match their digests, object ids and owner",
+            manifest.shards.len(),
+            dir.display()
+        );
+    }
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! `cloister data`: the data pipeline's commands (ingest, profile, label, preprocess,
-//! annotations).
+//! `cloister data`: the data pipeline's commands (ingest, profile, label, preprocess, seal,
+//! verify-manifest, annotations).
 
 use std::path::PathBuf;
 
@@ -99,6 +99,49 @@ pub(crate) enum DataCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Seal a data set for enclaves: verify every shard against dataset.json, seal each as the
+    /// owner's object ID.shard-00000, … (Parquet) to the recipients, and write a manifest the
+    /// owner signs (manifest.jws; its claims in manifest.json) naming each sealed shard by the
+    /// SHA-256 of its ciphertext and of its plaintext, the schema, the rows, the source
+    /// dataset.json and its lineage. Prints the manifest's SHA-256.
+    Seal {
+        /// The data set directory.
+        dir: PathBuf,
+        /// A public key file, or a key-broker recipient (its text `cloister-broker:kb_…`, or a
+        /// file holding it), as `cloister seal` takes them. Repeat for several.
+        #[arg(long = "recipient", required = true, value_name = "FILE|BROKER-RECIPIENT")]
+        recipients: Vec<String>,
+        /// The owner's party signing key (`cloister keygen --signing [--suite sm]`): the sealed
+        /// objects' owner and the manifest's signer.
+        #[arg(long)]
+        owner_key: PathBuf,
+        /// The data set's id: its shards become the objects ID.shard-00000, … (letters, digits,
+        /// '.', '_', '-').
+        #[arg(long)]
+        id: String,
+        /// The sealed data set directory to create (it must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Print one JSON line: id, manifest_sha256, shards, rows.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a sealed data set's manifest: its signature with the key of the owner it names
+    /// (and that this owner is --owner), its structure, and with --sealed each sealed shard's
+    /// SHA-256 and envelope header (object id, owner).
+    VerifyManifest {
+        /// The manifest (manifest.jws).
+        manifest: PathBuf,
+        /// The owner's party public key file: the manifest must be this owner's.
+        #[arg(long)]
+        owner: Option<PathBuf>,
+        /// The directory of the sealed shards (ID.shard-00000.sealed, …) to check.
+        #[arg(long)]
+        sealed: Option<PathBuf>,
+        /// Print one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Import annotation tools' exports; merge annotators with agreement and adjudication.
     #[command(subcommand)]
     Annotations(cloister::data::AnnotationsCommand),
@@ -142,6 +185,24 @@ pub(crate) fn run(command: DataCommand) -> Result<()> {
                 out,
                 fitted,
                 key_file,
+                json,
+            })
+        }
+        DataCommand::Seal { dir, recipients, owner_key, id, out, json } => {
+            cloister::data::seal(&cloister::data::SealArgs {
+                dir,
+                recipients,
+                owner_key,
+                id,
+                out,
+                json,
+            })
+        }
+        DataCommand::VerifyManifest { manifest, owner, sealed, json } => {
+            cloister::data::verify_manifest(&cloister::data::VerifyManifestArgs {
+                manifest,
+                owner,
+                sealed,
                 json,
             })
         }
