@@ -1002,7 +1002,7 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     assert!(refused(&relabelled).contains("the receipt is for job scores.shard-1-of-3"));
     let mut replanned = kept.clone();
     replanned.plan.output_recipients.push(bed.model_provider.envelope.public_key().to_text());
-    assert!(refused(&replanned).contains("another job digest than the plan's shard"));
+    assert!(refused(&replanned).contains("another job's with the same id"));
     let mut repeated = kept.clone();
     repeated.plan.shards[2] = repeated.plan.shards[0].clone();
     assert!(refused(&repeated).contains("shards 0 and 2 are the same object"));
@@ -1046,7 +1046,7 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     verify_batch_receipt(&done, &expectations).unwrap();
     let mut substituted = kept.clone();
     substituted.shards[0] = done;
-    assert!(refused(&substituted).contains("another job digest than the plan's shard"));
+    assert!(refused(&substituted).contains("another job's with the same id"));
 
     // The service that certified the signers explains the combined receipt to anyone (the
     // console's *Verify a receipt*), and finds what the checks above find.
@@ -1060,7 +1060,7 @@ async fn a_job_split_by_shard_runs_on_three_workers_and_its_combined_receipt_nam
     assert_eq!((summary["rows"].as_u64(), summary["shards"].as_u64()), (Some(569 * 3), Some(3)));
     assert_eq!(summary["inputs"].as_array().unwrap().len(), 4, "{summary:#}");
     for (bad, why) in [
-        (&substituted, "another job digest than the plan's shard"),
+        (&substituted, "another job's with the same id"),
         (&dropped, "the plan has 3 shards, the combined receipt 2"),
         (&repeated, "shards 0 and 2 are the same object"),
         (&relabelled, "the receipt is for job scores.shard-1-of-3"),
