@@ -57,6 +57,7 @@ fn attest_error_response(error: &AttestError) -> Response {
         AttestError::Verify(_)
         | AttestError::TlsKeyMismatch
         | AttestError::SuiteMismatch { .. }
+        | AttestError::BadReceiptKey(_)
         | AttestError::OtherService { .. }
         | AttestError::NoServiceNamed { .. } => {
             (StatusCode::UNPROCESSABLE_ENTITY, "evidence_invalid", error.to_string())

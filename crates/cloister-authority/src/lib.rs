@@ -72,6 +72,9 @@ pub enum AttestError {
     /// The TLS key offered for the certificate is not the one bound into the evidence.
     #[error("the TLS public key does not match tls_spki_sha256 in the runtime data")]
     TlsKeyMismatch,
+    /// An enclave's runtime data binds no usable receipt key.
+    #[error("the enclave's receipt_pk in the runtime data is not a party public key: {0}")]
+    BadReceiptKey(String),
     /// The enclave's keys are of another suite than the instance's tokens.
     #[error(
         "the enclave's receipt key is an {enclave} key but this instance signs {instance}: an \

@@ -304,11 +304,6 @@ pub const TO_ENCLAVE: &str = "enclave";
 /// connection verified (X25519, or SM2 for a ShangMi enclave).
 async fn seal_to_enclave(client: &WorkerClient, args: &UploadArgs<'_>) -> Result<Vec<u8>> {
     let owner = crate::parties::read_any_signing_key(args.owner_key)?.public_key();
-    ensure!(
-        cloister_types::job::is_object_id(args.object_id),
-        "the object id {:?} is not 1 to 128 letters, digits, '.', '_' or '-'",
-        args.object_id
-    );
     let (enclave, _) = client.attest().await.context("verifying the worker's enclave")?;
     let enclave_suite = enclave.receipt_pk.suite();
     ensure!(
@@ -327,11 +322,13 @@ async fn seal_to_enclave(client: &WorkerClient, args: &UploadArgs<'_>) -> Result
         enclave.claims.measurement,
         enclave.hpke_pk.suite()
     );
-    Ok(cloister_seal::seal_to_vec_for(
-        std::slice::from_ref(&enclave.hpke_pk),
-        &crate::parties::owned_metadata(&owner.to_text(), args.object_id, args.content_type),
+    crate::parties::seal_to_enclave(
+        &enclave,
+        &owner.to_text(),
+        args.object_id,
+        args.content_type,
         &plaintext,
-    )?)
+    )
 }
 
 /// `job seal`: seals a file once to a key-broker key as the owner's object and writes the
@@ -992,10 +989,8 @@ pub async fn run_shard(target: &WorkerTarget, args: &RunShardArgs<'_>) -> Result
     }
     ensure!(status.state == BatchState::Done, "{}", status_line(&status));
     let verified = verify_batch_receipt(&status, &expectations)?;
-    ensure!(
-        verified.receipt.job_digest == spec.digest()?,
-        "the receipt names another job digest than the plan's shard"
-    );
+    cloister_client::protocol::check_receipt_names_job(&verified.receipt, &spec)
+        .with_context(|| format!("the receipt of shard job {}", spec.id))?;
     std::fs::create_dir_all(args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     for chunk in &verified.chunks {

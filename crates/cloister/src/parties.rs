@@ -256,11 +256,7 @@ pub async fn seal_register_and_upload(
 ) -> Result<InputRef> {
     let service_key = ensure_enclave_uses(enclave, authority).await?;
     let id = owner.public_key().to_text();
-    let sealed = cloister_seal::seal_to_vec_for(
-        std::slice::from_ref(&enclave.hpke_pk),
-        &owned_metadata(&id, object_id, content_type),
-        plaintext,
-    )?;
+    let sealed = seal_to_enclave(enclave, &id, object_id, content_type, plaintext)?;
     register_dataset(authority, &service_key, owner, object_id, &sealed).await?;
     upload(client, &id, object_id, sealed).await
 }
@@ -357,12 +353,34 @@ pub async fn seal_to_enclave_and_upload(
     content_type: &str,
     plaintext: &[u8],
 ) -> Result<InputRef> {
-    let sealed = cloister_seal::seal_to_vec_for(
+    let sealed = seal_to_enclave(enclave, owner, object_id, content_type, plaintext)?;
+    upload(client, owner, object_id, sealed).await
+}
+
+/// Seals `plaintext` once to the verified enclave's envelope key (X25519, or SM2 for a ShangMi
+/// enclave) as `owner`'s object `object_id`: it opens in that enclave only, while it runs.
+pub fn seal_to_enclave(
+    enclave: &VerifiedEnclave,
+    owner: &str,
+    object_id: &str,
+    content_type: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    ensure_object_id(object_id)?;
+    Ok(cloister_seal::seal_to_vec_for(
         std::slice::from_ref(&enclave.hpke_pk),
         &owned_metadata(owner, object_id, content_type),
         plaintext,
-    )?;
-    upload(client, owner, object_id, sealed).await
+    )?)
+}
+
+/// Refuses an object id a worker would refuse, before anything is sealed under it.
+fn ensure_object_id(object_id: &str) -> Result<()> {
+    ensure!(
+        cloister_types::job::is_object_id(object_id),
+        "the object id {object_id:?} is not 1 to 128 letters, digits, '.', '_' or '-'"
+    );
+    Ok(())
 }
 
 /// Seals `plaintext` once to a key-broker key (`recipient`: what `cloister key register` prints)
@@ -389,10 +407,7 @@ pub fn seal_to_broker(
     content_type: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    ensure!(
-        cloister_types::job::is_object_id(object_id),
-        "the object id {object_id:?} is not 1 to 128 letters, digits, '.', '_' or '-'"
-    );
+    ensure_object_id(object_id)?;
     let broker = BrokerRecipient::from_text(recipient)
         .context("the key-broker recipient is not valid (what `cloister key register` prints)")?;
     Ok(cloister_seal::seal_to_vec_for(

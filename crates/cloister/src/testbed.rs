@@ -450,13 +450,24 @@ pub fn sim_attest_request_with(
     service_fingerprint: &str,
     receipt: &cloister_sign::AnyVerifyingKey,
 ) -> Result<AttestRequest> {
+    sim_attest_request_binding(attester, nonce, tls_spki, service_fingerprint, &receipt.to_text())
+}
+
+/// [`sim_attest_request_with`] binding `receipt_pk` as given, whatever it is (attack tests).
+pub fn sim_attest_request_binding(
+    attester: &SimAttester,
+    nonce: String,
+    tls_spki: Vec<u8>,
+    service_fingerprint: &str,
+    receipt_pk: &str,
+) -> Result<AttestRequest> {
     use cloister_attest::Attester as _;
     use sha2::Digest as _;
     let runtime_data = RuntimeData {
         nonce,
         hpke_pk: cloister_seal::RecipientSecretKey::generate().public_key().to_text(),
         tls_spki_sha256: Hex(sha2::Sha256::digest(&tls_spki).to_vec()),
-        receipt_pk: receipt.to_text(),
+        receipt_pk: receipt_pk.to_owned(),
         extra: [(
             cloister_types::api::SERVICE_KEY_FIELD.to_owned(),
             serde_json::Value::String(service_fingerprint.to_owned()),

@@ -2132,6 +2132,17 @@ async fn a_shangmi_instance_signs_its_tokens_with_sm2_and_the_broker_verifies_th
         service.attest(&instance, &request, &[0; 32], now).await.unwrap_err().to_string()
     };
     assert!(refused.contains("an instance and its enclaves use one suite"), "{refused}");
+    // An enclave whose receipt key is no key at all is refused too (not let through unchecked).
+    for bogus in ["receipt", "", "cloister-sm2sig:AAAA"] {
+        use rcgen::PublicKeyData as _;
+        let nonce = service.challenge(&instance, now).await.unwrap().nonce;
+        let spki = rcgen::KeyPair::generate().unwrap().subject_public_key_info();
+        let fingerprint = service.signing_public_key().fingerprint_hex();
+        let request =
+            testbed::sim_attest_request_binding(&tee, nonce, spki, &fingerprint, bogus).unwrap();
+        let refused = service.attest(&instance, &request, &[0; 32], now).await.unwrap_err();
+        assert!(refused.to_string().contains("receipt_pk"), "{bogus:?}: {refused}");
+    }
     let ear = sim_ear_with(&service, &instance, &tee, &enclave.public_key(), now).await;
     let header = ear.split('.').next().unwrap();
     let header: serde_json::Value = serde_json::from_slice(

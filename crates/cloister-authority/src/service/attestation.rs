@@ -161,21 +161,23 @@ impl Appraising {
             }
             None => return Err(AttestError::NoServiceNamed { ours: self.fingerprint }),
         }
-        // One suite per instance: an enclave whose receipt key is of the other suite would
-        // sign receipts and statements its relying parties' suite does not allow. (A device's
-        // runtime data may carry no signing key at all; that is for the policy to judge.)
-        let instance = self.instance.token_suite();
-        if let Ok(key) = AnyVerifyingKey::from_text(&evidence.runtime_data.receipt_pk)
-            && key.suite() != instance
-        {
-            return Err(AttestError::SuiteMismatch { enclave: key.suite(), instance });
-        }
         let verified = cloister_verify::verify_with_collateral(
             evidence,
             self.instance.anchors(),
             &self.collateral.by_tee(),
             now,
         )?;
+        // One suite per instance: an enclave signs receipts and statements with the receipt key
+        // its evidence binds, so that key must be a party key of the instance's suite. (A
+        // device, which never signs as an enclave, is left to the policy.)
+        if verified.claims().check_enclave().is_ok() {
+            let instance = self.instance.token_suite();
+            let key = AnyVerifyingKey::from_text(&evidence.runtime_data.receipt_pk)
+                .map_err(|e| AttestError::BadReceiptKey(e.to_string()))?;
+            if key.suite() != instance {
+                return Err(AttestError::SuiteMismatch { enclave: key.suite(), instance });
+            }
+        }
         self.instance.appraise_and_issue(
             &self.request,
             &verified,
